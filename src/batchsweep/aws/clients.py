@@ -1,0 +1,44 @@
+"""The one place AWS clients are made.
+
+boto3 is imported lazily so `batchsweep --help` never loads it. The standard
+`AWS_ENDPOINT_URL` variable is honoured by boto3 itself, which is how tests aim
+every call at moto's server without patching anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batchsweep.errors import AwsSetupError
+
+
+def make_session(*, profile: str | None = None, region: str | None = None) -> Any:
+    import boto3
+    import botocore.exceptions
+
+    try:
+        session = boto3.Session(profile_name=profile or None, region_name=region or None)
+    except botocore.exceptions.ProfileNotFound:
+        raise AwsSetupError(
+            f"aws.profile: no AWS profile named {profile!r}; run `aws configure --profile {profile}` or remove it"
+        ) from None
+    if not session.region_name:
+        raise AwsSetupError("aws.region: no AWS region set; add `aws: {region: us-east-1}` to the spec or set AWS_REGION")
+    return session
+
+
+def make_client(service: str, *, session: Any = None, profile: str | None = None, region: str | None = None) -> Any:
+    """A client with adaptive retries (client-side rate limiting on throttles)."""
+    from botocore.config import Config
+
+    session = session or make_session(profile=profile, region=region)
+    config = Config(retries={"mode": "adaptive", "max_attempts": 10}, max_pool_connections=32)
+    return session.client(service, config=config)
+
+
+def check_credentials(session: Any) -> None:
+    """Fail early, in one line, when no credentials can be found."""
+    if session.get_credentials() is None:
+        raise AwsSetupError(
+            "AWS credentials not found; run `aws configure`, set AWS_PROFILE, or export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+        )

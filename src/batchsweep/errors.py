@@ -1,0 +1,29 @@
+"""The one user-facing error type.
+
+    SweepError            bad input: the CLI prints its message on one line and exits 2
+     ├── SpecError        the spec file (or an override) is wrong
+     ├── RunNotFound      no such run in the store
+     └── AwsSetupError    credentials, bucket, stack or queue missing or unreachable
+
+Anything else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class SweepError(Exception):
+    """Bad input. The message names the file, field or value and says what would fix it."""
+
+    exit_code = 2
+
+
+class SpecError(SweepError):
+    pass
+
+
+class RunNotFound(SweepError):
+    pass
+
+
+class AwsSetupError(SweepError):
+    pass
