@@ -1,0 +1,43 @@
+# The two commands: `make demo` and `make test`. Everything installs from nothing.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CHECKOV_VENV := .venv-checkov
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup demo test lint bench clean chromium
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,search,dask]'
+	touch $@
+
+# checkov pins an old boto3 and packaging<24: it lives in its own venv.
+$(CHECKOV_VENV)/.installed:
+	$(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q 'checkov==3.3.30'
+	touch $@
+
+# Headless Chromium for the report's browser test (Debian package).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+demo: setup
+	$(BIN)/batchsweep run examples/backtest/sweep.yaml
+	$(BIN)/batchsweep results --sort sharpe
+
+lint: setup
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/mypy src/batchsweep
+
+test: setup $(CHECKOV_VENV)/.installed chromium lint
+	CHECKOV=$(abspath $(CHECKOV_VENV))/bin/checkov $(BIN)/pytest tests
+
+bench: setup
+	$(BIN)/python bench/local_throughput.py
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) .batchsweep

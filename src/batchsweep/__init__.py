@@ -1,0 +1,34 @@
+"""batchsweep: run a Python script or function over many parameter sets, locally or on AWS Batch,
+and get one results table.
+
+    import batchsweep
+    run = batchsweep.run("sweep.yaml", timeout="30m")
+    df = run.results()
+
+Names load lazily so `import batchsweep` (and the CLI) start fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["run", "load_run", "list_runs", "plan", "start", "log_metrics", "Run", "SweepError"]
+
+if TYPE_CHECKING:
+    from batchsweep.errors import SweepError
+    from batchsweep.metrics import log_metrics
+    from batchsweep.runs import Run, list_runs, load_run, plan, run, start
+
+_WHERE = {
+    "run": "batchsweep.runs", "load_run": "batchsweep.runs", "list_runs": "batchsweep.runs", "plan": "batchsweep.runs",
+    "start": "batchsweep.runs", "Run": "batchsweep.runs", "log_metrics": "batchsweep.metrics",
+    "SweepError": "batchsweep.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'batchsweep' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+import sys
+
+from batchsweep.cli import main
+
+sys.exit(main())

@@ -1,0 +1,269 @@
+"""The command line: a thin layer over the Python API (`batchsweep.runs`). Heavy modules load lazily."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from batchsweep.errors import SweepError
+
+
+def _store_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--store", metavar="PATH", help="store directory or s3:// URI (env BATCHSWEEP_STORE; default ./.batchsweep)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="batchsweep",
+        description="Run a Python script or function over many parameter sets, locally or on AWS Batch.",
+    )
+    parser.add_argument("--version", action="version", version=f"batchsweep {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    store = _store_parent()
+
+    p = sub.add_parser("run", parents=[store], help="start a sweep and wait for it")
+    p.add_argument("spec", help="the sweep.yaml")
+    p.add_argument("--backend", help="local | aws-batch | dask (overrides the spec)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec field or param, e.g. --set timeout=30m --set window=5,10 (repeatable)")
+    p.add_argument("--max-parallel", type=int, help="tasks at once (0 = all cores)")
+    p.add_argument("--detach", action="store_true", help="submit and return; follow with `batchsweep wait`")
+    p.add_argument("--dry-run", action="store_true", help="print the tasks and their count; run nothing")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("runs", parents=[store], help="list runs")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("status", parents=[store], help="counts by state and the failed tasks' reasons")
+    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("results", parents=[store], help="one row per task with params and metrics")
+    p.add_argument("run", nargs="?", help="run id (default: the latest run)")
+    p.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of the terminal")
+    p.add_argument("--sort", metavar="COLUMN", help="sort by COLUMN, largest first (prefix with + for smallest first)")
+    p.add_argument("--refresh", action="store_true", help="re-read every task instead of the cached table")
+    p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("logs", parents=[store], help="a task's output")
+    p.add_argument("run", help="run id")
+    p.add_argument("task", type=int, help="task index")
+    p.add_argument("--stderr", action="store_true", help="stderr instead of stdout")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the task ends")
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("resume", parents=[store], help="rerun only the tasks that did not succeed")
+    p.add_argument("run", help="run id")
+    p.add_argument("--detach", action="store_true")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("cancel", parents=[store], help="stop queued and running tasks")
+    p.add_argument("run", help="run id")
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("wait", parents=[store], help="wait with a progress bar until a run ends")
+    p.add_argument("run", nargs="?", help="run id (default: the latest run)")
+    p.set_defaults(func=cmd_wait)
+
+    p = sub.add_parser("init", help="write a starter sweep.yaml for an existing argparse script")
+    p.add_argument("script")
+    p.add_argument("-o", "--output", default=None, help="where to write (default: sweep.yaml beside the script)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("report", parents=[store], help="a self-contained HTML report with plots")
+    p.add_argument("run", nargs="?", help="run id (default: the latest run)")
+    p.add_argument("-o", "--output", default="report.html")
+    p.add_argument("--metric", help="the metric to rank by (default: picked and named in the report)")
+    direction = p.add_mutually_exclusive_group()
+    direction.add_argument("--maximize", dest="maximize", action="store_true", default=None)
+    direction.add_argument("--minimize", dest="maximize", action="store_false")
+    p.set_defaults(func=cmd_report)
+
+    for module in ("batchsweep.infra.cli",):
+        _register(module, sub)
+    return parser
+
+
+def _register(module: str, sub: Any) -> None:
+    import importlib
+
+    try:
+        importlib.import_module(module).register(sub)
+    except ImportError:
+        pass
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("batchsweep")
+    except PackageNotFoundError:
+        return "dev"
+
+
+def _out(text: str = "") -> None:
+    print(text, flush=True)
+
+
+# -- commands -----------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from batchsweep import runs
+
+    p = runs.plan(args.spec, overrides=args.overrides, backend=args.backend, max_parallel=args.max_parallel)
+    if args.dry_run:
+        from batchsweep import display
+
+        display.print_plan(p)
+        return 0
+    run = runs.start(p, store=args.store, detach=args.detach)
+    _out(run.id)
+    if args.detach:
+        _out(f"submitted {run.n_tasks} tasks; follow with: batchsweep wait {run.id}")
+        return 0
+    return _wait(run)
+
+
+def _wait(run: Any) -> int:
+    from batchsweep import display
+
+    try:
+        code: int = run.wait()
+    except KeyboardInterrupt:
+        print("\ncancelling: stopping running tasks...", file=sys.stderr, flush=True)
+        run.cancel()
+        print(f"cancelled; finish it later with: batchsweep resume {run.id}", file=sys.stderr)
+        return 130
+    display.print_outcome(run)
+    return code
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from batchsweep import display, runs
+
+    display.print_runs(runs.list_runs(store=args.store), store=args.store)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from batchsweep import display, runs
+
+    display.print_status(runs.load_run(args.run, store=args.store))
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from batchsweep import display, results, runs
+
+    run = runs.load_run(args.run, store=args.store)
+    df = run.results(refresh=args.refresh)
+    if args.sort:
+        column = args.sort.lstrip("+")
+        if column not in df.columns:
+            raise SweepError(f"--sort {column}: no such column; columns are: {', '.join(map(str, df.columns))}")
+        df = df.sort_values(column, ascending=args.sort.startswith("+"), na_position="last")
+    if args.format == "table" and not args.output:
+        display.print_table(df, run)
+        return 0
+    if args.format == "parquet" and not args.output:
+        raise SweepError("--format parquet needs -o FILE (parquet is binary)")
+    text = results.export(df, "csv" if args.format == "table" else args.format, args.output)
+    if text is not None:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    import time
+
+    from batchsweep import runs
+
+    run = runs.load_run(args.run, store=args.store)
+    shown = 0
+    while True:
+        text = run.logs(args.task, stderr=args.stderr)
+        sys.stdout.write(text[shown:])
+        sys.stdout.flush()
+        shown = len(text)
+        if not args.follow or run.store.read_status(run.id, args.task) is not None or not run.engine.poll().active:
+            return 0
+        time.sleep(0.5)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from batchsweep import runs
+
+    run = runs.load_run(args.run, store=args.store)
+    todo = run.resume(detach=args.detach)
+    _out(run.id)
+    if not todo:
+        _out("nothing to resume: every task succeeded")
+        return 0
+    print(f"resuming {len(todo)} of {run.n_tasks} tasks", file=sys.stderr)
+    if args.detach:
+        return 0
+    return _wait(run)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from batchsweep import runs
+
+    run = runs.load_run(args.run, store=args.store)
+    run.cancel()
+    _out(f"cancelled {run.id}; resume it with: batchsweep resume {run.id}")
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from batchsweep import runs
+
+    return _wait(runs.load_run(args.run, store=args.store))
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from batchsweep import starter
+
+    path = starter.write_starter(args.script, output=args.output, force=args.force)
+    _out(f"wrote {path}; edit the grid, then: batchsweep run {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from batchsweep import runs
+
+    run = runs.load_run(args.run, store=args.store)
+    metric, maximize = run.report(args.output, metric=args.metric, maximize=args.maximize)
+    _out(f"wrote {args.output} (metric: {metric}, {'maximize' if maximize else 'minimize'})")
+    return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    # A SIGTERM to an attached run cancels it like Ctrl-C: children killed, run resumable.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return int(args.func(args))
+    except SweepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Engine registry: the one place that maps a backend name to its engine class."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+from batchsweep.errors import SpecError
+
+if TYPE_CHECKING:
+    from batchsweep.engines.base import Engine
+
+ENGINES = {
+    "local": "batchsweep.engines.local:LocalEngine",
+    "aws-batch": "batchsweep.engines.aws_batch:AwsBatchEngine",
+    "dask": "batchsweep.engines.dask:DaskEngine",
+}
+
+
+def available() -> dict[str, str]:
+    found = dict(ENGINES)
+    for ep in entry_points(group="batchsweep.engines"):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def get_engine(name: str) -> type[Engine]:
+    engines = available()
+    if name not in engines:
+        raise SpecError(f"backend {name!r} is unknown; choose one of: {', '.join(engines)}")
+    module, _, attr = engines[name].partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+    except ImportError as e:
+        extra = {"dask": "dask", "aws-batch": "aws"}.get(name, name)
+        raise SpecError(
+            f"backend {name!r} needs packages that are not installed ({e.name}); pip install 'batchsweep[{extra}]'"
+        ) from None

@@ -1,0 +1,76 @@
+"""The engine interface. An engine runs tasks somewhere and reports on them; it does nothing else.
+
+Expanding the space, the store layout, results and the DataFrame live outside engines. Adding an engine is one
+module with a subclass of `Engine`, registered in `batchsweep.engines.ENGINES` or through the
+`batchsweep.engines` entry point group.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from batchsweep.model import Task, TaskStatus
+    from batchsweep.runs import Run
+    from batchsweep.spec import Spec
+    from batchsweep.store import Store
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What an engine knows right now. `running` counts tasks it believes are executing.
+
+    An engine that writes statuses itself may hand them over (`statuses`, for the tasks in `covers`), which
+    spares a full read of the store on every poll."""
+
+    active: bool
+    running: int = 0
+    statuses: dict[int, TaskStatus] | None = None
+    covers: frozenset[int] = frozenset()
+    notes: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine(abc.ABC):
+    name: ClassVar[str]
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    # -- before a run exists -----------------------------------------------------------------
+    @classmethod
+    def check(cls, spec: Spec, tasks: Sequence[Task]) -> None:  # noqa: B027 - optional hook
+        """Raise SweepError for anything this engine cannot run. Called before anything is written."""
+
+    @classmethod
+    def run_store(cls, spec: Spec, default: Store) -> Store:
+        """Where this engine's runs live (the local store; the S3 store for remote engines)."""
+        return default
+
+    @classmethod
+    def prepare(cls, spec: Spec, store: Store, info: dict[str, Any]) -> dict[str, Any]:
+        """Ship what tasks need (code, inputs) before submit; returns fields to add to run.json."""
+        return {}
+
+    # -- a run --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def submit(self, indices: Sequence[int], *, detach: bool) -> None:
+        """Start these tasks. Records in the run's engine.json whatever poll/cancel need later."""
+
+    @abc.abstractmethod
+    def poll(self) -> Progress:
+        """Is anything still queued or running? The store's status files stay the truth about results."""
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Stop queued and running tasks."""
+
+    def logs(self, index: int, *, stderr: bool = False) -> Iterator[str] | None:
+        """Live output of a task that has not finished yet (None: not available from this engine)."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the engine holds (threads, clients, clusters)."""

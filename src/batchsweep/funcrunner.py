@@ -1,0 +1,34 @@
+"""Child process for `function:` tasks: `python -m batchsweep.funcrunner CODE_DIR module:callable`.
+
+The params come in BATCHSWEEP_PARAMS; a returned dict becomes metrics.json. Running in a child keeps a
+crash (even a segfault) in the user's function from taking the runner down.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+
+
+def main() -> int:
+    code_dir, target = sys.argv[1], sys.argv[2]
+    sys.path.insert(0, code_dir)
+    module_name, _, attr = target.partition(":")
+    obj = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    params = {k: v for k, v in json.loads(os.environ["BATCHSWEEP_PARAMS"]).items() if not k.startswith("_")}
+    result = obj(**params)
+    if isinstance(result, dict):
+        with open("metrics.json", "w") as f:
+            json.dump(result, f, default=str)
+    elif isinstance(result, (int, float)) and not isinstance(result, bool):
+        with open("metrics.json", "w") as f:
+            json.dump({"value": result}, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Task metrics: `log_metrics()` for scripts that want it, and metrics read from stdout for those that don't."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+
+def log_metrics(**values: Any) -> None:
+    """Record metrics from inside a task (merged into the task's metrics.json)."""
+    path = Path(os.environ.get("BATCHSWEEP_TASK_DIR", ".")) / "metrics.json"
+    current: dict[str, Any] = {}
+    if path.exists():
+        try:
+            current = json.loads(path.read_text())
+        except ValueError:
+            current = {}
+    current.update(values)
+    path.write_text(json.dumps(current, default=str))
+
+
+def _number(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def from_stdout(stdout: str, rule: str) -> dict[str, Any] | None:
+    """`last`: the last non-empty line, a JSON object or a number (recorded as `value`).
+    Otherwise a regex with named groups; the last match wins for each name."""
+    if rule == "last":
+        lines = [line for line in stdout.splitlines() if line.strip()]
+        if not lines:
+            return None
+        last = lines[-1].strip()
+        try:
+            value = json.loads(last)
+        except ValueError:
+            value = _number(last)
+        if isinstance(value, dict):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return {"value": value}
+        return None
+    found: dict[str, Any] = {}
+    for m in re.finditer(rule, stdout):
+        found.update({k: _number(v) for k, v in m.groupdict().items() if v is not None})
+    return found or None

@@ -1,0 +1,77 @@
+"""The nouns every module shares: a Task (what to run), its State, its Status (what happened)."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class State(str, enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    LOST = "lost"  # the engine says it ended, but no status was written
+
+    @property
+    def done(self) -> bool:
+        return self not in (State.PENDING, State.RUNNING)
+
+
+@dataclass(frozen=True)
+class Task:
+    index: int
+    params: dict[str, Any]
+    inputs: tuple[str, ...] = ()
+    cache_key: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"index": self.index, "params": self.params, "inputs": list(self.inputs), "cache_key": self.cache_key},
+            separators=(",", ":"),
+            default=str,
+        )
+
+    @classmethod
+    def from_json(cls, line: str) -> Task:
+        d = json.loads(line)
+        return cls(index=d["index"], params=d["params"], inputs=tuple(d.get("inputs", ())), cache_key=d.get("cache_key", ""))
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """A task's `status.json`: written last, once per finished task."""
+
+    index: int
+    state: State
+    attempts: int = 1
+    exit_code: int | None = None
+    error: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    worker: str = ""
+    outputs: tuple[str, ...] = field(default=())
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return round(self.ended_at - self.started_at, 3)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["state"] = self.state.value
+        d["outputs"] = list(self.outputs)
+        return json.dumps(d, indent=None)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> TaskStatus:
+        d = json.loads(text)
+        d["state"] = State(d["state"])
+        d["outputs"] = tuple(d.get("outputs", ()))
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})

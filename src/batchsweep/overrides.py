@@ -1,0 +1,83 @@
+"""`--set key=value` overrides, applied to the raw spec before validation (Hydra-like).
+
+- a dotted path sets that field: `--set params.grid.window=5,10,20`, `--set timeout=30m`, `--set aws.region=eu-west-1`
+- a bare name that is not a spec field names a param: it replaces the param wherever it is defined;
+  a comma list makes it a grid param, a single value a fixed one: `--set window=5,10`, `--set fee_bps=5`
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from batchsweep.errors import SpecError
+
+_TOP_LEVEL = {
+    "name", "script", "function", "params", "inputs", "outputs", "metrics", "resources", "timeout", "retries",
+    "max_parallel", "warm", "env", "secrets", "code", "search", "backend", "aws", "dask",
+}
+_LIST_FIELDS = {"inputs", "outputs"}
+
+
+def parse_value(text: str, *, as_list: bool = False) -> Any:
+    import yaml
+
+    parts = _split_commas(text)
+    if len(parts) > 1 or as_list:
+        return [_scalar(p, yaml) for p in parts if p != ""]
+    return _scalar(text, yaml)
+
+
+def _split_commas(text: str) -> list[str]:
+    # A value in brackets or quotes is YAML, not a comma list.
+    if text.strip().startswith(("[", "{", '"', "'")):
+        return [text]
+    return [p.strip() for p in text.split(",")]
+
+
+def _scalar(text: str, yaml: Any) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...], *, source: str) -> dict[str, Any]:
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SpecError(f"--set {item!r}: expected key=value, e.g. --set timeout=30m or --set params.grid.window=5,10")
+        path = key.split(".")
+        if path[0] in _TOP_LEVEL:
+            value = parse_value(text, as_list=path[-1] in _LIST_FIELDS or path[:2] == ["params", "grid"])
+            _set_path(out, path, value, item=item)
+        else:
+            _set_param(out, key, parse_value(text))
+    return out
+
+
+def _set_path(d: dict[str, Any], path: list[str], value: Any, *, item: str) -> None:
+    node = d
+    for part in path[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise SpecError(f"--set {item!r}: {part!r} is not a mapping in the spec, so it has no key {path[-1]!r}")
+        node = nxt
+    node[path[-1]] = value
+
+
+def _set_param(raw: dict[str, Any], name: str, value: Any) -> None:
+    params = raw.setdefault("params", {})
+    if not isinstance(params, dict):
+        return  # validation reports the bad `params` block
+    for block in ("grid", "zip", "fixed"):
+        if isinstance(params.get(block), dict):
+            params[block].pop(name, None)
+    if isinstance(params.get("random"), dict) and isinstance(params["random"].get("space"), dict):
+        params["random"]["space"].pop(name, None)
+    if isinstance(value, list):
+        params.setdefault("grid", {})[name] = value
+    else:
+        params.setdefault("fixed", {})[name] = value

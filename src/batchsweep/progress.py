@@ -1,0 +1,87 @@
+"""Watch a run until it ends: a live bar on a terminal, plain progress lines otherwise (CI, pipes)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from batchsweep.runs import Run
+
+DONE_STATES = ("succeeded", "failed", "timeout", "cancelled", "lost")
+PLAIN_EVERY_S = 5.0
+
+
+def _plain() -> bool:
+    return not sys.stderr.isatty() or bool(os.environ.get("CI"))
+
+
+def _describe(counts: dict[str, int]) -> str:
+    order = ("succeeded", "failed", "timeout", "lost", "cancelled", "running", "pending")
+    return ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
+
+
+def _eta(started: float, done: int, total: int) -> str:
+    if done == 0 or done >= total:
+        return "--:--"
+    left = (time.monotonic() - started) / done * (total - done)
+    return time.strftime("%H:%M:%S" if left >= 3600 else "%M:%S", time.gmtime(left))
+
+
+def watch(run: Run, *, show: bool = True, interval: float = 0.25) -> None:
+    total = run.n_tasks
+    started = time.monotonic()
+    if not show:
+        while run.engine.poll().active:
+            time.sleep(interval)
+        return
+    if _plain():
+        _watch_plain(run, total, started, interval)
+    else:
+        _watch_rich(run, total, started, interval)
+
+
+def _watch_plain(run: Run, total: int, started: float, interval: float) -> None:
+    last_line, last_print = "", 0.0
+    while True:
+        counts, progress = run.counts()
+        done = sum(counts.get(k, 0) for k in DONE_STATES)
+        line = f"[{done}/{total}] {_describe(counts)}"
+        now = time.monotonic()
+        if not progress.active or (line != last_line and now - last_print >= PLAIN_EVERY_S):
+            print(f"{line}  eta {_eta(started, done, total)}" if progress.active else line, file=sys.stderr, flush=True)
+            last_line, last_print = line, now
+        for note in progress.notes:
+            print(f"note: {note}", file=sys.stderr, flush=True)
+        if not progress.active:
+            return
+        time.sleep(interval)
+
+
+def _watch_rich(run: Run, total: int, started: float, interval: float) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("[green]✓ {task.fields[ok]}[/] [red]✗ {task.fields[bad]}[/] [cyan]▶ {task.fields[running]}[/]"),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+    )
+    seen_notes: set[str] = set()
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(run.name, total=total, ok=0, bad=0, running=0)
+        while True:
+            counts, progress = run.counts()
+            bad = sum(counts.get(k, 0) for k in ("failed", "timeout", "lost", "cancelled"))
+            done = counts.get("succeeded", 0) + bad
+            bar.update(task, completed=done, ok=counts.get("succeeded", 0), bad=bad, running=counts.get("running", 0))
+            for note in progress.notes:
+                if note not in seen_notes:
+                    seen_notes.add(note)
+                    bar.console.print(f"[yellow]note:[/] {note}")
+            if not progress.active:
+                return
+            time.sleep(interval)

@@ -1,0 +1,120 @@
+"""Gather a run's store into one table: a row per task, `task`, each param, `status`, `attempts`, `duration_s`,
+`exit_code`, `error`, timings and worker, then each metric (and `outputs` when any task kept files)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batchsweep.model import State
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from batchsweep.runs import Run
+
+FIXED_COLUMNS = ("status", "attempts", "duration_s", "exit_code", "error", "started_at", "ended_at", "worker")
+
+
+def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
+    import pandas as pd
+
+    cache = run.store.run_key(run.id, "results.parquet")
+    if not refresh:
+        try:
+            return pd.read_parquet(io.BytesIO(run.store.backend.read_bytes(cache)))
+        except FileNotFoundError:
+            pass
+    statuses, progress = run.snapshot()
+    states = run._states(statuses, progress)
+    metrics = run.store.read_metrics(run.id, [i for i, s in statuses.items() if s.state is not State.CANCELLED])
+    param_names = list(run.info.get("param_names") or [])
+    rows: list[dict[str, Any]] = []
+    for task in run.tasks():
+        row: dict[str, Any] = {"task": task.index}
+        row.update({name: task.params.get(name) for name in param_names})
+        row.update({k: v for k, v in task.params.items() if k not in row})
+        status = statuses.get(task.index)
+        row.update({
+            "status": states[task.index].value,
+            "attempts": status.attempts if status else 0,
+            "duration_s": status.duration_s if status else None,
+            "exit_code": status.exit_code if status else None,
+            "error": status.error if status else None,
+            "started_at": status.started_at if status else None,
+            "ended_at": status.ended_at if status else None,
+            "worker": status.worker if status else None,
+        })
+        for name, value in metrics.get(task.index, {}).items():
+            row[name if name not in row else f"metric_{name}"] = value
+        if status and status.outputs:
+            row["outputs"] = list(status.outputs)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if "exit_code" in df:
+        df["exit_code"] = df["exit_code"].astype("Int64")
+    if "attempts" in df:
+        df["attempts"] = df["attempts"].astype("int64")
+    finished = all(s.done for s in states.values()) and not progress.active
+    if finished:
+        try:
+            run.store.backend.write_bytes(cache, to_parquet_bytes(df))
+        except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower next time
+            pass
+    return df
+
+
+def to_parquet_bytes(df: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    try:
+        df.to_parquet(buf, index=False)
+    except Exception:  # noqa: BLE001 - mixed-type columns (e.g. choice(1, "a")): store them as text
+        buf = io.BytesIO()
+        safe = df.copy()
+        for col in safe.columns:
+            if safe[col].dtype == object:
+                safe[col] = safe[col].map(lambda v: v if v is None or isinstance(v, (str, list)) else str(v))
+        safe.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def metric_columns(run: Run, df: pd.DataFrame) -> list[str]:
+    known = {"task", "outputs", *FIXED_COLUMNS, *(run.info.get("param_names") or [])}
+    return [c for c in df.columns if c not in known]
+
+
+def export(df: pd.DataFrame, fmt: str, path: str | os.PathLike[str] | None) -> str | None:
+    """Write the table as csv/json/parquet (to path) or return it as text. `table` is the CLI's business."""
+    if fmt == "parquet":
+        if path is None:
+            raise ValueError("parquet needs -o FILE")
+        Path(path).write_bytes(to_parquet_bytes(df))
+        return None
+    text = df.to_csv(index=False) if fmt == "csv" else df.to_json(orient="records", indent=1)
+    if path is not None:
+        Path(path).write_text(text)
+        return None
+    return text
+
+
+def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric: str | None = None,
+                 maximize: bool | None = None) -> Any:
+    from batchsweep.report import build_report
+
+    df = gather(run)
+    summary = {k: run.info.get(k) for k in ("run_id", "name", "backend", "created", "n_tasks")}
+    html, chosen, maximize = build_report(
+        df, params=list(run.info.get("param_names") or []), metrics=metric_columns(run, df), summary=summary,
+        log_tail=lambda i: "\n".join(run.logs(i, stderr=True).splitlines()[-20:]), metric=metric, maximize=maximize,
+    )
+    if path is None:
+        try:
+            from IPython.display import HTML
+
+            return HTML(html)
+        except ImportError:
+            return html
+    Path(path).write_text(html, encoding="utf-8")
+    return chosen, maximize

@@ -1,0 +1,318 @@
+"""A Sweep becomes a Run: plan (validate everything, write nothing), start (write, submit), then watch,
+cancel, resume and read results. Every command that reads a run rebuilds it from the store alone.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from batchsweep import space
+from batchsweep.engines import get_engine
+from batchsweep.errors import RunNotFound, SpecError
+from batchsweep.model import State, Task, TaskStatus
+from batchsweep.spec import Spec
+from batchsweep.store import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from batchsweep.engines.base import Engine, Progress
+
+
+def new_run_id(name: str) -> str:
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class Plan:
+    """A validated sweep, ready to start: nothing has been written yet."""
+
+    spec: Spec
+    tasks: list[Task]
+    info: dict[str, Any]
+    engine: type[Engine]
+
+
+def _check_inputs(spec: Spec, tasks: Sequence[Task]) -> None:
+    seen: set[str] = set()
+    for task in tasks:
+        for ref in task.inputs:
+            if ref in seen or ref.startswith("s3://"):
+                continue
+            seen.add(ref)
+            if not (spec.base_dir / ref).exists():
+                raise SpecError(
+                    f"inputs: {ref} (task {task.index}) not found relative to {spec.base_dir}; "
+                    "fix the path or the {param} placeholder that builds it"
+                )
+
+
+def _check_script(spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
+    from batchsweep import scriptargs
+
+    if spec.function:
+        module = spec.function.split(":")[0]
+        if space._module_file(spec) is None:
+            raise SpecError(f"function: module {module!r} not found in {spec.base_dir}; "
+                            "put the module next to the spec or fix the name")
+        return scriptargs.flags_to_json(scriptargs.ScriptFlags(known=False))
+    script = spec.script_path
+    assert script is not None
+    if not script.is_file():
+        raise SpecError(f"script: {script} not found; give the path relative to the spec file")
+    flags = scriptargs.read_flags(script)
+    # Check each distinct param shape once; 100,000 tasks of a grid share a handful.
+    checked: set[str] = set()
+    for task in tasks:
+        key = repr(sorted((k, repr(v)) for k, v in task.params.items()))
+        if key not in checked:
+            checked.add(key)
+            scriptargs.check_params(script, flags, task.params)
+        if len(checked) > 2000:
+            break
+    return scriptargs.flags_to_json(flags)
+
+
+def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), backend: str | None = None,
+         max_parallel: int | None = None) -> Plan:
+    """Load, validate and expand a sweep. Raises SweepError on bad input; writes nothing."""
+    from batchsweep import spec as spec_mod
+
+    if not isinstance(spec, Spec):
+        spec = spec_mod.load(spec, overrides=overrides)
+    if backend is not None or max_parallel is not None:
+        changes: dict[str, Any] = {}
+        if backend is not None:
+            changes["backend"] = backend
+        if max_parallel is not None:
+            changes["max_parallel"] = max_parallel
+        raw = {**spec.model_dump(by_alias=True, exclude={"base_dir"}, exclude_none=True), **changes}
+        spec = spec_mod.validate(raw, source="--backend/--max-parallel", base_dir=spec.base_dir)
+    engine = get_engine(spec.backend)
+    code_hash = space.code_hash(spec)
+    tasks = space.expand(spec, code_hash=code_hash) if spec.params else []
+    if not tasks and not spec.search:
+        raise SpecError("params: the parameter space expands to no tasks; every block needs at least one value")
+    _check_inputs(spec, tasks)
+    flags = _check_script(spec, tasks)
+    engine.check(spec, tasks)
+    code_dir = spec.script_path.parent if spec.script_path else spec.base_dir
+    now = datetime.now(timezone.utc)
+    info = {
+        "run_id": new_run_id(spec.name),
+        "name": spec.name,
+        "backend": spec.backend,
+        "created": now.isoformat(timespec="seconds"),
+        "created_ts": now.timestamp(),
+        "n_tasks": len(tasks),
+        "code_hash": code_hash,
+        "base_dir": str(spec.base_dir),
+        "code_dir": str(code_dir),
+        "script_name": spec.script_path.name if spec.script_path else None,
+        "spec": spec.model_dump(mode="json", by_alias=True, exclude={"base_dir"}),
+        "flags": flags,
+        "timeout_s": spec.timeout,
+        "max_parallel": spec.max_parallel,
+        "param_names": spec.param_names,
+    }
+    # The worker runs the script by its name inside code_dir.
+    if spec.script:
+        info["spec"]["script"] = info["script_name"]
+    return Plan(spec=spec, tasks=tasks, info=info, engine=engine)
+
+
+def start(p: Plan, *, store: Store | str | None = None, detach: bool = False) -> Run:
+    """Write the run to the store and submit it. A failed submit leaves no run behind."""
+    local = store if isinstance(store, Store) else Store.open(store)
+    run_store = p.engine.run_store(p.spec, local)
+    run_id = p.info["run_id"]
+    info = {**p.info, "store": run_store.url}
+    info.update(p.engine.prepare(p.spec, run_store, info))
+    run_store.create_run(run_id, info, p.tasks)
+    if run_store.url != local.url:
+        local.write_json(local.run_key(run_id, "run.json"), {"run_id": run_id, "pointer": True, **_summary_fields(info)})
+    run = Run(run_store, run_id, info)
+    try:
+        run.engine.submit([t.index for t in p.tasks], detach=detach)
+    except BaseException:
+        run_store.delete_run(run_id)
+        if run_store.url != local.url:
+            local.delete_run(run_id)
+        raise
+    return run
+
+
+def _summary_fields(info: dict[str, Any]) -> dict[str, Any]:
+    return {k: info[k] for k in ("name", "backend", "created", "created_ts", "n_tasks", "store") if k in info}
+
+
+class Run:
+    """What happened to a sweep. Built from the store alone."""
+
+    def __init__(self, store: Store, run_id: str, info: dict[str, Any] | None = None) -> None:
+        self.store = store
+        self.id = run_id
+        self.info = info if info is not None else store.run_info(run_id)
+        self._baseline: dict[int, TaskStatus] | None = None  # statuses of tasks the engine is not running
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r}, store={self.store.url!r})"
+
+    @property
+    def name(self) -> str:
+        return str(self.info["name"])
+
+    @property
+    def n_tasks(self) -> int:
+        return int(self.info["n_tasks"])
+
+    @cached_property
+    def engine(self) -> Engine:
+        return get_engine(self.info["backend"])(self)
+
+    def tasks(self) -> list[Task]:
+        return self.store.tasks(self.id)
+
+    def statuses(self) -> dict[int, TaskStatus]:
+        return self.store.statuses(self.id)
+
+    # -- state --------------------------------------------------------------------------------
+    def snapshot(self) -> tuple[dict[int, TaskStatus], Progress]:
+        progress = self.engine.poll()  # first: a status written after this poll is still counted
+        if progress.statuses is None:
+            return self.statuses(), progress
+        if self._baseline is None:
+            self._baseline = {i: s for i, s in self.statuses().items() if i not in progress.covers}
+        return {**self._baseline, **progress.statuses}, progress
+
+    def states(self) -> dict[int, State]:
+        statuses, progress = self.snapshot()
+        return self._states(statuses, progress)
+
+    def _states(self, statuses: dict[int, TaskStatus], progress: Progress) -> dict[int, State]:
+        missing = State.PENDING
+        if not progress.active:
+            missing = State.CANCELLED if self.info.get("cancelled") else State(progress.extra.get("missing", "pending"))
+        return {i: statuses[i].state if i in statuses else missing for i in range(self.n_tasks)}
+
+    def counts(self) -> tuple[Counter[str], Progress]:
+        statuses, progress = self.snapshot()
+        counts = Counter(s.value for s in self._states(statuses, progress).values())
+        running = min(progress.running, counts.get("pending", 0))
+        if running:
+            counts["running"] = running
+            counts["pending"] -= running
+        return counts, progress
+
+    @property
+    def exit_code(self) -> int:
+        states = self.states()
+        return 0 if all(s is State.SUCCEEDED for s in states.values()) else 1
+
+    # -- actions ------------------------------------------------------------------------------
+    def wait(self, *, progress: bool = True, interval: float = 0.25) -> int:
+        from batchsweep.progress import watch
+
+        watch(self, show=progress, interval=interval)
+        self.engine.close()
+        return self.exit_code
+
+    def cancel(self) -> None:
+        self.store.update_run_info(self.id, cancelled=True)
+        self.info["cancelled"] = True
+        self.engine.cancel()
+
+    def resume(self, *, detach: bool = False) -> list[int]:
+        """Run again every task that did not succeed. Returns their indices."""
+        if self.engine.poll().active:
+            raise SpecError(f"run {self.id} is still running; wait for it or `batchsweep cancel {self.id}` first")
+        statuses = self.statuses()
+        todo = [t.index for t in self.tasks() if not (t.index in statuses and statuses[t.index].state is State.SUCCEEDED)]
+        for i in todo:
+            self.store.backend.delete_prefix(self.store.task_key(self.id, i))
+        self.store.backend.delete_prefix(self.store.run_key(self.id, "results.parquet"))
+        self.info = self.store.update_run_info(self.id, cancelled=False, resumed_at=time.time())
+        self.__dict__.pop("engine", None)
+        self._baseline = None
+        if todo:
+            self.engine.submit(todo, detach=detach)
+        return todo
+
+    def logs(self, index: int, *, stderr: bool = False) -> str:
+        if not 0 <= index < self.n_tasks:
+            raise SpecError(f"task {index} does not exist in run {self.id} (tasks 0..{self.n_tasks - 1})")
+        key = self.store.task_key(self.id, index, "stderr.log" if stderr else "stdout.log")
+        try:
+            return self.store.read_text(key)
+        except FileNotFoundError:
+            live = self.engine.logs(index, stderr=stderr)
+            return "".join(live) if live is not None else ""
+
+    def results(self, *, refresh: bool = False) -> pd.DataFrame:
+        from batchsweep.results import gather
+
+        return gather(self, refresh=refresh)
+
+    def report(self, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Any:
+        from batchsweep.results import write_report
+
+        return write_report(self, path, **kwargs)
+
+
+# -- finding runs -------------------------------------------------------------------------------
+def _open_pointer(local: Store, run_id: str) -> Run:
+    info = local.run_info(run_id)
+    if info.get("pointer"):
+        remote = Store.open(info["store"])
+        return Run(remote, run_id)
+    return Run(local, run_id, info)
+
+
+def list_runs(*, store: Store | str | None = None) -> list[dict[str, Any]]:
+    """run.json of every run in the store, oldest first."""
+    local = store if isinstance(store, Store) else Store.open(store)
+    infos = []
+    for run_id in local.run_ids():
+        try:
+            infos.append(local.run_info(run_id))
+        except (RunNotFound, ValueError):
+            continue  # a run being created right now, or a stray directory
+    return sorted(infos, key=lambda i: (i.get("created_ts", 0), i["run_id"]))
+
+
+def load_run(run_id: str | None = None, *, store: Store | str | None = None) -> Run:
+    """A run by id (or a unique prefix of one); the latest run when run_id is None."""
+    local = store if isinstance(store, Store) else Store.open(store)
+    if run_id is None:
+        infos = list_runs(store=local)
+        if not infos:
+            raise RunNotFound(f"no runs in store {local.url}; start one with `batchsweep run sweep.yaml`")
+        return _open_pointer(local, infos[-1]["run_id"])
+    ids = local.run_ids()
+    if run_id not in ids:
+        matches = [i for i in ids if i.startswith(run_id)]
+        if len(matches) == 1:
+            run_id = matches[0]
+        elif len(matches) > 1:
+            raise RunNotFound(f"run id {run_id!r} is ambiguous: {', '.join(sorted(matches)[:5])}; give more of it")
+    return _open_pointer(local, run_id)
+
+
+def run(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), backend: str | None = None,
+        store: Store | str | None = None, detach: bool = False, progress: bool = True,
+        max_parallel: int | None = None, **set_values: Any) -> Run:
+    """Run a sweep and wait for it (unless detach). `run("sweep.yaml", timeout="30m")` overrides like --set."""
+    extra = [f"{k}={v}" for k, v in set_values.items()]
+    p = plan(spec, overrides=[*overrides, *extra], backend=backend, max_parallel=max_parallel)
+    r = start(p, store=store, detach=detach)
+    if not detach:
+        r.wait(progress=progress)
+    return r

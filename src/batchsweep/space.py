@@ -1,0 +1,135 @@
+"""Expand a spec's parameter space into a deterministic list of Tasks.
+
+Blocks combine as a cartesian product in a fixed order (list × zip × grid × random), `fixed` joins every
+task, `repeat` copies each task N times. `{param}` placeholders in string params and inputs are filled per task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import random
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from batchsweep import distributions
+from batchsweep.errors import SpecError
+from batchsweep.model import Task
+from batchsweep.spec import Params, Spec
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
+
+
+def _block_rows(params: Params) -> list[list[dict[str, Any]]]:
+    blocks: list[list[dict[str, Any]]] = []
+    if params.list_:
+        blocks.append([dict(row) for row in params.list_])
+    if params.zip:
+        names = list(params.zip)
+        blocks.append([dict(zip(names, values)) for values in zip(*params.zip.values())])
+    if params.grid:
+        names = list(params.grid)
+        blocks.append([dict(zip(names, values)) for values in itertools.product(*params.grid.values())])
+    if params.random:
+        rng = random.Random(params.random.seed)
+        dists = {n: distributions.parse(t, where=n) for n, t in params.random.space.items()}
+        blocks.append([{n: d.sample(rng) for n, d in dists.items()} for _ in range(params.random.samples)])
+    return blocks
+
+
+def count(spec: Spec) -> int:
+    params = spec.params
+    if params is None:
+        return 0
+    n = 1
+    for rows in _block_rows(params):
+        n *= len(rows)
+    return n * params.repeat
+
+
+def iter_params(spec: Spec) -> Iterator[dict[str, Any]]:
+    params = spec.params
+    if params is None:
+        return
+    for combo in itertools.product(*_block_rows(params)):
+        row: dict[str, Any] = {}
+        for part in combo:
+            row.update(part)
+        row.update(params.fixed)
+        if params.repeat > 1:
+            for r in range(params.repeat):
+                yield {**row, "repeat": r}
+        else:
+            yield row
+
+
+def fill(text: str, params: dict[str, Any], *, where: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in params:
+            raise SpecError(f"{where}: placeholder {{{name}}} names no param; params are: {', '.join(params)}")
+        return str(params[name])
+
+    return _PLACEHOLDER.sub(sub, text)
+
+
+def resolve(raw: dict[str, Any], inputs: list[str]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    params = {k: fill(v, raw, where=f"params.{k}") if isinstance(v, str) and "{" in v else v for k, v in raw.items()}
+    return params, tuple(fill(i, params, where="inputs") for i in inputs)
+
+
+class _InputStamp:
+    """Identity of an input for the cache key: size and mtime for local files (cheap), the URI for S3."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self._seen: dict[str, str] = {}
+
+    def __call__(self, ref: str) -> str:
+        if ref not in self._seen:
+            if ref.startswith("s3://"):
+                self._seen[ref] = ref
+            else:
+                try:
+                    st = os.stat(self.base_dir / ref)
+                    self._seen[ref] = f"{ref}:{st.st_size}:{st.st_mtime_ns}"
+                except OSError:
+                    self._seen[ref] = ref
+        return self._seen[ref]
+
+
+def expand(spec: Spec, *, code_hash: str = "") -> list[Task]:
+    """All tasks of the spec, in a deterministic order with stable indices."""
+    stamp = _InputStamp(spec.base_dir)
+    tasks = []
+    for index, raw in enumerate(iter_params(spec)):
+        params, inputs = resolve(raw, spec.inputs)
+        key_src = json.dumps([code_hash, params, [stamp(i) for i in inputs]], sort_keys=True, default=str)
+        key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
+        tasks.append(Task(index=index, params=params, inputs=inputs, cache_key=key))
+    return tasks
+
+
+def code_hash(spec: Spec) -> str:
+    """Hash of the code a task runs: the script file, or the function's module file."""
+    h = hashlib.sha256()
+    path = spec.script_path or _module_file(spec)
+    if path and path.is_file():
+        h.update(path.read_bytes())
+    else:
+        h.update((spec.function or "").encode())
+    return h.hexdigest()
+
+
+def _module_file(spec: Spec) -> Path | None:
+    if not spec.function:
+        return None
+    module = spec.function.split(":")[0].replace(".", "/")
+    for candidate in (spec.base_dir / f"{module}.py", spec.base_dir / module / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None

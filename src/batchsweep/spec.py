@@ -1,0 +1,303 @@
+"""Load and validate a sweep spec (DESIGN §1). Validation happens once, here, at the edge.
+
+Every problem becomes one `SpecError` line naming the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from batchsweep.errors import SpecError
+
+BACKENDS = ("local", "aws-batch", "dask")
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
+
+
+def parse_duration(value: Any) -> float | None:
+    """`90`, `90s`, `10m`, `1h30m` → seconds."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"bad duration {value!r}; write e.g. 30s, 10m or 1h30m")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m or not any(m.groups()):
+            raise ValueError(f"bad duration {value!r}; write e.g. 30s, 10m or 1h30m")
+        h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+        seconds = h * 3600 + mi * 60 + s
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive, got {value!r}")
+    return seconds
+
+
+Duration = Annotated[float | None, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_space(space: dict[str, Any]) -> dict[str, Any]:
+    from batchsweep import distributions
+
+    if not space:
+        raise ValueError("space is empty; add e.g. `lr: loguniform(1e-4, 1e-1)`")
+    for name, text in space.items():
+        distributions.parse(text, where=name)
+    return space
+
+
+class RandomBlock(_Strict):
+    samples: int = Field(gt=0)
+    seed: int = 0
+    space: dict[str, str | list[Any]]
+
+    @field_validator("space")
+    @classmethod
+    def _valid_space(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _check_space(v)
+
+
+class Params(_Strict):
+    grid: dict[str, list[Any]] = {}
+    list_: list[dict[str, Any]] = Field(default=[], alias="list")
+    zip: dict[str, list[Any]] = {}
+    random: RandomBlock | None = None
+    fixed: dict[str, Any] = {}
+    repeat: int = Field(default=1, ge=1)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("grid", "zip", mode="before")
+    @classmethod
+    def _values_are_lists(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for name, values in v.items():
+                if not isinstance(values, list):
+                    raise ValueError(f"{name}: expected a list of values, got {values!r}; write {name}: [{values}]")
+                if not values:
+                    raise ValueError(f"{name}: the list of values is empty; give at least one value")
+        return v
+
+    @field_validator("zip")
+    @classmethod
+    def _zip_same_length(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        lengths = {name: len(values) for name, values in v.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"zip lists must have the same length, got {lengths}")
+        return v
+
+    def names_by_block(self) -> dict[str, list[str]]:
+        # The order tasks are expanded in (space.py), so results columns follow it.
+        blocks: dict[str, list[str]] = {
+            "list": list(dict.fromkeys(k for row in self.list_ for k in row)),
+            "zip": list(self.zip),
+            "grid": list(self.grid),
+            "random": list(self.random.space) if self.random else [],
+            "fixed": list(self.fixed),
+        }
+        return blocks
+
+    @model_validator(mode="after")
+    def _one_block_per_param(self) -> Params:
+        seen: dict[str, str] = {}
+        for block, names in self.names_by_block().items():
+            for name in names:
+                if name in seen:
+                    raise ValueError(f"param {name!r} is set in both `{seen[name]}` and `{block}`; keep it in one block")
+                seen[name] = block
+        return self
+
+
+class MetricsFromStdout(_Strict):
+    stdout: str  # "last" or a regex with named groups
+
+    @field_validator("stdout")
+    @classmethod
+    def _valid_regex(cls, v: str) -> str:
+        if v != "last":
+            try:
+                pattern = re.compile(v)
+            except re.error as e:
+                raise ValueError(f"bad regex {v!r}: {e}") from None
+            if not pattern.groupindex:
+                raise ValueError(f"regex {v!r} has no named groups; write e.g. 'loss=(?P<loss>[0-9.]+)'")
+        return v
+
+
+class Resources(_Strict):
+    vcpus: float = Field(default=1, gt=0)
+    memory_mib: int = Field(default=2048, gt=0)
+    gpus: int = Field(default=0, ge=0)
+
+
+class Code(_Strict):
+    exclude: list[str] = []
+    max_mib: float = Field(default=50, gt=0)
+
+
+class Aws(_Strict):
+    profile: str | None = None
+    region: str | None = None
+    stack: str | None = "batchsweep"
+    bucket: str | None = None
+    job_queue: str | None = None
+    job_definition: str | None = None
+    log_group: str | None = None
+    spot: bool = True
+    tasks_per_job: int | None = Field(default=None, ge=1)
+
+
+class Search(_Strict):
+    sampler: Literal["tpe", "cmaes", "random", "gp"] = "tpe"
+    trials: int = Field(gt=0)
+    batch: int | None = Field(default=None, gt=0)
+    metric: str
+    direction: Literal["minimize", "maximize"] = "minimize"
+    seed: int = 0
+    space: dict[str, str | list[Any]]
+
+    @field_validator("space")
+    @classmethod
+    def _valid_space(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _check_space(v)
+
+
+class Spec(_Strict):
+    name: str
+    script: str | None = None
+    function: str | None = None
+    params: Params | None = None
+    inputs: list[str] = []
+    outputs: list[str] = []
+    metrics: str | MetricsFromStdout = "metrics.json"
+    resources: Resources = Resources()
+    timeout: Duration = None
+    retries: int = Field(default=0, ge=0, le=9)
+    max_parallel: int = Field(default=0, ge=0)
+    warm: bool = False
+    env: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    code: Code = Code()
+    search: Search | None = None
+    backend: Literal["local", "aws-batch", "dask"] = "local"
+    aws: Aws = Aws()
+    dask: dict[str, Any] = {}
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", v):
+            raise ValueError(f"bad sweep name {v!r}; use lower-case letters, digits, '-' and '_' (e.g. 'ma-crossover')")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env_not_reserved(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if key.startswith(("BATCHSWEEP_", "AWS_BATCH")):
+                raise ValueError(f"env variable {key!r} is reserved; choose another name")
+        return v
+
+    @model_validator(mode="after")
+    def _one_entry_point(self) -> Spec:
+        if bool(self.script) == bool(self.function):
+            raise ValueError("give exactly one of `script: path/to/script.py` or `function: module:callable`")
+        if not self.search and (self.params is None or not any(self.params.names_by_block().values())):
+            raise ValueError("params: the parameter space is empty; add e.g. `params: {grid: {x: [1, 2, 3]}}`")
+        if self.function and not re.fullmatch(r"[\w.]+:[\w.]+", self.function):
+            raise ValueError(f"function {self.function!r} must look like `module:callable` (e.g. mypkg.train:main)")
+        return self
+
+    @property
+    def script_path(self) -> Path | None:
+        return (self.base_dir / self.script).resolve() if self.script else None
+
+    @property
+    def param_names(self) -> list[str]:
+        params = self.params or Params()
+        names = [n for names in params.names_by_block().values() for n in names]
+        if self.search:
+            names += [n for n in self.search.space if n not in names]
+        if params.repeat > 1:
+            names.append("repeat")
+        return names
+
+
+def _suggest(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{hint}valid keys: {', '.join(options)}"
+
+
+def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Spec
+    for part in loc:
+        if model is None or not isinstance(part, str):
+            return model
+        field = model.model_fields.get(part) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None
+        )
+        if field is None:
+            return None
+        ann = field.annotation
+        candidates = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        model = candidates[0] if candidates else None
+    return model
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    where = ".".join(str(p) for p in loc if p not in ("list_",)) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        parent = _model_for(loc[:-1])
+        options = [f.alias or n for n, f in parent.model_fields.items() if n != "base_dir"] if parent else []
+        return f"{where}: unknown key; {_suggest(str(loc[-1]), options)}"
+    if err["type"] == "missing":
+        return f"{where}: required field is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    if err["type"].endswith("_type") or err["type"].startswith(("int_", "float_", "bool_", "literal_")):
+        return f"{where}: {msg} (got {value!r})"
+    return f"{where}: {msg}"
+
+
+def validate(raw: Any, *, source: str, base_dir: Path) -> Spec:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: the spec must be a mapping of keys (name:, script:, params: ...), got {type(raw).__name__}")
+    try:
+        spec = Spec.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as e:
+        raise SpecError(f"{source}: {_format_error(e.errors()[0])}") from None
+    return spec
+
+
+def load(path: str | os.PathLike[str], *, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
+    """Read a spec file, apply `--set key=value` overrides, validate."""
+    import yaml
+
+    from batchsweep.overrides import apply_overrides
+
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"{p}: spec file not found; pass the path to a sweep.yaml (see `batchsweep init SCRIPT`)")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError(f"{p}: YAML syntax error at {line}{e.problem}; fix the indentation or quoting there") from None
+    except yaml.YAMLError as e:
+        raise SpecError(f"{p}: YAML error: {e}") from None
+    if isinstance(raw, dict):
+        raw = apply_overrides(raw, overrides, source=str(p))
+    return validate(raw, source=str(p), base_dir=p.resolve().parent)

@@ -1,0 +1,215 @@
+"""The store (DESIGN §4): every path of a run, on a local directory or an S3 prefix.
+
+    <store>/runs/<run_id>/run.json          written after tasks.jsonl: a run exists iff it has run.json
+    <store>/runs/<run_id>/tasks.jsonl
+    <store>/runs/<run_id>/engine.json       what the engine needs to poll/cancel later (pid, job ids)
+    <store>/runs/<run_id>/tasks/<i>/status.json   written last and atomically
+    <store>/runs/<run_id>/tasks/<i>/{metrics.json,stdout.log,stderr.log,outputs/}
+    <store>/runs/<run_id>/results.parquet
+    <store>/code/<sha256>.tar.gz
+
+No other module assembles these paths. Two backends implement a handful of blob operations:
+`LocalBackend` (temp file + rename) and `S3Backend` (in `batchsweep.aws.s3store`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+from batchsweep.errors import RunNotFound
+from batchsweep.model import Task, TaskStatus
+
+DEFAULT_STORE = ".batchsweep"
+TASK_FILES = ("metrics.json", "stdout.log", "stderr.log")
+
+
+class Backend(Protocol):
+    url: str
+
+    def read_bytes(self, key: str) -> bytes: ...  # FileNotFoundError when missing
+    def write_bytes(self, key: str, data: bytes) -> None: ...  # atomic
+    def exists(self, key: str) -> bool: ...
+    def list_dirs(self, prefix: str) -> list[str]: ...  # names of the "directories" right under prefix
+    def list_files(self, prefix: str) -> list[str]: ...  # keys of every file under prefix, recursively
+    def upload_dir(self, local: Path, key: str) -> None: ...
+    def download(self, key: str, local: Path) -> None: ...
+    def delete_prefix(self, prefix: str) -> None: ...
+
+
+class LocalBackend:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()
+        self.url = str(self.root)
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        try:
+            return [e.name for e in os.scandir(self.path(prefix)) if e.is_dir()]
+        except FileNotFoundError:
+            return []
+
+    def list_files(self, prefix: str) -> list[str]:
+        base = self.path(prefix)
+        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file()) if base.exists() else []
+
+    def upload_dir(self, local: Path, key: str) -> None:
+        target = self.path(key)
+        if local.resolve() != target.resolve():
+            shutil.copytree(local, target, dirs_exist_ok=True)
+
+    def download(self, key: str, local: Path) -> None:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.path(key), local)
+
+    def delete_prefix(self, prefix: str) -> None:
+        shutil.rmtree(self.path(prefix), ignore_errors=True)
+
+
+class Store:
+    """A store location and the layout of everything in it."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    @classmethod
+    def open(cls, location: str | os.PathLike[str] | None = None) -> Store:
+        location = str(location or os.environ.get("BATCHSWEEP_STORE") or DEFAULT_STORE)
+        if location.startswith("s3://"):
+            from batchsweep.aws.s3store import S3Backend
+
+            return cls(S3Backend.from_url(location))
+        return cls(LocalBackend(location))
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.backend, LocalBackend)
+
+    # -- keys ---------------------------------------------------------------------------------
+    @staticmethod
+    def run_key(run_id: str, *parts: str) -> str:
+        return "/".join(("runs", run_id, *parts))
+
+    def task_key(self, run_id: str, index: int, *parts: str) -> str:
+        return self.run_key(run_id, "tasks", str(index), *parts)
+
+    @staticmethod
+    def code_key(sha256: str) -> str:
+        return f"code/{sha256}.tar.gz"
+
+    @staticmethod
+    def input_key(sha256: str, name: str) -> str:
+        return f"inputs/{sha256}/{name}"
+
+    def local_path(self, key: str) -> Path:
+        """Local stores only: the path of a key (the worker writes task files there directly)."""
+        assert isinstance(self.backend, LocalBackend), "local_path() on a remote store"
+        return self.backend.path(key)
+
+    # -- runs ---------------------------------------------------------------------------------
+    def create_run(self, run_id: str, info: dict[str, Any], tasks: Iterable[Task]) -> None:
+        self.write_tasks(run_id, tasks)
+        self.write_json(self.run_key(run_id, "run.json"), info)
+
+    def write_tasks(self, run_id: str, tasks: Iterable[Task]) -> None:
+        data = "".join(t.to_json() + "\n" for t in tasks).encode()
+        self.backend.write_bytes(self.run_key(run_id, "tasks.jsonl"), data)
+
+    def run_ids(self) -> list[str]:
+        return self.backend.list_dirs("runs")
+
+    def run_info(self, run_id: str) -> dict[str, Any]:
+        try:
+            return self.read_json(self.run_key(run_id, "run.json"))
+        except FileNotFoundError:
+            raise RunNotFound(f"run {run_id!r} not found in store {self.url}; `batchsweep runs` lists the runs") from None
+
+    def update_run_info(self, run_id: str, **changes: Any) -> dict[str, Any]:
+        info = {**self.run_info(run_id), **changes}
+        self.write_json(self.run_key(run_id, "run.json"), info)
+        return info
+
+    def tasks(self, run_id: str) -> list[Task]:
+        text = self.backend.read_bytes(self.run_key(run_id, "tasks.jsonl")).decode()
+        return [Task.from_json(line) for line in text.splitlines() if line]
+
+    def delete_run(self, run_id: str) -> None:
+        self.backend.delete_prefix(self.run_key(run_id))
+
+    # -- tasks --------------------------------------------------------------------------------
+    def write_status(self, run_id: str, status: TaskStatus) -> None:
+        self.backend.write_bytes(self.task_key(run_id, status.index, "status.json"), status.to_json().encode())
+
+    def read_status(self, run_id: str, index: int) -> TaskStatus | None:
+        try:
+            return TaskStatus.from_json(self.backend.read_bytes(self.task_key(run_id, index, "status.json")))
+        except FileNotFoundError:
+            return None
+
+    def statuses(self, run_id: str) -> dict[int, TaskStatus]:
+        """Every status written so far: the truth about which tasks finished."""
+        keys = [k for k in self.backend.list_files(self.run_key(run_id, "tasks")) if k.endswith("/status.json")]
+        found = (TaskStatus.from_json(raw) for raw in self._read_many(keys) if raw is not None)
+        return {s.index: s for s in found}
+
+    def read_metrics(self, run_id: str, indices: Iterable[int]) -> dict[int, dict[str, Any]]:
+        wanted = list(indices)
+        raws = self._read_many([self.task_key(run_id, i, "metrics.json") for i in wanted])
+        out: dict[int, dict[str, Any]] = {}
+        for i, raw in zip(wanted, raws):
+            try:
+                value = json.loads(raw) if raw else None
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                out[i] = value
+        return out
+
+    def _try_read(self, key: str) -> bytes | None:
+        try:
+            return self.backend.read_bytes(key)
+        except FileNotFoundError:
+            return None
+
+    def _read_many(self, keys: list[str]) -> list[bytes | None]:
+        """Read many small objects; concurrently on S3, where each read is a round trip."""
+        if self.is_local or len(keys) < 8:
+            return [self._try_read(k) for k in keys]
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            return list(pool.map(self._try_read, keys))
+
+    def read_text(self, key: str) -> str:
+        return self.backend.read_bytes(key).decode("utf-8", errors="replace")
+
+    # -- json helpers -------------------------------------------------------------------------
+    def read_json(self, key: str) -> Any:
+        return json.loads(self.backend.read_bytes(key))
+
+    def write_json(self, key: str, value: Any) -> None:
+        self.backend.write_bytes(key, json.dumps(value, indent=1, default=str).encode())

@@ -1,0 +1,274 @@
+"""What runs a task, wherever it runs (DESIGN §2): stage inputs, run the script or function in its own
+process group with a timeout and retries, read metrics, collect outputs, write status last.
+
+The local engine calls `run_task` from its threads; on AWS Batch the container runs `python -m batchsweep.worker`
+(see `batchsweep.container`), which calls the same `run_task`. The worker never talks to the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+from batchsweep import metrics as metrics_mod
+from batchsweep.model import State, Task, TaskStatus
+from batchsweep.scriptargs import ScriptFlags, build_argv
+
+KILL_GRACE_S = 2.0
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything the worker needs to run any task of a run; built from run.json alone."""
+
+    run_id: str
+    code_dir: Path  # the directory the script or function module lives in
+    script: str | None  # relative to code_dir
+    function: str | None
+    flags: ScriptFlags
+    metrics_rule: str | dict[str, str]
+    outputs: tuple[str, ...]
+    timeout_s: float | None
+    retries: int
+    env: dict[str, str]
+    python: str = sys.executable
+
+
+class ProcessRegistry:
+    """The process groups of running tasks, so a cancel (Ctrl-C, SIGTERM) can kill them all."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.cancelled = threading.Event()
+
+    def add(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs[proc.pid] = proc
+
+    def remove(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.pop(proc.pid, None)
+
+    def cancel_all(self) -> None:
+        self.cancelled.set()
+        with self._lock:
+            procs = list(self._procs.values())
+        for proc in procs:
+            kill_group(proc)
+
+
+def kill_group(proc: subprocess.Popen[bytes], *, grace_s: float = KILL_GRACE_S) -> None:
+    """SIGTERM the task's whole process group, then SIGKILL what is left after a grace period."""
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            # The leader is gone; make sure nothing else in its group survives.
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        return
+
+
+@dataclass
+class Attempt:
+    state: State
+    exit_code: int | None
+    error: str | None
+
+
+@dataclass
+class TaskPaths:
+    """Where a task's files go on this machine: the store's task dir (local) or a scratch dir (remote)."""
+
+    task_dir: Path
+    work: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.work = self.task_dir / "work"
+
+
+def command(ctx: RunContext, task: Task) -> list[str]:
+    if ctx.function:
+        return [ctx.python, "-m", "batchsweep.funcrunner", str(ctx.code_dir), ctx.function]
+    assert ctx.script is not None
+    return [ctx.python, str(ctx.code_dir / ctx.script), *build_argv(task.params, ctx.flags)]
+
+
+def task_env(ctx: RunContext, task: Task, work: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(ctx.env)
+    env.update({
+        "BATCHSWEEP_RUN_ID": ctx.run_id,
+        "BATCHSWEEP_TASK_INDEX": str(task.index),
+        "BATCHSWEEP_PARAMS": json.dumps(task.params, default=str),
+        "BATCHSWEEP_TASK_DIR": str(work),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def _stage(task: Task, work: Path, resolve_input: Callable[[str], Path]) -> set[str]:
+    staged = set()
+    for ref in task.inputs:
+        source = resolve_input(ref)
+        name = Path(ref.rstrip("/")).name
+        target = work / name
+        if not target.exists():
+            target.symlink_to(source.resolve())
+        staged.add(name)
+    return staged
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name.removeprefix('SIG')} ({-code})"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: ProcessRegistry | None,
+                resolve_input: Callable[[str], Path]) -> Attempt:
+    if paths.work.exists():
+        shutil.rmtree(paths.work)
+    paths.work.mkdir(parents=True)
+    _stage(task, paths.work, resolve_input)
+    with open(paths.task_dir / "stdout.log", "wb") as out, open(paths.task_dir / "stderr.log", "wb") as err:
+        try:
+            proc = subprocess.Popen(
+                command(ctx, task), cwd=paths.work, env=task_env(ctx, task, paths.work),
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+            )
+        except OSError as e:
+            return Attempt(State.FAILED, None, f"could not start: {e}")
+        if registry is not None:
+            registry.add(proc)
+        try:
+            code = proc.wait(timeout=ctx.timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            return Attempt(State.TIMEOUT, proc.returncode, f"timeout after {ctx.timeout_s:g}s")
+        finally:
+            if registry is not None:
+                registry.remove(proc)
+        # A task that exits by itself may leave children in its group behind: they die with it.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if registry is not None and registry.cancelled.is_set():
+        return Attempt(State.CANCELLED, code, "cancelled")
+    if code == 0:
+        return Attempt(State.SUCCEEDED, 0, None)
+    return Attempt(State.FAILED, code, _describe_exit(code))
+
+
+def _collect_metrics(ctx: RunContext, paths: TaskPaths) -> str | None:
+    """Move the task's metrics into task_dir/metrics.json. Returns a problem to report, if any."""
+    target = paths.task_dir / "metrics.json"
+    rule = ctx.metrics_rule
+    if isinstance(rule, dict):
+        stdout = (paths.task_dir / "stdout.log").read_text(errors="replace")
+        found = metrics_mod.from_stdout(stdout, rule["stdout"])
+        if found is None:
+            return f"no metrics found in stdout (rule {rule['stdout']!r})"
+        target.write_text(json.dumps(found))
+        return None
+    produced = paths.work / rule
+    if not produced.exists():
+        return None
+    try:
+        value = json.loads(produced.read_text())
+    except ValueError:
+        return f"{rule} is not valid JSON"
+    if not isinstance(value, dict):
+        return f"{rule} is not a JSON object"
+    os.replace(produced, target)
+    return None
+
+
+def _collect_outputs(ctx: RunContext, task: Task, paths: TaskPaths) -> tuple[str, ...]:
+    """Keep what `outputs:` names (or, without it, every file the task created) in task_dir/outputs."""
+    outputs_dir = paths.task_dir / "outputs"
+    if outputs_dir.exists():
+        shutil.rmtree(outputs_dir)
+    staged = {Path(ref.rstrip("/")).name for ref in task.inputs}
+    kept = []
+    for path in sorted(paths.work.rglob("*")):
+        rel = path.relative_to(paths.work).as_posix()
+        if path.is_dir() or path.is_symlink() or rel.split("/")[0] in staged:
+            continue
+        if ctx.outputs and not any(fnmatch(rel, g) or fnmatch(path.name, g) for g in ctx.outputs):
+            continue
+        target = outputs_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        kept.append(rel)
+    shutil.rmtree(paths.work, ignore_errors=True)
+    return tuple(kept)
+
+
+def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
+             registry: ProcessRegistry | None = None, resolve_input: Callable[[str], Path],
+             first_attempt: int = 1, max_attempts: int | None = None) -> TaskStatus:
+    """Run every attempt of one task and return its final status (not yet written: the caller writes it last,
+    after anything else it must upload)."""
+    paths.task_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    attempts = max_attempts if max_attempts is not None else ctx.retries + 1
+    attempt_no = first_attempt
+    while True:
+        result = run_attempt(ctx, task, paths, registry=registry, resolve_input=resolve_input)
+        done = result.state in (State.SUCCEEDED, State.CANCELLED) or attempt_no >= first_attempt + attempts - 1
+        if done:
+            break
+        attempt_no += 1
+    error = result.error
+    if result.state is not State.CANCELLED:
+        problem = _collect_metrics(ctx, paths)
+        if problem and result.state is State.SUCCEEDED:
+            error = problem
+    outputs = _collect_outputs(ctx, task, paths)
+    return TaskStatus(
+        index=task.index, state=result.state, attempts=attempt_no, exit_code=result.exit_code, error=error,
+        started_at=round(started, 3), ended_at=round(time.time(), 3), worker=worker or socket.gethostname(),
+        outputs=outputs,
+    )
+
+
+def context_from_run(run_info: dict[str, Any], *, code_dir: Path | None = None) -> RunContext:
+    from batchsweep.scriptargs import flags_from_json
+
+    spec = run_info["spec"]
+    return RunContext(
+        run_id=run_info["run_id"],
+        code_dir=code_dir or Path(run_info["code_dir"]),
+        script=spec.get("script"),
+        function=spec.get("function"),
+        flags=flags_from_json(run_info["flags"]),
+        metrics_rule=spec.get("metrics") or "metrics.json",
+        outputs=tuple(spec.get("outputs") or ()),
+        timeout_s=run_info.get("timeout_s"),
+        retries=spec.get("retries", 0),
+        env=dict(spec.get("env") or {}),
+    )
