@@ -1,0 +1,235 @@
+"""The local engine end to end, with real processes."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import batchsweep
+from batchsweep.store import Store
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+def write_spec(tmp_path: Path, body: str, name: str = "sweep.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_grid_over_script_that_writes_metrics_gives_one_row_per_task(tmp_path):
+    spec = write_spec(tmp_path, f"""
+        name: grid
+        script: {SCRIPTS / 'writes_metrics.py'}
+        params:
+          grid: {{a: [1, 2, 3, 4], b: [0.5, 1, 2, 3, 4]}}
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    df = run.results()
+    assert len(df) == 20
+    assert set(df["status"]) == {"succeeded"}
+    assert (df["product"] == df["a"] * df["b"]).all()
+    assert list(df["task"]) == list(range(20))
+    assert run.exit_code == 0
+
+
+def test_script_that_only_prints_and_pickles_under_required_save_name(tmp_path):
+    spec = write_spec(tmp_path, f"""
+        name: printer
+        script: {SCRIPTS / 'prints_result.py'}
+        params:
+          grid: {{var_a: [1, 2, 3, 4], var_b: [1, 2, 3, 4, 5]}}
+          fixed: {{save_name: "run_{{var_a}}_{{var_b}}"}}
+        metrics: {{stdout: last}}
+        outputs: ["*.pkl"]
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    df = run.results()
+    assert len(df) == 20 and set(df["status"]) == {"succeeded"}
+    assert (df["value"] == df["var_a"] * df["var_b"]).all()
+    row = df[(df.var_a == 3) & (df.var_b == 4)].iloc[0]
+    assert list(row["outputs"]) == ["run_3_4.pkl"]
+    store = Store.open(tmp_path / "store")
+    pkl = store.local_path(store.task_key(run.id, int(row["task"]), "outputs", "run_3_4.pkl"))
+    assert pickle.loads(pkl.read_bytes()) == {"sum": 7, "product": 12}
+
+
+def test_metrics_from_stdout_regex_with_named_groups(tmp_path):
+    spec = write_spec(tmp_path, f"""
+        name: regex
+        script: {SCRIPTS / 'prints_result.py'}
+        params:
+          grid: {{var_a: [5], var_b: [2]}}
+          fixed: {{save_name: x}}
+        metrics: {{stdout: 'loss=(?P<loss>-?[0-9.]+) acc=(?P<acc>[0-9.]+)'}}
+    """)
+    df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results()
+    assert df.loc[0, "loss"] == 3 and df.loc[0, "acc"] == pytest.approx(0.2)
+
+
+def test_failing_and_hanging_tasks_are_contained(tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    spec = write_spec(tmp_path, f"""
+        name: contained
+        script: {SCRIPTS / 'writes_metrics.py'}
+        params:
+          grid: {{a: [1, 2, 3, 4, 5, 6]}}
+          fixed: {{fail_on: 2, hang_on: 4, pid_dir: "{pids}"}}
+        timeout: 3s
+        max_parallel: 6
+    """)
+    t0 = time.monotonic()
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 3 + 8, "the run must end within seconds of the timeout"
+    df = run.results().set_index("a")
+    assert df.loc[2, "status"] == "failed" and df.loc[2, "exit_code"] == 3 and df.loc[2, "error"] == "exit code 3"
+    assert df.loc[4, "status"] == "timeout" and df.loc[4, "error"] == "timeout after 3s"
+    assert set(df.loc[[1, 3, 5, 6], "status"]) == {"succeeded"}
+    assert run.exit_code == 1
+    for name in ("4.pid", "4.child.pid"):
+        assert not alive(int((pids / name).read_text())), f"{name} survived the timeout"
+    assert "failing on purpose" in run.logs(1, stderr=True)
+
+
+def test_retries_are_counted_in_attempts(tmp_path):
+    spec = write_spec(tmp_path, f"""
+        name: retry
+        script: {SCRIPTS / 'writes_metrics.py'}
+        params: {{grid: {{a: [1, 2]}}, fixed: {{fail_on: 2}}}}
+        retries: 2
+    """)
+    df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results().set_index("a")
+    assert df.loc[1, "attempts"] == 1
+    assert df.loc[2, "attempts"] == 3 and df.loc[2, "status"] == "failed"
+
+
+def test_function_tasks_run_in_child_processes_and_a_segfault_is_contained(tmp_path):
+    spec = write_spec(tmp_path, """
+        name: funcs
+        function: funcs:crash
+        params: {grid: {x: [1, 2, 3]}}
+    """)
+    (tmp_path / "funcs.py").write_text((SCRIPTS / "funcs.py").read_text())
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    df = run.results().set_index("x")
+    assert df.loc[1, "y"] == 1 and df.loc[3, "y"] == 3
+    assert df.loc[2, "status"] == "failed"
+    assert "SEGV" in df.loc[2, "error"]
+
+
+def test_function_returning_dict_becomes_metrics(tmp_path):
+    (tmp_path / "funcs.py").write_text((SCRIPTS / "funcs.py").read_text())
+    spec = write_spec(tmp_path, """
+        name: square
+        function: funcs:square
+        params: {grid: {x: [1, 2, 3]}, fixed: {offset: 10}}
+    """)
+    df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results()
+    assert list(df["y"]) == [11, 14, 19]
+    assert df["pid"].nunique() == 3 and os.getpid() not in set(df["pid"])
+
+
+def _cli(tmp_path: Path, *args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "BATCHSWEEP_STORE": str(tmp_path / "store"), "CI": "true"}
+    return subprocess.Popen([sys.executable, "-m", "batchsweep", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _wait_for_statuses(store_dir: Path, n: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(list(store_dir.glob("runs/*/tasks/*/status.json"))) >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {n} statuses after {timeout}s")
+
+
+def test_kill_9_then_resume_runs_only_unfinished_tasks(tmp_path):
+    spec = write_spec(tmp_path, f"""
+        name: killed
+        script: {SCRIPTS / 'writes_metrics.py'}
+        params: {{grid: {{a: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]}}, fixed: {{sleep: 0.4}}}}
+        max_parallel: 2
+    """)
+    proc = _cli(tmp_path, "run", str(spec))
+    _wait_for_statuses(tmp_path / "store", 3)
+    proc.kill()
+    proc.wait()
+    store = Store.open(tmp_path / "store")
+    (run_id,) = store.run_ids()
+    before = {i: s.ended_at for i, s in store.statuses(run_id).items()}
+    assert 3 <= len(before) < 12
+    status = _cli(tmp_path, "status", run_id)
+    assert "interrupted" in status.communicate()[0]
+    resume = _cli(tmp_path, "resume", run_id)
+    out, err = resume.communicate(timeout=60)
+    assert resume.returncode == 0, err
+    df = batchsweep.load_run(run_id, store=tmp_path / "store").results()
+    assert len(df) == 12 and set(df["status"]) == {"succeeded"}
+    after = store.statuses(run_id)
+    for i, ended in before.items():
+        if store.statuses(run_id)[i].state.value == "succeeded":
+            assert after[i].ended_at == ended, f"task {i} finished before the kill but ran again"
+
+
+def test_ctrl_c_kills_children_and_leaves_run_resumable(tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    spec = write_spec(tmp_path, f"""
+        name: interrupted
+        script: {SCRIPTS / 'writes_metrics.py'}
+        params: {{grid: {{a: [1, 2, 3, 4]}}, fixed: {{hang_on: 1, pid_dir: "{pids}"}}}}
+        max_parallel: 2
+    """)
+    proc = _cli(tmp_path, "run", str(spec))
+    deadline = time.monotonic() + 20
+    while not (pids / "1.child.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "resume" in err
+    assert not alive(int((pids / "1.pid").read_text()))
+    assert not alive(int((pids / "1.child.pid").read_text()))
+    run = batchsweep.load_run(store=tmp_path / "store")
+    df = run.results()
+    assert df.set_index("a").loc[1, "status"] == "cancelled"
+
+
+def test_detached_run_can_be_waited_for_and_cancelled(tmp_path):
+    spec = write_spec(tmp_path, f"""
+        name: detached
+        script: {SCRIPTS / 'writes_metrics.py'}
+        params: {{grid: {{a: [1, 2, 3, 4, 5, 6, 7, 8]}}, fixed: {{sleep: 0.5}}}}
+        max_parallel: 1
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    _wait_for_statuses(tmp_path / "store", 1)
+    run.cancel()
+    again = batchsweep.load_run(run.id, store=tmp_path / "store")
+    counts, progress = again.counts()
+    assert not progress.active
+    assert counts["succeeded"] >= 1 and counts["succeeded"] + counts["cancelled"] == 8
+    again.resume(detach=True)
+    assert again.wait(progress=False) == 0
+    assert set(again.results()["status"]) == {"succeeded"}
