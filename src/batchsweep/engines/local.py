@@ -34,7 +34,8 @@ def _start_time(pid: int) -> str | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]  # a zombie has exited: not alive
 
 
 def _alive(record: dict[str, Any]) -> bool:
@@ -144,8 +145,8 @@ class LocalEngine(Engine):
         if _alive(record) and record.get("host") == socket.gethostname():
             os.kill(record["pid"], signal.SIGTERM)
             deadline = time.monotonic() + 30
-            while _alive(record) and time.monotonic() < deadline:
-                time.sleep(0.1)
+            while self.poll().active and time.monotonic() < deadline:
+                time.sleep(0.05)
 
     def logs(self, index: int, *, stderr: bool = False) -> Iterator[str] | None:
         return None  # a running task's log file is already in the store, where `logs` reads it
