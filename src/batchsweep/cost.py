@@ -1,0 +1,136 @@
+"""What a sweep costs on AWS Batch with Fargate: an estimate before the run, an account after it.
+
+Prices come from ``data/fargate_prices.json`` (shipped with the package, dated, not fetched live),
+so every figure here is an ESTIMATE and says what it assumed. Fargate bills each container per
+second from the image pull until it stops, with a one-minute minimum; Spot is a discount range
+because its real price moves by region and over time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batchsweep.errors import SweepError
+
+PRICES_FILE = Path(__file__).parent / "data" / "fargate_prices.json"
+NOT_INCLUDED = ("not included: retried attempts, S3 requests and transfer, CloudWatch Logs, ECR storage, "
+                "ephemeral storage beyond 20 GB")
+# Fargate's task sizes: vCPU -> (min, max, step) memory in MiB. Other combinations are rejected by AWS.
+FARGATE_SIZES = {0.25: (512, 2048, 512), 0.5: (1024, 4096, 1024), 1: (2048, 8192, 1024), 2: (4096, 16384, 1024),
+                 4: (8192, 30720, 1024), 8: (16384, 61440, 4096), 16: (32768, 122880, 8192)}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A cost range in USD (low == high on-demand) and the compute it is made of."""
+
+    low_usd: float
+    high_usd: float
+    vcpu_hours: float
+    gb_hours: float
+    assumptions: list[str]
+    region: str = ""
+    spot: bool = False
+
+    def lines(self) -> list[str]:
+        kind = "Fargate Spot" if self.spot else "Fargate on-demand"
+        cost = usd(self.low_usd) if self.low_usd == self.high_usd else f"{usd(self.low_usd)}–{usd(self.high_usd)}"
+        return [f"ESTIMATED cost ({kind}, {self.region}): {cost} for {self.vcpu_hours:.3g} vCPU-hours "
+                f"and {self.gb_hours:.3g} GB-hours",
+                "This is an estimate from a price table, not a bill. It assumes:",
+                *(f"  - {a}" for a in self.assumptions)]
+
+
+def usd(x: float) -> str:
+    return f"${x:,.2f}" if x >= 1 or x == 0 else f"${x:.2g}"
+
+
+def load_prices() -> dict[str, Any]:
+    return json.loads(PRICES_FILE.read_text(encoding="utf-8"))
+
+
+def prices_for(region: str, table: dict[str, Any] | None = None) -> tuple[float, float]:
+    """(USD per vCPU-hour, USD per GB-hour) on-demand in ``region``."""
+    table = table or load_prices()
+    if region not in table["regions"]:
+        known = ", ".join(sorted(table["regions"]))
+        raise SweepError(f"no Fargate prices for region {region!r}; known regions: {known} "
+                         f"(add it to {PRICES_FILE.name} or pick one of these)")
+    p = table["regions"][region]
+    return float(p["vcpu_hour"]), float(p["gb_hour"])
+
+
+def fargate_size_problem(vcpus: float, memory_mib: int) -> str | None:
+    """Why AWS would reject this vCPU/memory pair on Fargate, or None if it is a valid size."""
+    if vcpus not in FARGATE_SIZES:
+        return f"{vcpus:g} vCPU is not a Fargate size (valid: {', '.join(f'{v:g}' for v in FARGATE_SIZES)})"
+    lo, hi, step = FARGATE_SIZES[vcpus]
+    if not (lo <= memory_mib <= hi and (memory_mib - lo) % step == 0):
+        return f"{memory_mib} MiB is not a Fargate size for {vcpus:g} vCPU ({lo}–{hi} MiB in steps of {step})"
+    return None
+
+
+def estimate(*, n_tasks: int, task_seconds: float, vcpus: float, memory_mib: int, region: str, spot: bool,
+             tasks_per_container: int = 1, startup_seconds: float = 30.0,
+             duration_source: str = "given with --task-seconds") -> Estimate:
+    """The cost of ``n_tasks`` tasks of ``task_seconds`` each, ``tasks_per_container`` run one after another
+    in each container. ``duration_source`` says where ``task_seconds`` came from (shown in the assumptions)."""
+    if n_tasks < 0 or tasks_per_container < 1:
+        raise SweepError(f"need n_tasks >= 0 and tasks_per_container >= 1, got {n_tasks} and {tasks_per_container}")
+    if not (math.isfinite(task_seconds) and task_seconds >= 0) or startup_seconds < 0:
+        raise SweepError(f"task_seconds and startup_seconds must be >= 0, got {task_seconds} and {startup_seconds}")
+    full, rest = divmod(n_tasks, tasks_per_container)
+    containers = [tasks_per_container * task_seconds] * full + ([rest * task_seconds] if rest else [])
+    assumed = [f"{n_tasks} task(s), {tasks_per_container} per container: {len(containers)} container(s)",
+               f"task duration: {task_seconds:g} s each ({duration_source})"]
+    return _price(containers, vcpus=vcpus, memory_mib=memory_mib, region=region, spot=spot,
+                  startup_seconds=startup_seconds, assumed=assumed)
+
+
+def compute_cost(durations_s: Sequence[float], *, vcpus: float, memory_mib: int, region: str, spot: bool,
+                 startup_seconds: float = 30.0) -> Estimate:
+    """The cost of a finished run: one container per task, with its measured duration."""
+    measured = [float(d) for d in durations_s if d is not None and math.isfinite(d)]
+    assumed = [f"{len(measured)} task(s), one container each, with their measured durations "
+               f"(total {sum(measured):.0f} s)"]
+    if len(measured) < len(durations_s):
+        assumed.append(f"{len(durations_s) - len(measured)} task(s) without a measured duration are not counted")
+    return _price(measured, vcpus=vcpus, memory_mib=memory_mib, region=region, spot=spot,
+                  startup_seconds=startup_seconds, assumed=assumed)
+
+
+def _price(run_seconds: list[float], *, vcpus: float, memory_mib: int, region: str, spot: bool,
+           startup_seconds: float, assumed: list[str]) -> Estimate:
+    if vcpus <= 0 or memory_mib <= 0:
+        raise SweepError(f"vcpus and memory_mib must be > 0, got {vcpus} and {memory_mib}")
+    table = load_prices()
+    vcpu_price, gb_price = prices_for(region, table)
+    minimum = float(table["billing"]["minimum_seconds"])
+    billed = sum(max(minimum, startup_seconds + s) for s in run_seconds)
+    gb = memory_mib / 1024
+    vcpu_hours, gb_hours = billed / 3600 * vcpus, billed / 3600 * gb
+    on_demand = vcpu_hours * vcpu_price + gb_hours * gb_price
+    disc = table["spot_discount"]
+    low, high = (on_demand * (1 - disc["high"]), on_demand * (1 - disc["low"])) if spot else (on_demand, on_demand)
+    assumptions = [
+        *assumed,
+        f"prices: Fargate {table['platform']} in {region}, ${vcpu_price}/vCPU-hour and ${gb_price}/GB-hour on-demand, "
+        f"from the price table of {table['as_of']} (not live prices)",
+        f"each container: {vcpus:g} vCPU and {memory_mib} MiB ({gb:g} GB)",
+        f"startup: {startup_seconds:g} s per container (image pull and boot are billed)",
+        f"billing per second with a {minimum:g} s minimum per container: {billed:,.0f} s billed",
+        (f"Fargate Spot: {disc['low']:.0%}–{disc['high']:.0%} off on-demand (varies by region and over time); "
+         "reclaimed tasks that are retried cost extra") if spot else
+        "on-demand: a single figure; real durations vary, so the cost moves with them",
+        NOT_INCLUDED,
+    ]
+    problem = fargate_size_problem(vcpus, memory_mib)
+    if problem:
+        assumptions.append(f"warning: {problem}; AWS Batch would reject this job definition")
+    return Estimate(low_usd=low, high_usd=high, vcpu_hours=vcpu_hours, gb_hours=gb_hours,
+                    assumptions=assumptions, region=region, spot=spot)

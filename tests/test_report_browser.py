@@ -1,0 +1,112 @@
+"""The report opened in headless Chromium (Debian's ``chromium``; ``make chromium`` installs it).
+
+Checks what only a browser can: the inline JS runs without console errors, every plot has
+rendered content in the live DOM, and a screenshot is not blank. Chromium is cut off from the
+network (proxy to a closed port, every host unresolvable): the page must need nothing outside itself.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_report import METRICS, PARAMS, PLOTS, SUMMARY, backtest_frame
+
+from batchsweep.report import build_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make chromium)")
+OFFLINE = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND", "--hide-scrollbars"]
+
+
+def chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    cmd = [str(CHROMIUM), *OFFLINE, f"--user-data-dir={profile}", *args, page.as_uri()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+
+
+def read_png(path: Path) -> np.ndarray:
+    """Decode an 8-bit RGB/RGBA non-interlaced PNG (what Chromium writes) into an (h, w, channels) array."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        body, pos = data[pos + 8:pos + 8 + length], pos + 12 + length
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+    assert header is not None
+    width, height, depth, ctype, _, _, interlace = header
+    assert depth == 8 and ctype in (2, 6) and interlace == 0, f"unsupported PNG {header}"
+    bpp = 3 if ctype == 2 else 4
+    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, 1 + width * bpp)
+    out = np.zeros((height, width * bpp), dtype=np.uint8)
+    prev = np.zeros(width * bpp, dtype=np.int32)
+    for y in range(height):
+        kind, line = raw[y, 0], raw[y, 1:].astype(np.int32)
+        if kind == 0:
+            cur = line
+        elif kind == 2:
+            cur = (line + prev) & 0xFF
+        elif kind == 1:  # Sub: a running sum per channel
+            cur = np.cumsum(line.reshape(width, bpp), axis=0).reshape(-1) & 0xFF
+        else:  # Average and Paeth depend on the byte to the left: decode byte by byte
+            cur = np.zeros_like(line)
+            cl, pl = line.tolist(), prev.tolist()
+            res = [0] * len(cl)
+            for i, x in enumerate(cl):
+                a = res[i - bpp] if i >= bpp else 0
+                b, c = pl[i], pl[i - bpp] if i >= bpp else 0
+                if kind == 3:
+                    res[i] = (x + (a + b) // 2) & 0xFF
+                else:
+                    p = a + b - c
+                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    res[i] = (x + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+            cur = np.array(res, dtype=np.int32)
+        out[y], prev = cur, cur
+    return out.reshape(height, width, bpp)
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    html, _, _ = build_report(backtest_frame(), params=PARAMS, metrics=METRICS, summary=SUMMARY,
+                              log_tail=lambda task: f"Traceback ...\nValueError: task {task} <b>failed</b>")
+    path = tmp_path_factory.mktemp("report with spaces") / "report ü.html"
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def test_every_plot_renders_and_the_script_runs_without_console_errors(page: Path, tmp_path: Path) -> None:
+    run = chromium(tmp_path, page, "--enable-logging=stderr", "--v=0", "--dump-dom")
+    dom = run.stdout
+    assert re.search(r'<body[^>]*data-ready="1"', dom), "the report's inline script did not finish"
+    plots = re.findall(r'<svg class="plot" data-plot="([^"]+)"[^>]*>(.*?)</svg>', dom, re.S)
+    assert {name for name, _ in plots} == set(PLOTS)
+    for name, body in plots:
+        assert re.search(r"<(rect|polyline|circle|line|polygon)\b", body), f"plot {name} rendered empty"
+    console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+    assert console == [], "\n".join(console)
+
+
+def test_the_screenshot_is_not_blank(page: Path, tmp_path: Path) -> None:
+    shot = tmp_path / "shot.png"
+    chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=1280,2000")
+    pixels = read_png(shot)[:, :, :3]
+    assert pixels.shape[:2] == (2000, 1280)
+    colours, counts = np.unique(pixels.reshape(-1, 3), axis=0, return_counts=True)
+    background = counts.max() / counts.sum()
+    assert len(colours) > 200, "too few colours: the plots did not paint"
+    assert background < 0.9, f"{background:.0%} of the page is one colour"
+    # the heatmap and the parallel coordinates paint the colour scale's saturated ends
+    assert any((abs(colours.astype(int) - rgb).sum(axis=1) < 30).any() for rgb in ([69, 117, 180], [215, 48, 39]))
