@@ -46,7 +46,7 @@ def _table(columns: list[str], rows: list[list[Any]], *, title: str | None = Non
 
 def print_plan(p: Plan) -> None:
     names = list(p.info["param_names"])
-    rows = [[t.index, *(t.params.get(n) for n in names), ", ".join(t.inputs)] for t in p.tasks]
+    rows: list[list[Any]] = [[t.index, *(t.params.get(n) for n in names), ", ".join(t.inputs)] for t in p.tasks]
     shown = rows if len(rows) <= PLAN_ROWS else rows[: PLAN_ROWS - 3] + [["…"] + [""] * (len(names) + 1)] + rows[-2:]
     console = _console()
     console.print(_table(["task", *names, "inputs"], shown))

@@ -20,26 +20,32 @@ class Distribution:
     kind: str
     args: tuple[Any, ...]
 
+    @property
+    def bounds(self) -> tuple[Any, Any]:
+        return self.args[0], self.args[1]
+
     def sample(self, rng: random.Random) -> Any:
         if self.kind == "uniform":
             return rng.uniform(*self.args)
         if self.kind == "loguniform":
-            lo, hi = self.args
+            lo, hi = self.bounds
             return math.exp(rng.uniform(math.log(lo), math.log(hi)))
         if self.kind == "randint":
-            return rng.randint(*self.args)
+            return rng.randint(*self.bounds)
         return rng.choice(self.args)
 
     def to_optuna(self) -> Any:
         import optuna.distributions as od
 
+        if self.kind == "choice":
+            return od.CategoricalDistribution(self.args)
+        lo, hi = self.bounds
         if self.kind == "uniform":
-            return od.FloatDistribution(*self.args)
+            return od.FloatDistribution(lo, hi)
         if self.kind == "loguniform":
-            return od.FloatDistribution(*self.args, log=True)
+            return od.FloatDistribution(lo, hi, log=True)
         if self.kind == "randint":
-            return od.IntDistribution(*self.args)
-        return od.CategoricalDistribution(self.args)
+            return od.IntDistribution(lo, hi)
 
 
 def parse(text: str | list[Any], *, where: str) -> Distribution:
@@ -55,6 +61,7 @@ def parse(text: str | list[Any], *, where: str) -> Distribution:
     kind, body = m.group(1), m.group(2)
     if kind not in KINDS:
         raise ValueError(f"{where}: unknown distribution {kind!r}; {hint}")
+    args: tuple[Any, ...]
     try:
         args = ast.literal_eval(f"({body},)") if body.strip() else ()
     except (ValueError, SyntaxError):

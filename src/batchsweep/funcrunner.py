@@ -10,13 +10,14 @@ import importlib
 import json
 import os
 import sys
+from typing import Any
 
 
 def main() -> int:
     code_dir, target = sys.argv[1], sys.argv[2]
     sys.path.insert(0, code_dir)
     module_name, _, attr = target.partition(":")
-    obj = importlib.import_module(module_name)
+    obj: Any = importlib.import_module(module_name)
     for part in attr.split("."):
         obj = getattr(obj, part)
     params = {k: v for k, v in json.loads(os.environ["BATCHSWEEP_PARAMS"]).items() if not k.startswith("_")}

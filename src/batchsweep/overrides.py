@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 from batchsweep.errors import SpecError
@@ -42,7 +43,7 @@ def _scalar(text: str, yaml: Any) -> Any:
         return text
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...], *, source: str) -> dict[str, Any]:
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], *, source: str) -> dict[str, Any]:
     out = copy.deepcopy(raw)
     for item in overrides:
         key, sep, text = item.partition("=")
@@ -75,6 +76,9 @@ def _set_param(raw: dict[str, Any], name: str, value: Any) -> None:
     for block in ("grid", "zip", "fixed"):
         if isinstance(params.get(block), dict):
             params[block].pop(name, None)
+    if isinstance(params.get("list"), list):
+        params["list"] = [{k: v for k, v in row.items() if k != name} if isinstance(row, dict) else row
+                          for row in params["list"]]
     if isinstance(params.get("random"), dict) and isinstance(params["random"].get("space"), dict):
         params["random"]["space"].pop(name, None)
     if isinstance(value, list):

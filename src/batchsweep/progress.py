@@ -62,7 +62,14 @@ def _watch_plain(run: Run, total: int, started: float, interval: float) -> None:
 
 def _watch_rich(run: Run, total: int, started: float, interval: float) -> None:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     console = Console(stderr=True)
     columns = (

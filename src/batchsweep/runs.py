@@ -103,10 +103,10 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
         raise SpecError("params: the parameter space expands to no tasks; every block needs at least one value")
     _check_inputs(spec, tasks)
     flags = _check_script(spec, tasks)
-    engine.check(spec, tasks)
+    settings = engine.check(spec, tasks)
     code_dir = spec.script_path.parent if spec.script_path else spec.base_dir
     now = datetime.now(timezone.utc)
-    info = {
+    info: dict[str, Any] = {
         "run_id": new_run_id(spec.name),
         "name": spec.name,
         "backend": spec.backend,
@@ -122,6 +122,7 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
         "timeout_s": spec.timeout,
         "max_parallel": spec.max_parallel,
         "param_names": spec.param_names,
+        "engine": settings,
     }
     # The worker runs the script by its name inside code_dir.
     if spec.script:
@@ -132,7 +133,7 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
 def start(p: Plan, *, store: Store | str | None = None, detach: bool = False) -> Run:
     """Write the run to the store and submit it. A failed submit leaves no run behind."""
     local = store if isinstance(store, Store) else Store.open(store)
-    run_store = p.engine.run_store(p.spec, local)
+    run_store = p.engine.run_store(p.info["engine"], local)
     run_id = p.info["run_id"]
     info = {**p.info, "store": run_store.url}
     info.update(p.engine.prepare(p.spec, run_store, info))
@@ -151,7 +152,10 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False) ->
 
 
 def _summary_fields(info: dict[str, Any]) -> dict[str, Any]:
-    return {k: info[k] for k in ("name", "backend", "created", "created_ts", "n_tasks", "store") if k in info}
+    fields: dict[str, Any] = {k: info[k] for k in ("name", "backend", "created", "created_ts", "n_tasks", "store") if k in info}
+    engine = info.get("engine") or {}
+    fields["aws"] = {"profile": engine.get("profile"), "region": engine.get("region")}
+    return fields
 
 
 class Run:
@@ -271,7 +275,8 @@ class Run:
 def _open_pointer(local: Store, run_id: str) -> Run:
     info = local.run_info(run_id)
     if info.get("pointer"):
-        remote = Store.open(info["store"])
+        aws = info.get("aws") or {}
+        remote = Store.open(info["store"], aws_profile=aws.get("profile"), aws_region=aws.get("region"))
         return Run(remote, run_id)
     return Run(local, run_id, info)
 

@@ -149,7 +149,7 @@ def _text(value: Any) -> str:
 
 
 def build_argv(params: dict[str, Any], flags: ScriptFlags) -> list[str]:
-    """argv for one task (after the script path). Positionals first, in the parser's order."""
+    """argv for one task (after the script path): options, then `--` and the positionals in the parser's order."""
     positional: list[tuple[int, list[str]]] = []
     argv: list[str] = []
     order = {f.dest: i for i, f in enumerate(flags.flags)}
@@ -185,6 +185,8 @@ def build_argv(params: dict[str, Any], flags: ScriptFlags) -> list[str]:
             text = _text(value)
             # `--x=-5`: argparse would take a bare `-5` that follows a flag for an option of its own.
             argv.extend([f"{option}={text}"] if text.startswith("-") else [option, text])
+    if positional:
+        argv.append("--")  # so a `nargs='+'` option before them cannot swallow them, and `-1` stays a value
     for _, values in sorted(positional):
         argv.extend(values)
     return argv

@@ -8,10 +8,19 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from batchsweep.errors import SpecError
 
@@ -188,7 +197,7 @@ class Spec(_Strict):
     secrets: dict[str, str] = {}
     code: Code = Code()
     search: Search | None = None
-    backend: Literal["local", "aws-batch", "dask"] = "local"
+    backend: str = "local"
     aws: Aws = Aws()
     dask: dict[str, Any] = {}
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -198,6 +207,25 @@ class Spec(_Strict):
     def _safe_name(cls, v: str) -> str:
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", v):
             raise ValueError(f"bad sweep name {v!r}; use lower-case letters, digits, '-' and '_' (e.g. 'ma-crossover')")
+        return v
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metrics_rule(cls, v: Any) -> Any:
+        if isinstance(v, dict):  # validate here so the error names the rule, not the union's `str` member
+            try:
+                return MetricsFromStdout.model_validate(v)
+            except ValidationError as e:
+                raise ValueError(e.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        return v
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _known_backend(cls, v: Any) -> Any:
+        if isinstance(v, str) and v not in BACKENDS:
+            close = difflib.get_close_matches(v, BACKENDS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"unknown backend {v!r}; {hint}choose one of: {', '.join(BACKENDS)}")
         return v
 
     @field_validator("env")
@@ -257,14 +285,16 @@ def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 def _format_error(err: dict[str, Any]) -> str:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
-    where = ".".join(str(p) for p in loc if p not in ("list_",)) or "(top level)"
+    where = ".".join(str(p) for p in loc if p not in ("list_",))
     if err["type"] == "extra_forbidden":
         parent = _model_for(loc[:-1])
         options = [f.alias or n for n, f in parent.model_fields.items() if n != "base_dir"] if parent else []
         return f"{where}: unknown key; {_suggest(str(loc[-1]), options)}"
     if err["type"] == "missing":
-        return f"{where}: required field is missing"
+        return f"{where or 'spec'}: required field is missing"
     msg = err["msg"].removeprefix("Value error, ")
+    if not where:
+        return msg
     value = err.get("input")
     if err["type"].endswith("_type") or err["type"].startswith(("int_", "float_", "bool_", "literal_")):
         return f"{where}: {msg} (got {value!r})"
@@ -277,11 +307,11 @@ def validate(raw: Any, *, source: str, base_dir: Path) -> Spec:
     try:
         spec = Spec.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as e:
-        raise SpecError(f"{source}: {_format_error(e.errors()[0])}") from None
+        raise SpecError(f"{source}: {_format_error(dict(e.errors()[0]))}") from None
     return spec
 
 
-def load(path: str | os.PathLike[str], *, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
+def load(path: str | os.PathLike[str], *, overrides: Sequence[str] = ()) -> Spec:
     """Read a spec file, apply `--set key=value` overrides, validate."""
     import yaml
 

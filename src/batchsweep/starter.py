@@ -19,12 +19,12 @@ def starter_text(script: Path) -> str:
     flags = read_flags(script)
     if not flags.known:
         raise SpecError(f"{script}: no argparse parser found (it must call parse_args()); write the spec by hand")
-    name = re.sub(r"[^a-z0-9_-]+", "-", script.stem.lower()).strip("-") or "sweep"
+    name = re.sub(r"[^a-z0-9_-]+", "-", script.stem.lower()).strip("-_")[:64] or "sweep"
     lines = [
         f"# Starter sweep for {script.name}: each param lists its current default.",
         "# Add values to a list to sweep it (a grid is the cartesian product), then: batchsweep run sweep.yaml",
         f"name: {name}",
-        f"script: {script.name}",
+        f"script: {json.dumps(script.name)}",
         "params:",
         "  grid:",
     ]
@@ -55,5 +55,5 @@ def write_starter(script: str, *, output: str | None = None, force: bool = False
         raise SpecError(f"{target} already exists; pass --force to overwrite or -o another.yaml")
     text = starter_text(path.resolve())
     relative = os.path.relpath(path.resolve(), target.resolve().parent)
-    target.write_text(text.replace(f"script: {path.name}", f"script: {relative}", 1))
+    target.write_text(text.replace(f"script: {json.dumps(path.name)}", f"script: {json.dumps(relative)}", 1))
     return target

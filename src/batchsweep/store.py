@@ -95,12 +95,13 @@ class Store:
         self.backend = backend
 
     @classmethod
-    def open(cls, location: str | os.PathLike[str] | None = None) -> Store:
+    def open(cls, location: str | os.PathLike[str] | None = None, *, aws_profile: str | None = None,
+             aws_region: str | None = None) -> Store:
         location = str(location or os.environ.get("BATCHSWEEP_STORE") or DEFAULT_STORE)
         if location.startswith("s3://"):
             from batchsweep.aws.s3store import S3Backend
 
-            return cls(S3Backend.from_url(location))
+            return cls(S3Backend.from_url(location, profile=aws_profile, region=aws_region))
         return cls(LocalBackend(location))
 
     @property

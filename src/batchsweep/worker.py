@@ -1,8 +1,9 @@
 """What runs a task, wherever it runs (DESIGN §2): stage inputs, run the script or function in its own
 process group with a timeout and retries, read metrics, collect outputs, write status last.
 
-The local engine calls `run_task` from its threads; on AWS Batch the container runs `python -m batchsweep.worker`
-(see `batchsweep.container`), which calls the same `run_task`. The worker never talks to the engine.
+The local engine calls `execute_task` from its threads; on AWS Batch (or any remote machine) the container runs
+`python -m batchsweep.worker` (`batchsweep.remote`), which calls the same `execute_task`. The worker never talks
+to the engine.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from batchsweep import metrics as metrics_mod
 from batchsweep.model import State, Task, TaskStatus
 from batchsweep.scriptargs import ScriptFlags, build_argv
+from batchsweep.store import Store
 
 KILL_GRACE_S = 2.0
 
@@ -53,6 +55,7 @@ class ProcessRegistry:
         self._lock = threading.Lock()
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self.cancelled = threading.Event()
+        self.reason = "cancelled"
 
     def add(self, proc: subprocess.Popen[bytes]) -> None:
         with self._lock:
@@ -62,7 +65,8 @@ class ProcessRegistry:
         with self._lock:
             self._procs.pop(proc.pid, None)
 
-    def cancel_all(self) -> None:
+    def cancel_all(self, reason: str = "cancelled") -> None:
+        self.reason = reason
         self.cancelled.set()
         with self._lock:
             procs = list(self._procs.values())
@@ -177,7 +181,7 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
         except (ProcessLookupError, PermissionError):
             pass
     if registry is not None and registry.cancelled.is_set():
-        return Attempt(State.CANCELLED, code, "cancelled")
+        return Attempt(State.CANCELLED, code, registry.reason)
     if code == 0:
         return Attempt(State.SUCCEEDED, 0, None)
     return Attempt(State.FAILED, code, _describe_exit(code))
@@ -256,6 +260,27 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
     )
 
 
+def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scratch: Path | None = None,
+                 registry: ProcessRegistry | None = None, resolve_input: Callable[[str], Path]) -> TaskStatus:
+    """Run a task and put everything it produced in the store, its status last.
+
+    On a local (or shared) store the task writes straight into its store directory; on a remote one it works in
+    `scratch` and its files are uploaded before the status."""
+    run_id = ctx.run_id
+    if store.is_local:
+        paths = TaskPaths(store.local_path(store.task_key(run_id, task.index)))
+    else:
+        assert scratch is not None, "a remote store needs a scratch directory"
+        paths = TaskPaths(scratch / str(task.index))
+    status = run_task(ctx, task, paths, worker=worker, registry=registry, resolve_input=resolve_input)
+    if not store.is_local:
+        shutil.rmtree(paths.work, ignore_errors=True)
+        store.backend.upload_dir(paths.task_dir, store.task_key(run_id, task.index))
+        shutil.rmtree(paths.task_dir, ignore_errors=True)
+    store.write_status(run_id, status)
+    return status
+
+
 def context_from_run(run_info: dict[str, Any], *, code_dir: Path | None = None) -> RunContext:
     from batchsweep.scriptargs import flags_from_json
 
@@ -272,3 +297,9 @@ def context_from_run(run_info: dict[str, Any], *, code_dir: Path | None = None) 
         retries=spec.get("retries", 0),
         env=dict(spec.get("env") or {}),
     )
+
+
+if __name__ == "__main__":
+    from batchsweep.remote import main
+
+    sys.exit(main())

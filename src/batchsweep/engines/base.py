@@ -42,11 +42,13 @@ class Engine(abc.ABC):
 
     # -- before a run exists -----------------------------------------------------------------
     @classmethod
-    def check(cls, spec: Spec, tasks: Sequence[Task]) -> None:  # noqa: B027 - optional hook
-        """Raise SweepError for anything this engine cannot run. Called before anything is written."""
+    def check(cls, spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
+        """Raise SweepError for anything this engine cannot run; called before anything is written.
+        Returns the engine's resolved settings (JSON-able), kept in run.json as `engine`."""
+        return {}
 
     @classmethod
-    def run_store(cls, spec: Spec, default: Store) -> Store:
+    def run_store(cls, settings: dict[str, Any], default: Store) -> Store:
         """Where this engine's runs live (the local store; the S3 store for remote engines)."""
         return default
 

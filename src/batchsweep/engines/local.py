@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchsweep.engines.base import Engine, Progress
 from batchsweep.model import TaskStatus
-from batchsweep.worker import ProcessRegistry, TaskPaths, context_from_run, run_task
+from batchsweep.worker import ProcessRegistry, context_from_run, execute_task
 
 if TYPE_CHECKING:
     from batchsweep.runs import Run
@@ -93,11 +93,9 @@ class LocalEngine(Engine):
             with self._lock:
                 self._running += 1
             try:
-                paths = TaskPaths(store.local_path(store.task_key(run.id, index)))
                 slot = threading.current_thread().name.rsplit("_", 1)[-1]
-                status = run_task(ctx, tasks[index], paths, worker=f"local-{slot}", registry=self._registry,
-                                  resolve_input=lambda ref: base_dir / ref)
-                store.write_status(run.id, status)
+                status = execute_task(ctx, tasks[index], store, worker=f"local-{slot}", registry=self._registry,
+                                      resolve_input=lambda ref: base_dir / ref)
                 with self._lock:
                     self._written[index] = status
             finally:

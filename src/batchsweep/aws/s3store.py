@@ -1,0 +1,112 @@
+"""The S3 backend of the store: the same layout as a local store under s3://BUCKET/PREFIX/.
+
+A write is one PUT, so readers see whole objects only; the worker writes a task's status.json after its other files.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from batchsweep.aws.clients import make_client
+from batchsweep.errors import AwsSetupError
+
+
+def split_url(url: str) -> tuple[str, str]:
+    rest = url.removeprefix("s3://")
+    bucket, _, prefix = rest.partition("/")
+    return bucket, prefix.strip("/")
+
+
+class S3Backend:
+    def __init__(self, bucket: str, prefix: str = "batchsweep", *, client: Any = None,
+                 profile: str | None = None, region: str | None = None) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self._client = client
+        self._profile = profile
+        self._region = region
+
+    @classmethod
+    def from_url(cls, url: str, *, profile: str | None = None, region: str | None = None) -> S3Backend:
+        bucket, prefix = split_url(url)
+        if not bucket:
+            raise AwsSetupError(f"store {url!r}: no bucket; write s3://BUCKET/PREFIX")
+        return cls(bucket, prefix, profile=profile, region=region)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            region = self._region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            self._client = make_client("s3", profile=self._profile, region=region or "us-east-1")
+        return self._client
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _rel(self, full: str) -> str:
+        return full[len(self.prefix) + 1:] if self.prefix else full
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return bytes(self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read())
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(key) from None
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        names = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix).rstrip("/") + "/", Delimiter="/"):
+            for cp in page.get("CommonPrefixes", []):
+                names.append(cp["Prefix"].rstrip("/").rsplit("/", 1)[-1])
+        return names
+
+    def list_files(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix).rstrip("/") + "/"):
+            keys.extend(self._rel(obj["Key"]) for obj in page.get("Contents", []))
+        return keys
+
+    def upload_file(self, local: Path, key: str) -> None:
+        self.client.upload_file(str(local), self.bucket, self._key(key))
+
+    def upload_dir(self, local: Path, key: str) -> None:
+        files = [p for p in sorted(local.rglob("*")) if p.is_file()]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda p: self.upload_file(p, f"{key}/{p.relative_to(local).as_posix()}"), files))
+
+    def download(self, key: str, local: Path) -> None:
+        from botocore.exceptions import ClientError
+
+        local.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.client.download_file(self.bucket, self._key(key), str(local))
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                raise FileNotFoundError(key) from None
+            raise
+
+    def delete_prefix(self, prefix: str) -> None:
+        keys = [self._key(k) for k in self.list_files(prefix)]
+        if self.exists(prefix):
+            keys.append(self._key(prefix))
+        for i in range(0, len(keys), 1000):
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]]})

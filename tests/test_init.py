@@ -1,0 +1,107 @@
+"""`batchsweep init SCRIPT`: a starter sweep.yaml from the script's own argparse flags."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from batchsweep import cli
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(SCRIPTS / "u_target.py", tmp_path / "target.py")
+    return tmp_path
+
+
+def init(*argv: str) -> int:
+    return cli.main(["init", *argv])
+
+
+def test_init_writes_sweep_yaml_beside_the_script(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert init("target.py") == 0
+    assert (project / "sweep.yaml").is_file()
+    assert "wrote sweep.yaml" in capsys.readouterr().out
+
+
+def test_starter_lists_each_flag_with_its_default(project: Path) -> None:
+    init("target.py")
+    spec = yaml.safe_load((project / "sweep.yaml").read_text())
+    assert spec["name"] == "target"
+    assert spec["script"] == "target.py"
+    assert spec["params"]["grid"] == {"window": [5], "symbol": ["BTC"], "mode": ["fast"], "save_name": ["CHANGE_ME"]}
+
+
+def test_starter_shows_help_choices_and_required_as_comments(project: Path) -> None:
+    init("target.py")
+    lines = {line.split(":")[0].strip(): line for line in (project / "sweep.yaml").read_text().splitlines()}
+    assert "# window length" in lines["window"]
+    assert "# coin pair" in lines["symbol"]
+    assert "choices: ['fast', 'slow']" in lines["mode"]
+    assert "required" in lines["save_name"]
+
+
+def test_starter_for_a_script_elsewhere_points_back_to_it(project: Path) -> None:
+    (project / "sweeps").mkdir()
+    assert init("target.py", "-o", "sweeps/first.yaml") == 0
+    assert yaml.safe_load((project / "sweeps" / "first.yaml").read_text())["script"] == "../target.py"
+
+
+def test_force_overwrites_an_existing_file(project: Path) -> None:
+    (project / "sweep.yaml").write_text("old\n")
+    assert init("target.py", "--force") == 0
+    assert "name: target" in (project / "sweep.yaml").read_text()
+
+
+def test_starter_runs_as_a_dry_run_once_change_me_is_filled(project: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    init("target.py")
+    path = project / "sweep.yaml"
+    path.write_text(path.read_text().replace("CHANGE_ME", "out").replace("window: [5]", "window: [5, 10, 20]"))
+    capsys.readouterr()
+
+    code = cli.main(["run", "sweep.yaml", "--dry-run", "--store", str(project / "store")])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "3 tasks" in out
+    assert "dry run: nothing was started" in out
+    assert not (project / "store" / "runs").exists()
+
+
+def test_starter_with_change_me_left_in_is_still_valid_yaml(project: Path) -> None:
+    init("target.py")
+    spec = yaml.safe_load((project / "sweep.yaml").read_text())
+    assert spec["timeout"] == "10m" and spec["metrics"] == "metrics.json"
+
+
+def dry_run_of_starter_for(project: Path, script_name: str) -> tuple[int, dict[str, object]]:
+    shutil.copy(SCRIPTS / "u_target.py", project / script_name)
+    assert init(script_name, "-o", "s.yaml") == 0
+    path = project / "s.yaml"
+    path.write_text(path.read_text().replace("CHANGE_ME", "out"))
+    return cli.main(["run", "s.yaml", "--dry-run", "--store", str(project / "store")]), yaml.safe_load(path.read_text())
+
+
+def test_starter_name_is_made_safe_from_spaces_and_capitals(project: Path) -> None:
+    code, spec = dry_run_of_starter_for(project, "My Script.py")
+    assert code == 0
+    assert spec["name"] == "my-script" and spec["script"] == "My Script.py"
+
+
+def test_starter_for_a_script_with_a_leading_underscore_is_a_valid_spec(project: Path) -> None:
+    code, spec = dry_run_of_starter_for(project, "_train.py")
+    assert code == 0
+    assert spec["name"] == "train"
+
+
+def test_starter_for_a_script_with_a_hash_in_its_name_is_a_valid_spec(project: Path) -> None:
+    code, spec = dry_run_of_starter_for(project, "run #2.py")
+    assert code == 0
+    assert spec["script"] == "run #2.py"

@@ -1,0 +1,339 @@
+"""The job contract's argparse mapping (DESIGN §2): reading a script's flags without running its main work,
+and turning params into an argv that the script parses back to the same values, never through a shell."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from batchsweep import runs
+from batchsweep.errors import SpecError
+from batchsweep.scriptargs import ScriptFlags, build_argv, check_params, read_flags
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+RICH_PARSER = '''
+def build():
+    p = argparse.ArgumentParser()
+    p.add_argument("infile", help="input file")
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate")
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--no-cache", dest="cache", action="store_false")
+    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--layers", type=int, nargs="+", default=[1])
+    p.add_argument("--tag", action="append")
+    p.add_argument("--mode", choices=["fast", "slow"], default="fast")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--config")
+    p.add_argument("--save-name", default="x")
+    p.add_argument("-v", "--verbosity", action="count", default=0)
+    return p
+'''
+
+
+def write_script(path: Path, body: str, marker: Path) -> Path:
+    path.write_text(f"import argparse\nimport json\nMARKER = {str(marker)!r}\n{body}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def rich(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ScriptFlags, Path]:
+    """A script whose parser is built inside main(), behind `if __name__ == "__main__"`."""
+    d = tmp_path_factory.mktemp("rich")
+    marker = d / "main-work-ran"
+    script = write_script(d / "train.py", RICH_PARSER + '''
+def main():
+    args = build().parse_args()
+    open(MARKER, "w").write("ran")
+    with open("parsed.json", "w") as f:
+        json.dump(vars(args), f)
+
+if __name__ == "__main__":
+    main()
+''', marker)
+    return script, read_flags(script), marker
+
+
+def parse_back(script: Path, argv: list[str], cwd: Path) -> dict[str, Any]:
+    """Run the script for real with argv (no shell) and return the namespace it parsed."""
+    done = subprocess.run([sys.executable, str(script), *argv], cwd=cwd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads((cwd / "parsed.json").read_text())  # type: ignore[no-any-return]
+
+
+BASE = {"infile": "in.csv", "seed": 1}
+
+
+# -- read_flags ---------------------------------------------------------------------------------------
+def test_parser_inside_main_behind_main_guard_is_found(rich: tuple[Path, ScriptFlags, Path]) -> None:
+    _, flags, _ = rich
+    assert flags.known
+    assert [f.dest for f in flags.flags] == [
+        "infile", "lr", "offset", "verbose", "cache", "shuffle", "layers", "tag", "mode", "seed", "config",
+        "save_name", "verbosity",
+    ]
+
+
+def test_main_work_does_not_run_during_introspection(rich: tuple[Path, ScriptFlags, Path]) -> None:
+    _, _, marker = rich
+    assert not marker.exists()
+
+
+def test_parser_at_module_level_is_found_without_running_main_work(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    script = write_script(tmp_path / "flat.py", '''
+parser = argparse.ArgumentParser()
+parser.add_argument("--window", type=int, default=5, help="window length")
+args = parser.parse_args()
+open(MARKER, "w").write("ran")
+''', marker)
+    flags = read_flags(script)
+    window = flags.lookup("window")
+    assert flags.known and window is not None
+    assert (window.default, window.help, window.kind) == (5, "window length", "store")
+    assert not marker.exists()
+
+
+def test_parse_known_args_is_intercepted_too(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    script = write_script(tmp_path / "known.py", '''
+parser = argparse.ArgumentParser()
+parser.add_argument("--a")
+args, rest = parser.parse_known_args()
+open(MARKER, "w").write("ran")
+''', marker)
+    assert read_flags(script).lookup("a") is not None
+    assert not marker.exists()
+
+
+def test_script_without_argparse_is_unknown(tmp_path: Path) -> None:
+    script = tmp_path / "plain.py"
+    script.write_text("import sys\nprint(sys.argv)\n")
+    assert read_flags(script) == ScriptFlags(known=False)
+
+
+def test_script_that_never_parses_is_unknown(tmp_path: Path) -> None:
+    script = tmp_path / "noparse.py"
+    script.write_text("import argparse\nparser = argparse.ArgumentParser()\n")
+    assert read_flags(script).known is False
+
+
+def test_script_that_crashes_on_import_is_unknown(tmp_path: Path) -> None:
+    script = tmp_path / "crash.py"
+    script.write_text("import argparse\nraise SystemExit(3)\n")
+    assert read_flags(script).known is False
+
+
+def test_flag_kinds_are_recognised(rich: tuple[Path, ScriptFlags, Path]) -> None:
+    _, flags, _ = rich
+    kinds = {f.dest: f.kind for f in flags.flags}
+    assert kinds["verbose"] == "store_true"
+    assert kinds["cache"] == "store_false"
+    assert kinds["shuffle"] == "boolean_optional"
+    assert kinds["tag"] == "append"
+    assert kinds["verbosity"] == "count"
+    assert kinds["lr"] == "store"
+
+
+def test_positional_is_required_and_has_no_option(rich: tuple[Path, ScriptFlags, Path]) -> None:
+    infile = rich[1].lookup("infile")
+    assert infile is not None and infile.positional and infile.required
+
+
+def test_required_choices_nargs_and_defaults_are_read(rich: tuple[Path, ScriptFlags, Path]) -> None:
+    flags = rich[1]
+    seed, mode, layers, lr = (flags.lookup(n) for n in ("seed", "mode", "layers", "lr"))
+    assert seed is not None and seed.required
+    assert mode is not None and mode.choices == ("fast", "slow")
+    assert layers is not None and layers.nargs == "+" and layers.takes_many
+    assert lr is not None and (lr.default, lr.help) == (0.1, "learning rate")
+
+
+def test_dashed_option_is_found_by_underscore_or_dash_name(rich: tuple[Path, ScriptFlags, Path]) -> None:
+    flags = rich[1]
+    assert flags.lookup("save_name") is flags.lookup("save-name") is not None
+
+
+def test_boolean_optional_uses_the_positive_option(rich: tuple[Path, ScriptFlags, Path]) -> None:
+    shuffle = rich[1].lookup("shuffle")
+    assert shuffle is not None and shuffle.option == "--shuffle"
+
+
+# -- build_argv, parsed back by the real script -------------------------------------------------------
+def test_negative_numbers_reach_the_script(rich: tuple[Path, ScriptFlags, Path], tmp_path: Path) -> None:
+    script, flags, _ = rich
+    argv = build_argv({**BASE, "offset": -5, "lr": -0.25}, flags)
+    assert "--offset=-5" in argv
+    parsed = parse_back(script, argv, tmp_path)
+    assert (parsed["offset"], parsed["lr"]) == (-5, -0.25)
+
+
+def test_nargs_list_is_passed_as_repeated_values(tmp_path: Path) -> None:
+    script = write_script(tmp_path / "nargs.py", '''
+parser = argparse.ArgumentParser()
+parser.add_argument("--layers", type=int, nargs="+")
+with open("parsed.json", "w") as f:
+    json.dump(vars(parser.parse_args()), f)
+''', tmp_path / "ran")
+    argv = build_argv({"layers": [64, -1, 32]}, read_flags(script))
+    assert argv == ["--layers", "64", "-1", "32"]
+    assert parse_back(script, argv, tmp_path)["layers"] == [64, -1, 32]
+
+
+def test_nargs_list_before_a_positional_reaches_the_script(rich: tuple[Path, ScriptFlags, Path],
+                                                           tmp_path: Path) -> None:
+    script, flags, _ = rich
+    parsed = parse_back(script, build_argv({**BASE, "layers": [64, -1, 32]}, flags), tmp_path)
+    assert (parsed["layers"], parsed["infile"]) == ([64, -1, 32], "in.csv")
+
+
+def test_append_list_repeats_the_option(rich: tuple[Path, ScriptFlags, Path], tmp_path: Path) -> None:
+    script, flags, _ = rich
+    argv = build_argv({**BASE, "tag": ["a", "b"]}, flags)
+    assert argv.count("--tag") == 2
+    assert parse_back(script, argv, tmp_path)["tag"] == ["a", "b"]
+
+
+def test_list_without_nargs_is_passed_as_json(rich: tuple[Path, ScriptFlags, Path], tmp_path: Path) -> None:
+    script, flags, _ = rich
+    parsed = parse_back(script, build_argv({**BASE, "config": [1, {"k": "v"}]}, flags), tmp_path)
+    assert json.loads(parsed["config"]) == [1, {"k": "v"}]
+
+
+@pytest.mark.parametrize(("value", "expect_arg", "parsed"), [(True, "--verbose", True), (False, None, False)])
+def test_store_true_is_the_bare_flag_or_nothing(rich: tuple[Path, ScriptFlags, Path], tmp_path: Path,
+                                                value: bool, expect_arg: str | None, parsed: bool) -> None:
+    script, flags, _ = rich
+    argv = build_argv({**BASE, "verbose": value}, flags)
+    assert ("--verbose" in argv) is (expect_arg is not None)
+    assert parse_back(script, argv, tmp_path)["verbose"] is parsed
+
+
+@pytest.mark.parametrize(("value", "present"), [(False, True), (True, False)])
+def test_store_false_flag_is_given_only_for_false(rich: tuple[Path, ScriptFlags, Path], tmp_path: Path,
+                                                  value: bool, present: bool) -> None:
+    script, flags, _ = rich
+    argv = build_argv({**BASE, "cache": value}, flags)
+    assert ("--no-cache" in argv) is present
+    assert parse_back(script, argv, tmp_path)["cache"] is value
+
+
+@pytest.mark.parametrize(("value", "arg"), [(True, "--shuffle"), (False, "--no-shuffle")])
+def test_boolean_optional_gives_flag_or_no_flag(rich: tuple[Path, ScriptFlags, Path], tmp_path: Path,
+                                                value: bool, arg: str) -> None:
+    script, flags, _ = rich
+    argv = build_argv({**BASE, "shuffle": value}, flags)
+    assert arg in argv
+    assert parse_back(script, argv, tmp_path)["shuffle"] is value
+
+
+def test_count_repeats_the_flag(rich: tuple[Path, ScriptFlags, Path], tmp_path: Path) -> None:
+    script, flags, _ = rich
+    assert parse_back(script, build_argv({**BASE, "verbosity": 3}, flags), tmp_path)["verbosity"] == 3
+
+
+def test_positional_and_dashed_option_reach_the_script(rich: tuple[Path, ScriptFlags, Path], tmp_path: Path) -> None:
+    script, flags, _ = rich
+    parsed = parse_back(script, build_argv({"seed": 2, "infile": "data x.csv", "save_name": "r1"}, flags), tmp_path)
+    assert (parsed["infile"], parsed["save_name"], parsed["seed"]) == ("data x.csv", "r1", 2)
+
+
+def test_positional_value_starting_with_a_dash_reaches_the_script(rich: tuple[Path, ScriptFlags, Path],
+                                                                   tmp_path: Path) -> None:
+    script, flags, _ = rich
+    assert parse_back(script, build_argv({**BASE, "infile": "-data.csv"}, flags), tmp_path)["infile"] == "-data.csv"
+
+
+def test_option_value_starting_with_a_dash_reaches_the_script(rich: tuple[Path, ScriptFlags, Path],
+                                                              tmp_path: Path) -> None:
+    script, flags, _ = rich
+    assert parse_back(script, build_argv({**BASE, "config": "--not-a-flag"}, flags), tmp_path)["config"] == "--not-a-flag"
+
+
+def test_none_is_omitted(rich: tuple[Path, ScriptFlags, Path]) -> None:
+    assert "--config" not in build_argv({**BASE, "config": None}, rich[1])
+
+
+def test_private_params_are_not_passed(rich: tuple[Path, ScriptFlags, Path]) -> None:
+    argv = build_argv({**BASE, "_note": "x"}, rich[1])
+    assert not any("note" in a for a in argv)
+    assert build_argv({"_note": "x", "n": 1}, ScriptFlags(known=False)) == ["--n", "1"]
+
+
+def test_repeat_is_not_passed_when_the_script_does_not_declare_it(rich: tuple[Path, ScriptFlags, Path]) -> None:
+    assert "--repeat" not in build_argv({**BASE, "repeat": 1}, rich[1])
+
+
+def test_repeat_is_passed_when_the_script_declares_it(tmp_path: Path) -> None:
+    script = write_script(tmp_path / "rep.py", '''
+parser = argparse.ArgumentParser()
+parser.add_argument("--repeat", type=int)
+parser.parse_args()
+''', tmp_path / "ran")
+    assert build_argv({"repeat": 2}, read_flags(script)) == ["--repeat", "2"]
+
+
+def test_unknown_script_gets_one_flag_per_param(tmp_path: Path) -> None:
+    argv = build_argv({"a": 1, "b": "x y", "on": True, "off": False, "xs": [1, 2]}, ScriptFlags(known=False))
+    assert argv == ["--a", "1", "--b", "x y", "--on", "--xs", "[1, 2]"]
+
+
+# -- check_params -------------------------------------------------------------------------------------
+def test_unknown_param_lists_the_accepted_flags(rich: tuple[Path, ScriptFlags, Path]) -> None:
+    script, flags, _ = rich
+    with pytest.raises(SpecError, match=r"params.windw: train.py does not accept --windw; it accepts: infile, --lr"):
+        check_params(script, flags, {**BASE, "windw": 1})
+
+
+def test_required_flag_without_a_param_is_reported(rich: tuple[Path, ScriptFlags, Path]) -> None:
+    script, flags, _ = rich
+    with pytest.raises(SpecError, match="train.py requires --seed but no param supplies it"):
+        check_params(script, flags, {"infile": "a"})
+
+
+def test_value_outside_choices_is_reported(rich: tuple[Path, ScriptFlags, Path]) -> None:
+    script, flags, _ = rich
+    with pytest.raises(SpecError, match=r"params.mode: 'medium' is not one of train.py's choices \['fast', 'slow'\]"):
+        check_params(script, flags, {**BASE, "mode": "medium"})
+
+
+def test_valid_params_pass_the_check(rich: tuple[Path, ScriptFlags, Path]) -> None:
+    script, flags, _ = rich
+    check_params(script, flags, {**BASE, "mode": "slow", "repeat": 0, "_private": 1, "tag": ["a"]})
+
+
+# -- a real sweep: weird paths and weird values, never through a shell -------------------------------
+WEIRD_VALUES = ["two words", "it's \"quoted\"", "$(rm -rf /)", "a; echo pwned", "`id` && ls", "ünï ☃", "--dashes",
+                "back\\slash", "*"]
+
+
+def test_weird_path_and_values_reach_the_script_verbatim(tmp_path: Path) -> None:
+    code_dir = tmp_path / "my dir 'q' \"dq\" ünï"
+    code_dir.mkdir()
+    shutil.copy(SCRIPTS / "u_echo.py", code_dir / "echo it's ü.py")
+    spec = {
+        "name": "weird",
+        "script": "echo it's ü.py",
+        "params": {"list": [{"text": v} for v in WEIRD_VALUES], "fixed": {"n": -3}},
+        "timeout": "30s",
+    }
+    spec_path = code_dir / "sweep 1.yaml"
+    spec_path.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+
+    run = runs.run(spec_path, store=tmp_path / "store", progress=False)
+
+    assert run.exit_code == 0
+    metrics = run.store.read_metrics(run.id, range(len(WEIRD_VALUES)))
+    assert [metrics[i]["text"] for i in range(len(WEIRD_VALUES))] == WEIRD_VALUES
+    assert {metrics[i]["n"] for i in metrics} == {-3}
+    for i, value in enumerate(WEIRD_VALUES):  # one argv element per value: nothing split, nothing expanded
+        assert json.loads(metrics[i]["argv"]) in (["--text", value, "--n=-3"], [f"--text={value}", "--n=-3"])
+    assert not (tmp_path / "pwned").exists()
