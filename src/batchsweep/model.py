@@ -55,6 +55,7 @@ class TaskStatus:
     ended_at: float | None = None
     worker: str = ""
     outputs: tuple[str, ...] = field(default=())
+    infra_retries: int = 0  # times the engine re-ran it after an infrastructure failure (spot reclaim, host lost)
 
     @property
     def duration_s(self) -> float | None:

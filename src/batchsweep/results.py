@@ -30,6 +30,7 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
     statuses, progress = run.snapshot()
     states = run._states(statuses, progress)
     metrics = run.store.read_metrics(run.id, [i for i, s in statuses.items() if s.state is not State.CANCELLED])
+    reasons = run.engine.failure_reasons() if State.LOST in states.values() else {}
     param_names = list(run.info.get("param_names") or [])
     rows: list[dict[str, Any]] = []
     for task in run.tasks():
@@ -42,7 +43,7 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
             "attempts": status.attempts if status else 0,
             "duration_s": status.duration_s if status else None,
             "exit_code": status.exit_code if status else None,
-            "error": status.error if status else None,
+            "error": status.error if status else reasons.get(task.index),
             "started_at": status.started_at if status else None,
             "ended_at": status.ended_at if status else None,
             "worker": status.worker if status else None,
@@ -61,9 +62,18 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
     if finished:
         try:
             run.store.backend.write_bytes(cache, to_parquet_bytes(df))
+            _write_sweep_stats(run, df)
         except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower next time
             pass
     return df
+
+
+def _write_sweep_stats(run: Run, df: pd.DataFrame) -> None:
+    """The median task time of a finished run sizes the next submit of the same sweep (remote engines)."""
+    durations = df.loc[df["status"] == "succeeded", "duration_s"].dropna()
+    if len(durations):
+        run.store.write_json(run.store.sweep_stats_key(run.name),
+                             {"median_task_s": float(durations.median()), "run_id": run.id, "tasks": len(durations)})
 
 
 def to_parquet_bytes(df: pd.DataFrame) -> bytes:

@@ -189,8 +189,8 @@ class Run:
         return self.store.statuses(self.id)
 
     # -- state --------------------------------------------------------------------------------
-    def snapshot(self) -> tuple[dict[int, TaskStatus], Progress]:
-        progress = self.engine.poll()  # first: a status written after this poll is still counted
+    def snapshot(self, progress: Progress | None = None) -> tuple[dict[int, TaskStatus], Progress]:
+        progress = progress or self.engine.poll()  # first: a status written after this poll is still counted
         if progress.statuses is None:
             return self.statuses(), progress
         if self._baseline is None:
@@ -208,7 +208,10 @@ class Run:
         return {i: statuses[i].state if i in statuses else missing for i in range(self.n_tasks)}
 
     def counts(self) -> tuple[Counter[str], Progress]:
-        statuses, progress = self.snapshot()
+        progress = self.engine.poll()
+        if progress.active and progress.counts is not None:
+            return Counter(progress.counts), progress
+        statuses, progress = self.snapshot(progress)
         counts = Counter(s.value for s in self._states(statuses, progress).values())
         running = min(progress.running, counts.get("pending", 0))
         if running:

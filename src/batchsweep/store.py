@@ -6,7 +6,9 @@
     <store>/runs/<run_id>/tasks/<i>/status.json   written last and atomically
     <store>/runs/<run_id>/tasks/<i>/{metrics.json,stdout.log,stderr.log,outputs/}
     <store>/runs/<run_id>/results.parquet
-    <store>/code/<sha256>.tar.gz
+    <store>/code/<sha256>.tar.gz             content-addressed code package (remote engines)
+    <store>/inputs/<sha256>/<name>           content-addressed local inputs (remote engines)
+    <store>/sweeps/<name>.json               per-sweep stats (median task time) that size the next submit
 
 No other module assembles these paths. Two backends implement a handful of blob operations:
 `LocalBackend` (temp file + rename) and `S3Backend` (in `batchsweep.aws.s3store`).
@@ -127,6 +129,10 @@ class Store:
     @staticmethod
     def input_key(sha256: str, name: str) -> str:
         return f"inputs/{sha256}/{name}"
+
+    @staticmethod
+    def sweep_stats_key(name: str) -> str:
+        return f"sweeps/{name}.json"
 
     def local_path(self, key: str) -> Path:
         """Local stores only: the path of a key (the worker writes task files there directly)."""

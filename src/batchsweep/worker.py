@@ -8,6 +8,7 @@ to the engine.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -261,7 +262,8 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
 
 
 def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scratch: Path | None = None,
-                 registry: ProcessRegistry | None = None, resolve_input: Callable[[str], Path]) -> TaskStatus:
+                 registry: ProcessRegistry | None = None, resolve_input: Callable[[str], Path],
+                 infra_retries: int = 0) -> TaskStatus:
     """Run a task and put everything it produced in the store, its status last.
 
     On a local (or shared) store the task writes straight into its store directory; on a remote one it works in
@@ -273,6 +275,8 @@ def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scra
         assert scratch is not None, "a remote store needs a scratch directory"
         paths = TaskPaths(scratch / str(task.index))
     status = run_task(ctx, task, paths, worker=worker, registry=registry, resolve_input=resolve_input)
+    if infra_retries:
+        status = dataclasses.replace(status, infra_retries=infra_retries)
     if not store.is_local:
         shutil.rmtree(paths.work, ignore_errors=True)
         store.backend.upload_dir(paths.task_dir, store.task_key(run_id, task.index))

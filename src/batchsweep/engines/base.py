@@ -30,6 +30,7 @@ class Progress:
     running: int = 0
     statuses: dict[int, TaskStatus] | None = None
     covers: frozenset[int] = frozenset()
+    counts: dict[str, int] | None = None  # task counts by state, when the engine can tell them cheaper than the store
     notes: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -69,6 +70,10 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def cancel(self) -> None:
         """Stop queued and running tasks."""
+
+    def failure_reasons(self) -> dict[int, str]:
+        """The engine's own reason for tasks that ended without a status (e.g. a container that never started)."""
+        return {}
 
     def logs(self, index: int, *, stderr: bool = False) -> Iterator[str] | None:
         """Live output of a task that has not finished yet (None: not available from this engine)."""

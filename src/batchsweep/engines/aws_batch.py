@@ -1,0 +1,417 @@
+"""The AWS Batch engine: code and a manifest to S3, one SubmitJob per ≤ 10,000 children (array jobs),
+progress from the array parents' statusSummary, logs from S3 or CloudWatch, cancel by terminating the parents.
+
+Each child runs `tasks_per_child` tasks one after another (`batchsweep.remote`), so `max_parallel` caps
+concurrency without a client-side loop, and short tasks do not each pay a container start.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batchsweep.engines.base import Engine, Progress
+from batchsweep.errors import AwsSetupError
+from batchsweep.store import Store
+
+if TYPE_CHECKING:
+    from batchsweep.model import Task
+    from batchsweep.runs import Run
+    from batchsweep.spec import Spec
+
+MAX_ARRAY = 10_000
+CHILD_TARGET_S = 180.0  # AWS advises Batch jobs of a few minutes; short tasks are packed up to this
+STORE_PREFIX = "batchsweep"
+TERMINAL = ("SUCCEEDED", "FAILED")
+RUNNABLE_ADVICE = {
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT": "no compute environment can fit one task's vCPU/memory; lower `resources`",
+    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the compute environment's max vCPUs is below one task's; "
+                                                         "`batchsweep infra up --param MaxVcpus=N`",
+    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY": "AWS has no spare capacity of this kind now; wait, or set aws.spot: false",
+    "MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS": "the Batch service role lacks permissions; redeploy with `batchsweep infra up`",
+}
+DEFAULT_RUNNABLE_ADVICE = "jobs wait for capacity; the default Fargate quota is 6 vCPUs per account (`batchsweep doctor`)"
+
+
+def retry_strategy(*, attempts: int = 3) -> dict[str, Any]:
+    """Retry what the infrastructure broke; never the user's own failures (the worker already retried those)."""
+    return {
+        "attempts": attempts,
+        "evaluateOnExit": [
+            {"onStatusReason": "Host EC2*", "action": "RETRY"},
+            {"onStatusReason": "Your Spot Task was interrupted*", "action": "RETRY"},
+            {"onStatusReason": "Task failed to start*", "action": "RETRY"},
+            {"onReason": "OutOfMemoryError*", "action": "EXIT"},
+            {"onReason": "*", "action": "EXIT"},  # without a catch-all, Batch retries anything unmatched
+        ],
+    }
+
+
+def tasks_per_child(n: int, *, max_parallel: int, tasks_per_job: int | None, task_seconds: float | None) -> int:
+    if tasks_per_job:
+        k = tasks_per_job
+    elif task_seconds:
+        k = max(1, int(CHILD_TARGET_S // max(task_seconds, 0.001)))
+    else:
+        k = 1
+    if max_parallel:
+        k = max(k, math.ceil(n / max_parallel))
+    return max(1, min(k, n))
+
+
+# -- settings (before anything is written) -----------------------------------------------------
+def _session(settings: dict[str, Any]) -> Any:
+    from batchsweep.aws.clients import make_session
+
+    return make_session(profile=settings.get("profile"), region=settings.get("region"))
+
+
+def resolve_settings(spec: Spec) -> dict[str, Any]:
+    from batchsweep.aws.clients import check_credentials, make_client, make_session
+
+    aws = spec.aws
+    session = make_session(profile=aws.profile, region=aws.region)
+    check_credentials(session)
+    settings: dict[str, Any] = {
+        "profile": aws.profile, "region": session.region_name, "stack": aws.stack, "bucket": aws.bucket,
+        "job_queue": aws.job_queue, "job_definition": aws.job_definition, "log_group": aws.log_group,
+        "image_uri": None, "prefix": STORE_PREFIX,
+    }
+    if not (aws.bucket and aws.job_queue and aws.job_definition):
+        if not aws.stack:
+            raise AwsSetupError("aws: give `stack:` (from `batchsweep infra up`) or all of bucket, job_queue, job_definition")
+        from batchsweep.infra.stack import stack_outputs
+
+        outputs = stack_outputs(aws.stack, session=session)
+        for key, output in (("bucket", "Bucket"), ("job_queue", "JobQueue"), ("job_definition", "JobDefinition"),
+                            ("log_group", "LogGroup"), ("image_uri", "ImageUri")):
+            settings[key] = settings[key] or outputs.get(output)
+        if spec.resources.gpus:
+            settings["job_queue"] = outputs.get("GpuJobQueue") or settings["job_queue"]
+            settings["job_definition"] = outputs.get("GpuJobDefinition") or settings["job_definition"]
+        settings["outputs"] = outputs
+    from botocore.exceptions import ClientError
+
+    try:
+        make_client("s3", session=session).head_bucket(Bucket=settings["bucket"])
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code")
+        raise AwsSetupError(
+            f"aws.bucket: bucket {settings['bucket']!r} is not reachable ({code}); "
+            "create the stack with `batchsweep infra up` or fix aws.bucket"
+        ) from None
+    return settings
+
+
+class AwsBatchEngine(Engine):
+    name = "aws-batch"
+
+    @classmethod
+    def check(cls, spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
+        from batchsweep.aws import fargate
+
+        r = spec.resources
+        if not r.gpus:
+            fargate.check_pair(r.vcpus, r.memory_mib)
+        settings = resolve_settings(spec)
+        outputs = settings.pop("outputs", None)
+        if outputs and outputs.get("ImageUri"):
+            from batchsweep.infra.image import image_exists
+
+            if not image_exists(_session(settings), outputs):
+                raise AwsSetupError(
+                    f"no task image in {outputs['ImageUri'].rsplit(':', 1)[0]} yet; push one with "
+                    f"`batchsweep image push --stack {spec.aws.stack}` (needs docker)"
+                )
+        return settings
+
+    @classmethod
+    def run_store(cls, settings: dict[str, Any], default: Store) -> Store:
+        return Store.open(f"s3://{settings['bucket']}/{settings['prefix']}", aws_profile=settings.get("profile"),
+                          aws_region=settings.get("region"))
+
+    @classmethod
+    def prepare(cls, spec: Spec, store: Store, info: dict[str, Any]) -> dict[str, Any]:
+        """Upload the code package and local inputs, content-addressed: only what S3 does not have yet."""
+        from batchsweep.aws import codepkg
+
+        sha, data = codepkg.build(Path(info["code_dir"]), exclude=spec.code.exclude, max_mib=spec.code.max_mib)
+        if not store.backend.exists(store.code_key(sha)):
+            store.backend.write_bytes(store.code_key(sha), data)
+        inputs: dict[str, dict[str, Any]] = {}
+        refs = sorted({ref for t in _expand_refs(spec) for ref in t if not ref.startswith("s3://")})
+        for ref in refs:
+            path = spec.base_dir / ref
+            if path.is_dir():
+                digest, blob = codepkg.build(path, max_mib=10_000)
+                key = store.input_key(digest, path.name + ".tar.gz")
+                if not store.backend.exists(key):
+                    store.backend.write_bytes(key, blob)
+                inputs[ref] = {"key": key, "dir": True}
+            else:
+                key = store.input_key(codepkg.file_sha256(path), path.name)
+                if not store.backend.exists(key):
+                    store.backend.write_bytes(key, path.read_bytes())
+                inputs[ref] = {"key": key}
+        stats = _sweep_stats(store, spec.name)
+        return {"code_sha256": sha, "inputs_map": inputs, "median_task_s": stats.get("median_task_s")}
+
+    # -- a run --------------------------------------------------------------------------------
+    def __init__(self, run: Run) -> None:
+        super().__init__(run)
+        self.settings: dict[str, Any] = run.info.get("engine") or {}
+        self._next_poll = 0.0
+        self._interval = 2.0
+        self._last: Progress | None = None
+        self._runnable_checked = 0.0
+
+    @cached_property
+    def session(self) -> Any:
+        return _session(self.settings)
+
+    @cached_property
+    def batch(self) -> Any:
+        from batchsweep.aws.clients import make_client
+
+        return make_client("batch", session=self.session)
+
+    def _record(self) -> dict[str, Any]:
+        try:
+            return dict(self.run.store.read_json(self.run.store.run_key(self.run.id, "engine.json")))
+        except FileNotFoundError:
+            return {"engine": self.name, "submissions": []}
+
+    def submit(self, indices: Sequence[int], *, detach: bool) -> None:
+        run, store, spec = self.run, self.run.store, self.run.info["spec"]
+        record = self._record()
+        n = len(record["submissions"])
+        aws = spec.get("aws") or {}
+        k = tasks_per_child(len(indices), max_parallel=spec.get("max_parallel") or 0,
+                            tasks_per_job=aws.get("tasks_per_job"), task_seconds=run.info.get("median_task_s"))
+        store.write_json(store.run_key(run.id, "submissions", f"{n}.json"),
+                         {"indices": list(indices), "tasks_per_child": k})
+        children = math.ceil(len(indices) / k)
+        job_definition = self._job_definition(spec.get("secrets") or {})
+        jobs = []
+        for offset in range(0, children, MAX_ARRAY):
+            size = min(MAX_ARRAY, children - offset)
+            request = self._request(n=n, offset=offset, size=size, k=k, job_definition=job_definition)
+            response = self.batch.submit_job(**request)
+            jobs.append({"id": response["jobId"], "offset": offset, "size": size})
+        record["submissions"].append({"n": n, "tasks_per_child": k, "jobs": jobs, "submitted_at": time.time()})
+        store.write_json(store.run_key(run.id, "engine.json"), record)
+        self._next_poll = 0.0
+
+    def _request(self, *, n: int, offset: int, size: int, k: int, job_definition: str) -> dict[str, Any]:
+        spec, run = self.run.info["spec"], self.run
+        resources = spec.get("resources") or {}
+        requirements = [
+            {"type": "VCPU", "value": f"{float(resources.get('vcpus', 1)):g}"},
+            {"type": "MEMORY", "value": str(int(resources.get("memory_mib", 2048)))},
+        ]
+        if resources.get("gpus"):
+            requirements.append({"type": "GPU", "value": str(int(resources["gpus"]))})
+        environment = [
+            {"name": "BATCHSWEEP_STORE", "value": run.store.url},
+            {"name": "BATCHSWEEP_RUN_ID", "value": run.id},
+            {"name": "BATCHSWEEP_SUBMISSION", "value": str(n)},
+            {"name": "BATCHSWEEP_CHILD_OFFSET", "value": str(offset)},
+            {"name": "BATCHSWEEP_REGION", "value": str(self.settings.get("region"))},
+            *({"name": key, "value": str(value)} for key, value in (spec.get("env") or {}).items()),
+        ]
+        request: dict[str, Any] = {
+            "jobName": f"{run.id}-s{n}-{offset // MAX_ARRAY}"[:128],
+            "jobQueue": self.settings["job_queue"],
+            "jobDefinition": job_definition,
+            "containerOverrides": {"environment": environment, "resourceRequirements": requirements},
+            "retryStrategy": retry_strategy(),
+            "propagateTags": True,
+            "tags": {"batchsweep:run": run.id, "batchsweep:sweep": run.name},
+        }
+        if size > 1:
+            request["arrayProperties"] = {"size": size}
+        timeout_s = run.info.get("timeout_s")
+        if timeout_s:
+            # A backstop above the worker's own per-attempt timeout, which is the one that is enforced.
+            attempts = int(spec.get("retries") or 0) + 1
+            request["timeout"] = {"attemptDurationSeconds": max(60, int(k * attempts * (timeout_s + 10) + 120))}
+        return request
+
+    def _job_definition(self, secrets: dict[str, str]) -> str:
+        """The stack's job definition, or a revision of it carrying `secrets:`, named by a content hash."""
+        base = self.settings["job_definition"]
+        if not secrets:
+            return str(base)
+        import hashlib
+        import json
+
+        (current,) = self.batch.describe_job_definitions(jobDefinitions=[base])["jobDefinitions"][:1] or [None]
+        if current is None:
+            raise AwsSetupError(f"aws.job_definition: {base!r} not found; run `batchsweep infra up`")
+        shape = self.batch.meta.service_model.shape_for("ContainerProperties")
+        props = {k: v for k, v in current["containerProperties"].items() if k in shape.members}
+        props["resourceRequirements"] = [{**r, "value": str(r["value"])} for r in props.get("resourceRequirements", [])]
+        props["secrets"] = [{"name": k, "valueFrom": v} for k, v in sorted(secrets.items())]
+        digest = hashlib.sha256(json.dumps([current["jobDefinitionArn"], props], sort_keys=True).encode()).hexdigest()
+        name = f"{current['jobDefinitionName']}-{digest[:12]}"
+        found = self.batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
+        if found:
+            return str(found[0]["jobDefinitionArn"])
+        extra = {key: current[key] for key in ("platformCapabilities", "timeout", "propagateTags") if current.get(key)}
+        response = self.batch.register_job_definition(jobDefinitionName=name, type="container",
+                                                      containerProperties=props, **extra)
+        return str(response["jobDefinitionArn"])
+
+    # -- watch --------------------------------------------------------------------------------
+    def _jobs(self) -> list[dict[str, Any]]:
+        return [job for sub in self._record()["submissions"] for job in sub["jobs"]]
+
+    def poll(self) -> Progress:
+        now = time.monotonic()
+        if self._last is not None and now < self._next_poll:
+            return self._last
+        jobs = self._jobs()
+        described: list[dict[str, Any]] = []
+        for i in range(0, len(jobs), 100):
+            ids = [j["id"] for j in jobs[i:i + 100]]
+            described += self.batch.describe_jobs(jobs=ids)["jobs"]
+        children: Counter[str] = Counter()
+        for job in described:
+            summary = job.get("arrayProperties", {}).get("statusSummary")
+            if summary:
+                children.update({state: count for state, count in summary.items() if count})
+            else:
+                children[job["status"]] += 1
+        active = any(job["status"] not in TERMINAL for job in described)
+        k = max([s["tasks_per_child"] for s in self._record()["submissions"]] or [1])
+        running = (children["RUNNING"] + children["STARTING"])
+        notes = self._runnable_notes(described, children) if active else ()
+        counts = None
+        if active:  # estimated from children while running; the store's statuses are read once it ends
+            done = min(self.run.n_tasks, children["SUCCEEDED"] * k)
+            failed = min(self.run.n_tasks - done, children["FAILED"] * k)
+            counts = {"succeeded": done, "failed": failed, "running": running,
+                      "pending": max(0, self.run.n_tasks - done - failed - running)}
+        progress = Progress(active=active, running=running, notes=notes, counts=counts,
+                            extra={"missing": "lost", "batch_states": dict(children), "tasks_per_child": k})
+        self._last = progress
+        # Capped backoff with jitter: a long run costs few DescribeJobs calls.
+        self._interval = min(30.0, self._interval * 1.3)
+        self._next_poll = now + self._interval * random.uniform(0.8, 1.2)
+        return progress
+
+    def _runnable_notes(self, described: list[dict[str, Any]], children: Counter[str]) -> tuple[str, ...]:
+        waiting = children["RUNNABLE"] and not (children["RUNNING"] + children["STARTING"] + children["SUCCEEDED"])
+        submitted = min((s["submitted_at"] for s in self._record()["submissions"]), default=time.time())
+        if not waiting or time.time() - submitted < 120 or time.monotonic() - self._runnable_checked < 300:
+            return ()
+        self._runnable_checked = time.monotonic()
+        job = described[0]
+        reason = job.get("statusReason")
+        if job.get("arrayProperties"):
+            summaries = self.batch.list_jobs(arrayJobId=job["jobId"], jobStatus="RUNNABLE", maxResults=1)["jobSummaryList"]
+            reason = summaries[0].get("statusReason") if summaries else reason
+        reason = reason or "no reason given by Batch"
+        advice = next((a for key, a in RUNNABLE_ADVICE.items() if reason.startswith(key)), DEFAULT_RUNNABLE_ADVICE)
+        return (f"tasks stuck in RUNNABLE: {reason} — {advice}",)
+
+    def failure_reasons(self) -> dict[int, str]:
+        """Batch's reason for each failed child, mapped to its tasks (only failed children are fetched)."""
+        reasons: dict[int, str] = {}
+        for sub in self._record()["submissions"]:
+            submission = self.run.store.read_json(self.run.store.run_key(self.run.id, "submissions", f"{sub['n']}.json"))
+            k = submission["tasks_per_child"]
+            for job in sub["jobs"]:
+                failed = self._failed_children(job)
+                for child, reason in failed.items():
+                    for index in submission["indices"][(job["offset"] + child) * k:(job["offset"] + child + 1) * k]:
+                        reasons[index] = reason
+        return reasons
+
+    def _failed_children(self, job: dict[str, Any]) -> dict[int, str]:
+        if job["size"] == 1:
+            (desc,) = self.batch.describe_jobs(jobs=[job["id"]])["jobs"] or [{}]
+            return {0: _reason(desc)} if desc.get("status") == "FAILED" else {}
+        out: dict[int, str] = {}
+        for page in self.batch.get_paginator("list_jobs").paginate(arrayJobId=job["id"], jobStatus="FAILED"):
+            for summary in page["jobSummaryList"]:
+                index = summary.get("arrayProperties", {}).get("index")
+                if index is None and ":" in summary["jobId"]:
+                    index = int(summary["jobId"].rsplit(":", 1)[1])
+                if index is not None:
+                    out[int(index)] = _reason(summary)
+        return out
+
+    def cancel(self) -> None:
+        for job in self._jobs():
+            self.batch.terminate_job(jobId=job["id"], reason=f"cancelled by batchsweep ({self.run.id})")
+        self._next_poll = 0.0
+
+    def logs(self, index: int, *, stderr: bool = False) -> Iterator[str] | None:
+        """A running task's output from its child job's CloudWatch log stream (stdout and stderr together)."""
+        child_id = self._child_job_id(index)
+        if child_id is None or not self.settings.get("log_group"):
+            return None
+        from batchsweep.aws.clients import make_client
+
+        (desc,) = self.batch.describe_jobs(jobs=[child_id])["jobs"] or [{}]
+        stream = desc.get("container", {}).get("logStreamName")
+        if not stream:
+            return iter(())
+        logs = make_client("logs", session=self.session)
+        return _log_lines(logs, self.settings["log_group"], stream)
+
+    def _child_job_id(self, index: int) -> str | None:
+        for sub in reversed(self._record()["submissions"]):
+            submission = self.run.store.read_json(self.run.store.run_key(self.run.id, "submissions", f"{sub['n']}.json"))
+            if index not in submission["indices"]:
+                continue
+            child = submission["indices"].index(index) // submission["tasks_per_child"]
+            for job in sub["jobs"]:
+                if job["offset"] <= child < job["offset"] + job["size"]:
+                    return str(job["id"]) if job["size"] == 1 else f"{job['id']}:{child - job['offset']}"
+        return None
+
+
+def _reason(desc: dict[str, Any]) -> str:
+    container = desc.get("container") or {}
+    parts = [desc.get("statusReason"), container.get("reason")]
+    if container.get("exitCode") is not None:
+        parts.append(f"exit code {container['exitCode']}")
+    return "; ".join(p for p in parts if p) or "failed on AWS Batch"
+
+
+def _log_lines(logs: Any, group: str, stream: str) -> Iterator[str]:
+    token = None
+    while True:
+        kwargs: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
+        if token:
+            kwargs["nextToken"] = token
+        page = logs.get_log_events(**kwargs)
+        for event in page["events"]:
+            yield event["message"] + "\n"
+        if not page["events"] or page.get("nextForwardToken") == token:
+            return
+        token = page.get("nextForwardToken")
+
+
+def _expand_refs(spec: Spec) -> Iterator[tuple[str, ...]]:
+    from batchsweep import space
+
+    for raw in space.iter_params(spec):
+        yield space.resolve(raw, spec.inputs)[1]
+
+
+def _sweep_stats(store: Store, name: str) -> dict[str, Any]:
+    try:
+        return dict(store.read_json(store.sweep_stats_key(name)))
+    except FileNotFoundError:
+        return {}
+    except Exception:  # noqa: BLE001 - stats only size the chunks; never block a submit on them
+        return {}

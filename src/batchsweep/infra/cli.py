@@ -1,0 +1,169 @@
+"""The `infra`, `image` and `doctor` commands. `register(subparsers)` adds them to the main CLI.
+
+Handlers return the exit code; bad input raises SweepError, which the main CLI prints
+on one line (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from batchsweep.errors import AwsSetupError, SweepError
+
+DEFAULT_STACK = "batchsweep"
+
+
+def _aws_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """AWS refusing a call (permissions, limits, a resource in use) is not a bug: one line, no traceback."""
+
+    @functools.wraps(handler)
+    def wrapper(args: argparse.Namespace) -> int:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return handler(args)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise AwsSetupError(f"AWS refused {exc.operation_name}: {error.get('Code')}: {error.get('Message')}") from None
+        except BotoCoreError as exc:
+            raise AwsSetupError(f"AWS call failed: {exc}") from None
+
+    return wrapper
+
+
+def register(subparsers: Any) -> None:
+    aws = argparse.ArgumentParser(add_help=False)
+    aws.add_argument("--stack", default=DEFAULT_STACK, help=f"CloudFormation stack name (default: {DEFAULT_STACK})")
+    aws.add_argument("--profile", help="AWS profile (default: the usual AWS resolution)")
+    aws.add_argument("--region", help="AWS region (default: the profile's or AWS_REGION)")
+
+    infra = subparsers.add_parser("infra", help="the AWS stack: bucket, image repository, roles, compute, queue")
+    actions = infra.add_subparsers(dest="infra_command", metavar="{template,up,status,down}", required=True)
+    actions.add_parser("template", help="print the CloudFormation template").set_defaults(func=_infra_template)
+    up = actions.add_parser("up", parents=[aws], help="create or update the stack, print its outputs")
+    up.add_argument("--param", action="append", default=[], metavar="K=V",
+                    help="a stack parameter, e.g. MaxVcpus=64 (repeatable; others keep their current values)")
+    up.set_defaults(func=_infra_up)
+    actions.add_parser("status", parents=[aws], help="stack, queue, compute environment and image state") \
+        .set_defaults(func=_infra_status)
+    down = actions.add_parser("down", parents=[aws], help="delete the stack")
+    down.add_argument("--force", action="store_true", help="terminate active jobs instead of refusing")
+    down.add_argument("--delete-data", action="store_true", help="also delete every object in the bucket and every image")
+    down.set_defaults(func=_infra_down)
+
+    image = subparsers.add_parser("image", help="the task image in the stack's ECR repository")
+    image_actions = image.add_subparsers(dest="image_command", metavar="{dockerfile,build,push}", required=True)
+    reqs = argparse.ArgumentParser(add_help=False)
+    reqs.add_argument("--requirements", metavar="FILE", help="pip requirements to install into the image")
+    image_actions.add_parser("dockerfile", parents=[reqs], help="print the generated Dockerfile") \
+        .set_defaults(func=_image_dockerfile)
+    image_actions.add_parser("build", parents=[reqs, aws], help="build the image (skipped when unchanged)") \
+        .set_defaults(func=_image_build)
+    image_actions.add_parser("push", parents=[reqs, aws], help="build and push the image, point the stack at it") \
+        .set_defaults(func=_image_push)
+
+    doctor = subparsers.add_parser("doctor", parents=[aws], help="check everything a run on AWS Batch needs")
+    doctor.set_defaults(func=_doctor)
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SweepError(f"--param {pair!r}: expected KEY=VALUE, e.g. --param MaxVcpus=64")
+        params[key.strip()] = value
+    return params
+
+
+def _session(args: argparse.Namespace) -> Any:
+    from batchsweep.aws.clients import check_credentials, make_session
+
+    session = make_session(profile=args.profile, region=args.region)
+    check_credentials(session)
+    return session
+
+
+def _requirements(args: argparse.Namespace) -> list[str] | None:
+    from batchsweep.infra.image import read_requirements
+
+    return read_requirements(args.requirements) if args.requirements else None
+
+
+def _infra_template(args: argparse.Namespace) -> int:
+    from batchsweep.infra.stack import template_text
+
+    print(template_text(), end="")
+    return 0
+
+
+@_aws_errors
+def _infra_up(args: argparse.Namespace) -> int:
+    from batchsweep.infra import stack
+
+    params = parse_params(args.param)
+    stack.check_params(params)  # before credentials: a typo should not need AWS
+    outputs = stack.up(args.stack, params, session=_session(args), echo=print)
+    width = max(map(len, outputs), default=0)
+    print(f"stack {args.stack} outputs:")
+    for key, value in outputs.items():
+        print(f"  {key:<{width}}  {value}")
+    return 0
+
+
+@_aws_errors
+def _infra_status(args: argparse.Namespace) -> int:
+    from batchsweep.infra import stack
+
+    stack.status(args.stack, session=_session(args), echo=print)
+    return 0
+
+
+@_aws_errors
+def _infra_down(args: argparse.Namespace) -> int:
+    from batchsweep.infra import stack
+
+    stack.down(args.stack, force=args.force, delete_data=args.delete_data, session=_session(args), echo=print)
+    return 0
+
+
+def _image_dockerfile(args: argparse.Namespace) -> int:
+    from batchsweep.infra.image import dockerfile_text
+
+    print(dockerfile_text(_requirements(args)), end="")
+    return 0
+
+
+@_aws_errors
+def _image_build(args: argparse.Namespace) -> int:
+    from batchsweep.infra import image, stack
+
+    requirements = _requirements(args)
+    session = _session(args)
+    print(image.build(requirements, outputs=stack.stack_outputs(args.stack, session=session), echo=print))
+    return 0
+
+
+@_aws_errors
+def _image_push(args: argparse.Namespace) -> int:
+    from batchsweep.infra import image, stack
+
+    requirements = _requirements(args)
+    session = _session(args)
+    outputs = stack.stack_outputs(args.stack, session=session)
+    ref = image.push(requirements, session=session, outputs=outputs, echo=print)
+    if outputs["ImageUri"] != ref:
+        # The job definitions name the image; a new tag means a new job definition revision.
+        print(f"pointing stack {args.stack} at {ref}")
+        stack.up(args.stack, {"ImageTag": ref.rsplit(":", 1)[1]}, session=session, echo=print)
+    print(ref)
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from batchsweep.infra.doctor import doctor
+
+    return doctor(args.stack, profile=args.profile, region=args.region, echo=print)

@@ -1,0 +1,107 @@
+"""The worker's entry point on a remote machine (an AWS Batch container): `python -m batchsweep.worker`.
+
+Environment (set by the engine at submit; parameters never travel in it, only a pointer to the run):
+    BATCHSWEEP_STORE         the store holding the run (s3://BUCKET/PREFIX)
+    BATCHSWEEP_RUN_ID        the run
+    BATCHSWEEP_SUBMISSION    which submission (runs/<id>/submissions/<n>.json lists its task indices)
+    BATCHSWEEP_CHILD_OFFSET  this array job's first child number (arrays hold at most 10,000 children)
+    AWS_BATCH_JOB_ARRAY_INDEX  set by Batch for array children
+
+Each child runs its share of the submission's tasks one after another, skipping tasks that already have a
+succeeded status (so a retried or resumed child never repeats finished work), and exits with the last failing
+task's exit code so Batch's retry rules see it. On SIGTERM (spot reclaim, cancel, Batch timeout) it stops the
+running task and uploads what it has, marked with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from batchsweep.model import State
+from batchsweep.store import Store
+from batchsweep.worker import ProcessRegistry, context_from_run, execute_task
+
+SIGTERM_REASON = "stopped by SIGTERM (spot interruption, cancel or Batch timeout)"
+
+
+def child_indices(submission: dict[str, Any], child: int) -> list[int]:
+    k = int(submission["tasks_per_child"])
+    return list(submission["indices"][child * k:(child + 1) * k])
+
+
+def _code_dir(store: Store, info: dict[str, Any], scratch: Path) -> Path:
+    from batchsweep.aws.codepkg import extract
+
+    sha = info["code_sha256"]
+    target = scratch / f"code-{sha[:16]}"
+    if not target.exists():
+        extract(store.backend.read_bytes(store.code_key(sha)), target)
+    return target
+
+
+class InputCache:
+    """Inputs of the tasks this child runs, downloaded once each."""
+
+    def __init__(self, store: Store, info: dict[str, Any], scratch: Path) -> None:
+        self.store = store
+        self.refs: dict[str, dict[str, Any]] = info.get("inputs_map") or {}
+        self.dir = scratch / "inputs"
+        self.done: dict[str, Path] = {}
+
+    def __call__(self, ref: str) -> Path:
+        if ref in self.done:
+            return self.done[ref]
+        from batchsweep.aws.codepkg import extract
+
+        name = Path(ref.rstrip("/")).name
+        target = self.dir / str(len(self.done)) / name
+        if ref.startswith("s3://"):
+            from batchsweep.aws.s3store import S3Backend, split_url
+
+            bucket, key = split_url(ref)
+            S3Backend(bucket, "").download(key, target)
+        else:
+            entry = self.refs[ref]
+            if entry.get("dir"):
+                extract(self.store.backend.read_bytes(entry["key"]), target)
+            else:
+                self.store.backend.download(entry["key"], target)
+        self.done[ref] = target
+        return target
+
+
+def main() -> int:
+    env = os.environ
+    store = Store.open(env["BATCHSWEEP_STORE"], aws_region=env.get("AWS_REGION") or env.get("BATCHSWEEP_REGION"))
+    run_id = env["BATCHSWEEP_RUN_ID"]
+    info = store.run_info(run_id)
+    submission = store.read_json(store.run_key(run_id, "submissions", f"{env.get('BATCHSWEEP_SUBMISSION', '0')}.json"))
+    child = int(env.get("BATCHSWEEP_CHILD_OFFSET", "0")) + int(env.get("AWS_BATCH_JOB_ARRAY_INDEX", "0"))
+    indices = child_indices(submission, child)
+    registry = ProcessRegistry()
+    signal.signal(signal.SIGTERM, lambda *_: registry.cancel_all(SIGTERM_REASON))
+    worker = env.get("AWS_BATCH_JOB_ID", f"child-{child}")
+    batch_attempt = int(env.get("AWS_BATCH_JOB_ATTEMPT", "1"))
+    exit_code = 0
+    with tempfile.TemporaryDirectory(prefix="batchsweep-") as tmp:
+        scratch = Path(tmp)
+        ctx = context_from_run(info, code_dir=_code_dir(store, info, scratch))
+        tasks = {t.index: t for t in store.tasks(run_id)}
+        resolve = InputCache(store, info, scratch)
+        for index in indices:
+            if registry.cancelled.is_set():
+                break
+            previous = store.read_status(run_id, index)
+            if previous is not None and previous.state is State.SUCCEEDED:
+                continue
+            status = execute_task(ctx, tasks[index], store, worker=worker, scratch=scratch / "tasks",
+                                  registry=registry, resolve_input=resolve, infra_retries=batch_attempt - 1)
+            if status.state is not State.SUCCEEDED:
+                exit_code = status.exit_code if status.exit_code and status.exit_code > 0 else 1
+    if registry.cancelled.is_set():
+        return 143
+    return exit_code

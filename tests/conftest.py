@@ -1,0 +1,1 @@
+from aws_fixtures import *  # noqa: F401,F403

@@ -1,0 +1,252 @@
+"""The AWS Batch engine against moto's server on 127.0.0.1. Moto runs no containers here, so the tests play the
+container: each submitted job's own command and environment, run locally once per array index."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import batchsweep
+from batchsweep import cli
+from batchsweep.aws import clients
+from batchsweep.engines.aws_batch import retry_strategy
+from batchsweep.store import Store
+
+SCRIPTS = Path(__file__).parent.parent / "scripts"
+
+
+@pytest.fixture
+def session(aws_env: str) -> Any:
+    return clients.make_session(region="us-east-1")
+
+
+@pytest.fixture
+def stack(session: Any) -> dict[str, str]:
+    from batchsweep.infra.stack import up
+
+    outputs = up("batchsweep", {}, session=session, echo=lambda *_: None, poll_s=0.05)
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"digest": "sha256:" + "0" * 64, "size": 1, "mediaType": "application/vnd.docker.container.image.v1+json"},
+                "layers": []}
+    clients.make_client("ecr", session=session).put_image(
+        repositoryName=outputs["EcrRepository"], imageManifest=json.dumps(manifest), imageTag="latest")
+    return outputs
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Every AWS call the engine makes (operation, params), recorded by a botocore event hook on its real clients."""
+    recorded: list[tuple[str, dict[str, Any]]] = []
+    real = clients.make_client
+
+    def recording(service: str, **kwargs: Any) -> Any:
+        client = real(service, **kwargs)
+
+        def hook(params: dict[str, Any], model: Any, **_: Any) -> None:
+            recorded.append((f"{service}.{model.name}", params))
+
+        client.meta.events.register("provide-client-params.*.*", hook)
+        return client
+
+    monkeypatch.setattr(clients, "make_client", recording)
+    yield recorded
+
+
+def write_spec(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def spec_body(grid: str, **extra: str) -> str:
+    lines = [
+        "name: cloud",
+        f"script: {SCRIPTS / 'writes_metrics.py'}",
+        f"params: {{grid: {grid}}}",
+        "backend: aws-batch",
+        "aws: {stack: batchsweep, region: us-east-1}",
+        "resources: {vcpus: 0.5, memory_mib: 1024}",
+        *(f"{k}: {v}" for k, v in extra.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def play_containers(run: Any, *, only: set[int] | None = None) -> list[int]:
+    """Run every child of every submitted job the way Batch would; returns their exit codes."""
+    batch = clients.make_client("batch", region="us-east-1")
+    record = run.store.read_json(run.store.run_key(run.id, "engine.json"))
+    children = []
+    for sub in record["submissions"]:
+        for job in sub["jobs"]:
+            desc = batch.describe_jobs(jobs=[job["id"]])["jobs"][0]
+            env = {e["name"]: e["value"] for e in desc["container"]["environment"]}
+            command = [sys.executable if c == "python" else c for c in desc["container"]["command"]]
+            for index in range(job["size"]):
+                if only is None or index in only:
+                    child_env = dict(env)
+                    if job["size"] > 1:
+                        child_env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(index)
+                    children.append((command, child_env))
+
+    def play(item: tuple[list[str], dict[str, str]]) -> int:
+        command, env = item
+        done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+        return done.returncode
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(play, children))
+
+
+def submits(calls: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [params for op, params in calls if op == "batch.SubmitJob"]
+
+
+def test_one_task_is_a_plain_job_and_its_result_comes_back_from_s3(tmp_path, stack, calls):
+    spec = write_spec(tmp_path, spec_body("{a: [7]}"))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    (request,) = submits(calls)
+    assert "arrayProperties" not in request
+    assert play_containers(run) == [0]
+    df = batchsweep.load_run(run.id, store=tmp_path / "store").results()
+    assert df.loc[0, "status"] == "succeeded" and df.loc[0, "product"] == 7
+    assert run.store.url.startswith(f"s3://{stack['Bucket']}/batchsweep")
+
+
+def test_25_tasks_are_one_array_job_and_every_row_comes_back(tmp_path, stack, calls):
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3, 4, 5], b: [1, 2, 3, 4, 5]}"))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    (request,) = submits(calls)
+    assert request["arrayProperties"] == {"size": 25}
+    assert set(play_containers(run)) == {0}
+    again = batchsweep.load_run(store=tmp_path / "store")  # the latest run, found through the local pointer
+    assert again.id == run.id and again.wait(progress=False) == 0
+    df = again.results()
+    assert len(df) == 25 and set(df["status"]) == {"succeeded"}
+    assert (df["product"] == df["a"] * df["b"]).all()
+
+
+def test_submit_request_follows_the_batch_rules(tmp_path, stack, calls):
+    from botocore.validate import validate_parameters
+
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3]}", timeout="20s", retries="1",
+                                           env="{LOG_LEVEL: debug}",
+                                           secrets="{DB_PASSWORD: 'arn:aws:ssm:us-east-1:123456789012:parameter/db'}"))
+    batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    (request,) = submits(calls)
+    model = clients.make_client("batch", region="us-east-1").meta.service_model.operation_model("SubmitJob")
+    validate_parameters(request, model.input_shape)  # raises on anything botocore would refuse
+    rules = request["retryStrategy"]["evaluateOnExit"]
+    assert request["retryStrategy"] == retry_strategy() and len(rules) <= 5
+    assert rules[-1] == {"onReason": "*", "action": "EXIT"}
+    assert {"onStatusReason": "Host EC2*", "action": "RETRY"} in rules
+    assert request["timeout"]["attemptDurationSeconds"] >= 60
+    env = {e["name"]: e["value"] for e in request["containerOverrides"]["environment"]}
+    assert env["LOG_LEVEL"] == "debug" and "DB_PASSWORD" not in env
+    assert not any(k.startswith("AWS_") and "KEY" in k for k in env)
+    assert {"type": "VCPU", "value": "0.5"} in request["containerOverrides"]["resourceRequirements"]
+    assert request["tags"]["batchsweep:run"] and request["tags"]["batchsweep:sweep"] == "cloud"
+    assert len(json.dumps(request["containerOverrides"])) < 8192
+    registered = [p for op, p in calls if op == "batch.RegisterJobDefinition"]
+    assert registered[0]["containerProperties"]["secrets"] == [
+        {"name": "DB_PASSWORD", "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/db"}]
+    assert request["jobDefinition"].split("/")[-1].startswith(registered[0]["jobDefinitionName"])
+
+
+def test_invalid_fargate_pair_is_bad_input_and_nothing_is_submitted(tmp_path, stack, calls, capsys):
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2]}").replace("memory_mib: 1024", "memory_mib: 9000"))
+    code = cli.main(["run", str(spec), "--store", str(tmp_path / "store")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "9000" in err[0] and "1024" in err[0] and "4096" in err[0]
+    assert not submits(calls) and not Store.open(tmp_path / "store").run_ids()
+
+
+def test_a_child_batch_calls_succeeded_without_a_status_is_lost_and_resume_reruns_it(tmp_path, stack, calls):
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3, 4]}"))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    play_containers(run, only={0, 1})
+    df = batchsweep.load_run(run.id, store=tmp_path / "store").results()
+    assert Counter(df["status"]) == {"succeeded": 2, "lost": 2}
+    first = {i: s.ended_at for i, s in run.store.statuses(run.id).items()}
+    assert cli.main(["resume", run.id, "--detach", "--store", str(tmp_path / "store")]) == 0
+    second = submits(calls)[-1]
+    assert second["arrayProperties"] == {"size": 2}
+    assert set(play_containers(batchsweep.load_run(run.id, store=tmp_path / "store"))) == {0}
+    df = batchsweep.load_run(run.id, store=tmp_path / "store").results()
+    assert len(df) == 4 and set(df["status"]) == {"succeeded"}
+    after = run.store.statuses(run.id)
+    assert all(after[i].ended_at == t for i, t in first.items()), "finished tasks ran again"
+
+
+def test_a_failing_task_fails_its_child_with_the_task_exit_code(tmp_path, stack, calls):
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3]}") + "params: {grid: {a: [1, 2, 3]}, fixed: {fail_on: 2}}\n")
+    spec.write_text(spec.read_text().replace("params: {grid: {a: [1, 2, 3]}}\n", ""))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    assert play_containers(run) == [0, 3, 0]
+    df = batchsweep.load_run(run.id, store=tmp_path / "store").results().set_index("a")
+    assert df.loc[2, "status"] == "failed" and df.loc[2, "exit_code"] == 3
+    assert "failing on purpose" in run.logs(1, stderr=True)
+
+
+def test_10001_tasks_take_two_submit_calls_and_constant_s3_requests(tmp_path, stack, calls):
+    spec = write_spec(tmp_path, spec_body("{a: " + json.dumps(list(range(10_001))) + "}", aws="{stack: batchsweep, tasks_per_job: 1}"))
+    batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    batch_calls = [op for op, _ in calls if op.startswith("batch.")]
+    assert batch_calls.count("batch.SubmitJob") == 2
+    sizes = [r.get("arrayProperties", {}).get("size", 1) for r in submits(calls)]
+    assert sizes == [10_000, 1]
+    s3_small = len([op for op, _ in calls if op.startswith("s3.")])
+    calls.clear()
+    spec.write_text(spec_body("{a: [1, 2, 3]}", aws="{stack: batchsweep, tasks_per_job: 1}"))
+    batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    assert len([op for op, _ in calls if op.startswith("s3.")]) == s3_small, "S3 requests must not grow with tasks"
+
+
+def test_max_parallel_packs_tasks_into_fewer_children(tmp_path, stack, calls):
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3, 4, 5, 6, 7]}", max_parallel="3"))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    (request,) = submits(calls)
+    assert request["arrayProperties"] == {"size": 3}
+    assert set(play_containers(run)) == {0}
+    assert len(run.results(refresh=True)) == 7 and set(run.results()["status"]) == {"succeeded"}
+
+
+def test_cancel_terminates_the_array_parents_and_marks_the_run(tmp_path, stack, calls, capsys):
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3]}"))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    assert cli.main(["cancel", run.id, "--store", str(tmp_path / "store")]) == 0
+    terminated = [p["jobId"] for op, p in calls if op == "batch.TerminateJob"]
+    record = run.store.read_json(run.store.run_key(run.id, "engine.json"))
+    assert terminated == [record["submissions"][0]["jobs"][0]["id"]]
+    assert batchsweep.load_run(run.id, store=tmp_path / "store").info["cancelled"] is True
+
+
+def test_missing_bucket_is_one_line_and_nothing_is_submitted(tmp_path, stack, calls, capsys):
+    spec = write_spec(tmp_path, spec_body("{a: [1]}", aws="{bucket: no-such-bucket, job_queue: q, job_definition: d}"))
+    assert cli.main(["run", str(spec), "--store", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no-such-bucket" in err[0]
+    assert not submits(calls)
+
+
+def test_missing_credentials_is_one_line_and_nothing_is_submitted(tmp_path, stack, calls, capsys, monkeypatch):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    spec = write_spec(tmp_path, spec_body("{a: [1]}"))
+    assert cli.main(["run", str(spec), "--store", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "credentials" in err[0]
+    assert not submits(calls) and not Store.open(tmp_path / "store").run_ids()

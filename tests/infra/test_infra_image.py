@@ -1,0 +1,159 @@
+"""`image dockerfile|build|push` with a recording `docker` on PATH and ECR on moto."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batchsweep.aws.clients import make_session
+from batchsweep.errors import SweepError
+from batchsweep.infra import image
+from batchsweep.infra import stack as infra
+
+STACK = "bs-image"
+
+# Plays docker: records argv (and stdin for login), remembers built tags, and on
+# `push` puts a manifest into the ECR that AWS_ENDPOINT_URL points at.
+FAKE_DOCKER = """#!{python}
+import json, os, sys
+args = sys.argv[1:]
+entry = {{"argv": args}}
+if args[:1] == ["login"]:
+    entry["stdin"] = sys.stdin.read()
+with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
+    log.write(json.dumps(entry) + "\\n")
+built = os.environ["FAKE_DOCKER_LOG"] + ".built"
+known = open(built).read().split() if os.path.exists(built) else []
+if args[:2] == ["image", "inspect"]:
+    sys.exit(0 if args[2] in known else 1)
+if args[:1] == ["build"]:
+    with open(built, "a") as f:
+        f.write(args[args.index("--tag") + 1] + "\\n")
+if args[:1] == ["push"]:
+    import boto3
+    repo_uri, tag = args[1].rsplit(":", 1)
+    manifest = {{"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {{"digest": "sha256:" + "b" * 64, "size": 1}}, "layers": []}}
+    boto3.client("ecr").put_image(repositoryName=repo_uri.split("/", 1)[1], imageManifest=json.dumps(manifest), imageTag=tag)
+"""
+
+
+@pytest.fixture
+def docker_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "docker"
+    fake.write_text(FAKE_DOCKER.format(python=sys.executable))
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    log = tmp_path / "docker.log"
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    return log
+
+
+def calls(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.fixture
+def session(aws_env: str) -> Any:
+    return make_session()
+
+
+@pytest.fixture
+def outputs(session: Any) -> dict[str, str]:
+    return infra.up(STACK, {}, session=session, echo=lambda _: None, poll_s=0.01)
+
+
+def test_dockerfile_installs_batchsweep_and_the_requirements_without_a_shell() -> None:
+    text = image.dockerfile_text(["numpy>=2", "pandas==2.2 --no-binary pandas"], base="python:3.11-slim", version="1.2.3")
+    assert "FROM python:3.11-slim\n" in text
+    assert 'RUN ["pip", "install", "--no-cache-dir", "batchsweep==1.2.3"]' in text
+    assert 'RUN ["pip", "install", "--no-cache-dir", "numpy>=2", "pandas==2.2", "--no-binary", "pandas"]' in text
+    assert text.rstrip().endswith('CMD ["python", "-m", "batchsweep.worker"]')
+
+
+def test_the_tag_changes_with_base_requirements_and_version_only() -> None:
+    tag = image.image_tag(image.dockerfile_text(["numpy"], base="b:1", version="1.0"))
+    assert tag == image.image_tag(image.dockerfile_text(["numpy"], base="b:1", version="1.0"))
+    others = {image.image_tag(image.dockerfile_text(r, base=b, version=v))
+              for r, b, v in ((["numpy"], "b:2", "1.0"), (["scipy"], "b:1", "1.0"), (["numpy"], "b:1", "1.1"))}
+    assert tag not in others and len(others) == 3
+
+
+def test_read_requirements_drops_comments_and_blanks(tmp_path: Path) -> None:
+    path = tmp_path / "requirements dir ü" / "reqs.txt"
+    path.parent.mkdir()
+    path.write_text("# pinned\nnumpy==2.0  # fast\n\npandas\n")
+    assert image.read_requirements(path) == ["numpy==2.0", "pandas"]
+
+
+def test_missing_requirements_file_is_a_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(SweepError, match="--requirements .*cannot read it"):
+        image.read_requirements(tmp_path / "nope.txt")
+
+
+def test_push_builds_logs_in_through_stdin_and_pushes(session: Any, outputs: dict[str, str], docker_log: Path) -> None:
+    ref = image.push(["numpy"], session=session, outputs=outputs, echo=lambda _: None)
+    assert ref == f"{image.repository_uri(outputs)}:{image.image_tag(image.dockerfile_text(['numpy']))}"
+    argvs = [c["argv"] for c in calls(docker_log)]
+    assert [a[0] for a in argvs] == ["image", "build", "login", "push"]
+    assert argvs[1][:3] == ["build", "--platform", "linux/amd64"]
+    login = calls(docker_log)[2]
+    assert login["argv"][:4] == ["login", "--username", "AWS", "--password-stdin"]
+    assert login["stdin"] and login["stdin"] not in " ".join(login["argv"])
+    assert argvs[3] == ["push", ref]
+    assert image.image_exists(session, outputs, tag=ref.rsplit(":", 1)[1])
+
+
+def test_an_unchanged_image_is_neither_rebuilt_nor_pushed(session: Any, outputs: dict[str, str], docker_log: Path) -> None:
+    image.push(["numpy"], session=session, outputs=outputs, echo=lambda _: None)
+    before = len(calls(docker_log))
+    lines: list[str] = []
+    image.push(["numpy"], session=session, outputs=outputs, echo=lines.append)
+    assert len(calls(docker_log)) == before
+    assert lines[-1].endswith("already in ECR; nothing to push")
+
+
+def test_build_skips_an_image_docker_already_has(outputs: dict[str, str], docker_log: Path) -> None:
+    image.build(None, outputs=outputs, echo=lambda _: None)
+    image.build(None, outputs=outputs, echo=lambda _: None)
+    assert [c["argv"][0] for c in calls(docker_log)] == ["image", "build", "image"]
+
+
+def test_without_docker_build_says_what_to_do_in_one_line(
+    outputs: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no docker anywhere
+    with pytest.raises(SweepError) as info:
+        image.build(None, outputs=outputs, echo=lambda _: None)
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith("docker not found on PATH; install Docker")
+
+
+def test_image_exists_is_false_before_the_first_push(session: Any, outputs: dict[str, str]) -> None:
+    assert image.image_exists(session, outputs) is False
+
+
+def test_image_push_command_points_the_stack_at_the_pushed_tag(
+    session: Any, outputs: dict[str, str], docker_log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from batchsweep.infra.cli import register
+
+    main = argparse.ArgumentParser()
+    register(main.add_subparsers(dest="command", required=True))
+    args = main.parse_args(["image", "push", "--stack", STACK])
+    assert args.func(args) == 0
+    tag = image.image_tag(image.dockerfile_text(None))
+    assert capsys.readouterr().out.splitlines()[-1] == f"{image.repository_uri(outputs)}:{tag}"
+    found = infra.describe_stack(STACK, session=session)
+    assert found is not None
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in found["Parameters"]}["ImageTag"] == tag

@@ -1,0 +1,198 @@
+"""The CloudFormation template, checked by cfn-lint, checkov and by reading it.
+
+moto skips bucket policies and ignores several properties (AWS_TESTING.md), so what
+the emulator cannot check is asserted here on the template itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batchsweep.infra.stack import ENGINE_OUTPUTS, load_template, template_text
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "src" / "batchsweep" / "infra" / "template.yaml"
+DEFAULT_CHECKOV = Path(__file__).resolve().parents[2] / ".venv-checkov" / "bin" / "checkov"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == kind}
+
+
+def policy_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every statement of every identity policy the template grants."""
+    statements: list[dict[str, Any]] = []
+    for res in template["Resources"].values():
+        props = res.get("Properties", {})
+        documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
+        if res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            documents.append(props["PolicyDocument"])
+        for document in documents:
+            statements += document["Statement"]
+    return statements
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def wildcard_grants(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Allow statements with Action `*` or `service:*` on Resource `*`."""
+    return [
+        s for s in statements
+        if s.get("Effect") == "Allow"
+        and "*" in as_list(s.get("Resource"))
+        and any(a == "*" or str(a).endswith(":*") for a in as_list(s.get("Action")))
+    ]
+
+
+def test_the_package_ships_the_template_file() -> None:
+    assert template_text() == TEMPLATE.read_text(encoding="utf-8")
+
+
+def test_template_fits_in_a_create_stack_request_body() -> None:
+    assert len(template_text().encode()) < 51_200
+
+
+def test_cfn_lint_reports_no_errors_or_warnings() -> None:
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run([str(cfn_lint), str(TEMPLATE)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_checkov_finds_no_failed_checks() -> None:
+    checkov = Path(os.environ.get("CHECKOV") or DEFAULT_CHECKOV)
+    if not checkov.exists():
+        if os.environ.get("CHECKOV"):
+            pytest.fail(f"CHECKOV={checkov} does not exist")
+        pytest.skip(f"checkov not installed at {checkov} (make .venv-checkov/.installed)")
+    result = subprocess.run(
+        [str(checkov), "--skip-download", "--framework", "cloudformation", "--output", "json", "--file", str(TEMPLATE)],
+        capture_output=True, text=True, check=False,
+    )
+    report = json.loads(result.stdout)
+    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
+    assert failed == []
+    # checkov passes a file it cannot parse with 0/0: passing checks prove it read the template.
+    assert report["summary"]["passed"] > 0
+    assert report["summary"]["parsing_errors"] == 0
+
+
+def test_every_checkov_skip_gives_a_reason(template: dict[str, Any]) -> None:
+    for name, res in template["Resources"].items():
+        for skip in res.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert len(skip.get("comment", "")) > 20, f"{name}: skip {skip['id']} needs a reason"
+
+
+def test_no_iam_statement_grants_a_wildcard_action_on_every_resource(template: dict[str, Any]) -> None:
+    statements = policy_statements(template)
+    assert statements, "the template should grant something"
+    assert wildcard_grants(statements) == []
+
+
+@pytest.mark.parametrize("action", ["*", "s3:*", ["ecr:GetAuthorizationToken", "iam:*"]])
+def test_the_wildcard_check_catches_broad_grants(action: Any) -> None:
+    assert wildcard_grants([{"Effect": "Allow", "Action": action, "Resource": "*"}])
+
+
+def test_the_job_role_reaches_only_the_stack_bucket(template: dict[str, Any]) -> None:
+    role = template["Resources"]["JobRole"]["Properties"]
+    resources = [s["Resource"] for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert resources == [{"Fn::GetAtt": ["Bucket", "Arn"]}, {"Fn::Sub": "${Bucket.Arn}/*"}]
+    assert "ManagedPolicyArns" not in role
+
+
+def test_the_bucket_is_encrypted_private_and_expires_old_runs(template: dict[str, Any]) -> None:
+    bucket = template["Resources"]["Bucket"]["Properties"]
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-old-runs"]["Prefix"] == "batchsweep/runs/"
+    assert rules["expire-old-runs"]["ExpirationInDays"] == {"Ref": "RunRetentionDays"}
+
+
+def test_the_bucket_policy_refuses_requests_without_tls(template: dict[str, Any]) -> None:
+    (policy,) = resources_of(template, "AWS::S3::BucketPolicy").values()
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert policy["Properties"]["Bucket"] == {"Ref": "Bucket"}
+
+
+def test_the_repository_scans_on_push_and_expires_old_images(template: dict[str, Any]) -> None:
+    repo = template["Resources"]["Repository"]["Properties"]
+    assert repo["ImageScanningConfiguration"] == {"ScanOnPush": True}
+    rules = json.loads(repo["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
+    assert {r["action"]["type"] for r in rules} == {"expire"}
+
+
+def test_the_log_group_has_a_retention(template: dict[str, Any]) -> None:
+    assert template["Resources"]["LogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_the_job_definition_runs_the_worker_on_fargate(template: dict[str, Any]) -> None:
+    job = template["Resources"]["JobDefinition"]["Properties"]
+    container = job["ContainerProperties"]
+    assert job["PlatformCapabilities"] == ["FARGATE"]
+    assert container["Command"] == ["python", "-m", "batchsweep.worker"]
+    assert container["ExecutionRoleArn"] == {"Fn::GetAtt": ["ExecutionRole", "Arn"]}
+    assert container["JobRoleArn"] == {"Fn::GetAtt": ["JobRole", "Arn"]}
+    assert container["NetworkConfiguration"] == {"AssignPublicIp": "ENABLED"}
+    assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+    assert container["LogConfiguration"]["Options"]["awslogs-group"] == {"Ref": "LogGroup"}
+    assert "${Repository}:${ImageTag}" in container["Image"]["Fn::Sub"]
+    assert "Environment" not in container  # no keys or passwords in a job's environment
+
+
+def test_compute_scales_to_zero_with_fargate_spot_first(template: dict[str, Any]) -> None:
+    queue = template["Resources"]["JobQueue"]["Properties"]
+    order = sorted(queue["ComputeEnvironmentOrder"], key=lambda e: e["Order"])
+    kinds = [template["Resources"][e["ComputeEnvironment"]["Ref"]]["Properties"]["ComputeResources"]["Type"] for e in order]
+    assert kinds == ["FARGATE_SPOT", "FARGATE"]
+    for env in resources_of(template, "AWS::Batch::ComputeEnvironment").values():
+        resources = env["Properties"]["ComputeResources"]
+        assert resources.get("MinvCpus", 0) == 0
+        assert "MaxvCpus" in resources
+
+
+def test_every_queue_cancels_jobs_stuck_in_runnable(template: dict[str, Any]) -> None:
+    for name, queue in resources_of(template, "AWS::Batch::JobQueue").items():
+        (action,) = queue["Properties"]["JobStateTimeLimitActions"]
+        assert (action["State"], action["Action"]) == ("RUNNABLE", "CANCEL"), name
+
+
+def test_gpu_tasks_get_their_own_ec2_spot_queue_only_when_enabled(template: dict[str, Any]) -> None:
+    gpu = template["Resources"]["GpuEnvironment"]
+    assert gpu["Condition"] == "GpuEnabled"
+    assert gpu["Properties"]["ComputeResources"]["Type"] == "SPOT"
+    assert template["Resources"]["GpuJobQueue"]["Condition"] == "GpuEnabled"
+    assert template["Resources"]["GpuJobDefinition"]["Properties"]["PlatformCapabilities"] == ["EC2"]
+
+
+def test_the_security_group_allows_no_inbound_traffic(template: dict[str, Any]) -> None:
+    for group in resources_of(template, "AWS::EC2::SecurityGroup").values():
+        assert "SecurityGroupIngress" not in group["Properties"]
+    assert resources_of(template, "AWS::EC2::SecurityGroupIngress") == {}
+
+
+def test_nothing_is_retained_when_the_stack_is_deleted(template: dict[str, Any]) -> None:
+    kept = [name for name, res in template["Resources"].items() if res.get("DeletionPolicy") in ("Retain", "RetainExceptOnCreate")]
+    assert kept == []
+
+
+def test_outputs_include_what_the_engine_reads(template: dict[str, Any]) -> None:
+    assert set(ENGINE_OUTPUTS) <= set(template["Outputs"])
+    assert ENGINE_OUTPUTS == ("Bucket", "JobQueue", "JobDefinition", "LogGroup", "ImageUri", "Region")
