@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="batchsweep",
         description="Run a Python script or function over many parameter sets, locally or on AWS Batch.",
     )
-    parser.add_argument("--version", action="version", version=f"batchsweep {_version()}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     store = _store_parent()
 
@@ -98,6 +98,14 @@ def _register(module: str, sub: Any) -> None:
         importlib.import_module(module).register(sub)
     except ImportError:
         pass
+
+
+class _VersionAction(argparse.Action):
+    """--version without reading package metadata on every start (importlib.metadata is slow to import)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(f"batchsweep {_version()}")
+        parser.exit()
 
 
 def _version() -> str:
