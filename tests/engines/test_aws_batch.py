@@ -4,13 +4,9 @@ container: each submitted job's own command and environment, run locally once pe
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +14,7 @@ import pytest
 
 import batchsweep
 from batchsweep import cli
-from batchsweep.aws import clients
+from batchsweep.aws import clients, emulator
 from batchsweep.engines.aws_batch import retry_strategy
 from batchsweep.store import Store
 
@@ -83,28 +79,7 @@ def spec_body(grid: str, **extra: str) -> str:
 
 def play_containers(run: Any, *, only: set[int] | None = None) -> list[int]:
     """Run every child of every submitted job the way Batch would; returns their exit codes."""
-    batch = clients.make_client("batch", region="us-east-1")
-    record = run.store.read_json(run.store.run_key(run.id, "engine.json"))
-    children = []
-    for sub in record["submissions"]:
-        for job in sub["jobs"]:
-            desc = batch.describe_jobs(jobs=[job["id"]])["jobs"][0]
-            env = {e["name"]: e["value"] for e in desc["container"]["environment"]}
-            command = [sys.executable if c == "python" else c for c in desc["container"]["command"]]
-            for index in range(job["size"]):
-                if only is None or index in only:
-                    child_env = dict(env)
-                    if job["size"] > 1:
-                        child_env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(index)
-                    children.append((command, child_env))
-
-    def play(item: tuple[list[str], dict[str, str]]) -> int:
-        command, env = item
-        done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
-        return done.returncode
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(play, children))
+    return emulator.play(run, only=only)
 
 
 def submits(calls: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:

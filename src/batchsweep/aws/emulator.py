@@ -1,0 +1,155 @@
+"""Try (and test) the AWS path on one machine: moto's standalone server plus a "container player".
+
+    python -m batchsweep.aws.emulator serve           # moto on 127.0.0.1, Batch's Docker mode off; prints env
+    python -m batchsweep.aws.emulator play RUN_ID     # run each submitted child job's command locally
+
+Moto accepts Batch jobs but (without Docker) never runs them, so `play` does what a container would: it reads each
+submitted job back with DescribeJobs and runs its own command and environment here, once per array index.
+Needs `moto[server]` (a test dependency, not a runtime one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+START_TIMEOUT_S = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _post_json(url: str, body: object) -> None:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+
+
+class MotoServer:
+    """`moto_server` on 127.0.0.1 in its own process group; Batch's Docker mode off."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> MotoServer:
+        binary = Path(sys.executable).parent / "moto_server"
+        self.process = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(self.port)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"moto_server exited early with code {self.process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/moto-api/config", timeout=1) as response:
+                    response.read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"moto_server did not answer on {self.url}") from None
+                time.sleep(0.05)
+        # Without a Docker daemon moto's Batch would fail every job; with Docker off they "succeed" at once.
+        _post_json(f"{self.url}/moto-api/config", {"batch": {"use_docker": False}})
+        return self
+
+    def reset(self) -> None:
+        _post_json(f"{self.url}/moto-api/reset", {})
+
+    def env(self) -> dict[str, str]:
+        return {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(self.process.pid, sig)
+                self.process.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+            except ProcessLookupError:
+                return
+
+    def __enter__(self) -> MotoServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def child_commands(run: Any, *, only: set[int] | None = None) -> list[tuple[list[str], dict[str, str]]]:
+    """(command, environment) of every child of every job the run submitted, as Batch would start them."""
+    from batchsweep.aws.clients import make_client
+
+    settings = run.info.get("engine") or {}
+    batch = make_client("batch", profile=settings.get("profile"), region=settings.get("region"))
+    record = run.store.read_json(run.store.run_key(run.id, "engine.json"))
+    children = []
+    for sub in record["submissions"]:
+        for job in sub["jobs"]:
+            desc = batch.describe_jobs(jobs=[job["id"]])["jobs"][0]
+            env = {e["name"]: e["value"] for e in desc["container"]["environment"]}
+            command = [sys.executable if part == "python" else part for part in desc["container"]["command"]]
+            for index in range(job["size"]):
+                if only is None or index in only:
+                    child_env = dict(env, AWS_BATCH_JOB_ATTEMPT="1")
+                    if job["size"] > 1:
+                        child_env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(index)
+                    children.append((command, child_env))
+    return children
+
+
+def play(run: Any, *, only: set[int] | None = None, parallel: int = 4) -> list[int]:
+    """Run the children here (at most `parallel` at once); returns their exit codes in order."""
+
+    def one(item: tuple[list[str], dict[str, str]]) -> int:
+        command, env = item
+        return subprocess.run(command, env={**os.environ, **env}, capture_output=True, timeout=3600).returncode
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        return list(pool.map(one, child_commands(run, only=only)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["serve"]:
+        server = MotoServer(int(args[1]) if len(args) > 1 else 5000).start()
+        print("# moto is running; in another shell:")
+        for key, value in server.env().items():
+            print(f"export {key}={value}")
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+        return 0
+    if args[:1] == ["play"] and len(args) >= 2:
+        from batchsweep.runs import load_run
+
+        codes = play(load_run(args[1]))
+        print(f"played {len(codes)} child jobs: {sum(c == 0 for c in codes)} exited 0")
+        return 0
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
