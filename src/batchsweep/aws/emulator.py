@@ -94,6 +94,21 @@ class MotoServer:
         self.stop()
 
 
+def deploy_stack(session: Any, stack: str = "batchsweep") -> dict[str, str]:
+    """`infra up` on the emulator, plus a stand-in image in ECR (no Docker here to build a real one)."""
+    from batchsweep.aws.clients import make_client
+    from batchsweep.infra.stack import up
+
+    outputs = up(stack, {}, session=session, echo=lambda *_: None, poll_s=0.05)
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"digest": "sha256:" + "0" * 64, "size": 1,
+                           "mediaType": "application/vnd.docker.container.image.v1+json"},
+                "layers": []}
+    make_client("ecr", session=session).put_image(repositoryName=outputs["EcrRepository"],
+                                                  imageManifest=json.dumps(manifest), imageTag="latest")
+    return outputs
+
+
 def child_commands(run: Any, *, only: set[int] | None = None) -> list[tuple[list[str], dict[str, str]]]:
     """(command, environment) of every child of every job the run submitted, as Batch would start them."""
     from batchsweep.aws.clients import make_client
