@@ -1,0 +1,460 @@
+"""The Dask engine: one Dask future per task, on an existing scheduler, a LocalCluster, or any cluster class
+(dask-jobqueue's SLURMCluster, Coiled, dask-kubernetes...).
+
+On a Dask worker a task runs `run_dask_task`, which calls the local engine's `execute_task`: the script runs as
+a subprocess in its own process group, with timeout and retries, and the status is written last into the store.
+The store directory and the run's code_dir must be on a filesystem every worker sees: only the store path, the
+run id and the task's JSON travel to the worker, never the user's code.
+
+Cancel sets a Dask `Event` named after the run: every running task watches it and kills its process group,
+tasks that have not started yet see it and return without a status (so `resume` runs them).
+Detached runs (`--detach`, only with `dask.scheduler`) are fire-and-forget; `status`, `wait` and `cancel`
+reconnect to the scheduler named in engine.json and ask it about the run's keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batchsweep.engines.base import Engine, Progress
+from batchsweep.errors import SpecError
+from batchsweep.model import State, Task, TaskStatus
+from batchsweep.worker import ProcessRegistry, context_from_run, execute_task
+
+if TYPE_CHECKING:
+    from distributed import Client, Event
+
+    from batchsweep.runs import Run
+    from batchsweep.spec import Spec
+    from batchsweep.store import Store
+
+INSTALL = "pip install 'batchsweep[dask]'"
+KEYS = ("scheduler", "cluster")
+CLUSTER_KEYS = ("class", "kwargs", "scale")
+# Scheduler task states that mean "not finished yet" (None: the scheduler has forgotten the key).
+ACTIVE_STATES = frozenset({"released", "waiting", "queued", "processing", "no-worker"})
+CONNECT_TIMEOUT_S = 5
+REMOTE_POLL_EVERY_S = 1.0
+CANCEL_WAIT_S = 30.0
+
+
+# -- settings ---------------------------------------------------------------------------------------
+def _import_distributed() -> None:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise SpecError(f"backend: dask needs the `distributed` package, which is not installed; {INSTALL}") from None
+
+
+def _unknown(where: str, key: str, valid: Sequence[str]) -> SpecError:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return SpecError(f"{where}.{key}: unknown key; {hint}valid keys: {', '.join(valid)}")
+
+
+def _import_class(path: str) -> type:
+    module, sep, attr = path.partition(":")
+    if not sep:
+        module, _, attr = path.rpartition(".")
+    fix = f"pip install {module.split('.')[0].replace('_', '-')} or fix the name (e.g. dask_jobqueue.SLURMCluster)"
+    try:
+        cls = getattr(importlib.import_module(module), attr) if module and attr else None
+    except ImportError as e:
+        raise SpecError(f"dask.cluster.class: cannot import {path!r} ({e}); {fix}") from None
+    except AttributeError:
+        cls = None
+    if not isinstance(cls, type):
+        raise SpecError(f"dask.cluster.class: {path!r} is not a class; {fix}")
+    return cls
+
+
+def resolve_settings(raw: dict[str, Any], *, max_parallel: int) -> dict[str, Any]:
+    """Validate the spec's `dask:` block; returns the settings kept in run.json as `engine`."""
+    for key in raw:
+        if key not in KEYS:
+            raise _unknown("dask", key, KEYS)
+    given = {k: v for k, v in raw.items() if v is not None}
+    if len(given) > 1:
+        raise SpecError("dask: give either `scheduler: tcp://HOST:PORT` or `cluster: ...`, not both "
+                        "(drop one, e.g. --set dask.cluster=null)")
+    if "scheduler" in given:
+        address = given["scheduler"]
+        if not isinstance(address, str) or not address.strip():
+            raise SpecError(f"dask.scheduler: {address!r} is not an address; give e.g. tcp://127.0.0.1:8786")
+        address = address.strip()
+        return {"scheduler": address if "://" in address else f"tcp://{address}"}
+    cluster = given.get("cluster", "local")
+    if cluster == "local":
+        return {"cluster": "local", "n_workers": max_parallel or os.cpu_count() or 1}
+    if not isinstance(cluster, dict):
+        raise SpecError(f"dask.cluster: {cluster!r} is not understood; give `local` or "
+                        "{class: dask_jobqueue.SLURMCluster, kwargs: {...}, scale: N}")
+    for key in cluster:
+        if key not in CLUSTER_KEYS:
+            raise _unknown("dask.cluster", key, CLUSTER_KEYS)
+    if not isinstance(cluster.get("class"), str):
+        raise SpecError("dask.cluster.class: missing; name the cluster class, e.g. dask_jobqueue.SLURMCluster")
+    _import_class(cluster["class"])
+    kwargs = cluster.get("kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise SpecError("dask.cluster.kwargs: must be a mapping of the cluster class's keyword arguments")
+    scale = cluster.get("scale")
+    if scale is not None and (not isinstance(scale, int) or isinstance(scale, bool) or scale < 1):
+        raise SpecError(f"dask.cluster.scale: {scale!r} must be a whole number of workers, at least 1")
+    return {"cluster": {"class": cluster["class"], "kwargs": kwargs, "scale": scale}}
+
+
+# -- on the Dask worker -----------------------------------------------------------------------------
+def cancel_event_name(run_id: str) -> str:
+    return f"batchsweep-cancel-{run_id}"
+
+
+def task_key(run_id: str, index: int) -> str:
+    return f"{run_id}-{index}"
+
+
+def _watch_cancel(event: Event, registry: ProcessRegistry, done: threading.Event) -> None:
+    while not done.is_set():
+        try:
+            if event.wait(timeout=0.5):
+                registry.cancel_all()
+                return
+        except Exception:  # the worker is shutting down: its task dies with it
+            return
+
+
+def run_dask_task(store_url: str, run_id: str, task_json: str) -> TaskStatus | None:
+    """The Dask task: run one task like the local engine does and write its status last.
+    Returns None for a task cancelled before it started (no status: `resume` runs it)."""
+    from distributed import Event, get_client, get_worker
+
+    from batchsweep.store import Store
+
+    worker = get_worker()
+    store = Store.open(store_url)
+    try:
+        info = store.run_info(run_id)
+    except Exception as e:
+        raise RuntimeError(f"the store {store_url} is not readable on Dask worker {worker.address} ({e}); "
+                           "the store and the code must be on a filesystem every worker sees") from None
+    cancel = Event(cancel_event_name(run_id), client=get_client())
+    if cancel.is_set():
+        return None
+    task = Task.from_json(task_json)
+    registry = ProcessRegistry()
+    done = threading.Event()
+    threading.Thread(target=_watch_cancel, args=(cancel, registry, done), daemon=True).start()
+    base_dir = Path(info["base_dir"])
+    try:
+        # Status last; a task started twice (its worker was lost mid-run) writes it twice: the last write wins.
+        status = execute_task(context_from_run(info), task, store, worker=str(worker.address), registry=registry,
+                              resolve_input=lambda ref: base_dir / ref)
+    finally:
+        done.set()
+    return status
+
+
+def busy_keys(run_id: str, dask_worker: Any = None) -> list[str]:
+    """Run on each worker by `Client.run`: this run's tasks still executing there (cancelled ones included)."""
+    state = dask_worker.state
+    return [str(ts.key) for ts in state.executing | state.long_running if _index_of(run_id, ts.key) is not None]
+
+
+def _index_of(run_id: str, key: Any) -> int | None:
+    prefix, _, index = str(key).rpartition("-")
+    return int(index) if prefix == run_id and index.isdigit() else None
+
+
+def _describe_failure(result: Any) -> str:
+    # An erred future's result without raising is (type, exception, traceback).
+    exc = result[1] if isinstance(result, tuple) and len(result) == 3 else result
+    return f"{type(exc).__name__}: {exc} (on the Dask worker)"[:500]
+
+
+# -- asking the scheduler ---------------------------------------------------------------------------
+def _running(client: Client, run_id: str) -> int:
+    """This run's tasks on workers, at most each worker's thread count (the rest wait in its queue)."""
+    processing = client.processing()
+    nthreads = client.nthreads()
+    return sum(min(sum(_index_of(run_id, k) is not None for k in keys), nthreads.get(w, 0))
+               for w, keys in processing.items())
+
+
+def _lost_workers(client: Client, run_id: str, since: float) -> int:
+    """Workers that left unexpectedly while processing this run's tasks (Dask reschedules those tasks)."""
+    lost = 0
+    for stamp, event in client.get_events("all"):
+        if (stamp >= since and isinstance(event, dict) and event.get("action") == "remove-worker"
+                and not event.get("expected")
+                and any(_index_of(run_id, k) is not None for k in event.get("processing-tasks") or ())):
+            lost += 1
+    return lost
+
+
+def _lost_note(n: int) -> str:
+    return f"{n} Dask worker{'s' if n != 1 else ''} lost mid-run; Dask ran their tasks again elsewhere"
+
+
+def _connect(address: str) -> Client:
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+    except (OSError, TimeoutError) as e:
+        raise SpecError(f"dask.scheduler: cannot reach {address} ({e.__class__.__name__}); "
+                        "start one with `dask scheduler` or fix the address") from None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- the engine -------------------------------------------------------------------------------------
+class DaskEngine(Engine):
+    name = "dask"
+
+    def __init__(self, run: Run) -> None:
+        super().__init__(run)
+        self._client: Client | None = None
+        self._cluster: Any = None
+        self._lock = threading.Lock()
+        self._futures: dict[int, Any] = {}  # index -> Future, until its result is in
+        self._written: dict[int, TaskStatus] = {}
+        self._errors: dict[int, str] = {}  # tasks whose Dask future failed, so they have no status
+        self._covers: frozenset[int] = frozenset()
+        self._collector: threading.Thread | None = None
+        self._submitted_at = 0.0
+        self._lost = 0
+        self._reported_lost = 0
+        self._next_check = 0.0
+        self._running = 0
+        self._remote: tuple[float, Progress] | None = None
+        self._closed = False
+
+    @classmethod
+    def check(cls, spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
+        _import_distributed()
+        return resolve_settings(spec.dask, max_parallel=spec.max_parallel)
+
+    @classmethod
+    def run_store(cls, settings: dict[str, Any], default: Store) -> Store:
+        if not default.is_local:
+            raise SpecError(f"store: the dask backend needs a store directory every worker sees (a shared "
+                            f"filesystem), not {default.url}; pass --store /shared/path")
+        return default
+
+    @property
+    def _engine_key(self) -> str:
+        return self.run.store.run_key(self.run.id, "engine.json")
+
+    # -- submit -------------------------------------------------------------------------------
+    def _open(self) -> Client:
+        """A client for this engine: connect to the scheduler, or start the cluster batchsweep owns."""
+        if self._client is not None:
+            return self._client
+        from distributed import Client, LocalCluster
+
+        settings = self.run.info["engine"]
+        if "scheduler" in settings:
+            self._client = _connect(settings["scheduler"])
+            return self._client
+        cluster = settings["cluster"]
+        if cluster == "local":
+            import logging
+
+            self._cluster = LocalCluster(n_workers=settings["n_workers"], threads_per_worker=1, processes=True,
+                                         dashboard_address=":0", silence_logs=logging.ERROR)
+        else:
+            self._cluster = _import_class(cluster["class"])(**cluster["kwargs"])
+            if cluster.get("scale"):
+                self._cluster.scale(cluster["scale"])
+        self._client = Client(self._cluster, set_as_default=False)
+        return self._client
+
+    def submit(self, indices: Sequence[int], *, detach: bool) -> None:
+        from distributed import Event, as_completed, fire_and_forget
+
+        if detach and "scheduler" not in self.run.info["engine"]:
+            raise SpecError("--detach: with dask.cluster the cluster lives in this process and would stop with it; "
+                            "start a scheduler (`dask scheduler`) and --set dask.scheduler=tcp://HOST:PORT, "
+                            "or run without --detach")
+        client = self._open()
+        try:
+            Event(cancel_event_name(self.run.id), client=client).clear()  # a resume after a cancel
+            tasks = {t.index: t for t in self.run.tasks()}
+            n = len(indices)
+            keys = [task_key(self.run.id, i) for i in indices]
+            futures = client.map(run_dask_task, [self.run.store.url] * n, [self.run.id] * n,
+                                 [tasks[i].to_json() for i in indices], key=keys, pure=False, retries=0)
+            self._submitted_at = time.time()
+            self.run.store.write_json(self._engine_key, {
+                "engine": self.name, "scheduler": client.scheduler.address, "keys": keys, "detached": detach,
+                "owns_cluster": self._cluster is not None, "pid": os.getpid(), "host": socket.gethostname(),
+                "submitted_at": self._submitted_at,
+            })
+        except BaseException:
+            self._release()  # the run is deleted; a cluster started for it must not outlive it
+            raise
+        if detach:
+            fire_and_forget(futures)
+            del futures
+            self._release()
+            return
+        self._futures = dict(zip(indices, futures))
+        self._covers = frozenset(indices)
+        completed = as_completed(futures, with_results=True, raise_errors=False, loop=client.loop)
+        del futures  # as_completed and self._futures hold them; a finished one is released at once
+        self._collector = threading.Thread(target=self._collect, args=(completed,), name="batchsweep-dask",
+                                           daemon=True)
+        self._collector.start()
+
+    def _collect(self, completed: Any) -> None:
+        from concurrent.futures import CancelledError
+
+        for future, result in completed:
+            index = _index_of(self.run.id, future.key)
+            assert index is not None
+            with self._lock:
+                self._futures.pop(index, None)
+                if isinstance(result, TaskStatus):
+                    self._written[index] = result
+                elif result is not None and not isinstance(result, CancelledError):
+                    # The task function itself failed (store not visible, worker lost too often): no status.
+                    self._errors[index] = _describe_failure(result)
+            del future, result
+
+    # -- watch --------------------------------------------------------------------------------
+    def poll(self) -> Progress:
+        if self._collector is None:
+            return self._poll_remote()
+        active = self._collector.is_alive()
+        now = time.monotonic()
+        if active and now >= self._next_check and self._client is not None:
+            self._next_check = now + REMOTE_POLL_EVERY_S
+            try:
+                self._running = _running(self._client, self.run.id)
+                self._lost = _lost_workers(self._client, self.run.id, self._submitted_at)
+            except Exception:
+                pass  # a progress figure is not worth failing the run for
+        with self._lock:
+            written = dict(self._written)
+        notes: tuple[str, ...] = ()
+        if self._lost != self._reported_lost:
+            self._reported_lost = self._lost
+            notes = (_lost_note(self._lost),)
+        extra: dict[str, Any] = {"lost_workers": self._lost}
+        if not active:
+            extra["missing"] = State.LOST.value  # the futures all ended: a task without a status is lost
+        return Progress(active=active, running=self._running if active else 0, statuses=written,
+                        covers=self._covers, notes=notes, extra=extra)
+
+    def _record(self) -> dict[str, Any] | None:
+        try:
+            record: dict[str, Any] = self.run.store.read_json(self._engine_key)
+            return record
+        except FileNotFoundError:
+            return None
+
+    def _poll_remote(self) -> Progress:
+        """Another process submitted this run: ask the scheduler named in engine.json about its keys."""
+        if self._remote is not None and time.monotonic() - self._remote[0] < REMOTE_POLL_EVERY_S:
+            return self._remote[1]
+        record = self._record()
+        if record is None:
+            return Progress(active=False)
+        lost = int(record.get("lost_workers", 0))
+        notes = (_lost_note(lost),) if lost else ()
+        owner_gone = record.get("owns_cluster") and (
+            record.get("host") == socket.gethostname() and not _pid_alive(int(record.get("pid", 0))))
+        if record.get("finished"):
+            return Progress(active=False, notes=notes, extra={"lost_workers": lost, "missing": State.LOST.value})
+        if owner_gone:
+            return Progress(active=False, notes=notes, extra={"lost_workers": lost})
+        try:
+            client = self._client or _connect(record["scheduler"])
+            self._client = client
+            states = client.sync(client.scheduler.get_task_status, keys=record["keys"])
+            active = any(s in ACTIVE_STATES for s in states.values())
+            running = _running(client, self.run.id) if active else 0
+            lost = max(lost, _lost_workers(client, self.run.id, float(record.get("submitted_at", 0))))
+        except (SpecError, OSError, TimeoutError) as e:
+            note = f"the Dask scheduler {record['scheduler']} is unreachable ({e}); tasks without a status did not finish"
+            return Progress(active=False, notes=(*notes, note), extra={"lost_workers": lost})
+        progress = Progress(active=active, running=running, notes=(_lost_note(lost),) if lost else (),
+                            extra={"lost_workers": lost})
+        self._remote = (time.monotonic(), progress)
+        return progress
+
+    def failure_reasons(self) -> dict[int, str]:
+        if self._collector is not None:
+            with self._lock:
+                return dict(self._errors)
+        record = self._record() or {}
+        return {int(i): str(e) for i, e in (record.get("errors") or {}).items()}
+
+    # -- stop ---------------------------------------------------------------------------------
+    def cancel(self) -> None:
+        from distributed import Event, Future
+
+        record = self._record()
+        try:
+            client = self._client or (_connect(record["scheduler"]) if record else None)
+        except SpecError:
+            return  # the scheduler is gone, and its tasks with it
+        if client is None:
+            return
+        self._client, self._remote = client, None
+        Event(cancel_event_name(self.run.id), client=client).set()  # first: a task that starts now skips
+        with self._lock:
+            futures = list(self._futures.values())
+        if not futures and record:
+            futures = [Future(key, client) for key in record["keys"]]
+        client.cancel(futures, force=True)  # force: a detached run's keys are wanted by "fire-and-forget"
+        del futures
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        while time.monotonic() < deadline:  # running tasks kill their process group and write "cancelled"
+            try:
+                if not any(client.run(busy_keys, self.run.id).values()):
+                    break
+            except Exception:
+                break
+            time.sleep(0.1)
+        if self._collector is not None:
+            self._collector.join(timeout=CANCEL_WAIT_S)
+        self.close()
+
+    def close(self) -> None:
+        if self._collector is not None and self._client is not None and not self._closed:
+            self._closed = True
+            try:
+                self._lost = _lost_workers(self._client, self.run.id, self._submitted_at)
+            except Exception:
+                pass
+            record = self._record() or {}
+            with self._lock:
+                errors = {str(i): e for i, e in self._errors.items()}
+            self.run.store.write_json(self._engine_key, {**record, "finished": True, "finished_at": time.time(),
+                                                         "lost_workers": self._lost, "errors": errors})
+        self._release()
+
+    def _release(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None

@@ -1,0 +1,250 @@
+"""The Dask engine end to end, on a real `dask scheduler` with two `dask worker` processes (see dask_fixtures)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from dask_fixtures import *  # noqa: F401,F403 - the dask_cluster fixture
+
+import batchsweep
+from batchsweep import cli, runs
+from batchsweep.engines.dask import DaskEngine
+from batchsweep.errors import SpecError
+from batchsweep.spec import validate
+from batchsweep.store import Store
+
+pytest.importorskip("distributed")
+
+SCRIPT = Path(__file__).parent / "scripts" / "writes_metrics.py"
+COMPARED = ["task", "a", "b", "status", "attempts", "exit_code", "error", "product", "a_seen"]
+
+
+def write_spec(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def dask_spec(tmp_path: Path, address: str, params: str, extra: str = "") -> Path:
+    body = textwrap.dedent(f"""
+        name: dasky
+        script: {SCRIPT}
+        params: {params}
+        backend: dask
+        dask: {{scheduler: "{address}"}}
+    """)
+    return write_spec(tmp_path, body + extra)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for(predicate, timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def status_files(store: Path) -> list[Path]:
+    return sorted(store.glob("runs/*/tasks/*/status.json"))
+
+
+# -- on the two-worker cluster ------------------------------------------------------------------
+def test_twenty_tasks_on_an_existing_scheduler_give_the_local_engines_results(tmp_path, dask_cluster, monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    spec = write_spec(tmp_path, f"""
+        name: grid
+        script: {SCRIPT}
+        params:
+          grid: {{a: [1, 2, 3, 4], b: [0.5, 1, 2, 3, 4]}}
+    """)
+    local = batchsweep.run(spec, store=tmp_path / "local", progress=False, max_parallel=2).results()
+    code = cli.main(["run", str(spec), "--backend", "dask", "--set", f"dask.scheduler={dask_cluster.address}",
+                     "--store", str(tmp_path / "dask")])
+    assert code == 0
+    run = batchsweep.load_run(store=tmp_path / "dask")
+    assert run.info["engine"] == {"scheduler": dask_cluster.address}
+    df = run.results()
+    assert len(df) == 20
+    assert df[COMPARED].equals(local[COMPARED])
+    assert df["worker"].str.startswith("tcp://127.0.0.1:").all() and df["worker"].nunique() == 2
+
+
+def test_a_failing_and_a_timing_out_task_are_contained(tmp_path, dask_cluster):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    spec = dask_spec(tmp_path, dask_cluster.address,
+                     f'{{grid: {{a: [1, 2, 3, 4]}}, fixed: {{fail_on: 2, hang_on: 4, pid_dir: "{pids}"}}}}',
+                     "timeout: 2s\n")
+    t0 = time.monotonic()
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    assert time.monotonic() - t0 < 2 + 8, "the run must end within seconds of the timeout"
+    df = run.results().set_index("a")
+    assert df.loc[2, "status"] == "failed" and df.loc[2, "exit_code"] == 3 and df.loc[2, "error"] == "exit code 3"
+    assert df.loc[4, "status"] == "timeout" and df.loc[4, "error"] == "timeout after 2s"
+    assert set(df.loc[[1, 3], "status"]) == {"succeeded"}
+    assert run.exit_code == 1
+    for name in ("4.pid", "4.child.pid"):
+        assert not alive(int((pids / name).read_text())), f"{name} survived the timeout"
+    assert "failing on purpose" in run.logs(1, stderr=True)
+
+
+def test_cancel_kills_running_tasks_and_resume_runs_the_rest(tmp_path, dask_cluster):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    spec = dask_spec(tmp_path, dask_cluster.address,
+                     f'{{grid: {{a: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]}}, fixed: {{sleep: 1.2, pid_dir: "{pids}"}}}}')
+    store = tmp_path / "store"
+    submitted = batchsweep.run(spec, store=store, detach=True)
+    wait_for(lambda: len(status_files(store)) >= 1 and len(list(pids.glob("*.pid"))) >= 5, what="running tasks")
+
+    run = batchsweep.load_run(submitted.id, store=store)  # as `batchsweep cancel` would: a new process's view
+    run.cancel()
+    for pid_file in pids.glob("*.pid"):
+        assert not alive(int(pid_file.read_text())), f"task process {pid_file.name} survived the cancel"
+    counts, progress = run.counts()
+    assert not progress.active
+    statuses = run.statuses()
+    cancelled = [s for s in statuses.values() if s.state.value == "cancelled"]
+    assert cancelled and all(s.error == "cancelled" for s in cancelled)
+    assert len(statuses) < 12, "tasks that never started have no status"
+    assert counts["succeeded"] >= 1 and counts["succeeded"] + counts["cancelled"] == 12
+    finished = {i: s.ended_at for i, s in statuses.items() if s.state.value == "succeeded"}
+
+    todo = run.resume()
+    assert sorted(todo) == sorted(set(range(12)) - set(finished))
+    assert run.wait(progress=False) == 0
+    after = run.statuses()
+    assert len(after) == 12 and {s.state.value for s in after.values()} == {"succeeded"}
+    assert all(after[i].ended_at == ended for i, ended in finished.items()), "a finished task ran again"
+
+
+def test_a_detached_run_is_followed_by_wait_from_another_process(tmp_path, dask_cluster, capsys):
+    spec = dask_spec(tmp_path, dask_cluster.address, "{grid: {a: [1, 2, 3, 4, 5, 6]}, fixed: {sleep: 0.3}}")
+    store = tmp_path / "store"
+    assert cli.main(["run", str(spec), "--detach", "--store", str(store)]) == 0
+    run_id = capsys.readouterr().out.splitlines()[0]
+    assert cli.main(["wait", run_id, "--store", str(store)]) == 0  # reconnects to the scheduler in engine.json
+    df = batchsweep.load_run(run_id, store=store).results()
+    assert list(df["product"]) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+
+def test_ctrl_c_on_an_attached_run_kills_the_task_and_its_children(tmp_path, dask_cluster):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    spec = dask_spec(tmp_path, dask_cluster.address,
+                     f'{{grid: {{a: [1, 2, 3, 4, 5, 6, 7, 8]}}, fixed: {{hang_on: 1, sleep: 0.5, pid_dir: "{pids}"}}}}')
+    run = runs.start(runs.plan(spec), store=tmp_path / "store")
+    wait_for(lambda: (pids / "1.child.pid").exists(), what="the hanging task's child")
+    run.cancel()  # what the CLI does on Ctrl-C
+    assert not alive(int((pids / "1.pid").read_text())) and not alive(int((pids / "1.child.pid").read_text()))
+    states = run.states()
+    assert states[0].value == "cancelled" and run.statuses()[0].error == "cancelled"
+    assert set(s.value for s in states.values()) <= {"succeeded", "cancelled"}
+
+
+def test_a_task_that_fails_outside_its_script_is_lost_with_the_reason(tmp_path, dask_cluster):
+    spec = dask_spec(tmp_path, dask_cluster.address, "{grid: {a: [1, 2]}}")
+    plan = runs.plan(spec)
+    blocker = tmp_path / "store" / "runs" / plan.info["run_id"] / "tasks" / "0"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the task's directory goes")
+    run = runs.start(plan, store=tmp_path / "store")
+    assert run.wait(progress=False) == 1
+    df = batchsweep.load_run(run.id, store=tmp_path / "store").results().set_index("task")
+    assert df.loc[0, "status"] == "lost" and df.loc[0, "error"].startswith("FileExistsError")
+    assert df.loc[1, "status"] == "succeeded"
+
+
+def test_a_worker_killed_mid_run_loses_no_task(tmp_path, dask_cluster):
+    spec = dask_spec(tmp_path, dask_cluster.address,
+                     "{grid: {a: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]}, "
+                     "fixed: {sleep: 0.5}}")
+    store = tmp_path / "store"
+    run = runs.start(runs.plan(spec), store=store)  # attached: returns once submitted
+    wait_for(lambda: len(status_files(store)) >= 2, what="the first statuses")
+    dask_cluster.kill_worker(dask_cluster.workers[0])
+    assert run.wait(progress=False) == 0
+    assert len(status_files(store)) == 20
+    df = run.results()
+    assert sorted(df["task"]) == list(range(20)) and set(df["status"]) == {"succeeded"}
+    assert df["worker"].nunique() >= 1
+    _, progress = batchsweep.load_run(run.id, store=store).snapshot()  # what `batchsweep status` shows
+    assert progress.extra["lost_workers"] == 1
+    assert progress.notes == ("1 Dask worker lost mid-run; Dask ran their tasks again elsewhere",)
+
+
+# -- without the shared cluster -----------------------------------------------------------------
+def test_cluster_local_is_started_and_stopped_by_batchsweep(tmp_path):
+    spec = write_spec(tmp_path, f"""
+        name: localcluster
+        script: {SCRIPT}
+        params: {{grid: {{a: [1, 2, 3, 4]}}}}
+        backend: dask
+        dask: {{cluster: local}}
+        max_parallel: 2
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    df = run.results()
+    assert set(df["status"]) == {"succeeded"} and list(df["product"]) == [1.0, 2.0, 3.0, 4.0]
+    assert run.info["engine"] == {"cluster": "local", "n_workers": 2}
+    record = json.loads((tmp_path / "store" / "runs" / run.id / "engine.json").read_text())
+    assert record["owns_cluster"] and record["finished"]
+    host, port = record["scheduler"].removeprefix("tcp://").rsplit(":", 1)
+    with pytest.raises(OSError):
+        socket.create_connection((host, int(port)), timeout=1).close()
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("dask.cluster={class: no_such_pkg.FancyCluster}",
+     "error: dask.cluster.class: cannot import 'no_such_pkg.FancyCluster' (No module named 'no_such_pkg'); "
+     "pip install no-such-pkg or fix the name (e.g. dask_jobqueue.SLURMCluster)"),
+    ("dask.schedular=tcp://127.0.0.1:8786",
+     "error: dask.schedular: unknown key; did you mean 'scheduler'? valid keys: scheduler, cluster"),
+])
+def test_a_bad_dask_block_exits_2_with_one_line(tmp_path, capsys, setting, message):
+    spec = write_spec(tmp_path, f"""
+        name: bad
+        script: {SCRIPT}
+        params: {{grid: {{a: [1]}}}}
+    """)
+    code = cli.main(["run", str(spec), "--backend", "dask", "--set", setting, "--store", str(tmp_path / "store")])
+    assert code == 2
+    assert capsys.readouterr().err == message + "\n"
+    assert not (tmp_path / "store" / "runs").exists() or not list((tmp_path / "store" / "runs").iterdir())
+
+
+def test_detach_with_a_cluster_batchsweep_owns_exits_2_and_leaves_no_run(tmp_path, capsys):
+    spec = write_spec(tmp_path, f"""
+        name: detached
+        script: {SCRIPT}
+        params: {{grid: {{a: [1]}}}}
+        backend: dask
+    """)
+    assert cli.main(["run", str(spec), "--detach", "--store", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "dask.scheduler" in err
+    assert Store.open(tmp_path / "store").run_ids() == []
+
+
+def test_without_distributed_the_error_names_the_extra(tmp_path, monkeypatch):
+    spec = validate({"name": "x", "script": str(SCRIPT), "params": {"grid": {"a": [1]}}, "backend": "dask"},
+                    source="test", base_dir=tmp_path)
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(SpecError, match=r"pip install 'batchsweep\[dask\]'"):
+        DaskEngine.check(spec, [])
