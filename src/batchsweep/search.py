@@ -1,0 +1,392 @@
+"""Adaptive search (the spec's `search:` block): batch-parallel Bayesian optimisation with Optuna, on any engine.
+
+A search runs in rounds. Each round asks the study for `batch` trials, appends one task per trial to the run
+(params: the trial's values, `params.fixed`, `trial`, `round`), runs them as ONE submission (one array job on
+AWS Batch), and tells each trial its result; failed, timed-out and metric-less trials are told FAIL, not dropped.
+`optimize` is that loop with the engine left out, so the benchmark drives the same rounds in-process.
+
+The study is an Optuna journal in the run's directory (for an S3 store, a local copy uploaded after every ask and
+tell). The journal is written before the tasks, and task statuses are the truth about what finished, so a
+driver killed at any point resumes without losing or repeating a trial:
+    asked, its task has a result   → told
+    asked, its task has no result  → the same task runs again
+    asked, no task written yet     → its task is appended, then runs
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batchsweep import distributions
+from batchsweep import space as space_mod
+from batchsweep.errors import SpecError
+from batchsweep.model import State, Task
+from batchsweep.spec import Search, Spec
+
+if TYPE_CHECKING:
+    import optuna
+
+    from batchsweep.runs import Run
+
+JOURNAL = "study.journal"
+OWN_PARAMS = ("trial", "round")
+RESULT_STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT)  # a cancelled or missing task runs again
+SAMPLER_NEEDS = {"cmaes": ("cmaes",), "gp": ("torch", "scipy")}
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One asked trial: what a task (or an in-process evaluator) gets to run."""
+
+    trial: int
+    round: int
+    values: dict[str, Any]
+
+
+Evaluate = Callable[[list[Proposal]], Sequence["float | None"]]
+
+
+class Interrupted(Exception):
+    """A round ended with tasks that have no result (cancelled, lost, runner killed): `resume` reruns them."""
+
+
+# -- before a run exists ------------------------------------------------------------------------
+def check(spec: Spec) -> tuple[list[Task], dict[str, Any]]:
+    """Raise SpecError for a search this installation cannot run. Returns example tasks (to check the script's
+    flags and the inputs against) and the fields the search adds to run.json."""
+    search = spec.search
+    assert search is not None
+    if importlib.util.find_spec("optuna") is None:
+        raise SpecError("search: needs Optuna, which is not installed; pip install 'batchsweep[search]'")
+    _check_sampler(search.sampler)
+    params = spec.params
+    if params is not None and (params.grid or params.list_ or params.zip or params.random or params.repeat > 1):
+        raise SpecError("params: with `search:`, params may only hold `fixed` (the search proposes the rest); "
+                        "move the other parameters into search.space")
+    fixed = dict(params.fixed) if params else {}
+    for name in search.space:
+        if name in OWN_PARAMS:
+            raise SpecError(f"search.space.{name}: `{name}` is set by batchsweep itself; rename the parameter")
+        if name in fixed:
+            raise SpecError(f"search.space.{name}: also set in params.fixed; keep it in one place")
+    batch = min(search.batch or spec.max_parallel or os.cpu_count() or 1, search.trials)
+    fields = {"param_names": [*spec.param_names, *OWN_PARAMS], "search": {"batch": batch, "journal": JOURNAL}}
+    return _example_tasks(spec, fixed), fields
+
+
+def _check_sampler(name: str) -> None:
+    import optuna
+
+    if name == "gp" and not hasattr(optuna.samplers, "GPSampler"):
+        raise SpecError(f"search.sampler: 'gp' needs Optuna >= 3.6 (installed: {optuna.__version__}); "
+                        "pip install -U optuna, or choose tpe")
+    missing = [m for m in SAMPLER_NEEDS.get(name, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SpecError(f"search.sampler: {name!r} needs {', '.join(missing)}, which is not installed; "
+                        f"pip install {' '.join(missing)}, or choose tpe")
+
+
+def _example_tasks(spec: Spec, fixed: dict[str, Any]) -> list[Task]:
+    """One task at the low end of every range, plus one per other choice: enough to check flags and choices."""
+    assert spec.search is not None
+    dists = {n: distributions.parse(t, where=f"search.space.{n}") for n, t in spec.search.space.items()}
+    base = {n: d.args[0] if d.kind in ("choice", "randint") else float(d.args[0]) for n, d in dists.items()}
+    rows = [base] + [{**base, n: v} for n, d in dists.items() if d.kind == "choice" for v in d.args[1:]]
+    out = []
+    for i, row in enumerate(rows):
+        params, inputs = space_mod.resolve({**row, **fixed, "trial": 0, "round": 0}, spec.inputs)
+        out.append(Task(index=i, params=params, inputs=inputs))
+    return out
+
+
+# -- the round loop, engine-free ------------------------------------------------------------------
+def make_sampler(search: Search, round_: int, *, batch: int) -> optuna.samplers.BaseSampler:
+    """A fresh sampler per round, seeded by (seed, round): a resumed driver must not replay round 0's draws."""
+    import optuna
+
+    seed = search.seed * 100_003 + round_
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if search.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if search.sampler == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=batch)
+        if search.sampler == "gp":
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=batch)
+        # Only the first round is random; constant_liar keeps a round's trials apart from one another.
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
+                                          n_startup_trials=batch)
+
+
+def ask_round(study: optuna.Study, search: Search, n: int, *, batch: int) -> list[Proposal]:
+    round_ = next_round(study)
+    study.sampler = make_sampler(search, round_, batch=batch)
+    dists = {name: distributions.parse(t, where=name).to_optuna() for name, t in search.space.items()}
+    proposals = []
+    for _ in range(n):
+        trial = study.ask(dists)
+        trial.set_user_attr("round", round_)
+        proposals.append(Proposal(trial.number, round_, dict(trial.params)))
+    return proposals
+
+
+def tell(study: optuna.Study, trial: int, value: float | None) -> None:
+    from optuna.trial import TrialState
+
+    if value is None:
+        study.tell(trial, state=TrialState.FAIL)
+    else:
+        study.tell(trial, value)
+
+
+def next_round(study: optuna.Study) -> int:
+    return max((int(t.user_attrs.get("round", -1)) for t in study.get_trials(deepcopy=False)), default=-1) + 1
+
+
+def told(study: optuna.Study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
+
+
+def optimize(study: optuna.Study, search: Search, evaluate: Evaluate, *, batch: int,
+             checkpoint: Callable[[], None] = lambda: None) -> None:
+    """Ask `batch` trials, evaluate them together, tell every result; until `search.trials` are told."""
+    while (n := min(batch, search.trials - told(study))) > 0:
+        proposals = ask_round(study, search, n, batch=batch)
+        checkpoint()  # the asked trials are saved before any task names them
+        for proposal, value in zip(proposals, evaluate(proposals)):
+            tell(study, proposal.trial, value)
+        checkpoint()
+
+
+def as_value(metrics: dict[str, Any] | None, metric: str) -> float | None:
+    value = (metrics or {}).get(metric)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+# -- the study in the run's store -----------------------------------------------------------------
+class StudyFile:
+    """The run's journal: in the run directory on a local store; a local copy synced to S3 otherwise."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.key = run.store.run_key(run.id, run.info["search"]["journal"])
+        if run.store.is_local:
+            self.path = run.store.local_path(self.key)
+        else:
+            self.path = Path(tempfile.mkdtemp(prefix="batchsweep-study-")) / JOURNAL
+            if run.store.backend.exists(self.key):
+                run.store.backend.download(self.key, self.path)
+
+    def open(self, *, create: bool = False) -> optuna.Study:
+        import optuna
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self._repair()
+        storage = JournalStorage(JournalFileBackend(str(self.path)))
+        spec = self.run.info["spec"]["search"]
+        if create:
+            return optuna.create_study(storage=storage, study_name=self.run.id, direction=spec["direction"])
+        return optuna.load_study(storage=storage, study_name=self.run.id)
+
+    def _repair(self) -> None:
+        """A driver killed with -9 may leave the lock behind or half a line; only one driver writes at a time."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{self.path}.lock").unlink(missing_ok=True)
+        if self.path.exists():
+            data = self.path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                self.path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+    def save(self) -> None:
+        if not self.run.store.is_local:
+            self.run.store.backend.write_bytes(self.key, self.path.read_bytes())
+
+
+# -- a run ------------------------------------------------------------------------------------------
+def _search(run: Run) -> Search:
+    return Search.model_validate(run.info["spec"]["search"])
+
+
+def start(run: Run, *, detach: bool) -> None:
+    """Create the run's study. Rounds are driven by `Run.wait` in this process."""
+    _no_detach(detach)
+    study_file = StudyFile(run)
+    study_file.open(create=True)
+    study_file.save()
+
+
+def _no_detach(detach: bool) -> None:
+    if detach:
+        raise SpecError("search: --detach is not supported for a search: the process that waits drives its rounds; "
+                        "run it without --detach (e.g. under nohup or tmux)")
+
+
+def resume_todo(run: Run, *, detach: bool) -> list[int]:
+    """Tell what finished; the tasks to run next: asked trials without a result, else the next round's trials."""
+    _no_detach(detach)
+    study_file = StudyFile(run)
+    study = study_file.open()
+    left = _settle(run, study)
+    study_file.save()
+    if not left:
+        batch = run.info["search"]["batch"]
+        n = min(batch, _search(run).trials - told(study))
+        if n <= 0:
+            return []
+        left = ask_round(study, _search(run), n, batch=batch)
+        study_file.save()
+    index_of = _task_indices(run, left)
+    return [index_of[p.trial] for p in left]
+
+
+def drive(run: Run, *, progress: bool, interval: float) -> None:
+    """Run rounds until the search has all its trials (or a round is interrupted: `resume` continues it)."""
+    search = _search(run)
+    study_file = StudyFile(run)
+    study = study_file.open()
+    evaluate = _engine_evaluator(run, search, study, progress=progress, interval=interval)
+    try:
+        left = _settle(run, study)
+        study_file.save()
+        if left:
+            for proposal, value in zip(left, evaluate(left)):
+                tell(study, proposal.trial, value)
+            study_file.save()
+        optimize(study, search, evaluate, batch=run.info["search"]["batch"], checkpoint=study_file.save)
+    except Interrupted:
+        return
+    if progress:
+        for line in status_lines(run):
+            print(line, file=sys.stderr)
+
+
+def _settle(run: Run, study: optuna.Study) -> list[Proposal]:
+    """Tell each asked trial whose task has a result; return the asked trials that still need one."""
+    from optuna.trial import TrialState
+
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return []
+    by_trial = {t.params["trial"]: t.index for t in run.tasks() if "trial" in t.params}
+    metric = _search(run).metric
+    left = []
+    for trial in running:
+        index = by_trial.get(trial.number)
+        status = run.store.read_status(run.id, index) if index is not None else None
+        if index is not None and status is not None and status.state in RESULT_STATES:
+            metrics = run.store.read_metrics(run.id, [index]).get(index) if status.state is State.SUCCEEDED else None
+            tell(study, trial.number, as_value(metrics, metric))
+        else:
+            round_ = int(trial.user_attrs.get("round", max(next_round(study) - 1, 0)))
+            left.append(Proposal(trial.number, round_, dict(trial.params)))
+    return left
+
+
+def _task_indices(run: Run, proposals: list[Proposal]) -> dict[int, int]:
+    """The task of each proposal: the one already written for its trial, or a new one appended to the run."""
+    tasks = run.tasks()
+    index_of = {t.params["trial"]: t.index for t in tasks if "trial" in t.params}
+    spec = run.info["spec"]
+    fixed = dict((spec.get("params") or {}).get("fixed") or {})
+    new: list[Task] = []
+    for p in proposals:
+        if p.trial in index_of:
+            continue
+        params, inputs = space_mod.resolve({**p.values, **fixed, "trial": p.trial, "round": p.round},
+                                           list(spec.get("inputs") or []))
+        key_src = json.dumps([run.info.get("code_hash", ""), params, inputs], sort_keys=True, default=str)
+        task = Task(index=len(tasks) + len(new), params=params, inputs=inputs,
+                    cache_key=hashlib.sha256(key_src.encode()).hexdigest()[:16])
+        index_of[p.trial] = task.index
+        new.append(task)
+    if new:
+        run.store.write_tasks(run.id, [*tasks, *new])
+        run.info = run.store.update_run_info(run.id, n_tasks=len(tasks) + len(new))
+    return index_of
+
+
+def _engine_evaluator(run: Run, search: Search, study: optuna.Study, *, progress: bool,
+                      interval: float) -> Evaluate:
+    from batchsweep.progress import watch
+
+    def evaluate(proposals: list[Proposal]) -> list[float | None]:
+        index_of = _task_indices(run, proposals)
+        indices = [index_of[p.trial] for p in proposals]
+        if progress:
+            print(f"round {proposals[0].round}: {len(indices)} trials ({told(study)} of {search.trials} told so far)",
+                  file=sys.stderr, flush=True)
+        run.engine.close()
+        run.__dict__.pop("engine", None)  # a fresh engine per round: its own thread, its own poll backoff
+        run._baseline = None
+        run.engine.submit(indices, detach=False)
+        watch(run, show=progress, interval=interval)
+        statuses = {i: run.store.read_status(run.id, i) for i in indices}
+        if any(s is None or s.state not in RESULT_STATES for s in statuses.values()):
+            raise Interrupted
+        metrics = run.store.read_metrics(run.id, [i for i, s in statuses.items() if s and s.state is State.SUCCEEDED])
+        values = [as_value(metrics.get(i), search.metric) for i in indices]
+        _check_metric(search, study, metrics, values)
+        return values
+
+    return evaluate
+
+
+def _check_metric(search: Search, study: optuna.Study, metrics: dict[int, dict[str, Any]],
+                  values: list[float | None]) -> None:
+    """Tasks succeed but none reports the metric, and none ever has: stop before the whole budget is spent."""
+    from optuna.trial import TrialState
+
+    if not metrics or any(v is not None for v in values) or study.get_trials(states=(TrialState.COMPLETE,)):
+        return
+    seen = sorted({k for m in metrics.values() for k in m})
+    raise SpecError(f"search.metric: no task reported {search.metric!r} as a number (they reported: "
+                    f"{', '.join(seen) or 'nothing'}); fix search.metric or what the script writes")
+
+
+# -- what `status` shows ---------------------------------------------------------------------------
+def best(run: Run) -> tuple[Task, float] | None:
+    """The best trial so far, read from the store (no Optuna needed)."""
+    search = _search(run)
+    statuses = run.statuses()
+    ok = [i for i, s in statuses.items() if s.state is State.SUCCEEDED]
+    metrics = run.store.read_metrics(run.id, ok)
+    scored = [(v, i) for i in ok if (v := as_value(metrics.get(i), search.metric)) is not None]
+    if not scored:
+        return None
+    value, index = (max if search.direction == "maximize" else min)(scored)
+    task = next(t for t in run.tasks() if t.index == index)
+    return task, value
+
+
+def status_lines(run: Run) -> list[str]:
+    search = _search(run)
+    done = sum(1 for s in run.statuses().values() if s.state in RESULT_STATES)
+    lines = [f"search   {search.sampler} · {done} of {search.trials} trials done · rounds of "
+             f"{run.info['search']['batch']} · {search.direction} {search.metric}"]
+    found = best(run)
+    if found is None:
+        lines.append(f"best     no trial has reported {search.metric!r} yet")
+    else:
+        task, value = found
+        shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in task.params.items() if k in search.space)
+        lines.append(f"best     {search.metric}={value:.6g} · trial {task.params.get('trial')} "
+                     f"(task {task.index}, round {task.params.get('round')}) · {shown}")
+    return lines
