@@ -114,4 +114,4 @@ def test_fargate_sizes(vcpus: float, mib: int, ok: bool) -> None:
 
 def test_an_invalid_fargate_size_is_flagged_in_the_assumptions() -> None:
     est = estimate(n_tasks=1, task_seconds=60, spot=False, vcpus=1, memory_mib=1000, region="us-east-1")
-    assert any(a.startswith("warning: 1000 MiB is not a Fargate size") for a in est.assumptions)
+    assert any(a.startswith("warning: resources.memory_mib: 1000 MiB is not valid with 1 vCPU") for a in est.assumptions)

@@ -33,8 +33,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a spec field or param, e.g. --set timeout=30m --set window=5,10 (repeatable)")
     p.add_argument("--max-parallel", type=int, help="tasks at once (0 = all cores)")
     p.add_argument("--detach", action="store_true", help="submit and return; follow with `batchsweep wait`")
-    p.add_argument("--dry-run", action="store_true", help="print the tasks and their count; run nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the tasks, their count and (aws-batch) a cost estimate; run nothing")
+    _duration_options(p, " (with --dry-run)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("estimate", parents=[store],
+                       help="task count, resources and, for aws-batch, an estimated cost; runs nothing on AWS",
+                       description="Task durations: --task-seconds, else --pilot, else the median of the latest "
+                                   "finished run of the same sweep in the store, else an assumed 60 s (said so). "
+                                   "Region from aws.region, else AWS_REGION/AWS_DEFAULT_REGION, else us-east-1.")
+    p.add_argument("spec", help="the sweep.yaml")
+    p.add_argument("--backend", help="local | aws-batch | dask (overrides the spec)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec field or param, as for `run` (repeatable)")
+    p.add_argument("--max-parallel", type=int, help="tasks at once (shapes how tasks are packed on aws-batch)")
+    _duration_options(p, "")
+    p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("runs", parents=[store], help="list runs")
     p.set_defaults(func=cmd_runs)
@@ -91,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _duration_options(p: argparse.ArgumentParser, when: str) -> None:
+    durations = p.add_mutually_exclusive_group()
+    durations.add_argument("--task-seconds", type=float, metavar="S",
+                           help=f"assume each task takes S seconds{when}")
+    durations.add_argument("--pilot", type=int, metavar="N",
+                           help=f"time the first N tasks here, locally, and use their median duration{when}")
+
+
 def _register(module: str, sub: Any) -> None:
     import importlib
 
@@ -125,11 +148,14 @@ def _out(text: str = "") -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from batchsweep import runs
 
-    p = runs.plan(args.spec, overrides=args.overrides, backend=args.backend, max_parallel=args.max_parallel)
+    if not args.dry_run and (args.task_seconds is not None or args.pilot is not None):
+        raise SweepError("--task-seconds and --pilot only apply with --dry-run (or `batchsweep estimate`)")
+    p = runs.plan(args.spec, overrides=args.overrides, backend=args.backend, max_parallel=args.max_parallel,
+                  check_engine=not args.dry_run)
     if args.dry_run:
         from batchsweep import display
 
-        display.print_plan(p)
+        display.print_plan(p, _estimate(p, args))
         return 0
     run = runs.start(p, store=args.store, detach=args.detach)
     _out(run.id)
@@ -151,6 +177,23 @@ def _wait(run: Any) -> int:
         return 130
     display.print_outcome(run)
     return code
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from batchsweep import display, runs
+
+    p = runs.plan(args.spec, overrides=args.overrides, backend=args.backend, max_parallel=args.max_parallel,
+                  check_engine=False)
+    display.print_estimate(_estimate(p, args))
+    return 0
+
+
+def _estimate(p: Any, args: argparse.Namespace) -> Any:
+    from batchsweep.estimate import estimate_plan
+
+    if args.pilot is not None:
+        print(f"pilot: running {min(args.pilot, len(p.tasks))} task(s) here to time them...", file=sys.stderr, flush=True)
+    return estimate_plan(p, task_seconds=args.task_seconds, pilot=args.pilot, store=args.store)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -21,10 +21,6 @@ PRICES_FILE = Path(__file__).parent / "data" / "fargate_prices.json"
 NOT_INCLUDED = ("not included: retried attempts, S3 requests and transfer, CloudWatch Logs, ECR storage, "
                 "ephemeral storage beyond 20 GB")
 # Fargate's task sizes: vCPU -> (min, max, step) memory in MiB. Other combinations are rejected by AWS.
-FARGATE_SIZES = {0.25: (512, 2048, 512), 0.5: (1024, 4096, 1024), 1: (2048, 8192, 1024), 2: (4096, 16384, 1024),
-                 4: (8192, 30720, 1024), 8: (16384, 61440, 4096), 16: (32768, 122880, 8192)}
-
-
 @dataclass(frozen=True)
 class Estimate:
     """A cost range in USD (low == high on-demand) and the compute it is made of."""
@@ -66,13 +62,9 @@ def prices_for(region: str, table: dict[str, Any] | None = None) -> tuple[float,
 
 
 def fargate_size_problem(vcpus: float, memory_mib: int) -> str | None:
-    """Why AWS would reject this vCPU/memory pair on Fargate, or None if it is a valid size."""
-    if vcpus not in FARGATE_SIZES:
-        return f"{vcpus:g} vCPU is not a Fargate size (valid: {', '.join(f'{v:g}' for v in FARGATE_SIZES)})"
-    lo, hi, step = FARGATE_SIZES[vcpus]
-    if not (lo <= memory_mib <= hi and (memory_mib - lo) % step == 0):
-        return f"{memory_mib} MiB is not a Fargate size for {vcpus:g} vCPU ({lo}–{hi} MiB in steps of {step})"
-    return None
+    from batchsweep.aws.fargate import size_problem
+
+    return size_problem(vcpus, memory_mib)
 
 
 def estimate(*, n_tasks: int, task_seconds: float, vcpus: float, memory_mib: int, region: str, spot: bool,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from batchsweep.estimate import SweepEstimate
     from batchsweep.runs import Plan, Run
 
 PLAN_ROWS = 20
@@ -44,7 +45,7 @@ def _table(columns: list[str], rows: list[list[Any]], *, title: str | None = Non
     return table
 
 
-def print_plan(p: Plan) -> None:
+def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
     names = list(p.info["param_names"])
     rows: list[list[Any]] = [[t.index, *(t.params.get(n) for n in names), ", ".join(t.inputs)] for t in p.tasks]
     shown = rows if len(rows) <= PLAN_ROWS else rows[: PLAN_ROWS - 3] + [["…"] + [""] * (len(names) + 1)] + rows[-2:]
@@ -55,6 +56,15 @@ def print_plan(p: Plan) -> None:
         f"{len(p.tasks)} tasks · backend {p.spec.backend} · {r.vcpus:g} vCPU, {r.memory_mib} MiB each · "
         f"timeout {p.spec.timeout or 'none'} · retries {p.spec.retries} · dry run: nothing was started"
     )
+    if estimate is not None:
+        console.print()
+        print_estimate(estimate, console=console)
+
+
+def print_estimate(estimate: SweepEstimate, *, console: Any = None) -> None:
+    console = console or _console()
+    for line in estimate.lines():
+        console.print(line, markup=False)
 
 
 def print_outcome(run: Run) -> None:
@@ -105,9 +115,21 @@ def print_status(run: Run) -> None:
     console.print("tasks    " + ", ".join(f"{counts[k]} {k}" for k in STATE_ORDER if counts.get(k)) + f" (of {run.n_tasks})")
     durations = [s.duration_s for s in statuses.values() if s.duration_s is not None]
     if durations:
-        console.print(f"time     {sum(durations):.1f} s of task time, longest {max(durations):.1f} s")
+        console.print(f"compute  {sum(durations):.1f} s of task time (sum of task durations), "
+                      f"longest {max(durations):.1f} s")
+        from batchsweep.estimate import cost_summary, run_cost
+
+        cost = run_cost(run.info, durations)
+        if cost is not None:
+            console.print(f"cost     {cost_summary(cost)}: an estimate from a price table, not a bill; "
+                          f"its assumptions are in `batchsweep report {run.id}`", markup=False)
     for note in progress.notes:
         console.print(f"note     {note}")
+    if run.info.get("search"):
+        from batchsweep.search import status_lines
+
+        for line in status_lines(run):
+            console.print(line, markup=False)
     bad = sorted((s for s in statuses.values() if s.state.value in ("failed", "timeout", "lost")), key=lambda s: s.index)
     if bad:
         tasks = {t.index: t for t in run.tasks()}

@@ -1,4 +1,5 @@
-"""Watch a run until it ends: a live bar on a terminal, plain progress lines otherwise (CI, pipes)."""
+"""Watch a run until it ends: a live bar on a terminal or in a Jupyter notebook, plain progress lines otherwise
+(CI, pipes)."""
 
 from __future__ import annotations
 
@@ -37,10 +38,54 @@ def watch(run: Run, *, show: bool = True, interval: float = 0.25) -> None:
         while run.engine.poll().active:
             time.sleep(interval)
         return
-    if _plain():
+    if in_jupyter():
+        _watch_jupyter(run, total, started, interval)
+    elif _plain():
         _watch_plain(run, total, started, interval)
     else:
         _watch_rich(run, total, started, interval)
+
+
+def in_jupyter() -> bool:
+    """True inside a Jupyter kernel (not a terminal IPython, where the terminal bar works)."""
+    if "ipykernel" not in sys.modules:
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def jupyter_bar(name: str, done: int, total: int, counts: dict[str, int], eta: str) -> str:
+    from html import escape
+
+    return (f"<div><b>{escape(name)}</b> <progress value='{done}' max='{max(total, 1)}' style='width:40%'></progress> "
+            f"{done}/{total} · {escape(_describe(counts)) or 'starting'}" + (f" · eta {eta}" if eta != "--:--" else "")
+            + "</div>")
+
+
+def _watch_jupyter(run: Run, total: int, started: float, interval: float) -> None:
+    # One display updated in place: needs only IPython (rich's live display in Jupyter needs ipywidgets).
+    from IPython.display import HTML, display
+
+    handle, seen_notes = None, set()
+    while True:
+        counts, progress = run.counts()
+        done = sum(counts.get(k, 0) for k in DONE_STATES)
+        bar = HTML(jupyter_bar(run.name, done, total, counts, _eta(started, done, total)))
+        if handle is None:
+            handle = display(bar, display_id=True)
+        else:
+            handle.update(bar)
+        for note in progress.notes:
+            if note not in seen_notes:
+                seen_notes.add(note)
+                print(f"note: {note}", file=sys.stderr, flush=True)
+        if not progress.active:
+            return
+        time.sleep(max(interval, 0.5))
 
 
 def _watch_plain(run: Run, total: int, started: float, interval: float) -> None:

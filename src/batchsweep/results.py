@@ -115,6 +115,7 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
 
     df = gather(run)
     summary = {k: run.info.get(k) for k in ("run_id", "name", "backend", "created", "n_tasks")}
+    summary.update(_cost_fields(run, df))
     html, chosen, maximize = build_report(
         df, params=list(run.info.get("param_names") or []), metrics=metric_columns(run, df), summary=summary,
         log_tail=lambda i: "\n".join(run.logs(i, stderr=True).splitlines()[-20:]), metric=metric, maximize=maximize,
@@ -122,9 +123,28 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
     if path is None:
         try:
             from IPython.display import HTML
-
-            return HTML(html)
         except ImportError:
             return html
+        return HTML(inline_html(html))
     Path(path).write_text(html, encoding="utf-8")
     return chosen, maximize
+
+
+def inline_html(page: str, *, height: int = 900) -> str:
+    """The report inside a notebook cell: in an iframe, so the page's own CSS and script leave the notebook alone."""
+    from html import escape
+
+    return (f'<iframe srcdoc="{escape(page, quote=True)}" style="width:100%;height:{height}px;border:0" '
+            'sandbox="allow-scripts"></iframe>')
+
+
+def _cost_fields(run: Run, df: pd.DataFrame) -> dict[str, Any]:
+    from batchsweep.estimate import cost_summary, run_cost
+
+    durations = df["duration_s"].dropna().tolist() if "duration_s" in df else []
+    est = run_cost(run.info, durations) if durations else None
+    if est is None:
+        return {}
+    note = (f"{cost_summary(est)}; the card shows the upper end. An estimate from a price table, not a bill. "
+            "It assumes: " + "; ".join(est.assumptions))
+    return {"cost_usd": est.high_usd, "cost_note": note}

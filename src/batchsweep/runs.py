@@ -82,8 +82,11 @@ def _check_script(spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
 
 
 def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), backend: str | None = None,
-         max_parallel: int | None = None) -> Plan:
-    """Load, validate and expand a sweep. Raises SweepError on bad input; writes nothing."""
+         max_parallel: int | None = None, check_engine: bool = True) -> Plan:
+    """Load, validate and expand a sweep. Raises SweepError on bad input; writes nothing.
+
+    ``check_engine=False`` skips the engine's own check (for aws-batch: credentials, stack, bucket), so a dry run
+    or an estimate never talks to a cluster or to AWS; such a plan has no engine settings and must not be started."""
     from batchsweep import spec as spec_mod
 
     if not isinstance(spec, Spec):
@@ -98,12 +101,14 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
         spec = spec_mod.validate(raw, source="--backend/--max-parallel", base_dir=spec.base_dir)
     engine = get_engine(spec.backend)
     code_hash = space.code_hash(spec)
-    tasks = space.expand(spec, code_hash=code_hash) if spec.params else []
+    tasks = space.expand(spec, code_hash=code_hash) if spec.params and not spec.search else []
     if not tasks and not spec.search:
         raise SpecError("params: the parameter space expands to no tasks; every block needs at least one value")
-    _check_inputs(spec, tasks)
-    flags = _check_script(spec, tasks)
-    settings = engine.check(spec, tasks)
+    # A search has no tasks yet (its rounds add them): check the script and inputs against example trials.
+    examples, search_fields = _search_check(spec) if spec.search else (tasks, {})
+    _check_inputs(spec, examples)
+    flags = _check_script(spec, examples)
+    settings = engine.check(spec, tasks) if check_engine else {}
     code_dir = spec.script_path.parent if spec.script_path else spec.base_dir
     now = datetime.now(timezone.utc)
     info: dict[str, Any] = {
@@ -123,6 +128,7 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
         "max_parallel": spec.max_parallel,
         "param_names": spec.param_names,
         "engine": settings,
+        **search_fields,
     }
     # The worker runs the script by its name inside code_dir.
     if spec.script:
@@ -142,13 +148,24 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False) ->
         local.write_json(local.run_key(run_id, "run.json"), {"run_id": run_id, "pointer": True, **_summary_fields(info)})
     run = Run(run_store, run_id, info)
     try:
-        run.engine.submit([t.index for t in p.tasks], detach=detach)
+        if p.info.get("search"):
+            from batchsweep import search
+
+            search.start(run, detach=detach)  # rounds are submitted by Run.wait
+        else:
+            run.engine.submit([t.index for t in p.tasks], detach=detach)
     except BaseException:
         run_store.delete_run(run_id)
         if run_store.url != local.url:
             local.delete_run(run_id)
         raise
     return run
+
+
+def _search_check(spec: Spec) -> tuple[list[Task], dict[str, Any]]:
+    from batchsweep import search
+
+    return search.check(spec)
 
 
 def _summary_fields(info: dict[str, Any]) -> dict[str, Any]:
@@ -169,6 +186,21 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, store={self.store.url!r})"
+
+    def _repr_html_(self) -> str:
+        """A notebook cell that ends in a run shows its counts by state."""
+        from html import escape
+
+        try:
+            counts, _ = self.counts()
+            states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        except Exception as e:  # noqa: BLE001 - a display hook must not raise; say what went wrong instead
+            states = f"unreadable: {e}"
+        rows = [("run", self.id), ("sweep", self.name), ("backend", self.info.get("backend", "")),
+                ("tasks", self.n_tasks), ("states", states)]
+        cells = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:left'>"
+                        f"{escape(str(v))}</td></tr>" for k, v in rows)
+        return f"<table>{cells}</table><p><code>.results()</code> for the table, <code>.report()</code> for plots</p>"
 
     @property
     def name(self) -> str:
@@ -228,7 +260,12 @@ class Run:
     def wait(self, *, progress: bool = True, interval: float = 0.25) -> int:
         from batchsweep.progress import watch
 
-        watch(self, show=progress, interval=interval)
+        if self.info.get("search"):
+            from batchsweep import search
+
+            search.drive(self, progress=progress, interval=interval)
+        else:
+            watch(self, show=progress, interval=interval)
         self.engine.close()
         return self.exit_code
 
@@ -241,15 +278,20 @@ class Run:
         """Run again every task that did not succeed. Returns their indices."""
         if self.engine.poll().active:
             raise SpecError(f"run {self.id} is still running; wait for it or `batchsweep cancel {self.id}` first")
-        statuses = self.statuses()
-        todo = [t.index for t in self.tasks() if not (t.index in statuses and statuses[t.index].state is State.SUCCEEDED)]
+        if self.info.get("search"):
+            from batchsweep import search
+
+            todo = search.resume_todo(self, detach=detach)  # Run.wait submits them, then the next rounds
+        else:
+            statuses = self.statuses()
+            todo = [t.index for t in self.tasks() if not (t.index in statuses and statuses[t.index].state is State.SUCCEEDED)]
         for i in todo:
             self.store.backend.delete_prefix(self.store.task_key(self.id, i))
         self.store.backend.delete_prefix(self.store.run_key(self.id, "results.parquet"))
         self.info = self.store.update_run_info(self.id, cancelled=False, resumed_at=time.time())
         self.__dict__.pop("engine", None)
         self._baseline = None
-        if todo:
+        if todo and not self.info.get("search"):
             self.engine.submit(todo, detach=detach)
         return todo
 

@@ -1,6 +1,6 @@
 """Try (and test) the AWS path on one machine: moto's standalone server plus a "container player".
 
-    python -m batchsweep.aws.emulator serve           # moto on 127.0.0.1, Batch's Docker mode off; prints env
+    python -m batchsweep.aws.emulator serve [PORT]    # moto on 127.0.0.1 with the stack deployed; prints env
     python -m batchsweep.aws.emulator play RUN_ID     # run each submitted child job's command locally
 
 Moto accepts Batch jobs but (without Docker) never runs them, so `play` does what a container would: it reads each
@@ -146,9 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["serve"]:
         server = MotoServer(int(args[1]) if len(args) > 1 else 5000).start()
-        print("# moto is running; in another shell:")
+        os.environ.update(server.env())
+        from batchsweep.aws.clients import make_session
+
+        deploy_stack(make_session(region="us-east-1"))
+        print("# moto is running with the batchsweep stack deployed (stand-in image); in another shell:", flush=True)
         for key, value in server.env().items():
-            print(f"export {key}={value}")
+            print(f"export {key}={value}", flush=True)
         try:
             signal.pause()
         except KeyboardInterrupt:

@@ -16,16 +16,19 @@ VALID: dict[float, list[int]] = {
 }
 
 
-def check_pair(vcpus: float, memory_mib: int) -> None:
-    if vcpus in VALID and memory_mib in VALID[vcpus]:
-        return
+def size_problem(vcpus: float, memory_mib: int) -> str | None:
+    """What is wrong with a vCPU/memory pair on Fargate (naming the nearest valid sizes), or None."""
     if vcpus not in VALID:
-        raise SpecError(
-            f"resources.vcpus: Fargate has no {vcpus:g} vCPU size; valid: {', '.join(f'{v:g}' for v in VALID)}"
-        )
+        return f"resources.vcpus: Fargate has no {vcpus:g} vCPU size; valid: {', '.join(f'{v:g}' for v in VALID)}"
     options = VALID[vcpus]
+    if memory_mib in options:
+        return None
     nearest = sorted(options, key=lambda m: abs(m - memory_mib))[:2]
-    raise SpecError(
-        f"resources.memory_mib: {memory_mib} MiB is not valid with {vcpus:g} vCPU on Fargate; "
-        f"nearest valid: {' or '.join(map(str, sorted(nearest)))} (range {options[0]}-{options[-1]})"
-    )
+    return (f"resources.memory_mib: {memory_mib} MiB is not valid with {vcpus:g} vCPU on Fargate; "
+            f"nearest valid: {' or '.join(map(str, sorted(nearest)))} (range {options[0]}-{options[-1]})")
+
+
+def check_pair(vcpus: float, memory_mib: int) -> None:
+    problem = size_problem(vcpus, memory_mib)
+    if problem:
+        raise SpecError(problem)

@@ -1,0 +1,228 @@
+"""What a sweep will take before it runs (`batchsweep estimate`, `run --dry-run`), and what a finished run cost.
+
+Nothing here talks to AWS: the region, spot and packing come from the spec alone, durations from an earlier
+finished run of the same sweep in the local store, a local pilot of a few tasks, or the user. Every figure is
+an ESTIMATE and says what it assumed.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from batchsweep.errors import SweepError
+
+if TYPE_CHECKING:
+    from batchsweep.cost import Estimate
+    from batchsweep.runs import Plan
+    from batchsweep.spec import Spec
+    from batchsweep.store import Store
+
+DEFAULT_TASK_S = 60.0
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class Durations:
+    """Seconds per task and where that figure came from (said in the output)."""
+
+    task_s: float
+    source: str
+    known: bool = True  # False: a default assumption, not a measurement or a user's figure
+    from_earlier_run: bool = False
+
+
+@dataclass(frozen=True)
+class SweepEstimate:
+    name: str
+    backend: str
+    n_tasks: int
+    vcpus: float
+    memory_mib: int
+    gpus: int
+    durations: Durations
+    cost: Estimate | None
+    cost_note: str  # why there is no cost figure, when there is none
+
+    def lines(self) -> list[str]:
+        d, n = self.durations, self.n_tasks
+        task_s = n * d.task_s
+        gpus = f", {self.gpus} GPU" if self.gpus else ""
+        out = [
+            f"ESTIMATE for sweep {self.name} on {self.backend} (nothing is submitted to make it)",
+            f"tasks      {n}",
+            f"resources  {self.vcpus:g} vCPU, {self.memory_mib} MiB{gpus} per task",
+            f"duration   {d.task_s:g} s per task ({d.source})",
+            f"compute    {n} × {d.task_s:g} s = {_hours(task_s)} of task time, "
+            f"{task_s * self.vcpus / 3600:.3g} vCPU-hours requested",
+        ]
+        if not d.known:
+            out.append(f"warning    no task duration is known: the figures here ASSUME {d.task_s:g} s per task; "
+                       "give --task-seconds S or --pilot N for a better one")
+        if self.cost is not None:
+            out += self.cost.lines()
+        else:
+            out.append(f"cost       {self.cost_note}")
+        return out
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 3600:.3g} h"
+
+
+def aws_region(spec_region: str | None) -> str:
+    """The spec's aws.region, else the standard environment variables, else us-east-1 (no AWS call)."""
+    return spec_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+
+
+def estimate(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), backend: str | None = None,
+             max_parallel: int | None = None, task_seconds: float | None = None, pilot: int | None = None,
+             store: Store | str | None = None) -> SweepEstimate:
+    """Task count, resources and (for aws-batch) cost of a sweep, without running it or calling AWS.
+
+    Durations come from ``task_seconds``, else a local ``pilot`` of that many tasks, else the latest finished run
+    of the same sweep in ``store``, else an assumed 60 s (said so)."""
+    from batchsweep import runs
+
+    p = runs.plan(spec, overrides=overrides, backend=backend, max_parallel=max_parallel, check_engine=False)
+    return estimate_plan(p, task_seconds=task_seconds, pilot=pilot, store=store)
+
+
+def estimate_plan(p: Plan, *, task_seconds: float | None = None, pilot: int | None = None,
+                  store: Store | str | None = None) -> SweepEstimate:
+    spec = p.spec
+    r = spec.resources
+    n = len(p.tasks) or (spec.search.trials if spec.search else 0)
+    if spec.backend == "aws-batch" and not r.gpus:
+        from batchsweep.aws import fargate
+
+        fargate.check_pair(r.vcpus, r.memory_mib)  # the same bad-input error a real submit would give
+    durations = _durations(p, task_seconds=task_seconds, pilot=pilot, store=store)
+    cost, note = None, ""
+    if spec.backend != "aws-batch":
+        note = f"not estimated: backend {spec.backend} runs on machines you already have"
+    elif r.gpus:
+        note = "not estimated: GPU tasks run on EC2 instances, and the price table covers Fargate only"
+    else:
+        cost = _aws_estimate(spec, n, durations)
+    return SweepEstimate(name=spec.name, backend=spec.backend, n_tasks=n, vcpus=r.vcpus, memory_mib=r.memory_mib,
+                         gpus=r.gpus, durations=durations, cost=cost, cost_note=note)
+
+
+def _aws_estimate(spec: Spec, n: int, d: Durations) -> Estimate:
+    from batchsweep.cost import estimate as fargate_estimate
+    from batchsweep.engines.aws_batch import tasks_per_child
+
+    # The engine packs tasks by duration only when an earlier run measured it, so do the same here.
+    k = tasks_per_child(max(n, 1), max_parallel=spec.max_parallel, tasks_per_job=spec.aws.tasks_per_job,
+                        task_seconds=d.task_s if d.from_earlier_run else None)
+    est = fargate_estimate(n_tasks=n, task_seconds=d.task_s, vcpus=spec.resources.vcpus,
+                           memory_mib=spec.resources.memory_mib, region=aws_region(spec.aws.region),
+                           spot=spec.aws.spot, tasks_per_container=k, duration_source=d.source)
+    why = ("aws.tasks_per_job" if spec.aws.tasks_per_job else
+           f"max_parallel {spec.max_parallel}" if spec.max_parallel and k > 1 else
+           "packed to a few minutes per container from the earlier run's durations" if k > 1 else
+           "no aws.tasks_per_job, max_parallel or earlier durations to pack by")
+    region = ("aws.region in the spec" if spec.aws.region else
+              "AWS_REGION" if os.environ.get("AWS_REGION") else
+              "AWS_DEFAULT_REGION" if os.environ.get("AWS_DEFAULT_REGION") else
+              "the default, as no aws.region is set in the spec")
+    extra = [f"tasks per container: {k} ({why})", f"region {est.region}: from {region}",
+             f"spot: {'yes' if spec.aws.spot else 'no'} (aws.spot)"]
+    return replace(est, assumptions=[*est.assumptions, *extra])
+
+
+# -- durations ------------------------------------------------------------------------------------
+def _durations(p: Plan, *, task_seconds: float | None, pilot: int | None, store: Store | str | None) -> Durations:
+    if task_seconds is not None:
+        if not task_seconds >= 0:
+            raise SweepError(f"--task-seconds {task_seconds}: give a number of seconds >= 0")
+        return Durations(float(task_seconds), "given with --task-seconds")
+    if pilot is not None:
+        return pilot_durations(p, pilot)
+    earlier = earlier_run_durations(p.spec.name, store=store)
+    if earlier is not None:
+        return earlier
+    return Durations(DEFAULT_TASK_S, f"DEFAULT ASSUMPTION: no finished run of sweep {p.spec.name!r} in the "
+                     "local store, no --task-seconds, no --pilot", known=False)
+
+
+def earlier_run_durations(name: str, *, store: Store | str | None = None) -> Durations | None:
+    """Median duration of the succeeded tasks of the newest finished local run of this sweep, if any.
+    Runs kept on S3 (a local pointer only) are skipped: reading them would call AWS."""
+    from batchsweep.model import State
+    from batchsweep.runs import list_runs
+    from batchsweep.store import Store
+
+    if not isinstance(store, Store) and str(store or os.environ.get("BATCHSWEEP_STORE") or "").startswith("s3://"):
+        return None  # an S3 store: reading it would call AWS
+    local = store if isinstance(store, Store) else Store.open(store)
+    if not local.is_local:
+        return None
+    for info in reversed(list_runs(store=local)):
+        if info.get("name") != name or info.get("pointer"):
+            continue
+        statuses = local.statuses(info["run_id"])
+        if len(statuses) < int(info.get("n_tasks") or 0):
+            continue  # still running or interrupted
+        ok = [s.duration_s for s in statuses.values() if s.state is State.SUCCEEDED and s.duration_s is not None]
+        if ok:
+            return Durations(statistics.median(ok), f"median of {len(ok)} succeeded task(s) of earlier run "
+                             f"{info['run_id']} ({info.get('backend')})", from_earlier_run=True)
+    return None
+
+
+def pilot_durations(p: Plan, n: int) -> Durations:
+    """Run the first ``n`` tasks here, with the local engine, into a throwaway store; their median duration."""
+    from batchsweep import runs
+    from batchsweep.model import State
+
+    if n < 1:
+        raise SweepError(f"--pilot {n}: give the number of tasks to try, at least 1")
+    if not p.tasks:
+        raise SweepError("--pilot: an adaptive search has no tasks to try up front; use --task-seconds")
+    local = runs.plan(p.spec, backend="local")
+    local.tasks = local.tasks[:n]
+    local.info["n_tasks"] = len(local.tasks)
+    with tempfile.TemporaryDirectory(prefix="batchsweep-pilot-") as tmp:
+        run = runs.start(local, store=tmp)
+        run.wait(progress=False)
+        statuses = run.statuses()
+        ok = [s.duration_s for s in statuses.values() if s.state is State.SUCCEEDED and s.duration_s is not None]
+        if not ok:
+            bad = min(statuses.values(), key=lambda s: s.index, default=None)
+            why = f"task {bad.index}: {bad.error or bad.state.value}" if bad else "no task finished"
+            tail = run.logs(bad.index, stderr=True).strip().splitlines()[-5:] if bad else []
+            raise SweepError(f"--pilot {n}: none of the pilot tasks succeeded ({why}); "
+                             + (" | ".join(tail) + "; " if tail else "") + "fix the task or use --task-seconds")
+    return Durations(statistics.median(ok), f"median of a local pilot of {len(ok)} of {len(local.tasks)} task(s) "
+                     "on this machine; AWS containers may be slower or faster")
+
+
+# -- after a run ----------------------------------------------------------------------------------
+def run_cost(info: dict[str, Any], durations_s: Sequence[float]) -> Estimate | None:
+    """Estimated cost of a finished aws-batch run (None for other backends or GPU runs)."""
+    from batchsweep.cost import compute_cost
+
+    spec = info.get("spec") or {}
+    resources = spec.get("resources") or {}
+    if info.get("backend") != "aws-batch" or resources.get("gpus"):
+        return None
+    region = (info.get("engine") or {}).get("region") or aws_region((spec.get("aws") or {}).get("region"))
+    try:
+        return compute_cost(list(durations_s), vcpus=float(resources.get("vcpus", 1)),
+                            memory_mib=int(resources.get("memory_mib", 2048)), region=str(region),
+                            spot=bool((spec.get("aws") or {}).get("spot", True)))
+    except SweepError:
+        return None  # e.g. a region the price table does not cover: no figure rather than a wrong one
+
+
+def cost_summary(est: Estimate) -> str:
+    from batchsweep.cost import usd
+
+    figure = usd(est.low_usd) if est.low_usd == est.high_usd else f"{usd(est.low_usd)}–{usd(est.high_usd)}"
+    return f"{figure} (ESTIMATE, {'Fargate Spot' if est.spot else 'Fargate on-demand'}, {est.region})"

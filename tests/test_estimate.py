@@ -1,0 +1,213 @@
+"""`batchsweep estimate`, `run --dry-run` and the cost after a run: what a sweep will take, from the spec alone,
+never calling AWS; durations from --task-seconds, a local --pilot, or an earlier finished run of the sweep."""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import batchsweep
+from batchsweep import cli
+from batchsweep.cost import load_prices
+from batchsweep.estimate import run_cost
+from batchsweep.store import Store
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+def write_spec(tmp_path: Path, *, name: str = "est", grid: str = "{a: [1, 2, 3, 4], b: [0.5, 1, 2, 3, 4]}",
+               extra: str = "") -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        name: {name}
+        script: {SCRIPTS / 'writes_metrics.py'}
+        params:
+          grid: {grid}
+        """) + textwrap.dedent(extra))
+    return path
+
+
+def cli_out(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    assert cli.main(list(argv)) == 0
+    return capsys.readouterr().out
+
+
+@pytest.fixture
+def no_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No credentials anywhere, and every AWS endpoint pointed at a port where nothing listens."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION",
+                "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def price(region: str) -> tuple[float, float]:
+    p = load_prices()["regions"][region]
+    return p["vcpu_hour"], p["gb_hour"]
+
+
+def test_on_demand_estimate_arithmetic_from_task_seconds(tmp_path: Path, no_aws: None,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec(tmp_path, extra="""\
+        resources: {vcpus: 2, memory_mib: 4096}
+        aws: {region: us-west-1, spot: false}
+        """)
+    out = cli_out(capsys, "estimate", str(spec), "--backend", "aws-batch", "--task-seconds", "3600",
+                  "--store", str(tmp_path / "store"))
+    # 20 containers, each billed 30 s startup + 3600 s; 2 vCPU and 4 GB each
+    hours = 20 * 3630 / 3600
+    vcpu_price, gb_price = price("us-west-1")
+    expected = hours * 2 * vcpu_price + hours * 4 * gb_price
+    assert f"Fargate on-demand, us-west-1): ${expected:,.2f} for" in out
+    assert "tasks      20" in out and "2 vCPU, 4096 MiB per task" in out
+    assert "task duration: 3600 s each (given with --task-seconds)" in out
+    assert "20 task(s), 1 per container: 20 container(s)" in out
+    assert "This is an estimate" in out
+
+
+def test_spot_estimate_is_a_range_and_packs_tasks_per_job(tmp_path: Path, no_aws: None,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec(tmp_path, extra="""\
+        backend: aws-batch
+        aws: {region: eu-central-1, spot: true, tasks_per_job: 8}
+        """)
+    out = cli_out(capsys, "estimate", str(spec), "--task-seconds", "3600", "--store", str(tmp_path / "store"))
+    # 20 tasks of an hour, 8 per container: containers of 8, 8 and 4 hours, each + 30 s startup
+    hours = (2 * (8 * 3600 + 30) + 4 * 3600 + 30) / 3600
+    vcpu_price, gb_price = price("eu-central-1")
+    on_demand = hours * 1 * vcpu_price + hours * 2 * gb_price
+    disc = load_prices()["spot_discount"]
+    low, high = on_demand * (1 - disc["high"]), on_demand * (1 - disc["low"])
+    assert f"(Fargate Spot, eu-central-1): ${low:,.2f}–${high:,.2f}" in out
+    assert "20 task(s), 8 per container: 3 container(s)" in out
+    assert "tasks per container: 8 (aws.tasks_per_job)" in out
+
+
+def test_dry_run_on_aws_batch_prints_estimate_writes_nothing_and_never_loads_boto(
+        tmp_path: Path, no_aws: None) -> None:
+    spec = write_spec(tmp_path)
+    code = ("import sys; from batchsweep import cli; rc = cli.main(sys.argv[1:]); "
+            "print('AWS-MODULES', sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore'))); "
+            "sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, "run", str(spec), "--dry-run", "--backend", "aws-batch",
+                           "--task-seconds", "5", "--store", str(tmp_path / "store")],
+                          capture_output=True, text=True, cwd=tmp_path, env=os.environ.copy(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "dry run: nothing was started" in out
+    assert "ESTIMATED cost (Fargate Spot, us-east-1)" in out
+    assert "This is an estimate from a price table, not a bill. It assumes:" in out
+    assert "region us-east-1: from the default" in out
+    assert "AWS-MODULES []" in out  # no AWS client was even imported, so no call was attempted
+    assert not (tmp_path / "store").exists() and not (tmp_path / ".batchsweep").exists()
+
+
+def test_a_real_run_in_the_same_environment_does_fail_to_reach_aws(tmp_path: Path, no_aws: None,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The control for the test above: without --dry-run the same spec needs AWS and says so."""
+    spec = write_spec(tmp_path)
+    assert cli.main(["run", str(spec), "--backend", "aws-batch", "--store", str(tmp_path / "store")]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_without_any_duration_the_default_is_assumed_and_said(tmp_path: Path, no_aws: None,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = cli_out(capsys, "estimate", str(write_spec(tmp_path)), "--backend", "aws-batch",
+                  "--store", str(tmp_path / "store"))
+    assert "60 s per task (DEFAULT ASSUMPTION" in out
+    assert "ASSUME 60 s per task" in out and "--task-seconds S or --pilot N" in out
+
+
+def test_pilot_runs_the_first_tasks_locally_and_uses_their_durations(tmp_path: Path, no_aws: None,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec(tmp_path, grid="{a: [1, 2, 3, 4, 5, 6], sleep: [0.3]}")
+    store = tmp_path / "store"
+    out = cli_out(capsys, "run", str(spec), "--dry-run", "--backend", "aws-batch", "--pilot", "2",
+                  "--store", str(store))
+    seconds = float(re.search(r"duration   ([0-9.]+) s per task \(median of a local pilot of 2 of 2", out)[1])
+    assert 0.3 <= seconds < 10
+    assert "tasks      6" in out
+    assert not store.exists()  # the pilot ran in a throwaway store
+
+
+def test_pilot_whose_tasks_all_fail_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec(tmp_path, grid="{a: [1, 2], fail_on: [1]}")
+    assert cli.main(["estimate", str(spec), "--pilot", "1", "--store", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err
+    assert "--pilot 1: none of the pilot tasks succeeded (task 0: exit code 3)" in err
+    assert "failing on purpose" in err
+
+
+def test_durations_of_an_earlier_finished_run_of_the_sweep_are_used(tmp_path: Path, no_aws: None,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec(tmp_path, grid="{a: [1, 2, 3], sleep: [0.2]}")
+    store = tmp_path / "store"
+    run = batchsweep.run(spec, store=store, progress=False)
+    median = statistics.median(run.results()["duration_s"])
+    out = cli_out(capsys, "estimate", str(spec), "--backend", "aws-batch", "--store", str(store))
+    assert f"duration   {median:g} s per task (median of 3 succeeded task(s) of earlier run {run.id} (local))" in out
+    assert "DEFAULT ASSUMPTION" not in out
+
+
+def test_runs_of_another_sweep_are_not_used(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "store"
+    batchsweep.run(write_spec(tmp_path, name="other", grid="{a: [1]}"), store=store, progress=False)
+    out = cli_out(capsys, "estimate", str(write_spec(tmp_path, name="mine")), "--store", str(store))
+    assert "DEFAULT ASSUMPTION: no finished run of sweep 'mine'" in out
+
+
+def test_task_seconds_and_pilot_need_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", str(write_spec(tmp_path)), "--task-seconds", "5", "--store", str(tmp_path / "s")]) == 2
+    assert "only apply with --dry-run" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_an_invalid_fargate_size_is_bad_input_in_an_estimate_too(tmp_path: Path, no_aws: None,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec(tmp_path, extra="resources: {vcpus: 1, memory_mib: 1000}\n")
+    assert cli.main(["estimate", str(spec), "--backend", "aws-batch", "--task-seconds", "1"]) == 2
+    assert "resources.memory_mib: 1000 MiB is not valid with 1 vCPU on Fargate" in capsys.readouterr().err
+
+
+def test_status_shows_compute_time_after_a_local_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "store"
+    run = batchsweep.run(write_spec(tmp_path, grid="{a: [1, 2], sleep: [0.1]}"), store=store, progress=False)
+    total = run.results()["duration_s"].sum()
+    out = cli_out(capsys, "status", run.id, "--store", str(store))
+    assert f"compute  {total:.1f} s of task time (sum of task durations)" in out
+    assert "cost" not in out  # a local run has no bill to estimate
+
+
+def test_cost_of_a_finished_aws_run_from_its_measured_durations() -> None:
+    info = {"backend": "aws-batch", "engine": {"region": "us-east-2"},
+            "spec": {"resources": {"vcpus": 1, "memory_mib": 2048, "gpus": 0}, "aws": {"spot": False}}}
+    est = run_cost(info, [90.0, 10.0, 200.0])
+    assert est is not None
+    # one container each: max(60, 30 + d) = 120, 60, 230 s
+    hours = (120 + 60 + 230) / 3600
+    vcpu_price, gb_price = price("us-east-2")
+    assert est.low_usd == est.high_usd == pytest.approx(hours * vcpu_price + hours * 2 * gb_price)
+    assert run_cost({**info, "backend": "local"}, [90.0]) is None
+
+
+def test_report_of_an_aws_run_carries_the_estimated_cost(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store")
+    run = batchsweep.run(write_spec(tmp_path, grid="{a: [1, 2]}"), store=store, progress=False)
+    run.results()  # cached: reading it back needs no engine
+    # The same finished run, as if it had run on aws-batch (its run.json is all the report reads for cost).
+    info = {**run.info, "backend": "aws-batch", "engine": {"region": "us-east-1"}}
+    store.write_json(store.run_key(run.id, "run.json"), info)
+    out = tmp_path / "report.html"
+    batchsweep.load_run(run.id, store=store).report(out)
+    html = out.read_text()
+    assert "estimated cost" in html and "An estimate from a price table, not a bill" in html
