@@ -233,3 +233,14 @@ def test_detached_run_can_be_waited_for_and_cancelled(tmp_path):
     again.resume(detach=True)
     assert again.wait(progress=False) == 0
     assert set(again.results()["status"]) == {"succeeded"}
+
+
+def test_a_function_gets_repeat_only_if_it_declares_it(tmp_path):
+    (tmp_path / "funcs.py").write_text((SCRIPTS / "funcs.py").read_text())
+    spec = write_spec(tmp_path, """
+        name: repeated
+        function: funcs:square
+        params: {grid: {x: [2]}, repeat: 2}
+    """)
+    df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results()
+    assert list(df["repeat"]) == [0, 1] and list(df["y"]) == [4, 4] and set(df["status"]) == {"succeeded"}

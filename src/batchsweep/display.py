@@ -82,7 +82,9 @@ def print_runs(infos: list[dict[str, Any]], *, store: str | None) -> None:
     rows = []
     for info in infos:
         try:
-            counts, progress = load_run(info["run_id"], store=store).counts()
+            run = load_run(info["run_id"], store=store)
+            counts, progress = run.counts()
+            info = {**info, "n_tasks": run.n_tasks}  # a search's pointer was written before its rounds
             state = ", ".join(f"{counts[k]} {k}" for k in STATE_ORDER if counts.get(k))
         except Exception as e:  # noqa: BLE001 - one unreadable run must not hide the others
             state = f"unreadable: {e}"

@@ -7,10 +7,24 @@ crash (even a segfault) in the user's function from taking the runner down.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import sys
 from typing import Any
+
+
+def _accepted(func: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Our own params (repeat, trial, round) reach the function only if it declares them (or takes **kwargs)."""
+    from batchsweep.scriptargs import OWN_PARAMS
+
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return params
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return params
+    return {k: v for k, v in params.items() if k not in OWN_PARAMS or k in signature.parameters}
 
 
 def main() -> int:
@@ -21,7 +35,7 @@ def main() -> int:
     for part in attr.split("."):
         obj = getattr(obj, part)
     params = {k: v for k, v in json.loads(os.environ["BATCHSWEEP_PARAMS"]).items() if not k.startswith("_")}
-    result = obj(**params)
+    result = obj(**_accepted(obj, params))
     if isinstance(result, dict):
         with open("metrics.json", "w") as f:
             json.dump(result, f, default=str)

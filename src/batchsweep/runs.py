@@ -289,7 +289,9 @@ class Run:
             self.store.backend.delete_prefix(self.store.task_key(self.id, i))
         self.store.backend.delete_prefix(self.store.run_key(self.id, "results.parquet"))
         self.info = self.store.update_run_info(self.id, cancelled=False, resumed_at=time.time())
-        self.__dict__.pop("engine", None)
+        old = self.__dict__.pop("engine", None)
+        if old is not None:
+            old.close()
         self._baseline = None
         if todo and not self.info.get("search"):
             self.engine.submit(todo, detach=detach)
