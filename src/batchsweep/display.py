@@ -8,6 +8,8 @@ from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from batchsweep.model import State, TaskStatus
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -125,6 +127,12 @@ def print_status(run: Run) -> None:
         if cost is not None:
             console.print(f"cost     {cost_summary(cost)}: an estimate from a price table, not a bill; "
                           f"its assumptions are in `batchsweep report {run.id}`", markup=False)
+    batch_states = progress.extra.get("batch_states")
+    if batch_states:
+        console.print("engine   " + ", ".join(f"{n} {s}" for s, n in sorted(batch_states.items())) + " (child jobs)")
+    retried = sum(s.infra_retries for s in statuses.values())
+    if retried:
+        console.print(f"retried  {retried} time(s) after spot interruptions or lost hosts")
     for note in progress.notes:
         console.print(f"note     {note}")
     if run.info.get("search"):
@@ -132,7 +140,12 @@ def print_status(run: Run) -> None:
 
         for line in status_lines(run):
             console.print(line, markup=False)
-    bad = sorted((s for s in statuses.values() if s.state.value in ("failed", "timeout", "lost")), key=lambda s: s.index)
+    bad = sorted((s for s in statuses.values() if s.state.value in ("failed", "timeout")), key=lambda s: s.index)
+    lost = [i for i, state in states.items() if state is State.LOST]
+    if lost:  # no status was written: only the engine can say why
+        reasons = run.engine.failure_reasons()
+        bad += [TaskStatus(index=i, state=State.LOST, attempts=0,
+                           error=reasons.get(i, "ended without writing a status")) for i in lost]
     if bad:
         tasks = {t.index: t for t in run.tasks()}
         rows = [[s.index, s.state.value, s.exit_code, s.error, s.attempts, _params(tasks[s.index].params)] for s in bad[:20]]

@@ -217,3 +217,15 @@ def test_missing_credentials_is_one_line_and_nothing_is_submitted(tmp_path, stac
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "credentials" in err[0]
     assert not submits(calls) and not Store.open(tmp_path / "store").run_ids()
+
+
+def test_status_shows_batch_states_and_the_tasks_without_a_result(tmp_path, stack, calls, capsys):
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3]}"))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    play_containers(run, only={0})
+    capsys.readouterr()
+    assert cli.main(["status", run.id, "--store", str(tmp_path / "store")]) == 0
+    out = capsys.readouterr().out
+    assert "3 SUCCEEDED (child jobs)" in out
+    assert "1 succeeded, 2 lost" in out
+    assert out.count("ended without writing a status") == 2
