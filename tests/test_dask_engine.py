@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sys
 import textwrap
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from dask_fixtures import *  # noqa: F401,F403 - the dask_cluster fixture
+from helpers import alive, write_spec
 
 import batchsweep
 from batchsweep import cli, runs
@@ -26,12 +26,6 @@ SCRIPT = Path(__file__).parent / "scripts" / "writes_metrics.py"
 COMPARED = ["task", "a", "b", "status", "attempts", "exit_code", "error", "product", "a_seen"]
 
 
-def write_spec(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "sweep.yaml"
-    path.write_text(textwrap.dedent(body))
-    return path
-
-
 def dask_spec(tmp_path: Path, address: str, params: str, extra: str = "") -> Path:
     body = textwrap.dedent(f"""
         name: dasky
@@ -41,15 +35,6 @@ def dask_spec(tmp_path: Path, address: str, params: str, extra: str = "") -> Pat
         dask: {{scheduler: "{address}"}}
     """)
     return write_spec(tmp_path, body + extra)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def wait_for(predicate, timeout: float = 30, what: str = "condition") -> None:

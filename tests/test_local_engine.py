@@ -7,31 +7,16 @@ import pickle
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from helpers import alive, write_spec
 
 import batchsweep
 from batchsweep.store import Store
 
 SCRIPTS = Path(__file__).parent / "scripts"
-
-
-def write_spec(tmp_path: Path, body: str, name: str = "sweep.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(body))
-    return path
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_grid_over_script_that_writes_metrics_gives_one_row_per_task(tmp_path):

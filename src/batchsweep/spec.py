@@ -64,8 +64,9 @@ def _check_space(space: dict[str, Any]) -> dict[str, Any]:
     return space
 
 
-class RandomBlock(_Strict):
-    samples: int = Field(gt=0)
+class _SpaceBlock(_Strict):
+    """A block with a `space` of distributions: `params.random` and `search`."""
+
     seed: int = 0
     space: dict[str, str | list[Any]]
 
@@ -73,6 +74,10 @@ class RandomBlock(_Strict):
     @classmethod
     def _valid_space(cls, v: dict[str, Any]) -> dict[str, Any]:
         return _check_space(v)
+
+
+class RandomBlock(_SpaceBlock):
+    samples: int = Field(gt=0)
 
 
 class Params(_Strict):
@@ -165,19 +170,12 @@ class Aws(_Strict):
     tasks_per_job: int | None = Field(default=None, ge=1)
 
 
-class Search(_Strict):
+class Search(_SpaceBlock):
     sampler: Literal["tpe", "cmaes", "random", "gp"] = "tpe"
     trials: int = Field(gt=0)
     batch: int | None = Field(default=None, gt=0)
     metric: str
     direction: Literal["minimize", "maximize"] = "minimize"
-    seed: int = 0
-    space: dict[str, str | list[Any]]
-
-    @field_validator("space")
-    @classmethod
-    def _valid_space(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return _check_space(v)
 
 
 class Spec(_Strict):
