@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,3 +230,18 @@ def test_status_shows_batch_states_and_the_tasks_without_a_result(tmp_path, stac
     assert "3 SUCCEEDED (child jobs)" in out
     assert "1 succeeded, 2 lost" in out
     assert out.count("ended without writing a status") == 2
+
+
+def test_logs_of_a_task_without_a_result_come_from_its_child_jobs_log_stream(tmp_path, stack, session):
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2]}"))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    record = run.store.read_json(run.store.run_key(run.id, "engine.json"))
+    child = f"{record['submissions'][0]['jobs'][0]['id']}:1"
+    desc = clients.make_client("batch", session=session).describe_jobs(jobs=[child])["jobs"][0]
+    stream = desc["container"]["logStreamName"]
+    logs = clients.make_client("logs", session=session)
+    now = int(time.time() * 1000)
+    logs.create_log_stream(logGroupName=stack["LogGroup"], logStreamName=stream)
+    logs.put_log_events(logGroupName=stack["LogGroup"], logStreamName=stream,
+                        logEvents=[{"timestamp": now, "message": "epoch 1"}, {"timestamp": now + 1, "message": "epoch 2"}])
+    assert run.logs(1) == "epoch 1\nepoch 2\n"
