@@ -119,6 +119,8 @@ class AwsBatchEngine(Engine):
         r = spec.resources
         if not r.gpus:
             fargate.check_pair(r.vcpus, r.memory_mib)
+        if spec.search:
+            list(_expand_refs(spec))  # SpecError when an input names a param only the trials will have
         settings = resolve_settings(spec)
         outputs = settings.pop("outputs", None)
         if outputs and outputs.get("ImageUri"):
@@ -402,8 +404,12 @@ def _log_lines(logs: Any, group: str, stream: str) -> Iterator[str]:
 
 
 def _expand_refs(spec: Spec) -> Iterator[tuple[str, ...]]:
+    """The inputs of every task. A search's trials are not known yet: its inputs may name `fixed` params only."""
     from batchsweep import space
 
+    if spec.search:
+        yield space.resolve(dict(spec.params.fixed if spec.params else {}), spec.inputs)[1]
+        return
     for raw in space.iter_params(spec):
         yield space.resolve(raw, spec.inputs)[1]
 
