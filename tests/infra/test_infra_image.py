@@ -44,6 +44,42 @@ if args[:1] == ["push"]:
 """
 
 
+@pytest.fixture(autouse=True)
+def released(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most tests play an installed release (batchsweep from PyPI); the checkout case has its own tests."""
+    monkeypatch.setattr(image, "source_checkout", lambda: None)
+
+
+@pytest.fixture
+def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tiny project named batchsweep: what `pip install -e .` from a clone looks like to the image code."""
+    root = tmp_path / "checkout"
+    (root / "src" / "batchsweep").mkdir(parents=True)
+    (root / "src" / "batchsweep" / "__init__.py").write_text("VERSION = 1\n")
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=77"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "batchsweep"\nversion = "0.1.0"\n')
+    monkeypatch.setattr(image, "source_checkout", lambda: root)
+    return root
+
+
+def test_from_a_checkout_the_image_installs_a_wheel_of_the_source_and_the_tag_follows_the_code(checkout: Path) -> None:
+    text = image.current_dockerfile(None)
+    assert "COPY batchsweep-" in text and "batchsweep==" not in text
+    before = image.image_tag(text)
+    (checkout / "src" / "batchsweep" / "__init__.py").write_text("VERSION = 2\n")
+    assert image.image_tag(image.current_dockerfile(None)) != before
+
+
+def test_build_from_a_checkout_builds_the_wheel_into_the_context(
+    checkout: Path, outputs: dict[str, str], docker_log: Path
+) -> None:
+    lines: list[str] = []
+    image.build(None, outputs=outputs, echo=lines.append)
+    assert any(line.startswith("building a batchsweep wheel from") for line in lines)
+    assert [c["argv"][0] for c in calls(docker_log)] == ["image", "build"]
+
+
 @pytest.fixture
 def docker_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir = tmp_path / "bin"

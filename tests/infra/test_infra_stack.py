@@ -160,7 +160,8 @@ def stuck_job(aws_env: str, session: Any, deployed_in_vpc: dict[str, str]) -> It
 
 
 def test_down_refuses_while_a_job_is_active(session: Any, stuck_job: str) -> None:
-    with pytest.raises(AwsSetupError, match=r"still has 1 active jobs \(1 SUBMITTED\).*pass --force"):
+    # The parent stays SUBMITTED; its children may still be counted for a few ms before moto fails them.
+    with pytest.raises(AwsSetupError, match=r"still has \d+ active jobs \(.*SUBMITTED.*\).*pass --force"):
         infra.down(STACK, force=False, delete_data=True, session=session, echo=print)
     assert infra.describe_stack(STACK, session=session) is not None
 

@@ -131,9 +131,9 @@ def _infra_down(args: argparse.Namespace) -> int:
 
 
 def _image_dockerfile(args: argparse.Namespace) -> int:
-    from batchsweep.infra.image import dockerfile_text
+    from batchsweep.infra.image import current_dockerfile
 
-    print(dockerfile_text(_requirements(args)), end="")
+    print(current_dockerfile(_requirements(args)), end="")
     return 0
 
 

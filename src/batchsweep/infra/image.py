@@ -49,8 +49,29 @@ def read_requirements(path: str | Path) -> list[str]:
     return [line.split(" #")[0].strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
-def dockerfile_text(requirements: list[str] | None, *, base: str = DEFAULT_BASE, version: str | None = None) -> str:
-    """The Dockerfile; self-contained (no build context needed), so its text is the whole recipe."""
+def source_checkout() -> Path | None:
+    """The project root when batchsweep runs from a source checkout (e.g. `pip install -e .`), else None."""
+    root = Path(__file__).resolve().parents[3]
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file() and 'name = "batchsweep"' in pyproject.read_text(encoding="utf-8", errors="replace"):
+        return root
+    return None
+
+
+def source_hash(root: Path) -> str:
+    """sha256 of the package's source files: what a wheel built from the checkout would contain."""
+    h = hashlib.sha256()
+    for path in sorted([root / "pyproject.toml", *(root / "src" / "batchsweep").rglob("*")]):
+        if path.is_file() and "__pycache__" not in path.parts:
+            h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def dockerfile_text(requirements: list[str] | None, *, base: str = DEFAULT_BASE, version: str | None = None,
+                    wheel: str | None = None, source_sha256: str | None = None) -> str:
+    """The Dockerfile. From a release it is self-contained (batchsweep from PyPI); from a source checkout it
+    installs `wheel`, built from the checkout into the build context, and names the source's hash so the tag
+    (a hash of this text) changes with the code."""
     version = version or batchsweep_version()
     pip = ["pip", "install", "--no-cache-dir"]
     user_args = [arg for line in requirements or [] for arg in shlex.split(line)]
@@ -59,9 +80,16 @@ def dockerfile_text(requirements: list[str] | None, *, base: str = DEFAULT_BASE,
         "# Its tag is a hash of this text: change a line and `batchsweep image push` rebuilds it.",
         f"FROM {base}",
         "ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
-        # Exec form: requirement specifiers like `numpy>=2` reach pip verbatim, with no shell.
-        f"RUN {json.dumps([*pip, f'batchsweep=={version}'])}",
     ]
+    if wheel:
+        lines += [
+            f"# batchsweep from its source checkout, sha256 {source_sha256}",
+            f"COPY {wheel} /tmp/{wheel}",
+            f"RUN {json.dumps([*pip, f'/tmp/{wheel}'])}",
+        ]
+    else:
+        # Exec form: requirement specifiers like `numpy>=2` reach pip verbatim, with no shell.
+        lines.append(f"RUN {json.dumps([*pip, f'batchsweep=={version}'])}")
     if user_args:
         lines.append(f"RUN {json.dumps([*pip, *user_args])}")
     lines += [
@@ -98,16 +126,33 @@ def image_exists(session: Any, outputs: dict[str, str], *, tag: str | None = Non
     return bool(found.get("imageDetails"))
 
 
+def _wheel_name() -> str:
+    return f"batchsweep-{batchsweep_version()}-py3-none-any.whl"
+
+
+def current_dockerfile(requirements: list[str] | None) -> str:
+    """The Dockerfile for this installation: from PyPI for a release, from the source for a checkout."""
+    root = source_checkout()
+    if root is None:
+        return dockerfile_text(requirements)
+    return dockerfile_text(requirements, wheel=_wheel_name(), source_sha256=source_hash(root))
+
+
 def build(requirements: list[str] | None, *, outputs: dict[str, str], echo: Echo) -> str:
     """Build the image unless docker already has it; return its reference `URI:TAG`."""
     docker = _docker()
-    dockerfile = dockerfile_text(requirements)
+    dockerfile = current_dockerfile(requirements)
     ref = f"{repository_uri(outputs)}:{image_tag(dockerfile)}"
     if _run([docker, "image", "inspect", ref], quiet=True) == 0:
         echo(f"image {ref} already built")
         return ref
     with tempfile.TemporaryDirectory(prefix="batchsweep-image-") as context:
         (Path(context) / "Dockerfile").write_text(dockerfile, encoding="utf-8")
+        root = source_checkout()
+        if root is not None:
+            echo(f"building a batchsweep wheel from {root}")
+            _check(_run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", context,
+                         str(root)]), "pip wheel")
         echo(f"building {ref}")
         _check(_run([docker, "build", "--platform", PLATFORM, "--tag", ref, context]), "docker build")
     return ref
@@ -115,7 +160,7 @@ def build(requirements: list[str] | None, *, outputs: dict[str, str], echo: Echo
 
 def push(requirements: list[str] | None, *, session: Any, outputs: dict[str, str], echo: Echo) -> str:
     """Build and push the image unless ECR already has its tag; return its reference `URI:TAG`."""
-    dockerfile = dockerfile_text(requirements)
+    dockerfile = current_dockerfile(requirements)
     tag = image_tag(dockerfile)
     ref = f"{repository_uri(outputs)}:{tag}"
     # Checked before looking for docker: an unchanged image needs no docker at all.
