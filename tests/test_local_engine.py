@@ -229,3 +229,21 @@ def test_a_function_gets_repeat_only_if_it_declares_it(tmp_path):
     """)
     df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results()
     assert list(df["repeat"]) == [0, 1] and list(df["y"]) == [4, 4] and set(df["status"]) == {"succeeded"}
+
+
+def test_results_format_follows_the_output_file_extension(tmp_path):
+    import pandas as pd
+
+    from batchsweep import cli
+
+    spec = write_spec(tmp_path, f"""
+        name: formats
+        script: {SCRIPTS / 'writes_metrics.py'}
+        params: {{grid: {{a: [1, 2]}}}}
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    for name in ("r.parquet", "r.json", "r.csv"):
+        assert cli.main(["results", run.id, "-o", str(tmp_path / name), "--store", str(tmp_path / "store")]) == 0
+    assert list(pd.read_parquet(tmp_path / "r.parquet")["product"]) == [1.0, 2.0]
+    assert [r["a"] for r in pd.read_json(tmp_path / "r.json").to_dict("records")] == [1, 2]
+    assert pd.read_csv(tmp_path / "r.csv")["a"].tolist() == [1, 2]

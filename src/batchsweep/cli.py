@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("results", parents=[store], help="one row per task with params and metrics")
     p.add_argument("run", nargs="?", help="run id (default: the latest run)")
-    p.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
+    p.add_argument("--format", choices=("table", "csv", "json", "parquet"), default=None,
+                   help="default: from -o FILE's extension (.csv, .json, .parquet), else a table")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of the terminal")
     p.add_argument("--sort", metavar="COLUMN", help="sort by COLUMN, largest first (prefix with + for smallest first)")
     p.add_argument("--refresh", action="store_true", help="re-read every task instead of the cached table")
@@ -220,15 +221,21 @@ def cmd_results(args: argparse.Namespace) -> int:
         if column not in df.columns:
             raise SweepError(f"--sort {column}: no such column; columns are: {', '.join(map(str, df.columns))}")
         df = df.sort_values(column, ascending=args.sort.startswith("+"), na_position="last")
-    if args.format == "table" and not args.output:
+    fmt = args.format or _format_from_name(args.output)
+    if fmt == "table" and not args.output:
         display.print_table(df, run)
         return 0
-    if args.format == "parquet" and not args.output:
+    if fmt == "parquet" and not args.output:
         raise SweepError("--format parquet needs -o FILE (parquet is binary)")
-    text = results.export(df, "csv" if args.format == "table" else args.format, args.output)
+    text = results.export(df, "csv" if fmt == "table" else fmt, args.output)
     if text is not None:
         sys.stdout.write(text)
     return 0
+
+
+def _format_from_name(path: str | None) -> str:
+    suffix = path.rsplit(".", 1)[-1].lower() if path and "." in path else ""
+    return {"csv": "csv", "json": "json", "parquet": "parquet", "pq": "parquet"}.get(suffix, "table" if not path else "csv")
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -267,6 +274,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from batchsweep import runs
 
     run = runs.load_run(args.run, store=args.store)
+    if not run.engine.poll().active:
+        _out(f"{run.id} is not running; nothing to cancel")
+        return 0
     run.cancel()
     _out(f"cancelled {run.id}; resume it with: batchsweep resume {run.id}")
     return 0
@@ -314,6 +324,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except BrokenPipeError:
         return 0
+    except Exception as e:
+        # AWS failures (no credentials, endpoint unreachable, access denied) are the user's setup, not our bug.
+        if type(e).__module__.startswith(("botocore", "boto3")):
+            print(f"error: AWS: {str(e).splitlines()[0]}; check credentials/region (`batchsweep doctor`) "
+                  "or pass --store for a local run", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -55,8 +55,36 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], *, source: st
             value = parse_value(text, as_list=path[-1] in _LIST_FIELDS or path[:2] == ["params", "grid"])
             _set_path(out, path, value, item=item)
         else:
+            _check_not_a_typo(out, key)
             _set_param(out, key, parse_value(text))
     return out
+
+
+def _defined_params(raw: dict[str, Any]) -> set[str]:
+    found = raw.get("params")
+    params: dict[str, Any] = found if isinstance(found, dict) else {}
+    names: set[str] = set()
+    for block in ("grid", "zip", "fixed"):
+        if isinstance(params.get(block), dict):
+            names |= set(params[block])
+    for row in params.get("list") or []:
+        if isinstance(row, dict):
+            names |= set(row)
+    random = params.get("random")
+    if isinstance(random, dict) and isinstance(random.get("space"), dict):
+        names |= set(random["space"])
+    return names
+
+
+def _check_not_a_typo(raw: dict[str, Any], name: str) -> None:
+    """`--set timout=1m` is a typo of a spec field, not a new param."""
+    import difflib
+
+    if name in _defined_params(raw):
+        return
+    close = difflib.get_close_matches(name, sorted(_TOP_LEVEL), n=1, cutoff=0.8)
+    if close:
+        raise SpecError(f"--set {name}: not a spec field nor a param of this sweep; did you mean {close[0]!r}?")
 
 
 def _set_path(d: dict[str, Any], path: list[str], value: Any, *, item: str) -> None:

@@ -116,8 +116,11 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
     df = gather(run)
     summary = {k: run.info.get(k) for k in ("run_id", "name", "backend", "created", "n_tasks")}
     summary.update(_cost_fields(run, df))
+    # A text param unique to every task (`save_name: run_{a}_{b}`) names the task; it is not a dimension.
+    params = [p for p in run.info.get("param_names") or []
+              if not (p in df and len(df) > 2 and df[p].dtype == object and df[p].astype(str).nunique() == len(df))]
     html, chosen, maximize = build_report(
-        df, params=list(run.info.get("param_names") or []), metrics=metric_columns(run, df), summary=summary,
+        df, params=params, metrics=metric_columns(run, df), summary=summary,
         log_tail=lambda i: "\n".join(run.logs(i, stderr=True).splitlines()[-20:]), metric=metric, maximize=maximize,
     )
     if path is None:

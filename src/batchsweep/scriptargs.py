@@ -31,6 +31,7 @@ class Flag:
     default: Any = None
     help: str | None = None
     choices: tuple[Any, ...] | None = None
+    type: str | None = None  # the name of argparse's `type=` (int, float, str, a function's name)
 
     @property
     def positional(self) -> bool:
@@ -104,7 +105,7 @@ def read_flags(script: Path, *, python: str = sys.executable) -> ScriptFlags:
         Flag(
             dest=a["dest"], option_strings=tuple(a["option_strings"]), kind=a["kind"], nargs=a["nargs"],
             required=a["required"], default=a["default"], help=a["help"],
-            choices=tuple(a["choices"]) if a["choices"] is not None else None,
+            choices=tuple(a["choices"]) if a["choices"] is not None else None, type=a.get("type"),
         )
         for a in data["actions"]
     )
@@ -126,6 +127,10 @@ def check_params(script: Path, flags: ScriptFlags, params: dict[str, Any]) -> No
         values = value if isinstance(value, list) and (flag.takes_many or flag.kind == "append") else [value]
         if flag.choices is not None and value is not None and any(_coerce(v, flag) not in flag.choices for v in values):
             raise SpecError(f"params.{name}: {value!r} is not one of {script.name}'s choices {list(flag.choices)}")
+        bad = next((v for v in values if v is not None and not _fits_type(v, flag.type)), None)
+        if bad is not None:
+            raise SpecError(f"params.{name}: {bad!r} is not a valid {flag.type}, which {script.name} expects for "
+                            f"{flag.option if not flag.positional else flag.dest}")
     supplied = {flags.lookup(n) for n in params}
     for flag in flags.flags:
         if flag.required and flag not in supplied:
@@ -133,6 +138,17 @@ def check_params(script: Path, flags: ScriptFlags, params: dict[str, Any]) -> No
                 f"{script.name} requires {flag.option if not flag.positional else flag.dest} but no param supplies it; "
                 f"add `{flag.dest}: ...` under params (e.g. in `fixed`)"
             )
+
+
+def _fits_type(value: Any, type_name: str | None) -> bool:
+    """Whether argparse's int()/float() would accept the value as we pass it (other types are not checked)."""
+    if type_name not in ("int", "float") or isinstance(value, bool):
+        return not isinstance(value, bool) or type_name not in ("int", "float")
+    try:
+        (int if type_name == "int" else float)(_text(value))
+    except ValueError:
+        return False
+    return True
 
 
 def _coerce(value: Any, flag: Flag) -> Any:

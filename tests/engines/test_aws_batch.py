@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import textwrap
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,7 +190,21 @@ def test_max_parallel_packs_tasks_into_fewer_children(tmp_path, stack, calls):
     assert len(run.results(refresh=True)) == 7 and set(run.results()["status"]) == {"succeeded"}
 
 
-def test_cancel_terminates_the_array_parents_and_marks_the_run(tmp_path, stack, calls, capsys):
+@pytest.fixture
+def jobs_stay_queued(aws_env: str) -> Iterator[None]:
+    """Moto's Docker mode without a daemon leaves array parents SUBMITTED: a run that is still active."""
+    def use_docker(on: bool) -> None:
+        request = urllib.request.Request(f"{aws_env}/moto-api/config", method="POST",
+                                         data=json.dumps({"batch": {"use_docker": on}}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=10).read()
+
+    use_docker(True)
+    yield
+    use_docker(False)
+
+
+def test_cancel_terminates_the_array_parents_and_marks_the_run(tmp_path, stack, calls, capsys, jobs_stay_queued):
     spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3]}"))
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
     assert cli.main(["cancel", run.id, "--store", str(tmp_path / "store")]) == 0
@@ -197,6 +212,34 @@ def test_cancel_terminates_the_array_parents_and_marks_the_run(tmp_path, stack, 
     record = run.store.read_json(run.store.run_key(run.id, "engine.json"))
     assert terminated == [record["submissions"][0]["jobs"][0]["id"]]
     assert batchsweep.load_run(run.id, store=tmp_path / "store").info["cancelled"] is True
+
+
+def test_cancel_of_a_finished_run_changes_nothing(tmp_path, stack, calls, capsys):
+    spec = write_spec(tmp_path, spec_body("{a: [1]}"))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    play_containers(run)
+    assert cli.main(["cancel", run.id, "--store", str(tmp_path / "store")]) == 0
+    assert "not running" in capsys.readouterr().out
+    assert not [op for op, _ in calls if op == "batch.TerminateJob"]
+    assert "cancelled" not in batchsweep.load_run(run.id, store=tmp_path / "store").info
+
+
+def test_aws_region_alone_is_enough(tmp_path, stack, monkeypatch):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    spec = write_spec(tmp_path, spec_body("{a: [1]}").replace("aws: {stack: batchsweep, region: us-east-1}", "aws: {stack: batchsweep}"))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    assert run.info["engine"]["region"] == "us-east-1"
+
+
+def test_an_unreachable_aws_store_is_one_line_not_a_traceback(tmp_path, stack, monkeypatch, capsys):
+    spec = write_spec(tmp_path, spec_body("{a: [1]}"))
+    batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert cli.main(["status", "--store", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: AWS: ") and "credentials" in err[0].lower()
 
 
 def test_missing_bucket_is_one_line_and_nothing_is_submitted(tmp_path, stack, calls, capsys):

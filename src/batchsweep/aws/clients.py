@@ -7,6 +7,7 @@ every call at moto's server without patching anything.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from batchsweep.errors import AwsSetupError
@@ -16,8 +17,10 @@ def make_session(*, profile: str | None = None, region: str | None = None) -> An
     import boto3
     import botocore.exceptions
 
+    # AWS_REGION is the SDK-wide variable; older boto3 releases read only AWS_DEFAULT_REGION.
+    region = region or os.environ.get("AWS_REGION") or None
     try:
-        session = boto3.Session(profile_name=profile or None, region_name=region or None)
+        session = boto3.Session(profile_name=profile or None, region_name=region)
     except botocore.exceptions.ProfileNotFound:
         raise AwsSetupError(
             f"aws.profile: no AWS profile named {profile!r}; run `aws configure --profile {profile}` or remove it"
@@ -32,7 +35,7 @@ def make_client(service: str, *, session: Any = None, profile: str | None = None
     from botocore.config import Config
 
     session = session or make_session(profile=profile, region=region)
-    config = Config(retries={"mode": "adaptive", "max_attempts": 10}, max_pool_connections=32)
+    config = Config(retries={"mode": "adaptive", "max_attempts": 10}, max_pool_connections=32, connect_timeout=10)
     return session.client(service, config=config)
 
 

@@ -142,6 +142,10 @@ def play(run: Any, *, only: set[int] | None = None, parallel: int = 4) -> list[i
         return list(pool.map(one, child_commands(run, only=only)))
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["serve"]:
@@ -153,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         print("# moto is running with the batchsweep stack deployed (stand-in image); in another shell:", flush=True)
         for key, value in server.env().items():
             print(f"export {key}={value}", flush=True)
+        # SIGTERM (`kill`) stops moto too: it runs in its own session, so nothing else would.
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             signal.pause()
         except KeyboardInterrupt:
