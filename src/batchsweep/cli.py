@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a spec field or param, e.g. --set timeout=30m --set window=5,10 (repeatable)")
     p.add_argument("--max-parallel", type=int, help="tasks at once (0 = all cores)")
     p.add_argument("--detach", action="store_true", help="submit and return; follow with `batchsweep wait`")
+    p.add_argument("--warm", action="store_true",
+                   help="local: import the script's imports once and fork per task (same as --set warm=true)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the tasks, their count and (aws-batch) a cost estimate; run nothing")
     _duration_options(p, " (with --dry-run)")
@@ -151,7 +153,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if not args.dry_run and (args.task_seconds is not None or args.pilot is not None):
         raise SweepError("--task-seconds and --pilot only apply with --dry-run (or `batchsweep estimate`)")
-    p = runs.plan(args.spec, overrides=args.overrides, backend=args.backend, max_parallel=args.max_parallel,
+    overrides = [*args.overrides, "warm=true"] if args.warm else args.overrides
+    p = runs.plan(args.spec, overrides=overrides, backend=args.backend, max_parallel=args.max_parallel,
                   check_engine=not args.dry_run)
     if args.dry_run:
         from batchsweep import display

@@ -54,7 +54,8 @@ class LocalBackend:
         return self.root / key
 
     def read_bytes(self, key: str) -> bytes:
-        return self.path(key).read_bytes()
+        with open(f"{self.url}/{key}", "rb") as f:  # no pathlib: results read thousands of these
+            return f.read()
 
     def write_bytes(self, key: str, data: bytes) -> None:
         target = self.path(key)
@@ -75,7 +76,23 @@ class LocalBackend:
 
     def list_files(self, prefix: str) -> list[str]:
         base = self.path(prefix)
-        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file()) if base.exists() else []
+        rel = str(base.relative_to(self.root))
+        found: list[str] = []
+        # scandir, not rglob: 10,000 tasks are 40,000 files, and d_type spares a stat for each.
+        todo = [(str(base), "" if rel == "." else f"{rel}/")]
+        while todo:
+            directory, key = todo.pop()
+            try:
+                entries = os.scandir(directory)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with entries:
+                for e in entries:
+                    if e.is_dir(follow_symlinks=False):
+                        todo.append((e.path, f"{key}{e.name}/"))
+                    elif e.is_file():
+                        found.append(key + e.name)
+        return sorted(found)
 
     def upload_dir(self, local: Path, key: str) -> None:
         target = self.path(key)

@@ -9,6 +9,7 @@ to the engine.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from batchsweep import metrics as metrics_mod
 from batchsweep.model import State, Task, TaskStatus
@@ -30,6 +31,29 @@ from batchsweep.scriptargs import ScriptFlags, build_argv
 from batchsweep.store import Store
 
 KILL_GRACE_S = 2.0
+
+
+class TaskProcess(Protocol):
+    """A running task: a `subprocess.Popen`, or a child of the warm-start fork server (`batchsweep.warm`)."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+class Launcher(Protocol):
+    """Starts a task's process in its own process group, stdin from /dev/null, output into the log files."""
+
+    def __call__(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path,
+                 stderr: Path) -> TaskProcess: ...
+
+
+def launch_cold(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> TaskProcess:
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True)
 
 
 @dataclass(frozen=True)
@@ -48,21 +72,26 @@ class RunContext:
     env: dict[str, str]
     python: str = sys.executable
 
+    @functools.cached_property
+    def base_env(self) -> dict[str, str]:
+        """The environment every task starts from (built once per run, not once per task)."""
+        return {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+
 
 class ProcessRegistry:
     """The process groups of running tasks, so a cancel (Ctrl-C, SIGTERM) can kill them all."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._procs: dict[int, TaskProcess] = {}
         self.cancelled = threading.Event()
         self.reason = "cancelled"
 
-    def add(self, proc: subprocess.Popen[bytes]) -> None:
+    def add(self, proc: TaskProcess) -> None:
         with self._lock:
             self._procs[proc.pid] = proc
 
-    def remove(self, proc: subprocess.Popen[bytes]) -> None:
+    def remove(self, proc: TaskProcess) -> None:
         with self._lock:
             self._procs.pop(proc.pid, None)
 
@@ -75,7 +104,7 @@ class ProcessRegistry:
             kill_group(proc)
 
 
-def kill_group(proc: subprocess.Popen[bytes], *, grace_s: float = KILL_GRACE_S) -> None:
+def kill_group(proc: TaskProcess, *, grace_s: float = KILL_GRACE_S) -> None:
     """SIGTERM the task's whole process group, then SIGKILL what is left after a grace period."""
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         try:
@@ -119,16 +148,13 @@ def command(ctx: RunContext, task: Task) -> list[str]:
 
 
 def task_env(ctx: RunContext, task: Task, work: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(ctx.env)
-    env.update({
+    return {
+        **ctx.base_env,
         "BATCHSWEEP_RUN_ID": ctx.run_id,
         "BATCHSWEEP_TASK_INDEX": str(task.index),
         "BATCHSWEEP_PARAMS": json.dumps(task.params, default=str),
         "BATCHSWEEP_TASK_DIR": str(work),
-        "PYTHONUNBUFFERED": "1",
-    })
-    return env
+    }
 
 
 def _stage(task: Task, work: Path, resolve_input: Callable[[str], Path]) -> set[str]:
@@ -152,35 +178,40 @@ def _describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
+def _fresh_dir(path: Path) -> None:
+    try:
+        os.mkdir(path)
+    except FileExistsError:  # a previous attempt's
+        shutil.rmtree(path)
+        os.mkdir(path)
+    except FileNotFoundError:
+        path.mkdir(parents=True)
+
+
 def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: ProcessRegistry | None,
-                resolve_input: Callable[[str], Path]) -> Attempt:
-    if paths.work.exists():
-        shutil.rmtree(paths.work)
-    paths.work.mkdir(parents=True)
+                resolve_input: Callable[[str], Path], launcher: Launcher = launch_cold) -> Attempt:
+    _fresh_dir(paths.work)
     _stage(task, paths.work, resolve_input)
-    with open(paths.task_dir / "stdout.log", "wb") as out, open(paths.task_dir / "stderr.log", "wb") as err:
-        try:
-            proc = subprocess.Popen(
-                command(ctx, task), cwd=paths.work, env=task_env(ctx, task, paths.work),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
-            )
-        except OSError as e:
-            return Attempt(State.FAILED, None, f"could not start: {e}")
+    try:
+        proc = launcher(command(ctx, task), cwd=paths.work, env=task_env(ctx, task, paths.work),
+                        stdout=paths.task_dir / "stdout.log", stderr=paths.task_dir / "stderr.log")
+    except OSError as e:
+        return Attempt(State.FAILED, None, f"could not start: {e}")
+    if registry is not None:
+        registry.add(proc)
+    try:
+        code = proc.wait(timeout=ctx.timeout_s)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        return Attempt(State.TIMEOUT, proc.returncode, f"timeout after {ctx.timeout_s:g}s")
+    finally:
         if registry is not None:
-            registry.add(proc)
-        try:
-            code = proc.wait(timeout=ctx.timeout_s)
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
-            return Attempt(State.TIMEOUT, proc.returncode, f"timeout after {ctx.timeout_s:g}s")
-        finally:
-            if registry is not None:
-                registry.remove(proc)
-        # A task that exits by itself may leave children in its group behind: they die with it.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+            registry.remove(proc)
+    # A task that exits by itself may leave children in its group behind: they die with it.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
     if registry is not None and registry.cancelled.is_set():
         return Attempt(State.CANCELLED, code, registry.reason)
     if code == 0:
@@ -215,27 +246,39 @@ def _collect_metrics(ctx: RunContext, paths: TaskPaths) -> str | None:
 def _collect_outputs(ctx: RunContext, task: Task, paths: TaskPaths) -> tuple[str, ...]:
     """Keep what `outputs:` names (or, without it, every file the task created) in task_dir/outputs."""
     outputs_dir = paths.task_dir / "outputs"
-    if outputs_dir.exists():
-        shutil.rmtree(outputs_dir)
+    try:
+        shutil.rmtree(outputs_dir)  # a previous attempt's
+    except FileNotFoundError:
+        pass
     staged = {Path(ref.rstrip("/")).name for ref in task.inputs}
+    files = []  # every file (not a symlink) the task left, as posix paths relative to its working dir
+    for parent, _dirs, names in os.walk(paths.work):
+        rel_parent = os.path.relpath(parent, paths.work).replace(os.sep, "/")
+        for name in names:
+            if not os.path.islink(os.path.join(parent, name)):
+                files.append(name if rel_parent == "." else f"{rel_parent}/{name}")
     kept = []
-    for path in sorted(paths.work.rglob("*")):
-        rel = path.relative_to(paths.work).as_posix()
-        if path.is_dir() or path.is_symlink() or rel.split("/")[0] in staged:
+    for rel in sorted(files, key=lambda r: r.split("/")):
+        name = rel.rsplit("/", 1)[-1]
+        if rel.split("/")[0] in staged:
             continue
-        if ctx.outputs and not any(fnmatch(rel, g) or fnmatch(path.name, g) for g in ctx.outputs):
+        if ctx.outputs and not any(fnmatch(rel, g) or fnmatch(name, g) for g in ctx.outputs):
             continue
         target = outputs_dir / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, target)
+        os.replace(paths.work / rel, target)
         kept.append(rel)
-    shutil.rmtree(paths.work, ignore_errors=True)
+    try:
+        os.rmdir(paths.work)  # usually empty by now
+    except OSError:
+        shutil.rmtree(paths.work, ignore_errors=True)
     return tuple(kept)
 
 
 def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
              registry: ProcessRegistry | None = None, resolve_input: Callable[[str], Path],
-             first_attempt: int = 1, max_attempts: int | None = None) -> TaskStatus:
+             first_attempt: int = 1, max_attempts: int | None = None,
+             launcher: Launcher = launch_cold) -> TaskStatus:
     """Run every attempt of one task and return its final status (not yet written: the caller writes it last,
     after anything else it must upload)."""
     paths.task_dir.mkdir(parents=True, exist_ok=True)
@@ -243,7 +286,7 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
     attempts = max_attempts if max_attempts is not None else ctx.retries + 1
     attempt_no = first_attempt
     while True:
-        result = run_attempt(ctx, task, paths, registry=registry, resolve_input=resolve_input)
+        result = run_attempt(ctx, task, paths, registry=registry, resolve_input=resolve_input, launcher=launcher)
         done = result.state in (State.SUCCEEDED, State.CANCELLED) or attempt_no >= first_attempt + attempts - 1
         if done:
             break
@@ -263,7 +306,7 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
 
 def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scratch: Path | None = None,
                  registry: ProcessRegistry | None = None, resolve_input: Callable[[str], Path],
-                 infra_retries: int = 0) -> TaskStatus:
+                 infra_retries: int = 0, launcher: Launcher = launch_cold) -> TaskStatus:
     """Run a task and put everything it produced in the store, its status last.
 
     On a local (or shared) store the task writes straight into its store directory; on a remote one it works in
@@ -274,7 +317,8 @@ def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scra
     else:
         assert scratch is not None, "a remote store needs a scratch directory"
         paths = TaskPaths(scratch / str(task.index))
-    status = run_task(ctx, task, paths, worker=worker, registry=registry, resolve_input=resolve_input)
+    status = run_task(ctx, task, paths, worker=worker, registry=registry, resolve_input=resolve_input,
+                      launcher=launcher)
     if infra_retries:
         status = dataclasses.replace(status, infra_retries=infra_retries)
     if not store.is_local:

@@ -22,10 +22,18 @@ from typing import TYPE_CHECKING, Any
 
 from batchsweep.engines.base import Engine, Progress
 from batchsweep.model import TaskStatus
-from batchsweep.worker import ProcessRegistry, context_from_run, execute_task
+from batchsweep.worker import (
+    Launcher,
+    ProcessRegistry,
+    RunContext,
+    context_from_run,
+    execute_task,
+    launch_cold,
+)
 
 if TYPE_CHECKING:
     from batchsweep.runs import Run
+    from batchsweep.warm import WarmServer
 
 
 def _start_time(pid: int) -> str | None:
@@ -86,6 +94,8 @@ class LocalEngine(Engine):
         ctx = context_from_run(run.info)
         tasks = {t.index: t for t in run.tasks()}
         base_dir = Path(run.info["base_dir"])
+        server = self._warm_server(ctx)
+        launcher: Launcher = server.launcher if server is not None else launch_cold
 
         def one(index: int) -> None:
             if self._registry.cancelled.is_set():
@@ -95,7 +105,7 @@ class LocalEngine(Engine):
             try:
                 slot = threading.current_thread().name.rsplit("_", 1)[-1]
                 status = execute_task(ctx, tasks[index], store, worker=f"local-{slot}", registry=self._registry,
-                                      resolve_input=lambda ref: base_dir / ref)
+                                      resolve_input=lambda ref: base_dir / ref, launcher=launcher)
                 with self._lock:
                     self._written[index] = status
             finally:
@@ -103,10 +113,30 @@ class LocalEngine(Engine):
                     self._running -= 1
 
         workers = run.info.get("max_parallel") or os.cpu_count() or 1
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slot") as pool:
-            for future in [pool.submit(one, i) for i in indices]:
-                future.result()
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slot") as pool:
+                for future in [pool.submit(one, i) for i in indices]:
+                    future.result()
+        finally:
+            if server is not None:
+                server.close()
         self._finish()
+
+    def _warm_server(self, ctx: RunContext) -> WarmServer | None:
+        """The run's fork server when the spec asks for `warm: true` and the script allows it."""
+        if not self.run.info["spec"].get("warm"):
+            return None
+        from batchsweep import warm
+
+        reason = warm.unusable_reason(script=ctx.script, function=ctx.function)
+        if reason is None:
+            assert ctx.script is not None
+            started = warm.WarmServer.start(ctx.code_dir / ctx.script, env=ctx.base_env, python=ctx.python)
+            if not isinstance(started, str):
+                return started
+            reason = started
+        print(f"warm start: {reason}; running cold", file=sys.stderr, flush=True)
+        return None
 
     def _finish(self) -> None:
         key = self.run.store.run_key(self.run.id, "engine.json")

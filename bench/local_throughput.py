@@ -1,0 +1,169 @@
+"""Local throughput: batchsweep (cold and warm) against GNU parallel, xargs -P and joblib, in one run.
+
+    .venv/bin/python bench/local_throughput.py                 # 2,000 trivial tasks, 200 pandas/numpy tasks
+    .venv/bin/python bench/local_throughput.py --tasks 200 --heavy-tasks 40
+
+Every runner executes the same command per task, `python SCRIPT --x N`, with `cores` tasks at once. batchsweep
+is timed end to end through its CLI (`batchsweep run`: plan, flag introspection, store writes, progress).
+Setup installs GNU parallel (`apt-get install -y parallel`) and joblib (pip, into this interpreter) when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+PY = sys.executable
+
+TRIVIAL = '''\
+import argparse
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--x", type=int, required=True)
+args = parser.parse_args()
+print(args.x * 2)
+'''
+
+HEAVY = '''\
+import argparse
+
+import numpy as np
+import pandas as pd
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--x", type=int, required=True)
+args = parser.parse_args()
+frame = pd.DataFrame({"a": np.arange(100) * args.x})
+print(int(frame["a"].sum()))
+'''
+
+
+def ensure_tools() -> None:
+    if shutil.which("parallel") is None:
+        print("setup: installing GNU parallel (apt-get install -y parallel)", file=sys.stderr)
+        if subprocess.run(["apt-get", "install", "-y", "parallel"], capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update"], capture_output=True)
+            subprocess.run(["apt-get", "install", "-y", "parallel"], check=True, capture_output=True)
+    try:
+        import joblib  # noqa: F401
+    except ImportError:
+        print("setup: installing joblib (pip)", file=sys.stderr)
+        subprocess.run([PY, "-m", "pip", "install", "-q", "joblib"], check=True)
+
+
+def write_spec(root: Path, name: str, script: Path, n: int) -> Path:
+    spec = root / f"{name}.yaml"
+    spec.write_text(textwrap.dedent(f"""\
+        name: {name}
+        script: {script}
+        params:
+          grid:
+            x: [{", ".join(map(str, range(n)))}]
+    """))
+    return spec
+
+
+def by_batchsweep(root: Path, name: str, script: Path, n: int, jobs: int, *, warm: bool) -> None:
+    spec = write_spec(root, name, script, n)
+    store = root / f"store-{name}-{'warm' if warm else 'cold'}"
+    cmd = [PY, "-m", "batchsweep", "run", str(spec), "--store", str(store), "--max-parallel", str(jobs)]
+    done = subprocess.run([*cmd, *(["--warm"] if warm else [])], cwd=root, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"batchsweep failed ({done.returncode}): {done.stderr[-2000:]}")
+
+
+def by_parallel(root: Path, script: Path, n: int, jobs: int) -> None:
+    lines = "".join(f"{i}\n" for i in range(n))
+    subprocess.run(["parallel", "-j", str(jobs), "--halt", "now,fail=1", PY, str(script), "--x", "{}"],
+                   input=lines, text=True, cwd=root, check=True, stdout=subprocess.DEVNULL)
+
+
+def by_xargs(root: Path, script: Path, n: int, jobs: int) -> None:
+    lines = "".join(f"{i}\n" for i in range(n))
+    subprocess.run(["xargs", "-P", str(jobs), "-I{}", PY, str(script), "--x", "{}"],
+                   input=lines, text=True, cwd=root, check=True, stdout=subprocess.DEVNULL)
+
+
+def _one(script: str, x: int) -> int:
+    return subprocess.run([PY, script, "--x", str(x)], capture_output=True).returncode
+
+
+def by_joblib(root: Path, script: Path, n: int, jobs: int) -> None:
+    from joblib import Parallel, delayed
+
+    codes = Parallel(n_jobs=jobs)(delayed(_one)(str(script), i) for i in range(n))
+    if any(codes):
+        raise RuntimeError("joblib: a task failed")
+
+
+def timed(fn: Callable[[], None]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench(root: Path, label: str, script: Path, n: int, jobs: int, only: set[str], rounds: int) -> dict[str, float]:
+    runners: dict[str, Callable[[], None]] = {
+        "batchsweep cold": lambda: by_batchsweep(root, label, script, n, jobs, warm=False),
+        "batchsweep warm": lambda: by_batchsweep(root, label, script, n, jobs, warm=True),
+        "GNU parallel": lambda: by_parallel(root, script, n, jobs),
+        "xargs -P": lambda: by_xargs(root, script, n, jobs),
+        "joblib": lambda: by_joblib(root, script, n, jobs),
+    }
+    chosen = {name: fn for name, fn in runners.items() if not only or any(name.startswith(o) for o in only)}
+    # Rounds interleave the runners, so a burst of load from elsewhere on the machine hits them all alike.
+    seconds: dict[str, list[float]] = {name: [] for name in chosen}
+    for _ in range(rounds):
+        for name, fn in chosen.items():
+            seconds[name].append(timed(fn))
+    rates: dict[str, float] = {}
+    for name, times in seconds.items():
+        best = min(times)
+        rates[name] = n / best
+        spread = f" (best of {rounds}: {', '.join(f'{t:.1f}' for t in times)} s)" if rounds > 1 else ""
+        print(f"  {name:<16} {n:>6} tasks in {best:7.2f} s = {rates[name]:7.1f} tasks/s{spread}", flush=True)
+    for mine in ("batchsweep cold", "batchsweep warm"):
+        if mine not in rates:
+            continue
+        ratios = ", ".join(f"{rates[mine] / rates[p]:.2f}x {p}" for p in rates if not p.startswith("batchsweep"))
+        if ratios:
+            print(f"  {mine}: {ratios}")
+    return rates
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=2000, help="trivial-script tasks (default 2000)")
+    parser.add_argument("--heavy-tasks", type=int, default=None, help="pandas/numpy tasks (default tasks / 10)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="tasks at once (default: cores)")
+    parser.add_argument("--rounds", type=int, default=1, help="time each runner this many times, interleaved; "
+                        "report the best (default 1)")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only these runners (prefix: batchsweep, GNU, xargs, joblib); repeatable")
+    args = parser.parse_args()
+    heavy_n = args.heavy_tasks if args.heavy_tasks is not None else max(args.tasks // 10, 1)
+    ensure_tools()
+    with tempfile.TemporaryDirectory(prefix="batchsweep-bench-") as tmp:
+        root = Path(tmp)
+        trivial, heavy = root / "trivial.py", root / "heavy.py"
+        trivial.write_text(TRIVIAL)
+        heavy.write_text(HEAVY)
+        print(f"{args.jobs} at once on {os.cpu_count()} cores, {PY}")
+        print(f"trivial argparse script, {args.tasks} tasks:")
+        bench(root, "trivial", trivial, args.tasks, args.jobs, set(args.only), args.rounds)
+        if heavy_n:
+            print(f"pandas + numpy script, {heavy_n} tasks:")
+            bench(root, "heavy", heavy, heavy_n, args.jobs, set(args.only), args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,402 @@
+"""Warm start (`warm: true`): a fork server that imports what the script imports once, then forks per task.
+
+The runner starts one server per run (`python -m batchsweep.warm SCRIPT`) and talks to it over the server's
+stdin and stdout, one JSON object a line:
+
+    runner → server   {"id": 7, "argv": [python, script, --flag, ...], "cwd": ..., "env": {...}, "stdout": ..., "stderr": ...}
+    server → runner   {"ready": true, "threads": 1}      once, after the imports
+                      {"id": 7, "pid": 4242}             the child runs
+                      {"id": 7, "exit": 0}               ...and ended (a negative code: killed by that signal)
+                      {"id": 7, "error": "..."}          it could not be started
+
+Each child is what a cold task would be: its own session and process group, the task's working directory,
+stdin from /dev/null, stdout/stderr into the task's log files, the task's environment and argv, the script run
+as `__main__`. The runner waits for the exit message and kills the group on a timeout, as for a cold task.
+The server ends at EOF on its stdin: when the run ends, and when the runner dies, however it dies.
+"""
+
+from __future__ import annotations
+
+import ast
+import gc
+import importlib.util
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+READY_TIMEOUT_S = 300.0  # importing a big ML stack on a cold disk can take a while
+START_TIMEOUT_S = 60.0
+
+
+# -- runner side ----------------------------------------------------------------------------------
+class WarmProcess:
+    """A task forked by the server: the members of `subprocess.Popen` that the worker uses."""
+
+    def __init__(self, request_id: int, argv: list[str]) -> None:
+        self.id = request_id
+        self.args = argv
+        self.pid = 0
+        self.returncode: int | None = None
+        self.error: str | None = None
+        self._started = threading.Event()
+        self._ended = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._ended.wait(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+        assert self.returncode is not None
+        return self.returncode
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+
+def unusable_reason(*, script: str | None, function: str | None) -> str | None:
+    """Why this run cannot be warm-started, in a few words; None when it can."""
+    if function or not script:
+        return "function tasks run cold"
+    if not hasattr(os, "fork"):
+        return "this platform has no os.fork"
+    return None
+
+
+class WarmServer:
+    """The runner's handle on one fork server."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], scratch: str) -> None:
+        self._proc = proc
+        self._scratch = scratch
+        self._lock = threading.Lock()
+        self._next_id = 0
+        self._tasks: dict[int, WarmProcess] = {}
+        self._ready = threading.Event()
+        self._hello: dict[str, Any] = {}
+        self._gone = False
+        self._reader = threading.Thread(target=self._read, name="batchsweep-warm-reader", daemon=True)
+        self._reader.start()
+
+    @classmethod
+    def start(cls, script: Path, *, env: dict[str, str], python: str = sys.executable) -> WarmServer | str:
+        """A ready server, or the reason (a few words) why warm start cannot be used for this script."""
+        scratch = tempfile.mkdtemp(prefix="batchsweep-warm-")
+        try:
+            proc = subprocess.Popen(
+                [python, "-m", "batchsweep.warm", str(script)], cwd=scratch, env={**env, "PYTHONUNBUFFERED": "1"},
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+            )
+        except OSError as e:
+            shutil.rmtree(scratch, ignore_errors=True)
+            return f"could not start the fork server: {e}"
+        server = cls(proc, scratch)
+        if not server._ready.wait(READY_TIMEOUT_S) or server._gone:
+            server.close()
+            return "the fork server ended while importing the script's imports"
+        threads = int(server._hello.get("threads", 1))
+        if threads > 1:
+            server.close()
+            return f"the script's imports start threads ({threads} running), which a fork would not copy"
+        return server
+
+    def launch(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> WarmProcess:
+        """Fork a child for one task; returns once it runs. Raises OSError when it could not be started."""
+        with self._lock:
+            if self._gone:
+                raise OSError("the fork server has ended")
+            self._next_id += 1
+            task = WarmProcess(self._next_id, argv)
+            self._tasks[task.id] = task
+            request = {"id": task.id, "argv": argv[1:], "cwd": str(cwd), "env": env,
+                       "stdout": str(stdout), "stderr": str(stderr)}
+            assert self._proc.stdin is not None
+            try:
+                self._proc.stdin.write(json.dumps(request).encode() + b"\n")
+                self._proc.stdin.flush()
+            except (BrokenPipeError, ValueError) as e:
+                self._tasks.pop(task.id, None)
+                raise OSError(f"the fork server has ended: {e}") from None
+        if not task._started.wait(START_TIMEOUT_S):
+            raise OSError("the fork server did not start the task in time")
+        if task.error is not None:
+            raise OSError(task.error)
+        return task
+
+    def launcher(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> Any:
+        """`worker.Launcher`: warm while the server lives, cold after (a server that died mid-run)."""
+        if self._gone:
+            from batchsweep.worker import launch_cold
+
+            return launch_cold(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+        return self.launch(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            msg = json.loads(line)
+            if msg.get("ready"):
+                self._hello = msg
+                self._ready.set()
+                continue
+            with self._lock:
+                task = self._tasks.get(msg["id"])
+                if task is not None and ("exit" in msg or "error" in msg):
+                    del self._tasks[msg["id"]]
+            if task is None:
+                continue
+            if "pid" in msg:
+                task.pid = msg["pid"]
+                task._started.set()
+            elif "error" in msg:
+                task.error = msg["error"]
+                task._started.set()
+            else:
+                task.returncode = int(msg["exit"])
+                task._ended.set()
+        self._lost()
+
+    def _lost(self) -> None:
+        """The server is gone: its children's exit codes are lost with it, so end them and say they were killed."""
+        with self._lock:
+            self._gone = True
+            orphans = list(self._tasks.values())
+            self._tasks.clear()
+        self._ready.set()
+        for task in orphans:
+            if task.pid:
+                try:
+                    os.killpg(task.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                task.returncode = -signal.SIGKILL
+            else:
+                task.error = "the fork server ended before the task started"
+            task._started.set()
+            task._ended.set()
+
+    def close(self) -> None:
+        """End the server (EOF on its stdin) and wait for it."""
+        stdin: IO[bytes] | None = self._proc.stdin
+        with self._lock:
+            try:
+                if stdin is not None:
+                    stdin.close()
+            except OSError:
+                pass
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._reader.join(timeout=10)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+# -- server side ----------------------------------------------------------------------------------
+def import_statements(source: str, filename: str) -> list[ast.stmt]:
+    """The script's module-level imports (also inside a top-level try:), absolute ones only."""
+    found: list[ast.stmt] = []
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and node.level == 0
+                                                and node.module and node.module != "__future__"):
+                found.append(node)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+
+    visit(ast.parse(source, filename).body)
+    return found
+
+
+def _is_local(name: str, code_dir: str) -> bool:
+    """A module that lives beside the script: left for the task to import, with the task's cwd and env."""
+    try:
+        spec = importlib.util.find_spec(name.split(".")[0])
+    except (ImportError, ValueError):
+        return True
+    if spec is None:
+        return True
+    places = [spec.origin or "", *(spec.submodule_search_locations or [])]
+    return any(p and os.path.realpath(p).startswith(code_dir + os.sep) for p in places)
+
+
+def preload(script: str) -> None:
+    """Run the script's imports of installed modules (numpy, pandas, sklearn...) in this process."""
+    code_dir = os.path.dirname(os.path.realpath(script))
+    try:
+        with open(script, encoding="utf-8") as f:
+            statements = import_statements(f.read(), script)
+    except (OSError, SyntaxError, ValueError):
+        return  # the task itself reports it
+    for node in statements:
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            assert isinstance(node, ast.ImportFrom)
+            names = [node.module or ""]
+        if any(_is_local(n, code_dir) for n in names):
+            continue
+        try:
+            exec(compile(ast.Module(body=[node], type_ignores=[]), script, "exec"), {})  # noqa: S102
+        except BaseException:  # noqa: BLE001 - a failing import fails in the task, with its own traceback
+            continue
+
+
+def _send(fd: int, msg: dict[str, Any]) -> None:
+    data = json.dumps(msg).encode() + b"\n"
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def serve(ctl_in: int, ctl_out: int) -> dict[str, Any] | None:
+    """Fork a child per request until EOF. Returns None in the server (time to exit), the request in a child."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    sel = selectors.DefaultSelector()
+    sel.register(ctl_in, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+    children: dict[int, int] = {}
+    pending = b""
+    while True:
+        for key, _ in sel.select():
+            if key.fd == wake_r:
+                while True:
+                    try:
+                        if not os.read(wake_r, 4096):
+                            break
+                    except BlockingIOError:
+                        break
+                continue
+            data = os.read(ctl_in, 1 << 16)
+            if not data:
+                return None
+            pending += data
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                request = json.loads(line)
+                try:
+                    pid = os.fork()
+                except OSError as e:
+                    _send(ctl_out, {"id": request["id"], "error": f"fork failed: {e}"})
+                    continue
+                if pid == 0:
+                    sel.close()
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    for fd in (wake_r, wake_w, ctl_in, ctl_out):
+                        os.close(fd)
+                    return dict(request)
+                children[pid] = request["id"]
+                _send(ctl_out, {"id": request["id"], "pid": pid})
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid in children:
+                _send(ctl_out, {"id": children.pop(pid), "exit": os.waitstatus_to_exitcode(status)})
+
+
+def _redirect(fd: int, path: str, flags: int) -> None:
+    new = os.open(path, flags, 0o666)
+    if new != fd:
+        os.dup2(new, fd)
+        os.close(new)
+
+
+def run_child(request: dict[str, Any]) -> NoReturn:
+    """In the forked child: become the task (session, cwd, stdio, env, argv) and run the script as __main__."""
+    import runpy
+
+    os.setsid()
+    _redirect(0, os.devnull, os.O_RDONLY)
+    _redirect(1, request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    _redirect(2, request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = list(request["argv"])
+    script = sys.argv[0]
+    # `random` reseeds itself after a fork; numpy's global generator does not, and cold tasks each get a fresh one.
+    np_random = sys.modules.get("numpy.random")
+    if np_random is not None:
+        np_random.seed()
+    code, interrupted = 0, False
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as e:
+        code = _exit_code(e.code)
+    except BaseException as e:  # noqa: BLE001 - reported as the interpreter would, from the script's frame on
+        tb = e.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != script:
+            tb = tb.tb_next
+        sys.excepthook(type(e), e, tb or e.__traceback__)
+        code, interrupted = 1, isinstance(e, KeyboardInterrupt)
+        del e, tb
+    _exit(code, interrupted=interrupted)
+
+
+def _exit_code(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _exit(code: int, *, interrupted: bool) -> NoReturn:
+    """What interpreter shutdown does that a task can see, without tearing down every module of the server's
+    imports (that alone takes ~0.1 s with pandas loaded): join threads, run atexit, free the script's objects
+    (unclosed files flush), flush stdio. An uncaught KeyboardInterrupt ends by SIGINT, as in CPython."""
+    import atexit
+    import gc
+
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
+    atexit._run_exitfuncs()
+    gc.collect()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    if interrupted:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(code & 0xFF)
+
+
+def main(argv: list[str]) -> int:
+    script = argv[1]
+    # The protocol keeps the pipes; fd 0 and 1 go to /dev/null so nothing an import prints can garble it.
+    ctl_in, ctl_out = os.dup(0), os.dup(1)
+    _redirect(0, os.devnull, os.O_RDONLY)
+    _redirect(1, os.devnull, os.O_WRONLY)
+    sys.path[0] = os.path.dirname(os.path.realpath(script))  # as `python SCRIPT` would have it
+    preload(script)
+    gc.freeze()  # the imported modules' objects: a child's collections neither scan nor copy them
+    _send(ctl_out, {"ready": True, "threads": threading.active_count()})
+    request = serve(ctl_in, ctl_out)
+    if request is None:
+        return 0
+    run_child(request)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
