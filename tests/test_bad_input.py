@@ -98,6 +98,8 @@ CASES: dict[str, Case] = {
                                         "7.5 is not a valid int"),
     "a word for an int flag": run_case(params("{grid: {window: [five]}, fixed: {save_name: out}}"),
                                        "'five' is not a valid int"),
+    "a value left as CHANGE_ME by init": run_case(params("{grid: {window: [5]}, fixed: {save_name: CHANGE_ME}}"),
+                                                  "still CHANGE_ME"),
     "reserved env var": run_case(spec_with(env="{BATCHSWEEP_X: '1'}"), "BATCHSWEEP_X"),
     "bad metrics regex": run_case(spec_with(metrics="{stdout: '('}"), "bad regex"),
     "metrics regex without named groups": run_case(spec_with(metrics=r"{stdout: 'x=(\d+)'}"), "named groups"),

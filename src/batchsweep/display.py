@@ -27,11 +27,19 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, width=None if terminal else 200, soft_wrap=not terminal, highlight=False)
 
 
+def _duration(seconds: float | None) -> str:
+    if not seconds:
+        return "none"
+    h, rest = divmod(int(seconds), 3600)
+    m, s = divmod(rest, 60)
+    return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (s, "s")) if v) or f"{seconds:g}s"
+
+
 def _fmt(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.1f}" if value.is_integer() and abs(value) < 1e6 else f"{value:.4g}"
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value))
     return str(value)
@@ -56,7 +64,7 @@ def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
     r = p.spec.resources
     console.print(
         f"{len(p.tasks)} tasks · backend {p.spec.backend} · {r.vcpus:g} vCPU, {r.memory_mib} MiB each · "
-        f"timeout {p.spec.timeout or 'none'} · retries {p.spec.retries} · dry run: nothing was started"
+        f"timeout {_duration(p.spec.timeout)} · retries {p.spec.retries} · dry run: nothing was started"
     )
     if estimate is not None:
         console.print()

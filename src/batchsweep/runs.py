@@ -55,6 +55,12 @@ def _check_inputs(spec: Spec, tasks: Sequence[Task]) -> None:
                 )
 
 
+def _check_placeholders_filled(tasks: Sequence[Task]) -> None:
+    for name, value in (tasks[0].params.items() if tasks else ()):
+        if value == "CHANGE_ME" or value == ["CHANGE_ME"]:
+            raise SpecError(f"params.{name}: still CHANGE_ME (from `batchsweep init`); give it a value")
+
+
 def _check_script(spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
     from batchsweep import scriptargs
 
@@ -106,6 +112,7 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
         raise SpecError("params: the parameter space expands to no tasks; every block needs at least one value")
     # A search has no tasks yet (its rounds add them): check the script and inputs against example trials.
     examples, search_fields = _search_check(spec) if spec.search else (tasks, {})
+    _check_placeholders_filled(examples)
     _check_inputs(spec, examples)
     flags = _check_script(spec, examples)
     settings = engine.check(spec, tasks) if check_engine else {}
