@@ -5,6 +5,7 @@ Import them from a conftest (`from aws_fixtures import *`). The server itself is
 
     moto_endpoint   session-scoped: one `moto_server` process for the whole test session
     aws_env         function-scoped: a wiped server and an environment that points boto3 at it
+    session         function-scoped: a boto3 session on that server
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import os
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from batchsweep.aws.emulator import MotoServer
 
-__all__ = ["moto_endpoint", "aws_env"]
+__all__ = ["moto_endpoint", "aws_env", "session"]
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +44,11 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     yield moto_endpoint
+
+
+@pytest.fixture
+def session(aws_env: str) -> Any:
+    """A boto3 session aimed at the wiped moto server."""
+    from batchsweep.aws.clients import make_session
+
+    return make_session(region="us-east-1")

@@ -24,11 +24,6 @@ SCRIPTS = Path(__file__).parent.parent / "scripts"
 
 
 @pytest.fixture
-def session(aws_env: str) -> Any:
-    return clients.make_session(region="us-east-1")
-
-
-@pytest.fixture
 def stack(session: Any) -> dict[str, str]:
     return emulator.deploy_stack(session)
 

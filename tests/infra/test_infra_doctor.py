@@ -7,17 +7,12 @@ from typing import Any
 
 import pytest
 
-from batchsweep.aws.clients import make_client, make_session
+from batchsweep.aws.clients import make_client
 from batchsweep.infra import doctor as doctor_module
 from batchsweep.infra import stack as infra
 from batchsweep.infra.doctor import doctor
 
 STACK = "bs-doctor"
-
-
-@pytest.fixture
-def session(aws_env: str) -> Any:
-    return make_session()
 
 
 @pytest.fixture

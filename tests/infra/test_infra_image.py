@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from batchsweep.aws.clients import make_session
 from batchsweep.errors import SweepError
 from batchsweep.infra import image
 from batchsweep.infra import stack as infra
@@ -95,11 +94,6 @@ def docker_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def calls(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
-@pytest.fixture
-def session(aws_env: str) -> Any:
-    return make_session()
 
 
 @pytest.fixture

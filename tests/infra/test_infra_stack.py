@@ -9,16 +9,11 @@ from typing import Any
 
 import pytest
 
-from batchsweep.aws.clients import make_client, make_session
+from batchsweep.aws.clients import make_client
 from batchsweep.errors import AwsSetupError, SweepError
 from batchsweep.infra import stack as infra
 
 STACK = "bs-test"
-
-
-@pytest.fixture
-def session(aws_env: str) -> Any:
-    return make_session()
 
 
 @pytest.fixture
