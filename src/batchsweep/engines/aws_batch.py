@@ -278,7 +278,8 @@ class AwsBatchEngine(Engine):
         now = time.monotonic()
         if self._last is not None and now < self._next_poll:
             return self._last
-        jobs = self._jobs()
+        submissions = self._record()["submissions"]  # one read of engine.json per poll
+        jobs = [job for sub in submissions for job in sub["jobs"]]
         described: list[dict[str, Any]] = []
         for i in range(0, len(jobs), 100):
             ids = [j["id"] for j in jobs[i:i + 100]]
@@ -291,9 +292,10 @@ class AwsBatchEngine(Engine):
             else:
                 children[job["status"]] += 1
         active = any(job["status"] not in TERMINAL for job in described)
-        k = max([s["tasks_per_child"] for s in self._record()["submissions"]] or [1])
+        k = max([s["tasks_per_child"] for s in submissions] or [1])
         running = (children["RUNNING"] + children["STARTING"])
-        notes = self._runnable_notes(described, children) if active else ()
+        submitted = min((s["submitted_at"] for s in submissions), default=time.time())
+        notes = self._runnable_notes(described, children, submitted) if active else ()
         counts = None
         if active:  # estimated from children while running; the store's statuses are read once it ends
             done = min(self.run.n_tasks, children["SUCCEEDED"] * k)
@@ -308,9 +310,9 @@ class AwsBatchEngine(Engine):
         self._next_poll = now + self._interval * random.uniform(0.8, 1.2)
         return progress
 
-    def _runnable_notes(self, described: list[dict[str, Any]], children: Counter[str]) -> tuple[str, ...]:
+    def _runnable_notes(self, described: list[dict[str, Any]], children: Counter[str],
+                        submitted: float) -> tuple[str, ...]:
         waiting = children["RUNNABLE"] and not (children["RUNNING"] + children["STARTING"] + children["SUCCEEDED"])
-        submitted = min((s["submitted_at"] for s in self._record()["submissions"]), default=time.time())
         if not waiting or time.time() - submitted < 120 or time.monotonic() - self._runnable_checked < 300:
             return ()
         self._runnable_checked = time.monotonic()
