@@ -66,7 +66,7 @@ def _check_script(spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
 
     if spec.function:
         module = spec.function.split(":")[0]
-        if space._module_file(spec) is None:
+        if space.module_file(spec) is None:
             raise SpecError(f"function: module {module!r} not found in {spec.base_dir}; "
                             "put the module next to the spec or fix the name")
         return scriptargs.flags_to_json(scriptargs.ScriptFlags(known=False))

@@ -117,7 +117,7 @@ def expand(spec: Spec, *, code_hash: str = "") -> list[Task]:
 def code_hash(spec: Spec) -> str:
     """Hash of the code a task runs: the script file, or the function's module file."""
     h = hashlib.sha256()
-    path = spec.script_path or _module_file(spec)
+    path = spec.script_path or module_file(spec)
     if path and path.is_file():
         h.update(path.read_bytes())
     else:
@@ -125,7 +125,7 @@ def code_hash(spec: Spec) -> str:
     return h.hexdigest()
 
 
-def _module_file(spec: Spec) -> Path | None:
+def module_file(spec: Spec) -> Path | None:
     if not spec.function:
         return None
     module = spec.function.split(":")[0].replace(".", "/")
