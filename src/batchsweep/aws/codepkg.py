@@ -95,10 +95,67 @@ def build(root: Path, *, exclude: list[str] | tuple[str, ...] = (), max_mib: flo
     return hashlib.sha256(data).hexdigest(), data
 
 
+class UnsafeArchive(ValueError):
+    """A member would land outside the target, or is not a plain file, directory or inside link."""
+
+
 def extract(data: bytes, target: Path) -> None:
+    """Unpack a code package or staged directory into `target`, refusing anything that could leave it."""
     target.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        tar.extractall(target, filter="data")
+        safe_extractall(tar, target)
+
+
+def safe_extractall(tar: tarfile.TarFile, target: Path, *, use_filter: bool | None = None) -> None:
+    """tarfile's "data" filter where this Python has it (3.10.12+, 3.11.4+), the same rules by hand before.
+
+    Refused: absolute names, `..`, device and FIFO members, and links whose target resolves outside `target`
+    (checked member by member, so a link extracted earlier cannot be used as a way out). Set-uid/gid bits are
+    dropped and files get their owner's read/write bits, as the data filter does.
+    """
+    if use_filter is None:
+        use_filter = hasattr(tarfile, "data_filter")
+    if use_filter:
+        for member in tar.getmembers():
+            _check_name(member.name)
+        try:
+            tar.extractall(target, filter="data")
+        except tarfile.FilterError as exc:  # type: ignore[attr-defined]
+            raise UnsafeArchive(str(exc)) from exc
+        return
+    root = os.path.realpath(target)
+    for member in tar:
+        _check_member(member, root)
+        tar.extract(member, root, set_attrs=False)
+        if member.isfile() or member.isdir():
+            dest = os.path.join(root, member.name)
+            os.chmod(dest, (member.mode & 0o777 & ~0o7000) | (0o700 if member.isdir() else 0o600))
+
+
+def _inside(root: str, path: str) -> bool:
+    return os.path.commonpath([root, path]) == root
+
+
+def _check_name(name: str) -> None:
+    if name.startswith(("/", "\\")) or os.path.isabs(name) or ".." in Path(name).parts:
+        raise UnsafeArchive(f"{name!r}: absolute path or '..' in an archive member")
+
+
+def _check_member(member: tarfile.TarInfo, root: str) -> None:
+    name = member.name
+    _check_name(name)
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        raise UnsafeArchive(f"{name!r}: a device or FIFO in an archive")
+    dest = os.path.realpath(os.path.join(root, name))
+    if not _inside(root, dest):
+        raise UnsafeArchive(f"{name!r} would be written outside {root}")
+    if member.issym():
+        link = os.path.join(os.path.dirname(os.path.join(root, name)), member.linkname)
+        if os.path.isabs(member.linkname) or not _inside(root, os.path.realpath(link)):
+            raise UnsafeArchive(f"{name!r} links to {member.linkname!r}, outside the target")
+    elif member.islnk():
+        if os.path.isabs(member.linkname) or not _inside(root, os.path.realpath(os.path.join(root, member.linkname))):
+            raise UnsafeArchive(f"{name!r} hard-links to {member.linkname!r}, outside the target")
 
 
 def file_sha256(path: Path) -> str:
