@@ -1,6 +1,7 @@
 # The two commands: `make demo` and `make test`. Everything installs from nothing.
 PY ?= python3
-VENV := .venv
+# One venv per interpreter: `make test PY=/usr/bin/python3` (Debian's 3.11.2) never reuses another Python's venv.
+VENV ?= .venv$(if $(filter python3,$(PY)),,-$(shell $(PY) -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])'))
 BIN := $(VENV)/bin
 CHECKOV_VENV := .venv-checkov
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -40,4 +41,4 @@ bench: setup
 	$(BIN)/python bench/local_throughput.py
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .batchsweep
+	rm -rf .venv .venv-3.* $(CHECKOV_VENV) .batchsweep
