@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from batchsweep import space
+from batchsweep import runlock, space
 from batchsweep.engines import get_engine
-from batchsweep.errors import RunNotFound, SpecError
+from batchsweep.errors import RunNotFound, SpecError, SweepError
 from batchsweep.model import State, Task, TaskStatus
 from batchsweep.spec import Spec
 from batchsweep.store import Store
@@ -147,14 +147,17 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False) ->
     """Write the run to the store and submit it. A failed submit leaves no run behind."""
     local = store if isinstance(store, Store) else Store.open(store)
     run_store = p.engine.run_store(p.info["engine"], local)
+    lock = _claim_run_id(p, run_store, local)
     run_id = p.info["run_id"]
-    info = {**p.info, "store": run_store.url}
-    info.update(p.engine.prepare(p.spec, run_store, info))
-    run_store.create_run(run_id, info, p.tasks)
-    if run_store.url != local.url:
-        local.write_json(local.run_key(run_id, "run.json"), {"run_id": run_id, "pointer": True, **_summary_fields(info)})
-    run = Run(run_store, run_id, info)
     try:
+        info = {**p.info, "store": run_store.url}
+        info.update(p.engine.prepare(p.spec, run_store, info))
+        run_store.create_run(run_id, info, p.tasks)
+        if run_store.url != local.url:
+            local.write_json(local.run_key(run_id, "run.json"),
+                             {"run_id": run_id, "pointer": True, **_summary_fields(info)})
+        run = Run(run_store, run_id, info)
+        run._hold_with(lock)
         if p.info.get("search"):
             from batchsweep import search
 
@@ -162,11 +165,27 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False) ->
         else:
             run.engine.submit([t.index for t in p.tasks], detach=detach)
     except BaseException:
+        lock.release()
         run_store.delete_run(run_id)
         if run_store.url != local.url:
             local.delete_run(run_id)
         raise
+    if detach:
+        run._let_go()
     return run
+
+
+def _claim_run_id(p: Plan, run_store: Store, local: Store) -> runlock.RunLock:
+    """Create the run's lock exclusively: an id that collides with any earlier run gets a new suffix."""
+    for _ in range(20):
+        run_id = p.info["run_id"]
+        taken = any(s.backend.exists(s.run_key(run_id, "run.json")) for s in {id(local): local, id(run_store): run_store}.values())
+        if not taken:
+            lock = runlock.RunLock.create(run_store, run_id, command="batchsweep run")
+            if lock is not None:
+                return lock
+        p.info["run_id"] = new_run_id(p.spec.name)
+    raise SweepError(f"could not find a free run id for {p.spec.name} in {run_store.url}")
 
 
 def _search_check(spec: Spec) -> tuple[list[Task], dict[str, Any]]:
@@ -190,6 +209,29 @@ class Run:
         self.id = run_id
         self.info = info if info is not None else store.run_info(run_id)
         self._baseline: dict[int, TaskStatus] | None = None  # statuses of tasks the engine is not running
+        self._lock: runlock.RunLock | None = None  # held while this process drives the run
+
+    # -- the one runner per run -----------------------------------------------------------------
+    def _hold(self, command: str) -> None:
+        """Become the run's only driver, or raise RunBusy naming the live one."""
+        if self._lock is None or self._lock.lost:
+            self._hold_with(runlock.RunLock.acquire(self.store, self.id, command=command))
+
+    def _hold_with(self, lock: runlock.RunLock) -> None:
+        self._lock = lock
+        lock.start_heartbeat(on_cancel=self._cancel_requested)
+
+    def _let_go(self) -> None:
+        """Release the hold (unless a detached runner took it over)."""
+        if self._lock is not None:
+            if not self._lock.handed_over:
+                self._lock.release()
+            self._lock = None
+
+    def _cancel_requested(self) -> None:
+        """`batchsweep cancel` from another process or host reached this driver."""
+        self.info = self.store.update_run_info(self.id, cancelled=True)
+        self.engine.cancel()
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, store={self.store.url!r})"
@@ -267,22 +309,39 @@ class Run:
     def wait(self, *, progress: bool = True, interval: float = 0.25) -> int:
         from batchsweep.progress import watch
 
-        if self.info.get("search"):
-            from batchsweep import search
+        try:
+            if self.info.get("search"):
+                from batchsweep import search
 
-            search.drive(self, progress=progress, interval=interval)
-        else:
-            watch(self, show=progress, interval=interval)
-        self.engine.close()
+                self._hold("batchsweep wait")  # the waiting process drives a search's rounds
+                search.drive(self, progress=progress, interval=interval)
+            else:
+                watch(self, show=progress, interval=interval)
+            self.engine.close()
+        finally:
+            self._let_go()
         return self.exit_code
 
     def cancel(self) -> None:
         self.store.update_run_info(self.id, cancelled=True)
         self.info["cancelled"] = True
+        if self._lock is None:
+            runlock.request_cancel(self.store, self.id)  # the driver may be another process, on another host
         self.engine.cancel()
 
     def resume(self, *, detach: bool = False) -> list[int]:
         """Run again every task that did not succeed. Returns their indices."""
+        self._hold("batchsweep resume")
+        try:
+            todo = self._resume(detach=detach)
+        except BaseException:
+            self._let_go()
+            raise
+        if detach or not todo:
+            self._let_go()
+        return todo
+
+    def _resume(self, *, detach: bool) -> list[int]:
         if self.engine.poll().active:
             raise SpecError(f"run {self.id} is still running; wait for it or `batchsweep cancel {self.id}` first")
         if self.info.get("search"):

@@ -16,9 +16,12 @@ No other module assembles these paths. Two backends implement a handful of blob 
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,9 +43,63 @@ class Backend(Protocol):
     def exists(self, key: str) -> bool: ...
     def list_dirs(self, prefix: str) -> list[str]: ...  # names of the "directories" right under prefix
     def list_files(self, prefix: str) -> list[str]: ...  # keys of every file under prefix, recursively
-    def upload_dir(self, local: Path, key: str) -> None: ...
+    def upload_dir(self, local: Path, key: str) -> None: ...  # regular files only: symlinks are never followed
     def download(self, key: str, local: Path) -> None: ...
     def delete_prefix(self, prefix: str) -> None: ...
+    # Conditional writes, for the run lock (`batchsweep.runlock`): exclusive create and compare-and-swap.
+    def create_exclusive(self, key: str, data: bytes) -> bool: ...  # False when the key exists
+    def read_tagged(self, key: str) -> tuple[bytes, str]: ...  # (data, a tag that changes with every write)
+    def replace_if(self, key: str, data: bytes, tag: str) -> bool: ...  # False when the tag no longer matches
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask would race with other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give: teammates read a shared store as the umask allows
+
+
+def _write_temp(target: Path, data: bytes) -> str:
+    """A complete, fsync'ed temp file beside target (so a crash never leaves a rename of an empty file)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def regular_files(root: Path) -> list[str]:
+    """Posix paths (relative to root) of the regular files under root. Symlinks, to files or to directories,
+    are never followed: a task cannot make an upload read a file outside its directory."""
+    found = []
+    for parent, dirs, names in os.walk(root):  # os.walk does not descend into symlinked directories
+        rel_parent = os.path.relpath(parent, root).replace(os.sep, "/")
+        for name in names:
+            try:
+                st = os.lstat(os.path.join(parent, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append(name if rel_parent == "." else f"{rel_parent}/{name}")
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(parent, d))]
+    return sorted(found)
 
 
 class LocalBackend:
@@ -59,11 +116,41 @@ class LocalBackend:
 
     def write_bytes(self, key: str, data: bytes) -> None:
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
+        tmp = _write_temp(target, data)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        target = self.path(key)
+        tmp = _write_temp(target, data)
+        try:
+            os.link(tmp, target)  # atomic and exclusive, and the file appears whole
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+
+    def read_tagged(self, key: str) -> tuple[bytes, str]:
+        data = self.read_bytes(key)
+        return data, hashlib.sha256(data).hexdigest()
+
+    def replace_if(self, key: str, data: bytes, tag: str) -> bool:
+        target = self.path(key)
+        # flock guards the read-compare-write; the kernel drops it if this process dies.
+        with open(target.parent / f".{target.name}.flock", "a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            try:
+                _, current = self.read_tagged(key)
+            except FileNotFoundError:
+                return False
+            if current != tag:
+                return False
+            self.write_bytes(key, data)
+            return True
 
     def exists(self, key: str) -> bool:
         return self.path(key).exists()
@@ -97,7 +184,10 @@ class LocalBackend:
     def upload_dir(self, local: Path, key: str) -> None:
         target = self.path(key)
         if local.resolve() != target.resolve():
-            shutil.copytree(local, target, dirs_exist_ok=True)
+            for rel in regular_files(local):
+                dest = target / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(local / rel, dest, follow_symlinks=False)
 
     def download(self, key: str, local: Path) -> None:
         local.parent.mkdir(parents=True, exist_ok=True)

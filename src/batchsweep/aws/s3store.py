@@ -89,9 +89,46 @@ class S3Backend:
         self.client.upload_file(str(local), self.bucket, self._key(key))
 
     def upload_dir(self, local: Path, key: str) -> None:
-        files = [p for p in sorted(local.rglob("*")) if p.is_file()]
+        from batchsweep.store import regular_files
+
+        files = regular_files(local)  # never through a symlink
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda p: self.upload_file(p, f"{key}/{p.relative_to(local).as_posix()}"), files))
+            list(pool.map(lambda rel: self.upload_file(local / rel, f"{key}/{rel}"), files))
+
+    # -- conditional writes (S3 honours If-None-Match / If-Match on PUT) ------------------------
+    @staticmethod
+    def _precondition_failed(e: Exception) -> bool:
+        code = getattr(e, "response", {}).get("Error", {}).get("Code")
+        return code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as e:
+            if self._precondition_failed(e):
+                return False
+            raise
+
+    def read_tagged(self, key: str) -> tuple[bytes, str]:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(key) from None
+        return bytes(response["Body"].read()), str(response["ETag"])
+
+    def replace_if(self, key: str, data: bytes, tag: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=tag)
+            return True
+        except ClientError as e:
+            if self._precondition_failed(e) or e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return False
+            raise
 
     def download(self, key: str, local: Path) -> None:
         from botocore.exceptions import ClientError

@@ -15,13 +15,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batchsweep import runlock
 from batchsweep.engines.base import Engine, Progress
 from batchsweep.model import TaskStatus
+from batchsweep.runlock import start_time as _start_time
 from batchsweep.worker import (
     Launcher,
     ProcessRegistry,
@@ -36,21 +38,14 @@ if TYPE_CHECKING:
     from batchsweep.warm import WarmServer
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks (field 22 of /proc/PID/stat): tells a live pid from a reused one."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else fields[19]  # a zombie has exited: not alive
-
-
-def _alive(record: dict[str, Any]) -> bool:
+def _alive(record: dict[str, Any], run: Run) -> bool:
+    if record.get("finished"):
+        return False
     if record.get("host") != socket.gethostname():
-        return True  # another machine's runner: trust the record until it says it finished
+        # Another machine's (or container's) runner: alive while it holds the run with a fresh heartbeat.
+        return runlock.holder(run.store, run.id) is not None
     pid = record.get("pid")
-    if not pid or record.get("finished"):
+    if not pid:
         return False
     started = _start_time(pid)
     return started is not None and started == record.get("pid_started")
@@ -67,15 +62,20 @@ class LocalEngine(Engine):
         self._lock = threading.Lock()
         self._written: dict[int, TaskStatus] = {}
         self._covers: frozenset[int] = frozenset()
+        self._lock_release: Callable[[], None] | None = None  # a detached runner lets go of the run first
 
     # -- submit -------------------------------------------------------------------------------
     def submit(self, indices: Sequence[int], *, detach: bool) -> None:
         if detach:
+            lock = self.run._lock
             proc = subprocess.Popen(
-                [sys.executable, "-m", "batchsweep.engines.local", self.run.store.url, self.run.id],
+                [sys.executable, "-m", "batchsweep.engines.local", self.run.store.url, self.run.id,
+                 lock.record.token if lock is not None else ""],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
+            if lock is not None:
+                lock.hand_over(proc.pid)  # the runner adopts the hold: a second resume is refused meanwhile
             self._record(proc.pid)
             return
         self._record(os.getpid())
@@ -139,6 +139,8 @@ class LocalEngine(Engine):
         return None
 
     def _finish(self) -> None:
+        if self._lock_release is not None:
+            self._lock_release()
         key = self.run.store.run_key(self.run.id, "engine.json")
         try:
             record = self.run.store.read_json(key)
@@ -157,7 +159,7 @@ class LocalEngine(Engine):
             record = self.run.store.read_json(self.run.store.run_key(self.run.id, "engine.json"))
         except FileNotFoundError:
             return Progress(active=False)
-        active = _alive(record)
+        active = _alive(record, self.run)
         workers = self.run.info.get("max_parallel") or os.cpu_count() or 1
         return Progress(active=active, running=workers if active else 0)
 
@@ -170,11 +172,14 @@ class LocalEngine(Engine):
             record = self.run.store.read_json(self.run.store.run_key(self.run.id, "engine.json"))
         except FileNotFoundError:
             return
-        if _alive(record) and record.get("host") == socket.gethostname():
+        if not _alive(record, self.run):
+            return
+        if record.get("host") == socket.gethostname():
             os.kill(record["pid"], signal.SIGTERM)
-            deadline = time.monotonic() + 30
-            while self.poll().active and time.monotonic() < deadline:
-                time.sleep(0.05)
+        # else: Run.cancel left a cancel request the runner sees with its next heartbeat
+        deadline = time.monotonic() + 30 + (0 if record.get("host") == socket.gethostname() else runlock.HEARTBEAT_S)
+        while self.poll().active and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def logs(self, index: int, *, stderr: bool = False) -> Iterator[str] | None:
         return None  # a running task's log file is already in the store, where `logs` reads it
@@ -184,17 +189,23 @@ class LocalEngine(Engine):
             self._thread.join()
 
 
-def _serve(store_url: str, run_id: str) -> None:
-    """The detached runner: run every task that has no status yet."""
+def _serve(store_url: str, run_id: str, token: str) -> None:
+    """The detached runner: run every task that has no status yet, holding the run (see `batchsweep.runlock`)."""
     from batchsweep.runs import load_run
 
     run = load_run(run_id, store=store_url)
+    lock = runlock.RunLock.adopt(run.store, run.id, token, command="batchsweep runner")
     engine = LocalEngine(run)
     signal.signal(signal.SIGTERM, lambda *_: engine._registry.cancel_all())
-    engine._record(os.getpid())
-    done = set(run.store.statuses(run.id))
-    engine.execute([t.index for t in run.tasks() if t.index not in done])
+    lock.start_heartbeat(on_cancel=engine._registry.cancel_all)
+    engine._lock_release = lock.release
+    try:
+        engine._record(os.getpid())
+        done = set(run.store.statuses(run.id))
+        engine.execute([t.index for t in run.tasks() if t.index not in done])
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1], sys.argv[2])
+    _serve(sys.argv[1], sys.argv[2], sys.argv[3])

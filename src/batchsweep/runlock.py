@@ -1,0 +1,227 @@
+"""One runner per run: `runs/<id>/runner.json`, taken by an exclusive create or a compare-and-swap in the store.
+
+The first create of the file claims the run id (a colliding id can never overwrite an earlier run). From then on
+the file is only replaced conditionally (If-Match on S3, an flock'ed compare on a local disk), so of two
+processes that want the run, exactly one wins. The holder rewrites its heartbeat every HEARTBEAT_S seconds;
+a holder is alive while its process runs (same host) or its heartbeat is younger than STALE_S (another host,
+a restarted container). A dead or stale holder is taken over; a released file is free.
+
+The heartbeat thread also looks for a cancel request (`runs/<id>/cancel.json`, written by `batchsweep cancel`
+on any host) and calls the holder's cancel hook, so a cancel reaches a runner on another machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batchsweep.errors import SweepError
+
+if TYPE_CHECKING:
+    from batchsweep.store import Store
+
+HEARTBEAT_S = float(os.environ.get("BATCHSWEEP_HEARTBEAT_S", "5"))
+STALE_S = float(os.environ.get("BATCHSWEEP_STALE_S", "60"))
+
+
+class RunBusy(SweepError):
+    """Another live process drives this run."""
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat): tells a live pid from a reused one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]  # a zombie has exited: not alive
+
+
+@dataclass(frozen=True)
+class Holder:
+    token: str
+    host: str
+    pid: int
+    pid_started: str | None
+    command: str
+    heartbeat_at: float
+    released: bool = False
+
+    def alive(self, now: float | None = None) -> bool:
+        if self.released:
+            return False
+        if self.host == socket.gethostname():
+            started = start_time(self.pid)
+            if started is None:
+                return False  # the process is gone
+            if self.pid_started is not None:
+                return started == self.pid_started  # else its pid was reused (a restarted container)
+        return (now or time.time()) - self.heartbeat_at < STALE_S
+
+    def describe(self) -> str:
+        age = max(0.0, time.time() - self.heartbeat_at)
+        return f"`{self.command}` (pid {self.pid} on {self.host}, heartbeat {age:.0f}s ago)"
+
+    @classmethod
+    def parse(cls, data: bytes) -> Holder | None:
+        try:
+            d = json.loads(data)
+            return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        except (ValueError, TypeError, KeyError):
+            return None  # a damaged lock file holds nothing
+
+
+def holder(store: Store, run_id: str) -> Holder | None:
+    """The run's live holder, or None."""
+    try:
+        found = Holder.parse(store.backend.read_bytes(store.run_key(run_id, "runner.json")))
+    except FileNotFoundError:
+        return None
+    return found if found is not None and found.alive() else None
+
+
+class RunLock:
+    """This process's hold on a run."""
+
+    def __init__(self, store: Store, run_id: str, record: Holder, tag: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.key = store.run_key(run_id, "runner.json")
+        self.record = record
+        self._tag = tag
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._mutex = threading.Lock()
+        self.lost = False
+        self.handed_over = False
+        self.on_cancel: Callable[[], Any] | None = None
+        self._cancel_seen = False
+
+    @staticmethod
+    def _new(command: str, *, pid: int | None = None, token: str | None = None) -> Holder:
+        pid = pid or os.getpid()
+        return Holder(token=token or secrets.token_hex(8), host=socket.gethostname(), pid=pid,
+                      pid_started=start_time(pid), command=command, heartbeat_at=time.time())
+
+    @staticmethod
+    def _bytes(record: Holder) -> bytes:
+        return json.dumps(asdict(record)).encode()
+
+    @classmethod
+    def create(cls, store: Store, run_id: str, *, command: str) -> RunLock | None:
+        """Claim a new run id: None when any run (live or not) already has it."""
+        record = cls._new(command)
+        data = cls._bytes(record)
+        if not store.backend.create_exclusive(store.run_key(run_id, "runner.json"), data):
+            return None
+        _, tag = store.backend.read_tagged(store.run_key(run_id, "runner.json"))
+        return cls(store, run_id, record, tag)
+
+    @classmethod
+    def acquire(cls, store: Store, run_id: str, *, command: str) -> RunLock:
+        """Take the run, or raise RunBusy naming the live holder."""
+        key = store.run_key(run_id, "runner.json")
+        record = cls._new(command)
+        for _ in range(5):
+            if store.backend.create_exclusive(key, cls._bytes(record)):  # a run from before locks existed
+                return cls(store, run_id, record, store.backend.read_tagged(key)[1])
+            try:
+                data, tag = store.backend.read_tagged(key)
+            except FileNotFoundError:
+                continue
+            current = Holder.parse(data)
+            if current is not None and current.alive():
+                raise RunBusy(f"run {run_id} is being driven by {current.describe()}; wait for it "
+                              f"(`batchsweep wait {run_id}`) or stop it (`batchsweep cancel {run_id}`)")
+            if store.backend.replace_if(key, cls._bytes(record), tag):
+                return cls(store, run_id, record, store.backend.read_tagged(key)[1])
+        raise RunBusy(f"run {run_id}: another process is taking it over right now; try again")
+
+    @classmethod
+    def adopt(cls, store: Store, run_id: str, token: str, *, command: str) -> RunLock:
+        """The detached runner takes over the hold its parent made for it (same token)."""
+        key = store.run_key(run_id, "runner.json")
+        for _ in range(20):  # the parent may be naming this process in the same instant
+            data, tag = store.backend.read_tagged(key)
+            current = Holder.parse(data)
+            if current is None or current.token != token or current.released:
+                break
+            lock = cls(store, run_id, current, tag)
+            if lock.update(pid=os.getpid(), pid_started=start_time(os.getpid()), command=command):
+                return lock
+        raise RunBusy(f"run {run_id} was taken over by another process; this runner stops")
+
+    # -- while held ---------------------------------------------------------------------------
+    def update(self, **changes: Any) -> bool:
+        """Rewrite the record (compare-and-swap). False, and `lost`, when another process took the run."""
+        with self._mutex:
+            if self.lost:
+                return False
+            record = Holder(**{**asdict(self.record), **changes, "heartbeat_at": time.time()})
+            if not self.store.backend.replace_if(self.key, self._bytes(record), self._tag):
+                self.lost = True
+                return False
+            self.record = record
+            self._tag = self.store.backend.read_tagged(self.key)[1]
+            return True
+
+    def hand_over(self, pid: int) -> str:
+        """Name a child process (the detached runner) as the holder; it adopts the hold with the token."""
+        self._stop_heartbeat()
+        self.handed_over = True
+        self.update(pid=pid, pid_started=start_time(pid))  # fails harmlessly if the child adopted it first
+        return self.record.token
+
+    def start_heartbeat(self, on_cancel: Callable[[], Any] | None = None) -> None:
+        self.on_cancel = on_cancel
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._beat, name="batchsweep-heartbeat", daemon=True)
+            self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                if not self.update():
+                    return
+                self._check_cancel()
+            except Exception:  # noqa: BLE001 - a missed beat is retried; a long outage makes the hold stale
+                continue
+
+    def _check_cancel(self) -> None:
+        if self._cancel_seen or self.on_cancel is None:
+            return
+        try:
+            request = json.loads(self.store.backend.read_bytes(self.store.run_key(self.run_id, "cancel.json")))
+        except (FileNotFoundError, ValueError):
+            return
+        if isinstance(request, dict) and request.get("token") == self.record.token:
+            self._cancel_seen = True
+            threading.Thread(target=self.on_cancel, name="batchsweep-cancel", daemon=True).start()
+
+    def _stop_heartbeat(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._thread = None
+
+    def release(self) -> None:
+        self._stop_heartbeat()
+        if not self.lost and not self.record.released:
+            self.update(released=True)
+
+
+def request_cancel(store: Store, run_id: str) -> Holder | None:
+    """Ask the run's live holder, wherever it runs, to cancel. Returns that holder (None: nobody holds it)."""
+    current = holder(store, run_id)
+    if current is not None:
+        store.write_json(store.run_key(run_id, "cancel.json"), {"token": current.token, "at": time.time()})
+    return current

@@ -1,0 +1,52 @@
+"""A task that misbehaves on request (issue 15): logs each execution, fails once, leaves a setsid grandchild,
+writes a hostile metrics.json, floods stdout."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+p = argparse.ArgumentParser()
+p.add_argument("--a", type=int, required=True)
+p.add_argument("--log", default="")  # appends one line per execution
+p.add_argument("--fail_first", default="")  # a directory: fail unless <dir>/<a> exists (and create it)
+p.add_argument("--sleep", type=float, default=0.0)
+p.add_argument("--setsid_child", default="")  # a directory: start a setsid grandchild, write its pid there
+p.add_argument("--metrics_kind", default="")  # fifo | dir | symlink | huge
+p.add_argument("--stdout_mib", type=int, default=0)
+p.add_argument("--xs", type=int, nargs="*", default=[])
+args = p.parse_args()
+
+if args.log:
+    with open(args.log, "a") as f:
+        f.write(f"{args.a}\n")
+if args.setsid_child:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    with open(os.path.join(args.setsid_child, f"{args.a}.pid"), "w") as f:
+        f.write(str(child.pid))
+time.sleep(args.sleep)
+if args.fail_first:
+    marker = os.path.join(args.fail_first, str(args.a))
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        sys.exit(3)
+if args.stdout_mib:
+    line = ("x" * 1023 + "\n").encode()
+    out = sys.stdout.buffer
+    for _ in range(args.stdout_mib * 1024):
+        out.write(line)
+    out.write(b'{"last": 1}\n')
+    out.flush()
+if args.metrics_kind == "fifo":
+    os.mkfifo("metrics.json")
+elif args.metrics_kind == "dir":
+    os.mkdir("metrics.json")
+elif args.metrics_kind == "symlink":
+    os.symlink("/etc/passwd", "metrics.json")
+elif args.metrics_kind == "huge":
+    with open("metrics.json", "w") as f:
+        f.write('{"x": "' + "y" * (70 << 20) + '"}')
+elif not args.stdout_mib:
+    with open("metrics.json", "w") as f:
+        json.dump({"a2": args.a * 2, "n_xs": len(args.xs)}, f)

@@ -1,0 +1,174 @@
+"""One runner per run (issue 15, item 1): an exclusive lock in the store, on a local disk and on S3."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import write_spec
+
+import batchsweep
+from batchsweep import runlock, runs
+from batchsweep.store import Store
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "batchsweep", *args, "--store", str(tmp_path / "store")],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "CI": "1"})
+
+
+def _failing_once_run(tmp_path: Path, n: int = 6) -> tuple[str, Path]:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    log = tmp_path / "executions.log"
+    spec = write_spec(tmp_path, f"""
+        name: twice
+        script: {SCRIPTS / 'hostile_task.py'}
+        params: {{grid: {{a: {list(range(n))}}}, fixed: {{log: "{log}", fail_first: "{marks}", sleep: 0.4}}}}
+        max_parallel: 2
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    assert set(run.results()["status"]) == {"failed"}
+    return run.id, log
+
+
+def test_two_resumes_started_together_one_is_refused_and_no_task_runs_twice(tmp_path):
+    run_id, log = _failing_once_run(tmp_path)
+    first, second = _cli(tmp_path, "resume", run_id), _cli(tmp_path, "resume", run_id)
+    outcomes = sorted([(p.wait(timeout=120), p.stderr.read()) for p in (first, second)])
+    assert outcomes[0][0] == 0, outcomes
+    assert outcomes[1][0] == 2 and "is being driven by" in outcomes[1][1], outcomes
+    assert len(outcomes[1][1].strip().splitlines()) == 1
+    assert sorted(map(int, log.read_text().split())) == sorted(list(range(6)) * 2)  # once failing, once resumed
+    df = batchsweep.load_run(run_id, store=tmp_path / "store").results(refresh=True)
+    assert len(df) == 6 and set(df["status"]) == {"succeeded"}
+
+
+def test_two_resumes_racing_in_one_instant_run_each_task_once(tmp_path):
+    import threading
+
+    run_id, log = _failing_once_run(tmp_path)
+    runs_ = [batchsweep.load_run(run_id, store=tmp_path / "store") for _ in range(2)]
+    barrier = threading.Barrier(2)
+    outcome: dict[int, object] = {}
+
+    def resume(i: int) -> None:
+        barrier.wait()
+        try:
+            outcome[i] = runs_[i].resume()
+            runs_[i].wait(progress=False)
+        except runlock.RunBusy as e:
+            outcome[i] = e
+
+    threads = [threading.Thread(target=resume, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(type(v).__name__ for v in outcome.values()) == ["RunBusy", "list"]
+    assert sorted(map(int, log.read_text().split())) == sorted(list(range(6)) * 2)
+
+
+def test_a_detached_runner_holds_the_run_until_it_ends(tmp_path):
+    run_id, log = _failing_once_run(tmp_path, n=4)
+    run = batchsweep.load_run(run_id, store=tmp_path / "store")
+    run.resume(detach=True)
+    with pytest.raises(runlock.RunBusy, match="is being driven by"):
+        batchsweep.load_run(run_id, store=tmp_path / "store").resume()
+    assert batchsweep.load_run(run_id, store=tmp_path / "store").wait(progress=False) == 0
+    assert runlock.holder(Store.open(tmp_path / "store"), run_id) is None
+    assert len(log.read_text().split()) == 8
+
+
+def _plant(store: Store, run_id: str, **fields: object) -> None:
+    record = {"token": "t0", "host": "elsewhere", "pid": 1, "pid_started": "1", "command": "batchsweep run",
+              "heartbeat_at": time.time(), **fields}
+    store.backend.write_bytes(store.run_key(run_id, "runner.json"), json.dumps(record).encode())
+
+
+def test_a_runner_on_another_host_blocks_while_its_heartbeat_is_fresh_then_is_taken_over(tmp_path):
+    run_id, _ = _failing_once_run(tmp_path, n=2)
+    store = Store.open(tmp_path / "store")
+    _plant(store, run_id)
+    run = batchsweep.load_run(run_id, store=store)
+    with pytest.raises(runlock.RunBusy, match="on elsewhere"):
+        run.resume()
+    assert run.engine.poll().active is False  # the local engine record is finished: status/wait do not hang
+    _plant(store, run_id, heartbeat_at=time.time() - runlock.STALE_S - 1)
+    assert run.resume() and run.wait(progress=False) == 0
+
+
+def test_a_crashed_runner_on_this_host_is_taken_over_at_once(tmp_path):
+    import socket
+
+    run_id, _ = _failing_once_run(tmp_path, n=2)
+    store = Store.open(tmp_path / "store")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _plant(store, run_id, host=socket.gethostname(), pid=dead.pid, pid_started="0")
+    run = batchsweep.load_run(run_id, store=store)
+    assert run.resume() and run.wait(progress=False) == 0
+
+
+def test_a_colliding_run_id_never_overwrites_an_earlier_run(tmp_path, monkeypatch):
+    spec = write_spec(tmp_path, f"""
+        name: same
+        script: {SCRIPTS / 'hostile_task.py'}
+        params: {{grid: {{a: [1]}}}}
+    """)
+    ids = iter(["same-fixed", "same-fixed", "same-next"])
+    monkeypatch.setattr(runs, "new_run_id", lambda name: next(ids))
+    first = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    second = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    assert first.id == "same-fixed" and second.id == "same-next"
+    assert Store.open(tmp_path / "store").run_info("same-fixed")["created"] == first.info["created"]
+
+
+def test_cancel_reaches_a_runner_through_the_store(tmp_path):
+    """A cancel request in the store stops the driver even where no signal can reach it (another host)."""
+    spec = write_spec(tmp_path, f"""
+        name: farcancel
+        script: {SCRIPTS / 'hostile_task.py'}
+        params: {{grid: {{a: [1, 2, 3, 4, 5, 6]}}, fixed: {{sleep: 30}}}}
+        max_parallel: 2
+    """)
+    env = {**os.environ, "BATCHSWEEP_HEARTBEAT_S": "0.2", "CI": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "batchsweep", "run", str(spec), "--store", str(tmp_path / "store")],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    run_id = proc.stdout.readline().strip()
+    store = Store.open(tmp_path / "store")
+    deadline = time.monotonic() + 20
+    while runlock.holder(store, run_id) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runlock.request_cancel(store, run_id) is not None
+    assert proc.wait(timeout=20) == 1
+    df = batchsweep.load_run(run_id, store=store).results()
+    assert set(df["status"]) == {"cancelled"}
+    assert runlock.holder(store, run_id) is None
+
+
+def test_s3_store_creates_exclusively_and_swaps_conditionally(aws_env, session):
+    from batchsweep.aws.clients import make_client
+
+    make_client("s3", session=session).create_bucket(Bucket="locks")
+    store = Store.open("s3://locks/batchsweep")
+    first = runlock.RunLock.create(store, "r-1", command="a")
+    assert first is not None
+    assert runlock.RunLock.create(store, "r-1", command="b") is None  # the id is taken
+    with pytest.raises(runlock.RunBusy, match="`a`"):
+        runlock.RunLock.acquire(store, "r-1", command="b")
+    assert first.update()  # heartbeat
+    data, tag = store.backend.read_tagged(store.run_key("r-1", "runner.json"))
+    assert not store.backend.replace_if(store.run_key("r-1", "runner.json"), data, '"stale-etag"')
+    first.release()
+    second = runlock.RunLock.acquire(store, "r-1", command="b")
+    assert not first.update() and first.lost  # the old holder learns it lost the run
+    second.release()
