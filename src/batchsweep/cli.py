@@ -65,7 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "csv", "json", "parquet"), default=None,
                    help="default: from -o FILE's extension (.csv, .json, .parquet), else a table")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of the terminal")
-    p.add_argument("--sort", metavar="COLUMN", help="sort by COLUMN, largest first (prefix with + for smallest first)")
+    p.add_argument("--sort", metavar="COLUMN",
+                   help="sort by COLUMN, best first: names like loss, error, rmse, drawdown, time ascending, other "
+                        "metrics descending (-COL largest first, +COL smallest first); missing values last")
+    order = p.add_mutually_exclusive_group()
+    order.add_argument("--asc", dest="ascending", action="store_true", default=None, help="with --sort: smallest first")
+    order.add_argument("--desc", dest="ascending", action="store_false", help="with --sort: largest first")
+    p.add_argument("--wide", action="store_true",
+                   help="table: also the fixed and derived params, attempts, durations, times, worker and outputs")
+    p.add_argument("--columns", metavar="A,B,C", help="table: only these columns, in this order")
     p.add_argument("--refresh", action="store_true", help="re-read every task instead of the cached table")
     p.set_defaults(func=cmd_results)
 
@@ -219,15 +227,23 @@ def cmd_results(args: argparse.Namespace) -> int:
 
     run = runs.load_run(args.run, store=args.store)
     df = run.results(refresh=args.refresh)
+    notes = []
     if args.sort:
-        column = args.sort.lstrip("+")
-        if column not in df.columns:
-            raise SweepError(f"--sort {column}: no such column; columns are: {', '.join(map(str, df.columns))}")
-        df = df.sort_values(column, ascending=args.sort.startswith("+"), na_position="last")
+        df, how = results.sort_best_first(df, args.sort, ascending=args.ascending, metrics=results.metric_columns(run, df))
+        notes.append(how)
+    elif args.ascending is not None:
+        raise SweepError("--asc/--desc need --sort COLUMN")
     fmt = args.format or _format_from_name(args.output)
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
     if fmt == "table" and not args.output:
-        display.print_table(df, run)
+        sort = args.sort.lstrip("+-") if args.sort and args.sort not in df.columns else args.sort
+        display.print_table(df, run, wide=args.wide, columns=columns, sort=sort, notes=notes)
         return 0
+    for note in notes:
+        print(note, file=sys.stderr)
+    if columns:
+        display.results_view(df, params=[], metrics=[], width=None, columns=columns)  # the same column check
+        df = df[columns]
     if fmt == "parquet" and not args.output:
         raise SweepError("--format parquet needs -o FILE (parquet is binary)")
     text = results.export(df, "csv" if fmt == "table" else fmt, args.output)
@@ -312,9 +328,20 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _sort_values(argv: list[str]) -> list[str]:
+    """`--sort -loss`: argparse takes `-loss` for an option; glue it to its flag as `--sort=-loss`."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] == "--sort" and arg.startswith("-") and len(arg) > 1 and not arg.startswith("--"):
+            out[-1] = f"--sort={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_sort_values(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,79 @@ def _table(columns: list[str], rows: list[list[Any]], *, title: str | None = Non
     for row in rows:
         table.add_row(*(_fmt(v) for v in row))
     return table
+
+
+# -- tables that fit the terminal ---------------------------------------------------------------------
+TEXT_CAP = 28  # a text cell longer than this is shortened with "…" (a number never is)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or type(value).__name__ in ("NAType", "NaTType") or (
+        isinstance(value, float) and math.isnan(value))
+
+
+def cell(value: Any) -> str:
+    """A value as a table cell: numbers to 4 significant digits (whole numbers whole), lists `;`-joined."""
+    if hasattr(value, "item") and not hasattr(value, "__len__"):
+        value = value.item()  # numpy scalars
+    if _missing(value):
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (int, float, list, tuple)) and not hasattr(value, "tolist"):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value) or value == 0:
+            return f"{value:g}"
+        if 1e4 <= abs(value) < 1e9:
+            return f"{value:.0f}"
+        return f"{value:.4g}"
+    return ";".join(cell(v) for v in (value.tolist() if hasattr(value, "tolist") else value))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) or (
+        hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iuf")
+
+
+def fit_table(columns: list[str], rows: list[list[Any]], *, width: int | None, title: str | None = None,
+              keep: Sequence[str] = (), wrap: Sequence[str] = (), text_cap: int = TEXT_CAP) -> tuple[Any, list[str]]:
+    """A rich table of the columns that fit in `width` (None: all of them), in order, and the names left out.
+
+    Numbers are never cut: a column that does not fit is left out whole (the caller says so). Text cells
+    longer than `text_cap` end in "…", except in `wrap` columns, which wrap onto more lines and take the
+    width left over. Columns in `keep` are shown whatever it costs the others."""
+    from rich import box
+    from rich.cells import cell_len
+    from rich.table import Table
+
+    texts = [[cell(v) for v in row] for row in rows]
+    numeric = [all(_is_number(row[j]) or _missing(row[j]) for row in rows) for j in range(len(columns))]
+    if width is not None:
+        for row in texts:
+            for j, t in enumerate(row):
+                if not numeric[j] and columns[j] not in wrap and cell_len(t) > text_cap:
+                    row[j] = t[: text_cap - 1] + "…"
+    need = [max([cell_len(str(c)), *(cell_len(row[j]) for row in texts)]) + 2 for j, c in enumerate(columns)]
+    if width is not None:
+        need = [min(n, 22) if columns[j] in wrap else n for j, n in enumerate(need)]
+    shown = list(range(len(columns)))
+    if width is not None:
+        kept = [j for j, c in enumerate(columns) if c in keep or j == 0]
+        used = sum(need[j] + 1 for j in kept) - 1
+        shown = []
+        for j in range(len(columns)):
+            if j in kept or used + need[j] + 1 <= width:
+                shown.append(j)
+                used += 0 if j in kept else need[j] + 1
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", show_edge=False, highlight=False)
+    for j in shown:
+        wraps = columns[j] in wrap
+        table.add_column(str(columns[j]), justify="right" if numeric[j] else "left", no_wrap=not wraps,
+                         min_width=need[j] - 2, overflow="fold" if wraps or numeric[j] else "ellipsis")
+    for row in texts:
+        table.add_row(*(row[j] for j in shown))
+    return table, [str(columns[j]) for j in range(len(columns)) if j not in shown]
 
 
 def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
@@ -156,21 +230,95 @@ def print_status(run: Run) -> None:
                            error=reasons.get(i, "ended without writing a status")) for i in lost]
     if bad:
         tasks = {t.index: t for t in run.tasks()}
-        rows = [[s.index, s.state.value, s.exit_code, s.error, s.attempts, _params(tasks[s.index].params)] for s in bad[:20]]
-        console.print(_table(["task", "status", "exit", "reason", "attempts", "params"], rows, title="failed tasks"))
+        rows = [[s.index, s.state.value, s.exit_code, s.attempts, s.error, _params(tasks[s.index].params)]
+                for s in bad[:20]]
+        table, _ = fit_table(["task", "status", "exit", "attempts", "reason", "params"], rows, title="failed tasks",
+                             width=console.width if console.is_terminal else None, wrap=("reason", "params"))
+        console.print(table)
         if len(bad) > 20:
             console.print(f"… and {len(bad) - 20} more; all of them: batchsweep results {run.id} --format csv")
         console.print(f"a task's output: batchsweep logs {run.id} TASK --stderr · rerun: batchsweep resume {run.id}")
 
 
 def _params(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+    return " ".join(f"{k}={cell(v)}" for k, v in params.items())
 
 
-def print_table(df: pd.DataFrame, run: Run) -> None:
-    hidden = {"started_at", "ended_at", "worker"}
-    if "error" in df and df["error"].isna().all():
-        hidden |= {"error", "exit_code"}
-    cols = [c for c in df.columns if c not in hidden]
-    rows = df[cols].values.tolist()
-    _console().print(_table([str(c) for c in cols], rows, title=f"{run.id} · {len(df)} tasks"))
+WIDE_ONLY = ("attempts", "duration_s", "exit_code", "started_at", "ended_at", "worker", "outputs")
+RUN_STRUCTURE = ("trial", "round", "repeat")
+
+
+def result_columns(df: pd.DataFrame, *, params: Sequence[str], metrics: Sequence[str],
+                   derived: Sequence[str] = (), wide: bool = False) -> tuple[list[str], list[str]]:
+    """The results table's columns, most useful first: task, the params that vary, status, the metrics (and
+    `error` when a task failed); `wide` adds the fixed and derived params, timings, worker and outputs.
+    Also returns the params left out because they do not vary or are made of other params."""
+    structure = [c for c in RUN_STRUCTURE if c in df.columns]
+    names = [p for p in params if p in df.columns and p not in structure]
+    varying = [p for p in names if p not in derived and df[p].map(cell).nunique() > 1]
+    quiet = [p for p in names if p not in varying]
+    cols = ["task", *structure, *varying, "status", *(m for m in metrics if m in df.columns)]
+    has_error = "error" in df.columns and df["error"].notna().any()
+    if wide:
+        cols += [*quiet, *(c for c in WIDE_ONLY if c in df.columns), *(["error"] if "error" in df.columns else [])]
+        quiet = []
+    elif has_error:
+        cols.append("error")
+    return [c for c in cols if c in df.columns], quiet
+
+
+def results_view(df: pd.DataFrame, *, params: Sequence[str], metrics: Sequence[str], derived: Sequence[str] = (),
+                 width: int | None, wide: bool = False, columns: Sequence[str] | None = None,
+                 title: str | None = None, sort: str | None = None, notes: Sequence[str] = ()) -> tuple[Any, list[str]]:
+    """The results table fitted to `width` (None: every column), and the lines to print under it."""
+    from batchsweep.errors import SweepError
+
+    lines = list(notes)
+    if columns:
+        unknown = [c for c in columns if c not in df.columns]
+        if unknown:
+            raise SweepError(f"--columns {','.join(unknown)}: no such column; columns are: "
+                             f"{', '.join(map(str, df.columns))}")
+        cols, quiet = list(columns), list[str]()
+    elif width is None:
+        cols, quiet = result_columns(df, params=params, metrics=metrics, derived=derived, wide=True)
+    else:
+        cols, quiet = result_columns(df, params=params, metrics=metrics, derived=derived, wide=wide)
+    rows = [[_when(v) if c in ("started_at", "ended_at") else v for c, v in zip(cols, row, strict=True)]
+            for row in df[cols].itertuples(index=False, name=None)]
+    table, dropped = fit_table(cols, rows, width=width, title=title, keep=[sort] if sort else ())
+    if quiet:
+        lines.append("not shown, the same for every task or made of other params: "
+                     + ", ".join(f"{p}={cell(df[p].iloc[0])}" if p not in derived else p for p in quiet))
+    if dropped:
+        lines.append(f"not shown, too wide for {width} columns: {', '.join(dropped)} "
+                     "(pick with --columns, or --format csv for everything)")
+    elif width is not None and not wide and not columns and any(c in df.columns for c in WIDE_ONLY):
+        lines.append("attempts, durations, times, worker and outputs: --wide")
+    return table, lines
+
+
+def _when(ts: Any) -> Any:
+    if _missing(ts) or not _is_number(ts):
+        return ts
+    return datetime.fromtimestamp(float(ts)).strftime("%m-%d %H:%M:%S")
+
+
+def print_table(df: pd.DataFrame, run: Run, *, wide: bool = False, columns: Sequence[str] | None = None,
+                sort: str | None = None, notes: Sequence[str] = ()) -> None:
+    """On a terminal, the table fitted to its width; piped, every column (nothing is cut)."""
+    from rich.console import Console
+
+    from batchsweep.results import derived_params, metric_columns
+
+    terminal = sys.stdout.isatty()
+    console = Console(highlight=False) if terminal else None
+    table, lines = results_view(
+        df, params=list(run.info.get("param_names") or []), metrics=metric_columns(run, df),
+        derived=derived_params(run), width=console.width if console else None, wide=wide, columns=columns,
+        title=f"{run.id} · {len(df)} tasks", sort=sort, notes=notes)
+    if console is None:
+        console = Console(highlight=False, width=max(Console(width=100_000).measure(table).maximum, 80), soft_wrap=True)
+    console.print(table)
+    for line in lines:
+        console.print(line, markup=False, style="dim" if terminal else None)

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,29 @@ def from_stdout(stdout: str, rule: str) -> dict[str, Any] | None:
     for m in re.finditer(rule, stdout):
         found.update({k: _number(v) for k, v in m.groupdict().items() if v is not None})
     return found or None
+
+
+# -- which way is better -----------------------------------------------------------------------------
+# One rule for `results --sort` and the report: a name that says "lower is better" sorts ascending.
+MAXIMIZE_NAMES = ("sharpe", "sortino", "calmar", "accuracy", "acc", "score", "auc", "f1", "r2", "return",
+                  "precision", "recall", "reward", "profit")
+MINIMIZE_NAMES = ("loss", "error", "err", "rmse", "mae", "mse", "mape", "value", "drawdown", "time", "duration",
+                  "latency", "cost", "regret", "perplexity")
+
+
+def direction_from_name(name: str, values: Sequence[Any] = ()) -> bool | None:
+    """True = higher is better, False = lower is better, None = the name does not say. ``neg_*`` (sklearn)
+    flips. A drawdown recorded as a negative fraction (every value <= 0) is best closest to zero."""
+    tokens = re.split(r"[^a-z0-9]+", name.lower())
+    flip = tokens[0] == "neg"
+    for names, up in ((MAXIMIZE_NAMES, True), (MINIMIZE_NAMES, False)):
+        if any(t in names for t in tokens):
+            if "drawdown" in tokens and not up and _all_non_positive(values):
+                return True
+            return up != flip
+    return None
+
+
+def _all_non_positive(values: Sequence[Any]) -> bool:
+    present = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    return bool(present) and all(v <= 0 for v in present)

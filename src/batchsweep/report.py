@@ -17,12 +17,14 @@ import pandas as pd
 
 from batchsweep import svgplot
 from batchsweep.errors import SweepError
+from batchsweep.metrics import MAXIMIZE_NAMES, MINIMIZE_NAMES, direction_from_name
 from batchsweep.svgplot import Dim, esc, finite, fmt
 
 STATES = ("succeeded", "failed", "timeout", "cancelled", "lost", "running", "pending")
 FAILED = ("failed", "timeout", "cancelled", "lost")
-MAXIMIZE_NAMES = ("sharpe", "accuracy", "score", "auc", "f1", "r2", "return")
-MINIMIZE_NAMES = ("loss", "error", "rmse", "mae", "value")
+# A metric picked by default is a quality one: never a time or a cost, even though those have a direction.
+DEFAULT_PICK = tuple(n for n in MAXIMIZE_NAMES + MINIMIZE_NAMES
+                     if n not in ("time", "duration", "latency", "cost", "drawdown"))
 MAX_FAILURES, MAX_LOG_TAILS = 200, 20
 
 
@@ -77,26 +79,16 @@ def choose_metric(df: pd.DataFrame, metrics: list[str], metric: str | None,
             return "", True if maximize is None else maximize, why
     if maximize is not None:
         return metric, maximize, f"{why}; direction given ({'maximize' if maximize else 'minimize'})"
-    guess = direction_from_name(metric)
+    guess = direction_from_name(metric, df[metric].tolist())
     if guess is None:
         return metric, True, f"{why}; maximized because its name does not say (use --minimize to flip)"
     return metric, guess, f"{why}; {'maximized' if guess else 'minimized'} because of its name"
 
 
-def direction_from_name(name: str) -> bool | None:
-    """True = maximize, False = minimize, None = the name does not say. ``neg_*`` (sklearn) flips."""
-    tokens = re.split(r"[^a-z0-9]+", name.lower())
-    flip = tokens[0] == "neg"
-    for names, up in ((MAXIMIZE_NAMES, True), (MINIMIZE_NAMES, False)):
-        if any(t in names for t in tokens):
-            return up != flip
-    return None
-
-
 def _default_metric(numeric: list[str]) -> tuple[str, str]:
     if not numeric:
         return "", "no numeric metric in the results"
-    for key in MAXIMIZE_NAMES + MINIMIZE_NAMES:
+    for key in DEFAULT_PICK:
         for m in sorted(numeric, key=lambda m: m.lower() != key):  # an exact name beats a token match
             if key in re.split(r"[^a-z0-9]+", m.lower()):
                 return m, f"picked by default: its name contains '{key}'"
@@ -113,7 +105,7 @@ def _is_numeric(s: pd.Series) -> bool:
     """Every present value is a number (not a bool); an all-missing column counts as numeric."""
     if pd.api.types.is_bool_dtype(s):
         return False
-    present = [v for v in s.tolist() if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    present = [v for v in s.tolist() if v is not None and v is not pd.NA and not (isinstance(v, float) and math.isnan(v))]
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
 
 
@@ -202,6 +194,7 @@ def _overview(df: pd.DataFrame, summary: dict[str, Any], params: list[str], vary
 
 
 def _cell(v: Any, cls: str = "") -> str:
+    v = None if v is pd.NA else v
     sort = v if finite(v) else ("" if v is None or isinstance(v, float) else svgplot.label_of(v))
     klass = f' class="{cls}"' if cls else ""
     return f'<td{klass} data-v="{esc(sort)}">{esc(fmt(v) if finite(v) or v is None else svgplot.label_of(v))}</td>'

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
     cache = run.store.run_key(run.id, "results.parquet")
     if not refresh:
         try:
-            return pd.read_parquet(io.BytesIO(run.store.backend.read_bytes(cache)))
+            return _typed(pd.read_parquet(io.BytesIO(run.store.backend.read_bytes(cache))), run)
         except FileNotFoundError:
             pass
     statuses, progress = run.snapshot()
@@ -53,11 +54,8 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
         if status and status.outputs:
             row["outputs"] = list(status.outputs)
         rows.append(row)
-    df = pd.DataFrame(rows)
-    if "exit_code" in df:
-        df["exit_code"] = df["exit_code"].astype("Int64")
-    if "attempts" in df:
-        df["attempts"] = df["attempts"].astype("int64")
+    whole = {k for k in {k for row in rows for k in row} if _whole_numbers([row[k] for row in rows if k in row])}
+    df = _typed(pd.DataFrame(rows), run, whole)
     finished = all(s.done for s in states.values()) and not progress.active
     if finished:
         try:
@@ -66,6 +64,25 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
         except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower next time
             pass
     return df
+
+
+def _typed(df: pd.DataFrame, run: Run, whole: set[str] | None = None) -> pd.DataFrame:
+    """One type per column, however the table was made: `outputs` a list on every row (parquet gives numpy
+    arrays), metrics whose values are all whole numbers nullable integers (a missing row must not turn 12
+    into 12.0; the parquet cache keeps the type)."""
+    if "attempts" in df:
+        df["attempts"] = df["attempts"].astype("int64")
+    if "outputs" in df:
+        df["outputs"] = [list(v) if isinstance(v, (list, tuple)) or hasattr(v, "tolist") else [] for v in df["outputs"]]
+    for col in ["exit_code", *metric_columns(run, df)]:
+        if col in df and (col == "exit_code" or (whole is not None and col in whole)):
+            df[col] = df[col].astype("Int64")
+    return df
+
+
+def _whole_numbers(values: list[Any]) -> bool:
+    present = [v for v in values if v is not None]
+    return bool(present) and all(isinstance(v, int) and not isinstance(v, bool) for v in present)
 
 
 def _write_sweep_stats(run: Run, df: pd.DataFrame) -> None:
@@ -95,6 +112,48 @@ def metric_columns(run: Run, df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in known]
 
 
+def derived_params(run: Run) -> list[str]:
+    """Params made from other params by a `{placeholder}` (`save_name: run_{a}_{b}`): they follow the sweep's
+    dimensions, they are not dimensions of their own."""
+    params = ((run.info.get("spec") or {}).get("params") or {})
+    fixed = params.get("fixed") or {}
+    return [k for k, v in fixed.items() if isinstance(v, str) and re.search(r"\{[A-Za-z_][A-Za-z0-9_]*\}", v)]
+
+
+def sort_best_first(df: pd.DataFrame, key: str, *, ascending: bool | None = None,
+                    metrics: list[str] | None = None) -> tuple[pd.DataFrame, str]:
+    """Sort by `key` (`-COL` largest first, `+COL` smallest first); without a direction, best first by the
+    report's rule (loss, error, time... ascending; other metrics descending; other columns ascending).
+    Missing values go last. Returns the table and a sentence saying which order was used."""
+    from batchsweep.errors import SweepError
+    from batchsweep.metrics import direction_from_name
+
+    column = key[1:] if key[:1] in "+-" and key[1:] in df.columns else key
+    if column not in df.columns:
+        raise SweepError(f"--sort {key}: no such column; columns are: {', '.join(map(str, df.columns))}")
+    if ascending is not None:
+        why = "as asked"
+    elif column != key:
+        ascending, why = key[0] == "+", f"from the {key[0]} prefix"
+    else:
+        up = direction_from_name(column, df[column].tolist())
+        if up is not None and "drawdown" in column.lower() and up:
+            ascending, why = False, "best first: a drawdown recorded as a negative fraction is best closest to 0"
+        elif up is not None:
+            ascending, why = not up, f"best first: {'higher' if up else 'lower'} is better by its name"
+        elif metrics is not None and column in metrics:
+            ascending, why = False, "a metric whose name does not say: largest first"
+        else:
+            ascending, why = True, "not a metric: smallest first"
+    try:
+        out = df.sort_values(column, ascending=ascending, na_position="last", kind="stable")
+    except TypeError:  # mixed types (choice(1, "a")): as text
+        out = df.sort_values(column, ascending=ascending, na_position="last", kind="stable",
+                             key=lambda s: s.map(lambda v: None if v is None else str(v)))
+    flip = "--desc" if ascending else "--asc"
+    return out, f"sorted by {column}, {'ascending' if ascending else 'descending'} ({why}; {flip} to flip)"
+
+
 def export(df: pd.DataFrame, fmt: str, path: str | os.PathLike[str] | None) -> str | None:
     """Write the table as csv/json/parquet (to path) or return it as text. `table` is the CLI's business."""
     if fmt == "parquet":
@@ -102,6 +161,8 @@ def export(df: pd.DataFrame, fmt: str, path: str | os.PathLike[str] | None) -> s
             raise ValueError("parquet needs -o FILE")
         Path(path).write_bytes(to_parquet_bytes(df))
         return None
+    if fmt == "csv" and "outputs" in df:
+        df = df.assign(outputs=[";".join(map(str, v)) if isinstance(v, list) else "" for v in df["outputs"]])
     text = df.to_csv(index=False) if fmt == "csv" else df.to_json(orient="records", indent=1)
     if path is not None:
         Path(path).write_text(text)
@@ -116,9 +177,11 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
     df = gather(run)
     summary = {k: run.info.get(k) for k in ("run_id", "name", "backend", "created", "n_tasks")}
     summary.update(_cost_fields(run, df))
-    # A text param unique to every task (`save_name: run_{a}_{b}`) names the task; it is not a dimension.
-    params = [p for p in run.info.get("param_names") or []
-              if not (p in df and len(df) > 2 and df[p].dtype == object and df[p].astype(str).nunique() == len(df))]
+    # A text param unique to every task, or one made of other params by a placeholder (`save_name: run_{a}_{b}`),
+    # names the task; it is not a dimension.
+    derived = set(derived_params(run))
+    params = [p for p in run.info.get("param_names") or [] if p not in derived
+              and not (p in df and len(df) > 2 and df[p].dtype == object and df[p].astype(str).nunique() == len(df))]
     html, chosen, maximize = build_report(
         df, params=params, metrics=metric_columns(run, df), summary=summary,
         log_tail=lambda i: "\n".join(run.logs(i, stderr=True).splitlines()[-20:]), metric=metric, maximize=maximize,

@@ -1,0 +1,208 @@
+"""What `results` and `status` print: tables that fit the terminal, numbers never cut, best-first sorting."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import write_spec
+from rich.console import Console
+from test_report import METRICS, backtest_frame
+
+import batchsweep
+from batchsweep import cli
+from batchsweep.display import cell, fit_table, results_view
+from batchsweep.errors import SweepError
+from batchsweep.results import sort_best_first
+
+SCRIPTS = Path(__file__).parent / "scripts"
+PARAMS = ["symbol", "fast", "slow", "fee_bps", "data"]
+WIDE_METRICS = [*METRICS, "exposure", "buy_hold_return", "calmar_ratio"]
+
+
+def demo_frame() -> pd.DataFrame:
+    """The backtest results as gathered: long floats, a fixed and a derived param, outputs, an int metric
+    missing on the failed rows."""
+    df = backtest_frame()
+    rng = np.random.default_rng(3)
+    df["fee_bps"] = 10
+    df["data"] = df["symbol"] + ".csv"
+    for m in ("exposure", "buy_hold_return", "calmar_ratio"):
+        df[m] = rng.normal(0, 1, len(df)) * 1.234567891
+    df["n_trades"] = df["n_trades"].astype("Int64")
+    df["outputs"] = [["equity.csv", "trades.csv"]] * len(df)
+    return df
+
+
+def render(table, lines, width: int) -> str:
+    out = io.StringIO()
+    console = Console(file=out, width=width, color_system=None, highlight=False)
+    console.print(table)
+    for line in lines:
+        console.print(line, markup=False)
+    return out.getvalue()
+
+
+def header_and_rows(text: str) -> tuple[list[str], list[list[str]]]:
+    lines = text.splitlines()
+    rule = next(i for i, line in enumerate(lines) if set(line.strip()) == {"─"})
+    header = lines[rule - 1].split()
+    rows = [line.split() for line in lines[rule + 1:] if re.match(r"^\s+\d+\s", line)]
+    return header, rows
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_results_fit_the_terminal_and_no_number_is_cut(width: int) -> None:
+    df = demo_frame()
+    table, lines = results_view(df, params=PARAMS, metrics=WIDE_METRICS, derived=["data"], width=width,
+                                title="run · 30 tasks", sort="sharpe")
+    text = render(table, lines, width)
+    assert max(len(line) for line in text.splitlines()) <= width
+    header, rows = header_and_rows(text)
+    assert header[:6] == ["task", "symbol", "fast", "slow", "status", "total_return"]
+    assert "sharpe" in header and "…" not in text.split("not shown")[0]
+    assert len(rows) == len(df)
+    for row in rows:  # every cell of a succeeded row is its value to 4 significant digits, whole
+        shown, src = dict(zip(header, row, strict=False)), df.iloc[int(row[0])]
+        if shown["status"] == "succeeded":
+            assert [shown[c] for c in header if c in WIDE_METRICS] == [cell(src[c]) for c in header if c in WIDE_METRICS]
+    hidden = [m for m in WIDE_METRICS if m not in header]
+    if hidden:  # a column left out is said, never cut
+        assert f"not shown, too wide for {width} columns: " in " ".join(text.split())
+        assert all(m in text for m in hidden)
+    assert "fee_bps=10" in text and "data" in text  # the fixed and derived params are named, not columns
+    assert "fee_bps" not in header and "data" not in header and "worker" not in header
+
+
+def test_wide_shows_timings_worker_and_outputs_joined() -> None:
+    table, _ = results_view(demo_frame(), params=PARAMS, metrics=WIDE_METRICS, derived=["data"], width=400, wide=True)
+    header, rows = header_and_rows(render(table, [], 400))
+    for col in ("fee_bps", "data", "attempts", "duration_s", "worker", "outputs", "started_at"):
+        assert col in header
+    assert rows[0][-1] == "equity.csv;trades.csv"
+
+
+def test_piped_output_keeps_every_column() -> None:
+    df = demo_frame()
+    table, lines = results_view(df, params=PARAMS, metrics=WIDE_METRICS, derived=["data"], width=None)
+    header, _ = header_and_rows(render(table, lines, 1000))
+    assert set(header) == set(df.columns) and not lines
+
+
+def test_columns_picks_columns_in_order() -> None:
+    table, _ = results_view(demo_frame(), params=PARAMS, metrics=METRICS, width=80, columns=["sharpe", "task"])
+    assert header_and_rows(render(table, [], 80))[0] == ["sharpe", "task"]
+    with pytest.raises(SweepError, match="--columns sharp: no such column"):
+        results_view(demo_frame(), params=PARAMS, metrics=METRICS, width=80, columns=["sharp"])
+
+
+def test_numbers_have_four_significant_digits_and_ints_stay_whole() -> None:
+    assert [cell(v) for v in (1.23456789, -0.000123456, 12.0, 123456.7, 7, np.int64(42), np.float64(0.5))] == \
+        ["1.235", "-0.0001235", "12", "123457", "7", "42", "0.5"]
+    assert [cell(v) for v in (None, float("nan"), pd.NA, ["a.pkl", "b.pkl"], np.array(["x", "y"]))] == \
+        ["", "", "", "a.pkl;b.pkl", "x;y"]
+
+
+def test_a_text_cell_is_shortened_but_a_wide_number_column_is_dropped() -> None:
+    rows = [[1, "x" * 60, 1.234567e-7, 3]]
+    table, dropped = fit_table(["task", "name", "tiny", "n"], rows, width=42)
+    text = render(table, [], 42)
+    assert "x" * 27 + "…" in text and dropped == ["tiny"]
+
+
+def test_status_prints_failures_within_the_terminal(tmp_path: Path, monkeypatch) -> None:
+    from batchsweep import display
+
+    spec = write_spec(tmp_path, f"""
+        name: fits
+        script: {SCRIPTS / 'writes_metrics.py'}
+        params: {{grid: {{a: [1, 2, 3]}}, fixed: {{fail_on: 2, b: 0.333333333}}}}
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    out = io.StringIO()
+    monkeypatch.setattr(display, "_console", lambda stderr=False: Console(file=out, width=80, force_terminal=True,
+                                                                             color_system=None, highlight=False))
+    display.print_status(run)
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert re.search(r"^\s+1\s+failed\s+3\s+1\s+exit code 3", text, re.M), text
+    assert "b=0.3333" in text
+
+
+# -- integers and outputs in the gathered table -------------------------------------------------------------
+def test_integer_metrics_stay_integers_when_a_task_failed(tmp_path: Path) -> None:
+    (tmp_path / "ints.py").write_text(
+        "import argparse, json, sys\np = argparse.ArgumentParser(); p.add_argument('--a', type=int)\n"
+        "a = p.parse_args().a\nif a == 2: sys.exit(3)\nopen('out.txt', 'w').write('x')\n"
+        "json.dump({'n_trades': a * 10, 'ratio': a / 3}, open('metrics.json', 'w'))\n")
+    spec = write_spec(tmp_path, """
+        name: ints
+        script: ints.py
+        params: {grid: {a: [1, 2, 3]}}
+        outputs: ["*.txt"]
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    for df in (run.results(), run.results()):  # gathered, then from the parquet cache
+        assert str(df["n_trades"].dtype) == "Int64" and str(df["ratio"].dtype) == "float64"
+        assert df["n_trades"].tolist()[0] == 10 and df["n_trades"].isna().tolist() == [False, True, False]
+        assert df["outputs"].tolist() == [["out.txt"], [], ["out.txt"]]
+    out = tmp_path / "r.csv"
+    assert cli.main(["results", run.id, "-o", str(out), "--store", str(tmp_path / "store")]) == 0
+    assert out.read_text().splitlines()[1].endswith(",10,0.3333333333333333,out.txt")
+
+
+# -- sorting best first -------------------------------------------------------------------------------------
+def frame() -> pd.DataFrame:
+    return pd.DataFrame({"task": [0, 1, 2, 3], "lr": [0.1, 0.01, 0.001, 0.0001],
+                         "val_loss": [0.5, None, 0.2, 0.9], "sharpe": [1.0, 2.0, None, -1.0],
+                         "max_drawdown": [-0.3, -0.1, -0.5, None], "fit_time": [3.0, 1.0, 2.0, 4.0],
+                         "widgets": [5, 7, 6, None]})
+
+
+@pytest.mark.parametrize(("key", "order", "direction"), [
+    ("val_loss", [2, 0, 3, 1], "ascending"),
+    ("sharpe", [1, 0, 3, 2], "descending"),
+    ("max_drawdown", [1, 0, 2, 3], "descending"),  # negative fractions: closest to 0 first
+    ("fit_time", [1, 2, 0, 3], "ascending"),
+    ("widgets", [1, 2, 0, 3], "descending"),  # a metric whose name does not say
+    ("lr", [3, 2, 1, 0], "ascending"),  # not a metric
+    ("-val_loss", [3, 0, 2, 1], "descending"),
+    ("+sharpe", [3, 0, 1, 2], "ascending"),
+])
+def test_sort_is_best_first_by_name_and_missing_values_go_last(key: str, order: list[int], direction: str) -> None:
+    df, how = sort_best_first(frame(), key, metrics=["val_loss", "sharpe", "max_drawdown", "fit_time", "widgets"])
+    assert df["task"].tolist() == order
+    assert how.startswith(f"sorted by {key.lstrip('+-')}, {direction}")
+
+
+def test_asc_and_desc_override_the_name() -> None:
+    assert sort_best_first(frame(), "val_loss", ascending=False)[0]["task"].tolist() == [3, 0, 2, 1]
+    assert sort_best_first(frame(), "sharpe", ascending=True)[0]["task"].tolist() == [3, 0, 1, 2]
+
+
+def test_sort_of_an_unknown_column_lists_the_columns() -> None:
+    with pytest.raises(SweepError, match="--sort sharp: no such column; columns are: task, lr"):
+        sort_best_first(frame(), "sharp")
+
+
+def test_minus_column_is_a_value_on_the_command_line(tmp_path: Path, capsys) -> None:
+    spec = write_spec(tmp_path, f"""
+        name: sorted
+        script: {SCRIPTS / 'writes_metrics.py'}
+        params: {{grid: {{a: [1, 3, 2]}}}}
+    """)
+    store = str(tmp_path / "store")
+    batchsweep.run(spec, store=store, progress=False)
+    capsys.readouterr()
+    assert cli.main(["results", "--sort", "-a_seen", "--format", "csv", "--store", store]) == 0
+    out = capsys.readouterr()
+    assert pd.read_csv(io.StringIO(out.out))["a_seen"].tolist() == [3, 2, 1]
+    assert "sorted by a_seen, descending (from the - prefix" in out.err
+    assert cli.main(["results", "--sort", "a_seen", "--asc", "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert [int(r[0]) for r in header_and_rows(out)[1]] == [0, 2, 1]  # task column, a_seen ascending
+    assert "sorted by a_seen, ascending (as asked" in out
