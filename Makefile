@@ -6,14 +6,23 @@ BIN := $(VENV)/bin
 CHECKOV_VENV := .venv-checkov
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test lint bench clean chromium
+.PHONY: setup runtime demo test lint bench clean chromium
 
+# Everything: the package, its extras and the test tooling (what `make test` and `make lint` need).
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,search,dask]'
+	touch $(VENV)/.runtime $@
+
+# The package and its runtime dependencies only (what `make demo` needs).
+runtime: $(VENV)/.runtime
+
+$(VENV)/.runtime: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -e .
 	touch $@
 
 # checkov pins an old boto3 and packaging<24: it lives in its own venv.
@@ -26,8 +35,8 @@ $(CHECKOV_VENV)/.installed:
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-demo: setup
-	$(BIN)/batchsweep run examples/backtest/sweep.yaml
+demo: runtime
+	$(BIN)/batchsweep run examples/backtest/sweep.yaml --warm
 	$(BIN)/batchsweep results --sort sharpe
 
 lint: setup

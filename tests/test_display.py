@@ -201,8 +201,8 @@ def test_minus_column_is_a_value_on_the_command_line(tmp_path: Path, capsys) -> 
     assert cli.main(["results", "--sort", "-a_seen", "--format", "csv", "--store", store]) == 0
     out = capsys.readouterr()
     assert pd.read_csv(io.StringIO(out.out))["a_seen"].tolist() == [3, 2, 1]
-    assert "sorted by a_seen, descending (from the - prefix" in out.err
+    assert "sorted by a_seen, descending: from the - prefix" in out.err
     assert cli.main(["results", "--sort", "a_seen", "--asc", "--store", store]) == 0
     out = capsys.readouterr().out
     assert [int(r[0]) for r in header_and_rows(out)[1]] == [0, 2, 1]  # task column, a_seen ascending
-    assert "sorted by a_seen, ascending (as asked" in out
+    assert "sorted by a_seen, ascending: as asked" in out

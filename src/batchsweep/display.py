@@ -288,11 +288,11 @@ def results_view(df: pd.DataFrame, *, params: Sequence[str], metrics: Sequence[s
             for row in df[cols].itertuples(index=False, name=None)]
     table, dropped = fit_table(cols, rows, width=width, title=title, keep=[sort] if sort else ())
     if quiet:
-        lines.append("not shown, the same for every task or made of other params: "
+        lines.append("not shown (the same for every task, or made of other params): "
                      + ", ".join(f"{p}={cell(df[p].iloc[0])}" if p not in derived else p for p in quiet))
     if dropped:
         lines.append(f"not shown, too wide for {width} columns: {', '.join(dropped)} "
-                     "(pick with --columns, or --format csv for everything)")
+                     "(--columns picks, --format csv has all)")
     elif width is not None and not wide and not columns and any(c in df.columns for c in WIDE_ONLY):
         lines.append("attempts, durations, times, worker and outputs: --wide")
     return table, lines

@@ -138,20 +138,20 @@ def sort_best_first(df: pd.DataFrame, key: str, *, ascending: bool | None = None
     else:
         up = direction_from_name(column, df[column].tolist())
         if up is not None and "drawdown" in column.lower() and up:
-            ascending, why = False, "best first: a drawdown recorded as a negative fraction is best closest to 0"
+            ascending, why = False, "a negative drawdown is best closest to 0"
         elif up is not None:
-            ascending, why = not up, f"best first: {'higher' if up else 'lower'} is better by its name"
+            ascending, why = not up, f"{'higher' if up else 'lower'} is better by its name"
         elif metrics is not None and column in metrics:
-            ascending, why = False, "a metric whose name does not say: largest first"
+            ascending, why = False, "a metric whose name does not say"
         else:
-            ascending, why = True, "not a metric: smallest first"
+            ascending, why = True, "not a metric"
     try:
         out = df.sort_values(column, ascending=ascending, na_position="last", kind="stable")
     except TypeError:  # mixed types (choice(1, "a")): as text
         out = df.sort_values(column, ascending=ascending, na_position="last", kind="stable",
                              key=lambda s: s.map(lambda v: None if v is None else str(v)))
     flip = "--desc" if ascending else "--asc"
-    return out, f"sorted by {column}, {'ascending' if ascending else 'descending'} ({why}; {flip} to flip)"
+    return out, f"sorted by {column}, {'ascending' if ascending else 'descending'}: {why} ({flip} flips)"
 
 
 def export(df: pd.DataFrame, fmt: str, path: str | os.PathLike[str] | None) -> str | None:
