@@ -165,6 +165,9 @@ def print_runs(infos: list[dict[str, Any]], *, store: str | None) -> None:
 
     rows = []
     for info in infos:
+        if info.get("damaged"):
+            rows.append([info["run_id"], "", "", "", "", f"damaged run.json ({info['damaged']})"])
+            continue
         try:
             run = load_run(info["run_id"], store=store)
             counts, progress = run.counts()

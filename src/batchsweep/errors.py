@@ -3,6 +3,7 @@
     SweepError            bad input: the CLI prints its message on one line and exits 2
      ├── SpecError        the spec file (or an override) is wrong
      ├── RunNotFound      no such run in the store
+     │    └── RunDamaged  the run's run.json cannot be read
      └── AwsSetupError    credentials, bucket, stack or queue missing or unreachable
 
 Anything else that escapes is a bug and keeps its traceback.
@@ -23,6 +24,12 @@ class SpecError(SweepError):
 
 class RunNotFound(SweepError):
     pass
+
+
+class RunDamaged(RunNotFound):
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class AwsSetupError(SweepError):

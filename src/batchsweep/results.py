@@ -28,6 +28,8 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
             return _typed(pd.read_parquet(io.BytesIO(run.store.backend.read_bytes(cache))), run)
         except FileNotFoundError:
             pass
+        except Exception:  # noqa: BLE001 - a damaged cache (truncated, not parquet) is rebuilt from the tasks
+            run.store.warn(f"run {run.id}: the cached results.parquet is damaged; rebuilt from the task files")
     statuses, progress = run.snapshot()
     states = run._states(statuses, progress)
     metrics = run.store.read_metrics(run.id, [i for i, s in statuses.items() if s.state is not State.CANCELLED])

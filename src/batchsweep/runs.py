@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchsweep import runlock, space
 from batchsweep.engines import get_engine
-from batchsweep.errors import RunNotFound, SpecError, SweepError
+from batchsweep.errors import RunDamaged, RunNotFound, SpecError, SweepError
 from batchsweep.model import State, Task, TaskStatus
 from batchsweep.spec import Spec
 from batchsweep.store import Store
@@ -401,7 +401,9 @@ def list_runs(*, store: Store | str | None = None) -> list[dict[str, Any]]:
     for run_id in local.run_ids():
         try:
             infos.append(local.run_info(run_id))
-        except (RunNotFound, ValueError):
+        except RunDamaged as e:
+            infos.append({"run_id": run_id, "damaged": e.reason, "created_ts": 0})  # reported, never hidden
+        except RunNotFound:
             continue  # a run being created right now, or a stray directory
     return sorted(infos, key=lambda i: (i.get("created_ts", 0), i["run_id"]))
 
@@ -410,17 +412,18 @@ def load_run(run_id: str | None = None, *, store: Store | str | None = None) -> 
     """A run by id (or a unique prefix of one); the latest run when run_id is None."""
     local = store if isinstance(store, Store) else Store.open(store)
     if run_id is None:
-        infos = list_runs(store=local)
+        infos = [i for i in list_runs(store=local) if not i.get("damaged")]
         if not infos:
             raise RunNotFound(f"no runs in store {local.url}; start one with `batchsweep run sweep.yaml`")
         return _open_pointer(local, infos[-1]["run_id"])
     ids = local.run_ids()
     if run_id not in ids:
-        matches = [i for i in ids if i.startswith(run_id)]
-        if len(matches) == 1:
-            run_id = matches[0]
-        elif len(matches) > 1:
+        matches = [i for i in ids if i.startswith(run_id)] if run_id else []
+        if len(matches) > 1:
             raise RunNotFound(f"run id {run_id!r} is ambiguous: {', '.join(sorted(matches)[:5])}; give more of it")
+        if not matches:  # only ids the store lists: never a path (`../../x`) read as a run
+            raise RunNotFound(f"run {run_id!r} not found in store {local.url}; `batchsweep runs` lists the runs")
+        run_id = matches[0]
     return _open_pointer(local, run_id)
 
 

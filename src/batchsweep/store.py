@@ -22,13 +22,14 @@ import json
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
-from batchsweep.errors import RunNotFound
+from batchsweep.errors import RunDamaged, RunNotFound
 from batchsweep.model import Task, TaskStatus
 
 DEFAULT_STORE = ".batchsweep"
@@ -197,11 +198,37 @@ class LocalBackend:
         shutil.rmtree(self.path(prefix), ignore_errors=True)
 
 
+_WITHOUT_STATUS = "counted as without status, so `resume` runs them again"
+
+
+def _why(e: Exception) -> str:
+    return "empty" if isinstance(e, json.JSONDecodeError) and not e.doc else "not valid JSON"
+
+
+def _parse_status(raw: bytes) -> TaskStatus | None:
+    try:
+        return TaskStatus.from_json(raw)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
 class Store:
     """A store location and the layout of everything in it."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        self._warned: set[str] = set()
+
+    def warn(self, message: str) -> None:
+        """Say once (per store object) that something in the store is damaged; the command goes on without it."""
+        if message not in self._warned:
+            self._warned.add(message)
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+
+    def _warn_damaged(self, run_id: str, name: str, indices: list[int], consequence: str) -> None:
+        shown = ", ".join(map(str, sorted(indices)[:10])) + (" ..." if len(indices) > 10 else "")
+        self.warn(f"run {run_id}: {len(indices)} damaged {name} (task{'s' if len(indices) > 1 else ''} {shown}); "
+                  f"{consequence}")
 
     @classmethod
     def open(cls, location: str | os.PathLike[str] | None = None, *, aws_profile: str | None = None,
@@ -260,9 +287,17 @@ class Store:
 
     def run_info(self, run_id: str) -> dict[str, Any]:
         try:
-            return self.read_json(self.run_key(run_id, "run.json"))
+            info = self.read_json(self.run_key(run_id, "run.json"))
         except FileNotFoundError:
             raise RunNotFound(f"run {run_id!r} not found in store {self.url}; `batchsweep runs` lists the runs") from None
+        except ValueError as e:
+            reason = _why(e)
+        else:
+            if isinstance(info, dict) and "run_id" in info:
+                return info
+            reason = "not a run record"
+        raise RunDamaged(f"run {run_id}: run.json in {self.url} is damaged ({reason}); its task files are intact, "
+                         "but the run cannot be read without it", reason=reason)
 
     def update_run_info(self, run_id: str, **changes: Any) -> dict[str, Any]:
         info = {**self.run_info(run_id), **changes}
@@ -270,8 +305,19 @@ class Store:
         return info
 
     def tasks(self, run_id: str) -> list[Task]:
-        text = self.backend.read_bytes(self.run_key(run_id, "tasks.jsonl")).decode()
-        return [Task.from_json(line) for line in text.splitlines() if line]
+        """Every readable task; a damaged line is left out with a warning (the others stay readable)."""
+        text = self.backend.read_bytes(self.run_key(run_id, "tasks.jsonl")).decode("utf-8", errors="replace")
+        tasks, bad = [], []
+        for number, line in enumerate(text.splitlines()):
+            if not line:
+                continue
+            try:
+                tasks.append(Task.from_json(line))
+            except (ValueError, TypeError, KeyError):
+                bad.append(number)
+        if bad:
+            self._warn_damaged(run_id, "lines in tasks.jsonl", bad, "those tasks are left out")
+        return tasks
 
     def delete_run(self, run_id: str) -> None:
         self.backend.delete_prefix(self.run_key(run_id))
@@ -281,28 +327,48 @@ class Store:
         self.backend.write_bytes(self.task_key(run_id, status.index, "status.json"), status.to_json().encode())
 
     def read_status(self, run_id: str, index: int) -> TaskStatus | None:
-        try:
-            return TaskStatus.from_json(self.backend.read_bytes(self.task_key(run_id, index, "status.json")))
-        except FileNotFoundError:
-            return None
+        """A task's status; None when it has none or it is damaged (then the task counts as not finished)."""
+        raw = self._try_read(self.task_key(run_id, index, "status.json"))
+        status = _parse_status(raw) if raw is not None else None
+        if raw is not None and status is None:
+            self._warn_damaged(run_id, "status.json", [index], _WITHOUT_STATUS)
+        return status
 
     def statuses(self, run_id: str) -> dict[int, TaskStatus]:
-        """Every status written so far: the truth about which tasks finished."""
+        """Every readable status written so far: the truth about which tasks finished."""
         keys = [k for k in self.backend.list_files(self.run_key(run_id, "tasks")) if k.endswith("/status.json")]
-        found = (TaskStatus.from_json(raw) for raw in self._read_many(keys) if raw is not None)
-        return {s.index: s for s in found}
+        found: dict[int, TaskStatus] = {}
+        bad = []
+        for key, raw in zip(keys, self._read_many(keys)):
+            if raw is None:
+                continue
+            status = _parse_status(raw)
+            if status is None:
+                bad.append(int(key.rsplit("/", 2)[-2]))
+            else:
+                found[status.index] = status
+        if bad:
+            self._warn_damaged(run_id, "status.json files", bad, _WITHOUT_STATUS)
+        return found
 
     def read_metrics(self, run_id: str, indices: Iterable[int]) -> dict[int, dict[str, Any]]:
         wanted = list(indices)
         raws = self._read_many([self.task_key(run_id, i, "metrics.json") for i in wanted])
         out: dict[int, dict[str, Any]] = {}
+        bad = []
         for i, raw in zip(wanted, raws):
-            try:
-                value = json.loads(raw) if raw else None
-            except ValueError:
+            if raw is None:
                 continue
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = None
             if isinstance(value, dict):
                 out[i] = value
+            else:
+                bad.append(i)
+        if bad:
+            self._warn_damaged(run_id, "metrics.json files", bad, "those tasks show no metrics")
         return out
 
     def _try_read(self, key: str) -> bytes | None:
@@ -324,6 +390,20 @@ class Store:
     # -- json helpers -------------------------------------------------------------------------
     def read_json(self, key: str) -> Any:
         return json.loads(self.backend.read_bytes(key))
+
+    def read_record(self, key: str) -> dict[str, Any] | None:
+        """A JSON object the store keeps for itself (engine.json): None when missing, or damaged (with a warning)."""
+        try:
+            value = self.read_json(key)
+        except FileNotFoundError:
+            return None
+        except ValueError as e:
+            self.warn(f"{key} in {self.url} is damaged ({_why(e)}); going on without it")
+            return None
+        if not isinstance(value, dict):
+            self.warn(f"{key} in {self.url} is damaged (not a JSON object); going on without it")
+            return None
+        return value
 
     def write_json(self, key: str, value: Any) -> None:
         self.backend.write_bytes(key, json.dumps(value, indent=1, default=str).encode())

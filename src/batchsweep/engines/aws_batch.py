@@ -184,10 +184,10 @@ class AwsBatchEngine(Engine):
         return make_client("batch", session=self.session)
 
     def _record(self) -> dict[str, Any]:
-        try:
-            return dict(self.run.store.read_json(self.run.store.run_key(self.run.id, "engine.json")))
-        except FileNotFoundError:
+        record = self.run.store.read_record(self.run.store.run_key(self.run.id, "engine.json"))
+        if record is None or not isinstance(record.get("submissions"), list):
             return {"engine": self.name, "submissions": []}
+        return record
 
     def submit(self, indices: Sequence[int], *, detach: bool) -> None:
         run, store, spec = self.run, self.run.store, self.run.info["spec"]

@@ -363,11 +363,7 @@ class DaskEngine(Engine):
                         covers=self._covers, notes=notes, extra=extra)
 
     def _record(self) -> dict[str, Any] | None:
-        try:
-            record: dict[str, Any] = self.run.store.read_json(self._engine_key)
-            return record
-        except FileNotFoundError:
-            return None
+        return self.run.store.read_record(self._engine_key)
 
     def _poll_remote(self) -> Progress:
         """Another process submitted this run: ask the scheduler named in engine.json about its keys."""

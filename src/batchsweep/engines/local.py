@@ -142,9 +142,8 @@ class LocalEngine(Engine):
         if self._lock_release is not None:
             self._lock_release()
         key = self.run.store.run_key(self.run.id, "engine.json")
-        try:
-            record = self.run.store.read_json(key)
-        except FileNotFoundError:
+        record = self.run.store.read_record(key)
+        if record is None:
             return
         self.run.store.write_json(key, {**record, "finished": True, "finished_at": time.time()})
 
@@ -155,10 +154,9 @@ class LocalEngine(Engine):
                 written = dict(self._written)
             return Progress(active=self._thread.is_alive(), running=self._running, statuses=written,
                             covers=self._covers)
-        try:
-            record = self.run.store.read_json(self.run.store.run_key(self.run.id, "engine.json"))
-        except FileNotFoundError:
-            return Progress(active=False)
+        record = self.run.store.read_record(self.run.store.run_key(self.run.id, "engine.json"))
+        if record is None:  # never submitted, or a damaged record: the run's lock still tells a live runner
+            return Progress(active=runlock.holder(self.run.store, self.run.id) is not None)
         active = _alive(record, self.run)
         workers = self.run.info.get("max_parallel") or os.cpu_count() or 1
         return Progress(active=active, running=workers if active else 0)
@@ -168,9 +166,8 @@ class LocalEngine(Engine):
             self._registry.cancel_all()
             self._thread.join()
             return
-        try:
-            record = self.run.store.read_json(self.run.store.run_key(self.run.id, "engine.json"))
-        except FileNotFoundError:
+        record = self.run.store.read_record(self.run.store.run_key(self.run.id, "engine.json"))
+        if record is None:
             return
         if not _alive(record, self.run):
             return

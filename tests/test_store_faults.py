@@ -1,0 +1,107 @@
+"""One bad file never hides the rest (issue 15, item 2), and nothing outside a run is read as one (item 3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import write_spec
+
+import batchsweep
+from batchsweep import cli
+from batchsweep.errors import RunNotFound
+from batchsweep.store import Store
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+@pytest.fixture
+def ten(tmp_path: Path) -> tuple[Path, str]:
+    spec = write_spec(tmp_path, f"""
+        name: ten
+        script: {SCRIPTS / 'hostile_task.py'}
+        params: {{grid: {{a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]}}}}
+        max_parallel: 2
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    assert set(run.results()["status"]) == {"succeeded"}
+    return tmp_path / "store", run.id
+
+
+def _task_file(store: Path, run_id: str, index: int, name: str) -> Path:
+    return store / "runs" / run_id / "tasks" / str(index) / name
+
+
+def test_corrupt_statuses_among_ten_leave_the_others_readable_and_are_rerun(ten, capsys):
+    store, run_id = ten
+    _task_file(store, run_id, 3, "status.json").write_text('{"index": 3, "state": "succ')  # truncated
+    _task_file(store, run_id, 5, "status.json").write_bytes(b"")  # empty
+    _task_file(store, run_id, 7, "status.json").write_bytes(b"\xff\xfe\x00garbage")  # not text at all
+    (store / "runs" / run_id / "results.parquet").write_bytes(b"PAR1 not really")
+    capsys.readouterr()
+    assert cli.main(["results", run_id, "--store", str(store), "--format", "csv"]) == 0
+    out, err = capsys.readouterr()
+    rows = out.strip().splitlines()[1:]
+    assert len(rows) == 10
+    assert sum(",succeeded," in r for r in rows) == 7 and sum(",pending," in r for r in rows) == 3
+    assert err.count("damaged status.json") == 1 and "tasks 3, 5, 7" in err
+    assert err.count("results.parquet is damaged") == 1
+    assert cli.main(["resume", run_id, "--store", str(store)]) == 0
+    out, err = capsys.readouterr()
+    assert "resuming 3 of 10 tasks" in err
+    df = batchsweep.load_run(run_id, store=store).results()
+    assert len(df) == 10 and set(df["status"]) == {"succeeded"}
+
+
+def test_a_bad_metrics_file_tasks_line_and_engine_record_each_hide_only_themselves(ten, capsys):
+    store, run_id = ten
+    _task_file(store, run_id, 2, "metrics.json").write_text("[1, 2")
+    lines = (store / "runs" / run_id / "tasks.jsonl").read_text().splitlines()
+    lines[4] = lines[4][:20]
+    (store / "runs" / run_id / "tasks.jsonl").write_text("\n".join(lines) + "\n")
+    (store / "runs" / run_id / "engine.json").write_text("{")
+    capsys.readouterr()
+    assert cli.main(["results", run_id, "--store", str(store), "--format", "json", "--refresh"]) == 0
+    out, err = capsys.readouterr()
+    rows = json.loads(out)
+    assert [r["task"] for r in rows] == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    assert rows[2]["a2"] is None and rows[3]["a2"] == 6
+    assert "damaged metrics.json" in err and "damaged lines in tasks.jsonl" in err and "engine.json" in err
+    assert cli.main(["status", run_id, "--store", str(store)]) == 0
+
+
+def test_a_damaged_run_json_is_reported_by_runs_not_hidden(ten, capsys):
+    store, run_id = ten
+    (store / "runs" / run_id / "run.json").write_text('{"run_id": "ten-')
+    capsys.readouterr()
+    assert cli.main(["runs", "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert run_id in out and "damaged run.json" in out
+    assert cli.main(["status", run_id, "--store", str(store)]) == 2
+    assert "run.json" in capsys.readouterr().err
+
+
+def test_run_ids_on_the_command_line_are_only_the_stores_runs(ten, tmp_path, capsys):
+    store, run_id = ten
+    outside = tmp_path / "elsewhere" / "runs" / "x"
+    outside.mkdir(parents=True)
+    (outside / "run.json").write_text(json.dumps({"run_id": "x", "name": "x", "backend": "local", "n_tasks": 0}))
+    for bad in ("../../elsewhere/runs/x", "../" + run_id, "/etc", ""):
+        with pytest.raises(RunNotFound):
+            batchsweep.load_run(bad, store=store)
+    assert cli.main(["status", "../../elsewhere/runs/x", "--store", str(store)]) == 2
+
+
+def test_store_writes_leave_no_temp_files_and_follow_the_umask(tmp_path):
+    store = Store.open(tmp_path / "s")
+    (tmp_path / "s" / "runs" / "r" / "run.json").mkdir(parents=True)  # a directory where a file should go
+    with pytest.raises(OSError):
+        store.write_json("runs/r/run.json", {"x": 1})
+    assert os.listdir(tmp_path / "s" / "runs" / "r") == ["run.json"]
+    code = "import os; os.umask(0o027); from batchsweep.store import Store; Store.open(os.sys.argv[1]).write_json('a/b.json', 1)"
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "u")], check=True)
+    assert (tmp_path / "u" / "a" / "b.json").stat().st_mode & 0o777 == 0o640
