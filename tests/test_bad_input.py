@@ -52,6 +52,11 @@ CASES: dict[str, Case] = {
     "unknown top-level key": run_case(spec_with(retires="2"), "did you mean 'retries'"),
     "unknown nested key": run_case(spec_with(resources="{memroy_mib: 512}"), "resources.memroy_mib"),
     "unknown params block": run_case(params("{gird: {window: [1]}}"), "did you mean 'grid'"),
+    "unknown key of the metrics rule": run_case(spec_with(metrics="{stdot: last}"),
+                                                "metrics: unknown key 'stdot'; did you mean 'stdout'?"),
+    "misspelt required nested key": run_case(
+        params("{random: {samples: 2, sapce: {window: 'randint(1, 9)'}}, fixed: {save_name: o}}"),
+        "params.random.sapce: unknown key; did you mean 'space'?"),
     "wrong type": run_case(spec_with(retries="many"), "'many'"),
     "negative retries": run_case(spec_with(retries="-1"), "retries:"),
     "negative max_parallel": run_case(spec_with(max_parallel="-2"), "max_parallel:"),

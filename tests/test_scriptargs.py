@@ -1,4 +1,4 @@
-"""The job contract's argparse mapping (DESIGN §2): reading a script's flags without running its main work,
+"""The job contract's argparse mapping (docs/design.md §2): reading a script's flags without running its main work,
 and turning params into an argv that the script parses back to the same values, never through a shell."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The sweep spec (DESIGN §1): loading, defaults, durations and the one-line errors for bad values."""
+"""The sweep spec (docs/design.md §1): loading, defaults, durations and the one-line errors for bad values."""
 
 from __future__ import annotations
 

@@ -20,7 +20,8 @@ def _store_parent() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="batchsweep",
-        description="Run a Python script or function over many parameter sets, locally or on AWS Batch.",
+        description="Run a Python script or function over many parameter sets and get one results table: "
+                    "on this machine (local), on AWS Batch (aws-batch) or on a Dask cluster (dask).",
     )
     parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("results", parents=[store], help="one row per task with params and metrics")
-    p.add_argument("run", nargs="?", help="run id (default: the latest run)")
+    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
     p.add_argument("--format", choices=("table", "csv", "json", "parquet"), default=None,
                    help="default: from -o FILE's extension (.csv, .json, .parquet), else a table")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of the terminal")
@@ -77,39 +78,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh", action="store_true", help="re-read every task instead of the cached table")
     p.set_defaults(func=cmd_results)
 
-    p = sub.add_parser("logs", parents=[store], help="a task's output")
-    p.add_argument("run", help="run id")
-    p.add_argument("task", type=int, help="task index")
+    p = sub.add_parser("logs", parents=[store], help="a task's output",
+                       usage="%(prog)s [-h] [--store PATH] [--stderr] [--follow] [RUN] TASK")
+    p.add_argument("ids", nargs="+", metavar="[RUN] TASK",
+                   help="run id or a unique prefix (default: the latest run), then the task index: "
+                        "`logs 7` is task 7 of the latest run")
     p.add_argument("--stderr", action="store_true", help="stderr instead of stdout")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the task ends")
     p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser("resume", parents=[store], help="rerun only the tasks that did not succeed")
-    p.add_argument("run", help="run id")
-    p.add_argument("--detach", action="store_true")
+    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    p.add_argument("--detach", action="store_true", help="start the tasks and return; follow with `batchsweep wait`")
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("cancel", parents=[store], help="stop queued and running tasks")
-    p.add_argument("run", help="run id")
+    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
     p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser("wait", parents=[store], help="wait with a progress bar until a run ends")
-    p.add_argument("run", nargs="?", help="run id (default: the latest run)")
+    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
     p.set_defaults(func=cmd_wait)
 
     p = sub.add_parser("init", help="write a starter sweep.yaml for an existing argparse script")
-    p.add_argument("script")
+    p.add_argument("script", help="the argparse script whose flags become params")
     p.add_argument("-o", "--output", default=None, help="where to write (default: sweep.yaml beside the script)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("report", parents=[store], help="a self-contained HTML report with plots")
-    p.add_argument("run", nargs="?", help="run id (default: the latest run)")
-    p.add_argument("-o", "--output", default="report.html")
+    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    p.add_argument("-o", "--output", default="report.html", metavar="FILE", help="where to write (default: report.html)")
     p.add_argument("--metric", help="the metric to rank by (default: picked and named in the report)")
     direction = p.add_mutually_exclusive_group()
-    direction.add_argument("--maximize", dest="maximize", action="store_true", default=None)
-    direction.add_argument("--minimize", dest="maximize", action="store_false")
+    direction.add_argument("--maximize", dest="maximize", action="store_true", default=None,
+                           help="higher is better (default: from the metric's name, else maximize)")
+    direction.add_argument("--minimize", dest="maximize", action="store_false", help="lower is better")
     p.set_defaults(func=cmd_report)
 
     for module in ("batchsweep.infra.cli",):
@@ -262,6 +266,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     from batchsweep import runs
 
+    if len(args.ids) > 2 or not args.ids[-1].lstrip("-").isdigit():
+        raise SweepError(f"logs {' '.join(args.ids)}: give [RUN] TASK, e.g. `batchsweep logs 7` for task 7 "
+                         "of the latest run")
+    args.run, args.task = (args.ids[0] if len(args.ids) == 2 else None), int(args.ids[-1])
     run = runs.load_run(args.run, store=args.store)
     shown = 0
     while True:
@@ -270,8 +278,20 @@ def cmd_logs(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         shown = len(text)
         if not args.follow or run.store.read_status(run.id, args.task) is not None or not run.engine.poll().active:
+            if not text:
+                print(f"task {args.task} of {run.id}: {_no_output_why(run, args.task, args.stderr)}", file=sys.stderr)
             return 0
         time.sleep(0.5)
+
+
+def _no_output_why(run: Any, task: int, stderr: bool) -> str:
+    state = run.states().get(task)
+    name = "stderr" if stderr else "stdout"
+    if state is not None and state.value in ("pending", "running") and not run.store.read_status(run.id, task):
+        if state.value == "pending":
+            return f"no output yet: it has not started ({state.value}); `--follow` waits for it"
+        return f"no {name} yet: it is running; `--follow` prints it as it comes"
+    return f"it wrote nothing to {name}" + ("" if stderr else "; its stderr: add --stderr")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

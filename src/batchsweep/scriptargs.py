@@ -1,4 +1,4 @@
-"""The job contract's argparse mapping (DESIGN §2): params → argv, never through a shell.
+"""The job contract's argparse mapping (docs/design.md §2): params → argv, never through a shell.
 
 Before anything runs, the script's flags are read by running it up to its `parse_args()` call
 (`batchsweep._introspect`), so an unknown or missing param is bad input, reported before a run exists.

@@ -1,4 +1,4 @@
-"""Load and validate a sweep spec (DESIGN §1). Validation happens once, here, at the edge.
+"""Load and validate a sweep spec (docs/design.md §1). Validation happens once, here, at the edge.
 
 Every problem becomes one `SpecError` line naming the file, the field and the fix.
 """
@@ -214,7 +214,11 @@ class Spec(_Strict):
             try:
                 return MetricsFromStdout.model_validate(v)
             except ValidationError as e:
-                raise ValueError(e.errors()[0]["msg"].removeprefix("Value error, ")) from None
+                err = _first_error(e)
+                if err["type"] == "extra_forbidden":
+                    key = str(err["loc"][-1])
+                    raise ValueError(f"unknown key {key!r}; {_suggest(key, list(MetricsFromStdout.model_fields))}") from None
+                raise ValueError(err["msg"].removeprefix("Value error, ")) from None
         return v
 
     @field_validator("backend", mode="before")
@@ -257,6 +261,12 @@ class Spec(_Strict):
         if params.repeat > 1:
             names.append("repeat")
         return names
+
+
+def _first_error(e: ValidationError) -> dict[str, Any]:
+    """The error to show: a misspelt key first (`sapce:` also makes `space` missing; the typo is the news)."""
+    errors = [dict(err) for err in e.errors()]
+    return next((err for err in errors if err["type"] == "extra_forbidden"), errors[0])
 
 
 def _suggest(word: str, options: list[str]) -> str:
@@ -305,7 +315,7 @@ def validate(raw: Any, *, source: str, base_dir: Path) -> Spec:
     try:
         spec = Spec.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as e:
-        raise SpecError(f"{source}: {_format_error(dict(e.errors()[0]))}") from None
+        raise SpecError(f"{source}: {_format_error(_first_error(e))}") from None
     return spec
 
 

@@ -1,4 +1,4 @@
-"""The store (DESIGN §4): every path of a run, on a local directory or an S3 prefix.
+"""The store (docs/design.md §4): every path of a run, on a local directory or an S3 prefix.
 
     <store>/runs/<run_id>/run.json          written after tasks.jsonl: a run exists iff it has run.json
     <store>/runs/<run_id>/tasks.jsonl

@@ -1,4 +1,4 @@
-"""What runs a task, wherever it runs (DESIGN §2): stage inputs, run the script or function in its own
+"""What runs a task, wherever it runs (docs/design.md §2): stage inputs, run the script or function in its own
 process group with a timeout and retries, read metrics, collect outputs, write status last.
 
 The local engine calls `execute_task` from its threads; on AWS Batch (or any remote machine) the container runs

@@ -1,6 +1,6 @@
 """The CloudFormation template, checked by cfn-lint, checkov and by reading it.
 
-moto skips bucket policies and ignores several properties (AWS_TESTING.md), so what
+moto skips bucket policies and ignores several properties (docs/aws-testing.md), so what
 the emulator cannot check is asserted here on the template itself.
 """
 

@@ -1,6 +1,6 @@
 """The CloudFormation stack: create or update it, show it, delete it, read its outputs.
 
-The stack's outputs are the AWS engine's settings (DESIGN.md section 6): `stack_outputs`
+The stack's outputs are the AWS engine's settings (docs/design.md §6): `stack_outputs`
 is the one place the engine reads them.
 """
 

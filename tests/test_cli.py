@@ -1,0 +1,62 @@
+"""Commands that read a run default to the latest one: `logs 7` is task 7 of the latest run, `resume` and
+`cancel` without RUN act on it too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import write_spec
+
+import batchsweep
+from batchsweep import cli
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+def two_runs(tmp_path: Path) -> tuple[str, str]:
+    store = str(tmp_path / "store")
+    spec = write_spec(tmp_path, f"""
+        name: latest
+        script: {SCRIPTS / 'prints_result.py'}
+        params: {{grid: {{var_a: [1, 2, 3]}}, fixed: {{var_b: 1, save_name: "s{{var_a}}"}}}}
+    """)
+    first = batchsweep.run(spec, store=store, progress=False, overrides=["var_a=10,20,30"])
+    batchsweep.run(spec, store=store, progress=False)
+    return store, first.id
+
+
+def test_logs_task_alone_reads_the_latest_run(tmp_path: Path, capsys) -> None:
+    store, first = two_runs(tmp_path)
+    capsys.readouterr()
+    assert cli.main(["logs", "2", "--store", store]) == 0
+    latest = capsys.readouterr().out
+    assert cli.main(["logs", first, "2", "--store", store]) == 0
+    older = capsys.readouterr().out
+    assert latest and older and latest != older
+    assert latest.splitlines()[-1] == "3" and older.splitlines()[-1] == "30"  # var_a * var_b
+
+
+def test_logs_with_a_bad_task_is_one_error_line(tmp_path: Path, capsys) -> None:
+    store, _ = two_runs(tmp_path)
+    assert cli.main(["logs", "9", "--store", store]) == 2
+    assert "task 9 does not exist" in capsys.readouterr().err
+    assert cli.main(["logs", "latest", "--store", store]) == 2
+    assert "give [RUN] TASK" in capsys.readouterr().err
+
+
+def test_resume_and_cancel_default_to_the_latest_run(tmp_path: Path, capsys) -> None:
+    store, _ = two_runs(tmp_path)
+    latest = batchsweep.load_run(store=store).id
+    capsys.readouterr()
+    assert cli.main(["resume", "--store", store]) == 0
+    assert capsys.readouterr().out.splitlines() == [latest, "nothing to resume: every task succeeded"]
+    assert cli.main(["cancel", "--store", store]) == 0
+    assert capsys.readouterr().out.strip() == f"{latest} is not running; nothing to cancel"
+
+
+def test_logs_of_a_task_that_wrote_nothing_says_so(tmp_path: Path, capsys) -> None:
+    store, _ = two_runs(tmp_path)
+    capsys.readouterr()
+    assert cli.main(["logs", "0", "--stderr", "--store", store]) == 0
+    out = capsys.readouterr()
+    assert out.out == "" and "it wrote nothing to stderr" in out.err
