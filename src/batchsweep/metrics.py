@@ -6,9 +6,36 @@ import json
 import math
 import os
 import re
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+MAX_FILE_BYTES = 32 << 20  # a metrics file is a flat JSON object; anything bigger is a mistake or an attack
+
+
+class UnsafeMetricsFile(Exception):
+    """The task's metrics file is not a regular file of sane size: the task fails with this reason."""
+
+
+def read_file(path: Path, *, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A task's metrics file, read without following a symlink, blocking on a FIFO or filling memory.
+    FileNotFoundError when the task wrote none."""
+    st = os.lstat(path)
+    kinds = ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+    kind = next((name for test, name in kinds if test(st.st_mode)), None)
+    if kind is not None:
+        raise UnsafeMetricsFile(f"{path.name} is {kind}, not a regular file; metrics were not read")
+    too_big = UnsafeMetricsFile(f"{path.name} is larger than {limit >> 20} MiB; metrics were not read")
+    if st.st_size > limit:
+        raise too_big
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise too_big
+    return data
 
 
 def log_metrics(**values: Any) -> None:

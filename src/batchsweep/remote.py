@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from batchsweep import reaper
 from batchsweep.model import State
 from batchsweep.store import Store
 from batchsweep.worker import ProcessRegistry, context_from_run, execute_task
@@ -83,6 +84,7 @@ def main() -> int:
     child = int(env.get("BATCHSWEEP_CHILD_OFFSET", "0")) + int(env.get("AWS_BATCH_JOB_ARRAY_INDEX", "0"))
     indices = child_indices(submission, child)
     registry = ProcessRegistry()
+    reaper.become_subreaper()  # a task's setsid descendants come back to this process to be killed
     signal.signal(signal.SIGTERM, lambda *_: registry.cancel_all(SIGTERM_REASON))
     worker = env.get("AWS_BATCH_JOB_ID", f"child-{child}")
     batch_attempt = int(env.get("AWS_BATCH_JOB_ATTEMPT", "1"))

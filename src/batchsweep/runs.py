@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchsweep import runlock, space
@@ -44,7 +45,15 @@ class Plan:
 def _check_inputs(spec: Spec, tasks: Sequence[Task]) -> None:
     seen: set[str] = set()
     for task in tasks:
+        names: dict[str, str] = {}
         for ref in task.inputs:
+            name = Path(ref.rstrip("/")).name
+            if name in ("", ".", ".."):
+                raise SpecError(f"inputs: {ref!r} (task {task.index}) names no file or directory to stage")
+            if name in names and names[name] != ref:
+                raise SpecError(f"inputs: {names[name]!r} and {ref!r} (task {task.index}) would both be staged as "
+                                f"{name!r} in the task's directory; rename one of them")
+            names[name] = ref
             if ref in seen or ref.startswith("s3://"):
                 continue
             seen.add(ref)

@@ -50,6 +50,14 @@ def parse_duration(value: Any) -> float | None:
 Duration = Annotated[float | None, BeforeValidator(parse_duration)]
 
 
+def _confined(path: str, *, what: str) -> None:
+    """A path the worker opens inside the task's working directory: never absolute, never through `..`."""
+    parts = path.replace("\\", "/").split("/")
+    if not path or path.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", path) or ".." in parts or "\0" in path:
+        raise ValueError(f"{path!r}: {what} must be a relative path inside the task's working directory "
+                         "(no leading /, ~ or ..)")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -205,6 +213,28 @@ class Spec(_Strict):
     def _safe_name(cls, v: str) -> str:
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", v):
             raise ValueError(f"bad sweep name {v!r}; use lower-case letters, digits, '-' and '_' (e.g. 'ma-crossover')")
+        return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_file_inside(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            _confined(v, what="the metrics file")
+        return v
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs_inside(cls, v: list[str]) -> list[str]:
+        for pattern in v:
+            _confined(pattern, what="an outputs glob")
+        return v
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs_named(cls, v: list[str]) -> list[str]:
+        for ref in v:
+            if "\0" in ref or Path(ref.rstrip("/")).name in ("", ".", ".."):
+                raise ValueError(f"{ref!r} names no file or directory to stage; give a path ending in its name")
         return v
 
     @field_validator("metrics", mode="before")

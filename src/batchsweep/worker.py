@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from batchsweep import metrics as metrics_mod
+from batchsweep import reaper
 from batchsweep.model import State, Task, TaskStatus
 from batchsweep.scriptargs import ScriptFlags, build_argv
 from batchsweep.store import Store
@@ -192,11 +194,20 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
                 resolve_input: Callable[[str], Path], launcher: Launcher = launch_cold) -> Attempt:
     _fresh_dir(paths.work)
     _stage(task, paths.work, resolve_input)
+    token = f"{ctx.run_id}/{task.index}/{secrets.token_hex(4)}"  # inherited by every descendant: see reaper
+    env = {**task_env(ctx, task, paths.work), reaper.TOKEN_VAR: token}
     try:
-        proc = launcher(command(ctx, task), cwd=paths.work, env=task_env(ctx, task, paths.work),
+        proc = launcher(command(ctx, task), cwd=paths.work, env=env,
                         stdout=paths.task_dir / "stdout.log", stderr=paths.task_dir / "stderr.log")
     except OSError as e:
         return Attempt(State.FAILED, None, f"could not start: {e}")
+    try:
+        return _wait_attempt(ctx, proc, registry)
+    finally:
+        reaper.kill_orphans(token, spare={proc.pid})  # what left the process group (setsid, double fork)
+
+
+def _wait_attempt(ctx: RunContext, proc: TaskProcess, registry: ProcessRegistry | None) -> Attempt:
     if registry is not None:
         registry.add(proc)
     try:
@@ -231,10 +242,10 @@ def _collect_metrics(ctx: RunContext, paths: TaskPaths) -> str | None:
         target.write_text(json.dumps(found))
         return None
     produced = paths.work / rule
-    if not produced.exists():
-        return None
     try:
-        value = json.loads(produced.read_text())
+        value = json.loads(metrics_mod.read_file(produced))  # UnsafeMetricsFile: a FIFO, a symlink, huge
+    except FileNotFoundError:
+        return None
     except ValueError:
         return f"{rule} is not valid JSON"
     if not isinstance(value, dict):
@@ -293,7 +304,11 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
         attempt_no += 1
     error = result.error
     if result.state is not State.CANCELLED:
-        problem = _collect_metrics(ctx, paths)
+        try:
+            problem = _collect_metrics(ctx, paths)
+        except metrics_mod.UnsafeMetricsFile as e:
+            result, problem = Attempt(State.FAILED, result.exit_code, str(e)), None
+            error = result.error
         if problem and result.state is State.SUCCEEDED:
             error = problem
     outputs = _collect_outputs(ctx, task, paths)

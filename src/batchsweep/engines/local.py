@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batchsweep import runlock
+from batchsweep import reaper, runlock
 from batchsweep.engines.base import Engine, Progress
 from batchsweep.model import TaskStatus
 from batchsweep.runlock import start_time as _start_time
@@ -91,6 +91,7 @@ class LocalEngine(Engine):
     def execute(self, indices: list[int]) -> None:
         """Run these tasks with at most max_parallel at once; each writes its status when it ends."""
         run, store = self.run, self.run.store
+        reaper.become_subreaper()  # a task's setsid descendants come back to this process to be killed
         ctx = context_from_run(run.info)
         tasks = {t.index: t for t in run.tasks()}
         base_dir = Path(run.info["base_dir"])
