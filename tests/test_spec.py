@@ -273,3 +273,22 @@ def test_load_applies_overrides_before_validation(tmp_path: Path) -> None:
     spec = load(path, overrides=["timeout=30m", "params.grid.x=1,2,3"])
     assert spec.timeout == 1800.0
     assert spec.params is not None and spec.params.grid == {"x": [1, 2, 3]}
+
+
+# -- requirements ---------------------------------------------------------------------------------
+def test_requirements_is_a_file_or_a_list_of_specifiers_and_never_empty(tmp_path: Path) -> None:
+    assert spec_of(tmp_path, requirements="reqs.txt").requirements == "reqs.txt"
+    assert spec_of(tmp_path, requirements=["numpy>=2", "humanize"]).requirements == ["numpy>=2", "humanize"]
+    assert spec_of(tmp_path).requirements is None
+    assert error_of(tmp_path, requirements=" ").startswith("sweep.yaml: requirements: empty path")
+    assert "requirements: an empty specifier" in error_of(tmp_path, requirements=["numpy", ""])
+    assert "requirement: unknown key; did you mean 'requirements'?" in error_of(tmp_path, requirement="r.txt")
+
+
+def test_the_spec_file_is_known_but_never_part_of_the_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text("name: demo\nscript: s.py\nparams: {grid: {x: [1]}}\n")
+    spec = load(path)
+    assert spec.spec_file == path
+    assert "spec_file" not in spec.model_dump(mode="json", by_alias=True, exclude={"base_dir"})
+    assert "spec_file" not in error_of(tmp_path, scrpit="s.py")

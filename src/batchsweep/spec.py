@@ -201,12 +201,14 @@ class Spec(_Strict):
     warm: bool = False
     env: dict[str, str] = {}
     secrets: dict[str, str] = {}
+    requirements: str | list[str] | None = None  # aws-batch: a requirements file (relative to the spec) or pip specifiers
     code: Code = Code()
     search: Search | None = None
     backend: str = "local"
     aws: Aws = Aws()
     dask: dict[str, Any] = {}
     base_dir: Path = Field(default=Path("."), exclude=True)
+    spec_file: Path | None = Field(default=None, exclude=True)  # the file it was loaded from, for fixes in messages
 
     @field_validator("name")
     @classmethod
@@ -258,6 +260,15 @@ class Spec(_Strict):
             close = difflib.get_close_matches(v, BACKENDS, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ValueError(f"unknown backend {v!r}; {hint}choose one of: {', '.join(BACKENDS)}")
+        return v
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirements_given(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("empty path; name a requirements file (e.g. requirements.txt) or list pip specifiers")
+        if isinstance(v, list) and not all(item.strip() for item in v):
+            raise ValueError("an empty specifier in the list; write e.g. [numpy>=2, scikit-learn]")
         return v
 
     @field_validator("env")
@@ -326,7 +337,7 @@ def _format_error(err: dict[str, Any]) -> str:
     where = ".".join(str(p) for p in loc if p not in ("list_",))
     if err["type"] == "extra_forbidden":
         parent = _model_for(loc[:-1])
-        options = [f.alias or n for n, f in parent.model_fields.items() if n != "base_dir"] if parent else []
+        options = [f.alias or n for n, f in parent.model_fields.items() if n not in ("base_dir", "spec_file")] if parent else []
         return f"{where}: unknown key; {_suggest(str(loc[-1]), options)}"
     if err["type"] == "missing":
         return f"{where or 'spec'}: required field is missing"
@@ -339,11 +350,11 @@ def _format_error(err: dict[str, Any]) -> str:
     return f"{where}: {msg}"
 
 
-def validate(raw: Any, *, source: str, base_dir: Path) -> Spec:
+def validate(raw: Any, *, source: str, base_dir: Path, spec_file: Path | None = None) -> Spec:
     if not isinstance(raw, dict):
         raise SpecError(f"{source}: the spec must be a mapping of keys (name:, script:, params: ...), got {type(raw).__name__}")
     try:
-        spec = Spec.model_validate({**raw, "base_dir": base_dir})
+        spec = Spec.model_validate({**raw, "base_dir": base_dir, "spec_file": spec_file})
     except ValidationError as e:
         raise SpecError(f"{source}: {_format_error(_first_error(e))}") from None
     return spec
@@ -368,4 +379,4 @@ def load(path: str | os.PathLike[str], *, overrides: Sequence[str] = ()) -> Spec
         raise SpecError(f"{p}: YAML error: {e}") from None
     if isinstance(raw, dict):
         raw = apply_overrides(raw, overrides, source=str(p))
-    return validate(raw, source=str(p), base_dir=p.resolve().parent)
+    return validate(raw, source=str(p), base_dir=p.resolve().parent, spec_file=p)

@@ -135,6 +135,24 @@ def test_invalid_fargate_pair_is_bad_input_and_nothing_is_submitted(tmp_path, st
     assert not submits(calls) and not Store.open(tmp_path / "store").run_ids()
 
 
+def test_a_sweep_with_requirements_needs_the_stacks_image_built_with_them(tmp_path, stack, calls, capsys, session):
+    from batchsweep.infra import image
+
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2]}", requirements="[humanize==4.9.0]"))
+    code = cli.main(["run", str(spec), "--store", str(tmp_path / "store")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and not submits(calls)
+    assert "task image (latest) was built without this sweep's requirements (requirements: in the spec)" in err[0]
+    assert err[0].endswith(f"with `batchsweep image push {spec}`")
+    other = image.image_tag(image.current_dockerfile(["humanize==4.8.0"]), ["humanize==4.8.0"])
+    emulator.register_image(session, f"{image.repository_uri(stack)}:{other}")
+    assert cli.main(["run", str(spec), "--store", str(tmp_path / "store")]) == 2 and not submits(calls)
+    reqs = ["humanize==4.9.0"]
+    emulator.register_image(session, f"{image.repository_uri(stack)}:{image.image_tag(image.current_dockerfile(reqs), reqs)}")
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    assert len(submits(calls)) == 1 and play_containers(run) == [0, 0]
+
+
 def test_a_child_batch_calls_succeeded_without_a_status_is_lost_and_resume_reruns_it(tmp_path, stack, calls):
     spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3, 4]}"))
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)

@@ -30,7 +30,7 @@ def test_infra_up_takes_stack_params_and_aws_options() -> None:
 
 
 def test_defaults_name_the_batchsweep_stack() -> None:
-    for argv in (["infra", "status"], ["infra", "down"], ["image", "push"], ["doctor"]):
+    for argv in (["infra", "status"], ["infra", "down"], ["doctor"]):
         assert parser().parse_args(argv).stack == "batchsweep"
 
 
@@ -48,7 +48,20 @@ def test_image_dockerfile_prints_the_requirements(tmp_path: Path, capsys: pytest
     reqs = tmp_path / "requirements.txt"
     reqs.write_text("scikit-learn==1.5\n")
     assert run(["image", "dockerfile", "--requirements", str(reqs)]) == 0
-    assert '"scikit-learn==1.5"' in capsys.readouterr().out
+    assert "#   scikit-learn==1.5\n" in capsys.readouterr().out
+
+
+def test_image_dockerfile_of_a_spec_installs_the_requirements_beside_its_script(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "train.py").write_text("print(1)\n")
+    (tmp_path / "requirements.txt").write_text("# the script's own\nhumanize==4.9.0\n")
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text("name: s\nscript: train.py\nparams: {grid: {a: [1]}}\n")
+    assert run(["image", "dockerfile", str(spec)]) == 0
+    assert "#   humanize==4.9.0\n" in capsys.readouterr().out
+    with pytest.raises(SweepError, match="names its own requirements; give one or the other"):
+        run(["image", "dockerfile", str(spec), "--requirements", str(tmp_path / "requirements.txt")])
 
 
 @pytest.mark.parametrize("bad", ["MaxVcpus", "=8"])

@@ -34,6 +34,12 @@ if args[:2] == ["image", "inspect"]:
 if args[:1] == ["build"]:
     with open(built, "a") as f:
         f.write(args[args.index("--tag") + 1] + "\\n")
+    with open(os.path.join(args[-1], "Dockerfile")) as src, open(os.environ["FAKE_DOCKER_LOG"] + ".Dockerfile", "w") as dst:
+        dst.write(src.read())
+    reqs = os.path.join(args[-1], "batchsweep-requirements.txt")
+    if os.path.exists(reqs):
+        with open(reqs) as src, open(os.environ["FAKE_DOCKER_LOG"] + ".requirements", "w") as dst:
+            dst.write(src.read())
 if args[:1] == ["push"]:
     import boto3
     repo_uri, tag = args[1].rsplit(":", 1)
@@ -102,10 +108,14 @@ def outputs(session: Any) -> dict[str, str]:
 
 
 def test_dockerfile_installs_batchsweep_and_the_requirements_without_a_shell() -> None:
-    text = image.dockerfile_text(["numpy>=2", "pandas==2.2 --no-binary pandas"], base="python:3.11-slim", version="1.2.3")
-    assert "FROM python:3.11-slim\n" in text
+    reqs = ["numpy >= 2", "pandas==2.2 --no-binary pandas", 'tomli; python_version < "3.11"']
+    text = image.dockerfile_text(reqs, base="python:3.11-slim", version="1.2.3")
+    assert "ARG BASE=python:3.11-slim\nFROM ${BASE}\n" in text
     assert 'RUN ["pip", "install", "--no-cache-dir", "batchsweep==1.2.3"]' in text
-    assert 'RUN ["pip", "install", "--no-cache-dir", "numpy>=2", "pandas==2.2", "--no-binary", "pandas"]' in text
+    assert f'COPY {image.REQUIREMENTS_FILE} /tmp/{image.REQUIREMENTS_FILE}' in text
+    assert f'RUN ["pip", "install", "--no-cache-dir", "-r", "/tmp/{image.REQUIREMENTS_FILE}"]' in text
+    assert all(f"#   {line}\n" in text for line in reqs)
+    assert image.requirements_text(reqs) == "".join(f"{line}\n" for line in reqs)
     assert text.rstrip().endswith('CMD ["python", "-m", "batchsweep.worker"]')
 
 
@@ -124,6 +134,46 @@ def test_read_requirements_drops_comments_and_blanks(tmp_path: Path) -> None:
     assert image.read_requirements(path) == ["numpy==2.0", "pandas"]
 
 
+def test_read_requirements_follows_includes_and_refuses_what_the_build_cannot_see(tmp_path: Path) -> None:
+    (tmp_path / "base.txt").write_text("numpy>=2 \\\n  --no-binary numpy\n")
+    (tmp_path / "reqs.txt").write_text("-r base.txt\nhumanize\n")
+    assert image.read_requirements(tmp_path / "reqs.txt") == ["numpy>=2 --no-binary numpy", "humanize"]
+    for local in ("-e .", "./libs/mine", "-c constraints.txt"):
+        (tmp_path / "bad.txt").write_text(f"humanize\n{local}\n")
+        with pytest.raises(SweepError, match=r"bad.txt line 2: .* names a local path"):
+            image.read_requirements(tmp_path / "bad.txt")
+
+
+def spec_in(tmp_path: Path, extra: str = "") -> Any:
+    from batchsweep.spec import load
+
+    (tmp_path / "train.py").write_text("print(1)\n")
+    path = tmp_path / "sweep.yaml"
+    path.write_text(f"name: s\nscript: train.py\nparams: {{grid: {{a: [1]}}}}\n{extra}")
+    return load(path)
+
+
+def test_spec_requirements_come_from_the_field_or_a_requirements_txt_beside_the_script(tmp_path: Path) -> None:
+    assert image.spec_requirements(spec_in(tmp_path)) == ([], "")
+    (tmp_path / "requirements.txt").write_text("humanize\n")
+    assert image.spec_requirements(spec_in(tmp_path)) == (["humanize"], str(tmp_path / "requirements.txt"))
+    (tmp_path / "deps").mkdir()
+    (tmp_path / "deps" / "cloud.txt").write_text("tabulate==0.9\n")
+    assert image.spec_requirements(spec_in(tmp_path, "requirements: deps/cloud.txt\n"))[0] == ["tabulate==0.9"]
+    assert image.spec_requirements(spec_in(tmp_path, "requirements: [numpy>=2, humanize]\n")) == (
+        ["numpy>=2", "humanize"], "requirements: in the spec")
+    with pytest.raises(SweepError, match=r"requirements: .*nope.txt: cannot read it"):
+        image.spec_requirements(spec_in(tmp_path, "requirements: nope.txt\n"))
+
+
+def test_the_tag_carries_the_requirements_hash() -> None:
+    text = image.dockerfile_text(["humanize"], version="1.0")
+    tag = image.image_tag(text, ["humanize"])
+    assert image.tag_requirements_hash(tag) == image.requirements_hash(["humanize"]) != image.requirements_hash(["numpy"])
+    plain = image.image_tag(image.dockerfile_text(None, version="1.0"))
+    assert image.tag_requirements_hash(plain) is None and image.tag_requirements_hash("latest") is None
+
+
 def test_missing_requirements_file_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(SweepError, match="--requirements .*cannot read it"):
         image.read_requirements(tmp_path / "nope.txt")
@@ -131,7 +181,7 @@ def test_missing_requirements_file_is_a_one_line_error(tmp_path: Path) -> None:
 
 def test_push_builds_logs_in_through_stdin_and_pushes(session: Any, outputs: dict[str, str], docker_log: Path) -> None:
     ref = image.push(["numpy"], session=session, outputs=outputs, echo=lambda _: None)
-    assert ref == f"{image.repository_uri(outputs)}:{image.image_tag(image.dockerfile_text(['numpy']))}"
+    assert ref == f"{image.repository_uri(outputs)}:{image.image_tag(image.dockerfile_text(['numpy']), ['numpy'])}"
     argvs = [c["argv"] for c in calls(docker_log)]
     assert [a[0] for a in argvs] == ["image", "build", "login", "push"]
     assert argvs[1][:3] == ["build", "--platform", "linux/amd64"]
@@ -187,3 +237,22 @@ def test_image_push_command_points_the_stack_at_the_pushed_tag(
     found = infra.describe_stack(STACK, session=session)
     assert found is not None
     assert {p["ParameterKey"]: p["ParameterValue"] for p in found["Parameters"]}["ImageTag"] == tag
+
+
+def test_image_push_of_a_spec_builds_its_requirements_into_the_stack_it_names(
+    session: Any, tmp_path: Path, docker_log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from batchsweep.infra.cli import register
+
+    outputs = infra.up("other", {}, session=session, echo=lambda _: None, poll_s=0.01)
+    spec = spec_in(tmp_path, "requirements: [humanize==4.9.0]\naws: {stack: other}\n")
+    main = argparse.ArgumentParser()
+    register(main.add_subparsers(dest="command", required=True))
+    args = main.parse_args(["image", "push", str(spec.spec_file)])
+    assert args.func(args) == 0
+    tag = image.image_tag(image.dockerfile_text(["humanize==4.9.0"]), ["humanize==4.9.0"])
+    assert capsys.readouterr().out.splitlines()[-1] == f"{image.repository_uri(outputs)}:{tag}"
+    assert "#   humanize==4.9.0\n" in Path(f"{docker_log}.Dockerfile").read_text()
+    assert Path(f"{docker_log}.requirements").read_text() == "humanize==4.9.0\n"

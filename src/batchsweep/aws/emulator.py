@@ -10,6 +10,7 @@ Needs `moto[server]` (a test dependency, not a runtime one).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -107,6 +108,29 @@ def deploy_stack(session: Any, stack: str = "batchsweep") -> dict[str, str]:
     make_client("ecr", session=session).put_image(repositoryName=outputs["EcrRepository"],
                                                   imageManifest=json.dumps(manifest), imageTag="latest")
     return outputs
+
+
+def register_image(session: Any, ref: str, stack: str = "batchsweep") -> None:
+    """What `batchsweep image push` does once the registry has the image, for the emulator (moto's ECR has no
+    registry to push layers to): record the tag in the stack's repository and point the stack at it."""
+    from batchsweep.aws.clients import make_client
+    from batchsweep.infra.stack import describe_stack, stack_outputs, template_text
+
+    tag = ref.rsplit(":", 1)[1]
+    outputs = stack_outputs(stack, session=session)
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"digest": "sha256:" + hashlib.sha256(ref.encode()).hexdigest(), "size": 1,
+                           "mediaType": "application/vnd.docker.container.image.v1+json"},
+                "layers": []}
+    make_client("ecr", session=session).put_image(repositoryName=outputs["EcrRepository"],
+                                                  imageManifest=json.dumps(manifest), imageTag=tag)
+    # UpdateStack rather than `infra up`'s change set: moto re-evaluates the outputs (ImageUri) only on UpdateStack.
+    cfn = make_client("cloudformation", session=session)
+    current = describe_stack(stack, session=session) or {}
+    params = [{"ParameterKey": p["ParameterKey"], "UsePreviousValue": True}
+              for p in current.get("Parameters", []) if p["ParameterKey"] != "ImageTag"]
+    cfn.update_stack(StackName=stack, TemplateBody=template_text(), Capabilities=["CAPABILITY_IAM"],
+                     Parameters=[*params, {"ParameterKey": "ImageTag", "ParameterValue": tag}])
 
 
 def child_commands(run: Any, *, only: set[int] | None = None) -> list[tuple[list[str], dict[str, str]]]:

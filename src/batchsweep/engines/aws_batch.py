@@ -124,13 +124,7 @@ class AwsBatchEngine(Engine):
         settings = resolve_settings(spec)
         outputs = settings.pop("outputs", None)
         if outputs and outputs.get("ImageUri"):
-            from batchsweep.infra.image import image_exists
-
-            if not image_exists(_session(settings), outputs):
-                raise AwsSetupError(
-                    f"no task image in {outputs['ImageUri'].rsplit(':', 1)[0]} yet; push one with "
-                    f"`batchsweep image push --stack {spec.aws.stack}` (needs docker)"
-                )
+            _check_image(spec, outputs, session=_session(settings))
         return settings
 
     @classmethod
@@ -381,6 +375,27 @@ class AwsBatchEngine(Engine):
                 if job["offset"] <= child < job["offset"] + job["size"]:
                     return str(job["id"]) if job["size"] == 1 else f"{job['id']}:{child - job['offset']}"
         return None
+
+
+def _check_image(spec: Spec, outputs: dict[str, str], *, session: Any) -> None:
+    """The stack's current image exists and was built with the spec's requirements (its tag carries their hash)."""
+    from batchsweep.infra.image import (
+        image_exists,
+        requirements_hash,
+        spec_requirements,
+        tag_requirements_hash,
+    )
+
+    requirements, origin = spec_requirements(spec)
+    push = f"batchsweep image push {spec.spec_file or 'SPEC'}"
+    if spec.aws.stack and spec.aws.stack != "batchsweep":
+        push += f" --stack {spec.aws.stack}"
+    repo, tag = outputs["ImageUri"].rsplit(":", 1)
+    if not image_exists(session, outputs):
+        raise AwsSetupError(f"no task image in {repo} yet; build and push one with `{push}` (needs docker or podman)")
+    if requirements and tag_requirements_hash(tag) != requirements_hash(requirements):
+        raise AwsSetupError(f"the stack's task image ({tag}) was built without this sweep's requirements ({origin}); "
+                            f"build and push one that has them with `{push}`")
 
 
 def _reason(desc: dict[str, Any]) -> str:

@@ -57,12 +57,20 @@ def register(subparsers: Any) -> None:
     image = subparsers.add_parser("image", help="the task image in the stack's ECR repository")
     image_actions = image.add_subparsers(dest="image_command", metavar="{dockerfile,build,push}", required=True)
     reqs = argparse.ArgumentParser(add_help=False)
-    reqs.add_argument("--requirements", metavar="FILE", help="pip requirements to install into the image")
+    reqs.add_argument("spec", nargs="?", metavar="SPEC",
+                      help="a sweep.yaml: its `requirements:` (or the requirements.txt beside its script) go into the "
+                           "image, and its aws: block names the stack")
+    reqs.add_argument("--requirements", metavar="FILE", help="pip requirements to install into the image (instead of SPEC's)")
+    # The image commands take their stack from SPEC's aws: block unless given here.
+    image_aws = argparse.ArgumentParser(add_help=False)
+    image_aws.add_argument("--stack", help=f"CloudFormation stack name (default: SPEC's aws.stack, else {DEFAULT_STACK})")
+    image_aws.add_argument("--profile", help="AWS profile (default: SPEC's aws.profile, else the usual AWS resolution)")
+    image_aws.add_argument("--region", help="AWS region (default: SPEC's aws.region, else the profile's or AWS_REGION)")
     image_actions.add_parser("dockerfile", parents=[reqs], help="print the generated Dockerfile") \
         .set_defaults(func=_image_dockerfile)
-    image_actions.add_parser("build", parents=[reqs, aws], help="build the image (skipped when unchanged)") \
+    image_actions.add_parser("build", parents=[reqs, image_aws], help="build the image (skipped when unchanged)") \
         .set_defaults(func=_image_build)
-    image_actions.add_parser("push", parents=[reqs, aws], help="build and push the image, point the stack at it") \
+    image_actions.add_parser("push", parents=[reqs, image_aws], help="build and push the image, point the stack at it") \
         .set_defaults(func=_image_push)
 
     doctor = subparsers.add_parser("doctor", parents=[aws], help="check everything a run on AWS Batch needs")
@@ -88,9 +96,29 @@ def _session(args: argparse.Namespace) -> Any:
 
 
 def _requirements(args: argparse.Namespace) -> list[str] | None:
-    from batchsweep.infra.image import read_requirements
+    """The requirements to install: --requirements FILE, else SPEC's. Fills in the stack, profile and region
+    from SPEC's aws: block where the command line left them out."""
+    from batchsweep.infra.image import read_requirements, spec_requirements
 
-    return read_requirements(args.requirements) if args.requirements else None
+    spec = None
+    if getattr(args, "spec", None):
+        from batchsweep.spec import load
+
+        spec = load(args.spec)
+        if hasattr(args, "stack"):
+            args.stack = args.stack or spec.aws.stack
+            args.profile = args.profile or spec.aws.profile
+            args.region = args.region or spec.aws.region
+    if hasattr(args, "stack"):
+        args.stack = args.stack or DEFAULT_STACK
+    if args.requirements:
+        if spec is not None and (spec.requirements or spec_requirements(spec)[0]):
+            raise SweepError(f"--requirements {args.requirements}: {args.spec} names its own requirements; "
+                             "give one or the other")
+        return read_requirements(args.requirements)
+    if spec is not None:
+        return spec_requirements(spec)[0] or None
+    return None
 
 
 def _infra_template(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """The task image: a generated Dockerfile, a content-hash tag, docker build and push to ECR.
 
 The tag is a hash of the Dockerfile, which spells out the base image, the user's
-requirements and the batchsweep version: an unchanged image is never rebuilt or
-pushed. Docker is driven through its CLI with argument lists (no shell).
+requirements and the batchsweep version, plus a hash of the requirements alone (so a run
+can check the stack's image has its spec's requirements): an unchanged image is never
+rebuilt or pushed. Docker is driven through its CLI with argument lists (no shell).
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchsweep.aws.clients import make_client
 from batchsweep.errors import AwsSetupError, SweepError
+
+if TYPE_CHECKING:
+    from batchsweep.spec import Spec
 
 Echo = Callable[[str], None]
 
@@ -29,6 +33,7 @@ Echo = Callable[[str], None]
 # `function:` sweeps behave as they do locally.
 DEFAULT_BASE = f"public.ecr.aws/docker/library/python:{sys.version_info.major}.{sys.version_info.minor}-slim"
 PLATFORM = "linux/amd64"  # Fargate Spot runs x86_64 only
+REQUIREMENTS_FILE = "batchsweep-requirements.txt"  # in the build context, next to the Dockerfile
 
 
 def batchsweep_version() -> str:
@@ -40,13 +45,72 @@ def batchsweep_version() -> str:
         return "0+unknown"
 
 
-def read_requirements(path: str | Path) -> list[str]:
-    """Lines of a requirements file, without blanks and comments."""
+def read_requirements(path: str | Path, *, field: str = "--requirements") -> list[str]:
+    """Lines of a requirements file, without blanks and comments; `-r other.txt` includes are read in place.
+
+    What the image build cannot see is refused: editable installs, constraint files and local paths."""
+    path = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SweepError(f"--requirements {path}: cannot read it ({exc.strerror})") from None
-    return [line.split(" #")[0].strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        raise SweepError(f"{field} {path}: cannot read it ({exc.strerror})") from None
+    lines: list[str] = []
+    for number, raw in enumerate(text.replace("\\\n", " ").splitlines(), 1):
+        line = " ".join(raw.split(" #")[0].split())
+        if not line or line.startswith("#"):
+            continue
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise SweepError(f"{field} {path} line {number}: {exc}; fix the quoting") from None
+        if words[0] in ("-r", "--requirement") and len(words) == 2:
+            lines += read_requirements(path.parent / words[1], field=field)
+            continue
+        if words[0].startswith(("-r", "--requirement=")) and len(words) == 1:
+            lines += read_requirements(path.parent / words[0].removeprefix("--requirement=").removeprefix("-r"),
+                                       field=field)
+            continue
+        if words[0] in ("-e", "--editable", "-c", "--constraint") or words[0].startswith((".", "/", "file:", "~")):
+            raise SweepError(f"{field} {path} line {number}: {line!r} names a local path, which the image build "
+                             "cannot see; publish the package or list its own requirements instead")
+        lines.append(line)
+    return lines
+
+
+def spec_requirements(spec: Spec) -> tuple[list[str], str]:
+    """The pip requirements a spec's tasks need in the image, and where they came from ("" when none).
+
+    `requirements:` is a file relative to the spec or a list of specifiers; without it, a
+    `requirements.txt` beside the script (beside the spec for `function:` sweeps) is used."""
+    value = spec.requirements
+    if isinstance(value, list):
+        return [item.strip() for item in value], "requirements: in the spec"
+    if isinstance(value, str):
+        path = spec.base_dir / value
+        return read_requirements(path, field="requirements:"), str(path)
+    beside = (spec.script_path.parent if spec.script_path else spec.base_dir) / "requirements.txt"
+    if beside.is_file():
+        return read_requirements(beside, field="requirements:"), str(beside)
+    return [], ""
+
+
+def requirements_text(requirements: list[str]) -> str:
+    """The requirements.txt that goes into the build context: the lines as read, includes expanded."""
+    return "".join(f"{line}\n" for line in requirements)
+
+
+def requirements_hash(requirements: list[str] | None, *, full: bool = False) -> str | None:
+    """sha256 of the requirements.txt (12 hex digits unless `full`); None when there are none."""
+    if not requirements:
+        return None
+    digest = hashlib.sha256(requirements_text(requirements).encode()).hexdigest()
+    return digest if full else digest[:12]
+
+
+def tag_requirements_hash(tag: str) -> str | None:
+    """The requirements hash an image tag carries (`bs-<image>-r<requirements>`), None when it has none."""
+    parts = tag.split("-")
+    return parts[2][1:] if len(parts) == 3 and parts[0] == "bs" and parts[2].startswith("r") else None
 
 
 def source_checkout() -> Path | None:
@@ -69,16 +133,17 @@ def source_hash(root: Path) -> str:
 
 def dockerfile_text(requirements: list[str] | None, *, base: str = DEFAULT_BASE, version: str | None = None,
                     wheel: str | None = None, source_sha256: str | None = None) -> str:
-    """The Dockerfile. From a release it is self-contained (batchsweep from PyPI); from a source checkout it
-    installs `wheel`, built from the checkout into the build context, and names the source's hash so the tag
-    (a hash of this text) changes with the code."""
+    """The Dockerfile. From a release it installs batchsweep from PyPI; from a source checkout it installs
+    `wheel`, built from the checkout into the build context, and names the source's hash so the tag (a hash of
+    this text) changes with the code. The requirements go in as a requirements.txt in the build context (so pip
+    reads specifiers, markers and options exactly as from a file); this text lists them and their hash."""
     version = version or batchsweep_version()
     pip = ["pip", "install", "--no-cache-dir"]
-    user_args = [arg for line in requirements or [] for arg in shlex.split(line)]
     lines = [
         f"# Generated by batchsweep {version}: the task image for AWS Batch.",
         "# Its tag is a hash of this text: change a line and `batchsweep image push` rebuilds it.",
-        f"FROM {base}",
+        f"ARG BASE={base}",
+        "FROM ${BASE}",
         "ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
     ]
     if wheel:
@@ -88,10 +153,16 @@ def dockerfile_text(requirements: list[str] | None, *, base: str = DEFAULT_BASE,
             f"RUN {json.dumps([*pip, f'/tmp/{wheel}'])}",
         ]
     else:
-        # Exec form: requirement specifiers like `numpy>=2` reach pip verbatim, with no shell.
+        # Exec form: no shell between the specifiers and pip.
         lines.append(f"RUN {json.dumps([*pip, f'batchsweep=={version}'])}")
-    if user_args:
-        lines.append(f"RUN {json.dumps([*pip, *user_args])}")
+    if requirements:
+        lines += [
+            f"# The sweep's requirements.txt (beside this file in the build context), sha256 "
+            f"{requirements_hash(requirements, full=True)}:",
+            *(f"#   {line}" for line in requirements),
+            f"COPY {REQUIREMENTS_FILE} /tmp/{REQUIREMENTS_FILE}",
+            f"RUN {json.dumps([*pip, '-r', f'/tmp/{REQUIREMENTS_FILE}'])}",
+        ]
     lines += [
         # Tasks run unprivileged; the worker writes only in its own working directory.
         'RUN ["useradd", "--create-home", "--uid", "1000", "task"]',
@@ -102,8 +173,12 @@ def dockerfile_text(requirements: list[str] | None, *, base: str = DEFAULT_BASE,
     return "\n".join(lines) + "\n"
 
 
-def image_tag(dockerfile: str) -> str:
-    return "bs-" + hashlib.sha256(dockerfile.encode()).hexdigest()[:16]
+def image_tag(dockerfile: str, requirements: list[str] | None = None) -> str:
+    """`bs-<hash of the Dockerfile>`, plus `-r<hash of the requirements>` when there are any, so a run can tell
+    from the stack's current tag alone whether its image was built with the spec's requirements."""
+    tag = "bs-" + hashlib.sha256(dockerfile.encode()).hexdigest()[:16]
+    reqs = requirements_hash(requirements)
+    return f"{tag}-r{reqs}" if reqs else tag
 
 
 def repository_uri(outputs: dict[str, str]) -> str:
@@ -142,12 +217,14 @@ def build(requirements: list[str] | None, *, outputs: dict[str, str], echo: Echo
     """Build the image unless docker already has it; return its reference `URI:TAG`."""
     docker = _docker()
     dockerfile = current_dockerfile(requirements)
-    ref = f"{repository_uri(outputs)}:{image_tag(dockerfile)}"
+    ref = f"{repository_uri(outputs)}:{image_tag(dockerfile, requirements)}"
     if _run([docker, "image", "inspect", ref], quiet=True) == 0:
         echo(f"image {ref} already built")
         return ref
     with tempfile.TemporaryDirectory(prefix="batchsweep-image-") as context:
         (Path(context) / "Dockerfile").write_text(dockerfile, encoding="utf-8")
+        if requirements:
+            (Path(context) / REQUIREMENTS_FILE).write_text(requirements_text(requirements), encoding="utf-8")
         root = source_checkout()
         if root is not None:
             echo(f"building a batchsweep wheel from {root}")
@@ -161,7 +238,7 @@ def build(requirements: list[str] | None, *, outputs: dict[str, str], echo: Echo
 def push(requirements: list[str] | None, *, session: Any, outputs: dict[str, str], echo: Echo) -> str:
     """Build and push the image unless ECR already has its tag; return its reference `URI:TAG`."""
     dockerfile = current_dockerfile(requirements)
-    tag = image_tag(dockerfile)
+    tag = image_tag(dockerfile, requirements)
     ref = f"{repository_uri(outputs)}:{tag}"
     # Checked before looking for docker: an unchanged image needs no docker at all.
     if image_exists(session, outputs, tag=tag):
