@@ -60,3 +60,29 @@ def test_logs_of_a_task_that_wrote_nothing_says_so(tmp_path: Path, capsys) -> No
     assert cli.main(["logs", "0", "--stderr", "--store", store]) == 0
     out = capsys.readouterr()
     assert out.out == "" and "it wrote nothing to stderr" in out.err
+
+
+def test_status_of_a_detached_local_run_shows_its_running_tasks(tmp_path: Path, capsys) -> None:
+    import time
+
+    store = str(tmp_path / "store")
+    spec = write_spec(tmp_path, f"""
+        name: detached
+        script: {SCRIPTS / 'writes_metrics.py'}
+        params: {{grid: {{a: [1, 2, 3, 4]}}, fixed: {{sleep: 30}}}}
+        max_parallel: 2
+    """)
+    run = batchsweep.run(spec, store=store, detach=True)
+    try:
+        deadline = time.monotonic() + 30
+        while sorted(s.value for s in batchsweep.load_run(run.id, store=store).states().values()) != \
+                ["pending", "pending", "running", "running"]:
+            assert time.monotonic() < deadline, "the detached runner's tasks never showed as running"
+            time.sleep(0.1)
+        capsys.readouterr()
+        assert cli.main(["status", "--store", store]) == 0
+        assert "tasks    2 running, 2 pending (of 4)" in capsys.readouterr().out
+        assert cli.main(["results", "--format", "csv", "--store", store]) == 0
+        assert capsys.readouterr().out.count(",running,") == 2
+    finally:
+        run.cancel()

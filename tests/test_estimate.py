@@ -211,3 +211,32 @@ def test_report_of_an_aws_run_carries_the_estimated_cost(tmp_path: Path) -> None
     batchsweep.load_run(run.id, store=store).report(out)
     html = out.read_text()
     assert "estimated cost" in html and "An estimate from a price table, not a bill" in html
+
+
+def test_a_local_dry_run_prints_the_tasks_and_no_estimate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = cli_out(capsys, "run", str(write_spec(tmp_path)), "--dry-run", "--store", str(tmp_path / "store"))
+    assert "20 tasks · backend local" in out
+    assert "ESTIMATE" not in out and "cost" not in out and "ASSUME" not in out
+    out = cli_out(capsys, "run", str(write_spec(tmp_path)), "--dry-run", "--task-seconds", "2",
+                  "--store", str(tmp_path / "store"))
+    assert "ESTIMATE for sweep est on local" in out  # asked for: a duration was given
+
+
+def test_a_search_dry_run_says_trials_rounds_and_space_and_the_estimate_agrees(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("optuna")
+    spec = tmp_path / "search.yaml"
+    spec.write_text(textwrap.dedent(f"""\
+        name: srch
+        script: {SCRIPTS / 'writes_metrics.py'}
+        params: {{fixed: {{b: 2}}}}
+        search: {{sampler: tpe, trials: 20, batch: 6, metric: product, direction: maximize, seed: 3,
+                  space: {{a: "randint(1, 9)"}}}}
+        """))
+    store = str(tmp_path / "store")
+    out = cli_out(capsys, "run", str(spec), "--dry-run", "--store", store)
+    assert "search   tpe sampler · 20 trials in 4 rounds of up to 6 (batch) · maximize product · seed 3" in out
+    assert re.search(r"^space\s+a\s+randint\(1, 9\)$", out, re.M) and "fixed    b=2" in out
+    assert "20 tasks (one per trial) · backend local" in out and not re.search(r"^0 tasks", out, re.M)
+    est = cli_out(capsys, "estimate", str(spec), "--store", store)
+    assert "tasks      20 (a search: 20 trials in 4 rounds of up to 6, one submission per round)" in est

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warm", action="store_true",
                    help="local: import the script's imports once and fork per task (same as --set warm=true)")
     p.add_argument("--dry-run", action="store_true",
-                   help="print the tasks, their count and (aws-batch) a cost estimate; run nothing")
+                   help="print the tasks (a search: its trials, rounds and space) and, for aws-batch or with "
+                        "--pilot/--task-seconds, an estimate; run nothing")
     _duration_options(p, " (with --dry-run)")
     p.set_defaults(func=cmd_run)
 
@@ -171,7 +172,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from batchsweep import display
 
-        display.print_plan(p, _estimate(p, args))
+        # Local and Dask cost nothing to estimate: their dry run shows the tasks, unless a duration was asked for.
+        wanted = p.spec.backend == "aws-batch" or args.task_seconds is not None or args.pilot is not None
+        display.print_plan(p, _estimate(p, args) if wanted else None)
         return 0
     run = runs.start(p, store=args.store, detach=args.detach)
     _out(run.id)

@@ -130,19 +130,43 @@ def fit_table(columns: list[str], rows: list[list[Any]], *, width: int | None, t
 
 
 def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
-    names = list(p.info["param_names"])
-    rows: list[list[Any]] = [[t.index, *(t.params.get(n) for n in names), ", ".join(t.inputs)] for t in p.tasks]
-    shown = rows if len(rows) <= PLAN_ROWS else rows[: PLAN_ROWS - 3] + [["…"] + [""] * (len(names) + 1)] + rows[-2:]
     console = _console()
-    console.print(_table(["task", *names, "inputs"], shown))
     r = p.spec.resources
+    if p.spec.search is not None:
+        _print_search_plan(p, console)
+        count = f"{p.spec.search.trials} tasks (one per trial)"
+    else:
+        names = list(p.info["param_names"])
+        rows: list[list[Any]] = [[t.index, *(t.params.get(n) for n in names), ", ".join(t.inputs)] for t in p.tasks]
+        shown = rows if len(rows) <= PLAN_ROWS else rows[: PLAN_ROWS - 3] + [["…"] + [""] * (len(names) + 1)] + rows[-2:]
+        console.print(_table(["task", *names, "inputs"], shown))
+        count = f"{len(p.tasks)} tasks"
     console.print(
-        f"{len(p.tasks)} tasks · backend {p.spec.backend} · {r.vcpus:g} vCPU, {r.memory_mib} MiB each · "
+        f"{count} · backend {p.spec.backend} · {r.vcpus:g} vCPU, {r.memory_mib} MiB each · "
         f"timeout {_duration(p.spec.timeout)} · retries {p.spec.retries} · dry run: nothing was started"
     )
     if estimate is not None:
         console.print()
         print_estimate(estimate, console=console)
+
+
+def _print_search_plan(p: Plan, console: Any) -> None:
+    """A search has no task list up front: what it will do, round by round, over which space."""
+    search = p.spec.search
+    assert search is not None
+    batch = int((p.info.get("search") or {}).get("batch") or search.batch or 1)
+    rounds = math.ceil(search.trials / batch)
+    console.print(f"search   {search.sampler} sampler · {search.trials} trials in {rounds} rounds of up to {batch} "
+                  f"(batch) · {search.direction} {search.metric} · seed {search.seed}", markup=False)
+    width = max(len(n) for n in search.space)
+    for i, (name, dist) in enumerate(search.space.items()):
+        text = dist if isinstance(dist, str) else "choice(" + ", ".join(map(str, dist)) + ")"
+        console.print(f"{'space' if i == 0 else '':9}{name:<{width}}  {text}", markup=False)
+    fixed = (p.spec.params.fixed if p.spec.params else {}) or {}
+    if fixed:
+        console.print("fixed    " + " ".join(f"{k}={cell(v)}" for k, v in fixed.items()), markup=False)
+    console.print(f"each task gets `trial` (0..{search.trials - 1}) and `round` (0..{rounds - 1}) with the proposed "
+                  "values; Optuna proposes each round from the results of the ones before", markup=False)
 
 
 def print_estimate(estimate: SweepEstimate, *, console: Any = None) -> None:

@@ -47,6 +47,7 @@ class SweepEstimate:
     durations: Durations
     cost: Estimate | None
     cost_note: str  # why there is no cost figure, when there is none
+    tasks_note: str = ""  # what the count is made of, when that is not a plain list (a search's trials)
 
     def lines(self) -> list[str]:
         d, n = self.durations, self.n_tasks
@@ -54,7 +55,7 @@ class SweepEstimate:
         gpus = f", {self.gpus} GPU" if self.gpus else ""
         out = [
             f"ESTIMATE for sweep {self.name} on {self.backend} (nothing is submitted to make it)",
-            f"tasks      {n}",
+            f"tasks      {n}" + (f" ({self.tasks_note})" if self.tasks_note else ""),
             f"resources  {self.vcpus:g} vCPU, {self.memory_mib} MiB{gpus} per task",
             f"duration   {d.task_s:g} s per task ({d.source})",
             f"compute    {n} × {d.task_s:g} s = {_hours(task_s)} of task time, "
@@ -109,8 +110,13 @@ def estimate_plan(p: Plan, *, task_seconds: float | None = None, pilot: int | No
         note = "not estimated: GPU tasks run on EC2 instances, and the price table covers Fargate only"
     else:
         cost = _aws_estimate(spec, n, durations)
+    tasks_note = ""
+    if spec.search:
+        batch = int((p.info.get("search") or {}).get("batch") or spec.search.batch or 1)
+        tasks_note = (f"a search: {spec.search.trials} trials in {-(-spec.search.trials // batch)} rounds of up to "
+                      f"{batch}, one submission per round")
     return SweepEstimate(name=spec.name, backend=spec.backend, n_tasks=n, vcpus=r.vcpus, memory_mib=r.memory_mib,
-                         gpus=r.gpus, durations=durations, cost=cost, cost_note=note)
+                         gpus=r.gpus, durations=durations, cost=cost, cost_note=note, tasks_note=tasks_note)
 
 
 def _aws_estimate(spec: Spec, n: int, d: Durations) -> Estimate:

@@ -295,7 +295,9 @@ class Run:
         missing = State.PENDING
         if not progress.active:
             missing = State.CANCELLED if self.info.get("cancelled") else State(progress.extra.get("missing", "pending"))
-        return {i: statuses[i].state if i in statuses else missing for i in range(self.n_tasks)}
+        running = set(progress.extra.get("running_tasks") or ()) if progress.active else set()
+        return {i: statuses[i].state if i in statuses else State.RUNNING if i in running else missing
+                for i in range(self.n_tasks)}
 
     def counts(self) -> tuple[Counter[str], Progress]:
         progress = self.engine.poll()
@@ -303,7 +305,7 @@ class Run:
             return Counter(progress.counts), progress
         statuses, progress = self.snapshot(progress)
         counts = Counter(s.value for s in self._states(statuses, progress).values())
-        running = min(progress.running, counts.get("pending", 0))
+        running = 0 if counts.get("running") else min(progress.running, counts.get("pending", 0))
         if running:
             counts["running"] = running
             counts["pending"] -= running

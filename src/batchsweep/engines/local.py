@@ -160,7 +160,8 @@ class LocalEngine(Engine):
             return Progress(active=runlock.holder(self.run.store, self.run.id) is not None)
         active = _alive(record, self.run)
         workers = self.run.info.get("max_parallel") or os.cpu_count() or 1
-        return Progress(active=active, running=workers if active else 0)
+        started = _started(self.run, workers) if active and self.run.store.is_local else []
+        return Progress(active=active, running=workers if active else 0, extra={"running_tasks": started})
 
     def cancel(self) -> None:
         if self._thread is not None:
@@ -185,6 +186,24 @@ class LocalEngine(Engine):
     def close(self) -> None:
         if self._thread is not None:
             self._thread.join()
+
+
+def _started(run: Run, workers: int) -> list[int]:
+    """The tasks a detached runner is running: a log file and no status yet (at most one per worker, the newest:
+    a task left from an earlier attempt has an older log)."""
+    tasks = run.store.local_path(run.store.run_key(run.id, "tasks"))
+    found = []
+    try:
+        entries = list(os.scandir(tasks))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        if entry.name.isdigit() and not os.path.exists(os.path.join(entry.path, "status.json")):
+            try:
+                found.append((os.stat(os.path.join(entry.path, "stdout.log")).st_mtime, int(entry.name)))
+            except FileNotFoundError:
+                continue
+    return [i for _, i in sorted(found, reverse=True)[:workers]]
 
 
 def _serve(store_url: str, run_id: str, token: str) -> None:
