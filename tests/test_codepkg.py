@@ -101,3 +101,53 @@ def test_links_inside_the_target_and_plain_modes_are_kept(tmp_path: Path, use_fi
     assert (target / "alias.txt").read_text() == "hello"
     mode = (target / "tool").stat().st_mode
     assert mode & 0o100 and not mode & 0o4000  # executable kept, set-uid dropped
+
+
+# -- issue 15, item 4: no secrets in the code package -------------------------------------------
+def _project_with_secrets(root: Path) -> None:
+    (root / "sub").mkdir(parents=True)
+    (root / ".aws").mkdir()
+    (root / "train.py").write_text("print(1)\n")
+    (root / "sub" / "util.py").write_text("X = 1\n")
+    for name in (".env", ".env.local", "id_rsa", "id_ed25519.pub", "server.pem", ".netrc", ".pypirc",
+                 "credentials.json", "sub/.netrc", ".aws/credentials"):
+        (root / name).write_text("SECRET=hunter2\n")
+    (root.parent / "outside.txt").write_text("hunter2\n")
+    (root / "link_in").symlink_to("train.py")
+    (root / "link_abs").symlink_to("/etc/passwd")
+    (root / "link_up").symlink_to("../outside.txt")
+    (root / "link_dir").symlink_to("/etc", target_is_directory=True)
+
+
+@pytest.mark.parametrize("git", [False, True], ids=["plain", "git"])
+def test_secret_files_and_outside_symlinks_never_enter_the_package(tmp_path, git):
+    root = tmp_path / "proj"
+    _project_with_secrets(root)
+    if git:
+        import subprocess
+
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+    package = codepkg.pack(root)
+    with tarfile.open(fileobj=io.BytesIO(package.data), mode="r:gz") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        contents = b"".join(tar.extractfile(m).read() for m in members.values() if m.isfile())
+    assert sorted(members) == ["link_in", "sub/util.py", "train.py"]
+    assert members["link_in"].issym() and members["link_in"].linkname == "train.py"
+    assert b"hunter2" not in contents
+    line = package.contents.left_out_line()
+    assert ".env, .env.local" in line and "(looks like a secret)" in line and ".aws/credentials" in line
+    assert "link_abs, link_dir, link_up (symlink to outside the code directory)" in line
+    codepkg.extract(package.data, tmp_path / "out")
+    assert (tmp_path / "out" / "link_in").is_symlink() and (tmp_path / "out" / "link_in").read_text() == "print(1)\n"
+
+
+def test_dry_run_on_aws_lists_the_package_and_what_it_leaves_out(tmp_path, capsys):
+    from batchsweep import cli
+
+    root = tmp_path / "proj"
+    _project_with_secrets(root)
+    (root / "sweep.yaml").write_text("name: pkg\nscript: train.py\nparams: {grid: {x: [1]}}\nbackend: aws-batch\n")
+    assert cli.main(["run", str(root / "sweep.yaml"), "--dry-run", "--store", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "code package: 3 files, 1 symlinks" in out and "largest: " in out
+    assert "left out: " in out and "id_rsa" in out

@@ -145,6 +145,8 @@ def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
         f"{count} · backend {p.spec.backend} · {r.vcpus:g} vCPU, {r.memory_mib} MiB each · "
         f"timeout {_duration(p.spec.timeout)} · retries {p.spec.retries} · dry run: nothing was started"
     )
+    if p.spec.backend == "aws-batch":
+        _print_package(p, console)
     if estimate is not None:
         console.print()
         print_estimate(estimate, console=console)
@@ -167,6 +169,18 @@ def _print_search_plan(p: Plan, console: Any) -> None:
         console.print("fixed    " + " ".join(f"{k}={cell(v)}" for k, v in fixed.items()), markup=False)
     console.print(f"each task gets `trial` (0..{search.trials - 1}) and `round` (0..{rounds - 1}) with the proposed "
                   "values; Optuna proposes each round from the results of the ones before", markup=False)
+
+
+def _print_package(p: Plan, console: Any) -> None:
+    from pathlib import Path
+
+    from batchsweep.aws import codepkg
+
+    contents = codepkg.survey(Path(p.info["code_dir"]), exclude=p.spec.code.exclude)
+    console.print(f"code package: {contents.summary()} from {p.info['code_dir']}", markup=False, highlight=False)
+    left_out = contents.left_out_line()
+    if left_out:
+        console.print(f"left out: {left_out}", markup=False, highlight=False)
 
 
 def print_estimate(estimate: SweepEstimate, *, console: Any = None) -> None:

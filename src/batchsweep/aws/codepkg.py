@@ -10,14 +10,23 @@ import gzip
 import hashlib
 import io
 import os
+import stat
 import subprocess
 import tarfile
+from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
 
 from batchsweep.errors import SpecError
 
 ALWAYS_EXCLUDED = (".git", "__pycache__", ".batchsweep", ".venv", "venv", ".mypy_cache", ".pytest_cache", ".ruff_cache")
+
+
+# Never packed, whatever .gitignore says: a code package lands in S3 and in every container.
+SECRET_FILES = (".env*", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.pem", "*.key", "*.p12", "*.pfx",
+                "*.jks", "*.kdbx", ".netrc", "_netrc", ".pypirc", ".npmrc", ".git-credentials", "credentials*",
+                "*.tfstate", "*.tfstate.*")
+SECRET_DIRS = (".aws", ".ssh", ".gnupg", ".docker", ".kube", ".azure", "gcloud")
 
 
 def _git_files(root: Path) -> list[str] | None:
@@ -28,7 +37,7 @@ def _git_files(root: Path) -> list[str] | None:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    return [p for p in out.decode().split("\0") if p and (root / p).is_file()]
+    return [p for p in out.decode().split("\0") if p and ((root / p).is_symlink() or (root / p).is_file())]
 
 
 def _gitignore_patterns(root: Path) -> list[str]:
@@ -49,13 +58,16 @@ def _ignored(rel: str, patterns: list[str]) -> bool:
 
 
 def list_files(root: Path, *, exclude: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Files and symlinks under root that .gitignore, `exclude` and ALWAYS_EXCLUDED leave in (secrets included:
+    `survey` sorts them out)."""
     files = _git_files(root)
     if files is None:
         patterns = _gitignore_patterns(root)
         files = []
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if d not in ALWAYS_EXCLUDED)
-            for name in filenames:
+            links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]  # never walked into
+            dirnames[:] = sorted(d for d in dirnames if d not in ALWAYS_EXCLUDED and d not in links)
+            for name in [*filenames, *links]:
                 rel = (Path(dirpath) / name).relative_to(root).as_posix()
                 if not _ignored(rel, patterns):
                     files.append(rel)
@@ -69,30 +81,111 @@ def list_files(root: Path, *, exclude: list[str] | tuple[str, ...] = ()) -> list
     return sorted(kept)
 
 
-def build(root: Path, *, exclude: list[str] | tuple[str, ...] = (), max_mib: float = 50.0) -> tuple[str, bytes]:
-    """(sha256, tar.gz bytes) of `root`; raises SpecError if larger than max_mib."""
-    files = list_files(root, exclude=exclude)
-    sizes = {rel: (root / rel).stat().st_size for rel in files}
-    total = sum(sizes.values())
-    if total > max_mib * 1024 * 1024:
-        biggest = ", ".join(f"{rel} ({size / 2**20:.1f} MiB)" for rel, size in sorted(sizes.items(), key=lambda kv: -kv[1])[:3])
+def is_secret(rel: str) -> bool:
+    parts = rel.split("/")
+    return any(fnmatch(parts[-1], p) for p in SECRET_FILES) or any(part in SECRET_DIRS for part in parts[:-1])
+
+
+@dataclass
+class Contents:
+    """What a package holds: regular files with their sizes, symlinks kept as links, and what was left out."""
+
+    sizes: dict[str, int] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)  # path -> why
+
+    @property
+    def total(self) -> int:
+        return sum(self.sizes.values())
+
+    def largest(self, n: int = 3) -> str:
+        ranked = sorted(self.sizes.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        return ", ".join(f"{rel} ({_size(size)})" for rel, size in ranked)
+
+    def left_out_line(self) -> str | None:
+        if not self.left_out:
+            return None
+        by_reason: dict[str, list[str]] = {}
+        for rel, why in sorted(self.left_out.items()):
+            by_reason.setdefault(why, []).append(rel)
+        return "; ".join(f"{', '.join(rels[:8])}{' ...' if len(rels) > 8 else ''} ({why})"
+                         for why, rels in by_reason.items())
+
+    def summary(self) -> str:
+        links = f", {len(self.links)} symlinks" if self.links else ""
+        largest = f" (largest: {self.largest()})" if self.sizes else ""
+        return f"{len(self.sizes)} files{links}, {_size(self.total)}{largest}"
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB" if n >= 2**10 else f"{int(n)} B"
+
+
+def survey(root: Path, *, exclude: list[str] | tuple[str, ...] = ()) -> Contents:
+    """What `build` would pack: secrets never; a symlink as a link when it stays inside root, else left out."""
+    contents = Contents()
+    real_root = os.path.realpath(root)
+    for rel in list_files(root, exclude=exclude):
+        path = root / rel
+        if is_secret(rel):
+            contents.left_out[rel] = "looks like a secret"
+        elif path.is_symlink():
+            target = os.readlink(path)
+            resolved = os.path.realpath(path)
+            inside = os.path.commonpath([real_root, resolved]) == real_root
+            if os.path.isabs(target) or not inside:
+                contents.left_out[rel] = "symlink to outside the code directory"
+            else:
+                contents.links[rel] = target
+        else:
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                contents.sizes[rel] = st.st_size
+    return contents
+
+
+@dataclass
+class Package:
+    sha256: str
+    data: bytes
+    contents: Contents
+
+
+def pack(root: Path, *, exclude: list[str] | tuple[str, ...] = (), max_mib: float = 50.0) -> Package:
+    """The package of `root`; raises SpecError if larger than max_mib."""
+    contents = survey(root, exclude=exclude)
+    if contents.total > max_mib * 1024 * 1024:
         raise SpecError(
-            f"code: {root} holds {total / 2**20:.1f} MiB of files (cap {max_mib:g} MiB; largest: {biggest}); "
-            "add data to `code: {exclude: [...]}` or .gitignore and pass it as `inputs:`, or raise code.max_mib"
+            f"code: {root} holds {_size(contents.total)} of files (cap {max_mib:g} MiB; largest: "
+            f"{contents.largest()}); add data to `code: {{exclude: [...]}}` or .gitignore and pass it as `inputs:`, "
+            "or raise code.max_mib"
         )
     raw = io.BytesIO()
     with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for rel in files:
-            path = root / rel
+        for rel in sorted([*contents.sizes, *contents.links]):
             info = tarfile.TarInfo(rel)
-            info.size = sizes[rel]
-            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
             info.mtime = 0
+            if rel in contents.links:
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, contents.links[rel], 0o777
+                tar.addfile(info)
+                continue
+            path = root / rel
+            info.size = contents.sizes[rel]
+            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
             with open(path, "rb") as f:
                 tar.addfile(info, f)
     data = raw.getvalue()
-    return hashlib.sha256(data).hexdigest(), data
+    return Package(hashlib.sha256(data).hexdigest(), data, contents)
+
+
+def build(root: Path, *, exclude: list[str] | tuple[str, ...] = (), max_mib: float = 50.0) -> tuple[str, bytes]:
+    """(sha256, tar.gz bytes) of `root`; raises SpecError if larger than max_mib."""
+    package = pack(root, exclude=exclude, max_mib=max_mib)
+    return package.sha256, package.data
 
 
 class UnsafeArchive(ValueError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -137,7 +138,11 @@ class AwsBatchEngine(Engine):
         """Upload the code package and local inputs, content-addressed: only what S3 does not have yet."""
         from batchsweep.aws import codepkg
 
-        sha, data = codepkg.build(Path(info["code_dir"]), exclude=spec.code.exclude, max_mib=spec.code.max_mib)
+        package = codepkg.pack(Path(info["code_dir"]), exclude=spec.code.exclude, max_mib=spec.code.max_mib)
+        sha, data = package.sha256, package.data
+        left_out = package.contents.left_out_line()
+        if left_out:
+            print(f"code: left out of the package: {left_out}", file=sys.stderr, flush=True)
         if not store.backend.exists(store.code_key(sha)):
             store.backend.write_bytes(store.code_key(sha), data)
         inputs: dict[str, dict[str, Any]] = {}
