@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from helpers import write_spec
 
 import batchsweep
@@ -86,3 +87,11 @@ def test_status_of_a_detached_local_run_shows_its_running_tasks(tmp_path: Path, 
         assert capsys.readouterr().out.count(",running,") == 2
     finally:
         run.cancel()
+
+
+@pytest.mark.parametrize("argv", [["play", "--help"], ["serve", "-h"], ["--help"]])
+def test_the_emulator_prints_its_usage_on_help(argv: list[str], capsys) -> None:
+    from batchsweep.aws import emulator
+
+    assert emulator.main(argv) == 0
+    assert "python -m batchsweep.aws.emulator play RUN_ID" in capsys.readouterr().out

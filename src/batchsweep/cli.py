@@ -290,10 +290,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def _no_output_why(run: Any, task: int, stderr: bool) -> str:
     state = run.states().get(task)
     name = "stderr" if stderr else "stdout"
-    if state is not None and state.value in ("pending", "running") and not run.store.read_status(run.id, task):
+    if state is not None and not run.store.read_status(run.id, task):
         if state.value == "pending":
-            return f"no output yet: it has not started ({state.value}); `--follow` waits for it"
-        return f"no {name} yet: it is running; `--follow` prints it as it comes"
+            return "no output yet: it has not started (pending); `--follow` waits for it"
+        if state.value == "running":
+            return f"no {name} yet: it is running; `--follow` prints it as it comes"
+        return f"no output: it ended as {state.value} without writing any (see `batchsweep status {run.id}`)"
     return f"it wrote nothing to {name}" + ("" if stderr else "; its stderr: add --stderr")
 
 

@@ -288,6 +288,16 @@ def test_status_shows_batch_states_and_the_tasks_without_a_result(tmp_path, stac
     assert out.count("ended without writing a status") == 2
 
 
+def test_logs_of_a_task_whose_stream_does_not_exist_yet_say_so(tmp_path, stack, session, capsys):
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2]}"))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    assert run.logs(1) == ""  # no CloudWatch stream yet: no output, not an AWS error
+    capsys.readouterr()
+    assert cli.main(["logs", run.id, "1", "--store", str(tmp_path / "store")]) == 0
+    err = capsys.readouterr().err
+    assert f"task 1 of {run.id}: no output" in err and "credentials" not in err
+
+
 def test_logs_of_a_task_without_a_result_come_from_its_child_jobs_log_stream(tmp_path, stack, session):
     spec = write_spec(tmp_path, spec_body("{a: [1, 2]}"))
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)

@@ -172,6 +172,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(args):
+        print(__doc__)
+        return 0
     if args[:1] == ["serve"]:
         server = MotoServer(int(args[1]) if len(args) > 1 else 5000).start()
         os.environ.update(server.env())

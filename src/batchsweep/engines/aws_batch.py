@@ -417,7 +417,10 @@ def _log_lines(logs: Any, group: str, stream: str) -> Iterator[str]:
         kwargs: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
         if token:
             kwargs["nextToken"] = token
-        page = logs.get_log_events(**kwargs)
+        try:
+            page = logs.get_log_events(**kwargs)
+        except logs.exceptions.ResourceNotFoundException:
+            return  # the stream appears when the container first writes: no output yet
         for event in page["events"]:
             yield event["message"] + "\n"
         if not page["events"] or page.get("nextForwardToken") == token:
