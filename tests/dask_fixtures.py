@@ -67,12 +67,12 @@ class DaskProcesses:
         finally:
             log.close()
 
-    def add_worker(self) -> subprocess.Popen[bytes]:
+    def add_worker(self, *extra: str) -> subprocess.Popen[bytes]:
         self._n += 1
         name = f"worker-{self._n}"
         proc = self._spawn(name, [DASK, "worker", self.address, "--name", name, "--nworkers", "1",
                                   "--nthreads", "2", "--no-nanny", "--no-dashboard",
-                                  "--local-directory", str(self.directory / name)])
+                                  "--local-directory", str(self.directory / name), *extra])
         self.workers.append(proc)
         return proc
 

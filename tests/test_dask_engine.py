@@ -233,3 +233,29 @@ def test_without_distributed_the_error_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(SpecError, match=r"pip install 'batchsweep\[dask\]'"):
         DaskEngine.check(spec, [])
+
+
+def test_resources_become_dask_worker_resources_and_land_only_where_declared(tmp_path, dask_cluster):
+    gpu_worker = dask_cluster.add_worker("--resources", "GPU=1")
+    try:
+        wait_for(lambda: dask_cluster.connected() == 3, what="the GPU worker")
+        spec = dask_spec(tmp_path, dask_cluster.address, "{grid: {a: [1, 2, 3, 4]}}", "resources: {gpus: 1}\n")
+        run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+        df = run.results()
+        assert set(df["status"]) == {"succeeded"}
+        assert run.info["engine"]["resources"] == {"GPU": 1}
+        from distributed import Client
+
+        with Client(dask_cluster.address, timeout=10, set_as_default=False) as client:
+            declared = {a for a, w in client.scheduler_info()["workers"].items() if w.get("resources", {}).get("GPU")}
+        assert set(df["worker"]) == declared  # every task ran on the one worker that declared a GPU
+    finally:
+        dask_cluster.kill_worker(gpu_worker)
+
+
+def test_resources_no_worker_declares_exit_2_with_the_worker_command(tmp_path, dask_cluster, capsys):
+    spec = dask_spec(tmp_path, dask_cluster.address, "{grid: {a: [1, 2]}}", "resources: {memory_mib: 1024}\n")
+    assert cli.main(["run", str(spec), "--store", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no Dask worker declares MEMORY=1073741824" in err and "--resources" in err
+    assert not list((tmp_path / "store").glob("runs/*/run.json"))

@@ -43,7 +43,7 @@ class SweepEstimate:
     n_tasks: int
     vcpus: float
     memory_mib: int
-    gpus: int
+    gpus: float
     durations: Durations
     cost: Estimate | None
     cost_note: str  # why there is no cost figure, when there is none
@@ -52,7 +52,7 @@ class SweepEstimate:
     def lines(self) -> list[str]:
         d, n = self.durations, self.n_tasks
         task_s = n * d.task_s
-        gpus = f", {self.gpus} GPU" if self.gpus else ""
+        gpus = f", {self.gpus:g} GPU" if self.gpus else ""
         out = [
             f"ESTIMATE for sweep {self.name} on {self.backend} (nothing is submitted to make it)",
             f"tasks      {n}" + (f" ({self.tasks_note})" if self.tasks_note else ""),

@@ -56,6 +56,9 @@ class TaskStatus:
     worker: str = ""
     outputs: tuple[str, ...] = field(default=())
     infra_retries: int = 0  # times the engine re-ran it after an infrastructure failure (spot reclaim, host lost)
+    peak_rss_mib: float | None = None  # peak memory of the task's whole process tree (sampled), last attempt
+    cpu_s: float | None = None  # user + system CPU time of the tree, last attempt
+    gpu: str | None = None  # the GPU ids it was leased on this machine (CUDA_VISIBLE_DEVICES)
 
     @property
     def duration_s(self) -> float | None:

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
     from batchsweep.runs import Run
 
-FIXED_COLUMNS = ("status", "attempts", "duration_s", "exit_code", "error", "started_at", "ended_at", "worker")
+FIXED_COLUMNS = ("status", "attempts", "duration_s", "exit_code", "error", "started_at", "ended_at", "worker",
+                 "peak_rss_mib", "cpu_s", "gpu")
 
 
 def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
@@ -50,7 +51,11 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
             "started_at": status.started_at if status else None,
             "ended_at": status.ended_at if status else None,
             "worker": status.worker if status else None,
+            "peak_rss_mib": status.peak_rss_mib if status else None,
+            "cpu_s": status.cpu_s if status else None,
         })
+        if status and status.gpu:
+            row["gpu"] = status.gpu
         for name, value in metrics.get(task.index, {}).items():
             row[name if name not in row else f"metric_{name}"] = value
         if status and status.outputs:

@@ -112,7 +112,7 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
             changes["backend"] = backend
         if max_parallel is not None:
             changes["max_parallel"] = max_parallel
-        raw = {**spec.model_dump(by_alias=True, exclude={"base_dir"}, exclude_none=True), **changes}
+        raw = {**spec.model_dump(by_alias=True, exclude={"base_dir"}, exclude_unset=True), **changes}
         spec = spec_mod.validate(raw, source="command line", base_dir=spec.base_dir, spec_file=spec.spec_file)
     engine = get_engine(spec.backend)
     code_hash = space.code_hash(spec)

@@ -157,8 +157,8 @@ class MetricsFromStdout(_Strict):
 
 class Resources(_Strict):
     vcpus: float = Field(default=1, gt=0)
-    memory_mib: int = Field(default=2048, gt=0)
-    gpus: int = Field(default=0, ge=0)
+    memory_mib: int = Field(default=2048, gt=0)  # locally a reservation and a hard limit, only when set
+    gpus: float = Field(default=0, ge=0)  # locally a fraction below 1 shares a GPU; AWS Batch takes whole GPUs
 
 
 class Code(_Strict):

@@ -31,6 +31,7 @@ from batchsweep import reaper
 from batchsweep.model import State, Task, TaskStatus
 from batchsweep.scriptargs import ScriptFlags, build_argv
 from batchsweep.store import Store
+from batchsweep.usage import Usage, UsageSampler
 
 KILL_GRACE_S = 2.0
 
@@ -73,6 +74,7 @@ class RunContext:
     retries: int
     env: dict[str, str]
     python: str = sys.executable
+    memory_limit_mib: float | None = None  # local engine: a task whose process tree goes over it is killed
 
     @functools.cached_property
     def base_env(self) -> dict[str, str]:
@@ -129,6 +131,8 @@ class Attempt:
     state: State
     exit_code: int | None
     error: str | None
+    usage: Usage = Usage(None, None)
+    retry: bool = True  # False: another attempt would end the same way (out of memory)
 
 
 @dataclass
@@ -149,9 +153,10 @@ def command(ctx: RunContext, task: Task) -> list[str]:
     return [ctx.python, str(ctx.code_dir / ctx.script), *build_argv(task.params, ctx.flags)]
 
 
-def task_env(ctx: RunContext, task: Task, work: Path) -> dict[str, str]:
+def task_env(ctx: RunContext, task: Task, work: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     return {
         **ctx.base_env,
+        **(extra or {}),
         "BATCHSWEEP_RUN_ID": ctx.run_id,
         "BATCHSWEEP_TASK_INDEX": str(task.index),
         "BATCHSWEEP_PARAMS": json.dumps(task.params, default=str),
@@ -191,11 +196,12 @@ def _fresh_dir(path: Path) -> None:
 
 
 def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: ProcessRegistry | None,
-                resolve_input: Callable[[str], Path], launcher: Launcher = launch_cold) -> Attempt:
+                resolve_input: Callable[[str], Path], launcher: Launcher = launch_cold,
+                extra_env: dict[str, str] | None = None) -> Attempt:
     _fresh_dir(paths.work)
     _stage(task, paths.work, resolve_input)
     token = f"{ctx.run_id}/{task.index}/{secrets.token_hex(4)}"  # inherited by every descendant: see reaper
-    env = {**task_env(ctx, task, paths.work), reaper.TOKEN_VAR: token}
+    env = {**task_env(ctx, task, paths.work, extra_env), reaper.TOKEN_VAR: token}
     try:
         proc = launcher(command(ctx, task), cwd=paths.work, env=env,
                         stdout=paths.task_dir / "stdout.log", stderr=paths.task_dir / "stderr.log")
@@ -210,24 +216,29 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
 def _wait_attempt(ctx: RunContext, proc: TaskProcess, registry: ProcessRegistry | None) -> Attempt:
     if registry is not None:
         registry.add(proc)
+    sampler = UsageSampler(proc.pid, limit_mib=ctx.memory_limit_mib,
+                           on_limit=lambda: kill_group(proc, grace_s=0)).start()
     try:
         code = proc.wait(timeout=ctx.timeout_s)
     except subprocess.TimeoutExpired:
         kill_group(proc)
-        return Attempt(State.TIMEOUT, proc.returncode, f"timeout after {ctx.timeout_s:g}s")
+        return Attempt(State.TIMEOUT, proc.returncode, f"timeout after {ctx.timeout_s:g}s", sampler.stop())
     finally:
         if registry is not None:
             registry.remove(proc)
+    usage = sampler.stop()
     # A task that exits by itself may leave children in its group behind: they die with it.
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
     if registry is not None and registry.cancelled.is_set():
-        return Attempt(State.CANCELLED, code, registry.reason)
+        return Attempt(State.CANCELLED, code, registry.reason, usage)
+    if sampler.over_limit:
+        return Attempt(State.FAILED, code, f"out of memory (limit {ctx.memory_limit_mib:g} MiB)", usage, retry=False)
     if code == 0:
-        return Attempt(State.SUCCEEDED, 0, None)
-    return Attempt(State.FAILED, code, _describe_exit(code))
+        return Attempt(State.SUCCEEDED, 0, None, usage)
+    return Attempt(State.FAILED, code, _describe_exit(code), usage)
 
 
 def _collect_metrics(ctx: RunContext, paths: TaskPaths) -> str | None:
@@ -289,7 +300,7 @@ def _collect_outputs(ctx: RunContext, task: Task, paths: TaskPaths) -> tuple[str
 def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
              registry: ProcessRegistry | None = None, resolve_input: Callable[[str], Path],
              first_attempt: int = 1, max_attempts: int | None = None,
-             launcher: Launcher = launch_cold) -> TaskStatus:
+             launcher: Launcher = launch_cold, gpus: tuple[str, ...] = ()) -> TaskStatus:
     """Run every attempt of one task and return its final status (not yet written: the caller writes it last,
     after anything else it must upload)."""
     paths.task_dir.mkdir(parents=True, exist_ok=True)
@@ -297,8 +308,10 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
     attempts = max_attempts if max_attempts is not None else ctx.retries + 1
     attempt_no = first_attempt
     while True:
-        result = run_attempt(ctx, task, paths, registry=registry, resolve_input=resolve_input, launcher=launcher)
-        done = result.state in (State.SUCCEEDED, State.CANCELLED) or attempt_no >= first_attempt + attempts - 1
+        result = run_attempt(ctx, task, paths, registry=registry, resolve_input=resolve_input, launcher=launcher,
+                             extra_env=gpu_env(gpus))
+        done = (result.state in (State.SUCCEEDED, State.CANCELLED) or not result.retry
+                or attempt_no >= first_attempt + attempts - 1)
         if done:
             break
         attempt_no += 1
@@ -315,13 +328,22 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
     return TaskStatus(
         index=task.index, state=result.state, attempts=attempt_no, exit_code=result.exit_code, error=error,
         started_at=round(started, 3), ended_at=round(time.time(), 3), worker=worker or socket.gethostname(),
-        outputs=outputs,
+        outputs=outputs, peak_rss_mib=result.usage.peak_rss_mib, cpu_s=result.usage.cpu_s,
+        gpu=",".join(gpus) or None,
     )
+
+
+def gpu_env(gpus: tuple[str, ...]) -> dict[str, str] | None:
+    """The devices a task may see (its GPU lease on this machine)."""
+    if not gpus:
+        return None
+    ids = ",".join(gpus)
+    return {"CUDA_VISIBLE_DEVICES": ids, "NVIDIA_VISIBLE_DEVICES": ids}
 
 
 def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scratch: Path | None = None,
                  registry: ProcessRegistry | None = None, resolve_input: Callable[[str], Path],
-                 infra_retries: int = 0, launcher: Launcher = launch_cold) -> TaskStatus:
+                 infra_retries: int = 0, launcher: Launcher = launch_cold, gpus: tuple[str, ...] = ()) -> TaskStatus:
     """Run a task and put everything it produced in the store, its status last.
 
     On a local (or shared) store the task writes straight into its store directory; on a remote one it works in
@@ -333,7 +355,7 @@ def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scra
         assert scratch is not None, "a remote store needs a scratch directory"
         paths = TaskPaths(scratch / str(task.index))
     status = run_task(ctx, task, paths, worker=worker, registry=registry, resolve_input=resolve_input,
-                      launcher=launcher)
+                      launcher=launcher, gpus=gpus)
     if infra_retries:
         status = dataclasses.replace(status, infra_retries=infra_retries)
     if not store.is_local:
@@ -359,6 +381,7 @@ def context_from_run(run_info: dict[str, Any], *, code_dir: Path | None = None) 
         timeout_s=run_info.get("timeout_s"),
         retries=spec.get("retries", 0),
         env=dict(spec.get("env") or {}),
+        memory_limit_mib=(run_info.get("engine") or {}).get("memory_limit_mib"),
     )
 
 

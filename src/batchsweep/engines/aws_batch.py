@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchsweep.engines.base import Engine, Progress
-from batchsweep.errors import AwsSetupError
+from batchsweep.errors import AwsSetupError, SpecError
 from batchsweep.store import Store
 
 if TYPE_CHECKING:
@@ -118,6 +118,8 @@ class AwsBatchEngine(Engine):
         from batchsweep.aws import fargate
 
         r = spec.resources
+        if r.gpus != int(r.gpus):
+            raise SpecError(f"resources.gpus: {r.gpus:g} — AWS Batch leases whole GPUs; use {max(1, round(r.gpus))}")
         if not r.gpus:
             fargate.check_pair(r.vcpus, r.memory_mib)
         if spec.search:

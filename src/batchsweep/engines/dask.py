@@ -113,6 +113,28 @@ def resolve_settings(raw: dict[str, Any], *, max_parallel: int) -> dict[str, Any
 
 
 # -- on the Dask worker -----------------------------------------------------------------------------
+def worker_resources(spec: Spec) -> dict[str, float]:
+    """`resources:` as Dask worker resources: GPUs when asked for, memory (bytes) when set explicitly."""
+    r = spec.resources
+    out: dict[str, float] = {}
+    if r.gpus:
+        out["GPU"] = r.gpus
+    if "memory_mib" in r.model_fields_set:
+        out["MEMORY"] = r.memory_mib * 2**20
+    return out
+
+
+def _check_workers_declare(client: Client, resources: dict[str, float]) -> None:
+    """A task no worker can take would wait for ever: say so before submitting."""
+    workers = client.scheduler_info().get("workers", {}).values()
+    if any(all(w.get("resources", {}).get(k, 0) >= v for k, v in resources.items()) for w in workers):
+        return
+    wanted = ",".join(f"{k}={v:.15g}" for k, v in resources.items())
+    field = "resources.gpus" if "GPU" in resources else "resources.memory_mib"
+    raise SpecError(f"{field}: no Dask worker declares {wanted}; start workers with "
+                    f"`dask worker SCHEDULER --resources {wanted}` (or lower `resources:`)")
+
+
 def cancel_event_name(run_id: str) -> str:
     return f"batchsweep-cancel-{run_id}"
 
@@ -248,7 +270,11 @@ class DaskEngine(Engine):
     @classmethod
     def check(cls, spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
         _import_distributed()
-        return resolve_settings(spec.dask, max_parallel=spec.max_parallel)
+        settings = resolve_settings(spec.dask, max_parallel=spec.max_parallel)
+        resources = worker_resources(spec)
+        if resources:
+            settings["resources"] = resources
+        return settings
 
     @classmethod
     def run_store(cls, settings: dict[str, Any], default: Store) -> Store:
@@ -298,8 +324,12 @@ class DaskEngine(Engine):
             tasks = {t.index: t for t in self.run.tasks()}
             n = len(indices)
             keys = [task_key(self.run.id, i) for i in indices]
+            resources = self.run.info["engine"].get("resources")
+            if resources:
+                _check_workers_declare(client, resources)
             futures = client.map(run_dask_task, [self.run.store.url] * n, [self.run.id] * n,
-                                 [tasks[i].to_json() for i in indices], key=keys, pure=False, retries=0)
+                                 [tasks[i].to_json() for i in indices], key=keys, pure=False, retries=0,
+                                 resources=resources or None)
             self._submitted_at = time.time()
             self.run.store.write_json(self._engine_key, {
                 "engine": self.name, "scheduler": client.scheduler.address, "keys": keys, "detached": detach,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchsweep import reaper, runlock
 from batchsweep.engines.base import Engine, Progress
+from batchsweep.leases import Leases, available_memory_mib
 from batchsweep.model import TaskStatus
 from batchsweep.runlock import start_time as _start_time
 from batchsweep.worker import (
@@ -34,7 +35,9 @@ from batchsweep.worker import (
 )
 
 if TYPE_CHECKING:
+    from batchsweep.model import Task
     from batchsweep.runs import Run
+    from batchsweep.spec import Spec
     from batchsweep.warm import WarmServer
 
 
@@ -63,6 +66,30 @@ class LocalEngine(Engine):
         self._written: dict[int, TaskStatus] = {}
         self._covers: frozenset[int] = frozenset()
         self._lock_release: Callable[[], None] | None = None  # a detached runner lets go of the run first
+
+    @classmethod
+    def check(cls, spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
+        """GPUs and memory this machine can lease; a request it can never meet is bad input."""
+        r = spec.resources
+        limit = r.memory_mib if "memory_mib" in r.model_fields_set else None  # the AWS default is no local limit
+        leases = Leases.for_spec(gpus=r.gpus, memory_mib=limit)
+        return {"gpus": leases.gpu_ids, "memory_limit_mib": limit}
+
+    def _leases(self) -> tuple[Leases, int]:
+        """The run's leases and how many tasks may run at once: max_parallel, vCPU slots and GPUs allowing."""
+        info = self.run.info
+        settings = info.get("engine") or {}
+        resources = info["spec"].get("resources") or {}
+        leases = Leases(gpus_per_task=float(resources.get("gpus") or 0), gpu_ids=list(settings.get("gpus") or []),
+                        memory_mib=settings.get("memory_limit_mib"),
+                        available_mib=available_memory_mib() if settings.get("memory_limit_mib") else None)
+        cpus = os.cpu_count() or 1
+        limits = [max(1, int(cpus / float(resources.get("vcpus") or 1) + 1e-9))]
+        if info.get("max_parallel"):
+            limits.append(int(info["max_parallel"]))
+        if leases.parallel() is not None:
+            limits.append(max(1, leases.parallel() or 0))
+        return leases, min(limits)
 
     # -- submit -------------------------------------------------------------------------------
     def submit(self, indices: Sequence[int], *, detach: bool) -> None:
@@ -97,23 +124,26 @@ class LocalEngine(Engine):
         base_dir = Path(run.info["base_dir"])
         server = self._warm_server(ctx)
         launcher: Launcher = server.launcher if server is not None else launch_cold
+        leases, workers = self._leases()
 
         def one(index: int) -> None:
-            if self._registry.cancelled.is_set():
+            lease = leases.acquire(self._registry.cancelled)
+            if lease is None:
                 return  # never started: no status, so `resume` runs it
             with self._lock:
                 self._running += 1
             try:
                 slot = threading.current_thread().name.rsplit("_", 1)[-1]
                 status = execute_task(ctx, tasks[index], store, worker=f"local-{slot}", registry=self._registry,
-                                      resolve_input=lambda ref: base_dir / ref, launcher=launcher)
+                                      resolve_input=lambda ref: base_dir / ref, launcher=launcher,
+                                      gpus=lease.gpus)
                 with self._lock:
                     self._written[index] = status
             finally:
+                leases.release(lease)
                 with self._lock:
                     self._running -= 1
 
-        workers = run.info.get("max_parallel") or os.cpu_count() or 1
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slot") as pool:
                 for future in [pool.submit(one, i) for i in indices]:
@@ -159,7 +189,7 @@ class LocalEngine(Engine):
         if record is None:  # never submitted, or a damaged record: the run's lock still tells a live runner
             return Progress(active=runlock.holder(self.run.store, self.run.id) is not None)
         active = _alive(record, self.run)
-        workers = self.run.info.get("max_parallel") or os.cpu_count() or 1
+        workers = self._leases()[1]
         started = _started(self.run, workers) if active and self.run.store.is_local else []
         return Progress(active=active, running=workers if active else 0, extra={"running_tasks": started})
 

@@ -1,0 +1,123 @@
+"""What a running task uses: peak memory (RSS of its whole process tree), CPU time, and an optional memory limit.
+
+Read from /proc (Linux), sampled in a thread while the task runs: quickly at first (so a short task is still
+measured), then every half second. The tree is the task's process group and session plus every descendant of
+its leader, so a child that called `setsid()` is still counted while its parent lives. Elsewhere than Linux
+nothing is measured and no limit is enforced.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+_PROC = "/proc"
+_SCHEDULE_S = (0.02, 0.05, 0.1, 0.2, 0.3)  # then every _PERIOD_S
+_PERIOD_S = 0.5
+
+
+@dataclass(frozen=True)
+class Usage:
+    peak_rss_mib: float | None
+    cpu_s: float | None
+
+
+@dataclass(frozen=True)
+class _Proc:
+    ppid: int
+    pgid: int
+    sid: int
+    rss_pages: int
+    cpu_ticks: int  # own user+system time plus that of its children it has waited for
+
+
+def _read_procs() -> dict[int, _Proc]:
+    procs = {}
+    for name in os.listdir(_PROC):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"{_PROC}/{name}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+        except OSError:
+            continue  # exited meanwhile
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] in ("Z", "X"):
+            continue
+        procs[int(name)] = _Proc(ppid=int(fields[1]), pgid=int(fields[2]), sid=int(fields[3]),
+                                 rss_pages=int(fields[21]), cpu_ticks=sum(int(x) for x in fields[11:15]))
+    return procs
+
+
+def tree(leader: int, procs: dict[int, _Proc]) -> set[int]:
+    """The leader's process group and session, and every descendant of any of them."""
+    members = {pid for pid, p in procs.items() if pid == leader or p.pgid == leader or p.sid == leader}
+    children: dict[int, list[int]] = {}
+    for pid, p in procs.items():
+        children.setdefault(p.ppid, []).append(pid)
+    todo = list(members)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in members:
+                members.add(child)
+                todo.append(child)
+    return members
+
+
+class UsageSampler:
+    """Samples a task's process tree until `stop()`; calls `on_limit` once if its RSS goes over `limit_mib`."""
+
+    def __init__(self, leader: int, *, limit_mib: float | None = None,
+                 on_limit: Callable[[], None] | None = None) -> None:
+        self.leader = leader
+        self.limit_mib = limit_mib
+        self.on_limit = on_limit
+        self.over_limit = False
+        self._peak_rss_mib = 0.0
+        self._cpu_s = 0.0
+        self._sampled = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._page_mib = os.sysconf("SC_PAGE_SIZE") / 2**20
+        self._ticks = os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def available() -> bool:
+        return os.path.exists(f"{_PROC}/self/stat")
+
+    def start(self) -> UsageSampler:
+        if self.available():
+            self._thread = threading.Thread(target=self._loop, name=f"usage-{self.leader}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> Usage:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if not self._sampled:
+            return Usage(None, None)
+        return Usage(round(self._peak_rss_mib, 1), round(self._cpu_s, 3))
+
+    def sample(self) -> None:
+        procs = _read_procs()
+        members = tree(self.leader, procs)
+        if not members:
+            return
+        rss = sum(procs[pid].rss_pages for pid in members) * self._page_mib
+        cpu = sum(procs[pid].cpu_ticks for pid in members) / self._ticks
+        self._sampled = True
+        self._peak_rss_mib = max(self._peak_rss_mib, rss)
+        self._cpu_s = max(self._cpu_s, cpu)
+        if self.limit_mib is not None and rss > self.limit_mib and not self.over_limit:
+            self.over_limit = True
+            if self.on_limit is not None:
+                self.on_limit()
+
+    def _loop(self) -> None:
+        waits = iter(_SCHEDULE_S)
+        self.sample()
+        while not self._stop.wait(next(waits, _PERIOD_S)):
+            self.sample()

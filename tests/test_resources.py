@@ -1,0 +1,163 @@
+"""`resources:` on this machine: GPU leases, vCPU slots, memory reservations and limits, measured usage."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from helpers import write_spec
+
+import batchsweep
+from batchsweep.errors import SpecError
+from batchsweep.leases import Leases, detect_gpus
+
+PROBE = Path(__file__).parent / "scripts" / "resource_probe.py"
+
+
+def _overlaps(df, key: str | None = None) -> int:
+    """The most tasks running at once (sharing the same `key` value, when given)."""
+    events = []
+    for _, row in df.iterrows():
+        group = row[key] if key else None
+        events += [(row["start"], 1, group), (row["end"], -1, group)]
+    running: Counter = Counter()
+    peak = 0
+    for _t, delta, group in sorted(events, key=lambda e: (e[0], e[1])):
+        running[group] += delta
+        peak = max(peak, running[group])
+    return peak
+
+
+def test_gpu_tasks_get_one_device_each_and_never_share_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("BATCHSWEEP_GPUS", "0,1")
+    spec = write_spec(tmp_path, f"""
+        name: gpus
+        script: {PROBE}
+        params: {{grid: {{i: [0, 1, 2, 3, 4, 5]}}, fixed: {{hold: 0.4}}}}
+        metrics: {{stdout: last}}
+        resources: {{gpus: 1, vcpus: 0.25}}
+    """)
+    df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results()
+    assert set(df["status"]) == {"succeeded"}
+    assert set(df["cuda"]) <= {"gpu:0", "gpu:1"} and (df["cuda"] == df["nvidia"]).all()
+    assert sorted(df["gpu"]) == sorted(c.removeprefix("gpu:") for c in df["cuda"])
+    assert _overlaps(df, "cuda") == 1  # one task per device at a time
+    assert _overlaps(df) <= 2
+
+
+def test_a_gpu_fraction_lets_tasks_share_a_device_up_to_its_share(tmp_path, monkeypatch):
+    monkeypatch.setenv("BATCHSWEEP_GPUS", "7")
+    spec = write_spec(tmp_path, f"""
+        name: halves
+        script: {PROBE}
+        params: {{grid: {{i: [0, 1, 2, 3, 4, 5]}}, fixed: {{hold: 0.6}}}}
+        metrics: {{stdout: last}}
+        resources: {{gpus: 0.5, vcpus: 0.1}}
+    """)
+    df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results()
+    assert set(df["cuda"]) == {"gpu:7"}
+    assert _overlaps(df) == 2
+
+
+def test_asking_for_more_gpus_than_the_machine_has_is_one_line_before_anything_runs(tmp_path):
+    spec = write_spec(tmp_path, f"""
+        name: toomany
+        script: {PROBE}
+        params: {{grid: {{i: [0, 1]}}}}
+        resources: {{gpus: 2}}
+    """)
+    env = {**os.environ, "BATCHSWEEP_GPUS": "0"}
+    out = subprocess.run([sys.executable, "-m", "batchsweep", "run", str(spec)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert "resources.gpus: 2 per task" in out.stderr and "BATCHSWEEP_GPUS" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / ".batchsweep" / "runs").exists() or not any((tmp_path / ".batchsweep" / "runs").iterdir())
+
+
+def test_vcpus_take_that_many_slots(tmp_path):
+    spec = write_spec(tmp_path, f"""
+        name: wide
+        script: {PROBE}
+        params: {{grid: {{i: [0, 1, 2, 3]}}, fixed: {{hold: 0.5}}}}
+        metrics: {{stdout: last}}
+        resources: {{vcpus: {os.cpu_count()}}}
+    """)
+    df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results()
+    assert set(df["status"]) == {"succeeded"}
+    assert _overlaps(df) == 1
+
+
+def test_a_task_over_its_memory_is_killed_with_that_reason_and_the_others_finish(tmp_path):
+    spec = write_spec(tmp_path, f"""
+        name: oom
+        script: {PROBE}
+        params:
+          list: [{{i: 0, alloc_mib: 400, hold: 10}}, {{i: 1, alloc_mib: 0, hold: 0.2}}]
+        metrics: {{stdout: last}}
+        resources: {{memory_mib: 150}}
+        retries: 2
+    """)
+    df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results().set_index("i")
+    assert df.loc[0, "status"] == "failed"
+    assert df.loc[0, "error"] == "out of memory (limit 150 MiB)"
+    assert df.loc[0, "attempts"] == 1  # another attempt would end the same way
+    assert df.loc[0, "duration_s"] < 8
+    assert df.loc[1, "status"] == "succeeded"
+
+
+def test_peak_memory_and_cpu_time_are_recorded_per_task(tmp_path):
+    spec = write_spec(tmp_path, f"""
+        name: usage
+        script: {PROBE}
+        params:
+          list: [{{i: 0, alloc_mib: 200, hold: 1.0, busy: 0}}, {{i: 1, alloc_mib: 0, hold: 0.1, busy: 0.8}}]
+        metrics: {{stdout: last}}
+    """)
+    df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results().set_index("i")
+    assert 190 <= df.loc[0, "peak_rss_mib"] <= 400
+    assert df.loc[1, "peak_rss_mib"] < 100
+    assert df.loc[1, "cpu_s"] >= 0.5
+    assert df.loc[0, "cpu_s"] < df.loc[1, "cpu_s"]
+    assert "gpu" not in df.columns
+
+
+def test_detection_prefers_the_override_then_the_runners_own_visible_devices():
+    assert detect_gpus({"BATCHSWEEP_GPUS": "0, 2,3"}) == ["0", "2", "3"]
+    assert detect_gpus({"CUDA_VISIBLE_DEVICES": "1,3"}) == ["1", "3"]
+    assert detect_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+
+
+def test_whole_gpu_leases_are_exclusive_and_waiters_wake_on_release():
+    leases = Leases(gpus_per_task=2, gpu_ids=["0", "1", "2"], memory_mib=None)
+    assert leases.parallel() == 1
+    first = leases.acquire()
+    assert first is not None and len(first.gpus) == 2
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(leases.acquire()))
+    waiter.start()
+    waiter.join(0.3)
+    assert got == []  # one GPU left: not enough
+    leases.release(first)
+    waiter.join(5)
+    assert got and len(got[0].gpus) == 2
+
+
+def test_memory_reservations_wait_for_room_but_one_task_always_runs():
+    leases = Leases(gpus_per_task=0, gpu_ids=[], memory_mib=600, available_mib=1000)
+    first = leases.acquire()
+    cancelled = threading.Event()
+    cancelled.set()
+    assert leases.acquire(cancelled) is None  # 1200 MiB would not fit: it waits (here: until cancelled)
+    leases.release(first)
+    assert leases.acquire() is not None
+
+
+def test_fractional_gpus_above_one_are_refused():
+    with pytest.raises(SpecError, match="resources.gpus: 1.5"):
+        Leases.for_spec(gpus=1.5, memory_mib=None, environ={"BATCHSWEEP_GPUS": "0,1"})
