@@ -115,3 +115,24 @@ def test_fargate_sizes(vcpus: float, mib: int, ok: bool) -> None:
 def test_an_invalid_fargate_size_is_flagged_in_the_assumptions() -> None:
     est = estimate(n_tasks=1, task_seconds=60, spot=False, vcpus=1, memory_mib=1000, region="us-east-1")
     assert any(a.startswith("warning: resources.memory_mib: 1000 MiB is not valid with 1 vCPU") for a in est.assumptions)
+
+
+# -- right-sizing -------------------------------------------------------------------------------
+def test_right_size_picks_the_cheapest_valid_fargate_size_with_headroom() -> None:
+    from batchsweep.cost import right_size
+
+    # Peak 700 MiB and 0.4 vCPU busy: with 25% headroom, 875 MiB and 0.5 vCPU -> 0.5 vCPU / 1024 MiB.
+    got = right_size([(700, 4.0, 10.0), (300, 1.0, 10.0)], vcpus=1, memory_mib=4096)
+    assert got is not None and (got.vcpus, got.memory_mib) == (0.5, 1024)
+    # 1 vCPU + 4 GB = 0.04048 + 4 * 0.004445; 0.5 vCPU + 1 GB = 0.02024 + 0.004445
+    assert got.saving == pytest.approx(1 - (0.02024 + 0.004445) / (0.04048 + 4 * 0.004445))
+    assert "`resources: {vcpus: 0.5, memory_mib: 1024}`" in got.line() and "58%" in got.line()
+    assert got.overrides == ["resources.vcpus=0.5", "resources.memory_mib=1024"]
+
+
+def test_right_size_stays_quiet_when_the_size_already_fits_or_nothing_was_measured() -> None:
+    from batchsweep.cost import right_size
+
+    assert right_size([(1800, 9.0, 10.0)], vcpus=1, memory_mib=2048) is None  # used nearly all of it
+    assert right_size([], vcpus=4, memory_mib=8192) is None
+    assert right_size([(100, 0.0, 0.0)], vcpus=4, memory_mib=8192) is None  # no duration, no vCPU figure

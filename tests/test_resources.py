@@ -161,3 +161,42 @@ def test_memory_reservations_wait_for_room_but_one_task_always_runs():
 def test_fractional_gpus_above_one_are_refused():
     with pytest.raises(SpecError, match="resources.gpus: 1.5"):
         Leases.for_spec(gpus=1.5, memory_mib=None, environ={"BATCHSWEEP_GPUS": "0,1"})
+
+
+def test_after_a_measured_run_the_aws_dry_run_suggests_a_smaller_size_and_right_size_applies_it(tmp_path):
+    spec = write_spec(tmp_path, f"""
+        name: sizing
+        script: {PROBE}
+        params: {{grid: {{i: [0, 1]}}, fixed: {{alloc_mib: 100, hold: 1.5}}}}
+        metrics: {{stdout: last}}
+        resources: {{vcpus: 2, memory_mib: 8192}}
+    """)
+    env = {**os.environ, "CI": "true"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "batchsweep", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    before = cli("run", str(spec), "--backend", "aws-batch", "--dry-run")
+    assert before.returncode == 0 and "right-size" not in before.stdout  # nothing measured yet
+    assert cli("run", str(spec), "--max-parallel", "1").returncode == 0  # locally, with the AWS sizes in the spec
+    dry = cli("run", str(spec), "--backend", "aws-batch", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    line = next(x for x in dry.stdout.splitlines() if x.startswith("right-size"))
+    assert "`resources: {vcpus: 0.25, memory_mib: 512}`" in line and "would cut the estimated AWS cost by 89%" in line
+    sized = cli("run", str(spec), "--backend", "aws-batch", "--dry-run", "--right-size")
+    assert sized.returncode == 0, sized.stderr
+    assert "0.25 vCPU, 512 MiB" in sized.stdout
+
+
+def test_right_size_without_a_measured_run_is_one_line_exit_2(tmp_path):
+    spec = write_spec(tmp_path, f"""
+        name: unmeasured
+        script: {PROBE}
+        params: {{grid: {{i: [0, 1]}}}}
+    """)
+    out = subprocess.run([sys.executable, "-m", "batchsweep", "run", str(spec), "--right-size"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "--right-size: no finished run of sweep 'unmeasured'" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

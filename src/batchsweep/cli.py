@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true", help="submit and return; follow with `batchsweep wait`")
     p.add_argument("--warm", action="store_true",
                    help="local: import the script's imports once and fork per task (same as --set warm=true)")
+    p.add_argument("--right-size", action="store_true",
+                   help="use the smaller valid Fargate vCPU/memory that the sweep's latest finished run measured "
+                        "(same as --set resources.vcpus=… --set resources.memory_mib=…)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the tasks (a search: its trials, rounds and space) and, for aws-batch or with "
                         "--pilot/--task-seconds, an estimate; run nothing")
@@ -167,6 +170,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.dry_run and (args.task_seconds is not None or args.pilot is not None):
         raise SweepError("--task-seconds and --pilot only apply with --dry-run (or `batchsweep estimate`)")
     overrides = [*args.overrides, "warm=true"] if args.warm else args.overrides
+    if args.right_size:
+        overrides = [*overrides, *_right_size_overrides(args)]
     p = runs.plan(args.spec, overrides=overrides, backend=args.backend, max_parallel=args.max_parallel,
                   check_engine=not args.dry_run)
     if args.dry_run:
@@ -182,6 +187,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         _out(f"submitted {run.n_tasks} tasks; follow with: batchsweep wait {run.id}")
         return 0
     return _wait(run)
+
+
+def _right_size_overrides(args: argparse.Namespace) -> list[str]:
+    """`--right-size`: the smaller Fargate size that the sweep's latest finished run measured, as --set values."""
+    from batchsweep import runs
+    from batchsweep.estimate import earlier_right_size
+
+    p = runs.plan(args.spec, overrides=args.overrides, backend=args.backend, check_engine=False)
+    suggestion = earlier_right_size(p.spec, store=args.store)
+    if suggestion is None:
+        raise SweepError(f"--right-size: no finished run of sweep {p.spec.name!r} in this store measured a size "
+                         "worth changing to; run it once (locally is fine), or drop --right-size")
+    print(f"right-size: {suggestion.line()}", file=sys.stderr, flush=True)
+    return suggestion.overrides
 
 
 def _wait(run: Any) -> int:

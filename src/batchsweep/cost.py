@@ -126,3 +126,57 @@ def _price(run_seconds: list[float], *, vcpus: float, memory_mib: int, region: s
         assumptions.append(f"warning: {problem}; AWS Batch would reject this job definition")
     return Estimate(low_usd=low, high_usd=high, vcpu_hours=vcpu_hours, gb_hours=gb_hours,
                     assumptions=assumptions, region=region, spot=spot)
+
+
+# -- right-sizing -----------------------------------------------------------------------------------
+HEADROOM = 1.25  # what a suggestion adds to the most any task used
+MIN_SAVING = 0.2  # smaller savings are not worth a line
+
+
+@dataclass(frozen=True)
+class RightSize:
+    """A smaller valid Fargate size that still fits what every task of a run used, and what it saves."""
+
+    used_mib: float
+    used_vcpus: float
+    vcpus: float
+    memory_mib: int
+    saving: float  # fraction of the per-hour price
+
+    @property
+    def overrides(self) -> list[str]:
+        return [f"resources.vcpus={self.vcpus:g}", f"resources.memory_mib={self.memory_mib}"]
+
+    def line(self) -> str:
+        return (f"tasks used at most {self.used_mib / 1024:.2g} GiB and {self.used_vcpus:.2g} vCPU: "
+                f"`resources: {{vcpus: {self.vcpus:g}, memory_mib: {self.memory_mib}}}` would cut the estimated "
+                f"AWS cost by {self.saving:.0%} (`run --right-size` applies it)")
+
+
+def right_size(usage: Sequence[tuple[float, float, float]], *, vcpus: float, memory_mib: int,
+               region: str = "us-east-1") -> RightSize | None:
+    """The cheapest valid Fargate size with HEADROOM over the most any task used, if it saves MIN_SAVING.
+
+    `usage` holds (peak_rss_mib, cpu_s, duration_s) of succeeded tasks; a task's vCPU use is its CPU time over
+    its duration."""
+    from batchsweep.aws.fargate import VALID
+
+    measured = [(rss, cpu / dur) for rss, cpu, dur in usage if dur > 0]
+    if not measured:
+        return None
+    used_mib = max(m for m, _ in measured)
+    used_vcpus = max(v for _, v in measured)
+    vcpu_price, gb_price = prices_for(region)
+
+    def price(v: float, m: float) -> float:
+        return v * vcpu_price + m / 1024 * gb_price
+
+    fits = [(price(v, m), v, m) for v, sizes in VALID.items() for m in sizes
+            if v >= used_vcpus * HEADROOM and m >= used_mib * HEADROOM]
+    if not fits:
+        return None
+    best, v, m = min(fits)
+    saving = 1 - best / price(vcpus, memory_mib)
+    if saving < MIN_SAVING:
+        return None
+    return RightSize(used_mib=used_mib, used_vcpus=used_vcpus, vcpus=v, memory_mib=m, saving=saving)

@@ -250,6 +250,16 @@ def print_status(run: Run) -> None:
         if cost is not None:
             console.print(f"cost     {cost_summary(cost)}: an estimate from a price table, not a bill; "
                           f"its assumptions are in `batchsweep report {run.id}`", markup=False)
+    if run.info.get("backend") == "aws-batch" and not progress.active:
+        resources = (run.info.get("spec") or {}).get("resources") or {}
+        if not resources.get("gpus"):
+            from batchsweep.estimate import right_size_from
+
+            suggestion = right_size_from(statuses.values(), vcpus=float(resources.get("vcpus", 1)),
+                                         memory_mib=int(resources.get("memory_mib", 2048)),
+                                         region=(run.info.get("spec") or {}).get("aws", {}).get("region"))
+            if suggestion is not None:
+                console.print(f"size     {suggestion.line()}", markup=False)
     batch_states = progress.extra.get("batch_states")
     if batch_states:
         console.print("engine   " + ", ".join(f"{n} {s}" for s, n in sorted(batch_states.items())) + " (child jobs)")

@@ -10,14 +10,15 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from batchsweep.errors import SweepError
 
 if TYPE_CHECKING:
-    from batchsweep.cost import Estimate
+    from batchsweep.cost import Estimate, RightSize
+    from batchsweep.model import TaskStatus
     from batchsweep.runs import Plan
     from batchsweep.spec import Spec
     from batchsweep.store import Store
@@ -48,6 +49,7 @@ class SweepEstimate:
     cost: Estimate | None
     cost_note: str  # why there is no cost figure, when there is none
     tasks_note: str = ""  # what the count is made of, when that is not a plain list (a search's trials)
+    right_size: RightSize | None = None  # a smaller Fargate size, from what an earlier run's tasks used
 
     def lines(self) -> list[str]:
         d, n = self.durations, self.n_tasks
@@ -68,6 +70,8 @@ class SweepEstimate:
             out += self.cost.lines()
         else:
             out.append(f"cost       {self.cost_note}")
+        if self.right_size is not None:
+            out.append(f"right-size {self.right_size.line()}")
         return out
 
 
@@ -115,8 +119,10 @@ def estimate_plan(p: Plan, *, task_seconds: float | None = None, pilot: int | No
         batch = int((p.info.get("search") or {}).get("batch") or spec.search.batch or 1)
         tasks_note = (f"a search: {spec.search.trials} trials in {-(-spec.search.trials // batch)} rounds of up to "
                       f"{batch}, one submission per round")
+    suggestion = earlier_right_size(spec, store=store) if spec.backend == "aws-batch" else None
     return SweepEstimate(name=spec.name, backend=spec.backend, n_tasks=n, vcpus=r.vcpus, memory_mib=r.memory_mib,
-                         gpus=r.gpus, durations=durations, cost=cost, cost_note=note, tasks_note=tasks_note)
+                         gpus=r.gpus, durations=durations, cost=cost, cost_note=note, tasks_note=tasks_note,
+                         right_size=suggestion)
 
 
 def _aws_estimate(spec: Spec, n: int, d: Durations) -> Estimate:
@@ -157,10 +163,9 @@ def _durations(p: Plan, *, task_seconds: float | None, pilot: int | None, store:
                      "local store, no --task-seconds, no --pilot", known=False)
 
 
-def earlier_run_durations(name: str, *, store: Store | str | None = None) -> Durations | None:
-    """Median duration of the succeeded tasks of the newest finished local run of this sweep, if any.
+def latest_finished_run(name: str, *, store: Store | str | None = None) -> tuple[dict[str, Any], dict[int, TaskStatus]] | None:
+    """The newest finished local run of this sweep (its run.json and statuses), if any.
     Runs kept on S3 (a local pointer only) are skipped: reading them would call AWS."""
-    from batchsweep.model import State
     from batchsweep.runs import list_runs
     from batchsweep.store import Store
 
@@ -175,11 +180,46 @@ def earlier_run_durations(name: str, *, store: Store | str | None = None) -> Dur
         statuses = local.statuses(info["run_id"])
         if len(statuses) < int(info.get("n_tasks") or 0):
             continue  # still running or interrupted
-        ok = [s.duration_s for s in statuses.values() if s.state is State.SUCCEEDED and s.duration_s is not None]
-        if ok:
-            return Durations(statistics.median(ok), f"median of {len(ok)} succeeded task(s) of earlier run "
-                             f"{info['run_id']} ({info.get('backend')})", from_earlier_run=True)
+        return info, statuses
     return None
+
+
+def earlier_run_durations(name: str, *, store: Store | str | None = None) -> Durations | None:
+    """Median duration of the succeeded tasks of the newest finished local run of this sweep, if any."""
+    from batchsweep.model import State
+
+    latest = latest_finished_run(name, store=store)
+    if latest is None:
+        return None
+    info, statuses = latest
+    ok = [s.duration_s for s in statuses.values() if s.state is State.SUCCEEDED and s.duration_s is not None]
+    if not ok:
+        return None
+    return Durations(statistics.median(ok), f"median of {len(ok)} succeeded task(s) of earlier run "
+                     f"{info['run_id']} ({info.get('backend')})", from_earlier_run=True)
+
+
+def right_size_from(statuses: Iterable[TaskStatus], *, vcpus: float, memory_mib: int,
+                    region: str | None = None) -> RightSize | None:
+    """A smaller Fargate size from what the succeeded tasks measured (peak memory, CPU time), if worth it."""
+    from batchsweep.cost import right_size
+    from batchsweep.model import State
+
+    usage = [(s.peak_rss_mib, s.cpu_s, s.duration_s) for s in statuses
+             if s.state is State.SUCCEEDED and s.peak_rss_mib is not None and s.cpu_s is not None
+             and s.duration_s is not None]
+    return right_size(usage, vcpus=vcpus, memory_mib=memory_mib, region=aws_region(region))
+
+
+def earlier_right_size(spec: Spec, *, store: Store | str | None = None) -> RightSize | None:
+    """The right-size suggestion from the newest finished run of this sweep (any backend), if any."""
+    if spec.resources.gpus:
+        return None  # GPU tasks run on EC2 instances: no Fargate size to suggest
+    latest = latest_finished_run(spec.name, store=store)
+    if latest is None:
+        return None
+    return right_size_from(latest[1].values(), vcpus=spec.resources.vcpus, memory_mib=spec.resources.memory_mib,
+                           region=spec.aws.region)
 
 
 def pilot_durations(p: Plan, n: int) -> Durations:
