@@ -10,6 +10,8 @@ from typing import Any
 
 from batchsweep.errors import SweepError
 
+MAX_TASKS = 1_000_000  # the same as batchsweep.runs.MAX_TASKS (not imported: --help stays light)
+
 
 def _store_parent() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
@@ -33,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec field or param, e.g. --set timeout=30m --set window=5,10 (repeatable)")
     p.add_argument("--max-parallel", type=int, help="tasks at once (0 = all cores)")
+    p.add_argument("--max-tasks", type=int, default=MAX_TASKS, metavar="N",
+                   help=f"refuse a space of more than N tasks (default {MAX_TASKS:,}), counted before expanding it")
     p.add_argument("--detach", action="store_true", help="submit and return; follow with `batchsweep wait`")
     p.add_argument("--warm", action="store_true",
                    help="local: import the script's imports once and fork per task (same as --set warm=true)")
@@ -55,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec field or param, as for `run` (repeatable)")
     p.add_argument("--max-parallel", type=int, help="tasks at once (shapes how tasks are packed on aws-batch)")
+    p.add_argument("--max-tasks", type=int, default=MAX_TASKS, metavar="N",
+                   help=f"refuse a space of more than N tasks (default {MAX_TASKS:,})")
     _duration_options(p, "")
     p.set_defaults(func=cmd_estimate)
 
@@ -173,7 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.right_size:
         overrides = [*overrides, *_right_size_overrides(args)]
     p = runs.plan(args.spec, overrides=overrides, backend=args.backend, max_parallel=args.max_parallel,
-                  check_engine=not args.dry_run)
+                  check_engine=not args.dry_run, max_tasks=args.max_tasks)
     if args.dry_run:
         from batchsweep import display
 
@@ -221,7 +227,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from batchsweep import display, runs
 
     p = runs.plan(args.spec, overrides=args.overrides, backend=args.backend, max_parallel=args.max_parallel,
-                  check_engine=False)
+                  check_engine=False, max_tasks=args.max_tasks)
     display.print_estimate(_estimate(p, args))
     return 0
 

@@ -1,6 +1,6 @@
 """Child process for `function:` tasks: `python -m batchsweep.funcrunner CODE_DIR module:callable`.
 
-The params come in BATCHSWEEP_PARAMS; a returned dict becomes metrics.json. Running in a child keeps a
+The params come in BATCHSWEEP_PARAMS (or, when large, the file BATCHSWEEP_PARAMS_FILE names); a returned dict becomes metrics.json. Running in a child keeps a
 crash (even a segfault) in the user's function from taking the runner down.
 """
 
@@ -34,7 +34,11 @@ def main() -> int:
     obj: Any = importlib.import_module(module_name)
     for part in attr.split("."):
         obj = getattr(obj, part)
-    params = {k: v for k, v in json.loads(os.environ["BATCHSWEEP_PARAMS"]).items() if not k.startswith("_")}
+    text = os.environ.get("BATCHSWEEP_PARAMS")
+    if text is None:  # large params come in a file
+        with open(os.environ["BATCHSWEEP_PARAMS_FILE"], encoding="utf-8") as f:
+            text = f.read()
+    params = {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
     result = obj(**_accepted(obj, params))
     if isinstance(result, dict):
         with open("metrics.json", "w") as f:

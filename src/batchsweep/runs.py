@@ -4,6 +4,7 @@ cancel, resume and read results. Every command that reads a run rebuilds it from
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -26,6 +27,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from batchsweep.engines.base import Engine, Progress
+
+
+MAX_TASKS = 1_000_000
+ARG_MAX_STRLEN = 128 * 1024  # Linux's limit on one argument or environment string (MAX_ARG_STRLEN)
+
+
+def _big(n: int) -> str:
+    exponent = len(str(n)) - 1
+    return f"10^{exponent}" if n == 10**exponent and n >= 10**4 else f"{n:,}"
 
 
 def new_run_id(name: str) -> str:
@@ -91,13 +101,26 @@ def _check_script(spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
         if key not in checked:
             checked.add(key)
             scriptargs.check_params(script, flags, task.params)
+            _check_arg_lengths(task, flags)
         if len(checked) > 2000:
             break
     return scriptargs.flags_to_json(flags)
 
 
+def _check_arg_lengths(task: Task, flags: Any) -> None:
+    """A value longer than the kernel takes for one argument would fail every task at exec; say so now."""
+    from batchsweep.scriptargs import build_argv
+
+    for arg in build_argv(task.params, flags):
+        if len(arg.encode()) >= ARG_MAX_STRLEN:
+            name = next((k for k in task.params if arg.startswith(f"--{k}=")), None) or next(
+                (k for k, v in task.params.items() if arg in (str(v), json.dumps(v))), "?")
+            raise SpecError(f"params.{name}: a value of {len(arg.encode()):,} bytes (task {task.index}) is longer than "
+                            f"one command-line argument may be ({ARG_MAX_STRLEN // 1024} KiB); pass a file name instead")
+
+
 def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), backend: str | None = None,
-         max_parallel: int | None = None, check_engine: bool = True) -> Plan:
+         max_parallel: int | None = None, check_engine: bool = True, max_tasks: int = MAX_TASKS) -> Plan:
     """Load, validate and expand a sweep. Raises SweepError on bad input; writes nothing.
 
     ``check_engine=False`` skips the engine's own check (for aws-batch: credentials, stack, bucket), so a dry run
@@ -116,7 +139,11 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
         spec = spec_mod.validate(raw, source="command line", base_dir=spec.base_dir, spec_file=spec.spec_file)
     engine = get_engine(spec.backend)
     code_hash = space.code_hash(spec)
-    tasks = space.expand(spec, code_hash=code_hash) if spec.params and not spec.search else []
+    n = space.count(spec) if spec.params and not spec.search else 0
+    if n > max_tasks:  # counted from the blocks' sizes, before anything is expanded
+        raise SpecError(f"params: the space has {_big(n)} tasks; the limit is {_big(max_tasks)}, "
+                        "raise it with --max-tasks N (or max_tasks= in Python)")
+    tasks = space.expand(spec, code_hash=code_hash) if n else []
     if not tasks and not spec.search:
         raise SpecError("params: the parameter space expands to no tasks; every block needs at least one value")
     # A search has no tasks yet (its rounds add them): check the script and inputs against example trials.

@@ -131,7 +131,7 @@ def check_params(script: Path, flags: ScriptFlags, params: dict[str, Any]) -> No
         if bad is not None:
             raise SpecError(f"params.{name}: {bad!r} is not a valid {flag.type}, which {script.name} expects for "
                             f"{flag.option if not flag.positional else flag.dest}")
-    supplied = {flags.lookup(n) for n in params}
+    supplied = [flags.lookup(n) for n in params]  # a list: a Flag with a list default is unhashable
     for flag in flags.flags:
         if flag.required and flag not in supplied:
             raise SpecError(

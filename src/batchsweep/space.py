@@ -42,12 +42,19 @@ def _block_rows(params: Params) -> list[list[dict[str, Any]]]:
 
 
 def count(spec: Spec) -> int:
+    """The number of tasks, computed from the blocks' sizes: nothing is expanded (a 10^8 grid costs nothing)."""
     params = spec.params
     if params is None:
         return 0
     n = 1
-    for rows in _block_rows(params):
-        n *= len(rows)
+    if params.list_:
+        n *= len(params.list_)
+    if params.zip:
+        n *= len(next(iter(params.zip.values())))
+    for values in params.grid.values():
+        n *= len(values)
+    if params.random:
+        n *= params.random.samples
     return n * params.repeat
 
 

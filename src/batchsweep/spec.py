@@ -68,6 +68,7 @@ def _check_space(space: dict[str, Any]) -> dict[str, Any]:
     if not space:
         raise ValueError("space is empty; add e.g. `lr: loguniform(1e-4, 1e-1)`")
     for name, text in space.items():
+        _check_param_name(name, "space")
         distributions.parse(text, where=name)
     return space
 
@@ -133,10 +134,44 @@ class Params(_Strict):
         seen: dict[str, str] = {}
         for block, names in self.names_by_block().items():
             for name in names:
+                _check_param_name(name, block)
                 if name in seen:
                     raise ValueError(f"param {name!r} is set in both `{seen[name]}` and `{block}`; keep it in one block")
                 seen[name] = block
+        for block, value in (("grid", self.grid), ("list", self.list_), ("zip", self.zip), ("fixed", self.fixed)):
+            where = _find_nul(value)
+            if where is not None:
+                raise ValueError(f"{block}{where}: a value holds a NUL byte, which no argument or file name can carry")
         return self
+
+
+PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
+
+
+def _check_param_name(name: Any, block: str) -> None:
+    if not isinstance(name, str) or not PARAM_NAME.fullmatch(name):
+        raise ValueError(f"{block}: param name {name!r} cannot be a command-line flag; use letters, digits, '_' "
+                         "and '-', starting with a letter or '_'")
+
+
+def _find_nul(value: Any, where: str = "") -> str | None:
+    """Where (`.name[2]`) a NUL byte hides in a param value, if anywhere."""
+    if isinstance(value, str):
+        return where if "\0" in value else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        label = key if str(key).startswith("[") else f".{key}"
+        if isinstance(key, str) and "\0" in key:
+            return where + label
+        found = _find_nul(item, where + label)
+        if found is not None:
+            return found
+    return None
 
 
 class MetricsFromStdout(_Strict):
@@ -369,14 +404,94 @@ def load(path: str | os.PathLike[str], *, overrides: Sequence[str] = ()) -> Spec
     p = Path(path)
     if not p.is_file():
         raise SpecError(f"{p}: spec file not found; pass the path to a sweep.yaml (see `batchsweep init SCRIPT`)")
+    if p.stat().st_size > MAX_SPEC_BYTES:
+        raise SpecError(f"{p}: {p.stat().st_size >> 20} MiB is too large for a spec (limit {MAX_SPEC_BYTES >> 20} MiB); "
+                        "put long value lists in a file the script reads")
+    data = p.read_bytes()
+    if b"\0" in data:
+        raise SpecError(f"{p}: a binary file (it holds NUL bytes), not a YAML spec; pass the sweep.yaml")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{p}: not UTF-8 text (byte {e.start}); save the spec as UTF-8") from None
+    try:
+        raw = _bounded_yaml(text)
+    except _TooComplex as e:
+        raise SpecError(f"{p}: {e}") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise SpecError(f"{p}: YAML syntax error at {line}{e.problem}; fix the indentation or quoting there") from None
     except yaml.YAMLError as e:
-        raise SpecError(f"{p}: YAML error: {e}") from None
+        raise SpecError(f"{p}: YAML error: {' '.join(str(e).split())}") from None
     if isinstance(raw, dict):
         raw = apply_overrides(raw, overrides, source=str(p))
     return validate(raw, source=str(p), base_dir=p.resolve().parent, spec_file=p)
+
+
+MAX_SPEC_BYTES = 8 << 20
+MAX_YAML_DEPTH = 64
+MAX_YAML_NODES = 1_000_000  # after alias expansion: what validation and the task list would really hold
+
+
+class _TooComplex(ValueError):
+    pass
+
+
+def _bounded_yaml(text: str) -> Any:
+    """yaml.safe_load with alias expansion ("billion laughs") and nesting depth capped, before anything expands."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self.depth += 1
+            if self.depth > MAX_YAML_DEPTH:
+                raise _TooComplex(f"nested deeper than {MAX_YAML_DEPTH} levels; a spec is a few levels deep")
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    loader = Loader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _expanded_size(root)
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(root: Any) -> int:
+    """Nodes the document holds once every alias is expanded; raises _TooComplex above MAX_YAML_NODES."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children: list[Any] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if done:
+            active.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_YAML_NODES:
+                raise _TooComplex(f"its aliases expand to more than {MAX_YAML_NODES:,} values (a YAML alias bomb?); "
+                                  "write the values out or use fewer anchors")
+            continue
+        if key in sizes:
+            continue
+        if key in active:
+            raise _TooComplex("a YAML alias refers to a node that contains it (a recursive anchor)")
+        active.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]

@@ -153,15 +153,27 @@ def command(ctx: RunContext, task: Task) -> list[str]:
     return [ctx.python, str(ctx.code_dir / ctx.script), *build_argv(task.params, ctx.flags)]
 
 
+PARAMS_ENV_MAX = 32 * 1024  # larger params go through a file: one env string may not pass 128 KiB
+
+
 def task_env(ctx: RunContext, task: Task, work: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    return {
+    """The task's environment. `_` params stay with batchsweep; params too large for the environment are
+    written to params.json beside the working directory and named by BATCHSWEEP_PARAMS_FILE."""
+    params = json.dumps({k: v for k, v in task.params.items() if not k.startswith("_")}, default=str)
+    env = {
         **ctx.base_env,
         **(extra or {}),
         "BATCHSWEEP_RUN_ID": ctx.run_id,
         "BATCHSWEEP_TASK_INDEX": str(task.index),
-        "BATCHSWEEP_PARAMS": json.dumps(task.params, default=str),
         "BATCHSWEEP_TASK_DIR": str(work),
     }
+    if len(params) <= PARAMS_ENV_MAX:
+        env["BATCHSWEEP_PARAMS"] = params
+    else:
+        path = work.parent / "params.json"
+        path.write_text(params)
+        env["BATCHSWEEP_PARAMS_FILE"] = str(path)
+    return env
 
 
 def _stage(task: Task, work: Path, resolve_input: Callable[[str], Path]) -> set[str]:

@@ -49,4 +49,8 @@ elif args.metrics_kind == "huge":
         f.write('{"x": "' + "y" * (70 << 20) + '"}')
 elif not args.stdout_mib:
     with open("metrics.json", "w") as f:
-        json.dump({"a2": args.a * 2, "n_xs": len(args.xs)}, f)
+        env = os.environ.get("BATCHSWEEP_PARAMS")
+        if env is None:
+            with open(os.environ["BATCHSWEEP_PARAMS_FILE"]) as pf:
+                env = pf.read()
+        json.dump({"a2": args.a * 2, "n_xs": len(args.xs), "env_params": ",".join(sorted(json.loads(env)))}, f)
