@@ -16,7 +16,7 @@ SUMMARY = {"run_id": "20240601-120000-abcd", "name": "ma-crossover", "backend": 
            "created": "2024-06-01T12:00:00Z", "n_tasks": 30}
 PARAMS = ["symbol", "fast", "slow"]
 METRICS = ["total_return", "sharpe", "max_drawdown", "n_trades"]
-PLOTS = ["parallel", "by-param", "heatmap", "durations", "timeline"]
+PLOTS = ["importance", "parallel", "by-param", "heatmap", "durations", "timeline"]
 
 
 def backtest_frame(seed: int = 7, workers: int = 4) -> pd.DataFrame:
@@ -236,3 +236,98 @@ def test_the_page_is_self_contained() -> None:
     assert not re.search(r"(src|href)=\"(https?:)?//", html)
     assert "@import" not in html and "url(" not in html
     assert math.isfinite(len(html)) and len(html) < 400_000
+
+
+# -- searches, derived params, log axes, the whole table, 10,000 tasks -----------------------------------------
+def search_frame(n: int = 48, seed: int = 0) -> pd.DataFrame:
+    """A search's results: x1, x2 drawn at random, a choice, trial and round; value depends on x1 and the choice."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.uniform(-5, 10, n), rng.uniform(0, 15, n)
+    kind = rng.choice(["a", "b"], n)
+    value = (x1 - 3) ** 2 + np.where(kind == "a", 0.0, 40.0) + rng.normal(0, 0.5, n)
+    return pd.DataFrame({"task": range(n), "x1": x1, "x2": x2, "kind": kind, "trial": range(n),
+                         "round": np.arange(n) // 8, "status": "succeeded", "value": value,
+                         "duration_s": rng.uniform(0.1, 0.3, n)})
+
+
+def sections(html: str) -> list[str]:
+    return re.findall(r"<h2[^>]*>([^<(]+)", html)
+
+
+def by_param_charts(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<svg class="plot" data-plot="by-param" data-param="([^"]+)" data-kind="([^"]+)"', html))
+
+
+def test_a_search_report_puts_history_first_and_treats_trial_and_round_as_run_structure() -> None:
+    html, metric, maximize = build_report(search_frame(), params=["x1", "x2", "kind", "trial", "round"],
+                                          metrics=["value"], summary=SUMMARY, sampled=["x1", "x2", "kind"])
+    assert (metric, maximize) == ("value", False)
+    assert sections(html)[:3] == ["Optimisation history", "Parameter importance", "All 48 tasks"]
+    assert by_param_charts(html) == {"x1": "scatter", "x2": "scatter", "kind": "mean"}  # no trial, no round
+    assert "Run structure, not params: <code>trial</code>, <code>round</code>" in html
+    found = plots_in(html)
+    assert "heatmap" not in found and found["importance"] == 1  # continuous x continuous: no heatmap
+    axes = re.search(r'data-plot="parallel".*?</svg>', html, re.S).group(0)
+    assert ">trial<" not in axes and ">round<" not in axes
+
+
+def test_importance_names_the_param_that_moves_the_metric() -> None:
+    from batchsweep.report import _eta_squared, param_importance
+    from batchsweep.svgplot import dim_from
+
+    df = search_frame(200)
+    dims = {p: dim_from(p, df[p].tolist()) for p in ("x1", "x2", "kind")}
+    values = df["value"].tolist()
+    scores, method = param_importance(["x1", "x2", "kind"], dims, values, False)
+    assert method in ("fANOVA", "η²") and abs(sum(scores.values()) - 1) < 1e-6
+    assert max(scores, key=scores.get) == "kind" and scores["x2"] < 0.1
+    eta = _eta_squared(["x1", "x2", "kind"], dims, values, list(range(200)))  # the measure without Optuna
+    assert max(eta, key=eta.get) == "kind" and eta["x2"] < 0.1
+
+
+def test_derived_and_constant_params_are_not_dimensions() -> None:
+    df = backtest_frame().assign(fee_bps=10, data=lambda d: d["symbol"] + ".csv")
+    html, _, _ = report(df, params=[*PARAMS, "fee_bps", "data"], derived=["data"])
+    assert set(by_param_charts(html)) == set(PARAMS)
+    assert "Made of other params by a placeholder, so not a dimension of the sweep: <code>data</code>" in html
+    assert "Fixed for every task: <code>fee_bps=10</code>" in html
+
+
+def test_a_param_spanning_two_orders_of_magnitude_gets_a_log_axis() -> None:
+    from batchsweep.svgplot import dim_from
+
+    assert dim_from("lr", [0.001, 0.01, 0.1]).log and not dim_from("window", [5, 10, 20]).log
+    df = pd.DataFrame({"task": range(6), "lr": [0.001, 0.01, 0.1] * 2, "seed": [0, 0, 0, 1, 1, 1],
+                       "status": "succeeded", "loss": [0.3, 0.2, 0.5, 0.31, 0.19, 0.52]})
+    html, _, _ = build_report(df, params=["lr", "seed"], metrics=["loss"], summary=SUMMARY)
+    chart = re.search(r'data-param="lr".*?</svg>', html, re.S).group(0)
+    xs = [float(x) for x in re.findall(r'<circle cx="([0-9.]+)"[^>]*class="(?:mdot|best)"', chart)]
+    assert len(xs) == 3 and abs((xs[1] - xs[0]) - (xs[2] - xs[1])) < 1  # 0.001, 0.01, 0.1 evenly spaced
+
+
+def test_the_table_holds_every_task_best_first_with_the_top_ten_highlighted() -> None:
+    df = backtest_frame()
+    html, _, _ = report(df)
+    table = re.search(r'<table class="sortable" id="tasks">.*?</table>', html, re.S).group(0)
+    rows = re.findall(r'<tr data-task="(\d+)"( class="top")?>', table)
+    assert len(rows) == len(df) and sum(1 for _, top in rows if top) == 10
+    ranked = df.dropna(subset=["sharpe"]).sort_values("sharpe", ascending=False)["task"].tolist()
+    assert [int(t) for t, _ in rows[:28]] == ranked and {int(t) for t, _ in rows[28:]} == {7, 22}  # failed last
+    assert 'id="filter"' in html
+
+
+def test_ten_thousand_tasks_make_a_usable_page_that_says_it_samples() -> None:
+    rng = np.random.default_rng(1)
+    n = 10_000
+    df = pd.DataFrame({"task": range(n), "lr": 10 ** rng.uniform(-5, -1, n), "depth": rng.integers(2, 9, n),
+                       "model": rng.choice(["rf", "svc"], n), "status": "succeeded", "loss": rng.uniform(0.1, 1, n),
+                       "duration_s": rng.uniform(1, 3, n), "started_at": 1e9 + np.arange(n) * 0.5,
+                       "ended_at": 1e9 + np.arange(n) * 0.5 + 1, "worker": [f"w{i % 16}" for i in range(n)]})
+    html, _, _ = build_report(df, params=["lr", "depth", "model"], metrics=["loss"], summary=SUMMARY,
+                              sampled=["lr", "depth", "model"])
+    assert len(html) < 8_000_000
+    assert 'id="sampled"' in html and "10,000 tasks: the line, dot and bar plots draw an even sample" in html
+    assert html.count("<tr data-task=") == n
+    for name, body in re.findall(r'<svg class="plot" data-plot="([^"]+)"[^>]*>(.*?)</svg>', html, re.S):
+        marks = len(re.findall(r"<(polyline|circle|rect)\b", body))
+        assert marks <= 3_200, f"{name} draws {marks} marks"

@@ -110,3 +110,41 @@ def test_the_screenshot_is_not_blank(page: Path, tmp_path: Path) -> None:
     assert background < 0.9, f"{background:.0%} of the page is one colour"
     # the heatmap and the parallel coordinates paint the colour scale's saturated ends
     assert any((abs(colours.astype(int) - rgb).sum(axis=1) < 30).any() for rgb in ([69, 117, 180], [215, 48, 39]))
+
+
+def write_page(tmp_path: Path, html: str, name: str) -> Path:
+    path = tmp_path / name
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def test_a_search_report_in_the_browser_history_first_scatter_no_heatmap(tmp_path: Path) -> None:
+    from test_report import search_frame
+
+    html, _, _ = build_report(search_frame(), params=["x1", "x2", "kind", "trial", "round"], metrics=["value"],
+                              summary=SUMMARY, sampled=["x1", "x2", "kind"])
+    dom = chromium(tmp_path, write_page(tmp_path, html, "search.html"), "--dump-dom").stdout
+    assert re.search(r'<body[^>]*data-ready="1"', dom)
+    headings = re.findall(r"<h2[^>]*>([^<(]+)", dom)
+    assert headings[:3] == ["Optimisation history", "Parameter importance", "All 48 tasks"]
+    kinds = dict(re.findall(r'data-plot="by-param" data-param="([^"]+)" data-kind="([^"]+)"', dom))
+    assert kinds == {"x1": "scatter", "x2": "scatter", "kind": "mean"}
+    plots = {name for name, _ in re.findall(r'<svg class="plot" data-plot="([^"]+)"[^>]*>(.*?)</svg>', dom, re.S)}
+    assert "heatmap" not in plots and {"history", "importance", "parallel"} <= plots
+
+
+def test_a_sweep_with_a_derived_param_in_the_browser_and_the_table_filters(tmp_path: Path) -> None:
+    df = backtest_frame().assign(data=lambda d: d["symbol"] + ".csv")
+    html, _, _ = build_report(df, params=[*PARAMS, "data"], metrics=METRICS, summary=SUMMARY, derived=["data"])
+    page = write_page(tmp_path, html, "derived.html")
+    dom = chromium(tmp_path, page, "--dump-dom").stdout
+    assert set(re.findall(r'data-plot="by-param" data-param="([^"]+)"', dom)) == set(PARAMS)
+    assert "Made of other params by a placeholder" in dom
+    rows = re.findall(r'<tr data-task="\d+"( class="top")?( style="display: none;")?>', dom)
+    assert len(rows) == 30 and sum(1 for top, _ in rows if top) == 10 and not any(hidden for _, hidden in rows)
+    # report.html#filter=... opens with the rows filtered as if typed (any case, every word): task 7 alone
+    filtered = subprocess.run(
+        [str(CHROMIUM), *OFFLINE, f"--user-data-dir={tmp_path / 'profile-f'}", "--dump-dom",
+         page.as_uri() + "#filter=ethusdt%20FAILED"], capture_output=True, text=True, timeout=120, check=True).stdout
+    shown = re.findall(r'<tr data-task="(\d+)"(?: class="top")?>', filtered)
+    assert shown == ["7"] and '<span id="shown">1 shown</span>' in filtered

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,27 +28,40 @@ DEFAULT_PICK = tuple(n for n in MAXIMIZE_NAMES + MINIMIZE_NAMES
 MAX_FAILURES, MAX_LOG_TAILS = 200, 20
 
 
+STRUCTURE = ("trial", "round", "repeat")  # how the run was laid out, not what it explored
+
+
 def build_report(df: pd.DataFrame, *, params: list[str], metrics: list[str], summary: dict[str, Any],
                  log_tail: Callable[[int], str] | None = None, metric: str | None = None,
-                 maximize: bool | None = None, top_k: int = 10) -> tuple[str, str, bool]:
+                 maximize: bool | None = None, top_k: int = 10, derived: Sequence[str] = (),
+                 sampled: Sequence[str] = ()) -> tuple[str, str, bool]:
     """Render the run as one HTML page; returns ``(html, chosen_metric, maximize)``.
 
     With no ``metric``, picks one by name (sharpe, accuracy, ... to maximize; loss, error, ... to
     minimize) or else the first numeric one, and the page says which and why. ``chosen_metric`` is
     ``""`` when the table has no numeric metric (e.g. every task failed before writing one).
+    ``derived`` params (made of others by a ``{placeholder}``) and ``trial``/``round``/``repeat`` are not
+    plotted as dimensions; ``sampled`` params (drawn at random: a search's or ``params.random``'s space) are
+    drawn as scatter plots and never in a heatmap.
     """
     df = df.reset_index(drop=True)
-    params = [p for p in params if p in df.columns]
+    structure = [p for p in STRUCTURE if p in df.columns]
+    derived = [p for p in params if p in derived and p in df.columns]
+    params = [p for p in params if p in df.columns and p not in structure and p not in derived]
     metrics = [m for m in metrics if m in df.columns]
     chosen, maximize, why = choose_metric(df, metrics, metric, maximize)
     values = [float(v) for v in _numeric(df[chosen])] if chosen else [math.nan] * len(df)
     dims = {p: svgplot.dim_from(p, df[p].tolist()) for p in params}
     varying = [p for p in params if len(dims[p].levels()) > 1]
+    continuous = {p for p in varying if dims[p].categories is None and (p in sampled or len(dims[p].levels()) > 30)}
+    search = "trial" in structure
     sections = [
         _header(summary),
-        _overview(df, summary, params, varying, dims, chosen, maximize, why, values),
-        _top_table(df, varying, metrics, chosen, maximize, values, top_k),
-        _plots(df, varying, dims, chosen, maximize, values, top_k),
+        _overview(df, summary, params, varying, dims, chosen, maximize, why, values, structure, derived, continuous),
+        _history(df, chosen, maximize, values) if search else "",
+        _importance(varying, dims, values, maximize),
+        _all_tasks(df, varying, structure, metrics, chosen, maximize, values, top_k),
+        _plots(df, varying, continuous, dims, chosen, maximize, values, top_k),
         _failures(df, varying, log_tail),
     ]
     title = f"batchsweep report: {summary.get('name', '')} {summary.get('run_id', '')}"
@@ -143,7 +156,8 @@ def timing(df: pd.DataFrame) -> dict[str, float]:
 
 
 def _overview(df: pd.DataFrame, summary: dict[str, Any], params: list[str], varying: list[str],
-              dims: dict[str, Dim], chosen: str, maximize: bool, why: str, values: list[float]) -> str:
+              dims: dict[str, Dim], chosen: str, maximize: bool, why: str, values: list[float],
+              structure: Sequence[str] = (), derived: Sequence[str] = (), continuous: set[str] | None = None) -> str:
     status = df["status"].astype(str).str.lower() if "status" in df.columns else pd.Series("", index=df.index)
     counts = status.value_counts()
     t = timing(df)
@@ -165,6 +179,12 @@ def _overview(df: pd.DataFrame, summary: dict[str, Any], params: list[str], vary
         html.append('<p class="note">Fixed for every task: '
                     + ", ".join(f"<code>{esc(p)}={esc(fmt(dims[p].levels()[0]) if dims[p].levels() else '–')}</code>"
                                 for p in fixed) + "</p>")
+    if derived:
+        html.append('<p class="note">Made of other params by a placeholder, so not a dimension of the sweep: '
+                    + ", ".join(f"<code>{esc(p)}</code>" for p in derived) + "</p>")
+    if structure:
+        html.append('<p class="note">Run structure, not params: '
+                    + ", ".join(f"<code>{esc(p)}</code>" for p in structure) + "</p>")
     if not chosen:
         html.append(f'<p class="metric">No metric to rank by: {esc(why)}.</p>')
         return "\n".join(html)
@@ -181,7 +201,7 @@ def _overview(df: pd.DataFrame, summary: dict[str, Any], params: list[str], vary
                 f"{where} → {esc(chosen)} <b>{esc(fmt(values[best]))}</b> "
                 f"(median over {len(ok)} tasks: {esc(fmt(float(pd.Series(values).median())))})</p>")
     robust = []
-    for p in varying:
+    for p in (p for p in varying if p not in (continuous or set())):  # a value drawn once has no "on average"
         means = pd.Series(values).groupby([fmt(v) for v in dims[p].values]).mean().dropna()
         if 1 < len(means) <= 30:
             k = means.idxmax() if maximize else means.idxmin()
@@ -200,25 +220,33 @@ def _cell(v: Any, cls: str = "") -> str:
     return f'<td{klass} data-v="{esc(sort)}">{esc(fmt(v) if finite(v) or v is None else svgplot.label_of(v))}</td>'
 
 
-def _top_table(df: pd.DataFrame, varying: list[str], metrics: list[str], chosen: str, maximize: bool,
-               values: list[float], top_k: int) -> str:
-    if not chosen:
-        return ""
+def _all_tasks(df: pd.DataFrame, varying: list[str], structure: Sequence[str], metrics: list[str], chosen: str,
+               maximize: bool, values: list[float], top_k: int) -> str:
+    """Every task, best first, the top k highlighted; sortable by any column and filtered by typing."""
     ranked = sorted((i for i, v in enumerate(values) if math.isfinite(v)), key=lambda i: values[i], reverse=maximize)
-    if not ranked:
-        return ""
+    rest = [i for i in range(len(df)) if not math.isfinite(values[i])]
     others = [m for m in metrics if m != chosen]
-    head = ["rank", "task", *varying, chosen, *others, "duration_s"]
+    head = ["rank", "task", *structure, *varying, *([chosen] if chosen else []), *others, "status", "duration_s"]
+    rank_of = {i: r for r, i in enumerate(ranked, 1)}
+    has = set(df.columns)
+    cols = {c: df[c].tolist() for c in ["task", *structure, *varying, *others, "status", "duration_s"] if c in has}
     rows = []
-    for r, i in enumerate(ranked[:top_k], 1):
-        row = df.iloc[i]
-        task = row["task"] if "task" in df.columns else i
-        cells = [_cell(r), _cell(task), *(_cell(row[p]) for p in varying), _cell(values[i], "m"),
-                 *(_cell(row[m]) for m in others), _cell(row["duration_s"] if "duration_s" in df.columns else None)]
-        rows.append(f'<tr data-task="{esc(task)}">{"".join(cells)}</tr>')
+    for i in ranked + rest:
+        task = cols["task"][i] if "task" in cols else i
+        cells = [_cell(rank_of.get(i)), _cell(task), *(_cell(cols[p][i]) for p in [*structure, *varying]),
+                 *([_cell(values[i], "m")] if chosen else []), *(_cell(cols[m][i]) for m in others),
+                 _cell(cols["status"][i] if "status" in cols else None),
+                 _cell(cols["duration_s"][i] if "duration_s" in cols else None)]
+        top = ' class="top"' if rank_of.get(i, top_k + 1) <= top_k else ""
+        rows.append(f'<tr data-task="{esc(task)}"{top}>{"".join(cells)}</tr>')
     ths = "".join(f'<th class="{"m" if h == chosen else ""}">{esc(h)}</th>' for h in head)
-    return (f"<h2>Top {min(top_k, len(ranked))} by {esc(chosen)}</h2><div class='scroll'>"
-            f'<table class="sortable" id="top"><thead><tr>{ths}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+    by = f", best {esc(chosen)} first; the top {min(top_k, len(ranked))} highlighted" if ranked else ""
+    return (f"<h2>All {len(df)} tasks</h2>"
+            f'<p class="cap">Every task{by}. Click a header to sort; type to keep the rows that contain every word '
+            f'(values, or a status such as <code>failed</code>). <input id="filter" type="search" '
+            f'placeholder="filter rows…" aria-label="filter rows"> <span id="shown">{len(df)} shown</span></p>'
+            f"<div class='scroll tall'>"
+            f'<table class="sortable" id="tasks"><thead><tr>{ths}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
 
 
 def _tip(df: pd.DataFrame, i: int, varying: list[str], dims: dict[str, Dim], chosen: str, v: float) -> str:
@@ -226,9 +254,89 @@ def _tip(df: pd.DataFrame, i: int, varying: list[str], dims: dict[str, Dim], cho
     return f"task {task}: " + ", ".join(f"{p}={fmt(dims[p].values[i])}" for p in varying) + f" → {chosen} {fmt(v)}"
 
 
-def _plots(df: pd.DataFrame, varying: list[str], dims: dict[str, Dim], chosen: str, maximize: bool,
-           values: list[float], top_k: int) -> str:
+def _history(df: pd.DataFrame, chosen: str, maximize: bool, values: list[float]) -> str:
+    if not chosen or not any(math.isfinite(v) for v in values):
+        return ""
+    return ('<h2>Optimisation history</h2><div class="full">'
+            + svgplot.history(_col(df, "trial").tolist(), values, metric_label=chosen, maximize=maximize) + "</div>"
+            + f'<p class="cap">One dot per trial; the line is the best {esc(chosen)} so far.</p>')
+
+
+def param_importance(varying: list[str], dims: dict[str, Dim], values: list[float],
+                     maximize: bool) -> tuple[dict[str, float], str]:
+    """How much each param moves the metric, and how that was measured: Optuna's fANOVA where Optuna and
+    scikit-learn are installed, else the share of the metric's variance each param explains alone (η²)."""
+    ok = [i for i, v in enumerate(values) if math.isfinite(v)]
+    if len(varying) < 2 or len(ok) < 8:
+        return {}, ""
+    ok = ok[:: max(1, math.ceil(len(ok) / 500))]  # a forest on 500 tasks says what one on 10,000 would
+    try:
+        return _fanova(varying, dims, values, ok, maximize), "fANOVA"
+    except Exception:  # noqa: BLE001 - Optuna or scikit-learn missing, or a degenerate fit: the simple measure
+        return _eta_squared(varying, dims, values, ok), "η²"
+
+
+def _fanova(varying: list[str], dims: dict[str, Dim], values: list[float], rows: list[int],
+            maximize: bool) -> dict[str, float]:
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    dists: dict[str, Any] = {}
+    for p in varying:
+        d = dims[p]
+        levels = d.levels()
+        dists[p] = (CategoricalDistribution(list(levels)) if d.categories is not None
+                    else FloatDistribution(float(levels[0]), float(levels[-1]), log=d.log))
+    trials = [optuna.trial.create_trial(params={p: dims[p].values[i] for p in varying}, distributions=dists,
+                                        value=values[i])
+              for i in rows if all(dims[p].categories is not None or finite(dims[p].values[i]) for p in varying)]
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(direction="maximize" if maximize else "minimize")
+        study.add_trials(trials)
+        # A small forest: 64 deep trees on thousands of noisy trials take a minute for the same ranking.
+        evaluator = FanovaImportanceEvaluator(n_trees=32, max_depth=8, seed=0)
+        scores = get_param_importances(study, evaluator=evaluator, params=varying)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return {p: float(scores.get(p, 0.0)) for p in varying}
+
+
+def _eta_squared(varying: list[str], dims: dict[str, Dim], values: list[float], rows: list[int]) -> dict[str, float]:
+    y = pd.Series([values[i] for i in rows])
+    total = float(((y - y.mean()) ** 2).sum()) or 1.0
+    out = {}
+    for p in varying:
+        x = pd.Series([dims[p].values[i] for i in rows])
+        if dims[p].categories is None and len(dims[p].levels()) > 10:
+            x = pd.qcut(x.astype(float), 10, duplicates="drop").astype(str)
+        means = y.groupby(x.astype(str)).transform("mean")
+        out[p] = float(((means - y.mean()) ** 2).sum()) / total
+    norm = sum(out.values()) or 1.0
+    return {p: v / norm for p, v in out.items()}
+
+
+def _importance(varying: list[str], dims: dict[str, Dim], values: list[float], maximize: bool) -> str:
+    scores, method = param_importance(varying, dims, values, maximize)
+    if not scores:
+        return ""
+    how = ("Optuna's fANOVA: a random forest fitted to the finished tasks splits the metric's variance among the "
+           "params" if method == "fANOVA" else
+           "the share of the metric's variance each param explains on its own (η², continuous params in 10 "
+           "bins); with Optuna and scikit-learn installed this is Optuna's fANOVA instead")
+    return (f'<h2>Parameter importance</h2><div class="grid2">{svgplot.importance(scores, method=method)}</div>'
+            f'<p class="cap">How much each param moves the metric, normalised to sum to 1: {esc(how)}.</p>')
+
+
+def _plots(df: pd.DataFrame, varying: list[str], continuous: set[str], dims: dict[str, Dim], chosen: str,
+           maximize: bool, values: list[float], top_k: int) -> str:
     out = ["<h2>Plots</h2>"]
+    if len(df) > svgplot.MAX_MARKS:
+        out.append(f'<p class="note" id="sampled">{len(df):,} tasks: the line, dot and bar plots draw an even sample of '
+                   f"about {svgplot.MAX_MARKS:,} of them (plus the top {top_k}) so the page stays light; means, "
+                   "heatmap cells, histograms and the table above use every task.</p>")
     mdim = Dim(chosen, values)
     has_values = bool(chosen) and any(math.isfinite(v) for v in values)
     if has_values and varying:
@@ -240,30 +348,29 @@ def _plots(df: pd.DataFrame, varying: list[str], dims: dict[str, Dim], chosen: s
             highlight=set(ranked[:top_k])) + "</div>")
         out.append(f'<p class="cap">One line per task, coloured by {esc(chosen)}; the top {top_k} are drawn bold. '
                    "Below: the mean per value (dot; the best in green) and the min–max spread over the other params.</p>")
-        out.append('<div class="grid3">' + "".join(svgplot.by_param(dims[p], mdim, maximize=maximize)
+        out.append('<div class="grid3">' + "".join(svgplot.by_param(dims[p], mdim, maximize=maximize,
+                                                                     scatter=p in continuous)
                                                     for p in varying) + "</div>")
     elif not has_values:
         out.append(f'<p class="note">No task produced a numeric metric{" " + esc(chosen) if chosen else ""}: '
                    "the metric plots are left out.</p>")
     else:
         out.append('<p class="note">No parameter varies across tasks: the metric plots are left out.</p>')
-    grid = [p for p in varying if len(dims[p].levels()) <= 30][:2]
+    grid = [p for p in varying if p not in continuous and len(dims[p].levels()) <= 30][:2]
     pair = ""
     if has_values and len(grid) == 2:
         pair = svgplot.heatmap(dims[grid[1]], dims[grid[0]], mdim, maximize=maximize)
-    elif has_values and varying:
-        out.append('<p class="note">No heatmap: it needs two parameters with at most 30 distinct values each.</p>')
+    elif has_values and len(varying) > 1:
+        out.append('<p class="note">No heatmap: it needs two params with a few fixed values each (at most 30), '
+                   "and params drawn at random from a range have a different value in every task.</p>")
     durations = _col(df, "duration_s").tolist()
     out.append(f'<div class="grid2">{pair}{svgplot.histogram(durations, label="duration (s)")}</div>')
     out.append(_timeline(df, varying, dims))
-    if "trial" in df.columns and has_values:
-        out.append('<div class="full">' + svgplot.history(_col(df, "trial").tolist(), values,
-                                                          metric_label=chosen, maximize=maximize) + "</div>")
     return "\n".join(out)
 
 
 def _timeline(df: pd.DataFrame, varying: list[str], dims: dict[str, Dim]) -> str:
-    start, end = _col(df, "started_at"), _col(df, "ended_at")
+    start, end = _col(df, "started_at").tolist(), _col(df, "ended_at").tolist()
     ok = [i for i in range(len(df)) if math.isfinite(start[i]) and math.isfinite(end[i])]
     if not ok:
         return '<p class="note">No timeline: no task has both a start and an end time.</p>'
@@ -327,6 +434,9 @@ th,td{padding:5px 10px;border-bottom:1px solid var(--line);text-align:right;whit
 th{cursor:pointer;user-select:none;background:#fafbfc;color:var(--mute);font-weight:600}
 th[data-dir=asc]::after{content:" ▲"}th[data-dir=desc]::after{content:" ▼"}
 td.m,th.m{background:#eef3fb;font-weight:600;color:var(--fg)}tbody tr:hover{background:#f3f7ff}
+tr.top td{background:#fff7d6}tr.top td.m{background:#fbe9a6}.tall{max-height:520px;overflow-y:auto}
+thead th{position:sticky;top:0;z-index:1}#filter{font:inherit;padding:3px 8px;border:1px solid var(--line);
+border-radius:5px;min-width:240px}
 .full,.grid2,.grid3{margin:12px 0}.grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:12px}
 .grid3{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:12px}
 svg.plot{background:#fff;border:1px solid var(--line);border-radius:8px;max-width:100%;height:auto;display:block}
@@ -346,7 +456,7 @@ svg .bar{fill:#7d9cc7}svg .bar:hover,svg .cell:hover,svg .tb:hover{opacity:.75}
 pre{background:#1f2430;color:#e6e6e6;padding:10px;border-radius:6px;overflow-x:auto;font-size:12px;max-height:300px}
 """
 
-JS = """
+JS = r"""
 document.querySelectorAll("table.sortable").forEach(function (t) {
   var ths = t.querySelectorAll("th");
   ths.forEach(function (th, i) {
@@ -372,5 +482,19 @@ document.querySelectorAll("table.sortable").forEach(function (t) {
     r.addEventListener("mouseleave", function () { mark(false); });
   });
 });
+var filter = document.getElementById("filter");
+if (filter) {
+  filter.addEventListener("input", function () {
+    var words = filter.value.toLowerCase().split(/\s+/).filter(Boolean), shown = 0;
+    Array.prototype.forEach.call(document.getElementById("tasks").tBodies[0].rows, function (r) {
+      var text = r.textContent.toLowerCase(), keep = words.every(function (w) { return text.indexOf(w) >= 0; });
+      r.style.display = keep ? "" : "none";
+      shown += keep ? 1 : 0;
+    });
+    document.getElementById("shown").textContent = shown + " shown";
+  });
+  var pre = /^#filter=(.*)$/.exec(location.hash);  // report.html#filter=SOLUSDT opens filtered
+  if (pre) { filter.value = decodeURIComponent(pre[1]); filter.dispatchEvent(new Event("input")); }
+}
 document.body.dataset.ready = "1";
 """

@@ -186,12 +186,16 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
     summary.update(_cost_fields(run, df))
     # A text param unique to every task, or one made of other params by a placeholder (`save_name: run_{a}_{b}`),
     # names the task; it is not a dimension.
-    derived = set(derived_params(run))
-    params = [p for p in run.info.get("param_names") or [] if p not in derived
-              and not (p in df and len(df) > 2 and df[p].dtype == object and df[p].astype(str).nunique() == len(df))]
+    derived = derived_params(run)
+    params = [p for p in run.info.get("param_names") or [] if p in derived
+              or not (p in df and len(df) > 2 and df[p].dtype == object and df[p].astype(str).nunique() == len(df))]
+    spec = run.info.get("spec") or {}
+    sampled = [*((spec.get("search") or {}).get("space") or {}),
+               *((((spec.get("params") or {}).get("random") or {}).get("space")) or {})]
     html, chosen, maximize = build_report(
         df, params=params, metrics=metric_columns(run, df), summary=summary,
         log_tail=lambda i: "\n".join(run.logs(i, stderr=True).splitlines()[-20:]), metric=metric, maximize=maximize,
+        derived=derived, sampled=sampled,
     )
     if path is None:
         try:

@@ -105,7 +105,7 @@ def dim_from(label: str, raw: Sequence[Any]) -> Dim:
     if present and all(finite(v) for v in present):
         vals = [float(v) if finite(v) else math.nan for v in raw]
         lo, hi = min(map(float, present)), max(map(float, present))
-        return Dim(label, vals, log=lo > 0 and hi / lo >= 100 and len(set(present)) > 3)
+        return Dim(label, vals, log=lo > 0 and hi / lo >= 100)
     labels = [label_of(v) for v in raw]
     return Dim(label, labels, categories=sorted(set(labels), key=_natural))
 
@@ -254,8 +254,12 @@ def parallel_coordinates(dims: list[Dim], metric: Dim, *, maximize: bool, tips: 
     return c.svg()
 
 
-def by_param(dim: Dim, metric: Dim, *, maximize: bool, width: float = 372, height: float = 250) -> str:
-    c = Chart("by-param", f"{metric.label} by {dim.label}", width, height, data_param=dim.label)
+def by_param(dim: Dim, metric: Dim, *, maximize: bool, scatter: bool = False, width: float = 372,
+             height: float = 250) -> str:
+    """The metric against one param: the mean per value with its min–max spread, or (`scatter`, or more than 30
+    values) one dot per task, for params drawn at random, where a line joining the samples would mean nothing."""
+    c = Chart("by-param", f"{metric.label} by {dim.label}", width, height, data_param=dim.label,
+              data_kind="scatter" if scatter or dim.categories is None and len(dim.levels()) > 30 else "mean")
     ml, mr, mt, mb = 58, 14, 30, 50
     cat = dim.categories is not None
     pts = [(x, y) for x, y in zip(dim.values, metric.values, strict=True) if finite(y) and (cat or finite(x))]
@@ -270,10 +274,11 @@ def by_param(dim: Dim, metric: Dim, *, maximize: bool, width: float = 372, heigh
     c.y_axis(yax, ml, metric.label, grid_to=width - mr)
     c.x_axis(xax, height - mb, dim.label)
     levels = sub.levels()
-    if len(levels) > 30:
+    if scatter and not cat or len(levels) > 30:
+        lo, hi = min(ys), max(ys)
         for x, y in pts[:: max(1, math.ceil(len(pts) / MAX_MARKS))]:
             c.add("circle", tip=f"{dim.label}={fmt(x)}: {fmt(y)}", cx=xax(x), cy=yax(y), r=2.5,
-                  fill=color(goodness(y, min(ys), max(ys), maximize)))
+                  fill=color(goodness(y, lo, hi, maximize)))
         return c.svg()
     groups: dict[Any, list[float]] = {}
     for x, y in pts:
@@ -367,7 +372,7 @@ def timeline(lanes: list[str], bars: Sequence[tuple[int, float, float, str, str]
     xax = Axis(ml, width - mr, lo=0, hi=max(end, 1e-9))
     for py, _ in [(mt + lh * j, 0) for j in range(len(lanes) + 1)]:
         c.add("line", x1=ml, x2=width - mr, y1=py, y2=py, class_="grid")
-    for lane, s, e, status, tip in bars:
+    for lane, s, e, status, tip in bars[:: sample_every(len(bars))]:
         c.add("rect", tip=tip, x=xax(s), y=mt + lh * lane + lh * 0.12, width=max(xax(e) - xax(s), 1.2),
               height=lh * 0.76, fill=STATUS_COLORS.get(status, "#999"), class_="tb")
     if lh >= 10:
@@ -398,10 +403,37 @@ def history(trials: Sequence[float], values: Sequence[float], *, metric_label: s
     c.y_axis(yax, ml, metric_label, grid_to=width - mr)
     c.x_axis(xax, height - mb, "trial")
     best, steps = pts[0][1], []
-    for t, v in pts:
-        steps.append(f"{xax(t):.1f},{yax(best):.1f}")
-        best = max(best, v) if maximize else min(best, v)
-        steps.append(f"{xax(t):.1f},{yax(best):.1f}")
-        c.add("circle", tip=f"trial {fmt(t)}: {fmt(v)}", cx=xax(t), cy=yax(v), r=3, class_="pt")
+    every = max(1, math.ceil(len(pts) / MAX_MARKS))
+    for n, (t, v) in enumerate(pts):
+        new = max(best, v) if maximize else min(best, v)
+        if new != best or n == 0 or n == len(pts) - 1:
+            steps.append(f"{xax(t):.1f},{yax(best):.1f}")
+            steps.append(f"{xax(t):.1f},{yax(new):.1f}")
+        best = new
+        if n % every == 0:
+            c.add("circle", tip=f"trial {fmt(t)}: {fmt(v)}", cx=xax(t), cy=yax(v), r=3, class_="pt")
     c.add("polyline", points=" ".join(steps), class_="mean")
     return c.svg()
+
+
+def importance(scores: dict[str, float], *, method: str, width: float = 572) -> str:
+    """Horizontal bars, largest first: how much each param moves the metric."""
+    ranked = sorted(scores.items(), key=lambda kv: -kv[1])
+    ml = 24 + min(150, 7 * max((len(_short(k, 22)) for k, _ in ranked), default=4))
+    mr, mt, bh = 60, 34, 22
+    height = mt + bh * len(ranked) + 40
+    c = Chart("importance", f"Parameter importance ({method})", width, height)
+    top = max((v for _, v in ranked), default=0) or 1.0
+    xax = Axis(ml, width - mr, lo=0, hi=top)
+    for j, (name, v) in enumerate(ranked):
+        y = mt + bh * j
+        c.add("rect", tip=f"{name}: {v:.3f}", x=ml, y=y + 3, width=max(xax(v) - ml, 1), height=bh - 6, class_="bar")
+        c.text(ml - 6, y + bh / 2 + 4, _short(name, 22), anchor="end", tip=name if len(name) > 22 else None)
+        c.text(xax(v) + 4, y + bh / 2 + 4, f"{v:.2f}", anchor="start")
+    c.x_axis(xax, mt + bh * len(ranked) + 2, "importance (sums to 1)")
+    return c.svg()
+
+
+def sample_every(n: int) -> int:
+    """Draw every k-th mark so that a chart holds at most MAX_MARKS of n."""
+    return max(1, math.ceil(n / MAX_MARKS))
