@@ -3,6 +3,7 @@ dead runner, and nothing outside its directory reaches the store."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -78,3 +79,46 @@ def test_a_setsid_grandchild_dies_at_timeout(tmp_path):
     while alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(child)
+
+
+_PEAK = """
+import resource, subprocess, sys
+proc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+print(proc.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, proc.stderr[-500:].replace(chr(10), ' '))
+"""
+
+
+def _peak_mib(tmp_path: Path, *argv: str) -> tuple[int, int, str]:
+    """Exit code and peak RSS (MiB) of a CLI command and everything it started."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _PEAK, sys.executable, "-m", "batchsweep", *argv,
+                          "--store", str(tmp_path / "store")], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path).stdout.split(" ", 2)
+    return int(out[0]), int(out[1]), out[2]
+
+
+# 256 MiB keeps the suite fast; BATCHSWEEP_FLOOD_MIB=1024 is the issue's 1 GiB (peak 2163 MiB before, see report).
+FLOOD_MIB = int(os.environ.get("BATCHSWEEP_FLOOD_MIB", "256"))
+
+
+def test_a_huge_stdout_is_scanned_for_metrics_and_shown_by_logs_in_bounded_memory(tmp_path):
+    spec = write_spec(tmp_path, f"""
+        name: flood
+        script: {SCRIPTS / 'hostile_task.py'}
+        params: {{grid: {{a: [1]}}, fixed: {{stdout_mib: {FLOOD_MIB}}}}}
+        metrics: {{stdout: last}}
+    """)
+    code, peak, err = _peak_mib(tmp_path, "run", str(spec))
+    assert code == 0, err
+    assert peak < 200, f"the runner peaked at {peak} MiB scanning a {FLOOD_MIB} MiB log"
+    print(f"peak RSS scanning {FLOOD_MIB} MiB of stdout: {peak} MiB")
+    run = batchsweep.load_run(store=tmp_path / "store")
+    assert list(run.results()["last"]) == [1]
+    code, peak, err = _peak_mib(tmp_path, "logs", run.id, "0")
+    assert code == 0 and peak < 200, (peak, err)
+    print(f"peak RSS of logs over {FLOOD_MIB} MiB: {peak} MiB")
+    log = tmp_path / "store" / "runs" / run.id / "tasks" / "0" / "stdout.log"
+    assert log.stat().st_size > FLOOD_MIB << 20
+    log.unlink()  # the disk back now, not at the end of the session

@@ -298,15 +298,21 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise SweepError(f"logs {' '.join(args.ids)}: give [RUN] TASK, e.g. `batchsweep logs 7` for task 7 "
                          "of the latest run")
     args.run, args.task = (args.ids[0] if len(args.ids) == 2 else None), int(args.ids[-1])
+    import codecs
+
     run = runs.load_run(args.run, store=args.store)
     shown = 0
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     while True:
-        text = run.logs(args.task, stderr=args.stderr)
-        sys.stdout.write(text[shown:])
+        # Decided before reading, so the last read after the task ended gets all of its output.
+        done = not args.follow or run.store.read_status(run.id, args.task) is not None or not run.engine.poll().active
+        for chunk in run.log_chunks(args.task, stderr=args.stderr, start=shown):  # streamed: any size
+            sys.stdout.write(decoder.decode(chunk))
+            shown += len(chunk)
         sys.stdout.flush()
-        shown = len(text)
-        if not args.follow or run.store.read_status(run.id, args.task) is not None or not run.engine.poll().active:
-            if not text:
+        if done:
+            sys.stdout.write(decoder.decode(b"", final=True))
+            if not shown:
                 print(f"task {args.task} of {run.id}: {_no_output_why(run, args.task, args.stderr)}", file=sys.stderr)
             return 0
         time.sleep(0.5)

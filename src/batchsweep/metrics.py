@@ -7,9 +7,9 @@ import math
 import os
 import re
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 MAX_FILE_BYTES = 32 << 20  # a metrics file is a flat JSON object; anything bigger is a mistake or an attack
 
@@ -58,6 +58,39 @@ def _number(text: str) -> Any:
         except ValueError:
             pass
     return text
+
+
+MAX_LINE_BYTES = 1 << 20  # a longer line is cut here when scanned for metrics: memory stays bounded
+CHUNK_BYTES = 1 << 20
+
+
+def iter_lines(f: BinaryIO) -> Iterator[str]:
+    """The lines of a stream, each cut at MAX_LINE_BYTES: constant memory, whatever the log's size."""
+    carry = b""
+    while block := f.read(CHUNK_BYTES):
+        parts = block.split(b"\n")
+        for part in parts[:-1]:
+            yield (carry + part)[:MAX_LINE_BYTES].decode("utf-8", errors="replace")
+            carry = b""
+        carry = (carry + parts[-1])[:MAX_LINE_BYTES]
+    if carry:
+        yield carry.decode("utf-8", errors="replace")
+
+
+def from_stream(f: BinaryIO, rule: str) -> dict[str, Any] | None:
+    """`from_stdout` over a log file read as a stream (a regex is matched line by line)."""
+    if rule == "last":
+        last = ""
+        for line in iter_lines(f):
+            if line.strip():
+                last = line
+        return from_stdout(last, rule)
+    pattern = re.compile(rule)
+    found: dict[str, Any] = {}
+    for line in iter_lines(f):
+        for m in pattern.finditer(line):
+            found.update({k: _number(v) for k, v in m.groupdict().items() if v is not None})
+    return found or None
 
 
 def from_stdout(stdout: str, rule: str) -> dict[str, Any] | None:

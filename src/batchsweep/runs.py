@@ -9,7 +9,7 @@ import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
@@ -402,14 +402,18 @@ class Run:
         return todo
 
     def logs(self, index: int, *, stderr: bool = False) -> str:
+        return b"".join(self.log_chunks(index, stderr=stderr)).decode("utf-8", errors="replace")
+
+    def log_chunks(self, index: int, *, stderr: bool = False, start: int = 0) -> Iterator[bytes]:
+        """A task's output from byte `start` on, in chunks: `logs` of a 1 GB log streams it in constant memory."""
         if not 0 <= index < self.n_tasks:
             raise SpecError(f"task {index} does not exist in run {self.id} (tasks 0..{self.n_tasks - 1})")
         key = self.store.task_key(self.id, index, "stderr.log" if stderr else "stdout.log")
         try:
-            return self.store.read_text(key)
+            return self.store.backend.iter_bytes(key, start)
         except FileNotFoundError:
             live = self.engine.logs(index, stderr=stderr)
-            return "".join(live) if live is not None else ""
+            return _skip((line.encode() for line in live), start) if live is not None else iter(())
 
     def results(self, *, refresh: bool = False) -> pd.DataFrame:
         from batchsweep.results import gather
@@ -475,3 +479,13 @@ def run(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), b
     if not detach:
         r.wait(progress=progress)
     return r
+
+
+def _skip(chunks: Iterator[bytes], start: int) -> Iterator[bytes]:
+    """The chunks after their first `start` bytes."""
+    for chunk in chunks:
+        if start >= len(chunk):
+            start -= len(chunk)
+            continue
+        yield chunk[start:]
+        start = 0

@@ -24,10 +24,10 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from batchsweep.errors import RunDamaged, RunNotFound
 from batchsweep.model import Task, TaskStatus
@@ -47,6 +47,7 @@ class Backend(Protocol):
     def upload_dir(self, local: Path, key: str) -> None: ...  # regular files only: symlinks are never followed
     def download(self, key: str, local: Path) -> None: ...
     def delete_prefix(self, prefix: str) -> None: ...
+    def iter_bytes(self, key: str, start: int = 0) -> Iterator[bytes]: ...  # chunks from `start`; FileNotFoundError
     # Conditional writes, for the run lock (`batchsweep.runlock`): exclusive create and compare-and-swap.
     def create_exclusive(self, key: str, data: bytes) -> bool: ...  # False when the key exists
     def read_tagged(self, key: str) -> tuple[bytes, str]: ...  # (data, a tag that changes with every write)
@@ -86,6 +87,13 @@ def _write_temp(target: Path, data: bytes) -> str:
     return tmp
 
 
+def _chunks(f: BinaryIO, start: int) -> Iterator[bytes]:
+    with f:
+        f.seek(start)
+        while block := f.read(1 << 20):
+            yield block
+
+
 def regular_files(root: Path) -> list[str]:
     """Posix paths (relative to root) of the regular files under root. Symlinks, to files or to directories,
     are never followed: a task cannot make an upload read a file outside its directory."""
@@ -123,6 +131,10 @@ class LocalBackend:
         except BaseException:
             os.unlink(tmp)
             raise
+
+    def iter_bytes(self, key: str, start: int = 0) -> Iterator[bytes]:
+        f = open(self.path(key), "rb")  # raises FileNotFoundError here, before the first chunk is asked for
+        return _chunks(f, start)
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         target = self.path(key)

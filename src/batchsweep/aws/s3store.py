@@ -6,6 +6,7 @@ A write is one PUT, so readers see whole objects only; the worker writes a task'
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,20 @@ class S3Backend:
             return bytes(self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read())
         except self.client.exceptions.NoSuchKey:
             raise FileNotFoundError(key) from None
+
+    def iter_bytes(self, key: str, start: int = 0) -> Iterator[bytes]:
+        from botocore.exceptions import ClientError
+
+        extra = {"Range": f"bytes={start}-"} if start else {}
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key), **extra)["Body"]
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(key) from None
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "InvalidRange":  # nothing after `start` yet
+                return iter(())
+            raise
+        return iter(body.iter_chunks(1 << 20))
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
