@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from batchsweep.aws.clients import make_client
+from batchsweep.aws import clients
 from batchsweep.errors import AwsSetupError
 
 
@@ -42,7 +42,7 @@ class S3Backend:
     def client(self) -> Any:
         if self._client is None:
             region = self._region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-            self._client = make_client("s3", profile=self._profile, region=region or "us-east-1")
+            self._client = clients.make_client("s3", profile=self._profile, region=region or "us-east-1")
         return self._client
 
     def _key(self, key: str) -> str:
