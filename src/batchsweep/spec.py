@@ -24,7 +24,7 @@ from pydantic import (
 
 from batchsweep.errors import SpecError
 
-BACKENDS = ("local", "aws-batch", "dask")
+BACKENDS = ("local", "aws-batch", "dask")  # built in; others come through the `batchsweep.engines` entry points
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
 
 
@@ -292,9 +292,14 @@ class Spec(_Strict):
     @classmethod
     def _known_backend(cls, v: Any) -> Any:
         if isinstance(v, str) and v not in BACKENDS:
-            close = difflib.get_close_matches(v, BACKENDS, n=1)
+            from batchsweep.engines import available
+
+            known = list(available())  # the built-ins and engines registered through the entry point group
+            if v in known:
+                return v
+            close = difflib.get_close_matches(v, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ValueError(f"unknown backend {v!r}; {hint}choose one of: {', '.join(BACKENDS)}")
+            raise ValueError(f"unknown backend {v!r}; {hint}choose one of: {', '.join(known)}")
         return v
 
     @field_validator("requirements")

@@ -1,0 +1,47 @@
+"""A fourth engine from outside the package: runs a run's tasks one after another in a thread.
+
+Registered through the `batchsweep.engines` entry point group (see toy_engine-0.1.dist-info), exactly as a
+third-party package would be."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from batchsweep.engines.base import Engine, Progress
+from batchsweep.worker import ProcessRegistry, context_from_run, execute_task
+
+
+class SerialEngine(Engine):
+    name = "serial"
+
+    def __init__(self, run):  # type: ignore[no-untyped-def]
+        super().__init__(run)
+        self._thread: threading.Thread | None = None
+        self._registry = ProcessRegistry()
+
+    def submit(self, indices: Sequence[int], *, detach: bool) -> None:
+        tasks = {t.index: t for t in self.run.tasks()}
+        ctx = context_from_run(self.run.info)
+        base = Path(self.run.info["base_dir"])
+
+        def work() -> None:
+            for i in indices:
+                if self._registry.cancelled.is_set():
+                    return
+                execute_task(ctx, tasks[i], self.run.store, worker="serial", registry=self._registry,
+                             resolve_input=lambda ref: base / ref)
+
+        self._thread = threading.Thread(target=work, daemon=True)
+        self._thread.start()
+
+    def poll(self) -> Progress:
+        return Progress(active=self._thread is not None and self._thread.is_alive())
+
+    def cancel(self) -> None:
+        self._registry.cancel_all()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
