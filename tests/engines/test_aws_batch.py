@@ -195,12 +195,14 @@ def test_s3_requests_do_not_grow_with_the_task_count(tmp_path, stack, calls):
                                               aws="{stack: batchsweep, tasks_per_job: 1}"))
         calls.clear()
         batchsweep.run(spec, store=tmp_path / "store", detach=True)
-        return sorted(op for op, _ in calls if op.startswith("s3."))
+        # The run's lock refreshes its heartbeat every few seconds: that grows with time, not with tasks.
+        return sorted(op for op, params in calls if op.startswith("s3.")
+                      and not str(params.get("Key", "")).endswith(("runner.json", "cancel.json")))
 
     s3_ops(3)  # uploads the code package once
     small, big = s3_ops(3), s3_ops(9_000)
     assert small, "the store's S3 requests must be counted"
-    assert big == small, "S3 requests must not grow with tasks"
+    assert big == small, f"S3 requests must not grow with tasks: {small} vs {big}"
 
 
 def test_max_parallel_packs_tasks_into_fewer_children(tmp_path, stack, calls):
