@@ -411,11 +411,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as e:
-        # AWS failures (no credentials, endpoint unreachable, access denied) are the user's setup, not our bug.
+        # AWS failures (no credentials, endpoint unreachable, access denied) are the user's setup, not our bug;
+        # any other botocore error (a malformed request of ours) keeps its traceback.
         if type(e).__module__.startswith(("botocore", "boto3")):
-            print(f"error: AWS: {str(e).splitlines()[0]}; check credentials/region (`batchsweep doctor`) "
-                  "or pass --store for a local run", file=sys.stderr)
-            return 2
+            from batchsweep.aws.clients import explain
+
+            line = explain(e)
+            if line is not None:
+                print(f"error: {line.splitlines()[0]}", file=sys.stderr)
+                return 2
         raise
 
 

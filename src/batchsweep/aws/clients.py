@@ -45,3 +45,34 @@ def check_credentials(session: Any) -> None:
         raise AwsSetupError(
             "AWS credentials not found; run `aws configure`, set AWS_PROFILE, or export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
         )
+
+
+def explain(error: BaseException) -> str | None:
+    """One line for an AWS failure that is the user's setup (credentials, region, network, permissions), naming
+    the fix; None for anything else — a botocore error raised by our own request (ParamValidationError, …) is a
+    bug and keeps its traceback."""
+    from botocore import exceptions as bx
+
+    if isinstance(error, (bx.NoCredentialsError, bx.PartialCredentialsError, bx.ProfileNotFound,
+                          bx.NoRegionError, bx.CredentialRetrievalError)):
+        return (f"AWS: {error}; check credentials/region (`aws configure`, AWS_PROFILE, AWS_REGION; "
+                "`batchsweep doctor`) or pass --store for a local run")
+    if isinstance(error, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
+                          bx.SSLError, bx.ProxyConnectionError)):
+        return (f"AWS: {error}; the endpoint is unreachable: check the network, the region and AWS_ENDPOINT_URL "
+                "(an emulator must be running)")
+    if isinstance(error, bx.ClientError):
+        err = error.response.get("Error", {})
+        code, message = err.get("Code", "?"), err.get("Message", "")
+        op = getattr(error, "operation_name", "") or "call"
+        line = f"AWS {op}: {code}: {message}".rstrip(": ")
+        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "403", "Forbidden"):
+            return line + ("; this identity lacks the permission: attach the stack's SubmitPolicyArn managed "
+                           "policy (`batchsweep infra status` shows it) or ask your AWS admin")
+        if code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired", "InvalidClientTokenId",
+                    "InvalidAccessKeyId", "SignatureDoesNotMatch", "UnrecognizedClientException"):
+            return line + "; the credentials are invalid or expired: refresh them (`aws sso login`, `aws configure`)"
+        if code in ("ThrottlingException", "TooManyRequestsException", "SlowDown", "RequestLimitExceeded"):
+            return line + "; AWS is throttling this account: wait a minute and run the command again"
+        return line
+    return None
