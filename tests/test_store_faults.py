@@ -105,3 +105,54 @@ def test_store_writes_leave_no_temp_files_and_follow_the_umask(tmp_path):
     code = "import os; os.umask(0o027); from batchsweep.store import Store; Store.open(os.sys.argv[1]).write_json('a/b.json', 1)"
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "u")], check=True)
     assert (tmp_path / "u" / "a" / "b.json").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_full_disk_under_the_runner_is_one_line_and_a_resumable_run(tmp_path, monkeypatch, capsys):
+    import errno
+
+    spec = write_spec(tmp_path, f"""
+        name: diskfull
+        script: {SCRIPTS / 'hostile_task.py'}
+        params: {{grid: {{a: [0, 1, 2, 3, 4, 5]}}}}
+        max_parallel: 1
+    """)
+    real = Store.write_status
+
+    def full(self: Store, run_id: str, status: object) -> None:
+        if status.index >= 2:
+            raise OSError(errno.ENOSPC, "No space left on device", f"runs/{run_id}/tasks/{status.index}/status.json")
+        real(self, run_id, status)
+
+    monkeypatch.setattr(Store, "write_status", full)
+    store = tmp_path / "store"
+    code = cli.main(["run", str(spec), "--store", str(store)])
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(errors) == 1 and "Traceback" not in err, err
+    assert "No space left on device" in errors[0] and "batchsweep resume" in errors[0]
+    run_id = out.splitlines()[0]
+    monkeypatch.undo()
+    run = batchsweep.load_run(run_id, store=store)
+    assert sorted(run.statuses()) == [0, 1]  # nothing after the failure started; nothing is stuck
+    assert cli.main(["resume", run_id, "--store", str(store)]) == 0
+    assert "resuming 4 of 6 tasks" in capsys.readouterr().err
+    assert set(batchsweep.load_run(run_id, store=store).results()["status"]) == {"succeeded"}
+
+
+def test_a_read_only_store_is_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from batchsweep.store import LocalBackend
+
+    def read_only(self: LocalBackend, key: str, data: bytes) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(self.path(key)))
+
+    spec = write_spec(tmp_path, f"""
+        name: readonly
+        script: {SCRIPTS / 'hostile_task.py'}
+        params: {{grid: {{a: [0]}}}}
+    """)
+    monkeypatch.setattr(LocalBackend, "write_bytes", read_only)
+    code = cli.main(["run", str(spec), "--store", str(tmp_path / "ro")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: Read-only file system") and len(err.strip().splitlines()) == 1, err

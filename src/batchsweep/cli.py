@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 from collections.abc import Sequence
@@ -395,6 +396,9 @@ def _sort_values(argv: list[str]) -> list[str]:
     return out
 
 
+_ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EIO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_sort_values(list(sys.argv[1:] if argv is None else argv)))
@@ -410,6 +414,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except BrokenPipeError:
         return 0
+    except (OSError, MemoryError) as e:
+        # The machine, not the input and not a bug: a full disk, a read-only store, no memory.
+        if isinstance(e, MemoryError) or e.errno in _ENVIRONMENT_ERRNOS:
+            where = f" ({e.filename})" if isinstance(e, OSError) and e.filename else ""
+            text = e.strerror if isinstance(e, OSError) and e.strerror else "out of memory"
+            print(f"error: {text}{where}; fix that, then `batchsweep resume` continues any run it stopped",
+                  file=sys.stderr)
+            return 1
+        raise
     except Exception as e:
         # AWS failures (no credentials, endpoint unreachable, access denied) are the user's setup, not our bug;
         # any other botocore error (a malformed request of ours) keeps its traceback.

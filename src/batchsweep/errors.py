@@ -4,7 +4,9 @@
      ├── SpecError        the spec file (or an override) is wrong
      ├── RunNotFound      no such run in the store
      │    └── RunDamaged  the run's run.json cannot be read
-     └── AwsSetupError    credentials, bucket, stack or queue missing or unreachable
+     ├── AwsSetupError    credentials, bucket, stack or queue missing or unreachable
+     └── RunnerError      the process running a run's tasks stopped (disk full, read-only store): exit 1,
+                          the run stays resumable
 
 Anything else that escapes is a bug and keeps its traceback.
 """
@@ -34,3 +36,9 @@ class RunDamaged(RunNotFound):
 
 class AwsSetupError(SweepError):
     pass
+
+
+class RunnerError(SweepError):
+    """Not bad input: the machine or the store failed under the runner. The run can be resumed."""
+
+    exit_code = 1

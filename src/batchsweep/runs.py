@@ -358,6 +358,12 @@ class Run:
             self.engine.close()
         finally:
             self._let_go()
+        failure = self.engine.runner_failure()
+        if failure:
+            from batchsweep.errors import RunnerError
+
+            raise RunnerError(f"run {self.id} stopped: {failure}; tasks without a status did not run; "
+                              f"fix that, then `batchsweep resume {self.id}`")
         return self.exit_code
 
     def cancel(self) -> None:

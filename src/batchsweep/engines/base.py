@@ -75,6 +75,10 @@ class Engine(abc.ABC):
         """The engine's own reason for tasks that ended without a status (e.g. a container that never started)."""
         return {}
 
+    def runner_failure(self) -> str | None:
+        """Why the process running the tasks stopped by itself (disk full, read-only store), if it did."""
+        return None
+
     def logs(self, index: int, *, stderr: bool = False) -> Iterator[str] | None:
         """Live output of a task that has not finished yet (None: not available from this engine)."""
         return None

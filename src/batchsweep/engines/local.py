@@ -66,6 +66,7 @@ class LocalEngine(Engine):
         self._written: dict[int, TaskStatus] = {}
         self._covers: frozenset[int] = frozenset()
         self._lock_release: Callable[[], None] | None = None  # a detached runner lets go of the run first
+        self.failure: str | None = None  # the runner's own failure (not a task's): disk full, read-only store
 
     @classmethod
     def check(cls, spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
@@ -107,7 +108,8 @@ class LocalEngine(Engine):
             return
         self._record(os.getpid())
         self._covers = frozenset(indices)
-        self._thread = threading.Thread(target=self.execute, args=(list(indices),), name="batchsweep-local", daemon=True)
+        self._thread = threading.Thread(target=self._execute_or_fail, args=(list(indices),), name="batchsweep-local",
+                                        daemon=True)
         self._thread.start()
 
     def _record(self, pid: int) -> None:
@@ -127,18 +129,24 @@ class LocalEngine(Engine):
         leases, workers = self._leases()
 
         def one(index: int) -> None:
+            if self.failure is not None:
+                return  # the runner failed: never started, no status, so `resume` runs it
             lease = leases.acquire(self._registry.cancelled)
             if lease is None:
                 return  # never started: no status, so `resume` runs it
             with self._lock:
                 self._running += 1
             try:
+                if self.failure is not None:
+                    return
                 slot = threading.current_thread().name.rsplit("_", 1)[-1]
                 status = execute_task(ctx, tasks[index], store, worker=f"local-{slot}", registry=self._registry,
                                       resolve_input=lambda ref: base_dir / ref, launcher=launcher,
                                       gpus=lease.gpus)
                 with self._lock:
                     self._written[index] = status
+            except Exception as e:  # noqa: BLE001 - the store or this machine failed (disk full, read-only, memory)
+                self._fail(e)
             finally:
                 leases.release(lease)
                 with self._lock:
@@ -152,6 +160,20 @@ class LocalEngine(Engine):
             if server is not None:
                 server.close()
         self._finish()
+
+    def _execute_or_fail(self, indices: list[int]) -> None:
+        try:
+            self.execute(indices)
+        except Exception as e:  # noqa: BLE001 - reported by Run.wait in one line; the run stays resumable
+            self._fail(e)
+
+    def _fail(self, e: BaseException) -> None:
+        """Remember the first failure of the runner itself; no task starts after it."""
+        with self._lock:
+            if self.failure is None:
+                where = f" ({e.filename})" if isinstance(e, OSError) and e.filename else ""
+                text = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+                self.failure = f"{type(e).__name__}: {text}{where}"
 
     def _warm_server(self, ctx: RunContext) -> WarmServer | None:
         """The run's fork server when the spec asks for `warm: true` and the script allows it."""
@@ -173,10 +195,19 @@ class LocalEngine(Engine):
         if self._lock_release is not None:
             self._lock_release()
         key = self.run.store.run_key(self.run.id, "engine.json")
-        record = self.run.store.read_record(key)
-        if record is None:
-            return
-        self.run.store.write_json(key, {**record, "finished": True, "finished_at": time.time()})
+        try:
+            record = self.run.store.read_record(key)
+            if record is not None:
+                self.run.store.write_json(key, {**record, "finished": True, "finished_at": time.time(),
+                                                **({"failure": self.failure} if self.failure else {})})
+        except Exception as e:  # noqa: BLE001 - a store that cannot take this record failed the run already
+            self._fail(e)
+
+    def runner_failure(self) -> str | None:
+        if self._thread is not None:
+            return self.failure
+        record = self.run.store.read_record(self.run.store.run_key(self.run.id, "engine.json"))
+        return str(record["failure"]) if record and record.get("failure") else None
 
     # -- watch --------------------------------------------------------------------------------
     def poll(self) -> Progress:
@@ -249,7 +280,7 @@ def _serve(store_url: str, run_id: str, token: str) -> None:
     try:
         engine._record(os.getpid())
         done = set(run.store.statuses(run.id))
-        engine.execute([t.index for t in run.tasks() if t.index not in done])
+        engine._execute_or_fail([t.index for t in run.tasks() if t.index not in done])
     finally:
         lock.release()
 
