@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +90,8 @@ def _is_number(value: Any) -> bool:
 
 
 def fit_table(columns: list[str], rows: list[list[Any]], *, width: int | None, title: str | None = None,
-              keep: Sequence[str] = (), wrap: Sequence[str] = (), text_cap: int = TEXT_CAP) -> tuple[Any, list[str]]:
+              keep: Sequence[str] = (), wrap: Sequence[str] = (), text_cap: int = TEXT_CAP,
+              fmt: Callable[[Any], str] | None = None) -> tuple[Any, list[str]]:
     """A rich table of the columns that fit in `width` (None: all of them), in order, and the names left out.
 
     Numbers are never cut: a column that does not fit is left out whole (the caller says so). Text cells
@@ -100,7 +101,7 @@ def fit_table(columns: list[str], rows: list[list[Any]], *, width: int | None, t
     from rich.cells import cell_len
     from rich.table import Table
 
-    texts = [[cell(v) for v in row] for row in rows]
+    texts = [[(fmt or cell)(v) for v in row] for row in rows]
     numeric = [all(_is_number(row[j]) or _missing(row[j]) for row in rows) for j in range(len(columns))]
     if width is not None:
         for row in texts:
@@ -139,7 +140,11 @@ def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
         names = list(p.info["param_names"])
         rows: list[list[Any]] = [[t.index, *(t.params.get(n) for n in names), ", ".join(t.inputs)] for t in p.tasks]
         shown = rows if len(rows) <= PLAN_ROWS else rows[: PLAN_ROWS - 3] + [["…"] + [""] * (len(names) + 1)] + rows[-2:]
-        console.print(_table(["task", *names, "inputs"], shown))
+        table, dropped = fit_table(["task", *names, "inputs"], shown, fmt=_fmt,
+                                   width=console.width if console.is_terminal else None)
+        console.print(table)
+        if dropped:
+            console.print(f"not shown, too wide for {console.width} columns: {', '.join(dropped)}", markup=False)
         count = f"{len(p.tasks)} tasks"
     console.print(
         f"{count} · backend {p.spec.backend} · {r.vcpus:g} vCPU, {r.memory_mib} MiB each · "
