@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import sys
 from pathlib import Path
@@ -17,21 +16,25 @@ from batchsweep.infra import stack as infra
 
 STACK = "bs-image"
 
-# Plays docker: records argv (and stdin for login), remembers built tags, and on
-# `push` puts a manifest into the ECR that AWS_ENDPOINT_URL points at.
-FAKE_DOCKER = """#!{python}
+# Plays docker, podman or buildah (by its file name): records argv (and stdin for login), answers `docker info`
+# unless FAKE_DOCKER_DAEMON=down, remembers built tags, keeps the last build context's Dockerfile and
+# requirements, and on `push` puts a manifest into the ECR that AWS_ENDPOINT_URL points at.
+FAKE_BUILDER = """#!{python}
 import json, os, sys
+tool = os.path.basename(sys.argv[0])
 args = sys.argv[1:]
-entry = {{"argv": args}}
+entry = {{"tool": tool, "argv": args}}
 if args[:1] == ["login"]:
     entry["stdin"] = sys.stdin.read()
 with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
     log.write(json.dumps(entry) + "\\n")
+if args == ["info"]:
+    sys.exit(1 if os.environ.get("FAKE_DOCKER_DAEMON") == "down" else 0)
 built = os.environ["FAKE_DOCKER_LOG"] + ".built"
 known = open(built).read().split() if os.path.exists(built) else []
-if args[:2] == ["image", "inspect"]:
-    sys.exit(0 if args[2] in known else 1)
-if args[:1] == ["build"]:
+if args[:2] in (["image", "inspect"], ["image", "exists"]) or args[:3] == ["inspect", "--type", "image"]:
+    sys.exit(0 if args[-1] in known else 1)
+if args[:1] in (["build"], ["bud"]):
     with open(built, "a") as f:
         f.write(args[args.index("--tag") + 1] + "\\n")
     with open(os.path.join(args[-1], "Dockerfile")) as src, open(os.environ["FAKE_DOCKER_LOG"] + ".Dockerfile", "w") as dst:
@@ -47,6 +50,14 @@ if args[:1] == ["push"]:
                 "config": {{"digest": "sha256:" + "b" * 64, "size": 1}}, "layers": []}}
     boto3.client("ecr").put_image(repositoryName=repo_uri.split("/", 1)[1], imageManifest=json.dumps(manifest), imageTag=tag)
 """
+
+
+def install_fakes(bin_dir: Path, *names: str) -> None:
+    bin_dir.mkdir(exist_ok=True)
+    for name in names:
+        fake = bin_dir / name
+        fake.write_text(FAKE_BUILDER.format(python=sys.executable))
+        fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
 
 
 @pytest.fixture(autouse=True)
@@ -87,19 +98,18 @@ def test_build_from_a_checkout_builds_the_wheel_into_the_context(
 
 @pytest.fixture
 def docker_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "docker"
-    fake.write_text(FAKE_DOCKER.format(python=sys.executable))
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    """A recording docker whose daemon answers, alone on PATH (the machine's own builders are out of sight)."""
+    install_fakes(tmp_path / "bin", "docker")
     log = tmp_path / "docker.log"
     monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     return log
 
 
 def calls(log: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    """What the builders were asked to do, without the `docker info` probes that choose one."""
+    entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return [e for e in entries if e["argv"] != ["info"]]
 
 
 @pytest.fixture
@@ -207,14 +217,61 @@ def test_build_skips_an_image_docker_already_has(outputs: dict[str, str], docker
     assert [c["argv"][0] for c in calls(docker_log)] == ["image", "build", "image"]
 
 
-def test_without_docker_build_says_what_to_do_in_one_line(
-    outputs: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture
+def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty PATH directory (none of the machine's builders in sight) and a log for the fakes put in it."""
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(tmp_path / "docker.log"))
+    return tmp_path / "bin"
+
+
+@pytest.mark.parametrize(("installed", "daemon", "chosen"), [
+    (("docker", "podman", "buildah"), "up", "docker"),
+    (("docker", "podman", "buildah"), "down", "podman"),
+    (("podman", "buildah"), "up", "podman"),
+    (("docker", "buildah"), "down", "buildah"),
+])
+def test_the_builder_is_docker_when_its_daemon_answers_else_podman_else_buildah(
+    fake_path: Path, monkeypatch: pytest.MonkeyPatch, installed: tuple[str, ...], daemon: str, chosen: str
 ) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no docker anywhere
+    install_fakes(fake_path, *installed)
+    monkeypatch.setenv("FAKE_DOCKER_DAEMON", daemon)
+    assert image.choose_builder() == image.Builder(chosen, str(fake_path / chosen))
+    assert image.choose_builder("buildah").name == "buildah"
+
+
+def test_without_a_builder_one_line_names_what_to_install(fake_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SweepError) as info:
-        image.build(None, outputs=outputs, echo=lambda _: None)
+        image.choose_builder()
     assert "\n" not in str(info.value)
-    assert str(info.value).startswith("docker not found on PATH; install Docker")
+    assert str(info.value).startswith("no image builder found (no docker, no podman, no buildah); install podman")
+    install_fakes(fake_path, "docker")
+    monkeypatch.setenv("FAKE_DOCKER_DAEMON", "down")
+    with pytest.raises(SweepError, match=r"^no image builder found \(docker is installed but its daemon does not answer"):
+        image.choose_builder()
+    with pytest.raises(SweepError, match=r"^--builder docker: the Docker daemon does not answer"):
+        image.choose_builder("docker")
+    with pytest.raises(SweepError, match=r"^--builder podman: podman not found on PATH; install podman"):
+        image.choose_builder("podman")
+
+
+@pytest.mark.parametrize("builder", ["podman", "buildah"])
+def test_podman_and_buildah_build_on_the_base_given_and_push_to_ecr(
+    session: Any, outputs: dict[str, str], fake_path: Path, builder: str
+) -> None:
+    install_fakes(fake_path, builder)
+    base = "localhost/mybase:bookworm"
+    ref = image.push(["humanize"], session=session, outputs=outputs, echo=lambda _: None, base=base)
+    assert ref == image.ref_of(["humanize"], outputs, base=base) != image.ref_of(["humanize"], outputs)
+    argvs = [c["argv"] for c in calls(fake_path.parent / "docker.log")]
+    verb = "bud" if builder == "buildah" else "build"
+    assert [a[0] for a in argvs] == ["image" if builder == "podman" else "inspect", verb, "login", "push"]
+    assert argvs[1][:6] == [verb, "--platform", "linux/amd64", "--format", "docker", "--build-arg"]
+    assert argvs[1][6] == f"BASE={base}"
+    assert f"ARG BASE={base}\nFROM ${{BASE}}\n" in Path(f"{fake_path.parent / 'docker.log'}.Dockerfile").read_text()
+    assert argvs[3] == (["push", ref, f"docker://{ref}"] if builder == "buildah" else ["push", ref])
+    assert image.image_exists(session, outputs, tag=ref.rsplit(":", 1)[1])
 
 
 def test_image_exists_is_false_before_the_first_push(session: Any, outputs: dict[str, str]) -> None:

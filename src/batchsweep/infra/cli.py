@@ -61,6 +61,11 @@ def register(subparsers: Any) -> None:
                       help="a sweep.yaml: its `requirements:` (or the requirements.txt beside its script) go into the "
                            "image, and its aws: block names the stack")
     reqs.add_argument("--requirements", metavar="FILE", help="pip requirements to install into the image (instead of SPEC's)")
+    reqs.add_argument("--base", metavar="IMAGE", help="the base image, a Python image with pip "
+                      "(default: the stock slim Python image of this Python's version)")
+    builder = argparse.ArgumentParser(add_help=False)
+    builder.add_argument("--builder", choices=("docker", "podman", "buildah"),
+                         help="the image builder (default: docker if its daemon answers, else podman, else buildah)")
     # The image commands take their stack from SPEC's aws: block unless given here.
     image_aws = argparse.ArgumentParser(add_help=False)
     image_aws.add_argument("--stack", help=f"CloudFormation stack name (default: SPEC's aws.stack, else {DEFAULT_STACK})")
@@ -68,9 +73,9 @@ def register(subparsers: Any) -> None:
     image_aws.add_argument("--region", help="AWS region (default: SPEC's aws.region, else the profile's or AWS_REGION)")
     image_actions.add_parser("dockerfile", parents=[reqs], help="print the generated Dockerfile") \
         .set_defaults(func=_image_dockerfile)
-    image_actions.add_parser("build", parents=[reqs, image_aws], help="build the image (skipped when unchanged)") \
+    image_actions.add_parser("build", parents=[reqs, builder, image_aws], help="build the image (skipped when unchanged)") \
         .set_defaults(func=_image_build)
-    image_actions.add_parser("push", parents=[reqs, image_aws], help="build and push the image, point the stack at it") \
+    image_actions.add_parser("push", parents=[reqs, builder, image_aws], help="build and push the image, point the stack at it") \
         .set_defaults(func=_image_push)
 
     doctor = subparsers.add_parser("doctor", parents=[aws], help="check everything a run on AWS Batch needs")
@@ -158,10 +163,16 @@ def _infra_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _base(args: argparse.Namespace) -> str:
+    from batchsweep.infra.image import DEFAULT_BASE
+
+    return str(args.base or DEFAULT_BASE)
+
+
 def _image_dockerfile(args: argparse.Namespace) -> int:
     from batchsweep.infra.image import current_dockerfile
 
-    print(current_dockerfile(_requirements(args)), end="")
+    print(current_dockerfile(_requirements(args), base=_base(args)), end="")
     return 0
 
 
@@ -171,7 +182,8 @@ def _image_build(args: argparse.Namespace) -> int:
 
     requirements = _requirements(args)
     session = _session(args)
-    print(image.build(requirements, outputs=stack.stack_outputs(args.stack, session=session), echo=print))
+    print(image.build(requirements, outputs=stack.stack_outputs(args.stack, session=session), echo=print,
+                      base=_base(args), builder=args.builder))
     return 0
 
 
@@ -182,7 +194,8 @@ def _image_push(args: argparse.Namespace) -> int:
     requirements = _requirements(args)
     session = _session(args)
     outputs = stack.stack_outputs(args.stack, session=session)
-    ref = image.push(requirements, session=session, outputs=outputs, echo=print)
+    ref = image.push(requirements, session=session, outputs=outputs, echo=print, base=_base(args),
+                     builder=args.builder)
     if outputs["ImageUri"] != ref:
         # The job definitions name the image; a new tag means a new job definition revision.
         print(f"pointing stack {args.stack} at {ref}")

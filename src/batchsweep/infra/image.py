@@ -1,9 +1,9 @@
-"""The task image: a generated Dockerfile, a content-hash tag, docker build and push to ECR.
+"""The task image: a generated Dockerfile, a content-hash tag, a build (docker, podman or buildah) and a push to ECR.
 
 The tag is a hash of the Dockerfile, which spells out the base image, the user's
 requirements and the batchsweep version, plus a hash of the requirements alone (so a run
 can check the stack's image has its spec's requirements): an unchanged image is never
-rebuilt or pushed. Docker is driven through its CLI with argument lists (no shell).
+rebuilt or pushed. The builder is driven through its CLI with argument lists (no shell).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ Echo = Callable[[str], None]
 # `function:` sweeps behave as they do locally.
 DEFAULT_BASE = f"public.ecr.aws/docker/library/python:{sys.version_info.major}.{sys.version_info.minor}-slim"
 PLATFORM = "linux/amd64"  # Fargate Spot runs x86_64 only
+DOCKER_INFO_TIMEOUT_S = 20.0  # a daemon that does not answer `docker info` by then is not used
 REQUIREMENTS_FILE = "batchsweep-requirements.txt"  # in the build context, next to the Dockerfile
 
 
@@ -205,24 +207,94 @@ def _wheel_name() -> str:
     return f"batchsweep-{batchsweep_version()}-py3-none-any.whl"
 
 
-def current_dockerfile(requirements: list[str] | None) -> str:
+def current_dockerfile(requirements: list[str] | None, *, base: str = DEFAULT_BASE) -> str:
     """The Dockerfile for this installation: from PyPI for a release, from the source for a checkout."""
     root = source_checkout()
     if root is None:
-        return dockerfile_text(requirements)
-    return dockerfile_text(requirements, wheel=_wheel_name(), source_sha256=source_hash(root))
+        return dockerfile_text(requirements, base=base)
+    return dockerfile_text(requirements, base=base, wheel=_wheel_name(), source_sha256=source_hash(root))
 
 
-def build(requirements: list[str] | None, *, outputs: dict[str, str], echo: Echo) -> str:
-    """Build the image unless docker already has it; return its reference `URI:TAG`."""
-    docker = _docker()
-    dockerfile = current_dockerfile(requirements)
-    ref = f"{repository_uri(outputs)}:{image_tag(dockerfile, requirements)}"
-    if _run([docker, "image", "inspect", ref], quiet=True) == 0:
-        echo(f"image {ref} already built")
+# -- builders -------------------------------------------------------------------------------------
+BUILDERS = ("docker", "podman", "buildah")
+INSTALL_HINT = ("install podman (Debian/Ubuntu: `sudo apt-get install podman`; Fedora: `sudo dnf install podman`; "
+                "macOS: `brew install podman`, then `podman machine init && podman machine start`) or start Docker")
+
+
+@dataclass(frozen=True)
+class Builder:
+    """An image builder driven through its CLI with argument lists. podman and buildah read their own
+    configuration (containers/storage.conf, containers.conf; BUILDAH_ISOLATION), which batchsweep leaves alone."""
+
+    name: str
+    path: str
+
+    def has(self, ref: str) -> bool:
+        argv = {"docker": ["image", "inspect", ref], "podman": ["image", "exists", ref],
+                "buildah": ["inspect", "--type", "image", ref]}[self.name]
+        return _run([self.path, *argv], quiet=True) == 0
+
+    def build_argv(self, ref: str, context: str, *, base: str) -> list[str]:
+        verb = ["bud"] if self.name == "buildah" else ["build"]
+        # Docker's image format for podman and buildah too: what every registry and runtime accepts.
+        fmt = [] if self.name == "docker" else ["--format", "docker"]
+        return [self.path, *verb, "--platform", PLATFORM, *fmt, "--build-arg", f"BASE={base}", "--tag", ref, context]
+
+    def push_argv(self, ref: str) -> list[str]:
+        return [self.path, "push", ref, *([f"docker://{ref}"] if self.name == "buildah" else [])]
+
+
+def choose_builder(forced: str | None = None) -> Builder:
+    """Docker when its daemon answers, else podman, else buildah; `forced` names one. One line when none fits."""
+    if forced is not None:
+        if forced not in BUILDERS:
+            raise SweepError(f"--builder {forced}: choose one of {', '.join(BUILDERS)}")
+        path = shutil.which(forced)
+        if path is None:
+            hint = INSTALL_HINT if forced != "docker" else "install Docker (https://docs.docker.com/get-docker/)"
+            raise SweepError(f"--builder {forced}: {forced} not found on PATH; {hint}")
+        if forced == "docker" and not _docker_answers(path):
+            raise SweepError("--builder docker: the Docker daemon does not answer (`docker info` failed); "
+                             "start Docker, or leave out --builder to use podman or buildah")
+        return Builder(forced, path)
+    docker = shutil.which("docker")
+    if docker is not None and _docker_answers(docker):
+        return Builder("docker", docker)
+    for name in ("podman", "buildah"):
+        path = shutil.which(name)
+        if path is not None:
+            return Builder(name, path)
+    why = "docker is installed but its daemon does not answer" if docker else "no docker"
+    raise SweepError(f"no image builder found ({why}, no podman, no buildah); {INSTALL_HINT}, "
+                     "or build elsewhere from `batchsweep image dockerfile`")
+
+
+def _docker_answers(docker: str) -> bool:
+    try:
+        return subprocess.run([docker, "info"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=DOCKER_INFO_TIMEOUT_S, check=False).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def build(requirements: list[str] | None, *, outputs: dict[str, str], echo: Echo, base: str = DEFAULT_BASE,
+          builder: str | None = None) -> str:
+    """Build the image unless the builder already has it; return its reference `URI:TAG`."""
+    return _build(requirements, ref_of(requirements, outputs, base=base), choose_builder(builder), echo=echo,
+                  base=base)
+
+
+def ref_of(requirements: list[str] | None, outputs: dict[str, str], *, base: str = DEFAULT_BASE) -> str:
+    """`URI:TAG` of the image for these requirements and base in the stack's repository."""
+    return f"{repository_uri(outputs)}:{image_tag(current_dockerfile(requirements, base=base), requirements)}"
+
+
+def _build(requirements: list[str] | None, ref: str, builder: Builder, *, echo: Echo, base: str) -> str:
+    if builder.has(ref):
+        echo(f"image {ref} already built ({builder.name})")
         return ref
     with tempfile.TemporaryDirectory(prefix="batchsweep-image-") as context:
-        (Path(context) / "Dockerfile").write_text(dockerfile, encoding="utf-8")
+        (Path(context) / "Dockerfile").write_text(current_dockerfile(requirements, base=base), encoding="utf-8")
         if requirements:
             (Path(context) / REQUIREMENTS_FILE).write_text(requirements_text(requirements), encoding="utf-8")
         root = source_checkout()
@@ -230,29 +302,28 @@ def build(requirements: list[str] | None, *, outputs: dict[str, str], echo: Echo
             echo(f"building a batchsweep wheel from {root}")
             _check(_run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", context,
                          str(root)]), "pip wheel")
-        echo(f"building {ref}")
-        _check(_run([docker, "build", "--platform", PLATFORM, "--tag", ref, context]), "docker build")
+        echo(f"building {ref} with {builder.name} on {base}")
+        _check(_run(builder.build_argv(ref, context, base=base)), f"{builder.name} build")
     return ref
 
 
-def push(requirements: list[str] | None, *, session: Any, outputs: dict[str, str], echo: Echo) -> str:
+def push(requirements: list[str] | None, *, session: Any, outputs: dict[str, str], echo: Echo,
+         base: str = DEFAULT_BASE, builder: str | None = None) -> str:
     """Build and push the image unless ECR already has its tag; return its reference `URI:TAG`."""
-    dockerfile = current_dockerfile(requirements)
-    tag = image_tag(dockerfile, requirements)
-    ref = f"{repository_uri(outputs)}:{tag}"
-    # Checked before looking for docker: an unchanged image needs no docker at all.
-    if image_exists(session, outputs, tag=tag):
+    ref = ref_of(requirements, outputs, base=base)
+    # Checked before looking for a builder: an unchanged image needs none at all.
+    if image_exists(session, outputs, tag=ref.rsplit(":", 1)[1]):
         echo(f"image {ref} already in ECR; nothing to push")
         return ref
-    docker = _docker()
-    build(requirements, outputs=outputs, echo=echo)
-    _login(docker, session=session, echo=echo)
+    chosen = choose_builder(builder)
+    _build(requirements, ref, chosen, echo=echo, base=base)
+    _login(chosen, session=session, echo=echo)
     echo(f"pushing {ref}")
-    _check(_run([docker, "push", ref]), "docker push")
+    _check(_run(chosen.push_argv(ref)), f"{chosen.name} push")
     return ref
 
 
-def _login(docker: str, *, session: Any, echo: Echo) -> None:
+def _login(builder: Builder, *, session: Any, echo: Echo) -> None:
     ecr = make_client("ecr", session=session)
     data = ecr.get_authorization_token()["authorizationData"][0]
     user, password = base64.b64decode(data["authorizationToken"]).decode().split(":", 1)
@@ -260,22 +331,13 @@ def _login(docker: str, *, session: Any, echo: Echo) -> None:
     echo(f"logging in to {registry}")
     # The password goes through stdin, never argv: argv is visible to every local user.
     result = subprocess.run(
-        [docker, "login", "--username", user, "--password-stdin", registry],
+        [builder.path, "login", "--username", user, "--password-stdin", registry],
         input=password.encode(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
     )
     if result.returncode != 0:
         detail = result.stderr.decode(errors="replace").strip().splitlines()
-        raise AwsSetupError(f"docker login to {registry} failed: {detail[-1] if detail else f'exit code {result.returncode}'}")
-
-
-def _docker() -> str:
-    docker = shutil.which("docker")
-    if docker is None:
-        raise SweepError(
-            "docker not found on PATH; install Docker (https://docs.docker.com/get-docker/) and start it, "
-            "or build elsewhere from `batchsweep image dockerfile`"
-        )
-    return docker
+        raise AwsSetupError(f"{builder.name} login to {registry} failed: "
+                            f"{detail[-1] if detail else f'exit code {result.returncode}'}")
 
 
 def _run(argv: list[str], *, quiet: bool = False) -> int:
@@ -285,4 +347,4 @@ def _run(argv: list[str], *, quiet: bool = False) -> int:
 
 def _check(returncode: int, what: str) -> None:
     if returncode != 0:
-        raise SweepError(f"`{what}` failed with exit code {returncode} (see its output above); is the Docker daemon running?")
+        raise SweepError(f"`{what}` failed with exit code {returncode} (see its output above)")
