@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "on this machine (local), on AWS Batch (aws-batch) or on a Dask cluster (dask).",
     )
     parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show debug messages (the library logs to the `batchsweep` logger)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     store = _store_parent()
 
@@ -181,6 +184,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides = [*overrides, *_right_size_overrides(args)]
     p = runs.plan(args.spec, overrides=overrides, backend=args.backend, max_parallel=args.max_parallel,
                   check_engine=not args.dry_run, max_tasks=args.max_tasks)
+    if p.spec.search:
+        _quiet_optuna()
     if args.dry_run:
         from batchsweep import display
 
@@ -208,6 +213,14 @@ def _right_size_overrides(args: argparse.Namespace) -> list[str]:
                          "worth changing to; run it once (locally is fine), or drop --right-size")
     print(f"right-size: {suggestion.line()}", file=sys.stderr, flush=True)
     return suggestion.overrides
+
+
+def _quiet_optuna() -> None:
+    """Optuna logs every trial at INFO; the CLI shows its own round lines instead. (The library leaves Optuna's
+    global verbosity alone: that is the caller's to set.)"""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _wait(run: Any) -> int:
@@ -335,6 +348,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from batchsweep import runs
 
     run = runs.load_run(args.run, store=args.store)
+    if run.info.get("search"):
+        _quiet_optuna()
     todo = run.resume(detach=args.detach)
     _out(run.id)
     if not todo:
@@ -399,12 +414,30 @@ def _sort_values(argv: list[str]) -> list[str]:
 _ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EIO)
 
 
+class _StderrHandler(logging.Handler):
+    """Library messages on the CLI's stderr: `warning: …` for problems, plain lines for progress notes.
+    Writes to whatever sys.stderr is at the time (tests capture it per test)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = {logging.WARNING: "warning: ", logging.ERROR: "error: ", logging.DEBUG: "debug: "}.get(record.levelno, "")
+        print(prefix + record.getMessage(), file=sys.stderr, flush=True)
+
+
+def _setup_logging(*, verbose: bool) -> None:
+    logger = logging.getLogger("batchsweep")
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+    logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_sort_values(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _setup_logging(verbose=args.verbose)
     # A SIGTERM to an attached run cancels it like Ctrl-C: children killed, run resumable.
     signal.signal(signal.SIGTERM, _interrupt)
     try:

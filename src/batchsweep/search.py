@@ -18,9 +18,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import math
 import os
-import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from batchsweep.runs import Run
 
+log = logging.getLogger(__name__)
 JOURNAL = "study.journal"
 OWN_PARAMS = ("trial", "round")
 RESULT_STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT)  # a cancelled or missing task runs again
@@ -197,7 +198,6 @@ class StudyFile:
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._repair()
         storage = JournalStorage(JournalFileBackend(str(self.path)))
         spec = self.run.info["spec"]["search"]
@@ -274,7 +274,7 @@ def drive(run: Run, *, progress: bool, interval: float) -> None:
         return
     if progress:
         for line in status_lines(run):
-            print(line, file=sys.stderr)
+            log.info(line)
 
 
 def _settle(run: Run, study: optuna.Study) -> list[Proposal]:
@@ -330,8 +330,8 @@ def _engine_evaluator(run: Run, search: Search, study: optuna.Study, *, progress
         index_of = _task_indices(run, proposals)
         indices = [index_of[p.trial] for p in proposals]
         if progress:
-            print(f"round {proposals[0].round}: {len(indices)} trials ({told(study)} of {search.trials} told so far)",
-                  file=sys.stderr, flush=True)
+            log.info("round %s: %d trials (%d of %d told so far)", proposals[0].round, len(indices), told(study),
+                     search.trials)
         run.engine.close()
         run.__dict__.pop("engine", None)  # a fresh engine per round: its own thread, its own poll backoff
         run._baseline = None

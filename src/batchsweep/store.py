@@ -19,10 +19,10 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import stat
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +32,7 @@ from typing import Any, BinaryIO, Protocol
 from batchsweep.errors import RunDamaged, RunNotFound
 from batchsweep.model import Task, TaskStatus
 
+log = logging.getLogger(__name__)
 DEFAULT_STORE = ".batchsweep"
 TASK_FILES = ("metrics.json", "stdout.log", "stderr.log")
 
@@ -235,7 +236,7 @@ class Store:
         """Say once (per store object) that something in the store is damaged; the command goes on without it."""
         if message not in self._warned:
             self._warned.add(message)
-            print(f"warning: {message}", file=sys.stderr, flush=True)
+            log.warning(message)
 
     def _warn_damaged(self, run_id: str, name: str, indices: list[int], consequence: str) -> None:
         shown = ", ".join(map(str, sorted(indices)[:10])) + (" ..." if len(indices) > 10 else "")

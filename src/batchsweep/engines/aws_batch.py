@@ -7,9 +7,9 @@ concurrency without a client-side loop, and short tasks do not each pay a contai
 
 from __future__ import annotations
 
+import logging
 import math
 import random
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from batchsweep.runs import Run
     from batchsweep.spec import Spec
 
+log = logging.getLogger(__name__)
 MAX_ARRAY = 10_000
 CHILD_TARGET_S = 180.0  # AWS advises Batch jobs of a few minutes; short tasks are packed up to this
 STORE_PREFIX = "batchsweep"
@@ -144,7 +145,7 @@ class AwsBatchEngine(Engine):
         sha, data = package.sha256, package.data
         left_out = package.contents.left_out_line()
         if left_out:
-            print(f"code: left out of the package: {left_out}", file=sys.stderr, flush=True)
+            log.warning("code: left out of the package: %s", left_out)
         if not store.backend.exists(store.code_key(sha)):
             store.backend.write_bytes(store.code_key(sha), data)
         inputs: dict[str, dict[str, Any]] = {}

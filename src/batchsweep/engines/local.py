@@ -8,6 +8,7 @@ which `resume` runs again.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from batchsweep.warm import WarmServer
 
 
+log = logging.getLogger(__name__)
 def _alive(record: dict[str, Any], run: Run) -> bool:
     if record.get("finished"):
         return False
@@ -188,7 +190,7 @@ class LocalEngine(Engine):
             if not isinstance(started, str):
                 return started
             reason = started
-        print(f"warm start: {reason}; running cold", file=sys.stderr, flush=True)
+        log.warning("warm start: %s; running cold", reason)
         return None
 
     def _finish(self) -> None:
