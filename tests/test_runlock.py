@@ -172,3 +172,21 @@ def test_s3_store_creates_exclusively_and_swaps_conditionally(aws_env, session):
     second = runlock.RunLock.acquire(store, "r-1", command="b")
     assert not first.update() and first.lost  # the old holder learns it lost the run
     second.release()
+
+
+def test_cancel_says_so_when_a_runner_elsewhere_does_not_stop(tmp_path, monkeypatch, capsys):
+    from batchsweep import cli
+    from batchsweep.engines import local
+
+    run_id, _ = _failing_once_run(tmp_path, n=1)
+    store = Store.open(tmp_path / "store")
+    _plant(store, run_id)  # a live runner on another host that never answers
+    store.write_json(store.run_key(run_id, "engine.json"), {"engine": "local", "pid": 1, "host": "elsewhere"})
+    monkeypatch.setattr(local, "CANCEL_WAIT_S", 0.2)
+    monkeypatch.setattr(runlock, "HEARTBEAT_S", 0.1)
+    capsys.readouterr()
+    assert cli.main(["cancel", run_id, "--store", str(tmp_path / "store")]) == 1
+    err = capsys.readouterr().err
+    assert "has not stopped yet" in err and "on elsewhere" in err
+    request = json.loads((tmp_path / "store" / "runs" / run_id / "cancel.json").read_text())
+    assert request["token"] == "t0"  # the runner will see it with its next heartbeat

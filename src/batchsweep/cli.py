@@ -368,7 +368,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     if not run.engine.poll().active:
         _out(f"{run.id} is not running; nothing to cancel")
         return 0
-    run.cancel()
+    unconfirmed = run.cancel()
+    if unconfirmed:
+        print(f"error: cancel of {run.id} requested, but {unconfirmed}; check again with "
+              f"`batchsweep status {run.id}`", file=sys.stderr)
+        return 1
     _out(f"cancelled {run.id}; resume it with: batchsweep resume {run.id}")
     return 0
 

@@ -366,12 +366,13 @@ class Run:
                               f"fix that, then `batchsweep resume {self.id}`")
         return self.exit_code
 
-    def cancel(self) -> None:
+    def cancel(self) -> str | None:
+        """Stop the run. Returns a sentence when its runner did not confirm the stop (None: it stopped)."""
         self.store.update_run_info(self.id, cancelled=True)
         self.info["cancelled"] = True
         if self._lock is None:
             runlock.request_cancel(self.store, self.id)  # the driver may be another process, on another host
-        self.engine.cancel()
+        return self.engine.cancel()
 
     def resume(self, *, detach: bool = False) -> list[int]:
         """Run again every task that did not succeed. Returns their indices."""

@@ -68,8 +68,8 @@ class Engine(abc.ABC):
         """Is anything still queued or running? The store's status files stay the truth about results."""
 
     @abc.abstractmethod
-    def cancel(self) -> None:
-        """Stop queued and running tasks."""
+    def cancel(self) -> str | None:
+        """Stop queued and running tasks. Returns a sentence when the stop could not be confirmed."""
 
     def failure_reasons(self) -> dict[int, str]:
         """The engine's own reason for tasks that ended without a status (e.g. a container that never started)."""

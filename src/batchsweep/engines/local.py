@@ -56,6 +56,9 @@ def _alive(record: dict[str, Any], run: Run) -> bool:
     return started is not None and started == record.get("pid_started")
 
 
+CANCEL_WAIT_S = 30.0  # how long `cancel` waits for the runner to confirm
+
+
 class LocalEngine(Engine):
     name = "local"
 
@@ -226,22 +229,26 @@ class LocalEngine(Engine):
         started = _started(self.run, workers) if active and self.run.store.is_local else []
         return Progress(active=active, running=workers if active else 0, extra={"running_tasks": started})
 
-    def cancel(self) -> None:
+    def cancel(self) -> str | None:
         if self._thread is not None:
             self._registry.cancel_all()
             self._thread.join()
-            return
+            return None
         record = self.run.store.read_record(self.run.store.run_key(self.run.id, "engine.json"))
-        if record is None:
-            return
-        if not _alive(record, self.run):
-            return
-        if record.get("host") == socket.gethostname():
+        if record is None or not _alive(record, self.run):
+            return None
+        here = record.get("host") == socket.gethostname()
+        if here:
             os.kill(record["pid"], signal.SIGTERM)
         # else: Run.cancel left a cancel request the runner sees with its next heartbeat
-        deadline = time.monotonic() + 30 + (0 if record.get("host") == socket.gethostname() else runlock.HEARTBEAT_S)
+        deadline = time.monotonic() + CANCEL_WAIT_S + (0 if here else runlock.HEARTBEAT_S)
         while self.poll().active and time.monotonic() < deadline:
             time.sleep(0.05)
+        if not self.poll().active:
+            return None
+        holder = runlock.holder(self.run.store, self.run.id)
+        who = holder.describe() if holder else f"pid {record.get('pid')} on {record.get('host')}"
+        return f"the runner {who} has not stopped yet; it stops at its next heartbeat if it is alive"
 
     def logs(self, index: int, *, stderr: bool = False) -> Iterator[str] | None:
         return None  # a running task's log file is already in the store, where `logs` reads it
