@@ -206,3 +206,18 @@ def test_minus_column_is_a_value_on_the_command_line(tmp_path: Path, capsys) -> 
     out = capsys.readouterr().out
     assert [int(r[0]) for r in header_and_rows(out)[1]] == [0, 2, 1]  # task column, a_seen ascending
     assert "sorted by a_seen, ascending: as asked" in out
+
+
+def test_columns_apply_to_csv_and_a_wrong_name_is_one_error_line(tmp_path: Path, capsys) -> None:
+    spec = write_spec(tmp_path, f"""
+        name: cols
+        script: {SCRIPTS / 'writes_metrics.py'}
+        params: {{grid: {{a: [1, 2]}}}}
+    """)
+    store = str(tmp_path / "store")
+    batchsweep.run(spec, store=store, progress=False)
+    capsys.readouterr()
+    assert cli.main(["results", "--columns", "a_seen,task", "--format", "csv", "--store", store]) == 0
+    assert capsys.readouterr().out.splitlines() == ["a_seen,task", "1,0", "2,1"]
+    assert cli.main(["results", "--columns", "task,a_sen", "--format", "csv", "--store", store]) == 2
+    assert "--columns a_sen: no such column; columns are: task, a," in capsys.readouterr().err

@@ -288,7 +288,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     for note in notes:
         print(note, file=sys.stderr)
     if columns:
-        display.results_view(df, params=[], metrics=[], width=None, columns=columns)  # the same column check
+        display.check_columns(df, columns)
         df = df[columns]
     if fmt == "parquet" and not args.output:
         raise SweepError("--format parquet needs -o FILE (parquet is binary)")

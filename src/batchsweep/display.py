@@ -327,14 +327,9 @@ def results_view(df: pd.DataFrame, *, params: Sequence[str], metrics: Sequence[s
                  width: int | None, wide: bool = False, columns: Sequence[str] | None = None,
                  title: str | None = None, sort: str | None = None, notes: Sequence[str] = ()) -> tuple[Any, list[str]]:
     """The results table fitted to `width` (None: every column), and the lines to print under it."""
-    from batchsweep.errors import SweepError
-
     lines = list(notes)
     if columns:
-        unknown = [c for c in columns if c not in df.columns]
-        if unknown:
-            raise SweepError(f"--columns {','.join(unknown)}: no such column; columns are: "
-                             f"{', '.join(map(str, df.columns))}")
+        check_columns(df, columns)
         cols, quiet = list(columns), list[str]()
     elif width is None:
         cols, quiet = result_columns(df, params=params, metrics=metrics, derived=derived, wide=True)
@@ -352,6 +347,14 @@ def results_view(df: pd.DataFrame, *, params: Sequence[str], metrics: Sequence[s
     elif width is not None and not wide and not columns and any(c in df.columns for c in WIDE_ONLY):
         lines.append("attempts, durations, times, worker and outputs: --wide")
     return table, lines
+
+
+def check_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
+    from batchsweep.errors import SweepError
+
+    unknown = [c for c in columns if c not in df.columns]
+    if unknown:
+        raise SweepError(f"--columns {','.join(unknown)}: no such column; columns are: {', '.join(map(str, df.columns))}")
 
 
 def _when(ts: Any) -> Any:
