@@ -221,3 +221,22 @@ def test_columns_apply_to_csv_and_a_wrong_name_is_one_error_line(tmp_path: Path,
     assert capsys.readouterr().out.splitlines() == ["a_seen,task", "1,0", "2,1"]
     assert cli.main(["results", "--columns", "task,a_sen", "--format", "csv", "--store", store]) == 2
     assert "--columns a_sen: no such column; columns are: task, a," in capsys.readouterr().err
+
+
+def test_runs_keep_every_run_id_whole_at_80_columns(tmp_path: Path, monkeypatch) -> None:
+    from batchsweep import display
+    from batchsweep.runs import list_runs
+
+    spec = write_spec(tmp_path, f"""
+        name: a-rather-long-sweep-name
+        script: {SCRIPTS / 'writes_metrics.py'}
+        params: {{grid: {{a: [1]}}}}
+    """)
+    store = str(tmp_path / "store")
+    run = batchsweep.run(spec, store=store, progress=False)
+    out = io.StringIO()
+    monkeypatch.setattr(display, "_console", lambda stderr=False: Console(file=out, width=80, force_terminal=True,
+                                                                             color_system=None, highlight=False))
+    display.print_runs(list_runs(store=store), store=store)
+    text = out.getvalue()
+    assert run.id in text and "1 succeeded" in text and max(map(len, text.splitlines())) <= 80

@@ -223,7 +223,10 @@ def print_runs(infos: list[dict[str, Any]], *, store: str | None) -> None:
     if not rows:
         print("no runs yet; start one with: batchsweep run sweep.yaml")
         return
-    _console().print(_table(["run", "sweep", "backend", "created", "tasks", "states"], rows))
+    console = _console()
+    table, _ = fit_table(["run", "sweep", "backend", "created", "tasks", "states"], rows, wrap=("states",), text_cap=64,
+                         width=console.width if console.is_terminal else None, keep=("run", "states"))
+    console.print(table)
 
 
 def run_state(run: Run, counts: Counter[str], active: bool) -> str:
