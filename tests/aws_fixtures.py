@@ -6,20 +6,26 @@ Import them from a conftest (`from aws_fixtures import *`). The server itself is
     moto_endpoint   session-scoped: one `moto_server` process for the whole test session
     aws_env         function-scoped: a wiped server and an environment that points boto3 at it
     session         function-scoped: a boto3 session on that server
+    iam_world       module-scoped: a second server, over TLS and enforcing IAM, with the stack deployed by an
+                    admin and a user holding only the stack's SubmitPolicyArn (see IamWorld)
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import os
+import re
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from batchsweep.aws.emulator import MotoServer
+from batchsweep.aws.emulator import MotoServer, deploy_stack
 
-__all__ = ["moto_endpoint", "aws_env", "session"]
+__all__ = ["moto_endpoint", "aws_env", "session", "iam_world", "IamWorld", "iam_allows", "policy_document"]
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +58,145 @@ def session(aws_env: str) -> Any:
     from batchsweep.aws.clients import make_session
 
     return make_session(region="us-east-1")
+
+
+# ---------------------------------------------------------------- the IAM-enforcing world
+ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+
+@dataclass
+class IamWorld:
+    """moto over TLS with IAM enforced: every request is signed by a user or an assumed role and checked against
+    its policies (and the bucket policy). `admin` deployed the stack; `submitter` holds only SubmitPolicyArn;
+    `job` and `execution` are sessions on the job role's and the execution role's temporary credentials."""
+
+    server: MotoServer
+    outputs: dict[str, str]
+    admin: Any
+    submitter_keys: dict[str, str]
+    job_keys: dict[str, str]
+    execution: Any
+
+    def env(self, keys: dict[str, str]) -> dict[str, str]:
+        return {**self.server.env(), **keys}
+
+    @property
+    def submitter(self) -> Any:
+        return _session(self.submitter_keys)
+
+    @property
+    def job(self) -> Any:
+        return _session(self.job_keys)
+
+
+def _session(keys: dict[str, str]) -> Any:
+    import boto3
+
+    return boto3.Session(aws_access_key_id=keys["AWS_ACCESS_KEY_ID"], aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+                         aws_session_token=keys.get("AWS_SESSION_TOKEN"), region_name="us-east-1")
+
+
+def _keys(access_key: dict[str, Any]) -> dict[str, str]:
+    keys = {"AWS_ACCESS_KEY_ID": access_key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": access_key["SecretAccessKey"]}
+    if access_key.get("SessionToken"):
+        keys["AWS_SESSION_TOKEN"] = access_key["SessionToken"]
+    return keys
+
+
+def _stand_in_for_aws(admin: Any, outputs: dict[str, str]) -> dict[str, str]:
+    """What real AWS would have done and moto does not (AWS_TESTING.md, "An IAM-enforcing emulator"): store the
+    roles' inline policies in a shape its access check can read (`_moto_view`), and let the harness assume the
+    task roles as ECS would (their permissions untouched). Returns the stack's role names by logical id.
+
+    The bucket's TLS-only policy is not applied: moto 5.2.5 skips AWS::S3::BucketPolicy, and when the policy is
+    put by hand it ignores the `Bool` condition, so its Deny refuses every request, over TLS too (measured).
+    Every request here goes over TLS all the same: the server speaks nothing else."""
+    cfn, iam = admin.client("cloudformation"), admin.client("iam")
+    roles = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+             for r in cfn.list_stack_resources(StackName="batchsweep")["StackResourceSummaries"]
+             if r["ResourceType"] == "AWS::IAM::Role"}
+    trust_anyone = {"Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
+    for name in ("JobRole", "ExecutionRole"):
+        iam.update_assume_role_policy(RoleName=roles[name], PolicyDocument=json.dumps(trust_anyone))
+        for policy in iam.list_role_policies(RoleName=roles[name])["PolicyNames"]:
+            raw = iam.get_role_policy(RoleName=roles[name], PolicyName=policy)["PolicyDocument"]
+            doc = _moto_view(raw if isinstance(raw, dict) else ast.literal_eval(raw))
+            iam.put_role_policy(RoleName=roles[name], PolicyName=policy, PolicyDocument=json.dumps(doc))
+    # The managed policy keeps its real version v1; moto checks a second one, made default.
+    submit = outputs["SubmitPolicyArn"]
+    iam.create_policy_version(PolicyArn=submit, PolicyDocument=json.dumps(_moto_view(policy_document(iam, submit, "v1"))),
+                              SetAsDefault=True)
+    return roles
+
+
+def policy_document(iam: Any, arn: str, version: str | None = None) -> dict[str, Any]:
+    version = version or iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    raw = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+    return dict(raw if isinstance(raw, dict) else json.loads(raw))
+
+
+def _moto_view(document: dict[str, Any]) -> dict[str, Any]:
+    """A policy as moto can check it. moto checks S3 requests against resource ARNs but every other service's
+    against resource "*", so an ARN there never matches: those resources read "*" (moto also leaves a null where
+    AWS::NoValue was). IAM matches actions case-insensitively, moto does not and names some REST calls in lower
+    case (`batch:submitjob`); it checks HeadBucket as `s3:HeadBucket`, AWS as `s3:ListBucket`. Actions and S3
+    resources are otherwise unchanged; the tests check the real ARNs against the calls made (`iam_allows`)."""
+    for statement in document["Statement"]:
+        actions = as_list(statement["Action"])
+        if not any(str(a).startswith("s3:") for a in actions):
+            statement["Resource"] = "*"
+            statement.pop("Condition", None)
+        if "s3:ListBucket" in actions:
+            actions = [*actions, "s3:HeadBucket"]
+        statement["Action"] = list(dict.fromkeys([*actions, *(a.lower() for a in actions)]))
+    return document
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def iam_allows(document: dict[str, Any], action: str, resource: str) -> bool:
+    """Whether an Allow statement grants `action` on `resource`, with IAM's `*` and `?` wildcards (no Deny,
+    no conditions: enough for the identity policies the stack writes)."""
+    def match(pattern: str, value: str) -> bool:
+        return re.fullmatch(re.escape(pattern).replace(r"\*", ".*").replace(r"\?", "."), value) is not None
+
+    return any(s["Effect"] == "Allow" and any(match(a, action) for a in as_list(s["Action"]))
+               and any(r is not None and match(r, resource) for r in as_list(s["Resource"]))
+               for s in document["Statement"])
+
+
+@pytest.fixture(scope="module")
+def iam_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamWorld]:
+    import boto3
+
+    with MotoServer(tls_dir=tmp_path_factory.mktemp("tls"), unchecked_calls=3) as server, \
+            pytest.MonkeyPatch.context() as mp:
+        for name, value in server.env().items():
+            if not name.startswith(("AWS_ACCESS", "AWS_SECRET")):
+                mp.setenv(name, value)
+        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                     "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            mp.delenv(name, raising=False)
+        mp.setenv("AWS_CONFIG_FILE", os.devnull)
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+        # The three unchecked calls make the admin; from then on every request is checked.
+        iam = boto3.client("iam", aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+        iam.create_user(UserName="admin")
+        iam.put_user_policy(UserName="admin", PolicyName="admin", PolicyDocument=json.dumps(ADMIN_POLICY))
+        admin = _session(_keys(iam.create_access_key(UserName="admin")["AccessKey"]))
+        outputs = deploy_stack(admin)
+        roles = _stand_in_for_aws(admin, outputs)
+        admin_iam, sts = admin.client("iam"), admin.client("sts")
+        admin_iam.create_user(UserName="submitter")
+        admin_iam.attach_user_policy(UserName="submitter", PolicyArn=outputs["SubmitPolicyArn"])
+        submitter = _keys(admin_iam.create_access_key(UserName="submitter")["AccessKey"])
+
+        def assume(role: str) -> dict[str, str]:
+            arn = admin_iam.get_role(RoleName=roles[role])["Role"]["Arn"]
+            return _keys(sts.assume_role(RoleArn=arn, RoleSessionName=f"ecs-{role}")["Credentials"])
+
+        yield IamWorld(server=server, outputs=outputs, admin=admin, submitter_keys=submitter,
+                       job_keys=assume("JobRole"), execution=_session(assume("ExecutionRole")))

@@ -286,7 +286,7 @@ def print_status(run: Run) -> None:
     if lost:  # no status was written: only the engine can say why
         reasons = run.engine.failure_reasons()
         bad += [TaskStatus(index=i, state=State.LOST, attempts=0,
-                           error=reasons.get(i, "ended without writing a status")) for i in lost]
+                           error=_lost_reason(run, i, reasons.get(i), shown=n < 20)) for n, i in enumerate(lost)]
     if bad:
         tasks = {t.index: t for t in run.tasks()}
         rows = [[s.index, s.state.value, s.exit_code, s.attempts, s.error, _params(tasks[s.index].params)]
@@ -297,6 +297,13 @@ def print_status(run: Run) -> None:
         if len(bad) > 20:
             console.print(f"… and {len(bad) - 20} more; all of them: batchsweep results {run.id} --format csv")
         console.print(f"a task's output: batchsweep logs {run.id} TASK --stderr · rerun: batchsweep resume {run.id}")
+
+
+def _lost_reason(run: Run, index: int, reason: str | None, *, shown: bool) -> str:
+    """The engine's reason for a task without a status, and (for the rows shown) the last line it printed."""
+    reason = reason or "ended without writing a status"
+    last = run.engine.last_output(index) if shown else None
+    return f"{reason}; last output: {last[:200]}" if last else reason
 
 
 def _params(params: dict[str, Any]) -> str:

@@ -17,16 +17,75 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from batchsweep import reaper
+from batchsweep.logprefix import prefix
 from batchsweep.model import State
 from batchsweep.store import Store
 from batchsweep.worker import ProcessRegistry, context_from_run, execute_task
 
 SIGTERM_REASON = "stopped by SIGTERM (spot interruption, cancel or Batch timeout)"
+MAX_LINE = 64 * 1024  # longer lines are cut in pieces (a CloudWatch event holds at most 256 KiB)
+PUMP_JOIN_S = 5.0
+
+
+class TeedProcess:
+    """A task whose stdout and stderr go, line by line as produced, both to its log files and (prefixed with the
+    task index) to the container's stdout, which the awslogs driver ships to CloudWatch: a task whose container
+    dies before uploading anything can still be read there."""
+
+    _out_lock = threading.Lock()  # one line at a time on the container's stdout, whichever task wrote it
+
+    def __init__(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> None:
+        index = int(env.get("BATCHSWEEP_TASK_INDEX", "-1"))
+        self._popen = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, start_new_session=True)
+        assert self._popen.stdout is not None and self._popen.stderr is not None
+        self._pumps = [
+            threading.Thread(target=self._pump, args=(self._popen.stdout, stdout, prefix(index)), daemon=True),
+            threading.Thread(target=self._pump, args=(self._popen.stderr, stderr, prefix(index, stderr=True)),
+                             daemon=True),
+        ]
+        for pump in self._pumps:
+            pump.start()
+
+    @classmethod
+    def _pump(cls, pipe: IO[bytes], path: Path, tag: bytes) -> None:
+        out = sys.stdout.buffer
+        with open(path, "wb") as log:
+            for line in iter(lambda: pipe.readline(MAX_LINE), b""):
+                log.write(line)
+                log.flush()
+                with cls._out_lock:
+                    out.write(tag + (line if line.endswith(b"\n") else line + b"\n"))
+                    out.flush()
+        pipe.close()
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self._popen.wait(timeout=timeout)
+        # The output is complete once the pipes close; a child the task left behind may hold them open, and
+        # it is killed with the task's process group right after this returns.
+        for pump in self._pumps:
+            pump.join(timeout=PUMP_JOIN_S)
+        return code
+
+
+def launch_teed(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> TeedProcess:
+    return TeedProcess(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
 
 
 def child_indices(submission: dict[str, Any], child: int) -> list[int]:
@@ -101,7 +160,8 @@ def main() -> int:
             if previous is not None and previous.state is State.SUCCEEDED:
                 continue
             status = execute_task(ctx, tasks[index], store, worker=worker, scratch=scratch / "tasks",
-                                  registry=registry, resolve_input=resolve, infra_retries=batch_attempt - 1)
+                                  registry=registry, resolve_input=resolve, infra_retries=batch_attempt - 1,
+                                  launcher=launch_teed)
             if status.state is not State.SUCCEEDED:
                 exit_code = status.exit_code if status.exit_code and status.exit_code > 0 else 1
     if registry.cancelled.is_set():

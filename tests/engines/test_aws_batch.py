@@ -16,7 +16,7 @@ import pytest
 
 import batchsweep
 from batchsweep import cli
-from batchsweep.aws import clients, emulator
+from batchsweep.aws import clients, emulator, player
 from batchsweep.engines.aws_batch import retry_strategy
 from batchsweep.store import Store
 
@@ -68,7 +68,7 @@ def spec_body(grid: str, **extra: str) -> str:
 
 def play_containers(run: Any, *, only: set[int] | None = None) -> list[int]:
     """Run every child of every submitted job the way Batch would; returns their exit codes."""
-    return emulator.play(run, only=only)
+    return [p.exit_code for p in player.play(run, only=only)]
 
 
 def submits(calls: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -309,16 +309,39 @@ def test_logs_of_a_task_whose_stream_does_not_exist_yet_say_so(tmp_path, stack, 
     assert f"task 1 of {run.id}: no output" in err and "credentials" not in err
 
 
-def test_logs_of_a_task_without_a_result_come_from_its_child_jobs_log_stream(tmp_path, stack, session):
-    spec = write_spec(tmp_path, spec_body("{a: [1, 2]}"))
+def test_logs_of_a_task_without_a_result_come_from_its_child_jobs_log_stream_filtered_to_it(tmp_path, stack, session):
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3, 4]}", max_parallel="2"))
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
     record = run.store.read_json(run.store.run_key(run.id, "engine.json"))
-    child = f"{record['submissions'][0]['jobs'][0]['id']}:1"
+    child = f"{record['submissions'][0]['jobs'][0]['id']}:1"  # tasks 2 and 3
     desc = clients.make_client("batch", session=session).describe_jobs(jobs=[child])["jobs"][0]
     stream = desc["container"]["logStreamName"]
     logs = clients.make_client("logs", session=session)
     now = int(time.time() * 1000)
     logs.create_log_stream(logGroupName=stack["LogGroup"], logStreamName=stream)
+    lines = ["[task 2] done", "[task 3] epoch 1", "[task 3 stderr] warning: slow", "worker: something",
+             "[task 3] epoch 2"]
     logs.put_log_events(logGroupName=stack["LogGroup"], logStreamName=stream,
-                        logEvents=[{"timestamp": now, "message": "epoch 1"}, {"timestamp": now + 1, "message": "epoch 2"}])
-    assert run.logs(1) == "epoch 1\nepoch 2\n"
+                        logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(lines)])
+    assert run.logs(3) == "epoch 1\nepoch 2\n"
+    assert run.logs(3, stderr=True) == "warning: slow\n"
+    assert run.engine.last_output(3) == "epoch 2"
+
+
+class PagedLogs:
+    """GetLogEvents as CloudWatch answers it: pages that may be empty before the end, which is the token repeating."""
+
+    def __init__(self, pages: list[list[str]]) -> None:
+        self.pages = pages
+
+    def get_log_events(self, **kwargs: Any) -> dict[str, Any]:
+        n = int(kwargs.get("nextToken", "f/0").split("/")[1])
+        events = [{"message": m} for m in self.pages[n]] if n < len(self.pages) else []
+        return {"events": events, "nextForwardToken": f"f/{min(n + 1, len(self.pages))}"}
+
+
+def test_log_pages_are_read_until_the_forward_token_repeats_not_until_an_empty_page():
+    from batchsweep.engines.aws_batch import _log_lines
+
+    pages = [["a"], [], ["b", "c"], [], [], ["d"]]
+    assert list(_log_lines(PagedLogs(pages), "g", "s")) == ["a", "b", "c", "d"]

@@ -107,11 +107,34 @@ def test_the_wildcard_check_catches_broad_grants(action: Any) -> None:
     assert wildcard_grants([{"Effect": "Allow", "Action": action, "Resource": "*"}])
 
 
-def test_the_job_role_reaches_only_the_stack_bucket(template: dict[str, Any]) -> None:
+def test_the_job_role_reads_code_inputs_and_runs_and_writes_only_runs(template: dict[str, Any]) -> None:
     role = template["Resources"]["JobRole"]["Properties"]
-    resources = [s["Resource"] for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
-    assert resources == [{"Fn::GetAtt": ["Bucket", "Arn"]}, {"Fn::Sub": "${Bucket.Arn}/*"}]
+    statements = {s["Sid"]: s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]}
+    assert statements["ListTheStore"]["Resource"] == {"Fn::GetAtt": ["Bucket", "Arn"]}
+    assert [r["Fn::Sub"] for r in statements["ReadCodeInputsAndRuns"]["Resource"]] == [
+        "${Bucket.Arn}/batchsweep/code/*", "${Bucket.Arn}/batchsweep/inputs/*", "${Bucket.Arn}/batchsweep/runs/*"]
+    assert statements["WriteRunsOnly"]["Resource"] == {"Fn::Sub": "${Bucket.Arn}/batchsweep/runs/*"}
+    actions = {a for s in statements.values() for a in as_list(s["Action"])}
+    assert actions == {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}
     assert "ManagedPolicyArns" not in role
+
+
+def test_no_policy_lets_a_task_delete_from_the_store(template: dict[str, Any]) -> None:
+    job_role_policies = [r for r in template["Resources"].values()
+                         if {"Ref": "JobRole"} in r.get("Properties", {}).get("Roles", [])]
+    statements = [s for p in template["Resources"]["JobRole"]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    statements += [s for r in job_role_policies for s in r["Properties"]["PolicyDocument"]["Statement"]]
+    assert not [a for s in statements for a in as_list(s["Action"]) if "Delete" in a or a.endswith("*")]
+
+
+def test_the_submit_policy_is_an_output_and_cannot_change_the_stack(template: dict[str, Any]) -> None:
+    policy = template["Resources"]["SubmitPolicy"]
+    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+    assert template["Outputs"]["SubmitPolicyArn"]["Value"] == {"Ref": "SubmitPolicy"}
+    actions = {a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in as_list(s["Action"])}
+    assert not [a for a in actions if a.startswith("cloudformation:") and a != "cloudformation:DescribeStacks"]
+    assert not [a for a in actions if a.startswith("iam:") and a != "iam:PassRole"]
+    assert {"batch:SubmitJob", "batch:TerminateJob", "logs:GetLogEvents", "s3:GetObject"} <= actions
 
 
 def test_the_bucket_is_encrypted_private_and_expires_old_runs(template: dict[str, Any]) -> None:

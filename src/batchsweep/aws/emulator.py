@@ -4,7 +4,9 @@
     python -m batchsweep.aws.emulator play RUN_ID     # run each submitted child job's command locally
 
 Moto accepts Batch jobs but (without Docker) never runs them, so `play` does what a container would: it reads each
-submitted job back with DescribeJobs and runs its own command and environment here, once per array index.
+submitted job back with DescribeJobs and runs its own command and environment here, once per array index, and
+ships its output to CloudWatch Logs as the awslogs driver would (`batchsweep.aws.player`). A child that fails
+is reported with its exit code and its last stderr lines.
 Needs `moto[server]` (a test dependency, not a runtime one).
 """
 
@@ -15,11 +17,11 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,31 +34,50 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _post_json(url: str, body: object) -> None:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        response.read()
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (cert.pem, key.pem), valid two days; needs `openssl`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
 
 
 class MotoServer:
-    """`moto_server` on 127.0.0.1 in its own process group; Batch's Docker mode off."""
+    """`moto_server` on 127.0.0.1 in its own process group; Batch's Docker mode off.
 
-    def __init__(self, port: int | None = None) -> None:
+    `tls_dir` serves HTTPS with a self-signed certificate made there (clients need `AWS_CA_BUNDLE`, see `env()`);
+    `unchecked_calls` turns IAM enforcement on after that many AWS calls (use them to create an admin user)."""
+
+    def __init__(self, port: int | None = None, *, tls_dir: Path | None = None,
+                 unchecked_calls: int | None = None) -> None:
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = make_certificate(tls_dir) if tls_dir is not None else None
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        self.unchecked_calls = unchecked_calls
         self.process: subprocess.Popen[bytes] | None = None
+
+    def _open(self, request: str | urllib.request.Request, timeout: float) -> Any:
+        context = ssl.create_default_context(cafile=str(self.tls[0])) if self.tls else None
+        return urllib.request.urlopen(request, timeout=timeout, context=context)
 
     def start(self) -> MotoServer:
         binary = Path(sys.executable).parent / "moto_server"
-        self.process = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(self.port)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        argv = [str(binary), "-H", "127.0.0.1", "-p", str(self.port)]
+        if self.tls:
+            argv += ["--ssl-cert", str(self.tls[0]), "--ssl-key", str(self.tls[1])]
+        env = dict(os.environ)
+        if self.unchecked_calls is not None:
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(self.unchecked_calls)
+        self.process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"moto_server exited early with code {self.process.returncode}")
             try:
-                with urllib.request.urlopen(f"{self.url}/moto-api/config", timeout=1) as response:
+                with self._open(f"{self.url}/moto-api/config", timeout=1) as response:
                     response.read()
                 break
             except OSError:
@@ -65,15 +86,25 @@ class MotoServer:
                     raise RuntimeError(f"moto_server did not answer on {self.url}") from None
                 time.sleep(0.05)
         # Without a Docker daemon moto's Batch would fail every job; with Docker off they "succeed" at once.
-        _post_json(f"{self.url}/moto-api/config", {"batch": {"use_docker": False}})
+        self.post("config", {"batch": {"use_docker": False}})
         return self
 
+    def post(self, path: str, body: object) -> None:
+        """POST to moto's own API (`/moto-api/PATH`), which IAM enforcement does not cover."""
+        request = urllib.request.Request(f"{self.url}/moto-api/{path}", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with self._open(request, timeout=10) as response:
+            response.read()
+
     def reset(self) -> None:
-        _post_json(f"{self.url}/moto-api/reset", {})
+        self.post("reset", {})
 
     def env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+        env = {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+        if self.tls:
+            env["AWS_CA_BUNDLE"] = str(self.tls[0])
+        return env
 
     def stop(self) -> None:
         if self.process is None:
@@ -133,39 +164,6 @@ def register_image(session: Any, ref: str, stack: str = "batchsweep") -> None:
                      Parameters=[*params, {"ParameterKey": "ImageTag", "ParameterValue": tag}])
 
 
-def child_commands(run: Any, *, only: set[int] | None = None) -> list[tuple[list[str], dict[str, str]]]:
-    """(command, environment) of every child of every job the run submitted, as Batch would start them."""
-    from batchsweep.aws.clients import make_client
-
-    settings = run.info.get("engine") or {}
-    batch = make_client("batch", profile=settings.get("profile"), region=settings.get("region"))
-    record = run.store.read_json(run.store.run_key(run.id, "engine.json"))
-    children = []
-    for sub in record["submissions"]:
-        for job in sub["jobs"]:
-            desc = batch.describe_jobs(jobs=[job["id"]])["jobs"][0]
-            env = {e["name"]: e["value"] for e in desc["container"]["environment"]}
-            command = [sys.executable if part == "python" else part for part in desc["container"]["command"]]
-            for index in range(job["size"]):
-                if only is None or index in only:
-                    child_env = dict(env, AWS_BATCH_JOB_ATTEMPT="1")
-                    if job["size"] > 1:
-                        child_env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(index)
-                    children.append((command, child_env))
-    return children
-
-
-def play(run: Any, *, only: set[int] | None = None, parallel: int = 4) -> list[int]:
-    """Run the children here (at most `parallel` at once); returns their exit codes in order."""
-
-    def one(item: tuple[list[str], dict[str, str]]) -> int:
-        command, env = item
-        return subprocess.run(command, env={**os.environ, **env}, capture_output=True, timeout=3600).returncode
-
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        return list(pool.map(one, child_commands(run, only=only)))
-
-
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -194,10 +192,13 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         return 0
     if args[:1] == ["play"] and len(args) >= 2:
+        from batchsweep.aws.player import play
         from batchsweep.runs import load_run
 
-        codes = play(load_run(args[1]))
-        print(f"played {len(codes)} child jobs: {sum(c == 0 for c in codes)} exited 0")
+        played = play(load_run(args[1]))
+        print(f"played {len(played)} child jobs: {sum(p.exit_code == 0 for p in played)} exited 0")
+        for failed in (p for p in played if p.exit_code != 0):
+            print(failed.describe())
         return 0
     print(__doc__)
     return 2

@@ -83,5 +83,9 @@ class Engine(abc.ABC):
         """Live output of a task that has not finished yet (None: not available from this engine)."""
         return None
 
+    def last_output(self, index: int) -> str | None:
+        """The last line a task without a status printed, if the engine kept its output elsewhere (`status`)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the engine holds (threads, clients, clusters)."""

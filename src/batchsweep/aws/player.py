@@ -1,0 +1,194 @@
+"""The container player: what AWS Batch and ECS would do with a run's jobs, done on this machine.
+
+Moto accepts Batch jobs but never runs them (Docker mode off), so the player reads each submitted job back with
+DescribeJobs and runs its own command and environment here, once per array index (`AWS_BATCH_JOB_ARRAY_INDEX`).
+Like the awslogs driver, it ships the container's stdout and stderr line by line, as they are produced, to the
+job's CloudWatch log stream. `job_credentials` stand for the job role's temporary credentials (ECS hands them to
+the container) and `log_credentials` for the execution role's (the awslogs driver uses those).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+STDERR_TAIL = 10
+# What a container would not inherit from this shell: its credentials come from the job role.
+_NOT_INHERITED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                  "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+@dataclass(frozen=True)
+class Child:
+    """One container Batch would start: a plain job, or one child of an array job."""
+
+    job_id: str  # <parent id>:<index> for an array child, as Batch names them
+    command: list[str]
+    env: dict[str, str]
+    log_group: str | None
+    log_stream: str | None
+
+
+@dataclass
+class Played:
+    child: Child
+    exit_code: int | None = None  # None: killed by the player
+    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL))
+    log_errors: list[str] = field(default_factory=list)  # CloudWatch refusing a line (e.g. AccessDenied)
+
+    def describe(self) -> str:
+        how = "killed" if self.exit_code is None else f"exit code {self.exit_code}"
+        tail = "".join(f"\n    {line}" for line in self.stderr_tail)
+        text = f"child {self.child.job_id}: {how}" + (f"; last stderr lines:{tail}" if tail else "; no stderr")
+        if self.log_errors:
+            text += f"\n    {len(self.log_errors)} line(s) not shipped to CloudWatch: {self.log_errors[0]}"
+        return text
+
+
+def children(run: Any, *, only: set[int] | None = None, session: Any = None,
+             submission: int = -1) -> list[Child]:
+    """Every child of the jobs of one submission (default: the latest; a resume or a search round adds one),
+    array indices in `only` when given, as Batch would start them."""
+    from batchsweep.aws.clients import make_client
+
+    settings = run.info.get("engine") or {}
+    batch = make_client("batch", session=session, profile=settings.get("profile"), region=settings.get("region"))
+    record = run.store.read_json(run.store.run_key(run.id, "engine.json"))
+    found = []
+    for sub in record["submissions"][submission:][:1]:
+        for job in sub["jobs"]:
+            desc = batch.describe_jobs(jobs=[job["id"]])["jobs"][0]
+            container = desc["container"]
+            env = {e["name"]: e["value"] for e in container.get("environment", [])}
+            command = [sys.executable if part == "python" else part for part in container["command"]]
+            # awslogs ships to the job definition's group (moto leaves it out of DescribeJobs: the run's group).
+            options = (container.get("logConfiguration") or {}).get("options") or {}
+            group = options.get("awslogs-group") or settings.get("log_group")
+            for index in range(job["size"]):
+                if only is not None and index not in only:
+                    continue
+                child_env = dict(env, AWS_BATCH_JOB_ATTEMPT="1")
+                job_id = job["id"]
+                if job["size"] > 1:
+                    child_env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(index)
+                    job_id = f"{job['id']}:{index}"
+                child_env["AWS_BATCH_JOB_ID"] = job_id
+                stream = batch.describe_jobs(jobs=[job_id])["jobs"][0].get("container", {}).get("logStreamName")
+                found.append(Child(job_id, command, child_env, group, stream))
+    return found
+
+
+class _LogShipper:
+    """CreateLogStream once, then one PutLogEvents per line, in the order lines arrive (as awslogs does)."""
+
+    def __init__(self, logs: Any, group: str | None, stream: str | None) -> None:
+        self.logs, self.group, self.stream = logs, group, stream
+        self.lock = threading.Lock()
+        self.created = False
+
+    def __call__(self, line: str) -> None:
+        if self.logs is None or not self.group or not self.stream:
+            return
+        with self.lock:
+            if not self.created:
+                try:
+                    self.logs.create_log_stream(logGroupName=self.group, logStreamName=self.stream)
+                except self.logs.exceptions.ResourceAlreadyExistsException:
+                    pass
+                self.created = True
+            self.logs.put_log_events(logGroupName=self.group, logStreamName=self.stream,
+                                     logEvents=[{"timestamp": int(time.time() * 1000), "message": line}])
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (a container's tasks run in their own sessions, but die with the container)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_container(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the whole container: the worker and every process it started (no SIGTERM, no grace)."""
+    for pid in [proc.pid, *_descendants(proc.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def play_child(child: Child, *, job_credentials: dict[str, str] | None = None, logs: Any = None,
+               kill_when: Callable[[str], bool] | None = None, timeout_s: float = 3600) -> Played:
+    """Run one child here. `kill_when(line)` true for a line of its output kills the container right there."""
+    env = {k: v for k, v in os.environ.items() if not (job_credentials and k in _NOT_INHERITED)}
+    env.update(child.env)
+    env.update(job_credentials or {})
+    played = Played(child)
+    ship = _LogShipper(logs, child.log_group, child.log_stream)
+    proc = subprocess.Popen(child.command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    killed = threading.Event()
+
+    def pump(pipe: IO[bytes], tail: deque[str] | None) -> None:
+        for raw in iter(pipe.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            try:
+                ship(line)
+            except Exception as e:  # noqa: BLE001 - the container runs on whether or not its logs arrive
+                played.log_errors.append(f"{type(e).__name__}: {e}")
+            if tail is not None:
+                tail.append(line)
+            if kill_when is not None and not killed.is_set() and kill_when(line):
+                killed.set()
+                kill_container(proc)
+        pipe.close()
+
+    assert proc.stdout is not None and proc.stderr is not None
+    pumps = [threading.Thread(target=pump, args=(proc.stdout, None), daemon=True),
+             threading.Thread(target=pump, args=(proc.stderr, played.stderr_tail), daemon=True)]
+    for thread in pumps:
+        thread.start()
+    try:
+        code = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        kill_container(proc)
+        code = proc.wait()
+    for thread in pumps:
+        thread.join(timeout=10)
+    played.exit_code = None if killed.is_set() else code
+    return played
+
+
+def play(run: Any, *, only: set[int] | None = None, parallel: int = 4, session: Any = None,
+         job_credentials: dict[str, str] | None = None, log_session: Any = None,
+         kill_when: Callable[[str], bool] | None = None) -> list[Played]:
+    """Run the run's children here (at most `parallel` at once), their output shipped to CloudWatch Logs with
+    `log_session` (default: `session`, else the environment's credentials). Returns them in submission order."""
+    from batchsweep.aws.clients import make_client
+
+    found = children(run, only=only, session=session)
+    logs = make_client("logs", session=log_session or session, region=(run.info.get("engine") or {}).get("region"))
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        return list(pool.map(lambda c: play_child(c, job_credentials=job_credentials, logs=logs,
+                                                  kill_when=kill_when), found))

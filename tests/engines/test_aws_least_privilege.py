@@ -1,0 +1,182 @@
+"""The AWS path in a stricter world: moto over TLS with IAM enforced (aws_fixtures.iam_world).
+
+An admin deployed the stack; the sweep's user holds only the stack's SubmitPolicyArn; each container is played
+with the job role's own temporary credentials, its output shipped to CloudWatch Logs with the execution role's, as
+the awslogs driver does. What a policy lacks fails here as AccessDenied, as it would on a real account.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_fixtures import iam_allows, policy_document
+from botocore.exceptions import ClientError
+
+import batchsweep
+from batchsweep import cli
+from batchsweep.aws import clients, player
+
+VICTIM = 13
+SCRIPT = """\
+import argparse, json, os, sys, time
+p = argparse.ArgumentParser()
+p.add_argument("--a", type=int, required=True)
+a = p.parse_args().a
+print(f"start a={a}", flush=True)
+print(f"thinking about {a}", file=sys.stderr, flush=True)
+if a == {victim} and os.path.exists(os.environ["KILL_FLAG"]):
+    time.sleep(0.3)  # stdout and stderr are two pipes: only time orders lines across them
+    print(f"halfway a={a}", flush=True)
+    time.sleep(120)  # the player kills the container here, before anything is uploaded
+json.dump({"square": a * a}, open("metrics.json", "w"))
+""".replace("{victim}", str(VICTIM))
+
+
+ACCOUNT = "123456789012"
+
+
+@pytest.fixture
+def as_submitter(iam_world: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """This process (the CLI, the Python API) signs as the user who holds only the submit policy."""
+    for name, value in iam_world.env(iam_world.submitter_keys).items():
+        monkeypatch.setenv(name, value)
+    yield iam_world
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """Every non-S3 AWS call batchsweep makes in this process (operation, params), from its own clients."""
+    recorded: list[tuple[str, dict[str, Any]]] = []
+    real = clients.make_client
+
+    def recording(service: str, **kwargs: Any) -> Any:
+        client = real(service, **kwargs)
+        client.meta.events.register("provide-client-params.*.*", lambda params, model, **_: recorded.append(
+            (f"{client.meta.service_model.signing_name}:{model.name}", params)))
+        return client
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("batchsweep") and getattr(module, "make_client", None) is real:
+            monkeypatch.setattr(module, "make_client", recording)
+    return recorded
+
+
+def authorized(world: Any, action: str, params: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (action, resource ARN) pairs AWS authorizes a call against, per the service authorization reference
+    (moto checks only S3's ARNs)."""
+    region = f"us-east-1:{ACCOUNT}"
+    if action == "batch:SubmitJob":  # tags on a new job also need TagResource on it
+        tagged = [("batch:TagResource", f"arn:aws:batch:{region}:job/new")] if params.get("tags") else []
+        return [(action, params["jobQueue"]), (action, params["jobDefinition"]), *tagged]
+    if action in ("batch:TerminateJob", "batch:CancelJob"):
+        return [(action, f"arn:aws:batch:{region}:job/{params['jobId']}")]
+    if action == "cloudformation:DescribeStacks":
+        cfn = world.admin.client("cloudformation")
+        return [(action, cfn.describe_stacks(StackName=params["StackName"])["Stacks"][0]["StackId"])]
+    if action in ("logs:GetLogEvents", "logs:FilterLogEvents"):
+        stream = f":log-stream:{params['logStreamName']}" if "logStreamName" in params else ":*"
+        return [(action, f"arn:aws:logs:{region}:log-group:{params['logGroupName']}{stream}")]
+    if action == "ecr:DescribeImages":
+        return [(action, f"arn:aws:ecr:{region}:repository/{params['repositoryName']}")]
+    if action in ("batch:DescribeJobs", "batch:ListJobs", "batch:DescribeJobDefinitions"):
+        return [(action, "*")]  # no resource-level permissions
+    raise AssertionError(f"the submitter made a call this test does not map to a resource: {action}")
+
+
+def assert_allowed_by_the_real_policy(world: Any, calls: list[tuple[str, dict[str, Any]]]) -> None:
+    real = policy_document(world.admin.client("iam"), world.outputs["SubmitPolicyArn"], "v1")
+    for call, params in calls:
+        if call.startswith(("s3:", "sts:")):  # moto checks S3's ARNs; GetCallerIdentity needs no grant
+            continue
+        if call in ("logs:CreateLogStream", "logs:PutLogEvents"):  # the player's, as awslogs with the execution role
+            continue
+        for action, arn in authorized(world, call, params):
+            assert iam_allows(real, action, arn), f"SubmitPolicy does not allow {action} on {arn}"
+
+
+def sweep(tmp_path: Path, n: int, *, name: str = "strict", **extra: str) -> Path:
+    (tmp_path / "square.py").write_text(SCRIPT)
+    lines = [f"name: {name}", "script: square.py", f"params: {{grid: {{a: {json.dumps(list(range(n)))}}}}}",
+             "backend: aws-batch", "aws: {stack: batchsweep, region: us-east-1}",
+             "resources: {vcpus: 0.5, memory_mib: 1024}", f"env: {{KILL_FLAG: {tmp_path / 'kill'}}}",
+             *(f"{k}: {v}" for k, v in extra.items())]
+    path = tmp_path / "sweep.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def play(world: Any, run: Any, **kwargs: Any) -> list[player.Played]:
+    """ECS's part: start each child with the job role's credentials, ship its logs with the execution role's."""
+    return player.play(run, session=world.admin, job_credentials=world.job_keys, log_session=world.execution,
+                       **kwargs)
+
+
+def access_denied(call: Any, **params: Any) -> bool:
+    try:
+        call(**params)
+    except ClientError as e:  # moto answers Batch's refusals as a bare 403 with an XML body
+        return e.response["ResponseMetadata"]["HTTPStatusCode"] == 403 and "AccessDenied" in str(e)
+    return False
+
+
+def test_a_submit_policy_user_runs_20_tasks_and_reads_a_killed_tasks_output(as_submitter, calls, tmp_path, capsys):
+    world, store = as_submitter, str(tmp_path / "store")
+    (tmp_path / "kill").touch()
+    run = batchsweep.run(sweep(tmp_path, 20, max_parallel="5"), store=store, detach=True)
+    played = play(world, run, kill_when=lambda line: f"halfway a={VICTIM}" in line)
+    assert sorted(p.exit_code for p in played if p.exit_code is not None) == [0, 0, 0, 0]
+    assert [p for p in played if p.exit_code is None], "one container was killed mid-task"
+
+    capsys.readouterr()
+    assert cli.main(["logs", run.id, str(VICTIM), "--store", store]) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [f"start a={VICTIM}", f"halfway a={VICTIM}"]
+    assert cli.main(["logs", run.id, str(VICTIM), "--stderr", "--store", store]) == 0
+    assert capsys.readouterr().out.strip() == f"thinking about {VICTIM}"
+    assert cli.main(["status", run.id, "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "lost" in out and f"last output: halfway a={VICTIM}" in out
+
+    (tmp_path / "kill").unlink()
+    assert cli.main(["resume", run.id, "--detach", "--store", store]) == 0
+    assert {p.exit_code for p in play(world, batchsweep.load_run(run.id, store=store))} == {0}
+    df = batchsweep.load_run(run.id, store=store).results(refresh=True)
+    assert len(df) == 20 and set(df["status"]) == {"succeeded"}
+    assert (df["square"] == df["a"] ** 2).all()
+    assert cli.main(["report", run.id, "-o", str(tmp_path / "report.html"), "--store", store]) == 0
+    assert (tmp_path / "report.html").stat().st_size > 1000
+    ops = {op for op, _ in calls}
+    assert {"batch:SubmitJob", "cloudformation:DescribeStacks", "logs:GetLogEvents", "ecr:DescribeImages"} <= ops
+    assert_allowed_by_the_real_policy(world, calls)
+
+
+def test_a_submit_policy_user_can_cancel_but_not_change_the_stack(as_submitter, calls, tmp_path, capsys):
+    world, store = as_submitter, str(tmp_path / "store")
+    world.server.post("config", {"batch": {"use_docker": True}})  # no daemon: jobs stay queued, the run active
+    try:
+        run = batchsweep.run(sweep(tmp_path, 3, name="queued"), store=store, detach=True)
+        assert cli.main(["cancel", run.id, "--store", store]) == 0
+    finally:
+        world.server.post("config", {"batch": {"use_docker": False}})
+    assert batchsweep.load_run(run.id, store=store).info["cancelled"] is True
+    assert "batch:TerminateJob" in {op for op, _ in calls}
+    assert_allowed_by_the_real_policy(world, calls)
+    user = world.submitter
+    assert access_denied(user.client("cloudformation").delete_stack, StackName="batchsweep")
+    assert access_denied(user.client("s3").delete_object, Bucket=world.outputs["Bucket"], Key="batchsweep/code/x")
+    assert access_denied(user.client("iam").list_users)
+
+
+def test_the_job_role_reads_code_and_writes_only_under_runs(iam_world, tmp_path):
+    s3, bucket = iam_world.job.client("s3"), iam_world.outputs["Bucket"]
+    iam_world.admin.client("s3").put_object(Bucket=bucket, Key="batchsweep/code/abc.tar.gz", Body=b"code")
+    assert s3.get_object(Bucket=bucket, Key="batchsweep/code/abc.tar.gz")["Body"].read() == b"code"
+    s3.put_object(Bucket=bucket, Key="batchsweep/runs/r/tasks/0/status.json", Body=b"{}")
+    assert access_denied(s3.put_object, Bucket=bucket, Key="batchsweep/code/abc.tar.gz", Body=b"evil")
+    assert access_denied(s3.put_object, Bucket=bucket, Key="elsewhere.txt", Body=b"x")
+    assert access_denied(s3.delete_object, Bucket=bucket, Key="batchsweep/runs/r/tasks/0/status.json")
+    assert access_denied(iam_world.job.client("batch").submit_job, jobName="x", jobQueue="q", jobDefinition="d")
