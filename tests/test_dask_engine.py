@@ -129,6 +129,23 @@ def test_a_detached_run_is_followed_by_wait_from_another_process(tmp_path, dask_
     assert list(df["product"]) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
 
 
+def test_a_finished_detached_run_says_nothing_of_a_scheduler_that_is_gone(tmp_path, dask_cluster, capsys):
+    import json
+
+    spec = dask_spec(tmp_path, dask_cluster.address, "{grid: {a: [1, 2]}}")
+    store = tmp_path / "store"
+    assert cli.main(["run", str(spec), "--detach", "--store", str(store)]) == 0
+    run_id = capsys.readouterr().out.splitlines()[0]
+    assert cli.main(["wait", run_id, "--store", str(store)]) == 0
+    engine = store / "runs" / run_id / "engine.json"
+    record = json.loads(engine.read_text())
+    engine.write_text(json.dumps({**record, "scheduler": "tcp://127.0.0.1:9"}))  # the scheduler went away
+    capsys.readouterr()
+    assert cli.main(["status", run_id, "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "2 succeeded" in out and "unreachable" not in out
+
+
 def test_ctrl_c_on_an_attached_run_kills_the_task_and_its_children(tmp_path, dask_cluster):
     pids = tmp_path / "pids"
     pids.mkdir()

@@ -418,6 +418,8 @@ class DaskEngine(Engine):
             running = _running(client, self.run.id) if active else 0
             lost = max(lost, _lost_workers(client, self.run.id, float(record.get("submitted_at", 0))))
         except (SpecError, OSError, TimeoutError) as e:
+            if len(self.run.store.statuses(self.run.id)) >= self.run.n_tasks:
+                return Progress(active=False, notes=notes, extra={"lost_workers": lost})  # done: nothing to say
             note = f"the Dask scheduler {record['scheduler']} is unreachable ({e}); tasks without a status did not finish"
             return Progress(active=False, notes=(*notes, note), extra={"lost_workers": lost})
         progress = Progress(active=active, running=running, notes=(_lost_note(lost),) if lost else (),
