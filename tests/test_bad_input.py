@@ -125,7 +125,7 @@ CASES: dict[str, Case] = {
     "a run id that is a path": Case("", None, ["status", "../../etc", "--store", "STORE"], "'../../etc' not found"),
     "init of a missing script": Case("", None, ["init", "nope.py"], "nope.py: script not found"),
     "init over an existing sweep.yaml": Case("", GOOD, ["init", "target.py"], "sweep.yaml already exists"),
-    "init of a script without argparse": Case("", None, ["init", "plain.py"], "no argparse parser found",
+    "init of a script without argparse": Case("", None, ["init", "plain.py"], "no command-line parser found",
                                               files={"plain.py": "print(1)\n"}),
 }
 

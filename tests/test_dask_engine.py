@@ -80,7 +80,7 @@ def test_a_failing_and_a_timing_out_task_are_contained(tmp_path, dask_cluster):
     run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
     assert time.monotonic() - t0 < 2 + 8, "the run must end within seconds of the timeout"
     df = run.results().set_index("a")
-    assert df.loc[2, "status"] == "failed" and df.loc[2, "exit_code"] == 3 and df.loc[2, "error"] == "exit code 3"
+    assert df.loc[2, "status"] == "failed" and df.loc[2, "exit_code"] == 3 and df.loc[2, "error"] == "exit code 3: failing on purpose"
     assert df.loc[4, "status"] == "timeout" and df.loc[4, "error"] == "timeout after 2s"
     assert set(df.loc[[1, 3], "status"]) == {"succeeded"}
     assert run.exit_code == 1

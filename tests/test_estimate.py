@@ -144,7 +144,7 @@ def test_pilot_whose_tasks_all_fail_is_a_one_line_error(tmp_path: Path, capsys: 
     spec = write_spec(tmp_path, grid="{a: [1, 2], fail_on: [1]}")
     assert cli.main(["estimate", str(spec), "--pilot", "1", "--store", str(tmp_path / "store")]) == 2
     err = capsys.readouterr().err
-    assert "--pilot 1: none of the pilot tasks succeeded (task 0: exit code 3)" in err
+    assert "--pilot 1: none of the pilot tasks succeeded (task 0: exit code 3: failing on purpose); fix the task" in err
     assert "failing on purpose" in err
 
 

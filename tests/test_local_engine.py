@@ -86,7 +86,7 @@ def test_failing_and_hanging_tasks_are_contained(tmp_path):
     elapsed = time.monotonic() - t0
     assert elapsed < 3 + 8, "the run must end within seconds of the timeout"
     df = run.results().set_index("a")
-    assert df.loc[2, "status"] == "failed" and df.loc[2, "exit_code"] == 3 and df.loc[2, "error"] == "exit code 3"
+    assert df.loc[2, "status"] == "failed" and df.loc[2, "exit_code"] == 3 and df.loc[2, "error"] == "exit code 3: failing on purpose"
     assert df.loc[4, "status"] == "timeout" and df.loc[4, "error"] == "timeout after 3s"
     assert set(df.loc[[1, 3, 5, 6], "status"]) == {"succeeded"}
     assert run.exit_code == 1

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import yaml
 
 from batchsweep import runs
 from batchsweep.errors import SpecError
-from batchsweep.scriptargs import ScriptFlags, build_argv, check_params, read_flags
+from batchsweep.scriptargs import ScriptFlags, check_params, read_flags
+from batchsweep.scriptargv import build_argv
 
 SCRIPTS = Path(__file__).parent / "scripts"
 
@@ -337,3 +339,161 @@ def test_weird_path_and_values_reach_the_script_verbatim(tmp_path: Path) -> None
     for i, value in enumerate(WEIRD_VALUES):  # one argv element per value: nothing split, nothing expanded
         assert json.loads(metrics[i]["argv"]) in (["--text", value, "--n=-3"], [f"--text={value}", "--n=-3"])
     assert not (tmp_path / "pwned").exists()
+
+
+# -- argparse as people write it: run end to end, values read back from what the script parsed --------------
+def sweep(tmp_path: Path, script: str, spec: dict[str, Any]) -> Any:
+    """Run a sweep of a script that prints its parsed namespace as JSON; returns (run, results)."""
+    (tmp_path / "s.py").write_text("import argparse, json, os\n" + textwrap.dedent(script)
+                                   + "\nprint(json.dumps({'got_' + k: v for k, v in vars(args).items()}))\n")
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "script": "s.py", "metrics": {"stdout": "last"}, **spec}))
+    run = runs.run(path, store=tmp_path / "store", progress=False)
+    return run, run.results()
+
+
+def test_nargs_flag_with_a_list_default_sweeps_lists(tmp_path: Path) -> None:
+    run, df = sweep(tmp_path, '''
+        p = argparse.ArgumentParser()
+        p.add_argument("--layers", type=int, nargs="+", default=[64, 32])
+        p.add_argument("--sizes", type=int, nargs=2, default=[1, 1])
+        args = p.parse_args()
+    ''', {"params": {"grid": {"layers": [[8, 8, 8], [16]]}, "fixed": {"sizes": [3, 4]}}})
+    assert run.exit_code == 0
+    assert df["got_layers"].tolist() == [[8, 8, 8], [16]]
+    assert df["got_sizes"].tolist() == [[3, 4], [3, 4]]
+
+
+def test_type_bool_flag_gets_values_argparse_reads_correctly(tmp_path: Path) -> None:
+    run, df = sweep(tmp_path, '''
+        p = argparse.ArgumentParser()
+        p.add_argument("--shuffle", type=bool, default=True)
+        p.add_argument("--norm", type=lambda s: s.lower() in ("true", "1"), choices=[True, False], default=False)
+        args = p.parse_args()
+    ''', {"params": {"list": [{"shuffle": False, "norm": True}, {"shuffle": True, "norm": False}]}})
+    assert run.exit_code == 0
+    assert df["got_shuffle"].tolist() == [False, True]
+    assert df["got_norm"].tolist() == [True, False]
+
+
+def test_bool_choices_without_a_converter_are_refused_before_running(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"params.flag: s.py's --flag has choices \[True, False\] but no type="):
+        sweep(tmp_path, '''
+            p = argparse.ArgumentParser()
+            p.add_argument("--flag", choices=[True, False], default=True)
+            args = p.parse_args()
+        ''', {"params": {"grid": {"flag": [True, False]}}})
+    assert not (tmp_path / "store").exists()
+
+
+SUBCOMMANDS = '''
+    p = argparse.ArgumentParser()
+    p.add_argument("--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--lr", type=float, default=0.1)
+    e = sub.add_parser("eval")
+    e.add_argument("--split", choices=["val", "test"], default="val")
+    args = p.parse_args()
+'''
+
+
+def test_command_param_selects_the_subcommand_and_its_flags_follow_it(tmp_path: Path) -> None:
+    run, df = sweep(tmp_path, SUBCOMMANDS, {"params": {"list": [
+        {"command": "train", "lr": 0.5, "verbose": True}, {"command": "eval", "split": "test"}]}})
+    assert run.exit_code == 0
+    assert df["got_cmd"].tolist() == ["train", "eval"]
+    assert df.loc[0, "got_lr"] == 0.5 and bool(df.loc[0, "got_verbose"]) is True
+    assert df.loc[1, "got_split"] == "test"
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"command": "tran"}, r"params.cmd: 'tran' is not a subcommand of s.py; its subcommands: train, eval"),
+    ({"command": "eval", "lr": 1}, r"params.lr: s.py does not accept --lr; it accepts: --verbose, --split, cmd"),
+    ({"command": "eval", "split": "dev"}, r"'dev' is not one of s.py's choices \['val', 'test'\]"),
+    ({"lr": 1}, r"s.py has subcommands \(train, eval\); choose one with a `cmd:` param"),
+])
+def test_subcommand_params_are_checked_before_running(tmp_path: Path, params: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        sweep(tmp_path, SUBCOMMANDS, {"params": {"list": [params]}})
+
+
+def test_init_lists_each_subcommands_flags(tmp_path: Path) -> None:
+    from batchsweep.starter import starter_text
+
+    (tmp_path / "s.py").write_text("import argparse\n" + textwrap.dedent(SUBCOMMANDS))
+    text = starter_text(tmp_path / "s.py")
+    assert 'cmd: ["train"]  # subcommands: train, eval' in text
+    assert "    lr: [0.1]" in text and "    # split: [\"val\"]  # choices: ['val', 'test']" in text
+
+
+def test_parse_known_args_script_gets_undeclared_params_too(tmp_path: Path) -> None:
+    run, df = sweep(tmp_path, '''
+        p = argparse.ArgumentParser()
+        p.add_argument("--a", type=int)
+        args, rest = p.parse_known_args()
+        args.rest = rest
+    ''', {"params": {"grid": {"a": [1], "extra": [2]}}})
+    assert run.exit_code == 0
+    assert df.loc[0, "got_a"] == 1 and df.loc[0, "got_rest"] == ["--extra", "2"]
+
+
+def test_flag_defaults_from_the_environment_are_read_with_the_specs_env(tmp_path: Path) -> None:
+    script = tmp_path / "envs.py"
+    script.write_text("import argparse, os\np = argparse.ArgumentParser()\n"
+                      "p.add_argument('--data', default=os.environ['DATA_DIR'])\np.parse_args()\n")
+    assert read_flags(script).known is False  # KeyError without the spec's env
+    flag = read_flags(script, env={"DATA_DIR": "/d"}).lookup("data")
+    assert flag is not None and flag.default == "/d"
+
+
+def test_single_dash_long_option_reaches_the_script(tmp_path: Path) -> None:
+    run, df = sweep(tmp_path, '''
+        p = argparse.ArgumentParser()
+        p.add_argument("-nsteps", type=int, default=10)
+        args = p.parse_args()
+    ''', {"params": {"grid": {"nsteps": [5, -2]}}})
+    assert run.exit_code == 0
+    assert df["got_nsteps"].tolist() == [5, -2]
+
+
+MUTEX = '''
+    p = argparse.ArgumentParser()
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--adam", action="store_true")
+    g.add_argument("--sgd", action="store_true")
+    args = p.parse_args()
+'''
+
+
+@pytest.mark.parametrize(("fixed", "message"), [
+    ({}, "s.py requires one of adam, sgd"),
+    ({"adam": False}, "s.py requires one of adam, sgd"),
+    ({"adam": True, "sgd": True}, "adam, sgd are mutually exclusive in s.py"),
+])
+def test_required_mutually_exclusive_group_is_checked_before_running(tmp_path: Path, fixed: dict[str, Any],
+                                                                     message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        sweep(tmp_path, MUTEX, {"params": {"fixed": fixed, "grid": {"_n": [1]}}})
+
+
+def test_yaml_text_numbers_become_the_declared_type(tmp_path: Path) -> None:
+    spec_text = "name: t\nscript: s.py\nmetrics: {stdout: last}\nparams: {grid: {lr: [1e-22, 0.1], n: [1e3]}}\n"
+    (tmp_path / "s.py").write_text("import argparse, json\np = argparse.ArgumentParser()\n"
+                                   "p.add_argument('--lr', type=float)\np.add_argument('--n', type=float)\n"
+                                   "print(json.dumps({'got': p.parse_args().lr}))\n")
+    (tmp_path / "sweep.yaml").write_text(spec_text)
+    assert yaml.safe_load(spec_text)["params"]["grid"]["lr"][0] == "1e-22"  # YAML 1.1 reads it as text
+    run = runs.run(tmp_path / "sweep.yaml", store=tmp_path / "store", progress=False)
+    df = run.results()
+    assert df["lr"].tolist() == [1e-22, 0.1] and df["got"].tolist() == [1e-22, 0.1]
+    assert df["lr"].dtype == "float64"
+
+
+def test_unreadable_flags_are_said_in_one_line_with_the_scripts_error(tmp_path: Path) -> None:
+    (tmp_path / "s.py").write_text("import argparse\nimport torchy_not_installed\n")
+    (tmp_path / "sweep.yaml").write_text("name: t\nscript: s.py\nparams: {grid: {a: [1]}}\n")
+    p = runs.plan(tmp_path / "sweep.yaml", check_engine=False)
+    assert len(p.notes) == 1
+    assert "could not read s.py's command line (it failed: ModuleNotFoundError: No module named " \
+           "'torchy_not_installed')" in p.notes[0]

@@ -186,6 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                   check_engine=not args.dry_run, max_tasks=args.max_tasks)
     if p.spec.search:
         _quiet_optuna()
+    for note in p.notes:
+        print(f"note: {note}", file=sys.stderr, flush=True)
     if args.dry_run:
         from batchsweep import display
 
@@ -396,7 +398,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     run = runs.load_run(args.run, store=args.store)
     metric, maximize = run.report(args.output, metric=args.metric, maximize=args.maximize)
-    _out(f"wrote {args.output} (metric: {metric}, {'maximize' if maximize else 'minimize'})")
+    if metric:
+        _out(f"wrote {args.output} (metric: {metric}, {'maximize' if maximize else 'minimize'})")
+    else:
+        _out(f"wrote {args.output} (no numeric metric to plot: no task recorded one; see `batchsweep status {run.id}`)")
     return 0
 
 

@@ -145,6 +145,9 @@ def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
         console.print(table)
         if dropped:
             console.print(f"not shown, too wide for {console.width} columns: {', '.join(dropped)}", markup=False)
+        console.print(f"command lines (in {p.info['code_dir']}):", markup=False)
+        for task in p.tasks if len(p.tasks) <= PLAN_ROWS else [*p.tasks[: PLAN_ROWS - 3], None, *p.tasks[-2:]]:
+            console.print("  …" if task is None else f"  {task.index}  {plan_command(p, task)}", markup=False)
         count = f"{len(p.tasks)} tasks"
     console.print(
         f"{count} · backend {p.spec.backend} · {r.vcpus:g} vCPU, {r.memory_mib} MiB each · "
@@ -188,6 +191,23 @@ def _print_package(p: Plan, console: Any) -> None:
         console.print(f"left out: {left_out}", markup=False, highlight=False)
 
 
+def plan_command(p: Plan, task: Any) -> str:
+    from batchsweep.worker import context_from_run, shown_command
+
+    return shown_command(context_from_run(p.info), task)
+
+
+def no_metrics_line(run: Run, statuses: dict[int, TaskStatus]) -> str | None:
+    """`N tasks succeeded without metrics — …`, or None when every success yielded a metric."""
+    missing = sorted((s for s in statuses.values() if s.state is State.SUCCEEDED and s.metrics_missing),
+                     key=lambda s: s.index)
+    if not missing:
+        return None
+    n = len(missing)
+    return (f"{n} task{'s' if n > 1 else ''} succeeded without metrics — {missing[0].metrics_missing}; "
+            f"their output is in `batchsweep logs {run.id} {missing[0].index}` (add --stderr for stderr)")
+
+
 def print_estimate(estimate: SweepEstimate, *, console: Any = None) -> None:
     console = console or _console()
     for line in estimate.lines():
@@ -198,6 +218,9 @@ def print_outcome(run: Run) -> None:
     counts, _ = run.counts()
     summary = ", ".join(f"{counts[k]} {k}" for k in STATE_ORDER if counts.get(k))
     print(f"{run.id}: {summary}", file=sys.stderr)
+    line = no_metrics_line(run, run.statuses())
+    if line:
+        print(line, file=sys.stderr)
     if counts.get("succeeded", 0) != run.n_tasks:
         print(f"see why: batchsweep status {run.id} · rerun what failed: batchsweep resume {run.id}", file=sys.stderr)
     print(f"results: batchsweep results {run.id}", file=sys.stderr)
@@ -276,6 +299,9 @@ def print_status(run: Run) -> None:
         console.print(f"retried  {retried} time(s) after spot interruptions or lost hosts")
     for note in progress.notes:
         console.print(f"note     {note}")
+    line = no_metrics_line(run, statuses)
+    if line:
+        console.print(f"metrics  {line}", markup=False)
     if run.info.get("search"):
         from batchsweep.search import status_lines
 
@@ -294,6 +320,8 @@ def print_status(run: Run) -> None:
         table, _ = fit_table(["task", "status", "exit", "attempts", "reason", "params"], rows, title="failed tasks",
                              width=console.width if console.is_terminal else None, wrap=("reason", "params"))
         console.print(table)
+        if bad[0].command:
+            console.print(f"task {bad[0].index} ran: {bad[0].command}", markup=False)
         if len(bad) > 20:
             console.print(f"… and {len(bad) - 20} more; all of them: batchsweep results {run.id} --format csv")
         console.print(f"a task's output: batchsweep logs {run.id} TASK --stderr · rerun: batchsweep resume {run.id}")

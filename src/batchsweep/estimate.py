@@ -242,7 +242,8 @@ def pilot_durations(p: Plan, n: int) -> Durations:
         if not ok:
             bad = min(statuses.values(), key=lambda s: s.index, default=None)
             why = f"task {bad.index}: {bad.error or bad.state.value}" if bad else "no task finished"
-            tail = run.logs(bad.index, stderr=True).strip().splitlines()[-5:] if bad else []
+            tail = [line for line in (run.logs(bad.index, stderr=True).strip().splitlines()[-5:] if bad else [])
+                    if line.strip() not in why]  # the last line is in the error already
             raise SweepError(f"--pilot {n}: none of the pilot tasks succeeded ({why}); "
                              + (" | ".join(tail) + "; " if tail else "") + "fix the task or use --task-seconds")
     return Durations(statistics.median(ok), f"median of a local pilot of {len(ok)} of {len(local.tasks)} task(s) "

@@ -1,4 +1,10 @@
-"""Task metrics: `log_metrics()` for scripts that want it, and metrics read from stdout for those that don't."""
+"""Task metrics: `log_metrics()` for scripts that want it, and metrics read from what a script prints.
+
+A rule reads stdout, stderr or both (`output`: stdout's text, then stderr's). `last` takes the last printed line
+(a JSON object, or a number recorded as `value`); otherwise the rule is a regex with named groups, and `match`
+says whether the first or the last match of each name wins. `None`, `null`, `nan`, `inf` and empty captures are
+missing values: they are left out, never recorded as text that would break a numeric column.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +42,9 @@ def read_file(path: Path, *, limit: int = MAX_FILE_BYTES) -> bytes:
     if len(data) > limit:
         raise too_big
     return data
+MISSING = frozenset({"", "none", "null", "nan", "-nan", "+nan", "inf", "-inf", "+inf", "infinity", "-infinity",
+                     "+infinity", "n/a", "na"})
+STREAMS = ("stdout", "stderr", "output")
 
 
 def log_metrics(**values: Any) -> None:
@@ -51,13 +60,26 @@ def log_metrics(**values: Any) -> None:
     path.write_text(json.dumps(current, default=str))
 
 
-def _number(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+def value_of(raw: Any) -> Any:
+    """A metric value as recorded: numbers stay numbers, numeric text becomes a number, missing becomes None."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, (int, float)):
+        return raw if math.isfinite(raw) else None
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.lower() in MISSING:
+            return None
+        for cast in (int, float):
+            try:
+                number = cast(text)
+            except ValueError:
+                continue
+            return number if math.isfinite(number) else None
+        return text
+    return raw
 
 
 MAX_LINE_BYTES = 1 << 20  # a longer line is cut here when scanned for metrics: memory stays bounded
@@ -77,42 +99,78 @@ def iter_lines(f: BinaryIO) -> Iterator[str]:
         yield carry.decode("utf-8", errors="replace")
 
 
-def from_stream(f: BinaryIO, rule: str) -> dict[str, Any] | None:
-    """`from_stdout` over a log file read as a stream (a regex is matched line by line)."""
-    if rule == "last":
-        last = ""
-        for line in iter_lines(f):
+def clean(values: dict[str, Any]) -> dict[str, Any]:
+    """Drop missing values (None, NaN, inf, 'None', ''): a task that printed `loss=nan` has no loss."""
+    out = {}
+    for k, v in values.items():
+        value = value_of(v)
+        if value is not None:
+            out[str(k)] = value
+    return out
+
+
+def rule_stream(rule: dict[str, Any]) -> tuple[str, str]:
+    """(stream, pattern) of a stream rule such as {stdout: last} or {stderr: 'loss=(?P<loss>\\S+)'}."""
+    stream = next(s for s in STREAMS if rule.get(s) is not None)
+    return stream, str(rule[stream])
+
+
+def describe(rule: str | dict[str, Any], *, other: str = "") -> str:
+    """What a rule that found nothing found instead; `other` is the stream the rule did not read (stderr for a
+    stdout rule), to say when the numbers are there."""
+    if isinstance(rule, str):
+        return f"no {rule} was written"
+    stream, pattern = rule_stream(rule)
+    where = "stdout or stderr" if stream == "output" else stream
+    if pattern == "last":
+        return f"the last line of {where} is not a JSON object or a number"
+    said = f"{where} rule '{pattern}' matched nothing"
+    if stream != "output" and other and from_text(other, pattern):
+        elsewhere = "stderr" if stream == "stdout" else "stdout"
+        said += f" (it matches {elsewhere}: write metrics: {{{elsewhere}: ...}} or {{output: ...}})"
+    return said
+
+
+def from_streams(files: Sequence[BinaryIO], pattern: str, *, match: str = "last") -> dict[str, Any] | None:
+    """Metrics from logs read as streams, one after the other (a regex is matched line by line): constant
+    memory whatever the logs' size. None when the rule found nothing (or only missing values)."""
+    lines = (line for f in files for part in iter_lines(f) for line in part.split("\r"))
+    return _from_lines(lines, pattern, match=match)
+
+
+def from_text(text: str, pattern: str, *, match: str = "last") -> dict[str, Any] | None:
+    """`from_streams` over text already in memory."""
+    return _from_lines(iter(text.replace("\r", "\n").splitlines()), pattern, match=match)
+
+
+def _from_lines(lines: Iterator[str], pattern: str, *, match: str) -> dict[str, Any] | None:
+    if pattern == "last":
+        chosen = ""
+        for line in lines:
             if line.strip():
-                last = line
-        return from_stdout(last, rule)
-    pattern = re.compile(rule)
-    found: dict[str, Any] = {}
-    for line in iter_lines(f):
-        for m in pattern.finditer(line):
-            found.update({k: _number(v) for k, v in m.groupdict().items() if v is not None})
-    return found or None
-
-
-def from_stdout(stdout: str, rule: str) -> dict[str, Any] | None:
-    """`last`: the last non-empty line, a JSON object or a number (recorded as `value`).
-    Otherwise a regex with named groups; the last match wins for each name."""
-    if rule == "last":
-        lines = [line for line in stdout.splitlines() if line.strip()]
-        if not lines:
+                chosen = line
+                if match == "first":
+                    break
+        if not chosen:
             return None
-        last = lines[-1].strip()
         try:
-            value = json.loads(last)
+            value = json.loads(chosen.strip())
         except ValueError:
-            value = _number(last)
+            value = value_of(chosen)
         if isinstance(value, dict):
-            return value
+            return clean(value) or None
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return {"value": value}
         return None
+    regex = re.compile(pattern)
     found: dict[str, Any] = {}
-    for m in re.finditer(rule, stdout):
-        found.update({k: _number(v) for k, v in m.groupdict().items() if v is not None})
+    for line in lines:
+        for m in regex.finditer(line):
+            for k, v in m.groupdict().items():
+                value = value_of(v)
+                if value is None or (match == "first" and k in found):
+                    continue
+                found[k] = value
     return found or None
 
 

@@ -22,6 +22,15 @@ class State(str, enum.Enum):
         return self not in (State.PENDING, State.RUNNING)
 
 
+STAGED_AT = " => "  # a task input staged at a path of its own: "data/yhoo.txt => datas/yhoo.txt"
+
+
+def input_parts(ref: str) -> tuple[str, str]:
+    """(source, where it is staged in the task's directory) of one of a task's inputs."""
+    src, sep, dst = ref.partition(STAGED_AT)
+    return src, dst if sep else src.rstrip("/").rsplit("/", 1)[-1]
+
+
 @dataclass(frozen=True)
 class Task:
     index: int
@@ -59,6 +68,8 @@ class TaskStatus:
     peak_rss_mib: float | None = None  # peak memory of the task's whole process tree (sampled), last attempt
     cpu_s: float | None = None  # user + system CPU time of the tree, last attempt
     gpu: str | None = None  # the GPU ids it was leased on this machine (CUDA_VISIBLE_DEVICES)
+    metrics_missing: str | None = None  # it succeeded but yielded no metric: what the rule found instead
+    command: str | None = None  # the command line it ran, as typed in the script's directory
 
     @property
     def duration_s(self) -> float | None:

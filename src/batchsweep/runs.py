@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from batchsweep import runlock, space
 from batchsweep.engines import get_engine
 from batchsweep.errors import RunDamaged, RunNotFound, SpecError, SweepError
-from batchsweep.model import State, Task, TaskStatus
+from batchsweep.model import State, Task, TaskStatus, input_parts
 from batchsweep.spec import Spec
 from batchsweep.store import Store
 
@@ -50,19 +50,20 @@ class Plan:
     tasks: list[Task]
     info: dict[str, Any]
     engine: type[Engine]
+    notes: list[str]
 
 
 def _check_inputs(spec: Spec, tasks: Sequence[Task]) -> None:
     seen: set[str] = set()
     for task in tasks:
         names: dict[str, str] = {}
-        for ref in task.inputs:
-            name = Path(ref.rstrip("/")).name
-            if name in ("", ".", ".."):
+        for item in task.inputs:
+            ref, name = input_parts(item)
+            if Path(name.rstrip("/")).name in ("", ".", ".."):
                 raise SpecError(f"inputs: {ref!r} (task {task.index}) names no file or directory to stage")
             if name in names and names[name] != ref:
                 raise SpecError(f"inputs: {names[name]!r} and {ref!r} (task {task.index}) would both be staged as "
-                                f"{name!r} in the task's directory; rename one of them")
+                                f"{name!r} in the task's directory; rename one of them (or give a dst)")
             names[name] = ref
             if ref in seen or ref.startswith("s3://"):
                 continue
@@ -80,7 +81,9 @@ def _check_placeholders_filled(tasks: Sequence[Task]) -> None:
             raise SpecError(f"params.{name}: still CHANGE_ME (from `batchsweep init`); give it a value")
 
 
-def _check_script(spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
+def _check_script(spec: Spec, tasks: Sequence[Task], notes: list[str]) -> dict[str, Any]:
+    """Read the script's command line and check every distinct param shape against it; numbers that YAML read
+    as text (`1e-22`) become the numbers the script's flags declare (in place, before the tasks are written)."""
     from batchsweep import scriptargs
 
     if spec.function:
@@ -93,30 +96,66 @@ def _check_script(spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
     assert script is not None
     if not script.is_file():
         raise SpecError(f"script: {script} not found; give the path relative to the spec file")
-    flags = scriptargs.read_flags(script)
+    wanted = spec.args.style if spec.args else None
+    if wanted == "plain":
+        flags = scriptargs.ScriptFlags(known=False)
+    else:
+        flags = scriptargs.read_flags(script, python=python_path(spec), env=spec.env)
+        if flags.known and wanted is not None and wanted != flags.style:
+            raise SpecError(f"args.style: {script.name} reads its command line with {flags.style}, not {wanted}; "
+                            f"remove args.style or set it to {flags.style}")
+    if not flags.known and flags.reason and flags.style == "hydra":
+        # every task would compose the same config and fail the same way
+        raise SpecError(f"script: could not compose {script.name}'s Hydra config ({flags.reason}); fix the config "
+                        "or install the plugin it names, then check with `python "
+                        f"{script.name} --cfg job`")
+    if not flags.known and flags.reason:
+        notes.append(f"could not read {script.name}'s command line ({flags.reason}); params are passed as "
+                     "--name value, unchecked (set `args: {style: ...}` in the spec, or fix the script's imports)")
     # Check each distinct param shape once; 100,000 tasks of a grid share a handful.
     checked: set[str] = set()
+    numeric = flags.known and any(f.numeric for f in flags.flags)
     for task in tasks:
+        if numeric and any(isinstance(v, str) for v in task.params.values()):
+            task.params.update(scriptargs.convert_params(flags, task.params))
         key = repr(sorted((k, repr(v)) for k, v in task.params.items()))
-        if key not in checked:
+        if key not in checked and len(checked) < 2000:
             checked.add(key)
             scriptargs.check_params(script, flags, task.params)
-            _check_arg_lengths(task, flags)
-        if len(checked) > 2000:
-            break
+            _check_arg_lengths(task, flags, spec)
     return scriptargs.flags_to_json(flags)
 
 
-def _check_arg_lengths(task: Task, flags: Any) -> None:
+def _check_arg_lengths(task: Task, flags: Any, spec: Spec) -> None:
     """A value longer than the kernel takes for one argument would fail every task at exec; say so now."""
-    from batchsweep.scriptargs import build_argv
+    from batchsweep.scriptargv import ArgStyle, build_argv
 
-    for arg in build_argv(task.params, flags):
+    style = ArgStyle.from_spec(spec.args.model_dump() if spec.args else None)
+    for arg in build_argv(task.params, flags, style):
         if len(arg.encode()) >= ARG_MAX_STRLEN:
             name = next((k for k in task.params if arg.startswith(f"--{k}=")), None) or next(
                 (k for k, v in task.params.items() if arg in (str(v), json.dumps(v))), "?")
             raise SpecError(f"params.{name}: a value of {len(arg.encode()):,} bytes (task {task.index}) is longer than "
                             f"one command-line argument may be ({ARG_MAX_STRLEN // 1024} KiB); pass a file name instead")
+
+
+def python_path(spec: Spec) -> str:
+    """The Python that runs the tasks and reads the script's flags: `python:` (relative to the spec), else ours."""
+    import shutil
+    import sys
+
+    if not spec.python:
+        return sys.executable
+    if "/" in spec.python:
+        path = os.path.abspath(spec.base_dir / os.path.expanduser(spec.python))  # not resolved: a venv's python is a link
+        if not os.access(path, os.X_OK):
+            raise SpecError(f"python: {spec.python} is not an executable file (relative to {spec.base_dir}); "
+                            "give e.g. .venv-ml/bin/python")
+        return path
+    found = shutil.which(spec.python)
+    if not found:
+        raise SpecError(f"python: {spec.python!r} is not on PATH; give a path such as .venv-ml/bin/python")
+    return found
 
 
 def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), backend: str | None = None,
@@ -150,7 +189,8 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
     examples, search_fields = _search_check(spec) if spec.search else (tasks, {})
     _check_placeholders_filled(examples)
     _check_inputs(spec, examples)
-    flags = _check_script(spec, examples)
+    notes: list[str] = []
+    flags = _check_script(spec, examples, notes)
     settings = engine.check(spec, tasks) if check_engine else {}
     code_dir = spec.script_path.parent if spec.script_path else spec.base_dir
     now = datetime.now(timezone.utc)
@@ -176,7 +216,12 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
     # The worker runs the script by its name inside code_dir.
     if spec.script:
         info["spec"]["script"] = info["script_name"]
-    return Plan(spec=spec, tasks=tasks, info=info, engine=engine)
+    if spec.python:
+        if spec.backend == "aws-batch":
+            raise SpecError("python: chooses a Python on this machine (local and dask runs); for aws-batch put the "
+                            "script's dependencies in the task image (`batchsweep image build`)")
+        info["spec"]["python"] = python_path(spec)
+    return Plan(spec=spec, tasks=tasks, info=info, engine=engine, notes=notes)
 
 
 def start(p: Plan, *, store: Store | str | None = None, detach: bool = False) -> Run:

@@ -12,13 +12,13 @@ import json
 import os
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from batchsweep import distributions
 from batchsweep.errors import SpecError
-from batchsweep.model import Task
+from batchsweep.model import STAGED_AT, Task, input_parts
 from batchsweep.spec import Params, Spec
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
@@ -84,9 +84,18 @@ def fill(text: str, params: dict[str, Any], *, where: str) -> str:
     return _PLACEHOLDER.sub(sub, text)
 
 
-def resolve(raw: dict[str, Any], inputs: list[str]) -> tuple[dict[str, Any], tuple[str, ...]]:
+def resolve(raw: dict[str, Any], inputs: Sequence[Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Params with their `{param}` placeholders filled, and the task's inputs: `src`, or `src => dst` for an
+    input staged at a path of its own (`{src, dst}` in the spec, a model or its JSON form)."""
     params = {k: fill(v, raw, where=f"params.{k}") if isinstance(v, str) and "{" in v else v for k, v in raw.items()}
-    return params, tuple(fill(i, params, where="inputs") for i in inputs)
+    refs = []
+    for item in inputs:
+        if isinstance(item, str):
+            refs.append(fill(item, params, where="inputs"))
+            continue
+        src, dst = (item["src"], item["dst"]) if isinstance(item, dict) else (item.src, item.dst)
+        refs.append(fill(src, params, where="inputs") + STAGED_AT + fill(dst, params, where="inputs"))
+    return params, tuple(refs)
 
 
 class _InputStamp:
@@ -102,7 +111,7 @@ class _InputStamp:
                 self._seen[ref] = ref
             else:
                 try:
-                    st = os.stat(self.base_dir / ref)
+                    st = os.stat(self.base_dir / input_parts(ref)[0])
                     self._seen[ref] = f"{ref}:{st.st_size}:{st.st_mtime_ns}"
                 except OSError:
                     self._seen[ref] = ref

@@ -145,13 +145,14 @@ class Params(_Strict):
         return self
 
 
-PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
+# A flag name; dotted names and a leading +, ++ or ~ are Hydra overrides (`train.lr`, `+note`).
+PARAM_NAME = re.compile(r"(?:\+\+|\+|~)?[A-Za-z_][A-Za-z0-9_.-]{0,127}")
 
 
 def _check_param_name(name: Any, block: str) -> None:
     if not isinstance(name, str) or not PARAM_NAME.fullmatch(name):
-        raise ValueError(f"{block}: param name {name!r} cannot be a command-line flag; use letters, digits, '_' "
-                         "and '-', starting with a letter or '_'")
+        raise ValueError(f"{block}: param name {name!r} cannot be a command-line flag; use letters, digits, '_', "
+                         "'-' and '.', starting with a letter or '_' (or +/~ for a Hydra override)")
 
 
 def _find_nul(value: Any, where: str = "") -> str | None:
@@ -174,12 +175,22 @@ def _find_nul(value: Any, where: str = "") -> str | None:
     return None
 
 
-class MetricsFromStdout(_Strict):
-    stdout: str  # "last" or a regex with named groups
+class MetricsFromOutput(_Strict):
+    """Metrics read from what the script prints: one stream (`stdout`, `stderr`, or `output` for both), each
+    `last` or a regex with named groups; `match` picks the first or the last match."""
 
-    @field_validator("stdout")
-    @classmethod
-    def _valid_regex(cls, v: str) -> str:
+    stdout: str | None = None
+    stderr: str | None = None
+    output: str | None = None
+    match: Literal["first", "last"] = "last"
+
+    @model_validator(mode="after")
+    def _one_stream(self) -> MetricsFromOutput:
+        given = [s for s in ("stdout", "stderr", "output") if getattr(self, s) is not None]
+        if len(given) != 1:
+            raise ValueError("give one of stdout:, stderr: or output: (both streams), e.g. {stderr: last} or "
+                             "{stdout: 'loss=(?P<loss>[0-9.]+)', match: last}")
+        v = getattr(self, given[0])
         if v != "last":
             try:
                 pattern = re.compile(v)
@@ -187,7 +198,22 @@ class MetricsFromStdout(_Strict):
                 raise ValueError(f"bad regex {v!r}: {e}") from None
             if not pattern.groupindex:
                 raise ValueError(f"regex {v!r} has no named groups; write e.g. 'loss=(?P<loss>[0-9.]+)'")
-        return v
+        return self
+
+
+class Args(_Strict):
+    """How params become the command line, for what detection gets wrong."""
+
+    style: Literal["argparse", "click", "fire", "hydra", "plain"] | None = None
+    dashes: bool = False
+    bool: Literal["flag", "value"] = "flag"
+
+
+class StagedInput(_Strict):
+    """An input staged at a path of its own in the task's directory (`{src: data/yhoo.txt, dst: datas/yhoo.txt}`)."""
+
+    src: str
+    dst: str
 
 
 class Resources(_Strict):
@@ -226,9 +252,11 @@ class Spec(_Strict):
     script: str | None = None
     function: str | None = None
     params: Params | None = None
-    inputs: list[str] = []
+    inputs: list[str | StagedInput] = []
     outputs: list[str] = []
-    metrics: str | MetricsFromStdout = "metrics.json"
+    metrics: str | MetricsFromOutput = "metrics.json"
+    args: Args | None = None
+    python: str | None = None
     resources: Resources = Resources()
     timeout: Duration = None
     retries: int = Field(default=0, ge=0, le=9)
@@ -268,10 +296,15 @@ class Spec(_Strict):
 
     @field_validator("inputs")
     @classmethod
-    def _inputs_named(cls, v: list[str]) -> list[str]:
-        for ref in v:
+    def _inputs_named(cls, v: list[str | StagedInput]) -> list[str | StagedInput]:
+        for item in v:
+            ref = item.src if isinstance(item, StagedInput) else item
             if "\0" in ref or Path(ref.rstrip("/")).name in ("", ".", ".."):
                 raise ValueError(f"{ref!r} names no file or directory to stage; give a path ending in its name")
+            if isinstance(item, StagedInput):
+                _confined(item.dst, what="an input's dst")
+                if Path(item.dst.rstrip("/")).name in ("", "."):
+                    raise ValueError(f"dst {item.dst!r} names no file or directory; give e.g. datas/yhoo.txt")
         return v
 
     @field_validator("metrics", mode="before")
@@ -279,13 +312,15 @@ class Spec(_Strict):
     def _metrics_rule(cls, v: Any) -> Any:
         if isinstance(v, dict):  # validate here so the error names the rule, not the union's `str` member
             try:
-                return MetricsFromStdout.model_validate(v)
+                return MetricsFromOutput.model_validate(v)
             except ValidationError as e:
                 err = _first_error(e)
                 if err["type"] == "extra_forbidden":
                     key = str(err["loc"][-1])
-                    raise ValueError(f"unknown key {key!r}; {_suggest(key, list(MetricsFromStdout.model_fields))}") from None
-                raise ValueError(err["msg"].removeprefix("Value error, ")) from None
+                    raise ValueError(f"unknown key {key!r}; {_suggest(key, list(MetricsFromOutput.model_fields))}") from None
+                where = ".".join(str(p) for p in err["loc"])
+                msg = err["msg"].removeprefix("Value error, ")
+                raise ValueError(f"{where}: {msg} (got {err['input']!r})" if where else msg) from None
         return v
 
     @field_validator("backend", mode="before")

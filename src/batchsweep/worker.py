@@ -8,6 +8,7 @@ to the engine.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -28,8 +29,9 @@ from typing import Any, Protocol
 
 from batchsweep import metrics as metrics_mod
 from batchsweep import reaper
-from batchsweep.model import State, Task, TaskStatus
-from batchsweep.scriptargs import ScriptFlags, build_argv
+from batchsweep.model import State, Task, TaskStatus, input_parts
+from batchsweep.scriptargs import ScriptFlags
+from batchsweep.scriptargv import ArgStyle, build_argv
 from batchsweep.store import Store
 from batchsweep.usage import Usage, UsageSampler
 
@@ -68,18 +70,26 @@ class RunContext:
     script: str | None  # relative to code_dir
     function: str | None
     flags: ScriptFlags
-    metrics_rule: str | dict[str, str]
+    metrics_rule: str | dict[str, Any]
     outputs: tuple[str, ...]
     timeout_s: float | None
     retries: int
     env: dict[str, str]
     python: str = sys.executable
     memory_limit_mib: float | None = None  # local engine: a task whose process tree goes over it is killed
+    arg_style: ArgStyle = ArgStyle()
+
+    @property
+    def style(self) -> str:
+        return self.arg_style.style or self.flags.style
 
     @functools.cached_property
     def base_env(self) -> dict[str, str]:
         """The environment every task starts from (built once per run, not once per task)."""
-        return {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        from batchsweep.scriptargs import helper_env
+
+        # helper_env: our runner modules (funcrunner, _hydrarun) must import in a `python:` of another environment
+        return {**os.environ, **self.env, "PYTHONUNBUFFERED": "1", **helper_env(self.python)}
 
 
 class ProcessRegistry:
@@ -141,6 +151,7 @@ class TaskPaths:
 
     task_dir: Path
     work: Path = field(init=False)
+    staged: dict[str, Path] = field(default_factory=dict)  # where each input sits in `work` -> its source
 
     def __post_init__(self) -> None:
         self.work = self.task_dir / "work"
@@ -150,7 +161,23 @@ def command(ctx: RunContext, task: Task) -> list[str]:
     if ctx.function:
         return [ctx.python, "-m", "batchsweep.funcrunner", str(ctx.code_dir), ctx.function]
     assert ctx.script is not None
-    return [ctx.python, str(ctx.code_dir / ctx.script), *build_argv(task.params, ctx.flags)]
+    argv = build_argv(task.params, ctx.flags, ctx.arg_style)
+    if ctx.style == "hydra":  # a runner that keeps the task function's return value
+        return [ctx.python, "-m", "batchsweep._hydrarun", str(ctx.code_dir / ctx.script), *argv]
+    return [ctx.python, str(ctx.code_dir / ctx.script), *argv]
+
+
+def shown_command(ctx: RunContext, task: Task) -> str:
+    """The task's command line as a user would type it in the script's directory."""
+    import shlex
+
+    argv = command(ctx, task)
+    python = "python" if argv[0] == sys.executable else argv[0]
+    if ctx.function:
+        return f"{python} -c 'from {ctx.function.split(':')[0]} import *' # calls {ctx.function}(**params)"
+    if argv[1:3] == ["-m", "batchsweep._hydrarun"]:
+        argv = argv[2:]
+    return shlex.join([python, ctx.script or "", *argv[2:]])
 
 
 PARAMS_ENV_MAX = 32 * 1024  # larger params go through a file: one env string may not pass 128 KiB
@@ -176,16 +203,55 @@ def task_env(ctx: RunContext, task: Task, work: Path, extra: dict[str, str] | No
     return env
 
 
-def _stage(task: Task, work: Path, resolve_input: Callable[[str], Path]) -> set[str]:
-    staged = set()
+COPY_LIMIT = 256 << 20  # inputs up to this size are copied, so a task cannot change the user's own files
+
+
+def _stage(task: Task, work: Path, resolve_input: Callable[[str], Path]) -> dict[str, Path]:
+    """Put each input at its place in the task's directory: a copy (so what the task writes there lands in its
+    own directory and is collected), or for an input over COPY_LIMIT a link to it (read-only by convention)."""
+    staged = {}
     for ref in task.inputs:
-        source = resolve_input(ref)
-        name = Path(ref.rstrip("/")).name
-        target = work / name
-        if not target.exists():
-            target.symlink_to(source.resolve())
-        staged.add(name)
+        src, dst = input_parts(ref)
+        source = resolve_input(src).resolve()
+        target = work / dst.rstrip("/")
+        if not os.path.lexists(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if _size_up_to(str(source), source.stat().st_mtime_ns) <= COPY_LIMIT:
+                if source.is_dir():
+                    shutil.copytree(source, target, symlinks=True)
+                else:
+                    shutil.copy2(source, target)
+            else:
+                target.symlink_to(source)
+        staged[dst.rstrip("/")] = source
     return staged
+
+
+@functools.lru_cache(maxsize=256)
+def _size_up_to(path: str, mtime_ns: int, limit: int = COPY_LIMIT) -> int:
+    """Bytes under path, counting only until the limit is passed (mtime_ns keys the cache)."""
+    if not os.path.isdir(path):
+        return os.path.getsize(path)
+    total = 0
+    for parent, _dirs, names in os.walk(path):
+        for name in names:
+            total += os.lstat(os.path.join(parent, name)).st_size
+            if total > limit:
+                return total
+    return total
+
+
+def _unchanged_input(work: Path, rel: str, staged: dict[str, Path]) -> bool:
+    """Whether a file in the task's directory is a staged input as it was copied (not written by the task)."""
+    for dst, source in staged.items():
+        if rel == dst or rel.startswith(dst + "/"):
+            original = source if rel == dst else source / rel[len(dst) + 1:]
+            try:
+                a, b = os.stat(original), os.stat(work / rel)
+            except OSError:
+                return False  # a file the task added inside a staged directory
+            return (a.st_size, a.st_mtime_ns) == (b.st_size, b.st_mtime_ns)
+    return False
 
 
 def _describe_exit(code: int) -> str:
@@ -211,7 +277,7 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
                 resolve_input: Callable[[str], Path], launcher: Launcher = launch_cold,
                 extra_env: dict[str, str] | None = None) -> Attempt:
     _fresh_dir(paths.work)
-    _stage(task, paths.work, resolve_input)
+    paths.staged = _stage(task, paths.work, resolve_input)
     token = f"{ctx.run_id}/{task.index}/{secrets.token_hex(4)}"  # inherited by every descendant: see reaper
     env = {**task_env(ctx, task, paths.work, extra_env), reaper.TOKEN_VAR: token}
     try:
@@ -220,9 +286,13 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
     except OSError as e:
         return Attempt(State.FAILED, None, f"could not start: {e}")
     try:
-        return _wait_attempt(ctx, proc, registry)
+        attempt = _wait_attempt(ctx, proc, registry)
     finally:
         reaper.kill_orphans(token, spare={proc.pid})  # what left the process group (setsid, double fork)
+    if attempt.state is State.FAILED and attempt.retry:  # (an out-of-memory kill says so itself)
+        last = last_line(paths.task_dir / "stderr.log")
+        attempt.error = (attempt.error or "") + (f": {last}" if last else "")
+    return attempt
 
 
 def _wait_attempt(ctx: RunContext, proc: TaskProcess, registry: ProcessRegistry | None) -> Attempt:
@@ -253,28 +323,63 @@ def _wait_attempt(ctx: RunContext, proc: TaskProcess, registry: ProcessRegistry 
     return Attempt(State.FAILED, code, _describe_exit(code), usage)
 
 
-def _collect_metrics(ctx: RunContext, paths: TaskPaths) -> str | None:
-    """Move the task's metrics into task_dir/metrics.json. Returns a problem to report, if any."""
+def last_line(path: Path, *, limit: int = 200) -> str:
+    """The last line a task wrote to a log (a traceback's last line says what went wrong)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.replace("\r", "\n").splitlines() if line.strip()]
+    return lines[-1][:limit] if lines else ""
+
+
+def _collect_metrics(ctx: RunContext, paths: TaskPaths) -> tuple[str | None, bool]:
+    """Move the task's metrics into task_dir/metrics.json. Returns (a problem to report, whether any was found)."""
     target = paths.task_dir / "metrics.json"
     rule = ctx.metrics_rule
-    if isinstance(rule, dict):
-        with open(paths.task_dir / "stdout.log", "rb") as log:  # a stream: a 1 GB log costs no memory
-            found = metrics_mod.from_stream(log, rule["stdout"])
-        if found is None:
-            return f"no metrics found in stdout (rule {rule['stdout']!r})"
-        target.write_text(json.dumps(found))
-        return None
-    produced = paths.work / rule
+    found: dict[str, Any] | None = None
+    produced = paths.work / (rule if isinstance(rule, str) else "metrics.json")
     try:
         value = json.loads(metrics_mod.read_file(produced))  # UnsafeMetricsFile: a FIFO, a symlink, huge
     except FileNotFoundError:
-        return None
+        pass
     except ValueError:
-        return f"{rule} is not valid JSON"
-    if not isinstance(value, dict):
-        return f"{rule} is not a JSON object"
-    os.replace(produced, target)
-    return None
+        return f"{produced.name} is not valid JSON", False
+    else:
+        if not isinstance(value, dict):
+            return f"{produced.name} is not a JSON object", False
+        found = metrics_mod.clean(value)
+        produced.unlink()
+    if isinstance(rule, dict):
+        stream, pattern = metrics_mod.rule_stream(rule)
+        with contextlib.ExitStack() as stack:  # streams: a 1 GB log costs no memory
+            logs = [stack.enter_context(open(log, "rb")) for log in
+                    (paths.task_dir / f"{s}.log" for s in (("stdout", "stderr") if stream == "output" else (stream,)))
+                    if log.exists()]
+            printed = metrics_mod.from_streams(logs, pattern, match=rule.get("match") or "last")
+        if printed:
+            found = {**(found or {}), **printed}
+    if found:
+        target.write_text(json.dumps(found))
+    return None, bool(found)
+
+
+def _other_stream(ctx: RunContext, paths: TaskPaths) -> str:
+    """The log a stream rule did not read (its tail), to tell the user when the numbers went there."""
+    rule = ctx.metrics_rule
+    if not isinstance(rule, dict) or rule.get("output") is not None:
+        return ""
+    log = paths.task_dir / ("stderr.log" if rule.get("stdout") is not None else "stdout.log")
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - (1 << 20)))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _collect_outputs(ctx: RunContext, task: Task, paths: TaskPaths) -> tuple[str, ...]:
@@ -284,7 +389,6 @@ def _collect_outputs(ctx: RunContext, task: Task, paths: TaskPaths) -> tuple[str
         shutil.rmtree(outputs_dir)  # a previous attempt's
     except FileNotFoundError:
         pass
-    staged = {Path(ref.rstrip("/")).name for ref in task.inputs}
     files = []  # every file (not a symlink) the task left, as posix paths relative to its working dir
     for parent, _dirs, names in os.walk(paths.work):
         rel_parent = os.path.relpath(parent, paths.work).replace(os.sep, "/")
@@ -294,8 +398,8 @@ def _collect_outputs(ctx: RunContext, task: Task, paths: TaskPaths) -> tuple[str
     kept = []
     for rel in sorted(files, key=lambda r: r.split("/")):
         name = rel.rsplit("/", 1)[-1]
-        if rel.split("/")[0] in staged:
-            continue
+        if _unchanged_input(paths.work, rel, paths.staged):
+            continue  # an input as staged; one the task changed is kept, like any file it wrote
         if ctx.outputs and not any(fnmatch(rel, g) or fnmatch(name, g) for g in ctx.outputs):
             continue
         target = outputs_dir / rel
@@ -328,20 +432,23 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
             break
         attempt_no += 1
     error = result.error
+    missing = None
     if result.state is not State.CANCELLED:
         try:
-            problem = _collect_metrics(ctx, paths)
+            problem, found = _collect_metrics(ctx, paths)
         except metrics_mod.UnsafeMetricsFile as e:
-            result, problem = Attempt(State.FAILED, result.exit_code, str(e)), None
+            result, problem, found = Attempt(State.FAILED, result.exit_code, str(e)), None, True
             error = result.error
         if problem and result.state is State.SUCCEEDED:
             error = problem
+        if result.state is State.SUCCEEDED and not found:
+            missing = problem or metrics_mod.describe(ctx.metrics_rule, other=_other_stream(ctx, paths))
     outputs = _collect_outputs(ctx, task, paths)
     return TaskStatus(
         index=task.index, state=result.state, attempts=attempt_no, exit_code=result.exit_code, error=error,
         started_at=round(started, 3), ended_at=round(time.time(), 3), worker=worker or socket.gethostname(),
         outputs=outputs, peak_rss_mib=result.usage.peak_rss_mib, cpu_s=result.usage.cpu_s,
-        gpu=",".join(gpus) or None,
+        gpu=",".join(gpus) or None, metrics_missing=missing, command=shown_command(ctx, task),
     )
 
 
@@ -394,6 +501,8 @@ def context_from_run(run_info: dict[str, Any], *, code_dir: Path | None = None) 
         retries=spec.get("retries", 0),
         env=dict(spec.get("env") or {}),
         memory_limit_mib=(run_info.get("engine") or {}).get("memory_limit_mib"),
+        python=spec.get("python") or sys.executable,
+        arg_style=ArgStyle.from_spec(spec.get("args")),
     )
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchsweep.engines.base import Engine, Progress
 from batchsweep.errors import AwsSetupError, SpecError
+from batchsweep.model import input_parts
 from batchsweep.store import Store
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ class AwsBatchEngine(Engine):
         if not store.backend.exists(store.code_key(sha)):
             store.backend.write_bytes(store.code_key(sha), data)
         inputs: dict[str, dict[str, Any]] = {}
-        refs = sorted({ref for t in _expand_refs(spec) for ref in t if not ref.startswith("s3://")})
+        refs = sorted({src for t in _expand_refs(spec) for src, _ in map(input_parts, t) if not src.startswith("s3://")})
         for ref in refs:
             path = spec.base_dir / ref
             if path.is_dir():

@@ -187,6 +187,8 @@ class LocalEngine(Engine):
         from batchsweep import warm
 
         reason = warm.unusable_reason(script=ctx.script, function=ctx.function)
+        if reason is None and ctx.style == "hydra":
+            reason = "Hydra apps run cold"
         if reason is None:
             assert ctx.script is not None
             started = warm.WarmServer.start(ctx.code_dir / ctx.script, env=ctx.base_env, python=ctx.python)
