@@ -338,7 +338,8 @@ def _params(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={cell(v)}" for k, v in params.items())
 
 
-WIDE_ONLY = ("attempts", "duration_s", "exit_code", "started_at", "ended_at", "worker", "outputs")
+WIDE_ONLY = ("attempts", "duration_s", "exit_code", "started_at", "ended_at", "worker", "peak_rss_mib", "cpu_s", "gpu",
+             "outputs")
 RUN_STRUCTURE = ("trial", "round", "repeat")
 
 
