@@ -87,18 +87,18 @@ class AwsBatch(Harness):
     block = "backend: aws-batch\naws: {stack: batchsweep, region: us-east-1}\nresources: {vcpus: 0.5, memory_mib: 1024}\n"
 
     def run(self, spec: Path) -> Run:
-        from batchsweep.aws import emulator
+        from batchsweep.aws import player
 
         run = batchsweep.run(spec, store=self.store, detach=True)
-        emulator.play(run)
+        player.play(run)
         return batchsweep.load_run(run.id, store=self.store)
 
     def resume(self, run: Run) -> Run:
-        from batchsweep.aws import emulator
+        from batchsweep.aws import player
 
         run = batchsweep.load_run(run.id, store=self.store)
-        todo = run.resume(detach=True)
-        emulator.play(batchsweep.load_run(run.id, store=self.store), only=set(todo))
+        run.resume(detach=True)
+        player.play(batchsweep.load_run(run.id, store=self.store))  # the resume's submission, every child
         return batchsweep.load_run(run.id, store=self.store)
 
 
