@@ -272,7 +272,7 @@ def test_a_search_report_puts_history_first_and_treats_trial_and_round_as_run_st
 
 
 def test_importance_names_the_param_that_moves_the_metric() -> None:
-    from batchsweep.report import _eta_squared, param_importance
+    from batchsweep.importance import _eta_squared, param_importance
     from batchsweep.svgplot import dim_from
 
     df = search_frame(200)

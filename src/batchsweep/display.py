@@ -46,16 +46,6 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _table(columns: list[str], rows: list[list[Any]], *, title: str | None = None) -> Any:
-    from rich import box
-    from rich.table import Table
-
-    table = Table(*columns, title=title, box=box.SIMPLE_HEAD, title_justify="left")
-    for row in rows:
-        table.add_row(*(_fmt(v) for v in row))
-    return table
-
-
 # -- tables that fit the terminal ---------------------------------------------------------------------
 TEXT_CAP = 28  # a text cell longer than this is shortened with "…" (a number never is)
 
