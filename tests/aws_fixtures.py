@@ -104,7 +104,7 @@ def _keys(access_key: dict[str, Any]) -> dict[str, str]:
 
 
 def _stand_in_for_aws(admin: Any, outputs: dict[str, str]) -> dict[str, str]:
-    """What real AWS would have done and moto does not (AWS_TESTING.md, "An IAM-enforcing emulator"): store the
+    """What real AWS would have done and moto does not (docs/aws-testing.md, "An IAM-enforcing emulator"): store the
     roles' inline policies in a shape its access check can read (`_moto_view`), and let the harness assume the
     task roles as ECS would (their permissions untouched). Returns the stack's role names by logical id.
 
