@@ -43,6 +43,13 @@ def test_every_option_has_a_help_line(path: tuple[str, ...], parser: argparse.Ar
     assert missing == [], f"batchsweep {' '.join(path)}: no help for {missing}"
 
 
+def test_the_readme_cli_section_lists_the_top_level_options() -> None:
+    section = cli_section()
+    for action in options(build_parser()):
+        assert any(re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", section) for f in action.option_strings), \
+            f"README's CLI section does not mention {action.option_strings[-1]}"
+
+
 def test_top_level_help_names_the_three_engines() -> None:
     text = build_parser().format_help()
     assert all(engine in text for engine in ("local", "aws-batch", "dask"))

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     order.add_argument("--desc", dest="ascending", action="store_false", help="with --sort: largest first")
     p.add_argument("--wide", action="store_true",
                    help="table: also the fixed and derived params, attempts, durations, times, worker and outputs")
-    p.add_argument("--columns", metavar="A,B,C", help="table: only these columns, in this order")
+    p.add_argument("--columns", metavar="A,B,C", help="only these columns, in this order (table, csv, json or parquet)")
     p.add_argument("--refresh", action="store_true", help="re-read every task instead of the cached table")
     p.set_defaults(func=cmd_results)
 
