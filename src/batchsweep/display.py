@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from batchsweep.runs import Plan, Run
 
 PLAN_ROWS = 20
-STATE_ORDER = ("succeeded", "failed", "timeout", "lost", "cancelled", "running", "pending")
+STATE_ORDER = ("succeeded", "pruned", "failed", "timeout", "lost", "cancelled", "running", "pending")
 
 
 def _console(stderr: bool = False) -> Any:
@@ -211,7 +211,7 @@ def print_outcome(run: Run) -> None:
     line = no_metrics_line(run, run.statuses())
     if line:
         print(line, file=sys.stderr)
-    if counts.get("succeeded", 0) != run.n_tasks:
+    if counts.get("succeeded", 0) + counts.get("pruned", 0) != run.n_tasks:
         print(f"see why: batchsweep status {run.id} · rerun what failed: batchsweep resume {run.id}", file=sys.stderr)
     print(f"results: batchsweep results {run.id}", file=sys.stderr)
 
@@ -342,7 +342,8 @@ def result_columns(df: pd.DataFrame, *, params: Sequence[str], metrics: Sequence
     names = [p for p in params if p in df.columns and p not in structure]
     varying = [p for p in names if p not in derived and df[p].map(cell).nunique() > 1]
     quiet = [p for p in names if p not in varying]
-    cols = ["task", *structure, *varying, "status", *(m for m in metrics if m in df.columns)]
+    cols = ["task", *structure, *varying, "status", *(m for m in metrics if m in df.columns),
+            *(c for c in ("last_step", "partial") if c in df.columns)]
     has_error = "error" in df.columns and df["error"].notna().any()
     if wide:
         cols += [*quiet, *(c for c in WIDE_ONLY if c in df.columns), *(["error"] if "error" in df.columns else [])]

@@ -16,6 +16,12 @@ class State(str, enum.Enum):
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
     LOST = "lost"  # the engine says it ended, but no status was written
+    PRUNED = "pruned"  # stopped early by the spec's `stop:` rule: not a failure, never rerun by resume
+
+    @property
+    def ok(self) -> bool:
+        """Ended as it should: the run's exit code is 0 when every task is ok."""
+        return self in (State.SUCCEEDED, State.PRUNED)
 
     @property
     def done(self) -> bool:
@@ -70,6 +76,7 @@ class TaskStatus:
     gpu: str | None = None  # the GPU ids it was leased on this machine (CUDA_VISIBLE_DEVICES)
     metrics_missing: str | None = None  # it succeeded but yielded no metric: what the rule found instead
     command: str | None = None  # the command line it ran, as typed in the script's directory
+    last_step: int | float | None = None  # the last step of its series (metrics.jsonl), where a pruned task stopped
 
     @property
     def duration_s(self) -> float | None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from batchsweep.runs import Run
 
-DONE_STATES = ("succeeded", "failed", "timeout", "cancelled", "lost")
+DONE_STATES = ("succeeded", "pruned", "failed", "timeout", "cancelled", "lost")
 PLAIN_EVERY_S = 5.0
 
 
@@ -20,7 +20,7 @@ def _plain() -> bool:
 
 
 def _describe(counts: dict[str, int]) -> str:
-    order = ("succeeded", "failed", "timeout", "lost", "cancelled", "running", "pending")
+    order = ("succeeded", "pruned", "failed", "timeout", "lost", "cancelled", "running", "pending")
     return ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
 
 
@@ -128,8 +128,9 @@ def _watch_rich(run: Run, total: int, started: float, interval: float) -> None:
         while True:
             counts, progress = run.counts()
             bad = sum(counts.get(k, 0) for k in ("failed", "timeout", "lost", "cancelled"))
-            done = counts.get("succeeded", 0) + bad
-            bar.update(task, completed=done, ok=counts.get("succeeded", 0), bad=bad, running=counts.get("running", 0))
+            ok = counts.get("succeeded", 0) + counts.get("pruned", 0)
+            done = ok + bad
+            bar.update(task, completed=done, ok=ok, bad=bad, running=counts.get("running", 0))
             for note in progress.notes:
                 if note not in seen_notes:
                     seen_notes.add(note)

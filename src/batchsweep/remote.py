@@ -157,12 +157,12 @@ def main() -> int:
             if registry.cancelled.is_set():
                 break
             previous = store.read_status(run_id, index)
-            if previous is not None and previous.state is State.SUCCEEDED:
+            if previous is not None and previous.state.ok:
                 continue
             status = execute_task(ctx, tasks[index], store, worker=worker, scratch=scratch / "tasks",
                                   registry=registry, resolve_input=resolve, infra_retries=batch_attempt - 1,
                                   launcher=launch_teed)
-            if status.state is not State.SUCCEEDED:
+            if not status.state.ok:
                 exit_code = status.exit_code if status.exit_code and status.exit_code > 0 else 1
     if registry.cancelled.is_set():
         return 143

@@ -21,7 +21,7 @@ from batchsweep.importance import param_importance
 from batchsweep.metrics import MAXIMIZE_NAMES, MINIMIZE_NAMES, direction_from_name
 from batchsweep.svgplot import Dim, esc, finite, fmt
 
-STATES = ("succeeded", "failed", "timeout", "cancelled", "lost", "running", "pending")
+STATES = ("succeeded", "pruned", "failed", "timeout", "cancelled", "lost", "running", "pending")
 FAILED = ("failed", "timeout", "cancelled", "lost")
 # A metric picked by default is a quality one: never a time or a cost, even though those have a direction.
 DEFAULT_PICK = tuple(n for n in MAXIMIZE_NAMES + MINIMIZE_NAMES

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from batchsweep.runs import Run
 
 FIXED_COLUMNS = ("status", "attempts", "duration_s", "exit_code", "error", "started_at", "ended_at", "worker",
-                 "peak_rss_mib", "cpu_s", "gpu")
+                 "peak_rss_mib", "cpu_s", "gpu", "last_step", "partial")
 
 
 def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
@@ -35,6 +35,9 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
     states = run._states(statuses, progress)
     metrics = run.store.read_metrics(run.id, [i for i, s in statuses.items() if s.state is not State.CANCELLED])
     reasons = run.engine.failure_reasons() if State.LOST in states.values() else {}
+    # Mid-run: a running task's latest values from its series, marked partial.
+    live = latest_values(run, [i for i, s in states.items() if not s.done and i not in statuses]) \
+        if progress.active else {}
     param_names = list(run.info.get("param_names") or [])
     rows: list[dict[str, Any]] = []
     for task in run.tasks():
@@ -56,6 +59,13 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
         })
         if status and status.gpu:
             row["gpu"] = status.gpu
+        if status and status.last_step is not None:
+            row["last_step"] = status.last_step
+        if task.index in live:
+            step, values = live[task.index]
+            row.update({"last_step": step, "partial": True})
+            for name, value in values.items():
+                row[name if name not in row else f"metric_{name}"] = value
         for name, value in metrics.get(task.index, {}).items():
             row[name if name not in row else f"metric_{name}"] = value
         if status and status.outputs:
@@ -73,12 +83,32 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
     return df
 
 
+def latest_values(run: Run, indices: list[int]) -> dict[int, tuple[Any, dict[str, Any]]]:
+    """The last step of each task's series and the latest value of each metric in it (tasks without one are
+    left out)."""
+    from batchsweep.series import SERIES, number, parse
+
+    keys = [run.store.task_key(run.id, i, SERIES) for i in indices]
+    out: dict[int, tuple[Any, dict[str, Any]]] = {}
+    for index, raw in zip(indices, run.store._read_many(keys)):
+        records = parse(raw) if raw else []
+        if not records:
+            continue
+        values: dict[str, Any] = {}
+        for record in records:
+            values.update({k: v for k, v in record.items() if k not in ("step", "t") and number(v) is not None})
+        out[index] = (max(number(r["step"]) or 0 for r in records), values)
+    return out
+
+
 def _typed(df: pd.DataFrame, run: Run, whole: set[str] | None = None) -> pd.DataFrame:
     """One type per column, however the table was made: `outputs` a list on every row (parquet gives numpy
     arrays), metrics whose values are all whole numbers nullable integers (a missing row must not turn 12
     into 12.0; the parquet cache keeps the type)."""
     if "attempts" in df:
         df["attempts"] = df["attempts"].astype("int64")
+    if "partial" in df:
+        df["partial"] = df["partial"].fillna(False).astype(bool)
     if "outputs" in df:
         df["outputs"] = [list(v) if isinstance(v, (list, tuple)) or hasattr(v, "tolist") else [] for v in df["outputs"]]
     for col in ["exit_code", *metric_columns(run, df)]:

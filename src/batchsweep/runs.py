@@ -4,6 +4,7 @@ cancel, resume and read results. Every command that reads a run rebuilds it from
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import secrets
@@ -187,6 +188,9 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
         raise SpecError("params: the parameter space expands to no tasks; every block needs at least one value")
     # A search has no tasks yet (its rounds add them): check the script and inputs against example trials.
     examples, search_fields = _search_check(spec) if spec.search else (tasks, {})
+    if spec.stop is not None and importlib.util.find_spec("optuna") is None:
+        raise SpecError("stop: early stopping decides with Optuna's pruners, which are not installed; "
+                        "pip install 'batchsweep[search]'")
     _check_placeholders_filled(examples)
     _check_inputs(spec, examples)
     notes: list[str] = []
@@ -386,7 +390,7 @@ class Run:
     @property
     def exit_code(self) -> int:
         states = self.states()
-        return 0 if all(s is State.SUCCEEDED for s in states.values()) else 1
+        return 0 if all(s.ok for s in states.values()) else 1
 
     # -- actions ------------------------------------------------------------------------------
     def wait(self, *, progress: bool = True, interval: float = 0.25) -> int:
@@ -440,7 +444,7 @@ class Run:
             todo = search.resume_todo(self, detach=detach)  # Run.wait submits them, then the next rounds
         else:
             statuses = self.statuses()
-            todo = [t.index for t in self.tasks() if not (t.index in statuses and statuses[t.index].state is State.SUCCEEDED)]
+            todo = [t.index for t in self.tasks() if not (t.index in statuses and statuses[t.index].state.ok)]
         for i in todo:
             self.store.backend.delete_prefix(self.store.task_key(self.id, i))
         self.store.backend.delete_prefix(self.store.run_key(self.id, "results.parquet"))

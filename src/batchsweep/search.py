@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 JOURNAL = "study.journal"
 OWN_PARAMS = ("trial", "round")
-RESULT_STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT)  # a cancelled or missing task runs again
+RESULT_STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.PRUNED)  # a cancelled or missing one runs again
 SAMPLER_NEEDS = {"cmaes": ("cmaes",), "gp": ("torch", "scipy")}
 
 
@@ -55,7 +55,15 @@ class Proposal:
     values: dict[str, Any]
 
 
-Evaluate = Callable[[list[Proposal]], Sequence["float | None"]]
+@dataclass(frozen=True)
+class Pruned:
+    """A trial whose task the `stop:` rule stopped: told to Optuna as PRUNED, with its series as intermediate
+    values (when the stop metric is the search's metric)."""
+
+    series: dict[int, float]
+
+
+Evaluate = Callable[[list[Proposal]], Sequence["float | Pruned | None"]]
 
 
 class Interrupted(Exception):
@@ -142,10 +150,15 @@ def ask_round(study: optuna.Study, search: Search, n: int, *, batch: int) -> lis
     return proposals
 
 
-def tell(study: optuna.Study, trial: int, value: float | None) -> None:
+def tell(study: optuna.Study, trial: int, value: float | Pruned | None) -> None:
     from optuna.trial import TrialState
 
-    if value is None:
+    if isinstance(value, Pruned):
+        frozen = study.get_trials(deepcopy=False)[trial]
+        for step, v in sorted(value.series.items()):
+            study._storage.set_trial_intermediate_value(frozen._trial_id, step, v)
+        study.tell(trial, state=TrialState.PRUNED)
+    elif value is None:
         study.tell(trial, state=TrialState.FAIL)
     else:
         study.tell(trial, value)
@@ -158,7 +171,7 @@ def next_round(study: optuna.Study) -> int:
 def told(study: optuna.Study) -> int:
     from optuna.trial import TrialState
 
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)))
 
 
 def optimize(study: optuna.Study, search: Search, evaluate: Evaluate, *, batch: int,
@@ -290,7 +303,9 @@ def _settle(run: Run, study: optuna.Study) -> list[Proposal]:
     for trial in running:
         index = by_trial.get(trial.number)
         status = run.store.read_status(run.id, index) if index is not None else None
-        if index is not None and status is not None and status.state in RESULT_STATES:
+        if index is not None and status is not None and status.state is State.PRUNED:
+            tell(study, trial.number, _pruned(run, index))
+        elif index is not None and status is not None and status.state in RESULT_STATES:
             metrics = run.store.read_metrics(run.id, [index]).get(index) if status.state is State.SUCCEEDED else None
             tell(study, trial.number, as_value(metrics, metric))
         else:
@@ -326,7 +341,7 @@ def _engine_evaluator(run: Run, search: Search, study: optuna.Study, *, progress
                       interval: float) -> Evaluate:
     from batchsweep.progress import watch
 
-    def evaluate(proposals: list[Proposal]) -> list[float | None]:
+    def evaluate(proposals: list[Proposal]) -> list[float | Pruned | None]:
         index_of = _task_indices(run, proposals)
         indices = [index_of[p.trial] for p in proposals]
         if progress:
@@ -343,9 +358,21 @@ def _engine_evaluator(run: Run, search: Search, study: optuna.Study, *, progress
         metrics = run.store.read_metrics(run.id, [i for i, s in statuses.items() if s and s.state is State.SUCCEEDED])
         values = [as_value(metrics.get(i), search.metric) for i in indices]
         _check_metric(search, study, metrics, values)
-        return values
+        return [_pruned(run, i) if (s := statuses[i]) is not None and s.state is State.PRUNED else v
+                for i, v in zip(indices, values)]
 
     return evaluate
+
+
+def _pruned(run: Run, index: int) -> Pruned:
+    """A pruned trial's series of the search's metric (empty when the stop rule watched another metric)."""
+    from batchsweep.series import SERIES, parse, values_by_step
+
+    try:
+        data = run.store.backend.read_bytes(run.store.task_key(run.id, index, SERIES))
+    except FileNotFoundError:
+        data = b""
+    return Pruned(values_by_step(parse(data), _search(run).metric))
 
 
 def _check_metric(search: Search, study: optuna.Study, metrics: dict[int, dict[str, Any]],

@@ -247,6 +247,45 @@ class Search(_SpaceBlock):
     direction: Literal["minimize", "maximize"] = "minimize"
 
 
+STOP_RULES = ("median", "percentile", "halving", "hyperband", "threshold")
+
+
+class Stop(_Strict):
+    """Early stopping (docs/design.md, "Series and early stopping"): a task whose series of `metric` the rule
+    finds hopeless is stopped and ends `pruned`. The decision is an Optuna pruner's."""
+
+    metric: str
+    direction: Literal["minimize", "maximize"] | None = None  # None: from the metric's name (loss, acc...)
+    rule: Literal["median", "percentile", "halving", "hyperband", "threshold"] = "median"
+    min_steps: int = Field(default=0, ge=0)  # median/percentile/threshold: no decision before this step;
+    #                                          halving/hyperband: the first rung (Optuna's min_resource, >= 1)
+    min_trials: int = Field(default=5, ge=0)  # median/percentile: tasks that must have finished first
+    interval: int = Field(default=1, ge=1)  # median/percentile/threshold: decide every N steps
+    percentile: float = Field(default=25.0, gt=0, lt=100)  # percentile: keep the best N percent
+    lower: float | None = None  # threshold: stop when the value goes below
+    upper: float | None = None  # threshold: stop when the value goes above
+    reduction_factor: int = Field(default=3, ge=2)  # halving/hyperband
+    max_steps: int | None = Field(default=None, ge=1)  # hyperband: the last step of a full run (max_resource)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Stop:
+        from batchsweep.metrics import direction_from_name
+
+        if self.direction is None and self.rule != "threshold":
+            up = direction_from_name(self.metric)
+            if up is None:
+                raise ValueError(f"direction: the name {self.metric!r} does not say whether lower or higher is "
+                                 "better; add direction: minimize (or maximize)")
+            self.direction = "maximize" if up else "minimize"
+        if self.rule == "threshold" and self.lower is None and self.upper is None:
+            raise ValueError("rule threshold needs lower: X or upper: Y (stop below X / above Y)")
+        if self.rule == "hyperband" and self.max_steps is None:
+            raise ValueError("rule hyperband needs max_steps: the step a full run reaches (e.g. the last epoch)")
+        if self.rule in ("halving", "hyperband") and self.min_steps < 1:
+            self.min_steps = 1
+        return self
+
+
 class Spec(_Strict):
     name: str
     script: str | None = None
@@ -267,6 +306,7 @@ class Spec(_Strict):
     requirements: str | list[str] | None = None  # aws-batch: a requirements file (relative to the spec) or pip specifiers
     code: Code = Code()
     search: Search | None = None
+    stop: Stop | None = None
     backend: str = "local"
     aws: Aws = Aws()
     dask: dict[str, Any] = {}
@@ -360,6 +400,17 @@ class Spec(_Strict):
             raise ValueError("give exactly one of `script: path/to/script.py` or `function: module:callable`")
         if not self.search and (self.params is None or not any(self.params.names_by_block().values())):
             raise ValueError("params: the parameter space is empty; add e.g. `params: {grid: {x: [1, 2, 3]}}`")
+        printed = (next(getattr(self.metrics, s) for s in ("stdout", "stderr", "output")
+                        if getattr(self.metrics, s) is not None) if isinstance(self.metrics, MetricsFromOutput) else None)
+        if self.stop is not None and printed is not None and printed != "last":
+            groups = re.compile(printed).groupindex
+            if "step" not in groups:
+                raise ValueError("stop: needs a series; name the step in the metrics rule, e.g. "
+                                 "'epoch (?P<step>\\d+) .*val_loss=(?P<val_loss>[\\d.]+)' (or call "
+                                 "batchsweep.log_metrics(step=..., ...) from the script)")
+            if self.stop.metric not in groups:
+                raise ValueError(f"stop.metric: {self.stop.metric!r} is not a group of the metrics rule "
+                                 f"(its groups: {', '.join(groups)})")
         if self.function and not re.fullmatch(r"[\w.]+:[\w.]+", self.function):
             raise ValueError(f"function {self.function!r} must look like `module:callable` (e.g. mypkg.train:main)")
         return self

@@ -17,7 +17,7 @@ from typing import Any
 
 # ColorBrewer RdYlBu: both ends stay visible on white, so the best lines stand out.
 _RAMP = ["#d73027", "#f46d43", "#fdae61", "#fee090", "#ffffbf", "#e0f3f8", "#abd9e9", "#74add1", "#4575b4"]
-STATUS_COLORS = {"succeeded": "#4c9a6a", "failed": "#d62728", "timeout": "#ff7f0e", "cancelled": "#8c8c8c",
+STATUS_COLORS = {"succeeded": "#4c9a6a", "pruned": "#b5a642", "failed": "#d62728", "timeout": "#ff7f0e", "cancelled": "#8c8c8c",
                  "lost": "#9467bd", "pending": "#c7c7c7", "running": "#1f77b4"}
 MAX_MARKS = 3000  # beyond this a chart samples its marks, so a 100k-task report stays a few MB
 

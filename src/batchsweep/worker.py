@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from batchsweep import metrics as metrics_mod
 from batchsweep import reaper
+from batchsweep import series as series_mod
 from batchsweep.model import State, Task, TaskStatus, input_parts
 from batchsweep.scriptargs import ScriptFlags
 from batchsweep.scriptargv import ArgStyle, build_argv
@@ -78,6 +79,7 @@ class RunContext:
     python: str = sys.executable
     memory_limit_mib: float | None = None  # local engine: a task whose process tree goes over it is killed
     arg_style: ArgStyle = ArgStyle()
+    stop: dict[str, Any] | None = None  # the spec's `stop:` rule (early stopping), as in run.json
 
     @property
     def style(self) -> str:
@@ -143,6 +145,16 @@ class Attempt:
     error: str | None
     usage: Usage = Usage(None, None)
     retry: bool = True  # False: another attempt would end the same way (out of memory)
+
+
+@dataclass
+class Live:
+    """What the worker does while a task runs: record its series every `every` seconds (uploading it to a remote
+    store) and, with a `stop:` rule, ask the stopper whether the task should stop."""
+
+    recorder: series_mod.Recorder
+    every: float
+    stopper: Any = None  # batchsweep.stopping.Stopper
 
 
 @dataclass
@@ -275,33 +287,67 @@ def _fresh_dir(path: Path) -> None:
 
 def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: ProcessRegistry | None,
                 resolve_input: Callable[[str], Path], launcher: Launcher = launch_cold,
-                extra_env: dict[str, str] | None = None) -> Attempt:
+                extra_env: dict[str, str] | None = None, live: Live | None = None) -> Attempt:
     _fresh_dir(paths.work)
     paths.staged = _stage(task, paths.work, resolve_input)
     token = f"{ctx.run_id}/{task.index}/{secrets.token_hex(4)}"  # inherited by every descendant: see reaper
     env = {**task_env(ctx, task, paths.work, extra_env), reaper.TOKEN_VAR: token}
+    if live is not None:
+        live.recorder.start()
+        env[series_mod.ENV_FILE] = str(live.recorder.path)
     try:
         proc = launcher(command(ctx, task), cwd=paths.work, env=env,
                         stdout=paths.task_dir / "stdout.log", stderr=paths.task_dir / "stderr.log")
     except OSError as e:
         return Attempt(State.FAILED, None, f"could not start: {e}")
     try:
-        attempt = _wait_attempt(ctx, proc, registry)
+        attempt = _wait_attempt(ctx, proc, registry, live)
     finally:
         reaper.kill_orphans(token, spare={proc.pid})  # what left the process group (setsid, double fork)
+        if live is not None:
+            try:
+                live.recorder.poll(final=True)
+            except OSError:
+                pass  # a series that cannot be read or uploaded now is not worth the task's result
     if attempt.state is State.FAILED and attempt.retry:  # (an out-of-memory kill says so itself)
         last = last_line(paths.task_dir / "stderr.log")
         attempt.error = (attempt.error or "") + (f": {last}" if last else "")
     return attempt
 
 
-def _wait_attempt(ctx: RunContext, proc: TaskProcess, registry: ProcessRegistry | None) -> Attempt:
+def _wait_live(ctx: RunContext, proc: TaskProcess, live: Live | None) -> tuple[int | None, str | None]:
+    """Wait for the task like `proc.wait(timeout)`, recording its series meanwhile. Returns (exit code, None),
+    or (None, reason) when the stop rule stopped it. TimeoutExpired when it ran out of time."""
+    if live is None:
+        return proc.wait(timeout=ctx.timeout_s), None
+    deadline = None if ctx.timeout_s is None else time.monotonic() + ctx.timeout_s
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise subprocess.TimeoutExpired("task", ctx.timeout_s or 0)
+        try:
+            return proc.wait(timeout=live.every if left is None else min(live.every, left)), None
+        except subprocess.TimeoutExpired:
+            if left is not None and left <= live.every:
+                raise
+        try:
+            live.recorder.poll()
+            decision = live.stopper.check(live.recorder.records) if live.stopper is not None else None
+        except OSError:
+            continue  # the store hiccuped (S3 throttling, a full disk): the task goes on, the next flush retries
+        if decision is not None:
+            kill_group(proc)  # SIGTERM to its process group, SIGKILL after the grace period
+            return None, decision.reason
+
+
+def _wait_attempt(ctx: RunContext, proc: TaskProcess, registry: ProcessRegistry | None,
+                  live: Live | None = None) -> Attempt:
     if registry is not None:
         registry.add(proc)
     sampler = UsageSampler(proc.pid, limit_mib=ctx.memory_limit_mib,
                            on_limit=lambda: kill_group(proc, grace_s=0)).start()
     try:
-        code = proc.wait(timeout=ctx.timeout_s)
+        code, pruned = _wait_live(ctx, proc, live)
     except subprocess.TimeoutExpired:
         kill_group(proc)
         return Attempt(State.TIMEOUT, proc.returncode, f"timeout after {ctx.timeout_s:g}s", sampler.stop())
@@ -309,6 +355,10 @@ def _wait_attempt(ctx: RunContext, proc: TaskProcess, registry: ProcessRegistry 
         if registry is not None:
             registry.remove(proc)
     usage = sampler.stop()
+    if code is None:  # stopped by the rule: killed above
+        code = proc.returncode if proc.returncode is not None else -signal.SIGTERM
+    if pruned is not None and not (registry is not None and registry.cancelled.is_set()):
+        return Attempt(State.PRUNED, code, pruned, usage, retry=False)
     # A task that exits by itself may leave children in its group behind: they die with it.
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -362,6 +412,8 @@ def _collect_metrics(ctx: RunContext, paths: TaskPaths) -> tuple[str | None, boo
             printed = metrics_mod.from_streams(logs, pattern, match=rule.get("match") or "last")
         if printed:
             found = {**(found or {}), **printed}
+            if series_mod.rule_source(rule) is not None:
+                found.pop("step", None)  # the step reached is the status's last_step
     if found:
         target.write_text(json.dumps(found))
     return None, bool(found)
@@ -416,7 +468,7 @@ def _collect_outputs(ctx: RunContext, task: Task, paths: TaskPaths) -> tuple[str
 def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
              registry: ProcessRegistry | None = None, resolve_input: Callable[[str], Path],
              first_attempt: int = 1, max_attempts: int | None = None,
-             launcher: Launcher = launch_cold, gpus: tuple[str, ...] = ()) -> TaskStatus:
+             launcher: Launcher = launch_cold, gpus: tuple[str, ...] = (), live: Live | None = None) -> TaskStatus:
     """Run every attempt of one task and return its final status (not yet written: the caller writes it last,
     after anything else it must upload)."""
     paths.task_dir.mkdir(parents=True, exist_ok=True)
@@ -425,8 +477,8 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
     attempt_no = first_attempt
     while True:
         result = run_attempt(ctx, task, paths, registry=registry, resolve_input=resolve_input, launcher=launcher,
-                             extra_env=gpu_env(gpus))
-        done = (result.state in (State.SUCCEEDED, State.CANCELLED) or not result.retry
+                             extra_env=gpu_env(gpus), live=live)
+        done = (result.state in (State.SUCCEEDED, State.CANCELLED, State.PRUNED) or not result.retry
                 or attempt_no >= first_attempt + attempts - 1)
         if done:
             break
@@ -449,6 +501,7 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
         started_at=round(started, 3), ended_at=round(time.time(), 3), worker=worker or socket.gethostname(),
         outputs=outputs, peak_rss_mib=result.usage.peak_rss_mib, cpu_s=result.usage.cpu_s,
         gpu=",".join(gpus) or None, metrics_missing=missing, command=shown_command(ctx, task),
+        last_step=live.recorder.last_step if live is not None else None,
     )
 
 
@@ -474,7 +527,7 @@ def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scra
         assert scratch is not None, "a remote store needs a scratch directory"
         paths = TaskPaths(scratch / str(task.index))
     status = run_task(ctx, task, paths, worker=worker, registry=registry, resolve_input=resolve_input,
-                      launcher=launcher, gpus=gpus)
+                      launcher=launcher, gpus=gpus, live=_live(ctx, task, store, paths))
     if infra_retries:
         status = dataclasses.replace(status, infra_retries=infra_retries)
     if not store.is_local:
@@ -483,6 +536,25 @@ def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scra
         shutil.rmtree(paths.task_dir, ignore_errors=True)
     store.write_status(run_id, status)
     return status
+
+
+def _live(ctx: RunContext, task: Task, store: Store, paths: TaskPaths) -> Live:
+    """Series recording for a task (and its stopper when the spec has `stop:`); a remote store gets the series
+    uploaded after each flush that added to it."""
+    upload = None
+    if not store.is_local:
+        key = store.task_key(ctx.run_id, task.index, series_mod.SERIES)
+
+        def upload(data: bytes) -> None:
+            store.backend.write_bytes(key, data)
+
+    stopper = None
+    if ctx.stop:
+        from batchsweep.stopping import Stopper
+
+        stopper = Stopper(ctx.stop, store, ctx.run_id, task.index)
+    return Live(series_mod.Recorder(paths.task_dir, ctx.metrics_rule, upload=upload),
+                every=series_mod.flush_every(local=store.is_local), stopper=stopper)
 
 
 def context_from_run(run_info: dict[str, Any], *, code_dir: Path | None = None) -> RunContext:
@@ -503,6 +575,7 @@ def context_from_run(run_info: dict[str, Any], *, code_dir: Path | None = None) 
         memory_limit_mib=(run_info.get("engine") or {}).get("memory_limit_mib"),
         python=spec.get("python") or sys.executable,
         arg_style=ArgStyle.from_spec(spec.get("args")),
+        stop=spec.get("stop"),
     )
 
 

@@ -1,0 +1,254 @@
+"""Early stopping (the spec's `stop:`): should this running task stop now, given every series of its run?
+
+The decision is Optuna's: the run becomes an in-memory study, one trial per task in index order (trial number =
+task index), each with its series of `stop.metric` as intermediate values — succeeded tasks COMPLETE, pruned
+ones PRUNED, failed ones FAIL, the others RUNNING — and the rule's pruner (MedianPruner, PercentilePruner,
+SuccessiveHalvingPruner, HyperbandPruner, ThresholdPruner) is asked about the task's trial. `decide` is a pure
+function of that data: the same series and states give the same decision on every engine.
+
+Who decides: the worker running the task, after each flush of its series (docs/design.md, "Series and early
+stopping"). It reads the other tasks' series and statuses from the store (`RunView`), so no driver has to stay
+online — on AWS Batch the containers read each other's series from S3.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Literal
+
+from batchsweep.model import State, TaskStatus
+from batchsweep.series import SERIES, parse, values_by_step
+
+if TYPE_CHECKING:
+    import optuna
+
+    from batchsweep.store import Store
+
+MAX_STEPS_PER_CHECK = 50
+OPTUNA_STATES = {State.SUCCEEDED: "COMPLETE", State.PRUNED: "PRUNED", State.FAILED: "FAIL",
+                 State.TIMEOUT: "FAIL", State.LOST: "FAIL", State.CANCELLED: "FAIL"}
+
+
+@dataclass(frozen=True)
+class Decision:
+    step: int
+    value: float
+    reason: str
+
+
+STUDY_PREFIX = "batchsweep-stop-"
+
+
+class _OurStudies(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return STUDY_PREFIX not in record.getMessage()
+
+
+@functools.cache
+def _quiet_study_creation() -> None:
+    """Every decision builds a study in memory; Optuna would announce each one. Only those announcements are
+    dropped: Optuna's own log level stays the CLI's to set."""
+    logging.getLogger("optuna.storages._in_memory").addFilter(_OurStudies())
+
+
+def pruner(stop: dict[str, Any]) -> optuna.pruners.BasePruner:
+    import optuna
+
+    rule = stop.get("rule", "median")
+    warmup, interval = int(stop.get("min_steps") or 0), int(stop.get("interval") or 1)
+    startup = int(stop.get("min_trials", 5))
+    if rule == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup, interval_steps=interval)
+    if rule == "percentile":
+        return optuna.pruners.PercentilePruner(float(stop.get("percentile", 25.0)), n_startup_trials=startup,
+                                               n_warmup_steps=warmup, interval_steps=interval)
+    if rule == "threshold":
+        return optuna.pruners.ThresholdPruner(lower=stop.get("lower"), upper=stop.get("upper"),
+                                              n_warmup_steps=warmup, interval_steps=interval)
+    rf = int(stop.get("reduction_factor") or 3)
+    if rule == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, warmup), reduction_factor=rf)
+    if rule == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, warmup), max_resource=int(stop["max_steps"]),
+                                              reduction_factor=rf)
+    raise ValueError(f"unknown stop rule {rule!r}")
+
+
+def _rungs(series: dict[int, float], *, min_resource: int, rf: int, rate: int, before: int | None) -> dict[str, float]:
+    """The successive-halving rungs a trial has passed, as Optuna records them (`completed_rung_N`: its value at
+    the first step at or past the rung's step), counting only steps before `before` (None: all)."""
+    steps = sorted(s for s in series if before is None or s < before)
+    attrs: dict[str, float] = {}
+    rung = 0
+    while steps:
+        at = min_resource * rf ** (rate + rung)
+        reached = next((s for s in steps if s >= at), None)
+        if reached is None:
+            break
+        attrs[f"completed_rung_{rung}"] = series[reached]
+        rung += 1
+    return attrs
+
+
+def decide(stop: dict[str, Any], study_name: str, index: int, series: dict[int, dict[int, float]],
+           states: dict[int, State]) -> Decision | None:
+    """Should task `index` stop at the last step of its series? `series` holds every task's {step: value} of
+    `stop.metric`; `states` the tasks that ended (any other task is running or pending)."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    own = series.get(index) or {}
+    if not own:
+        return None
+    direction: Literal["minimize", "maximize"] = "maximize" if stop.get("direction") == "maximize" else "minimize"
+    _quiet_study_creation()
+    study = optuna.create_study(study_name=STUDY_PREFIX + study_name, direction=direction,
+                                storage=optuna.storages.InMemoryStorage())
+    rule = pruner(stop)
+    bracket = None
+    if isinstance(rule, optuna.pruners.HyperbandPruner):
+        rule._try_initialization(study)  # max_resource is given: the brackets do not depend on the data
+        bracket = rule._get_bracket_id
+    halving = isinstance(rule, (optuna.pruners.SuccessiveHalvingPruner, optuna.pruners.HyperbandPruner))
+    last = max(own)
+    trials = []
+    for i in range(max([index, *series, *states]) + 1):
+        values = own if i == index else series.get(i) or {}
+        state = TrialState.RUNNING if i == index else TrialState[OPTUNA_STATES.get(states[i], "RUNNING") if i in states else "RUNNING"]
+        if state is TrialState.COMPLETE and not values:
+            state = TrialState.FAIL  # finished without a series: nothing to compare with
+        attrs: dict[str, Any] = {}
+        if halving and values:
+            rate = bracket(study, SimpleNamespace(number=i)) if bracket is not None else 0  # type: ignore[arg-type]
+            attrs = _rungs(values, min_resource=max(1, int(stop.get("min_steps") or 1)),
+                           rf=int(stop.get("reduction_factor") or 3), rate=rate,
+                           before=last if i == index else None)
+        value = values[max(values)] if state is TrialState.COMPLETE else None
+        trials.append(create_trial(state=state, value=value, intermediate_values=values, system_attrs=attrs))
+    study.add_trials(trials)
+    frozen = study.get_trials(deepcopy=False)[index]
+    if not rule.prune(study, frozen):
+        return None
+    metric = stop.get("metric")
+    return Decision(step=last, value=own[last],
+                    reason=f"pruned at step {last} by the {stop.get('rule', 'median')} rule ({metric}={own[last]:.6g})")
+
+
+@dataclass
+class _Seen:
+    status: TaskStatus | None = None
+    series: dict[int, float] = field(default_factory=dict)
+    tag: Any = None
+
+
+class RunView:
+    """The run's series and statuses as the store holds them, re-read only where they changed."""
+
+    def __init__(self, store: Store, run_id: str, metric: str, *, running_too: bool = True) -> None:
+        self.store, self.run_id, self.metric = store, run_id, metric
+        self.running_too = running_too  # halving/hyperband compare with running tasks; median only finished ones
+        self._seen: dict[int, _Seen] = {}
+
+    def refresh(self, *, own: int) -> tuple[dict[int, dict[int, float]], dict[int, State]]:
+        if self.store.is_local:
+            self._refresh_local(own)
+        else:
+            self._refresh_remote(own)
+        series = {i: s.series for i, s in self._seen.items() if s.series}
+        states = {i: s.status.state for i, s in self._seen.items() if s.status is not None}
+        return series, states
+
+    def _refresh_local(self, own: int) -> None:
+        root = self.store.local_path(self.store.run_key(self.run_id, "tasks"))
+        try:
+            entries = [e for e in os.scandir(root) if e.name.isdigit()]
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            index = int(entry.name)
+            if index == own:
+                continue
+            seen = self._seen.setdefault(index, _Seen())
+            try:
+                st = os.stat(os.path.join(entry.path, "status.json"))
+                status_tag: Any = (st.st_mtime_ns, st.st_size)
+            except FileNotFoundError:
+                status_tag = None
+            try:
+                st = os.stat(os.path.join(entry.path, SERIES))
+                series_tag: Any = (st.st_mtime_ns, st.st_size)
+            except FileNotFoundError:
+                series_tag = None
+            tag = (status_tag, series_tag)
+            if tag == seen.tag:
+                continue
+            seen.tag = tag
+            seen.status = self.store.read_status(self.run_id, index) if status_tag else None
+            seen.series = self._series(index) if series_tag else {}
+
+    def _refresh_remote(self, own: int) -> None:
+        keys = self.store.backend.list_files(self.store.run_key(self.run_id, "tasks"))
+        with_status = {int(k.rsplit("/", 2)[-2]) for k in keys if k.endswith("/status.json")}
+        with_series = {int(k.rsplit("/", 2)[-2]) for k in keys if k.endswith(f"/{SERIES}")}
+        for index in with_status | with_series:
+            if index == own:
+                continue
+            seen = self._seen.setdefault(index, _Seen())
+            if seen.status is not None:
+                continue  # finished: its series does not change any more
+            if index in with_status:
+                seen.status = self.store.read_status(self.run_id, index)
+            if index in with_series and (seen.status is not None or self.running_too):
+                seen.series = self._series(index)
+
+    def _series(self, index: int) -> dict[int, float]:
+        try:
+            data = self.store.backend.read_bytes(self.store.task_key(self.run_id, index, SERIES))
+        except FileNotFoundError:
+            return {}
+        return values_by_step(parse(data), self.metric)
+
+
+class Stopper:
+    """The worker's side of `stop:` for one task: asked after each flush that added steps."""
+
+    def __init__(self, stop: dict[str, Any], store: Store, run_id: str, index: int) -> None:
+        self.stop, self.run_id, self.index = stop, run_id, index
+        self.metric = str(stop["metric"])
+        self.view = RunView(store, run_id, self.metric, running_too=stop.get("rule") in ("halving", "hyperband"))
+        self._checked: int | None = None
+
+    def check(self, records: list[dict[str, Any]]) -> Decision | None:
+        """Ask the rule at each step the series reached since the last check, in order (as Optuna asks a pruner
+        at every report): the step a task is stopped at does not depend on how often its series was flushed."""
+        own = values_by_step(records, self.metric)
+        new = [s for s in sorted(own) if self._checked is None or s > self._checked][-MAX_STEPS_PER_CHECK:]
+        if not new:
+            return None
+        self._checked = new[-1]
+        series, states = self.view.refresh(own=self.index)
+        for step in new:
+            series[self.index] = {s: v for s, v in own.items() if s <= step}
+            decision = decide(self.stop, self.run_id, self.index, series, states)
+            if decision is not None:
+                return decision
+        return None
+
+
+def saved_seconds(statuses: dict[int, TaskStatus], full_steps: float | None) -> float | None:
+    """Task time stopping saved: each pruned task's duration scaled to the steps a full run reaches, minus what
+    it ran. None when no task was pruned or the full length is unknown."""
+    pruned = [s for s in statuses.values() if s.state is State.PRUNED and s.duration_s and s.last_step]
+    if not pruned or not full_steps:
+        return None
+    saved = 0.0
+    for s in pruned:
+        assert s.duration_s is not None and s.last_step is not None
+        per_step = s.duration_s / max(float(s.last_step), 1.0)
+        saved += max(0.0, (full_steps - float(s.last_step)) * per_step)
+    return saved if math.isfinite(saved) else None

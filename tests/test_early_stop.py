@@ -1,0 +1,230 @@
+"""Series (metrics.jsonl) and early stopping (`stop:`) on the local engine, with real processes.
+
+tests/scripts/curve.py prints a known curve per --quality: val_loss = quality + 1/epoch, one epoch every --pace s.
+With max_parallel 2 and the median rule (min_trials 2, min_steps 2), tasks 0 and 1 finish first (nothing to
+compare with yet); every later task worse than their median is stopped at step 2, every better one runs to 8."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import write_spec
+
+import batchsweep
+from batchsweep.errors import SpecError
+from batchsweep.model import State
+from batchsweep.stopping import decide
+from batchsweep.store import Store
+
+SCRIPTS = Path(__file__).parent / "scripts"
+RULE = r"""'epoch (?P<step>\d+) .*val_loss=(?P<val_loss>[\d.]+)'"""
+GRID = "[0.2, 0.3, 0.1, 1.0, 0.15, 2.0]"  # tasks 3 and 5 are hopeless
+BAD = {3, 5}
+
+
+@pytest.fixture(autouse=True)
+def _fast_flush(monkeypatch):
+    monkeypatch.setenv("BATCHSWEEP_SERIES_FLUSH_S", "0.05")
+
+
+def _spec(tmp_path: Path, *, stop: str | None, api: bool = False, grid: str = GRID, pace: float = 0.2,
+          name: str = "curves") -> Path:
+    return write_spec(tmp_path, f"""
+        name: {name}
+        script: {SCRIPTS / 'curve.py'}
+        params:
+          grid: {{quality: {grid}}}
+          fixed: {{pace: {pace}, api: {str(api).lower()}}}
+        {'' if api else f'metrics: {{stdout: {RULE}}}'}
+        max_parallel: 2
+        {f'stop: {stop}' if stop else ''}
+    """)
+
+
+def _series(store: Path, run_id: str, index: int) -> list[dict]:
+    path = store / "runs" / run_id / "tasks" / str(index) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+MEDIAN = "{metric: val_loss, rule: median, min_steps: 2, min_trials: 2}"
+
+
+@pytest.mark.parametrize("api", [False, True], ids=["stdout-rule", "log_metrics"])
+def test_median_rule_prunes_the_bad_curves_at_the_expected_step_and_keeps_the_good(tmp_path, api):
+    run = batchsweep.run(_spec(tmp_path, stop=MEDIAN, api=api), store=tmp_path / "store", progress=False)
+    assert run.exit_code == 0  # pruned is not a failure
+    df = run.results().set_index("task")
+    assert {i for i in df.index if df.loc[i, "status"] == "pruned"} == BAD
+    assert set(df.loc[[i for i in df.index if i not in BAD], "status"]) == {"succeeded"}
+    for i in df.index:
+        series = _series(tmp_path / "store", run.id, i)
+        steps = [r["step"] for r in series]
+        quality = df.loc[i, "quality"]
+        assert steps == list(range(1, len(steps) + 1))
+        assert all(abs(r["val_loss"] - (quality + 1 / r["step"])) < 1e-3 for r in series)
+        status = run.store.read_status(run.id, i)
+        assert status.last_step == steps[-1]
+        assert df.loc[i, "val_loss"] == pytest.approx(series[-1]["val_loss"], abs=1e-3)  # the final value stays
+        if i in BAD:
+            assert "pruned at step 2 by the median rule" in status.error
+            assert 2 <= status.last_step < 8
+            assert status.exit_code == -15  # SIGTERM to its process group
+            log = (tmp_path / "store" / "runs" / run.id / "tasks" / str(i) / "stdout.log").read_text()
+            assert api or "epoch 2 " in log  # its log is kept
+        else:
+            assert steps[-1] == 8 and status.error is None
+
+
+def test_a_rule_that_never_triggers_changes_nothing(tmp_path):
+    plain = batchsweep.run(_spec(tmp_path, stop=None, pace=0.05), store=tmp_path / "a", progress=False)
+    never = batchsweep.run(_spec(tmp_path, stop="{metric: val_loss, rule: threshold, upper: 100}", pace=0.05),
+                           store=tmp_path / "b", progress=False)
+    a, b = plain.results(), never.results()
+    assert set(b["status"]) == {"succeeded"} and never.exit_code == 0
+    cols = ["task", "quality", "status", "val_loss", "last_step"]
+    assert a[cols].equals(b[cols])
+    for i in range(6):  # without stop: the series is recorded all the same
+        def strip(records: list[dict]) -> list[dict]:
+            return [{k: v for k, v in r.items() if k != "t"} for r in records]
+
+        assert strip(_series(tmp_path / "a", plain.id, i)) == strip(_series(tmp_path / "b", never.id, i))
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "BATCHSWEEP_STORE": str(tmp_path / "store"), "CI": "true"}
+    return subprocess.Popen([sys.executable, "-m", "batchsweep", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_series_is_flushed_while_the_task_runs_and_results_mark_it_partial(tmp_path):
+    spec = _spec(tmp_path, stop=None, grid="[0.5]", pace=0.3)
+    proc = _cli(tmp_path, "run", str(spec))
+    try:
+        store = tmp_path / "store"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            found = list(store.glob("runs/*/tasks/0/metrics.jsonl"))
+            if found and len(found[0].read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("no series while the task ran")
+        run_id = found[0].parts[-4]
+        assert not (found[0].parent / "status.json").exists()  # still running
+        df = batchsweep.load_run(run_id, store=store).results()
+        assert bool(df.loc[0, "partial"]) and df.loc[0, "last_step"] >= 2
+        assert df.loc[0, "val_loss"] == pytest.approx(0.5 + 1 / df.loc[0, "last_step"], abs=1e-3)
+    finally:
+        proc.communicate(timeout=60)
+    df = batchsweep.load_run(run_id, store=store).results()
+    assert "partial" not in df.columns and df.loc[0, "last_step"] == 8
+
+
+def test_kill_9_of_the_runner_then_resume_keeps_every_series(tmp_path):
+    grid = "[0.2, 0.3, 0.1, 1.0, 0.15, 2.0, 0.12, 1.5]"
+    proc = _cli(tmp_path, "run", str(_spec(tmp_path, stop=MEDIAN, grid=grid)))
+    store = tmp_path / "store"
+    deadline = time.monotonic() + 60
+    while len(list(store.glob("runs/*/tasks/*/status.json"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    (run_id,) = Store.open(store).run_ids()
+    before = {i: (s.state, s.ended_at) for i, s in Store.open(store).statuses(run_id).items()}
+    assert 3 <= len(before) < 8
+    resume = _cli(tmp_path, "resume", run_id)
+    _, err = resume.communicate(timeout=120)
+    assert resume.returncode == 0, err
+    run = batchsweep.load_run(run_id, store=store)
+    statuses = run.statuses()
+    assert {i for i, s in statuses.items() if s.state is State.PRUNED} == {3, 5, 7}
+    for i, (state, ended) in before.items():
+        assert statuses[i].ended_at == ended, f"task {i} ({state.value}) ran again"
+    for i, s in statuses.items():
+        steps = [r["step"] for r in _series(store, run_id, i)]
+        assert steps == list(range(1, s.last_step + 1)) and s.last_step == (8 if s.state is State.SUCCEEDED else steps[-1])
+
+
+def test_search_with_pruning_tells_optuna_the_trial_was_pruned(tmp_path):
+    spec = write_spec(tmp_path, f"""
+        name: search-prune
+        script: {SCRIPTS / 'curve.py'}
+        params: {{fixed: {{pace: 0.1, epochs: 6}}}}
+        metrics: {{stdout: {RULE}}}
+        search: {{sampler: random, trials: 8, batch: 2, metric: val_loss, direction: minimize, seed: 3,
+                  space: {{quality: 'uniform(0.0, 2.0)'}}}}
+        stop: {{metric: val_loss, rule: median, min_steps: 1, min_trials: 2}}
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    assert run.exit_code == 0
+    df = run.results().set_index("task")
+    import optuna
+
+    from batchsweep.search import StudyFile
+
+    study = StudyFile(run).open()
+    trials = {t.number: t for t in study.get_trials()}
+    pruned_tasks = {int(df.loc[i, "trial"]) for i in df.index if df.loc[i, "status"] == "pruned"}
+    assert pruned_tasks, "some trials must be worse than the median of the finished ones"
+    assert {n for n, t in trials.items() if t.state is optuna.trial.TrialState.PRUNED} == pruned_tasks
+    for n in pruned_tasks:
+        assert trials[n].intermediate_values  # the series reached Optuna
+    assert study.best_trial.state is optuna.trial.TrialState.COMPLETE
+    assert len(trials) == 8
+
+
+# -- the decision itself --------------------------------------------------------------------------
+def _curve(q: float, steps: int) -> dict[int, float]:
+    return {s: q + 1 / s for s in range(1, steps + 1)}
+
+
+def test_decide_is_a_pure_function_of_the_series_and_states():
+    stop = {"metric": "val_loss", "direction": "minimize", "rule": "median", "min_steps": 2, "min_trials": 2}
+    series = {0: _curve(0.2, 8), 1: _curve(0.3, 8), 2: _curve(1.0, 2)}
+    states = {0: State.SUCCEEDED, 1: State.SUCCEEDED}
+    first = decide(stop, "r", 2, series, states)
+    assert first is not None and first.step == 2
+    assert decide(stop, "r", 2, series, states) == first
+    assert decide(stop, "r", 2, {**series, 2: _curve(1.0, 1)}, states) is None  # before min_steps
+    assert decide(stop, "r", 2, {**series, 2: _curve(0.1, 2)}, states) is None  # better than the median
+    assert decide(stop, "r", 2, series, {0: State.SUCCEEDED}) is None  # fewer finished tasks than min_trials
+    assert decide({**stop, "direction": "maximize"}, "r", 2, series, states) is None
+
+
+def test_threshold_halving_and_hyperband_rules_decide_with_optunas_pruners():
+    threshold = {"metric": "m", "rule": "threshold", "upper": 1.2, "min_steps": 0}
+    assert decide(threshold, "r", 0, {0: {1: 1.1}}, {}) is None
+    assert decide(threshold, "r", 0, {0: {1: 1.1, 2: 1.3}}, {}).step == 2
+    halving = {"metric": "m", "direction": "minimize", "rule": "halving", "min_steps": 1, "reduction_factor": 2}
+    finished = {i: _curve(0.1 * i, 8) for i in range(4)}
+    states = {i: State.SUCCEEDED for i in range(4)}
+    assert decide(halving, "r", 4, {**finished, 4: _curve(5.0, 1)}, states).step == 1
+    assert decide(halving, "r", 4, {**finished, 4: _curve(0.0, 4)}, states) is None
+    hyperband = {**halving, "rule": "hyperband", "max_steps": 8}
+    verdicts = [decide(hyperband, "r", 4, {**finished, 4: _curve(q, 8)}, states) for q in (0.0, 5.0)]
+    assert verdicts[0] is None and verdicts[1] is not None
+
+
+def test_stop_needs_a_series_and_a_metric_the_rule_reads(tmp_path):
+    base = f"""
+        name: bad
+        script: {SCRIPTS / 'curve.py'}
+        params: {{grid: {{quality: [1]}}}}
+    """
+    cases = {
+        "metrics: {stdout: 'val_loss=(?P<val_loss>[0-9.]+)'}\nstop: {metric: val_loss}": "needs a series",
+        f"metrics: {{stdout: {RULE}}}\nstop: {{metric: loss}}": "not a group of the metrics rule",
+        f"metrics: {{stdout: {RULE}}}\nstop: {{metric: val_loss, rule: threshold}}": "lower: X or upper: Y",
+        f"metrics: {{stdout: {RULE}}}\nstop: {{metric: val_loss, rule: hyperband}}": "max_steps",
+        "stop: {metric: quux, rule: median}": "does not say whether lower or higher",
+    }
+    for extra, message in cases.items():
+        path = write_spec(tmp_path, base.rstrip(" ") + "\n".join("        " + line for line in extra.splitlines()))
+        with pytest.raises(SpecError, match=message):
+            batchsweep.plan(path)
