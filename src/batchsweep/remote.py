@@ -26,7 +26,6 @@ from typing import IO, Any
 
 from batchsweep import reaper
 from batchsweep.logprefix import prefix
-from batchsweep.model import State
 from batchsweep.store import Store
 from batchsweep.worker import ProcessRegistry, context_from_run, execute_task
 
