@@ -142,8 +142,9 @@ class RunLock:
             if current is not None and current.alive():
                 raise RunBusy(f"run {run_id} is being driven by {current.describe()}; wait for it "
                               f"(`batchsweep wait {run_id}`) or stop it (`batchsweep cancel {run_id}`)")
-            if store.backend.replace_if(key, cls._bytes(record), tag):
-                return cls(store, run_id, record, store.backend.read_tagged(key)[1])
+            new_tag = store.backend.replace_if(key, cls._bytes(record), tag)
+            if new_tag is not None:
+                return cls(store, run_id, record, new_tag)
         raise RunBusy(f"run {run_id}: another process is taking it over right now; try again")
 
     @classmethod
@@ -167,11 +168,11 @@ class RunLock:
             if self.lost:
                 return False
             record = Holder(**{**asdict(self.record), **changes, "heartbeat_at": time.time()})
-            if not self.store.backend.replace_if(self.key, self._bytes(record), self._tag):
+            tag = self.store.backend.replace_if(self.key, self._bytes(record), self._tag)
+            if tag is None:
                 self.lost = True
                 return False
-            self.record = record
-            self._tag = self.store.backend.read_tagged(self.key)[1]
+            self.record, self._tag = record, tag
             return True
 
     def hand_over(self, pid: int) -> str:

@@ -52,7 +52,7 @@ class Backend(Protocol):
     # Conditional writes, for the run lock (`batchsweep.runlock`): exclusive create and compare-and-swap.
     def create_exclusive(self, key: str, data: bytes) -> bool: ...  # False when the key exists
     def read_tagged(self, key: str) -> tuple[bytes, str]: ...  # (data, a tag that changes with every write)
-    def replace_if(self, key: str, data: bytes, tag: str) -> bool: ...  # False when the tag no longer matches
+    def replace_if(self, key: str, data: bytes, tag: str) -> str | None: ...  # the new tag; None: tag is stale
 
 
 def _umask() -> int:
@@ -152,7 +152,7 @@ class LocalBackend:
         data = self.read_bytes(key)
         return data, hashlib.sha256(data).hexdigest()
 
-    def replace_if(self, key: str, data: bytes, tag: str) -> bool:
+    def replace_if(self, key: str, data: bytes, tag: str) -> str | None:
         target = self.path(key)
         # flock guards the read-compare-write; the kernel drops it if this process dies.
         with open(target.parent / f".{target.name}.flock", "a") as guard:
@@ -160,11 +160,11 @@ class LocalBackend:
             try:
                 _, current = self.read_tagged(key)
             except FileNotFoundError:
-                return False
+                return None
             if current != tag:
-                return False
+                return None
             self.write_bytes(key, data)
-            return True
+            return hashlib.sha256(data).hexdigest()
 
     def exists(self, key: str) -> bool:
         return self.path(key).exists()

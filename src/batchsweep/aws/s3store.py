@@ -134,15 +134,15 @@ class S3Backend:
             raise FileNotFoundError(key) from None
         return bytes(response["Body"].read()), str(response["ETag"])
 
-    def replace_if(self, key: str, data: bytes, tag: str) -> bool:
+    def replace_if(self, key: str, data: bytes, tag: str) -> str | None:
         from botocore.exceptions import ClientError
 
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=tag)
-            return True
+            response = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=tag)
+            return str(response["ETag"])
         except ClientError as e:
             if self._precondition_failed(e) or e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return False
+                return None
             raise
 
     def download(self, key: str, local: Path) -> None:

@@ -154,7 +154,10 @@ class AwsBatchEngine(Engine):
         for ref in refs:
             path = spec.base_dir / ref
             if path.is_dir():
-                digest, blob = codepkg.build(path, max_mib=10_000)
+                staged = codepkg.pack(path, max_mib=10_000)
+                digest, blob = staged.sha256, staged.data
+                if staged.contents.left_out_line():
+                    log.warning("inputs: left out of %s: %s", ref, staged.contents.left_out_line())
                 key = store.input_key(digest, path.name + ".tar.gz")
                 if not store.backend.exists(key):
                     store.backend.write_bytes(key, blob)
