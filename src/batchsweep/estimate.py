@@ -263,7 +263,7 @@ def run_cost(info: dict[str, Any], durations_s: Sequence[float]) -> Estimate | N
     try:
         return compute_cost(list(durations_s), vcpus=float(resources.get("vcpus", 1)),
                             memory_mib=int(resources.get("memory_mib", 2048)), region=str(region),
-                            spot=bool((spec.get("aws") or {}).get("spot", True)))
+                            spot=bool((info.get("engine") or {}).get("spot", (spec.get("aws") or {}).get("spot", True))))
     except SweepError:
         return None  # e.g. a region the price table does not cover: no figure rather than a wrong one
 

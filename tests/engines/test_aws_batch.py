@@ -99,12 +99,25 @@ def test_25_tasks_are_one_array_job_and_every_row_comes_back(tmp_path, stack, ca
     assert (df["product"] == df["a"] * df["b"]).all()
 
 
-def test_submit_request_follows_the_batch_rules(tmp_path, stack, calls):
+def update_stack(session: Any, **params: str) -> None:
+    """Stack parameters changed the way `infra up --param` does (UpdateStack: moto's change sets keep the old values)."""
+    from batchsweep.infra.stack import describe_stack, template_text
+
+    current = describe_stack("batchsweep", session=session) or {}
+    kept = [{"ParameterKey": p["ParameterKey"], "UsePreviousValue": True}
+            for p in current.get("Parameters", []) if p["ParameterKey"] not in params]
+    clients.make_client("cloudformation", session=session).update_stack(
+        StackName="batchsweep", TemplateBody=template_text(), Capabilities=["CAPABILITY_IAM"],
+        Parameters=[*kept, *({"ParameterKey": k, "ParameterValue": v} for k, v in params.items())])
+
+
+def test_submit_request_follows_the_batch_rules(tmp_path, stack, calls, session):
     from botocore.validate import validate_parameters
 
+    update_stack(session, SecretsPrefix="team")
     spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3]}", timeout="20s", retries="1",
                                            env="{LOG_LEVEL: debug}",
-                                           secrets="{DB_PASSWORD: 'arn:aws:ssm:us-east-1:123456789012:parameter/db'}"))
+                                           secrets="{DB_PASSWORD: 'arn:aws:ssm:us-east-1:123456789012:parameter/team/db'}"))
     batchsweep.run(spec, store=tmp_path / "store", detach=True)
     (request,) = submits(calls)
     model = clients.make_client("batch", region="us-east-1").meta.service_model.operation_model("SubmitJob")
@@ -122,7 +135,7 @@ def test_submit_request_follows_the_batch_rules(tmp_path, stack, calls):
     assert len(json.dumps(request["containerOverrides"])) < 8192
     registered = [p for op, p in calls if op == "batch.RegisterJobDefinition"]
     assert registered[0]["containerProperties"]["secrets"] == [
-        {"name": "DB_PASSWORD", "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/db"}]
+        {"name": "DB_PASSWORD", "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/team/db"}]
     assert request["jobDefinition"].split("/")[-1].startswith(registered[0]["jobDefinitionName"])
 
 

@@ -7,6 +7,7 @@ concurrency without a client-side loop, and short tasks do not each pay a contai
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -40,6 +41,9 @@ RUNNABLE_ADVICE = {
     "MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS": "the Batch service role lacks permissions; redeploy with `batchsweep infra up`",
 }
 DEFAULT_RUNNABLE_ADVICE = "jobs wait for capacity; the default Fargate quota is 6 vCPUs per account (`batchsweep doctor`)"
+# Without a timeout a hung task bills until Batch's 14-day limit; the spec's `timeout:` replaces this default.
+DEFAULT_CHILD_TIMEOUT_S = 24 * 3600
+MAX_OVERRIDES_CHARS = 8192  # SubmitJob's limit on containerOverrides
 
 
 def retry_strategy(*, attempts: int = 3) -> dict[str, Any]:
@@ -96,9 +100,16 @@ def resolve_settings(spec: Spec) -> dict[str, Any]:
                             ("log_group", "LogGroup"), ("image_uri", "ImageUri")):
             settings[key] = settings[key] or outputs.get(output)
         if spec.resources.gpus:
-            settings["job_queue"] = outputs.get("GpuJobQueue") or settings["job_queue"]
-            settings["job_definition"] = outputs.get("GpuJobDefinition") or settings["job_definition"]
+            if not outputs.get("GpuJobQueue"):
+                raise AwsSetupError(f"resources.gpus: stack {aws.stack!r} has no GPU environment; "
+                                    f"`batchsweep infra up --stack {aws.stack} --param EnableGpu=true`")
+            settings["job_queue"] = aws.job_queue or outputs["GpuJobQueue"]
+            settings["job_definition"] = aws.job_definition or outputs["GpuJobDefinition"]
+        elif not aws.spot and not aws.job_queue:
+            settings["job_queue"] = outputs.get("OnDemandJobQueue") or settings["job_queue"]
         settings["outputs"] = outputs
+        _check_stack_access(spec, aws.stack, outputs, session=session)
+    settings["spot"] = bool(aws.spot)  # which queue runs the tasks: the RUNNABLE advice and the cost follow it
     from botocore.exceptions import ClientError
 
     try:
@@ -122,8 +133,12 @@ class AwsBatchEngine(Engine):
         r = spec.resources
         if r.gpus != int(r.gpus):
             raise SpecError(f"resources.gpus: {r.gpus:g} — AWS Batch leases whole GPUs; use {max(1, round(r.gpus))}")
+        if r.gpus and r.vcpus != int(r.vcpus):
+            raise SpecError(f"resources.vcpus: {r.vcpus:g} — GPU tasks run on EC2, which allots whole vCPUs; "
+                            f"use {max(1, math.ceil(r.vcpus))}")
         if not r.gpus:
             fargate.check_pair(r.vcpus, r.memory_mib)
+        _check_overrides_size(spec)
         if spec.search:
             list(_expand_refs(spec))  # SpecError when an input names a param only the trials will have
         settings = resolve_settings(spec)
@@ -206,14 +221,20 @@ class AwsBatchEngine(Engine):
                          {"indices": list(indices), "tasks_per_child": k})
         children = math.ceil(len(indices) / k)
         job_definition = self._job_definition(spec.get("secrets") or {})
-        jobs = []
-        for offset in range(0, children, MAX_ARRAY):
-            size = min(MAX_ARRAY, children - offset)
-            request = self._request(n=n, offset=offset, size=size, k=k, job_definition=job_definition)
-            response = self.batch.submit_job(**request)
-            jobs.append({"id": response["jobId"], "offset": offset, "size": size})
+        jobs: list[dict[str, Any]] = []
         record["submissions"].append({"n": n, "tasks_per_child": k, "jobs": jobs, "submitted_at": time.time()})
-        store.write_json(store.run_key(run.id, "engine.json"), record)
+        try:
+            for offset in range(0, children, MAX_ARRAY):
+                size = min(MAX_ARRAY, children - offset)
+                request = self._request(n=n, offset=offset, size=size, k=k, job_definition=job_definition)
+                response = self.batch.submit_job(**request)
+                jobs.append({"id": response["jobId"], "offset": offset, "size": size})
+                # After every SubmitJob: should this process die before the next, `cancel` still finds the array.
+                store.write_json(store.run_key(run.id, "engine.json"), record)
+        except BaseException:
+            for job in jobs:  # a half-submitted run is not started: stop what did go out
+                self.batch.terminate_job(jobId=job["id"], reason=f"batchsweep: submitting {run.id} failed")
+            raise
         self._next_poll = 0.0
 
     def _request(self, *, n: int, offset: int, size: int, k: int, job_definition: str) -> dict[str, Any]:
@@ -225,19 +246,16 @@ class AwsBatchEngine(Engine):
         ]
         if resources.get("gpus"):
             requirements.append({"type": "GPU", "value": str(int(resources["gpus"]))})
-        environment = [
-            {"name": "BATCHSWEEP_STORE", "value": run.store.url},
-            {"name": "BATCHSWEEP_RUN_ID", "value": run.id},
-            {"name": "BATCHSWEEP_SUBMISSION", "value": str(n)},
-            {"name": "BATCHSWEEP_CHILD_OFFSET", "value": str(offset)},
-            {"name": "BATCHSWEEP_REGION", "value": str(self.settings.get("region"))},
-            *({"name": key, "value": str(value)} for key, value in (spec.get("env") or {}).items()),
-        ]
+        environment = _environment(store_url=run.store.url, run_id=run.id, submission=n, offset=offset,
+                                   region=str(self.settings.get("region")), env=spec.get("env") or {})
+        overrides = {"environment": environment, "resourceRequirements": requirements}
+        if len(json.dumps(overrides)) > MAX_OVERRIDES_CHARS:
+            raise SpecError(_overrides_problem(len(json.dumps(overrides))))
         request: dict[str, Any] = {
             "jobName": f"{run.id}-s{n}-{offset // MAX_ARRAY}"[:128],
             "jobQueue": self.settings["job_queue"],
             "jobDefinition": job_definition,
-            "containerOverrides": {"environment": environment, "resourceRequirements": requirements},
+            "containerOverrides": overrides,
             "retryStrategy": retry_strategy(),
             "propagateTags": True,
             "tags": {"batchsweep:run": run.id, "batchsweep:sweep": run.name},
@@ -249,6 +267,8 @@ class AwsBatchEngine(Engine):
             # A backstop above the worker's own per-attempt timeout, which is the one that is enforced.
             attempts = int(spec.get("retries") or 0) + 1
             request["timeout"] = {"attemptDurationSeconds": max(60, int(k * attempts * (timeout_s + 10) + 120))}
+        else:
+            request["timeout"] = {"attemptDurationSeconds": DEFAULT_CHILD_TIMEOUT_S}
         return request
 
     def _job_definition(self, secrets: dict[str, str]) -> str:
@@ -257,7 +277,6 @@ class AwsBatchEngine(Engine):
         if not secrets:
             return str(base)
         import hashlib
-        import json
 
         (current,) = self.batch.describe_job_definitions(jobDefinitions=[base])["jobDefinitions"][:1] or [None]
         if current is None:
@@ -329,6 +348,11 @@ class AwsBatchEngine(Engine):
             reason = summaries[0].get("statusReason") if summaries else reason
         reason = reason or "no reason given by Batch"
         advice = next((a for key, a in RUNNABLE_ADVICE.items() if reason.startswith(key)), DEFAULT_RUNNABLE_ADVICE)
+        if not self.settings.get("spot", True):  # already on the on-demand queue
+            advice = advice.replace("wait, or set aws.spot: false", "wait, or lower `resources`")
+            advice = advice.replace("the default Fargate quota", "the default Fargate on-demand quota")
+        elif advice is DEFAULT_RUNNABLE_ADVICE:
+            advice = advice.replace("the default Fargate quota", "the default Fargate Spot quota")
         return (f"tasks stuck in RUNNABLE: {reason} — {advice}",)
 
     def failure_reasons(self) -> dict[int, str]:
@@ -431,6 +455,74 @@ def _check_image(spec: Spec, outputs: dict[str, str], *, session: Any) -> None:
     if requirements and tag_requirements_hash(tag) != requirements_hash(requirements):
         raise AwsSetupError(f"the stack's task image ({tag}) was built without this sweep's requirements ({origin}); "
                             f"build and push one that has them with `{push}`")
+
+
+def _environment(*, store_url: str, run_id: str, submission: int, offset: int, region: str,
+                 env: dict[str, Any]) -> list[dict[str, str]]:
+    return [
+        {"name": "BATCHSWEEP_STORE", "value": store_url},
+        {"name": "BATCHSWEEP_RUN_ID", "value": run_id},
+        {"name": "BATCHSWEEP_SUBMISSION", "value": str(submission)},
+        {"name": "BATCHSWEEP_CHILD_OFFSET", "value": str(offset)},
+        {"name": "BATCHSWEEP_REGION", "value": region},
+        *({"name": key, "value": str(value)} for key, value in env.items()),
+    ]
+
+
+def _overrides_problem(size: int) -> str:
+    return (f"env: the job's container overrides would be {size:,} characters, over AWS Batch's limit of "
+            f"{MAX_OVERRIDES_CHARS:,}; move large values out of `env:` (into a file passed as `inputs:`, or params)")
+
+
+def _check_overrides_size(spec: Spec) -> None:
+    """Before anything is written: the largest container overrides a submit of this spec can make."""
+    environment = _environment(store_url=f"s3://{'b' * 63}/{STORE_PREFIX}", run_id=f"{spec.name}-{'0' * 22}",
+                               submission=999, offset=MAX_ARRAY * 99, region="ap-southeast-99", env=spec.env)
+    requirements = [{"type": t, "value": "0" * 8} for t in ("VCPU", "MEMORY", "GPU")]
+    size = len(json.dumps({"environment": environment, "resourceRequirements": requirements}))
+    if size > MAX_OVERRIDES_CHARS:
+        raise SpecError(_overrides_problem(size))
+
+
+def _check_stack_access(spec: Spec, stack: str, outputs: dict[str, str], *, session: Any) -> None:
+    """What the stack's roles cannot read is refused before submit: `s3://` inputs outside the stack's readable
+    prefixes (the job role), secrets outside its secrets prefix (the execution role)."""
+    s3_inputs = sorted({src for t in _expand_refs(spec) for src, _ in map(input_parts, t) if src.startswith("s3://")})
+    if not s3_inputs and not spec.secrets:
+        return
+    from batchsweep.infra.stack import stack_parameters
+
+    params = stack_parameters(stack, session=session)
+    readable = [p.strip().strip("/") for p in params.get("ReadableS3Prefixes", "").split(",") if p.strip()]
+    for url in s3_inputs:
+        path = url.removeprefix("s3://")
+        if not any(path == p or path.startswith(p + "/") for p in readable):
+            current = ",".join(readable) or "empty"
+            wanted = ",".join([*readable, path.rsplit("/", 1)[0] if "/" in path else path])
+            raise SpecError(f"inputs: {url} is outside what the stack's tasks may read (ReadableS3Prefixes: "
+                            f"{current}); `batchsweep infra up --stack {stack} --param ReadableS3Prefixes={wanted}`")
+    prefix = params.get("SecretsPrefix", "").strip("/")
+    for name, source in sorted(spec.secrets.items()):
+        if not prefix or not _under_secrets_prefix(source, prefix):
+            fix = (f"store it under {prefix}/" + " or " if prefix else "") + \
+                f"`batchsweep infra up --stack {stack} --param SecretsPrefix=PREFIX`"
+            raise SpecError(f"secrets.{name}: {source} is outside the stack's SecretsPrefix "
+                            f"({prefix or 'empty: no secrets'}), so the job could not read it; {fix}")
+
+
+def _under_secrets_prefix(source: str, prefix: str) -> bool:
+    """Whether an SSM parameter or Secrets Manager secret (ARN or SSM name) is under `prefix`/."""
+    if source.startswith("arn:"):
+        parts = source.split(":", 5)
+        if len(parts) < 6:
+            return False
+        service, resource = parts[2], parts[5]
+        if service == "ssm" and resource.startswith("parameter/"):
+            return resource.removeprefix("parameter").startswith(f"/{prefix}/")
+        if service == "secretsmanager" and resource.startswith("secret:"):
+            return resource.removeprefix("secret:").startswith(f"{prefix}/")
+        return False
+    return source.lstrip("/").startswith(f"{prefix}/")
 
 
 def _reason(desc: dict[str, Any]) -> str:

@@ -110,6 +110,12 @@ def stack_outputs(stack: str, *, session: Any) -> dict[str, str]:
     return outputs
 
 
+def stack_parameters(stack: str, *, session: Any) -> dict[str, str]:
+    """The stack's current parameter values (what its roles may read: ReadableS3Prefixes, SecretsPrefix)."""
+    found = describe_stack(stack, session=session) or {}
+    return {p["ParameterKey"]: p.get("ParameterValue", "") for p in found.get("Parameters") or []}
+
+
 def up(stack: str, params: dict[str, str], *, session: Any, echo: Echo, poll_s: float = 2.0) -> dict[str, str]:
     """Create the stack, or update it through a change set; stream its events; return its outputs."""
     from botocore.exceptions import ClientError

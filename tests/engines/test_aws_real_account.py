@@ -1,0 +1,130 @@
+# ruff: noqa: F811 - the fixtures imported from test_aws_batch are parameters here
+"""What a real account checks and moto lets through (issue: AWS on a real account): the queue a sweep uses,
+refusals before submit for what the stack's roles could not do, and how a submit that fails halfway ends."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from test_aws_batch import calls, spec_body, stack, submits, update_stack, write_spec  # noqa: F401 - fixtures
+
+import batchsweep
+from batchsweep import cli
+from batchsweep.aws import clients
+from batchsweep.store import Store
+
+
+def run_cli(spec: Any, tmp_path: Any, capsys: Any) -> tuple[int, list[str]]:
+    capsys.readouterr()
+    code = cli.main(["run", str(spec), "--detach", "--store", str(tmp_path / "store")])
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_spot_false_submits_to_the_on_demand_queue(tmp_path, stack, calls):
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2]}").replace("region: us-east-1}", "region: us-east-1, spot: false}"))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    (request,) = submits(calls)
+    assert request["jobQueue"] == stack["OnDemandJobQueue"] != stack["JobQueue"]
+    assert run.info["engine"]["spot"] is False
+
+
+def test_a_spot_sweep_uses_the_spot_first_queue(tmp_path, stack, calls):
+    batchsweep.run(write_spec(tmp_path, spec_body("{a: [1, 2]}")), store=tmp_path / "store", detach=True)
+    assert submits(calls)[0]["jobQueue"] == stack["JobQueue"]
+
+
+def test_gpus_without_the_gpu_environment_is_one_line_naming_enable_gpu(tmp_path, stack, calls, capsys):
+    spec = write_spec(tmp_path, spec_body("{a: [1]}").replace("{vcpus: 0.5, memory_mib: 1024}", "{vcpus: 4, memory_mib: 15000, gpus: 1}"))
+    code, err = run_cli(spec, tmp_path, capsys)
+    assert code == 2 and len(err) == 1 and "EnableGpu=true" in err[0]
+    assert not submits(calls)
+
+
+def test_gpu_tasks_take_whole_vcpus(tmp_path, stack, calls, capsys):
+    spec = write_spec(tmp_path, spec_body("{a: [1]}").replace("{vcpus: 0.5, memory_mib: 1024}", "{vcpus: 2.5, memory_mib: 15000, gpus: 1}"))
+    code, err = run_cli(spec, tmp_path, capsys)
+    assert code == 2 and len(err) == 1 and "whole vCPUs" in err[0] and "use 3" in err[0]
+
+
+def test_an_s3_input_outside_the_readable_prefixes_is_refused_before_submit(tmp_path, stack, calls, session, capsys):
+    s3 = clients.make_client("s3", session=session)
+    s3.create_bucket(Bucket="market-data")
+    s3.put_object(Bucket="market-data", Key="prices/BTC.csv", Body=b"1,2\n")
+    spec = write_spec(tmp_path, spec_body("{a: [1]}", inputs="[s3://market-data/prices/BTC.csv]"))
+    code, err = run_cli(spec, tmp_path, capsys)
+    assert code == 2 and len(err) == 1
+    assert "s3://market-data/prices/BTC.csv" in err[0] and "--param ReadableS3Prefixes=market-data/prices" in err[0]
+    assert not submits(calls) and not Store.open(tmp_path / "store").run_ids()
+    update_stack(session, ReadableS3Prefixes="other-bucket,market-data/prices")
+    batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    assert len(submits(calls)) == 1
+
+
+@pytest.mark.parametrize("source", ["arn:aws:ssm:us-east-1:123456789012:parameter/elsewhere/db",
+                                    "arn:aws:secretsmanager:us-east-1:123456789012:secret:elsewhere/db-AbCdEf",
+                                    "/teamx/db"])
+def test_a_secret_outside_the_secrets_prefix_is_refused_before_submit(tmp_path, stack, calls, session, capsys, source):
+    update_stack(session, SecretsPrefix="team")
+    spec = write_spec(tmp_path, spec_body("{a: [1]}", secrets=json.dumps({"DB": source})))
+    code, err = run_cli(spec, tmp_path, capsys)
+    assert code == 2 and len(err) == 1 and "secrets.DB" in err[0] and "SecretsPrefix" in err[0] and "team/" in err[0]
+    assert not submits(calls)
+
+
+@pytest.mark.parametrize("source", ["arn:aws:ssm:us-east-1:123456789012:parameter/team/db",
+                                    "arn:aws:secretsmanager:us-east-1:123456789012:secret:team/db-AbCdEf",
+                                    "/team/db"])
+def test_a_secret_under_the_secrets_prefix_is_submitted(tmp_path, stack, calls, session, source):
+    update_stack(session, SecretsPrefix="team")
+    batchsweep.run(write_spec(tmp_path, spec_body("{a: [1]}", secrets=json.dumps({"DB": source}))),
+                   store=tmp_path / "store", detach=True)
+    assert len(submits(calls)) == 1
+
+
+def test_a_batch_timeout_is_always_set(tmp_path, stack, calls):
+    batchsweep.run(write_spec(tmp_path, spec_body("{a: [1, 2]}")), store=tmp_path / "store", detach=True)
+    (request,) = submits(calls)
+    assert request["timeout"]["attemptDurationSeconds"] == 24 * 3600
+
+
+def test_container_overrides_over_8192_characters_are_refused_before_anything_is_written(tmp_path, stack, calls, capsys):
+    spec = write_spec(tmp_path, spec_body("{a: [1]}", env=json.dumps({"BIG": "x" * 8200})))
+    code, err = run_cli(spec, tmp_path, capsys)
+    assert code == 2 and len(err) == 1 and "8,192" in err[0] and "env:" in err[0]
+    assert not submits(calls) and not Store.open(tmp_path / "store").run_ids()
+
+
+@pytest.fixture
+def second_submit_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batch refuses the second SubmitJob (a throttle that outlived the retries, a quota): a botocore event hook on
+    the engine's real clients answers for AWS."""
+    real, seen = clients.make_client, []
+
+    def refusing(service: str, **kwargs: Any) -> Any:
+        client = real(service, **kwargs)
+
+        def refuse(**_: Any) -> None:
+            seen.append(1)
+            if len(seen) == 2:
+                raise ClientError({"Error": {"Code": "ClientException", "Message": "quota"}}, "SubmitJob")
+
+        client.meta.events.register("before-call.batch.SubmitJob", refuse)
+        return client
+
+    monkeypatch.setattr(clients, "make_client", refusing)
+
+
+def test_a_submit_that_fails_on_the_second_array_leaves_no_untracked_first_array(tmp_path, stack, calls,
+                                                                                   second_submit_fails):
+    spec = write_spec(tmp_path, spec_body("{a: " + json.dumps(list(range(10_001))) + "}",
+                                          aws="{stack: batchsweep, tasks_per_job: 1}"))
+    with pytest.raises(ClientError):
+        batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    first = [p for op, p in calls if op == "batch.SubmitJob"][0]
+    assert first["arrayProperties"] == {"size": 10_000}
+    terminated = [p for op, p in calls if op == "batch.TerminateJob"]
+    assert len(terminated) == 1 and "submitting" in terminated[0]["reason"]
+    assert not Store.open(tmp_path / "store").run_ids()
