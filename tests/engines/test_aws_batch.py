@@ -358,3 +358,47 @@ def test_log_pages_are_read_until_the_forward_token_repeats_not_until_an_empty_p
 
     pages = [["a"], [], ["b", "c"], [], [], ["d"]]
     assert list(_log_lines(PagedLogs(pages), "g", "s")) == ["a", "b", "c", "d"]
+
+
+# -- issue 15: no secrets in the package, no orphans in the worker -----------------------------
+def _hostile_project(tmp_path: Path, fixed: str) -> Path:
+    import shutil
+
+    code = tmp_path / "proj"
+    code.mkdir()
+    shutil.copy(SCRIPTS / "hostile_task.py", code / "task.py")
+    (code / ".env").write_text("DB_PASSWORD=hunter2\n")
+    (code / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    (code / "passwd").symlink_to("/etc/passwd")
+    return write_spec(code, spec_body("{a: [1]}", params=f"{{grid: {{a: [1]}}, fixed: {fixed}}}").replace(
+        f"script: {SCRIPTS / 'writes_metrics.py'}", "script: task.py").replace("params: {grid: {a: [1]}}\n", ""))
+
+
+def test_run_leaves_secrets_and_outside_symlinks_out_of_the_code_package_and_says_so(tmp_path, stack, caplog):
+    import io
+    import logging
+    import tarfile
+
+    spec = _hostile_project(tmp_path, "{}")
+    with caplog.at_level(logging.WARNING, logger="batchsweep"):
+        run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    assert "left out of the package: .env, id_rsa (looks like a secret); passwd (symlink to outside" in caplog.text
+    data = run.store.backend.read_bytes(run.store.code_key(run.info["code_sha256"]))
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        assert tar.getnames() == ["sweep.yaml", "task.py"]
+    assert play_containers(run) == [0]
+
+
+def test_the_aws_worker_kills_a_setsid_grandchild_when_its_task_ends(tmp_path, stack):
+    from helpers import alive
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    run = batchsweep.run(_hostile_project(tmp_path, f'{{setsid_child: "{pids}"}}'), store=tmp_path / "store",
+                         detach=True)
+    assert play_containers(run) == [0]
+    (child,) = [int(p.read_text()) for p in pids.iterdir()]
+    deadline = time.monotonic() + 5
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(child), "a setsid grandchild outlived its task in the AWS worker"
