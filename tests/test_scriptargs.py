@@ -497,3 +497,9 @@ def test_unreadable_flags_are_said_in_one_line_with_the_scripts_error(tmp_path: 
     assert len(p.notes) == 1
     assert "could not read s.py's command line (it failed: ModuleNotFoundError: No module named " \
            "'torchy_not_installed')" in p.notes[0]
+
+
+def test_a_relative_script_path_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "rel.py").write_text("import argparse\np = argparse.ArgumentParser()\np.add_argument('--a')\np.parse_args()\n")
+    monkeypatch.chdir(tmp_path)
+    assert read_flags(Path("rel.py")).lookup("a") is not None

@@ -184,6 +184,7 @@ def _last_line(text: str) -> str:
 
 def read_flags(script: Path, *, python: str = sys.executable, env: dict[str, str] | None = None) -> ScriptFlags:
     """Run the script up to its command-line parsing (with the spec's `env:` set) and read what it accepts."""
+    script = script.resolve()  # the child runs in a scratch directory
     source = script.read_text(encoding="utf-8", errors="replace")
     kinds = _kinds_in(source)
     if "argparse" not in source and not kinds:
