@@ -388,3 +388,13 @@ def test_input_dst_outside_the_task_directory_is_refused(tmp_path: Path, dst: st
     (tmp_path / "a.txt").write_text("a")
     with pytest.raises(SpecError, match=message):
         sweep(tmp_path, {"params": {"grid": {"i": [0]}}, "inputs": [{"src": "a.txt", "dst": dst}]})
+
+
+def test_hydra_override_spellings() -> None:
+    from batchsweep.scriptargs import ScriptFlags
+    from batchsweep.scriptargv import build_argv
+
+    flags = ScriptFlags(known=False, style="hydra")
+    assert build_argv({"a": "x y", "b": None, "c": [1, "two"], "d": True, "e": "it's", "f": "true"}, flags) == [
+        "a='x y'", "b=null", "c=[1,two]", "d=true", "e='it\\'s'", "f='true'", "hydra.run.dir=."]
+    assert build_argv({"hydra.run.dir": "out"}, flags) == ["hydra.run.dir=out"]  # the user's own run dir wins

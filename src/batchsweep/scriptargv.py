@@ -178,4 +178,4 @@ def _hydra(params: dict[str, Any], flags: ScriptFlags) -> list[str]:
         group = flag is not None and flag.kind.startswith("group")
         prefix = "+" if flag is not None and flag.kind == "group_new" else ""
         argv.append(f"{prefix}{name.replace('.', '/') if group else name}={_hydra_value(value)}")
-    return [*argv, HYDRA_RUN_DIR]
+    return argv if "hydra.run.dir" in params else [*argv, HYDRA_RUN_DIR]
