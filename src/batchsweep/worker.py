@@ -185,8 +185,8 @@ def shown_command(ctx: RunContext, task: Task) -> str:
 
     argv = command(ctx, task)
     python = "python" if argv[0] == sys.executable else argv[0]
-    if ctx.function:
-        return f"{python} -c 'from {ctx.function.split(':')[0]} import *' # calls {ctx.function}(**params)"
+    if ctx.function:  # the params reach the function through BATCHSWEEP_PARAMS
+        return shlex.join([python, "-m", "batchsweep.funcrunner", ".", ctx.function])
     if argv[1:3] == ["-m", "batchsweep._hydrarun"]:
         argv = argv[2:]
     return shlex.join([python, ctx.script or "", *argv[2:]])
