@@ -503,3 +503,24 @@ def test_a_relative_script_path_is_read(tmp_path: Path, monkeypatch: pytest.Monk
     (tmp_path / "rel.py").write_text("import argparse\np = argparse.ArgumentParser()\np.add_argument('--a')\np.parse_args()\n")
     monkeypatch.chdir(tmp_path)
     assert read_flags(Path("rel.py")).lookup("a") is not None
+
+
+def test_a_parser_in_a_module_beside_the_script_is_read(tmp_path: Path) -> None:
+    """The LandBench layout: main.py calls config.get_args(), whose parser has nargs lists and type=bool."""
+    (tmp_path / "config.py").write_text(textwrap.dedent('''
+        import argparse
+
+        def get_args():
+            parser = argparse.ArgumentParser()
+            parser.add_argument('--selected_year', nargs='+', type=int, default=[1990, 2020])
+            parser.add_argument('--normalize', type=bool, default=True)
+            return vars(parser.parse_args())
+    '''))
+    (tmp_path / "main.py").write_text("import json\nfrom config import get_args\nprint(json.dumps(get_args()))\n")
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"name": "t", "script": "main.py", "metrics": {"stdout": "last"},
+                                                         "params": {"grid": {"selected_year": [[2000, 2010]],
+                                                                             "normalize": [False]}}}))
+    run = runs.run(tmp_path / "sweep.yaml", store=tmp_path / "store", progress=False)
+    df = run.results()
+    assert run.exit_code == 0, df["error"].tolist()
+    assert (df.loc[0, "metric_selected_year"], bool(df.loc[0, "metric_normalize"])) == ([2000, 2010], False)

@@ -168,6 +168,32 @@ def _kinds_in(source: str) -> list[str]:
             if any(w in source for w in words)]
 
 
+def _source_with_local_imports(script: Path) -> str:
+    """The script's text and that of the modules it imports from its own directory (a parser often lives in an
+    args.py or config.py beside it), to tell which frameworks to hook without running anything."""
+    import ast
+
+    source = script.read_text(encoding="utf-8", errors="replace")
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return source
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            names.update(a.name for a in node.names)
+    parts = [source]
+    for name in sorted(names):
+        for candidate in (script.parent / f"{name}.py", script.parent / name / "__init__.py"):
+            if candidate.is_file() and candidate.stat().st_size < 2 << 20:
+                parts.append(candidate.read_text(encoding="utf-8", errors="replace"))
+    return "\n".join(parts)
+
+
 def _style_in(source: str) -> str:
     """The framework a script evidently uses, for one whose interface could not be read."""
     for style, marks in (("hydra", ("@hydra.main",)), ("click", ("@click.", "typer.", "import typer")),
@@ -185,7 +211,7 @@ def _last_line(text: str) -> str:
 def read_flags(script: Path, *, python: str = sys.executable, env: dict[str, str] | None = None) -> ScriptFlags:
     """Run the script up to its command-line parsing (with the spec's `env:` set) and read what it accepts."""
     script = script.resolve()  # the child runs in a scratch directory
-    source = script.read_text(encoding="utf-8", errors="replace")
+    source = _source_with_local_imports(script)
     kinds = _kinds_in(source)
     if "argparse" not in source and not kinds:
         return ScriptFlags(known=False, reason=None)  # a plain script: sys.argv, or no arguments at all
