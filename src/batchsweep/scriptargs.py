@@ -178,7 +178,7 @@ def _source_with_local_imports(script: Path) -> str:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return source
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(a.name.split(".")[0] for a in node.names)
