@@ -291,8 +291,11 @@ def _plots(df: pd.DataFrame, varying: list[str], continuous: set[str], dims: dic
         out.append('<div class="full">' + svgplot.parallel_coordinates(
             [dims[p] for p in varying], mdim, maximize=maximize, tips=tips, keys=keys,
             highlight=set(ranked[:top_k])) + "</div>")
+        scattered = [p for p in varying if p in continuous]
+        dots = (f" Params drawn at random or with many values ({', '.join(scattered)}) get one dot per task instead." if scattered else "")
         out.append(f'<p class="cap">One line per task, coloured by {esc(chosen)}; the top {top_k} are drawn bold. '
-                   "Below: the mean per value (dot; the best in green) and the min–max spread over the other params.</p>")
+                   "Below: the mean per value (dot; the best in green) and the min–max spread over the other params."
+                   f"{esc(dots)}</p>")
         out.append('<div class="grid3">' + "".join(svgplot.by_param(dims[p], mdim, maximize=maximize,
                                                                      scatter=p in continuous)
                                                     for p in varying) + "</div>")
