@@ -276,3 +276,30 @@ def test_resources_no_worker_declares_exit_2_with_the_worker_command(tmp_path, d
     err = capsys.readouterr().err.strip()
     assert "no Dask worker declares MEMORY=1073741824" in err and "--resources" in err
     assert not list((tmp_path / "store").glob("runs/*/run.json"))
+
+
+def test_median_rule_prunes_the_bad_curves_on_dask_with_the_local_engines_decision(tmp_path, dask_cluster):
+    """Four tasks at once on the two workers (two threads each): the first four are good and run to the end;
+    of the next four, the ones worse than their median are stopped at step 2 by the worker's own decision."""
+    curve = Path(__file__).parent / "scripts" / "curve.py"
+    spec = write_spec(tmp_path, f"""
+        name: dask-curves
+        script: {curve}
+        params: {{grid: {{quality: [0.2, 0.3, 0.1, 0.15, 1.0, 2.0, 0.12, 1.5]}}, fixed: {{pace: 0.3, epochs: 10}}}}
+        metrics: {{stdout: 'epoch (?P<step>\\d+) .*val_loss=(?P<val_loss>[\\d.]+)'}}
+        stop: {{metric: val_loss, rule: median, min_steps: 2, min_trials: 2}}
+        backend: dask
+        dask: {{scheduler: "{dask_cluster.address}"}}
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    assert run.exit_code == 0
+    statuses = run.statuses()
+    assert {i for i, s in statuses.items() if s.state.value == "pruned"} == {4, 5, 7}
+    for i, s in statuses.items():
+        series = [json.loads(line) for line in
+                  (tmp_path / "store" / "runs" / run.id / "tasks" / str(i) / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in series] == list(range(1, s.last_step + 1))
+        if i in (4, 5, 7):
+            assert "pruned at step 2 by the median rule" in s.error and s.last_step < 10
+        else:
+            assert s.state.value == "succeeded" and s.last_step == 10

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal
 
 from batchsweep.model import State, TaskStatus
+from batchsweep.store import _parse_status
 from batchsweep.series import SERIES, parse, values_by_step
 
 if TYPE_CHECKING:
@@ -54,6 +55,18 @@ def _quiet_study_creation() -> None:
     """Every decision builds a study in memory; Optuna would announce each one. Only those announcements are
     dropped: Optuna's own log level stays the CLI's to set."""
     logging.getLogger("optuna.storages._in_memory").addFilter(_OurStudies())
+
+
+@functools.cache
+def warm_up() -> None:
+    """Import Optuna in the background while the task starts: a fresh worker process (an AWS container) would
+    otherwise spend its first decision, a second or more, importing it."""
+    import threading
+
+    def load() -> None:
+        import optuna  # noqa: F401
+
+    threading.Thread(target=load, name="batchsweep-optuna-import", daemon=True).start()
 
 
 def pruner(stop: dict[str, Any]) -> optuna.pruners.BasePruner:
@@ -195,16 +208,23 @@ class RunView:
         keys = self.store.backend.list_files(self.store.run_key(self.run_id, "tasks"))
         with_status = {int(k.rsplit("/", 2)[-2]) for k in keys if k.endswith("/status.json")}
         with_series = {int(k.rsplit("/", 2)[-2]) for k in keys if k.endswith(f"/{SERIES}")}
-        for index in with_status | with_series:
-            if index == own:
-                continue
-            seen = self._seen.setdefault(index, _Seen())
-            if seen.status is not None:
+        wanted: list[tuple[int, str]] = []
+        for index in sorted(with_status | with_series):
+            if index == own or (index in self._seen and self._seen[index].status is not None):
                 continue  # finished: its series does not change any more
             if index in with_status:
-                seen.status = self.store.read_status(self.run_id, index)
-            if index in with_series and (seen.status is not None or self.running_too):
-                seen.series = self._series(index)
+                wanted.append((index, "status.json"))
+            if index in with_series and (index in with_status or self.running_too):
+                wanted.append((index, SERIES))
+        raws = self.store._read_many([self.store.task_key(self.run_id, i, name) for i, name in wanted])
+        for (index, name), raw in zip(wanted, raws):
+            seen = self._seen.setdefault(index, _Seen())
+            if raw is None:
+                continue
+            if name == SERIES:
+                seen.series = values_by_step(parse(raw), self.metric)
+            else:
+                seen.status = _parse_status(raw)
 
     def _series(self, index: int) -> dict[int, float]:
         try:

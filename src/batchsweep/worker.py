@@ -550,9 +550,10 @@ def _live(ctx: RunContext, task: Task, store: Store, paths: TaskPaths) -> Live:
 
     stopper = None
     if ctx.stop:
-        from batchsweep.stopping import Stopper
+        from batchsweep.stopping import Stopper, warm_up
 
         stopper = Stopper(ctx.stop, store, ctx.run_id, task.index)
+        warm_up()
     return Live(series_mod.Recorder(paths.task_dir, ctx.metrics_rule, upload=upload),
                 every=series_mod.flush_every(local=store.is_local), stopper=stopper)
 

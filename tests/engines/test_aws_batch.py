@@ -402,3 +402,37 @@ def test_the_aws_worker_kills_a_setsid_grandchild_when_its_task_ends(tmp_path, s
     while alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(child), "a setsid grandchild outlived its task in the AWS worker"
+
+
+def test_median_rule_prunes_the_bad_curves_in_played_containers_reading_each_others_series_from_s3(
+        tmp_path, stack, calls, session, monkeypatch):
+    """No driver: the run is detached and the containers decide. Four play at once; the first four are good and
+    run to the end, of the next four the ones worse than their median stop at step 2 (pruned, exit 0)."""
+    from batchsweep.infra import image
+
+    monkeypatch.setenv("BATCHSWEEP_SERIES_FLUSH_S", "0.2")  # S3's default is 5 s
+    spec = write_spec(tmp_path, "\n".join([
+        "name: cloud-curves",
+        f"script: {SCRIPTS / 'curve.py'}",
+        "params: {grid: {quality: [0.2, 0.3, 0.1, 0.15, 1.0, 2.0, 0.12, 1.5]}, fixed: {pace: 0.25, epochs: 16}}",
+        r"metrics: {stdout: 'epoch (?P<step>\d+) .*val_loss=(?P<val_loss>[\d.]+)'}",
+        "stop: {metric: val_loss, rule: median, min_steps: 2, min_trials: 2}",
+        "backend: aws-batch",
+        "aws: {stack: batchsweep, region: us-east-1}",
+        "resources: {vcpus: 0.5, memory_mib: 1024}",
+    ]) + "\n")
+    reqs = [image.OPTUNA]  # the worker decides: stop: puts Optuna in the task image
+    emulator.register_image(session, f"{image.repository_uri(stack)}:{image.image_tag(image.current_dockerfile(reqs), reqs)}")
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    assert play_containers(run) == [0] * 8  # a pruned task fails no container
+    run = batchsweep.load_run(run.id, store=tmp_path / "store")
+    assert run.wait(progress=False) == 0
+    statuses = run.statuses()
+    assert {i for i, s in statuses.items() if s.state.value == "pruned"} == {4, 5, 7}
+    for i, s in statuses.items():
+        raw = run.store.backend.read_bytes(run.store.task_key(run.id, i, "metrics.jsonl"))
+        assert [json.loads(line)["step"] for line in raw.splitlines()] == list(range(1, s.last_step + 1))
+        if i in (4, 5, 7):
+            assert "pruned at step 2 by the median rule" in s.error and s.last_step < 16
+        else:
+            assert s.state.value == "succeeded" and s.last_step == 16

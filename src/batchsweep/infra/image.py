@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -83,7 +84,18 @@ def spec_requirements(spec: Spec) -> tuple[list[str], str]:
     """The pip requirements a spec's tasks need in the image, and where they came from ("" when none).
 
     `requirements:` is a file relative to the spec or a list of specifiers; without it, a
-    `requirements.txt` beside the script (beside the spec for `function:` sweeps) is used."""
+    `requirements.txt` beside the script (beside the spec for `function:` sweeps) is used. A spec with `stop:`
+    needs Optuna in the task image (the worker takes the stop decision): it is added when not listed."""
+    found, source = _listed_requirements(spec)
+    if spec.stop is not None and not any(re.match(r"optuna\b", r.strip(), re.I) for r in found):
+        return [*found, OPTUNA], source or "stop: in the spec (Optuna decides in the task)"
+    return found, source
+
+
+OPTUNA = "optuna>=3.5"
+
+
+def _listed_requirements(spec: Spec) -> tuple[list[str], str]:
     value = spec.requirements
     if isinstance(value, list):
         return [item.strip() for item in value], "requirements: in the spec"
