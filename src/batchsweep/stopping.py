@@ -22,8 +22,8 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal
 
 from batchsweep.model import State, TaskStatus
-from batchsweep.store import _parse_status
 from batchsweep.series import SERIES, parse, values_by_step
+from batchsweep.store import _parse_status
 
 if TYPE_CHECKING:
     import optuna
