@@ -50,9 +50,11 @@ def test_corrupt_statuses_among_ten_leave_the_others_readable_and_are_rerun(ten,
     assert sum(",succeeded," in r for r in rows) == 7 and sum(",pending," in r for r in rows) == 3
     assert err.count("damaged status.json") == 1 and "tasks 3, 5, 7" in err
     assert err.count("results.parquet is damaged") == 1
+    (store / "runs" / run_id / ".run.json.x1y2.tmp").write_text('{"run_id": "half')  # a writer killed mid-write
     assert cli.main(["resume", run_id, "--store", str(store)]) == 0
     out, err = capsys.readouterr()
     assert "resuming 3 of 10 tasks" in err
+    assert not list((store / "runs" / run_id).glob(".*.tmp"))
     df = batchsweep.load_run(run_id, store=store).results()
     assert len(df) == 10 and set(df["status"]) == {"succeeded"}
 

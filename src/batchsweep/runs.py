@@ -448,6 +448,7 @@ class Run:
         for i in todo:
             self.store.backend.delete_prefix(self.store.task_key(self.id, i))
         self.store.backend.delete_prefix(self.store.run_key(self.id, "results.parquet"))
+        self.store.remove_stale_temp(self.id)
         self.info = self.store.update_run_info(self.id, cancelled=False, resumed_at=time.time())
         old = self.__dict__.pop("engine", None)
         if old is not None:

@@ -332,6 +332,15 @@ class Store:
             self._warn_damaged(run_id, "lines in tasks.jsonl", bad, "those tasks are left out")
         return tasks
 
+    def remove_stale_temp(self, run_id: str) -> None:
+        """Temp files a killed writer left in the run's directory (local stores; S3 writes are whole objects).
+        Called by the run's one driver, so no live writer owns them."""
+        if not self.is_local:
+            return
+        for entry in os.scandir(self.local_path(self.run_key(run_id))):
+            if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+
     def delete_run(self, run_id: str) -> None:
         self.backend.delete_prefix(self.run_key(run_id))
 
