@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import logging
 import signal
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="print the tasks (a search: its trials, rounds and space) and, for aws-batch or with "
                         "--pilot/--task-seconds, an estimate; run nothing")
+    p.add_argument("--no-reuse", action="store_true",
+                   help="run every task, even those that already succeeded with the same content key in this store")
     _duration_options(p, " (with --dry-run)")
     p.set_defaults(func=cmd_run)
 
@@ -193,14 +196,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         # Local and Dask cost nothing to estimate: their dry run shows the tasks, unless a duration was asked for.
         wanted = p.spec.backend == "aws-batch" or args.task_seconds is not None or args.pilot is not None
-        display.print_plan(p, _estimate(p, args) if wanted else None)
+        reuse = _dry_run_reuse(p, args)
+        to_run = dataclasses.replace(p, tasks=reuse.to_run(p.tasks)) if reuse is not None else p
+        display.print_plan(p, _estimate(to_run, args) if wanted and to_run.tasks else None)
+        if reuse is not None and reuse.found:
+            _out(reuse.line() + ("; the estimate covers the tasks to run" if wanted else ""))
         return 0
-    run = runs.start(p, store=args.store, detach=args.detach)
+    run = runs.start(p, store=args.store, detach=args.detach, reuse=not args.no_reuse,
+                     say=lambda line: print(line, file=sys.stderr, flush=True))
     _out(run.id)
     if args.detach:
         _out(f"submitted {run.n_tasks} tasks; follow with: batchsweep wait {run.id}")
         return 0
     return _wait(run)
+
+
+def _dry_run_reuse(p: Any, args: argparse.Namespace) -> Any:
+    """The reuse a real run would find, where a dry run can read the store (not the S3 store: no AWS calls)."""
+    from batchsweep import runs
+
+    if args.no_reuse:
+        return None
+    try:
+        return runs.find_reuse(p, store=args.store)
+    except SweepError:
+        print("reuse: looked up when the run starts (a dry run does not read the remote store)", file=sys.stderr)
+        return None
 
 
 def _right_size_overrides(args: argparse.Namespace) -> list[str]:

@@ -77,6 +77,7 @@ class TaskStatus:
     metrics_missing: str | None = None  # it succeeded but yielded no metric: what the rule found instead
     command: str | None = None  # the command line it ran, as typed in the script's directory
     last_step: int | float | None = None  # the last step of its series (metrics.jsonl), where a pruned task stopped
+    reused_from: str | None = None  # "RUN_ID/TASK": its result was copied from that earlier task with the same key
 
     @property
     def duration_s(self) -> float | None:

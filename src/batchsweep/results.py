@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from batchsweep.runs import Run
 
 FIXED_COLUMNS = ("status", "attempts", "duration_s", "exit_code", "error", "started_at", "ended_at", "worker",
-                 "peak_rss_mib", "cpu_s", "gpu", "last_step", "partial")
+                 "peak_rss_mib", "cpu_s", "gpu", "last_step", "partial", "reused_from")
 
 
 def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
@@ -66,6 +66,8 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
             row.update({"last_step": step, "partial": True})
             for name, value in values.items():
                 row[name if name not in row else f"metric_{name}"] = value
+        if status and status.reused_from:
+            row["reused_from"] = status.reused_from  # "RUN_ID/TASK": copied from that earlier success, not run
         for name, value in metrics.get(task.index, {}).items():
             row[name if name not in row else f"metric_{name}"] = value
         if status and status.outputs:

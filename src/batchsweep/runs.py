@@ -4,20 +4,21 @@ cancel, resume and read results. Every command that reads a run rebuilds it from
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batchsweep import runlock, space
+from batchsweep import keys, runlock, space
 from batchsweep.engines import get_engine
 from batchsweep.errors import RunDamaged, RunNotFound, SpecError, SweepError
 from batchsweep.model import State, Task, TaskStatus, input_parts
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from batchsweep.engines.base import Engine, Progress
+    from batchsweep.reuse import Reuse
 
 
 MAX_TASKS = 1_000_000
@@ -52,6 +54,7 @@ class Plan:
     info: dict[str, Any]
     engine: type[Engine]
     notes: list[str]
+    unkeyed: dict[str, str] = field(default_factory=dict)  # inputs whose content could not be identified, and why
 
 
 def _check_inputs(spec: Spec, tasks: Sequence[Task]) -> None:
@@ -178,12 +181,11 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
         raw = {**spec.model_dump(by_alias=True, exclude={"base_dir"}, exclude_unset=True), **changes}
         spec = spec_mod.validate(raw, source="command line", base_dir=spec.base_dir, spec_file=spec.spec_file)
     engine = get_engine(spec.backend)
-    code_hash = space.code_hash(spec)
     n = space.count(spec) if spec.params and not spec.search else 0
     if n > max_tasks:  # counted from the blocks' sizes, before anything is expanded
         raise SpecError(f"params: the space has {_big(n)} tasks; the limit is {_big(max_tasks)}, "
                         "raise it with --max-tasks N (or max_tasks= in Python)")
-    tasks = space.expand(spec, code_hash=code_hash) if n else []
+    tasks = space.expand(spec, keyer=lambda params, inputs: "") if n else []
     if not tasks and not spec.search:
         raise SpecError("params: the parameter space expands to no tasks; every block needs at least one value")
     # A search has no tasks yet (its rounds add them): check the script and inputs against example trials.
@@ -196,6 +198,16 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
     notes: list[str] = []
     flags = _check_script(spec, examples, notes)
     settings = engine.check(spec, tasks) if check_engine else {}
+    hashes = keys.HashCache()
+    code_hash = keys.code_hash(spec, cache=hashes)
+    stamps = keys.InputStamps(spec.base_dir, hashes, s3_head=keys.s3_head(profile=spec.aws.profile,
+                                                                             region=spec.aws.region) if check_engine else None)
+    environment = {"env": spec.env, **engine.key_environment(spec, settings)}
+    if spec.python:  # tasks run on another interpreter of this machine: its version, not ours
+        environment.update(keys.local_environment(python_path(spec)))
+    keyer = keys.Keyer(code=code_hash, what=keys.spec_what(spec), env=environment, stamps=stamps)
+    tasks = [dataclasses.replace(t, cache_key=keyer(t.params, t.inputs)) for t in tasks]
+    hashes.save()
     code_dir = spec.script_path.parent if spec.script_path else spec.base_dir
     now = datetime.now(timezone.utc)
     info: dict[str, Any] = {
@@ -225,19 +237,51 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
             raise SpecError("python: chooses a Python on this machine (local and dask runs); for aws-batch put the "
                             "script's dependencies in the task image (`batchsweep image build`)")
         info["spec"]["python"] = python_path(spec)
-    return Plan(spec=spec, tasks=tasks, info=info, engine=engine, notes=notes)
+    return Plan(spec=spec, tasks=tasks, info=info, engine=engine, notes=notes, unkeyed=stamps.unkeyed)
 
 
-def start(p: Plan, *, store: Store | str | None = None, detach: bool = False) -> Run:
-    """Write the run to the store and submit it. A failed submit leaves no run behind."""
+def find_reuse(p: Plan, *, store: Store | str | None = None) -> Reuse:
+    """Which of the plan's tasks already succeeded, with the same content key, in the store it would run against."""
+    from batchsweep.reuse import Reuse, lookup
+
+    if p.info.get("search") or not p.tasks:
+        return Reuse(len(p.tasks))
+    local = store if isinstance(store, Store) else Store.open(store)
+    return lookup(p.engine.run_store(p.info["engine"], local), p.tasks, metrics_rule=_metrics_rule(p.spec),
+                  keeps_everything=not p.spec.outputs)
+
+
+def _metrics_rule(spec: Spec) -> str | dict[str, Any]:
+    return spec.metrics if isinstance(spec.metrics, str) else spec.metrics.model_dump(mode="json", exclude_none=True)
+
+
+def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, reuse: bool | Reuse = True,
+          say: Callable[[str], None] | None = None) -> Run:
+    """Write the run to the store and submit it. A failed submit leaves no run behind.
+
+    With `reuse` (the default), tasks that already succeeded with the same content key in this store are
+    copied, not run (`batchsweep.reuse`); `say` gets the one-line account ("120 tasks: 96 reused ...")."""
+    from batchsweep.reuse import Reuse, copy_results
+
     local = store if isinstance(store, Store) else Store.open(store)
     run_store = p.engine.run_store(p.info["engine"], local)
+    if reuse is True:
+        reuse = find_reuse(p, store=local)
+    elif reuse is False:
+        reuse = Reuse(len(p.tasks))
+    if say is not None:
+        for ref, why in sorted(p.unkeyed.items()):
+            say(f"inputs: {ref} could not be identified by content ({why}); its tasks run again, never reused")
+        if reuse.found:
+            say(reuse.line())
     lock = _claim_run_id(p, run_store, local)
     run_id = p.info["run_id"]
     try:
-        info = {**p.info, "store": run_store.url}
+        info = {**p.info, "store": run_store.url, "reused": len(reuse.found)}
         info.update(p.engine.prepare(p.spec, run_store, info))
         run_store.create_run(run_id, info, p.tasks)
+        if reuse.found:
+            copy_results(run_store, run_id, p.tasks, reuse, metrics_rule=_metrics_rule(p.spec))
         if run_store.url != local.url:
             local.write_json(local.run_key(run_id, "run.json"),
                              {"run_id": run_id, "pointer": True, **_summary_fields(info)})
@@ -248,7 +292,7 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False) ->
 
             search.start(run, detach=detach)  # rounds are submitted by Run.wait
         else:
-            run.engine.submit([t.index for t in p.tasks], detach=detach)
+            run.engine.submit([t.index for t in reuse.to_run(p.tasks)], detach=detach)
     except BaseException:
         lock.release()
         run_store.delete_run(run_id)
@@ -528,11 +572,15 @@ def load_run(run_id: str | None = None, *, store: Store | str | None = None) -> 
 
 def run(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), backend: str | None = None,
         store: Store | str | None = None, detach: bool = False, progress: bool = True,
-        max_parallel: int | None = None, **set_values: Any) -> Run:
-    """Run a sweep and wait for it (unless detach). `run("sweep.yaml", timeout="30m")` overrides like --set."""
+        max_parallel: int | None = None, reuse: bool = True, **set_values: Any) -> Run:
+    """Run a sweep and wait for it (unless detach). `run("sweep.yaml", timeout="30m")` overrides like --set.
+    `reuse=False` runs every task, even those that already succeeded with the same content key."""
+    import sys
+
     extra = [f"{k}={v}" for k, v in set_values.items()]
     p = plan(spec, overrides=[*overrides, *extra], backend=backend, max_parallel=max_parallel)
-    r = start(p, store=store, detach=detach)
+    r = start(p, store=store, detach=detach, reuse=reuse,
+              say=(lambda line: print(line, file=sys.stderr, flush=True)) if progress else None)
     if not detach:
         r.wait(progress=progress)
     return r

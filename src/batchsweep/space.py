@@ -6,19 +6,16 @@ task, `repeat` copies each task N times. `{param}` placeholders in string params
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
-import os
 import random
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from batchsweep import distributions
+from batchsweep import distributions, keys
 from batchsweep.errors import SpecError
-from batchsweep.model import STAGED_AT, Task, input_parts
+from batchsweep.model import STAGED_AT, Task
 from batchsweep.spec import Params, Spec
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
@@ -98,47 +95,23 @@ def resolve(raw: dict[str, Any], inputs: Sequence[Any]) -> tuple[dict[str, Any],
     return params, tuple(refs)
 
 
-class _InputStamp:
-    """Identity of an input for the cache key: size and mtime for local files (cheap), the URI for S3."""
-
-    def __init__(self, base_dir: Path) -> None:
-        self.base_dir = base_dir
-        self._seen: dict[str, str] = {}
-
-    def __call__(self, ref: str) -> str:
-        if ref not in self._seen:
-            if ref.startswith("s3://"):
-                self._seen[ref] = ref
-            else:
-                try:
-                    st = os.stat(self.base_dir / input_parts(ref)[0])
-                    self._seen[ref] = f"{ref}:{st.st_size}:{st.st_mtime_ns}"
-                except OSError:
-                    self._seen[ref] = ref
-        return self._seen[ref]
-
-
-def expand(spec: Spec, *, code_hash: str = "") -> list[Task]:
-    """All tasks of the spec, in a deterministic order with stable indices."""
-    stamp = _InputStamp(spec.base_dir)
+def expand(spec: Spec, *, code_hash: str = "", keyer: Callable[[dict[str, Any], tuple[str, ...]], str] | None = None,
+           ) -> list[Task]:
+    """All tasks of the spec, in a deterministic order with stable indices, each with its content key
+    (`batchsweep.keys`; `code_hash` stands for the whole environment when no keyer is given)."""
+    if keyer is None:
+        cache = keys.HashCache()
+        keyer = keys.Keyer(code=code_hash, what={}, env={}, stamps=keys.InputStamps(spec.base_dir, cache))
     tasks = []
     for index, raw in enumerate(iter_params(spec)):
         params, inputs = resolve(raw, spec.inputs)
-        key_src = json.dumps([code_hash, params, [stamp(i) for i in inputs]], sort_keys=True, default=str)
-        key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
-        tasks.append(Task(index=index, params=params, inputs=inputs, cache_key=key))
+        tasks.append(Task(index=index, params=params, inputs=inputs, cache_key=keyer(params, inputs)))
     return tasks
 
 
 def code_hash(spec: Spec) -> str:
-    """Hash of the code a task runs: the script file, or the function's module file."""
-    h = hashlib.sha256()
-    path = spec.script_path or module_file(spec)
-    if path and path.is_file():
-        h.update(path.read_bytes())
-    else:
-        h.update((spec.function or "").encode())
-    return h.hexdigest()
+    """Hash of the code a task runs: the code package's content (see `batchsweep.keys.code_hash`)."""
+    return keys.code_hash(spec)
 
 
 def module_file(spec: Spec) -> Path | None:

@@ -9,6 +9,7 @@
     <store>/code/<sha256>.tar.gz             content-addressed code package (remote engines)
     <store>/inputs/<sha256>/<name>           content-addressed local inputs (remote engines)
     <store>/sweeps/<name>.json               per-sweep stats (median task time) that size the next submit
+    <store>/index/<k[:2]>/<key>/<run_id>~<i>  empty: task i of run_id succeeded with content key `key` (reuse)
 
 No other module assembles these paths. Two backends implement a handful of blob operations:
 `LocalBackend` (temp file + rename) and `S3Backend` (in `batchsweep.aws.s3store`).
@@ -34,6 +35,7 @@ from batchsweep.model import Task, TaskStatus
 
 log = logging.getLogger(__name__)
 DEFAULT_STORE = ".batchsweep"
+STORE_MARKER = ".batchsweep-store"  # at a local store's root: a code directory that holds a store leaves it out
 TASK_FILES = ("metrics.json", "stdout.log", "stderr.log")
 
 
@@ -49,6 +51,7 @@ class Backend(Protocol):
     def download(self, key: str, local: Path) -> None: ...
     def delete_prefix(self, prefix: str) -> None: ...
     def iter_bytes(self, key: str, start: int = 0) -> Iterator[bytes]: ...  # chunks from `start`; FileNotFoundError
+    def copy(self, source: str, target: str) -> None: ...  # within the store (S3: server-side, no download)
     # Conditional writes, for the run lock (`batchsweep.runlock`): exclusive create and compare-and-swap.
     def create_exclusive(self, key: str, data: bytes) -> bool: ...  # False when the key exists
     def read_tagged(self, key: str) -> tuple[bytes, str]: ...  # (data, a tag that changes with every write)
@@ -210,6 +213,18 @@ class LocalBackend:
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self.path(prefix), ignore_errors=True)
 
+    def copy(self, source: str, target: str) -> None:
+        """A hard link where the file system allows (store files are never changed in place), else a copy."""
+        dest = self.path(target)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(self.path(source), dest)
+        except FileExistsError:
+            os.unlink(dest)
+            os.link(self.path(source), dest)
+        except OSError:
+            shutil.copyfile(self.path(source), dest)
+
 
 _WITHOUT_STATUS = "counted as without status, so `resume` runs them again"
 
@@ -223,6 +238,11 @@ def _parse_status(raw: bytes) -> TaskStatus | None:
         return TaskStatus.from_json(raw)
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
+
+
+def _index_entry(name: str) -> tuple[str, int] | None:
+    run_id, sep, index = name.rpartition("~")
+    return (run_id, int(index)) if sep and index.isdigit() else None
 
 
 class Store:
@@ -281,6 +301,12 @@ class Store:
     def sweep_stats_key(name: str) -> str:
         return f"sweeps/{name}.json"
 
+    @staticmethod
+    def index_key(cache_key: str, run_id: str | None = None, index: int | None = None) -> str:
+        """The reuse index: one empty object per succeeded task, named by its content key, run and task."""
+        prefix = f"index/{cache_key[:2]}/{cache_key}"
+        return prefix if run_id is None else f"{prefix}/{run_id}~{index}"
+
     def local_path(self, key: str) -> Path:
         """Local stores only: the path of a key (the worker writes task files there directly)."""
         assert isinstance(self.backend, LocalBackend), "local_path() on a remote store"
@@ -288,6 +314,8 @@ class Store:
 
     # -- runs ---------------------------------------------------------------------------------
     def create_run(self, run_id: str, info: dict[str, Any], tasks: Iterable[Task]) -> None:
+        if self.is_local and not self.backend.exists(STORE_MARKER):
+            self.backend.write_bytes(STORE_MARKER, b"a batchsweep store: not code, never part of a content key\n")
         self.write_tasks(run_id, tasks)
         self.write_json(self.run_key(run_id, "run.json"), info)
 
@@ -344,6 +372,39 @@ class Store:
     def delete_run(self, run_id: str) -> None:
         self.backend.delete_prefix(self.run_key(run_id))
 
+    # -- the reuse index ----------------------------------------------------------------------
+    def record_success(self, cache_key: str, run_id: str, index: int) -> None:
+        if cache_key:
+            self.backend.write_bytes(self.index_key(cache_key, run_id, index), b"")
+
+    def index_entries(self, cache_keys: Iterable[str]) -> dict[str, list[tuple[str, int]]]:
+        """(run id, task) of every recorded success of each key. Local: one directory listing per key. S3: one
+        LIST per key for a few keys, else the index's shards (`index/00/` ... `index/ff/`) listed in parallel, so
+        100,000 keys cost about 256 + (index size / 1000) requests, never a listing of every run."""
+        wanted = sorted({k for k in cache_keys if k})
+        found: dict[str, list[tuple[str, int]]] = {}
+        if self.is_local:
+            root = self.local_path("index")
+            for key in wanted:
+                try:
+                    names = os.listdir(root / key[:2] / key)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                found[key] = [e for e in map(_index_entry, names) if e is not None]
+            return found
+        prefixes = [self.index_key(k) for k in wanted] if len(wanted) <= 256 else \
+            sorted({f"index/{k[:2]}" for k in wanted})
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            listings = list(pool.map(self.backend.list_files, prefixes))
+        keys = set(wanted)
+        for listing in listings:
+            for name in listing:
+                parts = name.split("/")
+                entry = _index_entry(parts[-1]) if len(parts) == 4 else None
+                if entry is not None and parts[2] in keys:
+                    found.setdefault(parts[2], []).append(entry)
+        return found
+
     # -- tasks --------------------------------------------------------------------------------
     def write_status(self, run_id: str, status: TaskStatus) -> None:
         self.backend.write_bytes(self.task_key(run_id, status.index, "status.json"), status.to_json().encode())
@@ -372,6 +433,11 @@ class Store:
         if bad:
             self._warn_damaged(run_id, "status.json files", bad, _WITHOUT_STATUS)
         return found
+
+    def read_task_statuses(self, where: list[tuple[str, int]]) -> list[TaskStatus | None]:
+        """Statuses of tasks of any runs, (run id, index) each; None for a missing or damaged one."""
+        raws = self._read_many([self.task_key(run_id, index, "status.json") for run_id, index in where])
+        return [_parse_status(raw) if raw is not None else None for raw in raws]
 
     def read_metrics(self, run_id: str, indices: Iterable[int]) -> dict[int, dict[str, Any]]:
         wanted = list(indices)

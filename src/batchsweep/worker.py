@@ -535,6 +535,8 @@ def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scra
         store.backend.upload_dir(paths.task_dir, store.task_key(run_id, task.index))
         shutil.rmtree(paths.task_dir, ignore_errors=True)
     store.write_status(run_id, status)
+    if status.state is State.SUCCEEDED:
+        store.record_success(task.cache_key, run_id, task.index)  # later runs reuse it (batchsweep.reuse)
     return status
 
 

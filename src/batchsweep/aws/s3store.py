@@ -156,6 +156,17 @@ class S3Backend:
                 raise FileNotFoundError(key) from None
             raise
 
+    def copy(self, source: str, target: str) -> None:
+        """Server-side: nothing is downloaded or uploaded again (multipart copy above 8 MiB, any size)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.copy({"Bucket": self.bucket, "Key": self._key(source)}, self.bucket, self._key(target))
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(source) from None
+            raise
+
     def delete_prefix(self, prefix: str) -> None:
         keys = [self._key(k) for k in self.list_files(prefix)]
         if self.exists(prefix):

@@ -148,7 +148,18 @@ class AwsBatchEngine(Engine):
         return settings
 
     @classmethod
+    def key_environment(cls, spec: Spec, settings: dict[str, Any]) -> dict[str, Any]:
+        """The container's image (its tag names its Dockerfile and requirements) and the spec's requirements."""
+        from batchsweep.infra.image import requirements_hash, spec_requirements
+
+        requirements, _ = spec_requirements(spec)
+        return {"image": settings.get("image_uri"), "job_definition": settings.get("job_definition"),
+                "requirements": requirements_hash(requirements, full=True)}
+
+    @classmethod
     def run_store(cls, settings: dict[str, Any], default: Store) -> Store:
+        if not settings.get("bucket"):
+            raise AwsSetupError("aws-batch: the S3 store is only known once the stack is read (not in a dry run)")
         return Store.open(f"s3://{settings['bucket']}/{settings['prefix']}", aws_profile=settings.get("profile"),
                           aws_region=settings.get("region"))
 

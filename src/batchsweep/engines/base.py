@@ -49,6 +49,14 @@ class Engine(abc.ABC):
         return {}
 
     @classmethod
+    def key_environment(cls, spec: Spec, settings: dict[str, Any]) -> dict[str, Any]:
+        """What the tasks run on, as far as their results can tell: part of every content key (`batchsweep.keys`).
+        Here: this machine's interpreter; remote engines name their image and requirements instead."""
+        from batchsweep.keys import local_environment
+
+        return local_environment()
+
+    @classmethod
     def run_store(cls, settings: dict[str, Any], default: Store) -> Store:
         """Where this engine's runs live (the local store; the S3 store for remote engines)."""
         return default

@@ -1,0 +1,224 @@
+"""Reuse across runs by content key (docs/design.md §4.1), on the local store. Executions are counted by a side
+effect of the task itself (a line appended to a file outside the store), never by the tool's own report."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import batchsweep
+from batchsweep import cli
+
+COUNTING_SCRIPT = """\
+import argparse, json, os, sys
+p = argparse.ArgumentParser()
+p.add_argument("--a", type=int, required=True)
+p.add_argument("--b", type=int, default=1)
+args = p.parse_args()
+with open(os.environ["RUN_LOG"], "a") as f:
+    f.write(f"{args.a},{args.b}\\n")
+data = "".join(open(n).read() for n in sorted(os.listdir(".")) if n.endswith(".txt"))  # the staged inputs
+if os.path.exists(os.environ["RUN_LOG"] + f".fail{args.a}"):
+    sys.exit(3)
+print(json.dumps({"printed": args.a * 100 + args.b}))
+with open("metrics.json", "w") as f:
+    json.dump({"y": args.a * args.b, "data": data}, f)
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    code = tmp_path / "project"
+    code.mkdir()
+    (code / "task.py").write_text(COUNTING_SCRIPT)
+    return code
+
+
+def write_spec(code: Path, grid: str, *, log: Path, extra: str = "") -> Path:
+    spec = code / "sweep.yaml"
+    spec.write_text(textwrap.dedent(f"""\
+        name: counted
+        script: task.py
+        params: {{grid: {grid}}}
+        env: {{RUN_LOG: "{log}"}}
+        """) + extra)
+    return spec
+
+
+def executions(log: Path) -> list[str]:
+    lines = log.read_text().splitlines() if log.exists() else []
+    log.write_text("")
+    return sorted(lines)
+
+
+def run(spec: Path, store: Path, **kwargs: object) -> batchsweep.Run:
+    r = batchsweep.run(spec, store=store, progress=False, **kwargs)
+    assert r.exit_code in (0, 1)
+    return r
+
+
+def test_a_widened_grid_runs_only_its_new_cells(project: Path, tmp_path: Path) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    run(write_spec(project, "{a: [1, 2], b: [1, 2]}", log=log), store)
+    assert executions(log) == ["1,1", "1,2", "2,1", "2,2"]
+    wider = run(write_spec(project, "{a: [1, 2, 3], b: [1, 2]}", log=log), store)
+    assert executions(log) == ["3,1", "3,2"]
+    df = wider.results()
+    assert list(df["status"]) == ["succeeded"] * 6
+    assert list(df["y"]) == [1, 2, 2, 4, 3, 6]
+    assert df["reused_from"].notna().tolist() == [True] * 4 + [False] * 2
+
+
+def test_the_same_sweep_twice_runs_nothing_and_says_so(project: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    spec = write_spec(project, "{a: [1, 2, 3]}", log=log)
+    assert cli.main(["run", str(spec), "--store", str(store)]) == 0
+    executions(log)
+    capsys.readouterr()
+    assert cli.main(["run", str(spec), "--store", str(store), "--set", "params.grid.a=1,2,3,4"]) == 0
+    assert "4 tasks: 3 reused from 1 earlier run, 1 to run" in capsys.readouterr().err
+    assert executions(log) == ["4,1"]
+
+
+def test_no_reuse_runs_every_task(project: Path, tmp_path: Path) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    spec = write_spec(project, "{a: [1, 2]}", log=log)
+    run(spec, store)
+    executions(log)
+    assert cli.main(["run", str(spec), "--store", str(store), "--no-reuse"]) == 0
+    assert executions(log) == ["1,1", "2,1"]
+
+
+def test_an_input_changed_with_its_size_and_mtime_restored_reruns_its_task(project: Path, tmp_path: Path) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    data = project / "data"
+    data.mkdir()
+    for a in (1, 2):
+        (data / f"{a}.txt").write_text(f"old{a}")
+    spec = write_spec(project, "{a: [1, 2]}", log=log, extra='inputs: ["data/{a}.txt"]\n')
+    run(spec, store)
+    executions(log)
+    target = data / "1.txt"
+    st = os.stat(target)
+    target.write_text("new1")  # the same size
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(target).st_size == st.st_size and os.stat(target).st_mtime_ns == st.st_mtime_ns
+    again = run(spec, store)
+    assert executions(log) == ["1,1"]
+    assert list(again.results()["data"]) == ["new1", "old2"]
+
+
+def test_a_new_data_file_for_a_new_param_value_leaves_the_other_tasks_reused(project: Path, tmp_path: Path) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    data = project / "data"
+    data.mkdir()
+    (data / "1.txt").write_text("one")
+    run(write_spec(project, "{a: [1]}", log=log, extra='inputs: ["data/{a}.txt"]\n'), store)
+    executions(log)
+    (data / "2.txt").write_text("two")  # inside the code directory, but an input: keyed per task, not as code
+    run(write_spec(project, "{a: [1, 2]}", log=log, extra='inputs: ["data/{a}.txt"]\n'), store)
+    assert executions(log) == ["2,1"]
+
+
+def test_a_file_outside_the_code_package_changes_nothing(project: Path, tmp_path: Path) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    spec = write_spec(project, "{a: [1, 2]}", log=log, extra='code: {exclude: ["notes/*"]}\n')
+    (project / "notes").mkdir()
+    (project / "notes" / "todo.md").write_text("first")
+    (tmp_path / "sibling.txt").write_text("first")
+    run(spec, store)
+    executions(log)
+    (project / "notes" / "todo.md").write_text("second, longer")
+    (tmp_path / "sibling.txt").write_text("second, longer")
+    run(spec, store)
+    assert executions(log) == []
+
+
+def test_a_code_change_reruns_every_task(project: Path, tmp_path: Path) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    spec = write_spec(project, "{a: [1, 2]}", log=log)
+    run(spec, store)
+    executions(log)
+    (project / "helper.py").write_text("X = 1\n")  # any file of the code package, not only the script
+    run(spec, store)
+    assert executions(log) == ["1,1", "2,1"]
+
+
+def test_a_store_inside_the_code_directory_is_not_code(project: Path, tmp_path: Path) -> None:
+    log = tmp_path / "executions.log"
+    spec = write_spec(project, "{a: [1, 2]}", log=log)
+    run(spec, project / "results-store")
+    executions(log)
+    run(spec, project / "results-store")
+    assert executions(log) == []
+
+
+def test_a_failed_task_runs_again_and_the_succeeded_ones_do_not(project: Path, tmp_path: Path) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    spec = write_spec(project, "{a: [1, 2, 3]}", log=log)
+    fail = Path(f"{log}.fail2")
+    fail.write_text("")
+    first = run(spec, store)
+    assert list(first.results()["status"]) == ["succeeded", "failed", "succeeded"]
+    executions(log)
+    fail.unlink()
+    second = run(spec, store)
+    assert executions(log) == ["2,1"]
+    assert list(second.results()["status"]) == ["succeeded"] * 3
+
+
+def test_timeout_and_retries_are_not_in_the_key_but_env_is(project: Path, tmp_path: Path) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    spec = write_spec(project, "{a: [1]}", log=log)
+    run(spec, store)
+    executions(log)
+    run(spec, store, timeout="5m", retries=2)
+    assert executions(log) == []
+    spec.write_text(spec.read_text().replace("env: {", "env: {MODE: fast, "))
+    run(spec, store)
+    assert executions(log) == ["1,1"]
+
+
+def test_a_changed_metrics_rule_rereads_stored_output_and_runs_nothing(project: Path, tmp_path: Path) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    spec = write_spec(project, "{a: [1, 2]}", log=log)
+    run(spec, store)
+    executions(log)
+    spec.write_text(spec.read_text() + "metrics: {stdout: last}\n")
+    again = run(spec, store)
+    assert executions(log) == []
+    df = again.results()
+    assert list(df["printed"]) == [101, 201]
+    assert list(df["y"]) == [1, 2]  # a stream rule reads metrics.json too, as a fresh run would
+    fresh = run(spec, tmp_path / "fresh-store").results()
+    metrics = ["y", "printed"]
+    assert df[metrics].to_dict("records") == fresh[metrics].to_dict("records")
+
+
+def test_a_changed_stdout_pattern_rereads_the_log_and_drops_what_the_old_one_printed(project: Path,
+                                                                                       tmp_path: Path) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    spec = write_spec(project, "{a: [1, 2]}", log=log, extra="metrics: {stdout: last}\n")
+    run(spec, store)
+    executions(log)
+    spec.write_text(spec.read_text().replace("{stdout: last}", """{stdout: '"printed": (?P<p>[0-9]+)'}"""))
+    df = run(spec, store).results()
+    assert executions(log) == []
+    assert list(df["p"]) == [101, 201] and list(df["y"]) == [1, 2] and "printed" not in df
+
+
+def test_reused_results_survive_the_deletion_of_the_run_they_came_from(project: Path, tmp_path: Path) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    spec = write_spec(project, "{a: [1, 2]}", log=log)
+    first = run(spec, store)
+    second = run(spec, store)
+    first.store.delete_run(first.id)
+    df = batchsweep.load_run(second.id, store=store).results(refresh=True)
+    assert list(df["y"]) == [1, 2] and list(df["status"]) == ["succeeded"] * 2
+    executions(log)
+    run(spec, store)  # the second run's copies are in the index too
+    assert executions(log) == []
