@@ -209,13 +209,19 @@ def test_s3_requests_do_not_grow_with_the_task_count(tmp_path, stack, calls):
         calls.clear()
         batchsweep.run(spec, store=tmp_path / "store", detach=True)
         # The run's lock refreshes its heartbeat every few seconds: that grows with time, not with tasks.
+        # The reuse lookup lists the index: one LIST per key up to 256 keys, then the 256 shards (bounded).
+        lookups.append(sum(1 for op, params in calls if op == "s3.ListObjectsV2"
+                           and "/index/" in str(params.get("Prefix", ""))))
         return sorted(op for op, params in calls if op.startswith("s3.")
-                      and not str(params.get("Key", "")).endswith(("runner.json", "cancel.json")))
+                      and not str(params.get("Key", "")).endswith(("runner.json", "cancel.json"))
+                      and "/index/" not in str(params.get("Prefix", "")))
 
+    lookups: list[int] = []
     s3_ops(3)  # uploads the code package once
     small, big = s3_ops(3), s3_ops(9_000)
     assert small, "the store's S3 requests must be counted"
     assert big == small, f"S3 requests must not grow with tasks: {small} vs {big}"
+    assert lookups[1:] == [3, 256], "the reuse lookup is one LIST per key, at most one per index shard"
 
 
 def test_max_parallel_packs_tasks_into_fewer_children(tmp_path, stack, calls):
