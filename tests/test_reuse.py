@@ -222,3 +222,25 @@ def test_reused_results_survive_the_deletion_of_the_run_they_came_from(project: 
     executions(log)
     run(spec, store)  # the second run's copies are in the index too
     assert executions(log) == []
+
+
+def test_a_sweeps_history_is_one_row_per_task_the_latest_success_winning(project: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    fail = Path(f"{log}.fail2")
+    fail.write_text("")
+    first = run(write_spec(project, "{a: [1, 2]}", log=log), store)
+    second = run(write_spec(project, "{a: [3]}", log=log), store)
+    fail.unlink()
+    third = run(write_spec(project, "{a: [2, 3]}", log=log), store)  # 2 runs again (it failed), 3 is reused
+    df = batchsweep.load_sweep("counted", store=store).results()
+    rows = {row["a"]: (row["run"], row["status"], row["y"]) for row in df.to_dict("records")}
+    assert rows == {1: (first.id, "succeeded", 1), 2: (third.id, "succeeded", 2), 3: (second.id, "succeeded", 3)}
+    capsys.readouterr()
+    assert cli.main(["results", "--sweep", "counted", "--store", str(store), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("run,task,a,") and len(lines) == 4
+    assert cli.main(["report", "--sweep", "counted", "--store", str(store), "-o", str(tmp_path / "r.html")]) == 0
+    assert (tmp_path / "r.html").stat().st_size > 1000
+    assert cli.main(["results", "--sweep", "nope", "--store", str(store)]) == 2
+    assert "sweeps there: counted" in capsys.readouterr().err

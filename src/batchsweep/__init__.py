@@ -12,17 +12,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["run", "load_run", "list_runs", "plan", "start", "log_metrics", "Run", "SweepError"]
+__all__ = ["run", "load_run", "load_sweep", "list_runs", "plan", "start", "log_metrics", "Run", "SweepError"]
 
 if TYPE_CHECKING:
     from batchsweep.errors import SweepError
+    from batchsweep.history import load_sweep
     from batchsweep.metrics import log_metrics
     from batchsweep.runs import Run, list_runs, load_run, plan, run, start
 
 _WHERE = {
     "run": "batchsweep.runs", "load_run": "batchsweep.runs", "list_runs": "batchsweep.runs", "plan": "batchsweep.runs",
     "start": "batchsweep.runs", "Run": "batchsweep.runs", "log_metrics": "batchsweep.metrics",
-    "SweepError": "batchsweep.errors",
+    "SweepError": "batchsweep.errors", "load_sweep": "batchsweep.history",
 }
 
 

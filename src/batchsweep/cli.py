@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("results", parents=[store], help="one row per task with params and metrics")
     p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    p.add_argument("--sweep", metavar="NAME",
+                   help="every run of sweep NAME as one table: a row per distinct task, the latest success winning, "
+                        "with the run it came from")
     p.add_argument("--format", choices=("table", "csv", "json", "parquet"), default=None,
                    help="default: from -o FILE's extension (.csv, .json, .parquet), else a table")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of the terminal")
@@ -125,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", parents=[store], help="a self-contained HTML report with plots")
     p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    p.add_argument("--sweep", metavar="NAME", help="plot every run of sweep NAME as one table (see results --sweep)")
     p.add_argument("-o", "--output", default="report.html", metavar="FILE", help="where to write (default: report.html)")
     p.add_argument("--metric", help="the metric to rank by (default: picked and named in the report)")
     direction = p.add_mutually_exclusive_group()
@@ -294,8 +298,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_results(args: argparse.Namespace) -> int:
     from batchsweep import display, results, runs
 
-    run = runs.load_run(args.run, store=args.store)
-    df = run.results(refresh=args.refresh)
+    if args.sweep:
+        from batchsweep.history import load_sweep
+
+        if args.run:
+            raise SweepError("results: give a RUN or --sweep NAME, not both")
+        history = load_sweep(args.sweep, store=args.store)
+        run, df = history.latest, history.results()
+    else:
+        run = runs.load_run(args.run, store=args.store)
+        df = run.results(refresh=args.refresh)
     notes = []
     if args.sort:
         df, how = results.sort_best_first(df, args.sort, ascending=args.ascending, metrics=results.metric_columns(run, df))
@@ -417,8 +429,17 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from batchsweep import runs
 
-    run = runs.load_run(args.run, store=args.store)
-    metric, maximize = run.report(args.output, metric=args.metric, maximize=args.maximize)
+    if args.sweep:
+        from batchsweep.history import load_sweep
+
+        if args.run:
+            raise SweepError("report: give a RUN or --sweep NAME, not both")
+        history = load_sweep(args.sweep, store=args.store)
+        run = history.latest
+        metric, maximize = history.report(args.output, metric=args.metric, maximize=args.maximize)
+    else:
+        run = runs.load_run(args.run, store=args.store)
+        metric, maximize = run.report(args.output, metric=args.metric, maximize=args.maximize)
     if metric:
         _out(f"wrote {args.output} (metric: {metric}, {'maximize' if maximize else 'minimize'})")
     else:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from batchsweep.runs import Run
 
+HISTORY_COLUMNS = ("run", "key")  # a sweep's union table (`batchsweep.history`): where each row was computed
 FIXED_COLUMNS = ("status", "attempts", "duration_s", "exit_code", "error", "started_at", "ended_at", "worker",
                  "peak_rss_mib", "cpu_s", "gpu", "last_step", "partial", "reused_from")
 
@@ -147,7 +148,7 @@ def to_parquet_bytes(df: pd.DataFrame) -> bytes:
 
 
 def metric_columns(run: Run, df: pd.DataFrame) -> list[str]:
-    known = {"task", "outputs", *FIXED_COLUMNS, *(run.info.get("param_names") or [])}
+    known = {"task", "outputs", *FIXED_COLUMNS, *HISTORY_COLUMNS, *(run.info.get("param_names") or [])}
     return [c for c in df.columns if c not in known]
 
 
@@ -210,10 +211,11 @@ def export(df: pd.DataFrame, fmt: str, path: str | os.PathLike[str] | None) -> s
 
 
 def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric: str | None = None,
-                 maximize: bool | None = None) -> Any:
+                 maximize: bool | None = None, table: pd.DataFrame | None = None) -> Any:
+    """The run's HTML report; `table` replaces its results (a sweep's union table, see `batchsweep.history`)."""
     from batchsweep.report import build_report
 
-    df = gather(run)
+    df = gather(run) if table is None else table
     summary = {k: run.info.get(k) for k in ("run_id", "name", "backend", "created", "n_tasks")}
     summary.update(_cost_fields(run, df))
     # A text param unique to every task, or one made of other params by a placeholder (`save_name: run_{a}_{b}`),
