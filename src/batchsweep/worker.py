@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -536,7 +537,10 @@ def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scra
         shutil.rmtree(paths.task_dir, ignore_errors=True)
     store.write_status(run_id, status)
     if status.state is State.SUCCEEDED:
-        store.record_success(task.cache_key, run_id, task.index)  # later runs reuse it (batchsweep.reuse)
+        try:
+            store.record_success(task.cache_key, run_id, task.index)  # later runs reuse it (batchsweep.reuse)
+        except Exception as e:  # noqa: BLE001 - the task succeeded; without the entry it is only not reused
+            logging.getLogger(__name__).warning("task %s: not recorded for reuse (%s)", task.index, str(e).splitlines()[0] if str(e) else e)
     return status
 
 

@@ -113,7 +113,8 @@ def test_the_job_role_reads_code_inputs_and_runs_and_writes_only_runs(template: 
     assert statements["ListTheStore"]["Resource"] == {"Fn::GetAtt": ["Bucket", "Arn"]}
     assert [r["Fn::Sub"] for r in statements["ReadCodeInputsAndRuns"]["Resource"]] == [
         "${Bucket.Arn}/batchsweep/code/*", "${Bucket.Arn}/batchsweep/inputs/*", "${Bucket.Arn}/batchsweep/runs/*"]
-    assert statements["WriteRunsOnly"]["Resource"] == {"Fn::Sub": "${Bucket.Arn}/batchsweep/runs/*"}
+    assert statements["WriteRunsAndTheReuseIndex"]["Resource"] == [
+        {"Fn::Sub": "${Bucket.Arn}/batchsweep/runs/*"}, {"Fn::Sub": "${Bucket.Arn}/batchsweep/index/*"}]
     actions = {a for s in statements.values() for a in as_list(s["Action"])}
     assert actions == {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}
     assert "ManagedPolicyArns" not in role
