@@ -228,3 +228,48 @@ def test_stop_needs_a_series_and_a_metric_the_rule_reads(tmp_path):
         path = write_spec(tmp_path, base.rstrip(" ") + "\n".join("        " + line for line in extra.splitlines()))
         with pytest.raises(SpecError, match=message):
             batchsweep.plan(path)
+
+
+def test_status_and_report_show_what_stopping_saved_and_the_curves(tmp_path, capsys):
+    from batchsweep import cli
+
+    run = batchsweep.run(_spec(tmp_path, stop=MEDIAN, pace=0.1), store=tmp_path / "store", progress=False)
+    statuses = run.statuses()
+    assert cli.main(["status", run.id, "--store", str(tmp_path / "store")]) == 0
+    out = capsys.readouterr().out
+    line = next(li for li in out.splitlines() if li.startswith("stopping"))
+    per_step = {i: statuses[i].duration_s / statuses[i].last_step for i in BAD}
+    saved = sum((8 - statuses[i].last_step) * per_step[i] for i in BAD)
+    assert "median rule on val_loss (minimize) · 2 pruned" in line and f"~{saved:.1f} s of task time saved" in line
+    report = tmp_path / "r.html"
+    assert cli.main(["report", run.id, "-o", str(report), "--store", str(tmp_path / "store")]) == 0
+    html = report.read_text()
+    import re
+
+    lines = re.findall(r'<polyline points="([^"]+)" class="(curve(?: pruned)?)"><title>task (\d+):', html)
+    assert sorted((int(i), cls) for _, cls, i in lines) == [
+        (i, "curve pruned" if i in BAD else "curve") for i in range(6)]
+    for points, _, i in lines:  # drawn up to where it stopped
+        assert len(points.split()) == statuses[int(i)].last_step
+    assert "saved by stopping" in html
+
+
+def test_status_watch_shows_each_running_tasks_latest_step_value_and_best(tmp_path, capsys):
+    from batchsweep import cli
+
+    proc = _cli(tmp_path, "run", str(_spec(tmp_path, stop=None, grid="[0.5]", pace=0.3)), "--detach")
+    proc.communicate(timeout=30)
+    store = tmp_path / "store"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = list(store.glob("runs/*/tasks/0/metrics.jsonl"))
+        if found and len(found[0].read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    assert cli.main(["status", "--watch", "--store", str(store)]) == 0  # returns when the run ends
+    out = capsys.readouterr().out
+    assert "running tasks" in out
+    row = next(li for li in out.splitlines() if li.strip().startswith("0 ") and "quality=0.5" in li)
+    step, value, best = row.split()[1:4]
+    assert int(step) >= 2 and float(value) == pytest.approx(0.5 + 1 / int(step), abs=1e-3) and float(best) == float(value)
+    assert "state    finished" in out  # the last frame, after the run ended

@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", parents=[store], help="counts by state and the failed tasks' reasons")
     p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    p.add_argument("--watch", action="store_true",
+                   help="refresh every 2 s until the run ends, with each running task's latest step, value and best")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("results", parents=[store], help="one row per task with params and metrics")
@@ -291,7 +293,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from batchsweep import display, runs
 
-    display.print_status(runs.load_run(args.run, store=args.store))
+    run = runs.load_run(args.run, store=args.store)
+    if not args.watch:
+        display.print_status(run)
+        return 0
+    try:
+        display.watch_status(run)
+    except KeyboardInterrupt:
+        pass  # stops watching; the run goes on
     return 0
 
 

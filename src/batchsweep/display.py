@@ -281,6 +281,9 @@ def print_status(run: Run) -> None:
                                          region=(run.info.get("spec") or {}).get("aws", {}).get("region"))
             if suggestion is not None:
                 console.print(f"size     {suggestion.line()}", markup=False)
+    stop = (run.info.get("spec") or {}).get("stop")
+    if stop:
+        console.print("stopping " + stop_line(run, statuses, stop), markup=False)
     batch_states = progress.extra.get("batch_states")
     if batch_states:
         console.print("engine   " + ", ".join(f"{n} {s}" for s, n in sorted(batch_states.items())) + " (child jobs)")
@@ -322,6 +325,83 @@ def _lost_reason(run: Run, index: int, reason: str | None, *, shown: bool) -> st
     reason = reason or "ended without writing a status"
     last = run.engine.last_output(index) if shown else None
     return f"{reason}; last output: {last[:200]}" if last else reason
+
+
+def stop_line(run: Run, statuses: dict[int, TaskStatus], stop: dict[str, Any]) -> str:
+    """The stop rule, what it pruned and the task time (and, on AWS, the cost) that saved."""
+    from batchsweep.stopping import saved_seconds
+
+    text = f"{stop.get('rule', 'median')} rule on {stop.get('metric')} ({stop.get('direction') or 'threshold'})"
+    pruned = sum(1 for s in statuses.values() if s.state is State.PRUNED)
+    saved = saved_seconds(statuses)
+    if saved is None:
+        return f"{text} · {pruned} pruned"
+    text += f" · {saved[1]} pruned · ~{saved[0]:.1f} s of task time saved (each pruned task's time per step × " \
+            "the steps it did not run)"
+    from batchsweep.estimate import run_cost
+
+    cost = run_cost(run.info, [saved[0]])
+    if cost is not None:
+        text += f" · ~${cost.high_usd:.2f} saved (estimate)"
+    return text
+
+
+WATCH_EVERY_S = 2.0
+
+
+def watch_status(run: Run, *, every: float = WATCH_EVERY_S, rounds: int | None = None) -> None:
+    """`status --watch`: the status and the running tasks' series, redrawn until the run ends."""
+    import time
+
+    console = _console()
+    n = 0
+    while True:
+        active = run.engine.poll().active
+        if console.is_terminal:
+            console.clear()
+        print_status(run)
+        table = live_table(run, width=console.width if console.is_terminal else None)
+        if table is not None:
+            console.print(table)
+        n += 1
+        if not active or (rounds is not None and n >= rounds):
+            return
+        console.print(f"watching {run.id}: every {every:g} s until it ends (Ctrl-C stops watching, not the run)",
+                      markup=False)
+        time.sleep(every)
+
+
+def live_table(run: Run, *, width: int | None) -> Any:
+    """Each running task with a series: its latest step, the latest value of the watched metric (the stop rule's,
+    else the first in its series) and the best so far; None when no running task has reported a step yet."""
+    from batchsweep.metrics import direction_from_name
+    from batchsweep.results import latest_values
+    from batchsweep.series import SERIES, parse
+
+    statuses, progress = run.snapshot()
+    states = run._states(statuses, progress)
+    running = [i for i, s in states.items() if not s.done and i not in statuses]
+    if not running:
+        return None
+    live = latest_values(run, running)
+    if not live:
+        return None
+    stop = (run.info.get("spec") or {}).get("stop") or {}
+    metric = stop.get("metric") or sorted({k for _, values in live.values() for k in values})[0]
+    up = stop.get("direction") == "maximize" if stop.get("direction") else bool(direction_from_name(metric))
+    tasks = {t.index: t for t in run.tasks()}
+    rows = []
+    for index, (step, _values) in sorted(live.items()):
+        raw = run.store._try_read(run.store.task_key(run.id, index, SERIES)) or b""
+        seen = [float(r[metric]) for r in parse(raw) if isinstance(r.get(metric), (int, float))]
+        if not seen:
+            continue
+        rows.append([index, step, seen[-1], max(seen) if up else min(seen), _params(tasks[index].params)])
+    if not rows:
+        return None
+    table, _ = fit_table(["task", "step", metric, f"best {metric}", "params"], rows, width=width,
+                         title="running tasks", wrap=("params",))
+    return table
 
 
 def _params(params: dict[str, Any]) -> str:

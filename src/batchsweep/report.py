@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from batchsweep import svgplot
+from batchsweep.curves import section as curves_section
 from batchsweep.errors import SweepError
 from batchsweep.importance import param_importance
 from batchsweep.metrics import MAXIMIZE_NAMES, MINIMIZE_NAMES, direction_from_name
@@ -35,7 +36,8 @@ STRUCTURE = ("trial", "round", "repeat")  # how the run was laid out, not what i
 def build_report(df: pd.DataFrame, *, params: list[str], metrics: list[str], summary: dict[str, Any],
                  log_tail: Callable[[int], str] | None = None, metric: str | None = None,
                  maximize: bool | None = None, top_k: int = 10, derived: Sequence[str] = (),
-                 sampled: Sequence[str] = ()) -> tuple[str, str, bool]:
+                 sampled: Sequence[str] = (), series: dict[int, list[dict[str, Any]]] | None = None,
+                 ) -> tuple[str, str, bool]:
     """Render the run as one HTML page; returns ``(html, chosen_metric, maximize)``.
 
     With no ``metric``, picks one by name (sharpe, accuracy, ... to maximize; loss, error, ... to
@@ -60,6 +62,7 @@ def build_report(df: pd.DataFrame, *, params: list[str], metrics: list[str], sum
         _header(summary),
         _overview(df, summary, params, varying, dims, chosen, maximize, why, values, structure, derived, continuous),
         _history(df, chosen, maximize, values) if search else "",
+        curves_section(df, series or {}, chosen, summary, duration=_duration),
         _importance(varying, dims, values, maximize),
         _all_tasks(df, varying, structure, metrics, chosen, maximize, values, top_k),
         _plots(df, varying, continuous, dims, chosen, maximize, values, top_k),
@@ -167,6 +170,8 @@ def _overview(df: pd.DataFrame, summary: dict[str, Any], params: list[str], vary
     cards += [("wall time", _duration(t["wall_s"])), ("summed task time", _duration(t["busy_s"])),
               ("workers", str(t["workers"])),
               ("parallel efficiency", f"{t['efficiency']:.0%}" if math.isfinite(t["efficiency"]) else "–")]
+    if summary.get("stop_saved"):
+        cards.append(("saved by stopping", "~" + _duration(summary["stop_saved"])))
     if finite(summary.get("cost_usd")):
         cost = summary["cost_usd"]
         cards.append(("estimated cost", f"${cost:.2f}" if cost >= 1 else f"${cost:.2g}"))
@@ -394,7 +399,8 @@ svg .ax{stroke:#9aa3af}svg .grid{stroke:#eef0f4}svg .pax{stroke:#6b7685;stroke-w
 svg .pl{fill:none;stroke-width:1.2;opacity:.55}svg .pl.hi{stroke-width:2.6;opacity:1}
 svg .pl:hover,svg .pl.hl{stroke:#111!important;stroke-width:3.2;opacity:1}
 svg .pt{fill:#9aa5b1;opacity:.55}svg .range{stroke:#c5d3e8;stroke-width:7;stroke-linecap:round}
-svg .band{fill:#d6e2f3;opacity:.8}svg .mean{fill:none;stroke:var(--acc);stroke-width:2}
+svg .band{fill:#d6e2f3;opacity:.8}svg .curve{fill:none;stroke:var(--acc);stroke-width:1.2;opacity:.7}
+svg .curve.pruned{stroke:#b5a642;stroke-dasharray:4 3}svg .mean{fill:none;stroke:var(--acc);stroke-width:2}
 svg .mdot{fill:var(--acc)}svg .best{fill:#1b7f3b;stroke:#fff;stroke-width:1.5}
 svg .cell{stroke:#fff}svg .cell.empty{fill:#f1f3f6}svg .cell.top{stroke:#111;stroke-width:2.5}svg .cv{font-size:11px;pointer-events:none}
 svg .bar{fill:#7d9cc7}svg .bar:hover,svg .cell:hover,svg .tb:hover{opacity:.75}

@@ -226,10 +226,11 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
     spec = run.info.get("spec") or {}
     sampled = [*((spec.get("search") or {}).get("space") or {}),
                *((((spec.get("params") or {}).get("random") or {}).get("space")) or {})]
+    summary.update(_stop_fields(run))
     html, chosen, maximize = build_report(
         df, params=params, metrics=metric_columns(run, df), summary=summary,
         log_tail=lambda i: "\n".join(run.logs(i, stderr=True).splitlines()[-20:]), metric=metric, maximize=maximize,
-        derived=derived, sampled=sampled,
+        derived=derived, sampled=sampled, series=read_series(run),
     )
     if path is None:
         try:
@@ -239,6 +240,27 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
         return HTML(inline_html(html))
     Path(path).write_text(html, encoding="utf-8")
     return chosen, maximize
+
+
+def read_series(run: Run) -> dict[int, list[dict[str, Any]]]:
+    """Every task's series (metrics.jsonl), for the report's curves; tasks without one are left out."""
+    from batchsweep.series import SERIES, parse
+
+    keys = [k for k in run.store.backend.list_files(run.store.run_key(run.id, "tasks")) if k.endswith("/" + SERIES)]
+    out = {}
+    for key, raw in zip(keys, run.store._read_many(keys)):
+        records = parse(raw) if raw else []
+        if records:
+            out[int(key.rsplit("/", 2)[-2])] = records
+    return out
+
+
+def _stop_fields(run: Run) -> dict[str, Any]:
+    from batchsweep.stopping import saved_seconds
+
+    stop = (run.info.get("spec") or {}).get("stop") or {}
+    saved = saved_seconds(run.statuses()) if stop else None
+    return {"stop_metric": stop.get("metric"), **({"stop_saved": saved[0]} if saved else {})}
 
 
 def inline_html(page: str, *, height: int = 900) -> str:

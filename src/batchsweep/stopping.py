@@ -260,15 +260,16 @@ class Stopper:
         return None
 
 
-def saved_seconds(statuses: dict[int, TaskStatus], full_steps: float | None) -> float | None:
-    """Task time stopping saved: each pruned task's duration scaled to the steps a full run reaches, minus what
-    it ran. None when no task was pruned or the full length is unknown."""
+def saved_seconds(statuses: dict[int, TaskStatus]) -> tuple[float, int] | None:
+    """Task time stopping saved, estimated, and the number of pruned tasks: each pruned task's time per step
+    times the steps it did not run, up to the last step the succeeded tasks reached. None without a pruned task
+    or a task that ran to the end."""
+    full = max((float(s.last_step) for s in statuses.values() if s.state is State.SUCCEEDED and s.last_step), default=0.0)
     pruned = [s for s in statuses.values() if s.state is State.PRUNED and s.duration_s and s.last_step]
-    if not pruned or not full_steps:
+    if not pruned or not full:
         return None
     saved = 0.0
     for s in pruned:
         assert s.duration_s is not None and s.last_step is not None
-        per_step = s.duration_s / max(float(s.last_step), 1.0)
-        saved += max(0.0, (full_steps - float(s.last_step)) * per_step)
-    return saved if math.isfinite(saved) else None
+        saved += max(0.0, (full - float(s.last_step)) * s.duration_s / max(float(s.last_step), 1.0))
+    return (saved, len(pruned)) if math.isfinite(saved) else None

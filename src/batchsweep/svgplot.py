@@ -437,3 +437,4 @@ def importance(scores: dict[str, float], *, method: str, width: float = 572) -> 
 def sample_every(n: int) -> int:
     """Draw every k-th mark so that a chart holds at most MAX_MARKS of n."""
     return max(1, math.ceil(n / MAX_MARKS))
+
