@@ -244,3 +244,29 @@ def test_a_sweeps_history_is_one_row_per_task_the_latest_success_winning(project
     assert (tmp_path / "r.html").stat().st_size > 1000
     assert cli.main(["results", "--sweep", "nope", "--store", str(store)]) == 2
     assert "sweeps there: counted" in capsys.readouterr().err
+
+
+def test_status_shows_provenance_and_diff_says_what_changed(project: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    spec = write_spec(project, "{a: [1, 2]}", log=log)
+    subprocess.run([*git, "add", "."], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=project, check=True)
+    first = run(spec, store)
+    prov = first.info["provenance"]
+    assert prov["git"]["dirty"] is False and len(prov["git"]["commit"]) == 40
+    assert prov["packages"] > 5 and len(prov["packages_sha256"]) == 64 and prov["python"].startswith("CPython")
+    (project / "task.py").write_text(COUNTING_SCRIPT.replace("args.a * args.b", "args.a * args.b + 1"))
+    second = run(write_spec(project, "{a: [1, 2, 3]}", log=log), store)
+    assert second.info["provenance"]["git"]["dirty"] is True and second.info["provenance"]["git"]["diff_sha256"]
+    capsys.readouterr()
+    assert cli.main(["status", second.id, "--store", str(store)]) == 0
+    assert "uncommitted changes" in capsys.readouterr().out
+    assert cli.main(["diff", first.id, second.id, "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "code         changed" in out and "1 only in B" in out
+    assert "metrics      2 of 2 matched tasks moved" in out and "y 1 -> 2" in out

@@ -128,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=cmd_init)
 
+    p = sub.add_parser("diff", parents=[store], help="what changed between two runs and which tasks' metrics moved")
+    p.add_argument("run_a", metavar="RUN_A", help="the earlier run (id or a unique prefix)")
+    p.add_argument("run_b", metavar="RUN_B", help="the later run (id or a unique prefix)")
+    p.set_defaults(func=cmd_diff)
+
     p = sub.add_parser("report", parents=[store], help="a self-contained HTML report with plots")
     p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
     p.add_argument("--sweep", metavar="NAME", help="plot every run of sweep NAME as one table (see results --sweep)")
@@ -432,6 +437,16 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     path = starter.write_starter(args.script, output=args.output, force=args.force)
     _out(f"wrote {path}; edit the grid, then: batchsweep run {path}")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from batchsweep import runs
+    from batchsweep.rundiff import diff
+
+    a, b = runs.load_run(args.run_a, store=args.store), runs.load_run(args.run_b, store=args.store)
+    for line in diff(a, b):
+        _out(line)
     return 0
 
 

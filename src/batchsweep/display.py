@@ -260,6 +260,9 @@ def print_status(run: Run) -> None:
     console.print(f"run      {run.id}")
     console.print(f"sweep    {run.name} · backend {run.info.get('backend')} · created {run.info.get('created')}")
     console.print(f"state    {run_state(run, counts, progress.active)}")
+    from batchsweep.provenance import describe
+
+    console.print(f"made by  {describe(run.info.get('provenance'))}", markup=False)
     console.print("tasks    " + ", ".join(f"{counts[k]} {k}" for k in STATE_ORDER if counts.get(k)) + f" (of {run.n_tasks})")
     durations = [s.duration_s for s in statuses.values() if s.duration_s is not None]
     if durations:

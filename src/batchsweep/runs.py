@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batchsweep import keys, runlock, space
+from batchsweep import keys, provenance, runlock, space
 from batchsweep.engines import get_engine
 from batchsweep.errors import RunDamaged, RunNotFound, SpecError, SweepError
 from batchsweep.model import State, Task, TaskStatus, input_parts
@@ -218,6 +218,7 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
         "created_ts": now.timestamp(),
         "n_tasks": len(tasks),
         "code_hash": code_hash,
+        "provenance": provenance.collect(Path(code_dir), environment=environment),
         "base_dir": str(spec.base_dir),
         "code_dir": str(code_dir),
         "script_name": spec.script_path.name if spec.script_path else None,
