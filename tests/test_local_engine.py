@@ -247,3 +247,21 @@ def test_results_format_follows_the_output_file_extension(tmp_path):
     assert list(pd.read_parquet(tmp_path / "r.parquet")["product"]) == [1.0, 2.0]
     assert [r["a"] for r in pd.read_json(tmp_path / "r.json").to_dict("records")] == [1, 2]
     assert pd.read_csv(tmp_path / "r.csv")["a"].tolist() == [1, 2]
+
+
+def test_empty_logs_and_outputs_are_not_stored_and_read_as_empty(tmp_path):
+    quiet = tmp_path / "quiet.py"
+    quiet.write_text("import argparse, json, sys\np = argparse.ArgumentParser(); p.add_argument('--a', type=int)\n"
+                     "a = p.parse_args().a\nif a == 2: print('spoke')\njson.dump({'a2': a * a}, open('metrics.json', 'w'))\n")
+    spec = write_spec(tmp_path, f"""
+        name: lean
+        script: {quiet}
+        params: {{grid: {{a: [1, 2]}}}}
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    task_dirs = {int(p.name): sorted(f.name for f in p.iterdir()) for p in (tmp_path / "store" / "runs" / run.id / "tasks").iterdir()}
+    by_a = {row.a: row.task for row in run.results().itertuples()}
+    assert task_dirs[by_a[1]] == ["metrics.json", "status.json"]
+    assert task_dirs[by_a[2]] == ["metrics.json", "status.json", "stdout.log"]
+    assert run.logs(by_a[1]) == "" and run.logs(by_a[1], stderr=True) == ""
+    assert run.logs(by_a[2]) == "spoke\n"

@@ -514,6 +514,8 @@ class Run:
         try:
             return self.store.backend.iter_bytes(key, start)
         except FileNotFoundError:
+            if self.store.read_status(self.id, index) is not None:
+                return iter(())  # finished with no output: empty logs are not stored
             live = self.engine.logs(index, stderr=stderr)
             return _skip((line.encode() for line in live), start) if live is not None else iter(())
 

@@ -531,6 +531,7 @@ def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scra
                       launcher=launcher, gpus=gpus, live=_live(ctx, task, store, paths))
     if infra_retries:
         status = dataclasses.replace(status, infra_retries=infra_retries)
+    _drop_empty(paths.task_dir)
     if not store.is_local:
         shutil.rmtree(paths.work, ignore_errors=True)
         store.backend.upload_dir(paths.task_dir, store.task_key(run_id, task.index))
@@ -562,6 +563,21 @@ def _live(ctx: RunContext, task: Task, store: Store, paths: TaskPaths) -> Live:
         warm_up()
     return Live(series_mod.Recorder(paths.task_dir, ctx.metrics_rule, upload=upload),
                 every=series_mod.flush_every(local=store.is_local), stopper=stopper)
+
+
+def _drop_empty(task_dir: Path) -> None:
+    """A lean store: empty logs and an empty outputs directory are not kept (a missing log reads as empty)."""
+    for name in ("stdout.log", "stderr.log"):
+        path = task_dir / name
+        try:
+            if path.stat().st_size == 0 and not path.is_symlink():
+                path.unlink()
+        except FileNotFoundError:
+            pass
+    try:
+        (task_dir / "outputs").rmdir()  # only when empty
+    except OSError:
+        pass
 
 
 def context_from_run(run_info: dict[str, Any], *, code_dir: Path | None = None) -> RunContext:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from batchsweep.aws.clients import check_credentials, make_client, make_session
+from batchsweep.aws import clients  # make_client looked up per call, so a test's recorder sees every client
+from batchsweep.aws.clients import check_credentials, make_session
 from batchsweep.errors import SweepError
 
 Echo = Callable[[str], None]
@@ -47,7 +48,7 @@ def doctor(stack: str, *, profile: str | None = None, region: str | None = None,
     report.ok(f"credentials and region resolved: {session.region_name}" + (f" (profile {profile})" if profile else ""))
 
     try:
-        identity = make_client("sts", session=session).get_caller_identity()
+        identity = clients.make_client("sts", session=session).get_caller_identity()
         report.ok(f"caller identity: {identity['Arn']} (account {identity['Account']})")
     except (ClientError, BotoCoreError) as exc:
         report.bad(f"caller identity: {_short(exc)}", "check the credentials (`aws sts get-caller-identity`)")
@@ -75,7 +76,7 @@ def _stack_checks(stack: str, *, session: Any, report: _Report) -> None:
         return
     report.ok(f"stack {stack} in {session.region_name}: {found['StackStatus']}")
 
-    batch = make_client("batch", session=session)
+    batch = clients.make_client("batch", session=session)
     queues = batch.describe_job_queues(jobQueues=[outputs["JobQueue"]]).get("jobQueues", [])
     if not queues:
         report.bad(f"job queue {outputs['JobQueue']} not found", f"batchsweep infra up --stack {stack}")
@@ -114,7 +115,7 @@ def _bucket_check(bucket: str, *, session: Any, report: _Report) -> None:
     from botocore.exceptions import ClientError
 
     try:
-        make_client("s3", session=session).head_bucket(Bucket=bucket)
+        clients.make_client("s3", session=session).head_bucket(Bucket=bucket)
         report.ok(f"bucket s3://{bucket} reachable")
     except ClientError as exc:
         report.bad(f"bucket s3://{bucket}: {_short(exc)}", "check that this identity may use the bucket (s3:ListBucket)")
@@ -125,7 +126,7 @@ def _quota_check(max_vcpus: str | None, *, session: Any, report: _Report) -> Non
 
     service, code = FARGATE_VCPU_QUOTA
     try:
-        quota = make_client("service-quotas", session=session).get_service_quota(ServiceCode=service, QuotaCode=code)
+        quota = clients.make_client("service-quotas", session=session).get_service_quota(ServiceCode=service, QuotaCode=code)
         value = float(quota["Quota"]["Value"])
     except (ClientError, BotoCoreError, KeyError, ValueError) as exc:
         report.warn(f"could not read the Fargate vCPU quota ({_short(exc)})",

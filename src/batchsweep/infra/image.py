@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batchsweep.aws.clients import make_client
+from batchsweep.aws import clients  # make_client looked up per call, so a test's recorder sees every client
 from batchsweep.errors import AwsSetupError, SweepError
 
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ def image_exists(session: Any, outputs: dict[str, str], *, tag: str | None = Non
     from botocore.exceptions import ClientError
 
     repo_uri, current_tag = outputs["ImageUri"].rsplit(":", 1)
-    ecr = make_client("ecr", session=session)
+    ecr = clients.make_client("ecr", session=session)
     try:
         found = ecr.describe_images(repositoryName=repo_uri.split("/", 1)[1], imageIds=[{"imageTag": tag or current_tag}])
     except ClientError as exc:
@@ -336,7 +336,7 @@ def push(requirements: list[str] | None, *, session: Any, outputs: dict[str, str
 
 
 def _login(builder: Builder, *, session: Any, echo: Echo) -> None:
-    ecr = make_client("ecr", session=session)
+    ecr = clients.make_client("ecr", session=session)
     data = ecr.get_authorization_token()["authorizationData"][0]
     user, password = base64.b64decode(data["authorizationToken"]).decode().split(":", 1)
     registry = data["proxyEndpoint"].removeprefix("https://")

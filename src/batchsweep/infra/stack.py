@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from batchsweep.aws.clients import make_client
+from batchsweep.aws import clients  # make_client looked up per call, so a test's recorder sees every client
 from batchsweep.errors import AwsSetupError, SweepError
 
 Echo = Callable[[str], None]
@@ -80,7 +80,7 @@ def describe_stack(stack: str, *, session: Any) -> dict[str, Any] | None:
     """The stack as DescribeStacks returns it, or None when there is none by that name."""
     from botocore.exceptions import ClientError
 
-    cfn = make_client("cloudformation", session=session)
+    cfn = clients.make_client("cloudformation", session=session)
     try:
         return dict(cfn.describe_stacks(StackName=stack)["Stacks"][0])
     except ClientError as exc:
@@ -123,7 +123,7 @@ def up(stack: str, params: dict[str, str], *, session: Any, echo: Echo, poll_s: 
     if not _STACK_NAME.match(stack):
         raise SweepError(f"--stack {stack!r}: use lower-case letters, digits and '-', starting with a letter")
     check_params(params)
-    cfn = make_client("cloudformation", session=session)
+    cfn = clients.make_client("cloudformation", session=session)
     current = describe_stack(stack, session=session)
     if current is not None and current["StackStatus"] not in _DONE_OK | {"UPDATE_ROLLBACK_COMPLETE"}:
         raise AwsSetupError(
@@ -183,8 +183,8 @@ def status(stack: str, *, session: Any, echo: Echo) -> None:
     outputs = stack_outputs(stack, session=session)
     found = describe_stack(stack, session=session) or {}
     echo(f"stack {stack} ({session.region_name}): {found.get('StackStatus', '?')}")
-    batch = make_client("batch", session=session)
-    by_type = _resources_by_type(make_client("cloudformation", session=session), stack)
+    batch = clients.make_client("batch", session=session)
+    by_type = _resources_by_type(clients.make_client("cloudformation", session=session), stack)
     queues = by_type.get("AWS::Batch::JobQueue", [])
     envs: list[str] = []
     for queue in batch.describe_job_queues(jobQueues=queues).get("jobQueues", []) if queues else []:
@@ -203,13 +203,13 @@ def status(stack: str, *, session: Any, echo: Echo) -> None:
 
 def down(stack: str, *, force: bool, delete_data: bool, session: Any, echo: Echo, poll_s: float = 2.0) -> None:
     """Delete the stack; refuse while jobs are active (unless force) or data would be lost silently."""
-    cfn = make_client("cloudformation", session=session)
+    cfn = clients.make_client("cloudformation", session=session)
     current = describe_stack(stack, session=session)
     if current is None:
         echo(f"no stack {stack} in {session.region_name}; nothing to delete")
         return
     by_type = _resources_by_type(cfn, stack)
-    batch = make_client("batch", session=session)
+    batch = clients.make_client("batch", session=session)
     active = _active_jobs(batch, by_type.get("AWS::Batch::JobQueue", []))
     if active and not force:
         counts = ", ".join(f"{n} {state}" for state, n in sorted(_count(active).items()))
@@ -225,7 +225,7 @@ def down(stack: str, *, force: bool, delete_data: bool, session: Any, echo: Echo
 
     buckets = by_type.get("AWS::S3::Bucket", [])
     repos = by_type.get("AWS::ECR::Repository", [])
-    s3, ecr = make_client("s3", session=session), make_client("ecr", session=session)
+    s3, ecr = clients.make_client("s3", session=session), clients.make_client("ecr", session=session)
     if delete_data:
         for bucket in buckets:
             echo(f"emptying s3://{bucket}: {_empty_bucket(s3, bucket)} objects and versions deleted")
