@@ -54,8 +54,8 @@ def section(df: pd.DataFrame, series: dict[int, list[dict[str, Any]]], chosen: s
     lines = [(f"task {i}", [(float(r["step"]), float(r[metric])) for r in series[i] if metric in r],
               status.get(i) == "pruned") for i in order[: MAX_CURVES]]
     saved = summary.get("stop_saved")
-    cap = (f" Stopping saved ~{duration(saved)} of task time (each pruned task's time per step × the steps it did "
-           "not run)." if saved else "")
+    cap = (f" Stopping saved ~{duration(saved)} of task time (a pruned task would have run about as long as the "
+           "median task that ran to the end)." if saved else "")
     return ('<h2>Curves</h2><div class="full">' + svg(lines, metric_label=metric) + "</div>"
             + f'<p class="cap">Each task\'s {esc(metric)} as it reported it, step by step; a dashed line is a task the '
               f"stop rule pruned, drawn up to where it stopped.{cap}</p>")

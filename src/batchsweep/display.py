@@ -339,8 +339,8 @@ def stop_line(run: Run, statuses: dict[int, TaskStatus], stop: dict[str, Any]) -
     saved = saved_seconds(statuses)
     if saved is None:
         return f"{text} · {pruned} pruned"
-    text += f" · {saved[1]} pruned · ~{saved[0]:.1f} s of task time saved (each pruned task's time per step × " \
-            "the steps it did not run)"
+    text += f" · {saved[1]} pruned · ~{saved[0]:.1f} s of task time saved (a pruned task would have run about as " \
+            "long as the median full task)"
     from batchsweep.estimate import run_cost
 
     cost = run_cost(run.info, [saved[0]])

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -261,15 +260,13 @@ class Stopper:
 
 
 def saved_seconds(statuses: dict[int, TaskStatus]) -> tuple[float, int] | None:
-    """Task time stopping saved, estimated, and the number of pruned tasks: each pruned task's time per step
-    times the steps it did not run, up to the last step the succeeded tasks reached. None without a pruned task
-    or a task that ran to the end."""
-    full = max((float(s.last_step) for s in statuses.values() if s.state is State.SUCCEEDED and s.last_step), default=0.0)
-    pruned = [s for s in statuses.values() if s.state is State.PRUNED and s.duration_s and s.last_step]
+    """Task time stopping saved, estimated, and the number of pruned tasks: each pruned task would have run about
+    as long as the median task that ran to the end. None without a pruned task or a task that ran to the end."""
+    import statistics
+
+    full = [s.duration_s for s in statuses.values() if s.state is State.SUCCEEDED and s.duration_s is not None]
+    pruned = [s.duration_s for s in statuses.values() if s.state is State.PRUNED and s.duration_s is not None]
     if not pruned or not full:
         return None
-    saved = 0.0
-    for s in pruned:
-        assert s.duration_s is not None and s.last_step is not None
-        saved += max(0.0, (full - float(s.last_step)) * s.duration_s / max(float(s.last_step), 1.0))
-    return (saved, len(pruned)) if math.isfinite(saved) else None
+    median = statistics.median(full)
+    return sum(max(0.0, median - d) for d in pruned), len(pruned)
