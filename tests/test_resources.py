@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 from collections import Counter
 from pathlib import Path
@@ -33,16 +34,20 @@ def _overlaps(df, key: str | None = None) -> int:
     return peak
 
 
+def probe(tmp_path, params: str, extra: str = ""):
+    """Run resource_probe.py over `params` (a YAML flow mapping) with `extra` spec lines; its results table."""
+    spec = write_spec(tmp_path, textwrap.dedent(f"""
+        name: probe
+        script: {PROBE}
+        params: {params}
+        metrics: {{stdout: last}}
+    """) + extra)
+    return batchsweep.run(spec, store=tmp_path / "store", progress=False).results()
+
+
 def test_gpu_tasks_get_one_device_each_and_never_share_one(tmp_path, monkeypatch):
     monkeypatch.setenv("BATCHSWEEP_GPUS", "0,1")
-    spec = write_spec(tmp_path, f"""
-        name: gpus
-        script: {PROBE}
-        params: {{grid: {{i: [0, 1, 2, 3, 4, 5]}}, fixed: {{hold: 0.4}}}}
-        metrics: {{stdout: last}}
-        resources: {{gpus: 1, vcpus: 0.25}}
-    """)
-    df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results()
+    df = probe(tmp_path, "{grid: {i: [0, 1, 2, 3, 4, 5]}, fixed: {hold: 0.4}}", "resources: {gpus: 1, vcpus: 0.25}\n")
     assert set(df["status"]) == {"succeeded"}
     assert set(df["cuda"]) <= {"gpu:0", "gpu:1"} and (df["cuda"] == df["nvidia"]).all()
     assert sorted(df["gpu"]) == sorted(c.removeprefix("gpu:") for c in df["cuda"])
@@ -52,14 +57,7 @@ def test_gpu_tasks_get_one_device_each_and_never_share_one(tmp_path, monkeypatch
 
 def test_a_gpu_fraction_lets_tasks_share_a_device_up_to_its_share(tmp_path, monkeypatch):
     monkeypatch.setenv("BATCHSWEEP_GPUS", "7")
-    spec = write_spec(tmp_path, f"""
-        name: halves
-        script: {PROBE}
-        params: {{grid: {{i: [0, 1, 2, 3, 4, 5]}}, fixed: {{hold: 0.6}}}}
-        metrics: {{stdout: last}}
-        resources: {{gpus: 0.5, vcpus: 0.1}}
-    """)
-    df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results()
+    df = probe(tmp_path, "{grid: {i: [0, 1, 2, 3, 4, 5]}, fixed: {hold: 0.6}}", "resources: {gpus: 0.5, vcpus: 0.1}\n")
     assert set(df["cuda"]) == {"gpu:7"}
     assert _overlaps(df) == 2
 
@@ -81,29 +79,14 @@ def test_asking_for_more_gpus_than_the_machine_has_is_one_line_before_anything_r
 
 
 def test_vcpus_take_that_many_slots(tmp_path):
-    spec = write_spec(tmp_path, f"""
-        name: wide
-        script: {PROBE}
-        params: {{grid: {{i: [0, 1, 2, 3]}}, fixed: {{hold: 0.5}}}}
-        metrics: {{stdout: last}}
-        resources: {{vcpus: {os.cpu_count()}}}
-    """)
-    df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results()
+    df = probe(tmp_path, "{grid: {i: [0, 1, 2, 3]}, fixed: {hold: 0.5}}", f"resources: {{vcpus: {os.cpu_count()}}}\n")
     assert set(df["status"]) == {"succeeded"}
     assert _overlaps(df) == 1
 
 
 def test_a_task_over_its_memory_is_killed_with_that_reason_and_the_others_finish(tmp_path):
-    spec = write_spec(tmp_path, f"""
-        name: oom
-        script: {PROBE}
-        params:
-          list: [{{i: 0, alloc_mib: 400, hold: 10}}, {{i: 1, alloc_mib: 0, hold: 0.2}}]
-        metrics: {{stdout: last}}
-        resources: {{memory_mib: 150}}
-        retries: 2
-    """)
-    df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results().set_index("i")
+    df = probe(tmp_path, "{list: [{i: 0, alloc_mib: 400, hold: 10}, {i: 1, alloc_mib: 0, hold: 0.2}]}",
+               "resources: {memory_mib: 150}\nretries: 2\n").set_index("i")
     assert df.loc[0, "status"] == "failed"
     assert df.loc[0, "error"] == "out of memory (limit 150 MiB)"
     assert df.loc[0, "attempts"] == 1  # another attempt would end the same way
@@ -112,14 +95,8 @@ def test_a_task_over_its_memory_is_killed_with_that_reason_and_the_others_finish
 
 
 def test_peak_memory_and_cpu_time_are_recorded_per_task(tmp_path):
-    spec = write_spec(tmp_path, f"""
-        name: usage
-        script: {PROBE}
-        params:
-          list: [{{i: 0, alloc_mib: 200, hold: 1.0, busy: 0}}, {{i: 1, alloc_mib: 0, hold: 0.1, busy: 0.8}}]
-        metrics: {{stdout: last}}
-    """)
-    df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results().set_index("i")
+    df = probe(tmp_path, "{list: [{i: 0, alloc_mib: 200, hold: 1.0, busy: 0}, {i: 1, alloc_mib: 0, hold: 0.1, busy: 0.8}]}"
+               ).set_index("i")
     assert 190 <= df.loc[0, "peak_rss_mib"] <= 400
     assert df.loc[1, "peak_rss_mib"] < 100
     assert df.loc[1, "cpu_s"] >= 0.5
