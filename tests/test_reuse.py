@@ -270,3 +270,38 @@ def test_status_shows_provenance_and_diff_says_what_changed(project: Path, tmp_p
     out = capsys.readouterr().out
     assert "code         changed" in out and "1 only in B" in out
     assert "metrics      2 of 2 matched tasks moved" in out and "y 1 -> 2" in out
+
+
+def test_rerun_replays_a_failed_task_here_with_its_inputs_params_and_env(project: Path, tmp_path: Path,
+                                                                          capfd: pytest.CaptureFixture[str]) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    (project / "data").mkdir()
+    (project / "data" / "2.txt").write_text("two")
+    (project / "data" / "1.txt").write_text("one")
+    spec = write_spec(project, "{a: [1, 2]}", log=log, extra='inputs: ["data/{a}.txt"]\n')
+    Path(f"{log}.fail2").write_text("")
+    first = run(spec, store)
+    executions(log)
+    capfd.readouterr()
+    assert cli.main(["rerun", first.id, "1", "--dir", str(tmp_path / "replay"), "--store", str(store)]) == 3
+    assert executions(log) == ["2,1"]  # it really ran, here
+    assert (tmp_path / "replay" / "work" / "2.txt").read_text() == "two"
+    err = capfd.readouterr().err
+    assert "task 1 exited with code 3" in err and "--a 2" in err
+    Path(f"{log}.fail2").unlink()
+    assert cli.main(["rerun", first.id, "1", "--dir", str(tmp_path / "replay2"), "--store", str(store)]) == 0
+    assert '"printed": 201' in capfd.readouterr().out  # its output on the terminal
+    assert (tmp_path / "replay2" / "work" / "metrics.json").exists()
+
+
+def test_rerun_shell_starts_a_shell_in_the_task_directory_with_its_environment(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    first = run(write_spec(project, "{a: [5]}", log=log), store)
+    fake_shell = tmp_path / "fake-shell"
+    fake_shell.write_text(f'#!/bin/sh\npwd > {tmp_path}/shell.txt\necho "$BATCHSWEEP_PARAMS $RUN_LOG" >> {tmp_path}/shell.txt\n')
+    fake_shell.chmod(0o755)
+    monkeypatch.setenv("SHELL", str(fake_shell))
+    assert cli.main(["rerun", first.id, "0", "--shell", "--dir", str(tmp_path / "d"), "--store", str(store)]) == 0
+    where, env = (tmp_path / "shell.txt").read_text().splitlines()
+    assert where == str(tmp_path / "d" / "work") and '"a": 5' in env and env.endswith(str(log))

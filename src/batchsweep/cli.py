@@ -128,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=cmd_init)
 
+    p = sub.add_parser("rerun", parents=[store],
+                       help="replay one task of any run (local or AWS) here, in the foreground, to debug it")
+    p.add_argument("run", metavar="RUN", help="run id or a unique prefix")
+    p.add_argument("task", metavar="TASK", type=int, help="the task's index")
+    p.add_argument("--dir", metavar="D", help="recreate the task's directory here (default: a new temporary one)")
+    p.add_argument("--shell", action="store_true",
+                   help="start $SHELL in the task's directory with its environment instead of running it")
+    p.set_defaults(func=cmd_rerun)
+
     p = sub.add_parser("diff", parents=[store], help="what changed between two runs and which tasks' metrics moved")
     p.add_argument("run_a", metavar="RUN_A", help="the earlier run (id or a unique prefix)")
     p.add_argument("run_b", metavar="RUN_B", help="the later run (id or a unique prefix)")
@@ -438,6 +447,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     path = starter.write_starter(args.script, output=args.output, force=args.force)
     _out(f"wrote {path}; edit the grid, then: batchsweep run {path}")
     return 0
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from batchsweep import runs
+    from batchsweep.replay import rerun
+
+    return rerun(runs.load_run(args.run, store=args.store), args.task, directory=args.dir, shell=args.shell)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

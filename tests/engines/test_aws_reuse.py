@@ -98,3 +98,21 @@ def test_a_failed_task_on_aws_batch_runs_again(tmp_path: Path, stack: dict[str, 
     second = run_played(spec, store)
     assert executions(log) == ["2"]
     assert list(second.results(refresh=True)["status"]) == ["succeeded"] * 2
+
+
+def test_a_task_that_failed_on_aws_batch_is_replayed_here_from_the_s3_store(tmp_path: Path, stack: dict[str, str],
+                                                                            capfd: pytest.CaptureFixture[str]) -> None:
+    from batchsweep import cli
+
+    log, store, project = tmp_path / "executions.log", tmp_path / "store", tmp_path / "project"
+    spec = sweep(project, "[1, 2]", log)
+    (project / "task.py").write_text(SCRIPT.replace('open("plot.txt"', 'import sys\nif args.a == 2: sys.exit(7)\n'
+                                                    'open("plot.txt"'))
+    failed = run_played(spec, store)
+    assert list(failed.results(refresh=True)["status"]) == ["succeeded", "failed"]
+    executions(log)
+    (project / "task.py").write_text("raise SystemExit('the local copy changed')\n")  # the replay uses the run's code
+    capfd.readouterr()
+    assert cli.main(["rerun", failed.id, "1", "--dir", str(tmp_path / "d"), "--store", str(store)]) == 7
+    assert executions(log) == ["2"]
+    assert "from s3://" in capfd.readouterr().err

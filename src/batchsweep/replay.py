@@ -1,0 +1,96 @@
+"""`batchsweep rerun RUN TASK [--dir D] [--shell]`: replay one task of any run, local or remote, on this machine.
+
+The task's directory is made again under D (default: a new temporary directory): `code/` holds the run's code
+package (a remote run's, from the store, at its content hash; a local run runs from its code directory, and a
+warning says when that directory's content has changed since), `work/` the staged inputs; the task's params,
+argv and environment are the run's. The task then runs in the foreground with its output on the terminal, or
+`--shell` starts $SHELL in `work/` with that environment instead. Nothing is written to the store.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchsweep.errors import SpecError
+from batchsweep.runs import Run
+
+
+@dataclass
+class Replay:
+    argv: list[str]
+    env: dict[str, str]
+    work: Path
+    notes: list[str]
+
+
+def _s3_download(ref: str, target: Path) -> Path:
+    from batchsweep.aws.s3store import S3Backend, split_url
+
+    bucket, key = split_url(ref)
+    S3Backend(bucket, "").download(key, target)
+    return target
+
+
+def prepare(run: Run, index: int, *, directory: str | os.PathLike[str] | None = None) -> Replay:
+    from batchsweep import keys, remote, worker
+
+    tasks = {t.index: t for t in run.tasks()}
+    if index not in tasks:
+        raise SpecError(f"task {index} does not exist in run {run.id} (tasks 0..{run.n_tasks - 1})")
+    task, info = tasks[index], run.info
+    base = Path(directory) if directory else Path(tempfile.mkdtemp(prefix=f"batchsweep-{run.id}-{index}-"))
+    base.mkdir(parents=True, exist_ok=True)
+    notes = []
+    resolve: Callable[[str], Path]
+    if info.get("code_sha256"):  # a remote run: its code package and inputs are in the store
+        code_dir = remote._code_dir(run.store, info, base)
+        resolve = remote.InputCache(run.store, info, base)
+        notes.append(f"code: the run's package {info['code_sha256'][:12]} from {run.store.url}")
+    else:
+        code_dir = Path(info["code_dir"])
+        base_dir = Path(info["base_dir"])
+        downloads = base / "inputs"
+
+        def resolve(src: str) -> Path:
+            return _s3_download(src, downloads / src.rsplit("/", 1)[-1]) if src.startswith("s3://") else base_dir / src
+
+        notes.append(f"code: {code_dir} (a local run runs from its code directory)")
+        try:
+            from batchsweep import spec as spec_mod
+
+            spec_file = info.get("spec_file")
+            current = keys.code_hash(spec_mod.load(spec_file)) if spec_file and Path(spec_file).is_file() else None
+        except Exception:  # noqa: BLE001 - only a warning depends on it
+            current = None
+        if current is not None and current != info.get("code_hash"):
+            notes.append(f"warning: the code in {code_dir} has changed since run {run.id} "
+                         f"({str(info.get('code_hash'))[:12]} then, {current[:12]} now)")
+    ctx = worker.context_from_run(info, code_dir=code_dir)
+    work = base / "work"
+    work.mkdir(exist_ok=True)
+    worker._stage(task, work, resolve)
+    return Replay(argv=worker.command(ctx, task), env=worker.task_env(ctx, task, work), work=work, notes=notes)
+
+
+def rerun(run: Run, index: int, *, directory: str | os.PathLike[str] | None = None, shell: bool = False) -> int:
+    """Replay the task in the foreground (or a shell in its directory); returns its exit code."""
+    r = prepare(run, index, directory=directory)
+    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    say(f"task {index} of {run.id} in {r.work}")
+    for note in r.notes:
+        say(note)
+    say("command: " + " ".join(shlex.quote(a) for a in r.argv))
+    if shell:
+        program = os.environ.get("SHELL") or "/bin/sh"
+        say(f"starting {program} in {r.work} with the task's environment; `exit` to leave")
+        return subprocess.call([program], cwd=r.work, env=r.env)
+    code = subprocess.call(r.argv, cwd=r.work, env=r.env)
+    say(f"task {index} exited with code {code}")
+    return code
