@@ -92,13 +92,23 @@ def child_indices(submission: dict[str, Any], child: int) -> list[int]:
     return list(submission["indices"][child * k:(child + 1) * k])
 
 
-def _code_dir(store: Store, info: dict[str, Any], scratch: Path) -> Path:
-    from batchsweep.aws.codepkg import extract
+def _fetch_and_extract(store: Store, key: str, target: Path, scratch: Path) -> None:
+    """A tar.gz from the store unpacked into `target`, streamed through a file on disk (never whole in memory)."""
+    from batchsweep.aws.codepkg import extract_file
 
+    archive = scratch / f".{target.name}.tar.gz"
+    store.backend.download(key, archive)
+    try:
+        extract_file(archive, target)
+    finally:
+        archive.unlink(missing_ok=True)
+
+
+def _code_dir(store: Store, info: dict[str, Any], scratch: Path) -> Path:
     sha = info["code_sha256"]
     target = scratch / f"code-{sha[:16]}"
     if not target.exists():
-        extract(store.backend.read_bytes(store.code_key(sha)), target)
+        _fetch_and_extract(store, store.code_key(sha), target, scratch)
     return target
 
 
@@ -114,8 +124,6 @@ class InputCache:
     def __call__(self, ref: str) -> Path:
         if ref in self.done:
             return self.done[ref]
-        from batchsweep.aws.codepkg import extract
-
         name = Path(ref.rstrip("/")).name
         target = self.dir / str(len(self.done)) / name
         if ref.startswith("s3://"):
@@ -126,7 +134,7 @@ class InputCache:
         else:
             entry = self.refs[ref]
             if entry.get("dir"):
-                extract(self.store.backend.read_bytes(entry["key"]), target)
+                _fetch_and_extract(self.store, entry["key"], target, target.parent)
             else:
                 self.store.backend.download(entry["key"], target)
         self.done[ref] = target

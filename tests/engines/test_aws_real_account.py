@@ -128,3 +128,30 @@ def test_a_submit_that_fails_on_the_second_array_leaves_no_untracked_first_array
     terminated = [p for op, p in calls if op == "batch.TerminateJob"]
     assert len(terminated) == 1 and "submitting" in terminated[0]["reason"]
     assert not Store.open(tmp_path / "store").run_ids()
+
+
+def test_each_submit_copies_the_code_package_and_inputs_onto_themselves(tmp_path, stack, calls):
+    (tmp_path / "prices.csv").write_text("1,2\n")
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "a.txt").write_text("a")
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2]}", inputs="[prices.csv, shared]"))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    shared = [run.store.code_key(run.info["code_sha256"]), *(e["key"] for e in run.info["inputs_map"].values())]
+    copied = [p["Key"].removeprefix("batchsweep/") for op, p in calls if op == "s3.CopyObject"]
+    assert sorted(copied) == sorted(shared) and len(shared) == 3
+    calls.clear()
+    run.resume(detach=True)  # nothing ran: every task is resubmitted, and the files it needs refreshed again
+    assert sorted(p["Key"].removeprefix("batchsweep/") for op, p in calls if op == "s3.CopyObject") == sorted(shared)
+
+
+def test_a_packed_file_is_the_same_package_as_in_memory(tmp_path):
+    from batchsweep.aws import codepkg
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "x.py").write_text("print(1)\n")
+    (tmp_path / "src" / "big.bin").write_bytes(bytes(range(256)) * 40_000)
+    sha, _ = codepkg.pack_to_file(tmp_path / "src", tmp_path / "p.tar.gz")
+    package = codepkg.pack(tmp_path / "src")
+    assert sha == package.sha256 and (tmp_path / "p.tar.gz").read_bytes() == package.data
+    codepkg.extract_file(tmp_path / "p.tar.gz", tmp_path / "out")
+    assert (tmp_path / "out" / "big.bin").read_bytes() == (tmp_path / "src" / "big.bin").read_bytes()

@@ -192,10 +192,39 @@ def test_compute_scales_to_zero_with_fargate_spot_first(template: dict[str, Any]
         assert "MaxvCpus" in resources
 
 
-def test_every_queue_cancels_jobs_stuck_in_runnable(template: dict[str, Any]) -> None:
+BLOCKED_REASONS = {"MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+                   "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", "MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS"}
+
+
+def test_every_queue_cancels_jobs_stuck_in_runnable_once_per_real_blocked_reason(template: dict[str, Any]) -> None:
     for name, queue in resources_of(template, "AWS::Batch::JobQueue").items():
-        (action,) = queue["Properties"]["JobStateTimeLimitActions"]
-        assert (action["State"], action["Action"]) == ("RUNNABLE", "CANCEL"), name
+        actions = queue["Properties"]["JobStateTimeLimitActions"]
+        assert {(a["State"], a["Action"]) for a in actions} == {("RUNNABLE", "CANCEL")}, name
+        reasons = [a["Reason"] for a in actions]
+        assert sorted(reasons) == sorted(BLOCKED_REASONS), name  # Batch matches these; free text never fires
+
+
+def test_job_definitions_keep_their_old_revisions_on_update(template: dict[str, Any]) -> None:
+    for name, job in resources_of(template, "AWS::Batch::JobDefinition").items():
+        assert job["Properties"]["ResourceRetentionPolicy"] == {"SkipDeregisterOnUpdate": True}, name
+
+
+def test_gpu_instances_use_the_current_ecs_gpu_ami(template: dict[str, Any]) -> None:
+    config = template["Resources"]["GpuEnvironment"]["Properties"]["ComputeResources"]["Ec2Configuration"]
+    assert config == [{"ImageType": "ECS_AL2023_NVIDIA"}]
+
+
+def test_on_aws_compute_uses_the_batch_service_linked_role(template: dict[str, Any]) -> None:
+    assert template["Parameters"]["BatchServiceRoleMode"]["Default"] == "service-linked"
+    assert template["Resources"]["BatchServiceRole"]["Condition"] == "ExplicitServiceRole"
+    for name, env in resources_of(template, "AWS::Batch::ComputeEnvironment").items():
+        assert env["Properties"]["ServiceRole"]["Fn::If"][2] == {"Ref": "AWS::NoValue"}, name
+
+
+def test_inputs_expire_like_code_packages(template: dict[str, Any]) -> None:
+    rules = {r["Id"]: r for r in template["Resources"]["Bucket"]["Properties"]["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-old-inputs"]["Prefix"] == "batchsweep/inputs/"
+    assert rules["expire-old-inputs"]["ExpirationInDays"] == {"Ref": "RunRetentionDays"}
 
 
 def test_gpu_tasks_get_their_own_ec2_spot_queue_only_when_enabled(template: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ import tarfile
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import BinaryIO
 
 from batchsweep.errors import SpecError
 
@@ -164,6 +165,38 @@ def pack(root: Path, *, exclude: list[str] | tuple[str, ...] = (), max_mib: floa
             "or raise code.max_mib"
         )
     raw = io.BytesIO()
+    _write(root, contents, raw)
+    data = raw.getvalue()
+    return Package(hashlib.sha256(data).hexdigest(), data, contents)
+
+
+class _HashingFile:
+    """A file being written whose sha256 is computed on the way (a package never held whole in memory)."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f, self.sha = f, hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def pack_to_file(root: Path, out: Path, *, exclude: list[str] | tuple[str, ...] = (),
+                 max_mib: float = 50.0) -> tuple[str, Contents]:
+    """Like `pack`, streamed into the file `out`: (sha256, contents). The same bytes as `pack`."""
+    contents = survey(root, exclude=exclude)
+    if contents.total > max_mib * 1024 * 1024:
+        pack(root, exclude=exclude, max_mib=max_mib)  # raises the SpecError that names the largest files
+    with open(out, "wb") as f:
+        hashing = _HashingFile(f)
+        _write(root, contents, hashing)  # type: ignore[arg-type]
+    return hashing.sha.hexdigest(), contents
+
+
+def _write(root: Path, contents: Contents, raw: BinaryIO) -> None:
     with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for rel in sorted([*contents.sizes, *contents.links]):
@@ -178,8 +211,6 @@ def pack(root: Path, *, exclude: list[str] | tuple[str, ...] = (), max_mib: floa
             info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
             with open(path, "rb") as f:
                 tar.addfile(info, f)
-    data = raw.getvalue()
-    return Package(hashlib.sha256(data).hexdigest(), data, contents)
 
 
 def build(root: Path, *, exclude: list[str] | tuple[str, ...] = (), max_mib: float = 50.0) -> tuple[str, bytes]:
@@ -190,6 +221,13 @@ def build(root: Path, *, exclude: list[str] | tuple[str, ...] = (), max_mib: flo
 
 class UnsafeArchive(ValueError):
     """A member would land outside the target, or is not a plain file, directory or inside link."""
+
+
+def extract_file(path: Path, target: Path) -> None:
+    """`extract`, reading the archive from a file as it goes instead of from memory."""
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, mode="r:gz") as tar:
+        safe_extractall(tar, target)
 
 
 def extract(data: bytes, target: Path) -> None:

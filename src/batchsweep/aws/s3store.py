@@ -103,6 +103,14 @@ class S3Backend:
     def upload_file(self, local: Path, key: str) -> None:
         self.client.upload_file(str(local), self.bucket, self._key(key))
 
+    def refresh(self, key: str) -> None:
+        """Copy an object onto itself (server side, multipart when large), restarting its lifecycle expiry."""
+        import time
+
+        full = self._key(key)
+        self.client.copy({"Bucket": self.bucket, "Key": full}, self.bucket, full,
+                         ExtraArgs={"MetadataDirective": "REPLACE", "Metadata": {"batchsweep-used": f"{time.time():.0f}"}})
+
     def upload_dir(self, local: Path, key: str) -> None:
         from batchsweep.store import regular_files
 

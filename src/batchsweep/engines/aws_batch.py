@@ -24,6 +24,7 @@ from batchsweep.model import input_parts
 from batchsweep.store import Store
 
 if TYPE_CHECKING:
+    from batchsweep.aws.s3store import S3Backend
     from batchsweep.model import Task
     from batchsweep.runs import Run
     from batchsweep.spec import Spec
@@ -165,34 +166,39 @@ class AwsBatchEngine(Engine):
 
     @classmethod
     def prepare(cls, spec: Spec, store: Store, info: dict[str, Any]) -> dict[str, Any]:
-        """Upload the code package and local inputs, content-addressed: only what S3 does not have yet."""
+        """Upload the code package and local inputs, content-addressed: only what S3 does not have yet. Everything
+        is streamed from disk with the transfer manager (multipart), so a 6 GB input needs no 6 GB of memory."""
+        import tempfile
+
         from batchsweep.aws import codepkg
 
-        package = codepkg.pack(Path(info["code_dir"]), exclude=spec.code.exclude, max_mib=spec.code.max_mib)
-        sha, data = package.sha256, package.data
-        left_out = package.contents.left_out_line()
-        if left_out:
-            log.warning("code: left out of the package: %s", left_out)
-        if not store.backend.exists(store.code_key(sha)):
-            store.backend.write_bytes(store.code_key(sha), data)
+        backend = _s3(store)
         inputs: dict[str, dict[str, Any]] = {}
-        refs = sorted({src for t in _expand_refs(spec) for src, _ in map(input_parts, t) if not src.startswith("s3://")})
-        for ref in refs:
-            path = spec.base_dir / ref
-            if path.is_dir():
-                staged = codepkg.pack(path, max_mib=10_000)
-                digest, blob = staged.sha256, staged.data
-                if staged.contents.left_out_line():
-                    log.warning("inputs: left out of %s: %s", ref, staged.contents.left_out_line())
-                key = store.input_key(digest, path.name + ".tar.gz")
-                if not store.backend.exists(key):
-                    store.backend.write_bytes(key, blob)
-                inputs[ref] = {"key": key, "dir": True}
-            else:
-                key = store.input_key(codepkg.file_sha256(path), path.name)
-                if not store.backend.exists(key):
-                    store.backend.write_bytes(key, path.read_bytes())
-                inputs[ref] = {"key": key}
+        with tempfile.TemporaryDirectory(prefix="batchsweep-pack-") as tmp:
+            packed = Path(tmp) / "code.tar.gz"
+            sha, contents = codepkg.pack_to_file(Path(info["code_dir"]), packed, exclude=spec.code.exclude,
+                                                 max_mib=spec.code.max_mib)
+            left_out = contents.left_out_line()
+            if left_out:
+                log.warning("code: left out of the package: %s", left_out)
+            if not backend.exists(store.code_key(sha)):
+                backend.upload_file(packed, store.code_key(sha))
+            refs = sorted({src for t in _expand_refs(spec) for src, _ in map(input_parts, t) if not src.startswith("s3://")})
+            for n, ref in enumerate(refs):
+                path = spec.base_dir / ref
+                if path.is_dir():
+                    archive = Path(tmp) / f"input-{n}.tar.gz"
+                    digest, _ = codepkg.pack_to_file(path, archive, max_mib=10_000_000)
+                    key = store.input_key(digest, path.name + ".tar.gz")
+                    if not backend.exists(key):
+                        backend.upload_file(archive, key)
+                    archive.unlink()
+                    inputs[ref] = {"key": key, "dir": True}
+                else:
+                    key = store.input_key(codepkg.file_sha256(path), path.name)
+                    if not backend.exists(key):
+                        backend.upload_file(path, key)
+                    inputs[ref] = {"key": key}
         stats = _sweep_stats(store, spec.name)
         return {"code_sha256": sha, "inputs_map": inputs, "median_task_s": stats.get("median_task_s")}
 
@@ -231,6 +237,7 @@ class AwsBatchEngine(Engine):
         store.write_json(store.run_key(run.id, "submissions", f"{n}.json"),
                          {"indices": list(indices), "tasks_per_child": k})
         children = math.ceil(len(indices) / k)
+        self._refresh_shared_files()
         job_definition = self._job_definition(spec.get("secrets") or {})
         jobs: list[dict[str, Any]] = []
         record["submissions"].append({"n": n, "tasks_per_child": k, "jobs": jobs, "submitted_at": time.time()})
@@ -247,6 +254,16 @@ class AwsBatchEngine(Engine):
                 self.batch.terminate_job(jobId=job["id"], reason=f"batchsweep: submitting {run.id} failed")
             raise
         self._next_poll = 0.0
+
+    def _refresh_shared_files(self) -> None:
+        """Copy the code package and inputs this run uses onto themselves: the bucket's lifecycle rule expires
+        them counted from their last write, so a package uploaded by an old run never expires under a live one."""
+        store, info = self.run.store, self.run.info
+        keys = [store.code_key(info["code_sha256"])] if info.get("code_sha256") else []
+        keys += [entry["key"] for entry in (info.get("inputs_map") or {}).values()]
+        backend = _s3(store)
+        for key in keys:
+            backend.refresh(key)
 
     def _request(self, *, n: int, offset: int, size: int, k: int, job_definition: str) -> dict[str, Any]:
         spec, run = self.run.info["spec"], self.run
@@ -578,6 +595,14 @@ def _expand_refs(spec: Spec) -> Iterator[tuple[str, ...]]:
         return
     for raw in space.iter_params(spec):
         yield space.resolve(raw, spec.inputs)[1]
+
+
+def _s3(store: Store) -> S3Backend:
+    from batchsweep.aws.s3store import S3Backend
+
+    if not isinstance(store.backend, S3Backend):
+        raise AwsSetupError(f"aws-batch needs an S3 store, not {store.url}")
+    return store.backend
 
 
 def _sweep_stats(store: Store, name: str) -> dict[str, Any]:

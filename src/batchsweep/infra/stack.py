@@ -133,6 +133,9 @@ def up(stack: str, params: dict[str, str], *, session: Any, echo: Echo, poll_s: 
     # Every parameter is sent with an explicit value, the stack's current one unless
     # given: an update never silently resets a parameter to its default.
     previous = {p["ParameterKey"]: p.get("ParameterValue", "") for p in (current or {}).get("Parameters", [])}
+    if "BatchServiceRoleMode" not in params and "BatchServiceRoleMode" not in previous and _is_emulator(cfn):
+        # AWS uses Batch's service-linked role; an emulator (moto) needs an explicit one.
+        params = {**params, "BatchServiceRoleMode": "explicit"}
     values = {name: params.get(name, previous.get(name, default)) for name, default in template_defaults().items()}
     cfn_params = [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
     common = {"TemplateBody": template_text(), "Parameters": cfn_params, "Capabilities": ["CAPABILITY_IAM"],
@@ -252,6 +255,14 @@ def down(stack: str, *, force: bool, delete_data: bool, session: Any, echo: Echo
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _is_emulator(client: Any) -> bool:
+    """A client aimed (through AWS_ENDPOINT_URL) at something other than AWS's own endpoints."""
+    from urllib.parse import urlparse
+
+    host = urlparse(client.meta.endpoint_url).hostname or ""
+    return not host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws"))
 
 
 def _wait_for_change_set(cfn: Any, change_set_id: str, *, poll_s: float) -> dict[str, Any]:
