@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CHECKOV_VENV := .venv-checkov
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup runtime demo test lint bench clean chromium
+.PHONY: setup runtime demo test test-image lint bench clean chromium image-tools
 
 # Everything: the package, its extras and the test tooling (what `make test` and `make lint` need).
 setup: $(VENV)/.installed
@@ -35,6 +35,12 @@ $(CHECKOV_VENV)/.installed:
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
+# podman, buildah and debootstrap for the task-image test (Debian packages; no Docker daemon needed).
+image-tools:
+	@command -v podman >/dev/null 2>&1 && command -v buildah >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
+	      podman buildah debootstrap >/dev/null)
+
 demo: runtime
 	$(BIN)/batchsweep run examples/backtest/sweep.yaml --warm
 	$(BIN)/batchsweep results --sort sharpe
@@ -45,6 +51,11 @@ lint: setup
 
 test: setup $(CHECKOV_VENV)/.installed chromium lint
 	CHECKOV=$(abspath $(CHECKOV_VENV))/bin/checkov $(BIN)/pytest tests
+
+# Builds the real task image (a debootstrap base cached in ~/.cache/batchsweep-tests) and plays an AWS sweep
+# inside it: minutes, so not part of `make test`.
+test-image: setup image-tools
+	BATCHSWEEP_IMAGE_TESTS=1 $(BIN)/pytest -m image tests
 
 bench: setup
 	$(BIN)/python bench/local_throughput.py

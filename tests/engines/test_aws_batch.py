@@ -193,6 +193,33 @@ def test_a_failing_task_fails_its_child_with_the_task_exit_code(tmp_path, stack,
     assert "failing on purpose" in run.logs(1, stderr=True)
 
 
+def test_emulator_play_reads_the_run_from_the_store_given_and_names_the_failed_child(tmp_path, stack, capsys):
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3]}") + "params: {grid: {a: [1, 2, 3]}, fixed: {fail_on: 2}}\n")
+    spec.write_text(spec.read_text().replace("params: {grid: {a: [1, 2, 3]}}\n", ""))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    assert emulator.main(["play", run.id, "--store", str(tmp_path / "store")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "played 3 child jobs: 2 exited 0"
+    assert out[1].startswith("child ") and out[1].endswith(":1: exit code 3; no stderr")
+
+
+def test_emulator_push_points_the_stack_at_a_locally_built_image(stack, session, capsys):
+    from batchsweep.infra.image import image_exists
+    from batchsweep.infra.stack import stack_outputs
+
+    ref = f"{stack['ImageUri'].rsplit(':', 1)[0]}:bs-0123456789abcdef-r0123456789ab"
+    assert emulator.main(["push", ref]) == 0
+    outputs = stack_outputs("batchsweep", session=session)
+    assert outputs["ImageUri"] == ref and image_exists(session, outputs)
+
+
+def test_emulator_play_inside_an_image_needs_buildah(tmp_path, stack, monkeypatch, capsys):
+    run = batchsweep.run(write_spec(tmp_path, spec_body("{a: [1]}")), store=tmp_path / "store", detach=True)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no buildah in sight
+    assert emulator.main(["play", run.id, "--store", str(tmp_path / "store"), "--image", "localhost/x:1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: play --image needs buildah on PATH (Debian/Ubuntu: `apt-get install buildah`)"
+
+
 def test_10001_tasks_take_two_submit_calls(tmp_path, stack, calls):
     spec = write_spec(tmp_path, spec_body("{a: " + json.dumps(list(range(10_001))) + "}", aws="{stack: batchsweep, tasks_per_job: 1}"))
     batchsweep.run(spec, store=tmp_path / "store", detach=True)

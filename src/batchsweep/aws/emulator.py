@@ -2,16 +2,21 @@
 
     python -m batchsweep.aws.emulator serve [PORT]    # moto on 127.0.0.1 with the stack deployed; prints env
     python -m batchsweep.aws.emulator play RUN_ID     # run each submitted child job's command locally
+    python -m batchsweep.aws.emulator play RUN_ID --image IMAGE   # ...inside the task image (buildah, chroot)
+    python -m batchsweep.aws.emulator push IMAGE      # the emulator's `image push` of an image built here
 
 Moto accepts Batch jobs but (without Docker) never runs them, so `play` does what a container would: it reads each
 submitted job back with DescribeJobs and runs its own command and environment here, once per array index, and
 ships its output to CloudWatch Logs as the awslogs driver would (`batchsweep.aws.player`). A child that fails
-is reported with its exit code and its last stderr lines.
+is reported with its exit code and its last stderr lines. With `--image`, each child runs in a fresh container of
+the task image that `batchsweep image build` made, instead of with the host's Python. Moto's ECR has no registry to
+push layers to, so `push` records the image's tag there and points the stack at it, which is what `run` checks.
 Needs `moto[server]` (a test dependency, not a runtime one).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -191,14 +196,36 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
         return 0
-    if args[:1] == ["play"] and len(args) >= 2:
+    if args[:1] == ["play"]:
+        parser = argparse.ArgumentParser(prog="python -m batchsweep.aws.emulator play")
+        parser.add_argument("run", help="the run id (or a unique prefix)")
+        parser.add_argument("--image", help="play each child inside this locally built image (buildah, chroot)")
+        parser.add_argument("--parallel", type=int, default=4, help="children at once (default 4)")
+        parser.add_argument("--store", help="the local store that knows the run (default: BATCHSWEEP_STORE or ./.batchsweep)")
+        options = parser.parse_args(args[1:])
         from batchsweep.aws.player import play
+        from batchsweep.errors import SweepError
         from batchsweep.runs import load_run
 
-        played = play(load_run(args[1]))
-        print(f"played {len(played)} child jobs: {sum(p.exit_code == 0 for p in played)} exited 0")
+        try:
+            played = play(load_run(options.run, store=options.store), parallel=options.parallel, image=options.image)
+        except SweepError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        where = f" inside {options.image}" if options.image else ""
+        print(f"played {len(played)} child jobs{where}: {sum(p.exit_code == 0 for p in played)} exited 0")
         for failed in (p for p in played if p.exit_code != 0):
             print(failed.describe())
+        return 0
+    if args[:1] == ["push"] and len(args) >= 2:
+        parser = argparse.ArgumentParser(prog="python -m batchsweep.aws.emulator push")
+        parser.add_argument("image", help="URI:TAG printed by `batchsweep image build`")
+        parser.add_argument("--stack", default="batchsweep", help="the stack (default batchsweep)")
+        options = parser.parse_args(args[1:])
+        from batchsweep.aws.clients import make_session
+
+        register_image(make_session(), options.image, options.stack)
+        print(f"stack {options.stack} points at {options.image} (its tag recorded in the emulator's ECR)")
         return 0
     print(__doc__)
     return 2

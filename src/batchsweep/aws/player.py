@@ -10,18 +10,27 @@ the container) and `log_credentials` for the execution role's (the awslogs drive
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from batchsweep.errors import SweepError
+
 STDERR_TAIL = 10
+# What a container on Batch gets from outside its job definition: the endpoint and credentials (the job role's,
+# on AWS) and the region. Played inside an image, a child sees these and the job's own environment, nothing else.
+CONTAINER_AWS_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                      "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
 # What a container would not inherit from this shell: its credentials come from the job role.
 _NOT_INHERITED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                   "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
@@ -32,7 +41,7 @@ class Child:
     """One container Batch would start: a plain job, or one child of an array job."""
 
     job_id: str  # <parent id>:<index> for an array child, as Batch names them
-    command: list[str]
+    command: list[str]  # as in the job definition; played on the host, `python` is this Python
     env: dict[str, str]
     log_group: str | None
     log_stream: str | None
@@ -70,7 +79,7 @@ def children(run: Any, *, only: set[int] | None = None, session: Any = None,
             desc = batch.describe_jobs(jobs=[job["id"]])["jobs"][0]
             container = desc["container"]
             env = {e["name"]: e["value"] for e in container.get("environment", [])}
-            command = [sys.executable if part == "python" else part for part in container["command"]]
+            command = list(container["command"])  # as the job definition says: `python` is the image's
             # awslogs ships to the job definition's group (moto leaves it out of DescribeJobs: the run's group).
             options = (container.get("logConfiguration") or {}).get("options") or {}
             group = options.get("awslogs-group") or settings.get("log_group")
@@ -140,14 +149,55 @@ def kill_container(proc: subprocess.Popen[bytes]) -> None:
 
 
 def play_child(child: Child, *, job_credentials: dict[str, str] | None = None, logs: Any = None,
-               kill_when: Callable[[str], bool] | None = None, timeout_s: float = 3600) -> Played:
-    """Run one child here. `kill_when(line)` true for a line of its output kills the container right there."""
+               kill_when: Callable[[str], bool] | None = None, timeout_s: float = 3600,
+               image: str | None = None) -> Played:
+    """Run one child here, or with `image` in a fresh container of that image. `kill_when(line)` true for a line
+    of its output kills the container right there."""
     env = {k: v for k, v in os.environ.items() if not (job_credentials and k in _NOT_INHERITED)}
     env.update(child.env)
     env.update(job_credentials or {})
+    if image is None:
+        argv = [sys.executable if part == "python" else part for part in child.command]
+        return _play(child, argv, env, logs=logs, kill_when=kill_when, timeout_s=timeout_s)
+    # Inside the image the child sees the job's environment and what Batch adds (endpoint, credentials, region).
+    inside = {k: env[k] for k in CONTAINER_AWS_VARS if k in env}
+    inside.update(child.env)
+    inside.update(job_credentials or {})
+    with _container(image, inside, child.command) as argv:
+        return _play(child, argv, dict(os.environ), logs=logs, kill_when=kill_when, timeout_s=timeout_s)
+
+
+@contextmanager
+def _container(image: str, env: dict[str, str], command: list[str]) -> Iterator[list[str]]:
+    """`buildah run` of `command` in a new container of `image` (removed afterwards): chroot isolation, so no OCI
+    runtime or cgroups are needed; the host's network, so it reaches an emulator on 127.0.0.1; the image's user and
+    working directory. buildah reads the same storage configuration as the podman that built the image."""
+    buildah = _buildah()
+    name = f"batchsweep-play-{uuid.uuid4().hex[:12]}"
+    created = subprocess.run([buildah, "from", "--quiet", "--name", name, image], capture_output=True, check=False)
+    if created.returncode != 0:
+        detail = created.stderr.decode(errors="replace").strip().splitlines()
+        raise SweepError(f"buildah from {image} failed: {detail[-1] if detail else created.returncode}; "
+                         "is it built (`batchsweep image build SPEC`) in this machine's container storage?")
+    try:
+        yield [buildah, "run", "--isolation", "chroot", *(a for k, v in env.items() for a in ("-e", f"{k}={v}")),
+               name, "--", *command]
+    finally:
+        subprocess.run([buildah, "rm", name], capture_output=True, check=False)
+
+
+def _buildah() -> str:
+    buildah = shutil.which("buildah")
+    if buildah is None:
+        raise SweepError("play --image needs buildah on PATH (Debian/Ubuntu: `apt-get install buildah`)")
+    return buildah
+
+
+def _play(child: Child, argv: list[str], env: dict[str, str], *, logs: Any, kill_when: Callable[[str], bool] | None,
+          timeout_s: float) -> Played:
     played = Played(child)
     ship = _LogShipper(logs, child.log_group, child.log_stream)
-    proc = subprocess.Popen(child.command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     killed = threading.Event()
 
@@ -183,13 +233,16 @@ def play_child(child: Child, *, job_credentials: dict[str, str] | None = None, l
 
 def play(run: Any, *, only: set[int] | None = None, parallel: int = 4, session: Any = None,
          job_credentials: dict[str, str] | None = None, log_session: Any = None,
-         kill_when: Callable[[str], bool] | None = None) -> list[Played]:
-    """Run the run's children here (at most `parallel` at once), their output shipped to CloudWatch Logs with
-    `log_session` (default: `session`, else the environment's credentials). Returns them in submission order."""
+         kill_when: Callable[[str], bool] | None = None, image: str | None = None) -> list[Played]:
+    """Run the run's children here (at most `parallel` at once), or each in a fresh container of `image`, their
+    output shipped to CloudWatch Logs with `log_session` (default: `session`, else the environment's credentials).
+    Returns them in submission order."""
     from batchsweep.aws.clients import make_client
 
+    if image is not None:
+        _buildah()  # before anything starts
     found = children(run, only=only, session=session)
     logs = make_client("logs", session=log_session or session, region=(run.info.get("engine") or {}).get("region"))
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         return list(pool.map(lambda c: play_child(c, job_credentials=job_credentials, logs=logs,
-                                                  kill_when=kill_when), found))
+                                                  kill_when=kill_when, image=image), found))
