@@ -305,3 +305,38 @@ def test_rerun_shell_starts_a_shell_in_the_task_directory_with_its_environment(
     assert cli.main(["rerun", first.id, "0", "--shell", "--dir", str(tmp_path / "d"), "--store", str(store)]) == 0
     where, env = (tmp_path / "shell.txt").read_text().splitlines()
     assert where == str(tmp_path / "d" / "work") and '"a": 5' in env and env.endswith(str(log))
+
+
+def test_runs_rm_is_a_dry_run_until_yes_and_leaves_the_reusing_run_complete(project: Path, tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    first = run(write_spec(project, "{a: [1, 2]}", log=log), store)
+    second = run(write_spec(project, "{a: [1, 2, 3]}", log=log), store)
+    capsys.readouterr()
+    assert cli.main(["runs", "rm", first.id, "--store", str(store)]) == 0
+    assert "dry run: nothing was deleted" in capsys.readouterr().out
+    assert (store / "runs" / first.id / "run.json").exists()
+    assert cli.main(["runs", "rm", first.id, "--yes", "--store", str(store)]) == 0
+    assert not (store / "runs" / first.id).exists()
+    assert not [p for p in (store / "index").rglob("*") if first.id in p.name]
+    df = batchsweep.load_run(second.id, store=store).results(refresh=True)
+    assert list(df["status"]) == ["succeeded"] * 3 and list(df["y"]) == [1, 2, 3]
+    executions(log)
+    run(write_spec(project, "{a: [1, 2, 3]}", log=log), store)
+    assert executions(log) == []  # the remaining run still provides every result
+
+
+def test_gc_keeps_the_last_runs_of_each_sweep_complete(project: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    runs_made = [run(write_spec(project, f"{{a: {list(range(1, n + 1))}}}", log=log), store) for n in (1, 2, 3)]
+    capsys.readouterr()
+    assert cli.main(["gc", "--keep-last", "1", "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("would delete run") == 2 and all(r.id in out for r in runs_made[:2])
+    assert cli.main(["gc", "--keep-last", "1", "--yes", "--store", str(store)]) == 0
+    assert sorted(p.name for p in (store / "runs").iterdir()) == [runs_made[2].id]
+    df = batchsweep.load_run(runs_made[2].id, store=store).results(refresh=True)
+    assert list(df["status"]) == ["succeeded"] * 3 and list(df["y"]) == [1, 2, 3]
+    assert cli.main(["gc", "--older-than", "30d", "--store", str(store)]) == 0
+    assert "nothing to delete" in capsys.readouterr().out

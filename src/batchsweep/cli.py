@@ -71,8 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     _duration_options(p, "")
     p.set_defaults(func=cmd_estimate)
 
-    p = sub.add_parser("runs", parents=[store], help="list runs")
+    p = sub.add_parser("runs", parents=[store], help="list runs; `runs rm RUN...` deletes runs",
+                       usage="%(prog)s [-h] [--store PATH] [rm RUN... [--yes]]")
+    p.add_argument("action", nargs="?", choices=("rm",), help="rm: delete the runs named after it (a dry run "
+                   "without --yes), then the code packages and inputs no remaining run uses")
+    p.add_argument("ids", nargs="*", metavar="RUN", help="with rm: run ids or unique prefixes")
+    p.add_argument("--yes", action="store_true", help="with rm: delete (without it, only say what would go)")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("gc", parents=[store],
+                       help="delete old runs and unused code packages and inputs (a dry run without --yes)")
+    p.add_argument("--keep-last", type=int, metavar="N", help="keep the last N runs of each sweep, delete older ones")
+    p.add_argument("--older-than", metavar="AGE", help="delete runs created more than AGE ago (30d, 12h)")
+    p.add_argument("--yes", action="store_true", help="delete (without it, only say what would go)")
+    p.set_defaults(func=cmd_gc)
 
     p = sub.add_parser("status", parents=[store], help="counts by state and the failed tasks' reasons")
     p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
@@ -300,7 +312,37 @@ def _estimate(p: Any, args: argparse.Namespace) -> Any:
 def cmd_runs(args: argparse.Namespace) -> int:
     from batchsweep import display, runs
 
+    if args.action == "rm":
+        from batchsweep import housekeeping
+
+        if not args.ids:
+            raise SweepError("runs rm: name the runs to delete, e.g. `batchsweep runs rm RUN_ID`")
+        return _delete(housekeeping.rm_plan(args.ids, store=args.store), args)
+    if args.ids or args.yes:
+        raise SweepError("runs: RUN ids and --yes go with `runs rm`")
     display.print_runs(runs.list_runs(store=args.store), store=args.store)
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from batchsweep import housekeeping
+
+    return _delete(housekeeping.gc_plan(store=args.store, keep_last=args.keep_last, older_than=args.older_than), args)
+
+
+def _delete(plan: Any, args: argparse.Namespace) -> int:
+    from batchsweep import housekeeping
+
+    lines = plan.lines()
+    if not lines:
+        _out("nothing to delete")
+        return 0
+    if not args.yes:
+        for line in lines:
+            _out(f"would delete {line}")
+        _out("dry run: nothing was deleted; add --yes to delete")
+        return 0
+    housekeeping.execute(plan, local=args.store, say=_out)
     return 0
 
 

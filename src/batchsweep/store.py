@@ -211,7 +211,12 @@ class LocalBackend:
         shutil.copyfile(self.path(key), local)
 
     def delete_prefix(self, prefix: str) -> None:
-        shutil.rmtree(self.path(prefix), ignore_errors=True)
+        """A directory and everything under it, or a single file (as on S3, where a key is its own prefix)."""
+        path = self.path(prefix)
+        if path.is_file() or path.is_symlink():
+            path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
     def copy(self, source: str, target: str) -> None:
         """A hard link where the file system allows (store files are never changed in place), else a copy."""

@@ -116,3 +116,23 @@ def test_a_task_that_failed_on_aws_batch_is_replayed_here_from_the_s3_store(tmp_
     assert cli.main(["rerun", failed.id, "1", "--dir", str(tmp_path / "d"), "--store", str(store)]) == 7
     assert executions(log) == ["2"]
     assert "from s3://" in capfd.readouterr().err
+
+
+def test_gc_on_the_s3_store_deletes_old_runs_and_their_code_and_leaves_the_rest_complete(
+        tmp_path: Path, stack: dict[str, str]) -> None:
+    from batchsweep import cli
+
+    log, store, project = tmp_path / "executions.log", tmp_path / "store", tmp_path / "project"
+    old = run_played(sweep(project, "[1, 2]", log), store)
+    (project / "task.py").write_text(SCRIPT + "# changed\n")
+    new = run_played(project / "sweep.yaml", store)
+    assert executions(log) == ["1", "1", "2", "2"]  # a code change reruns everything
+    s3 = new.store
+    packages = s3.backend.list_files("code")
+    assert len(packages) == 2
+    assert cli.main(["gc", "--keep-last", "1", "--yes", "--store", str(store)]) == 0
+    assert s3.backend.list_files("code") == [s3.code_key(new.info["code_sha256"])]
+    assert old.id not in s3.run_ids() and not (store / "runs" / old.id).exists()
+    df = batchsweep.load_run(new.id, store=store).results(refresh=True)
+    assert list(df["status"]) == ["succeeded"] * 2 and list(df["y"]) == [2, 4]
+    assert cli.main(["rerun", new.id, "0", "--dir", str(tmp_path / "d"), "--store", str(store)]) == 0
