@@ -85,13 +85,16 @@ def estimate(*, n_tasks: int, task_seconds: float, vcpus: float, memory_mib: int
 
 
 def compute_cost(durations_s: Sequence[float], *, vcpus: float, memory_mib: int, region: str, spot: bool,
-                 startup_seconds: float = 30.0) -> Estimate:
-    """The cost of a finished run: one container per task, with its measured duration."""
+                 startup_seconds: float = 30.0, per_container: bool = False) -> Estimate:
+    """The cost of a finished run: one container per duration given — each task's, or (`per_container`) each
+    child container's, which ran its tasks one after another."""
     measured = [float(d) for d in durations_s if d is not None and math.isfinite(d)]
-    assumed = [f"{len(measured)} task(s), one container each, with their measured durations "
-               f"(total {sum(measured):.0f} s)"]
+    what = "container(s) (tasks packed in each), with their measured run times" if per_container else \
+        "task(s), one container each, with their measured durations"
+    assumed = [f"{len(measured)} {what} (total {sum(measured):.0f} s)"]
     if len(measured) < len(durations_s):
-        assumed.append(f"{len(durations_s) - len(measured)} task(s) without a measured duration are not counted")
+        unit = "container(s)" if per_container else "task(s)"
+        assumed.append(f"{len(durations_s) - len(measured)} {unit} without a measured duration are not counted")
     return _price(measured, vcpus=vcpus, memory_mib=memory_mib, region=region, spot=spot,
                   startup_seconds=startup_seconds, assumed=assumed)
 

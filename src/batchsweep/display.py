@@ -268,9 +268,10 @@ def print_status(run: Run) -> None:
     if durations:
         console.print(f"compute  {sum(durations):.1f} s of task time (sum of task durations), "
                       f"longest {max(durations):.1f} s")
-        from batchsweep.estimate import cost_summary, run_cost
+        from batchsweep.estimate import container_seconds, cost_summary, run_cost
 
-        cost = run_cost(run.info, durations)
+        cost = run_cost(run.info, durations, containers_s=container_seconds(
+            (s.worker, s.started_at, s.ended_at) for s in statuses.values()))
         if cost is not None:
             console.print(f"cost     {cost_summary(cost)}: an estimate from a price table, not a bill; "
                           f"its assumptions are in `batchsweep report {run.id}`", markup=False)

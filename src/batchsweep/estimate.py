@@ -251,8 +251,22 @@ def pilot_durations(p: Plan, n: int) -> Durations:
 
 
 # -- after a run ----------------------------------------------------------------------------------
-def run_cost(info: dict[str, Any], durations_s: Sequence[float]) -> Estimate | None:
-    """Estimated cost of a finished aws-batch run (None for other backends or GPU runs)."""
+def container_seconds(tasks: Iterable[tuple[str | None, float | None, float | None]]) -> list[float]:
+    """How long each container ran, from its tasks' (worker, started_at, ended_at): an AWS child job runs its
+    tasks one after another in one container, so it bills from its first task's start to its last task's end."""
+    spans: dict[str, tuple[float, float]] = {}
+    for worker, started, ended in tasks:
+        if not worker or started is None or ended is None:
+            continue
+        first, last = spans.get(worker, (started, ended))
+        spans[worker] = (min(first, started), max(last, ended))
+    return [last - first for first, last in spans.values()]
+
+
+def run_cost(info: dict[str, Any], durations_s: Sequence[float], *,
+             containers_s: Sequence[float] | None = None) -> Estimate | None:
+    """Estimated cost of a finished aws-batch run (None for other backends or GPU runs). With `containers_s`
+    (`container_seconds`), each child container is priced once for its whole run time: tasks are packed."""
     from batchsweep.cost import compute_cost
 
     spec = info.get("spec") or {}
@@ -261,7 +275,8 @@ def run_cost(info: dict[str, Any], durations_s: Sequence[float]) -> Estimate | N
         return None
     region = (info.get("engine") or {}).get("region") or aws_region((spec.get("aws") or {}).get("region"))
     try:
-        return compute_cost(list(durations_s), vcpus=float(resources.get("vcpus", 1)),
+        return compute_cost(list(containers_s or durations_s), per_container=bool(containers_s),
+                            vcpus=float(resources.get("vcpus", 1)),
                             memory_mib=int(resources.get("memory_mib", 2048)), region=str(region),
                             spot=bool((info.get("engine") or {}).get("spot", (spec.get("aws") or {}).get("spot", True))))
     except SweepError:

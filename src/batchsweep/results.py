@@ -271,11 +271,18 @@ def inline_html(page: str, *, height: int = 900) -> str:
             'sandbox="allow-scripts"></iframe>')
 
 
+def _num(value: Any) -> float | None:
+    return None if value is None or value != value else float(value)  # NaN from an empty cell
+
+
 def _cost_fields(run: Run, df: pd.DataFrame) -> dict[str, Any]:
-    from batchsweep.estimate import cost_summary, run_cost
+    from batchsweep.estimate import container_seconds, cost_summary, run_cost
 
     durations = df["duration_s"].dropna().tolist() if "duration_s" in df else []
-    est = run_cost(run.info, durations) if durations else None
+    spans = df[["worker", "started_at", "ended_at"]].itertuples(index=False, name=None) \
+        if {"worker", "started_at", "ended_at"} <= set(df.columns) else ()
+    est = run_cost(run.info, durations, containers_s=container_seconds(
+        (w if isinstance(w, str) else None, _num(s), _num(e)) for w, s, e in spans)) if durations else None
     if est is None:
         return {}
     note = (f"{cost_summary(est)}; the card shows the upper end. An estimate from a price table, not a bill. "

@@ -155,3 +155,22 @@ def test_a_packed_file_is_the_same_package_as_in_memory(tmp_path):
     assert sha == package.sha256 and (tmp_path / "p.tar.gz").read_bytes() == package.data
     codepkg.extract_file(tmp_path / "p.tar.gz", tmp_path / "out")
     assert (tmp_path / "out" / "big.bin").read_bytes() == (tmp_path / "src" / "big.bin").read_bytes()
+
+
+def test_post_run_cost_counts_child_containers_not_tasks(tmp_path, stack):
+    from batchsweep.aws import player
+    from batchsweep.results import _cost_fields
+
+    run = batchsweep.run(write_spec(tmp_path, spec_body("{a: [1, 2, 3, 4, 5, 6]}", max_parallel="2")),
+                         store=tmp_path / "store", detach=True)
+    assert {p.exit_code for p in player.play(run)} == {0}
+    run = batchsweep.load_run(run.id, store=tmp_path / "store")
+    note = _cost_fields(run, run.results(refresh=True))["cost_note"]
+    assert "2 container(s) (tasks packed in each)" in note
+
+
+def test_container_seconds_span_each_workers_first_start_to_last_end():
+    from batchsweep.estimate import container_seconds
+
+    tasks = [("job:0", 10.0, 12.0), ("job:0", 12.5, 20.0), ("job:1", 11.0, 13.0), (None, 1.0, 2.0), ("job:2", 5.0, None)]
+    assert sorted(container_seconds(tasks)) == [2.0, 10.0]

@@ -45,7 +45,8 @@ def test_an_unreadable_quota_is_a_warning_not_a_failure(session: Any, outputs: d
     push_stack_image(session, outputs)
     lines: list[str] = []
     assert doctor(STACK, echo=lines.append) == 0
-    assert lines[-1].startswith("! could not read the Fargate vCPU quota")  # moto has no fargate quotas
+    assert lines[-2].startswith("! could not read the Fargate On-Demand vCPU quota")  # moto has no fargate quotas
+    assert lines[-1].startswith("! could not read the Fargate Spot vCPU quota")
 
 
 def test_a_missing_image_fails_with_the_push_command(outputs: dict[str, str]) -> None:
@@ -71,15 +72,17 @@ def test_without_credentials_it_fails_on_the_first_line(aws_env: str, monkeypatc
     assert lines[0].startswith("✗ credentials and region — fix: AWS credentials not found")
 
 
-def test_a_quota_below_max_vcpus_warns_with_the_request_command(session: Any) -> None:
-    def fake_quota(**_: Any) -> tuple[Any, dict[str, Any]]:
+def test_each_fargate_quota_below_max_vcpus_warns_with_its_request_command(session: Any) -> None:
+    def fake_quota(params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
         from botocore.awsrequest import AWSResponse
 
-        return AWSResponse("https://quota", 200, {}, None), {"Quota": {"Value": 6.0}}
+        value = {"L-3032A538": 6.0, "L-36FBB829": 32.0}[json.loads(params["body"])["QuotaCode"]]
+        return AWSResponse("https://quota", 200, {}, None), {"Quota": {"Value": value}}
 
     session.events.register("before-call.service-quotas.GetServiceQuota", fake_quota)
     report = doctor_module._Report(echo=(lines := []).append)
     doctor_module._quota_check("16", session=session, report=report)
     assert not report.failed
-    assert lines[0].startswith("! Fargate vCPU quota 6 is below the stack's MaxVcpus 16")
+    assert lines[0].startswith("! Fargate On-Demand vCPU quota 6 is below the stack's MaxVcpus 16")
     assert "--quota-code L-3032A538 --desired-value 16" in lines[0]
+    assert lines[1] == "✓ Fargate Spot vCPU quota 32 covers the stack's MaxVcpus 16"

@@ -126,6 +126,7 @@ def test_down_with_delete_data_empties_bucket_and_repository_then_deletes(
     infra.down(STACK, force=False, delete_data=True, session=session, echo=lines.append, poll_s=0.01)
     assert f"emptying s3://{deployed_in_vpc['Bucket']}: 2 objects and versions deleted" in lines
     assert f"emptying repository {STACK}: 1 images deleted" in lines
+    assert any(line.startswith(f"log group {deployed_in_vpc['LogGroup']}: deleted with the stack") for line in lines)
     assert lines[-1] == f"stack {STACK} deleted"
     assert infra.describe_stack(STACK, session=session) is None
 

@@ -15,7 +15,8 @@ from batchsweep.errors import SweepError
 
 Echo = Callable[[str], None]
 
-FARGATE_VCPU_QUOTA = ("fargate", "L-3032A538")  # Fargate On-Demand vCPU resource count
+# The stack's queue runs on both: Fargate Spot first, on-demand Fargate next (and alone for `spot: false`).
+FARGATE_VCPU_QUOTAS = (("Fargate On-Demand", "fargate", "L-3032A538"), ("Fargate Spot", "fargate", "L-36FBB829"))
 
 
 class _Report:
@@ -124,22 +125,23 @@ def _bucket_check(bucket: str, *, session: Any, report: _Report) -> None:
 def _quota_check(max_vcpus: str | None, *, session: Any, report: _Report) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    service, code = FARGATE_VCPU_QUOTA
-    try:
-        quota = clients.make_client("service-quotas", session=session).get_service_quota(ServiceCode=service, QuotaCode=code)
-        value = float(quota["Quota"]["Value"])
-    except (ClientError, BotoCoreError, KeyError, ValueError) as exc:
-        report.warn(f"could not read the Fargate vCPU quota ({_short(exc)})",
-                    f"check it in the Service Quotas console ({service} {code})")
-        return
+    quotas = clients.make_client("service-quotas", session=session)
     wanted = float(max_vcpus) if max_vcpus else 0.0
-    if value >= wanted:
-        report.ok(f"Fargate vCPU quota {value:g} covers the stack's MaxVcpus {wanted:g}")
-    else:
-        # Not a failure: runs work, they just never get more than `value` vCPUs at once.
-        report.warn(f"Fargate vCPU quota {value:g} is below the stack's MaxVcpus {wanted:g}: at most {value:g} vCPUs run at once",
-                    f"request more: `aws service-quotas request-service-quota-increase --service-code {service} "
-                    f"--quota-code {code} --desired-value {wanted:g}`")
+    for label, service, code in FARGATE_VCPU_QUOTAS:
+        try:
+            value = float(quotas.get_service_quota(ServiceCode=service, QuotaCode=code)["Quota"]["Value"])
+        except (ClientError, BotoCoreError, KeyError, ValueError) as exc:
+            report.warn(f"could not read the {label} vCPU quota ({_short(exc)})",
+                        f"check it in the Service Quotas console ({service} {code})")
+            continue
+        if value >= wanted:
+            report.ok(f"{label} vCPU quota {value:g} covers the stack's MaxVcpus {wanted:g}")
+        else:
+            # Not a failure: runs work, they just never get more than `value` vCPUs at once.
+            report.warn(f"{label} vCPU quota {value:g} is below the stack's MaxVcpus {wanted:g}: "
+                        f"at most {value:g} vCPUs run at once",
+                        f"request more: `aws service-quotas request-service-quota-increase --service-code {service} "
+                        f"--quota-code {code} --desired-value {wanted:g}`")
 
 
 def _short(exc: BaseException) -> str:

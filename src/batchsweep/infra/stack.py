@@ -245,6 +245,10 @@ def down(stack: str, *, force: bool, delete_data: bool, session: Any, echo: Echo
                 "(copy what you need first, e.g. `aws s3 sync s3://BUCKET ./backup`)"
             )
 
+    for group in by_type.get("AWS::Logs::LogGroup", []):
+        # The log group has no Retain policy: it goes with the stack, and with it every task's CloudWatch output.
+        echo(f"log group {group}: deleted with the stack, and the task output in it (copy it first with "
+             f"`aws logs tail {group} --since 30d` if you need it)")
     seen = _recent_event_ids(cfn, current["StackId"])
     echo(f"deleting stack {stack}")
     cfn.delete_stack(StackName=current["StackId"])
