@@ -280,7 +280,7 @@ def test_resources_no_worker_declares_exit_2_with_the_worker_command(tmp_path, d
 
 def test_median_rule_prunes_the_bad_curves_on_dask_with_the_local_engines_decision(tmp_path, dask_cluster):
     """Four tasks at once on the two workers (two threads each): the first four are good and run to the end;
-    of the next four, the ones worse than their median are stopped at step 2 by the worker's own decision."""
+    of the next four, the ones worse than their median are stopped (from step 2 on: min_steps) by the worker's own decision."""
     curve = Path(__file__).parent / "scripts" / "curve.py"
     spec = write_spec(tmp_path, f"""
         name: dask-curves
@@ -300,6 +300,6 @@ def test_median_rule_prunes_the_bad_curves_on_dask_with_the_local_engines_decisi
                   (tmp_path / "store" / "runs" / run.id / "tasks" / str(i) / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in series] == list(range(1, s.last_step + 1))
         if i in (4, 5, 7):
-            assert "pruned at step 2 by the median rule" in s.error and s.last_step < 10
+            assert "by the median rule" in s.error and s.last_step >= 2 and s.last_step < 10
         else:
             assert s.state.value == "succeeded" and s.last_step == 10

@@ -154,7 +154,7 @@ class Live:
     store) and, with a `stop:` rule, ask the stopper whether the task should stop."""
 
     recorder: series_mod.Recorder
-    every: float
+    every: float | None  # None: nothing to do while it runs (a local store, no step rule, no stop rule)
     stopper: Any = None  # batchsweep.stopping.Stopper
 
 
@@ -319,7 +319,7 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
 def _wait_live(ctx: RunContext, proc: TaskProcess, live: Live | None) -> tuple[int | None, str | None]:
     """Wait for the task like `proc.wait(timeout)`, recording its series meanwhile. Returns (exit code, None),
     or (None, reason) when the stop rule stopped it. TimeoutExpired when it ran out of time."""
-    if live is None:
+    if live is None or live.every is None:
         return proc.wait(timeout=ctx.timeout_s), None
     deadline = None if ctx.timeout_s is None else time.monotonic() + ctx.timeout_s
     while True:
@@ -561,8 +561,11 @@ def _live(ctx: RunContext, task: Task, store: Store, paths: TaskPaths) -> Live:
 
         stopper = Stopper(ctx.stop, store, ctx.run_id, task.index)
         warm_up()
-    return Live(series_mod.Recorder(paths.task_dir, ctx.metrics_rule, upload=upload),
-                every=series_mod.flush_every(local=store.is_local), stopper=stopper)
+    recorder = series_mod.Recorder(paths.task_dir, ctx.metrics_rule, upload=upload)
+    # On a local store a script's log_metrics(step=...) lands in the store as it writes: only a step rule (the
+    # log is read), a stop rule or a remote store need the worker while the task runs.
+    idle = store.is_local and stopper is None and series_mod.rule_source(ctx.metrics_rule) is None
+    return Live(recorder, every=None if idle else series_mod.flush_every(local=store.is_local), stopper=stopper)
 
 
 def _drop_empty(task_dir: Path) -> None:

@@ -440,7 +440,7 @@ def test_the_aws_worker_kills_a_setsid_grandchild_when_its_task_ends(tmp_path, s
 def test_median_rule_prunes_the_bad_curves_in_played_containers_reading_each_others_series_from_s3(
         tmp_path, stack, calls, session, monkeypatch):
     """No driver: the run is detached and the containers decide. Four play at once; the first four are good and
-    run to the end, of the next four the ones worse than their median stop at step 2 (pruned, exit 0)."""
+    run to the end, of the next four the ones worse than their median stop from step 2 on (pruned, exit 0)."""
     from batchsweep.infra import image
 
     monkeypatch.setenv("BATCHSWEEP_SERIES_FLUSH_S", "0.2")  # S3's default is 5 s
@@ -466,6 +466,6 @@ def test_median_rule_prunes_the_bad_curves_in_played_containers_reading_each_oth
         raw = run.store.backend.read_bytes(run.store.task_key(run.id, i, "metrics.jsonl"))
         assert [json.loads(line)["step"] for line in raw.splitlines()] == list(range(1, s.last_step + 1))
         if i in (4, 5, 7):
-            assert "pruned at step 2 by the median rule" in s.error and s.last_step < 16
+            assert "by the median rule" in s.error and s.last_step >= 2 and s.last_step < 16
         else:
             assert s.state.value == "succeeded" and s.last_step == 16
