@@ -102,19 +102,23 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _wait_for_series(store: Path, timeout: float = 30) -> Path:
+    """Task 0's series file once it holds two steps (the task is still running)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(store.glob("runs/*/tasks/0/metrics.jsonl"))
+        if found and len(found[0].read_text().splitlines()) >= 2:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError("no series while the task ran")
+
+
 def test_series_is_flushed_while_the_task_runs_and_results_mark_it_partial(tmp_path):
     spec = _spec(tmp_path, stop=None, grid="[0.5]", pace=0.3)
     proc = _cli(tmp_path, "run", str(spec))
     try:
         store = tmp_path / "store"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            found = list(store.glob("runs/*/tasks/0/metrics.jsonl"))
-            if found and len(found[0].read_text().splitlines()) >= 2:
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError("no series while the task ran")
+        found = [_wait_for_series(store)]
         run_id = found[0].parts[-4]
         assert not (found[0].parent / "status.json").exists()  # still running
         df = batchsweep.load_run(run_id, store=store).results()
@@ -262,12 +266,7 @@ def test_status_watch_shows_each_running_tasks_latest_step_value_and_best(tmp_pa
     proc = _cli(tmp_path, "run", str(_spec(tmp_path, stop=None, grid="[0.5]", pace=0.3)), "--detach")
     proc.communicate(timeout=30)
     store = tmp_path / "store"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        found = list(store.glob("runs/*/tasks/0/metrics.jsonl"))
-        if found and len(found[0].read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
+    _wait_for_series(store)
     assert cli.main(["status", "--watch", "--store", str(store)]) == 0  # returns when the run ends
     out = capsys.readouterr().out
     assert "running tasks" in out
