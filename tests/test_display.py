@@ -240,3 +240,15 @@ def test_runs_keep_every_run_id_whole_at_80_columns(tmp_path: Path, monkeypatch)
     display.print_runs(list_runs(store=store), store=store)
     text = out.getvalue()
     assert run.id in text and "1 succeeded" in text and max(map(len, text.splitlines())) <= 80
+
+
+def test_cells_with_brackets_are_text_not_markup() -> None:
+    from rich.console import Console
+
+    from batchsweep.display import fit_table
+
+    table, _ = fit_table(["task", "error"], [[3, "lost: [task 3] halfway [bold]x[/bold] [/oops]"]], width=120,
+                         wrap=("error",))
+    console = Console(width=120, record=True)
+    console.print(table)
+    assert "[task 3] halfway [bold]x[/bold] [/oops]" in console.export_text()

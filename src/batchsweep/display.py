@@ -90,6 +90,7 @@ def fit_table(columns: list[str], rows: list[list[Any]], *, width: int | None, t
     from rich import box
     from rich.cells import cell_len
     from rich.table import Table
+    from rich.text import Text
 
     texts = [[(fmt or cell)(v) for v in row] for row in rows]
     numeric = [all(_is_number(row[j]) or _missing(row[j]) for row in rows) for j in range(len(columns))]
@@ -116,7 +117,8 @@ def fit_table(columns: list[str], rows: list[list[Any]], *, width: int | None, t
         table.add_column(str(columns[j]), justify="right" if numeric[j] else "left", no_wrap=not wraps,
                          min_width=need[j] - 2, overflow="fold" if wraps or numeric[j] else "ellipsis")
     for row in texts:
-        table.add_row(*(row[j] for j in shown))
+        # Text, not markup: a task's output or a param value may hold `[...]` (e.g. `[/x]`, `[bold]`).
+        table.add_row(*(Text(row[j]) for j in shown))
     return table, [str(columns[j]) for j in range(len(columns)) if j not in shown]
 
 
