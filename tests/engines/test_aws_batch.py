@@ -461,11 +461,14 @@ def test_median_rule_prunes_the_bad_curves_in_played_containers_reading_each_oth
     run = batchsweep.load_run(run.id, store=tmp_path / "store")
     assert run.wait(progress=False) == 0
     statuses = run.statuses()
-    assert {i for i, s in statuses.items() if s.state.value == "pruned"} == {4, 5, 7}
+    pruned = {i for i, s in statuses.items() if s.state.value == "pruned"}
+    # The clearly bad curves are always stopped and the best never are; a middling one (0.2, 0.3) may be
+    # stopped too when a loaded machine changes which containers finish first.
+    assert {4, 5, 7} <= pruned and not pruned & {2, 3, 6}
     for i, s in statuses.items():
         raw = run.store.backend.read_bytes(run.store.task_key(run.id, i, "metrics.jsonl"))
         assert [json.loads(line)["step"] for line in raw.splitlines()] == list(range(1, s.last_step + 1))
-        if i in (4, 5, 7):
+        if i in pruned:
             assert "by the median rule" in s.error and s.last_step >= 2 and s.last_step < 16
         else:
             assert s.state.value == "succeeded" and s.last_step == 16
