@@ -14,7 +14,6 @@ out. On a remote store the file is uploaded after every flush that added lines, 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import time
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchsweep.metrics import MAX_LINE_BYTES
+from batchsweep.metrics import MAX_LINE_BYTES, value_of
 
 SERIES = "metrics.jsonl"
 ENV_FILE = "BATCHSWEEP_SERIES_FILE"
@@ -57,20 +56,9 @@ def rule_source(rule: Any) -> tuple[tuple[str, ...], re.Pattern[str]] | None:
 
 
 def number(raw: Any) -> float | int | None:
-    """A series value: a finite number, or None (missing, text, nan, inf)."""
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, (int, float)):
-        return raw if math.isfinite(raw) else None
-    if isinstance(raw, str):
-        text = raw.strip()
-        for cast in (int, float):
-            try:
-                value = cast(text)
-            except ValueError:
-                continue
-            return value if math.isfinite(value) else None
-    return None
+    """A series value: a finite number, or None (missing, text, a boolean, nan, inf)."""
+    value = value_of(raw)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def records_from_line(line: str, pattern: re.Pattern[str], t: float) -> list[dict[str, Any]]:
