@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import tomllib
 
 from batchsweep.errors import SweepError
 from batchsweep.report import build_report, choose_metric, timing
@@ -331,3 +335,25 @@ def test_ten_thousand_tasks_make_a_usable_page_that_says_it_samples() -> None:
     for name, body in re.findall(r'<svg class="plot" data-plot="([^"]+)"[^>]*>(.*?)</svg>', html, re.S):
         marks = len(re.findall(r"<(polyline|circle|rect)\b", body))
         assert marks <= 3_200, f"{name} draws {marks} marks"
+
+
+def test_the_page_inlines_its_style_and_script_from_the_package_data_files() -> None:
+    data = resources.files("batchsweep").joinpath("data")
+    css, js = data.joinpath("report.css").read_text(), data.joinpath("report.js").read_text()
+    html, _, _ = build_report(backtest_frame(), params=PARAMS, metrics=METRICS, summary=SUMMARY)
+    style = re.search(r"<style>(.*?)</style>", html, re.S)
+    script = re.search(r"<script>(.*?)</script>", html, re.S)
+    assert style and style.group(1).strip() == css.strip() and ".card .v{" in css
+    assert script and script.group(1).strip() == js.strip() and 'getElementById("filter")' in js
+
+
+def test_every_non_python_file_of_the_package_is_listed_as_package_data() -> None:
+    """What setuptools ships in a wheel besides modules: a file the globs miss is absent from an installed copy."""
+    root = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["batchsweep"]
+    pkg = root / "src" / "batchsweep"
+    files = [p.relative_to(pkg).as_posix() for p in pkg.rglob("*")
+             if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    assert {"data/report.css", "data/report.js", "data/fargate_prices.json"} <= set(files)
+    missed = [f for f in files if not any(fnmatch.fnmatch(f, g) for g in globs)]
+    assert not missed, f"not in [tool.setuptools.package-data]: {missed}"
