@@ -62,11 +62,11 @@ def write_spec(root: Path, n: int) -> Path:
 
 def in_process(spec: Path, store: Path) -> None:
     """Plan and write the manifest here, so this process's peak RSS is the runner's."""
-    from batchsweep import runs
+    from batchsweep import planning
     from batchsweep.store import Store
 
     t0 = time.perf_counter()
-    p = runs.plan(spec)
+    p = planning.plan(spec)
     planned = time.perf_counter() - t0
     print(f"  plan (load, expand, check)   {len(p.tasks):>7} tasks {planned:6.2f} s  peak RSS {peak_rss_mb():5.0f} MB")
     t0 = time.perf_counter()

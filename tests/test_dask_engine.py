@@ -14,7 +14,7 @@ from dask_fixtures import *  # noqa: F401,F403 - the dask_cluster fixture
 from helpers import alive, write_spec
 
 import batchsweep
-from batchsweep import cli, runs
+from batchsweep import cli, planning, runs
 from batchsweep.engines.dask import DaskEngine
 from batchsweep.errors import SpecError
 from batchsweep.spec import validate
@@ -151,7 +151,7 @@ def test_ctrl_c_on_an_attached_run_kills_the_task_and_its_children(tmp_path, das
     pids.mkdir()
     spec = dask_spec(tmp_path, dask_cluster.address,
                      f'{{grid: {{a: [1, 2, 3, 4, 5, 6, 7, 8]}}, fixed: {{hang_on: 1, sleep: 0.5, pid_dir: "{pids}"}}}}')
-    run = runs.start(runs.plan(spec), store=tmp_path / "store")
+    run = runs.start(planning.plan(spec), store=tmp_path / "store")
     wait_for(lambda: (pids / "1.child.pid").exists(), what="the hanging task's child")
     run.cancel()  # what the CLI does on Ctrl-C
     assert not alive(int((pids / "1.pid").read_text())) and not alive(int((pids / "1.child.pid").read_text()))
@@ -162,7 +162,7 @@ def test_ctrl_c_on_an_attached_run_kills_the_task_and_its_children(tmp_path, das
 
 def test_a_task_that_fails_outside_its_script_is_lost_with_the_reason(tmp_path, dask_cluster):
     spec = dask_spec(tmp_path, dask_cluster.address, "{grid: {a: [1, 2]}}")
-    plan = runs.plan(spec)
+    plan = planning.plan(spec)
     blocker = tmp_path / "store" / "runs" / plan.info["run_id"] / "tasks" / "0"
     blocker.parent.mkdir(parents=True)
     blocker.write_text("a file where the task's directory goes")
@@ -178,7 +178,7 @@ def test_a_worker_killed_mid_run_loses_no_task(tmp_path, dask_cluster):
                      "{grid: {a: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]}, "
                      "fixed: {sleep: 0.5}}")
     store = tmp_path / "store"
-    run = runs.start(runs.plan(spec), store=store)  # attached: returns once submitted
+    run = runs.start(planning.plan(spec), store=store)  # attached: returns once submitted
     wait_for(lambda: len(status_files(store)) >= 2, what="the first statuses")
     dask_cluster.kill_worker(dask_cluster.workers[0])
     assert run.wait(progress=False) == 0

@@ -225,7 +225,7 @@ def test_columns_apply_to_csv_and_a_wrong_name_is_one_error_line(tmp_path: Path,
 
 def test_runs_keep_every_run_id_whole_at_80_columns(tmp_path: Path, monkeypatch) -> None:
     from batchsweep import display
-    from batchsweep.runs import list_runs
+    from batchsweep.catalog import list_runs
 
     spec = write_spec(tmp_path, f"""
         name: a-rather-long-sweep-name

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from batchsweep import cli, runs
+from batchsweep import cli, planning
 from batchsweep.store import Store
 
 SCRIPT = """\
@@ -41,7 +41,7 @@ def big_spec(tmp_path: Path) -> Path:
 
 
 def test_100k_tasks_expand_in_grid_order_with_stable_indices(big_spec):
-    p = runs.plan(big_spec)
+    p = planning.plan(big_spec)
     assert len(p.tasks) == 100_000 and p.info["n_tasks"] == 100_000
     first, last = p.tasks[0], p.tasks[-1]
     assert (first.index, first.params) == (0, {"symbol": "S000", "window": 1, "fee_bps": 10})
@@ -51,7 +51,7 @@ def test_100k_tasks_expand_in_grid_order_with_stable_indices(big_spec):
 
 
 def test_100k_task_manifest_reads_back_whole(big_spec, tmp_path):
-    p = runs.plan(big_spec)
+    p = planning.plan(big_spec)
     store = Store.open(tmp_path / "store")
     store.create_run(p.info["run_id"], p.info, p.tasks)
     back = store.tasks(p.info["run_id"])

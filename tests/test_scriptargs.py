@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from batchsweep import runs
+from batchsweep import planning, runs
 from batchsweep.errors import SpecError
 from batchsweep.scriptargs import ScriptFlags, check_params, read_flags
 from batchsweep.scriptargv import build_argv
@@ -493,7 +493,7 @@ def test_yaml_text_numbers_become_the_declared_type(tmp_path: Path) -> None:
 def test_unreadable_flags_are_said_in_one_line_with_the_scripts_error(tmp_path: Path) -> None:
     (tmp_path / "s.py").write_text("import argparse\nimport torchy_not_installed\n")
     (tmp_path / "sweep.yaml").write_text("name: t\nscript: s.py\nparams: {grid: {a: [1]}}\n")
-    p = runs.plan(tmp_path / "sweep.yaml", check_engine=False)
+    p = planning.plan(tmp_path / "sweep.yaml", check_engine=False)
     assert len(p.notes) == 1
     assert "could not read s.py's command line (it failed: ModuleNotFoundError: No module named " \
            "'torchy_not_installed')" in p.notes[0]

@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["run", "load_run", "load_sweep", "list_runs", "plan", "start", "log_metrics", "Run", "SweepError"]
 
 if TYPE_CHECKING:
+    from batchsweep.catalog import list_runs, load_run
     from batchsweep.errors import SweepError
     from batchsweep.history import load_sweep
     from batchsweep.metrics import log_metrics
-    from batchsweep.runs import Run, list_runs, load_run, plan, run, start
+    from batchsweep.planning import plan
+    from batchsweep.runs import Run, run, start
 
 _WHERE = {
-    "run": "batchsweep.runs", "load_run": "batchsweep.runs", "list_runs": "batchsweep.runs", "plan": "batchsweep.runs",
+    "run": "batchsweep.runs", "load_run": "batchsweep.catalog", "list_runs": "batchsweep.catalog", "plan": "batchsweep.planning",
     "start": "batchsweep.runs", "Run": "batchsweep.runs", "log_metrics": "batchsweep.metrics",
     "SweepError": "batchsweep.errors", "load_sweep": "batchsweep.history",
 }

@@ -13,7 +13,7 @@ from typing import Any
 
 from batchsweep.errors import SweepError
 
-MAX_TASKS = 1_000_000  # the same as batchsweep.runs.MAX_TASKS (not imported: --help stays light)
+MAX_TASKS = 1_000_000  # the same as batchsweep.planning.MAX_TASKS (not imported: --help stays light)
 
 
 def _store_parent() -> argparse.ArgumentParser:
@@ -210,14 +210,14 @@ def _out(text: str = "") -> None:
 
 # -- commands -----------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from batchsweep import runs
+    from batchsweep import planning, runs
 
     if not args.dry_run and (args.task_seconds is not None or args.pilot is not None):
         raise SweepError("--task-seconds and --pilot only apply with --dry-run (or `batchsweep estimate`)")
     overrides = [*args.overrides, "warm=true"] if args.warm else args.overrides
     if args.right_size:
         overrides = [*overrides, *_right_size_overrides(args)]
-    p = runs.plan(args.spec, overrides=overrides, backend=args.backend, max_parallel=args.max_parallel,
+    p = planning.plan(args.spec, overrides=overrides, backend=args.backend, max_parallel=args.max_parallel,
                   check_engine=not args.dry_run, max_tasks=args.max_tasks)
     if p.spec.search:
         _quiet_optuna()
@@ -245,12 +245,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _dry_run_reuse(p: Any, args: argparse.Namespace) -> Any:
     """The reuse a real run would find, where a dry run can read the store (not the S3 store: no AWS calls)."""
-    from batchsweep import runs
+    from batchsweep import planning
 
     if args.no_reuse:
         return None
     try:
-        return runs.find_reuse(p, store=args.store)
+        return planning.find_reuse(p, store=args.store)
     except SweepError:
         print("reuse: looked up when the run starts (a dry run does not read the remote store)", file=sys.stderr)
         return None
@@ -258,10 +258,10 @@ def _dry_run_reuse(p: Any, args: argparse.Namespace) -> Any:
 
 def _right_size_overrides(args: argparse.Namespace) -> list[str]:
     """`--right-size`: the smaller Fargate size that the sweep's latest finished run measured, as --set values."""
-    from batchsweep import runs
+    from batchsweep import planning
     from batchsweep.estimate import earlier_right_size
 
-    p = runs.plan(args.spec, overrides=args.overrides, backend=args.backend, check_engine=False)
+    p = planning.plan(args.spec, overrides=args.overrides, backend=args.backend, check_engine=False)
     suggestion = earlier_right_size(p.spec, store=args.store)
     if suggestion is None:
         raise SweepError(f"--right-size: no finished run of sweep {p.spec.name!r} in this store measured a size "
@@ -293,9 +293,9 @@ def _wait(run: Any) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from batchsweep import display, runs
+    from batchsweep import display, planning
 
-    p = runs.plan(args.spec, overrides=args.overrides, backend=args.backend, max_parallel=args.max_parallel,
+    p = planning.plan(args.spec, overrides=args.overrides, backend=args.backend, max_parallel=args.max_parallel,
                   check_engine=False, max_tasks=args.max_tasks)
     display.print_estimate(_estimate(p, args))
     return 0
@@ -310,7 +310,7 @@ def _estimate(p: Any, args: argparse.Namespace) -> Any:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from batchsweep import display, runs
+    from batchsweep import catalog, display
 
     if args.action == "rm":
         from batchsweep import housekeeping
@@ -320,7 +320,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return _delete(housekeeping.rm_plan(args.ids, store=args.store), args)
     if args.ids or args.yes:
         raise SweepError("runs: RUN ids and --yes go with `runs rm`")
-    display.print_runs(runs.list_runs(store=args.store), store=args.store)
+    display.print_runs(catalog.list_runs(store=args.store), store=args.store)
     return 0
 
 
@@ -347,9 +347,9 @@ def _delete(plan: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from batchsweep import display, runs
+    from batchsweep import catalog, display
 
-    run = runs.load_run(args.run, store=args.store)
+    run = catalog.load_run(args.run, store=args.store)
     if not args.watch:
         display.print_status(run)
         return 0
@@ -361,7 +361,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from batchsweep import display, results, runs
+    from batchsweep import catalog, display, results
 
     if args.sweep:
         from batchsweep.history import load_sweep
@@ -371,7 +371,7 @@ def cmd_results(args: argparse.Namespace) -> int:
         history = load_sweep(args.sweep, store=args.store)
         run, df = history.latest, history.results()
     else:
-        run = runs.load_run(args.run, store=args.store)
+        run = catalog.load_run(args.run, store=args.store)
         df = run.results(refresh=args.refresh)
     notes = []
     if args.sort:
@@ -406,7 +406,7 @@ def _format_from_name(path: str | None) -> str:
 def cmd_logs(args: argparse.Namespace) -> int:
     import time
 
-    from batchsweep import runs
+    from batchsweep import catalog
 
     if len(args.ids) > 2 or not args.ids[-1].lstrip("-").isdigit():
         raise SweepError(f"logs {' '.join(args.ids)}: give [RUN] TASK, e.g. `batchsweep logs 7` for task 7 "
@@ -414,7 +414,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     args.run, args.task = (args.ids[0] if len(args.ids) == 2 else None), int(args.ids[-1])
     import codecs
 
-    run = runs.load_run(args.run, store=args.store)
+    run = catalog.load_run(args.run, store=args.store)
     shown = 0
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     while True:
@@ -445,9 +445,9 @@ def _no_output_why(run: Any, task: int, stderr: bool) -> str:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from batchsweep import runs
+    from batchsweep import catalog
 
-    run = runs.load_run(args.run, store=args.store)
+    run = catalog.load_run(args.run, store=args.store)
     if run.info.get("search"):
         _quiet_optuna()
     todo = run.resume(detach=args.detach)
@@ -462,9 +462,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from batchsweep import runs
+    from batchsweep import catalog
 
-    run = runs.load_run(args.run, store=args.store)
+    run = catalog.load_run(args.run, store=args.store)
     if not run.engine.poll().active:
         _out(f"{run.id} is not running; nothing to cancel")
         return 0
@@ -478,9 +478,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    from batchsweep import runs
+    from batchsweep import catalog
 
-    return _wait(runs.load_run(args.run, store=args.store))
+    return _wait(catalog.load_run(args.run, store=args.store))
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -492,24 +492,24 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
-    from batchsweep import runs
+    from batchsweep import catalog
     from batchsweep.replay import rerun
 
-    return rerun(runs.load_run(args.run, store=args.store), args.task, directory=args.dir, shell=args.shell)
+    return rerun(catalog.load_run(args.run, store=args.store), args.task, directory=args.dir, shell=args.shell)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from batchsweep import runs
+    from batchsweep import catalog
     from batchsweep.rundiff import diff
 
-    a, b = runs.load_run(args.run_a, store=args.store), runs.load_run(args.run_b, store=args.store)
+    a, b = catalog.load_run(args.run_a, store=args.store), catalog.load_run(args.run_b, store=args.store)
     for line in diff(a, b):
         _out(line)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from batchsweep import runs
+    from batchsweep import catalog
 
     if args.sweep:
         from batchsweep.history import load_sweep
@@ -520,7 +520,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         run = history.latest
         metric, maximize = history.report(args.output, metric=args.metric, maximize=args.maximize)
     else:
-        run = runs.load_run(args.run, store=args.store)
+        run = catalog.load_run(args.run, store=args.store)
         metric, maximize = run.report(args.output, metric=args.metric, maximize=args.maximize)
     if metric:
         _out(f"wrote {args.output} (metric: {metric}, {'maximize' if maximize else 'minimize'})")

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from batchsweep.estimate import SweepEstimate
-    from batchsweep.runs import Plan, Run
+    from batchsweep.planning import Plan
+    from batchsweep.runs import Run
 
 PLAN_ROWS = 20
 STATE_ORDER = ("succeeded", "pruned", "failed", "timeout", "lost", "cancelled", "running", "pending")
@@ -219,7 +220,7 @@ def print_outcome(run: Run) -> None:
 
 
 def print_runs(infos: list[dict[str, Any]], *, store: str | None) -> None:
-    from batchsweep.runs import load_run
+    from batchsweep.catalog import load_run
 
     rows = []
     for info in infos:

@@ -19,7 +19,7 @@ from batchsweep.errors import SweepError
 if TYPE_CHECKING:
     from batchsweep.cost import Estimate, RightSize
     from batchsweep.model import TaskStatus
-    from batchsweep.runs import Plan
+    from batchsweep.planning import Plan
     from batchsweep.spec import Spec
     from batchsweep.store import Store
 
@@ -91,9 +91,9 @@ def estimate(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = 
 
     Durations come from ``task_seconds``, else a local ``pilot`` of that many tasks, else the latest finished run
     of the same sweep in ``store``, else an assumed 60 s (said so)."""
-    from batchsweep import runs
+    from batchsweep import planning
 
-    p = runs.plan(spec, overrides=overrides, backend=backend, max_parallel=max_parallel, check_engine=False)
+    p = planning.plan(spec, overrides=overrides, backend=backend, max_parallel=max_parallel, check_engine=False)
     return estimate_plan(p, task_seconds=task_seconds, pilot=pilot, store=store)
 
 
@@ -166,7 +166,7 @@ def _durations(p: Plan, *, task_seconds: float | None, pilot: int | None, store:
 def latest_finished_run(name: str, *, store: Store | str | None = None) -> tuple[dict[str, Any], dict[int, TaskStatus]] | None:
     """The newest finished local run of this sweep (its run.json and statuses), if any.
     Runs kept on S3 (a local pointer only) are skipped: reading them would call AWS."""
-    from batchsweep.runs import list_runs
+    from batchsweep.catalog import list_runs
     from batchsweep.store import Store
 
     if not isinstance(store, Store) and str(store or os.environ.get("BATCHSWEEP_STORE") or "").startswith("s3://"):
@@ -224,14 +224,14 @@ def earlier_right_size(spec: Spec, *, store: Store | str | None = None) -> Right
 
 def pilot_durations(p: Plan, n: int) -> Durations:
     """Run the first ``n`` tasks here, with the local engine, into a throwaway store; their median duration."""
-    from batchsweep import runs
+    from batchsweep import planning, runs
     from batchsweep.model import State
 
     if n < 1:
         raise SweepError(f"--pilot {n}: give the number of tasks to try, at least 1")
     if not p.tasks:
         raise SweepError("--pilot: an adaptive search has no tasks to try up front; use --task-seconds")
-    local = runs.plan(p.spec, backend="local")
+    local = planning.plan(p.spec, backend="local")
     local.tasks = local.tasks[:n]
     local.info["n_tasks"] = len(local.tasks)
     with tempfile.TemporaryDirectory(prefix="batchsweep-pilot-") as tmp:

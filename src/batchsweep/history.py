@@ -60,14 +60,14 @@ class SweepHistory:
 
 def load_sweep(name: str, *, store: Store | str | None = None) -> SweepHistory:
     """Every run of sweep `name` recorded in the store (local runs and the pointers to remote ones)."""
-    from batchsweep.runs import _open_pointer, list_runs
+    from batchsweep.catalog import list_runs, open_run
 
     local = store if isinstance(store, Store) else Store.open(store)
     infos = [i for i in list_runs(store=local) if i.get("name") == name and not i.get("damaged")]
     runs = []
     for info in infos:
         try:
-            runs.append(_open_pointer(local, info["run_id"]))
+            runs.append(open_run(local, info["run_id"]))
         except (RunNotFound, RunDamaged):
             continue
     if not runs:

@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchsweep.catalog import list_runs, load_run, open_run
 from batchsweep.errors import SpecError
-from batchsweep.runs import Run, _open_pointer, list_runs, load_run
+from batchsweep.runs import Run
 from batchsweep.spec import parse_duration
 from batchsweep.store import Store
 
@@ -95,7 +96,7 @@ def gc_plan(*, store: Store | str | None = None, keep_last: int | None = None,
             too_old = age is not None and now - float(info.get("created_ts") or now) > age
             if not kept_by_count and (too_many or too_old):
                 doomed.append(info["run_id"])
-    p = plan(local, [_open_pointer(local, r) for r in doomed])
+    p = plan(local, [open_run(local, r) for r in doomed])
     p.stores.setdefault(local.url, local)
     for info in infos:  # the S3 stores the local store's runs point to
         if info.get("pointer") and info.get("store") and info["store"] not in p.stores:

@@ -204,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--store", help="the local store that knows the run (default: BATCHSWEEP_STORE or ./.batchsweep)")
         options = parser.parse_args(args[1:])
         from batchsweep.aws.player import play
+        from batchsweep.catalog import load_run
         from batchsweep.errors import SweepError
-        from batchsweep.runs import load_run
 
         try:
             played = play(load_run(options.run, store=options.store), parallel=options.parallel, image=options.image)

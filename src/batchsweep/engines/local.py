@@ -280,7 +280,7 @@ def _started(run: Run, workers: int) -> list[int]:
 
 def _serve(store_url: str, run_id: str, token: str) -> None:
     """The detached runner: run every task that has no status yet, holding the run (see `batchsweep.runlock`)."""
-    from batchsweep.runs import load_run
+    from batchsweep.catalog import load_run
 
     run = load_run(run_id, store=store_url)
     lock = runlock.RunLock.adopt(run.store, run.id, token, command="batchsweep runner")
