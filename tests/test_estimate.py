@@ -240,3 +240,25 @@ def test_a_search_dry_run_says_trials_rounds_and_space_and_the_estimate_agrees(
     assert "20 tasks (one per trial) · backend local" in out and not re.search(r"^0 tasks", out, re.M)
     est = cli_out(capsys, "estimate", str(spec), "--store", store)
     assert "tasks      20 (a search: 20 trials in 4 rounds of up to 6, one submission per round)" in est
+
+
+def test_an_aws_dry_run_reads_the_latest_finished_run_once(tmp_path: Path, no_aws: None,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # The durations and the right-size suggestion both come from the newest finished run: one read of its
+    # statuses serves both (a store with thousands of tasks is read once, not twice).
+    spec = write_spec(tmp_path, grid="{a: [1, 2, 3]}", extra="resources: {vcpus: 4, memory_mib: 16384}\n")
+    store = tmp_path / "store"
+    run = batchsweep.run(spec, store=store, progress=False)
+    reads: list[str] = []
+    statuses = Store.statuses
+
+    def counted(self: Store, run_id: str, *args: object, **kwargs: object) -> object:
+        reads.append(run_id)
+        return statuses(self, run_id, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Store, "statuses", counted)
+    out = cli_out(capsys, "run", str(spec), "--dry-run", "--backend", "aws-batch", "--store", str(store))
+    assert f"of earlier run {run.id} (local)" in out  # the durations came from it
+    assert "right-size" in out.lower()  # and so did the suggested smaller size
+    assert reads == [run.id]

@@ -7,10 +7,11 @@ an ESTIMATE and says what it assumed.
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +107,10 @@ def estimate_plan(p: Plan, *, task_seconds: float | None = None, pilot: int | No
         from batchsweep.aws import fargate
 
         fargate.check_pair(r.vcpus, r.memory_mib)  # the same bad-input error a real submit would give
-    durations = _durations(p, task_seconds=task_seconds, pilot=pilot, store=store)
+    # The newest finished run of the sweep gives both the durations and the right size: read it once, and only
+    # when one of them needs it.
+    latest: Latest = functools.cache(lambda: latest_finished_run(spec.name, store=store))
+    durations = _durations(p, task_seconds=task_seconds, pilot=pilot, latest=latest)
     cost, note = None, ""
     if spec.backend != "aws-batch":
         note = f"not estimated: backend {spec.backend} runs on machines you already have"
@@ -119,7 +123,7 @@ def estimate_plan(p: Plan, *, task_seconds: float | None = None, pilot: int | No
         batch = int((p.info.get("search") or {}).get("batch") or spec.search.batch or 1)
         tasks_note = (f"a search: {spec.search.trials} trials in {-(-spec.search.trials // batch)} rounds of up to "
                       f"{batch}, one submission per round")
-    suggestion = earlier_right_size(spec, store=store) if spec.backend == "aws-batch" else None
+    suggestion = right_size_of(spec, latest()) if spec.backend == "aws-batch" and not r.gpus else None
     return SweepEstimate(name=spec.name, backend=spec.backend, n_tasks=n, vcpus=r.vcpus, memory_mib=r.memory_mib,
                          gpus=r.gpus, durations=durations, cost=cost, cost_note=note, tasks_note=tasks_note,
                          right_size=suggestion)
@@ -149,14 +153,17 @@ def _aws_estimate(spec: Spec, n: int, d: Durations) -> Estimate:
 
 
 # -- durations ------------------------------------------------------------------------------------
-def _durations(p: Plan, *, task_seconds: float | None, pilot: int | None, store: Store | str | None) -> Durations:
+Latest = Callable[[], "tuple[dict[str, Any], dict[int, TaskStatus]] | None"]
+
+
+def _durations(p: Plan, *, task_seconds: float | None, pilot: int | None, latest: Latest) -> Durations:
     if task_seconds is not None:
         if not task_seconds >= 0:
             raise SweepError(f"--task-seconds {task_seconds}: give a number of seconds >= 0")
         return Durations(float(task_seconds), "given with --task-seconds")
     if pilot is not None:
         return pilot_durations(p, pilot)
-    earlier = earlier_run_durations(p.spec.name, store=store)
+    earlier = durations_of(latest())
     if earlier is not None:
         return earlier
     return Durations(DEFAULT_TASK_S, f"DEFAULT ASSUMPTION: no finished run of sweep {p.spec.name!r} in the "
@@ -186,9 +193,13 @@ def latest_finished_run(name: str, *, store: Store | str | None = None) -> tuple
 
 def earlier_run_durations(name: str, *, store: Store | str | None = None) -> Durations | None:
     """Median duration of the succeeded tasks of the newest finished local run of this sweep, if any."""
+    return durations_of(latest_finished_run(name, store=store))
+
+
+def durations_of(latest: tuple[dict[str, Any], dict[int, TaskStatus]] | None) -> Durations | None:
+    """Median duration of the succeeded tasks of a finished run (`latest_finished_run`), if any."""
     from batchsweep.model import State
 
-    latest = latest_finished_run(name, store=store)
     if latest is None:
         return None
     info, statuses = latest
@@ -215,8 +226,12 @@ def earlier_right_size(spec: Spec, *, store: Store | str | None = None) -> Right
     """The right-size suggestion from the newest finished run of this sweep (any backend), if any."""
     if spec.resources.gpus:
         return None  # GPU tasks run on EC2 instances: no Fargate size to suggest
-    latest = latest_finished_run(spec.name, store=store)
-    if latest is None:
+    return right_size_of(spec, latest_finished_run(spec.name, store=store))
+
+
+def right_size_of(spec: Spec, latest: tuple[dict[str, Any], dict[int, TaskStatus]] | None) -> RightSize | None:
+    """The right-size suggestion from a finished run (`latest_finished_run`) for this spec's size, if any."""
+    if spec.resources.gpus or latest is None:
         return None
     return right_size_from(latest[1].values(), vcpus=spec.resources.vcpus, memory_mib=spec.resources.memory_mib,
                            region=spec.aws.region)
