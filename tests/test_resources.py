@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
+import types
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from helpers import write_spec
 import batchsweep
 from batchsweep.errors import SpecError
 from batchsweep.leases import Leases, detect_gpus
+from batchsweep.usage import GpuMemory, UsageSampler
 
 PROBE = Path(__file__).parent / "scripts" / "resource_probe.py"
 
@@ -177,3 +181,111 @@ def test_right_size_without_a_measured_run_is_one_line_exit_2(tmp_path):
     assert out.returncode == 2
     assert "--right-size: no finished run of sweep 'unmeasured'" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+class FakeNvml(types.ModuleType):
+    """Stands in for `pynvml` (nvidia-ml-py) at the import boundary: devices whose process lists are computed by
+    `listing(device, pid_environ)` from the machine's real processes."""
+
+    class Proc:
+        def __init__(self, pid: int, mib: float | None) -> None:
+            self.pid = pid
+            self.usedGpuMemory = None if mib is None else int(mib * 2**20)
+
+    def __init__(self, devices: int, listing) -> None:
+        super().__init__("pynvml")
+        self.devices = devices
+        self.listing = listing
+        self.inits = 0
+        self.calls = 0
+
+    def nvmlInit(self) -> None:
+        self.inits += 1
+
+    def nvmlShutdown(self) -> None:
+        self.inits -= 1
+
+    def nvmlDeviceGetCount(self) -> int:
+        return self.devices
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list:
+        self.calls += 1
+        return [self.Proc(pid, mib) for pid, mib in self.listing(handle)]
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: int) -> list:
+        raise RuntimeError("NVMLError_NotSupported")  # as on a datacenter GPU
+
+
+def test_gpu_memory_is_the_peak_over_the_task_tree_on_every_device_and_ignores_other_processes(monkeypatch):
+    leader = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                               "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); "
+                               "print(c.pid, flush=True); time.sleep(30)"],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        child = int(leader.stdout.readline())
+        leader_mib = iter([100, 300, 200])
+
+        def listing(device):
+            if device == 0:  # the leader grows then shrinks; a stranger holds more than anyone
+                return [(leader.pid, next(leader_mib, 200)), (os.getpid(), 999), (child, None)]
+            return [(child, 50)]
+
+        fake = FakeNvml(2, listing)
+        monkeypatch.setitem(sys.modules, "pynvml", fake)
+        sampler = UsageSampler(leader.pid, gpu=True).start()
+        deadline = time.monotonic() + 10
+        while fake.calls < 8 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        usage = sampler.stop()
+    finally:
+        os.killpg(leader.pid, signal.SIGKILL)
+        leader.wait()
+    assert usage.gpu_mem_mib == 350.0  # 300 on device 0 + 50 on device 1 at the peak; the stranger not counted
+    assert usage.peak_rss_mib is not None
+    assert fake.inits == 0  # NVML shut down as often as it was started
+
+
+def test_without_nvml_gpu_memory_is_not_measured_and_nothing_fails(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # `import pynvml` raises ImportError, as without the package
+    assert GpuMemory.open() is None
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"], start_new_session=True)
+    usage = UsageSampler(proc.pid, gpu=True).start()
+    proc.wait()
+    assert usage.stop().gpu_mem_mib is None
+
+    broken = FakeNvml(1, lambda device: [])
+    broken.nvmlInit = lambda: (_ for _ in ()).throw(RuntimeError("NVMLError_DriverNotLoaded"))
+    monkeypatch.setitem(sys.modules, "pynvml", broken)
+    assert GpuMemory.open() is None  # installed but no driver
+
+
+def test_each_task_records_its_peak_gpu_memory_in_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("BATCHSWEEP_GPUS", "0,1")
+
+    def listing(device):  # every process of ours that was given this device holds 256 MiB per device number + 1
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"CUDA_VISIBLE_DEVICES={device}".encode() in environ and b"BATCHSWEEP_TASK_INDEX" in b" ".join(environ):
+                found.append((int(pid), 256 * (device + 1)))
+        return found
+
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(2, listing))
+    df = probe(tmp_path, "{grid: {i: [0, 1, 2, 3]}, fixed: {hold: 0.5}}", "resources: {gpus: 1, vcpus: 0.25}\n")
+    assert set(df["status"]) == {"succeeded"}
+    expected = df["gpu"].map({"0": 256.0, "1": 512.0})
+    assert list(df["gpu_mem_mib"]) == list(expected)
+
+
+def test_a_gpu_run_without_nvml_has_no_gpu_memory_column_and_succeeds(tmp_path, monkeypatch):
+    monkeypatch.setenv("BATCHSWEEP_GPUS", "0")
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    df = probe(tmp_path, "{grid: {i: [0, 1]}, fixed: {hold: 0.1}}", "resources: {gpus: 1, vcpus: 0.25}\n")
+    assert set(df["status"]) == {"succeeded"} and set(df["gpu"]) == {"0"}
+    assert "gpu_mem_mib" not in df.columns

@@ -416,7 +416,7 @@ def _params(params: dict[str, Any]) -> str:
 
 
 WIDE_ONLY = ("attempts", "duration_s", "exit_code", "started_at", "ended_at", "worker", "peak_rss_mib", "cpu_s", "gpu",
-             "outputs")
+             "gpu_mem_mib", "outputs")
 RUN_STRUCTURE = ("trial", "round", "repeat")
 
 

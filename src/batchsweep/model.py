@@ -74,6 +74,7 @@ class TaskStatus:
     peak_rss_mib: float | None = None  # peak memory of the task's whole process tree (sampled), last attempt
     cpu_s: float | None = None  # user + system CPU time of the tree, last attempt
     gpu: str | None = None  # the GPU ids it was leased on this machine (CUDA_VISIBLE_DEVICES)
+    gpu_mem_mib: float | None = None  # peak GPU memory of the tree's processes (NVML), when it had a GPU
     metrics_missing: str | None = None  # it succeeded but yielded no metric: what the rule found instead
     command: str | None = None  # the command line it ran, as typed in the script's directory
     last_step: int | float | None = None  # the last step of its series (metrics.jsonl), where a pruned task stopped

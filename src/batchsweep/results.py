@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 HISTORY_COLUMNS = ("run", "key")  # a sweep's union table (`batchsweep.history`): where each row was computed
 FIXED_COLUMNS = ("status", "attempts", "duration_s", "exit_code", "error", "started_at", "ended_at", "worker",
-                 "peak_rss_mib", "cpu_s", "gpu", "last_step", "partial", "reused_from")
+                 "peak_rss_mib", "cpu_s", "gpu", "gpu_mem_mib", "last_step", "partial", "reused_from")
 
 
 def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
@@ -60,6 +60,8 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
         })
         if status and status.gpu:
             row["gpu"] = status.gpu
+        if status and status.gpu_mem_mib is not None:
+            row["gpu_mem_mib"] = status.gpu_mem_mib
         if status and status.last_step is not None:
             row["last_step"] = status.last_step
         if task.index in live:

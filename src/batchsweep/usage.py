@@ -1,9 +1,15 @@
-"""What a running task uses: peak memory (RSS of its whole process tree), CPU time, and an optional memory limit.
+"""What a running task uses: peak memory (RSS of its whole process tree), CPU time, peak GPU memory, and an
+optional memory limit.
 
 Read from /proc (Linux), sampled in a thread while the task runs: quickly at first (so a short task is still
 measured), then every half second. The tree is the task's process group and session plus every descendant of
 its leader, so a child that called `setsid()` is still counted while its parent lives. Elsewhere than Linux
 nothing is measured and no limit is enforced.
+
+GPU memory (only for a task that had a GPU) comes from NVML — the `nvidia-ml-py` package, imported when a task
+with a GPU starts — as the memory NVML lists for the tree's processes on any device. Without the package or a
+driver it is not measured (None), and nothing fails. NVML in a container may list host process ids, which then
+match nothing in the tree: not measured either, rather than a made-up number.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 _PROC = "/proc"
 _SCHEDULE_S = (0.02, 0.05, 0.1, 0.2, 0.3)  # then every _PERIOD_S
@@ -22,6 +29,7 @@ _PERIOD_S = 0.5
 class Usage:
     peak_rss_mib: float | None
     cpu_s: float | None
+    gpu_mem_mib: float | None = None
 
 
 @dataclass(frozen=True)
@@ -66,11 +74,62 @@ def tree(leader: int, procs: dict[int, _Proc]) -> set[int]:
     return members
 
 
+class GpuMemory:
+    """The GPU memory NVML lists for a set of processes, on every device of this machine."""
+
+    def __init__(self, nvml: Any, handles: list[Any]) -> None:
+        self._nvml = nvml
+        self._handles = handles
+
+    @classmethod
+    def open(cls) -> GpuMemory | None:
+        """None when NVML is not installed or finds no driver."""
+        try:
+            import pynvml  # nvidia-ml-py
+        except ImportError:
+            return None
+        try:
+            pynvml.nvmlInit()
+        except Exception:  # noqa: BLE001 - no driver, no library: NVML raises its own error types
+            return None
+        try:
+            handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        except Exception:  # noqa: BLE001
+            cls._shutdown(pynvml)
+            return None
+        return cls(pynvml, handles)
+
+    def used_mib(self, pids: set[int]) -> float | None:
+        """What those processes hold now, in MiB; None when NVML lists none of them (or cannot say)."""
+        used: dict[tuple[int, int], int] = {}  # (device, pid): a process may be listed as compute and graphics
+        for device, handle in enumerate(self._handles):
+            for query in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
+                try:
+                    procs = getattr(self._nvml, query)(handle)
+                except Exception:  # noqa: BLE001 - not supported on this device, or it fell off the bus
+                    continue
+                for p in procs:
+                    if p.pid in pids and p.usedGpuMemory is not None:  # None: NVML cannot tell (e.g. WDDM)
+                        used[device, p.pid] = max(used.get((device, p.pid), 0), int(p.usedGpuMemory))
+        return sum(used.values()) / 2**20 if used else None
+
+    def close(self) -> None:
+        self._shutdown(self._nvml)
+
+    @staticmethod
+    def _shutdown(nvml: Any) -> None:
+        try:
+            nvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+
 class UsageSampler:
-    """Samples a task's process tree until `stop()`; calls `on_limit` once if its RSS goes over `limit_mib`."""
+    """Samples a task's process tree until `stop()`; calls `on_limit` once if its RSS goes over `limit_mib`.
+    With `gpu`, also its peak GPU memory (when NVML is there)."""
 
     def __init__(self, leader: int, *, limit_mib: float | None = None,
-                 on_limit: Callable[[], None] | None = None) -> None:
+                 on_limit: Callable[[], None] | None = None, gpu: bool = False) -> None:
         self.leader = leader
         self.limit_mib = limit_mib
         self.on_limit = on_limit
@@ -78,6 +137,9 @@ class UsageSampler:
         self._peak_rss_mib = 0.0
         self._cpu_s = 0.0
         self._sampled = False
+        self._gpu = gpu
+        self._gpu_memory: GpuMemory | None = None
+        self._peak_gpu_mib: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._page_mib = os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -88,6 +150,8 @@ class UsageSampler:
         return os.path.exists(f"{_PROC}/self/stat")
 
     def start(self) -> UsageSampler:
+        if self._gpu:
+            self._gpu_memory = GpuMemory.open()
         if self.available():
             self._thread = threading.Thread(target=self._loop, name=f"usage-{self.leader}", daemon=True)
             self._thread.start()
@@ -97,9 +161,13 @@ class UsageSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self._gpu_memory is not None:
+            self._gpu_memory.close()
+            self._gpu_memory = None
+        gpu = None if self._peak_gpu_mib is None else round(self._peak_gpu_mib, 1)
         if not self._sampled:
-            return Usage(None, None)
-        return Usage(round(self._peak_rss_mib, 1), round(self._cpu_s, 3))
+            return Usage(None, None, gpu)
+        return Usage(round(self._peak_rss_mib, 1), round(self._cpu_s, 3), gpu)
 
     def sample(self) -> None:
         procs = _read_procs()
@@ -111,6 +179,10 @@ class UsageSampler:
         self._sampled = True
         self._peak_rss_mib = max(self._peak_rss_mib, rss)
         self._cpu_s = max(self._cpu_s, cpu)
+        if self._gpu_memory is not None:
+            gpu = self._gpu_memory.used_mib(members)
+            if gpu is not None:
+                self._peak_gpu_mib = max(self._peak_gpu_mib or 0.0, gpu)
         if self.limit_mib is not None and rss > self.limit_mib and not self.over_limit:
             self.over_limit = True
             if self.on_limit is not None:

@@ -81,6 +81,7 @@ class RunContext:
     memory_limit_mib: float | None = None  # local engine: a task whose process tree goes over it is killed
     arg_style: ArgStyle = ArgStyle()
     stop: dict[str, Any] | None = None  # the spec's `stop:` rule (early stopping), as in run.json
+    gpus: float = 0  # resources.gpus: a task with a GPU has its peak GPU memory measured (NVML, when installed)
 
     @property
     def style(self) -> str:
@@ -346,7 +347,7 @@ def _wait_attempt(ctx: RunContext, proc: TaskProcess, registry: ProcessRegistry 
     if registry is not None:
         registry.add(proc)
     sampler = UsageSampler(proc.pid, limit_mib=ctx.memory_limit_mib,
-                           on_limit=lambda: kill_group(proc, grace_s=0)).start()
+                           on_limit=lambda: kill_group(proc, grace_s=0), gpu=bool(ctx.gpus)).start()
     try:
         code, pruned = _wait_live(ctx, proc, live)
     except subprocess.TimeoutExpired:
@@ -501,7 +502,7 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
         index=task.index, state=result.state, attempts=attempt_no, exit_code=result.exit_code, error=error,
         started_at=round(started, 3), ended_at=round(time.time(), 3), worker=worker or socket.gethostname(),
         outputs=outputs, peak_rss_mib=result.usage.peak_rss_mib, cpu_s=result.usage.cpu_s,
-        gpu=",".join(gpus) or None, metrics_missing=missing, command=shown_command(ctx, task),
+        gpu=",".join(gpus) or None, gpu_mem_mib=result.usage.gpu_mem_mib, metrics_missing=missing, command=shown_command(ctx, task),
         last_step=live.recorder.last_step if live is not None else None,
     )
 
@@ -602,6 +603,7 @@ def context_from_run(run_info: dict[str, Any], *, code_dir: Path | None = None) 
         python=spec.get("python") or sys.executable,
         arg_style=ArgStyle.from_spec(spec.get("args")),
         stop=spec.get("stop"),
+        gpus=float((spec.get("resources") or {}).get("gpus") or 0),
     )
 
 
