@@ -151,3 +151,43 @@ def test_dry_run_on_aws_lists_the_package_and_what_it_leaves_out(tmp_path, capsy
     out = capsys.readouterr().out
     assert "code package: 3 files, 1 symlinks" in out and "largest: " in out
     assert "left out: " in out and "id_rsa" in out
+
+
+# -- issue 16: .gitignore read with git's rules, with or without git ------------------------------
+GITIGNORE_TREE = {
+    ".gitignore": "# a comment, then git's edge cases\n*.log\n!keep.log\n/build\nout/\ncache/\n!cache/back.txt\n"
+                  "data/*.csv\ndocs/**/*.tmp\n\\#literal\nspaced.txt   \n",
+    "train.py": "", "run.log": "", "keep.log": "", "#literal": "", "spaced.txt": "",
+    "build/a.o": "", "out/a.txt": "", "cache/back.txt": "",
+    "data/a.csv": "", "data/nested/b.csv": "", "docs/x.tmp": "", "docs/a/b/y.tmp": "", "docs/guide.txt": "",
+    "sub/.gitignore": "!important.log\n/local.txt\n*.csv\n",
+    "sub/important.log": "", "sub/other.log": "", "sub/keep.log": "", "sub/local.txt": "", "sub/x.csv": "",
+    "sub/build/b.o": "", "sub/out/c.txt": "", "sub/deeper/local.txt": "", "sub/deeper/important.log": "",
+    "file_named_out/out": "",
+}
+# What git itself lists (checked below against `git ls-files --others --exclude-standard` on the same tree).
+GITIGNORE_KEPT = [
+    ".gitignore", "data/nested/b.csv", "docs/guide.txt", "file_named_out/out", "keep.log",
+    "sub/.gitignore", "sub/build/b.o", "sub/deeper/important.log", "sub/deeper/local.txt", "sub/important.log",
+    "sub/keep.log", "train.py",
+]
+
+
+@pytest.mark.parametrize("git", [False, True], ids=["plain", "git"])
+def test_gitignore_negation_anchors_directories_and_nested_files_follow_git(
+    tmp_path: Path, git: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no global excludes file of the machine's
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    root = tmp_path / "proj"
+    for rel, text in GITIGNORE_TREE.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    if git:
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+        listed = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=root,
+                                capture_output=True, text=True, check=True).stdout.split()
+        assert sorted(listed) == GITIGNORE_KEPT  # the expectation is git's own answer
+    assert codepkg.list_files(root) == GITIGNORE_KEPT

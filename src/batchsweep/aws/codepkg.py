@@ -1,7 +1,8 @@
 """The code package: a directory as a deterministic tar.gz named by its sha256.
 
 Same files ⇒ same bytes ⇒ same name, so an unchanged project is never uploaded twice and a code change never
-needs an image rebuild. Honours .gitignore (through git when the directory is in a repository) and `code.exclude`.
+needs an image rebuild. Honours .gitignore (through git when the directory is in a repository, else every
+.gitignore below it read with git's rules by pathspec) and `code.exclude`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import tarfile
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from batchsweep.errors import SpecError
+
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
 
 ALWAYS_EXCLUDED = (".git", "__pycache__", ".batchsweep", ".venv", "venv", ".mypy_cache", ".pytest_cache", ".ruff_cache")
 
@@ -41,37 +45,59 @@ def _git_files(root: Path) -> list[str] | None:
     return [p for p in out.decode().split("\0") if p and ((root / p).is_symlink() or (root / p).is_file())]
 
 
-def _gitignore_patterns(root: Path) -> list[str]:
-    path = root / ".gitignore"
+def _gitignore_spec(directory: Path) -> GitIgnoreSpec | None:
+    """The patterns of one directory's .gitignore, with git's own rules (pathspec's GitIgnoreSpec)."""
+    import pathspec
+
+    path = directory / ".gitignore"
     if not path.is_file():
-        return []
-    lines = (line.strip() for line in path.read_text(errors="replace").splitlines())
-    return [line for line in lines if line and not line.startswith(("#", "!"))]
+        return None
+    return pathspec.GitIgnoreSpec.from_lines(path.read_text(errors="replace").splitlines())
 
 
-def _ignored(rel: str, patterns: list[str]) -> bool:
+def _ignored(rel: str, is_dir: bool, specs: dict[str, GitIgnoreSpec]) -> bool:
+    """Whether the .gitignore files of rel's directories leave it out, as git decides: each file's patterns are
+    relative to its own directory, the last matching line of a file wins (`!keep.txt` takes a file back in), and
+    a deeper .gitignore overrides a shallower one. `build/` names directories only, so rel ends in "/" for one."""
+    path = rel + "/" if is_dir else rel
     parts = rel.split("/")
-    for pattern in patterns:
-        p = pattern.rstrip("/").lstrip("/")
-        if fnmatch(rel, p) or fnmatch(rel, p + "/*") or any(fnmatch(part, p) for part in parts):
-            return True
+    for depth in range(len(parts) - 1, -1, -1):  # the deepest .gitignore that has a say decides
+        base = "/".join(parts[:depth])
+        spec = specs.get(base)
+        if spec is not None:
+            include = spec.check_file(path[len(base) + 1:] if base else path).include
+            if include is not None:
+                return include
     return False
+
+
+def _walk(root: Path) -> list[str]:
+    """Files and symlinks under root, minus what its .gitignore files (root's and every subdirectory's) leave out:
+    `git ls-files --others --exclude-standard` for a directory outside a repository. A directory that is left out
+    is not entered, so nothing below it comes back in, as with git."""
+    specs: dict[str, GitIgnoreSpec] = {}
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        base = here.relative_to(root).as_posix() if here != root else ""
+        spec = _gitignore_spec(here)
+        if spec is not None:
+            specs[base] = spec
+        prefix = base + "/" if base else ""
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]  # never walked into
+        dirnames[:] = sorted(d for d in dirnames if d not in ALWAYS_EXCLUDED and d not in links
+                             and not _ignored(prefix + d, True, specs))
+        files += [prefix + name for name in [*filenames, *links] if not _ignored(prefix + name, False, specs)]
+    return files
 
 
 def list_files(root: Path, *, exclude: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Files and symlinks under root that .gitignore, `exclude` and ALWAYS_EXCLUDED leave in (secrets included:
-    `survey` sorts them out)."""
+    `survey` sorts them out). Inside a git repository git itself lists them; elsewhere the .gitignore files are
+    read with git's rules."""
     files = _git_files(root)
     if files is None:
-        patterns = _gitignore_patterns(root)
-        files = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]  # never walked into
-            dirnames[:] = sorted(d for d in dirnames if d not in ALWAYS_EXCLUDED and d not in links)
-            for name in [*filenames, *links]:
-                rel = (Path(dirpath) / name).relative_to(root).as_posix()
-                if not _ignored(rel, patterns):
-                    files.append(rel)
+        files = _walk(root)
     kept = []
     for rel in files:
         if any(part in ALWAYS_EXCLUDED for part in rel.split("/")[:-1]):
