@@ -1,0 +1,109 @@
+"""The AWS Batch engine: its checks and uploads before a run, and the run itself (submit, poll, logs)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batchsweep.engines.aws_batch.logs import LogReader
+from batchsweep.engines.aws_batch.polling import Poller
+from batchsweep.engines.aws_batch.settings import (
+    _check_image,
+    _expand_refs,
+    _s3,
+    _session,
+    _sweep_stats,
+    resolve_settings,
+)
+from batchsweep.engines.aws_batch.submit import Submitter, _check_overrides_size
+from batchsweep.errors import AwsSetupError, SpecError
+from batchsweep.model import input_parts
+from batchsweep.store import Store
+
+if TYPE_CHECKING:
+    from batchsweep.model import Task
+    from batchsweep.spec import Spec
+
+log = logging.getLogger(__name__)
+
+
+class AwsBatchEngine(Submitter, Poller, LogReader):
+    name = "aws-batch"
+
+    @classmethod
+    def check(cls, spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
+        from batchsweep.aws import fargate
+
+        r = spec.resources
+        if r.gpus != int(r.gpus):
+            raise SpecError(f"resources.gpus: {r.gpus:g} — AWS Batch leases whole GPUs; use {max(1, round(r.gpus))}")
+        if r.gpus and r.vcpus != int(r.vcpus):
+            raise SpecError(f"resources.vcpus: {r.vcpus:g} — GPU tasks run on EC2, which allots whole vCPUs; "
+                            f"use {max(1, math.ceil(r.vcpus))}")
+        if not r.gpus:
+            fargate.check_pair(r.vcpus, r.memory_mib)
+        _check_overrides_size(spec)
+        if spec.search:
+            list(_expand_refs(spec))  # SpecError when an input names a param only the trials will have
+        settings = resolve_settings(spec)
+        outputs = settings.pop("outputs", None)
+        if outputs and outputs.get("ImageUri"):
+            _check_image(spec, outputs, session=_session(settings))
+        return settings
+
+    @classmethod
+    def key_environment(cls, spec: Spec, settings: dict[str, Any]) -> dict[str, Any]:
+        """The container's image (its tag names its Dockerfile and requirements) and the spec's requirements."""
+        from batchsweep.infra.image import requirements_hash, spec_requirements
+
+        requirements, _ = spec_requirements(spec)
+        return {"image": settings.get("image_uri"), "job_definition": settings.get("job_definition"),
+                "requirements": requirements_hash(requirements, full=True)}
+
+    @classmethod
+    def run_store(cls, settings: dict[str, Any], default: Store) -> Store:
+        if not settings.get("bucket"):
+            raise AwsSetupError("aws-batch: the S3 store is only known once the stack is read (not in a dry run)")
+        return Store.open(f"s3://{settings['bucket']}/{settings['prefix']}", aws_profile=settings.get("profile"),
+                          aws_region=settings.get("region"))
+
+    @classmethod
+    def prepare(cls, spec: Spec, store: Store, info: dict[str, Any]) -> dict[str, Any]:
+        """Upload the code package and local inputs, content-addressed: only what S3 does not have yet. Everything
+        is streamed from disk with the transfer manager (multipart), so a 6 GB input needs no 6 GB of memory."""
+        import tempfile
+
+        from batchsweep.aws import codepkg
+
+        backend = _s3(store)
+        inputs: dict[str, dict[str, Any]] = {}
+        with tempfile.TemporaryDirectory(prefix="batchsweep-pack-") as tmp:
+            packed = Path(tmp) / "code.tar.gz"
+            sha, contents = codepkg.pack_to_file(Path(info["code_dir"]), packed, exclude=spec.code.exclude,
+                                                 max_mib=spec.code.max_mib)
+            left_out = contents.left_out_line()
+            if left_out:
+                log.warning("code: left out of the package: %s", left_out)
+            if not backend.exists(store.code_key(sha)):
+                backend.upload_file(packed, store.code_key(sha))
+            refs = sorted({src for t in _expand_refs(spec) for src, _ in map(input_parts, t) if not src.startswith("s3://")})
+            for n, ref in enumerate(refs):
+                path = spec.base_dir / ref
+                if path.is_dir():
+                    archive = Path(tmp) / f"input-{n}.tar.gz"
+                    digest, _ = codepkg.pack_to_file(path, archive, max_mib=10_000_000)
+                    key = store.input_key(digest, path.name + ".tar.gz")
+                    if not backend.exists(key):
+                        backend.upload_file(archive, key)
+                    archive.unlink()
+                    inputs[ref] = {"key": key, "dir": True}
+                else:
+                    key = store.input_key(codepkg.file_sha256(path), path.name)
+                    if not backend.exists(key):
+                        backend.upload_file(path, key)
+                    inputs[ref] = {"key": key}
+        stats = _sweep_stats(store, spec.name)
+        return {"code_sha256": sha, "inputs_map": inputs, "median_task_s": stats.get("median_task_s")}

@@ -1,0 +1,120 @@
+"""Watching a run on AWS Batch: the array parents' statusSummary (capped backoff), the RUNNABLE advice, the
+reasons of failed children mapped to their tasks, and cancel."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from typing import Any
+
+from batchsweep.engines.aws_batch.core import AwsRun
+from batchsweep.engines.base import Progress
+
+TERMINAL = ("SUCCEEDED", "FAILED")
+RUNNABLE_ADVICE = {
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT": "no compute environment can fit one task's vCPU/memory; lower `resources`",
+    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the compute environment's max vCPUs is below one task's; "
+                                                         "`batchsweep infra up --param MaxVcpus=N`",
+    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY": "AWS has no spare capacity of this kind now; wait, or set aws.spot: false",
+    "MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS": "the Batch service role lacks permissions; redeploy with `batchsweep infra up`",
+}
+DEFAULT_RUNNABLE_ADVICE = "jobs wait for capacity; the default Fargate quota is 6 vCPUs per account (`batchsweep doctor`)"
+
+
+class Poller(AwsRun):
+    def poll(self) -> Progress:
+        now = time.monotonic()
+        if self._last is not None and now < self._next_poll:
+            return self._last
+        submissions = self._record()["submissions"]  # one read of engine.json per poll
+        jobs = [job for sub in submissions for job in sub["jobs"]]
+        described: list[dict[str, Any]] = []
+        for i in range(0, len(jobs), 100):
+            ids = [j["id"] for j in jobs[i:i + 100]]
+            described += self.batch.describe_jobs(jobs=ids)["jobs"]
+        children: Counter[str] = Counter()
+        for job in described:
+            summary = job.get("arrayProperties", {}).get("statusSummary")
+            if summary:
+                children.update({state: count for state, count in summary.items() if count})
+            else:
+                children[job["status"]] += 1
+        active = any(job["status"] not in TERMINAL for job in described)
+        k = max([s["tasks_per_child"] for s in submissions] or [1])
+        running = (children["RUNNING"] + children["STARTING"])
+        submitted = min((s["submitted_at"] for s in submissions), default=time.time())
+        notes = self._runnable_notes(described, children, submitted) if active else ()
+        counts = None
+        if active:  # estimated from children while running; the store's statuses are read once it ends
+            done = min(self.run.n_tasks, children["SUCCEEDED"] * k)
+            failed = min(self.run.n_tasks - done, children["FAILED"] * k)
+            counts = {"succeeded": done, "failed": failed, "running": running,
+                      "pending": max(0, self.run.n_tasks - done - failed - running)}
+        progress = Progress(active=active, running=running, notes=notes, counts=counts,
+                            extra={"missing": "lost", "batch_states": dict(children), "tasks_per_child": k})
+        self._last = progress
+        # Capped backoff with jitter: a long run costs few DescribeJobs calls.
+        self._interval = min(30.0, self._interval * 1.3)
+        self._next_poll = now + self._interval * random.uniform(0.8, 1.2)
+        return progress
+
+    def _runnable_notes(self, described: list[dict[str, Any]], children: Counter[str],
+                        submitted: float) -> tuple[str, ...]:
+        waiting = children["RUNNABLE"] and not (children["RUNNING"] + children["STARTING"] + children["SUCCEEDED"])
+        if not waiting or time.time() - submitted < 120 or time.monotonic() - self._runnable_checked < 300:
+            return ()
+        self._runnable_checked = time.monotonic()
+        job = described[0]
+        reason = job.get("statusReason")
+        if job.get("arrayProperties"):
+            summaries = self.batch.list_jobs(arrayJobId=job["jobId"], jobStatus="RUNNABLE", maxResults=1)["jobSummaryList"]
+            reason = summaries[0].get("statusReason") if summaries else reason
+        reason = reason or "no reason given by Batch"
+        advice = next((a for key, a in RUNNABLE_ADVICE.items() if reason.startswith(key)), DEFAULT_RUNNABLE_ADVICE)
+        if not self.settings.get("spot", True):  # already on the on-demand queue
+            advice = advice.replace("wait, or set aws.spot: false", "wait, or lower `resources`")
+            advice = advice.replace("the default Fargate quota", "the default Fargate on-demand quota")
+        elif advice is DEFAULT_RUNNABLE_ADVICE:
+            advice = advice.replace("the default Fargate quota", "the default Fargate Spot quota")
+        return (f"tasks stuck in RUNNABLE: {reason} — {advice}",)
+
+    def failure_reasons(self) -> dict[int, str]:
+        """Batch's reason for each failed child, mapped to its tasks (only failed children are fetched)."""
+        reasons: dict[int, str] = {}
+        for sub in self._record()["submissions"]:
+            submission = self.run.store.read_json(self.run.store.run_key(self.run.id, "submissions", f"{sub['n']}.json"))
+            k = submission["tasks_per_child"]
+            for job in sub["jobs"]:
+                failed = self._failed_children(job)
+                for child, reason in failed.items():
+                    for index in submission["indices"][(job["offset"] + child) * k:(job["offset"] + child + 1) * k]:
+                        reasons[index] = reason
+        return reasons
+
+    def _failed_children(self, job: dict[str, Any]) -> dict[int, str]:
+        if job["size"] == 1:
+            (desc,) = self.batch.describe_jobs(jobs=[job["id"]])["jobs"] or [{}]
+            return {0: _reason(desc)} if desc.get("status") == "FAILED" else {}
+        out: dict[int, str] = {}
+        for page in self.batch.get_paginator("list_jobs").paginate(arrayJobId=job["id"], jobStatus="FAILED"):
+            for summary in page["jobSummaryList"]:
+                index = summary.get("arrayProperties", {}).get("index")
+                if index is None and ":" in summary["jobId"]:
+                    index = int(summary["jobId"].rsplit(":", 1)[1])
+                if index is not None:
+                    out[int(index)] = _reason(summary)
+        return out
+
+    def cancel(self) -> None:
+        for job in self._jobs():
+            self.batch.terminate_job(jobId=job["id"], reason=f"cancelled by batchsweep ({self.run.id})")
+        self._next_poll = 0.0
+
+
+def _reason(desc: dict[str, Any]) -> str:
+    container = desc.get("container") or {}
+    parts = [desc.get("statusReason"), container.get("reason")]
+    if container.get("exitCode") is not None:
+        parts.append(f"exit code {container['exitCode']}")
+    return "; ".join(p for p in parts if p) or "failed on AWS Batch"

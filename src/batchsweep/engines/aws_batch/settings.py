@@ -1,0 +1,157 @@
+"""AWS Batch settings, resolved and checked before anything is written: the stack's outputs, the bucket, the
+task image, what the stack's roles may read; and the small store helpers every part of the engine uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from batchsweep.errors import AwsSetupError, SpecError
+from batchsweep.model import input_parts
+from batchsweep.store import Store
+
+if TYPE_CHECKING:
+    from batchsweep.aws.s3store import S3Backend
+    from batchsweep.spec import Spec
+
+STORE_PREFIX = "batchsweep"
+
+
+def _session(settings: dict[str, Any]) -> Any:
+    from batchsweep.aws.clients import make_session
+
+    return make_session(profile=settings.get("profile"), region=settings.get("region"))
+
+
+def resolve_settings(spec: Spec) -> dict[str, Any]:
+    from batchsweep.aws.clients import check_credentials, make_client, make_session
+
+    aws = spec.aws
+    session = make_session(profile=aws.profile, region=aws.region)
+    check_credentials(session)
+    settings: dict[str, Any] = {
+        "profile": aws.profile, "region": session.region_name, "stack": aws.stack, "bucket": aws.bucket,
+        "job_queue": aws.job_queue, "job_definition": aws.job_definition, "log_group": aws.log_group,
+        "image_uri": None, "prefix": STORE_PREFIX,
+    }
+    if not (aws.bucket and aws.job_queue and aws.job_definition):
+        if not aws.stack:
+            raise AwsSetupError("aws: give `stack:` (from `batchsweep infra up`) or all of bucket, job_queue, job_definition")
+        from batchsweep.infra.stack import stack_outputs
+
+        outputs = stack_outputs(aws.stack, session=session)
+        for key, output in (("bucket", "Bucket"), ("job_queue", "JobQueue"), ("job_definition", "JobDefinition"),
+                            ("log_group", "LogGroup"), ("image_uri", "ImageUri")):
+            settings[key] = settings[key] or outputs.get(output)
+        if spec.resources.gpus:
+            if not outputs.get("GpuJobQueue"):
+                raise AwsSetupError(f"resources.gpus: stack {aws.stack!r} has no GPU environment; "
+                                    f"`batchsweep infra up --stack {aws.stack} --param EnableGpu=true`")
+            settings["job_queue"] = aws.job_queue or outputs["GpuJobQueue"]
+            settings["job_definition"] = aws.job_definition or outputs["GpuJobDefinition"]
+        elif not aws.spot and not aws.job_queue:
+            settings["job_queue"] = outputs.get("OnDemandJobQueue") or settings["job_queue"]
+        settings["outputs"] = outputs
+        _check_stack_access(spec, aws.stack, outputs, session=session)
+    settings["spot"] = bool(aws.spot)  # which queue runs the tasks: the RUNNABLE advice and the cost follow it
+    from botocore.exceptions import ClientError
+
+    try:
+        make_client("s3", session=session).head_bucket(Bucket=settings["bucket"])
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code")
+        raise AwsSetupError(
+            f"aws.bucket: bucket {settings['bucket']!r} is not reachable ({code}); "
+            "create the stack with `batchsweep infra up` or fix aws.bucket"
+        ) from None
+    return settings
+
+
+def _check_image(spec: Spec, outputs: dict[str, str], *, session: Any) -> None:
+    """The stack's current image exists and was built with the spec's requirements (its tag carries their hash)."""
+    from batchsweep.infra.image import (
+        image_exists,
+        requirements_hash,
+        spec_requirements,
+        tag_requirements_hash,
+    )
+
+    requirements, origin = spec_requirements(spec)
+    push = f"batchsweep image push {spec.spec_file or 'SPEC'}"
+    if spec.aws.stack and spec.aws.stack != "batchsweep":
+        push += f" --stack {spec.aws.stack}"
+    repo, tag = outputs["ImageUri"].rsplit(":", 1)
+    if not image_exists(session, outputs):
+        raise AwsSetupError(f"no task image in {repo} yet; build and push one with `{push}` (needs docker or podman)")
+    if requirements and tag_requirements_hash(tag) != requirements_hash(requirements):
+        raise AwsSetupError(f"the stack's task image ({tag}) was built without this sweep's requirements ({origin}); "
+                            f"build and push one that has them with `{push}`")
+
+
+def _check_stack_access(spec: Spec, stack: str, outputs: dict[str, str], *, session: Any) -> None:
+    """What the stack's roles cannot read is refused before submit: `s3://` inputs outside the stack's readable
+    prefixes (the job role), secrets outside its secrets prefix (the execution role)."""
+    s3_inputs = sorted({src for t in _expand_refs(spec) for src, _ in map(input_parts, t) if src.startswith("s3://")})
+    if not s3_inputs and not spec.secrets:
+        return
+    from batchsweep.infra.stack import stack_parameters
+
+    params = stack_parameters(stack, session=session)
+    readable = [p.strip().strip("/") for p in params.get("ReadableS3Prefixes", "").split(",") if p.strip()]
+    for url in s3_inputs:
+        path = url.removeprefix("s3://")
+        if not any(path == p or path.startswith(p + "/") for p in readable):
+            current = ",".join(readable) or "empty"
+            wanted = ",".join([*readable, path.rsplit("/", 1)[0] if "/" in path else path])
+            raise SpecError(f"inputs: {url} is outside what the stack's tasks may read (ReadableS3Prefixes: "
+                            f"{current}); `batchsweep infra up --stack {stack} --param ReadableS3Prefixes={wanted}`")
+    prefix = params.get("SecretsPrefix", "").strip("/")
+    for name, source in sorted(spec.secrets.items()):
+        if not prefix or not _under_secrets_prefix(source, prefix):
+            fix = (f"store it under {prefix}/" + " or " if prefix else "") + \
+                f"`batchsweep infra up --stack {stack} --param SecretsPrefix=PREFIX`"
+            raise SpecError(f"secrets.{name}: {source} is outside the stack's SecretsPrefix "
+                            f"({prefix or 'empty: no secrets'}), so the job could not read it; {fix}")
+
+
+def _under_secrets_prefix(source: str, prefix: str) -> bool:
+    """Whether an SSM parameter or Secrets Manager secret (ARN or SSM name) is under `prefix`/."""
+    if source.startswith("arn:"):
+        parts = source.split(":", 5)
+        if len(parts) < 6:
+            return False
+        service, resource = parts[2], parts[5]
+        if service == "ssm" and resource.startswith("parameter/"):
+            return resource.removeprefix("parameter").startswith(f"/{prefix}/")
+        if service == "secretsmanager" and resource.startswith("secret:"):
+            return resource.removeprefix("secret:").startswith(f"{prefix}/")
+        return False
+    return source.lstrip("/").startswith(f"{prefix}/")
+
+
+def _expand_refs(spec: Spec) -> Iterator[tuple[str, ...]]:
+    """The inputs of every task. A search's trials are not known yet: its inputs may name `fixed` params only."""
+    from batchsweep import space
+
+    if spec.search:
+        yield space.resolve(dict(spec.params.fixed if spec.params else {}), spec.inputs)[1]
+        return
+    for raw in space.iter_params(spec):
+        yield space.resolve(raw, spec.inputs)[1]
+
+
+def _s3(store: Store) -> S3Backend:
+    from batchsweep.aws.s3store import S3Backend
+
+    if not isinstance(store.backend, S3Backend):
+        raise AwsSetupError(f"aws-batch needs an S3 store, not {store.url}")
+    return store.backend
+
+
+def _sweep_stats(store: Store, name: str) -> dict[str, Any]:
+    try:
+        return dict(store.read_json(store.sweep_stats_key(name)))
+    except FileNotFoundError:
+        return {}
+    except Exception:  # noqa: BLE001 - stats only size the chunks; never block a submit on them
+        return {}

@@ -1,0 +1,175 @@
+"""Submitting a run to AWS Batch: tasks packed into children, one SubmitJob per <= 10,000 children (array jobs),
+the container overrides that point a child at its slice of the manifest, the retry strategy and job definition."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from batchsweep.engines.aws_batch.core import AwsRun
+from batchsweep.engines.aws_batch.settings import STORE_PREFIX, _s3
+from batchsweep.errors import AwsSetupError, SpecError
+
+if TYPE_CHECKING:
+    from batchsweep.spec import Spec
+
+MAX_ARRAY = 10_000
+CHILD_TARGET_S = 180.0  # AWS advises Batch jobs of a few minutes; short tasks are packed up to this
+
+# Without a timeout a hung task bills until Batch's 14-day limit; the spec's `timeout:` replaces this default.
+DEFAULT_CHILD_TIMEOUT_S = 24 * 3600
+MAX_OVERRIDES_CHARS = 8192  # SubmitJob's limit on containerOverrides
+
+
+def retry_strategy(*, attempts: int = 3) -> dict[str, Any]:
+    """Retry what the infrastructure broke; never the user's own failures (the worker already retried those)."""
+    return {
+        "attempts": attempts,
+        "evaluateOnExit": [
+            {"onStatusReason": "Host EC2*", "action": "RETRY"},
+            {"onStatusReason": "Your Spot Task was interrupted*", "action": "RETRY"},
+            {"onStatusReason": "Task failed to start*", "action": "RETRY"},
+            {"onReason": "OutOfMemoryError*", "action": "EXIT"},
+            {"onReason": "*", "action": "EXIT"},  # without a catch-all, Batch retries anything unmatched
+        ],
+    }
+
+
+def tasks_per_child(n: int, *, max_parallel: int, tasks_per_job: int | None, task_seconds: float | None) -> int:
+    if tasks_per_job:
+        k = tasks_per_job
+    elif task_seconds:
+        k = max(1, int(CHILD_TARGET_S // max(task_seconds, 0.001)))
+    else:
+        k = 1
+    if max_parallel:
+        k = max(k, math.ceil(n / max_parallel))
+    return max(1, min(k, n))
+
+
+class Submitter(AwsRun):
+    def submit(self, indices: Sequence[int], *, detach: bool) -> None:
+        run, store, spec = self.run, self.run.store, self.run.info["spec"]
+        record = self._record()
+        n = len(record["submissions"])
+        aws = spec.get("aws") or {}
+        k = tasks_per_child(len(indices), max_parallel=spec.get("max_parallel") or 0,
+                            tasks_per_job=aws.get("tasks_per_job"), task_seconds=run.info.get("median_task_s"))
+        store.write_json(store.run_key(run.id, "submissions", f"{n}.json"),
+                         {"indices": list(indices), "tasks_per_child": k})
+        children = math.ceil(len(indices) / k)
+        self._refresh_shared_files()
+        job_definition = self._job_definition(spec.get("secrets") or {})
+        jobs: list[dict[str, Any]] = []
+        record["submissions"].append({"n": n, "tasks_per_child": k, "jobs": jobs, "submitted_at": time.time()})
+        try:
+            for offset in range(0, children, MAX_ARRAY):
+                size = min(MAX_ARRAY, children - offset)
+                request = self._request(n=n, offset=offset, size=size, k=k, job_definition=job_definition)
+                response = self.batch.submit_job(**request)
+                jobs.append({"id": response["jobId"], "offset": offset, "size": size})
+                # After every SubmitJob: should this process die before the next, `cancel` still finds the array.
+                store.write_json(store.run_key(run.id, "engine.json"), record)
+        except BaseException:
+            for job in jobs:  # a half-submitted run is not started: stop what did go out
+                self.batch.terminate_job(jobId=job["id"], reason=f"batchsweep: submitting {run.id} failed")
+            raise
+        self._next_poll = 0.0
+
+    def _refresh_shared_files(self) -> None:
+        """Copy the code package and inputs this run uses onto themselves: the bucket's lifecycle rule expires
+        them counted from their last write, so a package uploaded by an old run never expires under a live one."""
+        store, info = self.run.store, self.run.info
+        keys = [store.code_key(info["code_sha256"])] if info.get("code_sha256") else []
+        keys += [entry["key"] for entry in (info.get("inputs_map") or {}).values()]
+        backend = _s3(store)
+        for key in keys:
+            backend.refresh(key)
+
+    def _request(self, *, n: int, offset: int, size: int, k: int, job_definition: str) -> dict[str, Any]:
+        spec, run = self.run.info["spec"], self.run
+        resources = spec.get("resources") or {}
+        requirements = [
+            {"type": "VCPU", "value": f"{float(resources.get('vcpus', 1)):g}"},
+            {"type": "MEMORY", "value": str(int(resources.get("memory_mib", 2048)))},
+        ]
+        if resources.get("gpus"):
+            requirements.append({"type": "GPU", "value": str(int(resources["gpus"]))})
+        environment = _environment(store_url=run.store.url, run_id=run.id, submission=n, offset=offset,
+                                   region=str(self.settings.get("region")), env=spec.get("env") or {})
+        overrides = {"environment": environment, "resourceRequirements": requirements}
+        if len(json.dumps(overrides)) > MAX_OVERRIDES_CHARS:
+            raise SpecError(_overrides_problem(len(json.dumps(overrides))))
+        request: dict[str, Any] = {
+            "jobName": f"{run.id}-s{n}-{offset // MAX_ARRAY}"[:128],
+            "jobQueue": self.settings["job_queue"],
+            "jobDefinition": job_definition,
+            "containerOverrides": overrides,
+            "retryStrategy": retry_strategy(),
+            "propagateTags": True,
+            "tags": {"batchsweep:run": run.id, "batchsweep:sweep": run.name},
+        }
+        if size > 1:
+            request["arrayProperties"] = {"size": size}
+        timeout_s = run.info.get("timeout_s")
+        if timeout_s:
+            # A backstop above the worker's own per-attempt timeout, which is the one that is enforced.
+            attempts = int(spec.get("retries") or 0) + 1
+            request["timeout"] = {"attemptDurationSeconds": max(60, int(k * attempts * (timeout_s + 10) + 120))}
+        else:
+            request["timeout"] = {"attemptDurationSeconds": DEFAULT_CHILD_TIMEOUT_S}
+        return request
+
+    def _job_definition(self, secrets: dict[str, str]) -> str:
+        """The stack's job definition, or a revision of it carrying `secrets:`, named by a content hash."""
+        base = self.settings["job_definition"]
+        if not secrets:
+            return str(base)
+        import hashlib
+
+        (current,) = self.batch.describe_job_definitions(jobDefinitions=[base])["jobDefinitions"][:1] or [None]
+        if current is None:
+            raise AwsSetupError(f"aws.job_definition: {base!r} not found; run `batchsweep infra up`")
+        shape = self.batch.meta.service_model.shape_for("ContainerProperties")
+        props = {k: v for k, v in current["containerProperties"].items() if k in shape.members}
+        props["resourceRequirements"] = [{**r, "value": str(r["value"])} for r in props.get("resourceRequirements", [])]
+        props["secrets"] = [{"name": k, "valueFrom": v} for k, v in sorted(secrets.items())]
+        digest = hashlib.sha256(json.dumps([current["jobDefinitionArn"], props], sort_keys=True).encode()).hexdigest()
+        name = f"{current['jobDefinitionName']}-{digest[:12]}"
+        found = self.batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
+        if found:
+            return str(found[0]["jobDefinitionArn"])
+        extra = {key: current[key] for key in ("platformCapabilities", "timeout", "propagateTags") if current.get(key)}
+        response = self.batch.register_job_definition(jobDefinitionName=name, type="container",
+                                                      containerProperties=props, **extra)
+        return str(response["jobDefinitionArn"])
+
+
+def _environment(*, store_url: str, run_id: str, submission: int, offset: int, region: str,
+                 env: dict[str, Any]) -> list[dict[str, str]]:
+    return [
+        {"name": "BATCHSWEEP_STORE", "value": store_url},
+        {"name": "BATCHSWEEP_RUN_ID", "value": run_id},
+        {"name": "BATCHSWEEP_SUBMISSION", "value": str(submission)},
+        {"name": "BATCHSWEEP_CHILD_OFFSET", "value": str(offset)},
+        {"name": "BATCHSWEEP_REGION", "value": region},
+        *({"name": key, "value": str(value)} for key, value in env.items()),
+    ]
+
+
+def _overrides_problem(size: int) -> str:
+    return (f"env: the job's container overrides would be {size:,} characters, over AWS Batch's limit of "
+            f"{MAX_OVERRIDES_CHARS:,}; move large values out of `env:` (into a file passed as `inputs:`, or params)")
+
+
+def _check_overrides_size(spec: Spec) -> None:
+    """Before anything is written: the largest container overrides a submit of this spec can make."""
+    environment = _environment(store_url=f"s3://{'b' * 63}/{STORE_PREFIX}", run_id=f"{spec.name}-{'0' * 22}",
+                               submission=999, offset=MAX_ARRAY * 99, region="ap-southeast-99", env=spec.env)
+    requirements = [{"type": t, "value": "0" * 8} for t in ("VCPU", "MEMORY", "GPU")]
+    size = len(json.dumps({"environment": environment, "resourceRequirements": requirements}))
+    if size > MAX_OVERRIDES_CHARS:
+        raise SpecError(_overrides_problem(size))
