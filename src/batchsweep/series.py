@@ -73,10 +73,10 @@ def records_from_line(line: str, pattern: re.Pattern[str], t: float) -> list[dic
     return out
 
 
-def parse(data: bytes) -> list[dict[str, Any]]:
-    """The records of a series file; a damaged or partial line is skipped."""
+def parse(data: bytes | Iterable[str]) -> list[dict[str, Any]]:
+    """The records of a series file (its bytes, or its lines); a damaged or partial line is skipped."""
     out = []
-    for raw in data.splitlines():
+    for raw in data.splitlines() if isinstance(data, bytes) else data:
         try:
             record = json.loads(raw)
         except ValueError:
@@ -140,12 +140,13 @@ class Recorder:
     rule: Any
     upload: Callable[[bytes], None] | None = None  # a remote store: put the file there after each flush
     records: list[dict[str, Any]] = field(default_factory=list)
-    _tails: list[_Tail] = field(default_factory=list)
+    _tails: list[_Tail] = field(default_factory=list)  # the logs a step rule reads
+    _series: _Tail = field(init=False)  # the series file itself (the log rule's lines and log_metrics' lines)
     _pattern: re.Pattern[str] | None = None
-    _read: int = 0
     _uploaded: int = 0
 
     def __post_init__(self) -> None:
+        self._series = _Tail(self.path)
         source = rule_source(self.rule)
         if source is not None:
             streams, self._pattern = source
@@ -159,8 +160,8 @@ class Recorder:
         """A fresh series for a new attempt (a retried task's curve starts again)."""
         self.path.unlink(missing_ok=True)
         self.records.clear()
-        self._read = self._uploaded = 0
-        for tail in self._tails:
+        self._uploaded = 0
+        for tail in (*self._tails, self._series):
             tail.offset, tail.carry = 0, b""
 
     def poll(self, *, final: bool = False) -> list[dict[str, Any]]:
@@ -170,19 +171,12 @@ class Recorder:
             found = [r for tail in self._tails for line in tail.lines(final=final)
                      for r in records_from_line(line, self._pattern, now)]
             append(self.path, found)
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self._read)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        complete = data[: data.rfind(b"\n") + 1]  # the script may be halfway through a line
-        self._read += len(complete)
-        new = parse(complete)
+        new = parse(self._series.lines(final=final))  # a line the script is halfway through waits for the next poll
         self.records.extend(new)
-        if self.upload is not None and (self._read != self._uploaded):
+        whole = self._series.offset - len(self._series.carry)  # bytes of whole lines read so far
+        if self.upload is not None and whole != self._uploaded:
             self.upload(self.path.read_bytes())
-            self._uploaded = self._read
+            self._uploaded = whole
         return new
 
     @property

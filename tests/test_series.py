@@ -1,0 +1,37 @@
+"""The series recorder (batchsweep.series.Recorder): the lines a task's log rule matches and the lines the script
+appends itself, read from where the last poll left off, whole lines only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from batchsweep.series import SERIES, Recorder
+
+
+def test_the_recorder_reads_whole_lines_of_both_sources_once_and_uploads_what_changed(tmp_path: Path) -> None:
+    uploads: list[bytes] = []
+    rec = Recorder(tmp_path, {"stdout": r"epoch (?P<step>\d+) loss=(?P<loss>\S+)"}, upload=uploads.append)
+    rec.start()
+    series = tmp_path / SERIES
+    log = tmp_path / "stdout.log"
+    line = json.dumps({"step": 0, "acc": 0.5, "t": 1.0}) + "\n"
+    with open(series, "ab") as f:  # the script's log_metrics(step=0, acc=0.5), cut halfway through by a poll
+        f.write(line[:10].encode())
+    log.write_text("epoch 0 lo")
+    assert rec.poll() == []  # neither line is whole yet
+    with open(series, "ab") as f:
+        f.write(line[10:].encode())
+    with open(log, "a") as f:
+        f.write("ss=0.9\nepoch 1 loss=0.7\n")
+    second = rec.poll()
+    assert [(r["step"], r.get("loss"), r.get("acc")) for r in second] == [(0, None, 0.5), (0, 0.9, None),
+                                                                          (1, 0.7, None)]
+    assert rec.poll() == []  # nothing new: nothing read twice, nothing uploaded again
+    assert len(rec.records) == 3 and rec.last_step == 1
+    assert len(uploads) == 1 and uploads[-1] == series.read_bytes()
+
+    rec.start()  # a new attempt: a new series, read from its start
+    assert not series.exists() and rec.records == []
+    log.write_text("epoch 5 loss=0.1\n")
+    assert [(r["step"], r["loss"]) for r in rec.poll(final=True)] == [(5, 0.1)]
