@@ -31,6 +31,9 @@ STDERR_TAIL = 10
 # on AWS) and the region. Played inside an image, a child sees these and the job's own environment, nothing else.
 CONTAINER_AWS_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                       "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
+# An emulator served over TLS (`emulator serve --tls`) is trusted through AWS_CA_BUNDLE, a file on this machine:
+# played inside an image, that file is mounted read-only here and the variable names it.
+CONTAINER_CA_BUNDLE = "/etc/batchsweep/aws-ca-bundle.pem"
 # What a container would not inherit from this shell: its credentials come from the job role.
 _NOT_INHERITED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                   "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
@@ -163,15 +166,24 @@ def play_child(child: Child, *, job_credentials: dict[str, str] | None = None, l
     inside = {k: env[k] for k in CONTAINER_AWS_VARS if k in env}
     inside.update(child.env)
     inside.update(job_credentials or {})
-    with _container(image, inside, child.command) as argv:
+    mounts = {}
+    ca_bundle = env.get("AWS_CA_BUNDLE")
+    if ca_bundle and "AWS_CA_BUNDLE" not in child.env:
+        if not os.path.isfile(ca_bundle):
+            raise SweepError(f"AWS_CA_BUNDLE={ca_bundle} is not a file: the container could not trust the endpoint")
+        mounts[os.path.abspath(ca_bundle)] = CONTAINER_CA_BUNDLE
+        inside["AWS_CA_BUNDLE"] = CONTAINER_CA_BUNDLE
+    with _container(image, inside, child.command, mounts=mounts) as argv:
         return _play(child, argv, dict(os.environ), logs=logs, kill_when=kill_when, timeout_s=timeout_s)
 
 
 @contextmanager
-def _container(image: str, env: dict[str, str], command: list[str]) -> Iterator[list[str]]:
+def _container(image: str, env: dict[str, str], command: list[str], *,
+               mounts: dict[str, str] | None = None) -> Iterator[list[str]]:
     """`buildah run` of `command` in a new container of `image` (removed afterwards): chroot isolation, so no OCI
     runtime or cgroups are needed; the host's network, so it reaches an emulator on 127.0.0.1; the image's user and
-    working directory. buildah reads the same storage configuration as the podman that built the image."""
+    working directory; `mounts` (host file -> path inside) bound read-only. buildah reads the same storage
+    configuration as the podman that built the image."""
     buildah = _buildah()
     name = f"batchsweep-play-{uuid.uuid4().hex[:12]}"
     created = subprocess.run([buildah, "from", "--quiet", "--name", name, image], capture_output=True, check=False)
@@ -181,6 +193,7 @@ def _container(image: str, env: dict[str, str], command: list[str]) -> Iterator[
                          "is it built (`batchsweep image build SPEC`) in this machine's container storage?")
     try:
         yield [buildah, "run", "--isolation", "chroot", *(a for k, v in env.items() for a in ("-e", f"{k}={v}")),
+               *(a for host, inside in (mounts or {}).items() for a in ("-v", f"{host}:{inside}:ro")),
                name, "--", *command]
     finally:
         subprocess.run([buildah, "rm", name], capture_output=True, check=False)
