@@ -289,3 +289,62 @@ def test_a_gpu_run_without_nvml_has_no_gpu_memory_column_and_succeeds(tmp_path, 
     df = probe(tmp_path, "{grid: {i: [0, 1]}, fixed: {hold: 0.1}}", "resources: {gpus: 1, vcpus: 0.25}\n")
     assert set(df["status"]) == {"succeeded"} and set(df["gpu"]) == {"0"}
     assert "gpu_mem_mib" not in df.columns
+
+
+def test_status_of_a_local_run_that_reserved_far_more_than_it_used_suggests_the_smaller_reservation(tmp_path):
+    spec = write_spec(tmp_path, f"""
+        name: oversized
+        script: {PROBE}
+        params: {{grid: {{i: [0, 1]}}, fixed: {{alloc_mib: 50, hold: 0.6}}}}
+        metrics: {{stdout: last}}
+        resources: {{vcpus: 2, memory_mib: 4096}}
+    """)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "batchsweep", *args], cwd=tmp_path,
+                              env={**os.environ, "CI": "true", "COLUMNS": "200"},
+                              capture_output=True, text=True, timeout=120)
+
+    first = cli("run", str(spec))
+    assert first.returncode == 0, first.stderr
+    run_id = first.stdout.split()[0]
+    status = cli("status", run_id)
+    lines = [x for x in status.stdout.splitlines() if x.startswith("size ")]
+    assert len(lines) == 1, status.stdout
+    assert "`resources: {vcpus: 0.25, memory_mib: 256}`" in lines[0]
+    assert "of the 2 vCPU and 4096 MiB each reserved" in lines[0] and "8× fewer vCPU slots" in lines[0]
+    assert "16× less memory" in lines[0] and "on this machine" in lines[0]
+    batchsweep.load_run(run_id, store=tmp_path / ".batchsweep").report(tmp_path / "r.html")
+    assert "Resources: tasks used at most" in (tmp_path / "r.html").read_text()  # the report says it too
+
+    sized = cli("run", str(spec), "--right-size")  # applies it: the next run reserves what the suggestion said
+    assert sized.returncode == 0, sized.stderr
+    assert "right-size: tasks used at most" in sized.stderr
+    again = cli("status", sized.stdout.split()[0])
+    assert not any(x.startswith("size ") for x in again.stdout.splitlines()), again.stdout  # it fits now
+    resources = batchsweep.load_run(sized.stdout.split()[0], store=tmp_path / ".batchsweep").info["spec"]["resources"]
+    assert (resources["vcpus"], resources["memory_mib"]) == (0.25, 256)
+
+
+def test_right_sizing_asks_only_for_what_each_backend_reserves():
+    from batchsweep.estimate import run_right_size
+    from batchsweep.model import State, TaskStatus
+
+    used = [TaskStatus(index=i, state=State.SUCCEEDED, started_at=0.0, ended_at=10.0, peak_rss_mib=300.0, cpu_s=1.0)
+            for i in range(3)]
+    resources = {"vcpus": 4, "memory_mib": 8192, "gpus": 0}
+    dask = run_right_size({"backend": "dask", "spec": {"resources": resources},
+                           "engine": {"cluster": "local", "resources": {"MEMORY": 8192 * 2**20}}}, used)
+    assert dask is not None and (dask.vcpus, dask.memory_mib) == (None, 512)  # Dask reserves no vCPUs
+    assert dask.overrides == ["resources.memory_mib=512"] and "on the Dask workers" in dask.line()
+    # Memory nobody reserved (Dask without it, local without an explicit memory_mib) is not suggested.
+    assert run_right_size({"backend": "dask", "spec": {"resources": resources}, "engine": {"cluster": "local"}},
+                          used) is None
+    local = run_right_size({"backend": "local", "spec": {"resources": resources}, "engine": {}}, used)
+    assert local is not None and (local.vcpus, local.memory_mib) == (0.25, None)
+    # Tasks that used most of what they reserved get no line.
+    busy = [TaskStatus(index=0, state=State.SUCCEEDED, started_at=0.0, ended_at=10.0, peak_rss_mib=3000.0, cpu_s=30.0)]
+    assert run_right_size({"backend": "local", "spec": {"resources": resources},
+                           "engine": {"memory_limit_mib": 4096}}, busy) is None
+    aws = run_right_size({"backend": "aws-batch", "spec": {"resources": resources}}, used)
+    assert aws is not None and aws.backend == "aws-batch" and "AWS cost" in aws.line()

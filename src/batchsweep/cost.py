@@ -138,22 +138,44 @@ MIN_SAVING = 0.2  # smaller savings are not worth a line
 
 @dataclass(frozen=True)
 class RightSize:
-    """A smaller valid Fargate size that still fits what every task of a run used, and what it saves."""
+    """A smaller size that still fits what every task of a run used, and what it saves: on AWS Batch a valid
+    Fargate size and its share of the per-hour price; locally and on Dask the smaller reservation (vCPU slots,
+    reserved memory) and how much of it that frees for more tasks at once."""
 
     used_mib: float
     used_vcpus: float
-    vcpus: float
-    memory_mib: int
-    saving: float  # fraction of the per-hour price
+    vcpus: float | None  # None: keep the vCPUs as they are (nothing reserves them there, or they already fit)
+    memory_mib: int | None  # None: keep the memory as it is
+    saving: float  # fraction of the per-hour price (AWS); of the reservation freed (elsewhere)
+    backend: str = "aws-batch"
+    reserved_vcpus: float | None = None  # what each task reserved (local and Dask)
+    reserved_mib: float | None = None
 
     @property
     def overrides(self) -> list[str]:
-        return [f"resources.vcpus={self.vcpus:g}", f"resources.memory_mib={self.memory_mib}"]
+        return [*([f"resources.vcpus={self.vcpus:g}"] if self.vcpus is not None else []),
+                *([f"resources.memory_mib={self.memory_mib}"] if self.memory_mib is not None else [])]
+
+    def resources(self) -> str:
+        parts = [*([f"vcpus: {self.vcpus:g}"] if self.vcpus is not None else []),
+                 *([f"memory_mib: {self.memory_mib}"] if self.memory_mib is not None else [])]
+        return f"`resources: {{{', '.join(parts)}}}`"
 
     def line(self) -> str:
-        return (f"tasks used at most {self.used_mib / 1024:.2g} GiB and {self.used_vcpus:.2g} vCPU: "
-                f"`resources: {{vcpus: {self.vcpus:g}, memory_mib: {self.memory_mib}}}` would cut the estimated "
-                f"AWS cost by {self.saving:.0%} (`run --right-size` applies it)")
+        used = f"tasks used at most {self.used_mib / 1024:.2g} GiB and {self.used_vcpus:.2g} vCPU"
+        if self.backend == "aws-batch":
+            return (f"{used}: {self.resources()} would cut the estimated AWS cost by {self.saving:.0%} "
+                    "(`run --right-size` applies it)")
+        reserved = " and ".join([*([f"{self.reserved_vcpus:g} vCPU"] if self.reserved_vcpus is not None else []),
+                                 *([f"{self.reserved_mib:g} MiB"] if self.reserved_mib is not None else [])])
+        freed = " and ".join(
+            [*([f"{self.reserved_vcpus / self.vcpus:.3g}× fewer vCPU slots"]
+               if self.vcpus is not None and self.reserved_vcpus else []),
+             *([f"{self.reserved_mib / self.memory_mib:.3g}× less memory"]
+               if self.memory_mib is not None and self.reserved_mib else [])])
+        where = "on this machine" if self.backend == "local" else "on the Dask workers"
+        return (f"{used} of the {reserved} each reserved: {self.resources()} reserves {freed} per task, so more "
+                f"run at once {where} (`run --right-size` applies it)")
 
 
 def right_size(usage: Sequence[tuple[float, float, float]], *, vcpus: float, memory_mib: int,
@@ -183,3 +205,31 @@ def right_size(usage: Sequence[tuple[float, float, float]], *, vcpus: float, mem
     if saving < MIN_SAVING:
         return None
     return RightSize(used_mib=used_mib, used_vcpus=used_vcpus, vcpus=v, memory_mib=m, saving=saving)
+
+
+VCPU_STEPS = (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)  # vCPU reservations a suggestion picks from
+MEMORY_STEP_MIB = 256  # a memory suggestion is a multiple of it
+RESERVED_FACTOR = 2.0  # a reservation is worth a line when what it needs is at most half of it
+
+
+def right_size_reserved(usage: Sequence[tuple[float, float, float]], *, vcpus: float | None,
+                        memory_mib: float | None, backend: str) -> RightSize | None:
+    """Locally and on Dask: the smaller reservation (HEADROOM over the most any task used) when it is at most
+    half of what each task reserved. `vcpus`/`memory_mib`: what the run reserved per task, None where nothing
+    was (locally memory is reserved only when the spec sets it; Dask reserves no vCPUs)."""
+    measured = [(rss, cpu / dur) for rss, cpu, dur in usage if dur > 0]
+    if not measured:
+        return None
+    used_mib = max(m for m, _ in measured)
+    used_vcpus = max(v for _, v in measured)
+    new_vcpus: float | None = next((v for v in VCPU_STEPS if v >= used_vcpus * HEADROOM), None)
+    if vcpus is None or new_vcpus is None or new_vcpus * RESERVED_FACTOR > vcpus:
+        new_vcpus = None
+    new_mib: int | None = max(MEMORY_STEP_MIB, math.ceil(used_mib * HEADROOM / MEMORY_STEP_MIB) * MEMORY_STEP_MIB)
+    if memory_mib is None or new_mib is None or new_mib * RESERVED_FACTOR > memory_mib:
+        new_mib = None
+    if new_vcpus is None and new_mib is None:
+        return None
+    freed = [1 - new / old for new, old in ((new_vcpus, vcpus), (new_mib, memory_mib)) if new is not None and old]
+    return RightSize(used_mib=used_mib, used_vcpus=used_vcpus, vcpus=new_vcpus, memory_mib=new_mib,
+                     saving=max(freed), backend=backend, reserved_vcpus=vcpus, reserved_mib=memory_mib)

@@ -278,16 +278,12 @@ def print_status(run: Run) -> None:
         if cost is not None:
             console.print(f"cost     {cost_summary(cost)}: an estimate from a price table, not a bill; "
                           f"its assumptions are in `batchsweep report {run.id}`", markup=False)
-    if run.info.get("backend") == "aws-batch" and not progress.active:
-        resources = (run.info.get("spec") or {}).get("resources") or {}
-        if not resources.get("gpus"):
-            from batchsweep.estimate import right_size_from
+    if not progress.active:
+        from batchsweep.estimate import run_right_size
 
-            suggestion = right_size_from(statuses.values(), vcpus=float(resources.get("vcpus", 1)),
-                                         memory_mib=int(resources.get("memory_mib", 2048)),
-                                         region=(run.info.get("spec") or {}).get("aws", {}).get("region"))
-            if suggestion is not None:
-                console.print(f"size     {suggestion.line()}", markup=False)
+        suggestion = run_right_size(run.info, statuses.values())
+        if suggestion is not None:
+            console.print(f"size     {suggestion.line()}", markup=False)
     stop = (run.info.get("spec") or {}).get("stop")
     if stop:
         console.print("stopping " + stop_line(run, statuses, stop), markup=False)

@@ -210,31 +210,79 @@ def durations_of(latest: tuple[dict[str, Any], dict[int, TaskStatus]] | None) ->
                      f"{info['run_id']} ({info.get('backend')})", from_earlier_run=True)
 
 
+def _usage(statuses: Iterable[TaskStatus]) -> list[tuple[float, float, float]]:
+    """(peak_rss_mib, cpu_s, duration_s) of the succeeded tasks that measured them."""
+    from batchsweep.model import State
+
+    return [(s.peak_rss_mib, s.cpu_s, s.duration_s) for s in statuses
+            if s.state is State.SUCCEEDED and s.peak_rss_mib is not None and s.cpu_s is not None
+            and s.duration_s is not None]
+
+
 def right_size_from(statuses: Iterable[TaskStatus], *, vcpus: float, memory_mib: int,
                     region: str | None = None) -> RightSize | None:
     """A smaller Fargate size from what the succeeded tasks measured (peak memory, CPU time), if worth it."""
     from batchsweep.cost import right_size
-    from batchsweep.model import State
 
-    usage = [(s.peak_rss_mib, s.cpu_s, s.duration_s) for s in statuses
-             if s.state is State.SUCCEEDED and s.peak_rss_mib is not None and s.cpu_s is not None
-             and s.duration_s is not None]
-    return right_size(usage, vcpus=vcpus, memory_mib=memory_mib, region=aws_region(region))
+    return right_size(_usage(statuses), vcpus=vcpus, memory_mib=memory_mib, region=aws_region(region))
+
+
+def reserved(backend: str, resources: dict[str, Any], *, memory_set: bool) -> tuple[float | None, float | None]:
+    """What each task reserves per backend besides AWS, as (vcpus, memory_mib), None where nothing is: locally
+    vCPU slots always and memory when the spec sets it; on Dask memory when the spec sets it (a worker
+    resource); vCPUs nowhere else."""
+    memory = (float(resources.get("memory_mib") or 0) or None) if memory_set else None
+    if backend == "local":
+        return float(resources.get("vcpus") or 1), memory
+    if backend == "dask":
+        return None, memory
+    return None, None
+
+
+def run_right_size(info: dict[str, Any], statuses: Iterable[TaskStatus]) -> RightSize | None:
+    """The suggestion for a finished run, on any backend: a smaller Fargate size for an AWS run (none for GPU
+    tasks, which run on EC2), a smaller reservation for a local or Dask run."""
+    from batchsweep.cost import right_size_reserved
+
+    spec = info.get("spec") or {}
+    resources = spec.get("resources") or {}
+    backend = str(info.get("backend") or "")
+    if backend == "aws-batch":
+        if resources.get("gpus"):
+            return None
+        return right_size_from(statuses, vcpus=float(resources.get("vcpus", 1)),
+                               memory_mib=int(resources.get("memory_mib", 2048)),
+                               region=(spec.get("aws") or {}).get("region"))
+    engine = info.get("engine") or {}  # what the engine reserved, as it recorded it
+    if backend == "local":
+        vcpus, memory = float(resources.get("vcpus") or 1), engine.get("memory_limit_mib")
+    elif backend == "dask":
+        dask_memory = (engine.get("resources") or {}).get("MEMORY")
+        vcpus, memory = None, (dask_memory / 2**20 if dask_memory else None)
+    else:
+        return None
+    return right_size_reserved(_usage(statuses), vcpus=vcpus, memory_mib=memory, backend=backend)
 
 
 def earlier_right_size(spec: Spec, *, store: Store | str | None = None) -> RightSize | None:
-    """The right-size suggestion from the newest finished run of this sweep (any backend), if any."""
-    if spec.resources.gpus:
-        return None  # GPU tasks run on EC2 instances: no Fargate size to suggest
+    """The right-size suggestion for this spec's backend and size from the newest finished run of this sweep
+    (any backend), if any."""
     return right_size_of(spec, latest_finished_run(spec.name, store=store))
 
 
 def right_size_of(spec: Spec, latest: tuple[dict[str, Any], dict[int, TaskStatus]] | None) -> RightSize | None:
-    """The right-size suggestion from a finished run (`latest_finished_run`) for this spec's size, if any."""
-    if spec.resources.gpus or latest is None:
+    """The right-size suggestion from a finished run (`latest_finished_run`) for this spec's backend and size."""
+    from batchsweep.cost import right_size_reserved
+
+    if latest is None:
         return None
-    return right_size_from(latest[1].values(), vcpus=spec.resources.vcpus, memory_mib=spec.resources.memory_mib,
-                           region=spec.aws.region)
+    r = spec.resources
+    if spec.backend == "aws-batch":
+        if r.gpus:
+            return None  # GPU tasks run on EC2 instances: no Fargate size to suggest
+        return right_size_from(latest[1].values(), vcpus=r.vcpus, memory_mib=r.memory_mib, region=spec.aws.region)
+    vcpus, memory = reserved(spec.backend, r.model_dump(), memory_set="memory_mib" in r.model_fields_set)
+    return right_size_reserved(_usage(latest[1].values()), vcpus=vcpus, memory_mib=memory, backend=spec.backend)
 
 
 def pilot_durations(p: Plan, n: int) -> Durations:

@@ -229,6 +229,12 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
     sampled = [*((spec.get("search") or {}).get("space") or {}),
                *((((spec.get("params") or {}).get("random") or {}).get("space")) or {})]
     summary.update(_stop_fields(run))
+    if table is None:
+        from batchsweep.estimate import run_right_size
+
+        suggestion = run_right_size(run.info, run.statuses().values())
+        if suggestion is not None:
+            summary["right_size"] = suggestion.line()
     html, chosen, maximize = build_report(
         df, params=params, metrics=metric_columns(run, df), summary=summary,
         log_tail=lambda i: "\n".join(run.logs(i, stderr=True).splitlines()[-20:]), metric=metric, maximize=maximize,
