@@ -357,3 +357,54 @@ def test_every_non_python_file_of_the_package_is_listed_as_package_data() -> Non
     assert {"data/report.css", "data/report.js", "data/fargate_prices.json"} <= set(files)
     missed = [f for f in files if not any(fnmatch.fnmatch(f, g) for g in globs)]
     assert not missed, f"not in [tool.setuptools.package-data]: {missed}"
+
+
+def gpu_frame() -> pd.DataFrame:
+    """Seven tasks on a 3-GPU box: GPU 0 and 1 whole (task 2 holds both), GPU 2 shared by two tasks at a time."""
+    t0 = 1_717_243_200.0
+    runs = [  # task, gpu, start, end, status, worker
+        (0, "0", 0, 4, "succeeded", "local-0"), (1, "1", 0, 3, "failed", "local-1"),
+        (2, "0,1", 4.5, 8, "succeeded", "local-0"), (3, "2", 0, 6, "succeeded", "local-2"),
+        (4, "2", 1, 5, "pruned", "local-3"), (5, "2", 6.2, 9, "succeeded", "local-2"),
+        (6, "2", 5.5, 7, "timeout", "local-3")]
+    return pd.DataFrame([{"task": t, "x": t % 3, "status": s, "gpu": g, "worker": w, "started_at": t0 + a,
+                          "ended_at": t0 + b, "duration_s": b - a, "loss": float(t)} for t, g, a, b, s, w in runs])
+
+
+def _lane_overlaps(lanes: list[str], placed: list[tuple[int, int]], df: pd.DataFrame) -> list[str]:
+    spans: dict[int, list[tuple[float, float]]] = {}
+    for lane, i in placed:
+        spans.setdefault(lane, []).append((df.at[i, "started_at"], df.at[i, "ended_at"]))
+    return [lanes[lane] for lane, s in spans.items()
+            if any(b[0] < a[1] for a, b in zip(sorted(s), sorted(s)[1:]))]
+
+
+def test_the_timeline_has_a_lane_per_gpu_and_a_row_per_share_so_no_bar_hides_another() -> None:
+    from batchsweep.report import timeline_lanes
+
+    df = gpu_frame()
+    lanes, placed, kind = timeline_lanes(df)
+    assert kind == "GPUs"
+    assert lanes == ["GPU 0", "GPU 1", "GPU 2 · 1", "GPU 2 · 2"]
+    on = {}
+    for lane, i in placed:
+        on.setdefault(int(df.at[i, "task"]), set()).add(lanes[lane])
+    assert on[2] == {"GPU 0", "GPU 1"}  # a task on two GPUs is drawn on both
+    assert on[0] == {"GPU 0"} and on[1] == {"GPU 1"}
+    assert all(lanes[lane].startswith("GPU 2") for lane, i in placed if df.at[i, "gpu"] == "2")
+    assert _lane_overlaps(lanes, placed, df) == []
+    html, _, _ = build_report(df, params=["x"], metrics=["loss"], summary=SUMMARY)
+    assert "Timeline: tasks over GPUs" in html and "task 4 on GPU 2 · 2 of local-3: pruned" in html
+
+
+def test_a_worker_running_tasks_at_once_gets_a_row_per_task_running_and_workers_stay_lanes() -> None:
+    from batchsweep.report import timeline_lanes
+
+    df = gpu_frame().drop(columns=["gpu"])
+    df["worker"] = ["tcp://10.0.0.2:4000"] * 4 + ["tcp://10.0.0.3:4000"] * 3  # Dask workers with threads
+    lanes, placed, kind = timeline_lanes(df)
+    assert kind == "workers"  # at most 3 tasks at once on the first worker (0, 1, 3), 2 on the second (5, 6)
+    assert lanes == [f"tcp://10.0.0.2:4000 · {r}" for r in (1, 2, 3)] + [f"tcp://10.0.0.3:4000 · {r}" for r in (1, 2)]
+    assert len(placed) == len(df) and _lane_overlaps(lanes, placed, df) == []
+    lanes, placed, _ = timeline_lanes(backtest_frame())  # one task at a time per local slot: a lane each
+    assert lanes == ["local-0", "local-1", "local-2", "local-3"]

@@ -148,3 +148,34 @@ def test_a_sweep_with_a_derived_param_in_the_browser_and_the_table_filters(tmp_p
          page.as_uri() + "#filter=ethusdt%20FAILED"], capture_output=True, text=True, timeout=120, check=True).stdout
     shown = re.findall(r'<tr data-task="(\d+)"(?: class="top")?>', filtered)
     assert shown == ["7"] and '<span id="shown">1 shown</span>' in filtered
+
+
+def test_the_timeline_in_the_browser_draws_a_lane_per_gpu_share_coloured_by_state(tmp_path: Path) -> None:
+    from test_report import gpu_frame
+
+    from batchsweep.svgplot import STATUS_COLORS
+
+    df = gpu_frame()
+    html, _, _ = build_report(df, params=["x"], metrics=["loss"], summary=SUMMARY)
+    dom = chromium(tmp_path, write_page(tmp_path, html, "gpus.html"), "--dump-dom").stdout
+    assert re.search(r'<body[^>]*data-ready="1"', dom)
+    svg = re.search(r'<svg class="plot" data-plot="timeline"[^>]*>(.*?)</svg>', dom, re.S)
+    assert svg is not None
+    body = svg.group(1)
+    assert "Timeline: tasks over GPUs" in dom
+    labels = re.findall(r'<text class="tk"[^>]*text-anchor="end"[^>]*>(?:<title>[^<]*</title>)?([^<]+)</text>', body)
+    assert labels == ["GPU 0", "GPU 1", "GPU 2 · 1", "GPU 2 · 2"]
+    bars = [(float(x), float(y), float(w), fill, tip) for x, y, w, fill, tip in re.findall(
+        r'<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="[\d.]+" fill="([^"]+)" class="tb">'
+        r"<title>([^<]+)</title>", body)]
+    assert len(bars) == len(df) + 1  # task 2 is drawn on GPU 0 and GPU 1
+    for _x, _y, _w, fill, tip in bars:
+        task = int(re.match(r"task (\d+) on", tip).group(1))
+        assert fill == STATUS_COLORS[df.at[task, "status"]], tip
+    rows: dict[float, list[tuple[float, float]]] = {}
+    for x, y, w, _fill, _tip in bars:
+        rows.setdefault(y, []).append((x, x + w))
+    assert len(rows) == 4
+    for spans in rows.values():  # no bar hides another on its lane
+        spans.sort()
+        assert all(b[0] >= a[1] - 0.5 for a, b in zip(spans, spans[1:])), spans

@@ -333,24 +333,54 @@ def _plots(df: pd.DataFrame, varying: list[str], continuous: set[str], dims: dic
     return "\n".join(out)
 
 
-def _timeline(df: pd.DataFrame, varying: list[str], dims: dict[str, Dim]) -> str:
+def timeline_lanes(df: pd.DataFrame) -> tuple[list[str], list[tuple[int, int]], str]:
+    """Where each task ran, as timeline lanes: a lane per GPU when tasks were leased GPUs (a task on two GPUs
+    is drawn on both), else per worker (a local slot, a Dask worker, an AWS container). Tasks that overlap on
+    one lane (GPU shares, a Dask worker's threads) get a row each, named `LANE · 2`, … so no bar hides
+    another. Returns (lane names, (lane, row of df) per bar, what the lanes are)."""
     start, end = _col(df, "started_at").tolist(), _col(df, "ended_at").tolist()
-    ok = [i for i in range(len(df)) if math.isfinite(start[i]) and math.isfinite(end[i])]
-    if not ok:
-        return '<p class="note">No timeline: no task has both a start and an end time.</p>'
+    ok = sorted((i for i in range(len(df)) if math.isfinite(start[i]) and math.isfinite(end[i])),
+                key=lambda i: (start[i], end[i]))
     workers = [str(w) if w is not None and w == w else "worker" for w in
                (df["worker"].tolist() if "worker" in df.columns else ["all tasks"] * len(df))]
-    lanes = sorted({workers[i] for i in ok}, key=svgplot._natural)
-    lane_of = {w: j for j, w in enumerate(lanes)}
-    t0 = min(start[i] for i in ok)
+    gpus = [str(g) if isinstance(g, str) and g else "" for g in
+            (df["gpu"].tolist() if "gpu" in df.columns else [""] * len(df))]
+    by_gpu = any(gpus[i] for i in ok)
+    rows: dict[str, list[float]] = {}  # group -> when each of its rows is free again
+    placed: list[tuple[str, int, int]] = []
+    for i in ok:
+        groups = [f"GPU {g}" for g in gpus[i].split(",")] if gpus[i] else [workers[i]]
+        for group in groups:
+            free = rows.setdefault(group, [])
+            row = next((r for r, t in enumerate(free) if t <= start[i] + 1e-3), len(free))
+            if row == len(free):
+                free.append(end[i])
+            else:
+                free[row] = end[i]
+            placed.append((group, row, i))
+    names = {(g, r): g if len(rows[g]) == 1 else f"{g} · {r + 1}" for g in rows for r in range(len(rows[g]))}
+    lanes = sorted(names.values(), key=svgplot._natural)
+    index = {name: j for j, name in enumerate(lanes)}
+    lane_of = {key: index[name] for key, name in names.items()}
+    return lanes, [(lane_of[g, r], i) for g, r, i in placed], "GPUs" if by_gpu else "workers"
+
+
+def _timeline(df: pd.DataFrame, varying: list[str], dims: dict[str, Dim]) -> str:
+    start, end = _col(df, "started_at").tolist(), _col(df, "ended_at").tolist()
+    lanes, placed, kind = timeline_lanes(df)
+    if not placed:
+        return '<p class="note">No timeline: no task has both a start and an end time.</p>'
+    t0 = min(start[i] for _, i in placed)
     status = df["status"].astype(str).tolist() if "status" in df.columns else ["succeeded"] * len(df)
     bars = []
-    for i in ok:
+    for lane, i in placed:
         task = df.at[i, "task"] if "task" in df.columns else i
         params = ", ".join(f"{p}={fmt(dims[p].values[i])}" for p in varying)
-        tip = f"task {task} on {workers[i]}: {status[i]}, {end[i] - start[i]:.1f} s" + (f" ({params})" if params else "")
-        bars.append((lane_of[workers[i]], start[i] - t0, end[i] - t0, status[i], tip))
-    return '<div class="full">' + svgplot.timeline(lanes, bars) + "</div>"
+        where = lanes[lane] if kind == "workers" else f"{lanes[lane]} of {df.at[i, 'worker']}"
+        tip = (f"task {task} on {where}: {status[i]}, {end[i] - start[i]:.1f} s"
+               + (f" ({params})" if params else ""))
+        bars.append((lane, start[i] - t0, end[i] - t0, status[i], tip))
+    return '<div class="full">' + svgplot.timeline(lanes, bars, over=kind) + "</div>"
 
 
 def _failures(df: pd.DataFrame, varying: list[str], log_tail: Callable[[int], str] | None) -> str:

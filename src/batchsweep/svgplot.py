@@ -363,11 +363,12 @@ def histogram(values: Sequence[float], *, label: str, width: float = 572, height
     return c.svg()
 
 
-def timeline(lanes: list[str], bars: Sequence[tuple[int, float, float, str, str]], *, width: float = 1160) -> str:
+def timeline(lanes: list[str], bars: Sequence[tuple[int, float, float, str, str]], *, width: float = 1160,
+             over: str = "workers") -> str:
     lh = min(max(320 / max(len(lanes), 1), 3), 22)
     ml, mr, mt, mb = (24 + min(120, 7 * max(len(_short(s)) for s in lanes)) if lh >= 10 else 60), 20, 44, 46
     height = mt + lh * len(lanes) + mb
-    c = Chart("timeline", "Timeline: tasks over workers", width, height)
+    c = Chart("timeline", f"Timeline: tasks over {over}", width, height)
     end = max(b[2] for b in bars)
     xax = Axis(ml, width - mr, lo=0, hi=max(end, 1e-9))
     for py, _ in [(mt + lh * j, 0) for j in range(len(lanes) + 1)]:
@@ -379,7 +380,7 @@ def timeline(lanes: list[str], bars: Sequence[tuple[int, float, float, str, str]
         for j, name in enumerate(lanes):
             c.text(ml - 6, mt + lh * (j + 0.5) + 4, _short(name), anchor="end", tip=name)
     else:
-        c.text(14, mt + lh * len(lanes) / 2, f"{len(lanes)} workers", cls="al", rotate=-90)
+        c.text(14, mt + lh * len(lanes) / 2, f"{len(lanes)} {over}", cls="al", rotate=-90)
     c.x_axis(xax, mt + lh * len(lanes), "seconds since the first task started")
     shown = [s for s in STATUS_COLORS if s in {b[3] for b in bars}]
     x = width - mr - sum(30 + 6.2 * len(s) for s in shown)
