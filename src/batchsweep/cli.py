@@ -191,17 +191,10 @@ class _VersionAction(argparse.Action):
     """--version without reading package metadata on every start (importlib.metadata is slow to import)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
-        print(f"batchsweep {_version()}")
+        from batchsweep.provenance import batchsweep_version
+
+        print(f"batchsweep {batchsweep_version()}")
         parser.exit()
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("batchsweep")
-    except PackageNotFoundError:
-        return "dev"
 
 
 def _out(text: str = "") -> None:

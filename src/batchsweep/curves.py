@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from batchsweep.svgplot import Axis, Chart, esc, finite, fmt
+from batchsweep.text import duration
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,8 +41,7 @@ def svg(lines: Sequence[tuple[str, Sequence[tuple[float, float]], bool]], *, met
     return c.svg()
 
 
-def section(df: pd.DataFrame, series: dict[int, list[dict[str, Any]]], chosen: str, summary: dict[str, Any], *,
-            duration: Callable[[float], str]) -> str:
+def section(df: pd.DataFrame, series: dict[int, list[dict[str, Any]]], chosen: str, summary: dict[str, Any]) -> str:
     """Each task's series of the chosen metric (or of the stop rule's), pruned tasks dashed."""
     if not series:
         return ""

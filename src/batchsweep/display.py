@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from batchsweep.model import State, TaskStatus
+from batchsweep.model import OK_STATE_NAMES, OWN_PARAMS, State, TaskStatus
+from batchsweep.text import duration, state_counts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from batchsweep.runs import Run
 
 PLAN_ROWS = 20
-STATE_ORDER = ("succeeded", "pruned", "failed", "timeout", "lost", "cancelled", "running", "pending")
 
 
 def _console(stderr: bool = False) -> Any:
@@ -27,14 +27,6 @@ def _console(stderr: bool = False) -> Any:
 
     terminal = (sys.stderr if stderr else sys.stdout).isatty()
     return Console(stderr=stderr, width=None if terminal else 200, soft_wrap=not terminal, highlight=False)
-
-
-def _duration(seconds: float | None) -> str:
-    if not seconds:
-        return "none"
-    h, rest = divmod(int(seconds), 3600)
-    m, s = divmod(rest, 60)
-    return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (s, "s")) if v) or f"{seconds:g}s"
 
 
 def _fmt(value: Any) -> str:
@@ -144,7 +136,7 @@ def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
         count = f"{len(p.tasks)} tasks"
     console.print(
         f"{count} · backend {p.spec.backend} · {r.vcpus:g} vCPU, {r.memory_mib} MiB each · "
-        f"timeout {_duration(p.spec.timeout)} · retries {p.spec.retries} · dry run: nothing was started"
+        f"timeout {duration(p.spec.timeout) if p.spec.timeout else 'none'} · retries {p.spec.retries} · dry run: nothing was started"
     )
     if p.spec.backend == "aws-batch":
         _print_package(p, console)
@@ -209,12 +201,12 @@ def print_estimate(estimate: SweepEstimate, *, console: Any = None) -> None:
 
 def print_outcome(run: Run) -> None:
     counts, _ = run.counts()
-    summary = ", ".join(f"{counts[k]} {k}" for k in STATE_ORDER if counts.get(k))
+    summary = state_counts(counts)
     print(f"{run.id}: {summary}", file=sys.stderr)
     line = no_metrics_line(run, run.statuses())
     if line:
         print(line, file=sys.stderr)
-    if counts.get("succeeded", 0) + counts.get("pruned", 0) != run.n_tasks:
+    if sum(counts.get(k, 0) for k in OK_STATE_NAMES) != run.n_tasks:
         print(f"see why: batchsweep status {run.id} · rerun what failed: batchsweep resume {run.id}", file=sys.stderr)
     print(f"results: batchsweep results {run.id}", file=sys.stderr)
 
@@ -231,7 +223,7 @@ def print_runs(infos: list[dict[str, Any]], *, store: str | None) -> None:
             run = load_run(info["run_id"], store=store)
             counts, progress = run.counts()
             info = {**info, "n_tasks": run.n_tasks}  # a search's pointer was written before its rounds
-            state = ", ".join(f"{counts[k]} {k}" for k in STATE_ORDER if counts.get(k))
+            state = state_counts(counts)
         except Exception as e:  # noqa: BLE001 - one unreadable run must not hide the others
             state = f"unreadable: {e}"
         created = datetime.fromisoformat(info["created"]).astimezone().strftime("%Y-%m-%d %H:%M") if info.get("created") else ""
@@ -266,7 +258,7 @@ def print_status(run: Run) -> None:
     from batchsweep.provenance import describe
 
     console.print(f"made by  {describe(run.info.get('provenance'))}", markup=False)
-    console.print("tasks    " + ", ".join(f"{counts[k]} {k}" for k in STATE_ORDER if counts.get(k)) + f" (of {run.n_tasks})")
+    console.print("tasks    " + state_counts(counts) + f" (of {run.n_tasks})")
     durations = [s.duration_s for s in statuses.values() if s.duration_s is not None]
     if durations:
         console.print(f"compute  {sum(durations):.1f} s of task time (sum of task durations), "
@@ -303,7 +295,7 @@ def print_status(run: Run) -> None:
 
         for line in status_lines(run):
             console.print(line, markup=False)
-    bad = sorted((s for s in statuses.values() if s.state.value in ("failed", "timeout")), key=lambda s: s.index)
+    bad = sorted((s for s in statuses.values() if s.state in (State.FAILED, State.TIMEOUT)), key=lambda s: s.index)
     lost = [i for i, state in states.items() if state is State.LOST]
     if lost:  # no status was written: only the engine can say why
         reasons = run.engine.failure_reasons()
@@ -413,7 +405,6 @@ def _params(params: dict[str, Any]) -> str:
 
 WIDE_ONLY = ("attempts", "duration_s", "exit_code", "started_at", "ended_at", "worker", "peak_rss_mib", "cpu_s", "gpu",
              "gpu_mem_mib", "outputs")
-RUN_STRUCTURE = ("trial", "round", "repeat")
 
 
 def result_columns(df: pd.DataFrame, *, params: Sequence[str], metrics: Sequence[str],
@@ -421,7 +412,7 @@ def result_columns(df: pd.DataFrame, *, params: Sequence[str], metrics: Sequence
     """The results table's columns, most useful first: task, the params that vary, status, the metrics (and
     `error` when a task failed); `wide` adds the fixed and derived params, timings, worker and outputs.
     Also returns the params left out because they do not vary or are made of other params."""
-    structure = [c for c in RUN_STRUCTURE if c in df.columns]
+    structure = [c for c in OWN_PARAMS if c in df.columns]
     names = [p for p in params if p in df.columns and p not in structure]
     varying = [p for p in names if p not in derived and df[p].map(cell).nunique() > 1]
     quiet = [p for p in names if p not in varying]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from batchsweep.errors import SweepError
+from batchsweep.text import duration
 
 if TYPE_CHECKING:
     from batchsweep.cost import Estimate, RightSize
@@ -61,7 +62,7 @@ class SweepEstimate:
             f"tasks      {n}" + (f" ({self.tasks_note})" if self.tasks_note else ""),
             f"resources  {self.vcpus:g} vCPU, {self.memory_mib} MiB{gpus} per task",
             f"duration   {d.task_s:g} s per task ({d.source})",
-            f"compute    {n} × {d.task_s:g} s = {_hours(task_s)} of task time, "
+            f"compute    {n} × {d.task_s:g} s = {duration(task_s)} of task time, "
             f"{task_s * self.vcpus / 3600:.3g} vCPU-hours requested",
         ]
         if not d.known:
@@ -74,10 +75,6 @@ class SweepEstimate:
         if self.right_size is not None:
             out.append(f"right-size {self.right_size.line()}")
         return out
-
-
-def _hours(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 3600:.3g} h"
 
 
 def aws_region(spec_region: str | None) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 def _accepted(func: Any, params: dict[str, Any]) -> dict[str, Any]:
     """Our own params (repeat, trial, round) reach the function only if it declares them (or takes **kwargs)."""
-    from batchsweep.scriptargs import OWN_PARAMS
+    from batchsweep.model import OWN_PARAMS
 
     try:
         signature = inspect.signature(func)

@@ -79,12 +79,10 @@ class HashCache:
         entry = self._entries.get(name)
         if entry is not None and entry[:4] == stamp:
             return str(entry[4])
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        from batchsweep.aws.codepkg import file_sha256
+
+        digest = file_sha256(path)
         self.read_bytes += st.st_size
-        digest = h.hexdigest()
         self._entries[name] = [*stamp, digest]
         self._dirty = True
         return digest

@@ -28,6 +28,19 @@ class State(str, enum.Enum):
         return self not in (State.PENDING, State.RUNNING)
 
 
+# State names as strings, in the order tables, cards and progress lines show them.
+STATE_NAMES = tuple(s.value for s in (State.SUCCEEDED, State.PRUNED, State.FAILED, State.TIMEOUT, State.LOST,
+                                      State.CANCELLED, State.RUNNING, State.PENDING))
+DONE_STATE_NAMES = tuple(n for n in STATE_NAMES if State(n).done)
+OK_STATE_NAMES = tuple(n for n in STATE_NAMES if State(n).ok)  # succeeded or pruned: the run's exit code is 0
+FAILED_STATE_NAMES = tuple(n for n in STATE_NAMES if State(n).done and not State(n).ok)  # ended without a result
+
+# The params batchsweep adds to lay a run out, not ones it explores: a search numbers its tasks by trial and
+# round, `params.repeat: n` runs every point n times as repeat 0..n-1. A script is given one only if it asks.
+SEARCH_PARAMS = ("trial", "round")
+REPEAT_PARAM = "repeat"
+OWN_PARAMS = (*SEARCH_PARAMS, REPEAT_PARAM)
+
 STAGED_AT = " => "  # a task input staged at a path of its own: "data/yhoo.txt => datas/yhoo.txt"
 
 

@@ -78,13 +78,13 @@ def _defined_params(raw: dict[str, Any]) -> set[str]:
 
 def _check_not_a_typo(raw: dict[str, Any], name: str) -> None:
     """`--set timout=1m` is a typo of a spec field, not a new param."""
-    import difflib
+    from batchsweep.text import did_you_mean
 
     if name in _defined_params(raw):
         return
-    close = difflib.get_close_matches(name, sorted(_TOP_LEVEL), n=1, cutoff=0.8)
-    if close:
-        raise SpecError(f"--set {name}: not a spec field nor a param of this sweep; did you mean {close[0]!r}?")
+    hint = did_you_mean(name, sorted(_TOP_LEVEL), cutoff=0.8)
+    if hint:
+        raise SpecError(f"--set {name}: not a spec field nor a param of this sweep; {hint.rstrip()}")
 
 
 def _set_path(d: dict[str, Any], path: list[str], value: Any, *, item: str) -> None:

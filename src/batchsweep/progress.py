@@ -8,20 +8,17 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from batchsweep.model import DONE_STATE_NAMES, FAILED_STATE_NAMES, OK_STATE_NAMES
+from batchsweep.text import state_counts
+
 if TYPE_CHECKING:
     from batchsweep.runs import Run
 
-DONE_STATES = ("succeeded", "pruned", "failed", "timeout", "cancelled", "lost")
 PLAIN_EVERY_S = 5.0
 
 
 def _plain() -> bool:
     return not sys.stderr.isatty() or bool(os.environ.get("CI"))
-
-
-def _describe(counts: dict[str, int]) -> str:
-    order = ("succeeded", "pruned", "failed", "timeout", "lost", "cancelled", "running", "pending")
-    return ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
 
 
 def _eta(started: float, done: int, total: int) -> str:
@@ -62,7 +59,7 @@ def jupyter_bar(name: str, done: int, total: int, counts: dict[str, int], eta: s
     from html import escape
 
     return (f"<div><b>{escape(name)}</b> <progress value='{done}' max='{max(total, 1)}' style='width:40%'></progress> "
-            f"{done}/{total} · {escape(_describe(counts)) or 'starting'}" + (f" · eta {eta}" if eta != "--:--" else "")
+            f"{done}/{total} · {escape(state_counts(counts)) or 'starting'}" + (f" · eta {eta}" if eta != "--:--" else "")
             + "</div>")
 
 
@@ -73,7 +70,7 @@ def _watch_jupyter(run: Run, total: int, started: float, interval: float) -> Non
     handle, seen_notes = None, set()
     while True:
         counts, progress = run.counts()
-        done = sum(counts.get(k, 0) for k in DONE_STATES)
+        done = sum(counts.get(k, 0) for k in DONE_STATE_NAMES)
         bar = HTML(jupyter_bar(run.name, done, total, counts, _eta(started, done, total)))
         if handle is None:
             handle = display(bar, display_id=True)
@@ -92,8 +89,8 @@ def _watch_plain(run: Run, total: int, started: float, interval: float) -> None:
     last_line, last_print = "", 0.0
     while True:
         counts, progress = run.counts()
-        done = sum(counts.get(k, 0) for k in DONE_STATES)
-        line = f"[{done}/{total}] {_describe(counts)}"
+        done = sum(counts.get(k, 0) for k in DONE_STATE_NAMES)
+        line = f"[{done}/{total}] {state_counts(counts)}"
         now = time.monotonic()
         if not progress.active or (line != last_line and now - last_print >= PLAIN_EVERY_S):
             print(f"{line}  eta {_eta(started, done, total)}" if progress.active else line, file=sys.stderr, flush=True)
@@ -127,8 +124,8 @@ def _watch_rich(run: Run, total: int, started: float, interval: float) -> None:
         task = bar.add_task(run.name, total=total, ok=0, bad=0, running=0)
         while True:
             counts, progress = run.counts()
-            bad = sum(counts.get(k, 0) for k in ("failed", "timeout", "lost", "cancelled"))
-            ok = counts.get("succeeded", 0) + counts.get("pruned", 0)
+            bad = sum(counts.get(k, 0) for k in FAILED_STATE_NAMES)
+            ok = sum(counts.get(k, 0) for k in OK_STATE_NAMES)
             done = ok + bad
             bar.update(task, completed=done, ok=ok, bad=bad, running=counts.get("running", 0))
             for note in progress.notes:

@@ -53,12 +53,13 @@ def packages_hash() -> tuple[str, int]:
 
 
 def batchsweep_version() -> str:
+    """The installed version; `0+unknown` (a valid version, for the image's pip pin) when not installed."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("batchsweep")
     except PackageNotFoundError:
-        return "dev"
+        return "0+unknown"
 
 
 def collect(code_dir: Path, *, environment: dict[str, Any]) -> dict[str, Any]:

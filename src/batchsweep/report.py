@@ -23,17 +23,15 @@ from batchsweep.curves import section as curves_section
 from batchsweep.errors import SweepError
 from batchsweep.importance import param_importance
 from batchsweep.metrics import MAXIMIZE_NAMES, MINIMIZE_NAMES, direction_from_name
+from batchsweep.model import FAILED_STATE_NAMES, OWN_PARAMS, STATE_NAMES
 from batchsweep.svgplot import Dim, esc, finite, fmt
+from batchsweep.text import duration
 
-STATES = ("succeeded", "pruned", "failed", "timeout", "cancelled", "lost", "running", "pending")
-FAILED = ("failed", "timeout", "cancelled", "lost")
 # A metric picked by default is a quality one: never a time or a cost, even though those have a direction.
 DEFAULT_PICK = tuple(n for n in MAXIMIZE_NAMES + MINIMIZE_NAMES
                      if n not in ("time", "duration", "latency", "cost", "drawdown"))
 MAX_FAILURES, MAX_LOG_TAILS = 200, 20
 
-
-STRUCTURE = ("trial", "round", "repeat")  # how the run was laid out, not what it explored
 
 
 def build_report(df: pd.DataFrame, *, params: list[str], metrics: list[str], summary: dict[str, Any],
@@ -51,7 +49,7 @@ def build_report(df: pd.DataFrame, *, params: list[str], metrics: list[str], sum
     drawn as scatter plots and never in a heatmap.
     """
     df = df.reset_index(drop=True)
-    structure = [p for p in STRUCTURE if p in df.columns]
+    structure = [p for p in OWN_PARAMS if p in df.columns]
     derived = [p for p in params if p in derived and p in df.columns]
     params = [p for p in params if p in df.columns and p not in structure and p not in derived]
     metrics = [m for m in metrics if m in df.columns]
@@ -65,7 +63,7 @@ def build_report(df: pd.DataFrame, *, params: list[str], metrics: list[str], sum
         _header(summary),
         _overview(df, summary, params, varying, dims, chosen, maximize, why, values, structure, derived, continuous),
         _history(df, chosen, maximize, values) if search else "",
-        curves_section(df, series or {}, chosen, summary, duration=_duration),
+        curves_section(df, series or {}, chosen, summary),
         _importance(varying, dims, values, maximize),
         _all_tasks(df, varying, structure, metrics, chosen, maximize, values, top_k),
         _plots(df, varying, continuous, dims, chosen, maximize, values, top_k),
@@ -139,16 +137,6 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
     return _numeric(df[name]) if name in df.columns else pd.Series(math.nan, index=df.index)
 
 
-def _duration(s: float) -> str:
-    if not math.isfinite(s):
-        return "–"
-    if s < 60:
-        return f"{s:.1f} s"
-    m, sec = divmod(int(round(s)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h {m:02d}m" if h else f"{m}m {sec:02d}s"
-
-
 def _header(summary: dict[str, Any]) -> str:
     bits = [f"run <code>{esc(summary.get('run_id', '?'))}</code>", f"backend {esc(summary.get('backend', '?'))}",
             f"created {esc(summary.get('created', '?'))}"]
@@ -175,17 +163,17 @@ def _overview(df: pd.DataFrame, summary: dict[str, Any], params: list[str], vary
     counts = status.value_counts()
     t = timing(df)
     cards = [("tasks", str(summary.get("n_tasks", len(df))))]
-    cards += [(s, str(int(counts.get(s, 0)))) for s in STATES if counts.get(s, 0) or s == "succeeded"]
-    cards += [("wall time", _duration(t["wall_s"])), ("summed task time", _duration(t["busy_s"])),
+    cards += [(s, str(int(counts.get(s, 0)))) for s in STATE_NAMES if counts.get(s, 0) or s == "succeeded"]
+    cards += [("wall time", duration(t["wall_s"])), ("summed task time", duration(t["busy_s"])),
               ("workers", str(t["workers"])),
               ("parallel efficiency", f"{t['efficiency']:.0%}" if math.isfinite(t["efficiency"]) else "–")]
     if summary.get("stop_saved"):
-        cards.append(("saved by stopping", "~" + _duration(summary["stop_saved"])))
+        cards.append(("saved by stopping", "~" + duration(summary["stop_saved"])))
     if finite(summary.get("cost_usd")):
         cost = summary["cost_usd"]
         cards.append(("estimated cost", f"${cost:.2f}" if cost >= 1 else f"${cost:.2g}"))
     html = ['<section class="cards">'] + [
-        f'<div class="card {esc(k) if k in STATES else ""}"><div class="v">{esc(v)}</div><div class="k">{esc(k)}</div></div>'
+        f'<div class="card {esc(k) if k in STATE_NAMES else ""}"><div class="v">{esc(v)}</div><div class="k">{esc(k)}</div></div>'
         for k, v in cards] + ["</section>"]
     if summary.get("cost_note"):
         html.append(f'<p class="note">Cost: {esc(summary["cost_note"])}</p>')
@@ -386,7 +374,7 @@ def _timeline(df: pd.DataFrame, varying: list[str], dims: dict[str, Dim]) -> str
 def _failures(df: pd.DataFrame, varying: list[str], log_tail: Callable[[int], str] | None) -> str:
     if "status" not in df.columns:
         return ""
-    bad = df[df["status"].astype(str).str.lower().isin(FAILED)]
+    bad = df[df["status"].astype(str).str.lower().isin(FAILED_STATE_NAMES)]
     if bad.empty:
         return '<h2 id="failures">Failures</h2><p class="note">No task failed.</p>'
     items = []

@@ -46,6 +46,25 @@ def start_time(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]  # a zombie has exited: not alive
 
 
+def pid_alive(pid: int, started: str | None = None) -> bool:
+    """Whether process `pid` of this host runs (a zombie does not) and, given the `start_time` recorded with it,
+    is still that process and not a later one that reuses its pid. Without /proc (not Linux), asks the kernel."""
+    if pid <= 0:
+        return False
+    now = start_time(pid)
+    if now is not None:
+        return started is None or now == started
+    if os.path.isdir("/proc/self"):
+        return False  # Linux: no such process, or a zombie
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process
+    return True
+
+
 @dataclass(frozen=True)
 class Holder:
     token: str
@@ -60,11 +79,10 @@ class Holder:
         if self.released:
             return False
         if self.host == socket.gethostname():
-            started = start_time(self.pid)
-            if started is None:
-                return False  # the process is gone
+            if not pid_alive(self.pid, self.pid_started):
+                return False  # the process is gone, or its pid was reused (a restarted container)
             if self.pid_started is not None:
-                return started == self.pid_started  # else its pid was reused (a restarted container)
+                return True
         return (now or time.time()) - self.heartbeat_at < STALE_S
 
     def describe(self) -> str:

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from batchsweep.errors import SpecError
+from batchsweep.model import OWN_PARAMS  # passed to a script only when it declares them
 
 INTROSPECT_TIMEOUT_S = 60.0
-# Params batchsweep adds itself, passed only when the script declares them.
-OWN_PARAMS = frozenset({"repeat", "trial", "round"})
 STYLES = ("argparse", "click", "fire", "hydra", "plain")
 
 

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from batchsweep.model import OWN_PARAMS
 from batchsweep.scriptargs import Flag, ScriptFlags
 
 HYDRA_RUN_DIR = "hydra.run.dir=."  # Hydra's output dir is the task's own working directory
@@ -172,7 +173,7 @@ def _hydra_value(value: Any) -> str:
 def _hydra(params: dict[str, Any], flags: ScriptFlags) -> list[str]:
     argv = []
     for name, value in params.items():
-        if flags.known and name in ("repeat", "trial", "round") and flags.lookup(name) is None:
+        if flags.known and name in OWN_PARAMS and flags.lookup(name) is None:
             continue
         flag = flags.lookup(name) if flags.known else None
         group = flag is not None and flag.kind.startswith("group")

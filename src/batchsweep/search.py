@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from batchsweep import distributions
 from batchsweep import space as space_mod
 from batchsweep.errors import SpecError
-from batchsweep.model import State, Task
+from batchsweep.model import SEARCH_PARAMS, State, Task
 from batchsweep.spec import Search, Spec
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 JOURNAL = "study.journal"
-OWN_PARAMS = ("trial", "round")
 RESULT_STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.PRUNED)  # a cancelled or missing one runs again
 SAMPLER_NEEDS = {"cmaes": ("cmaes",), "gp": ("torch", "scipy")}
 
@@ -85,12 +84,12 @@ def check(spec: Spec) -> tuple[list[Task], dict[str, Any]]:
                         "move the other parameters into search.space")
     fixed = dict(params.fixed) if params else {}
     for name in search.space:
-        if name in OWN_PARAMS:
+        if name in SEARCH_PARAMS:
             raise SpecError(f"search.space.{name}: `{name}` is set by batchsweep itself; rename the parameter")
         if name in fixed:
             raise SpecError(f"search.space.{name}: also set in params.fixed; keep it in one place")
     batch = min(search.batch or spec.max_parallel or os.cpu_count() or 1, search.trials)
-    fields = {"param_names": [*spec.param_names, *OWN_PARAMS], "search": {"batch": batch, "journal": JOURNAL}}
+    fields = {"param_names": [*spec.param_names, *SEARCH_PARAMS], "search": {"batch": batch, "journal": JOURNAL}}
     return _example_tasks(spec, fixed), fields
 
 

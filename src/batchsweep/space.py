@@ -15,7 +15,7 @@ from typing import Any
 
 from batchsweep import distributions, keys
 from batchsweep.errors import SpecError
-from batchsweep.model import STAGED_AT, Task
+from batchsweep.model import REPEAT_PARAM, STAGED_AT, Task
 from batchsweep.spec import Params, Spec
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
@@ -66,7 +66,7 @@ def iter_params(spec: Spec) -> Iterator[dict[str, Any]]:
         row.update(params.fixed)
         if params.repeat > 1:
             for r in range(params.repeat):
-                yield {**row, "repeat": r}
+                yield {**row, REPEAT_PARAM: r}
         else:
             yield row
 

@@ -5,7 +5,6 @@ Every problem becomes one `SpecError` line naming the file, the field and the fi
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Sequence
@@ -23,6 +22,8 @@ from pydantic import (
 )
 
 from batchsweep.errors import SpecError
+from batchsweep.model import REPEAT_PARAM
+from batchsweep.text import did_you_mean
 
 BACKENDS = ("local", "aws-batch", "dask")  # built in; others come through the `batchsweep.engines` entry points
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
@@ -372,9 +373,7 @@ class Spec(_Strict):
             known = list(available())  # the built-ins and engines registered through the entry point group
             if v in known:
                 return v
-            close = difflib.get_close_matches(v, known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ValueError(f"unknown backend {v!r}; {hint}choose one of: {', '.join(known)}")
+            raise ValueError(f"unknown backend {v!r}; {did_you_mean(v, known)}choose one of: {', '.join(known)}")
         return v
 
     @field_validator("requirements")
@@ -426,7 +425,7 @@ class Spec(_Strict):
         if self.search:
             names += [n for n in self.search.space if n not in names]
         if params.repeat > 1:
-            names.append("repeat")
+            names.append(REPEAT_PARAM)
         return names
 
 
@@ -437,9 +436,7 @@ def _first_error(e: ValidationError) -> dict[str, Any]:
 
 
 def _suggest(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"{hint}valid keys: {', '.join(options)}"
+    return f"{did_you_mean(word, options)}valid keys: {', '.join(options)}"
 
 
 def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:

@@ -75,7 +75,7 @@ def test_a_param_value_may_contain_equals_and_commas() -> None:
 
 
 def test_infra_up_refuses_an_unknown_param_before_touching_aws() -> None:
-    with pytest.raises(SweepError, match="did you mean MaxVcpus"):
+    with pytest.raises(SweepError, match="did you mean 'MaxVcpus'"):
         run(["infra", "up", "--param", "MaxVCPUs=8"])
 
 

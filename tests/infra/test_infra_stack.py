@@ -75,7 +75,7 @@ def test_up_with_a_new_param_updates_and_keeps_the_others(session: Any, lines: l
 
 
 def test_up_refuses_an_unknown_param_and_lists_the_valid_ones(session: Any) -> None:
-    with pytest.raises(SweepError, match=r"MaxVcpu: no such stack parameter \(did you mean MaxVcpus\?\); valid: MaxVcpus, "):
+    with pytest.raises(SweepError, match=r"MaxVcpu: no such stack parameter; did you mean 'MaxVcpus'\? valid: MaxVcpus, "):
         infra.up(STACK, {"MaxVcpu": "8"}, session=session, echo=print)
     assert infra.describe_stack(STACK, session=session) is None
 

@@ -17,6 +17,10 @@ ENGINES = {
     "dask": "batchsweep.engines.dask:DaskEngine",
 }
 
+# The engines whose packages come with an extra of batchsweep's (pyproject's optional-dependencies); the others
+# need only batchsweep's own dependencies, or are installed with the package that registers them.
+EXTRAS = {"dask": "dask"}
+
 
 def available() -> dict[str, str]:
     found = dict(ENGINES)
@@ -33,7 +37,5 @@ def get_engine(name: str) -> type[Engine]:
     try:
         return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
     except ImportError as e:
-        extra = {"dask": "dask", "aws-batch": "aws"}.get(name, name)
-        raise SpecError(
-            f"backend {name!r} needs packages that are not installed ({e.name}); pip install 'batchsweep[{extra}]'"
-        ) from None
+        fix = f"pip install 'batchsweep[{EXTRAS[name]}]'" if name in EXTRAS else f"install {e.name}"
+        raise SpecError(f"backend {name!r} needs packages that are not installed ({e.name}); {fix}") from None

@@ -14,7 +14,6 @@ reconnect to the scheduler named in engine.json and ask it about the run's keys.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import socket
@@ -27,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from batchsweep.engines.base import Engine, Progress
 from batchsweep.errors import SpecError
 from batchsweep.model import State, Task, TaskStatus
+from batchsweep.runlock import pid_alive, start_time
+from batchsweep.text import did_you_mean
 from batchsweep.worker import ProcessRegistry, context_from_run, execute_task
 
 if TYPE_CHECKING:
@@ -55,9 +56,7 @@ def _import_distributed() -> None:
 
 
 def _unknown(where: str, key: str, valid: Sequence[str]) -> SpecError:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return SpecError(f"{where}.{key}: unknown key; {hint}valid keys: {', '.join(valid)}")
+    return SpecError(f"{where}.{key}: unknown key; {did_you_mean(key, valid)}valid keys: {', '.join(valid)}")
 
 
 def _import_class(path: str) -> type:
@@ -235,16 +234,6 @@ def _connect(address: str) -> Client:
                         "start one with `dask scheduler` or fix the address") from None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # -- the engine -------------------------------------------------------------------------------------
 class DaskEngine(Engine):
     name = "dask"
@@ -333,7 +322,7 @@ class DaskEngine(Engine):
             self._submitted_at = time.time()
             self.run.store.write_json(self._engine_key, {
                 "engine": self.name, "scheduler": client.scheduler.address, "keys": keys, "detached": detach,
-                "owns_cluster": self._cluster is not None, "pid": os.getpid(), "host": socket.gethostname(),
+                "owns_cluster": self._cluster is not None, "pid": os.getpid(), "pid_started": start_time(os.getpid()), "host": socket.gethostname(),
                 "submitted_at": self._submitted_at,
             })
         except BaseException:
@@ -405,7 +394,7 @@ class DaskEngine(Engine):
         lost = int(record.get("lost_workers", 0))
         notes = (_lost_note(lost),) if lost else ()
         owner_gone = record.get("owns_cluster") and (
-            record.get("host") == socket.gethostname() and not _pid_alive(int(record.get("pid", 0))))
+            record.get("host") == socket.gethostname() and not pid_alive(int(record.get("pid") or 0), record.get("pid_started")))
         if record.get("finished"):
             return Progress(active=False, notes=notes, extra={"lost_workers": lost, "missing": State.LOST.value})
         if owner_gone:

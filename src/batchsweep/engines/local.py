@@ -49,11 +49,7 @@ def _alive(record: dict[str, Any], run: Run) -> bool:
     if record.get("host") != socket.gethostname():
         # Another machine's (or container's) runner: alive while it holds the run with a fresh heartbeat.
         return runlock.holder(run.store, run.id) is not None
-    pid = record.get("pid")
-    if not pid:
-        return False
-    started = _start_time(pid)
-    return started is not None and started == record.get("pid_started")
+    return runlock.pid_alive(int(record.get("pid") or 0), record.get("pid_started"))
 
 
 CANCEL_WAIT_S = 30.0  # how long `cancel` waits for the runner to confirm

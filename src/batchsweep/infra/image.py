@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchsweep.aws import clients  # make_client looked up per call, so a test's recorder sees every client
 from batchsweep.errors import AwsSetupError, SweepError
+from batchsweep.provenance import batchsweep_version
 
 if TYPE_CHECKING:
     from batchsweep.spec import Spec
@@ -37,15 +38,6 @@ DEFAULT_BASE = f"public.ecr.aws/docker/library/python:{sys.version_info.major}.{
 PLATFORM = "linux/amd64"  # Fargate Spot runs x86_64 only
 DOCKER_INFO_TIMEOUT_S = 20.0  # a daemon that does not answer `docker info` by then is not used
 REQUIREMENTS_FILE = "batchsweep-requirements.txt"  # in the build context, next to the Dockerfile
-
-
-def batchsweep_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("batchsweep")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def read_requirements(path: str | Path, *, field: str = "--requirements") -> list[str]:

@@ -6,7 +6,6 @@ is the one place the engine reads them.
 
 from __future__ import annotations
 
-import difflib
 import re
 import time
 import uuid
@@ -19,6 +18,7 @@ import yaml
 
 from batchsweep.aws import clients  # make_client looked up per call, so a test's recorder sees every client
 from batchsweep.errors import AwsSetupError, SweepError
+from batchsweep.text import did_you_mean
 
 Echo = Callable[[str], None]
 
@@ -71,9 +71,8 @@ def check_params(params: dict[str, str]) -> None:
     known = template_defaults()
     for name in params:
         if name not in known:
-            close = difflib.get_close_matches(name, list(known), n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise SweepError(f"--param {name}: no such stack parameter{hint}; valid: {', '.join(known)}")
+            raise SweepError(f"--param {name}: no such stack parameter; {did_you_mean(name, known)}"
+                             f"valid: {', '.join(known)}")
 
 
 def describe_stack(stack: str, *, session: Any) -> dict[str, Any] | None:

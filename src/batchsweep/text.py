@@ -1,0 +1,32 @@
+"""How the package writes things for people, each written once: durations, "did you mean" hints, state counts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+from batchsweep.model import STATE_NAMES
+
+
+def duration(seconds: float | None) -> str:
+    """`42.0 s`, `2m 05s`, `1h 02m`; `–` when unknown (None or NaN)."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"
+
+
+def did_you_mean(word: str, options: Iterable[str], *, cutoff: float = 0.6) -> str:
+    """`did you mean 'retries'? ` for the option closest to a misspelt word, or "" when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=cutoff)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def state_counts(counts: Mapping[str, int]) -> str:
+    """`3 succeeded, 1 failed, 2 running`: the states with tasks, in the order every table shows them."""
+    return ", ".join(f"{counts[k]} {k}" for k in STATE_NAMES if counts.get(k))
