@@ -215,6 +215,62 @@ def test_threshold_halving_and_hyperband_rules_decide_with_optunas_pruners():
     assert verdicts[0] is None and verdicts[1] is not None
 
 
+@pytest.mark.parametrize("rule, path", [("halving", "records"), ("hyperband", "records"), ("halving", "replay"),
+                                        ("hyperband", "replay"), ("median", "records")])
+def test_decide_agrees_with_a_live_optuna_study_at_every_step_of_every_task(rule, path, monkeypatch):
+    """The run as Optuna itself would run it: every task a trial of one study, all running at once, each reporting
+    a step and asking `should_prune` in turn (Optuna's public API only). `decide`, given only what the store would
+    hold at that moment (every series so far, the tasks that ended), must say the same at every check, by either
+    path: the records written in Optuna's private format, or the replay through its public API. A change in how
+    Optuna's pruners keep their records (rungs, brackets) fails here, not silently in a sweep."""
+    import random
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from batchsweep import stopping
+    from batchsweep.stopping import STUDY_PREFIX, pruner
+
+    assert stopping._records_hooks() is not None, "Optuna renamed the pruner records the fast path writes"
+    if path == "replay":
+        monkeypatch.setattr(stopping, "_records_hooks", lambda: None)
+    steps, n = 16, 14
+    rng = random.Random(3)
+    # Curves that cross: a task that starts badly may end well, so early and late rankings differ.
+    shape = [(rng.uniform(0.0, 1.0), rng.uniform(0.2, 3.0), rng.uniform(0.0, 0.05)) for _ in range(n)]
+    curves = {i: {s: q + a / s + rng.uniform(0, noise) for s in range(1, steps + 1)} for i, (q, a, noise) in enumerate(shape)}
+    stop = {"metric": "m", "direction": "minimize", "rule": rule, "min_steps": 1, "reduction_factor": 2,
+            "max_steps": steps, "min_trials": 3}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        live = optuna.create_study(study_name=STUDY_PREFIX + "live", direction="minimize", pruner=pruner(stop),
+                                   sampler=optuna.samplers.RandomSampler(seed=0))
+        trials = [live.ask() for _ in range(n)]
+        reached: dict[int, dict[int, float]] = {i: {} for i in range(n)}
+        ended: dict[int, State] = {}
+        pruned_at = {}
+        for step in range(1, steps + 1):
+            for i in range(n):
+                if i in ended:
+                    continue
+                trials[i].report(curves[i][step], step)
+                reached[i][step] = curves[i][step]
+                verdict = trials[i].should_prune()
+                ours = decide(stop, "live", i, {k: dict(v) for k, v in reached.items() if v}, dict(ended))
+                assert (ours is not None) == verdict, f"task {i} at step {step}: Optuna says {verdict}"
+                if verdict:
+                    live.tell(trials[i], state=TrialState.PRUNED)
+                    ended[i], pruned_at[i] = State.PRUNED, step
+                elif step == steps:
+                    live.tell(trials[i], curves[i][step])
+                    ended[i] = State.SUCCEEDED
+    finally:
+        optuna.logging.set_verbosity(optuna.logging.INFO)
+    assert pruned_at and len(pruned_at) < n  # the comparison covered both verdicts
+    if rule != "median":
+        assert len(set(pruned_at.values())) > 1  # and pruning at more than one rung
+
+
 def test_stop_needs_a_series_and_a_metric_the_rule_reads(tmp_path):
     base = f"""
         name: bad

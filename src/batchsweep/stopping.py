@@ -6,6 +6,11 @@ ones PRUNED, failed ones FAIL, the others RUNNING — and the rule's pruner (Med
 SuccessiveHalvingPruner, HyperbandPruner, ThresholdPruner) is asked about the task's trial. `decide` is a pure
 function of that data: the same series and states give the same decision on every engine.
 
+Successive halving and Hyperband also read the rungs each trial recorded when it asked `should_prune`. Those
+are written in Optuna's own (private) format, in linear time (`_with_records`); if an Optuna release renames
+what that needs, the run is instead replayed through Optuna's public trial API (`_replay`: same decisions,
+quadratic time). A test compares both with a live Optuna study at every step and fails when the format moves.
+
 Who decides: the worker running the task, after each flush of its series (docs/design.md, "Series and early
 stopping"). It reads the other tasks' series and statuses from the store (`RunView`), so no driver has to stay
 online — on AWS Batch the containers read each other's series from S3.
@@ -16,6 +21,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal
@@ -91,20 +98,32 @@ def pruner(stop: dict[str, Any]) -> optuna.pruners.BasePruner:
     raise ValueError(f"unknown stop rule {rule!r}")
 
 
-def _rungs(series: dict[int, float], *, min_resource: int, rf: int, rate: int, before: int | None) -> dict[str, float]:
-    """The successive-halving rungs a trial has passed, as Optuna records them (`completed_rung_N`: its value at
-    the first step at or past the rung's step), counting only steps before `before` (None: all)."""
-    steps = sorted(s for s in series if before is None or s < before)
-    attrs: dict[str, float] = {}
-    rung = 0
+def _rung_steps(steps: list[int], *, min_resource: int, rf: int) -> set[int]:
+    """The steps at which a successive-halving pruner records a rung, whatever its bracket: the first step at or
+    past min_resource * rf**k for each k (a bracket's rungs start at k = its early-stopping rate)."""
+    marks, k = set(), 0
     while steps:
-        at = min_resource * rf ** (rate + rung)
+        at = min_resource * rf**k
         reached = next((s for s in steps if s >= at), None)
         if reached is None:
             break
-        attrs[f"completed_rung_{rung}"] = series[reached]
-        rung += 1
-    return attrs
+        marks.add(reached)
+        k += 1
+    return marks
+
+
+class _Replaying(logging.Filter):
+    """Drops Optuna's "Trial N finished/pruned" lines while this thread replays a run into a study."""
+
+    local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self.local, "on", False)
+
+
+@functools.cache
+def _quiet_replay() -> None:
+    logging.getLogger("optuna.study._tell").addFilter(_Replaying())
 
 
 def decide(stop: dict[str, Any], study_name: str, index: int, series: dict[int, dict[int, float]],
@@ -112,43 +131,148 @@ def decide(stop: dict[str, Any], study_name: str, index: int, series: dict[int, 
     """Should task `index` stop at the last step of its series? `series` holds every task's {step: value} of
     `stop.metric`; `states` the tasks that ended (any other task is running or pending)."""
     import optuna
-    from optuna.trial import TrialState, create_trial
 
     own = series.get(index) or {}
     if not own:
         return None
     direction: Literal["minimize", "maximize"] = "maximize" if stop.get("direction") == "maximize" else "minimize"
     _quiet_study_creation()
-    study = optuna.create_study(study_name=STUDY_PREFIX + study_name, direction=direction,
-                                storage=optuna.storages.InMemoryStorage())
     rule = pruner(stop)
-    bracket = None
-    if isinstance(rule, optuna.pruners.HyperbandPruner):
-        rule._try_initialization(study)  # max_resource is given: the brackets do not depend on the data
-        bracket = rule._get_bracket_id
-    halving = isinstance(rule, (optuna.pruners.SuccessiveHalvingPruner, optuna.pruners.HyperbandPruner))
+    study = optuna.create_study(study_name=STUDY_PREFIX + study_name, direction=direction, pruner=rule,
+                                sampler=optuna.samplers.RandomSampler(seed=0),
+                                storage=optuna.storages.InMemoryStorage())
     last = max(own)
-    trials = []
-    for i in range(max([index, *series, *states]) + 1):
-        values = own if i == index else series.get(i) or {}
-        state = TrialState.RUNNING if i == index else TrialState[OPTUNA_STATES.get(states[i], "RUNNING") if i in states else "RUNNING"]
-        if state is TrialState.COMPLETE and not values:
-            state = TrialState.FAIL  # finished without a series: nothing to compare with
-        attrs: dict[str, Any] = {}
-        if halving and values:
-            rate = bracket(study, SimpleNamespace(number=i)) if bracket is not None else 0  # type: ignore[arg-type]
-            attrs = _rungs(values, min_resource=max(1, int(stop.get("min_steps") or 1)),
-                           rf=int(stop.get("reduction_factor") or 3), rate=rate,
-                           before=last if i == index else None)
-        value = values[max(values)] if state is TrialState.COMPLETE else None
-        trials.append(create_trial(state=state, value=value, intermediate_values=values, system_attrs=attrs))
-    study.add_trials(trials)
-    frozen = study.get_trials(deepcopy=False)[index]
-    if not rule.prune(study, frozen):
+    n = max([index, *series, *states]) + 1
+    if isinstance(rule, (optuna.pruners.SuccessiveHalvingPruner, optuna.pruners.HyperbandPruner)):
+        fast = _records_hooks() is not None
+        prune = (_with_records if fast else _replay)(study, stop, index, series, states, n)
+    else:
+        prune = _ask_once(study, rule, index, series, states, n)
+    if not prune:
         return None
     metric = stop.get("metric")
     return Decision(step=last, value=own[last],
                     reason=f"pruned at step {last} by the {stop.get('rule', 'median')} rule ({metric}={own[last]:.6g})")
+
+
+def _state(i: int, index: int, values: dict[int, float], states: dict[int, State]) -> Any:
+    from optuna.trial import TrialState
+
+    if i == index or i not in states:
+        return TrialState.RUNNING
+    state = TrialState[OPTUNA_STATES.get(states[i], "RUNNING")]
+    if state is TrialState.COMPLETE and not values:
+        return TrialState.FAIL  # finished without a series: nothing to compare with
+    return state
+
+
+def _ask_once(study: optuna.Study, rule: optuna.pruners.BasePruner, index: int,
+              series: dict[int, dict[int, float]], states: dict[int, State], n: int) -> bool:
+    """Median, percentile and threshold read only the trials' values and states: the run's trials are added as
+    they stand (trial number = task index) and the pruner is asked once about the task's trial."""
+    from optuna.trial import TrialState, create_trial
+
+    trials = []
+    for i in range(n):
+        values = series.get(i) or {}
+        state = _state(i, index, values, states)
+        value = values[max(values)] if state is TrialState.COMPLETE else None
+        trials.append(create_trial(state=state, value=value, intermediate_values=values))
+    study.add_trials(trials)
+    return rule.prune(study, study.get_trials(deepcopy=False)[index])
+
+
+def _replay(study: optuna.Study, stop: dict[str, Any], index: int, series: dict[int, dict[int, float]],
+            states: dict[int, State], n: int) -> bool:
+    """Successive halving and Hyperband keep their own record of each trial's rungs, written when a trial asks
+    `should_prune` at a rung's step. So the run is replayed through Optuna's public trial API: each task's
+    trial (number = task index) reports its value and asks at every step where a rung may be recorded (its
+    verdicts are ignored: what happened to it is in `states`; the steps between rungs are not read by these
+    pruners, so not replayed), then the task's own trial reports its last step and asks. The bracket, the rung values and the decision are all Optuna's."""
+    from optuna.trial import TrialState
+
+    min_resource = max(1, int(stop.get("min_steps") or 1))
+    rf = int(stop.get("reduction_factor") or 3)
+    own = series[index]
+    last = max(own)
+    _quiet_replay()
+    _Replaying.local.on = True
+    try:
+        mine = None
+        for i in range(n):
+            trial = study.ask()
+            values = own if i == index else series.get(i) or {}
+            steps = sorted(s for s in values if i != index or s < last)
+            for step in sorted(_rung_steps(steps, min_resource=min_resource, rf=rf)):
+                trial.report(values[step], step)  # the pruners read nothing but the value at a rung's step
+                trial.should_prune()
+            state = _state(i, index, values, states)
+            if i == index:
+                mine = trial
+            elif state is TrialState.COMPLETE:
+                study.tell(trial, values[max(values)])
+            elif state is not TrialState.RUNNING:
+                study.tell(trial, state=state)
+        assert mine is not None and mine.number == index
+        mine.report(own[last], last)
+        return mine.should_prune()
+    finally:
+        _Replaying.local.on = False
+
+
+@functools.cache
+def _records_hooks() -> Callable[[int], str] | None:
+    """Optuna's private pieces the fast path writes to: the name of a rung's record (`completed_rung_N`) and
+    HyperbandPruner's bracket methods. None when a release renamed them: the replay (public API) then decides
+    alone. tests/test_early_stop.py checks both paths against a live Optuna study and fails when these are gone."""
+    try:
+        from optuna.pruners import HyperbandPruner
+        from optuna.pruners._successive_halving import _completed_rung_key
+    except ImportError:
+        return None
+    if not all(callable(getattr(HyperbandPruner, m, None)) for m in ("_try_initialization", "_get_bracket_id")):
+        return None
+    return _completed_rung_key  # type: ignore[no-any-return]
+
+
+def _with_records(study: optuna.Study, stop: dict[str, Any], index: int, series: dict[int, dict[int, float]],
+                  states: dict[int, State], n: int) -> bool:
+    """What `_replay` decides, in linear time: the rungs each trial would have recorded are written as Optuna
+    writes them (a system attribute per rung: its value at the first step at or past the rung's step, in the
+    trial's bracket) and the pruner is asked once. Uses Optuna's private record format (`_records_hooks`)."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    rung_key = _records_hooks()
+    assert rung_key is not None
+    rule = study.pruner
+    min_resource = max(1, int(stop.get("min_steps") or 1))
+    rf = int(stop.get("reduction_factor") or 3)
+    own = series[index]
+    last = max(own)
+    bracket = None
+    if isinstance(rule, optuna.pruners.HyperbandPruner):
+        rule._try_initialization(study)  # max_resource is given: the brackets do not depend on the data
+        bracket = rule._get_bracket_id
+    trials = []
+    for i in range(n):
+        values = own if i == index else series.get(i) or {}
+        state = _state(i, index, values, states)
+        attrs: dict[str, Any] = {}
+        if values:
+            rate = bracket(study, SimpleNamespace(number=i)) if bracket is not None else 0  # type: ignore[arg-type]
+            steps = sorted(s for s in values if i != index or s < last)
+            rung = 0
+            while steps:
+                reached = next((s for s in steps if s >= min_resource * rf ** (rate + rung)), None)
+                if reached is None:
+                    break
+                attrs[rung_key(rung)] = values[reached]
+                rung += 1
+        value = values[max(values)] if state is TrialState.COMPLETE else None
+        trials.append(create_trial(state=state, value=value, intermediate_values=values, system_attrs=attrs))
+    study.add_trials(trials)
+    return rule.prune(study, study.get_trials(deepcopy=False)[index])
 
 
 @dataclass
