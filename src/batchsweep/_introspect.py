@@ -120,9 +120,9 @@ def _hook_argparse(out: str) -> None:
             return parse_known_args(self, *args, **kwargs)
         _write(out, describe_argparse(self, known_only=True))
 
-    argparse.ArgumentParser.parse_args = capture  # type: ignore[method-assign,assignment]
-    argparse.ArgumentParser.parse_known_args = capture_known  # type: ignore[method-assign,assignment]
-    argparse.ArgumentParser.parse_intermixed_args = capture  # type: ignore[method-assign,assignment]
+    argparse.ArgumentParser.parse_args = capture  # type: ignore[method-assign]
+    argparse.ArgumentParser.parse_known_args = capture_known  # type: ignore[method-assign]
+    argparse.ArgumentParser.parse_intermixed_args = capture  # type: ignore[method-assign]
 
 
 # -- click and typer (typer builds click commands) ------------------------------------------------------
@@ -328,7 +328,7 @@ def _hook_hydra(out: str, tmp: str) -> None:
                 json.dump({"style": None, "kind": "hydra", "reason": f"Hydra: {message}"}, f)
             os._exit(1)
 
-    hydra_utils.run_and_report = run_and_report  # type: ignore[assignment]
+    hydra_utils.run_and_report = run_and_report
     sys.argv += [f"hydra.run.dir={tmp}", "hydra.output_subdir=null", "hydra/job_logging=disabled",
                  "hydra/hydra_logging=disabled"]
 

@@ -47,7 +47,8 @@ def usd(x: float) -> str:
 
 
 def load_prices() -> dict[str, Any]:
-    return json.loads(PRICES_FILE.read_text(encoding="utf-8"))
+    prices: dict[str, Any] = json.loads(PRICES_FILE.read_text(encoding="utf-8"))
+    return prices
 
 
 def prices_for(region: str, table: dict[str, Any] | None = None) -> tuple[float, float]:

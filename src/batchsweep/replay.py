@@ -82,7 +82,10 @@ def prepare(run: Run, index: int, *, directory: str | os.PathLike[str] | None = 
 def rerun(run: Run, index: int, *, directory: str | os.PathLike[str] | None = None, shell: bool = False) -> int:
     """Replay the task in the foreground (or a shell in its directory); returns its exit code."""
     r = prepare(run, index, directory=directory)
-    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
     say(f"task {index} of {run.id} in {r.work}")
     for note in r.notes:
         say(note)

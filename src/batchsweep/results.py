@@ -205,7 +205,7 @@ def export(df: pd.DataFrame, fmt: str, path: str | os.PathLike[str] | None) -> s
         return None
     if fmt == "csv" and "outputs" in df:
         df = df.assign(outputs=[";".join(map(str, v)) if isinstance(v, list) else "" for v in df["outputs"]])
-    text = df.to_csv(index=False) if fmt == "csv" else df.to_json(orient="records", indent=1)
+    text: str = df.to_csv(index=False) if fmt == "csv" else df.to_json(orient="records", indent=1)
     if path is not None:
         Path(path).write_text(text)
         return None

@@ -113,7 +113,7 @@ def _flag(a: dict[str, Any]) -> Flag:
         dest=a["dest"], option_strings=tuple(a["option_strings"]), kind=a["kind"], nargs=a.get("nargs"),
         required=a.get("required", False), default=a.get("default"), help=a.get("help"),
         choices=tuple(a["choices"]) if a.get("choices") is not None else None, type=a.get("type"),
-        negative=a.get("negative"), bool_text=tuple(a["bool_text"]) if a.get("bool_text") else None,  # type: ignore[arg-type]
+        negative=a.get("negative"), bool_text=tuple(a["bool_text"]) if a.get("bool_text") else None,
         subcommands={k: tuple(_flag(x) for x in v) for k, v in subs.items()} if subs is not None else None,
     )
 

@@ -464,7 +464,7 @@ def _format_error(err: dict[str, Any]) -> str:
         return f"{where}: unknown key; {_suggest(str(loc[-1]), options)}"
     if err["type"] == "missing":
         return f"{where or 'spec'}: required field is missing"
-    msg = err["msg"].removeprefix("Value error, ")
+    msg = str(err["msg"]).removeprefix("Value error, ")
     if not where:
         return msg
     value = err.get("input")

@@ -277,7 +277,7 @@ def safe_extractall(tar: tarfile.TarFile, target: Path, *, use_filter: bool | No
             _check_name(member.name)
         try:
             tar.extractall(target, filter="data")
-        except tarfile.FilterError as exc:  # type: ignore[attr-defined]
+        except tarfile.FilterError as exc:
             raise UnsafeArchive(str(exc)) from exc
         return
     root = os.path.realpath(target)

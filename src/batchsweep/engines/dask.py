@@ -59,6 +59,13 @@ def _unknown(where: str, key: str, valid: Sequence[str]) -> SpecError:
     return SpecError(f"{where}.{key}: unknown key; {did_you_mean(key, valid)}valid keys: {', '.join(valid)}")
 
 
+def _scheduler(client: Client) -> Any:
+    """The client's connection to its scheduler: there from the moment the client has connected, as ours have."""
+    if client.scheduler is None:
+        raise RuntimeError("the Dask client is not connected to a scheduler")
+    return client.scheduler
+
+
 def _import_class(path: str) -> type:
     module, sep, attr = path.partition(":")
     if not sep:
@@ -321,8 +328,9 @@ class DaskEngine(Engine):
                                  resources=resources or None)
             self._submitted_at = time.time()
             self.run.store.write_json(self._engine_key, {
-                "engine": self.name, "scheduler": client.scheduler.address, "keys": keys, "detached": detach,
-                "owns_cluster": self._cluster is not None, "pid": os.getpid(), "pid_started": start_time(os.getpid()), "host": socket.gethostname(),
+                "engine": self.name, "scheduler": _scheduler(client).address, "keys": keys, "detached": detach,
+                "owns_cluster": self._cluster is not None, "pid": os.getpid(),
+                "pid_started": start_time(os.getpid()), "host": socket.gethostname(),
                 "submitted_at": self._submitted_at,
             })
         except BaseException:
@@ -402,7 +410,7 @@ class DaskEngine(Engine):
         try:
             client = self._client or _connect(record["scheduler"])
             self._client = client
-            states = client.sync(client.scheduler.get_task_status, keys=record["keys"])
+            states = client.sync(_scheduler(client).get_task_status, keys=record["keys"])
             active = any(s in ACTIVE_STATES for s in states.values())
             running = _running(client, self.run.id) if active else 0
             lost = max(lost, _lost_workers(client, self.run.id, float(record.get("submitted_at", 0))))
