@@ -232,7 +232,7 @@ def _records_hooks() -> Callable[[int], str] | None:
         return None
     if not all(callable(getattr(HyperbandPruner, m, None)) for m in ("_try_initialization", "_get_bracket_id")):
         return None
-    return _completed_rung_key  # type: ignore[no-any-return]
+    return _completed_rung_key
 
 
 def _with_records(study: optuna.Study, stop: dict[str, Any], index: int, series: dict[int, dict[int, float]],
