@@ -408,3 +408,49 @@ def test_a_worker_running_tasks_at_once_gets_a_row_per_task_running_and_workers_
     assert len(placed) == len(df) and _lane_overlaps(lanes, placed, df) == []
     lanes, placed, _ = timeline_lanes(backtest_frame())  # one task at a time per local slot: a lane each
     assert lanes == ["local-0", "local-1", "local-2", "local-3"]
+
+
+def provenance_frame() -> tuple[pd.DataFrame, list[dict]]:
+    """The backtest with tasks 0-11 reused (every third from run old-a, old-b, and computed here), and the runs'
+    provenance."""
+    df = backtest_frame()
+    df["reused_from"] = [(f"old-a/{t + 100}" if t % 3 == 1 else f"old-b/{t + 200}" if t % 3 == 2 else None)
+                         if t < 12 else None for t in df["task"]]
+    df["key"] = [f"{t:02d}" + "ab" * 31 for t in df["task"]]
+    prov = {"git": {"commit": "c0ffee" * 6 + "abcd", "dirty": True, "diff_sha256": "d1ff" * 16}, "python": "CPython 3.11.9",
+            "platform": "Linux-6.1-x86_64 x86_64", "batchsweep": "0.9.0", "packages_sha256": "9a" * 32, "packages": 87}
+    sources = [{"run_id": SUMMARY["run_id"], "role": "this run", "found": True, "code_hash": "c0de" * 16,
+                "provenance": prov, "env": {"MODE": "fast"}, "created": "2024-06-01T12:00:00Z"},
+               {"run_id": "old-a", "role": "reused rows", "found": True, "code_hash": "c0de" * 16,
+                "provenance": {**prov, "git": None}, "env": {}, "created": "2024-05-01T12:00:00Z"},
+               {"run_id": "old-b", "role": "reused rows", "found": False}]
+    return df, sources
+
+
+def test_provenance_section_and_where_each_reused_row_came_from() -> None:
+    df, sources = provenance_frame()
+    html, _, _ = report(df, sources=sources)
+    rows = dict(re.findall(r'<tr data-task="(\d+)"[^>]*>(.*?)</tr>', html))
+    assert re.search(r'<td class="src" data-v="old-a/101"><a href="#prov-old-a"><code>old-a</code></a> task 101</td>',
+                     rows["1"])
+    assert '<td class="src" data-v="">–</td>' in rows["12"]
+    assert f'<td class="key" data-v="05{"ab" * 31}" title="05{"ab" * 31}"><code>05ababababab</code></td>' in rows["5"]
+    prov = html[html.index('<h2 id="provenance">'):]
+    this = re.search(rf'<tr id="prov-{SUMMARY["run_id"]}".*?</tr>', prov).group(0)
+    assert "<td>this run</td><td>22</td>" in this  # 30 tasks, 8 of them reused from the other two runs
+    assert "git <code>c0ffeec0ff</code> + uncommitted changes (diff <code>d1ffd1ffd1</code>)" in this
+    assert all(t in this for t in ("CPython 3.11.9", "Linux-6.1-x86_64", "0.9.0", "87 (9a9a9a9a9a)", "MODE=fast",
+                                   f'title="{"c0de" * 16}"'))
+    assert re.search(r'<tr id="prov-old-a".*?<td>reused rows</td><td>4</td>.*?not in a git repository', prov)
+    assert re.search(r'<tr id="prov-old-b".*?<td>4</td><td colspan="8" class="err">not in the store any more', prov)
+    assert '<div class="v">8</div><div class="k">reused, not run</div>' in html
+    assert "c0de" * 3 in html[:html.index("</header>")]  # the header names the code hash
+
+
+def test_a_report_without_reuse_has_no_reuse_columns_and_no_provenance_without_sources() -> None:
+    df = backtest_frame().assign(key="k" * 64)
+    html, _, _ = report(df)
+    assert 'class="src"' not in html and 'class="key"' not in html and "reused, not run" not in html
+    assert 'id="provenance"' not in html
+    html, _, _ = report(df, sources=provenance_frame()[1][:1])
+    assert 'class="key"' not in html and re.search(r"<td>this run</td><td>30</td>", html)

@@ -179,3 +179,28 @@ def test_the_timeline_in_the_browser_draws_a_lane_per_gpu_share_coloured_by_stat
     for spans in rows.values():  # no bar hides another on its lane
         spans.sort()
         assert all(b[0] >= a[1] - 0.5 for a, b in zip(spans, spans[1:])), spans
+
+
+def test_provenance_in_the_browser_each_reused_row_links_to_its_source_run(tmp_path: Path) -> None:
+    from test_report import provenance_frame
+
+    df, sources = provenance_frame()
+    html, _, _ = build_report(df, params=PARAMS, metrics=METRICS, summary=SUMMARY, sources=sources)
+    page = write_page(tmp_path, html, "provenance.html")
+    run = chromium(tmp_path, page, "--enable-logging=stderr", "--v=0", "--dump-dom")
+    dom = run.stdout
+    assert re.search(r'<body[^>]*data-ready="1"', dom)
+    assert [line for line in run.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line] == []
+    # every run named by a reused row's link has its provenance row in the page
+    links = set(re.findall(r'<td class="src" data-v="[^"]+"><a href="#prov-([^"]+)">', dom))
+    rows = dict(re.findall(r'<tr id="prov-([^"]+)" data-run="[^"]+"><td><code>[^<]+</code></td><td>([^<]*)</td>', dom))
+    assert links == {"old-a", "old-b"} and rows == {SUMMARY["run_id"]: "this run", "old-a": "reused rows",
+                                                     "old-b": "reused rows"}
+    # report.html#filter=old-b keeps the rows reused from that run, and only them
+    filtered = subprocess.run(
+        [str(CHROMIUM), *OFFLINE, f"--user-data-dir={tmp_path / 'profile-f'}", "--dump-dom",
+         page.as_uri() + "#filter=old-b"], capture_output=True, text=True, timeout=120, check=True).stdout
+    shown = sorted(int(t) for t in re.findall(r'<tr data-task="(\d+)" data-reused="old-b/\d+"(?: class="top")?>',
+                                              filtered))
+    hidden = re.findall(r'<tr data-task="\d+"[^>]*style="display: none;"', filtered)
+    assert shown == [t for t in range(30) if t % 3 == 2 and t < 12] and len(hidden) == 30 - len(shown)

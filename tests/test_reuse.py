@@ -340,3 +340,67 @@ def test_gc_keeps_the_last_runs_of_each_sweep_complete(project: Path, tmp_path: 
     assert list(df["status"]) == ["succeeded"] * 3 and list(df["y"]) == [1, 2, 3]
     assert cli.main(["gc", "--older-than", "30d", "--store", str(store)]) == 0
     assert "nothing to delete" in capsys.readouterr().out
+
+
+def report_rows(html: str) -> dict[str, tuple[str, str]]:
+    """The all-tasks table of a report: task -> (its reused-from cell's source, its key cell's full key)."""
+    import re
+
+    table = html[html.index('id="tasks"'):html.index("</table>", html.index('id="tasks"'))]
+    out = {}
+    for task, body in re.findall(r'<tr data-task="(\d+)"[^>]*>(.*?)</tr>', table):
+        src = re.search(r'<td class="src" data-v="([^"]*)"', body)
+        key = re.search(r'<td class="key" data-v="([^"]*)"', body)
+        out[task] = (src.group(1) if src else "", key.group(1) if key else "")
+    return out
+
+
+def provenance_rows(html: str) -> dict[str, tuple[str, str]]:
+    """The report's provenance table: run id -> (role, rows computed there)."""
+    import re
+
+    found = re.findall(r'<tr id="prov-([^"]+)" data-run="[^"]+"><td><code>[^<]+</code></td><td>([^<]*)</td>'
+                       r"<td>(\d+)</td>", html)
+    return {rid: (role, n) for rid, role, n in found}
+
+
+def test_the_report_names_where_each_reused_row_came_from_and_each_runs_provenance(
+        project: Path, tmp_path: Path) -> None:
+    import re
+
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    first = run(write_spec(project, "{a: [1, 2]}", log=log), store)
+    wider = run(write_spec(project, "{a: [1, 2, 3]}", log=log), store)
+    assert executions(log) == ["1,1", "2,1", "3,1"]
+    wider.report(tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    keys = {str(t.index): t.cache_key for t in wider.tasks()}
+    assert report_rows(html) == {"0": (f"{first.id}/0", keys["0"]), "1": (f"{first.id}/1", keys["1"]),
+                                 "2": ("", keys["2"])}
+    assert provenance_rows(html) == {wider.id: ("this run", "1"), first.id: ("reused rows", "2")}
+    for r in (first, wider):
+        row = re.search(rf'<tr id="prov-{r.id}".*?</tr>', html).group(0)
+        assert f'title="{r.info["code_hash"]}"' in row and r.info["provenance"]["packages_sha256"][:10] in row
+        assert r.info["provenance"]["python"] in row and f"RUN_LOG={log}" in row
+    assert re.search(r'<div class="v">2</div><div class="k">reused, not run</div>', html)
+    # the source deleted: the copies stay, and the report says where they came from is gone
+    first.store.delete_run(first.id)
+    wider.report(tmp_path / "r2.html")
+    html = (tmp_path / "r2.html").read_text()
+    assert report_rows(html)["0"][0] == f"{first.id}/0"
+    assert re.search(rf'<tr id="prov-{first.id}".*?not in the store any more', html)
+
+
+def test_a_sweep_report_names_the_run_and_task_each_row_was_computed_in(project: Path, tmp_path: Path) -> None:
+
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    first = run(write_spec(project, "{a: [1, 2]}", log=log), store)
+    second = run(write_spec(project, "{a: [3, 2]}", log=log), store)  # 2 is reused: task 1 here, task 1 there
+    third = run(write_spec(project, "{a: [4, 1]}", log=log), store)  # 1 is reused: task 1 here, task 0 there
+    df = batchsweep.load_sweep("counted", store=store).results()
+    where = {row["a"]: (row["run"], row["task"]) for row in df.to_dict("records")}
+    assert where == {1: (first.id, 0), 2: (first.id, 1), 3: (second.id, 0), 4: (third.id, 0)}
+    batchsweep.load_sweep("counted", store=store).report(tmp_path / "s.html")
+    html = (tmp_path / "s.html").read_text()
+    assert provenance_rows(html) == {third.id: ("this run", "1"), first.id: ("a run of the sweep", "2"),
+                                     second.id: ("a run of the sweep", "1")}

@@ -41,7 +41,10 @@ class SweepHistory:
             keys = {t.index: t.cache_key for t in run.tasks()}
             df["key"] = [keys.get(i, f"{run.id}/{i}") or f"{run.id}/{i}" for i in df["task"]]
             source = df["reused_from"] if "reused_from" in df else pd.Series([None] * len(df), index=df.index)
+            # Where the row was computed: a reused row's source run and task, else this run and task.
             df["run"] = [str(r).rsplit("/", 1)[0] if isinstance(r, str) and r else run.id for r in source]
+            df["task"] = [int(str(r).rsplit("/", 1)[1]) if isinstance(r, str) and r else t
+                          for r, t in zip(source, df["task"])]
             df["_order"] = order
             frames.append(df)
         whole = pd.concat(frames, ignore_index=True, sort=False)
@@ -55,7 +58,7 @@ class SweepHistory:
     def report(self, path: Any = None, **kwargs: Any) -> Any:
         from batchsweep.results import write_report
 
-        return write_report(self.latest, path, table=self.results(), **kwargs)
+        return write_report(self.latest, path, table=self.results(), runs={r.id: r for r in self.runs}, **kwargs)
 
 
 def load_sweep(name: str, *, store: Store | str | None = None) -> SweepHistory:

@@ -38,6 +38,7 @@ def build_report(df: pd.DataFrame, *, params: list[str], metrics: list[str], sum
                  log_tail: Callable[[int], str] | None = None, metric: str | None = None,
                  maximize: bool | None = None, top_k: int = 10, derived: Sequence[str] = (),
                  sampled: Sequence[str] = (), series: dict[int, list[dict[str, Any]]] | None = None,
+                 sources: Sequence[dict[str, Any]] = (),
                  ) -> tuple[str, str, bool]:
     """Render the run as one HTML page; returns ``(html, chosen_metric, maximize)``.
 
@@ -47,6 +48,11 @@ def build_report(df: pd.DataFrame, *, params: list[str], metrics: list[str], sum
     ``derived`` params (made of others by a ``{placeholder}``) and ``trial``/``round``/``repeat`` are not
     plotted as dimensions; ``sampled`` params (drawn at random: a search's or ``params.random``'s space) are
     drawn as scatter plots and never in a heatmap.
+
+    ``sources`` is the provenance of every run the rows were computed in (this run first, then each run a
+    reused row or a sweep's row came from): dicts with ``run_id``, ``role``, ``code_hash``, ``provenance`` (run.json
+    ``provenance``), ``env`` and ``found`` (False: that run is gone from the store). The table then shows each row's
+    source run, task and content key (``reused_from``, ``run`` and ``key`` columns).
     """
     df = df.reset_index(drop=True)
     structure = [p for p in OWN_PARAMS if p in df.columns]
@@ -60,7 +66,7 @@ def build_report(df: pd.DataFrame, *, params: list[str], metrics: list[str], sum
     continuous = {p for p in varying if dims[p].categories is None and (p in sampled or len(dims[p].levels()) > 30)}
     search = "trial" in structure
     sections = [
-        _header(summary),
+        _header(summary, sources[0] if sources else None),
         _overview(df, summary, params, varying, dims, chosen, maximize, why, values, structure, derived, continuous),
         _history(df, chosen, maximize, values) if search else "",
         curves_section(df, series or {}, chosen, summary),
@@ -68,6 +74,7 @@ def build_report(df: pd.DataFrame, *, params: list[str], metrics: list[str], sum
         _all_tasks(df, varying, structure, metrics, chosen, maximize, values, top_k),
         _plots(df, varying, continuous, dims, chosen, maximize, values, top_k),
         _failures(df, varying, log_tail),
+        _provenance(df, sources),
     ]
     title = f"batchsweep report: {summary.get('name', '')} {summary.get('run_id', '')}"
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -137,9 +144,12 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
     return _numeric(df[name]) if name in df.columns else pd.Series(math.nan, index=df.index)
 
 
-def _header(summary: dict[str, Any]) -> str:
+def _header(summary: dict[str, Any], source: dict[str, Any] | None = None) -> str:
     bits = [f"run <code>{esc(summary.get('run_id', '?'))}</code>", f"backend {esc(summary.get('backend', '?'))}",
             f"created {esc(summary.get('created', '?'))}"]
+    if source is not None:
+        bits.append(f"code <code>{esc(_short(source.get('code_hash')))}</code> · {_git(source.get('provenance'))} "
+                    '(<a href="#provenance">provenance</a>)')
     return f"<header><h1>{esc(summary.get('name', 'sweep'))}</h1><p class='sub'>{' · '.join(bits)}</p></header>"
 
 
@@ -164,6 +174,9 @@ def _overview(df: pd.DataFrame, summary: dict[str, Any], params: list[str], vary
     t = timing(df)
     cards = [("tasks", str(summary.get("n_tasks", len(df))))]
     cards += [(s, str(int(counts.get(s, 0)))) for s in STATE_NAMES if counts.get(s, 0) or s == "succeeded"]
+    reused = int(_reused(df).astype(bool).sum())
+    if reused:
+        cards.append(("reused, not run", str(reused)))
     cards += [("wall time", duration(t["wall_s"])), ("summed task time", duration(t["busy_s"])),
               ("workers", str(t["workers"])),
               ("parallel efficiency", f"{t['efficiency']:.0%}" if math.isfinite(t["efficiency"]) else "–")]
@@ -231,27 +244,130 @@ def _all_tasks(df: pd.DataFrame, varying: list[str], structure: Sequence[str], m
     ranked = sorted((i for i, v in enumerate(values) if math.isfinite(v)), key=lambda i: values[i], reverse=maximize)
     rest = [i for i in range(len(df)) if not math.isfinite(values[i])]
     others = [m for m in metrics if m != chosen]
-    head = ["rank", "task", *structure, *varying, *([chosen] if chosen else []), *others, "status", "duration_s"]
+    # Where each row came from: a sweep's table names the run it was computed in; a reused row its source task.
+    origin = [c for c in ("run",) if c in df.columns]
+    reused = _reused(df)
+    show_reused = bool(reused.astype(bool).any())
+    show_key = "key" in df.columns and bool(origin or show_reused)
+    tail = [*(["reused from"] if show_reused else []), *(["key"] if show_key else [])]
+    head = ["rank", *origin, "task", *structure, *varying, *([chosen] if chosen else []), *others, "status",
+            "duration_s", *tail]
     rank_of = {i: r for r, i in enumerate(ranked, 1)}
     has = set(df.columns)
-    cols = {c: df[c].tolist() for c in ["task", *structure, *varying, *others, "status", "duration_s"] if c in has}
+    cols = {c: df[c].tolist() for c in ["task", *origin, *structure, *varying, *others, "status", "duration_s", "key"]
+            if c in has}
+    sources = reused.tolist()
     rows = []
     for i in ranked + rest:
         task = cols["task"][i] if "task" in cols else i
-        cells = [_cell(rank_of.get(i)), _cell(task), *(_cell(cols[p][i]) for p in [*structure, *varying]),
+        cells = [_cell(rank_of.get(i)), *(_cell(cols[c][i]) for c in origin), _cell(task),
+                 *(_cell(cols[p][i]) for p in [*structure, *varying]),
                  *([_cell(values[i], "m")] if chosen else []), *(_cell(cols[m][i]) for m in others),
                  _cell(cols["status"][i] if "status" in cols else None),
                  _cell(cols["duration_s"][i] if "duration_s" in cols else None)]
+        if show_reused:
+            cells.append(_source_cell(sources[i]))
+        if show_key:
+            cells.append(_key_cell(cols["key"][i]))
         top = ' class="top"' if rank_of.get(i, top_k + 1) <= top_k else ""
-        rows.append(f'<tr data-task="{esc(task)}"{top}>{"".join(cells)}</tr>')
+        mark = f' data-reused="{esc(sources[i])}"' if sources[i] else ""
+        rows.append(f'<tr data-task="{esc(task)}"{mark}{top}>{"".join(cells)}</tr>')
     ths = "".join(f'<th class="{"m" if h == chosen else ""}">{esc(h)}</th>' for h in head)
     by = f", best {esc(chosen)} first; the top {min(top_k, len(ranked))} highlighted" if ranked else ""
+    whence = (" <i>reused from</i> names the earlier run and task a row's result was copied from (same content "
+              "key, not run again)." if show_reused else "")
     return (f"<h2>All {len(df)} tasks</h2>"
             f'<p class="cap">Every task{by}. Click a header to sort; type to keep the rows that contain every word '
-            f'(values, or a status such as <code>failed</code>). <input id="filter" type="search" '
+            f'(values, or a status such as <code>failed</code>).{whence} <input id="filter" type="search" '
             f'placeholder="filter rows…" aria-label="filter rows"> <span id="shown">{len(df)} shown</span></p>'
             f"<div class='scroll tall'>"
             f'<table class="sortable" id="tasks"><thead><tr>{ths}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _reused(df: pd.DataFrame) -> pd.Series:
+    """Each row's `reused_from` ("RUN_ID/TASK"), "" when it was computed in its own run."""
+    if "reused_from" not in df.columns:
+        return pd.Series("", index=df.index)
+    return df["reused_from"].map(lambda v: v if isinstance(v, str) else "")
+
+
+def _source_cell(source: str) -> str:
+    if not source:
+        return '<td class="src" data-v="">–</td>'
+    run_id, _, task = source.rpartition("/")
+    return (f'<td class="src" data-v="{esc(source)}"><a href="#prov-{esc(run_id)}"><code>{esc(run_id)}</code></a> '
+            f"task {esc(task)}</td>")
+
+
+def _key_cell(key: Any) -> str:
+    key = key if isinstance(key, str) else ""
+    return f'<td class="key" data-v="{esc(key)}" title="{esc(key)}"><code>{esc(_short(key))}</code></td>'
+
+
+def _short(digest: Any, n: int = 12) -> str:
+    return str(digest)[:n] if digest else "–"
+
+
+def _git(prov: dict[str, Any] | None) -> str:
+    git = (prov or {}).get("git")
+    if not prov:
+        return "not recorded"
+    if not git:
+        return "not in a git repository"
+    text = f"git <code>{esc(str(git.get('commit', '?'))[:10])}</code>"
+    if git.get("dirty"):
+        return text + f" + uncommitted changes (diff <code>{esc(_short(git.get('diff_sha256'), 10))}</code>)"
+    return text + " (clean)"
+
+
+def _provenance(df: pd.DataFrame, sources: Sequence[dict[str, Any]]) -> str:
+    """What produced the rows: for this run and each run a row came from, its code hash, git state, interpreter,
+    platform, batchsweep version, installed packages and environment."""
+    if not sources:
+        return ""
+    reused = _reused(df)
+    rows_from = reused.map(lambda s: s.rpartition("/")[0] if s else "")
+    if "run" in df.columns:  # a sweep's table: the run each row was computed in
+        rows_from = pd.Series([str(r) for r in df["run"]], index=df.index)
+    counts = rows_from.value_counts()
+    own = int((rows_from == "").sum())
+    body = []
+    for src in sources:
+        rid = str(src.get("run_id", "?"))
+        n = int(counts.get(rid, 0)) + (own if src.get("role") == "this run" else 0)
+        prov = src.get("provenance") or {}
+        if not src.get("found", True):
+            cells = '<td colspan="8" class="err">not in the store any more (deleted); its copied results remain</td>'
+        else:
+            env = dict(src.get("env") or {})
+            extra = [f"image {prov['image']}" if prov.get("image") else "",
+                     f"requirements {_short(prov.get('requirements'), 10)}" if prov.get("requirements") else ""]
+            env_text = ", ".join([*(f"{k}={v}" for k, v in sorted(env.items())), *(e for e in extra if e)]) or "–"
+            packages = (f"{prov.get('packages', '?')} ({_short(prov.get('packages_sha256'), 10)})"
+                        if prov.get("packages_sha256") else "–")
+            cells = "".join([
+                f'<td data-k="code" title="{esc(src.get("code_hash") or "")}"><code>{esc(_short(src.get("code_hash")))}'
+                "</code></td>",
+                f'<td data-k="git">{_git(prov or None)}</td>',
+                f'<td data-k="python">{esc(prov.get("python", "–"))}</td>',
+                f'<td data-k="platform">{esc(prov.get("platform", "–"))}</td>',
+                f'<td data-k="batchsweep">{esc(prov.get("batchsweep", "–"))}</td>',
+                f'<td data-k="packages">{esc(packages)}</td>',
+                f'<td data-k="env">{esc(env_text)}</td>',
+                f'<td data-k="created">{esc(src.get("created") or "–")}</td>',
+            ])
+        body.append(f'<tr id="prov-{esc(rid)}" data-run="{esc(rid)}"><td><code>{esc(rid)}</code></td>'
+                    f"<td>{esc(src.get('role', ''))}</td><td>{n}</td>{cells}</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("run", "role", "rows", "code", "git", "python", "platform",
+                                              "batchsweep", "installed packages", "environment", "created"))
+    others = len(sources) - 1
+    cap = ("The code hash is the code package's content (what the content key covers); git, the interpreter, "
+           "platform, batchsweep version and a hash of the installed packages say what produced it."
+           + (f" {others} other run{'s' if others != 1 else ''} computed rows shown here: a reused row is an "
+              "earlier result with the same content key, copied and not run again." if others > 0 else ""))
+    return (f'<h2 id="provenance">Provenance</h2><p class="cap">{esc(cap)}</p>'
+            f'<div class="scroll"><table class="prov" id="prov"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 def _tip(df: pd.DataFrame, i: int, varying: list[str], dims: dict[str, Dim], chosen: str, v: float) -> str:

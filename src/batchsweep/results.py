@@ -213,11 +213,16 @@ def export(df: pd.DataFrame, fmt: str, path: str | os.PathLike[str] | None) -> s
 
 
 def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric: str | None = None,
-                 maximize: bool | None = None, table: pd.DataFrame | None = None) -> Any:
-    """The run's HTML report; `table` replaces its results (a sweep's union table, see `batchsweep.history`)."""
+                 maximize: bool | None = None, table: pd.DataFrame | None = None,
+                 runs: dict[str, Run] | None = None) -> Any:
+    """The run's HTML report; `table` replaces its results (a sweep's union table, see `batchsweep.history`, whose
+    `runs` are the sweep's runs by id)."""
     from batchsweep.report import build_report
 
     df = gather(run) if table is None else table
+    if "key" not in df.columns:
+        keys = {t.index: t.cache_key for t in run.tasks()}
+        df = df.assign(key=[keys.get(i) or None for i in df["task"]])
     summary = {k: run.info.get(k) for k in ("run_id", "name", "backend", "created", "n_tasks")}
     summary.update(_cost_fields(run, df))
     # A text param unique to every task, or one made of other params by a placeholder (`save_name: run_{a}_{b}`),
@@ -238,7 +243,7 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
     html, chosen, maximize = build_report(
         df, params=params, metrics=metric_columns(run, df), summary=summary,
         log_tail=lambda i: "\n".join(run.logs(i, stderr=True).splitlines()[-20:]), metric=metric, maximize=maximize,
-        derived=derived, sampled=sampled, series=read_series(run),
+        derived=derived, sampled=sampled, series=read_series(run), sources=provenance_sources(run, df, runs or {}),
     )
     if path is None:
         try:
@@ -248,6 +253,36 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
         return HTML(inline_html(html))
     Path(path).write_text(html, encoding="utf-8")
     return chosen, maximize
+
+
+def provenance_sources(run: Run, df: pd.DataFrame, runs: dict[str, Run]) -> list[dict[str, Any]]:
+    """The provenance of the run, then of every other run the table's rows were computed in (`reused_from`, or a
+    sweep's `run` column), read from run.json; a run no longer in the store is marked `found: False`."""
+    from batchsweep.errors import RunDamaged, RunNotFound
+
+    def one(run_id: str, role: str, info: dict[str, Any] | None) -> dict[str, Any]:
+        if info is None:
+            return {"run_id": run_id, "role": role, "found": False}
+        return {"run_id": run_id, "role": role, "found": True, "code_hash": info.get("code_hash"),
+                "provenance": info.get("provenance"), "env": (info.get("spec") or {}).get("env") or {},
+                "created": info.get("created")}
+
+    named: list[str] = []
+    for value in [*(df["run"] if "run" in df.columns else []), *(df["reused_from"] if "reused_from" in df else [])]:
+        rid = str(value).rsplit("/", 1)[0] if "/" in str(value) else str(value)
+        if isinstance(value, str) and value and rid != run.id and rid not in named:
+            named.append(rid)
+    out = [one(run.id, "this run", run.info)]
+    for rid in sorted(named):
+        info = runs[rid].info if rid in runs else None
+        if info is None:
+            try:
+                info = run.store.run_info(rid)
+            except (RunNotFound, RunDamaged):
+                info = None
+        role = "a run of the sweep" if rid in runs else "reused rows"
+        out.append(one(rid, role, info))
+    return out
 
 
 def read_series(run: Run) -> dict[int, list[dict[str, Any]]]:
