@@ -6,6 +6,7 @@ Jupyter is not installed in the test environment, so a stand-in `IPython` (a she
 from __future__ import annotations
 
 import html
+import re
 import sys
 import textwrap
 import types
@@ -118,3 +119,60 @@ def test_report_without_ipython_returns_the_page(spec: Path, tmp_path: Path, mon
     monkeypatch.setitem(sys.modules, "IPython", None)  # an import of it fails
     page = run.report()
     assert isinstance(page, str) and run.id in page and "<svg" in page
+
+
+def test_the_progress_in_a_kernel_shows_each_running_tasks_latest_step_best_and_curve(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATCHSWEEP_SERIES_FLUSH_S", "0.05")
+    spec = tmp_path / "curves.yaml"
+    spec.write_text(textwrap.dedent(f"""\
+        name: nbcurves
+        script: {SCRIPTS / 'curve.py'}
+        params:
+          grid: {{quality: [0.5, 0.1]}}
+          fixed: {{pace: 0.25, epochs: 10}}
+        metrics: {{stdout: 'epoch (?P<step>\\d+) .*val_loss=(?P<val_loss>[\\d.]+)'}}
+        """))
+    ipy = FakeIPython(kernel=True)
+    ipy.install(monkeypatch)
+    run = batchsweep.run(spec, store=tmp_path / "store")
+    assert ipy.displays == 1
+    live = [page for page in ipy.shown if "batchsweep-live" in page]
+    assert live, "no update showed the running tasks"
+    page = live[-1]
+    rows = dict(re.findall(r"<tr data-task='(\d+)'><td>\d+</td><td>(\d+)</td>", page))
+    assert set(rows) == {"0", "1"} and all(1 <= int(step) <= 10 for step in rows.values())
+    for task, quality in (("0", 0.5), ("1", 0.1)):  # latest and best of val_loss = quality + 1/step
+        step = int(rows[task])
+        cells = re.search(rf"<tr data-task='{task}'><td>{task}</td><td>{step}</td><td>([\d.]+)</td><td>([\d.]+)</td>"
+                          r"<td><svg class=\"spark\"[^>]*><polyline[^>]*points=\"([^\"]+)\"", page)
+        assert cells is not None, page
+        assert float(cells.group(1)) == pytest.approx(quality + 1 / step, abs=1e-3)
+        assert float(cells.group(2)) == pytest.approx(quality + 1 / step, abs=1e-3)  # falling: the latest is best
+        assert len(cells.group(3).split()) == step  # a point per step so far
+    assert page.index("data-task='1'") < page.index("data-task='0'")  # best first
+    assert "batchsweep-live" not in ipy.shown[-1]  # the finished run shows the bar alone
+    assert list(run.results()["status"]) == ["succeeded"] * 2
+
+
+def test_a_running_run_shows_its_running_tasks_series_in_its_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("BATCHSWEEP_SERIES_FLUSH_S", "0.05")  # the detached runner inherits it
+    spec = tmp_path / "curves.yaml"
+    spec.write_text(textwrap.dedent(f"""\
+        name: nbcell
+        script: {SCRIPTS / 'curve.py'}
+        params:
+          grid: {{quality: [0.3]}}
+          fixed: {{pace: 0.3, epochs: 12}}
+        metrics: {{stdout: 'epoch (?P<step>\\d+) .*val_loss=(?P<val_loss>[\\d.]+)'}}
+        """))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True, progress=False)
+    page, deadline = "", time.monotonic() + 30
+    while "batchsweep-live" not in page and time.monotonic() < deadline:
+        time.sleep(0.2)
+        page = run._repr_html_()
+    run.wait(progress=False)
+    assert "batchsweep-live" in page and "<svg class=\"spark\"" in page and "quality=0.3" in page
+    assert "batchsweep-live" not in run._repr_html_()  # finished: the counts alone

@@ -355,7 +355,7 @@ def watch_status(run: Run, *, every: float = WATCH_EVERY_S, rounds: int | None =
         if console.is_terminal:
             console.clear()
         print_status(run)
-        table = live_table(run, width=console.width if console.is_terminal else None)
+        table = live_table(run, width=console.width if console.is_terminal else None) if active else None
         if table is not None:
             console.print(table)
         n += 1
@@ -369,32 +369,13 @@ def watch_status(run: Run, *, every: float = WATCH_EVERY_S, rounds: int | None =
 def live_table(run: Run, *, width: int | None) -> Any:
     """Each running task with a series: its latest step, the latest value of the watched metric (the stop rule's,
     else the first in its series) and the best so far; None when no running task has reported a step yet."""
-    from batchsweep.metrics import direction_from_name
-    from batchsweep.results import latest_values
-    from batchsweep.series import SERIES, parse
+    from batchsweep.live import live_rows
 
-    statuses, progress = run.snapshot()
-    states = run._states(statuses, progress)
-    running = [i for i, s in states.items() if not s.done and i not in statuses]
-    if not running:
+    live = live_rows(run)
+    if live is None:
         return None
-    live = latest_values(run, running)
-    if not live:
-        return None
-    stop = (run.info.get("spec") or {}).get("stop") or {}
-    metric = stop.get("metric") or sorted({k for _, values in live.values() for k in values})[0]
-    up = stop.get("direction") == "maximize" if stop.get("direction") else bool(direction_from_name(metric))
-    tasks = {t.index: t for t in run.tasks()}
-    rows = []
-    for index, (step, _values) in sorted(live.items()):
-        raw = run.store._try_read(run.store.task_key(run.id, index, SERIES)) or b""
-        seen = [float(r[metric]) for r in parse(raw) if isinstance(r.get(metric), (int, float))]
-        if not seen:
-            continue
-        rows.append([index, step, seen[-1], max(seen) if up else min(seen), _params(tasks[index].params)])
-    if not rows:
-        return None
-    table, _ = fit_table(["task", "step", metric, f"best {metric}", "params"], rows, width=width,
+    rows = [[r.index, r.step, r.value, r.best, _params(r.params)] for r in live.rows]
+    table, _ = fit_table(["task", "step", live.metric, f"best {live.metric}", "params"], rows, width=width,
                          title="running tasks", wrap=("params",))
     return table
 

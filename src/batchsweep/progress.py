@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from batchsweep.runs import Run
 
 PLAIN_EVERY_S = 5.0
+LIVE_LOCAL_S = 1.0  # how often the notebook progress re-reads the running tasks' series: a local store
+LIVE_REMOTE_S = 10.0  # S3: a listing and a GET per running task each time
 
 
 def _plain() -> bool:
@@ -63,15 +66,33 @@ def jupyter_bar(name: str, done: int, total: int, counts: dict[str, int], eta: s
             + "</div>")
 
 
+def live_html(run: Run) -> str:
+    """The running tasks' series as a notebook table (latest step, value, best, a sparkline); "" when none has
+    reported a step, or when the store cannot be read right now (the bar goes on)."""
+    from batchsweep.live import html_table, live_rows
+
+    try:
+        live = live_rows(run)
+    except Exception:  # noqa: BLE001 - a progress display must not end the run's wait
+        return ""
+    return html_table(live) if live is not None else ""
+
+
 def _watch_jupyter(run: Run, total: int, started: float, interval: float) -> None:
     # One display updated in place: needs only IPython (rich's live display in Jupyter needs ipywidgets).
     from IPython.display import HTML, display
 
     handle, seen_notes = None, set()
+    live, live_at = "", -math.inf
+    every = LIVE_LOCAL_S if run.store.is_local else LIVE_REMOTE_S  # each refresh lists the run and reads series
     while True:
         counts, progress = run.counts()
         done = sum(counts.get(k, 0) for k in DONE_STATE_NAMES)
-        bar = HTML(jupyter_bar(run.name, done, total, counts, _eta(started, done, total)))
+        if not progress.active:
+            live = ""
+        elif time.monotonic() - live_at >= every:
+            live, live_at = live_html(run), time.monotonic()
+        bar = HTML(jupyter_bar(run.name, done, total, counts, _eta(started, done, total)) + live)
         if handle is None:
             handle = display(bar, display_id=True)
         else:

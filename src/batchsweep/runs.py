@@ -134,19 +134,26 @@ class Run:
         return f"Run({self.id!r}, store={self.store.url!r})"
 
     def _repr_html_(self) -> str:
-        """A notebook cell that ends in a run shows its counts by state."""
+        """A notebook cell that ends in a run shows its counts by state (and, while it runs, each running task's
+        series)."""
         from html import escape
 
+        live = ""
         try:
-            counts, _ = self.counts()
+            counts, progress = self.counts()
             states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+            if progress.active:
+                from batchsweep.progress import live_html
+
+                live = live_html(self)  # each running task's series: latest step, value, best, a sparkline
         except Exception as e:  # noqa: BLE001 - a display hook must not raise; say what went wrong instead
             states = f"unreadable: {e}"
         rows = [("run", self.id), ("sweep", self.name), ("backend", self.info.get("backend", "")),
                 ("tasks", self.n_tasks), ("states", states)]
         cells = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:left'>"
                         f"{escape(str(v))}</td></tr>" for k, v in rows)
-        return f"<table>{cells}</table><p><code>.results()</code> for the table, <code>.report()</code> for plots</p>"
+        return (f"<table>{cells}</table>{live}<p><code>.results()</code> for the table, <code>.report()</code> for "
+                "plots</p>")
 
     @property
     def name(self) -> str:
