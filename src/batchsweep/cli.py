@@ -71,11 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     _duration_options(p, "")
     p.set_defaults(func=cmd_estimate)
 
-    p = sub.add_parser("runs", parents=[store], help="list runs; `runs rm RUN...` deletes runs",
-                       usage="%(prog)s [-h] [--store PATH] [rm RUN... [--yes]]")
-    p.add_argument("action", nargs="?", choices=("rm",), help="rm: delete the runs named after it (a dry run "
-                   "without --yes), then the code packages and inputs no remaining run uses")
-    p.add_argument("ids", nargs="*", metavar="RUN", help="with rm: run ids or unique prefixes")
+    p = sub.add_parser("runs", parents=[store], help="list runs; `runs rm RUN...` deletes runs, `runs compact [RUN]` "
+                       "packs a finished run's statuses and metrics into one file",
+                       usage="%(prog)s [-h] [--store PATH] [rm RUN... [--yes] | compact [RUN]]")
+    p.add_argument("action", nargs="?", choices=("rm", "compact"), help="rm: delete the runs named after it (a dry "
+                   "run without --yes), then the code packages and inputs no remaining run uses; compact: pack a "
+                   "finished local run's per-task statuses and metrics into one file (logs kept; the latest run "
+                   "without RUN)")
+    p.add_argument("ids", nargs="*", metavar="RUN", help="with rm: run ids or unique prefixes; with compact: one run")
     p.add_argument("--yes", action="store_true", help="with rm: delete (without it, only say what would go)")
     p.set_defaults(func=cmd_runs)
 
@@ -311,6 +314,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if not args.ids:
             raise SweepError("runs rm: name the runs to delete, e.g. `batchsweep runs rm RUN_ID`")
         return _delete(housekeeping.rm_plan(args.ids, store=args.store), args)
+    if args.action == "compact":
+        from batchsweep.compact import compact
+
+        if len(args.ids) > 1 or args.yes:
+            raise SweepError("runs compact: one RUN at a time, without --yes")
+        run = catalog.load_run(args.ids[0] if args.ids else None, store=args.store)
+        _out(compact(run).line(run.id))
+        return 0
     if args.ids or args.yes:
         raise SweepError("runs: RUN ids and --yes go with `runs rm`")
     display.print_runs(catalog.list_runs(store=args.store), store=args.store)

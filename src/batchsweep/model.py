@@ -107,7 +107,11 @@ class TaskStatus:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> TaskStatus:
-        d = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TaskStatus:
+        d = dict(d)
         d["state"] = State(d["state"])
         d["outputs"] = tuple(d.get("outputs", ()))
         known = cls.__dataclass_fields__

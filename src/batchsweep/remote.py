@@ -26,7 +26,8 @@ from typing import IO, Any
 
 from batchsweep import reaper
 from batchsweep.logprefix import prefix
-from batchsweep.store import Store
+from batchsweep.model import State, TaskStatus
+from batchsweep.store import PackEntry, Store
 from batchsweep.worker import ProcessRegistry, context_from_run, execute_task
 
 SIGTERM_REASON = "stopped by SIGTERM (spot interruption, cancel or Batch timeout)"
@@ -155,6 +156,10 @@ def main() -> int:
     worker = env.get("AWS_BATCH_JOB_ID", f"child-{child}")
     batch_attempt = int(env.get("AWS_BATCH_JOB_ATTEMPT", "1"))
     exit_code = 0
+    summary = summary_name(int(env.get("BATCHSWEEP_SUBMISSION", "0")), child, batch_attempt)
+    for attempt in range(1, batch_attempt):  # an earlier attempt's summary is older than what this one runs
+        store.delete_pack(run_id, summary_name(int(env.get("BATCHSWEEP_SUBMISSION", "0")), child, attempt))
+    finished: dict[int, TaskStatus] = {}
     with tempfile.TemporaryDirectory(prefix="batchsweep-") as tmp:
         scratch = Path(tmp)
         ctx = context_from_run(info, code_dir=_code_dir(store, info, scratch))
@@ -163,14 +168,31 @@ def main() -> int:
         for index in indices:
             if registry.cancelled.is_set():
                 break
-            previous = store.read_status(run_id, index)
+            previous = store.read_status(run_id, index, packs=False)
             if previous is not None and previous.state.ok:
+                finished[index] = previous
                 continue
-            status = execute_task(ctx, tasks[index], store, worker=worker, scratch=scratch / "tasks",
+            status = finished[index] = execute_task(ctx, tasks[index], store, worker=worker, scratch=scratch / "tasks",
                                   registry=registry, resolve_input=resolve, infra_retries=batch_attempt - 1,
                                   launcher=launch_teed)
             if not status.state.ok:
                 exit_code = status.exit_code if status.exit_code and status.exit_code > 0 else 1
+    write_summary(store, run_id, summary, finished)
     if registry.cancelled.is_set():
         return 143
     return exit_code
+
+
+def summary_name(submission: int, child: int, attempt: int) -> str:
+    return f"s{submission:04d}-c{child:06d}-a{attempt}"
+
+
+def write_summary(store: Store, run_id: str, name: str, finished: dict[int, TaskStatus]) -> None:
+    """One object with the statuses and metrics of the tasks this child finished, after their own files: reading
+    a run's results costs a request per child, not several per task. A task's own files stay the truth for a
+    task no summary covers (a child killed before this point, a run still going)."""
+    if not finished:
+        return
+    metrics = store.read_metrics(run_id, [i for i, s in finished.items() if s.state is not State.CANCELLED],
+                                packs=False)
+    store.write_pack(run_id, name, (PackEntry(s, metrics.get(i)) for i, s in sorted(finished.items())))

@@ -105,6 +105,10 @@ def copy_results(store: Store, run_id: str, tasks: Sequence[Task], reuse: Reuse,
             try:
                 store.backend.copy(store.task_key(source.run_id, source.index, name), store.task_key(run_id, index, name))
             except FileNotFoundError:
+                if name == "metrics.json":  # a compacted run or an AWS child's summary holds them in a pack
+                    packed = store.read_metrics(source.run_id, [source.index]).get(source.index)
+                    if packed is not None:
+                        store.write_json(store.task_key(run_id, index, name), packed)
                 continue  # a task need not write metrics or logs
         status = replace(source.status, index=index, reused_from=source.label)
         if not same_rule:

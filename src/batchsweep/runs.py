@@ -171,7 +171,7 @@ class Run:
         return self.store.tasks(self.id)
 
     def statuses(self) -> dict[int, TaskStatus]:
-        return self.store.statuses(self.id)
+        return self.store.statuses(self.id, self.n_tasks)
 
     # -- state --------------------------------------------------------------------------------
     def snapshot(self, progress: Progress | None = None) -> tuple[dict[int, TaskStatus], Progress]:
@@ -224,6 +224,7 @@ class Run:
             else:
                 watch(self, show=progress, interval=interval)
             self.engine.close()
+            self._compact_if_big()
         finally:
             self._let_go()
         failure = self.engine.runner_failure()
@@ -233,6 +234,13 @@ class Run:
             raise RunnerError(f"run {self.id} stopped: {failure}; tasks without a status did not run; "
                               f"fix that, then `batchsweep resume {self.id}`")
         return self.exit_code
+
+    def _compact_if_big(self) -> None:
+        """A finished local run of more than AUTO_COMPACT_TASKS tasks is compacted (`batchsweep.compact`)."""
+        from batchsweep.compact import AUTO_COMPACT_TASKS, _compact
+
+        if self.store.is_local and self.n_tasks > AUTO_COMPACT_TASKS and not self.engine.poll().active:
+            _compact(self)  # under this process's hold of the run
 
     def cancel(self) -> str | None:
         """Stop the run. Returns a sentence when its runner did not confirm the stop (None: it stopped)."""
@@ -264,6 +272,7 @@ class Run:
         else:
             statuses = self.statuses()
             todo = [t.index for t in self.tasks() if not (t.index in statuses and statuses[t.index].state.ok)]
+        self.store.drop_from_packs(self.id, todo)
         for i in todo:
             self.store.backend.delete_prefix(self.store.task_key(self.id, i))
         self.store.backend.delete_prefix(self.store.run_key(self.id, "results.parquet"))

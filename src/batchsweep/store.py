@@ -6,6 +6,9 @@
     <store>/runs/<run_id>/tasks/<i>/status.json   written last and atomically
     <store>/runs/<run_id>/tasks/<i>/{metrics.json,stdout.log,stderr.log,outputs/}
     <store>/runs/<run_id>/results.parquet
+    <store>/runs/<run_id>/packs/<name>.jsonl    statuses + metrics of many tasks in one object, a line per task
+                                                ({"i": index, "s": status, "m": metrics or null}): an AWS child's
+                                                summary (s<submission>-c<child>-a<attempt>) or a compacted run's
     <store>/code/<sha256>.tar.gz             content-addressed code package (remote engines)
     <store>/inputs/<sha256>/<name>           content-addressed local inputs (remote engines)
     <store>/sweeps/<name>.json               per-sweep stats (median task time) that size the next submit
@@ -25,8 +28,10 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -37,6 +42,10 @@ log = logging.getLogger(__name__)
 DEFAULT_STORE = ".batchsweep"
 STORE_MARKER = ".batchsweep-store"  # at a local store's root: a code directory that holds a store leaves it out
 TASK_FILES = ("metrics.json", "stdout.log", "stderr.log")
+PACKS = "packs"
+# Tasks that no pack covers are read one by one up to this many; beyond it the run's tasks/ prefix is listed
+# (1 LIST per 1,000 keys on S3) and only the status files found are read.
+PACK_GAP_GETS = 2000
 
 
 class Backend(Protocol):
@@ -250,12 +259,35 @@ def _index_entry(name: str) -> tuple[str, int] | None:
     return (run_id, int(index)) if sep and index.isdigit() else None
 
 
+@dataclass(frozen=True)
+class PackEntry:
+    """One task in a pack: its status and its metrics (None: it has no metrics.json)."""
+
+    status: TaskStatus
+    metrics: dict[str, Any] | None = None
+
+    def line(self) -> str:
+        metrics = json.dumps(self.metrics, default=str) if self.metrics is not None else "null"
+        return f'{{"i": {self.status.index}, "s": {self.status.to_json()}, "m": {metrics}}}\n'
+
+    @classmethod
+    def parse(cls, line: bytes | str) -> PackEntry | None:
+        try:
+            d = json.loads(line)
+            status = TaskStatus.from_dict(d["s"])
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+        metrics = d.get("m")
+        return cls(status, metrics if isinstance(metrics, dict) else None)
+
+
 class Store:
     """A store location and the layout of everything in it."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._warned: set[str] = set()
+        self._packs: dict[str, tuple[tuple[str, ...], dict[int, PackEntry]]] = {}
 
     def warn(self, message: str) -> None:
         """Say once (per store object) that something in the store is damaged; the command goes on without it."""
@@ -414,18 +446,40 @@ class Store:
     def write_status(self, run_id: str, status: TaskStatus) -> None:
         self.backend.write_bytes(self.task_key(run_id, status.index, "status.json"), status.to_json().encode())
 
-    def read_status(self, run_id: str, index: int) -> TaskStatus | None:
-        """A task's status; None when it has none or it is damaged (then the task counts as not finished)."""
+    def read_status(self, run_id: str, index: int, *, packs: bool = True) -> TaskStatus | None:
+        """A task's status; None when it has none or it is damaged (then the task counts as not finished).
+        `packs=False`: its own status file only (an AWS child about to run it: packs never hold a task that is
+        submitted again, see `drop_from_packs`)."""
         raw = self._try_read(self.task_key(run_id, index, "status.json"))
-        status = _parse_status(raw) if raw is not None else None
-        if raw is not None and status is None:
+        if raw is None and not packs:
+            return None
+        if raw is None:
+            entry = self.packed(run_id).get(index)
+            return entry.status if entry is not None else None
+        status = _parse_status(raw)
+        if status is None:
             self._warn_damaged(run_id, "status.json", [index], _WITHOUT_STATUS)
         return status
 
-    def statuses(self, run_id: str) -> dict[int, TaskStatus]:
-        """Every readable status written so far: the truth about which tasks finished."""
+    def statuses(self, run_id: str, n_tasks: int | None = None) -> dict[int, TaskStatus]:
+        """Every readable status written so far: the truth about which tasks finished. Packs (an AWS child's
+        summary, a compacted run) are read first; tasks they do not cover are read from their own status files
+        (one by one when few, else through a listing of the run's tasks). `n_tasks` says which tasks exist."""
+        packed = self.packed(run_id)
+        found: dict[int, TaskStatus] = {i: e.status for i, e in packed.items()}
+        if packed and n_tasks is not None:
+            gaps = [i for i in range(n_tasks) if i not in packed]
+            if len(gaps) <= PACK_GAP_GETS:
+                for i, raw in zip(gaps, self._read_many([self.task_key(run_id, i, "status.json") for i in gaps])):
+                    status = _parse_status(raw) if raw is not None else None
+                    if status is not None:
+                        found[i] = status
+                    elif raw is not None:
+                        self._warn_damaged(run_id, "status.json", [i], _WITHOUT_STATUS)
+                return found
         keys = [k for k in self.backend.list_files(self.run_key(run_id, "tasks")) if k.endswith("/status.json")]
-        found: dict[int, TaskStatus] = {}
+        if packed:
+            keys = [k for k in keys if int(k.rsplit("/", 2)[-2]) not in packed]
         bad = []
         for key, raw in zip(keys, self._read_many(keys)):
             if raw is None:
@@ -442,12 +496,26 @@ class Store:
     def read_task_statuses(self, where: list[tuple[str, int]]) -> list[TaskStatus | None]:
         """Statuses of tasks of any runs, (run id, index) each; None for a missing or damaged one."""
         raws = self._read_many([self.task_key(run_id, index, "status.json") for run_id, index in where])
-        return [_parse_status(raw) if raw is not None else None for raw in raws]
+        out = [_parse_status(raw) if raw is not None else None for raw in raws]
+        for n, ((run_id, index), raw) in enumerate(zip(where, raws)):
+            if raw is None:
+                entry = self.packed(run_id).get(index)
+                out[n] = entry.status if entry is not None else None
+        return out
 
-    def read_metrics(self, run_id: str, indices: Iterable[int]) -> dict[int, dict[str, Any]]:
-        wanted = list(indices)
-        raws = self._read_many([self.task_key(run_id, i, "metrics.json") for i in wanted])
+    def read_metrics(self, run_id: str, indices: Iterable[int], *, packs: bool = True) -> dict[int, dict[str, Any]]:
+        """Each task's metrics: from a pack that covers it, else from its metrics.json (`packs=False`: from
+        its metrics.json only)."""
+        packed = self.packed(run_id) if packs else {}
         out: dict[int, dict[str, Any]] = {}
+        wanted = []
+        for i in indices:
+            entry = packed.get(i)
+            if entry is None:
+                wanted.append(i)
+            elif entry.metrics is not None:
+                out[i] = entry.metrics
+        raws = self._read_many([self.task_key(run_id, i, "metrics.json") for i in wanted])
         bad = []
         for i, raw in zip(wanted, raws):
             if raw is None:
@@ -463,6 +531,66 @@ class Store:
         if bad:
             self._warn_damaged(run_id, "metrics.json files", bad, "those tasks show no metrics")
         return out
+
+    # -- packs: many tasks' statuses and metrics in one object ---------------------------------
+    def pack_key(self, run_id: str, name: str) -> str:
+        return self.run_key(run_id, PACKS, f"{name}.jsonl")
+
+    def pack_names(self, run_id: str) -> list[str]:
+        return sorted(k.rsplit("/", 1)[-1].removesuffix(".jsonl") for k in
+                      self.backend.list_files(self.run_key(run_id, PACKS)) if k.endswith(".jsonl"))
+
+    def write_pack(self, run_id: str, name: str, entries: Iterable[PackEntry]) -> None:
+        """One object for many tasks. Written whole (a temp file + rename locally, one PUT on S3)."""
+        data = "".join(e.line() for e in entries).encode()
+        self.backend.write_bytes(self.pack_key(run_id, name), data)
+        self._packs.pop(run_id, None)
+
+    def delete_pack(self, run_id: str, name: str) -> None:
+        self.backend.delete_prefix(self.pack_key(run_id, name))
+        self._packs.pop(run_id, None)
+
+    def packed(self, run_id: str) -> dict[int, PackEntry]:
+        """Every task a pack covers, with its status and metrics; packs later by name win. Read concurrently,
+        one request per pack; cached per store object for as long as the run's pack names do not change (a
+        pack is never rewritten under the same name, see `drop_from_packs`)."""
+        names = tuple(self.pack_names(run_id))
+        cached = self._packs.get(run_id)
+        if cached is not None and cached[0] == names:
+            return cached[1]
+        entries: dict[int, PackEntry] = {}
+        raws = self._read_many([self.pack_key(run_id, n) for n in names])
+        for name, raw in zip(names, raws):
+            if raw is None:
+                continue
+            for number, line in enumerate(raw.splitlines()):
+                if not line.strip():
+                    continue
+                entry = PackEntry.parse(line)
+                if entry is None:
+                    self.warn(f"run {run_id}: line {number + 1} of pack {name} is damaged; its task counts as "
+                              "without status")
+                else:
+                    entries[entry.status.index] = entry
+        self._packs[run_id] = (names, entries)
+        return entries
+
+    def drop_from_packs(self, run_id: str, indices: Iterable[int]) -> None:
+        """Forget these tasks in every pack that has them (before they run again): each such pack is written
+        again under a new name, then the old one is deleted, so a reader never sees a half-changed pack."""
+        drop = set(indices)
+        if not drop:
+            return
+        names = self.pack_names(run_id)
+        for name, raw in zip(names, self._read_many([self.pack_key(run_id, n) for n in names])):
+            if raw is None:
+                continue
+            entries = [e for e in map(PackEntry.parse, raw.splitlines()) if e is not None]
+            if not any(e.status.index in drop for e in entries):
+                continue
+            stem = name.split("~", 1)[0]
+            self.write_pack(run_id, f"{stem}~{time.time_ns()}", (e for e in entries if e.status.index not in drop))
+            self.delete_pack(run_id, name)
 
     def _try_read(self, key: str) -> bytes | None:
         try:

@@ -1,0 +1,74 @@
+"""Compacting a finished run (`batchsweep runs compact RUN`): every task's status.json and metrics.json packed into
+one object of the run (`packs/compact~<time>.jsonl`, see `batchsweep.store`), the per-task files then removed.
+Logs, series, outputs and anything damaged stay where they are; `results`, `status`, `report`, `logs`, `resume`
+and reuse read the pack the way they read the files it replaced."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from batchsweep.errors import SweepError
+from batchsweep.store import PackEntry
+
+if TYPE_CHECKING:
+    from batchsweep.runs import Run
+
+AUTO_COMPACT_TASKS = 10_000  # a local run of more tasks is compacted when it finishes
+
+
+@dataclass(frozen=True)
+class Compacted:
+    tasks: int  # tasks in the pack
+    files_removed: int
+    dirs_removed: int
+
+    def line(self, run_id: str) -> str:
+        return (f"run {run_id}: {self.tasks:,} tasks' statuses and metrics packed into one file; "
+                f"{self.files_removed:,} files and {self.dirs_removed:,} empty directories removed (logs, series and "
+                "outputs kept)")
+
+
+def compact(run: Run) -> Compacted:
+    """Pack a finished local run's statuses and metrics. SweepError (exit 2) for a run still going."""
+    store = run.store
+    if not store.is_local:
+        raise SweepError(f"runs compact: {run.id} is in {store.url}; only a local store's runs are compacted "
+                         "(an AWS run's results are read from its children's summaries)")
+    if run.engine.poll().active:
+        raise SweepError(f"runs compact: run {run.id} is still running; compact it once it has finished")
+    run._hold("batchsweep runs compact")  # no resume or runner may write task files meanwhile
+    try:
+        return _compact(run)
+    finally:
+        run._let_go()
+
+
+def _compact(run: Run) -> Compacted:
+    store = run.store
+    old_packs = store.pack_names(run.id)
+    statuses = store.statuses(run.id, run.n_tasks)
+    metrics = store.read_metrics(run.id, list(statuses))
+    store.write_pack(run.id, f"compact~{time.time_ns()}", (PackEntry(s, metrics.get(i)) for i, s in
+                                                           sorted(statuses.items())))
+    for name in old_packs:
+        store.delete_pack(run.id, name)
+    removed = dirs = 0
+    for index in statuses:
+        task_dir = store.local_path(store.task_key(run.id, index))
+        names = ["status.json", *(["metrics.json"] if index in metrics else [])]  # a damaged one stays
+        for name in names:
+            try:
+                os.unlink(task_dir / name)
+                removed += 1
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(task_dir)  # only when nothing else (logs, series, outputs) is left
+            dirs += 1
+        except OSError:
+            pass
+    store.update_run_info(run.id, compacted_at=time.time())
+    return Compacted(len(statuses), removed, dirs)

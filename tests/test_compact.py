@@ -1,0 +1,125 @@
+"""Packs (many tasks' statuses and metrics in one object) and `batchsweep runs compact`, on a local store."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import write_spec
+
+import batchsweep
+from batchsweep import cli
+from batchsweep.model import State, TaskStatus
+from batchsweep.store import PackEntry, Store
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+def _spec(tmp_path: Path, **fixed: object) -> Path:
+    extra = "".join(f", {k}: {v}" for k, v in fixed.items())
+    return write_spec(tmp_path, f"""
+        name: packed
+        script: {SCRIPTS / 'writes_metrics.py'}
+        params: {{grid: {{a: [1, 2, 3, 4, 5, 6]}}, fixed: {{fail_on: 4{extra}}}}}
+    """)
+
+
+def _task_files(store: Path) -> list[str]:
+    return sorted(str(p.relative_to(store)) for p in (store / "runs").glob("*/tasks/**/*") if p.is_file())
+
+
+def test_compact_packs_statuses_and_metrics_and_every_command_reads_the_same(tmp_path, capsys):
+    store = tmp_path / "store"
+    run = batchsweep.run(_spec(tmp_path), store=store, progress=False)
+    before = run.results(refresh=True)
+    stderr_before = run.logs(3, stderr=True)
+    assert "failing on purpose" in stderr_before
+    files_before = _task_files(store)
+    assert sum(f.endswith("status.json") for f in files_before) == 6
+
+    assert cli.main(["runs", "compact", "--store", str(store)]) == 0  # the latest run
+    assert capsys.readouterr().out.strip().startswith(f"run {run.id}: 6 tasks' statuses and metrics packed")
+    left = _task_files(store)
+    assert not [f for f in left if f.endswith(("status.json", "metrics.json"))]
+    assert left == [f for f in files_before if f.endswith("stderr.log")]  # the failed task's log is kept
+
+    again = batchsweep.load_run(run.id, store=store)
+    pd.testing.assert_frame_equal(again.results(refresh=True), before)
+    assert again.logs(3, stderr=True) == stderr_before and again.logs(0) == ""
+    assert again.store.read_status(run.id, 0).state is State.SUCCEEDED
+    assert cli.main(["status", run.id, "--store", str(store)]) == 0
+    assert "tasks    5 succeeded, 1 failed (of 6)" in capsys.readouterr().out
+
+    # resume runs the failed task again (and only it): the pack forgets it first, its new status is read
+    assert again.resume() == [3]
+    assert again.wait(progress=False) == 1
+    after = batchsweep.load_run(run.id, store=store).results(refresh=True)
+    pd.testing.assert_frame_equal(after.drop(columns=["started_at", "ended_at", "duration_s", "worker",
+                                                      "peak_rss_mib", "cpu_s"]),
+                                  before.drop(columns=["started_at", "ended_at", "duration_s", "worker",
+                                                       "peak_rss_mib", "cpu_s"]))
+    assert after.loc[3, "ended_at"] > before.loc[3, "ended_at"]
+    assert 3 not in again.store.packed(run.id)
+
+
+def test_a_compacted_run_is_reused_with_its_metrics(tmp_path):
+    store = tmp_path / "store"
+    first = batchsweep.run(_spec(tmp_path), store=store, progress=False)
+    assert cli.main(["runs", "compact", first.id, "--store", str(store)]) == 0
+    second = batchsweep.run(_spec(tmp_path), store=store, progress=False).results()
+    ok = second[second["status"] == "succeeded"]
+    assert len(ok) == 5 and ok["reused_from"].notna().all()
+    assert (ok["product"] == ok["a"]).all()
+
+
+def test_compacting_a_running_run_is_refused_in_one_line(tmp_path, capsys):
+    store = tmp_path / "store"
+    run = batchsweep.run(_spec(tmp_path, sleep=3), store=store, detach=True)
+    try:
+        assert cli.main(["runs", "compact", run.id, "--store", str(store)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"error: runs compact: run {run.id} is still running; compact it once it has finished"
+        assert not (store / "runs" / run.id / "packs").exists()
+    finally:
+        run.cancel()
+
+
+def _status(i: int, state: State = State.SUCCEEDED) -> TaskStatus:
+    return TaskStatus(index=i, state=state, started_at=1.0, ended_at=2.0)
+
+
+def test_a_pack_covers_its_tasks_and_the_rest_come_from_their_own_files(tmp_path, caplog):
+    store = Store.open(tmp_path)
+    store.write_pack("r", "s0000-c000000-a1", [PackEntry(_status(0), {"x": 1}), PackEntry(_status(1, State.FAILED))])
+    store.write_status("r", _status(2))
+    store.write_json(store.task_key("r", 2, "metrics.json"), {"x": 3})
+    assert {i: s.state for i, s in store.statuses("r", 4).items()} == {0: State.SUCCEEDED, 1: State.FAILED,
+                                                                       2: State.SUCCEEDED}
+    assert set(store.statuses("r")) == {0, 1, 2}  # without the task count: through the listing
+    assert store.read_metrics("r", [0, 1, 2]) == {0: {"x": 1}, 2: {"x": 3}}
+    assert store.read_task_statuses([("r", 1), ("r", 3)])[0].state is State.FAILED
+
+    store.drop_from_packs("r", [1])
+    assert set(store.statuses("r", 4)) == {0, 2} and store.read_status("r", 1) is None
+    (name,) = store.pack_names("r")
+    assert name.startswith("s0000-c000000-a1~"), "a changed pack is written under a new name"
+
+    path = store.local_path(store.pack_key("r", name))
+    path.write_text(path.read_text() + "{not json\n")
+    time.sleep(0.01)
+    with caplog.at_level(logging.WARNING, logger="batchsweep"):
+        fresh = Store.open(tmp_path)
+        assert set(fresh.statuses("r", 4)) == {0, 2}
+    assert "line 2 of pack" in caplog.text
+
+
+@pytest.mark.parametrize("damaged", ["status.json", "metrics.json"])
+def test_compact_leaves_a_damaged_file_where_it_is(tmp_path, damaged):
+    store = tmp_path / "store"
+    run = batchsweep.run(_spec(tmp_path), store=store, progress=False)
+    (store / "runs" / run.id / "tasks" / "0" / damaged).write_text("{damaged")
+    assert cli.main(["runs", "compact", run.id, "--store", str(store)]) == 0
+    assert (store / "runs" / run.id / "tasks" / "0" / damaged).read_text() == "{damaged"
