@@ -95,3 +95,31 @@ def test_the_emulator_prints_its_usage_on_help(argv: list[str], capsys) -> None:
 
     assert emulator.main(argv) == 0
     assert "python -m batchsweep.aws.emulator play RUN_ID" in capsys.readouterr().out
+
+
+HEAVY = ("pandas", "numpy", "pyarrow", "pydantic", "yaml", "rich", "boto3", "botocore", "optuna", "distributed")
+STARTUP = """
+import json, sys, time
+t = time.perf_counter()
+from batchsweep import cli
+parser = cli.build_parser()
+parser.format_help()
+elapsed = time.perf_counter() - t
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
+print(json.dumps({{"elapsed": elapsed, "heavy": heavy, "commands": sorted(parser._subparsers._group_actions[0].choices)}}))
+"""
+
+
+def test_the_cli_starts_fast_every_command_group_registered_and_no_heavy_module_loaded() -> None:
+    """`batchsweep --help` (and every command's parsing) loads the command modules only: the library loads inside
+    a command. Best of three runs, so a loaded machine does not decide it."""
+    import json
+    import subprocess
+    import sys
+
+    runs = [json.loads(subprocess.run([sys.executable, "-c", STARTUP.format(heavy=HEAVY)], capture_output=True,
+                                      text=True, check=True, timeout=60).stdout) for _ in range(3)]
+    assert runs[0]["heavy"] == []
+    assert {"run", "estimate", "resume", "wait", "cancel", "init", "status", "results", "logs", "report", "diff",
+            "rerun", "runs", "gc", "infra", "image", "doctor"} == set(runs[0]["commands"])
+    assert min(r["elapsed"] for r in runs) < 0.3

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from batchsweep.cli.infra import parse_params, register
 from batchsweep.errors import SweepError
-from batchsweep.infra.cli import parse_params, register
 from batchsweep.infra.stack import template_text
 
 

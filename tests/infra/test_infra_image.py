@@ -283,7 +283,7 @@ def test_image_push_command_points_the_stack_at_the_pushed_tag(
 ) -> None:
     import argparse
 
-    from batchsweep.infra.cli import register
+    from batchsweep.cli.infra import register
 
     main = argparse.ArgumentParser()
     register(main.add_subparsers(dest="command", required=True))
@@ -301,7 +301,7 @@ def test_image_push_of_a_spec_builds_its_requirements_into_the_stack_it_names(
 ) -> None:
     import argparse
 
-    from batchsweep.infra.cli import register
+    from batchsweep.cli.infra import register
 
     outputs = infra.up("other", {}, session=session, echo=lambda _: None, poll_s=0.01)
     spec = spec_in(tmp_path, "requirements: [humanize==4.9.0]\naws: {stack: other}\n")

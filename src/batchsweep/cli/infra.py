@@ -1,4 +1,4 @@
-"""The `infra`, `image` and `doctor` commands. `register(subparsers)` adds them to the main CLI.
+"""The commands for the AWS side: `infra` (the stack), `image` (the task image) and `doctor`.
 
 Handlers return the exit code; bad input raises SweepError, which the main CLI prints
 on one line (exit 2).

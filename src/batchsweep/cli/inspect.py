@@ -1,0 +1,208 @@
+"""The commands that look at what runs did: status, results, logs, report, diff, rerun."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from batchsweep.cli.common import out
+from batchsweep.errors import SweepError
+
+
+def register(sub: Any, store: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("status", parents=[store], help="counts by state and the failed tasks' reasons")
+    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    p.add_argument("--watch", action="store_true",
+                   help="refresh every 2 s until the run ends, with each running task's latest step, value and best")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("results", parents=[store], help="one row per task with params and metrics")
+    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    p.add_argument("--sweep", metavar="NAME",
+                   help="every run of sweep NAME as one table: a row per distinct task, the latest success winning, "
+                        "with the run it came from")
+    p.add_argument("--format", choices=("table", "csv", "json", "parquet"), default=None,
+                   help="default: from -o FILE's extension (.csv, .json, .parquet), else a table")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of the terminal")
+    p.add_argument("--sort", metavar="COLUMN",
+                   help="sort by COLUMN, best first: names like loss, error, rmse, drawdown, time ascending, other "
+                        "metrics descending (-COL largest first, +COL smallest first); missing values last")
+    order = p.add_mutually_exclusive_group()
+    order.add_argument("--asc", dest="ascending", action="store_true", default=None, help="with --sort: smallest first")
+    order.add_argument("--desc", dest="ascending", action="store_false", help="with --sort: largest first")
+    p.add_argument("--wide", action="store_true",
+                   help="table: also the fixed and derived params, attempts, durations, times, worker and outputs")
+    p.add_argument("--columns", metavar="A,B,C", help="only these columns, in this order (table, csv, json or parquet)")
+    p.add_argument("--refresh", action="store_true", help="re-read every task instead of the cached table")
+    p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("logs", parents=[store], help="a task's output",
+                       usage="%(prog)s [-h] [--store PATH] [--stderr] [--follow] [RUN] TASK")
+    p.add_argument("ids", nargs="+", metavar="[RUN] TASK",
+                   help="run id or a unique prefix (default: the latest run), then the task index: "
+                        "`logs 7` is task 7 of the latest run")
+    p.add_argument("--stderr", action="store_true", help="stderr instead of stdout")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the task ends")
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("report", parents=[store], help="a self-contained HTML report with plots")
+    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    p.add_argument("--sweep", metavar="NAME", help="plot every run of sweep NAME as one table (see results --sweep)")
+    p.add_argument("-o", "--output", default="report.html", metavar="FILE", help="where to write (default: report.html)")
+    p.add_argument("--metric", help="the metric to rank by (default: picked and named in the report)")
+    direction = p.add_mutually_exclusive_group()
+    direction.add_argument("--maximize", dest="maximize", action="store_true", default=None,
+                           help="higher is better (default: from the metric's name, else maximize)")
+    direction.add_argument("--minimize", dest="maximize", action="store_false", help="lower is better")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("diff", parents=[store], help="what changed between two runs and which tasks' metrics moved")
+    p.add_argument("run_a", metavar="RUN_A", help="the earlier run (id or a unique prefix)")
+    p.add_argument("run_b", metavar="RUN_B", help="the later run (id or a unique prefix)")
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("rerun", parents=[store],
+                       help="replay one task of any run (local or AWS) here, in the foreground, to debug it")
+    p.add_argument("run", metavar="RUN", help="run id or a unique prefix")
+    p.add_argument("task", metavar="TASK", type=int, help="the task's index")
+    p.add_argument("--dir", metavar="D", help="recreate the task's directory here (default: a new temporary one)")
+    p.add_argument("--shell", action="store_true",
+                   help="start $SHELL in the task's directory with its environment instead of running it")
+    p.set_defaults(func=cmd_rerun)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from batchsweep import catalog, display
+
+    run = catalog.load_run(args.run, store=args.store)
+    if not args.watch:
+        display.print_status(run)
+        return 0
+    try:
+        display.watch_status(run)
+    except KeyboardInterrupt:
+        pass  # stops watching; the run goes on
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from batchsweep import catalog, display, results
+
+    if args.sweep:
+        from batchsweep.history import load_sweep
+
+        if args.run:
+            raise SweepError("results: give a RUN or --sweep NAME, not both")
+        history = load_sweep(args.sweep, store=args.store)
+        run, df = history.latest, history.results()
+    else:
+        run = catalog.load_run(args.run, store=args.store)
+        df = run.results(refresh=args.refresh)
+    notes = []
+    if args.sort:
+        df, how = results.sort_best_first(df, args.sort, ascending=args.ascending, metrics=results.metric_columns(run, df))
+        notes.append(how)
+    elif args.ascending is not None:
+        raise SweepError("--asc/--desc need --sort COLUMN")
+    fmt = args.format or _format_from_name(args.output)
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    if fmt == "table" and not args.output:
+        sort = args.sort.lstrip("+-") if args.sort and args.sort not in df.columns else args.sort
+        display.print_table(df, run, wide=args.wide, columns=columns, sort=sort, notes=notes)
+        return 0
+    for note in notes:
+        print(note, file=sys.stderr)
+    if columns:
+        display.check_columns(df, columns)
+        df = df[columns]
+    if fmt == "parquet" and not args.output:
+        raise SweepError("--format parquet needs -o FILE (parquet is binary)")
+    text = results.export(df, "csv" if fmt == "table" else fmt, args.output)
+    if text is not None:
+        sys.stdout.write(text)
+    return 0
+
+
+def _format_from_name(path: str | None) -> str:
+    suffix = path.rsplit(".", 1)[-1].lower() if path and "." in path else ""
+    return {"csv": "csv", "json": "json", "parquet": "parquet", "pq": "parquet"}.get(suffix, "table" if not path else "csv")
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    import time
+
+    from batchsweep import catalog
+
+    if len(args.ids) > 2 or not args.ids[-1].lstrip("-").isdigit():
+        raise SweepError(f"logs {' '.join(args.ids)}: give [RUN] TASK, e.g. `batchsweep logs 7` for task 7 "
+                         "of the latest run")
+    args.run, args.task = (args.ids[0] if len(args.ids) == 2 else None), int(args.ids[-1])
+    import codecs
+
+    run = catalog.load_run(args.run, store=args.store)
+    shown = 0
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    while True:
+        # Decided before reading, so the last read after the task ended gets all of its output.
+        done = not args.follow or run.store.read_status(run.id, args.task) is not None or not run.engine.poll().active
+        for chunk in run.log_chunks(args.task, stderr=args.stderr, start=shown):  # streamed: any size
+            sys.stdout.write(decoder.decode(chunk))
+            shown += len(chunk)
+        sys.stdout.flush()
+        if done:
+            sys.stdout.write(decoder.decode(b"", final=True))
+            if not shown:
+                print(f"task {args.task} of {run.id}: {_no_output_why(run, args.task, args.stderr)}", file=sys.stderr)
+            return 0
+        time.sleep(0.5)
+
+
+def _no_output_why(run: Any, task: int, stderr: bool) -> str:
+    state = run.states().get(task)
+    name = "stderr" if stderr else "stdout"
+    if state is not None and not run.store.read_status(run.id, task):
+        if state.value == "pending":
+            return "no output yet: it has not started (pending); `--follow` waits for it"
+        if state.value == "running":
+            return f"no {name} yet: it is running; `--follow` prints it as it comes"
+        return f"no output: it ended as {state.value} without writing any (see `batchsweep status {run.id}`)"
+    return f"it wrote nothing to {name}" + ("" if stderr else "; its stderr: add --stderr")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from batchsweep import catalog
+
+    if args.sweep:
+        from batchsweep.history import load_sweep
+
+        if args.run:
+            raise SweepError("report: give a RUN or --sweep NAME, not both")
+        history = load_sweep(args.sweep, store=args.store)
+        run = history.latest
+        metric, maximize = history.report(args.output, metric=args.metric, maximize=args.maximize)
+    else:
+        run = catalog.load_run(args.run, store=args.store)
+        metric, maximize = run.report(args.output, metric=args.metric, maximize=args.maximize)
+    if metric:
+        out(f"wrote {args.output} (metric: {metric}, {'maximize' if maximize else 'minimize'})")
+    else:
+        out(f"wrote {args.output} (no numeric metric to plot: no task recorded one; see `batchsweep status {run.id}`)")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from batchsweep import catalog
+    from batchsweep.rundiff import diff
+
+    a, b = catalog.load_run(args.run_a, store=args.store), catalog.load_run(args.run_b, store=args.store)
+    for line in diff(a, b):
+        out(line)
+    return 0
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from batchsweep import catalog
+    from batchsweep.replay import rerun
+
+    return rerun(catalog.load_run(args.run, store=args.store), args.task, directory=args.dir, shell=args.shell)

@@ -1,0 +1,226 @@
+"""The commands that start, follow and stop sweeps: run, estimate, resume, wait, cancel, init."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any
+
+from batchsweep.cli.common import out
+from batchsweep.errors import SweepError
+
+MAX_TASKS = 1_000_000  # the same as batchsweep.planning.MAX_TASKS (not imported: --help stays light)
+
+
+def register(sub: Any, store: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("run", parents=[store], help="start a sweep and wait for it")
+    p.add_argument("spec", help="the sweep.yaml")
+    p.add_argument("--backend", help="local | aws-batch | dask (overrides the spec)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec field or param, e.g. --set timeout=30m --set window=5,10 (repeatable)")
+    p.add_argument("--max-parallel", type=int, help="tasks at once (0 = all cores)")
+    p.add_argument("--max-tasks", type=int, default=MAX_TASKS, metavar="N",
+                   help=f"refuse a space of more than N tasks (default {MAX_TASKS:,}), counted before expanding it")
+    p.add_argument("--detach", action="store_true", help="submit and return; follow with `batchsweep wait`")
+    p.add_argument("--warm", action="store_true",
+                   help="local: import the script's imports once and fork per task (same as --set warm=true)")
+    p.add_argument("--right-size", action="store_true",
+                   help="use the smaller valid Fargate vCPU/memory that the sweep's latest finished run measured "
+                        "(same as --set resources.vcpus=… --set resources.memory_mib=…)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the tasks (a search: its trials, rounds and space) and, for aws-batch or with "
+                        "--pilot/--task-seconds, an estimate; run nothing")
+    p.add_argument("--no-reuse", action="store_true",
+                   help="run every task, even those that already succeeded with the same content key in this store")
+    _duration_options(p, " (with --dry-run)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("estimate", parents=[store],
+                       help="task count, resources and, for aws-batch, an estimated cost; runs nothing on AWS",
+                       description="Task durations: --task-seconds, else --pilot, else the median of the latest "
+                                   "finished run of the same sweep in the store, else an assumed 60 s (said so). "
+                                   "Region from aws.region, else AWS_REGION/AWS_DEFAULT_REGION, else us-east-1.")
+    p.add_argument("spec", help="the sweep.yaml")
+    p.add_argument("--backend", help="local | aws-batch | dask (overrides the spec)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec field or param, as for `run` (repeatable)")
+    p.add_argument("--max-parallel", type=int, help="tasks at once (shapes how tasks are packed on aws-batch)")
+    p.add_argument("--max-tasks", type=int, default=MAX_TASKS, metavar="N",
+                   help=f"refuse a space of more than N tasks (default {MAX_TASKS:,})")
+    _duration_options(p, "")
+    p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser("resume", parents=[store], help="rerun only the tasks that did not succeed")
+    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    p.add_argument("--detach", action="store_true", help="start the tasks and return; follow with `batchsweep wait`")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("wait", parents=[store], help="wait with a progress bar until a run ends")
+    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    p.set_defaults(func=cmd_wait)
+
+    p = sub.add_parser("cancel", parents=[store], help="stop queued and running tasks")
+    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("init", help="write a starter sweep.yaml for an existing argparse script")
+    p.add_argument("script", help="the argparse script whose flags become params")
+    p.add_argument("-o", "--output", default=None, help="where to write (default: sweep.yaml beside the script)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=cmd_init)
+
+
+def _duration_options(p: argparse.ArgumentParser, when: str) -> None:
+    durations = p.add_mutually_exclusive_group()
+    durations.add_argument("--task-seconds", type=float, metavar="S",
+                           help=f"assume each task takes S seconds{when}")
+    durations.add_argument("--pilot", type=int, metavar="N",
+                           help=f"time the first N tasks here, locally, and use their median duration{when}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from batchsweep import planning, runs
+
+    if not args.dry_run and (args.task_seconds is not None or args.pilot is not None):
+        raise SweepError("--task-seconds and --pilot only apply with --dry-run (or `batchsweep estimate`)")
+    overrides = [*args.overrides, "warm=true"] if args.warm else args.overrides
+    if args.right_size:
+        overrides = [*overrides, *_right_size_overrides(args)]
+    p = planning.plan(args.spec, overrides=overrides, backend=args.backend, max_parallel=args.max_parallel,
+                  check_engine=not args.dry_run, max_tasks=args.max_tasks)
+    if p.spec.search:
+        _quiet_optuna()
+    for note in p.notes:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+    if args.dry_run:
+        from batchsweep import display
+
+        # Local and Dask cost nothing to estimate: their dry run shows the tasks, unless a duration was asked for.
+        wanted = p.spec.backend == "aws-batch" or args.task_seconds is not None or args.pilot is not None
+        reuse = _dry_run_reuse(p, args)
+        to_run = dataclasses.replace(p, tasks=reuse.to_run(p.tasks)) if reuse is not None else p
+        display.print_plan(p, _estimate(to_run, args) if wanted and to_run.tasks else None)
+        if reuse is not None and reuse.found:
+            out(reuse.line() + ("; the estimate covers the tasks to run" if wanted else ""))
+        return 0
+    run = runs.start(p, store=args.store, detach=args.detach, reuse=not args.no_reuse,
+                     say=lambda line: print(line, file=sys.stderr, flush=True))
+    out(run.id)
+    if args.detach:
+        out(f"submitted {run.n_tasks} tasks; follow with: batchsweep wait {run.id}")
+        return 0
+    return _wait(run)
+
+
+def _dry_run_reuse(p: Any, args: argparse.Namespace) -> Any:
+    """The reuse a real run would find, where a dry run can read the store (not the S3 store: no AWS calls)."""
+    from batchsweep import planning
+
+    if args.no_reuse:
+        return None
+    try:
+        return planning.find_reuse(p, store=args.store)
+    except SweepError:
+        print("reuse: looked up when the run starts (a dry run does not read the remote store)", file=sys.stderr)
+        return None
+
+
+def _right_size_overrides(args: argparse.Namespace) -> list[str]:
+    """`--right-size`: the smaller Fargate size that the sweep's latest finished run measured, as --set values."""
+    from batchsweep import planning
+    from batchsweep.estimate import earlier_right_size
+
+    p = planning.plan(args.spec, overrides=args.overrides, backend=args.backend, check_engine=False)
+    suggestion = earlier_right_size(p.spec, store=args.store)
+    if suggestion is None:
+        raise SweepError(f"--right-size: no finished run of sweep {p.spec.name!r} in this store measured a size "
+                         "worth changing to; run it once (locally is fine), or drop --right-size")
+    print(f"right-size: {suggestion.line()}", file=sys.stderr, flush=True)
+    return suggestion.overrides
+
+
+def _quiet_optuna() -> None:
+    """Optuna logs every trial at INFO; the CLI shows its own round lines instead. (The library leaves Optuna's
+    global verbosity alone: that is the caller's to set.)"""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _wait(run: Any) -> int:
+    from batchsweep import display
+
+    try:
+        code: int = run.wait()
+    except KeyboardInterrupt:
+        print("\ncancelling: stopping running tasks...", file=sys.stderr, flush=True)
+        run.cancel()
+        print(f"cancelled; finish it later with: batchsweep resume {run.id}", file=sys.stderr)
+        return 130
+    display.print_outcome(run)
+    return code
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from batchsweep import display, planning
+
+    p = planning.plan(args.spec, overrides=args.overrides, backend=args.backend, max_parallel=args.max_parallel,
+                  check_engine=False, max_tasks=args.max_tasks)
+    display.print_estimate(_estimate(p, args))
+    return 0
+
+
+def _estimate(p: Any, args: argparse.Namespace) -> Any:
+    from batchsweep.estimate import estimate_plan
+
+    if args.pilot is not None:
+        print(f"pilot: running {min(args.pilot, len(p.tasks))} task(s) here to time them...", file=sys.stderr, flush=True)
+    return estimate_plan(p, task_seconds=args.task_seconds, pilot=args.pilot, store=args.store)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from batchsweep import catalog
+
+    run = catalog.load_run(args.run, store=args.store)
+    if run.info.get("search"):
+        _quiet_optuna()
+    todo = run.resume(detach=args.detach)
+    out(run.id)
+    if not todo:
+        out("nothing to resume: every task succeeded")
+        return 0
+    print(f"resuming {len(todo)} of {run.n_tasks} tasks", file=sys.stderr)
+    if args.detach:
+        return 0
+    return _wait(run)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from batchsweep import catalog
+
+    run = catalog.load_run(args.run, store=args.store)
+    if not run.engine.poll().active:
+        out(f"{run.id} is not running; nothing to cancel")
+        return 0
+    unconfirmed = run.cancel()
+    if unconfirmed:
+        print(f"error: cancel of {run.id} requested, but {unconfirmed}; check again with "
+              f"`batchsweep status {run.id}`", file=sys.stderr)
+        return 1
+    out(f"cancelled {run.id}; resume it with: batchsweep resume {run.id}")
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from batchsweep import catalog
+
+    return _wait(catalog.load_run(args.run, store=args.store))
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from batchsweep import starter
+
+    path = starter.write_starter(args.script, output=args.output, force=args.force)
+    out(f"wrote {path}; edit the grid, then: batchsweep run {path}")
+    return 0
