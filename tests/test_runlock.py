@@ -13,7 +13,7 @@ import pytest
 from helpers import write_spec
 
 import batchsweep
-from batchsweep import runlock, runs
+from batchsweep import planning, runlock, runs
 from batchsweep.store import Store
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -125,6 +125,8 @@ def test_a_colliding_run_id_never_overwrites_an_earlier_run(tmp_path, monkeypatc
         params: {{grid: {{a: [1]}}}}
     """)
     ids = iter(["same-fixed", "same-fixed", "same-next"])
+    # plan() names the run; start() names it again only when the name is taken
+    monkeypatch.setattr(planning, "new_run_id", lambda name: next(ids))
     monkeypatch.setattr(runs, "new_run_id", lambda name: next(ids))
     first = batchsweep.run(spec, store=tmp_path / "store", progress=False)
     second = batchsweep.run(spec, store=tmp_path / "store", progress=False)
