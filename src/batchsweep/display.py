@@ -355,7 +355,7 @@ def watch_status(run: Run, *, every: float = WATCH_EVERY_S, rounds: int | None =
         if console.is_terminal:
             console.clear()
         print_status(run)
-        table = live_table(run, width=console.width if console.is_terminal else None) if active else None
+        table = live_table(run, width=console.width if console.is_terminal else None, active=active)
         if table is not None:
             console.print(table)
         n += 1
@@ -366,17 +366,20 @@ def watch_status(run: Run, *, every: float = WATCH_EVERY_S, rounds: int | None =
         time.sleep(every)
 
 
-def live_table(run: Run, *, width: int | None) -> Any:
+def live_table(run: Run, *, width: int | None, active: bool = True) -> Any:
     """Each running task with a series: its latest step, the latest value of the watched metric (the stop rule's,
-    else the first in its series) and the best so far; None when no running task has reported a step yet."""
+    else the first in its series) and the best so far; None when no running task has reported a step yet.
+    Running = a series and no status yet, read from the store; when the engine says the run ended (`active`
+    false) such tasks may have been cut off, and the title says so."""
     from batchsweep.live import live_rows
 
     live = live_rows(run)
     if live is None:
         return None
     rows = [[r.index, r.step, r.value, r.best, _params(r.params)] for r in live.rows]
+    title = "running tasks" if active else "tasks with a series and no status yet (still running, or cut off)"
     table, _ = fit_table(["task", "step", live.metric, f"best {live.metric}", "params"], rows, width=width,
-                         title="running tasks", wrap=("params",))
+                         title=title, wrap=("params",))
     return table
 
 

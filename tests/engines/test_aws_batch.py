@@ -472,3 +472,55 @@ def test_median_rule_prunes_the_bad_curves_in_played_containers_reading_each_oth
             assert "by the median rule" in s.error and s.last_step >= 2 and s.last_step < 16
         else:
             assert s.state.value == "succeeded" and s.last_step == 16
+
+
+def test_status_watch_shows_the_running_tasks_latest_steps_read_from_s3_while_containers_play(
+        tmp_path, stack, calls, monkeypatch, capsys):
+    """Two played containers print a known curve each (val_loss = quality + 1/epoch); mid-run, `status --watch`
+    lists both with their latest step, value and best, read from the series files in S3 — one listing and one
+    read per running task, not one per task of the run."""
+    import threading
+
+    monkeypatch.setenv("BATCHSWEEP_SERIES_FLUSH_S", "0.2")  # S3's default is 5 s
+    spec = write_spec(tmp_path, "\n".join([
+        "name: cloud-watch",
+        f"script: {SCRIPTS / 'curve.py'}",
+        "params: {grid: {quality: [0.2, 0.5, 9.0]}, fixed: {pace: 0.3, epochs: 40}}",
+        r"metrics: {stdout: 'epoch (?P<step>\d+) .*val_loss=(?P<val_loss>[\d.]+)'}",
+        "backend: aws-batch",
+        "aws: {stack: batchsweep, region: us-east-1}",
+        "resources: {vcpus: 0.5, memory_mib: 1024}",
+    ]) + "\n")
+    store = tmp_path / "store"
+    run = batchsweep.run(spec, store=store, detach=True)
+    played = threading.Thread(target=play_containers, args=(run,), kwargs={"only": {0, 1}})
+    played.start()
+    try:
+        s3 = run.store
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            raws = [s3._try_read(s3.task_key(run.id, i, "metrics.jsonl")) for i in (0, 1)]
+            if all(raw and len(raw.splitlines()) >= 2 for raw in raws):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the played containers wrote no series to S3")
+        calls.clear()
+        assert cli.main(["status", run.id, "--watch", "--store", str(store)]) == 0
+        out = capsys.readouterr().out
+        series_reads = [p["Key"] for op, p in calls if op == "s3.GetObject" and p["Key"].endswith("metrics.jsonl")]
+    finally:
+        played.join(timeout=120)
+    rows = {}
+    table = out.split("tasks with a series and no status yet", 1)[-1]  # Batch in moto says the jobs ended at once
+    for line in table.splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[0] in ("0", "1") and "quality=" in line:
+            rows[int(parts[0])] = (int(parts[1]), float(parts[2]), float(parts[3]))
+    assert set(rows) == {0, 1}, out
+    for index, quality in ((0, 0.2), (1, 0.5)):
+        step, value, best = rows[index]
+        assert 2 <= step < 40
+        assert value == pytest.approx(quality + 1 / step, abs=1e-3) and best == value  # a falling curve
+    assert sorted(k.rsplit("/", 2)[-2] for k in series_reads) == ["0", "1"]  # task 2 never started: not read
+    assert sum(op == "s3.ListObjectsV2" for op, _ in calls) <= 4
