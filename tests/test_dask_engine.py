@@ -187,7 +187,6 @@ def test_a_worker_killed_mid_run_loses_no_task(tmp_path, dask_cluster):
     assert sorted(df["task"]) == list(range(20)) and set(df["status"]) == {"succeeded"}
     assert df["worker"].nunique() >= 1
     _, progress = batchsweep.load_run(run.id, store=store).snapshot()  # what `batchsweep status` shows
-    assert progress.extra["lost_workers"] == 1
     assert progress.notes == ("1 Dask worker lost mid-run; Dask ran their tasks again elsewhere",)
 
 

@@ -249,7 +249,7 @@ def run_state(run: Run, counts: Counter[str], active: bool) -> str:
 
 def print_status(run: Run) -> None:
     statuses, progress = run.snapshot()
-    states = run._states(statuses, progress)
+    states = run.states_from(statuses, progress)
     counts = Counter(s.value for s in states.values())
     console = _console()
     console.print(f"run      {run.id}")
@@ -279,9 +279,9 @@ def print_status(run: Run) -> None:
     stop = (run.info.get("spec") or {}).get("stop")
     if stop:
         console.print("stopping " + stop_line(run, statuses, stop), markup=False)
-    batch_states = progress.extra.get("batch_states")
-    if batch_states:
-        console.print("engine   " + ", ".join(f"{n} {s}" for s, n in sorted(batch_states.items())) + " (child jobs)")
+    if progress.units:
+        console.print("engine   " + ", ".join(f"{n} {s}" for s, n in sorted(progress.units.items()))
+                      + (f" ({progress.unit_name})" if progress.unit_name else ""))
     retried = sum(s.infra_retries for s in statuses.values())
     if retried:
         console.print(f"retried  {retried} time(s) after spot interruptions or lost hosts")

@@ -33,7 +33,7 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
         except Exception:  # noqa: BLE001 - a damaged cache (truncated, not parquet) is rebuilt from the tasks
             run.store.warn(f"run {run.id}: the cached results.parquet is damaged; rebuilt from the task files")
     statuses, progress = run.snapshot()
-    states = run._states(statuses, progress)
+    states = run.states_from(statuses, progress)
     metrics = run.store.read_metrics(run.id, [i for i, s in statuses.items() if s.state is not State.CANCELLED])
     reasons = run.engine.failure_reasons() if State.LOST in states.values() else {}
     # Mid-run: a running task's latest values from its series, marked partial.

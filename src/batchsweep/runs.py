@@ -12,10 +12,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from batchsweep import runlock
 from batchsweep.engines import get_engine
+from batchsweep.engines.base import RunHandle
 from batchsweep.errors import SpecError, SweepError
 from batchsweep.model import State, Task, TaskStatus
 from batchsweep.planning import Plan, find_reuse, metrics_rule, new_run_id, plan
@@ -163,9 +165,21 @@ class Run:
     def n_tasks(self) -> int:
         return int(self.info["n_tasks"])
 
+    def handle(self) -> RunHandle:
+        """What an engine is given of this run (never the Run itself)."""
+        return RunHandle(id=self.id, name=self.name, store=self.store, info=MappingProxyType(dict(self.info)),
+                         n_tasks=self.n_tasks, hold=lambda: self._lock)
+
     @cached_property
     def engine(self) -> Engine:
-        return get_engine(self.info["backend"])(self)
+        return get_engine(self.info["backend"])(self.handle())
+
+    def renew_engine(self) -> None:
+        """Close the engine and make a new one on next use (after run.json changed; a search's next round)."""
+        old = self.__dict__.pop("engine", None)
+        if old is not None:
+            old.close()
+        self._baseline = None  # the statuses of tasks the old engine was not running are stale too
 
     def tasks(self) -> list[Task]:
         return self.store.tasks(self.id)
@@ -184,13 +198,13 @@ class Run:
 
     def states(self) -> dict[int, State]:
         statuses, progress = self.snapshot()
-        return self._states(statuses, progress)
+        return self.states_from(statuses, progress)
 
-    def _states(self, statuses: dict[int, TaskStatus], progress: Progress) -> dict[int, State]:
+    def states_from(self, statuses: dict[int, TaskStatus], progress: Progress) -> dict[int, State]:
         missing = State.PENDING
         if not progress.active:
-            missing = State.CANCELLED if self.info.get("cancelled") else State(progress.extra.get("missing", "pending"))
-        running = set(progress.extra.get("running_tasks") or ()) if progress.active else set()
+            missing = State.CANCELLED if self.info.get("cancelled") else progress.missing
+        running = progress.running_tasks if progress.active else frozenset()
         return {i: statuses[i].state if i in statuses else State.RUNNING if i in running else missing
                 for i in range(self.n_tasks)}
 
@@ -199,7 +213,7 @@ class Run:
         if progress.active and progress.counts is not None:
             return Counter(progress.counts), progress
         statuses, progress = self.snapshot(progress)
-        counts = Counter(s.value for s in self._states(statuses, progress).values())
+        counts = Counter(s.value for s in self.states_from(statuses, progress).values())
         running = 0 if counts.get("running") else min(progress.running, counts.get("pending", 0))
         if running:
             counts["running"] = running
@@ -278,10 +292,7 @@ class Run:
         self.store.backend.delete_prefix(self.store.run_key(self.id, "results.parquet"))
         self.store.remove_stale_temp(self.id)
         self.info = self.store.update_run_info(self.id, cancelled=False, resumed_at=time.time())
-        old = self.__dict__.pop("engine", None)
-        if old is not None:
-            old.close()
-        self._baseline = None
+        self.renew_engine()
         if todo and not self.info.get("search"):
             self.engine.submit(todo, detach=detach)
         return todo

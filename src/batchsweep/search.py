@@ -346,9 +346,7 @@ def _engine_evaluator(run: Run, search: Search, study: optuna.Study, *, progress
         if progress:
             log.info("round %s: %d trials (%d of %d told so far)", proposals[0].round, len(indices), told(study),
                      search.trials)
-        run.engine.close()
-        run.__dict__.pop("engine", None)  # a fresh engine per round: its own thread, its own poll backoff
-        run._baseline = None
+        run.renew_engine()  # a fresh engine per round: its own thread, its own poll backoff
         run.engine.submit(indices, detach=False)
         watch(run, show=progress, interval=interval)
         statuses = {i: run.store.read_status(run.id, i) for i in indices}

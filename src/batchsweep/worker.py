@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -584,7 +584,7 @@ def _drop_empty(task_dir: Path) -> None:
         pass
 
 
-def context_from_run(run_info: dict[str, Any], *, code_dir: Path | None = None) -> RunContext:
+def context_from_run(run_info: Mapping[str, Any], *, code_dir: Path | None = None) -> RunContext:
     from batchsweep.scriptargs import flags_from_json
 
     spec = run_info["spec"]

@@ -8,20 +8,48 @@ module with a subclass of `Engine`, registered in `batchsweep.engines.ENGINES` o
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from batchsweep.model import State
+
 if TYPE_CHECKING:
     from batchsweep.model import Task, TaskStatus
-    from batchsweep.runs import Run
+    from batchsweep.runlock import RunLock
     from batchsweep.spec import Spec
     from batchsweep.store import Store
 
 
 @dataclass(frozen=True)
+class RunHandle:
+    """What an engine is given of a run: who it is, where its store is, what was recorded when it was planned.
+    Built by `Run.handle()`; an engine never sees the `Run` (nor reaches back into it)."""
+
+    id: str
+    name: str
+    store: Store
+    info: Mapping[str, Any]  # run.json as it was when the engine was made (read-only)
+    n_tasks: int
+    hold: Callable[[], RunLock | None] = lambda: None  # the driving process's hold on the run (a detached runner adopts it)
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        """The spec as recorded in run.json."""
+        return self.info["spec"]  # type: ignore[no-any-return]
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        """This engine's resolved settings (what `Engine.check` returned at plan time)."""
+        return self.info.get("engine") or {}
+
+    def tasks(self) -> list[Task]:
+        return self.store.tasks(self.id)
+
+
+@dataclass(frozen=True)
 class Progress:
-    """What an engine knows right now. `running` counts tasks it believes are executing.
+    """What an engine knows right now (`Engine.poll`). `running` counts tasks it believes are executing.
 
     An engine that writes statuses itself may hand them over (`statuses`, for the tasks in `covers`), which
     spares a full read of the store on every poll."""
@@ -32,13 +60,18 @@ class Progress:
     covers: frozenset[int] = frozenset()
     counts: dict[str, int] | None = None  # task counts by state, when the engine can tell them cheaper than the store
     notes: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
+    running_tasks: frozenset[int] = frozenset()  # tasks the engine knows are executing (when it can tell which)
+    # What a task without a status is once the engine is no longer active: it never ran (PENDING), or the engine
+    # saw it end without writing one (LOST).
+    missing: State = State.PENDING
+    units: Mapping[str, int] = field(default_factory=dict)  # the engine's own work units by state (AWS child jobs)
+    unit_name: str = ""  # what `units` counts, for `status` ("child jobs")
 
 
 class Engine(abc.ABC):
     name: ClassVar[str]
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: RunHandle) -> None:
         self.run = run
 
     # -- before a run exists -----------------------------------------------------------------

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batchsweep.engines.base import Engine, Progress
+from batchsweep.engines.base import Engine, Progress, RunHandle
 from batchsweep.errors import SpecError
 from batchsweep.model import State, Task, TaskStatus
 from batchsweep.runlock import pid_alive, start_time
@@ -33,7 +33,6 @@ from batchsweep.worker import ProcessRegistry, context_from_run, execute_task
 if TYPE_CHECKING:
     from distributed import Client, Event
 
-    from batchsweep.runs import Run
     from batchsweep.spec import Spec
     from batchsweep.store import Store
 
@@ -245,7 +244,7 @@ def _connect(address: str) -> Client:
 class DaskEngine(Engine):
     name = "dask"
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
         self._client: Client | None = None
         self._cluster: Any = None
@@ -383,11 +382,11 @@ class DaskEngine(Engine):
         if self._lost != self._reported_lost:
             self._reported_lost = self._lost
             notes = (_lost_note(self._lost),)
-        extra: dict[str, Any] = {"lost_workers": self._lost}
+        missing = State.PENDING
         if not active:
-            extra["missing"] = State.LOST.value  # the futures all ended: a task without a status is lost
+            missing = State.LOST  # the futures all ended: a task without a status is lost
         return Progress(active=active, running=self._running if active else 0, statuses=written,
-                        covers=self._covers, notes=notes, extra=extra)
+                        covers=self._covers, notes=notes, missing=missing)
 
     def _record(self) -> dict[str, Any] | None:
         return self.run.store.read_record(self._engine_key)
@@ -404,9 +403,9 @@ class DaskEngine(Engine):
         owner_gone = record.get("owns_cluster") and (
             record.get("host") == socket.gethostname() and not pid_alive(int(record.get("pid") or 0), record.get("pid_started")))
         if record.get("finished"):
-            return Progress(active=False, notes=notes, extra={"lost_workers": lost, "missing": State.LOST.value})
+            return Progress(active=False, notes=notes, missing=State.LOST)
         if owner_gone:
-            return Progress(active=False, notes=notes, extra={"lost_workers": lost})
+            return Progress(active=False, notes=notes)
         try:
             client = self._client or _connect(record["scheduler"])
             self._client = client
@@ -416,11 +415,10 @@ class DaskEngine(Engine):
             lost = max(lost, _lost_workers(client, self.run.id, float(record.get("submitted_at", 0))))
         except (SpecError, OSError, TimeoutError) as e:
             if len(self.run.store.statuses(self.run.id)) >= self.run.n_tasks:
-                return Progress(active=False, notes=notes, extra={"lost_workers": lost})  # done: nothing to say
+                return Progress(active=False, notes=notes)  # done: nothing to say
             note = f"the Dask scheduler {record['scheduler']} is unreachable ({e}); tasks without a status did not finish"
-            return Progress(active=False, notes=(*notes, note), extra={"lost_workers": lost})
-        progress = Progress(active=active, running=running, notes=(_lost_note(lost),) if lost else (),
-                            extra={"lost_workers": lost})
+            return Progress(active=False, notes=(*notes, note))
+        progress = Progress(active=active, running=running, notes=(_lost_note(lost),) if lost else ())
         self._remote = (time.monotonic(), progress)
         return progress
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchsweep import reaper, runlock
-from batchsweep.engines.base import Engine, Progress
+from batchsweep.engines.base import Engine, Progress, RunHandle
 from batchsweep.leases import Leases, available_memory_mib
 from batchsweep.model import TaskStatus
 from batchsweep.runlock import start_time as _start_time
@@ -37,13 +37,12 @@ from batchsweep.worker import (
 
 if TYPE_CHECKING:
     from batchsweep.model import Task
-    from batchsweep.runs import Run
     from batchsweep.spec import Spec
     from batchsweep.warm import WarmServer
 
 
 log = logging.getLogger(__name__)
-def _alive(record: dict[str, Any], run: Run) -> bool:
+def _alive(record: dict[str, Any], run: RunHandle) -> bool:
     if record.get("finished"):
         return False
     if record.get("host") != socket.gethostname():
@@ -58,7 +57,7 @@ CANCEL_WAIT_S = 30.0  # how long `cancel` waits for the runner to confirm
 class LocalEngine(Engine):
     name = "local"
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
         self._registry = ProcessRegistry()
         self._thread: threading.Thread | None = None
@@ -96,7 +95,7 @@ class LocalEngine(Engine):
     # -- submit -------------------------------------------------------------------------------
     def submit(self, indices: Sequence[int], *, detach: bool) -> None:
         if detach:
-            lock = self.run._lock
+            lock = self.run.hold()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "batchsweep.engines.local", self.run.store.url, self.run.id,
                  lock.record.token if lock is not None else ""],
@@ -225,7 +224,7 @@ class LocalEngine(Engine):
         active = _alive(record, self.run)
         workers = self._leases()[1]
         started = _started(self.run, workers) if active and self.run.store.is_local else []
-        return Progress(active=active, running=workers if active else 0, extra={"running_tasks": started})
+        return Progress(active=active, running=workers if active else 0, running_tasks=frozenset(started))
 
     def cancel(self) -> str | None:
         if self._thread is not None:
@@ -256,7 +255,7 @@ class LocalEngine(Engine):
             self._thread.join()
 
 
-def _started(run: Run, workers: int) -> list[int]:
+def _started(run: RunHandle, workers: int) -> list[int]:
     """The tasks a detached runner is running: a log file and no status yet (at most one per worker, the newest:
     a task left from an earlier attempt has an older log)."""
     tasks = run.store.local_path(run.store.run_key(run.id, "tasks"))
@@ -280,7 +279,7 @@ def _serve(store_url: str, run_id: str, token: str) -> None:
 
     run = load_run(run_id, store=store_url)
     lock = runlock.RunLock.adopt(run.store, run.id, token, command="batchsweep runner")
-    engine = LocalEngine(run)
+    engine = LocalEngine(run.handle())
     signal.signal(signal.SIGTERM, lambda *_: engine._registry.cancel_all())
     lock.start_heartbeat(on_cancel=engine._registry.cancel_all)
     engine._lock_release = lock.release

@@ -9,14 +9,14 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from batchsweep.engines.base import Engine, Progress
+from batchsweep.engines.base import Engine, Progress, RunHandle
 from batchsweep.worker import ProcessRegistry, context_from_run, execute_task
 
 
 class SerialEngine(Engine):
     name = "serial"
 
-    def __init__(self, run):  # type: ignore[no-untyped-def]
+    def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
         self._thread: threading.Thread | None = None
         self._registry = ProcessRegistry()

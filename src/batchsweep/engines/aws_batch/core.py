@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from batchsweep.engines.aws_batch.settings import _session
-from batchsweep.engines.base import Engine, Progress
-
-if TYPE_CHECKING:
-    from batchsweep.runs import Run
+from batchsweep.engines.base import Engine, Progress, RunHandle
 
 
 class AwsRun(Engine):
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
-        self.settings: dict[str, Any] = run.info.get("engine") or {}
+        self.settings: dict[str, Any] = dict(run.settings)
         self._next_poll = 0.0
         self._interval = 2.0
         self._last: Progress | None = None

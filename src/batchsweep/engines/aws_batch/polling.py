@@ -10,6 +10,7 @@ from typing import Any
 
 from batchsweep.engines.aws_batch.core import AwsRun
 from batchsweep.engines.base import Progress
+from batchsweep.model import State
 
 TERMINAL = ("SUCCEEDED", "FAILED")
 RUNNABLE_ADVICE = {
@@ -52,7 +53,7 @@ class Poller(AwsRun):
             counts = {"succeeded": done, "failed": failed, "running": running,
                       "pending": max(0, self.run.n_tasks - done - failed - running)}
         progress = Progress(active=active, running=running, notes=notes, counts=counts,
-                            extra={"missing": "lost", "batch_states": dict(children), "tasks_per_child": k})
+                            missing=State.LOST, units=dict(children), unit_name="child jobs")
         self._last = progress
         # Capped backoff with jitter: a long run costs few DescribeJobs calls.
         self._interval = min(30.0, self._interval * 1.3)
