@@ -123,3 +123,9 @@ def test_the_cli_starts_fast_every_command_group_registered_and_no_heavy_module_
     assert {"run", "estimate", "resume", "wait", "cancel", "init", "status", "results", "logs", "report", "diff",
             "rerun", "runs", "gc", "infra", "image", "doctor"} == set(runs[0]["commands"])
     assert min(r["elapsed"] for r in runs) < 0.3
+
+
+@pytest.mark.parametrize("command", ["results", "report"])
+def test_a_run_and_a_sweep_together_are_refused(command: str, tmp_path: Path, capsys) -> None:
+    assert cli.main([command, "some-run", "--sweep", "some-sweep", "--store", str(tmp_path / "store")]) == 2
+    assert capsys.readouterr().err == f"error: {command}: give a RUN or --sweep NAME, not both\n"

@@ -179,6 +179,15 @@ class RightSize:
                 f"run at once {where} (`run --right-size` applies it)")
 
 
+def _peak_use(usage: Sequence[tuple[float, float, float]]) -> tuple[float, float] | None:
+    """The most memory (MiB) and vCPUs (CPU time over duration) any task used, from (peak_rss_mib, cpu_s,
+    duration_s) of succeeded tasks; None when none ran long enough to tell."""
+    measured = [(rss, cpu / dur) for rss, cpu, dur in usage if dur > 0]
+    if not measured:
+        return None
+    return max(m for m, _ in measured), max(v for _, v in measured)
+
+
 def right_size(usage: Sequence[tuple[float, float, float]], *, vcpus: float, memory_mib: int,
                region: str = "us-east-1") -> RightSize | None:
     """The cheapest valid Fargate size with HEADROOM over the most any task used, if it saves MIN_SAVING.
@@ -187,11 +196,10 @@ def right_size(usage: Sequence[tuple[float, float, float]], *, vcpus: float, mem
     its duration."""
     from batchsweep.aws.fargate import VALID
 
-    measured = [(rss, cpu / dur) for rss, cpu, dur in usage if dur > 0]
-    if not measured:
+    peak = _peak_use(usage)
+    if peak is None:
         return None
-    used_mib = max(m for m, _ in measured)
-    used_vcpus = max(v for _, v in measured)
+    used_mib, used_vcpus = peak
     vcpu_price, gb_price = prices_for(region)
 
     def price(v: float, m: float) -> float:
@@ -218,11 +226,10 @@ def right_size_reserved(usage: Sequence[tuple[float, float, float]], *, vcpus: f
     """Locally and on Dask: the smaller reservation (HEADROOM over the most any task used) when it is at most
     half of what each task reserved. `vcpus`/`memory_mib`: what the run reserved per task, None where nothing
     was (locally memory is reserved only when the spec sets it; Dask reserves no vCPUs)."""
-    measured = [(rss, cpu / dur) for rss, cpu, dur in usage if dur > 0]
-    if not measured:
+    peak = _peak_use(usage)
+    if peak is None:
         return None
-    used_mib = max(m for m, _ in measured)
-    used_vcpus = max(v for _, v in measured)
+    used_mib, used_vcpus = peak
     new_vcpus: float | None = next((v for v in VCPU_STEPS if v >= used_vcpus * HEADROOM), None)
     if vcpus is None or new_vcpus is None or new_vcpus * RESERVED_FACTOR > vcpus:
         new_vcpus = None

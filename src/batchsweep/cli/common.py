@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from batchsweep.history import SweepHistory
+    from batchsweep.runs import Run
+
 
 def out(text: str = "") -> None:
     """A line of the command's output (stdout), flushed so it interleaves with stderr as it happens."""
     print(text, flush=True)
+
+
+def latest_run_argument(p: argparse.ArgumentParser) -> None:
+    """The optional RUN of the commands that read one run: the latest when not given."""
+    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+
+
+def run_or_sweep(args: argparse.Namespace, command: str) -> tuple[Run, SweepHistory | None]:
+    """The run `RUN` names (the latest without it), or with `--sweep NAME` the sweep's history and its latest run."""
+    from batchsweep import catalog
+
+    if not args.sweep:
+        return catalog.load_run(args.run, store=args.store), None
+    from batchsweep.history import load_sweep
+
+    if args.run:
+        from batchsweep.errors import SweepError
+
+        raise SweepError(f"{command}: give a RUN or --sweep NAME, not both")
+    history = load_sweep(args.sweep, store=args.store)
+    return history.latest, history

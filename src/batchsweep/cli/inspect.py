@@ -6,19 +6,19 @@ import argparse
 import sys
 from typing import Any
 
-from batchsweep.cli.common import out
+from batchsweep.cli.common import latest_run_argument, out, run_or_sweep
 from batchsweep.errors import SweepError
 
 
 def register(sub: Any, store: argparse.ArgumentParser) -> None:
     p = sub.add_parser("status", parents=[store], help="counts by state and the failed tasks' reasons")
-    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    latest_run_argument(p)
     p.add_argument("--watch", action="store_true",
                    help="refresh every 2 s until the run ends, with each running task's latest step, value and best")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("results", parents=[store], help="one row per task with params and metrics")
-    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    latest_run_argument(p)
     p.add_argument("--sweep", metavar="NAME",
                    help="every run of sweep NAME as one table: a row per distinct task, the latest success winning, "
                         "with the run it came from")
@@ -47,7 +47,7 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser("report", parents=[store], help="a self-contained HTML report with plots")
-    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    latest_run_argument(p)
     p.add_argument("--sweep", metavar="NAME", help="plot every run of sweep NAME as one table (see results --sweep)")
     p.add_argument("-o", "--output", default="report.html", metavar="FILE", help="where to write (default: report.html)")
     p.add_argument("--metric", help="the metric to rank by (default: picked and named in the report)")
@@ -87,18 +87,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from batchsweep import catalog, display, results
+    from batchsweep import display, results
 
-    if args.sweep:
-        from batchsweep.history import load_sweep
-
-        if args.run:
-            raise SweepError("results: give a RUN or --sweep NAME, not both")
-        history = load_sweep(args.sweep, store=args.store)
-        run, df = history.latest, history.results()
-    else:
-        run = catalog.load_run(args.run, store=args.store)
-        df = run.results(refresh=args.refresh)
+    run, history = run_or_sweep(args, "results")
+    df = history.results() if history is not None else run.results(refresh=args.refresh)
     notes = []
     if args.sort:
         df, how = results.sort_best_first(df, args.sort, ascending=args.ascending, metrics=results.metric_columns(run, df))
@@ -171,19 +163,8 @@ def _no_output_why(run: Any, task: int, stderr: bool) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from batchsweep import catalog
-
-    if args.sweep:
-        from batchsweep.history import load_sweep
-
-        if args.run:
-            raise SweepError("report: give a RUN or --sweep NAME, not both")
-        history = load_sweep(args.sweep, store=args.store)
-        run = history.latest
-        metric, maximize = history.report(args.output, metric=args.metric, maximize=args.maximize)
-    else:
-        run = catalog.load_run(args.run, store=args.store)
-        metric, maximize = run.report(args.output, metric=args.metric, maximize=args.maximize)
+    run, history = run_or_sweep(args, "report")
+    metric, maximize = (history if history is not None else run).report(args.output, metric=args.metric, maximize=args.maximize)
     if metric:
         out(f"wrote {args.output} (metric: {metric}, {'maximize' if maximize else 'minimize'})")
     else:

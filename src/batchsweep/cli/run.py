@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from typing import Any
 
-from batchsweep.cli.common import out
+from batchsweep.cli.common import latest_run_argument, out
 from batchsweep.errors import SweepError
 
 MAX_TASKS = 1_000_000  # the same as batchsweep.planning.MAX_TASKS (not imported: --help stays light)
@@ -15,13 +15,7 @@ MAX_TASKS = 1_000_000  # the same as batchsweep.planning.MAX_TASKS (not imported
 
 def register(sub: Any, store: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[store], help="start a sweep and wait for it")
-    p.add_argument("spec", help="the sweep.yaml")
-    p.add_argument("--backend", help="local | aws-batch | dask (overrides the spec)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a spec field or param, e.g. --set timeout=30m --set window=5,10 (repeatable)")
-    p.add_argument("--max-parallel", type=int, help="tasks at once (0 = all cores)")
-    p.add_argument("--max-tasks", type=int, default=MAX_TASKS, metavar="N",
-                   help=f"refuse a space of more than N tasks (default {MAX_TASKS:,}), counted before expanding it")
+    _spec_options(p, set_help="e.g. --set timeout=30m --set window=5,10", max_parallel_help="0 = all cores")
     p.add_argument("--detach", action="store_true", help="submit and return; follow with `batchsweep wait`")
     p.add_argument("--warm", action="store_true",
                    help="local: import the script's imports once and fork per task (same as --set warm=true)")
@@ -41,27 +35,21 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
                        description="Task durations: --task-seconds, else --pilot, else the median of the latest "
                                    "finished run of the same sweep in the store, else an assumed 60 s (said so). "
                                    "Region from aws.region, else AWS_REGION/AWS_DEFAULT_REGION, else us-east-1.")
-    p.add_argument("spec", help="the sweep.yaml")
-    p.add_argument("--backend", help="local | aws-batch | dask (overrides the spec)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a spec field or param, as for `run` (repeatable)")
-    p.add_argument("--max-parallel", type=int, help="tasks at once (shapes how tasks are packed on aws-batch)")
-    p.add_argument("--max-tasks", type=int, default=MAX_TASKS, metavar="N",
-                   help=f"refuse a space of more than N tasks (default {MAX_TASKS:,})")
+    _spec_options(p, set_help="as for `run`", max_parallel_help="shapes how tasks are packed on aws-batch")
     _duration_options(p, "")
     p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("resume", parents=[store], help="rerun only the tasks that did not succeed")
-    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    latest_run_argument(p)
     p.add_argument("--detach", action="store_true", help="start the tasks and return; follow with `batchsweep wait`")
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("wait", parents=[store], help="wait with a progress bar until a run ends")
-    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    latest_run_argument(p)
     p.set_defaults(func=cmd_wait)
 
     p = sub.add_parser("cancel", parents=[store], help="stop queued and running tasks")
-    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    latest_run_argument(p)
     p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser("init", help="write a starter sweep.yaml for an existing argparse script")
@@ -69,6 +57,17 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default=None, help="where to write (default: sweep.yaml beside the script)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=cmd_init)
+
+
+def _spec_options(p: argparse.ArgumentParser, *, set_help: str, max_parallel_help: str) -> None:
+    """What `run` and `estimate` take to plan a sweep: the spec and what overrides it."""
+    p.add_argument("spec", help="the sweep.yaml")
+    p.add_argument("--backend", help="local | aws-batch | dask (overrides the spec)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a spec field or param, {set_help} (repeatable)")
+    p.add_argument("--max-parallel", type=int, help=f"tasks at once ({max_parallel_help})")
+    p.add_argument("--max-tasks", type=int, default=MAX_TASKS, metavar="N",
+                   help=f"refuse a space of more than N tasks (default {MAX_TASKS:,}), counted before expanding it")
 
 
 def _duration_options(p: argparse.ArgumentParser, when: str) -> None:
