@@ -100,11 +100,11 @@ def test_the_emulator_prints_its_usage_on_help(argv: list[str], capsys) -> None:
 HEAVY = ("pandas", "numpy", "pyarrow", "pydantic", "yaml", "rich", "boto3", "botocore", "optuna", "distributed")
 STARTUP = """
 import json, sys, time
-t = time.perf_counter()
+t = time.process_time()
 from batchsweep import cli
 parser = cli.build_parser()
 parser.format_help()
-elapsed = time.perf_counter() - t
+elapsed = time.process_time() - t
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
 print(json.dumps({{"elapsed": elapsed, "heavy": heavy, "commands": sorted(parser._subparsers._group_actions[0].choices)}}))
 """
@@ -112,7 +112,8 @@ print(json.dumps({{"elapsed": elapsed, "heavy": heavy, "commands": sorted(parser
 
 def test_the_cli_starts_fast_every_command_group_registered_and_no_heavy_module_loaded() -> None:
     """`batchsweep --help` (and every command's parsing) loads the command modules only: the library loads inside
-    a command. Best of three runs, so a loaded machine does not decide it."""
+    a command. The time is the CPU time the import and the parser cost (best of three), which a machine loaded by
+    other work leaves alone; wall time there can be several times larger."""
     import json
     import subprocess
     import sys
