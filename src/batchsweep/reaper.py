@@ -12,28 +12,69 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Collection
+import threading
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 TOKEN_VAR = "BATCHSWEEP_TASK_TOKEN"
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 
 _subreaper = {"on": False}  # a property of the process, like the prctl flag it mirrors
+_lock = threading.Lock()
+_users = {"count": 0, "restore": False}  # runs inside `subreaper()`, and whether the last one out clears the flag
 
 
-def become_subreaper() -> bool:
-    """Make this process adopt its orphaned descendants. Idempotent; False where the OS has no such thing."""
-    if _subreaper["on"]:
-        return True
+def _prctl(option: int, *args: Any) -> int | None:
+    """libc's prctl, or None where there is none (another OS) or it refused."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        _subreaper["on"] = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        return int(libc.prctl(option, *args))
     except (OSError, AttributeError):
-        return False
+        return None
+
+
+def is_subreaper() -> bool:
+    """Whether this process adopts its orphaned descendants now (the kernel's flag, not our record of it)."""
+    import ctypes
+
+    flag = ctypes.c_int(0)
+    return _prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0 and flag.value != 0
+
+
+def become_subreaper() -> bool:
+    """Make this process adopt its orphaned descendants for good (a process that is only a runner: the AWS
+    worker). Idempotent; False where the OS has no such thing."""
+    if not _subreaper["on"]:
+        _subreaper["on"] = _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     return _subreaper["on"]
+
+
+@contextmanager
+def subreaper() -> Iterator[bool]:
+    """This process is a child subreaper while the block runs (runs inside someone else's process: the Python
+    API), and after the last such block ends it is one again only if it was before: a flag batchsweep set is
+    cleared, one the caller set is left alone. Yields whether it is one."""
+    with _lock:
+        if _users["count"] == 0 and not _subreaper["on"]:
+            was = is_subreaper()
+            _subreaper["on"] = was or _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+            _users["restore"] = _subreaper["on"] and not was
+        _users["count"] += 1
+    try:
+        yield _subreaper["on"]
+    finally:
+        with _lock:
+            _users["count"] -= 1
+            if _users["count"] == 0 and _users["restore"]:
+                _users["restore"] = False
+                if _prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) == 0:
+                    _subreaper["on"] = False
 
 
 def _children(pid: int) -> list[int]:

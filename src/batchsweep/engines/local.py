@@ -119,8 +119,11 @@ class LocalEngine(Engine):
 
     def execute(self, indices: list[int]) -> None:
         """Run these tasks with at most max_parallel at once; each writes its status when it ends."""
+        with reaper.subreaper():  # a task's setsid descendants come back to this process to be killed
+            self._execute(indices)
+
+    def _execute(self, indices: list[int]) -> None:
         run, store = self.run, self.run.store
-        reaper.become_subreaper()  # a task's setsid descendants come back to this process to be killed
         ctx = context_from_run(run.info)
         tasks = {t.index: t for t in run.tasks()}
         base_dir = Path(run.info["base_dir"])
