@@ -324,7 +324,7 @@ def _task_indices(run: Run, proposals: list[Proposal]) -> dict[int, int]:
         if p.trial in index_of:
             continue
         params, inputs = space_mod.resolve({**p.values, **fixed, "trial": p.trial, "round": p.round},
-                                           list(spec.get("inputs") or []))
+                                           list(spec.get("inputs") or []), task=f"trial {p.trial}")
         key_src = json.dumps([run.info.get("code_hash", ""), params, inputs], sort_keys=True, default=str)
         task = Task(index=len(tasks) + len(new), params=params, inputs=inputs,
                     cache_key=hashlib.sha256(key_src.encode()).hexdigest()[:16])

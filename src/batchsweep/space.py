@@ -7,6 +7,7 @@ task, `repeat` copies each task N times. `{param}` placeholders in string params
 from __future__ import annotations
 
 import itertools
+import posixpath
 import random
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -81,18 +82,49 @@ def fill(text: str, params: dict[str, Any], *, where: str) -> str:
     return _PLACEHOLDER.sub(sub, text)
 
 
-def resolve(raw: dict[str, Any], inputs: Sequence[Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+def resolve(raw: dict[str, Any], inputs: Sequence[Any], *, task: str = "") -> tuple[dict[str, Any], tuple[str, ...]]:
     """Params with their `{param}` placeholders filled, and the task's inputs: `src`, or `src => dst` for an
-    input staged at a path of its own (`{src, dst}` in the spec, a model or its JSON form)."""
+    input staged at a path of its own (`{src, dst}` in the spec, a model or its JSON form). `task` names the task
+    in errors ("task 3")."""
     params = {k: fill(v, raw, where=f"params.{k}") if isinstance(v, str) and "{" in v else v for k, v in raw.items()}
     refs = []
     for item in inputs:
         if isinstance(item, str):
-            refs.append(fill(item, params, where="inputs"))
+            refs.append(fill_path(item, params, task=task))
             continue
         src, dst = (item["src"], item["dst"]) if isinstance(item, dict) else (item.src, item.dst)
-        refs.append(fill(src, params, where="inputs") + STAGED_AT + fill(dst, params, where="inputs"))
+        refs.append(fill_path(src, params, task=task) + STAGED_AT + fill_path(dst, params, task=task, dst=True))
     return params, tuple(refs)
+
+
+def fill_path(template: str, params: dict[str, Any], *, task: str = "", dst: bool = False) -> str:
+    """An input path with its placeholders filled, which a param value cannot take outside the directory the
+    template itself names (the part before its first placeholder; the spec's directory when it starts with one):
+    `data/{symbol}.csv` with symbol `../../etc/passwd` or `/etc/passwd` is bad input. A path the spec writes out
+    (absolute, or with `..`) is the user's own choice and is left alone; an `s3://` key has no `..`. A `dst` is
+    always inside the task's directory."""
+    filled = fill(template, params, where="inputs")
+    if filled == template or filled.startswith("s3://"):
+        return filled
+    prefix = template[: template.index("{")] if "{" in template else template
+    base = prefix if not prefix or prefix.endswith("/") else posixpath.dirname(prefix)
+    base = base + "/" if base and not base.endswith("/") else base
+    norm_base = posixpath.normpath(base) if base else ""
+    norm = posixpath.normpath(filled)
+    if dst:
+        inside = not posixpath.isabs(norm) and norm != ".." and not norm.startswith("../")
+    elif not norm_base or norm_base == ".":
+        inside = not posixpath.isabs(norm) and norm != ".." and not norm.startswith("../")
+    else:
+        inside = norm == norm_base or norm.startswith(norm_base.rstrip("/") + "/")
+    if not inside:
+        used = ", ".join(f"{name}={params[name]!r}" for name in dict.fromkeys(_PLACEHOLDER.findall(template))
+                         if name in params)
+        where = "the task's directory" if dst else (f"{base}" if norm_base not in ("", ".") else "the spec's directory")
+        raise SpecError(f"inputs: {template!r} with {used}{f' ({task})' if task else ''} points outside {where} "
+                        f"(to {filled!r}); a param can only pick a path inside it — fix the value, or list a file "
+                        "elsewhere in inputs: yourself")
+    return filled
 
 
 def expand(spec: Spec, *, code_hash: str = "", keyer: Callable[[dict[str, Any], tuple[str, ...]], str] | None = None,
@@ -104,7 +136,7 @@ def expand(spec: Spec, *, code_hash: str = "", keyer: Callable[[dict[str, Any], 
         keyer = keys.Keyer(code=code_hash, what={}, env={}, stamps=keys.InputStamps(spec.base_dir, cache))
     tasks = []
     for index, raw in enumerate(iter_params(spec)):
-        params, inputs = resolve(raw, spec.inputs)
+        params, inputs = resolve(raw, spec.inputs, task=f"task {index}")
         tasks.append(Task(index=index, params=params, inputs=inputs, cache_key=keyer(params, inputs)))
     return tasks
 
