@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,search,dask]'
+	$(BIN)/pip install -q -e '.[test,search,dask,mlflow]'
 	touch $(VENV)/.runtime $@
 
 # The package and its runtime dependencies only (what `make demo` needs).

@@ -119,6 +119,11 @@ def clean(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def is_mlflow(rule: Any) -> bool:
+    """Whether a metrics rule reads what the script logs to MLflow (`{mlflow: true}`, batchsweep.mlflowmetrics)."""
+    return isinstance(rule, dict) and rule.get("mlflow") is True
+
+
 def rule_stream(rule: dict[str, Any]) -> tuple[str, str]:
     """(stream, pattern) of a stream rule such as {stdout: last} or {stderr: 'loss=(?P<loss>\\S+)'}."""
     stream = next(s for s in STREAMS if rule.get(s) is not None)
@@ -130,6 +135,8 @@ def describe(rule: str | dict[str, Any], *, other: str = "") -> str:
     stdout rule), to say when the numbers are there."""
     if isinstance(rule, str):
         return f"no {rule} was written"
+    if is_mlflow(rule):
+        return "no metric was logged to MLflow in the task's working directory (mlflow.db, mlruns/)"
     stream, pattern = rule_stream(rule)
     where = "stdout or stderr" if stream == "output" else stream
     if pattern == "last":

@@ -189,6 +189,11 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
     if spec.stop is not None and importlib.util.find_spec("optuna") is None:
         raise SpecError("stop: early stopping decides with Optuna's pruners, which are not installed; "
                         "pip install 'batchsweep[search]'")
+    if isinstance(spec.metrics, spec_mod.MetricsFromMlflow) and spec.backend != "aws-batch":
+        from batchsweep.mlflowmetrics import missing  # (on aws-batch the task image gets MLflow's client)
+
+        if (why := missing()) is not None:
+            raise SpecError(why)
     _check_placeholders_filled(examples)
     _check_inputs(spec, examples)
     notes: list[str] = []

@@ -137,6 +137,8 @@ def rereadable(source_rule: Any, rule: str | dict[str, Any], status: TaskStatus,
         return False
     if keys.canonical(source_rule) == keys.canonical(rule):
         return True
+    if metrics_mod.is_mlflow(source_rule) or metrics_mod.is_mlflow(rule):
+        return False  # MLflow's store is read in the task's working directory, which is gone: run it again
     wanted = rule if isinstance(rule, str) else "metrics.json"  # a stream rule also reads the default file
     if wanted == source_rule or (wanted == "metrics.json" and isinstance(source_rule, dict)):
         return True  # in the stored metrics.json (less what the old stream rule printed)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchsweep.metrics import MAX_LINE_BYTES, value_of
+from batchsweep.metrics import MAX_LINE_BYTES, is_mlflow, value_of
 
 SERIES = "metrics.jsonl"
 ENV_FILE = "BATCHSWEEP_SERIES_FILE"
@@ -139,11 +139,14 @@ class Recorder:
     task_dir: Path
     rule: Any
     upload: Callable[[bytes], None] | None = None  # a remote store: put the file there after each flush
+    work: Path | None = None  # the task's working directory (an MLflow rule reads the store there)
     records: list[dict[str, Any]] = field(default_factory=list)
     _tails: list[_Tail] = field(default_factory=list)  # the logs a step rule reads
     _series: _Tail = field(init=False)  # the series file itself (the log rule's lines and log_metrics' lines)
     _pattern: re.Pattern[str] | None = None
     _uploaded: int = 0
+
+    _mlflow: Any = None  # an MLflow rule: the task's MLflow store (batchsweep.mlflowmetrics.Reader)
 
     def __post_init__(self) -> None:
         self._series = _Tail(self.path)
@@ -161,6 +164,10 @@ class Recorder:
         self.path.unlink(missing_ok=True)
         self.records.clear()
         self._uploaded = 0
+        if is_mlflow(self.rule):  # a new attempt logs to a new store
+            from batchsweep.mlflowmetrics import Reader
+
+            self._mlflow = Reader(self.work or self.task_dir / "work")
         for tail in (*self._tails, self._series):
             tail.offset, tail.carry = 0, b""
 
@@ -171,6 +178,13 @@ class Recorder:
             found = [r for tail in self._tails for line in tail.lines(final=final)
                      for r in records_from_line(line, self._pattern, now)]
             append(self.path, found)
+        if self._mlflow is not None:
+            from batchsweep.mlflowmetrics import MlflowReadError
+
+            try:
+                append(self.path, self._mlflow.series())
+            except MlflowReadError:
+                pass  # mid-write, or unreadable: the next poll retries, and the task's metrics say what went wrong
         new = parse(self._series.lines(final=final))  # a line the script is halfway through waits for the next poll
         self.records.extend(new)
         whole = self._series.offset - len(self._series.carry)  # bytes of whole lines read so far

@@ -202,6 +202,13 @@ class MetricsFromOutput(_Strict):
         return self
 
 
+class MetricsFromMlflow(_Strict):
+    """Metrics the script logs to MLflow (`mlflow.log_metric`) in its working directory, read with MLflow's own
+    client (batchsweep.mlflowmetrics): `{mlflow: true}`."""
+
+    mlflow: Literal[True]
+
+
 class Args(_Strict):
     """How params become the command line, for what detection gets wrong."""
 
@@ -294,7 +301,7 @@ class Spec(_Strict):
     params: Params | None = None
     inputs: list[str | StagedInput] = []
     outputs: list[str] = []
-    metrics: str | MetricsFromOutput = "metrics.json"
+    metrics: str | MetricsFromOutput | MetricsFromMlflow = "metrics.json"
     args: Args | None = None
     python: str | None = None
     resources: Resources = Resources()
@@ -352,13 +359,19 @@ class Spec(_Strict):
     @classmethod
     def _metrics_rule(cls, v: Any) -> Any:
         if isinstance(v, dict):  # validate here so the error names the rule, not the union's `str` member
+            model: type[_Strict] = MetricsFromMlflow if "mlflow" in v else MetricsFromOutput
+            if "mlflow" in v and v.get("mlflow") is not True:
+                raise ValueError(f"mlflow: {v.get('mlflow')!r}; write {{mlflow: true}} to read the metrics the "
+                                 "script logs to MLflow, or leave the rule out")
             try:
-                return MetricsFromOutput.model_validate(v)
+                return model.model_validate(v)
             except ValidationError as e:
                 err = _first_error(e)
                 if err["type"] == "extra_forbidden":
                     key = str(err["loc"][-1])
-                    raise ValueError(f"unknown key {key!r}; {_suggest(key, list(MetricsFromOutput.model_fields))}") from None
+                    if model is MetricsFromMlflow:
+                        raise ValueError(f"unknown key {key!r}: an MLflow rule is just {{mlflow: true}}") from None
+                    raise ValueError(f"unknown key {key!r}; {_suggest(key, [*MetricsFromOutput.model_fields, 'mlflow'])}") from None
                 where = ".".join(str(p) for p in err["loc"])
                 msg = err["msg"].removeprefix("Value error, ")
                 raise ValueError(f"{where}: {msg} (got {err['input']!r})" if where else msg) from None
@@ -392,6 +405,13 @@ class Spec(_Strict):
             if key.startswith(("BATCHSWEEP_", "AWS_BATCH")):
                 raise ValueError(f"env variable {key!r} is reserved; choose another name")
         return v
+
+    @model_validator(mode="after")
+    def _mlflow_store_is_the_tasks(self) -> Spec:
+        if isinstance(self.metrics, MetricsFromMlflow) and "MLFLOW_TRACKING_URI" in self.env:
+            raise ValueError("env.MLFLOW_TRACKING_URI: with metrics: {mlflow: true} each task logs to a store in its "
+                             "own working directory (batchsweep sets MLFLOW_TRACKING_URI); drop it from env")
+        return self
 
     @model_validator(mode="after")
     def _one_entry_point(self) -> Spec:

@@ -208,6 +208,10 @@ def task_env(ctx: RunContext, task: Task, work: Path, extra: dict[str, str] | No
         "BATCHSWEEP_TASK_INDEX": str(task.index),
         "BATCHSWEEP_TASK_DIR": str(work),
     }
+    if metrics_mod.is_mlflow(ctx.metrics_rule):  # the task's runs land in its own directory, where they are read
+        from batchsweep.mlflowmetrics import ENV, tracking_uri
+
+        env[ENV] = tracking_uri(work)
     if len(params) <= PARAMS_ENV_MAX:
         env["BATCHSWEEP_PARAMS"] = params
     else:
@@ -405,7 +409,16 @@ def _collect_metrics(ctx: RunContext, paths: TaskPaths) -> tuple[str | None, boo
             return f"{produced.name} is not a JSON object", False
         found = metrics_mod.clean(value)
         produced.unlink()
-    if isinstance(rule, dict):
+    if metrics_mod.is_mlflow(rule):
+        from batchsweep.mlflowmetrics import MlflowReadError, Reader
+
+        try:
+            logged = Reader(paths.work).final()
+        except MlflowReadError as e:
+            return str(e), bool(found)
+        if logged:
+            found = {**(found or {}), **logged}
+    elif isinstance(rule, dict):
         stream, pattern = metrics_mod.rule_stream(rule)
         with contextlib.ExitStack() as stack:  # streams: a 1 GB log costs no memory
             logs = [stack.enter_context(open(log, "rb")) for log in
@@ -424,7 +437,7 @@ def _collect_metrics(ctx: RunContext, paths: TaskPaths) -> tuple[str | None, boo
 def _other_stream(ctx: RunContext, paths: TaskPaths) -> str:
     """The log a stream rule did not read (its tail), to tell the user when the numbers went there."""
     rule = ctx.metrics_rule
-    if not isinstance(rule, dict) or rule.get("output") is not None:
+    if not isinstance(rule, dict) or rule.get("output") is not None or metrics_mod.is_mlflow(rule):
         return ""
     log = paths.task_dir / ("stderr.log" if rule.get("stdout") is not None else "stdout.log")
     try:
@@ -562,10 +575,12 @@ def _live(ctx: RunContext, task: Task, store: Store, paths: TaskPaths) -> Live:
 
         stopper = Stopper(ctx.stop, store, ctx.run_id, task.index)
         warm_up()
-    recorder = series_mod.Recorder(paths.task_dir, ctx.metrics_rule, upload=upload)
+    recorder = series_mod.Recorder(paths.task_dir, ctx.metrics_rule, upload=upload, work=paths.work)
     # On a local store a script's log_metrics(step=...) lands in the store as it writes: only a step rule (the
-    # log is read), a stop rule or a remote store need the worker while the task runs.
-    idle = store.is_local and stopper is None and series_mod.rule_source(ctx.metrics_rule) is None
+    # log is read), an MLflow rule (its store is read), a stop rule or a remote store need the worker while the
+    # task runs.
+    idle = (store.is_local and stopper is None and series_mod.rule_source(ctx.metrics_rule) is None
+            and not metrics_mod.is_mlflow(ctx.metrics_rule))
     return Live(recorder, every=None if idle else series_mod.flush_every(local=store.is_local), stopper=stopper)
 
 

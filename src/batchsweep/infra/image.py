@@ -80,8 +80,23 @@ def spec_requirements(spec: Spec) -> tuple[list[str], str]:
     needs Optuna in the task image (the worker takes the stop decision): it is added when not listed."""
     found, source = _listed_requirements(spec)
     if spec.stop is not None and not any(re.match(r"optuna\b", r.strip(), re.I) for r in found):
-        return [*found, OPTUNA], source or "stop: in the spec (Optuna decides in the task)"
+        found, source = [*found, OPTUNA], source or "stop: in the spec (Optuna decides in the task)"
+    if spec_metrics_mlflow(spec):
+        listed = {re.split(r"[^A-Za-z0-9_.-]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in found}
+        extra = [] if "mlflow" in listed else [r for r in MLFLOW if r.split(">")[0] not in listed]
+        if extra:
+            found, source = [*found, *extra], source or "metrics: {mlflow: true} in the spec (the worker reads MLflow)"
     return found, source
+
+
+def spec_metrics_mlflow(spec: Spec) -> bool:
+    from batchsweep.spec import MetricsFromMlflow
+
+    return isinstance(spec.metrics, MetricsFromMlflow)
+
+
+# What the worker needs to read a task's MLflow store (the `mlflow` extra; the full `mlflow` package has them).
+MLFLOW = ["mlflow-skinny>=2.10", "sqlalchemy>=1.4", "alembic>=1.8"]
 
 
 OPTUNA = "optuna>=3.5"

@@ -1,0 +1,113 @@
+"""`metrics: {mlflow: true}`: a script that logs with mlflow.log_metric gives its task metrics and a series, read
+with MLflow's own client from the task's working directory (batchsweep.mlflowmetrics)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import write_spec
+
+import batchsweep
+from batchsweep import cli, mlflowmetrics
+from batchsweep.catalog import list_runs
+from batchsweep.model import State
+
+SCRIPT = Path(__file__).parent / "scripts" / "mlflow_curve.py"
+
+pytestmark = pytest.mark.skipif(mlflowmetrics.missing() is not None,
+                                reason="MLflow's client is not installed (pip install 'batchsweep[mlflow]'; "
+                                       "`make setup` installs it)")
+
+
+def _series(store: Path, run_id: str, index: int) -> list[dict]:
+    path = store / "runs" / run_id / "tasks" / str(index) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_metrics_and_series_logged_to_mlflow_become_the_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # A tracking server named in the caller's environment (nothing listens there) does not take the tasks' runs.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    spec = write_spec(tmp_path, f"""
+        name: mlf
+        script: {SCRIPT}
+        params:
+          list:
+            - {{quality: 0.25}}
+            - {{quality: 0.5, folds: 2}}
+            - {{quality: 0.125, store: mlruns}}
+            - {{quality: 0.5, silent: true}}
+        metrics: {{mlflow: true}}
+        env: {{MLFLOW_ALLOW_FILE_STORE: "true"}}
+    """)
+    store = tmp_path / "store"
+    assert cli.main(["run", str(spec), "--store", str(store)]) == 0
+    err = capsys.readouterr().err
+    run = batchsweep.load_run(list_runs(store=str(store))[-1]["run_id"], store=store)
+    df = run.results().set_index("task")
+    assert list(df["status"]) == ["succeeded"] * 4
+    # The final value of each metric; a parent run's acc wins over its nested folds'; NaN is a missing value.
+    assert list(df["val_loss"][:3]) == [0.5, 0.75, 0.375]
+    assert list(df["acc"][:3]) == [0.75, 0.5, 0.875]
+    assert "nan_metric" not in df.columns
+    assert df["outputs"][0] == ["mlflow.db"] and any(o.startswith("mlruns/") for o in df["outputs"][2])
+    # The series: every step of the (top-level) run, the step reached in the status.
+    points = [(r["step"], r.get("val_loss"), r.get("acc")) for r in _series(store, run.id, 0)]
+    assert points == [(1, 1.25, None), (2, 0.75, None), (3, 0.25 + 1 / 3, None), (4, 0.5, None), (0, None, 0.75)]
+    assert [r["step"] for r in _series(store, run.id, 1) if "val_loss" in r] == [1, 2, 3, 4]  # no fold's 99
+    statuses = run.statuses()
+    assert statuses[0].last_step == 4 and statuses[0].metrics_missing is None
+    # A task that logged nothing says so.
+    assert statuses[3].metrics_missing == ("no metric was logged to MLflow in the task's working directory "
+                                           "(mlflow.db, mlruns/)")
+    assert "1 task succeeded without metrics" in err
+
+
+def test_a_stop_rule_reads_the_mlflow_series_while_the_task_runs(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATCHSWEEP_SERIES_FLUSH_S", "0.1")
+    spec = write_spec(tmp_path, f"""
+        name: mlstop
+        script: {SCRIPT}
+        params:
+          grid: {{quality: [0.1, 3.0]}}
+          fixed: {{epochs: 40, pace: 0.25}}
+        metrics: {{mlflow: true}}
+        stop: {{metric: val_loss, rule: threshold, upper: 2.0, min_steps: 2}}
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    statuses = run.statuses()
+    assert statuses[0].state is State.SUCCEEDED and statuses[0].last_step == 40
+    assert statuses[1].state is State.PRUNED
+    assert statuses[1].last_step is not None and 2 <= statuses[1].last_step < 40  # stopped long before the end
+    df = run.results().set_index("task")
+    assert df["val_loss"][0] == pytest.approx(0.1 + 1 / 40)
+
+
+def test_an_mlflow_rule_with_its_own_tracking_uri_or_without_mlflow_is_refused_before_anything_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    body = f"name: mlbad\nscript: {SCRIPT}\nparams: {{grid: {{quality: [0.1]}}}}\nmetrics: {{mlflow: true}}\n"
+    store = tmp_path / "store"
+    spec = write_spec(tmp_path, body + "env: {MLFLOW_TRACKING_URI: http://mlflow.example:5000}\n")
+    assert cli.main(["run", str(spec), "--store", str(store)]) == 2
+    assert ("env.MLFLOW_TRACKING_URI: with metrics: {mlflow: true} each task logs to a store in its own working "
+            "directory") in capsys.readouterr().err
+    monkeypatch.setattr(mlflowmetrics, "NEEDS", ("mlflow", "alembic_not_installed"))
+    assert cli.main(["run", str(write_spec(tmp_path, body)), "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert "alembic_not_installed is not installed" in err and "pip install 'batchsweep[mlflow]'" in err
+    assert not store.exists()
+
+
+def test_the_task_image_gets_mlflows_client_unless_the_requirements_have_it(tmp_path: Path) -> None:
+    from batchsweep.infra.image import MLFLOW, spec_requirements
+    from batchsweep.spec import load
+
+    body = f"name: mlimg\nscript: {SCRIPT}\nparams: {{grid: {{quality: [0.1]}}}}\nmetrics: {{mlflow: true}}\n"
+    assert spec_requirements(load(write_spec(tmp_path, body + "requirements: [numpy]\n")))[0] == ["numpy", *MLFLOW]
+    assert spec_requirements(load(write_spec(tmp_path, body + "requirements: [mlflow==3.18.0]\n")))[0] == \
+        ["mlflow==3.18.0"]
+    assert spec_requirements(load(write_spec(tmp_path, body + "requirements: [mlflow-skinny]\n")))[0] == \
+        ["mlflow-skinny", "sqlalchemy>=1.4", "alembic>=1.8"]
