@@ -305,3 +305,30 @@ def test_median_rule_prunes_the_bad_curves_on_dask_with_the_local_engines_decisi
             assert "by the median rule" in s.error and s.last_step >= 2 and s.last_step < 10
         else:
             assert s.state.value == "succeeded" and s.last_step == 10
+
+
+def test_warm_tasks_fork_from_one_server_per_worker_process(tmp_path, dask_cluster):
+    (tmp_path / "probe.py").write_text(textwrap.dedent("""\
+        import argparse, json, os
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--x", type=int)
+        args = parser.parse_args()
+        parent = open(f"/proc/{os.getppid()}/cmdline", "rb").read()
+        json.dump({"warm": b"batchsweep.warm" in parent, "server": os.getppid(),
+                   "own_group": os.getpgid(0) == os.getpid()}, open("metrics.json", "w"))
+        print("out", args.x)
+    """))
+    spec = write_spec(tmp_path, f"""
+        name: warm-dask
+        script: {tmp_path / 'probe.py'}
+        params: {{grid: {{x: [1, 2, 3, 4, 5, 6, 7, 8]}}}}
+        warm: true
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False, backend="dask",
+                         **{"dask.scheduler": dask_cluster.address})
+    df = run.results()
+    assert set(df["status"]) == {"succeeded"} and df["warm"].all() and df["own_group"].all()
+    servers = df.groupby("worker")["server"].nunique()
+    assert (servers == 1).all(), "one fork server per worker process"
+    assert df["server"].nunique() == df["worker"].nunique()
+    assert run.logs(7) == "out 8\n"

@@ -16,19 +16,23 @@ running task and uploads what it has, marked with the reason.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from batchsweep import reaper
 from batchsweep.logprefix import prefix
 from batchsweep.model import State, TaskStatus
 from batchsweep.store import PackEntry, Store
-from batchsweep.worker import ProcessRegistry, context_from_run, execute_task
+from batchsweep.worker import Launcher, ProcessRegistry, context_from_run, execute_task
+
+if TYPE_CHECKING:
+    from batchsweep.warm import WarmServer
 
 SIGTERM_REASON = "stopped by SIGTERM (spot interruption, cancel or Batch timeout)"
 MAX_LINE = 64 * 1024  # longer lines are cut in pieces (a CloudWatch event holds at most 256 KiB)
@@ -56,7 +60,7 @@ class TeedProcess:
             pump.start()
 
     @classmethod
-    def _pump(cls, pipe: IO[bytes], path: Path, tag: bytes) -> None:
+    def _pump(cls, pipe: IO[bytes], path: Path, tag: bytes) -> None:  # noqa: N805 - also called unbound
         out = sys.stdout.buffer
         with open(path, "wb") as log:
             for line in iter(lambda: pipe.readline(MAX_LINE), b""):
@@ -86,6 +90,78 @@ class TeedProcess:
 
 def launch_teed(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> TeedProcess:
     return TeedProcess(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+
+
+class WarmTeedProcess:
+    """A task forked by the child's warm-start server (`batchsweep.warm`), its output teed as a cold task's is:
+    the forked task writes into two FIFOs, and the same pumps copy each line to its log file and, prefixed, to
+    the container's stdout."""
+
+    def __init__(self, server: WarmServer, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path,
+                 stderr: Path) -> None:
+        index = int(env.get("BATCHSWEEP_TASK_INDEX", "-1"))
+        self._fifos = Path(tempfile.mkdtemp(prefix="batchsweep-fifo-"))
+        pipes = [self._fifos / "stdout", self._fifos / "stderr"]
+        for fifo in pipes:
+            os.mkfifo(fifo)
+        self._pumps = [
+            threading.Thread(target=self._pump, args=(pipes[0], stdout, prefix(index)), daemon=True),
+            threading.Thread(target=self._pump, args=(pipes[1], stderr, prefix(index, stderr=True)), daemon=True),
+        ]
+        for pump in self._pumps:
+            pump.start()
+        try:
+            self._task = server.launch(argv, cwd=cwd, env=env, stdout=pipes[0], stderr=pipes[1])
+        except OSError:
+            for fifo in pipes:  # no writer will come: open and close one, so each pump sees the end
+                with open(fifo, "wb"):
+                    pass
+            self._join()
+            raise
+
+    @staticmethod
+    def _pump(fifo: Path, path: Path, tag: bytes) -> None:
+        with open(fifo, "rb") as pipe:  # returns once the forked task opens its end
+            TeedProcess._pump(pipe, path, tag)
+
+    def _join(self) -> None:
+        for pump in self._pumps:
+            pump.join(timeout=PUMP_JOIN_S)
+        shutil.rmtree(self._fifos, ignore_errors=True)
+
+    @property
+    def pid(self) -> int:
+        return self._task.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._task.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self._task.wait(timeout=timeout)
+        self._join()
+        return code
+
+
+def warm_launcher(ctx: Any, *, warm: bool, n_tasks: int) -> tuple[Launcher, WarmServer | None]:
+    """The child's launcher: warm (one import of the script's imports, a fork per task) when the spec asks for
+    `warm: true`, the child runs more than one task and the script allows it; else cold."""
+    if not warm or n_tasks < 2:
+        return launch_teed, None
+    from batchsweep.warm import server_for
+
+    started = server_for(ctx)
+    if isinstance(started, str):
+        print(f"batchsweep: warm start: {started}; running cold", file=sys.stderr, flush=True)
+        return launch_teed, None
+    server = started
+
+    def launch(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> Any:
+        if not server.alive:
+            return launch_teed(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+        return WarmTeedProcess(server, argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+
+    return launch, server
 
 
 def child_indices(submission: dict[str, Any], child: int) -> list[int]:
@@ -165,21 +241,38 @@ def main() -> int:
         ctx = context_from_run(info, code_dir=_code_dir(store, info, scratch))
         tasks = {t.index: t for t in store.tasks(run_id)}
         resolve = InputCache(store, info, scratch)
-        for index in indices:
-            if registry.cancelled.is_set():
-                break
-            previous = store.read_status(run_id, index, packs=False)
-            if previous is not None and previous.state.ok:
-                finished[index] = previous
-                continue
-            status = finished[index] = execute_task(ctx, tasks[index], store, worker=worker, scratch=scratch / "tasks",
-                                  registry=registry, resolve_input=resolve, infra_retries=batch_attempt - 1,
-                                  launcher=launch_teed)
-            if not status.state.ok:
-                exit_code = status.exit_code if status.exit_code and status.exit_code > 0 else 1
+        launcher, server = warm_launcher(ctx, warm=bool(info["spec"].get("warm")), n_tasks=len(indices))
+        try:
+            exit_code = _run_tasks(ctx, store, tasks, indices, registry=registry, worker=worker, scratch=scratch,
+                                   resolve=resolve, batch_attempt=batch_attempt, launcher=launcher,
+                                   finished=finished)
+        finally:
+            if server is not None:
+                server.close()
     write_summary(store, run_id, summary, finished)
     if registry.cancelled.is_set():
         return 143
+    return exit_code
+
+
+def _run_tasks(ctx: Any, store: Store, tasks: dict[int, Any], indices: list[int], *, registry: ProcessRegistry,
+               worker: str, scratch: Path, resolve: InputCache, batch_attempt: int, launcher: Launcher,
+               finished: dict[int, TaskStatus]) -> int:
+    """The child's tasks one after another; the exit code Batch sees (the last failing task's)."""
+    run_id, exit_code = ctx.run_id, 0
+    for index in indices:
+        if registry.cancelled.is_set():
+            break
+        previous = store.read_status(run_id, index, packs=False)
+        if previous is not None and previous.state.ok:
+            finished[index] = previous
+            continue
+        status = finished[index] = execute_task(ctx, tasks[index], store, worker=worker,
+                                                scratch=scratch / "tasks", registry=registry,
+                                                resolve_input=resolve, infra_retries=batch_attempt - 1,
+                                                launcher=launcher)
+        if not status.state.ok:
+            exit_code = status.exit_code if status.exit_code and status.exit_code > 0 else 1
     return exit_code
 
 

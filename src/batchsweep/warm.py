@@ -68,6 +68,17 @@ def unusable_reason(*, script: str | None, function: str | None) -> str | None:
     return None
 
 
+def server_for(ctx: Any) -> WarmServer | str:
+    """A ready fork server for a run's tasks (`worker.RunContext`), or why they run cold. The one decision
+    used by every engine: locally per run, per AWS Batch child, per Dask worker process."""
+    reason = unusable_reason(script=ctx.script, function=ctx.function)
+    if reason is None and ctx.style == "hydra":
+        reason = "Hydra apps run cold"
+    if reason is not None:
+        return reason
+    return WarmServer.start(ctx.code_dir / ctx.script, env=ctx.base_env, python=ctx.python)
+
+
 class WarmServer:
     """The runner's handle on one fork server."""
 
@@ -135,6 +146,16 @@ class WarmServer:
 
             return launch_cold(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
         return self.launch(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a task of this server is still running."""
+        with self._lock:
+            return bool(self._tasks)
+
+    @property
+    def alive(self) -> bool:
+        return not self._gone
 
     def _read(self) -> None:
         assert self._proc.stdout is not None

@@ -15,6 +15,7 @@ reconnect to the scheduler named in engine.json and ask it about the run's keys.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import socket
 import threading
@@ -28,7 +29,7 @@ from batchsweep.errors import SpecError
 from batchsweep.model import State, Task, TaskStatus
 from batchsweep.runlock import pid_alive, start_time
 from batchsweep.text import did_you_mean
-from batchsweep.worker import ProcessRegistry, context_from_run, execute_task
+from batchsweep.worker import Launcher, ProcessRegistry, context_from_run, execute_task, launch_cold
 
 if TYPE_CHECKING:
     from distributed import Client, Event
@@ -158,6 +159,32 @@ def _watch_cancel(event: Event, registry: ProcessRegistry, done: threading.Event
             return
 
 
+_WARM: dict[str, Any] = {}  # in a worker process: run id -> its fork server, or why its tasks run cold
+_WARM_LOCK = threading.Lock()
+
+
+def _launcher(info: dict[str, Any], ctx: Any) -> Launcher:
+    """With `warm: true`, one fork server per worker process and run (started by the run's first task there,
+    shared by the worker's threads); a server of an earlier run is closed once none of its tasks runs."""
+    if not info["spec"].get("warm"):
+        return launch_cold
+    from batchsweep.warm import WarmServer, server_for
+
+    run_id = info["run_id"]
+    with _WARM_LOCK:
+        server = _WARM.get(run_id)
+        if server is None or (isinstance(server, WarmServer) and not server.alive):
+            for other, old in list(_WARM.items()):
+                if other != run_id and (not isinstance(old, WarmServer) or not old.busy):
+                    if isinstance(old, WarmServer):
+                        old.close()
+                    del _WARM[other]
+            server = _WARM[run_id] = server_for(ctx)
+            if isinstance(server, str):
+                logging.getLogger(__name__).warning("warm start: %s; running cold", server)
+    return server.launcher if isinstance(server, WarmServer) else launch_cold
+
+
 def run_dask_task(store_url: str, run_id: str, task_json: str) -> TaskStatus | None:
     """The Dask task: run one task like the local engine does and write its status last.
     Returns None for a task cancelled before it started (no status: `resume` runs it)."""
@@ -182,8 +209,9 @@ def run_dask_task(store_url: str, run_id: str, task_json: str) -> TaskStatus | N
     base_dir = Path(info["base_dir"])
     try:
         # Status last; a task started twice (its worker was lost mid-run) writes it twice: the last write wins.
-        status = execute_task(context_from_run(info), task, store, worker=str(worker.address), registry=registry,
-                              resolve_input=lambda ref: base_dir / ref)
+        ctx = context_from_run(info)
+        status = execute_task(ctx, task, store, worker=str(worker.address), registry=registry,
+                              resolve_input=lambda ref: base_dir / ref, launcher=_launcher(info, ctx))
     finally:
         done.set()
     return status

@@ -184,15 +184,10 @@ class LocalEngine(Engine):
             return None
         from batchsweep import warm
 
-        reason = warm.unusable_reason(script=ctx.script, function=ctx.function)
-        if reason is None and ctx.style == "hydra":
-            reason = "Hydra apps run cold"
-        if reason is None:
-            assert ctx.script is not None
-            started = warm.WarmServer.start(ctx.code_dir / ctx.script, env=ctx.base_env, python=ctx.python)
-            if not isinstance(started, str):
-                return started
-            reason = started
+        started = warm.server_for(ctx)
+        if not isinstance(started, str):
+            return started
+        reason = started
         log.warning("warm start: %s; running cold", reason)
         return None
 
