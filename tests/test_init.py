@@ -105,3 +105,16 @@ def test_starter_for_a_script_with_a_hash_in_its_name_is_a_valid_spec(project: P
     code, spec = dry_run_of_starter_for(project, "run #2.py")
     assert code == 0
     assert spec["script"] == "run #2.py"
+
+
+def test_a_script_that_logs_to_mlflow_gets_the_mlflow_rule(project: Path) -> None:
+    shutil.copy(SCRIPTS / "mlflow_curve.py", project / "train.py")
+    assert init("train.py") == 0
+    text = (project / "sweep.yaml").read_text()
+    assert yaml.safe_load(text)["metrics"] == {"mlflow": True}
+    init("target.py", "-o", "plain.yaml")  # a script without MLflow keeps the default
+    plain = (project / "plain.yaml").read_text()
+    assert yaml.safe_load(plain)["metrics"] == "metrics.json"
+    # The commented-out example input is valid YAML once uncommented (a bare {symbol} in a flow list is not).
+    line = next(line for line in plain.splitlines() if line.startswith("# inputs:"))
+    assert yaml.safe_load(line.removeprefix("# ").split("   ")[0]) == {"inputs": ["data/{symbol}.csv"]}

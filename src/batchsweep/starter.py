@@ -56,8 +56,10 @@ def starter_text(script: Path) -> str:
     metrics = ("metrics: metrics.json             # the task function's return value (a number or dict) is kept too"
                if flags.style == "hydra" else
                "metrics: metrics.json             # or {stdout: last}, {stderr: 'loss=(?P<loss>\\S+)'} when it prints them")
+    if _logs_to_mlflow(script):
+        metrics = "metrics: {mlflow: true}           # what the script logs to MLflow, values and steps (batchsweep[mlflow])"
     lines += [
-        "# inputs: [data/{symbol}.csv]     files staged into each task's working directory",
+        "# inputs: ['data/{symbol}.csv']   files staged into each task's working directory",
         "# outputs: ['*.png']               files kept from each task (default: every file it creates)",
         metrics,
         "timeout: 10m",
@@ -65,6 +67,16 @@ def starter_text(script: Path) -> str:
         "max_parallel: 0                   # 0 = one task per core",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _logs_to_mlflow(script: Path) -> bool:
+    """Whether the script logs metrics to MLflow (imports it and calls log_metric(s) or an autolog)."""
+    try:
+        source = script.read_text(errors="replace")
+    except OSError:
+        return False
+    return (re.search(r"^\s*(import|from)\s+mlflow\b", source, re.M) is not None
+            and re.search(r"\b(log_metrics?|autolog)\s*\(", source) is not None)
 
 
 def write_starter(script: str, *, output: str | None = None, force: bool = False) -> Path:
