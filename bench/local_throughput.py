@@ -136,6 +136,12 @@ def bench(root: Path, label: str, script: Path, n: int, jobs: int, only: set[str
         ratios = ", ".join(f"{rates[mine] / rates[p]:.2f}x {p}" for p in rates if not p.startswith("batchsweep"))
         if ratios:
             print(f"  {mine}: {ratios}")
+    peers = {p: r for p, r in rates.items() if not p.startswith("batchsweep")}
+    if "batchsweep cold" in rates and peers:  # issue 21's target: cold >= 1.2x the fastest peer
+        fastest = max(peers, key=peers.__getitem__)
+        ratio = rates["batchsweep cold"] / peers[fastest]
+        print(f"  1.2x line: batchsweep cold is {ratio:.2f}x the fastest peer ({fastest}): "
+              f"{'meets' if ratio >= 1.2 else 'misses'} the 1.2x target")
     return rates
 
 

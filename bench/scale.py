@@ -1,12 +1,16 @@
-"""Scale: a 100,000-task sweep expands, writes its manifest and dry-runs in seconds, in little memory;
-`batchsweep --help` starts fast.
+"""Scale: a 100,000-task sweep expands, writes its manifest and dry-runs in seconds, in little memory; it runs
+for real in warm mode with a small runner, leaves a compact store and gathers in seconds; `batchsweep --help`
+starts fast.
 
     .venv/bin/python bench/scale.py               # 100,000 tasks
-    .venv/bin/python bench/scale.py --tasks 20000
+    .venv/bin/python bench/scale.py --tasks 20000 [--no-real]
 
 Prints seconds and peak RSS (VmHWM) for: planning (load, expand, check the script's flags), writing the run's
-manifest (tasks.jsonl, run.json) to a local store, and `batchsweep run SPEC --dry-run` as a user runs it;
-then the median wall time of `batchsweep --help`.
+manifest (tasks.jsonl, run.json) to a local store, and `batchsweep run SPEC --dry-run` as a user runs it.
+Then (unless --no-real) `batchsweep run SPEC --warm --max-parallel CORES` of a trivial script that writes one
+metric: wall time, tasks/s, the runner's peak RSS, the files and bytes left in the store (the run compacts itself
+above 10,000 tasks) against the per-task files the pack replaced, and `batchsweep results` / `status` times.
+Then the median wall time of `batchsweep --help`.
 """
 
 from __future__ import annotations
@@ -91,6 +95,76 @@ def dry_run(spec: Path) -> None:
           f"  (in main: {seconds} s)")
 
 
+QUIET = """\
+import argparse, json
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--x", type=int)
+parser.add_argument("--y", type=int)
+parser.add_argument("--fee_bps", type=float)
+args = parser.parse_args()
+json.dump({"s": args.x + args.y}, open("metrics.json", "w"))
+"""
+
+
+def _timed_cli(*argv: str) -> tuple[float, float, str]:
+    """`batchsweep ARGV` in a new process: wall seconds, its peak RSS (MB) and its stdout."""
+    code = ("import resource, sys; from batchsweep.cli import main; rc = main(sys.argv[1:]); sys.stdout.flush(); "
+            "print(f'@@ {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}', file=sys.stderr); "
+            "sys.exit(rc)")
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if done.returncode not in (0, 1):
+        raise RuntimeError(done.stderr)
+    mb = next(line for line in done.stderr.splitlines() if line.startswith("@@")).split()[1]
+    return wall, float(mb), done.stdout
+
+
+def _tree(root: Path) -> tuple[int, int, int]:
+    files = dirs = size = 0
+    for _, dirnames, names in os.walk(root):
+        dirs += len(dirnames)
+        for name in names:
+            files += 1
+            size += os.path.getsize(os.path.join(_, name))
+    return files, dirs, size
+
+
+def real_run(root: Path, n: int) -> None:
+    """The sweep run for real, warm; the runner's own peak RSS (the tasks are other processes)."""
+    import json
+
+    (root / "task.py").write_text(QUIET)
+    store = root / "real-store"
+    cores = os.cpu_count() or 1
+    wall, mb, _ = _timed_cli("run", str(root / "sweep.yaml"), "--warm", "--max-parallel", str(cores),
+                             "--store", str(store), "--no-reuse")
+    run_dir = next((store / "runs").iterdir())
+    print(f"  run --warm (real)            {n:>7} tasks {wall:6.1f} s  {n / wall:6.0f} tasks/s  runner peak RSS "
+          f"{mb:5.0f} MB")
+    files, dirs, size = _tree(store)
+    packs = list((run_dir / "packs").glob("*.jsonl")) if (run_dir / "packs").exists() else []
+    replaced = replaced_bytes = 0
+    for pack in packs:
+        for line in pack.read_text().splitlines():
+            entry = json.loads(line)
+            replaced += 1 + (entry["m"] is not None)
+            replaced_bytes += len(json.dumps(entry["s"])) + (len(json.dumps(entry["m"])) if entry["m"] else 0)
+    print(f"  store left                   {files:>7} files {dirs:>7} dirs {size / 1e6:6.1f} MB "
+          f"(packed: {'yes' if packs else 'no'})")
+    if packs:
+        before_files = files + replaced
+        before_dirs = dirs + n  # a directory per task held them
+        print(f"  per-task files it replaced   {replaced:>7} files {n:>7} dirs {replaced_bytes / 1e6:6.1f} MB of JSON "
+              f"-> {before_files / files:.0f}x fewer files, {before_dirs / max(dirs, 1):.0f}x fewer directories")
+    wall, mb, out = _timed_cli("results", "--store", str(store), "--format", "csv", "-o", os.devnull)
+    print(f"  batchsweep results           {n:>7} rows  {wall:6.2f} s  peak RSS {mb:5.0f} MB")
+    wall, mb, out = _timed_cli("status", "--store", str(store))
+    counts = next((line.strip() for line in out.splitlines() if line.startswith("tasks")), "?")
+    print(f"  batchsweep status                        {wall:6.2f} s  peak RSS {mb:5.0f} MB  ({counts})")
+
+
 def help_time(repeat: int = 7) -> None:
     times = []
     for _ in range(repeat):
@@ -104,6 +178,7 @@ def help_time(repeat: int = 7) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--no-real", action="store_true", help="skip the real run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="batchsweep-scale-") as tmp:
         root = Path(tmp)
@@ -111,6 +186,8 @@ def main() -> int:
         print(f"{args.tasks} tasks on {os.cpu_count()} cores:")
         dry_run(spec)
         in_process(spec, root / "store")
+        if not args.no_real:
+            real_run(root, args.tasks)
     help_time()
     return 0
 

@@ -123,3 +123,24 @@ def test_compact_leaves_a_damaged_file_where_it_is(tmp_path, damaged):
     (store / "runs" / run.id / "tasks" / "0" / damaged).write_text("{damaged")
     assert cli.main(["runs", "compact", run.id, "--store", str(store)]) == 0
     assert (store / "runs" / run.id / "tasks" / "0" / damaged).read_text() == "{damaged"
+
+
+def test_a_compacted_run_with_series_shows_no_task_as_running_and_keeps_its_curves(tmp_path):
+    from batchsweep import live
+    from batchsweep.results import read_series
+
+    (tmp_path / "curve.py").write_text(
+        "import argparse\nfrom batchsweep import log_metrics\n"
+        "p = argparse.ArgumentParser(); p.add_argument('--a', type=int); a = p.parse_args().a\n"
+        "for step in range(3):\n    log_metrics(step=step, loss=a / (step + 1))\n")
+    spec = write_spec(tmp_path, f"""
+        name: curves
+        script: {tmp_path / 'curve.py'}
+        params: {{grid: {{a: [1, 2]}}}}
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    curves = read_series(run)
+    assert len(curves) == 2 and live.running_with_series(run) == []
+    assert cli.main(["runs", "compact", run.id, "--store", str(tmp_path / "store")]) == 0
+    again = batchsweep.load_run(run.id, store=tmp_path / "store")
+    assert live.running_with_series(again) == [] and read_series(again) == curves

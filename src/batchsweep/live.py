@@ -50,6 +50,7 @@ def running_with_series(run: Run) -> list[int]:
         index = head.rsplit("/", 1)[-1]
         if index.isdigit():
             (series if name == SERIES else ended).add(int(index))
+    ended.update(run.store.packed(run.id))  # a compacted run's statuses live in its pack
     return sorted(series - ended)
 
 
