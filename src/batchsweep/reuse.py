@@ -76,6 +76,8 @@ def lookup(store: Store, tasks: Sequence[Task], *, metrics_rule: str | dict[str,
     candidates = {key: sorted(found, key=_newest_first, reverse=True)[:_CANDIDATES] for key, found in entries.items()}
     chosen: dict[str, Source] = {}
     rules: dict[str, Any] = {}
+    same_rule: dict[str, bool] = {}  # per source run: its rule is the new one, so every success of it is reusable
+    wanted = keys.canonical(metrics_rule)
     for attempt in range(_CANDIDATES):
         ask = [(key, c[attempt]) for key, c in candidates.items() if key not in chosen and len(c) > attempt]
         if not ask:
@@ -86,7 +88,8 @@ def lookup(store: Store, tasks: Sequence[Task], *, metrics_rule: str | dict[str,
                 continue
             if run_id not in rules:
                 rules[run_id] = _metrics_rule(store, run_id)
-            if rereadable(rules[run_id], metrics_rule, status, keeps_everything=keeps_everything):
+                same_rule[run_id] = rules[run_id] is not None and keys.canonical(rules[run_id]) == wanted
+            if same_rule[run_id] or rereadable(rules[run_id], metrics_rule, status, keeps_everything=keeps_everything):
                 chosen[key] = Source(run_id, index, status, rules[run_id])
     return Reuse(len(tasks), {t.index: chosen[t.cache_key] for t in tasks if t.cache_key in chosen})
 
