@@ -404,3 +404,62 @@ def test_a_sweep_report_names_the_run_and_task_each_row_was_computed_in(project:
     html = (tmp_path / "s.html").read_text()
     assert provenance_rows(html) == {third.id: ("this run", "1"), first.id: ("a run of the sweep", "2"),
                                      second.id: ("a run of the sweep", "1")}
+
+
+def test_a_local_run_keeps_its_code_package_once_and_rerun_replays_the_code_as_it_was(
+        project: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+    import json
+    import tarfile
+
+    log = tmp_path / "executions.log"
+    store = project / "results-store"  # a store inside the code directory is never packed
+    (project / ".gitignore").write_text("ignored.txt\n")
+    (project / "ignored.txt").write_text("x")
+    (project / ".env").write_text("TOKEN=secret")
+    (project / "notes").mkdir()
+    (project / "notes" / "todo.md").write_text("x")
+    (tmp_path / "outside.txt").write_text("x")
+    (project / "outside-link").symlink_to(tmp_path / "outside.txt")
+    (project / "helper.py").write_text("X = 1\n")
+    spec = write_spec(project, "{a: [1, 2]}", log=log, extra='code: {exclude: ["notes/*"]}\n')
+    first = run(spec, store)
+    again = run(spec, store, reuse=False)
+    packages = sorted((store / "code").iterdir())
+    assert [p.name for p in packages] == [f"{first.info['code_sha256']}.tar.gz"]  # one package for both runs
+    assert again.info["code_sha256"] == first.info["code_sha256"]
+    assert hashlib.sha256(packages[0].read_bytes()).hexdigest() == first.info["code_sha256"]
+    with tarfile.open(packages[0]) as tar:
+        assert sorted(tar.getnames()) == [".gitignore", "helper.py", "sweep.yaml", "task.py"]
+    # the code changes after the run: a replay of the run runs the code it ran
+    (project / "task.py").write_text(COUNTING_SCRIPT.replace("args.a * args.b", "args.a * args.b + 1000"))
+    executions(log)
+    capfd.readouterr()
+    assert cli.main(["rerun", first.id, "1", "--dir", str(tmp_path / "old"), "--store", str(store)]) == 0
+    assert json.loads((tmp_path / "old" / "work" / "metrics.json").read_text())["y"] == 2
+    assert executions(log) == ["2,1"]
+    assert f"the run's package {first.info['code_sha256'][:12]}" in capfd.readouterr().err
+    # a run from before packages were kept (no code_sha256) replays the directory as it is now, and says so
+    info = json.loads((store / "runs" / first.id / "run.json").read_text())
+    del info["code_sha256"]
+    (store / "runs" / first.id / "run.json").write_text(json.dumps(info))
+    old = batchsweep.load_run(first.id, store=store)
+    assert cli.main(["rerun", old.id, "1", "--dir", str(tmp_path / "now"), "--store", str(store)]) == 0
+    assert json.loads((tmp_path / "now" / "work" / "metrics.json").read_text())["y"] == 1002
+    err = capfd.readouterr().err
+    assert "as it is now, not as it was: the run kept no code package" in err and "has changed since" in err
+
+
+def test_gc_deletes_a_local_code_package_only_when_no_remaining_run_uses_it(project: Path, tmp_path: Path) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    spec = write_spec(project, "{a: [1]}", log=log)
+    first = run(spec, store)
+    shared = run(spec, store, reuse=False)  # the same code: the same package
+    (project / "helper.py").write_text("X = 2\n")
+    last = run(spec, store)
+    packages = {p.name for p in (store / "code").iterdir()}
+    assert packages == {f"{first.info['code_sha256']}.tar.gz", f"{last.info['code_sha256']}.tar.gz"}
+    assert cli.main(["runs", "rm", first.id, "--yes", "--store", str(store)]) == 0
+    assert {p.name for p in (store / "code").iterdir()} == packages  # `shared` still uses it
+    assert cli.main(["runs", "rm", shared.id, "--yes", "--store", str(store)]) == 0
+    assert {p.name for p in (store / "code").iterdir()} == {f"{last.info['code_sha256']}.tar.gz"}

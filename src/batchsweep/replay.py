@@ -1,8 +1,9 @@
 """`batchsweep rerun RUN TASK [--dir D] [--shell]`: replay one task of any run, local or remote, on this machine.
 
-The task's directory is made again under D (default: a new temporary directory): `code/` holds the run's code
-package (a remote run's, from the store, at its content hash; a local run runs from its code directory, and a
-warning says when that directory's content has changed since), `work/` the staged inputs; the task's params,
+The task's directory is made again under D (default: a new temporary directory): `code-<sha>/` holds the run's
+code package from the store, at its content hash (every run keeps one; a local run from before they did, or
+one over `code.max_mib`, replays from its code directory as it is now, which is said, with a warning when that
+directory's content has changed since), `work/` the staged inputs; the task's params,
 argv and environment are the run's. The task then runs in the foreground with its output on the terminal, or
 `--shell` starts $SHELL in `work/` with that environment instead. Nothing is written to the store.
 """
@@ -47,21 +48,28 @@ def prepare(run: Run, index: int, *, directory: str | os.PathLike[str] | None = 
     task, info = tasks[index], run.info
     base = Path(directory) if directory else Path(tempfile.mkdtemp(prefix=f"batchsweep-{run.id}-{index}-"))
     base.mkdir(parents=True, exist_ok=True)
-    notes = []
+    notes: list[str] = []
     resolve: Callable[[str], Path]
-    if info.get("code_sha256"):  # a remote run: its code package and inputs are in the store
-        code_dir = remote._code_dir(run.store, info, base)
+    remote_run = "inputs_map" in info  # its inputs were shipped to the store too (aws-batch)
+    code_dir = _package(run, base, notes)
+    if remote_run:
         resolve = remote.InputCache(run.store, info, base)
-        notes.append(f"code: the run's package {info['code_sha256'][:12]} from {run.store.url}")
     else:
-        code_dir = Path(info["code_dir"])
         base_dir = Path(info["base_dir"])
         downloads = base / "inputs"
 
         def resolve(src: str) -> Path:
             return _s3_download(src, downloads / src.rsplit("/", 1)[-1]) if src.startswith("s3://") else base_dir / src
 
-        notes.append(f"code: {code_dir} (a local run runs from its code directory)")
+    if code_dir is None:
+        if remote_run:
+            raise SpecError(f"run {run.id}: its code package {info['code_sha256'][:12]} is not in {run.store.url} "
+                            "any more; nothing to replay it with")
+        code_dir = Path(info["code_dir"])
+        why = (f"its code package was {info['code_package']}" if info.get("code_package") else
+               "its code package is gone from the store" if info.get("code_sha256") else
+               "the run kept no code package (a local run from before they were kept)")
+        notes.append(f"warning: replaying with {code_dir} as it is now, not as it was: {why}")
         try:
             from batchsweep import spec as spec_mod
 
@@ -77,6 +85,19 @@ def prepare(run: Run, index: int, *, directory: str | os.PathLike[str] | None = 
     work.mkdir(exist_ok=True)
     worker._stage(task, work, resolve)
     return Replay(argv=worker.command(ctx, task), env=worker.task_env(ctx, task, work), work=work, notes=notes)
+
+
+def _package(run: Run, base: Path, notes: list[str]) -> Path | None:
+    """The run's code package from its store, unpacked under `base`; None when the run has none (a local run from
+    before packages were kept, or one over code.max_mib) or it is gone from the store."""
+    from batchsweep import remote
+
+    sha = run.info.get("code_sha256")
+    if not sha or not run.store.backend.exists(run.store.code_key(sha)):
+        return None
+    code_dir = remote._code_dir(run.store, run.info, base)
+    notes.append(f"code: the run's package {sha[:12]} from {run.store.url}, as it was when the run started")
+    return code_dir
 
 
 def rerun(run: Run, index: int, *, directory: str | os.PathLike[str] | None = None, shell: bool = False) -> int:

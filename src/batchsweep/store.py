@@ -350,9 +350,13 @@ class Store:
         return self.backend.path(key)
 
     # -- runs ---------------------------------------------------------------------------------
-    def create_run(self, run_id: str, info: dict[str, Any], tasks: Iterable[Task]) -> None:
+    def mark(self) -> None:
+        """A local store's marker file: a code directory that holds this store leaves it out of its package and key."""
         if self.is_local and not self.backend.exists(STORE_MARKER):
             self.backend.write_bytes(STORE_MARKER, b"a batchsweep store: not code, never part of a content key\n")
+
+    def create_run(self, run_id: str, info: dict[str, Any], tasks: Iterable[Task]) -> None:
+        self.mark()
         self.write_tasks(run_id, tasks)
         self.write_json(self.run_key(run_id, "run.json"), info)
 

@@ -24,6 +24,7 @@ from batchsweep.errors import SpecError
 if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec
 
+STORE_MARKER = ".batchsweep-store"  # batchsweep.store.STORE_MARKER: the root of a local store (never code)
 ALWAYS_EXCLUDED = (".git", "__pycache__", ".batchsweep", ".venv", "venv", ".mypy_cache", ".pytest_cache", ".ruff_cache")
 
 
@@ -149,11 +150,18 @@ def _size(n: float) -> str:
 
 
 def survey(root: Path, *, exclude: list[str] | tuple[str, ...] = ()) -> Contents:
-    """What `build` would pack: secrets never; a symlink as a link when it stays inside root, else left out."""
+    """What `build` would pack: secrets never, a batchsweep store kept inside root never (its directory has the
+    store's marker file); a symlink as a link when it stays inside root, else left out."""
     contents = Contents()
     real_root = os.path.realpath(root)
-    for rel in list_files(root, exclude=exclude):
+    files = list_files(root, exclude=exclude)
+    stores = tuple(rel[:-len(STORE_MARKER)] for rel in files if rel.endswith("/" + STORE_MARKER))
+    for store in stores:
+        contents.left_out[store.rstrip("/") + "/"] = "a batchsweep store"
+    for rel in files:
         path = root / rel
+        if rel.startswith(stores) or rel == STORE_MARKER:
+            continue
         if is_secret(rel):
             contents.left_out[rel] = "looks like a secret"
         elif path.is_symlink():

@@ -8,8 +8,12 @@ module with a subclass of `Engine`, registered in `batchsweep.engines.ENGINES` o
 from __future__ import annotations
 
 import abc
+import logging
+import os
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from batchsweep.model import State
@@ -19,6 +23,36 @@ if TYPE_CHECKING:
     from batchsweep.runlock import RunLock
     from batchsweep.spec import Spec
     from batchsweep.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def keep_code_package(spec: Spec, store: Store, code_dir: Path) -> dict[str, Any]:
+    """The run's code package (`batchsweep.aws.codepkg`: the code directory less .gitignore, `code.exclude`,
+    secrets, links leaving it and any store inside it) in the store at `code/<sha256>.tar.gz`, written only when no
+    run has it yet: run.json `code_sha256`. Over `code.max_mib` it is not kept (`code_package` says why) and the
+    run goes on: a local run needs no package to run."""
+    from batchsweep.aws import codepkg
+    from batchsweep.errors import SpecError
+
+    store.mark()  # before packing: a store inside the code directory is never packed, even on its first run
+    scratch = store.local_path("") if store.is_local else None
+    with tempfile.TemporaryDirectory(prefix=".pack-", dir=scratch) as tmp:
+        packed = Path(tmp) / "code.tar.gz"
+        try:
+            sha, _ = codepkg.pack_to_file(code_dir, packed, exclude=spec.code.exclude, max_mib=spec.code.max_mib)
+        except SpecError as e:
+            log.warning("code: not kept for `batchsweep rerun` (it replays with the code directory as it is then): %s", e)
+            return {"code_package": f"not kept: {e}"}
+        key = store.code_key(sha)
+        if not store.backend.exists(key):
+            if store.is_local:
+                target = store.local_path(key)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(packed, target)  # whole or not at all: a concurrent run writing the same bytes is harmless
+            else:
+                store.backend.upload_file(packed, key)  # type: ignore[attr-defined]
+    return {"code_sha256": sha}
 
 
 @dataclass(frozen=True)
@@ -96,8 +130,9 @@ class Engine(abc.ABC):
 
     @classmethod
     def prepare(cls, spec: Spec, store: Store, info: dict[str, Any]) -> dict[str, Any]:
-        """Ship what tasks need (code, inputs) before submit; returns fields to add to run.json."""
-        return {}
+        """Ship what tasks need (code, inputs) before submit; returns fields to add to run.json. Here (tasks run
+        from the code directory itself): keep the code package in the store, so `rerun` replays the code as it was."""
+        return keep_code_package(spec, store, Path(info["code_dir"]))
 
     # -- a run --------------------------------------------------------------------------------
     @abc.abstractmethod
