@@ -330,3 +330,89 @@ def test_status_watch_shows_each_running_tasks_latest_step_value_and_best(tmp_pa
     step, value, best = row.split()[1:4]
     assert int(step) >= 2 and float(value) == pytest.approx(0.5 + 1 / int(step), abs=1e-3) and float(best) == float(value)
     assert "state    finished" in out  # the last frame, after the run ended
+
+
+# -- what deciding costs in S3 requests ---------------------------------------------------------------
+def _s3_run(session, tasks: dict[int, tuple[int, bool]]):
+    """An S3 store in moto holding run r1: task -> (steps of its series, finished); S3 calls counted by a hook."""
+    from batchsweep.aws.clients import make_client
+
+    make_client("s3", session=session).create_bucket(Bucket="stops")
+    store = Store.open("s3://stops/batchsweep")
+    for index, (steps, finished) in tasks.items():
+        _put_task(store, index, steps, finished)
+    calls: list[str] = []
+    store.backend.client.meta.events.register("before-call.s3.*",
+                                              lambda model, **_: calls.append(model.name))
+    return store, calls
+
+
+def _put_task(store, index: int, steps: int, finished: bool) -> None:
+    lines = "".join(json.dumps({"step": s, "val_loss": 1 + index + 1 / s}) + "\n" for s in range(1, steps + 1))
+    store.backend.write_bytes(store.task_key("r1", index, "metrics.jsonl"), lines.encode())
+    store.backend.write_bytes(store.task_key("r1", index, "stdout.log"), b"epoch ...")
+    if finished:
+        store.backend.write_bytes(store.task_key("r1", index, "outputs/metrics.jsonl"), b"a task's own output")
+        store.backend.write_bytes(store.task_key("r1", index, "status.json"), json.dumps(
+            {"index": index, "state": "succeeded", "last_step": steps}).encode())
+
+
+def test_on_s3_listings_are_spaced_and_back_off_while_nothing_changes(session):
+    from batchsweep.stopping import MAX_BACKOFF, RunView
+
+    store, calls = _s3_run(session, {0: (8, True), 1: (8, True), 2: (3, False)})
+    now = [0.0]
+    view = RunView(store, "r1", "val_loss", running_too=False, every=5.0, clock=lambda: now[0])
+    series, states = view.refresh(own=9)
+    assert set(series) == {0, 1} and states == {0: State.SUCCEEDED, 1: State.SUCCEEDED}  # a running one: not read
+    assert calls.count("ListObjectsV2") == 1 and calls.count("GetObject") == 4
+    listed_at = []
+    for t in range(0, 200):  # a check every second for 200 s, nothing changing
+        now[0] = float(t)
+        before = calls.count("ListObjectsV2")
+        view.refresh(own=9)
+        if calls.count("ListObjectsV2") > before:
+            listed_at.append(t)
+    gaps = [b - a for a, b in zip([0, *listed_at], listed_at)]
+    # one flush after a listing that brought something, then 2, 4, and at most MAX_BACKOFF flushes apart
+    assert gaps[:4] == [5, 10, 20, 5 * MAX_BACKOFF] and set(gaps[3:]) == {5 * MAX_BACKOFF}
+    assert calls.count("GetObject") == 4  # finished tasks are read once
+    _put_task(store, 3, 8, True)  # something new: read at the next listing, and the spacing starts again
+    now[0] += 5 * MAX_BACKOFF
+    series, states = view.refresh(own=9)
+    assert 3 in series and states[3] is State.SUCCEEDED and calls.count("GetObject") == 6
+    assert view._next_listing == now[0] + 5
+
+
+def test_a_container_shares_its_view_between_tasks_and_rereads_a_running_series_only_when_it_grew(session):
+    from batchsweep.stopping import RunView, Stopper
+
+    store, calls = _s3_run(session, {0: (8, True), 1: (8, True), 2: (3, False)})
+    view = RunView(store, "r1", "val_loss", running_too=True, every=0.0)  # hyperband reads running tasks too
+    stop = {"metric": "val_loss", "rule": "hyperband", "min_steps": 1, "max_steps": 8, "reduction_factor": 2}
+    first = Stopper(stop, store, "r1", 5, view=view)
+    first.check([{"step": 1, "val_loss": 0.5}])
+    gets = calls.count("GetObject")
+    assert gets == 5  # two finished tasks (status + series) and the running one's series
+    first.check([{"step": 1, "val_loss": 0.5}, {"step": 2, "val_loss": 0.4}])
+    assert calls.count("GetObject") == gets  # nothing changed: nothing read
+    _put_task(store, 2, 4, False)  # the running task reported a step
+    second = Stopper(stop, store, "r1", 6, view=view)  # the container's next task
+    second.check([{"step": 1, "val_loss": 0.5}])
+    assert calls.count("GetObject") == gets + 1  # only the series that grew
+    assert view.refresh(own=6)[0][2] == {s: 3 + 1 / s for s in range(1, 5)}
+
+
+def test_a_threshold_rule_and_steps_before_min_steps_read_nothing(session):
+    from batchsweep.stopping import RunView, Stopper
+
+    store, calls = _s3_run(session, {0: (8, True)})
+    view = RunView(store, "r1", "val_loss", running_too=False)
+    threshold = Stopper({"metric": "val_loss", "rule": "threshold", "upper": 2.0}, store, "r1", 5, view=view)
+    assert threshold.check([{"step": 1, "val_loss": 1.0}]) is None
+    assert threshold.check([{"step": 1, "val_loss": 1.0}, {"step": 2, "val_loss": 3.0}]).step == 2
+    median = Stopper({"metric": "val_loss", "rule": "median", "min_steps": 3}, store, "r1", 6, view=view)
+    median.check([{"step": s, "val_loss": 1.0} for s in (1, 2)])
+    assert calls == []  # neither listed nor read the run
+    median.check([{"step": s, "val_loss": 1.0} for s in (1, 2, 3)])
+    assert calls.count("ListObjectsV2") == 1

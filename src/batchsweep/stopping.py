@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -65,14 +67,10 @@ def _quiet_study_creation() -> None:
 
 @functools.cache
 def warm_up() -> None:
-    """Import Optuna in the background while the task starts: a fresh worker process (an AWS container) would
-    otherwise spend its first decision, a second or more, importing it."""
-    import threading
-
-    def load() -> None:
-        import optuna  # noqa: F401
-
-    threading.Thread(target=load, name="batchsweep-optuna-import", daemon=True).start()
+    """Import Optuna before the first task with `stop:` starts in this process (an AWS container, a Dask worker):
+    imported in the middle of a decision instead, a second or more on a loaded machine, the task would run on
+    meanwhile and be stopped steps later than the rule said."""
+    import optuna  # noqa: F401
 
 
 def pruner(stop: dict[str, Any]) -> optuna.pruners.BasePruner:
@@ -282,21 +280,48 @@ class _Seen:
     tag: Any = None
 
 
-class RunView:
-    """The run's series and statuses as the store holds them, re-read only where they changed."""
+LIST_PAGE = 1000  # keys per S3 listing request
+MAX_BACKOFF = 6  # flush intervals between listings at most, while listings bring nothing new
 
-    def __init__(self, store: Store, run_id: str, metric: str, *, running_too: bool = True) -> None:
+
+def _task_file(key: str) -> tuple[int, str] | None:
+    """(task index, file name) of `…/tasks/<index>/<name>`; None for anything deeper (a task's outputs)."""
+    parts = key.rsplit("/", 3)
+    if len(parts) < 3 or parts[-3] != "tasks" or not parts[-2].isdigit():
+        return None
+    return int(parts[-2]), parts[-1]
+
+
+class RunView:
+    """The run's series and statuses as the store holds them, re-read only where they changed.
+
+    On S3 one listing of `runs/<id>/tasks/` (a LIST request per 1,000 keys) says which tasks finished and which
+    series changed (their size); only those are read. Listings are spaced: never more than one LIST page per
+    `every` seconds on average (a 10,000-task run, ~50 pages, is listed every ~50 flushes), and, while a listing
+    brings nothing new, twice as far apart each time up to MAX_BACKOFF flushes. In between, decisions use what
+    the last listing saw. A worker process shares one view per run (`shared_view`): the tasks a container runs one
+    after another do not read the finished tasks again."""
+
+    def __init__(self, store: Store, run_id: str, metric: str, *, running_too: bool = True, every: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store, self.run_id, self.metric = store, run_id, metric
         self.running_too = running_too  # halving/hyperband compare with running tasks; median only finished ones
+        self.every = every  # the series flush interval: listings are spaced in multiples of it (0: every refresh)
+        self.clock = clock
         self._seen: dict[int, _Seen] = {}
+        self._lock = threading.Lock()
+        self._next_listing = -math.inf
+        self._quiet = 0  # listings in a row that brought nothing new
+        self.listings = 0
 
     def refresh(self, *, own: int) -> tuple[dict[int, dict[int, float]], dict[int, State]]:
-        if self.store.is_local:
-            self._refresh_local(own)
-        else:
-            self._refresh_remote(own)
-        series = {i: s.series for i, s in self._seen.items() if s.series}
-        states = {i: s.status.state for i, s in self._seen.items() if s.status is not None}
+        with self._lock:
+            if self.store.is_local:
+                self._refresh_local(own)
+            elif self.clock() >= self._next_listing:
+                self._refresh_remote(own)
+            series = {i: s.series for i, s in self._seen.items() if s.series and i != own}
+            states = {i: s.status.state for i, s in self._seen.items() if s.status is not None and i != own}
         return series, states
 
     def _refresh_local(self, own: int) -> None:
@@ -328,17 +353,28 @@ class RunView:
             seen.series = self._series(index) if series_tag else {}
 
     def _refresh_remote(self, own: int) -> None:
-        keys = self.store.backend.list_files(self.store.run_key(self.run_id, "tasks"))
-        with_status = {int(k.rsplit("/", 2)[-2]) for k in keys if k.endswith("/status.json")}
-        with_series = {int(k.rsplit("/", 2)[-2]) for k in keys if k.endswith(f"/{SERIES}")}
+        prefix = self.store.run_key(self.run_id, "tasks")
+        backend = self.store.backend
+        listed: dict[str, Any] = (backend.list_sizes(prefix) if hasattr(backend, "list_sizes")
+                                  else dict.fromkeys(backend.list_files(prefix)))
+        self.listings += 1
+        sizes: dict[tuple[int, str], Any] = {}
+        for key, size in listed.items():
+            found = _task_file(key)
+            if found is not None and found[1] in ("status.json", SERIES):
+                sizes[found] = size
         wanted: list[tuple[int, str]] = []
-        for index in sorted(with_status | with_series):
-            if index == own or (index in self._seen and self._seen[index].status is not None):
+        for index in sorted({i for i, _ in sizes}):
+            seen = self._seen.get(index)
+            if index == own or (seen is not None and seen.status is not None):
                 continue  # finished: its series does not change any more
-            if index in with_status:
+            finished = (index, "status.json") in sizes
+            if finished:
                 wanted.append((index, "status.json"))
-            if index in with_series and (index in with_status or self.running_too):
-                wanted.append((index, SERIES))
+            size = sizes.get((index, SERIES), False)
+            if size is not False and (finished or self.running_too):
+                if finished or size is None or seen is None or seen.tag != size:
+                    wanted.append((index, SERIES))  # a running task's series only when its size changed
         raws = self.store._read_many([self.store.task_key(self.run_id, i, name) for i, name in wanted])
         for (index, name), raw in zip(wanted, raws):
             seen = self._seen.setdefault(index, _Seen())
@@ -346,8 +382,12 @@ class RunView:
                 continue
             if name == SERIES:
                 seen.series = values_by_step(parse(raw), self.metric)
+                seen.tag = sizes.get((index, SERIES))
             else:
                 seen.status = _parse_status(raw)
+        self._quiet = 0 if wanted else self._quiet + 1
+        pages = max(1, math.ceil(len(listed) / LIST_PAGE))
+        self._next_listing = self.clock() + self.every * max(pages, min(2 ** self._quiet, MAX_BACKOFF))
 
     def _series(self, index: int) -> dict[int, float]:
         try:
@@ -357,13 +397,40 @@ class RunView:
         return values_by_step(parse(data), self.metric)
 
 
+_VIEWS: dict[tuple[str, str, str, bool], RunView] = {}  # the newest last
+_VIEWS_KEPT = 4
+_VIEWS_LOCK = threading.Lock()
+
+
+def shared_view(store: Store, run_id: str, metric: str, *, running_too: bool, every: float) -> RunView:
+    """This process's view of a run: shared by the tasks it runs, at once (local threads) or one after another
+    (an AWS container's packed tasks). The views of the last few runs are kept."""
+    key = (store.url, run_id, metric, running_too)
+    with _VIEWS_LOCK:
+        view = _VIEWS.pop(key, None) or RunView(store, run_id, metric, running_too=running_too, every=every)
+        _VIEWS[key] = view
+        while len(_VIEWS) > _VIEWS_KEPT:
+            del _VIEWS[next(iter(_VIEWS))]
+        return view
+
+
+def first_step(stop: dict[str, Any]) -> int:
+    """The first step at which the rule can stop a task: Optuna's pruners never prune before n_warmup_steps
+    (median, percentile, threshold) or min_resource (halving, hyperband)."""
+    warmup = int(stop.get("min_steps") or 0)
+    return max(1, warmup) if stop.get("rule") in ("halving", "hyperband") else warmup
+
+
 class Stopper:
     """The worker's side of `stop:` for one task: asked after each flush that added steps."""
 
-    def __init__(self, stop: dict[str, Any], store: Store, run_id: str, index: int) -> None:
+    def __init__(self, stop: dict[str, Any], store: Store, run_id: str, index: int, *, every: float = 0.0,
+                 view: RunView | None = None) -> None:
         self.stop, self.run_id, self.index = stop, run_id, index
         self.metric = str(stop["metric"])
-        self.view = RunView(store, run_id, self.metric, running_too=stop.get("rule") in ("halving", "hyperband"))
+        self.view = view or shared_view(store, run_id, self.metric, every=every,
+                                        running_too=stop.get("rule") in ("halving", "hyperband"))
+        self.alone = stop.get("rule") == "threshold"  # its bounds need no other task: nothing to read
         self._checked: int | None = None
 
     def check(self, records: list[dict[str, Any]]) -> Decision | None:
@@ -374,7 +441,10 @@ class Stopper:
         if not new:
             return None
         self._checked = new[-1]
-        series, states = self.view.refresh(own=self.index)
+        new = [s for s in new if s >= first_step(self.stop)]
+        if not new:
+            return None  # the rule cannot stop it yet: the others are not read
+        series, states = ({}, {}) if self.alone else self.view.refresh(own=self.index)
         for step in new:
             series[self.index] = {s: v for s, v in own.items() if s <= step}
             decision = decide(self.stop, self.run_id, self.index, series, states)

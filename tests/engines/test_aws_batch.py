@@ -468,8 +468,9 @@ def test_median_rule_prunes_the_bad_curves_in_played_containers_reading_each_oth
     for i, s in statuses.items():
         raw = run.store.backend.read_bytes(run.store.task_key(run.id, i, "metrics.jsonl"))
         assert [json.loads(line)["step"] for line in raw.splitlines()] == list(range(1, s.last_step + 1))
-        if i in pruned:
-            assert "by the median rule" in s.error and s.last_step >= 2 and s.last_step < 16
+        if i in pruned:  # stopped at a step before the end; a step or two more may be printed before SIGTERM lands
+            at = int(s.error.split("pruned at step ", 1)[1].split()[0])
+            assert "by the median rule" in s.error and 2 <= at < 16 and at <= s.last_step
         else:
             assert s.state.value == "succeeded" and s.last_step == 16
 

@@ -100,6 +100,14 @@ class S3Backend:
             keys.extend(self._rel(obj["Key"]) for obj in page.get("Contents", []))
         return keys
 
+    def list_sizes(self, prefix: str) -> dict[str, int]:
+        """Every file under prefix with its size, from the same listing requests as `list_files`."""
+        sizes: dict[str, int] = {}
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix).rstrip("/") + "/"):
+            sizes.update((self._rel(obj["Key"]), int(obj.get("Size", 0))) for obj in page.get("Contents", []))
+        return sizes
+
     def upload_file(self, local: Path, key: str) -> None:
         self.client.upload_file(str(local), self.bucket, self._key(key))
 
