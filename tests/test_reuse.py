@@ -463,3 +463,67 @@ def test_gc_deletes_a_local_code_package_only_when_no_remaining_run_uses_it(proj
     assert {p.name for p in (store / "code").iterdir()} == packages  # `shared` still uses it
     assert cli.main(["runs", "rm", shared.id, "--yes", "--store", str(store)]) == 0
     assert {p.name for p in (store / "code").iterdir()} == {f"{last.info['code_sha256']}.tar.gz"}
+
+
+def test_resume_reuses_a_task_that_succeeded_in_another_run_since(project: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    Path(f"{log}.fail2").write_text("")
+    first = run(write_spec(project, "{a: [1, 2]}", log=log), store)
+    assert list(first.results()["status"]) == ["succeeded", "failed"] and first.info["reuse"] is True
+    Path(f"{log}.fail2").unlink()
+    other = run(write_spec(project, "{a: [2, 3]}", log=log), store)  # a=2 succeeds there
+    executions(log)
+    capsys.readouterr()
+    assert cli.main(["resume", first.id, "--store", str(store)]) == 0
+    assert executions(log) == []  # not run again: taken from the other run
+    assert "resume: 1 task: 1 reused from 1 earlier run, 0 to run" in capsys.readouterr().err
+    resumed = batchsweep.load_run(first.id, store=store)
+    assert resumed.store.read_status(first.id, 1).reused_from == f"{other.id}/0"
+    df = resumed.results(refresh=True)
+    assert list(df["status"]) == ["succeeded"] * 2 and list(df["y"]) == [1, 2]
+
+
+def test_resume_of_a_run_started_without_reuse_runs_its_tasks(project: Path, tmp_path: Path) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    Path(f"{log}.fail2").write_text("")
+    first = run(write_spec(project, "{a: [1, 2]}", log=log), store, reuse=False)
+    assert first.info["reuse"] is False
+    Path(f"{log}.fail2").unlink()
+    run(write_spec(project, "{a: [2]}", log=log), store)
+    executions(log)
+    assert cli.main(["resume", first.id, "--store", str(store)]) == 0
+    assert executions(log) == ["2,1"]
+    assert batchsweep.load_run(first.id, store=store).store.read_status(first.id, 1).reused_from is None
+
+
+def search_block(trials: int) -> str:
+    return (f'search: {{sampler: random, trials: {trials}, batch: 2, metric: y, direction: maximize, '
+            f'space: {{a: "choice(1, 2, 3)"}}}}\n')
+
+
+def test_a_search_tells_optuna_stored_results_without_running_them(project: Path, tmp_path: Path) -> None:
+    optuna = pytest.importorskip("optuna")
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from batchsweep import search
+
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    spec = write_spec(project, "{a: [1, 2, 3]}", log=log)
+    run(spec, store)  # a grid over the whole space: every trial's params have a result
+    assert executions(log) == ["1,1", "2,1", "3,1"]
+    spec.write_text(spec.read_text().replace("params: {grid: {a: [1, 2, 3]}}\n", "") + search_block(6))
+    found = run(spec, store)
+    assert executions(log) == []  # six trials, none run
+    df = found.results()
+    assert len(df) == 6 and list(df["status"]) == ["succeeded"] * 6 and df["reused_from"].notna().all()
+    assert list(df["y"]) == list(df["a"])  # each trial's stored y (= a * 1) is its own
+    path = found.store.local_path(found.store.run_key(found.id, search.JOURNAL))
+    study = optuna.load_study(study_name=found.id, storage=JournalStorage(JournalFileBackend(str(path))))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 6
+    assert [t.value for t in study.trials] == [float(t.params["a"]) for t in study.trials]
+    assert study.best_value == 3.0
+    # without reuse every trial runs
+    run(spec, store, reuse=False)
+    assert len(executions(log)) == 6

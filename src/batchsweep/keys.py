@@ -259,6 +259,13 @@ class Keyer:
         self.common = sha256_text(canonical({"v": KEY_VERSION, "code": code, "what": what, "env": env}))
         self.stamps = stamps
 
+    @classmethod
+    def from_common(cls, common: str, stamps: InputStamps | None) -> Keyer:
+        """The keyer of a run whose common part was recorded (run.json `key_common`): a search's later trials."""
+        keyer = cls.__new__(cls)
+        keyer.common, keyer.stamps = common, stamps
+        return keyer
+
     def __call__(self, params: dict[str, Any], inputs: tuple[str, ...]) -> str:
         staged = []
         for ref in inputs:

@@ -219,6 +219,7 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
         "created_ts": now.timestamp(),
         "n_tasks": len(tasks),
         "code_hash": code_hash,
+        "key_common": keyer.common,  # code, what runs and environment: a search keys its trials with it
         "spec_file": str(spec.spec_file) if spec.spec_file else None,
         "provenance": provenance.collect(Path(code_dir), environment=environment),
         "base_dir": str(spec.base_dir),

@@ -126,10 +126,15 @@ def copy_results(store: Store, run_id: str, tasks: Sequence[Task], reuse: Reuse,
         list(pool.map(one, sorted(reuse.found)))
 
 
+def rule_of(spec: dict[str, Any]) -> Any:
+    """The `metrics:` rule of a run.json spec snapshot, as `lookup` compares rules."""
+    rule = spec.get("metrics") or "metrics.json"
+    return {k: v for k, v in rule.items() if v is not None} if isinstance(rule, dict) else rule
+
+
 def _metrics_rule(store: Store, run_id: str) -> Any:
     try:
-        rule = (store.run_info(run_id).get("spec") or {}).get("metrics") or "metrics.json"
-        return {k: v for k, v in rule.items() if v is not None} if isinstance(rule, dict) else rule
+        return rule_of(store.run_info(run_id).get("spec") or {})
     except Exception:  # noqa: BLE001 - a source whose run.json is unreadable is not reused
         return None
 

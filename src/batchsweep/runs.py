@@ -41,6 +41,7 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, re
 
     local = store if isinstance(store, Store) else Store.open(store)
     run_store = p.engine.run_store(p.info["engine"], local)
+    reuse_on = reuse is not False  # recorded: a search's rounds and `resume` reuse only when the run did
     if reuse is True:
         reuse = find_reuse(p, store=local)
     elif reuse is False:
@@ -53,7 +54,7 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, re
     lock = _claim_run_id(p, run_store, local)
     run_id = p.info["run_id"]
     try:
-        info = {**p.info, "store": run_store.url, "reused": len(reuse.found)}
+        info = {**p.info, "store": run_store.url, "reused": len(reuse.found), "reuse": reuse_on}
         info.update(p.engine.prepare(p.spec, run_store, info))
         run_store.create_run(run_id, info, p.tasks)
         if reuse.found:
@@ -109,6 +110,7 @@ class Run:
         self.info = info if info is not None else store.run_info(run_id)
         self._baseline: dict[int, TaskStatus] | None = None  # statuses of tasks the engine is not running
         self._lock: runlock.RunLock | None = None  # held while this process drives the run
+        self.resume_reused: Reuse | None = None  # what the last `resume` copied in instead of running
 
     # -- the one runner per run -----------------------------------------------------------------
     def _hold(self, command: str) -> None:
@@ -291,11 +293,30 @@ class Run:
             self.store.backend.delete_prefix(self.store.task_key(self.id, i))
         self.store.backend.delete_prefix(self.store.run_key(self.id, "results.parquet"))
         self.store.remove_stale_temp(self.id)
+        if todo and not self.info.get("search"):
+            self.resume_reused = self.reuse_finished(todo)
+            todo = [i for i in todo if i not in self.resume_reused.found]
         self.info = self.store.update_run_info(self.id, cancelled=False, resumed_at=time.time())
         self.renew_engine()
         if todo and not self.info.get("search"):
             self.engine.submit(todo, detach=detach)
         return todo
+
+    def reuse_finished(self, indices: Sequence[int]) -> Reuse:
+        """Copy in the earlier success of each of these tasks (none has a status) whose content key succeeded in
+        this store since (any run), when the run was started with reuse on (run.json `reuse`); what is left runs."""
+        from batchsweep.reuse import Reuse, copy_results, lookup, rule_of
+
+        wanted = set(indices)
+        tasks = [t for t in self.tasks() if t.index in wanted]
+        if self.info.get("reuse") is not True or not tasks:
+            return Reuse(len(tasks))
+        spec = self.info.get("spec") or {}
+        rule = rule_of(spec)
+        found = lookup(self.store, tasks, metrics_rule=rule, keeps_everything=not spec.get("outputs"))
+        if found.found:
+            copy_results(self.store, self.id, tasks, found, metrics_rule=rule)
+        return found
 
     def logs(self, index: int, *, stderr: bool = False) -> str:
         return b"".join(self.log_chunks(index, stderr=stderr)).decode("utf-8", errors="replace")

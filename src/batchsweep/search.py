@@ -15,9 +15,7 @@ driver killed at any point resumes without losing or repeating a trial:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import logging
 import math
 import os
@@ -319,21 +317,64 @@ def _task_indices(run: Run, proposals: list[Proposal]) -> dict[int, int]:
     index_of = {t.params["trial"]: t.index for t in tasks if "trial" in t.params}
     spec = run.info["spec"]
     fixed = dict((spec.get("params") or {}).get("fixed") or {})
+    keyer = trial_keyer(run)
     new: list[Task] = []
     for p in proposals:
         if p.trial in index_of:
             continue
         params, inputs = space_mod.resolve({**p.values, **fixed, "trial": p.trial, "round": p.round},
                                            list(spec.get("inputs") or []), task=f"trial {p.trial}")
-        key_src = json.dumps([run.info.get("code_hash", ""), params, inputs], sort_keys=True, default=str)
-        task = Task(index=len(tasks) + len(new), params=params, inputs=inputs,
-                    cache_key=hashlib.sha256(key_src.encode()).hexdigest()[:16])
+        task = Task(index=len(tasks) + len(new), params=params, inputs=inputs, cache_key=keyer(params, inputs))
         index_of[p.trial] = task.index
         new.append(task)
     if new:
         run.store.write_tasks(run.id, [*tasks, *new])
         run.info = run.store.update_run_info(run.id, n_tasks=len(tasks) + len(new))
     return index_of
+
+
+def trial_keyer(run: Run) -> Callable[[dict[str, Any], tuple[str, ...]], str]:
+    """A trial's content key (`batchsweep.keys`): the one a grid task with the same params gets, so a trial can
+    take any earlier result. `trial` and `round` are left out when the task never sees them (a script whose
+    flags are known and do not declare them); else, and for runs from before `key_common`, they stay in, so the
+    key is the trial's own."""
+    from batchsweep import keys
+    from batchsweep.scriptargs import flags_from_json
+
+    info = run.info
+    common = info.get("key_common")
+    if not common:
+        return lambda params, inputs: keys.sha256_text(keys.canonical([info.get("code_hash", ""), params, inputs]))
+    aws = (info.get("spec") or {}).get("aws") or {}
+    stamps = keys.InputStamps(Path(info["base_dir"]), keys.HashCache(),
+                              s3_head=keys.s3_head(profile=aws.get("profile"), region=aws.get("region")))
+    keyer = keys.Keyer.from_common(common, stamps)
+    flags = flags_from_json(info["flags"]) if info.get("flags") and not info["spec"].get("function") else None
+    hidden = {p for p in SEARCH_PARAMS if flags is not None and flags.known and flags.lookup(p) is None}
+
+    def key(params: dict[str, Any], inputs: tuple[str, ...]) -> str:
+        return keyer({k: v for k, v in params.items() if k not in hidden}, inputs)
+
+    return key
+
+
+def _reuse_round(run: Run, indices: list[int]) -> set[int]:
+    """The round's tasks whose content key already succeeded in this store (this search's earlier trials, other
+    runs, a grid over the same space): their results are copied in, not run. Only when the run has reuse on."""
+    from batchsweep.reuse import copy_results, lookup, rule_of
+
+    if run.info.get("reuse") is not True:
+        return set()
+    wanted = set(indices)
+    done = {i for i in indices if run.store.read_status(run.id, i) is not None}
+    tasks = [t for t in run.tasks() if t.index in wanted and t.index not in done]
+    spec = run.info.get("spec") or {}
+    rule = rule_of(spec)
+    found = lookup(run.store, tasks, metrics_rule=rule, keeps_everything=not spec.get("outputs"))
+    if found.found:
+        copy_results(run.store, run.id, tasks, found, metrics_rule=rule)
+        log.info("round: %s", found.line().replace("to run", "trials to run"))
+    return set(found.found)
 
 
 def _engine_evaluator(run: Run, search: Search, study: optuna.Study, *, progress: bool,
@@ -346,9 +387,12 @@ def _engine_evaluator(run: Run, search: Search, study: optuna.Study, *, progress
         if progress:
             log.info("round %s: %d trials (%d of %d told so far)", proposals[0].round, len(indices), told(study),
                      search.trials)
-        run.renew_engine()  # a fresh engine per round: its own thread, its own poll backoff
-        run.engine.submit(indices, detach=False)
-        watch(run, show=progress, interval=interval)
+        reused = _reuse_round(run, indices)
+        to_run = [i for i in indices if i not in reused]
+        if to_run:
+            run.renew_engine()  # a fresh engine per round: its own thread, its own poll backoff
+            run.engine.submit(to_run, detach=False)
+            watch(run, show=progress, interval=interval)
         statuses = {i: run.store.read_status(run.id, i) for i in indices}
         if any(s is None or s.state not in RESULT_STATES for s in statuses.values()):
             raise Interrupted

@@ -186,8 +186,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
         _quiet_optuna()
     todo = run.resume(detach=args.detach)
     out(run.id)
+    if run.resume_reused is not None and run.resume_reused.found:
+        print(f"resume: {run.resume_reused.line()}", file=sys.stderr)
     if not todo:
-        out("nothing to resume: every task succeeded")
+        out("nothing left to run: every task succeeded or was reused" if run.resume_reused and run.resume_reused.found
+            else "nothing to resume: every task succeeded")
         return 0
     print(f"resuming {len(todo)} of {run.n_tasks} tasks", file=sys.stderr)
     if args.detach:
