@@ -22,8 +22,9 @@ parser.parse_args()
 """
 
 
-@pytest.fixture
-def big_spec(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def big_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("big")
     (tmp_path / "task.py").write_text(SCRIPT)
     symbols = ", ".join(f"S{i:03d}" for i in range(1000))
     windows = ", ".join(map(str, range(1, 101)))
@@ -40,8 +41,14 @@ def big_spec(tmp_path: Path) -> Path:
     return spec
 
 
-def test_100k_tasks_expand_in_grid_order_with_stable_indices(big_spec):
-    p = planning.plan(big_spec)
+@pytest.fixture(scope="module")
+def big_plan(big_spec: Path) -> planning.Plan:
+    """Planned once for the module: each plan of 100,000 tasks takes seconds, and these tests only read it."""
+    return planning.plan(big_spec)
+
+
+def test_100k_tasks_expand_in_grid_order_with_stable_indices(big_plan):
+    p = big_plan
     assert len(p.tasks) == 100_000 and p.info["n_tasks"] == 100_000
     first, last = p.tasks[0], p.tasks[-1]
     assert (first.index, first.params) == (0, {"symbol": "S000", "window": 1, "fee_bps": 10})
@@ -50,8 +57,8 @@ def test_100k_tasks_expand_in_grid_order_with_stable_indices(big_spec):
     assert [t.index for t in p.tasks] == list(range(100_000))
 
 
-def test_100k_task_manifest_reads_back_whole(big_spec, tmp_path):
-    p = planning.plan(big_spec)
+def test_100k_task_manifest_reads_back_whole(big_plan, tmp_path):
+    p = big_plan
     store = Store.open(tmp_path / "store")
     store.create_run(p.info["run_id"], p.info, p.tasks)
     back = store.tasks(p.info["run_id"])

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,11 @@ class Flag:
     def shown(self) -> str:
         return self.dest if self.positional else self.option
 
+    @cached_property
+    def names(self) -> frozenset[str]:
+        """The names a param may use for this flag: its dest and its options without dashes (`-` read as `_`)."""
+        return frozenset({self.dest} | {o.lstrip("-").replace("-", "_") for o in self.option_strings})
+
     @property
     def takes_many(self) -> bool:
         return self.nargs in ("+", "*") or (isinstance(self.nargs, int) and self.nargs > 1)
@@ -75,8 +81,10 @@ class ScriptFlags:
     reason: str | None = None
     exclusive: tuple[tuple[bool, tuple[str, ...]], ...] = ()  # mutually exclusive groups: (required, dests)
     open: bool = False  # parse_known_args(): params it does not declare go on the command line unchecked
+    _found: dict[tuple[str, str | None], Flag | None] = field(default_factory=dict, init=False, repr=False,
+                                                              compare=False)
 
-    @property
+    @cached_property
     def subcommand(self) -> Flag | None:
         return next((f for f in self.flags if f.kind == "subcommand"), None)
 
@@ -92,12 +100,13 @@ class ScriptFlags:
         sub = self.subcommand
         if sub is not None and name in (sub.dest, "command"):
             return sub
-        want = name.replace("-", "_")
-        for f in (*self.flags, *self.selected(params or {})):
-            names = {f.dest} | {o.lstrip("-").replace("-", "_") for o in f.option_strings}
-            if want in names or name == f.dest:
-                return f
-        return None
+        chosen = params.get(sub.dest, params.get("command")) if sub is not None and params else None
+        key = (name, None if chosen is None else str(chosen))
+        if key not in self._found:  # a 100,000-task grid asks the same few questions again and again
+            want = name.replace("-", "_")
+            self._found[key] = next((f for f in (*self.flags, *self.selected(params or {}))
+                                     if want in f.names or name == f.dest), None)
+        return self._found[key]
 
     def listing(self, params: dict[str, Any] | None = None) -> str:
         shown = [f.shown for f in (*self.flags, *self.selected(params or {})) if f.kind != "subcommand"]
