@@ -49,8 +49,11 @@ lint: setup
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy src/batchsweep
 
+# The tests run in TEST_WORKERS processes (pytest-xdist): most of their time is spent waiting on the processes
+# they start (tasks, runners, moto, Dask), so two workers pay even on two cores. TEST_WORKERS=0 runs them in one.
+TEST_WORKERS ?= 2
 test: setup $(CHECKOV_VENV)/.installed chromium lint
-	CHECKOV=$(abspath $(CHECKOV_VENV))/bin/checkov $(BIN)/pytest tests
+	CHECKOV=$(abspath $(CHECKOV_VENV))/bin/checkov $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup tests
 
 # Builds the real task image (a debootstrap base cached in ~/.cache/batchsweep-tests) and plays an AWS sweep
 # inside it: minutes, so not part of `make test`.

@@ -10,9 +10,21 @@ def _file_hash_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
     monkeypatch.setenv("BATCHSWEEP_CACHE_DIR", str(tmp_path_factory.mktemp("hash-cache")))
 
 
+# Module-scoped fixtures that start servers (seconds each): under pytest-xdist (`make test` runs `-n`) the tests of
+# one module that use one stay on one worker (`--dist loadgroup`), so each module starts its server once.
+ONE_WORKER_PER_MODULE = ("dask_processes", "iam_world")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `image` build a real task image (minutes): they run under `make test-image`
     (BATCHSWEEP_IMAGE_TESTS=1), not in every `make test`."""
+    for item in items:
+        engine = item.callspec.params.get("engine") if hasattr(item, "callspec") else None
+        for fixture in ONE_WORKER_PER_MODULE:
+            # the conformance suite's dask engine asks for the cluster while the test runs
+            if fixture in getattr(item, "fixturenames", ()) or (fixture == "dask_processes" and engine == "dask"):
+                item.add_marker(pytest.mark.xdist_group(f"{item.nodeid.split('::')[0]}:{fixture}"))
     if os.environ.get("BATCHSWEEP_IMAGE_TESTS") == "1":
         return
     skip = pytest.mark.skip(reason="builds a real task image: `make test-image`")
