@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -21,3 +22,25 @@ def alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class FakeClock:
+    """A `batchsweep.clock.Clock` whose time moves only when code sleeps on it: minutes of polling pass at once.
+    `on_sleep(clock)` runs after each sleep (the world a poll loop watches may change there)."""
+
+    def __init__(self, start: float = 1_000_000.0, on_sleep: Callable[[FakeClock], None] | None = None) -> None:
+        self.now = start
+        self.slept: list[float] = []
+        self.on_sleep = on_sleep
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return 1_700_000_000.0 + self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        if self.on_sleep is not None:
+            self.on_sleep(self)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from batchsweep.clock import SYSTEM, Clock
 from batchsweep.model import OK_STATE_NAMES, OWN_PARAMS, State, TaskStatus
 from batchsweep.text import duration, state_counts
 
@@ -344,10 +345,9 @@ def stop_line(run: Run, statuses: dict[int, TaskStatus], stop: dict[str, Any]) -
 WATCH_EVERY_S = 2.0
 
 
-def watch_status(run: Run, *, every: float = WATCH_EVERY_S, rounds: int | None = None) -> None:
-    """`status --watch`: the status and the running tasks' series, redrawn until the run ends."""
-    import time
-
+def watch_status(run: Run, *, every: float = WATCH_EVERY_S, rounds: int | None = None, clock: Clock = SYSTEM) -> None:
+    """`status --watch`: the status and the running tasks' series, redrawn every `every` seconds of `clock` until
+    the run ends."""
     console = _console()
     n = 0
     while True:
@@ -363,7 +363,7 @@ def watch_status(run: Run, *, every: float = WATCH_EVERY_S, rounds: int | None =
             return
         console.print(f"watching {run.id}: every {every:g} s until it ends (Ctrl-C stops watching, not the run)",
                       markup=False)
-        time.sleep(every)
+        clock.sleep(every)
 
 
 def live_table(run: Run, *, width: int | None, active: bool = True) -> Any:

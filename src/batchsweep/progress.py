@@ -9,6 +9,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from batchsweep.clock import SYSTEM, Clock
 from batchsweep.model import DONE_STATE_NAMES, FAILED_STATE_NAMES, OK_STATE_NAMES
 from batchsweep.text import state_counts
 
@@ -24,26 +25,27 @@ def _plain() -> bool:
     return not sys.stderr.isatty() or bool(os.environ.get("CI"))
 
 
-def _eta(started: float, done: int, total: int) -> str:
+def _eta(started: float, now: float, done: int, total: int) -> str:
     if done == 0 or done >= total:
         return "--:--"
-    left = (time.monotonic() - started) / done * (total - done)
+    left = (now - started) / done * (total - done)
     return time.strftime("%H:%M:%S" if left >= 3600 else "%M:%S", time.gmtime(left))
 
 
-def watch(run: Run, *, show: bool = True, interval: float = 0.25) -> None:
+def watch(run: Run, *, show: bool = True, interval: float = 0.25, clock: Clock = SYSTEM) -> None:
+    """Poll the run every `interval` seconds of `clock` until it ends, showing its progress when `show`."""
     total = run.n_tasks
-    started = time.monotonic()
+    started = clock.monotonic()
     if not show:
         while run.engine.poll().active:
-            time.sleep(interval)
+            clock.sleep(interval)
         return
     if in_jupyter():
-        _watch_jupyter(run, total, started, interval)
+        _watch_jupyter(run, total, started, interval, clock)
     elif _plain():
-        _watch_plain(run, total, started, interval)
+        _watch_plain(run, total, started, interval, clock)
     else:
-        _watch_rich(run, total, started, interval)
+        _watch_rich(run, total, started, interval, clock)
 
 
 def in_jupyter() -> bool:
@@ -78,7 +80,7 @@ def live_html(run: Run) -> str:
     return html_table(live) if live is not None else ""
 
 
-def _watch_jupyter(run: Run, total: int, started: float, interval: float) -> None:
+def _watch_jupyter(run: Run, total: int, started: float, interval: float, clock: Clock) -> None:
     # One display updated in place: needs only IPython (rich's live display in Jupyter needs ipywidgets).
     from IPython.display import HTML, display
 
@@ -90,9 +92,9 @@ def _watch_jupyter(run: Run, total: int, started: float, interval: float) -> Non
         done = sum(counts.get(k, 0) for k in DONE_STATE_NAMES)
         if not progress.active:
             live = ""
-        elif time.monotonic() - live_at >= every:
-            live, live_at = live_html(run), time.monotonic()
-        bar = HTML(jupyter_bar(run.name, done, total, counts, _eta(started, done, total)) + live)
+        elif clock.monotonic() - live_at >= every:
+            live, live_at = live_html(run), clock.monotonic()
+        bar = HTML(jupyter_bar(run.name, done, total, counts, _eta(started, clock.monotonic(), done, total)) + live)
         if handle is None:
             handle = display(bar, display_id=True)
         else:
@@ -103,27 +105,30 @@ def _watch_jupyter(run: Run, total: int, started: float, interval: float) -> Non
                 print(f"note: {note}", file=sys.stderr, flush=True)
         if not progress.active:
             return
-        time.sleep(max(interval, 0.5))
+        clock.sleep(max(interval, 0.5))
 
 
-def _watch_plain(run: Run, total: int, started: float, interval: float) -> None:
+def _watch_plain(run: Run, total: int, started: float, interval: float, clock: Clock) -> None:
     last_line, last_print = "", 0.0
+    seen_notes: set[str] = set()
     while True:
         counts, progress = run.counts()
         done = sum(counts.get(k, 0) for k in DONE_STATE_NAMES)
         line = f"[{done}/{total}] {state_counts(counts)}"
-        now = time.monotonic()
+        now = clock.monotonic()
         if not progress.active or (line != last_line and now - last_print >= PLAIN_EVERY_S):
-            print(f"{line}  eta {_eta(started, done, total)}" if progress.active else line, file=sys.stderr, flush=True)
+            print(f"{line}  eta {_eta(started, now, done, total)}" if progress.active else line, file=sys.stderr, flush=True)
             last_line, last_print = line, now
-        for note in progress.notes:
-            print(f"note: {note}", file=sys.stderr, flush=True)
+        for note in progress.notes:  # an engine repeats its notes in each poll until they change
+            if note not in seen_notes:
+                seen_notes.add(note)
+                print(f"note: {note}", file=sys.stderr, flush=True)
         if not progress.active:
             return
-        time.sleep(interval)
+        clock.sleep(interval)
 
 
-def _watch_rich(run: Run, total: int, started: float, interval: float) -> None:
+def _watch_rich(run: Run, total: int, started: float, interval: float, clock: Clock) -> None:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -155,4 +160,4 @@ def _watch_rich(run: Run, total: int, started: float, interval: float) -> None:
                     bar.console.print(f"[yellow]note:[/] {note}")
             if not progress.active:
                 return
-            time.sleep(interval)
+            clock.sleep(interval)

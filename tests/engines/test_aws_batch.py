@@ -525,3 +525,31 @@ def test_status_watch_shows_the_running_tasks_latest_steps_read_from_s3_while_co
         assert value == pytest.approx(quality + 1 / step, abs=1e-3) and best == value  # a falling curve
     assert sorted(k.rsplit("/", 2)[-2] for k in series_reads) == ["0", "1"]  # task 2 never started: not read
     assert sum(op == "s3.ListObjectsV2" for op, _ in calls) <= 4
+
+
+def test_polls_back_off_to_one_describe_every_30_seconds_and_a_cancel_polls_at_once(tmp_path, stack, calls,
+                                                                                    jobs_stay_queued):
+    """Ten minutes of a queued run's watch on a fake clock: DescribeJobs is asked at growing intervals, never more
+    than 30 s (+ jitter) apart, ~30 times in all, not the 2,400 times a 0.25 s watch loop polls."""
+    from helpers import FakeClock
+
+    run = batchsweep.run(write_spec(tmp_path, spec_body("{a: [1, 2, 3]}")), store=tmp_path / "store", detach=True)
+    engine = batchsweep.load_run(run.id, store=tmp_path / "store").engine
+    clock = engine.clock = FakeClock()
+
+    def describes() -> int:
+        return sum(op == "batch.DescribeJobs" for op, _ in calls)
+
+    asked: list[float] = []
+    while clock.now < 1_000_600:
+        before = describes()
+        assert engine.poll().active
+        if describes() > before:
+            asked.append(clock.now)
+        clock.sleep(0.25)
+    gaps = [b - a for a, b in zip(asked, asked[1:])]
+    assert 15 <= len(asked) <= 40 and max(gaps) <= 36.25 and gaps[0] < 5 < gaps[-1]
+    engine.cancel()
+    before = describes()
+    engine.poll()
+    assert describes() == before + 1  # after a cancel, the next poll asks Batch at once

@@ -4,7 +4,6 @@ reasons of failed children mapped to their tasks, and cancel."""
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from typing import Any
 
@@ -25,7 +24,7 @@ DEFAULT_RUNNABLE_ADVICE = "jobs wait for capacity; the default Fargate quota is 
 
 class Poller(AwsRun):
     def poll(self) -> Progress:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if self._last is not None and now < self._next_poll:
             return self._last
         submissions = self._record()["submissions"]  # one read of engine.json per poll
@@ -44,7 +43,7 @@ class Poller(AwsRun):
         active = any(job["status"] not in TERMINAL for job in described)
         k = max([s["tasks_per_child"] for s in submissions] or [1])
         running = (children["RUNNING"] + children["STARTING"])
-        submitted = min((s["submitted_at"] for s in submissions), default=time.time())
+        submitted = min((s["submitted_at"] for s in submissions), default=self.clock.time())
         notes = self._runnable_notes(described, children, submitted) if active else ()
         counts = None
         if active:  # estimated from children while running; the store's statuses are read once it ends
@@ -63,9 +62,9 @@ class Poller(AwsRun):
     def _runnable_notes(self, described: list[dict[str, Any]], children: Counter[str],
                         submitted: float) -> tuple[str, ...]:
         waiting = children["RUNNABLE"] and not (children["RUNNING"] + children["STARTING"] + children["SUCCEEDED"])
-        if not waiting or time.time() - submitted < 120 or time.monotonic() - self._runnable_checked < 300:
+        if not waiting or self.clock.time() - submitted < 120 or self.clock.monotonic() - self._runnable_checked < 300:
             return ()
-        self._runnable_checked = time.monotonic()
+        self._runnable_checked = self.clock.monotonic()
         job = described[0]
         reason = job.get("statusReason")
         if job.get("arrayProperties"):
