@@ -3,14 +3,16 @@ for real in warm mode with a small runner, leaves a compact store and gathers in
 starts fast.
 
     .venv/bin/python bench/scale.py               # 100,000 tasks
-    .venv/bin/python bench/scale.py --tasks 20000 [--no-real]
+    .venv/bin/python bench/scale.py --tasks 20000 [--no-real | --real-tasks 10000]
 
 Prints seconds and peak RSS (VmHWM) for: planning (load, expand, check the script's flags), writing the run's
 manifest (tasks.jsonl, run.json) to a local store, and `batchsweep run SPEC --dry-run` as a user runs it.
 Then (unless --no-real) `batchsweep run SPEC --warm --max-parallel CORES` of a trivial script that writes one
 metric: wall time, tasks/s, the runner's peak RSS, the files and bytes left in the store (the run compacts itself
 above 10,000 tasks) against the per-task files the pack replaced, and `batchsweep results` / `status` times.
-Then the median wall time of `batchsweep --help`.
+Then `results` of a finished run of the full size, its store written directly (a status.json and metrics.json
+per task, as the runner leaves them): from the per-task files, then compacted (`runs compact`, timed) and from
+the pack, with the tables compared. Then the median wall time of `batchsweep --help`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import sys
 import tempfile
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 SCRIPT = """\
 import argparse
@@ -165,6 +169,49 @@ def real_run(root: Path, n: int) -> None:
     print(f"  batchsweep status                        {wall:6.2f} s  peak RSS {mb:5.0f} MB  ({counts})")
 
 
+def gather_compare(root: Path, n: int) -> None:
+    """`results` of a finished n-task run from per-task files against the same run compacted."""
+    import pandas as pd
+
+    from batchsweep import planning
+    from batchsweep.model import State, TaskStatus
+    from batchsweep.store import Store
+
+    (root / "task.py").write_text(QUIET)
+    p = planning.plan(root / "sweep.yaml")
+    store_dir = root / "gather-store"
+    store = Store.open(store_dir)
+    run_id = p.info["run_id"]
+    store.create_run(run_id, {**p.info, "base_dir": str(root)}, p.tasks)
+    t0 = time.perf_counter()
+
+    def one(task: Any) -> None:
+        i = task.index
+        store.write_json(store.task_key(run_id, i, "metrics.json"), {"s": task.params["x"] + task.params["y"]})
+        store.write_status(run_id, TaskStatus(index=i, state=State.SUCCEEDED, started_at=1e9 + i, ended_at=1e9 + i + 0.2,
+                                              worker="local-0", exit_code=0))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # each write is an fsync'ed file, as the runner writes it
+        list(pool.map(one, p.tasks))
+    store.write_json(store.run_key(run_id, "engine.json"), {"pid": 0})
+    written = time.perf_counter() - t0
+    files = _tree(store_dir)[0]
+    print(f"  finished run written         {n:>7} tasks {written:6.1f} s  {files} files")
+    wall_files, mb_files, _ = _timed_cli("results", run_id, "--store", str(store_dir), "--format", "csv", "-o",
+                                         str(root / "files.csv"))
+    (store_dir / "runs" / run_id / "results.parquet").unlink(missing_ok=True)
+    wall_compact, _, out = _timed_cli("runs", "compact", run_id, "--store", str(store_dir))
+    files_after = _tree(store_dir)[0]
+    wall_pack, mb_pack, _ = _timed_cli("results", run_id, "--store", str(store_dir), "--format", "csv", "-o",
+                                       str(root / "pack.csv"))
+    same = pd.read_csv(root / "files.csv").equals(pd.read_csv(root / "pack.csv"))
+    print(f"  runs compact                               {wall_compact:6.2f} s  {files} -> {files_after} files "
+          f"({files / files_after:.0f}x fewer)")
+    print(f"  batchsweep results, files    {n:>7} rows  {wall_files:6.2f} s  peak RSS {mb_files:5.0f} MB")
+    print(f"  batchsweep results, packed   {n:>7} rows  {wall_pack:6.2f} s  peak RSS {mb_pack:5.0f} MB  "
+          f"({wall_files / wall_pack:.1f}x; tables {'equal' if same else 'DIFFER'})")
+
+
 def help_time(repeat: int = 7) -> None:
     times = []
     for _ in range(repeat):
@@ -179,6 +226,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--no-real", action="store_true", help="skip the real run")
+    parser.add_argument("--real-tasks", type=int, default=None, help="tasks of the real run (default --tasks)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="batchsweep-scale-") as tmp:
         root = Path(tmp)
@@ -186,8 +234,12 @@ def main() -> int:
         print(f"{args.tasks} tasks on {os.cpu_count()} cores:")
         dry_run(spec)
         in_process(spec, root / "store")
+        gather_compare(root, args.tasks)
         if not args.no_real:
-            real_run(root, args.tasks)
+            real = args.real_tasks or args.tasks
+            if real != args.tasks:
+                write_spec(root, real)
+            real_run(root, real)
     help_time()
     return 0
 
