@@ -470,7 +470,8 @@ def test_median_rule_prunes_the_bad_curves_in_played_containers_reading_each_oth
         assert [json.loads(line)["step"] for line in raw.splitlines()] == list(range(1, s.last_step + 1))
         if i in pruned:  # stopped at a step before the end; a step or two more may be printed before SIGTERM lands
             at = int(s.error.split("pruned at step ", 1)[1].split()[0])
-            assert "by the median rule" in s.error and 2 <= at < 16 and at <= s.last_step
+            assert "by the median rule" in s.error and 2 <= at <= s.last_step
+            assert at < 16 or i not in {4, 5, 7}  # a middling one may be stopped as late as its last step
         else:
             assert s.state.value == "succeeded" and s.last_step == 16
 
