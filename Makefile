@@ -48,6 +48,7 @@ demo: runtime
 lint: setup
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy src/batchsweep
+	$(BIN)/lint-imports --no-cache
 
 # The tests run in TEST_WORKERS processes (pytest-xdist): most of their time is spent waiting on the processes
 # they start (tasks, runners, moto, Dask), so two workers pay even on two cores. TEST_WORKERS=0 runs them in one.

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from batchsweep.aws import clients
-from batchsweep.aws.emulator import MotoServer, deploy_stack
+from batchsweep.emulator import MotoServer, deploy_stack
 
 TASK = Path(__file__).parent / "trivial.py"
 

@@ -1,7 +1,7 @@
 """Fixtures that aim every AWS call at moto's standalone server on 127.0.0.1.
 
 Import them from a conftest (`from aws_fixtures import *`). The server itself is
-`batchsweep.aws.emulator.MotoServer`, which the benchmarks and the README's emulator tour use too.
+`batchsweep.emulator.MotoServer`, which the benchmarks and the README's emulator tour use too.
 
     moto_endpoint   session-scoped: one `moto_server` process for the whole test session
     aws_env         function-scoped: a wiped server and an environment that points boto3 at it
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from batchsweep.aws.emulator import MotoServer, deploy_stack
+from batchsweep.emulator import MotoServer, deploy_stack
 
 __all__ = ["moto_endpoint", "aws_env", "session", "iam_world", "IamWorld", "iam_allows", "policy_document"]
 

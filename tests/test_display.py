@@ -15,9 +15,10 @@ from test_report import METRICS, backtest_frame
 
 import batchsweep
 from batchsweep import cli
-from batchsweep.display import cell, fit_table, results_view
+from batchsweep.display import fit_table, results_view
 from batchsweep.errors import SweepError
 from batchsweep.results import sort_best_first
+from batchsweep.text import cell
 
 SCRIPTS = Path(__file__).parent / "scripts"
 PARAMS = ["symbol", "fast", "slow", "fee_bps", "data"]

@@ -15,8 +15,7 @@ import pytest
 
 import batchsweep
 from batchsweep import cli
-from batchsweep.cost import load_prices
-from batchsweep.estimate import run_cost
+from batchsweep.cost import load_prices, run_cost
 from batchsweep.store import Store
 
 SCRIPTS = Path(__file__).parent / "scripts"

@@ -327,7 +327,7 @@ def test_status_of_a_local_run_that_reserved_far_more_than_it_used_suggests_the_
 
 
 def test_right_sizing_asks_only_for_what_each_backend_reserves():
-    from batchsweep.estimate import run_right_size
+    from batchsweep.cost import run_right_size
     from batchsweep.model import State, TaskStatus
 
     used = [TaskStatus(index=i, state=State.SUCCEEDED, started_at=0.0, ended_at=10.0, peak_rss_mib=300.0, cpu_s=1.0)

@@ -18,13 +18,13 @@ if TYPE_CHECKING:
     from batchsweep.catalog import list_runs, load_run
     from batchsweep.errors import SweepError
     from batchsweep.history import load_sweep
-    from batchsweep.metrics import log_metrics
     from batchsweep.planning import plan
     from batchsweep.runs import Run, run, start
+    from batchsweep.taskapi import log_metrics
 
 _WHERE = {
     "run": "batchsweep.runs", "load_run": "batchsweep.catalog", "list_runs": "batchsweep.catalog", "plan": "batchsweep.planning",
-    "start": "batchsweep.runs", "Run": "batchsweep.runs", "log_metrics": "batchsweep.metrics",
+    "start": "batchsweep.runs", "Run": "batchsweep.runs", "log_metrics": "batchsweep.taskapi",
     "SweepError": "batchsweep.errors", "load_sweep": "batchsweep.history",
 }
 

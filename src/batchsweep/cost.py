@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchsweep.errors import SweepError
+
+if TYPE_CHECKING:
+    from batchsweep.model import TaskStatus
+
+DEFAULT_REGION = "us-east-1"
 
 PRICES_FILE = Path(__file__).parent / "data" / "fargate_prices.json"
 NOT_INCLUDED = ("not included: retried attempts, S3 requests and transfer, CloudWatch Logs, ECR storage, "
@@ -241,3 +247,94 @@ def right_size_reserved(usage: Sequence[tuple[float, float, float]], *, vcpus: f
     freed = [1 - new / old for new, old in ((new_vcpus, vcpus), (new_mib, memory_mib)) if new is not None and old]
     return RightSize(used_mib=used_mib, used_vcpus=used_vcpus, vcpus=new_vcpus, memory_mib=new_mib,
                      saving=max(freed), backend=backend, reserved_vcpus=vcpus, reserved_mib=memory_mib)
+
+
+# -- a finished run ------------------------------------------------------------------------------
+def aws_region(spec_region: str | None) -> str:
+    """The spec's aws.region, else the standard environment variables, else us-east-1 (no AWS call)."""
+    return spec_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+
+
+def usage_of(statuses: Iterable[TaskStatus]) -> list[tuple[float, float, float]]:
+    """(peak_rss_mib, cpu_s, duration_s) of the succeeded tasks that measured them."""
+    from batchsweep.model import State
+
+    return [(s.peak_rss_mib, s.cpu_s, s.duration_s) for s in statuses
+            if s.state is State.SUCCEEDED and s.peak_rss_mib is not None and s.cpu_s is not None
+            and s.duration_s is not None]
+
+
+def right_size_from(statuses: Iterable[TaskStatus], *, vcpus: float, memory_mib: int,
+                    region: str | None = None) -> RightSize | None:
+    """A smaller Fargate size from what the succeeded tasks measured (peak memory, CPU time), if worth it."""
+    return right_size(usage_of(statuses), vcpus=vcpus, memory_mib=memory_mib, region=aws_region(region))
+
+
+def reserved(backend: str, resources: dict[str, Any], *, memory_set: bool) -> tuple[float | None, float | None]:
+    """What each task reserves per backend besides AWS, as (vcpus, memory_mib), None where nothing is: locally
+    vCPU slots always and memory when the spec sets it; on Dask memory when the spec sets it (a worker
+    resource); vCPUs nowhere else."""
+    memory = (float(resources.get("memory_mib") or 0) or None) if memory_set else None
+    if backend == "local":
+        return float(resources.get("vcpus") or 1), memory
+    if backend == "dask":
+        return None, memory
+    return None, None
+
+
+def run_right_size(info: dict[str, Any], statuses: Iterable[TaskStatus]) -> RightSize | None:
+    """The suggestion for a finished run, on any backend: a smaller Fargate size for an AWS run (none for GPU
+    tasks, which run on EC2), a smaller reservation for a local or Dask run."""
+    spec = info.get("spec") or {}
+    resources = spec.get("resources") or {}
+    backend = str(info.get("backend") or "")
+    if backend == "aws-batch":
+        if resources.get("gpus"):
+            return None
+        return right_size_from(statuses, vcpus=float(resources.get("vcpus", 1)),
+                               memory_mib=int(resources.get("memory_mib", 2048)),
+                               region=(spec.get("aws") or {}).get("region"))
+    engine = info.get("engine") or {}  # what the engine reserved, as it recorded it
+    if backend == "local":
+        vcpus, memory = float(resources.get("vcpus") or 1), engine.get("memory_limit_mib")
+    elif backend == "dask":
+        dask_memory = (engine.get("resources") or {}).get("MEMORY")
+        vcpus, memory = None, (dask_memory / 2**20 if dask_memory else None)
+    else:
+        return None
+    return right_size_reserved(usage_of(statuses), vcpus=vcpus, memory_mib=memory, backend=backend)
+
+
+def container_seconds(tasks: Iterable[tuple[str | None, float | None, float | None]]) -> list[float]:
+    """How long each container ran, from its tasks' (worker, started_at, ended_at): an AWS child job runs its
+    tasks one after another in one container, so it bills from its first task's start to its last task's end."""
+    spans: dict[str, tuple[float, float]] = {}
+    for worker, started, ended in tasks:
+        if not worker or started is None or ended is None:
+            continue
+        first, last = spans.get(worker, (started, ended))
+        spans[worker] = (min(first, started), max(last, ended))
+    return [last - first for first, last in spans.values()]
+
+
+def run_cost(info: dict[str, Any], durations_s: Sequence[float], *,
+             containers_s: Sequence[float] | None = None) -> Estimate | None:
+    """Estimated cost of a finished aws-batch run (None for other backends or GPU runs). With `containers_s`
+    (`container_seconds`), each child container is priced once for its whole run time: tasks are packed."""
+    spec = info.get("spec") or {}
+    resources = spec.get("resources") or {}
+    if info.get("backend") != "aws-batch" or resources.get("gpus"):
+        return None
+    region = (info.get("engine") or {}).get("region") or aws_region((spec.get("aws") or {}).get("region"))
+    try:
+        return compute_cost(list(containers_s or durations_s), per_container=bool(containers_s),
+                            vcpus=float(resources.get("vcpus", 1)),
+                            memory_mib=int(resources.get("memory_mib", 2048)), region=str(region),
+                            spot=bool((info.get("engine") or {}).get("spot", (spec.get("aws") or {}).get("spot", True))))
+    except SweepError:
+        return None  # e.g. a region the price table does not cover: no figure rather than a wrong one
+
+
+def cost_summary(est: Estimate) -> str:
+    figure = usd(est.low_usd) if est.low_usd == est.high_usd else f"{usd(est.low_usd)}–{usd(est.high_usd)}"
+    return f"{figure} (ESTIMATE, {'Fargate Spot' if est.spot else 'Fargate on-demand'}, {est.region})"

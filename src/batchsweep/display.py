@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchsweep.clock import SYSTEM, Clock
 from batchsweep.model import OK_STATE_NAMES, OWN_PARAMS, State, TaskStatus
-from batchsweep.text import duration, state_counts
+from batchsweep.text import cell, duration, is_missing, state_counts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,30 +44,6 @@ def _fmt(value: Any) -> str:
 TEXT_CAP = 28  # a text cell longer than this is shortened with "…" (a number never is)
 
 
-def _missing(value: Any) -> bool:
-    return value is None or type(value).__name__ in ("NAType", "NaTType") or (
-        isinstance(value, float) and math.isnan(value))
-
-
-def cell(value: Any) -> str:
-    """A value as a table cell: numbers to 4 significant digits (whole numbers whole), lists `;`-joined."""
-    if hasattr(value, "item") and not hasattr(value, "__len__"):
-        value = value.item()  # numpy scalars
-    if _missing(value):
-        return ""
-    if isinstance(value, bool) or not isinstance(value, (int, float, list, tuple)) and not hasattr(value, "tolist"):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value) or value == 0:
-            return f"{value:g}"
-        if 1e4 <= abs(value) < 1e9:
-            return f"{value:.0f}"
-        return f"{value:.4g}"
-    return ";".join(cell(v) for v in (value.tolist() if hasattr(value, "tolist") else value))
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) or (
         hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iuf")
@@ -87,7 +63,7 @@ def fit_table(columns: list[str], rows: list[list[Any]], *, width: int | None, t
     from rich.text import Text
 
     texts = [[(fmt or cell)(v) for v in row] for row in rows]
-    numeric = [all(_is_number(row[j]) or _missing(row[j]) for row in rows) for j in range(len(columns))]
+    numeric = [all(_is_number(row[j]) or is_missing(row[j]) for row in rows) for j in range(len(columns))]
     if width is not None:
         for row in texts:
             for j, t in enumerate(row):
@@ -264,7 +240,7 @@ def print_status(run: Run) -> None:
     if durations:
         console.print(f"compute  {sum(durations):.1f} s of task time (sum of task durations), "
                       f"longest {max(durations):.1f} s")
-        from batchsweep.estimate import container_seconds, cost_summary, run_cost
+        from batchsweep.cost import container_seconds, cost_summary, run_cost
 
         cost = run_cost(run.info, durations, containers_s=container_seconds(
             (s.worker, s.started_at, s.ended_at) for s in statuses.values()))
@@ -272,7 +248,7 @@ def print_status(run: Run) -> None:
             console.print(f"cost     {cost_summary(cost)}: an estimate from a price table, not a bill; "
                           f"its assumptions are in `batchsweep report {run.id}`", markup=False)
     if not progress.active:
-        from batchsweep.estimate import run_right_size
+        from batchsweep.cost import run_right_size
 
         suggestion = run_right_size(run.info, statuses.values())
         if suggestion is not None:
@@ -334,7 +310,7 @@ def stop_line(run: Run, statuses: dict[int, TaskStatus], stop: dict[str, Any]) -
         return f"{text} · {pruned} pruned"
     text += f" · {saved[1]} pruned · ~{saved[0]:.1f} s of task time saved (a pruned task would have run about as " \
             "long as the median full task)"
-    from batchsweep.estimate import run_cost
+    from batchsweep.cost import run_cost
 
     cost = run_cost(run.info, [saved[0]])
     if cost is not None:
@@ -446,7 +422,7 @@ def check_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
 
 
 def _when(ts: Any) -> Any:
-    if _missing(ts) or not _is_number(ts):
+    if is_missing(ts) or not _is_number(ts):
         return ts
     return datetime.fromtimestamp(float(ts)).strftime("%m-%d %H:%M:%S")
 

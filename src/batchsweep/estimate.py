@@ -1,4 +1,5 @@
-"""What a sweep will take before it runs (`batchsweep estimate`, `run --dry-run`), and what a finished run cost.
+"""What a sweep will take before it runs (`batchsweep estimate`, `run --dry-run`); what a finished run cost is
+`batchsweep.cost`.
 
 Nothing here talks to AWS: the region, spot and packing come from the spec alone, durations from an earlier
 finished run of the same sweep in the local store, a local pilot of a few tasks, or the user. Every figure is
@@ -11,10 +12,11 @@ import functools
 import os
 import statistics
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from batchsweep.cost import aws_region, reserved, right_size_from, usage_of
 from batchsweep.errors import SweepError
 from batchsweep.text import duration
 
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
     from batchsweep.store import Store
 
 DEFAULT_TASK_S = 60.0
-DEFAULT_REGION = "us-east-1"
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,6 @@ class SweepEstimate:
             out.append(f"right-size {self.right_size.line()}")
         return out
 
-
-def aws_region(spec_region: str | None) -> str:
-    """The spec's aws.region, else the standard environment variables, else us-east-1 (no AWS call)."""
-    return spec_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
 def estimate(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), backend: str | None = None,
@@ -207,58 +204,8 @@ def durations_of(latest: tuple[dict[str, Any], dict[int, TaskStatus]] | None) ->
                      f"{info['run_id']} ({info.get('backend')})", from_earlier_run=True)
 
 
-def _usage(statuses: Iterable[TaskStatus]) -> list[tuple[float, float, float]]:
-    """(peak_rss_mib, cpu_s, duration_s) of the succeeded tasks that measured them."""
-    from batchsweep.model import State
-
-    return [(s.peak_rss_mib, s.cpu_s, s.duration_s) for s in statuses
-            if s.state is State.SUCCEEDED and s.peak_rss_mib is not None and s.cpu_s is not None
-            and s.duration_s is not None]
 
 
-def right_size_from(statuses: Iterable[TaskStatus], *, vcpus: float, memory_mib: int,
-                    region: str | None = None) -> RightSize | None:
-    """A smaller Fargate size from what the succeeded tasks measured (peak memory, CPU time), if worth it."""
-    from batchsweep.cost import right_size
-
-    return right_size(_usage(statuses), vcpus=vcpus, memory_mib=memory_mib, region=aws_region(region))
-
-
-def reserved(backend: str, resources: dict[str, Any], *, memory_set: bool) -> tuple[float | None, float | None]:
-    """What each task reserves per backend besides AWS, as (vcpus, memory_mib), None where nothing is: locally
-    vCPU slots always and memory when the spec sets it; on Dask memory when the spec sets it (a worker
-    resource); vCPUs nowhere else."""
-    memory = (float(resources.get("memory_mib") or 0) or None) if memory_set else None
-    if backend == "local":
-        return float(resources.get("vcpus") or 1), memory
-    if backend == "dask":
-        return None, memory
-    return None, None
-
-
-def run_right_size(info: dict[str, Any], statuses: Iterable[TaskStatus]) -> RightSize | None:
-    """The suggestion for a finished run, on any backend: a smaller Fargate size for an AWS run (none for GPU
-    tasks, which run on EC2), a smaller reservation for a local or Dask run."""
-    from batchsweep.cost import right_size_reserved
-
-    spec = info.get("spec") or {}
-    resources = spec.get("resources") or {}
-    backend = str(info.get("backend") or "")
-    if backend == "aws-batch":
-        if resources.get("gpus"):
-            return None
-        return right_size_from(statuses, vcpus=float(resources.get("vcpus", 1)),
-                               memory_mib=int(resources.get("memory_mib", 2048)),
-                               region=(spec.get("aws") or {}).get("region"))
-    engine = info.get("engine") or {}  # what the engine reserved, as it recorded it
-    if backend == "local":
-        vcpus, memory = float(resources.get("vcpus") or 1), engine.get("memory_limit_mib")
-    elif backend == "dask":
-        dask_memory = (engine.get("resources") or {}).get("MEMORY")
-        vcpus, memory = None, (dask_memory / 2**20 if dask_memory else None)
-    else:
-        return None
-    return right_size_reserved(_usage(statuses), vcpus=vcpus, memory_mib=memory, backend=backend)
 
 
 def earlier_right_size(spec: Spec, *, store: Store | str | None = None) -> RightSize | None:
@@ -279,7 +226,7 @@ def right_size_of(spec: Spec, latest: tuple[dict[str, Any], dict[int, TaskStatus
             return None  # GPU tasks run on EC2 instances: no Fargate size to suggest
         return right_size_from(latest[1].values(), vcpus=r.vcpus, memory_mib=r.memory_mib, region=spec.aws.region)
     vcpus, memory = reserved(spec.backend, r.model_dump(), memory_set="memory_mib" in r.model_fields_set)
-    return right_size_reserved(_usage(latest[1].values()), vcpus=vcpus, memory_mib=memory, backend=spec.backend)
+    return right_size_reserved(usage_of(latest[1].values()), vcpus=vcpus, memory_mib=memory, backend=spec.backend)
 
 
 def pilot_durations(p: Plan, n: int) -> Durations:
@@ -310,41 +257,3 @@ def pilot_durations(p: Plan, n: int) -> Durations:
                      "on this machine; AWS containers may be slower or faster")
 
 
-# -- after a run ----------------------------------------------------------------------------------
-def container_seconds(tasks: Iterable[tuple[str | None, float | None, float | None]]) -> list[float]:
-    """How long each container ran, from its tasks' (worker, started_at, ended_at): an AWS child job runs its
-    tasks one after another in one container, so it bills from its first task's start to its last task's end."""
-    spans: dict[str, tuple[float, float]] = {}
-    for worker, started, ended in tasks:
-        if not worker or started is None or ended is None:
-            continue
-        first, last = spans.get(worker, (started, ended))
-        spans[worker] = (min(first, started), max(last, ended))
-    return [last - first for first, last in spans.values()]
-
-
-def run_cost(info: dict[str, Any], durations_s: Sequence[float], *,
-             containers_s: Sequence[float] | None = None) -> Estimate | None:
-    """Estimated cost of a finished aws-batch run (None for other backends or GPU runs). With `containers_s`
-    (`container_seconds`), each child container is priced once for its whole run time: tasks are packed."""
-    from batchsweep.cost import compute_cost
-
-    spec = info.get("spec") or {}
-    resources = spec.get("resources") or {}
-    if info.get("backend") != "aws-batch" or resources.get("gpus"):
-        return None
-    region = (info.get("engine") or {}).get("region") or aws_region((spec.get("aws") or {}).get("region"))
-    try:
-        return compute_cost(list(containers_s or durations_s), per_container=bool(containers_s),
-                            vcpus=float(resources.get("vcpus", 1)),
-                            memory_mib=int(resources.get("memory_mib", 2048)), region=str(region),
-                            spot=bool((info.get("engine") or {}).get("spot", (spec.get("aws") or {}).get("spot", True))))
-    except SweepError:
-        return None  # e.g. a region the price table does not cover: no figure rather than a wrong one
-
-
-def cost_summary(est: Estimate) -> str:
-    from batchsweep.cost import usd
-
-    figure = usd(est.low_usd) if est.low_usd == est.high_usd else f"{usd(est.low_usd)}–{usd(est.high_usd)}"
-    return f"{figure} (ESTIMATE, {'Fargate Spot' if est.spot else 'Fargate on-demand'}, {est.region})"

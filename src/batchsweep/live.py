@@ -108,7 +108,7 @@ def sparkline(values: list[float], *, width: int = 120, height: int = 22, maximi
 def html_table(live: Live, *, limit: int = 20) -> str:
     """The running tasks as an HTML table for a notebook: task, step, latest and best value, a sparkline, params;
     at most `limit` rows (the best first), saying how many more run."""
-    from batchsweep.display import cell
+    from batchsweep.text import cell
 
     rows = sorted(live.rows, key=lambda r: -r.best if live.maximize else r.best)
     shown = rows[:limit]

@@ -1,4 +1,4 @@
-"""Task metrics: `log_metrics()` for scripts that want it, and metrics read from what a script prints.
+"""Task metrics read from what a script writes or prints (`batchsweep.taskapi.log_metrics` is what a script calls).
 
 A rule reads stdout, stderr or both (`output`: stdout's text, then stderr's). `last` takes the last printed line
 (a JSON object, or a number recorded as `value`); otherwise the rule is a regex with named groups, and `match`
@@ -45,29 +45,6 @@ def read_file(path: Path, *, limit: int = MAX_FILE_BYTES) -> bytes:
 MISSING = frozenset({"", "none", "null", "nan", "-nan", "+nan", "inf", "-inf", "+inf", "infinity", "-infinity",
                      "+infinity", "n/a", "na"})
 STREAMS = ("stdout", "stderr", "output")
-
-
-def log_metrics(step: Any = None, **values: Any) -> None:
-    """Record metrics from inside a task (merged into the task's metrics.json). With `step`, the values are
-    also appended to the task's series (metrics.jsonl), which `stop:` rules and the report's curves read."""
-    if step is not None:
-        import time
-
-        from batchsweep.series import ENV_FILE, SERIES, append, number
-
-        series = os.environ.get(ENV_FILE) or str(Path(os.environ.get("BATCHSWEEP_TASK_DIR", ".")) / SERIES)
-        numbers = {k: v for k, v in ((k, number(v)) for k, v in values.items()) if v is not None}
-        if number(step) is not None and numbers:
-            append(Path(series), [{"step": number(step), **numbers, "t": round(time.time(), 3)}])
-    path = Path(os.environ.get("BATCHSWEEP_TASK_DIR", ".")) / "metrics.json"
-    current: dict[str, Any] = {}
-    if path.exists():
-        try:
-            current = json.loads(path.read_text())
-        except ValueError:
-            current = {}
-    current.update(values)
-    path.write_text(json.dumps(current, default=str))
 
 
 def value_of(raw: Any) -> Any:

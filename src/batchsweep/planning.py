@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchsweep import keys, provenance, space
-from batchsweep.engines import get_engine
 from batchsweep.errors import SpecError
 from batchsweep.model import Task, input_parts
+from batchsweep.registry import get_engine
 from batchsweep.spec import Spec
 from batchsweep.store import Store
 

@@ -40,7 +40,8 @@ def _s3_download(ref: str, target: Path) -> Path:
 
 
 def prepare(run: Run, index: int, *, directory: str | os.PathLike[str] | None = None) -> Replay:
-    from batchsweep import keys, remote, worker
+    from batchsweep import keys, worker
+    from batchsweep.worker import remote
 
     tasks = {t.index: t for t in run.tasks()}
     if index not in tasks:

@@ -235,7 +235,7 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
                *((((spec.get("params") or {}).get("random") or {}).get("space")) or {})]
     summary.update(_stop_fields(run))
     if table is None:
-        from batchsweep.estimate import run_right_size
+        from batchsweep.cost import run_right_size
 
         suggestion = run_right_size(run.info, run.statuses().values())
         if suggestion is not None:
@@ -319,7 +319,7 @@ def _num(value: Any) -> float | None:
 
 
 def _cost_fields(run: Run, df: pd.DataFrame) -> dict[str, Any]:
-    from batchsweep.estimate import container_seconds, cost_summary, run_cost
+    from batchsweep.cost import container_seconds, cost_summary, run_cost
 
     durations = df["duration_s"].dropna().tolist() if "duration_s" in df else []
     spans = df[["worker", "started_at", "ended_at"]].itertuples(index=False, name=None) \

@@ -16,11 +16,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from batchsweep import runlock
-from batchsweep.engines import get_engine
 from batchsweep.engines.base import RunHandle
 from batchsweep.errors import SpecError, SweepError
 from batchsweep.model import State, Task, TaskStatus
 from batchsweep.planning import Plan, find_reuse, metrics_rule, new_run_id, plan
+from batchsweep.registry import get_engine
 from batchsweep.spec import Spec
 from batchsweep.store import Store
 

@@ -381,7 +381,7 @@ class Spec(_Strict):
     @classmethod
     def _known_backend(cls, v: Any) -> Any:
         if isinstance(v, str) and v not in BACKENDS:
-            from batchsweep.engines import available
+            from batchsweep.registry import available
 
             known = list(available())  # the built-ins and engines registered through the entry point group
             if v in known:

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import stat
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from batchsweep.errors import RunDamaged, RunNotFound
+from batchsweep.files import regular_files
 from batchsweep.model import Task, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -105,23 +105,6 @@ def _chunks(f: BinaryIO, start: int) -> Iterator[bytes]:
         f.seek(start)
         while block := f.read(1 << 20):
             yield block
-
-
-def regular_files(root: Path) -> list[str]:
-    """Posix paths (relative to root) of the regular files under root. Symlinks, to files or to directories,
-    are never followed: a task cannot make an upload read a file outside its directory."""
-    found = []
-    for parent, dirs, names in os.walk(root):  # os.walk does not descend into symlinked directories
-        rel_parent = os.path.relpath(parent, root).replace(os.sep, "/")
-        for name in names:
-            try:
-                st = os.lstat(os.path.join(parent, name))
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                found.append(name if rel_parent == "." else f"{rel_parent}/{name}")
-        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(parent, d))]
-    return sorted(found)
 
 
 class LocalBackend:

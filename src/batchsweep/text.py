@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from batchsweep.model import STATE_NAMES
 
@@ -30,3 +31,27 @@ def did_you_mean(word: str, options: Iterable[str], *, cutoff: float = 0.6) -> s
 def state_counts(counts: Mapping[str, int]) -> str:
     """`3 succeeded, 1 failed, 2 running`: the states with tasks, in the order every table shows them."""
     return ", ".join(f"{counts[k]} {k}" for k in STATE_NAMES if counts.get(k))
+
+
+def is_missing(value: Any) -> bool:
+    return value is None or type(value).__name__ in ("NAType", "NaTType") or (
+        isinstance(value, float) and math.isnan(value))
+
+
+def cell(value: Any) -> str:
+    """A value as a table cell: numbers to 4 significant digits (whole numbers whole), lists `;`-joined."""
+    if hasattr(value, "item") and not hasattr(value, "__len__"):
+        value = value.item()  # numpy scalars
+    if is_missing(value):
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (int, float, list, tuple)) and not hasattr(value, "tolist"):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value) or value == 0:
+            return f"{value:g}"
+        if 1e4 <= abs(value) < 1e9:
+            return f"{value:.0f}"
+        return f"{value:.4g}"
+    return ";".join(cell(v) for v in (value.tolist() if hasattr(value, "tolist") else value))

@@ -170,7 +170,7 @@ def test_post_run_cost_counts_child_containers_not_tasks(tmp_path, stack):
 
 
 def test_container_seconds_span_each_workers_first_start_to_last_end():
-    from batchsweep.estimate import container_seconds
+    from batchsweep.cost import container_seconds
 
     tasks = [("job:0", 10.0, 12.0), ("job:0", 12.5, 20.0), ("job:1", 11.0, 13.0), (None, 1.0, 2.0), ("job:2", 5.0, None)]
     assert sorted(container_seconds(tasks)) == [2.0, 10.0]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import batchsweep
-from batchsweep.aws import emulator, player
+from batchsweep import emulator, player
 
 SCRIPT = """\
 import argparse, json, os

@@ -120,7 +120,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
 
 @pytest.fixture
 def stack(session: Any) -> dict[str, str]:
-    from batchsweep.aws import emulator
+    from batchsweep import emulator
 
     return emulator.deploy_stack(session)
 

@@ -26,8 +26,7 @@ from typing import Any
 import pytest
 
 import batchsweep
-from batchsweep import cli
-from batchsweep.aws import emulator, player
+from batchsweep import cli, emulator, player
 
 pytestmark = pytest.mark.image
 

@@ -120,7 +120,7 @@ class S3Backend:
                          ExtraArgs={"MetadataDirective": "REPLACE", "Metadata": {"batchsweep-used": f"{time.time():.0f}"}})
 
     def upload_dir(self, local: Path, key: str) -> None:
-        from batchsweep.store import regular_files
+        from batchsweep.files import regular_files
 
         files = regular_files(local)  # never through a symlink
         with ThreadPoolExecutor(max_workers=8) as pool:

@@ -1,7 +1,7 @@
 """The engine interface. An engine runs tasks somewhere and reports on them; it does nothing else.
 
 Expanding the space, the store layout, results and the DataFrame live outside engines. Adding an engine is one
-module with a subclass of `Engine`, registered in `batchsweep.engines.ENGINES` or through the
+module with a subclass of `Engine`, registered in `batchsweep.registry.ENGINES` or through the
 `batchsweep.engines` entry point group.
 """
 
@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from batchsweep.model import State
@@ -66,6 +67,13 @@ class RunHandle:
     info: Mapping[str, Any]  # run.json as it was when the engine was made (read-only)
     n_tasks: int
     hold: Callable[[], RunLock | None] = lambda: None  # the driving process's hold on the run (a detached runner adopts it)
+
+    @classmethod
+    def load(cls, store: Store, run_id: str) -> RunHandle:
+        """The handle of a run from its store alone (a detached runner, a remote worker)."""
+        info = store.run_info(run_id)
+        return cls(id=run_id, name=str(info["name"]), store=store, info=MappingProxyType(info),
+                   n_tasks=int(info["n_tasks"]))
 
     @property
     def spec(self) -> Mapping[str, Any]:

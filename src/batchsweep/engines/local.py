@@ -273,11 +273,11 @@ def _started(run: RunHandle, workers: int) -> list[int]:
 
 def _serve(store_url: str, run_id: str, token: str) -> None:
     """The detached runner: run every task that has no status yet, holding the run (see `batchsweep.runlock`)."""
-    from batchsweep.catalog import load_run
+    from batchsweep.store import Store
 
-    run = load_run(run_id, store=store_url)
+    run = RunHandle.load(Store.open(store_url), run_id)
     lock = runlock.RunLock.adopt(run.store, run.id, token, command="batchsweep runner")
-    engine = LocalEngine(run.handle())
+    engine = LocalEngine(run)
     signal.signal(signal.SIGTERM, lambda *_: engine._registry.cancel_all())
     lock.start_heartbeat(on_cancel=engine._registry.cancel_all)
     engine._lock_release = lock.release

@@ -1,9 +1,9 @@
 """Try (and test) the AWS path on one machine: moto's standalone server plus a "container player".
 
-    python -m batchsweep.aws.emulator serve [PORT]    # moto on 127.0.0.1 with the stack deployed; prints env
-    python -m batchsweep.aws.emulator play RUN_ID     # run each submitted child job's command locally
-    python -m batchsweep.aws.emulator play RUN_ID --image IMAGE   # ...inside the task image (buildah, chroot)
-    python -m batchsweep.aws.emulator push IMAGE      # the emulator's `image push` of an image built here
+    python -m batchsweep.emulator serve [PORT]    # moto on 127.0.0.1 with the stack deployed; prints env
+    python -m batchsweep.emulator play RUN_ID     # run each submitted child job's command locally
+    python -m batchsweep.emulator play RUN_ID --image IMAGE   # ...inside the task image (buildah, chroot)
+    python -m batchsweep.emulator push IMAGE      # the emulator's `image push` of an image built here
 
 Moto accepts Batch jobs but (without Docker) never runs them, so `play` does what a container would: it reads each
 submitted job back with DescribeJobs and runs its own command and environment here, once per array index, and
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         return 0
     if args[:1] == ["play"]:
-        parser = argparse.ArgumentParser(prog="python -m batchsweep.aws.emulator play")
+        parser = argparse.ArgumentParser(prog="python -m batchsweep.emulator play")
         parser.add_argument("run", help="the run id (or a unique prefix)")
         parser.add_argument("--image", help="play each child inside this locally built image (buildah, chroot)")
         parser.add_argument("--parallel", type=int, default=4, help="children at once (default 4)")
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             print(failed.describe())
         return 0
     if args[:1] == ["push"] and len(args) >= 2:
-        parser = argparse.ArgumentParser(prog="python -m batchsweep.aws.emulator push")
+        parser = argparse.ArgumentParser(prog="python -m batchsweep.emulator push")
         parser.add_argument("image", help="URI:TAG printed by `batchsweep image build`")
         parser.add_argument("--stack", default="batchsweep", help="the stack (default batchsweep)")
         options = parser.parse_args(args[1:])

@@ -2,7 +2,7 @@
 process group with a timeout and retries, read metrics, collect outputs, write status last.
 
 The local engine calls `execute_task` from its threads; on AWS Batch (or any remote machine) the container runs
-`python -m batchsweep.worker` (`batchsweep.remote`), which calls the same `execute_task`. The worker never talks
+`python -m batchsweep.worker` (`batchsweep.worker.remote`), which calls the same `execute_task`. The worker never talks
 to the engine.
 """
 
@@ -620,9 +620,3 @@ def context_from_run(run_info: Mapping[str, Any], *, code_dir: Path | None = Non
         stop=spec.get("stop"),
         gpus=float((spec.get("resources") or {}).get("gpus") or 0),
     )
-
-
-if __name__ == "__main__":
-    from batchsweep.remote import main
-
-    sys.exit(main())
