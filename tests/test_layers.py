@@ -2,8 +2,9 @@
 contract that `make lint` checks covers the whole house: a new module must be placed before it lands."""
 
 import pkgutil
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 import batchsweep
 

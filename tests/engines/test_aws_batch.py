@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 import batchsweep
-from batchsweep import cli
-from batchsweep.aws import clients, emulator, player
+from batchsweep import cli, emulator
+from batchsweep.aws import clients, player
 from batchsweep.engines.aws_batch import retry_strategy
 from batchsweep.store import Store
 

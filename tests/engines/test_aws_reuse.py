@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 import batchsweep
-from batchsweep import emulator, player
+from batchsweep import emulator
+from batchsweep.aws import player
 
 SCRIPT = """\
 import argparse, json, os

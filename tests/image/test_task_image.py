@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 import batchsweep
-from batchsweep import cli, emulator, player
+from batchsweep import cli, emulator
+from batchsweep.aws import player
 
 pytestmark = pytest.mark.image
 
