@@ -9,7 +9,7 @@ import pytest
 
 from batchsweep.errors import SpecError
 from batchsweep.overrides import apply_overrides, parse_value
-from batchsweep.spec import load
+from batchsweep.spec import load, top_level_keys
 
 RAW: dict[str, Any] = {
     "name": "demo",
@@ -19,7 +19,7 @@ RAW: dict[str, Any] = {
 
 
 def apply(*items: str) -> dict[str, Any]:
-    return apply_overrides(RAW, list(items), source="sweep.yaml")
+    return apply_overrides(RAW, list(items), source="sweep.yaml", top_level=top_level_keys())
 
 
 def test_dotted_grid_path_sets_a_list_of_values() -> None:
@@ -70,7 +70,7 @@ def test_bare_param_not_yet_in_the_spec_is_added() -> None:
 
 def test_bare_param_leaves_the_random_space() -> None:
     raw = {**RAW, "params": {"random": {"samples": 2, "space": {"lr": "uniform(0, 1)", "d": "randint(1, 3)"}}}}
-    params = apply_overrides(raw, ["lr=0.1"], source="s")["params"]
+    params = apply_overrides(raw, ["lr=0.1"], source="s", top_level=top_level_keys())["params"]
     assert params["random"]["space"] == {"d": "randint(1, 3)"}
     assert params["fixed"] == {"lr": 0.1}
 
@@ -101,7 +101,7 @@ def test_override_without_key_and_equals_is_rejected(item: str) -> None:
 
 def test_override_into_a_scalar_field_is_rejected() -> None:
     with pytest.raises(SpecError, match="'timeout' is not a mapping"):
-        apply_overrides({**RAW, "timeout": "1m"}, ["timeout.x=1"], source="s")
+        apply_overrides({**RAW, "timeout": "1m"}, ["timeout.x=1"], source="s", top_level=top_level_keys())
 
 
 def test_overrides_reach_the_validated_spec(tmp_path: Path) -> None:
@@ -127,3 +127,11 @@ def test_bare_param_replaces_a_param_defined_in_list_rows(tmp_path: Path) -> Non
     assert spec.params is not None
     assert spec.params.fixed == {"a": 5}
     assert spec.params.list_ == [{"b": 2}, {"b": 4}]
+
+
+def test_every_spec_field_is_settable_not_taken_for_a_param():
+    """`--set stop.rule=percentile` sets the spec's `stop:` block (any field the spec has), never a param."""
+    raw = apply_overrides({**RAW, "stop": {"metric": "loss", "rule": "median"}}, ["stop.rule=percentile",
+                          "requirements=reqs.txt"], source="s", top_level=top_level_keys())
+    assert raw["stop"]["rule"] == "percentile" and raw["requirements"] == "reqs.txt"
+    assert "stop.rule" not in str(raw.get("params"))

@@ -8,15 +8,11 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from batchsweep.errors import SpecError
 
-_TOP_LEVEL = {
-    "name", "script", "function", "params", "inputs", "outputs", "metrics", "resources", "timeout", "retries",
-    "max_parallel", "warm", "env", "secrets", "code", "search", "backend", "aws", "dask",
-}
 _LIST_FIELDS = {"inputs", "outputs"}
 
 
@@ -43,7 +39,10 @@ def _scalar(text: str, yaml: Any) -> Any:
         return text
 
 
-def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], *, source: str) -> dict[str, Any]:
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], *, source: str,
+                    top_level: Collection[str]) -> dict[str, Any]:
+    """The spec with each `--set key=value` applied. A key whose first part is one of the spec's `top_level` keys
+    (its fields and the blocks of registered engines) sets that field; any other key is a param."""
     out = copy.deepcopy(raw)
     for item in overrides:
         key, sep, text = item.partition("=")
@@ -51,11 +50,11 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], *, source: st
         if not sep or not key:
             raise SpecError(f"--set {item!r}: expected key=value, e.g. --set timeout=30m or --set params.grid.window=5,10")
         path = key.split(".")
-        if path[0] in _TOP_LEVEL:
+        if path[0] in top_level:
             value = parse_value(text, as_list=path[-1] in _LIST_FIELDS or path[:2] == ["params", "grid"])
             _set_path(out, path, value, item=item)
         else:
-            _check_not_a_typo(out, key)
+            _check_not_a_typo(out, key, top_level)
             _set_param(out, key, parse_value(text))
     return out
 
@@ -76,13 +75,13 @@ def _defined_params(raw: dict[str, Any]) -> set[str]:
     return names
 
 
-def _check_not_a_typo(raw: dict[str, Any], name: str) -> None:
+def _check_not_a_typo(raw: dict[str, Any], name: str, top_level: Collection[str]) -> None:
     """`--set timout=1m` is a typo of a spec field, not a new param."""
     from batchsweep.text import did_you_mean
 
     if name in _defined_params(raw):
         return
-    hint = did_you_mean(name, sorted(_TOP_LEVEL), cutoff=0.8)
+    hint = did_you_mean(name, sorted(top_level), cutoff=0.8)
     if hint:
         raise SpecError(f"--set {name}: not a spec field nor a param of this sweep; {hint.rstrip()}")
 

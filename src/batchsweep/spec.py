@@ -317,9 +317,43 @@ class Spec(_Strict):
     stop: Stop | None = None
     backend: str = "local"
     aws: Aws = Aws()
-    dask: dict[str, Any] = {}
+    dask: dict[str, Any] = {}  # the dask engine's block, validated by its settings model
+    # The blocks of engines registered from outside the package, by engine name (`k8s: {...}`), each validated by
+    # its engine's settings model.
+    engines: dict[str, dict[str, Any]] = {}
     base_dir: Path = Field(default=Path("."), exclude=True)
     spec_file: Path | None = Field(default=None, exclude=True)  # the file it was loaded from, for fixes in messages
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_blocks(cls, data: Any) -> Any:
+        """A top-level key naming an engine registered from outside (`k8s:`) is that engine's block."""
+        if not isinstance(data, dict):
+            return data
+        fields = {f.alias or n for n, f in cls.model_fields.items()} | set(cls.model_fields)
+        strange = [k for k in data if k not in fields]
+        if not strange:
+            return data
+        from batchsweep.registry import available
+
+        plugins = [k for k in strange if k in available() and k not in BACKENDS]
+        if not plugins:
+            return data
+        blocks = {**(data.get("engines") or {}), **{k: data[k] for k in plugins}}
+        return {**{k: v for k, v in data.items() if k not in plugins}, "engines": blocks}
+
+    @model_validator(mode="after")
+    def _engine_settings(self) -> Spec:
+        """Each engine's block, validated by that engine's own settings model (unknown keys refused with a hint)."""
+        blocks = {**({"dask": self.dask} if self.dask else {}), **self.engines}
+        if blocks:
+            from batchsweep.registry import get_engine
+
+            for name, raw in blocks.items():
+                if raw is not None and not isinstance(raw, dict):
+                    raise ValueError(f"{name}: must be a mapping of the {name} engine's settings, got {raw!r}")
+                get_engine(name).settings_of(raw)
+        return self
 
     @field_validator("name")
     @classmethod
@@ -493,6 +527,14 @@ def _format_error(err: dict[str, Any]) -> str:
     return f"{where}: {msg}"
 
 
+def top_level_keys() -> set[str]:
+    """The keys a spec may have at its top: its fields, and the blocks of engines registered from outside."""
+    from batchsweep.registry import available
+
+    fields = {f.alias or n for n, f in Spec.model_fields.items() if n not in ("base_dir", "spec_file", "engines")}
+    return fields | {name for name in available() if name not in BACKENDS}
+
+
 def validate(raw: Any, *, source: str, base_dir: Path, spec_file: Path | None = None) -> Spec:
     if not isinstance(raw, dict):
         raise SpecError(f"{source}: the spec must be a mapping of keys (name:, script:, params: ...), got {type(raw).__name__}")
@@ -533,7 +575,7 @@ def load(path: str | os.PathLike[str], *, overrides: Sequence[str] = ()) -> Spec
     except yaml.YAMLError as e:
         raise SpecError(f"{p}: YAML error: {' '.join(str(e).split())}") from None
     if isinstance(raw, dict):
-        raw = apply_overrides(raw, overrides, source=str(p))
+        raw = apply_overrides(raw, overrides, source=str(p), top_level=top_level_keys())
     return validate(raw, source=str(p), base_dir=p.resolve().parent, spec_file=p)
 
 

@@ -21,14 +21,14 @@ def _cli(tmp_path: Path, *args: str, plugin: bool = True) -> subprocess.Complete
                           text=True, timeout=120)
 
 
-def _spec(tmp_path: Path) -> Path:
+def _spec(tmp_path: Path, block: str = "") -> Path:
     spec = tmp_path / "sweep.yaml"
     spec.write_text(textwrap.dedent(f"""
         name: toy
         script: {SCRIPT}
         params: {{grid: {{a: [1, 2, 3], b: [2]}}}}
         backend: serial
-    """))
+    """) + block)
     return spec
 
 
@@ -46,3 +46,16 @@ def test_without_the_plugin_the_backend_is_one_line_naming_the_known_ones(tmp_pa
     assert out.returncode == 2
     assert "unknown backend 'serial'" in out.stderr and "local, aws-batch, dask" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_the_engines_own_block_is_validated_by_its_settings_model_and_reaches_it(tmp_path):
+    spec = _spec(tmp_path, "serial: {label: toy-1}\n")
+    out = _cli(tmp_path, "run", str(spec), "--set", "serial.label=toy-2")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(_cli(tmp_path, "results", "--format", "json").stdout)
+    assert {r["worker"] for r in rows} == {"toy-2"}  # --set reached the block untouched, the engine used it
+
+    bad = _cli(tmp_path, "run", str(_spec(tmp_path, "serial: {lable: x}\n")))
+    assert bad.returncode == 2
+    assert bad.stderr.strip().endswith("serial.lable: unknown key; did you mean 'label'? valid keys: label")
+    assert len(bad.stderr.strip().splitlines()) == 1

@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from batchsweep.model import State
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from batchsweep.model import Task, TaskStatus
     from batchsweep.runlock import RunLock
     from batchsweep.spec import Spec
@@ -54,6 +56,9 @@ def keep_code_package(spec: Spec, store: Store, code_dir: Path) -> dict[str, Any
             else:
                 store.backend.upload_file(packed, key)  # type: ignore[attr-defined]
     return {"code_sha256": sha}
+
+
+SettingsModel = TypeVar("SettingsModel", bound="BaseModel")
 
 
 @dataclass(frozen=True)
@@ -110,8 +115,48 @@ class Progress:
     unit_name: str = ""  # what `units` counts, for `status` ("child jobs")
 
 
+def parse_settings(model: type[SettingsModel], block: str, raw: Mapping[str, Any] | None) -> SettingsModel:
+    """An engine's block of the spec (`dask:`, `k8s:`), validated by the engine's own pydantic model. Raises
+    ValueError with one line naming the key and the fix: `dask.schedular: unknown key; did you mean ...`."""
+    from pydantic import ValidationError
+
+    from batchsweep.text import did_you_mean
+
+    try:
+        return model.model_validate(dict(raw or {}))
+    except ValidationError as e:
+        errors = e.errors()
+        err = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
+        where = ".".join([block, *(str(p) for p in err["loc"] if not str(p).startswith("function-"))])
+        if err["type"] == "extra_forbidden":
+            parent: Any = model
+            for part in err["loc"][:-1]:  # the nested model the unknown key was written in
+                field = parent.model_fields.get(part) if hasattr(parent, "model_fields") else None
+                args = getattr(field.annotation, "__args__", (field.annotation,)) if field else ()
+                parent = next((a for a in args if isinstance(a, type) and hasattr(a, "model_fields")), None)
+            valid = [f.alias or n for n, f in parent.model_fields.items()] if parent is not None else []
+            raise ValueError(f"{where}: unknown key; {did_you_mean(str(err['loc'][-1]), valid)}"
+                             f"valid keys: {', '.join(valid)}") from None
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        got = "" if err["type"] == "value_error" else f" (got {err.get('input')!r})"
+        raise ValueError(f"{where}: {msg}{got}") from None
+
+
 class Engine(abc.ABC):
     name: ClassVar[str]
+    # The engine's own block of the spec (its key, and the pydantic model that validates it): `dask: {...}`. The
+    # spec and `--set` pass the block to it untouched; an engine without settings refuses a block.
+    block: ClassVar[str | None] = None
+    settings_model: ClassVar[type[BaseModel] | None] = None
+
+    @classmethod
+    def settings_of(cls, raw: Mapping[str, Any] | None) -> BaseModel | None:
+        """The spec's block for this engine, validated (ValueError naming the key and the fix when it is bad)."""
+        if cls.settings_model is None:
+            if raw:
+                raise ValueError(f"{cls.block or cls.name}: the {cls.name} engine takes no settings; remove the block")
+            return None
+        return parse_settings(cls.settings_model, cls.block or cls.name, raw)
 
     def __init__(self, run: RunHandle) -> None:
         self.run = run

@@ -22,13 +22,14 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from batchsweep.engines.base import Engine, Progress, RunHandle
 from batchsweep.errors import SpecError
 from batchsweep.model import State, Task, TaskStatus
 from batchsweep.runlock import pid_alive, start_time
-from batchsweep.text import did_you_mean
 from batchsweep.worker import Launcher, ProcessRegistry, context_from_run, execute_task, launch_cold
 
 if TYPE_CHECKING:
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
     from batchsweep.store import Store
 
 INSTALL = "pip install 'batchsweep[dask]'"
-KEYS = ("scheduler", "cluster")
-CLUSTER_KEYS = ("class", "kwargs", "scale")
 # Scheduler task states that mean "not finished yet" (None: the scheduler has forgotten the key).
 ACTIVE_STATES = frozenset({"released", "waiting", "queued", "processing", "no-worker"})
 CONNECT_TIMEOUT_S = 5
@@ -53,10 +52,6 @@ def _import_distributed() -> None:
         import distributed  # noqa: F401
     except ImportError:
         raise SpecError(f"backend: dask needs the `distributed` package, which is not installed; {INSTALL}") from None
-
-
-def _unknown(where: str, key: str, valid: Sequence[str]) -> SpecError:
-    return SpecError(f"{where}.{key}: unknown key; {did_you_mean(key, valid)}valid keys: {', '.join(valid)}")
 
 
 def _scheduler(client: Client) -> Any:
@@ -82,40 +77,61 @@ def _import_class(path: str) -> type:
     return cls
 
 
+class DaskCluster(BaseModel):
+    """`cluster: {class: dask_jobqueue.SLURMCluster, kwargs: {...}, scale: N}`: a cluster batchsweep starts."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    class_: str = Field(alias="class")
+    kwargs: dict[str, Any] = {}
+    scale: int | None = Field(default=None, ge=1)
+
+
+class DaskSettings(BaseModel):
+    """The spec's `dask:` block: an existing scheduler, or a cluster batchsweep starts (`local` by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+    scheduler: str | None = None
+    cluster: Literal["local"] | DaskCluster | None = None
+
+    @field_validator("scheduler")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("not an address; give e.g. tcp://127.0.0.1:8786")
+        return v.strip() if v is not None else None
+
+    @field_validator("cluster", mode="before")
+    @classmethod
+    def _cluster_shape(cls, v: Any) -> Any:
+        if v is not None and v != "local" and not isinstance(v, dict):
+            raise ValueError(f"{v!r} is not understood; give `local` or "
+                             "{class: dask_jobqueue.SLURMCluster, kwargs: {...}, scale: N}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_of(self) -> DaskSettings:
+        if self.scheduler is not None and self.cluster is not None:
+            raise ValueError("give either `scheduler: tcp://HOST:PORT` or `cluster: ...`, not both "
+                             "(drop one, e.g. --set dask.cluster=null)")
+        return self
+
+
 def resolve_settings(raw: dict[str, Any], *, max_parallel: int) -> dict[str, Any]:
-    """Validate the spec's `dask:` block; returns the settings kept in run.json as `engine`."""
-    for key in raw:
-        if key not in KEYS:
-            raise _unknown("dask", key, KEYS)
-    given = {k: v for k, v in raw.items() if v is not None}
-    if len(given) > 1:
-        raise SpecError("dask: give either `scheduler: tcp://HOST:PORT` or `cluster: ...`, not both "
-                        "(drop one, e.g. --set dask.cluster=null)")
-    if "scheduler" in given:
-        address = given["scheduler"]
-        if not isinstance(address, str) or not address.strip():
-            raise SpecError(f"dask.scheduler: {address!r} is not an address; give e.g. tcp://127.0.0.1:8786")
-        address = address.strip()
+    """The spec's `dask:` block, validated by DaskSettings; returns the settings kept in run.json as `engine`."""
+    try:
+        settings = DaskEngine.settings_of(raw)
+    except ValueError as e:
+        raise SpecError(str(e)) from None
+    assert isinstance(settings, DaskSettings)
+    if settings.scheduler is not None:
+        address = settings.scheduler
         return {"scheduler": address if "://" in address else f"tcp://{address}"}
-    cluster = given.get("cluster", "local")
+    cluster = settings.cluster or "local"
     if cluster == "local":
         return {"cluster": "local", "n_workers": max_parallel or os.cpu_count() or 1}
-    if not isinstance(cluster, dict):
-        raise SpecError(f"dask.cluster: {cluster!r} is not understood; give `local` or "
-                        "{class: dask_jobqueue.SLURMCluster, kwargs: {...}, scale: N}")
-    for key in cluster:
-        if key not in CLUSTER_KEYS:
-            raise _unknown("dask.cluster", key, CLUSTER_KEYS)
-    if not isinstance(cluster.get("class"), str):
-        raise SpecError("dask.cluster.class: missing; name the cluster class, e.g. dask_jobqueue.SLURMCluster")
-    _import_class(cluster["class"])
-    kwargs = cluster.get("kwargs") or {}
-    if not isinstance(kwargs, dict):
-        raise SpecError("dask.cluster.kwargs: must be a mapping of the cluster class's keyword arguments")
-    scale = cluster.get("scale")
-    if scale is not None and (not isinstance(scale, int) or isinstance(scale, bool) or scale < 1):
-        raise SpecError(f"dask.cluster.scale: {scale!r} must be a whole number of workers, at least 1")
-    return {"cluster": {"class": cluster["class"], "kwargs": kwargs, "scale": scale}}
+    assert isinstance(cluster, DaskCluster)
+    _import_class(cluster.class_)
+    return {"cluster": {"class": cluster.class_, "kwargs": cluster.kwargs, "scale": cluster.scale}}
 
 
 # -- on the Dask worker -----------------------------------------------------------------------------
@@ -271,6 +287,8 @@ def _connect(address: str) -> Client:
 # -- the engine -------------------------------------------------------------------------------------
 class DaskEngine(Engine):
     name = "dask"
+    block = "dask"
+    settings_model = DaskSettings
 
     def __init__(self, run: RunHandle) -> None:
         super().__init__(run)

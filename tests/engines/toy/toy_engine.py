@@ -9,12 +9,29 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict
+
 from batchsweep.engines.base import Engine, Progress, RunHandle
 from batchsweep.worker import ProcessRegistry, context_from_run, execute_task
 
 
+class SerialSettings(BaseModel):
+    """The spec's `serial:` block."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: str = "serial"  # what the tasks' `worker` column says
+
+
 class SerialEngine(Engine):
     name = "serial"
+    settings_model = SerialSettings
+
+    @classmethod
+    def check(cls, spec, tasks):  # type: ignore[no-untyped-def]
+        """The engine's resolved settings, kept in run.json: its block of the spec, validated."""
+        settings = cls.settings_of(spec.engines.get(cls.name))
+        assert isinstance(settings, SerialSettings)
+        return settings.model_dump()
 
     def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
@@ -30,7 +47,7 @@ class SerialEngine(Engine):
             for i in indices:
                 if self._registry.cancelled.is_set():
                     return
-                execute_task(ctx, tasks[i], self.run.store, worker="serial", registry=self._registry,
+                execute_task(ctx, tasks[i], self.run.store, worker=self.run.settings.get("label", "serial"), registry=self._registry,
                              resolve_input=lambda ref: base / ref)
 
         self._thread = threading.Thread(target=work, daemon=True)

@@ -21,6 +21,7 @@ from batchsweep.engines.aws_batch.settings import (
 from batchsweep.engines.aws_batch.submit import Submitter, _check_overrides_size
 from batchsweep.errors import AwsSetupError, SpecError
 from batchsweep.model import input_parts
+from batchsweep.spec import Aws
 from batchsweep.store import Store
 
 if TYPE_CHECKING:
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 
 class AwsBatchEngine(Submitter, Poller, LogReader):
     name = "aws-batch"
+    # `aws:` is the one block the spec validates itself (with this same model): the commands that run before any
+    # engine is chosen (estimate, content keys of s3:// inputs) read its region and profile.
+    block = "aws"
+    settings_model = Aws
 
     @classmethod
     def check(cls, spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
