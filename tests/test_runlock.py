@@ -192,3 +192,12 @@ def test_cancel_says_so_when_a_runner_elsewhere_does_not_stop(tmp_path, monkeypa
     assert "has not stopped yet" in err and "on elsewhere" in err
     request = json.loads((tmp_path / "store" / "runs" / run_id / "cancel.json").read_text())
     assert request["token"] == "t0"  # the runner will see it with its next heartbeat
+
+
+def test_run_state_problems_have_their_own_error_type_and_exit_2():
+    """A run that cannot take a command now (still running, driven elsewhere) is a RunStateError, not a spec
+    problem; like every SweepError it is one line and exit 2."""
+    from batchsweep.errors import RunStateError, SpecError, SweepError
+
+    assert issubclass(runlock.RunBusy, RunStateError) and not issubclass(RunStateError, SpecError)
+    assert issubclass(RunStateError, SweepError) and RunStateError.exit_code == 2

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from batchsweep.errors import SweepError
+from batchsweep.errors import RunStateError, SweepError
 from batchsweep.store import PackEntry
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def compact(run: Run) -> Compacted:
         raise SweepError(f"runs compact: {run.id} is in {store.url}; only a local store's runs are compacted "
                          "(an AWS run's results are read from its children's summaries)")
     if run.engine.poll().active:
-        raise SweepError(f"runs compact: run {run.id} is still running; compact it once it has finished")
+        raise RunStateError(f"runs compact: run {run.id} is still running; compact it once it has finished")
     run._hold("batchsweep runs compact")  # no resume or runner may write task files meanwhile
     try:
         return _compact(run)

@@ -4,6 +4,8 @@
      ├── SpecError        the spec file (or an override) is wrong
      ├── RunNotFound      no such run in the store
      │    └── RunDamaged  the run's run.json cannot be read
+     ├── RunStateError    the run is not in a state for this command (still running; driven by another process)
+     ├── EngineUnavailable  the backend's engine needs packages that are not installed
      ├── AwsSetupError    credentials, bucket, stack or queue missing or unreachable
      └── RunnerError      the process running a run's tasks stopped (disk full, read-only store): exit 1,
                           the run stays resumable
@@ -32,6 +34,14 @@ class RunDamaged(RunNotFound):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class RunStateError(SweepError):
+    """The run exists but cannot take this command now: it is still running, or another process drives it."""
+
+
+class EngineUnavailable(SweepError):
+    """The backend is known but its engine cannot load here (a missing extra)."""
 
 
 class AwsSetupError(SweepError):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchsweep.catalog import list_runs, load_run, open_run
-from batchsweep.errors import SpecError
+from batchsweep.errors import RunStateError, SpecError
 from batchsweep.runs import Run
 from batchsweep.spec import parse_duration
 from batchsweep.store import Store
@@ -60,7 +60,7 @@ def plan(local: Store, runs: Sequence[Run]) -> Plan:
     p = Plan(runs=list(runs))
     for run in runs:
         if run.engine.poll().active:
-            raise SpecError(f"run {run.id} is still running; `batchsweep cancel {run.id}` first")
+            raise RunStateError(f"run {run.id} is still running; `batchsweep cancel {run.id}` first")
     by_store: dict[str, set[str]] = {}
     for run in runs:
         p.stores.setdefault(run.store.url, run.store)

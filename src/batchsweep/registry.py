@@ -7,7 +7,7 @@ import importlib
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-from batchsweep.errors import SpecError
+from batchsweep.errors import EngineUnavailable, SpecError
 
 if TYPE_CHECKING:
     from batchsweep.engines.base import Engine
@@ -39,4 +39,4 @@ def get_engine(name: str) -> type[Engine]:
         return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
     except ImportError as e:
         fix = f"pip install 'batchsweep[{EXTRAS[name]}]'" if name in EXTRAS else f"install {e.name}"
-        raise SpecError(f"backend {name!r} needs packages that are not installed ({e.name}); {fix}") from None
+        raise EngineUnavailable(f"backend {name!r} needs packages that are not installed ({e.name}); {fix}") from None

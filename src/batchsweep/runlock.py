@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batchsweep.errors import SweepError
+from batchsweep.errors import RunStateError
 
 if TYPE_CHECKING:
     from batchsweep.store import Store
@@ -32,7 +32,7 @@ HEARTBEAT_S = float(os.environ.get("BATCHSWEEP_HEARTBEAT_S", "5"))
 STALE_S = float(os.environ.get("BATCHSWEEP_STALE_S", "60"))
 
 
-class RunBusy(SweepError):
+class RunBusy(RunStateError):
     """Another live process drives this run."""
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchsweep import runlock
 from batchsweep.engines.base import RunHandle
-from batchsweep.errors import SpecError, SweepError
+from batchsweep.errors import RunStateError, SpecError, SweepError
 from batchsweep.model import State, Task, TaskStatus
 from batchsweep.planning import Plan, find_reuse, metrics_rule, new_run_id, plan
 from batchsweep.registry import get_engine
@@ -280,7 +280,7 @@ class Run:
 
     def _resume(self, *, detach: bool) -> list[int]:
         if self.engine.poll().active:
-            raise SpecError(f"run {self.id} is still running; wait for it or `batchsweep cancel {self.id}` first")
+            raise RunStateError(f"run {self.id} is still running; wait for it or `batchsweep cancel {self.id}` first")
         if self.info.get("search"):
             from batchsweep import search
 
