@@ -42,8 +42,8 @@ def _observe_every_call() -> None:
 def fill_store(run: Any, per_child: int) -> float:
     """What each child leaves in S3: its tasks' status.json + metrics.json, then its summary."""
     from batchsweep.model import State, TaskStatus
-    from batchsweep.remote import summary_name
     from batchsweep.store import PackEntry
+    from batchsweep.worker.remote import summary_name
 
     store, n = run.store, run.n_tasks
     t0 = time.perf_counter()
@@ -96,7 +96,7 @@ def main() -> int:
 
     import batchsweep
     from batchsweep.aws import clients
-    from batchsweep.aws.emulator import MotoServer, deploy_stack
+    from batchsweep.emulator import MotoServer, deploy_stack
 
     task = Path(__file__).parent / "trivial.py"
     with MotoServer() as server, tempfile.TemporaryDirectory() as tmp:

@@ -64,7 +64,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from batchsweep.aws import clients
-    from batchsweep.aws.emulator import MotoServer, deploy_stack
+    from batchsweep.emulator import MotoServer, deploy_stack
 
     imports = []
     for _ in range(3):

@@ -79,6 +79,13 @@ def server_for(ctx: Any) -> WarmServer | str:
     return WarmServer.start(ctx.code_dir / ctx.script, env=ctx.base_env, python=ctx.python)
 
 
+def launch_cold(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> subprocess.Popen[bytes]:
+    """A task started the ordinary way: its own process (and session), output to its log files."""
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True)
+
+
 class WarmServer:
     """The runner's handle on one fork server."""
 
@@ -142,8 +149,6 @@ class WarmServer:
     def launcher(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> Any:
         """`worker.Launcher`: warm while the server lives, cold after (a server that died mid-run)."""
         if self._gone:
-            from batchsweep.worker import launch_cold
-
             return launch_cold(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
         return self.launch(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
 

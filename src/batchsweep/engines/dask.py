@@ -30,7 +30,8 @@ from batchsweep.engines.base import Engine, Progress, RunHandle
 from batchsweep.errors import SpecError
 from batchsweep.model import State, Task, TaskStatus
 from batchsweep.runlock import pid_alive, start_time
-from batchsweep.worker import Launcher, ProcessRegistry, context_from_run, execute_task, launch_cold
+from batchsweep.warm import launch_cold
+from batchsweep.worker import Launcher, ProcessRegistry, context_from_run, execute_task
 
 if TYPE_CHECKING:
     from distributed import Client, Event

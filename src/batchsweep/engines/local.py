@@ -26,13 +26,13 @@ from batchsweep.engines.base import Engine, Progress, RunHandle
 from batchsweep.leases import Leases, available_memory_mib
 from batchsweep.model import TaskStatus
 from batchsweep.runlock import start_time as _start_time
+from batchsweep.warm import launch_cold
 from batchsweep.worker import (
     Launcher,
     ProcessRegistry,
     RunContext,
     context_from_run,
     execute_task,
-    launch_cold,
 )
 
 if TYPE_CHECKING:

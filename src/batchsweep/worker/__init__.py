@@ -36,6 +36,7 @@ from batchsweep.scriptargs import ScriptFlags
 from batchsweep.scriptargv import ArgStyle, build_argv
 from batchsweep.store import Store
 from batchsweep.usage import Usage, UsageSampler
+from batchsweep.warm import launch_cold
 
 KILL_GRACE_S = 2.0
 
@@ -55,12 +56,6 @@ class Launcher(Protocol):
 
     def __call__(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path,
                  stderr: Path) -> TaskProcess: ...
-
-
-def launch_cold(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> TaskProcess:
-    with open(stdout, "wb") as out, open(stderr, "wb") as err:
-        return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True)
 
 
 @dataclass(frozen=True)
