@@ -27,6 +27,7 @@ from typing import IO, Any
 from batchsweep.errors import SweepError
 
 STDERR_TAIL = 10
+STOP_TIMEOUT_S = 30  # ECS's default stopTimeout: SIGKILL this long after SIGTERM
 # What a container on Batch gets from outside its job definition: the endpoint and credentials (the job role's,
 # on AWS) and the region. Played inside an image, a child sees these and the job's own environment, nothing else.
 CONTAINER_AWS_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
@@ -152,16 +153,17 @@ def kill_container(proc: subprocess.Popen[bytes]) -> None:
 
 
 def play_child(child: Child, *, job_credentials: dict[str, str] | None = None, logs: Any = None,
-               kill_when: Callable[[str], bool] | None = None, timeout_s: float = 3600,
-               image: str | None = None) -> Played:
+               kill_when: Callable[[str], bool] | None = None, term_when: Callable[[str], bool] | None = None,
+               timeout_s: float = 3600, image: str | None = None) -> Played:
     """Run one child here, or with `image` in a fresh container of that image. `kill_when(line)` true for a line
-    of its output kills the container right there."""
+    of its output kills the container right there; `term_when(line)` stops it the way ECS stops a task (a spot
+    reclaim, a cancel, a Batch timeout): SIGTERM to the container's first process, SIGKILL after STOP_TIMEOUT_S."""
     env = {k: v for k, v in os.environ.items() if not (job_credentials and k in _NOT_INHERITED)}
     env.update(child.env)
     env.update(job_credentials or {})
     if image is None:
         argv = [sys.executable if part == "python" else part for part in child.command]
-        return _play(child, argv, env, logs=logs, kill_when=kill_when, timeout_s=timeout_s)
+        return _play(child, argv, env, logs=logs, kill_when=kill_when, term_when=term_when, timeout_s=timeout_s)
     # Inside the image the child sees the job's environment and what Batch adds (endpoint, credentials, region).
     inside = {k: env[k] for k in CONTAINER_AWS_VARS if k in env}
     inside.update(child.env)
@@ -174,7 +176,8 @@ def play_child(child: Child, *, job_credentials: dict[str, str] | None = None, l
         mounts[os.path.abspath(ca_bundle)] = CONTAINER_CA_BUNDLE
         inside["AWS_CA_BUNDLE"] = CONTAINER_CA_BUNDLE
     with _container(image, inside, child.command, mounts=mounts) as argv:
-        return _play(child, argv, dict(os.environ), logs=logs, kill_when=kill_when, timeout_s=timeout_s)
+        return _play(child, argv, dict(os.environ), logs=logs, kill_when=kill_when, term_when=term_when,
+                     timeout_s=timeout_s)
 
 
 @contextmanager
@@ -207,12 +210,20 @@ def _buildah() -> str:
 
 
 def _play(child: Child, argv: list[str], env: dict[str, str], *, logs: Any, kill_when: Callable[[str], bool] | None,
-          timeout_s: float) -> Played:
+          term_when: Callable[[str], bool] | None = None, timeout_s: float) -> Played:
     played = Played(child)
     ship = _LogShipper(logs, child.log_group, child.log_stream)
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     killed = threading.Event()
+    stopping = threading.Event()
+
+    def stop() -> None:  # ECS: SIGTERM to PID 1, then SIGKILL once the task's stopTimeout has passed
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            kill_container(proc)
 
     def pump(pipe: IO[bytes], tail: deque[str] | None) -> None:
         for raw in iter(pipe.readline, b""):
@@ -226,6 +237,9 @@ def _play(child: Child, argv: list[str], env: dict[str, str], *, logs: Any, kill
             if kill_when is not None and not killed.is_set() and kill_when(line):
                 killed.set()
                 kill_container(proc)
+            if term_when is not None and not stopping.is_set() and term_when(line):
+                stopping.set()
+                threading.Thread(target=stop, daemon=True).start()
         pipe.close()
 
     assert proc.stdout is not None and proc.stderr is not None
@@ -246,7 +260,8 @@ def _play(child: Child, argv: list[str], env: dict[str, str], *, logs: Any, kill
 
 def play(run: Any, *, only: set[int] | None = None, parallel: int = 4, session: Any = None,
          job_credentials: dict[str, str] | None = None, log_session: Any = None,
-         kill_when: Callable[[str], bool] | None = None, image: str | None = None) -> list[Played]:
+         kill_when: Callable[[str], bool] | None = None, term_when: Callable[[str], bool] | None = None,
+         image: str | None = None) -> list[Played]:
     """Run the run's children here (at most `parallel` at once), or each in a fresh container of `image`, their
     output shipped to CloudWatch Logs with `log_session` (default: `session`, else the environment's credentials).
     Returns them in submission order."""
@@ -258,4 +273,5 @@ def play(run: Any, *, only: set[int] | None = None, parallel: int = 4, session: 
     logs = make_client("logs", session=log_session or session, region=(run.info.get("engine") or {}).get("region"))
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         return list(pool.map(lambda c: play_child(c, job_credentials=job_credentials, logs=logs,
-                                                  kill_when=kill_when, image=image), found))
+                                                  kill_when=kill_when, term_when=term_when, image=image),
+                             found))
