@@ -91,7 +91,7 @@ def prepare(run: Run, index: int, *, directory: str | os.PathLike[str] | None = 
 def _package(run: Run, base: Path, notes: list[str]) -> Path | None:
     """The run's code package from its store, unpacked under `base`; None when the run has none (a local run from
     before packages were kept, or one over code.max_mib) or it is gone from the store."""
-    from batchsweep import remote
+    from batchsweep.worker import remote
 
     sha = run.info.get("code_sha256")
     if not sha or not run.store.backend.exists(run.store.code_key(sha)):

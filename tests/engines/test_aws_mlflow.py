@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import batchsweep
-from batchsweep import mlflowmetrics
-from batchsweep.aws import emulator, player
+from batchsweep import emulator, mlflowmetrics
+from batchsweep.aws import player
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "mlflow_curve.py"
 
