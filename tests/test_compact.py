@@ -144,3 +144,25 @@ def test_a_compacted_run_with_series_shows_no_task_as_running_and_keeps_its_curv
     assert cli.main(["runs", "compact", run.id, "--store", str(tmp_path / "store")]) == 0
     again = batchsweep.load_run(run.id, store=tmp_path / "store")
     assert live.running_with_series(again) == [] and read_series(again) == curves
+
+
+def test_a_compacted_runs_finished_tasks_are_finished_for_stop_rules_and_not_running_for_the_runner(tmp_path):
+    from batchsweep.engines.local import _started
+    from batchsweep.stopping import RunView
+
+    (tmp_path / "curve.py").write_text(
+        "import argparse\nfrom batchsweep import log_metrics\n"
+        "p = argparse.ArgumentParser(); p.add_argument('--a', type=int); a = p.parse_args().a\n"
+        "print('training', a)\n"
+        "for step in range(3):\n    log_metrics(step=step, loss=a / (step + 1))\n")
+    spec = write_spec(tmp_path, f"""
+        name: curves
+        script: {tmp_path / 'curve.py'}
+        params: {{grid: {{a: [1, 2, 3]}}}}
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    assert cli.main(["runs", "compact", run.id, "--store", str(tmp_path / "store")]) == 0
+    again = batchsweep.load_run(run.id, store=tmp_path / "store")
+    series, states = RunView(again.store, run.id, "loss").refresh(own=-1)
+    assert states == {0: State.SUCCEEDED, 1: State.SUCCEEDED, 2: State.SUCCEEDED} and len(series) == 3
+    assert _started(again, 2) == [], "a finished task's log without status.json is not a running task"

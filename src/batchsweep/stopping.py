@@ -330,6 +330,7 @@ class RunView:
             entries = [e for e in os.scandir(root) if e.name.isdigit()]
         except FileNotFoundError:
             return
+        packed = self.store.packed(self.run_id)  # a compacted run's statuses (`batchsweep.compact`)
         for entry in entries:
             index = int(entry.name)
             if index == own:
@@ -349,7 +350,8 @@ class RunView:
             if tag == seen.tag:
                 continue
             seen.tag = tag
-            seen.status = self.store.read_status(self.run_id, index) if status_tag else None
+            seen.status = self.store.read_status(self.run_id, index) if status_tag else \
+                packed[index].status if index in packed else None
             seen.series = self._series(index) if series_tag else {}
 
     def _refresh_remote(self, own: int) -> None:

@@ -262,8 +262,10 @@ def _started(run: RunHandle, workers: int) -> list[int]:
         entries = list(os.scandir(tasks))
     except FileNotFoundError:
         return []
+    packed = run.store.packed(run.id)  # finished tasks of a compacted run keep their logs, not their status.json
     for entry in entries:
-        if entry.name.isdigit() and not os.path.exists(os.path.join(entry.path, "status.json")):
+        if entry.name.isdigit() and int(entry.name) not in packed \
+                and not os.path.exists(os.path.join(entry.path, "status.json")):
             try:
                 found.append((os.stat(os.path.join(entry.path, "stdout.log")).st_mtime, int(entry.name)))
             except FileNotFoundError:
