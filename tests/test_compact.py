@@ -166,3 +166,22 @@ def test_a_compacted_runs_finished_tasks_are_finished_for_stop_rules_and_not_run
     series, states = RunView(again.store, run.id, "loss").refresh(own=-1)
     assert states == {0: State.SUCCEEDED, 1: State.SUCCEEDED, 2: State.SUCCEEDED} and len(series) == 3
     assert _started(again, 2) == [], "a finished task's log without status.json is not a running task"
+
+
+def test_statuses_looked_up_one_by_one_list_the_packs_once_and_a_new_pack_is_seen_at_once(tmp_path):
+    from batchsweep.store import LocalBackend
+
+    class Counting(LocalBackend):
+        listings = 0
+
+        def list_files(self, prefix: str) -> list[str]:
+            Counting.listings += "/packs" in prefix
+            return super().list_files(prefix)
+
+    store = Store(Counting(tmp_path))
+    store.write_pack("r", "a", [PackEntry(_status(0))])
+    found = [store.read_status("r", i) for i in range(50)]
+    assert found[0] is not None and found[1:] == [None] * 49
+    assert Counting.listings == 1, "one listing of the packs for 50 lookups"
+    store.write_pack("r", "b", [PackEntry(_status(7))])
+    assert store.read_status("r", 7) is not None, "a pack written through this store is seen at once"

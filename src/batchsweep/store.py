@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -46,6 +47,7 @@ PACKS = "packs"
 # Tasks that no pack covers are read one by one up to this many; beyond it the run's tasks/ prefix is listed
 # (1 LIST per 1,000 keys on S3) and only the status files found are read.
 PACK_GAP_GETS = 2000
+PACKS_LISTED_WITHIN_S = 2.0  # a task's status looked up alone reuses a listing of the packs this recent
 
 
 class Backend(Protocol):
@@ -271,6 +273,7 @@ class Store:
         self.backend = backend
         self._warned: set[str] = set()
         self._packs: dict[str, tuple[tuple[str, ...], dict[int, PackEntry]]] = {}
+        self._packs_listed: dict[str, float] = {}
 
     def warn(self, message: str) -> None:
         """Say once (per store object) that something in the store is damaged; the command goes on without it."""
@@ -441,7 +444,7 @@ class Store:
         if raw is None and not packs:
             return None
         if raw is None:
-            entry = self.packed(run_id).get(index)
+            entry = self.packed(run_id, listed_within=PACKS_LISTED_WITHIN_S).get(index)
             return entry.status if entry is not None else None
         status = _parse_status(raw)
         if status is None:
@@ -486,7 +489,7 @@ class Store:
         out = [_parse_status(raw) if raw is not None else None for raw in raws]
         for n, ((run_id, index), raw) in enumerate(zip(where, raws)):
             if raw is None:
-                entry = self.packed(run_id).get(index)
+                entry = self.packed(run_id, listed_within=PACKS_LISTED_WITHIN_S).get(index)
                 out[n] = entry.status if entry is not None else None
         return out
 
@@ -532,17 +535,23 @@ class Store:
         data = "".join(e.line() for e in entries).encode()
         self.backend.write_bytes(self.pack_key(run_id, name), data)
         self._packs.pop(run_id, None)
+        self._packs_listed.pop(run_id, None)
 
     def delete_pack(self, run_id: str, name: str) -> None:
         self.backend.delete_prefix(self.pack_key(run_id, name))
         self._packs.pop(run_id, None)
+        self._packs_listed.pop(run_id, None)
 
-    def packed(self, run_id: str) -> dict[int, PackEntry]:
+    def packed(self, run_id: str, *, listed_within: float = 0.0) -> dict[int, PackEntry]:
         """Every task a pack covers, with its status and metrics; packs later by name win. Read concurrently,
         one request per pack; cached per store object for as long as the run's pack names do not change (a
-        pack is never rewritten under the same name, see `drop_from_packs`)."""
-        names = tuple(self.pack_names(run_id))
+        pack is never rewritten under the same name, see `drop_from_packs`). `listed_within`: a listing of the
+        packs that recent is reused (one task's status looked up many times, e.g. a search's trials on S3)."""
         cached = self._packs.get(run_id)
+        if cached is not None and time.monotonic() - self._packs_listed.get(run_id, -math.inf) < listed_within:
+            return cached[1]
+        names = tuple(self.pack_names(run_id))
+        self._packs_listed[run_id] = time.monotonic()
         if cached is not None and cached[0] == names:
             return cached[1]
         entries: dict[int, PackEntry] = {}
