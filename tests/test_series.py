@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from batchsweep.series import SERIES, Recorder
+from batchsweep.series import Recorder
 
 
 def test_the_recorder_reads_whole_lines_of_both_sources_once_and_uploads_what_changed(tmp_path: Path) -> None:
     uploads: list[bytes] = []
     rec = Recorder(tmp_path, {"stdout": r"epoch (?P<step>\d+) loss=(?P<loss>\S+)"}, upload=uploads.append)
     rec.start()
-    series = tmp_path / SERIES
+    series = tmp_path / "metrics.jsonl"
     log = tmp_path / "stdout.log"
     line = json.dumps({"step": 0, "acc": 0.5, "t": 1.0}) + "\n"
     with open(series, "ab") as f:  # the script's log_metrics(step=0, acc=0.5), cut halfway through by a poll

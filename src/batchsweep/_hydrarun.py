@@ -15,6 +15,8 @@ import runpy
 import sys
 from typing import Any
 
+from batchsweep.metrics import METRICS_FILE
+
 
 def _record(result: Any) -> None:
     if isinstance(result, bool) or result is None:
@@ -29,7 +31,7 @@ def _record(result: Any) -> None:
     else:
         return
     values = {k: v for k, v in values.items() if not (isinstance(v, float) and not math.isfinite(v))}
-    path = os.path.join(os.environ.get("BATCHSWEEP_TASK_DIR", "."), "metrics.json")
+    path = os.path.join(os.environ.get("BATCHSWEEP_TASK_DIR", "."), METRICS_FILE)
     current: dict[str, Any] = {}
     if os.path.exists(path):
         try:

@@ -13,6 +13,8 @@ import os
 import sys
 from typing import Any
 
+from batchsweep.metrics import METRICS_FILE
+
 
 def _accepted(func: Any, params: dict[str, Any]) -> dict[str, Any]:
     """Our own params (repeat, trial, round) reach the function only if it declares them (or takes **kwargs)."""
@@ -41,10 +43,10 @@ def main() -> int:
     params = {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
     result = obj(**_accepted(obj, params))
     if isinstance(result, dict):
-        with open("metrics.json", "w") as f:
+        with open(METRICS_FILE, "w") as f:
             json.dump(result, f, default=str)
     elif isinstance(result, (int, float)) and not isinstance(result, bool):
-        with open("metrics.json", "w") as f:
+        with open(METRICS_FILE, "w") as f:
             json.dump({"value": result}, f)
     return 0
 

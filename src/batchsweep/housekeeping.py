@@ -34,7 +34,7 @@ class Plan:
 
 
 def _refs(info: dict[str, Any]) -> set[str]:
-    refs = {f"code/{info['code_sha256']}.tar.gz"} if info.get("code_sha256") else set()
+    refs = {Store.code_key(info["code_sha256"])} if info.get("code_sha256") else set()
     for entry in (info.get("inputs_map") or {}).values():
         if isinstance(entry, dict) and entry.get("key"):
             refs.add(str(entry["key"]))
@@ -51,9 +51,7 @@ def _unreferenced(store: Store, leaving: set[str]) -> list[str]:
             used |= _refs(store.run_info(run_id))
         except Exception:  # noqa: BLE001 - a run we cannot read may use anything: keep everything
             return []
-    blobs = store.backend.list_files("code") + store.backend.list_files("inputs")
-    inputs = {"/".join(k.split("/")[:3]) for k in used if k.startswith("inputs/")}
-    return sorted(k for k in blobs if k not in used and not (k.startswith("inputs/") and "/".join(k.split("/")[:3]) in inputs))
+    return store.unused_shared_files(used)
 
 
 def plan(local: Store, runs: Sequence[Run]) -> Plan:

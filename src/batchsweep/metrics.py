@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+METRICS_FILE = "metrics.json"  # what a script writes in its working directory (the default `metrics:` rule);
+# the worker moves it into the task's directory in the store (`store.TaskDir.METRICS`, the same name)
 MAX_FILE_BYTES = 32 << 20  # a metrics file is a flat JSON object; anything bigger is a mistake or an attack
 
 

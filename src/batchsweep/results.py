@@ -24,7 +24,7 @@ FIXED_COLUMNS = ("status", "attempts", "duration_s", "exit_code", "error", "star
 def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
     import pandas as pd
 
-    cache = run.store.run_key(run.id, "results.parquet")
+    cache = run.store.results_cache_key(run.id)
     if not refresh:
         try:
             return _typed(pd.read_parquet(io.BytesIO(run.store.backend.read_bytes(cache))), run)
@@ -91,9 +91,9 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
 def latest_values(run: Run, indices: list[int]) -> dict[int, tuple[Any, dict[str, Any]]]:
     """The last step of each task's series and the latest value of each metric in it (tasks without one are
     left out)."""
-    from batchsweep.series import SERIES, number, parse
+    from batchsweep.series import number, parse
 
-    keys = [run.store.task_key(run.id, i, SERIES) for i in indices]
+    keys = [run.store.task_series_key(run.id, i) for i in indices]
     out: dict[int, tuple[Any, dict[str, Any]]] = {}
     for index, raw in zip(indices, run.store._read_many(keys)):
         records = parse(raw) if raw else []
@@ -287,14 +287,15 @@ def provenance_sources(run: Run, df: pd.DataFrame, runs: dict[str, Run]) -> list
 
 def read_series(run: Run) -> dict[int, list[dict[str, Any]]]:
     """Every task's series (metrics.jsonl), for the report's curves; tasks without one are left out."""
-    from batchsweep.series import SERIES, parse
+    from batchsweep.series import parse
+    from batchsweep.store import TaskDir
 
-    keys = [k for k in run.store.backend.list_files(run.store.run_key(run.id, "tasks")) if k.endswith("/" + SERIES)]
+    listed = run.store.task_files(run.id, TaskDir.SERIES)
     out = {}
-    for key, raw in zip(keys, run.store._read_many(keys)):
+    for index, raw in zip(listed, run.store._read_many(list(listed.values()))):
         records = parse(raw) if raw else []
         if records:
-            out[int(key.rsplit("/", 2)[-2])] = records
+            out[index] = records
     return out
 
 

@@ -22,9 +22,9 @@ from typing import Any
 
 from batchsweep import keys
 from batchsweep import metrics as metrics_mod
+from batchsweep.metrics import METRICS_FILE
 from batchsweep.model import State, Task, TaskStatus
-from batchsweep.series import SERIES
-from batchsweep.store import TASK_FILES, Store
+from batchsweep.store import TASK_FILES, Store, TaskDir
 
 _RUN_TIME = re.compile(r"-(\d{8}-\d{6})-[0-9a-f]{4}$")
 _CANDIDATES = 3  # sources tried per key before a task is run again (a deleted or damaged source is skipped)
@@ -35,7 +35,7 @@ class Source:
     run_id: str
     index: int
     status: TaskStatus
-    rule: Any = "metrics.json"  # the source run's `metrics:` rule
+    rule: Any = METRICS_FILE  # the source run's `metrics:` rule
 
     @property
     def label(self) -> str:
@@ -68,7 +68,7 @@ def _newest_first(entry: tuple[str, int]) -> tuple[str, str, int]:
     return (m.group(1) if m else "", entry[0], -entry[1])
 
 
-def lookup(store: Store, tasks: Sequence[Task], *, metrics_rule: str | dict[str, Any] = "metrics.json",
+def lookup(store: Store, tasks: Sequence[Task], *, metrics_rule: str | dict[str, Any] = METRICS_FILE,
            keeps_everything: bool = True) -> Reuse:
     """The earlier succeeded task for each task whose key the store has seen succeed, and whose metrics under
     `metrics_rule` can be read from what it stored (`keeps_everything`: the sweep has no `outputs:` globs)."""
@@ -102,11 +102,13 @@ def copy_results(store: Store, run_id: str, tasks: Sequence[Task], reuse: Reuse,
     def one(index: int) -> None:
         source = reuse.found[index]
         same_rule = keys.canonical(source.rule) == keys.canonical(metrics_rule)
-        names = [*(n for n in TASK_FILES if same_rule or n != "metrics.json"), SERIES,
-                 *(f"outputs/{o}" for o in source.status.outputs)]
-        for name in names:
+        names = [*(n for n in TASK_FILES if same_rule or n != TaskDir.METRICS), TaskDir.SERIES]
+        pairs = [(store.task_file_key(source.run_id, source.index, n), store.task_file_key(run_id, index, n)) for n in names]
+        pairs += [(store.task_output_key(source.run_id, source.index, o), store.task_output_key(run_id, index, o))
+                  for o in source.status.outputs]
+        for source_key, key in pairs:
             try:
-                store.backend.copy(store.task_key(source.run_id, source.index, name), store.task_key(run_id, index, name))
+                store.backend.copy(source_key, key)
             except FileNotFoundError:
                 if name == "metrics.json":  # a compacted run or an AWS child's summary holds them in a pack
                     packed = store.read_metrics(source.run_id, [source.index]).get(source.index)
@@ -117,7 +119,7 @@ def copy_results(store: Store, run_id: str, tasks: Sequence[Task], reuse: Reuse,
         if not same_rule:
             found = _reread_metrics(store, source, metrics_rule)
             if found:
-                store.write_json(store.task_key(run_id, index, "metrics.json"), found)
+                store.write_json(store.task_metrics_key(run_id, index), found)
             status = replace(status, metrics_missing=None if found else metrics_mod.describe(metrics_rule))
         store.write_status(run_id, status)
         store.record_success(by_index[index].cache_key, run_id, index)
@@ -128,7 +130,7 @@ def copy_results(store: Store, run_id: str, tasks: Sequence[Task], reuse: Reuse,
 
 def rule_of(spec: dict[str, Any]) -> Any:
     """The `metrics:` rule of a run.json spec snapshot, as `lookup` compares rules."""
-    rule = spec.get("metrics") or "metrics.json"
+    rule = spec.get("metrics") or METRICS_FILE
     return {k: v for k, v in rule.items() if v is not None} if isinstance(rule, dict) else rule
 
 
@@ -147,17 +149,19 @@ def rereadable(source_rule: Any, rule: str | dict[str, Any], status: TaskStatus,
         return True
     if metrics_mod.is_mlflow(source_rule) or metrics_mod.is_mlflow(rule):
         return False  # MLflow's store is read in the task's working directory, which is gone: run it again
-    wanted = rule if isinstance(rule, str) else "metrics.json"  # a stream rule also reads the default file
-    if wanted == source_rule or (wanted == "metrics.json" and isinstance(source_rule, dict)):
+    wanted = rule if isinstance(rule, str) else METRICS_FILE  # a stream rule also reads the default file
+    if wanted == source_rule or (wanted == METRICS_FILE and isinstance(source_rule, dict)):
         return True  # in the stored metrics.json (less what the old stream rule printed)
     return wanted in status.outputs or keeps_everything  # kept, or (everything being kept) never written
 
 
 def _reread_metrics(store: Store, source: Source, rule: str | dict[str, Any]) -> dict[str, Any] | None:
     """The metrics the new rule finds in the source's stored output: its kept files and its logs."""
-    def read(name: str) -> bytes | None:
+    where = (source.run_id, source.index)
+
+    def read(key: str) -> bytes | None:
         try:
-            return store.backend.read_bytes(store.task_key(source.run_id, source.index, name))
+            return store.backend.read_bytes(key)
         except FileNotFoundError:
             return None
 
@@ -170,18 +174,18 @@ def _reread_metrics(store: Store, source: Source, rule: str | dict[str, Any]) ->
 
     def printed(stream_rule: dict[str, Any]) -> dict[str, Any]:
         stream, pattern = metrics_mod.rule_stream(stream_rule)
-        logs = [io.BytesIO(raw) for raw in (read(f"{s}.log") for s in
+        logs = [io.BytesIO(raw) for raw in (read(store.task_log_key(*where, stderr=s == "stderr")) for s in
                 (("stdout", "stderr") if stream == "output" else (stream,))) if raw is not None]
         return metrics_mod.from_streams(logs, pattern, match=stream_rule.get("match") or "last") or {}
 
     old = source.rule
-    wanted = rule if isinstance(rule, str) else "metrics.json"
+    wanted = rule if isinstance(rule, str) else METRICS_FILE
     if wanted == old:
-        file_part = as_dict(read("metrics.json"))
-    elif wanted == "metrics.json" and isinstance(old, dict):
+        file_part = as_dict(read(store.task_metrics_key(*where)))
+    elif wanted == METRICS_FILE and isinstance(old, dict):
         old_printed = printed(old)  # the old metrics.json merged the file with what the old rule printed
-        file_part = {k: v for k, v in as_dict(read("metrics.json")).items() if k not in old_printed}
+        file_part = {k: v for k, v in as_dict(read(store.task_metrics_key(*where))).items() if k not in old_printed}
     else:
-        file_part = as_dict(read(f"outputs/{wanted}")) if wanted in source.status.outputs else {}
+        file_part = as_dict(read(store.task_output_key(*where, wanted))) if wanted in source.status.outputs else {}
     found = {**file_part, **(printed(rule) if isinstance(rule, dict) else {})}
     return found or None

@@ -101,7 +101,7 @@ class Holder:
 def holder(store: Store, run_id: str) -> Holder | None:
     """The run's live holder, or None."""
     try:
-        found = Holder.parse(store.backend.read_bytes(store.run_key(run_id, "runner.json")))
+        found = Holder.parse(store.backend.read_bytes(store.runner_key(run_id)))
     except FileNotFoundError:
         return None
     return found if found is not None and found.alive() else None
@@ -113,7 +113,7 @@ class RunLock:
     def __init__(self, store: Store, run_id: str, record: Holder, tag: str) -> None:
         self.store = store
         self.run_id = run_id
-        self.key = store.run_key(run_id, "runner.json")
+        self.key = store.runner_key(run_id)
         self.record = record
         self._tag = tag
         self._stop = threading.Event()
@@ -139,15 +139,15 @@ class RunLock:
         """Claim a new run id: None when any run (live or not) already has it."""
         record = cls._new(command)
         data = cls._bytes(record)
-        if not store.backend.create_exclusive(store.run_key(run_id, "runner.json"), data):
+        if not store.backend.create_exclusive(store.runner_key(run_id), data):
             return None
-        _, tag = store.backend.read_tagged(store.run_key(run_id, "runner.json"))
+        _, tag = store.backend.read_tagged(store.runner_key(run_id))
         return cls(store, run_id, record, tag)
 
     @classmethod
     def acquire(cls, store: Store, run_id: str, *, command: str) -> RunLock:
         """Take the run, or raise RunBusy naming the live holder."""
-        key = store.run_key(run_id, "runner.json")
+        key = store.runner_key(run_id)
         record = cls._new(command)
         for _ in range(5):
             if store.backend.create_exclusive(key, cls._bytes(record)):  # a run from before locks existed
@@ -168,7 +168,7 @@ class RunLock:
     @classmethod
     def adopt(cls, store: Store, run_id: str, token: str, *, command: str) -> RunLock:
         """The detached runner takes over the hold its parent made for it (same token)."""
-        key = store.run_key(run_id, "runner.json")
+        key = store.runner_key(run_id)
         for _ in range(20):  # the parent may be naming this process in the same instant
             data, tag = store.backend.read_tagged(key)
             current = Holder.parse(data)
@@ -219,7 +219,7 @@ class RunLock:
         if self._cancel_seen or self.on_cancel is None:
             return
         try:
-            request = json.loads(self.store.backend.read_bytes(self.store.run_key(self.run_id, "cancel.json")))
+            request = json.loads(self.store.backend.read_bytes(self.store.cancel_key(self.run_id)))
         except (FileNotFoundError, ValueError):
             return
         if isinstance(request, dict) and request.get("token") == self.record.token:
@@ -242,5 +242,5 @@ def request_cancel(store: Store, run_id: str) -> Holder | None:
     """Ask the run's live holder, wherever it runs, to cancel. Returns that holder (None: nobody holds it)."""
     current = holder(store, run_id)
     if current is not None:
-        store.write_json(store.run_key(run_id, "cancel.json"), {"token": current.token, "at": time.time()})
+        store.write_json(store.cancel_key(run_id), {"token": current.token, "at": time.time()})
     return current

@@ -60,7 +60,7 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, re
         if reuse.found:
             copy_results(run_store, run_id, p.tasks, reuse, metrics_rule=metrics_rule(p.spec))
         if run_store.url != local.url:
-            local.write_json(local.run_key(run_id, "run.json"),
+            local.write_json(local.run_record_key(run_id),
                              {"run_id": run_id, "pointer": True, **_summary_fields(info)})
         run = Run(run_store, run_id, info)
         run._hold_with(lock)
@@ -85,7 +85,7 @@ def _claim_run_id(p: Plan, run_store: Store, local: Store) -> runlock.RunLock:
     """Create the run's lock exclusively: an id that collides with any earlier run gets a new suffix."""
     for _ in range(20):
         run_id = p.info["run_id"]
-        taken = any(s.backend.exists(s.run_key(run_id, "run.json")) for s in {id(local): local, id(run_store): run_store}.values())
+        taken = any(s.backend.exists(s.run_record_key(run_id)) for s in {id(local): local, id(run_store): run_store}.values())
         if not taken:
             lock = runlock.RunLock.create(run_store, run_id, command="batchsweep run")
             if lock is not None:
@@ -290,8 +290,8 @@ class Run:
             todo = [t.index for t in self.tasks() if not (t.index in statuses and statuses[t.index].state.ok)]
         self.store.drop_from_packs(self.id, todo)
         for i in todo:
-            self.store.backend.delete_prefix(self.store.task_key(self.id, i))
-        self.store.backend.delete_prefix(self.store.run_key(self.id, "results.parquet"))
+            self.store.backend.delete_prefix(self.store.task_prefix(self.id, i))
+        self.store.backend.delete_prefix(self.store.results_cache_key(self.id))
         self.store.remove_stale_temp(self.id)
         if todo and not self.info.get("search"):
             self.resume_reused = self.reuse_finished(todo)
@@ -325,7 +325,7 @@ class Run:
         """A task's output from byte `start` on, in chunks: `logs` of a 1 GB log streams it in constant memory."""
         if not 0 <= index < self.n_tasks:
             raise SpecError(f"task {index} does not exist in run {self.id} (tasks 0..{self.n_tasks - 1})")
-        key = self.store.task_key(self.id, index, "stderr.log" if stderr else "stdout.log")
+        key = self.store.task_log_key(self.id, index, stderr=stderr)
         try:
             return self.store.backend.iter_bytes(key, start)
         except FileNotFoundError:

@@ -31,6 +31,7 @@ from batchsweep import space as space_mod
 from batchsweep.errors import SpecError
 from batchsweep.model import SEARCH_PARAMS, State, Task
 from batchsweep.spec import Search, Spec
+from batchsweep.store import SEARCH_JOURNAL
 
 if TYPE_CHECKING:
     import optuna
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from batchsweep.runs import Run
 
 log = logging.getLogger(__name__)
-JOURNAL = "study.journal"
+JOURNAL = SEARCH_JOURNAL  # new runs record it in run.json (search.journal)
 RESULT_STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.PRUNED)  # a cancelled or missing one runs again
 SAMPLER_NEEDS = {"cmaes": ("cmaes",), "gp": ("torch", "scipy")}
 
@@ -195,7 +196,7 @@ class StudyFile:
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        self.key = run.store.run_key(run.id, run.info["search"]["journal"])
+        self.key = run.store.search_journal_key(run.id, run.info["search"]["journal"])
         if run.store.is_local:
             self.path = run.store.local_path(self.key)
         else:
@@ -407,10 +408,10 @@ def _engine_evaluator(run: Run, search: Search, study: optuna.Study, *, progress
 
 def _pruned(run: Run, index: int) -> Pruned:
     """A pruned trial's series of the search's metric (empty when the stop rule watched another metric)."""
-    from batchsweep.series import SERIES, parse, values_by_step
+    from batchsweep.series import parse, values_by_step
 
     try:
-        data = run.store.backend.read_bytes(run.store.task_key(run.id, index, SERIES))
+        data = run.store.backend.read_bytes(run.store.task_series_key(run.id, index))
     except FileNotFoundError:
         data = b""
     return Pruned(values_by_step(parse(data), _search(run).metric))

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from batchsweep.metrics import MAX_LINE_BYTES, is_mlflow, value_of
+from batchsweep.store import TaskDir
 
-SERIES = "metrics.jsonl"
 ENV_FILE = "BATCHSWEEP_SERIES_FILE"
 FLUSH_ENV = "BATCHSWEEP_SERIES_FLUSH_S"  # how often a running task's series is read and flushed (tests shorten it)
 FLUSH_LOCAL_S = 1.0
@@ -153,11 +153,11 @@ class Recorder:
         source = rule_source(self.rule)
         if source is not None:
             streams, self._pattern = source
-            self._tails = [_Tail(self.task_dir / f"{s}.log") for s in streams]
+            self._tails = [_Tail(TaskDir(self.task_dir).log(stderr=s == "stderr")) for s in streams]
 
     @property
     def path(self) -> Path:
-        return self.task_dir / SERIES
+        return TaskDir(self.task_dir).series
 
     def start(self) -> None:
         """A fresh series for a new attempt (a retried task's curve starts again)."""

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from batchsweep.errors import SpecError
+from batchsweep.metrics import METRICS_FILE
 from batchsweep.model import REPEAT_PARAM
 from batchsweep.text import did_you_mean
 
@@ -301,7 +302,7 @@ class Spec(_Strict):
     params: Params | None = None
     inputs: list[str | StagedInput] = []
     outputs: list[str] = []
-    metrics: str | MetricsFromOutput | MetricsFromMlflow = "metrics.json"
+    metrics: str | MetricsFromOutput | MetricsFromMlflow = METRICS_FILE
     args: Args | None = None
     python: str | None = None
     resources: Resources = Resources()

@@ -30,8 +30,8 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal
 
 from batchsweep.model import State, TaskStatus
-from batchsweep.series import SERIES, parse, values_by_step
-from batchsweep.store import _parse_status
+from batchsweep.series import parse, values_by_step
+from batchsweep.store import TaskDir, _parse_status
 
 if TYPE_CHECKING:
     import optuna
@@ -284,14 +284,6 @@ LIST_PAGE = 1000  # keys per S3 listing request
 MAX_BACKOFF = 6  # flush intervals between listings at most, while listings bring nothing new
 
 
-def _task_file(key: str) -> tuple[int, str] | None:
-    """(task index, file name) of `…/tasks/<index>/<name>`; None for anything deeper (a task's outputs)."""
-    parts = key.rsplit("/", 3)
-    if len(parts) < 3 or parts[-3] != "tasks" or not parts[-2].isdigit():
-        return None
-    return int(parts[-2]), parts[-1]
-
-
 class RunView:
     """The run's series and statuses as the store holds them, re-read only where they changed.
 
@@ -325,7 +317,7 @@ class RunView:
         return series, states
 
     def _refresh_local(self, own: int) -> None:
-        root = self.store.local_path(self.store.run_key(self.run_id, "tasks"))
+        root = self.store.local_path(self.store.tasks_prefix(self.run_id))
         try:
             entries = [e for e in os.scandir(root) if e.name.isdigit()]
         except FileNotFoundError:
@@ -337,12 +329,12 @@ class RunView:
                 continue
             seen = self._seen.setdefault(index, _Seen())
             try:
-                st = os.stat(os.path.join(entry.path, "status.json"))
+                st = os.stat(os.path.join(entry.path, TaskDir.STATUS))
                 status_tag: Any = (st.st_mtime_ns, st.st_size)
             except FileNotFoundError:
                 status_tag = None
             try:
-                st = os.stat(os.path.join(entry.path, SERIES))
+                st = os.stat(os.path.join(entry.path, TaskDir.SERIES))
                 series_tag: Any = (st.st_mtime_ns, st.st_size)
             except FileNotFoundError:
                 series_tag = None
@@ -355,36 +347,36 @@ class RunView:
             seen.series = self._series(index) if series_tag else {}
 
     def _refresh_remote(self, own: int) -> None:
-        prefix = self.store.run_key(self.run_id, "tasks")
+        prefix = self.store.tasks_prefix(self.run_id)
         backend = self.store.backend
         listed: dict[str, Any] = (backend.list_sizes(prefix) if hasattr(backend, "list_sizes")
                                   else dict.fromkeys(backend.list_files(prefix)))
         self.listings += 1
         sizes: dict[tuple[int, str], Any] = {}
         for key, size in listed.items():
-            found = _task_file(key)
-            if found is not None and found[1] in ("status.json", SERIES):
+            found = self.store.task_file_of(key)
+            if found is not None and found[1] in (TaskDir.STATUS, TaskDir.SERIES):
                 sizes[found] = size
         wanted: list[tuple[int, str]] = []
         for index in sorted({i for i, _ in sizes}):
             seen = self._seen.get(index)
             if index == own or (seen is not None and seen.status is not None):
                 continue  # finished: its series does not change any more
-            finished = (index, "status.json") in sizes
+            finished = (index, TaskDir.STATUS) in sizes
             if finished:
-                wanted.append((index, "status.json"))
-            size = sizes.get((index, SERIES), False)
+                wanted.append((index, TaskDir.STATUS))
+            size = sizes.get((index, TaskDir.SERIES), False)
             if size is not False and (finished or self.running_too):
                 if finished or size is None or seen is None or seen.tag != size:
-                    wanted.append((index, SERIES))  # a running task's series only when its size changed
-        raws = self.store._read_many([self.store.task_key(self.run_id, i, name) for i, name in wanted])
+                    wanted.append((index, TaskDir.SERIES))  # a running task's series only when its size changed
+        raws = self.store._read_many([self.store.task_file_key(self.run_id, i, name) for i, name in wanted])
         for (index, name), raw in zip(wanted, raws):
             seen = self._seen.setdefault(index, _Seen())
             if raw is None:
                 continue
-            if name == SERIES:
+            if name == TaskDir.SERIES:
                 seen.series = values_by_step(parse(raw), self.metric)
-                seen.tag = sizes.get((index, SERIES))
+                seen.tag = sizes.get((index, TaskDir.SERIES))
             else:
                 seen.status = _parse_status(raw)
         self._quiet = 0 if wanted else self._quiet + 1
@@ -393,7 +385,7 @@ class RunView:
 
     def _series(self, index: int) -> dict[int, float]:
         try:
-            data = self.store.backend.read_bytes(self.store.task_key(self.run_id, index, SERIES))
+            data = self.store.backend.read_bytes(self.store.task_series_key(self.run_id, index))
         except FileNotFoundError:
             return {}
         return values_by_step(parse(data), self.metric)

@@ -2,9 +2,13 @@
 
     <store>/runs/<run_id>/run.json          written after tasks.jsonl: a run exists iff it has run.json
     <store>/runs/<run_id>/tasks.jsonl
+    <store>/runs/<run_id>/runner.json       the run's one driver (`batchsweep.runlock`)
+    <store>/runs/<run_id>/cancel.json       a cancel request for that driver
     <store>/runs/<run_id>/engine.json       what the engine needs to poll/cancel later (pid, job ids)
+    <store>/runs/<run_id>/submissions/<n>.json  an array engine's n-th submission: its task indices, tasks per child
+    <store>/runs/<run_id>/<journal>         a search's Optuna journal (its name is in run.json)
     <store>/runs/<run_id>/tasks/<i>/status.json   written last and atomically
-    <store>/runs/<run_id>/tasks/<i>/{metrics.json,stdout.log,stderr.log,outputs/}
+    <store>/runs/<run_id>/tasks/<i>/{metrics.json,metrics.jsonl,stdout.log,stderr.log,outputs/}  (`TaskDir`)
     <store>/runs/<run_id>/results.parquet
     <store>/runs/<run_id>/packs/<name>.jsonl    statuses + metrics of many tasks in one object, a line per task
                                                 ({"i": index, "s": status, "m": metrics or null}): an AWS child's
@@ -14,7 +18,8 @@
     <store>/sweeps/<name>.json               per-sweep stats (median task time) that size the next submit
     <store>/index/<k[:2]>/<key>/<run_id>~<i>  empty: task i of run_id succeeded with content key `key` (reuse)
 
-No other module assembles these paths. Two backends implement a handful of blob operations:
+No other module assembles these paths: each has a named method here (`runner_key`, `task_log_key`, ...), and
+tests/test_store_layout.py fails when a store file name appears as a literal anywhere else in the package. Two backends implement a handful of blob operations:
 `LocalBackend` (temp file + rename) and `S3Backend` (in `batchsweep.aws.s3store`).
 """
 
@@ -42,12 +47,64 @@ from batchsweep.model import Task, TaskStatus
 log = logging.getLogger(__name__)
 DEFAULT_STORE = ".batchsweep"
 STORE_MARKER = ".batchsweep-store"  # at a local store's root: a code directory that holds a store leaves it out
-TASK_FILES = ("metrics.json", "stdout.log", "stderr.log")
+
+
+class TaskDir:
+    """A task's directory on this machine: the store's `runs/<id>/tasks/<i>/` on a local store, or the scratch
+    directory a remote worker fills and uploads whole. The names of its files live here and nowhere else."""
+
+    STATUS = "status.json"  # written last: a task without it did not finish
+    METRICS = "metrics.json"
+    SERIES = "metrics.jsonl"  # the task's metrics step by step (`batchsweep.series`)
+    STDOUT = "stdout.log"
+    STDERR = "stderr.log"
+    OUTPUTS = "outputs"  # the kept files
+    WORK = "work"  # the task's working directory while it runs (never uploaded)
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __repr__(self) -> str:
+        return f"TaskDir({str(self.root)!r})"
+
+    @staticmethod
+    def log_name(stderr: bool = False) -> str:
+        return TaskDir.STDERR if stderr else TaskDir.STDOUT
+
+    def log(self, stderr: bool = False) -> Path:
+        return self.root / self.log_name(stderr)
+
+    @property
+    def status(self) -> Path:
+        return self.root / self.STATUS
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / self.METRICS
+
+    @property
+    def series(self) -> Path:
+        return self.root / self.SERIES
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / self.OUTPUTS
+
+    @property
+    def work(self) -> Path:
+        return self.root / self.WORK
+
+
+TASK_FILES = (TaskDir.METRICS, TaskDir.STDOUT, TaskDir.STDERR)
+CODE_PREFIX = "code"  # code/<sha256>.tar.gz
+INPUTS_PREFIX = "inputs"  # inputs/<sha256>/<name>
+SEARCH_JOURNAL = "study.journal"  # a search's Optuna journal in the run's directory (new runs; run.json names it)
 PACKS = "packs"
 # Tasks that no pack covers are read one by one up to this many; beyond it the run's tasks/ prefix is listed
 # (1 LIST per 1,000 keys on S3) and only the status files found are read.
 PACK_GAP_GETS = 2000
 PACKS_LISTED_WITHIN_S = 2.0  # a task's status looked up alone reuses a listing of the packs this recent
+_TASK_NAMES = frozenset({TaskDir.STATUS, TaskDir.METRICS, TaskDir.SERIES, TaskDir.STDOUT, TaskDir.STDERR, TaskDir.OUTPUTS})
 
 
 class Backend(Protocol):
@@ -304,21 +361,146 @@ class Store:
     def is_local(self) -> bool:
         return isinstance(self.backend, LocalBackend)
 
-    # -- keys ---------------------------------------------------------------------------------
+    # -- keys: one named method per path (docs/design.md §4) ---------------------------------
+    # run_key/task_key are the generic builders; other modules call the named methods below.
     @staticmethod
     def run_key(run_id: str, *parts: str) -> str:
         return "/".join(("runs", run_id, *parts))
 
-    def task_key(self, run_id: str, index: int, *parts: str) -> str:
-        return self.run_key(run_id, "tasks", str(index), *parts)
+    @staticmethod
+    def task_key(run_id: str, index: int, *parts: str) -> str:
+        return Store.run_key(run_id, "tasks", str(index), *parts)
+
+    @staticmethod
+    def run_prefix(run_id: str) -> str:
+        """The run's directory: everything of the run is under it."""
+        return Store.run_key(run_id)
+
+    @staticmethod
+    def run_record_key(run_id: str) -> str:
+        """run.json: the run exists iff it has one (also a local pointer to a remote run)."""
+        return Store.run_key(run_id, "run.json")
+
+    @staticmethod
+    def tasks_file_key(run_id: str) -> str:
+        return Store.run_key(run_id, "tasks.jsonl")
+
+    @staticmethod
+    def runner_key(run_id: str) -> str:
+        """runner.json: the run's one driver (`batchsweep.runlock`)."""
+        return Store.run_key(run_id, "runner.json")
+
+    @staticmethod
+    def cancel_key(run_id: str) -> str:
+        """cancel.json: a cancel request for the run's driver, read with its heartbeat."""
+        return Store.run_key(run_id, "cancel.json")
+
+    @staticmethod
+    def engine_record_key(run_id: str) -> str:
+        """engine.json: what the engine needs to poll and cancel later (a pid, job ids, submissions)."""
+        return Store.run_key(run_id, "engine.json")
+
+    @staticmethod
+    def submission_key(run_id: str, n: int) -> str:
+        """An array engine's n-th submission (0 the first; a resume or a search round adds one)."""
+        return Store.run_key(run_id, "submissions", f"{int(n)}.json")
+
+    @staticmethod
+    def results_cache_key(run_id: str) -> str:
+        """results.parquet: the gathered table, rebuilt on demand."""
+        return Store.run_key(run_id, "results.parquet")
+
+    @staticmethod
+    def search_journal_key(run_id: str, name: str = SEARCH_JOURNAL) -> str:
+        """A search's Optuna journal; its name is recorded in run.json (`search.journal`)."""
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"a search journal is a plain file name in the run's directory, not {name!r}")
+        return Store.run_key(run_id, name)
+
+    @staticmethod
+    def tasks_prefix(run_id: str) -> str:
+        """The directory holding every task's directory (`tasks/<i>/`)."""
+        return Store.run_key(run_id, "tasks")
+
+    @staticmethod
+    def task_prefix(run_id: str, index: int) -> str:
+        """One task's directory (`TaskDir` names what is in it)."""
+        return Store.task_key(run_id, index)
+
+    @staticmethod
+    def task_file_key(run_id: str, index: int, name: str) -> str:
+        """A file in a task's directory by its `TaskDir` name, or `outputs/<path>` for a kept output."""
+        first = name.split("/", 1)[0]
+        if first not in _TASK_NAMES or (first == TaskDir.OUTPUTS) != ("/" in name):
+            raise ValueError(f"{name!r} is not a file of a task's directory ({', '.join(sorted(_TASK_NAMES))})")
+        return Store.task_key(run_id, index, name)
+
+    @staticmethod
+    def task_status_key(run_id: str, index: int) -> str:
+        return Store.task_key(run_id, index, TaskDir.STATUS)
+
+    @staticmethod
+    def task_metrics_key(run_id: str, index: int) -> str:
+        return Store.task_key(run_id, index, TaskDir.METRICS)
+
+    @staticmethod
+    def task_series_key(run_id: str, index: int) -> str:
+        return Store.task_key(run_id, index, TaskDir.SERIES)
+
+    @staticmethod
+    def task_log_key(run_id: str, index: int, *, stderr: bool = False) -> str:
+        return Store.task_key(run_id, index, TaskDir.log_name(stderr))
+
+    @staticmethod
+    def task_output_key(run_id: str, index: int, path: str) -> str:
+        """A kept output file, by its path relative to the task's working directory."""
+        return Store.task_key(run_id, index, TaskDir.OUTPUTS, path)
+
+    @staticmethod
+    def task_index_of(key: str) -> int | None:
+        """The task index of a key under a run's `tasks/` (as listed by `list_files`), else None."""
+        parts = key.split("/")
+        if len(parts) >= 5 and parts[0] == "runs" and parts[2] == "tasks" and parts[3].isdigit():
+            return int(parts[3])
+        return None
+
+    @staticmethod
+    def task_file_of(key: str) -> tuple[int, str] | None:
+        """(task index, file name) of a key `runs/<id>/tasks/<i>/<name>`; None for anything else (a kept output)."""
+        parts = key.split("/")
+        if len(parts) == 5 and parts[0] == "runs" and parts[2] == "tasks" and parts[3].isdigit():
+            return int(parts[3]), parts[4]
+        return None
+
+    def task_files(self, run_id: str, name: str) -> dict[int, str]:
+        """task index -> key of every task of the run that has the file `name` (a `TaskDir` name): one listing."""
+        found = {}
+        for key in self.backend.list_files(self.tasks_prefix(run_id)):
+            index = self.task_index_of(key)
+            if index is not None and key == self.task_key(run_id, index, name):
+                found[index] = key
+        return found
+
+    def list_task_files(self, run_id: str) -> dict[int, set[str]]:
+        """task index -> the names (`TaskDir`) of the files in its directory, kept outputs as `outputs`: one listing."""
+        found: dict[int, set[str]] = {}
+        for key in self.backend.list_files(self.tasks_prefix(run_id)):
+            index = self.task_index_of(key)
+            if index is not None:
+                found.setdefault(index, set()).add(key.split("/", 5)[4])
+        return found
+
+    def local_task_dir(self, run_id: str, index: int) -> TaskDir:
+        """Local stores only: a task's directory on this machine (the worker writes there directly)."""
+        return TaskDir(self.local_path(self.task_prefix(run_id, index)))
 
     @staticmethod
     def code_key(sha256: str) -> str:
-        return f"code/{sha256}.tar.gz"
+        return f"{CODE_PREFIX}/{sha256}.tar.gz"
 
     @staticmethod
     def input_key(sha256: str, name: str) -> str:
-        return f"inputs/{sha256}/{name}"
+        return f"{INPUTS_PREFIX}/{sha256}/{name}"
 
     @staticmethod
     def sweep_stats_key(name: str) -> str:
@@ -329,6 +511,16 @@ class Store:
         """The reuse index: one empty object per succeeded task, named by its content key, run and task."""
         prefix = f"index/{cache_key[:2]}/{cache_key}"
         return prefix if run_id is None else f"{prefix}/{run_id}~{index}"
+
+    def unused_shared_files(self, used: set[str]) -> list[str]:
+        """Code packages and staged inputs in the store that no key in `used` names. An input staged as a
+        directory (`inputs/<sha>/<name>/...`) counts as used when any file of it is."""
+        def group(key: str) -> str:
+            return "/".join(key.split("/")[:3])
+
+        blobs = self.backend.list_files(CODE_PREFIX) + self.backend.list_files(INPUTS_PREFIX)
+        inputs = {group(k) for k in used if k.startswith(f"{INPUTS_PREFIX}/")}
+        return sorted(k for k in blobs if k not in used and not (k.startswith(f"{INPUTS_PREFIX}/") and group(k) in inputs))
 
     def local_path(self, key: str) -> Path:
         """Local stores only: the path of a key (the worker writes task files there directly)."""
@@ -344,18 +536,18 @@ class Store:
     def create_run(self, run_id: str, info: dict[str, Any], tasks: Iterable[Task]) -> None:
         self.mark()
         self.write_tasks(run_id, tasks)
-        self.write_json(self.run_key(run_id, "run.json"), info)
+        self.write_json(self.run_record_key(run_id), info)
 
     def write_tasks(self, run_id: str, tasks: Iterable[Task]) -> None:
         data = "".join(t.to_json() + "\n" for t in tasks).encode()
-        self.backend.write_bytes(self.run_key(run_id, "tasks.jsonl"), data)
+        self.backend.write_bytes(self.tasks_file_key(run_id), data)
 
     def run_ids(self) -> list[str]:
         return self.backend.list_dirs("runs")
 
     def run_info(self, run_id: str) -> dict[str, Any]:
         try:
-            info = self.read_json(self.run_key(run_id, "run.json"))
+            info = self.read_json(self.run_record_key(run_id))
         except FileNotFoundError:
             raise RunNotFound(f"run {run_id!r} not found in store {self.url}; `batchsweep runs` lists the runs") from None
         except ValueError as e:
@@ -369,12 +561,12 @@ class Store:
 
     def update_run_info(self, run_id: str, **changes: Any) -> dict[str, Any]:
         info = {**self.run_info(run_id), **changes}
-        self.write_json(self.run_key(run_id, "run.json"), info)
+        self.write_json(self.run_record_key(run_id), info)
         return info
 
     def tasks(self, run_id: str) -> list[Task]:
         """Every readable task; a damaged line is left out with a warning (the others stay readable)."""
-        text = self.backend.read_bytes(self.run_key(run_id, "tasks.jsonl")).decode("utf-8", errors="replace")
+        text = self.backend.read_bytes(self.tasks_file_key(run_id)).decode("utf-8", errors="replace")
         tasks, bad = [], []
         for number, line in enumerate(text.splitlines()):
             if not line:
@@ -392,12 +584,12 @@ class Store:
         Called by the run's one driver, so no live writer owns them."""
         if not self.is_local:
             return
-        for entry in os.scandir(self.local_path(self.run_key(run_id))):
+        for entry in os.scandir(self.local_path(self.run_prefix(run_id))):
             if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
 
     def delete_run(self, run_id: str) -> None:
-        self.backend.delete_prefix(self.run_key(run_id))
+        self.backend.delete_prefix(self.run_prefix(run_id))
 
     # -- the reuse index ----------------------------------------------------------------------
     def record_success(self, cache_key: str, run_id: str, index: int) -> None:
@@ -434,13 +626,13 @@ class Store:
 
     # -- tasks --------------------------------------------------------------------------------
     def write_status(self, run_id: str, status: TaskStatus) -> None:
-        self.backend.write_bytes(self.task_key(run_id, status.index, "status.json"), status.to_json().encode())
+        self.backend.write_bytes(self.task_status_key(run_id, status.index), status.to_json().encode())
 
     def read_status(self, run_id: str, index: int, *, packs: bool = True) -> TaskStatus | None:
         """A task's status; None when it has none or it is damaged (then the task counts as not finished).
         `packs=False`: its own status file only (an AWS child about to run it: packs never hold a task that is
         submitted again, see `drop_from_packs`)."""
-        raw = self._try_read(self.task_key(run_id, index, "status.json"))
+        raw = self._try_read(self.task_status_key(run_id, index))
         if raw is None and not packs:
             return None
         if raw is None:
@@ -460,23 +652,21 @@ class Store:
         if packed and n_tasks is not None:
             gaps = [i for i in range(n_tasks) if i not in packed]
             if len(gaps) <= PACK_GAP_GETS:
-                for i, raw in zip(gaps, self._read_many([self.task_key(run_id, i, "status.json") for i in gaps])):
+                for i, raw in zip(gaps, self._read_many([self.task_status_key(run_id, i) for i in gaps])):
                     status = _parse_status(raw) if raw is not None else None
                     if status is not None:
                         found[i] = status
                     elif raw is not None:
                         self._warn_damaged(run_id, "status.json", [i], _WITHOUT_STATUS)
                 return found
-        keys = [k for k in self.backend.list_files(self.run_key(run_id, "tasks")) if k.endswith("/status.json")]
-        if packed:
-            keys = [k for k in keys if int(k.rsplit("/", 2)[-2]) not in packed]
+        listed = {i: key for i, key in self.task_files(run_id, TaskDir.STATUS).items() if i not in packed}
         bad = []
-        for key, raw in zip(keys, self._read_many(keys)):
+        for index, raw in zip(listed, self._read_many(list(listed.values()))):
             if raw is None:
                 continue
             status = _parse_status(raw)
             if status is None:
-                bad.append(int(key.rsplit("/", 2)[-2]))
+                bad.append(index)
             else:
                 found[status.index] = status
         if bad:
@@ -485,7 +675,7 @@ class Store:
 
     def read_task_statuses(self, where: list[tuple[str, int]]) -> list[TaskStatus | None]:
         """Statuses of tasks of any runs, (run id, index) each; None for a missing or damaged one."""
-        raws = self._read_many([self.task_key(run_id, index, "status.json") for run_id, index in where])
+        raws = self._read_many([self.task_status_key(run_id, index) for run_id, index in where])
         out = [_parse_status(raw) if raw is not None else None for raw in raws]
         for n, ((run_id, index), raw) in enumerate(zip(where, raws)):
             if raw is None:
@@ -505,7 +695,7 @@ class Store:
                 wanted.append(i)
             elif entry.metrics is not None:
                 out[i] = entry.metrics
-        raws = self._read_many([self.task_key(run_id, i, "metrics.json") for i in wanted])
+        raws = self._read_many([self.task_metrics_key(run_id, i) for i in wanted])
         bad = []
         for i, raw in zip(wanted, raws):
             if raw is None:

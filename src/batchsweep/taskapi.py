@@ -9,18 +9,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from batchsweep.series import ENV_FILE, SERIES, append, number
+from batchsweep.metrics import METRICS_FILE
+from batchsweep.series import ENV_FILE, append, number
+from batchsweep.store import TaskDir
 
 
 def log_metrics(step: Any = None, **values: Any) -> None:
     """Record metrics from inside a task (merged into the task's metrics.json). With `step`, the values are
     also appended to the task's series (metrics.jsonl), which `stop:` rules and the report's curves read."""
     if step is not None:
-        series = os.environ.get(ENV_FILE) or str(Path(os.environ.get("BATCHSWEEP_TASK_DIR", ".")) / SERIES)
+        series = os.environ.get(ENV_FILE) or str(Path(os.environ.get("BATCHSWEEP_TASK_DIR", ".")) / TaskDir.SERIES)
         numbers = {k: v for k, v in ((k, number(v)) for k, v in values.items()) if v is not None}
         if number(step) is not None and numbers:
             append(Path(series), [{"step": number(step), **numbers, "t": round(time.time(), 3)}])
-    path = Path(os.environ.get("BATCHSWEEP_TASK_DIR", ".")) / "metrics.json"
+    path = Path(os.environ.get("BATCHSWEEP_TASK_DIR", ".")) / METRICS_FILE
     current: dict[str, Any] = {}
     if path.exists():
         try:

@@ -76,7 +76,7 @@ def children(run: Any, *, only: set[int] | None = None, session: Any = None,
     settings = run.info.get("engine") or {}
     batch = make_client("batch", session=session, profile=settings.get("profile"), region=settings.get("region"))
     # No engine.json: nothing was submitted (every task was reused from an earlier run).
-    record = run.store.read_record(run.store.run_key(run.id, "engine.json")) or {"submissions": []}
+    record = run.store.read_record(run.store.engine_record_key(run.id)) or {"submissions": []}
     found = []
     for sub in record["submissions"][submission:][:1]:
         for job in sub["jobs"]:

@@ -327,7 +327,7 @@ class DaskEngine(Engine):
 
     @property
     def _engine_key(self) -> str:
-        return self.run.store.run_key(self.run.id, "engine.json")
+        return self.run.store.engine_record_key(self.run.id)
 
     # -- submit -------------------------------------------------------------------------------
     def _open(self) -> Client:

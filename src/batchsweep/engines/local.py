@@ -26,6 +26,7 @@ from batchsweep.engines.base import Engine, Progress, RunHandle
 from batchsweep.leases import Leases, available_memory_mib
 from batchsweep.model import TaskStatus
 from batchsweep.runlock import start_time as _start_time
+from batchsweep.store import TaskDir
 from batchsweep.warm import launch_cold
 from batchsweep.worker import (
     Launcher,
@@ -115,7 +116,7 @@ class LocalEngine(Engine):
     def _record(self, pid: int) -> None:
         record = {"engine": self.name, "pid": pid, "pid_started": _start_time(pid), "host": socket.gethostname(),
                   "submitted_at": time.time()}
-        self.run.store.write_json(self.run.store.run_key(self.run.id, "engine.json"), record)
+        self.run.store.write_json(self.run.store.engine_record_key(self.run.id), record)
 
     def execute(self, indices: list[int]) -> None:
         """Run these tasks with at most max_parallel at once; each writes its status when it ends."""
@@ -194,7 +195,7 @@ class LocalEngine(Engine):
     def _finish(self) -> None:
         if self._lock_release is not None:
             self._lock_release()
-        key = self.run.store.run_key(self.run.id, "engine.json")
+        key = self.run.store.engine_record_key(self.run.id)
         try:
             record = self.run.store.read_record(key)
             if record is not None:
@@ -206,7 +207,7 @@ class LocalEngine(Engine):
     def runner_failure(self) -> str | None:
         if self._thread is not None:
             return self.failure
-        record = self.run.store.read_record(self.run.store.run_key(self.run.id, "engine.json"))
+        record = self.run.store.read_record(self.run.store.engine_record_key(self.run.id))
         return str(record["failure"]) if record and record.get("failure") else None
 
     # -- watch --------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ class LocalEngine(Engine):
                 written = dict(self._written)
             return Progress(active=self._thread.is_alive(), running=self._running, statuses=written,
                             covers=self._covers)
-        record = self.run.store.read_record(self.run.store.run_key(self.run.id, "engine.json"))
+        record = self.run.store.read_record(self.run.store.engine_record_key(self.run.id))
         if record is None:  # never submitted, or a damaged record: the run's lock still tells a live runner
             return Progress(active=runlock.holder(self.run.store, self.run.id) is not None)
         active = _alive(record, self.run)
@@ -229,7 +230,7 @@ class LocalEngine(Engine):
             self._registry.cancel_all()
             self._thread.join()
             return None
-        record = self.run.store.read_record(self.run.store.run_key(self.run.id, "engine.json"))
+        record = self.run.store.read_record(self.run.store.engine_record_key(self.run.id))
         if record is None or not _alive(record, self.run):
             return None
         here = record.get("host") == socket.gethostname()
@@ -256,7 +257,7 @@ class LocalEngine(Engine):
 def _started(run: RunHandle, workers: int) -> list[int]:
     """The tasks a detached runner is running: a log file and no status yet (at most one per worker, the newest:
     a task left from an earlier attempt has an older log)."""
-    tasks = run.store.local_path(run.store.run_key(run.id, "tasks"))
+    tasks = run.store.local_path(run.store.tasks_prefix(run.id))
     found = []
     try:
         entries = list(os.scandir(tasks))
@@ -265,9 +266,9 @@ def _started(run: RunHandle, workers: int) -> list[int]:
     packed = run.store.packed(run.id)  # finished tasks of a compacted run keep their logs, not their status.json
     for entry in entries:
         if entry.name.isdigit() and int(entry.name) not in packed \
-                and not os.path.exists(os.path.join(entry.path, "status.json")):
+                and not os.path.exists(os.path.join(entry.path, TaskDir.STATUS)):
             try:
-                found.append((os.stat(os.path.join(entry.path, "stdout.log")).st_mtime, int(entry.name)))
+                found.append((os.stat(os.path.join(entry.path, TaskDir.STDOUT)).st_mtime, int(entry.name)))
             except FileNotFoundError:
                 continue
     return [i for _, i in sorted(found, reverse=True)[:workers]]

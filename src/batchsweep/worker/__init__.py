@@ -34,7 +34,7 @@ from batchsweep import series as series_mod
 from batchsweep.model import State, Task, TaskStatus, input_parts
 from batchsweep.scriptargs import ScriptFlags
 from batchsweep.scriptargv import ArgStyle, build_argv
-from batchsweep.store import Store
+from batchsweep.store import Store, TaskDir
 from batchsweep.usage import Usage, UsageSampler
 from batchsweep.warm import launch_cold
 
@@ -163,7 +163,8 @@ class TaskPaths:
     staged: dict[str, Path] = field(default_factory=dict)  # where each input sits in `work` -> its source
 
     def __post_init__(self) -> None:
-        self.work = self.task_dir / "work"
+        self.files = TaskDir(self.task_dir)  # the names of the task's files (the store's layout)
+        self.work = self.files.work
 
 
 def command(ctx: RunContext, task: Task) -> list[str]:
@@ -298,7 +299,7 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
         env[series_mod.ENV_FILE] = str(live.recorder.path)
     try:
         proc = launcher(command(ctx, task), cwd=paths.work, env=env,
-                        stdout=paths.task_dir / "stdout.log", stderr=paths.task_dir / "stderr.log")
+                        stdout=paths.files.log(), stderr=paths.files.log(stderr=True))
     except OSError as e:
         return Attempt(State.FAILED, None, f"could not start: {e}")
     try:
@@ -311,7 +312,7 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
             except OSError:
                 pass  # a series that cannot be read or uploaded now is not worth the task's result
     if attempt.state is State.FAILED and attempt.retry:  # (an out-of-memory kill says so itself)
-        last = last_line(paths.task_dir / "stderr.log")
+        last = last_line(paths.files.log(stderr=True))
         attempt.error = (attempt.error or "") + (f": {last}" if last else "")
     return attempt
 
@@ -389,10 +390,10 @@ def last_line(path: Path, *, limit: int = 200) -> str:
 
 def _collect_metrics(ctx: RunContext, paths: TaskPaths) -> tuple[str | None, bool]:
     """Move the task's metrics into task_dir/metrics.json. Returns (a problem to report, whether any was found)."""
-    target = paths.task_dir / "metrics.json"
+    target = paths.files.metrics
     rule = ctx.metrics_rule
     found: dict[str, Any] | None = None
-    produced = paths.work / (rule if isinstance(rule, str) else "metrics.json")
+    produced = paths.work / (rule if isinstance(rule, str) else metrics_mod.METRICS_FILE)
     try:
         value = json.loads(metrics_mod.read_file(produced))  # UnsafeMetricsFile: a FIFO, a symlink, huge
     except FileNotFoundError:
@@ -417,7 +418,7 @@ def _collect_metrics(ctx: RunContext, paths: TaskPaths) -> tuple[str | None, boo
         stream, pattern = metrics_mod.rule_stream(rule)
         with contextlib.ExitStack() as stack:  # streams: a 1 GB log costs no memory
             logs = [stack.enter_context(open(log, "rb")) for log in
-                    (paths.task_dir / f"{s}.log" for s in (("stdout", "stderr") if stream == "output" else (stream,)))
+                    (paths.files.log(stderr=s == "stderr") for s in (("stdout", "stderr") if stream == "output" else (stream,)))
                     if log.exists()]
             printed = metrics_mod.from_streams(logs, pattern, match=rule.get("match") or "last")
         if printed:
@@ -434,7 +435,7 @@ def _other_stream(ctx: RunContext, paths: TaskPaths) -> str:
     rule = ctx.metrics_rule
     if not isinstance(rule, dict) or rule.get("output") is not None or metrics_mod.is_mlflow(rule):
         return ""
-    log = paths.task_dir / ("stderr.log" if rule.get("stdout") is not None else "stdout.log")
+    log = paths.files.log(stderr=rule.get("stdout") is not None)
     try:
         with open(log, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -446,7 +447,7 @@ def _other_stream(ctx: RunContext, paths: TaskPaths) -> str:
 
 def _collect_outputs(ctx: RunContext, task: Task, paths: TaskPaths) -> tuple[str, ...]:
     """Keep what `outputs:` names (or, without it, every file the task created) in task_dir/outputs."""
-    outputs_dir = paths.task_dir / "outputs"
+    outputs_dir = paths.files.outputs
     try:
         shutil.rmtree(outputs_dir)  # a previous attempt's
     except FileNotFoundError:
@@ -532,7 +533,7 @@ def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scra
     `scratch` and its files are uploaded before the status."""
     run_id = ctx.run_id
     if store.is_local:
-        paths = TaskPaths(store.local_path(store.task_key(run_id, task.index)))
+        paths = TaskPaths(store.local_task_dir(run_id, task.index).root)
     else:
         assert scratch is not None, "a remote store needs a scratch directory"
         paths = TaskPaths(scratch / str(task.index))
@@ -540,10 +541,10 @@ def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scra
                       launcher=launcher, gpus=gpus, live=_live(ctx, task, store, paths))
     if infra_retries:
         status = dataclasses.replace(status, infra_retries=infra_retries)
-    _drop_empty(paths.task_dir)
+    _drop_empty(paths.files)
     if not store.is_local:
         shutil.rmtree(paths.work, ignore_errors=True)
-        store.backend.upload_dir(paths.task_dir, store.task_key(run_id, task.index))
+        store.backend.upload_dir(paths.task_dir, store.task_prefix(run_id, task.index))
         shutil.rmtree(paths.task_dir, ignore_errors=True)
     store.write_status(run_id, status)
     if status.state is State.SUCCEEDED:
@@ -559,7 +560,7 @@ def _live(ctx: RunContext, task: Task, store: Store, paths: TaskPaths) -> Live:
     uploaded after each flush that added to it."""
     upload = None
     if not store.is_local:
-        key = store.task_key(ctx.run_id, task.index, series_mod.SERIES)
+        key = store.task_series_key(ctx.run_id, task.index)
 
         def upload(data: bytes) -> None:
             store.backend.write_bytes(key, data)
@@ -579,17 +580,16 @@ def _live(ctx: RunContext, task: Task, store: Store, paths: TaskPaths) -> Live:
     return Live(recorder, every=None if idle else series_mod.flush_every(local=store.is_local), stopper=stopper)
 
 
-def _drop_empty(task_dir: Path) -> None:
+def _drop_empty(files: TaskDir) -> None:
     """A lean store: empty logs and an empty outputs directory are not kept (a missing log reads as empty)."""
-    for name in ("stdout.log", "stderr.log"):
-        path = task_dir / name
+    for path in (files.log(), files.log(stderr=True)):
         try:
             if path.stat().st_size == 0 and not path.is_symlink():
                 path.unlink()
         except FileNotFoundError:
             pass
     try:
-        (task_dir / "outputs").rmdir()  # only when empty
+        files.outputs.rmdir()  # only when empty
     except OSError:
         pass
 
@@ -604,7 +604,7 @@ def context_from_run(run_info: Mapping[str, Any], *, code_dir: Path | None = Non
         script=spec.get("script"),
         function=spec.get("function"),
         flags=flags_from_json(run_info["flags"]),
-        metrics_rule=spec.get("metrics") or "metrics.json",
+        metrics_rule=spec.get("metrics") or metrics_mod.METRICS_FILE,
         outputs=tuple(spec.get("outputs") or ()),
         timeout_s=run_info.get("timeout_s"),
         retries=spec.get("retries", 0),

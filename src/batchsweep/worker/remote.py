@@ -3,7 +3,7 @@
 Environment (set by the engine at submit; parameters never travel in it, only a pointer to the run):
     BATCHSWEEP_STORE         the store holding the run (s3://BUCKET/PREFIX)
     BATCHSWEEP_RUN_ID        the run
-    BATCHSWEEP_SUBMISSION    which submission (runs/<id>/submissions/<n>.json lists its task indices)
+    BATCHSWEEP_SUBMISSION    which submission (the store's submissions/<n>.json lists its task indices)
     BATCHSWEEP_CHILD_OFFSET  this array job's first child number (arrays hold at most 10,000 children)
     AWS_BATCH_JOB_ARRAY_INDEX  set by Batch for array children
 
@@ -223,7 +223,7 @@ def main() -> int:
     store = Store.open(env["BATCHSWEEP_STORE"], aws_region=env.get("AWS_REGION") or env.get("BATCHSWEEP_REGION"))
     run_id = env["BATCHSWEEP_RUN_ID"]
     info = store.run_info(run_id)
-    submission = store.read_json(store.run_key(run_id, "submissions", f"{env.get('BATCHSWEEP_SUBMISSION', '0')}.json"))
+    submission = store.read_json(store.submission_key(run_id, int(env.get("BATCHSWEEP_SUBMISSION", "0"))))
     child = int(env.get("BATCHSWEEP_CHILD_OFFSET", "0")) + int(env.get("AWS_BATCH_JOB_ARRAY_INDEX", "0"))
     indices = child_indices(submission, child)
     registry = ProcessRegistry()

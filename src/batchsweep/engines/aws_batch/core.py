@@ -32,7 +32,7 @@ class AwsRun(Engine):
         return make_client("batch", session=self.session)
 
     def _record(self) -> dict[str, Any]:
-        record = self.run.store.read_record(self.run.store.run_key(self.run.id, "engine.json"))
+        record = self.run.store.read_record(self.run.store.engine_record_key(self.run.id))
         if record is None or not isinstance(record.get("submissions"), list):
             return {"engine": self.name, "submissions": []}
         return record

@@ -48,7 +48,7 @@ class LogReader(AwsRun):
 
     def _child_job_id(self, index: int) -> str | None:
         for sub in reversed(self._record()["submissions"]):
-            submission = self.run.store.read_json(self.run.store.run_key(self.run.id, "submissions", f"{sub['n']}.json"))
+            submission = self.run.store.read_json(self.run.store.submission_key(self.run.id, sub["n"]))
             if index not in submission["indices"]:
                 continue
             child = submission["indices"].index(index) // submission["tasks_per_child"]

@@ -83,7 +83,7 @@ class Poller(AwsRun):
         """Batch's reason for each failed child, mapped to its tasks (only failed children are fetched)."""
         reasons: dict[int, str] = {}
         for sub in self._record()["submissions"]:
-            submission = self.run.store.read_json(self.run.store.run_key(self.run.id, "submissions", f"{sub['n']}.json"))
+            submission = self.run.store.read_json(self.run.store.submission_key(self.run.id, sub["n"]))
             k = submission["tasks_per_child"]
             for job in sub["jobs"]:
                 failed = self._failed_children(job)

@@ -58,7 +58,7 @@ class Submitter(AwsRun):
         aws = spec.get("aws") or {}
         k = tasks_per_child(len(indices), max_parallel=spec.get("max_parallel") or 0,
                             tasks_per_job=aws.get("tasks_per_job"), task_seconds=run.info.get("median_task_s"))
-        store.write_json(store.run_key(run.id, "submissions", f"{n}.json"),
+        store.write_json(store.submission_key(run.id, n),
                          {"indices": list(indices), "tasks_per_child": k})
         children = math.ceil(len(indices) / k)
         self._refresh_shared_files()
@@ -72,7 +72,7 @@ class Submitter(AwsRun):
                 response = self.batch.submit_job(**request)
                 jobs.append({"id": response["jobId"], "offset": offset, "size": size})
                 # After every SubmitJob: should this process die before the next, `cancel` still finds the array.
-                store.write_json(store.run_key(run.id, "engine.json"), record)
+                store.write_json(store.engine_record_key(run.id), record)
         except BaseException:
             for job in jobs:  # a half-submitted run is not started: stop what did go out
                 self.batch.terminate_job(jobId=job["id"], reason=f"batchsweep: submitting {run.id} failed")
