@@ -554,3 +554,27 @@ def test_polls_back_off_to_one_describe_every_30_seconds_and_a_cancel_polls_at_o
     before = describes()
     engine.poll()
     assert describes() == before + 1  # after a cancel, the next poll asks Batch at once
+
+
+@pytest.mark.parametrize("scheduler", ["aws-batch", "kubernetes", "slurm"])
+def test_each_child_runs_the_slice_its_schedulers_array_index_names(tmp_path, stack, scheduler):
+    """The worker of an array child takes its index from AWS Batch, a Kubernetes Indexed Job or a Slurm array
+    (`batchsweep.arrayslice`): played in reverse order, each child still runs exactly its own tasks."""
+    import dataclasses
+
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3, 4, 5]}", aws="{stack: batchsweep, region: us-east-1, tasks_per_job: 2}"))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    children = player.children(run)
+    job = children[0].job_id.rsplit(":", 1)[0]
+    assert [c.job_id for c in children] == [f"{job}:0", f"{job}:1", f"{job}:2"]
+    for number, child in reversed(list(enumerate(children))):
+        env = {k: v for k, v in child.env.items() if k != "AWS_BATCH_JOB_ARRAY_INDEX"}
+        env.update({"aws-batch": {"AWS_BATCH_JOB_ARRAY_INDEX": str(number)},
+                    "kubernetes": {"JOB_COMPLETION_INDEX": str(number)},
+                    "slurm": {"SLURM_ARRAY_TASK_ID": str(number + 1), "SLURM_ARRAY_TASK_MIN": "1"}}[scheduler])
+        assert player.play_child(dataclasses.replace(child, env=env)).exit_code == 0
+    statuses = run.store.statuses(run.id)
+    assert {i: (s.state.value, s.worker) for i, s in statuses.items()} == {
+        0: ("succeeded", f"{job}:0"), 1: ("succeeded", f"{job}:0"), 2: ("succeeded", f"{job}:1"),
+        3: ("succeeded", f"{job}:1"), 4: ("succeeded", f"{job}:2")}
+    assert list(batchsweep.load_run(run.id, store=tmp_path / "store").results()["product"]) == [1, 2, 3, 4, 5]

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from batchsweep.arrayslice import AWS_BATCH_VAR
 from batchsweep.errors import SweepError
 
 STDERR_TAIL = 10
@@ -93,7 +94,7 @@ def children(run: Any, *, only: set[int] | None = None, session: Any = None,
                 child_env = dict(env, AWS_BATCH_JOB_ATTEMPT="1")
                 job_id = job["id"]
                 if job["size"] > 1:
-                    child_env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(index)
+                    child_env[AWS_BATCH_VAR] = str(index)  # what the worker reads (batchsweep.arrayslice)
                     job_id = f"{job['id']}:{index}"
                 child_env["AWS_BATCH_JOB_ID"] = job_id
                 stream = batch.describe_jobs(jobs=[job_id])["jobs"][0].get("container", {}).get("logStreamName")

@@ -5,7 +5,8 @@ Environment (set by the engine at submit; parameters never travel in it, only a 
     BATCHSWEEP_RUN_ID        the run
     BATCHSWEEP_SUBMISSION    which submission (the store's submissions/<n>.json lists its task indices)
     BATCHSWEEP_CHILD_OFFSET  this array job's first child number (arrays hold at most 10,000 children)
-    AWS_BATCH_JOB_ARRAY_INDEX  set by Batch for array children
+    AWS_BATCH_JOB_ARRAY_INDEX  set by Batch for array children (or Kubernetes' JOB_COMPLETION_INDEX, Slurm's
+                             SLURM_ARRAY_TASK_ID: `batchsweep.arrayslice` maps the index to this child's tasks)
 
 Each child runs its share of the submission's tasks one after another, skipping tasks that already have a
 succeeded status (so a retried or resumed child never repeats finished work), and exits with the last failing
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from batchsweep import reaper
+from batchsweep.arrayslice import Slicing, child_number
 from batchsweep.logprefix import prefix
 from batchsweep.model import State, TaskStatus
 from batchsweep.store import PackEntry, Store
@@ -164,11 +166,6 @@ def warm_launcher(ctx: Any, *, warm: bool, n_tasks: int) -> tuple[Launcher, Warm
     return launch, server
 
 
-def child_indices(submission: dict[str, Any], child: int) -> list[int]:
-    k = int(submission["tasks_per_child"])
-    return list(submission["indices"][child * k:(child + 1) * k])
-
-
 def _fetch_and_extract(store: Store, key: str, target: Path, scratch: Path) -> None:
     """A tar.gz from the store unpacked into `target`, streamed through a file on disk (never whole in memory)."""
     from batchsweep.aws.codepkg import extract_file
@@ -223,9 +220,9 @@ def main() -> int:
     store = Store.open(env["BATCHSWEEP_STORE"], aws_region=env.get("AWS_REGION") or env.get("BATCHSWEEP_REGION"))
     run_id = env["BATCHSWEEP_RUN_ID"]
     info = store.run_info(run_id)
-    submission = store.read_json(store.submission_key(run_id, int(env.get("BATCHSWEEP_SUBMISSION", "0"))))
-    child = int(env.get("BATCHSWEEP_CHILD_OFFSET", "0")) + int(env.get("AWS_BATCH_JOB_ARRAY_INDEX", "0"))
-    indices = child_indices(submission, child)
+    slicing = Slicing.from_record(store.read_json(store.submission_key(run_id, int(env.get("BATCHSWEEP_SUBMISSION", "0")))))
+    child = child_number(env)
+    indices = slicing.tasks_of(child)
     registry = ProcessRegistry()
     reaper.become_subreaper()  # a task's setsid descendants come back to this process to be killed
     signal.signal(signal.SIGTERM, lambda *_: registry.cancel_all(SIGTERM_REASON))

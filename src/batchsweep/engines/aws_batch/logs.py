@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from batchsweep.arrayslice import Slicing
 from batchsweep.engines.aws_batch.core import AwsRun
 
 
@@ -48,10 +49,10 @@ class LogReader(AwsRun):
 
     def _child_job_id(self, index: int) -> str | None:
         for sub in reversed(self._record()["submissions"]):
-            submission = self.run.store.read_json(self.run.store.submission_key(self.run.id, sub["n"]))
-            if index not in submission["indices"]:
+            slicing = Slicing.from_record(self.run.store.read_json(self.run.store.submission_key(self.run.id, sub["n"])))
+            child = slicing.child_of(index)
+            if child is None:
                 continue
-            child = submission["indices"].index(index) // submission["tasks_per_child"]
             for job in sub["jobs"]:
                 if job["offset"] <= child < job["offset"] + job["size"]:
                     return str(job["id"]) if job["size"] == 1 else f"{job['id']}:{child - job['offset']}"

@@ -7,6 +7,7 @@ import random
 from collections import Counter
 from typing import Any
 
+from batchsweep.arrayslice import Slicing
 from batchsweep.engines.aws_batch.core import AwsRun
 from batchsweep.engines.base import Progress
 from batchsweep.model import State
@@ -83,12 +84,11 @@ class Poller(AwsRun):
         """Batch's reason for each failed child, mapped to its tasks (only failed children are fetched)."""
         reasons: dict[int, str] = {}
         for sub in self._record()["submissions"]:
-            submission = self.run.store.read_json(self.run.store.submission_key(self.run.id, sub["n"]))
-            k = submission["tasks_per_child"]
+            slicing = Slicing.from_record(self.run.store.read_json(self.run.store.submission_key(self.run.id, sub["n"])))
             for job in sub["jobs"]:
                 failed = self._failed_children(job)
                 for child, reason in failed.items():
-                    for index in submission["indices"][(job["offset"] + child) * k:(job["offset"] + child + 1) * k]:
+                    for index in slicing.tasks_of(job["offset"] + child):
                         reasons[index] = reason
         return reasons
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from batchsweep.arrayslice import OFFSET_VAR, Slicing
 from batchsweep.engines.aws_batch.core import AwsRun
 from batchsweep.engines.aws_batch.settings import STORE_PREFIX, _s3
 from batchsweep.errors import AwsSetupError, SpecError
@@ -58,16 +59,14 @@ class Submitter(AwsRun):
         aws = spec.get("aws") or {}
         k = tasks_per_child(len(indices), max_parallel=spec.get("max_parallel") or 0,
                             tasks_per_job=aws.get("tasks_per_job"), task_seconds=run.info.get("median_task_s"))
-        store.write_json(store.submission_key(run.id, n),
-                         {"indices": list(indices), "tasks_per_child": k})
-        children = math.ceil(len(indices) / k)
+        slicing = Slicing.of(indices, k)
+        store.write_json(store.submission_key(run.id, n), slicing.to_record())
         self._refresh_shared_files()
         job_definition = self._job_definition(spec.get("secrets") or {})
         jobs: list[dict[str, Any]] = []
         record["submissions"].append({"n": n, "tasks_per_child": k, "jobs": jobs, "submitted_at": time.time()})
         try:
-            for offset in range(0, children, MAX_ARRAY):
-                size = min(MAX_ARRAY, children - offset)
+            for offset, size in slicing.array_jobs(MAX_ARRAY):
                 request = self._request(n=n, offset=offset, size=size, k=k, job_definition=job_definition)
                 response = self.batch.submit_job(**request)
                 jobs.append({"id": response["jobId"], "offset": offset, "size": size})
@@ -154,7 +153,7 @@ def _environment(*, store_url: str, run_id: str, submission: int, offset: int, r
         {"name": "BATCHSWEEP_STORE", "value": store_url},
         {"name": "BATCHSWEEP_RUN_ID", "value": run_id},
         {"name": "BATCHSWEEP_SUBMISSION", "value": str(submission)},
-        {"name": "BATCHSWEEP_CHILD_OFFSET", "value": str(offset)},
+        {"name": OFFSET_VAR, "value": str(offset)},
         {"name": "BATCHSWEEP_REGION", "value": region},
         *({"name": key, "value": str(value)} for key, value in env.items()),
     ]
