@@ -17,7 +17,7 @@ PACKAGE = Path(batchsweep.__file__).parent
 # The names of the files and directories the store owns (§4). A literal one of these anywhere in the package
 # but store.py is a path built by hand.
 FILE_NAMES = {"run.json", "tasks.jsonl", "runner.json", "cancel.json", "engine.json", "results.parquet",
-              "status.json", "metrics.json", "metrics.jsonl", "stdout.log", "stderr.log", "study.journal"}
+              "status.json", "metrics.json", "metrics.jsonl", "stdout.log", "stderr.log", "study.journal", "params.json"}
 DIR_NAMES = {"runs", "tasks", "submissions", "outputs", "code", "inputs", "index", "sweeps"}
 _DIRS = "|".join(sorted(DIR_NAMES))
 _FILES = "|".join(re.escape(n) for n in sorted(FILE_NAMES))
@@ -54,9 +54,9 @@ def test_every_path_is_the_documented_key():
     assert s.index_key("abcd", "r", 2) == "index/ab/abcd/r~2"
     root = Path("/x")
     d = TaskDir(root)
-    assert (d.status, d.metrics, d.series, d.log(), d.log(stderr=True), d.outputs, d.work) == (
+    assert (d.status, d.metrics, d.series, d.log(), d.log(stderr=True), d.outputs, d.work, d.params) == (
         root / "status.json", root / "metrics.json", root / "metrics.jsonl", root / "stdout.log",
-        root / "stderr.log", root / "outputs", root / "work")
+        root / "stderr.log", root / "outputs", root / "work", root / "params.json")
 
 
 @pytest.mark.parametrize("name", ["outputs", "work", "status.json/x", "../run.json", "notes.txt"])

@@ -60,6 +60,7 @@ class TaskDir:
     STDERR = "stderr.log"
     OUTPUTS = "outputs"  # the kept files
     WORK = "work"  # the task's working directory while it runs (never uploaded)
+    PARAMS = "params.json"  # params too large for the environment (BATCHSWEEP_PARAMS_FILE)
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -93,6 +94,10 @@ class TaskDir:
     @property
     def work(self) -> Path:
         return self.root / self.WORK
+
+    @property
+    def params(self) -> Path:
+        return self.root / self.PARAMS
 
 
 TASK_FILES = (TaskDir.METRICS, TaskDir.STDOUT, TaskDir.STDERR)

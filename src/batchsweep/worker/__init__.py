@@ -211,7 +211,7 @@ def task_env(ctx: RunContext, task: Task, work: Path, extra: dict[str, str] | No
     if len(params) <= PARAMS_ENV_MAX:
         env["BATCHSWEEP_PARAMS"] = params
     else:
-        path = work.parent / "params.json"
+        path = TaskDir(work.parent).params
         path.write_text(params)
         env["BATCHSWEEP_PARAMS_FILE"] = str(path)
     return env
