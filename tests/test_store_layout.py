@@ -18,7 +18,7 @@ PACKAGE = Path(batchsweep.__file__).parent
 # but store.py is a path built by hand.
 FILE_NAMES = {"run.json", "tasks.jsonl", "runner.json", "cancel.json", "engine.json", "results.parquet",
               "status.json", "metrics.json", "metrics.jsonl", "stdout.log", "stderr.log", "study.journal", "params.json"}
-DIR_NAMES = {"runs", "tasks", "submissions", "outputs", "code", "inputs", "index", "sweeps"}
+DIR_NAMES = {"runs", "tasks", "submissions", "packs", "outputs", "code", "inputs", "index", "sweeps"}
 _DIRS = "|".join(sorted(DIR_NAMES))
 _FILES = "|".join(re.escape(n) for n in sorted(FILE_NAMES))
 PATH_LIKE = re.compile(rf"(^|/)({_DIRS})/|(^|/)({_FILES})$")
@@ -48,6 +48,7 @@ def test_every_path_is_the_documented_key():
     assert s.task_log_key("r", 7, stderr=True) == "runs/r/tasks/7/stderr.log"
     assert s.task_output_key("r", 7, "plots/a.png") == "runs/r/tasks/7/outputs/plots/a.png"
     assert s.task_file_key("r", 7, TaskDir.SERIES) == "runs/r/tasks/7/metrics.jsonl"
+    assert Store.open("unused").pack_key("r", "s0000-c000001-a1") == "runs/r/packs/s0000-c000001-a1.jsonl"
     assert s.code_key("ab") == "code/ab.tar.gz"
     assert s.input_key("ab", "x.csv") == "inputs/ab/x.csv"
     assert s.sweep_stats_key("s") == "sweeps/s.json"

@@ -58,16 +58,16 @@ def _compact(run: Run) -> Compacted:
         store.delete_pack(run.id, name)
 
     def remove(index: int) -> tuple[int, int]:
-        task_dir = store.local_path(store.task_key(run.id, index))
+        task_dir = store.local_task_dir(run.id, index)
         removed = 0
-        for name in ("status.json", *(["metrics.json"] if index in metrics else [])):  # a damaged one stays
+        for path in (task_dir.status, *([task_dir.metrics] if index in metrics else [])):  # a damaged one stays
             try:
-                os.unlink(task_dir / name)
+                os.unlink(path)
                 removed += 1
             except FileNotFoundError:
                 pass
         try:
-            os.rmdir(task_dir)  # only when nothing else (logs, series, outputs) is left
+            os.rmdir(task_dir.root)  # only when nothing else (logs, series, outputs) is left
             return removed, 1
         except OSError:
             return removed, 0

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from batchsweep.series import SERIES, number, parse
+from batchsweep.series import number, parse
+from batchsweep.store import TaskDir
 
 if TYPE_CHECKING:
     from batchsweep.runs import Run
@@ -40,18 +41,10 @@ class Live:
 
 def running_with_series(run: Run) -> list[int]:
     """Tasks that have a series in the store and no status yet (running, or cut off before they wrote one)."""
-    keys = run.store.backend.list_files(run.store.run_key(run.id, "tasks"))
-    series: set[int] = set()
-    ended: set[int] = set()
-    for key in keys:
-        head, _, name = key.rpartition("/")
-        if name not in (SERIES, "status.json"):
-            continue
-        index = head.rsplit("/", 1)[-1]
-        if index.isdigit():
-            (series if name == SERIES else ended).add(int(index))
-    ended.update(run.store.packed(run.id))  # a compacted run's statuses live in its pack
-    return sorted(series - ended)
+    listed = run.store.list_task_files(run.id)
+    packed = run.store.packed(run.id)  # a compacted run's statuses live in its pack
+    return sorted(i for i, names in listed.items()
+                  if TaskDir.SERIES in names and TaskDir.STATUS not in names and i not in packed)
 
 
 def live_rows(run: Run) -> Live | None:
@@ -61,7 +54,7 @@ def live_rows(run: Run) -> Live | None:
     running = running_with_series(run)
     if not running:
         return None
-    raws = run.store._read_many([run.store.task_key(run.id, i, SERIES) for i in running])
+    raws = run.store._read_many([run.store.task_series_key(run.id, i) for i in running])
     records = {i: parse(raw) for i, raw in zip(running, raws) if raw}
     stop = (run.info.get("spec") or {}).get("stop") or {}
     names = sorted({k for recs in records.values() for r in recs for k in r

@@ -103,17 +103,18 @@ def copy_results(store: Store, run_id: str, tasks: Sequence[Task], reuse: Reuse,
         source = reuse.found[index]
         same_rule = keys.canonical(source.rule) == keys.canonical(metrics_rule)
         names = [*(n for n in TASK_FILES if same_rule or n != TaskDir.METRICS), TaskDir.SERIES]
-        pairs = [(store.task_file_key(source.run_id, source.index, n), store.task_file_key(run_id, index, n)) for n in names]
-        pairs += [(store.task_output_key(source.run_id, source.index, o), store.task_output_key(run_id, index, o))
-                  for o in source.status.outputs]
-        for source_key, key in pairs:
+        copies = [(n, store.task_file_key(source.run_id, source.index, n), store.task_file_key(run_id, index, n))
+                  for n in names]
+        copies += [(TaskDir.OUTPUTS, store.task_output_key(source.run_id, source.index, o),
+                    store.task_output_key(run_id, index, o)) for o in source.status.outputs]
+        for name, source_key, key in copies:
             try:
                 store.backend.copy(source_key, key)
             except FileNotFoundError:
-                if name == "metrics.json":  # a compacted run or an AWS child's summary holds them in a pack
+                if name == TaskDir.METRICS:  # a compacted run or an AWS child's summary holds them in a pack
                     packed = store.read_metrics(source.run_id, [source.index]).get(source.index)
                     if packed is not None:
-                        store.write_json(store.task_key(run_id, index, name), packed)
+                        store.write_json(key, packed)
                 continue  # a task need not write metrics or logs
         status = replace(source.status, index=index, reused_from=source.label)
         if not same_rule:
