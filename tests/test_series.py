@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 from batchsweep.series import Recorder
+from batchsweep.store import TaskDir
 
 
 def test_the_recorder_reads_whole_lines_of_both_sources_once_and_uploads_what_changed(tmp_path: Path) -> None:
     uploads: list[bytes] = []
-    rec = Recorder(tmp_path, {"stdout": r"epoch (?P<step>\d+) loss=(?P<loss>\S+)"}, upload=uploads.append)
+    rec = Recorder(TaskDir(tmp_path), {"stdout": r"epoch (?P<step>\d+) loss=(?P<loss>\S+)"}, upload=uploads.append)
     rec.start()
     series = tmp_path / "metrics.jsonl"
     log = tmp_path / "stdout.log"

@@ -23,9 +23,10 @@ _DIRS = "|".join(sorted(DIR_NAMES))
 _FILES = "|".join(re.escape(n) for n in sorted(FILE_NAMES))
 PATH_LIKE = re.compile(rf"(^|/)({_DIRS})/|(^|/)({_FILES})$")
 FSTRING_SUFFIX = re.compile(r"^\.(log|json|jsonl|parquet)$")  # f"{stream}.log", f"{n}.json"
-# Not store paths: the file a script writes in its working directory, whose name the default `metrics:` rule
-# reads (the worker moves it into the store under TaskDir.METRICS).
-ALLOWED = {("metrics.py", "metrics.json")}
+# Not store paths: the files a script writes in its working directory, whose name the default `metrics:` rule
+# reads (the worker moves it into the store under TaskDir.METRICS), and where log_metrics(step=...) appends
+# when the script runs outside batchsweep.
+ALLOWED = {("metrics.py", "metrics.json"), ("metrics.py", "metrics.jsonl")}
 
 
 def test_every_path_is_the_documented_key():

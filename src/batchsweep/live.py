@@ -14,7 +14,6 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from batchsweep.series import number, parse
-from batchsweep.store import TaskDir
 
 if TYPE_CHECKING:
     from batchsweep.runs import Run
@@ -41,10 +40,7 @@ class Live:
 
 def running_with_series(run: Run) -> list[int]:
     """Tasks that have a series in the store and no status yet (running, or cut off before they wrote one)."""
-    listed = run.store.list_task_files(run.id)
-    packed = run.store.packed(run.id)  # a compacted run's statuses live in its pack
-    return sorted(i for i, names in listed.items()
-                  if TaskDir.SERIES in names and TaskDir.STATUS not in names and i not in packed)
+    return run.store.running_with_series(run.id)
 
 
 def live_rows(run: Run) -> Live | None:

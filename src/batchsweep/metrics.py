@@ -17,6 +17,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+# Where log_metrics(step=...) appends a series when the script runs outside batchsweep (under batchsweep the
+# worker names the task's series file, `store.TaskDir.SERIES`, in BATCHSWEEP_SERIES_FILE).
+SERIES_FILE = "metrics.jsonl"
 METRICS_FILE = "metrics.json"  # what a script writes in its working directory (the default `metrics:` rule);
 # the worker moves it into the task's directory in the store (`store.TaskDir.METRICS`, the same name)
 MAX_FILE_BYTES = 32 << 20  # a metrics file is a flat JSON object; anything bigger is a mistake or an attack

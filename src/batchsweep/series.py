@@ -20,10 +20,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from batchsweep.metrics import MAX_LINE_BYTES, is_mlflow, value_of
-from batchsweep.store import TaskDir
 
 ENV_FILE = "BATCHSWEEP_SERIES_FILE"
 FLUSH_ENV = "BATCHSWEEP_SERIES_FLUSH_S"  # how often a running task's series is read and flushed (tests shorten it)
@@ -132,11 +131,21 @@ class _Tail:
         return [p[:MAX_LINE_BYTES].decode("utf-8", errors="replace") for p in parts]
 
 
+class TaskFiles(Protocol):
+    """Where a task's files are (`batchsweep.store.TaskDir`, which the worker passes: the store owns the names)."""
+
+    @property
+    def series(self) -> Path: ...
+    @property
+    def work(self) -> Path: ...
+    def log(self, stderr: bool = False) -> Path: ...
+
+
 @dataclass
 class Recorder:
-    """Records one attempt's series into task_dir/metrics.jsonl and keeps what it holds in memory."""
+    """Records one attempt's series into the task's series file and keeps what it holds in memory."""
 
-    task_dir: Path
+    files: TaskFiles
     rule: Any
     upload: Callable[[bytes], None] | None = None  # a remote store: put the file there after each flush
     work: Path | None = None  # the task's working directory (an MLflow rule reads the store there)
@@ -153,11 +162,11 @@ class Recorder:
         source = rule_source(self.rule)
         if source is not None:
             streams, self._pattern = source
-            self._tails = [_Tail(TaskDir(self.task_dir).log(stderr=s == "stderr")) for s in streams]
+            self._tails = [_Tail(self.files.log(stderr=s == "stderr")) for s in streams]
 
     @property
     def path(self) -> Path:
-        return TaskDir(self.task_dir).series
+        return self.files.series
 
     def start(self) -> None:
         """A fresh series for a new attempt (a retried task's curve starts again)."""
@@ -167,7 +176,7 @@ class Recorder:
         if is_mlflow(self.rule):  # a new attempt logs to a new store
             from batchsweep.mlflowmetrics import Reader
 
-            self._mlflow = Reader(self.work or self.task_dir / "work")
+            self._mlflow = Reader(self.work or self.files.work)
         for tail in (*self._tails, self._series):
             tail.offset, tail.carry = 0, b""
 

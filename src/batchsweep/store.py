@@ -495,6 +495,12 @@ class Store:
                 found.setdefault(index, set()).add(key.split("/", 5)[4])
         return found
 
+    def running_with_series(self, run_id: str) -> list[int]:
+        """Tasks with a series and no status, in their own files or a pack (running, or cut off): one listing."""
+        packed = self.packed(run_id)  # a compacted run's statuses live in its pack
+        return sorted(i for i, names in self.list_task_files(run_id).items()
+                      if TaskDir.SERIES in names and TaskDir.STATUS not in names and i not in packed)
+
     def local_task_dir(self, run_id: str, index: int) -> TaskDir:
         """Local stores only: a task's directory on this machine (the worker writes there directly)."""
         return TaskDir(self.local_path(self.task_prefix(run_id, index)))

@@ -571,7 +571,7 @@ def _live(ctx: RunContext, task: Task, store: Store, paths: TaskPaths) -> Live:
 
         stopper = Stopper(ctx.stop, store, ctx.run_id, task.index, every=series_mod.flush_every(local=store.is_local))
         warm_up()
-    recorder = series_mod.Recorder(paths.task_dir, ctx.metrics_rule, upload=upload, work=paths.work)
+    recorder = series_mod.Recorder(paths.files, ctx.metrics_rule, upload=upload, work=paths.work)
     # On a local store a script's log_metrics(step=...) lands in the store as it writes: only a step rule (the
     # log is read), an MLflow rule (its store is read), a stop rule or a remote store need the worker while the
     # task runs.
