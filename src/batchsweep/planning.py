@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from batchsweep import keys, provenance, space
 from batchsweep.errors import SpecError
 from batchsweep.model import Task, input_parts
+from batchsweep.record import RunRecord
 from batchsweep.registry import get_engine
 from batchsweep.spec import Spec
 from batchsweep.store import Store
@@ -211,36 +212,26 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
     hashes.save()
     code_dir = spec.script_path.parent if spec.script_path else spec.base_dir
     now = datetime.now(timezone.utc)
-    info: dict[str, Any] = {
-        "run_id": new_run_id(spec.name),
-        "name": spec.name,
-        "backend": spec.backend,
-        "created": now.isoformat(timespec="seconds"),
-        "created_ts": now.timestamp(),
-        "n_tasks": len(tasks),
-        "code_hash": code_hash,
-        "key_common": keyer.common,  # code, what runs and environment: a search keys its trials with it
-        "spec_file": str(spec.spec_file) if spec.spec_file else None,
-        "provenance": provenance.collect(Path(code_dir), environment=environment),
-        "base_dir": str(spec.base_dir),
-        "code_dir": str(code_dir),
-        "script_name": spec.script_path.name if spec.script_path else None,
-        "spec": spec.model_dump(mode="json", by_alias=True, exclude={"base_dir"}),
-        "flags": flags,
-        "timeout_s": spec.timeout,
-        "max_parallel": spec.max_parallel,
-        "param_names": spec.param_names,
-        "engine": settings,
-        **search_fields,
-    }
-    # The worker runs the script by its name inside code_dir.
+    recorded = spec.model_dump(mode="json", by_alias=True, exclude={"base_dir"})
     if spec.script:
-        info["spec"]["script"] = info["script_name"]
+        recorded["script"] = spec.script_path.name if spec.script_path else spec.script  # run by name in code_dir
     if spec.python:
         if spec.backend == "aws-batch":
             raise SpecError("python: chooses a Python on this machine (local and dask runs); for aws-batch put the "
                             "script's dependencies in the task image (`batchsweep image build`)")
-        info["spec"]["python"] = python_path(spec)
+        recorded["python"] = python_path(spec)
+    record = RunRecord(
+        run_id=new_run_id(spec.name), name=spec.name, backend=spec.backend,
+        created=now.isoformat(timespec="seconds"), created_ts=now.timestamp(), n_tasks=len(tasks),
+        code_hash=code_hash, key_common=keyer.common,
+        spec_file=str(spec.spec_file) if spec.spec_file else None,
+        provenance=provenance.collect(Path(code_dir), environment=environment),
+        base_dir=str(spec.base_dir), code_dir=str(code_dir),
+        script_name=spec.script_path.name if spec.script_path else None,
+        spec=recorded, flags=flags, timeout_s=spec.timeout, max_parallel=spec.max_parallel,
+        param_names=spec.param_names, engine=settings, **search_fields,
+    )
+    info = record.to_json()
     return Plan(spec=spec, tasks=tasks, info=info, engine=engine, notes=notes, unkeyed=stamps.unkeyed)
 
 

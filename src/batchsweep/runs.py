@@ -15,11 +15,14 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from batchsweep import runlock
 from batchsweep.engines.base import RunHandle
-from batchsweep.errors import RunStateError, SpecError, SweepError
+from batchsweep.errors import RunDamaged, RunStateError, SpecError, SweepError
 from batchsweep.model import State, Task, TaskStatus
 from batchsweep.planning import Plan, find_reuse, metrics_rule, new_run_id, plan
+from batchsweep.record import RunRecord
 from batchsweep.registry import get_engine
 from batchsweep.spec import Spec
 from batchsweep.store import Store
@@ -110,6 +113,8 @@ class Run:
         self.info = info if info is not None else store.run_info(run_id)
         self._baseline: dict[int, TaskStatus] | None = None  # statuses of tasks the engine is not running
         self._lock: runlock.RunLock | None = None  # held while this process drives the run
+        self._record: RunRecord | None = None
+        self._record_of: dict[str, Any] | None = None  # the info the record was parsed from
         self.resume_reused: Reuse | None = None  # what the last `resume` copied in instead of running
 
     # -- the one runner per run -----------------------------------------------------------------
@@ -152,7 +157,7 @@ class Run:
                 live = live_html(self)  # each running task's series: latest step, value, best, a sparkline
         except Exception as e:  # noqa: BLE001 - a display hook must not raise; say what went wrong instead
             states = f"unreadable: {e}"
-        rows = [("run", self.id), ("sweep", self.name), ("backend", self.info.get("backend", "")),
+        rows = [("run", self.id), ("sweep", self.name), ("backend", self.record.backend),
                 ("tasks", self.n_tasks), ("states", states)]
         cells = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:left'>"
                         f"{escape(str(v))}</td></tr>" for k, v in rows)
@@ -161,11 +166,24 @@ class Run:
 
     @property
     def name(self) -> str:
-        return str(self.info["name"])
+        return self.record.name
 
     @property
     def n_tasks(self) -> int:
-        return int(self.info["n_tasks"])
+        return self.record.n_tasks
+
+    @property
+    def record(self) -> RunRecord:
+        """run.json, typed (RunDamaged when it does not hold a run's fields)."""
+        if self._record is None or self._record_of is not self.info:
+            try:
+                self._record, self._record_of = RunRecord.of(self.info), self.info
+            except ValidationError as e:
+                error = e.errors()[0]
+                where = ".".join(str(p) for p in error["loc"])
+                raise RunDamaged(f"run {self.id}: run.json is damaged ({where}: {error['msg']})",
+                                 reason=f"{where}: {error['msg']}") from None
+        return self._record
 
     def handle(self) -> RunHandle:
         """What an engine is given of this run (never the Run itself)."""
@@ -174,7 +192,7 @@ class Run:
 
     @cached_property
     def engine(self) -> Engine:
-        return get_engine(self.info["backend"])(self.handle())
+        return get_engine(self.record.backend)(self.handle())
 
     def renew_engine(self) -> None:
         """Close the engine and make a new one on next use (after run.json changed; a search's next round)."""
@@ -205,7 +223,7 @@ class Run:
     def states_from(self, statuses: dict[int, TaskStatus], progress: Progress) -> dict[int, State]:
         missing = State.PENDING
         if not progress.active:
-            missing = State.CANCELLED if self.info.get("cancelled") else progress.missing
+            missing = State.CANCELLED if self.record.cancelled else progress.missing
         running = progress.running_tasks if progress.active else frozenset()
         return {i: statuses[i].state if i in statuses else State.RUNNING if i in running else missing
                 for i in range(self.n_tasks)}
@@ -232,7 +250,7 @@ class Run:
         from batchsweep.progress import watch
 
         try:
-            if self.info.get("search"):
+            if self.record.search:
                 from batchsweep import search
 
                 self._hold("batchsweep wait")  # the waiting process drives a search's rounds
@@ -261,7 +279,7 @@ class Run:
     def cancel(self) -> str | None:
         """Stop the run. Returns a sentence when its runner did not confirm the stop (None: it stopped)."""
         self.store.update_run_info(self.id, cancelled=True)
-        self.info["cancelled"] = True
+        self.info = {**self.info, "cancelled": True}
         if self._lock is None:
             runlock.request_cancel(self.store, self.id)  # the driver may be another process, on another host
         return self.engine.cancel()
@@ -281,7 +299,7 @@ class Run:
     def _resume(self, *, detach: bool) -> list[int]:
         if self.engine.poll().active:
             raise RunStateError(f"run {self.id} is still running; wait for it or `batchsweep cancel {self.id}` first")
-        if self.info.get("search"):
+        if self.record.search:
             from batchsweep import search
 
             todo = search.resume_todo(self, detach=detach)  # Run.wait submits them, then the next rounds
@@ -298,7 +316,7 @@ class Run:
             todo = [i for i in todo if i not in self.resume_reused.found]
         self.info = self.store.update_run_info(self.id, cancelled=False, resumed_at=time.time())
         self.renew_engine()
-        if todo and not self.info.get("search"):
+        if todo and not self.record.search:
             self.engine.submit(todo, detach=detach)
         return todo
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from batchsweep.model import Task, TaskStatus
+    from batchsweep.record import RunRecord
     from batchsweep.runlock import RunLock
     from batchsweep.spec import Spec
     from batchsweep.store import Store
@@ -81,14 +82,21 @@ class RunHandle:
                    n_tasks=int(info["n_tasks"]))
 
     @property
+    def record(self) -> RunRecord:
+        """run.json, typed."""
+        from batchsweep.record import RunRecord
+
+        return RunRecord.of(self.info)
+
+    @property
     def spec(self) -> Mapping[str, Any]:
         """The spec as recorded in run.json."""
-        return self.info["spec"]  # type: ignore[no-any-return]
+        return self.record.spec
 
     @property
     def settings(self) -> Mapping[str, Any]:
         """This engine's resolved settings (what `Engine.check` returned at plan time)."""
-        return self.info.get("engine") or {}
+        return self.record.engine
 
     def tasks(self) -> list[Task]:
         return self.store.tasks(self.id)
