@@ -229,7 +229,7 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
         base_dir=str(spec.base_dir), code_dir=str(code_dir),
         script_name=spec.script_path.name if spec.script_path else None,
         spec=recorded, flags=flags, timeout_s=spec.timeout, max_parallel=spec.max_parallel,
-        param_names=spec.param_names, engine=settings, **search_fields,
+        engine=settings, **{"param_names": spec.param_names, **search_fields},  # a search adds its own params
     )
     info = record.to_json()
     return Plan(spec=spec, tasks=tasks, info=info, engine=engine, notes=notes, unkeyed=stamps.unkeyed)
