@@ -23,20 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-CALLS: Counter[str] = Counter()
-
-
-def _observe_every_call() -> None:
-    """Count each AWS API call made by any client in this process (an observer: the call still goes to moto)."""
-    import botocore.client
-
-    real = botocore.client.BaseClient._make_api_call
-
-    def counted(self: Any, operation_name: str, api_params: Any) -> Any:
-        CALLS.update([f"{self.meta.service_model.endpoint_prefix}.{operation_name}"])
-        return real(self, operation_name, api_params)
-
-    botocore.client.BaseClient._make_api_call = counted  # type: ignore[method-assign]
+from common import CALLS, observe_every_call
 
 
 def fill_store(run: Any, per_child: int) -> float:
@@ -109,7 +96,7 @@ def main() -> int:
         store = Path(tmp) / "store"
         run = batchsweep.run(spec, store=store, detach=True, progress=False)
         fill_s = fill_store(run, args.per_child)
-        _observe_every_call()
+        observe_every_call()
         gather(run.id, store)  # warm-up: pandas, botocore's endpoint data, the first connection
         new_cli = cli_results(run, store)
         new_s, new, new_df = gather(run.id, store)

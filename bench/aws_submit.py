@@ -16,7 +16,8 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+
+from common import CALLS, observe_every_call
 
 from batchsweep.aws import clients
 from batchsweep.emulator import MotoServer, deploy_stack
@@ -24,20 +25,6 @@ from batchsweep.emulator import MotoServer, deploy_stack
 TASK = Path(__file__).parent / "trivial.py"
 
 
-CALLS: Counter[str] = Counter()
-
-
-def _observe_every_call() -> None:
-    """Count each AWS API call made by any client in this process (an observer: the call still goes to moto)."""
-    import botocore.client
-
-    real = botocore.client.BaseClient._make_api_call
-
-    def counted(self: Any, operation_name: str, api_params: Any) -> Any:
-        CALLS.update([f"{self.meta.service_model.endpoint_prefix}.{operation_name}"])
-        return real(self, operation_name, api_params)
-
-    botocore.client.BaseClient._make_api_call = counted  # type: ignore[method-assign]
 
 
 def batchsweep_submit(n: int, workdir: Path) -> tuple[float, Counter[str]]:
@@ -71,7 +58,7 @@ def main() -> int:
     args = parser.parse_args()
     with MotoServer() as server, tempfile.TemporaryDirectory() as tmp:
         os.environ.update(server.env())
-        _observe_every_call()
+        observe_every_call()
         outputs = deploy_stack(clients.make_session(region="us-east-1"))
         ours_s, ours = batchsweep_submit(args.tasks, Path(tmp))
         loop_s, loop = tutorial_loop(args.tasks, outputs)

@@ -22,18 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-HEAVY = '''\
-import argparse
-
-import numpy as np
-import pandas as pd
-
-parser = argparse.ArgumentParser()
-parser.add_argument("--x", type=int, required=True)
-args = parser.parse_args()
-frame = pd.DataFrame({"a": np.arange(100) * args.x})
-print(int(frame["a"].sum()))
-'''
+from common import HEAVY
 
 
 def one_mode(workdir: Path, *, warm: bool, tasks: int, per_child: int, parallel: int) -> dict[str, Any]:

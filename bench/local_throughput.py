@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from common import HEAVY
+
 PY = sys.executable
 
 TRIVIAL = '''\
@@ -32,18 +34,6 @@ args = parser.parse_args()
 print(args.x * 2)
 '''
 
-HEAVY = '''\
-import argparse
-
-import numpy as np
-import pandas as pd
-
-parser = argparse.ArgumentParser()
-parser.add_argument("--x", type=int, required=True)
-args = parser.parse_args()
-frame = pd.DataFrame({"a": np.arange(100) * args.x})
-print(int(frame["a"].sum()))
-'''
 
 
 def ensure_tools() -> None:
