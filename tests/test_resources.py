@@ -103,7 +103,8 @@ def test_peak_memory_and_cpu_time_are_recorded_per_task(tmp_path):
                ).set_index("i")
     assert 190 <= df.loc[0, "peak_rss_mib"] <= 400
     assert df.loc[1, "peak_rss_mib"] < 100
-    assert df.loc[1, "cpu_s"] >= 0.5
+    # 0.8 s of CPU burnt; /proc is sampled every 0.5 s, so up to one interval at the very end may go unseen
+    assert df.loc[1, "cpu_s"] >= 0.25
     assert df.loc[0, "cpu_s"] < df.loc[1, "cpu_s"]
     assert "gpu" not in df.columns
 
