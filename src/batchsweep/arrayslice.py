@@ -1,5 +1,5 @@
 """Which tasks an array child runs: the mapping from an array index to a slice of a submission's tasks, used by
-the engine that submits the array and by the worker that runs one child of it (`batchsweep.remote`).
+the engine that submits the array and by the worker that runs one child of it (`batchsweep.worker.remote`).
 
 A submission lists its task indices and a number of tasks per child, `k`: child `c` runs
 `indices[c*k:(c+1)*k]`, one after another. A submission of more children than one array job holds (AWS Batch:
