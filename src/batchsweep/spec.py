@@ -494,8 +494,8 @@ def _suggest(word: str, options: list[str]) -> str:
     return f"{did_you_mean(word, options)}valid keys: {', '.join(options)}"
 
 
-def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = Spec
+def _model_for(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = root
     for part in loc:
         if model is None or not isinstance(part, str):
             return model
@@ -510,18 +510,25 @@ def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model
 
 
-def _format_error(err: dict[str, Any]) -> str:
+def describe_error(e: ValidationError, *, root: type[BaseModel], prefix: str = "") -> str:
+    """One line for a validation error of `root` (the spec, or an engine's settings model whose block is
+    `prefix`): the field's dotted path, a misspelt key with "did you mean" and the valid keys."""
+    return _format_error(_first_error(e), root=root, prefix=prefix)
+
+
+def _format_error(err: dict[str, Any], *, root: type[BaseModel], prefix: str) -> str:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
-    where = ".".join(str(p) for p in loc if p not in ("list_",))
+    path = ".".join(str(p) for p in loc if p not in ("list_",))
+    where = ".".join(part for part in (prefix, path) if part)
     if err["type"] == "extra_forbidden":
-        parent = _model_for(loc[:-1])
+        parent = _model_for(loc[:-1], root)
         options = [f.alias or n for n, f in parent.model_fields.items() if n not in ("base_dir", "spec_file")] if parent else []
         return f"{where}: unknown key; {_suggest(str(loc[-1]), options)}"
     if err["type"] == "missing":
         return f"{where or 'spec'}: required field is missing"
     msg = str(err["msg"]).removeprefix("Value error, ")
-    if not where:
-        return msg
+    if not path:
+        return f"{prefix}: {msg}" if prefix else msg
     value = err.get("input")
     if err["type"].endswith("_type") or err["type"].startswith(("int_", "float_", "bool_", "literal_")):
         return f"{where}: {msg} (got {value!r})"
@@ -542,7 +549,7 @@ def validate(raw: Any, *, source: str, base_dir: Path, spec_file: Path | None = 
     try:
         spec = Spec.model_validate({**raw, "base_dir": base_dir, "spec_file": spec_file})
     except ValidationError as e:
-        raise SpecError(f"{source}: {_format_error(_first_error(e))}") from None
+        raise SpecError(f"{source}: {describe_error(e, root=Spec)}") from None
     return spec
 
 

@@ -128,26 +128,12 @@ def parse_settings(model: type[SettingsModel], block: str, raw: Mapping[str, Any
     ValueError with one line naming the key and the fix: `dask.schedular: unknown key; did you mean ...`."""
     from pydantic import ValidationError
 
-    from batchsweep.text import did_you_mean
+    from batchsweep.spec import describe_error
 
     try:
         return model.model_validate(dict(raw or {}))
     except ValidationError as e:
-        errors = e.errors()
-        err = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
-        where = ".".join([block, *(str(p) for p in err["loc"] if not str(p).startswith("function-"))])
-        if err["type"] == "extra_forbidden":
-            parent: Any = model
-            for part in err["loc"][:-1]:  # the nested model the unknown key was written in
-                field = parent.model_fields.get(part) if hasattr(parent, "model_fields") else None
-                args = getattr(field.annotation, "__args__", (field.annotation,)) if field else ()
-                parent = next((a for a in args if isinstance(a, type) and hasattr(a, "model_fields")), None)
-            valid = [f.alias or n for n, f in parent.model_fields.items()] if parent is not None else []
-            raise ValueError(f"{where}: unknown key; {did_you_mean(str(err['loc'][-1]), valid)}"
-                             f"valid keys: {', '.join(valid)}") from None
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        got = "" if err["type"] == "value_error" else f" (got {err.get('input')!r})"
-        raise ValueError(f"{where}: {msg}{got}") from None
+        raise ValueError(describe_error(e, root=model, prefix=block)) from None
 
 
 class Engine(abc.ABC):
