@@ -553,11 +553,15 @@ def validate(raw: Any, *, source: str, base_dir: Path, spec_file: Path | None = 
     return spec
 
 
+MAX_SPEC_BYTES = 8 << 20
+
+
 def load(path: str | os.PathLike[str], *, overrides: Sequence[str] = ()) -> Spec:
     """Read a spec file, apply `--set key=value` overrides, validate."""
     import yaml
 
     from batchsweep.overrides import apply_overrides
+    from batchsweep.yamlread import TooComplex, bounded_yaml
 
     p = Path(path)
     if not p.is_file():
@@ -573,8 +577,8 @@ def load(path: str | os.PathLike[str], *, overrides: Sequence[str] = ()) -> Spec
     except UnicodeDecodeError as e:
         raise SpecError(f"{p}: not UTF-8 text (byte {e.start}); save the spec as UTF-8") from None
     try:
-        raw = _bounded_yaml(text)
-    except _TooComplex as e:
+        raw = bounded_yaml(text)
+    except TooComplex as e:
         raise SpecError(f"{p}: {e}") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
@@ -585,71 +589,3 @@ def load(path: str | os.PathLike[str], *, overrides: Sequence[str] = ()) -> Spec
     if isinstance(raw, dict):
         raw = apply_overrides(raw, overrides, source=str(p), top_level=top_level_keys())
     return validate(raw, source=str(p), base_dir=p.resolve().parent, spec_file=p)
-
-
-MAX_SPEC_BYTES = 8 << 20
-MAX_YAML_DEPTH = 64
-MAX_YAML_NODES = 1_000_000  # after alias expansion: what validation and the task list would really hold
-
-
-class _TooComplex(ValueError):
-    pass
-
-
-def _bounded_yaml(text: str) -> Any:
-    """yaml.safe_load with alias expansion ("billion laughs") and nesting depth capped, before anything expands."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        depth = 0
-
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            self.depth += 1
-            if self.depth > MAX_YAML_DEPTH:
-                raise _TooComplex(f"nested deeper than {MAX_YAML_DEPTH} levels; a spec is a few levels deep")
-            try:
-                return super().compose_node(parent, index)
-            finally:
-                self.depth -= 1
-
-    loader = Loader(text)
-    try:
-        root = loader.get_single_node()
-        if root is None:
-            return None
-        _expanded_size(root)
-        return loader.construct_document(root)
-    finally:
-        loader.dispose()
-
-
-def _expanded_size(root: Any) -> int:
-    """Nodes the document holds once every alias is expanded; raises _TooComplex above MAX_YAML_NODES."""
-    import yaml
-
-    sizes: dict[int, int] = {}
-    active: set[int] = set()
-    stack: list[tuple[Any, bool]] = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        key = id(node)
-        children: list[Any] = []
-        if isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            children = [n for pair in node.value for n in pair]
-        if done:
-            active.discard(key)
-            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
-            if sizes[key] > MAX_YAML_NODES:
-                raise _TooComplex(f"its aliases expand to more than {MAX_YAML_NODES:,} values (a YAML alias bomb?); "
-                                  "write the values out or use fewer anchors")
-            continue
-        if key in sizes:
-            continue
-        if key in active:
-            raise _TooComplex("a YAML alias refers to a node that contains it (a recursive anchor)")
-        active.add(key)
-        stack.append((node, True))
-        stack.extend((c, False) for c in children if id(c) not in sizes)
-    return sizes[id(root)]
