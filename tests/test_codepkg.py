@@ -191,3 +191,42 @@ def test_gitignore_negation_anchors_directories_and_nested_files_follow_git(
                                 capture_output=True, text=True, check=True).stdout.split()
         assert sorted(listed) == GITIGNORE_KEPT  # the expectation is git's own answer
     assert codepkg.list_files(root) == GITIGNORE_KEPT
+
+
+# `code.exclude` means what the same lines would mean in .git/info/exclude (checked against git below).
+EXCLUDE_TREE = ["train.py", "notes.md", "guide/notes.md", "data/a.csv", "data/raw/b.csv", "data/keep.csv",
+                "runs/1/out.txt", "lib/runs/x.py", "lib/util.py", "results.csv", "lib/results.csv", "scratch/t.py"]
+EXCLUDE = ["data/*.csv", "!data/keep.csv", "/notes.md", "runs/", "*.py[co]", "results.csv", "scratch"]
+EXCLUDE_KEPT = ["data/keep.csv", "data/raw/b.csv", "guide/notes.md", "lib/util.py", "train.py"]
+
+
+@pytest.mark.parametrize("git", [False, True], ids=["plain", "git"])
+def test_code_exclude_lines_read_as_gitignore_lines(tmp_path: Path, git: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    root = tmp_path / "proj"
+    for rel in EXCLUDE_TREE:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("")
+    if git:
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+        (root / ".git/info/exclude").write_text("\n".join(EXCLUDE) + "\n")
+        listed = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=root,
+                                capture_output=True, text=True, check=True).stdout.split()
+        assert sorted(listed) == EXCLUDE_KEPT  # the expectation is git's own answer
+        (root / ".git/info/exclude").write_text("")
+    assert codepkg.list_files(root, exclude=EXCLUDE) == EXCLUDE_KEPT
+
+
+def test_an_exclude_line_git_cannot_read_is_one_line_naming_the_field(tmp_path: Path) -> None:
+    from batchsweep.errors import SpecError
+    from batchsweep.spec import load
+
+    (tmp_path / "t.py").write_text("print(1)\n")
+    (tmp_path / "sweep.yaml").write_text("name: ex\nscript: t.py\nparams: {grid: {x: [1]}}\ncode: {exclude: ['!']}\n")
+    with pytest.raises(SpecError) as err:
+        load(tmp_path / "sweep.yaml")
+    assert str(err.value).endswith("`!keep.csv`") and "sweep.yaml: code.exclude: " in str(err.value) and "\n" not in str(err.value)
+    assert "`data/`" in str(err.value)

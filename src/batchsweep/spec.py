@@ -232,8 +232,19 @@ class Resources(_Strict):
 
 
 class Code(_Strict):
-    exclude: list[str] = []
+    exclude: list[str] = []  # .gitignore lines, as if in one more .gitignore at the code directory's root
     max_mib: float = Field(default=50, gt=0)
+
+    @field_validator("exclude")
+    @classmethod
+    def _gitignore_lines(cls, patterns: list[str]) -> list[str]:
+        from batchsweep.aws.codepkg import exclude_spec
+
+        try:
+            exclude_spec(patterns)
+        except ValueError as e:
+            raise ValueError(f"{e}; write .gitignore lines such as `data/`, `*.csv`, `/notes.md` or `!keep.csv`") from None
+        return patterns
 
 
 class Aws(_Strict):

@@ -99,14 +99,31 @@ def list_files(root: Path, *, exclude: list[str] | tuple[str, ...] = ()) -> list
     files = _git_files(root)
     if files is None:
         files = _walk(root)
+    excluded = exclude_spec(exclude)
     kept = []
     for rel in files:
         if any(part in ALWAYS_EXCLUDED for part in rel.split("/")[:-1]):
             continue
-        if any(fnmatch(rel, pattern) for pattern in exclude):
+        if excluded is not None and excluded.match_file(rel):
             continue
         kept.append(rel)
     return sorted(kept)
+
+
+def exclude_spec(patterns: list[str] | tuple[str, ...]) -> GitIgnoreSpec | None:
+    """`code.exclude` read as lines of one more .gitignore at the code directory's root, so a pattern means what
+    it would mean there: `data` or `data/` leaves out the directory and everything below it, `*.csv` a CSV file
+    at any depth, `/notes.md` or `data/*.csv` only below the root as written (`*` never crosses a `/`), `!keep.csv`
+    takes back a file an earlier line of the list left out (not one a .gitignore did). Raises ValueError for a
+    pattern git could not read either."""
+    if not patterns:
+        return None
+    import pathspec
+
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(list(patterns))
+    except Exception as e:  # pathspec's own error types differ between its versions
+        raise ValueError(str(e)) from None
 
 
 def is_secret(rel: str) -> bool:
