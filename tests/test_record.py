@@ -11,7 +11,8 @@ import pytest
 
 import batchsweep
 from batchsweep import cli
-from batchsweep.errors import RunDamaged
+from batchsweep import spec as spec_mod
+from batchsweep.errors import RunDamaged, SpecError
 from batchsweep.record import RunRecord
 
 SCRIPT = Path(__file__).parent / "scripts" / "writes_metrics.py"
@@ -32,7 +33,7 @@ def test_the_written_run_json_is_a_run_record_and_the_run_reads_it_typed(tmp_pat
     on_disk = json.loads((tmp_path / "store" / "runs" / run.id / "run.json").read_text())
     record = RunRecord.of(on_disk)
     assert (record.run_id, record.name, record.backend, record.n_tasks) == (run.id, "typed", "local", 2)
-    assert record.spec["script"] == "writes_metrics.py" and record.code_dir == str(SCRIPT.parent)
+    assert record.spec.script == "writes_metrics.py" and record.code_dir == str(SCRIPT.parent)
     assert record.engine == on_disk["engine"] and not record.cancelled
     assert run.record == record and run.handle().record == record
 
@@ -48,3 +49,57 @@ def test_a_run_json_without_a_runs_fields_is_damaged_in_one_line(tmp_path, capsy
     assert cli.main(["status", run.id, "--store", str(tmp_path / "store")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "run.json is damaged" in err
+
+
+# run.json as the first versions wrote it: no engine settings, key, provenance nor flags' later fields, and a spec
+# without the fields added since (args, python, requirements, stop, engines, a metrics rule's `match`).
+OLD_SPEC = {
+    "name": "typed", "script": "writes_metrics.py", "function": None,
+    "params": {"grid": {"a": [1, 2]}, "list": [], "zip": {}, "random": None, "fixed": {}, "repeat": 1},
+    "inputs": [], "outputs": [], "metrics": {"stdout": "last"},
+    "resources": {"vcpus": 1.0, "memory_mib": 2048, "gpus": 0}, "timeout": None, "retries": 0, "max_parallel": 0,
+    "warm": False, "env": {}, "secrets": {}, "code": {"exclude": [], "max_mib": 50.0}, "search": None,
+    "backend": "local", "aws": {"profile": None, "region": None, "stack": "batchsweep", "bucket": None,
+                                "job_queue": None, "job_definition": None, "log_group": None, "spot": True,
+                                "tasks_per_job": None},
+    "dask": {},
+}
+
+
+def test_a_run_json_written_by_an_earlier_version_reads_with_its_spec_typed(tmp_path):
+    run = _run(tmp_path)
+    path = tmp_path / "store" / "runs" / run.id / "run.json"
+    now = json.loads(path.read_text())
+    old = {k: now[k] for k in ("run_id", "name", "backend", "created", "created_ts", "n_tasks", "code_hash",
+                               "base_dir", "code_dir", "script_name", "flags", "timeout_s", "max_parallel",
+                               "param_names")}
+    path.write_text(json.dumps({**old, "spec": OLD_SPEC}))
+    again = batchsweep.load_run(run.id, store=tmp_path / "store")
+    spec = again.record.spec
+    assert spec.metrics.stdout == "last" and spec.metrics.match == "last"  # type: ignore[union-attr]
+    assert spec.params is not None and spec.params.grid == {"a": [1, 2]} and spec.stop is None and spec.args is None
+    assert spec.base_dir == Path(now["base_dir"]) and again.record.engine == {}
+    assert sorted(again.results()["a"]) == [1, 2] and again.exit_code == 0
+    assert json.loads(path.read_text())["spec"] == OLD_SPEC  # reading never rewrites the record
+
+
+def test_the_recorded_spec_is_the_specs_whole_dump_on_disk_as_before(tmp_path):
+    run = _run(tmp_path)
+    on_disk = json.loads((tmp_path / "store" / "runs" / run.id / "run.json").read_text())
+    spec = on_disk["spec"]
+    assert "base_dir" not in spec and "spec_file" not in spec and "list_" not in spec["params"]
+    assert spec["params"]["list"] == [] and spec["resources"] == {"vcpus": 1.0, "memory_mib": 2048, "gpus": 0.0}
+    assert spec["stop"] is None and spec["engines"] == {}  # every field, defaults too, as earlier versions wrote
+    assert RunRecord.of(on_disk).to_json() == on_disk  # read and written back: the same JSON
+    assert run.record.spec.spec_file == tmp_path / "sweep.yaml" and run.record.spec.base_dir == tmp_path
+
+
+def test_a_recorded_spec_is_not_judged_again_by_todays_engines(tmp_path):
+    run = _run(tmp_path)
+    path = tmp_path / "store" / "runs" / run.id / "run.json"
+    info = json.loads(path.read_text())
+    gone = {**info, "backend": "k8s", "spec": {**info["spec"], "backend": "k8s", "engines": {"k8s": {"pods": 2}}}}
+    record = RunRecord.of(gone)  # an engine that was installed when the run was planned, and is not now
+    assert record.spec.backend == "k8s" and record.spec.engines == {"k8s": {"pods": 2}}
+    with pytest.raises(SpecError, match="unknown backend 'k8s'"):
+        spec_mod.validate(gone["spec"], source="sweep.yaml", base_dir=tmp_path)

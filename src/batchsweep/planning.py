@@ -212,14 +212,15 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
     hashes.save()
     code_dir = spec.script_path.parent if spec.script_path else spec.base_dir
     now = datetime.now(timezone.utc)
-    recorded = spec.model_dump(mode="json", by_alias=True, exclude={"base_dir"})
+    as_run: dict[str, Any] = {}
     if spec.script:
-        recorded["script"] = spec.script_path.name if spec.script_path else spec.script  # run by name in code_dir
+        as_run["script"] = spec.script_path.name if spec.script_path else spec.script  # run by name in code_dir
     if spec.python:
         if spec.backend == "aws-batch":
             raise SpecError("python: chooses a Python on this machine (local and dask runs); for aws-batch put the "
                             "script's dependencies in the task image (`batchsweep image build`)")
-        recorded["python"] = python_path(spec)
+        as_run["python"] = python_path(spec)
+    recorded = spec.model_copy(update=as_run)
     record = RunRecord(
         run_id=new_run_id(spec.name), name=spec.name, backend=spec.backend,
         created=now.isoformat(timespec="seconds"), created_ts=now.timestamp(), n_tasks=len(tasks),

@@ -1,13 +1,20 @@
 """run.json, typed: what a run was when it was planned (the spec as recorded, code hash, the engine's resolved
 settings) and what happened to it since (cancelled, resumed, compacted). An engine's `prepare()` may add fields
-of its own (the code package's key, the inputs map): they are kept as extras, untyped."""
+of its own (the code package's key, the inputs map): they are kept as extras, untyped.
+
+The spec is a `batchsweep.spec.Spec`, read back with the `RECORDED` context: it was judged when the run was
+planned, so today's engine registry does not judge it again. On disk it stays the spec's JSON dump (aliases,
+every field, no `base_dir`/`spec_file`: those are the record's own fields and are given back to it on reading),
+as every earlier version wrote it; fields a later version added take their defaults when an older record lacks them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializationInfo, field_serializer, model_validator
+
+from batchsweep.spec import RECORDED, Spec
 
 
 class RunRecord(BaseModel):
@@ -26,7 +33,7 @@ class RunRecord(BaseModel):
     base_dir: str = "."
     code_dir: str = "."
     script_name: str | None = None
-    spec: dict[str, Any] = {}  # the spec as recorded (the script by its name in code_dir, `python:` resolved)
+    spec: Spec  # the spec as recorded (the script by its name in code_dir, `python:` resolved)
     flags: dict[str, Any] = {}  # what the script's command line accepts (`scriptargs.flags_to_json`)
     timeout_s: float | None = None
     max_parallel: int = 0
@@ -40,9 +47,25 @@ class RunRecord(BaseModel):
     compacted_at: float | None = None
     median_task_s: float | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _spec_where_planned(cls, data: Any) -> Any:
+        """The recorded spec without its `base_dir` and `spec_file` (the record's own fields): given back."""
+        if isinstance(data, dict) and isinstance(data.get("spec"), dict):
+            spec = {"base_dir": data.get("base_dir") or ".", **data["spec"]}
+            if data.get("spec_file") and "spec_file" not in spec:
+                spec["spec_file"] = data["spec_file"]
+            data = {**data, "spec": spec}
+        return data
+
+    @field_serializer("spec")
+    def _spec_as_recorded(self, spec: Spec, info: SerializationInfo) -> dict[str, Any]:
+        """The spec's whole dump by its keys' names (`list:`), as every version wrote it."""
+        return spec.model_dump(mode=info.mode, by_alias=True)
+
     @classmethod
     def of(cls, info: Mapping[str, Any]) -> RunRecord:
-        return cls.model_validate(dict(info))
+        return cls.model_validate(dict(info), context=RECORDED)
 
     def to_json(self) -> dict[str, Any]:
         """run.json's content: the fields that were given (no defaults written out), extras included."""

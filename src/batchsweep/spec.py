@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -355,10 +356,10 @@ class Spec(_Strict):
         return {**{k: v for k, v in data.items() if k not in plugins}, "engines": blocks}
 
     @model_validator(mode="after")
-    def _engine_settings(self) -> Spec:
+    def _engine_settings(self, info: ValidationInfo) -> Spec:
         """Each engine's block, validated by that engine's own settings model (unknown keys refused with a hint)."""
         blocks = {**({"dask": self.dask} if self.dask else {}), **self.engines}
-        if blocks:
+        if blocks and not _recorded(info):
             from batchsweep.registry import get_engine
 
             for name, raw in blocks.items():
@@ -425,8 +426,8 @@ class Spec(_Strict):
 
     @field_validator("backend", mode="before")
     @classmethod
-    def _known_backend(cls, v: Any) -> Any:
-        if isinstance(v, str) and v not in BACKENDS:
+    def _known_backend(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, str) and v not in BACKENDS and not _recorded(info):
             from batchsweep.registry import available
 
             known = list(available())  # the built-ins and engines registered through the entry point group
@@ -493,6 +494,15 @@ class Spec(_Strict):
         if params.repeat > 1:
             names.append(REPEAT_PARAM)
         return names
+
+
+RECORDED = {"recorded": True}  # the validation context of a spec read back from run.json (`batchsweep.record`)
+
+
+def _recorded(info: ValidationInfo) -> bool:
+    """A spec read back from a run's record was judged when the run was planned: the engines installed today
+    (an entry-point engine since removed, an engine's settings model grown stricter) do not judge it again."""
+    return bool(info.context and info.context.get("recorded"))
 
 
 def _first_error(e: ValidationError) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -81,7 +82,7 @@ class RunHandle:
         return cls(id=run_id, name=str(info["name"]), store=store, info=MappingProxyType(info),
                    n_tasks=int(info["n_tasks"]))
 
-    @property
+    @cached_property
     def record(self) -> RunRecord:
         """run.json, typed."""
         from batchsweep.record import RunRecord
@@ -89,8 +90,8 @@ class RunHandle:
         return RunRecord.of(self.info)
 
     @property
-    def spec(self) -> Mapping[str, Any]:
-        """The spec as recorded in run.json."""
+    def spec(self) -> Spec:
+        """The spec as recorded in run.json (the script by its name in `record.code_dir`)."""
         return self.record.spec
 
     @property
