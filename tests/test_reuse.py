@@ -497,6 +497,51 @@ def test_resume_of_a_run_started_without_reuse_runs_its_tasks(project: Path, tmp
     assert batchsweep.load_run(first.id, store=store).store.read_status(first.id, 1).reused_from is None
 
 
+def test_a_resume_after_the_script_was_fixed_keys_the_rerun_tasks_by_the_fixed_code(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The usual resume: a task fails, the script is fixed, the run resumed. The fixed task's result belongs to
+    the fixed code: a later run of the fixed code reuses it, a run of the code as it was does not."""
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    buggy = COUNTING_SCRIPT.replace('if os.path.exists(os.environ["RUN_LOG"] + f".fail{args.a}"):',
+                                    "if args.a == 2:  # the bug")
+    (project / "task.py").write_text(buggy)
+    spec = write_spec(project, "{a: [1, 2]}", log=log)
+    first = run(spec, store)
+    assert list(first.results()["status"]) == ["succeeded", "failed"]
+    (project / "task.py").write_text(COUNTING_SCRIPT)  # fixed
+    executions(log)
+    capsys.readouterr()
+    assert cli.main(["resume", first.id, "--store", str(store)]) == 0
+    assert executions(log) == ["2,1"]
+    err = capsys.readouterr().err
+    assert f"has changed since run {first.id} started" in err and "the 1 resumed tasks run it as it is now" in err
+    resumed = batchsweep.load_run(first.id, store=store)
+    fixed_keys = {t.index: t.cache_key for t in batchsweep.plan(spec).tasks}
+    assert resumed.tasks()[1].cache_key == fixed_keys[1]  # keyed by the code it ran
+    assert resumed.tasks()[0].cache_key != fixed_keys[0]  # task 0 ran the buggy code, and keeps its key
+    again = run(spec, store)  # the fixed code: only the task that ran it is reused
+    assert executions(log) == ["1,1"]
+    assert again.store.read_status(again.id, 1).reused_from == f"{first.id}/1"
+    (project / "task.py").write_text(buggy)
+    old = run(spec, store)  # the buggy code: its own success of a=1 is reused, the fixed a=2 is not
+    assert executions(log) == ["2,1"]
+    assert list(old.results()["status"]) == ["succeeded", "failed"]
+
+
+def test_a_resume_with_the_code_unchanged_keeps_every_key_and_says_nothing(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    Path(f"{log}.fail2").write_text("")
+    first = run(write_spec(project, "{a: [1, 2]}", log=log), store)
+    tasks_file = store / first.store.tasks_file_key(first.id)
+    before = tasks_file.read_bytes()
+    Path(f"{log}.fail2").unlink()
+    capsys.readouterr()
+    assert cli.main(["resume", first.id, "--store", str(store)]) == 0
+    assert "changed" not in capsys.readouterr().err
+    assert tasks_file.read_bytes() == before
+
+
 def search_block(trials: int) -> str:
     return (f'search: {{sampler: random, trials: {trials}, batch: 2, metric: y, direction: maximize, '
             f'space: {{a: "choice(1, 2, 3)"}}}}\n')

@@ -224,7 +224,7 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
     record = RunRecord(
         run_id=new_run_id(spec.name), name=spec.name, backend=spec.backend,
         created=now.isoformat(timespec="seconds"), created_ts=now.timestamp(), n_tasks=len(tasks),
-        code_hash=code_hash, key_common=keyer.common,
+        code_hash=code_hash, key_common=keyer.common, key_what=keys.spec_what(spec), key_env=environment,
         spec_file=str(spec.spec_file) if spec.spec_file else None,
         provenance=provenance.collect(Path(code_dir), environment=environment),
         base_dir=str(spec.base_dir), code_dir=str(code_dir),
@@ -234,6 +234,42 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
     )
     info = record.to_json()
     return Plan(spec=spec, tasks=tasks, info=info, engine=engine, notes=notes, unkeyed=stamps.unkeyed)
+
+
+def keyed_as_now(record: RunRecord, tasks: Sequence[Task]) -> tuple[list[Task], str | None]:
+    """The tasks of a run about to run again (resume), keyed by the code and inputs as they are now: a script fixed
+    after its tasks failed is new code, and what it produces must not be offered for reuse under the key of the
+    code that failed, nor a changed input's result under the old input's key. Returns the tasks (each with its
+    key now) and a warning when the code changed since the run started. A run whose key cannot be rebuilt (its
+    spec no longer validates; an older run.json without `key_what`/`key_env` whose code changed) gets empty keys
+    for these tasks: they run, and are never offered for reuse."""
+    from batchsweep import spec as spec_mod
+
+    raw = dict(record.spec)
+    if record.script_name:
+        raw["script"] = str(Path(record.code_dir) / record.script_name)
+    try:
+        spec = spec_mod.validate(raw, source="run.json", base_dir=Path(record.base_dir),
+                                 spec_file=Path(record.spec_file) if record.spec_file else None)
+        hashes = keys.HashCache()
+        code_now = keys.code_hash(spec, cache=hashes)
+    except (SpecError, OSError) as e:
+        return ([dataclasses.replace(t, cache_key="") for t in tasks],
+                f"the resumed tasks are not recorded for reuse: their content key cannot be rebuilt ({e})")
+    stamps = keys.InputStamps(spec.base_dir, hashes, s3_head=keys.s3_head(profile=spec.aws.profile,
+                                                                         region=spec.aws.region))
+    warning = None
+    if code_now == record.code_hash and record.key_common:
+        keyer: keys.Keyer | None = keys.Keyer.from_common(record.key_common, stamps)
+    else:
+        keyer = (keys.Keyer(code=code_now, what=record.key_what, env=record.key_env, stamps=stamps)
+                 if record.key_what is not None and record.key_env is not None else None)
+        warning = (f"the code in {record.code_dir} has changed since run {record.run_id} started "
+                   f"({record.code_hash[:12]} then, {code_now[:12]} now): the {len(tasks)} resumed tasks run it as it "
+                   "is now, the others ran it as it was")
+    keyed = [dataclasses.replace(t, cache_key=keyer(t.params, t.inputs) if keyer else "") for t in tasks]
+    hashes.save()
+    return keyed, warning
 
 
 def find_reuse(p: Plan, *, store: Store | str | None = None) -> Reuse:

@@ -28,6 +28,8 @@ class RunRecord(BaseModel):
     n_tasks: int
     code_hash: str = ""
     key_common: str | None = None  # code, what runs and environment: a search keys its trials with it
+    key_what: dict[str, Any] | None = None  # the parts of key_common besides the code: a resume after the code
+    key_env: dict[str, Any] | None = None  # changed keys its tasks with the code as it is then (planning.keyed_as_now)
     spec_file: str | None = None
     provenance: dict[str, Any] = {}
     base_dir: str = "."

@@ -7,6 +7,7 @@ from the store alone (`batchsweep.catalog` finds runs); planning lives in `batch
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter
@@ -21,7 +22,7 @@ from batchsweep import runlock
 from batchsweep.engines.base import RunHandle
 from batchsweep.errors import RunDamaged, RunStateError, SpecError, SweepError
 from batchsweep.model import State, Task, TaskStatus
-from batchsweep.planning import Plan, find_reuse, metrics_rule, new_run_id, plan
+from batchsweep.planning import Plan, find_reuse, keyed_as_now, metrics_rule, new_run_id, plan
 from batchsweep.record import RunRecord
 from batchsweep.registry import get_engine
 from batchsweep.spec import Spec
@@ -311,6 +312,8 @@ class Run:
             self.store.backend.delete_prefix(self.store.task_prefix(self.id, i))
         self.store.backend.delete_prefix(self.store.results_cache_key(self.id))
         self.store.remove_stale_temp(self.id)
+        if todo and not self.record.search and get_engine(self.record.backend).live_code:
+            self._key_as_now(todo)
         if todo and not self.info.get("search"):
             self.resume_reused = self.reuse_finished(todo)
             todo = [i for i in todo if i not in self.resume_reused.found]
@@ -319,6 +322,18 @@ class Run:
         if todo and not self.record.search:
             self.engine.submit(todo, detach=detach)
         return todo
+
+    def _key_as_now(self, indices: Sequence[int]) -> None:
+        """Give the tasks about to run again the content keys of the code and inputs as they are now (tasks.jsonl
+        rewritten only when one changed), so what they produce is recorded, and looked up, under its own key."""
+        wanted = set(indices)
+        tasks = self.tasks()
+        keyed, warning = keyed_as_now(self.record, [t for t in tasks if t.index in wanted])
+        if warning:
+            logging.getLogger("batchsweep").warning("%s", warning)
+        now = {t.index: t for t in keyed}
+        if any(now[t.index].cache_key != t.cache_key for t in tasks if t.index in now):
+            self.store.write_tasks(self.id, [now.get(t.index, t) for t in tasks])
 
     def reuse_finished(self, indices: Sequence[int]) -> Reuse:
         """Copy in the earlier success of each of these tasks (none has a status) whose content key succeeded in

@@ -143,6 +143,9 @@ class Engine(abc.ABC):
     # spec and `--set` pass the block to it untouched; an engine without settings refuses a block.
     block: ClassVar[str | None] = None
     settings_model: ClassVar[type[BaseModel] | None] = None
+    # Whether tasks run the code directory as it is when each starts (local, Dask), so a resume after the code
+    # changed runs the new code and keys it so; False when they run the package `prepare()` shipped at the start.
+    live_code: ClassVar[bool] = True
 
     @classmethod
     def settings_of(cls, raw: Mapping[str, Any] | None) -> BaseModel | None:

@@ -37,6 +37,7 @@ class AwsBatchEngine(Submitter, Poller, LogReader):
     # engine is chosen (estimate, content keys of s3:// inputs) read its region and profile.
     block = "aws"
     settings_model = Aws
+    live_code = False  # every child unpacks the code package uploaded when the run started (a resume too)
 
     @classmethod
     def check(cls, spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
