@@ -245,7 +245,7 @@ def keyed_as_now(record: RunRecord, tasks: Sequence[Task]) -> tuple[list[Task], 
     for these tasks: they run, and are never offered for reuse."""
     from batchsweep import spec as spec_mod
 
-    raw = dict(record.spec)
+    raw = record.spec.model_dump(mode="json", by_alias=True, exclude={"base_dir", "spec_file"})
     if record.script_name:
         raw["script"] = str(Path(record.code_dir) / record.script_name)
     try:
