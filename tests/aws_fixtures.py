@@ -25,7 +25,8 @@ import pytest
 
 from batchsweep.emulator import MotoServer, deploy_stack
 
-__all__ = ["moto_endpoint", "aws_env", "session", "iam_world", "IamWorld", "iam_allows", "policy_document"]
+__all__ = ["moto_endpoint", "aws_env", "session", "iam_world", "IamWorld", "iam_allows", "policy_document",
+           "point_boto3_at"]
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +40,13 @@ def moto_endpoint() -> Iterator[str]:
 def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A wiped moto server and env vars that send boto3 there with dummy credentials."""
     urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", data=b"{}", method="POST")).read()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    point_boto3_at(moto_endpoint, monkeypatch)
+    yield moto_endpoint
+
+
+def point_boto3_at(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Env vars that send boto3 to `endpoint` with dummy credentials, and nothing of the developer's ~/.aws."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
@@ -49,7 +56,6 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     # A developer's ~/.aws must not leak into a test (a profile, an SSO session).
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    yield moto_endpoint
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ def _file_hash_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
 
 # Module-scoped fixtures that start servers (seconds each): under pytest-xdist (`make test` runs `-n`) the tests of
 # one module that use one stay on one worker (`--dist loadgroup`), so each module starts its server once.
-ONE_WORKER_PER_MODULE = ("dask_processes", "iam_world")
+ONE_WORKER_PER_MODULE = ("dask_processes", "iam_world", "batch_scheduler")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups

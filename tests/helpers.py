@@ -26,18 +26,21 @@ def alive(pid: int) -> bool:
 
 class FakeClock:
     """A `batchsweep.clock.Clock` whose time moves only when code sleeps on it: minutes of polling pass at once.
-    `on_sleep(clock)` runs after each sleep (the world a poll loop watches may change there)."""
+    `on_sleep(clock)` runs after each sleep (the world a poll loop watches may change there). `wall` is its
+    wall-clock time at start (`time.time()` when the code compares it with a stamp that a real clock wrote)."""
 
-    def __init__(self, start: float = 1_000_000.0, on_sleep: Callable[[FakeClock], None] | None = None) -> None:
+    def __init__(self, start: float = 1_000_000.0, on_sleep: Callable[[FakeClock], None] | None = None,
+                 wall: float | None = None) -> None:
         self.now = start
         self.slept: list[float] = []
         self.on_sleep = on_sleep
+        self._wall_offset = 1_700_000_000.0 if wall is None else wall - start
 
     def monotonic(self) -> float:
         return self.now
 
     def time(self) -> float:
-        return 1_700_000_000.0 + self.now
+        return self._wall_offset + self.now
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)

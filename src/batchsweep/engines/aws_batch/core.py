@@ -20,6 +20,7 @@ class AwsRun(Engine):
         self._interval = 2.0
         self._last: Progress | None = None
         self._runnable_checked = -math.inf  # no check yet, however young the monotonic clock
+        self._runnable_note: tuple[str, ...] = ()  # the advice of the last check, shown until the next one
 
     @cached_property
     def session(self) -> Any:

@@ -63,8 +63,10 @@ class Poller(AwsRun):
     def _runnable_notes(self, described: list[dict[str, Any]], children: Counter[str],
                         submitted: float) -> tuple[str, ...]:
         waiting = children["RUNNABLE"] and not (children["RUNNING"] + children["STARTING"] + children["SUCCEEDED"])
-        if not waiting or self.clock.time() - submitted < 120 or self.clock.monotonic() - self._runnable_checked < 300:
+        if not waiting or self.clock.time() - submitted < 120:
             return ()
+        if self.clock.monotonic() - self._runnable_checked < 300:  # Batch's reason is asked for every 5 minutes
+            return self._runnable_note
         self._runnable_checked = self.clock.monotonic()
         job = described[0]
         reason = job.get("statusReason")
@@ -78,7 +80,8 @@ class Poller(AwsRun):
             advice = advice.replace("the default Fargate quota", "the default Fargate on-demand quota")
         elif advice is DEFAULT_RUNNABLE_ADVICE:
             advice = advice.replace("the default Fargate quota", "the default Fargate Spot quota")
-        return (f"tasks stuck in RUNNABLE: {reason} — {advice}",)
+        self._runnable_note = (f"tasks stuck in RUNNABLE: {reason} — {advice}",)
+        return self._runnable_note
 
     def failure_reasons(self) -> dict[int, str]:
         """Batch's reason for each failed child, mapped to its tasks (only failed children are fetched)."""
