@@ -6,7 +6,7 @@ looking 100,000 task keys up in the store's index.
    Executions are counted by the task itself (a line appended to a file outside the store), not by batchsweep.
 3. Key lookup, measured for real: an index of 100,000 keys (100 earlier runs of 1,000 succeeded tasks, laid out
    as the worker leaves them), then two sweeps looked up against it -- the widened one (1,000 hits, 200 new) and
-   the whole 100,200-task grid -- with the index (`reuse.lookup`, what `run` does: index listing, then each
+   the whole 100,200-task grid -- with the index (`reuse.lookup`, what `run` does: the index files, then each
    hit's status.json) and with the naive scan an index spares (every earlier run's tasks.jsonl, then the
    matching tasks' status.json), side by side, with the ratio. Both must find the same sources.
 
@@ -104,7 +104,7 @@ def naive_lookup(store: Any, tasks: list[Any]) -> dict[int, tuple[str, int]]:
 
 def populate(store: Any, tasks: list[Any], per_run: int) -> int:
     """`tasks` as earlier succeeded runs of `per_run` tasks each, laid out as the worker leaves them: tasks.jsonl,
-    run.json, each task's status.json and its index entry (written without fsync: this is setup, not measured)."""
+    run.json, each task's status.json (written without fsync: this is setup, not measured) and its index entry."""
     from batchsweep.model import State, TaskStatus
 
     root = store.local_path("")
@@ -118,9 +118,7 @@ def populate(store: Any, tasks: list[Any], per_run: int) -> int:
             task_dir.mkdir(parents=True)
             (task_dir / "status.json").write_text(
                 TaskStatus(index=t.index, state=State.SUCCEEDED, started_at=0.0, ended_at=1.0).to_json())
-            entry = root / "index" / t.cache_key[:2] / t.cache_key
-            entry.mkdir(parents=True, exist_ok=True)
-            (entry / f"{run_id}~{t.index}").touch()
+        store.record_successes([(t.cache_key, run_id, t.index) for t in chunk])
         runs += 1
     return runs
 
@@ -164,9 +162,11 @@ def lookup(args: argparse.Namespace, root: Path) -> None:
           "entry) ...", flush=True)
     t0 = time.perf_counter()
     runs = populate(store, indexed, 1000)
-    entries = sum(1 for _ in (root / "lookup-store" / "index").glob("*/*/*"))
+    index_files = list((root / "lookup-store" / "index").iterdir())
+    entries = sum(len(f.read_bytes().splitlines()) for f in index_files)
     assert entries == n, entries
-    print(f"  {runs} runs, {entries:,} index entries, written in {time.perf_counter() - t0:.0f} s")
+    print(f"  {runs} runs, {entries:,} index entries in {len(index_files)} index files, written in "
+          f"{time.perf_counter() - t0:.0f} s")
     print(f"{len(grid):,} content keys computed in {t_keys:.2f} s ({t_keys / len(grid) * 1e6:.0f} µs per task)")
     # The sweeps looked up: the widened one (1,000 tasks of the index plus `extra` new ones), one ten times bigger,
     # and the whole grid (every key in the index).

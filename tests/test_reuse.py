@@ -3,6 +3,7 @@ effect of the task itself (a line appended to a file outside the store), never b
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import textwrap
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import batchsweep
-from batchsweep import cli
+from batchsweep import cli, indexfile
+from batchsweep.store import Store
 
 COUNTING_SCRIPT = """\
 import argparse, json, os, sys
@@ -318,7 +320,7 @@ def test_runs_rm_is_a_dry_run_until_yes_and_leaves_the_reusing_run_complete(proj
     assert (store / "runs" / first.id / "run.json").exists()
     assert cli.main(["runs", "rm", first.id, "--yes", "--store", str(store)]) == 0
     assert not (store / "runs" / first.id).exists()
-    assert not [p for p in (store / "index").rglob("*") if first.id in p.name]
+    assert not [p for p in (store / "index").rglob("*") if first.id.encode() in p.read_bytes()]
     df = batchsweep.load_run(second.id, store=store).results(refresh=True)
     assert list(df["status"]) == ["succeeded"] * 3 and list(df["y"]) == [1, 2, 3]
     executions(log)
@@ -572,3 +574,96 @@ def test_a_search_tells_optuna_stored_results_without_running_them(project: Path
     # without reuse every trial runs
     run(spec, store, reuse=False)
     assert len(executions(log)) == 6
+
+
+# -- the index: a few append-only files, not a file per task -------------------------------------------
+KEY = "ab" + "0" * 62
+
+
+def key(n: int) -> str:
+    return f"ab{n:062x}"
+
+
+def test_a_run_leaves_one_index_file_per_key_prefix_and_the_next_run_reuses_it(project: Path, tmp_path: Path) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    first = run(write_spec(project, "{a: [1, 2, 3, 4, 5, 6, 7, 8]}", log=log), store)
+    files = [p for p in (store / "index").rglob("*") if not p.name.startswith(".")]
+    assert files and all(p.is_file() and p.suffix == ".tsv" and len(p.stem) == 2 for p in files)
+    assert len(files) <= 8
+    keys = {t.cache_key: t.index for t in first.tasks()}
+    entries = Store.open(store).index_entries(keys)
+    assert entries == {k: [(first.id, i)] for k, i in keys.items()}
+    executions(log)
+    run(write_spec(project, "{a: [1, 2, 3, 4, 5, 6, 7, 8, 9]}", log=log), store)
+    assert executions(log) == ["9,1"]
+
+
+def _writer(root: str, run_id: str, n: int) -> None:
+    store = Store.open(root)
+    for i in range(n):
+        store.record_success(key(i), run_id, i)
+
+
+def _forgetter(root: str, n: int) -> None:
+    store = Store.open(root)
+    for _ in range(n):
+        store.forget_successes("gone", [(KEY, 0)])
+
+
+def test_runs_writing_at_once_never_lose_an_entry_even_while_the_file_is_rewritten(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    store.record_successes([(key(i), "gone", i) for i in range(50)])
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), f"run{w}", 300)) for w in range(3)]
+    procs.append(ctx.Process(target=_forgetter, args=(str(tmp_path), 40)))  # rewrites the same file meanwhile
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    found = store.index_entries(key(i) for i in range(300))
+    assert all(sorted(found[key(i)]) == [(f"run{w}", i) for w in range(3)] for i in range(300))
+    assert [p.name for p in (tmp_path / "index").iterdir()] == ["ab.tsv"]
+
+
+def test_a_torn_or_altered_line_is_never_read_as_a_task(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    store.record_success(key(1), "r", 1)
+    path = tmp_path / "index" / "ab.tsv"
+    altered = indexfile.line(key(2), "r", 23).replace(b"\t23\t", b"\t2\t")  # as if a digit were lost
+    with open(path, "ab") as f:
+        f.write(altered + indexfile.line(key(3), "r", 3)[:-12])  # ... and a writer died mid-line
+    assert store.index_entries([key(1), key(2), key(3)]) == {key(1): [("r", 1)]}
+    store.record_success(key(4), "r", 4)  # the next writer cuts the torn line off
+    assert path.read_bytes().endswith(b"\n" + indexfile.line(key(4), "r", 4))
+    assert store.index_entries([key(1), key(2), key(3), key(4)]) == {key(1): [("r", 1)], key(4): [("r", 4)]}
+
+
+def test_an_old_stores_per_task_entries_are_read_and_moved_into_the_index_file(project: Path, tmp_path: Path) -> None:
+    log, store_dir = tmp_path / "executions.log", tmp_path / "store"
+    first = run(write_spec(project, "{a: [1, 2, 3]}", log=log), store_dir)
+    store = Store.open(store_dir)
+    for path in (store_dir / "index").iterdir():  # the run as a store written before the index files has it
+        path.unlink()
+    for t in first.tasks():
+        old = store.local_path(store.index_key(t.cache_key, first.id, t.index))
+        old.parent.mkdir(parents=True)
+        old.touch()
+    executions(log)
+    run(write_spec(project, "{a: [1, 2, 3, 4]}", log=log), store_dir)
+    assert executions(log) == ["4,1"]
+    assert all(p.is_file() and p.suffix == ".tsv" for p in (store_dir / "index").iterdir())
+    keys = {t.cache_key: t.index for t in first.tasks()}
+    found = store.index_entries(keys)
+    assert all((first.id, i) in found[k] for k, i in keys.items())  # beside the second run's reused copies
+
+
+def test_deleting_a_run_drops_its_entries_and_keeps_the_others(project: Path, tmp_path: Path) -> None:
+    log, store_dir = tmp_path / "executions.log", tmp_path / "store"
+    first = run(write_spec(project, "{a: [1, 2]}", log=log), store_dir)
+    second = run(write_spec(project, "{a: [1, 2]}", log=log), store_dir, reuse=False)
+    assert cli.main(["runs", "rm", first.id, "--yes", "--store", str(store_dir)]) == 0
+    keys = {t.cache_key: t.index for t in second.tasks()}
+    assert Store.open(store_dir).index_entries(keys) == {k: [(second.id, i)] for k, i in keys.items()}
+    assert not any(first.id.encode() in p.read_bytes() for p in (store_dir / "index").iterdir())
+    assert os.listdir(store_dir / "index")

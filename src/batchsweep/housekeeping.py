@@ -138,9 +138,7 @@ def _drop_index_entries(run: Run) -> None:
         tasks = run.tasks()
     except Exception:  # noqa: BLE001 - no tasks.jsonl: no entries to find
         return
-    for task in tasks:
-        if task.cache_key:
-            try:
-                run.store.backend.delete_prefix(run.store.index_key(task.cache_key, run.id, task.index))
-            except Exception:  # noqa: BLE001 - a stale entry is harmless: the lookup checks the source's status
-                return
+    try:
+        run.store.forget_successes(run.id, [(t.cache_key, t.index) for t in tasks])
+    except Exception:  # noqa: BLE001 - a stale entry is harmless: the lookup checks the source's status
+        return

@@ -96,10 +96,11 @@ def lookup(store: Store, tasks: Sequence[Task], *, metrics_rule: str | dict[str,
 
 def copy_results(store: Store, run_id: str, tasks: Sequence[Task], reuse: Reuse, *,
                  metrics_rule: str | dict[str, Any]) -> None:
-    """Put each reused task's files into the new run, its status (with `reused_from`) last, then its index entry."""
+    """Put each reused task's files into the new run, its status (with `reused_from`) last; then the index entries
+    of those whose status was written (one append per index file)."""
     by_index = {t.index: t for t in tasks}
 
-    def one(index: int) -> None:
+    def one(index: int) -> int:
         source = reuse.found[index]
         same_rule = keys.canonical(source.rule) == keys.canonical(metrics_rule)
         names = [*(n for n in TASK_FILES if same_rule or n != TaskDir.METRICS), TaskDir.SERIES]
@@ -123,10 +124,11 @@ def copy_results(store: Store, run_id: str, tasks: Sequence[Task], reuse: Reuse,
                 store.write_json(store.task_metrics_key(run_id, index), found)
             status = replace(status, metrics_missing=None if found else metrics_mod.describe(metrics_rule))
         store.write_status(run_id, status)
-        store.record_success(by_index[index].cache_key, run_id, index)
+        return index
 
     with ThreadPoolExecutor(max_workers=8 if store.is_local else 32) as pool:
-        list(pool.map(one, sorted(reuse.found)))
+        done = list(pool.map(one, sorted(reuse.found)))
+    store.record_successes([(by_index[i].cache_key, run_id, i) for i in done])
 
 
 def rule_of(spec: dict[str, Any]) -> Any:

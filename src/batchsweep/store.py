@@ -16,7 +16,10 @@
     <store>/code/<sha256>.tar.gz             content-addressed code package (remote engines)
     <store>/inputs/<sha256>/<name>           content-addressed local inputs (remote engines)
     <store>/sweeps/<name>.json               per-sweep stats (median task time) that size the next submit
-    <store>/index/<k[:2]>/<key>/<run_id>~<i>  empty: task i of run_id succeeded with content key `key` (reuse)
+    <store>/index/<k[:2]>.tsv                the reuse index of a local store: a line per succeeded task, its content
+                                             key, run and task index (`batchsweep.indexfile`, appended under a lock)
+    <store>/index/<k[:2]>/<key>/<run_id>~<i>  the same on S3: an empty object per succeeded task (a local store
+                                             written before 0.x had these too: moved into the .tsv when next read)
 
 No other module assembles these paths: each has a named method here (`runner_key`, `task_log_key`, ...), and
 tests/test_store_layout.py fails when a store file name appears as a literal anywhere else in the package. Two backends implement a handful of blob operations:
@@ -40,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from batchsweep import indexfile
 from batchsweep.errors import RunDamaged, RunNotFound
 from batchsweep.files import regular_files
 from batchsweep.model import Task, TaskStatus
@@ -519,9 +523,15 @@ class Store:
 
     @staticmethod
     def index_key(cache_key: str, run_id: str | None = None, index: int | None = None) -> str:
-        """The reuse index: one empty object per succeeded task, named by its content key, run and task."""
+        """The reuse index on S3 (and in a local store written before the index files): one empty object per
+        succeeded task, named by its content key, run and task."""
         prefix = f"index/{cache_key[:2]}/{cache_key}"
         return prefix if run_id is None else f"{prefix}/{run_id}~{index}"
+
+    @staticmethod
+    def index_file_key(cache_key: str) -> str:
+        """The reuse index of a local store: one append-only file per key prefix (`batchsweep.indexfile`)."""
+        return f"index/{cache_key[:2]}{indexfile.SUFFIX}"
 
     def unused_shared_files(self, used: set[str]) -> list[str]:
         """Code packages and staged inputs in the store that no key in `used` names. An input staged as a
@@ -604,24 +614,56 @@ class Store:
 
     # -- the reuse index ----------------------------------------------------------------------
     def record_success(self, cache_key: str, run_id: str, index: int) -> None:
-        if cache_key:
-            self.backend.write_bytes(self.index_key(cache_key, run_id, index), b"")
+        self.record_successes([(cache_key, run_id, index)])
+
+    def record_successes(self, found: Iterable[tuple[str, str, int]]) -> None:
+        """Index entries (content key, run id, task index) of succeeded tasks. Local: a line each, appended to the
+        key prefix's index file under its lock (one write per file). S3: an empty object each."""
+        entries = [e for e in found if e[0]]
+        if self.is_local:
+            shards: dict[str, list[bytes]] = {}
+            for key, run_id, index in entries:
+                shards.setdefault(self.index_file_key(key), []).append(indexfile.line(key, run_id, index))
+            for shard, lines in shards.items():
+                indexfile.append(self.local_path(shard), lines, FILE_MODE)
+            return
+        with ThreadPoolExecutor(max_workers=min(32, max(1, len(entries)))) as pool:
+            list(pool.map(lambda e: self.backend.write_bytes(self.index_key(*e), b""), entries))
+
+    def forget_successes(self, run_id: str, found: Iterable[tuple[str, int]]) -> None:
+        """Drop a deleted run's index entries, given its tasks' (content key, task index)."""
+        entries = [(k, i) for k, i in found if k]
+        if self.is_local:
+            mine = run_id.encode()
+            for prefix in sorted({k[:2] for k, _ in entries}):
+                self._migrate_index(prefix)
+                indexfile.rewrite(self.local_path(self.index_file_key(prefix)),
+                                  lambda text: indexfile.run_of(text) != mine, FILE_MODE)
+            return
+        for key, index in entries:
+            self.backend.delete_prefix(self.index_key(key, run_id, index))
 
     def index_entries(self, cache_keys: Iterable[str]) -> dict[str, list[tuple[str, int]]]:
-        """(run id, task) of every recorded success of each key. Local: one directory listing per key. S3: one
-        LIST per key for a few keys, else the index's shards (`index/00/` ... `index/ff/`) listed in parallel, so
-        100,000 keys cost about 256 + (index size / 1000) requests, never a listing of every run."""
+        """(run id, task) of every recorded success of each key. Local: the index files of the keys' prefixes,
+        read whole (at most 256 files, however many keys). S3: one LIST per key for a few keys, else the index's
+        shards (`index/00/` ... `index/ff/`) listed in parallel, so 100,000 keys cost about 256 + (index size /
+        1000) requests, never a listing of every run."""
         wanted = sorted({k for k in cache_keys if k})
         found: dict[str, list[tuple[str, int]]] = {}
         if self.is_local:
-            root = str(self.local_path("index"))
+            by_prefix: dict[str, set[bytes]] = {}
             for key in wanted:
+                by_prefix.setdefault(key[:2], set()).add(key.encode())
+            for prefix, keys_ in by_prefix.items():
+                raw = self._migrate_index(prefix)
                 try:
-                    names = os.listdir(f"{root}/{key[:2]}/{key}")  # no pathlib: 100,000 keys are 100,000 listings
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
-                found[key] = [e for e in map(_index_entry, names) if e is not None]
-            return found
+                    with open(self.local_path(self.index_file_key(prefix)), "rb") as f:
+                        raw += f.read()
+                except FileNotFoundError:
+                    pass
+                for key, run_id, index in indexfile.entries(raw, keys_):
+                    found.setdefault(key, []).append((run_id, index))
+            return {key: list(dict.fromkeys(entries)) for key, entries in found.items()}
         prefixes = [self.index_key(k) for k in wanted] if len(wanted) <= 256 else \
             sorted({f"index/{k[:2]}" for k in wanted})
         with ThreadPoolExecutor(max_workers=32) as pool:
@@ -634,6 +676,38 @@ class Store:
                 if entry is not None and parts[2] in keys:
                     found.setdefault(parts[2], []).append(entry)
         return found
+
+    def _migrate_index(self, prefix: str) -> bytes:
+        """A local store written before the index files has an empty file per entry (`index_key`): move one key
+        prefix's entries into its index file, under the file's lock. Returns the lines it could not write (a
+        store this user may only read), for the caller to read as if they were in the file."""
+        old = self.local_path(f"index/{prefix}")
+        if not old.is_dir():
+            return b""
+        lines = []
+        try:
+            with indexfile.locked(self.local_path(self.index_file_key(prefix)), FILE_MODE) as fd:
+                if old.is_dir():  # not moved by another process while this one waited
+                    lines = self._old_index_lines(old)
+                    indexfile.append_locked(fd, b"".join(lines))
+                    shutil.rmtree(old, ignore_errors=True)
+            return b""
+        except OSError:  # a store this user may only read
+            try:
+                return b"".join(lines or self._old_index_lines(old))
+            except OSError:
+                return b""
+
+    @staticmethod
+    def _old_index_lines(old: Path) -> list[bytes]:
+        lines = []
+        for key_dir in os.scandir(old):
+            if key_dir.is_dir(follow_symlinks=False):
+                for name in os.listdir(key_dir.path):
+                    entry = _index_entry(name)
+                    if entry is not None:
+                        lines.append(indexfile.line(key_dir.name, *entry))
+        return lines
 
     # -- tasks --------------------------------------------------------------------------------
     def write_status(self, run_id: str, status: TaskStatus) -> None:
