@@ -109,6 +109,33 @@ def test_peak_memory_and_cpu_time_are_recorded_per_task(tmp_path):
     assert "gpu" not in df.columns
 
 
+def test_the_quick_samples_walk_the_task_tree_without_reading_every_process(monkeypatch):
+    """The first samples of a task read its leader and descendants only (a short warm task's main cost was a read
+    of every process of the machine): the same members as the whole scan, a setsid grandchild included."""
+    from batchsweep import usage
+
+    leader = subprocess.Popen(["sh", "-c", "sleep 30 & setsid sh -c 'sleep 30 & wait' & wait"], start_new_session=True)
+    whole: set[int] = set()
+    try:
+        deadline = time.monotonic() + 10
+        while len(whole) < 4 and time.monotonic() < deadline:  # sh, its sleep, the setsid sh, its sleep
+            time.sleep(0.05)
+            whole = usage.tree(leader.pid, usage._read_procs())
+        assert len(whole) == 4
+        read: list[str] = []
+        real = usage._read_proc
+        monkeypatch.setattr(usage, "_read_proc", lambda name: read.append(name) or real(name))
+        assert usage.tree(leader.pid, usage._descendants(leader.pid)) == whole
+        assert sorted(map(int, read)) == sorted(whole)  # nothing else of the machine was read
+    finally:
+        for pid in whole | {leader.pid}:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        leader.wait()
+
+
 def test_detection_prefers_the_override_then_the_runners_own_visible_devices():
     assert detect_gpus({"BATCHSWEEP_GPUS": "0, 2,3"}) == ["0", "2", "3"]
     assert detect_gpus({"CUDA_VISIBLE_DEVICES": "1,3"}) == ["1", "3"]

@@ -73,7 +73,8 @@ def lookup(store: Store, tasks: Sequence[Task], *, metrics_rule: str | dict[str,
     """The earlier succeeded task for each task whose key the store has seen succeed, and whose metrics under
     `metrics_rule` can be read from what it stored (`keeps_everything`: the sweep has no `outputs:` globs)."""
     entries = store.index_entries(t.cache_key for t in tasks)
-    candidates = {key: sorted(found, key=_newest_first, reverse=True)[:_CANDIDATES] for key, found in entries.items()}
+    candidates = {key: found if len(found) == 1 else sorted(found, key=_newest_first, reverse=True)[:_CANDIDATES]
+                  for key, found in entries.items()}
     chosen: dict[str, Source] = {}
     rules: dict[str, Any] = {}
     same_rule: dict[str, bool] = {}  # per source run: its rule is the new one, so every success of it is reusable
