@@ -335,3 +335,31 @@ def test_warm_tasks_fork_from_one_server_per_worker_process(tmp_path, dask_clust
     assert (servers == 1).all(), "one fork server per worker process"
     assert df["server"].nunique() == df["worker"].nunique()
     assert run.logs(7) == "out 8\n"
+
+
+def test_tasks_that_start_after_the_script_changed_are_not_recorded_for_reuse(tmp_path, dask_cluster):
+    """The workers run the code directory as it is: a script edited between planning and the tasks' start is
+    new code, so what they produce is never reused under the key the old script planned."""
+    code = tmp_path / "code"
+    code.mkdir()
+    original = SCRIPT.read_text()
+    (code / "task.py").write_text(original)
+    spec = write_spec(code, f"""
+        name: edited
+        script: task.py
+        params: {{grid: {{a: [1, 2]}}}}
+        backend: dask
+        dask: {{scheduler: "{dask_cluster.address}"}}
+    """)
+    store = tmp_path / "store"
+    p = batchsweep.plan(spec)
+    (code / "task.py").write_text(original + "# edited after planning\n")
+    first = batchsweep.start(p, store=store)
+    first.wait()
+    assert list(first.results()["status"]) == ["succeeded"] * 2
+    (code / "task.py").write_text(original)  # the script the run planned with
+    again = batchsweep.run(spec, store=store, progress=False)
+    assert again.record.reused == 0  # neither task ran the planned script
+    (code / "task.py").write_text(original + "# edited after planning\n")
+    edited = batchsweep.run(spec, store=store, progress=False)
+    assert edited.record.reused == 0  # nor were they keyed by the edited one

@@ -544,6 +544,25 @@ def test_a_resume_with_the_code_unchanged_keeps_every_key_and_says_nothing(
     assert tasks_file.read_bytes() == before
 
 
+def test_tasks_that_start_after_the_script_was_edited_mid_run_are_not_recorded_for_reuse(
+        project: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A user edits the script while a long sweep runs: the tasks that start later run the edited script, so
+    their results must not be offered for reuse under the key of the script as it was."""
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    original = COUNTING_SCRIPT + "if args.a == 1:\n    import time\n    open(__file__, 'a').write('# edited\\n')\n    time.sleep(1.2)\n"
+    (project / "task.py").write_text(original)
+    spec = write_spec(project, "{a: [1, 2, 3]}", log=log, extra="max_parallel: 1\n")
+    with caplog.at_level("WARNING", logger="batchsweep"):
+        first = run(spec, store)
+    assert list(first.results()["status"]) == ["succeeded"] * 3
+    assert any("changed while the run runs" in r.getMessage() for r in caplog.records)
+    executions(log)
+    (project / "task.py").write_text(original)  # the script as it was when the run started
+    again = run(spec, store)
+    assert executions(log) == ["2,1", "3,1"]  # only a=1 ran the original script
+    assert again.store.read_status(again.id, 0).reused_from == f"{first.id}/0"
+
+
 def search_block(trials: int) -> str:
     return (f'search: {{sampler: random, trials: {trials}, batch: 2, metric: y, direction: maximize, '
             f'space: {{a: "choice(1, 2, 3)"}}}}\n')

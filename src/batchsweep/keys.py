@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from batchsweep.clock import SYSTEM, Clock
 from batchsweep.model import input_parts
 
 KEY_VERSION = 1
@@ -153,6 +154,46 @@ def code_hash(spec: Any, *, cache: HashCache | None = None) -> str:
     files = [rel for rel in contents.sizes if kept(rel)]
     links = {rel: target for rel, target in contents.links.items() if kept(rel)}
     return cache.tree(root, files, links)
+
+
+class CodeWatch:
+    """Whether the code a run's tasks were keyed by is still the code on disk, for engines whose tasks run the
+    code directory as it is when each starts. A script edited while its sweep runs is new code for the tasks
+    that start after the edit: they run, and once `fresh()` is False the engine gives them no key (their results
+    are never offered for reuse under the old code's key). Looked at once per `every_s` at most (a directory walk over
+    cached hashes), so an edit is noticed within that time; a change is final (an edit undone later is not
+    trusted). Thread-safe."""
+
+    def __init__(self, spec: Any, code: str, *, every_s: float = 1.0, clock: Clock = SYSTEM) -> None:
+        import threading
+
+        self.spec, self.code, self.every_s, self.clock = spec, code, every_s, clock
+        self.cache = HashCache()
+        self.changed_to: str | None = None
+        self._checked = float("-inf")  # the first task looks (planning may have been a while ago)
+        self._lock = threading.Lock()
+
+    def fresh(self) -> bool:
+        with self._lock:
+            if self.changed_to is not None:
+                return False
+            now = self.clock.monotonic()
+            if now - self._checked < self.every_s:
+                return True
+            self._checked = now
+            try:
+                current = code_hash(self.spec, cache=self.cache)
+            except Exception:  # noqa: BLE001 - an unreadable directory fails the task itself, more clearly
+                return True
+            if current != self.code:
+                self.changed_to = current
+                import logging
+
+                logging.getLogger("batchsweep").warning(
+                    "the code in %s changed while the run runs (%s at the start, %s now): tasks that start from "
+                    "now run it as it is, and are not recorded for reuse", code_dir(self.spec), self.code[:12],
+                    current[:12])
+            return self.changed_to is None
 
 
 def inputs_globs_literal(root: Path, path: Path) -> list[str]:

@@ -243,14 +243,8 @@ def keyed_as_now(record: RunRecord, tasks: Sequence[Task]) -> tuple[list[Task], 
     key now) and a warning when the code changed since the run started. A run whose key cannot be rebuilt (its
     spec no longer validates; an older run.json without `key_what`/`key_env` whose code changed) gets empty keys
     for these tasks: they run, and are never offered for reuse."""
-    from batchsweep import spec as spec_mod
-
-    raw = record.spec.model_dump(mode="json", by_alias=True, exclude={"base_dir", "spec_file"})
-    if record.script_name:
-        raw["script"] = str(Path(record.code_dir) / record.script_name)
+    spec = record.code_spec()
     try:
-        spec = spec_mod.validate(raw, source="run.json", base_dir=Path(record.base_dir),
-                                 spec_file=Path(record.spec_file) if record.spec_file else None)
         hashes = keys.HashCache()
         code_now = keys.code_hash(spec, cache=hashes)
     except (SpecError, OSError) as e:

@@ -10,6 +10,7 @@ as every earlier version wrote it; fields a later version added take their defau
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SerializationInfo, field_serializer, model_validator
@@ -68,6 +69,13 @@ class RunRecord(BaseModel):
     @classmethod
     def of(cls, info: Mapping[str, Any]) -> RunRecord:
         return cls.model_validate(dict(info), context=RECORDED)
+
+    def code_spec(self) -> Spec:
+        """The recorded spec with its script where the tasks run it (`code_dir`/`script_name`): what
+        `keys.code_hash` reads to tell the code as it is now from the code the run's tasks were keyed by."""
+        if not self.script_name:
+            return self.spec
+        return self.spec.model_copy(update={"script": str(Path(self.code_dir) / self.script_name)})
 
     def to_json(self) -> dict[str, Any]:
         """run.json's content: the fields that were given (no defaults written out), extras included."""

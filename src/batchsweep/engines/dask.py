@@ -14,6 +14,7 @@ reconnect to the scheduler named in engine.json and ask it about the run's keys.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
@@ -36,6 +37,7 @@ from batchsweep.worker import Launcher, ProcessRegistry, context_from_run, execu
 if TYPE_CHECKING:
     from distributed import Client, Event
 
+    from batchsweep.keys import CodeWatch
     from batchsweep.spec import Spec
     from batchsweep.store import Store
 
@@ -202,6 +204,26 @@ def _launcher(info: dict[str, Any], ctx: Any) -> Launcher:
     return server.launcher if isinstance(server, WarmServer) else launch_cold
 
 
+_WATCHES: dict[str, CodeWatch] = {}  # in a worker process: run id -> whether its code is still as it was
+
+
+def _code_is_fresh(info: dict[str, Any]) -> bool:
+    """Whether the run's code directory still holds the code its tasks were keyed by (one watch per run and
+    worker process, looked at once a second at most: `keys.CodeWatch`)."""
+    from batchsweep.keys import CodeWatch
+    from batchsweep.record import RunRecord
+
+    run_id = info["run_id"]
+    with _WARM_LOCK:
+        watch = _WATCHES.get(run_id)
+        if watch is None:
+            if len(_WATCHES) >= 8:  # a long-lived worker serves many runs: forget the oldest
+                del _WATCHES[next(iter(_WATCHES))]
+            record = RunRecord.of(info)
+            watch = _WATCHES[run_id] = CodeWatch(record.code_spec(), record.code_hash)
+    return watch.fresh()
+
+
 def run_dask_task(store_url: str, run_id: str, task_json: str) -> TaskStatus | None:
     """The Dask task: run one task like the local engine does and write its status last.
     Returns None for a task cancelled before it started (no status: `resume` runs it)."""
@@ -220,6 +242,8 @@ def run_dask_task(store_url: str, run_id: str, task_json: str) -> TaskStatus | N
     if cancel.is_set():
         return None
     task = Task.from_json(task_json)
+    if task.cache_key and not _code_is_fresh(info):  # the script was edited since the run started
+        task = dataclasses.replace(task, cache_key="")
     registry = ProcessRegistry()
     done = threading.Event()
     threading.Thread(target=_watch_cancel, args=(cancel, registry, done), daemon=True).start()

@@ -8,6 +8,7 @@ which `resume` runs again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -21,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batchsweep import reaper, runlock
+from batchsweep import keys, reaper, runlock
 from batchsweep.engines.base import Engine, Progress, RunHandle
 from batchsweep.leases import Leases, available_memory_mib
 from batchsweep.model import TaskStatus
@@ -128,6 +129,7 @@ class LocalEngine(Engine):
         ctx = context_from_run(run.info)
         tasks = {t.index: t for t in run.tasks()}
         base_dir = Path(run.info["base_dir"])
+        watch = keys.CodeWatch(run.record.code_spec(), run.record.code_hash)
         server = self._warm_server(ctx)
         launcher: Launcher = server.launcher if server is not None else launch_cold
         leases, workers = self._leases()
@@ -144,7 +146,10 @@ class LocalEngine(Engine):
                 if self.failure is not None:
                     return
                 slot = threading.current_thread().name.rsplit("_", 1)[-1]
-                status = execute_task(ctx, tasks[index], store, worker=f"local-{slot}", registry=self._registry,
+                task = tasks[index]
+                if task.cache_key and not watch.fresh():  # the script was edited since the run started
+                    task = dataclasses.replace(task, cache_key="")
+                status = execute_task(ctx, task, store, worker=f"local-{slot}", registry=self._registry,
                                       resolve_input=lambda ref: base_dir / ref, launcher=launcher,
                                       gpus=lease.gpus)
                 with self._lock:
