@@ -236,20 +236,21 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
     return Plan(spec=spec, tasks=tasks, info=info, engine=engine, notes=notes, unkeyed=stamps.unkeyed)
 
 
-def keyed_as_now(record: RunRecord, tasks: Sequence[Task]) -> tuple[list[Task], str | None]:
+def keyed_as_now(record: RunRecord, tasks: Sequence[Task]) -> tuple[list[Task], str | None, str | None]:
     """The tasks of a run about to run again (resume), keyed by the code and inputs as they are now: a script fixed
     after its tasks failed is new code, and what it produces must not be offered for reuse under the key of the
     code that failed, nor a changed input's result under the old input's key. Returns the tasks (each with its
-    key now) and a warning when the code changed since the run started. A run whose key cannot be rebuilt (its
-    spec no longer validates; an older run.json without `key_what`/`key_env` whose code changed) gets empty keys
-    for these tasks: they run, and are never offered for reuse."""
+    key now), a warning when the code changed since the run started, and the code's hash now (None when it
+    cannot be read). A run whose key cannot be rebuilt (its code directory is unreadable; an older run.json
+    without `key_what`/`key_env` whose code changed) gets empty keys for these tasks: they run, and are never
+    offered for reuse."""
     spec = record.code_spec()
     try:
         hashes = keys.HashCache()
         code_now = keys.code_hash(spec, cache=hashes)
     except (SpecError, OSError) as e:
         return ([dataclasses.replace(t, cache_key="") for t in tasks],
-                f"the resumed tasks are not recorded for reuse: their content key cannot be rebuilt ({e})")
+                f"the resumed tasks are not recorded for reuse: their content key cannot be rebuilt ({e})", None)
     stamps = keys.InputStamps(spec.base_dir, hashes, s3_head=keys.s3_head(profile=spec.aws.profile,
                                                                          region=spec.aws.region))
     warning = None
@@ -263,7 +264,7 @@ def keyed_as_now(record: RunRecord, tasks: Sequence[Task]) -> tuple[list[Task], 
                    "is now, the others ran it as it was")
     keyed = [dataclasses.replace(t, cache_key=keyer(t.params, t.inputs) if keyer else "") for t in tasks]
     hashes.save()
-    return keyed, warning
+    return keyed, warning, code_now
 
 
 def find_reuse(p: Plan, *, store: Store | str | None = None) -> Reuse:

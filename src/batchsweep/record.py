@@ -31,6 +31,7 @@ class RunRecord(BaseModel):
     key_common: str | None = None  # code, what runs and environment: a search keys its trials with it
     key_what: dict[str, Any] | None = None  # the parts of key_common besides the code: a resume after the code
     key_env: dict[str, Any] | None = None  # changed keys its tasks with the code as it is then (planning.keyed_as_now)
+    resumed_code_hash: str | None = None  # the code the last resume keyed its tasks by, when it had changed
     spec_file: str | None = None
     provenance: dict[str, Any] = {}
     base_dir: str = "."
@@ -69,6 +70,11 @@ class RunRecord(BaseModel):
     @classmethod
     def of(cls, info: Mapping[str, Any]) -> RunRecord:
         return cls.model_validate(dict(info), context=RECORDED)
+
+    @property
+    def keyed_code(self) -> str:
+        """The code hash the tasks that run now were keyed by: the start's, or the last resume's."""
+        return self.resumed_code_hash or self.code_hash
 
     def code_spec(self) -> Spec:
         """The recorded spec with its script where the tasks run it (`code_dir`/`script_name`): what

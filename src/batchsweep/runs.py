@@ -328,9 +328,11 @@ class Run:
         rewritten only when one changed), so what they produce is recorded, and looked up, under its own key."""
         wanted = set(indices)
         tasks = self.tasks()
-        keyed, warning = keyed_as_now(self.record, [t for t in tasks if t.index in wanted])
+        keyed, warning, code_now = keyed_as_now(self.record, [t for t in tasks if t.index in wanted])
         if warning:
             logging.getLogger("batchsweep").warning("%s", warning)
+        if code_now is not None and code_now != self.record.keyed_code:  # what the engine's CodeWatch compares to
+            self.info = self.store.update_run_info(self.id, resumed_code_hash=code_now)
         now = {t.index: t for t in keyed}
         if any(now[t.index].cache_key != t.cache_key for t in tasks if t.index in now):
             self.store.write_tasks(self.id, [now.get(t.index, t) for t in tasks])

@@ -220,7 +220,7 @@ def _code_is_fresh(info: dict[str, Any]) -> bool:
             if len(_WATCHES) >= 8:  # a long-lived worker serves many runs: forget the oldest
                 del _WATCHES[next(iter(_WATCHES))]
             record = RunRecord.of(info)
-            watch = _WATCHES[run_id] = CodeWatch(record.code_spec(), record.code_hash)
+            watch = _WATCHES[run_id] = CodeWatch(record.code_spec(), record.keyed_code)
     return watch.fresh()
 
 

@@ -129,7 +129,7 @@ class LocalEngine(Engine):
         ctx = context_from_run(run.info)
         tasks = {t.index: t for t in run.tasks()}
         base_dir = Path(run.info["base_dir"])
-        watch = keys.CodeWatch(run.record.code_spec(), run.record.code_hash)
+        watch = keys.CodeWatch(run.record.code_spec(), run.record.keyed_code)
         server = self._warm_server(ctx)
         launcher: Launcher = server.launcher if server is not None else launch_cold
         leases, workers = self._leases()
