@@ -3,13 +3,14 @@ for real in warm mode with a small runner, leaves a compact store and gathers in
 starts fast.
 
     .venv/bin/python bench/scale.py               # 100,000 tasks
-    .venv/bin/python bench/scale.py --tasks 20000 [--no-real | --real-tasks 10000]
+    .venv/bin/python bench/scale.py --tasks 20000 [--no-real | --real-tasks 10000 | --real-only]
 
 Prints seconds and peak RSS (VmHWM) for: planning (load, expand, check the script's flags), writing the run's
 manifest (tasks.jsonl, run.json) to a local store, and `batchsweep run SPEC --dry-run` as a user runs it.
 Then (unless --no-real) `batchsweep run SPEC --warm --max-parallel CORES` of a trivial script that writes one
-metric: wall time, tasks/s, the runner's peak RSS, the files and bytes left in the store (the run compacts itself
-above 10,000 tasks) against the per-task files the pack replaced, and `batchsweep results` / `status` times.
+metric: wall time, tasks/s, the runner's peak RSS and CPU per task, the files and bytes left in the store (the run
+compacts itself above 10,000 tasks; the reuse index is a few files) against the same run in the layout before packs
+and index files, and `batchsweep results` / `status` times.
 Then `results` of a finished run of the full size, its store written directly (a status.json and metrics.json
 per task, as the runner leaves them): from the per-task files, then compacted (`runs compact`, timed) and from
 the pack, with the tables compared. Then the median wall time of `batchsweep --help`.
@@ -114,15 +115,20 @@ json.dump({"s": args.x + args.y}, open("metrics.json", "w"))
 def _timed_cli(*argv: str) -> tuple[float, float, str]:
     """`batchsweep ARGV` in a new process: wall seconds, its peak RSS (MB) and its stdout."""
     code = ("import resource, sys; from batchsweep.cli import main; rc = main(sys.argv[1:]); sys.stdout.flush(); "
-            "print(f'@@ {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}', file=sys.stderr); "
-            "sys.exit(rc)")
+            "u = resource.getrusage(resource.RUSAGE_SELF); c = resource.getrusage(resource.RUSAGE_CHILDREN); "
+            "print(f'@@ {u.ru_maxrss / 1024:.0f} {u.ru_utime + u.ru_stime:.1f} {c.ru_utime + c.ru_stime:.1f}', "
+            "file=sys.stderr); sys.exit(rc)")
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if done.returncode not in (0, 1):
         raise RuntimeError(done.stderr)
-    mb = next(line for line in done.stderr.splitlines() if line.startswith("@@")).split()[1]
-    return wall, float(mb), done.stdout
+    figures = next(line for line in done.stderr.splitlines() if line.startswith("@@")).split()[1:]
+    LAST_CPU[:] = [float(figures[1]), float(figures[2])]
+    return wall, float(figures[0]), done.stdout
+
+
+LAST_CPU = [0.0, 0.0]  # CPU seconds of the last `_timed_cli` process and of the children it waited for
 
 
 def _tree(root: Path) -> tuple[int, int, int]:
@@ -137,36 +143,61 @@ def _tree(root: Path) -> tuple[int, int, int]:
 
 def real_run(root: Path, n: int) -> None:
     """The sweep run for real, warm; the runner's own peak RSS (the tasks are other processes)."""
-    import json
-
     (root / "task.py").write_text(QUIET)
     store = root / "real-store"
     cores = os.cpu_count() or 1
-    wall, mb, _ = _timed_cli("run", str(root / "sweep.yaml"), "--warm", "--max-parallel", str(cores),
-                             "--store", str(store), "--no-reuse")
+    argv = ["run", str(root / "sweep.yaml"), "--warm", "--max-parallel", str(cores), "--store", str(store), "--no-reuse"]
+    print(f"  batchsweep {' '.join(argv)}", flush=True)
+    wall, mb, _ = _timed_cli(*argv)
     run_dir = next((store / "runs").iterdir())
+    runner_cpu, children_cpu = LAST_CPU
     print(f"  run --warm (real)            {n:>7} tasks {wall:6.1f} s  {n / wall:6.0f} tasks/s  runner peak RSS "
           f"{mb:5.0f} MB")
+    print(f"  CPU per task                 runner {runner_cpu / n * 1e3:.1f} ms, warm server + tasks "
+          f"{children_cpu / n * 1e3:.1f} ms  (load average {os.getloadavg()[0]:.1f} at the end, {cores} cores)")
     files, dirs, size = _tree(store)
-    packs = list((run_dir / "packs").glob("*.jsonl")) if (run_dir / "packs").exists() else []
-    replaced = replaced_bytes = 0
-    for pack in packs:
-        for line in pack.read_text().splitlines():
-            entry = json.loads(line)
-            replaced += 1 + (entry["m"] is not None)
-            replaced_bytes += len(json.dumps(entry["s"])) + (len(json.dumps(entry["m"])) if entry["m"] else 0)
+    index_files = len([p for p in (store / "index").iterdir() if p.is_file()]) if (store / "index").exists() else 0
     print(f"  store left                   {files:>7} files {dirs:>7} dirs {size / 1e6:6.1f} MB "
-          f"(packed: {'yes' if packs else 'no'})")
-    if packs:
-        before_files = files + replaced
-        before_dirs = dirs + n  # a directory per task held them
-        print(f"  per-task files it replaced   {replaced:>7} files {n:>7} dirs {replaced_bytes / 1e6:6.1f} MB of JSON "
-              f"-> {before_files / files:.0f}x fewer files, {before_dirs / max(dirs, 1):.0f}x fewer directories")
+          f"(of which {index_files} reuse index files)")
+    before_files, before_dirs, before_bytes = _before(store, run_dir, n)
+    print(f"  the same run, layout before  {before_files:>7} files {before_dirs:>7} dirs {before_bytes / 1e6:6.1f} MB "
+          f"(a status.json and metrics.json per task, an empty index file per task in a directory per key)"
+          f" -> {before_files / files:.0f}x fewer files, {before_dirs / max(dirs, 1):.0f}x fewer directories")
+    print(f"  as the issue counted it      {before_files + 2 * n:>7} files (+ an empty stdout.log and stderr.log per task)"
+          f" -> {(before_files + 2 * n) / files:.0f}x fewer files")
     wall, mb, out = _timed_cli("results", "--store", str(store), "--format", "csv", "-o", os.devnull)
     print(f"  batchsweep results           {n:>7} rows  {wall:6.2f} s  peak RSS {mb:5.0f} MB")
     wall, mb, out = _timed_cli("status", "--store", str(store))
     counts = next((line.strip() for line in out.splitlines() if line.startswith("tasks")), "?")
     print(f"  batchsweep status                        {wall:6.2f} s  peak RSS {mb:5.0f} MB  ({counts})")
+
+
+def _before(store: Path, run_dir: Path, n: int) -> tuple[int, int, int]:
+    """Files, directories and bytes the run would have left in the layout before packs and index files (a
+    status.json and, when the task wrote metrics, a metrics.json in a directory per task; an empty index file per
+    succeeded task in a directory per content key, under one per key prefix), everything else as it is now."""
+    import json
+
+    files, dirs, size = _tree(store)
+    packs = list((run_dir / "packs").glob("*.jsonl")) if (run_dir / "packs").exists() else []
+    task_files = task_bytes = 0
+    for pack in packs:
+        files -= 1
+        size -= pack.stat().st_size
+        for line in pack.read_text().splitlines():
+            entry = json.loads(line)
+            task_files += 1 + (entry["m"] is not None)
+            task_bytes += len(json.dumps(entry["s"])) + (len(json.dumps(entry["m"])) if entry["m"] else 0)
+    if not packs:  # not compacted: the task files are there already
+        task_files = task_bytes = 0
+    index = store / "index"
+    index_files = [p for p in index.iterdir() if p.is_file()] if index.exists() else []
+    entries = sum(len(p.read_bytes().splitlines()) for p in index_files)
+    prefixes = len({p.stem for p in index_files})
+    files += task_files - len(index_files) + entries
+    size += task_bytes - sum(p.stat().st_size for p in index_files)
+    dirs += (n if packs else 0) + entries + prefixes  # a directory per task; per key (one entry each here)
+    return files, dirs, size
 
 
 def gather_compare(root: Path, n: int) -> None:
@@ -227,20 +258,23 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--no-real", action="store_true", help="skip the real run")
     parser.add_argument("--real-tasks", type=int, default=None, help="tasks of the real run (default --tasks)")
+    parser.add_argument("--real-only", action="store_true", help="only the real run (no dry run, gather, --help)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="batchsweep-scale-") as tmp:
         root = Path(tmp)
         spec = write_spec(root, args.tasks)
         print(f"{args.tasks} tasks on {os.cpu_count()} cores:")
-        dry_run(spec)
-        in_process(spec, root / "store")
-        gather_compare(root, args.tasks)
+        if not args.real_only:
+            dry_run(spec)
+            in_process(spec, root / "store")
+            gather_compare(root, args.tasks)
         if not args.no_real:
             real = args.real_tasks or args.tasks
             if real != args.tasks:
                 write_spec(root, real)
             real_run(root, real)
-    help_time()
+    if not args.real_only:
+        help_time()
     return 0
 
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,46 @@ def test_empty_logs_and_outputs_are_not_stored_and_read_as_empty(tmp_path):
     assert task_dirs[by_a[2]] == ["metrics.json", "status.json", "stdout.log"]
     assert run.logs(by_a[1]) == "" and run.logs(by_a[1], stderr=True) == ""
     assert run.logs(by_a[2]) == "spoke\n"
+
+
+GATED = """\
+import argparse, os, sys, time
+p = argparse.ArgumentParser()
+p.add_argument("--a", type=int)
+a = p.parse_args().a
+if a < 2:
+    sys.exit(3 * (a == 0))  # task 0 fails, task 1 succeeds
+while not os.path.exists(os.environ["GATE"]):
+    time.sleep(0.02)
+"""
+
+
+def test_a_foreground_runs_counts_are_kept_by_the_engine_as_statuses_are_written(tmp_path):
+    from batchsweep import planning, runs
+
+    (tmp_path / "gated.py").write_text(GATED)
+    gate = tmp_path / "gate"
+    spec = write_spec(tmp_path, f"""
+        name: gated
+        script: gated.py
+        params: {{grid: {{a: [0, 1, 2, 3, 4]}}}}
+        max_parallel: 2
+        env: {{GATE: "{gate}"}}
+    """)
+    run = runs.start(planning.plan(spec), store=tmp_path / "store", reuse=False)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            counts, progress = run.counts()
+            if counts.get("running") == 2 and counts.get("failed") == counts.get("succeeded") == 1:
+                break
+            time.sleep(0.05)
+        assert progress.counts is not None  # the engine's own counts: no pass over every task
+        assert counts == {"failed": 1, "succeeded": 1, "running": 2, "pending": 1}
+        assert counts == Counter(s.value for s in run.states_from(*run.snapshot()).values()) - Counter(
+            {"pending": 2}) + Counter({"running": 2})  # what the pass over every task finds (it sees no running)
+    finally:
+        gate.touch()
+    assert run.wait(progress=False) == 1
+    counts, progress = run.counts()
+    assert not progress.active and counts == {"failed": 1, "succeeded": 4}
