@@ -686,3 +686,45 @@ def test_deleting_a_run_drops_its_entries_and_keeps_the_others(project: Path, tm
     assert Store.open(store_dir).index_entries(keys) == {k: [(second.id, i)] for k, i in keys.items()}
     assert not any(first.id.encode() in p.read_bytes() for p in (store_dir / "index").iterdir())
     assert os.listdir(store_dir / "index")
+
+
+def test_the_code_watch_looks_once_a_second_and_less_often_at_a_tree_slow_to_walk(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers import FakeClock
+
+    from batchsweep import keys
+    from batchsweep.spec import validate
+
+    spec = validate({"name": "w", "script": "task.py", "params": {"grid": {"a": [1]}}}, source="test",
+                    base_dir=project)
+    walks: list[float] = []
+    real_hash = keys.code_hash
+
+    class SlowWalk(FakeClock):
+        walk_s = 0.0
+
+    clock = SlowWalk()
+    watch = keys.CodeWatch(spec, real_hash(spec), clock=clock)
+
+    def counted(*args: object, **kwargs: object) -> str:
+        walks.append(clock.now)
+        clock.now += clock.walk_s  # the walk itself takes this long
+        return real_hash(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(keys, "code_hash", counted)
+    assert watch.fresh() and len(walks) == 1  # the first task looks
+    clock.sleep(0.5)
+    assert watch.fresh() and len(walks) == 1  # within the second: not again
+    clock.sleep(0.6)
+    assert watch.fresh() and len(walks) == 2
+    clock.walk_s = 2.0  # now a walk takes 2 s: the next one waits 40 s
+    clock.sleep(1.0)
+    assert watch.fresh() and len(walks) == 3
+    clock.sleep(30)
+    assert watch.fresh() and len(walks) == 3
+    clock.sleep(11)
+    (project / "task.py").write_text(COUNTING_SCRIPT + "# edited\n")
+    assert not watch.fresh() and len(walks) == 4 and watch.changed_to is not None
+    (project / "task.py").write_text(COUNTING_SCRIPT)  # undone: the change is final
+    clock.sleep(100)
+    assert not watch.fresh() and len(walks) == 4

@@ -159,10 +159,11 @@ def code_hash(spec: Any, *, cache: HashCache | None = None) -> str:
 class CodeWatch:
     """Whether the code a run's tasks were keyed by is still the code on disk, for engines whose tasks run the
     code directory as it is when each starts. A script edited while its sweep runs is new code for the tasks
-    that start after the edit: they run, and once `fresh()` is False the engine gives them no key (their results
-    are never offered for reuse under the old code's key). Looked at once per `every_s` at most (a directory walk over
-    cached hashes), so an edit is noticed within that time; a change is final (an edit undone later is not
-    trusted). Thread-safe."""
+    that start after the edit: they run, and once `fresh()` is False the engine gives them no key (their
+    results are never offered for reuse under the old code's key). Looked at once per `every_s` at most (a walk
+    over cached hashes), so an edit is noticed within that time; a tree that takes longer than every_s/20 to
+    walk (a monorepo's `git ls-files`) is looked at less often, so the watch never takes more than 5% of a core.
+    A change is final (an edit undone later is not trusted). Thread-safe."""
 
     def __init__(self, spec: Any, code: str, *, every_s: float = 1.0, clock: Clock = SYSTEM) -> None:
         import threading
@@ -171,6 +172,7 @@ class CodeWatch:
         self.cache = HashCache()
         self.changed_to: str | None = None
         self._checked = float("-inf")  # the first task looks (planning may have been a while ago)
+        self._wait = every_s
         self._lock = threading.Lock()
 
     def fresh(self) -> bool:
@@ -178,13 +180,15 @@ class CodeWatch:
             if self.changed_to is not None:
                 return False
             now = self.clock.monotonic()
-            if now - self._checked < self.every_s:
+            if now - self._checked < self._wait:
                 return True
-            self._checked = now
             try:
                 current = code_hash(self.spec, cache=self.cache)
             except Exception:  # noqa: BLE001 - an unreadable directory fails the task itself, more clearly
                 return True
+            finally:
+                self._checked = self.clock.monotonic()
+                self._wait = max(self.every_s, 20 * (self._checked - now))
             if current != self.code:
                 self.changed_to = current
                 import logging
