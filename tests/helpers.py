@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -22,6 +24,25 @@ def alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@contextmanager
+def ctrl_c_reaches_children() -> Iterator[None]:
+    """Processes started inside take SIGINT as Ctrl-C in a terminal, even when this one ignores it.
+
+    A process that a non-interactive shell starts in the background (`make test &`, `nohup … &`, some CI and agent
+    runners) inherits SIGINT ignored, and so do its children; Python then installs no KeyboardInterrupt handler,
+    so a test's SIGINT to a CLI it started would do nothing (the CLI watched on, printing progress, until the test
+    timed out). An ignored signal stays ignored across exec, a handled one is reset to the default: handle it here
+    while the child starts."""
+    before = signal.getsignal(signal.SIGINT)
+    if before == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if before == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, before)
 
 
 class FakeClock:

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import alive, write_spec
+from helpers import alive, ctrl_c_reaches_children, write_spec
 
 import batchsweep
 from batchsweep.store import Store
@@ -186,13 +186,19 @@ def test_ctrl_c_kills_children_and_leaves_run_resumable(tmp_path):
         params: {{grid: {{a: [1, 2, 3, 4]}}, fixed: {{hang_on: 1, pid_dir: "{pids}"}}}}
         max_parallel: 2
     """)
-    proc = _cli(tmp_path, "run", str(spec))
+    with ctrl_c_reaches_children():  # as from a terminal, however pytest was started
+        proc = _cli(tmp_path, "run", str(spec))
     deadline = time.monotonic() + 20
     while not (pids / "1.child.pid").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:  # a CLI that ignored the SIGINT must not outlive the test, nor its task (a process group of its own)
+        if proc.poll() is None:
+            proc.kill()
+            os.killpg(int((pids / "1.pid").read_text()), signal.SIGKILL)
     assert proc.returncode == 130, err
     assert "resume" in err
     assert not alive(int((pids / "1.pid").read_text()))
