@@ -516,7 +516,7 @@ def test_a_resume_after_the_script_was_fixed_keys_the_rerun_tasks_by_the_fixed_c
     assert cli.main(["resume", first.id, "--store", str(store)]) == 0
     assert executions(log) == ["2,1"]
     err = capsys.readouterr().err
-    assert f"has changed since run {first.id} started" in err and "the 1 resumed tasks run it as it is now" in err
+    assert f"has changed since run {first.id} started" in err and "the resumed task runs it as it is now" in err
     resumed = batchsweep.load_run(first.id, store=store)
     fixed_keys = {t.index: t.cache_key for t in batchsweep.plan(spec).tasks}
     assert resumed.tasks()[1].cache_key == fixed_keys[1]  # keyed by the code it ran
@@ -528,6 +528,21 @@ def test_a_resume_after_the_script_was_fixed_keys_the_rerun_tasks_by_the_fixed_c
     old = run(spec, store)  # the buggy code: its own success of a=1 is reused, the fixed a=2 is not
     assert executions(log) == ["2,1"]
     assert list(old.results()["status"]) == ["succeeded", "failed"]
+
+
+def test_a_resume_whose_script_is_gone_exits_2_with_one_line_and_changes_nothing(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    Path(f"{log}.fail2").write_text("")
+    first = run(write_spec(project, "{a: [1, 2]}", log=log), store)
+    before = {p: p.read_bytes() for p in (store / "runs" / first.id).rglob("*") if p.is_file()}
+    (project / "task.py").rename(tmp_path / "moved.py")
+    capsys.readouterr()
+    assert cli.main(["resume", first.id, "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"its script {project / 'task.py'} is not there any more" in err
+    after = {p: p.read_bytes() for p in (store / "runs" / first.id).rglob("*") if p.is_file()}
+    assert after == before
 
 
 def test_a_resume_with_the_code_unchanged_keeps_every_key_and_says_nothing(

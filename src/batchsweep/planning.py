@@ -260,8 +260,9 @@ def keyed_as_now(record: RunRecord, tasks: Sequence[Task]) -> tuple[list[Task], 
         keyer = (keys.Keyer(code=code_now, what=record.key_what, env=record.key_env, stamps=stamps)
                  if record.key_what is not None and record.key_env is not None else None)
         warning = (f"the code in {record.code_dir} has changed since run {record.run_id} started "
-                   f"({record.code_hash[:12]} then, {code_now[:12]} now): the {len(tasks)} resumed tasks run it as it "
-                   "is now, the others ran it as it was")
+                   f"({record.code_hash[:12]} then, {code_now[:12]} now): "
+                   + ("the resumed task runs" if len(tasks) == 1 else f"the {len(tasks)} resumed tasks run")
+                   + " it as it is now, the others ran it as it was")
     keyed = [dataclasses.replace(t, cache_key=keyer(t.params, t.inputs) if keyer else "") for t in tasks]
     hashes.save()
     return keyed, warning, code_now

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -287,6 +288,10 @@ class Run:
 
     def resume(self, *, detach: bool = False) -> list[int]:
         """Run again every task that did not succeed. Returns their indices."""
+        script = Path(self.record.code_dir) / self.record.script_name if self.record.script_name else None
+        if get_engine(self.record.backend).live_code and script is not None and not script.is_file():
+            raise SpecError(f"run {self.id}: its script {script} is not there any more; put it back to resume "
+                            f"(`batchsweep rerun {self.id} TASK` replays a task with the code the run kept)")
         self._hold("batchsweep resume")
         try:
             todo = self._resume(detach=detach)
@@ -300,6 +305,7 @@ class Run:
     def _resume(self, *, detach: bool) -> list[int]:
         if self.engine.poll().active:
             raise RunStateError(f"run {self.id} is still running; wait for it or `batchsweep cancel {self.id}` first")
+        live_code = get_engine(self.record.backend).live_code
         if self.record.search:
             from batchsweep import search
 
@@ -312,7 +318,7 @@ class Run:
             self.store.backend.delete_prefix(self.store.task_prefix(self.id, i))
         self.store.backend.delete_prefix(self.store.results_cache_key(self.id))
         self.store.remove_stale_temp(self.id)
-        if todo and not self.record.search and get_engine(self.record.backend).live_code:
+        if todo and not self.record.search and live_code:
             self._key_as_now(todo)
         if todo and not self.info.get("search"):
             self.resume_reused = self.reuse_finished(todo)
