@@ -230,3 +230,23 @@ def test_an_exclude_line_git_cannot_read_is_one_line_naming_the_field(tmp_path: 
         load(tmp_path / "sweep.yaml")
     assert str(err.value).endswith("`!keep.csv`") and "sweep.yaml: code.exclude: " in str(err.value) and "\n" not in str(err.value)
     assert "`data/`" in str(err.value)
+
+
+def test_a_store_inside_the_code_directory_is_left_out_without_being_walked(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from batchsweep.store import Store
+
+    (tmp_path / "task.py").write_text("print(1)\n")
+    store = Store.open(tmp_path / "results")  # not the default .batchsweep: found by its marker
+    store.mark()
+    for i in range(3):
+        (tmp_path / "results" / "runs" / "r" / "tasks" / str(i)).mkdir(parents=True)
+        (tmp_path / "results" / "runs" / "r" / "tasks" / str(i) / "status.json").write_text("{}")
+    visited: list[Path] = []
+    real = codepkg._gitignore_spec
+    monkeypatch.setattr(codepkg, "_gitignore_spec", lambda d: visited.append(d) or real(d))
+    monkeypatch.setattr(codepkg, "_git_files", lambda root: None)  # outside a repository
+    contents = codepkg.survey(tmp_path)
+    assert sorted(contents.sizes) == ["task.py"]
+    assert contents.left_out == {"results/": "a batchsweep store"}
+    assert visited == [tmp_path]  # the store below it never entered

@@ -81,6 +81,10 @@ def _walk(root: Path) -> list[str]:
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         base = here.relative_to(root).as_posix() if here != root else ""
+        if base and STORE_MARKER in filenames:  # a batchsweep store: its marker says so (`survey` leaves it out),
+            files.append(f"{base}/{STORE_MARKER}")  # and it is never walked (100,000 tasks' files, re-walked
+            dirnames[:] = []  # each second while a run checks its code for edits, see keys.CodeWatch)
+            continue
         spec = _gitignore_spec(here)
         if spec is not None:
             specs[base] = spec
