@@ -167,9 +167,22 @@ class LocalEngine(Engine):
                 with self._lock:
                     self._running -= 1
 
+        todo = iter(indices)
+        take = threading.Lock()
+
+        def slot() -> None:
+            """Run the next task whenever this slot is free: no future per task is queued up front (100,000 of
+            them held ~100 MB of the runner's memory)."""
+            while True:
+                with take:
+                    index = next(todo, None)
+                if index is None:
+                    return
+                one(index)
+
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slot") as pool:
-                for future in [pool.submit(one, i) for i in indices]:
+                for future in [pool.submit(slot) for _ in range(workers)]:
                     future.result()
         finally:
             if server is not None:
