@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import textwrap
+import threading
+import time as _time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,7 +51,11 @@ def ctrl_c_reaches_children() -> Iterator[None]:
 class FakeClock:
     """A `batchsweep.clock.Clock` whose time moves only when code sleeps on it: minutes of polling pass at once.
     `on_sleep(clock)` runs after each sleep (the world a poll loop watches may change there). `wall` is its
-    wall-clock time at start (`time.time()` when the code compares it with a stamp that a real clock wrote)."""
+    wall-clock time at start (`time.time()` when the code compares it with a stamp that a real clock wrote).
+
+    A background thread's `wait` (a heartbeat) blocks until the sleeps of the thread that made the clock move time
+    past its deadline; such a sleep returns once every background waiter that was due has run and waits again
+    (or has ended), so a test sees what each beat did as soon as its sleep returns."""
 
     def __init__(self, start: float = 1_000_000.0, on_sleep: Callable[[FakeClock], None] | None = None,
                  wall: float | None = None) -> None:
@@ -56,6 +63,10 @@ class FakeClock:
         self.slept: list[float] = []
         self.on_sleep = on_sleep
         self._wall_offset = 1_700_000_000.0 if wall is None else wall - start
+        self._owner = threading.current_thread()
+        self._changed = threading.Condition()
+        self._waiting: dict[threading.Thread, float] = {}  # background threads blocked in wait: their deadlines
+        self._waiters: set[threading.Thread] = set()  # every background thread that ever waited
 
     def monotonic(self) -> float:
         return self.now
@@ -65,6 +76,26 @@ class FakeClock:
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
-        self.now += seconds
+        with self._changed:
+            self.now += seconds
+            self._changed.notify_all()
+            settled = _time.monotonic() + 30
+            while _time.monotonic() < settled and any(
+                    t.is_alive() and self._waiting.get(t, -math.inf) <= self.now for t in self._waiters):
+                self._changed.wait(0.01)
         if self.on_sleep is not None:
             self.on_sleep(self)
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        if threading.current_thread() is self._owner:
+            self.sleep(seconds)
+            return event.is_set()
+        me = threading.current_thread()
+        with self._changed:
+            deadline = self._waiting[me] = self.now + seconds
+            self._waiters.add(me)
+            self._changed.notify_all()
+            while not event.is_set() and self.now < deadline:
+                self._changed.wait(0.01)
+            del self._waiting[me]
+            return event.is_set()

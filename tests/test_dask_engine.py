@@ -129,6 +129,26 @@ def test_a_detached_run_is_followed_by_wait_from_another_process(tmp_path, dask_
     assert list(df["product"]) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
 
 
+def test_another_process_asks_the_scheduler_at_most_once_per_second_of_the_engines_clock(tmp_path, dask_cluster):
+    """`status`/`wait` of a detached run reuse the scheduler's last answer for REMOTE_POLL_EVERY_S of the engine's
+    clock: on a fake clock that stands still the answer stays, however long the tasks really take; moved on, the
+    next poll asks again and sees the run end."""
+    from helpers import FakeClock
+
+    from batchsweep.engines.dask import REMOTE_POLL_EVERY_S
+
+    spec = dask_spec(tmp_path, dask_cluster.address, "{grid: {a: [1, 2]}, fixed: {sleep: 0.5}}")
+    store = tmp_path / "store"
+    run_id = batchsweep.run(spec, store=store, detach=True).id
+    engine = batchsweep.load_run(run_id, store=store).engine
+    clock = engine.clock = FakeClock()
+    first = engine.poll()
+    assert first.active
+    wait_for(lambda: len(status_files(store)) == 2, what="both tasks to end")
+    assert engine.poll() is first  # not asked again: no time passed on the engine's clock
+    wait_for(lambda: (clock.sleep(REMOTE_POLL_EVERY_S), not engine.poll().active)[1], what="the run to end")
+
+
 def test_a_finished_detached_run_says_nothing_of_a_scheduler_that_is_gone(tmp_path, dask_cluster, capsys):
     import json
 

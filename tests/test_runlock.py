@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import write_spec
+from helpers import FakeClock, write_spec
 
 import batchsweep
 from batchsweep import planning, runlock, runs
@@ -176,22 +176,57 @@ def test_s3_store_creates_exclusively_and_swaps_conditionally(aws_env, session):
     second.release()
 
 
-def test_cancel_says_so_when_a_runner_elsewhere_does_not_stop(tmp_path, monkeypatch, capsys):
-    from batchsweep import cli
+def test_cancel_says_so_when_a_runner_elsewhere_does_not_stop(tmp_path):
+    """A runner on another host that never answers: the cancel waits its next heartbeat and CANCEL_WAIT_S more on
+    the engine's clock (a fake one: no real waiting), polling with back-off, then says the stop is unconfirmed."""
     from batchsweep.engines import local
 
     run_id, _ = _failing_once_run(tmp_path, n=1)
     store = Store.open(tmp_path / "store")
     _plant(store, run_id)  # a live runner on another host that never answers
     store.write_json(store.run_key(run_id, "engine.json"), {"engine": "local", "pid": 1, "host": "elsewhere"})
-    monkeypatch.setattr(local, "CANCEL_WAIT_S", 0.2)
-    monkeypatch.setattr(runlock, "HEARTBEAT_S", 0.1)
-    capsys.readouterr()
-    assert cli.main(["cancel", run_id, "--store", str(tmp_path / "store")]) == 1
-    err = capsys.readouterr().err
-    assert "has not stopped yet" in err and "on elsewhere" in err
+    run = batchsweep.load_run(run_id, store=store)
+    clock = run.engine.clock = FakeClock(wall=time.time())
+    unconfirmed = run.cancel()
+    assert unconfirmed is not None and "has not stopped yet" in unconfirmed and "on elsewhere" in unconfirmed
+    assert local.CANCEL_WAIT_S + runlock.HEARTBEAT_S <= sum(clock.slept) < local.CANCEL_WAIT_S + runlock.HEARTBEAT_S + 1
+    assert len(clock.slept) < 60 and max(clock.slept) == 1.0  # back-off: ~45 polls, not 700
     request = json.loads((tmp_path / "store" / "runs" / run_id / "cancel.json").read_text())
     assert request["token"] == "t0"  # the runner will see it with its next heartbeat
+
+
+def test_the_heartbeat_beats_every_heartbeat_s_and_answers_a_cancel_request_at_its_next_beat(tmp_path):
+    """The holder's heartbeat thread on a fake clock: each HEARTBEAT_S of it rewrites the record's stamp, a cancel
+    request is answered at the next beat (not before), and a released hold stops beating."""
+    import threading
+
+    store = Store.open(tmp_path / "store")
+    clock = FakeClock(wall=time.time())
+    lock = runlock.RunLock.create(store, "r-1", command="batchsweep run", clock=clock)
+    assert lock is not None
+
+    def stamp() -> float:
+        return json.loads(store.backend.read_bytes(store.runner_key("r-1")))["heartbeat_at"]
+
+    cancelled = threading.Event()
+    lock.start_heartbeat(on_cancel=cancelled.set)
+    started = clock.time()
+    clock.sleep(runlock.HEARTBEAT_S - 0.5)
+    assert stamp() == started  # no beat yet
+    clock.sleep(0.5)
+    assert stamp() == started + runlock.HEARTBEAT_S
+    for _ in range(3):
+        clock.sleep(runlock.HEARTBEAT_S)
+    assert stamp() == started + 4 * runlock.HEARTBEAT_S
+    assert runlock.request_cancel(store, "r-1") is not None
+    clock.sleep(runlock.HEARTBEAT_S / 2)
+    assert not cancelled.is_set()
+    clock.sleep(runlock.HEARTBEAT_S / 2)
+    assert cancelled.wait(10)  # the hook runs in a thread of its own, started by the beat
+    lock.release()
+    released = stamp()
+    clock.sleep(10 * runlock.HEARTBEAT_S)
+    assert stamp() == released and runlock.holder(store, "r-1", clock) is None
 
 
 def test_run_state_problems_have_their_own_error_type_and_exit_2():

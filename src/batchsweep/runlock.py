@@ -8,6 +8,8 @@ a restarted container). A dead or stale holder is taken over; a released file is
 
 The heartbeat thread also looks for a cancel request (`runs/<id>/cancel.json`, written by `batchsweep cancel`
 on any host) and calls the holder's cancel hook, so a cancel reaches a runner on another machine.
+
+The heartbeat's stamps and waits are a `batchsweep.clock.Clock`'s (`clock=`: a test passes a fake one).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batchsweep.clock import SYSTEM, Clock
 from batchsweep.errors import RunStateError
 
 if TYPE_CHECKING:
@@ -76,6 +79,7 @@ class Holder:
     released: bool = False
 
     def alive(self, now: float | None = None) -> bool:
+        """Whether its process runs (this host) or its heartbeat is younger than STALE_S at wall-clock `now`."""
         if self.released:
             return False
         if self.host == socket.gethostname():
@@ -85,8 +89,8 @@ class Holder:
                 return True
         return (now or time.time()) - self.heartbeat_at < STALE_S
 
-    def describe(self) -> str:
-        age = max(0.0, time.time() - self.heartbeat_at)
+    def describe(self, now: float | None = None) -> str:
+        age = max(0.0, (now or time.time()) - self.heartbeat_at)
         return f"`{self.command}` (pid {self.pid} on {self.host}, heartbeat {age:.0f}s ago)"
 
     @classmethod
@@ -98,20 +102,21 @@ class Holder:
             return None  # a damaged lock file holds nothing
 
 
-def holder(store: Store, run_id: str) -> Holder | None:
+def holder(store: Store, run_id: str, clock: Clock = SYSTEM) -> Holder | None:
     """The run's live holder, or None."""
     try:
         found = Holder.parse(store.backend.read_bytes(store.runner_key(run_id)))
     except FileNotFoundError:
         return None
-    return found if found is not None and found.alive() else None
+    return found if found is not None and found.alive(clock.time()) else None
 
 
 class RunLock:
     """This process's hold on a run."""
 
-    def __init__(self, store: Store, run_id: str, record: Holder, tag: str) -> None:
+    def __init__(self, store: Store, run_id: str, record: Holder, tag: str, clock: Clock = SYSTEM) -> None:
         self.store = store
+        self.clock = clock
         self.run_id = run_id
         self.key = store.runner_key(run_id)
         self.record = record
@@ -125,48 +130,48 @@ class RunLock:
         self._cancel_seen = False
 
     @staticmethod
-    def _new(command: str, *, pid: int | None = None, token: str | None = None) -> Holder:
-        pid = pid or os.getpid()
-        return Holder(token=token or secrets.token_hex(8), host=socket.gethostname(), pid=pid,
-                      pid_started=start_time(pid), command=command, heartbeat_at=time.time())
+    def _new(command: str, clock: Clock) -> Holder:
+        pid = os.getpid()
+        return Holder(token=secrets.token_hex(8), host=socket.gethostname(), pid=pid,
+                      pid_started=start_time(pid), command=command, heartbeat_at=clock.time())
 
     @staticmethod
     def _bytes(record: Holder) -> bytes:
         return json.dumps(asdict(record)).encode()
 
     @classmethod
-    def create(cls, store: Store, run_id: str, *, command: str) -> RunLock | None:
+    def create(cls, store: Store, run_id: str, *, command: str, clock: Clock = SYSTEM) -> RunLock | None:
         """Claim a new run id: None when any run (live or not) already has it."""
-        record = cls._new(command)
+        record = cls._new(command, clock)
         data = cls._bytes(record)
         if not store.backend.create_exclusive(store.runner_key(run_id), data):
             return None
         _, tag = store.backend.read_tagged(store.runner_key(run_id))
-        return cls(store, run_id, record, tag)
+        return cls(store, run_id, record, tag, clock)
 
     @classmethod
-    def acquire(cls, store: Store, run_id: str, *, command: str) -> RunLock:
+    def acquire(cls, store: Store, run_id: str, *, command: str, clock: Clock = SYSTEM) -> RunLock:
         """Take the run, or raise RunBusy naming the live holder."""
         key = store.runner_key(run_id)
-        record = cls._new(command)
+        record = cls._new(command, clock)
         for _ in range(5):
             if store.backend.create_exclusive(key, cls._bytes(record)):  # a run from before locks existed
-                return cls(store, run_id, record, store.backend.read_tagged(key)[1])
+                return cls(store, run_id, record, store.backend.read_tagged(key)[1], clock)
             try:
                 data, tag = store.backend.read_tagged(key)
             except FileNotFoundError:
                 continue
             current = Holder.parse(data)
-            if current is not None and current.alive():
-                raise RunBusy(f"run {run_id} is being driven by {current.describe()}; wait for it "
+            if current is not None and current.alive(clock.time()):
+                raise RunBusy(f"run {run_id} is being driven by {current.describe(clock.time())}; wait for it "
                               f"(`batchsweep wait {run_id}`) or stop it (`batchsweep cancel {run_id}`)")
             new_tag = store.backend.replace_if(key, cls._bytes(record), tag)
             if new_tag is not None:
-                return cls(store, run_id, record, new_tag)
+                return cls(store, run_id, record, new_tag, clock)
         raise RunBusy(f"run {run_id}: another process is taking it over right now; try again")
 
     @classmethod
-    def adopt(cls, store: Store, run_id: str, token: str, *, command: str) -> RunLock:
+    def adopt(cls, store: Store, run_id: str, token: str, *, command: str, clock: Clock = SYSTEM) -> RunLock:
         """The detached runner takes over the hold its parent made for it (same token)."""
         key = store.runner_key(run_id)
         for _ in range(20):  # the parent may be naming this process in the same instant
@@ -174,7 +179,7 @@ class RunLock:
             current = Holder.parse(data)
             if current is None or current.token != token or current.released:
                 break
-            lock = cls(store, run_id, current, tag)
+            lock = cls(store, run_id, current, tag, clock)
             if lock.update(pid=os.getpid(), pid_started=start_time(os.getpid()), command=command):
                 return lock
         raise RunBusy(f"run {run_id} was taken over by another process; this runner stops")
@@ -185,7 +190,7 @@ class RunLock:
         with self._mutex:
             if self.lost:
                 return False
-            record = Holder(**{**asdict(self.record), **changes, "heartbeat_at": time.time()})
+            record = Holder(**{**asdict(self.record), **changes, "heartbeat_at": self.clock.time()})
             tag = self.store.backend.replace_if(self.key, self._bytes(record), self._tag)
             if tag is None:
                 self.lost = True
@@ -207,7 +212,7 @@ class RunLock:
             self._thread.start()
 
     def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
+        while not self.clock.wait(self._stop, HEARTBEAT_S):
             try:
                 if not self.update():
                     return

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from batchsweep.clock import SYSTEM, Clock
 from batchsweep.model import State
 
 if TYPE_CHECKING:
@@ -158,6 +159,7 @@ class Engine(abc.ABC):
 
     def __init__(self, run: RunHandle) -> None:
         self.run = run
+        self.clock: Clock = SYSTEM  # the time its polls and waits read and sleep on (a test passes a fake one)
 
     # -- before a run exists -----------------------------------------------------------------
     @classmethod

@@ -439,7 +439,7 @@ class DaskEngine(Engine):
         if self._collector is None:
             return self._poll_remote()
         active = self._collector.is_alive()
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if active and now >= self._next_check and self._client is not None:
             self._next_check = now + REMOTE_POLL_EVERY_S
             try:
@@ -464,7 +464,7 @@ class DaskEngine(Engine):
 
     def _poll_remote(self) -> Progress:
         """Another process submitted this run: ask the scheduler named in engine.json about its keys."""
-        if self._remote is not None and time.monotonic() - self._remote[0] < REMOTE_POLL_EVERY_S:
+        if self._remote is not None and self.clock.monotonic() - self._remote[0] < REMOTE_POLL_EVERY_S:
             return self._remote[1]
         record = self._record()
         if record is None:
@@ -490,7 +490,7 @@ class DaskEngine(Engine):
             note = f"the Dask scheduler {record['scheduler']} is unreachable ({e}); tasks without a status did not finish"
             return Progress(active=False, notes=(*notes, note))
         progress = Progress(active=active, running=running, notes=(_lost_note(lost),) if lost else ())
-        self._remote = (time.monotonic(), progress)
+        self._remote = (self.clock.monotonic(), progress)
         return progress
 
     def failure_reasons(self) -> dict[int, str]:
@@ -519,14 +519,14 @@ class DaskEngine(Engine):
             futures = [Future(key, client) for key in record["keys"]]
         client.cancel(futures, force=True)  # force: a detached run's keys are wanted by "fire-and-forget"
         del futures
-        deadline = time.monotonic() + CANCEL_WAIT_S
-        while time.monotonic() < deadline:  # running tasks kill their process group and write "cancelled"
+        deadline = self.clock.monotonic() + CANCEL_WAIT_S
+        while self.clock.monotonic() < deadline:  # running tasks kill their process group and write "cancelled"
             try:
                 if not any(client.run(busy_keys, self.run.id).values()):
                     break
             except Exception:
                 break
-            time.sleep(0.1)
+            self.clock.sleep(0.1)
         if self._collector is not None:
             self._collector.join(timeout=CANCEL_WAIT_S)
         self.close()

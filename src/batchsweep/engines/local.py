@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchsweep import keys, reaper, runlock
+from batchsweep.clock import Clock
 from batchsweep.engines.base import Engine, Progress, RunHandle
 from batchsweep.leases import Leases, available_memory_mib
 from batchsweep.model import TaskStatus
@@ -45,12 +46,12 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
-def _alive(record: dict[str, Any], run: RunHandle) -> bool:
+def _alive(record: dict[str, Any], run: RunHandle, clock: Clock) -> bool:
     if record.get("finished"):
         return False
     if record.get("host") != socket.gethostname():
         # Another machine's (or container's) runner: alive while it holds the run with a fresh heartbeat.
-        return runlock.holder(run.store, run.id) is not None
+        return runlock.holder(run.store, run.id, clock) is not None
     return runlock.pid_alive(int(record.get("pid") or 0), record.get("pid_started"))
 
 
@@ -251,8 +252,8 @@ class LocalEngine(Engine):
                             counts={k: v for k, v in counts.items() if v} if whole else None)
         record = self.run.store.read_record(self.run.store.engine_record_key(self.run.id))
         if record is None:  # never submitted, or a damaged record: the run's lock still tells a live runner
-            return Progress(active=runlock.holder(self.run.store, self.run.id) is not None)
-        active = _alive(record, self.run)
+            return Progress(active=runlock.holder(self.run.store, self.run.id, self.clock) is not None)
+        active = _alive(record, self.run, self.clock)
         workers = self._leases()[1]
         started = _started(self.run, workers) if active and self.run.store.is_local else []
         return Progress(active=active, running=workers if active else 0, running_tasks=frozenset(started))
@@ -263,19 +264,21 @@ class LocalEngine(Engine):
             self._thread.join()
             return None
         record = self.run.store.read_record(self.run.store.engine_record_key(self.run.id))
-        if record is None or not _alive(record, self.run):
+        if record is None or not _alive(record, self.run, self.clock):
             return None
         here = record.get("host") == socket.gethostname()
         if here:
             os.kill(record["pid"], signal.SIGTERM)
         # else: Run.cancel left a cancel request the runner sees with its next heartbeat
-        deadline = time.monotonic() + CANCEL_WAIT_S + (0 if here else runlock.HEARTBEAT_S)
-        while self.poll().active and time.monotonic() < deadline:
-            time.sleep(0.05)
+        deadline = self.clock.monotonic() + CANCEL_WAIT_S + (0 if here else runlock.HEARTBEAT_S)
+        pause = 0.05  # a runner here stops within a fraction of a second; one elsewhere at its next heartbeat
+        while self.poll().active and self.clock.monotonic() < deadline:
+            self.clock.sleep(pause)
+            pause = min(1.0, pause * 1.5)
         if not self.poll().active:
             return None
-        holder = runlock.holder(self.run.store, self.run.id)
-        who = holder.describe() if holder else f"pid {record.get('pid')} on {record.get('host')}"
+        holder = runlock.holder(self.run.store, self.run.id, self.clock)
+        who = holder.describe(self.clock.time()) if holder else f"pid {record.get('pid')} on {record.get('host')}"
         return f"the runner {who} has not stopped yet; it stops at its next heartbeat if it is alive"
 
     def logs(self, index: int, *, stderr: bool = False) -> Iterator[str] | None:

@@ -6,7 +6,6 @@ import math
 from functools import cached_property
 from typing import Any
 
-from batchsweep.clock import SYSTEM, Clock
 from batchsweep.engines.aws_batch.settings import _session
 from batchsweep.engines.base import Engine, Progress, RunHandle
 
@@ -15,7 +14,6 @@ class AwsRun(Engine):
     def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
         self.settings: dict[str, Any] = dict(run.settings)
-        self.clock: Clock = SYSTEM  # the poll backoff's time (a test drives it)
         self._next_poll = 0.0
         self._interval = 2.0
         self._last: Progress | None = None
