@@ -94,6 +94,15 @@ def test_piped_output_keeps_every_column() -> None:
     assert set(header) == set(df.columns) and not lines
 
 
+def test_a_huge_table_shows_its_first_rows_and_says_where_all_of_them_are() -> None:
+    from batchsweep.display import TABLE_ROWS
+
+    df = pd.DataFrame({"task": range(TABLE_ROWS + 5), "lr": 0.1, "loss": np.linspace(1, 2, TABLE_ROWS + 5)})
+    table, lines = results_view(df, params=["lr"], metrics=["loss"], width=None)
+    assert table.row_count == TABLE_ROWS
+    assert f"the first {TABLE_ROWS:,} of {TABLE_ROWS + 5:,} tasks shown" in lines[-1] and "-o results.csv" in lines[-1]
+
+
 def test_columns_picks_columns_in_order() -> None:
     table, _ = results_view(demo_frame(), params=PARAMS, metrics=METRICS, width=80, columns=["sharpe", "task"])
     assert header_and_rows(render(table, [], 80))[0] == ["sharpe", "task"]

@@ -387,6 +387,9 @@ def result_columns(df: pd.DataFrame, *, params: Sequence[str], metrics: Sequence
     return [c for c in cols if c in df.columns], quiet
 
 
+TABLE_ROWS = 1000  # a table shows this many rows at most: 100,000 would take minutes to draw, and no one reads them
+
+
 def results_view(df: pd.DataFrame, *, params: Sequence[str], metrics: Sequence[str], derived: Sequence[str] = (),
                  width: int | None, wide: bool = False, columns: Sequence[str] | None = None,
                  title: str | None = None, sort: str | None = None, notes: Sequence[str] = ()) -> tuple[Any, list[str]]:
@@ -400,7 +403,11 @@ def results_view(df: pd.DataFrame, *, params: Sequence[str], metrics: Sequence[s
     else:
         cols, quiet = result_columns(df, params=params, metrics=metrics, derived=derived, wide=wide)
     rows = [[_when(v) if c in ("started_at", "ended_at") else v for c, v in zip(cols, row, strict=True)]
-            for row in df[cols].itertuples(index=False, name=None)]
+            for row in df[cols].head(TABLE_ROWS).itertuples(index=False, name=None)]
+    if len(df) > TABLE_ROWS:
+        order = f"sorted by {sort}" if sort else "in task order; --sort COLUMN for the best first"
+        lines.append(f"the first {TABLE_ROWS:,} of {len(df):,} tasks shown ({order}); all of them: -o results.csv "
+                     "or --format csv")
     table, dropped = fit_table(cols, rows, width=width, title=title, keep=[sort] if sort else ())
     if quiet:
         lines.append("not shown (the same for every task, or made of other params): "

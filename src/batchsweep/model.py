@@ -66,7 +66,10 @@ class Task:
 
     @classmethod
     def from_json(cls, line: str) -> Task:
-        d = json.loads(line)
+        return cls.from_dict(json.loads(line))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Task:
         return cls(index=d["index"], params=d["params"], inputs=tuple(d.get("inputs", ())), cache_key=d.get("cache_key", ""))
 
 

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batchsweep.columns import FIXED_COLUMNS, Columns, status_record
 from batchsweep.model import State
 
 if TYPE_CHECKING:
@@ -17,8 +18,6 @@ if TYPE_CHECKING:
     from batchsweep.runs import Run
 
 HISTORY_COLUMNS = ("run", "key")  # a sweep's union table (`batchsweep.history`): where each row was computed
-FIXED_COLUMNS = ("status", "attempts", "duration_s", "exit_code", "error", "started_at", "ended_at", "worker",
-                 "peak_rss_mib", "cpu_s", "gpu", "gpu_mem_mib", "last_step", "partial", "reused_from")
 
 
 def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
@@ -32,53 +31,35 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
             pass
         except Exception:  # noqa: BLE001 - a damaged cache (truncated, not parquet) is rebuilt from the tasks
             run.store.warn(f"run {run.id}: the cached results.parquet is damaged; rebuilt from the task files")
-    statuses, progress = run.snapshot()
-    states = run.states_from(statuses, progress)
-    metrics = run.store.read_metrics(run.id, [i for i, s in statuses.items() if s.state is not State.CANCELLED])
-    reasons = run.engine.failure_reasons() if State.LOST in states.values() else {}
-    # Mid-run: a running task's latest values from its series, marked partial.
-    live = latest_values(run, [i for i, s in states.items() if not s.done and i not in statuses]) \
-        if progress.active else {}
-    param_names = list(run.info.get("param_names") or [])
-    rows: list[dict[str, Any]] = []
-    for task in run.tasks():
-        row: dict[str, Any] = {"task": task.index}
-        row.update({name: task.params.get(name) for name in param_names})
-        row.update({k: v for k, v in task.params.items() if k not in row})
-        status = statuses.get(task.index)
-        row.update({
-            "status": states[task.index].value,
-            "attempts": status.attempts if status else 0,
-            "duration_s": status.duration_s if status else None,
-            "exit_code": status.exit_code if status else None,
-            "error": status.error if status else reasons.get(task.index),
-            "started_at": status.started_at if status else None,
-            "ended_at": status.ended_at if status else None,
-            "worker": status.worker if status else None,
-            "peak_rss_mib": status.peak_rss_mib if status else None,
-            "cpu_s": status.cpu_s if status else None,
-        })
-        if status and status.gpu:
-            row["gpu"] = status.gpu
-        if status and status.gpu_mem_mib is not None:
-            row["gpu_mem_mib"] = status.gpu_mem_mib
-        if status and status.last_step is not None:
-            row["last_step"] = status.last_step
-        if task.index in live:
-            step, values = live[task.index]
-            row.update({"last_step": step, "partial": True})
-            for name, value in values.items():
-                row[name if name not in row else f"metric_{name}"] = value
-        if status and status.reused_from:
-            row["reused_from"] = status.reused_from  # "RUN_ID/TASK": copied from that earlier success, not run
-        for name, value in metrics.get(task.index, {}).items():
-            row[name if name not in row else f"metric_{name}"] = value
-        if status and status.outputs:
-            row["outputs"] = list(status.outputs)
-        rows.append(row)
-    whole = {k for k in {k for row in rows for k in row} if _whole_numbers([row[k] for row in rows if k in row])}
-    df = _typed(pd.DataFrame(rows), run, whole)
-    finished = all(s.done for s in states.values()) and not progress.active
+    table = Columns(run.n_tasks)
+    for task in run.store.iter_tasks(run.id):  # first: a metric named like a param is told apart
+        table.add_params(task.index, task.params)
+    progress = run.engine.poll()  # before the statuses: one written after this poll is still counted
+    if progress.statuses is None:
+        _read_statuses(run, table)
+    else:  # the engine hands over what it wrote; the store has the rest
+        statuses, progress = run.snapshot(progress)
+        for index, status in statuses.items():
+            table.add_status(index, status_record(status))
+        done = [i for i, s in statuses.items() if s.state is not State.CANCELLED]
+        for index, metrics in run.store.read_metrics(run.id, done).items():
+            table.add_metrics(index, metrics)
+    missing = State.PENDING
+    if not progress.active:
+        missing = State.CANCELLED if run.record.cancelled else progress.missing
+    states = table.states(missing, progress.running_tasks if progress.active else ())
+    if State.LOST.value in states:
+        for index, reason in run.engine.failure_reasons().items():
+            if 0 <= index < run.n_tasks and not table.has_status(index):
+                table.set_error(index, reason)
+    if progress.active:  # mid-run: a running task's latest values from its series, marked partial
+        unfinished = [i for i, s in enumerate(states) if s in (State.PENDING.value, State.RUNNING.value)
+                      and not table.has_status(i)]
+        for index, (step, values) in latest_values(run, unfinished).items():
+            table.add_metrics(index, values, live_step=step)
+    frame, whole = table.frame(states, list(run.info.get("param_names") or []))
+    df = _typed(frame, run, whole)
+    finished = all(State(s).done for s in set(states)) and not progress.active
     if finished:
         try:
             run.store.backend.write_bytes(cache, to_parquet_bytes(df))
@@ -86,6 +67,32 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
         except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower next time
             pass
     return df
+
+
+def _read_statuses(run: Run, table: Columns) -> None:
+    """Statuses and metrics from the packs (an AWS child's summary, a Dask worker's, a compacted run), streamed
+    in as each arrives; the tasks no pack covers from their own files."""
+    store = run.store
+    for index, status, metrics in store.pack_records(run.id):
+        table.add_status(index, status)
+        table.add_metrics(index, metrics if status["state"] != State.CANCELLED.value else None)
+    packed = _Covered(table)
+    unpacked = store.unpacked_statuses(run.id, packed, run.n_tasks)
+    for index, one in unpacked.items():
+        table.add_status(index, status_record(one))
+    done = [i for i, s in unpacked.items() if s.state is not State.CANCELLED]
+    for index, metrics in store.read_metrics(run.id, done, packs=False).items():
+        table.add_metrics(index, metrics)
+
+
+class _Covered:
+    """The tasks that have a status in the table so far (what the packs covered)."""
+
+    def __init__(self, table: Columns) -> None:
+        self.table = table
+
+    def __contains__(self, index: object) -> bool:
+        return isinstance(index, int) and 0 <= index < self.table.n and self.table.has_status(index)
 
 
 def latest_values(run: Run, indices: list[int]) -> dict[int, tuple[Any, dict[str, Any]]]:
@@ -120,11 +127,6 @@ def _typed(df: pd.DataFrame, run: Run, whole: set[str] | None = None) -> pd.Data
         if col in df and (col == "exit_code" or (whole is not None and col in whole)):
             df[col] = df[col].astype("Int64")
     return df
-
-
-def _whole_numbers(values: list[Any]) -> bool:
-    present = [v for v in values if v is not None]
-    return bool(present) and all(isinstance(v, int) and not isinstance(v, bool) for v in present)
 
 
 def _write_sweep_stats(run: Run, df: pd.DataFrame) -> None:

@@ -37,7 +37,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +46,7 @@ from typing import Any, BinaryIO, Protocol
 from batchsweep import indexfile
 from batchsweep.errors import RunDamaged, RunNotFound
 from batchsweep.files import regular_files
-from batchsweep.model import Task, TaskStatus
+from batchsweep.model import State, Task, TaskStatus
 
 log = logging.getLogger(__name__)
 DEFAULT_STORE = ".batchsweep"
@@ -113,6 +113,7 @@ PACKS = "packs"
 # (1 LIST per 1,000 keys on S3) and only the status files found are read.
 PACK_GAP_GETS = 2000
 PACKS_LISTED_WITHIN_S = 2.0  # a task's status looked up alone reuses a listing of the packs this recent
+PARALLEL_READS = 32  # S3 requests in flight when many small objects are read (the client's pool holds as many)
 _TASK_NAMES = frozenset({TaskDir.STATUS, TaskDir.METRICS, TaskDir.SERIES, TaskDir.STDOUT, TaskDir.STDERR, TaskDir.OUTPUTS})
 
 
@@ -308,6 +309,30 @@ def _parse_status(raw: bytes) -> TaskStatus | None:
 def _index_entry(name: str) -> tuple[str, int] | None:
     run_id, sep, index = name.rpartition("~")
     return (run_id, int(index)) if sep and index.isdigit() else None
+
+
+_STATE_VALUES = frozenset(s.value for s in State)
+
+
+def json_line(line: bytes | str) -> Any:
+    """A line's JSON value; None when it is not JSON."""
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def _pack_record(d: Any) -> tuple[int, dict[str, Any], dict[str, Any] | None] | None:
+    """A pack line's JSON value as (index, status object, metrics): None when it is not one (what
+    `PackEntry.parse` refuses)."""
+    try:
+        status = d["s"]
+        index = status["index"]
+        ok = isinstance(index, int) and status["state"] in _STATE_VALUES
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    metrics = d.get("m")
+    return (index, status, metrics if isinstance(metrics, dict) else None) if ok else None
 
 
 @dataclass(frozen=True)
@@ -587,18 +612,34 @@ class Store:
 
     def tasks(self, run_id: str) -> list[Task]:
         """Every readable task; a damaged line is left out with a warning (the others stay readable)."""
+        return list(self.iter_tasks(run_id))
+
+    def iter_tasks(self, run_id: str) -> Iterator[Task]:
+        """`tasks`, one at a time (a table of 100,000 tasks need not hold 100,000 Task objects)."""
         text = self.backend.read_bytes(self.tasks_file_key(run_id)).decode("utf-8", errors="replace")
-        tasks, bad = [], []
-        for number, line in enumerate(text.splitlines()):
-            if not line:
-                continue
+        lines = text.splitlines()
+        del text
+        bad = []
+        for start in range(0, len(lines), 1000):  # a parse per 1,000 lines; a damaged one sends them one by one
+            chunk = lines[start:start + 1000]
             try:
-                tasks.append(Task.from_json(line))
+                tasks = [Task.from_dict(d) for d in json.loads("[" + ",".join(line for line in chunk if line) + "]")]
             except (ValueError, TypeError, KeyError):
-                bad.append(number)
+                tasks = []
+            if len(tasks) == sum(1 for line in chunk if line):
+                yield from tasks
+                continue
+            for number, line in enumerate(chunk, start):
+                if not line:
+                    continue
+                try:
+                    task = Task.from_json(line)
+                except (ValueError, TypeError, KeyError):
+                    bad.append(number)
+                    continue
+                yield task
         if bad:
             self._warn_damaged(run_id, "lines in tasks.jsonl", bad, "those tasks are left out")
-        return tasks
 
     def remove_stale_temp(self, run_id: str) -> None:
         """Temp files a killed writer left in the run's directory (local stores; S3 writes are whole objects).
@@ -734,16 +775,22 @@ class Store:
         (one by one when few, else through a listing of the run's tasks). `n_tasks` says which tasks exist."""
         packed = self.packed(run_id)
         found: dict[int, TaskStatus] = {i: e.status for i, e in packed.items()}
-        if packed and n_tasks is not None:
-            gaps = [i for i in range(n_tasks) if i not in packed]
-            if len(gaps) <= PACK_GAP_GETS:
-                for i, raw in zip(gaps, self._read_many([self.task_status_key(run_id, i) for i in gaps])):
-                    status = _parse_status(raw) if raw is not None else None
-                    if status is not None:
-                        found[i] = status
-                    elif raw is not None:
-                        self._warn_damaged(run_id, "status.json", [i], _WITHOUT_STATUS)
-                return found
+        found.update(self.unpacked_statuses(run_id, packed, n_tasks))
+        return found
+
+    def unpacked_statuses(self, run_id: str, packed: Container[int], n_tasks: int | None) -> dict[int, TaskStatus]:
+        """The statuses of the tasks not in `packed`, from their own status files: one by one when few of the
+        run's `n_tasks` are left, else through a listing of the run's tasks."""
+        found: dict[int, TaskStatus] = {}
+        gaps = [i for i in range(n_tasks) if i not in packed] if n_tasks is not None else None
+        if gaps is not None and len(gaps) <= PACK_GAP_GETS and len(gaps) < (n_tasks or 0):  # some packed, few not
+            for i, raw in zip(gaps, self._read_many([self.task_status_key(run_id, i) for i in gaps])):
+                status = _parse_status(raw) if raw is not None else None
+                if status is not None:
+                    found[i] = status
+                elif raw is not None:
+                    self._warn_damaged(run_id, "status.json", [i], _WITHOUT_STATUS)
+            return found
         listed = {i: key for i, key in self.task_files(run_id, TaskDir.STATUS).items() if i not in packed}
         bad = []
         for index, raw in zip(listed, self._read_many(list(listed.values()))):
@@ -846,6 +893,34 @@ class Store:
         self._packs[run_id] = (names, entries)
         return entries
 
+    def pack_records(self, run_id: str) -> Iterator[tuple[int, dict[str, Any], dict[str, Any] | None]]:
+        """Every line of every pack as (index, status as its JSON object, metrics or None), packs in name order
+        (a task in two packs: the later one is the truth), each parsed as it arrives: the packs are read
+        concurrently and neither they nor their tasks are all held at once (`results` of 100,000 tasks).
+        Not cached; `packed` is the cached, typed view."""
+        names = self.pack_names(run_id)
+        for name, raw in zip(names, self._read_stream([self.pack_key(run_id, n) for n in names])):
+            if raw is None:
+                continue
+            lines = raw.splitlines()
+            try:  # one parse per pack; a damaged line sends it line by line to say which
+                parsed: list[Any] = json.loads(b"[" + b",".join(line for line in lines if line.strip()) + b"]")
+            except ValueError:
+                parsed = []
+            records = [r for d in parsed if (r := _pack_record(d)) is not None]
+            if len(records) == sum(1 for line in lines if line.strip()):
+                yield from records
+                continue
+            for number, line in enumerate(lines):
+                if not line.strip():
+                    continue
+                record = _pack_record(json_line(line))
+                if record is None:
+                    self.warn(f"run {run_id}: line {number + 1} of pack {name} is damaged; its task counts as "
+                              "without status")
+                else:
+                    yield record
+
     def drop_from_packs(self, run_id: str, indices: Iterable[int]) -> None:
         """Forget these tasks in every pack that has them (before they run again): each such pack is written
         again under a new name, then the old one is deleted, so a reader never sees a half-changed pack."""
@@ -866,15 +941,23 @@ class Store:
     def _try_read(self, key: str) -> bytes | None:
         try:
             return self.backend.read_bytes(key)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # a file where the task's directory should be: no status
             return None
 
     def _read_many(self, keys: list[str]) -> list[bytes | None]:
         """Read many small objects; concurrently on S3, where each read is a round trip."""
         if self.is_local or len(keys) < 8:
             return [self._try_read(k) for k in keys]
-        with ThreadPoolExecutor(max_workers=32) as pool:
+        with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:
             return list(pool.map(self._try_read, keys))
+
+    def _read_stream(self, keys: list[str]) -> Iterator[bytes | None]:
+        """`_read_many`, handed out in order as each arrives (S3: PARALLEL_READS requests in flight)."""
+        if self.is_local or len(keys) < 8:
+            yield from map(self._try_read, keys)
+            return
+        with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:
+            yield from pool.map(self._try_read, keys)
 
     def read_text(self, key: str) -> str:
         return self.backend.read_bytes(key).decode("utf-8", errors="replace")
