@@ -68,6 +68,19 @@ def test_twenty_tasks_on_an_existing_scheduler_give_the_local_engines_results(tm
     assert len(df) == 20
     assert df[COMPARED].equals(local[COMPARED])
     assert df["worker"].str.startswith("tcp://127.0.0.1:").all() and df["worker"].nunique() == 2
+    # Each worker's batch is one summary (a pack): together they cover every task once, with its metrics.
+    packs = {p: [json.loads(line)["i"] for line in p.read_text().splitlines()]
+             for p in (tmp_path / "dask" / "runs" / run.id / "packs").glob("*.jsonl")}
+    assert 2 <= len(packs) < 20 and sorted(i for covered in packs.values() for i in covered) == list(range(20))
+    # A batch its worker never wrote (killed first): its tasks come from their own files, the rest from the
+    # other summaries alone.
+    lost, covered = next(iter(packs.items()))
+    lost.unlink()
+    for i in set(range(20)) - set(covered):
+        for name in ("status.json", "metrics.json"):
+            (tmp_path / "dask" / "runs" / run.id / "tasks" / str(i) / name).unlink()
+    again = batchsweep.load_run(run.id, store=tmp_path / "dask").results(refresh=True)
+    assert again[COMPARED].equals(local[COMPARED])
 
 
 def test_a_failing_and_a_timing_out_task_are_contained(tmp_path, dask_cluster):
@@ -206,6 +219,11 @@ def test_a_worker_killed_mid_run_loses_no_task(tmp_path, dask_cluster):
     df = run.results()
     assert sorted(df["task"]) == list(range(20)) and set(df["status"]) == {"succeeded"}
     assert df["worker"].nunique() >= 1
+    # The killed worker's batch was never written: its tasks are read from their own files, the rest from
+    # the summaries of the worker that lived.
+    again = batchsweep.load_run(run.id, store=store).results(refresh=True)
+    assert again[["task", "status", "a"]].equals(df[["task", "status", "a"]])
+    assert list((store / "runs" / run.id / "packs").glob("*.jsonl"))
     _, progress = batchsweep.load_run(run.id, store=store).snapshot()  # what `batchsweep status` shows
     assert progress.notes == ("1 Dask worker lost mid-run; Dask ran their tasks again elsewhere",)
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from batchsweep.engines import dask_summary
 from batchsweep.engines.base import Engine, Progress, RunHandle
 from batchsweep.errors import SpecError
 from batchsweep.model import State, Task, TaskStatus
@@ -255,6 +256,7 @@ def run_dask_task(store_url: str, run_id: str, task_json: str) -> TaskStatus | N
                               resolve_input=lambda ref: base_dir / ref, launcher=_launcher(info, ctx))
     finally:
         done.set()
+    dask_summary.add(store, run_id, status)  # after its own status.json: the worker's next summary has it
     return status
 
 
@@ -534,6 +536,10 @@ class DaskEngine(Engine):
     def close(self) -> None:
         if self._collector is not None and self._client is not None and not self._closed:
             self._closed = True
+            try:  # the workers' last summaries, before the run counts as finished
+                self._client.run(dask_summary.flush, self.run.id)
+            except Exception:  # noqa: BLE001 - a worker that is gone took its batch along; its tasks' files remain
+                pass
             try:
                 self._lost = _lost_workers(self._client, self.run.id, self._submitted_at)
             except Exception:
