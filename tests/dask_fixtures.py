@@ -40,6 +40,13 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         proc.wait()
 
 
+def _address_in(scheduler_file: Path) -> str:
+    try:
+        return str(json.loads(scheduler_file.read_text())["address"])
+    except (OSError, ValueError, KeyError):
+        return ""
+
+
 class DaskProcesses:
     """A scheduler and its workers, started as separate processes."""
 
@@ -52,12 +59,12 @@ class DaskProcesses:
         self.scheduler = self._spawn("scheduler", [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
                                                    "--no-dashboard", "--scheduler-file", str(scheduler_file)])
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not scheduler_file.exists():
+        while not _address_in(scheduler_file):  # the file may exist before it is written
             if time.monotonic() > deadline or self.scheduler.poll() is not None:
                 self.stop()
                 raise RuntimeError(f"dask scheduler did not start; see {directory / 'scheduler.log'}")
             time.sleep(0.05)
-        self.address: str = json.loads(scheduler_file.read_text())["address"]
+        self.address: str = _address_in(scheduler_file)
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.directory / f"{name}.log", "wb")  # a file, not a pipe: a full pipe would block it
