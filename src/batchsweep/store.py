@@ -153,14 +153,17 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()  # what open() would give: teammates read a shared store as the umask allows
 
 
-def _write_temp(target: Path, data: bytes) -> str:
+def _write_temp(target: Path, data: bytes | Iterable[bytes]) -> str:
     """A complete, fsync'ed temp file beside target (so a crash never leaves a rename of an empty file)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, bytes):
+                f.write(data)
+            else:
+                f.writelines(data)
             f.flush()
             os.fsync(f.fileno())
     except BaseException:
@@ -853,9 +856,19 @@ class Store:
                       self.backend.list_files(self.run_key(run_id, PACKS)) if k.endswith(".jsonl"))
 
     def write_pack(self, run_id: str, name: str, entries: Iterable[PackEntry]) -> None:
-        """One object for many tasks. Written whole (a temp file + rename locally, one PUT on S3)."""
-        data = "".join(e.line() for e in entries).encode()
-        self.backend.write_bytes(self.pack_key(run_id, name), data)
+        """One object for many tasks. Written whole: locally a temp file written line by line (a compacted
+        100,000-task run's pack is never one string in memory) and renamed; on S3 one PUT."""
+        key = self.pack_key(run_id, name)
+        if isinstance(self.backend, LocalBackend):
+            target = self.backend.path(key)
+            tmp = _write_temp(target, (e.line().encode() for e in entries))
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        else:
+            self.backend.write_bytes(key, "".join(e.line() for e in entries).encode())
         self._packs.pop(run_id, None)
         self._packs_listed.pop(run_id, None)
 
