@@ -142,3 +142,28 @@ def kill_orphans(token: str, *, spare: Collection[int] = ()) -> int:
             except ChildProcessError:
                 continue
     return killed
+
+
+def kill_run_tasks(run_id: str) -> int:
+    """Kill every process on this machine still carrying a task token of this run, with their descendants: the
+    tasks a runner killed with -9 left behind (their parent gone, they run on). Returns how many were killed."""
+    if not os.path.isdir("/proc"):
+        return 0  # another OS: nothing to search
+    marker = f"{TOKEN_VAR}={run_id}/".encode()  # tokens are "<run id>/<task>/<random>"
+    me, killed = os.getpid(), 0
+    for _ in range(3):  # a dying tree may fork once more while we walk it
+        pids = [int(n) for n in os.listdir("/proc") if n.isdigit() and int(n) != me and _has_token(int(n), marker)]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except (ProcessLookupError, PermissionError):
+                continue
+        for pid in pids:
+            try:
+                os.waitpid(pid, 0)  # our own child: reap it; anyone else's: ECHILD
+            except ChildProcessError:
+                continue
+    return killed

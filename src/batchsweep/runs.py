@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from batchsweep import runlock
+from batchsweep import reaper, runlock
 from batchsweep.engines.base import RunHandle
 from batchsweep.errors import RunDamaged, RunStateError, SpecError, SweepError
 from batchsweep.model import State, Task, TaskStatus
@@ -306,6 +306,10 @@ class Run:
         if self.engine.poll().active:
             raise RunStateError(f"run {self.id} is still running; wait for it or `batchsweep cancel {self.id}` first")
         live_code = get_engine(self.record.backend).live_code
+        left = reaper.kill_run_tasks(self.id)  # a runner killed with -9 leaves its running tasks behind
+        if left:
+            logging.getLogger("batchsweep").warning("killed %d process(es) of run %s left running by its stopped runner",
+                                                    left, self.id)
         if self.record.search:
             from batchsweep import search
 

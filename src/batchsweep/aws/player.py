@@ -29,6 +29,7 @@ from batchsweep.errors import SweepError
 
 STDERR_TAIL = 10
 STOP_TIMEOUT_S = 30  # ECS's default stopTimeout: SIGKILL this long after SIGTERM
+TERMINATE_POLL_S = 0.25  # how often `play` asks whether the jobs it plays were terminated
 # What a container on Batch gets from outside its job definition: the endpoint and credentials (the job role's,
 # on AWS) and the region. Played inside an image, a child sees these and the job's own environment, nothing else.
 CONTAINER_AWS_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
@@ -58,8 +59,11 @@ class Played:
     exit_code: int | None = None  # None: killed by the player
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL))
     log_errors: list[str] = field(default_factory=list)  # CloudWatch refusing a line (e.g. AccessDenied)
+    started: bool = True  # False: its job was terminated before Batch started it
 
     def describe(self) -> str:
+        if not self.started:
+            return f"child {self.child.job_id}: never started (its job was terminated)"
         how = "killed" if self.exit_code is None else f"exit code {self.exit_code}"
         tail = "".join(f"\n    {line}" for line in self.stderr_tail)
         text = f"child {self.child.job_id}: {how}" + (f"; last stderr lines:{tail}" if tail else "; no stderr")
@@ -155,16 +159,21 @@ def kill_container(proc: subprocess.Popen[bytes]) -> None:
 
 def play_child(child: Child, *, job_credentials: dict[str, str] | None = None, logs: Any = None,
                kill_when: Callable[[str], bool] | None = None, term_when: Callable[[str], bool] | None = None,
-               timeout_s: float = 3600, image: str | None = None) -> Played:
+               timeout_s: float = 3600, image: str | None = None,
+               terminated: threading.Event | None = None) -> Played:
     """Run one child here, or with `image` in a fresh container of that image. `kill_when(line)` true for a line
     of its output kills the container right there; `term_when(line)` stops it the way ECS stops a task (a spot
-    reclaim, a cancel, a Batch timeout): SIGTERM to the container's first process, SIGKILL after STOP_TIMEOUT_S."""
+    reclaim, a cancel, a Batch timeout): SIGTERM to the container's first process, SIGKILL after STOP_TIMEOUT_S.
+    `terminated` set (its job was terminated: TerminateJob) stops it the same way, or it never starts."""
+    if terminated is not None and terminated.is_set():
+        return Played(child, started=False)
     env = {k: v for k, v in os.environ.items() if not (job_credentials and k in _NOT_INHERITED)}
     env.update(child.env)
     env.update(job_credentials or {})
     if image is None:
         argv = [sys.executable if part == "python" else part for part in child.command]
-        return _play(child, argv, env, logs=logs, kill_when=kill_when, term_when=term_when, timeout_s=timeout_s)
+        return _play(child, argv, env, logs=logs, kill_when=kill_when, term_when=term_when, timeout_s=timeout_s,
+                     terminated=terminated)
     # Inside the image the child sees the job's environment and what Batch adds (endpoint, credentials, region).
     inside = {k: env[k] for k in CONTAINER_AWS_VARS if k in env}
     inside.update(child.env)
@@ -178,7 +187,7 @@ def play_child(child: Child, *, job_credentials: dict[str, str] | None = None, l
         inside["AWS_CA_BUNDLE"] = CONTAINER_CA_BUNDLE
     with _container(image, inside, child.command, mounts=mounts) as argv:
         return _play(child, argv, dict(os.environ), logs=logs, kill_when=kill_when, term_when=term_when,
-                     timeout_s=timeout_s)
+                     timeout_s=timeout_s, terminated=terminated)
 
 
 @contextmanager
@@ -211,7 +220,8 @@ def _buildah() -> str:
 
 
 def _play(child: Child, argv: list[str], env: dict[str, str], *, logs: Any, kill_when: Callable[[str], bool] | None,
-          term_when: Callable[[str], bool] | None = None, timeout_s: float) -> Played:
+          term_when: Callable[[str], bool] | None = None, timeout_s: float,
+          terminated: threading.Event | None = None) -> Played:
     played = Played(child)
     ship = _LogShipper(logs, child.log_group, child.log_stream)
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -248,6 +258,18 @@ def _play(child: Child, argv: list[str], env: dict[str, str], *, logs: Any, kill
              threading.Thread(target=pump, args=(proc.stderr, played.stderr_tail), daemon=True)]
     for thread in pumps:
         thread.start()
+
+    def watch_terminate() -> None:  # the ECS agent stopping the task of a terminated job
+        assert terminated is not None
+        while proc.poll() is None:
+            if terminated.wait(0.1):
+                if not stopping.is_set():
+                    stopping.set()
+                    stop()
+                return
+
+    if terminated is not None:
+        threading.Thread(target=watch_terminate, daemon=True).start()
     try:
         code = proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -265,14 +287,37 @@ def play(run: Any, *, only: set[int] | None = None, parallel: int = 4, session: 
          image: str | None = None) -> list[Played]:
     """Run the run's children here (at most `parallel` at once), or each in a fresh container of `image`, their
     output shipped to CloudWatch Logs with `log_session` (default: `session`, else the environment's credentials).
-    Returns them in submission order."""
+    Returns them in submission order.
+
+    A job terminated meanwhile (TerminateJob: `batchsweep cancel`) is seen as Batch and ECS would act on it: its
+    running containers are stopped (SIGTERM, SIGKILL after STOP_TIMEOUT_S), its children not yet started never
+    start. Moto records the terminate only as the job's statusReason (its jobs "succeeded" at submit), which is
+    what the player watches for."""
     from batchsweep.aws.clients import make_client
 
     if image is not None:
         _buildah()  # before anything starts
     found = children(run, only=only, session=session)
-    logs = make_client("logs", session=log_session or session, region=(run.info.get("engine") or {}).get("region"))
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        return list(pool.map(lambda c: play_child(c, job_credentials=job_credentials, logs=logs,
-                                                  kill_when=kill_when, term_when=term_when, image=image),
-                             found))
+    settings = run.info.get("engine") or {}
+    logs = make_client("logs", session=log_session or session, region=settings.get("region"))
+    batch = make_client("batch", session=session, profile=settings.get("profile"), region=settings.get("region"))
+    terminated, done = threading.Event(), threading.Event()
+    jobs = sorted({c.job_id.split(":")[0] for c in found})
+
+    def watch() -> None:
+        while jobs and not done.wait(TERMINATE_POLL_S):
+            if any(j.get("statusReason") for j in batch.describe_jobs(jobs=jobs)["jobs"]):
+                terminated.set()
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            return list(pool.map(lambda c: play_child(c, job_credentials=job_credentials, logs=logs,
+                                                      kill_when=kill_when, term_when=term_when, image=image,
+                                                      terminated=terminated),
+                                 found))
+    finally:
+        done.set()
+        watcher.join()

@@ -3,7 +3,7 @@
 Attached (`batchsweep run`), the pool lives in the calling process. Detached (`--detach`), a runner process
 (`python -m batchsweep.engines.local STORE RUN_ID`) runs every task that has no status yet; its pid is in
 engine.json so `status`, `wait` and `cancel` find it. A runner killed with -9 leaves tasks without a status,
-which `resume` runs again.
+which `resume` runs again (first killing the task processes it left running: see `reaper.kill_run_tasks`).
 """
 
 from __future__ import annotations
