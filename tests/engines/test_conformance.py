@@ -126,7 +126,8 @@ class Harness:
         return batchsweep.load_run(store=self.store)
 
     def lose_a_task(self, spec: Path, index: int) -> Run:
-        """Run to the end with task `index` ending without a status, the way this engine can lose one."""
+        """Run to the end with task `index` (which hangs, if it starts) ending without a status, the way this
+        engine can lose one."""
         raise NotImplementedError
 
     def run(self, spec: Path) -> Run:
@@ -264,10 +265,10 @@ class AwsBatch(Harness):
     def lose_a_task(self, spec: Path, index: int) -> Run:
         from batchsweep.aws import player
 
-        # The container of the child that runs task `index` dies (SIGKILL, no SIGTERM: a lost host) before the
-        # worker writes its status; Batch reports the child ended.
+        # The container of the child that runs task `index` dies while the task hangs (SIGKILL, no SIGTERM: a lost
+        # host), so its worker never writes the status; Batch reports the child ended.
         run = batchsweep.run(spec, store=self.store, detach=True)
-        player.play(run, kill_when=lambda line: f"[task {index}]" in line and "hello" in line)
+        player.play(run, kill_when=lambda line: f"[task {index}]" in line and "hangs" in line)
         return batchsweep.load_run(run.id, store=self.store)
 
     def run(self, spec: Path) -> Run:
@@ -409,7 +410,9 @@ def test_kill_9_of_the_runner_then_resume_runs_only_what_had_not_finished(tmp_pa
 
 
 def test_a_task_that_ends_without_a_status_is_lost_and_resume_reruns_it(tmp_path, engine):
-    run = engine.lose_a_task(sweep(tmp_path, engine, "{grid: {a: [1, 2, 3]}}"), 1)
+    marks = engine.marks
+    run = engine.lose_a_task(sweep(tmp_path, engine, f"{{grid: {{a: [1, 2, 3]}}, fixed: {{hang_on: 2, marks: '{marks}'}}}}"), 1)
+    (marks / "release").touch()  # task 1 hangs no more
     df = run.results().set_index("task")
     assert df.loc[1, "status"] == "lost", df.loc[1].to_dict()
     assert list(df.loc[[0, 2], "status"]) == ["succeeded", "succeeded"]
