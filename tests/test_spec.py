@@ -63,7 +63,7 @@ def test_defaults_of_a_minimal_spec(tmp_path: Path) -> None:
     assert spec.timeout is None
     assert spec.retries == 0
     assert spec.max_parallel == 0
-    assert spec.warm is False
+    assert spec.warm == "auto"
     assert spec.inputs == [] and spec.outputs == [] and spec.env == {}
     assert (spec.resources.vcpus, spec.resources.memory_mib, spec.resources.gpus) == (1, 2048, 0)
     assert spec.params is not None and spec.params.repeat == 1

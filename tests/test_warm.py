@@ -1,7 +1,9 @@
-"""Warm start (`warm: true`): the fork server runs tasks as a cold start would, and falls back where it cannot."""
+"""Warm start (the default, `warm: auto`; `warm: true` forces it): the fork server runs tasks as a cold start
+would, and falls back where it cannot or, by default, where it finds sharing the imports unsafe."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -64,11 +66,13 @@ def server_pids(marker: str) -> list[int]:
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLE_OVERRIDES))
-def test_warm_gives_the_same_results_as_cold_on_every_example(tmp_path, example):
+def test_the_default_gives_the_same_results_as_cold_on_every_example(tmp_path, example, caplog):
+    caplog.set_level(logging.DEBUG, logger="batchsweep")
     spec = EXAMPLES / example / "sweep.yaml"
     overrides = EXAMPLE_OVERRIDES[example]
-    cold = run(spec, tmp_path / "cold", *overrides)
-    warm = run(spec, tmp_path / "warm", *overrides, "warm=true")
+    cold = run(spec, tmp_path / "cold", *overrides, "warm=false")
+    warm = run(spec, tmp_path / "warm", *overrides)
+    assert not [r.getMessage() for r in caplog.records if "warm start" in r.getMessage()]  # the default was warm
     cold_df, warm_df = cold.results(), warm.results()
     assert 2 <= len(cold_df) <= 4
     assert set(cold_df["status"]) == {"succeeded"}
@@ -103,7 +107,7 @@ def test_warm_tasks_run_in_the_fork_server_with_the_task_s_cwd_env_argv_and_own_
         params: {{grid: {{x: [1, 2, 3]}}}}
         env: {{GREETING: hello}}
     """)
-    frames = {mode: run(spec, tmp_path / mode, f"warm={mode == 'warm'}").results() for mode in ("cold", "warm")}
+    frames = {"warm": run(spec, tmp_path / "warm").results(), "cold": run(spec, tmp_path / "cold", "warm=false").results()}
     warm, cold = frames["warm"], frames["cold"]
     assert list(warm["warm"]) == [True] * 3 and list(cold["warm"]) == [False] * 3
     same = ["status", "cwd_is_task_dir", "argv", "name", "index", "greeting", "own_group", "stdin_empty",
@@ -139,7 +143,7 @@ def test_warm_exit_codes_exceptions_and_timeouts_match_cold(tmp_path):
     frames = {}
     for mode in ("cold", "warm"):
         started = time.monotonic()
-        frames[mode] = run(spec, tmp_path / mode, f"warm={mode == 'warm'}").results()
+        frames[mode] = run(spec, tmp_path / mode, *(["warm=false"] if mode == "cold" else [])).results()
         assert time.monotonic() - started < 20
     cols = ["how", "status", "exit_code", "error"]
     pd.testing.assert_frame_equal(frames["warm"][cols], frames["cold"][cols])
@@ -257,7 +261,8 @@ def test_the_fork_server_ends_when_the_runner_is_killed(tmp_path):
     assert server_pids(str(script)) == []
 
 
-def test_run_warm_flag_sets_warm_in_the_run(tmp_path):
+@pytest.mark.parametrize(("flag", "recorded"), [("--warm", True), ("--no-warm", False), (None, "auto")])
+def test_run_warm_flags_set_warm_in_the_run(tmp_path, flag, recorded):
     script = write(tmp_path / "quick.py", """
         import argparse
         parser = argparse.ArgumentParser()
@@ -269,10 +274,11 @@ def test_run_warm_flag_sets_warm_in_the_run(tmp_path):
         script: {script}
         params: {{grid: {{x: [1]}}}}
     """)
-    done = subprocess.run([sys.executable, "-m", "batchsweep", "run", str(spec), "--warm", "--store",
-                           str(tmp_path / "store")], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "batchsweep", "run", str(spec), *([flag] if flag else []),
+                           "--store", str(tmp_path / "store")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert batchsweep.load_run(store=tmp_path / "store").info["spec"]["warm"] is True
+    assert batchsweep.load_run(store=tmp_path / "store").info["spec"]["warm"] == recorded
+    assert "warm" not in done.stderr  # a single task runs cold by default: a debug line, not shown
 
 
 def test_only_module_level_absolute_imports_are_preloaded():
@@ -285,10 +291,118 @@ def test_only_module_level_absolute_imports_are_preloaded():
             import numpy
         except ImportError:
             numpy = None
+        SEED = 3
         def main():
             import pandas
         if False:
             import sklearn
+        import scipy
     """)
     found = [type(n).__name__ for n in import_statements(source, "s.py")]
     assert found == ["Import", "ImportFrom", "Import"]
+
+
+@pytest.mark.parametrize("first", ["sys.path.insert(0, 'vendor')", "os.environ['OMP_NUM_THREADS'] = '1'",
+                                   "matplotlib.use('Agg')", "def f(): pass", "x = compute()"])
+def test_preloading_stops_at_the_first_statement_that_may_change_what_an_import_does(first):
+    source = f"import os, sys\nimport matplotlib\n{first}\nimport numpy\n"
+    assert [n.names[0].name for n in import_statements(source, "s.py")] == ["os", "matplotlib"]
+
+
+IN_FORK_SERVER = 'b"batchsweep.warm" in open(f"/proc/{os.getppid()}/cmdline", "rb").read()'
+# Imports the default (`auto`) finds unsafe to share between tasks: each runs cold; `warm: true` still forks them.
+UNSAFE_IMPORTS = {
+    "socket": ("import socket\nconnection = socket.socket()\n", "open sockets (1)"),
+    "environment": ("import os\nINDEX = os.environ.get('BATCHSWEEP_TASK_INDEX')\n",
+                    "read BATCHSWEEP_TASK_INDEX, which each task sets for itself"),
+    "process": ("import subprocess\nhelper = subprocess.Popen(['sleep', '30'])\n", "start processes (1)"),
+    "fork-unsafe module": (None, "imports tensorflow, which is not fork-safe"),
+}
+
+
+def _sweep_importing(tmp_path: Path, module: str, lib_source: str | None) -> tuple[Path, Path]:
+    """A script in code/ importing `module` from lib/ (on PYTHONPATH: installed, not beside the script)."""
+    if lib_source is None:  # a stand-in for the real package, under its name
+        write(tmp_path / "lib" / module / "__init__.py", "VERSION = '0'\n")
+    else:
+        write(tmp_path / "lib" / f"{module}.py", lib_source)
+    script = write(tmp_path / "code" / "uses.py", f"""
+        import argparse, json, os
+        import {module}
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--x", type=int)
+        args = parser.parse_args()
+        json.dump({{"warm": {IN_FORK_SERVER}, "index": getattr({module}, "INDEX", None)}}, open("metrics.json", "w"))
+    """)
+    spec = write(tmp_path / "sweep.yaml", f"""
+        name: unsafe
+        script: {script}
+        params: {{grid: {{x: [1, 2]}}}}
+        env: {{PYTHONPATH: {tmp_path / 'lib'}}}
+    """)
+    return script, spec
+
+
+@pytest.mark.parametrize("kind", sorted(UNSAFE_IMPORTS))
+def test_by_default_imports_unsafe_to_share_run_cold_with_a_debug_line_and_warm_true_forces_warm(tmp_path, kind, caplog):
+    caplog.set_level(logging.DEBUG, logger="batchsweep")
+    lib_source, reason = UNSAFE_IMPORTS[kind]
+    module = "tensorflow" if lib_source is None else "unsafe_lib"
+    script, spec = _sweep_importing(tmp_path, module, lib_source)
+    df = run(spec, tmp_path / "default").results()
+    assert list(df["status"]) == ["succeeded"] * 2 and not df["warm"].any()
+    notes = [(r.levelno, r.getMessage()) for r in caplog.records if "warm start" in r.getMessage()]
+    assert len(notes) == 1 and notes[0][0] == logging.DEBUG and reason in notes[0][1], notes
+    assert server_pids(str(script)) == []
+    if kind == "environment":  # cold, each task read its own index at import
+        assert list(df["index"]) == [0, 1]
+    if kind == "process":
+        return  # forced, the server's helper would outlive the test
+    caplog.clear()
+    forced = run(spec, tmp_path / "forced", "warm=true").results()
+    assert list(forced["status"]) == ["succeeded"] * 2 and forced["warm"].all()
+    assert not [r for r in caplog.records if "warm start" in r.getMessage()]
+
+
+def test_imports_after_a_statement_that_may_change_them_are_left_to_each_task(tmp_path):
+    """`os.environ[...] = ...` (or `sys.path.insert`) before an import: the import must see it, as it does cold."""
+    write(tmp_path / "lib" / "reads_env.py", """
+        import os
+        THREADS = os.environ.get("MY_THREADS")
+    """)
+    script = write(tmp_path / "code" / "sets_env.py", f"""
+        import argparse, json, os
+        os.environ["MY_THREADS"] = "1"
+        import reads_env
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--x", type=int)
+        parser.parse_args()
+        json.dump({{"warm": {IN_FORK_SERVER}, "threads": reads_env.THREADS}}, open("metrics.json", "w"))
+    """)
+    spec = write(tmp_path / "sweep.yaml", f"""
+        name: order
+        script: {script}
+        params: {{grid: {{x: [1, 2]}}}}
+        env: {{PYTHONPATH: {tmp_path / 'lib'}}}
+    """)
+    df = run(spec, tmp_path / "store").results()
+    assert df["warm"].all() and list(df["threads"]) == [1, 1]
+
+
+def test_by_default_a_single_task_runs_cold(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="batchsweep")
+    script = write(tmp_path / "one.py", f"""
+        import argparse, json, os
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--x", type=int)
+        parser.parse_args()
+        json.dump({{"warm": {IN_FORK_SERVER}}}, open("metrics.json", "w"))
+    """)
+    spec = write(tmp_path / "sweep.yaml", f"""
+        name: one
+        script: {script}
+        params: {{grid: {{x: [1]}}}}
+    """)
+    assert not run(spec, tmp_path / "default").results()["warm"].any()
+    assert run(spec, tmp_path / "forced", "warm=true").results()["warm"].all()
+    assert [r.levelno for r in caplog.records if "warm start" in r.getMessage()] == [logging.DEBUG]

@@ -321,7 +321,7 @@ class Spec(_Strict):
     timeout: Duration = None
     retries: int = Field(default=0, ge=0, le=9)
     max_parallel: int = Field(default=0, ge=0)
-    warm: bool = False
+    warm: bool | Literal["auto"] = "auto"  # auto: warm start where the fork server finds it safe (warm.py)
     env: dict[str, str] = {}
     secrets: dict[str, str] = {}
     requirements: str | list[str] | None = None  # aws-batch: a requirements file (relative to the spec) or pip specifiers

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -59,6 +60,17 @@ class WarmProcess:
         return self.returncode
 
 
+def mode(spec: Mapping[str, Any]) -> str:
+    """The spec's `warm:` as "on" (`true`: forced), "off" (`false`) or "auto" (the default: on where it is safe).
+    A run.json written before `auto` existed holds a bool."""
+    value = spec.get("warm", "auto")
+    if value is True:
+        return "on"
+    if value is False:
+        return "off"
+    return "auto"
+
+
 def unusable_reason(*, script: str | None, function: str | None) -> str | None:
     """Why this run cannot be warm-started, in a few words; None when it can."""
     if function or not script:
@@ -68,15 +80,53 @@ def unusable_reason(*, script: str | None, function: str | None) -> str | None:
     return None
 
 
-def server_for(ctx: Any) -> WarmServer | str:
+def server_for(ctx: Any, *, warm: str = "on", n_tasks: int = 2) -> WarmServer | str:
     """A ready fork server for a run's tasks (`worker.RunContext`), or why they run cold. The one decision
-    used by every engine: locally per run, per AWS Batch child, per Dask worker process."""
+    used by every engine: locally per run, per AWS Batch child, per Dask worker process. `warm` is `mode()`:
+    "auto" also runs cold what the fork server finds unsafe to share (see `unsafe_reason`), a lone task and a
+    GPU task; "on" only what cannot be forked at all."""
     reason = unusable_reason(script=ctx.script, function=ctx.function)
     if reason is None and ctx.style == "hydra":
         reason = "Hydra apps run cold"
+    if reason is None and warm == "auto":
+        if n_tasks < 2:
+            reason = "a single task gains nothing from it"
+        elif ctx.gpus:
+            reason = "GPU tasks run cold unless `warm: true` (each task sees its own CUDA_VISIBLE_DEVICES)"
     if reason is not None:
         return reason
-    return WarmServer.start(ctx.code_dir / ctx.script, env=ctx.base_env, python=ctx.python)
+    return WarmServer.start(ctx.code_dir / ctx.script, env=ctx.base_env, python=ctx.python, forced=warm == "on")
+
+
+# What a task's environment holds that the fork server's does not: read at import, it would be the server's.
+TASK_ENV_PREFIX = "BATCHSWEEP_"
+TASK_ENV = frozenset({"CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "MLFLOW_TRACKING_URI"})
+# Imported, these hold state a fork does not copy safely (runtimes with their own threads, MPI started on import).
+FORK_UNSAFE_MODULES = ("tensorflow", "jax", "ray", "pyspark", "mpi4py.MPI")
+GPU_DEVICES = ("/dev/nvidia", "/dev/dri/", "/dev/kfd", "/dev/accel")
+
+
+def unsafe_reason(facts: Mapping[str, Any], *, forced: bool) -> str | None:
+    """Why the server's state after the script's imports (its `ready` message) is not safe to fork per task;
+    None when it is. Python threads stop even a forced warm start (a fork copies only the calling thread);
+    the rest only stops the default (`auto`)."""
+    threads = int(facts.get("threads", 1))
+    if threads > 1:
+        return f"the script's imports start threads ({threads} running), which a fork would not copy"
+    if forced:
+        return None
+    if facts.get("modules"):
+        return f"the script imports {', '.join(facts['modules'])}, which is not fork-safe"
+    if facts.get("children"):
+        return f"the script's imports start processes ({len(facts['children'])})"
+    if facts.get("sockets"):
+        return f"the script's imports open sockets ({facts['sockets']})"
+    if facts.get("devices"):
+        return f"the script's imports open a GPU ({', '.join(facts['devices'])})"
+    if facts.get("env_read"):
+        names = ", ".join(facts["env_read"])
+        return f"the script's imports read {names}, which each task sets for itself"
+    return None
 
 
 def launch_cold(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> subprocess.Popen[bytes]:
@@ -102,8 +152,10 @@ class WarmServer:
         self._reader.start()
 
     @classmethod
-    def start(cls, script: Path, *, env: dict[str, str], python: str = sys.executable) -> WarmServer | str:
-        """A ready server, or the reason (a few words) why warm start cannot be used for this script."""
+    def start(cls, script: Path, *, env: dict[str, str], python: str = sys.executable,
+              forced: bool = True) -> WarmServer | str:
+        """A ready server, or the reason (a few words) why warm start cannot be used for this script
+        (`forced`: `warm: true`, which overrides what only `auto` refuses)."""
         scratch = tempfile.mkdtemp(prefix="batchsweep-warm-")
         try:
             proc = subprocess.Popen(
@@ -117,10 +169,14 @@ class WarmServer:
         if not server._ready.wait(READY_TIMEOUT_S) or server._gone:
             server.close()
             return "the fork server ended while importing the script's imports"
-        threads = int(server._hello.get("threads", 1))
-        if threads > 1:
+        reason = unsafe_reason(server._hello, forced=forced)
+        if reason is not None:
+            try:  # the server and what its imports started in its session (a process, a pool)
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
             server.close()
-            return f"the script's imports start threads ({threads} running), which a fork would not copy"
+            return reason
         return server
 
     def launch(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> WarmProcess:
@@ -227,17 +283,49 @@ class WarmServer:
 
 
 # -- server side ----------------------------------------------------------------------------------
+def _inert(node: ast.stmt) -> bool:
+    """A module-level statement that changes nothing an import could see: a docstring, a constant
+    (`SEED = 3`), `if TYPE_CHECKING:`."""
+    if isinstance(node, ast.Expr):
+        return isinstance(node.value, ast.Constant)
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        if not all(isinstance(t, ast.Name) for t in targets):
+            return False
+        if node.value is None:
+            return True
+        try:
+            ast.literal_eval(node.value)
+        except (ValueError, TypeError, SyntaxError, RecursionError):
+            return False
+        return True
+    if isinstance(node, ast.If):
+        test = node.test
+        name = test.id if isinstance(test, ast.Name) else test.attr if isinstance(test, ast.Attribute) else ""
+        return name == "TYPE_CHECKING"
+    return False
+
+
 def import_statements(source: str, filename: str) -> list[ast.stmt]:
-    """The script's module-level imports (also inside a top-level try:), absolute ones only."""
+    """The script's imports that run before anything else it does (also inside a top-level try:), absolute
+    ones only. The first other statement ends them: `sys.path.insert(...)`, `os.environ[...] = ...` or
+    `matplotlib.use(...)` may change what a later import does, so later imports are left to each task."""
     found: list[ast.stmt] = []
 
-    def visit(body: list[ast.stmt]) -> None:
+    def visit(body: list[ast.stmt]) -> bool:
+        """Collect from body; False at the first statement that is neither an import nor inert."""
         for node in body:
             if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and node.level == 0
                                                 and node.module and node.module != "__future__"):
                 found.append(node)
+            elif isinstance(node, ast.ImportFrom):
+                continue  # `from __future__`, or a relative import (which a script cannot do)
             elif isinstance(node, ast.Try):
-                visit(node.body)
+                if not visit(node.body):
+                    return False
+            elif not _inert(node):
+                return False
+        return True
 
     visit(ast.parse(source, filename).body)
     return found
@@ -256,7 +344,8 @@ def _is_local(name: str, code_dir: str) -> bool:
 
 
 def preload(script: str) -> None:
-    """Run the script's imports of installed modules (numpy, pandas, sklearn...) in this process."""
+    """Run the script's leading imports of installed modules (numpy, pandas, sklearn...) in this process, up
+    to the first import of a module beside the script (its code may set up what later imports see)."""
     code_dir = os.path.dirname(os.path.realpath(script))
     try:
         with open(script, encoding="utf-8") as f:
@@ -270,11 +359,55 @@ def preload(script: str) -> None:
             assert isinstance(node, ast.ImportFrom)
             names = [node.module or ""]
         if any(_is_local(n, code_dir) for n in names):
-            continue
+            return
         try:
             exec(compile(ast.Module(body=[node], type_ignores=[]), script, "exec"), {})  # noqa: S102
         except BaseException:  # noqa: BLE001 - a failing import fails in the task, with its own traceback
             continue
+
+
+class _WatchedEnviron(os._Environ[str]):  # os.environ's own (private) class
+    """os.environ while the imports run: notes which per-task variables they look up."""
+
+    read: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        if isinstance(key, str) and (key.startswith(TASK_ENV_PREFIX) or key in TASK_ENV):
+            _WatchedEnviron.read.add(key)
+        return str(super().__getitem__(key))
+
+
+def _fds() -> list[str]:
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return found
+
+
+def facts_after_import(env_read: set[str]) -> dict[str, Any]:
+    """What the imports left in this process that a fork would share or lose (see `unsafe_reason`)."""
+    facts: dict[str, Any] = {"threads": threading.active_count(), "env_read": sorted(env_read)}
+    facts["modules"] = [m for m in FORK_UNSAFE_MODULES if m in sys.modules]
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    if cuda is not None and getattr(cuda, "is_initialized", lambda: False)():
+        facts["modules"].append("torch.cuda (initialized)")
+    if os.path.isdir("/proc/self/task"):  # Linux: what the imports opened and started
+        fds = _fds()
+        facts["sockets"] = sum(1 for f in fds if f.startswith("socket:"))
+        facts["devices"] = sorted({f for f in fds if f.startswith(GPU_DEVICES)})
+        children: list[int] = []
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/children") as f:
+                    children.extend(int(c) for c in f.read().split())
+            except (OSError, ValueError):
+                continue
+        facts["children"] = children
+    return facts
 
 
 def _send(fd: int, msg: dict[str, Any]) -> None:
@@ -415,12 +548,20 @@ def main(argv: list[str]) -> int:
     _redirect(0, os.devnull, os.O_RDONLY)
     _redirect(1, os.devnull, os.O_WRONLY)
     sys.path[0] = os.path.dirname(os.path.realpath(script))  # as `python SCRIPT` would have it
-    preload(script)
+    environ = os.environ
+    try:
+        environ.__class__ = _WatchedEnviron
+    except TypeError:  # another os.environ than CPython's: nothing watched
+        pass
+    try:
+        preload(script)
+    finally:
+        environ.__class__ = os._Environ
     import atexit  # noqa: F401 - what every task's child uses to run the script and exit, imported once here
     import pkgutil  # noqa: F401 - (runpy.run_path imports it on first use: ~1.5 ms of each child's CPU)
     import runpy  # noqa: F401
     gc.freeze()  # the imported modules' objects: a child's collections neither scan nor copy them
-    _send(ctl_out, {"ready": True, "threads": threading.active_count()})
+    _send(ctl_out, {"ready": True, **facts_after_import(_WatchedEnviron.read)})
     request = serve(ctl_in, ctl_out)
     if request is None:
         return 0

@@ -17,8 +17,10 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[store], help="start a sweep and wait for it")
     _spec_options(p, set_help="e.g. --set timeout=30m --set window=5,10", max_parallel_help="0 = all cores")
     p.add_argument("--detach", action="store_true", help="submit and return; follow with `batchsweep wait`")
-    p.add_argument("--warm", action="store_true",
-                   help="local: import the script's imports once and fork per task (same as --set warm=true)")
+    p.add_argument("--warm", action=argparse.BooleanOptionalAction, default=None,
+                   help="import the script's imports once and fork per task: --warm forces it (--set warm=true), "
+                        "--no-warm runs every task cold (--set warm=false); default: the spec's `warm:`, "
+                        "`auto` unless set (warm where it is safe)")
     p.add_argument("--right-size", action="store_true",
                    help="use the smaller valid Fargate vCPU/memory that the sweep's latest finished run measured "
                         "(same as --set resources.vcpus=… --set resources.memory_mib=…)")
@@ -83,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if not args.dry_run and (args.task_seconds is not None or args.pilot is not None):
         raise SweepError("--task-seconds and --pilot only apply with --dry-run (or `batchsweep estimate`)")
-    overrides = [*args.overrides, "warm=true"] if args.warm else args.overrides
+    overrides = args.overrides if args.warm is None else [*args.overrides, f"warm={str(args.warm).lower()}"]
     if args.right_size:
         overrides = [*overrides, *_right_size_overrides(args)]
     p = planning.plan(args.spec, overrides=overrides, backend=args.backend, max_parallel=args.max_parallel,

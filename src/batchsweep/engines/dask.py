@@ -184,11 +184,13 @@ _WARM_LOCK = threading.Lock()
 
 
 def _launcher(info: dict[str, Any], ctx: Any) -> Launcher:
-    """With `warm: true`, one fork server per worker process and run (started by the run's first task there,
+    """Unless `warm: false`, one fork server per worker process and run (started by the run's first task there,
     shared by the worker's threads); a server of an earlier run is closed once none of its tasks runs."""
-    if not info["spec"].get("warm"):
+    from batchsweep.warm import WarmServer, mode, server_for
+
+    warm = mode(info["spec"])
+    if warm == "off":
         return launch_cold
-    from batchsweep.warm import WarmServer, server_for
 
     run_id = info["run_id"]
     with _WARM_LOCK:
@@ -199,9 +201,10 @@ def _launcher(info: dict[str, Any], ctx: Any) -> Launcher:
                     if isinstance(old, WarmServer):
                         old.close()
                     del _WARM[other]
-            server = _WARM[run_id] = server_for(ctx)
+            server = _WARM[run_id] = server_for(ctx, warm=warm, n_tasks=int(info.get("n_tasks", 2)))
             if isinstance(server, str):
-                logging.getLogger(__name__).warning("warm start: %s; running cold", server)
+                logging.getLogger(__name__).log(logging.WARNING if warm == "on" else logging.DEBUG,
+                                                "warm start: %s; running cold", server)
     return server.launcher if isinstance(server, WarmServer) else launch_cold
 
 

@@ -133,7 +133,7 @@ class LocalEngine(Engine):
         tasks = {t.index: t for t in run.tasks()}
         base_dir = Path(run.info["base_dir"])
         watch = keys.CodeWatch(run.record.code_spec(), run.record.keyed_code)
-        server = self._warm_server(ctx)
+        server = self._warm_server(ctx, len(indices))
         launcher: Launcher = server.launcher if server is not None else launch_cold
         leases, workers = self._leases()
 
@@ -204,17 +204,18 @@ class LocalEngine(Engine):
                 text = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
                 self.failure = f"{type(e).__name__}: {text}{where}"
 
-    def _warm_server(self, ctx: RunContext) -> WarmServer | None:
-        """The run's fork server when the spec asks for `warm: true` and the script allows it."""
-        if not self.run.info["spec"].get("warm"):
-            return None
+    def _warm_server(self, ctx: RunContext, n_tasks: int) -> WarmServer | None:
+        """The run's fork server, unless the spec says `warm: false` or the script does not allow it (a
+        warning when `warm: true` asked for it, a debug line for the default `auto`)."""
         from batchsweep import warm
 
-        started = warm.server_for(ctx)
+        mode = warm.mode(self.run.info["spec"])
+        if mode == "off":
+            return None
+        started = warm.server_for(ctx, warm=mode, n_tasks=n_tasks)
         if not isinstance(started, str):
             return started
-        reason = started
-        log.warning("warm start: %s; running cold", reason)
+        log.log(logging.WARNING if mode == "on" else logging.DEBUG, "warm start: %s; running cold", started)
         return None
 
     def _finish(self) -> None:

@@ -145,14 +145,15 @@ class WarmTeedProcess:
         return code
 
 
-def warm_launcher(ctx: Any, *, warm: bool, n_tasks: int) -> tuple[Launcher, WarmServer | None]:
-    """The child's launcher: warm (one import of the script's imports, a fork per task) when the spec asks for
-    `warm: true`, the child runs more than one task and the script allows it; else cold."""
-    if not warm or n_tasks < 2:
+def warm_launcher(ctx: Any, *, warm: str, n_tasks: int) -> tuple[Launcher, WarmServer | None]:
+    """The child's launcher: warm (one import of the script's imports, a fork per task) unless the spec says
+    `warm: false` (`warm` is `warm.mode`), when the child runs more than one task and the script allows it
+    (`auto`: and the fork server finds it safe); else cold."""
+    if warm == "off" or n_tasks < 2:
         return launch_teed, None
     from batchsweep.warm import server_for
 
-    started = server_for(ctx)
+    started = server_for(ctx, warm=warm, n_tasks=n_tasks)
     if isinstance(started, str):
         print(f"batchsweep: warm start: {started}; running cold", file=sys.stderr, flush=True)
         return launch_teed, None
@@ -238,7 +239,9 @@ def main() -> int:
         ctx = context_from_run(info, code_dir=_code_dir(store, info, scratch))
         tasks = {t.index: t for t in store.tasks(run_id)}
         resolve = InputCache(store, info, scratch)
-        launcher, server = warm_launcher(ctx, warm=bool(info["spec"].get("warm")), n_tasks=len(indices))
+        from batchsweep.warm import mode as warm_mode
+
+        launcher, server = warm_launcher(ctx, warm=warm_mode(info["spec"]), n_tasks=len(indices))
         try:
             exit_code = _run_tasks(ctx, store, tasks, indices, registry=registry, worker=worker, scratch=scratch,
                                    resolve=resolve, batch_attempt=batch_attempt, launcher=launcher,
