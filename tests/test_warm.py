@@ -14,17 +14,20 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import alive
 
 import batchsweep
 from batchsweep.store import Store
 from batchsweep.warm import import_statements
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-# Each example's own spec, shrunk to 2-4 tasks.
+# Each example's own spec, shrunk to 2-4 tasks (in-image needs a package only its task image has; the sklearn
+# function sweep runs cold whatever `warm:` says; sweep_random runs sklearn's train.py again).
 EXAMPLE_OVERRIDES = {
     "tutorial": ["var_a=1,2", "var_b=3,4"],
     "backtest": ["symbol=BTCUSDT,ETHUSDT", "fast=5", "slow=50,100"],
     "sklearn": ["n_estimators=10", "max_depth=4,8", "params.repeat=1"],
+    "sklearn/sweep_stop.yaml": ["alpha=1.0e-5", "eta0=0.001,0.01", "params.fixed.epochs=3"],
     "branin": ["params.random.samples=3"],
 }
 NOT_RESULTS = {"duration_s", "started_at", "ended_at", "worker", "fit_time_s", "peak_rss_mib", "cpu_s"}  # differ run to run
@@ -68,7 +71,7 @@ def server_pids(marker: str) -> list[int]:
 @pytest.mark.parametrize("example", sorted(EXAMPLE_OVERRIDES))
 def test_the_default_gives_the_same_results_as_cold_on_every_example(tmp_path, example, caplog):
     caplog.set_level(logging.DEBUG, logger="batchsweep")
-    spec = EXAMPLES / example / "sweep.yaml"
+    spec = EXAMPLES / example if example.endswith(".yaml") else EXAMPLES / example / "sweep.yaml"
     overrides = EXAMPLE_OVERRIDES[example]
     cold = run(spec, tmp_path / "cold", *overrides, "warm=false")
     warm = run(spec, tmp_path / "warm", *overrides)
@@ -80,6 +83,54 @@ def test_the_default_gives_the_same_results_as_cold_on_every_example(tmp_path, e
     pd.testing.assert_frame_equal(cold_df[columns], warm_df[columns])
     assert output_bytes(tmp_path / "cold", cold.id, cold_df) == output_bytes(tmp_path / "warm", warm.id, warm_df)
 
+
+
+SCRIPTS = Path(__file__).parent / "scripts"
+# Every script under tests/scripts, as a sweep of 2-3 tasks (`metrics:` where it prints instead of writing a file).
+SCRIPT_SWEEPS = {
+    "adopted.py": "params: {grid: {_k: [1, 2]}}",
+    "curve.py": "params: {grid: {quality: [0.1, 0.3]}, fixed: {epochs: 3, pace: 0}}\n"
+                "metrics: {stdout: 'epoch (?P<step>\\d+) train_loss=[\\d.]+ val_loss=(?P<val_loss>[\\d.]+)'}",
+    "curve.py --api": "params: {grid: {quality: [0.1, 0.3]}, fixed: {epochs: 3, pace: 0, api: true}}",
+    "funcs.py": "params: {grid: {x: [2, 3]}}",
+    "hostile_task.py": "params: {grid: {a: [1, 2]}, fixed: {xs: [3, 4]}}",
+    "mlflow_curve.py": "params: {grid: {quality: [0.1, 0.3]}, fixed: {epochs: 2, folds: 1}}\nmetrics: {mlflow: true}",
+    "prints_result.py": "params: {grid: {var_a: [1, 2], var_b: [5]}, fixed: {save_name: out}}\n"
+                        "metrics: {stdout: 'loss=(?P<loss>-?\\d+) acc=(?P<acc>[\\d.]+)'}",
+    "resource_probe.py": "params: {grid: {i: [0, 1]}, fixed: {alloc-mib: 8, hold: 0}}\nmetrics: {stdout: last}",
+    "u_echo.py": "params: {grid: {text: ['a b', '--x', 'é'], n: [1]}}",
+    "u_target.py": "params: {grid: {window: [3, 7]}, fixed: {save_name: x}}",
+    "writes_metrics.py": "params: {grid: {a: [1, 2, 3]}, fixed: {fail_on: 3}}",
+}
+DIFFER = {"start", "end", "pid"}  # wall-clock times and pids: different run to run, warm or cold
+
+
+def test_every_test_script_has_a_sweep():
+    assert {name.split()[0] for name in SCRIPT_SWEEPS} == {p.name for p in SCRIPTS.glob("*.py")}
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPT_SWEEPS))
+def test_the_default_gives_the_same_results_as_cold_on_every_test_script(tmp_path, name, caplog):
+    caplog.set_level(logging.DEBUG, logger="batchsweep")
+    script = name.split()[0]
+    target = "function: funcs:square" if script == "funcs.py" else f"script: {SCRIPTS / script}"
+    spec = write(tmp_path / "sweep.yaml", f"name: scripts\n{target}\n{SCRIPT_SWEEPS[name]}\n")
+    if script == "funcs.py":
+        spec.with_name("funcs.py").write_bytes((SCRIPTS / script).read_bytes())
+    cold = run(spec, tmp_path / "cold", "warm=false")
+    warm = run(spec, tmp_path / "warm")
+    notes = [r.getMessage() for r in caplog.records if "warm start" in r.getMessage()]
+    assert notes == (["warm start: function tasks run cold; running cold"] if script == "funcs.py" else []), notes
+    cold_df, warm_df = cold.results(), warm.results()
+    assert len(cold_df) >= 2 and "succeeded" in set(cold_df["status"])
+    columns = [c for c in cold_df.columns if c not in NOT_RESULTS | DIFFER]
+    pd.testing.assert_frame_equal(cold_df[columns], warm_df[columns])
+    cold_out, warm_out = output_bytes(tmp_path / "cold", cold.id, cold_df), output_bytes(tmp_path / "warm", warm.id, warm_df)
+    assert cold_out.keys() == warm_out.keys()
+    same = [k for k in cold_out if not k[1].startswith(("mlflow.db", "mlruns"))]  # MLflow's ids and times differ
+    assert [cold_out[k] for k in same] == [warm_out[k] for k in same]
+    if "start" not in cold_df:  # what the tasks printed (but times)
+        assert [warm.logs(i) for i in range(len(cold_df))] == [cold.logs(i) for i in range(len(cold_df))]
 
 def test_warm_tasks_run_in_the_fork_server_with_the_task_s_cwd_env_argv_and_own_process_group(tmp_path):
     script = write(tmp_path / "probe.py", """
@@ -406,3 +457,39 @@ def test_by_default_a_single_task_runs_cold(tmp_path, caplog):
     assert not run(spec, tmp_path / "default").results()["warm"].any()
     assert run(spec, tmp_path / "forced", "warm=true").results()["warm"].all()
     assert [r.levelno for r in caplog.records if "warm start" in r.getMessage()] == [logging.DEBUG]
+
+
+def test_a_grandchild_a_warm_task_forks_without_exec_dies_with_the_task_as_a_cold_one_does(tmp_path):
+    """No orphans: the reaper finds a task's processes by the token in the environment they started with, which
+    a forked task (and what it forks) shares with the fork server unless the server's child writes it in."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    script = write(tmp_path / "forks.py", f"""
+        import argparse, json, os, time
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--x", type=int)
+        parser.add_argument("--mode")
+        args = parser.parse_args()
+        json.dump({{"warm": {IN_FORK_SERVER}}}, open("metrics.json", "w"))
+        pid_file = os.path.join("{pids}", f"{{args.mode}}-{{args.x}}")
+        if os.fork() == 0:  # a daemon: its own session, its parent gone, no exec
+            os.setsid()
+            if os.fork() == 0:
+                open(pid_file + ".tmp", "w").write(str(os.getpid()))
+                os.rename(pid_file + ".tmp", pid_file)
+                time.sleep(60)
+            os._exit(0)
+        while not os.path.exists(pid_file):
+            time.sleep(0.01)
+    """)
+    spec = write(tmp_path / "sweep.yaml", f"""
+        name: forks
+        script: {script}
+        params: {{grid: {{x: [1, 2]}}}}
+    """)
+    cold = run(spec, tmp_path / "cold", "warm=false", "params.fixed.mode=cold").results()
+    warm = run(spec, tmp_path / "warm", "params.fixed.mode=warm").results()
+    assert not cold["warm"].any() and warm["warm"].all()
+    daemons = {p.name: int(p.read_text()) for p in pids.iterdir()}
+    assert sorted(daemons) == ["cold-1", "cold-2", "warm-1", "warm-2"]
+    assert [name for name, pid in daemons.items() if alive(pid)] == []

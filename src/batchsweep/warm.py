@@ -98,9 +98,19 @@ def server_for(ctx: Any, *, warm: str = "on", n_tasks: int = 2) -> WarmServer | 
     return WarmServer.start(ctx.code_dir / ctx.script, env=ctx.base_env, python=ctx.python, forced=warm == "on")
 
 
+# No orphans (reaper.py) finds a task's processes by the token in /proc/PID/environ: the environment a process
+# started with. A forked task keeps the server's, so the server starts with room for a token there, which each
+# child overwrites with its own (`_stamp_token`).
+TOKEN_VAR = "BATCHSWEEP_TASK_TOKEN"  # reaper.TOKEN_VAR (a module of the same layer: not imported)
+TOKEN_ROOM = "." * 240
+
+
 # What a task's environment holds that the fork server's does not: read at import, it would be the server's.
-TASK_ENV_PREFIX = "BATCHSWEEP_"
-TASK_ENV = frozenset({"CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "MLFLOW_TRACKING_URI"})
+TASK_ENV = frozenset({
+    "BATCHSWEEP_RUN_ID", "BATCHSWEEP_TASK_INDEX", "BATCHSWEEP_TASK_DIR", "BATCHSWEEP_PARAMS", "BATCHSWEEP_PARAMS_FILE",
+    "BATCHSWEEP_TASK_TOKEN", "BATCHSWEEP_SERIES_FILE", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+    "MLFLOW_TRACKING_URI",
+})
 # Imported, these hold state a fork does not copy safely (runtimes with their own threads, MPI started on import).
 FORK_UNSAFE_MODULES = ("tensorflow", "jax", "ray", "pyspark", "mpi4py.MPI")
 GPU_DEVICES = ("/dev/nvidia", "/dev/dri/", "/dev/kfd", "/dev/accel")
@@ -159,7 +169,8 @@ class WarmServer:
         scratch = tempfile.mkdtemp(prefix="batchsweep-warm-")
         try:
             proc = subprocess.Popen(
-                [python, "-m", "batchsweep.warm", str(script)], cwd=scratch, env={**env, "PYTHONUNBUFFERED": "1"},
+                [python, "-m", "batchsweep.warm", str(script)], cwd=scratch,
+                env={**env, "PYTHONUNBUFFERED": "1", TOKEN_VAR: TOKEN_ROOM},
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
             )
         except OSError as e:
@@ -372,7 +383,7 @@ class _WatchedEnviron(os._Environ[str]):  # os.environ's own (private) class
     read: set[str] = set()
 
     def __getitem__(self, key: str) -> str:
-        if isinstance(key, str) and (key.startswith(TASK_ENV_PREFIX) or key in TASK_ENV):
+        if key in TASK_ENV:
             _WatchedEnviron.read.add(key)
         return str(super().__getitem__(key))
 
@@ -488,6 +499,7 @@ def run_child(request: dict[str, Any]) -> NoReturn:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    _stamp_token(request["env"].get(TOKEN_VAR))
     sys.argv = list(request["argv"])
     script = sys.argv[0]
     # `random` reseeds itself after a fork; numpy's global generator does not, and cold tasks each get a fresh one.
@@ -507,6 +519,33 @@ def run_child(request: dict[str, Any]) -> NoReturn:
         code, interrupted = 1, isinstance(e, KeyboardInterrupt)
         del e, tb
     _exit(code, interrupted=interrupted)
+
+
+def _stamp_token(token: str | None) -> None:
+    """Write the task's token over the room left for it in this process's starting environment (what
+    /proc/self/environ shows, and what a fork without exec inherits), so the reaper finds the task and its
+    forked descendants as it finds a cold task's. Linux only, best effort: a token that does not fit, or a
+    /proc/self/mem that refuses writes, leaves the room as it was."""
+    if not token:
+        return
+    value = token.encode() + b"\0"
+    rest = len(TOKEN_ROOM) - len(value)
+    if rest < 0:
+        return
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[47]), int(fields[48])  # env_start, env_end (fields 50 and 51 of proc(5))
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(start)
+            at = mem.read(end - start).find(f"{TOKEN_VAR}={TOKEN_ROOM}\0".encode())
+            if at < 0:
+                return
+            filler = b"BATCHSWEEP_ROOM=" + b"." * (rest - 16) if rest >= 16 else b"\0" * rest
+            mem.seek(start + at + len(TOKEN_VAR) + 1)
+            mem.write(value + filler)
+    except (OSError, ValueError, IndexError):
+        return
 
 
 def _exit_code(code: object) -> int:
