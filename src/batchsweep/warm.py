@@ -95,7 +95,11 @@ def server_for(ctx: Any, *, warm: str = "on", n_tasks: int = 2) -> WarmServer | 
             reason = "GPU tasks run cold unless `warm: true` (each task sees its own CUDA_VISIBLE_DEVICES)"
     if reason is not None:
         return reason
-    return WarmServer.start(ctx.code_dir / ctx.script, env=ctx.base_env, python=ctx.python, forced=warm == "on")
+    rule = ctx.metrics_rule
+    task_vars = (*TASK_ENV, *(MLFLOW_TASK_ENV if isinstance(rule, dict) and rule.get("mlflow") else ()),
+                 *(GPU_TASK_ENV if ctx.gpus else ()))
+    return WarmServer.start(ctx.code_dir / ctx.script, env=ctx.base_env, python=ctx.python, forced=warm == "on",
+                            task_vars=task_vars)
 
 
 # No orphans (reaper.py) finds a task's processes by the token in /proc/PID/environ: the environment a process
@@ -105,12 +109,12 @@ TOKEN_VAR = "BATCHSWEEP_TASK_TOKEN"  # reaper.TOKEN_VAR (a module of the same la
 TOKEN_ROOM = "." * 240
 
 
-# What a task's environment holds that the fork server's does not: read at import, it would be the server's.
-TASK_ENV = frozenset({
-    "BATCHSWEEP_RUN_ID", "BATCHSWEEP_TASK_INDEX", "BATCHSWEEP_TASK_DIR", "BATCHSWEEP_PARAMS", "BATCHSWEEP_PARAMS_FILE",
-    "BATCHSWEEP_TASK_TOKEN", "BATCHSWEEP_SERIES_FILE", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
-    "MLFLOW_TRACKING_URI",
-})
+# What each task's environment sets for itself (worker.task_env): left out of the server's, and looked up while
+# the imports run, a reason for `auto` to run cold (the imports would have read the server's, not the task's).
+TASK_ENV = ("BATCHSWEEP_RUN_ID", "BATCHSWEEP_TASK_INDEX", "BATCHSWEEP_TASK_DIR", "BATCHSWEEP_PARAMS",
+            "BATCHSWEEP_PARAMS_FILE", "BATCHSWEEP_SERIES_FILE")
+MLFLOW_TASK_ENV = ("MLFLOW_TRACKING_URI",)  # with `metrics: {mlflow: true}`: each task's own store
+GPU_TASK_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")  # with `resources.gpus`: each task's lease
 # Imported, these hold state a fork does not copy safely (runtimes with their own threads, MPI started on import).
 FORK_UNSAFE_MODULES = ("tensorflow", "jax", "ray", "pyspark", "mpi4py.MPI")
 GPU_DEVICES = ("/dev/nvidia", "/dev/dri/", "/dev/kfd", "/dev/accel")
@@ -162,15 +166,17 @@ class WarmServer:
         self._reader.start()
 
     @classmethod
-    def start(cls, script: Path, *, env: dict[str, str], python: str = sys.executable,
-              forced: bool = True) -> WarmServer | str:
+    def start(cls, script: Path, *, env: dict[str, str], python: str = sys.executable, forced: bool = True,
+              task_vars: tuple[str, ...] = ()) -> WarmServer | str:
         """A ready server, or the reason (a few words) why warm start cannot be used for this script
-        (`forced`: `warm: true`, which overrides what only `auto` refuses)."""
+        (`forced`: `warm: true`, which overrides what only `auto` refuses; `task_vars`: what each task's
+        environment sets for itself, left out of the server's and watched while the imports run)."""
         scratch = tempfile.mkdtemp(prefix="batchsweep-warm-")
+        server_env = {k: v for k, v in env.items() if k not in task_vars}
         try:
             proc = subprocess.Popen(
-                [python, "-m", "batchsweep.warm", str(script)], cwd=scratch,
-                env={**env, "PYTHONUNBUFFERED": "1", TOKEN_VAR: TOKEN_ROOM},
+                [python, "-m", "batchsweep.warm", str(script), *task_vars], cwd=scratch,
+                env={**server_env, "PYTHONUNBUFFERED": "1", TOKEN_VAR: TOKEN_ROOM},
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
             )
         except OSError as e:
@@ -378,12 +384,13 @@ def preload(script: str) -> None:
 
 
 class _WatchedEnviron(os._Environ[str]):  # os.environ's own (private) class
-    """os.environ while the imports run: notes which per-task variables they look up."""
+    """os.environ while the imports run: notes which per-task variables (absent here) they look up by name."""
 
+    watched: frozenset[str] = frozenset()
     read: set[str] = set()
 
     def __getitem__(self, key: str) -> str:
-        if key in TASK_ENV:
+        if key in _WatchedEnviron.watched:
             _WatchedEnviron.read.add(key)
         return str(super().__getitem__(key))
 
@@ -581,7 +588,7 @@ def _exit(code: int, *, interrupted: bool) -> NoReturn:
 
 
 def main(argv: list[str]) -> int:
-    script = argv[1]
+    script, _WatchedEnviron.watched = argv[1], frozenset(argv[2:])
     # The protocol keeps the pipes; fd 0 and 1 go to /dev/null so nothing an import prints can garble it.
     ctl_in, ctl_out = os.dup(0), os.dup(1)
     _redirect(0, os.devnull, os.O_RDONLY)
