@@ -121,7 +121,7 @@ def bench(root: Path, label: str, script: Path, n: int, jobs: int, only: set[str
         best = min(times)
         rates[name] = n / best
         spread = f" (best of {rounds}: {', '.join(f'{t:.1f}' for t in times)} s)" if rounds > 1 else ""
-        print(f"  {name:<16} {n:>6} tasks in {best:7.2f} s = {rates[name]:7.1f} tasks/s{spread}", flush=True)
+        print(f"  {name:<18} {n:>6} tasks in {best:7.2f} s = {rates[name]:7.1f} tasks/s{spread}", flush=True)
     for mine in ("batchsweep cold", "batchsweep default", "batchsweep warm"):
         if mine not in rates:
             continue
