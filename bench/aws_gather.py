@@ -161,8 +161,13 @@ def main() -> int:
             run = batchsweep.run(spec, store=store, detach=True, progress=False)
             fill_s = fill_store(emulator, run, args.per_child)
             new_s, new, new_mb = cli_results(run, store, Path(tmp) / "new.csv")
-            for name in run.store.pack_names(run.id):
-                run.store.delete_pack(run.id, name)
+            print(f"store filled in {fill_s:.1f} s; from the summaries: {new_s:.2f} s, {sum(new.values()):,} requests, "
+                  f"{new_mb:.0f} MB", flush=True)
+            backend = run.store.backend  # 1,000 keys per DeleteObjects
+            keys = [backend._key(run.store.pack_key(run.id, name)) for name in run.store.pack_names(run.id)]
+            for start in range(0, len(keys), 1000):
+                backend.client.delete_objects(Bucket=backend.bucket, Delete={
+                    "Objects": [{"Key": k} for k in keys[start:start + 1000]], "Quiet": True})
             old_s, old, old_mb = cli_results(run, store, Path(tmp) / "old.csv")
             equal = (Path(tmp) / "new.csv").read_bytes() == (Path(tmp) / "old.csv").read_bytes()
     finally:

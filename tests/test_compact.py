@@ -185,3 +185,22 @@ def test_statuses_looked_up_one_by_one_list_the_packs_once_and_a_new_pack_is_see
     assert Counting.listings == 1, "one listing of the packs for 50 lookups"
     store.write_pack("r", "b", [PackEntry(_status(7))])
     assert store.read_status("r", 7) is not None, "a pack written through this store is seen at once"
+
+
+def test_the_table_takes_a_tasks_later_pack_entry_whole_and_orders_metrics_by_first_task() -> None:
+    from batchsweep.columns import Columns, status_record
+
+    table = Columns(3)
+    for i in range(3):
+        table.add_params(i, {"lr": i / 10})
+    table.add_status(2, status_record(_status(2)))
+    table.add_metrics(2, {"acc": 0.5, "lr": 7})  # a metric named like a param is told apart
+    table.add_status(0, status_record(_status(0, State.FAILED)))
+    table.add_metrics(0, {"loss": 1, "old": 3})
+    table.add_status(0, status_record(_status(0)))  # the same task in a later pack: that entry is the truth
+    table.add_metrics(0, {"loss": 2})
+    df, whole = table.frame(table.states(State.PENDING), ["lr"])
+    assert list(df.columns[-4:]) == ["loss", "old", "acc", "metric_lr"]
+    assert df["status"].tolist() == ["succeeded", "pending", "succeeded"]
+    assert df["loss"].tolist()[0] == 2 and pd.isna(df["old"][0]) and df["metric_lr"][2] == 7
+    assert df["attempts"].tolist() == [1, 0, 1] and "loss" in whole and "acc" not in whole
