@@ -255,8 +255,9 @@ def run_dask_task(store_url: str, run_id: str, task_json: str) -> TaskStatus | N
     try:
         # Status last; a task started twice (its worker was lost mid-run) writes it twice: the last write wins.
         ctx = context_from_run(info)
-        status = execute_task(ctx, task, store, worker=str(worker.address), registry=registry,
-                              resolve_input=lambda ref: base_dir / ref, launcher=_launcher(info, ctx))
+        with dask_summary.running(store, run_id):
+            status = execute_task(ctx, task, store, worker=str(worker.address), registry=registry,
+                                  resolve_input=lambda ref: base_dir / ref, launcher=_launcher(info, ctx))
     finally:
         done.set()
     dask_summary.add(store, run_id, status)  # after its own status.json: the worker's next summary has it

@@ -1,8 +1,8 @@
 """In a Dask worker process: the statuses and metrics of the tasks it ran, written as one pack (a summary) per
 batch, so `results`, `status` and `report` read a request per batch instead of two files per task.
 
-A batch is written when it holds BATCH_TASKS tasks, when no task of its run has ended in the worker for
-IDLE_FLUSH_S, and when the driver asks every worker for its batches at the end of the run (`flush` through
+A batch is written when it holds BATCH_TASKS tasks, when no task of its run has run in the worker process for
+IDLE_FLUSH_S (tasks longer than that do not make a batch of one each), and when the driver asks every worker for its batches at the end of the run (`flush` through
 `Client.run`). Every task still writes its own status.json first: a batch lost with its worker (killed before
 writing it) leaves those tasks to their own files. A batch only keeps the tasks whose status.json still holds the
 status it saw, so a late batch never covers a task that `resume` deleted and ran again.
@@ -15,6 +15,8 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from batchsweep.model import State, TaskStatus
@@ -25,6 +27,7 @@ IDLE_FLUSH_S = 2.0
 
 _LOCK = threading.Lock()
 _BATCHES: dict[tuple[str, str], _Batch] = {}  # (store url, run id) -> the tasks this process ran, not yet written
+_RUNNING: dict[tuple[str, str], int] = {}  # (store url, run id) -> its tasks executing in this process now
 _FLUSHER: list[threading.Thread] = []
 
 
@@ -40,6 +43,21 @@ def pack_name() -> str:
     """Unique, and later by name than any batch this process wrote before (a task in two packs: the later wins)."""
     where = re.sub(r"[^A-Za-z0-9.-]", "-", f"{socket.gethostname()}-{os.getpid()}")
     return f"dask-{time.time_ns():020d}-{where}"
+
+
+@contextmanager
+def running(store: Store, run_id: str) -> Iterator[None]:
+    """Around a task of the run executing in this process: its batch is not idle meanwhile."""
+    key = (store.url, run_id)
+    with _LOCK:
+        _RUNNING[key] = _RUNNING.get(key, 0) + 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _RUNNING[key] -= 1
+            if not _RUNNING[key]:
+                del _RUNNING[key]
 
 
 def add(store: Store, run_id: str, status: TaskStatus) -> None:
@@ -73,7 +91,8 @@ def _flush_idle() -> None:
         time.sleep(IDLE_FLUSH_S / 2)
         now = time.monotonic()
         with _LOCK:
-            idle = [_BATCHES.pop(key) for key, b in list(_BATCHES.items()) if now - b.last >= IDLE_FLUSH_S]
+            idle = [_BATCHES.pop(key) for key, b in list(_BATCHES.items())
+                    if key not in _RUNNING and now - b.last >= IDLE_FLUSH_S]
         for batch in idle:
             _write(batch)
 
