@@ -114,9 +114,12 @@ def fill_store(emulator: Emulator, run: Any, per_child: int) -> float:
     return time.perf_counter() - t0
 
 
-def cli_results(run: Any, store: Path, out: Path) -> tuple[float, Counter[str], float]:
+def cli_results(run: Any, store: Path, out: Path) -> tuple[float, Counter[str], float, float]:
     """`batchsweep results RUN -o out` in a new process, with the cached results.parquet removed first: wall time,
-    the AWS requests it made, its peak RSS (MB)."""
+    the AWS requests it made, its peak RSS (MB), its CPU time (user + system, s: on a loaded machine the wall
+    time is mostly waiting for a core)."""
+    import resource
+
     run.store.backend.delete_prefix(run.store.results_cache_key(run.id))
     report = out.with_suffix(".calls.json")
     # At exit: the calls counted, and VmHWM (the peak RSS of this program's own memory; ru_maxrss would carry
@@ -126,11 +129,14 @@ def cli_results(run: Any, store: Path, out: Path) -> tuple[float, Counter[str], 
             ".write(json.dumps({'calls': CALLS, 'hwm': [l for l in open('/proc/self/status') "
             "if l.startswith('VmHWM')][0]}))); from batchsweep.cli import main; sys.argv[0] = 'batchsweep'; "
             "sys.exit(main())")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code, "results", run.id, "--store", str(store), "-o", str(out)], check=True)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     found = json.loads(report.read_text())
-    return wall, Counter(found["calls"]), int(found["hwm"].split()[1]) / 1024
+    return wall, Counter(found["calls"]), int(found["hwm"].split()[1]) / 1024, cpu
 
 
 def main() -> int:
@@ -160,15 +166,15 @@ def main() -> int:
             store = Path(tmp) / "store"
             run = batchsweep.run(spec, store=store, detach=True, progress=False)
             fill_s = fill_store(emulator, run, args.per_child)
-            new_s, new, new_mb = cli_results(run, store, Path(tmp) / "new.csv")
+            new_s, new, new_mb, new_cpu = cli_results(run, store, Path(tmp) / "new.csv")
             print(f"store filled in {fill_s:.1f} s; from the summaries: {new_s:.2f} s, {sum(new.values()):,} requests, "
-                  f"{new_mb:.0f} MB", flush=True)
+                  f"{new_mb:.0f} MB, {new_cpu:.2f} s CPU", flush=True)
             backend = run.store.backend  # 1,000 keys per DeleteObjects
             keys = [backend._key(run.store.pack_key(run.id, name)) for name in run.store.pack_names(run.id)]
             for start in range(0, len(keys), 1000):
                 backend.client.delete_objects(Bucket=backend.bucket, Delete={
                     "Objects": [{"Key": k} for k in keys[start:start + 1000]], "Quiet": True})
-            old_s, old, old_mb = cli_results(run, store, Path(tmp) / "old.csv")
+            old_s, old, old_mb, old_cpu = cli_results(run, store, Path(tmp) / "old.csv")
             equal = (Path(tmp) / "new.csv").read_bytes() == (Path(tmp) / "old.csv").read_bytes()
     finally:
         emulator.close()
@@ -185,6 +191,7 @@ def main() -> int:
     print(f"{'S3 requests':26}{s3['new']:>12,}{s3['old']:>16,}{s3['old'] / max(s3['new'], 1):>8.0f}x")
     print(f"{'  of which GetObject':26}{gets['new']:>12,}{gets['old']:>16,}{gets['old'] / max(gets['new'], 1):>8.0f}x")
     print(f"{'wall time (s)':26}{new_s:>12.2f}{old_s:>16.2f}{old_s / new_s:>8.1f}x")
+    print(f"{'CPU time (s)':26}{new_cpu:>12.2f}{old_cpu:>16.2f}{old_cpu / new_cpu:>8.1f}x")
     print(f"{'peak RSS (MB)':26}{new_mb:>12.0f}{old_mb:>16.0f}{old_mb / new_mb:>8.1f}x")
     print(f"summaries: {dict(sorted(new.items()))}")
     print(f"per-task:  {dict(sorted(old.items()))}")
