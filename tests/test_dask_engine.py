@@ -102,34 +102,6 @@ def test_a_failing_and_a_timing_out_task_are_contained(tmp_path, dask_cluster):
     assert "failing on purpose" in run.logs(1, stderr=True)
 
 
-def test_cancel_kills_running_tasks_and_resume_runs_the_rest(tmp_path, dask_cluster):
-    pids = tmp_path / "pids"
-    pids.mkdir()
-    spec = dask_spec(tmp_path, dask_cluster.address,
-                     f'{{grid: {{a: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]}}, fixed: {{sleep: 1.2, pid_dir: "{pids}"}}}}')
-    store = tmp_path / "store"
-    submitted = batchsweep.run(spec, store=store, detach=True)
-    wait_for(lambda: len(status_files(store)) >= 1 and len(list(pids.glob("*.pid"))) >= 5, what="running tasks")
-
-    run = batchsweep.load_run(submitted.id, store=store)  # as `batchsweep cancel` would: a new process's view
-    run.cancel()
-    for pid_file in pids.glob("*.pid"):
-        assert not alive(int(pid_file.read_text())), f"task process {pid_file.name} survived the cancel"
-    counts, progress = run.counts()
-    assert not progress.active
-    statuses = run.statuses()
-    cancelled = [s for s in statuses.values() if s.state.value == "cancelled"]
-    assert cancelled and all(s.error == "cancelled" for s in cancelled)
-    assert len(statuses) < 12, "tasks that never started have no status"
-    assert counts["succeeded"] >= 1 and counts["succeeded"] + counts["cancelled"] == 12
-    finished = {i: s.ended_at for i, s in statuses.items() if s.state.value == "succeeded"}
-
-    todo = run.resume()
-    assert sorted(todo) == sorted(set(range(12)) - set(finished))
-    assert run.wait(progress=False) == 0
-    after = run.statuses()
-    assert len(after) == 12 and {s.state.value for s in after.values()} == {"succeeded"}
-    assert all(after[i].ended_at == ended for i, ended in finished.items()), "a finished task ran again"
 
 
 def test_a_detached_run_is_followed_by_wait_from_another_process(tmp_path, dask_cluster, capsys):

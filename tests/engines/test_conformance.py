@@ -91,6 +91,7 @@ class Harness:
 
     name = ""
     block = ""  # spec lines that select the engine
+    runner_runs_tasks = True  # the process a kill -9 takes away runs the tasks (AWS: Batch runs them)
 
     def __init__(self, store: Path) -> None:
         self.store = store
@@ -207,6 +208,7 @@ class AwsBatch(Harness):
     latest submission, played here; a TerminateJob stops them as ECS would)."""
 
     name = "aws-batch"
+    runner_runs_tasks = False
     block = "backend: aws-batch\naws: {stack: batchsweep, region: us-east-1}\nresources: {vcpus: 0.5, memory_mib: 1024}\n"
 
     def __init__(self, store: Path) -> None:
@@ -391,15 +393,20 @@ def test_cancel_stops_the_running_task_and_resume_runs_only_what_did_not_succeed
     assert all(after[i] == t for i, t in finished.items()), "a task that had succeeded ran again"
 
 
-def test_kill_9_of_the_runner_then_resume_runs_only_what_had_not_finished(tmp_path, engine):
+def test_kill_9_of_the_runner_then_resume_runs_only_what_had_not_finished(tmp_path, engine, capsys):
     marks = engine.marks
     spec = hang_on_task_1(tmp_path, engine)
     run = engine.kill_runner(spec, lambda: (marks / "2.hung").exists() and (marks / "1.done").exists()
                              and any(succeeded_at(batchsweep.load_run(store=engine.store)).values()))
     hung = int((marks / "2.pid").read_text())
-    assert "running" not in {s.value for s in run.states().values()}, "a task runs on without its runner"
+    states = {i: s.value for i, s in run.states().items()}
+    assert "running" not in states.values(), "a task runs on without its runner"
     finished = succeeded_at(run)
     assert finished, "no task had finished before the kill"
+    if engine.runner_runs_tasks:  # the task it was running has no status: the run is interrupted, resumable
+        assert states[1] == "pending", states
+        assert cli.main(["status", run.id, "--store", str(engine.store)]) == 0
+        assert "interrupted (resumable)" in capsys.readouterr().out
 
     again = engine.resume(run)
     assert not alive(hung), "the task the runner was running is still alive after the resume"
