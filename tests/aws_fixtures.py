@@ -6,6 +6,7 @@ Import them from a conftest (`from aws_fixtures import *`). The server itself is
     moto_endpoint   session-scoped: one `moto_server` process for the whole test session
     aws_env         function-scoped: a wiped server and an environment that points boto3 at it
     session         function-scoped: a boto3 session on that server
+    stack           function-scoped: the server as `infra up` (emulator.deploy_stack) leaves it, its outputs
     iam_world       module-scoped: a second server, over TLS and enforcing IAM, with the stack deployed by an
                     admin and a user holding only the stack's SubmitPolicyArn (see IamWorld)
 """
@@ -25,7 +26,7 @@ import pytest
 
 from batchsweep.emulator import MotoServer, deploy_stack
 
-__all__ = ["moto_endpoint", "aws_env", "session", "iam_world", "IamWorld", "iam_allows", "policy_document",
+__all__ = ["moto_endpoint", "aws_env", "session", "stack", "iam_world", "IamWorld", "iam_allows", "policy_document",
            "point_boto3_at"]
 
 
@@ -36,10 +37,29 @@ def moto_endpoint() -> Iterator[str]:
         yield server.url
 
 
+@dataclass
+class _Deployed:
+    """The stack deployed on this process's server (each pytest-xdist worker has its own server) and what a
+    fresh deployment holds, so that the next test needing the stack can have it without deploying it again."""
+
+    outputs: dict[str, str]
+    fingerprint: dict[str, Any]
+    clean: bool = False  # set by the `stack` fixture's teardown when the world is back as deployed
+
+
+_DEPLOYED: list[_Deployed] = []  # at most one
+
+
 @pytest.fixture
-def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A wiped moto server and env vars that send boto3 there with dummy credentials."""
-    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", data=b"{}", method="POST")).read()
+def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A wiped moto server and env vars that send boto3 there with dummy credentials. A test that uses `stack`
+    gets the server as a fresh deployment leaves it (see `stack`)."""
+    if not (_DEPLOYED and _DEPLOYED[0].clean and _uses_stack(request)):
+        _DEPLOYED.clear()
+        urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", data=b"{}",
+                                                      method="POST")).read()
+    elif _DEPLOYED:
+        _DEPLOYED[0].clean = False  # until this test's `stack` teardown finds the world as deployed
     point_boto3_at(moto_endpoint, monkeypatch)
     yield moto_endpoint
 
@@ -64,6 +84,71 @@ def session(aws_env: str) -> Any:
     from batchsweep.aws.clients import make_session
 
     return make_session(region="us-east-1")
+
+
+def _uses_stack(request: pytest.FixtureRequest) -> bool:
+    """Whether the test asks for `stack`, by name or as the conformance suite's aws-batch engine."""
+    callspec = getattr(request.node, "callspec", None)
+    return "stack" in request.fixturenames or (callspec is not None and callspec.params.get("engine") == "aws-batch")
+
+
+@pytest.fixture
+def stack(session: Any) -> Iterator[dict[str, str]]:
+    """The stack's outputs, on a server as `emulator.deploy_stack` (`infra up`) leaves it. Deploying takes seconds
+    (most of an AWS test that plays no container), so the stack is deployed once per server and each test using
+    it gets it back as deployed: the bucket emptied (every version), the job definitions runs registered
+    deregistered. A test that changes anything else (the stack's parameters or image, another bucket, ...) leaves
+    the world to be wiped and deployed again for the next one: `_fingerprint` compares what a test could change."""
+    from batchsweep import emulator
+
+    if not _DEPLOYED:
+        outputs = emulator.deploy_stack(session)
+        _DEPLOYED.append(_Deployed(outputs, _fingerprint(session, outputs)))
+    deployed = _DEPLOYED[0]
+    yield dict(deployed.outputs)
+    try:
+        _restore(session, deployed)
+        deployed.clean = _fingerprint(session, deployed.outputs) == deployed.fingerprint
+    except Exception:  # noqa: BLE001 - a world that cannot be checked is wiped for the next test
+        deployed.clean = False
+
+
+def _fingerprint(session: Any, outputs: dict[str, str]) -> dict[str, Any]:
+    """What a test could change in the deployed world that a later test would see: the stack (status,
+    parameters, outputs), the images in its repository, the buckets, the bucket's contents, the active job
+    definitions, the Batch config switch `jobs_stay_queued` turns on."""
+    cfn, ecr, s3, batch = (session.client(n) for n in ("cloudformation", "ecr", "s3", "batch"))
+    (described,) = cfn.describe_stacks(StackName="batchsweep")["Stacks"]
+    images = ecr.list_images(repositoryName=outputs["EcrRepository"])["imageIds"]
+    versions = s3.list_object_versions(Bucket=outputs["Bucket"])
+    definitions = [d["jobDefinitionArn"] for page in batch.get_paginator("describe_job_definitions").paginate(
+        status="ACTIVE") for d in page["jobDefinitions"]]
+    return {
+        "stack": (described["StackStatus"], described.get("LastUpdatedTime"),
+                  sorted((p["ParameterKey"], p.get("ParameterValue")) for p in described.get("Parameters", [])),
+                  sorted((o["OutputKey"], o["OutputValue"]) for o in described.get("Outputs", []))),
+        "images": sorted(str(sorted(i.items())) for i in images),
+        "buckets": sorted(b["Name"] for b in s3.list_buckets()["Buckets"]),
+        "objects": len(versions.get("Versions", [])) + len(versions.get("DeleteMarkers", [])),
+        "job_definitions": sorted(definitions),
+    }
+
+
+def _restore(session: Any, deployed: _Deployed) -> None:
+    """Take back what every run adds to the deployed world: the objects in the stack's bucket (all versions:
+    the bucket is versioned) and the job definitions registered for a run's settings."""
+    s3, batch = session.client("s3"), session.client("batch")
+    bucket = deployed.outputs["Bucket"]
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                  for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]]
+        for start in range(0, len(doomed), 1000):
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed[start:start + 1000], "Quiet": True})
+    kept = set(deployed.fingerprint["job_definitions"])
+    for page in batch.get_paginator("describe_job_definitions").paginate(status="ACTIVE"):
+        for definition in page["jobDefinitions"]:
+            if definition["jobDefinitionArn"] not in kept:
+                batch.deregister_job_definition(jobDefinition=definition["jobDefinitionArn"])
 
 
 # ---------------------------------------------------------------- the IAM-enforcing world

@@ -24,11 +24,6 @@ SCRIPTS = Path(__file__).parent.parent / "scripts"
 
 
 @pytest.fixture
-def stack(session: Any) -> dict[str, str]:
-    return emulator.deploy_stack(session)
-
-
-@pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, dict[str, Any]]]]:
     """Every AWS call the engine makes (operation, params), recorded by a botocore event hook on its real clients."""
     recorded: list[tuple[str, dict[str, Any]]] = []

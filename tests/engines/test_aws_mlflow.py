@@ -20,10 +20,9 @@ pytestmark = pytest.mark.skipif(mlflowmetrics.missing() is not None,
 
 
 def test_an_mlflow_sweep_on_aws_batch_gets_its_metrics_and_series_from_the_containers(
-        tmp_path: Path, session: Any) -> None:
+        tmp_path: Path, session: Any, stack: dict[str, str]) -> None:
     from batchsweep.infra import image
 
-    stack = emulator.deploy_stack(session)
     spec = tmp_path / "sweep.yaml"
     spec.write_text("\n".join([
         "name: cloud-mlflow",

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from test_aws_batch import calls, spec_body, stack, submits, update_stack, write_spec  # noqa: F401 - fixtures
+from test_aws_batch import calls, spec_body, submits, update_stack, write_spec  # noqa: F401 - fixtures
 
 import batchsweep
 from batchsweep import cli

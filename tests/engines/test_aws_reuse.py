@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 import batchsweep
-from batchsweep import emulator
 from batchsweep.aws import player
 
 SCRIPT = """\
@@ -24,11 +23,6 @@ open("plot.txt", "w").write("x" * 1000)
 print(json.dumps({"printed": args.a * 10}))
 json.dump({"y": args.a * 2}, open("metrics.json", "w"))
 """
-
-
-@pytest.fixture
-def stack(session: Any) -> dict[str, str]:
-    return emulator.deploy_stack(session)
 
 
 def sweep(project: Path, grid: str, log: Path, extra: str = "") -> Path:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from test_aws_batch import calls, play_containers, spec_body, stack, write_spec  # noqa: F401 - fixtures
+from test_aws_batch import calls, play_containers, spec_body, write_spec  # noqa: F401 - fixtures
 
 import batchsweep
 

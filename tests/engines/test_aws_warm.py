@@ -8,7 +8,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from test_aws_batch import calls, play_containers, stack, write_spec  # noqa: F401 - fixtures
+from test_aws_batch import calls, play_containers, write_spec  # noqa: F401 - fixtures
 
 import batchsweep
 

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from dask_fixtures import *  # noqa: F401,F403 - the dask_cluster fixture
@@ -295,13 +294,6 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
     else:
         request.getfixturevalue("stack")
         yield AwsBatch(store)
-
-
-@pytest.fixture
-def stack(session: Any) -> dict[str, str]:
-    from batchsweep import emulator
-
-    return emulator.deploy_stack(session)
 
 
 def sweep(tmp_path: Path, engine: Harness, params: str, extra: str = "") -> Path:
