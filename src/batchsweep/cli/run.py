@@ -107,11 +107,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     run = runs.start(p, store=args.store, detach=args.detach, reuse=not args.no_reuse,
                      say=lambda line: print(line, file=sys.stderr, flush=True))
-    out(run.id)
     if args.detach:
+        out(run.id)
         out(f"submitted {run.n_tasks} tasks; follow with: batchsweep wait {run.id}")
         return 0
-    return _wait(run)
+    return _wait(run, announce=True)
 
 
 def _dry_run_reuse(p: Any, args: argparse.Namespace) -> Any:
@@ -149,16 +149,19 @@ def _quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _wait(run: Any) -> int:
-    from batchsweep import display
-
+def _wait(run: Any, *, announce: bool = False) -> int:
+    # A Ctrl-C from the instant the tasks started cancels them: nothing (a print, an import) comes between.
     try:
+        if announce:
+            out(run.id)
         code: int = run.wait()
     except KeyboardInterrupt:
         print("\ncancelling: stopping running tasks...", file=sys.stderr, flush=True)
         run.cancel()
         print(f"cancelled; finish it later with: batchsweep resume {run.id}", file=sys.stderr)
         return 130
+    from batchsweep import display
+
     display.print_outcome(run)
     return code
 
