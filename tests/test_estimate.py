@@ -10,12 +10,14 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import batchsweep
 from batchsweep import cli
 from batchsweep.cost import load_prices, run_cost
+from batchsweep.record import RunRecord
 from batchsweep.store import Store
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -187,16 +189,22 @@ def test_status_shows_compute_time_after_a_local_run(tmp_path: Path, capsys: pyt
     assert "cost" not in out  # a local run has no bill to estimate
 
 
+def _record(backend: str, engine: dict[str, Any], **spec: Any) -> RunRecord:
+    """A finished run's record: what the cost of a run is read from."""
+    return RunRecord.of({"run_id": "r", "name": "r", "backend": backend, "created": "", "created_ts": 0.0,
+                         "n_tasks": 3, "engine": engine,
+                         "spec": {"name": "r", "script": "s.py", "params": {"grid": {"a": [1]}}, **spec}})
+
+
 def test_cost_of_a_finished_aws_run_from_its_measured_durations() -> None:
-    info = {"backend": "aws-batch", "engine": {"region": "us-east-2"},
-            "spec": {"resources": {"vcpus": 1, "memory_mib": 2048, "gpus": 0}, "aws": {"spot": False}}}
-    est = run_cost(info, [90.0, 10.0, 200.0])
+    info = {"resources": {"vcpus": 1, "memory_mib": 2048, "gpus": 0}, "aws": {"spot": False}}
+    est = run_cost(_record("aws-batch", {"region": "us-east-2"}, **info), [90.0, 10.0, 200.0])
     assert est is not None
     # one container each: max(60, 30 + d) = 120, 60, 230 s
     hours = (120 + 60 + 230) / 3600
     vcpu_price, gb_price = price("us-east-2")
     assert est.low_usd == est.high_usd == pytest.approx(hours * vcpu_price + hours * 2 * gb_price)
-    assert run_cost({**info, "backend": "local"}, [90.0]) is None
+    assert run_cost(_record("local", {"region": "us-east-2"}, **info), [90.0]) is None
 
 
 def test_report_of_an_aws_run_carries_the_estimated_cost(tmp_path: Path) -> None:

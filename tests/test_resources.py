@@ -12,6 +12,7 @@ import time
 import types
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import write_spec
@@ -357,22 +358,26 @@ def test_status_of_a_local_run_that_reserved_far_more_than_it_used_suggests_the_
 def test_right_sizing_asks_only_for_what_each_backend_reserves():
     from batchsweep.cost import run_right_size
     from batchsweep.model import State, TaskStatus
+    from batchsweep.record import RunRecord
 
     used = [TaskStatus(index=i, state=State.SUCCEEDED, started_at=0.0, ended_at=10.0, peak_rss_mib=300.0, cpu_s=1.0)
             for i in range(3)]
     resources = {"vcpus": 4, "memory_mib": 8192, "gpus": 0}
-    dask = run_right_size({"backend": "dask", "spec": {"resources": resources},
-                           "engine": {"cluster": "local", "resources": {"MEMORY": 8192 * 2**20}}}, used)
+
+    def run(backend: str, engine: dict[str, Any] | None = None) -> RunRecord:
+        return RunRecord.of({"run_id": "r", "name": "r", "backend": backend, "created": "", "created_ts": 0.0,
+                             "n_tasks": 3, "engine": engine or {}, "spec": {
+                                 "name": "r", "script": "s.py", "params": {"grid": {"a": [1]}}, "resources": resources}})
+
+    dask = run_right_size(run("dask", {"cluster": "local", "resources": {"MEMORY": 8192 * 2**20}}), used)
     assert dask is not None and (dask.vcpus, dask.memory_mib) == (None, 512)  # Dask reserves no vCPUs
     assert dask.overrides == ["resources.memory_mib=512"] and "on the Dask workers" in dask.line()
     # Memory nobody reserved (Dask without it, local without an explicit memory_mib) is not suggested.
-    assert run_right_size({"backend": "dask", "spec": {"resources": resources}, "engine": {"cluster": "local"}},
-                          used) is None
-    local = run_right_size({"backend": "local", "spec": {"resources": resources}, "engine": {}}, used)
+    assert run_right_size(run("dask", {"cluster": "local"}), used) is None
+    local = run_right_size(run("local"), used)
     assert local is not None and (local.vcpus, local.memory_mib) == (0.25, None)
     # Tasks that used most of what they reserved get no line.
     busy = [TaskStatus(index=0, state=State.SUCCEEDED, started_at=0.0, ended_at=10.0, peak_rss_mib=3000.0, cpu_s=30.0)]
-    assert run_right_size({"backend": "local", "spec": {"resources": resources},
-                           "engine": {"memory_limit_mib": 4096}}, busy) is None
-    aws = run_right_size({"backend": "aws-batch", "spec": {"resources": resources}}, used)
+    assert run_right_size(run("local", {"memory_limit_mib": 4096}), busy) is None
+    aws = run_right_size(run("aws-batch"), used)
     assert aws is not None and aws.backend == "aws-batch" and "AWS cost" in aws.line()

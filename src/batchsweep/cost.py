@@ -20,6 +20,7 @@ from batchsweep.errors import SweepError
 
 if TYPE_CHECKING:
     from batchsweep.model import TaskStatus
+    from batchsweep.record import RunRecord
 
 DEFAULT_REGION = "us-east-1"
 
@@ -282,21 +283,18 @@ def reserved(backend: str, resources: dict[str, Any], *, memory_set: bool) -> tu
     return None, None
 
 
-def run_right_size(info: dict[str, Any], statuses: Iterable[TaskStatus]) -> RightSize | None:
+def run_right_size(record: RunRecord, statuses: Iterable[TaskStatus]) -> RightSize | None:
     """The suggestion for a finished run, on any backend: a smaller Fargate size for an AWS run (none for GPU
     tasks, which run on EC2), a smaller reservation for a local or Dask run."""
-    spec = info.get("spec") or {}
-    resources = spec.get("resources") or {}
-    backend = str(info.get("backend") or "")
+    resources, backend = record.spec.resources, record.backend
     if backend == "aws-batch":
-        if resources.get("gpus"):
+        if resources.gpus:
             return None
-        return right_size_from(statuses, vcpus=float(resources.get("vcpus", 1)),
-                               memory_mib=int(resources.get("memory_mib", 2048)),
-                               region=(spec.get("aws") or {}).get("region"))
-    engine = info.get("engine") or {}  # what the engine reserved, as it recorded it
+        return right_size_from(statuses, vcpus=resources.vcpus, memory_mib=resources.memory_mib,
+                               region=record.spec.aws.region)
+    engine = record.engine  # what the engine reserved, as it recorded it
     if backend == "local":
-        vcpus, memory = float(resources.get("vcpus") or 1), engine.get("memory_limit_mib")
+        vcpus, memory = resources.vcpus, engine.get("memory_limit_mib")
     elif backend == "dask":
         dask_memory = (engine.get("resources") or {}).get("MEMORY")
         vcpus, memory = None, (dask_memory / 2**20 if dask_memory else None)
@@ -317,20 +315,18 @@ def container_seconds(tasks: Iterable[tuple[str | None, float | None, float | No
     return [last - first for first, last in spans.values()]
 
 
-def run_cost(info: dict[str, Any], durations_s: Sequence[float], *,
+def run_cost(record: RunRecord, durations_s: Sequence[float], *,
              containers_s: Sequence[float] | None = None) -> Estimate | None:
     """Estimated cost of a finished aws-batch run (None for other backends or GPU runs). With `containers_s`
     (`container_seconds`), each child container is priced once for its whole run time: tasks are packed."""
-    spec = info.get("spec") or {}
-    resources = spec.get("resources") or {}
-    if info.get("backend") != "aws-batch" or resources.get("gpus"):
+    spec, settings = record.spec, record.engine  # the engine's settings as it resolved them (region, spot)
+    if record.backend != "aws-batch" or spec.resources.gpus:
         return None
-    region = (info.get("engine") or {}).get("region") or aws_region((spec.get("aws") or {}).get("region"))
+    region = settings.get("region") or aws_region(spec.aws.region)
     try:
         return compute_cost(list(containers_s or durations_s), per_container=bool(containers_s),
-                            vcpus=float(resources.get("vcpus", 1)),
-                            memory_mib=int(resources.get("memory_mib", 2048)), region=str(region),
-                            spot=bool((info.get("engine") or {}).get("spot", (spec.get("aws") or {}).get("spot", True))))
+                            vcpus=float(spec.resources.vcpus), memory_mib=spec.resources.memory_mib,
+                            region=str(region), spot=bool(settings.get("spot", spec.aws.spot)))
     except SweepError:
         return None  # e.g. a region the price table does not cover: no figure rather than a wrong one
 

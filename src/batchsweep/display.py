@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from batchsweep.estimate import SweepEstimate
     from batchsweep.planning import Plan
     from batchsweep.runs import Run
+    from batchsweep.spec import Stop
 
 PLAN_ROWS = 20
 
@@ -99,7 +100,7 @@ def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
         _print_search_plan(p, console)
         count = f"{p.spec.search.trials} tasks (one per trial)"
     else:
-        names = list(p.info["param_names"])
+        names = list(p.record.param_names)
         rows: list[list[Any]] = [[t.index, *(t.params.get(n) for n in names), ", ".join(t.inputs)] for t in p.tasks]
         shown = rows if len(rows) <= PLAN_ROWS else rows[: PLAN_ROWS - 3] + [["…"] + [""] * (len(names) + 1)] + rows[-2:]
         table, dropped = fit_table(["task", *names, "inputs"], shown, fmt=_fmt,
@@ -107,7 +108,7 @@ def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
         console.print(table)
         if dropped:
             console.print(f"not shown, too wide for {console.width} columns: {', '.join(dropped)}", markup=False)
-        console.print(f"command lines (in {p.info['code_dir']}):", markup=False)
+        console.print(f"command lines (in {p.record.code_dir}):", markup=False)
         for task in p.tasks if len(p.tasks) <= PLAN_ROWS else [*p.tasks[: PLAN_ROWS - 3], None, *p.tasks[-2:]]:
             console.print("  …" if task is None else f"  {task.index}  {plan_command(p, task)}", markup=False)
         count = f"{len(p.tasks)} tasks"
@@ -126,7 +127,7 @@ def _print_search_plan(p: Plan, console: Any) -> None:
     """A search has no task list up front: what it will do, round by round, over which space."""
     search = p.spec.search
     assert search is not None
-    batch = int((p.info.get("search") or {}).get("batch") or search.batch or 1)
+    batch = p.record.search.batch if p.record.search else search.batch or 1
     rounds = math.ceil(search.trials / batch)
     console.print(f"search   {search.sampler} sampler · {search.trials} trials in {rounds} rounds of up to {batch} "
                   f"(batch) · {search.direction} {search.metric} · seed {search.seed}", markup=False)
@@ -146,8 +147,9 @@ def _print_package(p: Plan, console: Any) -> None:
 
     from batchsweep.aws import codepkg
 
-    contents = codepkg.survey(Path(p.info["code_dir"]), exclude=p.spec.code.exclude)
-    console.print(f"code package: {contents.summary()} from {p.info['code_dir']}", markup=False, highlight=False)
+    code_dir = p.record.code_dir
+    contents = codepkg.survey(Path(code_dir), exclude=p.spec.code.exclude)
+    console.print(f"code package: {contents.summary()} from {code_dir}", markup=False, highlight=False)
     left_out = contents.left_out_line()
     if left_out:
         console.print(f"left out: {left_out}", markup=False, highlight=False)
@@ -156,7 +158,7 @@ def _print_package(p: Plan, console: Any) -> None:
 def plan_command(p: Plan, task: Any) -> str:
     from batchsweep.worker import context_from_run, shown_command
 
-    return shown_command(context_from_run(p.info), task)
+    return shown_command(context_from_run(p.record), task)
 
 
 def no_metrics_line(run: Run, statuses: dict[int, TaskStatus]) -> str | None:
@@ -217,7 +219,7 @@ def print_runs(infos: list[dict[str, Any]], *, store: str | None) -> None:
 def run_state(run: Run, counts: Counter[str], active: bool) -> str:
     if active:
         return "running"
-    if run.info.get("cancelled"):
+    if run.record.cancelled:
         return "cancelled"
     if counts.get("pending"):
         return "interrupted (resumable)"
@@ -230,11 +232,12 @@ def print_status(run: Run) -> None:
     counts = Counter(s.value for s in states.values())
     console = _console()
     console.print(f"run      {run.id}")
-    console.print(f"sweep    {run.name} · backend {run.info.get('backend')} · created {run.info.get('created')}")
+    record = run.record
+    console.print(f"sweep    {run.name} · backend {record.backend} · created {record.created}")
     console.print(f"state    {run_state(run, counts, progress.active)}")
     from batchsweep.provenance import describe
 
-    console.print(f"made by  {describe(run.info.get('provenance'))}", markup=False)
+    console.print(f"made by  {describe(record.provenance)}", markup=False)
     console.print("tasks    " + state_counts(counts) + f" (of {run.n_tasks})")
     durations = [s.duration_s for s in statuses.values() if s.duration_s is not None]
     if durations:
@@ -242,7 +245,7 @@ def print_status(run: Run) -> None:
                       f"longest {max(durations):.1f} s")
         from batchsweep.cost import container_seconds, cost_summary, run_cost
 
-        cost = run_cost(run.info, durations, containers_s=container_seconds(
+        cost = run_cost(record, durations, containers_s=container_seconds(
             (s.worker, s.started_at, s.ended_at) for s in statuses.values()))
         if cost is not None:
             console.print(f"cost     {cost_summary(cost)}: an estimate from a price table, not a bill; "
@@ -250,10 +253,10 @@ def print_status(run: Run) -> None:
     if not progress.active:
         from batchsweep.cost import run_right_size
 
-        suggestion = run_right_size(run.info, statuses.values())
+        suggestion = run_right_size(record, statuses.values())
         if suggestion is not None:
             console.print(f"size     {suggestion.line()}", markup=False)
-    stop = (run.info.get("spec") or {}).get("stop")
+    stop = record.spec.stop
     if stop:
         console.print("stopping " + stop_line(run, statuses, stop), markup=False)
     if progress.units:
@@ -267,7 +270,7 @@ def print_status(run: Run) -> None:
     line = no_metrics_line(run, statuses)
     if line:
         console.print(f"metrics  {line}", markup=False)
-    if run.info.get("search"):
+    if record.search:
         from batchsweep.search import status_lines
 
         for line in status_lines(run):
@@ -299,11 +302,11 @@ def _lost_reason(run: Run, index: int, reason: str | None, *, shown: bool) -> st
     return f"{reason}; last output: {last[:200]}" if last else reason
 
 
-def stop_line(run: Run, statuses: dict[int, TaskStatus], stop: dict[str, Any]) -> str:
+def stop_line(run: Run, statuses: dict[int, TaskStatus], stop: Stop) -> str:
     """The stop rule, what it pruned and the task time (and, on AWS, the cost) that saved."""
     from batchsweep.stopping import saved_seconds
 
-    text = f"{stop.get('rule', 'median')} rule on {stop.get('metric')} ({stop.get('direction') or 'threshold'})"
+    text = f"{stop.rule} rule on {stop.metric} ({stop.direction or 'threshold'})"
     pruned = sum(1 for s in statuses.values() if s.state is State.PRUNED)
     saved = saved_seconds(statuses)
     if saved is None:
@@ -312,7 +315,7 @@ def stop_line(run: Run, statuses: dict[int, TaskStatus], stop: dict[str, Any]) -
             "long as the median full task)"
     from batchsweep.cost import run_cost
 
-    cost = run_cost(run.info, [saved[0]])
+    cost = run_cost(run.record, [saved[0]])
     if cost is not None:
         text += f" · ~${cost.high_usd:.2f} saved (estimate)"
     return text
@@ -444,7 +447,7 @@ def print_table(df: pd.DataFrame, run: Run, *, wide: bool = False, columns: Sequ
     terminal = sys.stdout.isatty()
     console = Console(highlight=False) if terminal else None
     table, lines = results_view(
-        df, params=list(run.info.get("param_names") or []), metrics=metric_columns(run, df),
+        df, params=list(run.record.param_names), metrics=metric_columns(run, df),
         derived=derived_params(run), width=console.width if console else None, wide=wide, columns=columns,
         title=f"{run.id} · {len(df)} tasks", sort=sort, notes=notes)
     if console is None:

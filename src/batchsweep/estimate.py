@@ -114,7 +114,7 @@ def estimate_plan(p: Plan, *, task_seconds: float | None = None, pilot: int | No
         cost = _aws_estimate(spec, n, durations)
     tasks_note = ""
     if spec.search:
-        batch = int((p.info.get("search") or {}).get("batch") or spec.search.batch or 1)
+        batch = p.record.search.batch if p.record.search else spec.search.batch or 1
         tasks_note = (f"a search: {spec.search.trials} trials in {-(-spec.search.trials // batch)} rounds of up to "
                       f"{batch}, one submission per round")
     suggestion = right_size_of(spec, latest()) if spec.backend == "aws-batch" and not r.gpus else None

@@ -15,6 +15,7 @@ from typing import Any
 
 from batchsweep.catalog import list_runs, load_run, open_run
 from batchsweep.errors import RunStateError, SpecError
+from batchsweep.record import RunRecord
 from batchsweep.runs import Run
 from batchsweep.spec import parse_duration
 from batchsweep.store import Store
@@ -27,18 +28,15 @@ class Plan:
     stores: dict[str, Store] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
-        out = [f"run   {r.id} ({r.info.get('created')}, {r.n_tasks} tasks, {r.store.url})" for r in self.runs]
+        out = [f"run   {r.id} ({r.record.created}, {r.n_tasks} tasks, {r.store.url})" for r in self.runs]
         for url, keys in self.blobs.items():
             out += [f"blob  {url}/{k}" for k in keys]
         return out
 
 
-def _refs(info: dict[str, Any]) -> set[str]:
-    refs = {Store.code_key(info["code_sha256"])} if info.get("code_sha256") else set()
-    for entry in (info.get("inputs_map") or {}).values():
-        if isinstance(entry, dict) and entry.get("key"):
-            refs.add(str(entry["key"]))
-    return refs
+def _refs(record: RunRecord) -> set[str]:
+    refs = {Store.code_key(record.code_sha256)} if record.code_sha256 else set()
+    return refs | {entry.key for entry in (record.inputs_map or {}).values()}
 
 
 def _unreferenced(store: Store, leaving: set[str]) -> list[str]:
@@ -48,7 +46,7 @@ def _unreferenced(store: Store, leaving: set[str]) -> list[str]:
         if run_id in leaving:
             continue
         try:
-            used |= _refs(store.run_info(run_id))
+            used |= _refs(RunRecord.of_run(run_id, store.run_info(run_id)))
         except Exception:  # noqa: BLE001 - a run we cannot read may use anything: keep everything
             return []
     return store.unused_shared_files(used)

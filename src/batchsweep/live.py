@@ -52,13 +52,13 @@ def live_rows(run: Run) -> Live | None:
         return None
     raws = run.store._read_many([run.store.task_series_key(run.id, i) for i in running])
     records = {i: parse(raw) for i, raw in zip(running, raws) if raw}
-    stop = (run.info.get("spec") or {}).get("stop") or {}
+    stop = run.record.spec.stop
     names = sorted({k for recs in records.values() for r in recs for k in r
                     if k not in ("step", "t") and number(r[k]) is not None})
-    metric = stop.get("metric") or (names[0] if names else None)
+    metric = stop.metric if stop else names[0] if names else None
     if metric is None:
         return None
-    up = stop.get("direction") == "maximize" if stop.get("direction") else bool(direction_from_name(metric))
+    up = stop.direction == "maximize" if stop and stop.direction else bool(direction_from_name(metric))
     tasks = {t.index: t for t in run.tasks()} if records else {}
     rows = []
     for index, recs in sorted(records.items()):

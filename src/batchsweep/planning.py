@@ -53,6 +53,11 @@ class Plan:
     notes: list[str]
     unkeyed: dict[str, str] = field(default_factory=dict)  # inputs whose content could not be identified, and why
 
+    @property
+    def record(self) -> RunRecord:
+        """The run.json this plan would write, typed."""
+        return RunRecord.of(self.info)
+
 
 def _check_inputs(spec: Spec, tasks: Sequence[Task]) -> None:
     seen: set[str] = set()
@@ -272,10 +277,10 @@ def find_reuse(p: Plan, *, store: Store | str | None = None) -> Reuse:
     """Which of the plan's tasks already succeeded, with the same content key, in the store it would run against."""
     from batchsweep.reuse import Reuse, lookup
 
-    if p.info.get("search") or not p.tasks:
+    if p.spec.search or not p.tasks:
         return Reuse(len(p.tasks))
     local = store if isinstance(store, Store) else Store.open(store)
-    return lookup(p.engine.run_store(p.info["engine"], local), p.tasks, metrics_rule=metrics_rule(p.spec),
+    return lookup(p.engine.run_store(p.record.engine, local), p.tasks, metrics_rule=metrics_rule(p.spec),
                   keeps_everything=not p.spec.outputs)
 
 

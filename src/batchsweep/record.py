@@ -13,9 +13,35 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, SerializationInfo, field_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SerializationInfo,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 
+from batchsweep.errors import RunDamaged
 from batchsweep.spec import RECORDED, Spec
+
+
+class ShippedInput(BaseModel):
+    """An input an aws-batch run copied into the store (run.json `inputs_map`, by its reference in the spec)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    key: str  # its object in the store (`Store.input_key`)
+    dir: bool = False  # a directory, shipped as a tar.gz
+
+
+class SearchRecord(BaseModel):
+    """What an adaptive search adds to its run's record: trials per round and its Optuna journal's file name."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    batch: int
+    journal: str
 
 
 class RunRecord(BaseModel):
@@ -43,9 +69,13 @@ class RunRecord(BaseModel):
     max_parallel: int = 0
     param_names: list[str] = []
     engine: dict[str, Any] = {}  # the engine's resolved settings (`Engine.check`)
-    search: dict[str, Any] | None = None  # an adaptive search's own fields
+    search: SearchRecord | None = None  # an adaptive search's own fields
     store: str | None = None  # the store the run lives in (an S3 prefix for remote engines)
     reused: int = 0  # tasks copied from earlier runs at start
+    reuse: bool = False  # started with reuse on: a search's rounds and `resume` reuse only then
+    code_sha256: str | None = None  # the code package kept in the store (`Engine.prepare`)
+    code_package: str | None = None  # why no code package was kept
+    inputs_map: dict[str, ShippedInput] | None = None  # aws-batch: the inputs shipped to the store
     cancelled: bool = False
     resumed_at: float | None = None
     compacted_at: float | None = None
@@ -67,6 +97,10 @@ class RunRecord(BaseModel):
         """The spec's whole dump by its keys' names (`list:`), as every version wrote it."""
         return spec.model_dump(mode=info.mode, by_alias=True)
 
+    def spec_json(self) -> dict[str, Any]:
+        """The recorded spec as JSON, as run.json holds it (a record from an earlier version: with today's defaults)."""
+        return self.spec.model_dump(mode="json", by_alias=True)
+
     @classmethod
     def of(cls, info: Mapping[str, Any]) -> RunRecord:
         return cls.model_validate(dict(info), context=RECORDED)
@@ -82,6 +116,17 @@ class RunRecord(BaseModel):
         if not self.script_name:
             return self.spec
         return self.spec.model_copy(update={"script": str(Path(self.code_dir) / self.script_name)})
+
+    @classmethod
+    def of_run(cls, run_id: str, info: Mapping[str, Any]) -> RunRecord:
+        """run.json of run `run_id`, typed; RunDamaged in one line when it does not hold a run's fields."""
+        try:
+            return cls.of(info)
+        except ValidationError as e:
+            error = e.errors()[0]
+            where = ".".join(str(p) for p in error["loc"])
+            raise RunDamaged(f"run {run_id}: run.json is damaged ({where}: {error['msg']})",
+                             reason=f"{where}: {error['msg']}") from None
 
     def to_json(self) -> dict[str, Any]:
         """run.json's content: the fields that were given (no defaults written out), extras included."""

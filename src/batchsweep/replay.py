@@ -46,17 +46,17 @@ def prepare(run: Run, index: int, *, directory: str | os.PathLike[str] | None = 
     tasks = {t.index: t for t in run.tasks()}
     if index not in tasks:
         raise SpecError(f"task {index} does not exist in run {run.id} (tasks 0..{run.n_tasks - 1})")
-    task, info = tasks[index], run.info
+    task, record = tasks[index], run.record
     base = Path(directory) if directory else Path(tempfile.mkdtemp(prefix=f"batchsweep-{run.id}-{index}-"))
     base.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     resolve: Callable[[str], Path]
-    remote_run = "inputs_map" in info  # its inputs were shipped to the store too (aws-batch)
+    remote_run = record.inputs_map is not None  # its inputs were shipped to the store too (aws-batch)
     code_dir = _package(run, base, notes)
     if remote_run:
-        resolve = remote.InputCache(run.store, info, base)
+        resolve = remote.InputCache(run.store, record, base)
     else:
-        base_dir = Path(info["base_dir"])
+        base_dir = Path(record.base_dir)
         downloads = base / "inputs"
 
         def resolve(src: str) -> Path:
@@ -64,24 +64,24 @@ def prepare(run: Run, index: int, *, directory: str | os.PathLike[str] | None = 
 
     if code_dir is None:
         if remote_run:
-            raise SpecError(f"run {run.id}: its code package {info['code_sha256'][:12]} is not in {run.store.url} "
+            raise SpecError(f"run {run.id}: its code package {(record.code_sha256 or '')[:12]} is not in {run.store.url} "
                             "any more; nothing to replay it with")
-        code_dir = Path(info["code_dir"])
-        why = (f"its code package was {info['code_package']}" if info.get("code_package") else
-               "its code package is gone from the store" if info.get("code_sha256") else
+        code_dir = Path(record.code_dir)
+        why = (f"its code package was {record.code_package}" if record.code_package else
+               "its code package is gone from the store" if record.code_sha256 else
                "the run kept no code package (a local run from before they were kept)")
         notes.append(f"warning: replaying with {code_dir} as it is now, not as it was: {why}")
         try:
             from batchsweep import spec as spec_mod
 
-            spec_file = info.get("spec_file")
+            spec_file = record.spec_file
             current = keys.code_hash(spec_mod.load(spec_file)) if spec_file and Path(spec_file).is_file() else None
         except Exception:  # noqa: BLE001 - only a warning depends on it
             current = None
-        if current is not None and current != info.get("code_hash"):
+        if current is not None and current != record.code_hash:
             notes.append(f"warning: the code in {code_dir} has changed since run {run.id} "
-                         f"({str(info.get('code_hash'))[:12]} then, {current[:12]} now)")
-    ctx = worker.context_from_run(info, code_dir=code_dir)
+                         f"({record.code_hash[:12]} then, {current[:12]} now)")
+    ctx = worker.context_from_run(record, code_dir=code_dir)
     work = base / "work"
     work.mkdir(exist_ok=True)
     worker._stage(task, work, resolve)
@@ -93,10 +93,10 @@ def _package(run: Run, base: Path, notes: list[str]) -> Path | None:
     before packages were kept, or one over code.max_mib) or it is gone from the store."""
     from batchsweep.worker import remote
 
-    sha = run.info.get("code_sha256")
+    sha = run.record.code_sha256
     if not sha or not run.store.backend.exists(run.store.code_key(sha)):
         return None
-    code_dir = remote._code_dir(run.store, run.info, base)
+    code_dir = remote._code_dir(run.store, run.record, base)
     notes.append(f"code: the run's package {sha[:12]} from {run.store.url}, as it was when the run started")
     return code_dir
 

@@ -57,7 +57,7 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
                       and not table.has_status(i)]
         for index, (step, values) in latest_values(run, unfinished).items():
             table.add_metrics(index, values, live_step=step)
-    frame, whole = table.frame(states, list(run.info.get("param_names") or []))
+    frame, whole = table.frame(states, list(run.record.param_names))
     df = _typed(frame, run, whole)
     finished = all(State(s).done for s in set(states)) and not progress.active
     if finished:
@@ -152,15 +152,15 @@ def to_parquet_bytes(df: pd.DataFrame) -> bytes:
 
 
 def metric_columns(run: Run, df: pd.DataFrame) -> list[str]:
-    known = {"task", "outputs", *FIXED_COLUMNS, *HISTORY_COLUMNS, *(run.info.get("param_names") or [])}
+    known = {"task", "outputs", *FIXED_COLUMNS, *HISTORY_COLUMNS, *run.record.param_names}
     return [c for c in df.columns if c not in known]
 
 
 def derived_params(run: Run) -> list[str]:
     """Params made from other params by a `{placeholder}` (`save_name: run_{a}_{b}`): they follow the sweep's
     dimensions, they are not dimensions of their own."""
-    params = ((run.info.get("spec") or {}).get("params") or {})
-    fixed = params.get("fixed") or {}
+    params = run.record.spec.params
+    fixed = params.fixed if params else {}
     return [k for k, v in fixed.items() if isinstance(v, str) and re.search(r"\{[A-Za-z_][A-Za-z0-9_]*\}", v)]
 
 
@@ -225,21 +225,23 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
     if "key" not in df.columns:
         keys = {t.index: t.cache_key for t in run.tasks()}
         df = df.assign(key=[keys.get(i) or None for i in df["task"]])
-    summary = {k: run.info.get(k) for k in ("run_id", "name", "backend", "created", "n_tasks")}
+    record = run.record
+    summary: dict[str, Any] = {"run_id": record.run_id, "name": record.name, "backend": record.backend,
+                               "created": record.created, "n_tasks": record.n_tasks}
     summary.update(_cost_fields(run, df))
     # A text param unique to every task, or one made of other params by a placeholder (`save_name: run_{a}_{b}`),
     # names the task; it is not a dimension.
     derived = derived_params(run)
-    params = [p for p in run.info.get("param_names") or [] if p in derived
+    params = [p for p in record.param_names if p in derived
               or not (p in df and len(df) > 2 and df[p].dtype == object and df[p].astype(str).nunique() == len(df))]
-    spec = run.info.get("spec") or {}
-    sampled = [*((spec.get("search") or {}).get("space") or {}),
-               *((((spec.get("params") or {}).get("random") or {}).get("space")) or {})]
+    spec = record.spec
+    sampled = [*(spec.search.space if spec.search else {}),
+               *(spec.params.random.space if spec.params and spec.params.random else {})]
     summary.update(_stop_fields(run))
     if table is None:
         from batchsweep.cost import run_right_size
 
-        suggestion = run_right_size(run.info, run.statuses().values())
+        suggestion = run_right_size(record, run.statuses().values())
         if suggestion is not None:
             summary["right_size"] = suggestion.line()
     html, chosen, maximize = build_report(
@@ -261,29 +263,28 @@ def provenance_sources(run: Run, df: pd.DataFrame, runs: dict[str, Run]) -> list
     """The provenance of the run, then of every other run the table's rows were computed in (`reused_from`, or a
     sweep's `run` column), read from run.json; a run no longer in the store is marked `found: False`."""
     from batchsweep.errors import RunDamaged, RunNotFound
+    from batchsweep.record import RunRecord
 
-    def one(run_id: str, role: str, info: dict[str, Any] | None) -> dict[str, Any]:
-        if info is None:
+    def one(run_id: str, role: str, record: RunRecord | None) -> dict[str, Any]:
+        if record is None:
             return {"run_id": run_id, "role": role, "found": False}
-        return {"run_id": run_id, "role": role, "found": True, "code_hash": info.get("code_hash"),
-                "provenance": info.get("provenance"), "env": (info.get("spec") or {}).get("env") or {},
-                "created": info.get("created")}
+        return {"run_id": run_id, "role": role, "found": True, "code_hash": record.code_hash,
+                "provenance": record.provenance, "env": record.spec.env, "created": record.created}
 
     named: list[str] = []
     for value in [*(df["run"] if "run" in df.columns else []), *(df["reused_from"] if "reused_from" in df else [])]:
         rid = str(value).rsplit("/", 1)[0] if "/" in str(value) else str(value)
         if isinstance(value, str) and value and rid != run.id and rid not in named:
             named.append(rid)
-    out = [one(run.id, "this run", run.info)]
+    out = [one(run.id, "this run", run.record)]
     for rid in sorted(named):
-        info = runs[rid].info if rid in runs else None
-        if info is None:
-            try:
-                info = run.store.run_info(rid)
-            except (RunNotFound, RunDamaged):
-                info = None
+        record: RunRecord | None
+        try:
+            record = runs[rid].record if rid in runs else RunRecord.of_run(rid, run.store.run_info(rid))
+        except (RunNotFound, RunDamaged):
+            record = None
         role = "a run of the sweep" if rid in runs else "reused rows"
-        out.append(one(rid, role, info))
+        out.append(one(rid, role, record))
     return out
 
 
@@ -304,9 +305,9 @@ def read_series(run: Run) -> dict[int, list[dict[str, Any]]]:
 def _stop_fields(run: Run) -> dict[str, Any]:
     from batchsweep.stopping import saved_seconds
 
-    stop = (run.info.get("spec") or {}).get("stop") or {}
+    stop = run.record.spec.stop
     saved = saved_seconds(run.statuses()) if stop else None
-    return {"stop_metric": stop.get("metric"), **({"stop_saved": saved[0]} if saved else {})}
+    return {"stop_metric": stop.metric if stop else None, **({"stop_saved": saved[0]} if saved else {})}
 
 
 def inline_html(page: str, *, height: int = 900) -> str:
@@ -327,7 +328,7 @@ def _cost_fields(run: Run, df: pd.DataFrame) -> dict[str, Any]:
     durations = df["duration_s"].dropna().tolist() if "duration_s" in df else []
     spans = df[["worker", "started_at", "ended_at"]].itertuples(index=False, name=None) \
         if {"worker", "started_at", "ended_at"} <= set(df.columns) else ()
-    est = run_cost(run.info, durations, containers_s=container_seconds(
+    est = run_cost(run.record, durations, containers_s=container_seconds(
         (w if isinstance(w, str) else None, _num(s), _num(e)) for w, s, e in spans)) if durations else None
     if est is None:
         return {}

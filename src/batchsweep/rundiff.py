@@ -34,17 +34,18 @@ def _changed(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 def diff(a: Run, b: Run, *, tolerance: float = 1e-9) -> list[str]:
-    lines = [f"A {a.id} ({a.info.get('created')})", f"B {b.id} ({b.info.get('created')})"]
-    code = "same" if a.info.get("code_hash") == b.info.get("code_hash") else "changed"
-    lines.append(f"code         {code} ({str(a.info.get('code_hash'))[:12]} -> {str(b.info.get('code_hash'))[:12]})"
+    ra_, rb_ = a.record, b.record
+    lines = [f"A {a.id} ({ra_.created})", f"B {b.id} ({rb_.created})"]
+    code = "same" if ra_.code_hash == rb_.code_hash else "changed"
+    lines.append(f"code         {code} ({ra_.code_hash[:12]} -> {rb_.code_hash[:12]})"
                  if code == "changed" else "code         same")
-    pa, pb = a.info.get("provenance") or {}, b.info.get("provenance") or {}
+    pa, pb = ra_.provenance, rb_.provenance
     for line in _changed({"git": pa.get("git")}, {"git": pb.get("git")}):
         lines.append(f"  {line}")
     env = _changed({k: v for k, v in pa.items() if k != "git"}, {k: v for k, v in pb.items() if k != "git"})
     lines.append("environment  " + ("same" if not env else "changed"))
     lines += [f"  {line}" for line in env]
-    sa, sb = a.info.get("spec") or {}, b.info.get("spec") or {}
+    sa, sb = ra_.spec_json(), rb_.spec_json()
     spec = _changed({k: v for k, v in sa.items() if k not in _SPEC_SKIP}, {k: v for k, v in sb.items() if k not in _SPEC_SKIP})
     lines.append("spec         " + ("same" if not spec else "changed"))
     lines += [f"  {line}" for line in spec]

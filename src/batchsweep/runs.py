@@ -17,11 +17,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from batchsweep import reaper, runlock
 from batchsweep.engines.base import RunHandle
-from batchsweep.errors import RunDamaged, RunStateError, SpecError, SweepError
+from batchsweep.errors import RunStateError, SpecError, SweepError
 from batchsweep.model import State, Task, TaskStatus
 from batchsweep.planning import Plan, find_reuse, keyed_as_now, metrics_rule, new_run_id, plan
 from batchsweep.record import RunRecord
@@ -178,13 +176,7 @@ class Run:
     def record(self) -> RunRecord:
         """run.json, typed (RunDamaged when it does not hold a run's fields)."""
         if self._record is None or self._record_of is not self.info:
-            try:
-                self._record, self._record_of = RunRecord.of(self.info), self.info
-            except ValidationError as e:
-                error = e.errors()[0]
-                where = ".".join(str(p) for p in error["loc"])
-                raise RunDamaged(f"run {self.id}: run.json is damaged ({where}: {error['msg']})",
-                                 reason=f"{where}: {error['msg']}") from None
+            self._record, self._record_of = RunRecord.of_run(self.id, self.info), self.info
         return self._record
 
     def handle(self) -> RunHandle:
@@ -324,7 +316,7 @@ class Run:
         self.store.remove_stale_temp(self.id)
         if todo and not self.record.search and live_code:
             self._key_as_now(todo)
-        if todo and not self.info.get("search"):
+        if todo and not self.record.search:
             self.resume_reused = self.reuse_finished(todo)
             todo = [i for i in todo if i not in self.resume_reused.found]
         self.info = self.store.update_run_info(self.id, cancelled=False, resumed_at=time.time())
@@ -354,11 +346,10 @@ class Run:
 
         wanted = set(indices)
         tasks = [t for t in self.tasks() if t.index in wanted]
-        if self.info.get("reuse") is not True or not tasks:
+        if not self.record.reuse or not tasks:
             return Reuse(len(tasks))
-        spec = self.info.get("spec") or {}
-        rule = rule_of(spec)
-        found = lookup(self.store, tasks, metrics_rule=rule, keeps_everything=not spec.get("outputs"))
+        rule = rule_of(self.record.spec_json())
+        found = lookup(self.store, tasks, metrics_rule=rule, keeps_everything=not self.record.spec.outputs)
         if found.found:
             copy_results(self.store, self.id, tasks, found, metrics_rule=rule)
         return found

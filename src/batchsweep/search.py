@@ -36,6 +36,7 @@ from batchsweep.store import SEARCH_JOURNAL
 if TYPE_CHECKING:
     import optuna
 
+    from batchsweep.record import SearchRecord
     from batchsweep.runs import Run
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ class StudyFile:
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        self.key = run.store.search_journal_key(run.id, run.info["search"]["journal"])
+        self.key = run.store.search_journal_key(run.id, _recorded(run).journal)
         if run.store.is_local:
             self.path = run.store.local_path(self.key)
         else:
@@ -211,9 +212,8 @@ class StudyFile:
 
         self._repair()
         storage = JournalStorage(JournalFileBackend(str(self.path)))
-        spec = self.run.info["spec"]["search"]
         if create:
-            return optuna.create_study(storage=storage, study_name=self.run.id, direction=spec["direction"])
+            return optuna.create_study(storage=storage, study_name=self.run.id, direction=_search(self.run).direction)
         return optuna.load_study(storage=storage, study_name=self.run.id)
 
     def _repair(self) -> None:
@@ -232,7 +232,19 @@ class StudyFile:
 
 # -- a run ------------------------------------------------------------------------------------------
 def _search(run: Run) -> Search:
-    return Search.model_validate(run.info["spec"]["search"])
+    """The run's `search:` block, as recorded."""
+    search = run.record.spec.search
+    if search is None:
+        raise SpecError(f"run {run.id} is not a search (its spec has no `search:`)")
+    return search
+
+
+def _recorded(run: Run) -> SearchRecord:
+    """What the search added to its run's record (rounds of `batch` trials, the journal's name)."""
+    recorded = run.record.search
+    if recorded is None:
+        raise SpecError(f"run {run.id} is not a search (its run.json has no `search` fields)")
+    return recorded
 
 
 def start(run: Run, *, detach: bool) -> None:
@@ -257,7 +269,7 @@ def resume_todo(run: Run, *, detach: bool) -> list[int]:
     left = _settle(run, study)
     study_file.save()
     if not left:
-        batch = run.info["search"]["batch"]
+        batch = _recorded(run).batch
         n = min(batch, _search(run).trials - told(study))
         if n <= 0:
             return []
@@ -280,7 +292,7 @@ def drive(run: Run, *, progress: bool, interval: float) -> None:
             for proposal, value in zip(left, evaluate(left)):
                 tell(study, proposal.trial, value)
             study_file.save()
-        optimize(study, search, evaluate, batch=run.info["search"]["batch"], checkpoint=study_file.save)
+        optimize(study, search, evaluate, batch=_recorded(run).batch, checkpoint=study_file.save)
     except Interrupted:
         return
     if progress:
@@ -316,15 +328,15 @@ def _task_indices(run: Run, proposals: list[Proposal]) -> dict[int, int]:
     """The task of each proposal: the one already written for its trial, or a new one appended to the run."""
     tasks = run.tasks()
     index_of = {t.params["trial"]: t.index for t in tasks if "trial" in t.params}
-    spec = run.info["spec"]
-    fixed = dict((spec.get("params") or {}).get("fixed") or {})
+    spec = run.record.spec
+    fixed = dict(spec.params.fixed if spec.params else {})
     keyer = trial_keyer(run)
     new: list[Task] = []
     for p in proposals:
         if p.trial in index_of:
             continue
         params, inputs = space_mod.resolve({**p.values, **fixed, "trial": p.trial, "round": p.round},
-                                           list(spec.get("inputs") or []), task=f"trial {p.trial}")
+                                           list(spec.inputs), task=f"trial {p.trial}")
         task = Task(index=len(tasks) + len(new), params=params, inputs=inputs, cache_key=keyer(params, inputs))
         index_of[p.trial] = task.index
         new.append(task)
@@ -342,15 +354,15 @@ def trial_keyer(run: Run) -> Callable[[dict[str, Any], tuple[str, ...]], str]:
     from batchsweep import keys
     from batchsweep.scriptargs import flags_from_json
 
-    info = run.info
-    common = info.get("key_common")
+    record = run.record
+    common = record.key_common
     if not common:
-        return lambda params, inputs: keys.sha256_text(keys.canonical([info.get("code_hash", ""), params, inputs]))
-    aws = (info.get("spec") or {}).get("aws") or {}
-    stamps = keys.InputStamps(Path(info["base_dir"]), keys.HashCache(),
-                              s3_head=keys.s3_head(profile=aws.get("profile"), region=aws.get("region")))
+        return lambda params, inputs: keys.sha256_text(keys.canonical([record.code_hash, params, inputs]))
+    aws = record.spec.aws
+    stamps = keys.InputStamps(Path(record.base_dir), keys.HashCache(),
+                              s3_head=keys.s3_head(profile=aws.profile, region=aws.region))
     keyer = keys.Keyer.from_common(common, stamps)
-    flags = flags_from_json(info["flags"]) if info.get("flags") and not info["spec"].get("function") else None
+    flags = flags_from_json(record.flags) if record.flags and not record.spec.function else None
     hidden = {p for p in SEARCH_PARAMS if flags is not None and flags.known and flags.lookup(p) is None}
 
     def key(params: dict[str, Any], inputs: tuple[str, ...]) -> str:
@@ -364,14 +376,13 @@ def _reuse_round(run: Run, indices: list[int]) -> set[int]:
     runs, a grid over the same space): their results are copied in, not run. Only when the run has reuse on."""
     from batchsweep.reuse import copy_results, lookup, rule_of
 
-    if run.info.get("reuse") is not True:
+    if not run.record.reuse:
         return set()
     wanted = set(indices)
     done = {i for i in indices if run.store.read_status(run.id, i) is not None}
     tasks = [t for t in run.tasks() if t.index in wanted and t.index not in done]
-    spec = run.info.get("spec") or {}
-    rule = rule_of(spec)
-    found = lookup(run.store, tasks, metrics_rule=rule, keeps_everything=not spec.get("outputs"))
+    rule = rule_of(run.record.spec_json())
+    found = lookup(run.store, tasks, metrics_rule=rule, keeps_everything=not run.record.spec.outputs)
     if found.found:
         copy_results(run.store, run.id, tasks, found, metrics_rule=rule)
         log.info("round: %s", found.line().replace("to run", "trials to run"))
@@ -448,7 +459,7 @@ def status_lines(run: Run) -> list[str]:
     search = _search(run)
     done = sum(1 for s in run.statuses().values() if s.state in RESULT_STATES)
     lines = [f"search   {search.sampler} · {done} of {search.trials} trials done · rounds of "
-             f"{run.info['search']['batch']} · {search.direction} {search.metric}"]
+             f"{_recorded(run).batch} · {search.direction} {search.metric}"]
     found = best(run)
     if found is None:
         lines.append(f"best     no trial has reported {search.metric!r} yet")

@@ -78,7 +78,7 @@ def children(run: Any, *, only: set[int] | None = None, session: Any = None,
     array indices in `only` when given, as Batch would start them."""
     from batchsweep.aws.clients import make_client
 
-    settings = run.info.get("engine") or {}
+    settings = run.record.engine  # the engine's resolved settings
     batch = make_client("batch", session=session, profile=settings.get("profile"), region=settings.get("region"))
     # No engine.json: nothing was submitted (every task was reused from an earlier run).
     record = run.store.read_record(run.store.engine_record_key(run.id)) or {"submissions": []}
@@ -298,7 +298,7 @@ def play(run: Any, *, only: set[int] | None = None, parallel: int = 4, session: 
     if image is not None:
         _buildah()  # before anything starts
     found = children(run, only=only, session=session)
-    settings = run.info.get("engine") or {}
+    settings = run.record.engine  # the engine's resolved settings
     logs = make_client("logs", session=log_session or session, region=settings.get("region"))
     batch = make_client("batch", session=session, profile=settings.get("profile"), region=settings.get("region"))
     terminated, done = threading.Event(), threading.Event()

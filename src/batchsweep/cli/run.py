@@ -187,7 +187,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from batchsweep import catalog
 
     run = catalog.load_run(args.run, store=args.store)
-    if run.info.get("search"):
+    if run.record.search:
         _quiet_optuna()
     todo = run.resume(detach=args.detach)
     out(run.id)

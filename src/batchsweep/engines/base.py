@@ -18,12 +18,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from batchsweep.clock import SYSTEM, Clock
 from batchsweep.model import State
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
     from batchsweep.model import Task, TaskStatus
     from batchsweep.record import RunRecord
     from batchsweep.runlock import RunLock
@@ -62,6 +62,43 @@ def keep_code_package(spec: Spec, store: Store, code_dir: Path) -> dict[str, Any
 
 
 SettingsModel = TypeVar("SettingsModel", bound="BaseModel")
+
+
+class EngineRecord(BaseModel):
+    """engine.json: what an engine keeps so that `status`, `wait` and `cancel` in another process (or on another
+    host) find its work (a pid, a scheduler and its keys, submitted array jobs). Each engine declares its own
+    subclass (`Engine.record_model`) and reads and writes the file through it (`read_engine_record`,
+    `write_engine_record`); fields another version wrote are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    engine: str = ""  # the engine's name
+
+
+RecordModel = TypeVar("RecordModel", bound=EngineRecord)
+
+
+def read_engine_record(run: RunHandle, model: type[RecordModel]) -> RecordModel | None:
+    """The run's engine.json through the engine's record model; None when there is none. A damaged one (not JSON,
+    or without a field the engine needs) is one warning line naming the field, and the command goes on without it
+    (as without a record: the run lock still tells a live local runner)."""
+    store = run.store
+    key = store.engine_record_key(run.id)
+    raw = store.read_record(key)
+    if raw is None:
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        error = e.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "the record"
+        store.warn(f"{key} in {store.url} is damaged ({where}: {error['msg']}); going on without it")
+        return None
+
+
+def write_engine_record(run: RunHandle, record: EngineRecord) -> None:
+    """Write the run's engine.json (whole: every field of the engine's record model)."""
+    run.store.write_json(run.store.engine_record_key(run.id), record.model_dump(mode="json"))
 
 
 @dataclass(frozen=True)
@@ -147,6 +184,8 @@ class Engine(abc.ABC):
     # Whether tasks run the code directory as it is when each starts (local, Dask), so a resume after the code
     # changed runs the new code and keys it so; False when they run the package `prepare()` shipped at the start.
     live_code: ClassVar[bool] = True
+    # What the engine keeps in the run's engine.json (`read_engine_record` / `write_engine_record`); None: nothing.
+    record_model: ClassVar[type[EngineRecord] | None] = None
 
     @classmethod
     def settings_of(cls, raw: Mapping[str, Any] | None) -> BaseModel | None:

@@ -23,14 +23,22 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from batchsweep.engines import dask_summary
-from batchsweep.engines.base import Engine, Progress, RunHandle
+from batchsweep.engines.base import (
+    Engine,
+    EngineRecord,
+    Progress,
+    RunHandle,
+    read_engine_record,
+    write_engine_record,
+)
 from batchsweep.errors import SpecError
 from batchsweep.model import State, Task, TaskStatus
+from batchsweep.record import RunRecord
 from batchsweep.runlock import pid_alive, start_time
 from batchsweep.warm import launch_cold
 from batchsweep.worker import Launcher, ProcessRegistry, context_from_run, execute_task
@@ -251,10 +259,11 @@ def run_dask_task(store_url: str, run_id: str, task_json: str) -> TaskStatus | N
     registry = ProcessRegistry()
     done = threading.Event()
     threading.Thread(target=_watch_cancel, args=(cancel, registry, done), daemon=True).start()
-    base_dir = Path(info["base_dir"])
+    record = RunRecord.of_run(run_id, info)
+    base_dir = Path(record.base_dir)
     try:
         # Status last; a task started twice (its worker was lost mid-run) writes it twice: the last write wins.
-        ctx = context_from_run(info)
+        ctx = context_from_run(record)
         with dask_summary.running(store, run_id):
             status = execute_task(ctx, task, store, worker=str(worker.address), registry=registry,
                                   resolve_input=lambda ref: base_dir / ref, launcher=_launcher(info, ctx))
@@ -316,10 +325,28 @@ def _connect(address: str) -> Client:
 
 
 # -- the engine -------------------------------------------------------------------------------------
+class DaskRecord(EngineRecord):
+    """engine.json of a Dask run: the scheduler and the task keys it was given, and who submitted them."""
+
+    scheduler: str
+    keys: list[str]
+    detached: bool = False
+    owns_cluster: bool = False  # the submitting process started the cluster (it ends with that process)
+    pid: int = 0
+    pid_started: str | None = None
+    host: str = ""
+    submitted_at: float = 0.0
+    finished: bool = False
+    finished_at: float | None = None
+    lost_workers: int = 0
+    errors: dict[int, str] = {}  # tasks whose task function itself failed (no status): why
+
+
 class DaskEngine(Engine):
     name = "dask"
     block = "dask"
     settings_model = DaskSettings
+    record_model: ClassVar[type[DaskRecord]] = DaskRecord
 
     def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
@@ -355,10 +382,6 @@ class DaskEngine(Engine):
                             f"filesystem), not {default.url}; pass --store /shared/path")
         return default
 
-    @property
-    def _engine_key(self) -> str:
-        return self.run.store.engine_record_key(self.run.id)
-
     # -- submit -------------------------------------------------------------------------------
     def _open(self) -> Client:
         """A client for this engine: connect to the scheduler, or start the cluster batchsweep owns."""
@@ -366,7 +389,7 @@ class DaskEngine(Engine):
             return self._client
         from distributed import Client, LocalCluster
 
-        settings = self.run.info["engine"]
+        settings = self.run.settings
         if "scheduler" in settings:
             self._client = _connect(settings["scheduler"])
             return self._client
@@ -386,7 +409,7 @@ class DaskEngine(Engine):
     def submit(self, indices: Sequence[int], *, detach: bool) -> None:
         from distributed import Event, as_completed, fire_and_forget
 
-        if detach and "scheduler" not in self.run.info["engine"]:
+        if detach and "scheduler" not in self.run.settings:
             raise SpecError("--detach: with dask.cluster the cluster lives in this process and would stop with it; "
                             "start a scheduler (`dask scheduler`) and --set dask.scheduler=tcp://HOST:PORT, "
                             "or run without --detach")
@@ -396,19 +419,18 @@ class DaskEngine(Engine):
             tasks = {t.index: t for t in self.run.tasks()}
             n = len(indices)
             keys = [task_key(self.run.id, i) for i in indices]
-            resources = self.run.info["engine"].get("resources")
+            resources = self.run.settings.get("resources")
             if resources:
                 _check_workers_declare(client, resources)
             futures = client.map(run_dask_task, [self.run.store.url] * n, [self.run.id] * n,
                                  [tasks[i].to_json() for i in indices], key=keys, pure=False, retries=0,
                                  resources=resources or None)
             self._submitted_at = time.time()
-            self.run.store.write_json(self._engine_key, {
-                "engine": self.name, "scheduler": _scheduler(client).address, "keys": keys, "detached": detach,
-                "owns_cluster": self._cluster is not None, "pid": os.getpid(),
-                "pid_started": start_time(os.getpid()), "host": socket.gethostname(),
-                "submitted_at": self._submitted_at,
-            })
+            write_engine_record(self.run, DaskRecord(
+                engine=self.name, scheduler=_scheduler(client).address, keys=keys, detached=detach,
+                owns_cluster=self._cluster is not None, pid=os.getpid(), pid_started=start_time(os.getpid()),
+                host=socket.gethostname(), submitted_at=self._submitted_at,
+            ))
         except BaseException:
             self._release()  # the run is deleted; a cluster started for it must not outlive it
             raise
@@ -465,8 +487,8 @@ class DaskEngine(Engine):
         return Progress(active=active, running=self._running if active else 0, statuses=written,
                         covers=self._covers, notes=notes, missing=missing)
 
-    def _record(self) -> dict[str, Any] | None:
-        return self.run.store.read_record(self._engine_key)
+    def _record(self) -> DaskRecord | None:
+        return read_engine_record(self.run, self.record_model)
 
     def _poll_remote(self) -> Progress:
         """Another process submitted this run: ask the scheduler named in engine.json about its keys."""
@@ -475,25 +497,25 @@ class DaskEngine(Engine):
         record = self._record()
         if record is None:
             return Progress(active=False)
-        lost = int(record.get("lost_workers", 0))
+        lost = record.lost_workers
         notes = (_lost_note(lost),) if lost else ()
-        owner_gone = record.get("owns_cluster") and (
-            record.get("host") == socket.gethostname() and not pid_alive(int(record.get("pid") or 0), record.get("pid_started")))
-        if record.get("finished"):
+        owner_gone = record.owns_cluster and (
+            record.host == socket.gethostname() and not pid_alive(record.pid, record.pid_started))
+        if record.finished:
             return Progress(active=False, notes=notes, missing=State.LOST)
         if owner_gone:
             return Progress(active=False, notes=notes)
         try:
-            client = self._client or _connect(record["scheduler"])
+            client = self._client or _connect(record.scheduler)
             self._client = client
-            states = client.sync(_scheduler(client).get_task_status, keys=record["keys"])
+            states = client.sync(_scheduler(client).get_task_status, keys=record.keys)
             active = any(s in ACTIVE_STATES for s in states.values())
             running = _running(client, self.run.id) if active else 0
-            lost = max(lost, _lost_workers(client, self.run.id, float(record.get("submitted_at", 0))))
+            lost = max(lost, _lost_workers(client, self.run.id, record.submitted_at))
         except (SpecError, OSError, TimeoutError) as e:
             if len(self.run.store.statuses(self.run.id)) >= self.run.n_tasks:
                 return Progress(active=False, notes=notes)  # done: nothing to say
-            note = f"the Dask scheduler {record['scheduler']} is unreachable ({e}); tasks without a status did not finish"
+            note = f"the Dask scheduler {record.scheduler} is unreachable ({e}); tasks without a status did not finish"
             return Progress(active=False, notes=(*notes, note))
         progress = Progress(active=active, running=running, notes=(_lost_note(lost),) if lost else ())
         self._remote = (self.clock.monotonic(), progress)
@@ -503,8 +525,8 @@ class DaskEngine(Engine):
         if self._collector is not None:
             with self._lock:
                 return dict(self._errors)
-        record = self._record() or {}
-        return {int(i): str(e) for i, e in (record.get("errors") or {}).items()}
+        record = self._record()
+        return dict(record.errors) if record else {}
 
     # -- stop ---------------------------------------------------------------------------------
     def cancel(self) -> None:
@@ -512,7 +534,7 @@ class DaskEngine(Engine):
 
         record = self._record()
         try:
-            client = self._client or (_connect(record["scheduler"]) if record else None)
+            client = self._client or (_connect(record.scheduler) if record else None)
         except SpecError:
             return  # the scheduler is gone, and its tasks with it
         if client is None:
@@ -522,7 +544,7 @@ class DaskEngine(Engine):
         with self._lock:
             futures = list(self._futures.values())
         if not futures and record:
-            futures = [Future(key, client) for key in record["keys"]]
+            futures = [Future(key, client) for key in record.keys]
         client.cancel(futures, force=True)  # force: a detached run's keys are wanted by "fire-and-forget"
         del futures
         deadline = self.clock.monotonic() + CANCEL_WAIT_S
@@ -548,11 +570,12 @@ class DaskEngine(Engine):
                 self._lost = _lost_workers(self._client, self.run.id, self._submitted_at)
             except Exception:
                 pass
-            record = self._record() or {}
+            record = self._record()
             with self._lock:
-                errors = {str(i): e for i, e in self._errors.items()}
-            self.run.store.write_json(self._engine_key, {**record, "finished": True, "finished_at": time.time(),
-                                                         "lost_workers": self._lost, "errors": errors})
+                errors = dict(self._errors)
+            if record is not None:  # (none: a damaged one was warned about; the statuses tell the rest)
+                write_engine_record(self.run, record.model_copy(update={
+                    "finished": True, "finished_at": time.time(), "lost_workers": self._lost, "errors": errors}))
         self._release()
 
     def _release(self) -> None:

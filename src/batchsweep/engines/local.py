@@ -21,11 +21,18 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from batchsweep import keys, reaper, runlock
 from batchsweep.clock import Clock
-from batchsweep.engines.base import Engine, Progress, RunHandle
+from batchsweep.engines.base import (
+    Engine,
+    EngineRecord,
+    Progress,
+    RunHandle,
+    read_engine_record,
+    write_engine_record,
+)
 from batchsweep.leases import Leases, available_memory_mib
 from batchsweep.model import TaskStatus
 from batchsweep.runlock import start_time as _start_time
@@ -46,13 +53,25 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
-def _alive(record: dict[str, Any], run: RunHandle, clock: Clock) -> bool:
-    if record.get("finished"):
+class LocalRecord(EngineRecord):
+    """engine.json of a local run: the process running its tasks (this one, or a detached runner)."""
+
+    pid: int
+    pid_started: str | None = None  # the process's start time (`runlock.start_time`): tells a reused pid
+    host: str
+    submitted_at: float
+    finished: bool = False
+    finished_at: float | None = None
+    failure: str | None = None  # the runner's own failure (disk full, read-only store)
+
+
+def _alive(record: LocalRecord, run: RunHandle, clock: Clock) -> bool:
+    if record.finished:
         return False
-    if record.get("host") != socket.gethostname():
+    if record.host != socket.gethostname():
         # Another machine's (or container's) runner: alive while it holds the run with a fresh heartbeat.
         return runlock.holder(run.store, run.id, clock) is not None
-    return runlock.pid_alive(int(record.get("pid") or 0), record.get("pid_started"))
+    return runlock.pid_alive(record.pid, record.pid_started)
 
 
 CANCEL_WAIT_S = 30.0  # how long `cancel` waits for the runner to confirm
@@ -60,6 +79,7 @@ CANCEL_WAIT_S = 30.0  # how long `cancel` waits for the runner to confirm
 
 class LocalEngine(Engine):
     name = "local"
+    record_model: ClassVar[type[LocalRecord]] = LocalRecord
 
     def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
@@ -83,16 +103,16 @@ class LocalEngine(Engine):
 
     def _leases(self) -> tuple[Leases, int]:
         """The run's leases and how many tasks may run at once: max_parallel, vCPU slots and GPUs allowing."""
-        info = self.run.info
-        settings = info.get("engine") or {}
-        resources = info["spec"].get("resources") or {}
-        leases = Leases(gpus_per_task=float(resources.get("gpus") or 0), gpu_ids=list(settings.get("gpus") or []),
+        record = self.run.record
+        settings = record.engine
+        resources = record.spec.resources
+        leases = Leases(gpus_per_task=float(resources.gpus), gpu_ids=list(settings.get("gpus") or []),
                         memory_mib=settings.get("memory_limit_mib"),
                         available_mib=available_memory_mib() if settings.get("memory_limit_mib") else None)
         cpus = os.cpu_count() or 1
-        limits = [max(1, int(cpus / float(resources.get("vcpus") or 1) + 1e-9))]
-        if info.get("max_parallel"):
-            limits.append(int(info["max_parallel"]))
+        limits = [max(1, int(cpus / float(resources.vcpus) + 1e-9))]
+        if record.max_parallel:
+            limits.append(record.max_parallel)
         if leases.parallel() is not None:
             limits.append(max(1, leases.parallel() or 0))
         return leases, min(limits)
@@ -118,9 +138,11 @@ class LocalEngine(Engine):
         self._thread.start()
 
     def _record(self, pid: int) -> None:
-        record = {"engine": self.name, "pid": pid, "pid_started": _start_time(pid), "host": socket.gethostname(),
-                  "submitted_at": time.time()}
-        self.run.store.write_json(self.run.store.engine_record_key(self.run.id), record)
+        write_engine_record(self.run, LocalRecord(engine=self.name, pid=pid, pid_started=_start_time(pid),
+                                                  host=socket.gethostname(), submitted_at=time.time()))
+
+    def _read_record(self) -> LocalRecord | None:
+        return read_engine_record(self.run, self.record_model)
 
     def execute(self, indices: list[int]) -> None:
         """Run these tasks with at most max_parallel at once; each writes its status when it ends."""
@@ -129,9 +151,9 @@ class LocalEngine(Engine):
 
     def _execute(self, indices: list[int]) -> None:
         run, store = self.run, self.run.store
-        ctx = context_from_run(run.info)
+        ctx = context_from_run(run.record)
         tasks = {t.index: t for t in run.tasks()}
-        base_dir = Path(run.info["base_dir"])
+        base_dir = Path(run.record.base_dir)
         watch = keys.CodeWatch(run.record.code_spec(), run.record.keyed_code)
         server = self._warm_server(ctx, len(indices))
         launcher: Launcher = server.launcher if server is not None else launch_cold
@@ -221,20 +243,19 @@ class LocalEngine(Engine):
     def _finish(self) -> None:
         if self._lock_release is not None:
             self._lock_release()
-        key = self.run.store.engine_record_key(self.run.id)
         try:
-            record = self.run.store.read_record(key)
+            record = self._read_record()
             if record is not None:
-                self.run.store.write_json(key, {**record, "finished": True, "finished_at": time.time(),
-                                                **({"failure": self.failure} if self.failure else {})})
+                write_engine_record(self.run, record.model_copy(update={
+                    "finished": True, "finished_at": time.time(), "failure": self.failure or record.failure}))
         except Exception as e:  # noqa: BLE001 - a store that cannot take this record failed the run already
             self._fail(e)
 
     def runner_failure(self) -> str | None:
         if self._thread is not None:
             return self.failure
-        record = self.run.store.read_record(self.run.store.engine_record_key(self.run.id))
-        return str(record["failure"]) if record and record.get("failure") else None
+        record = self._read_record()
+        return record.failure if record else None
 
     # -- watch --------------------------------------------------------------------------------
     def poll(self) -> Progress:
@@ -251,7 +272,7 @@ class LocalEngine(Engine):
             whole = active and len(self._covers) == self.run.n_tasks
             return Progress(active=active, running=running, statuses=written, covers=self._covers,
                             counts={k: v for k, v in counts.items() if v} if whole else None)
-        record = self.run.store.read_record(self.run.store.engine_record_key(self.run.id))
+        record = self._read_record()
         if record is None:  # never submitted, or a damaged record: the run's lock still tells a live runner
             return Progress(active=runlock.holder(self.run.store, self.run.id, self.clock) is not None)
         active = _alive(record, self.run, self.clock)
@@ -264,12 +285,12 @@ class LocalEngine(Engine):
             self._registry.cancel_all()
             self._thread.join()
             return None
-        record = self.run.store.read_record(self.run.store.engine_record_key(self.run.id))
+        record = self._read_record()
         if record is None or not _alive(record, self.run, self.clock):
             return None
-        here = record.get("host") == socket.gethostname()
+        here = record.host == socket.gethostname()
         if here:
-            os.kill(record["pid"], signal.SIGTERM)
+            os.kill(record.pid, signal.SIGTERM)
         # else: Run.cancel left a cancel request the runner sees with its next heartbeat
         deadline = self.clock.monotonic() + CANCEL_WAIT_S + (0 if here else runlock.HEARTBEAT_S)
         pause = 0.05  # a runner here stops within a fraction of a second; one elsewhere at its next heartbeat
@@ -279,7 +300,7 @@ class LocalEngine(Engine):
         if not self.poll().active:
             return None
         holder = runlock.holder(self.run.store, self.run.id, self.clock)
-        who = holder.describe(self.clock.time()) if holder else f"pid {record.get('pid')} on {record.get('host')}"
+        who = holder.describe(self.clock.time()) if holder else f"pid {record.pid} on {record.host}"
         return f"the runner {who} has not stopped yet; it stops at its next heartbeat if it is alive"
 
     def logs(self, index: int, *, stderr: bool = False) -> Iterator[str] | None:

@@ -22,11 +22,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from batchsweep import metrics as metrics_mod
 from batchsweep import reaper
@@ -37,6 +37,9 @@ from batchsweep.scriptargv import ArgStyle, build_argv
 from batchsweep.store import Store, TaskDir
 from batchsweep.usage import Usage, UsageSampler
 from batchsweep.warm import launch_cold
+
+if TYPE_CHECKING:
+    from batchsweep.record import RunRecord
 
 KILL_GRACE_S = 2.0
 
@@ -594,24 +597,26 @@ def _drop_empty(files: TaskDir) -> None:
         pass
 
 
-def context_from_run(run_info: Mapping[str, Any], *, code_dir: Path | None = None) -> RunContext:
+def context_from_run(record: RunRecord, *, code_dir: Path | None = None) -> RunContext:
+    """What the worker needs of a run, from its record (the script by its name in `code_dir`)."""
     from batchsweep.scriptargs import flags_from_json
 
-    spec = run_info["spec"]
+    spec = record.spec
     return RunContext(
-        run_id=run_info["run_id"],
-        code_dir=code_dir or Path(run_info["code_dir"]),
-        script=spec.get("script"),
-        function=spec.get("function"),
-        flags=flags_from_json(run_info["flags"]),
-        metrics_rule=spec.get("metrics") or metrics_mod.METRICS_FILE,
-        outputs=tuple(spec.get("outputs") or ()),
-        timeout_s=run_info.get("timeout_s"),
-        retries=spec.get("retries", 0),
-        env=dict(spec.get("env") or {}),
-        memory_limit_mib=(run_info.get("engine") or {}).get("memory_limit_mib"),
-        python=spec.get("python") or sys.executable,
-        arg_style=ArgStyle.from_spec(spec.get("args")),
-        stop=spec.get("stop"),
-        gpus=float((spec.get("resources") or {}).get("gpus") or 0),
+        run_id=record.run_id,
+        code_dir=code_dir or Path(record.code_dir),
+        script=spec.script,
+        function=spec.function,
+        flags=flags_from_json(record.flags),
+        # the rule and the stop block as run.json holds them (what `metrics` and `stopping` read)
+        metrics_rule=spec.metrics if isinstance(spec.metrics, str) else spec.metrics.model_dump(mode="json"),
+        outputs=tuple(spec.outputs),
+        timeout_s=record.timeout_s,
+        retries=spec.retries,
+        env=dict(spec.env),
+        memory_limit_mib=record.engine.get("memory_limit_mib"),
+        python=spec.python or sys.executable,
+        arg_style=ArgStyle.from_spec(spec.args.model_dump(mode="json") if spec.args else None),
+        stop=spec.stop.model_dump(mode="json") if spec.stop else None,
+        gpus=float(spec.resources.gpus),
     )

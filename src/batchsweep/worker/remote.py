@@ -30,6 +30,7 @@ from batchsweep import reaper
 from batchsweep.arrayslice import Slicing, child_number
 from batchsweep.logprefix import prefix
 from batchsweep.model import State, TaskStatus
+from batchsweep.record import RunRecord, ShippedInput
 from batchsweep.store import PackEntry, Store
 from batchsweep.worker import Launcher, ProcessRegistry, context_from_run, execute_task
 
@@ -179,8 +180,10 @@ def _fetch_and_extract(store: Store, key: str, target: Path, scratch: Path) -> N
         archive.unlink(missing_ok=True)
 
 
-def _code_dir(store: Store, info: dict[str, Any], scratch: Path) -> Path:
-    sha = info["code_sha256"]
+def _code_dir(store: Store, record: RunRecord, scratch: Path) -> Path:
+    sha = record.code_sha256
+    if not sha:
+        raise RuntimeError(f"run {record.run_id}: its run.json names no code package (code_sha256)")
     target = scratch / f"code-{sha[:16]}"
     if not target.exists():
         _fetch_and_extract(store, store.code_key(sha), target, scratch)
@@ -190,9 +193,9 @@ def _code_dir(store: Store, info: dict[str, Any], scratch: Path) -> Path:
 class InputCache:
     """Inputs of the tasks this child runs, downloaded once each."""
 
-    def __init__(self, store: Store, info: dict[str, Any], scratch: Path) -> None:
+    def __init__(self, store: Store, record: RunRecord, scratch: Path) -> None:
         self.store = store
-        self.refs: dict[str, dict[str, Any]] = info.get("inputs_map") or {}
+        self.refs: dict[str, ShippedInput] = record.inputs_map or {}
         self.dir = scratch / "inputs"
         self.done: dict[str, Path] = {}
 
@@ -208,10 +211,10 @@ class InputCache:
             S3Backend(bucket, "").download(key, target)
         else:
             entry = self.refs[ref]
-            if entry.get("dir"):
-                _fetch_and_extract(self.store, entry["key"], target, target.parent)
+            if entry.dir:
+                _fetch_and_extract(self.store, entry.key, target, target.parent)
             else:
-                self.store.backend.download(entry["key"], target)
+                self.store.backend.download(entry.key, target)
         self.done[ref] = target
         return target
 
@@ -221,6 +224,7 @@ def main() -> int:
     store = Store.open(env["BATCHSWEEP_STORE"], aws_region=env.get("AWS_REGION") or env.get("BATCHSWEEP_REGION"))
     run_id = env["BATCHSWEEP_RUN_ID"]
     info = store.run_info(run_id)
+    record = RunRecord.of_run(run_id, info)
     slicing = Slicing.from_record(store.read_json(store.submission_key(run_id, int(env.get("BATCHSWEEP_SUBMISSION", "0")))))
     child = child_number(env)
     indices = slicing.tasks_of(child)
@@ -236,9 +240,9 @@ def main() -> int:
     finished: dict[int, TaskStatus] = {}
     with tempfile.TemporaryDirectory(prefix="batchsweep-") as tmp:
         scratch = Path(tmp)
-        ctx = context_from_run(info, code_dir=_code_dir(store, info, scratch))
+        ctx = context_from_run(record, code_dir=_code_dir(store, record, scratch))
         tasks = {t.index: t for t in store.tasks(run_id)}
-        resolve = InputCache(store, info, scratch)
+        resolve = InputCache(store, record, scratch)
         from batchsweep.warm import mode as warm_mode
 
         launcher, server = warm_launcher(ctx, warm=warm_mode(info["spec"]), n_tasks=len(indices))

@@ -4,13 +4,42 @@ from __future__ import annotations
 
 import math
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
 
 from batchsweep.engines.aws_batch.settings import _session
-from batchsweep.engines.base import Engine, Progress, RunHandle
+from batchsweep.engines.base import Engine, EngineRecord, Progress, RunHandle, read_engine_record
+
+
+class ArrayJob(BaseModel):
+    """One SubmitJob of a submission: its id and the children (array indices) it holds."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    offset: int  # the submission's child index of its first child
+    size: int  # its children (1: a plain job, not an array)
+
+
+class Submission(BaseModel):
+    """One submit (the run's first, a resume's, a search round's): tasks per child, and its array jobs."""
+
+    model_config = ConfigDict(extra="allow")
+    n: int  # its number: submissions/<n>.json holds its task indices
+    tasks_per_child: int = 1
+    jobs: list[ArrayJob] = []
+    submitted_at: float = 0.0
+
+
+class AwsRecord(EngineRecord):
+    """engine.json of an AWS Batch run: every submission's array jobs (written after each SubmitJob)."""
+
+    submissions: list[Submission] = []
 
 
 class AwsRun(Engine):
+    record_model: ClassVar[type[AwsRecord]] = AwsRecord
+
     def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
         self.settings: dict[str, Any] = dict(run.settings)
@@ -30,11 +59,9 @@ class AwsRun(Engine):
 
         return make_client("batch", session=self.session)
 
-    def _record(self) -> dict[str, Any]:
-        record = self.run.store.read_record(self.run.store.engine_record_key(self.run.id))
-        if record is None or not isinstance(record.get("submissions"), list):
-            return {"engine": self.name, "submissions": []}
-        return record
+    def _record(self) -> AwsRecord:
+        """engine.json (none yet, or a damaged one: no submissions)."""
+        return read_engine_record(self.run, self.record_model) or AwsRecord(engine=self.name)
 
-    def _jobs(self) -> list[dict[str, Any]]:
-        return [job for sub in self._record()["submissions"] for job in sub["jobs"]]
+    def _jobs(self) -> list[ArrayJob]:
+        return [job for sub in self._record().submissions for job in sub.jobs]

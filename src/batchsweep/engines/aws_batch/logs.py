@@ -48,14 +48,14 @@ class LogReader(AwsRun):
         return lines()
 
     def _child_job_id(self, index: int) -> str | None:
-        for sub in reversed(self._record()["submissions"]):
-            slicing = Slicing.from_record(self.run.store.read_json(self.run.store.submission_key(self.run.id, sub["n"])))
+        for sub in reversed(self._record().submissions):
+            slicing = Slicing.from_record(self.run.store.read_json(self.run.store.submission_key(self.run.id, sub.n)))
             child = slicing.child_of(index)
             if child is None:
                 continue
-            for job in sub["jobs"]:
-                if job["offset"] <= child < job["offset"] + job["size"]:
-                    return str(job["id"]) if job["size"] == 1 else f"{job['id']}:{child - job['offset']}"
+            for job in sub.jobs:
+                if job.offset <= child < job.offset + job.size:
+                    return job.id if job.size == 1 else f"{job.id}:{child - job.offset}"
         return None
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 from batchsweep.arrayslice import Slicing
-from batchsweep.engines.aws_batch.core import AwsRun
+from batchsweep.engines.aws_batch.core import ArrayJob, AwsRun
 from batchsweep.engines.base import Progress
 from batchsweep.model import State
 
@@ -28,11 +28,11 @@ class Poller(AwsRun):
         now = self.clock.monotonic()
         if self._last is not None and now < self._next_poll:
             return self._last
-        submissions = self._record()["submissions"]  # one read of engine.json per poll
-        jobs = [job for sub in submissions for job in sub["jobs"]]
+        submissions = self._record().submissions  # one read of engine.json per poll
+        jobs = [job for sub in submissions for job in sub.jobs]
         described: list[dict[str, Any]] = []
         for i in range(0, len(jobs), 100):
-            ids = [j["id"] for j in jobs[i:i + 100]]
+            ids = [j.id for j in jobs[i:i + 100]]
             described += self.batch.describe_jobs(jobs=ids)["jobs"]
         children: Counter[str] = Counter()
         for job in described:
@@ -42,9 +42,9 @@ class Poller(AwsRun):
             else:
                 children[job["status"]] += 1
         active = any(job["status"] not in TERMINAL for job in described)
-        k = max([s["tasks_per_child"] for s in submissions] or [1])
+        k = max([s.tasks_per_child for s in submissions] or [1])
         running = (children["RUNNING"] + children["STARTING"])
-        submitted = min((s["submitted_at"] for s in submissions), default=self.clock.time())
+        submitted = min((s.submitted_at for s in submissions), default=self.clock.time())
         notes = self._runnable_notes(described, children, submitted) if active else ()
         counts = None
         if active:  # estimated from children while running; the store's statuses are read once it ends
@@ -86,21 +86,21 @@ class Poller(AwsRun):
     def failure_reasons(self) -> dict[int, str]:
         """Batch's reason for each failed child, mapped to its tasks (only failed children are fetched)."""
         reasons: dict[int, str] = {}
-        for sub in self._record()["submissions"]:
-            slicing = Slicing.from_record(self.run.store.read_json(self.run.store.submission_key(self.run.id, sub["n"])))
-            for job in sub["jobs"]:
+        for sub in self._record().submissions:
+            slicing = Slicing.from_record(self.run.store.read_json(self.run.store.submission_key(self.run.id, sub.n)))
+            for job in sub.jobs:
                 failed = self._failed_children(job)
                 for child, reason in failed.items():
-                    for index in slicing.tasks_of(job["offset"] + child):
+                    for index in slicing.tasks_of(job.offset + child):
                         reasons[index] = reason
         return reasons
 
-    def _failed_children(self, job: dict[str, Any]) -> dict[int, str]:
-        if job["size"] == 1:
-            (desc,) = self.batch.describe_jobs(jobs=[job["id"]])["jobs"] or [{}]
+    def _failed_children(self, job: ArrayJob) -> dict[int, str]:
+        if job.size == 1:
+            (desc,) = self.batch.describe_jobs(jobs=[job.id])["jobs"] or [{}]
             return {0: _reason(desc)} if desc.get("status") == "FAILED" else {}
         out: dict[int, str] = {}
-        for page in self.batch.get_paginator("list_jobs").paginate(arrayJobId=job["id"], jobStatus="FAILED"):
+        for page in self.batch.get_paginator("list_jobs").paginate(arrayJobId=job.id, jobStatus="FAILED"):
             for summary in page["jobSummaryList"]:
                 index = summary.get("arrayProperties", {}).get("index")
                 if index is None and ":" in summary["jobId"]:
@@ -111,7 +111,7 @@ class Poller(AwsRun):
 
     def cancel(self) -> None:
         for job in self._jobs():
-            self.batch.terminate_job(jobId=job["id"], reason=f"cancelled by batchsweep ({self.run.id})")
+            self.batch.terminate_job(jobId=job.id, reason=f"cancelled by batchsweep ({self.run.id})")
         self._next_poll = 0.0
 
 

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from batchsweep.arrayslice import OFFSET_VAR, Slicing
-from batchsweep.engines.aws_batch.core import AwsRun
+from batchsweep.engines.aws_batch.core import ArrayJob, AwsRun, Submission
 from batchsweep.engines.aws_batch.settings import STORE_PREFIX, _s3
+from batchsweep.engines.base import write_engine_record
 from batchsweep.errors import AwsSetupError, SpecError
 
 if TYPE_CHECKING:
@@ -53,52 +54,52 @@ def tasks_per_child(n: int, *, max_parallel: int, tasks_per_job: int | None, tas
 
 class Submitter(AwsRun):
     def submit(self, indices: Sequence[int], *, detach: bool) -> None:
-        run, store, spec = self.run, self.run.store, self.run.info["spec"]
+        run, store, spec = self.run, self.run.store, self.run.spec
         record = self._record()
-        n = len(record["submissions"])
-        aws = spec.get("aws") or {}
-        k = tasks_per_child(len(indices), max_parallel=spec.get("max_parallel") or 0,
-                            tasks_per_job=aws.get("tasks_per_job"), task_seconds=run.info.get("median_task_s"))
+        n = len(record.submissions)
+        k = tasks_per_child(len(indices), max_parallel=spec.max_parallel, tasks_per_job=spec.aws.tasks_per_job,
+                            task_seconds=run.record.median_task_s)
         slicing = Slicing.of(indices, k)
         store.write_json(store.submission_key(run.id, n), slicing.to_record())
         self._refresh_shared_files()
-        job_definition = self._job_definition(spec.get("secrets") or {})
-        jobs: list[dict[str, Any]] = []
-        record["submissions"].append({"n": n, "tasks_per_child": k, "jobs": jobs, "submitted_at": time.time()})
+        job_definition = self._job_definition(spec.secrets)
+        submission = Submission(n=n, tasks_per_child=k, submitted_at=time.time())
+        record.submissions.append(submission)
+        jobs = submission.jobs
         try:
             for offset, size in slicing.array_jobs(MAX_ARRAY):
                 request = self._request(n=n, offset=offset, size=size, k=k, job_definition=job_definition)
                 response = self.batch.submit_job(**request)
-                jobs.append({"id": response["jobId"], "offset": offset, "size": size})
+                jobs.append(ArrayJob(id=response["jobId"], offset=offset, size=size))
                 # After every SubmitJob: should this process die before the next, `cancel` still finds the array.
-                store.write_json(store.engine_record_key(run.id), record)
+                write_engine_record(run, record)
         except BaseException:
             for job in jobs:  # a half-submitted run is not started: stop what did go out
-                self.batch.terminate_job(jobId=job["id"], reason=f"batchsweep: submitting {run.id} failed")
+                self.batch.terminate_job(jobId=job.id, reason=f"batchsweep: submitting {run.id} failed")
             raise
         self._next_poll = 0.0
 
     def _refresh_shared_files(self) -> None:
         """Copy the code package and inputs this run uses onto themselves: the bucket's lifecycle rule expires
         them counted from their last write, so a package uploaded by an old run never expires under a live one."""
-        store, info = self.run.store, self.run.info
-        keys = [store.code_key(info["code_sha256"])] if info.get("code_sha256") else []
-        keys += [entry["key"] for entry in (info.get("inputs_map") or {}).values()]
+        store, record = self.run.store, self.run.record
+        keys = [store.code_key(record.code_sha256)] if record.code_sha256 else []
+        keys += [entry.key for entry in (record.inputs_map or {}).values()]
         backend = _s3(store)
         for key in keys:
             backend.refresh(key)
 
     def _request(self, *, n: int, offset: int, size: int, k: int, job_definition: str) -> dict[str, Any]:
-        spec, run = self.run.info["spec"], self.run
-        resources = spec.get("resources") or {}
+        spec, run = self.run.spec, self.run
+        resources = spec.resources
         requirements = [
-            {"type": "VCPU", "value": f"{float(resources.get('vcpus', 1)):g}"},
-            {"type": "MEMORY", "value": str(int(resources.get("memory_mib", 2048)))},
+            {"type": "VCPU", "value": f"{float(resources.vcpus):g}"},
+            {"type": "MEMORY", "value": str(int(resources.memory_mib))},
         ]
-        if resources.get("gpus"):
-            requirements.append({"type": "GPU", "value": str(int(resources["gpus"]))})
+        if resources.gpus:
+            requirements.append({"type": "GPU", "value": str(int(resources.gpus))})
         environment = _environment(store_url=run.store.url, run_id=run.id, submission=n, offset=offset,
-                                   region=str(self.settings.get("region")), env=spec.get("env") or {})
+                                   region=str(self.settings.get("region")), env=spec.env)
         overrides = {"environment": environment, "resourceRequirements": requirements}
         if len(json.dumps(overrides)) > MAX_OVERRIDES_CHARS:
             raise SpecError(_overrides_problem(len(json.dumps(overrides))))
@@ -113,10 +114,10 @@ class Submitter(AwsRun):
         }
         if size > 1:
             request["arrayProperties"] = {"size": size}
-        timeout_s = run.info.get("timeout_s")
+        timeout_s = run.record.timeout_s
         if timeout_s:
             # A backstop above the worker's own per-attempt timeout, which is the one that is enforced.
-            attempts = int(spec.get("retries") or 0) + 1
+            attempts = spec.retries + 1
             request["timeout"] = {"attemptDurationSeconds": max(60, int(k * attempts * (timeout_s + 10) + 120))}
         else:
             request["timeout"] = {"attemptDurationSeconds": DEFAULT_CHILD_TIMEOUT_S}
