@@ -4,6 +4,7 @@ through it, and a run.json that lost a run's fields is reported as damaged in on
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -103,3 +104,18 @@ def test_a_recorded_spec_is_not_judged_again_by_todays_engines(tmp_path):
     assert record.spec.backend == "k8s" and record.spec.engines == {"k8s": {"pods": 2}}
     with pytest.raises(SpecError, match="unknown backend 'k8s'"):
         spec_mod.validate(gone["spec"], source="sweep.yaml", base_dir=tmp_path)
+
+
+# A read of a run's record by string key: `run.info["spec"]`, `p.info.get("search")`, `store.run_info(id)["name"]`.
+KEYED_READ = re.compile(r'\.info\[|\.info\.get\(|info\["spec"\]|run_info\([^)]*\)\s*(?:\[|\.get\()')
+ASSIGNED = re.compile(r'\.info\[[^\]]+\]\s*=[^=]')  # a plan's info being written, not read
+
+
+def test_the_package_reads_run_json_through_the_typed_record_not_by_key():
+    package = Path(batchsweep.__file__).parent
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if KEYED_READ.search(line) and not ASSIGNED.search(line):
+                found.append(f"{path.relative_to(package)}:{n}: {line.strip()}")
+    assert not found, "read run.json through `run.record` (a RunRecord), not by key:\n" + "\n".join(found)

@@ -240,7 +240,7 @@ def pilot_durations(p: Plan, n: int) -> Durations:
         raise SweepError("--pilot: an adaptive search has no tasks to try up front; use --task-seconds")
     local = planning.plan(p.spec, backend="local")
     local.tasks = local.tasks[:n]
-    local.info["n_tasks"] = len(local.tasks)
+    local.info = {**local.info, "n_tasks": len(local.tasks)}  # a new dict: `local.record` is read from it
     with tempfile.TemporaryDirectory(prefix="batchsweep-pilot-") as tmp:
         run = runs.start(local, store=tmp)
         run.wait(progress=False)

@@ -53,10 +53,14 @@ class Plan:
     notes: list[str]
     unkeyed: dict[str, str] = field(default_factory=dict)  # inputs whose content could not be identified, and why
 
+    _record: tuple[int, RunRecord] | None = field(default=None, init=False, repr=False, compare=False)
+
     @property
     def record(self) -> RunRecord:
-        """The run.json this plan would write, typed."""
-        return RunRecord.of(self.info)
+        """The run.json this plan would write, typed (read again when `info` is replaced; never change it in place)."""
+        if self._record is None or self._record[0] != id(self.info):
+            self._record = (id(self.info), RunRecord.of(self.info))
+        return self._record[1]
 
 
 def _check_inputs(spec: Spec, tasks: Sequence[Task]) -> None:

@@ -140,7 +140,9 @@ def rule_of(spec: dict[str, Any]) -> Any:
 
 def _metrics_rule(store: Store, run_id: str) -> Any:
     try:
-        return rule_of(store.run_info(run_id).get("spec") or {})
+        from batchsweep.record import RunRecord
+
+        return rule_of(RunRecord.of_run(run_id, store.run_info(run_id)).spec_json())
     except Exception:  # noqa: BLE001 - a source whose run.json is unreadable is not reused
         return None
 

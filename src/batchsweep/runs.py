@@ -43,7 +43,7 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, re
     from batchsweep.reuse import Reuse, copy_results
 
     local = store if isinstance(store, Store) else Store.open(store)
-    run_store = p.engine.run_store(p.info["engine"], local)
+    run_store = p.engine.run_store(p.record.engine, local)
     reuse_on = reuse is not False  # recorded: a search's rounds and `resume` reuse only when the run did
     if reuse is True:
         reuse = find_reuse(p, store=local)
@@ -55,7 +55,7 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, re
         if reuse.found:
             say(reuse.line())
     lock = _claim_run_id(p, run_store, local)
-    run_id = p.info["run_id"]
+    run_id = p.record.run_id
     try:
         info = {**p.info, "store": run_store.url, "reused": len(reuse.found), "reuse": reuse_on}
         info.update(p.engine.prepare(p.spec, run_store, info))
@@ -67,7 +67,7 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, re
                              {"run_id": run_id, "pointer": True, **_summary_fields(info)})
         run = Run(run_store, run_id, info)
         run._hold_with(lock)
-        if p.info.get("search"):
+        if p.spec.search:
             from batchsweep import search
 
             search.start(run, detach=detach)  # rounds are submitted by Run.wait
@@ -87,13 +87,13 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, re
 def _claim_run_id(p: Plan, run_store: Store, local: Store) -> runlock.RunLock:
     """Create the run's lock exclusively: an id that collides with any earlier run gets a new suffix."""
     for _ in range(20):
-        run_id = p.info["run_id"]
+        run_id = p.record.run_id
         taken = any(s.backend.exists(s.run_record_key(run_id)) for s in {id(local): local, id(run_store): run_store}.values())
         if not taken:
             lock = runlock.RunLock.create(run_store, run_id, command="batchsweep run")
             if lock is not None:
                 return lock
-        p.info["run_id"] = new_run_id(p.spec.name)
+        p.info = {**p.info, "run_id": new_run_id(p.spec.name)}  # a new dict: `p.record` is read from it
     raise SweepError(f"could not find a free run id for {p.spec.name} in {run_store.url}")
 
 

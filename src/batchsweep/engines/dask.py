@@ -191,16 +191,16 @@ _WARM: dict[str, Any] = {}  # in a worker process: run id -> its fork server, or
 _WARM_LOCK = threading.Lock()
 
 
-def _launcher(info: dict[str, Any], ctx: Any) -> Launcher:
+def _launcher(record: RunRecord, ctx: Any) -> Launcher:
     """Unless `warm: false`, one fork server per worker process and run (started by the run's first task there,
     shared by the worker's threads); a server of an earlier run is closed once none of its tasks runs."""
     from batchsweep.warm import WarmServer, mode, server_for
 
-    warm = mode(info["spec"])
+    warm = mode({"warm": record.spec.warm})
     if warm == "off":
         return launch_cold
 
-    run_id = info["run_id"]
+    run_id = record.run_id
     with _WARM_LOCK:
         server = _WARM.get(run_id)
         if server is None or (isinstance(server, WarmServer) and not server.alive):
@@ -209,7 +209,7 @@ def _launcher(info: dict[str, Any], ctx: Any) -> Launcher:
                     if isinstance(old, WarmServer):
                         old.close()
                     del _WARM[other]
-            server = _WARM[run_id] = server_for(ctx, warm=warm, n_tasks=int(info.get("n_tasks", 2)))
+            server = _WARM[run_id] = server_for(ctx, warm=warm, n_tasks=record.n_tasks)
             if isinstance(server, str):
                 logging.getLogger(__name__).log(logging.WARNING if warm == "on" else logging.DEBUG,
                                                 "warm start: %s; running cold", server)
@@ -219,21 +219,36 @@ def _launcher(info: dict[str, Any], ctx: Any) -> Launcher:
 _WATCHES: dict[str, CodeWatch] = {}  # in a worker process: run id -> whether its code is still as it was
 
 
-def _code_is_fresh(info: dict[str, Any]) -> bool:
+def _code_is_fresh(record: RunRecord) -> bool:
     """Whether the run's code directory still holds the code its tasks were keyed by (one watch per run and
     worker process, looked at once a second at most: `keys.CodeWatch`)."""
     from batchsweep.keys import CodeWatch
-    from batchsweep.record import RunRecord
 
-    run_id = info["run_id"]
+    run_id = record.run_id
     with _WARM_LOCK:
         watch = _WATCHES.get(run_id)
         if watch is None:
             if len(_WATCHES) >= 8:  # a long-lived worker serves many runs: forget the oldest
                 del _WATCHES[next(iter(_WATCHES))]
-            record = RunRecord.of(info)
             watch = _WATCHES[run_id] = CodeWatch(record.code_spec(), record.keyed_code)
     return watch.fresh()
+
+
+_RECORDS: dict[str, tuple[int, RunRecord]] = {}  # in a worker process: run id -> run.json's mtime and its record
+
+
+def _record_of(store: Store, run_id: str) -> RunRecord:
+    """The run's record, read once per worker process while run.json is unchanged (a spec of 100,000 `list:` rows
+    takes seconds to read, and every task of the run needs it)."""
+    mtime = store.local_path(store.run_record_key(run_id)).stat().st_mtime_ns
+    cached = _RECORDS.get(run_id)
+    if cached is not None and cached[0] == mtime:
+        return cached[1]
+    record = RunRecord.of_run(run_id, store.run_info(run_id))
+    if len(_RECORDS) >= 8:
+        _RECORDS.clear()
+    _RECORDS[run_id] = (mtime, record)
+    return record
 
 
 def run_dask_task(store_url: str, run_id: str, task_json: str) -> TaskStatus | None:
@@ -246,7 +261,7 @@ def run_dask_task(store_url: str, run_id: str, task_json: str) -> TaskStatus | N
     worker = get_worker()
     store = Store.open(store_url)
     try:
-        info = store.run_info(run_id)
+        record = _record_of(store, run_id)
     except Exception as e:
         raise RuntimeError(f"the store {store_url} is not readable on Dask worker {worker.address} ({e}); "
                            "the store and the code must be on a filesystem every worker sees") from None
@@ -254,19 +269,18 @@ def run_dask_task(store_url: str, run_id: str, task_json: str) -> TaskStatus | N
     if cancel.is_set():
         return None
     task = Task.from_json(task_json)
-    if task.cache_key and not _code_is_fresh(info):  # the script was edited since the run started
+    if task.cache_key and not _code_is_fresh(record):  # the script was edited since the run started
         task = dataclasses.replace(task, cache_key="")
     registry = ProcessRegistry()
     done = threading.Event()
     threading.Thread(target=_watch_cancel, args=(cancel, registry, done), daemon=True).start()
-    record = RunRecord.of_run(run_id, info)
     base_dir = Path(record.base_dir)
     try:
         # Status last; a task started twice (its worker was lost mid-run) writes it twice: the last write wins.
         ctx = context_from_run(record)
         with dask_summary.running(store, run_id):
             status = execute_task(ctx, task, store, worker=str(worker.address), registry=registry,
-                                  resolve_input=lambda ref: base_dir / ref, launcher=_launcher(info, ctx))
+                                  resolve_input=lambda ref: base_dir / ref, launcher=_launcher(record, ctx))
     finally:
         done.set()
     dask_summary.add(store, run_id, status)  # after its own status.json: the worker's next summary has it
