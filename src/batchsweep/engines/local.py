@@ -59,7 +59,7 @@ class LocalRecord(EngineRecord):
     pid: int
     pid_started: str | None = None  # the process's start time (`runlock.start_time`): tells a reused pid
     host: str
-    submitted_at: float
+    submitted_at: float | None = None
     finished: bool = False
     finished_at: float | None = None
     failure: str | None = None  # the runner's own failure (disk full, read-only store)

@@ -40,8 +40,8 @@ class SerialEngine(Engine):
 
     def submit(self, indices: Sequence[int], *, detach: bool) -> None:
         tasks = {t.index: t for t in self.run.tasks()}
-        ctx = context_from_run(self.run.info)
-        base = Path(self.run.info["base_dir"])
+        ctx = context_from_run(self.run.record)
+        base = Path(self.run.record.base_dir)
 
         def work() -> None:
             for i in indices:
