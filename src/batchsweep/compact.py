@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from batchsweep.runs import Run
 
 AUTO_COMPACT_TASKS = 10_000  # a local run of more tasks is compacted when it finishes
+_CHUNK = 5000  # tasks read at a time
 
 
 @dataclass(frozen=True)
@@ -50,17 +52,31 @@ def compact(run: Run) -> Compacted:
 def _compact(run: Run) -> Compacted:
     store = run.store
     old_packs = store.pack_names(run.id)
-    statuses = store.statuses(run.id, run.n_tasks)
-    metrics = store.read_metrics(run.id, list(statuses))
-    store.write_pack(run.id, f"compact~{time.time_ns()}", (PackEntry(s, metrics.get(i)) for i, s in
-                                                           sorted(statuses.items())))
+    packed: list[int] = []
+    with_metrics: set[int] = set()
+
+    def entries() -> Iterator[PackEntry]:
+        """The tasks' statuses and metrics, read _CHUNK tasks at a time as the pack is written: a 100,000-task run
+        is compacted as it finishes, in the runner, whose memory must not hold every status twice."""
+        for start in range(0, run.n_tasks, _CHUNK):
+            chunk = range(start, min(start + _CHUNK, run.n_tasks))
+            found = [(i, s) for i, s in zip(chunk, store.read_task_statuses([(run.id, i) for i in chunk]))
+                     if s is not None]  # none yet, or damaged: left where it is
+            metrics = store.read_metrics(run.id, [i for i, _ in found])
+            for i, status in found:
+                packed.append(i)
+                if i in metrics:
+                    with_metrics.add(i)
+                yield PackEntry(status, metrics.get(i))
+
+    store.write_pack(run.id, f"compact~{time.time_ns()}", entries())
     for name in old_packs:
         store.delete_pack(run.id, name)
 
     def remove(index: int) -> tuple[int, int]:
         task_dir = store.local_task_dir(run.id, index)
         removed = 0
-        for path in (task_dir.status, *([task_dir.metrics] if index in metrics else [])):  # a damaged one stays
+        for path in (task_dir.status, *([task_dir.metrics] if index in with_metrics else [])):  # a damaged one stays
             try:
                 os.unlink(path)
                 removed += 1
@@ -78,9 +94,9 @@ def _compact(run: Run) -> Compacted:
 
     # Threads: each unlink is a wait on the file system, not on Python. Eight slices, not a future per task
     # (100,000 futures would hold ~100 MB of the runner's memory as it finishes a big run).
-    indices = list(statuses)
+    indices = packed
     with ThreadPoolExecutor(max_workers=8) as pool:
         done = list(pool.map(remove_all, [indices[k::8] for k in range(8)]))
     removed, dirs = sum(r for r, _ in done), sum(d for _, d in done)
     store.update_run_info(run.id, compacted_at=time.time())
-    return Compacted(len(statuses), removed, dirs)
+    return Compacted(len(packed), removed, dirs)
