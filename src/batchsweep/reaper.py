@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -125,23 +125,7 @@ def _candidates(marker: bytes, *, spare: set[int]) -> list[int]:
 def kill_orphans(token: str, *, spare: Collection[int] = ()) -> int:
     """Kill every process still carrying this task's token (but those in `spare`); returns how many."""
     marker = f"{TOKEN_VAR}={token}\0".encode()
-    killed = 0
-    for _ in range(3):  # a dying tree may fork once more while we walk it
-        pids = _candidates(marker, spare=set(spare))
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except (ProcessLookupError, PermissionError):
-                continue
-        for pid in pids:
-            try:
-                os.waitpid(pid, 0)  # our child through the subreaper: reap it; anyone else's: ECHILD
-            except ChildProcessError:
-                continue
-    return killed
+    return _kill_found(lambda: _candidates(marker, spare=set(spare)))
 
 
 def kill_run_tasks(run_id: str) -> int:
@@ -150,9 +134,17 @@ def kill_run_tasks(run_id: str) -> int:
     if not os.path.isdir("/proc"):
         return 0  # another OS: nothing to search
     marker = f"{TOKEN_VAR}={run_id}/".encode()  # tokens are "<run id>/<task>/<random>"
-    me, killed = os.getpid(), 0
-    for _ in range(3):  # a dying tree may fork once more while we walk it
-        pids = [int(n) for n in os.listdir("/proc") if n.isdigit() and int(n) != me and _has_token(int(n), marker)]
+    me = os.getpid()
+    return _kill_found(lambda: [int(n) for n in os.listdir("/proc")
+                                if n.isdigit() and int(n) != me and _has_token(int(n), marker)])
+
+
+def _kill_found(find: Callable[[], list[int]]) -> int:
+    """SIGKILL what `find` names, and reap our own among them, until it names nothing (a dying tree may fork
+    once more while it is walked: three rounds at most). Returns how many were killed."""
+    killed = 0
+    for _ in range(3):
+        pids = find()
         if not pids:
             break
         for pid in pids:
@@ -163,7 +155,7 @@ def kill_run_tasks(run_id: str) -> int:
                 continue
         for pid in pids:
             try:
-                os.waitpid(pid, 0)  # our own child: reap it; anyone else's: ECHILD
+                os.waitpid(pid, 0)  # our child (directly or through the subreaper): reap it; anyone else's: ECHILD
             except ChildProcessError:
                 continue
     return killed
