@@ -281,7 +281,7 @@ class Run:
     def resume(self, *, detach: bool = False) -> list[int]:
         """Run again every task that did not succeed. Returns their indices."""
         script = Path(self.record.code_dir) / self.record.script_name if self.record.script_name else None
-        if get_engine(self.record.backend).live_code and script is not None and not script.is_file():
+        if self._live_code and script is not None and not script.is_file():
             raise SpecError(f"run {self.id}: its script {script} is not there any more; put it back to resume "
                             f"(`batchsweep rerun {self.id} TASK` replays a task with the code the run kept)")
         self._hold("batchsweep resume")
@@ -297,7 +297,6 @@ class Run:
     def _resume(self, *, detach: bool) -> list[int]:
         if self.engine.poll().active:
             raise RunStateError(f"run {self.id} is still running; wait for it or `batchsweep cancel {self.id}` first")
-        live_code = get_engine(self.record.backend).live_code
         left = reaper.kill_run_tasks(self.id)  # a runner killed with -9 leaves its running tasks behind
         if left:
             logging.getLogger("batchsweep").warning("killed %d process(es) of run %s left running by its stopped runner",
@@ -314,9 +313,9 @@ class Run:
             self.store.backend.delete_prefix(self.store.task_prefix(self.id, i))
         self.store.backend.delete_prefix(self.store.results_cache_key(self.id))
         self.store.remove_stale_temp(self.id)
-        if todo and not self.record.search and live_code:
-            self._key_as_now(todo)
         if todo and not self.record.search:
+            if self._live_code:
+                self._key_as_now(todo)
             self.resume_reused = self.reuse_finished(todo)
             todo = [i for i in todo if i not in self.resume_reused.found]
         self.info = self.store.update_run_info(self.id, cancelled=False, resumed_at=time.time())
@@ -324,6 +323,11 @@ class Run:
         if todo and not self.record.search:
             self.engine.submit(todo, detach=detach)
         return todo
+
+    @property
+    def _live_code(self) -> bool:
+        """Whether this run's tasks run its code directory as it is (`Engine.live_code`)."""
+        return get_engine(self.record.backend).live_code
 
     def _key_as_now(self, indices: Sequence[int]) -> None:
         """Give the tasks about to run again the content keys of the code and inputs as they are now (tasks.jsonl
