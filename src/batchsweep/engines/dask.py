@@ -1,7 +1,7 @@
 """The Dask engine: one Dask future per task, on an existing scheduler, a LocalCluster, or any cluster class
 (dask-jobqueue's SLURMCluster, Coiled, dask-kubernetes...).
 
-On a Dask worker a task runs `run_dask_task`, which calls the local engine's `execute_task`: the script runs as
+On a Dask worker a task runs `run_dask_task` (`batchsweep.engines.dask_worker`), which calls the local engine's `execute_task`: the script runs as
 a subprocess in its own process group, with timeout and retries, and the status is written last into the store.
 The store directory and the run's code_dir must be on a filesystem every worker sees: only the store path, the
 run id and the task's JSON travel to the worker, never the user's code.
@@ -14,15 +14,12 @@ reconnect to the scheduler named in engine.json and ask it about the run's keys.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import logging
 import os
 import socket
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -36,17 +33,14 @@ from batchsweep.engines.base import (
     read_engine_record,
     write_engine_record,
 )
+from batchsweep.engines.dask_worker import busy_keys, cancel_event_name, index_of, run_dask_task, task_key
 from batchsweep.errors import SpecError
 from batchsweep.model import State, Task, TaskStatus
-from batchsweep.record import RunRecord
 from batchsweep.runlock import pid_alive, start_time
-from batchsweep.warm import launch_cold
-from batchsweep.worker import Launcher, ProcessRegistry, context_from_run, execute_task
 
 if TYPE_CHECKING:
-    from distributed import Client, Event
+    from distributed import Client
 
-    from batchsweep.keys import CodeWatch
     from batchsweep.spec import Spec
     from batchsweep.store import Store
 
@@ -169,135 +163,6 @@ def _check_workers_declare(client: Client, resources: dict[str, float]) -> None:
                     f"`dask worker SCHEDULER --resources {wanted}` (or lower `resources:`)")
 
 
-def cancel_event_name(run_id: str) -> str:
-    return f"batchsweep-cancel-{run_id}"
-
-
-def task_key(run_id: str, index: int) -> str:
-    return f"{run_id}-{index}"
-
-
-def _watch_cancel(event: Event, registry: ProcessRegistry, done: threading.Event) -> None:
-    while not done.is_set():
-        try:
-            if event.wait(timeout=0.5):
-                registry.cancel_all()
-                return
-        except Exception:  # the worker is shutting down: its task dies with it
-            return
-
-
-_WARM: dict[str, Any] = {}  # in a worker process: run id -> its fork server, or why its tasks run cold
-_WARM_LOCK = threading.Lock()
-
-
-def _launcher(record: RunRecord, ctx: Any) -> Launcher:
-    """Unless `warm: false`, one fork server per worker process and run (started by the run's first task there,
-    shared by the worker's threads); a server of an earlier run is closed once none of its tasks runs."""
-    from batchsweep.warm import WarmServer, mode, server_for
-
-    warm = mode({"warm": record.spec.warm})
-    if warm == "off":
-        return launch_cold
-
-    run_id = record.run_id
-    with _WARM_LOCK:
-        server = _WARM.get(run_id)
-        if server is None or (isinstance(server, WarmServer) and not server.alive):
-            for other, old in list(_WARM.items()):
-                if other != run_id and (not isinstance(old, WarmServer) or not old.busy):
-                    if isinstance(old, WarmServer):
-                        old.close()
-                    del _WARM[other]
-            server = _WARM[run_id] = server_for(ctx, warm=warm, n_tasks=record.n_tasks)
-            if isinstance(server, str):
-                logging.getLogger(__name__).log(logging.WARNING if warm == "on" else logging.DEBUG,
-                                                "warm start: %s; running cold", server)
-    return server.launcher if isinstance(server, WarmServer) else launch_cold
-
-
-_WATCHES: dict[str, CodeWatch] = {}  # in a worker process: run id -> whether its code is still as it was
-
-
-def _code_is_fresh(record: RunRecord) -> bool:
-    """Whether the run's code directory still holds the code its tasks were keyed by (one watch per run and
-    worker process, looked at once a second at most: `keys.CodeWatch`)."""
-    from batchsweep.keys import CodeWatch
-
-    run_id = record.run_id
-    with _WARM_LOCK:
-        watch = _WATCHES.get(run_id)
-        if watch is None:
-            if len(_WATCHES) >= 8:  # a long-lived worker serves many runs: forget the oldest
-                del _WATCHES[next(iter(_WATCHES))]
-            watch = _WATCHES[run_id] = CodeWatch(record.code_spec(), record.keyed_code)
-    return watch.fresh()
-
-
-_RECORDS: dict[str, tuple[int, RunRecord]] = {}  # in a worker process: run id -> run.json's mtime and its record
-
-
-def _record_of(store: Store, run_id: str) -> RunRecord:
-    """The run's record, read once per worker process while run.json is unchanged (a spec of 100,000 `list:` rows
-    takes seconds to read, and every task of the run needs it)."""
-    mtime = store.local_path(store.run_record_key(run_id)).stat().st_mtime_ns
-    cached = _RECORDS.get(run_id)
-    if cached is not None and cached[0] == mtime:
-        return cached[1]
-    record = RunRecord.of_run(run_id, store.run_info(run_id))
-    if len(_RECORDS) >= 8:
-        _RECORDS.clear()
-    _RECORDS[run_id] = (mtime, record)
-    return record
-
-
-def run_dask_task(store_url: str, run_id: str, task_json: str) -> TaskStatus | None:
-    """The Dask task: run one task like the local engine does and write its status last.
-    Returns None for a task cancelled before it started (no status: `resume` runs it)."""
-    from distributed import Event, get_client, get_worker
-
-    from batchsweep.store import Store
-
-    worker = get_worker()
-    store = Store.open(store_url)
-    try:
-        record = _record_of(store, run_id)
-    except Exception as e:
-        raise RuntimeError(f"the store {store_url} is not readable on Dask worker {worker.address} ({e}); "
-                           "the store and the code must be on a filesystem every worker sees") from None
-    cancel = Event(cancel_event_name(run_id), client=get_client())
-    if cancel.is_set():
-        return None
-    task = Task.from_json(task_json)
-    if task.cache_key and not _code_is_fresh(record):  # the script was edited since the run started
-        task = dataclasses.replace(task, cache_key="")
-    registry = ProcessRegistry()
-    done = threading.Event()
-    threading.Thread(target=_watch_cancel, args=(cancel, registry, done), daemon=True).start()
-    base_dir = Path(record.base_dir)
-    try:
-        # Status last; a task started twice (its worker was lost mid-run) writes it twice: the last write wins.
-        ctx = context_from_run(record)
-        with dask_summary.running(store, run_id):
-            status = execute_task(ctx, task, store, worker=str(worker.address), registry=registry,
-                                  resolve_input=lambda ref: base_dir / ref, launcher=_launcher(record, ctx))
-    finally:
-        done.set()
-    dask_summary.add(store, run_id, status)  # after its own status.json: the worker's next summary has it
-    return status
-
-
-def busy_keys(run_id: str, dask_worker: Any = None) -> list[str]:
-    """Run on each worker by `Client.run`: this run's tasks still executing there (cancelled ones included)."""
-    state = dask_worker.state
-    return [str(ts.key) for ts in state.executing | state.long_running if _index_of(run_id, ts.key) is not None]
-
-
-def _index_of(run_id: str, key: Any) -> int | None:
-    prefix, _, index = str(key).rpartition("-")
-    return int(index) if prefix == run_id and index.isdigit() else None
-
-
 def _describe_failure(result: Any) -> str:
     # An erred future's result without raising is (type, exception, traceback).
     exc = result[1] if isinstance(result, tuple) and len(result) == 3 else result
@@ -309,7 +174,7 @@ def _running(client: Client, run_id: str) -> int:
     """This run's tasks on workers, at most each worker's thread count (the rest wait in its queue)."""
     processing = client.processing()
     nthreads = client.nthreads()
-    return sum(min(sum(_index_of(run_id, k) is not None for k in keys), nthreads.get(w, 0))
+    return sum(min(sum(index_of(run_id, k) is not None for k in keys), nthreads.get(w, 0))
                for w, keys in processing.items())
 
 
@@ -319,7 +184,7 @@ def _lost_workers(client: Client, run_id: str, since: float) -> int:
     for stamp, event in client.get_events("all"):
         if (stamp >= since and isinstance(event, dict) and event.get("action") == "remove-worker"
                 and not event.get("expected")
-                and any(_index_of(run_id, k) is not None for k in event.get("processing-tasks") or ())):
+                and any(index_of(run_id, k) is not None for k in event.get("processing-tasks") or ())):
             lost += 1
     return lost
 
@@ -465,7 +330,7 @@ class DaskEngine(Engine):
         from concurrent.futures import CancelledError
 
         for future, result in completed:
-            index = _index_of(self.run.id, future.key)
+            index = index_of(self.run.id, future.key)
             assert index is not None
             with self._lock:
                 self._futures.pop(index, None)
