@@ -60,10 +60,9 @@ class WarmProcess:
         return self.returncode
 
 
-def mode(spec: Mapping[str, Any]) -> str:
+def mode(value: bool | str) -> str:
     """The spec's `warm:` as "on" (`true`: forced), "off" (`false`) or "auto" (the default: on where it is safe).
     A run.json written before `auto` existed holds a bool."""
-    value = spec.get("warm", "auto")
     if value is True:
         return "on"
     if value is False:

@@ -52,7 +52,7 @@ def _launcher(record: RunRecord, ctx: Any) -> Launcher:
     shared by the worker's threads); a server of an earlier run is closed once none of its tasks runs."""
     from batchsweep.warm import WarmServer, mode, server_for
 
-    warm = mode({"warm": record.spec.warm})
+    warm = mode(record.spec.warm)
     if warm == "off":
         return launch_cold
 

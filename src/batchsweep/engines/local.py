@@ -231,7 +231,7 @@ class LocalEngine(Engine):
         warning when `warm: true` asked for it, a debug line for the default `auto`)."""
         from batchsweep import warm
 
-        mode = warm.mode({"warm": self.run.spec.warm})
+        mode = warm.mode(self.run.spec.warm)
         if mode == "off":
             return None
         started = warm.server_for(ctx, warm=mode, n_tasks=n_tasks)

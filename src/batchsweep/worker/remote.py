@@ -245,7 +245,7 @@ def main() -> int:
         resolve = InputCache(store, record, scratch)
         from batchsweep.warm import mode as warm_mode
 
-        launcher, server = warm_launcher(ctx, warm=warm_mode({"warm": record.spec.warm}), n_tasks=len(indices))
+        launcher, server = warm_launcher(ctx, warm=warm_mode(record.spec.warm), n_tasks=len(indices))
         try:
             exit_code = _run_tasks(ctx, store, tasks, indices, registry=registry, worker=worker, scratch=scratch,
                                    resolve=resolve, batch_attempt=batch_attempt, launcher=launcher,
