@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -95,10 +96,26 @@ def by_joblib(root: Path, script: Path, n: int, jobs: int) -> None:
         raise RuntimeError("joblib: a task failed")
 
 
-def timed(fn: Callable[[], None]) -> float:
-    t0 = time.perf_counter()
+def children_cpu() -> float:
+    """User + system CPU seconds of every child this process has waited for (and their waited-for children)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(fn: Callable[[], None]) -> tuple[float, float]:
+    """Wall seconds, and CPU seconds of the children it waited for (the runner and the tasks it ran)."""
+    cpu0, t0 = children_cpu(), time.perf_counter()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, children_cpu() - cpu0
+
+
+def script_cpu(root: Path, script: Path, runs: int = 5) -> float:
+    """CPU seconds of one `python SCRIPT --x 0` on its own: no runner can spend less per task, so n tasks on
+    `jobs` cores take at least n x this / jobs seconds, however little the runner adds."""
+    cpu0 = children_cpu()
+    for _ in range(runs):
+        subprocess.run([PY, str(script), "--x", "0"], cwd=root, check=True, stdout=subprocess.DEVNULL)
+    return (children_cpu() - cpu0) / runs
 
 
 def bench(root: Path, label: str, script: Path, n: int, jobs: int, only: set[str], rounds: int) -> dict[str, float]:
@@ -113,15 +130,27 @@ def bench(root: Path, label: str, script: Path, n: int, jobs: int, only: set[str
     chosen = {name: fn for name, fn in runners.items() if not only or any(name.startswith(o) for o in only)}
     # Rounds interleave the runners, so a burst of load from elsewhere on the machine hits them all alike.
     seconds: dict[str, list[float]] = {name: [] for name in chosen}
+    cpu: dict[str, list[float]] = {name: [] for name in chosen}
     for _ in range(rounds):
         for name, fn in chosen.items():
-            seconds[name].append(timed(fn))
+            wall, used = timed(fn)
+            seconds[name].append(wall)
+            cpu[name].append(used)
+    alone = script_cpu(root, script)
     rates: dict[str, float] = {}
     for name, times in seconds.items():
         best = min(times)
         rates[name] = n / best
         spread = f" (best of {rounds}: {', '.join(f'{t:.1f}' for t in times)} s)" if rounds > 1 else ""
-        print(f"  {name:<18} {n:>6} tasks in {best:7.2f} s = {rates[name]:7.1f} tasks/s{spread}", flush=True)
+        # joblib's loky workers outlive the call, so the CPU of the tasks they ran is not counted here.
+        per_task = "" if name == "joblib" else f", {min(cpu[name]) / n * 1000:6.1f} ms CPU/task"
+        print(f"  {name:<18} {n:>6} tasks in {best:7.2f} s = {rates[name]:7.1f} tasks/s{per_task}{spread}", flush=True)
+    # What a runner adds to each task, in CPU (the wall times above also carry the machine's other load): a cold
+    # runner cannot beat a peer by more than the peer's addition, however little it adds itself.
+    cores = min(jobs, os.cpu_count() or 1)
+    added = ", ".join(f"{name} {min(cpu[name]) / n * 1000 - alone * 1000:+.1f} ms" for name in cpu if name != "joblib")
+    print(f"  the script alone: {alone * 1000:.1f} ms CPU per run ({n} tasks need >= {n * alone / cores:.2f} s on "
+          f"{cores} cores whatever runs them); CPU each runner adds per task: {added}")
     for mine in ("batchsweep cold", "batchsweep default", "batchsweep warm"):
         if mine not in rates:
             continue
