@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from batchsweep.clock import SYSTEM, Clock
-from batchsweep.model import OK_STATE_NAMES, OWN_PARAMS, State, TaskStatus
+from batchsweep.model import LOST_REASON, OK_STATE_NAMES, OWN_PARAMS, State, TaskStatus
 from batchsweep.text import cell, duration, is_missing, state_counts
 
 if TYPE_CHECKING:
@@ -297,7 +297,7 @@ def print_status(run: Run) -> None:
 
 def _lost_reason(run: Run, index: int, reason: str | None, *, shown: bool) -> str:
     """The engine's reason for a task without a status, and (for the rows shown) the last line it printed."""
-    reason = reason or "ended without writing a status"
+    reason = reason or LOST_REASON
     last = run.engine.last_output(index) if shown else None
     return f"{reason}; last output: {last[:200]}" if last else reason
 

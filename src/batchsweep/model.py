@@ -15,7 +15,7 @@ class State(str, enum.Enum):
     FAILED = "failed"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
-    LOST = "lost"  # the engine says it ended, but no status was written
+    LOST = "lost"  # the engine says it ended, but no status was written (see LOST_REASON)
     PRUNED = "pruned"  # stopped early by the spec's `stop:` rule: not a failure, never rerun by resume
 
     @property
@@ -27,6 +27,9 @@ class State(str, enum.Enum):
     def done(self) -> bool:
         return self not in (State.PENDING, State.RUNNING)
 
+
+# A lost task's error when its engine cannot say more (a killed AWS container, a Dask worker that died).
+LOST_REASON = "ended without writing a status"
 
 # State names as strings, in the order tables, cards and progress lines show them.
 STATE_NAMES = tuple(s.value for s in (State.SUCCEEDED, State.PRUNED, State.FAILED, State.TIMEOUT, State.LOST,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchsweep.columns import FIXED_COLUMNS, Columns, status_record
-from batchsweep.model import State
+from batchsweep.model import LOST_REASON, State
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,10 +48,11 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
     if not progress.active:
         missing = State.CANCELLED if run.record.cancelled else progress.missing
     states = table.states(missing, progress.running_tasks if progress.active else ())
-    if State.LOST.value in states:
-        for index, reason in run.engine.failure_reasons().items():
-            if 0 <= index < run.n_tasks and not table.has_status(index):
-                table.set_error(index, reason)
+    if State.LOST.value in states:  # no status says why: the engine's reason, else that much
+        reasons = run.engine.failure_reasons()
+        for index, state in enumerate(states):
+            if state == State.LOST.value and not table.has_status(index):
+                table.set_error(index, reasons.get(index) or LOST_REASON)
     if progress.active:  # mid-run: a running task's latest values from its series, marked partial
         unfinished = [i for i, s in enumerate(states) if s in (State.PENDING.value, State.RUNNING.value)
                       and not table.has_status(i)]

@@ -414,6 +414,7 @@ def test_a_task_that_ends_without_a_status_is_lost_and_resume_reruns_it(tmp_path
     (marks / "release").touch()  # task 1 hangs no more
     df = run.results().set_index("task")
     assert df.loc[1, "status"] == "lost", df.loc[1].to_dict()
+    assert isinstance(df.loc[1, "error"], str) and df.loc[1, "error"], "a lost task's row says why"
     assert list(df.loc[[0, 2], "status"]) == ["succeeded", "succeeded"]
     finished = succeeded_at(run)
 
