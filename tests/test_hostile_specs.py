@@ -90,3 +90,24 @@ def test_a_20000_element_list_param_runs_like_any_other(tmp_path):
     assert list(df["status"]) == ["succeeded"], df["error"][0]
     assert list(df["n_xs"]) == [20_000]
     assert list(df["env_params"]) == ["a,xs"]  # `_note` stays with batchsweep
+
+
+@pytest.mark.parametrize("c_parser", [True, False], ids=["libyaml events", "pure Python"])
+def test_both_yaml_parsers_read_every_spec_alike_and_cap_it_alike(c_parser):
+    """Specs are parsed by libyaml's C parser when PyYAML has it (5x faster on a big grid), composed by PyYAML's
+    composer where depth is capped; without libyaml, PyYAML's own parser. Both read what yaml.safe_load reads."""
+    import yaml
+
+    from batchsweep.yamlread import TooComplex, bounded_yaml
+
+    root = Path(__file__).parent.parent
+    texts = [p.read_text() for p in [*root.glob("examples/**/*.yaml"), *SCRIPTS.glob("*.yaml")]]
+    texts.append("a: &x [1, 2.5, 'q']\nb: *x\nc: 2020-01-01\nd: !!str 3\ne: {f: [null, true, ~, 0x1f]}\n")
+    assert len(texts) > 5
+    for text in texts:
+        assert bounded_yaml(text, c_parser=c_parser) == yaml.safe_load(text)
+    for hostile in (CASES["alias bomb"][0], CASES["recursive anchor"][0], CASES["nesting 10,000 deep"][0],
+                    HEAD + b"params: {fixed: {x: " + b"[" * 65 + b"]" * 65 + b"}}\n"):
+        with pytest.raises(TooComplex):
+            bounded_yaml(hostile.decode(), c_parser=c_parser)
+    assert bounded_yaml("x: " + "[" * 63 + "]" * 63, c_parser=c_parser)["x"] is not None
