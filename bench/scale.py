@@ -4,6 +4,7 @@ starts fast.
 
     .venv/bin/python bench/scale.py               # 100,000 tasks
     .venv/bin/python bench/scale.py --tasks 20000 [--no-real | --real-tasks 10000 | --real-only]
+    .venv/bin/python bench/scale.py --fit 5000,10000,20000   # the runner's peak RSS per task, projected
 
 Prints seconds and peak RSS (VmHWM) for: planning (load, expand, check the script's flags), writing the run's
 manifest (tasks.jsonl, run.json) to a local store, and `batchsweep run SPEC --dry-run` as a user runs it.
@@ -141,14 +142,15 @@ def _tree(root: Path) -> tuple[int, int, int]:
     return files, dirs, size
 
 
-def real_run(root: Path, n: int) -> None:
-    """The sweep run for real, warm; the runner's own peak RSS (the tasks are other processes)."""
+def real_run(root: Path, n: int) -> float:
+    """The sweep run for real, warm; the runner's own peak RSS (the tasks are other processes), returned in MB."""
     (root / "task.py").write_text(QUIET)
     store = root / "real-store"
     cores = os.cpu_count() or 1
     argv = ["run", str(root / "sweep.yaml"), "--warm", "--max-parallel", str(cores), "--store", str(store), "--no-reuse"]
     print(f"  batchsweep {' '.join(argv)}", flush=True)
     wall, mb, _ = _timed_cli(*argv)
+    runner_mb = mb
     run_dir = next((store / "runs").iterdir())
     runner_cpu, children_cpu = LAST_CPU
     print(f"  run --warm (real)            {n:>7} tasks {wall:6.1f} s  {n / wall:6.0f} tasks/s  runner peak RSS "
@@ -170,6 +172,24 @@ def real_run(root: Path, n: int) -> None:
     wall, mb, out = _timed_cli("status", "--store", str(store))
     counts = next((line.strip() for line in out.splitlines() if line.startswith("tasks")), "?")
     print(f"  batchsweep status                        {wall:6.2f} s  peak RSS {mb:5.0f} MB  ({counts})")
+    return runner_mb
+
+
+def fit(sizes: list[int]) -> None:
+    """The real run at each size, then the runner's peak RSS fitted as a line in the task count (least squares):
+    what each task adds, and the projection at 100,000 tasks, without waiting for a 100,000-task run."""
+    peaks = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="batchsweep-scale-") as tmp:
+            print(f"{n} tasks on {os.cpu_count()} cores:", flush=True)
+            write_spec(Path(tmp), n)
+            peaks.append(real_run(Path(tmp), n))
+    mean_n, mean_mb = statistics.fmean(sizes), statistics.fmean(peaks)
+    slope = sum((n - mean_n) * (mb - mean_mb) for n, mb in zip(sizes, peaks)) / sum((n - mean_n) ** 2 for n in sizes)
+    base = mean_mb - slope * mean_n
+    print("  runner peak RSS by tasks      " + ", ".join(f"{n}: {mb:.0f} MB" for n, mb in zip(sizes, peaks)))
+    print(f"  fitted                        {base:.0f} MB + {slope * 1e3:.2f} KB per task "
+          f"-> {base + slope * 100_000:.0f} MB at 100,000 tasks")
 
 
 def _before(store: Path, run_dir: Path, n: int) -> tuple[int, int, int]:
@@ -259,7 +279,12 @@ def main() -> int:
     parser.add_argument("--no-real", action="store_true", help="skip the real run")
     parser.add_argument("--real-tasks", type=int, default=None, help="tasks of the real run (default --tasks)")
     parser.add_argument("--real-only", action="store_true", help="only the real run (no dry run, gather, --help)")
+    parser.add_argument("--fit", metavar="N,N,...", help="only real runs of these sizes (e.g. 5000,10000,20000), "
+                        "then the runner's peak RSS per task fitted and projected to 100,000 tasks")
     args = parser.parse_args()
+    if args.fit:
+        fit([int(n) for n in args.fit.split(",")])
+        return 0
     with tempfile.TemporaryDirectory(prefix="batchsweep-scale-") as tmp:
         root = Path(tmp)
         spec = write_spec(root, args.tasks)

@@ -116,6 +116,26 @@ def test_a_pack_covers_its_tasks_and_the_rest_come_from_their_own_files(tmp_path
     assert "line 2 of pack" in caplog.text
 
 
+def test_statuses_one_at_a_time_are_the_statuses_and_no_pack_is_kept(tmp_path, caplog):
+    """`iter_statuses` (the end of a run: its outcome line) finds what `statuses` finds, later packs winning, in
+    memory that does not grow with the run: it caches no pack's entries."""
+    store = Store.open(tmp_path)
+    store.write_pack("r", "a", [PackEntry(_status(0), {"x": 1}), PackEntry(_status(1, State.FAILED)),
+                                PackEntry(_status(9))])  # 9: not a task of a 5-task run
+    store.write_pack("r", "b", [PackEntry(_status(1))])  # task 1 ran again: the later pack is the truth
+    store.write_status("r", _status(2, State.TIMEOUT))
+    store.write_status("r", _status(3))
+    store.backend.write_bytes(store.task_status_key("r", 4), b"{damaged")
+    fresh = Store.open(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="batchsweep"):
+        streamed = list(fresh.iter_statuses("r", 5))
+    assert fresh._packs == {}
+    assert sorted(streamed, key=lambda s: s.index) == [s for _, s in sorted(store.statuses("r", 5).items()) if s.index < 5]
+    assert [(s.index, s.state) for s in sorted(streamed, key=lambda s: s.index)] == [
+        (0, State.SUCCEEDED), (1, State.SUCCEEDED), (2, State.TIMEOUT), (3, State.SUCCEEDED)]
+    assert "damaged status.json" in caplog.text and "task 4" in caplog.text
+
+
 @pytest.mark.parametrize("damaged", ["status.json", "metrics.json"])
 def test_compact_leaves_a_damaged_file_where_it_is(tmp_path, damaged):
     store = tmp_path / "store"

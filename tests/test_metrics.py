@@ -138,3 +138,25 @@ def test_report_says_when_there_is_no_metric(tmp_path: Path, capsys: pytest.Capt
     assert "no numeric metric to plot" in capsys.readouterr().out
 
 
+
+
+def test_a_metrics_file_is_read_in_memory_its_size_not_the_limits(tmp_path):
+    """Each finished task's metrics.json is read by the runner: a buffer of the 32 MiB limit per read was most of
+    a local runner's peak memory. A file over the limit is still refused."""
+    import tracemalloc
+
+    from batchsweep.metrics import UnsafeMetricsFile, read_file
+
+    path = tmp_path / "metrics.json"
+    path.write_text('{"loss": 0.25}')
+    tracemalloc.start()
+    try:
+        assert read_file(path) == b'{"loss": 0.25}'
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, f"reading a 14-byte file took {peak} bytes"
+    path.write_bytes(b"x" * 2001)
+    assert read_file(path, limit=2001) == b"x" * 2001
+    with pytest.raises(UnsafeMetricsFile, match="larger than"):
+        read_file(path, limit=2000)

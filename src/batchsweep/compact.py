@@ -52,8 +52,7 @@ def compact(run: Run) -> Compacted:
 def _compact(run: Run) -> Compacted:
     store = run.store
     old_packs = store.pack_names(run.id)
-    packed: list[int] = []
-    with_metrics: set[int] = set()
+    packed = bytearray(run.n_tasks)  # per task: 0 not packed, 1 packed, 2 packed with its metrics (not a set of ints)
 
     def entries() -> Iterator[PackEntry]:
         """The tasks' statuses and metrics, read _CHUNK tasks at a time as the pack is written: a 100,000-task run
@@ -64,9 +63,7 @@ def _compact(run: Run) -> Compacted:
                      if s is not None]  # none yet, or damaged: left where it is
             metrics = store.read_metrics(run.id, [i for i, _ in found])
             for i, status in found:
-                packed.append(i)
-                if i in metrics:
-                    with_metrics.add(i)
+                packed[i] = 2 if i in metrics else 1
                 yield PackEntry(status, metrics.get(i))
 
     store.write_pack(run.id, f"compact~{time.time_ns()}", entries())
@@ -76,7 +73,7 @@ def _compact(run: Run) -> Compacted:
     def remove(index: int) -> tuple[int, int]:
         task_dir = store.local_task_dir(run.id, index)
         removed = 0
-        for path in (task_dir.status, *([task_dir.metrics] if index in with_metrics else [])):  # a damaged one stays
+        for path in (task_dir.status, *([task_dir.metrics] if packed[index] == 2 else [])):  # a damaged one stays
             try:
                 os.unlink(path)
                 removed += 1
@@ -88,15 +85,18 @@ def _compact(run: Run) -> Compacted:
         except OSError:
             return removed, 0
 
-    def remove_all(indices: list[int]) -> tuple[int, int]:
-        done = [remove(i) for i in indices]
-        return sum(r for r, _ in done), sum(d for _, d in done)
+    def remove_all(indices: range) -> tuple[int, int]:
+        removed = dirs = 0
+        for i in indices:
+            if packed[i]:
+                r, d = remove(i)
+                removed, dirs = removed + r, dirs + d
+        return removed, dirs
 
     # Threads: each unlink is a wait on the file system, not on Python. Eight slices, not a future per task
     # (100,000 futures would hold ~100 MB of the runner's memory as it finishes a big run).
-    indices = packed
     with ThreadPoolExecutor(max_workers=8) as pool:
-        done = list(pool.map(remove_all, [indices[k::8] for k in range(8)]))
+        done = list(pool.map(remove_all, [range(k, run.n_tasks, 8) for k in range(8)]))
     removed, dirs = sum(r for r, _ in done), sum(d for _, d in done)
     store.update_run_info(run.id, compacted_at=time.time())
-    return Compacted(len(packed), removed, dirs)
+    return Compacted(len(packed) - packed.count(0), removed, dirs)

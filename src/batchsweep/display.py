@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -161,15 +161,19 @@ def plan_command(p: Plan, task: Any) -> str:
     return shown_command(context_from_run(p.record), task)
 
 
-def no_metrics_line(run: Run, statuses: dict[int, TaskStatus]) -> str | None:
-    """`N tasks succeeded without metrics — …`, or None when every success yielded a metric."""
-    missing = sorted((s for s in statuses.values() if s.state is State.SUCCEEDED and s.metrics_missing),
-                     key=lambda s: s.index)
-    if not missing:
+def no_metrics_line(run: Run, statuses: Iterable[TaskStatus]) -> str | None:
+    """`N tasks succeeded without metrics — …`, or None when every success yielded a metric. The statuses are
+    gone through once, none kept (`print_outcome` streams them)."""
+    n, first = 0, None
+    for s in statuses:
+        if s.state is State.SUCCEEDED and s.metrics_missing:
+            n += 1
+            if first is None or s.index < first.index:
+                first = s
+    if first is None:
         return None
-    n = len(missing)
-    return (f"{n} task{'s' if n > 1 else ''} succeeded without metrics — {missing[0].metrics_missing}; "
-            f"their output is in `batchsweep logs {run.id} {missing[0].index}` (add --stderr for stderr)")
+    return (f"{n} task{'s' if n > 1 else ''} succeeded without metrics — {first.metrics_missing}; "
+            f"their output is in `batchsweep logs {run.id} {first.index}` (add --stderr for stderr)")
 
 
 def print_estimate(estimate: SweepEstimate, *, console: Any = None) -> None:
@@ -182,7 +186,7 @@ def print_outcome(run: Run) -> None:
     counts, _ = run.counts()
     summary = state_counts(counts)
     print(f"{run.id}: {summary}", file=sys.stderr)
-    line = no_metrics_line(run, run.statuses())
+    line = no_metrics_line(run, run.store.iter_statuses(run.id, run.n_tasks))  # 100,000 statuses are never all held
     if line:
         print(line, file=sys.stderr)
     if sum(counts.get(k, 0) for k in OK_STATE_NAMES) != run.n_tasks:
@@ -267,7 +271,7 @@ def print_status(run: Run) -> None:
         console.print(f"retried  {retried} time(s) after spot interruptions or lost hosts")
     for note in progress.notes:
         console.print(f"note     {note}")
-    line = no_metrics_line(run, statuses)
+    line = no_metrics_line(run, statuses.values())
     if line:
         console.print(f"metrics  {line}", markup=False)
     if record.search:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from batchsweep import reaper, runlock
 from batchsweep.engines.base import RunHandle
 from batchsweep.errors import RunStateError, SpecError, SweepError
-from batchsweep.model import State, Task, TaskStatus
+from batchsweep.model import OK_STATE_NAMES, State, Task, TaskStatus
 from batchsweep.planning import Plan, find_reuse, keyed_as_now, metrics_rule, new_run_id, plan
 from batchsweep.record import RunRecord
 from batchsweep.registry import get_engine
@@ -224,8 +224,13 @@ class Run:
 
     def counts(self) -> tuple[Counter[str], Progress]:
         progress = self.engine.poll()
-        if progress.active and progress.counts is not None:
-            return Counter(progress.counts), progress
+        if progress.counts is not None:
+            counts = Counter(progress.counts)
+            if not progress.active:  # ended: a task without a status is what states_from says it is
+                left = counts.pop(State.PENDING.value, 0) + counts.pop(State.RUNNING.value, 0)
+                if left:
+                    counts[(State.CANCELLED if self.record.cancelled else progress.missing).value] += left
+            return counts, progress
         statuses, progress = self.snapshot(progress)
         counts = Counter(s.value for s in self.states_from(statuses, progress).values())
         running = 0 if counts.get("running") else min(progress.running, counts.get("pending", 0))
@@ -236,8 +241,8 @@ class Run:
 
     @property
     def exit_code(self) -> int:
-        states = self.states()
-        return 0 if all(s.ok for s in states.values()) else 1
+        counts, _ = self.counts()
+        return 0 if sum(counts[name] for name in OK_STATE_NAMES) == self.n_tasks else 1
 
     # -- actions ------------------------------------------------------------------------------
     def wait(self, *, progress: bool = True, interval: float = 0.25) -> int:
@@ -396,6 +401,7 @@ def run(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), b
     p = plan(spec, overrides=[*overrides, *extra], backend=backend, max_parallel=max_parallel)
     r = start(p, store=store, detach=detach, reuse=reuse,
               say=(lambda line: print(line, file=sys.stderr, flush=True)) if progress else None)
+    del p  # its tasks are in the store now: a 100,000-task plan is not held while the run is waited for
     if not detach:
         r.wait(progress=progress)
     return r

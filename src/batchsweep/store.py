@@ -112,6 +112,7 @@ PACKS = "packs"
 # Tasks that no pack covers are read one by one up to this many; beyond it the run's tasks/ prefix is listed
 # (1 LIST per 1,000 keys on S3) and only the status files found are read.
 PACK_GAP_GETS = 2000
+STATUS_CHUNK = 5000  # status files read at a time by `Store.iter_statuses`
 PACKS_LISTED_WITHIN_S = 2.0  # a task's status looked up alone reuses a listing of the packs this recent
 PARALLEL_READS = 32  # S3 requests in flight when many small objects are read (the client's pool holds as many)
 _TASK_NAMES = frozenset({TaskDir.STATUS, TaskDir.METRICS, TaskDir.SERIES, TaskDir.STDOUT, TaskDir.STDERR, TaskDir.OUTPUTS})
@@ -170,6 +171,17 @@ def _write_temp(target: Path, data: bytes | Iterable[bytes]) -> str:
         os.unlink(tmp)
         raise
     return tmp
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of a stream of chunks, without their line ends."""
+    rest = b""
+    for chunk in chunks:
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
 
 
 def _chunks(f: BinaryIO, start: int) -> Iterator[bytes]:
@@ -807,6 +819,44 @@ class Store:
         if bad:
             self._warn_damaged(run_id, "status.json files", bad, _WITHOUT_STATUS)
         return found
+
+    def iter_statuses(self, run_id: str, n_tasks: int) -> Iterator[TaskStatus]:
+        """The statuses `statuses` finds for tasks 0..n_tasks-1, one at a time, in memory that does not grow with
+        the run (`statuses` holds them all, and caches its packs' entries): packs read line by line, the later one
+        first (a task in two packs: the later one is the truth), nothing of them kept but a byte per task saying
+        it was seen; then the other tasks' status files STATUS_CHUNK at a time."""
+        seen = bytearray(n_tasks)
+        for name in reversed(self.pack_names(run_id)):
+            try:
+                lines = _lines(self.backend.iter_bytes(self.pack_key(run_id, name)))
+                for number, line in enumerate(lines):
+                    if not line.strip():
+                        continue
+                    entry = PackEntry.parse(line)
+                    if entry is None:
+                        self.warn(f"run {run_id}: line {number + 1} of pack {name} is damaged; its task counts as "
+                                  "without status")
+                    elif 0 <= entry.status.index < n_tasks and not seen[entry.status.index]:
+                        seen[entry.status.index] = 1
+                        yield entry.status
+            except FileNotFoundError:  # deleted since it was listed (a resume rewrote it): the rest is read below
+                continue
+        gaps = [i for i in range(n_tasks) if not seen[i]]
+        if not self.is_local and len(gaps) > PACK_GAP_GETS:  # a listing, not a request per task that has none
+            listed = self.task_files(run_id, TaskDir.STATUS)
+            gaps = [i for i in gaps if i in listed]
+            del listed
+        for start in range(0, len(gaps), STATUS_CHUNK):
+            chunk = gaps[start:start + STATUS_CHUNK]
+            bad = []
+            for index, raw in zip(chunk, self._read_many([self.task_status_key(run_id, i) for i in chunk])):
+                status = _parse_status(raw) if raw is not None else None
+                if status is not None:
+                    yield status
+                elif raw is not None:
+                    bad.append(index)
+            if bad:
+                self._warn_damaged(run_id, "status.json files", bad, _WITHOUT_STATUS)
 
     def read_task_statuses(self, where: list[tuple[str, int]]) -> list[TaskStatus | None]:
         """Statuses of tasks of any runs, (run id, index) each; None for a missing or damaged one."""

@@ -107,6 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     run = runs.start(p, store=args.store, detach=args.detach, reuse=not args.no_reuse,
                      say=lambda line: print(line, file=sys.stderr, flush=True))
+    del p  # its tasks are in the store now: a 100,000-task plan is not held while the run is waited for
     if args.detach:
         out(run.id)
         out(f"submitted {run.n_tasks} tasks; follow with: batchsweep wait {run.id}")

@@ -152,7 +152,9 @@ class Progress:
     running: int = 0
     statuses: dict[int, TaskStatus] | None = None
     covers: frozenset[int] = frozenset()
-    counts: dict[str, int] | None = None  # task counts by state, when the engine can tell them cheaper than the store
+    # Task counts by state of the whole run, when the engine can tell them cheaper than the store (its tasks without
+    # a status as running or pending: once it is no longer active, `Run.counts` makes those `missing`).
+    counts: dict[str, int] | None = None
     notes: tuple[str, ...] = ()
     running_tasks: frozenset[int] = frozenset()  # tasks the engine knows are executing (when it can tell which)
     # What a task without a status is once the engine is no longer active: it never ran (PENDING), or the engine

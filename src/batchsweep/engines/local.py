@@ -8,6 +8,7 @@ which `resume` runs again (first killing the task processes it left running: see
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 import os
@@ -17,8 +18,9 @@ import subprocess
 import sys
 import threading
 import time
+from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -34,7 +36,7 @@ from batchsweep.engines.base import (
     write_engine_record,
 )
 from batchsweep.leases import Leases, available_memory_mib
-from batchsweep.model import TaskStatus
+from batchsweep.model import State, Task, TaskStatus
 from batchsweep.runlock import start_time as _start_time
 from batchsweep.store import TaskDir
 from batchsweep.warm import launch_cold
@@ -47,7 +49,6 @@ from batchsweep.worker import (
 )
 
 if TYPE_CHECKING:
-    from batchsweep.model import Task
     from batchsweep.spec import Spec
     from batchsweep.warm import WarmServer
 
@@ -74,6 +75,33 @@ def _alive(record: LocalRecord, run: RunHandle, clock: Clock) -> bool:
     return runlock.pid_alive(record.pid, record.pid_started)
 
 
+class TaskLines:
+    """A run's tasks by index, held as compact JSON lines in one buffer and parsed one at a time when a task
+    starts: 100,000 Task objects with their params dicts held ~30 MB of a runner's memory, their lines ~10 MB."""
+
+    def __init__(self, tasks: Iterable[Task]) -> None:
+        self._text = bytearray()
+        self._indices = array("q")  # ascending
+        self._starts = array("q")  # where each task's line starts in _text; one more: the end
+        for task in sorted(tasks, key=lambda t: t.index):
+            self._indices.append(task.index)
+            self._starts.append(len(self._text))
+            self._text += task.to_json().encode()
+        self._starts.append(len(self._text))
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, index: int) -> Task:
+        at = bisect.bisect_left(self._indices, index)
+        if at == len(self._indices) or self._indices[at] != index:
+            raise KeyError(index)
+        return Task.from_json(self._text[self._starts[at]:self._starts[at + 1]].decode())
+
+
+_STATES = tuple(State)  # a written status's state by its code in LocalEngine._states (0: none written)
+
+
 CANCEL_WAIT_S = 30.0  # how long `cancel` waits for the runner to confirm
 
 
@@ -87,9 +115,11 @@ class LocalEngine(Engine):
         self._thread: threading.Thread | None = None
         self._running = 0
         self._lock = threading.Lock()
-        self._written: dict[int, TaskStatus] = {}
+        # The state of each status written (its code in _STATES, by task index), not the status itself: the store
+        # has the statuses; a runner that kept 100,000 of them held ~50 MB for nothing.
+        self._states = bytearray()
         self._counts: Counter[str] = Counter()  # the written statuses by state, kept as they are written
-        self._covers: frozenset[int] = frozenset()
+        self._others: Counter[str] | None = None  # statuses of the tasks this runner does not run, by state
         self._lock_release: Callable[[], None] | None = None  # a detached runner lets go of the run first
         self.failure: str | None = None  # the runner's own failure (not a task's): disk full, read-only store
 
@@ -132,7 +162,13 @@ class LocalEngine(Engine):
             self._record(proc.pid)
             return
         self._record(os.getpid())
-        self._covers = frozenset(indices)
+        self._states = bytearray(max(indices, default=-1) + 1)
+        if len(indices) < self.run.n_tasks:  # a resume, or reuse copied some in: their statuses are in the store
+            mine = set(indices)
+            self._others = Counter(s.state.value for i, s in self.run.store.statuses(self.run.id, self.run.n_tasks).items()
+                                   if i not in mine)
+        else:
+            self._others = Counter()
         self._thread = threading.Thread(target=self._execute_or_fail, args=(list(indices),), name="batchsweep-local",
                                         daemon=True)
         self._thread.start()
@@ -152,7 +188,7 @@ class LocalEngine(Engine):
     def _execute(self, indices: list[int]) -> None:
         run, store = self.run, self.run.store
         ctx = context_from_run(run.record)
-        tasks = {t.index: t for t in run.tasks()}
+        tasks = TaskLines(run.store.iter_tasks(run.id))
         base_dir = Path(run.record.base_dir)
         watch = keys.CodeWatch(run.record.code_spec(), run.record.keyed_code)
         server = self._warm_server(ctx, len(indices))
@@ -177,12 +213,7 @@ class LocalEngine(Engine):
                 status = execute_task(ctx, task, store, worker=f"local-{slot}", registry=self._registry,
                                       resolve_input=lambda ref: base_dir / ref, launcher=launcher,
                                       gpus=lease.gpus)
-                with self._lock:
-                    before = self._written.get(index)
-                    if before is not None:
-                        self._counts[before.state.value] -= 1
-                    self._written[index] = status
-                    self._counts[status.state.value] += 1
+                self._wrote(status)
             except Exception as e:  # noqa: BLE001 - the store or this machine failed (disk full, read-only, memory)
                 self._fail(e)
             finally:
@@ -211,6 +242,17 @@ class LocalEngine(Engine):
             if server is not None:
                 server.close()
         self._finish()
+
+    def _wrote(self, status: TaskStatus) -> None:
+        """Count a status execute_task has written to the store."""
+        with self._lock:
+            if status.index >= len(self._states):
+                self._states.extend(bytes(status.index + 1 - len(self._states)))
+            before = self._states[status.index]
+            if before:
+                self._counts[_STATES[before - 1].value] -= 1
+            self._states[status.index] = _STATES.index(status.state) + 1
+            self._counts[status.state.value] += 1
 
     def _execute_or_fail(self, indices: list[int]) -> None:
         try:
@@ -261,17 +303,15 @@ class LocalEngine(Engine):
     def poll(self) -> Progress:
         if self._thread is not None:
             with self._lock:
-                written = dict(self._written)
-                counts, running = dict(self._counts), self._running
+                counts, running = self._counts + (self._others or Counter()), self._running
             active = self._thread.is_alive()
             # Counts kept as statuses are written spare the watcher a pass over every task per poll (at 100,000
-            # tasks that pass was the runner's biggest cost); when this runner covers only some tasks (a resume),
-            # the others' states come from the store, so the counts are left to the run.
-            left = self.run.n_tasks - len(written)
+            # tasks that pass was the runner's biggest cost); the statuses themselves are read from the store by
+            # whoever needs them (`results`, `status`). Those of the tasks this runner does not run (a resume) were
+            # counted once when it started. A task without a status is pending, or running in one of the slots.
+            left = max(0, self.run.n_tasks - sum(counts.values()))
             counts.update(running=min(running, left), pending=left - min(running, left))
-            whole = active and len(self._covers) == self.run.n_tasks
-            return Progress(active=active, running=running, statuses=written, covers=self._covers,
-                            counts={k: v for k, v in counts.items() if v} if whole else None)
+            return Progress(active=active, running=running, counts={k: v for k, v in counts.items() if v})
         record = self._read_record()
         if record is None:  # never submitted, or a damaged record: the run's lock still tells a live runner
             return Progress(active=runlock.holder(self.run.store, self.run.id, self.clock) is not None)
@@ -344,7 +384,7 @@ def _serve(store_url: str, run_id: str, token: str) -> None:
     try:
         engine._record(os.getpid())
         done = set(run.store.statuses(run.id))
-        engine._execute_or_fail([t.index for t in run.tasks() if t.index not in done])
+        engine._execute_or_fail([t.index for t in run.store.iter_tasks(run.id) if t.index not in done])
     finally:
         lock.release()
 
