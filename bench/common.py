@@ -34,3 +34,16 @@ def observe_every_call() -> None:
         return real(self, operation_name, api_params)
 
     botocore.client.BaseClient._make_api_call = counted  # type: ignore[method-assign]
+
+    # Many small objects are read through presigned URLs (`S3Backend.read_one_of_many`), sent on the client's
+    # own connection pool without an API call: counted as the GetObject each one is.
+    import botocore.httpsession
+
+    send = botocore.httpsession.URLLib3Session.send
+
+    def counted_send(self: Any, request: Any) -> Any:
+        if "X-Amz-Signature=" in request.url:
+            CALLS.update(["s3.GetObject"])
+        return send(self, request)
+
+    botocore.httpsession.URLLib3Session.send = counted_send  # type: ignore[method-assign]

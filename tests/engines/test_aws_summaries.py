@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from test_aws_batch import calls, play_containers, spec_body, write_spec  # noqa: F401 - fixtures
 
 import batchsweep
@@ -44,3 +45,77 @@ def test_results_read_one_summary_per_child_and_fall_back_to_task_files_without_
     for name in run.store.pack_names(run.id):  # no summary at all: the same table from the files alone
         run.store.delete_pack(run.id, name)
     pd.testing.assert_frame_equal(batchsweep.load_run(run.id, store=tmp_path / "store").results(refresh=True), packed)
+
+
+def _leave_what_children_write(run, per_child: int, *, summaries: set[int], finished: int) -> None:
+    """The store as the children would leave it, written through the store: tasks below `finished` have their
+    status.json and metrics.json (every 7th failed, without metrics); the children in `summaries` also their
+    summary of them."""
+    from batchsweep.model import State, TaskStatus
+    from batchsweep.store import PackEntry
+    from batchsweep.worker.remote import summary_name
+
+    store = run.store
+    for child in range(-(-run.n_tasks // per_child)):
+        entries = []
+        for i in range(child * per_child, min(finished, (child + 1) * per_child)):
+            failed = i % 7 == 3
+            status = TaskStatus(index=i, state=State.FAILED if failed else State.SUCCEEDED, exit_code=1 if failed else 0,
+                                error="exit code 1: ValueError: bad" if failed else None, started_at=1e9 + i,
+                                ended_at=1e9 + i + 0.25, worker=f"child-{child}", cpu_s=0.1 * i)
+            metrics = None if failed else {"loss": 1 / (i + 1), "epoch": i % 5}
+            if metrics is not None:
+                store.backend.write_bytes(store.task_metrics_key(run.id, i), json.dumps(metrics).encode())
+            store.backend.write_bytes(store.task_status_key(run.id, i), status.to_json().encode())
+            entries.append(PackEntry(status, metrics))
+        if child in summaries and entries:
+            store.write_pack(run.id, summary_name(0, child, 1), entries)
+
+
+def test_many_summaries_read_concurrently_give_the_per_task_table_mixed_or_mid_run(tmp_path: Path, stack, calls,
+                                                                                     caplog):
+    """Enough summaries and uncovered tasks that they are read concurrently (`S3Backend.read_one_of_many`): the
+    table is the one the tasks' own files give, with some children's summaries missing, and with the last
+    children not finished yet."""
+    body = spec_body("{a: " + json.dumps(list(range(1, 41))) + "}", aws="{stack: batchsweep, tasks_per_job: 2}")
+    run = batchsweep.run(write_spec(tmp_path, body), store=tmp_path / "store", detach=True)
+    store = tmp_path / "store"
+    every = set(range(20))
+    _leave_what_children_write(run, 2, summaries=every - {3, 11, 12, 13, 14, 15, 16, 17, 18}, finished=36)
+
+    calls.clear()
+    mixed = batchsweep.load_run(run.id, store=store).results(refresh=True)
+    gets = _gets(calls)
+    assert len([k for k in gets if "/packs/" in k]) == 10  # children 0-2 and 4-10
+    per_task = sorted(int(k.split("/tasks/")[1].split("/")[0]) for k in gets if k.endswith("status.json"))
+    assert per_task == [6, 7, *range(22, 40)]  # the children without a summary, and the tasks not finished
+    assert len(mixed) == 40 and list(mixed["status"][:36]) == ["failed" if i % 7 == 3 else "succeeded" for i in range(36)]
+    assert set(mixed["status"][36:]) <= {"pending", "running", "lost"}
+    ok = mixed[mixed["status"] == "succeeded"]
+    assert list(ok["loss"]) == [1 / (i + 1) for i in ok["task"]] and list(ok["epoch"]) == [i % 5 for i in ok["task"]]
+    assert list(mixed["a"]) == list(range(1, 41)) and list(mixed["cpu_s"][:36]) == [0.1 * i for i in range(36)]
+
+    for name in run.store.pack_names(run.id):
+        run.store.delete_pack(run.id, name)
+    pd.testing.assert_frame_equal(batchsweep.load_run(run.id, store=store).results(refresh=True), mixed)
+    assert not [r.message for r in caplog.records if "damaged" in r.message]  # a missing file is not a damaged one
+
+
+def test_one_of_many_reads_says_missing_only_for_a_missing_key_and_lets_botocore_say_the_rest(session):
+    from botocore.exceptions import ClientError
+
+    from batchsweep.aws.s3store import S3Backend
+    from batchsweep.store import Store
+
+    S3Backend("summaries", "").client.create_bucket(Bucket="summaries")
+    store = Store(S3Backend("summaries", "p"))
+    keys = [f"runs/r/packs/{n}.jsonl" for n in range(9)]
+    for n, key in enumerate(keys):
+        store.backend.write_bytes(key, f'{{"n": {n}}}\n'.encode() * (n * 1000))
+    assert store._read_many([*keys, "runs/r/packs/none.jsonl"]) == [
+        *(store.backend.read_bytes(k) for k in keys), None]
+    with pytest.raises(FileNotFoundError):
+        store.backend.read_one_of_many("runs/r/none")
+    for read in (S3Backend("no-such-bucket").read_bytes, S3Backend("no-such-bucket").read_one_of_many):
+        with pytest.raises(ClientError, match="NoSuchBucket"):
+            read("runs/r/packs/0.jsonl")

@@ -57,6 +57,33 @@ class S3Backend:
         except self.client.exceptions.NoSuchKey:
             raise FileNotFoundError(key) from None
 
+    def read_one_of_many(self, key: str) -> bytes:
+        """`read_bytes` for one of many small objects read at once (`Store._read_many`): a GET of a presigned URL,
+        sent through the client's own connection pool (its TLS, proxy and timeout settings). It skips what
+        botocore does around each call (parsing the response's headers, event hooks, retry bookkeeping), about
+        0.6 ms of CPU an object: `results` of a 100,000-task run reads 2,000 summaries. Hooks registered on the
+        client do not see these GETs. Any answer but 200 or NoSuchKey (expired credentials, a region redirect,
+        throttling, a connection error, a body shorter than its Content-Length) is read again by `read_bytes`,
+        with botocore's retries and errors."""
+        http = getattr(getattr(self.client, "_endpoint", None), "http_session", None)
+        if http is None:  # not a botocore client
+            return self.read_bytes(key)
+        from botocore.awsrequest import AWSRequest
+
+        try:
+            url = self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
+                                                      ExpiresIn=900)
+            response = http.send(AWSRequest(method="GET", url=url).prepare())
+            status, body = response.status_code, bytes(response.content)
+            length = response.headers.get("content-length")
+        except Exception:  # noqa: BLE001 - botocore's own call says what went wrong, or retries
+            return self.read_bytes(key)
+        if status == 200 and (length is None or length == str(len(body))):  # a cut-off body is read again
+            return body
+        if status == 404 and b"<Code>NoSuchKey</Code>" in body:
+            raise FileNotFoundError(key)
+        return self.read_bytes(key)
+
     def iter_bytes(self, key: str, start: int = 0) -> Iterator[bytes]:
         from botocore.exceptions import ClientError
 
