@@ -130,3 +130,18 @@ def test_the_cli_starts_fast_every_command_group_registered_and_no_heavy_module_
 def test_a_run_and_a_sweep_together_are_refused(command: str, tmp_path: Path, capsys) -> None:
     assert cli.main([command, "some-run", "--sweep", "some-sweep", "--store", str(tmp_path / "store")]) == 2
     assert capsys.readouterr().err == f"error: {command}: give a RUN or --sweep NAME, not both\n"
+
+
+def test_status_names_the_params_of_each_failed_task_it_shows(tmp_path: Path, capsys) -> None:
+    store = str(tmp_path / "store")
+    spec = write_spec(tmp_path, f"""
+        name: failing
+        script: {SCRIPTS / 'writes_metrics.py'}
+        params: {{grid: {{a: [1, 2, 3, 4, 5, 6]}}, fixed: {{fail_on: 4}}}}
+    """)
+    run = batchsweep.run(spec, store=store, progress=False)
+    capsys.readouterr()
+    assert cli.main(["status", run.id, "--store", store]) == 0
+    out = capsys.readouterr().out
+    (row,) = [line for line in out.splitlines() if "failing on purpose" in line]
+    assert row.split()[:2] == ["3", "failed"] and row.split()[-2:] == ["a=4", "fail_on=4"]

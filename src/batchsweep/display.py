@@ -286,8 +286,9 @@ def print_status(run: Run) -> None:
         bad += [TaskStatus(index=i, state=State.LOST, attempts=0,
                            error=_lost_reason(run, i, reasons.get(i), shown=n < 20)) for n, i in enumerate(lost)]
     if bad:
-        tasks = {t.index: t for t in run.tasks()}
-        rows = [[s.index, s.state.value, s.exit_code, s.attempts, s.error, _params(tasks[s.index].params)]
+        shown = {s.index for s in bad[:20]}  # a 100,000-task run's Task objects are not all kept for 20 rows
+        params = {t.index: t.params for t in run.store.iter_tasks(run.id) if t.index in shown}
+        rows = [[s.index, s.state.value, s.exit_code, s.attempts, s.error, _params(params.get(s.index, {}))]
                 for s in bad[:20]]
         table, _ = fit_table(["task", "status", "exit", "attempts", "reason", "params"], rows, title="failed tasks",
                              width=console.width if console.is_terminal else None, wrap=("reason", "params"))

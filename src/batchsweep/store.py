@@ -944,15 +944,12 @@ class Store:
         for name, raw in zip(names, raws):
             if raw is None:
                 continue
-            for number, line in enumerate(raw.splitlines()):
-                if not line.strip():
-                    continue
-                entry = PackEntry.parse(line)
-                if entry is None:
-                    self.warn(f"run {run_id}: line {number + 1} of pack {name} is damaged; its task counts as "
-                              "without status")
-                else:
-                    entries[entry.status.index] = entry
+            for index, status, metrics in self._pack_lines(run_id, name, raw):
+                try:
+                    entries[index] = PackEntry(TaskStatus.from_dict(status), metrics)
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    self.warn(f"run {run_id}: task {index}'s line in pack {name} is damaged; it counts as without "
+                              "status")
         self._packs[run_id] = (names, entries)
         return entries
 
@@ -963,26 +960,31 @@ class Store:
         Not cached; `packed` is the cached, typed view."""
         names = self.pack_names(run_id)
         for name, raw in zip(names, self._read_stream([self.pack_key(run_id, n) for n in names])):
-            if raw is None:
+            if raw is not None:
+                yield from self._pack_lines(run_id, name, raw)
+
+    def _pack_lines(self, run_id: str, name: str, raw: bytes) -> list[tuple[int, dict[str, Any], dict[str, Any] | None]]:
+        """A pack's lines as (index, status as its JSON object, metrics or None): one JSON parse for the whole
+        pack; a damaged line sends it line by line, to leave that line out with a warning naming it."""
+        lines = raw.splitlines()
+        try:
+            parsed: list[Any] = json.loads(b"[" + b",".join(line for line in lines if line.strip()) + b"]")
+        except ValueError:
+            parsed = []
+        records = [r for d in parsed if (r := _pack_record(d)) is not None]
+        if len(records) == sum(1 for line in lines if line.strip()):
+            return records
+        records = []
+        for number, line in enumerate(lines):
+            if not line.strip():
                 continue
-            lines = raw.splitlines()
-            try:  # one parse per pack; a damaged line sends it line by line to say which
-                parsed: list[Any] = json.loads(b"[" + b",".join(line for line in lines if line.strip()) + b"]")
-            except ValueError:
-                parsed = []
-            records = [r for d in parsed if (r := _pack_record(d)) is not None]
-            if len(records) == sum(1 for line in lines if line.strip()):
-                yield from records
-                continue
-            for number, line in enumerate(lines):
-                if not line.strip():
-                    continue
-                record = _pack_record(json_line(line))
-                if record is None:
-                    self.warn(f"run {run_id}: line {number + 1} of pack {name} is damaged; its task counts as "
-                              "without status")
-                else:
-                    yield record
+            record = _pack_record(json_line(line))
+            if record is None:
+                self.warn(f"run {run_id}: line {number + 1} of pack {name} is damaged; its task counts as "
+                          "without status")
+            else:
+                records.append(record)
+        return records
 
     def drop_from_packs(self, run_id: str, indices: Iterable[int]) -> None:
         """Forget these tasks in every pack that has them (before they run again): each such pack is written

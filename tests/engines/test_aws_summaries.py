@@ -94,6 +94,10 @@ def test_many_summaries_read_concurrently_give_the_per_task_table_mixed_or_mid_r
     ok = mixed[mixed["status"] == "succeeded"]
     assert list(ok["loss"]) == [1 / (i + 1) for i in ok["task"]] and list(ok["epoch"]) == [i % 5 for i in ok["task"]]
     assert list(mixed["a"]) == list(range(1, 41)) and list(mixed["cpu_s"][:36]) == [0.1 * i for i in range(36)]
+    statuses = batchsweep.load_run(run.id, store=store).statuses()  # `status` and `report`: the same reads, typed
+    assert sorted(statuses) == list(range(36))
+    assert [(s.state.value, s.cpu_s, s.worker) for s in map(statuses.get, range(36))] == list(
+        zip(mixed["status"][:36], mixed["cpu_s"][:36], mixed["worker"][:36]))
 
     for name in run.store.pack_names(run.id):
         run.store.delete_pack(run.id, name)
