@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import textwrap
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import batchsweep
 from batchsweep import cli
 from batchsweep.arrayslice import Slicing
-from batchsweep.engines.aws_batch.core import AwsRecord
+from batchsweep.aws.record import AwsRecord
 from batchsweep.engines.aws_batch.engine import AwsBatchEngine
 from batchsweep.engines.base import RunHandle, read_engine_record
 from batchsweep.engines.local import LocalEngine, LocalRecord
@@ -104,3 +105,22 @@ def test_the_aws_engine_reads_its_submissions_typed_and_a_damaged_record_is_none
     assert engine._record().submissions == [] and engine._child_job_id(2) is None
     damaged = [r.getMessage() for r in caplog.records if "engine.json" in r.getMessage()]
     assert damaged and "is damaged (submissions.0.jobs.0.id: Field required)" in damaged[0]
+
+
+# engine.json opened by hand (`store.read_record(store.engine_record_key(...))`), or an engine's settings read by key
+# (`settings["job_queue"]`, `record.engine.get("region")`): both go through their models.
+ENGINE_JSON = re.compile(r"engine_record_key\(")
+SETTINGS_BY_KEY = re.compile(r"(?:settings|\.engine)(?:\[|\.get\()")
+
+
+def test_the_package_reads_engine_json_and_engine_settings_only_through_their_models():
+    package = Path(batchsweep.__file__).parent
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        where = str(path.relative_to(package))
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if (ENGINE_JSON.search(line) and where not in ("record.py", "store.py")) or SETTINGS_BY_KEY.search(line):
+                found.append(f"{where}:{n}: {line.strip()}")
+    assert not found, ("read engine.json with `read_engine_record` and run.json's `engine` with "
+                       "`record.engine_as(Model)`, not by key:\n" + "\n".join(found))
+

@@ -13,8 +13,9 @@ import pytest
 import batchsweep
 from batchsweep import cli
 from batchsweep import spec as spec_mod
+from batchsweep.aws.record import AwsEngineSettings
 from batchsweep.errors import RunDamaged, SpecError
-from batchsweep.record import RunRecord
+from batchsweep.record import DaskEngineSettings, LocalEngineSettings, RunRecord
 
 SCRIPT = Path(__file__).parent / "scripts" / "writes_metrics.py"
 
@@ -35,7 +36,9 @@ def test_the_written_run_json_is_a_run_record_and_the_run_reads_it_typed(tmp_pat
     record = RunRecord.of(on_disk)
     assert (record.run_id, record.name, record.backend, record.n_tasks) == (run.id, "typed", "local", 2)
     assert record.spec.script == "writes_metrics.py" and record.code_dir == str(SCRIPT.parent)
-    assert record.engine == on_disk["engine"] and not record.cancelled
+    assert record.engine.model_dump() == on_disk["engine"] == {"gpus": [], "memory_limit_mib": None}
+    assert record.engine_as(LocalEngineSettings) == LocalEngineSettings(gpus=[], memory_limit_mib=None)
+    assert not record.cancelled
     assert run.record == record and run.handle().record == record
 
 
@@ -79,7 +82,8 @@ def test_a_run_json_written_by_an_earlier_version_reads_with_its_spec_typed(tmp_
     spec = again.record.spec
     assert spec.metrics.stdout == "last" and spec.metrics.match == "last"  # type: ignore[union-attr]
     assert spec.params is not None and spec.params.grid == {"a": [1, 2]} and spec.stop is None and spec.args is None
-    assert spec.base_dir == Path(now["base_dir"]) and again.record.engine == {}
+    assert spec.base_dir == Path(now["base_dir"]) and again.record.engine.model_dump() == {}
+    assert again.record.engine_as(LocalEngineSettings).memory_limit_mib is None  # no settings: the defaults
     assert sorted(again.results()["a"]) == [1, 2] and again.exit_code == 0
     assert json.loads(path.read_text())["spec"] == OLD_SPEC  # reading never rewrites the record
 
@@ -104,6 +108,52 @@ def test_a_recorded_spec_is_not_judged_again_by_todays_engines(tmp_path):
     assert record.spec.backend == "k8s" and record.spec.engines == {"k8s": {"pods": 2}}
     with pytest.raises(SpecError, match="unknown backend 'k8s'"):
         spec_mod.validate(gone["spec"], source="sweep.yaml", base_dir=tmp_path)
+
+
+def test_the_engine_settings_are_typed_by_their_engines_model_and_read_back_as_every_version_wrote(tmp_path):
+    run = _run(tmp_path)
+    info = json.loads((tmp_path / "store" / "runs" / run.id / "run.json").read_text())
+    # An aws-batch run as an earlier version wrote it (no `spot` yet, a field from a later version), read typed.
+    aws = {"profile": None, "region": "us-east-1", "stack": "batchsweep", "bucket": "b", "job_queue": "q",
+           "job_definition": "d", "log_group": "g", "image_uri": None, "prefix": "batchsweep", "later": 1}
+    record = RunRecord.of({**info, "backend": "aws-batch", "engine": aws})
+    settings = record.engine_as(AwsEngineSettings)
+    assert (settings.region, settings.job_queue, settings.log_group, settings.spot) == ("us-east-1", "q", "g", None)
+    assert record.to_json()["engine"] == aws and settings.model_dump(mode="json", exclude_unset=True) == aws
+    # A Dask run's cluster class is spelt `class`, as run.json has always held it, and read back typed.
+    cluster = {"cluster": {"class": "dask_jobqueue.SLURMCluster", "kwargs": {"cores": 2}, "scale": 4}}
+    dask = RunRecord.of({**info, "backend": "dask", "engine": cluster})
+    typed = dask.engine_as(DaskEngineSettings)
+    assert typed.cluster is not None and typed.cluster != "local" and typed.cluster.class_ == "dask_jobqueue.SLURMCluster"
+    assert typed.cluster.scale == 4 and typed.scheduler is None
+    assert RunRecord.of({**dask.to_json(), "engine": typed}).to_json()["engine"] == cluster
+
+
+def test_a_run_whose_engine_is_not_installed_opens_with_its_settings_kept(tmp_path):
+    run = _run(tmp_path)
+    path = tmp_path / "store" / "runs" / run.id / "run.json"
+    info = json.loads(path.read_text())
+    gone = {**info, "backend": "k8s", "engine": {"namespace": "sweeps", "pods": 2},
+            "spec": {**info["spec"], "backend": "k8s", "engines": {"k8s": {"pods": 2}}}}
+    path.write_text(json.dumps(gone))
+    again = batchsweep.load_run(run.id, store=tmp_path / "store")
+    assert again.record.engine.model_dump() == {"namespace": "sweeps", "pods": 2}
+    assert again.record.to_json() == gone  # every field kept, the same JSON
+    assert again.n_tasks == 2 and len(again.store.statuses(run.id)) == 2
+
+
+def test_a_damaged_engine_setting_is_one_line_naming_the_field(tmp_path, capsys):
+    run = _run(tmp_path)
+    path = tmp_path / "store" / "runs" / run.id / "run.json"
+    info = json.loads(path.read_text())
+    path.write_text(json.dumps({**info, "engine": {"gpus": [], "memory_limit_mib": "lots"}}))
+    again = batchsweep.load_run(run.id, store=tmp_path / "store")
+    assert again.n_tasks == 2  # the record itself opens: only a reader of the engine's settings needs them
+    with pytest.raises(RunDamaged, match=r"run\.json is damaged \(engine\.memory_limit_mib: "):
+        again.record.engine_as(LocalEngineSettings)
+    assert cli.main(["resume", run.id, "--store", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "engine.memory_limit_mib" in err
 
 
 # A read of a run's record by string key: `run.info["spec"]`, `p.info.get("search")`, `store.run_info(id)["name"]`.

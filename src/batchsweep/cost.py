@@ -292,11 +292,14 @@ def run_right_size(record: RunRecord, statuses: Iterable[TaskStatus]) -> RightSi
             return None
         return right_size_from(statuses, vcpus=resources.vcpus, memory_mib=resources.memory_mib,
                                region=record.spec.aws.region)
-    engine = record.engine  # what the engine reserved, as it recorded it
+    from batchsweep.record import DaskEngineSettings, LocalEngineSettings
+
+    # what the engine reserved, as it recorded it
+    memory: float | None
     if backend == "local":
-        vcpus, memory = resources.vcpus, engine.get("memory_limit_mib")
+        vcpus, memory = resources.vcpus, record.engine_as(LocalEngineSettings).memory_limit_mib
     elif backend == "dask":
-        dask_memory = (engine.get("resources") or {}).get("MEMORY")
+        dask_memory = (record.engine_as(DaskEngineSettings).resources or {}).get("MEMORY")
         vcpus, memory = None, (dask_memory / 2**20 if dask_memory else None)
     else:
         return None
@@ -319,14 +322,17 @@ def run_cost(record: RunRecord, durations_s: Sequence[float], *,
              containers_s: Sequence[float] | None = None) -> Estimate | None:
     """Estimated cost of a finished aws-batch run (None for other backends or GPU runs). With `containers_s`
     (`container_seconds`), each child container is priced once for its whole run time: tasks are packed."""
-    spec, settings = record.spec, record.engine  # the engine's settings as it resolved them (region, spot)
+    spec = record.spec
     if record.backend != "aws-batch" or spec.resources.gpus:
         return None
-    region = settings.get("region") or aws_region(spec.aws.region)
+    from batchsweep.aws.record import AwsEngineSettings
+
+    settings = record.engine_as(AwsEngineSettings)  # the engine's settings as it resolved them (region, spot)
+    region = settings.region or aws_region(spec.aws.region)
     try:
         return compute_cost(list(containers_s or durations_s), per_container=bool(containers_s),
                             vcpus=float(spec.resources.vcpus), memory_mib=spec.resources.memory_mib,
-                            region=str(region), spot=bool(settings.get("spot", spec.aws.spot)))
+                            region=str(region), spot=bool(spec.aws.spot if settings.spot is None else settings.spot))
     except SweepError:
         return None  # e.g. a region the price table does not cover: no figure rather than a wrong one
 

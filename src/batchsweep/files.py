@@ -1,10 +1,15 @@
-"""Files on this machine as the store backends see them: regular files only, never through a symlink."""
+"""Files on this machine as the store backends see them: regular files only, never through a symlink; and which
+files `code.exclude` leaves out of a code package (read as .gitignore lines)."""
 
 from __future__ import annotations
 
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
 
 
 def regular_files(root: Path) -> list[str]:
@@ -22,3 +27,19 @@ def regular_files(root: Path) -> list[str]:
                 found.append(name if rel_parent == "." else f"{rel_parent}/{name}")
         dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(parent, d))]
     return sorted(found)
+
+
+def exclude_spec(patterns: list[str] | tuple[str, ...]) -> GitIgnoreSpec | None:
+    """`code.exclude` read as lines of one more .gitignore at the code directory's root, so a pattern means what
+    it would mean there: `data` or `data/` leaves out the directory and everything below it, `*.csv` a CSV file
+    at any depth, `/notes.md` or `data/*.csv` only below the root as written (`*` never crosses a `/`), `!keep.csv`
+    takes back a file an earlier line of the list left out (not one a .gitignore did). Raises ValueError for a
+    pattern git could not read either."""
+    if not patterns:
+        return None
+    import pathspec
+
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(list(patterns))
+    except Exception as e:  # pathspec's own error types differ between its versions
+        raise ValueError(str(e)) from None

@@ -208,7 +208,8 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
     _check_inputs(spec, examples)
     notes: list[str] = []
     flags = _check_script(spec, examples, notes)
-    settings = engine.check(spec, tasks) if check_engine else {}
+    # the engine's resolved settings, through its model (none checked: the model's defaults, never started)
+    settings = engine.resolved(engine.check(spec, tasks)) if check_engine else engine.engine_settings_model()
     hashes = keys.HashCache()
     code_hash = keys.code_hash(spec, cache=hashes)
     stamps = keys.InputStamps(spec.base_dir, hashes, s3_head=keys.s3_head(profile=spec.aws.profile,

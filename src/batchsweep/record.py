@@ -2,6 +2,12 @@
 settings) and what happened to it since (cancelled, resumed, compacted). An engine's `prepare()` may add fields
 of its own (the code package's key, the inputs map): they are kept as extras, untyped.
 
+The engine's resolved settings (`engine`) are an `EngineSettings`: read back as one (every field kept, so a run
+whose engine is no longer installed still opens), and typed by the reader that knows its engine through that
+engine's model (`RunRecord.engine_as(LocalEngineSettings)`; `Engine.engine_settings_model`). engine.json is typed
+the same way (`EngineRecord`, `read_engine_record`, `write_engine_record`): here, below the engines, so that what
+reads a run without its engine (the AWS emulator's player) reads it through the same models.
+
 The spec is a `batchsweep.spec.Spec`, read back with the `RECORDED` context: it was judged when the run was
 planned, so today's engine registry does not judge it again. On disk it stays the spec's JSON dump (aliases,
 every field, no `base_dir`/`spec_file`: those are the record's own fields and are given back to it on reading),
@@ -11,19 +17,82 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     SerializationInfo,
+    SerializeAsAny,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_serializer,
+    model_serializer,
     model_validator,
 )
 
 from batchsweep.errors import RunDamaged
 from batchsweep.spec import RECORDED, Spec
+
+if TYPE_CHECKING:
+    from batchsweep.store import Store
+
+
+def _first_error(e: ValidationError) -> tuple[str, str]:
+    """Where the first error is (`submissions.0.jobs.0.id`) and what it says."""
+    error = e.errors()[0]
+    return ".".join(str(p) for p in error["loc"]), error["msg"]
+
+
+class EngineSettings(BaseModel):
+    """run.json `engine`: an engine's resolved settings (what `Engine.check` returned when the run was planned).
+    Each engine declares its own subclass (`Engine.engine_settings_model`); read back from run.json it is this
+    class, every field kept, and the reader that knows the engine types it (`RunRecord.engine_as`). Fields another
+    version wrote are kept; an older record's missing fields take their defaults."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class LocalEngineSettings(EngineSettings):
+    """The local engine's: the GPUs it may lease, and the memory it reserves per task (only when the spec set it)."""
+
+    gpus: list[str] = []
+    memory_limit_mib: int | None = None
+
+
+class DaskClusterSettings(BaseModel):
+    """A cluster class batchsweep starts for a Dask run, with its arguments and size."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+    class_: str = Field(alias="class")
+    kwargs: dict[str, Any] = {}
+    scale: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _by_its_name(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """`class`, as run.json has always spelt it."""
+        return {("class" if k == "class_" else k): v for k, v in handler(self).items()}
+
+
+class DaskEngineSettings(EngineSettings):
+    """The Dask engine's: an existing scheduler's address, or the cluster it starts; the worker resources each task
+    asks for (GPU, MEMORY in bytes)."""
+
+    scheduler: str | None = None
+    cluster: Literal["local"] | DaskClusterSettings | None = None
+    n_workers: int | None = None  # cluster: local
+    resources: dict[str, float] | None = None
+
+
+class StoreAccess(EngineSettings):
+    """What opens a run's store when it is elsewhere (an S3 store): the AWS profile and region the engine used."""
+
+    profile: str | None = None
+    region: str | None = None
+
+
+Settings = TypeVar("Settings", bound=BaseModel)
 
 
 class ShippedInput(BaseModel):
@@ -68,7 +137,8 @@ class RunRecord(BaseModel):
     timeout_s: float | None = None
     max_parallel: int = 0
     param_names: list[str] = []
-    engine: dict[str, Any] = {}  # the engine's resolved settings (`Engine.check`)
+    # the engine's resolved settings (`Engine.check`), typed by a reader that knows the engine: `engine_as`
+    engine: SerializeAsAny[EngineSettings] = EngineSettings()
     search: SearchRecord | None = None  # an adaptive search's own fields
     store: str | None = None  # the store the run lives in (an S3 prefix for remote engines)
     reused: int = 0  # tasks copied from earlier runs at start
@@ -101,6 +171,19 @@ class RunRecord(BaseModel):
         """The recorded spec as JSON, as run.json holds it (a record from an earlier version: with today's defaults)."""
         return self.spec.model_dump(mode="json", by_alias=True)
 
+    def engine_as(self, model: type[Settings]) -> Settings:
+        """The engine's resolved settings through its model (`LocalEngineSettings`, `AwsEngineSettings`...): a
+        record an earlier version wrote reads with today's defaults; RunDamaged in one line naming the field when
+        a field does not hold what the model needs."""
+        if isinstance(self.engine, model):
+            return self.engine
+        try:
+            return model.model_validate(self.engine.model_dump(mode="json"))
+        except ValidationError as e:
+            where, msg = _first_error(e)
+            raise RunDamaged(f"run {self.run_id}: run.json is damaged (engine.{where}: {msg})",
+                             reason=f"engine.{where}: {msg}") from None
+
     @classmethod
     def of(cls, info: Mapping[str, Any]) -> RunRecord:
         return cls.model_validate(dict(info), context=RECORDED)
@@ -123,11 +206,55 @@ class RunRecord(BaseModel):
         try:
             return cls.of(info)
         except ValidationError as e:
-            error = e.errors()[0]
-            where = ".".join(str(p) for p in error["loc"])
-            raise RunDamaged(f"run {run_id}: run.json is damaged ({where}: {error['msg']})",
-                             reason=f"{where}: {error['msg']}") from None
+            where, msg = _first_error(e)
+            raise RunDamaged(f"run {run_id}: run.json is damaged ({where}: {msg})", reason=f"{where}: {msg}") from None
 
     def to_json(self) -> dict[str, Any]:
         """run.json's content: the fields that were given (no defaults written out), extras included."""
         return self.model_dump(mode="json", exclude_unset=True)
+
+
+class EngineRecord(BaseModel):
+    """engine.json: what an engine keeps so that `status`, `wait` and `cancel` in another process (or on another
+    host) find its work (a pid, a scheduler and its keys, submitted array jobs). Each engine declares its own
+    subclass (`Engine.record_model`) and reads and writes the file through it (`read_engine_record`,
+    `write_engine_record`); fields another version wrote are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    engine: str = ""  # the engine's name
+
+
+RecordModel = TypeVar("RecordModel", bound=EngineRecord)
+
+
+class RunInStore(Protocol):
+    """What names a run's files: its id and its store (a `RunHandle`, a `Run`)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def store(self) -> Store: ...
+
+
+def read_engine_record(run: RunInStore, model: type[RecordModel]) -> RecordModel | None:
+    """The run's engine.json through the engine's record model; None when there is none. A damaged one (not JSON,
+    or without a field the engine needs) is one warning line naming the field, and the command goes on without it
+    (as without a record: the run lock still tells a live local runner)."""
+    store = run.store
+    key = store.engine_record_key(run.id)
+    raw = store.read_record(key)
+    if raw is None:
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        where, msg = _first_error(e)
+        store.warn(f"{key} in {store.url} is damaged ({where or 'the record'}: {msg}); going on without it")
+        return None
+
+
+def write_engine_record(run: RunInStore, record: EngineRecord) -> None:
+    """Write the run's engine.json (whole: every field of the engine's record model)."""
+    run.store.write_json(run.store.engine_record_key(run.id), record.model_dump(mode="json"))

@@ -22,7 +22,7 @@ from batchsweep.engines.base import RunHandle
 from batchsweep.errors import RunStateError, SpecError, SweepError
 from batchsweep.model import OK_STATE_NAMES, State, Task, TaskStatus
 from batchsweep.planning import Plan, find_reuse, keyed_as_now, metrics_rule, new_run_id, plan
-from batchsweep.record import RunRecord
+from batchsweep.record import RunRecord, StoreAccess
 from batchsweep.registry import get_engine
 from batchsweep.spec import Spec
 from batchsweep.store import Store
@@ -64,7 +64,7 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, re
             copy_results(run_store, run_id, p.tasks, reuse, metrics_rule=metrics_rule(p.spec))
         if run_store.url != local.url:
             local.write_json(local.run_record_key(run_id),
-                             {"run_id": run_id, "pointer": True, **_summary_fields(info)})
+                             {"run_id": run_id, "pointer": True, **_summary_fields(p.record, run_store.url)})
         run = Run(run_store, run_id, info)
         run._hold_with(lock)
         if p.spec.search:
@@ -97,11 +97,12 @@ def _claim_run_id(p: Plan, run_store: Store, local: Store) -> runlock.RunLock:
     raise SweepError(f"could not find a free run id for {p.spec.name} in {run_store.url}")
 
 
-def _summary_fields(info: dict[str, Any]) -> dict[str, Any]:
-    fields: dict[str, Any] = {k: info[k] for k in ("name", "backend", "created", "created_ts", "n_tasks", "store") if k in info}
-    engine = info.get("engine") or {}
-    fields["aws"] = {"profile": engine.get("profile"), "region": engine.get("region")}
-    return fields
+def _summary_fields(record: RunRecord, store_url: str) -> dict[str, Any]:
+    """What a local pointer to a run kept elsewhere says of it, and how to open its store (AWS profile, region)."""
+    access = record.engine_as(StoreAccess)
+    return {"name": record.name, "backend": record.backend, "created": record.created,
+            "created_ts": record.created_ts, "n_tasks": record.n_tasks, "store": store_url,
+            "aws": {"profile": access.profile, "region": access.region}}
 
 
 class Run:

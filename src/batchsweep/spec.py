@@ -239,7 +239,7 @@ class Code(_Strict):
     @field_validator("exclude")
     @classmethod
     def _gitignore_lines(cls, patterns: list[str]) -> list[str]:
-        from batchsweep.aws.codepkg import exclude_spec
+        from batchsweep.files import exclude_spec
 
         try:
             exclude_spec(patterns)

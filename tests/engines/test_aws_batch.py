@@ -573,3 +573,27 @@ def test_each_child_runs_the_slice_its_schedulers_array_index_names(tmp_path, st
         0: ("succeeded", f"{job}:0"), 1: ("succeeded", f"{job}:0"), 2: ("succeeded", f"{job}:1"),
         3: ("succeeded", f"{job}:1"), 4: ("succeeded", f"{job}:2")}
     assert list(batchsweep.load_run(run.id, store=tmp_path / "store").results()["product"]) == [1, 2, 3, 4, 5]
+
+
+def test_the_player_reads_the_runs_records_typed_and_a_damaged_engine_json_is_one_warning(tmp_path, stack, caplog):
+    """The player reads run.json's settings and engine.json through the AWS engine's own models
+    (`batchsweep.aws.record`): a record in the shape an earlier version wrote plays; a damaged one is one warning
+    line naming the field, and nothing is played (never a KeyError)."""
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3]}", aws="{stack: batchsweep, region: us-east-1, tasks_per_job: 2}"))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    key = run.store.engine_record_key(run.id)
+    written = run.store.read_json(key)
+    job = written["submissions"][0]["jobs"][0]
+    # As an earlier version wrote it: no submitted_at nor tasks_per_child, and a field a later one added.
+    earlier = {"engine": "aws-batch", "by": "v9", "submissions": [{"n": 0, "jobs": [job]}]}
+    run.store.write_json(key, earlier)
+    assert [c.job_id for c in player.children(run)] == [f"{job['id']}:0", f"{job['id']}:1"]
+    run.store.write_json(key, {"engine": "aws-batch", "submissions": [{"n": 0, "jobs": [{"id": job["id"], "offset": 0}]}]})
+    caplog.clear()
+    again = batchsweep.load_run(run.id, store=tmp_path / "store")
+    assert player.play(again) == []
+    damaged = [r.getMessage() for r in caplog.records if "engine.json" in r.getMessage()]
+    assert len(damaged) == 1 and "is damaged (submissions.0.jobs.0.size: Field required)" in damaged[0]
+    run.store.write_json(key, written)
+    assert set(play_containers(again)) == {0}
+    assert sorted(batchsweep.load_run(run.id, store=tmp_path / "store").results()["a"]) == [1, 2, 3]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from batchsweep.errors import SpecError
+from batchsweep.files import exclude_spec  # low in the house: the spec checks `code.exclude` with it too
 
 if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec
@@ -112,22 +113,6 @@ def list_files(root: Path, *, exclude: list[str] | tuple[str, ...] = ()) -> list
             continue
         kept.append(rel)
     return sorted(kept)
-
-
-def exclude_spec(patterns: list[str] | tuple[str, ...]) -> GitIgnoreSpec | None:
-    """`code.exclude` read as lines of one more .gitignore at the code directory's root, so a pattern means what
-    it would mean there: `data` or `data/` leaves out the directory and everything below it, `*.csv` a CSV file
-    at any depth, `/notes.md` or `data/*.csv` only below the root as written (`*` never crosses a `/`), `!keep.csv`
-    takes back a file an earlier line of the list left out (not one a .gitignore did). Raises ValueError for a
-    pattern git could not read either."""
-    if not patterns:
-        return None
-    import pathspec
-
-    try:
-        return pathspec.GitIgnoreSpec.from_lines(list(patterns))
-    except Exception as e:  # pathspec's own error types differ between its versions
-        raise ValueError(str(e)) from None
 
 
 def is_secret(rel: str) -> bool:

@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from batchsweep.arrayslice import AWS_BATCH_VAR
+from batchsweep.aws.record import AwsEngineSettings, AwsRecord
 from batchsweep.errors import SweepError
+from batchsweep.record import read_engine_record
 
 STDERR_TAIL = 10
 STOP_TIMEOUT_S = 30  # ECS's default stopTimeout: SIGKILL this long after SIGTERM
@@ -78,28 +80,28 @@ def children(run: Any, *, only: set[int] | None = None, session: Any = None,
     array indices in `only` when given, as Batch would start them."""
     from batchsweep.aws.clients import make_client
 
-    settings = run.record.engine  # the engine's resolved settings
-    batch = make_client("batch", session=session, profile=settings.get("profile"), region=settings.get("region"))
-    # No engine.json: nothing was submitted (every task was reused from an earlier run).
-    record = run.store.read_record(run.store.engine_record_key(run.id)) or {"submissions": []}
+    settings = run.record.engine_as(AwsEngineSettings)  # the engine's resolved settings
+    batch = make_client("batch", session=session, profile=settings.profile, region=settings.region)
+    # No engine.json: nothing was submitted (every task was reused from an earlier run); a damaged one: a warning.
+    record = read_engine_record(run, AwsRecord) or AwsRecord()
     found = []
-    for sub in record["submissions"][submission:][:1]:
-        for job in sub["jobs"]:
-            desc = batch.describe_jobs(jobs=[job["id"]])["jobs"][0]
+    for sub in record.submissions[submission:][:1]:
+        for job in sub.jobs:
+            desc = batch.describe_jobs(jobs=[job.id])["jobs"][0]
             container = desc["container"]
             env = {e["name"]: e["value"] for e in container.get("environment", [])}
             command = list(container["command"])  # as the job definition says: `python` is the image's
             # awslogs ships to the job definition's group (moto leaves it out of DescribeJobs: the run's group).
             options = (container.get("logConfiguration") or {}).get("options") or {}
-            group = options.get("awslogs-group") or settings.get("log_group")
-            for index in range(job["size"]):
+            group = options.get("awslogs-group") or settings.log_group
+            for index in range(job.size):
                 if only is not None and index not in only:
                     continue
                 child_env = dict(env, AWS_BATCH_JOB_ATTEMPT="1")
-                job_id = job["id"]
-                if job["size"] > 1:
+                job_id = job.id
+                if job.size > 1:
                     child_env[AWS_BATCH_VAR] = str(index)  # what the worker reads (batchsweep.arrayslice)
-                    job_id = f"{job['id']}:{index}"
+                    job_id = f"{job.id}:{index}"
                 child_env["AWS_BATCH_JOB_ID"] = job_id
                 stream = batch.describe_jobs(jobs=[job_id])["jobs"][0].get("container", {}).get("logStreamName")
                 found.append(Child(job_id, command, child_env, group, stream))
@@ -298,9 +300,9 @@ def play(run: Any, *, only: set[int] | None = None, parallel: int = 4, session: 
     if image is not None:
         _buildah()  # before anything starts
     found = children(run, only=only, session=session)
-    settings = run.record.engine  # the engine's resolved settings
-    logs = make_client("logs", session=log_session or session, region=settings.get("region"))
-    batch = make_client("batch", session=session, profile=settings.get("profile"), region=settings.get("region"))
+    settings = run.record.engine_as(AwsEngineSettings)  # the engine's resolved settings
+    logs = make_client("logs", session=log_session or session, region=settings.region)
+    batch = make_client("batch", session=session, profile=settings.profile, region=settings.region)
     terminated, done = threading.Event(), threading.Event()
     jobs = sorted({c.job_id.split(":")[0] for c in found})
 

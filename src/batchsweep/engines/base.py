@@ -18,10 +18,18 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from batchsweep.clock import SYSTEM, Clock
 from batchsweep.model import State
+
+# engine.json's models and its one way in and out live with run.json's (`batchsweep.record`), below the engines:
+# what reads a run without its engine (the AWS emulator's player) reads it through the same models. Named here
+# too, where an engine (one from outside the package too) has always found them.
+from batchsweep.record import EngineRecord as EngineRecord
+from batchsweep.record import EngineSettings as EngineSettings
+from batchsweep.record import read_engine_record as read_engine_record
+from batchsweep.record import write_engine_record as write_engine_record
 
 if TYPE_CHECKING:
     from batchsweep.model import Task, TaskStatus
@@ -64,43 +72,6 @@ def keep_code_package(spec: Spec, store: Store, code_dir: Path) -> dict[str, Any
 SettingsModel = TypeVar("SettingsModel", bound="BaseModel")
 
 
-class EngineRecord(BaseModel):
-    """engine.json: what an engine keeps so that `status`, `wait` and `cancel` in another process (or on another
-    host) find its work (a pid, a scheduler and its keys, submitted array jobs). Each engine declares its own
-    subclass (`Engine.record_model`) and reads and writes the file through it (`read_engine_record`,
-    `write_engine_record`); fields another version wrote are kept."""
-
-    model_config = ConfigDict(extra="allow")
-
-    engine: str = ""  # the engine's name
-
-
-RecordModel = TypeVar("RecordModel", bound=EngineRecord)
-
-
-def read_engine_record(run: RunHandle, model: type[RecordModel]) -> RecordModel | None:
-    """The run's engine.json through the engine's record model; None when there is none. A damaged one (not JSON,
-    or without a field the engine needs) is one warning line naming the field, and the command goes on without it
-    (as without a record: the run lock still tells a live local runner)."""
-    store = run.store
-    key = store.engine_record_key(run.id)
-    raw = store.read_record(key)
-    if raw is None:
-        return None
-    try:
-        return model.model_validate(raw)
-    except ValidationError as e:
-        error = e.errors()[0]
-        where = ".".join(str(p) for p in error["loc"]) or "the record"
-        store.warn(f"{key} in {store.url} is damaged ({where}: {error['msg']}); going on without it")
-        return None
-
-
-def write_engine_record(run: RunHandle, record: EngineRecord) -> None:
-    """Write the run's engine.json (whole: every field of the engine's record model)."""
-    run.store.write_json(run.store.engine_record_key(run.id), record.model_dump(mode="json"))
-
-
 @dataclass(frozen=True)
 class RunHandle:
     """What an engine is given of a run: who it is, where its store is, what was recorded when it was planned.
@@ -134,8 +105,9 @@ class RunHandle:
 
     @property
     def settings(self) -> Mapping[str, Any]:
-        """This engine's resolved settings (what `Engine.check` returned at plan time)."""
-        return self.record.engine
+        """This engine's resolved settings as JSON, read-only: for engines written before they were typed. An
+        engine reads them through its model: `run.record.engine_as(MySettings)`."""
+        return MappingProxyType(self.record.engine.model_dump(mode="json"))
 
     def tasks(self) -> list[Task]:
         return self.store.tasks(self.id)
@@ -188,6 +160,9 @@ class Engine(abc.ABC):
     live_code: ClassVar[bool] = True
     # What the engine keeps in the run's engine.json (`read_engine_record` / `write_engine_record`); None: nothing.
     record_model: ClassVar[type[EngineRecord] | None] = None
+    # The model of its resolved settings (what `check` returns, run.json `engine`; read through
+    # `RunRecord.engine_as`). The base model keeps whatever fields it is given.
+    engine_settings_model: ClassVar[type[EngineSettings]] = EngineSettings
 
     @classmethod
     def settings_of(cls, raw: Mapping[str, Any] | None) -> BaseModel | None:
@@ -204,13 +179,29 @@ class Engine(abc.ABC):
 
     # -- before a run exists -----------------------------------------------------------------
     @classmethod
-    def check(cls, spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
+    def check(cls, spec: Spec, tasks: Sequence[Task]) -> EngineSettings | Mapping[str, Any]:
         """Raise SweepError for anything this engine cannot run; called before anything is written.
-        Returns the engine's resolved settings (JSON-able), kept in run.json as `engine`."""
-        return {}
+        Returns the engine's resolved settings, kept in run.json as `engine`: an `engine_settings_model` (a
+        mapping is read through that model)."""
+        return cls.engine_settings_model()
 
     @classmethod
-    def key_environment(cls, spec: Spec, settings: dict[str, Any]) -> dict[str, Any]:
+    def resolved(cls, settings: EngineSettings | Mapping[str, Any]) -> EngineSettings:
+        """`check`'s result as the engine's settings model (SpecError naming the field when it does not fit)."""
+        if isinstance(settings, cls.engine_settings_model):
+            return settings
+        from batchsweep.errors import SpecError
+
+        raw = settings.model_dump(mode="json") if isinstance(settings, BaseModel) else dict(settings)
+        try:
+            return cls.engine_settings_model.model_validate(raw)
+        except ValidationError as e:
+            error = e.errors()[0]
+            where = ".".join(str(p) for p in error["loc"])
+            raise SpecError(f"the {cls.name} engine's settings: {where}: {error['msg']}") from None
+
+    @classmethod
+    def key_environment(cls, spec: Spec, settings: EngineSettings) -> dict[str, Any]:
         """What the tasks run on, as far as their results can tell: part of every content key (`batchsweep.keys`).
         Here: this machine's interpreter; remote engines name their image and requirements instead."""
         from batchsweep.keys import local_environment
@@ -218,7 +209,7 @@ class Engine(abc.ABC):
         return local_environment()
 
     @classmethod
-    def run_store(cls, settings: dict[str, Any], default: Store) -> Store:
+    def run_store(cls, settings: EngineSettings, default: Store) -> Store:
         """Where this engine's runs live (the local store; the S3 store for remote engines)."""
         return default
 

@@ -28,6 +28,7 @@ from batchsweep.engines import dask_summary
 from batchsweep.engines.base import (
     Engine,
     EngineRecord,
+    EngineSettings,
     Progress,
     RunHandle,
     read_engine_record,
@@ -36,6 +37,7 @@ from batchsweep.engines.base import (
 from batchsweep.engines.dask_worker import busy_keys, cancel_event_name, index_of, run_dask_task, task_key
 from batchsweep.errors import SpecError
 from batchsweep.model import State, Task, TaskStatus
+from batchsweep.record import DaskClusterSettings, DaskEngineSettings
 from batchsweep.runlock import pid_alive, start_time
 
 if TYPE_CHECKING:
@@ -122,7 +124,7 @@ class DaskSettings(BaseModel):
         return self
 
 
-def resolve_settings(raw: dict[str, Any], *, max_parallel: int) -> dict[str, Any]:
+def resolve_settings(raw: dict[str, Any], *, max_parallel: int) -> DaskEngineSettings:
     """The spec's `dask:` block, validated by DaskSettings; returns the settings kept in run.json as `engine`."""
     try:
         settings = DaskEngine.settings_of(raw)
@@ -131,13 +133,14 @@ def resolve_settings(raw: dict[str, Any], *, max_parallel: int) -> dict[str, Any
     assert isinstance(settings, DaskSettings)
     if settings.scheduler is not None:
         address = settings.scheduler
-        return {"scheduler": address if "://" in address else f"tcp://{address}"}
+        return DaskEngineSettings(scheduler=address if "://" in address else f"tcp://{address}")
     cluster = settings.cluster or "local"
     if cluster == "local":
-        return {"cluster": "local", "n_workers": max_parallel or os.cpu_count() or 1}
+        return DaskEngineSettings(cluster="local", n_workers=max_parallel or os.cpu_count() or 1)
     assert isinstance(cluster, DaskCluster)
     _import_class(cluster.class_)
-    return {"cluster": {"class": cluster.class_, "kwargs": cluster.kwargs, "scale": cluster.scale}}
+    return DaskEngineSettings(cluster=DaskClusterSettings.model_validate(
+        {"class": cluster.class_, "kwargs": cluster.kwargs, "scale": cluster.scale}))
 
 
 # -- on the Dask worker -----------------------------------------------------------------------------
@@ -226,6 +229,7 @@ class DaskEngine(Engine):
     block = "dask"
     settings_model = DaskSettings
     record_model: ClassVar[type[DaskRecord]] = DaskRecord
+    engine_settings_model: ClassVar[type[DaskEngineSettings]] = DaskEngineSettings
 
     def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
@@ -246,16 +250,21 @@ class DaskEngine(Engine):
         self._closed = False
 
     @classmethod
-    def check(cls, spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
+    def check(cls, spec: Spec, tasks: Sequence[Task]) -> DaskEngineSettings:
         _import_distributed()
         settings = resolve_settings(spec.dask, max_parallel=spec.max_parallel)
         resources = worker_resources(spec)
         if resources:
-            settings["resources"] = resources
+            settings = settings.model_copy(update={"resources": resources})
         return settings
 
+    @property
+    def settings(self) -> DaskEngineSettings:
+        """The run's resolved settings (run.json `engine`)."""
+        return self.run.record.engine_as(DaskEngineSettings)
+
     @classmethod
-    def run_store(cls, settings: dict[str, Any], default: Store) -> Store:
+    def run_store(cls, settings: EngineSettings, default: Store) -> Store:
         if not default.is_local:
             raise SpecError(f"store: the dask backend needs a store directory every worker sees (a shared "
                             f"filesystem), not {default.url}; pass --store /shared/path")
@@ -268,27 +277,27 @@ class DaskEngine(Engine):
             return self._client
         from distributed import Client, LocalCluster
 
-        settings = self.run.settings
-        if "scheduler" in settings:
-            self._client = _connect(settings["scheduler"])
+        settings = self.settings
+        if settings.scheduler is not None:
+            self._client = _connect(settings.scheduler)
             return self._client
-        cluster = settings["cluster"]
-        if cluster == "local":
+        cluster = settings.cluster
+        if cluster == "local" or cluster is None:
             import logging
 
-            self._cluster = LocalCluster(n_workers=settings["n_workers"], threads_per_worker=1, processes=True,
-                                         dashboard_address=":0", silence_logs=logging.ERROR)
+            self._cluster = LocalCluster(n_workers=settings.n_workers or os.cpu_count() or 1, threads_per_worker=1,
+                                         processes=True, dashboard_address=":0", silence_logs=logging.ERROR)
         else:
-            self._cluster = _import_class(cluster["class"])(**cluster["kwargs"])
-            if cluster.get("scale"):
-                self._cluster.scale(cluster["scale"])
+            self._cluster = _import_class(cluster.class_)(**cluster.kwargs)
+            if cluster.scale:
+                self._cluster.scale(cluster.scale)
         self._client = Client(self._cluster, set_as_default=False)
         return self._client
 
     def submit(self, indices: Sequence[int], *, detach: bool) -> None:
         from distributed import Event, as_completed, fire_and_forget
 
-        if detach and "scheduler" not in self.run.settings:
+        if detach and self.settings.scheduler is None:
             raise SpecError("--detach: with dask.cluster the cluster lives in this process and would stop with it; "
                             "start a scheduler (`dask scheduler`) and --set dask.scheduler=tcp://HOST:PORT, "
                             "or run without --detach")
@@ -298,7 +307,7 @@ class DaskEngine(Engine):
             tasks = {t.index: t for t in self.run.tasks()}
             n = len(indices)
             keys = [task_key(self.run.id, i) for i in indices]
-            resources = self.run.settings.get("resources")
+            resources = self.settings.resources
             if resources:
                 _check_workers_declare(client, resources)
             futures = client.map(run_dask_task, [self.run.store.url] * n, [self.run.id] * n,

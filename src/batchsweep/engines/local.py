@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from batchsweep import keys, reaper, runlock
 from batchsweep.clock import Clock
@@ -37,6 +37,7 @@ from batchsweep.engines.base import (
 )
 from batchsweep.leases import Leases, available_memory_mib
 from batchsweep.model import State, Task, TaskStatus
+from batchsweep.record import LocalEngineSettings
 from batchsweep.runlock import start_time as _start_time
 from batchsweep.store import TaskDir
 from batchsweep.warm import launch_cold
@@ -108,6 +109,7 @@ CANCEL_WAIT_S = 30.0  # how long `cancel` waits for the runner to confirm
 class LocalEngine(Engine):
     name = "local"
     record_model: ClassVar[type[LocalRecord]] = LocalRecord
+    engine_settings_model: ClassVar[type[LocalEngineSettings]] = LocalEngineSettings
 
     def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
@@ -124,21 +126,21 @@ class LocalEngine(Engine):
         self.failure: str | None = None  # the runner's own failure (not a task's): disk full, read-only store
 
     @classmethod
-    def check(cls, spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
+    def check(cls, spec: Spec, tasks: Sequence[Task]) -> LocalEngineSettings:
         """GPUs and memory this machine can lease; a request it can never meet is bad input."""
         r = spec.resources
         limit = r.memory_mib if "memory_mib" in r.model_fields_set else None  # the AWS default is no local limit
         leases = Leases.for_spec(gpus=r.gpus, memory_mib=limit)
-        return {"gpus": leases.gpu_ids, "memory_limit_mib": limit}
+        return LocalEngineSettings(gpus=leases.gpu_ids, memory_limit_mib=limit)
 
     def _leases(self) -> tuple[Leases, int]:
         """The run's leases and how many tasks may run at once: max_parallel, vCPU slots and GPUs allowing."""
         record = self.run.record
-        settings = record.engine
+        settings = record.engine_as(LocalEngineSettings)
         resources = record.spec.resources
-        leases = Leases(gpus_per_task=float(resources.gpus), gpu_ids=list(settings.get("gpus") or []),
-                        memory_mib=settings.get("memory_limit_mib"),
-                        available_mib=available_memory_mib() if settings.get("memory_limit_mib") else None)
+        leases = Leases(gpus_per_task=float(resources.gpus), gpu_ids=list(settings.gpus),
+                        memory_mib=settings.memory_limit_mib,
+                        available_mib=available_memory_mib() if settings.memory_limit_mib else None)
         cpus = os.cpu_count() or 1
         limits = [max(1, int(cpus / float(resources.vcpus) + 1e-9))]
         if record.max_parallel:

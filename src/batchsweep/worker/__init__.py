@@ -599,9 +599,12 @@ def _drop_empty(files: TaskDir) -> None:
 
 def context_from_run(record: RunRecord, *, code_dir: Path | None = None) -> RunContext:
     """What the worker needs of a run, from its record (the script by its name in `code_dir`)."""
+    from batchsweep.record import LocalEngineSettings
     from batchsweep.scriptargs import flags_from_json
 
     spec = record.spec
+    # the memory the local engine reserves per task, as it recorded it (no other engine sets a limit here)
+    memory_limit_mib = record.engine_as(LocalEngineSettings).memory_limit_mib if record.backend == "local" else None
     return RunContext(
         run_id=record.run_id,
         code_dir=code_dir or Path(record.code_dir),
@@ -614,7 +617,7 @@ def context_from_run(record: RunRecord, *, code_dir: Path | None = None) -> RunC
         timeout_s=record.timeout_s,
         retries=spec.retries,
         env=dict(spec.env),
-        memory_limit_mib=record.engine.get("memory_limit_mib"),
+        memory_limit_mib=memory_limit_mib,
         python=spec.python or sys.executable,
         arg_style=ArgStyle.from_spec(spec.args.model_dump(mode="json") if spec.args else None),
         stop=spec.stop.model_dump(mode="json") if spec.stop else None,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from batchsweep.engines.base import Engine, Progress, RunHandle
+from batchsweep.engines.base import Engine, EngineSettings, Progress, RunHandle
 from batchsweep.worker import ProcessRegistry, context_from_run, execute_task
 
 
@@ -22,16 +22,23 @@ class SerialSettings(BaseModel):
     label: str = "serial"  # what the tasks' `worker` column says
 
 
+class SerialRunSettings(EngineSettings):
+    """What a run keeps of it (run.json `engine`): read back through this model."""
+
+    label: str = "serial"
+
+
 class SerialEngine(Engine):
     name = "serial"
     settings_model = SerialSettings
+    engine_settings_model = SerialRunSettings
 
     @classmethod
     def check(cls, spec, tasks):  # type: ignore[no-untyped-def]
         """The engine's resolved settings, kept in run.json: its block of the spec, validated."""
         settings = cls.settings_of(spec.engines.get(cls.name))
         assert isinstance(settings, SerialSettings)
-        return settings.model_dump()
+        return SerialRunSettings(label=settings.label)
 
     def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
@@ -47,7 +54,7 @@ class SerialEngine(Engine):
             for i in indices:
                 if self._registry.cancelled.is_set():
                     return
-                execute_task(ctx, tasks[i], self.run.store, worker=self.run.settings.get("label", "serial"), registry=self._registry,
+                execute_task(ctx, tasks[i], self.run.store, worker=self.run.record.engine_as(SerialRunSettings).label, registry=self._registry,
                              resolve_input=lambda ref: base / ref)
 
         self._thread = threading.Thread(target=work, daemon=True)

@@ -6,43 +6,20 @@ import math
 from functools import cached_property
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
+from batchsweep.aws.record import ArrayJob, AwsEngineSettings, AwsRecord, Submission
 from batchsweep.engines.aws_batch.settings import _session
-from batchsweep.engines.base import Engine, EngineRecord, Progress, RunHandle, read_engine_record
+from batchsweep.engines.base import Engine, Progress, RunHandle, read_engine_record
 
-
-class ArrayJob(BaseModel):
-    """One SubmitJob of a submission: its id and the children (array indices) it holds."""
-
-    model_config = ConfigDict(extra="allow")
-    id: str
-    offset: int  # the submission's child index of its first child
-    size: int  # its children (1: a plain job, not an array)
-
-
-class Submission(BaseModel):
-    """One submit (the run's first, a resume's, a search round's): tasks per child, and its array jobs."""
-
-    model_config = ConfigDict(extra="allow")
-    n: int  # its number: submissions/<n>.json holds its task indices
-    tasks_per_child: int = 1
-    jobs: list[ArrayJob] = []
-    submitted_at: float = 0.0
-
-
-class AwsRecord(EngineRecord):
-    """engine.json of an AWS Batch run: every submission's array jobs (written after each SubmitJob)."""
-
-    submissions: list[Submission] = []
+__all__ = ["ArrayJob", "AwsRecord", "AwsRun", "Submission"]  # engine.json's models: batchsweep.aws.record
 
 
 class AwsRun(Engine):
     record_model: ClassVar[type[AwsRecord]] = AwsRecord
+    engine_settings_model: ClassVar[type[AwsEngineSettings]] = AwsEngineSettings
 
     def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
-        self.settings: dict[str, Any] = dict(run.settings)
+        self.settings = run.record.engine_as(AwsEngineSettings)
         self._next_poll = 0.0
         self._interval = 2.0
         self._last: Progress | None = None

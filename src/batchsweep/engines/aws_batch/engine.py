@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batchsweep.aws.record import AwsEngineSettings
 from batchsweep.engines.aws_batch.logs import LogReader
 from batchsweep.engines.aws_batch.polling import Poller
 from batchsweep.engines.aws_batch.settings import (
@@ -25,6 +26,7 @@ from batchsweep.spec import Aws
 from batchsweep.store import Store
 
 if TYPE_CHECKING:
+    from batchsweep.engines.base import EngineSettings
     from batchsweep.model import Task
     from batchsweep.spec import Spec
 
@@ -40,7 +42,13 @@ class AwsBatchEngine(Submitter, Poller, LogReader):
     live_code = False  # every child unpacks the code package uploaded when the run started (a resume too)
 
     @classmethod
-    def check(cls, spec: Spec, tasks: Sequence[Task]) -> dict[str, Any]:
+    def resolved(cls, settings: EngineSettings | Mapping[str, Any]) -> AwsEngineSettings:
+        found = super().resolved(settings)
+        assert isinstance(found, AwsEngineSettings)
+        return found
+
+    @classmethod
+    def check(cls, spec: Spec, tasks: Sequence[Task]) -> AwsEngineSettings:
         from batchsweep.aws import fargate
 
         r = spec.resources
@@ -54,27 +62,27 @@ class AwsBatchEngine(Submitter, Poller, LogReader):
         _check_overrides_size(spec)
         if spec.search:
             list(_expand_refs(spec))  # SpecError when an input names a param only the trials will have
-        settings = resolve_settings(spec)
-        outputs = settings.pop("outputs", None)
-        if outputs and outputs.get("ImageUri"):
+        settings, outputs = resolve_settings(spec)
+        if outputs.get("ImageUri"):
             _check_image(spec, outputs, session=_session(settings))
         return settings
 
     @classmethod
-    def key_environment(cls, spec: Spec, settings: dict[str, Any]) -> dict[str, Any]:
+    def key_environment(cls, spec: Spec, settings: EngineSettings) -> dict[str, Any]:
         """The container's image (its tag names its Dockerfile and requirements) and the spec's requirements."""
         from batchsweep.infra.image import requirements_hash, spec_requirements
 
+        aws = cls.resolved(settings)
         requirements, _ = spec_requirements(spec)
-        return {"image": settings.get("image_uri"), "job_definition": settings.get("job_definition"),
+        return {"image": aws.image_uri, "job_definition": aws.job_definition,
                 "requirements": requirements_hash(requirements, full=True)}
 
     @classmethod
-    def run_store(cls, settings: dict[str, Any], default: Store) -> Store:
-        if not settings.get("bucket"):
+    def run_store(cls, settings: EngineSettings, default: Store) -> Store:
+        aws = cls.resolved(settings)
+        if not aws.bucket:
             raise AwsSetupError("aws-batch: the S3 store is only known once the stack is read (not in a dry run)")
-        return Store.open(f"s3://{settings['bucket']}/{settings['prefix']}", aws_profile=settings.get("profile"),
-                          aws_region=settings.get("region"))
+        return Store.open(f"s3://{aws.bucket}/{aws.prefix}", aws_profile=aws.profile, aws_region=aws.region)
 
     @classmethod
     def prepare(cls, spec: Spec, store: Store, info: dict[str, Any]) -> dict[str, Any]:

@@ -28,8 +28,8 @@ class LogReader(AwsRun):
 
     def _task_lines(self, index: int) -> Iterator[tuple[bool, str]] | None:
         """(from stderr, line) of one task, in the order its container wrote them."""
-        child_id = self._child_job_id(index)
-        if child_id is None or not self.settings.get("log_group"):
+        child_id, group = self._child_job_id(index), self.settings.log_group
+        if child_id is None or not group:
             return None
         from batchsweep.aws.clients import make_client
         from batchsweep.logprefix import parse
@@ -40,7 +40,7 @@ class LogReader(AwsRun):
 
         def lines() -> Iterator[tuple[bool, str]]:
             for stream in streams:
-                for line in _log_lines(logs, self.settings["log_group"], stream):
+                for line in _log_lines(logs, group, stream):
                     parsed = parse(line)
                     if parsed is not None and parsed[0] == index:
                         yield parsed[1], parsed[2]

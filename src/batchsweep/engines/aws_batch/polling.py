@@ -75,7 +75,7 @@ class Poller(AwsRun):
             reason = summaries[0].get("statusReason") if summaries else reason
         reason = reason or "no reason given by Batch"
         advice = next((a for key, a in RUNNABLE_ADVICE.items() if reason.startswith(key)), DEFAULT_RUNNABLE_ADVICE)
-        if not self.settings.get("spot", True):  # already on the on-demand queue
+        if self.settings.spot is False:  # already on the on-demand queue
             advice = advice.replace("wait, or set aws.spot: false", "wait, or lower `resources`")
             advice = advice.replace("the default Fargate quota", "the default Fargate on-demand quota")
         elif advice is DEFAULT_RUNNABLE_ADVICE:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from batchsweep.aws.record import STORE_PREFIX, AwsEngineSettings
 from batchsweep.errors import AwsSetupError, SpecError
 from batchsweep.model import input_parts
 from batchsweep.store import Store
@@ -14,26 +15,27 @@ if TYPE_CHECKING:
     from batchsweep.aws.s3store import S3Backend
     from batchsweep.spec import Spec
 
-STORE_PREFIX = "batchsweep"
+__all__ = ["STORE_PREFIX", "resolve_settings"]
 
 
-def _session(settings: dict[str, Any]) -> Any:
+def _session(settings: AwsEngineSettings) -> Any:
     from batchsweep.aws.clients import make_session
 
-    return make_session(profile=settings.get("profile"), region=settings.get("region"))
+    return make_session(profile=settings.profile, region=settings.region)
 
 
-def resolve_settings(spec: Spec) -> dict[str, Any]:
+def resolve_settings(spec: Spec) -> tuple[AwsEngineSettings, dict[str, str]]:
+    """The spec's `aws:` block with the stack's outputs filled in, checked (credentials, what the stack's roles may
+    read, the bucket); and the stack's outputs ({} when the block names everything itself)."""
     from batchsweep.aws.clients import check_credentials, make_client, make_session
 
     aws = spec.aws
     session = make_session(profile=aws.profile, region=aws.region)
     check_credentials(session)
-    settings: dict[str, Any] = {
-        "profile": aws.profile, "region": session.region_name, "stack": aws.stack, "bucket": aws.bucket,
-        "job_queue": aws.job_queue, "job_definition": aws.job_definition, "log_group": aws.log_group,
-        "image_uri": None, "prefix": STORE_PREFIX,
-    }
+    found: dict[str, str | None] = {"bucket": aws.bucket, "job_queue": aws.job_queue,
+                                    "job_definition": aws.job_definition, "log_group": aws.log_group,
+                                    "image_uri": None}
+    outputs: dict[str, str] = {}
     if not (aws.bucket and aws.job_queue and aws.job_definition):
         if not aws.stack:
             raise AwsSetupError("aws: give `stack:` (from `batchsweep infra up`) or all of bucket, job_queue, job_definition")
@@ -42,29 +44,30 @@ def resolve_settings(spec: Spec) -> dict[str, Any]:
         outputs = stack_outputs(aws.stack, session=session)
         for key, output in (("bucket", "Bucket"), ("job_queue", "JobQueue"), ("job_definition", "JobDefinition"),
                             ("log_group", "LogGroup"), ("image_uri", "ImageUri")):
-            settings[key] = settings[key] or outputs.get(output)
+            found[key] = found[key] or outputs.get(output)
         if spec.resources.gpus:
             if not outputs.get("GpuJobQueue"):
                 raise AwsSetupError(f"resources.gpus: stack {aws.stack!r} has no GPU environment; "
                                     f"`batchsweep infra up --stack {aws.stack} --param EnableGpu=true`")
-            settings["job_queue"] = aws.job_queue or outputs["GpuJobQueue"]
-            settings["job_definition"] = aws.job_definition or outputs["GpuJobDefinition"]
+            found["job_queue"] = aws.job_queue or outputs["GpuJobQueue"]
+            found["job_definition"] = aws.job_definition or outputs["GpuJobDefinition"]
         elif not aws.spot and not aws.job_queue:
-            settings["job_queue"] = outputs.get("OnDemandJobQueue") or settings["job_queue"]
-        settings["outputs"] = outputs
+            found["job_queue"] = outputs.get("OnDemandJobQueue") or found["job_queue"]
         _check_stack_access(spec, aws.stack, outputs, session=session)
-    settings["spot"] = bool(aws.spot)  # which queue runs the tasks: the RUNNABLE advice and the cost follow it
+    # spot: which queue runs the tasks; the RUNNABLE advice and the cost follow it
+    settings = AwsEngineSettings(profile=aws.profile, region=session.region_name, stack=aws.stack, **found,
+                                 prefix=STORE_PREFIX, spot=bool(aws.spot))
     from botocore.exceptions import ClientError
 
     try:
-        make_client("s3", session=session).head_bucket(Bucket=settings["bucket"])
+        make_client("s3", session=session).head_bucket(Bucket=settings.bucket)
     except ClientError as e:
         code = e.response.get("Error", {}).get("Code")
         raise AwsSetupError(
-            f"aws.bucket: bucket {settings['bucket']!r} is not reachable ({code}); "
+            f"aws.bucket: bucket {settings.bucket!r} is not reachable ({code}); "
             "create the stack with `batchsweep infra up` or fix aws.bucket"
         ) from None
-    return settings
+    return settings, outputs
 
 
 def _check_image(spec: Spec, outputs: dict[str, str], *, session: Any) -> None:

@@ -99,13 +99,13 @@ class Submitter(AwsRun):
         if resources.gpus:
             requirements.append({"type": "GPU", "value": str(int(resources.gpus))})
         environment = _environment(store_url=run.store.url, run_id=run.id, submission=n, offset=offset,
-                                   region=str(self.settings.get("region")), env=spec.env)
+                                   region=str(self.settings.region), env=spec.env)
         overrides = {"environment": environment, "resourceRequirements": requirements}
         if len(json.dumps(overrides)) > MAX_OVERRIDES_CHARS:
             raise SpecError(_overrides_problem(len(json.dumps(overrides))))
         request: dict[str, Any] = {
             "jobName": f"{run.id}-s{n}-{offset // MAX_ARRAY}"[:128],
-            "jobQueue": self.settings["job_queue"],
+            "jobQueue": self.settings.job_queue,
             "jobDefinition": job_definition,
             "containerOverrides": overrides,
             "retryStrategy": retry_strategy(),
@@ -125,7 +125,7 @@ class Submitter(AwsRun):
 
     def _job_definition(self, secrets: dict[str, str]) -> str:
         """The stack's job definition, or a revision of it carrying `secrets:`, named by a content hash."""
-        base = self.settings["job_definition"]
+        base = self.settings.job_definition
         if not secrets:
             return str(base)
         import hashlib
