@@ -262,3 +262,31 @@ def test_cells_with_brackets_are_text_not_markup() -> None:
     console = Console(width=120, record=True)
     console.print(table)
     assert "[task 3] halfway [bold]x[/bold] [/oops]" in console.export_text()
+
+
+def test_csv_is_what_pandas_writes_for_every_column_type() -> None:
+    """`results -o x.csv` writes the columns itself when it can: the same bytes as `DataFrame.to_csv`, for floats
+    Python and numpy print differently from a naive format, text to quote, missing values, and the tables it
+    leaves to pandas."""
+    from batchsweep.results import csv_text
+
+    rng = np.random.default_rng(7)
+    floats = [0.1, 1e-05, 1e16, 1.5e-07, 123456789012345680.0, -0.0, 2.5, 1796038797.3207555, np.inf, -np.inf, np.nan,
+              1e300, 5e-324, *rng.standard_normal(200) * 10.0 ** rng.integers(-30, 30, 200),
+              *np.frombuffer(rng.bytes(8 * 300), dtype=np.float64)]
+    n = len(floats)
+    texts = ["plain", 'say "hi"', "a,b", "two\nlines", "cr\rhere", "", None, " lead", "ünï", "tab\there"]
+    df = pd.DataFrame({
+        "task": np.arange(n), "x": np.array(floats, dtype=np.float64),
+        "flag": [i % 2 == 0 for i in range(n)],
+        "exit_code": pd.array([None if i % 3 == 0 else i - 5 for i in range(n)], dtype="Int64"),
+        "ok": pd.array([None if i % 4 == 0 else i % 2 == 0 for i in range(n)], dtype="boolean"),
+        "error": pd.array([texts[i % len(texts)] for i in range(n)], dtype="str"),
+        "worker": pd.array([f"w{i}" for i in range(n)], dtype="string"),
+        'odd, "name"': np.ones(n),
+    })
+    assert csv_text(df) == df.to_csv(index=False)
+    assert csv_text(df.drop(columns="error")) == df.drop(columns="error").to_csv(index=False)  # nothing to quote
+    for left_to_pandas in (df.assign(obj=[[i] for i in range(n)]), df[["error"]], df.iloc[:0],
+                           df.assign(f32=np.ones(n, dtype=np.float32) / 3)):
+        assert csv_text(left_to_pandas) == left_to_pandas.to_csv(index=False)
