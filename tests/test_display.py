@@ -264,11 +264,11 @@ def test_cells_with_brackets_are_text_not_markup() -> None:
     assert "[task 3] halfway [bold]x[/bold] [/oops]" in console.export_text()
 
 
-def test_csv_is_what_pandas_writes_for_every_column_type() -> None:
+def test_csv_is_what_pandas_writes_for_every_column_type(tmp_path: Path) -> None:
     """`results -o x.csv` writes the columns itself when it can: the same bytes as `DataFrame.to_csv`, for floats
     Python and numpy print differently from a naive format, text to quote, missing values, and the tables it
     leaves to pandas."""
-    from batchsweep.results import csv_text
+    from batchsweep.results import csv_text, export
 
     rng = np.random.default_rng(7)
     floats = [0.1, 1e-05, 1e16, 1.5e-07, 123456789012345680.0, -0.0, 2.5, 1796038797.3207555, np.inf, -np.inf, np.nan,
@@ -286,6 +286,9 @@ def test_csv_is_what_pandas_writes_for_every_column_type() -> None:
         'odd, "name"': np.ones(n),
     })
     assert csv_text(df) == df.to_csv(index=False)
+    big = pd.concat([df] * 20, ignore_index=True)  # 10,000 rows at a time
+    assert len(big) > 10_000 and csv_text(big) == big.to_csv(index=False)
+    assert export(big, "csv", tmp_path / "r.csv") is None and (tmp_path / "r.csv").read_bytes() == csv_text(big).encode()
     assert csv_text(df.drop(columns="error")) == df.drop(columns="error").to_csv(index=False)  # nothing to quote
     for left_to_pandas in (df.assign(obj=[[i] for i in range(n)]), df[["error"]], df.iloc[:0],
                            df.assign(f32=np.ones(n, dtype=np.float32) / 3)):
