@@ -12,8 +12,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +48,47 @@ def git_state(code_dir: Path) -> dict[str, Any] | None:
     return state
 
 
+_RACY_NS = 2_000_000_000  # a directory changed this recently may change again without its mtime moving
+_packages: tuple[tuple[Any, ...], tuple[str, int]] | None = None  # (where distributions were found, their hash)
+
+
+def _package_places() -> tuple[tuple[Any, ...], list[int]]:
+    """Where importlib.metadata looks for distributions, as it is now: the meta path finders and every sys.path
+    entry (its directory's mtime, size and links: installing or removing a distribution adds or removes its
+    *.dist-info there); and those directories' mtimes. A few stat calls, against reading every distribution's
+    metadata."""
+    places: list[Any] = [tuple(type(finder).__qualname__ for finder in sys.meta_path)]
+    mtimes = []
+    for entry in sys.path:
+        path = os.path.abspath(entry or ".")
+        try:
+            st = os.stat(path)
+        except OSError:
+            places.append((path,))
+            continue
+        places.append((path, st.st_mtime_ns, st.st_size, st.st_nlink, st.st_ino))
+        mtimes.append(st.st_mtime_ns)
+    return tuple(places), mtimes
+
+
 def packages_hash() -> tuple[str, int]:
+    """sha256 over the sorted `name==version` of every installed distribution, and their count. Computed once per
+    process while no directory on sys.path changes: a notebook that pip-installs between two runs gets the new
+    hash."""
+    global _packages
     from importlib.metadata import distributions
 
+    started = time.time_ns()
+    places, mtimes = _package_places()
+    if _packages is not None and _packages[0] == places:
+        return _packages[1]
     names = sorted({f"{(d.metadata['Name'] or '').lower()}=={d.version}" for d in distributions()})
-    return hashlib.sha256("\n".join(names).encode()).hexdigest(), len(names)
+    result = hashlib.sha256("\n".join(names).encode()).hexdigest(), len(names)
+    # Kept only if no directory changed just now: a change right after could leave its mtime where it was (the
+    # timestamps' granularity), as git's index does with its "racy" entries.
+    if all(mtime < started - _RACY_NS for mtime in mtimes):
+        _packages = (places, result)
+    return result
 
 
 def batchsweep_version() -> str:
