@@ -61,9 +61,12 @@ def spec_body(grid: str, **extra: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def play_containers(run: Any, *, only: set[int] | None = None) -> list[int]:
-    """Run every child of every submitted job the way Batch would; returns their exit codes."""
-    return [p.exit_code for p in player.play(run, only=only)]
+def play_containers(run: Any, *, only: set[int] | None = None, fork: bool | None = None) -> list[int]:
+    """Run every child of every submitted job the way Batch would; returns their exit codes. The children fork
+    from the player's zygote (tests/conftest.py sets BATCHSWEEP_PLAY_FORK=1); `fork=False`: fresh interpreters."""
+    played = player.play(run, only=only, fork=fork)
+    assert all(p.forked is (fork is not False) for p in played)
+    return [p.exit_code for p in played]
 
 
 def submits(calls: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -75,7 +78,7 @@ def test_one_task_is_a_plain_job_and_its_result_comes_back_from_s3(tmp_path, sta
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
     (request,) = submits(calls)
     assert "arrayProperties" not in request
-    assert play_containers(run) == [0]
+    assert play_containers(run, fork=False) == [0]  # a fresh `python -m batchsweep.worker`, as in the image
     df = batchsweep.load_run(run.id, store=tmp_path / "store").results()
     assert df.loc[0, "status"] == "succeeded" and df.loc[0, "product"] == 7
     assert run.store.url.startswith(f"s3://{stack['Bucket']}/batchsweep")

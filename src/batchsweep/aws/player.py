@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from batchsweep.arrayslice import AWS_BATCH_VAR
 from batchsweep.aws.record import AwsEngineSettings, AwsRecord
+from batchsweep.aws.zygote import Forked, shared_zygote
 from batchsweep.errors import SweepError
 from batchsweep.record import read_engine_record
 
@@ -42,6 +43,9 @@ CONTAINER_CA_BUNDLE = "/etc/batchsweep/aws-ca-bundle.pem"
 # What a container would not inherit from this shell: its credentials come from the job role.
 _NOT_INHERITED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                   "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+# "1": a child played on the host is forked from this process's zygote (batchsweep.aws.zygote: boto3 and the
+# worker imported once) rather than started as a fresh interpreter, when the zygote accepts it. The test suite's.
+FORK_VAR = "BATCHSWEEP_PLAY_FORK"
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class Played:
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL))
     log_errors: list[str] = field(default_factory=list)  # CloudWatch refusing a line (e.g. AccessDenied)
     started: bool = True  # False: its job was terminated before Batch started it
+    forked: bool = False  # True: forked from the player's zygote, not a fresh interpreter
 
     def describe(self) -> str:
         if not self.started:
@@ -150,7 +155,7 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def kill_container(proc: subprocess.Popen[bytes]) -> None:
+def kill_container(proc: subprocess.Popen[bytes] | Forked) -> None:
     """SIGKILL the whole container: the worker and every process it started (no SIGTERM, no grace)."""
     for pid in [proc.pid, *_descendants(proc.pid)]:
         try:
@@ -162,11 +167,12 @@ def kill_container(proc: subprocess.Popen[bytes]) -> None:
 def play_child(child: Child, *, job_credentials: dict[str, str] | None = None, logs: Any = None,
                kill_when: Callable[[str], bool] | None = None, term_when: Callable[[str], bool] | None = None,
                timeout_s: float = 3600, image: str | None = None,
-               terminated: threading.Event | None = None) -> Played:
+               terminated: threading.Event | None = None, fork: bool | None = None) -> Played:
     """Run one child here, or with `image` in a fresh container of that image. `kill_when(line)` true for a line
     of its output kills the container right there; `term_when(line)` stops it the way ECS stops a task (a spot
     reclaim, a cancel, a Batch timeout): SIGTERM to the container's first process, SIGKILL after STOP_TIMEOUT_S.
-    `terminated` set (its job was terminated: TerminateJob) stops it the same way, or it never starts."""
+    `terminated` set (its job was terminated: TerminateJob) stops it the same way, or it never starts. `fork`
+    (default: BATCHSWEEP_PLAY_FORK=1) forks a host child from the zygote when it can (`_start`)."""
     if terminated is not None and terminated.is_set():
         return Played(child, started=False)
     env = {k: v for k, v in os.environ.items() if not (job_credentials and k in _NOT_INHERITED)}
@@ -175,7 +181,7 @@ def play_child(child: Child, *, job_credentials: dict[str, str] | None = None, l
     if image is None:
         argv = [sys.executable if part == "python" else part for part in child.command]
         return _play(child, argv, env, logs=logs, kill_when=kill_when, term_when=term_when, timeout_s=timeout_s,
-                     terminated=terminated)
+                     terminated=terminated, fork=os.environ.get(FORK_VAR) == "1" if fork is None else fork)
     # Inside the image the child sees the job's environment and what Batch adds (endpoint, credentials, region).
     inside = {k: env[k] for k in CONTAINER_AWS_VARS if k in env}
     inside.update(child.env)
@@ -223,11 +229,11 @@ def _buildah() -> str:
 
 def _play(child: Child, argv: list[str], env: dict[str, str], *, logs: Any, kill_when: Callable[[str], bool] | None,
           term_when: Callable[[str], bool] | None = None, timeout_s: float,
-          terminated: threading.Event | None = None) -> Played:
+          terminated: threading.Event | None = None, fork: bool = False) -> Played:
     played = Played(child)
     ship = _LogShipper(logs, child.log_group, child.log_stream)
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = _start(argv, env, fork=fork)
+    played.forked = isinstance(proc, Forked)
     killed = threading.Event()
     stopping = threading.Event()
 
@@ -283,10 +289,24 @@ def _play(child: Child, argv: list[str], env: dict[str, str], *, logs: Any, kill
     return played
 
 
+def _start(argv: list[str], env: dict[str, str], *, fork: bool) -> subprocess.Popen[bytes] | Forked:
+    """The container's first process, its stdout and stderr piped here: with `fork`, forked from this process's
+    zygote when it accepts the child (`python -m batchsweep.worker` with an environment its imports agree with;
+    see batchsweep.aws.zygote for what a fork shares), else a fresh interpreter."""
+    if fork:
+        shared = shared_zygote()
+        if shared is not None and shared.accepts(argv, env):
+            try:
+                return shared.start(env, cwd=os.getcwd())
+            except OSError:
+                pass  # a fresh interpreter does the same, slower
+    return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
 def play(run: Any, *, only: set[int] | None = None, parallel: int = 4, session: Any = None,
          job_credentials: dict[str, str] | None = None, log_session: Any = None,
          kill_when: Callable[[str], bool] | None = None, term_when: Callable[[str], bool] | None = None,
-         image: str | None = None) -> list[Played]:
+         image: str | None = None, fork: bool | None = None) -> list[Played]:
     """Run the run's children here (at most `parallel` at once), or each in a fresh container of `image`, their
     output shipped to CloudWatch Logs with `log_session` (default: `session`, else the environment's credentials).
     Returns them in submission order.
@@ -294,7 +314,7 @@ def play(run: Any, *, only: set[int] | None = None, parallel: int = 4, session: 
     A job terminated meanwhile (TerminateJob: `batchsweep cancel`) is seen as Batch and ECS would act on it: its
     running containers are stopped (SIGTERM, SIGKILL after STOP_TIMEOUT_S), its children not yet started never
     start. Moto records the terminate only as the job's statusReason (its jobs "succeeded" at submit), which is
-    what the player watches for."""
+    what the player watches for. `fork`: see `play_child`."""
     from batchsweep.aws.clients import make_client
 
     if image is not None:
@@ -318,7 +338,7 @@ def play(run: Any, *, only: set[int] | None = None, parallel: int = 4, session: 
         with ThreadPoolExecutor(max_workers=parallel) as pool:
             return list(pool.map(lambda c: play_child(c, job_credentials=job_credentials, logs=logs,
                                                       kill_when=kill_when, term_when=term_when, image=image,
-                                                      terminated=terminated),
+                                                      terminated=terminated, fork=fork),
                                  found))
     finally:
         done.set()
