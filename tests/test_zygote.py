@@ -28,14 +28,23 @@ PROBE = textwrap.dedent("""
         "env": {k: v for k, v in os.environ.items() if k.startswith("PROBE_")},
         "stdin": sys.stdin.read(), "stdout_tty": sys.stdout.isatty(), "line_buffered": sys.stdout.line_buffering,
         "encoding": [sys.stdout.encoding, sys.stderr.encoding], "main_file": sys.modules["__main__"].__file__,
-        "imported_at_start": "reads_env" in sys.modules,
+        "imported_at_start": "reads_env" in sys.modules and sys.modules["reads_env"].LATER == "unset",
     }))
     print("to stderr", file=sys.stderr)
     threading.Thread(target=lambda: print("a thread's last line")).start()  # joined before exit
     atexit.register(lambda: print("atexit ran"))
     sys.exit(int(os.environ.get("PROBE_EXIT", "0")))
 """)
-READS_ENV = 'import os\nSETTING = os.environ.get("PROBE_SETTING", "default")\n'
+READS_ENV = textwrap.dedent("""
+    import os
+    SETTING = os.environ.get("PROBE_SETTING", "default")
+    LATER = None
+
+
+    def setup():  # called by the zygote after the imports (a preload entry "module:function")
+        global LATER
+        LATER = os.environ.get("PROBE_LATER", "unset")
+""")
 
 
 @pytest.fixture
@@ -48,7 +57,7 @@ def world(tmp_path: Path) -> Iterator[tuple[Zygote, Path, dict[str, str]]]:
     (cwd / "probe.py").write_text(PROBE)
     (lib / "reads_env.py").write_text(READS_ENV)
     env = {**os.environ, "PYTHONPATH": str(lib), "PROBE_SETTING": "a"}
-    zygote = Zygote(module="probe", preload=("json", "reads_env"), env=env)
+    zygote = Zygote(module="probe", preload=("json", "reads_env:setup"), env=env)
     yield zygote, cwd, env
     zygote.close()
 
@@ -99,9 +108,10 @@ def test_a_forked_child_fails_and_dies_as_a_fresh_one_does(world):
 def test_only_a_child_whose_environment_the_imports_read_alike_is_forked(world):
     zygote, _, env = world
     argv = [sys.executable, "-m", "probe"]
-    assert "PROBE_SETTING" in zygote.compared  # read by reads_env at import: recorded, not listed by hand
+    assert {"PROBE_SETTING", "PROBE_LATER"} <= zygote.compared  # read by reads_env: recorded, not listed by hand
     assert zygote.accepts(argv, {**env, "PROBE_OTHER": "x", "AWS_BATCH_JOB_ID": "j:1"})
     assert not zygote.accepts(argv, {**env, "PROBE_SETTING": "b"})  # module state would differ
+    assert not zygote.accepts(argv, {**env, "PROBE_LATER": "set"})
     assert not zygote.accepts(argv, {k: v for k, v in env.items() if k != "PROBE_SETTING"})
     assert not zygote.accepts(argv, {**env, "PYTHONHASHSEED": "7"})  # read by the interpreter as it starts
     assert not zygote.accepts(argv, {**env, "LC_ALL": "C"})

@@ -61,6 +61,20 @@ def _loader(data_path: str | None) -> Any:
     return loader
 
 
+def warm_loader(services: tuple[str, ...] = ("s3",)) -> None:
+    """Read into the shared loader of the default data path (no AWS_DATA_PATH) what a first client of each service
+    reads from disk: its model and endpoint rules, the endpoint, partition and default-configuration data. The
+    player's zygote (batchsweep.aws.zygote) calls it before forking, so a played worker's first S3 client is made
+    from memory; the files are the same whoever signs and wherever requests go."""
+    with _lock:
+        loader = _loader(None)
+    for name in ("endpoints", "sdk-default-configuration", "partitions"):
+        loader.load_data(name)
+    for service in services:
+        for type_name in ("service-2", "endpoint-rule-set-1"):
+            loader.load_service_model(service, type_name)
+
+
 def _new_session(profile: str | None, region: str | None) -> Any:
     import boto3
     import botocore.exceptions

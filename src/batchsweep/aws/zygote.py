@@ -48,7 +48,7 @@ MODULE = "batchsweep.worker"  # the job definition's `python -m batchsweep.worke
 # What a played child imports besides the standard library's basics (measured from a real child's sys.modules).
 PRELOAD = ("ctypes", "encodings.idna", "runpy", "boto3", "botocore.session", "boto3.s3.inject", "boto3.s3.transfer",
            "batchsweep.worker.remote", "batchsweep.aws.s3store", "batchsweep.aws.clients", "batchsweep.aws.codepkg",
-           "batchsweep.warm")
+           "batchsweep.warm", "batchsweep.aws.clients:warm_loader")  # module:function is called, once imported
 # Read by the interpreter as it starts or by the C library, not through os.environ.
 STARTUP_PREFIXES = ("PYTHON", "LC_", "LD_")
 STARTUP_NAMES = ("LANG", "LANGUAGE", "TZ")
@@ -382,7 +382,10 @@ def main(argv: list[str]) -> int:
     environ.__class__ = _RecordingEnviron
     try:
         for name in argv[2:]:
-            importlib.import_module(name)
+            module, _, function = name.partition(":")
+            imported = importlib.import_module(module)
+            if function:
+                getattr(imported, function)()
     except BaseException as e:  # noqa: BLE001 - the player starts fresh interpreters instead
         _send(sock, {"ready": False, "error": f"{type(e).__name__}: {e}"})
         return 1
