@@ -45,7 +45,7 @@ def test_metrics_and_series_logged_to_mlflow_become_the_tasks(tmp_path: Path, mo
     store = tmp_path / "store"
     assert cli.main(["run", str(spec), "--store", str(store)]) == 0
     err = capsys.readouterr().err
-    run = batchsweep.load_run(list_runs(store=str(store))[-1]["run_id"], store=store)
+    run = batchsweep.load_run(list_runs(store=str(store))[-1].run_id, store=store)
     df = run.results().set_index("task")
     assert list(df["status"]) == ["succeeded"] * 4
     # The final value of each metric; a parent run's acc wins over its nested folds'; NaN is a missing value.

@@ -169,3 +169,28 @@ def test_the_package_reads_run_json_through_the_typed_record_not_by_key():
             if KEYED_READ.search(line) and not ASSIGNED.search(line):
                 found.append(f"{path.relative_to(package)}:{n}: {line.strip()}")
     assert not found, "read run.json through `run.record` (a RunRecord), not by key:\n" + "\n".join(found)
+
+
+def test_list_runs_gives_typed_entries_whose_dict_is_the_stores_json(tmp_path):
+    run = _run(tmp_path)
+    runs_dir = tmp_path / "store" / "runs"
+    on_disk = json.loads((runs_dir / run.id / "run.json").read_text())
+    # A local pointer to a run kept in S3, as earlier versions wrote it; a run.json that is not JSON; one whose
+    # summary fields are wrong.
+    pointer = {"run_id": "remote-1", "pointer": True, "name": "typed", "backend": "aws-batch",
+               "created": "2026-01-01T00:00:00+00:00", "created_ts": 1.0, "n_tasks": 4,
+               "store": "s3://bucket/batchsweep", "aws": {"profile": "lab", "region": "eu-west-1"}}
+    for run_id, text in (("remote-1", json.dumps(pointer)), ("broken-1", "{not json"),
+                         ("wrong-1", json.dumps({**on_disk, "run_id": "wrong-1", "n_tasks": "many"}))):
+        (runs_dir / run_id).mkdir()
+        (runs_dir / run_id / "run.json").write_text(text)
+    entries = {e.run_id: e for e in batchsweep.list_runs(store=tmp_path / "store")}
+    local, remote = entries[run.id], entries["remote-1"]
+    assert (local.name, local.backend, local.n_tasks, local.pointer, local.damaged) == ("typed", "local", 2, False, None)
+    assert local.to_dict() == on_disk  # the whole run.json, as the store holds it
+    assert remote.pointer and remote.store == "s3://bucket/batchsweep" and remote.aws is not None
+    assert (remote.aws.profile, remote.aws.region) == ("lab", "eu-west-1") and remote.to_dict() == pointer
+    assert entries["broken-1"].damaged and entries["broken-1"].to_dict()["damaged"] == entries["broken-1"].damaged
+    assert entries["wrong-1"].damaged is not None and entries["wrong-1"].damaged.startswith("n_tasks: ")
+    assert [e.run_id for e in batchsweep.list_runs(store=tmp_path / "store")][:2] == ["broken-1", "wrong-1"]
+    assert batchsweep.load_run(store=tmp_path / "store").id == run.id  # the latest readable run

@@ -16,6 +16,7 @@ from batchsweep.text import cell, duration, is_missing, state_counts
 if TYPE_CHECKING:
     import pandas as pd
 
+    from batchsweep.catalog import RunEntry
     from batchsweep.estimate import SweepEstimate
     from batchsweep.planning import Plan
     from batchsweep.runs import Run
@@ -194,23 +195,24 @@ def print_outcome(run: Run) -> None:
     print(f"results: batchsweep results {run.id}", file=sys.stderr)
 
 
-def print_runs(infos: list[dict[str, Any]], *, store: str | None) -> None:
+def print_runs(entries: list[RunEntry], *, store: str | None) -> None:
     from batchsweep.catalog import load_run
 
-    rows = []
-    for info in infos:
-        if info.get("damaged"):
-            rows.append([info["run_id"], "", "", "", "", f"damaged run.json ({info['damaged']})"])
+    rows: list[list[Any]] = []
+    for entry in entries:
+        if entry.damaged:
+            rows.append([entry.run_id, "", "", "", "", f"damaged run.json ({entry.damaged})"])
             continue
+        n_tasks = entry.n_tasks
         try:
-            run = load_run(info["run_id"], store=store)
+            run = load_run(entry.run_id, store=store)
             counts, progress = run.counts()
-            info = {**info, "n_tasks": run.n_tasks}  # a search's pointer was written before its rounds
+            n_tasks = run.n_tasks  # a search's pointer was written before its rounds
             state = state_counts(counts)
         except Exception as e:  # noqa: BLE001 - one unreadable run must not hide the others
             state = f"unreadable: {e}"
-        created = datetime.fromisoformat(info["created"]).astimezone().strftime("%Y-%m-%d %H:%M") if info.get("created") else ""
-        rows.append([info["run_id"], info.get("name"), info.get("backend"), created, info.get("n_tasks"), state])
+        created = datetime.fromisoformat(entry.created).astimezone().strftime("%Y-%m-%d %H:%M") if entry.created else ""
+        rows.append([entry.run_id, entry.name, entry.backend, created, n_tasks, state])
     if not rows:
         print("no runs yet; start one with: batchsweep run sweep.yaml")
         return

@@ -14,13 +14,14 @@ import statistics
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from batchsweep.cost import aws_region, reserved, right_size_from, usage_of
 from batchsweep.errors import SweepError
 from batchsweep.text import duration
 
 if TYPE_CHECKING:
+    from batchsweep.catalog import RunEntry
     from batchsweep.cost import Estimate, RightSize
     from batchsweep.model import TaskStatus
     from batchsweep.planning import Plan
@@ -147,7 +148,7 @@ def _aws_estimate(spec: Spec, n: int, d: Durations) -> Estimate:
 
 
 # -- durations ------------------------------------------------------------------------------------
-Latest = Callable[[], "tuple[dict[str, Any], dict[int, TaskStatus]] | None"]
+Latest = Callable[[], "tuple[RunEntry, dict[int, TaskStatus]] | None"]
 
 
 def _durations(p: Plan, *, task_seconds: float | None, pilot: int | None, latest: Latest) -> Durations:
@@ -164,7 +165,7 @@ def _durations(p: Plan, *, task_seconds: float | None, pilot: int | None, latest
                      "local store, no --task-seconds, no --pilot", known=False)
 
 
-def latest_finished_run(name: str, *, store: Store | str | None = None) -> tuple[dict[str, Any], dict[int, TaskStatus]] | None:
+def latest_finished_run(name: str, *, store: Store | str | None = None) -> tuple[RunEntry, dict[int, TaskStatus]] | None:
     """The newest finished local run of this sweep (its run.json and statuses), if any.
     Runs kept on S3 (a local pointer only) are skipped: reading them would call AWS."""
     from batchsweep.catalog import list_runs
@@ -175,13 +176,13 @@ def latest_finished_run(name: str, *, store: Store | str | None = None) -> tuple
     local = store if isinstance(store, Store) else Store.open(store)
     if not local.is_local:
         return None
-    for info in reversed(list_runs(store=local)):
-        if info.get("name") != name or info.get("pointer"):
+    for entry in reversed(list_runs(store=local)):
+        if entry.name != name or entry.pointer or entry.damaged:
             continue
-        statuses = local.statuses(info["run_id"])
-        if len(statuses) < int(info.get("n_tasks") or 0):
+        statuses = local.statuses(entry.run_id)
+        if len(statuses) < (entry.n_tasks or 0):
             continue  # still running or interrupted
-        return info, statuses
+        return entry, statuses
     return None
 
 
@@ -190,18 +191,18 @@ def earlier_run_durations(name: str, *, store: Store | str | None = None) -> Dur
     return durations_of(latest_finished_run(name, store=store))
 
 
-def durations_of(latest: tuple[dict[str, Any], dict[int, TaskStatus]] | None) -> Durations | None:
+def durations_of(latest: tuple[RunEntry, dict[int, TaskStatus]] | None) -> Durations | None:
     """Median duration of the succeeded tasks of a finished run (`latest_finished_run`), if any."""
     from batchsweep.model import State
 
     if latest is None:
         return None
-    info, statuses = latest
+    entry, statuses = latest
     ok = [s.duration_s for s in statuses.values() if s.state is State.SUCCEEDED and s.duration_s is not None]
     if not ok:
         return None
     return Durations(statistics.median(ok), f"median of {len(ok)} succeeded task(s) of earlier run "
-                     f"{info['run_id']} ({info.get('backend')})", from_earlier_run=True)
+                     f"{entry.run_id} ({entry.backend})", from_earlier_run=True)
 
 
 
@@ -214,7 +215,7 @@ def earlier_right_size(spec: Spec, *, store: Store | str | None = None) -> Right
     return right_size_of(spec, latest_finished_run(spec.name, store=store))
 
 
-def right_size_of(spec: Spec, latest: tuple[dict[str, Any], dict[int, TaskStatus]] | None) -> RightSize | None:
+def right_size_of(spec: Spec, latest: tuple[RunEntry, dict[int, TaskStatus]] | None) -> RightSize | None:
     """The right-size suggestion from a finished run (`latest_finished_run`) for this spec's backend and size."""
     from batchsweep.cost import right_size_reserved
 

@@ -66,15 +66,15 @@ def load_sweep(name: str, *, store: Store | str | None = None) -> SweepHistory:
     from batchsweep.catalog import list_runs, open_run
 
     local = store if isinstance(store, Store) else Store.open(store)
-    infos = [i for i in list_runs(store=local) if i.get("name") == name and not i.get("damaged")]
+    entries = [e for e in list_runs(store=local) if e.name == name and not e.damaged]
     runs = []
-    for info in infos:
+    for entry in entries:
         try:
-            runs.append(open_run(local, info["run_id"]))
+            runs.append(open_run(local, entry.run_id))
         except (RunNotFound, RunDamaged):
             continue
     if not runs:
-        names = sorted({str(i.get("name")) for i in list_runs(store=local) if i.get("name")})
+        names = sorted({e.name for e in list_runs(store=local) if e.name})
         raise RunNotFound(f"no runs of sweep {name!r} in store {local.url}"
                           + (f"; sweeps there: {', '.join(names)}" if names else ""))
     return SweepHistory(name, runs)

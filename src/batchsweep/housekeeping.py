@@ -11,11 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from batchsweep.catalog import list_runs, load_run, open_run
+from batchsweep.catalog import RunEntry, list_runs, load_run, open_run
 from batchsweep.errors import RunStateError, SpecError
-from batchsweep.record import RunRecord
+from batchsweep.record import RunRecord, StoreAccess
 from batchsweep.runs import Run
 from batchsweep.spec import parse_duration
 from batchsweep.store import Store
@@ -79,25 +78,25 @@ def gc_plan(*, store: Store | str | None = None, keep_last: int | None = None,
     neither, no run is, and only code packages and inputs no run uses are."""
     local = store if isinstance(store, Store) else Store.open(store)
     age = _days(older_than) if older_than else None
-    infos = [i for i in list_runs(store=local) if not i.get("damaged")]
-    by_sweep: dict[str, list[dict[str, Any]]] = {}
-    for info in infos:
-        by_sweep.setdefault(str(info.get("name")), []).append(info)
+    entries = [e for e in list_runs(store=local) if not e.damaged]
+    by_sweep: dict[str, list[RunEntry]] = {}
+    for entry in entries:
+        by_sweep.setdefault(str(entry.name), []).append(entry)
     doomed = []
     now = time.time()
-    for sweep_infos in by_sweep.values():
-        for position, info in enumerate(reversed(sweep_infos)):  # newest first
+    for sweep_entries in by_sweep.values():
+        for position, entry in enumerate(reversed(sweep_entries)):  # newest first
             kept_by_count = keep_last is not None and position < keep_last
             too_many = keep_last is not None and position >= keep_last
-            too_old = age is not None and now - float(info.get("created_ts") or now) > age
+            too_old = age is not None and now - (entry.created_ts or now) > age
             if not kept_by_count and (too_many or too_old):
-                doomed.append(info["run_id"])
+                doomed.append(entry.run_id)
     p = plan(local, [open_run(local, r) for r in doomed])
     p.stores.setdefault(local.url, local)
-    for info in infos:  # the S3 stores the local store's runs point to
-        if info.get("pointer") and info.get("store") and info["store"] not in p.stores:
-            aws = info.get("aws") or {}
-            p.stores[info["store"]] = Store.open(info["store"], aws_profile=aws.get("profile"), aws_region=aws.get("region"))
+    for entry in entries:  # the S3 stores the local store's runs point to
+        if entry.pointer and entry.store and entry.store not in p.stores:
+            aws = entry.aws or StoreAccess()
+            p.stores[entry.store] = Store.open(entry.store, aws_profile=aws.profile, aws_region=aws.region)
     for url, store_ in p.stores.items():
         if url not in p.blobs:
             blobs = _unreferenced(store_, {r.id for r in p.runs if r.store.url == url})
