@@ -5,6 +5,9 @@ VENV ?= .venv$(if $(filter python3,$(PY)),,-$(shell $(PY) -c 'import sys; print(
 BIN := $(VENV)/bin
 CHECKOV_VENV := .venv-checkov
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Bytecode caches written as on any developer's machine (some sandboxes and CI images set this variable: then
+# every process the tests start compiles batchsweep's modules again, and __pycache__ never appears beside a script).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup runtime demo test test-image lint bench clean chromium image-tools
 

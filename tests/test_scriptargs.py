@@ -524,3 +524,25 @@ def test_a_parser_in_a_module_beside_the_script_is_read(tmp_path: Path) -> None:
     df = run.results()
     assert run.exit_code == 0, df["error"].tolist()
     assert (df.loc[0, "metric_selected_year"], bool(df.loc[0, "metric_normalize"])) == ([2000, 2010], False)
+
+
+def test_a_process_the_scripts_imports_start_neither_holds_up_reading_its_flags_nor_outlives_it(tmp_path: Path) -> None:
+    """A script whose import starts a helper (a server, a watcher) that keeps the stdout/stderr it inherited:
+    its flags are read as soon as the script reaches its parser, and the helper does not stay behind."""
+    import os
+    import time
+
+    marker = f"batchsweep-helper-{os.getpid()}-{time.monotonic_ns()}"
+    (tmp_path / "starts_helper.py").write_text(textwrap.dedent(f"""
+        import subprocess, sys
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "{marker}"])
+    """))
+    script = tmp_path / "train.py"
+    script.write_text("import argparse\nimport starts_helper\n"
+                      "p = argparse.ArgumentParser()\np.add_argument('--lr', type=float)\np.parse_args()\n")
+    started = time.monotonic()
+    flags = read_flags(script)
+    assert flags.known and [f.dest for f in flags.flags] == ["lr"]
+    assert time.monotonic() - started < 30, "waited for the helper's inherited stdout/stderr to close"
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+    assert left == [], f"the helper outlived the flag reading: {left}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -226,21 +227,34 @@ def read_flags(script: Path, *, python: str = sys.executable, env: dict[str, str
     with tempfile.TemporaryDirectory(prefix="batchsweep-introspect-") as tmp:
         out = Path(tmp) / "flags.json"
         run_env = {**os.environ, **(env or {}), **helper_env(python)}
-        try:
-            done = subprocess.run(
-                [python, "-m", "batchsweep._introspect", str(script), str(out), *kinds],
-                cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, timeout=INTROSPECT_TIMEOUT_S, check=False,
-                env=run_env, text=True, errors="replace",
-            )
-        except subprocess.TimeoutExpired:
-            return ScriptFlags(known=False, reason=f"it did not reach its argument parsing within {INTROSPECT_TIMEOUT_S:g}s")
-        except OSError as e:
-            return ScriptFlags(known=False, reason=f"could not start {python}: {e.strerror}")
+        # Its own session, its stderr in a file: a process the script's imports start (a helper server, `sleep`)
+        # must neither hold the wait open (a pipe stays open while any holder lives) nor outlive the reading.
+        with open(Path(tmp) / "stderr", "w+b") as err:
+            try:
+                proc = subprocess.Popen([python, "-m", "batchsweep._introspect", str(script), str(out), *kinds],
+                                        cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                        env=run_env, start_new_session=True)
+            except OSError as e:
+                return ScriptFlags(known=False, reason=f"could not start {python}: {e.strerror}")
+            try:
+                returncode = proc.wait(timeout=INTROSPECT_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                returncode = None
+            finally:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)  # what it started and left running in its session
+                except (ProcessLookupError, PermissionError):
+                    pass
+                proc.wait()
+            if returncode is None:
+                return ScriptFlags(known=False, reason=f"it did not reach its argument parsing within {INTROSPECT_TIMEOUT_S:g}s")
+            err.seek(0)
+            stderr = err.read().decode(errors="replace")
         data = json.loads(out.read_text()) if out.exists() else {}
     if not data.get("style"):
         reason = data.get("reason") or "it stopped before parsing its command line"
-        if done.returncode != 0 and _last_line(done.stderr) and not data.get("kind"):
-            reason = f"{reason if data else 'it failed'}: {_last_line(done.stderr)}"
+        if returncode != 0 and _last_line(stderr) and not data.get("kind"):
+            reason = f"{reason if data else 'it failed'}: {_last_line(stderr)}"
         return ScriptFlags(known=False, reason=reason, style=data.get("kind") or _style_in(source))
     style = data["style"]
     flags = _hydra_flags(data["hydra"]) if style == "hydra" else tuple(_flag(a) for a in data["actions"])
