@@ -8,9 +8,9 @@ import time
 read, write = os.pipe()
 middle = os.fork()
 if middle == 0:
+    parent = os.getpid()  # taken before the fork: the middle may be gone before the grandchild first runs
     if os.fork() == 0:  # the grandchild
         os.close(read)
-        parent = os.getppid()
         deadline = time.time() + 10
         while os.getppid() == parent and time.time() < deadline:
             time.sleep(0.01)  # until its parent is gone and someone adopted it
