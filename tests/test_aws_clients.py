@@ -152,3 +152,12 @@ def test_a_profile_that_does_not_exist_is_one_line_naming_it(tmp_path, monkeypat
     with pytest.raises(AwsSetupError, match="no AWS profile named 'gone'"):
         make_session(region="us-east-1")
     assert make_session(profile="a", region="us-east-1").get_credentials().access_key == "k"
+
+
+def test_s3_presigned_urls_are_sigv4_for_the_clients_region(aws_env):
+    """`S3Backend.read_one_of_many` reads through presigned URLs: botocore presigns SigV2 unless told otherwise,
+    which S3 buckets made since 2020 refuse (every read would be made twice)."""
+    s3 = make_client("s3", region="eu-west-1")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "b", "Key": "runs/x/packs/0.jsonl"}, ExpiresIn=60)
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url and "%2Feu-west-1%2Fs3%2Faws4_request" in url, url
+    assert "AWSAccessKeyId=" not in url

@@ -146,7 +146,10 @@ def make_client(service: str, *, session: Any = None, profile: str | None = None
     from botocore.config import Config
 
     session = session or _shared_session(profile, region)
-    config = Config(retries={"mode": "adaptive", "max_attempts": 10}, max_pool_connections=32, connect_timeout=10)
+    config = Config(retries={"mode": "adaptive", "max_attempts": 10}, max_pool_connections=32, connect_timeout=10,
+                    # S3's calls are signed SigV4 anyway; this makes its presigned URLs SigV4 and regional too
+                    # (botocore presigns SigV2 on the global endpoint, which buckets made since 2020 refuse).
+                    **({"signature_version": "s3v4"} if service == "s3" else {}))
     with _lock:
         return session.client(service, config=config)
 
