@@ -149,6 +149,27 @@ def launch_cold(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path
                                 start_new_session=True)
 
 
+def deliver(msg: dict[str, Any], children: dict[int, Any], lock: threading.Lock | threading.RLock) -> None:
+    """One message from a fork server (this module's, or the emulator's zygote: `aws.zygote`) to the child it
+    names, by its id: it started (`pid`), could not start (`error`) or ended (`exit`); an ended child is
+    forgotten. The child has `pid`, `error`, `returncode` and the events `_started` and `_ended`."""
+    with lock:
+        child = children.get(msg["id"])
+        if child is not None and ("exit" in msg or "error" in msg):
+            del children[msg["id"]]
+    if child is None:
+        return
+    if "pid" in msg:
+        child.pid = msg["pid"]
+        child._started.set()
+    elif "error" in msg:
+        child.error = msg["error"]
+        child._started.set()
+    else:
+        child.returncode = int(msg["exit"])
+        child._ended.set()
+
+
 class WarmServer:
     """The runner's handle on one fork server."""
 
@@ -242,21 +263,7 @@ class WarmServer:
                 self._hello = msg
                 self._ready.set()
                 continue
-            with self._lock:
-                task = self._tasks.get(msg["id"])
-                if task is not None and ("exit" in msg or "error" in msg):
-                    del self._tasks[msg["id"]]
-            if task is None:
-                continue
-            if "pid" in msg:
-                task.pid = msg["pid"]
-                task._started.set()
-            elif "error" in msg:
-                task.error = msg["error"]
-                task._started.set()
-            else:
-                task.returncode = int(msg["exit"])
-                task._ended.set()
+            deliver(msg, self._tasks, self._lock)
         self._lost()
 
     def _lost(self) -> None:

@@ -44,6 +44,8 @@ import tempfile
 import threading
 from typing import IO, Any, NoReturn
 
+from batchsweep.warm import deliver
+
 MODULE = "batchsweep.worker"  # the job definition's `python -m batchsweep.worker`
 # What a played child imports besides the standard library's basics (measured from a real child's sys.modules).
 PRELOAD = ("ctypes", "encodings.idna", "runpy", "boto3", "botocore.session", "boto3.s3.inject", "boto3.s3.transfer",
@@ -178,21 +180,7 @@ class Zygote:
                 self._hello = msg
                 self._ready.set()
                 continue
-            with self._lock:
-                child = self._children.get(msg["id"])
-                if child is not None and ("exit" in msg or "error" in msg):
-                    del self._children[msg["id"]]
-            if child is None:
-                continue
-            if "pid" in msg:
-                child.pid = msg["pid"]
-                child._started.set()
-            elif "error" in msg:
-                child.error = msg["error"]
-                child._started.set()
-            else:
-                child.returncode = int(msg["exit"])
-                child._ended.set()
+            deliver(msg, self._children, self._lock)
         self._lost()
 
     def _lost(self) -> None:
