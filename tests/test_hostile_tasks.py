@@ -122,3 +122,49 @@ def test_a_huge_stdout_is_scanned_for_metrics_and_shown_by_logs_in_bounded_memor
     log = tmp_path / "store" / "runs" / run.id / "tasks" / "0" / "stdout.log"
     assert log.stat().st_size > FLOOD_MIB << 20
     log.unlink()  # the disk back now, not at the end of the session
+
+
+def test_a_process_with_a_tasks_token_that_no_search_after_the_task_sees_dies_when_the_run_ends(tmp_path):
+    """The search after each task looks among the runner's children, which /proc lists unreliably while processes
+    come and go; when every task has ended the runner looks once more, over the whole machine, for anything that
+    still carries one of the run's task tokens. Here such a process is started by someone else (not below the
+    runner) with the token a task handed over."""
+    import subprocess
+    import sys
+
+    asks = tmp_path / "asks"
+    asks.mkdir()
+    spawner = subprocess.Popen([sys.executable, "-c", f"""
+import os, subprocess, sys, time
+asks = {str(asks)!r}
+while True:
+    for name in os.listdir(asks):
+        if name.endswith(".token"):
+            token = open(os.path.join(asks, name)).read()
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                                     env={{**os.environ, "BATCHSWEEP_TASK_TOKEN": token}})
+            open(os.path.join(asks, name[:-6] + ".pid"), "w").write(str(child.pid))
+            os.rename(os.path.join(asks, name), os.path.join(asks, name + ".done"))
+    time.sleep(0.02)
+"""])
+    try:
+        script = tmp_path / "hands_over.py"
+        script.write_text(f"""
+import os, sys, time
+asks = {str(asks)!r}
+open(os.path.join(asks, "t.tmp"), "w").write(os.environ["BATCHSWEEP_TASK_TOKEN"])
+os.rename(os.path.join(asks, "t.tmp"), os.path.join(asks, "t.token"))
+while not os.path.exists(os.path.join(asks, "t.pid")):
+    time.sleep(0.02)
+""")
+        spec = write_spec(tmp_path, f"name: handover\nscript: {script}\nparams: {{grid: {{_k: [1]}}}}\n")
+        run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+        assert set(run.results()["status"]) == {"succeeded"}
+        pid = int((asks / "t.pid").read_text())
+        deadline = time.monotonic() + 5
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(pid), "a process carrying the run's task token outlived the run"
+    finally:
+        spawner.kill()
+        spawner.wait()

@@ -186,6 +186,9 @@ class LocalEngine(Engine):
         """Run these tasks with at most max_parallel at once; each writes its status when it ends."""
         with reaper.subreaper():  # a task's setsid descendants come back to this process to be killed
             self._execute(indices)
+            # Every task has ended: whatever still carries one of the run's task tokens is an orphan the search
+            # after its task missed (/proc's lists of children are not reliable while processes come and go).
+            reaper.kill_run_tasks(self.run.id)
 
     def _execute(self, indices: list[int]) -> None:
         run, store = self.run, self.run.store
