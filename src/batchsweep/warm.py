@@ -151,8 +151,8 @@ def launch_cold(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path
 
 def deliver(msg: dict[str, Any], children: dict[int, Any], lock: threading.Lock | threading.RLock) -> None:
     """One message from a fork server (this module's, or the emulator's zygote: `aws.zygote`) to the child it
-    names, by its id: it started (`pid`), could not start (`error`) or ended (`exit`); an ended child is
-    forgotten. The child has `pid`, `error`, `returncode` and the events `_started` and `_ended`."""
+    names, by its id (a WarmProcess, or the zygote's subclass): it started (`pid`), could not start (`error`)
+    or ended (`exit`); an ended child is forgotten."""
     with lock:
         child = children.get(msg["id"])
         if child is not None and ("exit" in msg or "error" in msg):

@@ -44,7 +44,7 @@ import tempfile
 import threading
 from typing import IO, Any, NoReturn
 
-from batchsweep.warm import deliver
+from batchsweep.warm import WarmProcess, deliver
 
 MODULE = "batchsweep.worker"  # the job definition's `python -m batchsweep.worker`
 # What a played child imports besides the standard library's basics (measured from a real child's sys.modules).
@@ -61,28 +61,14 @@ START_TIMEOUT_S = 30.0
 
 
 # -- player side ----------------------------------------------------------------------------------
-class Forked:
-    """A child forked by the zygote: the members of `subprocess.Popen` the player uses."""
+class Forked(WarmProcess):
+    """A child forked by the zygote: a fork server's child (`warm.WarmProcess`), with the pipes and signals the
+    player uses."""
 
     def __init__(self, request_id: int, args: list[str]) -> None:
-        self.id = request_id
-        self.args = args
-        self.pid = 0
-        self.returncode: int | None = None
-        self.error: str | None = None
+        super().__init__(request_id, args)
         self.stdout: IO[bytes] | None = None
         self.stderr: IO[bytes] | None = None
-        self._started = threading.Event()
-        self._ended = threading.Event()
-
-    def poll(self) -> int | None:
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        if not self._ended.wait(timeout):
-            raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
-        assert self.returncode is not None
-        return self.returncode
 
     def send_signal(self, sig: int) -> None:
         if self.returncode is None and self.pid:
