@@ -17,9 +17,11 @@ import ast
 import json
 import os
 import re
+import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -263,7 +265,8 @@ def iam_allows(document: dict[str, Any], action: str, resource: str) -> bool:
 def iam_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamWorld]:
     import boto3
 
-    with MotoServer(tls_dir=tmp_path_factory.mktemp("tls"), unchecked_calls=3) as server, \
+    strict = [sys.executable, str(Path(__file__).with_name("strict_moto.py"))]  # S3's 403 for a missing key
+    with MotoServer(tls_dir=tmp_path_factory.mktemp("tls"), unchecked_calls=3, program=strict) as server, \
             pytest.MonkeyPatch.context() as mp:
         for name, value in server.env().items():
             if not name.startswith(("AWS_ACCESS", "AWS_SECRET")):

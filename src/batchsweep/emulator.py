@@ -53,14 +53,16 @@ class MotoServer:
     """`moto_server` on 127.0.0.1 in its own process group; Batch's Docker mode off.
 
     `tls_dir` serves HTTPS with a self-signed certificate made there (clients need `AWS_CA_BUNDLE`, see `env()`);
-    `unchecked_calls` turns IAM enforcement on after that many AWS calls (use them to create an admin user)."""
+    `unchecked_calls` turns IAM enforcement on after that many AWS calls (use them to create an admin user);
+    `program` runs another command that takes moto_server's arguments (a test harness's wrapper of moto)."""
 
     def __init__(self, port: int | None = None, *, tls_dir: Path | None = None,
-                 unchecked_calls: int | None = None) -> None:
+                 unchecked_calls: int | None = None, program: list[str] | None = None) -> None:
         self.port = port or free_port()
         self.tls = make_certificate(tls_dir) if tls_dir is not None else None
         self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
         self.unchecked_calls = unchecked_calls
+        self.program = program or [str(Path(sys.executable).parent / "moto_server")]
         self.process: subprocess.Popen[bytes] | None = None
 
     def _open(self, request: str | urllib.request.Request, timeout: float) -> Any:
@@ -68,8 +70,7 @@ class MotoServer:
         return urllib.request.urlopen(request, timeout=timeout, context=context)
 
     def start(self) -> MotoServer:
-        binary = Path(sys.executable).parent / "moto_server"
-        argv = [str(binary), "-H", "127.0.0.1", "-p", str(self.port)]
+        argv = [*self.program, "-H", "127.0.0.1", "-p", str(self.port)]
         if self.tls:
             argv += ["--ssl-cert", str(self.tls[0]), "--ssl-key", str(self.tls[1])]
         env = dict(os.environ)

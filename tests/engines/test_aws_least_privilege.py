@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from aws_fixtures import _moto_view as moto_view
 from aws_fixtures import iam_allows, policy_document
 from botocore.exceptions import ClientError
 
@@ -180,3 +182,29 @@ def test_the_job_role_reads_code_and_writes_only_under_runs(iam_world, tmp_path)
     assert access_denied(s3.put_object, Bucket=bucket, Key="elsewhere.txt", Body=b"x")
     assert access_denied(s3.delete_object, Bucket=bucket, Key="batchsweep/runs/r/tasks/0/status.json")
     assert access_denied(iam_world.job.client("batch").submit_job, jobName="x", jobQueue="q", jobDefinition="d")
+
+
+def test_the_world_answers_403_for_a_missing_key_unless_the_caller_may_list_the_bucket(iam_world):
+    """Real S3 hides which keys exist from a caller without an unconditioned s3:ListBucket (tests/strict_moto.py)."""
+    bucket, key = iam_world.outputs["Bucket"], "batchsweep/runs/nothing/here.json"
+    admin = iam_world.admin.client("s3")
+    with pytest.raises(ClientError) as missing:
+        admin.get_object(Bucket=bucket, Key=key)
+    assert missing.value.response["Error"]["Code"] == "NoSuchKey"
+    iam = iam_world.admin.client("iam")
+    iam.create_user(UserName="prefix-lister")
+    iam.put_user_policy(UserName="prefix-lister", PolicyName="p", PolicyDocument=json.dumps(moto_view({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}",
+             "Condition": {"StringLike": {"s3:prefix": ["batchsweep/*"]}}},
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/batchsweep/*"}]})))
+    keys = iam.create_access_key(UserName="prefix-lister")["AccessKey"]
+    lister = boto3.client("s3", aws_access_key_id=keys["AccessKeyId"], aws_secret_access_key=keys["SecretAccessKey"],
+                          region_name="us-east-1")
+    for call in (lister.get_object, lister.head_object):
+        with pytest.raises(ClientError) as denied:
+            call(Bucket=bucket, Key=key)
+        assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    admin.put_object(Bucket=bucket, Key=key, Body=b"{}")
+    assert lister.get_object(Bucket=bucket, Key=key)["Body"].read() == b"{}"
+    assert lister.head_object(Bucket=bucket, Key=key)["ContentLength"] == 2
