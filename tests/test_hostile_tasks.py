@@ -168,3 +168,59 @@ while not os.path.exists(os.path.join(asks, "t.pid")):
     finally:
         spawner.kill()
         spawner.wait()
+
+
+def _victim(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
+    """Someone's files outside the run: a dotfile, and a directory holding a metrics.json and a note."""
+    victim = tmp_path / "victim"
+    (victim / "dir").mkdir(parents=True)
+    files = {".bashrc": b"export PATH=$HOME/bin:$PATH  # mine\n", "dir/metrics.json": b'{"stolen": 1}',
+             "dir/notes.txt": b"private notes\n"}
+    for rel, data in files.items():
+        (victim / rel).write_bytes(data)
+    return victim, files
+
+
+def _untouched(victim: Path, files: dict[str, bytes]) -> None:
+    found = {p.relative_to(victim).as_posix(): p.read_bytes() for p in victim.rglob("*") if p.is_file()}
+    assert found == files
+
+
+@pytest.mark.parametrize("name, target, extra", [
+    ("metrics.json", ".bashrc", {}),
+    ("work", "dir", {}),
+    ("outputs", "dir", {}),
+    ("stderr.log", ".bashrc", {}),
+    ("stdout.log", ".bashrc", {"metrics": "{stdout: last}"}),
+    ("metrics.jsonl", ".bashrc", {"metrics": "{output: 'step=(?P<step>\\d+) loss=(?P<loss>[0-9.]+)'}"}),
+    ("../0", "dir", {}),  # its own directory
+])
+def test_a_symlink_a_task_plants_where_the_runner_keeps_its_files_is_that_tasks_error(tmp_path, name, target,
+                                                                                      extra):
+    """The task replaces one of the files or directories the runner writes after it ends (its metrics, its
+    logs, its series, its working and outputs directories) by a symlink to someone's files, in each of its two
+    attempts: the runner neither writes, moves, deletes nor reads anything there (not when the next attempt
+    starts either), the task fails saying what it did, and the others run on."""
+    victim, files = _victim(tmp_path)
+    fail_first = tmp_path / "fail_first"
+    fail_first.mkdir()
+    params = (f"{{list: [{{a: 1, plant: '{name}={victim / target}', fail_first: '{fail_first}'}}, {{a: 2}},"
+              f" {{a: 3}}]}}")
+    run = _run(tmp_path, params, max_parallel="1", retries="1", **extra)
+    df = run.results().set_index("task")
+    _untouched(victim, files)
+    assert list(df["status"]) == ["failed", "succeeded", "succeeded"], df["error"].tolist()
+    error = df["error"][0]
+    said = "its own directory" if name == "../0" else name
+    assert f"{said} by a symlink" in error and "not followed" in error, error
+    assert "private notes" not in error and "mine" not in error
+    task_dir = tmp_path / "store" / "runs" / run.id / "tasks" / "0"
+    assert not any(p.is_symlink() for p in task_dir.rglob("*")), list(task_dir.rglob("*"))
+    assert not any(os.path.realpath(p).startswith(str(victim)) for p in task_dir.rglob("*"))
+
+
+def test_a_task_that_moves_a_directory_above_its_own_stops_the_run_and_writes_nothing_there(tmp_path):
+    victim, files = _victim(tmp_path)
+    with pytest.raises(batchsweep.SweepError, match="was moved or replaced by a symlink while the task ran"):
+        _run(tmp_path, f"{{list: [{{a: 1, plant: '../../tasks={victim / 'dir'}'}}, {{a: 2}}]}}", max_parallel="1")
+    _untouched(victim, files)

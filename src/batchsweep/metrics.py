@@ -29,10 +29,14 @@ class UnsafeMetricsFile(Exception):
     """The task's metrics file is not a regular file of sane size: the task fails with this reason."""
 
 
-def read_file(path: Path, *, limit: int = MAX_FILE_BYTES) -> bytes:
-    """A task's metrics file, read without following a symlink, blocking on a FIFO or filling memory.
-    FileNotFoundError when the task wrote none."""
+def read_file(path: Path, *, limit: int = MAX_FILE_BYTES, within: Path | None = None) -> bytes:
+    """A task's metrics file, read without following a symlink (to it, or with `within`, to a directory on the
+    way there from `within`), blocking on a FIFO or filling memory. FileNotFoundError when the task wrote none."""
     st = os.lstat(path)
+    if within is not None and os.path.commonpath([os.path.realpath(path.parent), os.path.realpath(within)]) \
+            != os.path.realpath(within):
+        raise UnsafeMetricsFile(f"{path.name} is in a directory that is a symlink out of the task's working "
+                                "directory; metrics were not read")
     kinds = ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
              (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
     kind = next((name for test, name in kinds if test(st.st_mode)), None)

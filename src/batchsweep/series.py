@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from batchsweep.metrics import MAX_LINE_BYTES, is_mlflow, value_of
 
@@ -100,7 +100,8 @@ def append(path: Path, records: list[dict[str, Any]]) -> None:
     if not records:
         return
     data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    # O_NOFOLLOW: a task that put a symlink there (to a file outside its directory) gets nothing written through it
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
     try:
         os.write(fd, data)  # one write with O_APPEND: lines from the script's log_metrics never interleave
     finally:
@@ -117,7 +118,7 @@ class _Tail:
 
     def lines(self, *, final: bool) -> list[str]:
         try:
-            with open(self.path, "rb") as f:
+            with _open_nofollow(self.path) as f:
                 f.seek(self.offset)
                 data = f.read()
         except FileNotFoundError:
@@ -129,6 +130,11 @@ class _Tail:
             parts.append(self.carry)
             self.carry = b""
         return [p[:MAX_LINE_BYTES].decode("utf-8", errors="replace") for p in parts]
+
+
+def _open_nofollow(path: Path) -> BinaryIO:
+    """A file the task may have replaced by a symlink: OSError (ELOOP) then, never what the link names."""
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
 
 
 class TaskFiles(Protocol):
@@ -198,7 +204,8 @@ class Recorder:
         self.records.extend(new)
         whole = self._series.offset - len(self._series.carry)  # bytes of whole lines read so far
         if self.upload is not None and whole != self._uploaded:
-            self.upload(self.path.read_bytes())
+            with _open_nofollow(self.path) as f:
+                self.upload(f.read())
             self._uploaded = whole
         return new
 

@@ -142,9 +142,17 @@ def unsafe_reason(facts: Mapping[str, Any], *, forced: bool) -> str | None:
     return None
 
 
+LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW  # a symlink a task left there is not truncated
+
+
+def open_log(path: Path) -> IO[bytes]:
+    """A task's log file, new or emptied: never a file a symlink there names."""
+    return os.fdopen(os.open(path, LOG_FLAGS, 0o666), "wb")
+
+
 def launch_cold(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> subprocess.Popen[bytes]:
     """A task started the ordinary way: its own process (and session), output to its log files."""
-    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+    with open_log(stdout) as out, open_log(stderr) as err:
         return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 start_new_session=True)
 
@@ -507,8 +515,8 @@ def run_child(request: dict[str, Any]) -> NoReturn:
 
     os.setsid()
     _redirect(0, os.devnull, os.O_RDONLY)
-    _redirect(1, request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    _redirect(2, request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    _redirect(1, request["stdout"], LOG_FLAGS)
+    _redirect(2, request["stderr"], LOG_FLAGS)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])

@@ -1,5 +1,5 @@
-"""A task that misbehaves on request (issue 15): logs each execution, fails once, leaves a setsid grandchild,
-writes a hostile metrics.json, floods stdout."""
+"""A task that misbehaves on request (issues 15, 30): logs each execution, fails once, leaves a setsid grandchild,
+writes a hostile metrics.json, floods stdout, plants a symlink where the runner keeps its files."""
 import argparse
 import json
 import os
@@ -16,6 +16,7 @@ p.add_argument("--setsid_child", default="")  # a directory: start a setsid gran
 p.add_argument("--metrics_kind", default="")  # fifo | dir | symlink | huge
 p.add_argument("--stdout_mib", type=int, default=0)
 p.add_argument("--xs", type=int, nargs="*", default=[])
+p.add_argument("--plant", default="")  # NAME=TARGET: replace ../NAME (a file the runner owns) by a symlink to TARGET
 args = p.parse_args()
 
 if args.log:
@@ -26,6 +27,17 @@ if args.setsid_child:
     with open(os.path.join(args.setsid_child, f"{args.a}.pid"), "w") as f:
         f.write(str(child.pid))
 time.sleep(args.sleep)
+if args.plant:
+    name, target = args.plant.split("=", 1)
+    for _ in range(20):  # log_metrics(step=...) to the series file it then replaces
+        print(f"step={_} loss={1 / (1 + _)}", flush=True)
+    planted = os.path.join("..", name)
+    if os.path.isdir(planted) and not os.path.islink(planted):
+        os.rename(planted, planted + ".was")
+    elif os.path.lexists(planted):
+        os.unlink(planted)
+    os.symlink(target, planted)
+    print(f"step=99 loss=0.5 planted {name}", file=sys.stderr, flush=True)
 if args.fail_first:
     marker = os.path.join(args.fail_first, str(args.a))
     if not os.path.exists(marker):

@@ -37,6 +37,7 @@ from batchsweep.scriptargv import ArgStyle, build_argv
 from batchsweep.store import Store, TaskDir
 from batchsweep.usage import Usage, UsageSampler
 from batchsweep.warm import launch_cold
+from batchsweep.worker.confine import Anchor, reclaim, write_file
 
 if TYPE_CHECKING:
     from batchsweep.record import RunRecord
@@ -145,6 +146,7 @@ class Attempt:
     error: str | None
     usage: Usage = Usage(None, None)
     retry: bool = True  # False: another attempt would end the same way (out of memory)
+    collect: bool = True  # False: the task moved its own directory, nothing there is the runner's to read
 
 
 @dataclass
@@ -168,6 +170,7 @@ class TaskPaths:
     def __post_init__(self) -> None:
         self.files = TaskDir(self.task_dir)  # the names of the task's files (the store's layout)
         self.work = self.files.work
+        self.anchor: Anchor | None = None  # the task directory as it was made, set once it exists
 
 
 def command(ctx: RunContext, task: Task) -> list[str]:
@@ -215,7 +218,7 @@ def task_env(ctx: RunContext, task: Task, work: Path, extra: dict[str, str] | No
         env["BATCHSWEEP_PARAMS"] = params
     else:
         path = TaskDir(work.parent).params
-        path.write_text(params)
+        write_file(path, params.encode())
         env["BATCHSWEEP_PARAMS_FILE"] = str(path)
     return env
 
@@ -314,10 +317,22 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
                 live.recorder.poll(final=True)
             except OSError:
                 pass  # a series that cannot be read or uploaded now is not worth the task's result
+    attempt = _confined(attempt, paths)
     if attempt.state is State.FAILED and attempt.retry:  # (an out-of-memory kill says so itself)
         last = last_line(paths.files.log(stderr=True))
         attempt.error = (attempt.error or "") + (f": {last}" if last else "")
     return attempt
+
+
+def _confined(attempt: Attempt, paths: TaskPaths) -> Attempt:
+    """The attempt, failed without another when the task moved its directory or put something else (a
+    symlink to a file outside, say) where the runner keeps one of its files: see `batchsweep.worker.confine`."""
+    moved = paths.anchor.check() if paths.anchor is not None else None
+    planted = moved or reclaim(paths.files)
+    if planted is None:
+        return attempt
+    state = State.CANCELLED if attempt.state is State.CANCELLED else State.FAILED
+    return Attempt(state, attempt.exit_code, planted, attempt.usage, retry=False, collect=moved is None)
 
 
 def _wait_live(ctx: RunContext, proc: TaskProcess, live: Live | None) -> tuple[int | None, str | None]:
@@ -398,7 +413,7 @@ def _collect_metrics(ctx: RunContext, paths: TaskPaths) -> tuple[str | None, boo
     found: dict[str, Any] | None = None
     produced = paths.work / (rule if isinstance(rule, str) else metrics_mod.METRICS_FILE)
     try:
-        value = json.loads(metrics_mod.read_file(produced))  # UnsafeMetricsFile: a FIFO, a symlink, huge
+        value = json.loads(metrics_mod.read_file(produced, within=paths.work))  # UnsafeMetricsFile: a FIFO, a symlink, huge
     except FileNotFoundError:
         pass
     except ValueError:
@@ -429,7 +444,7 @@ def _collect_metrics(ctx: RunContext, paths: TaskPaths) -> tuple[str | None, boo
             if series_mod.rule_source(rule) is not None:
                 found.pop("step", None)  # the step reached is the status's last_step
     if found:
-        target.write_text(json.dumps(found))
+        write_file(target, json.dumps(found).encode())
     return None, bool(found)
 
 
@@ -486,6 +501,7 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
     """Run every attempt of one task and return its final status (not yet written: the caller writes it last,
     after anything else it must upload)."""
     paths.task_dir.mkdir(parents=True, exist_ok=True)
+    paths.anchor = Anchor(paths.task_dir)
     started = time.time()
     attempts = max_attempts if max_attempts is not None else ctx.retries + 1
     attempt_no = first_attempt
@@ -499,7 +515,7 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
         attempt_no += 1
     error = result.error
     missing = None
-    if result.state is not State.CANCELLED:
+    if result.state is not State.CANCELLED and result.collect:
         try:
             problem, found = _collect_metrics(ctx, paths)
         except metrics_mod.UnsafeMetricsFile as e:
@@ -509,7 +525,7 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
             error = problem
         if result.state is State.SUCCEEDED and not found:
             missing = problem or metrics_mod.describe(ctx.metrics_rule, other=_other_stream(ctx, paths))
-    outputs = _collect_outputs(ctx, task, paths)
+    outputs = _collect_outputs(ctx, task, paths) if result.collect else ()
     return TaskStatus(
         index=task.index, state=result.state, attempts=attempt_no, exit_code=result.exit_code, error=error,
         started_at=round(started, 3), ended_at=round(time.time(), 3), worker=worker or socket.gethostname(),

@@ -32,6 +32,7 @@ from batchsweep.logprefix import prefix
 from batchsweep.model import State, TaskStatus
 from batchsweep.record import RunRecord, ShippedInput
 from batchsweep.store import PackEntry, Store
+from batchsweep.warm import open_log
 from batchsweep.worker import Launcher, ProcessRegistry, context_from_run, execute_task
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class TeedProcess:
     @classmethod
     def _pump(cls, pipe: IO[bytes], path: Path, tag: bytes) -> None:  # noqa: N805 - also called unbound
         out = sys.stdout.buffer
-        with open(path, "wb") as log:
+        with open_log(path) as log:
             for line in iter(lambda: pipe.readline(MAX_LINE), b""):
                 log.write(line)
                 log.flush()
