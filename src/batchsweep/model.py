@@ -76,6 +76,13 @@ class Task:
         return cls(index=d["index"], params=d["params"], inputs=tuple(d.get("inputs", ())), cache_key=d.get("cache_key", ""))
 
 
+def inside(path: Any) -> bool:
+    """Whether path is a relative posix path that stays below the directory it is relative to (no `..`, no
+    empty or `.` part, no NUL): what a kept output's name or a task's file name in the store must be."""
+    return (isinstance(path, str) and bool(path) and "\0" not in path and "\\" not in path
+            and not any(part in ("", ".", "..") for part in path.split("/")))
+
+
 @dataclass(frozen=True)
 class TaskStatus:
     """A task's `status.json`: written last, once per finished task."""
@@ -117,8 +124,12 @@ class TaskStatus:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TaskStatus:
+        """A status as written; ValueError when it names an output outside its task's directory (a store
+        someone else wrote: the output is a path the reader would act on)."""
         d = dict(d)
         d["state"] = State(d["state"])
-        d["outputs"] = tuple(d.get("outputs", ()))
+        d["outputs"] = outputs = tuple(d.get("outputs", ()))
+        if outputs and not all(map(inside, outputs)):
+            raise ValueError(f"an output outside its task's directory: {outputs!r}")
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})

@@ -24,7 +24,7 @@ from batchsweep import keys
 from batchsweep import metrics as metrics_mod
 from batchsweep.metrics import METRICS_FILE
 from batchsweep.model import State, Task, TaskStatus
-from batchsweep.store import TASK_FILES, Store, TaskDir
+from batchsweep.store import TASK_FILES, OutsideStore, Store, TaskDir
 
 _RUN_TIME = re.compile(r"-(\d{8}-\d{6})-[0-9a-f]{4}$")
 _CANDIDATES = 3  # sources tried per key before a task is run again (a deleted or damaged source is skipped)
@@ -101,35 +101,48 @@ def copy_results(store: Store, run_id: str, tasks: Sequence[Task], reuse: Reuse,
     of those whose status was written (one append per index file)."""
     by_index = {t.index: t for t in tasks}
 
-    def one(index: int) -> int:
+    def one(index: int) -> int | None:
         source = reuse.found[index]
-        same_rule = keys.canonical(source.rule) == keys.canonical(metrics_rule)
-        names = [*(n for n in TASK_FILES if same_rule or n != TaskDir.METRICS), TaskDir.SERIES]
-        copies = [(n, store.task_file_key(source.run_id, source.index, n), store.task_file_key(run_id, index, n))
-                  for n in names]
-        copies += [(TaskDir.OUTPUTS, store.task_output_key(source.run_id, source.index, o),
-                    store.task_output_key(run_id, index, o)) for o in source.status.outputs]
-        for name, source_key, key in copies:
-            try:
-                store.backend.copy(source_key, key)
-            except FileNotFoundError:
-                if name == TaskDir.METRICS:  # a compacted run or an AWS child's summary holds them in a pack
-                    packed = store.read_metrics(source.run_id, [source.index]).get(source.index)
-                    if packed is not None:
-                        store.write_json(key, packed)
-                continue  # a task need not write metrics or logs
-        status = replace(source.status, index=index, reused_from=source.label)
-        if not same_rule:
-            found = _reread_metrics(store, source, metrics_rule)
-            if found:
-                store.write_json(store.task_metrics_key(run_id, index), found)
-            status = replace(status, metrics_missing=None if found else metrics_mod.describe(metrics_rule))
-        store.write_status(run_id, status)
-        return index
+        try:
+            return _copy_one(store, run_id, index, source, metrics_rule)
+        except (OutsideStore, ValueError) as e:  # a store someone else wrote, or a damaged source
+            store.backend.delete_prefix(store.task_prefix(run_id, index))
+            store.warn(f"task {index}: not reused from run {source.run_id} task {source.index} ({e}); it runs "
+                       "again")
+            return None
 
     with ThreadPoolExecutor(max_workers=8 if store.is_local else 32) as pool:
-        done = list(pool.map(one, sorted(reuse.found)))
+        done = [i for i in pool.map(one, sorted(reuse.found)) if i is not None]
+    for index in set(reuse.found) - set(done):
+        del reuse.found[index]
     store.record_successes([(by_index[i].cache_key, run_id, i) for i in done])
+
+
+def _copy_one(store: Store, run_id: str, index: int, source: Source, metrics_rule: str | dict[str, Any]) -> int:
+    """One reused task's files, then its status."""
+    same_rule = keys.canonical(source.rule) == keys.canonical(metrics_rule)
+    names = [*(n for n in TASK_FILES if same_rule or n != TaskDir.METRICS), TaskDir.SERIES]
+    copies = [(n, store.task_file_key(source.run_id, source.index, n), store.task_file_key(run_id, index, n))
+              for n in names]
+    copies += [(TaskDir.OUTPUTS, store.task_output_key(source.run_id, source.index, o),
+                store.task_output_key(run_id, index, o)) for o in source.status.outputs]
+    for name, source_key, key in copies:
+        try:
+            store.backend.copy(source_key, key)
+        except FileNotFoundError:
+            if name == TaskDir.METRICS:  # a compacted run or an AWS child's summary holds them in a pack
+                packed = store.read_metrics(source.run_id, [source.index]).get(source.index)
+                if packed is not None:
+                    store.write_json(key, packed)
+            continue  # a task need not write metrics or logs
+    status = replace(source.status, index=index, reused_from=source.label)
+    if not same_rule:
+        found = _reread_metrics(store, source, metrics_rule)
+        if found:
+            store.write_json(store.task_metrics_key(run_id, index), found)
+        status = replace(status, metrics_missing=None if found else metrics_mod.describe(metrics_rule))
+    store.write_status(run_id, status)
+    return index
 
 
 def rule_of(spec: dict[str, Any]) -> Any:

@@ -33,8 +33,10 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Container, Iterable, Iterator
@@ -46,7 +48,7 @@ from typing import Any, BinaryIO, Protocol
 from batchsweep import indexfile
 from batchsweep.errors import RunDamaged, RunNotFound
 from batchsweep.files import regular_files
-from batchsweep.model import State, Task, TaskStatus
+from batchsweep.model import State, Task, TaskStatus, inside
 
 log = logging.getLogger(__name__)
 DEFAULT_STORE = ".batchsweep"
@@ -191,10 +193,15 @@ def _chunks(f: BinaryIO, start: int) -> Iterator[bytes]:
             yield block
 
 
+class OutsideStore(OSError):
+    """A path in the store that leads out of it, or a file there that is not one: never read or written."""
+
+
 class LocalBackend:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
         self.url = str(self.root)
+        self._real_root: str | None = None
 
     def path(self, key: str) -> Path:
         return self.root / key
@@ -289,22 +296,41 @@ class LocalBackend:
     def delete_prefix(self, prefix: str) -> None:
         """A directory and everything under it, or a single file (as on S3, where a key is its own prefix)."""
         path = self.path(prefix)
-        if path.is_file() or path.is_symlink():
+        if path.is_symlink():
+            path.unlink()
+            return
+        self.contain(path)
+        if path.is_file():
             path.unlink(missing_ok=True)
         else:
             shutil.rmtree(path, ignore_errors=True)
 
     def copy(self, source: str, target: str) -> None:
-        """A hard link where the file system allows (store files are never changed in place), else a copy."""
-        dest = self.path(target)
+        """A hard link where the file system allows (store files are never changed in place), else a copy.
+        OutsideStore when either side leads out of the store or the source is not a regular file (a store
+        someone else wrote: a symlink there would copy or link a file of the reader's into it)."""
+        src, dest = self.path(source), self.path(target)
+        self.contain(src)
+        if not stat.S_ISREG(os.lstat(src).st_mode):
+            raise OutsideStore(f"{source} in store {self.url} is not a regular file; it was not copied")
         dest.parent.mkdir(parents=True, exist_ok=True)
+        self.contain(dest)
         try:
-            os.link(self.path(source), dest)
+            os.link(src, dest, follow_symlinks=False)
         except FileExistsError:
             os.unlink(dest)
-            os.link(self.path(source), dest)
+            os.link(src, dest, follow_symlinks=False)
         except OSError:
-            shutil.copyfile(self.path(source), dest)
+            shutil.copyfile(src, dest, follow_symlinks=False)
+
+    def contain(self, path: Path) -> None:
+        """OutsideStore unless path, its symlinks resolved, is below the store's own root."""
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root)
+        root = self._real_root
+        if os.path.commonpath([os.path.realpath(path), root]) != root:
+            raise OutsideStore(f"{path} leads outside store {self.url} (through a symlink); nothing was done "
+                               "there")
 
 
 _WITHOUT_STATUS = "counted as without status, so `resume` runs them again"
@@ -323,7 +349,12 @@ def _parse_status(raw: bytes) -> TaskStatus | None:
 
 def _index_entry(name: str) -> tuple[str, int] | None:
     run_id, sep, index = name.rpartition("~")
-    return (run_id, int(index)) if sep and index.isdigit() else None
+    return (run_id, int(index)) if sep and index.isdigit() and valid_run_id(run_id) else None
+
+
+def valid_run_id(run_id: Any) -> bool:
+    """Whether a run id (from the command line, or read from a file in the store) is one directory name."""
+    return inside(run_id) and "/" not in run_id
 
 
 _STATE_VALUES = frozenset(s.value for s in State)
@@ -414,11 +445,13 @@ class Store:
     # run_key/task_key are the generic builders; other modules call the named methods below.
     @staticmethod
     def run_key(run_id: str, *parts: str) -> str:
+        if not valid_run_id(run_id):  # read from a file in the store, say: never a path out of runs/
+            raise ValueError(f"{run_id!r} is not a run id")
         return "/".join(("runs", run_id, *parts))
 
     @staticmethod
     def task_key(run_id: str, index: int, *parts: str) -> str:
-        return Store.run_key(run_id, "tasks", str(index), *parts)
+        return Store.run_key(run_id, "tasks", str(operator.index(index)), *parts)
 
     @staticmethod
     def run_prefix(run_id: str) -> str:
@@ -503,6 +536,8 @@ class Store:
     @staticmethod
     def task_output_key(run_id: str, index: int, path: str) -> str:
         """A kept output file, by its path relative to the task's working directory."""
+        if not inside(path):
+            raise ValueError(f"{path!r} is not a path inside a task's outputs")
         return Store.task_key(run_id, index, TaskDir.OUTPUTS, path)
 
     @staticmethod
@@ -718,7 +753,8 @@ class Store:
                 except FileNotFoundError:
                     pass
                 for key, run_id, index in indexfile.entries(raw, keys_):
-                    found.setdefault(key, []).append((run_id, index))
+                    if valid_run_id(run_id):
+                        found.setdefault(key, []).append((run_id, index))
             return {key: list(dict.fromkeys(entries)) for key, entries in found.items()}
         prefixes = [self.index_key(k) for k in wanted] if len(wanted) <= 256 else \
             sorted({f"index/{k[:2]}" for k in wanted})
@@ -863,6 +899,8 @@ class Store:
         raws = self._read_many([self.task_status_key(run_id, index) for run_id, index in where])
         out = [_parse_status(raw) if raw is not None else None for raw in raws]
         for n, ((run_id, index), raw) in enumerate(zip(where, raws)):
+            if raw is not None and out[n] is None:
+                self._warn_damaged(run_id, "status.json", [index], "that task is not taken as a success")
             if raw is None:
                 entry = self.packed(run_id, listed_within=PACKS_LISTED_WITHIN_S).get(index)
                 out[n] = entry.status if entry is not None else None
