@@ -173,6 +173,19 @@ class IamWorld:
     def env(self, keys: dict[str, str]) -> dict[str, str]:
         return {**self.server.env(), **keys}
 
+    def update_stack(self, **params: str) -> None:
+        """Change stack parameters as the admin (`infra up --param` does), then give moto the roles' new
+        policies in a shape it can check, as after the first deployment."""
+        from batchsweep.infra.stack import describe_stack, template_text
+
+        current = describe_stack("batchsweep", session=self.admin) or {}
+        kept = [{"ParameterKey": p["ParameterKey"], "UsePreviousValue": True}
+                for p in current.get("Parameters", []) if p["ParameterKey"] not in params]
+        self.admin.client("cloudformation").update_stack(
+            StackName="batchsweep", TemplateBody=template_text(), Capabilities=["CAPABILITY_IAM"],
+            Parameters=[*kept, *({"ParameterKey": k, "ParameterValue": v} for k, v in params.items())])
+        _stand_in_for_aws(self.admin, self.outputs)
+
     @property
     def submitter(self) -> Any:
         return _session(self.submitter_keys)

@@ -5,6 +5,9 @@ A GET or HEAD of a missing key answers 404 NoSuchKey only when the caller may `s
 otherwise S3 answers 403 AccessDenied, so that a caller cannot learn which keys exist. A ListBucket grant with an
 `s3:prefix` (or `s3:delimiter`, `s3:max-keys`) condition does not count: a GET carries no prefix. moto answers 404
 in both cases, which hid that the job role got 403 for every status.json it read before a task ran.
+A listing (ListObjects, ListObjectsV2) is checked against the `s3:prefix` / `s3:delimiter` / `s3:max-keys`
+conditions of the ListBucket grants (StringLike, StringEquals and their negations), which moto ignores: a grant
+scoped to `prices/*` lists `prices/2024/` but not `private/`.
 This runs inside the server process; nothing in a client (boto3, the product) is touched.
 """
 
@@ -48,9 +51,29 @@ def _documents(policies: list[Any]) -> list[dict[str, Any]]:
     return docs
 
 
-def may_list_without_prefix(documents: list[dict[str, Any]], bucket_arn: str) -> bool:
-    """Whether the identity policies allow s3:ListBucket on the bucket for a request that carries no s3:prefix:
-    an Allow with no condition on a list-only key, and no Deny that applies."""
+def _holds(conditions: dict[str, dict[str, Any]], context: dict[str, str]) -> bool:
+    """Whether a statement's conditions on the list-only keys hold for a request with these values (a key the
+    request lacks fails a positive operator, as in IAM). Conditions on other keys are left to moto."""
+    for operator, tests in conditions.items():
+        base = operator.removesuffix("IfExists")
+        for key, expected in tests.items():
+            if key.lower() not in LIST_ONLY_KEYS:
+                continue
+            value = context.get(key.lower())
+            if value is None:
+                if operator.endswith("IfExists") or base.startswith("StringNot"):
+                    continue
+                return False
+            like = base in ("StringLike", "StringNotLike")
+            hit = any(_resource_matches(str(e), value) if like else str(e) == value for e in _as_list(expected))
+            if hit == base.startswith("StringNot"):
+                return False
+    return True
+
+
+def may_list(documents: list[dict[str, Any]], bucket_arn: str, context: dict[str, str]) -> bool:
+    """Whether the identity policies allow s3:ListBucket on the bucket for a request with these condition values
+    (`{}` for a GET or HEAD of an object: no s3:prefix): an Allow whose conditions hold, and no Deny that does."""
     allowed = False
     for doc in documents:
         for statement in _as_list(doc.get("Statement", [])):
@@ -59,14 +82,22 @@ def may_list_without_prefix(documents: list[dict[str, Any]], bucket_arn: str) ->
                 continue
             if not any(r is not None and _resource_matches(r, bucket_arn) for r in _as_list(statement.get("Resource", []))):
                 continue
-            conditions = statement.get("Condition") or {}
-            keys = {k.lower() for operator in conditions.values() for k in operator}
-            conditioned = any(k in keys for k in LIST_ONLY_KEYS)
-            if statement.get("Effect") == "Deny" and not conditioned:
+            if not _holds(statement.get("Condition") or {}, context):
+                continue
+            if statement.get("Effect") == "Deny":
                 return False
-            if statement.get("Effect") == "Allow" and not conditioned:
-                allowed = True
+            allowed = True
     return allowed
+
+
+def _listing_context(request: Any) -> dict[str, str] | None:
+    """The list-only condition values of a ListObjects(V2) request, or None for another bucket request."""
+    query = parse_qs(urlparse(request.url).query, keep_blank_values=True)
+    listing = {"list-type", "prefix", "delimiter", "max-keys", "continuation-token", "start-after", "marker",
+               "encoding-type", "fetch-owner"}
+    if request.method != "GET" or set(query) - listing:
+        return None
+    return {f"s3:{name}": values[0] for name, values in query.items() if name in ("prefix", "delimiter", "max-keys")}
 
 
 def _caller_policies(responder: Any, request: Any) -> list[dict[str, Any]] | None:
@@ -111,13 +142,27 @@ def install() -> None:
             return status, response_headers, body
         bucket = self.parse_bucket_name_from_url(request, full_url)
         documents = _caller_policies(self, request)
-        if documents is None or may_list_without_prefix(documents, f"arn:aws:s3:::{bucket}"):
+        if documents is None or may_list(documents, f"arn:aws:s3:::{bucket}", {}):
             return status, response_headers, body
         if request.method == "HEAD":
             return 403, {}, ""
         return self._send_response(self.serialized(ActionResult(S3AccessDeniedError())))
 
+    original_bucket = S3Response.bucket_response
+
+    def bucket_response(self: Any, request: Any, full_url: str, headers: Any) -> Any:
+        status, response_headers, body = original_bucket(self, request, full_url, headers)
+        context = _listing_context(request)
+        if status != 200 or context is None:
+            return status, response_headers, body
+        bucket = self.parse_bucket_name_from_url(request, full_url)
+        documents = _caller_policies(self, request)
+        if documents is None or may_list(documents, f"arn:aws:s3:::{bucket}", context):
+            return status, response_headers, body
+        return self._send_response(self.serialized(ActionResult(S3AccessDeniedError())))
+
     S3Response.key_response = key_response  # type: ignore[method-assign]
+    S3Response.bucket_response = bucket_response  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

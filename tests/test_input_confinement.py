@@ -75,3 +75,25 @@ def test_inputs_the_spec_writes_out_itself_may_be_anywhere(project: Path) -> Non
     df = run.results()
     assert list(df["status"]) == ["succeeded"]
     assert list(df["chars"]) == [len("1,2,3\n") + len("4,5,6,7\n") + len("do not upload me\n")]
+
+
+def test_an_s3_prefix_input_is_fetched_as_a_directory_and_no_key_writes_outside_it(session, tmp_path: Path) -> None:
+    """Whoever writes the input's bucket names its keys: a key with a `..` component is refused whole."""
+    from batchsweep.aws.s3store import S3Backend
+
+    s3 = session.client("s3")
+    s3.create_bucket(Bucket="ext-data")
+    for key in ("prices/a.txt", "prices/2024/b.txt", "prices/empty/", "pricesX/not-under.txt"):
+        s3.put_object(Bucket="ext-data", Key=key, Body=b"" if key.endswith("/") else key.encode())
+    backend = S3Backend("ext-data", "", client=s3)
+    backend.download_tree("prices", tmp_path / "in" / "prices")
+    got = sorted(str(p.relative_to(tmp_path / "in")) for p in (tmp_path / "in").rglob("*"))
+    assert got == ["prices", "prices/2024", "prices/2024/b.txt", "prices/a.txt", "prices/empty"]
+    assert (tmp_path / "in" / "prices" / "2024" / "b.txt").read_text() == "prices/2024/b.txt"
+
+    s3.put_object(Bucket="ext-data", Key="prices/../../escaped.txt", Body=b"x")
+    with pytest.raises(ValueError, match=r"prices/\.\./\.\./escaped\.txt.*rename it"):
+        backend.download_tree("prices", tmp_path / "again" / "prices")
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "again").exists()
+    with pytest.raises(FileNotFoundError, match="no objects under this prefix"):
+        backend.download_tree("nothing", tmp_path / "none")

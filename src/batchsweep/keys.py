@@ -271,7 +271,7 @@ def s3_head(*, profile: str | None, region: str | None) -> Callable[[str], str]:
                                       or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"))
         bucket, key = split_url(uri)
         if uri.endswith("/"):  # a prefix: the listing's ETags
-            pages = client[0].get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key + "/")
+            pages = client[0].get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key + "/" if key else "")
             listing = [(o["Key"], o["ETag"]) for page in pages for o in page.get("Contents", [])]
             return "s3dir:" + sha256_text(canonical(sorted(listing)))
         response = client[0].head_object(Bucket=bucket, Key=key)

@@ -35,7 +35,10 @@ def _s3_download(ref: str, target: Path) -> Path:
     from batchsweep.aws.s3store import S3Backend, split_url
 
     bucket, key = split_url(ref)
-    S3Backend(bucket, "").download(key, target)
+    if ref.endswith("/"):  # a prefix: a directory, as the container's worker fetches it
+        S3Backend(bucket, "").download_tree(key, target)
+    else:
+        S3Backend(bucket, "").download(key, target)
     return target
 
 

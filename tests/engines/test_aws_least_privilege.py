@@ -208,3 +208,42 @@ def test_the_world_answers_403_for_a_missing_key_unless_the_caller_may_list_the_
     admin.put_object(Bucket=bucket, Key=key, Body=b"{}")
     assert lister.get_object(Bucket=bucket, Key=key)["Body"].read() == b"{}"
     assert lister.head_object(Bucket=bucket, Key=key)["ContentLength"] == 2
+
+
+PREFIX_SCRIPT = """\
+import argparse, json, pathlib
+p = argparse.ArgumentParser()
+p.add_argument("--a", type=int, required=True)
+a = p.parse_args().a
+prices = pathlib.Path("prices")
+rows = sorted(str(f.relative_to(prices)) for f in prices.rglob("*") if f.is_file())
+total = sum(int(f.read_text()) for f in prices.rglob("*.txt"))
+json.dump({"files": len(rows), "total": total + a}, open("metrics.json", "w"))
+"""
+
+
+def test_a_submit_policy_user_reads_an_s3_prefix_input_as_a_directory_in_packed_children(as_submitter, tmp_path):
+    """`s3://BUCKET/PREFIX/` is a directory: each child lists the prefix (the readable-prefixes policy's
+    prefix-scoped ListBucket) and fetches every object under it; children run 3 tasks each."""
+    world, store = as_submitter, str(tmp_path / "store")
+    s3 = world.admin.client("s3")
+    s3.create_bucket(Bucket="ext-data")
+    for key, body in {"prices/BTC.txt": b"1", "prices/2024/ETH.txt": b"20", "prices/2024/deep/SOL.txt": b"300",
+                      "private/secret.txt": b"9000"}.items():
+        s3.put_object(Bucket="ext-data", Key=key, Body=body)
+    world.update_stack(ReadableS3Prefixes="ext-data/prices")
+    (tmp_path / "prefix.py").write_text(PREFIX_SCRIPT)
+    (tmp_path / "sweep.yaml").write_text(
+        "name: prefix\nscript: prefix.py\nparams: {grid: {a: [0, 1, 2, 3, 4, 5, 6]}}\nbackend: aws-batch\n"
+        "aws: {stack: batchsweep, region: us-east-1, tasks_per_job: 3}\n"
+        "resources: {vcpus: 0.5, memory_mib: 1024}\ninputs: ['s3://ext-data/prices/']\n")
+    run = batchsweep.run(tmp_path / "sweep.yaml", store=store, detach=True)
+    played = play(world, run)
+    assert len(played) == 3 and {p.exit_code for p in played} == {0}, [p.describe() for p in played]
+    df = batchsweep.load_run(run.id, store=store).results(refresh=True)
+    assert len(df) == 7 and set(df["status"]) == {"succeeded"}
+    assert set(df["files"]) == {3} and sorted(df["total"]) == [321 + a for a in range(7)]
+    job = world.job.client("s3")  # the prefix scope holds: the job role lists prices/, not the rest of the bucket
+    assert job.list_objects_v2(Bucket="ext-data", Prefix="prices/")["KeyCount"] == 3
+    assert access_denied(job.list_objects_v2, Bucket="ext-data", Prefix="private/")
+    assert access_denied(job.list_objects_v2, Bucket="ext-data")

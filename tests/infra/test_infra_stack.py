@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -77,6 +78,29 @@ def test_up_with_a_new_param_updates_and_keeps_the_others(session: Any, lines: l
 def test_up_refuses_an_unknown_param_and_lists_the_valid_ones(session: Any) -> None:
     with pytest.raises(SweepError, match=r"MaxVcpu: no such stack parameter; did you mean 'MaxVcpus'\? valid: MaxVcpus, "):
         infra.up(STACK, {"MaxVcpu": "8"}, session=session, echo=print)
+    assert infra.describe_stack(STACK, session=session) is None
+
+
+def test_readable_prefixes_lose_trailing_slashes_and_each_gets_a_list_policy(session: Any, lines: list[str]) -> None:
+    infra.up(STACK, {"ReadableS3Prefixes": "s3://market-data/prices/, other-bucket/"}, session=session,
+             echo=lines.append, poll_s=0.01)
+    assert stack_params(session)["ReadableS3Prefixes"] == "market-data/prices,other-bucket"
+    iam = make_client("iam", session=session)
+    (role,) = [r["RoleName"] for r in iam.list_roles()["Roles"] if "JobRole" in r["RoleName"]]
+    documents = {name: iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+                 for name in iam.list_role_policies(RoleName=role)["PolicyNames"]}
+    documents = {k: v if isinstance(v, dict) else ast.literal_eval(v) for k, v in documents.items()}  # moto: a repr
+    assert documents["readable-prefixes"]["Statement"][0]["Resource"] == [
+        "arn:aws:s3:::market-data/prices/*", "arn:aws:s3:::other-bucket/*"]
+    listing = [documents[f"list-readable-prefix-{i}"]["Statement"][0] for i in (0, 1)]
+    assert [(s["Resource"], s["Condition"]["StringLike"]["s3:prefix"]) for s in listing] == [
+        ("arn:aws:s3:::market-data", ["prices/*", "prices"]), ("arn:aws:s3:::other-bucket", ["*/*", "*"])]
+    assert "list-readable-prefix-2" not in documents
+
+
+def test_up_refuses_more_readable_prefixes_than_the_template_lists(session: Any) -> None:
+    with pytest.raises(SweepError, match=r"ReadableS3Prefixes: 9 entries, the stack takes at most 8"):
+        infra.up(STACK, {"ReadableS3Prefixes": ",".join(f"bucket-{i}" for i in range(9))}, session=session, echo=print)
     assert infra.describe_stack(STACK, session=session) is None
 
 

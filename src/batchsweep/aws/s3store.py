@@ -199,6 +199,45 @@ class S3Backend:
                 raise FileNotFoundError(key) from None
             raise
 
+    def download_tree(self, prefix: str, local: Path) -> None:
+        """Every object under `prefix`/ (an `s3://BUCKET/PREFIX/` input: a directory) into the directory `local`,
+        at its path below the prefix. A key that would land outside `local` (a `..`, `.` or empty path component)
+        is refused whole: whoever writes that bucket does not choose where batchsweep writes. No object under
+        the prefix is FileNotFoundError, as for a missing single object."""
+        base = self._key(prefix).strip("/")
+        listing = base + "/" if base else ""
+        keys = [obj["Key"] for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                                            Prefix=listing)
+                for obj in page.get("Contents", [])]
+        if not keys:
+            raise FileNotFoundError(f"s3://{self.bucket}/{listing}: no objects under this prefix")
+        files = []
+        for key in keys:
+            rel = key[len(listing):]
+            if rel.endswith("/"):  # a "folder" the S3 console made: an empty object, a directory here
+                rel = rel.rstrip("/")
+                if not rel:
+                    continue
+            parts = rel.split("/")
+            if any(part in ("", ".", "..") for part in parts):
+                raise ValueError(f"s3://{self.bucket}/{key}: a key under the input prefix {listing!r} with an empty, "
+                                 "'.' or '..' path component cannot be staged as a file; rename it")
+            files.append((key, parts, key.endswith("/")))
+        local.mkdir(parents=True, exist_ok=True)
+        for _key, parts, is_dir in files:
+            if is_dir:
+                local.joinpath(*parts).mkdir(parents=True, exist_ok=True)
+
+        def fetch(item: tuple[str, list[str], bool]) -> None:
+            key, parts, is_dir = item
+            if not is_dir:
+                target = local.joinpath(*parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.client.download_file(self.bucket, key, str(target))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(fetch, files))
+
     def copy(self, source: str, target: str) -> None:
         """Server-side: nothing is downloaded or uploaded again (multipart copy above 8 MiB, any size)."""
         from botocore.exceptions import ClientError

@@ -75,6 +75,19 @@ def check_params(params: dict[str, str]) -> None:
                              f"valid: {', '.join(known)}")
 
 
+MAX_READABLE_PREFIXES = 8  # the template's ListReadablePrefix0..7 policies
+
+
+def readable_prefixes_param(value: str) -> str:
+    """ReadableS3Prefixes as the template takes it: `s3://` and trailing slashes dropped (`bucket/a/` would grant
+    `bucket/a//*`, which matches nothing), at most MAX_READABLE_PREFIXES entries."""
+    entries = [e.strip().removeprefix("s3://").strip("/") for e in value.split(",") if e.strip().strip("/")]
+    if len(entries) > MAX_READABLE_PREFIXES:
+        raise SweepError(f"--param ReadableS3Prefixes: {len(entries)} entries, the stack takes at most "
+                         f"{MAX_READABLE_PREFIXES}; name a common parent prefix (BUCKET/PREFIX) or whole buckets")
+    return ",".join(entries)
+
+
 def describe_stack(stack: str, *, session: Any) -> dict[str, Any] | None:
     """The stack as DescribeStacks returns it, or None when there is none by that name."""
     from botocore.exceptions import ClientError
@@ -122,6 +135,8 @@ def up(stack: str, params: dict[str, str], *, session: Any, echo: Echo, poll_s: 
     if not _STACK_NAME.match(stack):
         raise SweepError(f"--stack {stack!r}: use lower-case letters, digits and '-', starting with a letter")
     check_params(params)
+    if "ReadableS3Prefixes" in params:
+        params = {**params, "ReadableS3Prefixes": readable_prefixes_param(params["ReadableS3Prefixes"])}
     cfn = clients.make_client("cloudformation", session=session)
     current = describe_stack(stack, session=session)
     if current is not None and current["StackStatus"] not in _DONE_OK | {"UPDATE_ROLLBACK_COMPLETE"}:

@@ -209,7 +209,10 @@ class InputCache:
             from batchsweep.aws.s3store import S3Backend, split_url
 
             bucket, key = split_url(ref)
-            S3Backend(bucket, "").download(key, target)
+            if ref.endswith("/"):  # a prefix: a directory of every object under it
+                S3Backend(bucket, "").download_tree(key, target)
+            else:
+                S3Backend(bucket, "").download(key, target)
         else:
             entry = self.refs[ref]
             if entry.dir:
