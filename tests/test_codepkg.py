@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from batchsweep.aws import codepkg
+from batchsweep.errors import SpecError
 
 HAS_FILTER = hasattr(tarfile, "data_filter")
 MODES = [
@@ -151,6 +152,78 @@ def test_dry_run_on_aws_lists_the_package_and_what_it_leaves_out(tmp_path, capsy
     out = capsys.readouterr().out
     assert "code package: 3 files, 1 symlinks" in out and "largest: " in out
     assert "left out: " in out and "id_rsa" in out
+
+
+# -- issue 30, item 3: credentials never reach the code package ----------------------------------
+CREDENTIAL_FILES = [".s3cfg", ".boto", "kaggle.json", "service-account-prod.json", "client_secret_42.json",
+                    "token.pickle", ".pgpass", ".my.cnf", "putty.ppk", ".vault-token", ".streamlit/secrets.toml",
+                    ".huggingface/token", ".dockercfg", ".docker/config.json", ".ENV.production", "ID_RSA", "id_work",
+                    "tls/Server.PEM", "tls.KEY", ".netrc", ".pypirc", ".git-credentials", ".npmrc", "terraform.tfstate",
+                    "infra/terraform.tfstate.backup", "terraform.tfstate.d/prod/state.json"]
+
+
+@pytest.mark.parametrize("name", CREDENTIAL_FILES)
+def test_a_well_known_credential_file_is_never_packed_whatever_its_case(tmp_path, name):
+    root = tmp_path / "proj"
+    (root / name).parent.mkdir(parents=True, exist_ok=True)
+    (root / name).write_text("not even secret-looking\n")
+    (root / "train.py").write_text("print(1)\n")
+    (root / "id_utils.py").write_text("X = 1\n")  # a module, not a key
+    package = codepkg.pack(root)
+    with tarfile.open(fileobj=io.BytesIO(package.data), mode="r:gz") as tar:
+        assert tar.getnames() == ["id_utils.py", "train.py"]
+    assert f"{name} (looks like a secret)" in package.contents.left_out_line()
+
+
+PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n"
+CREDENTIAL_CONTENTS = {
+    "a private key": ("conf/settings.py", f'TLS = """\n{PEM}"""\n', 2),
+    "an AWS access key id": ("notes.md", "# setup\n\nkey: AKIA2E0A8F3B244C9986\n", 3),
+    "an AWS secret access key": ("settings.ini", "[default]\naws_secret_access_key = "
+                                 "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzz2xampl9K\n", 2),
+    "a Google API key": ("maps.py", "KEY = 'AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW'\n", 1),
+    "Google credentials": ("creds-prod.json", '{"type": "service_account", "project_id": "p"}\n', 1),
+    "a Hugging Face token": ("hub.py", "login(token='hf_aBcDeFgHiJkLmNoPqRsTuVwXyZ01234567')\n", 1),
+}
+
+
+@pytest.mark.parametrize("what", list(CREDENTIAL_CONTENTS))
+def test_a_file_holding_a_credential_refuses_the_package_naming_it_and_the_fix(tmp_path, capsys, what):
+    """A careless user keeps a key in an ordinary file of the project: an aws-batch run is refused before
+    anything is written (one line, exit 2, the file, the line and both fixes); `run --dry-run` lists what would be
+    packed and what is refused; code.include packs it when it is no credential after all."""
+    from batchsweep import cli
+
+    rel, text, line = CREDENTIAL_CONTENTS[what]
+    root = tmp_path / "proj"
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).write_text(text)
+    (root / "train.py").write_text("print(1)\n")
+    spec = root / "sweep.yaml"
+    spec.write_text("name: pkg\nscript: train.py\nparams: {grid: {x: [1]}}\nbackend: aws-batch\n")
+    store = tmp_path / "s"
+    assert cli.main(["run", str(spec), "--store", str(store)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"{root / rel} line {line} holds what looks like {what}" in err
+    assert f"`code: {{exclude: [{rel}]}}`" in err and f"`code: {{include: [{rel}]}}`" in err
+    assert not store.exists()
+    with pytest.raises(SpecError, match=f"line {line} holds what looks like {what}"):
+        codepkg.pack(root)
+    assert cli.main(["run", str(spec), "--dry-run", "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert f"packs: {', '.join(sorted([rel, 'sweep.yaml', 'train.py']))}" in out
+    assert f"refused: {rel} line {line} holds what looks like {what}" in out
+    with tarfile.open(fileobj=io.BytesIO(codepkg.pack(root, include=[rel]).data), mode="r:gz") as tar:
+        assert rel in tar.getnames()
+    assert codepkg.pack(root, exclude=[rel]).contents.sizes.keys() == {"sweep.yaml", "train.py"}
+
+
+def test_the_documented_example_keys_are_not_taken_for_credentials(tmp_path):
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "README.md").write_text("export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n")
+    assert codepkg.scan(root, codepkg.survey(root)) == []
 
 
 # -- issue 16: .gitignore read with git's rules, with or without git ------------------------------

@@ -149,11 +149,17 @@ def _print_package(p: Plan, console: Any) -> None:
     from batchsweep.aws import codepkg
 
     code_dir = p.record.code_dir
-    contents = codepkg.survey(Path(code_dir), exclude=p.spec.code.exclude)
+    contents = codepkg.survey(Path(code_dir), exclude=p.spec.code.exclude, include=p.spec.code.include)
     console.print(f"code package: {contents.summary()} from {code_dir}", markup=False, highlight=False)
+    names = sorted([*contents.sizes, *contents.links])
+    console.print(f"packs: {', '.join(names[:40])}{f' ... ({len(names) - 40} more)' if len(names) > 40 else ''}",
+                  markup=False, highlight=False)
     left_out = contents.left_out_line()
     if left_out:
         console.print(f"left out: {left_out}", markup=False, highlight=False)
+    for rel, line, what in codepkg.scan(Path(code_dir), contents):
+        console.print(f"refused: {rel} line {line} holds what looks like {what} (code.exclude it, or code.include "
+                      "it if it is no credential)", markup=False, highlight=False)
 
 
 def plan_command(p: Plan, task: Any) -> str:

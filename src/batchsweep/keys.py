@@ -141,7 +141,7 @@ def code_hash(spec: Any, *, cache: HashCache | None = None) -> str:
 
     cache = cache or HashCache()
     root = code_dir(spec)
-    contents = codepkg.survey(root, exclude=spec.code.exclude)
+    contents = codepkg.survey(root, exclude=spec.code.exclude, include=spec.code.include)
     skip = input_globs(root, Path(spec.base_dir), spec.inputs)
     stores = [rel.rsplit("/", 1)[0] + "/" for rel in contents.sizes if rel.endswith("/" + STORE_MARKER)]
     if spec.spec_file is not None:  # the spec's fields that matter are keyed one by one (a widened grid is no code change)

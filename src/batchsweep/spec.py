@@ -234,9 +234,10 @@ class Resources(_Strict):
 
 class Code(_Strict):
     exclude: list[str] = []  # .gitignore lines, as if in one more .gitignore at the code directory's root
+    include: list[str] = []  # the same, for files packed although they look like credentials (by name or content)
     max_mib: float = Field(default=50, gt=0)
 
-    @field_validator("exclude")
+    @field_validator("exclude", "include")
     @classmethod
     def _gitignore_lines(cls, patterns: list[str]) -> list[str]:
         from batchsweep.files import exclude_spec

@@ -7,10 +7,12 @@ needs an image rebuild. Honours .gitignore (through git when the directory is in
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
 import os
+import re
 import stat
 import subprocess
 import tarfile
@@ -29,11 +31,24 @@ STORE_MARKER = ".batchsweep-store"  # batchsweep.store.STORE_MARKER: the root of
 ALWAYS_EXCLUDED = (".git", "__pycache__", ".batchsweep", ".venv", "venv", ".mypy_cache", ".pytest_cache", ".ruff_cache")
 
 
-# Never packed, whatever .gitignore says: a code package lands in S3 and in every container.
-SECRET_FILES = (".env*", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.pem", "*.key", "*.p12", "*.pfx",
-                "*.jks", "*.kdbx", ".netrc", "_netrc", ".pypirc", ".npmrc", ".git-credentials", "credentials*",
-                "*.tfstate", "*.tfstate.*")
-SECRET_DIRS = (".aws", ".ssh", ".gnupg", ".docker", ".kube", ".azure", "gcloud")
+# Never packed, whatever .gitignore says (unless `code.include` names it): a code package lands in S3 and in
+# every container. Matched without regard to case; `id_*` spares Python modules (`id_utils.py`).
+SECRET_FILES = (".env*", "id_*", "*.pem", "*.key", "*.ppk", "*.p12", "*.pfx", "*.jks", "*.kdbx", ".netrc",
+                "_netrc", ".pypirc", ".npmrc", ".git-credentials", "credentials*", ".s3cfg", ".boto", "kaggle.json",
+                "service-account*.json", "client_secret*.json", "token.pickle", ".pgpass", ".my.cnf",
+                ".vault-token", ".dockercfg", "*.tfstate", "*.tfstate.*")
+SECRET_PATHS = (".streamlit/secrets.toml", ".huggingface/token", ".docker/config.json")  # by their last parts
+SECRET_DIRS = (".aws", ".ssh", ".gnupg", ".docker", ".kube", ".azure", "gcloud", "terraform.tfstate.d")
+# What a credential looks like inside any file that would be packed (scanned only when packing).
+SECRET_CONTENT = (
+    (rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----", "a private key"),
+    (rb"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)(?!IOSFODNN7EXAMPLE)[A-Z0-9]{16}(?![A-Z0-9])", "an AWS access key id"),
+    (rb"(?i)aws_?secret_?access_?key[\"']?\s*[=:]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])",
+     "an AWS secret access key"),
+    (rb"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])", "a Google API key"),
+    (rb'"type"\s*:\s*"(?:service_account|authorized_user)"', "Google credentials"),
+    (rb"(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{34,}(?![A-Za-z0-9])", "a Hugging Face token"),
+)
 
 
 def _git_files(root: Path) -> list[str] | None:
@@ -116,8 +131,52 @@ def list_files(root: Path, *, exclude: list[str] | tuple[str, ...] = ()) -> list
 
 
 def is_secret(rel: str) -> bool:
-    parts = rel.split("/")
-    return any(fnmatch(parts[-1], p) for p in SECRET_FILES) or any(part in SECRET_DIRS for part in parts[:-1])
+    """Whether a file's path (relative to the code directory) names a well-known credential file."""
+    lower = rel.lower()
+    parts = lower.split("/")
+    name = parts[-1]
+    if name.startswith("id_") and name.endswith((".py", ".pyi")):
+        return False
+    return (any(fnmatch(name, p) for p in SECRET_FILES) or any(part in SECRET_DIRS for part in parts[:-1])
+            or any(lower == p or lower.endswith("/" + p) for p in SECRET_PATHS))
+
+
+@functools.cache
+def _content_patterns() -> list[tuple[re.Pattern[bytes], str]]:
+    return [(re.compile(pattern), what) for pattern, what in SECRET_CONTENT]
+
+
+def scan(root: Path, contents: Contents) -> list[tuple[str, int, str]]:
+    """(path, line, what) of each file the package would hold that looks like it holds a credential, in path
+    order; files `code.include` names are not scanned (`survey` notes them)."""
+    found = []
+    for rel in sorted(contents.sizes):
+        if rel in contents.included:
+            continue
+        try:
+            with open(root / rel, "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        hits = [(m.start(), what) for pattern, what in _content_patterns() if (m := pattern.search(data))]
+        if hits:
+            at, what = min(hits)
+            found.append((rel, data.count(b"\n", 0, at) + 1, what))
+    return found
+
+
+def check_no_secrets(root: Path, contents: Contents) -> None:
+    """SpecError (one line, the fix named) when a file the package would hold looks like a credential."""
+    found = scan(root, contents)
+    if not found:
+        return
+    rel, line, what = found[0]
+    more = f" (and {len(found) - 1} more: {', '.join(r for r, _, _ in found[1:4])}{' ...' if len(found) > 4 else ''})" \
+        if len(found) > 1 else ""
+    raise SpecError(f"code: {root / rel} line {line} holds what looks like {what}{more}; the code package goes to "
+                    f"the store and every container, so it is refused: leave the file out with `code: {{exclude: "
+                    f"[{rel}]}}` (or .gitignore) and pass the credential as a secret, or if it is none, pack it with "
+                    f"`code: {{include: [{rel}]}}`")
 
 
 @dataclass
@@ -127,6 +186,7 @@ class Contents:
     sizes: dict[str, int] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
     left_out: dict[str, str] = field(default_factory=dict)  # path -> why
+    included: set[str] = field(default_factory=set)  # packed because `code.include` names them: never scanned
 
     @property
     def total(self) -> int:
@@ -155,12 +215,15 @@ def _size(n: float) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB" if n >= 2**10 else f"{int(n)} B"
 
 
-def survey(root: Path, *, exclude: list[str] | tuple[str, ...] = ()) -> Contents:
-    """What `build` would pack: secrets never, a batchsweep store kept inside root never (its directory has the
-    store's marker file); a symlink as a link when it stays inside root, else left out."""
+def survey(root: Path, *, exclude: list[str] | tuple[str, ...] = (), include: list[str] | tuple[str, ...] = ()
+           ) -> Contents:
+    """What `build` would pack: secrets never (unless `include` names them), a batchsweep store kept inside root
+    never (its directory has the store's marker file); a symlink as a link when it stays inside root, else left
+    out."""
     contents = Contents()
     real_root = os.path.realpath(root)
     files = list_files(root, exclude=exclude)
+    included = exclude_spec(include)
     stores = tuple(rel[:-len(STORE_MARKER)] for rel in files if rel.endswith("/" + STORE_MARKER))
     for store in stores:
         contents.left_out[store.rstrip("/") + "/"] = "a batchsweep store"
@@ -168,7 +231,10 @@ def survey(root: Path, *, exclude: list[str] | tuple[str, ...] = ()) -> Contents
         path = root / rel
         if rel.startswith(stores) or rel == STORE_MARKER:
             continue
-        if is_secret(rel):
+        trusted = included is not None and included.match_file(rel)
+        if trusted:
+            contents.included.add(rel)
+        if is_secret(rel) and not trusted:
             contents.left_out[rel] = "looks like a secret"
         elif path.is_symlink():
             target = os.readlink(path)
@@ -195,15 +261,17 @@ class Package:
     contents: Contents
 
 
-def pack(root: Path, *, exclude: list[str] | tuple[str, ...] = (), max_mib: float = 50.0) -> Package:
-    """The package of `root`; raises SpecError if larger than max_mib."""
-    contents = survey(root, exclude=exclude)
+def pack(root: Path, *, exclude: list[str] | tuple[str, ...] = (), include: list[str] | tuple[str, ...] = (),
+         max_mib: float = 50.0) -> Package:
+    """The package of `root`; raises SpecError if larger than max_mib or when a file looks like a credential."""
+    contents = survey(root, exclude=exclude, include=include)
     if contents.total > max_mib * 1024 * 1024:
         raise SpecError(
             f"code: {root} holds {_size(contents.total)} of files (cap {max_mib:g} MiB; largest: "
             f"{contents.largest()}); add data to `code: {{exclude: [...]}}` or .gitignore and pass it as `inputs:`, "
             "or raise code.max_mib"
         )
+    check_no_secrets(root, contents)
     raw = io.BytesIO()
     _write(root, contents, raw)
     data = raw.getvalue()
@@ -225,11 +293,12 @@ class _HashingFile:
 
 
 def pack_to_file(root: Path, out: Path, *, exclude: list[str] | tuple[str, ...] = (),
-                 max_mib: float = 50.0) -> tuple[str, Contents]:
+                 include: list[str] | tuple[str, ...] = (), max_mib: float = 50.0) -> tuple[str, Contents]:
     """Like `pack`, streamed into the file `out`: (sha256, contents). The same bytes as `pack`."""
-    contents = survey(root, exclude=exclude)
+    contents = survey(root, exclude=exclude, include=include)
     if contents.total > max_mib * 1024 * 1024:
-        pack(root, exclude=exclude, max_mib=max_mib)  # raises the SpecError that names the largest files
+        pack(root, exclude=exclude, include=include, max_mib=max_mib)  # raises the SpecError that names the largest files
+    check_no_secrets(root, contents)
     with open(out, "wb") as f:
         hashing = _HashingFile(f)
         _write(root, contents, hashing)  # type: ignore[arg-type]
@@ -253,9 +322,11 @@ def _write(root: Path, contents: Contents, raw: BinaryIO) -> None:
                 tar.addfile(info, f)
 
 
-def build(root: Path, *, exclude: list[str] | tuple[str, ...] = (), max_mib: float = 50.0) -> tuple[str, bytes]:
-    """(sha256, tar.gz bytes) of `root`; raises SpecError if larger than max_mib."""
-    package = pack(root, exclude=exclude, max_mib=max_mib)
+def build(root: Path, *, exclude: list[str] | tuple[str, ...] = (), include: list[str] | tuple[str, ...] = (),
+          max_mib: float = 50.0) -> tuple[str, bytes]:
+    """(sha256, tar.gz bytes) of `root`; raises SpecError if larger than max_mib or when a file looks like a
+    credential."""
+    package = pack(root, exclude=exclude, include=include, max_mib=max_mib)
     return package.sha256, package.data
 
 

@@ -54,7 +54,8 @@ def keep_code_package(spec: Spec, store: Store, code_dir: Path) -> dict[str, Any
     with tempfile.TemporaryDirectory(prefix=".pack-", dir=scratch) as tmp:
         packed = Path(tmp) / "code.tar.gz"
         try:
-            sha, _ = codepkg.pack_to_file(code_dir, packed, exclude=spec.code.exclude, max_mib=spec.code.max_mib)
+            sha, _ = codepkg.pack_to_file(code_dir, packed, exclude=spec.code.exclude, include=spec.code.include,
+                                          max_mib=spec.code.max_mib)
         except SpecError as e:
             log.warning("code: not kept for `batchsweep rerun` (it replays with the code directory as it is then): %s", e)
             return {"code_package": f"not kept: {e}"}

@@ -60,6 +60,7 @@ class AwsBatchEngine(Submitter, Poller, LogReader):
         if not r.gpus:
             fargate.check_pair(r.vcpus, r.memory_mib)
         _check_overrides_size(spec)
+        _check_code(spec)
         if spec.search:
             list(_expand_refs(spec))  # SpecError when an input names a param only the trials will have
         settings, outputs = resolve_settings(spec)
@@ -97,6 +98,7 @@ class AwsBatchEngine(Submitter, Poller, LogReader):
         with tempfile.TemporaryDirectory(prefix="batchsweep-pack-") as tmp:
             packed = Path(tmp) / "code.tar.gz"
             sha, contents = codepkg.pack_to_file(Path(info["code_dir"]), packed, exclude=spec.code.exclude,
+                                                 include=spec.code.include,
                                                  max_mib=spec.code.max_mib)
             left_out = contents.left_out_line()
             if left_out:
@@ -121,3 +123,11 @@ class AwsBatchEngine(Submitter, Poller, LogReader):
                     inputs[ref] = {"key": key}
         stats = _sweep_stats(store, spec.name)
         return {"code_sha256": sha, "inputs_map": inputs, "median_task_s": stats.get("median_task_s")}
+
+
+def _check_code(spec: Spec) -> None:
+    """SpecError before anything is written when a file the code package would hold looks like a credential."""
+    from batchsweep.aws import codepkg
+
+    root = Path(spec.script_path.parent if spec.script_path else spec.base_dir)
+    codepkg.check_no_secrets(root, codepkg.survey(root, exclude=spec.code.exclude, include=spec.code.include))
