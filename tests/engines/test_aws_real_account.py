@@ -90,6 +90,22 @@ def test_a_batch_timeout_is_always_set(tmp_path, stack, calls):
     assert request["timeout"]["attemptDurationSeconds"] == 24 * 3600
 
 
+@pytest.mark.parametrize(("k", "timeout", "seconds"), [
+    (3, None, 3 * 24 * 3600),  # a day per task of the child, not one day for all three
+    (20, None, 14 * 24 * 3600),  # never past the 14 days Batch lets a job live
+    (3, "1h", 3 * (3600 + 10) + 120),
+    (3, "144h", 14 * 24 * 3600),
+])
+def test_a_packed_childs_batch_timeout_scales_with_its_tasks(tmp_path, stack, calls, k, timeout, seconds):
+    extra = {"timeout": timeout} if timeout else {}
+    spec = write_spec(tmp_path, spec_body(json.dumps({"a": list(range(2 * k))}), **extra).replace(
+        "region: us-east-1}", f"region: us-east-1, tasks_per_job: {k}}}"))
+    batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    (request,) = submits(calls)
+    assert request["arrayProperties"]["size"] == 2
+    assert request["timeout"]["attemptDurationSeconds"] == seconds
+
+
 def test_container_overrides_over_8192_characters_are_refused_before_anything_is_written(tmp_path, stack, calls, capsys):
     spec = write_spec(tmp_path, spec_body("{a: [1]}", env=json.dumps({"BIG": "x" * 8200})))
     code, err = run_cli(spec, tmp_path, capsys)

@@ -11,15 +11,17 @@ from batchsweep.engines.aws_batch.polling import DEFAULT_RUNNABLE_ADVICE, RUNNAB
 from batchsweep.engines.aws_batch.settings import STORE_PREFIX, resolve_settings
 from batchsweep.engines.aws_batch.submit import (
     CHILD_TARGET_S,
-    DEFAULT_CHILD_TIMEOUT_S,
+    DEFAULT_TASK_TIMEOUT_S,
     MAX_ARRAY,
+    MAX_CHILD_TIMEOUT_S,
     MAX_OVERRIDES_CHARS,
+    child_timeout_s,
     retry_strategy,
     tasks_per_child,
 )
 
 __all__ = [
-    "CHILD_TARGET_S", "DEFAULT_CHILD_TIMEOUT_S", "DEFAULT_RUNNABLE_ADVICE", "MAX_ARRAY", "MAX_OVERRIDES_CHARS",
-    "RUNNABLE_ADVICE", "STORE_PREFIX", "TERMINAL", "AwsBatchEngine", "_log_lines", "_log_streams",
-    "resolve_settings", "retry_strategy", "tasks_per_child",
+    "CHILD_TARGET_S", "DEFAULT_RUNNABLE_ADVICE", "DEFAULT_TASK_TIMEOUT_S", "MAX_ARRAY", "MAX_CHILD_TIMEOUT_S",
+    "MAX_OVERRIDES_CHARS", "RUNNABLE_ADVICE", "STORE_PREFIX", "TERMINAL", "AwsBatchEngine", "_log_lines", "_log_streams",
+    "child_timeout_s", "resolve_settings", "retry_strategy", "tasks_per_child",
 ]

@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 MAX_ARRAY = 10_000
 CHILD_TARGET_S = 180.0  # AWS advises Batch jobs of a few minutes; short tasks are packed up to this
 
-# Without a timeout a hung task bills until Batch's 14-day limit; the spec's `timeout:` replaces this default.
-DEFAULT_CHILD_TIMEOUT_S = 24 * 3600
+# Without a timeout a hung task bills until Batch's 14-day limit; the spec's `timeout:` replaces this default,
+# which is per task: a child running k tasks gets k times it, never more than the 14 days a job may live.
+DEFAULT_TASK_TIMEOUT_S = 24 * 3600
+MAX_CHILD_TIMEOUT_S = 14 * 24 * 3600
 MAX_OVERRIDES_CHARS = 8192  # SubmitJob's limit on containerOverrides
 
 
@@ -50,6 +52,18 @@ def tasks_per_child(n: int, *, max_parallel: int, tasks_per_job: int | None, tas
     if max_parallel:
         k = max(k, math.ceil(n / max_parallel))
     return max(1, min(k, n))
+
+
+def child_timeout_s(k: int, timeout_s: float | None, retries: int) -> int:
+    """Batch's timeout for a child of k tasks: with `timeout:`, a backstop above the worker's own per-attempt
+    timeout (the one that is enforced) for all k tasks and their retries; without, a day per task. At most
+    14 days: Batch ends any job then. A child that Batch stops leaves its unstarted tasks without a status:
+    they read as lost, and `resume` runs them again."""
+    if timeout_s:
+        seconds = k * (retries + 1) * (timeout_s + 10) + 120
+    else:
+        seconds = k * DEFAULT_TASK_TIMEOUT_S
+    return max(60, min(MAX_CHILD_TIMEOUT_S, int(seconds)))
 
 
 class Submitter(AwsRun):
@@ -114,13 +128,7 @@ class Submitter(AwsRun):
         }
         if size > 1:
             request["arrayProperties"] = {"size": size}
-        timeout_s = run.record.timeout_s
-        if timeout_s:
-            # A backstop above the worker's own per-attempt timeout, which is the one that is enforced.
-            attempts = spec.retries + 1
-            request["timeout"] = {"attemptDurationSeconds": max(60, int(k * attempts * (timeout_s + 10) + 120))}
-        else:
-            request["timeout"] = {"attemptDurationSeconds": DEFAULT_CHILD_TIMEOUT_S}
+        request["timeout"] = {"attemptDurationSeconds": child_timeout_s(k, run.record.timeout_s, spec.retries)}
         return request
 
     def _job_definition(self, secrets: dict[str, str]) -> str:
