@@ -224,3 +224,45 @@ def test_a_task_that_moves_a_directory_above_its_own_stops_the_run_and_writes_no
     with pytest.raises(batchsweep.SweepError, match="was moved or replaced by a symlink while the task ran"):
         _run(tmp_path, f"{{list: [{{a: 1, plant: '../../tasks={victim / 'dir'}'}}, {{a: 2}}]}}", max_parallel="1")
     _untouched(victim, files)
+
+
+_ESCAPES = """
+import json, sys
+evil = "\\x1b]52;c;ZWNobyBwd25lZA==\\x07\\x1b[2J\\x1b]0;pwned\\x07[bold]title\\x9b31m"
+json.dump({"note": evil, "=cmd|' /C calc'!A0": 1, "label": "=HYPERLINK(\\"http://x\\",\\"y\\")",
+           "sum": "+1+2", "mail": "@SUM(1)", "dash": "-2+3", "cr": "a\\rb"}, open("metrics.json", "w"))
+print("failing: " + evil, file=sys.stderr)
+sys.exit(int(sys.argv[sys.argv.index("--a") + 1]))
+"""
+
+
+def test_what_a_task_writes_cannot_attack_the_terminal_or_the_spreadsheet_that_shows_it(tmp_path, capsys):
+    """A task's metrics and last error line carry escape sequences (OSC 52 writes the clipboard, OSC 0 retitles
+    the window, CSI clears the screen), rich markup and spreadsheet formulas: `status` and `results` show them
+    escaped, and the CSV export makes every formula-looking cell and name inert, quoting a bare CR."""
+    from batchsweep import cli
+
+    (tmp_path / "esc.py").write_text(_ESCAPES)
+    spec = write_spec(tmp_path, 'name: esc\nscript: esc.py\nparams: {grid: {a: [0, 3]}, fixed: {tab: "\\tx"}}\n')
+    store = str(tmp_path / "store")
+    assert cli.main(["run", str(spec), "--store", store]) == 1
+    capsys.readouterr()
+    for argv in (["status"], ["results"], ["results", "--wide"]):
+        assert cli.main([*argv, "--store", store]) == 0
+        out, err = capsys.readouterr()
+        raw = [c for c in out + err if (ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0]
+        assert not raw, (argv, raw)
+    assert "\\x1b]52;c;" in out and "[bold]title\\x9b31m" in out
+    assert cli.main(["results", "--format", "csv", "--store", store]) == 0
+    import csv
+    import io
+
+    text = capsys.readouterr().out
+    header, *rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert "'=cmd|' /C calc'!A0" in header and "=cmd|' /C calc'!A0" not in header
+    for row in rows:
+        cells = dict(zip(header, row))
+        assert cells["label"] == "'=HYPERLINK(\"http://x\",\"y\")" and cells["sum"] == "'+1+2"
+        assert cells["mail"] == "'@SUM(1)" and cells["dash"] == "'-2+3" and cells["tab"] == "'\tx"
+        assert cells["cr"] == "a\rb"
+    assert len(rows) == 2 and '"a\rb"' in text

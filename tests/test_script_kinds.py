@@ -257,6 +257,17 @@ def test_hydra_app_gets_overrides_and_its_return_value_is_the_metric(hydra_app: 
     assert ".hydra/config.yaml" in outputs and "s.log" in outputs  # Hydra's files and its file log, in the task dir
 
 
+def test_a_hydra_param_value_arrives_as_written_never_interpolated(hydra_app: Path) -> None:
+    """A value that Hydra would read as an interpolation (`${oc.env:HOME}`: the runner's environment, or any
+    resolver) or mangle (backslashes, quotes) reaches the app as the spec wrote it."""
+    values = ["${oc.env:HOME}", "a\\${oc.env:HOME}", "C:\\temp\\", "it's \\' end\\"]
+    run, df = sweep(hydra_app, {"params": {"grid": {"+note": values}}})
+    assert run.exit_code == 0, df["error"].tolist()
+    seen = [run.store.local_path(run.store.task_key(run.id, i, "outputs", "seen.txt")).read_text()
+            for i in range(len(values))]
+    assert [s.split(" ", 3)[3] for s in seen] == values
+
+
 @pytest.mark.parametrize(("params", "message"), [
     ({"train.lrr": 1}, r"params.train.lrr: not a key of s.py's config; its keys: model, model.name, model.depth, "
                        r"train, train.lr, train.epochs, train.extra, seed \(write `\+train.lrr` to add a new key\)"),

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchsweep.clock import SYSTEM, Clock
 from batchsweep.model import LOST_REASON, OK_STATE_NAMES, OWN_PARAMS, State, TaskStatus
-from batchsweep.text import cell, duration, is_missing, state_counts
+from batchsweep.text import cell, duration, is_missing, printable, state_counts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,7 +64,8 @@ def fit_table(columns: list[str], rows: list[list[Any]], *, width: int | None, t
     from rich.table import Table
     from rich.text import Text
 
-    texts = [[(fmt or cell)(v) for v in row] for row in rows]
+    texts = [[printable((fmt or cell)(v)) for v in row] for row in rows]
+    columns = [printable(str(c)) for c in columns]
     numeric = [all(_is_number(row[j]) or is_missing(row[j]) for row in rows) for j in range(len(columns))]
     if width is not None:
         for row in texts:
@@ -278,7 +279,7 @@ def print_status(run: Run) -> None:
     if retried:
         console.print(f"retried  {retried} time(s) after spot interruptions or lost hosts")
     for note in progress.notes:
-        console.print(f"note     {note}")
+        console.print(f"note     {printable(note)}", markup=False)
     line = no_metrics_line(run, statuses.values())
     if line:
         console.print(f"metrics  {line}", markup=False)
@@ -302,7 +303,7 @@ def print_status(run: Run) -> None:
                              width=console.width if console.is_terminal else None, wrap=("reason", "params"))
         console.print(table)
         if bad[0].command:
-            console.print(f"task {bad[0].index} ran: {bad[0].command}", markup=False)
+            console.print(f"task {bad[0].index} ran: {printable(bad[0].command)}", markup=False)
         if len(bad) > 20:
             console.print(f"… and {len(bad) - 20} more; all of them: batchsweep results {run.id} --format csv")
         console.print(f"a task's output: batchsweep logs {run.id} TASK --stderr · rerun: batchsweep resume {run.id}")

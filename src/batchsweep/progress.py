@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from batchsweep.clock import SYSTEM, Clock
 from batchsweep.model import DONE_STATE_NAMES, FAILED_STATE_NAMES, OK_STATE_NAMES
-from batchsweep.text import state_counts
+from batchsweep.text import printable, state_counts
 
 if TYPE_CHECKING:
     from batchsweep.runs import Run
@@ -102,7 +102,7 @@ def _watch_jupyter(run: Run, total: int, started: float, interval: float, clock:
         for note in progress.notes:
             if note not in seen_notes:
                 seen_notes.add(note)
-                print(f"note: {note}", file=sys.stderr, flush=True)
+                print(f"note: {printable(note)}", file=sys.stderr, flush=True)
         if not progress.active:
             return
         clock.sleep(max(interval, 0.5))
@@ -122,7 +122,7 @@ def _watch_plain(run: Run, total: int, started: float, interval: float, clock: C
         for note in progress.notes:  # an engine repeats its notes in each poll until they change
             if note not in seen_notes:
                 seen_notes.add(note)
-                print(f"note: {note}", file=sys.stderr, flush=True)
+                print(f"note: {printable(note)}", file=sys.stderr, flush=True)
         if not progress.active:
             return
         clock.sleep(interval)
@@ -130,6 +130,7 @@ def _watch_plain(run: Run, total: int, started: float, interval: float, clock: C
 
 def _watch_rich(run: Run, total: int, started: float, interval: float, clock: Clock) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -157,7 +158,7 @@ def _watch_rich(run: Run, total: int, started: float, interval: float, clock: Cl
             for note in progress.notes:
                 if note not in seen_notes:
                     seen_notes.add(note)
-                    bar.console.print(f"[yellow]note:[/] {note}")
+                    bar.console.print(f"[yellow]note:[/] {escape(printable(note))}")  # an engine's note may quote a task
             if not progress.active:
                 return
             clock.sleep(interval)

@@ -209,12 +209,35 @@ def export(df: pd.DataFrame, fmt: str, path: str | os.PathLike[str] | None) -> s
         return None
     if fmt == "csv" and "outputs" in df:
         df = df.assign(outputs=[";".join(map(str, v)) if isinstance(v, list) else "" for v in df["outputs"]])
+    if fmt == "csv":
+        df = spreadsheet_safe(df)
     parts = csv_parts(df) if fmt == "csv" else iter([str(df.to_json(orient="records", indent=1))])
     if path is not None:
         with open(path, "w") as out:  # a part at a time: the text of 100,000 rows is never one string
             out.writelines(parts)
         return None
     return "".join(parts)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(text: Any) -> Any:
+    return "'" + text if isinstance(text, str) and text.startswith(_FORMULA_START) else text
+
+
+def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with each text cell and column name that a spreadsheet would run as a formula (it starts with
+    =, +, -, @, a tab or a CR: a task's metric or error, say) made inert by a leading `'`."""
+    out = df.rename(columns={c: _inert(c) for c in df.columns})
+    for name in out.columns:
+        column = out[name]
+        if column.dtype.kind in "biufcmM":  # numbers, booleans, times: never text
+            continue
+        inert = column.map(_inert)
+        if not inert.equals(column):
+            out[name] = inert.astype(column.dtype)
+    return out
 
 
 def csv_text(df: pd.DataFrame) -> str:
@@ -285,6 +308,8 @@ def _csv_quoted(texts: list[str]) -> list[str]:
     def one(text: str) -> str:
         if not any(c in text for c in ',"\r\n'):
             return text
+        if "\r" in text:  # the csv module leaves a bare CR unquoted, which a reader takes for a line break
+            return '"' + text.replace('"', '""') + '"'
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerow([text, ""])
         return buf.getvalue()[:-2]  # less the empty second field's comma and the line's end

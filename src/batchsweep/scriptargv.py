@@ -167,7 +167,18 @@ def _hydra_value(value: Any) -> str:
     text = str(value)
     if _PLAIN.match(text) and text.lower() not in _HYDRA_WORDS:
         return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + _HYDRA_ESCAPES.sub(_hydra_escape, text) + "'"
+
+
+# In a quoted Hydra value `\'` is a quote, `\${` a literal `${` (not an interpolation such as ${oc.env:HOME}),
+# and a run of backslashes is halved only where it stands before a quote, a `${` or the end: only there is it
+# doubled, so that every value arrives as written.
+_HYDRA_ESCAPES = re.compile(r"(\\+)(?='|\$\{|\Z)|'|\$\{")
+
+
+def _hydra_escape(m: re.Match[str]) -> str:
+    found = m.group(0)
+    return found * 2 if found.startswith("\\") else "\\" + found
 
 
 def _hydra(params: dict[str, Any], flags: ScriptFlags) -> list[str]:

@@ -38,6 +38,16 @@ def is_missing(value: Any) -> bool:
         isinstance(value, float) and math.isnan(value))
 
 
+# C0 and C1 control characters and DEL as `\x..`: a task's text (an error, a metric, a name) shown in a terminal
+# can then neither move the cursor, retitle the window nor write the clipboard (CSI, OSC escape sequences).
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+
+
+def printable(text: str) -> str:
+    """Text with every control character shown escaped (a newline too: one cell, one line)."""
+    return text.translate(_CONTROLS)
+
+
 def cell(value: Any) -> str:
     """A value as a table cell: numbers to 4 significant digits (whole numbers whole), lists `;`-joined."""
     if hasattr(value, "item") and not hasattr(value, "__len__"):
