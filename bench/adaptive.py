@@ -1,6 +1,6 @@
 """Adaptive search against random search on the Branin function, at the same budget.
 
-Both run through `batchsweep.search.optimize`, the round loop a run uses (ask `batch` trials, evaluate them
+Both run through `batchsweep.planning.search.optimize`, the round loop a run uses (ask `batch` trials, evaluate them
 together, tell), with the objective evaluated in-process instead of through an engine. Prints the median (over
 seeds) best value after each round, and its gap to the known optimum 0.397887.
 
@@ -15,8 +15,8 @@ import statistics
 
 import optuna
 
-from batchsweep import search
-from batchsweep.spec import Search
+from batchsweep.planning import search
+from batchsweep.spec.schema import Search
 
 OPTIMUM = 0.397887
 SPACE = {"x1": "uniform(-5, 10)", "x2": "uniform(0, 15)"}

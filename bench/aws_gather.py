@@ -52,7 +52,7 @@ class Emulator:
     """`serve` in a child process; `put` hands it objects to store."""
 
     def __init__(self) -> None:
-        from batchsweep.emulator import free_port
+        from batchsweep.emulator.server import free_port
 
         self.port = free_port()
         self.process = subprocess.Popen([sys.executable, __file__, "--serve", str(self.port)], stdin=subprocess.PIPE,
@@ -90,8 +90,8 @@ class Emulator:
 def fill_store(emulator: Emulator, run: Any, per_child: int) -> float:
     """What each child leaves in S3: its tasks' status.json + metrics.json, and its summary."""
     from batchsweep.model import State, TaskStatus
-    from batchsweep.store import PackEntry
-    from batchsweep.worker.remote import summary_name
+    from batchsweep.store.core import PackEntry
+    from batchsweep.task.remote import summary_name
 
     store, n = run.store, run.n_tasks
     backend = store.backend
@@ -151,7 +151,7 @@ def main() -> int:
 
     import batchsweep
     from batchsweep.aws import clients
-    from batchsweep.emulator import deploy_stack
+    from batchsweep.emulator.server import deploy_stack
 
     emulator = Emulator()
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 from common import CALLS, observe_every_call
 
 from batchsweep.aws import clients
-from batchsweep.emulator import MotoServer, deploy_stack
+from batchsweep.emulator.server import MotoServer, deploy_stack
 
 TASK = Path(__file__).parent / "trivial.py"
 

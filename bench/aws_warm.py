@@ -1,7 +1,7 @@
 """Warm start inside AWS Batch children: 200 pandas + numpy tasks packed 50 per child, cold against warm.
 
 Both runs go to moto on 127.0.0.1 (Batch's Docker mode off); their children are played here, each with its own
-command and environment (`batchsweep.aws.player`, two at a time on this 2-core machine), as Batch would start
+command and environment (`batchsweep.emulator.player`, two at a time on this 2-core machine), as Batch would start
 them. Prints each mode's child wall times (from the child's first task start to its last task end, as the tasks'
 statuses record them) and the time a task costs, side by side, then the import cost per task that warm start
 saves (a cold `python -c "import numpy, pandas"` timed here).
@@ -27,7 +27,7 @@ from common import HEAVY
 
 def one_mode(workdir: Path, *, warm: bool, tasks: int, per_child: int, parallel: int) -> dict[str, Any]:
     import batchsweep
-    from batchsweep.aws import player
+    from batchsweep.emulator import player
 
     spec = workdir / f"sweep-{'warm' if warm else 'cold'}.yaml"
     spec.write_text(f"name: heavy-{'warm' if warm else 'cold'}\nscript: {workdir / 'heavy.py'}\n"
@@ -53,7 +53,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from batchsweep.aws import clients
-    from batchsweep.emulator import MotoServer, deploy_stack
+    from batchsweep.emulator.server import MotoServer, deploy_stack
 
     imports = []
     for _ in range(3):

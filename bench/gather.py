@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from batchsweep.model import State, Task, TaskStatus
-from batchsweep.runs import Run
-from batchsweep.store import Store
+from batchsweep.runs.run import Run
+from batchsweep.store.core import Store
 
 
 def make_store(root: Path, n: int) -> Run:
@@ -46,7 +46,7 @@ def make_store(root: Path, n: int) -> Run:
 
 
 def by_batchsweep(run: Run) -> int:
-    from batchsweep.results import gather
+    from batchsweep.report.results import gather
 
     return len(gather(run, refresh=True))
 

@@ -72,8 +72,8 @@ def write_spec(root: Path, n: int) -> Path:
 
 def in_process(spec: Path, store: Path) -> None:
     """Plan and write the manifest here, so this process's peak RSS is the runner's."""
-    from batchsweep import planning
-    from batchsweep.store import Store
+    from batchsweep.planning import plan as planning
+    from batchsweep.store.core import Store
 
     t0 = time.perf_counter()
     p = planning.plan(spec)
@@ -224,9 +224,9 @@ def gather_compare(root: Path, n: int) -> None:
     """`results` of a finished n-task run from per-task files against the same run compacted."""
     import pandas as pd
 
-    from batchsweep import planning
     from batchsweep.model import State, TaskStatus
-    from batchsweep.store import Store
+    from batchsweep.planning import plan as planning
+    from batchsweep.store.core import Store
 
     (root / "task.py").write_text(QUIET)
     p = planning.plan(root / "sweep.yaml")

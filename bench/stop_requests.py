@@ -1,7 +1,7 @@
 """What early stopping costs in S3 requests on AWS Batch: requests per container-hour and their price.
 
 A container running tasks with `stop:` lists the run's task files in S3 and reads the other tasks' series and
-statuses to decide (batchsweep.stopping.RunView). This bench runs that real code for one simulated hour of one
+statuses to decide (batchsweep.task.stopping.RunView). This bench runs that real code for one simulated hour of one
 container, against a simulated bucket that bills like S3 (a LIST request per 1,000 keys listed, a GET per object
 read) and a run that moves on meanwhile: `--containers` containers run tasks of `--task-minutes` each, so tasks
 finish, start and report steps all hour; the measured container runs its tasks back to back and reports a step
@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from batchsweep import stopping  # noqa: E402
-from batchsweep.store import Store  # noqa: E402
+from batchsweep.store.core import Store  # noqa: E402
+from batchsweep.task import stopping  # noqa: E402
 
 LIST_USD = 0.005 / 1000
 GET_USD = 0.0004 / 1000

@@ -1,7 +1,7 @@
 """Fixtures that aim every AWS call at moto's standalone server on 127.0.0.1.
 
 Import them from a conftest (`from aws_fixtures import *`). The server itself is
-`batchsweep.emulator.MotoServer`, which the benchmarks and the README's emulator tour use too.
+`batchsweep.emulator.server.MotoServer`, which the benchmarks and the README's emulator tour use too.
 
     moto_endpoint   session-scoped: one `moto_server` process for the whole test session
     aws_env         function-scoped: a wiped server and an environment that points boto3 at it
@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from batchsweep.emulator import MotoServer, deploy_stack
+from batchsweep.emulator.server import MotoServer, deploy_stack
 
 __all__ = ["moto_endpoint", "aws_env", "session", "stack", "iam_world", "IamWorld", "iam_allows", "policy_document",
            "point_boto3_at"]
@@ -101,7 +101,7 @@ def stack(session: Any) -> Iterator[dict[str, str]]:
     it gets it back as deployed: the bucket emptied (every version), the job definitions runs registered
     deregistered. A test that changes anything else (the stack's parameters or image, another bucket, ...) leaves
     the world to be wiped and deployed again for the next one: `_fingerprint` compares what a test could change."""
-    from batchsweep import emulator
+    from batchsweep.emulator import server as emulator
 
     if not _DEPLOYED:
         outputs = emulator.deploy_stack(session)

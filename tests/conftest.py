@@ -13,7 +13,7 @@ def _file_hash_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
 @pytest.fixture(autouse=True)
 def _played_children_fork(monkeypatch: pytest.MonkeyPatch) -> None:
     """A played AWS Batch child is forked from the player's zygote (boto3 and the worker imported once per test
-    process, batchsweep.aws.zygote), not started as a fresh interpreter: ~0.5 CPU-s less per child. The image test
+    process, batchsweep.emulator.zygote), not started as a fresh interpreter: ~0.5 CPU-s less per child. The image test
     and tests/engines/test_aws_batch.py's fresh-interpreter test still start real ones."""
     monkeypatch.setenv("BATCHSWEEP_PLAY_FORK", "1")
 

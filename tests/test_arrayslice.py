@@ -1,4 +1,4 @@
-"""The mapping from an array index to a slice of tasks (`batchsweep.arrayslice`): the scheduler's variable,
+"""The mapping from an array index to a slice of tasks (`batchsweep.task.arrayslice`): the scheduler's variable,
 the child's number, and which tasks each child runs."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from batchsweep.arrayslice import Slicing, array_index, child_number
+from batchsweep.task.arrayslice import Slicing, array_index, child_number
 
 
 @pytest.mark.parametrize("env, index", [

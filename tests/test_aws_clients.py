@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from batchsweep.aws.clients import make_client, make_session
-from batchsweep.emulator import MotoServer
+from batchsweep.emulator.server import MotoServer
 from batchsweep.errors import AwsSetupError
 
 

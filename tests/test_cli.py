@@ -91,7 +91,7 @@ def test_status_of_a_detached_local_run_shows_its_running_tasks(tmp_path: Path, 
 
 @pytest.mark.parametrize("argv", [["play", "--help"], ["serve", "-h"], ["--help"]])
 def test_the_emulator_prints_its_usage_on_help(argv: list[str], capsys) -> None:
-    from batchsweep import emulator
+    from batchsweep.emulator import server as emulator
 
     assert emulator.main(argv) == 0
     assert "python -m batchsweep.emulator play RUN_ID" in capsys.readouterr().out

@@ -295,7 +295,7 @@ def test_code_exclude_lines_read_as_gitignore_lines(tmp_path: Path, git: bool, m
 
 def test_an_exclude_line_git_cannot_read_is_one_line_naming_the_field(tmp_path: Path) -> None:
     from batchsweep.errors import SpecError
-    from batchsweep.spec import load
+    from batchsweep.spec.schema import load
 
     (tmp_path / "t.py").write_text("print(1)\n")
     (tmp_path / "sweep.yaml").write_text("name: ex\nscript: t.py\nparams: {grid: {x: [1]}}\ncode: {exclude: ['!']}\n")
@@ -307,7 +307,7 @@ def test_an_exclude_line_git_cannot_read_is_one_line_naming_the_field(tmp_path: 
 
 def test_a_store_inside_the_code_directory_is_left_out_without_being_walked(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from batchsweep.store import Store
+    from batchsweep.store.core import Store
 
     (tmp_path / "task.py").write_text("print(1)\n")
     store = Store.open(tmp_path / "results")  # not the default .batchsweep: found by its marker

@@ -13,7 +13,7 @@ from helpers import write_spec
 import batchsweep
 from batchsweep import cli
 from batchsweep.model import State, TaskStatus
-from batchsweep.store import PackEntry, Store
+from batchsweep.store.core import PackEntry, Store
 
 SCRIPTS = Path(__file__).parent / "scripts"
 
@@ -146,8 +146,8 @@ def test_compact_leaves_a_damaged_file_where_it_is(tmp_path, damaged):
 
 
 def test_a_compacted_run_with_series_shows_no_task_as_running_and_keeps_its_curves(tmp_path):
-    from batchsweep import live
-    from batchsweep.results import read_series
+    from batchsweep.report import live
+    from batchsweep.report.results import read_series
 
     (tmp_path / "curve.py").write_text(
         "import argparse\nfrom batchsweep import log_metrics\n"
@@ -167,8 +167,8 @@ def test_a_compacted_run_with_series_shows_no_task_as_running_and_keeps_its_curv
 
 
 def test_a_compacted_runs_finished_tasks_are_finished_for_stop_rules_and_not_running_for_the_runner(tmp_path):
-    from batchsweep.engines.local import _started
-    from batchsweep.stopping import RunView
+    from batchsweep.engines.local.engine import _started
+    from batchsweep.task.stopping import RunView
 
     (tmp_path / "curve.py").write_text(
         "import argparse\nfrom batchsweep import log_metrics\n"
@@ -189,7 +189,7 @@ def test_a_compacted_runs_finished_tasks_are_finished_for_stop_rules_and_not_run
 
 
 def test_statuses_looked_up_one_by_one_list_the_packs_once_and_a_new_pack_is_seen_at_once(tmp_path):
-    from batchsweep.store import LocalBackend
+    from batchsweep.store.core import LocalBackend
 
     class Counting(LocalBackend):
         listings = 0
@@ -208,7 +208,7 @@ def test_statuses_looked_up_one_by_one_list_the_packs_once_and_a_new_pack_is_see
 
 
 def test_the_table_takes_a_tasks_later_pack_entry_whole_and_orders_metrics_by_first_task() -> None:
-    from batchsweep.columns import Columns, status_record
+    from batchsweep.report.columns import Columns, status_record
 
     table = Columns(3)
     for i in range(3):

@@ -14,11 +14,13 @@ from dask_fixtures import *  # noqa: F401,F403 - the dask_cluster fixture
 from helpers import alive, write_spec
 
 import batchsweep
-from batchsweep import cli, planning, runs
-from batchsweep.engines.dask import DaskEngine
+from batchsweep import cli
+from batchsweep.engines.dask.engine import DaskEngine
 from batchsweep.errors import SpecError
-from batchsweep.spec import validate
-from batchsweep.store import Store
+from batchsweep.planning import plan as planning
+from batchsweep.runs import run as runs
+from batchsweep.spec.schema import validate
+from batchsweep.store.core import Store
 
 pytest.importorskip("distributed")
 
@@ -120,7 +122,7 @@ def test_another_process_asks_the_scheduler_at_most_once_per_second_of_the_engin
     next poll asks again and sees the run end."""
     from helpers import FakeClock
 
-    from batchsweep.engines.dask import REMOTE_POLL_EVERY_S
+    from batchsweep.engines.dask.engine import REMOTE_POLL_EVERY_S
 
     spec = dask_spec(tmp_path, dask_cluster.address, "{grid: {a: [1, 2]}, fixed: {sleep: 0.5}}")
     store = tmp_path / "store"
@@ -327,7 +329,7 @@ def test_warm_tasks_fork_from_one_server_per_worker_process(tmp_path, dask_clust
         parser.add_argument("--x", type=int)
         args = parser.parse_args()
         parent = open(f"/proc/{os.getppid()}/cmdline", "rb").read()
-        json.dump({"warm": b"batchsweep.warm" in parent, "server": os.getppid(),
+        json.dump({"warm": b"batchsweep.task.warm" in parent, "server": os.getppid(),
                    "own_group": os.getpgid(0) == os.getpid()}, open("metrics.json", "w"))
         print("out", args.x)
     """))

@@ -15,9 +15,9 @@ from test_report import METRICS, backtest_frame
 
 import batchsweep
 from batchsweep import cli
-from batchsweep.display import fit_table, results_view
+from batchsweep.cli.display import fit_table, results_view
 from batchsweep.errors import SweepError
-from batchsweep.results import sort_best_first
+from batchsweep.report.results import sort_best_first
 from batchsweep.text import cell
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -95,7 +95,7 @@ def test_piped_output_keeps_every_column() -> None:
 
 
 def test_a_huge_table_shows_its_first_rows_and_says_where_all_of_them_are() -> None:
-    from batchsweep.display import TABLE_ROWS
+    from batchsweep.cli.display import TABLE_ROWS
 
     df = pd.DataFrame({"task": range(TABLE_ROWS + 5), "lr": 0.1, "loss": np.linspace(1, 2, TABLE_ROWS + 5)})
     table, lines = results_view(df, params=["lr"], metrics=["loss"], width=None)
@@ -125,7 +125,7 @@ def test_a_text_cell_is_shortened_but_a_wide_number_column_is_dropped() -> None:
 
 
 def test_status_prints_failures_within_the_terminal(tmp_path: Path, monkeypatch) -> None:
-    from batchsweep import display
+    from batchsweep.cli import display
 
     spec = write_spec(tmp_path, f"""
         name: fits
@@ -234,8 +234,8 @@ def test_columns_apply_to_csv_and_a_wrong_name_is_one_error_line(tmp_path: Path,
 
 
 def test_runs_keep_every_run_id_whole_at_80_columns(tmp_path: Path, monkeypatch) -> None:
-    from batchsweep import display
-    from batchsweep.catalog import list_runs
+    from batchsweep.cli import display
+    from batchsweep.runs.catalog import list_runs
 
     spec = write_spec(tmp_path, f"""
         name: a-rather-long-sweep-name
@@ -255,7 +255,7 @@ def test_runs_keep_every_run_id_whole_at_80_columns(tmp_path: Path, monkeypatch)
 def test_cells_with_brackets_are_text_not_markup() -> None:
     from rich.console import Console
 
-    from batchsweep.display import fit_table
+    from batchsweep.cli.display import fit_table
 
     table, _ = fit_table(["task", "error"], [[3, "lost: [task 3] halfway [bold]x[/bold] [/oops]"]], width=120,
                          wrap=("error",))
@@ -268,7 +268,7 @@ def test_csv_is_what_pandas_writes_for_every_column_type(tmp_path: Path) -> None
     """`results -o x.csv` writes the columns itself when it can: the same bytes as `DataFrame.to_csv`, for floats
     Python and numpy print differently from a naive format, text to quote, missing values, and the tables it
     leaves to pandas."""
-    from batchsweep.results import csv_text, export
+    from batchsweep.report.results import csv_text, export
 
     rng = np.random.default_rng(7)
     floats = [0.1, 1e-05, 1e16, 1.5e-07, 123456789012345680.0, -0.0, 2.5, 1796038797.3207555, np.inf, -np.inf, np.nan,

@@ -19,8 +19,8 @@ from helpers import write_spec
 import batchsweep
 from batchsweep.errors import SpecError
 from batchsweep.model import State
-from batchsweep.stopping import decide
-from batchsweep.store import Store
+from batchsweep.store.core import Store
+from batchsweep.task.stopping import decide
 
 SCRIPTS = Path(__file__).parent / "scripts"
 RULE = r"""'epoch (?P<step>\d+) .*val_loss=(?P<val_loss>[\d.]+)'"""
@@ -173,7 +173,7 @@ def test_search_with_pruning_tells_optuna_the_trial_was_pruned(tmp_path):
     df = run.results().set_index("task")
     import optuna
 
-    from batchsweep.search import StudyFile
+    from batchsweep.planning.search import StudyFile
 
     study = StudyFile(run).open()
     trials = {t.number: t for t in study.get_trials()}
@@ -231,8 +231,8 @@ def test_decide_agrees_with_a_live_optuna_study_at_every_step_of_every_task(rule
     import optuna
     from optuna.trial import TrialState
 
-    from batchsweep import stopping
-    from batchsweep.stopping import STUDY_PREFIX, pruner
+    from batchsweep.task import stopping
+    from batchsweep.task.stopping import STUDY_PREFIX, pruner
 
     assert stopping._records_hooks() is not None, "Optuna renamed the pruner records the fast path writes"
     if path == "replay":
@@ -361,7 +361,7 @@ def _put_task(store, index: int, steps: int, finished: bool) -> None:
 
 
 def test_on_s3_listings_are_spaced_and_back_off_while_nothing_changes(session):
-    from batchsweep.stopping import MAX_BACKOFF, RunView
+    from batchsweep.task.stopping import MAX_BACKOFF, RunView
 
     store, calls = _s3_run(session, {0: (8, True), 1: (8, True), 2: (3, False)})
     now = [0.0]
@@ -388,7 +388,7 @@ def test_on_s3_listings_are_spaced_and_back_off_while_nothing_changes(session):
 
 
 def test_a_container_shares_its_view_between_tasks_and_rereads_a_running_series_only_when_it_grew(session):
-    from batchsweep.stopping import RunView, Stopper
+    from batchsweep.task.stopping import RunView, Stopper
 
     store, calls = _s3_run(session, {0: (8, True), 1: (8, True), 2: (3, False)})
     view = RunView(store, "r1", "val_loss", running_too=True, every=0.0)  # hyperband reads running tasks too
@@ -407,7 +407,7 @@ def test_a_container_shares_its_view_between_tasks_and_rereads_a_running_series_
 
 
 def test_a_threshold_rule_and_steps_before_min_steps_read_nothing(session):
-    from batchsweep.stopping import RunView, Stopper
+    from batchsweep.task.stopping import RunView, Stopper
 
     store, calls = _s3_run(session, {0: (8, True)})
     view = RunView(store, "r1", "val_loss", running_too=False)

@@ -15,12 +15,12 @@ import pytest
 
 import batchsweep
 from batchsweep import cli
-from batchsweep.arrayslice import Slicing
 from batchsweep.aws.record import AwsRecord
 from batchsweep.engines.aws_batch.engine import AwsBatchEngine
 from batchsweep.engines.base import RunHandle, read_engine_record
-from batchsweep.engines.local import LocalEngine, LocalRecord
-from batchsweep.store import Store
+from batchsweep.engines.local.engine import LocalEngine, LocalRecord
+from batchsweep.store.core import Store
+from batchsweep.task.arrayslice import Slicing
 
 SCRIPT = Path(__file__).parent / "scripts" / "writes_metrics.py"
 
@@ -69,7 +69,7 @@ def test_a_damaged_local_engine_json_is_one_warning_line(tmp_path, capsys):
 
 def test_the_dask_engine_reads_an_earlier_record_and_a_damaged_one(tmp_path, caplog):
     pytest.importorskip("distributed")
-    from batchsweep.engines.dask import DaskEngine, DaskRecord
+    from batchsweep.engines.dask.engine import DaskEngine, DaskRecord
 
     run, path = _run(tmp_path)
     # JSON keys are strings: the errors of an earlier version's record are read back by task index.
@@ -119,7 +119,7 @@ def test_the_package_reads_engine_json_and_engine_settings_only_through_their_mo
     for path in sorted(package.rglob("*.py")):
         where = str(path.relative_to(package))
         for n, line in enumerate(path.read_text().splitlines(), 1):
-            if (ENGINE_JSON.search(line) and where not in ("record.py", "store.py")) or SETTINGS_BY_KEY.search(line):
+            if (ENGINE_JSON.search(line) and where not in ("store/record.py", "store/core.py")) or SETTINGS_BY_KEY.search(line):
                 found.append(f"{where}:{n}: {line.strip()}")
     assert not found, ("read engine.json with `read_engine_record` and run.json's `engine` with "
                        "`record.engine_as(Model)`, not by key:\n" + "\n".join(found))

@@ -16,9 +16,9 @@ import pytest
 
 import batchsweep
 from batchsweep import cli
-from batchsweep.cost import load_prices, run_cost
-from batchsweep.record import RunRecord
-from batchsweep.store import Store
+from batchsweep.report.cost import load_prices, run_cost
+from batchsweep.store.core import Store
+from batchsweep.store.record import RunRecord
 
 SCRIPTS = Path(__file__).parent / "scripts"
 

@@ -98,7 +98,7 @@ def test_both_yaml_parsers_read_every_spec_alike_and_cap_it_alike(c_parser):
     composer where depth is capped; without libyaml, PyYAML's own parser. Both read what yaml.safe_load reads."""
     import yaml
 
-    from batchsweep.yamlread import TooComplex, bounded_yaml
+    from batchsweep.spec.yamlread import TooComplex, bounded_yaml
 
     root = Path(__file__).parent.parent
     texts = [p.read_text() for p in [*root.glob("examples/**/*.yaml"), *SCRIPTS.glob("*.yaml")]]

@@ -11,7 +11,7 @@ import pytest
 from helpers import alive, write_spec
 
 import batchsweep
-from batchsweep.store import Store
+from batchsweep.store.core import Store
 
 SCRIPTS = Path(__file__).parent / "scripts"
 

@@ -9,7 +9,7 @@ import tomllib
 import batchsweep
 
 ROOT = Path(__file__).resolve().parents[1]
-STANDALONE = {"batchsweep._introspect", "batchsweep._hydrarun"}  # run as scripts in a child process, import nothing of ours
+STANDALONE = {"batchsweep.scripts._introspect", "batchsweep.task._hydrarun"}  # run as scripts in a child process, import nothing of ours
 
 
 def test_every_module_is_in_a_layer():

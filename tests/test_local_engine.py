@@ -15,7 +15,7 @@ import pytest
 from helpers import alive, ctrl_c_reaches_children, write_spec
 
 import batchsweep
-from batchsweep.store import Store
+from batchsweep.store.core import Store
 
 SCRIPTS = Path(__file__).parent / "scripts"
 
@@ -235,7 +235,8 @@ while not os.path.exists(os.environ["GATE"]):
 
 
 def test_a_foreground_runs_counts_are_kept_by_the_engine_as_statuses_are_written(tmp_path):
-    from batchsweep import planning, runs
+    from batchsweep.planning import plan as planning
+    from batchsweep.runs import run as runs
 
     (tmp_path / "gated.py").write_text(GATED)
     gate = tmp_path / "gate"
@@ -288,7 +289,7 @@ def test_a_resumes_counts_take_the_tasks_it_does_not_run_from_the_store(tmp_path
 
 
 def test_the_runners_tasks_are_held_as_lines_and_read_back_whole():
-    from batchsweep.engines.local import TaskLines
+    from batchsweep.engines.local.engine import TaskLines
     from batchsweep.model import Task
 
     tasks = [Task(5, {"x": 1.5, "s": "é"}, ("in.txt",), "k5"), Task(0, {"x": [1, 2], "y": None}), Task(2, {})]
@@ -316,7 +317,9 @@ def test_the_runner_holds_no_object_per_task(tmp_path, monkeypatch):
     import gc
     import tracemalloc
 
-    from batchsweep import cli, compact, display
+    from batchsweep import cli
+    from batchsweep.cli import display
+    from batchsweep.store import compact
 
     def sweep(name: str, n: int) -> Path:
         return write_spec(tmp_path, f"""

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from batchsweep import cli, runs
+from batchsweep import cli
 from batchsweep.errors import SpecError
 from batchsweep.metrics import from_text
+from batchsweep.runs import run as runs
 
 PRINTS = '''
 import argparse, sys

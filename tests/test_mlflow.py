@@ -1,5 +1,5 @@
 """`metrics: {mlflow: true}`: a script that logs with mlflow.log_metric gives its task metrics and a series, read
-with MLflow's own client from the task's working directory (batchsweep.mlflowmetrics)."""
+with MLflow's own client from the task's working directory (batchsweep.task.mlflowmetrics)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pytest
 from helpers import write_spec
 
 import batchsweep
-from batchsweep import cli, mlflowmetrics
-from batchsweep.catalog import list_runs
+from batchsweep import cli
 from batchsweep.model import State
+from batchsweep.runs.catalog import list_runs
+from batchsweep.task import mlflowmetrics
 
 SCRIPT = Path(__file__).parent / "scripts" / "mlflow_curve.py"
 
@@ -103,7 +104,7 @@ def test_an_mlflow_rule_with_its_own_tracking_uri_or_without_mlflow_is_refused_b
 
 def test_the_task_image_gets_mlflows_client_unless_the_requirements_have_it(tmp_path: Path) -> None:
     from batchsweep.infra.image import MLFLOW, spec_requirements
-    from batchsweep.spec import load
+    from batchsweep.spec.schema import load
 
     body = f"name: mlimg\nscript: {SCRIPT}\nparams: {{grid: {{quality: [0.1]}}}}\nmetrics: {{mlflow: true}}\n"
     assert spec_requirements(load(write_spec(tmp_path, body + "requirements: [numpy]\n")))[0] == ["numpy", *MLFLOW]

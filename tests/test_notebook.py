@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import batchsweep
-from batchsweep.progress import in_jupyter
+from batchsweep.report.progress import in_jupyter
 
 SCRIPTS = Path(__file__).parent / "scripts"
 

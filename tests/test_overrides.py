@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from batchsweep.errors import SpecError
-from batchsweep.overrides import apply_overrides, parse_value
-from batchsweep.spec import load, top_level_keys
+from batchsweep.spec.overrides import apply_overrides, parse_value
+from batchsweep.spec.schema import load, top_level_keys
 
 RAW: dict[str, Any] = {
     "name": "demo",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from batchsweep.aws import player
+from batchsweep.emulator import player
 
 pytestmark = pytest.mark.skipif(shutil.which("buildah") is None or os.geteuid() != 0,
                                 reason="needs buildah and root (`make image-tools`; CI runs as root)")

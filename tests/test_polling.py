@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 from helpers import FakeClock
 
-from batchsweep import progress
 from batchsweep.engines.base import Progress
+from batchsweep.report import progress
 
 
 class SlowRun:

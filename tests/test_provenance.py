@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from batchsweep.provenance import packages_hash
+from batchsweep.store.provenance import packages_hash
 
 
 def install(site: Path, name: str, version: str) -> Path:

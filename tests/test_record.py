@@ -1,4 +1,4 @@
-"""run.json is typed (`batchsweep.record.RunRecord`): what planning writes validates, a run reads its fields
+"""run.json is typed (`batchsweep.store.record.RunRecord`): what planning writes validates, a run reads its fields
 through it, and a run.json that lost a run's fields is reported as damaged in one line, not a KeyError."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pytest
 
 import batchsweep
 from batchsweep import cli
-from batchsweep import spec as spec_mod
 from batchsweep.aws.record import AwsEngineSettings
 from batchsweep.errors import RunDamaged, SpecError
-from batchsweep.record import DaskEngineSettings, LocalEngineSettings, RunRecord
+from batchsweep.spec import schema as spec_mod
+from batchsweep.store.record import DaskEngineSettings, LocalEngineSettings, RunRecord
 
 SCRIPT = Path(__file__).parent / "scripts" / "writes_metrics.py"
 

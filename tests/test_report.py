@@ -14,7 +14,7 @@ import pytest
 import tomllib
 
 from batchsweep.errors import SweepError
-from batchsweep.report import build_report, choose_metric, timing
+from batchsweep.report.html import build_report, choose_metric, timing
 
 SUMMARY = {"run_id": "20240601-120000-abcd", "name": "ma-crossover", "backend": "local",
            "created": "2024-06-01T12:00:00Z", "n_tasks": 30}
@@ -276,8 +276,8 @@ def test_a_search_report_puts_history_first_and_treats_trial_and_round_as_run_st
 
 
 def test_importance_names_the_param_that_moves_the_metric() -> None:
-    from batchsweep.importance import _eta_squared, param_importance
-    from batchsweep.svgplot import dim_from
+    from batchsweep.report.importance import _eta_squared, param_importance
+    from batchsweep.report.svgplot import dim_from
 
     df = search_frame(200)
     dims = {p: dim_from(p, df[p].tolist()) for p in ("x1", "x2", "kind")}
@@ -298,7 +298,7 @@ def test_derived_and_constant_params_are_not_dimensions() -> None:
 
 
 def test_a_param_spanning_two_orders_of_magnitude_gets_a_log_axis() -> None:
-    from batchsweep.svgplot import dim_from
+    from batchsweep.report.svgplot import dim_from
 
     assert dim_from("lr", [0.001, 0.01, 0.1]).log and not dim_from("window", [5, 10, 20]).log
     df = pd.DataFrame({"task": range(6), "lr": [0.001, 0.01, 0.1] * 2, "seed": [0, 0, 0, 1, 1, 1],
@@ -380,7 +380,7 @@ def _lane_overlaps(lanes: list[str], placed: list[tuple[int, int]], df: pd.DataF
 
 
 def test_the_timeline_has_a_lane_per_gpu_and_a_row_per_share_so_no_bar_hides_another() -> None:
-    from batchsweep.report import timeline_lanes
+    from batchsweep.report.html import timeline_lanes
 
     df = gpu_frame()
     lanes, placed, kind = timeline_lanes(df)
@@ -398,7 +398,7 @@ def test_the_timeline_has_a_lane_per_gpu_and_a_row_per_share_so_no_bar_hides_ano
 
 
 def test_a_worker_running_tasks_at_once_gets_a_row_per_task_running_and_workers_stay_lanes() -> None:
-    from batchsweep.report import timeline_lanes
+    from batchsweep.report.html import timeline_lanes
 
     df = gpu_frame().drop(columns=["gpu"])
     df["worker"] = ["tcp://10.0.0.2:4000"] * 4 + ["tcp://10.0.0.3:4000"] * 3  # Dask workers with threads

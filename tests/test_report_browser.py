@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from test_report import METRICS, PARAMS, PLOTS, SUMMARY, backtest_frame
 
-from batchsweep.report import build_report
+from batchsweep.report.html import build_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make chromium)")
@@ -153,7 +153,7 @@ def test_a_sweep_with_a_derived_param_in_the_browser_and_the_table_filters(tmp_p
 def test_the_timeline_in_the_browser_draws_a_lane_per_gpu_share_coloured_by_state(tmp_path: Path) -> None:
     from test_report import gpu_frame
 
-    from batchsweep.svgplot import STATUS_COLORS
+    from batchsweep.report.svgplot import STATUS_COLORS
 
     df = gpu_frame()
     html, _, _ = build_report(df, params=["x"], metrics=["loss"], summary=SUMMARY)

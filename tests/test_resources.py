@@ -18,9 +18,9 @@ import pytest
 from helpers import write_spec
 
 import batchsweep
+from batchsweep.engines.local.leases import Leases, detect_gpus
 from batchsweep.errors import SpecError
-from batchsweep.leases import Leases, detect_gpus
-from batchsweep.usage import GpuMemory, UsageSampler
+from batchsweep.task.usage import GpuMemory, UsageSampler
 
 PROBE = Path(__file__).parent / "scripts" / "resource_probe.py"
 
@@ -113,7 +113,7 @@ def test_peak_memory_and_cpu_time_are_recorded_per_task(tmp_path):
 def test_the_quick_samples_walk_the_task_tree_without_reading_every_process(monkeypatch):
     """The first samples of a task read its leader and descendants only (a short warm task's main cost was a read
     of every process of the machine): the same members as the whole scan, a setsid grandchild included."""
-    from batchsweep import usage
+    from batchsweep.task import usage
 
     leader = subprocess.Popen(["sh", "-c", "sleep 30 & setsid sh -c 'sleep 30 & wait' & wait"], start_new_session=True)
     whole: set[int] = set()
@@ -356,9 +356,9 @@ def test_status_of_a_local_run_that_reserved_far_more_than_it_used_suggests_the_
 
 
 def test_right_sizing_asks_only_for_what_each_backend_reserves():
-    from batchsweep.cost import run_right_size
     from batchsweep.model import State, TaskStatus
-    from batchsweep.record import RunRecord
+    from batchsweep.report.cost import run_right_size
+    from batchsweep.store.record import RunRecord
 
     used = [TaskStatus(index=i, state=State.SUCCEEDED, started_at=0.0, ended_at=10.0, peak_rss_mib=300.0, cpu_s=1.0)
             for i in range(3)]

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 import batchsweep
-from batchsweep import cli, indexfile
-from batchsweep.store import Store
+from batchsweep import cli
+from batchsweep.store import index as indexfile
+from batchsweep.store.core import Store
 
 COUNTING_SCRIPT = """\
 import argparse, json, os, sys
@@ -588,7 +589,7 @@ def test_a_search_tells_optuna_stored_results_without_running_them(project: Path
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    from batchsweep import search
+    from batchsweep.planning import search
 
     log, store = tmp_path / "executions.log", tmp_path / "store"
     spec = write_spec(project, "{a: [1, 2, 3]}", log=log)
@@ -707,8 +708,8 @@ def test_the_code_watch_looks_once_a_second_and_less_often_at_a_tree_slow_to_wal
         project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from helpers import FakeClock
 
-    from batchsweep import keys
-    from batchsweep.spec import validate
+    from batchsweep.planning import keys
+    from batchsweep.spec.schema import validate
 
     spec = validate({"name": "w", "script": "task.py", "params": {"grid": {"a": [1]}}}, source="test",
                     base_dir=project)

@@ -13,8 +13,10 @@ import pytest
 from helpers import FakeClock, write_spec
 
 import batchsweep
-from batchsweep import planning, runlock, runs
-from batchsweep.store import Store
+from batchsweep.planning import plan as planning
+from batchsweep.runs import run as runs
+from batchsweep.store import runlock
+from batchsweep.store.core import Store
 
 SCRIPTS = Path(__file__).parent / "scripts"
 
@@ -179,7 +181,7 @@ def test_s3_store_creates_exclusively_and_swaps_conditionally(aws_env, session):
 def test_cancel_says_so_when_a_runner_elsewhere_does_not_stop(tmp_path):
     """A runner on another host that never answers: the cancel waits its next heartbeat and CANCEL_WAIT_S more on
     the engine's clock (a fake one: no real waiting), polling with back-off, then says the stop is unconfirmed."""
-    from batchsweep.engines import local
+    from batchsweep.engines.local import engine as local
 
     run_id, _ = _failing_once_run(tmp_path, n=1)
     store = Store.open(tmp_path / "store")

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from batchsweep import cli, planning
-from batchsweep.store import Store
+from batchsweep import cli
+from batchsweep.planning import plan as planning
+from batchsweep.store.core import Store
 
 SCRIPT = """\
 import argparse

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from batchsweep import runs
 from batchsweep.errors import SpecError
-from batchsweep.scriptargs import read_flags
-from batchsweep.starter import starter_text
+from batchsweep.runs import run as runs
+from batchsweep.scripts.options import read_flags
+from batchsweep.scripts.starter import starter_text
 
 
 def write(tmp_path: Path, script: str, name: str = "s.py") -> Path:
@@ -402,8 +402,8 @@ def test_input_dst_outside_the_task_directory_is_refused(tmp_path: Path, dst: st
 
 
 def test_hydra_override_spellings() -> None:
-    from batchsweep.scriptargs import ScriptFlags
-    from batchsweep.scriptargv import build_argv
+    from batchsweep.scripts.argv import build_argv
+    from batchsweep.scripts.options import ScriptFlags
 
     flags = ScriptFlags(known=False, style="hydra")
     assert build_argv({"a": "x y", "b": None, "c": [1, "two"], "d": True, "e": "it's", "f": "true"}, flags) == [

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from batchsweep import planning, runs
 from batchsweep.errors import SpecError
-from batchsweep.scriptargs import ScriptFlags, check_params, read_flags
-from batchsweep.scriptargv import build_argv
+from batchsweep.planning import plan as planning
+from batchsweep.runs import run as runs
+from batchsweep.scripts.argv import build_argv
+from batchsweep.scripts.options import ScriptFlags, check_params, read_flags
 
 SCRIPTS = Path(__file__).parent / "scripts"
 
@@ -419,7 +420,7 @@ def test_subcommand_params_are_checked_before_running(tmp_path: Path, params: di
 
 
 def test_init_lists_each_subcommands_flags(tmp_path: Path) -> None:
-    from batchsweep.starter import starter_text
+    from batchsweep.scripts.starter import starter_text
 
     (tmp_path / "s.py").write_text("import argparse\n" + textwrap.dedent(SUBCOMMANDS))
     text = starter_text(tmp_path / "s.py")

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 import batchsweep
-from batchsweep import cli, search
-from batchsweep.engines.local import LocalEngine
-from batchsweep.spec import Search
-from batchsweep.store import Store
+from batchsweep import cli
+from batchsweep.engines.local.engine import LocalEngine
+from batchsweep.planning import search
+from batchsweep.spec.schema import Search
+from batchsweep.store.core import Store
 
 optuna = pytest.importorskip("optuna")
 

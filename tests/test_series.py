@@ -1,4 +1,4 @@
-"""The series recorder (batchsweep.series.Recorder): the lines a task's log rule matches and the lines the script
+"""The series recorder (batchsweep.task.series.Recorder): the lines a task's log rule matches and the lines the script
 appends itself, read from where the last poll left off, whole lines only."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from batchsweep.series import Recorder
-from batchsweep.store import TaskDir
+from batchsweep.store.core import TaskDir
+from batchsweep.task.series import Recorder
 
 
 def test_the_recorder_reads_whole_lines_of_both_sources_once_and_uploads_what_changed(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from batchsweep import space
 from batchsweep.errors import SpecError
-from batchsweep.spec import Spec, validate
+from batchsweep.planning import space
+from batchsweep.spec.schema import Spec, validate
 
 
 def make_spec(tmp_path: Path, params: dict[str, Any], **extra: Any) -> Spec:

@@ -14,7 +14,7 @@ from helpers import write_spec
 import batchsweep
 from batchsweep import cli
 from batchsweep.errors import RunNotFound
-from batchsweep.store import Store
+from batchsweep.store.core import Store
 
 SCRIPTS = Path(__file__).parent / "scripts"
 
@@ -104,7 +104,7 @@ def test_store_writes_leave_no_temp_files_and_follow_the_umask(tmp_path):
     with pytest.raises(OSError):
         store.write_json("runs/r/run.json", {"x": 1})
     assert os.listdir(tmp_path / "s" / "runs" / "r") == ["run.json"]
-    code = "import os; os.umask(0o027); from batchsweep.store import Store; Store.open(os.sys.argv[1]).write_json('a/b.json', 1)"
+    code = "import os; os.umask(0o027); from batchsweep.store.core import Store; Store.open(os.sys.argv[1]).write_json('a/b.json', 1)"
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "u")], check=True)
     assert (tmp_path / "u" / "a" / "b.json").stat().st_mode & 0o777 == 0o640
 
@@ -144,7 +144,7 @@ def test_a_full_disk_under_the_runner_is_one_line_and_a_resumable_run(tmp_path, 
 def test_a_read_only_store_is_one_line(tmp_path, monkeypatch, capsys):
     import errno
 
-    from batchsweep.store import LocalBackend
+    from batchsweep.store.core import LocalBackend
 
     def read_only(self: LocalBackend, key: str, data: bytes) -> None:
         raise OSError(errno.EROFS, "Read-only file system", str(self.path(key)))

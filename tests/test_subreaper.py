@@ -16,7 +16,7 @@ SCRIPTS = Path(__file__).parent / "scripts"
 CALLER = textwrap.dedent("""
     import json, os, sys
     import batchsweep
-    from batchsweep import reaper
+    from batchsweep.task import reaper
 
     if sys.argv[3] == "preset":  # the caller made itself a subreaper on its own
         reaper._prctl(reaper.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)

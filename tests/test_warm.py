@@ -17,8 +17,8 @@ import pytest
 from helpers import alive
 
 import batchsweep
-from batchsweep.store import Store
-from batchsweep.warm import import_statements
+from batchsweep.store.core import Store
+from batchsweep.task.warm import import_statements
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 # Each example's own spec, shrunk to 2-4 tasks (in-image needs a package only its task image has; the sklearn
@@ -63,7 +63,7 @@ def server_pids(marker: str) -> list[int]:
             state = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if b"batchsweep.warm" in cmdline and marker.encode() in cmdline and state != "Z":
+        if b"batchsweep.task.warm" in cmdline and marker.encode() in cmdline and state != "Z":
             pids.append(int(entry.name))
     return pids
 
@@ -139,7 +139,7 @@ def test_warm_tasks_run_in_the_fork_server_with_the_task_s_cwd_env_argv_and_own_
         parser.add_argument("--x", type=int)
         args = parser.parse_args()
         json.dump({
-            "warm": b"batchsweep.warm" in open(f"/proc/{os.getppid()}/cmdline", "rb").read(),
+            "warm": b"batchsweep.task.warm" in open(f"/proc/{os.getppid()}/cmdline", "rb").read(),
             "cwd_is_task_dir": os.getcwd() == os.environ["BATCHSWEEP_TASK_DIR"],
             "argv": " ".join(sys.argv[1:]),
             "name": __name__,
@@ -252,7 +252,7 @@ def test_imports_that_start_threads_fall_back_to_cold(tmp_path, caplog):
         parser = argparse.ArgumentParser()
         parser.add_argument("--x", type=int)
         parser.parse_args()
-        warm = b"batchsweep.warm" in open(f"/proc/{os.getppid()}/cmdline", "rb").read()
+        warm = b"batchsweep.task.warm" in open(f"/proc/{os.getppid()}/cmdline", "rb").read()
         json.dump({"warm": warm}, open("metrics.json", "w"))
     """)
     spec = write(tmp_path / "sweep.yaml", f"""
@@ -360,7 +360,7 @@ def test_preloading_stops_at_the_first_statement_that_may_change_what_an_import_
     assert [n.names[0].name for n in import_statements(source, "s.py")] == ["os", "matplotlib"]
 
 
-IN_FORK_SERVER = 'b"batchsweep.warm" in open(f"/proc/{os.getppid()}/cmdline", "rb").read()'
+IN_FORK_SERVER = 'b"batchsweep.task.warm" in open(f"/proc/{os.getppid()}/cmdline", "rb").read()'
 # Imports the default (`auto`) finds unsafe to share between tasks: each runs cold; `warm: true` still forks them.
 UNSAFE_IMPORTS = {
     "socket": ("import socket\nconnection = socket.socket()\n", "open sockets (1)"),

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from batchsweep import model, runlock, text
+from batchsweep import model, text
 from batchsweep.model import State
+from batchsweep.store import runlock
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "batchsweep"
@@ -79,11 +80,11 @@ def test_every_extra_a_message_or_a_doc_names_exists_in_pyproject() -> None:
 # Each of these is written in one module: a second copy elsewhere is a test failure, not a review comment.
 ONE_PLACE = {
     r"get_close_matches\(": "text.py",
-    r"os\.kill\(\w+, 0\)": "runlock.py",
+    r"os\.kill\(\w+, 0\)": "store/runlock.py",
     r"divmod\([^)]*\b60\)": "text.py",
     r"\"succeeded\", \"pruned\"|\"failed\", \"timeout\"": None,  # state names are spelt as State members
     r"\(\"trial\", \"round\"": "model.py",
-    r"version\(\"batchsweep\"\)": "provenance.py",
+    r"version\(\"batchsweep\"\)": "store/provenance.py",
 }
 
 

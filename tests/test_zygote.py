@@ -1,4 +1,4 @@
-"""The container player's zygote (batchsweep.aws.zygote): a child forked from it is what a fresh `python -m MODULE`
+"""The container player's zygote (batchsweep.emulator.zygote): a child forked from it is what a fresh `python -m MODULE`
 would be, as far as the module can tell; a child whose environment the zygote's imports read differently, or that
 the interpreter reads as it starts, is not forked (the player starts a fresh interpreter for it)."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from batchsweep.aws.zygote import Zygote
+from batchsweep.emulator.zygote import Zygote
 
 PROBE = textwrap.dedent("""
     import atexit, json, os, signal, sys, threading

@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["run", "load_run", "load_sweep", "list_runs", "plan", "start", "log_metrics", "Run", "SweepError"]
 
 if TYPE_CHECKING:
-    from batchsweep.catalog import list_runs, load_run
     from batchsweep.errors import SweepError
-    from batchsweep.history import load_sweep
-    from batchsweep.planning import plan
-    from batchsweep.runs import Run, run, start
-    from batchsweep.taskapi import log_metrics
+    from batchsweep.planning.plan import plan
+    from batchsweep.runs.catalog import list_runs, load_run
+    from batchsweep.runs.history import load_sweep
+    from batchsweep.runs.run import Run, run, start
+    from batchsweep.task.api import log_metrics
 
 _WHERE = {
-    "run": "batchsweep.runs", "load_run": "batchsweep.catalog", "list_runs": "batchsweep.catalog", "plan": "batchsweep.planning",
-    "start": "batchsweep.runs", "Run": "batchsweep.runs", "log_metrics": "batchsweep.taskapi",
-    "SweepError": "batchsweep.errors", "load_sweep": "batchsweep.history",
+    "run": "batchsweep.runs.run", "load_run": "batchsweep.runs.catalog", "list_runs": "batchsweep.runs.catalog", "plan": "batchsweep.planning.plan",
+    "start": "batchsweep.runs.run", "Run": "batchsweep.runs.run", "log_metrics": "batchsweep.task.api",
+    "SweepError": "batchsweep.errors", "load_sweep": "batchsweep.runs.history",
 }
 
 

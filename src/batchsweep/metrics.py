@@ -1,4 +1,4 @@
-"""Task metrics read from what a script writes or prints (`batchsweep.taskapi.log_metrics` is what a script calls).
+"""Task metrics read from what a script writes or prints (`batchsweep.task.api.log_metrics` is what a script calls).
 
 A rule reads stdout, stderr or both (`output`: stdout's text, then stderr's). `last` takes the last printed line
 (a JSON object, or a number recorded as `value`); otherwise the rule is a regex with named groups, and `match`
@@ -110,7 +110,7 @@ def clean(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def is_mlflow(rule: Any) -> bool:
-    """Whether a metrics rule reads what the script logs to MLflow (`{mlflow: true}`, batchsweep.mlflowmetrics)."""
+    """Whether a metrics rule reads what the script logs to MLflow (`{mlflow: true}`, batchsweep.task.mlflowmetrics)."""
     return isinstance(rule, dict) and rule.get("mlflow") is True
 
 

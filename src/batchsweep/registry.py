@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     from batchsweep.engines.base import Engine
 
 ENGINES = {
-    "local": "batchsweep.engines.local:LocalEngine",
+    "local": "batchsweep.engines.local.engine:LocalEngine",
     "aws-batch": "batchsweep.engines.aws_batch:AwsBatchEngine",
-    "dask": "batchsweep.engines.dask:DaskEngine",
+    "dask": "batchsweep.engines.dask.engine:DaskEngine",
 }
 
 # The engines whose packages come with an extra of batchsweep's (pyproject's optional-dependencies); the others

@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 
 import batchsweep
-from batchsweep import cli, emulator
-from batchsweep.aws import clients, player
+from batchsweep import cli
+from batchsweep.aws import clients
+from batchsweep.emulator import player
+from batchsweep.emulator import server as emulator
 from batchsweep.engines.aws_batch import retry_strategy
-from batchsweep.store import Store
+from batchsweep.store.core import Store
 
 SCRIPTS = Path(__file__).parent.parent / "scripts"
 
@@ -559,7 +561,7 @@ def test_polls_back_off_to_one_describe_every_30_seconds_and_a_cancel_polls_at_o
 @pytest.mark.parametrize("scheduler", ["aws-batch", "kubernetes", "slurm"])
 def test_each_child_runs_the_slice_its_schedulers_array_index_names(tmp_path, stack, scheduler):
     """The worker of an array child takes its index from AWS Batch, a Kubernetes Indexed Job or a Slurm array
-    (`batchsweep.arrayslice`): played in reverse order, each child still runs exactly its own tasks."""
+    (`batchsweep.task.arrayslice`): played in reverse order, each child still runs exactly its own tasks."""
     import dataclasses
 
     spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3, 4, 5]}", aws="{stack: batchsweep, region: us-east-1, tasks_per_job: 2}"))

@@ -21,7 +21,8 @@ from botocore.exceptions import ClientError
 
 import batchsweep
 from batchsweep import cli
-from batchsweep.aws import clients, player
+from batchsweep.aws import clients
+from batchsweep.emulator import player
 
 VICTIM = 13
 SCRIPT = """\

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 import batchsweep
-from batchsweep import emulator, mlflowmetrics
-from batchsweep.aws import player
+from batchsweep.emulator import player
+from batchsweep.emulator import server as emulator
+from batchsweep.task import mlflowmetrics
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "mlflow_curve.py"
 

@@ -14,7 +14,7 @@ from test_aws_batch import calls, spec_body, submits, update_stack, write_spec  
 import batchsweep
 from batchsweep import cli
 from batchsweep.aws import clients
-from batchsweep.store import Store
+from batchsweep.store.core import Store
 
 
 def run_cli(spec: Any, tmp_path: Any, capsys: Any) -> tuple[int, list[str]]:
@@ -174,8 +174,8 @@ def test_a_packed_file_is_the_same_package_as_in_memory(tmp_path):
 
 
 def test_post_run_cost_counts_child_containers_not_tasks(tmp_path, stack):
-    from batchsweep.aws import player
-    from batchsweep.results import _cost_fields
+    from batchsweep.emulator import player
+    from batchsweep.report.results import _cost_fields
 
     run = batchsweep.run(write_spec(tmp_path, spec_body("{a: [1, 2, 3, 4, 5, 6]}", max_parallel="2")),
                          store=tmp_path / "store", detach=True)
@@ -186,7 +186,7 @@ def test_post_run_cost_counts_child_containers_not_tasks(tmp_path, stack):
 
 
 def test_container_seconds_span_each_workers_first_start_to_last_end():
-    from batchsweep.cost import container_seconds
+    from batchsweep.report.cost import container_seconds
 
     tasks = [("job:0", 10.0, 12.0), ("job:0", 12.5, 20.0), ("job:1", 11.0, 13.0), (None, 1.0, 2.0), ("job:2", 5.0, None)]
     assert sorted(container_seconds(tasks)) == [2.0, 10.0]

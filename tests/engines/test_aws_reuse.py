@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import batchsweep
-from batchsweep.aws import player
+from batchsweep.emulator import player
 
 SCRIPT = """\
 import argparse, json, os

@@ -22,8 +22,9 @@ from aws_fixtures import point_boto3_at
 from helpers import FakeClock
 
 import batchsweep
-from batchsweep import display, emulator
 from batchsweep.aws.clients import make_session
+from batchsweep.cli import display
+from batchsweep.emulator import server as emulator
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "writes_metrics.py"
 

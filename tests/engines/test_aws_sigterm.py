@@ -11,8 +11,8 @@ from pathlib import Path
 from test_aws_batch import write_spec  # noqa: F401 - fixtures
 
 import batchsweep
-from batchsweep.aws import player
-from batchsweep.worker.remote import SIGTERM_REASON
+from batchsweep.emulator import player
+from batchsweep.task.remote import SIGTERM_REASON
 
 SLOW = """
 import argparse, json, time

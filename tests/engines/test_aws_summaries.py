@@ -52,8 +52,8 @@ def _leave_what_children_write(run, per_child: int, *, summaries: set[int], fini
     status.json and metrics.json (every 7th failed, without metrics); the children in `summaries` also their
     summary of them."""
     from batchsweep.model import State, TaskStatus
-    from batchsweep.store import PackEntry
-    from batchsweep.worker.remote import summary_name
+    from batchsweep.store.core import PackEntry
+    from batchsweep.task.remote import summary_name
 
     store = run.store
     for child in range(-(-run.n_tasks // per_child)):
@@ -109,7 +109,7 @@ def test_one_of_many_reads_says_missing_only_for_a_missing_key_and_lets_botocore
     from botocore.exceptions import ClientError
 
     from batchsweep.aws.s3store import S3Backend
-    from batchsweep.store import Store
+    from batchsweep.store.core import Store
 
     S3Backend("summaries", "").client.create_bucket(Bucket="summaries")
     store = Store(S3Backend("summaries", "p"))

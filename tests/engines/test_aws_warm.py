@@ -18,7 +18,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--x", type=int)
 args = parser.parse_args()
 parent = open(f"/proc/{os.getppid()}/cmdline", "rb").read()
-json.dump({"warm": b"batchsweep.warm" in parent, "server": os.getppid(), "own_group": os.getpgid(0) == os.getpid(),
+json.dump({"warm": b"batchsweep.task.warm" in parent, "server": os.getppid(), "own_group": os.getpgid(0) == os.getpid(),
            "cwd_is_task_dir": os.getcwd() == os.environ["BATCHSWEEP_TASK_DIR"]}, open("metrics.json", "w"))
 print("out", args.x)
 print("err", args.x, file=sys.stderr)

@@ -22,9 +22,11 @@ from dask_fixtures import *  # noqa: F401,F403 - the dask_cluster fixture
 from helpers import alive
 
 import batchsweep
-from batchsweep import cli, planning, runs
+from batchsweep import cli
 from batchsweep.errors import SweepError
-from batchsweep.runs import Run
+from batchsweep.planning import plan as planning
+from batchsweep.runs import run as runs
+from batchsweep.runs.run import Run
 
 SCRIPTS = Path(__file__).parent.parent / "scripts"
 TOY = Path(__file__).parent / "toy"
@@ -146,7 +148,7 @@ class Local(Harness):
     block = "backend: local\n"
 
     def kill_runner(self, spec: Path, ready: Callable[[], bool]) -> Run:
-        run = self.start(spec)  # the detached runner, `python -m batchsweep.engines.local`
+        run = self.start(spec)  # the detached runner, `python -m batchsweep.engines.local.engine`
         wait_for(ready, "the run to get going")
         pid = json.loads((self.store / "runs" / run.id / "engine.json").read_text())["pid"]
         os.kill(pid, signal.SIGKILL)
@@ -215,7 +217,7 @@ class AwsBatch(Harness):
         self.playing: threading.Thread | None = None
 
     def play_in_background(self, run: Run) -> None:
-        from batchsweep.aws import player
+        from batchsweep.emulator import player
 
         self.playing = threading.Thread(target=player.play, args=(batchsweep.load_run(run.id, store=self.store),),
                                         daemon=True)
@@ -256,7 +258,7 @@ class AwsBatch(Harness):
     def resume(self, run: Run) -> Run:
         if self.playing is not None:  # the jobs of the first submission end first (`resume` needs an ended run)
             self.finish(run)
-        from batchsweep.aws import player
+        from batchsweep.emulator import player
 
         run = batchsweep.load_run(run.id, store=self.store)
         run.resume(detach=True)
@@ -264,19 +266,19 @@ class AwsBatch(Harness):
         return batchsweep.load_run(run.id, store=self.store)
 
     def lose_a_task(self, spec: Path, index: int) -> Run:
-        from batchsweep.aws import player
+        from batchsweep.emulator import player
 
         # The container of the child that runs task `index` dies while the task hangs (SIGKILL, no SIGTERM: a lost
         # host), so its worker never writes the status; Batch reports the child ended.
         # Played on fresh interpreters (`fork=False`), as the image test does: one conformance path never goes
-        # through the player's zygote (batchsweep.aws.zygote), which every other played child here does.
+        # through the player's zygote (batchsweep.emulator.zygote), which every other played child here does.
         run = batchsweep.run(spec, store=self.store, detach=True)
         played = player.play(run, kill_when=lambda line: f"[task {index}]" in line and "hangs" in line, fork=False)
         assert not any(p.forked for p in played)
         return batchsweep.load_run(run.id, store=self.store)
 
     def run(self, spec: Path) -> Run:
-        from batchsweep.aws import player
+        from batchsweep.emulator import player
 
         run = batchsweep.run(spec, store=self.store, detach=True)
         player.play(run)

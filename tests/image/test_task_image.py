@@ -26,8 +26,9 @@ from typing import Any
 import pytest
 
 import batchsweep
-from batchsweep import cli, emulator
-from batchsweep.aws import player
+from batchsweep import cli
+from batchsweep.emulator import player
+from batchsweep.emulator import server as emulator
 
 pytestmark = pytest.mark.image
 

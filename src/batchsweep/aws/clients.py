@@ -64,7 +64,7 @@ def _loader(data_path: str | None) -> Any:
 def warm_loader(services: tuple[str, ...] = ("s3",)) -> None:
     """Read into the shared loader of the default data path (no AWS_DATA_PATH) what a first client of each service
     reads from disk: its model and endpoint rules, the endpoint, partition and default-configuration data. The
-    player's zygote (batchsweep.aws.zygote) calls it before forking, so a played worker's first S3 client is made
+    player's zygote (batchsweep.emulator.zygote) calls it before forking, so a played worker's first S3 client is made
     from memory; the files are the same whoever signs and wherever requests go."""
     with _lock:
         loader = _loader(None)

@@ -27,7 +27,7 @@ from batchsweep.files import exclude_spec  # low in the house: the spec checks `
 if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec
 
-STORE_MARKER = ".batchsweep-store"  # batchsweep.store.STORE_MARKER: the root of a local store (never code)
+STORE_MARKER = ".batchsweep-store"  # batchsweep.store.core.STORE_MARKER: the root of a local store (never code)
 ALWAYS_EXCLUDED = (".git", "__pycache__", ".batchsweep", ".venv", "venv", ".mypy_cache", ".pytest_cache", ".ruff_cache")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from batchsweep.record import EngineRecord, StoreAccess
+from batchsweep.store.record import EngineRecord, StoreAccess
 
 STORE_PREFIX = "batchsweep"  # the run store's prefix in the stack's bucket: s3://BUCKET/batchsweep
 

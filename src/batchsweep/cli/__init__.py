@@ -1,4 +1,4 @@
-"""The command line: a thin layer over the Python API (`batchsweep.runs`, `batchsweep.catalog`, ...).
+"""The command line: a thin layer over the Python API (`batchsweep.runs.run`, `batchsweep.runs.catalog`, ...).
 
 One module per command group, each adding its commands with `register`:
 
@@ -52,7 +52,7 @@ class _VersionAction(argparse.Action):
     """--version without reading package metadata on every start (importlib.metadata is slow to import)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
-        from batchsweep.provenance import batchsweep_version
+        from batchsweep.store.provenance import batchsweep_version
 
         print(f"batchsweep {batchsweep_version()}")
         parser.exit()

@@ -30,16 +30,17 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from batchsweep import catalog, display
+    from batchsweep.cli import display
+    from batchsweep.runs import catalog
 
     if args.action == "rm":
-        from batchsweep import housekeeping
+        from batchsweep.runs import housekeeping
 
         if not args.ids:
             raise SweepError("runs rm: name the runs to delete, e.g. `batchsweep runs rm RUN_ID`")
         return _delete(housekeeping.rm_plan(args.ids, store=args.store), args)
     if args.action == "compact":
-        from batchsweep.compact import compact
+        from batchsweep.store.compact import compact
 
         if len(args.ids) > 1 or args.yes:
             raise SweepError("runs compact: one RUN at a time, without --yes")
@@ -53,13 +54,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from batchsweep import housekeeping
+    from batchsweep.runs import housekeeping
 
     return _delete(housekeeping.gc_plan(store=args.store, keep_last=args.keep_last, older_than=args.older_than), args)
 
 
 def _delete(plan: Any, args: argparse.Namespace) -> int:
-    from batchsweep import housekeeping
+    from batchsweep.runs import housekeeping
 
     lines = plan.lines()
     if not lines:

@@ -6,8 +6,8 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from batchsweep.history import SweepHistory
-    from batchsweep.runs import Run
+    from batchsweep.runs.history import SweepHistory
+    from batchsweep.runs.run import Run
 
 
 def out(text: str = "") -> None:
@@ -22,11 +22,11 @@ def latest_run_argument(p: argparse.ArgumentParser) -> None:
 
 def run_or_sweep(args: argparse.Namespace, command: str) -> tuple[Run, SweepHistory | None]:
     """The run `RUN` names (the latest without it), or with `--sweep NAME` the sweep's history and its latest run."""
-    from batchsweep import catalog
+    from batchsweep.runs import catalog
 
     if not args.sweep:
         return catalog.load_run(args.run, store=args.store), None
-    from batchsweep.history import load_sweep
+    from batchsweep.runs.history import load_sweep
 
     if args.run:
         from batchsweep.errors import SweepError

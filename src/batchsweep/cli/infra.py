@@ -107,7 +107,7 @@ def _requirements(args: argparse.Namespace) -> list[str] | None:
 
     spec = None
     if getattr(args, "spec", None):
-        from batchsweep.spec import load
+        from batchsweep.spec.schema import load
 
         spec = load(args.spec)
         if hasattr(args, "stack"):

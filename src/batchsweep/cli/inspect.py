@@ -73,7 +73,8 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from batchsweep import catalog, display
+    from batchsweep.cli import display
+    from batchsweep.runs import catalog
 
     run = catalog.load_run(args.run, store=args.store)
     if not args.watch:
@@ -87,7 +88,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from batchsweep import display, results
+    from batchsweep.cli import display
+    from batchsweep.report import results
 
     run, history = run_or_sweep(args, "results")
     df = history.results() if history is not None else run.results(refresh=args.refresh)
@@ -124,7 +126,7 @@ def _format_from_name(path: str | None) -> str:
 def cmd_logs(args: argparse.Namespace) -> int:
     import time
 
-    from batchsweep import catalog
+    from batchsweep.runs import catalog
 
     if len(args.ids) > 2 or not args.ids[-1].lstrip("-").isdigit():
         raise SweepError(f"logs {' '.join(args.ids)}: give [RUN] TASK, e.g. `batchsweep logs 7` for task 7 "
@@ -173,8 +175,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from batchsweep import catalog
-    from batchsweep.rundiff import diff
+    from batchsweep.runs import catalog
+    from batchsweep.runs.diff import diff
 
     a, b = catalog.load_run(args.run_a, store=args.store), catalog.load_run(args.run_b, store=args.store)
     for line in diff(a, b):
@@ -183,7 +185,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
-    from batchsweep import catalog
-    from batchsweep.replay import rerun
+    from batchsweep.runs import catalog
+    from batchsweep.runs.replay import rerun
 
     return rerun(catalog.load_run(args.run, store=args.store), args.task, directory=args.dir, shell=args.shell)

@@ -10,7 +10,7 @@ from typing import Any
 from batchsweep.cli.common import latest_run_argument, out
 from batchsweep.errors import SweepError
 
-MAX_TASKS = 1_000_000  # the same as batchsweep.planning.MAX_TASKS (not imported: --help stays light)
+MAX_TASKS = 1_000_000  # the same as batchsweep.planning.plan.MAX_TASKS (not imported: --help stays light)
 
 
 def register(sub: Any, store: argparse.ArgumentParser) -> None:
@@ -81,7 +81,8 @@ def _duration_options(p: argparse.ArgumentParser, when: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from batchsweep import planning, runs
+    from batchsweep.planning import plan as planning
+    from batchsweep.runs import run as runs
 
     if not args.dry_run and (args.task_seconds is not None or args.pilot is not None):
         raise SweepError("--task-seconds and --pilot only apply with --dry-run (or `batchsweep estimate`)")
@@ -95,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for note in p.notes:
         print(f"note: {note}", file=sys.stderr, flush=True)
     if args.dry_run:
-        from batchsweep import display
+        from batchsweep.cli import display
 
         # Local and Dask cost nothing to estimate: their dry run shows the tasks, unless a duration was asked for.
         wanted = p.spec.backend == "aws-batch" or args.task_seconds is not None or args.pilot is not None
@@ -117,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _dry_run_reuse(p: Any, args: argparse.Namespace) -> Any:
     """The reuse a real run would find, where a dry run can read the store (not the S3 store: no AWS calls)."""
-    from batchsweep import planning
+    from batchsweep.planning import plan as planning
 
     if args.no_reuse:
         return None
@@ -130,8 +131,8 @@ def _dry_run_reuse(p: Any, args: argparse.Namespace) -> Any:
 
 def _right_size_overrides(args: argparse.Namespace) -> list[str]:
     """`--right-size`: the smaller Fargate size that the sweep's latest finished run measured, as --set values."""
-    from batchsweep import planning
-    from batchsweep.estimate import earlier_right_size
+    from batchsweep.planning import plan as planning
+    from batchsweep.runs.estimate import earlier_right_size
 
     p = planning.plan(args.spec, overrides=args.overrides, backend=args.backend, check_engine=False)
     suggestion = earlier_right_size(p.spec, store=args.store)
@@ -161,14 +162,15 @@ def _wait(run: Any, *, announce: bool = False) -> int:
         run.cancel()
         print(f"cancelled; finish it later with: batchsweep resume {run.id}", file=sys.stderr)
         return 130
-    from batchsweep import display
+    from batchsweep.cli import display
 
     display.print_outcome(run)
     return code
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from batchsweep import display, planning
+    from batchsweep.cli import display
+    from batchsweep.planning import plan as planning
 
     p = planning.plan(args.spec, overrides=args.overrides, backend=args.backend, max_parallel=args.max_parallel,
                   check_engine=False, max_tasks=args.max_tasks)
@@ -177,7 +179,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def _estimate(p: Any, args: argparse.Namespace) -> Any:
-    from batchsweep.estimate import estimate_plan
+    from batchsweep.runs.estimate import estimate_plan
 
     if args.pilot is not None:
         print(f"pilot: running {min(args.pilot, len(p.tasks))} task(s) here to time them...", file=sys.stderr, flush=True)
@@ -185,7 +187,7 @@ def _estimate(p: Any, args: argparse.Namespace) -> Any:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from batchsweep import catalog
+    from batchsweep.runs import catalog
 
     run = catalog.load_run(args.run, store=args.store)
     if run.record.search:
@@ -205,7 +207,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from batchsweep import catalog
+    from batchsweep.runs import catalog
 
     run = catalog.load_run(args.run, store=args.store)
     if not run.engine.poll().active:
@@ -221,13 +223,13 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    from batchsweep import catalog
+    from batchsweep.runs import catalog
 
     return _wait(catalog.load_run(args.run, store=args.store))
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from batchsweep import starter
+    from batchsweep.scripts import starter
 
     path = starter.write_starter(args.script, output=args.output, force=args.force)
     out(f"wrote {path}; edit the grid, then: batchsweep run {path}")

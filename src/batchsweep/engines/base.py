@@ -23,20 +23,20 @@ from pydantic import BaseModel, ValidationError
 from batchsweep.clock import SYSTEM, Clock
 from batchsweep.model import State
 
-# engine.json's models and its one way in and out live with run.json's (`batchsweep.record`), below the engines:
+# engine.json's models and its one way in and out live with run.json's (`batchsweep.store.record`), below the engines:
 # what reads a run without its engine (the AWS emulator's player) reads it through the same models. Named here
 # too, where an engine (one from outside the package too) has always found them.
-from batchsweep.record import EngineRecord as EngineRecord
-from batchsweep.record import EngineSettings as EngineSettings
-from batchsweep.record import read_engine_record as read_engine_record
-from batchsweep.record import write_engine_record as write_engine_record
+from batchsweep.store.record import EngineRecord as EngineRecord
+from batchsweep.store.record import EngineSettings as EngineSettings
+from batchsweep.store.record import read_engine_record as read_engine_record
+from batchsweep.store.record import write_engine_record as write_engine_record
 
 if TYPE_CHECKING:
     from batchsweep.model import Task, TaskStatus
-    from batchsweep.record import RunRecord
-    from batchsweep.runlock import RunLock
-    from batchsweep.spec import Spec
-    from batchsweep.store import Store
+    from batchsweep.spec.schema import Spec
+    from batchsweep.store.core import Store
+    from batchsweep.store.record import RunRecord
+    from batchsweep.store.runlock import RunLock
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class RunHandle:
     @cached_property
     def record(self) -> RunRecord:
         """run.json, typed."""
-        from batchsweep.record import RunRecord
+        from batchsweep.store.record import RunRecord
 
         return RunRecord.of(self.info)
 
@@ -142,7 +142,7 @@ def parse_settings(model: type[SettingsModel], block: str, raw: Mapping[str, Any
     ValueError with one line naming the key and the fix: `dask.schedular: unknown key; did you mean ...`."""
     from pydantic import ValidationError
 
-    from batchsweep.spec import describe_error
+    from batchsweep.spec.schema import describe_error
 
     try:
         return model.model_validate(dict(raw or {}))
@@ -203,9 +203,9 @@ class Engine(abc.ABC):
 
     @classmethod
     def key_environment(cls, spec: Spec, settings: EngineSettings) -> dict[str, Any]:
-        """What the tasks run on, as far as their results can tell: part of every content key (`batchsweep.keys`).
+        """What the tasks run on, as far as their results can tell: part of every content key (`batchsweep.planning.keys`).
         Here: this machine's interpreter; remote engines name their image and requirements instead."""
-        from batchsweep.keys import local_environment
+        from batchsweep.planning.keys import local_environment
 
         return local_environment()
 

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from batchsweep.aws import clients  # make_client looked up per call, so a test's recorder sees every client
 from batchsweep.errors import AwsSetupError, SweepError
-from batchsweep.provenance import batchsweep_version
+from batchsweep.store.provenance import batchsweep_version
 
 if TYPE_CHECKING:
-    from batchsweep.spec import Spec
+    from batchsweep.spec.schema import Spec
 
 Echo = Callable[[str], None]
 
@@ -90,7 +90,7 @@ def spec_requirements(spec: Spec) -> tuple[list[str], str]:
 
 
 def spec_metrics_mlflow(spec: Spec) -> bool:
-    from batchsweep.spec import MetricsFromMlflow
+    from batchsweep.spec.schema import MetricsFromMlflow
 
     return isinstance(spec.metrics, MetricsFromMlflow)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from batchsweep.engines.base import Engine, EngineSettings, Progress, RunHandle
-from batchsweep.worker import ProcessRegistry, context_from_run, execute_task
+from batchsweep.task.worker import ProcessRegistry, context_from_run, execute_task
 
 
 class SerialSettings(BaseModel):

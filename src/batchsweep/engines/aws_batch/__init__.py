@@ -1,7 +1,7 @@
 """The AWS Batch engine: code and a manifest to S3, one SubmitJob per ≤ 10,000 children (array jobs),
 progress from the array parents' statusSummary, logs from S3 or CloudWatch, cancel by terminating the parents.
 
-Each child runs `tasks_per_child` tasks one after another (`batchsweep.worker.remote`), so `max_parallel` caps
+Each child runs `tasks_per_child` tasks one after another (`batchsweep.task.remote`), so `max_parallel` caps
 concurrency without a client-side loop, and short tasks do not each pay a container start.
 """
 

@@ -22,13 +22,13 @@ from batchsweep.engines.aws_batch.settings import (
 from batchsweep.engines.aws_batch.submit import Submitter, _check_overrides_size
 from batchsweep.errors import AwsSetupError, SpecError
 from batchsweep.model import input_parts
-from batchsweep.spec import Aws
-from batchsweep.store import Store
+from batchsweep.spec.schema import Aws
+from batchsweep.store.core import Store
 
 if TYPE_CHECKING:
     from batchsweep.engines.base import EngineSettings
     from batchsweep.model import Task
-    from batchsweep.spec import Spec
+    from batchsweep.spec.schema import Spec
 
 log = logging.getLogger(__name__)
 

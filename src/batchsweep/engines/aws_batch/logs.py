@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from batchsweep.arrayslice import Slicing
 from batchsweep.engines.aws_batch.core import AwsRun
+from batchsweep.task.arrayslice import Slicing
 
 
 class LogReader(AwsRun):
@@ -32,7 +32,7 @@ class LogReader(AwsRun):
         if child_id is None or not group:
             return None
         from batchsweep.aws.clients import make_client
-        from batchsweep.logprefix import parse
+        from batchsweep.task.logprefix import parse
 
         (desc,) = self.batch.describe_jobs(jobs=[child_id])["jobs"] or [{}]
         streams = _log_streams(desc)

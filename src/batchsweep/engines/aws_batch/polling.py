@@ -7,10 +7,10 @@ import random
 from collections import Counter
 from typing import Any
 
-from batchsweep.arrayslice import Slicing
 from batchsweep.engines.aws_batch.core import ArrayJob, AwsRun
 from batchsweep.engines.base import Progress
 from batchsweep.model import State
+from batchsweep.task.arrayslice import Slicing
 
 TERMINAL = ("SUCCEEDED", "FAILED")
 RUNNABLE_ADVICE = {

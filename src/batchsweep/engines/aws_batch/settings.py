@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 from batchsweep.aws.record import STORE_PREFIX, AwsEngineSettings
 from batchsweep.errors import AwsSetupError, SpecError
 from batchsweep.model import input_parts
-from batchsweep.store import Store
+from batchsweep.store.core import Store
 
 if TYPE_CHECKING:
     from batchsweep.aws.s3store import S3Backend
-    from batchsweep.spec import Spec
+    from batchsweep.spec.schema import Spec
 
 __all__ = ["STORE_PREFIX", "resolve_settings"]
 
@@ -134,7 +134,7 @@ def _under_secrets_prefix(source: str, prefix: str) -> bool:
 
 def _expand_refs(spec: Spec) -> Iterator[tuple[str, ...]]:
     """The inputs of every task. A search's trials are not known yet: its inputs may name `fixed` params only."""
-    from batchsweep import space
+    from batchsweep.planning import space
 
     if spec.search:
         yield space.resolve(dict(spec.params.fixed if spec.params else {}), spec.inputs)[1]

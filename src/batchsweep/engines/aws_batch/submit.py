@@ -9,14 +9,14 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from batchsweep.arrayslice import OFFSET_VAR, Slicing
 from batchsweep.engines.aws_batch.core import ArrayJob, AwsRun, Submission
 from batchsweep.engines.aws_batch.settings import STORE_PREFIX, _s3
 from batchsweep.engines.base import write_engine_record
 from batchsweep.errors import AwsSetupError, SpecError
+from batchsweep.task.arrayslice import OFFSET_VAR, Slicing
 
 if TYPE_CHECKING:
-    from batchsweep.spec import Spec
+    from batchsweep.spec.schema import Spec
 
 MAX_ARRAY = 10_000
 CHILD_TARGET_S = 180.0  # AWS advises Batch jobs of a few minutes; short tasks are packed up to this

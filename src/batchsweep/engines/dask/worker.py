@@ -1,0 +1,155 @@
+"""The Dask engine's side on a worker: `run_dask_task` runs one task there as the local engine does (its own
+process group, timeout, retries, status written last), with one warm fork server, one code watch and one read
+of run.json per run and worker process; `busy_keys` answers the driver's question of what still runs there.
+`batchsweep.engines.dask.engine` is the driver's side; both name a run's Dask keys and cancel event the same way here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batchsweep.engines.dask import summary as dask_summary
+from batchsweep.model import Task, TaskStatus
+from batchsweep.store.record import RunRecord
+from batchsweep.task.warm import launch_cold
+from batchsweep.task.worker import Launcher, ProcessRegistry, context_from_run, execute_task
+
+if TYPE_CHECKING:
+    from distributed import Event
+
+    from batchsweep.planning.keys import CodeWatch
+    from batchsweep.store.core import Store
+
+
+def cancel_event_name(run_id: str) -> str:
+    return f"batchsweep-cancel-{run_id}"
+
+
+def task_key(run_id: str, index: int) -> str:
+    return f"{run_id}-{index}"
+
+
+def _watch_cancel(event: Event, registry: ProcessRegistry, done: threading.Event) -> None:
+    while not done.is_set():
+        try:
+            if event.wait(timeout=0.5):
+                registry.cancel_all()
+                return
+        except Exception:  # the worker is shutting down: its task dies with it
+            return
+
+
+_WARM: dict[str, Any] = {}  # in a worker process: run id -> its fork server, or why its tasks run cold
+_WARM_LOCK = threading.Lock()
+
+
+def _launcher(record: RunRecord, ctx: Any) -> Launcher:
+    """Unless `warm: false`, one fork server per worker process and run (started by the run's first task there,
+    shared by the worker's threads); a server of an earlier run is closed once none of its tasks runs."""
+    from batchsweep.task.warm import WarmServer, mode, server_for
+
+    warm = mode(record.spec.warm)
+    if warm == "off":
+        return launch_cold
+
+    run_id = record.run_id
+    with _WARM_LOCK:
+        server = _WARM.get(run_id)
+        if server is None or (isinstance(server, WarmServer) and not server.alive):
+            for other, old in list(_WARM.items()):
+                if other != run_id and (not isinstance(old, WarmServer) or not old.busy):
+                    if isinstance(old, WarmServer):
+                        old.close()
+                    del _WARM[other]
+            server = _WARM[run_id] = server_for(ctx, warm=warm, n_tasks=record.n_tasks)
+            if isinstance(server, str):
+                logging.getLogger(__name__).log(logging.WARNING if warm == "on" else logging.DEBUG,
+                                                "warm start: %s; running cold", server)
+    return server.launcher if isinstance(server, WarmServer) else launch_cold
+
+
+_WATCHES: dict[str, CodeWatch] = {}  # in a worker process: run id -> whether its code is still as it was
+
+
+def _code_is_fresh(record: RunRecord) -> bool:
+    """Whether the run's code directory still holds the code its tasks were keyed by (one watch per run and
+    worker process, looked at once a second at most: `keys.CodeWatch`)."""
+    from batchsweep.planning.keys import CodeWatch
+
+    run_id = record.run_id
+    with _WARM_LOCK:
+        watch = _WATCHES.get(run_id)
+        if watch is None:
+            if len(_WATCHES) >= 8:  # a long-lived worker serves many runs: forget the oldest
+                del _WATCHES[next(iter(_WATCHES))]
+            watch = _WATCHES[run_id] = CodeWatch(record.code_spec(), record.keyed_code)
+    return watch.fresh()
+
+
+_RECORDS: dict[str, tuple[int, RunRecord]] = {}  # in a worker process: run id -> run.json's mtime and its record
+
+
+def _record_of(store: Store, run_id: str) -> RunRecord:
+    """The run's record, read once per worker process while run.json is unchanged (a spec of 100,000 `list:` rows
+    takes seconds to read, and every task of the run needs it)."""
+    mtime = store.local_path(store.run_record_key(run_id)).stat().st_mtime_ns
+    cached = _RECORDS.get(run_id)
+    if cached is not None and cached[0] == mtime:
+        return cached[1]
+    record = RunRecord.of_run(run_id, store.run_info(run_id))
+    if len(_RECORDS) >= 8:
+        _RECORDS.clear()
+    _RECORDS[run_id] = (mtime, record)
+    return record
+
+
+def run_dask_task(store_url: str, run_id: str, task_json: str) -> TaskStatus | None:
+    """The Dask task: run one task like the local engine does and write its status last.
+    Returns None for a task cancelled before it started (no status: `resume` runs it)."""
+    from distributed import Event, get_client, get_worker
+
+    from batchsweep.store.core import Store
+
+    worker = get_worker()
+    store = Store.open(store_url)
+    try:
+        record = _record_of(store, run_id)
+    except Exception as e:
+        raise RuntimeError(f"the store {store_url} is not readable on Dask worker {worker.address} ({e}); "
+                           "the store and the code must be on a filesystem every worker sees") from None
+    cancel = Event(cancel_event_name(run_id), client=get_client())
+    if cancel.is_set():
+        return None
+    task = Task.from_json(task_json)
+    if task.cache_key and not _code_is_fresh(record):  # the script was edited since the run started
+        task = dataclasses.replace(task, cache_key="")
+    registry = ProcessRegistry()
+    done = threading.Event()
+    threading.Thread(target=_watch_cancel, args=(cancel, registry, done), daemon=True).start()
+    base_dir = Path(record.base_dir)
+    try:
+        # Status last; a task started twice (its worker was lost mid-run) writes it twice: the last write wins.
+        ctx = context_from_run(record)
+        with dask_summary.running(store, run_id):
+            status = execute_task(ctx, task, store, worker=str(worker.address), registry=registry,
+                                  resolve_input=lambda ref: base_dir / ref, launcher=_launcher(record, ctx))
+    finally:
+        done.set()
+    dask_summary.add(store, run_id, status)  # after its own status.json: the worker's next summary has it
+    return status
+
+
+def busy_keys(run_id: str, dask_worker: Any = None) -> list[str]:
+    """Run on each worker by `Client.run`: this run's tasks still executing there (cancelled ones included)."""
+    state = dask_worker.state
+    return [str(ts.key) for ts in state.executing | state.long_running if index_of(run_id, ts.key) is not None]
+
+
+def index_of(run_id: str, key: Any) -> int | None:
+    """The task index of one of this run's Dask keys (`task_key`), or None for any other key."""
+    prefix, _, index = str(key).rpartition("-")
+    return int(index) if prefix == run_id and index.isdigit() else None

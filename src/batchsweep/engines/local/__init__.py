@@ -1,0 +1,1 @@
+"""The local engine: a detached runner on this machine, with its GPU/vCPU/memory leases."""

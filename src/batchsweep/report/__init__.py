@@ -1,0 +1,1 @@
+"""A run's results table, its HTML report and plots, live progress, and what a run cost."""

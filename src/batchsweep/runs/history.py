@@ -1,0 +1,80 @@
+"""A sweep's whole history as one table: the union of every run of a sweep in a store, one row per distinct
+content key, the latest success winning (else the latest attempt), with the run each row was computed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from batchsweep.errors import RunDamaged, RunNotFound
+from batchsweep.store.core import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from batchsweep.runs.run import Run
+
+
+@dataclass
+class SweepHistory:
+    """Every run of one sweep in a store, oldest first."""
+
+    name: str
+    runs: list[Run]
+
+    def __repr__(self) -> str:
+        return f"SweepHistory({self.name!r}, runs={len(self.runs)})"
+
+    @property
+    def latest(self) -> Run:
+        return self.runs[-1]
+
+    def results(self) -> pd.DataFrame:
+        """One row per distinct task key across the runs: `run` (where its result was computed), `task` (its index
+        there), the params, status and metrics, and `key`. A success beats any failure; among successes, the
+        latest run's row wins."""
+        import pandas as pd
+
+        frames = []
+        for order, run in enumerate(self.runs):
+            df = run.results().copy()
+            keys = {t.index: t.cache_key for t in run.tasks()}
+            df["key"] = [keys.get(i, f"{run.id}/{i}") or f"{run.id}/{i}" for i in df["task"]]
+            source = df["reused_from"] if "reused_from" in df else pd.Series([None] * len(df), index=df.index)
+            # Where the row was computed: a reused row's source run and task, else this run and task.
+            df["run"] = [str(r).rsplit("/", 1)[0] if isinstance(r, str) and r else run.id for r in source]
+            df["task"] = [int(str(r).rsplit("/", 1)[1]) if isinstance(r, str) and r else t
+                          for r, t in zip(source, df["task"])]
+            df["_order"] = order
+            frames.append(df)
+        whole = pd.concat(frames, ignore_index=True, sort=False)
+        whole["_ok"] = whole["status"] == "succeeded"
+        whole = whole.sort_values(["_ok", "_order"], kind="stable").drop_duplicates("key", keep="last")
+        whole = whole.sort_values(["_order", "task"], ascending=[False, True], kind="stable")
+        whole = whole.drop(columns=["_ok", "_order"]).reset_index(drop=True)
+        first = ["run", "task"]
+        return whole[first + [c for c in whole.columns if c not in first]]
+
+    def report(self, path: Any = None, **kwargs: Any) -> Any:
+        from batchsweep.report.results import write_report
+
+        return write_report(self.latest, path, table=self.results(), runs={r.id: r for r in self.runs}, **kwargs)
+
+
+def load_sweep(name: str, *, store: Store | str | None = None) -> SweepHistory:
+    """Every run of sweep `name` recorded in the store (local runs and the pointers to remote ones)."""
+    from batchsweep.runs.catalog import list_runs, open_run
+
+    local = store if isinstance(store, Store) else Store.open(store)
+    entries = [e for e in list_runs(store=local) if e.name == name and not e.damaged]
+    runs = []
+    for entry in entries:
+        try:
+            runs.append(open_run(local, entry.run_id))
+        except (RunNotFound, RunDamaged):
+            continue
+    if not runs:
+        names = sorted({e.name for e in list_runs(store=local) if e.name})
+        raise RunNotFound(f"no runs of sweep {name!r} in store {local.url}"
+                          + (f"; sweeps there: {', '.join(names)}" if names else ""))
+    return SweepHistory(name, runs)

@@ -1,0 +1,419 @@
+"""A Plan becomes a Run: start (write, submit), then watch, cancel, resume and read results. A Run is rebuilt
+from the store alone (`batchsweep.runs.catalog` finds runs); planning lives in `batchsweep.planning.plan`.
+
+(Named `runs` and `planning`, not `run` and `plan`: a submodule would shadow the functions `batchsweep.run` and
+`batchsweep.plan` of the package namespace once imported.)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from functools import cached_property
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from batchsweep.engines.base import RunHandle
+from batchsweep.errors import RunStateError, SpecError, SweepError
+from batchsweep.model import OK_STATE_NAMES, State, Task, TaskStatus
+from batchsweep.planning.plan import Plan, find_reuse, keyed_as_now, metrics_rule, new_run_id, plan
+from batchsweep.registry import get_engine
+from batchsweep.spec.schema import Spec
+from batchsweep.store import runlock
+from batchsweep.store.core import Store
+from batchsweep.store.record import RunRecord, StoreAccess
+from batchsweep.task import reaper
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from batchsweep.engines.base import Engine, Progress
+    from batchsweep.planning.reuse import Reuse
+
+
+def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, reuse: bool | Reuse = True,
+          say: Callable[[str], None] | None = None) -> Run:
+    """Write the run to the store and submit it. A failed submit leaves no run behind.
+
+    With `reuse` (the default), tasks that already succeeded with the same content key in this store are
+    copied, not run (`batchsweep.planning.reuse`); `say` gets the one-line account ("120 tasks: 96 reused ...")."""
+    from batchsweep.planning.reuse import Reuse, copy_results
+
+    local = store if isinstance(store, Store) else Store.open(store)
+    run_store = p.engine.run_store(p.record.engine, local)
+    reuse_on = reuse is not False  # recorded: a search's rounds and `resume` reuse only when the run did
+    if reuse is True:
+        reuse = find_reuse(p, store=local)
+    elif reuse is False:
+        reuse = Reuse(len(p.tasks))
+    if say is not None:
+        for ref, why in sorted(p.unkeyed.items()):
+            say(f"inputs: {ref} could not be identified by content ({why}); its tasks run again, never reused")
+        if reuse.found:
+            say(reuse.line())
+    lock = _claim_run_id(p, run_store, local)
+    run_id = p.record.run_id
+    try:
+        info = {**p.info, "store": run_store.url, "reused": len(reuse.found), "reuse": reuse_on}
+        info.update(p.engine.prepare(p.spec, run_store, info))
+        run_store.create_run(run_id, info, p.tasks)
+        if reuse.found:
+            copy_results(run_store, run_id, p.tasks, reuse, metrics_rule=metrics_rule(p.spec))
+        if run_store.url != local.url:
+            local.write_json(local.run_record_key(run_id),
+                             {"run_id": run_id, "pointer": True, **_summary_fields(p.record, run_store.url)})
+        run = Run(run_store, run_id, info)
+        run._hold_with(lock)
+        if p.spec.search:
+            from batchsweep.planning import search
+
+            search.start(run, detach=detach)  # rounds are submitted by Run.wait
+        else:
+            run.engine.submit([t.index for t in reuse.to_run(p.tasks)], detach=detach)
+    except BaseException:
+        lock.release()
+        run_store.delete_run(run_id)
+        if run_store.url != local.url:
+            local.delete_run(run_id)
+        raise
+    if detach:
+        run._let_go()
+    return run
+
+
+def _claim_run_id(p: Plan, run_store: Store, local: Store) -> runlock.RunLock:
+    """Create the run's lock exclusively: an id that collides with any earlier run gets a new suffix."""
+    for _ in range(20):
+        run_id = p.record.run_id
+        taken = any(s.backend.exists(s.run_record_key(run_id)) for s in {id(local): local, id(run_store): run_store}.values())
+        if not taken:
+            lock = runlock.RunLock.create(run_store, run_id, command="batchsweep run")
+            if lock is not None:
+                return lock
+        p.info = {**p.info, "run_id": new_run_id(p.spec.name)}  # a new dict: `p.record` is read from it
+    raise SweepError(f"could not find a free run id for {p.spec.name} in {run_store.url}")
+
+
+def _summary_fields(record: RunRecord, store_url: str) -> dict[str, Any]:
+    """What a local pointer to a run kept elsewhere says of it, and how to open its store (AWS profile, region)."""
+    access = record.engine_as(StoreAccess)
+    return {"name": record.name, "backend": record.backend, "created": record.created,
+            "created_ts": record.created_ts, "n_tasks": record.n_tasks, "store": store_url,
+            "aws": {"profile": access.profile, "region": access.region}}
+
+
+class Run:
+    """What happened to a sweep. Built from the store alone."""
+
+    def __init__(self, store: Store, run_id: str, info: dict[str, Any] | None = None) -> None:
+        self.store = store
+        self.id = run_id
+        self.info = info if info is not None else store.run_info(run_id)
+        self._baseline: dict[int, TaskStatus] | None = None  # statuses of tasks the engine is not running
+        self._lock: runlock.RunLock | None = None  # held while this process drives the run
+        self._record: RunRecord | None = None
+        self._record_of: dict[str, Any] | None = None  # the info the record was parsed from
+        self.resume_reused: Reuse | None = None  # what the last `resume` copied in instead of running
+
+    # -- the one runner per run -----------------------------------------------------------------
+    def _hold(self, command: str) -> None:
+        """Become the run's only driver, or raise RunBusy naming the live one."""
+        if self._lock is None or self._lock.lost:
+            self._hold_with(runlock.RunLock.acquire(self.store, self.id, command=command))
+
+    def _hold_with(self, lock: runlock.RunLock) -> None:
+        self._lock = lock
+        lock.start_heartbeat(on_cancel=self._cancel_requested)
+
+    def _let_go(self) -> None:
+        """Release the hold (unless a detached runner took it over)."""
+        if self._lock is not None:
+            if not self._lock.handed_over:
+                self._lock.release()
+            self._lock = None
+
+    def _cancel_requested(self) -> None:
+        """`batchsweep cancel` from another process or host reached this driver."""
+        self.info = self.store.update_run_info(self.id, cancelled=True)
+        self.engine.cancel()
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r}, store={self.store.url!r})"
+
+    def _repr_html_(self) -> str:
+        """A notebook cell that ends in a run shows its counts by state (and, while it runs, each running task's
+        series)."""
+        from html import escape
+
+        live = ""
+        try:
+            counts, progress = self.counts()
+            states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+            if progress.active:
+                from batchsweep.report.progress import live_html
+
+                live = live_html(self)  # each running task's series: latest step, value, best, a sparkline
+        except Exception as e:  # noqa: BLE001 - a display hook must not raise; say what went wrong instead
+            states = f"unreadable: {e}"
+        rows = [("run", self.id), ("sweep", self.name), ("backend", self.record.backend),
+                ("tasks", self.n_tasks), ("states", states)]
+        cells = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:left'>"
+                        f"{escape(str(v))}</td></tr>" for k, v in rows)
+        return (f"<table>{cells}</table>{live}<p><code>.results()</code> for the table, <code>.report()</code> for "
+                "plots</p>")
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def n_tasks(self) -> int:
+        return self.record.n_tasks
+
+    @property
+    def record(self) -> RunRecord:
+        """run.json, typed (RunDamaged when it does not hold a run's fields)."""
+        if self._record is None or self._record_of is not self.info:
+            self._record, self._record_of = RunRecord.of_run(self.id, self.info), self.info
+        return self._record
+
+    def handle(self) -> RunHandle:
+        """What an engine is given of this run (never the Run itself)."""
+        return RunHandle(id=self.id, name=self.name, store=self.store, info=MappingProxyType(dict(self.info)),
+                         n_tasks=self.n_tasks, hold=lambda: self._lock)
+
+    @cached_property
+    def engine(self) -> Engine:
+        return get_engine(self.record.backend)(self.handle())
+
+    def renew_engine(self) -> None:
+        """Close the engine and make a new one on next use (after run.json changed; a search's next round)."""
+        old = self.__dict__.pop("engine", None)
+        if old is not None:
+            old.close()
+        self._baseline = None  # the statuses of tasks the old engine was not running are stale too
+
+    def tasks(self) -> list[Task]:
+        return self.store.tasks(self.id)
+
+    def statuses(self) -> dict[int, TaskStatus]:
+        return self.store.statuses(self.id, self.n_tasks)
+
+    # -- state --------------------------------------------------------------------------------
+    def snapshot(self, progress: Progress | None = None) -> tuple[dict[int, TaskStatus], Progress]:
+        progress = progress or self.engine.poll()  # first: a status written after this poll is still counted
+        if progress.statuses is None:
+            return self.statuses(), progress
+        if self._baseline is None:
+            self._baseline = {i: s for i, s in self.statuses().items() if i not in progress.covers}
+        return {**self._baseline, **progress.statuses}, progress
+
+    def states(self) -> dict[int, State]:
+        statuses, progress = self.snapshot()
+        return self.states_from(statuses, progress)
+
+    def states_from(self, statuses: dict[int, TaskStatus], progress: Progress) -> dict[int, State]:
+        missing = State.PENDING
+        if not progress.active:
+            missing = State.CANCELLED if self.record.cancelled else progress.missing
+        running = progress.running_tasks if progress.active else frozenset()
+        return {i: statuses[i].state if i in statuses else State.RUNNING if i in running else missing
+                for i in range(self.n_tasks)}
+
+    def counts(self) -> tuple[Counter[str], Progress]:
+        progress = self.engine.poll()
+        if progress.counts is not None:
+            counts = Counter(progress.counts)
+            if not progress.active:  # ended: a task without a status is what states_from says it is
+                left = counts.pop(State.PENDING.value, 0) + counts.pop(State.RUNNING.value, 0)
+                if left:
+                    counts[(State.CANCELLED if self.record.cancelled else progress.missing).value] += left
+            return counts, progress
+        statuses, progress = self.snapshot(progress)
+        counts = Counter(s.value for s in self.states_from(statuses, progress).values())
+        running = 0 if counts.get("running") else min(progress.running, counts.get("pending", 0))
+        if running:
+            counts["running"] = running
+            counts["pending"] -= running
+        return counts, progress
+
+    @property
+    def exit_code(self) -> int:
+        counts, _ = self.counts()
+        return 0 if sum(counts[name] for name in OK_STATE_NAMES) == self.n_tasks else 1
+
+    # -- actions ------------------------------------------------------------------------------
+    def wait(self, *, progress: bool = True, interval: float = 0.25) -> int:
+        from batchsweep.report.progress import watch
+
+        try:
+            if self.record.search:
+                from batchsweep.planning import search
+
+                self._hold("batchsweep wait")  # the waiting process drives a search's rounds
+                search.drive(self, progress=progress, interval=interval)
+            else:
+                watch(self, show=progress, interval=interval)
+            self.engine.close()
+            self._compact_if_big()
+        finally:
+            self._let_go()
+        failure = self.engine.runner_failure()
+        if failure:
+            from batchsweep.errors import RunnerError
+
+            raise RunnerError(f"run {self.id} stopped: {failure}; tasks without a status did not run; "
+                              f"fix that, then `batchsweep resume {self.id}`")
+        return self.exit_code
+
+    def _compact_if_big(self) -> None:
+        """A finished local run of more than AUTO_COMPACT_TASKS tasks is compacted (`batchsweep.store.compact`)."""
+        from batchsweep.store.compact import AUTO_COMPACT_TASKS, _compact
+
+        if self.store.is_local and self.n_tasks > AUTO_COMPACT_TASKS and not self.engine.poll().active:
+            _compact(self)  # under this process's hold of the run
+
+    def cancel(self) -> str | None:
+        """Stop the run. Returns a sentence when its runner did not confirm the stop (None: it stopped)."""
+        self.store.update_run_info(self.id, cancelled=True)
+        self.info = {**self.info, "cancelled": True}
+        if self._lock is None:
+            runlock.request_cancel(self.store, self.id)  # the driver may be another process, on another host
+        return self.engine.cancel()
+
+    def resume(self, *, detach: bool = False) -> list[int]:
+        """Run again every task that did not succeed. Returns their indices."""
+        script = Path(self.record.code_dir) / self.record.script_name if self.record.script_name else None
+        if self._live_code and script is not None and not script.is_file():
+            raise SpecError(f"run {self.id}: its script {script} is not there any more; put it back to resume "
+                            f"(`batchsweep rerun {self.id} TASK` replays a task with the code the run kept)")
+        self._hold("batchsweep resume")
+        try:
+            todo = self._resume(detach=detach)
+        except BaseException:
+            self._let_go()
+            raise
+        if detach or not todo:
+            self._let_go()
+        return todo
+
+    def _resume(self, *, detach: bool) -> list[int]:
+        if self.engine.poll().active:
+            raise RunStateError(f"run {self.id} is still running; wait for it or `batchsweep cancel {self.id}` first")
+        left = reaper.kill_run_tasks(self.id)  # a runner killed with -9 leaves its running tasks behind
+        if left:
+            logging.getLogger("batchsweep").warning("killed %d process(es) of run %s left running by its stopped runner",
+                                                    left, self.id)
+        if self.record.search:
+            from batchsweep.planning import search
+
+            todo = search.resume_todo(self, detach=detach)  # Run.wait submits them, then the next rounds
+        else:
+            statuses = self.statuses()
+            todo = [t.index for t in self.tasks() if not (t.index in statuses and statuses[t.index].state.ok)]
+        self.store.drop_from_packs(self.id, todo)
+        for i in todo:
+            self.store.backend.delete_prefix(self.store.task_prefix(self.id, i))
+        self.store.backend.delete_prefix(self.store.results_cache_key(self.id))
+        self.store.remove_stale_temp(self.id)
+        if todo and not self.record.search:
+            if self._live_code:
+                self._key_as_now(todo)
+            self.resume_reused = self.reuse_finished(todo)
+            todo = [i for i in todo if i not in self.resume_reused.found]
+        self.info = self.store.update_run_info(self.id, cancelled=False, resumed_at=time.time())
+        self.renew_engine()
+        if todo and not self.record.search:
+            self.engine.submit(todo, detach=detach)
+        return todo
+
+    @property
+    def _live_code(self) -> bool:
+        """Whether this run's tasks run its code directory as it is (`Engine.live_code`)."""
+        return get_engine(self.record.backend).live_code
+
+    def _key_as_now(self, indices: Sequence[int]) -> None:
+        """Give the tasks about to run again the content keys of the code and inputs as they are now (tasks.jsonl
+        rewritten only when one changed), so what they produce is recorded, and looked up, under its own key."""
+        wanted = set(indices)
+        tasks = self.tasks()
+        keyed, warning, code_now = keyed_as_now(self.record, [t for t in tasks if t.index in wanted])
+        if warning:
+            logging.getLogger("batchsweep").warning("%s", warning)
+        if code_now is not None and code_now != self.record.keyed_code:  # what the engine's CodeWatch compares to
+            self.info = self.store.update_run_info(self.id, resumed_code_hash=code_now)
+        now = {t.index: t for t in keyed}
+        if any(now[t.index].cache_key != t.cache_key for t in tasks if t.index in now):
+            self.store.write_tasks(self.id, [now.get(t.index, t) for t in tasks])
+
+    def reuse_finished(self, indices: Sequence[int]) -> Reuse:
+        """Copy in the earlier success of each of these tasks (none has a status) whose content key succeeded in
+        this store since (any run), when the run was started with reuse on (run.json `reuse`); what is left runs."""
+        from batchsweep.planning.reuse import Reuse, copy_results, lookup, rule_of
+
+        wanted = set(indices)
+        tasks = [t for t in self.tasks() if t.index in wanted]
+        if not self.record.reuse or not tasks:
+            return Reuse(len(tasks))
+        rule = rule_of(self.record.spec_json())
+        found = lookup(self.store, tasks, metrics_rule=rule, keeps_everything=not self.record.spec.outputs)
+        if found.found:
+            copy_results(self.store, self.id, tasks, found, metrics_rule=rule)
+        return found
+
+    def logs(self, index: int, *, stderr: bool = False) -> str:
+        return b"".join(self.log_chunks(index, stderr=stderr)).decode("utf-8", errors="replace")
+
+    def log_chunks(self, index: int, *, stderr: bool = False, start: int = 0) -> Iterator[bytes]:
+        """A task's output from byte `start` on, in chunks: `logs` of a 1 GB log streams it in constant memory."""
+        if not 0 <= index < self.n_tasks:
+            raise SpecError(f"task {index} does not exist in run {self.id} (tasks 0..{self.n_tasks - 1})")
+        key = self.store.task_log_key(self.id, index, stderr=stderr)
+        try:
+            return self.store.backend.iter_bytes(key, start)
+        except FileNotFoundError:
+            if self.store.read_status(self.id, index) is not None:
+                return iter(())  # finished with no output: empty logs are not stored
+            live = self.engine.logs(index, stderr=stderr)
+            return _skip((line.encode() for line in live), start) if live is not None else iter(())
+
+    def results(self, *, refresh: bool = False) -> pd.DataFrame:
+        from batchsweep.report.results import gather
+
+        return gather(self, refresh=refresh)
+
+    def report(self, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Any:
+        from batchsweep.report.results import write_report
+
+        return write_report(self, path, **kwargs)
+
+
+def run(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), backend: str | None = None,
+        store: Store | str | None = None, detach: bool = False, progress: bool = True,
+        max_parallel: int | None = None, reuse: bool = True, **set_values: Any) -> Run:
+    """Run a sweep and wait for it (unless detach). `run("sweep.yaml", timeout="30m")` overrides like --set.
+    `reuse=False` runs every task, even those that already succeeded with the same content key."""
+    import sys
+
+    extra = [f"{k}={v}" for k, v in set_values.items()]
+    p = plan(spec, overrides=[*overrides, *extra], backend=backend, max_parallel=max_parallel)
+    r = start(p, store=store, detach=detach, reuse=reuse,
+              say=(lambda line: print(line, file=sys.stderr, flush=True)) if progress else None)
+    del p  # its tasks are in the store now: a 100,000-task plan is not held while the run is waited for
+    if not detach:
+        r.wait(progress=progress)
+    return r
+
+
+def _skip(chunks: Iterator[bytes], start: int) -> Iterator[bytes]:
+    """The chunks after their first `start` bytes."""
+    for chunk in chunks:
+        if start >= len(chunk):
+            start -= len(chunk)
+            continue
+        yield chunk[start:]
+        start = 0

@@ -1,0 +1,193 @@
+"""Params → a task's argv, in the style of the script's command-line framework (docs/design.md §2), never through a shell.
+
+| style    | a value            | true / false                          | a list                      | subcommand        |
+|----------|--------------------|---------------------------------------|-----------------------------|-------------------|
+| argparse | `--name value`     | `--flag` / absent, `--no-flag`; typed flags get a text their type reads | repeated values (nargs), repeated option (append), else JSON | `command:` param, its flags after it |
+| click    | `--max-depth 3`    | `--flag` / `--no-flag` (declared names) | repeated option (multiple)  | as argparse       |
+| fire     | `--name=value`     | `--flag` / `--noflag`                 | a Python literal            | first argument    |
+| hydra    | `key=value`        | `key=true` / `key=false`              | `key=[1,2]`                 | `group=option`    |
+| plain    | `--name value`     | `--flag` / absent (or `--flag true`)  | JSON                        | —                 |
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from batchsweep.model import OWN_PARAMS
+from batchsweep.scripts.options import Flag, ScriptFlags
+
+HYDRA_RUN_DIR = "hydra.run.dir=."  # Hydra's output dir is the task's own working directory
+
+
+@dataclass(frozen=True)
+class ArgStyle:
+    """The spec's `args:` override, for what detection gets wrong."""
+
+    style: str | None = None  # argparse | click | fire | hydra | plain
+    dashes: bool = False  # an undeclared `max_depth` becomes `--max-depth`
+    bool: str = "flag"  # undeclared booleans: `flag` (--x / absent) or `value` (--x true / --x false)
+
+    @classmethod
+    def from_spec(cls, data: dict[str, Any] | None) -> ArgStyle:
+        return cls(**data) if data else cls()
+
+
+def build_argv(params: dict[str, Any], flags: ScriptFlags, style: ArgStyle | None = None) -> list[str]:
+    """argv for one task, after the script path."""
+    style = style or ArgStyle()
+    kind = style.style or flags.style
+    visible = {k: v for k, v in params.items() if not k.startswith("_")}
+    if kind == "hydra":
+        return _hydra(visible, flags)
+    sub = flags.subcommand
+    chosen = None
+    if sub is not None:
+        chosen = visible.pop(sub.dest, None)
+        if chosen is None and sub.dest != "command":
+            chosen = visible.pop("command", None)
+    elif "command" in visible and kind in ("fire",) and not flags.known:
+        chosen = visible.pop("command")
+    sub_flags = sub.subcommands.get(str(chosen), ()) if sub is not None and sub.subcommands and chosen is not None else ()
+    top = tuple(f for f in flags.flags if f.kind != "subcommand")
+    main = {k: v for k, v in visible.items() if not sub_flags or _find(top, k) is not None}
+    rest = {k: v for k, v in visible.items() if k not in main}
+    if kind == "fire":
+        head = [str(chosen)] if chosen is not None else []
+        return head + _options(main, flags.flags, flags, style, "fire") + _options(rest, sub_flags, flags, style, "fire")
+    argv = _options(main, flags.flags, flags, style, kind, positionals_last=chosen is None)
+    if chosen is not None:
+        argv.append(str(chosen))
+        argv += _options(rest, sub_flags, flags, style, kind, positionals_last=True)
+    return argv
+
+
+def _find(declared: tuple[Flag, ...], name: str) -> Flag | None:
+    want = name.replace("-", "_")
+    for f in declared:
+        if f.kind == "subcommand":
+            continue
+        if name == f.dest or want in {f.dest} | {o.lstrip("-").replace("-", "_") for o in f.option_strings}:
+            return f
+    return None
+
+
+def _options(params: dict[str, Any], declared: tuple[Flag, ...], flags: ScriptFlags, style: ArgStyle, kind: str,
+             *, positionals_last: bool = True) -> list[str]:
+    positional: list[tuple[int, list[str]]] = []
+    argv: list[str] = []
+    order = {f.dest: i for i, f in enumerate(declared)}
+    fire = kind == "fire"
+    for name, value in params.items():
+        if value is None:
+            continue
+        flag = _find(declared, name) if flags.known else None
+        if flags.known and flag is None and not flags.open:
+            continue  # one of our own params (repeat, trial) the script does not take
+        if flag is not None and flag.positional:
+            values = value if isinstance(value, list) and flag.takes_many else [value]
+            positional.append((order[flag.dest], [_text(v, flag, fire) for v in values]))
+            continue
+        undeclared = "--" + (name.replace("_", "-") if style.dashes else name)
+        option = flag.option if flag else undeclared
+        fkind = flag.kind if flag else ("store_true" if isinstance(value, bool) and style.bool == "flag" else "store")
+        if fkind == "boolean_optional":
+            negative = flag.negative if flag and flag.negative else "--no-" + option.lstrip("-")
+            argv.append(option if value else negative)
+        elif fkind == "store_true":
+            if value:
+                argv.append(option)
+        elif fkind == "store_false":
+            if not value:
+                argv.append(option)
+        elif fkind == "count":
+            argv.extend([option] * int(value))
+        elif isinstance(value, list) and flag is not None and flag.kind == "append":
+            for v in value:
+                argv.extend(_pair(option, _text(v, flag, fire), fire))
+        elif isinstance(value, list) and flag is not None and flag.takes_many and not fire:
+            argv.append(option)
+            argv.extend(_text(v, flag, fire) for v in value)
+        else:
+            argv.extend(_pair(option, _text(value, flag, fire), fire))
+    if positional and positionals_last:
+        argv.append("--")  # so a `nargs='+'` option before them cannot swallow them, and `-1` stays a value
+    for _, values in sorted(positional):
+        argv.extend(values)
+    return argv
+
+
+def _pair(option: str, text: str, fire: bool) -> list[str]:
+    # `--x=-5`: argparse would take a bare `-5` that follows a flag for an option of its own.
+    if fire or (text.startswith("-") and option.startswith("-")):
+        return [f"{option}={text}"]
+    return [option, text]
+
+
+def _text(value: Any, flag: Flag | None, fire: bool = False) -> str:
+    if isinstance(value, bool) and flag is not None and flag.bool_text is not None:
+        return flag.bool_text[0 if value else 1]
+    if fire:
+        return _fire_text(value)
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _fire_text(value: Any) -> str:
+    """Fire reads a value as a Python literal when it can: quote text that would read as something else."""
+    if isinstance(value, str):
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return value
+        return value if isinstance(parsed, str) and parsed == value else repr(value)
+    return repr(value)
+
+
+# -- Hydra ------------------------------------------------------------------------------------------
+_PLAIN = re.compile(r"^[A-Za-z_][\w./-]*$")
+_HYDRA_WORDS = {"true", "false", "null", "none", "nan", "inf"}
+
+
+def _hydra_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_hydra_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in value.items()) + "}"
+    text = str(value)
+    if _PLAIN.match(text) and text.lower() not in _HYDRA_WORDS:
+        return text
+    return "'" + _HYDRA_ESCAPES.sub(_hydra_escape, text) + "'"
+
+
+# In a quoted Hydra value `\'` is a quote, `\${` a literal `${` (not an interpolation such as ${oc.env:HOME}),
+# and a run of backslashes is halved only where it stands before a quote, a `${` or the end: only there is it
+# doubled, so that every value arrives as written.
+_HYDRA_ESCAPES = re.compile(r"(\\+)(?='|\$\{|\Z)|'|\$\{")
+
+
+def _hydra_escape(m: re.Match[str]) -> str:
+    found = m.group(0)
+    return found * 2 if found.startswith("\\") else "\\" + found
+
+
+def _hydra(params: dict[str, Any], flags: ScriptFlags) -> list[str]:
+    argv = []
+    for name, value in params.items():
+        if flags.known and name in OWN_PARAMS and flags.lookup(name) is None:
+            continue
+        flag = flags.lookup(name) if flags.known else None
+        group = flag is not None and flag.kind.startswith("group")
+        prefix = "+" if flag is not None and flag.kind == "group_new" else ""
+        argv.append(f"{prefix}{name.replace('.', '/') if group else name}={_hydra_value(value)}")
+    return argv if "hydra.run.dir" in params else [*argv, HYDRA_RUN_DIR]

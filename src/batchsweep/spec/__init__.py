@@ -1,0 +1,1 @@
+"""The sweep spec: its schema, untrusted YAML reading, `--set` overrides and the distribution syntax."""

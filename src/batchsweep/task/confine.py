@@ -1,0 +1,111 @@
+"""What a task may have done to the files the runner keeps beside it (docs/design.md §2): a task can write into
+its own directory (its working directory's parent), so before the runner opens anything there it checks that
+each of its files and directories is still what it made, never following a symlink the task put in its place.
+A task that did so fails with that reason; nothing outside its directory is read, written, moved or deleted."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+from batchsweep.store.core import FILE_MODE, TaskDir
+
+OWNED_FILES = (TaskDir.STATUS, TaskDir.METRICS, TaskDir.SERIES, TaskDir.STDOUT, TaskDir.STDERR, TaskDir.PARAMS)
+OWNED_DIRS = (TaskDir.OUTPUTS, TaskDir.WORK)
+_KINDS = ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a file"),
+          (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "a device")
+
+
+def _link_target(path: Path) -> str:
+    try:
+        return f" (to {os.readlink(path)!r})"
+    except OSError:
+        return ""
+
+
+def reclaim(files: TaskDir) -> str | None:
+    """Remove whatever stands where the runner keeps a file or a directory of the task but is not one (a
+    symlink is unlinked, never followed). Returns the task's error in words; None when all is in order."""
+    problems = []
+    for name in (*OWNED_FILES, *OWNED_DIRS):
+        path = files.root / name
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(st.st_mode) if name in OWNED_DIRS else stat.S_ISREG(st.st_mode):
+            continue
+        detail = _link_target(path) if stat.S_ISLNK(st.st_mode) else ""
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(path)  # a real directory: rmtree never follows the symlinks inside it
+        else:
+            os.unlink(path)
+        problems.append(f"the task replaced {name} by {_kind(st.st_mode)}{detail}; it was removed, not followed")
+    return "; ".join(problems) or None
+
+
+class TaskDirMoved(OSError):
+    """A directory above a task's own was moved or replaced while it ran: the runner writes nothing more there."""
+
+
+class Anchor:
+    """A task's directory as it was before the task ran, to tell afterwards whether the task moved it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        st = os.lstat(root)
+        self._id = (st.st_dev, st.st_ino)
+        self._real = os.path.realpath(root)
+
+    def check(self) -> str | None:
+        """None when the directory is where it was. When the task removed, moved or replaced it, a fresh empty
+        one takes its place and the task's error in words is returned; TaskDirMoved when a directory above it
+        no longer leads where it did."""
+        try:
+            st = os.lstat(self.root)
+        except FileNotFoundError:
+            st = None
+        if st is not None and (st.st_dev, st.st_ino) == self._id and os.path.realpath(self.root) == self._real:
+            return None
+        if st is None:
+            problem = "the task removed or moved its own directory"
+        elif stat.S_ISLNK(st.st_mode):
+            problem = f"the task replaced its own directory by a symlink{_link_target(self.root)}"
+            os.unlink(self.root)
+        elif stat.S_ISDIR(st.st_mode) and os.path.realpath(self.root) == self._real:
+            problem = "the task replaced its own directory by another"
+            shutil.rmtree(self.root)
+        elif stat.S_ISDIR(st.st_mode):
+            raise TaskDirMoved(f"a directory above {self.root} was moved or replaced by a symlink while the task "
+                               "ran; nothing more is written there")
+        else:
+            problem = f"the task replaced its own directory by {_kind(st.st_mode)}"
+            os.unlink(self.root)
+        try:
+            os.mkdir(self.root)
+        except FileNotFoundError as e:
+            raise TaskDirMoved(f"the directory above {self.root} was moved or removed while the task ran") from e
+        if os.path.realpath(self.root) != self._real:
+            raise TaskDirMoved(f"a directory above {self.root} was moved or replaced by a symlink while the task ran")
+        return f"{problem}; nothing was collected from it, not followed"
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Put data at path as a new file renamed over whatever is there: a symlink there is replaced, not
+    followed."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # O_EXCL: a new file
+    try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -1,0 +1,460 @@
+"""Early stopping (the spec's `stop:`): should this running task stop now, given every series of its run?
+
+The decision is Optuna's: the run becomes an in-memory study, one trial per task in index order (trial number =
+task index), each with its series of `stop.metric` as intermediate values — succeeded tasks COMPLETE, pruned
+ones PRUNED, failed ones FAIL, the others RUNNING — and the rule's pruner (MedianPruner, PercentilePruner,
+SuccessiveHalvingPruner, HyperbandPruner, ThresholdPruner) is asked about the task's trial. `decide` is a pure
+function of that data: the same series and states give the same decision on every engine.
+
+Successive halving and Hyperband also read the rungs each trial recorded when it asked `should_prune`. Those
+are written in Optuna's own (private) format, in linear time (`_with_records`); if an Optuna release renames
+what that needs, the run is instead replayed through Optuna's public trial API (`_replay`: same decisions,
+quadratic time). A test compares both with a live Optuna study at every step and fails when the format moves.
+
+Who decides: the worker running the task, after each flush of its series (docs/design.md, "Series and early
+stopping"). It reads the other tasks' series and statuses from the store (`RunView`), so no driver has to stay
+online — on AWS Batch the containers read each other's series from S3.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Literal
+
+from batchsweep.model import State, TaskStatus
+from batchsweep.store.core import TaskDir, _parse_status
+from batchsweep.task.series import parse, values_by_step
+
+if TYPE_CHECKING:
+    import optuna
+
+    from batchsweep.store.core import Store
+
+MAX_STEPS_PER_CHECK = 50
+OPTUNA_STATES = {State.SUCCEEDED: "COMPLETE", State.PRUNED: "PRUNED", State.FAILED: "FAIL",
+                 State.TIMEOUT: "FAIL", State.LOST: "FAIL", State.CANCELLED: "FAIL"}
+
+
+@dataclass(frozen=True)
+class Decision:
+    step: int
+    value: float
+    reason: str
+
+
+STUDY_PREFIX = "batchsweep-stop-"
+
+
+class _OurStudies(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return STUDY_PREFIX not in record.getMessage()
+
+
+@functools.cache
+def _quiet_study_creation() -> None:
+    """Every decision builds a study in memory; Optuna would announce each one. Only those announcements are
+    dropped: Optuna's own log level stays the CLI's to set."""
+    logging.getLogger("optuna.storages._in_memory").addFilter(_OurStudies())
+
+
+@functools.cache
+def warm_up() -> None:
+    """Import Optuna before the first task with `stop:` starts in this process (an AWS container, a Dask worker):
+    imported in the middle of a decision instead, a second or more on a loaded machine, the task would run on
+    meanwhile and be stopped steps later than the rule said."""
+    import optuna  # noqa: F401
+
+
+def pruner(stop: dict[str, Any]) -> optuna.pruners.BasePruner:
+    import optuna
+
+    rule = stop.get("rule", "median")
+    warmup, interval = int(stop.get("min_steps") or 0), int(stop.get("interval") or 1)
+    startup = int(stop.get("min_trials", 5))
+    if rule == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup, interval_steps=interval)
+    if rule == "percentile":
+        return optuna.pruners.PercentilePruner(float(stop.get("percentile", 25.0)), n_startup_trials=startup,
+                                               n_warmup_steps=warmup, interval_steps=interval)
+    if rule == "threshold":
+        return optuna.pruners.ThresholdPruner(lower=stop.get("lower"), upper=stop.get("upper"),
+                                              n_warmup_steps=warmup, interval_steps=interval)
+    rf = int(stop.get("reduction_factor") or 3)
+    if rule == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, warmup), reduction_factor=rf)
+    if rule == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, warmup), max_resource=int(stop["max_steps"]),
+                                              reduction_factor=rf)
+    raise ValueError(f"unknown stop rule {rule!r}")
+
+
+def _rung_steps(steps: list[int], *, min_resource: int, rf: int) -> set[int]:
+    """The steps at which a successive-halving pruner records a rung, whatever its bracket: the first step at or
+    past min_resource * rf**k for each k (a bracket's rungs start at k = its early-stopping rate)."""
+    marks, k = set(), 0
+    while steps:
+        at = min_resource * rf**k
+        reached = next((s for s in steps if s >= at), None)
+        if reached is None:
+            break
+        marks.add(reached)
+        k += 1
+    return marks
+
+
+class _Replaying(logging.Filter):
+    """Drops Optuna's "Trial N finished/pruned" lines while this thread replays a run into a study."""
+
+    local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self.local, "on", False)
+
+
+@functools.cache
+def _quiet_replay() -> None:
+    logging.getLogger("optuna.study._tell").addFilter(_Replaying())
+
+
+def decide(stop: dict[str, Any], study_name: str, index: int, series: dict[int, dict[int, float]],
+           states: dict[int, State]) -> Decision | None:
+    """Should task `index` stop at the last step of its series? `series` holds every task's {step: value} of
+    `stop.metric`; `states` the tasks that ended (any other task is running or pending)."""
+    import optuna
+
+    own = series.get(index) or {}
+    if not own:
+        return None
+    direction: Literal["minimize", "maximize"] = "maximize" if stop.get("direction") == "maximize" else "minimize"
+    _quiet_study_creation()
+    rule = pruner(stop)
+    study = optuna.create_study(study_name=STUDY_PREFIX + study_name, direction=direction, pruner=rule,
+                                sampler=optuna.samplers.RandomSampler(seed=0),
+                                storage=optuna.storages.InMemoryStorage())
+    last = max(own)
+    n = max([index, *series, *states]) + 1
+    if isinstance(rule, (optuna.pruners.SuccessiveHalvingPruner, optuna.pruners.HyperbandPruner)):
+        fast = _records_hooks() is not None
+        prune = (_with_records if fast else _replay)(study, stop, index, series, states, n)
+    else:
+        prune = _ask_once(study, rule, index, series, states, n)
+    if not prune:
+        return None
+    metric = stop.get("metric")
+    return Decision(step=last, value=own[last],
+                    reason=f"pruned at step {last} by the {stop.get('rule', 'median')} rule ({metric}={own[last]:.6g})")
+
+
+def _state(i: int, index: int, values: dict[int, float], states: dict[int, State]) -> Any:
+    from optuna.trial import TrialState
+
+    if i == index or i not in states:
+        return TrialState.RUNNING
+    state = TrialState[OPTUNA_STATES.get(states[i], "RUNNING")]
+    if state is TrialState.COMPLETE and not values:
+        return TrialState.FAIL  # finished without a series: nothing to compare with
+    return state
+
+
+def _ask_once(study: optuna.Study, rule: optuna.pruners.BasePruner, index: int,
+              series: dict[int, dict[int, float]], states: dict[int, State], n: int) -> bool:
+    """Median, percentile and threshold read only the trials' values and states: the run's trials are added as
+    they stand (trial number = task index) and the pruner is asked once about the task's trial."""
+    from optuna.trial import TrialState, create_trial
+
+    trials = []
+    for i in range(n):
+        values = series.get(i) or {}
+        state = _state(i, index, values, states)
+        value = values[max(values)] if state is TrialState.COMPLETE else None
+        trials.append(create_trial(state=state, value=value, intermediate_values=values))
+    study.add_trials(trials)
+    return rule.prune(study, study.get_trials(deepcopy=False)[index])
+
+
+def _replay(study: optuna.Study, stop: dict[str, Any], index: int, series: dict[int, dict[int, float]],
+            states: dict[int, State], n: int) -> bool:
+    """Successive halving and Hyperband keep their own record of each trial's rungs, written when a trial asks
+    `should_prune` at a rung's step. So the run is replayed through Optuna's public trial API: each task's
+    trial (number = task index) reports its value and asks at every step where a rung may be recorded (its
+    verdicts are ignored: what happened to it is in `states`; the steps between rungs are not read by these
+    pruners, so not replayed), then the task's own trial reports its last step and asks. The bracket, the rung values and the decision are all Optuna's."""
+    from optuna.trial import TrialState
+
+    min_resource = max(1, int(stop.get("min_steps") or 1))
+    rf = int(stop.get("reduction_factor") or 3)
+    own = series[index]
+    last = max(own)
+    _quiet_replay()
+    _Replaying.local.on = True
+    try:
+        mine = None
+        for i in range(n):
+            trial = study.ask()
+            values = own if i == index else series.get(i) or {}
+            steps = sorted(s for s in values if i != index or s < last)
+            for step in sorted(_rung_steps(steps, min_resource=min_resource, rf=rf)):
+                trial.report(values[step], step)  # the pruners read nothing but the value at a rung's step
+                trial.should_prune()
+            state = _state(i, index, values, states)
+            if i == index:
+                mine = trial
+            elif state is TrialState.COMPLETE:
+                study.tell(trial, values[max(values)])
+            elif state is not TrialState.RUNNING:
+                study.tell(trial, state=state)
+        assert mine is not None and mine.number == index
+        mine.report(own[last], last)
+        return mine.should_prune()
+    finally:
+        _Replaying.local.on = False
+
+
+@functools.cache
+def _records_hooks() -> Callable[[int], str] | None:
+    """Optuna's private pieces the fast path writes to: the name of a rung's record (`completed_rung_N`) and
+    HyperbandPruner's bracket methods. None when a release renamed them: the replay (public API) then decides
+    alone. tests/test_early_stop.py checks both paths against a live Optuna study and fails when these are gone."""
+    try:
+        from optuna.pruners import HyperbandPruner
+        from optuna.pruners._successive_halving import _completed_rung_key
+    except ImportError:
+        return None
+    if not all(callable(getattr(HyperbandPruner, m, None)) for m in ("_try_initialization", "_get_bracket_id")):
+        return None
+    return _completed_rung_key
+
+
+def _with_records(study: optuna.Study, stop: dict[str, Any], index: int, series: dict[int, dict[int, float]],
+                  states: dict[int, State], n: int) -> bool:
+    """What `_replay` decides, in linear time: the rungs each trial would have recorded are written as Optuna
+    writes them (a system attribute per rung: its value at the first step at or past the rung's step, in the
+    trial's bracket) and the pruner is asked once. Uses Optuna's private record format (`_records_hooks`)."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    rung_key = _records_hooks()
+    assert rung_key is not None
+    rule = study.pruner
+    min_resource = max(1, int(stop.get("min_steps") or 1))
+    rf = int(stop.get("reduction_factor") or 3)
+    own = series[index]
+    last = max(own)
+    bracket = None
+    if isinstance(rule, optuna.pruners.HyperbandPruner):
+        rule._try_initialization(study)  # max_resource is given: the brackets do not depend on the data
+        bracket = rule._get_bracket_id
+    trials = []
+    for i in range(n):
+        values = own if i == index else series.get(i) or {}
+        state = _state(i, index, values, states)
+        attrs: dict[str, Any] = {}
+        if values:
+            rate = bracket(study, SimpleNamespace(number=i)) if bracket is not None else 0  # type: ignore[arg-type]
+            steps = sorted(s for s in values if i != index or s < last)
+            rung = 0
+            while steps:
+                reached = next((s for s in steps if s >= min_resource * rf ** (rate + rung)), None)
+                if reached is None:
+                    break
+                attrs[rung_key(rung)] = values[reached]
+                rung += 1
+        value = values[max(values)] if state is TrialState.COMPLETE else None
+        trials.append(create_trial(state=state, value=value, intermediate_values=values, system_attrs=attrs))
+    study.add_trials(trials)
+    return rule.prune(study, study.get_trials(deepcopy=False)[index])
+
+
+@dataclass
+class _Seen:
+    status: TaskStatus | None = None
+    series: dict[int, float] = field(default_factory=dict)
+    tag: Any = None
+
+
+LIST_PAGE = 1000  # keys per S3 listing request
+MAX_BACKOFF = 6  # flush intervals between listings at most, while listings bring nothing new
+
+
+class RunView:
+    """The run's series and statuses as the store holds them, re-read only where they changed.
+
+    On S3 one listing of `runs/<id>/tasks/` (a LIST request per 1,000 keys) says which tasks finished and which
+    series changed (their size); only those are read. Listings are spaced: never more than one LIST page per
+    `every` seconds on average (a 10,000-task run, ~50 pages, is listed every ~50 flushes), and, while a listing
+    brings nothing new, twice as far apart each time up to MAX_BACKOFF flushes. In between, decisions use what
+    the last listing saw. A worker process shares one view per run (`shared_view`): the tasks a container runs one
+    after another do not read the finished tasks again."""
+
+    def __init__(self, store: Store, run_id: str, metric: str, *, running_too: bool = True, every: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.run_id, self.metric = store, run_id, metric
+        self.running_too = running_too  # halving/hyperband compare with running tasks; median only finished ones
+        self.every = every  # the series flush interval: listings are spaced in multiples of it (0: every refresh)
+        self.clock = clock
+        self._seen: dict[int, _Seen] = {}
+        self._lock = threading.Lock()
+        self._next_listing = -math.inf
+        self._quiet = 0  # listings in a row that brought nothing new
+        self.listings = 0
+
+    def refresh(self, *, own: int) -> tuple[dict[int, dict[int, float]], dict[int, State]]:
+        with self._lock:
+            if self.store.is_local:
+                self._refresh_local(own)
+            elif self.clock() >= self._next_listing:
+                self._refresh_remote(own)
+            series = {i: s.series for i, s in self._seen.items() if s.series and i != own}
+            states = {i: s.status.state for i, s in self._seen.items() if s.status is not None and i != own}
+        return series, states
+
+    def _refresh_local(self, own: int) -> None:
+        root = self.store.local_path(self.store.tasks_prefix(self.run_id))
+        try:
+            entries = [e for e in os.scandir(root) if e.name.isdigit()]
+        except FileNotFoundError:
+            return
+        packed = self.store.packed(self.run_id)  # a compacted run's statuses (`batchsweep.store.compact`)
+        for entry in entries:
+            index = int(entry.name)
+            if index == own:
+                continue
+            seen = self._seen.setdefault(index, _Seen())
+            try:
+                st = os.stat(os.path.join(entry.path, TaskDir.STATUS))
+                status_tag: Any = (st.st_mtime_ns, st.st_size)
+            except FileNotFoundError:
+                status_tag = None
+            try:
+                st = os.stat(os.path.join(entry.path, TaskDir.SERIES))
+                series_tag: Any = (st.st_mtime_ns, st.st_size)
+            except FileNotFoundError:
+                series_tag = None
+            tag = (status_tag, series_tag)
+            if tag == seen.tag:
+                continue
+            seen.tag = tag
+            seen.status = self.store.read_status(self.run_id, index) if status_tag else \
+                packed[index].status if index in packed else None
+            seen.series = self._series(index) if series_tag else {}
+
+    def _refresh_remote(self, own: int) -> None:
+        prefix = self.store.tasks_prefix(self.run_id)
+        backend = self.store.backend
+        listed: dict[str, Any] = (backend.list_sizes(prefix) if hasattr(backend, "list_sizes")
+                                  else dict.fromkeys(backend.list_files(prefix)))
+        self.listings += 1
+        sizes: dict[tuple[int, str], Any] = {}
+        for key, size in listed.items():
+            found = self.store.task_file_of(key)
+            if found is not None and found[1] in (TaskDir.STATUS, TaskDir.SERIES):
+                sizes[found] = size
+        wanted: list[tuple[int, str]] = []
+        for index in sorted({i for i, _ in sizes}):
+            seen = self._seen.get(index)
+            if index == own or (seen is not None and seen.status is not None):
+                continue  # finished: its series does not change any more
+            finished = (index, TaskDir.STATUS) in sizes
+            if finished:
+                wanted.append((index, TaskDir.STATUS))
+            size = sizes.get((index, TaskDir.SERIES), False)
+            if size is not False and (finished or self.running_too):
+                if finished or size is None or seen is None or seen.tag != size:
+                    wanted.append((index, TaskDir.SERIES))  # a running task's series only when its size changed
+        raws = self.store._read_many([self.store.task_file_key(self.run_id, i, name) for i, name in wanted])
+        for (index, name), raw in zip(wanted, raws):
+            seen = self._seen.setdefault(index, _Seen())
+            if raw is None:
+                continue
+            if name == TaskDir.SERIES:
+                seen.series = values_by_step(parse(raw), self.metric)
+                seen.tag = sizes.get((index, TaskDir.SERIES))
+            else:
+                seen.status = _parse_status(raw)
+        self._quiet = 0 if wanted else self._quiet + 1
+        pages = max(1, math.ceil(len(listed) / LIST_PAGE))
+        self._next_listing = self.clock() + self.every * max(pages, min(2 ** self._quiet, MAX_BACKOFF))
+
+    def _series(self, index: int) -> dict[int, float]:
+        try:
+            data = self.store.backend.read_bytes(self.store.task_series_key(self.run_id, index))
+        except FileNotFoundError:
+            return {}
+        return values_by_step(parse(data), self.metric)
+
+
+_VIEWS: dict[tuple[str, str, str, bool], RunView] = {}  # the newest last
+_VIEWS_KEPT = 4
+_VIEWS_LOCK = threading.Lock()
+
+
+def shared_view(store: Store, run_id: str, metric: str, *, running_too: bool, every: float) -> RunView:
+    """This process's view of a run: shared by the tasks it runs, at once (local threads) or one after another
+    (an AWS container's packed tasks). The views of the last few runs are kept."""
+    key = (store.url, run_id, metric, running_too)
+    with _VIEWS_LOCK:
+        view = _VIEWS.pop(key, None) or RunView(store, run_id, metric, running_too=running_too, every=every)
+        _VIEWS[key] = view
+        while len(_VIEWS) > _VIEWS_KEPT:
+            del _VIEWS[next(iter(_VIEWS))]
+        return view
+
+
+def first_step(stop: dict[str, Any]) -> int:
+    """The first step at which the rule can stop a task: Optuna's pruners never prune before n_warmup_steps
+    (median, percentile, threshold) or min_resource (halving, hyperband)."""
+    warmup = int(stop.get("min_steps") or 0)
+    return max(1, warmup) if stop.get("rule") in ("halving", "hyperband") else warmup
+
+
+class Stopper:
+    """The worker's side of `stop:` for one task: asked after each flush that added steps."""
+
+    def __init__(self, stop: dict[str, Any], store: Store, run_id: str, index: int, *, every: float = 0.0,
+                 view: RunView | None = None) -> None:
+        self.stop, self.run_id, self.index = stop, run_id, index
+        self.metric = str(stop["metric"])
+        self.view = view or shared_view(store, run_id, self.metric, every=every,
+                                        running_too=stop.get("rule") in ("halving", "hyperband"))
+        self.alone = stop.get("rule") == "threshold"  # its bounds need no other task: nothing to read
+        self._checked: int | None = None
+
+    def check(self, records: list[dict[str, Any]]) -> Decision | None:
+        """Ask the rule at each step the series reached since the last check, in order (as Optuna asks a pruner
+        at every report): the step a task is stopped at does not depend on how often its series was flushed."""
+        own = values_by_step(records, self.metric)
+        new = [s for s in sorted(own) if self._checked is None or s > self._checked][-MAX_STEPS_PER_CHECK:]
+        if not new:
+            return None
+        self._checked = new[-1]
+        new = [s for s in new if s >= first_step(self.stop)]
+        if not new:
+            return None  # the rule cannot stop it yet: the others are not read
+        series, states = ({}, {}) if self.alone else self.view.refresh(own=self.index)
+        for step in new:
+            series[self.index] = {s: v for s, v in own.items() if s <= step}
+            decision = decide(self.stop, self.run_id, self.index, series, states)
+            if decision is not None:
+                return decision
+        return None
+
+
+def saved_seconds(statuses: dict[int, TaskStatus]) -> tuple[float, int] | None:
+    """Task time stopping saved, estimated, and the number of pruned tasks: each pruned task would have run about
+    as long as the median task that ran to the end. None without a pruned task or a task that ran to the end."""
+    import statistics
+
+    full = [s.duration_s for s in statuses.values() if s.state is State.SUCCEEDED and s.duration_s is not None]
+    pruned = [s.duration_s for s in statuses.values() if s.state is State.PRUNED and s.duration_s is not None]
+    if not pruned or not full:
+        return None
+    median = statistics.median(full)
+    return sum(max(0.0, median - d) for d in pruned), len(pruned)

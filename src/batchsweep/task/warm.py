@@ -1,0 +1,632 @@
+"""Warm start (`warm: true`): a fork server that imports what the script imports once, then forks per task.
+
+The runner starts one server per run (`python -m batchsweep.task.warm SCRIPT`) and talks to it over the server's
+stdin and stdout, one JSON object a line:
+
+    runner → server   {"id": 7, "argv": [python, script, --flag, ...], "cwd": ..., "env": {...}, "stdout": ..., "stderr": ...}
+    server → runner   {"ready": true, "threads": 1}      once, after the imports
+                      {"id": 7, "pid": 4242}             the child runs
+                      {"id": 7, "exit": 0}               ...and ended (a negative code: killed by that signal)
+                      {"id": 7, "error": "..."}          it could not be started
+
+Each child is what a cold task would be: its own session and process group, the task's working directory,
+stdin from /dev/null, stdout/stderr into the task's log files, the task's environment and argv, the script run
+as `__main__`. The runner waits for the exit message and kills the group on a timeout, as for a cold task.
+The server ends at EOF on its stdin: when the run ends, and when the runner dies, however it dies.
+"""
+
+from __future__ import annotations
+
+import ast
+import gc
+import importlib.util
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+READY_TIMEOUT_S = 300.0  # importing a big ML stack on a cold disk can take a while
+START_TIMEOUT_S = 60.0
+
+
+# -- runner side ----------------------------------------------------------------------------------
+class WarmProcess:
+    """A task forked by the server: the members of `subprocess.Popen` that the worker uses."""
+
+    def __init__(self, request_id: int, argv: list[str]) -> None:
+        self.id = request_id
+        self.args = argv
+        self.pid = 0
+        self.returncode: int | None = None
+        self.error: str | None = None
+        self._started = threading.Event()
+        self._ended = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._ended.wait(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+        assert self.returncode is not None
+        return self.returncode
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+
+def mode(value: bool | str) -> str:
+    """The spec's `warm:` as "on" (`true`: forced), "off" (`false`) or "auto" (the default: on where it is safe).
+    A run.json written before `auto` existed holds a bool."""
+    if value is True:
+        return "on"
+    if value is False:
+        return "off"
+    return "auto"
+
+
+def unusable_reason(*, script: str | None, function: str | None) -> str | None:
+    """Why this run cannot be warm-started, in a few words; None when it can."""
+    if function or not script:
+        return "function tasks run cold"
+    if not hasattr(os, "fork"):
+        return "this platform has no os.fork"
+    return None
+
+
+def server_for(ctx: Any, *, warm: str = "on", n_tasks: int = 2) -> WarmServer | str:
+    """A ready fork server for a run's tasks (`worker.RunContext`), or why they run cold. The one decision
+    used by every engine: locally per run, per AWS Batch child, per Dask worker process. `warm` is `mode()`:
+    "auto" also runs cold what the fork server finds unsafe to share (see `unsafe_reason`), a lone task and a
+    GPU task; "on" only what cannot be forked at all."""
+    reason = unusable_reason(script=ctx.script, function=ctx.function)
+    if reason is None and ctx.style == "hydra":
+        reason = "Hydra apps run cold"
+    if reason is None and warm == "auto":
+        if n_tasks < 2:
+            reason = "a single task gains nothing from it"
+        elif ctx.gpus:
+            reason = "GPU tasks run cold unless `warm: true` (each task sees its own CUDA_VISIBLE_DEVICES)"
+    if reason is not None:
+        return reason
+    rule = ctx.metrics_rule
+    task_vars = (*TASK_ENV, *(MLFLOW_TASK_ENV if isinstance(rule, dict) and rule.get("mlflow") else ()),
+                 *(GPU_TASK_ENV if ctx.gpus else ()))
+    return WarmServer.start(ctx.code_dir / ctx.script, env=ctx.base_env, python=ctx.python, forced=warm == "on",
+                            task_vars=task_vars)
+
+
+# No orphans (reaper.py) finds a task's processes by the token in /proc/PID/environ: the environment a process
+# started with. A forked task keeps the server's, so the server starts with room for a token there, which each
+# child overwrites with its own (`_stamp_token`).
+TOKEN_VAR = "BATCHSWEEP_TASK_TOKEN"  # reaper.TOKEN_VAR (a module of the same layer: not imported)
+TOKEN_ROOM = "." * 240
+
+
+# What each task's environment sets for itself (worker.task_env): left out of the server's, and looked up while
+# the imports run, a reason for `auto` to run cold (the imports would have read the server's, not the task's).
+TASK_ENV = ("BATCHSWEEP_RUN_ID", "BATCHSWEEP_TASK_INDEX", "BATCHSWEEP_TASK_DIR", "BATCHSWEEP_PARAMS",
+            "BATCHSWEEP_PARAMS_FILE", "BATCHSWEEP_SERIES_FILE")
+MLFLOW_TASK_ENV = ("MLFLOW_TRACKING_URI",)  # with `metrics: {mlflow: true}`: each task's own store
+GPU_TASK_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")  # with `resources.gpus`: each task's lease
+# Imported, these hold state a fork does not copy safely (runtimes with their own threads, MPI started on import).
+FORK_UNSAFE_MODULES = ("tensorflow", "jax", "ray", "pyspark", "mpi4py.MPI")
+GPU_DEVICES = ("/dev/nvidia", "/dev/dri/", "/dev/kfd", "/dev/accel")
+
+
+def unsafe_reason(facts: Mapping[str, Any], *, forced: bool) -> str | None:
+    """Why the server's state after the script's imports (its `ready` message) is not safe to fork per task;
+    None when it is. Python threads stop even a forced warm start (a fork copies only the calling thread);
+    the rest only stops the default (`auto`)."""
+    threads = int(facts.get("threads", 1))
+    if threads > 1:
+        return f"the script's imports start threads ({threads} running), which a fork would not copy"
+    if forced:
+        return None
+    if facts.get("modules"):
+        return f"the script imports {', '.join(facts['modules'])}, which is not fork-safe"
+    if facts.get("children"):
+        return f"the script's imports start processes ({len(facts['children'])})"
+    if facts.get("sockets"):
+        return f"the script's imports open sockets ({facts['sockets']})"
+    if facts.get("devices"):
+        return f"the script's imports open a GPU ({', '.join(facts['devices'])})"
+    if facts.get("env_read"):
+        names = ", ".join(facts["env_read"])
+        return f"the script's imports read {names}, which each task sets for itself"
+    return None
+
+
+LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW  # a symlink a task left there is not truncated
+
+
+def open_log(path: Path) -> IO[bytes]:
+    """A task's log file, new or emptied: never a file a symlink there names."""
+    return os.fdopen(os.open(path, LOG_FLAGS, 0o666), "wb")
+
+
+def launch_cold(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> subprocess.Popen[bytes]:
+    """A task started the ordinary way: its own process (and session), output to its log files."""
+    with open_log(stdout) as out, open_log(stderr) as err:
+        return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True)
+
+
+def deliver(msg: dict[str, Any], children: dict[int, Any], lock: threading.Lock | threading.RLock) -> None:
+    """One message from a fork server (this module's, or the emulator's zygote: `aws.zygote`) to the child it
+    names, by its id (a WarmProcess, or the zygote's subclass): it started (`pid`), could not start (`error`)
+    or ended (`exit`); an ended child is forgotten."""
+    with lock:
+        child = children.get(msg["id"])
+        if child is not None and ("exit" in msg or "error" in msg):
+            del children[msg["id"]]
+    if child is None:
+        return
+    if "pid" in msg:
+        child.pid = msg["pid"]
+        child._started.set()
+    elif "error" in msg:
+        child.error = msg["error"]
+        child._started.set()
+    else:
+        child.returncode = int(msg["exit"])
+        child._ended.set()
+
+
+class WarmServer:
+    """The runner's handle on one fork server."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], scratch: str) -> None:
+        self._proc = proc
+        self._scratch = scratch
+        self._lock = threading.Lock()
+        self._next_id = 0
+        self._tasks: dict[int, WarmProcess] = {}
+        self._ready = threading.Event()
+        self._hello: dict[str, Any] = {}
+        self._gone = False
+        self._reader = threading.Thread(target=self._read, name="batchsweep-warm-reader", daemon=True)
+        self._reader.start()
+
+    @classmethod
+    def start(cls, script: Path, *, env: dict[str, str], python: str = sys.executable, forced: bool = True,
+              task_vars: tuple[str, ...] = ()) -> WarmServer | str:
+        """A ready server, or the reason (a few words) why warm start cannot be used for this script
+        (`forced`: `warm: true`, which overrides what only `auto` refuses; `task_vars`: what each task's
+        environment sets for itself, left out of the server's and watched while the imports run)."""
+        scratch = tempfile.mkdtemp(prefix="batchsweep-warm-")
+        server_env = {k: v for k, v in env.items() if k not in task_vars}
+        try:
+            proc = subprocess.Popen(
+                [python, "-m", "batchsweep.task.warm", str(script), *task_vars], cwd=scratch,
+                env={**server_env, "PYTHONUNBUFFERED": "1", TOKEN_VAR: TOKEN_ROOM},
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+            )
+        except OSError as e:
+            shutil.rmtree(scratch, ignore_errors=True)
+            return f"could not start the fork server: {e}"
+        server = cls(proc, scratch)
+        if not server._ready.wait(READY_TIMEOUT_S) or server._gone:
+            server.close()
+            return "the fork server ended while importing the script's imports"
+        reason = unsafe_reason(server._hello, forced=forced)
+        if reason is not None:
+            try:  # the server and what its imports started in its session (a process, a pool)
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            server.close()
+            return reason
+        return server
+
+    def launch(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> WarmProcess:
+        """Fork a child for one task; returns once it runs. Raises OSError when it could not be started."""
+        with self._lock:
+            if self._gone:
+                raise OSError("the fork server has ended")
+            self._next_id += 1
+            task = WarmProcess(self._next_id, argv)
+            self._tasks[task.id] = task
+            request = {"id": task.id, "argv": argv[1:], "cwd": str(cwd), "env": env,
+                       "stdout": str(stdout), "stderr": str(stderr)}
+            assert self._proc.stdin is not None
+            try:
+                self._proc.stdin.write(json.dumps(request).encode() + b"\n")
+                self._proc.stdin.flush()
+            except (BrokenPipeError, ValueError) as e:
+                self._tasks.pop(task.id, None)
+                raise OSError(f"the fork server has ended: {e}") from None
+        if not task._started.wait(START_TIMEOUT_S):
+            raise OSError("the fork server did not start the task in time")
+        if task.error is not None:
+            raise OSError(task.error)
+        return task
+
+    def launcher(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> Any:
+        """`worker.Launcher`: warm while the server lives, cold after (a server that died mid-run)."""
+        if self._gone:
+            return launch_cold(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+        return self.launch(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a task of this server is still running."""
+        with self._lock:
+            return bool(self._tasks)
+
+    @property
+    def alive(self) -> bool:
+        return not self._gone
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            msg = json.loads(line)
+            if msg.get("ready"):
+                self._hello = msg
+                self._ready.set()
+                continue
+            deliver(msg, self._tasks, self._lock)
+        self._lost()
+
+    def _lost(self) -> None:
+        """The server is gone: its children's exit codes are lost with it, so end them and say they were killed."""
+        with self._lock:
+            self._gone = True
+            orphans = list(self._tasks.values())
+            self._tasks.clear()
+        self._ready.set()
+        for task in orphans:
+            if task.pid:
+                try:
+                    os.killpg(task.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                task.returncode = -signal.SIGKILL
+            else:
+                task.error = "the fork server ended before the task started"
+            task._started.set()
+            task._ended.set()
+
+    def close(self) -> None:
+        """End the server (EOF on its stdin) and wait for it."""
+        stdin: IO[bytes] | None = self._proc.stdin
+        with self._lock:
+            try:
+                if stdin is not None:
+                    stdin.close()
+            except OSError:
+                pass
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._reader.join(timeout=10)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+# -- server side ----------------------------------------------------------------------------------
+def _inert(node: ast.stmt) -> bool:
+    """A module-level statement that changes nothing an import could see: a docstring, a constant
+    (`SEED = 3`), `if TYPE_CHECKING:`."""
+    if isinstance(node, ast.Expr):
+        return isinstance(node.value, ast.Constant)
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        if not all(isinstance(t, ast.Name) for t in targets):
+            return False
+        if node.value is None:
+            return True
+        try:
+            ast.literal_eval(node.value)
+        except (ValueError, TypeError, SyntaxError, RecursionError):
+            return False
+        return True
+    if isinstance(node, ast.If):
+        test = node.test
+        name = test.id if isinstance(test, ast.Name) else test.attr if isinstance(test, ast.Attribute) else ""
+        return name == "TYPE_CHECKING"
+    return False
+
+
+def import_statements(source: str, filename: str) -> list[ast.stmt]:
+    """The script's imports that run before anything else it does (also inside a top-level try:), absolute
+    ones only. The first other statement ends them: `sys.path.insert(...)`, `os.environ[...] = ...` or
+    `matplotlib.use(...)` may change what a later import does, so later imports are left to each task."""
+    found: list[ast.stmt] = []
+
+    def visit(body: list[ast.stmt]) -> bool:
+        """Collect from body; False at the first statement that is neither an import nor inert."""
+        for node in body:
+            if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and node.level == 0
+                                                and node.module and node.module != "__future__"):
+                found.append(node)
+            elif isinstance(node, ast.ImportFrom):
+                continue  # `from __future__`, or a relative import (which a script cannot do)
+            elif isinstance(node, ast.Try):
+                if not visit(node.body):
+                    return False
+            elif not _inert(node):
+                return False
+        return True
+
+    visit(ast.parse(source, filename).body)
+    return found
+
+
+def _is_local(name: str, code_dir: str) -> bool:
+    """A module that lives beside the script: left for the task to import, with the task's cwd and env."""
+    try:
+        spec = importlib.util.find_spec(name.split(".")[0])
+    except (ImportError, ValueError):
+        return True
+    if spec is None:
+        return True
+    places = [spec.origin or "", *(spec.submodule_search_locations or [])]
+    return any(p and os.path.realpath(p).startswith(code_dir + os.sep) for p in places)
+
+
+def preload(script: str) -> None:
+    """Run the script's leading imports of installed modules (numpy, pandas, sklearn...) in this process, up
+    to the first import of a module beside the script (its code may set up what later imports see)."""
+    code_dir = os.path.dirname(os.path.realpath(script))
+    try:
+        with open(script, encoding="utf-8") as f:
+            statements = import_statements(f.read(), script)
+    except (OSError, SyntaxError, ValueError):
+        return  # the task itself reports it
+    for node in statements:
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            assert isinstance(node, ast.ImportFrom)
+            names = [node.module or ""]
+        if any(_is_local(n, code_dir) for n in names):
+            return
+        try:
+            exec(compile(ast.Module(body=[node], type_ignores=[]), script, "exec"), {})  # noqa: S102
+        except BaseException:  # noqa: BLE001 - a failing import fails in the task, with its own traceback
+            continue
+
+
+class _WatchedEnviron(os._Environ[str]):  # os.environ's own (private) class
+    """os.environ while the imports run: notes which per-task variables (absent here) they look up by name."""
+
+    watched: frozenset[str] = frozenset()
+    read: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        if key in _WatchedEnviron.watched:
+            _WatchedEnviron.read.add(key)
+        return str(super().__getitem__(key))
+
+
+def _fds() -> list[str]:
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return found
+
+
+def facts_after_import(env_read: set[str]) -> dict[str, Any]:
+    """What the imports left in this process that a fork would share or lose (see `unsafe_reason`)."""
+    facts: dict[str, Any] = {"threads": threading.active_count(), "env_read": sorted(env_read)}
+    facts["modules"] = [m for m in FORK_UNSAFE_MODULES if m in sys.modules]
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    if cuda is not None and getattr(cuda, "is_initialized", lambda: False)():
+        facts["modules"].append("torch.cuda (initialized)")
+    if os.path.isdir("/proc/self/task"):  # Linux: what the imports opened and started
+        fds = _fds()
+        facts["sockets"] = sum(1 for f in fds if f.startswith("socket:"))
+        facts["devices"] = sorted({f for f in fds if f.startswith(GPU_DEVICES)})
+        children: list[int] = []
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/children") as f:
+                    children.extend(int(c) for c in f.read().split())
+            except (OSError, ValueError):
+                continue
+        facts["children"] = children
+    return facts
+
+
+def _send(fd: int, msg: dict[str, Any]) -> None:
+    data = json.dumps(msg).encode() + b"\n"
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def serve(ctl_in: int, ctl_out: int) -> dict[str, Any] | None:
+    """Fork a child per request until EOF. Returns None in the server (time to exit), the request in a child."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    sel = selectors.DefaultSelector()
+    sel.register(ctl_in, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+    children: dict[int, int] = {}
+    pending = b""
+    while True:
+        for key, _ in sel.select():
+            if key.fd == wake_r:
+                while True:
+                    try:
+                        if not os.read(wake_r, 4096):
+                            break
+                    except BlockingIOError:
+                        break
+                continue
+            data = os.read(ctl_in, 1 << 16)
+            if not data:
+                return None
+            pending += data
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                request = json.loads(line)
+                try:
+                    pid = os.fork()
+                except OSError as e:
+                    _send(ctl_out, {"id": request["id"], "error": f"fork failed: {e}"})
+                    continue
+                if pid == 0:
+                    sel.close()
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    for fd in (wake_r, wake_w, ctl_in, ctl_out):
+                        os.close(fd)
+                    return dict(request)
+                children[pid] = request["id"]
+                _send(ctl_out, {"id": request["id"], "pid": pid})
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid in children:
+                _send(ctl_out, {"id": children.pop(pid), "exit": os.waitstatus_to_exitcode(status)})
+
+
+def _redirect(fd: int, path: str, flags: int) -> None:
+    new = os.open(path, flags, 0o666)
+    if new != fd:
+        os.dup2(new, fd)
+        os.close(new)
+
+
+def run_child(request: dict[str, Any]) -> NoReturn:
+    """In the forked child: become the task (session, cwd, stdio, env, argv) and run the script as __main__."""
+    import runpy
+
+    os.setsid()
+    _redirect(0, os.devnull, os.O_RDONLY)
+    _redirect(1, request["stdout"], LOG_FLAGS)
+    _redirect(2, request["stderr"], LOG_FLAGS)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    _stamp_token(request["env"].get(TOKEN_VAR))
+    sys.argv = list(request["argv"])
+    script = sys.argv[0]
+    # `random` reseeds itself after a fork; numpy's global generator does not, and cold tasks each get a fresh one.
+    np_random = sys.modules.get("numpy.random")
+    if np_random is not None:
+        np_random.seed()
+    code, interrupted = 0, False
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as e:
+        code = _exit_code(e.code)
+    except BaseException as e:  # noqa: BLE001 - reported as the interpreter would, from the script's frame on
+        tb = e.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != script:
+            tb = tb.tb_next
+        sys.excepthook(type(e), e, tb or e.__traceback__)
+        code, interrupted = 1, isinstance(e, KeyboardInterrupt)
+        del e, tb
+    _exit(code, interrupted=interrupted)
+
+
+def _stamp_token(token: str | None) -> None:
+    """Write the task's token over the room left for it in this process's starting environment (what
+    /proc/self/environ shows, and what a fork without exec inherits), so the reaper finds the task and its
+    forked descendants as it finds a cold task's. Linux only, best effort: a token that does not fit, or a
+    /proc/self/mem that refuses writes, leaves the room as it was."""
+    if not token:
+        return
+    value = token.encode() + b"\0"
+    rest = len(TOKEN_ROOM) - len(value)
+    if rest < 0:
+        return
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[47]), int(fields[48])  # env_start, env_end (fields 50 and 51 of proc(5))
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(start)
+            at = mem.read(end - start).find(f"{TOKEN_VAR}={TOKEN_ROOM}\0".encode())
+            if at < 0:
+                return
+            filler = b"BATCHSWEEP_ROOM=" + b"." * (rest - 16) if rest >= 16 else b"\0" * rest
+            mem.seek(start + at + len(TOKEN_VAR) + 1)
+            mem.write(value + filler)
+    except (OSError, ValueError, IndexError):
+        return
+
+
+def _exit_code(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _exit(code: int, *, interrupted: bool) -> NoReturn:
+    """What interpreter shutdown does that a task can see, without tearing down every module of the server's
+    imports (that alone takes ~0.1 s with pandas loaded): join threads, run atexit, free the script's objects
+    (unclosed files flush), flush stdio. An uncaught KeyboardInterrupt ends by SIGINT, as in CPython."""
+    import atexit
+    import gc
+
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
+    atexit._run_exitfuncs()
+    gc.collect()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    if interrupted:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(code & 0xFF)
+
+
+def main(argv: list[str]) -> int:
+    script, _WatchedEnviron.watched = argv[1], frozenset(argv[2:])
+    # The protocol keeps the pipes; fd 0 and 1 go to /dev/null so nothing an import prints can garble it.
+    ctl_in, ctl_out = os.dup(0), os.dup(1)
+    _redirect(0, os.devnull, os.O_RDONLY)
+    _redirect(1, os.devnull, os.O_WRONLY)
+    sys.path[0] = os.path.dirname(os.path.realpath(script))  # as `python SCRIPT` would have it
+    environ = os.environ
+    try:
+        environ.__class__ = _WatchedEnviron
+    except TypeError:  # another os.environ than CPython's: nothing watched
+        pass
+    try:
+        preload(script)
+    finally:
+        environ.__class__ = os._Environ
+    import atexit  # noqa: F401 - what every task's child uses to run the script and exit, imported once here
+    import pkgutil  # noqa: F401 - (runpy.run_path imports it on first use: ~1.5 ms of each child's CPU)
+    import runpy  # noqa: F401
+    gc.freeze()  # the imported modules' objects: a child's collections neither scan nor copy them
+    _send(ctl_out, {"ready": True, **facts_after_import(_WatchedEnviron.read)})
+    request = serve(ctl_in, ctl_out)
+    if request is None:
+        return 0
+    run_child(request)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
