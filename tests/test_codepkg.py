@@ -147,7 +147,7 @@ def test_dry_run_on_aws_lists_the_package_and_what_it_leaves_out(tmp_path, capsy
 
     root = tmp_path / "proj"
     _project_with_secrets(root)
-    (root / "sweep.yaml").write_text("name: pkg\nscript: train.py\nparams: {grid: {x: [1]}}\nbackend: aws-batch\n")
+    (root / "sweep.yaml").write_text("name: pkg\nscript: train.py\nparams: {grid: {_x: [1]}}\nbackend: aws-batch\n")
     assert cli.main(["run", str(root / "sweep.yaml"), "--dry-run", "--store", str(tmp_path / "s")]) == 0
     out = capsys.readouterr().out
     assert "code package: 3 files, 1 symlinks" in out and "largest: " in out
@@ -200,7 +200,7 @@ def test_a_file_holding_a_credential_refuses_the_package_naming_it_and_the_fix(t
     (root / rel).write_text(text)
     (root / "train.py").write_text("print(1)\n")
     spec = root / "sweep.yaml"
-    spec.write_text("name: pkg\nscript: train.py\nparams: {grid: {x: [1]}}\nbackend: aws-batch\n")
+    spec.write_text("name: pkg\nscript: train.py\nparams: {grid: {_x: [1]}}\nbackend: aws-batch\n")
     store = tmp_path / "s"
     assert cli.main(["run", str(spec), "--store", str(store)]) == 2
     err = capsys.readouterr().err.strip()

@@ -35,7 +35,9 @@ def test_starter_lists_each_flag_with_its_default(project: Path) -> None:
     spec = yaml.safe_load((project / "sweep.yaml").read_text())
     assert spec["name"] == "target"
     assert spec["script"] == "target.py"
-    assert spec["params"]["grid"] == {"window": [5], "symbol": ["BTC"], "mode": ["fast"], "save_name": ["CHANGE_ME"]}
+    assert spec["params"]["grid"] == {"window": [5], "symbol": ["BTC"], "mode": ["fast"]}
+    # required: one value for every task, under fixed; an output name made per task from the grid's params
+    assert spec["params"]["fixed"] == {"save_name": "save_{window}_{symbol}_{mode}"}
 
 
 def test_starter_shows_help_choices_and_required_as_comments(project: Path) -> None:

@@ -128,7 +128,8 @@ def test_click_group_subcommand_is_selected_by_a_command_param(tmp_path: Path) -
 
 def test_init_writes_a_starter_for_a_click_command(tmp_path: Path) -> None:
     text = starter_text(write(tmp_path, CLICK))
-    assert "(click)" in text and "    max_depth: [3]  # tree depth" in text and "    lr: [CHANGE_ME]  # required" in text
+    assert "(click)" in text and "    max_depth: [3]  # tree depth" in text
+    assert "  fixed:\n    lr: CHANGE_ME  # required\n    name: CHANGE_ME  # required\n" in text
 
 
 # -- typer (through click's own objects) -------------------------------------------------------------------

@@ -31,7 +31,7 @@ CALLER = textwrap.dedent("""
 @pytest.mark.parametrize("preset", [False, True], ids=["unset", "set-by-the-caller"])
 def test_the_subreaper_flag_is_held_during_a_run_and_restored_after(tmp_path: Path, preset: bool) -> None:
     spec = tmp_path / "sweep.yaml"
-    spec.write_text(f"name: adopt\nscript: {SCRIPTS / 'adopted.py'}\nparams: {{grid: {{a: [1, 2]}}}}\n")
+    spec.write_text(f"name: adopt\nscript: {SCRIPTS / 'adopted.py'}\nparams: {{grid: {{_a: [1, 2]}}}}\n")
     done = subprocess.run([sys.executable, "-c", CALLER, str(spec), str(tmp_path / "store"),
                            "preset" if preset else "-"], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -190,13 +190,26 @@ def print_estimate(estimate: SweepEstimate, *, console: Any = None) -> None:
         console.print(line, markup=False)
 
 
+def _noting_successes(statuses: Iterable[TaskStatus], into: list[int]) -> Iterator[TaskStatus]:
+    for s in statuses:
+        if s.state is State.SUCCEEDED:
+            into.append(s.index)
+        yield s
+
+
 def print_outcome(run: Run) -> None:
     counts, _ = run.counts()
     summary = state_counts(counts)
     print(f"{run.id}: {summary}", file=sys.stderr)
-    line = no_metrics_line(run, run.store.iter_statuses(run.id, run.n_tasks))  # 100,000 statuses are never all held
-    if line:
+    succeeded: list[int] = []
+    line = no_metrics_line(run, _noting_successes(run.store.iter_statuses(run.id, run.n_tasks), succeeded))
+    if line:  # (100,000 statuses are never all held: only the succeeded tasks' indices are kept)
         print(line, file=sys.stderr)
+    from batchsweep.report.results import identical_metrics
+
+    same = identical_metrics(run, succeeded)
+    if same:
+        print(same, file=sys.stderr)
     if sum(counts.get(k, 0) for k in OK_STATE_NAMES) != run.n_tasks:
         print(f"see why: batchsweep status {run.id} · rerun what failed: batchsweep resume {run.id}", file=sys.stderr)
     print(f"results: batchsweep results {run.id}", file=sys.stderr)
@@ -283,6 +296,12 @@ def print_status(run: Run) -> None:
     line = no_metrics_line(run, statuses.values())
     if line:
         console.print(f"metrics  {line}", markup=False)
+    if not progress.active:
+        from batchsweep.report.results import identical_metrics
+
+        same = identical_metrics(run, [s.index for s in statuses.values() if s.state is State.SUCCEEDED])
+        if same:
+            console.print(f"metrics  {same}", markup=False)
     if record.search:
         from batchsweep.planning.search import status_lines
 

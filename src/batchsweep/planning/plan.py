@@ -4,6 +4,7 @@ and compute every task's content key. Nothing is written: a plan that fails leav
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -108,13 +109,18 @@ def _check_script(spec: Spec, tasks: Sequence[Task], notes: list[str]) -> dict[s
     if not script.is_file():
         raise SpecError(f"script: {script} not found; give the path relative to the spec file")
     wanted = spec.args.style if spec.args else None
+    env = resolved_env(spec, tasks[0].params if tasks else {})
     if wanted == "plain":
         flags = scriptargs.ScriptFlags(known=False)
+    elif wanted in scriptargs.SOURCE_STYLES:
+        flags = _source_flags(spec, script, wanted, env)
     else:
-        flags = scriptargs.read_flags(script, python=python_path(spec), env=spec.env)
+        flags = scriptargs.read_flags(script, python=python_path(spec), env=env, force=wanted is not None)
         if flags.known and wanted is not None and wanted != flags.style:
             raise SpecError(f"args.style: {script.name} reads its command line with {flags.style}, not {wanted}; "
                             f"remove args.style or set it to {flags.style}")
+        if not flags.known and not flags.reason and wanted is None:
+            flags = _no_parser(spec, script, tasks, env, notes)
     if not flags.known and flags.reason and flags.style == "hydra":
         # every task would compose the same config and fail the same way
         raise SpecError(f"script: could not compose {script.name}'s Hydra config ({flags.reason}); fix the config "
@@ -124,6 +130,9 @@ def _check_script(spec: Spec, tasks: Sequence[Task], notes: list[str]) -> dict[s
         notes.append(f"could not read {script.name}'s command line ({flags.reason}); params are passed as "
                      "--name value, unchecked (set `args: {style: ...}` in the spec, or fix the script's imports)")
     # Check each distinct param shape once; 100,000 tasks of a grid share a handful.
+    from batchsweep.scripts.argv import task_env_values
+
+    templated = {k: v for k, v in spec.env.items() if "{" in v}
     checked: set[str] = set()
     numeric = flags.known and any(f.numeric for f in flags.flags)
     for task in tasks:
@@ -133,8 +142,65 @@ def _check_script(spec: Spec, tasks: Sequence[Task], notes: list[str]) -> dict[s
         if key not in checked and len(checked) < 2000:
             checked.add(key)
             scriptargs.check_params(script, flags, task.params)
+            if templated:  # a placeholder naming a param this task lacks would fail it in the worker
+                task_env_values(templated, task.params, None)
             _check_arg_lengths(task, flags, spec)
     return scriptargs.flags_to_json(flags)
+
+
+def _source_flags(spec: Spec, script: Path, style: str, env: dict[str, str]) -> Any:
+    from batchsweep.scripts import options as scriptargs
+
+    args = spec.args
+    return scriptargs.source_flags(script, style, base_dir=spec.base_dir, file=args.file if args else None,
+                                   template=args.template if args else None, upper=bool(args and args.upper),
+                                   search=scriptargs.search_path(env))
+
+
+def _no_parser(spec: Spec, script: Path, tasks: Sequence[Task], env: dict[str, str], notes: list[str]) -> Any:
+    """The way params reach a script that parses no command line: its own reading of sys.argv or of
+    BATCHSWEEP_PARAMS (plain, as before), the environment variables or module-level values the params are named
+    after; otherwise the run is refused, since `--name value` would never reach the script and every task would
+    "succeed" with the script's own values."""
+    from batchsweep.scripts import options as scriptargs
+    from batchsweep.scripts import scan as scriptscan
+    from batchsweep.model import OWN_PARAMS
+
+    names: set[str] = set()
+    for task in tasks:
+        names.update(k for k in task.params if not k.startswith("_") and k not in OWN_PARAMS)
+        if len(names) > 1000:
+            break
+    seen = scriptscan.scan(script, search=scriptargs.search_path(env))
+    if not names or seen.reads_argv or seen.batchsweep_aware:
+        return scriptargs.ScriptFlags(known=False)
+    reads = {k for k in seen.env if not k.startswith("BATCHSWEEP_")}
+    keys: set[str] = set()
+    if len(seen.files) == 1 and (script.parent / seen.files[0]).is_file():  # the template beside the script
+        with contextlib.suppress(SpecError):
+            keys = {f.dest for f in _source_flags(spec, script, "config", env).flags}
+    for style, fits in (("env", names <= reads), ("globals", names <= set(seen.globals)),
+                        ("env", {n.upper() for n in names} <= reads), ("config", names <= keys)):
+        if fits:
+            way = {"env": "environment variables", "globals": "module-level values"}.get(style)
+            notes.append(f"{script.name} parses no command line: its params are passed as "
+                         f"{way or 'keys of ' + seen.files[0]} ({', '.join(sorted(names))}), the names it uses; "
+                         "set `args: {style: ...}` to change it")
+            return _source_flags(spec, script, style, env)
+    ways = seen.fits()
+    shown = ", ".join(sorted(names)[:4]) + (", ..." if len(names) > 4 else "")
+    hint = ("; use " + " or ".join(ways)) if ways else (
+        "; make it read them (argparse, os.environ, a params file), or set `args: {style: plain}` to pass "
+        "--name value anyway")
+    raise SpecError(f"params: {script.name} parses no command line, so {shown} would never reach it{hint}")
+
+
+def resolved_env(spec: Spec, params: dict[str, Any]) -> dict[str, str]:
+    """The spec's `env:` as a task of these params gets it: `{param}` placeholders filled, and relative
+    directories (`PYTHONPATH: src`) made absolute against the spec's directory."""
+    from batchsweep.scripts.argv import task_env_values
+
+    return task_env_values(spec.env, params, spec.base_dir)
 
 
 def _check_arg_lengths(task: Task, flags: Any, spec: Spec) -> None:

@@ -190,6 +190,8 @@ def _overview(df: pd.DataFrame, summary: dict[str, Any], params: list[str], vary
         for k, v in cards] + ["</section>"]
     if summary.get("cost_note"):
         html.append(f'<p class="note">Cost: {esc(summary["cost_note"])}</p>')
+    if summary.get("same_metrics"):
+        html.append(f'<p class="note same-metrics">Warning: {esc(summary["same_metrics"])}</p>')
     if summary.get("right_size"):
         html.append(f'<p class="note right-size">Resources: {esc(summary["right_size"])}</p>')
     fixed = [p for p in params if p not in varying]

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,6 +157,66 @@ def to_parquet_bytes(df: pd.DataFrame) -> bytes:
 def metric_columns(run: Run, df: pd.DataFrame) -> list[str]:
     known = {"task", "outputs", *FIXED_COLUMNS, *HISTORY_COLUMNS, *run.record.param_names}
     return [c for c in df.columns if c not in known]
+
+
+SAME_METRICS_READ = 2000  # succeeded tasks read at most, in chunks, stopping at the first difference
+
+
+def _swept(params: dict[str, Any]) -> str:
+    from batchsweep.model import OWN_PARAMS
+
+    return json.dumps({k: v for k, v in params.items() if not k.startswith("_") and k not in OWN_PARAMS},
+                      sort_keys=True, default=str)
+
+
+def same_metrics_line(n: int, *, partial: bool = False) -> str:
+    return (f"{'the first ' if partial else 'all '}{n} succeeded tasks gave identical metrics: "
+            "do the params reach the script?")
+
+
+def identical_metrics(run: Run, succeeded: Sequence[int]) -> str | None:
+    """The warning for a sweep whose params had no effect: at least two distinct param sets (batchsweep's own
+    `repeat`/`trial` and `_` params aside) and every succeeded task's metrics the same. Reads the tasks' metrics
+    a chunk at a time and stops at the first difference, so a sweep whose params matter costs a read or two."""
+    if len(succeeded) < 2:
+        return None
+    indices = sorted(succeeded)[:SAME_METRICS_READ]
+    first: str | None = None
+    for start in range(0, len(indices), 64):
+        chunk = indices[start:start + 64]
+        for metrics in run.store.read_metrics(run.id, chunk).values():
+            text = json.dumps(metrics, sort_keys=True, default=str)
+            if first is None:
+                first = text
+            elif text != first:
+                return None
+    if first is None or first == "{}":
+        return None
+    wanted = set(indices)
+    shapes = {_swept(t.params) for t in run.store.iter_tasks(run.id) if t.index in wanted}
+    if len(shapes) < 2:
+        return None
+    return same_metrics_line(len(indices), partial=len(indices) < len(succeeded))
+
+
+def identical_in_table(run: Run, df: pd.DataFrame) -> str | None:
+    """`identical_metrics` for a results table (the report's)."""
+    if "status" not in df.columns or "task" not in df.columns:
+        return None
+    ok = df[df["status"] == State.SUCCEEDED.value]
+    metrics = [c for c in metric_columns(run, df) if c in ok.columns]
+    params = [p for p in run.record.param_names if p in ok.columns]
+    if len(ok) < 2 or not metrics or not params:
+        return None
+    from batchsweep.model import OWN_PARAMS
+
+    swept = [p for p in params if not p.startswith("_") and p not in OWN_PARAMS]
+    rows = ok[metrics].astype(str).drop_duplicates()
+    if len(rows) != 1 or ok[metrics].isna().all(axis=None):
+        return None
+    if not swept or len(ok[swept].astype(str).drop_duplicates()) < 2:
+        return None
+    return same_metrics_line(len(ok))
 
 
 def derived_params(run: Run) -> list[str]:
@@ -341,6 +402,9 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
     sampled = [*(spec.search.space if spec.search else {}),
                *(spec.params.random.space if spec.params and spec.params.random else {})]
     summary.update(_stop_fields(run))
+    same = identical_in_table(run, df)
+    if same:
+        summary["same_metrics"] = same
     if table is None:
         from batchsweep.report.cost import run_right_size
 

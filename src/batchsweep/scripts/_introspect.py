@@ -1,20 +1,23 @@
 """Child process: read a script's command-line interface without running its main work.
 
-Run as `python -m batchsweep.scripts._introspect SCRIPT OUT.json [KIND ...]`. The script runs as `__main__` until it hands
-control to its CLI framework: argparse's `parse_args()` (or `parse_known_args()`), a click or typer command's
-`main()`, `fire.Fire(...)`, or a `@hydra.main` task function. At that moment the interface is written to OUT.json
-and the process exits. KINDs name the frameworks to hook besides argparse (`click`, `fire`, `hydra`); only the
-ones the script's source mentions are imported, so reading a plain argparse script stays fast.
+Run as `python -m batchsweep.scripts._introspect SCRIPT OUT.json`. The script runs as `__main__` until it hands control to
+its CLI framework: argparse's `parse_args()` (or `parse_known_args()`), optparse's `parse_args()`, a click or
+typer command's `main()` (also called as `command(sys.argv[1:])` from a module the script imports), `fire.Fire(...)`,
+or a `@hydra.main` task function. At that moment the interface is written to OUT.json and the process exits.
+click, typer, fire and Hydra are hooked when the script (or anything it imports) imports them, wherever that
+happens, and never imported otherwise, so reading a plain argparse script stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.abc
 import inspect
 import json
 import os
 import runpy
 import sys
+from collections.abc import Callable
 from typing import Any
 
 BOOL_SPELLINGS = (("True", "False"), ("true", "false"), ("1", "0"), ("1", ""), ("yes", "no"))
@@ -125,6 +128,38 @@ def _hook_argparse(out: str) -> None:
     argparse.ArgumentParser.parse_intermixed_args = capture  # type: ignore[method-assign]
 
 
+# -- optparse ---------------------------------------------------------------------------------------
+OPTPARSE_KINDS = {"store": "store", "store_true": "store_true", "store_false": "store_false", "append": "append",
+                  "count": "count", "store_const": "flag_value", "append_const": "flag_value", "callback": "other"}
+OPTPARSE_TYPES = {"int": "int", "long": "int", "float": "float", "string": "str", "choice": "str", "complex": "complex"}
+
+
+def describe_optparse(parser: Any) -> dict[str, Any]:
+    actions = []
+    for o in parser._get_all_options():
+        if o.action in ("help", "version") or o.dest is None:
+            continue
+        default = parser.defaults.get(o.dest)
+        actions.append({
+            "dest": o.dest, "option_strings": [*o._long_opts, *o._short_opts],
+            "kind": OPTPARSE_KINDS.get(o.action, "other"), "nargs": o.nargs if (o.nargs or 1) > 1 else None,
+            "required": False, "default": _jsonable(default) if not isinstance(default, tuple) else None,
+            "help": o.help if isinstance(o.help, str) else None,
+            "choices": [_jsonable(c) for c in o.choices] if o.choices else None,
+            "type": OPTPARSE_TYPES.get(o.type or "", o.type) if o.takes_value() else None,
+        })
+    return {"style": "optparse", "prog": parser.prog, "actions": actions, "groups": [], "open": False}
+
+
+def _hook_optparse(out: str) -> None:
+    import optparse
+
+    def capture(self: optparse.OptionParser, *args: Any, **kwargs: Any) -> Any:
+        _write(out, describe_optparse(self))
+
+    optparse.OptionParser.parse_args = capture  # type: ignore[method-assign]
+
+
 # -- click and typer (typer builds click commands) ------------------------------------------------------
 CLICK_TYPES = {"integer": "int", "float": "float", "boolean": "bool", "text": "str", "choice": "str"}
 
@@ -199,22 +234,13 @@ def describe_click(command: Any) -> dict[str, Any]:
     return {"style": "click", "prog": command.name, "actions": actions, "groups": [], "open": False}
 
 
-def _hook_click(out: str, source: str) -> None:
-    import importlib
-
+def _hook_click_core(out: str, core: Any) -> None:
     def capture(self: Any, *args: Any, **kwargs: Any) -> None:
         _write(out, describe_click(self))
 
-    for module in ("click.core", "typer._click.core", "typer.core"):
-        if module.split(".")[0] not in source:
-            continue
-        try:
-            core = importlib.import_module(module)
-        except ImportError:
-            continue
-        for name in ("Command", "TyperCommand", "TyperGroup"):
-            if hasattr(core, name):
-                getattr(core, name).main = capture
+    for name in ("Command", "TyperCommand", "TyperGroup"):
+        if hasattr(core, name):
+            getattr(core, name).main = capture
 
 
 # -- python-fire -------------------------------------------------------------------------------------
@@ -254,9 +280,7 @@ def describe_fire(component: Any) -> dict[str, Any]:
             "open": False}
 
 
-def _hook_fire(out: str) -> None:
-    import fire
-
+def _hook_fire(out: str, fire: Any) -> None:
     def capture(component: Any = None, *args: Any, **kwargs: Any) -> None:
         if component is None:  # Fire() exposes the calling module's globals
             caller = inspect.currentframe().f_back  # type: ignore[union-attr]
@@ -278,10 +302,7 @@ def _flat_keys(node: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def _hook_hydra(out: str, tmp: str) -> None:
-    import hydra
-    import hydra.main as hydra_main_module  # noqa: F401 - the module, so its `main` can be replaced
-
+def _hook_hydra(out: str, tmp: str, hydra: Any) -> None:
     original = hydra.main
 
     def main(*dargs: Any, **dkwargs: Any) -> Any:
@@ -329,25 +350,57 @@ def _hook_hydra(out: str, tmp: str) -> None:
             os._exit(1)
 
     hydra_utils.run_and_report = run_and_report
-    sys.argv += [f"hydra.run.dir={tmp}", "hydra.output_subdir=null", "hydra/job_logging=disabled",
-                 "hydra/hydra_logging=disabled"]
+    # Reading the options never applies the app's logging config (a file handler under its run dir, or one that
+    # `hydra/job_logging=disabled` would leave half-merged): nothing is configured while reading.
+    import hydra.core.utils as hydra_core_utils
+
+    hydra_core_utils.configure_log = lambda *args, **kwargs: None
+    sys.argv += [f"hydra.run.dir={tmp}", "hydra.output_subdir=null"]
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Runs a patch right after a watched module is first imported, by whichever module imports it (a click
+    command may live in a package the script imports), without importing anything the script does not."""
+
+    def __init__(self, patches: dict[str, Callable[[Any], None]]) -> None:
+        self.patches = patches
+
+    @staticmethod
+    def _patched(execute: Callable[[Any], None], patch: Callable[[Any], None]) -> Callable[[Any], None]:
+        def exec_module(module: Any) -> None:
+            execute(module)
+            patch(module)
+
+        return exec_module
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name not in self.patches:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                patched = self._patched(spec.loader.exec_module, self.patches.pop(name))
+                spec.loader.exec_module = patched  # type: ignore[method-assign,assignment]
+                return spec
+        return None
 
 
 def main() -> None:
-    script, out, *kinds = sys.argv[1:]
+    script, out = sys.argv[1:3]
     _hook_argparse(out)
+    _hook_optparse(out)
     sys.argv = [script]
-    for kind in kinds:
-        try:
-            if kind == "hydra":
-                _hook_hydra(out, os.path.join(os.path.dirname(out), "hydra-run"))
-            elif kind == "click":
-                with open(script, encoding="utf-8", errors="replace") as f:
-                    _hook_click(out, f.read())
-            elif kind == "fire":
-                _hook_fire(out)
-        except ImportError:
-            pass  # not installed here: the script's own import will say so
+    hydra_run = os.path.join(os.path.dirname(out), "hydra-run")
+    patches: dict[str, Callable[[Any], None]] = {
+        "click.core": lambda m: _hook_click_core(out, m),
+        "typer.core": lambda m: _hook_click_core(out, m),
+        "typer._click.core": lambda m: _hook_click_core(out, m),
+        "fire": lambda m: _hook_fire(out, m),
+        "hydra": lambda m: _hook_hydra(out, hydra_run, m),
+    }
+    sys.meta_path.insert(0, _PatchOnImport(patches))
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     try:
         runpy.run_path(script, run_name="__main__")

@@ -7,14 +7,20 @@
 | fire     | `--name=value`     | `--flag` / `--noflag`                 | a Python literal            | first argument    |
 | hydra    | `key=value`        | `key=true` / `key=false`              | `key=[1,2]`                 | `group=option`    |
 | plain    | `--name value`     | `--flag` / absent (or `--flag true`)  | JSON                        | —                 |
+
+Scripts without a parser (docs/design.md §2) get no argv: `env` sets one environment variable per param (`True`/
+`False`, a list as JSON), `globals` runs the script through `batchsweep.task._globalsrun`, which replaces its module-level
+literals, and `config` writes the params into the file the script reads (`config_file`).
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from batchsweep.model import OWN_PARAMS
@@ -27,8 +33,11 @@ HYDRA_RUN_DIR = "hydra.run.dir=."  # Hydra's output dir is the task's own workin
 class ArgStyle:
     """The spec's `args:` override, for what detection gets wrong."""
 
-    style: str | None = None  # argparse | click | fire | hydra | plain
+    style: str | None = None  # argparse | optparse | click | fire | hydra | plain | env | globals | config
     dashes: bool = False  # an undeclared `max_depth` becomes `--max-depth`
+    upper: bool = False  # env: a param `lr` becomes the variable LR
+    file: str | None = None  # config: the file the script reads, written in the task's directory
+    template: str | None = None  # config: the file (relative to the spec) the params are merged over
     bool: str = "flag"  # undeclared booleans: `flag` (--x / absent) or `value` (--x true / --x false)
 
     @classmethod
@@ -41,6 +50,11 @@ def build_argv(params: dict[str, Any], flags: ScriptFlags, style: ArgStyle | Non
     style = style or ArgStyle()
     kind = style.style or flags.style
     visible = {k: v for k, v in params.items() if not k.startswith("_")}
+    if kind in ("env", "config"):
+        return []
+    if kind == "globals":
+        return [f"{k}={json.dumps(v)}" for k, v in visible.items()
+                if not (k in OWN_PARAMS and flags.lookup(k) is None)]
     if kind == "hydra":
         return _hydra(visible, flags)
     sub = flags.subcommand
@@ -191,3 +205,110 @@ def _hydra(params: dict[str, Any], flags: ScriptFlags) -> list[str]:
         prefix = "+" if flag is not None and flag.kind == "group_new" else ""
         argv.append(f"{prefix}{name.replace('.', '/') if group else name}={_hydra_value(value)}")
     return argv if "hydra.run.dir" in params else [*argv, HYDRA_RUN_DIR]
+
+
+# -- scripts without a parser ---------------------------------------------------------------------------
+_PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_]\w*)\}")  # `${HOME}` is the shell's, not a placeholder
+PATH_VARS = ("PYTHONPATH", "PATH", "LD_LIBRARY_PATH")
+
+
+def fill_env(text: str, params: dict[str, Any], *, where: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) not in params:
+            from batchsweep.errors import SpecError
+
+            raise SpecError(f"{where}: placeholder {{{m.group(1)}}} names no param; params are: {', '.join(params)}")
+        value = params[m.group(1)]
+        return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+    return _PLACEHOLDER.sub(sub, text)
+
+
+def task_env_values(env: dict[str, str], params: dict[str, Any], base_dir: Path | None) -> dict[str, str]:
+    """The spec's `env:` for one task: `{param}` placeholders filled; a relative value that names a directory
+    under the spec's directory (each part of a PATH-like list) made absolute, since a task runs in its own."""
+    out = {}
+    for name, value in env.items():
+        if "{" in value:
+            value = fill_env(value, params, where=f"env.{name}")
+        if base_dir is not None:
+            parts = value.split(os.pathsep) if name in PATH_VARS else [value]
+            value = os.pathsep.join(_absolute(p, base_dir) for p in parts)
+        out[name] = value
+    return out
+
+
+def _absolute(part: str, base_dir: Path) -> str:
+    if not part or os.path.isabs(part) or "://" in part or part.startswith("~"):
+        return part
+    candidate = base_dir / part
+    try:
+        return str(candidate.resolve()) if candidate.is_dir() else part
+    except OSError:  # a value that is no path at all (too long a name)
+        return part
+
+
+def env_vars(params: dict[str, Any], flags: ScriptFlags, style: ArgStyle) -> dict[str, str]:
+    """`env` style: each param as the variable the script reads (its own name, the upper-case one it reads, or
+    every name upper-cased with `upper: true`)."""
+    out = {}
+    for name, value in params.items():
+        if name.startswith("_") or value is None or (name in OWN_PARAMS and flags.lookup(name) is None):
+            continue
+        flag = flags.lookup(name) if flags.flags else None
+        var = flag.dest if flag is not None else (name.upper() if style.upper else name)
+        out[var] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return out
+
+
+def config_file(params: dict[str, Any], flags: ScriptFlags) -> tuple[str, str]:
+    """`config` style: (the file's name, its text): the template with each param set (`model.lr` sets a nested
+    key), in the file's own format (JSON, YAML or TOML by its suffix)."""
+    import copy
+
+    data: dict[str, Any] = copy.deepcopy(flags.template) if flags.template else {}
+    for name, value in params.items():
+        if name.startswith("_") or (name in OWN_PARAMS and flags.lookup(name) is None):
+            continue
+        node = data
+        parts = name.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    target = flags.target
+    assert target, "a config-style run records the file its params are written to"
+    if target.endswith(".toml"):
+        return target, _toml(data)
+    if target.endswith((".yaml", ".yml")):
+        import yaml
+
+        return target, yaml.safe_dump(data, sort_keys=False)
+    return target, json.dumps(data, indent=2) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if value == value and abs(value) != float("inf") else ("nan" if value != value else
+                                                                                  ("inf" if value > 0 else "-inf"))
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _toml(data: dict[str, Any], prefix: str = "") -> str:
+    plain = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    lines = ([f"[{prefix}]"] if prefix and plain else []) + plain
+    for k, v in data.items():
+        if isinstance(v, dict):
+            lines += ["", _toml(v, f"{prefix}.{_toml_key(k)}" if prefix else _toml_key(k))]
+    return "\n".join(lines).strip("\n") + "\n"

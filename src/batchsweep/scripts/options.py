@@ -22,7 +22,8 @@ from batchsweep.errors import SpecError
 from batchsweep.model import OWN_PARAMS  # passed to a script only when it declares them
 
 INTROSPECT_TIMEOUT_S = 60.0
-STYLES = ("argparse", "click", "fire", "hydra", "plain")
+STYLES = ("argparse", "optparse", "click", "fire", "hydra", "plain", "env", "globals", "config")
+SOURCE_STYLES = ("env", "globals", "config")  # read from the script's source: no parser to run
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +68,8 @@ class Flag:
         """int or float when the script converts this flag's text to a number."""
         if self.type in ("int", "float"):
             return self.type
+        if self.type == "number":
+            return "float"
         if self.type is None and isinstance(self.default, (int, float)) and not isinstance(self.default, bool):
             return type(self.default).__name__
         return None
@@ -82,6 +85,8 @@ class ScriptFlags:
     reason: str | None = None
     exclusive: tuple[tuple[bool, tuple[str, ...]], ...] = ()  # mutually exclusive groups: (required, dests)
     open: bool = False  # parse_known_args(): params it does not declare go on the command line unchecked
+    target: str | None = None  # config style: the file the params are written to in the task's directory
+    template: dict[str, Any] | None = None  # config style: the values the params are merged over
     _found: dict[tuple[str, str | None], Flag | None] = field(default_factory=dict, init=False, repr=False,
                                                               compare=False)
 
@@ -139,7 +144,8 @@ def _flag_json(f: Flag) -> dict[str, Any]:
 
 def flags_to_json(flags: ScriptFlags) -> dict[str, Any]:
     return {"known": flags.known, "style": flags.style, "reason": flags.reason, "open": flags.open,
-            "exclusive": [[r, list(d)] for r, d in flags.exclusive], "flags": [_flag_json(f) for f in flags.flags]}
+            "exclusive": [[r, list(d)] for r, d in flags.exclusive], "flags": [_flag_json(f) for f in flags.flags],
+            **({"target": flags.target, "template": flags.template} if flags.target else {})}
 
 
 def flags_from_json(data: dict[str, Any]) -> ScriptFlags:
@@ -147,6 +153,7 @@ def flags_from_json(data: dict[str, Any]) -> ScriptFlags:
         known=data["known"], flags=tuple(_flag(f) for f in data["flags"]), style=data.get("style") or "plain",
         reason=data.get("reason"), open=data.get("open", False),
         exclusive=tuple((bool(r), tuple(d)) for r, d in data.get("exclusive") or ()),
+        target=data.get("target"), template=data.get("template"),
     )
 
 
@@ -172,37 +179,6 @@ def _hydra_flags(info: dict[str, Any]) -> tuple[Flag, ...]:
     return tuple(flags)
 
 
-def _kinds_in(source: str) -> list[str]:
-    return [k for k, words in (("hydra", ("hydra",)), ("click", ("click", "typer")), ("fire", ("fire",)))
-            if any(w in source for w in words)]
-
-
-def _source_with_local_imports(script: Path) -> str:
-    """The script's text and that of the modules it imports from its own directory (a parser often lives in an
-    args.py or config.py beside it), to tell which frameworks to hook without running anything."""
-    import ast
-
-    source = script.read_text(encoding="utf-8", errors="replace")
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return source
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(a.name.split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module.split(".")[0])
-        elif isinstance(node, ast.ImportFrom) and node.level:
-            names.update(a.name for a in node.names)
-    parts = [source]
-    for name in sorted(names):
-        for candidate in (script.parent / f"{name}.py", script.parent / name / "__init__.py"):
-            if candidate.is_file() and candidate.stat().st_size < 2 << 20:
-                parts.append(candidate.read_text(encoding="utf-8", errors="replace"))
-    return "\n".join(parts)
-
-
 def _style_in(source: str) -> str:
     """The framework a script evidently uses, for one whose interface could not be read."""
     for style, marks in (("hydra", ("@hydra.main",)), ("click", ("@click.", "typer.", "import typer")),
@@ -217,12 +193,21 @@ def _last_line(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def read_flags(script: Path, *, python: str = sys.executable, env: dict[str, str] | None = None) -> ScriptFlags:
-    """Run the script up to its command-line parsing (with the spec's `env:` set) and read what it accepts."""
+def search_path(env: dict[str, str] | None) -> list[Path]:
+    """The directories the spec's `env:` puts on PYTHONPATH, where a script's imported package may live."""
+    return [Path(p) for p in ((env or {}).get("PYTHONPATH") or "").split(os.pathsep) if p and Path(p).is_dir()]
+
+
+def read_flags(script: Path, *, python: str = sys.executable, env: dict[str, str] | None = None,
+               force: bool = False) -> ScriptFlags:
+    """Run the script up to its command-line parsing (with the spec's `env:` set) and read what it accepts.
+    Without `force`, a script whose source (and that of the local modules it imports) names no parser framework
+    is not run: it is plain (`known=False`, no reason)."""
+    from batchsweep.scripts import scan as scriptscan
+
     script = script.resolve()  # the child runs in a scratch directory
-    source = _source_with_local_imports(script)
-    kinds = _kinds_in(source)
-    if "argparse" not in source and not kinds:
+    source = scriptscan.scan(script, search=search_path(env)).text
+    if not force and not scriptscan.mentions_parser(source):
         return ScriptFlags(known=False, reason=None)  # a plain script: sys.argv, or no arguments at all
     with tempfile.TemporaryDirectory(prefix="batchsweep-introspect-") as tmp:
         out = Path(tmp) / "flags.json"
@@ -231,7 +216,7 @@ def read_flags(script: Path, *, python: str = sys.executable, env: dict[str, str
         # must neither hold the wait open (a pipe stays open while any holder lives) nor outlive the reading.
         with open(Path(tmp) / "stderr", "w+b") as err:
             try:
-                proc = subprocess.Popen([python, "-m", "batchsweep.scripts._introspect", str(script), str(out), *kinds],
+                proc = subprocess.Popen([python, "-m", "batchsweep.scripts._introspect", str(script), str(out)],
                                         cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                         env=run_env, start_new_session=True)
             except OSError as e:
@@ -260,6 +245,106 @@ def read_flags(script: Path, *, python: str = sys.executable, env: dict[str, str
     flags = _hydra_flags(data["hydra"]) if style == "hydra" else tuple(_flag(a) for a in data["actions"])
     exclusive = tuple((bool(g["required"]), tuple(g["dests"])) for g in data.get("groups") or () if len(g["dests"]) > 1)
     return ScriptFlags(known=True, flags=flags, style=style, exclusive=exclusive, open=bool(data.get("open")))
+
+
+def _type_name(value: Any) -> str | None:
+    return None if value is None else type(value).__name__
+
+
+def _loose_type(value: Any) -> str | None:
+    """An undeclared number takes any number (`gamma = 10` may be swept over 0.5); other values their own type."""
+    return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else _type_name(value)
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping's leaves by dotted key (`model.lr`); a mapping's own key too, so it can be replaced whole."""
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        out[f"{prefix}{k}"] = v
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+    return out
+
+
+CONFIG_MAX = 1 << 20
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """A JSON, YAML or TOML file's top-level mapping (a params template)."""
+    import yaml
+
+    if path.stat().st_size > CONFIG_MAX:
+        raise SpecError(f"args.template: {path} is over {CONFIG_MAX >> 20} MiB; a params template should be small")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        elif path.suffix == ".toml":
+            data = _toml_loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as e:
+        raise SpecError(f"args.template: {path} cannot be read ({str(e).splitlines()[0]}); fix the file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError(f"args.template: {path} holds a {type(data).__name__}, not a mapping of params; "
+                        "give a file of name: value pairs")
+    return data
+
+
+def _toml_loads(text: str) -> Any:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[import-not-found,no-redef]
+        except ImportError:
+            raise SpecError("args.template: reading a TOML template needs Python 3.11 or the tomli package "
+                            "(pip install tomli)") from None
+    return tomllib.loads(text)
+
+
+def source_flags(script: Path, style: str, *, base_dir: Path, file: str | None = None, template: str | None = None,
+                 upper: bool = False, search: list[Path] | None = None) -> ScriptFlags:
+    """What a script without a parser takes in the `env`, `globals` or `config` style, read from its source:
+    the environment variables it reads, its module-level literals, or the keys of the params template."""
+    from batchsweep.scripts import scan as scriptscan
+
+    seen = scriptscan.scan(script, search=search)
+    if style == "globals":
+        flags = tuple(Flag(dest=k, option_strings=(), kind="global", default=_jsonable(v),
+                           type=seen.declared.get(k) or _loose_type(v)) for k, v in seen.globals.items())
+        return ScriptFlags(known=True, flags=flags, style="globals")
+    if style == "env":
+        names = {k: v for k, v in seen.env.items() if not k.startswith("BATCHSWEEP_")}
+        flags = tuple(Flag(dest=k, option_strings=() if upper or k.lower() == k else (k.lower(),), kind="env",
+                           default=_jsonable(v), type=_type_name(v)) for k, v in names.items())
+        # a computed name (os.environ[name]) or none found: the names cannot be checked
+        return ScriptFlags(known=bool(names) and not seen.env_dynamic, flags=flags, style="env")
+    name = file or (seen.files[0] if len(seen.files) == 1 else None)
+    if name is None:
+        found = f"it names {', '.join(seen.files)}" if seen.files else "none found in its source"
+        raise SpecError(f"args.file: which file does {script.name} read its params from ({found})? "
+                        "set `args: {style: config, file: params.yaml}`")
+    if Path(name).is_absolute() or ".." in Path(name).parts or not name.endswith(scriptscan.CONFIG_SUFFIXES):
+        raise SpecError(f"args.file: {name!r} must be a .json, .yaml, .yml or .toml name inside the task's "
+                        "directory (e.g. params.yaml)")
+    source = base_dir / template if template else script.parent / name
+    if template and not source.is_file():
+        raise SpecError(f"args.template: {template} not found relative to {base_dir}; fix the path")
+    data = load_config(source) if source.is_file() else None
+    flags = tuple(Flag(dest=k, option_strings=(), kind="config", default=_jsonable(v), type=_type_name(v))
+                  for k, v in _flat(data or {}).items())
+    return ScriptFlags(known=data is not None, flags=flags, style="config", target=name, template=data)
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return list(value) if isinstance(value, (tuple, set, frozenset)) else str(value)
 
 
 def helper_env(python: str) -> dict[str, str]:
@@ -336,8 +421,19 @@ def check_params(script: Path, flags: ScriptFlags, params: dict[str, Any]) -> No
             if flags.style == "hydra":
                 raise SpecError(f"params.{name}: not a key of {script.name}'s config; its keys: {flags.listing()} "
                                 f"(write `+{name}` to add a new key)")
+            if flags.style in SOURCE_STYLES:
+                what = {"globals": "has no module-level value", "env": "reads no environment variable",
+                        "config": f"'s {flags.target} template has no key"}[flags.style]
+                theirs = {"globals": "its module-level values", "env": "it reads",
+                          "config": "its keys"}[flags.style]
+                listed = [f.dest for f in flags.flags]
+                raise SpecError(f"params.{name}: {script.name}{'' if flags.style == 'config' else ' '}{what} "
+                                f"{name!r}; {theirs}: {', '.join(listed[:30])}{', ...' if len(listed) > 30 else ''}")
             raise SpecError(f"params.{name}: {script.name} does not accept --{name}; it accepts: {flags.listing(params)}")
         if flag.kind == "subcommand":
+            continue
+        if flag.kind in ("global", "env", "config"):
+            _check_literal(script, flag, name, value)
             continue
         # A Hydra config of plain YAML takes any type for any key (only structured configs are typed: Hydra checks)
         _check_value(script, flag, name, value, typed=flags.style != "hydra")
@@ -355,6 +451,37 @@ def check_params(script: Path, flags: ScriptFlags, params: dict[str, Any]) -> No
             raise SpecError(f"params: {', '.join(given)} are mutually exclusive in {script.name}; give only one")
         if required and not given:
             raise SpecError(f"{script.name} requires one of {', '.join(group)}; add one of them under params")
+
+
+def _check_literal(script: Path, flag: Flag, name: str, value: Any) -> None:
+    """A value for a module-level literal, an environment variable or a config key: of the type of the script's
+    own value (an int where it has an int, a list where it has a list); any value where it has None or text."""
+    where = {"global": f"{script.name}'s module-level {flag.dest}",
+             "env": f"{flag.dest} (read by {script.name} with a default of {flag.default!r})",
+             "config": f"{flag.dest} in {script.name}'s params template"}[flag.kind]
+    default = flag.default
+    if default is None or value is None or isinstance(default, str):
+        if isinstance(default, str) and isinstance(value, (list, dict)) and flag.kind != "env":
+            raise SpecError(f"params.{name}: {value!r} is a {type(value).__name__} but {where} is text; "
+                            "give one value per task")
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, (int, float)):
+        strict = flag.type == "int" or (isinstance(default, int) and flag.kind == "config")
+        ok = _fits_type(value, "int" if strict else "float")
+        if isinstance(value, float) and strict:
+            ok = value.is_integer()
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple))
+    elif isinstance(default, dict):
+        ok = isinstance(value, dict)
+    else:
+        ok = True
+    if not ok:
+        raise SpecError(f"params.{name}: {value!r} does not fit {where}, which is {default!r} "
+                        f"({type(default).__name__}); give {'an' if type(default).__name__[0] in 'aeiou' else 'a'} "
+                        f"{type(default).__name__}")
 
 
 def _in_group(flags: ScriptFlags, name: str) -> bool:

@@ -3,12 +3,14 @@ fire, or a Hydra app's config)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 from pathlib import Path
 
 from batchsweep.errors import SpecError
+from batchsweep.metrics import METRICS_FILE
 from batchsweep.scripts.options import Flag, read_flags
 
 
@@ -25,43 +27,125 @@ def _param_line(flag: Flag, indent: str = "    ", commented: bool = False) -> st
     return f"{indent}{'# ' if commented else ''}{flag.dest}: [{value}]{comment}"
 
 
+OUTPUT_NAMES = ("save", "out", "output", "tag", "run", "exp", "prefix")
+
+
+def _fixed_line(flag: Flag, grid: list[str]) -> str:
+    """A required param's line under `fixed:`: a name each task gets its own of (`run_{a}_{b}`) for a text param
+    that names an output, else CHANGE_ME (the run refuses it until it is filled)."""
+    words = set(re.split(r"[_-]", flag.dest.lower()))
+    if flag.type in (None, "str") and not flag.choices and words & set(OUTPUT_NAMES) and grid:
+        value = json.dumps(flag.dest.split("_")[0] + "_" + "_".join(f"{{{g}}}" for g in grid[:3]))
+        note = "required; {param} placeholders give each task its own"
+    else:
+        value, note = "CHANGE_ME", "required"
+    help_text = (flag.help or "").splitlines()[0] if flag.help else ""
+    return f"    {flag.dest}: {value}  # {'; '.join(n for n in (help_text, note) if n)}"
+
+
+def _metrics_rule(script: Path, style: str, search: list[Path]) -> str:
+    """The rule matching what the script's source (and its local modules') shows it produces: MLflow, a
+    metrics.json it writes, or a JSON object it prints."""
+    from batchsweep.scripts import scan as scriptscan
+
+    source = scriptscan.scan(script, search=search).text
+    if _logs_to_mlflow(script):
+        return "metrics: {mlflow: true}           # what the script logs to MLflow, values and steps (batchsweep[mlflow])"
+    if style == "hydra":
+        return "metrics: metrics.json             # the task function's return value (a number or dict) is kept too"
+    if METRICS_FILE in source or re.search(r"\blog_metrics\s*\(", source):
+        return "metrics: metrics.json             # the file it writes in its working directory"
+    if re.search(r"\bprint\s*\(\s*json\.dumps\s*\(", source):
+        return "metrics: {stdout: last}            # the JSON object it prints last"
+    return ("metrics: metrics.json             # none found in its source: write metrics.json, or use {stdout: last}, "
+            "{stderr: 'loss=(?P<loss>\\S+)'} for what it prints")
+
+
+def _no_parser(script: Path, search: list[Path]) -> tuple[str, list[Flag], list[str]]:
+    """The style and params of a script without a parser (what it reads), or SpecError naming what was looked for."""
+    from batchsweep.scripts import scan as scriptscan
+    from batchsweep.scripts.options import source_flags
+
+    seen = scriptscan.scan(script, search=search)
+    env = [k for k in seen.env if not k.startswith("BATCHSWEEP_")]
+    if len(seen.files) == 1 and (script.parent / seen.files[0]).is_file():
+        flags = source_flags(script, "config", base_dir=script.parent, file=seen.files[0], search=search)
+        leaves = [f for f in flags.flags if not isinstance(f.default, dict)]
+        return "config", leaves, [f"args: {{style: config, file: {seen.files[0]}}}   # written in each task's "
+                                  f"directory, merged over {seen.files[0]} beside the script"]
+    if env:
+        flags = source_flags(script, "env", base_dir=script.parent, search=search)
+        return "env", [dataclasses.replace(f, default="" if f.default is None else f.default)
+                       for f in flags.flags], ["args: {style: env}   # each param is an environment variable of the task"]
+    if seen.globals:
+        flags = source_flags(script, "globals", base_dir=script.parent, search=search)
+        return "globals", list(flags.flags), [
+            "args: {style: globals}   # each param replaces the script's module-level value (the file is not changed)"]
+    raise SpecError(f"{script}: no command-line parser found, and it reads no environment variable, params file or "
+                    "module-level value; init reads argparse, optparse, click, typer, fire and @hydra.main scripts "
+                    "and those; write the spec by hand")
+
+
 def starter_text(script: Path) -> str:
+    from batchsweep.scripts.options import search_path
+
+    env: dict[str, str] = {}
     flags = read_flags(script)
+    if not flags.known and (script.parent / "src").is_dir():
+        # a src-layout package: read it as a run with `env: {PYTHONPATH: src}` will (relative to the spec)
+        retry = read_flags(script, env={"PYTHONPATH": str(script.parent / "src")})
+        if retry.known:
+            flags, env = retry, {"PYTHONPATH": "src"}
+    extra: list[str] = [f"env: {{PYTHONPATH: {env['PYTHONPATH']}}}" + "   # resolved against the spec's directory"] \
+        if env else []
+    style = flags.style
+    listed: list[Flag] = list(flags.flags)
     if not flags.known:
-        why = f"could not read its command line ({flags.reason})" if flags.reason else "no command-line parser found"
-        raise SpecError(f"{script}: {why}; init reads argparse, click, typer, fire and @hydra.main scripts; "
-                        "write the spec by hand (params become --name value)")
+        if flags.reason:
+            raise SpecError(f"{script}: could not read its command line ({flags.reason}); init reads argparse, "
+                            "optparse, click, typer, fire and @hydra.main scripts; write the spec by hand (params "
+                            "become --name value)")
+        style, listed, more = _no_parser(script, [])
+        extra += more
     name = re.sub(r"[^a-z0-9_-]+", "-", script.stem.lower()).strip("-_")[:64] or "sweep"
     lines = [
-        f"# Starter sweep for {script.name} ({flags.style}): each param lists its current default.",
+        f"# Starter sweep for {script.name} ({style}): each param lists its current default.",
         "# Add values to a list to sweep it (a grid is the cartesian product), then: batchsweep run sweep.yaml",
         f"name: {name}",
         f"script: {json.dumps(script.name)}",
+        *extra,
         "params:",
         "  grid:",
     ]
     sub = flags.subcommand
-    groups = [f.dest + "." for f in flags.flags if f.kind.startswith("group")]
-    for flag in flags.flags:
-        if flag is sub or flags.style == "hydra" and flag.kind == "store" and (
-                isinstance(flag.default, (dict, list)) or flag.dest.startswith(tuple(groups))):
-            continue  # a whole node, or a key that comes with the group's chosen option
+    groups = [f.dest + "." for f in listed if f.kind.startswith("group")]
+    required: list[Flag] = []
+    grid: list[str] = []
+    for flag in listed:
+        if flag is sub or style == "hydra" and flag.kind == "store" and (
+                isinstance(flag.default, (dict, list)) or flag.dest.startswith(tuple(groups))
+                or isinstance(flag.default, str) and "${" in flag.default):
+            continue  # a whole node, a key that comes with the group's chosen option, or one made of others
+        if flag.required and flag.default in (None, "???"):
+            required.append(flag)  # one value for every task, under fixed:
+            continue
         lines.append(_param_line(flag))
+        grid.append(flag.dest)
     if sub is not None and sub.subcommands:
         first = next(iter(sub.subcommands))
         lines.append(f"    {sub.dest}: [{json.dumps(first)}]  # subcommands: {', '.join(sub.subcommands)}")
         for command, sub_flags in sub.subcommands.items():
             lines.append(f"    # flags of `{command}`:")
             lines += [_param_line(f, commented=command != first) for f in sub_flags]
-    metrics = ("metrics: metrics.json             # the task function's return value (a number or dict) is kept too"
-               if flags.style == "hydra" else
-               "metrics: metrics.json             # or {stdout: last}, {stderr: 'loss=(?P<loss>\\S+)'} when it prints them")
-    if _logs_to_mlflow(script):
-        metrics = "metrics: {mlflow: true}           # what the script logs to MLflow, values and steps (batchsweep[mlflow])"
+    if not grid:
+        lines[-1] = "  grid: {}"
+    if required:
+        lines.append("  fixed:")
+        lines += [_fixed_line(f, grid) for f in required]
     lines += [
         "# inputs: ['data/{symbol}.csv']   files staged into each task's working directory",
         "# outputs: ['*.png']               files kept from each task (default: every file it creates)",
-        metrics,
+        _metrics_rule(script, style, search_path({k: str(script.parent / v) for k, v in env.items()})),
         "timeout: 10m",
         "retries: 0",
         "max_parallel: 0                   # 0 = one task per core",

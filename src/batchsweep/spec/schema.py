@@ -214,8 +214,11 @@ class MetricsFromMlflow(_Strict):
 class Args(_Strict):
     """How params become the command line, for what detection gets wrong."""
 
-    style: Literal["argparse", "click", "fire", "hydra", "plain"] | None = None
+    style: Literal["argparse", "optparse", "click", "fire", "hydra", "plain", "env", "globals", "config"] | None = None
     dashes: bool = False
+    upper: bool = False  # env: a param `lr` becomes the variable LR
+    file: str | None = None  # config: the params file the script reads, written in each task's directory
+    template: str | None = None  # config: a file (relative to the spec) whose values the params are merged over
     bool: Literal["flag", "value"] = "flag"
 
 

@@ -96,7 +96,9 @@ def server_for(ctx: Any, *, warm: str = "on", n_tasks: int = 2) -> WarmServer | 
         return reason
     rule = ctx.metrics_rule
     task_vars = (*TASK_ENV, *(MLFLOW_TASK_ENV if isinstance(rule, dict) and rule.get("mlflow") else ()),
-                 *(GPU_TASK_ENV if ctx.gpus else ()))
+                 *(GPU_TASK_ENV if ctx.gpus else ()), *ctx.per_task_env,
+                 # `env`-style params: each task sets them, so imports that read them must run per task
+                 *((f.dest for f in ctx.flags.flags) if ctx.style == "env" else ()))
     return WarmServer.start(ctx.code_dir / ctx.script, env=ctx.base_env, python=ctx.python, forced=warm == "on",
                             task_vars=task_vars)
 
@@ -522,6 +524,12 @@ def run_child(request: dict[str, Any]) -> NoReturn:
     os.environ.update(request["env"])
     _stamp_token(request["env"].get(TOKEN_VAR))
     sys.argv = list(request["argv"])
+    values = None
+    if sys.argv[:2] == ["-m", "batchsweep.task._globalsrun"]:  # a script configured by its module-level values
+        from batchsweep.task import _globalsrun
+
+        values = _globalsrun.parse(sys.argv[3:])
+        sys.argv = sys.argv[2:3]
     script = sys.argv[0]
     # `random` reseeds itself after a fork; numpy's global generator does not, and cold tasks each get a fresh one.
     np_random = sys.modules.get("numpy.random")
@@ -529,7 +537,10 @@ def run_child(request: dict[str, Any]) -> NoReturn:
         np_random.seed()
     code, interrupted = 0, False
     try:
-        runpy.run_path(script, run_name="__main__")
+        if values is not None:
+            _globalsrun.run(script, values)
+        else:
+            runpy.run_path(script, run_name="__main__")
     except SystemExit as e:
         code = _exit_code(e.code)
     except BaseException as e:  # noqa: BLE001 - reported as the interpreter would, from the script's frame on

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from batchsweep import metrics as metrics_mod
 from batchsweep.model import State, Task, TaskStatus, input_parts
-from batchsweep.scripts.argv import ArgStyle, build_argv
+from batchsweep.scripts.argv import ArgStyle, build_argv, config_file, env_vars, task_env_values
 from batchsweep.scripts.options import ScriptFlags
 from batchsweep.store.core import Store, TaskDir
 from batchsweep.task import reaper
@@ -81,6 +81,7 @@ class RunContext:
     arg_style: ArgStyle = ArgStyle()
     stop: dict[str, Any] | None = None  # the spec's `stop:` rule (early stopping), as in run.json
     gpus: float = 0  # resources.gpus: a task with a GPU has its peak GPU memory measured (NVML, when installed)
+    base_dir: Path | None = None  # the spec's directory: relative directories in `env:` are resolved against it
 
     @property
     def style(self) -> str:
@@ -92,7 +93,14 @@ class RunContext:
         from batchsweep.scripts.options import helper_env
 
         # helper_env: our runner modules (funcrunner, _hydrarun) must import in a `python:` of another environment
-        return {**os.environ, **self.env, "PYTHONUNBUFFERED": "1", **helper_env(self.python)}
+        fixed = {k: v for k, v in self.env.items() if "{" not in v}  # those with placeholders: per task
+        return {**os.environ, **task_env_values(fixed, {}, self.base_dir), "PYTHONUNBUFFERED": "1",
+                **helper_env(self.python)}
+
+    @functools.cached_property
+    def per_task_env(self) -> dict[str, str]:
+        """The `env:` values with `{param}` placeholders, filled for each task."""
+        return {k: v for k, v in self.env.items() if "{" in v}
 
 
 class ProcessRegistry:
@@ -180,6 +188,8 @@ def command(ctx: RunContext, task: Task) -> list[str]:
     argv = build_argv(task.params, ctx.flags, ctx.arg_style)
     if ctx.style == "hydra":  # a runner that keeps the task function's return value
         return [ctx.python, "-m", "batchsweep.task._hydrarun", str(ctx.code_dir / ctx.script), *argv]
+    if ctx.style == "globals":  # a runner that replaces the script's module-level values (warm.run_child too)
+        return [ctx.python, "-m", "batchsweep.task._globalsrun", str(ctx.code_dir / ctx.script), *argv]
     return [ctx.python, str(ctx.code_dir / ctx.script), *argv]
 
 
@@ -193,6 +203,11 @@ def shown_command(ctx: RunContext, task: Task) -> str:
         return shlex.join([python, "-m", "batchsweep.task.funcrunner", ".", ctx.function])
     if argv[1:3] == ["-m", "batchsweep.task._hydrarun"]:
         argv = argv[2:]
+    if argv[1:3] == ["-m", "batchsweep.task._globalsrun"]:
+        return shlex.join([python, *argv[1:3], ctx.script or "", *argv[4:]])
+    if ctx.style == "env":  # the params are in its environment
+        return shlex.join([*(f"{k}={v}" for k, v in env_vars(task.params, ctx.flags, ctx.arg_style).items()),
+                           python, ctx.script or "", *argv[2:]])
     return shlex.join([python, ctx.script or "", *argv[2:]])
 
 
@@ -210,6 +225,10 @@ def task_env(ctx: RunContext, task: Task, work: Path, extra: dict[str, str] | No
         "BATCHSWEEP_TASK_INDEX": str(task.index),
         "BATCHSWEEP_TASK_DIR": str(work),
     }
+    if ctx.per_task_env:
+        env.update(task_env_values(ctx.per_task_env, task.params, ctx.base_dir))
+    if ctx.style == "env":
+        env.update(env_vars(task.params, ctx.flags, ctx.arg_style))
     if metrics_mod.is_mlflow(ctx.metrics_rule):  # the task's runs land in its own directory, where they are read
         from batchsweep.task.mlflowmetrics import ENV, tracking_uri
 
@@ -298,6 +317,10 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
                 extra_env: dict[str, str] | None = None, live: Live | None = None) -> Attempt:
     _fresh_dir(paths.work)
     paths.staged = _stage(task, paths.work, resolve_input)
+    if ctx.style == "config":  # the params file the script reads, in its working directory
+        name, text = config_file(task.params, ctx.flags)
+        (paths.work / name).parent.mkdir(parents=True, exist_ok=True)
+        (paths.work / name).write_text(text)
     token = f"{ctx.run_id}/{task.index}/{secrets.token_hex(4)}"  # inherited by every descendant: see reaper
     env = {**task_env(ctx, task, paths.work, extra_env), reaper.TOKEN_VAR: token}
     if live is not None:
@@ -638,4 +661,5 @@ def context_from_run(record: RunRecord, *, code_dir: Path | None = None) -> RunC
         arg_style=ArgStyle.from_spec(spec.args.model_dump(mode="json") if spec.args else None),
         stop=spec.stop.model_dump(mode="json") if spec.stop else None,
         gpus=float(spec.resources.gpus),
+        base_dir=Path(record.base_dir),
     )
