@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from batchsweep import runs
+from batchsweep.runs import run as runs
 from batchsweep.errors import SpecError
 
 

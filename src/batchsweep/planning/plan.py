@@ -162,9 +162,9 @@ def _no_parser(spec: Spec, script: Path, tasks: Sequence[Task], env: dict[str, s
     BATCHSWEEP_PARAMS (plain, as before), the environment variables or module-level values the params are named
     after; otherwise the run is refused, since `--name value` would never reach the script and every task would
     "succeed" with the script's own values."""
+    from batchsweep.model import OWN_PARAMS
     from batchsweep.scripts import options as scriptargs
     from batchsweep.scripts import scan as scriptscan
-    from batchsweep.model import OWN_PARAMS
 
     names: set[str] = set()
     for task in tasks:
