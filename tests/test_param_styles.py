@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from batchsweep.runs import run as runs
 from batchsweep.errors import SpecError
+from batchsweep.runs import run as runs
 
 
 def write(tmp_path: Path, script: str, name: str = "s.py") -> Path:
