@@ -7,8 +7,14 @@ from typing import Any
 
 import pytest
 
+from batchsweep.engines.aws_batch.cost import (
+    compute_cost,
+    estimate,
+    fargate_size_problem,
+    load_prices,
+    prices_for,
+)
 from batchsweep.errors import SweepError
-from batchsweep.report.cost import compute_cost, estimate, fargate_size_problem, load_prices, prices_for
 
 REQUIRED_REGIONS = ["us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-central-1",
                     "ap-northeast-1", "ap-southeast-1", "ap-southeast-2"]
@@ -119,7 +125,7 @@ def test_an_invalid_fargate_size_is_flagged_in_the_assumptions() -> None:
 
 # -- right-sizing -------------------------------------------------------------------------------
 def test_right_size_picks_the_cheapest_valid_fargate_size_with_headroom() -> None:
-    from batchsweep.report.cost import right_size
+    from batchsweep.engines.aws_batch.cost import right_size
 
     # Peak 700 MiB and 0.4 vCPU busy: with 25% headroom, 875 MiB and 0.5 vCPU -> 0.5 vCPU / 1024 MiB.
     got = right_size([(700, 4.0, 10.0), (300, 1.0, 10.0)], vcpus=1, memory_mib=4096)
@@ -131,7 +137,7 @@ def test_right_size_picks_the_cheapest_valid_fargate_size_with_headroom() -> Non
 
 
 def test_right_size_stays_quiet_when_the_size_already_fits_or_nothing_was_measured() -> None:
-    from batchsweep.report.cost import right_size
+    from batchsweep.engines.aws_batch.cost import right_size
 
     assert right_size([(1800, 9.0, 10.0)], vcpus=1, memory_mib=2048) is None  # used nearly all of it
     assert right_size([], vcpus=4, memory_mib=8192) is None

@@ -16,7 +16,8 @@ import pytest
 
 import batchsweep
 from batchsweep import cli
-from batchsweep.report.cost import load_prices, run_cost
+from batchsweep.engines.aws_batch.cost import load_prices
+from batchsweep.report.cost import run_cost
 from batchsweep.store.core import Store
 from batchsweep.store.record import RunRecord
 

@@ -24,3 +24,24 @@ def test_every_module_is_in_a_layer():
             continue
         missing.append(info.name)
     assert not missing, f"not in any layer of [tool.importlinter] in pyproject.toml: {missing}"
+
+
+def test_no_backend_name_is_spelt_outside_the_engines_and_the_registry():
+    """What differs between engines is theirs (`Engine` hooks: price, size, memory limit, where tasks run): code
+    that branches on a backend's name would leave a plug-in engine out, so the names appear nowhere else."""
+    import ast
+
+    from batchsweep import registry
+
+    names = set(registry.ENGINES)
+    package = ROOT / "src" / "batchsweep"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        where = path.relative_to(package).as_posix()
+        if where.startswith("engines/") or where == "registry.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in names:
+                found.append(f"{where}:{node.lineno}: {node.value!r}")
+    assert not found, "a backend's name outside engines/ and registry.py (give Engine a hook instead):\n" + \
+        "\n".join(found)

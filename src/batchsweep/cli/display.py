@@ -118,7 +118,7 @@ def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
         f"{count} · backend {p.spec.backend} · {r.vcpus:g} vCPU, {r.memory_mib} MiB each · "
         f"timeout {duration(p.spec.timeout) if p.spec.timeout else 'none'} · retries {p.spec.retries} · dry run: nothing was started"
     )
-    if p.spec.backend == "aws-batch":
+    if not p.engine.live_code:  # the tasks run the code package shipped at the start
         _print_package(p, console)
     if estimate is not None:
         console.print()

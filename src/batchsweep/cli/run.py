@@ -98,8 +98,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from batchsweep.cli import display
 
-        # Local and Dask cost nothing to estimate: their dry run shows the tasks, unless a duration was asked for.
-        wanted = p.spec.backend == "aws-batch" or args.task_seconds is not None or args.pilot is not None
+        # An engine that prices nothing shows the tasks, unless a duration was asked for.
+        wanted = p.engine.priced or args.task_seconds is not None or args.pilot is not None
         reuse = _dry_run_reuse(p, args)
         to_run = dataclasses.replace(p, tasks=reuse.to_run(p.tasks)) if reuse is not None else p
         display.print_plan(p, _estimate(to_run, args) if wanted and to_run.tasks else None)

@@ -33,6 +33,7 @@ from batchsweep.store.record import write_engine_record as write_engine_record
 
 if TYPE_CHECKING:
     from batchsweep.model import Task, TaskStatus
+    from batchsweep.report.cost import Durations, Estimate, RightSize
     from batchsweep.spec.schema import Spec
     from batchsweep.store.core import Store
     from batchsweep.store.record import RunRecord
@@ -219,6 +220,45 @@ class Engine(abc.ABC):
         """Ship what tasks need (code, inputs) before submit; returns fields to add to run.json. Here (tasks run
         from the code directory itself): keep the code package in the store, so `rerun` replays the code as it was."""
         return keep_code_package(spec, store, Path(info["code_dir"]))
+
+    # -- what differs between engines: price, size, where tasks run (optional; the defaults price nothing) ----
+    # Whether `estimate_cost` prices the tasks: a dry run then shows the estimate without being asked for it.
+    priced: ClassVar[bool] = False
+    # Whether tasks run on a Python of this machine: `python:` applies, and MLflow's client must be installed here.
+    local_python: ClassVar[bool] = True
+
+    @classmethod
+    def check_resources(cls, spec: Spec) -> None:
+        """Refuse `resources:` this engine can never run, calling nothing remote (`estimate`, a dry run). Here:
+        every size is fine."""
+        return None
+
+    @classmethod
+    def memory_limit_mib(cls, record: RunRecord) -> int | None:
+        """The memory each task of this run may use (MiB), which the worker enforces wherever the task runs
+        (`execute_task`, `batchsweep rerun`). Here: None, no limit, or the engine's machines enforce one."""
+        return None
+
+    @classmethod
+    def estimate_cost(cls, spec: Spec, n_tasks: int, durations: Durations) -> Estimate | str:
+        """What `n_tasks` tasks of `durations.task_s` seconds each will cost on this engine: an Estimate, or a
+        sentence saying why there is none. Here: none, the tasks run on machines the user already has."""
+        return f"not estimated: backend {cls.name} runs on machines you already have"
+
+    @classmethod
+    def run_cost(cls, record: RunRecord, durations_s: Sequence[float],
+                 containers_s: Sequence[float] | None = None) -> Estimate | None:
+        """What a finished run cost, from its tasks' durations (or, `containers_s`, how long each container
+        that ran several of them took). Here: None, nothing is priced."""
+        return None
+
+    @classmethod
+    def right_size(cls, spec: Spec, usage: Sequence[tuple[float, float, float]],
+                   settings: EngineSettings | None = None) -> RightSize | None:
+        """A smaller `resources:` that still fits what the tasks used, when the saving is worth a line. `usage`:
+        (peak_rss_mib, cpu_s, duration_s) of succeeded tasks; `settings`: this engine's resolved settings as
+        the measured run recorded them (None: judge from the spec alone). Here: None."""
+        return None
 
     # -- a run --------------------------------------------------------------------------------
     @abc.abstractmethod

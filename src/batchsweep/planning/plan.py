@@ -266,7 +266,7 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
     if spec.stop is not None and importlib.util.find_spec("optuna") is None:
         raise SpecError("stop: early stopping decides with Optuna's pruners, which are not installed; "
                         "pip install 'batchsweep[search]'")
-    if isinstance(spec.metrics, spec_mod.MetricsFromMlflow) and spec.backend != "aws-batch":
+    if isinstance(spec.metrics, spec_mod.MetricsFromMlflow) and engine.local_python:
         from batchsweep.task.mlflowmetrics import (
             missing,  # (on aws-batch the task image gets MLflow's client)
         )
@@ -295,9 +295,9 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
     if spec.script:
         as_run["script"] = spec.script_path.name if spec.script_path else spec.script  # run by name in code_dir
     if spec.python:
-        if spec.backend == "aws-batch":
-            raise SpecError("python: chooses a Python on this machine (local and dask runs); for aws-batch put the "
-                            "script's dependencies in the task image (`batchsweep image build`)")
+        if not engine.local_python:
+            raise SpecError(f"python: chooses a Python on this machine (local and dask runs); for {spec.backend} put "
+                            "the script's dependencies in the task image (`batchsweep image build`)")
         as_run["python"] = python_path(spec)
     recorded = spec.model_copy(update=as_run)
     record = RunRecord(

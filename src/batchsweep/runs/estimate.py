@@ -13,11 +13,12 @@ import os
 import statistics
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from batchsweep.errors import SweepError
-from batchsweep.report.cost import aws_region, reserved, right_size_from, usage_of
+from batchsweep.registry import DEFAULT_BACKEND
+from batchsweep.report.cost import Durations, usage_of
 from batchsweep.text import duration
 
 if TYPE_CHECKING:
@@ -32,16 +33,6 @@ DEFAULT_TASK_S = 60.0
 
 
 @dataclass(frozen=True)
-class Durations:
-    """Seconds per task and where that figure came from (said in the output)."""
-
-    task_s: float
-    source: str
-    known: bool = True  # False: a default assumption, not a measurement or a user's figure
-    from_earlier_run: bool = False
-
-
-@dataclass(frozen=True)
 class SweepEstimate:
     name: str
     backend: str
@@ -53,7 +44,7 @@ class SweepEstimate:
     cost: Estimate | None
     cost_note: str  # why there is no cost figure, when there is none
     tasks_note: str = ""  # what the count is made of, when that is not a plain list (a search's trials)
-    right_size: RightSize | None = None  # a smaller Fargate size, from what an earlier run's tasks used
+    right_size: RightSize | None = None  # a smaller size, from what an earlier run's tasks used
 
     def lines(self) -> list[str]:
         d, n = self.durations, self.n_tasks
@@ -83,7 +74,8 @@ class SweepEstimate:
 def estimate(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), backend: str | None = None,
              max_parallel: int | None = None, task_seconds: float | None = None, pilot: int | None = None,
              store: Store | str | None = None) -> SweepEstimate:
-    """Task count, resources and (for aws-batch) cost of a sweep, without running it or calling AWS.
+    """Task count, resources and (on an engine that prices its tasks) cost of a sweep, without running it or
+    calling anything remote.
 
     Durations come from ``task_seconds``, else a local ``pilot`` of that many tasks, else the latest finished run
     of the same sweep in ``store``, else an assumed 60 s (said so)."""
@@ -98,53 +90,22 @@ def estimate_plan(p: Plan, *, task_seconds: float | None = None, pilot: int | No
     spec = p.spec
     r = spec.resources
     n = len(p.tasks) or (spec.search.trials if spec.search else 0)
-    if spec.backend == "aws-batch" and not r.gpus:
-        from batchsweep.aws import fargate
-
-        fargate.check_pair(r.vcpus, r.memory_mib)  # the same bad-input error a real submit would give
+    p.engine.check_resources(spec)  # the same bad-input error a real submit would give
     # The newest finished run of the sweep gives both the durations and the right size: read it once, and only
     # when one of them needs it.
     latest: Latest = functools.cache(lambda: latest_finished_run(spec.name, store=store))
     durations = _durations(p, task_seconds=task_seconds, pilot=pilot, latest=latest)
-    cost, note = None, ""
-    if spec.backend != "aws-batch":
-        note = f"not estimated: backend {spec.backend} runs on machines you already have"
-    elif r.gpus:
-        note = "not estimated: GPU tasks run on EC2 instances, and the price table covers Fargate only"
-    else:
-        cost = _aws_estimate(spec, n, durations)
+    priced = p.engine.estimate_cost(spec, n, durations)
+    cost, note = (None, priced) if isinstance(priced, str) else (priced, "")
     tasks_note = ""
     if spec.search:
         batch = p.record.search.batch if p.record.search else spec.search.batch or 1
         tasks_note = (f"a search: {spec.search.trials} trials in {-(-spec.search.trials // batch)} rounds of up to "
                       f"{batch}, one submission per round")
-    suggestion = right_size_of(spec, latest()) if spec.backend == "aws-batch" and not r.gpus else None
+    suggestion = right_size_of(spec, latest()) if p.engine.priced else None
     return SweepEstimate(name=spec.name, backend=spec.backend, n_tasks=n, vcpus=r.vcpus, memory_mib=r.memory_mib,
                          gpus=r.gpus, durations=durations, cost=cost, cost_note=note, tasks_note=tasks_note,
                          right_size=suggestion)
-
-
-def _aws_estimate(spec: Spec, n: int, d: Durations) -> Estimate:
-    from batchsweep.engines.aws_batch import tasks_per_child
-    from batchsweep.report.cost import estimate as fargate_estimate
-
-    # The engine packs tasks by duration only when an earlier run measured it, so do the same here.
-    k = tasks_per_child(max(n, 1), max_parallel=spec.max_parallel, tasks_per_job=spec.aws.tasks_per_job,
-                        task_seconds=d.task_s if d.from_earlier_run else None)
-    est = fargate_estimate(n_tasks=n, task_seconds=d.task_s, vcpus=spec.resources.vcpus,
-                           memory_mib=spec.resources.memory_mib, region=aws_region(spec.aws.region),
-                           spot=spec.aws.spot, tasks_per_container=k, duration_source=d.source)
-    why = ("aws.tasks_per_job" if spec.aws.tasks_per_job else
-           f"max_parallel {spec.max_parallel}" if spec.max_parallel and k > 1 else
-           "packed to a few minutes per container from the earlier run's durations" if k > 1 else
-           "no aws.tasks_per_job, max_parallel or earlier durations to pack by")
-    region = ("aws.region in the spec" if spec.aws.region else
-              "AWS_REGION" if os.environ.get("AWS_REGION") else
-              "AWS_DEFAULT_REGION" if os.environ.get("AWS_DEFAULT_REGION") else
-              "the default, as no aws.region is set in the spec")
-    extra = [f"tasks per container: {k} ({why})", f"region {est.region}: from {region}",
-             f"spot: {'yes' if spec.aws.spot else 'no'} (aws.spot)"]
-    return replace(est, assumptions=[*est.assumptions, *extra])
 
 
 # -- durations ------------------------------------------------------------------------------------
@@ -216,18 +177,12 @@ def earlier_right_size(spec: Spec, *, store: Store | str | None = None) -> Right
 
 
 def right_size_of(spec: Spec, latest: tuple[RunEntry, dict[int, TaskStatus]] | None) -> RightSize | None:
-    """The right-size suggestion from a finished run (`latest_finished_run`) for this spec's backend and size."""
-    from batchsweep.report.cost import right_size_reserved
+    """The right-size suggestion from a finished run (`latest_finished_run`) for this spec's engine and size."""
+    from batchsweep.registry import get_engine
 
     if latest is None:
         return None
-    r = spec.resources
-    if spec.backend == "aws-batch":
-        if r.gpus:
-            return None  # GPU tasks run on EC2 instances: no Fargate size to suggest
-        return right_size_from(latest[1].values(), vcpus=r.vcpus, memory_mib=r.memory_mib, region=spec.aws.region)
-    vcpus, memory = reserved(spec.backend, r.model_dump(), memory_set="memory_mib" in r.model_fields_set)
-    return right_size_reserved(usage_of(latest[1].values()), vcpus=vcpus, memory_mib=memory, backend=spec.backend)
+    return get_engine(spec.backend).right_size(spec, usage_of(latest[1].values()))
 
 
 def pilot_durations(p: Plan, n: int) -> Durations:
@@ -240,7 +195,7 @@ def pilot_durations(p: Plan, n: int) -> Durations:
         raise SweepError(f"--pilot {n}: give the number of tasks to try, at least 1")
     if not p.tasks:
         raise SweepError("--pilot: an adaptive search has no tasks to try up front; use --task-seconds")
-    local = planning.plan(p.spec, backend="local")
+    local = planning.plan(p.spec, backend=DEFAULT_BACKEND)
     local.tasks = local.tasks[:n]
     local.info = {**local.info, "n_tasks": len(local.tasks)}  # a new dict: `local.record` is read from it
     with tempfile.TemporaryDirectory(prefix="batchsweep-pilot-") as tmp:

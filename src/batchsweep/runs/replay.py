@@ -18,9 +18,13 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from batchsweep.errors import SpecError
 from batchsweep.runs.run import Run
+
+if TYPE_CHECKING:
+    from batchsweep.store.record import RunRecord
 
 
 @dataclass
@@ -84,7 +88,7 @@ def prepare(run: Run, index: int, *, directory: str | os.PathLike[str] | None = 
         if current is not None and current != record.code_hash:
             notes.append(f"warning: the code in {code_dir} has changed since run {run.id} "
                          f"({record.code_hash[:12]} then, {current[:12]} now)")
-    ctx = worker.context_from_run(record, code_dir=code_dir)
+    ctx = worker.context_from_run(record, code_dir=code_dir, memory_limit_mib=_memory_limit(record))
     work = base / "work"
     work.mkdir(exist_ok=True)
     worker._stage(task, work, resolve)
@@ -122,3 +126,15 @@ def rerun(run: Run, index: int, *, directory: str | os.PathLike[str] | None = No
     code = subprocess.call(r.argv, cwd=r.work, env=r.env)
     say(f"task {index} exited with code {code}")
     return code
+
+
+def _memory_limit(record: RunRecord) -> int | None:
+    """The memory limit the run's engine gave its tasks, so a replay runs under it too (none when the engine is
+    not installed here)."""
+    from batchsweep.errors import SweepError
+    from batchsweep.registry import get_engine
+
+    try:
+        return get_engine(record.backend).memory_limit_mib(record)
+    except SweepError:
+        return None

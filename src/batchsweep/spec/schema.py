@@ -25,9 +25,10 @@ from pydantic import (
 from batchsweep.errors import SpecError
 from batchsweep.metrics import METRICS_FILE
 from batchsweep.model import REPEAT_PARAM
+from batchsweep.registry import BUILT_IN, DEFAULT_BACKEND, SPEC_FIELD_BLOCKS
 from batchsweep.text import did_you_mean
 
-BACKENDS = ("local", "aws-batch", "dask")  # built in; others come through the `batchsweep.engines` entry points
+BACKENDS = BUILT_IN  # others come through the `batchsweep.engines` entry points
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
 
 
@@ -332,7 +333,7 @@ class Spec(_Strict):
     code: Code = Code()
     search: Search | None = None
     stop: Stop | None = None
-    backend: str = "local"
+    backend: str = DEFAULT_BACKEND
     aws: Aws = Aws()
     dask: dict[str, Any] = {}  # the dask engine's block, validated by its settings model
     # The blocks of engines registered from outside the package, by engine name (`k8s: {...}`), each validated by
@@ -362,7 +363,7 @@ class Spec(_Strict):
     @model_validator(mode="after")
     def _engine_settings(self, info: ValidationInfo) -> Spec:
         """Each engine's block, validated by that engine's own settings model (unknown keys refused with a hint)."""
-        blocks = {**({"dask": self.dask} if self.dask else {}), **self.engines}
+        blocks = {**{name: getattr(self, name) for name in SPEC_FIELD_BLOCKS if getattr(self, name)}, **self.engines}
         if blocks and not _recorded(info):
             from batchsweep.registry import get_engine
 

@@ -4,7 +4,7 @@ of its own (the code package's key, the inputs map): they are kept as extras, un
 
 The engine's resolved settings (`engine`) are an `EngineSettings`: read back as one (every field kept, so a run
 whose engine is no longer installed still opens), and typed by the reader that knows its engine through that
-engine's model (`RunRecord.engine_as(LocalEngineSettings)`; `Engine.engine_settings_model`). engine.json is typed
+engine's model (`RunRecord.engine_as(AwsEngineSettings)`; `Engine.engine_settings_model`). engine.json is typed
 the same way (`EngineRecord`, `read_engine_record`, `write_engine_record`): here, below the engines, so that what
 reads a run without its engine (the AWS emulator's player) reads it through the same models.
 
@@ -17,18 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Field,
     SerializationInfo,
     SerializeAsAny,
-    SerializerFunctionWrapHandler,
     ValidationError,
     field_serializer,
-    model_serializer,
     model_validator,
 )
 
@@ -52,37 +49,6 @@ class EngineSettings(BaseModel):
     version wrote are kept; an older record's missing fields take their defaults."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-
-
-class LocalEngineSettings(EngineSettings):
-    """The local engine's: the GPUs it may lease, and the memory it reserves per task (only when the spec set it)."""
-
-    gpus: list[str] = []
-    memory_limit_mib: int | None = None
-
-
-class DaskClusterSettings(BaseModel):
-    """A cluster class batchsweep starts for a Dask run, with its arguments and size."""
-
-    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
-    class_: str = Field(alias="class")
-    kwargs: dict[str, Any] = {}
-    scale: int | None = None
-
-    @model_serializer(mode="wrap")
-    def _by_its_name(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """`class`, as run.json has always spelt it."""
-        return {("class" if k == "class_" else k): v for k, v in handler(self).items()}
-
-
-class DaskEngineSettings(EngineSettings):
-    """The Dask engine's: an existing scheduler's address, or the cluster it starts; the worker resources each task
-    asks for (GPU, MEMORY in bytes)."""
-
-    scheduler: str | None = None
-    cluster: Literal["local"] | DaskClusterSettings | None = None
-    n_workers: int | None = None  # cluster: local
-    resources: dict[str, float] | None = None
 
 
 class StoreAccess(EngineSettings):
@@ -172,7 +138,7 @@ class RunRecord(BaseModel):
         return self.spec.model_dump(mode="json", by_alias=True)
 
     def engine_as(self, model: type[Settings]) -> Settings:
-        """The engine's resolved settings through its model (`LocalEngineSettings`, `AwsEngineSettings`...): a
+        """The engine's resolved settings through its model (`AwsEngineSettings`, `LocalEngineSettings`...): a
         record an earlier version wrote reads with today's defaults; RunDamaged in one line naming the field when
         a field does not hold what the model needs."""
         if isinstance(self.engine, model):

@@ -636,14 +636,13 @@ def _drop_empty(files: TaskDir) -> None:
         pass
 
 
-def context_from_run(record: RunRecord, *, code_dir: Path | None = None) -> RunContext:
-    """What the worker needs of a run, from its record (the script by its name in `code_dir`)."""
+def context_from_run(record: RunRecord, *, code_dir: Path | None = None,
+                     memory_limit_mib: int | None = None) -> RunContext:
+    """What the worker needs of a run, from its record (the script by its name in `code_dir`). The memory limit
+    is the engine's to give (`Engine.memory_limit_mib`): the worker enforces it, whoever runs it."""
     from batchsweep.scripts.options import flags_from_json
-    from batchsweep.store.record import LocalEngineSettings
 
     spec = record.spec
-    # the memory the local engine reserves per task, as it recorded it (no other engine sets a limit here)
-    memory_limit_mib = record.engine_as(LocalEngineSettings).memory_limit_mib if record.backend == "local" else None
     return RunContext(
         run_id=record.run_id,
         code_dir=code_dir or Path(record.code_dir),

@@ -28,7 +28,9 @@ from batchsweep.store.core import Store
 if TYPE_CHECKING:
     from batchsweep.engines.base import EngineSettings
     from batchsweep.model import Task
+    from batchsweep.report.cost import Durations, Estimate, RightSize
     from batchsweep.spec.schema import Spec
+    from batchsweep.store.record import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,35 @@ class AwsBatchEngine(Submitter, Poller, LogReader):
     block = "aws"
     settings_model = Aws
     live_code = False  # every child unpacks the code package uploaded when the run started (a resume too)
+    priced = True  # Fargate's price table (engines/aws_batch/cost.py)
+    local_python = False  # tasks run on the task image's Python
+
+    @classmethod
+    def check_resources(cls, spec: Spec) -> None:
+        if not spec.resources.gpus:
+            from batchsweep.aws import fargate
+
+            fargate.check_pair(spec.resources.vcpus, spec.resources.memory_mib)
+
+    @classmethod
+    def estimate_cost(cls, spec: Spec, n_tasks: int, durations: Durations) -> Estimate | str:
+        from batchsweep.engines.aws_batch.cost import estimate_for
+
+        return estimate_for(spec, n_tasks, durations)
+
+    @classmethod
+    def run_cost(cls, record: RunRecord, durations_s: Sequence[float],
+                 containers_s: Sequence[float] | None = None) -> Estimate | None:
+        from batchsweep.engines.aws_batch.cost import run_cost
+
+        return run_cost(record, durations_s, containers_s=containers_s)
+
+    @classmethod
+    def right_size(cls, spec: Spec, usage: Sequence[tuple[float, float, float]],
+                   settings: EngineSettings | None = None) -> RightSize | None:
+        from batchsweep.engines.aws_batch.cost import right_size_for
+
+        return right_size_for(spec, usage)
 
     @classmethod
     def resolved(cls, settings: EngineSettings | Mapping[str, Any]) -> AwsEngineSettings:

@@ -34,15 +34,16 @@ from batchsweep.engines.base import (
     write_engine_record,
 )
 from batchsweep.engines.dask import summary as dask_summary
+from batchsweep.engines.dask.settings import DaskClusterSettings, DaskEngineSettings
 from batchsweep.engines.dask.worker import busy_keys, cancel_event_name, index_of, run_dask_task, task_key
 from batchsweep.errors import SpecError
 from batchsweep.model import State, Task, TaskStatus
-from batchsweep.store.record import DaskClusterSettings, DaskEngineSettings
 from batchsweep.store.runlock import pid_alive, start_time
 
 if TYPE_CHECKING:
     from distributed import Client
 
+    from batchsweep.report.cost import RightSize
     from batchsweep.spec.schema import Spec
     from batchsweep.store.core import Store
 
@@ -257,6 +258,22 @@ class DaskEngine(Engine):
         if resources:
             settings = settings.model_copy(update={"resources": resources})
         return settings
+
+    @classmethod
+    def right_size(cls, spec: Spec, usage: Sequence[tuple[float, float, float]],
+                   settings: EngineSettings | None = None) -> RightSize | None:
+        """A smaller `MEMORY` worker resource (Dask reserves no vCPUs): the one the run recorded, or the spec's
+        memory when the run is still to come (none is reserved unless it sets one)."""
+        from batchsweep.report.cost import right_size_reserved
+
+        r = spec.resources
+        memory: float | None
+        if isinstance(settings, DaskEngineSettings):
+            reserved = (settings.resources or {}).get("MEMORY")
+            memory = reserved / 2**20 if reserved else None
+        else:
+            memory = float(r.memory_mib) if "memory_mib" in r.model_fields_set and r.memory_mib else None
+        return right_size_reserved(usage, vcpus=None, memory_mib=memory, where="on the Dask workers")
 
     @property
     def settings(self) -> DaskEngineSettings:

@@ -35,11 +35,11 @@ from batchsweep.engines.base import (
     write_engine_record,
 )
 from batchsweep.engines.local.leases import Leases, available_memory_mib
+from batchsweep.engines.local.settings import LocalEngineSettings
 from batchsweep.model import State, Task, TaskStatus
 from batchsweep.planning import keys
 from batchsweep.store import runlock
 from batchsweep.store.core import TaskDir
-from batchsweep.store.record import LocalEngineSettings
 from batchsweep.store.runlock import start_time as _start_time
 from batchsweep.task import reaper
 from batchsweep.task.warm import launch_cold
@@ -52,7 +52,10 @@ from batchsweep.task.worker import (
 )
 
 if TYPE_CHECKING:
+    from batchsweep.engines.base import EngineSettings
+    from batchsweep.report.cost import RightSize
     from batchsweep.spec.schema import Spec
+    from batchsweep.store.record import RunRecord
     from batchsweep.task.warm import WarmServer
 
 
@@ -135,6 +138,26 @@ class LocalEngine(Engine):
         leases = Leases.for_spec(gpus=r.gpus, memory_mib=limit)
         return LocalEngineSettings(gpus=leases.gpu_ids, memory_limit_mib=limit)
 
+    @classmethod
+    def memory_limit_mib(cls, record: RunRecord) -> int | None:
+        """The memory the engine reserved per task (only when the spec set it), as the run recorded it."""
+        return record.engine_as(LocalEngineSettings).memory_limit_mib
+
+    @classmethod
+    def right_size(cls, spec: Spec, usage: Sequence[tuple[float, float, float]],
+                   settings: EngineSettings | None = None) -> RightSize | None:
+        """A smaller reservation: the vCPU slots each task takes, and the memory limit it ran under (the spec's,
+        when the run is still to come: none is reserved unless it sets one)."""
+        from batchsweep.report.cost import right_size_reserved
+
+        r = spec.resources
+        if isinstance(settings, LocalEngineSettings):
+            memory = settings.memory_limit_mib
+        else:
+            memory = r.memory_mib if "memory_mib" in r.model_fields_set else None
+        return right_size_reserved(usage, vcpus=float(r.vcpus or 1), memory_mib=float(memory) if memory else None,
+                                   where="on this machine")
+
     def _leases(self) -> tuple[Leases, int]:
         """The run's leases and how many tasks may run at once: max_parallel, vCPU slots and GPUs allowing."""
         record = self.run.record
@@ -194,7 +217,7 @@ class LocalEngine(Engine):
 
     def _execute(self, indices: list[int]) -> None:
         run, store = self.run, self.run.store
-        ctx = context_from_run(run.record)
+        ctx = context_from_run(run.record, memory_limit_mib=self.memory_limit_mib(run.record))
         tasks = TaskLines(run.store.iter_tasks(run.id))
         base_dir = Path(run.record.base_dir)
         watch = keys.CodeWatch(run.record.code_spec(), run.record.keyed_code)
