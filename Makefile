@@ -5,34 +5,58 @@ VENV ?= .venv$(if $(filter python3,$(PY)),,-$(shell $(PY) -c 'import sys; print(
 BIN := $(VENV)/bin
 CHECKOV_VENV := .venv-checkov
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Every install comes from the committed lock (requirements/*.txt, made by `make lock`), so a fresh machine next
+# month gets the versions that passed here. uv resolves and installs; it is itself pinned and bootstrapped by pip.
+UV_VERSION := 0.13.8
+LOCK := requirements/lock.txt
+BUILD_LOCK := requirements/build.txt
+CHECKOV_LOCK := requirements/checkov.txt
+EXTRAS := test,search,dask,mlflow
+uv = $(1)/bin/uv pip install --quiet --python $(1)/bin/python
+locked = --build-constraint $(BUILD_LOCK) --constraint $(LOCK)
 # Bytecode caches written as on any developer's machine (some sandboxes and CI images set this variable: then
 # every process the tests start compiles batchsweep's modules again, and __pycache__ never appears beside a script).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup runtime demo test test-image lint bench clean chromium image-tools
+.PHONY: setup runtime demo test test-image test-newest test-lowest lock lint bench clean chromium image-tools
 
 # Everything: the package, its extras and the test tooling (what `make test` and `make lint` need).
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,search,dask,mlflow]'
+$(VENV)/.installed: pyproject.toml $(LOCK) $(BUILD_LOCK)
+	$(MAKE) --no-print-directory $(VENV)/.uv
+	$(call uv,$(VENV)) $(locked) -e '.[$(EXTRAS)]'
 	touch $(VENV)/.runtime $@
+
+# A venv with the pinned uv in it (pip is the one installer every Python has).
+%/.uv:
+	$(PY) -m venv $*
+	$*/bin/pip install -q 'uv==$(UV_VERSION)'
+	touch $@
 
 # The package and its runtime dependencies only (what `make demo` needs).
 runtime: $(VENV)/.runtime
 
-$(VENV)/.runtime: pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -e .
+$(VENV)/.runtime: pyproject.toml $(LOCK) $(BUILD_LOCK)
+	$(MAKE) --no-print-directory $(VENV)/.uv
+	$(call uv,$(VENV)) $(locked) -e .
 	touch $@
 
 # checkov pins an old boto3 and packaging<24: it lives in its own venv.
-$(CHECKOV_VENV)/.installed:
-	$(PY) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install -q 'checkov==3.3.30'
+$(CHECKOV_VENV)/.installed: $(CHECKOV_LOCK)
+	$(MAKE) --no-print-directory $(CHECKOV_VENV)/.uv
+	$(call uv,$(CHECKOV_VENV)) --build-constraint $(BUILD_LOCK) --requirement $(CHECKOV_LOCK)
 	touch $@
+
+# Regenerates the locks from pyproject.toml's ranges (newest versions allowed today), for Python 3.11 on Linux.
+# Commit the result once `make test` passes with it.
+CHECKOV_VERSION := 3.3.30
+lock: $(VENV)/.uv
+	$(BIN)/uv pip compile --quiet --upgrade --python-version 3.11 pyproject.toml --extra test --extra search \
+	  --extra dask --extra mlflow -o $(LOCK)
+	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml","rb"))["build-system"]["requires"], sep="\n")' \
+	  | $(BIN)/uv pip compile --quiet --upgrade --python-version 3.11 - -o $(BUILD_LOCK)
+	echo 'checkov==$(CHECKOV_VERSION)' | $(BIN)/uv pip compile --quiet --upgrade --python-version 3.11 - -o $(CHECKOV_LOCK)
 
 # Headless Chromium for the report's browser test (Debian package).
 chromium:
@@ -59,6 +83,18 @@ lint: setup
 TEST_WORKERS ?= 3
 test: setup $(CHECKOV_VENV)/.installed chromium lint
 	CHECKOV=$(abspath $(CHECKOV_VENV))/bin/checkov $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup tests
+
+# The same suite against other versions than the lock's, each in its own venv (the lock ignored): the newest
+# releases pyproject.toml allows (finds drift the day it ships), and its floors (uv's lowest-direct resolution:
+# every direct dependency at its floor, the rest at the newest that fits). `.ci/run` runs both.
+test-newest: INSTALL_MODE := --upgrade
+test-lowest: INSTALL_MODE := --resolution lowest-direct
+test-newest test-lowest: $(CHECKOV_VENV)/.installed chromium
+	rm -rf .venv-$(@:test-%=%)
+	$(MAKE) --no-print-directory .venv-$(@:test-%=%)/.uv
+	$(call uv,.venv-$(@:test-%=%)) $(INSTALL_MODE) -e '.[$(EXTRAS)]'
+	touch .venv-$(@:test-%=%)/.runtime .venv-$(@:test-%=%)/.installed
+	$(MAKE) --no-print-directory test VENV=.venv-$(@:test-%=%)
 
 # Builds the real task image (a debootstrap base cached in ~/.cache/batchsweep-tests) and plays an AWS sweep
 # inside it: minutes, so not part of `make test`.

@@ -246,17 +246,27 @@ def _moto_view(document: dict[str, Any]) -> dict[str, Any]:
     """A policy as moto can check it. moto checks S3 requests against resource ARNs but every other service's
     against resource "*", so an ARN there never matches: those resources read "*" (moto also leaves a null where
     AWS::NoValue was). IAM matches actions case-insensitively, moto does not and names some REST calls in lower
-    case (`batch:submitjob`); it checks HeadBucket as `s3:HeadBucket`, AWS as `s3:ListBucket`. Actions and S3
-    resources are otherwise unchanged; the tests check the real ARNs against the calls made (`iam_allows`)."""
+    case (`batch:submitjob`); and it checks some S3 requests under their operation's name instead of the IAM
+    action AWS checks (`MOTO_S3_NAMES`). Actions and S3 resources are otherwise unchanged; the tests check the
+    real actions and ARNs against the calls made (`iam_allows`)."""
     for statement in document["Statement"]:
         actions = as_list(statement["Action"])
         if not any(str(a).startswith("s3:") for a in actions):
             statement["Resource"] = "*"
             statement.pop("Condition", None)
-        if "s3:ListBucket" in actions:
-            actions = [*actions, "s3:HeadBucket"]
+        actions = [*actions, *(name for a in actions for name in MOTO_S3_NAMES.get(a, ()))]
         statement["Action"] = list(dict.fromkeys([*actions, *(a.lower() for a in actions)]))
     return document
+
+
+# The operation names moto checks beside the IAM action AWS checks for the same request: HeadBucket (every moto
+# 5.x), and since moto 5.2.6 HeadObject, ListObjectsV2 and CopyObject (whose target AWS checks as PutObject, its
+# source as GetObject). Granting both keeps the world passing on 5.2.5 and 5.2.6 (../shared/AWS_TESTING.md).
+MOTO_S3_NAMES = {
+    "s3:ListBucket": ("s3:HeadBucket", "s3:ListObjectsV2"),
+    "s3:GetObject": ("s3:HeadObject",),
+    "s3:PutObject": ("s3:CopyObject",),
+}
 
 
 def as_list(value: Any) -> list[Any]:

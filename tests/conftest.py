@@ -1,4 +1,6 @@
+import logging
 import os
+from collections.abc import Iterator
 
 import pytest
 from aws_fixtures import *  # noqa: F401,F403
@@ -8,6 +10,16 @@ from aws_fixtures import *  # noqa: F401,F403
 def _file_hash_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """The content keys' file-hash cache lives in a test's own directory, never in the developer's ~/.cache."""
     monkeypatch.setenv("BATCHSWEEP_CACHE_DIR", str(tmp_path_factory.mktemp("hash-cache")))
+
+
+@pytest.fixture(autouse=True)
+def _library_logger_as_found() -> Iterator[None]:
+    """A test that calls the CLI in-process gives the `batchsweep` logger the CLI's stderr handler and stops it
+    propagating; later tests in the process then capture none of its records with `caplog` (pytest before 9.1)."""
+    logger = logging.getLogger("batchsweep")
+    saved = logger.handlers[:], logger.propagate, logger.level
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture(autouse=True)
