@@ -445,3 +445,15 @@ def test_init_reads_a_src_layout_package_with_pythonpath_src(tmp_path: Path, mon
     assert spec["params"]["grid"] == {"max_depth": [3], "alpha": [0.5], "l1_ratio": [0.1]}
     run = runs.run(tmp_path / "sweep.yaml", store=tmp_path / "store", progress=False)
     assert run.exit_code == 0 and list(run.results()["max_depth_seen"]) == [3]
+
+
+@pytest.mark.parametrize("imports", ["from absl import app, flags", "from docopt import docopt", "import tyro"])
+def test_a_script_whose_command_line_library_batchsweep_does_not_read_still_gets_name_value(
+        tmp_path: Path, imports: str) -> None:
+    from batchsweep.planning.plan import plan
+
+    write(tmp_path, f"{imports}\nimport json\nprint(json.dumps({{'x': 1}}))\n")
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(
+        {"name": "k", "script": "s.py", "params": {"grid": {"lr": [0.1, 0.2]}}}))
+    p = plan(tmp_path / "sweep.yaml")  # not refused: the library reads sys.argv itself
+    assert len(p.tasks) == 2

@@ -18,7 +18,12 @@ from typing import Any
 from batchsweep.metrics import METRICS_FILE
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".toml")
-PARSER_WORDS = ("argparse", "optparse", "click", "typer", "fire", "hydra")
+PARSER_WORDS = ("argparse", "optparse", "click", "typer", "fire", "hydra", "configargparse", "HfArgumentParser")
+# Command-line libraries batchsweep does not read, which parse sys.argv themselves: their scripts get
+# `--name value` as before (unchecked), never a refusal.
+ARGV_LIBRARIES = frozenset({"absl", "docopt", "tyro", "jsonargparse", "simple_parsing", "tap", "plac", "defopt",
+                            "clize", "argh", "cyclopts", "hydra_zen", "lightning", "pytorch_lightning",
+                            "tensorflow", "gflags"})
 MAX_SOURCE = 2 << 20
 _ENV_WORDS = ("environ", "getenv")
 
@@ -121,6 +126,8 @@ def _scan_tree(tree: ast.Module, scan: ScriptSource, literals: dict[str, Any]) -
             mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             if any(m.split(".")[0] == "batchsweep" for m in mods):
                 scan.batchsweep_aware = True
+            if any(m.split(".")[0] in ARGV_LIBRARIES for m in mods):
+                scan.reads_argv = True
         elif isinstance(node, ast.Subscript) and _is_environ(node.value):
             key = node.slice
             if isinstance(key, ast.Constant) and isinstance(key.value, str):
