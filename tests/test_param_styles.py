@@ -457,3 +457,21 @@ def test_a_script_whose_command_line_library_batchsweep_does_not_read_still_gets
         {"name": "k", "script": "s.py", "params": {"grid": {"lr": [0.1, 0.2]}}}))
     p = plan(tmp_path / "sweep.yaml")  # not refused: the library reads sys.argv itself
     assert len(p.tasks) == 2
+
+
+def test_environment_variables_read_in_a_module_beside_the_script_are_found(tmp_path: Path) -> None:
+    write(tmp_path, "from os import environ\n\nTHRESHOLD = environ.get('THRESHOLD', -1)\n"
+                    "LEARNINGRATE = environ.get('LEARNINGRATE', 0.01)\n", "constants.py")
+    write(tmp_path, '''
+        import json
+        from constants import *
+
+        class Perceptron:
+            def __init__(self):
+                self.learning_rate = float(LEARNINGRATE)
+
+        if __name__ == "__main__":
+            print(json.dumps({"lr_seen": Perceptron().learning_rate}))
+        ''')
+    run, df = sweep(tmp_path, {"params": {"grid": {"LEARNINGRATE": [0.5, 0.25]}}})
+    assert sorted(df["lr_seen"]) == [0.25, 0.5]
