@@ -160,6 +160,7 @@ def metric_columns(run: Run, df: pd.DataFrame) -> list[str]:
 
 
 SAME_METRICS_READ = 2000  # succeeded tasks read at most, in chunks, stopping at the first difference
+SAME_METRICS_READ_REMOTE = 200  # on S3 a task's metrics not in a pack are a GET each
 
 
 def _swept(params: dict[str, Any]) -> str:
@@ -180,7 +181,7 @@ def identical_metrics(run: Run, succeeded: Sequence[int]) -> str | None:
     a chunk at a time and stops at the first difference, so a sweep whose params matter costs a read or two."""
     if len(succeeded) < 2:
         return None
-    indices = sorted(succeeded)[:SAME_METRICS_READ]
+    indices = sorted(succeeded)[:SAME_METRICS_READ if run.store.is_local else SAME_METRICS_READ_REMOTE]
     first: str | None = None
     for start in range(0, len(indices), 64):
         chunk = indices[start:start + 64]
