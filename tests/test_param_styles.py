@@ -475,3 +475,24 @@ def test_environment_variables_read_in_a_module_beside_the_script_are_found(tmp_
         ''')
     run, df = sweep(tmp_path, {"params": {"grid": {"LEARNINGRATE": [0.5, 0.25]}}})
     assert sorted(df["lr_seen"]) == [0.25, 0.5]
+
+
+def test_a_src_layout_package_is_found_under_another_python_too(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
+    write(tmp_path, "from toy.cli import main\n\nif __name__ == '__main__':\n    main()\n", "main.py")
+    write(tmp_path, "", "src/toy/__init__.py")
+    write(tmp_path, '''
+        import argparse, json, sys
+
+        def main():
+            p = argparse.ArgumentParser()
+            p.add_argument("--depth", type=int, default=1)
+            print(json.dumps({"depth_seen": p.parse_args().depth, "prefix": sys.prefix}))
+        ''', "src/toy/cli.py")
+    run, df = sweep(tmp_path, {"params": {"grid": {"depth": [2, 3]}}}, script="main.py", python="venv/bin/python",
+                    env={"PYTHONPATH": "src"})
+    assert run.exit_code == 0, list(df["error"])
+    assert sorted(df["depth_seen"]) == [2, 3] and set(df["prefix"]) == {str(tmp_path / "venv")}
+    with pytest.raises(SpecError, match=r"params.width: main.py does not accept --width; it accepts: --depth"):
+        sweep(tmp_path, {"params": {"grid": {"width": [2]}}}, script="main.py", python="venv/bin/python",
+              env={"PYTHONPATH": "src"})

@@ -211,7 +211,8 @@ def read_flags(script: Path, *, python: str = sys.executable, env: dict[str, str
         return ScriptFlags(known=False, reason=None)  # a plain script: sys.argv, or no arguments at all
     with tempfile.TemporaryDirectory(prefix="batchsweep-introspect-") as tmp:
         out = Path(tmp) / "flags.json"
-        run_env = {**os.environ, **(env or {}), **helper_env(python)}
+        run_env = {**os.environ, **(env or {})}
+        run_env.update(helper_env(python, run_env))
         # Its own session, its stderr in a file: a process the script's imports start (a helper server, `sleep`)
         # must neither hold the wait open (a pipe stays open while any holder lives) nor outlive the reading.
         with open(Path(tmp) / "stderr", "w+b") as err:
@@ -347,7 +348,7 @@ def _jsonable(value: Any) -> Any:
         return list(value) if isinstance(value, (tuple, set, frozenset)) else str(value)
 
 
-def helper_env(python: str) -> dict[str, str]:
+def helper_env(python: str, env: dict[str, str] | None = None) -> dict[str, str]:
     """For a `python:` other than ours: a PYTHONPATH that lets it import batchsweep's own helper modules (which
     use the standard library only) and nothing else of this environment."""
     if python == sys.executable:
@@ -363,7 +364,7 @@ def helper_env(python: str) -> dict[str, str]:
             link.symlink_to(package, target_is_directory=True)
         except FileExistsError:
             pass
-    rest = os.environ.get("PYTHONPATH")
+    rest = (env if env is not None else os.environ).get("PYTHONPATH")  # the spec's own (`PYTHONPATH: src`) kept
     return {"PYTHONPATH": str(root) + (os.pathsep + rest if rest else "")}
 
 

@@ -94,8 +94,8 @@ class RunContext:
 
         # helper_env: our runner modules (funcrunner, _hydrarun) must import in a `python:` of another environment
         fixed = {k: v for k, v in self.env.items() if "{" not in v}  # those with placeholders: per task
-        return {**os.environ, **task_env_values(fixed, {}, self.base_dir), "PYTHONUNBUFFERED": "1",
-                **helper_env(self.python)}
+        env = {**os.environ, **task_env_values(fixed, {}, self.base_dir), "PYTHONUNBUFFERED": "1"}
+        return {**env, **helper_env(self.python, env)}
 
     @functools.cached_property
     def per_task_env(self) -> dict[str, str]:
