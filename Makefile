@@ -60,7 +60,7 @@ lock: $(VENV)/.uv
 
 # Headless Chromium for the report's browser test (Debian package).
 chromium:
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 chromium >/dev/null)
 
 # podman, buildah and debootstrap for the task-image test (Debian packages; no Docker daemon needed).
 image-tools:
