@@ -31,15 +31,21 @@ def main():
     lock, venv, log, code = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     with open(lock) as f:
         locked = pins(f)
-    freeze = subprocess.run([f"{venv}/bin/uv", "pip", "freeze", "--python", f"{venv}/bin/python"],
-                            capture_output=True, text=True)
+    try:
+        freeze = subprocess.run([f"{venv}/bin/uv", "pip", "freeze", "--python", f"{venv}/bin/python"],
+                                capture_output=True, text=True).stdout
+    except OSError:  # the leg failed before its venv was made
+        freeze = ""
     # The venv's own tools are not part of the lock.
-    newest = {name: v for name, v in pins(freeze.stdout.splitlines()).items() if name not in {"pip", "setuptools", "uv"}}
+    newest = {name: v for name, v in pins(freeze.splitlines()).items() if name not in {"pip", "setuptools", "uv"}}
     moved = [f"{name} {locked[name]}->{version}" for name, version in sorted(newest.items())
              if name in locked and locked[name] != version]
     added = [f"+{name} {version}" for name, version in sorted(newest.items()) if name not in locked]
-    with open(log, errors="replace") as f:
-        text = f.read()
+    try:
+        with open(log, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        text = ""
     what = outcome(text, code)
     changes = ", ".join(moved + added) or "nothing"
     sep = " - " if code == 0 else " \u2014 see " + log + "; "
