@@ -35,16 +35,16 @@ import atexit
 import importlib
 import json
 import os
-import selectors
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from typing import IO, Any, NoReturn
 
-from batchsweep.task.warm import WarmProcess, deliver
+from batchsweep.task.forkserver import ForkClient, ForkedProcess, PacketChannel, run_as_main, serve
 
 MODULE = "batchsweep.worker"  # the job definition's `python -m batchsweep.worker`
 # What a played child imports besides the standard library's basics (measured from a real child's sys.modules).
@@ -61,9 +61,9 @@ START_TIMEOUT_S = 30.0
 
 
 # -- player side ----------------------------------------------------------------------------------
-class Forked(WarmProcess):
-    """A child forked by the zygote: a fork server's child (`warm.WarmProcess`), with the pipes and signals the
-    player uses."""
+class Forked(ForkedProcess):
+    """A child forked by the zygote: a fork server's child (`forkserver.ForkedProcess`), with the pipes and
+    signals the player uses."""
 
     def __init__(self, request_id: int, args: list[str]) -> None:
         super().__init__(request_id, args)
@@ -78,11 +78,14 @@ class Forked(WarmProcess):
                 pass
 
 
-class Zygote:
+class Zygote(ForkClient):
     """The player's handle on one zygote process."""
+
+    lost_before_start = "the player's zygote ended before the child started"
 
     def __init__(self, *, python: str = sys.executable, module: str = MODULE, preload: tuple[str, ...] = PRELOAD,
                  env: dict[str, str] | None = None) -> None:
+        super().__init__("batchsweep-zygote-reader")
         self.python, self.module = python, module
         self.env = dict(os.environ if env is None else env)  # what the zygote's imports ran with
         self._scratch = tempfile.mkdtemp(prefix="batchsweep-zygote-")  # its cwd: no module of ours is beside it
@@ -95,13 +98,6 @@ class Zygote:
                                           pass_fds=(theirs.fileno(),))
         finally:
             theirs.close()
-        self._lock = threading.Lock()
-        self._next_id = 0
-        self._children: dict[int, Forked] = {}
-        self._ready = threading.Event()
-        self._hello: dict[str, Any] = {}
-        self.gone = False
-        self._reader = threading.Thread(target=self._read, name="batchsweep-zygote-reader", daemon=True)
         self._reader.start()
         if not self._ready.wait(READY_TIMEOUT_S) or self.gone or not self._hello.get("ready"):
             self.close()
@@ -153,37 +149,18 @@ class Zygote:
             raise OSError(child.error or "the player's zygote did not start the child in time")
         return child
 
-    def _read(self) -> None:
+    def _replies(self) -> Iterator[dict[str, Any]]:
         while True:
             try:
                 data = self._sock.recv(REPLY_BYTES)
             except OSError:
                 data = b""
             if not data:
-                break
-            msg = json.loads(data)
-            if "ready" in msg:
-                self._hello = msg
-                self._ready.set()
-                continue
-            deliver(msg, self._children, self._lock)
-        self._lost()
+                return
+            yield json.loads(data)
 
-    def _lost(self) -> None:
-        """The zygote is gone, and its children's exit codes with it: end them and say they were killed."""
-        with self._lock:
-            self.gone = True
-            orphans = list(self._children.values())
-            self._children.clear()
-        self._ready.set()
-        for child in orphans:
-            if child.pid:
-                child.send_signal(signal.SIGKILL)
-                child.returncode = -signal.SIGKILL
-            else:
-                child.error = "the player's zygote ended before the child started"
-            child._started.set()
-            child._ended.set()
+    def _kill(self, child: Forked) -> None:
+        child.send_signal(signal.SIGKILL)
 
     def close(self) -> None:
         """End the zygote (EOF on its socket) and wait for it. Children still running carry on, as a container
@@ -192,12 +169,7 @@ class Zygote:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        self._reader.join(timeout=10)
+        self._wait_for(self._proc)
         self._sock.close()
         try:
             os.rmdir(self._scratch)
@@ -236,64 +208,6 @@ class _RecordingEnviron(os._Environ[str]):  # os.environ's own (private) class
         return str(super().__getitem__(key))
 
 
-def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
-    sock.send(json.dumps(msg).encode())
-
-
-def _serve(sock: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
-    """Fork a child per request until EOF. Returns None in the zygote (time to exit), the request in a child."""
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-    sel = selectors.DefaultSelector()
-    sel.register(sock, selectors.EVENT_READ)
-    sel.register(wake_r, selectors.EVENT_READ)
-    children: dict[int, int] = {}
-    while True:
-        for key, _ in sel.select():
-            if key.fd == wake_r:
-                try:
-                    while os.read(wake_r, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
-                continue
-            data, fds, _, _ = socket.recv_fds(sock, MAX_PACKET, 2)
-            if not data:
-                return None
-            request = json.loads(data)
-            try:
-                pid = os.fork()
-            except OSError as e:
-                for fd in fds:
-                    os.close(fd)
-                _send(sock, {"id": request["id"], "error": f"fork failed: {e}"})
-                continue
-            if pid == 0:
-                sel.close()
-                signal.set_wakeup_fd(-1)
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                for fd in (wake_r, wake_w):
-                    os.close(fd)
-                sock.close()
-                return request, fds
-            for fd in fds:
-                os.close(fd)
-            children[pid] = request["id"]
-            _send(sock, {"id": request["id"], "pid": pid})
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            if pid in children:
-                _send(sock, {"id": children.pop(pid), "exit": os.waitstatus_to_exitcode(status)})
-
-
 def _become(request: dict[str, Any], fds: list[int]) -> NoReturn:
     """In the forked child: become `python -m MODULE` (stdio, cwd, env, sys.path, argv) and run it."""
     import runpy
@@ -309,49 +223,13 @@ def _become(request: dict[str, Any], fds: list[int]) -> NoReturn:
     os.environ.update(request["env"])
     sys.path[0] = request["cwd"]
     sys.argv = ["-m"]  # as `python -m` has it until runpy puts the module's path there
-    code, interrupted = 0, False
-    try:
-        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
-    except SystemExit as e:
-        code = _exit_code(e.code)
-    except BaseException as e:  # noqa: BLE001 - reported as the interpreter would
-        sys.excepthook(type(e), e, e.__traceback__)
-        code, interrupted = 1, isinstance(e, KeyboardInterrupt)
-        del e
-    _exit(code, interrupted=interrupted)
-
-
-def _exit_code(code: object) -> int:
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)
-    return 1
-
-
-def _exit(code: int, *, interrupted: bool) -> NoReturn:
-    """Interpreter exit as a child can see it: threads joined, atexit run, stdio flushed (the modules the
-    zygote imported are not torn down one by one)."""
-    shutdown = getattr(threading, "_shutdown", None)
-    if shutdown is not None:
-        shutdown()
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    if interrupted:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-    os._exit(code & 0xFF)
+    run_as_main(lambda: runpy.run_module(request["module"], run_name="__main__", alter_sys=True))
 
 
 def main(argv: list[str]) -> int:
     import gc
 
-    sock = socket.socket(fileno=int(argv[1]))
+    channel = PacketChannel(socket.socket(fileno=int(argv[1])), max_packet=MAX_PACKET)
     environ = os.environ
     environ.__class__ = _RecordingEnviron
     try:
@@ -361,13 +239,13 @@ def main(argv: list[str]) -> int:
             if function:
                 getattr(imported, function)()
     except BaseException as e:  # noqa: BLE001 - the player starts fresh interpreters instead
-        _send(sock, {"ready": False, "error": f"{type(e).__name__}: {e}"})
+        channel.send({"ready": False, "error": f"{type(e).__name__}: {e}"})
         return 1
     finally:
         environ.__class__ = os._Environ
     gc.freeze()  # the imported modules' objects: a child's collections neither scan nor copy them
-    _send(sock, {"ready": True, "env_read": sorted(_RecordingEnviron.read), "threads": threading.active_count()})
-    served = _serve(sock)
+    channel.send({"ready": True, "env_read": sorted(_RecordingEnviron.read), "threads": threading.active_count()})
+    served = serve(channel)
     if served is None:
         return 0
     _become(*served)

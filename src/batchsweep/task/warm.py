@@ -22,44 +22,23 @@ import gc
 import importlib.util
 import json
 import os
-import selectors
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, NoReturn
+
+from batchsweep.task.forkserver import ForkClient, ForkedProcess, LineChannel, run_as_main, serve
 
 READY_TIMEOUT_S = 300.0  # importing a big ML stack on a cold disk can take a while
 START_TIMEOUT_S = 60.0
 
 
 # -- runner side ----------------------------------------------------------------------------------
-class WarmProcess:
-    """A task forked by the server: the members of `subprocess.Popen` that the worker uses."""
-
-    def __init__(self, request_id: int, argv: list[str]) -> None:
-        self.id = request_id
-        self.args = argv
-        self.pid = 0
-        self.returncode: int | None = None
-        self.error: str | None = None
-        self._started = threading.Event()
-        self._ended = threading.Event()
-
-    def wait(self, timeout: float | None = None) -> int:
-        if not self._ended.wait(timeout):
-            raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
-        assert self.returncode is not None
-        return self.returncode
-
-    def poll(self) -> int | None:
-        return self.returncode
-
-
 def mode(value: bool | str) -> str:
     """The spec's `warm:` as "on" (`true`: forced), "off" (`false`) or "auto" (the default: on where it is safe).
     A run.json written before `auto` existed holds a bool."""
@@ -159,40 +138,15 @@ def launch_cold(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path
                                 start_new_session=True)
 
 
-def deliver(msg: dict[str, Any], children: dict[int, Any], lock: threading.Lock | threading.RLock) -> None:
-    """One message from a fork server (this module's, or the emulator's zygote: `aws.zygote`) to the child it
-    names, by its id (a WarmProcess, or the zygote's subclass): it started (`pid`), could not start (`error`)
-    or ended (`exit`); an ended child is forgotten."""
-    with lock:
-        child = children.get(msg["id"])
-        if child is not None and ("exit" in msg or "error" in msg):
-            del children[msg["id"]]
-    if child is None:
-        return
-    if "pid" in msg:
-        child.pid = msg["pid"]
-        child._started.set()
-    elif "error" in msg:
-        child.error = msg["error"]
-        child._started.set()
-    else:
-        child.returncode = int(msg["exit"])
-        child._ended.set()
-
-
-class WarmServer:
+class WarmServer(ForkClient):
     """The runner's handle on one fork server."""
 
+    lost_before_start = "the fork server ended before the task started"
+
     def __init__(self, proc: subprocess.Popen[bytes], scratch: str) -> None:
+        super().__init__("batchsweep-warm-reader")
         self._proc = proc
         self._scratch = scratch
-        self._lock = threading.Lock()
-        self._next_id = 0
-        self._tasks: dict[int, WarmProcess] = {}
-        self._ready = threading.Event()
-        self._hello: dict[str, Any] = {}
-        self._gone = False
-        self._reader = threading.Thread(target=self._read, name="batchsweep-warm-reader", daemon=True)
         self._reader.start()
 
     @classmethod
@@ -213,7 +167,7 @@ class WarmServer:
             shutil.rmtree(scratch, ignore_errors=True)
             return f"could not start the fork server: {e}"
         server = cls(proc, scratch)
-        if not server._ready.wait(READY_TIMEOUT_S) or server._gone:
+        if not server._ready.wait(READY_TIMEOUT_S) or server.gone:
             server.close()
             return "the fork server ended while importing the script's imports"
         reason = unsafe_reason(server._hello, forced=forced)
@@ -226,14 +180,14 @@ class WarmServer:
             return reason
         return server
 
-    def launch(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> WarmProcess:
+    def launch(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> ForkedProcess:
         """Fork a child for one task; returns once it runs. Raises OSError when it could not be started."""
         with self._lock:
-            if self._gone:
+            if self.gone:
                 raise OSError("the fork server has ended")
             self._next_id += 1
-            task = WarmProcess(self._next_id, argv)
-            self._tasks[task.id] = task
+            task = ForkedProcess(self._next_id, argv)
+            self._children[task.id] = task
             request = {"id": task.id, "argv": argv[1:], "cwd": str(cwd), "env": env,
                        "stdout": str(stdout), "stderr": str(stderr)}
             assert self._proc.stdin is not None
@@ -241,7 +195,7 @@ class WarmServer:
                 self._proc.stdin.write(json.dumps(request).encode() + b"\n")
                 self._proc.stdin.flush()
             except (BrokenPipeError, ValueError) as e:
-                self._tasks.pop(task.id, None)
+                self._children.pop(task.id, None)
                 raise OSError(f"the fork server has ended: {e}") from None
         if not task._started.wait(START_TIMEOUT_S):
             raise OSError("the fork server did not start the task in time")
@@ -251,7 +205,7 @@ class WarmServer:
 
     def launcher(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> Any:
         """`worker.Launcher`: warm while the server lives, cold after (a server that died mid-run)."""
-        if self._gone:
+        if self.gone:
             return launch_cold(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
         return self.launch(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
 
@@ -259,41 +213,22 @@ class WarmServer:
     def busy(self) -> bool:
         """Whether a task of this server is still running."""
         with self._lock:
-            return bool(self._tasks)
+            return bool(self._children)
 
     @property
     def alive(self) -> bool:
-        return not self._gone
+        return not self.gone
 
-    def _read(self) -> None:
+    def _replies(self) -> Iterator[dict[str, Any]]:
         assert self._proc.stdout is not None
         for line in self._proc.stdout:
-            msg = json.loads(line)
-            if msg.get("ready"):
-                self._hello = msg
-                self._ready.set()
-                continue
-            deliver(msg, self._tasks, self._lock)
-        self._lost()
+            yield json.loads(line)
 
-    def _lost(self) -> None:
-        """The server is gone: its children's exit codes are lost with it, so end them and say they were killed."""
-        with self._lock:
-            self._gone = True
-            orphans = list(self._tasks.values())
-            self._tasks.clear()
-        self._ready.set()
-        for task in orphans:
-            if task.pid:
-                try:
-                    os.killpg(task.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                task.returncode = -signal.SIGKILL
-            else:
-                task.error = "the fork server ended before the task started"
-            task._started.set()
-            task._ended.set()
+    def _kill(self, child: ForkedProcess) -> None:
+        try:  # the task's process group: it runs in a session of its own
+            os.killpg(child.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def close(self) -> None:
         """End the server (EOF on its stdin) and wait for it."""
@@ -304,12 +239,7 @@ class WarmServer:
                     stdin.close()
             except OSError:
                 pass
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        self._reader.join(timeout=10)
+        self._wait_for(self._proc)
         if self._proc.stdout is not None:
             self._proc.stdout.close()
         shutil.rmtree(self._scratch, ignore_errors=True)
@@ -444,66 +374,6 @@ def facts_after_import(env_read: set[str]) -> dict[str, Any]:
     return facts
 
 
-def _send(fd: int, msg: dict[str, Any]) -> None:
-    data = json.dumps(msg).encode() + b"\n"
-    while data:
-        data = data[os.write(fd, data):]
-
-
-def serve(ctl_in: int, ctl_out: int) -> dict[str, Any] | None:
-    """Fork a child per request until EOF. Returns None in the server (time to exit), the request in a child."""
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-    sel = selectors.DefaultSelector()
-    sel.register(ctl_in, selectors.EVENT_READ)
-    sel.register(wake_r, selectors.EVENT_READ)
-    children: dict[int, int] = {}
-    pending = b""
-    while True:
-        for key, _ in sel.select():
-            if key.fd == wake_r:
-                while True:
-                    try:
-                        if not os.read(wake_r, 4096):
-                            break
-                    except BlockingIOError:
-                        break
-                continue
-            data = os.read(ctl_in, 1 << 16)
-            if not data:
-                return None
-            pending += data
-            while b"\n" in pending:
-                line, pending = pending.split(b"\n", 1)
-                request = json.loads(line)
-                try:
-                    pid = os.fork()
-                except OSError as e:
-                    _send(ctl_out, {"id": request["id"], "error": f"fork failed: {e}"})
-                    continue
-                if pid == 0:
-                    sel.close()
-                    signal.set_wakeup_fd(-1)
-                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    for fd in (wake_r, wake_w, ctl_in, ctl_out):
-                        os.close(fd)
-                    return dict(request)
-                children[pid] = request["id"]
-                _send(ctl_out, {"id": request["id"], "pid": pid})
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            if pid in children:
-                _send(ctl_out, {"id": children.pop(pid), "exit": os.waitstatus_to_exitcode(status)})
-
-
 def _redirect(fd: int, path: str, flags: int) -> None:
     new = os.open(path, flags, 0o666)
     if new != fd:
@@ -535,22 +405,9 @@ def run_child(request: dict[str, Any]) -> NoReturn:
     np_random = sys.modules.get("numpy.random")
     if np_random is not None:
         np_random.seed()
-    code, interrupted = 0, False
-    try:
-        if values is not None:
-            _globalsrun.run(script, values)
-        else:
-            runpy.run_path(script, run_name="__main__")
-    except SystemExit as e:
-        code = _exit_code(e.code)
-    except BaseException as e:  # noqa: BLE001 - reported as the interpreter would, from the script's frame on
-        tb = e.__traceback__
-        while tb is not None and tb.tb_frame.f_code.co_filename != script:
-            tb = tb.tb_next
-        sys.excepthook(type(e), e, tb or e.__traceback__)
-        code, interrupted = 1, isinstance(e, KeyboardInterrupt)
-        del e, tb
-    _exit(code, interrupted=interrupted)
+    if values is not None:
+        run_as_main(lambda: _globalsrun.run(script, values), frame_of=script)
+    run_as_main(lambda: runpy.run_path(script, run_name="__main__"), frame_of=script)
 
 
 def _stamp_token(token: str | None) -> None:
@@ -580,38 +437,6 @@ def _stamp_token(token: str | None) -> None:
         return
 
 
-def _exit_code(code: object) -> int:
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)
-    return 1
-
-
-def _exit(code: int, *, interrupted: bool) -> NoReturn:
-    """What interpreter shutdown does that a task can see, without tearing down every module of the server's
-    imports (that alone takes ~0.1 s with pandas loaded): join threads, run atexit, free the script's objects
-    (unclosed files flush), flush stdio. An uncaught KeyboardInterrupt ends by SIGINT, as in CPython."""
-    import atexit
-    import gc
-
-    shutdown = getattr(threading, "_shutdown", None)
-    if shutdown is not None:
-        shutdown()
-    atexit._run_exitfuncs()
-    gc.collect()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    if interrupted:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-    os._exit(code & 0xFF)
-
-
 def main(argv: list[str]) -> int:
     script, _WatchedEnviron.watched = argv[1], frozenset(argv[2:])
     # The protocol keeps the pipes; fd 0 and 1 go to /dev/null so nothing an import prints can garble it.
@@ -632,11 +457,12 @@ def main(argv: list[str]) -> int:
     import pkgutil  # noqa: F401 - (runpy.run_path imports it on first use: ~1.5 ms of each child's CPU)
     import runpy  # noqa: F401
     gc.freeze()  # the imported modules' objects: a child's collections neither scan nor copy them
-    _send(ctl_out, {"ready": True, **facts_after_import(_WatchedEnviron.read)})
-    request = serve(ctl_in, ctl_out)
-    if request is None:
+    channel = LineChannel(ctl_in, ctl_out)
+    channel.send({"ready": True, **facts_after_import(_WatchedEnviron.read)})
+    served = serve(channel)
+    if served is None:
         return 0
-    run_child(request)
+    run_child(served[0])
 
 
 if __name__ == "__main__":
