@@ -8,6 +8,9 @@ in both cases, which hid that the job role got 403 for every status.json it read
 A listing (ListObjects, ListObjectsV2) is checked against the `s3:prefix` / `s3:delimiter` / `s3:max-keys`
 conditions of the ListBucket grants (StringLike, StringEquals and their negations), which moto ignores: a grant
 scoped to `prices/*` lists `prices/2024/` but not `private/`.
+DeleteObjects is checked key by key against the caller's s3:DeleteObject grants, as S3 does: moto checks the
+action against the bucket's ARN, so a grant on `bucket/batchsweep/runs/*` deleted nothing and every key came back
+AccessDenied in `Errors` (a 200), while a grant the keys lack is refused per key here too.
 This runs inside the server process; nothing in a client (boto3, the product) is touched.
 """
 
@@ -16,8 +19,12 @@ from __future__ import annotations
 import json
 import re
 import sys
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+from xml.sax.saxutils import escape
+
+import xmltodict
 
 # Conditions on these keys fail for a GET/HEAD of an object: the request has no such value.
 LIST_ONLY_KEYS = ("s3:prefix", "s3:delimiter", "s3:max-keys")
@@ -100,7 +107,21 @@ def _listing_context(request: Any) -> dict[str, str] | None:
     return {f"s3:{name}": values[0] for name, values in query.items() if name in ("prefix", "delimiter", "max-keys")}
 
 
+def _permitted(policies: list[Any], action: str, resource: str) -> bool:
+    """moto's own evaluation of the caller's identity policies for one action on one resource."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    results = [IAMPolicy(p).is_action_permitted(action, resource) for p in policies]
+    return PermissionResult.DENIED not in results and PermissionResult.PERMITTED in results
+
+
 def _caller_policies(responder: Any, request: Any) -> list[dict[str, Any]] | None:
+    """The identity policies of the request's signer as JSON documents (see `_caller_raw_policies`)."""
+    raw = _caller_raw_policies(responder, request)
+    return None if raw is None else _documents(raw)
+
+
+def _caller_raw_policies(responder: Any, request: Any) -> list[Any] | None:
     """The identity policies of the request's signer, or None when moto checks nothing yet (the unchecked calls
     that make the admin) or the signer is unknown (moto has already refused such a request)."""
     from moto import settings
@@ -124,7 +145,7 @@ def _caller_policies(responder: Any, request: Any) -> list[dict[str, Any]] | Non
                                 access_key_id=credential, headers=headers)
     except CreateAccessKeyFailure:
         return None
-    return _documents(key.collect_policies())
+    return list(key.collect_policies())
 
 
 def install() -> None:
@@ -161,7 +182,30 @@ def install() -> None:
             return status, response_headers, body
         return self._send_response(self.serialized(ActionResult(S3AccessDeniedError())))
 
+    original_delete_keys = S3Response._bucket_response_delete_keys
+
+    def delete_keys(self: Any, bucket_name: str, authenticated: bool = True) -> Any:
+        request = SimpleNamespace(headers=self.headers, url=self.uri)
+        policies = _caller_raw_policies(self, request)
+        if policies is None:
+            return original_delete_keys(self, bucket_name, authenticated)
+        body = xmltodict.parse(self.body, strip_whitespace=False)
+        objects = _as_list(body["Delete"].get("Object", []))
+        denied = [o["Key"] for o in objects if not _permitted(policies, "s3:DeleteObject",
+                                                                f"arn:aws:s3:::{bucket_name}/{o['Key']}")]
+        allowed = [o for o in objects if o["Key"] not in denied]
+        if not allowed:
+            return original_delete_keys(self, bucket_name, False)  # moto: every key AccessDenied
+        body["Delete"]["Object"] = allowed
+        self.body = xmltodict.unparse(body).encode()
+        status, headers, text = original_delete_keys(self, bucket_name, True)
+        errors = "".join(f"<Error><Key>{escape(k)}</Key><Code>AccessDenied</Code><Message>Access Denied</Message>"
+                         "</Error>" for k in denied)
+        text = text.decode() if isinstance(text, bytes) else text
+        return status, headers, text.replace("</DeleteResult>", errors + "</DeleteResult>")
+
     S3Response.key_response = key_response  # type: ignore[method-assign]
+    S3Response._bucket_response_delete_keys = delete_keys  # type: ignore[method-assign]
     S3Response.bucket_response = bucket_response  # type: ignore[method-assign]
 
 

@@ -183,6 +183,7 @@ def test_the_job_role_reads_code_and_writes_only_under_runs(iam_world, tmp_path)
     assert access_denied(s3.put_object, Bucket=bucket, Key="elsewhere.txt", Body=b"x")
     assert access_denied(s3.delete_object, Bucket=bucket, Key="batchsweep/runs/r/tasks/0/status.json")
     assert access_denied(iam_world.job.client("batch").submit_job, jobName="x", jobQueue="q", jobDefinition="d")
+    iam_world.admin.client("s3").delete_object(Bucket=bucket, Key="batchsweep/runs/r/tasks/0/status.json")  # no run
 
 
 def test_the_world_answers_403_for_a_missing_key_unless_the_caller_may_list_the_bucket(iam_world):
@@ -209,6 +210,7 @@ def test_the_world_answers_403_for_a_missing_key_unless_the_caller_may_list_the_
     admin.put_object(Bucket=bucket, Key=key, Body=b"{}")
     assert lister.get_object(Bucket=bucket, Key=key)["Body"].read() == b"{}"
     assert lister.head_object(Bucket=bucket, Key=key)["ContentLength"] == 2
+    admin.delete_object(Bucket=bucket, Key=key)  # the store holds runs, not this
 
 
 PREFIX_SCRIPT = """\
@@ -248,3 +250,71 @@ def test_a_submit_policy_user_reads_an_s3_prefix_input_as_a_directory_in_packed_
     assert job.list_objects_v2(Bucket="ext-data", Prefix="prices/")["KeyCount"] == 3
     assert access_denied(job.list_objects_v2, Bucket="ext-data", Prefix="private/")
     assert access_denied(job.list_objects_v2, Bucket="ext-data")
+
+
+ATTEMPTS_SCRIPT = """\
+import argparse, json, os, time
+p = argparse.ArgumentParser()
+p.add_argument("--a", type=int, required=True)
+a = p.parse_args().a
+print(f"started a={a}", flush=True)
+if os.path.exists(os.path.join(os.environ["HANG_DIR"], str(a))):
+    time.sleep(120)  # the player stops the container here
+json.dump({"twice": 2 * a}, open("metrics.json", "w"))
+"""
+
+
+def test_a_later_attempts_tasks_win_over_an_earlier_attempts_summary_the_job_role_cannot_delete(as_submitter,
+                                                                                                  tmp_path):
+    """Attempt 1 of a child of 3 tasks is stopped by a Spot SIGTERM in its first task (its summary: cancelled);
+    attempt 2 runs two tasks and is killed before its summary. The job role may not delete attempt 1's summary:
+    the run reads attempt 2's tasks as they are (succeeded, succeeded, lost), and `resume` finishes it."""
+    import dataclasses
+
+    world, store = as_submitter, str(tmp_path / "store")
+    (tmp_path / "attempts.py").write_text(ATTEMPTS_SCRIPT)
+    hang = tmp_path / "hang"
+    hang.mkdir()
+    (hang / "1").touch()
+    (tmp_path / "sweep.yaml").write_text(
+        "name: attempts\nscript: attempts.py\nparams: {grid: {a: [1, 2, 3]}}\nbackend: aws-batch\n"
+        "aws: {stack: batchsweep, region: us-east-1, tasks_per_job: 3}\nresources: {vcpus: 0.5, memory_mib: 1024}\n"
+        f"env: {{HANG_DIR: {hang}}}\n")
+    run = batchsweep.run(tmp_path / "sweep.yaml", store=store, detach=True)
+    (child,) = player.children(run, session=world.admin)
+    first = player.play_child(child, job_credentials=world.job_keys, term_when=lambda line: "started a=1" in line)
+    assert first.exit_code == 143, first.describe()
+    assert batchsweep.load_run(run.id, store=store).states()[0].value == "cancelled"
+
+    (hang / "1").rename(hang / "3")
+    second = dataclasses.replace(child, env={**child.env, "AWS_BATCH_JOB_ATTEMPT": "2"})
+    played = player.play_child(second, job_credentials=world.job_keys, kill_when=lambda line: "started a=3" in line)
+    assert played.exit_code is None, played.describe()  # killed: attempt 2 wrote no summary
+    states = batchsweep.load_run(run.id, store=store).states()
+    assert [states[i].value for i in range(3)] == ["succeeded", "succeeded", "lost"]
+
+    (hang / "3").unlink()
+    assert cli.main(["resume", run.id, "--detach", "--store", store]) == 0
+    assert {p.exit_code for p in play(world, batchsweep.load_run(run.id, store=store))} == {0}
+    df = batchsweep.load_run(run.id, store=store).results(refresh=True)
+    assert sorted(df["twice"]) == [2, 4, 6] and set(df["status"]) == {"succeeded"}
+
+
+def test_deletes_s3_refuses_key_by_key_are_reported_not_taken_as_done(as_submitter, tmp_path, capsys):
+    """DeleteObjects answers 200 and names the keys it kept: a SubmitPolicy user's `runs rm` deletes the run
+    (runs/ is theirs to delete) and says that the code package it may not delete is still there."""
+    world, store = as_submitter, str(tmp_path / "store")
+    (tmp_path / "square.py").write_text(SCRIPT + "# only this test's code package\n")
+    run = batchsweep.run(sweep(tmp_path, 2, name="doomed"), store=store, detach=True)
+    s3, bucket = world.admin.client("s3"), world.outputs["Bucket"]
+
+    def keys(prefix: str) -> list[str]:
+        return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+
+    code = f"batchsweep/code/{run.record.code_sha256}.tar.gz"
+    assert keys(f"batchsweep/runs/{run.id}/") and keys(code)
+    capsys.readouterr()
+    assert cli.main(["runs", "rm", run.id, "--yes", "--store", store]) == 1
+    out = capsys.readouterr().out
+    assert f"deleted run {run.id}" in out and f"unused code packages and inputs in s3://{bucket}/batchsweep were not deleted (AccessDenied, e.g. " in out
+    assert not keys(f"batchsweep/runs/{run.id}/") and keys(code)

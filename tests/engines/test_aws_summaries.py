@@ -123,3 +123,12 @@ def test_one_of_many_reads_says_missing_only_for_a_missing_key_and_lets_botocore
     for read in (S3Backend("no-such-bucket").read_bytes, S3Backend("no-such-bucket").read_one_of_many):
         with pytest.raises(ClientError, match="NoSuchBucket"):
             read("runs/r/packs/0.jsonl")
+
+
+def test_only_a_childs_highest_attempt_counts_among_its_summaries() -> None:
+    from batchsweep.store.core import current_packs
+
+    names = ["compact~1", "s0000-c000001-a1", "s0000-c000001-a1~5", "s0000-c000001-a2~start",
+             "s0000-c000002-a1", "s0000-c000003-a2", "s0000-c000003-a10", "s0001-c000001-a1"]
+    assert current_packs(names) == ["compact~1", "s0000-c000001-a2~start", "s0000-c000002-a1", "s0000-c000003-a10",
+                                    "s0001-c000001-a1"]

@@ -15,6 +15,14 @@ from batchsweep.aws import clients
 from batchsweep.errors import AwsSetupError
 
 
+class DeleteRefused(PermissionError):
+    """DeleteObjects answered 200 but named keys it did not delete (`code`: S3's error code for the first)."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def split_url(url: str) -> tuple[str, str]:
     rest = url.removeprefix("s3://")
     bucket, _, prefix = rest.partition("/")
@@ -253,5 +261,13 @@ class S3Backend:
         keys = [self._key(k) for k in self.list_files(prefix)]
         if self.exists(prefix):
             keys.append(self._key(prefix))
+        errors: list[dict[str, Any]] = []
         for i in range(0, len(keys), 1000):
-            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]]})
+            response = self.client.delete_objects(Bucket=self.bucket,
+                                                  Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True})
+            errors += response.get("Errors", [])  # S3 answers 200 and lists the keys it did not delete
+        if errors:
+            first = errors[0]
+            raise DeleteRefused(f"s3://{self.bucket}/{self._key(prefix)}: {len(errors)} of {len(keys)} objects not "
+                                f"deleted ({first.get('Code')} on {first.get('Key')}: {first.get('Message')})",
+                                code=str(first.get("Code")))

@@ -71,5 +71,4 @@ def _delete(plan: Any, args: argparse.Namespace) -> int:
             out(f"would delete {line}")
         out("dry run: nothing was deleted; add --yes to delete")
         return 0
-    housekeeping.execute(plan, local=args.store, say=out)
-    return 0
+    return 1 if housekeeping.execute(plan, local=args.store, say=out) else 0

@@ -115,7 +115,9 @@ def _days(text: str) -> float:
     return seconds
 
 
-def execute(p: Plan, *, local: Store | str | None = None, say: Callable[[str], None] = print) -> None:
+def execute(p: Plan, *, local: Store | str | None = None, say: Callable[[str], None] = print) -> list[str]:
+    """Delete what the plan lists; returns what could not be deleted (S3 refused it: one line each, also said)."""
+    refused: list[str] = []
     local_store = local if isinstance(local, Store) else Store.open(local)
     for run in p.runs:
         _drop_index_entries(run)
@@ -125,9 +127,21 @@ def execute(p: Plan, *, local: Store | str | None = None, say: Callable[[str], N
         say(f"deleted run {run.id}")
     for url, keys in p.blobs.items():
         store = p.stores[url]
+        kept: list[tuple[str, PermissionError]] = []
         for key in keys:
-            store.backend.delete_prefix(key)
-        say(f"deleted {len(keys)} unused code packages and inputs in {url}")
+            try:
+                store.backend.delete_prefix(key)
+            except PermissionError as e:  # DeleteObjects named keys it kept (a SubmitPolicy user may not delete code/)
+                kept.append((key, e))
+        if len(keys) > len(kept):
+            say(f"deleted {len(keys) - len(kept)} unused code packages and inputs in {url}")
+        if kept:
+            first_key, first = kept[0]
+            say(f"error: {len(kept)} unused code packages and inputs in {url} were not deleted "
+                f"({getattr(first, 'code', 'refused')}, e.g. {first_key}); run gc as an identity that may delete "
+                "them (the stack's admin)")
+            refused += [f"{url}/{key}: {why}" for key, why in kept]
+    return refused
 
 
 def _drop_index_entries(run: Run) -> None:

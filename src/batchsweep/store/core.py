@@ -35,6 +35,7 @@ import logging
 import math
 import operator
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -366,6 +367,23 @@ def json_line(line: bytes | str) -> Any:
         return json.loads(line)
     except ValueError:
         return None
+
+
+_ATTEMPT_PACK = re.compile(r"^(s\d+-c\d+)-a(\d+)(~.*)?$")
+
+
+def current_packs(names: Iterable[str]) -> list[str]:
+    """The packs that count, in name order: of an AWS child's summaries (`s<sub>-c<child>-a<attempt>`, and their
+    `~<time>` rewrites) only its highest attempt's. A later attempt writes an empty `-a<n>~start` pack when it
+    begins, so the summary of an earlier attempt (its tasks cancelled by a Spot SIGTERM) stops counting even when
+    the later attempt is killed before writing its own, and its tasks' status files are read instead. The job
+    role cannot delete the earlier summary, and need not."""
+    names = list(names)
+    highest: dict[str, int] = {}
+    for name in names:
+        if m := _ATTEMPT_PACK.match(name):
+            highest[m[1]] = max(highest.get(m[1], 0), int(m[2]))
+    return [n for n in names if not (m := _ATTEMPT_PACK.match(n)) or int(m[2]) == highest[m[1]]]
 
 
 def _pack_record(d: Any) -> tuple[int, dict[str, Any], dict[str, Any] | None] | None:
@@ -862,7 +880,7 @@ class Store:
         first (a task in two packs: the later one is the truth), nothing of them kept but a byte per task saying
         it was seen; then the other tasks' status files STATUS_CHUNK at a time."""
         seen = bytearray(n_tasks)
-        for name in reversed(self.pack_names(run_id)):
+        for name in reversed(current_packs(self.pack_names(run_id))):
             try:
                 lines = _lines(self.backend.iter_bytes(self.pack_key(run_id, name)))
                 for number, line in enumerate(lines):
@@ -940,6 +958,7 @@ class Store:
         return self.run_key(run_id, PACKS, f"{name}.jsonl")
 
     def pack_names(self, run_id: str) -> list[str]:
+        """Every pack of the run, by name; `current_packs` leaves out the ones a later attempt superseded."""
         return sorted(k.rsplit("/", 1)[-1].removesuffix(".jsonl") for k in
                       self.backend.list_files(self.run_key(run_id, PACKS)) if k.endswith(".jsonl"))
 
@@ -973,7 +992,7 @@ class Store:
         cached = self._packs.get(run_id)
         if cached is not None and time.monotonic() - self._packs_listed.get(run_id, -math.inf) < listed_within:
             return cached[1]
-        names = tuple(self.pack_names(run_id))
+        names = tuple(current_packs(self.pack_names(run_id)))
         self._packs_listed[run_id] = time.monotonic()
         if cached is not None and cached[0] == names:
             return cached[1]
@@ -996,7 +1015,7 @@ class Store:
         (a task in two packs: the later one is the truth), each parsed as it arrives: the packs are read
         concurrently and neither they nor their tasks are all held at once (`results` of 100,000 tasks).
         Not cached; `packed` is the cached, typed view."""
-        names = self.pack_names(run_id)
+        names = current_packs(self.pack_names(run_id))
         for name, raw in zip(names, self._read_stream([self.pack_key(run_id, n) for n in names])):
             if raw is not None:
                 yield from self._pack_lines(run_id, name, raw)

@@ -239,8 +239,8 @@ def main() -> int:
     batch_attempt = int(env.get("AWS_BATCH_JOB_ATTEMPT", "1"))
     exit_code = 0
     summary = summary_name(int(env.get("BATCHSWEEP_SUBMISSION", "0")), child, batch_attempt)
-    for attempt in range(1, batch_attempt):  # an earlier attempt's summary is older than what this one runs
-        store.delete_pack(run_id, summary_name(int(env.get("BATCHSWEEP_SUBMISSION", "0")), child, attempt))
+    if batch_attempt > 1:  # an earlier attempt's summary is older than what this one runs: supersede it
+        store.write_pack(run_id, f"{summary}~start", ())  # (store.current_packs; the job role cannot delete)
     finished: dict[int, TaskStatus] = {}
     with tempfile.TemporaryDirectory(prefix="batchsweep-") as tmp:
         scratch = Path(tmp)
