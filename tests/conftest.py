@@ -45,6 +45,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             # the conformance suite's dask engine asks for the cluster while the test runs
             if fixture in getattr(item, "fixturenames", ()) or (fixture == "dask_processes" and engine == "dask"):
                 item.add_marker(pytest.mark.xdist_group(f"{item.nodeid.split('::')[0]}:{fixture}"))
+        # One Slurm cluster per test session: every test that uses it runs on one worker.
+        if "slurm_cluster" in getattr(item, "fixturenames", ()) or engine == "slurm":
+            item.add_marker(pytest.mark.xdist_group("slurm_cluster"))
     if os.environ.get("BATCHSWEEP_IMAGE_TESTS") == "1":
         return
     skip = pytest.mark.skip(reason="builds a real task image: `make test-image`")

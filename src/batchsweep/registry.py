@@ -16,12 +16,13 @@ ENGINES = {
     "local": "batchsweep.engines.local.engine:LocalEngine",
     "aws-batch": "batchsweep.engines.aws_batch:AwsBatchEngine",
     "dask": "batchsweep.engines.dask.engine:DaskEngine",
+    "slurm": "batchsweep.engines.slurm:SlurmEngine",
 }
 
 DEFAULT_BACKEND = "local"  # a spec without `backend:` runs on this machine
 BUILT_IN = tuple(ENGINES)
 # Built-in engines whose block is a field of the spec (`dask: {...}`); others' blocks are under `engines`.
-SPEC_FIELD_BLOCKS = ("dask",)
+SPEC_FIELD_BLOCKS = ("dask", "slurm")
 
 # The engines whose packages come with an extra of batchsweep's (pyproject's optional-dependencies); the others
 # need only batchsweep's own dependencies, or are installed with the package that registers them.

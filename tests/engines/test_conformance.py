@@ -1,5 +1,5 @@
-"""One set of behaviours, every engine: local, Dask (a real scheduler), AWS Batch (moto, containers played here)
-and the toy engine registered from outside the package. A new engine is one more `Harness`.
+"""One set of behaviours, every engine: local, Dask (a real scheduler), AWS Batch (moto, containers played here),
+Slurm (a real one-node cluster) and the toy engine registered from outside the package. A new engine is one more `Harness`.
 
 Each behaviour is checked on the rows `results()` returns and on the store, never on an engine's own report.
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from dask_fixtures import *  # noqa: F401,F403 - the dask_cluster fixture
 from helpers import alive
+from slurm_fixtures import *  # noqa: F401,F403 - the slurm_cluster fixture
 
 import batchsweep
 from batchsweep import cli
@@ -285,7 +286,43 @@ class AwsBatch(Harness):
         return batchsweep.load_run(run.id, store=self.store)
 
 
-@pytest.fixture(params=["local", "serial", "dask", "aws-batch"])
+class Slurm(Harness):
+    """Slurm runs the array tasks whatever happens to the submitter, which returns once they are submitted."""
+
+    name = "slurm"
+    runner_runs_tasks = False
+    block = "backend: slurm\n"
+
+    def kill_runner(self, spec: Path, ready: Callable[[], bool]) -> Run:
+        proc = self.runner_cli(spec)  # `batchsweep run` returns once submitted: killed then, or already gone
+        try:
+            wait_for(lambda: proc.poll() is not None or (self.store / "runs").is_dir()
+                     and any(self.store.glob("runs/*/engine.json")), "the submission")
+        finally:
+            kill_9(proc)
+        wait_for(ready, "the run to get going", timeout=60)
+        (self.marks / "release").touch()
+        return batchsweep.load_run(store=self.store)
+
+    def lose_a_task(self, spec: Path, index: int) -> Run:
+        # kill -9 of the array task's job step (its worker and the task it runs): no status is ever written.
+        run = batchsweep.run(spec, store=self.store, detach=True)
+        wait_for((self.marks / f"{index + 1}.hung").exists, "the task to hang", timeout=60)
+        task = int((self.marks / f"{index + 1}.pid").read_text())
+        worker = int(next(line.split()[1] for line in Path(f"/proc/{task}/status").read_text().splitlines()
+                          if line.startswith("PPid:")))
+        assert "batchsweep.worker" in Path(f"/proc/{worker}/cmdline").read_text()
+        for pid in (worker, task):
+            os.kill(pid, signal.SIGKILL)
+        return self.finish(run)
+
+    def resume(self, run: Run) -> Run:
+        run = self.finish(run)  # `resume` needs the first submission's array tasks gone
+        run.resume(detach=True)
+        return self.finish(run)
+
+
+@pytest.fixture(params=["local", "serial", "dask", "aws-batch", "slurm"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     store = tmp_path / "store"
     if request.param == "local":
@@ -296,6 +333,9 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
     elif request.param == "dask":
         pytest.importorskip("distributed")
         yield Dask(store, request.getfixturevalue("dask_cluster").address)
+    elif request.param == "slurm":
+        request.getfixturevalue("slurm_cluster")
+        yield Slurm(store)
     else:
         request.getfixturevalue("stack")
         yield AwsBatch(store)

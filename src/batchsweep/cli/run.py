@@ -64,7 +64,7 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
 def _spec_options(p: argparse.ArgumentParser, *, set_help: str, max_parallel_help: str) -> None:
     """What `run` and `estimate` take to plan a sweep: the spec and what overrides it."""
     p.add_argument("spec", help="the sweep.yaml")
-    p.add_argument("--backend", help="local | aws-batch | dask (overrides the spec)")
+    p.add_argument("--backend", help="local | aws-batch | dask | slurm (overrides the spec)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override a spec field or param, {set_help} (repeatable)")
     p.add_argument("--max-parallel", type=int, help=f"tasks at once ({max_parallel_help})")
@@ -103,13 +103,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         reuse = _dry_run_reuse(p, args)
         to_run = dataclasses.replace(p, tasks=reuse.to_run(p.tasks)) if reuse is not None else p
         display.print_plan(p, _estimate(to_run, args) if wanted and to_run.tasks else None)
+        preview = p.engine.preview(p.spec, to_run.tasks)
+        if preview:
+            out(f"the {p.spec.backend} engine would submit (the first of its scripts):\n{preview}")
         if reuse is not None and reuse.found:
             out(reuse.line() + ("; the estimate covers the tasks to run" if wanted else ""))
         return 0
-    run = runs.start(p, store=args.store, detach=args.detach, reuse=not args.no_reuse,
+    detach = args.detach or p.engine.detaches
+    run = runs.start(p, store=args.store, detach=detach, reuse=not args.no_reuse,
                      say=lambda line: print(line, file=sys.stderr, flush=True))
     del p  # its tasks are in the store now: a 100,000-task plan is not held while the run is waited for
-    if args.detach:
+    if detach:
         out(run.id)
         out(f"submitted {run.n_tasks} tasks; follow with: batchsweep wait {run.id}")
         return 0
@@ -192,7 +196,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run = catalog.load_run(args.run, store=args.store)
     if run.record.search:
         _quiet_optuna()
-    todo = run.resume(detach=args.detach)
+    detach = args.detach or run.engine.detaches
+    todo = run.resume(detach=detach)
     out(run.id)
     if run.resume_reused is not None and run.resume_reused.found:
         print(f"resume: {run.resume_reused.line()}", file=sys.stderr)
@@ -201,7 +206,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             else "nothing to resume: every task succeeded")
         return 0
     print(f"resuming {len(todo)} of {run.n_tasks} tasks", file=sys.stderr)
-    if args.detach:
+    if detach:
         return 0
     return _wait(run)
 

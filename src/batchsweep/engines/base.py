@@ -221,6 +221,16 @@ class Engine(abc.ABC):
         from the code directory itself): keep the code package in the store, so `rerun` replays the code as it was."""
         return keep_code_package(spec, store, Path(info["code_dir"]))
 
+    # Whether `batchsweep run` returns once the tasks are submitted (`--detach` without asking): the engine's
+    # scheduler runs them and nothing of batchsweep needs to stay alive (`wait` follows from any later shell).
+    detaches: ClassVar[bool] = False
+
+    @classmethod
+    def preview(cls, spec: Spec, tasks: Sequence[Task]) -> str | None:
+        """What a submit of these tasks would hand the engine's scheduler (a batch script), for `run --dry-run`,
+        calling nothing remote. Here: None, nothing to show."""
+        return None
+
     # -- what differs between engines: price, size, where tasks run (optional; the defaults price nothing) ----
     # Whether `estimate_cost` prices the tasks: a dry run then shows the estimate without being asked for it.
     priced: ClassVar[bool] = False

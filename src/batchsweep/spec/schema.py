@@ -336,6 +336,7 @@ class Spec(_Strict):
     backend: str = DEFAULT_BACKEND
     aws: Aws = Aws()
     dask: dict[str, Any] = {}  # the dask engine's block, validated by its settings model
+    slurm: dict[str, Any] = {}  # the slurm engine's block (sbatch options), validated by its settings model
     # The blocks of engines registered from outside the package, by engine name (`k8s: {...}`), each validated by
     # its engine's settings model.
     engines: dict[str, dict[str, Any]] = {}

@@ -506,6 +506,13 @@ class Store:
         return Store.run_key(run_id, "submissions", f"{int(n)}.json")
 
     @staticmethod
+    def engine_file_key(run_id: str, name: str) -> str:
+        """A file the run's engine keeps beside engine.json (a generated batch script, a scheduler's output)."""
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"an engine's file is a plain file name, not {name!r}")
+        return Store.run_key(run_id, "engine", name)
+
+    @staticmethod
     def results_cache_key(run_id: str) -> str:
         """results.parquet: the gathered table, rebuilt on demand."""
         return Store.run_key(run_id, "results.parquet")

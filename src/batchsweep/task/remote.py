@@ -1,4 +1,5 @@
-"""The worker's entry point on a remote machine (an AWS Batch container): `python -m batchsweep.worker`.
+"""The worker's entry point on a remote machine (an AWS Batch container, a Slurm array task):
+`python -m batchsweep.worker`.
 
 Environment (set by the engine at submit; parameters never travel in it, only a pointer to the run):
     BATCHSWEEP_STORE         the store holding the run (s3://BUCKET/PREFIX)
@@ -197,6 +198,8 @@ class InputCache:
     def __init__(self, store: Store, record: RunRecord, scratch: Path) -> None:
         self.store = store
         self.refs: dict[str, ShippedInput] = record.inputs_map or {}
+        # A run on a local store (Slurm: a shared filesystem) ships no inputs: they are read where the spec is.
+        self.shared_dir = Path(record.base_dir) if store.is_local else None
         self.dir = scratch / "inputs"
         self.done: dict[str, Path] = {}
 
@@ -213,6 +216,8 @@ class InputCache:
                 S3Backend(bucket, "").download_tree(key, target)
             else:
                 S3Backend(bucket, "").download(key, target)
+        elif ref not in self.refs and self.shared_dir is not None:
+            return self.shared_dir / ref
         else:
             entry = self.refs[ref]
             if entry.dir:
@@ -235,8 +240,9 @@ def main() -> int:
     registry = ProcessRegistry()
     reaper.become_subreaper()  # a task's setsid descendants come back to this process to be killed
     signal.signal(signal.SIGTERM, lambda *_: registry.cancel_all(SIGTERM_REASON))
-    worker = env.get("AWS_BATCH_JOB_ID", f"child-{child}")
-    batch_attempt = int(env.get("AWS_BATCH_JOB_ATTEMPT", "1"))
+    worker = env.get("AWS_BATCH_JOB_ID") or _slurm_job(env) or f"child-{child}"
+    # Slurm counts requeues (a node failure, preemption) where Batch counts attempts.
+    batch_attempt = int(env.get("AWS_BATCH_JOB_ATTEMPT") or int(env.get("SLURM_RESTART_COUNT") or 0) + 1)
     exit_code = 0
     summary = summary_name(int(env.get("BATCHSWEEP_SUBMISSION", "0")), child, batch_attempt)
     if batch_attempt > 1:  # an earlier attempt's summary is older than what this one runs: supersede it
@@ -261,6 +267,13 @@ def main() -> int:
     if registry.cancelled.is_set():
         return 143
     return exit_code
+
+
+def _slurm_job(env: os._Environ[str]) -> str | None:
+    """`12_3` for Slurm's array task 3 of job 12 (None outside Slurm)."""
+    if env.get("SLURM_ARRAY_JOB_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID', '0')}"
+    return env.get("SLURM_JOB_ID")
 
 
 def _run_tasks(ctx: Any, store: Store, tasks: dict[int, Any], indices: list[int], *, registry: ProcessRegistry,

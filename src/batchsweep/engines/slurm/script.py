@@ -1,0 +1,86 @@
+"""The batch script of one array job, and the sbatch options the spec's `resources:`, `timeout:` and `slurm:`
+block make. A pure function of its inputs: `run --dry-run` shows the same text a submit keeps in the store."""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from batchsweep.engines.slurm.settings import SlurmEngineSettings
+from batchsweep.errors import SpecError
+from batchsweep.task.arrayslice import OFFSET_VAR
+
+if TYPE_CHECKING:
+    from batchsweep.spec.schema import Spec
+
+CHILD_TARGET_S = 180.0  # short tasks are packed into array tasks of about this long (one Python start each)
+
+
+def tasks_per_child(n: int, *, max_parallel: int, tasks_per_job: int | None, task_seconds: float | None) -> int:
+    """How many tasks each array task runs: as asked, else enough to last ~3 minutes when the sweep's median
+    task time is known; with `max_parallel`, at least n / max_parallel (no more array tasks than may run)."""
+    if tasks_per_job:
+        k = tasks_per_job
+    elif task_seconds:
+        k = max(1, int(CHILD_TARGET_S // max(task_seconds, 0.001)))
+    else:
+        k = 1
+    if max_parallel:
+        k = max(k, math.ceil(n / max_parallel))
+    return max(1, min(k, n))
+
+
+def slurm_time(seconds: float) -> str:
+    """Seconds as Slurm's D-HH:MM:SS, rounded up to the minute (Slurm's limits are whole minutes)."""
+    minutes = max(1, math.ceil(seconds / 60))
+    days, minutes = divmod(minutes, 24 * 60)
+    return f"{days}-{minutes // 60:02d}:{minutes % 60:02d}:00"
+
+
+def sbatch_options(spec: Spec, settings: SlurmEngineSettings, *, k: int, timeout_s: float | None) -> list[str]:
+    """The options every array job of the run gets: resources, time, and the `slurm:` block."""
+    r = spec.resources
+    if r.gpus != int(r.gpus):
+        raise SpecError(f"resources.gpus: {r.gpus:g} — Slurm allots whole GPUs; use {max(1, round(r.gpus))}")
+    options = [f"--cpus-per-task={settings.cpus_per_task or max(1, math.ceil(r.vcpus))}",
+               f"--mem={settings.mem or f'{int(r.memory_mib)}M'}"]
+    if settings.gres:
+        options.append(f"--gres={settings.gres}")
+    elif r.gpus:
+        options.append(f"--gres=gpu:{int(r.gpus)}")
+    if settings.time:
+        options.append(f"--time={settings.time}")
+    elif timeout_s:  # a backstop above the worker's own per-attempt timeout, for all k tasks and their retries
+        options.append(f"--time={slurm_time(k * (spec.retries + 1) * (timeout_s + 10) + 120)}")
+    for name in ("partition", "account", "qos", "constraint"):
+        value = getattr(settings, name)
+        if value:
+            options.append(f"--{name}={value}")
+    options += ["--requeue", "--open-mode=append", *settings.extra]
+    return options
+
+
+def _quoted_option(name: str, path: str) -> str:
+    """An #SBATCH option naming a path: sbatch reads double quotes there, never a shell."""
+    if any(c in path for c in "\"\n\r\0"):
+        raise SpecError(f"the store's path {path!r} holds a quote or line break, which an #SBATCH line cannot "
+                        "carry; use a store path without them (--store)")
+    return f'--{name}="{path}"' if any(c.isspace() for c in path) else f"--{name}={path}"
+
+
+def batch_script(*, run_id: str, store_url: str, submission: int, offset: int, size: int, max_parallel: int,
+                 options: Sequence[str], output: str, python: str) -> str:
+    """The script of one array job of `size` children, the first being child `offset` of the submission."""
+    array = f"0-{size - 1}" + (f"%{max_parallel}" if max_parallel else "")
+    lines = ["#!/bin/bash", f"#SBATCH --job-name=batchsweep-{run_id}", f"#SBATCH --array={array}",
+             f"#SBATCH {_quoted_option('output', output)}", *(f"#SBATCH {o}" for o in options), "",
+             "# Each array task runs its slice of the run's tasks (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN",
+             "# + BATCHSWEEP_CHILD_OFFSET) from the code package kept in the store at submit.",
+             f"export BATCHSWEEP_STORE={shlex.quote(store_url)}",
+             f"export BATCHSWEEP_RUN_ID={shlex.quote(run_id)}",
+             f"export BATCHSWEEP_SUBMISSION={int(submission)}",
+             f"export {OFFSET_VAR}={int(offset)}",
+             f"exec {shlex.quote(python)} -m batchsweep.worker", ""]
+    return "\n".join(lines)
