@@ -18,7 +18,7 @@ locked = --build-constraint $(BUILD_LOCK) --constraint $(LOCK)
 # every process the tests start compiles batchsweep's modules again, and __pycache__ never appears beside a script).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup runtime demo test test-image test-newest test-lowest lock lint bench clean chromium image-tools
+.PHONY: setup runtime demo test test-image test-newest test-lowest lock lint bench clean chromium image-tools slurm
 
 # Everything: the package, its extras and the test tooling (what `make test` and `make lint` need).
 setup: $(VENV)/.installed
@@ -67,6 +67,14 @@ image-tools:
 	@command -v podman >/dev/null 2>&1 && command -v buildah >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 \
 	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
 	      podman buildah debootstrap >/dev/null)
+
+# Slurm's daemons and commands for the Slurm engine's tests, which start a one-node cluster of their own (Debian
+# packages; a minute or two to install, so not a prerequisite of `test`: `.ci/run` installs them first, and without
+# them those tests skip, saying so).
+slurm:
+	@command -v sbatch >/dev/null 2>&1 && test -x /usr/sbin/slurmctld && test -x /usr/sbin/slurmd && test -x /usr/sbin/munged \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
+	      slurmctld slurmd slurm-client munge >/dev/null)
 
 demo: runtime
 	$(BIN)/batchsweep run examples/backtest/sweep.yaml --warm

@@ -41,6 +41,7 @@ RUNNING = ("RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING")
 # What a pending array task's reason means to the user, and what to do (`status`, `wait`).
 PENDING_ADVICE = {
     "JobArrayTaskLimit": "held back by max_parallel, as asked",
+    "BeginTime": "it starts at the time --begin names",
     "Priority": "other jobs come first; they start as the cluster frees up",
     "Resources": "waiting for nodes with the requested CPUs/memory/GPUs to free up",
     "QOSMaxJobsPerUserLimit": "your QOS caps jobs per user; they start as yours finish (or lower max_parallel)",

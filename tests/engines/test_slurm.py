@@ -1,0 +1,174 @@
+"""The Slurm engine against a real one-node Slurm cluster (tests/slurm_fixtures.py), through the CLI as a cluster
+user types it: `run` returns once the array is submitted, and later processes follow the run from the store and
+squeue. (The conformance suite, tests/engines/test_conformance.py, covers results, failures, timeouts, retries,
+cancel, a lost array task and resume on `slurm` too.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from slurm_fixtures import *  # noqa: F401,F403 - the slurm_cluster fixture
+
+import batchsweep
+
+TASK = '''
+import argparse, json, os, time
+p = argparse.ArgumentParser()
+p.add_argument("--a", type=int)
+p.add_argument("--wait_for", default="")
+args = p.parse_args()
+while args.wait_for and not os.path.exists(args.wait_for):
+    time.sleep(0.1)
+print(f"a={args.a}", flush=True)
+json.dump({"double": 2 * args.a}, open("metrics.json", "w"))
+'''
+
+
+def project(tmp_path: Path, params: str, extra: str = "") -> Path:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "task.py").write_text(TASK)
+    spec = code / "sweep.yaml"
+    spec.write_text(textwrap.dedent(f"""
+        name: slurmy
+        script: task.py
+        params: {params}
+        backend: slurm
+    """) + extra)
+    return spec
+
+
+def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`batchsweep ARGS` as a process of its own (a shell of the user's), run in the project's directory."""
+    return subprocess.run([sys.executable, "-m", "batchsweep", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "200"})
+
+
+def wait_for(predicate, what: str, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def strays(marker: str) -> list[str]:
+    """Processes naming `marker` (the test's own directory) that Slurm did not start: a batchsweep left behind."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if marker not in cmdline:
+                continue
+            pid, ancestors = int(proc.name), []
+            while pid > 1:  # under a slurmstepd: a job's process, not ours
+                status = Path(f"/proc/{pid}/status").read_text()
+                pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+                ancestors.append(Path(f"/proc/{pid}/comm").read_text().strip())
+        except (OSError, StopIteration):
+            continue
+        if not any(a.startswith("slurmstepd") for a in ancestors):
+            found.append(cmdline)
+    return found
+
+
+def test_run_returns_once_submitted_and_later_shells_follow_a_200_task_sweep_at_4_at_once(tmp_path, slurm_cluster):
+    gate = tmp_path / "go"
+    spec = project(tmp_path, f"{{grid: {{a: {list(range(200))}}}, fixed: {{wait_for: '{gate}'}}}}",
+                   "max_parallel: 4\n")
+    started = cli("run", str(spec), cwd=spec.parent)
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.splitlines()[0]
+    assert f"batchsweep wait {run_id}" in started.stdout
+
+    # The tasks wait on the gate: nothing of batchsweep runs meanwhile but the array tasks Slurm started.
+    assert strays(str(tmp_path)) == []
+    store = spec.parent / ".batchsweep"
+    wait_for(lambda: len(slurm_cluster.squeue()) == 4 and all(" RUNNING " in r for r in slurm_cluster.squeue()),
+             "the four array tasks to run")
+    status = cli("status", run_id, cwd=spec.parent)
+    assert status.returncode == 0, status.stderr
+    assert "4 running (array tasks)" in status.stdout, status.stdout
+    script = (store / "runs" / run_id / "engine" / "s0-0.sh").read_text()
+    assert "#SBATCH --array=0-3%4\n" in script  # 200 tasks packed 50 to an array task, 4 at once
+
+    gate.touch()
+    waited = cli("wait", run_id, cwd=spec.parent, timeout=600)
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    results = cli("results", run_id, "--format", "csv", cwd=spec.parent)
+    rows = [line.split(",") for line in results.stdout.strip().splitlines()]
+    header, rows = rows[0], rows[1:]
+    assert len(rows) == 200
+    got = {int(r[header.index("a")]): (r[header.index("status")], int(r[header.index("double")])) for r in rows}
+    assert got == {a: ("succeeded", 2 * a) for a in range(200)}
+    workers = {r[header.index("worker")] for r in rows}
+    assert len(workers) == 4, workers  # each array task ran its own 50
+    assert slurm_cluster.squeue() == []
+
+
+def test_a_pending_array_shows_slurms_reason_and_cancel_scancels_it(tmp_path, slurm_cluster):
+    spec = project(tmp_path, "{grid: {a: [1, 2, 3]}}", "slurm: {extra: [--begin=now+1hour]}\n")
+    started = cli("run", str(spec), cwd=spec.parent)
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.splitlines()[0]
+    wait_for(lambda: "BeginTime" in "".join(slurm_cluster.squeue()), "Slurm to hold the array until its begin time")
+    status = cli("status", run_id, cwd=spec.parent)
+    assert "array task(s) pending (BeginTime): it starts at the time --begin names" in status.stdout, status.stdout
+
+    cancelled = cli("cancel", run_id, cwd=spec.parent)
+    assert cancelled.returncode == 0, cancelled.stderr
+    wait_for(lambda: slurm_cluster.squeue() == [], "scancel to end the array")
+    run = batchsweep.load_run(run_id, store=spec.parent / ".batchsweep")
+    assert set(run.results()["status"]) == {"cancelled"}
+
+
+def test_dry_run_shows_the_batch_script_with_resources_time_and_the_block(tmp_path):
+    spec = project(tmp_path, "{grid: {a: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}}", textwrap.dedent("""
+        resources: {vcpus: 1.5, memory_mib: 1024, gpus: 1}
+        timeout: 1m
+        retries: 1
+        max_parallel: 3
+        slurm: {partition: gpu, account: lab, qos: short, constraint: a100, extra: [--mail-type=END]}
+    """))
+    shown = cli("run", str(spec), "--dry-run", cwd=spec.parent)
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    # 10 tasks at most 3 at once: 4 to an array task, 3 array tasks; each has 4 tasks x 2 attempts x (60 + 10) s
+    # + 120 s = 680 s of time, rounded up to the minute.
+    for line in ("#SBATCH --array=0-2%3", "#SBATCH --cpus-per-task=2", "#SBATCH --mem=1024M", "#SBATCH --gres=gpu:1",
+                 "#SBATCH --time=0-00:12:00", "#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --qos=short",
+                 "#SBATCH --constraint=a100", "#SBATCH --mail-type=END",
+                 f"exec {sys.executable} -m batchsweep.worker"):
+        assert f"\n{line}\n" in out, (line, out)
+    assert not (spec.parent / ".batchsweep" / "runs").exists(), "a dry run wrote a run"
+
+
+@pytest.mark.parametrize(("block", "says"), [
+    ("slurm: {partiton: debug}", "slurm.partiton"),
+    ("slurm: {time: soon}", "'soon' is not a Slurm time"),
+    ("slurm: {extra: ['--array=0-9']}", "batchsweep sets --array itself"),
+    ("slurm: {extra: ['--comment=a b']}", "one `--name=value`"),
+])
+def test_a_bad_slurm_block_is_one_line_and_exit_2_with_nothing_written(tmp_path, block, says):
+    spec = project(tmp_path, "{grid: {a: [1]}}", block + "\n")
+    refused = cli("run", str(spec), cwd=spec.parent)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert says in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert not (spec.parent / ".batchsweep" / "runs").exists()
+
+
+def test_a_partition_the_cluster_lacks_is_refused_before_anything_is_written(tmp_path, slurm_cluster):
+    spec = project(tmp_path, "{grid: {a: [1]}}", "slurm: {partition: nosuch}\n")
+    refused = cli("run", str(spec), cwd=spec.parent)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "invalid partition" in refused.stderr.lower() and "slurm" in refused.stderr, refused.stderr
+    assert not list((spec.parent / ".batchsweep").glob("runs/*/run.json"))
+    assert slurm_cluster.squeue() == []
