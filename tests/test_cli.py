@@ -145,3 +145,20 @@ def test_status_names_the_params_of_each_failed_task_it_shows(tmp_path: Path, ca
     out = capsys.readouterr().out
     (row,) = [line for line in out.splitlines() if "failing on purpose" in line]
     assert row.split()[:2] == ["3", "failed"] and row.split()[-2:] == ["a=4", "fail_on=4"]
+
+
+def test_a_run_is_named_by_any_unique_part_of_its_id(tmp_path: Path, capsys) -> None:
+    store, first = two_runs(tmp_path)
+    second = batchsweep.load_run(store=store).id
+    capsys.readouterr()
+    suffix = first.rsplit("-", 1)[1]  # the short part after the date, as a user copies it
+    if suffix in second:  # two random suffixes sharing 4 hex digits: the test's premise does not hold
+        pytest.skip("both runs drew the same suffix")
+    assert cli.main(["logs", suffix, "2", "--store", store]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "30"
+    assert batchsweep.load_run(first[:-2], store=store).id == first  # a prefix still names it
+    assert cli.main(["logs", "latest-", "2", "--store", store]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ambiguous" in err[0] and first in err[0] and second in err[0]
+    assert cli.main(["logs", "zz9", "2", "--store", store]) == 2
+    assert "not found" in capsys.readouterr().err

@@ -17,7 +17,7 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
                    "run without --yes), then the code packages and inputs no remaining run uses; compact: pack a "
                    "finished local run's per-task statuses and metrics into one file (logs kept; the latest run "
                    "without RUN)")
-    p.add_argument("ids", nargs="*", metavar="RUN", help="with rm: run ids or unique prefixes; with compact: one run")
+    p.add_argument("ids", nargs="*", metavar="RUN", help="with rm: run ids or unique parts of them; with compact: one run")
     p.add_argument("--yes", action="store_true", help="with rm: delete (without it, only say what would go)")
     p.set_defaults(func=cmd_runs)
 

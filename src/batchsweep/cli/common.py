@@ -17,7 +17,7 @@ def out(text: str = "") -> None:
 
 def latest_run_argument(p: argparse.ArgumentParser) -> None:
     """The optional RUN of the commands that read one run: the latest when not given."""
-    p.add_argument("run", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    p.add_argument("run", nargs="?", help="run id or a unique part of one (default: the latest run)")
 
 
 def run_or_sweep(args: argparse.Namespace, command: str) -> tuple[Run, SweepHistory | None]:

@@ -40,7 +40,7 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
     p = sub.add_parser("logs", parents=[store], help="a task's output",
                        usage="%(prog)s [-h] [--store PATH] [--stderr] [--follow] [RUN] TASK")
     p.add_argument("ids", nargs="+", metavar="[RUN] TASK",
-                   help="run id or a unique prefix (default: the latest run), then the task index: "
+                   help="run id or a unique part of one (default: the latest run), then the task index: "
                         "`logs 7` is task 7 of the latest run")
     p.add_argument("--stderr", action="store_true", help="stderr instead of stdout")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the task ends")
@@ -58,13 +58,13 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("diff", parents=[store], help="what changed between two runs and which tasks' metrics moved")
-    p.add_argument("run_a", metavar="RUN_A", help="the earlier run (id or a unique prefix)")
-    p.add_argument("run_b", metavar="RUN_B", help="the later run (id or a unique prefix)")
+    p.add_argument("run_a", metavar="RUN_A", help="the earlier run (id or a unique part of one)")
+    p.add_argument("run_b", metavar="RUN_B", help="the later run (id or a unique part of one)")
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("rerun", parents=[store],
                        help="replay one task of any run (local or AWS) here, in the foreground, to debug it")
-    p.add_argument("run", metavar="RUN", help="run id or a unique prefix")
+    p.add_argument("run", metavar="RUN", help="run id or a unique part of one")
     p.add_argument("task", metavar="TASK", type=int, help="the task's index")
     p.add_argument("--dir", metavar="D", help="recreate the task's directory here (default: a new temporary one)")
     p.add_argument("--shell", action="store_true",

@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args[:1] == ["play"]:
         parser = argparse.ArgumentParser(prog="python -m batchsweep.emulator play")
-        parser.add_argument("run", help="the run id (or a unique prefix)")
+        parser.add_argument("run", help="the run id (or a unique part of one)")
         parser.add_argument("--image", help="play each child inside this locally built image (buildah, chroot)")
         parser.add_argument("--parallel", type=int, default=4, help="children at once (default 4)")
         parser.add_argument("--store", help="the local store that knows the run (default: BATCHSWEEP_STORE or ./.batchsweep)")

@@ -1,4 +1,4 @@
-"""Finding runs in a store: list them, open one by id, unique prefix or "the latest", following the local
+"""Finding runs in a store: list them, open one by id, any unique part of one or "the latest", following the local
 pointer of a run whose store is remote (S3).
 """
 
@@ -72,19 +72,29 @@ def list_runs(*, store: Store | str | None = None) -> list[RunEntry]:
 
 
 def load_run(run_id: str | None = None, *, store: Store | str | None = None) -> Run:
-    """A run by id (or a unique prefix of one); the latest run when run_id is None."""
+    """A run by id (or any unique part of one: `match_run_id`); the latest run when run_id is None."""
     local = store if isinstance(store, Store) else Store.open(store)
     if run_id is None:
         entries = [e for e in list_runs(store=local) if not e.damaged]
         if not entries:
             raise RunNotFound(f"no runs in store {local.url}; start one with `batchsweep run sweep.yaml`")
         return open_run(local, entries[-1].run_id)
-    ids = local.run_ids()
-    if run_id not in ids:
-        matches = [i for i in ids if i.startswith(run_id)] if run_id else []
-        if len(matches) > 1:
-            raise RunNotFound(f"run id {run_id!r} is ambiguous: {', '.join(sorted(matches)[:5])}; give more of it")
-        if not matches:  # only ids the store lists: never a path (`../../x`) read as a run
-            raise RunNotFound(f"run {run_id!r} not found in store {local.url}; `batchsweep runs` lists the runs")
-        run_id = matches[0]
-    return open_run(local, run_id)
+    return open_run(local, match_run_id(run_id, local.run_ids(), local.url))
+
+
+def match_run_id(given: str, ids: list[str], where: str) -> str:
+    """The one id of `ids` that `given` names: the id itself, else the one it begins, else the one it is part of
+    (`828a`, the suffix after the date, names `mlp-20261207-040512-828a`); RunNotFound in one line listing the
+    candidates when it names several, or none. Only ids the store lists: never a path (`../../x`) read as a run."""
+    if given in ids:
+        return given
+    within = sorted(i for i in ids if given in i) if given else []
+    prefixed = [i for i in within if i.startswith(given)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    if len(within) == 1:
+        return within[0]
+    if within:
+        shown = ", ".join(within[:10]) + (f" and {len(within) - 10} more" if len(within) > 10 else "")
+        raise RunNotFound(f"run id {given!r} is ambiguous: it names {len(within)} runs ({shown}); give more of it")
+    raise RunNotFound(f"run {given!r} not found in store {where}; `batchsweep runs` lists the runs")
