@@ -162,3 +162,24 @@ def test_a_run_is_named_by_any_unique_part_of_its_id(tmp_path: Path, capsys) -> 
     assert len(err) == 1 and "ambiguous" in err[0] and first in err[0] and second in err[0]
     assert cli.main(["logs", "zz9", "2", "--store", store]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_diff_shows_spec_changes_as_the_spec_writes_them(tmp_path: Path, capsys) -> None:
+    store = str(tmp_path / "store")
+    runs = []
+    for extra in ("", "metrics: {stdout: 'loss=(?P<loss>[-0-9.]+)'}, retries: 2"):
+        spec = write_spec(tmp_path, f"""
+            name: diffed
+            script: {SCRIPTS / 'prints_result.py'}
+            params: {{grid: {{var_a: [1, 2]}}, fixed: {{var_b: 1, save_name: "s{{var_a}}"}}}}
+            {extra.replace(", ", chr(10) + " " * 12)}
+        """)
+        runs.append(batchsweep.run(spec, store=store, progress=False).id)
+    capsys.readouterr()
+    assert cli.main(["diff", *runs, "--store", store]) == 0
+    out = capsys.readouterr().out.splitlines()
+    spec = out[out.index("spec         changed") + 1:]
+    assert spec[:2] == ["  metrics: metrics.json -> {stdout: 'loss=(?P<loss>[-0-9.]+)', match: last}",
+                        "  retries: 0 -> 2"], out
+    assert "  task 1 {\"save_name\": \"s2\", \"var_a\": 2, \"var_b\": 1}: loss (none) -> 1" in out
+    assert not [line for line in out if "None" in line]

@@ -33,6 +33,36 @@ def _changed(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return [f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
 
 
+def _yaml_value(value: Any) -> str:
+    """A value as the spec's YAML writes it (`last`, `[1, 2]`, `{min: 0.1}`); unset as `(not set)`."""
+    if value is None:
+        return "(not set)"
+    import yaml
+
+    def written(v: Any) -> Any:  # unset keys are not written in a spec
+        if isinstance(v, dict):
+            return {k: written(x) for k, x in v.items() if x is not None}
+        return [written(x) for x in v] if isinstance(v, list) else v
+
+    text = yaml.safe_dump(written(value), default_flow_style=True, sort_keys=False, width=10**6).strip()
+    return text[:-4].rstrip() if text.endswith("\n...") else text
+
+
+def _spec_changes(a: dict[str, Any], b: dict[str, Any], depth: int = 1) -> list[str]:
+    """The spec's changed keys nested as in its YAML (`metrics:` then `  match: first -> last`), each change
+    `A's value -> B's value`; a key that is a mapping on one side only shows both values whole."""
+    lines: list[str] = []
+    for key in sorted(set(a) | set(b), key=str):
+        x, y = a.get(key), b.get(key)
+        if x == y:
+            continue
+        if isinstance(x, dict) and isinstance(y, dict):
+            lines += ["  " * depth + f"{key}:", *_spec_changes(x, y, depth + 1)]
+        else:
+            lines.append("  " * depth + f"{key}: {_yaml_value(x)} -> {_yaml_value(y)}")
+    return lines
+
+
 def diff(a: Run, b: Run, *, tolerance: float = 1e-9) -> list[str]:
     ra_, rb_ = a.record, b.record
     lines = [f"A {a.id} ({ra_.created})", f"B {b.id} ({rb_.created})"]
@@ -46,9 +76,10 @@ def diff(a: Run, b: Run, *, tolerance: float = 1e-9) -> list[str]:
     lines.append("environment  " + ("same" if not env else "changed"))
     lines += [f"  {line}" for line in env]
     sa, sb = ra_.spec_json(), rb_.spec_json()
-    spec = _changed({k: v for k, v in sa.items() if k not in _SPEC_SKIP}, {k: v for k, v in sb.items() if k not in _SPEC_SKIP})
+    spec = _spec_changes({k: v for k, v in sa.items() if k not in _SPEC_SKIP},
+                         {k: v for k, v in sb.items() if k not in _SPEC_SKIP})
     lines.append("spec         " + ("same" if not spec else "changed"))
-    lines += [f"  {line}" for line in spec]
+    lines += spec
 
     ta = {_params_id(t.params): t for t in a.tasks()}
     tb = {_params_id(t.params): t for t in b.tasks()}
@@ -70,12 +101,16 @@ def diff(a: Run, b: Run, *, tolerance: float = 1e-9) -> list[str]:
     moved = []
     for p in both:
         x, y = rows_a.get(p, {}), rows_b.get(p, {})
-        changes = [f"{m} {x.get(m)} -> {y.get(m)}" for m in metrics if not _same(x.get(m), y.get(m), tolerance)]
+        changes = [f"{m} {_shown(x.get(m))} -> {_shown(y.get(m))}" for m in metrics if not _same(x.get(m), y.get(m), tolerance)]
         if changes:
             moved.append(f"  task {tb[p].index} {p}: " + ", ".join(changes))
     lines.append(f"metrics      {len(moved)} of {len(both)} matched tasks moved")
     lines += moved[:50] + ([f"  ... {len(moved) - 50} more"] if len(moved) > 50 else [])
     return lines
+
+
+def _shown(v: Any) -> str:
+    return "(none)" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
 
 def _same(x: Any, y: Any, tolerance: float) -> bool:
