@@ -183,3 +183,24 @@ def test_diff_shows_spec_changes_as_the_spec_writes_them(tmp_path: Path, capsys)
                         "  retries: 0 -> 2"], out
     assert "  task 1 {\"save_name\": \"s2\", \"var_a\": 2, \"var_b\": 1}: loss (none) -> 1" in out
     assert not [line for line in out if "None" in line]
+
+
+def test_csv_and_parquet_exports_give_times_as_times(tmp_path: Path, capsys) -> None:
+    import csv
+    import re
+    from datetime import datetime
+
+    import pandas as pd
+
+    store, first = two_runs(tmp_path)
+    epoch = batchsweep.load_run(first, store=store).results()["started_at"].tolist()
+    assert cli.main(["results", first, "--store", store, "-o", str(tmp_path / "r.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "r.csv").open()))
+    iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00"
+    assert all(re.fullmatch(iso, row["started_at"]) and re.fullmatch(iso, row["ended_at"]) for row in rows), rows
+    assert [datetime.fromisoformat(row["started_at"]).timestamp() for row in rows] == pytest.approx(epoch, abs=1e-3)
+    assert cli.main(["results", first, "--store", store, "-o", str(tmp_path / "r.parquet")]) == 0
+    df = pd.read_parquet(tmp_path / "r.parquet")
+    assert str(df["started_at"].dtype).startswith("datetime64") and str(df["started_at"].dt.tz) == "UTC"
+    assert [t.timestamp() for t in df["ended_at"]] == pytest.approx(
+        batchsweep.load_run(first, store=store).results()["ended_at"].tolist(), abs=1e-3)

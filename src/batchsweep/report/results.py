@@ -264,6 +264,7 @@ def sort_best_first(df: pd.DataFrame, key: str, *, ascending: bool | None = None
 
 def export(df: pd.DataFrame, fmt: str, path: str | os.PathLike[str] | None) -> str | None:
     """Write the table as csv/json/parquet (to path) or return it as text. `table` is the CLI's business."""
+    df = _times_as_dates(df, text=fmt == "csv")
     if fmt == "parquet":
         if path is None:
             raise ValueError("parquet needs -o FILE")
@@ -279,6 +280,25 @@ def export(df: pd.DataFrame, fmt: str, path: str | os.PathLike[str] | None) -> s
             out.writelines(parts)
         return None
     return "".join(parts)
+
+
+TIME_COLUMNS = ("started_at", "ended_at")  # seconds since the epoch in the table the API returns
+
+
+def _times_as_dates(df: pd.DataFrame, *, text: bool) -> pd.DataFrame:
+    """The table with its epoch-second columns as times a reader of the file sees as times: ISO-8601 text with its
+    time zone (UTC, `2026-12-07T04:10:00.123456+00:00`) for CSV, datetime columns in UTC for Parquet; JSON keeps
+    the numbers."""
+    import pandas as pd
+
+    times = [c for c in TIME_COLUMNS if c in df.columns and df[c].dtype.kind in "iuf"]
+    if not times:
+        return df
+    out = df.copy()
+    for name in times:
+        when = pd.to_datetime(out[name], unit="s", utc=True)
+        out[name] = when.map(lambda t: None if pd.isna(t) else t.isoformat()).astype("string") if text else when
+    return out
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
