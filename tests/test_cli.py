@@ -204,3 +204,18 @@ def test_csv_and_parquet_exports_give_times_as_times(tmp_path: Path, capsys) -> 
     assert str(df["started_at"].dtype).startswith("datetime64") and str(df["started_at"].dt.tz) == "UTC"
     assert [t.timestamp() for t in df["ended_at"]] == pytest.approx(
         batchsweep.load_run(first, store=store).results()["ended_at"].tolist(), abs=1e-3)
+
+
+def test_dry_run_command_lines_start_in_one_column_past_task_10(tmp_path: Path, capsys) -> None:
+    spec = write_spec(tmp_path, f"""
+        name: aligned
+        script: {SCRIPTS / 'prints_result.py'}
+        params: {{grid: {{var_a: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]}}, fixed: {{var_b: 1, save_name: s}}}}
+    """)
+    capsys.readouterr()
+    assert cli.main(["run", str(spec), "--dry-run", "--store", str(tmp_path / "store")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    lines = out[next(i for i, line in enumerate(out) if line.startswith("command lines")) + 1:][:12]
+    starts = {line.index("python") for line in lines if "python" in line}
+    assert len(lines) == 12 and len(starts) == 1, lines
+    assert lines[0].startswith("   0  ") and lines[11].startswith("  11  ")

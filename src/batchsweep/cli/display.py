@@ -111,8 +111,10 @@ def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
         if dropped:
             console.print(f"not shown, too wide for {console.width} columns: {', '.join(dropped)}", markup=False)
         console.print(f"command lines (in {p.record.code_dir}):", markup=False)
-        for task in p.tasks if len(p.tasks) <= PLAN_ROWS else [*p.tasks[: PLAN_ROWS - 3], None, *p.tasks[-2:]]:
-            console.print("  …" if task is None else f"  {task.index}  {plan_command(p, task)}", markup=False)
+        listed = p.tasks if len(p.tasks) <= PLAN_ROWS else [*p.tasks[: PLAN_ROWS - 3], None, *p.tasks[-2:]]
+        digits = max((len(str(t.index)) for t in listed if t is not None), default=1)  # commands start in one column
+        for task in listed:
+            console.print("  …" if task is None else f"  {task.index:>{digits}}  {plan_command(p, task)}", markup=False)
         count = f"{len(p.tasks)} tasks"
     console.print(
         f"{count} · backend {p.spec.backend} · {r.vcpus:g} vCPU, {r.memory_mib} MiB each · "
