@@ -303,9 +303,11 @@ def test_status_and_report_show_what_stopping_saved_and_the_curves(tmp_path, cap
     line = next(li for li in out.splitlines() if li.startswith("stopping"))
     import statistics
 
+    from batchsweep.text import duration
+
     full = statistics.median(s.duration_s for i, s in statuses.items() if i not in BAD)
     saved = sum(full - statuses[i].duration_s for i in BAD)
-    assert "median rule on val_loss (minimize) · 2 pruned" in line and f"~{saved:.1f} s of task time saved" in line
+    assert "median rule on val_loss (minimize) · 2 pruned" in line and f"~{duration(saved)} of task time saved" in line
     report = tmp_path / "r.html"
     assert cli.main(["report", run.id, "-o", str(report), "--store", str(tmp_path / "store")]) == 0
     html = report.read_text()

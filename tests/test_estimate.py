@@ -184,9 +184,14 @@ def test_an_invalid_fargate_size_is_bad_input_in_an_estimate_too(tmp_path: Path,
 def test_status_shows_compute_time_after_a_local_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = tmp_path / "store"
     run = batchsweep.run(write_spec(tmp_path, grid="{a: [1, 2], sleep: [0.1]}"), store=store, progress=False)
-    total = run.results()["duration_s"].sum()
+    from batchsweep.text import duration
+
+    took = run.results()["duration_s"]
     out = cli_out(capsys, "status", run.id, "--store", str(store))
-    assert f"compute  {total:.1f} s of task time (sum of task durations)" in out
+    assert f"compute  {duration(took.sum())} of task time (sum of task durations), longest {duration(took.max())}" in out
+    assert "0.0 s" not in out
+    # Tasks shorter than a second measure the interpreter starting, not a size to reserve: no advice.
+    assert took.max() < 1 and not [line for line in out.splitlines() if line.startswith("size")], out
     assert "cost" not in out  # a local run has no bill to estimate
 
 

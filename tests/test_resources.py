@@ -324,7 +324,7 @@ def test_status_of_a_local_run_that_reserved_far_more_than_it_used_suggests_the_
     spec = write_spec(tmp_path, f"""
         name: oversized
         script: {PROBE}
-        params: {{grid: {{i: [0, 1]}}, fixed: {{alloc_mib: 50, hold: 0.6}}}}
+        params: {{grid: {{i: [0, 1]}}, fixed: {{alloc_mib: 50, hold: 1.1}}}}
         metrics: {{stdout: last}}
         resources: {{vcpus: 2, memory_mib: 4096}}
     """)

@@ -23,7 +23,7 @@ SRC = ROOT / "src" / "batchsweep"
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [
-    (None, "–"), (math.nan, "–"), (math.inf, "–"), (0, "0.0 s"), (12.34, "12.3 s"), (59.9, "59.9 s"),
+    (None, "–"), (math.nan, "–"), (math.inf, "–"), (0, "0 s"), (0.0004, "< 0.001 s"), (0.0234, "0.023 s"), (0.4, "0.4 s"), (1, "1.0 s"), (12.34, "12.3 s"), (59.9, "59.9 s"),
     (60, "1m 00s"), (125.4, "2m 05s"), (3599.4, "59m 59s"), (3600, "1h 00m"), (5400, "1h 30m"), (90061, "25h 01m"),
 ])
 def test_a_duration_is_written_one_way(seconds: float | None, shown: str) -> None:

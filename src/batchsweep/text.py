@@ -10,9 +10,12 @@ from batchsweep.model import STATE_NAMES
 
 
 def duration(seconds: float | None) -> str:
-    """`42.0 s`, `2m 05s`, `1h 02m`; `–` when unknown (None or NaN)."""
+    """`0.023 s`, `42.0 s`, `2m 05s`, `1h 02m`; `–` when unknown (None or NaN). Under a second to two
+    significant digits, so a 20 ms task is not `0.0 s` beside a 0.4 s total."""
     if seconds is None or not math.isfinite(seconds):
         return "–"
+    if seconds < 1:
+        return "0 s" if seconds <= 0 else "< 0.001 s" if seconds < 0.001 else f"{seconds:.2g} s"
     if seconds < 60:
         return f"{seconds:.1f} s"
     m, s = divmod(int(round(seconds)), 60)

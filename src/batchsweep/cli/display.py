@@ -269,8 +269,8 @@ def print_status(run: Run) -> None:
     console.print("tasks    " + state_counts(counts) + f" (of {run.n_tasks})")
     durations = [s.duration_s for s in statuses.values() if s.duration_s is not None]
     if durations:
-        console.print(f"compute  {sum(durations):.1f} s of task time (sum of task durations), "
-                      f"longest {max(durations):.1f} s")
+        console.print(f"compute  {duration(sum(durations))} of task time (sum of task durations), "
+                      f"longest {duration(max(durations))}")
         from batchsweep.report.cost import container_seconds, cost_summary, run_cost
 
         cost = run_cost(record, durations, containers_s=container_seconds(
@@ -346,7 +346,7 @@ def stop_line(run: Run, statuses: dict[int, TaskStatus], stop: Stop) -> str:
     saved = saved_seconds(statuses)
     if saved is None:
         return f"{text} · {pruned} pruned"
-    text += f" · {saved[1]} pruned · ~{saved[0]:.1f} s of task time saved (a pruned task would have run about as " \
+    text += f" · {saved[1]} pruned · ~{duration(saved[0])} of task time saved (a pruned task would have run about as " \
             "long as the median full task)"
     from batchsweep.report.cost import run_cost
 

@@ -105,10 +105,13 @@ class RightSize:
                 f"run at once {self.where} (`run --right-size` applies it)")
 
 
+MIN_MEASURED_S = 1.0  # a task shorter than this is mostly the interpreter starting: its use says nothing of a size
+
+
 def peak_use(usage: Usage) -> tuple[float, float] | None:
     """The most memory (MiB) and vCPUs (CPU time over duration) any task used, from (peak_rss_mib, cpu_s,
-    duration_s) of succeeded tasks; None when none ran long enough to tell."""
-    measured = [(rss, cpu / dur) for rss, cpu, dur in usage if dur > 0]
+    duration_s) of succeeded tasks that ran at least MIN_MEASURED_S; None when none ran long enough to tell."""
+    measured = [(rss, cpu / dur) for rss, cpu, dur in usage if dur >= MIN_MEASURED_S]
     if not measured:
         return None
     return max(m for m, _ in measured), max(v for _, v in measured)
