@@ -120,3 +120,24 @@ def test_a_script_that_logs_to_mlflow_gets_the_mlflow_rule(project: Path) -> Non
     # The commented-out example input is valid YAML once uncommented (a bare {symbol} in a flow list is not).
     line = next(line for line in plain.splitlines() if line.startswith("# inputs:"))
     assert yaml.safe_load(line.removeprefix("# ").split("   ")[0]) == {"inputs": ["data/{symbol}.csv"]}
+
+
+def test_the_starters_comment_names_the_file_written(project: Path) -> None:
+    assert init("target.py", "-o", "init.yaml") == 0
+    text = (project / "init.yaml").read_text()
+    assert "batchsweep run init.yaml" in text and "sweep.yaml" not in text
+    (project / "sweeps").mkdir()
+    assert init("target.py", "-o", "sweeps/my sweep.yaml") == 0
+    assert "batchsweep run 'sweeps/my sweep.yaml'" in (project / "sweeps" / "my sweep.yaml").read_text()
+
+
+def test_init_help_names_every_kind_of_script_it_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    top = " ".join(capsys.readouterr().out.split())
+    assert "an existing argparse script" not in top
+    assert "init write a starter sweep.yaml from a script's command line (argparse, optparse, click" in top
+    with pytest.raises(SystemExit):
+        cli.main(["init", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "click, typer, fire, Hydra" in help_text and "the argparse script" not in help_text

@@ -54,8 +54,10 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
     latest_run_argument(p)
     p.set_defaults(func=cmd_cancel)
 
-    p = sub.add_parser("init", help="write a starter sweep.yaml for an existing argparse script")
-    p.add_argument("script", help="the argparse script whose flags become params")
+    about = ("write a starter sweep.yaml from a script's command line (argparse, optparse, click, typer, fire, "
+             "Hydra) or what it reads (env, a params file, globals)")
+    p = sub.add_parser("init", help=about, description=about[0].upper() + about[1:] + ".")
+    p.add_argument("script", help="the Python script whose options become params")
     p.add_argument("-o", "--output", default=None, help="where to write (default: sweep.yaml beside the script)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=cmd_init)

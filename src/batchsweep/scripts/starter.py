@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import re
+import shlex
 from pathlib import Path
 
 from batchsweep.errors import SpecError
@@ -172,5 +173,8 @@ def write_starter(script: str, *, output: str | None = None, force: bool = False
         raise SpecError(f"{target} already exists; pass --force to overwrite or -o another.yaml")
     text = starter_text(path.resolve())
     relative = os.path.relpath(path.resolve(), target.resolve().parent)
-    target.write_text(text.replace(f"script: {json.dumps(path.name)}", f"script: {json.dumps(relative)}", 1))
+    text = text.replace(f"script: {json.dumps(path.name)}", f"script: {json.dumps(relative)}", 1)
+    # the comment names the file written, as the user would type it from here
+    text = text.replace("then: batchsweep run sweep.yaml", f"then: batchsweep run {shlex.quote(str(target))}", 1)
+    target.write_text(text)
     return target
