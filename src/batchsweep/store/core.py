@@ -21,104 +21,54 @@
     <store>/index/<k[:2]>/<key>/<run_id>~<i>  the same on S3: an empty object per succeeded task (a local store
                                              written before 0.x had these too: moved into the .tsv when next read)
 
-No other module assembles these paths: each has a named method here (`runner_key`, `task_log_key`, ...), and
-tests/test_store_layout.py fails when a store file name appears as a literal anywhere else in the package. Two backends implement a handful of blob operations:
-`LocalBackend` (temp file + rename) and `S3Backend` (in `batchsweep.aws.s3store`).
+No other module assembles these paths: each has a named method in `Layout` (store/layout.py: `runner_key`,
+`task_log_key`, ...), which `Store` is, and tests/test_store_layout.py fails when a store file name appears as
+a literal anywhere else in the package. Two backends implement a handful of blob operations (`Backend`):
+`LocalBackend` (store/local.py: temp file + rename) and `S3Backend` (`batchsweep.aws.s3store`).
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import logging
 import math
-import operator
 import os
 import re
 import shutil
-import stat
-import tempfile
 import time
 from collections.abc import Callable, Container, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 from batchsweep.errors import RunDamaged, RunNotFound
-from batchsweep.files import regular_files
-from batchsweep.model import State, Task, TaskStatus, inside
+from batchsweep.model import State, Task, TaskStatus
 from batchsweep.store import index as indexfile
+from batchsweep.store.layout import CODE_PREFIX as CODE_PREFIX
+from batchsweep.store.layout import INPUTS_PREFIX as INPUTS_PREFIX
+from batchsweep.store.layout import PACKS as PACKS
+from batchsweep.store.layout import SEARCH_JOURNAL as SEARCH_JOURNAL
+from batchsweep.store.layout import TASK_FILES as TASK_FILES
+from batchsweep.store.layout import Layout
+from batchsweep.store.layout import TaskDir as TaskDir
+from batchsweep.store.layout import valid_run_id as valid_run_id
+from batchsweep.store.local import FILE_MODE as FILE_MODE
+from batchsweep.store.local import LocalBackend as LocalBackend
+from batchsweep.store.local import OutsideStore as OutsideStore
+from batchsweep.store.local import _lines, _write_temp
 
 log = logging.getLogger(__name__)
 DEFAULT_STORE = ".batchsweep"
 STORE_MARKER = ".batchsweep-store"  # at a local store's root: a code directory that holds a store leaves it out
 
 
-class TaskDir:
-    """A task's directory on this machine: the store's `runs/<id>/tasks/<i>/` on a local store, or the scratch
-    directory a remote worker fills and uploads whole. The names of its files live here and nowhere else."""
-
-    STATUS = "status.json"  # written last: a task without it did not finish
-    METRICS = "metrics.json"
-    SERIES = "metrics.jsonl"  # the task's metrics step by step (`batchsweep.task.series`)
-    STDOUT = "stdout.log"
-    STDERR = "stderr.log"
-    OUTPUTS = "outputs"  # the kept files
-    WORK = "work"  # the task's working directory while it runs (never uploaded)
-    PARAMS = "params.json"  # params too large for the environment (BATCHSWEEP_PARAMS_FILE)
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def __repr__(self) -> str:
-        return f"TaskDir({str(self.root)!r})"
-
-    @staticmethod
-    def log_name(stderr: bool = False) -> str:
-        return TaskDir.STDERR if stderr else TaskDir.STDOUT
-
-    def log(self, stderr: bool = False) -> Path:
-        return self.root / self.log_name(stderr)
-
-    @property
-    def status(self) -> Path:
-        return self.root / self.STATUS
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / self.METRICS
-
-    @property
-    def series(self) -> Path:
-        return self.root / self.SERIES
-
-    @property
-    def outputs(self) -> Path:
-        return self.root / self.OUTPUTS
-
-    @property
-    def work(self) -> Path:
-        return self.root / self.WORK
-
-    @property
-    def params(self) -> Path:
-        return self.root / self.PARAMS
-
-
-TASK_FILES = (TaskDir.METRICS, TaskDir.STDOUT, TaskDir.STDERR)
-CODE_PREFIX = "code"  # code/<sha256>.tar.gz
-INPUTS_PREFIX = "inputs"  # inputs/<sha256>/<name>
-SEARCH_JOURNAL = "study.journal"  # a search's Optuna journal in the run's directory (new runs; run.json names it)
-PACKS = "packs"
 # Tasks that no pack covers are read one by one up to this many; beyond it the run's tasks/ prefix is listed
 # (1 LIST per 1,000 keys on S3) and only the status files found are read.
 PACK_GAP_GETS = 2000
 STATUS_CHUNK = 5000  # status files read at a time by `Store.iter_statuses`
 PACKS_LISTED_WITHIN_S = 2.0  # a task's status looked up alone reuses a listing of the packs this recent
 PARALLEL_READS = 32  # S3 requests in flight when many small objects are read (the client's pool holds as many)
-_TASK_NAMES = frozenset({TaskDir.STATUS, TaskDir.METRICS, TaskDir.SERIES, TaskDir.STDOUT, TaskDir.STDERR, TaskDir.OUTPUTS})
 
 
 class Backend(Protocol):
@@ -140,200 +90,6 @@ class Backend(Protocol):
     def replace_if(self, key: str, data: bytes, tag: str) -> str | None: ...  # the new tag; None: tag is stale
 
 
-def _umask() -> int:
-    """The process's umask, read without changing it (os.umask would race with other threads)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-FILE_MODE = 0o666 & ~_umask()  # what open() would give: teammates read a shared store as the umask allows
-
-
-def _write_temp(target: Path, data: bytes | Iterable[bytes]) -> str:
-    """A complete, fsync'ed temp file beside target (so a crash never leaves a rename of an empty file)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600
-        with os.fdopen(fd, "wb") as f:
-            if isinstance(data, bytes):
-                f.write(data)
-            else:
-                f.writelines(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return tmp
-
-
-def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """The lines of a stream of chunks, without their line ends."""
-    rest = b""
-    for chunk in chunks:
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop()
-        yield from lines
-    if rest:
-        yield rest
-
-
-def _chunks(f: BinaryIO, start: int) -> Iterator[bytes]:
-    with f:
-        f.seek(start)
-        while block := f.read(1 << 20):
-            yield block
-
-
-class OutsideStore(OSError):
-    """A path in the store that leads out of it, or a file there that is not one: never read or written."""
-
-
-class LocalBackend:
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root).absolute()
-        self.url = str(self.root)
-        self._real_root: str | None = None
-
-    def path(self, key: str) -> Path:
-        return self.root / key
-
-    def read_bytes(self, key: str) -> bytes:
-        with open(f"{self.url}/{key}", "rb") as f:  # no pathlib: results read thousands of these
-            return f.read()
-
-    def write_bytes(self, key: str, data: bytes) -> None:
-        target = self.path(key)
-        tmp = _write_temp(target, data)
-        try:
-            os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-
-    def iter_bytes(self, key: str, start: int = 0) -> Iterator[bytes]:
-        f = open(self.path(key), "rb")  # raises FileNotFoundError here, before the first chunk is asked for
-        return _chunks(f, start)
-
-    def create_exclusive(self, key: str, data: bytes) -> bool:
-        target = self.path(key)
-        tmp = _write_temp(target, data)
-        try:
-            os.link(tmp, target)  # atomic and exclusive, and the file appears whole
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(tmp)
-
-    def read_tagged(self, key: str) -> tuple[bytes, str]:
-        data = self.read_bytes(key)
-        return data, hashlib.sha256(data).hexdigest()
-
-    def replace_if(self, key: str, data: bytes, tag: str) -> str | None:
-        target = self.path(key)
-        # flock guards the read-compare-write; the kernel drops it if this process dies.
-        with open(target.parent / f".{target.name}.flock", "a") as guard:
-            fcntl.flock(guard, fcntl.LOCK_EX)
-            try:
-                _, current = self.read_tagged(key)
-            except FileNotFoundError:
-                return None
-            if current != tag:
-                return None
-            self.write_bytes(key, data)
-            return hashlib.sha256(data).hexdigest()
-
-    def exists(self, key: str) -> bool:
-        return self.path(key).exists()
-
-    def list_dirs(self, prefix: str) -> list[str]:
-        try:
-            return [e.name for e in os.scandir(self.path(prefix)) if e.is_dir()]
-        except FileNotFoundError:
-            return []
-
-    def list_files(self, prefix: str) -> list[str]:
-        base = self.path(prefix)
-        rel = str(base.relative_to(self.root))
-        found: list[str] = []
-        # scandir, not rglob: 10,000 tasks are 40,000 files, and d_type spares a stat for each.
-        todo = [(str(base), "" if rel == "." else f"{rel}/")]
-        while todo:
-            directory, key = todo.pop()
-            try:
-                entries = os.scandir(directory)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            with entries:
-                for e in entries:
-                    if e.is_dir(follow_symlinks=False):
-                        todo.append((e.path, f"{key}{e.name}/"))
-                    elif e.is_file():
-                        found.append(key + e.name)
-        return sorted(found)
-
-    def upload_dir(self, local: Path, key: str) -> None:
-        target = self.path(key)
-        if local.resolve() != target.resolve():
-            for rel in regular_files(local):
-                dest = target / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(local / rel, dest, follow_symlinks=False)
-
-    def download(self, key: str, local: Path) -> None:
-        local.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.path(key), local)
-
-    def delete_prefix(self, prefix: str) -> None:
-        """A directory and everything under it, or a single file (as on S3, where a key is its own prefix)."""
-        path = self.path(prefix)
-        if path.is_symlink():
-            path.unlink()
-            return
-        self.contain(path)
-        if path.is_file():
-            path.unlink(missing_ok=True)
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-
-    def copy(self, source: str, target: str) -> None:
-        """A hard link where the file system allows (store files are never changed in place), else a copy.
-        OutsideStore when either side leads out of the store or the source is not a regular file (a store
-        someone else wrote: a symlink there would copy or link a file of the reader's into it)."""
-        src, dest = self.path(source), self.path(target)
-        self.contain(src)
-        if not stat.S_ISREG(os.lstat(src).st_mode):
-            raise OutsideStore(f"{source} in store {self.url} is not a regular file; it was not copied")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        self.contain(dest)
-        try:
-            os.link(src, dest, follow_symlinks=False)
-        except FileExistsError:
-            os.unlink(dest)
-            os.link(src, dest, follow_symlinks=False)
-        except OSError:
-            shutil.copyfile(src, dest, follow_symlinks=False)
-
-    def contain(self, path: Path) -> None:
-        """OutsideStore unless path, its symlinks resolved, is below the store's own root."""
-        if self._real_root is None:
-            self._real_root = os.path.realpath(self.root)
-        root = self._real_root
-        if os.path.commonpath([os.path.realpath(path), root]) != root:
-            raise OutsideStore(f"{path} leads outside store {self.url} (through a symlink); nothing was done "
-                               "there")
-
-
 _WITHOUT_STATUS = "counted as without status, so `resume` runs them again"
 
 
@@ -351,11 +107,6 @@ def _parse_status(raw: bytes) -> TaskStatus | None:
 def _index_entry(name: str) -> tuple[str, int] | None:
     run_id, sep, index = name.rpartition("~")
     return (run_id, int(index)) if sep and index.isdigit() and valid_run_id(run_id) else None
-
-
-def valid_run_id(run_id: Any) -> bool:
-    """Whether a run id (from the command line, or read from a file in the store) is one directory name."""
-    return inside(run_id) and "/" not in run_id
 
 
 _STATE_VALUES = frozenset(s.value for s in State)
@@ -421,7 +172,7 @@ class PackEntry:
         return cls(status, metrics if isinstance(metrics, dict) else None)
 
 
-class Store:
+class Store(Layout):
     """A store location and the layout of everything in it."""
 
     def __init__(self, backend: Backend) -> None:
@@ -459,127 +210,6 @@ class Store:
     def is_local(self) -> bool:
         return isinstance(self.backend, LocalBackend)
 
-    # -- keys: one named method per path (docs/design.md §4) ---------------------------------
-    # run_key/task_key are the generic builders; other modules call the named methods below.
-    @staticmethod
-    def run_key(run_id: str, *parts: str) -> str:
-        if not valid_run_id(run_id):  # read from a file in the store, say: never a path out of runs/
-            raise ValueError(f"{run_id!r} is not a run id")
-        return "/".join(("runs", run_id, *parts))
-
-    @staticmethod
-    def task_key(run_id: str, index: int, *parts: str) -> str:
-        return Store.run_key(run_id, "tasks", str(operator.index(index)), *parts)
-
-    @staticmethod
-    def run_prefix(run_id: str) -> str:
-        """The run's directory: everything of the run is under it."""
-        return Store.run_key(run_id)
-
-    @staticmethod
-    def run_record_key(run_id: str) -> str:
-        """run.json: the run exists iff it has one (also a local pointer to a remote run)."""
-        return Store.run_key(run_id, "run.json")
-
-    @staticmethod
-    def tasks_file_key(run_id: str) -> str:
-        return Store.run_key(run_id, "tasks.jsonl")
-
-    @staticmethod
-    def runner_key(run_id: str) -> str:
-        """runner.json: the run's one driver (`batchsweep.store.runlock`)."""
-        return Store.run_key(run_id, "runner.json")
-
-    @staticmethod
-    def cancel_key(run_id: str) -> str:
-        """cancel.json: a cancel request for the run's driver, read with its heartbeat."""
-        return Store.run_key(run_id, "cancel.json")
-
-    @staticmethod
-    def engine_record_key(run_id: str) -> str:
-        """engine.json: what the engine needs to poll and cancel later (a pid, job ids, submissions)."""
-        return Store.run_key(run_id, "engine.json")
-
-    @staticmethod
-    def submission_key(run_id: str, n: int) -> str:
-        """An array engine's n-th submission (0 the first; a resume or a search round adds one)."""
-        return Store.run_key(run_id, "submissions", f"{int(n)}.json")
-
-    @staticmethod
-    def engine_file_key(run_id: str, name: str) -> str:
-        """A file the run's engine keeps beside engine.json (a generated batch script, a scheduler's output)."""
-        if not name or "/" in name or name.startswith("."):
-            raise ValueError(f"an engine's file is a plain file name, not {name!r}")
-        return Store.run_key(run_id, "engine", name)
-
-    @staticmethod
-    def results_cache_key(run_id: str) -> str:
-        """results.parquet: the gathered table, rebuilt on demand."""
-        return Store.run_key(run_id, "results.parquet")
-
-    @staticmethod
-    def search_journal_key(run_id: str, name: str = SEARCH_JOURNAL) -> str:
-        """A search's Optuna journal; its name is recorded in run.json (`search.journal`)."""
-        if not name or "/" in name or name.startswith("."):
-            raise ValueError(f"a search journal is a plain file name in the run's directory, not {name!r}")
-        return Store.run_key(run_id, name)
-
-    @staticmethod
-    def tasks_prefix(run_id: str) -> str:
-        """The directory holding every task's directory (`tasks/<i>/`)."""
-        return Store.run_key(run_id, "tasks")
-
-    @staticmethod
-    def task_prefix(run_id: str, index: int) -> str:
-        """One task's directory (`TaskDir` names what is in it)."""
-        return Store.task_key(run_id, index)
-
-    @staticmethod
-    def task_file_key(run_id: str, index: int, name: str) -> str:
-        """A file in a task's directory by its `TaskDir` name, or `outputs/<path>` for a kept output."""
-        first = name.split("/", 1)[0]
-        if first not in _TASK_NAMES or (first == TaskDir.OUTPUTS) != ("/" in name):
-            raise ValueError(f"{name!r} is not a file of a task's directory ({', '.join(sorted(_TASK_NAMES))})")
-        return Store.task_key(run_id, index, name)
-
-    @staticmethod
-    def task_status_key(run_id: str, index: int) -> str:
-        return Store.task_key(run_id, index, TaskDir.STATUS)
-
-    @staticmethod
-    def task_metrics_key(run_id: str, index: int) -> str:
-        return Store.task_key(run_id, index, TaskDir.METRICS)
-
-    @staticmethod
-    def task_series_key(run_id: str, index: int) -> str:
-        return Store.task_key(run_id, index, TaskDir.SERIES)
-
-    @staticmethod
-    def task_log_key(run_id: str, index: int, *, stderr: bool = False) -> str:
-        return Store.task_key(run_id, index, TaskDir.log_name(stderr))
-
-    @staticmethod
-    def task_output_key(run_id: str, index: int, path: str) -> str:
-        """A kept output file, by its path relative to the task's working directory."""
-        if not inside(path):
-            raise ValueError(f"{path!r} is not a path inside a task's outputs")
-        return Store.task_key(run_id, index, TaskDir.OUTPUTS, path)
-
-    @staticmethod
-    def task_index_of(key: str) -> int | None:
-        """The task index of a key under a run's `tasks/` (as listed by `list_files`), else None."""
-        parts = key.split("/")
-        if len(parts) >= 5 and parts[0] == "runs" and parts[2] == "tasks" and parts[3].isdigit():
-            return int(parts[3])
-        return None
-
-    @staticmethod
-    def task_file_of(key: str) -> tuple[int, str] | None:
-        """(task index, file name) of a key `runs/<id>/tasks/<i>/<name>`; None for anything else (a kept output)."""
-        parts = key.split("/")
-        if len(parts) == 5 and parts[0] == "runs" and parts[2] == "tasks" and parts[3].isdigit():
-            return int(parts[3]), parts[4]
-        return None
 
     def task_files(self, run_id: str, name: str) -> dict[int, str]:
         """task index -> key of every task of the run that has the file `name` (a `TaskDir` name): one listing."""
@@ -609,29 +239,6 @@ class Store:
         """Local stores only: a task's directory on this machine (the worker writes there directly)."""
         return TaskDir(self.local_path(self.task_prefix(run_id, index)))
 
-    @staticmethod
-    def code_key(sha256: str) -> str:
-        return f"{CODE_PREFIX}/{sha256}.tar.gz"
-
-    @staticmethod
-    def input_key(sha256: str, name: str) -> str:
-        return f"{INPUTS_PREFIX}/{sha256}/{name}"
-
-    @staticmethod
-    def sweep_stats_key(name: str) -> str:
-        return f"sweeps/{name}.json"
-
-    @staticmethod
-    def index_key(cache_key: str, run_id: str | None = None, index: int | None = None) -> str:
-        """The reuse index on S3 (and in a local store written before the index files): one empty object per
-        succeeded task, named by its content key, run and task."""
-        prefix = f"index/{cache_key[:2]}/{cache_key}"
-        return prefix if run_id is None else f"{prefix}/{run_id}~{index}"
-
-    @staticmethod
-    def index_file_key(cache_key: str) -> str:
-        """The reuse index of a local store: one append-only file per key prefix (`batchsweep.store.index`)."""
-        return f"index/{cache_key[:2]}{indexfile.SUFFIX}"
 
     def unused_shared_files(self, used: set[str]) -> list[str]:
         """Code packages and staged inputs in the store that no key in `used` names. An input staged as a
