@@ -297,6 +297,29 @@ def test_rerun_replays_a_failed_task_here_with_its_inputs_params_and_env(project
     assert (tmp_path / "replay2" / "work" / "metrics.json").exists()
 
 
+def test_rerun_replays_the_code_a_task_last_ran_unless_asked(project: Path, tmp_path: Path,
+                                                             capfd: pytest.CaptureFixture[str]) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    Path(f"{log}.fail2").write_text("")  # the first code fails for a=2, and stays failing
+    first = run(write_spec(project, "{a: [1, 2]}", log=log), store)
+    assert first.exit_code == 1
+    fixed = COUNTING_SCRIPT.replace("sys.exit(3)", "pass").replace("args.a * 100", "args.a * 100 + 1000")
+    (project / "task.py").write_text(fixed)
+    assert cli.main(["resume", first.id, "--store", str(store)]) == 0  # task 1 runs the fixed code
+    (project / "task.py").write_text(fixed.replace("+ 1000", "+ 5000"))  # the code moves on
+
+    def rerun(task: int, *code: str) -> tuple[int, str]:
+        capfd.readouterr()
+        status = cli.main(["rerun", first.id[-4:], str(task), *code, "--dir", str(tmp_path / f"r{len(os.listdir(tmp_path))}"),
+                           "--store", str(store)])
+        return status, capfd.readouterr().out.strip()
+
+    assert rerun(1) == (0, '{"printed": 1201}')  # the fixed code it last ran
+    assert rerun(1, "--code", "original") == (3, "")  # the code the run started with
+    assert rerun(1, "--code", "current") == (0, '{"printed": 5201}')
+    assert rerun(0) == (0, '{"printed": 101}')  # task 0 never ran again: the run's first code
+
+
 def test_rerun_shell_starts_a_shell_in_the_task_directory_with_its_environment(
         project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log, store = tmp_path / "executions.log", tmp_path / "store"

@@ -69,6 +69,10 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", metavar="D", help="recreate the task's directory here (default: a new temporary one)")
     p.add_argument("--shell", action="store_true",
                    help="start $SHELL in the task's directory with its environment instead of running it")
+    p.add_argument("--code", choices=("last", "original", "current"), default="last",
+                   help="last: the code the task last ran (default; a task a resume ran after the code was fixed "
+                        "ran the fixed code) · original: the code the run started with · current: the code "
+                        "directory as it is now")
     p.set_defaults(func=cmd_rerun)
 
 
@@ -188,4 +192,5 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     from batchsweep.runs import catalog
     from batchsweep.runs.replay import rerun
 
-    return rerun(catalog.load_run(args.run, store=args.store), args.task, directory=args.dir, shell=args.shell)
+    return rerun(catalog.load_run(args.run, store=args.store), args.task, directory=args.dir, shell=args.shell,
+                 code=args.code)

@@ -34,7 +34,8 @@ class Plan:
 
 
 def _refs(record: RunRecord) -> set[str]:
-    refs = {Store.code_key(record.code_sha256)} if record.code_sha256 else set()
+    shas = [record.code_sha256, *(c.code_sha256 for c in record.code_changes)]
+    refs = {Store.code_key(sha) for sha in shas if sha}
     return refs | {entry.key for entry in (record.inputs_map or {}).values()}
 
 

@@ -345,7 +345,14 @@ class Run:
         if warning:
             logging.getLogger("batchsweep").warning("%s", warning)
         if code_now is not None and code_now != self.record.keyed_code:  # what the engine's CodeWatch compares to
-            self.info = self.store.update_run_info(self.id, resumed_code_hash=code_now)
+            # kept like the start's package, so `rerun` can replay what these tasks ran after the code moves on
+            from batchsweep.engines.base import keep_code_package
+            from batchsweep.store.record import CodeChange
+
+            kept = keep_code_package(self.record.spec, self.store, Path(self.record.code_dir))
+            change = CodeChange(at=time.time(), code_hash=code_now, code_sha256=kept.get("code_sha256"))
+            self.info = self.store.update_run_info(self.id, resumed_code_hash=code_now, code_changes=[
+                c.model_dump(mode="json") for c in [*self.record.code_changes, change]])
         now = {t.index: t for t in keyed}
         if any(now[t.index].cache_key != t.cache_key for t in tasks if t.index in now):
             self.store.write_tasks(self.id, [now.get(t.index, t) for t in tasks])

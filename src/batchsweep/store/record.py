@@ -70,6 +70,15 @@ class ShippedInput(BaseModel):
     dir: bool = False  # a directory, shipped as a tar.gz
 
 
+class CodeChange(BaseModel):
+    """A resume that found the code changed (a live-code engine runs it as it is): from `at` on, the tasks it
+    ran ran `code_hash`, kept in the store as `code_sha256` for `rerun` (None: not kept, `code.max_mib`)."""
+
+    at: float
+    code_hash: str
+    code_sha256: str | None = None
+
+
 class SearchRecord(BaseModel):
     """What an adaptive search adds to its run's record: trials per round and its Optuna journal's file name."""
 
@@ -93,6 +102,7 @@ class RunRecord(BaseModel):
     key_what: dict[str, Any] | None = None  # the parts of key_common besides the code: a resume after the code
     key_env: dict[str, Any] | None = None  # changed keys its tasks with the code as it is then (planning.keyed_as_now)
     resumed_code_hash: str | None = None  # the code the last resume keyed its tasks by, when it had changed
+    code_changes: list[CodeChange] = []  # each resume that ran changed code, oldest first (`rerun` replays it)
     spec_file: str | None = None
     provenance: dict[str, Any] = {}
     base_dir: str = "."
@@ -153,6 +163,13 @@ class RunRecord(BaseModel):
     @classmethod
     def of(cls, info: Mapping[str, Any]) -> RunRecord:
         return cls.model_validate(dict(info), context=RECORDED)
+
+    def code_ran_by(self, started_at: float | None) -> CodeChange | None:
+        """The changed code a task that started at `started_at` ran (the latest resume's before it), or None
+        when it ran the code the run started with."""
+        if started_at is None:
+            return None
+        return next((c for c in reversed(self.code_changes) if c.at <= started_at), None)
 
     @property
     def keyed_code(self) -> str:
