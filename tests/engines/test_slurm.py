@@ -172,3 +172,21 @@ def test_a_partition_the_cluster_lacks_is_refused_before_anything_is_written(tmp
     assert "invalid partition" in refused.stderr.lower() and "slurm" in refused.stderr, refused.stderr
     assert not list((spec.parent / ".batchsweep").glob("runs/*/run.json"))
     assert slurm_cluster.squeue() == []
+
+
+def test_a_dask_jobqueue_slurmcluster_sweep_prints_no_traceback(tmp_path, slurm_cluster):
+    pytest.importorskip("dask_jobqueue")
+    spec = project(tmp_path, "{grid: {a: [1, 2, 3, 4, 5, 6]}}")
+    spec.write_text(spec.read_text().replace("backend: slurm", textwrap.dedent("""\
+        backend: dask
+        dask:
+          cluster:
+            class: dask_jobqueue.SLURMCluster
+            kwargs: {queue: debug, cores: 1, processes: 1, memory: 1GB, walltime: "00:10:00"}
+            scale: 2""")))
+    done = cli("run", str(spec), cwd=spec.parent, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "6 succeeded" in done.stderr
+    assert "ERROR" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    run = batchsweep.load_run(done.stdout.splitlines()[0], store=spec.parent / ".batchsweep")
+    assert sorted(run.results()["double"]) == [2, 4, 6, 8, 10, 12]

@@ -34,9 +34,11 @@ def task_key(run_id: str, index: int) -> str:
 
 
 def _watch_cancel(event: Event, registry: ProcessRegistry, done: threading.Event) -> None:
-    while not done.is_set():
+    # Asked, never waited on: a wait is a call the scheduler holds open, and one still open when a cluster the
+    # run started shuts down is logged there as an ERROR with a traceback (after every clean run).
+    while not done.wait(timeout=0.5):
         try:
-            if event.wait(timeout=0.5):
+            if event.is_set():
                 registry.cancel_all()
                 return
         except Exception:  # the worker is shutting down: its task dies with it
