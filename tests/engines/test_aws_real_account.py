@@ -133,6 +133,59 @@ def second_submit_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(clients, "make_client", refusing)
 
 
+@pytest.fixture
+def first_submit_response_lost(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Batch accepts the first SubmitJob but its answer never arrives (a read timeout): a botocore event hook on
+    the engine's real clients sends the request to the server itself, then fails as a lost response would."""
+    from botocore.exceptions import ReadTimeoutError
+
+    real, sent = clients.make_client, []
+
+    def losing(service: str, **kwargs: Any) -> Any:
+        client = real(service, **kwargs)
+
+        def lose(request: Any, **_: Any) -> None:
+            if not sent:
+                sent.append(client._endpoint.http_session.send(request).status_code)
+                raise ReadTimeoutError(endpoint_url=request.url)
+
+        client.meta.events.register("before-send.batch.SubmitJob", lose)
+        return client
+
+    monkeypatch.setattr(clients, "make_client", losing)
+    return sent
+
+
+def test_a_submit_whose_answer_is_lost_is_not_sent_twice(tmp_path, stack, session, first_submit_response_lost):
+    run = batchsweep.run(write_spec(tmp_path, spec_body("{a: [1, 2, 3]}")), store=tmp_path / "store", detach=True)
+    assert first_submit_response_lost == [200]  # Batch accepted it; the client never heard
+    batch = clients.make_client("batch", session=session)
+    named = [j for j in batch.list_jobs(jobQueue=stack["JobQueue"], filters=[
+        {"name": "JOB_NAME", "values": [f"{run.id}-s0-0"]}])["jobSummaryList"] if ":" not in j["jobId"]]
+    assert len(named) == 1, named  # one array, not two
+    assert batchsweep.load_run(run.id, store=tmp_path / "store").engine._jobs()[0].id == named[0]["jobId"]
+
+
+def test_a_throttled_submit_is_sent_again(tmp_path, stack, calls, monkeypatch):
+    real, refused = clients.make_client, []
+
+    def throttling(service: str, **kwargs: Any) -> Any:
+        client = real(service, **kwargs)
+
+        def throttle(**_: Any) -> None:
+            if not refused:
+                refused.append(1)
+                raise ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "slow down"},
+                                   "ResponseMetadata": {"HTTPStatusCode": 429}}, "SubmitJob")
+
+        client.meta.events.register("before-call.batch.SubmitJob", throttle)
+        return client
+
+    monkeypatch.setattr(clients, "make_client", throttling)
+    run = batchsweep.run(write_spec(tmp_path, spec_body("{a: [1, 2]}")), store=tmp_path / "store", detach=True)
+    assert refused == [1] and len(batchsweep.load_run(run.id, store=tmp_path / "store").engine._jobs()) == 1
+
+
 def test_a_submit_that_fails_on_the_second_array_leaves_no_untracked_first_array(tmp_path, stack, calls,
                                                                                    second_submit_fails):
     spec = write_spec(tmp_path, spec_body("{a: " + json.dumps(list(range(10_001))) + "}",

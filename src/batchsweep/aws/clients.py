@@ -140,13 +140,16 @@ def _shared_session(profile: str | None, region: str | None) -> Any:
     return session
 
 
-def make_client(service: str, *, session: Any = None, profile: str | None = None, region: str | None = None) -> Any:
+def make_client(service: str, *, session: Any = None, profile: str | None = None, region: str | None = None,
+                total_attempts: int = 11) -> Any:
     """A new client with adaptive retries (client-side rate limiting on throttles), from `session`, else from the
-    process's session for this profile, region and environment."""
+    process's session for this profile, region and environment. `total_attempts=1`: never sent again, for a call
+    that is not idempotent (SubmitJob: its caller decides what is safe to send again)."""
     from botocore.config import Config
 
     session = session or _shared_session(profile, region)
-    config = Config(retries={"mode": "adaptive", "max_attempts": 10}, max_pool_connections=32, connect_timeout=10,
+    config = Config(retries={"mode": "adaptive", "total_max_attempts": total_attempts}, max_pool_connections=32,
+                    connect_timeout=10,
                     # S3's calls are signed SigV4 anyway; this makes its presigned URLs SigV4 and regional too
                     # (botocore presigns SigV2 on the global endpoint, which buckets made since 2020 refuse).
                     **({"signature_version": "s3v4"} if service == "s3" else {}))

@@ -26,6 +26,10 @@ CHILD_TARGET_S = 180.0  # AWS advises Batch jobs of a few minutes; short tasks a
 DEFAULT_TASK_TIMEOUT_S = 24 * 3600
 MAX_CHILD_TIMEOUT_S = 14 * 24 * 3600
 MAX_OVERRIDES_CHARS = 8192  # SubmitJob's limit on containerOverrides
+SUBMIT_ATTEMPTS = 8  # SubmitJob sent at most this often (throttled, or found not accepted after a failure)
+# botocore's throttling error codes (retryhandler) that Batch and its front end answer with.
+THROTTLING = frozenset({"Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+                        "TooManyRequestsException", "RequestLimitExceeded", "SlowDown"})
 
 
 def retry_strategy(*, attempts: int = 3) -> dict[str, Any]:
@@ -83,7 +87,7 @@ class Submitter(AwsRun):
         try:
             for offset, size in slicing.array_jobs(MAX_ARRAY):
                 request = self._request(n=n, offset=offset, size=size, k=k, job_definition=job_definition)
-                response = self.batch.submit_job(**request)
+                response = self._submit_job(request)
                 jobs.append(ArrayJob(id=response["jobId"], offset=offset, size=size))
                 # After every SubmitJob: should this process die before the next, `cancel` still finds the array.
                 write_engine_record(run, record)
@@ -92,6 +96,49 @@ class Submitter(AwsRun):
                 self.batch.terminate_job(jobId=job.id, reason=f"batchsweep: submitting {run.id} failed")
             raise
         self._next_poll = 0.0
+
+    def _submit_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        """SubmitJob without duplicates. botocore would send it again after a lost response (a read timeout, a
+        dropped connection, a 5xx), and an array Batch had accepted would then run twice, the first never
+        recorded: it could not be cancelled and would bill too. So it is sent by a client that never retries;
+        a throttle is sent again after a pause, and after any other transient failure the job's name (unique per
+        run, submission and array) is looked up on the queue first: found, it is the job submitted."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from batchsweep.aws.clients import make_client
+
+        client = make_client("batch", session=self.session, total_attempts=1)
+        for attempt in range(SUBMIT_ATTEMPTS):
+            pause = min(20.0, 0.5 * 2 ** attempt)
+            try:
+                return dict(client.submit_job(**request))
+            except ClientError as e:
+                status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+                if e.response.get("Error", {}).get("Code") in THROTTLING or status == 429:
+                    if attempt + 1 == SUBMIT_ATTEMPTS:
+                        raise
+                    time.sleep(pause)
+                    continue
+                if status < 500 or attempt + 1 == SUBMIT_ATTEMPTS:
+                    raise
+            except BotoCoreError:  # no answer: Batch may have accepted it
+                if attempt + 1 == SUBMIT_ATTEMPTS:
+                    raise
+            found = self._submitted(request)
+            if found is not None:
+                return {"jobId": found}
+            time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    def _submitted(self, request: dict[str, Any]) -> str | None:
+        """The id of the array job of this name on the queue, if Batch accepted it (ListJobs with a JOB_NAME
+        filter lists jobs in every state)."""
+        name = request["jobName"]
+        pages = self.batch.get_paginator("list_jobs").paginate(
+            jobQueue=request["jobQueue"], filters=[{"name": "JOB_NAME", "values": [name]}])
+        ids = [j["jobId"] for page in pages for j in page["jobSummaryList"]
+               if j.get("jobName") == name and ":" not in j["jobId"]]  # the array parent, not its children
+        return ids[0] if ids else None
 
     def _refresh_shared_files(self) -> None:
         """Copy the code package and inputs this run uses onto themselves: the bucket's lifecycle rule expires
