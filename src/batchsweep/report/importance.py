@@ -1,5 +1,7 @@
-"""Which params move the metric: Optuna's fANOVA where Optuna and scikit-learn are installed, else each param's
-share of the metric's variance on its own (η²). The report draws the result; nothing here reads files."""
+"""Which params move the metric: each param's share of the metric's variance on its own (η²) for a grid, where it
+is what fANOVA's first-order importance measures, exactly, and for fewer than FANOVA_MIN tasks, where a forest
+fits noise; else Optuna's fANOVA where Optuna and scikit-learn are installed (importing scikit-learn alone takes
+seconds: a small run's report never pays it), else η². The report draws the result; nothing here reads files."""
 
 from __future__ import annotations
 
@@ -13,16 +15,36 @@ from batchsweep.report.svgplot import Dim, finite
 
 def param_importance(varying: list[str], dims: dict[str, Dim], values: list[float],
                      maximize: bool) -> tuple[dict[str, float], str]:
-    """How much each param moves the metric, and how that was measured: Optuna's fANOVA where Optuna and
-    scikit-learn are installed, else the share of the metric's variance each param explains alone (η²)."""
+    """How much each param moves the metric, and how that was measured: the share of the metric's variance each
+    param explains alone (η²) for a grid or fewer than FANOVA_MIN tasks, else Optuna's fANOVA where Optuna and
+    scikit-learn are installed, else η²."""
     ok = [i for i, v in enumerate(values) if math.isfinite(v)]
     if len(varying) < 2 or len(ok) < 8:
         return {}, ""
     ok = ok[:: max(1, math.ceil(len(ok) / 500))]  # a forest on 500 tasks says what one on 10,000 would
+    if len(ok) < FANOVA_MIN or _is_grid(varying, dims, ok):
+        return _eta_squared(varying, dims, values, ok), "η²"
     try:
         return _fanova(varying, dims, values, ok, maximize), "fANOVA"
     except Exception:  # noqa: BLE001 - Optuna or scikit-learn missing, or a degenerate fit: the simple measure
         return _eta_squared(varying, dims, values, ok), "η²"
+
+
+FANOVA_MIN = 50  # below it, η²: a random forest on a few dozen noisy tasks ranks no better
+
+
+def _is_grid(varying: list[str], dims: dict[str, Dim], rows: list[int]) -> bool:
+    """Whether the rows are a full factorial of few levels per param (a grid sweep, repeats allowed): there the
+    mean per level is the forest's marginal, so η² is fANOVA's first-order importance without the forest."""
+    levels = [{_key(dims[p].values[i]) for i in rows} for p in varying]
+    if any(len(lv) > 10 for lv in levels):
+        return False
+    cells = {tuple(_key(dims[p].values[i]) for p in varying) for i in rows}
+    return len(cells) == math.prod(len(lv) for lv in levels)
+
+
+def _key(value: Any) -> Any:
+    return "nan" if isinstance(value, float) and math.isnan(value) else value
 
 
 def _fanova(varying: list[str], dims: dict[str, Dim], values: list[float], rows: list[int],
