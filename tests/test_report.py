@@ -289,6 +289,45 @@ def test_importance_names_the_param_that_moves_the_metric() -> None:
     assert max(eta, key=eta.get) == "kind" and eta["x2"] < 0.1
 
 
+def test_importance_of_a_grid_or_a_few_tasks_needs_no_forest() -> None:
+    from batchsweep.report.importance import param_importance
+    from batchsweep.report.svgplot import dim_from
+
+    lr, width = [1e-4, 1e-3, 1e-2, 1e-1, 1.0] * 4, [w for w in (8, 16, 32, 64) for _ in range(5)]
+    values = [(math.log10(a) + 2.5) ** 2 + 8 / b for a, b in zip(lr, width)]
+    dims = {"lr": dim_from("lr", lr), "width": dim_from("width", width)}
+    scores, method = param_importance(["lr", "width"], dims, values, False)
+    assert method == "η²" and max(scores, key=scores.get) == "lr"  # a 5 x 4 grid
+    df = search_frame(30)
+    dims = {p: dim_from(p, df[p].tolist()) for p in ("x1", "x2", "kind")}
+    assert param_importance(["x1", "x2", "kind"], dims, df["value"].tolist(), False)[1] == "η²"  # 30 tasks
+    df = search_frame(200)
+    dims = {p: dim_from(p, df[p].tolist()) for p in ("x1", "x2", "kind")}
+    assert param_importance(["x1", "x2", "kind"], dims, df["value"].tolist(), False)[1] == "fANOVA"
+
+
+def test_a_small_runs_report_does_not_import_scikit_learn(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import batchsweep
+
+    (tmp_path / "train.py").write_text(
+        "import argparse, json, math\np = argparse.ArgumentParser()\np.add_argument('--lr', type=float)\n"
+        "p.add_argument('--width', type=int)\na = p.parse_args()\n"
+        "json.dump({'val_loss': (math.log10(a.lr) + 2.5) ** 2 + 8 / a.width}, open('metrics.json', 'w'))\n")
+    (tmp_path / "sweep.yaml").write_text("name: small\nscript: train.py\n"
+                                         "params: {grid: {lr: [0.0001, 0.001, 0.01, 0.1, 1.0], width: [8, 16, 32, 64]}}\n")
+    run = batchsweep.run(tmp_path / "sweep.yaml", store=tmp_path / "store", progress=False)
+    assert run.exit_code == 0
+    probe = ("import sys, batchsweep\n"
+             f"batchsweep.load_run({run.id!r}, store={str(tmp_path / 'store')!r}).report({str(tmp_path / 'r.html')!r})\n"
+             "print(sorted(m for m in ('sklearn', 'optuna') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+    assert "Parameter importance" in (tmp_path / "r.html").read_text()
+
+
 def test_derived_and_constant_params_are_not_dimensions() -> None:
     df = backtest_frame().assign(fee_bps=10, data=lambda d: d["symbol"] + ".csv")
     html, _, _ = report(df, params=[*PARAMS, "fee_bps", "data"], derived=["data"])
