@@ -372,9 +372,14 @@ def test_a_hydra_app_with_groups_and_file_logging_runs_each_task_in_its_own_run_
 
 
 # -- a sweep whose params had no effect -----------------------------------------------------------------------------
+@pytest.mark.parametrize("compacted", [False, True])
 def test_a_sweep_whose_metrics_are_all_identical_is_flagged_in_outcome_status_and_report(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, compacted: bool) -> None:
     from batchsweep import cli
+    from batchsweep.store import compact
+
+    if compacted:  # the run packs its statuses and metrics at the end, as a big run does
+        monkeypatch.setattr(compact, "AUTO_COMPACT_TASKS", 2)
 
     write(tmp_path, "import json, sys\nargs = sys.argv[1:]  # read, never used\nprint(json.dumps({'acc': 0.9}))\n")
     spec = tmp_path / "sweep.yaml"
@@ -384,6 +389,7 @@ def test_a_sweep_whose_metrics_are_all_identical_is_flagged_in_outcome_status_an
     assert cli.main(["run", str(spec), "--store", store]) == 0
     line = "all 4 succeeded tasks gave identical metrics: do the params reach the script?"
     assert line in capsys.readouterr().err.splitlines()
+    assert bool(list((tmp_path / "store").rglob("packs/*.jsonl"))) is compacted
     assert cli.main(["status", "--store", store]) == 0  # the latest run
     assert f"metrics  {line}" in capsys.readouterr().out
     assert cli.main(["report", "--store", store, "-o", str(tmp_path / "r.html")]) == 0

@@ -183,14 +183,12 @@ def identical_metrics(run: Run, succeeded: Sequence[int]) -> str | None:
         return None
     indices = sorted(succeeded)[:SAME_METRICS_READ if run.store.is_local else SAME_METRICS_READ_REMOTE]
     first: str | None = None
-    for start in range(0, len(indices), 64):
-        chunk = indices[start:start + 64]
-        for metrics in run.store.read_metrics(run.id, chunk).values():
-            text = json.dumps(metrics, sort_keys=True, default=str)
-            if first is None:
-                first = text
-            elif text != first:
-                return None
+    for metrics in run.store.iter_metrics(run.id, indices):  # streamed: a compacted run's packs are not cached
+        text = json.dumps(metrics, sort_keys=True, default=str)
+        if first is None:
+            first = text
+        elif text != first:
+            return None
     if first is None or first == "{}":
         return None
     wanted = set(indices)

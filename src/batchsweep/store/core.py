@@ -36,7 +36,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -537,6 +537,27 @@ class Store(Layout):
                 entry = self.packed(run_id, listed_within=PACKS_LISTED_WITHIN_S).get(index)
                 out[n] = entry.status if entry is not None else None
         return out
+
+    def iter_metrics(self, run_id: str, indices: Sequence[int], *, chunk: int = 64) -> Iterator[dict[str, Any]]:
+        """These tasks' metrics, one at a time, in memory that does not grow with the run (`read_metrics` caches
+        every pack entry): packs read line by line, the later one first, then the other tasks' metrics files
+        `chunk` at a time; a caller may stop early."""
+        wanted = set(indices)
+        seen: set[int] = set()
+        for name in reversed(self.pack_names(run_id)):
+            try:
+                for line in _lines(self.backend.iter_bytes(self.pack_key(run_id, name))):
+                    entry = PackEntry.parse(line) if line.strip() else None
+                    if entry is None or entry.status.index not in wanted or entry.status.index in seen:
+                        continue
+                    seen.add(entry.status.index)
+                    if entry.metrics is not None:
+                        yield entry.metrics
+            except FileNotFoundError:
+                continue
+        rest = [i for i in indices if i not in seen]
+        for start in range(0, len(rest), chunk):
+            yield from self.read_metrics(run_id, rest[start:start + chunk], packs=False).values()
 
     def read_metrics(self, run_id: str, indices: Iterable[int], *, packs: bool = True) -> dict[int, dict[str, Any]]:
         """Each task's metrics: from a pack that covers it, else from its metrics.json (`packs=False`: from
