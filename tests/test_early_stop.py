@@ -313,11 +313,17 @@ def test_status_and_report_show_what_stopping_saved_and_the_curves(tmp_path, cap
     html = report.read_text()
     import re
 
-    lines = re.findall(r'<polyline points="([^"]+)" class="(curve(?: pruned)?)"><title>task (\d+):', html)
-    assert sorted((int(i), cls) for _, cls, i in lines) == [
+    lines = re.findall(r'<polyline points="([^"]+)" class="(curve(?: pruned)?)" data-task="(\d+)"><title>'
+                       r"task \d+ \(quality=[^)]+\): ([^<]+)</title>", html)
+    assert sorted((int(i), cls) for _, cls, i, _ in lines) == [
         (i, "curve pruned" if i in BAD else "curve") for i in range(6)]
-    for points, _, i in lines:  # drawn up to where it stopped
+    for points, _, i, tip in lines:  # drawn up to where it stopped, and why, on hover
         assert len(points.split()) == statuses[int(i)].last_step
+        assert (f"pruned at step {statuses[int(i)].last_step}" in tip) == (int(i) in BAD), tip
+    marks = re.findall(r'<circle [^>]*class="prune-mark" data-task="(\d+)"><title>[^<]*pruned at step', html)
+    assert sorted(map(int, marks)) == sorted(BAD)
+    why = re.findall(r'<td class="why" data-v="([^"]*)">', html)  # the table says it too
+    assert sum("pruned at step" in w for w in why) == len(BAD)
     assert "saved by stopping" in html
 
 

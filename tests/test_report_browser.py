@@ -204,3 +204,44 @@ def test_provenance_in_the_browser_each_reused_row_links_to_its_source_run(tmp_p
                                               filtered))
     hidden = re.findall(r'<tr data-task="\d+"[^>]*style="display: none;"', filtered)
     assert shown == [t for t in range(30) if t % 3 == 2 and t < 12] and len(hidden) == 30 - len(shown)
+
+
+def test_curves_and_pruning_read_in_the_browser(tmp_path: Path) -> None:
+    """A diverged curve (31 against ~0.1) gets a log y axis; every line's hover names its task and params; the pruned
+    task's step and reason are on its curve and in the table; its heatmap cell is painted apart from a missing one."""
+    import pandas as pd
+
+    rows, series = [], {}
+    for task, (a, b) in enumerate((a, b) for a in (1, 2, 3) for b in ("x", "y")):
+        curve = [0.1 * a + 1 / s for s in range(1, 11)]
+        status, error, loss = "succeeded", None, curve[-1]
+        if task == 4:  # diverged and pruned at step 3
+            curve, status, error, loss = [5.0, 12.0, 31.0], "pruned", "pruned at step 3 by the median rule (loss=31)", None
+        if task == 5:  # failed: no metric, no series
+            curve, status, error, loss = [], "failed", "exit code 1", None
+        rows.append({"task": task, "a": a, "b": b, "status": status, "error": error, "loss": loss, "duration_s": 1.0})
+        if curve:
+            series[task] = [{"step": s, "loss": v} for s, v in enumerate(curve, 1)]
+    html, _, _ = build_report(pd.DataFrame(rows), params=["a", "b"], metrics=["loss"], summary=SUMMARY, series=series)
+    page = write_page(tmp_path, html, "curves.html")
+    run = chromium(tmp_path, page, "--enable-logging=stderr", "--v=0", "--dump-dom")
+    dom = run.stdout
+    assert re.search(r'<body[^>]*data-ready="1"', dom)
+    assert [line for line in run.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line] == []
+    curves = re.search(r'<svg class="plot" data-plot="curves" data-log="y"[^>]*>(.*?)</svg>', dom, re.S)
+    assert curves is not None, "no log y axis for values spanning 0.2 to 31"
+    tips = dict(re.findall(r'<polyline [^>]*data-task="(\d+)"><title>([^<]+)</title>', curves.group(1)))
+    assert tips["0"].startswith("task 0 (a=1, b=x): loss ") and "pruned" not in tips["0"]
+    assert tips["4"].startswith("task 4 (a=3, b=x): loss 31 at step 3; pruned at step 3 by the median rule")
+    mark = re.findall(r'<circle [^>]*class="prune-mark" data-task="(\d+)"><title>([^<]+)</title>', curves.group(1))
+    assert mark == [("4", "task 4 (a=3, b=x): pruned at step 3 by the median rule (loss=31)")]
+    why = dict(re.findall(r'<tr data-task="(\d+)"[^>]*>.*?<td class="why" data-v="([^"]*)">', dom))
+    assert why["4"] == "pruned at step 3 by the median rule (loss=31)" and why["5"] == "exit code 1" and why["0"] == ""
+    cells = dict(re.findall(r'<rect [^>]*class="cell (pruned|empty)"><title>([^<]+)</title>', dom))
+    assert cells == {"pruned": "b=x, a=3: 1 task pruned by the stop rule, no final loss",
+                     "empty": "b=y, a=3: no finite loss"}
+    shot = tmp_path / "curves.png"
+    chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=1280,2400")
+    colours = np.unique(read_png(shot)[:, :, :3].reshape(-1, 3), axis=0).astype(int)
+    for rgb in ([0xef, 0xe9, 0xc4], [0xf1, 0xf3, 0xf6]):  # the pruned cell's fill and the missing cell's, both painted
+        assert (abs(colours - rgb).sum(axis=1) <= 3).any(), rgb

@@ -69,7 +69,7 @@ def build_report(df: pd.DataFrame, *, params: list[str], metrics: list[str], sum
         _header(summary, sources[0] if sources else None),
         _overview(df, summary, params, varying, dims, chosen, maximize, why, values, structure, derived, continuous),
         _history(df, chosen, maximize, values) if search else "",
-        curves_section(df, series or {}, chosen, summary),
+        curves_section(df, series or {}, chosen, summary, varying),
         _importance(varying, dims, values, maximize),
         _all_tasks(df, varying, structure, metrics, chosen, maximize, values, top_k),
         _plots(df, varying, continuous, dims, chosen, maximize, values, top_k),
@@ -252,8 +252,11 @@ def _all_tasks(df: pd.DataFrame, varying: list[str], structure: Sequence[str], m
     show_reused = bool(reused.astype(bool).any())
     show_key = "key" in df.columns and bool(origin or show_reused)
     tail = [*(["reused from"] if show_reused else []), *(["key"] if show_key else [])]
+    # why a task stopped without succeeding (a pruned task's step and rule, a failure's error), beside its status
+    whys = _whys(df)
+    show_why = any(whys)
     head = ["rank", *origin, "task", *structure, *varying, *([chosen] if chosen else []), *others, "status",
-            "duration_s", *tail]
+            *(["why"] if show_why else []), "duration_s", *tail]
     rank_of = {i: r for r, i in enumerate(ranked, 1)}
     has = set(df.columns)
     cols = {c: df[c].tolist() for c in ["task", *origin, *structure, *varying, *others, "status", "duration_s", "key"]
@@ -266,6 +269,7 @@ def _all_tasks(df: pd.DataFrame, varying: list[str], structure: Sequence[str], m
                  *(_cell(cols[p][i]) for p in [*structure, *varying]),
                  *([_cell(values[i], "m")] if chosen else []), *(_cell(cols[m][i]) for m in others),
                  _cell(cols["status"][i] if "status" in cols else None),
+                 *([_cell(whys[i] or None, "why")] if show_why else []),
                  _cell(cols["duration_s"][i] if "duration_s" in cols else None)]
         if show_reused:
             cells.append(_source_cell(sources[i]))
@@ -284,6 +288,15 @@ def _all_tasks(df: pd.DataFrame, varying: list[str], structure: Sequence[str], m
             f'placeholder="filter rows…" aria-label="filter rows"> <span id="shown">{len(df)} shown</span></p>'
             f"<div class='scroll tall'>"
             f'<table class="sortable" id="tasks"><thead><tr>{ths}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _whys(df: pd.DataFrame) -> list[str]:
+    """Each row's reason for not succeeding (the `error` column: `pruned at step 3 by the median rule ...`), ""
+    for a row that succeeded or has none."""
+    if "error" not in df.columns:
+        return [""] * len(df)
+    status = df["status"].astype(str).tolist() if "status" in df.columns else [""] * len(df)
+    return [e if isinstance(e, str) and s != "succeeded" else "" for e, s in zip(df["error"].tolist(), status)]
 
 
 def _reused(df: pd.DataFrame) -> pd.Series:
@@ -429,7 +442,8 @@ def _plots(df: pd.DataFrame, varying: list[str], continuous: set[str], dims: dic
     grid = [p for p in varying if p not in continuous and len(dims[p].levels()) <= 30][:2]
     pair = ""
     if has_values and len(grid) == 2:
-        pair = svgplot.heatmap(dims[grid[1]], dims[grid[0]], mdim, maximize=maximize)
+        states = df["status"].astype(str).tolist() if "status" in df.columns else None
+        pair = svgplot.heatmap(dims[grid[1]], dims[grid[0]], mdim, maximize=maximize, states=states)
     elif has_values and len(varying) > 1:
         out.append('<p class="note">No heatmap: it needs two params with a few fixed values each (at most 30), '
                    "and params drawn at random from a range have a different value in every task.</p>")

@@ -301,12 +301,19 @@ def by_param(dim: Dim, metric: Dim, *, maximize: bool, scatter: bool = False, wi
     return c.svg()
 
 
-def heatmap(xdim: Dim, ydim: Dim, metric: Dim, *, maximize: bool, width: float = 572) -> str:
+def heatmap(xdim: Dim, ydim: Dim, metric: Dim, *, maximize: bool, width: float = 572,
+            states: Sequence[str] | None = None) -> str:
+    """Mean metric per pair of values; a cell without a finite value is `pruned` (hatched, the stop rule's colour)
+    when a task of it was pruned, else `empty` (missing: failed, not run, or no metric). `states`: each task's
+    status."""
     xl, yl = xdim.levels(), ydim.levels()
     cells: dict[tuple[Any, Any], list[float]] = {}
-    for x, y, v in zip(xdim.values, ydim.values, metric.values, strict=True):
+    pruned: dict[tuple[Any, Any], int] = {}
+    for n, (x, y, v) in enumerate(zip(xdim.values, ydim.values, metric.values, strict=True)):
         if finite(v):
             cells.setdefault((x, y), []).append(v)
+        elif states is not None and states[n] == "pruned":
+            pruned[(x, y)] = pruned.get((x, y), 0) + 1
     means = {k: sum(v) / len(v) for k, v in cells.items()}
     ml = 36 + min(110, 7 * max((len(_short(fmt(y))) for y in yl), default=4))
     mr, mt, mb = 130, 40, 56
@@ -322,8 +329,12 @@ def heatmap(xdim: Dim, ydim: Dim, metric: Dim, *, maximize: bool, width: float =
     lo, hi = min(means.values()), max(means.values())
     best = (max if maximize else min)(means, key=lambda k: means[k])
     for x, y in ((x, y) for x in xl for y in yl if (x, y) not in means):
-        c.add("rect", tip=f"{xdim.label}={fmt(x)}, {ydim.label}={fmt(y)}: no finite {metric.label}",
-              x=xax(fmt(x)) - cw / 2 + 1, y=yax(fmt(y)) - ch / 2 + 1, width=cw - 2, height=ch - 2, class_="cell empty")
+        stopped = pruned.get((x, y), 0)
+        what = (f"{stopped} task{'s' if stopped != 1 else ''} pruned by the stop rule, no final {metric.label}"
+                if stopped else f"no finite {metric.label}")
+        c.add("rect", tip=f"{xdim.label}={fmt(x)}, {ydim.label}={fmt(y)}: {what}",
+              x=xax(fmt(x)) - cw / 2 + 1, y=yax(fmt(y)) - ch / 2 + 1, width=cw - 2, height=ch - 2,
+              class_="cell pruned" if stopped else "cell empty")
     for (x, y), m in means.items():
         fill = color(goodness(m, lo, hi, maximize))
         px, py = xax(fmt(x)) - cw / 2, yax(fmt(y)) - ch / 2
