@@ -83,7 +83,7 @@ def test_the_same_sweep_twice_runs_nothing_and_says_so(project: Path, tmp_path: 
     executions(log)
     capsys.readouterr()
     assert cli.main(["run", str(spec), "--store", str(store), "--set", "params.grid.a=1,2,3,4"]) == 0
-    assert "4 tasks: 3 reused from 1 earlier run, 1 to run" in capsys.readouterr().err
+    assert "reused 3 of 4 (from counted-" in (err := capsys.readouterr().err) and "); 1 to run: new params" in err
     assert executions(log) == ["4,1"]
 
 
@@ -141,14 +141,110 @@ def test_a_file_outside_the_code_package_changes_nothing(project: Path, tmp_path
     assert executions(log) == []
 
 
-def test_a_code_change_reruns_every_task(project: Path, tmp_path: Path) -> None:
+def test_an_unrelated_file_then_a_widened_grid_reuses_every_old_task_and_says_so(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log, store = tmp_path / "executions.log", tmp_path / "store"
     spec = write_spec(project, "{a: [1, 2]}", log=log)
-    run(spec, store)
+    assert cli.main(["run", str(spec), "--store", str(store)]) == 0
+    first = Store.open(store).run_ids()[0]
     executions(log)
-    (project / "helper.py").write_text("X = 1\n")  # any file of the code package, not only the script
+    # What lands in a project folder between two runs, none of it code the script runs:
+    assert cli.main(["results", first, "--store", str(store), "-o", str(project / "results.csv")]) == 0
+    (project / "NOTES.txt").write_text("try a=3 next\n")
+    (project / "other.yaml").write_text("name: other\nscript: task.py\nparams: {grid: {a: [9]}}\n")
+    (project / "unused.py").write_text("X = 1\n")  # not imported by task.py
+    (project / ".task.py.swp").write_bytes(b"vim swap")
+    (project / "outputs").mkdir()
+    (project / "outputs" / "model.txt").write_text("weights")
+    (project / ".ipynb_checkpoints").mkdir()
+    (project / ".ipynb_checkpoints" / "task-checkpoint.py").write_text("old")
+    capsys.readouterr()
+    assert cli.main(["run", str(write_spec(project, "{a: [1, 2, 3]}", log=log)), "--store", str(store)]) == 0
+    assert executions(log) == ["3,1"]
+    err = capsys.readouterr().err
+    assert f"reused 2 of 3 (from {first}); 1 to run: new params" in err
+    assert f"reused 2 of 3 (from {first}); 1 ran: new params" in err  # the outcome line
+    second = max(Store.open(store).run_ids())
+    assert cli.main(["status", second, "--store", str(store)]) == 0
+    assert f"reuse    reused 2 of 3 (from {first}); 1 ran: new params" in capsys.readouterr().out
+
+
+def test_an_edited_imported_helper_reruns_every_task_and_the_run_names_it(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    (project / "lib").mkdir()
+    (project / "lib" / "__init__.py").write_text("")
+    (project / "lib" / "helper.py").write_text("SCALE = 1\n")
+    (project / "task.py").write_text("from lib.helper import SCALE\n" + COUNTING_SCRIPT)
+    spec = write_spec(project, "{a: [1, 2]}", log=log)
+    assert cli.main(["run", str(spec), "--store", str(store)]) == 0
+    first = Store.open(store).run_ids()[0]
+    executions(log)
+    (project / "lib" / "helper.py").write_text("SCALE = 2\n")
+    capsys.readouterr()
+    assert cli.main(["run", str(spec), "--store", str(store)]) == 0
+    assert executions(log) == ["1,1", "2,1"]
+    assert f"0 reused: lib/helper.py changed since {first}\n" in capsys.readouterr().err
+    second = max(Store.open(store).run_ids())
+    (project / "task.py").write_text("from lib.helper import SCALE  # edited\n" + COUNTING_SCRIPT)
+    (project / "lib" / "extra.py").write_text("")
+    (project / "lib" / "helper.py").write_text("from . import extra\nSCALE = 3\n")  # a relative import
+    assert cli.main(["run", str(spec), "--store", str(store)]) == 0
+    assert (f"0 reused: task.py changed since {second} (+2 files: lib/extra.py (new), lib/helper.py)"
+            in capsys.readouterr().err)
+    assert cli.main(["diff", first, second, "--store", str(store)]) == 0
+    assert "  files: lib/helper.py\n" in capsys.readouterr().out
+
+
+def test_code_files_all_counts_the_folder_but_never_what_batchsweep_or_editors_write(
+        project: Path, tmp_path: Path) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    spec = write_spec(project, "{a: [1, 2]}", log=log, extra="code: {files: all}\n")
+    (project / "config.txt").write_text("lr=1")
+    first = run(spec, store)
+    executions(log)
+    assert cli.main(["results", first.id, "--store", str(store), "-o", str(project / "results.csv")]) == 0
+    (project / "second.yaml").write_text("name: b\nscript: task.py\nparams: {grid: {a: [9]}}\n")
+    (project / "task.py~").write_text("backup")
+    (project / "runs").mkdir()
+    (project / "runs" / "x.txt").write_text("x")
+    run(spec, store)
+    assert executions(log) == []
+    (project / "config.txt").write_text("lr=2")  # not imported, but `code.files: all` counts it
     run(spec, store)
     assert executions(log) == ["1,1", "2,1"]
+
+
+def test_a_changed_package_version_reruns_the_tasks_and_diff_names_it(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    log, store, site = tmp_path / "executions.log", tmp_path / "store", tmp_path / "site"
+
+    def install(version: str) -> None:  # a real distribution, as pip leaves one: the module and its dist-info
+        for old in site.glob("fakepkg-*.dist-info"):
+            for f in old.iterdir():
+                f.unlink()
+            old.rmdir()
+        info = site / f"fakepkg-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: fakepkg\nVersion: {version}\n")
+        (info / "top_level.txt").write_text("fakepkg\n")
+        (site / "fakepkg.py").write_text(f"V = {version!r}\n")
+
+    install("1.0")
+    monkeypatch.syspath_prepend(str(site))
+    (project / "task.py").write_text("try:\n    import fakepkg\nexcept ImportError:\n    pass\n" + COUNTING_SCRIPT)
+    spec = write_spec(project, "{a: [1, 2]}", log=log)
+    first = run(spec, store)
+    executions(log)
+    again = run(spec, store)
+    assert again.info["reused"] == 2
+    install("2.0")
+    second = run(spec, store)
+    assert executions(log) == ["1,1", "2,1"]
+    assert second.info["reuse_account"]["missed"] == [[2, f"fakepkg 1.0 → 2.0 since {again.id}"]]
+    capsys.readouterr()
+    assert cli.main(["diff", first.id, second.id, "--store", str(store)]) == 0
+    assert "  packages: fakepkg 1.0 → 2.0\n" in capsys.readouterr().out
 
 
 def test_a_store_inside_the_code_directory_is_not_code(project: Path, tmp_path: Path) -> None:
@@ -503,7 +599,7 @@ def test_resume_reuses_a_task_that_succeeded_in_another_run_since(project: Path,
     capsys.readouterr()
     assert cli.main(["resume", first.id, "--store", str(store)]) == 0
     assert executions(log) == []  # not run again: taken from the other run
-    assert "resume: 1 task: 1 reused from 1 earlier run, 0 to run" in capsys.readouterr().err
+    assert "resume: reused 1 of 1 (from counted-" in capsys.readouterr().err
     resumed = batchsweep.load_run(first.id, store=store)
     assert resumed.store.read_status(first.id, 1).reused_from == f"{other.id}/0"
     df = resumed.results(refresh=True)

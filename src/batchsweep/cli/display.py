@@ -127,6 +127,46 @@ def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
         print_estimate(estimate, console=console)
 
 
+def print_key(p: Plan) -> None:
+    """What each task's content key covers (README: "What a task's key covers"), for `batchsweep explain`."""
+    from batchsweep import keys
+
+    print_ = _console().print
+    identity = keys.code_identity(p.spec, survey=True)
+    how = ("every file of the folder (code.files: all)" if p.spec.code.files == "all" else
+           "every file of the folder (the script is not Python)" if identity.mode == "all" else
+           "the script, the project files it imports" + (" and code.files" if p.spec.code.files else ""))
+    print_(f"code      {identity.hash[:12]} · {how} · in {p.record.code_dir}", markup=False)
+    width = max((len(rel) for rel in identity.files), default=0)
+    for rel in identity.files:
+        print_(f"  {rel.ljust(width)}  {identity.why.get(rel, '')}", markup=False)
+    if p.spec.backend == "aws-batch":
+        print_("packages  the task image's (its URI is keyed)", markup=False)
+    else:
+        print_("packages  " + (", ".join(f"{name} {v}" for name, v in identity.packages.items())
+                               or "none imported from outside the standard library"), markup=False)
+    env = p.record.key_env or {}
+    print_("runs on   " + " · ".join(f"{k} {v}" for k, v in env.items() if k != "env" and v) + " · env "
+           + (", ".join(f"{k}={v}" for k, v in sorted((env.get("env") or {}).items())) or "none"), markup=False)
+    what = p.record.key_what or {}
+    print_("what      " + " · ".join(f"{k} {v}" for k, v in what.items() if v not in (None, [], {}, 0)), markup=False)
+    print_("inputs    " + (", ".join(str(i if isinstance(i, str) else getattr(i, "src", i)) for i in p.spec.inputs)
+                           + " (each task's, by content)" if p.spec.inputs else "none"), markup=False)
+    print_("params    each task's resolved params", markup=False)
+    if identity.left_out:
+        by_why: dict[str, list[str]] = {}
+        for rel, why in identity.left_out.items():
+            by_why.setdefault(why, []).append(rel)
+        print_(f"not code  {len(identity.left_out)} file(s) of the folder never change a key:", markup=False)
+        for why, rels in sorted(by_why.items()):
+            print_(f"  {', '.join(rels[:6])}{f' (+{len(rels) - 6} more)' if len(rels) > 6 else ''}: {why}",
+                   markup=False)
+        if p.spec.code.files != "all":
+            print_("  a file the script reads but does not import counts once listed: code: {files: [NAME, ...]}",
+                   markup=False)
+    print_("not keyed timeout, retries, max_parallel, warm, vCPUs, memory, metrics: (re-read instead)", markup=False)
+
+
 def _print_search_plan(p: Plan, console: Any) -> None:
     """A search has no task list up front: what it will do, round by round, over which space."""
     search = p.spec.search
@@ -203,6 +243,11 @@ def print_outcome(run: Run) -> None:
     counts, _ = run.counts()
     summary = state_counts(counts)
     print(f"{run.id}: {summary}", file=sys.stderr)
+    account = run.record.reuse_account
+    if isinstance(account, dict):
+        from batchsweep.planning.reuse import account_line
+
+        print(account_line(account, "ran"), file=sys.stderr)
     succeeded: list[int] = []
     line = no_metrics_line(run, _noting_successes(run.store.iter_statuses(run.id, run.n_tasks), succeeded))
     if line:  # (100,000 statuses are never all held: only the succeeded tasks' indices are kept)
@@ -267,6 +312,11 @@ def print_status(run: Run) -> None:
 
     console.print(f"made by  {describe(record.provenance)}", markup=False)
     console.print("tasks    " + state_counts(counts) + f" (of {run.n_tasks})")
+    account = run.record.reuse_account
+    if isinstance(account, dict):
+        from batchsweep.reuse import account_line
+
+        console.print(f"reuse    {account_line(account, 'to run' if progress.active else 'ran')}", markup=False)
     durations = [s.duration_s for s in statuses.values() if s.duration_s is not None]
     if durations:
         console.print(f"compute  {duration(sum(durations))} of task time (sum of task durations), "

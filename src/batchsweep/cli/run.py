@@ -29,8 +29,17 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
                         "--pilot/--task-seconds, an estimate; run nothing")
     p.add_argument("--no-reuse", action="store_true",
                    help="run every task, even those that already succeeded with the same content key in this store")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="also show debug messages; with --dry-run, also what each task's content key covers "
+                        "(as `batchsweep explain`)")
     _duration_options(p, " (with --dry-run)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("explain", parents=[store],
+                       help="what each task's content key covers (which files, packages, inputs), and the reuse "
+                            "a run would find; runs nothing")
+    _spec_options(p, set_help="as for `run`", max_parallel_help="as for `run`")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("estimate", parents=[store],
                        help="task count, resources and, for aws-batch, an estimated cost; runs nothing on AWS",
@@ -108,8 +117,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         preview = p.engine.preview(p.spec, to_run.tasks)
         if preview:
             out(f"the {p.spec.backend} engine would submit (the first of its scripts):\n{preview}")
-        if reuse is not None and reuse.found:
-            out(reuse.line() + ("; the estimate covers the tasks to run" if wanted else ""))
+        if getattr(args, "verbose", False):
+            display.print_key(p)
+        if reuse is not None and p.tasks and not p.spec.search:
+            out(reuse.line() + ("; the estimate covers the tasks to run" if wanted and reuse.found else ""))
         return 0
     detach = args.detach or p.engine.detaches
     run = runs.start(p, store=args.store, detach=detach, reuse=not args.no_reuse,
@@ -120,6 +131,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         out(f"submitted {run.n_tasks} tasks; follow with: batchsweep wait {run.id}")
         return 0
     return _wait(run, announce=True)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from batchsweep import display, planning
+
+    p = planning.plan(args.spec, overrides=args.overrides, backend=args.backend, max_parallel=args.max_parallel,
+                      check_engine=False, max_tasks=args.max_tasks)
+    display.print_key(p)
+    args.no_reuse = False
+    reuse = _dry_run_reuse(p, args)
+    if reuse is not None and p.tasks and not p.spec.search:
+        out(f"reuse     {reuse.line()}")
+    return 0
 
 
 def _dry_run_reuse(p: Any, args: argparse.Namespace) -> Any:

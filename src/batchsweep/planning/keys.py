@@ -2,15 +2,18 @@
 
 A task's key covers everything that can change what it produces:
 
-    code      the code package's content (the script's directory, or the function's, minus .gitignore,
-              `code.exclude`, secrets, the spec file itself, a store kept there and every file the sweep's
-              `inputs:` could name), as a tree of (path, executable bit, sha256)
+    code      the code identity (`CodeIdentity`): the script and the project's Python files it imports (found by
+              reading its imports, and theirs), the files `code.files` lists (`all`: every file of the code
+              package), each by sha256; and the versions of the installed packages those files import
     what      the script (or function) run inside it, `outputs:` globs, the GPU count, the names of `secrets:`
     env       `env:`, and what the engine runs on: the interpreter's version locally, the image and the
               requirements' hash on remote engines
     params    the resolved params, as canonical JSON
     inputs    each input's staged name and content: sha256 for local files and directories, the ETag and
               version id for s3:// inputs
+
+Never code, whatever `code.files` says: a batchsweep store, files batchsweep exported (results, reports), spec
+files, editor and notebook debris, VCS folders and the usual output folders (`NEVER_CODE_*`).
 
 Not in the key: `timeout`, `retries`, `max_parallel`, `warm`, resources other than GPUs, the backend's queue,
 and `metrics:` (a changed rule re-reads the stored output instead, see `batchsweep.planning.reuse`).
@@ -31,14 +34,14 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from batchsweep.clock import SYSTEM, Clock
 from batchsweep.model import input_parts
 
-KEY_VERSION = 1
-STORE_MARKER = ".batchsweep-store"  # the same name as batchsweep.store.core.STORE_MARKER (keys imports no store)
+KEY_VERSION = 2  # 1: the code was every file of the code package (see CODE_VERSION)
 _CACHE_FILE = "file-sha256.json"
 
 
@@ -131,29 +134,321 @@ def code_dir(spec: Any) -> Path:
     return Path(spec.script_path.parent if spec.script_path else spec.base_dir)
 
 
-def code_hash(spec: Any, *, cache: HashCache | None = None) -> str:
-    """The content hash of the code package: what `batchsweep.aws.codepkg` would pack, minus the files any of the
-    sweep's `inputs:` could name (`data/{symbol}.csv` leaves out `data/*.csv`): those are keyed per task, by
-    content, so adding a data file for a new coin pair does not change the code of the others."""
+# Never code, whatever `code.files` says (a file named literally in `code.files` still counts): folders of
+# version control, tools, environments and the usual outputs; editor, notebook and OS debris.
+NEVER_CODE_DIRS = (".git", ".hg", ".svn", ".bzr", ".jj", "__pycache__", ".ipynb_checkpoints", ".idea", ".vscode",
+                   ".batchsweep", ".venv", "venv", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache",
+                   "outputs", "output", "results", "runs", "mlruns", "wandb", "lightning_logs", "logs",
+                   "checkpoints", "multirun")
+NEVER_CODE_FILES = ("*~", ".*.swp", ".*.swo", ".*.swx", ".#*", "#*#", ".DS_Store", "Thumbs.db", "desktop.ini",
+                    "*.pyc", "*.pyo", "*.orig", "*.rej", "*.log", "nohup.out")
+
+
+@dataclass(frozen=True)
+class CodeIdentity:
+    """What a task's code is, as its key sees it: files (relative to the code directory) by sha256, why each
+    counts, and the versions of the packages they import (distribution -> version)."""
+
+    files: dict[str, str]
+    why: dict[str, str]
+    packages: dict[str, str]
+    mode: str  # "imports" (the script and what it imports), "all" (`code.files: all`, or a script not in Python)
+    left_out: dict[str, str] = field(default_factory=dict)  # files of the package that do not count, and why
+
+    @property
+    def hash(self) -> str:
+        return sha256_text(canonical({"v": CODE_VERSION, "files": self.files, "packages": self.packages}))
+
+    def to_json(self) -> dict[str, Any]:
+        """run.json `code_identity`: enough for `diff` and the reuse line to name what changed."""
+        return {"v": CODE_VERSION, "mode": self.mode, "files": self.files, "packages": self.packages}
+
+
+CODE_VERSION = 2  # 1: the code package's tree hash (every file of the folder)
+
+
+def code_hash(spec: Any, *, cache: HashCache | None = None, packages: dict[str, str] | None = None) -> str:
+    """The hash of `code_identity` (`packages`, when given, instead of asking the interpreter again)."""
+    return code_identity(spec, cache=cache, packages=packages).hash
+
+
+def code_identity(spec: Any, *, cache: HashCache | None = None, packages: dict[str, str] | None = None,
+                  survey: bool = False) -> CodeIdentity:
+    """The code identity of a sweep's tasks (module docstring); `survey` also lists the package's files that do
+    not count (for `batchsweep explain`)."""
+    cache = cache or HashCache()
+    root = code_dir(spec)
+    wanted = getattr(spec.code, "files", [])
+    files: dict[str, str] = {}
+    why: dict[str, str] = {}
+    modules: set[str] = set()
+    start = _start_file(spec, root)
+    every = wanted == "all" or (start is None and spec.script_path is not None)
+    if start is not None:
+        found, modules = imported_files(root, start)
+        for rel, because in found.items():
+            files[rel], why[rel] = cache.file(root / rel), because
+    left_out: dict[str, str] = {}
+    if every or wanted or survey:
+        chosen, left_out = _listed_files(spec, root, "all" if every else wanted)
+        for rel, because in chosen.items():
+            if rel not in files:
+                path = root / rel
+                files[rel] = "link:" + os.readlink(path) if path.is_symlink() else cache.file(path)
+                why[rel] = because
+        left_out = {rel: w for rel, w in left_out.items() if rel not in files}
+    if packages is None:
+        packages = package_versions(modules, interpreter(spec)) if spec.backend != "aws-batch" else {}
+    return CodeIdentity(files=dict(sorted(files.items())), why=why, packages=packages,
+                        mode="all" if every else "imports", left_out=left_out)
+
+
+def _start_file(spec: Any, root: Path) -> str | None:
+    """The Python file the task starts in, relative to root: the script, or the module of `function:`."""
+    if spec.script_path is not None:
+        return spec.script_path.name if spec.script_path.suffix == ".py" else None
+    module = spec.function.split(":", 1)[0]
+    return _resolve(root, module)
+
+
+def _resolve(root: Path, module: str) -> str | None:
+    """The project file of a dotted module name (its .py, or its package's __init__.py), relative to root."""
+    rel = module.replace(".", "/")
+    for candidate in (f"{rel}.py", f"{rel}/__init__.py"):
+        if (root / candidate).is_file():
+            return candidate
+    return None
+
+
+def imported_files(root: Path, start: str) -> tuple[dict[str, str], set[str]]:
+    """The project's Python files `start` imports, directly or through each other (every `import` and `from ...
+    import` in the file, in functions and `try:` blocks too, and `importlib.import_module("literal")`), each
+    with why it counts; and the top-level names of the modules imported from outside the project (the
+    standard library left out)."""
+    import ast
+
+    found: dict[str, str] = {start: "the script"}
+    outside: set[str] = set()
+    todo = [start]
+    while todo:
+        rel = todo.pop()
+        try:
+            tree = ast.parse((root / rel).read_bytes(), filename=rel)
+        except (SyntaxError, ValueError, OSError):
+            continue  # counted by its content; a file Python cannot read fails its task more clearly
+        package = rel.rsplit("/", 1)[0] if "/" in rel else ""
+        for name in _imports(tree, package):
+            targets = _project_files(root, name)
+            if not targets:
+                top = name.split(".", 1)[0]
+                if top and top not in sys.stdlib_module_names and top not in sys.builtin_module_names:
+                    outside.add(top)
+            for target in targets:
+                if target not in found:
+                    found[target] = f"imported by {rel}"
+                    todo.append(target)
+    return found, outside
+
+
+def _imports(tree: Any, package: str) -> list[str]:
+    """Dotted module names a module imports (relative imports resolved against its package directory)."""
+    import ast
+
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split("/") if package else []
+                if node.level - 1 > len(parts):
+                    continue
+                base = ".".join(parts[:len(parts) - (node.level - 1)])
+                module = ".".join(p for p in (base, node.module or "") if p)
+            else:
+                module = node.module or ""
+            if module:
+                names.append(module)
+            names += [f"{module}.{a.name}" if module else a.name for a in node.names if a.name != "*"]
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str)
+              and (getattr(node.func, "attr", None) == "import_module" or getattr(node.func, "id", None) in
+                   ("import_module", "__import__"))):
+            names.append(node.args[0].value)
+    return names
+
+
+def _project_files(root: Path, name: str) -> list[str]:
+    """The files importing `name` runs from the project: each package's __init__.py on the way, and the module.
+    An empty list when its first part is not the project's (then it is a package's, or the standard library's)."""
+    parts = name.split(".")
+    files = []
+    for depth in range(1, len(parts) + 1):
+        rel = "/".join(parts[:depth])
+        if (root / f"{rel}.py").is_file():
+            files.append(f"{rel}.py")
+            break  # a module: what follows is a name inside it
+        if (root / rel).is_dir():
+            if (root / rel / "__init__.py").is_file():
+                files.append(f"{rel}/__init__.py")
+            continue  # a package (or a namespace package): go on
+        break  # `from pkg import name`: a name inside pkg/__init__.py
+    return files
+
+
+def interpreter(spec: Any) -> str:
+    """The Python the tasks run on: `python:` (a path relative to the spec, or a name on PATH), else ours."""
+    import shutil
+
+    if not getattr(spec, "python", None):
+        return sys.executable
+    python = str(spec.python)
+    if "/" in python:
+        return os.path.abspath(Path(spec.base_dir) / os.path.expanduser(python))
+    return shutil.which(python) or python
+
+
+def _versions_here(modules: list[str]) -> dict[str, str]:
+    """`package_versions` in this interpreter (`_VERSIONS_SCRIPT` does the same in another one)."""
+    import importlib.util
+    from importlib.metadata import packages_distributions, version
+
+    dists = packages_distributions()
+    out = {}
+    for module in modules:
+        names = dists.get(module)
+        if names:
+            out.update({name: version(name) for name in names})
+            continue
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        out[module] = "not a distribution" if found else "not installed"
+    return out
+
+
+_VERSIONS_SCRIPT = """\
+import json, sys, importlib.util
+from importlib.metadata import packages_distributions, version
+dists = packages_distributions()
+out = {}
+for module in sys.argv[1:]:
+    names = dists.get(module)
+    if names:
+        out.update({name: version(name) for name in names})
+        continue
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    out[module] = "not a distribution" if found else "not installed"
+print(json.dumps(out))
+"""
+_versions: dict[tuple[Any, ...], dict[str, str]] = {}
+
+
+def package_versions(modules: Iterable[str], python: str | None = None) -> dict[str, str]:
+    """Distribution -> version of each installed package providing one of `modules` (top-level names), as the
+    interpreter `python` sees them; a module no distribution provides: "not installed", or "not a distribution"
+    when it imports anyway. Remembered in this process while no directory on sys.path changes (ours; another
+    interpreter is asked once per process)."""
+    import subprocess
+    import time
+
+    from batchsweep.provenance import RACY_NS, package_places
+
+    wanted = sorted(set(modules))
+    if not wanted:
+        return {}
+    ours = python is None or os.path.realpath(python) == os.path.realpath(sys.executable)
+    started = time.time_ns()
+    places, mtimes = package_places() if ours else ((), [])
+    memo = (None if ours else python, tuple(wanted), places)
+    found = _versions.get(memo)
+    if found is not None:
+        return found
+    try:
+        if ours:
+            result = _versions_here(wanted)
+        else:
+            text = subprocess.run([str(python), "-c", _VERSIONS_SCRIPT, *wanted], capture_output=True, text=True,
+                                  timeout=60, check=True).stdout
+            result = {str(k): str(v) for k, v in json.loads(text).items()}
+    except (OSError, ValueError, subprocess.SubprocessError):
+        result = {m: "unknown" for m in wanted}
+    result = dict(sorted(result.items()))
+    if all(mtime < started - RACY_NS for mtime in mtimes):  # as provenance.packages_hash: not a directory just changed
+        _versions[memo] = result
+    return result
+
+
+def _listed_files(spec: Any, root: Path, wanted: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """The code package's files `code.files` counts (`all`: every one), each with why, and the others with why
+    not: the never-code rules, spec files, exports batchsweep wrote, stores and the files `inputs:` names."""
     from fnmatch import fnmatch
 
     from batchsweep.aws import codepkg
+    from batchsweep.files import exclude_spec
 
-    cache = cache or HashCache()
-    root = code_dir(spec)
     contents = codepkg.survey(root, exclude=spec.code.exclude, include=spec.code.include)
     skip = input_globs(root, Path(spec.base_dir), spec.inputs)
-    stores = [rel.rsplit("/", 1)[0] + "/" for rel in contents.sizes if rel.endswith("/" + STORE_MARKER)]
-    if spec.spec_file is not None:  # the spec's fields that matter are keyed one by one (a widened grid is no code change)
-        skip += inputs_globs_literal(root, Path(spec.spec_file))
+    spec_files = inputs_globs_literal(root, Path(spec.spec_file)) if spec.spec_file is not None else []
+    literal = set() if wanted == "all" else {w.lstrip("/") for w in wanted if not any(c in w for c in "*?[!")}
+    matcher = None if wanted == "all" else exclude_spec(list(wanted))
+    chosen, left_out = {}, dict(contents.left_out)
+    for rel in sorted([*contents.sizes, *contents.links]):
+        parts = rel.split("/")
+        if any(fnmatch(rel, g) for g in spec_files):
+            left_out[rel] = "the spec file (its fields are keyed one by one)"
+        elif any(fnmatch(rel, g) or fnmatch(rel, g.rstrip("/") + "/*") for g in skip):
+            left_out[rel] = "an input (keyed per task by content)"
+        elif rel in literal:
+            chosen[rel] = "code.files"
+        elif wanted != "all" and (matcher is None or not matcher.match_file(rel)):  # (no lines: none listed)
+            left_out[rel] = "not imported by the script" if rel.endswith(".py") else "not imported, not in code.files"
+        elif any(p in NEVER_CODE_DIRS for p in parts[:-1]):
+            left_out[rel] = "in a tool's or output folder"
+        elif any(fnmatch(parts[-1], g) for g in NEVER_CODE_FILES):
+            left_out[rel] = "editor, notebook or OS debris, or a log"
+        elif _written_by_batchsweep(root / rel):
+            left_out[rel] = "a spec file, or written by batchsweep"
+        else:
+            chosen[rel] = "code.files: all" if wanted == "all" else "code.files"
+    return chosen, left_out
 
-    def kept(rel: str) -> bool:
-        return not (rel.startswith(tuple(stores)) or any(fnmatch(rel, g) or fnmatch(rel, g.rstrip("/") + "/*")
-                                                          for g in skip))
 
-    files = [rel for rel in contents.sizes if kept(rel)]
-    links = {rel: target for rel, target in contents.links.items() if kept(rel)}
-    return cache.tree(root, files, links)
+def _written_by_batchsweep(path: Path) -> bool:
+    """A sweep spec, or a table or report batchsweep exported, told by its first bytes."""
+    suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".csv", ".json", ".html", ".parquet"):
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    import re
+
+    if suffix in (".yaml", ".yml"):
+        return bool(re.search(rb"^(script|function):", head, re.M) and re.search(rb"^(params|search):", head, re.M))
+    if suffix == ".csv":
+        columns = head.split(b"\n", 1)[0].strip().split(b",")
+        return b"task" in columns and b"status" in columns
+    if suffix == ".json":
+        return bool(re.match(rb'\s*\[\s*\{"task":', head))
+    if suffix == ".html":
+        return b"batchsweep" in head
+    return b"PAR1" == head[:4] and b"reused_from" in _tail(path)
+
+
+def _tail(path: Path, size: int = 65536) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - size))
+            return f.read()
+    except OSError:
+        return b""
 
 
 class CodeWatch:
@@ -170,6 +465,7 @@ class CodeWatch:
 
         self.spec, self.code, self.every_s, self.clock = spec, code, every_s, clock
         self.cache = HashCache()
+        self._packages: dict[str, str] | None = None  # asked once: the watch is for edits, not installs
         self.changed_to: str | None = None
         self._checked = float("-inf")  # the first task looks (planning may have been a while ago)
         self._wait = every_s
@@ -183,7 +479,9 @@ class CodeWatch:
             if now - self._checked < self._wait:
                 return True
             try:
-                current = code_hash(self.spec, cache=self.cache)
+                if self._packages is None:
+                    self._packages = code_identity(self.spec, cache=self.cache).packages
+                current = code_hash(self.spec, cache=self.cache, packages=self._packages)
             except Exception:  # noqa: BLE001 - an unreadable directory fails the task itself, more clearly
                 return True
             finally:
@@ -329,3 +627,17 @@ def spec_what(spec: Any) -> dict[str, Any]:
         "secrets": dict(sorted(spec.secrets.items())),
         "args": spec.args.model_dump(mode="json") if spec.args is not None else None,
     }
+
+
+def code_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> tuple[list[str], list[str]]:
+    """What differs between two runs' code identities (run.json `code_identity`): the files (`helper.py`,
+    `notes.txt (new)`, `old.py (gone)`) and the packages (`pandas 2.2.2 → 2.3.0`, `polars 1.0 (new)`)."""
+    if not old or not new:
+        return [], []
+    fa, fb = old.get("files") or {}, new.get("files") or {}
+    files = [f"{rel}{' (new)' if rel not in fa else ' (gone)' if rel not in fb else ''}"
+             for rel in sorted(set(fa) | set(fb)) if fa.get(rel) != fb.get(rel)]
+    pa, pb = old.get("packages") or {}, new.get("packages") or {}
+    packages = [f"{name} {pb[name]} (new)" if name not in pa else f"{name} {pa[name]} (gone)" if name not in pb
+                else f"{name} {pa[name]} → {pb[name]}" for name in sorted(set(pa) | set(pb)) if pa.get(name) != pb.get(name)]
+    return files, packages

@@ -280,7 +280,8 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
     # the engine's resolved settings, through its model (none checked: the model's defaults, never started)
     settings = engine.resolved(engine.check(spec, tasks)) if check_engine else engine.engine_settings_model()
     hashes = keys.HashCache()
-    code_hash = keys.code_hash(spec, cache=hashes)
+    identity = keys.code_identity(spec, cache=hashes)
+    code_hash = identity.hash
     stamps = keys.InputStamps(spec.base_dir, hashes, s3_head=keys.s3_head(profile=spec.aws.profile,
                                                                              region=spec.aws.region) if check_engine else None)
     environment = {"env": spec.env, **engine.key_environment(spec, settings)}
@@ -303,7 +304,7 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
     record = RunRecord(
         run_id=new_run_id(spec.name), name=spec.name, backend=spec.backend,
         created=now.isoformat(timespec="seconds"), created_ts=now.timestamp(), n_tasks=len(tasks),
-        code_hash=code_hash, key_common=keyer.common, key_what=keys.spec_what(spec), key_env=environment,
+        code_hash=code_hash, code_identity=identity.to_json(), key_common=keyer.common, key_what=keys.spec_what(spec), key_env=environment,
         spec_file=str(spec.spec_file) if spec.spec_file else None,
         provenance=provenance.collect(Path(code_dir), environment=environment),
         base_dir=str(spec.base_dir), code_dir=str(code_dir),
@@ -349,13 +350,15 @@ def keyed_as_now(record: RunRecord, tasks: Sequence[Task]) -> tuple[list[Task], 
 
 def find_reuse(p: Plan, *, store: Store | str | None = None) -> Reuse:
     """Which of the plan's tasks already succeeded, with the same content key, in the store it would run against."""
-    from batchsweep.planning.reuse import Reuse, lookup
+    from batchsweep.planning.reuse import Reuse, explain_misses, lookup
 
     if p.spec.search or not p.tasks:
         return Reuse(len(p.tasks))
     local = store if isinstance(store, Store) else Store.open(store)
-    return lookup(p.engine.run_store(p.record.engine, local), p.tasks, metrics_rule=metrics_rule(p.spec),
-                  keeps_everything=not p.spec.outputs)
+    run_store = p.engine.run_store(p.record.engine, local)
+    found = lookup(run_store, p.tasks, metrics_rule=metrics_rule(p.spec), keeps_everything=not p.spec.outputs)
+    found.missed = explain_misses(run_store, p.tasks, found, p.info)
+    return found
 
 
 def metrics_rule(spec: Spec) -> str | dict[str, Any]:

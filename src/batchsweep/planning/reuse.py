@@ -44,10 +44,11 @@ class Source:
 
 @dataclass
 class Reuse:
-    """Which tasks of a new run take an earlier result, and from where."""
+    """Which tasks of a new run take an earlier result, and from where; why the others could not (`missed`)."""
 
     n_tasks: int
     found: dict[int, Source] = field(default_factory=dict)  # task index in the new run -> its earlier success
+    missed: list[tuple[int, str]] = field(default_factory=list)  # (how many tasks, why) for those not reused
 
     @property
     def runs(self) -> set[str]:
@@ -56,11 +57,98 @@ class Reuse:
     def to_run(self, tasks: Sequence[Task]) -> list[Task]:
         return [t for t in tasks if t.index not in self.found]
 
-    def line(self) -> str:
-        n, reused = self.n_tasks, len(self.found)
-        runs = len(self.runs)
-        return (f"{n} task{'s' if n != 1 else ''}: {reused} reused from {runs} earlier run{'s' if runs != 1 else ''}, "
-                f"{n - reused} to run")
+    def account(self) -> dict[str, Any]:
+        """run.json `reuse_account`: what `line` says, kept so `status` can say it again."""
+        return {"reused": len(self.found), "of": self.n_tasks, "from": sorted(self.runs),
+                "missed": [list(m) for m in self.missed]}
+
+    def line(self, verb: str = "to run") -> str:
+        return account_line(self.account(), verb)
+
+
+def account_line(account: dict[str, Any], verb: str = "to run") -> str:
+    """"reused 12 of 15 (from RUN); 3 to run: new params", "0 reused: train.py changed since RUN (+1 file:
+    utils.py)" ("ran" instead of "to run" once the run has run)."""
+    try:  # run.json is read back from a store: a damaged account is not trusted for more than its numbers
+        reused, n = int(account.get("reused") or 0), int(account.get("of") or 0)
+        sources = [str(r) for r in account.get("from") or []]
+        missed = [(int(c), str(w)) for c, w in account.get("missed") or []]
+    except (TypeError, ValueError, AttributeError):
+        return "reuse account unreadable (run.json reuse_account is damaged)"
+    source = (f" (from {sources[0]})" if len(sources) == 1 else
+              f" (from {len(sources)} runs: {', '.join(sources[:3])}{', …' if len(sources) > 3 else ''})" if sources else "")
+    rest = n - reused
+    if rest == 0:
+        return f"reused {reused} of {n}{source}; nothing {verb}"
+    why = missed[0][1] if len(missed) == 1 else ", ".join(f"{c} {w}" for c, w in missed)
+    if reused == 0 and len(missed) == 1:
+        return f"0 reused: {why}"
+    return f"reused {reused} of {n}{source}; {rest} {verb}" + (f": {why}" if why else "")
+
+
+def explain_misses(store: Store, tasks: Sequence[Task], reuse: Reuse, info: dict[str, Any]) -> list[tuple[int, str]]:
+    """Why each task not reused could not be, against the newest earlier run of the same sweep in the store
+    (`info` is the new run's run.json): new params, the code, packages or environment changed since (named),
+    its inputs changed, or it never succeeded there. Counted per reason, the most common first."""
+    from collections import Counter
+
+    missed = [t for t in tasks if t.index not in reuse.found]
+    if not missed:
+        return []
+    name = str(info.get("name") or "")
+    same_sweep = re.compile(re.escape(name) + r"-\d{8}-\d{6}-[0-9a-f]{4}")
+    try:
+        earlier = sorted((r for r in store.run_ids() if same_sweep.fullmatch(r)), key=lambda r: _newest_first((r, 0)))
+        ref = earlier[-1] if earlier else None
+        if ref is None:
+            return [(len(missed), f"no earlier run of {name} in this store")]
+        ref_info = store.run_info(ref)
+        ref_tasks = {keys.canonical(t.params): t for t in store.iter_tasks(ref)}
+    except Exception:  # noqa: BLE001 - an unreadable earlier run only makes the account vaguer
+        return [(len(missed), f"no readable earlier run of {name}")]
+    whole = run_change(ref, ref_info, info)
+    counts: Counter[str] = Counter()
+    for t in missed:
+        old = ref_tasks.get(keys.canonical(t.params))
+        if old is None:
+            counts["new params"] += 1
+        elif not t.cache_key:
+            counts["not keyed (an input could not be identified)"] += 1
+        elif whole is not None:
+            counts[whole] += 1
+        elif old.cache_key == t.cache_key:
+            counts[f"did not succeed in {ref}"] += 1
+        elif t.inputs:
+            counts[f"its inputs changed since {ref}"] += 1
+        else:
+            counts[f"key changed since {ref}"] += 1
+    return [(count, why) for why, count in counts.most_common()]
+
+
+def run_change(ref: str, old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """What differs between an earlier run and a new one for every task's key, in words; None when nothing does."""
+    if old.get("key_common") == new.get("key_common"):
+        return None
+    old_code, new_code = old.get("code_identity"), new.get("code_identity")
+    if not old_code or old_code.get("v") != (new_code or {}).get("v"):
+        return f"{ref} was keyed by an older batchsweep (its code identity is not comparable)"
+    files, packages = keys.code_changes(old_code, new_code)
+    script = new.get("script_name")
+    files.sort(key=lambda f: f.split(" ")[0] != script)  # the script first
+    parts = []
+    if files:
+        more = files[1:]
+        parts.append(f"{files[0]} changed since {ref}" + (
+            f" (+{len(more)} file{'s' if len(more) != 1 else ''}: {', '.join(more[:5])}{', …' if len(more) > 5 else ''})"
+            if more else ""))
+    if packages:
+        parts.append(", ".join(packages[:5]) + (", …" if len(packages) > 5 else "") + ("" if files else f" since {ref}"))
+    for part, label in (("key_env", "environment"), ("key_what", "spec")):
+        a, b = old.get(part) or {}, new.get(part) or {}
+        changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        parts += [f"{label} {k}: {a.get(k)!r} → {b.get(k)!r}" if not isinstance(a.get(k), dict) and
+                  not isinstance(b.get(k), dict) else f"{label} {k} changed" for k in changed]
+    return "; ".join(parts) if parts else f"the key changed since {ref}"
 
 
 def _newest_first(entry: tuple[str, int]) -> tuple[str, str, int]:

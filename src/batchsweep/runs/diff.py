@@ -69,6 +69,14 @@ def diff(a: Run, b: Run, *, tolerance: float = 1e-9) -> list[str]:
     code = "same" if ra_.code_hash == rb_.code_hash else "changed"
     lines.append(f"code         {code} ({ra_.code_hash[:12]} -> {rb_.code_hash[:12]})"
                  if code == "changed" else "code         same")
+    if code == "changed":
+        from batchsweep.keys import code_changes
+
+        files, packages = code_changes(ra_.code_identity, rb_.code_identity)
+        if ra_.code_identity is None or rb_.code_identity is None:
+            lines.append("  files: not recorded by the older run (batchsweep before code identities)")
+        lines += [f"  files: {', '.join(files[:20])}{', …' if len(files) > 20 else ''}"] if files else []
+        lines += [f"  packages: {', '.join(packages[:20])}{', …' if len(packages) > 20 else ''}"] if packages else []
     pa, pb = ra_.provenance, rb_.provenance
     for line in _changed({"git": pa.get("git")}, {"git": pb.get("git")}):
         lines.append(f"  {line}")

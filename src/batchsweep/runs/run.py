@@ -53,12 +53,14 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, re
     if say is not None:
         for ref, why in sorted(p.unkeyed.items()):
             say(f"inputs: {ref} could not be identified by content ({why}); its tasks run again, never reused")
-        if reuse.found:
+        if reuse_on and p.tasks and not p.spec.search:
             say(reuse.line())
     lock = _claim_run_id(p, run_store, local)
     run_id = p.record.run_id
     try:
         info = {**p.info, "store": run_store.url, "reused": len(reuse.found), "reuse": reuse_on}
+        if reuse_on and p.tasks and not p.spec.search:
+            info["reuse_account"] = reuse.account()
         info.update(p.engine.prepare(p.spec, run_store, info))
         run_store.create_run(run_id, info, p.tasks)
         if reuse.found:

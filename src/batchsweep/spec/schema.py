@@ -240,6 +240,23 @@ class Code(_Strict):
     exclude: list[str] = []  # .gitignore lines, as if in one more .gitignore at the code directory's root
     include: list[str] = []  # the same, for files packed although they look like credentials (by name or content)
     max_mib: float = Field(default=50, gt=0)
+    # What counts as the tasks' code besides the script and what it imports (`batchsweep.keys.CodeIdentity`):
+    # .gitignore-style lines naming files of the code package, or `all` for every one of them.
+    files: list[str] | Literal["all"] = []
+
+    @field_validator("files")
+    @classmethod
+    def _files_lines(cls, patterns: list[str] | str) -> list[str] | str:
+        if isinstance(patterns, str):
+            return patterns
+        from batchsweep.files import exclude_spec
+
+        try:
+            exclude_spec(patterns)
+        except ValueError as e:
+            raise ValueError(f"{e}; write .gitignore-style lines such as `config.yaml`, `conf/*.yaml` or `lib/`, "
+                             "or `all` for every file of the folder") from None
+        return patterns
 
     @field_validator("exclude", "include")
     @classmethod

@@ -48,11 +48,11 @@ def git_state(code_dir: Path) -> dict[str, Any] | None:
     return state
 
 
-_RACY_NS = 2_000_000_000  # a directory changed this recently may change again without its mtime moving
+RACY_NS = 2_000_000_000  # a directory changed this recently may change again without its mtime moving
 _packages: tuple[tuple[Any, ...], tuple[str, int]] | None = None  # (where distributions were found, their hash)
 
 
-def _package_places() -> tuple[tuple[Any, ...], list[int]]:
+def package_places() -> tuple[tuple[Any, ...], list[int]]:
     """Where importlib.metadata looks for distributions, as it is now: the meta path finders and every sys.path
     entry (its directory's mtime, size and links: installing or removing a distribution adds or removes its
     *.dist-info there); and those directories' mtimes. A few stat calls, against reading every distribution's
@@ -79,14 +79,14 @@ def packages_hash() -> tuple[str, int]:
     from importlib.metadata import distributions
 
     started = time.time_ns()
-    places, mtimes = _package_places()
+    places, mtimes = package_places()
     if _packages is not None and _packages[0] == places:
         return _packages[1]
     names = sorted({f"{(d.metadata['Name'] or '').lower()}=={d.version}" for d in distributions()})
     result = hashlib.sha256("\n".join(names).encode()).hexdigest(), len(names)
     # Kept only if no directory changed just now: a change right after could leave its mtime where it was (the
     # timestamps' granularity), as git's index does with its "racy" entries.
-    if all(mtime < started - _RACY_NS for mtime in mtimes):
+    if all(mtime < started - RACY_NS for mtime in mtimes):
         _packages = (places, result)
     return result
 

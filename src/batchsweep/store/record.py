@@ -98,6 +98,7 @@ class RunRecord(BaseModel):
     created_ts: float
     n_tasks: int
     code_hash: str = ""
+    code_identity: dict[str, Any] | None = None  # `keys.CodeIdentity.to_json()`: files, packages (runs since key v2)
     key_common: str | None = None  # code, what runs and environment: a search keys its trials with it
     key_what: dict[str, Any] | None = None  # the parts of key_common besides the code: a resume after the code
     key_env: dict[str, Any] | None = None  # changed keys its tasks with the code as it is then (planning.keyed_as_now)
@@ -119,6 +120,7 @@ class RunRecord(BaseModel):
     store: str | None = None  # the store the run lives in (an S3 prefix for remote engines)
     reused: int = 0  # tasks copied from earlier runs at start
     reuse: bool = False  # started with reuse on: a search's rounds and `resume` reuse only then
+    reuse_account: dict[str, Any] | None = None  # `reuse.Reuse.account()`: what was reused and why the rest missed
     code_sha256: str | None = None  # the code package kept in the store (`Engine.prepare`)
     code_package: str | None = None  # why no code package was kept
     inputs_map: dict[str, ShippedInput] | None = None  # aws-batch: the inputs shipped to the store
