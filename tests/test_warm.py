@@ -368,6 +368,8 @@ UNSAFE_IMPORTS = {
                     "read BATCHSWEEP_TASK_INDEX, which each task sets for itself"),
     "process": ("import subprocess\nhelper = subprocess.Popen(['sleep', '30'])\n", "start processes (1)"),
     "fork-unsafe module": (None, "imports tensorflow, which is not fork-safe"),
+    "random draw": ("import random\nTOKEN = random.random()\n", "draw random numbers (random, by unsafe_lib)"),
+    "numpy draw": ("import numpy as np\nTOKEN = float(np.random.rand())\n", "draw random numbers (numpy.random)"),
 }
 
 
@@ -493,3 +495,53 @@ def test_a_grandchild_a_warm_task_forks_without_exec_dies_with_the_task_as_a_col
     daemons = {p.name: int(p.read_text()) for p in pids.iterdir()}
     assert sorted(daemons) == ["cold-1", "cold-2", "warm-1", "warm-2"]
     assert [name for name, pid in daemons.items() if alive(pid)] == []
+
+
+@pytest.mark.parametrize("draw", ["import random\nTOKEN = random.random()\n",
+                                  "import numpy as np\nTOKEN = float(np.random.rand())\n"])
+def test_a_library_that_draws_at_import_gives_each_task_its_own_draw_as_cold_tasks_do(tmp_path, draw):
+    write(tmp_path / "lib" / "drawer.py", draw)
+    script = write(tmp_path / "code" / "uses.py", """
+        import argparse, json
+        import drawer
+        import numpy as np
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--x", type=int)
+        parser.parse_args()
+        json.dump({"token": drawer.TOKEN, "later": float(np.random.rand())}, open("metrics.json", "w"))
+    """)
+    spec = write(tmp_path / "sweep.yaml", f"""
+        name: draws
+        script: {script}
+        params: {{grid: {{x: [1, 2, 3, 4]}}}}
+        env: {{PYTHONPATH: {tmp_path / 'lib'}}}
+    """)
+    r = run(spec, tmp_path / "store")
+    df = r.results()
+    assert df["token"].nunique() == 4 and df["later"].nunique() == 4
+    assert df["warm"].tolist() == [False] * 4  # cold: the draw is each task's own
+
+
+def test_results_say_which_tasks_ran_warm_and_status_why_the_rest_ran_cold(tmp_path, capsys):
+    from batchsweep import cli
+
+    script = write(tmp_path / "plain.py", """
+        import argparse, json
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--x", type=int)
+        parser.parse_args()
+        json.dump({"y": 1}, open("metrics.json", "w"))
+    """)
+    spec = write(tmp_path / "sweep.yaml", f"""
+        name: plain
+        script: {script}
+        params: {{grid: {{x: [1, 2, 3]}}}}
+    """)
+    warm = run(spec, tmp_path / "store")
+    cold = run(spec, tmp_path / "store", "warm=false", "params.grid.x=4,5")
+    assert warm.results()["warm"].tolist() == [True] * 3 and cold.results()["warm"].tolist() == [False] * 2
+    capsys.readouterr()
+    assert cli.main(["status", warm.id, "--store", str(tmp_path / "store")]) == 0
+    assert "warm     3 of 3 ran warm\n" in capsys.readouterr().out
+    assert cli.main(["status", cold.id, "--store", str(tmp_path / "store")]) == 0
+    assert "warm     0 of 2 ran warm; 2 cold: the spec says warm: false\n" in capsys.readouterr().out

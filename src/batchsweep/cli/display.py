@@ -299,6 +299,18 @@ def run_state(run: Run, counts: Counter[str], active: bool) -> str:
     return "finished"
 
 
+def warm_line(statuses: Iterable[TaskStatus]) -> str | None:
+    """"4 of 6 ran warm; 2 cold: the spec says warm: false" over the tasks this run started (reused ones and
+    those of a batchsweep before `warm` was recorded left out); None when there are none."""
+    started = [s for s in statuses if s.warm is not None and not s.reused_from]
+    if not started:
+        return None
+    warm = sum(1 for s in started if s.warm)
+    why = Counter(s.cold_why or "not recorded" for s in started if not s.warm)
+    cold = "; ".join(f"{n} cold: {reason}" for reason, n in why.most_common(3))
+    return f"{warm} of {len(started)} ran warm" + (f"; {cold}" if cold else "")
+
+
 def print_status(run: Run) -> None:
     statuses, progress = run.snapshot()
     states = run.states_from(statuses, progress)
@@ -317,6 +329,9 @@ def print_status(run: Run) -> None:
         from batchsweep.reuse import account_line
 
         console.print(f"reuse    {account_line(account, 'to run' if progress.active else 'ran')}", markup=False)
+    line = warm_line(statuses.values())
+    if line:
+        console.print(f"warm     {line}", markup=False)
     durations = [s.duration_s for s in statuses.values() if s.duration_s is not None]
     if durations:
         console.print(f"compute  {duration(sum(durations))} of task time (sum of task durations), "

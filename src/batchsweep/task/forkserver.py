@@ -33,6 +33,8 @@ from typing import Any, NoReturn, Protocol
 class ForkedProcess:
     """A child forked by a fork server: the members of `subprocess.Popen` that the worker and the player use."""
 
+    warm = True  # a task started this way ran warm (the worker records it: `TaskStatus.warm`)
+
     def __init__(self, request_id: int, argv: list[str]) -> None:
         self.id = request_id
         self.args = argv

@@ -102,6 +102,8 @@ class WarmTeedProcess:
     the forked task writes into two FIFOs, and the same pumps copy each line to its log file and, prefixed, to
     the container's stdout."""
 
+    warm = True  # (`TaskStatus.warm`)
+
     def __init__(self, server: WarmServer, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path,
                  stderr: Path) -> None:
         index = int(env.get("BATCHSWEEP_TASK_INDEX", "-1"))
@@ -152,19 +154,21 @@ def warm_launcher(ctx: Any, *, warm: str, n_tasks: int) -> tuple[Launcher, WarmS
     """The child's launcher: warm (one import of the script's imports, a fork per task) unless the spec says
     `warm: false` (`warm` is `warm.mode`), when the child runs more than one task and the script allows it
     (`auto`: and the fork server finds it safe); else cold."""
-    if warm == "off" or n_tasks < 2:
-        return launch_teed, None
-    from batchsweep.task.warm import server_for
+    from batchsweep.task.warm import cold_because, server_for
 
+    if warm == "off" or n_tasks < 2:
+        return cold_because("the spec says warm: false" if warm == "off" else
+                            "a single task in this container gains nothing from it", launch_teed), None
     started = server_for(ctx, warm=warm, n_tasks=n_tasks)
     if isinstance(started, str):
         print(f"batchsweep: warm start: {started}; running cold", file=sys.stderr, flush=True)
-        return launch_teed, None
+        return cold_because(started, launch_teed), None
     server = started
 
     def launch(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> Any:
         if not server.alive:
-            return launch_teed(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+            return cold_because("the fork server ended during the run", launch_teed)(
+                argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
         return WarmTeedProcess(server, argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
 
     return launch, server

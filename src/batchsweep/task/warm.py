@@ -120,6 +120,9 @@ def unsafe_reason(facts: Mapping[str, Any], *, forced: bool) -> str | None:
     if facts.get("env_read"):
         names = ", ".join(facts["env_read"])
         return f"the script's imports read {names}, which each task sets for itself"
+    if facts.get("draws"):
+        return (f"the script's imports draw random numbers ({', '.join(facts['draws'])}), which every forked task "
+                "would share (cold, each task draws its own)")
     return None
 
 
@@ -129,6 +132,16 @@ LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW  # a symlink a
 def open_log(path: Path) -> IO[bytes]:
     """A task's log file, new or emptied: never a file a symlink there names."""
     return os.fdopen(os.open(path, LOG_FLAGS, 0o666), "wb")
+
+
+def cold_because(reason: str, launch: Any = None) -> Any:
+    """A launcher that starts tasks cold (`launch`, else `launch_cold`) and says why in each one's status
+    (`TaskStatus.cold_why`, through the process's `cold_why`)."""
+    def launch_noted(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> Any:
+        proc: Any = (launch or launch_cold)(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+        proc.cold_why = reason
+        return proc
+    return launch_noted
 
 
 def launch_cold(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> subprocess.Popen[bytes]:
@@ -206,7 +219,8 @@ class WarmServer(ForkClient):
     def launcher(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> Any:
         """`worker.Launcher`: warm while the server lives, cold after (a server that died mid-run)."""
         if self.gone:
-            return launch_cold(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+            return cold_because("the fork server ended during the run")(argv, cwd=cwd, env=env, stdout=stdout,
+                                                                        stderr=stderr)
         return self.launch(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
 
     @property
@@ -329,6 +343,97 @@ def preload(script: str) -> None:
             continue
 
 
+def _numpy_state(module: Any) -> Any:
+    _, keys, pos, has_gauss, gauss = module.get_state()
+    return keys.tobytes(), pos, has_gauss, gauss
+
+
+def _torch_state(module: Any) -> Any:
+    return bytes(module.get_rng_state().tolist())
+
+
+# The global generators a fork copies: their state as soon as their module is imported, and again after the
+# script's imports. A change means an import drew from it, and what it drew (a module-level constant, an id) is
+# the same in every forked task, where cold tasks each draw their own.
+_RNG_STATE: dict[str, Any] = {"numpy.random": _numpy_state, "torch": _torch_state}
+# Modules known to draw from `random` at import only to make ids (rich: its styles' link ids): sharing those
+# between tasks changes no result, so they do not stop a warm start.
+ID_DRAWERS = ("rich.",)
+
+
+class _RngWatch:
+    """A meta path finder that notes the state of each generator of `_RNG_STATE` when its module is imported."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, Any] = {}
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name not in _RNG_STATE:
+            return None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        real = getattr(loader, "exec_module", None)
+        if real is None:
+            return spec
+
+        def exec_module(module: Any) -> None:
+            real(module)
+            try:
+                self.states[name] = _RNG_STATE[name](module)
+            except Exception:  # noqa: BLE001 - a module without the usual API is not watched
+                pass
+
+        loader.exec_module = exec_module  # (each spec has its own loader object)
+        return spec
+
+    def watch_random(self) -> Any:
+        """Note which modules call `random`'s functions while the imports run; returns what undoes it."""
+        import random
+
+        self.callers: set[str] = set()
+        inst = getattr(random, "_inst", None)
+        saved = {name: getattr(random, name) for name in getattr(random, "__all__", [])
+                 if getattr(getattr(random, name, None), "__self__", None) is inst}
+
+        def wrap(name: str, real: Any) -> Any:
+            def called(*args: Any, **kwargs: Any) -> Any:
+                self.callers.add(str(sys._getframe(1).f_globals.get("__name__", "?")))
+                return real(*args, **kwargs)
+            return called
+
+        for name, real in saved.items():
+            setattr(random, name, wrap(name, real))
+        def undo() -> None:
+            for name, real in saved.items():
+                setattr(random, name, real)
+        return undo
+
+    def drawn(self, random_before: object) -> list[str]:
+        """The generators the imports drew from (`random`: unless every draw was by a module that draws only ids)."""
+        import random
+
+        found = []
+        if random.getstate() != random_before:
+            callers = sorted(c for c in getattr(self, "callers", set()) if not c.startswith(ID_DRAWERS))
+            if callers or not getattr(self, "callers", None):
+                found.append(f"random, by {', '.join(callers)}" if callers else "random")
+        for name, before in self.states.items():
+            try:
+                if _RNG_STATE[name](sys.modules[name]) != before:
+                    found.append(name)
+            except Exception:  # noqa: BLE001
+                continue
+        return found
+
+
 class _WatchedEnviron(os._Environ[str]):  # os.environ's own (private) class
     """os.environ while the imports run: notes which per-task variables (absent here) they look up by name."""
 
@@ -401,10 +506,17 @@ def run_child(request: dict[str, Any]) -> NoReturn:
         values = _globalsrun.parse(sys.argv[3:])
         sys.argv = sys.argv[2:3]
     script = sys.argv[0]
-    # `random` reseeds itself after a fork; numpy's global generator does not, and cold tasks each get a fresh one.
+    # `random` reseeds itself after a fork; numpy's and torch's global generators do not, and cold tasks each get
+    # a fresh one (from the OS's entropy; a script that seeds them does so after this).
     np_random = sys.modules.get("numpy.random")
     if np_random is not None:
         np_random.seed()
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "seed"):
+        try:
+            torch.seed()
+        except Exception:  # noqa: BLE001 - a torch without its usual API: left as it is
+            pass
     if values is not None:
         run_as_main(lambda: _globalsrun.run(script, values), frame_of=script)
     run_as_main(lambda: runpy.run_path(script, run_name="__main__"), frame_of=script)
@@ -449,16 +561,23 @@ def main(argv: list[str]) -> int:
         environ.__class__ = _WatchedEnviron
     except TypeError:  # another os.environ than CPython's: nothing watched
         pass
+    import random
+
+    random_before, rngs = random.getstate(), _RngWatch()
+    sys.meta_path.insert(0, rngs)
+    unwatch = rngs.watch_random()
     try:
         preload(script)
     finally:
         environ.__class__ = os._Environ
+        sys.meta_path.remove(rngs)
+        unwatch()
     import atexit  # noqa: F401 - what every task's child uses to run the script and exit, imported once here
     import pkgutil  # noqa: F401 - (runpy.run_path imports it on first use: ~1.5 ms of each child's CPU)
     import runpy  # noqa: F401
     gc.freeze()  # the imported modules' objects: a child's collections neither scan nor copy them
     channel = LineChannel(ctl_in, ctl_out)
-    channel.send({"ready": True, **facts_after_import(_WatchedEnviron.read)})
+    channel.send({"ready": True, **facts_after_import(_WatchedEnviron.read), "draws": rngs.drawn(random_before)})
     served = serve(channel)
     if served is None:
         return 0

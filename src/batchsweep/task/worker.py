@@ -155,6 +155,8 @@ class Attempt:
     usage: Usage = Usage(None, None)
     retry: bool = True  # False: another attempt would end the same way (out of memory)
     collect: bool = True  # False: the task moved its own directory, nothing there is the runner's to read
+    warm: bool | None = None  # forked from the fork server (None: never started)
+    cold_why: str | None = None
 
 
 @dataclass
@@ -331,8 +333,9 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
                         stdout=paths.files.log(), stderr=paths.files.log(stderr=True))
     except OSError as e:
         return Attempt(State.FAILED, None, f"could not start: {e}")
+    warm, cold_why = bool(getattr(proc, "warm", False)), getattr(proc, "cold_why", None)
     try:
-        attempt = _wait_attempt(ctx, proc, registry, live)
+        attempt = dataclasses.replace(_wait_attempt(ctx, proc, registry, live), warm=warm, cold_why=cold_why)
     finally:
         reaper.kill_orphans(token, spare={proc.pid})  # what left the process group (setsid, double fork)
         if live is not None:
@@ -355,7 +358,7 @@ def _confined(attempt: Attempt, paths: TaskPaths) -> Attempt:
     if planted is None:
         return attempt
     state = State.CANCELLED if attempt.state is State.CANCELLED else State.FAILED
-    return Attempt(state, attempt.exit_code, planted, attempt.usage, retry=False, collect=moved is None)
+    return dataclasses.replace(attempt, state=state, error=planted, retry=False, collect=moved is None)
 
 
 def _wait_live(ctx: RunContext, proc: TaskProcess, live: Live | None) -> tuple[int | None, str | None]:
@@ -554,7 +557,8 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
         started_at=round(started, 3), ended_at=round(time.time(), 3), worker=worker or socket.gethostname(),
         outputs=outputs, peak_rss_mib=result.usage.peak_rss_mib, cpu_s=result.usage.cpu_s,
         gpu=",".join(gpus) or None, gpu_mem_mib=result.usage.gpu_mem_mib, metrics_missing=missing, command=shown_command(ctx, task),
-        last_step=live.recorder.last_step if live is not None else None,
+        last_step=live.recorder.last_step if live is not None else None, warm=result.warm,
+        cold_why=result.cold_why if result.warm is False else None,
     )
 
 

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from batchsweep.engines.dask import summary as dask_summary
 from batchsweep.model import Task, TaskStatus
 from batchsweep.store.record import RunRecord
-from batchsweep.task.warm import launch_cold
 from batchsweep.task.worker import Launcher, ProcessRegistry, context_from_run, execute_task
 
 if TYPE_CHECKING:
@@ -52,11 +51,11 @@ _WARM_LOCK = threading.Lock()
 def _launcher(record: RunRecord, ctx: Any) -> Launcher:
     """Unless `warm: false`, one fork server per worker process and run (started by the run's first task there,
     shared by the worker's threads); a server of an earlier run is closed once none of its tasks runs."""
-    from batchsweep.task.warm import WarmServer, mode, server_for
+    from batchsweep.task.warm import WarmServer, cold_because, mode, server_for
 
     warm = mode(record.spec.warm)
     if warm == "off":
-        return launch_cold
+        return cold_because("the spec says warm: false")  # type: ignore[no-any-return]
 
     run_id = record.run_id
     with _WARM_LOCK:
@@ -71,7 +70,7 @@ def _launcher(record: RunRecord, ctx: Any) -> Launcher:
             if isinstance(server, str):
                 logging.getLogger(__name__).log(logging.WARNING if warm == "on" else logging.DEBUG,
                                                 "warm start: %s; running cold", server)
-    return server.launcher if isinstance(server, WarmServer) else launch_cold
+    return server.launcher if isinstance(server, WarmServer) else cold_because(server)
 
 
 _WATCHES: dict[str, CodeWatch] = {}  # in a worker process: run id -> whether its code is still as it was

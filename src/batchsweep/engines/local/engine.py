@@ -42,7 +42,7 @@ from batchsweep.store import runlock
 from batchsweep.store.core import TaskDir
 from batchsweep.store.runlock import start_time as _start_time
 from batchsweep.task import reaper
-from batchsweep.task.warm import launch_cold
+from batchsweep.task.warm import cold_because
 from batchsweep.task.worker import (
     Launcher,
     ProcessRegistry,
@@ -222,7 +222,7 @@ class LocalEngine(Engine):
         base_dir = Path(run.record.base_dir)
         watch = keys.CodeWatch(run.record.code_spec(), run.record.keyed_code)
         server = self._warm_server(ctx, len(indices))
-        launcher: Launcher = server.launcher if server is not None else launch_cold
+        launcher: Launcher = server.launcher if not isinstance(server, str) else cold_because(server)
         leases, workers = self._leases()
 
         def one(index: int) -> None:
@@ -269,7 +269,7 @@ class LocalEngine(Engine):
                 for future in [pool.submit(slot) for _ in range(workers)]:
                     future.result()
         finally:
-            if server is not None:
+            if not isinstance(server, str):
                 server.close()
         self._finish()
 
@@ -298,19 +298,18 @@ class LocalEngine(Engine):
                 text = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
                 self.failure = f"{type(e).__name__}: {text}{where}"
 
-    def _warm_server(self, ctx: RunContext, n_tasks: int) -> WarmServer | None:
-        """The run's fork server, unless the spec says `warm: false` or the script does not allow it (a
-        warning when `warm: true` asked for it, a debug line for the default `auto`)."""
+    def _warm_server(self, ctx: RunContext, n_tasks: int) -> WarmServer | str:
+        """The run's fork server, or why its tasks run cold: the spec says `warm: false` or the script does not
+        allow it (a warning when `warm: true` asked for it, a debug line for the default `auto`)."""
         from batchsweep.task import warm
 
         mode = warm.mode(self.run.spec.warm)
         if mode == "off":
-            return None
+            return "the spec says warm: false"
         started = warm.server_for(ctx, warm=mode, n_tasks=n_tasks)
-        if not isinstance(started, str):
-            return started
-        log.log(logging.WARNING if mode == "on" else logging.DEBUG, "warm start: %s; running cold", started)
-        return None
+        if isinstance(started, str):
+            log.log(logging.WARNING if mode == "on" else logging.DEBUG, "warm start: %s; running cold", started)
+        return started
 
     def _finish(self) -> None:
         if self._lock_release is not None:
