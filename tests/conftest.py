@@ -23,6 +23,13 @@ def _library_logger_as_found() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _gpu_lease_table(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine's GPU lease table (batchsweep.leases.MachineGpus) is a test's own: tests lease made-up GPUs
+    (BATCHSWEEP_GPUS=0,1), which the test runs of other checkouts on this machine lease too."""
+    monkeypatch.setenv("BATCHSWEEP_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
+
+
+@pytest.fixture(autouse=True)
 def _played_children_fork(monkeypatch: pytest.MonkeyPatch) -> None:
     """A played AWS Batch child is forked from the player's zygote (boto3 and the worker imported once per test
     process, batchsweep.emulator.zygote), not started as a fresh interpreter: ~0.5 CPU-s less per child. The image test

@@ -381,3 +381,60 @@ def test_right_sizing_asks_only_for_what_each_backend_reserves():
     assert run_right_size(run("local", {"memory_limit_mib": 4096}), busy) is None
     aws = run_right_size(run("aws-batch"), used)
     assert aws is not None and aws.where is None and "AWS cost" in aws.line()
+
+
+def test_two_concurrent_runs_of_1_and_2_gpu_tasks_never_share_a_device(tmp_path, monkeypatch):
+    """Two sweeps on one 4-GPU machine at once (separate processes, as two users' runs are): every task records
+    the CUDA_VISIBLE_DEVICES it got, and no device ever has two tasks on it."""
+    import json
+
+    monkeypatch.setenv("BATCHSWEEP_GPUS", "0,1,2,3")
+    specs = []
+    for name, gpus in (("ones", 1), ("twos", 2)):
+        (tmp_path / name).mkdir()
+        specs.append(write_spec(tmp_path / name, textwrap.dedent(f"""
+            name: {name}
+            script: {PROBE}
+            params: {{grid: {{i: [0, 1, 2, 3, 4, 5]}}, fixed: {{hold: 0.5}}}}
+            resources: {{gpus: {gpus}, vcpus: 0.1}}
+            metrics: {{stdout: last}}
+        """)))
+    procs = [subprocess.Popen([sys.executable, "-m", "batchsweep", "run", str(spec), "--store", str(tmp_path / "store")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for spec in specs]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+    spans = []
+    for run_id in os.listdir(tmp_path / "store" / "runs"):
+        df = batchsweep.load_run(run_id, store=tmp_path / "store").results()
+        assert set(df["status"]) == {"succeeded"}
+        spans += [(gpu, row["start"], row["end"]) for _, row in df.iterrows()
+                  for gpu in row["cuda"].removeprefix("gpu:").split(",")]
+    assert len(spans) == 6 + 12 and {g for g, _, _ in spans} <= {"0", "1", "2", "3"}
+    clashes = [(a, b) for a in spans for b in spans if a is not b and a[0] == b[0] and a[1] < b[2] and b[1] < a[2]]
+    assert clashes == [], json.dumps(clashes[:3])
+    table = json.loads((Path(os.environ["BATCHSWEEP_RUNTIME_DIR"]) / "gpu-leases.json").read_text())
+    assert table == []  # every lease given back
+
+
+def test_a_lease_held_by_a_dead_process_is_reclaimed(tmp_path):
+    import json
+
+    from batchsweep.engines.local.leases import MachineGpus
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    table = tmp_path / "gpu-leases.json"
+    table.write_text(json.dumps([{"id": "x", "pid": dead.pid, "started": "1", "gpus": ["0", "1"], "share": 1.0}]))
+    live = subprocess.Popen(["sleep", "30"])
+    try:
+        from batchsweep.engines.local.leases import _started
+
+        holder = MachineGpus(table)
+        holder.pid, holder.started = live.pid, _started(live.pid) or "?"  # leases held by `live`
+        got = holder.take(2, ["0", "1"])
+        assert got is not None and got[1] == ("0", "1")  # the dead holder's devices
+        assert MachineGpus(table).take(0.5, ["0", "1"]) is None  # the live one's are not
+    finally:
+        live.kill()
+        live.wait()
+    assert MachineGpus(table).take(0.5, ["0", "1"]) is not None  # nor once it is gone

@@ -165,7 +165,8 @@ class LocalEngine(Engine):
         resources = record.spec.resources
         leases = Leases(gpus_per_task=float(resources.gpus), gpu_ids=list(settings.gpus),
                         memory_mib=settings.memory_limit_mib,
-                        available_mib=available_memory_mib() if settings.memory_limit_mib else None)
+                        available_mib=available_memory_mib() if settings.memory_limit_mib else None,
+                        holder=self.run.id)
         cpus = os.cpu_count() or 1
         limits = [max(1, int(cpus / float(resources.vcpus) + 1e-9))]
         if record.max_parallel:

@@ -4,15 +4,27 @@ The local engine takes a lease before it starts a task and gives it back when th
 without one. GPUs come from `BATCHSWEEP_GPUS` (a comma-separated id list: how tests run without GPUs), else
 from NVML (the `nvidia-ml-py` package, imported only when a spec asks for GPUs), limited to the runner's own
 `CUDA_VISIBLE_DEVICES` when that is set.
+
+GPU leases are the machine's, not a run's (`MachineGpus`): one table per machine, a JSON file in a system-wide
+runtime directory (`$BATCHSWEEP_RUNTIME_DIR`, else /dev/shm/batchsweep, else $TMPDIR/batchsweep), read and
+rewritten under an exclusive `flock`, shared by every run of every user. Each lease names the process that holds
+it (pid and start time): one whose holder is gone (a runner killed with its tasks) is reclaimed by the next
+reader. Concurrent sweeps never get the same share of a device, and tasks asking for 2, 1 or 0.5 GPUs mix.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
+import secrets
+import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from batchsweep.errors import SpecError
 
@@ -65,6 +77,134 @@ def total_memory_mib() -> float | None:
 class Lease:
     gpus: tuple[str, ...] = ()
     memory_mib: float = 0.0
+    id: str = ""  # its entry in the machine's GPU lease table
+
+
+TABLE_NAME = "gpu-leases.json"
+
+
+def runtime_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The system-wide directory of the machine's lease table (the same for every user and run)."""
+    env = os.environ if environ is None else environ
+    explicit = env.get("BATCHSWEEP_RUNTIME_DIR")
+    if explicit:
+        return Path(explicit)
+    return Path("/dev/shm/batchsweep") if os.path.isdir("/dev/shm") else Path(tempfile.gettempdir()) / "batchsweep"
+
+
+def _started(pid: int) -> str | None:
+    """When process pid started (/proc/PID/stat's start time, so a reused pid is another process); None when
+    there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return stat[stat.rindex(b")") + 2:].split()[19].decode()
+    except (OSError, ValueError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except OSError:
+            pass  # another user's process: it exists
+        return "?"
+
+
+class MachineGpus:
+    """The machine's GPU lease table (module docstring): `take` a share of devices, `give_back` by lease id."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path if path is not None else runtime_dir() / TABLE_NAME
+        self.pid = os.getpid()
+        self.started = _started(self.pid) or "?"
+
+    def _open(self) -> int:
+        directory = self.path.parent
+        if not directory.is_dir():
+            directory.mkdir(parents=True, exist_ok=True)
+            try:
+                os.chmod(directory, 0o1777)  # every user's runs share it; the sticky bit keeps files their owner's
+            except OSError:
+                pass
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        try:
+            if os.fstat(fd).st_uid == os.getuid():
+                os.fchmod(fd, 0o666)  # past the umask: another user's runs must be able to lease too
+        except OSError:
+            pass
+        return fd
+
+    def _update(self, change: Any) -> Any:
+        """Read the table under an exclusive flock, drop the leases of dead holders, apply `change` (which may
+        edit the list in place) and write the list back; returns what `change` returned."""
+        import fcntl
+
+        fd = self._open()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            raw = b""
+            while chunk := os.read(fd, 1 << 16):
+                raw += chunk
+            try:
+                loaded = json.loads(raw) if raw.strip() else []
+            except ValueError:
+                loaded = []  # a torn or damaged table: what its holders still run is lost, never misread
+            table = [e for e in loaded if isinstance(e, dict) and self._alive(e)] if isinstance(loaded, list) else []
+            before = len(table)
+            result = change(table)
+            if result is not None or len(table) != before or len(loaded if isinstance(loaded, list) else []) != before:
+                data = json.dumps(table).encode()
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.ftruncate(fd, 0)
+                while data:
+                    data = data[os.write(fd, data):]
+            return result
+        finally:
+            os.close(fd)  # (releases the lock)
+
+    @staticmethod
+    def _alive(entry: dict[str, Any]) -> bool:
+        try:
+            pid = int(entry["pid"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        started = _started(pid)
+        return started is not None and (started == "?" or entry.get("started") in (started, "?"))
+
+    def take(self, gpus: float, ids: list[str], *, holder: str = "") -> tuple[str, tuple[str, ...]] | None:
+        """A lease of `gpus` (a fraction below 1: a share of one device; else that many whole devices) among
+        `ids`: (its id, the devices), or None when they are not free now."""
+        def change(table: list[dict[str, Any]]) -> tuple[str, tuple[str, ...]] | None:
+            free = {gpu: 1.0 for gpu in ids}
+            for entry in table:
+                for gpu in entry.get("gpus") or []:
+                    if gpu in free:
+                        free[gpu] -= float(entry.get("share") or 1.0)
+            picked = pick(free, gpus)
+            if picked is None:
+                return None
+            lease_id = secrets.token_hex(8)
+            table.append({"id": lease_id, "pid": self.pid, "started": self.started, "gpus": list(picked),
+                          "share": gpus if gpus < 1 else 1.0, "holder": holder})
+            return lease_id, picked
+
+        result: tuple[str, tuple[str, ...]] | None = self._update(change)
+        return result
+
+    def give_back(self, lease_id: str) -> None:
+        def change(table: list[dict[str, Any]]) -> None:
+            table[:] = [e for e in table if e.get("id") != lease_id]
+
+        self._update(change)
+
+
+def pick(free: dict[str, float], gpus: float) -> tuple[str, ...] | None:
+    """The devices a request takes given each one's free share; None when it does not fit now."""
+    if gpus < 1:
+        # Fill a device that is already shared before opening a new one (packs the fractions).
+        candidates = sorted((share, gpu) for gpu, share in free.items() if share + _EPS >= gpus)
+        return (candidates[0][1],) if candidates else None
+    whole = [gpu for gpu, share in free.items() if share > 1 - _EPS]
+    return tuple(whole[: int(gpus)]) if len(whole) >= gpus else None
 
 
 class Leases:
@@ -76,8 +216,12 @@ class Leases:
     """
 
     def __init__(self, *, gpus_per_task: float, gpu_ids: list[str], memory_mib: float | None,
-                 available_mib: float | None = None) -> None:
+                 available_mib: float | None = None, machine: MachineGpus | None | bool = True,
+                 holder: str = "") -> None:
         self.gpus_per_task = gpus_per_task
+        # GPUs come from the machine's table (shared with every other run) unless machine=False
+        self._machine = (MachineGpus() if machine is True else machine or None) if gpus_per_task else None
+        self.holder = holder
         self.memory_mib = memory_mib
         self._free = {gpu: 1.0 for gpu in gpu_ids}
         self._reserved = 0.0
@@ -118,44 +262,55 @@ class Leases:
             return len(self._free) * int(1 / self.gpus_per_task + _EPS)
         return len(self._free) // int(self.gpus_per_task)
 
-    def _pick_gpus(self) -> tuple[str, ...] | None:
-        g = self.gpus_per_task
-        if not g:
-            return ()
-        if g < 1:
-            # Fill a device that is already shared before opening a new one (packs the fractions).
-            candidates = sorted((free, gpu) for gpu, free in self._free.items() if free + _EPS >= g)
-            return (candidates[0][1],) if candidates else None
-        whole = [gpu for gpu, free in self._free.items() if free > 1 - _EPS]
-        return tuple(whole[: int(g)]) if len(whole) >= g else None
-
     def _memory_fits(self) -> bool:
         if self.memory_mib is None or self._running == 0 or self._budget is None:
             return True  # one task always runs, whatever the machine has free
         return self._reserved + self.memory_mib <= self._budget
 
+    def _take_gpus(self) -> tuple[str, tuple[str, ...]] | None:
+        g = self.gpus_per_task
+        if not g:
+            return "", ()
+        if self._machine is not None:
+            try:
+                return self._machine.take(g, list(self._free), holder=self.holder)
+            except OSError as e:  # no shared table here: this run's own leases, said once
+                logging.getLogger("batchsweep").warning(
+                    "GPU leases: the machine's lease table %s cannot be used (%s); leasing among this run's tasks "
+                    "only, so another run may be given the same GPUs", self._machine.path, e)
+                self._machine = None
+        picked = pick(self._free, g)
+        return ("", picked) if picked is not None else None
+
     def acquire(self, cancelled: threading.Event | None = None) -> Lease | None:
-        """Wait for a lease; None when `cancelled` is set first."""
+        """Wait for a lease; None when `cancelled` is set first. GPUs held by other runs are waited for too
+        (looked at again every 0.2 s)."""
         with self._cond:
             while True:
                 if cancelled is not None and cancelled.is_set():
                     return None
-                gpus = self._pick_gpus()
-                if gpus is not None and self._memory_fits():
-                    share = self.gpus_per_task if self.gpus_per_task < 1 else 1.0
-                    for gpu in gpus:
-                        self._free[gpu] -= share
-                    memory = float(self.memory_mib or 0)
-                    self._reserved += memory
-                    self._running += 1
-                    return Lease(gpus=gpus, memory_mib=memory)
+                if self._memory_fits():
+                    taken = self._take_gpus()
+                    if taken is not None:
+                        lease_id, gpus = taken
+                        if not lease_id:  # leased here: keep count here
+                            share = self.gpus_per_task if self.gpus_per_task < 1 else 1.0
+                            for gpu in gpus:
+                                self._free[gpu] -= share
+                        memory = float(self.memory_mib or 0)
+                        self._reserved += memory
+                        self._running += 1
+                        return Lease(gpus=gpus, memory_mib=memory, id=lease_id)
                 self._cond.wait(timeout=0.2)
 
     def release(self, lease: Lease) -> None:
         with self._cond:
-            share = self.gpus_per_task if self.gpus_per_task < 1 else 1.0
-            for gpu in lease.gpus:
-                self._free[gpu] = min(1.0, self._free[gpu] + share)
+            if lease.id and self._machine is not None:
+                self._machine.give_back(lease.id)
+            elif lease.gpus:
+                share = self.gpus_per_task if self.gpus_per_task < 1 else 1.0
+                for gpu in lease.gpus:
+                    self._free[gpu] = min(1.0, self._free[gpu] + share)
             self._reserved -= lease.memory_mib
             self._running -= 1
             self._cond.notify_all()
