@@ -244,7 +244,10 @@ def test_a_changed_package_version_reruns_the_tasks_and_diff_names_it(
     assert second.info["reuse_account"]["missed"] == [[2, f"fakepkg 1.0 → 2.0 since {again.id}"]]
     capsys.readouterr()
     assert cli.main(["diff", first.id, second.id, "--store", str(store)]) == 0
-    assert "  packages: fakepkg 1.0 → 2.0\n" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "  packages: fakepkg 1.0 → 2.0\n" in out  # the code's (imported) packages
+    assert "  installed: fakepkg 1.0 → 2.0\n" in out  # and the provenance's list of every installed one
+    assert second.info["provenance"]["package_versions"]["fakepkg"] == "2.0"
 
 
 def test_a_store_inside_the_code_directory_is_not_code(project: Path, tmp_path: Path) -> None:
@@ -338,7 +341,7 @@ def test_a_sweeps_history_is_one_row_per_task_the_latest_success_winning(project
     capsys.readouterr()
     assert cli.main(["results", "--sweep", "counted", "--store", str(store), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("run,task,a,") and len(lines) == 4
+    assert lines[0].startswith("run,task,code,a,") and len(lines) == 4
     assert cli.main(["report", "--sweep", "counted", "--store", str(store), "-o", str(tmp_path / "r.html")]) == 0
     assert (tmp_path / "r.html").stat().st_size > 1000
     assert cli.main(["results", "--sweep", "nope", "--store", str(store)]) == 2
@@ -863,3 +866,46 @@ def test_the_code_watch_looks_once_a_second_and_less_often_at_a_tree_slow_to_wal
     (project / "task.py").write_text(COUNTING_SCRIPT)  # undone: the change is final
     clock.sleep(100)
     assert not watch.fresh() and len(walks) == 4
+
+
+def test_a_sweeps_history_names_the_code_each_row_ran_and_can_keep_only_the_newest(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    spec = write_spec(project, "{a: [1, 2]}", log=log)
+    first = run(spec, store)
+    (project / "task.py").write_text(COUNTING_SCRIPT.replace("args.a * args.b", "args.a * args.b + 10"))
+    second = run(write_spec(project, "{a: [2, 3]}", log=log), store)
+    third = run(write_spec(project, "{a: [3, 4]}", log=log), store)  # the same code as the second
+    df = batchsweep.load_sweep("counted", store=store).results()
+    codes = dict(zip(df["run"] + "/" + df["task"].astype(str), df["code"]))
+    old, new = f"{first.info['code_hash'][:10]} ({first.id})", f"{second.info['code_hash'][:10]} ({second.id})"
+    assert codes == {f"{first.id}/0": old, f"{first.id}/1": old, f"{second.id}/0": new, f"{second.id}/1": new,
+                     f"{third.id}/1": new}
+    assert cli.main(["results", "--sweep", "counted", "--latest-code", "--store", str(store), "--format", "csv"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()[1:]
+    assert len(rows) == 3 and all(new in row for row in rows)
+
+
+def test_git_provenance_is_dirty_only_when_tracked_files_differ_and_names_untracked_code(
+        project: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    log = tmp_path / "executions.log"
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    spec = write_spec(project, "{a: [1, 2]}", log=log)
+    subprocess.run([*git, "add", "."], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=project, check=True)
+    first = run(spec, project / ".batchsweep")  # the store, untracked, inside the repository
+    assert cli.main(["results", first.id, "--store", str(project / ".batchsweep"), "-o",
+                     str(project / "results.csv")]) == 0
+    second = run(spec, project / ".batchsweep")
+    assert second.info["provenance"]["git"] == {"commit": first.info["provenance"]["git"]["commit"], "dirty": False,
+                                                "untracked_code": []}
+    (project / "helper.py").write_text("X = 1\n")  # imported, never committed
+    (project / "task.py").write_text("import helper\n" + COUNTING_SCRIPT)
+    third = run(spec, project / ".batchsweep").info["provenance"]
+    assert third["git"]["dirty"] is True and third["git"]["untracked_code"] == ["helper.py"]
+    assert third["host"] and third["package_versions"]["pandas"]
+    df = batchsweep.load_run(second.id, store=project / ".batchsweep").results()
+    assert set(df["host"]) == {third["host"]}

@@ -105,6 +105,7 @@ class TaskStatus:
     command: str | None = None  # the command line it ran, as typed in the script's directory
     last_step: int | float | None = None  # the last step of its series (metrics.jsonl), where a pruned task stopped
     reused_from: str | None = None  # "RUN_ID/TASK": its result was copied from that earlier task with the same key
+    host: str | None = None  # the machine it ran on
     warm: bool | None = None  # forked from the run's fork server (a warm start), not started as a new interpreter
     cold_why: str | None = None  # why it started cold, when it did (`warm: false`, what `auto` found unsafe...)
 

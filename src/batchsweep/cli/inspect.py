@@ -21,7 +21,9 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
     latest_run_argument(p)
     p.add_argument("--sweep", metavar="NAME",
                    help="every run of sweep NAME as one table: a row per distinct task, the latest success winning, "
-                        "with the run it came from")
+                        "with the run it came from and the code it ran (`code`)")
+    p.add_argument("--latest-code", action="store_true",
+                   help="with --sweep: only the rows computed by the newest run's code")
     p.add_argument("--format", choices=("table", "csv", "json", "parquet"), default=None,
                    help="default: from -o FILE's extension (.csv, .json, .parquet), else a table")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of the terminal")
@@ -96,7 +98,9 @@ def cmd_results(args: argparse.Namespace) -> int:
     from batchsweep.report import results
 
     run, history = run_or_sweep(args, "results")
-    df = history.results() if history is not None else run.results(refresh=args.refresh)
+    if args.latest_code and history is None:
+        raise SweepError("--latest-code needs --sweep NAME (one run has one code)")
+    df = history.results(latest_code=args.latest_code) if history is not None else run.results(refresh=args.refresh)
     notes = []
     if args.sort:
         df, how = results.sort_best_first(df, args.sort, ascending=args.ascending, metrics=results.metric_columns(run, df))

@@ -17,10 +17,10 @@ from batchsweep.model import State, TaskStatus
 
 ALWAYS = ("status", "attempts", "duration_s", "exit_code", "error", "started_at", "ended_at", "worker",
           "peak_rss_mib", "cpu_s")
-OPTIONAL = ("gpu", "gpu_mem_mib", "last_step", "partial", "reused_from", "warm")
+OPTIONAL = ("gpu", "gpu_mem_mib", "last_step", "partial", "reused_from", "warm", "host")
 FIXED_COLUMNS = (*ALWAYS, *OPTIONAL)
 _FROM_STATUS = ("attempts", "exit_code", "error", "started_at", "ended_at", "worker", "peak_rss_mib", "cpu_s",
-                "gpu", "gpu_mem_mib", "last_step", "reused_from", "warm")
+                "gpu", "gpu_mem_mib", "last_step", "reused_from", "warm", "host")
 _STATUS_FIELDS = tuple(f.name for f in fields(TaskStatus))
 
 

@@ -80,9 +80,17 @@ def diff(a: Run, b: Run, *, tolerance: float = 1e-9) -> list[str]:
     pa, pb = ra_.provenance, rb_.provenance
     for line in _changed({"git": pa.get("git")}, {"git": pb.get("git")}):
         lines.append(f"  {line}")
-    env = _changed({k: v for k, v in pa.items() if k != "git"}, {k: v for k, v in pb.items() if k != "git"})
-    lines.append("environment  " + ("same" if not env else "changed"))
-    lines += [f"  {line}" for line in env]
+    skip = ("git", "package_versions")
+    env = _changed({k: v for k, v in pa.items() if k not in skip}, {k: v for k, v in pb.items() if k not in skip})
+    from batchsweep.keys import code_changes
+
+    _, packages = (code_changes({"packages": pa["package_versions"]}, {"packages": pb["package_versions"]})
+                   if pa.get("package_versions") and pb.get("package_versions") else ([], []))
+    lines.append("environment  " + ("same" if not env and not packages else "changed"))
+    lines += [f"  {line}" for line in env if not line.startswith(("packages:", "packages_sha256:"))]
+    lines += [f"  installed: {', '.join(packages[:20])}{', …' if len(packages) > 20 else ''}"] if packages else []
+    if not packages and any(line.startswith("packages") for line in env):
+        lines += [f"  {line}" for line in env if line.startswith(("packages:", "packages_sha256:"))]
     sa, sb = ra_.spec_json(), rb_.spec_json()
     spec = _spec_changes({k: v for k, v in sa.items() if k not in _SPEC_SKIP},
                          {k: v for k, v in sb.items() if k not in _SPEC_SKIP})

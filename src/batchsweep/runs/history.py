@@ -29,15 +29,22 @@ class SweepHistory:
     def latest(self) -> Run:
         return self.runs[-1]
 
-    def results(self) -> pd.DataFrame:
+    def results(self, *, latest_code: bool = False) -> pd.DataFrame:
         """One row per distinct task key across the runs: `run` (where its result was computed), `task` (its index
-        there), the params, status and metrics, and `key`. A success beats any failure; among successes, the
-        latest run's row wins."""
+        there), `code` (the code identity it ran: a short hash and the first run of this sweep that ran it), the
+        params, status and metrics, and `key`. A success beats any failure; among successes, the latest run's row
+        wins. `latest_code`: only the rows of the newest run's code."""
         import pandas as pd
 
+        first_seen: dict[str, str] = {}
+        for run in self.runs:
+            first_seen.setdefault(run.record.code_hash, run.id)
         frames = []
         for order, run in enumerate(self.runs):
+            code = run.record.code_hash
             df = run.results().copy()
+            # A row reused into this run has this run's key, and so its code (the code is part of the key).
+            df["code"] = f"{code[:10]} ({first_seen[code]})" if code else "not recorded"
             keys = {t.index: t.cache_key for t in run.tasks()}
             df["key"] = [keys.get(i, f"{run.id}/{i}") or f"{run.id}/{i}" for i in df["task"]]
             source = df["reused_from"] if "reused_from" in df else pd.Series([None] * len(df), index=df.index)
@@ -52,7 +59,11 @@ class SweepHistory:
         whole = whole.sort_values(["_ok", "_order"], kind="stable").drop_duplicates("key", keep="last")
         whole = whole.sort_values(["_order", "task"], ascending=[False, True], kind="stable")
         whole = whole.drop(columns=["_ok", "_order"]).reset_index(drop=True)
-        first = ["run", "task"]
+        if latest_code:
+            code = self.latest.record.code_hash
+            whole = whole[whole["code"] == (f"{code[:10]} ({first_seen[code]})" if code else "not recorded")]
+            whole = whole.reset_index(drop=True)
+        first = ["run", "task", "code"]
         return whole[first + [c for c in whole.columns if c not in first]]
 
     def report(self, path: Any = None, **kwargs: Any) -> Any:

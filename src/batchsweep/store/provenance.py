@@ -1,11 +1,13 @@
 """Provenance of a run (run.json `provenance`): what produced it, so `status` can show it and `diff` compare two.
 
-    git        commit, dirty (uncommitted changes to tracked files, or untracked files), sha256 of `git diff HEAD`
-               plus the untracked files' names and contents (when dirty)
+    git        commit, dirty (tracked files differ from it: untracked ones, a store or an exported table beside
+               the script, never count), sha256 of `git diff HEAD` (when dirty), and `untracked_code`: the code
+               identity's files git does not track
     python     implementation and version of the interpreter the tasks run on (`python:` when the spec names one)
-    platform   `platform.platform()` and machine of the submitting host
+    platform   `platform.platform()` and machine of the submitting host; host: its name
     batchsweep its version
-    packages   sha256 over the sorted `name==version` of every installed distribution, and their count
+    packages   sha256 over the sorted `name==version` of every installed distribution, and their count;
+               package_versions: name -> version of each (once per run; `diff` names the ones that changed)
     requirements / image   on remote engines: the requirements hash and the image the tasks run in
 """
 
@@ -28,28 +30,28 @@ def _git(args: list[str], cwd: Path) -> bytes | None:
         return None
 
 
-def git_state(code_dir: Path) -> dict[str, Any] | None:
-    """The repository holding code_dir: its commit and whether (and how) the work tree differs from it."""
+def git_state(code_dir: Path, code_files: list[str] | None = None) -> dict[str, Any] | None:
+    """The repository holding code_dir: its commit, whether its tracked files differ from it (and the sha256 of
+    `git diff HEAD`), and which of `code_files` (the code identity's, relative to code_dir) git does not track.
+    Untracked files are not "dirty": a store, an exported table or a notes file beside the script is no change to
+    the code."""
     head = _git(["rev-parse", "HEAD"], code_dir)
     if head is None:
         return None
-    status = _git(["status", "--porcelain", "--untracked-files=normal", "."], code_dir) or b""
-    state: dict[str, Any] = {"commit": head.decode().strip(), "dirty": bool(status.strip())}
+    diff = _git(["diff", "HEAD", "--", "."], code_dir) or b""
+    state: dict[str, Any] = {"commit": head.decode().strip(), "dirty": bool(diff.strip())}
     if state["dirty"]:
-        h = hashlib.sha256(_git(["diff", "HEAD", "--", "."], code_dir) or b"")
-        untracked = _git(["ls-files", "--others", "--exclude-standard", "-z", "."], code_dir) or b""
-        for name in sorted(p for p in untracked.decode(errors="replace").split("\0") if p):
-            h.update(f"\0untracked {name}\0".encode())
-            try:
-                h.update((code_dir / name).read_bytes())
-            except OSError:
-                pass
-        state["diff_sha256"] = h.hexdigest()
+        state["diff_sha256"] = hashlib.sha256(diff).hexdigest()
+    if code_files:
+        listed = _git(["ls-files", "-z", "--", *code_files], code_dir)
+        if listed is not None:
+            tracked = set(listed.decode(errors="replace").split("\0"))
+            state["untracked_code"] = [f for f in code_files if f not in tracked]
     return state
 
 
 RACY_NS = 2_000_000_000  # a directory changed this recently may change again without its mtime moving
-_packages: tuple[tuple[Any, ...], tuple[str, int]] | None = None  # (where distributions were found, their hash)
+_packages: tuple[tuple[Any, ...], dict[str, str]] | None = None  # (where distributions were found, name -> version)
 
 
 def package_places() -> tuple[tuple[Any, ...], list[int]]:
@@ -71,10 +73,9 @@ def package_places() -> tuple[tuple[Any, ...], list[int]]:
     return tuple(places), mtimes
 
 
-def packages_hash() -> tuple[str, int]:
-    """sha256 over the sorted `name==version` of every installed distribution, and their count. Computed once per
-    process while no directory on sys.path changes: a notebook that pip-installs between two runs gets the new
-    hash."""
+def installed_versions() -> dict[str, str]:
+    """name -> version of every installed distribution (names lowercased). Read once per process while no
+    directory on sys.path changes: a notebook that pip-installs between two runs gets the new list."""
     global _packages
     from importlib.metadata import distributions
 
@@ -82,13 +83,18 @@ def packages_hash() -> tuple[str, int]:
     places, mtimes = package_places()
     if _packages is not None and _packages[0] == places:
         return _packages[1]
-    names = sorted({f"{(d.metadata['Name'] or '').lower()}=={d.version}" for d in distributions()})
-    result = hashlib.sha256("\n".join(names).encode()).hexdigest(), len(names)
+    result = dict(sorted({(d.metadata["Name"] or "").lower(): d.version for d in distributions()}.items()))
     # Kept only if no directory changed just now: a change right after could leave its mtime where it was (the
     # timestamps' granularity), as git's index does with its "racy" entries.
     if all(mtime < started - RACY_NS for mtime in mtimes):
         _packages = (places, result)
     return result
+
+
+def packages_hash() -> tuple[str, int]:
+    """sha256 over the sorted `name==version` of every installed distribution, and their count."""
+    names = sorted(f"{name}=={version}" for name, version in installed_versions().items())
+    return hashlib.sha256("\n".join(names).encode()).hexdigest(), len(names)
 
 
 def batchsweep_version() -> str:
@@ -101,16 +107,21 @@ def batchsweep_version() -> str:
         return "0+unknown"
 
 
-def collect(code_dir: Path, *, environment: dict[str, Any]) -> dict[str, Any]:
-    """Provenance for a new run; `environment` is the key's environment part (interpreter, or image/requirements)."""
+def collect(code_dir: Path, *, environment: dict[str, Any], code_files: list[str] | None = None) -> dict[str, Any]:
+    """Provenance for a new run; `environment` is the key's environment part (interpreter, or image/requirements);
+    `code_files` the code identity's files (which of them git does not track is noted)."""
+    import socket
+
     digest, count = packages_hash()
     return {
-        "git": git_state(code_dir),
+        "git": git_state(code_dir, code_files),
         "python": environment.get("python") or f"{platform.python_implementation()} {platform.python_version()}",
         "platform": f"{platform.platform()} {platform.machine()}",
+        "host": socket.gethostname(),
         "batchsweep": batchsweep_version(),
         "packages_sha256": digest,
         "packages": count,
+        "package_versions": installed_versions(),
         **{k: environment[k] for k in ("image", "requirements") if environment.get(k)},
     }
 
@@ -121,11 +132,16 @@ def describe(prov: dict[str, Any] | None) -> str:
         return "not recorded (a run from before provenance)"
     git = prov.get("git")
     if git:
-        where = f"git {git['commit'][:10]}" + (f" + uncommitted changes (diff {git['diff_sha256'][:10]})"
+        where = f"git {git['commit'][:10]}" + (f" + uncommitted changes to tracked files (diff {git['diff_sha256'][:10]})"
                                               if git.get("dirty") else " (clean)")
+        untracked = git.get("untracked_code") or []
+        if untracked:
+            where += (f" + {len(untracked)} untracked code file{'s' if len(untracked) != 1 else ''} "
+                      f"({', '.join(untracked[:3])}{', …' if len(untracked) > 3 else ''})")
     else:
         where = "not in a git repository"
-    parts = [where, prov.get("python", "?"), prov.get("platform", "?"), f"batchsweep {prov.get('batchsweep', '?')}",
+    parts = [where, prov.get("python", "?"), prov.get("platform", "?"),
+             *([f"host {prov['host']}"] if prov.get("host") else []), f"batchsweep {prov.get('batchsweep', '?')}",
              f"{prov.get('packages', '?')} packages ({str(prov.get('packages_sha256', ''))[:10]})"]
     if prov.get("image"):
         parts.append(f"image {prov['image']}")

@@ -557,7 +557,7 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
         started_at=round(started, 3), ended_at=round(time.time(), 3), worker=worker or socket.gethostname(),
         outputs=outputs, peak_rss_mib=result.usage.peak_rss_mib, cpu_s=result.usage.cpu_s,
         gpu=",".join(gpus) or None, gpu_mem_mib=result.usage.gpu_mem_mib, metrics_missing=missing, command=shown_command(ctx, task),
-        last_step=live.recorder.last_step if live is not None else None, warm=result.warm,
+        last_step=live.recorder.last_step if live is not None else None, warm=result.warm, host=socket.gethostname(),
         cold_why=result.cold_why if result.warm is False else None,
     )
 
