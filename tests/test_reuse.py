@@ -909,3 +909,28 @@ def test_git_provenance_is_dirty_only_when_tracked_files_differ_and_names_untrac
     assert third["host"] and third["package_versions"]["pandas"]
     df = batchsweep.load_run(second.id, store=project / ".batchsweep").results()
     assert set(df["host"]) == {third["host"]}
+
+
+def test_a_run_keyed_by_an_older_batchsweep_stays_readable_and_the_account_says_why_nothing_is_reused(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    spec = write_spec(project, "{a: [1, 2]}", log=log)
+    old = run(spec, store)
+    path = store / "runs" / old.id / "run.json"
+    info = json.loads(path.read_text())
+    for field in ("code_identity", "reuse_account"):  # what a run.json of the version before holds not
+        info.pop(field)
+    info["key_common"], info["code_hash"] = "0" * 64, "1" * 64  # a v1 tree hash
+    path.write_text(json.dumps(info))
+    (store / "index").rename(tmp_path / "old-index")  # its keys were v1 keys: never the ones asked for now
+    executions(log)
+    capsys.readouterr()
+    assert cli.main(["run", str(spec), "--store", str(store)]) == 0
+    assert executions(log) == ["1,1", "2,1"]
+    assert f"0 reused: {old.id} was keyed by an older batchsweep" in capsys.readouterr().err
+    new = max(Store.open(store).run_ids())
+    for command in (["status", old.id], ["results", "--sweep", "counted"], ["diff", old.id, new]):
+        assert cli.main([*command, "--store", str(store)]) == 0
+    assert "files: not recorded by the older run" in capsys.readouterr().out
