@@ -427,10 +427,10 @@ def test_a_lease_held_by_a_dead_process_is_reclaimed(tmp_path):
     table.write_text(json.dumps([{"id": "x", "pid": dead.pid, "started": "1", "gpus": ["0", "1"], "share": 1.0}]))
     live = subprocess.Popen(["sleep", "30"])
     try:
-        from batchsweep.engines.local.leases import _started
+        from batchsweep.store.runlock import start_time
 
         holder = MachineGpus(table)
-        holder.pid, holder.started = live.pid, _started(live.pid) or "?"  # leases held by `live`
+        holder.pid, holder.started = live.pid, start_time(live.pid)  # leases held by `live`
         got = holder.take(2, ["0", "1"])
         assert got is not None and got[1] == ("0", "1")  # the dead holder's devices
         assert MachineGpus(table).take(0.5, ["0", "1"]) is None  # the live one's are not

@@ -239,12 +239,18 @@ def _noting_successes(statuses: Iterable[TaskStatus], into: list[int]) -> Iterat
         yield s
 
 
+def _told_against_a_run(account: dict[str, Any]) -> bool:
+    """Whether a reuse account compares with an earlier run (a first run's has nothing to say after it ran)."""
+    return not any(isinstance(m, list) and len(m) == 2 and str(m[1]).startswith("no earlier run")
+                   for m in account.get("missed") or [])
+
+
 def print_outcome(run: Run) -> None:
     counts, _ = run.counts()
     summary = state_counts(counts)
     print(f"{run.id}: {summary}", file=sys.stderr)
     account = run.record.reuse_account
-    if isinstance(account, dict):
+    if isinstance(account, dict) and (account.get("reused") or run.record.reused or _told_against_a_run(account)):
         from batchsweep.planning.reuse import account_line
 
         print(account_line(account, "ran"), file=sys.stderr)

@@ -49,6 +49,7 @@ class Reuse:
     n_tasks: int
     found: dict[int, Source] = field(default_factory=dict)  # task index in the new run -> its earlier success
     missed: list[tuple[int, str]] = field(default_factory=list)  # (how many tasks, why) for those not reused
+    earlier: str | None = None  # the newest earlier run of the sweep, which `missed` is told against
 
     @property
     def runs(self) -> set[str]:
@@ -102,6 +103,7 @@ def explain_misses(store: Store, tasks: Sequence[Task], reuse: Reuse, info: dict
         ref = earlier[-1] if earlier else None
         if ref is None:
             return [(len(missed), f"no earlier run of {name} in this store")]
+        reuse.earlier = ref
         ref_info = store.run_info(ref)
         ref_tasks = {keys.canonical(t.params): t for t in store.iter_tasks(ref)}
     except Exception:  # noqa: BLE001 - an unreadable earlier run only makes the account vaguer

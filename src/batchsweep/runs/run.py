@@ -53,7 +53,7 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, re
     if say is not None:
         for ref, why in sorted(p.unkeyed.items()):
             say(f"inputs: {ref} could not be identified by content ({why}); its tasks run again, never reused")
-        if reuse_on and p.tasks and not p.spec.search:
+        if reuse_on and p.tasks and not p.spec.search and (reuse.found or reuse.earlier):  # (a first run: nothing to say)
             say(reuse.line())
     lock = _claim_run_id(p, run_store, local)
     run_id = p.record.run_id

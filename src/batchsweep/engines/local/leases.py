@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from batchsweep.errors import SpecError
+from batchsweep.store.runlock import pid_alive, start_time
 
 _EPS = 1e-9
 
@@ -92,30 +93,13 @@ def runtime_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path("/dev/shm/batchsweep") if os.path.isdir("/dev/shm") else Path(tempfile.gettempdir()) / "batchsweep"
 
 
-def _started(pid: int) -> str | None:
-    """When process pid started (/proc/PID/stat's start time, so a reused pid is another process); None when
-    there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return stat[stat.rindex(b")") + 2:].split()[19].decode()
-    except (OSError, ValueError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except OSError:
-            pass  # another user's process: it exists
-        return "?"
-
-
 class MachineGpus:
     """The machine's GPU lease table (module docstring): `take` a share of devices, `give_back` by lease id."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path if path is not None else runtime_dir() / TABLE_NAME
         self.pid = os.getpid()
-        self.started = _started(self.pid) or "?"
+        self.started = start_time(self.pid)
 
     def _open(self) -> int:
         directory = self.path.parent
@@ -163,12 +147,13 @@ class MachineGpus:
 
     @staticmethod
     def _alive(entry: dict[str, Any]) -> bool:
+        """Whether the lease's holder still runs (the same process: a reused pid has another start time)."""
         try:
             pid = int(entry["pid"])
         except (KeyError, TypeError, ValueError):
             return False
-        started = _started(pid)
-        return started is not None and (started == "?" or entry.get("started") in (started, "?"))
+        started = entry.get("started")
+        return pid_alive(pid, started if isinstance(started, str) else None)
 
     def take(self, gpus: float, ids: list[str], *, holder: str = "") -> tuple[str, tuple[str, ...]] | None:
         """A lease of `gpus` (a fraction below 1: a share of one device; else that many whole devices) among
