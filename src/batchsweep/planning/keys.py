@@ -405,12 +405,14 @@ def _listed_files(spec: Any, root: Path, wanted: Any) -> tuple[dict[str, str], d
             left_out[rel] = "an input (keyed per task by content)"
         elif rel in literal:
             chosen[rel] = "code.files"
-        elif wanted != "all" and (matcher is None or not matcher.match_file(rel)):  # (no lines: none listed)
-            left_out[rel] = "not imported by the script" if rel.endswith(".py") else "not imported, not in code.files"
         elif any(p in NEVER_CODE_DIRS for p in parts[:-1]):
             left_out[rel] = "in a tool's or output folder"
         elif any(fnmatch(parts[-1], g) for g in NEVER_CODE_FILES):
             left_out[rel] = "editor, notebook or OS debris, or a log"
+        elif wanted != "all" and (matcher is None or not matcher.match_file(rel)):  # (no lines: none listed)
+            left_out[rel] = ("not imported by the script" if rel.endswith(".py") else
+                             "a spec file, or written by batchsweep" if _written_by_batchsweep(root / rel) else
+                             "not imported, not in code.files")
         elif _written_by_batchsweep(root / rel):
             left_out[rel] = "a spec file, or written by batchsweep"
         else:
