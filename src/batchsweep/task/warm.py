@@ -403,15 +403,20 @@ class _RngWatch:
         saved = {name: getattr(random, name) for name in getattr(random, "__all__", [])
                  if getattr(getattr(random, name, None), "__self__", None) is inst}
 
-        def wrap(name: str, real: Any) -> Any:
+        watching = [True]  # a module that kept a reference (`from random import random`) keeps the wrapper
+
+        def wrap(real: Any) -> Any:
             def called(*args: Any, **kwargs: Any) -> Any:
-                self.callers.add(str(sys._getframe(1).f_globals.get("__name__", "?")))
+                if watching[0]:
+                    self.callers.add(str(sys._getframe(1).f_globals.get("__name__", "?")))
                 return real(*args, **kwargs)
             return called
 
         for name, real in saved.items():
-            setattr(random, name, wrap(name, real))
+            setattr(random, name, wrap(real))
+
         def undo() -> None:
+            watching[0] = False
             for name, real in saved.items():
                 setattr(random, name, real)
         return undo
