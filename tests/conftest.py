@@ -24,7 +24,7 @@ def _library_logger_as_found() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _gpu_lease_table(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The machine's GPU lease table (batchsweep.leases.MachineGpus) is a test's own: tests lease made-up GPUs
+    """The machine's GPU lease table (batchsweep.engines.local.leases.MachineGpus) is a test's own: tests lease made-up GPUs
     (BATCHSWEEP_GPUS=0,1), which the test runs of other checkouts on this machine lease too."""
     monkeypatch.setenv("BATCHSWEEP_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
 

@@ -129,7 +129,7 @@ def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
 
 def print_key(p: Plan) -> None:
     """What each task's content key covers (README: "What a task's key covers"), for `batchsweep explain`."""
-    from batchsweep import keys
+    from batchsweep.planning import keys
 
     print_ = _console().print
     identity = keys.code_identity(p.spec, survey=True)
@@ -332,7 +332,7 @@ def print_status(run: Run) -> None:
     console.print("tasks    " + state_counts(counts) + f" (of {run.n_tasks})")
     account = run.record.reuse_account
     if isinstance(account, dict):
-        from batchsweep.reuse import account_line
+        from batchsweep.planning.reuse import account_line
 
         console.print(f"reuse    {account_line(account, 'to run' if progress.active else 'ran')}", markup=False)
     line = warm_line(statuses.values())

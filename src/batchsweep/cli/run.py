@@ -134,7 +134,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from batchsweep import display, planning
+    from batchsweep.cli import display
+    from batchsweep.planning import plan as planning
 
     p = planning.plan(args.spec, overrides=args.overrides, backend=args.backend, max_parallel=args.max_parallel,
                       check_engine=False, max_tasks=args.max_tasks)

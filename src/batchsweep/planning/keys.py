@@ -356,7 +356,7 @@ def package_versions(modules: Iterable[str], python: str | None = None) -> dict[
     import subprocess
     import time
 
-    from batchsweep.provenance import RACY_NS, package_places
+    from batchsweep.store.provenance import RACY_NS, package_places
 
     wanted = sorted(set(modules))
     if not wanted:

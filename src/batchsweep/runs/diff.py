@@ -70,7 +70,7 @@ def diff(a: Run, b: Run, *, tolerance: float = 1e-9) -> list[str]:
     lines.append(f"code         {code} ({ra_.code_hash[:12]} -> {rb_.code_hash[:12]})"
                  if code == "changed" else "code         same")
     if code == "changed":
-        from batchsweep.keys import code_changes
+        from batchsweep.planning.keys import code_changes
 
         files, packages = code_changes(ra_.code_identity, rb_.code_identity)
         if ra_.code_identity is None or rb_.code_identity is None:
@@ -82,7 +82,7 @@ def diff(a: Run, b: Run, *, tolerance: float = 1e-9) -> list[str]:
         lines.append(f"  {line}")
     skip = ("git", "package_versions")
     env = _changed({k: v for k, v in pa.items() if k not in skip}, {k: v for k, v in pb.items() if k not in skip})
-    from batchsweep.keys import code_changes
+    from batchsweep.planning.keys import code_changes
 
     _, packages = (code_changes({"packages": pa["package_versions"]}, {"packages": pb["package_versions"]})
                    if pa.get("package_versions") and pb.get("package_versions") else ([], []))

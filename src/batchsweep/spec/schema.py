@@ -240,7 +240,7 @@ class Code(_Strict):
     exclude: list[str] = []  # .gitignore lines, as if in one more .gitignore at the code directory's root
     include: list[str] = []  # the same, for files packed although they look like credentials (by name or content)
     max_mib: float = Field(default=50, gt=0)
-    # What counts as the tasks' code besides the script and what it imports (`batchsweep.keys.CodeIdentity`):
+    # What counts as the tasks' code besides the script and what it imports (`batchsweep.planning.keys.CodeIdentity`):
     # .gitignore-style lines naming files of the code package, or `all` for every one of them.
     files: list[str] | Literal["all"] = []
 
