@@ -493,3 +493,37 @@ def test_a_report_without_reuse_has_no_reuse_columns_and_no_provenance_without_s
     assert 'id="provenance"' not in html
     html, _, _ = report(df, sources=provenance_frame()[1][:1])
     assert 'class="key"' not in html and re.search(r"<td>this run</td><td>30</td>", html)
+
+
+def test_a_searchs_history_marks_where_each_round_begins() -> None:
+    df = search_frame(48)  # 6 rounds of 8 trials
+    html, _, _ = build_report(df, params=["x1", "x2", "kind", "trial", "round"], metrics=["value"], summary=SUMMARY,
+                              sampled=["x1", "x2", "kind"])
+    chart = re.search(r'data-plot="history".*?</svg>', html, re.S).group(0)
+    marks = re.findall(r'<line [^>]*class="round"><title>([^<]+)</title>', chart)
+    assert marks == [f"round {r} begins at trial {8 * r}" for r in range(1, 6)]
+    assert "marks where each round of proposals begins" in html
+
+
+def test_a_sampled_params_axis_is_logarithmic_only_when_its_distribution_is(tmp_path: Path) -> None:
+    import batchsweep
+
+    (tmp_path / "train.py").write_text(
+        "import argparse, json\np = argparse.ArgumentParser()\np.add_argument('--x', type=float)\n"
+        "p.add_argument('--lr', type=float)\na = p.parse_args()\n"
+        "json.dump({'loss': (a.x - 0.5) ** 2 + a.lr}, open('metrics.json', 'w'))\n")
+    (tmp_path / "sweep.yaml").write_text(
+        "name: axes\nscript: train.py\n"
+        "params: {random: {samples: 16, seed: 5, space: {x: 'uniform(0.001, 1)', lr: 'loguniform(0.0001, 0.1)'}}}\n")
+    run = batchsweep.run(tmp_path / "sweep.yaml", store=tmp_path / "store", progress=False)
+    xs = run.results()["x"]
+    assert xs.max() / xs.min() > 100, "premise: x spans two decades, as uniform(0.001, 1) samples do"
+    run.report(tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+
+    def ticks(param: str) -> list[str]:
+        chart = re.search(rf'data-plot="by-param" data-param="{param}".*?</svg>', html, re.S).group(0)
+        return re.findall(r'<text class="tk" x="[\d.]+" y="[\d.]+" text-anchor="middle">([^<]+)</text>', chart)
+
+    assert "0.5" in ticks("x") and "0.01" not in ticks("x")  # uniform: linear, whatever its span
+    assert {"0.001", "0.01"} <= set(ticks("lr"))  # loguniform: powers of ten

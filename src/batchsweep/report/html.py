@@ -38,7 +38,7 @@ def build_report(df: pd.DataFrame, *, params: list[str], metrics: list[str], sum
                  log_tail: Callable[[int], str] | None = None, metric: str | None = None,
                  maximize: bool | None = None, top_k: int = 10, derived: Sequence[str] = (),
                  sampled: Sequence[str] = (), series: dict[int, list[dict[str, Any]]] | None = None,
-                 sources: Sequence[dict[str, Any]] = (),
+                 sources: Sequence[dict[str, Any]] = (), log_params: Sequence[str] | None = None,
                  ) -> tuple[str, str, bool]:
     """Render the run as one HTML page; returns ``(html, chosen_metric, maximize)``.
 
@@ -47,7 +47,9 @@ def build_report(df: pd.DataFrame, *, params: list[str], metrics: list[str], sum
     ``""`` when the table has no numeric metric (e.g. every task failed before writing one).
     ``derived`` params (made of others by a ``{placeholder}``) and ``trial``/``round``/``repeat`` are not
     plotted as dimensions; ``sampled`` params (drawn at random: a search's or ``params.random``'s space) are
-    drawn as scatter plots and never in a heatmap.
+    drawn as scatter plots and never in a heatmap. ``log_params``: the sampled params whose distribution is
+    logarithmic; a sampled param's axis is logarithmic when it is named there, and only then (None: every param's
+    axis is logarithmic when its values span two decades, as a grid's is).
 
     ``sources`` is the provenance of every run the rows were computed in (this run first, then each run a
     reused row or a sweep's row came from): dicts with ``run_id``, ``role``, ``code_hash``, ``provenance`` (run.json
@@ -62,6 +64,10 @@ def build_report(df: pd.DataFrame, *, params: list[str], metrics: list[str], sum
     chosen, maximize, why = choose_metric(df, metrics, metric, maximize)
     values = [float(v) for v in _numeric(df[chosen])] if chosen else [math.nan] * len(df)
     dims = {p: svgplot.dim_from(p, df[p].tolist()) for p in params}
+    if log_params is not None:  # a sampled param's axis follows its declared distribution
+        for p in params:
+            if p in sampled and dims[p].categories is None:
+                dims[p].log = p in log_params and all(v > 0 for v in dims[p].levels())
     varying = [p for p in params if len(dims[p].levels()) > 1]
     continuous = {p for p in varying if dims[p].categories is None and (p in sampled or len(dims[p].levels()) > 30)}
     search = "trial" in structure
@@ -394,8 +400,11 @@ def _history(df: pd.DataFrame, chosen: str, maximize: bool, values: list[float])
     if not chosen or not any(math.isfinite(v) for v in values):
         return ""
     return ('<h2>Optimisation history</h2><div class="full">'
-            + svgplot.history(_col(df, "trial").tolist(), values, metric_label=chosen, maximize=maximize) + "</div>"
-            + f'<p class="cap">One dot per trial; the line is the best {esc(chosen)} so far.</p>')
+            + svgplot.history(_col(df, "trial").tolist(), values, metric_label=chosen, maximize=maximize,
+                              rounds=_col(df, "round").tolist() if "round" in df.columns else None) + "</div>"
+            + f'<p class="cap">One dot per trial; the line is the best {esc(chosen)} so far'
+            + ("; a dashed line marks where each round of proposals begins." if "round" in df.columns else ".")
+            + "</p>")
 
 
 def _importance(varying: list[str], dims: dict[str, Dim], values: list[float], maximize: bool) -> str:

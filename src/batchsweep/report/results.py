@@ -418,8 +418,13 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
     params = [p for p in record.param_names if p in derived
               or not (p in df and len(df) > 2 and df[p].dtype == object and df[p].astype(str).nunique() == len(df))]
     spec = record.spec
-    sampled = [*(spec.search.space if spec.search else {}),
-               *(spec.params.random.space if spec.params and spec.params.random else {})]
+    space = {**(spec.search.space if spec.search else {}),
+             **(spec.params.random.space if spec.params and spec.params.random else {})}
+    sampled = list(space)
+    from batchsweep.spec.distributions import parse as parse_distribution
+
+    # a sampled param's axis is logarithmic when its distribution is, and only then (uniform(0, 1) stays linear)
+    log_params = [p for p, d in space.items() if parse_distribution(d, where=p).kind == "loguniform"]
     summary.update(_stop_fields(run))
     same = identical_in_table(run, df)
     if same:
@@ -433,7 +438,7 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
     html, chosen, maximize = build_report(
         df, params=params, metrics=metric_columns(run, df), summary=summary,
         log_tail=lambda i: "\n".join(run.logs(i, stderr=True).splitlines()[-20:]), metric=metric, maximize=maximize,
-        derived=derived, sampled=sampled, series=read_series(run), sources=provenance_sources(run, df, runs or {}),
+        derived=derived, sampled=sampled, log_params=log_params, series=read_series(run), sources=provenance_sources(run, df, runs or {}),
     )
     if path is None:
         try:

@@ -403,7 +403,9 @@ def timeline(lanes: list[str], bars: Sequence[tuple[int, float, float, str, str]
 
 
 def history(trials: Sequence[float], values: Sequence[float], *, metric_label: str, maximize: bool,
-            width: float = 1160, height: float = 280) -> str:
+            width: float = 1160, height: float = 280, rounds: Sequence[float] | None = None) -> str:
+    """Each trial's value and the best so far; with `rounds` (each trial's round), a dashed line where each
+    round after the first begins, labelled."""
     c = Chart("history", f"Optimisation history: best {metric_label} so far", width, height)
     pts = sorted((t, v) for t, v in zip(trials, values, strict=True) if finite(t) and finite(v))
     if not pts:
@@ -414,6 +416,19 @@ def history(trials: Sequence[float], values: Sequence[float], *, metric_label: s
     yax = Axis(height - mb, mt, lo=min(v for _, v in pts), hi=max(v for _, v in pts), pad=0.06)
     c.y_axis(yax, ml, metric_label, grid_to=width - mr)
     c.x_axis(xax, height - mb, "trial")
+    if rounds is not None:
+        starts: dict[float, float] = {}  # round -> its first trial
+        for t, r in zip(trials, rounds, strict=True):
+            if finite(t) and finite(r):
+                starts[r] = min(starts.get(r, t), t)
+        first = min(starts, default=None)
+        for r, t in sorted(starts.items()):
+            if r == first or not pts[0][0] <= t <= pts[-1][0]:
+                continue
+            x = xax(t - 0.5)  # between the last trial of the round before and the first of this one
+            c.add("line", tip=f"round {fmt(r)} begins at trial {fmt(t)}", x1=x, x2=x, y1=mt, y2=height - mb,
+                  class_="round")
+            c.text(x + 3, mt + 10, f"round {fmt(r)}", anchor="start", cls="tk round-label")
     best, steps = pts[0][1], []
     every = max(1, math.ceil(len(pts) / MAX_MARKS))
     for n, (t, v) in enumerate(pts):
