@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 from aws_fixtures import *  # noqa: F401,F403
+from slurm_fixtures import *  # noqa: F401,F403 - defined once, here: one Slurm cluster per test session
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +53,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             # the conformance suite's dask engine asks for the cluster while the test runs
             if fixture in getattr(item, "fixturenames", ()) or (fixture == "dask_processes" and engine == "dask"):
                 item.add_marker(pytest.mark.xdist_group(f"{item.nodeid.split('::')[0]}:{fixture}"))
-        # One Slurm cluster per test session: every test that uses it runs on one worker.
+        # The tests that use the Slurm cluster (one per test process) go to one worker together.
         if "slurm_cluster" in getattr(item, "fixturenames", ()) or engine == "slurm":
             item.add_marker(pytest.mark.xdist_group("slurm_cluster"))
     if os.environ.get("BATCHSWEEP_IMAGE_TESTS") == "1":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -56,6 +57,14 @@ class SlurmCluster:
         deadline = time.monotonic() + 30
         while self.squeue() and time.monotonic() < deadline:
             time.sleep(0.2)
+
+
+def _die_with_parent() -> None:
+    """In the daemon, before exec: SIGTERM when the test process that started it dies (a killed test run leaves
+    no cluster behind)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _start_munge() -> subprocess.Popen[bytes] | None:
@@ -120,7 +129,7 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
     env = {**os.environ, "SLURM_CONF": str(conf)}
     munge = _start_munge()
     daemons = [subprocess.Popen([f"/usr/sbin/{d}", "-D", "-f", str(conf)], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+                                stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
                for d in ("slurmctld", "slurmd")]
     saved = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = str(conf)  # the engine's sbatch/squeue/scancel, in this process and its children

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 from dask_fixtures import *  # noqa: F401,F403 - the dask_cluster fixture
 from helpers import alive
-from slurm_fixtures import *  # noqa: F401,F403 - the slurm_cluster fixture
 
 import batchsweep
 from batchsweep import cli

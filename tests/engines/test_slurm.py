@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-from slurm_fixtures import *  # noqa: F401,F403 - the slurm_cluster fixture
 
 import batchsweep
 
