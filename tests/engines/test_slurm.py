@@ -137,9 +137,11 @@ def test_dry_run_shows_the_batch_script_with_resources_time_and_the_block(tmp_pa
         max_parallel: 3
         slurm: {partition: gpu, account: lab, qos: short, constraint: a100, extra: [--mail-type=END]}
     """))
-    shown = cli("run", str(spec), "--dry-run", cwd=spec.parent)
+    shown = cli("run", str(spec), "--dry-run", "--store", "shared store", cwd=spec.parent)
     assert shown.returncode == 0, shown.stderr
     out = shown.stdout
+    output = spec.parent / "shared store" / "runs" / "RUN_ID" / "engine" / "s0-%A_%a.out"
+    assert f'\n#SBATCH --output="{output}"\n' in out, out  # the store asked for, quoted for sbatch
     # 10 tasks at most 3 at once: 4 to an array task, 3 array tasks; each has 4 tasks x 2 attempts x (60 + 10) s
     # + 120 s = 680 s of time, rounded up to the minute.
     for line in ("#SBATCH --array=0-2%3", "#SBATCH --cpus-per-task=2", "#SBATCH --mem=1024M", "#SBATCH --gres=gpu:1",
@@ -147,7 +149,7 @@ def test_dry_run_shows_the_batch_script_with_resources_time_and_the_block(tmp_pa
                  "#SBATCH --constraint=a100", "#SBATCH --mail-type=END",
                  f"exec {sys.executable} -m batchsweep.worker"):
         assert f"\n{line}\n" in out, (line, out)
-    assert not (spec.parent / ".batchsweep" / "runs").exists(), "a dry run wrote a run"
+    assert not (spec.parent / "shared store" / "runs").exists(), "a dry run wrote a run"
 
 
 @pytest.mark.parametrize(("block", "says"), [

@@ -114,7 +114,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         reuse = _dry_run_reuse(p, args)
         to_run = dataclasses.replace(p, tasks=reuse.to_run(p.tasks)) if reuse is not None else p
         display.print_plan(p, _estimate(to_run, args) if wanted and to_run.tasks else None)
-        preview = p.engine.preview(p.spec, to_run.tasks)
+        from batchsweep.store.core import Store
+
+        preview = p.engine.preview(p.spec, to_run.tasks, store=Store.open(args.store))
         if preview:
             out(f"the {p.spec.backend} engine would submit (the first of its scripts):\n{preview}")
         if getattr(args, "verbose", False):

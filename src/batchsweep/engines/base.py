@@ -226,9 +226,9 @@ class Engine(abc.ABC):
     detaches: ClassVar[bool] = False
 
     @classmethod
-    def preview(cls, spec: Spec, tasks: Sequence[Task]) -> str | None:
-        """What a submit of these tasks would hand the engine's scheduler (a batch script), for `run --dry-run`,
-        calling nothing remote. Here: None, nothing to show."""
+    def preview(cls, spec: Spec, tasks: Sequence[Task], *, store: Store) -> str | None:
+        """What a submit of these tasks to `store` would hand the engine's scheduler (a batch script), for
+        `run --dry-run`, calling nothing remote. Here: None, nothing to show."""
         return None
 
     # -- what differs between engines: price, size, where tasks run (optional; the defaults price nothing) ----

@@ -128,14 +128,11 @@ class SlurmEngine(Engine):
                             output=output, python=settings.python or sys.executable)
 
     @classmethod
-    def preview(cls, spec: Spec, tasks: Sequence[Task]) -> str | None:
+    def preview(cls, spec: Spec, tasks: Sequence[Task], *, store: Store) -> str | None:
         """The first array job's batch script, as a submit of this spec would keep it (the run id a placeholder)."""
         settings = cls.settings_for(spec)
         n = max(1, len(tasks))
         k = tasks_per_child(n, max_parallel=spec.max_parallel, tasks_per_job=settings.tasks_per_job, task_seconds=None)
-        from batchsweep.store.core import Store
-
-        store = Store.open(None)
         return cls.script_text(spec, settings, run_id="RUN_ID", store_url=str(Path(store.url).resolve()),
                                n_tasks=n, k=k)
 
