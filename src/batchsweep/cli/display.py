@@ -129,6 +129,7 @@ def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
 
 def print_key(p: Plan) -> None:
     """What each task's content key covers (README: "What a task's key covers"), for `batchsweep explain`."""
+    from batchsweep import registry
     from batchsweep.planning import keys
 
     print_ = _console().print
@@ -140,7 +141,7 @@ def print_key(p: Plan) -> None:
     width = max((len(rel) for rel in identity.files), default=0)
     for rel in identity.files:
         print_(f"  {rel.ljust(width)}  {identity.why.get(rel, '')}", markup=False)
-    if p.spec.backend == "aws-batch":
+    if not registry.get_engine(p.spec.backend).local_python:
         print_("packages  the task image's (its URI is keyed)", markup=False)
     else:
         print_("packages  " + (", ".join(f"{name} {v}" for name, v in identity.packages.items())

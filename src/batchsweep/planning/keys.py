@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batchsweep import registry
 from batchsweep.clock import SYSTEM, Clock
 from batchsweep.model import input_parts
 
@@ -198,7 +199,8 @@ def code_identity(spec: Any, *, cache: HashCache | None = None, packages: dict[s
                 why[rel] = because
         left_out = {rel: w for rel, w in left_out.items() if rel not in files}
     if packages is None:
-        packages = package_versions(modules, interpreter(spec)) if spec.backend != "aws-batch" else {}
+        # An engine whose tasks run on another Python (a task image) keys that image instead of this machine's packages.
+        packages = package_versions(modules, interpreter(spec)) if registry.get_engine(spec.backend).local_python else {}
     return CodeIdentity(files=dict(sorted(files.items())), why=why, packages=packages,
                         mode="all" if every else "imports", left_out=left_out)
 
