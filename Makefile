@@ -69,8 +69,7 @@ image-tools:
 	      podman buildah debootstrap >/dev/null)
 
 # Slurm's daemons and commands for the Slurm engine's tests, which start a one-node cluster of their own (Debian
-# packages; a minute or two to install, so not a prerequisite of `test`: `.ci/run` installs them first, and without
-# them those tests skip, saying so).
+# packages, about two minutes to install once).
 slurm:
 	@command -v sbatch >/dev/null 2>&1 && test -x /usr/sbin/slurmctld && test -x /usr/sbin/slurmd && test -x /usr/sbin/munged \
 	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
@@ -91,7 +90,7 @@ lint: setup
 TEST_WORKERS ?= 3
 # LINT= skips the lint step (the lowest-versions leg: mypy's verdict there depends on the floors' type hints).
 LINT ?= lint
-test: setup $(CHECKOV_VENV)/.installed chromium $(LINT)
+test: setup $(CHECKOV_VENV)/.installed chromium slurm $(LINT)
 	CHECKOV=$(abspath $(CHECKOV_VENV))/bin/checkov $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup tests
 
 # The same suite against other versions than the lock's, each in its own venv (the lock ignored): the newest
@@ -101,7 +100,7 @@ test-newest: INSTALL_MODE := --upgrade
 test-lowest: INSTALL_MODE := --resolution lowest-direct
 test-lowest: LEG_LINT :=
 test-newest: LEG_LINT := lint
-test-newest test-lowest: $(CHECKOV_VENV)/.installed chromium
+test-newest test-lowest: $(CHECKOV_VENV)/.installed chromium slurm
 	rm -rf .venv-$(@:test-%=%)
 	$(MAKE) --no-print-directory .venv-$(@:test-%=%)/.uv
 	$(call uv,.venv-$(@:test-%=%)) $(INSTALL_MODE) -e '.[$(EXTRAS)]'
