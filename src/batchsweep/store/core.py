@@ -195,6 +195,8 @@ class Store(Layout):
     @classmethod
     def open(cls, location: str | os.PathLike[str] | None = None, *, aws_profile: str | None = None,
              aws_region: str | None = None) -> Store:
+        """The store at `location` (a directory, or s3://bucket/prefix), else $BATCHSWEEP_STORE, else
+        `.batchsweep` here. Opening reads and writes nothing."""
         location = str(location or os.environ.get("BATCHSWEEP_STORE") or DEFAULT_STORE)
         if location.startswith("s3://"):
             from batchsweep.aws.s3store import S3Backend
@@ -204,10 +206,12 @@ class Store(Layout):
 
     @property
     def url(self) -> str:
+        """Where the store is, as a user would name it (a path, or s3://bucket/prefix)."""
         return self.backend.url
 
     @property
     def is_local(self) -> bool:
+        """Whether the store is on this machine's disk (its task directories can be written in place)."""
         return isinstance(self.backend, LocalBackend)
 
 
@@ -262,18 +266,22 @@ class Store(Layout):
             self.backend.write_bytes(STORE_MARKER, b"a batchsweep store: not code, never part of a content key\n")
 
     def create_run(self, run_id: str, info: dict[str, Any], tasks: Iterable[Task]) -> None:
+        """Write a new run: tasks.jsonl first, then run.json (`info`), so a run exists only once it is whole."""
         self.mark()
         self.write_tasks(run_id, tasks)
         self.write_json(self.run_record_key(run_id), info)
 
     def write_tasks(self, run_id: str, tasks: Iterable[Task]) -> None:
+        """Replace the run's tasks.jsonl (a search adds each round's trials), in one atomic write."""
         data = "".join(t.to_json() + "\n" for t in tasks).encode()
         self.backend.write_bytes(self.tasks_file_key(run_id), data)
 
     def run_ids(self) -> list[str]:
+        """The ids of the runs in the store (one listing of `runs/`), including damaged ones."""
         return self.backend.list_dirs("runs")
 
     def run_info(self, run_id: str) -> dict[str, Any]:
+        """run.json as a dict. RunNotFound when the run has none; RunDamaged, naming why, when it is not JSON."""
         try:
             info = self.read_json(self.run_record_key(run_id))
         except FileNotFoundError:
@@ -288,6 +296,7 @@ class Store(Layout):
                          "but the run cannot be read without it", reason=reason)
 
     def update_run_info(self, run_id: str, **changes: Any) -> dict[str, Any]:
+        """Merge `changes` into run.json (read, then written whole); returns the new record."""
         info = {**self.run_info(run_id), **changes}
         self.write_json(self.run_record_key(run_id), info)
         return info
@@ -333,10 +342,12 @@ class Store(Layout):
                 os.unlink(entry.path)
 
     def delete_run(self, run_id: str) -> None:
+        """Delete everything under the run's directory (local: never through a symlink out of the store)."""
         self.backend.delete_prefix(self.run_prefix(run_id))
 
     # -- the reuse index ----------------------------------------------------------------------
     def record_success(self, cache_key: str, run_id: str, index: int) -> None:
+        """Index one succeeded task under its content key (`record_successes`)."""
         self.record_successes([(cache_key, run_id, index)])
 
     def record_successes(self, found: Iterable[tuple[str, str, int]]) -> None:
@@ -435,6 +446,7 @@ class Store(Layout):
 
     # -- tasks --------------------------------------------------------------------------------
     def write_status(self, run_id: str, status: TaskStatus) -> None:
+        """Write a task's status.json, atomically: a task's status is the last thing written for it."""
         self.backend.write_bytes(self.task_status_key(run_id, status.index), status.to_json().encode())
 
     def read_status(self, run_id: str, index: int, *, packs: bool = True) -> TaskStatus | None:
@@ -590,6 +602,7 @@ class Store(Layout):
 
     # -- packs: many tasks' statuses and metrics in one object ---------------------------------
     def pack_key(self, run_id: str, name: str) -> str:
+        """The key of the run's pack `name` (`packs/<name>.jsonl`)."""
         return self.run_key(run_id, PACKS, f"{name}.jsonl")
 
     def pack_names(self, run_id: str) -> list[str]:
@@ -615,6 +628,7 @@ class Store(Layout):
         self._packs_listed.pop(run_id, None)
 
     def delete_pack(self, run_id: str, name: str) -> None:
+        """Delete one pack, and forget what was read of the run's packs."""
         self.backend.delete_prefix(self.pack_key(run_id, name))
         self._packs.pop(run_id, None)
         self._packs_listed.pop(run_id, None)
@@ -725,10 +739,12 @@ class Store(Layout):
             yield from pool.map(self._try_read_one_of_many, keys)
 
     def read_text(self, key: str) -> str:
+        """A file of the store as text (undecodable bytes replaced). FileNotFoundError when missing."""
         return self.backend.read_bytes(key).decode("utf-8", errors="replace")
 
     # -- json helpers -------------------------------------------------------------------------
     def read_json(self, key: str) -> Any:
+        """A JSON file of the store. FileNotFoundError when missing, ValueError when it is not JSON."""
         return json.loads(self.backend.read_bytes(key))
 
     def read_record(self, key: str) -> dict[str, Any] | None:
@@ -746,4 +762,5 @@ class Store(Layout):
         return value
 
     def write_json(self, key: str, value: Any) -> None:
+        """Write a JSON file of the store, whole or not at all."""
         self.backend.write_bytes(key, json.dumps(value, indent=1, default=str).encode())

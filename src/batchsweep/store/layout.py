@@ -81,12 +81,15 @@ class Layout:
     # run_key/task_key are the generic builders; other modules call the named methods below.
     @staticmethod
     def run_key(run_id: str, *parts: str) -> str:
+        """`runs/<run_id>/<parts...>`; ValueError for anything that is not one run id (never a path out of
+        runs/)."""
         if not valid_run_id(run_id):  # read from a file in the store, say: never a path out of runs/
             raise ValueError(f"{run_id!r} is not a run id")
         return "/".join(("runs", run_id, *parts))
 
     @staticmethod
     def task_key(run_id: str, index: int, *parts: str) -> str:
+        """`runs/<run_id>/tasks/<index>/<parts...>`."""
         return Layout.run_key(run_id, "tasks", str(operator.index(index)), *parts)
 
     @staticmethod
@@ -101,6 +104,7 @@ class Layout:
 
     @staticmethod
     def tasks_file_key(run_id: str) -> str:
+        """tasks.jsonl: a line per task (its params, inputs and content key)."""
         return Layout.run_key(run_id, "tasks.jsonl")
 
     @staticmethod
@@ -162,18 +166,22 @@ class Layout:
 
     @staticmethod
     def task_status_key(run_id: str, index: int) -> str:
+        """A task's status.json, written last."""
         return Layout.task_key(run_id, index, TaskDir.STATUS)
 
     @staticmethod
     def task_metrics_key(run_id: str, index: int) -> str:
+        """A task's metrics.json."""
         return Layout.task_key(run_id, index, TaskDir.METRICS)
 
     @staticmethod
     def task_series_key(run_id: str, index: int) -> str:
+        """A task's series (metrics.jsonl), appended while it runs."""
         return Layout.task_key(run_id, index, TaskDir.SERIES)
 
     @staticmethod
     def task_log_key(run_id: str, index: int, *, stderr: bool = False) -> str:
+        """A task's stdout.log (or stderr.log)."""
         return Layout.task_key(run_id, index, TaskDir.log_name(stderr))
 
     @staticmethod
@@ -201,14 +209,18 @@ class Layout:
 
     @staticmethod
     def code_key(sha256: str) -> str:
+        """A code package by the sha256 of its content, `code/<sha256>.tar.gz`: shared by every run that ships
+        it."""
         return f"{CODE_PREFIX}/{sha256}.tar.gz"
 
     @staticmethod
     def input_key(sha256: str, name: str) -> str:
+        """A staged input, by the sha256 of its content: `inputs/<sha256>/<name>`."""
         return f"{INPUTS_PREFIX}/{sha256}/{name}"
 
     @staticmethod
     def sweep_stats_key(name: str) -> str:
+        """A sweep's stats (median task time) that size its next submission: `sweeps/<name>.json`."""
         return f"sweeps/{name}.json"
 
     @staticmethod
