@@ -118,8 +118,8 @@ def test_negative_retries_are_rejected(tmp_path: Path) -> None:
 
 
 def test_unknown_backend_lists_the_backends(tmp_path: Path) -> None:
-    message = error_of(tmp_path, backend="slurm")
-    assert "backend:" in message and "'slurm'" in message and "aws-batch" in message
+    message = error_of(tmp_path, backend="kubernetes")
+    assert "backend:" in message and "'kubernetes'" in message and "aws-batch" in message
 
 
 # -- name -----------------------------------------------------------------------------------------

@@ -35,8 +35,7 @@ def tasks_per_child(n: int, *, max_parallel: int, tasks_per_job: int | None, tas
 def slurm_time(seconds: float) -> str:
     """Seconds as Slurm's D-HH:MM:SS, rounded up to the minute (Slurm's limits are whole minutes)."""
     minutes = max(1, math.ceil(seconds / 60))
-    days, minutes = divmod(minutes, 24 * 60)
-    return f"{days}-{minutes // 60:02d}:{minutes % 60:02d}:00"
+    return f"{minutes // 1440}-{minutes % 1440 // 60:02d}:{minutes % 60:02d}:00"
 
 
 def sbatch_options(spec: Spec, settings: SlurmEngineSettings, *, k: int, timeout_s: float | None) -> list[str]:
