@@ -91,7 +91,7 @@ CASES: dict[str, Case] = {
         params("{random: {samples: 2, space: {window: 'randint(1.5, 3)'}}, fixed: {save_name: o}}"), "integers"),
     "random without samples": run_case(
         params("{random: {samples: 0, space: {window: 'randint(1, 3)'}}, fixed: {save_name: o}}"), "samples"),
-    "unknown backend": run_case(GOOD, "'slurm'", "--backend", "slurm"),
+    "unknown backend": run_case(GOOD, "'kubernetes'", "--backend", "kubernetes"),
     "missing input file": run_case(
         spec_with(inputs="['data/{symbol}.csv']").replace("window: [5, 10]", "symbol: [BTC, ETH]"), "data/ETH.csv",
         files={"data/BTC.csv": "1\n"}),
