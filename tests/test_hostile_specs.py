@@ -44,6 +44,19 @@ CASES = {
     "a 200 KiB value": (HEAD + b"params: {grid: {window: [5]}, fixed: {save_name: " + b"x" * 200_000 + b"}}\n",
                         "longer than one command-line argument"),
     "a 9 MiB spec": (HEAD + b"# " + b"x" * (9 << 20) + b"\n", "too large for a spec"),
+    # issue 30, item 6: a param never overwrites a column of the results, nor one key another
+    "a param named like a results column": (HEAD + b"params: {grid: {window: [5], status: [ok, bad]}}\n",
+                                            "params.grid: a param named 'status' would overwrite the results column"),
+    "a param named error in a list": (HEAD + b"params: {list: [{window: 5, error: 0.1}]}\n",
+                                      "params.list: a param named 'error' would overwrite"),
+    "a search param named attempts": (HEAD + b"search: {trials: 4, metric: x, space: {attempts: 'randint(1, 3)'}}\n",
+                                      "search.space: a param named 'attempts' would overwrite"),
+    "a grid repeat beside repeat:": (HEAD + b"params: {grid: {window: [5], repeat: [1, 2]}, repeat: 3}\n",
+                                     "params.grid: a param named 'repeat' beside `params.repeat: 3`"),
+    "a key written twice": (HEAD + b"params:\n  grid: {window: [5]}\n  fixed: {save_name: a}\nname: other\n",
+                            "key 'name' appears twice in one mapping, on lines 1 and 6"),
+    "a param written twice": (HEAD + b"params:\n  grid:\n    window: [5]\n    window: [10, 20]\n",
+                              "key 'window' appears twice in one mapping, on lines 5 and 6"),
 }
 
 
@@ -98,7 +111,7 @@ def test_both_yaml_parsers_read_every_spec_alike_and_cap_it_alike(c_parser):
     composer where depth is capped; without libyaml, PyYAML's own parser. Both read what yaml.safe_load reads."""
     import yaml
 
-    from batchsweep.spec.yamlread import TooComplex, bounded_yaml
+    from batchsweep.spec.yamlread import DuplicateKey, TooComplex, bounded_yaml
 
     root = Path(__file__).parent.parent
     texts = [p.read_text() for p in [*root.glob("examples/**/*.yaml"), *SCRIPTS.glob("*.yaml")]]
@@ -111,3 +124,6 @@ def test_both_yaml_parsers_read_every_spec_alike_and_cap_it_alike(c_parser):
         with pytest.raises(TooComplex):
             bounded_yaml(hostile.decode(), c_parser=c_parser)
     assert bounded_yaml("x: " + "[" * 63 + "]" * 63, c_parser=c_parser)["x"] is not None
+    with pytest.raises(DuplicateKey, match="key 'a' appears twice in one mapping, on lines 2 and 4"):
+        bounded_yaml("b: 1\na: 1\nc: {x: 1}\na: 2\n", c_parser=c_parser)
+    assert bounded_yaml("base: &b {x: 1, y: 2}\nover: {<<: *b, x: 3}\n", c_parser=c_parser)["over"] == {"x": 3, "y": 2}

@@ -43,6 +43,11 @@ FAILED_STATE_NAMES = tuple(n for n in STATE_NAMES if State(n).done and not State
 SEARCH_PARAMS = ("trial", "round")
 REPEAT_PARAM = "repeat"
 OWN_PARAMS = (*SEARCH_PARAMS, REPEAT_PARAM)
+# The results table's own columns (`batchsweep.columns`): a param by one of these names would overwrite it.
+STATUS_COLUMNS = ("status", "attempts", "duration_s", "exit_code", "error", "started_at", "ended_at", "worker",
+                  "peak_rss_mib", "cpu_s")
+OPTIONAL_COLUMNS = ("gpu", "gpu_mem_mib", "last_step", "partial", "reused_from", "warm", "host")
+RESULT_COLUMNS = ("task", *STATUS_COLUMNS, *OPTIONAL_COLUMNS, "outputs")
 
 STAGED_AT = " => "  # a task input staged at a path of its own: "data/yhoo.txt => datas/yhoo.txt"
 

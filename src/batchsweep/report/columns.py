@@ -13,11 +13,10 @@ from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any
 
-from batchsweep.model import State, TaskStatus
+from batchsweep.model import OPTIONAL_COLUMNS, STATUS_COLUMNS, State, TaskStatus
 
-ALWAYS = ("status", "attempts", "duration_s", "exit_code", "error", "started_at", "ended_at", "worker",
-          "peak_rss_mib", "cpu_s")
-OPTIONAL = ("gpu", "gpu_mem_mib", "last_step", "partial", "reused_from", "warm", "host")
+ALWAYS = STATUS_COLUMNS
+OPTIONAL = OPTIONAL_COLUMNS
 FIXED_COLUMNS = (*ALWAYS, *OPTIONAL)
 _FROM_STATUS = ("attempts", "exit_code", "error", "started_at", "ended_at", "worker", "peak_rss_mib", "cpu_s",
                 "gpu", "gpu_mem_mib", "last_step", "reused_from", "warm", "host")

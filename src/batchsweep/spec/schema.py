@@ -24,7 +24,7 @@ from pydantic import (
 
 from batchsweep.errors import SpecError
 from batchsweep.metrics import METRICS_FILE
-from batchsweep.model import REPEAT_PARAM
+from batchsweep.model import REPEAT_PARAM, RESULT_COLUMNS
 from batchsweep.registry import BUILT_IN, DEFAULT_BACKEND, SPEC_FIELD_BLOCKS
 from batchsweep.text import did_you_mean
 
@@ -379,6 +379,26 @@ class Spec(_Strict):
         return {**{k: v for k, v in data.items() if k not in plugins}, "engines": blocks}
 
     @model_validator(mode="after")
+    def _params_are_not_columns(self, info: ValidationInfo) -> Spec:
+        """A param never takes the name of a results column (it would overwrite it), nor `repeat` beside
+        `params.repeat` (which numbers the repeats in a param of that name)."""
+        if _recorded(info):
+            return self
+        blocks = dict((self.params or Params()).names_by_block())
+        if self.search:
+            blocks["search.space"] = list(self.search.space)
+        for block, names in blocks.items():
+            where = block if block.startswith("search") else f"params.{block}"
+            for name in names:
+                if name in RESULT_COLUMNS:
+                    raise ValueError(f"{where}: a param named {name!r} would overwrite the results column of that name "
+                                     f"(batchsweep's columns: {', '.join(RESULT_COLUMNS)}); rename the param")
+                if name == REPEAT_PARAM and self.params is not None and self.params.repeat > 1:
+                    raise ValueError(f"{where}: a param named 'repeat' beside `params.repeat: {self.params.repeat}`, "
+                                     "which numbers each point's runs in a param of that name; rename yours")
+        return self
+
+    @model_validator(mode="after")
     def _engine_settings(self, info: ValidationInfo) -> Spec:
         """Each engine's block, validated by that engine's own settings model (unknown keys refused with a hint)."""
         blocks = {**{name: getattr(self, name) for name in SPEC_FIELD_BLOCKS if getattr(self, name)}, **self.engines}
@@ -605,7 +625,7 @@ def load(path: str | os.PathLike[str], *, overrides: Sequence[str] = ()) -> Spec
     import yaml
 
     from batchsweep.spec.overrides import apply_overrides
-    from batchsweep.spec.yamlread import TooComplex, bounded_yaml
+    from batchsweep.spec.yamlread import DuplicateKey, TooComplex, bounded_yaml
 
     p = Path(path)
     if not p.is_file():
@@ -622,7 +642,7 @@ def load(path: str | os.PathLike[str], *, overrides: Sequence[str] = ()) -> Spec
         raise SpecError(f"{p}: not UTF-8 text (byte {e.start}); save the spec as UTF-8") from None
     try:
         raw = bounded_yaml(text)
-    except TooComplex as e:
+    except (TooComplex, DuplicateKey) as e:
         raise SpecError(f"{p}: {e}") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
