@@ -17,12 +17,11 @@ SCRIPTS = Path(__file__).parent / "scripts"
 
 
 def _run(tmp_path: Path, params: str, **extra: str) -> object:
-    lines = "".join(f"        {k}: {v}\n" for k, v in extra.items())
+    lines = "".join(f"        {k}: {v}\n" for k, v in {"timeout": "60s", **extra}.items())
     spec = write_spec(tmp_path, f"""
         name: hostile
         script: {SCRIPTS / 'hostile_task.py'}
         params: {params}
-        timeout: 60s
 {lines}""")
     return batchsweep.run(spec, store=tmp_path / "store", progress=False)
 
