@@ -51,16 +51,11 @@ def write_spec(tmp_path: Path, body: str) -> Path:
 
 
 def spec_body(grid: str, **extra: str) -> str:
-    lines = [
-        "name: cloud",
-        f"script: {SCRIPTS / 'writes_metrics.py'}",
-        f"params: {{grid: {grid}}}",
-        "backend: aws-batch",
-        "aws: {stack: batchsweep, region: us-east-1}",
-        "resources: {vcpus: 0.5, memory_mib: 1024}",
-        *(f"{k}: {v}" for k, v in extra.items()),
-    ]
-    return "\n".join(lines) + "\n"
+    """A spec whose keys are these defaults, each replaced by `extra`'s value of that key (a key is written once)."""
+    keys = {"name": "cloud", "script": str(SCRIPTS / "writes_metrics.py"), "params": f"{{grid: {grid}}}",
+            "backend": "aws-batch", "aws": "{stack: batchsweep, region: us-east-1}",
+            "resources": "{vcpus: 0.5, memory_mib: 1024}", **extra}
+    return "\n".join(f"{k}: {v}" for k, v in keys.items()) + "\n"
 
 
 def play_containers(run: Any, *, only: set[int] | None = None, fork: bool | None = None) -> list[int]:
