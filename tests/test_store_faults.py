@@ -218,3 +218,99 @@ def test_a_run_planted_in_a_shared_store_never_makes_reuse_touch_a_file_outside_
     assert df["status"].tolist() == ["succeeded", "succeeded"]
     assert "reused_from" not in df or df["reused_from"].isna().any()
     assert not [p for p in store.rglob("*") if p.is_file() and not p.is_symlink() and b"hunter2" in p.read_bytes()]
+
+
+# -- Every file batchsweep reads may be damaged (issue 30, item 7): valid JSON of the wrong types or absurd
+# values is one line about that file, never a traceback, a hang or an attempt to allocate it.
+
+_DEEP = """
+import json, sys
+a = int(sys.argv[sys.argv.index("--a") + 1])
+text = "[" * 100_000 + "]" * 100_000 if a == 1 else json.dumps({"score": a})
+open("metrics.json", "w").write(text)
+"""
+
+
+def test_a_metrics_file_nested_100000_deep_is_that_tasks_problem_only(tmp_path):
+    """As any metrics file that is not JSON: the task's error says so and it has no metrics; the run goes on."""
+    (tmp_path / "deep.py").write_text(_DEEP)
+    spec = write_spec(tmp_path, "name: deep\nscript: deep.py\nparams: {grid: {a: [0, 1, 2]}}\nmax_parallel: 1\n")
+    df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results()
+    assert df["status"].tolist() == ["succeeded"] * 3
+    assert df["error"][1] == "metrics.json is not valid JSON" and df["score"].tolist()[::2] == [0, 2]
+
+
+def _wrong_types(store: Path, run_id: str) -> None:
+    run_dir = store / "runs" / run_id
+    status = json.loads((run_dir / "tasks" / "3" / "status.json").read_text())
+    (run_dir / "tasks" / "3" / "status.json").write_text(json.dumps({**status, "attempts": "many",
+                                                                        "started_at": "yesterday"}))
+    (run_dir / "tasks" / "4" / "status.json").write_text(json.dumps({**status, "index": "../4"}))
+    (run_dir / "tasks" / "5" / "status.json").write_text("[" * 100_000 + "]" * 100_000)
+    (run_dir / "runner.json").write_text(json.dumps({"token": "t", "host": os.uname().nodename, "pid": "abc",
+                                                     "pid_started": None, "command": "x", "heartbeat_at": "now"}))
+    (run_dir / "engine.json").write_text(json.dumps({"engine": "local", "pid": "abc", "pid_started": 7}))
+
+
+@pytest.mark.parametrize("command", [["status"], ["results", "--format", "csv", "--refresh"], ["runs"], ["resume"]])
+def test_valid_json_of_the_wrong_types_is_a_damaged_file_in_one_line(ten, capsys, command):
+    store, run_id = ten
+    _wrong_types(store, run_id)
+    capsys.readouterr()
+    argv = [*command, *([] if command == ["runs"] else [run_id]), "--store", str(store)]
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and code == 0, (code, err)
+    if command[0] in ("status", "results"):
+        assert "3 damaged status.json files (tasks 3, 4, 5)" in err
+    if command == ["resume"]:
+        assert "resuming 3 of 10 tasks" in err
+        assert set(batchsweep.load_run(run_id, store=store).results()["status"]) == {"succeeded"}
+
+
+def test_a_run_json_claiming_10_to_the_12_tasks_is_damaged_not_allocated(ten, capsys):
+    store, run_id = ten
+    path = store / "runs" / run_id / "run.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "n_tasks": 10**12}))
+    (store / "runs" / run_id / "results.parquet").unlink(missing_ok=True)
+    assert cli.main(["runs", "--store", str(store)]) == 0
+    assert "damaged run.json (n_tasks: " in capsys.readouterr().out
+    assert cli.main(["status", run_id, "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "n_tasks" in err
+
+
+_KILLED_AT_SUBMIT = """
+import os, signal, sys
+from batchsweep.engines.local.engine import LocalEngine
+import batchsweep
+
+def killed(self, indices, *, detach):  # kill -9 after the reused tasks were copied in, before anything ran
+    os.kill(os.getpid(), signal.SIGKILL)
+
+LocalEngine.submit = killed
+batchsweep.run(sys.argv[1], store=sys.argv[2], progress=False)
+"""
+
+
+def test_a_run_killed_while_copying_reused_results_can_be_resumed(tmp_path, capsys):
+    spec = write_spec(tmp_path, f"""
+        name: reused
+        script: {SCRIPTS / 'hostile_task.py'}
+        params: {{grid: {{a: [1, 2]}}}}
+    """)
+    store = tmp_path / "store"
+    batchsweep.run(spec, store=store, progress=False)
+    wider = write_spec(tmp_path, f"""
+        name: reused
+        script: {SCRIPTS / 'hostile_task.py'}
+        params: {{grid: {{a: [1, 2, 3]}}}}
+    """, name="wider.yaml")
+    proc = subprocess.run([sys.executable, "-c", _KILLED_AT_SUBMIT, str(wider), str(store)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    killed = max((store / "runs").iterdir(), key=lambda p: p.name).name
+    assert not (store / "runs" / killed / "engine.json").exists()
+    assert cli.main(["resume", killed, "--store", str(store)]) == 0, capsys.readouterr().err
+    df = batchsweep.load_run(killed, store=store).results()
+    assert df["status"].tolist() == ["succeeded"] * 3 and df["reused_from"].notna().tolist() == [True, True, False]

@@ -43,6 +43,9 @@ FAILED_STATE_NAMES = tuple(n for n in STATE_NAMES if State(n).done and not State
 SEARCH_PARAMS = ("trial", "round")
 REPEAT_PARAM = "repeat"
 OWN_PARAMS = (*SEARCH_PARAMS, REPEAT_PARAM)
+# Beyond what any run holds (planning caps a space at 10^6 tasks unless --max-tasks raises it): a run.json that
+# says more is damaged, not a table to allocate.
+MAX_RUN_TASKS = 100_000_000
 # The results table's own columns (`batchsweep.columns`): a param by one of these names would overwrite it.
 STATUS_COLUMNS = ("status", "attempts", "duration_s", "exit_code", "error", "started_at", "ended_at", "worker",
                   "peak_rss_mib", "cpu_s")
@@ -81,11 +84,29 @@ class Task:
         return cls(index=d["index"], params=d["params"], inputs=tuple(d.get("inputs", ())), cache_key=d.get("cache_key", ""))
 
 
+def load_json(raw: str | bytes) -> Any:
+    """json.loads of a file a task, another user or a damaged disk wrote: ValueError also when it is nested too
+    deeply to parse (json's RecursionError), so that a reader's `except ValueError` covers every bad file."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+
+
 def inside(path: Any) -> bool:
     """Whether path is a relative posix path that stays below the directory it is relative to (no `..`, no
     empty or `.` part, no NUL): what a kept output's name or a task's file name in the store must be."""
     return (isinstance(path, str) and bool(path) and "\0" not in path and "\\" not in path
             and not any(part in ("", ".", "..") for part in path.split("/")))
+
+
+_INT, _NUMBER, _TEXT = (int,), (int, float), (str,)
+_STATUS_TYPES = {"index": _INT, "attempts": _INT, "exit_code": (*_INT, type(None)), "error": (*_TEXT, type(None)),
+                 "started_at": (*_NUMBER, type(None)), "ended_at": (*_NUMBER, type(None)), "worker": _TEXT,
+                 "infra_retries": _INT, "peak_rss_mib": (*_NUMBER, type(None)), "cpu_s": (*_NUMBER, type(None)),
+                 "gpu": (*_TEXT, type(None)), "gpu_mem_mib": (*_NUMBER, type(None)),
+                 "metrics_missing": (*_TEXT, type(None)), "command": (*_TEXT, type(None)),
+                 "last_step": (*_NUMBER, type(None)), "reused_from": (*_TEXT, type(None))}
 
 
 @dataclass(frozen=True)
@@ -128,7 +149,7 @@ class TaskStatus:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> TaskStatus:
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(load_json(text))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TaskStatus:
@@ -139,5 +160,8 @@ class TaskStatus:
         d["outputs"] = outputs = tuple(d.get("outputs", ()))
         if outputs and not all(map(inside, outputs)):
             raise ValueError(f"an output outside its task's directory: {outputs!r}")
+        wrong = [k for k, kinds in _STATUS_TYPES.items() if k in d and type(d[k]) not in kinds]
+        if wrong:  # valid JSON of the wrong types ("attempts": "many") is a damaged status, not a crash later
+            raise TypeError(f"status fields of the wrong type: {', '.join(wrong)}")
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from batchsweep.errors import RunDamaged, RunNotFound
+from batchsweep.model import MAX_RUN_TASKS
 from batchsweep.runs.run import Run
 from batchsweep.store.core import Store
 from batchsweep.store.record import StoreAccess
@@ -26,7 +27,7 @@ class RunEntry(BaseModel):
     backend: str | None = None
     created: str | None = None
     created_ts: float = 0
-    n_tasks: int | None = None
+    n_tasks: int | None = Field(default=None, ge=0, le=MAX_RUN_TASKS)
     store: str | None = None
     pointer: bool = False  # a local pointer: the run's files are in `store`
     aws: StoreAccess | None = None  # a pointer's: the AWS profile and region that open `store`

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from batchsweep.errors import RunDamaged, RunNotFound
-from batchsweep.model import State, Task, TaskStatus
+from batchsweep.model import State, Task, TaskStatus, load_json
 from batchsweep.store import index as indexfile
 from batchsweep.store.layout import CODE_PREFIX as CODE_PREFIX
 from batchsweep.store.layout import INPUTS_PREFIX as INPUTS_PREFIX
@@ -115,7 +115,7 @@ _STATE_VALUES = frozenset(s.value for s in State)
 def json_line(line: bytes | str) -> Any:
     """A line's JSON value; None when it is not JSON."""
     try:
-        return json.loads(line)
+        return load_json(line)
     except ValueError:
         return None
 
@@ -164,7 +164,7 @@ class PackEntry:
     @classmethod
     def parse(cls, line: bytes | str) -> PackEntry | None:
         try:
-            d = json.loads(line)
+            d = load_json(line)
             status = TaskStatus.from_dict(d["s"])
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
@@ -314,7 +314,7 @@ class Store(Layout):
         for start in range(0, len(lines), 1000):  # a parse per 1,000 lines; a damaged one sends them one by one
             chunk = lines[start:start + 1000]
             try:
-                tasks = [Task.from_dict(d) for d in json.loads("[" + ",".join(line for line in chunk if line) + "]")]
+                tasks = [Task.from_dict(d) for d in load_json("[" + ",".join(line for line in chunk if line) + "]")]
             except (ValueError, TypeError, KeyError):
                 tasks = []
             if len(tasks) == sum(1 for line in chunk if line):
@@ -589,7 +589,7 @@ class Store(Layout):
             if raw is None:
                 continue
             try:
-                value = json.loads(raw)
+                value = load_json(raw)
             except ValueError:
                 value = None
             if isinstance(value, dict):
@@ -674,7 +674,7 @@ class Store(Layout):
         pack; a damaged line sends it line by line, to leave that line out with a warning naming it."""
         lines = raw.splitlines()
         try:
-            parsed: list[Any] = json.loads(b"[" + b",".join(line for line in lines if line.strip()) + b"]")
+            parsed: list[Any] = load_json(b"[" + b",".join(line for line in lines if line.strip()) + b"]")
         except ValueError:
             parsed = []
         records = [r for d in parsed if (r := _pack_record(d)) is not None]
@@ -745,7 +745,7 @@ class Store(Layout):
     # -- json helpers -------------------------------------------------------------------------
     def read_json(self, key: str) -> Any:
         """A JSON file of the store. FileNotFoundError when missing, ValueError when it is not JSON."""
-        return json.loads(self.backend.read_bytes(key))
+        return load_json(self.backend.read_bytes(key))
 
     def read_record(self, key: str) -> dict[str, Any] | None:
         """A JSON object the store keeps for itself (engine.json): None when missing, or damaged (with a warning)."""

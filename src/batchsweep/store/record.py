@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     SerializationInfo,
     SerializeAsAny,
     ValidationError,
@@ -30,6 +31,7 @@ from pydantic import (
 )
 
 from batchsweep.errors import RunDamaged
+from batchsweep.model import MAX_RUN_TASKS
 from batchsweep.spec.schema import RECORDED, Spec
 
 if TYPE_CHECKING:
@@ -96,7 +98,7 @@ class RunRecord(BaseModel):
     backend: str
     created: str
     created_ts: float
-    n_tasks: int
+    n_tasks: int = Field(ge=0, le=MAX_RUN_TASKS)
     code_hash: str = ""
     code_identity: dict[str, Any] | None = None  # `keys.CodeIdentity.to_json()`: files, packages (runs since key v2)
     key_common: str | None = None  # code, what runs and environment: a search keys its trials with it

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchsweep.clock import SYSTEM, Clock
 from batchsweep.errors import RunStateError
+from batchsweep.model import load_json
 
 if TYPE_CHECKING:
     from batchsweep.store.core import Store
@@ -96,10 +97,14 @@ class Holder:
     @classmethod
     def parse(cls, data: bytes) -> Holder | None:
         try:
-            d = json.loads(data)
-            return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+            d = load_json(data)
+            found = cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
         except (ValueError, TypeError, KeyError):
             return None  # a damaged lock file holds nothing
+        typed = (isinstance(found.token, str) and isinstance(found.host, str) and type(found.pid) is int
+                 and isinstance(found.pid_started, (str, type(None))) and isinstance(found.command, str)
+                 and type(found.heartbeat_at) in (int, float) and type(found.released) is bool)
+        return found if typed else None  # valid JSON of the wrong types (a string pid) is damaged too
 
 
 def holder(store: Store, run_id: str, clock: Clock = SYSTEM) -> Holder | None:
@@ -224,7 +229,7 @@ class RunLock:
         if self._cancel_seen or self.on_cancel is None:
             return
         try:
-            request = json.loads(self.store.backend.read_bytes(self.store.cancel_key(self.run_id)))
+            request = load_json(self.store.backend.read_bytes(self.store.cancel_key(self.run_id)))
         except (FileNotFoundError, ValueError):
             return
         if isinstance(request, dict) and request.get("token") == self.record.token:

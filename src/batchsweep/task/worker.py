@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from batchsweep import metrics as metrics_mod
-from batchsweep.model import State, Task, TaskStatus, input_parts
+from batchsweep.model import State, Task, TaskStatus, input_parts, load_json
 from batchsweep.scripts.argv import ArgStyle, build_argv, config_file, env_vars, task_env_values
 from batchsweep.scripts.options import ScriptFlags
 from batchsweep.store.core import Store, TaskDir
@@ -439,7 +439,7 @@ def _collect_metrics(ctx: RunContext, paths: TaskPaths) -> tuple[str | None, boo
     found: dict[str, Any] | None = None
     produced = paths.work / (rule if isinstance(rule, str) else metrics_mod.METRICS_FILE)
     try:
-        value = json.loads(metrics_mod.read_file(produced, within=paths.work))  # UnsafeMetricsFile: a FIFO, a symlink, huge
+        value = load_json(metrics_mod.read_file(produced, within=paths.work))  # UnsafeMetricsFile: a FIFO, a symlink, huge
     except FileNotFoundError:
         pass
     except ValueError:

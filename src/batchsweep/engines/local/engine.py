@@ -343,8 +343,10 @@ class LocalEngine(Engine):
             counts.update(running=min(running, left), pending=left - min(running, left))
             return Progress(active=active, running=running, counts={k: v for k, v in counts.items() if v})
         record = self._read_record()
-        if record is None:  # never submitted, or a damaged record: the run's lock still tells a live runner
-            return Progress(active=runlock.holder(self.run.store, self.run.id, self.clock) is not None)
+        if record is None:  # never submitted, or a damaged record: the run's lock still tells a live runner,
+            holder = runlock.holder(self.run.store, self.run.id, self.clock)  # unless it is this process's own
+            mine = holder is not None and holder.host == socket.gethostname() and holder.pid == os.getpid()
+            return Progress(active=holder is not None and not mine)
         active = _alive(record, self.run, self.clock)
         workers = self._leases()[1]
         started = _started(self.run, workers) if active and self.run.store.is_local else []
