@@ -346,6 +346,9 @@ def csv_parts(df: pd.DataFrame) -> Iterator[str]:
             columns.append((_csv_missing, series.array))
         elif isinstance(dtype, pd.StringDtype):
             columns.append((_csv_texts, series.array))
+        elif dtype.kind == "O" and all(v is None or isinstance(v, str) for v in series):
+            # Text before pandas 3 (object dtype): written here too, so a bare CR is quoted as above.
+            columns.append((_csv_texts, pd.array(series, dtype="string")))
         else:
             yield str(df.to_csv(index=False))
             return
