@@ -57,6 +57,26 @@ def child_number(env: Mapping[str, str]) -> int:
     return (_whole(env, OFFSET_VAR) if env.get(OFFSET_VAR, "").strip() else 0) + array_index(env)
 
 
+
+# Short tasks are packed into children (array tasks) of about this long: one Python start and one scheduler
+# placement each, and AWS advises Batch jobs of a few minutes.
+CHILD_TARGET_S = 180.0
+
+
+def tasks_per_child(n: int, *, max_parallel: int, tasks_per_job: int | None, task_seconds: float | None) -> int:
+    """How many tasks each array task runs: as asked, else enough to last ~3 minutes when the sweep's median
+    task time is known; with `max_parallel`, at least n / max_parallel (no more array tasks than may run)."""
+    if tasks_per_job:
+        k = tasks_per_job
+    elif task_seconds:
+        k = max(1, int(CHILD_TARGET_S // max(task_seconds, 0.001)))
+    else:
+        k = 1
+    if max_parallel:
+        k = max(k, math.ceil(n / max_parallel))
+    return max(1, min(k, n))
+
+
 @dataclass(frozen=True)
 class Slicing:
     """A submission's tasks cut into children of `tasks_per_child` tasks (the store keeps it as

@@ -10,15 +10,14 @@ from batchsweep.engines.aws_batch.logs import _log_lines, _log_streams
 from batchsweep.engines.aws_batch.polling import DEFAULT_RUNNABLE_ADVICE, RUNNABLE_ADVICE, TERMINAL
 from batchsweep.engines.aws_batch.settings import STORE_PREFIX, resolve_settings
 from batchsweep.engines.aws_batch.submit import (
-    CHILD_TARGET_S,
     DEFAULT_TASK_TIMEOUT_S,
     MAX_ARRAY,
     MAX_CHILD_TIMEOUT_S,
     MAX_OVERRIDES_CHARS,
     child_timeout_s,
     retry_strategy,
-    tasks_per_child,
 )
+from batchsweep.task.arrayslice import CHILD_TARGET_S, tasks_per_child
 
 __all__ = [
     "CHILD_TARGET_S", "DEFAULT_RUNNABLE_ADVICE", "DEFAULT_TASK_TIMEOUT_S", "MAX_ARRAY", "MAX_CHILD_TIMEOUT_S",

@@ -181,7 +181,7 @@ def run_cost(record: RunRecord, durations_s: Sequence[float], *,
 def estimate_for(spec: Spec, n_tasks: int, d: Durations) -> Estimate | str:
     """The engine's `estimate_cost`: Fargate's price of `n_tasks` tasks packed into child containers as the
     engine would pack them, or why there is no figure (GPU tasks run on EC2, which the price table lacks)."""
-    from batchsweep.engines.aws_batch.submit import tasks_per_child
+    from batchsweep.task.arrayslice import tasks_per_child
 
     if spec.resources.gpus:
         return "not estimated: GPU tasks run on EC2 instances, and the price table covers Fargate only"

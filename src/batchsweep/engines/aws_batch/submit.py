@@ -4,7 +4,6 @@ the container overrides that point a child at its slice of the manifest, the ret
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -13,13 +12,12 @@ from batchsweep.engines.aws_batch.core import ArrayJob, AwsRun, Submission
 from batchsweep.engines.aws_batch.settings import STORE_PREFIX, _s3
 from batchsweep.engines.base import write_engine_record
 from batchsweep.errors import AwsSetupError, SpecError
-from batchsweep.task.arrayslice import OFFSET_VAR, Slicing
+from batchsweep.task.arrayslice import OFFSET_VAR, Slicing, tasks_per_child
 
 if TYPE_CHECKING:
     from batchsweep.spec.schema import Spec
 
 MAX_ARRAY = 10_000
-CHILD_TARGET_S = 180.0  # AWS advises Batch jobs of a few minutes; short tasks are packed up to this
 
 # Without a timeout a hung task bills until Batch's 14-day limit; the spec's `timeout:` replaces this default,
 # which is per task: a child running k tasks gets k times it, never more than the 14 days a job may live.
@@ -44,18 +42,6 @@ def retry_strategy(*, attempts: int = 3) -> dict[str, Any]:
             {"onReason": "*", "action": "EXIT"},  # without a catch-all, Batch retries anything unmatched
         ],
     }
-
-
-def tasks_per_child(n: int, *, max_parallel: int, tasks_per_job: int | None, task_seconds: float | None) -> int:
-    if tasks_per_job:
-        k = tasks_per_job
-    elif task_seconds:
-        k = max(1, int(CHILD_TARGET_S // max(task_seconds, 0.001)))
-    else:
-        k = 1
-    if max_parallel:
-        k = max(k, math.ceil(n / max_parallel))
-    return max(1, min(k, n))
 
 
 def child_timeout_s(k: int, timeout_s: float | None, retries: int) -> int:

@@ -20,7 +20,7 @@ from batchsweep.engines.base import (
     write_engine_record,
 )
 from batchsweep.engines.slurm import commands
-from batchsweep.engines.slurm.script import batch_script, sbatch_options, tasks_per_child
+from batchsweep.engines.slurm.script import batch_script, sbatch_options
 from batchsweep.engines.slurm.settings import (
     ArrayJob,
     SlurmBlock,
@@ -30,7 +30,7 @@ from batchsweep.engines.slurm.settings import (
 )
 from batchsweep.errors import SpecError
 from batchsweep.model import State
-from batchsweep.task.arrayslice import Slicing
+from batchsweep.task.arrayslice import Slicing, tasks_per_child
 
 if TYPE_CHECKING:
     from batchsweep.model import Task

@@ -15,21 +15,6 @@ from batchsweep.task.arrayslice import OFFSET_VAR
 if TYPE_CHECKING:
     from batchsweep.spec.schema import Spec
 
-CHILD_TARGET_S = 180.0  # short tasks are packed into array tasks of about this long (one Python start each)
-
-
-def tasks_per_child(n: int, *, max_parallel: int, tasks_per_job: int | None, task_seconds: float | None) -> int:
-    """How many tasks each array task runs: as asked, else enough to last ~3 minutes when the sweep's median
-    task time is known; with `max_parallel`, at least n / max_parallel (no more array tasks than may run)."""
-    if tasks_per_job:
-        k = tasks_per_job
-    elif task_seconds:
-        k = max(1, int(CHILD_TARGET_S // max(task_seconds, 0.001)))
-    else:
-        k = 1
-    if max_parallel:
-        k = max(k, math.ceil(n / max_parallel))
-    return max(1, min(k, n))
 
 
 def slurm_time(seconds: float) -> str:
