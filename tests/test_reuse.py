@@ -57,6 +57,12 @@ def executions(log: Path) -> list[str]:
     return sorted(lines)
 
 
+def runs_in_order(store: Path) -> list[str]:
+    """The store's run ids, oldest first (runs started in the same second have ids in no particular order)."""
+    opened = Store.open(store)
+    return sorted(opened.run_ids(), key=lambda r: opened.run_info(r)["created_ts"])
+
+
 def run(spec: Path, store: Path, **kwargs: object) -> batchsweep.Run:
     r = batchsweep.run(spec, store=store, progress=False, **kwargs)
     assert r.exit_code in (0, 1)
@@ -146,7 +152,7 @@ def test_an_unrelated_file_then_a_widened_grid_reuses_every_old_task_and_says_so
     log, store = tmp_path / "executions.log", tmp_path / "store"
     spec = write_spec(project, "{a: [1, 2]}", log=log)
     assert cli.main(["run", str(spec), "--store", str(store)]) == 0
-    first = Store.open(store).run_ids()[0]
+    first = runs_in_order(store)[0]
     executions(log)
     # What lands in a project folder between two runs, none of it code the script runs:
     assert cli.main(["results", first, "--store", str(store), "-o", str(project / "results.csv")]) == 0
@@ -164,7 +170,7 @@ def test_an_unrelated_file_then_a_widened_grid_reuses_every_old_task_and_says_so
     err = capsys.readouterr().err
     assert f"reused 2 of 3 (from {first}); 1 to run: new params" in err
     assert f"reused 2 of 3 (from {first}); 1 ran: new params" in err  # the outcome line
-    second = max(Store.open(store).run_ids())
+    second = runs_in_order(store)[-1]
     assert cli.main(["status", second, "--store", str(store)]) == 0
     assert f"reuse    reused 2 of 3 (from {first}); 1 ran: new params" in capsys.readouterr().out
 
@@ -178,14 +184,14 @@ def test_an_edited_imported_helper_reruns_every_task_and_the_run_names_it(
     (project / "task.py").write_text("from lib.helper import SCALE\n" + COUNTING_SCRIPT)
     spec = write_spec(project, "{a: [1, 2]}", log=log)
     assert cli.main(["run", str(spec), "--store", str(store)]) == 0
-    first = Store.open(store).run_ids()[0]
+    first = runs_in_order(store)[0]
     executions(log)
     (project / "lib" / "helper.py").write_text("SCALE = 2\n")
     capsys.readouterr()
     assert cli.main(["run", str(spec), "--store", str(store)]) == 0
     assert executions(log) == ["1,1", "2,1"]
     assert f"0 reused: lib/helper.py changed since {first}\n" in capsys.readouterr().err
-    second = max(Store.open(store).run_ids())
+    second = runs_in_order(store)[-1]
     (project / "task.py").write_text("from lib.helper import SCALE  # edited\n" + COUNTING_SCRIPT)
     (project / "lib" / "extra.py").write_text("")
     (project / "lib" / "helper.py").write_text("from . import extra\nSCALE = 3\n")  # a relative import
@@ -930,7 +936,7 @@ def test_a_run_keyed_by_an_older_batchsweep_stays_readable_and_the_account_says_
     assert cli.main(["run", str(spec), "--store", str(store)]) == 0
     assert executions(log) == ["1,1", "2,1"]
     assert f"0 reused: {old.id} was keyed by an older batchsweep" in capsys.readouterr().err
-    new = max(Store.open(store).run_ids())
+    new = runs_in_order(store)[-1]
     for command in (["status", old.id], ["results", "--sweep", "counted"], ["diff", old.id, new]):
         assert cli.main([*command, "--store", str(store)]) == 0
     assert "files: not recorded by the older run" in capsys.readouterr().out

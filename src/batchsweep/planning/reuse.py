@@ -100,11 +100,13 @@ def explain_misses(store: Store, tasks: Sequence[Task], reuse: Reuse, info: dict
     same_sweep = re.compile(re.escape(name) + r"-\d{8}-\d{6}-[0-9a-f]{4}")
     try:
         earlier = sorted((r for r in store.run_ids() if same_sweep.fullmatch(r)), key=lambda r: _newest_first((r, 0)))
-        ref = earlier[-1] if earlier else None
-        if ref is None:
+        if not earlier:
             return [(len(missed), f"no earlier run of {name} in this store")]
-        reuse.earlier = ref
-        ref_info = store.run_info(ref)
+        # Runs started in the same second have the same time in their ids: their run.json says which came last.
+        tied = [r for r in earlier if _newest_first((r, 0))[0] == _newest_first((earlier[-1], 0))[0]]
+        infos = {r: store.run_info(r) for r in tied}
+        ref = max(tied, key=lambda r: float(infos[r].get("created_ts") or 0))
+        reuse.earlier, ref_info = ref, infos[ref]
         ref_tasks = {keys.canonical(t.params): t for t in store.iter_tasks(ref)}
     except Exception:  # noqa: BLE001 - an unreadable earlier run only makes the account vaguer
         return [(len(missed), f"no readable earlier run of {name}")]
