@@ -311,7 +311,7 @@ def interpreter(spec: Any) -> str:
 
 
 def _versions_here(modules: list[str]) -> dict[str, str]:
-    """`package_versions` in this interpreter (`_VERSIONS_SCRIPT` does the same in another one)."""
+    """`package_versions` in this interpreter; another one runs this function's own source (`_versions_script`)."""
     import importlib.util
     from importlib.metadata import packages_distributions, version
 
@@ -330,24 +330,15 @@ def _versions_here(modules: list[str]) -> dict[str, str]:
     return out
 
 
-_VERSIONS_SCRIPT = """\
-import json, sys, importlib.util
-from importlib.metadata import packages_distributions, version
-dists = packages_distributions()
-out = {}
-for module in sys.argv[1:]:
-    names = dists.get(module)
-    if names:
-        out.update({name: version(name) for name in names})
-        continue
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        found = False
-    out[module] = "not a distribution" if found else "not installed"
-print(json.dumps(out))
-"""
 _versions: dict[tuple[Any, ...], dict[str, str]] = {}
+
+
+def _versions_script() -> str:
+    """`_versions_here` as a script for another interpreter: its modules in argv, the versions as JSON on stdout."""
+    import inspect
+
+    return ("from __future__ import annotations\nimport json, sys\n" + inspect.getsource(_versions_here)
+            + "print(json.dumps(_versions_here(sys.argv[1:])))\n")
 
 
 def package_versions(modules: Iterable[str], python: str | None = None) -> dict[str, str]:
@@ -374,7 +365,7 @@ def package_versions(modules: Iterable[str], python: str | None = None) -> dict[
         if ours:
             result = _versions_here(wanted)
         else:
-            text = subprocess.run([str(python), "-c", _VERSIONS_SCRIPT, *wanted], capture_output=True, text=True,
+            text = subprocess.run([str(python), "-c", _versions_script(), *wanted], capture_output=True, text=True,
                                   timeout=60, check=True).stdout
             result = {str(k): str(v) for k, v in json.loads(text).items()}
     except (OSError, ValueError, subprocess.SubprocessError):
