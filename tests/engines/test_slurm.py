@@ -5,7 +5,9 @@ cancel, a lost array task and resume on `slurm` too.)"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -127,6 +129,44 @@ def test_a_pending_array_shows_slurms_reason_and_cancel_scancels_it(tmp_path, sl
     wait_for(lambda: slurm_cluster.squeue() == [], "scancel to end the array")
     run = batchsweep.load_run(run_id, store=spec.parent / ".batchsweep")
     assert set(run.results()["status"]) == {"cancelled"}
+
+
+def pids_naming(marker: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def worker_of(pid: int) -> int:
+    while pid > 1:
+        pid = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                       if line.startswith("PPid:")))
+        if "batchsweep.worker" in Path(f"/proc/{pid}/cmdline").read_text():
+            return pid
+    raise AssertionError("the task has no batchsweep worker above it")
+
+
+def test_a_task_signalled_a_moment_before_its_worker_reads_as_cancelled(tmp_path, slurm_cluster):
+    """`scancel` sends SIGTERM to every process of the job: the task's may land before its worker's (the worker
+    then records a cancel, not the task's own failure)."""
+    never = str(tmp_path / "never")
+    spec = project(tmp_path, f"{{grid: {{a: [1]}}, fixed: {{wait_for: '{never}'}}}}")
+    run = batchsweep.run(spec, store=spec.parent / ".batchsweep", detach=True)
+    wait_for(lambda: pids_naming(never), "the task to start")
+    (task,) = pids_naming(never)
+    worker = worker_of(task)
+    os.kill(task, signal.SIGTERM)
+    time.sleep(0.5)
+    with contextlib.suppress(ProcessLookupError):  # a worker that took its task's end for a failure is gone
+        os.kill(worker, signal.SIGTERM)
+    wait_for(lambda: slurm_cluster.squeue() == [], "the array task to end")
+    status = run.store.read_status(run.id, 0)
+    assert status is not None and status.state.value == "cancelled", status
 
 
 def test_dry_run_shows_the_batch_script_with_resources_time_and_the_block(tmp_path):

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from batchsweep.store.record import RunRecord
 
 KILL_GRACE_S = 2.0
+SIGNALLED_WITH_WORKER_S = 2.0  # how long a task's SIGTERM waits for its worker's own
 
 
 class TaskProcess(Protocol):
@@ -401,6 +402,10 @@ def _wait_attempt(ctx: RunContext, proc: TaskProcess, registry: ProcessRegistry 
         if registry is not None:
             registry.remove(proc)
     usage = sampler.stop()
+    if code == -signal.SIGTERM and registry is not None:
+        # Slurm's cancel signals every process of the job at once: the task's SIGTERM may land a moment before
+        # its worker's, which is what makes this a cancel and not the task's own failure.
+        registry.cancelled.wait(SIGNALLED_WITH_WORKER_S)
     if code is None:  # stopped by the rule: killed above
         code = proc.returncode if proc.returncode is not None else -signal.SIGTERM
     if pruned is not None and not (registry is not None and registry.cancelled.is_set()):
