@@ -18,7 +18,7 @@ import pytest
 import batchsweep
 from batchsweep import cli
 from batchsweep.engines.aws_batch.cost import load_prices
-from batchsweep.report.cost import run_cost
+from batchsweep.report.cost import run_cost, usd
 from batchsweep.store.core import Store
 from batchsweep.store.record import RunRecord
 
@@ -281,3 +281,52 @@ def test_an_aws_dry_run_reads_the_latest_finished_run_once(tmp_path: Path, no_aw
     assert f"of earlier run {run.id} (local)" in out  # the durations came from it
     assert "right-size" in out.lower()  # and so did the suggested smaller size
     assert reads == [run.id]
+
+
+def gpu_price(name: str) -> float:
+    from batchsweep.engines.aws_batch.gpucost import load_prices as gpu_prices
+
+    return float(gpu_prices()["instances"][name]["hour"])
+
+
+def test_gpu_tasks_are_priced_as_ec2_instances_not_fargate(tmp_path: Path, no_aws: None,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec(tmp_path, grid="{a: [1, 2, 3, 4]}", extra="""\
+        resources: {vcpus: 4, memory_mib: 15000, gpus: 1}
+        aws: {region: us-east-1, spot: false}
+        """)
+    out = cli_out(capsys, "estimate", str(spec), "--backend", "aws-batch", "--task-seconds", "3600",
+                  "--store", str(tmp_path / "store"))
+    # 4 containers of 120 s startup + 3600 s; a 4-vCPU, 1-GPU task fits best on a g4dn.xlarge (T4) or a g5.xlarge
+    # (A10G): which family Batch launches is the range
+    hours = 4 * 3720 / 3600
+    low, high = hours * gpu_price("g4dn.xlarge"), hours * gpu_price("g5.xlarge")
+    assert f"(EC2 GPU on-demand, us-east-1): ${low:,.2f}–${high:,.2f}" in out, out
+    assert "Fargate" not in out.split("ESTIMATED cost")[1]
+
+
+def test_a_gpu_spot_estimate_takes_the_spot_discount_and_an_unpriced_region_says_so(
+        tmp_path: Path, no_aws: None, capsys: pytest.CaptureFixture[str]) -> None:
+    from batchsweep.engines.aws_batch.gpucost import load_prices as gpu_prices
+
+    spec = write_spec(tmp_path, grid="{a: [1]}", extra="""\
+        resources: {vcpus: 4, memory_mib: 15000, gpus: 1}
+        aws: {region: us-west-2}
+        """)
+    out = cli_out(capsys, "estimate", str(spec), "--backend", "aws-batch", "--task-seconds", "600",
+                  "--store", str(tmp_path / "store"))
+    disc = gpu_prices()["spot_discount"]
+    hours = 720 / 3600
+    low, high = hours * gpu_price("g4dn.xlarge") * (1 - disc["high"]), hours * gpu_price("g5.xlarge") * (1 - disc["low"])
+    assert f"(EC2 GPU Spot, us-west-2): {usd(low)}–{usd(high)}" in out, out
+    spec.write_text(spec.read_text().replace("us-west-2", "ap-south-1"))
+    out = cli_out(capsys, "estimate", str(spec), "--backend", "aws-batch", "--task-seconds", "600",
+                  "--store", str(tmp_path / "store"))
+    assert "not estimated: no EC2 GPU prices for region 'ap-south-1'" in out
+
+
+def test_cost_of_a_finished_gpu_run_is_priced_as_ec2() -> None:
+    info = {"resources": {"vcpus": 4, "memory_mib": 15000, "gpus": 1}, "aws": {"spot": True}}
+    est = run_cost(_record("aws-batch", {"region": "us-east-1", "spot": False}, **info), [3480.0, 3480.0])
+    assert est is not None and est.kind == "EC2 GPU on-demand, us-east-1"  # the queue it ran on, not the spec's
+    assert est.low_usd == pytest.approx(2 * gpu_price("g4dn.xlarge"))

@@ -43,6 +43,29 @@ def test_gpus_without_the_gpu_environment_is_one_line_naming_enable_gpu(tmp_path
     assert not submits(calls)
 
 
+GPU = "{vcpus: 4, memory_mib: 15000, gpus: 1}"
+
+
+@pytest.mark.parametrize("spot", [True, False])
+def test_gpu_tasks_go_to_the_gpu_queue_of_their_kind_and_spot_false_never_to_spot(tmp_path, stack, calls, session,
+                                                                                 spot):
+    update_stack(session, EnableGpu="true")
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in session.client("cloudformation").describe_stacks(
+        StackName="batchsweep")["Stacks"][0]["Outputs"]}
+    aws = "{stack: batchsweep, region: us-east-1" + ("" if spot else ", spot: false") + "}"
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2]}", resources=GPU, aws=aws))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    (request,) = submits(calls)
+    queue = outputs["GpuJobQueue" if spot else "GpuOnDemandJobQueue"]
+    assert request["jobQueue"] == queue and request["jobDefinition"].startswith(outputs["GpuJobDefinition"][:-2])
+    batch = session.client("batch")
+    (described,) = batch.describe_job_queues(jobQueues=[queue])["jobQueues"]
+    (env,) = batch.describe_compute_environments(
+        computeEnvironments=[e["computeEnvironment"] for e in described["computeEnvironmentOrder"]])["computeEnvironments"]
+    assert env["computeResources"]["type"] == ("SPOT" if spot else "EC2")
+    assert run.info["engine"]["spot"] is spot
+
+
 def test_gpu_tasks_take_whole_vcpus(tmp_path, stack, calls, capsys):
     spec = write_spec(tmp_path, spec_body("{a: [1]}").replace("{vcpus: 0.5, memory_mib: 1024}", "{vcpus: 2.5, memory_mib: 15000, gpus: 1}"))
     code, err = run_cli(spec, tmp_path, capsys)

@@ -237,6 +237,29 @@ def test_gpu_tasks_get_their_own_ec2_spot_queue_only_when_enabled(template: dict
     assert template["Resources"]["GpuJobDefinition"]["Properties"]["PlatformCapabilities"] == ["EC2"]
 
 
+def test_gpu_sweeps_that_must_not_be_interrupted_get_an_on_demand_ec2_queue(template: dict[str, Any]) -> None:
+    env = template["Resources"]["GpuOnDemandEnvironment"]
+    assert env["Condition"] == "GpuEnabled" and env["Properties"]["ComputeResources"]["Type"] == "EC2"
+    queue = template["Resources"]["GpuOnDemandJobQueue"]
+    assert queue["Properties"]["ComputeEnvironmentOrder"] == [
+        {"Order": 1, "ComputeEnvironment": {"Ref": "GpuOnDemandEnvironment"}}]
+    assert template["Outputs"]["GpuOnDemandJobQueue"] == {"Condition": "GpuEnabled",
+                                                          "Value": {"Ref": "GpuOnDemandJobQueue"}}
+    submit = {s["Sid"]: s for s in template["Resources"]["SubmitPolicy"]["Properties"]["PolicyDocument"]["Statement"]}
+    assert {"Fn::If": ["GpuEnabled", {"Ref": "GpuOnDemandJobQueue"}, {"Ref": "AWS::NoValue"}]} in \
+        submit["SubmitToTheStackQueues"]["Resource"]
+
+
+def test_containers_on_gpu_instances_cannot_reach_the_instance_metadata(template: dict[str, Any]) -> None:
+    """One hop: the instance's own processes reach IMDS (v2 only), a container behind the docker bridge does not,
+    so a task cannot take the instance role's credentials."""
+    options = template["Resources"]["GpuLaunchTemplate"]["Properties"]["LaunchTemplateData"]["MetadataOptions"]
+    assert options["HttpPutResponseHopLimit"] == 1 and options["HttpTokens"] == "required"
+    for name in ("GpuEnvironment", "GpuOnDemandEnvironment"):
+        launch = template["Resources"][name]["Properties"]["ComputeResources"]["LaunchTemplate"]
+        assert launch["LaunchTemplateId"] == {"Ref": "GpuLaunchTemplate"}, name
+
+
 def test_the_security_group_allows_no_inbound_traffic(template: dict[str, Any]) -> None:
     for group in resources_of(template, "AWS::EC2::SecurityGroup").values():
         assert "SecurityGroupIngress" not in group["Properties"]

@@ -1,5 +1,5 @@
-"""What a sweep costs on AWS Batch with Fargate: an estimate before the run, an account after it, and the
-smaller Fargate size that fits what a run's tasks used (the engine's `estimate_cost`, `run_cost`, `right_size`).
+"""What a sweep costs on AWS Batch with Fargate (GPU tasks: EC2, gpucost.py): an estimate before the run, an
+account after it, and the smaller Fargate size that fits what a run's tasks used (the engine's `estimate_cost`, `run_cost`, `right_size`).
 
 Prices come from ``data/fargate_prices.json`` (shipped with the package, dated, not fetched live),
 so every figure here is an ESTIMATE and says what it assumed. Fargate bills each container per
@@ -163,34 +163,55 @@ def right_size_from(statuses: Iterable[TaskStatus], *, vcpus: float, memory_mib:
 
 def run_cost(record: RunRecord, durations_s: Sequence[float], *,
              containers_s: Sequence[float] | None = None) -> Estimate | None:
-    """Estimated cost of a finished AWS Batch run (None for GPU runs). With `containers_s` (`container_seconds`),
-    each child container is priced once for its whole run time: tasks are packed."""
+    """Estimated cost of a finished AWS Batch run: Fargate's price, or EC2's for GPU tasks (None when the price
+    tables lack its region). With `containers_s` (`container_seconds`), each child container is priced once for
+    its whole run time: tasks are packed."""
     spec = record.spec
-    if spec.resources.gpus:
-        return None
     settings = record.engine_as(AwsEngineSettings)  # the engine's settings as it resolved them (region, spot)
     region = settings.region or aws_region(spec.aws.region)
+    spot = bool(spec.aws.spot if settings.spot is None else settings.spot)
+    if spec.resources.gpus:
+        from batchsweep.engines.aws_batch import gpucost
+
+        measured = [float(d) for d in (containers_s or durations_s) if d is not None and math.isfinite(d)]
+        unit = "container(s) (tasks packed in each)" if containers_s else "task(s), one container each"
+        est = gpucost.price(measured, vcpus=float(spec.resources.vcpus), memory_mib=spec.resources.memory_mib,
+                            gpus=float(spec.resources.gpus), region=str(region), spot=spot,
+                            assumed=[f"{len(measured)} {unit}, with their measured run times "
+                                     f"(total {sum(measured):.0f} s)"])
+        return est if isinstance(est, Estimate) else None
     try:
         return compute_cost(list(containers_s or durations_s), per_container=bool(containers_s),
                             vcpus=float(spec.resources.vcpus), memory_mib=spec.resources.memory_mib,
-                            region=str(region), spot=bool(spec.aws.spot if settings.spot is None else settings.spot))
+                            region=str(region), spot=spot)
     except SweepError:
         return None  # e.g. a region the price table does not cover: no figure rather than a wrong one
 
 
 def estimate_for(spec: Spec, n_tasks: int, d: Durations) -> Estimate | str:
-    """The engine's `estimate_cost`: Fargate's price of `n_tasks` tasks packed into child containers as the
-    engine would pack them, or why there is no figure (GPU tasks run on EC2, which the price table lacks)."""
+    """The engine's `estimate_cost`: the price of `n_tasks` tasks packed into child containers as the engine
+    would pack them (Fargate's, or EC2's for GPU tasks), or why there is no figure."""
     from batchsweep.task.arrayslice import tasks_per_child
 
-    if spec.resources.gpus:
-        return "not estimated: GPU tasks run on EC2 instances, and the price table covers Fargate only"
     # The engine packs tasks by duration only when an earlier run measured it, so do the same here.
     k = tasks_per_child(max(n_tasks, 1), max_parallel=spec.max_parallel, tasks_per_job=spec.aws.tasks_per_job,
                         task_seconds=d.task_s if d.from_earlier_run else None)
-    est = estimate(n_tasks=n_tasks, task_seconds=d.task_s, vcpus=spec.resources.vcpus,
-                   memory_mib=spec.resources.memory_mib, region=aws_region(spec.aws.region),
-                   spot=spec.aws.spot, tasks_per_container=k, duration_source=d.source)
+    if spec.resources.gpus:
+        from batchsweep.engines.aws_batch import gpucost
+
+        full, rest = divmod(n_tasks, k)
+        containers = [k * d.task_s] * full + ([rest * d.task_s] if rest else [])
+        gpu = gpucost.price(containers, vcpus=spec.resources.vcpus, memory_mib=spec.resources.memory_mib,
+                            gpus=spec.resources.gpus, region=aws_region(spec.aws.region), spot=spec.aws.spot,
+                            assumed=[f"{n_tasks} task(s), {k} per container: {len(containers)} container(s)",
+                                     f"task duration: {d.task_s:g} s each ({d.source})"])
+        if isinstance(gpu, str):
+            return gpu
+        est = gpu
+    else:
+        est = estimate(n_tasks=n_tasks, task_seconds=d.task_s, vcpus=spec.resources.vcpus,
+                       memory_mib=spec.resources.memory_mib, region=aws_region(spec.aws.region),
+                       spot=spec.aws.spot, tasks_per_container=k, duration_source=d.source)
     why = ("aws.tasks_per_job" if spec.aws.tasks_per_job else
            f"max_parallel {spec.max_parallel}" if spec.max_parallel and k > 1 else
            "packed to a few minutes per container from the earlier run's durations" if k > 1 else

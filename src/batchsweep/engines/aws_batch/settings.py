@@ -49,7 +49,13 @@ def resolve_settings(spec: Spec) -> tuple[AwsEngineSettings, dict[str, str]]:
             if not outputs.get("GpuJobQueue"):
                 raise AwsSetupError(f"resources.gpus: stack {aws.stack!r} has no GPU environment; "
                                     f"`batchsweep infra up --stack {aws.stack} --param EnableGpu=true`")
-            found["job_queue"] = aws.job_queue or outputs["GpuJobQueue"]
+            # spot: false runs on on-demand instances, never on the Spot-only queue
+            queue = "GpuJobQueue" if aws.spot else "GpuOnDemandJobQueue"
+            if not aws.job_queue and not outputs.get(queue):
+                raise AwsSetupError(f"aws.spot: false with resources.gpus: stack {aws.stack!r} has no on-demand GPU "
+                                    f"queue yet (made before it existed); `batchsweep infra up --stack {aws.stack}` "
+                                    "adds it")
+            found["job_queue"] = aws.job_queue or outputs[queue]
             found["job_definition"] = aws.job_definition or outputs["GpuJobDefinition"]
         elif not aws.spot and not aws.job_queue:
             found["job_queue"] = outputs.get("OnDemandJobQueue") or found["job_queue"]
