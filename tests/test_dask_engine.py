@@ -282,6 +282,27 @@ def test_resources_become_dask_worker_resources_and_land_only_where_declared(tmp
         dask_cluster.kill_worker(gpu_worker)
 
 
+def test_tasks_asking_for_different_gpus_each_ask_dask_for_their_own(tmp_path, dask_cluster):
+    """`resources.gpus: "{_gpus}"` (a param only placeholders see): the 2-GPU tasks land only on the worker that
+    declares GPUs, the 0-GPU ones anywhere."""
+    gpu_worker = dask_cluster.add_worker("--resources", "GPU=2")
+    try:
+        wait_for(lambda: dask_cluster.connected() == 3, what="the GPU worker")
+        spec = dask_spec(tmp_path, dask_cluster.address, "{grid: {a: [1, 2, 3], _gpus: [2, 0]}}",
+                         'resources: {gpus: "{_gpus}"}\n')
+        run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+        df = run.results()
+        assert set(df["status"]) == {"succeeded"} and len(df) == 6
+        assert "GPU" not in run.info["engine"].get("resources", {})
+        from distributed import Client
+
+        with Client(dask_cluster.address, timeout=10, set_as_default=False) as client:
+            declared = {a for a, w in client.scheduler_info()["workers"].items() if w.get("resources", {}).get("GPU")}
+        assert set(df[df["_gpus"] == 2]["worker"]) == declared
+    finally:
+        dask_cluster.kill_worker(gpu_worker)
+
+
 def test_resources_no_worker_declares_exit_2_with_the_worker_command(tmp_path, dask_cluster, capsys):
     spec = dask_spec(tmp_path, dask_cluster.address, "{grid: {a: [1, 2]}}", "resources: {memory_mib: 1024}\n")
     assert cli.main(["run", str(spec), "--store", str(tmp_path / "store")]) == 2

@@ -83,6 +83,30 @@ def test_asking_for_more_gpus_than_the_machine_has_is_one_line_before_anything_r
     assert not (tmp_path / ".batchsweep" / "runs").exists() or not any((tmp_path / ".batchsweep" / "runs").iterdir())
 
 
+@pytest.mark.parametrize(("params", "gpus", "backend", "says"), [
+    ("{grid: {i: [0], _g: [1, 3]}}", '"{_g}"', "local", "resources.gpus: 3 per task, but this machine's GPUs: 2"),
+    ("{grid: {i: [0], _g: [1, 1.5]}}", '"{_g}"', "local", "a task's _g=1.5 is not a GPU count"),
+    ("{grid: {i: [0], _g: [one]}}", '"{_g}"', "local", "a task's _g='one' is not a GPU count"),
+    ("{grid: {i: [0]}}", '"{_g}"', "local", "placeholder {_g} names no param; params are: i"),
+    ("{grid: {i: [0]}}", '"g"', "local", "'g' is neither a number nor a {param} placeholder"),
+    ("{grid: {i: [0], _g: [1]}}", '"{_g}"', "slurm", "backend slurm gives every task of a run the same GPUs"),
+])
+def test_per_task_gpus_that_cannot_run_are_one_line_before_anything_runs(tmp_path, params, gpus, backend, says):
+    spec = write_spec(tmp_path, f"""
+        name: pertask
+        script: {PROBE}
+        params: {params}
+        resources: {{gpus: {gpus}}}
+        backend: {backend}
+    """)
+    env = {**os.environ, "BATCHSWEEP_GPUS": "0,1"}
+    out = subprocess.run([sys.executable, "-m", "batchsweep", "run", str(spec)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert says in out.stderr
+    assert not (tmp_path / ".batchsweep" / "runs").exists() or not any((tmp_path / ".batchsweep" / "runs").iterdir())
+
+
 def test_vcpus_take_that_many_slots(tmp_path):
     df = probe(tmp_path, "{grid: {i: [0, 1, 2, 3]}, fixed: {hold: 0.5}}", f"resources: {{vcpus: {os.cpu_count()}}}\n")
     assert set(df["status"]) == {"succeeded"}
@@ -414,6 +438,42 @@ def test_two_concurrent_runs_of_1_and_2_gpu_tasks_never_share_a_device(tmp_path,
     assert clashes == [], json.dumps(clashes[:3])
     table = json.loads((Path(os.environ["BATCHSWEEP_RUNTIME_DIR"]) / "gpu-leases.json").read_text())
     assert table == []  # every lease given back
+
+
+def test_one_sweep_mixes_2_1_half_and_0_gpu_tasks_beside_another_run_and_no_device_is_ever_overcommitted(
+        tmp_path, monkeypatch):
+    """`resources.gpus: "{gpus}"`: each task takes what its param says. At every moment the shares running on a
+    device add up to at most one, across both runs; 0-GPU tasks get no device."""
+    monkeypatch.setenv("BATCHSWEEP_GPUS", "0,1,2")
+    specs = []
+    for name, params, gpus in (("mixed", "{grid: {i: [0, 1], gpus: [2, 1, 0.5, 0]}, fixed: {hold: 0.5}}", '"{gpus}"'),
+                               ("ones", "{grid: {i: [0, 1, 2, 3]}, fixed: {hold: 0.5, gpus: 1}}", "1")):
+        (tmp_path / name).mkdir()
+        specs.append(write_spec(tmp_path / name, textwrap.dedent(f"""
+            name: {name}
+            script: {PROBE}
+            params: {params}
+            resources: {{gpus: {gpus}, vcpus: 0.1}}
+            metrics: {{stdout: last}}
+        """)))
+    procs = [subprocess.Popen([sys.executable, "-m", "batchsweep", "run", str(spec), "--store", str(tmp_path / "store")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for spec in specs]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+    events = []
+    for run_id in os.listdir(tmp_path / "store" / "runs"):
+        df = batchsweep.load_run(run_id, store=tmp_path / "store").results()
+        assert set(df["status"]) == {"succeeded"}
+        for _, row in df.iterrows():
+            devices = [d for d in row["cuda"].removeprefix("gpu:").split(",") if d]
+            assert len(devices) == (int(row["gpus"]) if row["gpus"] >= 1 else 1 if row["gpus"] else 0), row
+            share = min(1.0, row["gpus"])
+            events += [(t, d, s) for d in devices for t, s in ((row["start"], share), (row["end"], -share))]
+    assert len(events) == 2 * (2 * (2 + 1 + 1) + 4)
+    held: Counter = Counter()
+    for _t, device, change in sorted(events, key=lambda e: (e[0], e[2])):  # (an end before a start at a tie)
+        held[device] += change
+        assert held[device] <= 1 + 1e-9, (device, held)
 
 
 def test_a_lease_held_by_a_dead_process_is_reclaimed(tmp_path):

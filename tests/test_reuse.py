@@ -693,7 +693,7 @@ def test_tasks_that_start_after_the_script_was_edited_mid_run_are_not_recorded_f
     """A user edits the script while a long sweep runs: the tasks that start later run the edited script, so
     their results must not be offered for reuse under the key of the script as it was."""
     log, store = tmp_path / "executions.log", tmp_path / "store"
-    original = COUNTING_SCRIPT + "if args.a == 1:\n    import time\n    open(__file__, 'a').write('# edited\\n')\n    time.sleep(1.2)\n"
+    original = COUNTING_SCRIPT + "if args.a == 1:\n    import time\n    open(__file__, 'a').write('# edited\\n')\n    time.sleep(3)\n"  # past the watch's pace (1 s, or 20x its walk under load)
     (project / "task.py").write_text(original)
     spec = write_spec(project, "{a: [1, 2, 3]}", log=log, extra="max_parallel: 1\n")
     with caplog.at_level("WARNING", logger="batchsweep"):

@@ -10,6 +10,7 @@ parser.add_argument("--i", type=int, default=0)
 parser.add_argument("--alloc-mib", type=int, default=0)
 parser.add_argument("--hold", type=float, default=0.3)
 parser.add_argument("--busy", type=float, default=0.0)
+parser.add_argument("--gpus", type=float, default=0.0)  # what the task asked for (`resources.gpus: "{gpus}"`)
 args = parser.parse_args()
 
 start = time.time()

@@ -234,6 +234,8 @@ class Engine(abc.ABC):
     # -- what differs between engines: price, size, where tasks run (optional; the defaults price nothing) ----
     # Whether `estimate_cost` prices the tasks: a dry run then shows the estimate without being asked for it.
     priced: ClassVar[bool] = False
+    # Whether tasks of one run may ask for different GPUs (`resources.gpus: "{param}"`).
+    per_task_gpus: ClassVar[bool] = False
     # Whether tasks run on a Python of this machine: `python:` applies, and MLflow's client must be installed here.
     local_python: ClassVar[bool] = True
 

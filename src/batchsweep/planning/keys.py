@@ -411,6 +411,7 @@ class CodeWatch:
             try:
                 if self._packages is None:
                     self._packages = code_identity(self.spec, cache=self.cache).packages
+                    now = self.clock.monotonic()  # (asked once: the walk alone sets the pace)
                 current = code_hash(self.spec, cache=self.cache, packages=self._packages)
             except Exception:  # noqa: BLE001 - an unreadable directory fails the task itself, more clearly
                 return True
@@ -556,6 +557,8 @@ def spec_what(spec: Any) -> dict[str, Any]:
         "gpus": spec.resources.gpus,
         "secrets": dict(sorted(spec.secrets.items())),
         "args": spec.args.model_dump(mode="json") if spec.args is not None else None,
+        # (only when set: the keys of every spec without it stay as they were)
+        **({"gpus_param": spec.resources.gpus_param} if spec.resources.gpus_param else {}),
     }
 
 

@@ -87,6 +87,22 @@ def _check_inputs(spec: Spec, tasks: Sequence[Task]) -> None:
                 )
 
 
+def _check_task_gpus(spec: Spec, engine: type[Engine], tasks: Sequence[Task]) -> None:
+    """`resources.gpus: "{param}"`: an engine that can give tasks different GPUs, a param that exists, and a GPU
+    count in every task's."""
+    name = spec.resources.gpus_param
+    if name is None:
+        return
+    if not engine.per_task_gpus:
+        raise SpecError(f'resources.gpus: "{{{name}}}" — backend {spec.backend} gives every task of a run the same '
+                        "GPUs; give one number (tasks asking for different GPUs run on the local and dask backends)")
+    if tasks and name not in tasks[0].params:
+        raise SpecError(f'resources.gpus: placeholder {{{name}}} names no param; params are: '
+                        f"{', '.join(tasks[0].params)}")
+    for task in tasks:
+        spec.resources.of_task(task.params)
+
+
 def _check_placeholders_filled(tasks: Sequence[Task]) -> None:
     for name, value in (tasks[0].params.items() if tasks else ()):
         if value == "CHANGE_ME" or value == ["CHANGE_ME"]:
@@ -274,6 +290,7 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
         if (why := missing()) is not None:
             raise SpecError(why)
     _check_placeholders_filled(examples)
+    _check_task_gpus(spec, engine, examples)
     _check_inputs(spec, examples)
     notes: list[str] = []
     flags = _check_script(spec, examples, notes)

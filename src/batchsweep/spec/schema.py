@@ -230,10 +230,40 @@ class StagedInput(_Strict):
     dst: str
 
 
+_GPUS_PLACEHOLDER = re.compile(r"\s*\{([A-Za-z_]\w*)\}\s*")
+
+
 class Resources(_Strict):
     vcpus: float = Field(default=1, gt=0)
     memory_mib: int = Field(default=2048, gt=0)  # locally a reservation and a hard limit, only when set
     gpus: float = Field(default=0, ge=0)  # locally a fraction below 1 shares a GPU; AWS Batch takes whole GPUs
+    # Written `gpus: "{name}"`: each task takes the GPUs its param `name` says (engines with `per_task_gpus`).
+    # `gpus` is then 1, so what reads it as one number still sees GPU tasks (warm start, GPU memory sampling).
+    gpus_param: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gpus_of_a_param(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("gpus"), str):
+            found = _GPUS_PLACEHOLDER.fullmatch(data["gpus"])
+            if found is None:
+                raise ValueError(f"gpus: {data['gpus']!r} is neither a number nor a {{param}} placeholder; write "
+                                 "e.g. `gpus: 1`, or `gpus: \"{n_gpus}\"` for as many as each task's param n_gpus says")
+            data = {**data, "gpus": 1, "gpus_param": found.group(1)}
+        return data
+
+    def of_task(self, params: dict[str, Any]) -> float:
+        """The GPUs a task of these params takes: `gpus`, or its `gpus_param` value (SpecError when that is no
+        GPU count)."""
+        if self.gpus_param is None:
+            return self.gpus
+        value = params.get(self.gpus_param)
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf")
+                and (value <= 1 or value == int(value))):
+            raise SpecError(f"resources.gpus: \"{{{self.gpus_param}}}\" — a task's {self.gpus_param}={value!r} "
+                            "is not a GPU count; give that param numbers: 0, a fraction below 1 (a share of one "
+                            "GPU) or a whole number of GPUs")
+        return float(value)
 
 
 class Code(_Strict):

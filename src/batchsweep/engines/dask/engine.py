@@ -145,12 +145,13 @@ def resolve_settings(raw: dict[str, Any], *, max_parallel: int) -> DaskEngineSet
 
 
 # -- on the Dask worker -----------------------------------------------------------------------------
-def worker_resources(spec: Spec) -> dict[str, float]:
-    """`resources:` as Dask worker resources: GPUs when asked for, memory (bytes) when set explicitly."""
+def worker_resources(spec: Spec, *, gpus: float | None = None) -> dict[str, float]:
+    """`resources:` as Dask worker resources: GPUs when asked for (`gpus`: a task's own), memory (bytes) when
+    set explicitly."""
     r = spec.resources
     out: dict[str, float] = {}
-    if r.gpus:
-        out["GPU"] = r.gpus
+    if gpus if gpus is not None else r.gpus:
+        out["GPU"] = gpus if gpus is not None else r.gpus
     if "memory_mib" in r.model_fields_set:
         out["MEMORY"] = r.memory_mib * 2**20
     return out
@@ -231,6 +232,7 @@ class DaskEngine(Engine):
     settings_model = DaskSettings
     record_model: ClassVar[type[DaskRecord]] = DaskRecord
     engine_settings_model: ClassVar[type[DaskEngineSettings]] = DaskEngineSettings
+    per_task_gpus = True
 
     def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
@@ -254,7 +256,7 @@ class DaskEngine(Engine):
     def check(cls, spec: Spec, tasks: Sequence[Task]) -> DaskEngineSettings:
         _import_distributed()
         settings = resolve_settings(spec.dask, max_parallel=spec.max_parallel)
-        resources = worker_resources(spec)
+        resources = worker_resources(spec, gpus=0 if spec.resources.gpus_param else None)  # (then per task)
         if resources:
             settings = settings.model_copy(update={"resources": resources})
         return settings
@@ -322,14 +324,24 @@ class DaskEngine(Engine):
         try:
             Event(cancel_event_name(self.run.id), client=client).clear()  # a resume after a cancel
             tasks = {t.index: t for t in self.run.tasks()}
-            n = len(indices)
+            spec_resources = self.run.record.spec.resources
+            groups: dict[float | None, list[int]] = {}  # by the task's own GPUs (`gpus: "{param}"`)
+            for i in indices:
+                gpus = spec_resources.of_task(tasks[i].params) if spec_resources.gpus_param else None
+                groups.setdefault(gpus, []).append(i)
+            indices, futures = [], []
+            for gpus, group in groups.items():
+                resources = dict(self.settings.resources or {})
+                if gpus:
+                    resources["GPU"] = gpus
+                if resources:
+                    _check_workers_declare(client, resources)
+                n = len(group)
+                futures += client.map(run_dask_task, [self.run.store.url] * n, [self.run.id] * n,
+                                      [tasks[i].to_json() for i in group], key=[task_key(self.run.id, i) for i in group],
+                                      pure=False, retries=0, resources=resources or None)
+                indices += group
             keys = [task_key(self.run.id, i) for i in indices]
-            resources = self.settings.resources
-            if resources:
-                _check_workers_declare(client, resources)
-            futures = client.map(run_dask_task, [self.run.store.url] * n, [self.run.id] * n,
-                                 [tasks[i].to_json() for i in indices], key=keys, pure=False, retries=0,
-                                 resources=resources or None)
             self._submitted_at = time.time()
             write_engine_record(self.run, DaskRecord(
                 engine=self.name, scheduler=_scheduler(client).address, keys=keys, detached=detach,

@@ -36,6 +36,7 @@ from batchsweep.engines.base import (
 )
 from batchsweep.engines.local.leases import Leases, available_memory_mib
 from batchsweep.engines.local.settings import LocalEngineSettings
+from batchsweep.errors import SpecError
 from batchsweep.model import State, Task, TaskStatus
 from batchsweep.planning import keys
 from batchsweep.store import runlock
@@ -115,6 +116,7 @@ class LocalEngine(Engine):
     name = "local"
     record_model: ClassVar[type[LocalRecord]] = LocalRecord
     engine_settings_model: ClassVar[type[LocalEngineSettings]] = LocalEngineSettings
+    per_task_gpus = True
 
     def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
@@ -135,7 +137,9 @@ class LocalEngine(Engine):
         """GPUs and memory this machine can lease; a request it can never meet is bad input."""
         r = spec.resources
         limit = r.memory_mib if "memory_mib" in r.model_fields_set else None  # the AWS default is no local limit
-        leases = Leases.for_spec(gpus=r.gpus, memory_mib=limit)
+        # (a search's trials are not known yet: their GPUs are checked as each one takes its lease)
+        gpus = max((r.of_task(t.params) for t in tasks), default=r.gpus) if r.gpus_param else r.gpus
+        leases = Leases.for_spec(gpus=gpus or r.gpus, memory_mib=limit)
         return LocalEngineSettings(gpus=leases.gpu_ids, memory_limit_mib=limit)
 
     @classmethod
@@ -158,12 +162,14 @@ class LocalEngine(Engine):
         return right_size_reserved(usage, vcpus=float(r.vcpus or 1), memory_mib=float(memory) if memory else None,
                                    where="on this machine")
 
-    def _leases(self) -> tuple[Leases, int]:
-        """The run's leases and how many tasks may run at once: max_parallel, vCPU slots and GPUs allowing."""
+    def _leases(self, smallest_gpus: float | None = None) -> tuple[Leases, int]:
+        """The run's leases and how many tasks may run at once: max_parallel, vCPU slots and GPUs allowing (the
+        smallest request's, when tasks ask for different GPUs)."""
         record = self.run.record
         settings = record.engine_as(LocalEngineSettings)
         resources = record.spec.resources
-        leases = Leases(gpus_per_task=float(resources.gpus), gpu_ids=list(settings.gpus),
+        gpus = float(resources.gpus) if smallest_gpus is None else smallest_gpus
+        leases = Leases(gpus_per_task=gpus, gpu_ids=list(settings.gpus),
                         memory_mib=settings.memory_limit_mib,
                         available_mib=available_memory_mib() if settings.memory_limit_mib else None,
                         holder=self.run.id)
@@ -224,12 +230,19 @@ class LocalEngine(Engine):
         watch = keys.CodeWatch(run.record.code_spec(), run.record.keyed_code)
         server = self._warm_server(ctx, len(indices))
         launcher: Launcher = server.launcher if not isinstance(server, str) else cold_because(server)
-        leases, workers = self._leases()
+        resources = run.record.spec.resources
+        leases, workers = self._leases(min((resources.of_task(tasks[i].params) for i in indices), default=None)
+                                       if resources.gpus_param else None)
 
         def one(index: int) -> None:
             if self.failure is not None:
                 return  # the runner failed: never started, no status, so `resume` runs it
-            lease = leases.acquire(self._registry.cancelled)
+            task = tasks[index]
+            try:
+                lease = leases.acquire(self._registry.cancelled, gpus=resources.of_task(task.params))
+            except SpecError as e:  # a search trial asking for more GPUs than the run has
+                self._fail(e)
+                return
             if lease is None:
                 return  # never started: no status, so `resume` runs it
             with self._lock:
@@ -238,7 +251,6 @@ class LocalEngine(Engine):
                 if self.failure is not None:
                     return
                 slot = threading.current_thread().name.rsplit("_", 1)[-1]
-                task = tasks[index]
                 if task.cache_key and not watch.fresh():  # the script was edited since the run started
                     task = dataclasses.replace(task, cache_key="")
                 status = execute_task(ctx, task, store, worker=f"local-{slot}", registry=self._registry,

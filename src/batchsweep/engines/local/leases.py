@@ -79,6 +79,7 @@ class Lease:
     gpus: tuple[str, ...] = ()
     memory_mib: float = 0.0
     id: str = ""  # its entry in the machine's GPU lease table
+    share: float = 1.0  # of each device in `gpus` (below 1: a share of one)
 
 
 TABLE_NAME = "gpu-leases.json"
@@ -195,9 +196,10 @@ def pick(free: dict[str, float], gpus: float) -> tuple[str, ...] | None:
 class Leases:
     """Hands out GPU shares and memory reservations to concurrent tasks; `acquire` waits for them.
 
-    Every task of a run asks for the same amounts, so how many may run at once is known up front
-    (`parallel`); memory is checked against what the machine has free when a task starts, minus what the
-    running tasks reserved and may not have touched yet.
+    Tasks ask for `gpus_per_task` GPUs unless `acquire` names their own (`resources.gpus: "{param}"`: then
+    `gpus_per_task` is the smallest request, so `parallel` says how many may run at once at most, and a larger
+    request waits for its devices); memory is checked against what the machine has free when a task starts,
+    minus what the running tasks reserved and may not have touched yet.
     """
 
     def __init__(self, *, gpus_per_task: float, gpu_ids: list[str], memory_mib: float | None,
@@ -205,7 +207,7 @@ class Leases:
                  holder: str = "") -> None:
         self.gpus_per_task = gpus_per_task
         # GPUs come from the machine's table (shared with every other run) unless machine=False
-        self._machine = (MachineGpus() if machine is True else machine or None) if gpus_per_task else None
+        self._machine = (MachineGpus() if machine is True else machine or None) if gpus_per_task or gpu_ids else None
         self.holder = holder
         self.memory_mib = memory_mib
         self._free = {gpu: 1.0 for gpu in gpu_ids}
@@ -252,8 +254,7 @@ class Leases:
             return True  # one task always runs, whatever the machine has free
         return self._reserved + self.memory_mib <= self._budget
 
-    def _take_gpus(self) -> tuple[str, tuple[str, ...]] | None:
-        g = self.gpus_per_task
+    def _take_gpus(self, g: float) -> tuple[str, tuple[str, ...]] | None:
         if not g:
             return "", ()
         if self._machine is not None:
@@ -267,25 +268,28 @@ class Leases:
         picked = pick(self._free, g)
         return ("", picked) if picked is not None else None
 
-    def acquire(self, cancelled: threading.Event | None = None) -> Lease | None:
-        """Wait for a lease; None when `cancelled` is set first. GPUs held by other runs are waited for too
-        (looked at again every 0.2 s)."""
+    def acquire(self, cancelled: threading.Event | None = None, *, gpus: float | None = None) -> Lease | None:
+        """Wait for a lease of `gpus` (default: `gpus_per_task`); None when `cancelled` is set first. GPUs held
+        by other runs are waited for too (looked at again every 0.2 s)."""
+        g = self.gpus_per_task if gpus is None else gpus
+        if math.ceil(g) > len(self._free):
+            raise SpecError(f"resources.gpus: a task asks for {g:g} GPUs, but this run may use {len(self._free)}")
+        share = g if g < 1 else 1.0
         with self._cond:
             while True:
                 if cancelled is not None and cancelled.is_set():
                     return None
                 if self._memory_fits():
-                    taken = self._take_gpus()
+                    taken = self._take_gpus(g)
                     if taken is not None:
-                        lease_id, gpus = taken
+                        lease_id, devices = taken
                         if not lease_id:  # leased here: keep count here
-                            share = self.gpus_per_task if self.gpus_per_task < 1 else 1.0
-                            for gpu in gpus:
+                            for gpu in devices:
                                 self._free[gpu] -= share
                         memory = float(self.memory_mib or 0)
                         self._reserved += memory
                         self._running += 1
-                        return Lease(gpus=gpus, memory_mib=memory, id=lease_id)
+                        return Lease(gpus=devices, memory_mib=memory, id=lease_id, share=share)
                 self._cond.wait(timeout=0.2)
 
     def release(self, lease: Lease) -> None:
@@ -293,9 +297,8 @@ class Leases:
             if lease.id and self._machine is not None:
                 self._machine.give_back(lease.id)
             elif lease.gpus:
-                share = self.gpus_per_task if self.gpus_per_task < 1 else 1.0
                 for gpu in lease.gpus:
-                    self._free[gpu] = min(1.0, self._free[gpu] + share)
+                    self._free[gpu] = min(1.0, self._free[gpu] + lease.share)
             self._reserved -= lease.memory_mib
             self._running -= 1
             self._cond.notify_all()
