@@ -396,3 +396,49 @@ def test_tasks_that_start_after_the_script_changed_are_not_recorded_for_reuse(tm
     (code / "task.py").write_text(original + "# edited after planning\n")
     edited = batchsweep.run(spec, store=store, progress=False)
     assert edited.record.reused == 0  # nor were they keyed by the edited one
+
+
+SHIPPED = """
+import argparse, json, os
+p = argparse.ArgumentParser()
+p.add_argument("--a", type=int)
+a = p.parse_args().a
+json.dump({"scaled": a * int(open("data.txt").read()), "file": os.path.abspath(__file__), "cwd": os.getcwd()},
+          open("metrics.json", "w"))
+"""
+
+
+def test_an_s3_store_ships_code_and_inputs_so_workers_need_no_shared_filesystem(tmp_path, aws_env):
+    """A cluster whose workers see none of the user's files (Coiled, dask-kubernetes): with an S3 store the
+    workers fetch the code package and the inputs from it, as AWS Batch's containers do."""
+    import boto3
+
+    from dask_fixtures import DaskProcesses
+
+    boto3.client("s3").create_bucket(Bucket="sweeps")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "task.py").write_text(SHIPPED)
+    (project / "data.txt").write_text("7")
+    spec = project / "sweep.yaml"
+    cluster_dir = tmp_path / "cluster"
+    cluster_dir.mkdir()
+    cluster = DaskProcesses(cluster_dir)  # started here: its workers get the environment that reaches the emulator
+    try:
+        cluster.ensure_workers(1)
+        spec.write_text(textwrap.dedent(f"""
+            name: shipped
+            script: task.py
+            params: {{grid: {{a: [1, 2, 3]}}}}
+            inputs: [data.txt]
+            backend: dask
+            dask: {{scheduler: "{cluster.address}"}}
+        """))
+        run = batchsweep.run(spec, store="s3://sweeps/runs", progress=False)
+        df = run.results().set_index("a")
+    finally:
+        cluster.stop()
+    assert list(df["status"]) == ["succeeded"] * 3, df["error"].tolist()
+    assert df["scaled"].to_dict() == {1: 7, 2: 14, 3: 21}
+    assert not any(str(f).startswith(str(project)) for f in df["file"]), df["file"].tolist()  # the package's copy
+    assert run.store.url.startswith("s3://sweeps/")

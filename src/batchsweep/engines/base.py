@@ -71,6 +71,41 @@ def keep_code_package(spec: Spec, store: Store, code_dir: Path) -> dict[str, Any
     return {"code_sha256": sha}
 
 
+def ship_inputs(spec: Spec, store: Store) -> dict[str, dict[str, Any]]:
+    """The tasks' local inputs in an S3 store, content-addressed (`inputs/<sha256>/<name>`, a directory as one
+    tar.gz), uploaded only when the store has no such object yet: run.json `inputs_map` (input as written -> its
+    key, and whether it is a directory). Streamed from disk with the transfer manager: no input is held in
+    memory. `s3://` inputs are fetched by the worker from where they are."""
+    from batchsweep.aws import codepkg
+    from batchsweep.model import input_parts
+    from batchsweep.planning import space
+
+    if spec.search:  # a search's trials are not known yet: its inputs may name `fixed` params only
+        expanded = [space.resolve(dict(spec.params.fixed if spec.params else {}), spec.inputs)[1]]
+    else:
+        expanded = [space.resolve(raw, spec.inputs)[1] for raw in space.iter_params(spec)]
+    refs = sorted({src for t in expanded for src, _ in map(input_parts, t) if not src.startswith("s3://")})
+    backend: Any = store.backend
+    inputs: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="batchsweep-pack-") as tmp:
+        for n, ref in enumerate(refs):
+            path = spec.base_dir / ref
+            if path.is_dir():
+                archive = Path(tmp) / f"input-{n}.tar.gz"
+                digest, _ = codepkg.pack_to_file(path, archive, max_mib=10_000_000)
+                key = store.input_key(digest, path.name + ".tar.gz")
+                if not backend.exists(key):
+                    backend.upload_file(archive, key)
+                archive.unlink()
+                inputs[ref] = {"key": key, "dir": True}
+            else:
+                key = store.input_key(codepkg.file_sha256(path), path.name)
+                if not backend.exists(key):
+                    backend.upload_file(path, key)
+                inputs[ref] = {"key": key}
+    return inputs
+
+
 SettingsModel = TypeVar("SettingsModel", bound="BaseModel")
 
 

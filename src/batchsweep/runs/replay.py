@@ -141,7 +141,7 @@ def _package(run: Run, sha: str | None, base: Path, notes: list[str], note: str)
 
     if not sha or not run.store.backend.exists(run.store.code_key(sha)):
         return None
-    code_dir = remote._code_dir(run.store, run.record.model_copy(update={"code_sha256": sha}), base)
+    code_dir = remote.code_dir(run.store, run.record.model_copy(update={"code_sha256": sha}), base)
     notes.append(note)
     return code_dir
 

@@ -186,7 +186,8 @@ def _fetch_and_extract(store: Store, key: str, target: Path, scratch: Path) -> N
         archive.unlink(missing_ok=True)
 
 
-def _code_dir(store: Store, record: RunRecord, scratch: Path) -> Path:
+def code_dir(store: Store, record: RunRecord, scratch: Path) -> Path:
+    """The run's code package unpacked under `scratch` (fetched once)."""
     sha = record.code_sha256
     if not sha:
         raise RuntimeError(f"run {record.run_id}: its run.json names no code package (code_sha256)")
@@ -254,7 +255,7 @@ def main() -> int:
     finished: dict[int, TaskStatus] = {}
     with tempfile.TemporaryDirectory(prefix="batchsweep-") as tmp:
         scratch = Path(tmp)
-        ctx = context_from_run(record, code_dir=_code_dir(store, record, scratch))
+        ctx = context_from_run(record, code_dir=code_dir(store, record, scratch))
         tasks = {t.index: t for t in store.tasks(run_id)}
         resolve = InputCache(store, record, scratch)
         from batchsweep.task.warm import mode as warm_mode

@@ -20,8 +20,8 @@ from batchsweep.engines.aws_batch.settings import (
     resolve_settings,
 )
 from batchsweep.engines.aws_batch.submit import Submitter, _check_overrides_size
+from batchsweep.engines.base import ship_inputs
 from batchsweep.errors import AwsSetupError, SpecError
-from batchsweep.model import input_parts
 from batchsweep.spec.schema import Aws
 from batchsweep.store.core import Store
 
@@ -125,7 +125,6 @@ class AwsBatchEngine(Submitter, Poller, LogReader):
         from batchsweep.aws import codepkg
 
         backend = _s3(store)
-        inputs: dict[str, dict[str, Any]] = {}
         with tempfile.TemporaryDirectory(prefix="batchsweep-pack-") as tmp:
             packed = Path(tmp) / "code.tar.gz"
             sha, contents = codepkg.pack_to_file(Path(info["code_dir"]), packed, exclude=spec.code.exclude,
@@ -136,22 +135,7 @@ class AwsBatchEngine(Submitter, Poller, LogReader):
                 log.warning("code: left out of the package: %s", left_out)
             if not backend.exists(store.code_key(sha)):
                 backend.upload_file(packed, store.code_key(sha))
-            refs = sorted({src for t in _expand_refs(spec) for src, _ in map(input_parts, t) if not src.startswith("s3://")})
-            for n, ref in enumerate(refs):
-                path = spec.base_dir / ref
-                if path.is_dir():
-                    archive = Path(tmp) / f"input-{n}.tar.gz"
-                    digest, _ = codepkg.pack_to_file(path, archive, max_mib=10_000_000)
-                    key = store.input_key(digest, path.name + ".tar.gz")
-                    if not backend.exists(key):
-                        backend.upload_file(archive, key)
-                    archive.unlink()
-                    inputs[ref] = {"key": key, "dir": True}
-                else:
-                    key = store.input_key(codepkg.file_sha256(path), path.name)
-                    if not backend.exists(key):
-                        backend.upload_file(path, key)
-                    inputs[ref] = {"key": key}
+        inputs = ship_inputs(spec, store)
         stats = _sweep_stats(store, spec.name)
         return {"code_sha256": sha, "inputs_map": inputs, "median_task_s": stats.get("median_task_s")}
 

@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -283,11 +284,19 @@ class DaskEngine(Engine):
         return self.run.record.engine_as(DaskEngineSettings)
 
     @classmethod
-    def run_store(cls, settings: EngineSettings, default: Store) -> Store:
-        if not default.is_local:
-            raise SpecError(f"store: the dask backend needs a store directory every worker sees (a shared "
-                            f"filesystem), not {default.url}; pass --store /shared/path")
-        return default
+    def prepare(cls, spec: Spec, store: Store, info: dict[str, Any]) -> dict[str, Any]:
+        """On a store directory (a filesystem every worker sees) the tasks run the code directory itself; on an
+        S3 store, whose workers may see none of this machine's files, the code package and the local inputs are
+        shipped there as for AWS Batch, and each worker fetches them once."""
+        from batchsweep.engines.base import keep_code_package, ship_inputs
+
+        kept = keep_code_package(spec, store, Path(info["code_dir"]))
+        if store.is_local:
+            return kept
+        if not kept.get("code_sha256"):
+            raise SpecError(f"backend dask with an S3 store: the code package was {kept.get('code_package')}; "
+                            "the workers run it, so raise code.max_mib or leave big files out with code.exclude")
+        return {**kept, "inputs_map": ship_inputs(spec, store)}
 
     # -- submit -------------------------------------------------------------------------------
     def _open(self) -> Client:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,13 +92,16 @@ def _code_is_fresh(record: RunRecord) -> bool:
     return watch.fresh()
 
 
-_RECORDS: dict[str, tuple[int, RunRecord]] = {}  # in a worker process: run id -> run.json's mtime and its record
+_RECORDS: dict[str, tuple[int | str, RunRecord]] = {}  # in a worker process: run id -> run.json's mtime or ETag, its record
 
 
 def _record_of(store: Store, run_id: str) -> RunRecord:
     """The run's record, read once per worker process while run.json is unchanged (a spec of 100,000 `list:` rows
-    takes seconds to read, and every task of the run needs it)."""
-    mtime = store.local_path(store.run_record_key(run_id)).stat().st_mtime_ns
+    takes seconds to read, and every task of the run needs it). On S3 its ETag says whether it changed."""
+    if store.is_local:
+        mtime: int | str = store.local_path(store.run_record_key(run_id)).stat().st_mtime_ns
+    else:
+        mtime = store.backend.read_tagged(store.run_record_key(run_id))[1]
     cached = _RECORDS.get(run_id)
     if cached is not None and cached[0] == mtime:
         return cached[1]
@@ -126,7 +130,8 @@ def run_dask_task(store_url: str, run_id: str, task_json: str) -> TaskStatus | N
     if cancel.is_set():
         return None
     task = Task.from_json(task_json)
-    if task.cache_key and not _code_is_fresh(record):  # the script was edited since the run started
+    shipped = _shipped(store, record)
+    if task.cache_key and shipped is None and not _code_is_fresh(record):  # edited since the run started
         task = dataclasses.replace(task, cache_key="")
     registry = ProcessRegistry()
     done = threading.Event()
@@ -134,14 +139,54 @@ def run_dask_task(store_url: str, run_id: str, task_json: str) -> TaskStatus | N
     base_dir = Path(record.base_dir)
     try:
         # Status last; a task started twice (its worker was lost mid-run) writes it twice: the last write wins.
-        ctx = context_from_run(record)
+        ctx = context_from_run(record, code_dir=shipped.code_dir if shipped is not None else None)
+        resolve: Callable[[str], Path] = shipped.input if shipped is not None else lambda ref: base_dir / ref
         with dask_summary.running(store, run_id):
             status = execute_task(ctx, task, store, worker=str(worker.address), registry=registry,
-                                  resolve_input=lambda ref: base_dir / ref, launcher=_launcher(record, ctx))
+                                  scratch=shipped.scratch / "tasks" if shipped is not None else None,
+                                  resolve_input=resolve, launcher=_launcher(record, ctx))
     finally:
         done.set()
     dask_summary.add(store, run_id, status)  # after its own status.json: the worker's next summary has it
     return status
+
+
+class Shipped:
+    """A run's code package and inputs on this worker, fetched from the S3 store once per worker process (into a
+    directory of its own, removed when the process ends) and shared by its threads."""
+
+    def __init__(self, store: Store, record: RunRecord) -> None:
+        import atexit
+        import shutil
+        import tempfile
+
+        from batchsweep.task.remote import InputCache, code_dir
+
+        self.scratch = Path(tempfile.mkdtemp(prefix="batchsweep-dask-"))
+        atexit.register(shutil.rmtree, self.scratch, ignore_errors=True)
+        self.code_dir = code_dir(store, record, self.scratch)
+        self._inputs = InputCache(store, record, self.scratch)
+        self._lock = threading.Lock()
+
+    def input(self, ref: str) -> Path:
+        with self._lock:  # one download of each input, whichever thread asks first
+            return self._inputs(ref)
+
+
+_SHIPPED: dict[str, Shipped] = {}  # in a worker process: run id -> its fetched code and inputs
+
+
+def _shipped(store: Store, record: RunRecord) -> Shipped | None:
+    """The run's shipped code and inputs here, or None for a run on a shared filesystem (a store directory)."""
+    if store.is_local:
+        return None
+    with _WARM_LOCK:
+        shipped = _SHIPPED.get(record.run_id)
+        if shipped is None:
+            if len(_SHIPPED) >= 8:  # a long-lived worker serves many runs: forget the oldest (its files stay
+                del _SHIPPED[next(iter(_SHIPPED))]  # until the process ends)
+            shipped = _SHIPPED[record.run_id] = Shipped(store, record)
+    return shipped
 
 
 def busy_keys(run_id: str, dask_worker: Any = None) -> list[str]:
