@@ -412,7 +412,6 @@ def test_an_s3_store_ships_code_and_inputs_so_workers_need_no_shared_filesystem(
     """A cluster whose workers see none of the user's files (Coiled, dask-kubernetes): with an S3 store the
     workers fetch the code package and the inputs from it, as AWS Batch's containers do."""
     import boto3
-
     from dask_fixtures import DaskProcesses
 
     boto3.client("s3").create_bucket(Bucket="sweeps")
