@@ -265,10 +265,12 @@ def test_an_aws_dry_run_reads_the_latest_finished_run_once(tmp_path: Path, no_aw
     store = tmp_path / "store"
     run = batchsweep.run(spec, store=store, progress=False)
     # Tasks of a minute each: right-sizing ignores tasks shorter than a second (their use is the interpreter's).
+    # Their use is set too: a task that ends before the first sample (a loaded machine) has none.
     opened = Store.open(store)
     for status in opened.statuses(run.id, 3).values():
         assert status.started_at is not None
-        opened.write_status(run.id, dataclasses.replace(status, ended_at=status.started_at + 60))
+        opened.write_status(run.id, dataclasses.replace(status, ended_at=status.started_at + 60, peak_rss_mib=60.0,
+                                                        cpu_s=1.0))
     reads: list[str] = []
     statuses = Store.statuses
 

@@ -69,12 +69,14 @@ def test_metrics_and_series_logged_to_mlflow_become_the_tasks(tmp_path: Path, mo
 def test_a_stop_rule_reads_the_mlflow_series_while_the_task_runs(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BATCHSWEEP_SERIES_FLUSH_S", "0.1")
+    # The bad task would take 40 s: time for the runner to import MLflow's client and read its store even on a
+    # loaded machine (the import alone took 8 s at load 6), while a stopped one ends within seconds.
     spec = write_spec(tmp_path, f"""
         name: mlstop
         script: {SCRIPT}
         params:
-          grid: {{quality: [0.1, 3.0]}}
-          fixed: {{epochs: 40, pace: 0.25}}
+          zip: {{quality: [0.1, 3.0], pace: [0.1, 1.0]}}
+          fixed: {{epochs: 40}}
         metrics: {{mlflow: true}}
         stop: {{metric: val_loss, rule: threshold, upper: 2.0, min_steps: 2}}
     """)

@@ -159,6 +159,29 @@ def test_cancel_reaches_a_runner_through_the_store(tmp_path):
     assert runlock.holder(store, run_id) is None
 
 
+def test_a_cancel_that_reaches_the_driver_before_its_tasks_are_submitted_still_stops_them(tmp_path, monkeypatch):
+    """`batchsweep cancel` while `run` is still setting up (the hold is taken, nothing submitted yet): the
+    engine has nothing to stop then, so the driver stops what it submits next."""
+    monkeypatch.setattr(runlock, "HEARTBEAT_S", 0.1)
+    spec = write_spec(tmp_path, f"""
+        name: earlycancel
+        script: {SCRIPTS / 'hostile_task.py'}
+        params: {{grid: {{a: [1, 2]}}, fixed: {{sleep: 300}}}}
+    """)
+    hold_with = runs.Run._hold_with
+
+    def hold_then_cancel(self: runs.Run, lock: runlock.RunLock) -> None:
+        hold_with(self, lock)
+        runlock.request_cancel(self.store, self.id)
+        assert self._cancel_wanted.wait(30), "the heartbeat never saw the request"
+
+    monkeypatch.setattr(runs.Run, "_hold_with", hold_then_cancel)
+    started = time.monotonic()
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    assert time.monotonic() - started < 100  # far below the tasks' 300 s
+    assert set(run.results()["status"]) == {"cancelled"}
+
+
 def test_s3_store_creates_exclusively_and_swaps_conditionally(aws_env, session):
     from batchsweep.aws.clients import make_client
 

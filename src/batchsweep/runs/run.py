@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -75,7 +76,7 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, re
 
             search.start(run, detach=detach)  # rounds are submitted by Run.wait
         else:
-            run.engine.submit([t.index for t in reuse.to_run(p.tasks)], detach=detach)
+            run._submit([t.index for t in reuse.to_run(p.tasks)], detach=detach)
     except BaseException:
         lock.release()
         run_store.delete_run(run_id)
@@ -120,6 +121,7 @@ class Run:
         self._record: RunRecord | None = None
         self._record_of: dict[str, Any] | None = None  # the info the record was parsed from
         self.resume_reused: Reuse | None = None  # what the last `resume` copied in instead of running
+        self._cancel_wanted = threading.Event()  # a cancel request reached the hold (maybe before the submit)
 
     # -- the one runner per run -----------------------------------------------------------------
     def _hold(self, command: str) -> None:
@@ -140,8 +142,14 @@ class Run:
 
     def _cancel_requested(self) -> None:
         """`batchsweep cancel` from another process or host reached this driver."""
+        self._cancel_wanted.set()
         self.info = self.store.update_run_info(self.id, cancelled=True)
         self.engine.cancel()
+
+    def _submit(self, indices: list[int], *, detach: bool) -> None:
+        self.engine.submit(indices, detach=detach)
+        if self._cancel_wanted.is_set():  # the request came while the run was still being set up: the engine's
+            self.engine.cancel()  # cancel then had nothing to stop yet
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, store={self.store.url!r})"
@@ -330,7 +338,7 @@ class Run:
         self.info = self.store.update_run_info(self.id, cancelled=False, resumed_at=time.time())
         self.renew_engine()
         if todo and not self.record.search:
-            self.engine.submit(todo, detach=detach)
+            self._submit(todo, detach=detach)
         return todo
 
     @property
