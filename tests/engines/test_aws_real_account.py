@@ -266,3 +266,16 @@ def test_container_seconds_span_each_workers_first_start_to_last_end():
 
     tasks = [("job:0", 10.0, 12.0), ("job:0", 12.5, 20.0), ("job:1", 11.0, 13.0), (None, 1.0, 2.0), ("job:2", 5.0, None)]
     assert sorted(container_seconds(tasks)) == [2.0, 10.0]
+
+
+def test_env_leaves_a_kibibyte_of_the_overrides_limit_to_batchs_own_variables(tmp_path, stack, calls, capsys):
+    """Batch adds its AWS_BATCH_* variables to the overrides; over 8,192 characters the job fails after submit."""
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2]}", env="{BIG: " + "x" * 7400 + "}"))
+    code, err = run_cli(spec, tmp_path, capsys)
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: env: the job's container overrides would be 7,")
+    assert "over the 7,168 that AWS Batch's limit of 8,192 leaves beside its own variables" in err[0]
+    assert not submits(calls) and not Store.open(tmp_path / "store").run_ids()
+    spec.write_text(spec_body("{a: [1, 2]}", env="{BIG: " + "x" * 6500 + "}"))
+    assert run_cli(spec, tmp_path, capsys)[0] == 0
+    (request,) = submits(calls)
+    assert 6500 < len(json.dumps(request["containerOverrides"])) <= 8192 - 1024

@@ -90,12 +90,13 @@ def test_readable_prefixes_lose_trailing_slashes_and_each_gets_a_list_policy(ses
     documents = {name: iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
                  for name in iam.list_role_policies(RoleName=role)["PolicyNames"]}
     documents = {k: v if isinstance(v, dict) else ast.literal_eval(v) for k, v in documents.items()}  # moto: a repr
-    assert documents["readable-prefixes"]["Statement"][0]["Resource"] == [
-        "arn:aws:s3:::market-data/prices/*", "arn:aws:s3:::other-bucket/*"]
-    listing = [documents[f"list-readable-prefix-{i}"]["Statement"][0] for i in (0, 1)]
+    reading = [documents[f"readable-prefix-{i}"]["Statement"][0] for i in (0, 1)]
+    assert [(s["Action"], s["Resource"]) for s in reading] == [
+        ("s3:GetObject", "arn:aws:s3:::market-data/prices/*"), ("s3:GetObject", "arn:aws:s3:::other-bucket/*")]
+    listing = [documents[f"readable-prefix-{i}"]["Statement"][1] for i in (0, 1)]
     assert [(s["Resource"], s["Condition"]["StringLike"]["s3:prefix"]) for s in listing] == [
         ("arn:aws:s3:::market-data", ["prices/*", "prices"]), ("arn:aws:s3:::other-bucket", ["*/*", "*"])]
-    assert "list-readable-prefix-2" not in documents
+    assert "readable-prefix-2" not in documents
 
 
 def test_up_refuses_more_readable_prefixes_than_the_template_lists(session: Any) -> None:

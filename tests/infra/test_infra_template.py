@@ -194,8 +194,11 @@ def test_compute_scales_to_zero_with_fargate_spot_first(template: dict[str, Any]
         assert "MaxvCpus" in resources
 
 
+# The blocked reasons Batch's jobStateTimeLimitActions accept (user guide, "Automatic remediation with
+# jobStateTimeLimitActions"); MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS is reported but not remediable.
 BLOCKED_REASONS = {"MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
-                   "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", "MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS"}
+                   "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"}
+EC2_ONLY_REASONS = {"MISCONFIGURATION:EC2_INSTANCE_CONFIGURATION_UNSUPPORTED"}
 
 
 def test_every_queue_cancels_jobs_stuck_in_runnable_once_per_real_blocked_reason(template: dict[str, Any]) -> None:
@@ -203,7 +206,8 @@ def test_every_queue_cancels_jobs_stuck_in_runnable_once_per_real_blocked_reason
         actions = queue["Properties"]["JobStateTimeLimitActions"]
         assert {(a["State"], a["Action"]) for a in actions} == {("RUNNABLE", "CANCEL")}, name
         reasons = [a["Reason"] for a in actions]
-        assert sorted(reasons) == sorted(BLOCKED_REASONS), name  # Batch matches these; free text never fires
+        expected = BLOCKED_REASONS | (EC2_ONLY_REASONS if name.startswith("Gpu") else set())
+        assert sorted(reasons) == sorted(expected), name  # Batch matches these; free text never fires
 
 
 def test_job_definitions_keep_their_old_revisions_on_update(template: dict[str, Any]) -> None:
@@ -274,3 +278,34 @@ def test_nothing_is_retained_when_the_stack_is_deleted(template: dict[str, Any])
 def test_outputs_include_what_the_engine_reads(template: dict[str, Any]) -> None:
     assert set(ENGINE_OUTPUTS) <= set(template["Outputs"])
     assert ENGINE_OUTPUTS == ("Bucket", "JobQueue", "JobDefinition", "LogGroup", "ImageUri", "Region")
+
+
+def test_every_arn_the_template_writes_names_its_partition(template: dict[str, Any]) -> None:
+    """`arn:aws:` is wrong in aws-cn and aws-us-gov: every ARN is built with ${AWS::Partition}."""
+    assert "arn:aws:" not in json.dumps(template)
+    assert "arn:${AWS::Partition}:s3:::${Entry}/*" in json.dumps(template["Resources"]["ReadablePrefix7"])
+
+
+def test_reuse_index_entries_and_lone_delete_markers_expire(template: dict[str, Any]) -> None:
+    rules = {r["Id"]: r for r in template["Resources"]["Bucket"]["Properties"]["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-old-index"]["Prefix"] == "batchsweep/index/"
+    assert rules["expire-old-index"]["ExpirationInDays"] == {"Ref": "RunRetentionDays"}
+    assert rules["tidy"]["ExpiredObjectDeleteMarker"] is True
+    assert "ExpirationInDays" not in rules["tidy"]  # S3 refuses a rule with both
+    covered = {r.get("Prefix") for r in rules.values() if "ExpirationInDays" in r}
+    assert {"batchsweep/runs/", "batchsweep/code/", "batchsweep/inputs/", "batchsweep/index/"} == covered
+
+
+def test_every_job_definition_runs_an_init_process_as_pid_1(template: dict[str, Any]) -> None:
+    for name, job in resources_of(template, "AWS::Batch::JobDefinition").items():
+        assert job["Properties"]["ContainerProperties"]["LinuxParameters"] == {"InitProcessEnabled": True}, name
+
+
+def test_the_submit_policy_grants_only_the_log_calls_batchsweep_makes(template: dict[str, Any]) -> None:
+    import re
+
+    statements = template["Resources"]["SubmitPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    granted = {a for s in statements for a in as_list(s["Action"]) if a.startswith("logs:")}
+    source = "\n".join(p.read_text() for p in (TEMPLATE.parent.parent).rglob("*.py") if "emulator" not in p.parts)
+    used = {"logs:" + "".join(w.title() for w in m.split("_")) for m in re.findall(r"\blogs\.(\w+)\(", source)}
+    assert granted == used == {"logs:GetLogEvents"}

@@ -75,7 +75,7 @@ def check_params(params: dict[str, str]) -> None:
                              f"valid: {', '.join(known)}")
 
 
-MAX_READABLE_PREFIXES = 8  # the template's ListReadablePrefix0..7 policies
+MAX_READABLE_PREFIXES = 8  # the template's ReadablePrefix0..7 policies
 
 
 def readable_prefixes_param(value: str) -> str:

@@ -19,6 +19,9 @@ RUNNABLE_ADVICE = {
                                                          "`batchsweep infra up --param MaxVcpus=N`",
     "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY": "AWS has no spare capacity of this kind now; wait, or set aws.spot: false",
     "MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS": "the Batch service role lacks permissions; redeploy with `batchsweep infra up`",
+    "MISCONFIGURATION:EC2_INSTANCE_CONFIGURATION_UNSUPPORTED": "no GPU instance type of the stack can run this job "
+                                                               "(AMI or type); `batchsweep infra up --param "
+                                                               "GpuInstanceTypes=...`",
 }
 DEFAULT_RUNNABLE_ADVICE = "jobs wait for capacity; the default Fargate quota is 6 vCPUs per account (`batchsweep doctor`)"
 

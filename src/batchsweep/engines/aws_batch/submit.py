@@ -24,6 +24,10 @@ MAX_ARRAY = 10_000
 DEFAULT_TASK_TIMEOUT_S = 24 * 3600
 MAX_CHILD_TIMEOUT_S = 14 * 24 * 3600
 MAX_OVERRIDES_CHARS = 8192  # SubmitJob's limit on containerOverrides
+# Batch adds its own variables (AWS_BATCH_JOB_ID, _ARRAY_INDEX, _JQ_NAME, _CE_NAME, ...) to the overrides it
+# hands to ECS; over the limit the job fails after submit, so ours keep this much of it free.
+BATCH_OWN_CHARS = 1024
+OVERRIDES_BUDGET = MAX_OVERRIDES_CHARS - BATCH_OWN_CHARS
 SUBMIT_ATTEMPTS = 8  # SubmitJob sent at most this often (throttled, or found not accepted after a failure)
 # botocore's throttling error codes (retryhandler) that Batch and its front end answer with.
 THROTTLING = frozenset({"Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
@@ -148,7 +152,7 @@ class Submitter(AwsRun):
         environment = _environment(store_url=run.store.url, run_id=run.id, submission=n, offset=offset,
                                    region=str(self.settings.region), env=spec.env)
         overrides = {"environment": environment, "resourceRequirements": requirements}
-        if len(json.dumps(overrides)) > MAX_OVERRIDES_CHARS:
+        if len(json.dumps(overrides)) > OVERRIDES_BUDGET:
             raise SpecError(_overrides_problem(len(json.dumps(overrides))))
         request: dict[str, Any] = {
             "jobName": f"{run.id}-s{n}-{offset // MAX_ARRAY}"[:128],
@@ -202,8 +206,9 @@ def _environment(*, store_url: str, run_id: str, submission: int, offset: int, r
 
 
 def _overrides_problem(size: int) -> str:
-    return (f"env: the job's container overrides would be {size:,} characters, over AWS Batch's limit of "
-            f"{MAX_OVERRIDES_CHARS:,}; move large values out of `env:` (into a file passed as `inputs:`, or params)")
+    return (f"env: the job's container overrides would be {size:,} characters, over the {OVERRIDES_BUDGET:,} that "
+            f"AWS Batch's limit of {MAX_OVERRIDES_CHARS:,} leaves beside its own variables; move large values out "
+            "of `env:` (into a file passed as `inputs:`, or params)")
 
 
 def _check_overrides_size(spec: Spec) -> None:
@@ -212,5 +217,5 @@ def _check_overrides_size(spec: Spec) -> None:
                                submission=999, offset=MAX_ARRAY * 99, region="ap-southeast-99", env=spec.env)
     requirements = [{"type": t, "value": "0" * 8} for t in ("VCPU", "MEMORY", "GPU")]
     size = len(json.dumps({"environment": environment, "resourceRequirements": requirements}))
-    if size > MAX_OVERRIDES_CHARS:
+    if size > OVERRIDES_BUDGET:
         raise SpecError(_overrides_problem(size))
