@@ -86,7 +86,8 @@ def authorized(world: Any, action: str, params: dict[str, Any]) -> list[tuple[st
         return [(action, f"arn:aws:logs:{region}:log-group:{params['logGroupName']}{stream}")]
     if action == "ecr:DescribeImages":
         return [(action, f"arn:aws:ecr:{region}:repository/{params['repositoryName']}")]
-    if action in ("batch:DescribeJobs", "batch:ListJobs", "batch:DescribeJobDefinitions"):
+    if action in ("batch:DescribeJobs", "batch:ListJobs", "batch:DescribeJobDefinitions", "batch:DescribeJobQueues",
+                  "batch:DescribeComputeEnvironments"):
         return [(action, "*")]  # no resource-level permissions
     raise AssertionError(f"the submitter made a call this test does not map to a resource: {action}")
 
@@ -318,3 +319,17 @@ def test_deletes_s3_refuses_key_by_key_are_reported_not_taken_as_done(as_submitt
     out = capsys.readouterr().out
     assert f"deleted run {run.id}" in out and f"unused code packages and inputs in s3://{bucket}/batchsweep were not deleted (AccessDenied, e.g. " in out
     assert not keys(f"batchsweep/runs/{run.id}/") and keys(code)
+
+
+def test_infra_status_works_for_a_submit_policy_user_and_names_the_policy_the_access_denied_hint_points_to(
+        as_submitter, calls, capsys):
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "SubmitJob")
+    assert "`batchsweep infra status` shows it" in str(clients.explain(denied))
+    capsys.readouterr()
+    assert cli.main(["infra", "status"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    arn = as_submitter.outputs["SubmitPolicyArn"]
+    assert f"submit policy {arn} (for a sweep's user: `aws iam attach-user-policy --user-name USER " \
+           f"--policy-arn {arn}`)" in out
+    assert out.count("queue ") == 2 and "(FARGATE_SPOT): ENABLED, VALID" in out
+    assert_allowed_by_the_real_policy(as_submitter, calls)

@@ -279,3 +279,4 @@ def test_env_leaves_a_kibibyte_of_the_overrides_limit_to_batchs_own_variables(tm
     assert run_cli(spec, tmp_path, capsys)[0] == 0
     (request,) = submits(calls)
     assert 6500 < len(json.dumps(request["containerOverrides"])) <= 8192 - 1024
+

@@ -72,9 +72,14 @@ def batch_scheduler() -> Iterator[Scheduler]:
 def runs(batch_scheduler: Scheduler, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str, str]]:
     """Three submitted runs, each (store, run id, its one job's id): an array of 3 children on the default (Spot)
     queue, the same on the on-demand queue, and a single task (a plain job, not an array)."""
+    from test_aws_batch import update_stack
+
+    update_stack(make_session(region="us-east-1"), EnableGpu="true")
     out = {}
     for name, grid, aws in (("spot", "[1, 2, 3]", ""), ("on-demand", "[1, 2, 3]", ", spot: false"),
-                            ("single", "[1]", "")):
+                            ("single", "[1]", ""), ("gpu", "[1, 2]", ""), ("gpu-on-demand", "[1, 2]", ", spot: false")):
+        resources = "{vcpus: 4, memory_mib: 15000, gpus: 1}" if name.startswith("gpu") else \
+            "{vcpus: 0.5, memory_mib: 1024}"
         tmp = tmp_path_factory.mktemp(name)
         spec = tmp / "sweep.yaml"
         spec.write_text(textwrap.dedent(f"""\
@@ -83,7 +88,7 @@ def runs(batch_scheduler: Scheduler, tmp_path_factory: pytest.TempPathFactory) -
             params: {{grid: {{a: {grid}}}}}
             backend: aws-batch
             aws: {{stack: batchsweep, region: us-east-1{aws}}}
-            resources: {{vcpus: 0.5, memory_mib: 1024}}
+            resources: {resources}
             """))
         run = batchsweep.run(spec, store=tmp / "store", detach=True)
         (job,) = run.store.read_json(run.store.engine_record_key(run.id))["submissions"][0]["jobs"]
@@ -119,6 +124,14 @@ ROLE = "MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS - Batch service role has a per
     ("on-demand", "a reason batchsweep does not know",
      "jobs wait for capacity; the default Fargate on-demand quota is 6 vCPUs per account (`batchsweep doctor`)"),
     ("single", TOO_BIG, "no compute environment can fit one task's vCPU/memory; lower `resources`"),
+    ("gpu", None, "jobs wait for GPU instances; the account's G and VT Spot vCPU quota is often 0 on a new account "
+                  "(`batchsweep doctor` reads it)"),
+    ("gpu-on-demand", None, "jobs wait for GPU instances; the account's G and VT on-demand vCPU quota is often 0 on "
+                            "a new account (`batchsweep doctor` reads it)"),
+    ("gpu", TOO_BIG, "no GPU instance type of the stack fits one task's GPUs/vCPU/memory; lower `resources` or "
+                     "`batchsweep infra up --param GpuInstanceTypes=...` with larger types"),
+    ("gpu", CE_MAX, "the GPU environment's max vCPUs is below one task's; `batchsweep infra up --param GpuMaxVcpus=N`"),
+    ("gpu", CAPACITY, "AWS has no spare capacity of this kind now; wait, or set aws.spot: false"),
 ])
 def test_status_turns_batchs_reason_for_stuck_children_into_advice(batch_scheduler, runs, capsys, run_name, reason, advice):
     store, run_id, job = runs[run_name]

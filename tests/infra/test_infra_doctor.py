@@ -86,3 +86,30 @@ def test_each_fargate_quota_below_max_vcpus_warns_with_its_request_command(sessi
     assert lines[0].startswith("! Fargate On-Demand vCPU quota 6 is below the stack's MaxVcpus 16")
     assert "--quota-code L-3032A538 --desired-value 16" in lines[0]
     assert lines[1] == "✓ Fargate Spot vCPU quota 32 covers the stack's MaxVcpus 16"
+
+
+def test_a_stack_with_gpus_has_its_g_and_vt_quotas_checked_against_gpu_max_vcpus(session: Any) -> None:
+    def fake_quota(params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        from botocore.awsrequest import AWSResponse
+
+        value = {"L-3032A538": 16.0, "L-36FBB829": 16.0, "L-3819A6DF": 0.0,
+                 "L-DB2E81BA": 64.0}[json.loads(params["body"])["QuotaCode"]]
+        return AWSResponse("https://quota", 200, {}, None), {"Quota": {"Value": value}}
+
+    outputs = infra.up(STACK, {"EnableGpu": "true", "GpuMaxVcpus": "32"}, session=session, echo=lambda _: None,
+                       poll_s=0.01)
+    push_stack_image(session, outputs)
+    session.events.register("before-call.service-quotas.GetServiceQuota", fake_quota)
+    report = doctor_module._Report(echo=(lines := []).append)
+    doctor_module._stack_checks(STACK, session=session, report=report)
+    assert not report.failed
+    assert lines[-2].startswith("! G and VT Spot instances vCPU quota 0 is below the stack's GpuMaxVcpus 32")
+    assert "--service-code ec2 --quota-code L-3819A6DF --desired-value 32" in lines[-2]
+    assert lines[-1] == "✓ Running On-Demand G and VT instances vCPU quota 64 covers the stack's GpuMaxVcpus 32"
+
+
+def test_a_stack_without_gpus_has_no_gpu_quota_lines(session: Any, outputs: dict[str, str]) -> None:
+    push_stack_image(session, outputs)
+    lines: list[str] = []
+    doctor(STACK, echo=lines.append)
+    assert not [line for line in lines if "G and VT" in line]

@@ -156,6 +156,22 @@ def test_down_with_delete_data_empties_bucket_and_repository_then_deletes(
     assert infra.describe_stack(STACK, session=session) is None
 
 
+def test_down_deregisters_every_revision_and_the_secrets_variants_and_nothing_else(
+    session: Any, deployed_in_vpc: dict[str, str], lines: list[str]
+) -> None:
+    """CloudFormation deletes the current revision only; the earlier ones (kept on update for `resume`) and the
+    `secrets:` variants the engine registers as `<name>-<12 hex>` (submit.py) would stay ACTIVE."""
+    batch = make_client("batch", session=session)
+    (current,) = batch.describe_job_definitions(jobDefinitions=[deployed_in_vpc["JobDefinition"]])["jobDefinitions"]
+    base, props = current["jobDefinitionName"], {"image": "busybox", "vcpus": 1, "memory": 512}
+    for name in (base, f"{base}-0123456789ab", f"{base}-0123456789ab", f"{base}-notavariant", "someone-elses"):
+        batch.register_job_definition(jobDefinitionName=name, type="container", containerProperties=props)
+    infra.down(STACK, force=False, delete_data=True, session=session, echo=lines.append, poll_s=0.01)
+    left = sorted(d["jobDefinitionName"] for d in batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"])
+    assert left == [f"{base}-notavariant", "someone-elses"]
+    assert "deregistered 4 job definition revisions (earlier ones and the `secrets:` variants)" in lines
+
+
 def test_down_without_a_stack_says_there_is_nothing_to_delete(session: Any, lines: list[str]) -> None:
     infra.down("nope", force=False, delete_data=False, session=session, echo=lines.append)
     assert lines == ["no stack nope in us-east-1; nothing to delete"]

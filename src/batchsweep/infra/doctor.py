@@ -17,6 +17,10 @@ Echo = Callable[[str], None]
 
 # The stack's queue runs on both: Fargate Spot first, on-demand Fargate next (and alone for `spot: false`).
 FARGATE_VCPU_QUOTAS = (("Fargate On-Demand", "fargate", "L-3032A538"), ("Fargate Spot", "fargate", "L-36FBB829"))
+# With EnableGpu: the GPU environments' EC2 instances count against these (vCPUs; new accounts often have 0, and
+# then GPU jobs wait in RUNNABLE until the queue cancels them).
+GPU_VCPU_QUOTAS = (("G and VT Spot instances", "ec2", "L-3819A6DF"),
+                   ("Running On-Demand G and VT instances", "ec2", "L-DB2E81BA"))
 
 
 class _Report:
@@ -110,6 +114,10 @@ def _stack_checks(stack: str, *, session: Any, report: _Report) -> None:
 
     _bucket_check(outputs["Bucket"], session=session, report=report)
     _quota_check(outputs.get("MaxVcpus"), session=session, report=report)
+    if outputs.get("GpuJobQueue"):
+        params = {p["ParameterKey"]: p.get("ParameterValue") for p in found.get("Parameters", [])}
+        _quota_check(params.get("GpuMaxVcpus"), session=session, report=report, quotas=GPU_VCPU_QUOTAS,
+                     what="GpuMaxVcpus")
 
 
 def _bucket_check(bucket: str, *, session: Any, report: _Report) -> None:
@@ -122,23 +130,24 @@ def _bucket_check(bucket: str, *, session: Any, report: _Report) -> None:
         report.bad(f"bucket s3://{bucket}: {_short(exc)}", "check that this identity may use the bucket (s3:ListBucket)")
 
 
-def _quota_check(max_vcpus: str | None, *, session: Any, report: _Report) -> None:
+def _quota_check(max_vcpus: str | None, *, session: Any, report: _Report,
+                 quotas: tuple[tuple[str, str, str], ...] = FARGATE_VCPU_QUOTAS, what: str = "MaxVcpus") -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    quotas = clients.make_client("service-quotas", session=session)
+    client = clients.make_client("service-quotas", session=session)
     wanted = float(max_vcpus) if max_vcpus else 0.0
-    for label, service, code in FARGATE_VCPU_QUOTAS:
+    for label, service, code in quotas:
         try:
-            value = float(quotas.get_service_quota(ServiceCode=service, QuotaCode=code)["Quota"]["Value"])
+            value = float(client.get_service_quota(ServiceCode=service, QuotaCode=code)["Quota"]["Value"])
         except (ClientError, BotoCoreError, KeyError, ValueError) as exc:
             report.warn(f"could not read the {label} vCPU quota ({_short(exc)})",
                         f"check it in the Service Quotas console ({service} {code})")
             continue
         if value >= wanted:
-            report.ok(f"{label} vCPU quota {value:g} covers the stack's MaxVcpus {wanted:g}")
+            report.ok(f"{label} vCPU quota {value:g} covers the stack's {what} {wanted:g}")
         else:
             # Not a failure: runs work, they just never get more than `value` vCPUs at once.
-            report.warn(f"{label} vCPU quota {value:g} is below the stack's MaxVcpus {wanted:g}: "
+            report.warn(f"{label} vCPU quota {value:g} is below the stack's {what} {wanted:g}: "
                         f"at most {value:g} vCPUs run at once",
                         f"request more: `aws service-quotas request-service-quota-increase --service-code {service} "
                         f"--quota-code {code} --desired-value {wanted:g}`")

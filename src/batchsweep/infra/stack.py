@@ -23,6 +23,7 @@ from batchsweep.text import did_you_mean
 Echo = Callable[[str], None]
 
 ENGINE_OUTPUTS = ("Bucket", "JobQueue", "JobDefinition", "LogGroup", "ImageUri", "Region")
+QUEUE_OUTPUTS = ("JobQueue", "OnDemandJobQueue", "GpuJobQueue", "GpuOnDemandJobQueue")
 ACTIVE_JOB_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 # Stack names double as the ECR repository name, which must be lower case.
 _STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,127}$")
@@ -200,9 +201,12 @@ def status(stack: str, *, session: Any, echo: Echo) -> None:
     outputs = stack_outputs(stack, session=session)
     found = describe_stack(stack, session=session) or {}
     echo(f"stack {stack} ({session.region_name}): {found.get('StackStatus', '?')}")
+    if outputs.get("SubmitPolicyArn"):
+        echo(f"submit policy {outputs['SubmitPolicyArn']} (for a sweep's user: "
+             f"`aws iam attach-user-policy --user-name USER --policy-arn {outputs['SubmitPolicyArn']}`)")
     batch = clients.make_client("batch", session=session)
-    by_type = _resources_by_type(clients.make_client("cloudformation", session=session), stack)
-    queues = by_type.get("AWS::Batch::JobQueue", [])
+    # The queues from the outputs, not the stack's resource list: a SubmitPolicy user may read only the outputs.
+    queues = [outputs[name] for name in QUEUE_OUTPUTS if outputs.get(name)]
     envs: list[str] = []
     for queue in batch.describe_job_queues(jobQueues=queues).get("jobQueues", []) if queues else []:
         echo(f"queue {queue['jobQueueName']}: {queue.get('state')}, {queue.get('status')}")
@@ -269,7 +273,25 @@ def down(stack: str, *, force: bool, delete_data: bool, session: Any, echo: Echo
     final, events = _watch(cfn, current["StackId"], seen=seen, echo=echo, poll_s=poll_s)
     if final != "DELETE_COMPLETE":
         raise AwsSetupError(_failure_message(stack, final, events))
+    gone = _deregister_job_definitions(batch, by_type.get("AWS::Batch::JobDefinition", []))
+    if gone:
+        echo(f"deregistered {gone} job definition revisions (earlier ones and the `secrets:` variants)")
     echo(f"stack {stack} deleted")
+
+
+def _deregister_job_definitions(batch: Any, arns: list[str]) -> int:
+    """Every ACTIVE revision of the stack's job definitions and of the `secrets:` variants the engine registered
+    beside them (`<name>-<12 hex>`): CloudFormation deletes only the current revision, and the earlier ones
+    (kept on update for `resume`) and the variants would stay ACTIVE, each naming the deleted roles and image."""
+    names = {arn.split("job-definition/", 1)[-1].rsplit(":", 1)[0] for arn in arns}
+    if not names:
+        return 0
+    ours = re.compile("(" + "|".join(map(re.escape, sorted(names))) + r")(-[0-9a-f]{12})?")
+    doomed = [d["jobDefinitionArn"] for page in batch.get_paginator("describe_job_definitions").paginate(status="ACTIVE")
+              for d in page.get("jobDefinitions", []) if ours.fullmatch(d.get("jobDefinitionName", ""))]
+    for arn in doomed:
+        batch.deregister_job_definition(jobDefinition=arn)
+    return len(doomed)
 
 
 # ---------------------------------------------------------------- helpers

@@ -24,6 +24,16 @@ RUNNABLE_ADVICE = {
                                                                "GpuInstanceTypes=...`",
 }
 DEFAULT_RUNNABLE_ADVICE = "jobs wait for capacity; the default Fargate quota is 6 vCPUs per account (`batchsweep doctor`)"
+# GPU tasks run on the stack's EC2 GPU environments: their own limits and quotas.
+GPU_RUNNABLE_ADVICE = {
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT": "no GPU instance type of the stack fits one task's GPUs/vCPU/memory; "
+                                                 "lower `resources` or `batchsweep infra up --param "
+                                                 "GpuInstanceTypes=...` with larger types",
+    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the GPU environment's max vCPUs is below one task's; "
+                                                         "`batchsweep infra up --param GpuMaxVcpus=N`",
+}
+GPU_DEFAULT_ADVICE = ("jobs wait for GPU instances; the account's G and VT {kind} vCPU quota is often 0 on a new "
+                      "account (`batchsweep doctor` reads it)")
 
 
 class Poller(AwsRun):
@@ -77,7 +87,11 @@ class Poller(AwsRun):
             summaries = self.batch.list_jobs(arrayJobId=job["jobId"], jobStatus="RUNNABLE", maxResults=1)["jobSummaryList"]
             reason = summaries[0].get("statusReason") if summaries else reason
         reason = reason or "no reason given by Batch"
-        advice = next((a for key, a in RUNNABLE_ADVICE.items() if reason.startswith(key)), DEFAULT_RUNNABLE_ADVICE)
+        gpu = bool(self.run.spec.resources.gpus)
+        known = {**RUNNABLE_ADVICE, **GPU_RUNNABLE_ADVICE} if gpu else RUNNABLE_ADVICE
+        advice = next((a for key, a in known.items() if reason.startswith(key)), DEFAULT_RUNNABLE_ADVICE)
+        if gpu and advice is DEFAULT_RUNNABLE_ADVICE:
+            advice = GPU_DEFAULT_ADVICE.format(kind="on-demand" if self.settings.spot is False else "Spot")
         if self.settings.spot is False:  # already on the on-demand queue
             advice = advice.replace("wait, or set aws.spot: false", "wait, or lower `resources`")
             advice = advice.replace("the default Fargate quota", "the default Fargate on-demand quota")
