@@ -161,3 +161,24 @@ def test_s3_presigned_urls_are_sigv4_for_the_clients_region(aws_env):
     url = s3.generate_presigned_url("get_object", Params={"Bucket": "b", "Key": "runs/x/packs/0.jsonl"}, ExpiresIn=60)
     assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url and "%2Feu-west-1%2Fs3%2Faws4_request" in url, url
     assert "AWSAccessKeyId=" not in url
+
+
+@pytest.mark.parametrize(("endpoint", "start"), [
+    (None, "https://my-bucket.s3.eu-west-3.amazonaws.com/runs/x"),  # AWS: the bucket's regional endpoint
+    ("http://127.0.0.1:9", "http://127.0.0.1:9/my-bucket/runs/x"),  # an emulator by address
+    ("http://localhost:9", "http://localhost:9/my-bucket/runs/x"),  # an emulator by name: no my-bucket.localhost
+])
+def test_s3_presigned_urls_name_the_buckets_regional_endpoint_on_aws_and_a_path_on_an_emulator(
+        aws_env, monkeypatch, endpoint, start):
+    """Without virtual-host addressing botocore presigns on the global endpoint (my-bucket.s3.amazonaws.com), which
+    answers a bucket in an opt-in region, or one made minutes ago, with a redirect the raw GET does not follow."""
+    if endpoint is None:
+        monkeypatch.delenv("AWS_ENDPOINT_URL")
+    else:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    s3 = make_client("s3", region="eu-west-3")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "my-bucket", "Key": "runs/x"}, ExpiresIn=60)
+    assert url.startswith(start + "?X-Amz-Algorithm=AWS4-HMAC-SHA256"), url
+    if endpoint is None:  # a bucket name with dots cannot be a TLS host name: the regional endpoint's path
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": "my.data", "Key": "k"}, ExpiresIn=60)
+        assert url.startswith("https://s3.eu-west-3.amazonaws.com/my.data/k?"), url

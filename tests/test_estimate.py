@@ -54,6 +54,11 @@ def no_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
+def ipv4_price() -> float:
+    """Each Fargate container holds a public IPv4 address (the stack has no NAT gateway), billed per hour."""
+    return float(load_prices()["public_ipv4"]["hour"])
+
+
 def price(region: str) -> tuple[float, float]:
     p = load_prices()["regions"][region]
     return p["vcpu_hour"], p["gb_hour"]
@@ -67,10 +72,10 @@ def test_on_demand_estimate_arithmetic_from_task_seconds(tmp_path: Path, no_aws:
         """)
     out = cli_out(capsys, "estimate", str(spec), "--backend", "aws-batch", "--task-seconds", "3600",
                   "--store", str(tmp_path / "store"))
-    # 20 containers, each billed 30 s startup + 3600 s; 2 vCPU and 4 GB each
+    # 20 containers, each billed 30 s startup + 3600 s; 2 vCPU and 4 GB each, and a public IPv4 address
     hours = 20 * 3630 / 3600
     vcpu_price, gb_price = price("us-west-1")
-    expected = hours * 2 * vcpu_price + hours * 4 * gb_price
+    expected = hours * 2 * vcpu_price + hours * 4 * gb_price + hours * ipv4_price()
     assert f"Fargate on-demand, us-west-1): ${expected:,.2f} for" in out
     assert "tasks      20" in out and "2 vCPU, 4096 MiB per task" in out
     assert "task duration: 3600 s each (given with --task-seconds)" in out
@@ -90,7 +95,8 @@ def test_spot_estimate_is_a_range_and_packs_tasks_per_job(tmp_path: Path, no_aws
     vcpu_price, gb_price = price("eu-central-1")
     on_demand = hours * 1 * vcpu_price + hours * 2 * gb_price
     disc = load_prices()["spot_discount"]
-    low, high = on_demand * (1 - disc["high"]), on_demand * (1 - disc["low"])
+    ipv4 = hours * ipv4_price()  # Spot's discount does not apply to the address
+    low, high = on_demand * (1 - disc["high"]) + ipv4, on_demand * (1 - disc["low"]) + ipv4
     assert f"(Fargate Spot, eu-central-1): ${low:,.2f}–${high:,.2f}" in out
     assert "20 task(s), 8 per container: 3 container(s)" in out
     assert "tasks per container: 8 (aws.tasks_per_job)" in out
@@ -210,7 +216,9 @@ def test_cost_of_a_finished_aws_run_from_its_measured_durations() -> None:
     # one container each: max(60, 30 + d) = 120, 60, 230 s
     hours = (120 + 60 + 230) / 3600
     vcpu_price, gb_price = price("us-east-2")
-    assert est.low_usd == est.high_usd == pytest.approx(hours * vcpu_price + hours * 2 * gb_price)
+    assert est.low_usd == est.high_usd == pytest.approx(hours * vcpu_price + hours * 2 * gb_price + hours * ipv4_price())
+    assert f"public IPv4: one address per container (the stack's subnets have no NAT gateway) at $0.005/hour: " \
+           f"${hours * 0.005:.4g}" in est.assumptions
     assert run_cost(_record("local", {"region": "us-east-2"}, **info), [90.0]) is None
 
 

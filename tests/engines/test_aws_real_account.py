@@ -5,6 +5,7 @@ refusals before submit for what the stack's roles could not do, and how a submit
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -222,18 +223,32 @@ def test_a_submit_that_fails_on_the_second_array_leaves_no_untracked_first_array
     assert not Store.open(tmp_path / "store").run_ids()
 
 
-def test_each_submit_copies_the_code_package_and_inputs_onto_themselves(tmp_path, stack, calls):
+def test_a_submit_copies_shared_files_onto_themselves_only_once_they_are_half_way_to_expiry(tmp_path, stack, calls,
+                                                                                            monkeypatch):
+    """The lifecycle expires code packages and inputs RunRetentionDays (30) after their last write, so a submit
+    copies each onto itself, but only when it was written more than 15 days ago: in the versioned bucket every copy
+    keeps the old version, and each search round and resume would otherwise add a full copy."""
+    from helpers import FakeClock
+
     (tmp_path / "prices.csv").write_text("1,2\n")
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "a.txt").write_text("a")
     spec = write_spec(tmp_path, spec_body("{a: [1, 2]}", inputs="[prices.csv, shared]"))
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
     shared = [run.store.code_key(run.info["code_sha256"]), *(e["key"] for e in run.info["inputs_map"].values())]
-    copied = [p["Key"].removeprefix("batchsweep/") for op, p in calls if op == "s3.CopyObject"]
-    assert sorted(copied) == sorted(shared) and len(shared) == 3
-    calls.clear()
-    run.resume(detach=True)  # nothing ran: every task is resubmitted, and the files it needs refreshed again
-    assert sorted(p["Key"].removeprefix("batchsweep/") for op, p in calls if op == "s3.CopyObject") == sorted(shared)
+    assert len(shared) == 3 and not [p for op, p in calls if op == "s3.CopyObject"]
+    assert [op for op, p in calls if op == "s3.HeadObject" and p["Key"].removeprefix("batchsweep/") in shared]
+
+    def copied() -> list[str]:
+        return sorted(p["Key"].removeprefix("batchsweep/") for op, p in calls if op == "s3.CopyObject")
+
+    # the clock every engine the resume makes reads
+    monkeypatch.setattr("batchsweep.engines.base.SYSTEM", FakeClock(wall=time.time() + 14 * 86400))
+    batchsweep.load_run(run.id, store=tmp_path / "store").resume(detach=True)  # nothing ran: all resubmitted
+    assert len(submits(calls)) == 2 and copied() == []  # two weeks on, nothing needs a copy yet
+    monkeypatch.setattr("batchsweep.engines.base.SYSTEM", FakeClock(wall=time.time() + 16 * 86400))
+    batchsweep.load_run(run.id, store=tmp_path / "store").resume(detach=True)
+    assert len(submits(calls)) == 3 and copied() == sorted(shared)
 
 
 def test_a_packed_file_is_the_same_package_as_in_memory(tmp_path):

@@ -150,11 +150,29 @@ def make_client(service: str, *, session: Any = None, profile: str | None = None
     session = session or _shared_session(profile, region)
     config = Config(retries={"mode": "adaptive", "total_max_attempts": total_attempts}, max_pool_connections=32,
                     connect_timeout=10,
-                    # S3's calls are signed SigV4 anyway; this makes its presigned URLs SigV4 and regional too
-                    # (botocore presigns SigV2 on the global endpoint, which buckets made since 2020 refuse).
-                    **({"signature_version": "s3v4"} if service == "s3" else {}))
+                    # S3's calls are signed SigV4 anyway; this makes its presigned URLs SigV4, and virtual-host
+                    # addressing puts them on the bucket's regional endpoint (bucket.s3.REGION.amazonaws.com):
+                    # on the global one, buckets in opt-in regions and new buckets answer with a redirect.
+                    **({"signature_version": "s3v4", "s3": {"addressing_style": "virtual"}} if service == "s3" else {}))
     with _lock:
-        return session.client(service, config=config)
+        client = session.client(service, config=config)
+        if service == "s3" and _names_a_host_not_aws(client.meta.endpoint_url):
+            # An emulator by name (http://localhost:5000) has no BUCKET.localhost: paths there.
+            client = session.client(service, config=config.merge(Config(s3={"addressing_style": "path"})))
+        return client
+
+
+def _names_a_host_not_aws(url: str) -> bool:
+    """Whether an endpoint is a host name other than AWS's (an IP address gets path-style URLs from botocore)."""
+    import ipaddress
+    from urllib.parse import urlparse
+
+    host = urlparse(url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        return False
+    except ValueError:
+        return not host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws"))
 
 
 def check_credentials(session: Any) -> None:

@@ -146,13 +146,20 @@ class S3Backend:
     def upload_file(self, local: Path, key: str) -> None:
         self.client.upload_file(str(local), self.bucket, self._key(key))
 
-    def refresh(self, key: str) -> None:
-        """Copy an object onto itself (server side, multipart when large), restarting its lifecycle expiry."""
+    def refresh(self, key: str, *, older_than_s: float = 0.0, now: float | None = None) -> bool:
+        """Copy an object onto itself (server side, multipart when large), restarting its lifecycle expiry; only
+        when it was last written more than `older_than_s` ago (a HEAD first): in the versioned bucket each copy
+        keeps the old version for a while, a full copy of the object. Returns whether it copied."""
         import time
 
         full = self._key(key)
+        if older_than_s > 0:
+            written = self.client.head_object(Bucket=self.bucket, Key=full)["LastModified"].timestamp()
+            if (time.time() if now is None else now) - written < older_than_s:
+                return False
         self.client.copy({"Bucket": self.bucket, "Key": full}, self.bucket, full,
                          ExtraArgs={"MetadataDirective": "REPLACE", "Metadata": {"batchsweep-used": f"{time.time():.0f}"}})
+        return True
 
     def upload_dir(self, local: Path, key: str) -> None:
         from batchsweep.files import regular_files

@@ -101,6 +101,9 @@ def _price(run_seconds: list[float], *, vcpus: float, memory_mib: int, region: s
     on_demand = vcpu_hours * vcpu_price + gb_hours * gb_price
     disc = table["spot_discount"]
     low, high = (on_demand * (1 - disc["high"]), on_demand * (1 - disc["low"])) if spot else (on_demand, on_demand)
+    ipv4_price = float(table["public_ipv4"]["hour"])
+    ipv4 = billed / 3600 * ipv4_price  # one address per container while it runs; no Spot discount
+    low, high = low + ipv4, high + ipv4
     assumptions = [
         *assumed,
         f"prices: Fargate {table['platform']} in {region}, ${vcpu_price}/vCPU-hour and ${gb_price}/GB-hour on-demand, "
@@ -108,6 +111,8 @@ def _price(run_seconds: list[float], *, vcpus: float, memory_mib: int, region: s
         f"each container: {vcpus:g} vCPU and {memory_mib} MiB ({gb:g} GB)",
         f"startup: {startup_seconds:g} s per container (image pull and boot are billed)",
         f"billing per second with a {minimum:g} s minimum per container: {billed:,.0f} s billed",
+        f"public IPv4: one address per container (the stack's subnets have no NAT gateway) at ${ipv4_price}/hour: "
+        f"${ipv4:.4g}",
         (f"Fargate Spot: {disc['low']:.0%}–{disc['high']:.0%} off on-demand (varies by region and over time); "
          "reclaimed tasks that are retried cost extra") if spot else
         "on-demand: a single figure; real durations vary, so the cost moves with them",

@@ -16,8 +16,8 @@ PRICES_FILE = Path(__file__).parents[2] / "data" / "ec2_gpu_prices.json"
 # An EC2 instance boots, starts the ECS agent and pulls the image before its first container runs; later ones
 # reuse the instance. Per container this is an average, not a measurement.
 STARTUP_S = 120.0
-NOT_INCLUDED = ("not included: retried attempts, idle instance time between jobs, EBS volumes, S3 requests and "
-                "transfer, CloudWatch Logs, ECR storage")
+NOT_INCLUDED = ("not included: retried attempts, idle instance time between jobs, EBS volumes, the instance's "
+                "public IPv4 address, S3 requests and transfer, CloudWatch Logs, ECR storage")
 
 
 def load_prices() -> dict[str, Any]:

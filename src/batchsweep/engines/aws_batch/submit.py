@@ -28,6 +28,7 @@ MAX_OVERRIDES_CHARS = 8192  # SubmitJob's limit on containerOverrides
 # hands to ECS; over the limit the job fails after submit, so ours keep this much of it free.
 BATCH_OWN_CHARS = 1024
 OVERRIDES_BUDGET = MAX_OVERRIDES_CHARS - BATCH_OWN_CHARS
+DEFAULT_RETENTION_DAYS = 2.0  # without a stack: the lifecycle is unknown, so shared files are copied at most daily
 SUBMIT_ATTEMPTS = 8  # SubmitJob sent at most this often (throttled, or found not accepted after a failure)
 # botocore's throttling error codes (retryhandler) that Batch and its front end answer with.
 THROTTLING = frozenset({"Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
@@ -132,13 +133,30 @@ class Submitter(AwsRun):
 
     def _refresh_shared_files(self) -> None:
         """Copy the code package and inputs this run uses onto themselves: the bucket's lifecycle rule expires
-        them counted from their last write, so a package uploaded by an old run never expires under a live one."""
+        them counted from their last write, so a package uploaded by an old run never expires under a live one.
+        Only those written more than half the stack's RunRetentionDays ago: every copy leaves the old version in
+        the versioned bucket, and a submit (each search round, each resume) would otherwise double them."""
         store, record = self.run.store, self.run.record
         keys = [store.code_key(record.code_sha256)] if record.code_sha256 else []
         keys += [entry.key for entry in (record.inputs_map or {}).values()]
-        backend = _s3(store)
+        if not keys:
+            return
+        backend, older_than_s = _s3(store), self._retention_days() * 86400 / 2
         for key in keys:
-            backend.refresh(key)
+            backend.refresh(key, older_than_s=older_than_s, now=self.clock.time())
+
+    def _retention_days(self) -> float:
+        """The stack's RunRetentionDays; a bucket batchsweep did not make has a lifecycle it cannot read (the
+        submit policy has no s3:GetLifecycleConfiguration), so a day counts there: at most a copy a day."""
+        if not self.settings.stack:
+            return DEFAULT_RETENTION_DAYS
+        from batchsweep.infra.stack import stack_parameters
+
+        try:
+            return float(stack_parameters(self.settings.stack, session=self.session).get("RunRetentionDays") or
+                         DEFAULT_RETENTION_DAYS)
+        except ValueError:
+            return DEFAULT_RETENTION_DAYS
 
     def _request(self, *, n: int, offset: int, size: int, k: int, job_definition: str) -> dict[str, Any]:
         spec, run = self.run.spec, self.run
