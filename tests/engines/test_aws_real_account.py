@@ -295,3 +295,23 @@ def test_env_leaves_a_kibibyte_of_the_overrides_limit_to_batchs_own_variables(tm
     (request,) = submits(calls)
     assert 6500 < len(json.dumps(request["containerOverrides"])) <= 8192 - 1024
 
+
+
+def test_resume_after_the_pinned_image_expired_says_how_to_get_it_back_and_submits_nothing(
+        tmp_path, stack, calls, session, capsys):
+    """The repository keeps its 10 newest images; the job definition revision a run pinned names its image by tag.
+    Resuming after it expired would bill every child for a failed image pull."""
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2]}"))
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    ecr = session.client("ecr")
+    image = ecr.batch_get_image(repositoryName=stack["EcrRepository"], imageIds=[{"imageTag": "latest"}])["images"][0]
+    ecr.batch_delete_image(repositoryName=stack["EcrRepository"], imageIds=[{"imageTag": "latest"}])
+    calls.clear()
+    code = cli.main(["resume", run.id, "--detach", "--store", str(tmp_path / "store")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and not submits(calls), err
+    assert f"the task image this run pinned ({stack['EcrRepository']}:latest) is no longer in ECR" in err[0]
+    assert f"`batchsweep image push {spec}` with the same batchsweep version and requirements rebuilds it" in err[0]
+    ecr.put_image(repositoryName=stack["EcrRepository"], imageManifest=image["imageManifest"], imageTag="latest")
+    assert cli.main(["resume", run.id, "--detach", "--store", str(tmp_path / "store")]) == 0
+    assert len(submits(calls)) == 1

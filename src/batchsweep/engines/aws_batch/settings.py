@@ -97,6 +97,34 @@ def _check_image(spec: Spec, outputs: dict[str, str], *, session: Any) -> None:
                             f"build and push one that has them with `{push}`")
 
 
+def check_pinned_image(settings: AwsEngineSettings, spec: Spec, *, session: Any) -> None:
+    """Before a run's later submission (resume, a search round): the image it pinned is still in ECR. The job
+    definition revision names it by tag, and the repository's lifecycle keeps only the newest images; without it
+    every child would fail to start (CannotPullContainerError) after being billed for the attempt."""
+    import re
+
+    from botocore.exceptions import ClientError
+
+    from batchsweep.aws.clients import make_client
+
+    found = re.fullmatch(r"\d+\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/([^:@]+):([^:@]+)",
+                         settings.image_uri or "")
+    if found is None:  # not an ECR image of a stack (a job definition of the user's own): nothing to ask
+        return
+    repository, tag = found.groups()
+    try:
+        make_client("ecr", session=session).describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+        return
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("ImageNotFoundException", "RepositoryNotFoundException"):
+            raise
+    push = f"batchsweep image push {spec.spec_file or 'SPEC'}" + (
+        f" --stack {settings.stack}" if settings.stack and settings.stack != "batchsweep" else "")
+    raise AwsSetupError(f"the task image this run pinned ({repository}:{tag}) is no longer in ECR (the repository "
+                        f"keeps its 10 newest images); `{push}` with the same batchsweep version and requirements "
+                        "rebuilds it under the same tag, or start a new run")
+
+
 def _check_stack_access(spec: Spec, stack: str, outputs: dict[str, str], *, session: Any) -> None:
     """What the stack's roles cannot read is refused before submit: `s3://` inputs outside the stack's readable
     prefixes (the job role), secrets outside its secrets prefix (the execution role)."""

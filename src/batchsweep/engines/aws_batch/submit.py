@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from batchsweep.engines.aws_batch.core import ArrayJob, AwsRun, Submission
-from batchsweep.engines.aws_batch.settings import STORE_PREFIX, _s3
+from batchsweep.engines.aws_batch.settings import STORE_PREFIX, _s3, check_pinned_image
 from batchsweep.engines.base import write_engine_record
 from batchsweep.errors import AwsSetupError, SpecError
 from batchsweep.task.arrayslice import OFFSET_VAR, Slicing, tasks_per_child
@@ -66,6 +66,8 @@ class Submitter(AwsRun):
         run, store, spec = self.run, self.run.store, self.run.spec
         record = self._record()
         n = len(record.submissions)
+        if n:  # the first submission's image was checked a moment ago (AwsBatchEngine.check)
+            check_pinned_image(self.settings, spec, session=self.session)
         k = tasks_per_child(len(indices), max_parallel=spec.max_parallel, tasks_per_job=spec.aws.tasks_per_job,
                             task_seconds=run.record.median_task_s)
         slicing = Slicing.of(indices, k)
