@@ -437,7 +437,7 @@ def watch_status(run: Run, *, every: float = WATCH_EVERY_S, rounds: int | None =
     console = _console()
     n = 0
     while True:
-        active = run.engine.poll().active
+        active = run.poll().active
         if console.is_terminal:
             console.clear()
         print_status(run)

@@ -147,7 +147,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     while True:
         # Decided before reading, so the last read after the task ended gets all of its output.
-        done = not args.follow or run.store.read_status(run.id, args.task) is not None or not run.engine.poll().active
+        done = not args.follow or run.store.read_status(run.id, args.task) is not None or not run.poll().active
         for chunk in run.log_chunks(args.task, stderr=args.stderr, start=shown):  # streamed: any size
             sys.stdout.write(decoder.decode(chunk))
             shown += len(chunk)

@@ -244,7 +244,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from batchsweep.runs import catalog
 
     run = catalog.load_run(args.run, store=args.store)
-    if not run.engine.poll().active:
+    if not run.poll().active:
         out(f"{run.id} is not running; nothing to cancel")
         return 0
     unconfirmed = run.cancel()

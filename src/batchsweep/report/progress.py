@@ -37,7 +37,7 @@ def watch(run: Run, *, show: bool = True, interval: float = 0.25, clock: Clock =
     total = run.n_tasks
     started = clock.monotonic()
     if not show:
-        while run.engine.poll().active:
+        while run.poll().active:
             clock.sleep(interval)
         return
     if in_jupyter():

@@ -36,7 +36,7 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
     table = Columns(run.n_tasks)
     for task in run.store.iter_tasks(run.id):  # first: a metric named like a param is told apart
         table.add_params(task.index, task.params)
-    progress = run.engine.poll()  # before the statuses: one written after this poll is still counted
+    progress = run.poll()  # before the statuses: one written after this poll is still counted
     if progress.statuses is None:
         _read_statuses(run, table)
     else:  # the engine hands over what it wrote; the store has the rest

@@ -55,7 +55,7 @@ def _unreferenced(store: Store, leaving: set[str]) -> list[str]:
 def plan(local: Store, runs: Sequence[Run]) -> Plan:
     p = Plan(runs=list(runs))
     for run in runs:
-        if run.engine.poll().active:
+        if run.poll().active:
             raise RunStateError(f"run {run.id} is still running; `batchsweep cancel {run.id}` first")
     by_store: dict[str, set[str]] = {}
     for run in runs:

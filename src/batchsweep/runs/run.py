@@ -7,8 +7,10 @@ from the store alone (`batchsweep.runs.catalog` finds runs); planning lives in `
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import socket
 import threading
 import time
 from collections import Counter
@@ -214,8 +216,18 @@ class Run:
         return self.store.statuses(self.id, self.n_tasks)
 
     # -- state --------------------------------------------------------------------------------
+    def poll(self) -> Progress:
+        """The engine's progress. A run driven by another process is active while that process holds it, even
+        when the engine cannot tell from here (an engine whose tasks run in its driver's threads)."""
+        progress = self.engine.poll()
+        if not progress.active and self._lock is None:
+            holder = runlock.holder(self.store, self.id)
+            if holder is not None and not (holder.host == socket.gethostname() and holder.pid == os.getpid()):
+                return dataclasses.replace(progress, active=True)
+        return progress
+
     def snapshot(self, progress: Progress | None = None) -> tuple[dict[int, TaskStatus], Progress]:
-        progress = progress or self.engine.poll()  # first: a status written after this poll is still counted
+        progress = progress or self.poll()  # first: a status written after this poll is still counted
         if progress.statuses is None:
             return self.statuses(), progress
         if self._baseline is None:
@@ -235,7 +247,7 @@ class Run:
                 for i in range(self.n_tasks)}
 
     def counts(self) -> tuple[Counter[str], Progress]:
-        progress = self.engine.poll()
+        progress = self.poll()
         if progress.counts is not None:
             counts = Counter(progress.counts)
             if not progress.active:  # ended: a task without a status is what states_from says it is
@@ -284,7 +296,7 @@ class Run:
         """A finished local run of more than AUTO_COMPACT_TASKS tasks is compacted (`batchsweep.store.compact`)."""
         from batchsweep.store.compact import AUTO_COMPACT_TASKS, _compact
 
-        if self.store.is_local and self.n_tasks > AUTO_COMPACT_TASKS and not self.engine.poll().active:
+        if self.store.is_local and self.n_tasks > AUTO_COMPACT_TASKS and not self.poll().active:
             _compact(self)  # under this process's hold of the run
 
     def cancel(self) -> str | None:
@@ -312,7 +324,7 @@ class Run:
         return todo
 
     def _resume(self, *, detach: bool) -> list[int]:
-        if self.engine.poll().active:
+        if self.poll().active:
             raise RunStateError(f"run {self.id} is still running; wait for it or `batchsweep cancel {self.id}` first")
         left = reaper.kill_run_tasks(self.id)  # a runner killed with -9 leaves its running tasks behind
         if left:

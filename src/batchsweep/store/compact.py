@@ -40,7 +40,7 @@ def compact(run: Run) -> Compacted:
     if not store.is_local:
         raise SweepError(f"runs compact: {run.id} is in {store.url}; only a local store's runs are compacted "
                          "(an AWS run's results are read from its children's summaries)")
-    if run.engine.poll().active:
+    if run.poll().active:
         raise RunStateError(f"runs compact: run {run.id} is still running; compact it once it has finished")
     run._hold("batchsweep runs compact")  # no resume or runner may write task files meanwhile
     try:

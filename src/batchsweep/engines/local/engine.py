@@ -373,6 +373,9 @@ class LocalEngine(Engine):
         if record is None or not _alive(record, self.run, self.clock):
             return None
         here = record.host == socket.gethostname()
+        if here and record.pid == os.getpid():  # this process is the runner, its thread not started yet: what
+            self._registry.cancel_all()  # it starts now takes no lease (never a SIGTERM to ourselves)
+            return None
         if here:
             os.kill(record.pid, signal.SIGTERM)
         # else: Run.cancel left a cancel request the runner sees with its next heartbeat
