@@ -407,19 +407,16 @@ def test_right_sizing_asks_only_for_what_each_backend_reserves():
     assert aws is not None and aws.where is None and "AWS cost" in aws.line()
 
 
-def test_two_concurrent_runs_of_1_and_2_gpu_tasks_never_share_a_device(tmp_path, monkeypatch):
-    """Two sweeps on one 4-GPU machine at once (separate processes, as two users' runs are): every task records
-    the CUDA_VISIBLE_DEVICES it got, and no device ever has two tasks on it."""
-    import json
-
-    monkeypatch.setenv("BATCHSWEEP_GPUS", "0,1,2,3")
+def concurrent_probe_runs(tmp_path, runs: dict[str, tuple[str, str]]) -> list:
+    """Each named sweep of resource_probe.py (its params and its `resources.gpus`) run at once, each by its own
+    `batchsweep run` process (as two users' runs are), into one store; their results tables, each all succeeded."""
     specs = []
-    for name, gpus in (("ones", 1), ("twos", 2)):
+    for name, (params, gpus) in runs.items():
         (tmp_path / name).mkdir()
         specs.append(write_spec(tmp_path / name, textwrap.dedent(f"""
             name: {name}
             script: {PROBE}
-            params: {{grid: {{i: [0, 1, 2, 3, 4, 5]}}, fixed: {{hold: 0.5}}}}
+            params: {params}
             resources: {{gpus: {gpus}, vcpus: 0.1}}
             metrics: {{stdout: last}}
         """)))
@@ -427,10 +424,21 @@ def test_two_concurrent_runs_of_1_and_2_gpu_tasks_never_share_a_device(tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for spec in specs]
     for proc in procs:
         assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+    tables = [batchsweep.load_run(run_id, store=tmp_path / "store").results()
+              for run_id in os.listdir(tmp_path / "store" / "runs")]
+    assert all(set(df["status"]) == {"succeeded"} for df in tables)
+    return tables
+
+
+def test_two_concurrent_runs_of_1_and_2_gpu_tasks_never_share_a_device(tmp_path, monkeypatch):
+    """Two sweeps on one 4-GPU machine at once (separate processes, as two users' runs are): every task records
+    the CUDA_VISIBLE_DEVICES it got, and no device ever has two tasks on it."""
+    import json
+
+    monkeypatch.setenv("BATCHSWEEP_GPUS", "0,1,2,3")
+    grid = "{grid: {i: [0, 1, 2, 3, 4, 5]}, fixed: {hold: 0.5}}"
     spans = []
-    for run_id in os.listdir(tmp_path / "store" / "runs"):
-        df = batchsweep.load_run(run_id, store=tmp_path / "store").results()
-        assert set(df["status"]) == {"succeeded"}
+    for df in concurrent_probe_runs(tmp_path, {"ones": (grid, "1"), "twos": (grid, "2")}):
         spans += [(gpu, row["start"], row["end"]) for _, row in df.iterrows()
                   for gpu in row["cuda"].removeprefix("gpu:").split(",")]
     assert len(spans) == 6 + 12 and {g for g, _, _ in spans} <= {"0", "1", "2", "3"}
@@ -445,25 +453,10 @@ def test_one_sweep_mixes_2_1_half_and_0_gpu_tasks_beside_another_run_and_no_devi
     """`resources.gpus: "{gpus}"`: each task takes what its param says. At every moment the shares running on a
     device add up to at most one, across both runs; 0-GPU tasks get no device."""
     monkeypatch.setenv("BATCHSWEEP_GPUS", "0,1,2")
-    specs = []
-    for name, params, gpus in (("mixed", "{grid: {i: [0, 1], gpus: [2, 1, 0.5, 0]}, fixed: {hold: 0.5}}", '"{gpus}"'),
-                               ("ones", "{grid: {i: [0, 1, 2, 3]}, fixed: {hold: 0.5, gpus: 1}}", "1")):
-        (tmp_path / name).mkdir()
-        specs.append(write_spec(tmp_path / name, textwrap.dedent(f"""
-            name: {name}
-            script: {PROBE}
-            params: {params}
-            resources: {{gpus: {gpus}, vcpus: 0.1}}
-            metrics: {{stdout: last}}
-        """)))
-    procs = [subprocess.Popen([sys.executable, "-m", "batchsweep", "run", str(spec), "--store", str(tmp_path / "store")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for spec in specs]
-    for proc in procs:
-        assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
     events = []
-    for run_id in os.listdir(tmp_path / "store" / "runs"):
-        df = batchsweep.load_run(run_id, store=tmp_path / "store").results()
-        assert set(df["status"]) == {"succeeded"}
+    for df in concurrent_probe_runs(tmp_path, {
+            "mixed": ("{grid: {i: [0, 1], gpus: [2, 1, 0.5, 0]}, fixed: {hold: 0.5}}", '"{gpus}"'),
+            "ones": ("{grid: {i: [0, 1, 2, 3]}, fixed: {hold: 0.5, gpus: 1}}", "1")}):
         for _, row in df.iterrows():
             devices = [d for d in row["cuda"].removeprefix("gpu:").split(",") if d]
             assert len(devices) == (int(row["gpus"]) if row["gpus"] >= 1 else 1 if row["gpus"] else 0), row
