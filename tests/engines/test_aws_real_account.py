@@ -315,3 +315,16 @@ def test_resume_after_the_pinned_image_expired_says_how_to_get_it_back_and_submi
     ecr.put_image(repositoryName=stack["EcrRepository"], imageManifest=image["imageManifest"], imageTag="latest")
     assert cli.main(["resume", run.id, "--detach", "--store", str(tmp_path / "store")]) == 0
     assert len(submits(calls)) == 1
+
+
+def test_a_detached_search_on_aws_is_refused_in_one_line_before_anything_is_uploaded(tmp_path, stack, calls, session,
+                                                                                     capsys):
+    spec = write_spec(tmp_path, spec_body("{a: [1]}", params="{fixed: {b: 1}}",
+                                          search="{sampler: random, trials: 4, batch: 2, metric: product, "
+                                                 "space: {a: 'randint(1, 9)'}}"))
+    code, err = run_cli(spec, tmp_path, capsys)
+    assert code == 2 and len(err) == 1, err
+    assert "the sampler in the process that waits" in err[0] and "`batchsweep resume RUN` goes on" in err[0]
+    assert not submits(calls) and not Store.open(tmp_path / "store").run_ids()
+    listed = session.client("s3").list_objects_v2(Bucket=stack["Bucket"], Prefix="batchsweep/")
+    assert listed["KeyCount"] == 0  # no code package left behind

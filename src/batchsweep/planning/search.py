@@ -249,21 +249,24 @@ def _recorded(run: Run) -> SearchRecord:
 
 def start(run: Run, *, detach: bool) -> None:
     """Create the run's study. Rounds are driven by `Run.wait` in this process."""
-    _no_detach(detach)
+    no_detach(detach)
     study_file = StudyFile(run)
     study_file.open(create=True)
     study_file.save()
 
 
-def _no_detach(detach: bool) -> None:
+def no_detach(detach: bool) -> None:
+    """A search cannot be left to run on its own: its sampler runs in the waiting process, on this machine."""
     if detach:
-        raise SpecError("search: --detach is not supported for a search: the process that waits drives its rounds; "
-                        "run it without --detach (e.g. under nohup or tmux)")
+        raise SpecError("search: --detach is not supported: each round's trials are proposed by the sampler in the "
+                        "process that waits, from the results of the rounds before (the backend only runs the tasks); "
+                        "run without --detach, e.g. `nohup batchsweep run SPEC &` or in tmux, and if that process "
+                        "stops, `batchsweep resume RUN` goes on from the finished rounds")
 
 
 def resume_todo(run: Run, *, detach: bool) -> list[int]:
     """Tell what finished; the tasks to run next: asked trials without a result, else the next round's trials."""
-    _no_detach(detach)
+    no_detach(detach)
     study_file = StudyFile(run)
     study = study_file.open()
     left = _settle(run, study)

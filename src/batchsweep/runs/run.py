@@ -46,6 +46,10 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, re
     copied, not run (`batchsweep.planning.reuse`); `say` gets the one-line account ("120 tasks: 96 reused ...")."""
     from batchsweep.planning.reuse import Reuse, copy_results
 
+    if p.spec.search:  # refused before anything is uploaded or written
+        from batchsweep.planning.search import no_detach
+
+        no_detach(detach)
     local = store if isinstance(store, Store) else Store.open(store)
     run_store = p.engine.run_store(p.record.engine, local)
     reuse_on = reuse is not False  # recorded: a search's rounds and `resume` reuse only when the run did
