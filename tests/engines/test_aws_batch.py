@@ -599,3 +599,19 @@ def test_the_player_reads_the_runs_records_typed_and_a_damaged_engine_json_is_on
     run.store.write_json(key, written)
     assert set(play_containers(again)) == {0}
     assert sorted(batchsweep.load_run(run.id, store=tmp_path / "store").results()["a"]) == [1, 2, 3]
+
+
+def test_results_read_before_the_containers_ran_agree_with_status_once_they_have(tmp_path, stack, capsys):
+    """moto calls every job SUCCEEDED at once (as Batch may before a container's upload lands): the tasks read as
+    lost until their statuses arrive, and `results` does not keep that guess in its cache."""
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3]}"))
+    store = str(tmp_path / "store")
+    run = batchsweep.run(spec, store=store, detach=True)
+    assert set(batchsweep.load_run(run.id, store=store).results()["status"]) == {"lost"}
+    assert play_containers(run) == [0, 0, 0]
+    capsys.readouterr()
+    assert cli.main(["status", run.id, "--store", store]) == 0
+    assert "tasks    3 succeeded (of 3)" in capsys.readouterr().out
+    df = batchsweep.load_run(run.id, store=store).results()  # no refresh
+    assert list(df["status"]) == ["succeeded"] * 3 and list(df["product"]) == [1, 2, 3]
+    assert run.store.backend.exists(run.store.results_cache_key(run.id))  # now every task has its own status

@@ -63,7 +63,10 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
     frame, whole = table.frame(states, list(run.record.param_names))
     df = _typed(frame, run, whole)
     finished = all(State(s).done for s in set(states)) and not progress.active
-    if finished:
+    # A task lost without a status of its own is the engine's guess (Batch's state, which may run ahead of a
+    # container's upload, or a player that runs it later): a cache would keep the guess after the status lands.
+    guessed = any(state == State.LOST.value and not table.has_status(i) for i, state in enumerate(states))
+    if finished and not guessed:
         try:
             run.store.backend.write_bytes(cache, to_parquet_bytes(df))
             _write_sweep_stats(run, df)
