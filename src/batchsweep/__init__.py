@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["run", "load_run", "load_sweep", "list_runs", "plan", "start", "log_metrics", "Run", "SweepError"]
+__all__ = ["run", "load_run", "load_sweep", "list_runs", "plan", "start", "log_metrics", "compare", "Run", "SweepError"]
 
 if TYPE_CHECKING:
     from batchsweep.errors import SweepError
     from batchsweep.planning.plan import plan
     from batchsweep.runs.catalog import list_runs, load_run
+    from batchsweep.runs.compare import compare
     from batchsweep.runs.history import load_sweep
     from batchsweep.runs.run import Run, run, start
     from batchsweep.task.api import log_metrics
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "run": "batchsweep.runs.run", "load_run": "batchsweep.runs.catalog", "list_runs": "batchsweep.runs.catalog", "plan": "batchsweep.planning.plan",
     "start": "batchsweep.runs.run", "Run": "batchsweep.runs.run", "log_metrics": "batchsweep.task.api",
-    "SweepError": "batchsweep.errors", "load_sweep": "batchsweep.runs.history",
+    "SweepError": "batchsweep.errors", "load_sweep": "batchsweep.runs.history", "compare": "batchsweep.runs.compare",
 }
 
 

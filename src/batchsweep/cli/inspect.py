@@ -49,14 +49,21 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser("report", parents=[store], help="a self-contained HTML report with plots")
-    latest_run_argument(p)
-    p.add_argument("--sweep", metavar="NAME", help="plot every run of sweep NAME as one table (see results --sweep)")
+    p.add_argument("runs", nargs="*", metavar="RUN",
+                   help="run id or a unique part of one (default: the latest run); two or more: one page overlaying "
+                        "them, with what differs between them")
+    p.add_argument("--sweep", metavar="NAME",
+                   help="plot every run of sweep NAME as one table (see results --sweep), its runs overlaid")
     p.add_argument("-o", "--output", default="report.html", metavar="FILE", help="where to write (default: report.html)")
     p.add_argument("--metric", help="the metric to rank by (default: picked and named in the report)")
     direction = p.add_mutually_exclusive_group()
     direction.add_argument("--maximize", dest="maximize", action="store_true", default=None,
                            help="higher is better (default: from the metric's name, else maximize)")
     direction.add_argument("--minimize", dest="maximize", action="store_false", help="lower is better")
+    p.add_argument("--serve", action="store_true",
+                   help="serve the report on http://127.0.0.1:PORT/ instead of writing a file; while the run goes the "
+                        "page refreshes itself (progress, running tasks' curves, prune decisions); Ctrl-C stops it")
+    p.add_argument("--port", type=int, default=0, metavar="N", help="with --serve: the port (default: a free one)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("diff", parents=[store], help="what changed between two runs and which tasks' metrics moved")
@@ -173,12 +180,55 @@ def _no_output_why(run: Any, task: int, stderr: bool) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if len(args.runs) > 1:
+        return _compare_runs(args)
+    args.run = args.runs[0] if args.runs else None
     run, history = run_or_sweep(args, "report")
+    if args.serve:
+        return _serve_report(args, run, history)
+    if args.port:
+        raise SweepError("--port needs --serve")
     metric, maximize = (history if history is not None else run).report(args.output, metric=args.metric, maximize=args.maximize)
     if metric:
         out(f"wrote {args.output} (metric: {metric}, {'maximize' if maximize else 'minimize'})")
     else:
         out(f"wrote {args.output} (no numeric metric to plot: no task recorded one; see `batchsweep status {run.id}`)")
+    return 0
+
+
+def _compare_runs(args: argparse.Namespace) -> int:
+    from batchsweep.runs import catalog
+    from batchsweep.runs.compare import compare
+
+    if args.sweep or args.serve:
+        raise SweepError(f"report: give two or more RUNs, or {'--sweep NAME' if args.sweep else '--serve'} with at "
+                         "most one, not both")
+    runs = [catalog.load_run(r, store=args.store) for r in args.runs]
+    metric, maximize = compare(runs, args.output, metric=args.metric, maximize=args.maximize)
+    how = f"metric: {metric}, {'maximize' if maximize else 'minimize'}" if metric else "no numeric metric to plot"
+    out(f"wrote {args.output}: {len(runs)} runs compared ({how})")
+    return 0
+
+
+def _serve_report(args: argparse.Namespace, run: Any, history: Any) -> int:
+    import threading
+
+    if not 0 <= args.port <= 65535:
+        raise SweepError(f"--port {args.port}: give a port from 1 to 65535, or 0 for a free one")
+    try:
+        server = (history or run).serve(port=args.port, metric=args.metric, maximize=args.maximize)
+    except OSError as e:
+        raise SweepError(f"--port {args.port}: cannot listen there ({e.strerror}); pick another or leave --port "
+                         "out for a free one") from None
+    what = f"sweep {args.sweep}" if args.sweep else f"run {run.id}"
+    out(f"serving the report of {what} at {server.url} (Ctrl-C stops)")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    out("stopped serving the report")
     return 0
 
 

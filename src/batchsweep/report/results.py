@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from batchsweep.runs.run import Run
+    from batchsweep.store.record import RunRecord
 
 HISTORY_COLUMNS = ("run", "key")  # a sweep's union table (`batchsweep.runs.history`): where each row was computed
 
@@ -405,9 +406,25 @@ def _csv_quoted(texts: list[str]) -> list[str]:
 
 def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric: str | None = None,
                  maximize: bool | None = None, table: pd.DataFrame | None = None,
-                 runs: dict[str, Run] | None = None) -> Any:
+                 runs: dict[str, Run] | None = None, extra: Sequence[str] = ()) -> Any:
     """The run's HTML report; `table` replaces its results (a sweep's union table, see `batchsweep.runs.history`, whose
-    `runs` are the sweep's runs by id)."""
+    `runs` are the sweep's runs by id). Without `path`, the page (in a notebook: displayed inline)."""
+    html, chosen, maximize = render_report(run, metric=metric, maximize=maximize, table=table, runs=runs, extra=extra)
+    if path is None:
+        try:
+            from IPython.display import HTML
+        except ImportError:
+            return html
+        return HTML(inline_html(html))
+    Path(path).write_text(html, encoding="utf-8")
+    return chosen, maximize
+
+
+def render_report(run: Run, *, metric: str | None = None, maximize: bool | None = None,
+                  table: pd.DataFrame | None = None, runs: dict[str, Run] | None = None,
+                  live: dict[str, Any] | None = None, extra: Sequence[str] = ()) -> tuple[str, str, bool]:
+    """The report page of the run as the store has it now: `(html, chosen metric, maximize)`. `live`: the page
+    is served while the run may still be going (`batchsweep.report.serve`), see `build_report`."""
     from batchsweep.report.html import build_report
 
     df = gather(run) if table is None else table
@@ -423,14 +440,7 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
     derived = derived_params(run)
     params = [p for p in record.param_names if p in derived
               or not (p in df and len(df) > 2 and df[p].dtype == object and df[p].astype(str).nunique() == len(df))]
-    spec = record.spec
-    space = {**(spec.search.space if spec.search else {}),
-             **(spec.params.random.space if spec.params and spec.params.random else {})}
-    sampled = list(space)
-    from batchsweep.spec.distributions import parse as parse_distribution
-
-    # a sampled param's axis is logarithmic when its distribution is, and only then (uniform(0, 1) stays linear)
-    log_params = [p for p, d in space.items() if parse_distribution(d, where=p).kind == "loguniform"]
+    sampled, log_params = sampled_params(record)
     summary.update(_stop_fields(run))
     same = identical_in_table(run, df)
     if same:
@@ -445,15 +455,20 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
         df, params=params, metrics=metric_columns(run, df), summary=summary,
         log_tail=lambda i: "\n".join(run.logs(i, stderr=True).splitlines()[-20:]), metric=metric, maximize=maximize,
         derived=derived, sampled=sampled, log_params=log_params, series=read_series(run), sources=provenance_sources(run, df, runs or {}),
+        live=live, extra=extra,
     )
-    if path is None:
-        try:
-            from IPython.display import HTML
-        except ImportError:
-            return html
-        return HTML(inline_html(html))
-    Path(path).write_text(html, encoding="utf-8")
-    return chosen, maximize
+    return html, chosen, maximize
+
+
+def sampled_params(record: RunRecord) -> tuple[list[str], list[str]]:
+    """The params drawn from a distribution (a search's space, `params.random`'s), and those of them whose
+    distribution is logarithmic: their axis is logarithmic, and only theirs (uniform(0, 1) stays linear)."""
+    from batchsweep.spec.distributions import parse as parse_distribution
+
+    spec = record.spec
+    space = {**(spec.search.space if spec.search else {}),
+             **(spec.params.random.space if spec.params and spec.params.random else {})}
+    return list(space), [p for p, d in space.items() if parse_distribution(d, where=p).kind == "loguniform"]
 
 
 def provenance_sources(run: Run, df: pd.DataFrame, runs: dict[str, Run]) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from batchsweep.store.core import Store
 if TYPE_CHECKING:
     import pandas as pd
 
+    from batchsweep.report.serve import ReportServer
     from batchsweep.runs.run import Run
 
 
@@ -69,7 +70,33 @@ class SweepHistory:
     def report(self, path: Any = None, **kwargs: Any) -> Any:
         from batchsweep.report.results import write_report
 
-        return write_report(self.latest, path, table=self.results(), runs={r.id: r for r in self.runs}, **kwargs)
+        return write_report(self.latest, path, table=self.results(), runs={r.id: r for r in self.runs},
+                            extra=self.compared(**kwargs), **kwargs)
+
+    def compared(self, **kwargs: Any) -> list[str]:
+        """The sweep's runs overlaid (`batchsweep.runs.compare`), a section of its report when it has two or more."""
+        from batchsweep.runs.compare import comparison
+
+        if len(self.runs) < 2:
+            return []
+        sections, _, _ = comparison(self.runs, **kwargs)
+        return [f'<h2 id="runs-compared">The sweep\'s {len(self.runs)} runs compared</h2>', *sections]
+
+    def serve(self, *, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> ReportServer:
+        """Serve the sweep's report as `Run.serve` does a run's, its runs re-read from the store at each refresh
+        (a run started meanwhile joins it)."""
+        from batchsweep.report.results import render_report
+        from batchsweep.report.serve import serve
+
+        def render(refresh_s: float) -> tuple[str, bool]:
+            now = load_sweep(self.name, store=self.latest.store)
+            active = now.latest.poll().active
+            html, _, _ = render_report(now.latest, table=now.results(), runs={r.id: r for r in now.runs},
+                                       live={"active": active, "refresh_s": refresh_s}, extra=now.compared(**kwargs),
+                                       **kwargs)
+            return html, active
+
+        return serve(render, host=host, port=port)
 
 
 def load_sweep(name: str, *, store: Store | str | None = None) -> SweepHistory:

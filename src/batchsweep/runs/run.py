@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from batchsweep.engines.base import Engine, Progress
     from batchsweep.planning.reuse import Reuse
+    from batchsweep.report.serve import ReportServer
 
 
 def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, reuse: bool | Reuse = True,
@@ -423,6 +424,21 @@ class Run:
         from batchsweep.report.results import write_report
 
         return write_report(self, path, **kwargs)
+
+    def serve(self, *, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> ReportServer:
+        """Serve the report on http://HOST:PORT/ (port 0: a free one; `.url` says which) from a thread, re-read from
+        the store at each refresh; while the run goes the page refreshes itself. `kwargs` as `report` (`metric`,
+        `maximize`). `.stop()` on the returned server ends it."""
+        from batchsweep.report.results import render_report
+        from batchsweep.report.serve import serve
+
+        def render(refresh_s: float) -> tuple[str, bool]:
+            run = Run(self.store, self.id)  # afresh: a search's new trials, a resumed run's new engine
+            active = run.poll().active  # first: a run that ends during the render is rendered once more
+            html, _, _ = render_report(run, live={"active": active, "refresh_s": refresh_s}, **kwargs)
+            return html, active
+
+        return serve(render, host=host, port=port)
 
 
 def run(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), backend: str | None = None,
