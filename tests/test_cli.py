@@ -121,7 +121,7 @@ def test_the_cli_starts_fast_every_command_group_registered_and_no_heavy_module_
     runs = [json.loads(subprocess.run([sys.executable, "-c", STARTUP.format(heavy=HEAVY)], capture_output=True,
                                       text=True, check=True, timeout=60).stdout) for _ in range(3)]
     assert runs[0]["heavy"] == []
-    assert {"run", "estimate", "explain", "resume", "wait", "cancel", "init", "status", "results", "logs", "report", "diff",
+    assert {"run", "estimate", "explain", "resume", "wait", "cancel", "init", "status", "results", "logs", "report", "study", "diff",
             "rerun", "runs", "gc", "infra", "image", "doctor"} == set(runs[0]["commands"])
     assert min(r["elapsed"] for r in runs) < 0.3
 

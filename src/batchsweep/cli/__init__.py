@@ -3,7 +3,7 @@
 One module per command group, each adding its commands with `register`:
 
     run       run, estimate, resume, wait, cancel, init    start, follow and stop sweeps
-    inspect   status, results, logs, report, diff, rerun   what runs did
+    inspect   status, results, logs, report, study, diff, rerun   what runs did
     catalog   runs [rm, compact], gc                       list, delete and pack runs
     infra     infra, image, doctor                         the AWS stack and the task image
 

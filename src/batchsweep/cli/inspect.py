@@ -1,4 +1,4 @@
-"""The commands that look at what runs did: status, results, logs, report, diff, rerun."""
+"""The commands that look at what runs did: status, results, logs, report, study, diff, rerun."""
 
 from __future__ import annotations
 
@@ -65,6 +65,18 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
                         "page refreshes itself (progress, running tasks' curves, prune decisions); Ctrl-C stops it")
     p.add_argument("--port", type=int, default=0, metavar="N", help="with --serve: the port (default: a free one)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("study", parents=[store],
+                       help="write a run as an Optuna study (optuna.load_study, optuna-dashboard open it)")
+    latest_run_argument(p)
+    p.add_argument("--to", required=True, metavar="STORAGE",
+                   help="an Optuna storage: a database URL (sqlite:///study.db) or a journal file (study.log)")
+    p.add_argument("--study-name", metavar="NAME", help="the study's name (default: the run id)")
+    p.add_argument("--metric", help="the trials' value (default: a search's metric, else picked as the report picks it)")
+    direction = p.add_mutually_exclusive_group()
+    direction.add_argument("--maximize", dest="maximize", action="store_true", default=None, help="higher is better")
+    direction.add_argument("--minimize", dest="maximize", action="store_false", help="lower is better")
+    p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("diff", parents=[store], help="what changed between two runs and which tasks' metrics moved")
     p.add_argument("run_a", metavar="RUN_A", help="the earlier run (id or a unique part of one)")
@@ -229,6 +241,19 @@ def _serve_report(args: argparse.Namespace, run: Any, history: Any) -> int:
     finally:
         server.stop()
     out("stopped serving the report")
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from batchsweep.runs import catalog
+
+    run = catalog.load_run(args.run, store=args.store)
+    done = run.export_study(args.to, study_name=args.study_name, metric=args.metric, maximize=args.maximize)
+    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(done.states.items(), key=lambda kv: -kv[1]))
+    out(f"wrote study {done.study_name!r} to {done.storage}: {sum(done.states.values())} trials ({states}), "
+        f"{done.direction} {done.metric}")
+    storage = repr(done.storage) if "://" in done.storage else f"JournalStorage(JournalFileBackend({done.storage!r}))"
+    out(f"open it: optuna.load_study(study_name={done.study_name!r}, storage={storage})")
     return 0
 
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from batchsweep.engines.base import Engine, Progress
     from batchsweep.planning.reuse import Reuse
     from batchsweep.report.serve import ReportServer
+    from batchsweep.report.study import Exported
 
 
 def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, reuse: bool | Reuse = True,
@@ -424,6 +425,16 @@ class Run:
         from batchsweep.report.results import write_report
 
         return write_report(self, path, **kwargs)
+
+    def export_study(self, to: str, *, study_name: str | None = None, metric: str | None = None,
+                     maximize: bool | None = None) -> Exported:
+        """Write the run into the Optuna storage `to` (`sqlite:///study.db`, any database URL, or a journal file
+        `study.log`) as a study named `study_name` (default: the run id): every task a trial with its params,
+        distributions, state, value and series as intermediate values, so `optuna.load_study` and
+        `optuna-dashboard` open it. See `batchsweep.report.study`."""
+        from batchsweep.report.study import export_study
+
+        return export_study(self, to, study_name=study_name, metric=metric, maximize=maximize)
 
     def serve(self, *, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> ReportServer:
         """Serve the report on http://HOST:PORT/ (port 0: a free one; `.url` says which) from a thread, re-read from
