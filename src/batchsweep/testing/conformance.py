@@ -182,3 +182,17 @@ class Conformance:
         assert "running" in shown.stdout, shown.stdout
         run = engine.finish(run)
         assert set(run.results()["status"]) == {"succeeded"}
+
+    def test_a_second_run_of_the_same_sweep_reuses_every_task_and_runs_none(self, tmp_path: Path,
+                                                                           engine: Harness) -> None:
+        spec = sweep(tmp_path, engine, f"{{grid: {{a: [1, 2]}}, fixed: {{marks: '{engine.marks}'}}}}")
+        first = engine.run(spec)
+        for done in engine.marks.glob("*.done"):  # each task leaves one as it ends
+            done.unlink()
+        again = engine.run(spec)
+        assert again.id != first.id
+        df = again.results().sort_values("a")
+        assert list(df["square"]) == [1, 4] and set(df["status"]) == {"succeeded"}
+        statuses = again.store.statuses(again.id)
+        assert sorted(statuses) == [0, 1] and all(s.reused_from for s in statuses.values()), statuses
+        assert not list(engine.marks.glob("*.done")), "a reused task ran again"
