@@ -615,3 +615,27 @@ def test_results_read_before_the_containers_ran_agree_with_status_once_they_have
     df = batchsweep.load_run(run.id, store=store).results()  # no refresh
     assert list(df["status"]) == ["succeeded"] * 3 and list(df["product"]) == [1, 2, 3]
     assert run.store.backend.exists(run.store.results_cache_key(run.id))  # now every task has its own status
+
+
+def test_a_dry_run_packs_tasks_into_containers_as_the_submit_then_does(tmp_path, stack, calls, capsys):
+    """Both take the task time from the newest finished run this machine knows, an S3 run included (its
+    `results` keep the figure in the local store too): the dry run no longer says 2 containers of 8 when the
+    submit, packing by the earlier run's short tasks, makes 1 of 16."""
+    import re
+
+    spec = write_spec(tmp_path, spec_body("{a: [" + ", ".join(map(str, range(16))) + "]}", max_parallel="2"))
+    store = str(tmp_path / "store")
+    first = batchsweep.run(spec, store=store, detach=True)
+    assert submits(calls)[0]["arrayProperties"] == {"size": 2}  # no earlier run: max_parallel's 2 children of 8
+    play_containers(first)
+    assert len(batchsweep.load_run(first.id, store=store).results()) == 16  # finished: its task time is kept
+
+    capsys.readouterr()
+    assert cli.main(["run", str(spec), "--dry-run", "--store", store]) == 0
+    out = capsys.readouterr().out
+    shown = re.search(r"16 task\(s\), (\d+) per container: (\d+) container\(s\)", out)
+    assert shown is not None and f"of earlier run {first.id} (aws-batch)" in out, out
+    second = batchsweep.run(spec, store=store, detach=True, reuse=False)
+    (submission,) = second.store.read_json(second.store.engine_record_key(second.id))["submissions"]
+    assert (submission["tasks_per_child"], len(submission["jobs"])) == (int(shown[1]), 1)
+    assert int(shown[1]) == 16 and int(shown[2]) == 1

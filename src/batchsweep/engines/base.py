@@ -273,6 +273,9 @@ class Engine(abc.ABC):
     per_task_gpus: ClassVar[bool] = False
     # Whether tasks run on a Python of this machine: `python:` applies, and MLflow's client must be installed here.
     local_python: ClassVar[bool] = True
+    # Whether a submit packs tasks into children by an earlier run's task time (run.json's `median_task_s`, which
+    # `runs.run.start` fills from the same figure `estimate` and a dry run read: `runs.estimate.packing_durations`).
+    packs_by_duration: ClassVar[bool] = False
 
     @classmethod
     def check_resources(cls, spec: Spec) -> None:

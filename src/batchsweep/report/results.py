@@ -137,11 +137,15 @@ def _typed(df: pd.DataFrame, run: Run, whole: set[str] | None = None) -> pd.Data
 
 
 def _write_sweep_stats(run: Run, df: pd.DataFrame) -> None:
-    """The median task time of a finished run sizes the next submit of the same sweep (remote engines)."""
+    """The median task time of a finished run sizes the next submit of the same sweep (engines that pack tasks by
+    it), in the run's store and in the local store that points to it: `estimate`, a dry run and the submit read
+    it there without calling AWS (`runs.estimate.packing_durations`)."""
     durations = df.loc[df["status"] == "succeeded", "duration_s"].dropna()
     if len(durations):
-        run.store.write_json(run.store.sweep_stats_key(run.name),
-                             {"median_task_s": float(durations.median()), "run_id": run.id, "tasks": len(durations)})
+        stats = {"median_task_s": float(durations.median()), "run_id": run.id, "tasks": len(durations),
+                 "backend": run.record.backend, "created_ts": run.record.created_ts}
+        for store in {id(s): s for s in (run.store, run.home) if s is not None}.values():
+            store.write_json(store.sweep_stats_key(run.name), stats)
 
 
 def to_parquet_bytes(df: pd.DataFrame) -> bytes:

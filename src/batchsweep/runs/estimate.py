@@ -12,13 +12,14 @@ import functools
 import os
 import statistics
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from batchsweep.errors import SweepError
 from batchsweep.registry import DEFAULT_BACKEND
 from batchsweep.report.cost import Durations, usage_of
+from batchsweep.runs.durations import Latest, durations_of, latest_finished_run, packing_durations
 from batchsweep.text import duration
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def estimate_plan(p: Plan, *, task_seconds: float | None = None, pilot: int | No
     # The newest finished run of the sweep gives both the durations and the right size: read it once, and only
     # when one of them needs it.
     latest: Latest = functools.cache(lambda: latest_finished_run(spec.name, store=store))
-    durations = _durations(p, task_seconds=task_seconds, pilot=pilot, latest=latest)
+    durations = _durations(p, task_seconds=task_seconds, pilot=pilot, latest=latest, store=store)
     priced = p.engine.estimate_cost(spec, n, durations)
     cost, note = (None, priced) if isinstance(priced, str) else (priced, "")
     tasks_note = ""
@@ -109,65 +110,26 @@ def estimate_plan(p: Plan, *, task_seconds: float | None = None, pilot: int | No
 
 
 # -- durations ------------------------------------------------------------------------------------
-Latest = Callable[[], "tuple[RunEntry, dict[int, TaskStatus]] | None"]
 
 
-def _durations(p: Plan, *, task_seconds: float | None, pilot: int | None, latest: Latest) -> Durations:
+def _durations(p: Plan, *, task_seconds: float | None, pilot: int | None, latest: Latest,
+               store: Store | str | None) -> Durations:
     if task_seconds is not None:
         if not task_seconds >= 0:
             raise SweepError(f"--task-seconds {task_seconds}: give a number of seconds >= 0")
         return Durations(float(task_seconds), "given with --task-seconds")
     if pilot is not None:
         return pilot_durations(p, pilot)
-    earlier = durations_of(latest())
+    earlier = packing_durations(p.spec.name, store=store, latest=latest)
     if earlier is not None:
         return earlier
     return Durations(DEFAULT_TASK_S, f"DEFAULT ASSUMPTION: no finished run of sweep {p.spec.name!r} in the "
                      "local store, no --task-seconds, no --pilot", known=False)
 
 
-def latest_finished_run(name: str, *, store: Store | str | None = None) -> tuple[RunEntry, dict[int, TaskStatus]] | None:
-    """The newest finished local run of this sweep (its run.json and statuses), if any.
-    Runs kept on S3 (a local pointer only) are skipped: reading them would call AWS."""
-    from batchsweep.runs.catalog import list_runs
-    from batchsweep.store.core import Store
-
-    if not isinstance(store, Store) and str(store or os.environ.get("BATCHSWEEP_STORE") or "").startswith("s3://"):
-        return None  # an S3 store: reading it would call AWS
-    local = store if isinstance(store, Store) else Store.open(store)
-    if not local.is_local:
-        return None
-    for entry in reversed(list_runs(store=local)):
-        if entry.name != name or entry.pointer or entry.damaged:
-            continue
-        statuses = local.statuses(entry.run_id)
-        if len(statuses) < (entry.n_tasks or 0):
-            continue  # still running or interrupted
-        return entry, statuses
-    return None
-
-
 def earlier_run_durations(name: str, *, store: Store | str | None = None) -> Durations | None:
     """Median duration of the succeeded tasks of the newest finished local run of this sweep, if any."""
     return durations_of(latest_finished_run(name, store=store))
-
-
-def durations_of(latest: tuple[RunEntry, dict[int, TaskStatus]] | None) -> Durations | None:
-    """Median duration of the succeeded tasks of a finished run (`latest_finished_run`), if any."""
-    from batchsweep.model import State
-
-    if latest is None:
-        return None
-    entry, statuses = latest
-    ok = [s.duration_s for s in statuses.values() if s.state is State.SUCCEEDED and s.duration_s is not None]
-    if not ok:
-        return None
-    return Durations(statistics.median(ok), f"median of {len(ok)} succeeded task(s) of earlier run "
-                     f"{entry.run_id} ({entry.backend})", from_earlier_run=True)
-
-
-
-
 
 
 def earlier_right_size(spec: Spec, *, store: Store | str | None = None) -> RightSize | None:

@@ -70,6 +70,11 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, re
         info = {**p.info, "store": run_store.url, "reused": len(reuse.found), "reuse": reuse_on}
         if reuse_on and p.tasks and not p.spec.search:
             info["reuse_account"] = reuse.account()
+        if p.engine.packs_by_duration:  # the figure a dry run packed by, so both pack alike
+            from batchsweep.runs.durations import packing_durations
+
+            earlier = packing_durations(p.spec.name, store=local)
+            info["median_task_s"] = earlier.task_s if earlier is not None else None
         info.update(p.engine.prepare(p.spec, run_store, info))
         run_store.create_run(run_id, info, p.tasks)
         if reuse.found:
@@ -78,6 +83,7 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, re
             local.write_json(local.run_record_key(run_id),
                              {"run_id": run_id, "pointer": True, **_summary_fields(p.record, run_store.url)})
         run = Run(run_store, run_id, info)
+        run.home = local if run_store.url != local.url else None
         run._hold_with(lock)
         if p.spec.search:
             from batchsweep.planning import search
@@ -125,6 +131,7 @@ class Run:
         self.id = run_id
         self.info = info if info is not None else store.run_info(run_id)
         self._baseline: dict[int, TaskStatus] | None = None  # statuses of tasks the engine is not running
+        self.home: Store | None = None  # the local store whose pointer names this run, when its store is remote
         self._lock: runlock.RunLock | None = None  # held while this process drives the run
         self._record: RunRecord | None = None
         self._record_of: dict[str, Any] | None = None  # the info the record was parsed from

@@ -16,7 +16,6 @@ from batchsweep.engines.aws_batch.settings import (
     _expand_refs,
     _s3,
     _session,
-    _sweep_stats,
     resolve_settings,
 )
 from batchsweep.engines.aws_batch.submit import Submitter, _check_overrides_size
@@ -44,6 +43,7 @@ class AwsBatchEngine(Submitter, Poller, LogReader):
     live_code = False  # every child unpacks the code package uploaded when the run started (a resume too)
     priced = True  # Fargate's price table (engines/aws_batch/cost.py)
     local_python = False  # tasks run on the task image's Python
+    packs_by_duration = True  # submit.py: tasks_per_child(task_seconds=run.record.median_task_s)
 
     @classmethod
     def check_resources(cls, spec: Spec) -> None:
@@ -136,8 +136,7 @@ class AwsBatchEngine(Submitter, Poller, LogReader):
             if not backend.exists(store.code_key(sha)):
                 backend.upload_file(packed, store.code_key(sha))
         inputs = ship_inputs(spec, store)
-        stats = _sweep_stats(store, spec.name)
-        return {"code_sha256": sha, "inputs_map": inputs, "median_task_s": stats.get("median_task_s")}
+        return {"code_sha256": sha, "inputs_map": inputs}
 
 
 def _check_code(spec: Spec) -> None:

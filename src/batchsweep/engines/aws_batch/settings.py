@@ -183,12 +183,3 @@ def _s3(store: Store) -> S3Backend:
     if not isinstance(store.backend, S3Backend):
         raise AwsSetupError(f"aws-batch needs an S3 store, not {store.url}")
     return store.backend
-
-
-def _sweep_stats(store: Store, name: str) -> dict[str, Any]:
-    try:
-        return dict(store.read_json(store.sweep_stats_key(name)))
-    except FileNotFoundError:
-        return {}
-    except Exception:  # noqa: BLE001 - stats only size the chunks; never block a submit on them
-        return {}
