@@ -266,13 +266,49 @@ def test_a_search_report_puts_history_first_and_treats_trial_and_round_as_run_st
     html, metric, maximize = build_report(search_frame(), params=["x1", "x2", "kind", "trial", "round"],
                                           metrics=["value"], summary=SUMMARY, sampled=["x1", "x2", "kind"])
     assert (metric, maximize) == ("value", False)
-    assert sections(html)[:3] == ["Optimisation history", "Parameter importance", "All 48 tasks"]
+    assert sections(html)[:4] == ["Optimisation history", "Slice, contour and distribution", "Parameter importance",
+                                  "All 48 tasks"]
     assert by_param_charts(html) == {"x1": "scatter", "x2": "scatter", "kind": "mean"}  # no trial, no round
     assert "Run structure, not params: <code>trial</code>, <code>round</code>" in html
     found = plots_in(html)
     assert "heatmap" not in found and found["importance"] == 1  # continuous x continuous: no heatmap
     axes = re.search(r'data-plot="parallel".*?</svg>', html, re.S).group(0)
     assert ">trial<" not in axes and ">round<" not in axes
+
+
+def test_a_search_has_slice_contour_and_edf_views_as_the_optuna_dashboard_draws_them() -> None:
+    df = search_frame()
+    html, _, _ = build_report(df, params=["x1", "x2", "kind", "trial", "round"], metrics=["value"], summary=SUMMARY,
+                              sampled=["x1", "x2", "kind"], log_params=[])
+    slices = dict(re.findall(r'data-plot="slice" data-param="([^"]+)"[^>]*>(.*?)</svg>', html, re.S))
+    assert set(slices) == {"x1", "x2", "kind"}
+    for body in slices.values():  # one dot per trial, trial 0 lightest, the last trial darkest
+        fills = re.findall(r'<circle [^>]*fill="(#[0-9a-f]{6})" class="slice-pt"', body)
+        assert len(fills) == 48 and "#c6dbef" in fills and "#08306b" in fills
+    first = re.search(r'<circle [^>]*fill="#c6dbef" class="slice-pt"><title>([^<]+)', slices["x1"]).group(1)
+    assert first.startswith("trial 0:")
+    # the contour: the two most important numeric params (kind, the most important, is a choice)
+    contour = re.search(r'data-plot="contour" data-x="([^"]+)" data-y="([^"]+)"[^>]*>(.*?)</svg>', html, re.S)
+    assert contour is not None and contour.group(1, 2) == ("x1", "x2")
+    assert len(re.findall(r'class="ccell"', contour.group(3))) == 24 * 24
+    assert len(re.findall(r'class="contour-pt"', contour.group(3))) == 48
+    # the EDF: a step from 0 to every trial, its share never falling
+    edf = re.search(r'data-plot="edf".*?<polyline [^>]*points="([^"]+)" class="edf-line"', html, re.S).group(1)
+    pts = [tuple(map(float, p.split(","))) for p in edf.split()]
+    assert len(pts) == 1 + 2 * 48
+    assert all(b[0] >= a[0] and b[1] <= a[1] for a, b in zip(pts, pts[1:]))  # x rises, the share rises (y up)
+    assert pts[-1][1] < pts[0][1]
+
+
+def test_a_searchs_curves_are_its_intermediate_values_with_prune_marks() -> None:
+    df = search_frame(8).assign(status=["succeeded"] * 7 + ["pruned"],
+                                error=[None] * 7 + ["pruned at step 2 by the median rule (value=9)"])
+    series = {i: [{"step": s, "value": 10.0 / s + i} for s in range(1, 5 if i < 7 else 3)] for i in range(8)}
+    html, _, _ = build_report(df, params=["x1", "x2", "kind", "trial", "round"], metrics=["value"], summary=SUMMARY,
+                              sampled=["x1", "x2", "kind"], series=series)
+    assert "Intermediate values" in sections(html) and "Curves" not in sections(html)
+    marks = re.findall(r'<circle [^>]*class="prune-mark"[^>]*><title>([^<]+)', html)
+    assert marks == ["task 7 (x1=" + marks[0].split("(x1=")[1]] and "pruned at step 2" in marks[0]
 
 
 def test_importance_names_the_param_that_moves_the_metric() -> None:

@@ -126,11 +126,14 @@ def test_a_search_report_in_the_browser_history_first_scatter_no_heatmap(tmp_pat
     dom = chromium(tmp_path, write_page(tmp_path, html, "search.html"), "--dump-dom").stdout
     assert re.search(r'<body[^>]*data-ready="1"', dom)
     headings = re.findall(r"<h2[^>]*>([^<(]+)", dom)
-    assert headings[:3] == ["Optimisation history", "Parameter importance", "All 48 tasks"]
+    assert headings[:4] == ["Optimisation history", "Slice, contour and distribution", "Parameter importance",
+                            "All 48 tasks"]
     kinds = dict(re.findall(r'data-plot="by-param" data-param="([^"]+)" data-kind="([^"]+)"', dom))
     assert kinds == {"x1": "scatter", "x2": "scatter", "kind": "mean"}
     plots = {name for name, _ in re.findall(r'<svg class="plot" data-plot="([^"]+)"[^>]*>(.*?)</svg>', dom, re.S)}
-    assert "heatmap" not in plots and {"history", "importance", "parallel"} <= plots
+    assert "heatmap" not in plots and {"history", "importance", "parallel", "slice", "contour", "edf"} <= plots
+    for name, body in re.findall(r'<svg class="plot" data-plot="(slice|contour|edf)"[^>]*>(.*?)</svg>', dom, re.S):
+        assert re.search(r"<(rect|polyline|circle)\b", body), f"{name} rendered empty"
 
 
 def test_a_sweep_with_a_derived_param_in_the_browser_and_the_table_filters(tmp_path: Path) -> None:

@@ -95,7 +95,9 @@ def section(df: pd.DataFrame, series: dict[int, list[dict[str, Any]]], chosen: s
     saved = summary.get("stop_saved")
     cap = (f" Stopping saved ~{duration(saved)} of task time (a pruned task would have run about as long as the "
            "median task that ran to the end)." if saved else "")
-    return ('<h2>Curves</h2><div class="full">' + svg(lines, metric_label=metric) + "</div>"
+    # a search's curves are its trials' intermediate values, as Optuna names them
+    heading = '<h2 id="curves">Intermediate values</h2>' if "trial" in df.columns else '<h2 id="curves">Curves</h2>'
+    return (heading + '<div class="full">' + svg(lines, metric_label=metric) + "</div>"
             + f'<p class="cap">Each task\'s {esc(metric)} as it reported it, step by step (hover a line for the task '
               "and its params); a dashed line is a task the stop rule pruned, drawn up to where it stopped, with a "
               f"dot there giving the step and the rule's reason.{cap}</p>")

@@ -24,6 +24,7 @@ from batchsweep.model import FAILED_STATE_NAMES, OWN_PARAMS, STATE_NAMES
 from batchsweep.report import svgplot
 from batchsweep.report.curves import section as curves_section
 from batchsweep.report.importance import param_importance
+from batchsweep.report.searchviews import section as search_views
 from batchsweep.report.svgplot import Dim, esc, finite, fmt
 from batchsweep.text import duration
 
@@ -75,13 +76,16 @@ def build_report(df: pd.DataFrame, *, params: list[str], metrics: list[str], sum
     varying = [p for p in params if len(dims[p].levels()) > 1]
     continuous = {p for p in varying if dims[p].categories is None and (p in sampled or len(dims[p].levels()) > 30)}
     search = "trial" in structure
+    importance = param_importance(varying, dims, values, maximize)
     sections = [
         _header(summary, sources[0] if sources else None),
         _live_banner(df, summary, live) if live is not None else "",
         _overview(df, summary, params, varying, dims, chosen, maximize, why, values, structure, derived, continuous),
         _history(df, chosen, maximize, values) if search else "",
+        search_views(dims, varying, _col(df, "trial").tolist(), values, metric=chosen, maximize=maximize,
+                     scores=importance[0]) if search else "",
         curves_section(df, series or {}, chosen, summary, varying),
-        _importance(varying, dims, values, maximize),
+        _importance(importance),
         _all_tasks(df, varying, structure, metrics, chosen, maximize, values, top_k),
         _plots(df, varying, continuous, dims, chosen, maximize, values, top_k),
         *extra,
@@ -436,8 +440,8 @@ def _history(df: pd.DataFrame, chosen: str, maximize: bool, values: list[float])
             + "</p>")
 
 
-def _importance(varying: list[str], dims: dict[str, Dim], values: list[float], maximize: bool) -> str:
-    scores, method = param_importance(varying, dims, values, maximize)
+def _importance(importance: tuple[dict[str, float], str]) -> str:
+    scores, method = importance
     if not scores:
         return ""
     how = ("Optuna's fANOVA: a random forest fitted to the finished tasks splits the metric's variance among the "
