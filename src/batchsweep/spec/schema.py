@@ -19,6 +19,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -251,6 +252,13 @@ class Resources(_Strict):
                                  "e.g. `gpus: 1`, or `gpus: \"{n_gpus}\"` for as many as each task's param n_gpus says")
             data = {**data, "gpus": 1, "gpus_param": found.group(1)}
         return data
+
+    @model_serializer(mode="wrap")
+    def _without_unset_param(self, handler: Any) -> Any:
+        dumped = handler(self)  # run.json keeps the shape earlier versions wrote unless a param gives the GPUs
+        if isinstance(dumped, dict) and dumped.get("gpus_param") is None:
+            dumped.pop("gpus_param", None)
+        return dumped
 
     def of_task(self, params: dict[str, Any]) -> float:
         """The GPUs a task of these params takes: `gpus`, or its `gpus_param` value (SpecError when that is no
