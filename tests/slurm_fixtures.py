@@ -67,10 +67,13 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _start_munge() -> subprocess.Popen[bytes] | None:
-    """munged, unless one is running already (its socket answers); the process when this call started it."""
+_MUNGED: list[subprocess.Popen[bytes]] = []  # started here, never stopped (see slurm_cluster)
+
+
+def _start_munge() -> None:
+    """munged, unless one is running already (its socket answers)."""
     if subprocess.run(["munge", "-n"], capture_output=True).returncode == 0:
-        return None
+        return
     Path("/run/munge").mkdir(parents=True, exist_ok=True)
     shutil.chown("/run/munge", "munge", "munge")
     key = Path("/etc/munge/munge.key")
@@ -85,7 +88,7 @@ def _start_munge() -> subprocess.Popen[bytes] | None:
             proc.kill()
             raise RuntimeError("munged did not start")
         time.sleep(0.1)
-    return proc
+    _MUNGED.append(proc)
 
 
 def _config(directory: Path, host: str) -> str:
@@ -127,7 +130,9 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
     conf = directory / "slurm.conf"
     conf.write_text(_config(directory, socket.gethostname().split(".")[0]))
     env = {**os.environ, "SLURM_CONF": str(conf)}
-    munge = _start_munge()
+    # munged stays up after the session, as the system service it stands in for: another test session's cluster
+    # on this machine may be using it (stopping it failed theirs with "Protocol authentication error").
+    _start_munge()
     daemons = [subprocess.Popen([f"/usr/sbin/{d}", "-D", "-f", str(conf)], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
                for d in ("slurmctld", "slurmd")]
@@ -157,9 +162,6 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
                 except subprocess.TimeoutExpired:
                     d.kill()
                     d.wait()
-            if munge is not None:
-                munge.terminate()
-                munge.wait(timeout=10)
             if saved is None:
                 os.environ.pop("SLURM_CONF", None)
             else:
