@@ -265,3 +265,69 @@ def test_what_a_task_writes_cannot_attack_the_terminal_or_the_spreadsheet_that_s
         assert cells["mail"] == "'@SUM(1)" and cells["dash"] == "'-2+3" and cells["tab"] == "'\tx"
         assert cells["cr"] == "a\rb"
     assert len(rows) == 2 and '"a\rb"' in text
+
+
+def _daemons(pids: Path, n: int) -> list[int]:
+    """The pids the tasks' daemons wrote (each task waits for its own before it goes on)."""
+    found = sorted(pids.glob("*.pid"))
+    assert len(found) == n, found
+    return [int(p.read_text()) for p in found]
+
+
+def _gone(pids: list[int], *, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(alive(pid) for pid in pids)
+
+
+@pytest.mark.parametrize("warm", ["false", "true"])
+def test_a_daemon_that_double_forks_setsid_with_no_environment_dies_with_its_task(tmp_path, warm):
+    """Issue 30, item 5: the daemon has left the task's session and environment (no token, no batchsweep
+    variable) and its parent has exited: only the task's own reaper still knows it."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    run = _run(tmp_path, f'{{grid: {{a: [1, 2]}}, fixed: {{daemon: "{pids}"}}}}', warm=warm)
+    df = run.results()
+    assert set(df["status"]) == {"succeeded"} and set(df["a2"]) == {2, 4}
+    assert run.store.read_json(f"runs/{run.id}/tasks/0/status.json")["warm"] is (warm == "true")
+    assert _gone(_daemons(pids, 2)), "a double-forked setsid daemon outlived its task"
+
+
+def test_a_daemon_of_a_timed_out_task_dies_with_it(tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    run = _run(tmp_path, f'{{grid: {{a: [1]}}, fixed: {{daemon: "{pids}", sleep: 120}}}}', timeout="3s")
+    assert list(run.results()["status"]) == ["timeout"]
+    assert _gone(_daemons(pids, 1))
+
+
+def test_a_daemon_of_a_run_whose_runner_was_killed_dies_when_the_run_is_resumed(tmp_path):
+    import signal
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    spec = write_spec(tmp_path, f"""
+        name: daemons
+        script: {SCRIPTS / 'hostile_task.py'}
+        params: {{grid: {{a: [1, 2]}}, fixed: {{daemon: "{pids}", sleep: 300}}}}
+        warm: false
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    deadline = time.monotonic() + 60
+    while len(list(pids.glob("*.pid"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    daemons = _daemons(pids, 2)
+    os.kill(run.store.read_json(f"runs/{run.id}/engine.json")["pid"], signal.SIGKILL)
+    for p in pids.iterdir():
+        p.unlink()
+    again = batchsweep.load_run(run.id, store=tmp_path / "store")
+    deadline = time.monotonic() + 30
+    while again.engine.poll().active and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        again.resume(detach=True)  # kills what the dead runner left, then starts the two tasks again
+        assert _gone(daemons), "a daemon outlived the runner of its run and the resume"
+    finally:
+        again = batchsweep.load_run(run.id, store=tmp_path / "store")
+        again.cancel()

@@ -1,5 +1,5 @@
-"""The Python API makes the calling process a child subreaper only while a run's tasks run (so a task's orphans
-come back to be killed), and leaves the flag as it found it."""
+"""The Python API makes the calling process a child subreaper only while a run's tasks run (a second line behind
+each task's own reaper), and leaves the flag as it found it; a task's orphans go to its reaper, never init."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ CALLER = textwrap.dedent("""
         reaper._prctl(reaper.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     before = reaper.is_subreaper()
     run = batchsweep.run(sys.argv[1], store=sys.argv[2], progress=False)
-    adopters = sorted({int(a) for a in run.results()["adopter"]})
-    print(json.dumps({"pid": os.getpid(), "before": before, "after": reaper.is_subreaper(), "adopters": adopters}))
+    df = run.results()
+    print(json.dumps({"before": before, "after": reaper.is_subreaper(), "adopters": sorted({int(a) for a in df["adopter"]}),
+                      "by_reaper": sorted({bool(b) for b in df["adopted_by_reaper"]})}))
 """)
 
 
@@ -36,6 +37,6 @@ def test_the_subreaper_flag_is_held_during_a_run_and_restored_after(tmp_path: Pa
                            "preset" if preset else "-"], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen["adopters"] == [seen["pid"]]  # during the run the tasks' orphans came back to the caller
+    assert 1 not in seen["adopters"] and seen["by_reaper"] == [True]  # each orphan went to its task's reaper
     assert seen["before"] is preset
     assert seen["after"] is preset  # batchsweep's flag is cleared; the caller's own is left alone

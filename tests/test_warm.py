@@ -102,7 +102,7 @@ SCRIPT_SWEEPS = {
     "u_target.py": "params: {grid: {window: [3, 7]}, fixed: {save_name: x}}",
     "writes_metrics.py": "params: {grid: {a: [1, 2, 3]}, fixed: {fail_on: 3}}",
 }
-DIFFER = {"start", "end", "pid"}  # wall-clock times and pids: different run to run, warm or cold
+DIFFER = {"start", "end", "pid", "adopter"}  # wall-clock times and pids: different run to run, warm or cold
 
 
 def test_every_test_script_has_a_sweep():

@@ -419,12 +419,14 @@ def test_run_leaves_secrets_and_outside_symlinks_out_of_the_code_package_and_say
     assert play_containers(run) == [0]
 
 
-def test_the_aws_worker_kills_a_setsid_grandchild_when_its_task_ends(tmp_path, stack):
+@pytest.mark.parametrize("leaves", ["setsid_child", "daemon"])
+def test_the_aws_worker_kills_a_setsid_grandchild_when_its_task_ends(tmp_path, stack, leaves):
+    """`daemon`: double-forked, its own session, an empty environment (issue 30, item 5)."""
     from helpers import alive
 
     pids = tmp_path / "pids"
     pids.mkdir()
-    run = batchsweep.run(_hostile_project(tmp_path, f'{{setsid_child: "{pids}"}}'), store=tmp_path / "store",
+    run = batchsweep.run(_hostile_project(tmp_path, f'{{{leaves}: "{pids}"}}'), store=tmp_path / "store",
                          detach=True)
     assert play_containers(run) == [0]
     (child,) = [int(p.read_text()) for p in pids.iterdir()]

@@ -18,7 +18,9 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--x", type=int)
 args = parser.parse_args()
 parent = open(f"/proc/{os.getppid()}/cmdline", "rb").read()
-json.dump({"warm": b"batchsweep.task.warm" in parent, "server": os.getppid(), "own_group": os.getpgid(0) == os.getpid(),
+# its parent is its reaper (a fork of the server: task/_reap.py), whose parent is the server
+reaper_parent = int(open(f"/proc/{os.getppid()}/stat").read().rsplit(")", 1)[1].split()[1])
+json.dump({"warm": b"batchsweep.task.warm" in parent, "server": reaper_parent, "own_group": os.getpgid(0) == os.getpid(),
            "cwd_is_task_dir": os.getcwd() == os.environ["BATCHSWEEP_TASK_DIR"]}, open("metrics.json", "w"))
 print("out", args.x)
 print("err", args.x, file=sys.stderr)

@@ -190,8 +190,10 @@ class Slurm(Harness):
         run = batchsweep.run(spec, store=self.store, detach=True)
         wait_for((self.marks / f"{index + 1}.hung").exists, "the task to hang", timeout=60)
         task = int((self.marks / f"{index + 1}.pid").read_text())
-        worker = int(next(line.split()[1] for line in Path(f"/proc/{task}/status").read_text().splitlines()
-                          if line.startswith("PPid:")))
+        worker = task
+        for _ in range(2):  # the task's parent is its reaper (task/_reap.py), whose parent is the worker
+            worker = int(next(line.split()[1] for line in Path(f"/proc/{worker}/status").read_text().splitlines()
+                              if line.startswith("PPid:")))
         assert "batchsweep.worker" in Path(f"/proc/{worker}/cmdline").read_text()
         for pid in (worker, task):
             os.kill(pid, signal.SIGKILL)

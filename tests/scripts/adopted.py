@@ -1,5 +1,6 @@
 """A task written for the subreaper test: its grandchild is orphaned (its parent exits) and reports who adopted
-it (the runner, while it is a child subreaper), as the metric `adopter`."""
+it, as the metric `adopter`, and whether that is the task's own parent (its reaper: `reaper.py`) as
+`adopted_by_reaper`."""
 
 import json
 import os
@@ -21,4 +22,4 @@ os.close(write)
 os.waitpid(middle, 0)
 adopter = int(os.read(read, 64) or 0)
 with open("metrics.json", "w") as f:
-    json.dump({"adopter": adopter}, f)
+    json.dump({"adopter": adopter, "adopted_by_reaper": adopter == os.getppid()}, f)

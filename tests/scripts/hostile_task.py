@@ -1,4 +1,5 @@
-"""A task that misbehaves on request (issues 15, 30): logs each execution, fails once, leaves a setsid grandchild,
+"""A task that misbehaves on request (issues 15, 30): logs each execution, fails once, leaves a setsid grandchild
+or a double-forked daemon with a scrubbed environment,
 writes a hostile metrics.json, floods stdout, plants a symlink where the runner keeps its files."""
 import argparse
 import json
@@ -13,6 +14,7 @@ p.add_argument("--log", default="")  # appends one line per execution
 p.add_argument("--fail_first", default="")  # a directory: fail unless <dir>/<a> exists (and create it)
 p.add_argument("--sleep", type=float, default=0.0)
 p.add_argument("--setsid_child", default="")  # a directory: start a setsid grandchild, write its pid there
+p.add_argument("--daemon", default="")  # a directory: double-fork a daemon (setsid, empty env), its pid there
 p.add_argument("--metrics_kind", default="")  # fifo | dir | symlink | huge
 p.add_argument("--stdout_mib", type=int, default=0)
 p.add_argument("--xs", type=int, nargs="*", default=[])
@@ -26,6 +28,14 @@ if args.setsid_child:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
     with open(os.path.join(args.setsid_child, f"{args.a}.pid"), "w") as f:
         f.write(str(child.pid))
+if args.daemon and os.fork() == 0:  # the middle process: its own session, gone once its child runs
+    os.setsid()
+    if os.fork() == 0:  # the daemon: no batchsweep variable, no token, no parent but whoever adopts it
+        pid_file = os.path.join(args.daemon, f"{args.a}.pid")
+        os.execve("/bin/sh", ["sh", "-c", 'echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec sleep 600', pid_file], {})
+    os._exit(0)
+while args.daemon and not os.path.exists(os.path.join(args.daemon, f"{args.a}.pid")):
+    time.sleep(0.01)  # the daemon runs (and said so) before the task goes on
 time.sleep(args.sleep)
 if args.plant:
     name, target = args.plant.split("=", 1)

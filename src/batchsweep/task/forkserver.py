@@ -28,6 +28,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, Protocol
 
+from batchsweep.task import _reap
+
 
 # -- client side ----------------------------------------------------------------------------------
 class ForkedProcess:
@@ -201,9 +203,11 @@ class PacketChannel:
         self.sock.close()
 
 
-def serve(channel: Channel) -> tuple[dict[str, Any], list[int]] | None:
+def serve(channel: Channel, *, supervise: bool = False) -> tuple[dict[str, Any], list[int]] | None:
     """Fork a child per request until EOF. Returns None in the server (time to exit); in a child, its request
-    and the fds sent with it (the parent's copies are closed)."""
+    and the fds sent with it (the parent's copies are closed). `supervise`: each child runs below a reaper of
+    its own (`_reap.reap_task`: a fork of the server that outlives it), whose pid is the child's in the replies'
+    place and whose exit is the child's."""
     wake_r, wake_w = os.pipe()  # SIGCHLD wakes the loop through it, so ended children are reaped promptly
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -222,10 +226,11 @@ def serve(channel: Channel) -> tuple[dict[str, Any], list[int]] | None:
             if requests is None:
                 return None
             for request, fds in requests:
+                told_r, told_w = os.pipe() if supervise else (-1, -1)  # the reaper tells the task's pid through it
                 try:
                     pid = os.fork()
                 except OSError as e:
-                    _close(fds)
+                    _close([*fds, *((told_r, told_w) if supervise else ())])
                     channel.send({"id": request["id"], "error": f"fork failed: {e}"})
                     continue
                 if pid == 0:
@@ -234,10 +239,16 @@ def serve(channel: Channel) -> tuple[dict[str, Any], list[int]] | None:
                     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                     _close([wake_r, wake_w])
                     channel.close()
+                    if supervise:
+                        _supervise(told_r, told_w)
                     return dict(request), fds
                 _close(fds)
                 children[pid] = request["id"]
-                channel.send({"id": request["id"], "pid": pid})
+                task = _told(told_r, told_w) if supervise else pid
+                if task:
+                    channel.send({"id": request["id"], "pid": task})
+                else:
+                    channel.send({"id": request["id"], "error": "the task's reaper could not fork it"})
         while children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -247,6 +258,33 @@ def serve(channel: Channel) -> tuple[dict[str, Any], list[int]] | None:
                 break
             if pid in children:
                 channel.send({"id": children.pop(pid), "exit": os.waitstatus_to_exitcode(status)})
+
+
+def _supervise(told_r: int, told_w: int) -> None:
+    """In a forked child: become the reaper of a task forked from it, and return in that task (see `serve`)."""
+    os.close(told_r)
+    before = _reap.become_task_reaper()
+    try:
+        task = os.fork()
+    except OSError:
+        os._exit(1)
+    if task == 0:
+        os.close(told_w)
+        _reap.as_task(before)
+        return
+    os.write(told_w, str(task).encode())
+    os.close(told_w)
+    _reap.reap_task(task)
+
+
+def _told(told_r: int, told_w: int) -> int:
+    """The pid a reaper tells (0: it ended first)."""
+    os.close(told_w)
+    data = b""
+    while chunk := os.read(told_r, 32):
+        data += chunk
+    os.close(told_r)
+    return int(data) if data.isdigit() else 0
 
 
 def _drain(fd: int) -> None:

@@ -1,10 +1,19 @@
-"""No orphans: processes that leave a task's process group (`setsid`, a double fork) still die with the task.
+"""No orphans: processes that leave a task's process group (`setsid`, a double fork, a scrubbed environment)
+still die with the task.
 
-Every task process starts with a token in its environment (`BATCHSWEEP_TASK_TOKEN`), which its descendants
-inherit. The runner makes itself a child subreaper (Linux `prctl(PR_SET_CHILD_SUBREAPER)`), so a descendant
-whose parent died is re-parented to the runner instead of init: when a task ends, the runner's own unexpected
-children carrying that task's token are killed with all their descendants, and reaped. Without a subreaper
-(another OS, or prctl refused) the whole /proc is searched for the token instead.
+On Linux each task runs below a reaper of its own: a small process (`spawn`: `_reap.py` run as a script; warm
+tasks: a fork of the fork server, `forkserver.serve(supervise=True)`) that is a child subreaper (`prctl(PR_SET_CHILD_SUBREAPER)`),
+so whatever the task leaves behind is re-parented to it, never to init, whatever session or environment it
+made itself. When the task ends, the reaper kills and reaps everything below it, then exits with the task's
+exit code. It is in no process group of the task's, so killing the task's group leaves it to clean up.
+A per-task cgroup would do the same, but needs a writable, delegated cgroup2 tree, which neither a container
+(AWS Batch, Fargate) nor an ordinary user's session reliably has; a subreaper needs nothing.
+
+As a second line, every task process starts with a token in its environment (`BATCHSWEEP_TASK_TOKEN`), which its
+descendants inherit unless they scrub it. The runner makes itself a child subreaper too, and when a task ends
+kills its own unexpected children carrying that task's token with all their descendants; without a subreaper
+(another OS, or prctl refused) the whole /proc is searched for the token instead. A runner killed with -9 leaves
+its tasks running: `kill_run_tasks` stops them and everything below them (their reapers' adoptees).
 """
 
 from __future__ import annotations
@@ -15,28 +24,20 @@ import sys
 import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from batchsweep.task import _reap
+from batchsweep.task._reap import PR_SET_CHILD_SUBREAPER, _children, _prctl, _tree
+
+if TYPE_CHECKING:
+    import subprocess
 
 TOKEN_VAR = "BATCHSWEEP_TASK_TOKEN"
-PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 
 _subreaper = {"on": False}  # a property of the process, like the prctl flag it mirrors
 _lock = threading.Lock()
 _users = {"count": 0, "restore": False}  # runs inside `subreaper()`, and whether the last one out clears the flag
-
-
-def _prctl(option: int, *args: Any) -> int | None:
-    """libc's prctl, or None where there is none (another OS) or it refused."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(option, *args))
-    except (OSError, AttributeError):
-        return None
 
 
 def is_subreaper() -> bool:
@@ -77,19 +78,52 @@ def subreaper() -> Iterator[bool]:
                     _subreaper["on"] = False
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
+def can_supervise() -> bool:
+    """Whether tasks can run below a reaper of their own here (Linux, with /proc and this interpreter's path)."""
+    return sys.platform.startswith("linux") and bool(sys.executable) and os.path.isdir("/proc/self/task")
+
+
+class Supervised:
+    """A task started below its reaper (`spawn`): `pid` is the task's own (its session and process group: what a
+    kill signals), `wait` and `returncode` the reaper's, which ends once the task and everything it left behind
+    have ended, with the task's exit code (a negative one: killed by that signal)."""
+
+    def __init__(self, reaper: subprocess.Popen[bytes], pid: int) -> None:
+        self.reaper = reaper
+        self.pid = pid
+        self.args = reaper.args
+
+    @property
+    def returncode(self) -> int | None:
+        return self.reaper.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.reaper.wait(timeout=timeout)
+
+    def poll(self) -> int | None:
+        return self.reaper.poll()
+
+
+def spawn(argv: list[str], **popen: Any) -> Supervised:
+    """Start `argv` below a reaper of its own (`_reap.py`, run by this interpreter), with `subprocess.Popen`'s
+    keyword arguments (cwd, env, stdin, stdout, stderr: the task's; the reaper gets a session of its own, the
+    task another). Returns once the task's program was executed; OSError when it could not be, as Popen's."""
+    import subprocess
+
+    read, write = os.pipe()
     try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                found.extend(int(c) for c in f.read().split())
-        except (OSError, ValueError):
-            continue
-    return found
+        proc = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(_reap.__file__), str(write), *argv],
+                                start_new_session=True, pass_fds=(write,), **popen)
+    finally:
+        os.close(write)
+    with os.fdopen(read, "rb") as report:
+        words = report.read().decode(errors="replace").split(maxsplit=4)
+    if len(words) == 2 and words[0] == "pid" and words[1].isdigit():
+        return Supervised(proc, int(words[1]))
+    proc.wait()
+    if len(words) >= 4 and words[2] == "error" and words[3].isdigit():
+        raise OSError(int(words[3]), words[4] if len(words) > 4 else "", argv[0])
+    raise OSError(f"the task's reaper could not start it (exit code {proc.returncode})")
 
 
 def _has_token(pid: int, marker: bytes) -> bool:
@@ -98,15 +132,6 @@ def _has_token(pid: int, marker: bytes) -> bool:
             return marker in f.read()
     except OSError:
         return False
-
-
-def _tree(root: int) -> list[int]:
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(_children(pid))
-    return out
 
 
 def _candidates(marker: bytes, *, spare: set[int]) -> list[int]:
@@ -130,19 +155,43 @@ def kill_orphans(token: str, *, spare: Collection[int] = ()) -> int:
 
 def kill_run_tasks(run_id: str) -> int:
     """Kill every process on this machine still carrying a task token of this run, with their descendants: the
-    tasks a runner killed with -9 left behind (their parent gone, they run on). Returns how many were killed."""
+    tasks a runner killed with -9 left behind (their parent gone, they run on), their reapers and what those
+    adopted (a daemon that scrubbed its environment). Returns how many were killed."""
     if not os.path.isdir("/proc"):
         return 0  # another OS: nothing to search
     marker = f"{TOKEN_VAR}={run_id}/".encode()  # tokens are "<run id>/<task>/<random>"
     me = os.getpid()
-    return _kill_found(lambda: [int(n) for n in os.listdir("/proc")
-                                if n.isdigit() and int(n) != me and _has_token(int(n), marker)])
+
+    def found() -> list[int]:
+        carriers = [int(n) for n in os.listdir("/proc") if n.isdigit() and int(n) != me and _has_token(int(n), marker)]
+        return list(dict.fromkeys(p for c in carriers for p in _tree(c) if p != me))
+
+    stopped: list[int] = []
+    for _ in range(10):  # stopped first, so nothing forks (or is re-parented out of reach) while it is killed
+        fresh = [p for p in found() if p not in stopped]
+        if not fresh:
+            break
+        for pid in fresh:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except (ProcessLookupError, PermissionError):
+                continue
+        stopped.extend(fresh)
+    return _kill_found(lambda: [p for p in dict.fromkeys(stopped + found()) if _exists(p)])
+
+
+def _exists(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _kill_found(find: Callable[[], list[int]]) -> int:
     """SIGKILL what `find` names, and reap our own among them, until it names nothing (a dying tree may fork
     once more while it is walked: three rounds at most). Returns how many were killed."""
-    killed = 0
+    killed: set[int] = set()
     for _ in range(3):
         pids = find()
         if not pids:
@@ -150,7 +199,7 @@ def _kill_found(find: Callable[[], list[int]]) -> int:
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
-                killed += 1
+                killed.add(pid)
             except (ProcessLookupError, PermissionError):
                 continue
         for pid in pids:
@@ -158,4 +207,5 @@ def _kill_found(find: Callable[[], list[int]]) -> int:
                 os.waitpid(pid, 0)  # our child (directly or through the subreaper): reap it; anyone else's: ECHILD
             except ChildProcessError:
                 continue
-    return killed
+    return len(killed)
+

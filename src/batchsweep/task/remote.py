@@ -53,12 +53,16 @@ class TeedProcess:
 
     def __init__(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> None:
         index = int(env.get("BATCHSWEEP_TASK_INDEX", "-1"))
-        self._popen = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, start_new_session=True)
-        assert self._popen.stdout is not None and self._popen.stderr is not None
+        pipes: dict[str, Any] = {"cwd": cwd, "env": env, "stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE,
+                                 "stderr": subprocess.PIPE}
+        self._popen: reaper.Supervised | subprocess.Popen[bytes] = (
+            reaper.spawn(argv, **pipes) if reaper.can_supervise()  # nothing it starts outlives it
+            else subprocess.Popen(argv, start_new_session=True, **pipes))
+        popen = self._popen.reaper if isinstance(self._popen, reaper.Supervised) else self._popen
+        assert popen.stdout is not None and popen.stderr is not None
         self._pumps = [
-            threading.Thread(target=self._pump, args=(self._popen.stdout, stdout, prefix(index)), daemon=True),
-            threading.Thread(target=self._pump, args=(self._popen.stderr, stderr, prefix(index, stderr=True)),
+            threading.Thread(target=self._pump, args=(popen.stdout, stdout, prefix(index)), daemon=True),
+            threading.Thread(target=self._pump, args=(popen.stderr, stderr, prefix(index, stderr=True)),
                              daemon=True),
         ]
         for pump in self._pumps:

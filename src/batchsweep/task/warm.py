@@ -32,6 +32,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
+from batchsweep.task import reaper
 from batchsweep.task.forkserver import ForkClient, ForkedProcess, LineChannel, run_as_main, serve
 
 READY_TIMEOUT_S = 300.0  # importing a big ML stack on a cold disk can take a while
@@ -85,7 +86,7 @@ def server_for(ctx: Any, *, warm: str = "on", n_tasks: int = 2) -> WarmServer | 
 # No orphans (reaper.py) finds a task's processes by the token in /proc/PID/environ: the environment a process
 # started with. A forked task keeps the server's, so the server starts with room for a token there, which each
 # child overwrites with its own (`_stamp_token`).
-TOKEN_VAR = "BATCHSWEEP_TASK_TOKEN"  # reaper.TOKEN_VAR (a module of the same layer: not imported)
+TOKEN_VAR = reaper.TOKEN_VAR
 TOKEN_ROOM = "." * 240
 
 
@@ -144,9 +145,13 @@ def cold_because(reason: str, launch: Any = None) -> Any:
     return launch_noted
 
 
-def launch_cold(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> subprocess.Popen[bytes]:
-    """A task started the ordinary way: its own process (and session), output to its log files."""
+def launch_cold(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path,
+                stderr: Path) -> subprocess.Popen[bytes] | reaper.Supervised:
+    """A task started the ordinary way: its own process (and session), output to its log files; on Linux below
+    a reaper of its own (`reaper.spawn`), so nothing it starts outlives it."""
     with open_log(stdout) as out, open_log(stderr) as err:
+        if reaper.can_supervise():
+            return reaper.spawn(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 start_new_session=True)
 
@@ -583,7 +588,7 @@ def main(argv: list[str]) -> int:
     gc.freeze()  # the imported modules' objects: a child's collections neither scan nor copy them
     channel = LineChannel(ctl_in, ctl_out)
     channel.send({"ready": True, **facts_after_import(_WatchedEnviron.read), "draws": rngs.drawn(random_before)})
-    served = serve(channel)
+    served = serve(channel, supervise=reaper.can_supervise())
     if served is None:
         return 0
     run_child(served[0])
