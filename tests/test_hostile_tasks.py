@@ -331,3 +331,42 @@ def test_a_daemon_of_a_run_whose_runner_was_killed_dies_when_the_run_is_resumed(
     finally:
         again = batchsweep.load_run(run.id, store=tmp_path / "store")
         again.cancel()
+
+
+def test_odd_values_are_written_faithfully_to_csv_json_parquet_and_the_dataframe(tmp_path, capsys):
+    """Issue 30, item 8: whole numbers past int64, a lone surrogate in a metric and in a metric's name, an output
+    file whose name is not UTF-8, a param a list on one task and a number on another. The DataFrame keeps them
+    as they are; a file format that needs UTF-8 text gets them escaped (`\\ud800`, `\\xff`), Parquet a column
+    it cannot type as text."""
+    import csv
+    import json
+
+    import pandas as pd
+
+    from batchsweep import cli
+
+    run = _run(tmp_path, "{list: [{a: 1, xs: 5}, {a: 18446744073709551617, xs: [3, 4]}], fixed: {odd_values: é}}",
+               outputs='["*.bin"]')
+    df = run.results()
+    assert list(df["status"]) == ["succeeded"] * 2
+    assert list(df["a"]) == [1, 2**64 + 1] and list(df["xs"]) == [5, [3, 4]]
+    assert list(df["big"]) == [2**64 + 1, 2**65 + 1] and list(df["small"]) == [-(2**63) - 1] * 2
+    assert list(df["text"]) == ["lone \ud800 é"] * 2 and list(df["\ud83dname"]) == [1.5, 1.5]
+    assert [list(v) for v in df["outputs"]] == [["out_\udcff\udcfe.bin"]] * 2
+    store = str(tmp_path / "store")
+    for fmt in ("csv", "json", "parquet"):
+        assert cli.main(["results", run.id, "--store", store, "-o", str(tmp_path / f"r.{fmt}")]) == 0, fmt
+    assert cli.main(["results", run.id, "--store", store, "--wide"]) == 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "lone \\ud800 é" in out
+    rows = list(csv.DictReader(open(tmp_path / "r.csv", encoding="utf-8")))
+    assert [r["big"] for r in rows] == [str(2**64 + 1), str(2**65 + 1)] and [r["xs"] for r in rows] == ["5", "[3, 4]"]
+    assert rows[0]["text"] == "lone \\ud800 é" and rows[0]["\\ud83dname"] == "1.5"
+    assert rows[0]["outputs"] == "out_\\xff\\xfe.bin"
+    records = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert [r["big"] for r in records] == [2**64 + 1, 2**65 + 1] and [r["xs"] for r in records] == [5, [3, 4]]
+    assert records[1]["a"] == 2**64 + 1 and records[0]["outputs"] == ["out_\\xff\\xfe.bin"]
+    table = pd.read_parquet(tmp_path / "r.parquet")
+    assert list(table["big"]) == [str(2**64 + 1), str(2**65 + 1)] and list(table["xs"]) == ["5", "[3, 4]"]
+    assert list(table["text"]) == ["lone \\ud800 é"] * 2 and list(table["small"]) == [str(-(2**63) - 1)] * 2
+    assert list(batchsweep.load_run(run.id, store=store).results()["big"]) == [2**64 + 1, 2**65 + 1]  # no cache

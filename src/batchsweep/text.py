@@ -47,8 +47,26 @@ _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
 
 
 def printable(text: str) -> str:
-    """Text with every control character shown escaped (a newline too: one cell, one line)."""
-    return text.translate(_CONTROLS)
+    """Text with every control character shown escaped (a newline too: one cell, one line), and what UTF-8
+    cannot hold as `utf8` writes it."""
+    return utf8(text).translate(_CONTROLS)
+
+
+def utf8(text: str) -> str:
+    """Text every UTF-8 file and terminal can hold: itself, unless it holds what UTF-8 cannot encode, each of which
+    is then written as a Python escape: the byte a file name's undecodable byte stood for (`\\xff`), a lone
+    surrogate (`\\ud800`)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:  # a name read with os.fsdecode: its undecodable bytes come back as they were, then escaped
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
 
 
 def cell(value: Any) -> str:

@@ -17,6 +17,7 @@ p.add_argument("--setsid_child", default="")  # a directory: start a setsid gran
 p.add_argument("--daemon", default="")  # a directory: double-fork a daemon (setsid, empty env), its pid there
 p.add_argument("--metrics_kind", default="")  # fifo | dir | symlink | huge
 p.add_argument("--stdout_mib", type=int, default=0)
+p.add_argument("--odd_values", default="")  # any: metrics past int64 and with a lone surrogate, a non-UTF-8 output
 p.add_argument("--xs", type=int, nargs="*", default=[])
 p.add_argument("--plant", default="")  # NAME=TARGET: replace ../NAME (a file the runner owns) by a symlink to TARGET
 args = p.parse_args()
@@ -69,6 +70,12 @@ elif args.metrics_kind == "symlink":
 elif args.metrics_kind == "huge":
     with open("metrics.json", "w") as f:
         f.write('{"x": "' + "y" * (70 << 20) + '"}')
+elif args.odd_values:
+    with open(os.fsencode("out_") + b"\xff\xfe.bin", "wb") as f:
+        f.write(b"1")
+    with open("metrics.json", "w") as f:
+        json.dump({"big": 2**64 + args.a, "small": -(2**63) - 1, "text": f"lone \ud800 {args.odd_values}",
+                   "\ud83dname": 1.5}, f)  # (ensure_ascii: the lone surrogates as JSON's escapes)
 elif not args.stdout_mib:
     with open("metrics.json", "w") as f:
         env = os.environ.get("BATCHSWEEP_PARAMS")

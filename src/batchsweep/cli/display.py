@@ -549,8 +549,9 @@ def print_table(df: pd.DataFrame, run: Run, *, wide: bool = False, columns: Sequ
     """On a terminal, the table fitted to its width; piped, every column (nothing is cut)."""
     from rich.console import Console
 
-    from batchsweep.report.results import derived_params, metric_columns
+    from batchsweep.report.results import derived_params, metric_columns, utf8_table
 
+    df = utf8_table(df)  # what a terminal can show: a lone surrogate escaped, like a control character
     terminal = sys.stdout.isatty()
     console = Console(highlight=False) if terminal else None
     table, lines = results_view(

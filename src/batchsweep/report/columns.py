@@ -149,9 +149,36 @@ class Columns:
         outputs = self.cols.get("outputs")
         if outputs is not None and any(outputs):
             data["outputs"] = pick(outputs)
-        return pd.DataFrame(data), whole
+        columns = {name: _as_given(values) for name, values in data.items()}
+        if all(name.isascii() or _encodable(name) for name in columns):
+            return pd.DataFrame(columns), whole
+        df = pd.DataFrame(dict(enumerate(columns.values())))  # a name UTF-8 cannot hold: an index of Python strings
+        df.columns = pd.Index(list(columns), dtype=object)
+        return df, whole
+
+
+def _as_given(values: list[Any]) -> Any:
+    """A column's values for the DataFrame: as they are, but a text column holding what UTF-8 cannot encode (a
+    lone surrogate from a task's JSON) stays Python strings, which pandas' own text type cannot hold."""
+    if any(isinstance(v, str) and not v.isascii() and not _encodable(v) for v in values):
+        import pandas as pd
+
+        return pd.Series(values, dtype=object)
+    return values
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+INT64 = range(-(2**63), 2**63)
 
 
 def _whole_numbers(values: list[Any]) -> bool:
+    """Whether a metric's values are whole numbers a nullable int64 column holds (larger ones stay Python ints)."""
     present = [v for v in values if v is not None]
-    return bool(present) and all(isinstance(v, int) and not isinstance(v, bool) for v in present)
+    return bool(present) and all(isinstance(v, int) and not isinstance(v, bool) and v in INT64 for v in present)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchsweep.model import LOST_REASON, State
 from batchsweep.report.columns import FIXED_COLUMNS, Columns, status_record
+from batchsweep.text import is_missing, utf8
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,7 +70,7 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
     guessed = any(state == State.LOST.value and not table.has_status(i) for i, state in enumerate(states))
     if finished and not guessed:
         try:
-            run.store.backend.write_bytes(cache, to_parquet_bytes(df))
+            run.store.backend.write_bytes(cache, to_parquet_bytes(df, exact=True))
             _write_sweep_stats(run, df)
         except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower next time
             pass
@@ -148,18 +149,62 @@ def _write_sweep_stats(run: Run, df: pd.DataFrame) -> None:
             store.write_json(store.sweep_stats_key(run.name), stats)
 
 
-def to_parquet_bytes(df: pd.DataFrame) -> bytes:
+def to_parquet_bytes(df: pd.DataFrame, *, exact: bool = False) -> bytes:
+    """The table as Parquet. A column Parquet cannot type as it is (mixed values: `choice(1, "a")`, a list param
+    beside a scalar one, a whole number past int64, text UTF-8 cannot hold) is written as text, each value as
+    JSON writes it (a string as itself); `exact`: raise instead (the results cache must give back what it got)."""
     buf = io.BytesIO()
     try:
         df.to_parquet(buf, index=False)
-    except Exception:  # noqa: BLE001 - mixed-type columns (e.g. choice(1, "a")): store them as text
+    except Exception:  # noqa: BLE001 - pyarrow's errors for what it cannot type are of several kinds
+        if exact:
+            raise
         buf = io.BytesIO()
-        safe = df.copy()
-        for col in safe.columns:
-            if safe[col].dtype == object:
-                safe[col] = safe[col].map(lambda v: v if v is None or isinstance(v, (str, list)) else str(v))
-        safe.to_parquet(buf, index=False)
+        _as_text_where_needed(utf8_table(df)).to_parquet(buf, index=False)
     return buf.getvalue()
+
+
+def _as_text_where_needed(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for name in out.columns:
+        if out[name].dtype != object:
+            continue
+        try:
+            out[[name]].to_parquet(io.BytesIO(), index=False)
+        except Exception:  # noqa: BLE001 - as above
+            out[name] = pd_object([None if is_missing(v) else v if isinstance(v, str) else
+                                   json.dumps(v, default=str, ensure_ascii=False) for v in out[name].tolist()])
+    return out
+
+
+def pd_object(values: list[Any]) -> Any:
+    import pandas as pd
+
+    return pd.Series(values, dtype=object)
+
+
+def utf8_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with its text (column names, text cells, the texts inside list cells: `outputs`) as UTF-8 can
+    hold it (`text.utf8`): what a UTF-8 file format gets."""
+    def fix(value: Any) -> Any:
+        if isinstance(value, str):
+            return utf8(value)
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        return value
+
+    out = df.copy()
+    if any(isinstance(c, str) and utf8(c) != c for c in df.columns):
+        import pandas as pd
+
+        out.columns = pd.Index([utf8(c) if isinstance(c, str) else c for c in df.columns])
+    for name in out.columns:
+        if out[name].dtype == object:
+            values = out[name].tolist()
+            fixed = [fix(v) for v in values]
+            if fixed != values:
+                out[name] = pd_object(fixed)
+    return out
 
 
 def metric_columns(run: Run, df: pd.DataFrame) -> list[str]:
@@ -270,7 +315,7 @@ def sort_best_first(df: pd.DataFrame, key: str, *, ascending: bool | None = None
 
 def export(df: pd.DataFrame, fmt: str, path: str | os.PathLike[str] | None) -> str | None:
     """Write the table as csv/json/parquet (to path) or return it as text. `table` is the CLI's business."""
-    df = _times_as_dates(df, text=fmt == "csv")
+    df = utf8_table(_times_as_dates(df, text=fmt == "csv"))
     if fmt == "parquet":
         if path is None:
             raise ValueError("parquet needs -o FILE")
