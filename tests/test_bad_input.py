@@ -123,6 +123,21 @@ CASES: dict[str, Case] = {
                                               files={"a/x.csv": "1\n", "b/x.csv": "2\n"}),
     "an input that names no file": run_case(spec_with(inputs="['a/..']"), "names no file", files={"a/x": ""}),
     "a run id that is a path": Case("", None, ["status", "../../etc", "--store", "STORE"], "'../../etc' not found"),
+    # issue 30, items 7 and 9: absurd numbers, special files, odd environments
+    "a timeout over a year": run_case(spec_with(timeout="99999999999999999999999999s"), "longer than a year"),
+    "a timeout over a year by --set": run_case(GOOD, "'9000h' is longer than a year", "--set", "timeout=9000h"),
+    "10^12 vcpus": run_case(spec_with(resources="{vcpus: 1000000000000}"), "resources.vcpus"),
+    "max_parallel 10^12": run_case(spec_with(max_parallel="1000000000000"), "max_parallel:"),
+    "an input that is a device": run_case(spec_with(inputs="[/dev/zero]"), "/dev/zero (task 0) is a character device"),
+    "an env name with =": run_case(spec_with(env="{'A=B': '1'}"), "'A=B' cannot be an environment variable's name"),
+    "an env name with a NUL": run_case(spec_with(env='{"A\\0B": "1"}'), "cannot be an environment variable's name"),
+    "an env value with a NUL": run_case(spec_with(env='{A: "1\\0"}'), "env.A: the value holds a NUL byte"),
+    "report -o /": Case("", None, ["report", "-o", "/", "--store", "STORE"], "-o /: is a directory"),
+    "results -o into a missing directory": Case("", None, ["results", "-o", "no/such/r.csv", "--store", "STORE"],
+                                                "the directory no/such does not exist"),
+    "--store /dev/null": Case("", GOOD, ["run", "sweep.yaml", "--store", "/dev/null"], "store /dev/null: not a directory"),
+    "--store a regular file": Case("", GOOD, ["status", "--store", "afile"], "store afile: not a directory",
+                                   files={"afile": "x"}),
     "init of a missing script": Case("", None, ["init", "nope.py"], "nope.py: script not found"),
     "init over an existing sweep.yaml": Case("", GOOD, ["init", "target.py"], "sweep.yaml already exists"),
     "init of a script without argparse": Case("", None, ["init", "plain.py"], "no command-line parser found",
@@ -202,3 +217,19 @@ def test_sort_by_an_unknown_column_of_a_finished_run(tmp_path: Path, monkeypatch
     assert_one_error_line(err, "--sort nosuchcolumn: no such column")
     assert "window" in err and "value" in err  # the columns it could sort by
     assert len(list((tmp_path / "store" / "runs").iterdir())) == 1
+
+
+def test_an_input_that_is_a_fifo_is_refused_before_anything_waits_for_its_writer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(SCRIPTS / "u_target.py", tmp_path / "target.py")
+    os.mkfifo(tmp_path / "data.csv")  # copying it would wait for a writer that never comes
+    (tmp_path / "sweep.yaml").write_text(GOOD + "inputs: [data.csv]\n")
+
+    code = cli.main(["run", "sweep.yaml", "--store", str(tmp_path / "store")])
+
+    assert code == 2
+    assert_one_error_line(capsys.readouterr().err, "inputs: data.csv (task 0) is a FIFO, not a file or directory")
+    assert no_run_in(tmp_path / "store")

@@ -34,3 +34,19 @@ def run_or_sweep(args: argparse.Namespace, command: str) -> tuple[Run, SweepHist
         raise SweepError(f"{command}: give a RUN or --sweep NAME, not both")
     history = load_sweep(args.sweep, store=args.store)
     return history.latest, history
+
+
+def output_file(path: str | None, *, example: str) -> None:
+    """`-o FILE` names a file that can be written: not a directory, in a directory that exists (checked before any
+    work, so a typo costs nothing). SweepError in one line otherwise."""
+    import os
+
+    from batchsweep.errors import SweepError
+
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise SweepError(f"-o {path}: is a directory; name a file, e.g. -o {os.path.join(path, example)}")
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent):
+        raise SweepError(f"-o {path}: the directory {parent} does not exist; create it or name a file elsewhere")

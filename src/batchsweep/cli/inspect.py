@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from batchsweep.cli.common import latest_run_argument, out, run_or_sweep
+from batchsweep.cli.common import latest_run_argument, out, output_file, run_or_sweep
 from batchsweep.errors import SweepError
 
 
@@ -116,6 +116,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     from batchsweep.cli import display
     from batchsweep.report import results
 
+    output_file(args.output, example="results.csv")
     run, history = run_or_sweep(args, "results")
     if args.latest_code and history is None:
         raise SweepError("--latest-code needs --sweep NAME (one run has one code)")
@@ -192,6 +193,7 @@ def _no_output_why(run: Any, task: int, stderr: bool) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    output_file(args.output, example="report.html")
     if len(args.runs) > 1:
         return _compare_runs(args)
     args.run = args.runs[0] if args.runs else None

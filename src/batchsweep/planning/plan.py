@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import secrets
+import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -80,11 +81,24 @@ def _check_inputs(spec: Spec, tasks: Sequence[Task]) -> None:
             if ref in seen or ref.startswith("s3://"):
                 continue
             seen.add(ref)
-            if not (spec.base_dir / ref).exists():
+            try:
+                mode = (spec.base_dir / ref).stat().st_mode
+            except (FileNotFoundError, NotADirectoryError):
                 raise SpecError(
                     f"inputs: {ref} (task {task.index}) not found relative to {spec.base_dir}; "
                     "fix the path or the {param} placeholder that builds it"
-                )
+                ) from None
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # copying a FIFO or /dev/zero never ends
+                raise SpecError(f"inputs: {ref} (task {task.index}) is {_kind(mode)}, not a file or directory; "
+                                "stage a regular file (or a directory) instead")
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a special file"
 
 
 def _check_task_gpus(spec: Spec, engine: type[Engine], tasks: Sequence[Task]) -> None:

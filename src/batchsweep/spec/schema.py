@@ -33,6 +33,9 @@ BACKENDS = BUILT_IN  # others come through the `batchsweep.engines` entry points
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
 
 
+MAX_DURATION_S = 365 * 24 * 3600.0
+
+
 def parse_duration(value: Any) -> float | None:
     """`90`, `90s`, `10m`, `1h30m` → seconds."""
     if value is None:
@@ -49,6 +52,8 @@ def parse_duration(value: Any) -> float | None:
         seconds = h * 3600 + mi * 60 + s
     if seconds <= 0:
         raise ValueError(f"duration must be positive, got {value!r}")
+    if not seconds <= MAX_DURATION_S:  # (NaN too) a timer that long overflows the waits that take it
+        raise ValueError(f"duration {value!r} is longer than a year; write at most 8760h")
     return seconds
 
 
@@ -235,9 +240,9 @@ _GPUS_PLACEHOLDER = re.compile(r"\s*\{([A-Za-z_]\w*)\}\s*")
 
 
 class Resources(_Strict):
-    vcpus: float = Field(default=1, gt=0)
-    memory_mib: int = Field(default=2048, gt=0)  # locally a reservation and a hard limit, only when set
-    gpus: float = Field(default=0, ge=0)  # locally a fraction below 1 shares a GPU; AWS Batch takes whole GPUs
+    vcpus: float = Field(default=1, gt=0, le=1024)
+    memory_mib: int = Field(default=2048, gt=0, le=64 << 20)  # locally a reservation and a hard limit, only when set
+    gpus: float = Field(default=0, ge=0, le=64)  # locally a fraction below 1 shares a GPU; AWS Batch takes whole GPUs
     # Written `gpus: "{name}"`: each task takes the GPUs its param `name` says (engines with `per_task_gpus`).
     # `gpus` is then 1, so what reads it as one number still sees GPU tasks (warm start, GPU memory sampling).
     gpus_param: str | None = None
@@ -317,13 +322,13 @@ class Aws(_Strict):
     job_definition: str | None = None
     log_group: str | None = None
     spot: bool = True
-    tasks_per_job: int | None = Field(default=None, ge=1)
+    tasks_per_job: int | None = Field(default=None, ge=1, le=100_000)
 
 
 class Search(_SpaceBlock):
     sampler: Literal["tpe", "cmaes", "random", "gp"] = "tpe"
-    trials: int = Field(gt=0)
-    batch: int | None = Field(default=None, gt=0)
+    trials: int = Field(gt=0, le=1_000_000)
+    batch: int | None = Field(default=None, gt=0, le=1_000_000)
     metric: str
     direction: Literal["minimize", "maximize"] = "minimize"
 
@@ -380,7 +385,7 @@ class Spec(_Strict):
     resources: Resources = Resources()
     timeout: Duration = None
     retries: int = Field(default=0, ge=0, le=9)
-    max_parallel: int = Field(default=0, ge=0)
+    max_parallel: int = Field(default=0, ge=0, le=100_000)
     warm: bool | Literal["auto"] = "auto"  # auto: warm start where the fork server finds it safe (warm.py)
     env: dict[str, str] = {}
     secrets: dict[str, str] = {}
@@ -529,7 +534,12 @@ class Spec(_Strict):
     @field_validator("env")
     @classmethod
     def _env_not_reserved(cls, v: dict[str, str]) -> dict[str, str]:
-        for key in v:
+        for key, value in v.items():
+            if not key or "=" in key or "\0" in key:
+                raise ValueError(f"{key!r} cannot be an environment variable's name (empty, or with '=' or a NUL "
+                                 "byte); name it with letters, digits and _")
+            if "\0" in value:
+                raise ValueError(f"env.{key}: the value holds a NUL byte, which no environment variable can")
             if key.startswith(("BATCHSWEEP_", "AWS_BATCH")):
                 raise ValueError(f"env variable {key!r} is reserved; choose another name")
         return v

@@ -35,6 +35,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from batchsweep.errors import RunDamaged, RunNotFound
+from batchsweep.errors import RunDamaged, RunNotFound, SweepError
 from batchsweep.model import State, Task, TaskStatus, load_json
 from batchsweep.store import index as indexfile
 from batchsweep.store.layout import CODE_PREFIX as CODE_PREFIX
@@ -172,6 +173,21 @@ class PackEntry:
         return cls(status, metrics if isinstance(metrics, dict) else None)
 
 
+def _a_directory_or_none(location: str) -> None:
+    """A local store's path names a directory, or nothing yet (it is made on the first write)."""
+    try:
+        mode = os.stat(location).st_mode
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        mode = 0
+    except OSError:
+        return  # unreadable: the first read says so
+    if not stat.S_ISDIR(mode):
+        raise SweepError(f"store {location}: not a directory; name a directory (made when missing) or "
+                         "s3://bucket/prefix with --store or BATCHSWEEP_STORE")
+
+
 class Store(Layout):
     """A store location and the layout of everything in it."""
 
@@ -196,12 +212,14 @@ class Store(Layout):
     def open(cls, location: str | os.PathLike[str] | None = None, *, aws_profile: str | None = None,
              aws_region: str | None = None) -> Store:
         """The store at `location` (a directory, or s3://bucket/prefix), else $BATCHSWEEP_STORE, else
-        `.batchsweep` here. Opening reads and writes nothing."""
+        `.batchsweep` here. Opening reads and writes nothing; a local path that is not a directory (a file,
+        /dev/null) is a SweepError in one line."""
         location = str(location or os.environ.get("BATCHSWEEP_STORE") or DEFAULT_STORE)
         if location.startswith("s3://"):
             from batchsweep.aws.s3store import S3Backend
 
             return cls(S3Backend.from_url(location, profile=aws_profile, region=aws_region))
+        _a_directory_or_none(location)
         return cls(LocalBackend(location))
 
     @property
