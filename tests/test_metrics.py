@@ -161,3 +161,17 @@ def test_a_metrics_file_is_read_in_memory_its_size_not_the_limits(tmp_path):
     assert read_file(path, limit=2001) == b"x" * 2001
     with pytest.raises(UnsafeMetricsFile, match="larger than"):
         read_file(path, limit=2000)
+
+
+def test_colour_codes_a_logger_writes_are_not_part_of_a_value() -> None:
+    # hydra-colorlog's `[INFO] - Test score: 1.0\x1b[0m`, and rich's bold JSON
+    assert from_text("\x1b[32m[INFO]\x1b[0m - Test score: 1.0\x1b[0m\n", r"Test score: (?P<score>\S+)") == {"score": 1.0}
+    assert from_text('\x1b[1m{"loss": 0.5}\x1b[0m\n', "last") == {"loss": 0.5}
+
+
+def test_a_json_object_printed_over_several_lines_at_the_end_is_the_last_rules_metrics() -> None:
+    import json
+
+    printed = "starting\n" + json.dumps({"pi": 3.14, "n": 1000, "runs": [{"seed": 1}]}, indent=2) + "\n"
+    assert from_text(printed, "last") == {"pi": 3.14, "n": 1000, "runs": [{"seed": 1}]}
+    assert from_text("done\n}\n", "last") is None

@@ -545,3 +545,30 @@ def test_results_say_which_tasks_ran_warm_and_status_why_the_rest_ran_cold(tmp_p
     assert "warm     3 of 3 ran warm\n" in capsys.readouterr().out
     assert cli.main(["status", cold.id, "--store", str(tmp_path / "store")]) == 0
     assert "warm     0 of 2 ran warm; 2 cold: the spec says warm: false\n" in capsys.readouterr().out
+
+
+def test_the_package_a_script_is_part_of_is_imported_by_each_task_not_by_the_fork_server(tmp_path):
+    # `wine_quality/main_train.py` importing `wine_quality` (MLflow's wine example): the package's module code
+    # (an MLflow client on ./mlruns, a timestamp) must run in the task's directory, as it does cold
+    write(tmp_path / "pkg" / "settings.py", """
+        import os
+        IMPORTED_IN = os.getcwd()
+    """)
+    write(tmp_path / "pkg" / "main.py", """
+        import argparse, json, os
+        from pkg import settings
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--x", type=int)
+        parser.parse_args()
+        json.dump({"imported_here": settings.IMPORTED_IN == os.getcwd()}, open("metrics.json", "w"))
+    """)
+    spec = write(tmp_path / "sweep.yaml", """
+        name: own-package
+        script: pkg/main.py
+        params: {grid: {x: [1, 2]}}
+        env: {PYTHONPATH: .}
+        warm: true
+    """)
+    df = run(spec, tmp_path / "store").results()
+    assert list(df["status"]) == ["succeeded"] * 2 and df["warm"].all()
+    assert df["imported_here"].tolist() == [True, True]

@@ -8,6 +8,7 @@ missing values: they are left out, never recorded as text that would break a num
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -150,20 +151,49 @@ def from_text(text: str, pattern: str, *, match: str = "last") -> dict[str, Any]
     return _from_lines(iter(text.replace("\r", "\n").splitlines()), pattern, match=match)
 
 
+# Colour and cursor codes (CSI sequences) a logger writes even to a file (colorlog, rich): `1.0\x1b[0m` is 1.0.
+ANSI_CODE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+
+
+TAIL_CHARS = 1 << 16  # how much of the end of a log a JSON object printed over several lines may span
+
+
+def _printed_object(tail: list[str]) -> dict[str, Any] | None:
+    """The JSON object that ends the output over several lines (`json.dumps(m, indent=2)`): from the last line
+    that opens one at its start (`{`) to the end."""
+    for start in range(len(tail) - 1, -1, -1):
+        if tail[start].startswith("{"):
+            try:
+                value = json.loads("\n".join(tail[start:]))
+            except ValueError:
+                continue
+            return value if isinstance(value, dict) else None
+    return None
+
+
 def _from_lines(lines: Iterator[str], pattern: str, *, match: str) -> dict[str, Any] | None:
+    lines = (ANSI_CODE.sub("", line) if "\x1b" in line else line for line in lines)
     if pattern == "last":
         chosen = ""
+        tail: collections.deque[str] = collections.deque()  # the last lines, at most TAIL_CHARS of them
+        size = 0
         for line in lines:
             if line.strip():
                 chosen = line
                 if match == "first":
                     break
+                tail.append(line)
+                size += len(line)
+                while size > TAIL_CHARS and len(tail) > 1:
+                    size -= len(tail.popleft())
         if not chosen:
             return None
         try:
             value = json.loads(chosen.strip())
         except ValueError:
-            value = value_of(chosen)
+            value = _printed_object(list(tail)) if chosen.strip() == "}" else None
+            if value is None:
+                value = value_of(chosen)
         if isinstance(value, dict):
             return clean(value) or None
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):

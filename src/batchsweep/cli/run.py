@@ -69,6 +69,9 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
     p.add_argument("script", help="the Python script whose options become params")
     p.add_argument("-o", "--output", default=None, help="where to write (default: sweep.yaml beside the script)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--python", default=None, metavar="PYTHON",
+                   help="read the script with this Python (the environment that has its packages) and write it as "
+                        "the spec's python:")
     p.set_defaults(func=cmd_init)
 
 
@@ -265,6 +268,6 @@ def cmd_wait(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from batchsweep.scripts import starter
 
-    path = starter.write_starter(args.script, output=args.output, force=args.force)
+    path = starter.write_starter(args.script, output=args.output, force=args.force, python=args.python)
     out(f"wrote {path}; edit the grid, then: batchsweep run {path}")
     return 0

@@ -187,7 +187,7 @@ def code_identity(spec: Any, *, cache: HashCache | None = None, packages: dict[s
     start = _start_file(spec, root)
     every = wanted == "all" or (start is None and spec.script_path is not None)
     if start is not None:
-        found, modules = imported_files(root, start)
+        found, modules = imported_files(root, start, search=_import_path(spec))
         for rel, because in found.items():
             files[rel], why[rel] = cache.file(root / rel), because
     left_out: dict[str, str] = {}
@@ -223,34 +223,56 @@ def _resolve(root: Path, module: str) -> str | None:
     return None
 
 
-def imported_files(root: Path, start: str) -> tuple[dict[str, str], set[str]]:
+def _import_path(spec: Any) -> list[Path]:
+    """The directories the spec's `env:` puts on PYTHONPATH (`PYTHONPATH: src`, relative to the spec), where the
+    script's own package may live; a value made of params is left out (it differs per task)."""
+    from batchsweep.scripts.argv import task_env_values
+
+    value = (getattr(spec, "env", None) or {}).get("PYTHONPATH")
+    if not value or "{" in value:
+        return []
+    resolved = task_env_values({"PYTHONPATH": value}, {}, Path(spec.base_dir))["PYTHONPATH"]
+    return [Path(p) for p in resolved.split(os.pathsep) if p and os.path.isabs(p) and Path(p).is_dir()]
+
+
+def imported_files(root: Path, start: str, *, search: Iterable[Path] = ()) -> tuple[dict[str, str], set[str]]:
     """The project's Python files `start` imports, directly or through each other (every `import` and `from ...
     import` in the file, in functions and `try:` blocks too, and `importlib.import_module("literal")`), each
     with why it counts; and the top-level names of the modules imported from outside the project (the
-    standard library left out)."""
+    standard library left out). A module found under a directory of `search` (the spec's PYTHONPATH) is the
+    project's too, named relative to root (`../src/pkg/model.py` when it lies outside it)."""
     import ast
 
     found: dict[str, str] = {start: "the script"}
     outside: set[str] = set()
-    todo = [start]
+    bases = [root, *(Path(p) for p in search)]
+    todo = [(root, start)]  # each file as (the directory its dotted name starts in, its path there)
     while todo:
-        rel = todo.pop()
+        base, rel = todo.pop()
+        shown = _relative(root, base / rel)
         try:
-            tree = ast.parse((root / rel).read_bytes(), filename=rel)
+            tree = ast.parse((base / rel).read_bytes(), filename=shown)
         except (SyntaxError, ValueError, OSError):
             continue  # counted by its content; a file Python cannot read fails its task more clearly
         package = rel.rsplit("/", 1)[0] if "/" in rel else ""
         for name in _imports(tree, package):
-            targets = _project_files(root, name)
-            if not targets:
-                top = name.split(".", 1)[0]
-                if top and top not in sys.stdlib_module_names and top not in sys.builtin_module_names:
-                    outside.add(top)
+            where, targets = next(((b, t) for b in dict.fromkeys([base, *bases]) if (t := _project_files(b, name))),
+                                  (root, []))
+            top = name.split(".", 1)[0]
+            if not targets and top and top not in sys.stdlib_module_names and top not in sys.builtin_module_names \
+                    and not any((b / top).is_dir() for b in bases):  # a namespace package of the project
+                outside.add(top)
             for target in targets:
-                if target not in found:
-                    found[target] = f"imported by {rel}"
-                    todo.append(target)
+                key = _relative(root, where / target)
+                if key not in found:
+                    found[key] = f"imported by {shown}"
+                    todo.append((where, target))
     return found, outside
+
+
+def _relative(root: Path, path: Path) -> str:
+    """A code file's name in the identity: its path relative to the code directory, with forward slashes."""
+    return Path(os.path.relpath(path, root)).as_posix()
 
 
 def _imports(tree: Any, package: str) -> list[str]:

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 
@@ -41,6 +42,13 @@ def _versions_script() -> str:
             + "print(json.dumps(_versions_here(sys.argv[1:])))\n")
 
 
+def _environment(python: str) -> str:
+    """The environment an interpreter runs in: its venv's directory (a venv's python is a link to the base
+    interpreter, which other venvs share), else the interpreter itself."""
+    root = Path(os.path.abspath(python)).parent.parent
+    return str(root.resolve()) if (root / "pyvenv.cfg").is_file() else os.path.realpath(python)
+
+
 def package_versions(modules: Iterable[str], python: str | None = None) -> dict[str, str]:
     """Distribution -> version of each installed package providing one of `modules` (top-level names), as the
     interpreter `python` sees them; a module no distribution provides: "not installed", or "not a distribution"
@@ -54,7 +62,7 @@ def package_versions(modules: Iterable[str], python: str | None = None) -> dict[
     wanted = sorted(set(modules))
     if not wanted:
         return {}
-    ours = python is None or os.path.realpath(python) == os.path.realpath(sys.executable)
+    ours = python is None or _environment(python) == _environment(sys.executable)
     started = time.time_ns()
     places, mtimes = package_places() if ours else ((), [])
     memo = (None if ours else python, tuple(wanted), places)

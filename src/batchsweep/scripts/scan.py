@@ -193,6 +193,22 @@ def _local_modules(script: Path, tree: ast.Module, search: list[Path]) -> list[P
     return found
 
 
+def imported_names(script: Path) -> set[str]:
+    """The top-level names of the modules the script imports by absolute name (`from pkg.train import main` →
+    pkg)."""
+    try:
+        tree = ast.parse(_read(script))
+    except (SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
 def scan(script: Path, *, search: list[Path] | None = None, depth: int = 3) -> ScriptSource:
     """Read the script (and, for the parser words, the local modules it imports, `depth` imports deep)."""
     source = _read(script)

@@ -8,6 +8,8 @@ import json
 import os
 import re
 import shlex
+import shutil
+import sys
 from pathlib import Path
 
 from batchsweep.errors import SpecError
@@ -50,11 +52,11 @@ def _metrics_rule(script: Path, style: str, search: list[Path]) -> str:
     from batchsweep.scripts import scan as scriptscan
 
     source = scriptscan.scan(script, search=search).text
-    if _logs_to_mlflow(script):
+    if _logs_to_mlflow(source):
         return "metrics: {mlflow: true}           # what the script logs to MLflow, values and steps (batchsweep[mlflow])"
     if style == "hydra":
         return "metrics: metrics.json             # the task function's return value (a number or dict) is kept too"
-    if METRICS_FILE in source or re.search(r"\blog_metrics\s*\(", source):
+    if re.search(rf"(?<![\w.-]){re.escape(METRICS_FILE)}\b", source) or re.search(r"\blog_metrics\s*\(", source):
         return "metrics: metrics.json             # the file it writes in its working directory"
     if re.search(r"\bprint\s*\(\s*json\.dumps\s*\(", source):
         return "metrics: {stdout: last}            # the JSON object it prints last"
@@ -87,26 +89,48 @@ def _no_parser(script: Path, search: list[Path]) -> tuple[str, list[Flag], list[
                     "and those; write the spec by hand")
 
 
-def starter_text(script: Path) -> str:
+def _package_roots(script: Path) -> list[Path]:
+    """Where the script's own package may be imported from, as a run with `env: {PYTHONPATH: ...}` would: a
+    `src/` beside it, and the parent of each folder above it whose name it imports (`src/pkg/cli.py` importing
+    `pkg`, or `wine_quality/main_train.py` importing `wine_quality`)."""
+    from batchsweep.scripts import scan as scriptscan
+
+    roots = [script.parent / "src"] if (script.parent / "src").is_dir() else []
+    imported = scriptscan.imported_names(script)
+    roots += [folder.parent for folder in list(script.parents)[:3] if folder.name in imported]
+    return roots
+
+
+def starter_text(script: Path, *, spec_dir: Path | None = None, python: str | None = None) -> str:
+    """The starter spec for `script`, as written into `spec_dir` (default: beside the script); `python` reads the
+    script's options with that interpreter (a path as given relative to `spec_dir`, or a name on PATH)."""
     from batchsweep.scripts.options import search_path
 
+    spec_dir = spec_dir or script.parent
+    interpreter = sys.executable if python is None else (
+        os.path.abspath(spec_dir / os.path.expanduser(python)) if "/" in python else shutil.which(python) or python)
     env: dict[str, str] = {}
-    flags = read_flags(script)
-    if not flags.known and (script.parent / "src").is_dir():
-        # a src-layout package: read it as a run with `env: {PYTHONPATH: src}` will (relative to the spec)
-        retry = read_flags(script, env={"PYTHONPATH": str(script.parent / "src")})
-        if retry.known:
-            flags, env = retry, {"PYTHONPATH": "src"}
-    extra: list[str] = [f"env: {{PYTHONPATH: {env['PYTHONPATH']}}}" + "   # resolved against the spec's directory"] \
+    flags = read_flags(script, python=interpreter)
+    if not flags.known:
+        for root in _package_roots(script):
+            # its own package: read it as a run with `env: {PYTHONPATH: ...}` (relative to the spec) will
+            retry = read_flags(script, python=interpreter, env={"PYTHONPATH": str(root)})
+            if retry.known or retry.reason and not flags.reason:
+                flags, env = retry, {"PYTHONPATH": os.path.relpath(root, spec_dir)}
+            if retry.known:
+                break
+    extra: list[str] = [f"python: {json.dumps(python)}"] if python else []
+    extra += [f"env: {{PYTHONPATH: {json.dumps(env['PYTHONPATH'])}}}" + "   # resolved against the spec's directory"] \
         if env else []
     style = flags.style
     listed: list[Flag] = list(flags.flags)
     if not flags.known:
         if flags.reason:
-            raise SpecError(f"{script}: could not read its command line ({flags.reason}); init reads argparse, "
-                            "optparse, click, typer, fire and @hydra.main scripts; write the spec by hand (params "
-                            "become --name value)")
-        style, listed, more = _no_parser(script, [])
+            hint = "" if python else (" (if it needs packages batchsweep's Python lacks, give the Python that "
+                                      "runs it: init --python .venv-ml/bin/python)")
+            raise SpecError(f"{script}: could not read its command line ({flags.reason}){hint}; init reads "
+                            "argparse, optparse, click, typer, fire and @hydra.main scripts")
+        style, listed, more = _no_parser(script, search_path({k: str(spec_dir / v) for k, v in env.items()}))
         extra += more
     name = re.sub(r"[^a-z0-9_-]+", "-", script.stem.lower()).strip("-_")[:64] or "sweep"
     lines = [
@@ -138,15 +162,15 @@ def starter_text(script: Path) -> str:
         for command, sub_flags in sub.subcommands.items():
             lines.append(f"    # flags of `{command}`:")
             lines += [_param_line(f, commented=command != first) for f in sub_flags]
-    if not grid:
-        lines[-1] = "  grid: {}"
+    if not grid and not (sub is not None and sub.subcommands):
+        lines[lines.index("  grid:")] = "  grid: {}"
     if required:
         lines.append("  fixed:")
         lines += [_fixed_line(f, grid) for f in required]
     lines += [
         "# inputs: ['data/{symbol}.csv']   files staged into each task's working directory",
         "# outputs: ['*.png']               files kept from each task (default: every file it creates)",
-        _metrics_rule(script, style, search_path({k: str(script.parent / v) for k, v in env.items()})),
+        _metrics_rule(script, style, search_path({k: str(spec_dir / v) for k, v in env.items()})),
         "timeout: 10m",
         "retries: 0",
         "max_parallel: 0                   # 0 = one task per core",
@@ -154,24 +178,31 @@ def starter_text(script: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _logs_to_mlflow(script: Path) -> bool:
-    """Whether the script logs metrics to MLflow (imports it and calls log_metric(s) or an autolog)."""
-    try:
-        source = script.read_text(errors="replace")
-    except OSError:
-        return False
+def _logs_to_mlflow(source: str) -> bool:
+    """Whether the script (or a module of its own it imports) logs metrics to MLflow: imports it and calls
+    log_metric(s) or an autolog."""
     return (re.search(r"^\s*(import|from)\s+mlflow\b", source, re.M) is not None
             and re.search(r"\b(log_metrics?|autolog)\s*\(", source) is not None)
 
 
-def write_starter(script: str, *, output: str | None = None, force: bool = False) -> Path:
+def write_starter(script: str, *, output: str | None = None, force: bool = False, python: str | None = None) -> Path:
+    """Write the starter spec for `script` to `output` (default: sweep.yaml beside it); `python` as on the command
+    line (relative to the current directory), written into the spec relative to it."""
     path = Path(script)
     if not path.is_file():
         raise SpecError(f"{script}: script not found; give the path to a Python script")
     target = Path(output) if output else path.parent / "sweep.yaml"
     if target.exists() and not force:
         raise SpecError(f"{target} already exists; pass --force to overwrite or -o another.yaml")
-    text = starter_text(path.resolve())
+    spec_dir = target.resolve().parent
+    if python and "/" in python:
+        given = os.path.abspath(os.path.expanduser(python))  # not resolved: a venv's python is a link
+        if not os.access(given, os.X_OK):
+            raise SpecError(f"--python {python}: not an executable file; give e.g. .venv-ml/bin/python")
+        python = os.path.relpath(given, spec_dir)
+    elif python and not shutil.which(python):
+        raise SpecError(f"--python {python}: not on PATH; give a path such as .venv-ml/bin/python")
+    text = starter_text(path.resolve(), spec_dir=spec_dir, python=python)
     relative = os.path.relpath(path.resolve(), target.resolve().parent)
     text = text.replace(f"script: {json.dumps(path.name)}", f"script: {json.dumps(relative)}", 1)
     # the comment names the file written, as the user would type it from here

@@ -314,15 +314,16 @@ def import_statements(source: str, filename: str) -> list[ast.stmt]:
 
 
 def _is_local(name: str, code_dir: str) -> bool:
-    """A module that lives beside the script: left for the task to import, with the task's cwd and env."""
+    """A module of the project, left for the task to import with the task's cwd and env: one beside the script
+    (or below its folder), or the package the script is itself part of (`pkg/cli.py` importing `pkg`)."""
     try:
         spec = importlib.util.find_spec(name.split(".")[0])
     except (ImportError, ValueError):
         return True
     if spec is None:
         return True
-    places = [spec.origin or "", *(spec.submodule_search_locations or [])]
-    return any(p and os.path.realpath(p).startswith(code_dir + os.sep) for p in places)
+    places = [os.path.realpath(p) for p in (spec.origin, *(spec.submodule_search_locations or [])) if p]
+    return any(p == code_dir or p.startswith(code_dir + os.sep) or code_dir.startswith(p + os.sep) for p in places)
 
 
 def preload(script: str) -> None:

@@ -1,0 +1,161 @@
+"""Public scripts run unmodified (issue #31): each is vendored as published under tests/scripts/public/ (its
+source, commit and license in its header), its spec is the one `init` writes with only the values edited, and each
+task's numbers are checked against the script run by hand with the same settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from batchsweep.planning import keys
+from batchsweep.runs import run as runs
+from batchsweep.scripts.starter import write_starter
+from batchsweep.spec.schema import load as load_spec
+
+PUBLIC = Path(__file__).parent / "scripts" / "public"
+
+
+def copy(name: str, tmp_path: Path) -> Path:
+    target = tmp_path / name
+    shutil.copytree(PUBLIC / name, target)
+    return target
+
+
+def set_values(spec: Path, **grid: list[Any]) -> None:
+    """What a user does with the starter: replace the values of the params listed, nothing else."""
+    text = spec.read_text()
+    for name, values in grid.items():
+        line = f"{name}: {json.dumps(values)}"
+        text, count = re.subn(rf"^(\s+){name}: \[.*?\]", lambda m, line=line: m.group(1) + line, text, count=1,
+                              flags=re.M)
+        assert count == 1, f"{name} not in the starter:\n{text}"
+    spec.write_text(text)
+
+
+def set_key(spec: Path, key: str, value: Any) -> None:
+    text = spec.read_text()
+    text, count = re.subn(rf"^{key}: .*$", lambda _: f"{key}: {json.dumps(value)}", text, count=1, flags=re.M)
+    if not count:
+        text += f"{key}: {json.dumps(value)}\n"
+    spec.write_text(text)
+
+
+def sweep(spec: Path) -> Any:
+    run = runs.run(spec, store=spec.parent / "store", progress=False)
+    df = run.results()
+    assert run.exit_code == 0, df["error"].tolist()
+    return df
+
+
+# -- module-level values: Guild AI's iris SVM example ---------------------------------------------------------
+def test_guild_iris_svm_gets_each_tasks_kernel_and_gamma_as_its_module_values(tmp_path: Path) -> None:
+    project = copy("iris_svm", tmp_path)
+    script = project / "plot_iris_exercise.py"
+    # matplotlib only draws the plot (not in batchsweep's lock): a stand-in that draws nothing
+    stubs = tmp_path / "stubs" / "matplotlib"
+    stubs.mkdir(parents=True)
+    (stubs / "__init__.py").write_text("def use(*args, **kwargs):\n    pass\n")
+    (stubs / "pyplot.py").write_text("class _Any:\n    def __getattr__(self, name):\n        return _Any()\n\n"
+                                     "    def __call__(self, *args, **kwargs):\n        return _Any()\n\n\n"
+                                     "def __getattr__(name):\n    return _Any()\n")
+    spec = write_starter(str(script))
+    starter = spec.read_text()
+    assert "args: {style: globals}" in starter and 'kernel: ["linear"]' in starter and "gamma: [10]" in starter
+    set_values(spec, kernel=["linear", "rbf"], gamma=[10, 0.1])
+    set_key(spec, "metrics", {"stdout": r"Train accuracy: (?P<train_accuracy>\S+)|Test accuracy: (?P<test_accuracy>\S+)"})
+    set_key(spec, "env", {"PYTHONPATH": str(tmp_path / "stubs")})
+    df = sweep(spec)
+
+    def by_hand(kernel: str, gamma: float) -> list[float]:
+        text = script.read_text().replace("kernel = 'linear'", f"kernel = {kernel!r}", 1)
+        hand = tmp_path / "by_hand.py"
+        hand.write_text(text.replace("\ngamma = 10\n", f"\ngamma = {gamma!r}\n", 1))
+        out = subprocess.run([sys.executable, str(hand)], capture_output=True, text=True, check=True, cwd=tmp_path,
+                             env={**os.environ, "PYTHONPATH": str(tmp_path / "stubs")}).stdout
+        return [float(v) for v in re.findall(r"accuracy: (\S+)", out)]
+
+    rows = {(r.kernel, r.gamma): [r.train_accuracy, r.test_accuracy] for r in df.itertuples()}
+    assert rows == {(k, g): by_hand(k, g) for k in ("linear", "rbf") for g in (10, 0.1)}
+    assert rows[("rbf", 10)] != rows[("rbf", 0.1)]  # the params reached the script
+
+
+# -- optparse: scikit-learn's random projection benchmark -----------------------------------------------------
+def test_sklearn_random_projection_benchmark_gets_its_optparse_options(tmp_path: Path) -> None:
+    from sklearn.random_projection import johnson_lindenstrauss_min_dim
+
+    script = copy("random_projections", tmp_path) / "bench_random_projections.py"
+    spec = write_starter(str(script))
+    assert re.search(r'^    n_components: \["auto"\]', spec.read_text(), re.M)
+    set_values(spec, n_components=["auto", 40], eps=[0.3, 0.5], n_times=[1], n_features=[5000], n_samples=[200])
+    set_key(spec, "metrics", {"stdout": r"n_components \t= (?P<components>\d+)"})
+    df = sweep(spec)
+    seen = {(r.n_components, r.eps): r.components for r in df.itertuples()}
+    assert seen == {("auto", 0.3): johnson_lindenstrauss_min_dim(200, eps=0.3),
+                    ("auto", 0.5): johnson_lindenstrauss_min_dim(200, eps=0.5), (40, 0.3): 40, (40, 0.5): 40}
+
+
+# -- typer, in a src/ layout: a Monte Carlo toolkit -------------------------------------------------------------
+def test_montecarlo_typer_app_in_a_src_layout_runs_from_the_spec_init_writes(tmp_path: Path) -> None:
+    project = copy("montecarlo", tmp_path)
+    script = project / "src" / "montecarlo" / "cli.py"
+    spec = write_starter(str(script), output=str(project / "sweep.yaml"))
+    starter = yaml.safe_load(spec.read_text())
+    assert starter["env"] == {"PYTHONPATH": "src"} and starter["script"] == "src/montecarlo/cli.py"
+    assert starter["params"]["grid"]["command"] == ["pi"] and starter["metrics"] == {"stdout": "last"}
+    set_values(spec, n=[1000, 20000], seed=[1, 2], json_output=[True])
+    df = sweep(spec)
+
+    def by_hand(n: int, seed: int) -> Any:
+        out = subprocess.run([sys.executable, str(script), "pi", "--n", str(n), "--seed", str(seed), "--json"],
+                             capture_output=True, text=True, check=True, cwd=project,
+                             env={**os.environ, "PYTHONPATH": str(project / "src")}).stdout
+        return json.loads(out)["pi_estimate"]
+
+    rows = {(r.n, r.seed): r.pi_estimate for r in df.itertuples()}
+    assert rows == {(n, s): by_hand(n, s) for n in (1000, 20000) for s in (1, 2)} and len(set(rows.values())) == 4
+    # the package's modules the app imports through PYTHONPATH are its code: an edit there changes the key
+    identity = keys.code_identity(load_spec(spec))
+    assert {"cli.py", "core.py", "distributions.py", "__init__.py"} <= set(identity.files)
+    assert "montecarlo" not in identity.packages
+
+
+@pytest.mark.parametrize("where", ["beside", "root"])
+def test_init_reads_a_script_inside_its_own_package_with_the_pythonpath_a_run_uses(tmp_path: Path,
+                                                                                    where: str) -> None:
+    project = copy("montecarlo", tmp_path)
+    output = project / "src" / "montecarlo" / "sweep.yaml" if where == "beside" else project / "sweep.yaml"
+    write_starter(str(project / "src" / "montecarlo" / "cli.py"), output=str(output))
+    starter = yaml.safe_load(output.read_text())
+    assert starter["env"] == {"PYTHONPATH": ".." if where == "beside" else "src"}
+    assert (output.parent / starter["env"]["PYTHONPATH"]).resolve() == (project / "src").resolve()
+
+
+def test_init_python_reads_the_script_with_that_python_and_writes_it_relative_to_the_spec(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv-ml")], check=True)
+    script = tmp_path / "code" / "train.py"
+    script.parent.mkdir()
+    script.write_text("import argparse, sys\nparser = argparse.ArgumentParser()\n"
+                      "parser.add_argument('--prefix', default=sys.prefix)\nparser.parse_args()\n")
+    spec = write_starter(str(script), python=str(tmp_path / "venv-ml" / "bin" / "python"))
+    starter = yaml.safe_load(spec.read_text())
+    assert starter["python"] == "../venv-ml/bin/python"
+    assert starter["params"]["grid"]["prefix"] == [str(tmp_path / "venv-ml")]
+
+
+def test_a_venv_on_the_same_base_python_has_its_own_package_versions(tmp_path: Path) -> None:
+    # every venv's python links to the same base interpreter: its packages are still its own
+    from batchsweep.planning.packages import package_versions
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
+    assert os.path.realpath(tmp_path / "venv" / "bin" / "python") == os.path.realpath(sys.executable)
+    assert package_versions(["yaml"])["PyYAML"] == yaml.__version__
+    assert package_versions(["yaml"], str(tmp_path / "venv" / "bin" / "python")) == {"yaml": "not installed"}
