@@ -141,3 +141,19 @@ def test_init_help_names_every_kind_of_script_it_reads(capsys: pytest.CaptureFix
         cli.main(["init", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "click, typer, fire, Hydra" in help_text and "the argparse script" not in help_text
+
+
+def test_the_metrics_rule_reads_the_values_the_script_prints_or_logs_by_label(tmp_path: Path) -> None:
+    from batchsweep.scripts.starter import starter_text
+
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import logging, os\nlog = logging.getLogger(__name__)\n"
+        "print('MLflow Version:', '2.1')\nprint('  rmse:', 0.5)\nprint('Test accuracy: %f' % 0.9)\n"
+        "log.info(f'Val loss: {0.25}')\nlr = float(os.environ.get('LR', '0.1'))\n")
+    rule = yaml.safe_load(starter_text(script))["metrics"]
+    assert rule == {"output": r"rmse: (?P<rmse>\S+)|Test accuracy: (?P<test_accuracy>\S+)|Val loss: (?P<val_loss>\S+)"}
+    from batchsweep.metrics import from_text
+
+    assert from_text("MLflow Version: 2.1\n  rmse: 0.5\nTest accuracy: 0.900000\nVal loss: 0.25\n", rule["output"]) \
+        == {"rmse": 0.5, "test_accuracy": 0.9, "val_loss": 0.25}

@@ -70,8 +70,10 @@ def test_guild_iris_svm_gets_each_tasks_kernel_and_gamma_as_its_module_values(tm
     spec = write_starter(str(script))
     starter = spec.read_text()
     assert "args: {style: globals}" in starter and 'kernel: ["linear"]' in starter and "gamma: [10]" in starter
+    # the rule for what it prints, from its print calls
+    assert yaml.safe_load(starter)["metrics"] == {
+        "stdout": r"Train accuracy: (?P<train_accuracy>\S+)|Test accuracy: (?P<test_accuracy>\S+)"}
     set_values(spec, kernel=["linear", "rbf"], gamma=[10, 0.1])
-    set_key(spec, "metrics", {"stdout": r"Train accuracy: (?P<train_accuracy>\S+)|Test accuracy: (?P<test_accuracy>\S+)"})
     set_key(spec, "env", {"PYTHONPATH": str(tmp_path / "stubs")})
     df = sweep(spec)
 

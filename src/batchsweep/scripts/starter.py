@@ -54,14 +54,68 @@ def _metrics_rule(script: Path, style: str, search: list[Path]) -> str:
     source = scriptscan.scan(script, search=search).text
     if _logs_to_mlflow(source):
         return "metrics: {mlflow: true}           # what the script logs to MLflow, values and steps (batchsweep[mlflow])"
-    if style == "hydra":
-        return "metrics: metrics.json             # the task function's return value (a number or dict) is kept too"
     if re.search(rf"(?<![\w.-]){re.escape(METRICS_FILE)}\b", source) or re.search(r"\blog_metrics\s*\(", source):
         return "metrics: metrics.json             # the file it writes in its working directory"
     if re.search(r"\bprint\s*\(\s*json\.dumps\s*\(", source):
         return "metrics: {stdout: last}            # the JSON object it prints last"
+    labels, logged = _printed_metrics(source)
+    if labels:
+        pattern = "|".join(re.sub(r"([.-])", r"[\1]", label) + f": (?P<{_snake(label)}>\\S+)" for label in labels)
+        stream = "output" if logged else "stdout"  # logging writes to stderr unless configured otherwise
+        return f"metrics: {{{stream}: '{pattern}'}}   # the values it prints; check the names against its output"
+    if style == "hydra":
+        return "metrics: metrics.json             # the task function's return value (a number or dict) is kept too"
     return ("metrics: metrics.json             # none found in its source: write metrics.json, or use {stdout: last}, "
             "{stderr: 'loss=(?P<loss>\\S+)'} for what it prints")
+
+
+LOG_CALLS = ("debug", "info", "warning", "error", "critical", "log")
+
+
+def _printed_metrics(source: str) -> tuple[list[str], bool]:
+    """The labels of values the source prints or logs as `Label: value` (`print("Test accuracy: %f" % acc)`,
+    `print("  rmse:", rmse)`, `log.info(f"Test score: {s}")`) whose label names a metric (accuracy, loss, rmse,
+    score...), at most 6; and whether one of them goes through logging (stderr by default)."""
+    import ast
+
+    from batchsweep.metrics import MAXIMIZE_NAMES, MINIMIZE_NAMES
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return [], False
+    labels: list[str] = []
+    logged = False
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        if name != "print" and name not in LOG_CALLS:
+            continue
+        first = node.args[0]
+        while isinstance(first, ast.BinOp):  # "Test accuracy: %f" % acc
+            first = first.left
+        if isinstance(first, ast.Call) and isinstance(first.func, ast.Attribute) and first.func.attr == "format":
+            first = first.func.value  # "rmse: {}".format(rmse)
+        head = first.values[0] if isinstance(first, ast.JoinedStr) and first.values else first
+        if not (isinstance(head, ast.Constant) and isinstance(head.value, str)):
+            continue
+        text = head.value if (head is not first or len(node.args) > 1 or "%" in head.value or "{" in head.value) \
+            else ""
+        match = re.match(r"\s*([A-Za-z][\w .-]{0,40}?)\s*:\s*(%|\{|$)", text)
+        if not match:
+            continue
+        label = match.group(1).strip()
+        words = set(re.split(r"[^a-z0-9]+", label.lower()))
+        if words & set(MAXIMIZE_NAMES + MINIMIZE_NAMES) - {"value", "time", "duration", "return"} \
+                and label not in labels and _snake(label) not in map(_snake, labels):
+            labels.append(label)
+            logged = logged or name != "print"
+    return labels[:6], logged
+
+
+def _snake(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_") or "value"
 
 
 def _no_parser(script: Path, search: list[Path]) -> tuple[str, list[Flag], list[str]]:
