@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import signal
 import textwrap
 import threading
@@ -12,21 +11,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from batchsweep.testing.harness import alive  # noqa: F401  (the tests import it from here)
+
 
 def write_spec(tmp_path: Path, body: str, name: str = "sweep.yaml") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(body))
     return path
-
-
-def alive(pid: int) -> bool:
-    """Whether a process still runs (a zombie has exited)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @contextmanager

@@ -142,10 +142,20 @@ def pids_naming(marker: str) -> list[int]:
     return pids
 
 
+def parent_of(pid: int) -> int:
+    return int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith("PPid:")))
+
+
+def leaves(pids: list[int]) -> list[int]:
+    """The processes of `pids` that are no other's parent."""
+    parents = {parent_of(pid) for pid in pids}
+    return [pid for pid in pids if pid not in parents]
+
+
 def worker_of(pid: int) -> int:
     while pid > 1:
-        pid = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                       if line.startswith("PPid:")))
+        pid = parent_of(pid)
         if "batchsweep.worker" in Path(f"/proc/{pid}/cmdline").read_text():
             return pid
     raise AssertionError("the task has no batchsweep worker above it")
@@ -158,7 +168,7 @@ def test_a_task_signalled_a_moment_before_its_worker_reads_as_cancelled(tmp_path
     spec = project(tmp_path, f"{{grid: {{a: [1]}}, fixed: {{wait_for: '{never}'}}}}")
     run = batchsweep.run(spec, store=spec.parent / ".batchsweep", detach=True)
     wait_for(lambda: pids_naming(never), "the task to start")
-    (task,) = pids_naming(never)
+    (task,) = leaves(pids_naming(never))  # its reaper names the task's argv too
     worker = worker_of(task)
     os.kill(task, signal.SIGTERM)
     time.sleep(0.5)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import batchsweep
 from batchsweep.runs.run import Run
+from batchsweep.store.runlock import pid_alive
 
 FLAKY = '''
 import argparse, json, os, sys, time
@@ -57,15 +58,7 @@ if args.marks:
 
 def alive(pid: int) -> bool:
     """Whether a process still runs (a zombie has exited)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return pid_alive(pid)
 
 
 def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
