@@ -225,6 +225,27 @@ def test_a_task_that_moves_a_directory_above_its_own_stops_the_run_and_writes_no
     _untouched(victim, files)
 
 
+@pytest.mark.parametrize("name", ["../1", "../1/work"])
+def test_a_symlink_a_task_plants_where_a_later_task_of_its_run_will_run_is_removed_not_followed(tmp_path, caplog,
+                                                                                                name):
+    """Task 0 makes tasks/1 (not yet made: one task at a time), or its working directory, a symlink to someone's
+    directory. Before, task 1 ran there: its working directory victim/work (an existing one deleted first), its
+    logs, metrics and status.json written into the victim's directory; or the run stopped (rmtree refuses a
+    symlink). Now the runner removes the link and runs task 1 in a directory of its own."""
+    victim, files = _victim(tmp_path)
+    (victim / "dir" / "work").mkdir()
+    (victim / "dir" / "work" / "thesis.tex").write_bytes(b"three years\n")
+    files["dir/work/thesis.tex"] = b"three years\n"
+    run = _run(tmp_path, f"{{list: [{{a: 1, plant: '{name}={victim / 'dir'}'}}, {{a: 2}}, {{a: 3}}]}}",
+               max_parallel="1")
+    df = run.results()
+    _untouched(victim, files)
+    assert list(df["status"]) == ["succeeded"] * 3 and list(df["a2"]) == [2, 4, 6]
+    assert name == "../1/work" or "tasks/1 was a symlink" in caplog.text
+    tasks = tmp_path / "store" / "runs" / run.id / "tasks"
+    assert not any(p.is_symlink() for p in tasks.rglob("*"))
+
+
 _ESCAPES = """
 import json, sys
 evil = "\\x1b]52;c;ZWNobyBwd25lZA==\\x07\\x1b[2J\\x1b]0;pwned\\x07[bold]title\\x9b31m"

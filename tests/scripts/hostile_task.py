@@ -47,6 +47,7 @@ if args.plant:
         os.rename(planted, planted + ".was")
     elif os.path.lexists(planted):
         os.unlink(planted)
+    os.makedirs(os.path.dirname(planted), exist_ok=True)  # ../../1/work: another task's, not yet made
     os.symlink(target, planted)
     print(f"step=99 loss=0.5 planted {name}", file=sys.stderr, flush=True)
 if args.fail_first:

@@ -277,6 +277,12 @@ class Store(Layout):
         assert isinstance(self.backend, LocalBackend), "local_path() on a remote store"
         return self.backend.path(key)
 
+    def local_real_path(self, key: str) -> str:
+        """Local stores only: where a key must lead, the store's root resolved once (not through a symlink a task
+        later put in the way)."""
+        assert isinstance(self.backend, LocalBackend), "local_real_path() on a remote store"
+        return self.backend.real_path(key)
+
     # -- runs ---------------------------------------------------------------------------------
     def mark(self) -> None:
         """A local store's marker file: a code directory that holds this store leaves it out of its package and key."""

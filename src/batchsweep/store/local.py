@@ -207,11 +207,16 @@ class LocalBackend:
         except OSError:
             shutil.copyfile(src, dest, follow_symlinks=False)
 
-    def contain(self, path: Path) -> None:
-        """OutsideStore unless path, its symlinks resolved, is below the store's own root."""
+    def real_path(self, key: str) -> str:
+        """Where key is in the store with the store's root resolved once (the first time one is asked for), so a
+        symlink someone later puts in the root's place is not followed by it."""
         if self._real_root is None:
             self._real_root = os.path.realpath(self.root)
-        root = self._real_root
+        return os.path.join(self._real_root, key)
+
+    def contain(self, path: Path) -> None:
+        """OutsideStore unless path, its symlinks resolved, is below the store's own root."""
+        root = self.real_path("").rstrip("/")
         if os.path.commonpath([os.path.realpath(path), root]) != root:
             raise OutsideStore(f"{path} leads outside store {self.url} (through a symlink); nothing was done "
                                "there")

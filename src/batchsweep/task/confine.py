@@ -58,11 +58,31 @@ class TaskDirMoved(OSError):
 class Anchor:
     """A task's directory as it was before the task ran, to tell afterwards whether the task moved it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, real: str | None = None) -> None:
+        """Make root a directory of the runner's own before the task runs. Another task of the run may have put a
+        symlink (or anything else) where it goes: that is removed, never followed, and said in `planted`. `real`
+        is where root must lead (the store's root resolved when the run started): TaskDirMoved when a directory
+        above it leads elsewhere."""
         self.root = root
-        st = os.lstat(root)
+        self.planted: str | None = None
+        try:
+            st = os.lstat(root)
+        except FileNotFoundError:
+            root.parent.mkdir(parents=True, exist_ok=True)
+            os.mkdir(root)
+            st = os.lstat(root)
+        if not stat.S_ISDIR(st.st_mode):
+            self.planted = (f"{root} was {_kind(st.st_mode)}{_link_target(root) if stat.S_ISLNK(st.st_mode) else ''} "
+                            "before the task started (another task of the run put it there); it was removed, not "
+                            "followed")
+            os.unlink(root)
+            os.mkdir(root)
+            st = os.lstat(root)
         self._id = (st.st_dev, st.st_ino)
         self._real = os.path.realpath(root)
+        if real is not None and self._real != real:
+            raise TaskDirMoved(f"{root} leads to {self._real}, not into the store: a directory above it was moved "
+                               "or replaced by a symlink; nothing is written there")
 
     def check(self) -> str | None:
         """None when the directory is where it was. When the task removed, moved or replaced it, a fresh empty

@@ -17,6 +17,7 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import socket
 import subprocess
 import sys
@@ -175,6 +176,7 @@ class TaskPaths:
     """Where a task's files go on this machine: the store's task dir (local) or a scratch dir (remote)."""
 
     task_dir: Path
+    real: str | None = None  # where task_dir must lead, its store's root resolved once (confine.Anchor)
     work: Path = field(init=False)
     staged: dict[str, Path] = field(default_factory=dict)  # where each input sits in `work` -> its source
 
@@ -308,8 +310,11 @@ def _describe_exit(code: int) -> str:
 def _fresh_dir(path: Path) -> None:
     try:
         os.mkdir(path)
-    except FileExistsError:  # a previous attempt's
-        shutil.rmtree(path)
+    except FileExistsError:  # a previous attempt's, or a symlink another task of the run put there
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)  # not followed
         os.mkdir(path)
     except FileNotFoundError:
         path.mkdir(parents=True)
@@ -531,8 +536,9 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
              launcher: Launcher = launch_cold, gpus: tuple[str, ...] = (), live: Live | None = None) -> TaskStatus:
     """Run every attempt of one task and return its final status (not yet written: the caller writes it last,
     after anything else it must upload)."""
-    paths.task_dir.mkdir(parents=True, exist_ok=True)
-    paths.anchor = Anchor(paths.task_dir)
+    paths.anchor = Anchor(paths.task_dir, paths.real)
+    if paths.anchor.planted:
+        logging.getLogger(__name__).warning("task %s: %s", task.index, paths.anchor.planted)
     started = time.time()
     attempts = max_attempts if max_attempts is not None else ctx.retries + 1
     attempt_no = first_attempt
@@ -584,10 +590,11 @@ def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scra
     `scratch` and its files are uploaded before the status."""
     run_id = ctx.run_id
     if store.is_local:
-        paths = TaskPaths(store.local_task_dir(run_id, task.index).root)
+        paths = TaskPaths(store.local_task_dir(run_id, task.index).root,
+                          store.local_real_path(store.task_prefix(run_id, task.index)))
     else:
         assert scratch is not None, "a remote store needs a scratch directory"
-        paths = TaskPaths(scratch / str(task.index))
+        paths = TaskPaths(scratch / str(task.index), os.path.join(os.path.realpath(scratch), str(task.index)))
     status = run_task(ctx, task, paths, worker=worker, registry=registry, resolve_input=resolve_input,
                       launcher=launcher, gpus=gpus, live=_live(ctx, task, store, paths))
     if infra_retries:
