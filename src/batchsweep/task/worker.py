@@ -17,8 +17,8 @@ import os
 import secrets
 import shutil
 import signal
-import stat
 import socket
+import stat
 import subprocess
 import sys
 import threading
