@@ -340,6 +340,11 @@ def test_importance_of_a_grid_or_a_few_tasks_needs_no_forest() -> None:
     df = search_frame(200)
     dims = {p: dim_from(p, df[p].tolist()) for p in ("x1", "x2", "kind")}
     assert param_importance(["x1", "x2", "kind"], dims, df["value"].tolist(), False)[1] == "fANOVA"
+    # a large run: 10 bins of hundreds of tasks each give the main effects; the forest would cost seconds for the same
+    df = search_frame(2000)
+    dims = {p: dim_from(p, df[p].tolist()) for p in ("x1", "x2", "kind")}
+    scores, method = param_importance(["x1", "x2", "kind"], dims, df["value"].tolist(), False)
+    assert method == "η²" and max(scores, key=scores.get) == "kind" and scores["x1"] > 0.1 > scores["x2"]
 
 
 def test_a_small_runs_report_does_not_import_scikit_learn(tmp_path: Path) -> None:

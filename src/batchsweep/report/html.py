@@ -447,7 +447,9 @@ def _importance(importance: tuple[dict[str, float], str]) -> str:
     how = ("Optuna's fANOVA: a random forest fitted to the finished tasks splits the metric's variance among the "
            "params" if method == "fANOVA" else
            "the share of the metric's variance each param explains on its own (η², continuous params in 10 "
-           "bins); with Optuna and scikit-learn installed this is Optuna's fANOVA instead")
+           "bins): for a grid or from 2,000 tasks on it is the main effect fANOVA's forest would estimate; "
+           "Optuna's fANOVA is used for 50 to 1,999 tasks sampled at random when Optuna and scikit-learn are "
+           "installed")
     return (f'<h2>Parameter importance</h2><div class="grid2">{svgplot.importance(scores, method=method)}</div>'
             f'<p class="cap">How much each param moves the metric, normalised to sum to 1: {esc(how)}.</p>')
 

@@ -1,7 +1,10 @@
 """Which params move the metric: each param's share of the metric's variance on its own (η²) for a grid, where it
-is what fANOVA's first-order importance measures, exactly, and for fewer than FANOVA_MIN tasks, where a forest
-fits noise; else Optuna's fANOVA where Optuna and scikit-learn are installed (importing scikit-learn alone takes
-seconds: a small run's report never pays it), else η². The report draws the result; nothing here reads files."""
+is what fANOVA's first-order importance measures, exactly; for fewer than FANOVA_MIN tasks, where a forest fits
+noise; and from FANOVA_MAX tasks on, where every bin of a param holds hundreds of tasks, so the mean per bin is the
+main effect the forest would approximate (the forest and scikit-learn's import cost seconds there for the same
+ranking). Between them Optuna's fANOVA where Optuna and scikit-learn are installed (importing scikit-learn alone
+takes seconds: a small or a large run's report never pays it), else η². The report draws the result; nothing here
+reads files."""
 
 from __future__ import annotations
 
@@ -16,14 +19,14 @@ from batchsweep.report.svgplot import Dim, finite
 def param_importance(varying: list[str], dims: dict[str, Dim], values: list[float],
                      maximize: bool) -> tuple[dict[str, float], str]:
     """How much each param moves the metric, and how that was measured: the share of the metric's variance each
-    param explains alone (η²) for a grid or fewer than FANOVA_MIN tasks, else Optuna's fANOVA where Optuna and
-    scikit-learn are installed, else η²."""
+    param explains alone (η²) for a grid, fewer than FANOVA_MIN or at least FANOVA_MAX tasks, else Optuna's fANOVA
+    where Optuna and scikit-learn are installed, else η²."""
     ok = [i for i, v in enumerate(values) if math.isfinite(v)]
     if len(varying) < 2 or len(ok) < 8:
         return {}, ""
-    ok = ok[:: max(1, math.ceil(len(ok) / 500))]  # a forest on 500 tasks says what one on 10,000 would
-    if len(ok) < FANOVA_MIN or _is_grid(varying, dims, ok):
+    if not FANOVA_MIN <= len(ok) < FANOVA_MAX or _is_grid(varying, dims, ok):
         return _eta_squared(varying, dims, values, ok), "η²"
+    ok = ok[:: max(1, math.ceil(len(ok) / 500))]  # a forest on 500 tasks says what one on 1,999 would
     try:
         return _fanova(varying, dims, values, ok, maximize), "fANOVA"
     except Exception:  # noqa: BLE001 - Optuna or scikit-learn missing, or a degenerate fit: the simple measure
@@ -31,6 +34,7 @@ def param_importance(varying: list[str], dims: dict[str, Dim], values: list[floa
 
 
 FANOVA_MIN = 50  # below it, η²: a random forest on a few dozen noisy tasks ranks no better
+FANOVA_MAX = 2000  # from it on, η²: 10 bins of 200 tasks or more give each param's main effect without the forest
 
 
 def _is_grid(varying: list[str], dims: dict[str, Dim], rows: list[int]) -> bool:
