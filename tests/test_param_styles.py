@@ -371,6 +371,97 @@ def test_a_hydra_app_with_groups_and_file_logging_runs_each_task_in_its_own_run_
     assert not (tmp_path / "outputs").exists()  # nothing written beside the app, by the reading or the tasks
 
 
+# A Hydra app whose config is a structured schema (dataclasses in the ConfigStore), written as such apps are: a Path
+# and an Enum field in its config groups, a bool at the top.
+HYDRA_SCHEMA = '''
+from dataclasses import dataclass
+from enum import Enum, auto
+from pathlib import Path
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class Kern(Enum):
+    linear = auto()
+    RBF = auto()
+
+
+@dataclass
+class ModelConfig:
+    pass
+
+
+@dataclass
+class SVMConfig(ModelConfig):
+    kernel: Kern = Kern.RBF
+    C: float = 1.0
+
+
+@dataclass
+class MlpConfig(ModelConfig):
+    layers: int = 3
+
+
+@dataclass
+class DataConfig:
+    dir: Path = Path("../data")
+
+
+@dataclass
+class Config:
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    seed: int = 42
+    data_pcnt: float = 1.0
+    use_wandb: bool = False
+
+
+cs = ConfigStore.instance()
+cs.store(name="primary_schema", node=Config)
+cs.store(name="svm", node=SVMConfig, group="model")
+cs.store(name="mlp", node=MlpConfig, group="model")
+cs.store(name="adult", node=DataConfig, group="data")
+
+
+@hydra.main(config_path="conf", config_name="primary", version_base="1.3")
+def my_app(hydra_cfg: DictConfig) -> None:
+    cfg = OmegaConf.to_object(hydra_cfg)
+    print(f"using {type(cfg.model).__name__} on {cfg.data.dir}")
+    print(f"{cfg.seed=} {cfg.use_wandb=}")
+    return {"seed_seen": cfg.seed, "wandb_seen": cfg.use_wandb, "model_seen": type(cfg.model).__name__}
+
+
+if __name__ == "__main__":
+    my_app()
+'''
+
+
+def test_a_hydra_app_with_a_structured_schema_gets_its_defaults_in_the_starter_and_booleans_passed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Path or Enum anywhere in the composed config made the whole config unreadable as JSON: every key's default
+    was read as null (the starter wrote `seed: [null]`, and its run failed every task on `seed=null`); a boolean key
+    was refused as if it were argparse's type=bool."""
+    from batchsweep import cli
+
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, HYDRA_SCHEMA)
+    write(tmp_path, "defaults:\n  - primary_schema\n  - model: svm\n  - data: adult\n", "conf/primary.yaml")
+    assert cli.main(["init", "s.py"]) == 0
+    spec = yaml.safe_load((tmp_path / "sweep.yaml").read_text())
+    assert spec["params"]["grid"] == {"data": ["adult"], "model": ["svm"], "seed": [42], "data_pcnt": [1.0],
+                                      "use_wandb": [False]}
+    spec["params"]["grid"].update(model=["svm", "mlp"], use_wandb=[False, True])
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(spec))
+    run = runs.run(tmp_path / "sweep.yaml", store=tmp_path / "store", progress=False)
+    df = run.results()
+    assert run.exit_code == 0, list(df["error"])
+    assert sorted(seen(df, "model", "use_wandb", "model_seen", "wandb_seen", "seed_seen")) == [
+        ("mlp", False, "MlpConfig", False, 42), ("mlp", True, "MlpConfig", True, 42),
+        ("svm", False, "SVMConfig", False, 42), ("svm", True, "SVMConfig", True, 42)]
+
+
 # -- a sweep whose params had no effect -----------------------------------------------------------------------------
 @pytest.mark.parametrize("compacted", [False, True])
 def test_a_sweep_whose_metrics_are_all_identical_is_flagged_in_outcome_status_and_report(

@@ -24,6 +24,12 @@ BOOL_SPELLINGS = (("True", "False"), ("true", "false"), ("1", "0"), ("1", ""), (
 
 
 def _jsonable(value: object) -> object:
+    """The value as JSON keeps it: a dict or list item by item, so one Path or Enum inside a config (a structured
+    config's `dir: Path`) is that item's text and every other value stays what it is."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
     try:
         json.dumps(value)
         return value
@@ -317,7 +323,7 @@ def _hook_hydra(out: str, tmp: str, hydra: Any) -> None:
                 from hydra.core.hydra_config import HydraConfig
                 from omegaconf import OmegaConf
 
-                config = OmegaConf.to_container(cfg, resolve=False)
+                config = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
                 loader = GlobalHydra.instance().config_loader()
                 chosen = {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra/")}
                 names = set(chosen)

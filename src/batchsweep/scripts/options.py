@@ -511,8 +511,8 @@ def _check_value(script: Path, flag: Flag, name: str, value: Any, *, typed: bool
     if flag.kind == "store_true" and value is False and flag.default is True:
         raise SpecError(f"params.{name}: {flag.shown} of {script.name} is on by default and has no off switch; "
                         "false cannot be passed")
-    if flag.kind in ("store", "append") and any(isinstance(v, bool) for v in values) \
-            and (flag.bool_text is None and _wants_bool(flag)):
+    if typed and flag.kind in ("store", "append") and any(isinstance(v, bool) for v in values) \
+            and (flag.bool_text is None and _wants_bool(flag)):  # argparse's type=bool; Hydra reads true/false
         why = (f"has choices {list(flag.choices or ())} but no type= to turn its text into True or False, so no value "
                "passes argparse's check" if flag.type is None else
                f"(type={flag.type}) turns every text it is given into the same truth value")
