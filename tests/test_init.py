@@ -143,6 +143,23 @@ def test_init_help_names_every_kind_of_script_it_reads(capsys: pytest.CaptureFix
     assert "click, typer, fire, Hydra" in help_text and "the argparse script" not in help_text
 
 
+def test_the_metrics_rule_reads_name_value_pairs_a_training_loop_prints(tmp_path: Path) -> None:
+    """`print(f"epoch={epoch}, accuracy={acc}, loss={loss}")`, as a tracking example prints each epoch: the rule
+    reads the last of each (init wrote 'none found in its source: write metrics.json')."""
+    from batchsweep.metrics import from_text
+    from batchsweep.scripts.starter import starter_text
+
+    script = tmp_path / "main.py"
+    script.write_text(
+        "import os, random\nepochs = int(os.environ.get('epochs', 10))\nfor epoch in range(2, epochs):\n"
+        "    acc = 1 - 2**-epoch - random.random() / epoch\n    loss = 2**-epoch + random.random() / epoch\n"
+        "    print(f\"epoch={epoch}, accuracy={acc}, loss={loss}\")\nprint('rmse=%.3f' % 0.5)\n")
+    rule = yaml.safe_load(starter_text(script))["metrics"]
+    assert rule == {"stdout": r"accuracy=(?P<accuracy>[^\s,;]+)|loss=(?P<loss>[^\s,;]+)|rmse=(?P<rmse>[^\s,;]+)"}
+    out = "epoch=2, accuracy=0.6, loss=0.3\nepoch=3, accuracy=0.8, loss=0.2\nrmse=0.500\n"
+    assert from_text(out, rule["stdout"]) == {"accuracy": 0.8, "loss": 0.2, "rmse": 0.5}
+
+
 def test_the_metrics_rule_reads_the_values_the_script_prints_or_logs_by_label(tmp_path: Path) -> None:
     from batchsweep.scripts.starter import starter_text
 

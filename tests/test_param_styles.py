@@ -198,6 +198,41 @@ def test_a_params_file_beside_the_script_is_found_and_its_keys_checked(tmp_path:
         sweep(tmp_path, {"params": {"grid": {"train.rate": [0.5]}}}, args={"style": "config"})
 
 
+def test_a_params_file_where_the_script_is_run_from_is_its_template_as_in_a_dvc_repository(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DVC stage (`python stages/train.py`, run from the repository's root) reads the params.yaml at the root: init
+    and the run found params files beside the script only, and init said the script 'reads no params file'."""
+    from batchsweep import cli
+
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, TRAIN_YAML, "stages/train.py")
+    (tmp_path / "params.yaml").write_text("model:\n  layers: 2\n  activation: relu\ntrain:\n  lr: 0.01\n")
+    assert cli.main(["init", "stages/train.py", "-o", "sweep.yaml"]) == 0  # the spec at the root, beside params.yaml
+    spec = yaml.safe_load((tmp_path / "sweep.yaml").read_text())
+    assert spec["args"] == {"style": "config", "file": "params.yaml", "template": "params.yaml"}
+    assert cli.main(["init", "stages/train.py"]) == 0  # beside the script, run from the root: the template is found
+    assert yaml.safe_load((tmp_path / "stages" / "sweep.yaml").read_text())["args"]["template"] == "../params.yaml"
+    del spec["args"]  # detected too: the params are keys of the params.yaml where the spec is
+    spec["params"]["grid"]["train.lr"] = [0.3, 0.6]
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(spec))
+    run = runs.run(tmp_path / "sweep.yaml", store=tmp_path / "store", progress=False)
+    assert run.exit_code == 0
+    assert sorted(seen(run.results(), "lr_seen", "layers_seen", "activation_seen")) == [(0.3, 2, "relu"),
+                                                                                       (0.6, 2, "relu")]
+
+
+def test_init_on_a_script_whose_params_file_is_nowhere_writes_the_config_style(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from batchsweep import cli
+
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, TRAIN_YAML, "stages/train.py")
+    assert cli.main(["init", "stages/train.py", "-o", "sweep.yaml"]) == 0
+    text = (tmp_path / "sweep.yaml").read_text()
+    assert yaml.safe_load(text)["args"] == {"style": "config", "file": "params.yaml"}
+    assert "params.yaml was not found beside the script or in the current directory" in text
+
+
 # -- refused: nothing would reach the script ------------------------------------------------------------------
 def test_a_script_that_reads_no_params_is_refused_with_the_styles_that_fit(tmp_path: Path,
                                                                            capsys: pytest.CaptureFixture[str]) -> None:

@@ -206,7 +206,8 @@ def _no_parser(spec: Spec, script: Path, tasks: Sequence[Task], env: dict[str, s
         return scriptargs.ScriptFlags(known=False)
     reads = {k for k in seen.env if not k.startswith("BATCHSWEEP_")}
     keys: set[str] = set()
-    if len(seen.files) == 1 and (script.parent / seen.files[0]).is_file():  # the template beside the script
+    if len(seen.files) == 1 and any((d / seen.files[0]).is_file() for d in (script.parent, spec.base_dir)):
+        # the template beside the script, or in the spec's directory (where it is run from by hand)
         with contextlib.suppress(SpecError):
             keys = {f.dest for f in _source_flags(spec, script, "config", env).flags}
     for style, fits in (("env", names <= reads), ("globals", names <= set(seen.globals)),

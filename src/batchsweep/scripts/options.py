@@ -331,7 +331,10 @@ def source_flags(script: Path, style: str, *, base_dir: Path, file: str | None =
     if Path(name).is_absolute() or ".." in Path(name).parts or not name.endswith(scriptscan.CONFIG_SUFFIXES):
         raise SpecError(f"args.file: {name!r} must be a .json, .yaml, .yml or .toml name inside the task's "
                         "directory (e.g. params.yaml)")
-    source = base_dir / template if template else script.parent / name
+    # the file the script reads when run by hand: beside it, or in the directory it is run from (the spec's, as
+    # DVC's `python stages/train.py` reads the params.yaml at the repository's root)
+    source = base_dir / template if template else next(
+        (p for p in (script.parent / name, base_dir / name) if p.is_file()), script.parent / name)
     if template and not source.is_file():
         raise SpecError(f"args.template: {template} not found relative to {base_dir}; fix the path")
     data = load_config(source) if source.is_file() else None

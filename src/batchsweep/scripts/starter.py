@@ -3,6 +3,7 @@ fire, or a Hydra app's config)."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import os
@@ -60,7 +61,9 @@ def _metrics_rule(script: Path, style: str, search: list[Path]) -> str:
         return "metrics: {stdout: last}            # the JSON object it prints last"
     labels, logged = _printed_metrics(source)
     if labels:
-        pattern = "|".join(re.sub(r"([.-])", r"[\1]", label) + f": (?P<{_snake(label)}>\\S+)" for label in labels)
+        pattern = "|".join(re.sub(r"([.-])", r"[\1]", label) + (
+            f"=(?P<{_snake(label)}>[^\\s,;]+)" if sep == "=" else f": (?P<{_snake(label)}>\\S+)")
+            for label, sep in labels)
         stream = "output" if logged else "stdout"  # logging writes to stderr unless configured otherwise
         return f"metrics: {{{stream}: '{pattern}'}}   # the values it prints; check the names against its output"
     if style == "hydra":
@@ -72,64 +75,80 @@ def _metrics_rule(script: Path, style: str, search: list[Path]) -> str:
 LOG_CALLS = ("debug", "info", "warning", "error", "critical", "log")
 
 
-def _printed_metrics(source: str) -> tuple[list[str], bool]:
+def _printed_metrics(source: str) -> tuple[list[tuple[str, str]], bool]:
     """The labels of values the source prints or logs as `Label: value` (`print("Test accuracy: %f" % acc)`,
-    `print("  rmse:", rmse)`, `log.info(f"Test score: {s}")`) whose label names a metric (accuracy, loss, rmse,
-    score...), at most 6; and whether one of them goes through logging (stderr by default)."""
-    import ast
-
+    `print("  rmse:", rmse)`, `log.info(f"Test score: {s}")`) or `name=value` (`print(f"epoch={e}, accuracy={acc}")`)
+    whose label names a metric (accuracy, loss, rmse, score...), each with its separator, at most 6; and whether one
+    of them goes through logging (stderr by default)."""
     from batchsweep.metrics import MAXIMIZE_NAMES, MINIMIZE_NAMES
 
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return [], False
-    labels: list[str] = []
+    metric_words = set(MAXIMIZE_NAMES + MINIMIZE_NAMES) - {"value", "time", "duration", "return"}
+    labels: list[tuple[str, str]] = []
     logged = False
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call) or not node.args:
-            continue
+    calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset))
+    for node in calls:  # in the source's order
         name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-        if name != "print" and name not in LOG_CALLS:
+        if not node.args or name != "print" and name not in LOG_CALLS:
             continue
-        first = node.args[0]
-        while isinstance(first, ast.BinOp):  # "Test accuracy: %f" % acc
-            first = first.left
-        if isinstance(first, ast.Call) and isinstance(first.func, ast.Attribute) and first.func.attr == "format":
-            first = first.func.value  # "rmse: {}".format(rmse)
-        head = first.values[0] if isinstance(first, ast.JoinedStr) and first.values else first
-        if not (isinstance(head, ast.Constant) and isinstance(head.value, str)):
-            continue
-        text = head.value if (head is not first or len(node.args) > 1 or "%" in head.value or "{" in head.value) \
-            else ""
-        match = re.match(r"\s*([A-Za-z][\w .-]{0,40}?)\s*:\s*(%|\{|$)", text)
-        if not match:
-            continue
-        label = match.group(1).strip()
-        words = set(re.split(r"[^a-z0-9]+", label.lower()))
-        if words & set(MAXIMIZE_NAMES + MINIMIZE_NAMES) - {"value", "time", "duration", "return"} \
-                and label not in labels and _snake(label) not in map(_snake, labels):
-            labels.append(label)
-            logged = logged or name != "print"
+        text = _template(node)
+        found = [(m.group(1).strip(), ":") for m in [re.match(r"\s*([A-Za-z][\w .-]{0,40}?)\s*:\s*(%|\{|$)", text)]
+                 if m]
+        found += [(m.group(1), "=") for m in re.finditer(r"(?<![\w.-])([A-Za-z][\w.-]{0,40})=(?=%|\{|$)", text)]
+        for label, sep in found:
+            words = set(re.split(r"[^a-z0-9]+", label.lower()))
+            if words & metric_words and _snake(label) not in (_snake(known) for known, _ in labels):
+                labels.append((label, sep))
+                logged = logged or name != "print"
     return labels[:6], logged
+
+
+def _template(call: ast.Call) -> str:
+    """A print or log call's text with `{}` for each value it formats in (`f"loss={loss}"` → `loss={}`), or "" when
+    it formats none (a plain message has no value to read)."""
+    first = call.args[0]
+    while isinstance(first, ast.BinOp):  # "Test accuracy: %f" % acc
+        first = first.left
+    if isinstance(first, ast.Call) and isinstance(first.func, ast.Attribute) and first.func.attr == "format":
+        first = first.func.value  # "rmse: {}".format(rmse)
+    if isinstance(first, ast.JoinedStr):
+        return "".join(v.value if isinstance(v, ast.Constant) and isinstance(v.value, str) else "{}"
+                       for v in first.values)
+    if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+        return ""
+    text = first.value
+    return text if len(call.args) > 1 or "%" in text or "{" in text else ""
 
 
 def _snake(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_") or "value"
 
 
-def _no_parser(script: Path, search: list[Path]) -> tuple[str, list[Flag], list[str]]:
+def _no_parser(script: Path, search: list[Path], spec_dir: Path) -> tuple[str, list[Flag], list[str]]:
     """The style and params of a script without a parser (what it reads), or SpecError naming what was looked for."""
     from batchsweep.scripts import scan as scriptscan
     from batchsweep.scripts.options import source_flags
 
     seen = scriptscan.scan(script, search=search)
     env = [k for k in seen.env if not k.startswith("BATCHSWEEP_")]
-    if len(seen.files) == 1 and (script.parent / seen.files[0]).is_file():
-        flags = source_flags(script, "config", base_dir=script.parent, file=seen.files[0], search=search)
+    file = seen.files[0] if len(seen.files) == 1 else None
+    if file and (script.parent / file).is_file():
+        flags = source_flags(script, "config", base_dir=script.parent, file=file, search=search)
         leaves = [f for f in flags.flags if not isinstance(f.default, dict)]
-        return "config", leaves, [f"args: {{style: config, file: {seen.files[0]}}}   # written in each task's "
-                                  f"directory, merged over {seen.files[0]} beside the script"]
+        return "config", leaves, [f"args: {{style: config, file: {file}}}   # written in each task's "
+                                  f"directory, merged over {file} beside the script"]
+    # else the one where it is run by hand: the spec's directory or the current one (DVC: `python stages/train.py`
+    # reads the params.yaml at the repository's root)
+    found = next((d / file for d in (spec_dir, Path.cwd()) if file and (d / file).is_file()), None)
+    if file and found:
+        template = os.path.relpath(found, spec_dir)
+        flags = source_flags(script, "config", base_dir=spec_dir, file=file, template=template, search=search)
+        leaves = [f for f in flags.flags if not isinstance(f.default, dict)]
+        return "config", leaves, [f"args: {{style: config, file: {file}, template: {json.dumps(template)}}}   # "
+                                  f"written in each task's directory, merged over the template (relative to the spec)"]
     if env:
         flags = source_flags(script, "env", base_dir=script.parent, search=search)
         return "env", [dataclasses.replace(f, default="" if f.default is None else f.default)
@@ -138,6 +157,10 @@ def _no_parser(script: Path, search: list[Path]) -> tuple[str, list[Flag], list[
         flags = source_flags(script, "globals", base_dir=script.parent, search=search)
         return "globals", list(flags.flags), [
             "args: {style: globals}   # each param replaces the script's module-level value (the file is not changed)"]
+    if seen.files:  # a params file it opens that is not here: the params alone are written under its name
+        return "config", [], [f"args: {{style: config, file: {seen.files[0]}}}   # written in each task's directory; "
+                              f"{seen.files[0]} was not found beside the script or in the current directory: name the file whose values "
+                              "the params are merged over with template:"]
     raise SpecError(f"{script}: no command-line parser found, and it reads no environment variable, params file or "
                     "module-level value; init reads argparse, optparse, click, typer, fire and @hydra.main scripts "
                     "and those; write the spec by hand")
@@ -184,7 +207,8 @@ def starter_text(script: Path, *, spec_dir: Path | None = None, python: str | No
                                       "runs it: init --python .venv-ml/bin/python)")
             raise SpecError(f"{script}: could not read its command line ({flags.reason}){hint}; init reads "
                             "argparse, optparse, click, typer, fire and @hydra.main scripts")
-        style, listed, more = _no_parser(script, search_path({k: str(spec_dir / v) for k, v in env.items()}))
+        style, listed, more = _no_parser(script, search_path({k: str(spec_dir / v) for k, v in env.items()}),
+                                         spec_dir)
         extra += more
     name = re.sub(r"[^a-z0-9_-]+", "-", script.stem.lower()).strip("-_")[:64] or "sweep"
     lines = [
