@@ -44,7 +44,7 @@ def test_compact_packs_statuses_and_metrics_and_every_command_reads_the_same(tmp
     assert capsys.readouterr().out.strip().startswith(f"run {run.id}: 6 tasks' statuses and metrics packed")
     left = _task_files(store)
     assert not [f for f in left if f.endswith(("status.json", "metrics.json"))]
-    assert left == [f for f in files_before if f.endswith("stderr.log")]  # the failed task's log is kept
+    assert left == [], "the failed task's log is packed too: no task file is left"
 
     again = batchsweep.load_run(run.id, store=store)
     pd.testing.assert_frame_equal(again.results(refresh=True), before)
@@ -222,3 +222,94 @@ def test_the_table_takes_a_tasks_later_pack_entry_whole_and_orders_metrics_by_fi
     assert df["status"].tolist() == ["succeeded", "pending", "succeeded"]
     assert df["loss"].tolist()[0] == 2 and pd.isna(df["old"][0]) and df["metric_lr"][2] == 7
     assert df["attempts"].tolist() == [1, 0, 1] and "loss" in whole and "acc" not in whole
+
+
+# -- logs packed with an index --------------------------------------------------------------------------------------
+ATTEMPTS = """\
+import argparse, pathlib, sys
+p = argparse.ArgumentParser(); p.add_argument("--a", type=int); p.add_argument("--marks"); args = p.parse_args()
+mark = pathlib.Path(args.marks) / str(args.a)
+attempt = len(mark.read_text()) + 1 if mark.exists() else 1
+mark.write_text("x" * attempt)
+print(f"task {args.a} attempt {attempt}")
+if args.a == 2 and attempt == 1:
+    print("task 2 fails once", file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+def _attempts_spec(tmp_path: Path, n: int) -> Path:
+    (tmp_path / "attempts.py").write_text(ATTEMPTS)
+    (tmp_path / "marks").mkdir()
+    return write_spec(tmp_path, f"""
+        name: attempts
+        script: {tmp_path / 'attempts.py'}
+        params: {{grid: {{a: {list(range(n))}}}, fixed: {{marks: {tmp_path / 'marks'}}}}}
+    """)
+
+
+def test_a_big_finished_run_packs_its_logs_and_logs_reads_one_task_from_the_pack(tmp_path, monkeypatch, capsys):
+    from batchsweep.store import compact, core
+
+    monkeypatch.setattr(compact, "AUTO_COMPACT_TASKS", 5)  # it compacts itself at the end, as a big run does
+    store = tmp_path / "store"
+    run = batchsweep.run(_attempts_spec(tmp_path, 12), store=store, progress=False)
+    run_dir = store / "runs" / run.id
+    assert not (run_dir / "tasks").exists(), "no task directory is left"
+    assert sorted(p.suffix for p in (run_dir / "packs").iterdir()) == [".idx", ".jsonl", ".log"]
+
+    reads: list[int] = []
+    pread = core.os.pread
+    monkeypatch.setattr(core.os, "pread", lambda fd, n, at: reads.append(n) or pread(fd, n, at))
+    assert cli.main(["logs", run.id, "7", "--store", str(store)]) == 0
+    assert capsys.readouterr().out == "task 7 attempt 1\n"
+    assert reads == [32, len("task 7 attempt 1\n")], "its index entry and its own bytes, nothing of the others"
+    again = batchsweep.load_run(run.id, store=store)
+    assert [again.logs(i) for i in range(12)] == [f"task {i} attempt 1\n" for i in range(12)]
+    assert again.logs(2, stderr=True) == "task 2 fails once\n" and again.logs(3, stderr=True) == ""
+
+
+def test_a_compacted_run_resumed_shows_the_new_logs_and_is_reused_with_its_logs(tmp_path, monkeypatch):
+    store = tmp_path / "store"
+    spec = _attempts_spec(tmp_path, 4)
+    run = batchsweep.run(spec, store=store, progress=False)
+    assert cli.main(["runs", "compact", run.id, "--store", str(store)]) == 0
+    assert run.resume() == [2]
+    assert run.wait(progress=False) == 0
+    again = batchsweep.load_run(run.id, store=store)
+    assert again.logs(2) == "task 2 attempt 2\n"
+    assert again.logs(2, stderr=True) == "", "the failed attempt's stderr in the log pack is forgotten"
+    assert again.store.read_packed_log(run.id, 2) is None
+
+    assert cli.main(["runs", "compact", run.id, "--store", str(store)]) == 0  # a second log pack
+    again = batchsweep.load_run(run.id, store=store)
+    assert [again.logs(i) for i in range(4)] == ["task 0 attempt 1\n", "task 1 attempt 1\n", "task 2 attempt 2\n",
+                                                 "task 3 attempt 1\n"]
+    reused = batchsweep.run(spec, store=store, progress=False)
+    assert reused.results()["reused_from"].notna().all()
+    assert [reused.logs(i) for i in range(4)] == [again.logs(i) for i in range(4)], "reused with its logs"
+
+
+def test_a_compaction_cut_off_after_its_packs_are_written_loses_nothing_and_finishes_when_run_again(
+        tmp_path, monkeypatch):
+    from batchsweep.store import compact
+
+    store = tmp_path / "store"
+    run = batchsweep.run(_attempts_spec(tmp_path, 6), store=store, progress=False)
+
+    def killed(self: object, run_id: str, indices: object) -> object:
+        real(self, run_id, indices)
+        raise KeyboardInterrupt  # as kill -9 after the packs are whole, before any task file is removed
+
+    real = Store.write_log_pack
+    monkeypatch.setattr(Store, "write_log_pack", killed)
+    with pytest.raises(KeyboardInterrupt):
+        compact.compact(batchsweep.load_run(run.id, store=store))
+    monkeypatch.setattr(Store, "write_log_pack", real)
+    half = batchsweep.load_run(run.id, store=store)
+    expected = [f"task {i} attempt 1\n" for i in range(6)]
+    assert [half.logs(i) for i in range(6)] == expected and half.logs(2, stderr=True) == "task 2 fails once\n"
+    assert cli.main(["runs", "compact", run.id, "--store", str(store)]) == 0
+    done = batchsweep.load_run(run.id, store=store)
+    assert not (store / "runs" / run.id / "tasks").exists()
+    assert [done.logs(i) for i in range(6)] == expected and done.logs(2, stderr=True) == "task 2 fails once\n"

@@ -226,6 +226,10 @@ def _copy_one(store: Store, run_id: str, index: int, source: Source, metrics_rul
                 packed = store.read_metrics(source.run_id, [source.index]).get(source.index)
                 if packed is not None:
                     store.write_json(key, packed)
+            elif name in (TaskDir.STDOUT, TaskDir.STDERR):  # a compacted run holds them in its log pack
+                log = store.read_packed_log(source.run_id, source.index, stderr=name == TaskDir.STDERR)
+                if log:
+                    store.backend.write_bytes(key, log)
             continue  # a task need not write metrics or logs
     status = replace(source.status, index=index, reused_from=source.label)
     if not same_rule:
@@ -285,7 +289,7 @@ def _reread_metrics(store: Store, source: Source, rule: str | dict[str, Any]) ->
 
     def printed(stream_rule: dict[str, Any]) -> dict[str, Any]:
         stream, pattern = metrics_mod.rule_stream(stream_rule)
-        logs = [io.BytesIO(raw) for raw in (read(store.task_log_key(*where, stderr=s == "stderr")) for s in
+        logs = [io.BytesIO(raw) for raw in (store.read_task_log(*where, stderr=s == "stderr") for s in
                 (("stdout", "stderr") if stream == "output" else (stream,))) if raw is not None]
         return metrics_mod.from_streams(logs, pattern, match=stream_rule.get("match") or "last") or {}
 

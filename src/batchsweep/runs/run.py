@@ -418,6 +418,9 @@ class Run:
         try:
             return self.store.backend.iter_bytes(key, start)
         except FileNotFoundError:
+            packed = self.store.read_packed_log(self.id, index, stderr=stderr)  # a compacted run's log pack
+            if packed is not None:
+                return iter((packed[start:],)) if start < len(packed) else iter(())
             if self.store.read_status(self.id, index) is not None:
                 return iter(())  # finished with no output: empty logs are not stored
             live = self.engine.logs(index, stderr=stderr)

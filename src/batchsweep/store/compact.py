@@ -1,7 +1,9 @@
 """Compacting a finished run (`batchsweep runs compact RUN`): every task's status.json and metrics.json packed into
-one object of the run (`packs/compact~<time>.jsonl`, see `batchsweep.store.core`), the per-task files then removed.
-Logs, series, outputs and anything damaged stay where they are; `results`, `status`, `report`, `logs`, `resume`
-and reuse read the pack the way they read the files it replaced."""
+one object of the run (`packs/compact~<time>.jsonl`, see `batchsweep.store.core`), their logs into one log pack
+(`packs/logs~<time>.log` and its index `.idx`: `logs RUN TASK` reads that task's bytes alone), the per-task files
+then removed. Series, outputs, logs over `LOG_PACK_MAX` and anything damaged stay where they are; `results`,
+`status`, `report`, `logs`, `resume` and reuse read the packs the way they read the files they replaced. Each pack
+is whole on disk before a file it replaces is removed: a compaction killed half-way loses nothing."""
 
 from __future__ import annotations
 
@@ -18,20 +20,21 @@ from batchsweep.store.core import PackEntry
 if TYPE_CHECKING:
     from batchsweep.runs.run import Run
 
-AUTO_COMPACT_TASKS = 10_000  # a local run of more tasks is compacted when it finishes
+AUTO_COMPACT_TASKS = 1_000  # a local run of more tasks is compacted when it finishes
 _CHUNK = 5000  # tasks read at a time
 
 
 @dataclass(frozen=True)
 class Compacted:
     tasks: int  # tasks in the pack
+    logs: int  # log files packed
     files_removed: int
     dirs_removed: int
 
     def line(self, run_id: str) -> str:
-        return (f"run {run_id}: {self.tasks:,} tasks' statuses and metrics packed into one file; "
-                f"{self.files_removed:,} files and {self.dirs_removed:,} empty directories removed (logs, series and "
-                "outputs kept)")
+        return (f"run {run_id}: {self.tasks:,} tasks' statuses and metrics packed into one file, {self.logs:,} logs "
+                f"into another; {self.files_removed:,} files and {self.dirs_removed:,} empty directories removed "
+                "(series and outputs kept)")
 
 
 def compact(run: Run) -> Compacted:
@@ -67,13 +70,17 @@ def _compact(run: Run) -> Compacted:
                 yield PackEntry(status, metrics.get(i))
 
     store.write_pack(run.id, f"compact~{time.time_ns()}", entries())
+    logs = store.write_log_pack(run.id, (i for i in range(run.n_tasks) if packed[i]))
     for name in old_packs:
         store.delete_pack(run.id, name)
 
     def remove(index: int) -> tuple[int, int]:
         task_dir = store.local_task_dir(run.id, index)
         removed = 0
-        for path in (task_dir.status, *([task_dir.metrics] if packed[index] == 2 else [])):  # a damaged one stays
+        paths = [task_dir.status, *([task_dir.metrics] if packed[index] == 2 else []),
+                 *(task_dir.log(stderr) for k, stderr in enumerate((False, True))
+                   if index < len(logs) and logs[index] & 1 << k)]
+        for path in paths:  # a damaged one stays
             try:
                 os.unlink(path)
                 removed += 1
@@ -98,5 +105,10 @@ def _compact(run: Run) -> Compacted:
     with ThreadPoolExecutor(max_workers=8) as pool:
         done = list(pool.map(remove_all, [range(k, run.n_tasks, 8) for k in range(8)]))
     removed, dirs = sum(r for r, _ in done), sum(d for _, d in done)
+    try:
+        os.rmdir(store.local_path(store.tasks_prefix(run.id)))  # when no task kept a file
+        dirs += 1
+    except OSError:
+        pass
     store.update_run_info(run.id, compacted_at=time.time())
-    return Compacted(len(packed) - packed.count(0), removed, dirs)
+    return Compacted(len(packed) - packed.count(0), sum(bin(b).count("1") for b in logs), removed, dirs)

@@ -67,6 +67,7 @@ CODE_PREFIX = "code"  # code/<sha256>.tar.gz
 INPUTS_PREFIX = "inputs"  # inputs/<sha256>/<name>
 SEARCH_JOURNAL = "study.journal"  # a search's Optuna journal in the run's directory (new runs; run.json names it)
 PACKS = "packs"
+LOG_PACK_DATA, LOG_PACK_INDEX = "log", "idx"  # packs/<name>.log and packs/<name>.idx: a compacted run's logs
 _TASK_NAMES = frozenset({TaskDir.STATUS, TaskDir.METRICS, TaskDir.SERIES, TaskDir.STDOUT, TaskDir.STDERR, TaskDir.OUTPUTS})
 
 
@@ -183,6 +184,14 @@ class Layout:
     def task_log_key(run_id: str, index: int, *, stderr: bool = False) -> str:
         """A task's stdout.log (or stderr.log)."""
         return Layout.task_key(run_id, index, TaskDir.log_name(stderr))
+
+    @staticmethod
+    def log_pack_key(run_id: str, name: str, part: str) -> str:
+        """A compacted run's log pack `packs/<name>.log` (the tasks' logs, one after another) or its index
+        `packs/<name>.idx` (a fixed-width entry per task: where its stdout and stderr are in the .log)."""
+        if part not in (LOG_PACK_DATA, LOG_PACK_INDEX) or not name or "/" in name or name.startswith("."):
+            raise ValueError(f"{name!r}.{part} is not a log pack")
+        return Layout.run_key(run_id, PACKS, f"{name}.{part}")
 
     @staticmethod
     def task_output_key(run_id: str, index: int, path: str) -> str:
