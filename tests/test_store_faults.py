@@ -314,3 +314,16 @@ def test_a_run_killed_while_copying_reused_results_can_be_resumed(tmp_path, caps
     assert cli.main(["resume", killed, "--store", str(store)]) == 0, capsys.readouterr().err
     df = batchsweep.load_run(killed, store=store).results()
     assert df["status"].tolist() == ["succeeded"] * 3 and df["reused_from"].notna().tolist() == [True, True, False]
+
+
+@pytest.mark.parametrize("where", ["afile", "/dev/null", "afile/below"])
+def test_rerun_dir_that_cannot_be_a_directory_is_one_line_and_exit_2(ten, tmp_path, capsys, where):
+    """A careless `rerun --dir`: a file, a device, a path below a file (a traceback before)."""
+    store, run_id = ten
+    (tmp_path / "afile").write_text("mine\n")
+    target = where if where.startswith("/") else str(tmp_path / where)
+    capsys.readouterr()
+    assert cli.main(["rerun", run_id, "0", "--dir", target, "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --dir {target}: cannot be made a directory") and len(err.splitlines()) == 1, err
+    assert (tmp_path / "afile").read_text() == "mine\n"

@@ -78,3 +78,19 @@ def test_a_journal_file_needs_no_database_and_a_taken_name_is_refused(search, ca
     assert cli.main(["study", run.id, "--to", path, "--study-name", "mine", "--store", str(tmp / "store")]) == 2
     assert "already holds a study named 'mine'" in capsys.readouterr().err
     assert Path(path).stat().st_size == size
+
+
+@pytest.mark.parametrize("to, said", [("sqlite:///", "an in-memory database is gone when batchsweep exits"),
+                                      ("sqlite:///:memory:", "an in-memory database"),
+                                      ("sqlite:///{tmp}", "cannot open that database (unable to open database file)"),
+                                      ("{tmp}/dir.log", "is not a regular file"),
+                                      ("bogus://x", "cannot open that database")])
+def test_a_storage_that_cannot_keep_the_study_is_one_line_and_exit_2(search, capsys, to, said) -> None:
+    """A careless --to: a database in memory (written, then gone: `wrote study` said before), a directory as the
+    database file or the journal (a SQLAlchemy traceback before), an unknown dialect."""
+    tmp, run = search
+    (tmp / "dir.log").mkdir(exist_ok=True)
+    capsys.readouterr()
+    assert cli.main(["study", run.id, "--to", to.format(tmp=tmp), "--store", str(tmp / "store")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and said in err, err

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from typing import Any
 
-from batchsweep.cli.common import latest_run_argument, out
+from batchsweep.cli.common import latest_run_argument, out, output_file
 from batchsweep.errors import SweepError
 
 MAX_TASKS = 1_000_000  # the same as batchsweep.planning.plan.MAX_TASKS (not imported: --help stays light)
@@ -268,6 +268,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from batchsweep.scripts import starter
 
+    output_file(args.output, example="sweep.yaml")
     path = starter.write_starter(args.script, output=args.output, force=args.force, python=args.python)
     out(f"wrote {path}; edit the grid, then: batchsweep run {path}")
     return 0

@@ -11,6 +11,7 @@ Built from the store alone (results and series), so it works for every engine an
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,14 +43,22 @@ def open_storage(url: str) -> Any:
     import optuna
 
     if "://" in url:
+        if url.rstrip("/") in ("sqlite:", "sqlite://") or url.endswith(":memory:"):
+            raise SpecError(f"--to {url}: an in-memory database is gone when batchsweep exits; name a file, e.g. "
+                            "sqlite:///study.db")
         try:
             return optuna.storages.RDBStorage(url)
         except ImportError as e:
             raise SpecError(f"--to {url}: a database storage needs SQLAlchemy ({e}); pip install sqlalchemy, or "
                             "write an Optuna journal file instead: --to study.log") from None
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy's errors (no such directory, a directory, no server)
+            first = str(getattr(e, "orig", None) or e).splitlines()[0]
+            raise SpecError(f"--to {url}: cannot open that database ({first})") from None
     if not url.endswith(JOURNAL_SUFFIXES):
         raise SpecError(f"--to {url}: give an Optuna storage URL (sqlite:///study.db) or a journal file ending in "
                         f"{', '.join(JOURNAL_SUFFIXES)}")
+    if os.path.exists(url) and not os.path.isfile(url):
+        raise SpecError(f"--to {url}: is not a regular file (a directory or a device); name a journal file")
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 

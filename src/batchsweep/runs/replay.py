@@ -66,7 +66,11 @@ def prepare(run: Run, index: int, *, directory: str | os.PathLike[str] | None = 
         raise SpecError(f"task {index} does not exist in run {run.id} (tasks 0..{run.n_tasks - 1})")
     task, record = tasks[index], run.record
     base = Path(directory) if directory else Path(tempfile.mkdtemp(prefix=f"batchsweep-{run.id}-{index}-"))
-    base.mkdir(parents=True, exist_ok=True)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file, a device, a path below one, no permission
+        raise SpecError(f"--dir {directory}: cannot be made a directory ({e.strerror}); name a new directory or "
+                        "leave --dir out for a temporary one") from None
     notes: list[str] = []
     resolve: Callable[[str], Path]
     remote_run = record.inputs_map is not None  # its inputs were shipped to the store too (aws-batch)
