@@ -333,3 +333,28 @@ def test_infra_status_works_for_a_submit_policy_user_and_names_the_policy_the_ac
            f"--policy-arn {arn}`)" in out
     assert out.count("queue ") == 2 and "(FARGATE_SPOT): ENABLED, VALID" in out
     assert_allowed_by_the_real_policy(as_submitter, calls)
+
+
+def test_a_submit_policy_user_naming_their_batch_resources_runs_without_reading_a_stack(as_submitter, calls,
+                                                                                        tmp_path, capsys):
+    """`aws:` names the bucket, queue and job definition (a user's own resources; here the stack's, named by
+    hand): nothing asks CloudFormation, and the job definition's image and log group are read with no more
+    than SubmitPolicy grants."""
+    world, store, outputs = as_submitter, str(tmp_path / "store"), as_submitter.outputs
+    (tmp_path / "square.py").write_text(SCRIPT)
+    (tmp_path / "sweep.yaml").write_text(
+        "name: named\nscript: square.py\nparams: {grid: {a: [0, 1, 2, 3, 4, 5]}}\nbackend: aws-batch\n"
+        f"aws: {{bucket: {outputs['Bucket']}, job_queue: {outputs['JobQueue']}, "
+        f"job_definition: '{outputs['JobDefinition']}', region: us-east-1}}\n"
+        "resources: {vcpus: 0.5, memory_mib: 1024}\n")
+    run = batchsweep.run(tmp_path / "sweep.yaml", store=store, detach=True)
+    assert {p.exit_code for p in play(world, run)} == {0}
+    df = batchsweep.load_run(run.id, store=store).results(refresh=True)
+    assert len(df) == 6 and (df["square"] == df["a"] ** 2).all()
+    capsys.readouterr()
+    assert cli.main(["logs", run.id, "2", "--store", store]) == 0
+    assert "start a=2" in capsys.readouterr().out
+    ops = {op for op, _ in calls}
+    assert {"batch:DescribeJobDefinitions", "ecr:DescribeImages", "batch:SubmitJob"} <= ops
+    assert not [op for op in ops if op.startswith("cloudformation:")]
+    assert_allowed_by_the_real_policy(world, calls)

@@ -154,11 +154,12 @@ def make_client(service: str, *, session: Any = None, profile: str | None = None
                     # addressing puts them on the bucket's regional endpoint (bucket.s3.REGION.amazonaws.com):
                     # on the global one, buckets in opt-in regions and new buckets answer with a redirect.
                     **({"signature_version": "s3v4", "s3": {"addressing_style": "virtual"}} if service == "s3" else {}))
+    where = {"region_name": region} if region else {}  # with a session: another region than the session's
     with _lock:
-        client = session.client(service, config=config)
+        client = session.client(service, config=config, **where)
         if service == "s3" and _names_a_host_not_aws(client.meta.endpoint_url):
             # An emulator by name (http://localhost:5000) has no BUCKET.localhost: paths there.
-            client = session.client(service, config=config.merge(Config(s3={"addressing_style": "path"})))
+            client = session.client(service, config=config.merge(Config(s3={"addressing_style": "path"})), **where)
         return client
 
 

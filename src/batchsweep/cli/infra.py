@@ -71,6 +71,10 @@ def register(subparsers: Any) -> None:
     image_aws.add_argument("--stack", help=f"CloudFormation stack name (default: SPEC's aws.stack, else {DEFAULT_STACK})")
     image_aws.add_argument("--profile", help="AWS profile (default: SPEC's aws.profile, else the usual AWS resolution)")
     image_aws.add_argument("--region", help="AWS region (default: SPEC's aws.region, else the profile's or AWS_REGION)")
+    # Without a stack (your own bucket, queue and job definition): the repository to build and push to.
+    image_aws.add_argument("--tag", metavar="REPO[:TAG]",
+                           help="build/push to this repository (ECR or any registry) instead of the stack's; its "
+                                "content-hash tag always, TAG too when given; no stack needed")
     image_actions.add_parser("dockerfile", parents=[reqs], help="print the generated Dockerfile") \
         .set_defaults(func=_image_dockerfile)
     image_actions.add_parser("build", parents=[reqs, builder, image_aws], help="build the image (skipped when unchanged)") \
@@ -181,6 +185,10 @@ def _image_build(args: argparse.Namespace) -> int:
     from batchsweep.infra import image, stack
 
     requirements = _requirements(args)
+    if args.tag:  # no stack, no AWS call: a build is local
+        print(image.build_to(requirements, image.ImageRef.parse(args.tag), echo=print, base=_base(args),
+                             builder=args.builder))
+        return 0
     session = _session(args)
     print(image.build(requirements, outputs=stack.stack_outputs(args.stack, session=session), echo=print,
                       base=_base(args), builder=args.builder))
@@ -192,6 +200,14 @@ def _image_push(args: argparse.Namespace) -> int:
     from batchsweep.infra import image, stack
 
     requirements = _requirements(args)
+    if args.tag:
+        target = image.ImageRef.parse(args.tag)
+        ref = image.push_to(requirements, target, session=_session(args) if target.ecr else None, echo=print,
+                            base=_base(args), builder=args.builder)
+        print(f"name it as the image of your job definition (aws.job_definition), e.g. a new revision by "
+              f"`aws batch register-job-definition` with \"image\": \"{ref}\"")
+        print(ref)
+        return 0
     session = _session(args)
     outputs = stack.stack_outputs(args.stack, session=session)
     ref = image.push(requirements, session=session, outputs=outputs, echo=print, base=_base(args),

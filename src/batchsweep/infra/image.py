@@ -207,6 +207,58 @@ def repository_uri(outputs: dict[str, str]) -> str:
     return outputs["ImageUri"].rsplit(":", 1)[0]
 
 
+_ECR = re.compile(r"(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([^:@]+)")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image reference split as registries need it: `repository` (with its registry), a `tag` or a `digest`."""
+
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, ref: str, *, field: str = "--tag") -> ImageRef:
+        """`REPOSITORY[:TAG]` or `REPOSITORY@sha256:DIGEST`; a registry's port (`host:5000/repo`) is no tag."""
+        repository, at, digest = ref.partition("@")
+        slash = repository.rfind("/")
+        colon = repository.rfind(":")
+        tag = None
+        if colon > slash:
+            repository, tag = repository[:colon], repository[colon + 1:]
+        if not repository or (at and not digest) or tag == "" or " " in ref:
+            raise SweepError(f"{field} {ref!r}: expected REPOSITORY[:TAG], e.g. "
+                             "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-sweeps:v1")
+        return cls(repository, tag, digest or None)
+
+    @property
+    def ecr(self) -> tuple[str, str, str] | None:
+        """(account, region, repository name) of an Amazon ECR repository, else None."""
+        found = _ECR.fullmatch(self.repository)
+        return (found.group(1), found.group(2), found.group(3)) if found else None
+
+    def __str__(self) -> str:
+        return self.repository + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
+
+
+def ecr_image_tags(ref: ImageRef, *, session: Any) -> list[str] | None:
+    """The tags ECR holds for the image `ref` names (by tag or digest); None when ECR has no such image.
+    `ref` must be an ECR image (`ref.ecr`)."""
+    from botocore.exceptions import ClientError
+
+    account, region, name = ref.ecr or ("", "", "")
+    image_id = {"imageDigest": ref.digest} if ref.digest else {"imageTag": ref.tag or "latest"}
+    ecr = clients.make_client("ecr", session=session, region=region)
+    try:
+        found = ecr.describe_images(registryId=account, repositoryName=name, imageIds=[image_id])["imageDetails"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("ImageNotFoundException", "RepositoryNotFoundException"):
+            return None
+        raise
+    return [str(t) for detail in found for t in detail.get("imageTags") or []] if found else None
+
+
 def image_exists(session: Any, outputs: dict[str, str], *, tag: str | None = None) -> bool:
     """Whether ECR holds the stack's image (or `tag` in the stack's repository)."""
     from botocore.exceptions import ClientError
@@ -259,6 +311,9 @@ class Builder:
         fmt = [] if self.name == "docker" else ["--format", "docker"]
         return [self.path, *verb, "--platform", PLATFORM, *fmt, "--build-arg", f"BASE={base}", "--tag", ref, context]
 
+    def tag_argv(self, ref: str, other: str) -> list[str]:
+        return [self.path, "tag", ref, other]
+
     def push_argv(self, ref: str) -> list[str]:
         return [self.path, "push", ref, *([f"docker://{ref}"] if self.name == "buildah" else [])]
 
@@ -305,7 +360,73 @@ def build(requirements: list[str] | None, *, outputs: dict[str, str], echo: Echo
 
 def ref_of(requirements: list[str] | None, outputs: dict[str, str], *, base: str = DEFAULT_BASE) -> str:
     """`URI:TAG` of the image for these requirements and base in the stack's repository."""
-    return f"{repository_uri(outputs)}:{image_tag(current_dockerfile(requirements, base=base), requirements)}"
+    return ref_in(repository_uri(outputs), requirements, base=base)
+
+
+def ref_in(repository: str, requirements: list[str] | None, *, base: str = DEFAULT_BASE) -> str:
+    """`REPOSITORY:TAG` of the image for these requirements and base, its tag batchsweep's content hash."""
+    return f"{repository}:{image_tag(current_dockerfile(requirements, base=base), requirements)}"
+
+
+def build_to(requirements: list[str] | None, target: ImageRef, *, echo: Echo, base: str = DEFAULT_BASE,
+             builder: str | None = None) -> str:
+    """Build the image into `target`'s repository, without a stack: under its content-hash tag and, when `target`
+    has a tag of its own, under that one too. Returns `target` (the content-hash reference when it has no tag)."""
+    content = ref_in(target.repository, requirements, base=base)
+    return _build_tagged(requirements, content, _named(target, content), choose_builder(builder), echo=echo,
+                         base=base)
+
+
+def _build_tagged(requirements: list[str] | None, content: str, named: str, builder: Builder, *, echo: Echo,
+                  base: str) -> str:
+    _build(requirements, content, builder, echo=echo, base=base)
+    if named != content:
+        _check(_run(builder.tag_argv(content, named)), f"{builder.name} tag")
+    return named
+
+
+def push_to(requirements: list[str] | None, target: ImageRef, *, session: Any, echo: Echo,
+            base: str = DEFAULT_BASE, builder: str | None = None) -> str:
+    """Build and push the image to `target`'s repository, without a stack (see `build_to`). The content-hash tag
+    is always pushed: it is how a run finds out that an image has its spec's requirements, whatever the job
+    definition calls it. An ECR image that already has the content tag is not rebuilt: the other tag is added
+    to it in ECR. Another registry needs the builder logged in already (`docker login`)."""
+    if target.digest:
+        raise SweepError(f"--tag {target}: name a tag to push to, not a digest")
+    content = ref_in(target.repository, requirements, base=base)
+    named = _named(target, content)
+    content_tag = content.rsplit(":", 1)[1]
+    if target.ecr is not None and session is not None:
+        tags = ecr_image_tags(ImageRef(target.repository, content_tag), session=session)
+        if tags is not None:
+            if named != content and target.tag not in tags:
+                _ecr_add_tag(target, content_tag, session=session)
+                echo(f"image {content} already in ECR; tagged it {target.tag}")
+            else:
+                echo(f"image {named} already in ECR; nothing to push")
+            return named
+    chosen = choose_builder(builder)
+    _build_tagged(requirements, content, named, chosen, echo=echo, base=base)
+    if target.ecr is not None:
+        _login(chosen, session=session, echo=echo, region=target.ecr[1])
+    for ref in dict.fromkeys([content, named]):
+        echo(f"pushing {ref}")
+        _check(_run(chosen.push_argv(ref)), f"{chosen.name} push")
+    return named
+
+
+def _named(target: ImageRef, content: str) -> str:
+    return f"{target.repository}:{target.tag}" if target.tag else content
+
+
+def _ecr_add_tag(target: ImageRef, content_tag: str, *, session: Any) -> None:
+    """Tag an image ECR holds under another tag too: its manifest put again (no layer moves)."""
+    account, region, name = target.ecr or ("", "", "")
+    ecr = clients.make_client("ecr", session=session, region=region)
+    (found,) = ecr.batch_get_image(registryId=account, repositoryName=name,
+                                   imageIds=[{"imageTag": content_tag}])["images"][:1]
+    ecr.put_image(registryId=account, repositoryName=name, imageManifest=found["imageManifest"],
+                  imageTag=str(target.tag))
 
 
 def _build(requirements: list[str] | None, ref: str, builder: Builder, *, echo: Echo, base: str) -> str:
@@ -342,8 +463,8 @@ def push(requirements: list[str] | None, *, session: Any, outputs: dict[str, str
     return ref
 
 
-def _login(builder: Builder, *, session: Any, echo: Echo) -> None:
-    ecr = clients.make_client("ecr", session=session)
+def _login(builder: Builder, *, session: Any, echo: Echo, region: str | None = None) -> None:
+    ecr = clients.make_client("ecr", session=session, region=region)
     data = ecr.get_authorization_token()["authorizationData"][0]
     user, password = base64.b64decode(data["authorizationToken"]).decode().split(":", 1)
     registry = data["proxyEndpoint"].removeprefix("https://")

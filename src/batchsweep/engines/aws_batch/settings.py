@@ -3,6 +3,7 @@ task image, what the stack's roles may read; and the small store helpers every p
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from batchsweep.spec.schema import Spec
 
 __all__ = ["STORE_PREFIX", "resolve_settings"]
+
+log = logging.getLogger(__name__)
 
 
 def _session(settings: AwsEngineSettings) -> Any:
@@ -60,19 +63,23 @@ def resolve_settings(spec: Spec) -> tuple[AwsEngineSettings, dict[str, str]]:
         elif not aws.spot and not aws.job_queue:
             found["job_queue"] = outputs.get("OnDemandJobQueue") or found["job_queue"]
         _check_stack_access(spec, aws.stack, outputs, session=session)
-    # spot: which queue runs the tasks; the RUNNABLE advice and the cost follow it
-    settings = AwsEngineSettings(profile=aws.profile, region=session.region_name, stack=aws.stack, **found,
-                                 prefix=STORE_PREFIX, spot=bool(aws.spot))
     from botocore.exceptions import ClientError
 
     try:
-        make_client("s3", session=session).head_bucket(Bucket=settings.bucket)
+        make_client("s3", session=session).head_bucket(Bucket=str(found["bucket"]))
     except ClientError as e:
         code = e.response.get("Error", {}).get("Code")
         raise AwsSetupError(
-            f"aws.bucket: bucket {settings.bucket!r} is not reachable ({code}); "
+            f"aws.bucket: bucket {found['bucket']!r} is not reachable ({code}); "
             "create the stack with `batchsweep infra up` or fix aws.bucket"
         ) from None
+    if not outputs:  # the user's own Batch resources: the job definition names the image and the log group
+        found["image_uri"], group = _own_job_definition(spec, session=session)
+        found["log_group"] = aws.log_group or group
+    # spot: which queue runs the tasks; the RUNNABLE advice and the cost follow it
+    settings = AwsEngineSettings(profile=aws.profile, region=session.region_name,
+                                 stack=aws.stack if outputs else None, **found, prefix=STORE_PREFIX,
+                                 spot=bool(aws.spot))
     return settings, outputs
 
 
@@ -97,32 +104,94 @@ def _check_image(spec: Spec, outputs: dict[str, str], *, session: Any) -> None:
                             f"build and push one that has them with `{push}`")
 
 
+BATCH_LOG_GROUP = "/aws/batch/job"  # where the awslogs driver writes when a job definition names no group
+
+
+def _own_job_definition(spec: Spec, *, session: Any) -> tuple[str | None, str | None]:
+    """The image and log group of the spec's own job definition (its newest ACTIVE revision unless it names
+    one), after checking that the image has batchsweep's worker and the spec's requirements where that can be
+    told: an image batchsweep built carries their hash in a tag (`image push SPEC --tag REPO`)."""
+    from batchsweep.aws.clients import make_client
+
+    name = str(spec.aws.job_definition)
+    batch = make_client("batch", session=session)
+    if name.startswith("arn:") or ":" in name:
+        revisions = batch.describe_job_definitions(jobDefinitions=[name])["jobDefinitions"]
+    else:
+        revisions = [d for page in batch.get_paginator("describe_job_definitions").paginate(
+            jobDefinitionName=name, status="ACTIVE") for d in page["jobDefinitions"]]
+    revisions = [d for d in revisions if d.get("status", "ACTIVE") == "ACTIVE"]
+    if not revisions:
+        raise AwsSetupError(f"aws.job_definition: no ACTIVE job definition {name!r} in {session.region_name}; "
+                            "register one whose image `batchsweep image push SPEC --tag REPO` built")
+    definition = max(revisions, key=lambda d: int(d.get("revision", 0)))
+    container = definition.get("containerProperties") or {}
+    logs = container.get("logConfiguration") or {"logDriver": "awslogs"}
+    group = (logs.get("options") or {}).get("awslogs-group", BATCH_LOG_GROUP) \
+        if logs.get("logDriver") == "awslogs" else None
+    image = container.get("image")
+    if image:
+        _check_own_image(spec, f"{definition['jobDefinitionName']}:{definition.get('revision')}", str(image),
+                         session=session)
+    return image, group
+
+
+def _check_own_image(spec: Spec, definition: str, image: str, *, session: Any) -> None:
+    """The job definition's image exists (in ECR) and was built with the spec's requirements (a `bs-` tag
+    carries their hash); an image batchsweep did not build is one warning, since nothing can be told of it."""
+    from botocore.exceptions import ClientError
+
+    from batchsweep.infra.image import (
+        ImageRef,
+        ecr_image_tags,
+        requirements_hash,
+        spec_requirements,
+        tag_requirements_hash,
+    )
+
+    ref = ImageRef.parse(image, field="image")
+    push = f"batchsweep image push {spec.spec_file or 'SPEC'} --tag {ref.repository}"
+    tags = [ref.tag] if ref.tag else []
+    if ref.ecr is not None:
+        try:
+            held = ecr_image_tags(ref, session=session)
+        except ClientError:  # a policy without ecr:DescribeImages on that repository: the tag alone tells
+            held = tags
+        if held is None:
+            raise AwsSetupError(f"aws.job_definition {definition}: its image {image} is not in ECR; `{push}` builds "
+                                "and pushes it (then name it in a new revision of the job definition)")
+        tags = held
+    built = [t for t in tags if t.startswith("bs-")]
+    if not built:
+        log.warning("aws.job_definition %s: its image %s was not built by batchsweep, so whether it has "
+                    "batchsweep and this sweep's requirements is not checked; `%s` builds one that has them",
+                    definition, image, push)
+        return
+    requirements, origin = spec_requirements(spec)
+    if requirements and requirements_hash(requirements) not in {tag_requirements_hash(t) for t in built}:
+        raise AwsSetupError(f"aws.job_definition {definition}: its image {image} was built without this sweep's "
+                            f"requirements ({origin}); `{push}` builds one that has them, then name it in a new "
+                            "revision of the job definition")
+
+
 def check_pinned_image(settings: AwsEngineSettings, spec: Spec, *, session: Any) -> None:
     """Before a run's later submission (resume, a search round): the image it pinned is still in ECR. The job
     definition revision names it by tag, and the repository's lifecycle keeps only the newest images; without it
     every child would fail to start (CannotPullContainerError) after being billed for the attempt."""
-    import re
+    from batchsweep.infra.image import ImageRef, ecr_image_tags
 
-    from botocore.exceptions import ClientError
-
-    from batchsweep.aws.clients import make_client
-
-    found = re.fullmatch(r"\d+\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/([^:@]+):([^:@]+)",
-                         settings.image_uri or "")
-    if found is None:  # not an ECR image of a stack (a job definition of the user's own): nothing to ask
+    ref = ImageRef.parse(settings.image_uri or "", field="image") if settings.image_uri else None
+    if ref is None or ref.ecr is None or not ref.tag:  # not an ECR image by tag: nothing to ask
         return
-    repository, tag = found.groups()
-    try:
-        make_client("ecr", session=session).describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+    if ecr_image_tags(ref, session=session) is not None:
         return
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("ImageNotFoundException", "RepositoryNotFoundException"):
-            raise
     push = f"batchsweep image push {spec.spec_file or 'SPEC'}" + (
-        f" --stack {settings.stack}" if settings.stack and settings.stack != "batchsweep" else "")
-    raise AwsSetupError(f"the task image this run pinned ({repository}:{tag}) is no longer in ECR (the repository "
-                        f"keeps its 10 newest images); `{push}` with the same batchsweep version and requirements "
-                        "rebuilds it under the same tag, or start a new run")
+        f" --tag {ref}" if not settings.stack else
+        f" --stack {settings.stack}" if settings.stack != "batchsweep" else "")
+    why = " (the repository keeps its 10 newest images)" if settings.stack else ""
+    raise AwsSetupError(f"the task image this run pinned ({ref.ecr[2]}:{ref.tag}) is no longer in ECR{why}; "
+                        f"`{push}` with the same batchsweep version and requirements rebuilds it under the same "
+                        "tag, or start a new run")
 
 
 def _check_stack_access(spec: Spec, stack: str, outputs: dict[str, str], *, session: Any) -> None:
