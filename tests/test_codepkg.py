@@ -7,6 +7,8 @@ exercised here on whatever Python runs the tests.
 from __future__ import annotations
 
 import io
+import json
+import re
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -159,7 +161,8 @@ CREDENTIAL_FILES = [".s3cfg", ".boto", "kaggle.json", "service-account-prod.json
                     "token.pickle", ".pgpass", ".my.cnf", "putty.ppk", ".vault-token", ".streamlit/secrets.toml",
                     ".huggingface/token", ".dockercfg", ".docker/config.json", ".ENV.production", "ID_RSA", "id_work",
                     "tls/Server.PEM", "tls.KEY", ".netrc", ".pypirc", ".git-credentials", ".npmrc", "terraform.tfstate",
-                    "infra/terraform.tfstate.backup", "terraform.tfstate.d/prod/state.json"]
+                    "infra/terraform.tfstate.backup", "terraform.tfstate.d/prod/state.json", "deploy/prod.env",
+                    "Staging.ENV"]
 
 
 @pytest.mark.parametrize("name", CREDENTIAL_FILES)
@@ -219,10 +222,40 @@ def test_a_file_holding_a_credential_refuses_the_package_naming_it_and_the_fix(t
     assert codepkg.pack(root, exclude=[rel]).contents.sizes.keys() == {"sweep.yaml", "train.py"}
 
 
+_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzz2xampl9K"
+CREDENTIAL_FORMS = {  # issue 30, round 2: where a careless user keeps a key, and how a language writes it
+    "os.environ[...] = in a script": ("train.py", f'import os\nos.environ["AWS_SECRET_ACCESS_KEY"] = "{_SECRET}"\n', 2,
+                                      "an AWS secret access key"),
+    "os.environ.setdefault": ("setup_aws.py", f'os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "{_SECRET}")\n', 1,
+                              "an AWS secret access key"),
+    "a notebook cell (JSON-escaped quotes)": (
+        "explore.ipynb", json.dumps({"cells": [{"cell_type": "code", "source": [
+            "import os\n", f'os.environ["AWS_SECRET_ACCESS_KEY"] = "{_SECRET}"\n']}]}, indent=1), 7,
+        "an AWS secret access key"),
+    "a notebook assignment": ("nb.ipynb", json.dumps({"cells": [{"source": [f's3 = boto3.client("s3", '
+                              f'aws_secret_access_key="{_SECRET}")']}]}, indent=1), 5, "an AWS secret access key"),
+    "a YAML config beside the script": ("conf/storage.yaml", f"s3:\n  bucket: b\n  aws_secret_access_key: {_SECRET}\n",
+                                        3, "an AWS secret access key"),
+    "STS output": ("creds.out.json", json.dumps({"SecretAccessKey": _SECRET}), 1, "an AWS secret access key"),
+    "a GitHub token": ("gh.py", "TOKEN = 'ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789'\n", 1, "a GitHub token"),
+}
+
+
+@pytest.mark.parametrize("form", list(CREDENTIAL_FORMS))
+def test_a_credential_written_the_way_code_writes_it_refuses_the_package(tmp_path, form):
+    rel, text, line, what = CREDENTIAL_FORMS[form]
+    root = tmp_path / "proj"
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).write_text(text)
+    with pytest.raises(SpecError, match=f"{re.escape(rel)} line {line} holds what looks like {what}"):
+        codepkg.pack(root)
+
+
 def test_the_documented_example_keys_are_not_taken_for_credentials(tmp_path):
     root = tmp_path / "proj"
     root.mkdir()
-    (root / "README.md").write_text("export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n")
+    (root / "README.md").write_text("export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n"
+                                    "export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n")
     assert codepkg.scan(root, codepkg.survey(root)) == []
 
 

@@ -33,7 +33,7 @@ ALWAYS_EXCLUDED = (".git", "__pycache__", ".batchsweep", ".venv", "venv", ".mypy
 
 # Never packed, whatever .gitignore says (unless `code.include` names it): a code package lands in S3 and in
 # every container. Matched without regard to case; `id_*` spares Python modules (`id_utils.py`).
-SECRET_FILES = (".env*", "id_*", "*.pem", "*.key", "*.ppk", "*.p12", "*.pfx", "*.jks", "*.kdbx", ".netrc",
+SECRET_FILES = (".env*", "*.env", "id_*", "*.pem", "*.key", "*.ppk", "*.p12", "*.pfx", "*.jks", "*.kdbx", ".netrc",
                 "_netrc", ".pypirc", ".npmrc", ".git-credentials", "credentials*", ".s3cfg", ".boto", "kaggle.json",
                 "service-account*.json", "client_secret*.json", "token.pickle", ".pgpass", ".my.cnf",
                 ".vault-token", ".dockercfg", "*.tfstate", "*.tfstate.*")
@@ -43,11 +43,15 @@ SECRET_DIRS = (".aws", ".ssh", ".gnupg", ".docker", ".kube", ".azure", "gcloud",
 SECRET_CONTENT = (
     (rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----", "a private key"),
     (rb"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)(?!IOSFODNN7EXAMPLE)[A-Z0-9]{16}(?![A-Z0-9])", "an AWS access key id"),
-    (rb"(?i)aws_?secret_?access_?key[\"']?\s*[=:]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])",
+    # the name, then what a language puts between it and its value: `= "`, `: `, `"] = "` (os.environ[...]),
+    # `", "` (setdefault), and the same with the quotes escaped (a notebook's JSON)
+    (rb"(?i)(?:aws_?)?secret_?access_?key[\s\"'\\\])]*[=:,(][\s\"'\\]*(?!wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])",
      "an AWS secret access key"),
     (rb"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])", "a Google API key"),
     (rb'"type"\s*:\s*"(?:service_account|authorized_user)"', "Google credentials"),
     (rb"(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{34,}(?![A-Za-z0-9])", "a Hugging Face token"),
+    (rb"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22,})(?![A-Za-z0-9_])",
+     "a GitHub token"),
 )
 
 
