@@ -174,3 +174,23 @@ def test_the_metrics_rule_reads_the_values_the_script_prints_or_logs_by_label(tm
 
     assert from_text("MLflow Version: 2.1\n  rmse: 0.5\nTest accuracy: 0.900000\nVal loss: 0.25\n", rule["output"]) \
         == {"rmse": 0.5, "test_accuracy": 0.9, "val_loss": 0.25}
+
+
+def test_a_default_with_braces_goes_under_fixed_filled_per_task_or_left_to_the_script(tmp_path: Path) -> None:
+    """`--out model_{lr}.pt` was written as a one-value grid list, and `--log run_{}_{date}.log` too, whose `{date}`
+    the run then refused ("placeholder {date} names no param"): the starter init wrote could not run."""
+    from batchsweep.planning.plan import plan
+    from batchsweep.scripts.starter import starter_text
+
+    script = tmp_path / "t.py"
+    script.write_text(
+        "import argparse, json\np = argparse.ArgumentParser()\np.add_argument('--lr', type=float, default=0.1)\n"
+        "p.add_argument('--out', default='model_{lr}.pt')\np.add_argument('--log', default='run_{}_{date}.log')\n"
+        "a = p.parse_args()\nprint(json.dumps({'loss': a.lr, 'out': a.out, 'log': a.log}))\n")
+    text = starter_text(script)
+    spec = yaml.safe_load(text)
+    assert spec["params"] == {"grid": {"lr": [0.1]}, "fixed": {"out": "model_{lr}.pt"}}
+    assert "# log: \"run_{}_{date}.log\"  # the script's default, left to it" in text
+    spec["params"]["grid"]["lr"] = [0.1, 0.2]
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(spec))
+    assert [t.params["out"] for t in plan(tmp_path / "sweep.yaml").tasks] == ["model_0.1.pt", "model_0.2.pt"]

@@ -34,6 +34,20 @@ def _param_line(flag: Flag, indent: str = "    ", commented: bool = False) -> st
 OUTPUT_NAMES = ("save", "out", "output", "tag", "run", "exp", "prefix")
 
 
+# a `{param}` placeholder, as the run fills them (planning.space)
+PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
+
+
+def _templated_line(flag: Flag, names: set[str]) -> str:
+    """A text default with `{name}` in it, under `fixed:`: filled per task when every name is a param here, else
+    left to the script (commented out), since the run would refuse a placeholder that names no param."""
+    missing = [n for n in PLACEHOLDER.findall(flag.default) if n not in names]
+    if missing:
+        return (f"    # {flag.dest}: {json.dumps(flag.default)}  # the script's default, left to it: {{{missing[0]}}} "
+                "would be read as a placeholder naming no param")
+    return f"    {flag.dest}: {json.dumps(flag.default)}  # {{param}} placeholders are filled per task"
+
+
 def _fixed_line(flag: Flag, grid: list[str]) -> str:
     """A required param's line under `fixed:`: a name each task gets its own of (`run_{a}_{b}`) for a text param
     that names an output, else CHANGE_ME (the run refuses it until it is filled)."""
@@ -223,6 +237,7 @@ def starter_text(script: Path, *, spec_dir: Path | None = None, python: str | No
     sub = flags.subcommand
     groups = [f.dest + "." for f in listed if f.kind.startswith("group")]
     required: list[Flag] = []
+    templated: list[Flag] = []
     grid: list[str] = []
     for flag in listed:
         if flag is sub or style == "hydra" and flag.kind == "store" and (
@@ -231,6 +246,9 @@ def starter_text(script: Path, *, spec_dir: Path | None = None, python: str | No
             continue  # a whole node, a key that comes with the group's chosen option, or one made of others
         if flag.required and flag.default in (None, "???"):
             required.append(flag)  # one value for every task, under fixed:
+            continue
+        if isinstance(flag.default, str) and PLACEHOLDER.search(flag.default):
+            templated.append(flag)  # `model_{lr}.pt`: the spec fills it per task; under fixed:, never a grid value
             continue
         lines.append(_param_line(flag))
         grid.append(flag.dest)
@@ -242,9 +260,10 @@ def starter_text(script: Path, *, spec_dir: Path | None = None, python: str | No
             lines += [_param_line(f, commented=command != first) for f in sub_flags]
     if not grid and not (sub is not None and sub.subcommands):
         lines[lines.index("  grid:")] = "  grid: {}"
-    if required:
+    if required or templated:
         lines.append("  fixed:")
         lines += [_fixed_line(f, grid) for f in required]
+        lines += [_templated_line(f, set(grid) | {r.dest for r in required}) for f in templated]
     lines += [
         "# inputs: ['data/{symbol}.csv']   files staged into each task's working directory",
         "# outputs: ['*.png']               files kept from each task (default: every file it creates)",
