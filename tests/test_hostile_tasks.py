@@ -288,6 +288,27 @@ def test_what_a_task_writes_cannot_attack_the_terminal_or_the_spreadsheet_that_s
     assert len(rows) == 2 and '"a\rb"' in text
 
 
+def test_a_param_value_with_escape_sequences_is_shown_escaped_by_dry_run_and_rerun(tmp_path, capsys, monkeypatch):
+    """A spec from someone else's repository gives a param an OSC 0 (retitle) and CSI (colour) value: `run
+    --dry-run` printed it raw in each command line, and so did `rerun`'s `command:` line. `rerun --dir` with a
+    relative directory ran nothing (the script's path was relative to the wrong directory)."""
+    from batchsweep import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "esc.py").write_text(_ESCAPES)
+    spec = write_spec(tmp_path, 'name: esc\nscript: esc.py\nparams: {grid: {a: [3]}, fixed: {t: "v\\e]0;T\\a\\e[31m"}}\n')
+    store = str(tmp_path / "store")
+    assert cli.main(["run", str(spec), "--dry-run", "--store", store]) == 0
+    assert cli.main(["run", str(spec), "--store", store]) == 1
+    run_id = batchsweep.load_run(store=store).id
+    assert cli.main(["rerun", run_id, "0", "--dir", "again", "--store", store]) == 3  # the task's own exit code
+    out, err = capsys.readouterr()
+    raw = [c for c in out + err if (ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0]
+    assert not raw, raw
+    assert out.count("--t 'v\\x1b]0;T\\x07\\x1b[31m'") == 1 and err.count("--t 'v\\x1b]0;T\\x07\\x1b[31m'") == 1
+    assert (tmp_path / "again" / "work" / "metrics.json").exists()
+
+
 def _daemons(pids: Path, n: int) -> list[int]:
     """The pids the tasks' daemons wrote (each task waits for its own before it goes on)."""
     found = sorted(pids.glob("*.pid"))

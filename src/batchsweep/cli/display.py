@@ -182,7 +182,7 @@ def _print_search_plan(p: Plan, console: Any) -> None:
         console.print(f"{'space' if i == 0 else '':9}{name:<{width}}  {text}", markup=False)
     fixed = (p.spec.params.fixed if p.spec.params else {}) or {}
     if fixed:
-        console.print("fixed    " + " ".join(f"{k}={cell(v)}" for k, v in fixed.items()), markup=False)
+        console.print("fixed    " + printable(" ".join(f"{k}={cell(v)}" for k, v in fixed.items())), markup=False)
     console.print(f"each task gets `trial` (0..{search.trials - 1}) and `round` (0..{rounds - 1}) with the proposed "
                   "values; Optuna proposes each round from the results of the ones before", markup=False)
 
@@ -209,7 +209,7 @@ def _print_package(p: Plan, console: Any) -> None:
 def plan_command(p: Plan, task: Any) -> str:
     from batchsweep.task.worker import context_from_run, shown_command
 
-    return shown_command(context_from_run(p.record), task)
+    return printable(shown_command(context_from_run(p.record), task))  # a param value may hold escapes
 
 
 def no_metrics_line(run: Run, statuses: Iterable[TaskStatus]) -> str | None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from batchsweep.errors import SpecError
 from batchsweep.runs.run import Run
+from batchsweep.text import printable
 
 if TYPE_CHECKING:
     from batchsweep.store.record import RunRecord
@@ -65,7 +66,7 @@ def prepare(run: Run, index: int, *, directory: str | os.PathLike[str] | None = 
     if index not in tasks:
         raise SpecError(f"task {index} does not exist in run {run.id} (tasks 0..{run.n_tasks - 1})")
     task, record = tasks[index], run.record
-    base = Path(directory) if directory else Path(tempfile.mkdtemp(prefix=f"batchsweep-{run.id}-{index}-"))
+    base = Path(directory).absolute() if directory else Path(tempfile.mkdtemp(prefix=f"batchsweep-{run.id}-{index}-"))
     try:
         base.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a file, a device, a path below one, no permission
@@ -156,8 +157,8 @@ def rerun(run: Run, index: int, *, directory: str | os.PathLike[str] | None = No
     exit code."""
     r = prepare(run, index, directory=directory, code=code)
 
-    def say(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+    def say(line: str) -> None:  # a param value in the command line may hold escape sequences: shown escaped
+        print(printable(line), file=sys.stderr, flush=True)
 
     say(f"task {index} of {run.id} in {r.work}")
     for note in r.notes:
