@@ -126,9 +126,9 @@ def _own_job_definition(spec: Spec, *, session: Any) -> tuple[str | None, str | 
                             "register one whose image `batchsweep image push SPEC --tag REPO` built")
     definition = max(revisions, key=lambda d: int(d.get("revision", 0)))
     container = definition.get("containerProperties") or {}
-    logs = container.get("logConfiguration") or {"logDriver": "awslogs"}
-    group = (logs.get("options") or {}).get("awslogs-group", BATCH_LOG_GROUP) \
-        if logs.get("logDriver") == "awslogs" else None
+    log_config = container.get("logConfiguration") or {"logDriver": "awslogs"}
+    group = (log_config.get("options") or {}).get("awslogs-group", BATCH_LOG_GROUP) \
+        if log_config.get("logDriver") == "awslogs" else None
     image = container.get("image")
     if image:
         _check_own_image(spec, f"{definition['jobDefinitionName']}:{definition.get('revision')}", str(image),
