@@ -564,6 +564,34 @@ def test_init_writes_the_detected_style_and_the_rule_for_what_it_prints(
     assert sorted(run.results()[column]) == values
 
 
+def test_init_puts_a_variable_read_without_default_under_fixed_and_leaves_an_optional_one_unset(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`int(os.environ["EPOCHS"])` was written as `EPOCHS: [""]` in the grid (every task then failed at int("")),
+    and `os.environ.get("TAG")` as `TAG: [""]`, which sets the variable the script tests for being unset."""
+    from batchsweep import cli
+
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, """
+        import json, os
+        epochs = int(os.environ["EPOCHS"])
+        lr = float(os.getenv("LR", 0.01))
+        print(json.dumps({"epochs_seen": epochs, "lr_seen": lr, "tag_set": "TAG" in os.environ}))
+        tag = os.environ.get("TAG")
+        """)
+    assert cli.main(["init", "s.py"]) == 0
+    text = (tmp_path / "sweep.yaml").read_text()
+    spec = yaml.safe_load(text)
+    assert spec["params"] == {"grid": {"LR": [0.01]}, "fixed": {"EPOCHS": "CHANGE_ME"}}
+    assert '# TAG: [""]  # read without a default' in text
+    with pytest.raises(SpecError, match="params.EPOCHS: still CHANGE_ME"):
+        runs.run(tmp_path / "sweep.yaml", store=tmp_path / "store", progress=False)
+    spec["params"]["fixed"]["EPOCHS"] = 5
+    spec["params"]["grid"]["LR"] = [0.01, 0.1]
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(spec))
+    run = runs.run(tmp_path / "sweep.yaml", store=tmp_path / "store", progress=False)
+    assert sorted(seen(run.results(), "epochs_seen", "lr_seen", "tag_set")) == [(5, 0.01, False), (5, 0.1, False)]
+
+
 def test_init_reads_a_src_layout_package_with_pythonpath_src(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from batchsweep import cli
 

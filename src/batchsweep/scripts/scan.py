@@ -37,6 +37,7 @@ class ScriptSource:
     batchsweep_aware: bool = False  # reads BATCHSWEEP_PARAMS or imports batchsweep: it takes params its own way
     env: dict[str, Any] = field(default_factory=dict)  # variable -> its default when a literal (None otherwise)
     env_dynamic: bool = False  # it reads a variable whose name is computed: not every name is known
+    env_required: set[str] = field(default_factory=set)  # read as os.environ["X"], which fails when X is unset
     globals: dict[str, Any] = field(default_factory=dict)  # module-level literal assignments of the script itself
     declared: dict[str, str] = field(default_factory=dict)  # their declared types (`C: float = 1`)
     files: list[str] = field(default_factory=list)  # params files it names (params.yaml, config.json)
@@ -132,6 +133,8 @@ def _scan_tree(tree: ast.Module, scan: ScriptSource, literals: dict[str, Any]) -
             key = node.slice
             if isinstance(key, ast.Constant) and isinstance(key.value, str):
                 scan.env.setdefault(key.value, None)
+                if isinstance(node.ctx, ast.Load):
+                    scan.env_required.add(key.value)
             else:
                 scan.env_dynamic = True
         elif isinstance(node, ast.Call):

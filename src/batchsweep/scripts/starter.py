@@ -165,7 +165,9 @@ def _no_parser(script: Path, search: list[Path], spec_dir: Path) -> tuple[str, l
                                   f"written in each task's directory, merged over the template (relative to the spec)"]
     if env:
         flags = source_flags(script, "env", base_dir=script.parent, search=search)
-        return "env", [dataclasses.replace(f, default="" if f.default is None else f.default)
+        # os.environ["EPOCHS"] with no default anywhere: required, under fixed: as CHANGE_ME (an empty value would
+        # fail every task at int(""))
+        return "env", [dataclasses.replace(f, required=f.default is None and f.dest in seen.env_required)
                        for f in flags.flags], ["args: {style: env}   # each param is an environment variable of the task"]
     if seen.globals:
         flags = source_flags(script, "globals", base_dir=script.parent, search=search)
@@ -246,6 +248,9 @@ def starter_text(script: Path, *, spec_dir: Path | None = None, python: str | No
             continue  # a whole node, a key that comes with the group's chosen option, or one made of others
         if flag.required and flag.default in (None, "???"):
             required.append(flag)  # one value for every task, under fixed:
+            continue
+        if style == "env" and flag.default is None:  # os.environ.get("TAG"): unset unless the spec sets it
+            lines.append(_param_line(dataclasses.replace(flag, default=""), commented=True) + "  # read without a default")
             continue
         if isinstance(flag.default, str) and PLACEHOLDER.search(flag.default):
             templated.append(flag)  # `model_{lr}.pt`: the spec fills it per task; under fixed:, never a grid value
