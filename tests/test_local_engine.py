@@ -378,3 +378,19 @@ def test_the_runner_queues_no_future_per_task(tmp_path, monkeypatch):
     run = batchsweep.run(spec, store=tmp_path / "store", progress=False, reuse=False)
     assert run.exit_code == 0 and len(run.results()) == 10
     assert submitted.count("slot") == 2 and submitted.count("one") == 0
+
+
+def test_a_task_started_while_a_cancel_is_under_way_is_killed_when_its_worker_tracks_it():
+    """A SIGTERM landing between a task's start and its worker tracking it found nothing to kill: the task ran on
+    and the worker waited for it (an AWS child stopped by Spot ran until ECS killed it 30 s later)."""
+    from batchsweep.task.worker import ProcessRegistry
+
+    registry = ProcessRegistry()
+    registry.cancel_all("stopped by SIGTERM")
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        registry.add(proc)
+        assert proc.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()

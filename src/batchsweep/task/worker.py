@@ -115,8 +115,13 @@ class ProcessRegistry:
         self.reason = "cancelled"
 
     def add(self, proc: TaskProcess) -> None:
+        """Track a started task; one started while a cancel was under way (a SIGTERM that landed between its
+        start and this call found nothing to kill) is killed here."""
         with self._lock:
             self._procs[proc.pid] = proc
+            cancelled = self.cancelled.is_set()  # read under the lock cancel_all takes after setting it
+        if cancelled:
+            kill_group(proc)
 
     def remove(self, proc: TaskProcess) -> None:
         with self._lock:
