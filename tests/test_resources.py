@@ -344,7 +344,8 @@ def test_a_gpu_run_without_nvml_has_no_gpu_memory_column_and_succeeds(tmp_path, 
     assert "gpu_mem_mib" not in df.columns
 
 
-def test_status_of_a_local_run_that_reserved_far_more_than_it_used_suggests_the_smaller_reservation(tmp_path):
+def test_status_of_a_local_run_that_reserved_far_more_than_it_used_suggests_the_smaller_reservation(tmp_path,
+                                                                                                   monkeypatch):
     spec = write_spec(tmp_path, f"""
         name: oversized
         script: {PROBE}
@@ -367,8 +368,16 @@ def test_status_of_a_local_run_that_reserved_far_more_than_it_used_suggests_the_
     assert "`resources: {vcpus: 0.25, memory_mib: 256}`" in lines[0]
     assert "of the 2 vCPU and 4096 MiB each reserved" in lines[0] and "8× fewer vCPU slots" in lines[0]
     assert "16× less memory" in lines[0] and "on this machine" in lines[0]
-    batchsweep.load_run(run_id, store=tmp_path / ".batchsweep").report(tmp_path / "r.html")
-    assert "Resources: tasks used at most" in (tmp_path / "r.html").read_text()  # the report says it too
+    run = batchsweep.load_run(run_id, store=tmp_path / ".batchsweep")
+    run.results()
+    # the report says it too, from the results table it has: no task's status file is read again for it
+    from batchsweep.runs.run import Run
+
+    monkeypatch.setattr(Run, "statuses", lambda self: pytest.fail("the report read every task's status again"))
+    run.report(tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    assert "Resources: tasks used at most" in html and "vcpus: 0.25, memory_mib: 256" in html
+    monkeypatch.undo()
 
     sized = cli("run", str(spec), "--right-size")  # applies it: the next run reserves what the suggestion said
     assert sized.returncode == 0, sized.stderr

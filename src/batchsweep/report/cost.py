@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from batchsweep.engines.base import Engine
     from batchsweep.model import TaskStatus
     from batchsweep.store.record import RunRecord
@@ -153,6 +155,18 @@ def usage_of(statuses: Iterable[TaskStatus]) -> list[tuple[float, float, float]]
             and s.duration_s is not None]
 
 
+def usage_of_table(table: pd.DataFrame) -> list[tuple[float, float, float]]:
+    """The same from a run's results table (its status, peak_rss_mib, cpu_s and duration_s columns), which a report
+    has already: reading 10,000 status files again for three numbers each took a fifth of its time."""
+    import pandas as pd
+
+    if not {"status", "peak_rss_mib", "cpu_s", "duration_s"} <= set(table.columns):
+        return []
+    cols = [pd.to_numeric(table[c], errors="coerce").tolist() for c in ("peak_rss_mib", "cpu_s", "duration_s")]
+    return [(rss, cpu, took) for state, rss, cpu, took in zip(table["status"].tolist(), *cols)
+            if state == "succeeded" and not any(v is None or math.isnan(v) for v in (rss, cpu, took))]
+
+
 # -- a finished run ------------------------------------------------------------------------------
 def container_seconds(tasks: Iterable[tuple[str | None, float | None, float | None]]) -> list[float]:
     """How long each container ran, from its tasks' (worker, started_at, ended_at): an AWS child job runs its
@@ -185,9 +199,12 @@ def run_cost(record: RunRecord, durations_s: Sequence[float], *,
     return engine.run_cost(record, durations_s, containers_s) if engine is not None else None
 
 
-def run_right_size(record: RunRecord, statuses: Iterable[TaskStatus]) -> RightSize | None:
-    """The suggestion for a finished run from its engine, judged against the settings it recorded."""
+def run_right_size(record: RunRecord, statuses: Iterable[TaskStatus] | None = None, *,
+                   usage: list[tuple[float, float, float]] | None = None) -> RightSize | None:
+    """The suggestion for a finished run from its engine, judged against the settings it recorded: from the tasks'
+    statuses, or their `usage` as `usage_of`/`usage_of_table` give it."""
     engine = _engine_of(record)
     if engine is None:
         return None
-    return engine.right_size(record.spec, usage_of(statuses), record.engine_as(engine.engine_settings_model))
+    used = usage if usage is not None else usage_of(statuses or ())
+    return engine.right_size(record.spec, used, record.engine_as(engine.engine_settings_model))

@@ -495,9 +495,9 @@ def render_report(run: Run, *, metric: str | None = None, maximize: bool | None 
     if same:
         summary["same_metrics"] = same
     if table is None:
-        from batchsweep.report.cost import run_right_size
+        from batchsweep.report.cost import run_right_size, usage_of_table
 
-        suggestion = run_right_size(record, run.statuses().values())
+        suggestion = run_right_size(record, usage=usage_of_table(df))
         if suggestion is not None:
             summary["right_size"] = suggestion.line()
     html, chosen, maximize = build_report(
