@@ -209,3 +209,37 @@ def test_down_with_force_terminates_active_jobs_and_deletes(session: Any, stuck_
     infra.down(STACK, force=True, delete_data=True, session=session, echo=lines.append, poll_s=0.01)
     assert terminated == [stuck_job]
     assert infra.describe_stack(STACK, session=session) is None
+
+
+def test_a_private_network_gives_tasks_no_public_ip_and_vpc_endpoints_instead(session: Any, lines: list[str]) -> None:
+    """PrivateNetwork=true: private subnets (no internet gateway, no public IPs), S3 through a gateway endpoint on
+    their route table and ECR and Logs through interface endpoints only the tasks may reach; the job definition
+    asks for no public IP. (Whether a Fargate task really pulls its image that way moto cannot show: it runs
+    none; the endpoints' service names and the job definition are what it can.)"""
+    outputs = infra.up(STACK, {"PrivateNetwork": "true", "SecretsPrefix": "team"}, session=session,
+                       echo=lines.append, poll_s=0.01)
+    ec2, batch = make_client("ec2", session=session), make_client("batch", session=session)
+    cfn = make_client("cloudformation", session=session)
+    resources = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                 for r in cfn.list_stack_resources(StackName=STACK)["StackResourceSummaries"]}
+    assert "InternetGateway" not in resources and "DefaultRoute" not in resources
+    vpc = resources["Vpc"]
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
+    assert len(subnets) == 2 and not any(s["MapPublicIpOnLaunch"] for s in subnets)
+    endpoints = [e for e in ec2.describe_vpc_endpoints()["VpcEndpoints"] if e["VpcId"] == vpc]
+    kinds = {e["ServiceName"].removeprefix("com.amazonaws.us-east-1."): e["VpcEndpointType"] for e in endpoints}
+    assert kinds == {"s3": "Gateway", "ecr.api": "Interface", "ecr.dkr": "Interface", "logs": "Interface",
+                     "ssm": "Interface", "secretsmanager": "Interface"}
+    (group,) = ec2.describe_security_groups(GroupIds=[resources["EndpointSecurityGroup"]])["SecurityGroups"]
+    (rule,) = group["IpPermissions"]
+    assert (rule["FromPort"], rule["ToPort"], rule["IpRanges"]) == (443, 443, [])
+    assert [p["GroupId"] for p in rule["UserIdGroupPairs"]] == [resources["TaskSecurityGroup"]]
+    (definition,) = batch.describe_job_definitions(jobDefinitions=[outputs["JobDefinition"]])["jobDefinitions"]
+    assert definition["containerProperties"]["networkConfiguration"] == {"assignPublicIp": "DISABLED"}
+
+
+def test_the_default_network_keeps_public_ips_and_makes_no_endpoint(session: Any, deployed: dict[str, str]) -> None:
+    ec2, batch = make_client("ec2", session=session), make_client("batch", session=session)
+    assert ec2.describe_vpc_endpoints()["VpcEndpoints"] == []
+    (definition,) = batch.describe_job_definitions(jobDefinitions=[deployed["JobDefinition"]])["jobDefinitions"]
+    assert definition["containerProperties"]["networkConfiguration"] == {"assignPublicIp": "ENABLED"}

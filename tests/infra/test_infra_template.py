@@ -176,7 +176,7 @@ def test_the_job_definition_runs_the_worker_on_fargate(template: dict[str, Any])
     assert container["Command"] == ["python", "-m", "batchsweep.worker"]
     assert container["ExecutionRoleArn"] == {"Fn::GetAtt": ["ExecutionRole", "Arn"]}
     assert container["JobRoleArn"] == {"Fn::GetAtt": ["JobRole", "Arn"]}
-    assert container["NetworkConfiguration"] == {"AssignPublicIp": "ENABLED"}
+    assert container["NetworkConfiguration"] == {"AssignPublicIp": {"Fn::If": ["Private", "DISABLED", "ENABLED"]}}
     assert container["LogConfiguration"]["LogDriver"] == "awslogs"
     assert container["LogConfiguration"]["Options"]["awslogs-group"] == {"Ref": "LogGroup"}
     assert "${Repository}:${ImageTag}" in container["Image"]["Fn::Sub"]
@@ -265,8 +265,12 @@ def test_containers_on_gpu_instances_cannot_reach_the_instance_metadata(template
 
 
 def test_the_security_group_allows_no_inbound_traffic(template: dict[str, Any]) -> None:
-    for group in resources_of(template, "AWS::EC2::SecurityGroup").values():
-        assert "SecurityGroupIngress" not in group["Properties"]
+    """Nothing reaches a task; only the private network's VPC endpoints take HTTPS, from the tasks alone."""
+    for name, group in resources_of(template, "AWS::EC2::SecurityGroup").items():
+        ingress = group["Properties"].get("SecurityGroupIngress", [])
+        assert all(r.get("SourceSecurityGroupId") == {"Ref": "TaskSecurityGroup"} and "CidrIp" not in r
+                   for r in ingress), name
+        assert not ingress or name == "EndpointSecurityGroup"
     assert resources_of(template, "AWS::EC2::SecurityGroupIngress") == {}
 
 
@@ -309,3 +313,31 @@ def test_the_submit_policy_grants_only_the_log_calls_batchsweep_makes(template: 
     source = "\n".join(p.read_text() for p in (TEMPLATE.parent.parent).rglob("*.py") if "emulator" not in p.parts)
     used = {"logs:" + "".join(w.title() for w in m.split("_")) for m in re.findall(r"\blogs\.(\w+)\(", source)}
     assert granted == used == {"logs:GetLogEvents"}
+
+
+def test_a_private_network_reaches_aws_only_through_endpoints_the_tasks_alone_may_use(template: dict[str, Any]) -> None:
+    """PrivateNetwork=true: every Fargate job definition asks for no public IP, the internet route exists only
+    without it, and each interface endpoint resolves the service's own name in the VPC for the tasks alone."""
+    resources = template["Resources"]
+    for name, res in resources_of(template, "AWS::Batch::JobDefinition").items():
+        network = res["Properties"]["ContainerProperties"].get("NetworkConfiguration")
+        if res["Properties"].get("PlatformCapabilities") == ["FARGATE"]:
+            assert network == {"AssignPublicIp": {"Fn::If": ["Private", "DISABLED", "ENABLED"]}}, name
+    for name in ("InternetGateway", "GatewayAttachment", "DefaultRoute"):
+        assert resources[name]["Condition"] == "CreatePublicNetwork"
+    endpoints = resources_of(template, "AWS::EC2::VPCEndpoint")
+    services = {res["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[-1] if "ecr" not in str(res) else
+                res["Properties"]["ServiceName"]["Fn::Sub"].split("}.", 1)[1]: res for res in endpoints.values()}
+    assert {s: r["Condition"] for s, r in services.items()} == {
+        "s3": "CreatePrivateNetwork", "ecr.api": "CreatePrivateNetwork", "ecr.dkr": "CreatePrivateNetwork",
+        "logs": "CreatePrivateNetwork", "ssm": "PrivateSecrets", "secretsmanager": "PrivateSecrets",
+        "ecs": "PrivateGpu", "ecs-agent": "PrivateGpu", "ecs-telemetry": "PrivateGpu"}
+    for service, res in services.items():
+        props = res["Properties"]
+        if service == "s3":
+            assert props["VpcEndpointType"] == "Gateway" and props["RouteTableIds"] == [{"Ref": "PublicRouteTable"}]
+        else:
+            assert props["VpcEndpointType"] == "Interface" and props["PrivateDnsEnabled"] is True
+            assert props["SecurityGroupIds"] == [{"Ref": "EndpointSecurityGroup"}]
+    (ingress,) = resources["EndpointSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert ingress["SourceSecurityGroupId"] == {"Ref": "TaskSecurityGroup"} and ingress["FromPort"] == 443
