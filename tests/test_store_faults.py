@@ -327,3 +327,35 @@ def test_rerun_dir_that_cannot_be_a_directory_is_one_line_and_exit_2(ten, tmp_pa
     err = capsys.readouterr().err
     assert err.startswith(f"error: --dir {target}: cannot be made a directory") and len(err.splitlines()) == 1, err
     assert (tmp_path / "afile").read_text() == "mine\n"
+
+
+def test_a_tasks_line_of_the_wrong_shape_hides_only_that_task(ten, capsys):
+    """Valid JSON lines whose index is an object, a string or negative, whose params are a list: before, a
+    TypeError traceback in results, report, diff and results --sweep."""
+    store, run_id = ten
+    path = store / "runs" / run_id / "tasks.jsonl"
+    lines = path.read_text().splitlines()
+    for n, bad in ((2, {"index": {"a": 1}}), (4, {"index": "4"}), (6, {"index": -6}), (8, {"params": [1]})):
+        lines[n] = json.dumps({**json.loads(lines[n]), **bad})
+    path.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert cli.main(["results", run_id, "--format", "json", "--refresh", "--store", str(store)]) == 0
+    out, err = capsys.readouterr()
+    assert [r["task"] for r in json.loads(out)] == [0, 1, 3, 5, 7, 9]
+    assert "4 damaged lines in tasks.jsonl" in err, err
+    for argv in (["diff", run_id, run_id], ["results", "--sweep", "ten"], ["status", run_id]):
+        assert cli.main([*argv, "--store", str(store)]) == 0, argv
+        assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_directory_where_run_json_should_be_is_a_damaged_run(ten, capsys):
+    store, run_id = ten
+    path = store / "runs" / run_id / "run.json"
+    path.unlink()
+    path.mkdir()
+    capsys.readouterr()
+    assert cli.main(["runs", "--store", str(store)]) == 0
+    assert "damaged run.json" in capsys.readouterr().out
+    assert cli.main(["status", run_id, "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "run.json" in err, err

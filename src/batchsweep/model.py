@@ -81,7 +81,13 @@ class Task:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Task:
-        return cls(index=d["index"], params=d["params"], inputs=tuple(d.get("inputs", ())), cache_key=d.get("cache_key", ""))
+        """TypeError for a line of the wrong shape (tasks.jsonl may be damaged, or written by someone else)."""
+        index, params, inputs, key = d["index"], d["params"], d.get("inputs", ()), d.get("cache_key", "")
+        if (type(index) is not int or index < 0 or not isinstance(params, dict)
+                or not all(isinstance(k, str) for k in params) or not isinstance(inputs, (list, tuple))
+                or not all(isinstance(i, str) for i in inputs) or not isinstance(key, str)):
+            raise TypeError("a tasks.jsonl line of the wrong shape")
+        return cls(index=index, params=params, inputs=tuple(inputs), cache_key=key)
 
 
 def load_json(raw: str | bytes) -> Any:

@@ -869,8 +869,13 @@ class Store(Layout):
 
     # -- json helpers -------------------------------------------------------------------------
     def read_json(self, key: str) -> Any:
-        """A JSON file of the store. FileNotFoundError when missing, ValueError when it is not JSON."""
-        return load_json(self.backend.read_bytes(key))
+        """A JSON file of the store. FileNotFoundError when missing, ValueError when it is not JSON (or a directory
+        stands where it should be)."""
+        try:
+            data = self.backend.read_bytes(key)
+        except IsADirectoryError:
+            raise ValueError("a directory, not a file") from None
+        return load_json(data)
 
     def read_record(self, key: str) -> dict[str, Any] | None:
         """A JSON object the store keeps for itself (engine.json): None when missing, or damaged (with a warning)."""
