@@ -592,6 +592,29 @@ def test_init_puts_a_variable_read_without_default_under_fixed_and_leaves_an_opt
     assert sorted(seen(run.results(), "epochs_seen", "lr_seen", "tag_set")) == [(5, 0.01, False), (5, 0.1, False)]
 
 
+def test_init_leaves_out_module_level_values_a_param_could_never_set(tmp_path: Path) -> None:
+    """Guild's flags/globals.py has `_prefix = "Flags:"`: the starter listed `_prefix` in the grid, but a param named
+    `_...` is a placeholder that never reaches the script, so sweeping it changed nothing."""
+    from batchsweep.scripts.starter import starter_text
+
+    script = write(tmp_path, """
+        from __future__ import print_function
+
+        i = 1
+        f = 1.1
+        b = False
+        s = "hello"
+        l = [1, 2, "foo"]
+
+        _prefix = "Flags:"
+
+        print(_prefix, i, f, b, s)
+        """)
+    spec = yaml.safe_load(starter_text(script))
+    assert spec["args"] == {"style": "globals"}
+    assert spec["params"]["grid"] == {"i": [1], "f": [1.1], "b": [False], "s": ["hello"], "l": [[1, 2, "foo"]]}
+
+
 def test_init_reads_a_src_layout_package_with_pythonpath_src(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from batchsweep import cli
 

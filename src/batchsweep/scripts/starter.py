@@ -249,6 +249,8 @@ def starter_text(script: Path, *, spec_dir: Path | None = None, python: str | No
         if flag.required and flag.default in (None, "???"):
             required.append(flag)  # one value for every task, under fixed:
             continue
+        if style in ("env", "globals", "config") and flag.dest.startswith("_"):
+            continue  # `_prefix = "Flags:"`: a param named `_...` is a placeholder, never passed to the script
         if style == "env" and flag.default is None:  # os.environ.get("TAG"): unset unless the spec sets it
             lines.append(_param_line(dataclasses.replace(flag, default=""), commented=True) + "  # read without a default")
             continue
