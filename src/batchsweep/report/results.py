@@ -347,7 +347,8 @@ def _times_as_dates(df: pd.DataFrame, *, text: bool) -> pd.DataFrame:
         return df
     out = df.copy()
     for name in times:
-        when = pd.to_datetime(out[name], unit="s", utc=True)
+        # to the microsecond, the most an epoch float of today holds: no `.002000093` of float noise in the text
+        when = pd.to_datetime(out[name], unit="s", utc=True).dt.round("us")
         out[name] = when.map(lambda t: None if pd.isna(t) else t.isoformat()).astype("string") if text else when
     return out
 
