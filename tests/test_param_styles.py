@@ -338,6 +338,15 @@ def test_a_click_command_in_a_src_layout_package_is_read_with_the_specs_pythonpa
         sweep(tmp_path, {"params": {"grid": {"depth": [2]}}}, script="main_train.py", env={"PYTHONPATH": "src"})
 
 
+def test_the_shown_command_names_the_env_values_each_task_gets_its_own_of(tmp_path: Path) -> None:
+    """`env: {TAG: "run-{EPOCH}"}` gives each task its own TAG; --dry-run and status showed `EPOCH=3 python s.py`
+    without it, so the shown command did not run the task as it ran."""
+    write(tmp_path, PERCEPTRON)
+    run, df = sweep(tmp_path, {"params": {"grid": {"EPOCH": [3]}}}, env={"TAG": "run-{EPOCH}", "PLAIN": "same"})
+    assert list(df["tag"]) == ["run-3"]
+    assert run.statuses()[0].command == "TAG=run-3 EPOCH=3 python s.py"
+
+
 def test_env_placeholders_must_name_a_param(tmp_path: Path) -> None:
     write(tmp_path, PERCEPTRON)
     with pytest.raises(SpecError, match=r"env.TAG: placeholder \{lr\} names no param; params are: EPOCH"):

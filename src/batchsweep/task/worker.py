@@ -209,16 +209,18 @@ def shown_command(ctx: RunContext, task: Task) -> str:
 
     argv = command(ctx, task)
     python = "python" if argv[0] == sys.executable else argv[0]
+    # the `env:` values this task gets its own of (`RUN_NAME: "run_{lr}"`), and for the env style the params
+    own = [f"{k}={v}" for k, v in task_env_values(ctx.per_task_env, task.params, ctx.base_dir).items()] \
+        if ctx.per_task_env else []
     if ctx.function:  # the params reach the function through BATCHSWEEP_PARAMS
-        return shlex.join([python, "-m", "batchsweep.task.funcrunner", ".", ctx.function])
+        return shlex.join([*own, python, "-m", "batchsweep.task.funcrunner", ".", ctx.function])
     if argv[1:3] == ["-m", "batchsweep.task._hydrarun"]:
         argv = argv[2:]
     if argv[1:3] == ["-m", "batchsweep.task._globalsrun"]:
-        return shlex.join([python, *argv[1:3], ctx.script or "", *argv[4:]])
+        return shlex.join([*own, python, *argv[1:3], ctx.script or "", *argv[4:]])
     if ctx.style == "env":  # the params are in its environment
-        return shlex.join([*(f"{k}={v}" for k, v in env_vars(task.params, ctx.flags, ctx.arg_style).items()),
-                           python, ctx.script or "", *argv[2:]])
-    return shlex.join([python, ctx.script or "", *argv[2:]])
+        own += [f"{k}={v}" for k, v in env_vars(task.params, ctx.flags, ctx.arg_style).items()]
+    return shlex.join([*own, python, ctx.script or "", *argv[2:]])
 
 
 PARAMS_ENV_MAX = 32 * 1024  # larger params go through a file: one env string may not pass 128 KiB
