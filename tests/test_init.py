@@ -194,3 +194,20 @@ def test_a_default_with_braces_goes_under_fixed_filled_per_task_or_left_to_the_s
     spec["params"]["grid"]["lr"] = [0.1, 0.2]
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(spec))
     assert [t.params["out"] for t in plan(tmp_path / "sweep.yaml").tasks] == ["model_0.1.pt", "model_0.2.pt"]
+
+
+def test_a_default_the_flags_own_type_refuses_is_left_to_the_script(tmp_path: Path) -> None:
+    """Blondel's kernel matching pursuit benchmark declares `--n_components` with `default=0.5, type="int"`: the
+    starter listed `n_components: [0.5]`, which the run refused ("0.5 is not a valid int"), since optparse converts
+    the text it is given but never a default."""
+    from batchsweep.scripts.starter import starter_text
+
+    script = tmp_path / "kmp.py"
+    script.write_text(
+        "from optparse import OptionParser\nop = OptionParser()\n"
+        "op.add_option('-n', action='store', default=200, dest='n_nonzero_coefs', type='int')\n"
+        "op.add_option('--n_components', action='store', default=0.5, dest='n_components', type='int')\n"
+        "(opts, args) = op.parse_args()\nprint(opts)\n")
+    text = starter_text(script)
+    assert yaml.safe_load(text)["params"]["grid"] == {"n_nonzero_coefs": [200]}
+    assert "# n_components: [0.5]  # not an int: the script's own default" in text

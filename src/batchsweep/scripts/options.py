@@ -473,7 +473,7 @@ def _check_literal(script: Path, flag: Flag, name: str, value: Any) -> None:
         ok = isinstance(value, bool)
     elif isinstance(default, (int, float)):
         strict = flag.type == "int" or (isinstance(default, int) and flag.kind == "config")
-        ok = _fits_type(value, "int" if strict else "float")
+        ok = fits_type(value, "int" if strict else "float")
         if isinstance(value, float) and strict:
             ok = value.is_integer()
     elif isinstance(default, (list, tuple)):
@@ -525,7 +525,7 @@ def _check_value(script: Path, flag: Flag, name: str, value: Any, *, typed: bool
     if flag.choices is not None and value is not None and flag.kind not in ("store_true", "store_false"):
         if any(_choice_form(v, flag) not in flag.choices for v in values):
             raise SpecError(f"params.{name}: {value!r} is not one of {script.name}'s choices {list(flag.choices)}")
-    bad = next((v for v in values if typed and v is not None and not _fits_type(v, flag.numeric)), None)
+    bad = next((v for v in values if typed and v is not None and not fits_type(v, flag.numeric)), None)
     if bad is not None:
         raise SpecError(f"params.{name}: {bad!r} is not a valid {flag.numeric}, which {script.name} expects for "
                         f"{flag.shown}")
@@ -536,7 +536,7 @@ def _wants_bool(flag: Flag) -> bool:
             or (flag.choices is not None and any(isinstance(c, bool) for c in flag.choices)))
 
 
-def _fits_type(value: Any, type_name: str | None) -> bool:
+def fits_type(value: Any, type_name: str | None) -> bool:
     """Whether int()/float() would accept the value as we pass it (other types are not checked)."""
     if type_name not in ("int", "float"):
         return True

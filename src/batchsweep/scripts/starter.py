@@ -15,7 +15,7 @@ from pathlib import Path
 
 from batchsweep.errors import SpecError
 from batchsweep.metrics import METRICS_FILE
-from batchsweep.scripts.options import Flag, read_flags
+from batchsweep.scripts.options import Flag, fits_type, read_flags
 
 
 def _yaml_value(value: object) -> str:
@@ -253,6 +253,11 @@ def starter_text(script: Path, *, spec_dir: Path | None = None, python: str | No
             continue  # `_prefix = "Flags:"`: a param named `_...` is a placeholder, never passed to the script
         if style == "env" and flag.default is None:  # os.environ.get("TAG"): unset unless the spec sets it
             lines.append(_param_line(dataclasses.replace(flag, default=""), commented=True) + "  # read without a default")
+            continue
+        if style in ("argparse", "optparse") and flag.numeric and flag.default is not None \
+                and not isinstance(flag.default, list) and not fits_type(flag.default, flag.numeric):
+            # `default=0.5, type="int"`: the parser never converts a default, but passed as text it fails the type
+            lines.append(_param_line(flag, commented=True) + f"  # not an {flag.numeric}: the script's own default")
             continue
         if isinstance(flag.default, str) and PLACEHOLDER.search(flag.default):
             templated.append(flag)  # `model_{lr}.pt`: the spec fills it per task; under fixed:, never a grid value
