@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fake_builder import install_fakes
 
-from batchsweep.errors import SweepError
+from batchsweep.errors import SpecError, SweepError
 from batchsweep.infra import image
 from batchsweep.infra import stack as infra
 
@@ -62,9 +62,10 @@ def docker_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def calls(log: Path) -> list[dict[str, Any]]:
-    """What the builders were asked to do, without the `docker info` probes that choose one."""
+    """What the builders were asked to do, without the `docker info` probes that choose one and the probes of
+    the base's digest."""
     entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    return [e for e in entries if e["argv"] != ["info"]]
+    return [e for e in entries if e["argv"] != ["info"] and e["argv"][:3] != ["image", "inspect", "--format"]]
 
 
 @pytest.fixture
@@ -268,3 +269,46 @@ def test_image_push_of_a_spec_builds_its_requirements_into_the_stack_it_names(
     assert capsys.readouterr().out.splitlines()[-1] == f"{image.repository_uri(outputs)}:{tag}"
     assert "#   humanize==4.9.0\n" in Path(f"{docker_log}.Dockerfile").read_text()
     assert Path(f"{docker_log}.requirements").read_text() == "humanize==4.9.0\n"
+
+
+def test_a_build_on_an_unpinned_base_names_the_digest_that_pins_it(outputs: dict[str, str], docker_log: Path) -> None:
+    lines: list[str] = []
+    image.build(None, outputs=outputs, echo=lines.append, base="python:3.12-slim")
+    pinned = "python@sha256:" + "c" * 64
+    assert lines[-1] == (f"built on python:3.12-slim, which is {pinned} today; `--base {pinned}` rebuilds on "
+                         "exactly that base (the tag follows it)")
+    lines.clear()
+    ref = image.build(None, outputs=outputs, echo=lines.append, base=pinned)
+    assert f"ARG BASE={pinned}\nFROM ${{BASE}}\n" in Path(f"{docker_log}.Dockerfile").read_text()
+    assert ref != image.ref_of(None, outputs, base="python:3.12-slim") and not any("built on" in x for x in lines)
+
+
+HASHED = """\
+--require-hashes
+humanize==4.9.0 \\
+    --hash=sha256:aaaa \\
+    --hash=sha256:bbbb
+    # via -r requirements.in
+"""
+
+
+def test_hash_locked_requirements_reach_pip_with_their_hashes(tmp_path: Path, outputs: dict[str, str],
+                                                             docker_log: Path) -> None:
+    (tmp_path / "requirements.txt").write_text(HASHED)
+    spec = spec_in(tmp_path, "requirements: requirements.txt\n")
+    requirements, _ = image.spec_requirements(spec)
+    assert requirements == ["--require-hashes", "humanize==4.9.0 --hash=sha256:aaaa --hash=sha256:bbbb"]
+    image.build(requirements, outputs=outputs, echo=lambda _: None)
+    assert Path(f"{docker_log}.requirements").read_text() == (
+        "--require-hashes\nhumanize==4.9.0 --hash=sha256:aaaa --hash=sha256:bbbb\n")
+    assert 'RUN ["pip", "install", "--no-cache-dir", "-r", "/tmp/batchsweep-requirements.txt"]' in \
+        Path(f"{docker_log}.Dockerfile").read_text()
+
+
+def test_hash_locked_requirements_are_not_extended_behind_pips_back(tmp_path: Path) -> None:
+    """`stop:` needs Optuna in the image: added to a hash-locked file, pip would refuse the whole install."""
+    (tmp_path / "requirements.txt").write_text(HASHED)
+    spec = spec_in(tmp_path, "requirements: requirements.txt\nstop: {metric: loss}\n")
+    with pytest.raises(SpecError, match=r"is hash-locked \(--hash\), so pip would refuse the optuna>=3.5 "
+                                        r"batchsweep adds for this spec; list optuna>=3.5 there"):
+        image.spec_requirements(spec)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchsweep.aws import clients  # make_client looked up per call, so a test's recorder sees every client
-from batchsweep.errors import AwsSetupError, SweepError
+from batchsweep.errors import AwsSetupError, SpecError, SweepError
 from batchsweep.store.provenance import batchsweep_version
 
 if TYPE_CHECKING:
@@ -79,14 +79,26 @@ def spec_requirements(spec: Spec) -> tuple[list[str], str]:
     `requirements.txt` beside the script (beside the spec for `function:` sweeps) is used. A spec with `stop:`
     needs Optuna in the task image (the worker takes the stop decision): it is added when not listed."""
     found, source = _listed_requirements(spec)
+    listed = found
     if spec.stop is not None and not any(re.match(r"optuna\b", r.strip(), re.I) for r in found):
         found, source = [*found, OPTUNA], source or "stop: in the spec (Optuna decides in the task)"
     if spec_metrics_mlflow(spec):
-        listed = {re.split(r"[^A-Za-z0-9_.-]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in found}
-        extra = [] if "mlflow" in listed else [r for r in MLFLOW if r.split(">")[0] not in listed]
+        names = {re.split(r"[^A-Za-z0-9_.-]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in found}
+        extra = [] if "mlflow" in names else [r for r in MLFLOW if r.split(">")[0] not in names]
         if extra:
             found, source = [*found, *extra], source or "metrics: {mlflow: true} in the spec (the worker reads MLflow)"
+    added = found[len(listed):]
+    if added and hash_locked(listed):
+        raise SpecError(f"requirements: {source} is hash-locked (--hash), so pip would refuse the "
+                        f"{', '.join(added)} batchsweep adds for this spec; list {' and '.join(added)} there, pinned "
+                        "with their hashes (e.g. in the .in file of `pip-compile --generate-hashes`)")
     return found, source
+
+
+def hash_locked(requirements: list[str]) -> bool:
+    """Whether pip installs these requirements in hash-checking mode (`--hash=` on a line, or `--require-hashes`):
+    then every requirement must be pinned with `==` and its hashes."""
+    return any(line.startswith("--require-hashes") or " --hash" in f" {line}" for line in requirements)
 
 
 def spec_metrics_mlflow(spec: Spec) -> bool:
@@ -311,6 +323,15 @@ class Builder:
         fmt = [] if self.name == "docker" else ["--format", "docker"]
         return [self.path, *verb, "--platform", PLATFORM, *fmt, "--build-arg", f"BASE={base}", "--tag", ref, context]
 
+    def digest_of(self, ref: str) -> str | None:
+        """`REPOSITORY@sha256:…` of a local image as pulled from its registry; None when the builder cannot say."""
+        if self.name == "buildah":
+            return None
+        result = subprocess.run([self.path, "image", "inspect", "--format", "{{index .RepoDigests 0}}", ref],
+                                capture_output=True, text=True, check=False)
+        found = result.stdout.strip() if result.returncode == 0 else ""
+        return found if re.fullmatch(r"\S+@sha256:[0-9a-f]{64}", found) else None
+
     def tag_argv(self, ref: str, other: str) -> list[str]:
         return [self.path, "tag", ref, other]
 
@@ -444,6 +465,11 @@ def _build(requirements: list[str] | None, ref: str, builder: Builder, *, echo: 
                          str(root)]), "pip wheel")
         echo(f"building {ref} with {builder.name} on {base}")
         _check(_run(builder.build_argv(ref, context, base=base)), f"{builder.name} build")
+    if "@sha256:" not in base:
+        pinned = builder.digest_of(base)
+        if pinned:
+            echo(f"built on {base}, which is {pinned} today; `--base {pinned}` rebuilds on exactly that base "
+                 "(the tag follows it)")
     return ref
 
 
