@@ -568,3 +568,17 @@ def test_a_sampled_params_axis_is_logarithmic_only_when_its_distribution_is(tmp_
 
     assert "0.5" in ticks("x") and "0.01" not in ticks("x")  # uniform: linear, whatever its span
     assert {"0.001", "0.01"} <= set(ticks("lr"))  # loguniform: powers of ten
+
+
+def test_a_served_searchs_progress_counts_against_the_trials_it_will_run() -> None:
+    # two rounds of 4 proposed so far of a 12-trial search: 8 tasks in the store, 12 to come
+    df = search_frame(8).assign(status=["succeeded"] * 5 + ["running"] * 3)
+    live = {"active": True, "refresh_s": 2.0}
+    html, _, _ = build_report(df, params=["x1", "x2", "kind", "trial", "round"], metrics=["value"],
+                              summary={**SUMMARY, "n_tasks": 8, "search_trials": 12}, sampled=["x1", "x2", "kind"],
+                              live=live)
+    banner = re.search(r'<p class="live on" id="live">(.*?)</p>', html).group(1)
+    assert re.sub("<[^>]+>", "", banner).startswith("5 of 12 trials done, 3 running"), banner
+    grid, _, _ = build_report(df, params=["x1", "x2", "kind"], metrics=["value"], summary={**SUMMARY, "n_tasks": 8},
+                              live=live)
+    assert '<b id="live-done">5</b> of <b id="live-total">8</b> tasks done' in grid

@@ -116,8 +116,11 @@ def _live_banner(df: pd.DataFrame, summary: dict[str, Any], live: dict[str, Any]
     done = sum(1 for s in status if s not in ("pending", "running"))
     running = sum(1 for s in status if s == "running")
     total = int(summary.get("n_tasks") or len(df))
-    counts = (f'<b id="live-done">{done}</b> of <b id="live-total">{total}</b> tasks done, '
-              f'<b id="live-running">{running}</b> running')
+    # a search's tasks are proposed a round at a time: count against the trials it will run, not those so far
+    trials = int(summary.get("search_trials") or 0)
+    total = max(total, trials)
+    counts = (f'<b id="live-done">{done}</b> of <b id="live-total">{total}</b> {"trials" if trials else "tasks"} '
+              f'done, <b id="live-running">{running}</b> running')
     if live.get("active"):
         how = f"the run is going: this page re-reads the store every {float(live.get('refresh_s', 2.0)):g} s"
     else:

@@ -484,6 +484,8 @@ def render_report(run: Run, *, metric: str | None = None, maximize: bool | None 
     record = run.record
     summary: dict[str, Any] = {"run_id": record.run_id, "name": record.name, "backend": record.backend,
                                "created": record.created, "n_tasks": record.n_tasks}
+    if record.spec.search is not None:
+        summary["search_trials"] = record.spec.search.trials
     summary.update(_cost_fields(run, df))
     # A text param unique to every task, or one made of other params by a placeholder (`save_name: run_{a}_{b}`),
     # names the task; it is not a dimension.
