@@ -359,3 +359,26 @@ def test_a_directory_where_run_json_should_be_is_a_damaged_run(ten, capsys):
     assert cli.main(["status", run_id, "--store", str(store)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "run.json" in err, err
+
+
+def test_a_pack_line_with_absurd_numbers_or_wrong_types_is_damaged_and_its_task_rerun(ten, capsys):
+    """A compacted run's pack, edited: one line's exit code is 10^40, another's attempts "many". Before, results,
+    report, diff and results --sweep died of an OverflowError (the fast path reading packs checked only the
+    index and the state). Now both lines are damaged, their tasks without status, and resume runs them again:
+    exactly 10 rows, all right."""
+    store, run_id = ten
+    assert cli.main(["runs", "compact", run_id, "--store", str(store)]) == 0
+    (pack,) = (store / "runs" / run_id / "packs").glob("compact*.jsonl")
+    lines = pack.read_text().splitlines()
+    for n, bad in ((3, {"exit_code": 10**40}), (5, {"attempts": "many"})):
+        line = json.loads(lines[n])
+        lines[n] = json.dumps({**line, "s": {**line["s"], **bad}})
+    pack.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert cli.main(["results", run_id, "--format", "json", "--refresh", "--store", str(store)]) == 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and [r["status"] for r in json.loads(out)].count("succeeded") == 8
+    assert "line 4 of pack" in err and "line 6 of pack" in err
+    assert cli.main(["resume", run_id, "--store", str(store)]) == 0
+    df = batchsweep.load_run(run_id, store=store).results()
+    assert len(df) == 10 and set(df["status"]) == {"succeeded"} and list(df["a2"]) == [2 * a for a in range(10)]

@@ -113,6 +113,14 @@ _STATUS_TYPES = {"index": _INT, "attempts": _INT, "exit_code": (*_INT, type(None
                  "gpu": (*_TEXT, type(None)), "gpu_mem_mib": (*_NUMBER, type(None)),
                  "metrics_missing": (*_TEXT, type(None)), "command": (*_TEXT, type(None)),
                  "last_step": (*_NUMBER, type(None)), "reused_from": (*_TEXT, type(None))}
+_COUNTS = ("index", "attempts", "exit_code", "infra_retries")
+
+
+def wrong_status_fields(d: dict[str, Any]) -> list[str]:
+    """The fields of a status's JSON object of the wrong type, or a whole number no status holds (10^40 attempts
+    or exit code): a status with any is damaged (`TaskStatus.from_dict`, and a pack line read without it)."""
+    return [k for k, kinds in _STATUS_TYPES.items() if k in d and (type(d[k]) not in kinds or (
+        k in _COUNTS and type(d[k]) is int and not -(2**31) <= d[k] < 2**31))]
 
 
 @dataclass(frozen=True)
@@ -166,7 +174,7 @@ class TaskStatus:
         d["outputs"] = outputs = tuple(d.get("outputs", ()))
         if outputs and not all(map(inside, outputs)):
             raise ValueError(f"an output outside its task's directory: {outputs!r}")
-        wrong = [k for k, kinds in _STATUS_TYPES.items() if k in d and type(d[k]) not in kinds]
+        wrong = wrong_status_fields(d)
         if wrong:  # valid JSON of the wrong types ("attempts": "many") is a damaged status, not a crash later
             raise TypeError(f"status fields of the wrong type: {', '.join(wrong)}")
         known = cls.__dataclass_fields__

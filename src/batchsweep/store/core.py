@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from batchsweep.errors import RunDamaged, RunNotFound, SweepError
-from batchsweep.model import State, Task, TaskStatus, load_json
+from batchsweep.model import State, Task, TaskStatus, load_json, wrong_status_fields
 from batchsweep.store import index as indexfile
 from batchsweep.store.layout import CODE_PREFIX as CODE_PREFIX
 from batchsweep.store.layout import INPUTS_PREFIX as INPUTS_PREFIX
@@ -148,7 +148,7 @@ def _pack_record(d: Any) -> tuple[int, dict[str, Any], dict[str, Any] | None] | 
     try:
         status = d["s"]
         index = status["index"]
-        ok = isinstance(index, int) and status["state"] in _STATE_VALUES
+        ok = isinstance(index, int) and status["state"] in _STATE_VALUES and not wrong_status_fields(status)
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
     metrics = d.get("m")
