@@ -4,7 +4,8 @@
     .venv/bin/python bench/local_throughput.py --tasks 200 --heavy-tasks 40
 
 Every runner executes the same command per task, `python SCRIPT --x N`, with `cores` tasks at once. batchsweep
-is timed end to end through its CLI (`batchsweep run`: plan, flag introspection, store writes, progress):
+is timed end to end through its CLI (`batchsweep run --no-reuse`: plan, flag introspection, store writes,
+progress; without `--no-reuse` a second round would reuse the first round's results and run nothing):
 `--no-warm` (cold: a process per task), no flag (the default, `warm: auto`) and `--warm` (forced).
 Setup installs GNU parallel (`apt-get install -y parallel`) and joblib (pip, into this interpreter) when missing.
 """
@@ -66,7 +67,7 @@ def write_spec(root: Path, name: str, script: Path, n: int) -> Path:
 def by_batchsweep(root: Path, name: str, script: Path, n: int, jobs: int, *, flag: str | None) -> None:
     spec = write_spec(root, name, script, n)
     store = root / f"store-{name}-{flag or 'default'}"
-    cmd = [PY, "-m", "batchsweep", "run", str(spec), "--store", str(store), "--max-parallel", str(jobs)]
+    cmd = [PY, "-m", "batchsweep", "run", str(spec), "--store", str(store), "--max-parallel", str(jobs), "--no-reuse"]
     done = subprocess.run([*cmd, *([flag] if flag else [])], cwd=root, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"batchsweep failed ({done.returncode}): {done.stderr[-2000:]}")

@@ -24,15 +24,29 @@ else:
 PR_SET_CHILD_SUBREAPER = 36
 
 
+_LIBC: list[object] = []  # libc, loaded once per process: a fork server loads it before it forks (`load_libc`)
+
+
+def load_libc() -> object | None:
+    """libc through ctypes, loaded on first use and kept: a reaper forked from a process that loaded it does not
+    import ctypes again (~4 ms of CPU per task)."""
+    if not _LIBC:
+        try:
+            import ctypes
+
+            _LIBC.append(ctypes.CDLL(None, use_errno=True))
+        except OSError:
+            _LIBC.append(None)
+    return _LIBC[0]
+
+
 def _prctl(option: int, *args: object) -> int | None:
     """libc's prctl, or None where there is none (another OS) or it refused."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(option, *args))
+        libc = load_libc()
+        return None if libc is None else int(libc.prctl(option, *args))  # type: ignore[attr-defined]
     except (OSError, AttributeError):
         return None
 
@@ -135,6 +149,127 @@ def main(args: list[str]) -> NoReturn:
     reap_task(task)
 
 
+SERVE = "--serve"  # `python -I -S _reap.py --serve`: the cold tasks' launcher (`warm.ExecServer`)
+LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW  # as `warm.LOG_FLAGS`: a planted symlink is refused
+
+
+def _send(fd: int, msg: dict[str, object]) -> None:
+    import marshal
+
+    frame = marshal.dumps(msg)
+    data = len(frame).to_bytes(4, "little") + frame
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def spawn_task(request: dict[str, object]) -> int:
+    """In a reaper: start the task's command as `subprocess.Popen` would (its own session, the task's working
+    directory, stdin from /dev/null, its log files, the signals a reaper or Python ignores back at their
+    defaults) with posix_spawn, and return its pid. OSError when it could not be executed."""
+    argv = [str(a) for a in request["argv"]]  # type: ignore[attr-defined]
+    env = {str(k): str(v) for k, v in request["env"].items()}  # type: ignore[attr-defined]
+    program = argv[0]
+    if "/" not in program:  # looked up on the task's PATH, as Popen does with `env`
+        found = [p for d in os.get_exec_path(env) if os.access(p := os.path.join(d, program), os.X_OK)]
+        program = found[0] if found else program
+    os.chdir(str(request["cwd"]))  # the reaper's own directory: the spawned task starts in it
+    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_OPEN, 1, str(request["stdout"]), LOG_FLAGS, 0o666),
+               (os.POSIX_SPAWN_OPEN, 2, str(request["stderr"]), LOG_FLAGS, 0o666)]
+    return os.posix_spawn(program, argv, env, file_actions=actions, setsid=True, setsigdef=RESTORED)
+
+
+def _reaper_of(request: dict[str, object], told: int) -> NoReturn:
+    """In a fork of the server: become the reaper of the task it spawns, tell the task's pid (or why it could
+    not be started) on `told`, then reap it and exit as it did."""
+    become_task_reaper()
+    try:
+        task = spawn_task(request)
+    except BaseException as e:  # noqa: BLE001 - told to the server, which tells the runner
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+        argv = request.get("argv") or ["the task"]
+        os.write(told, f"could not start {argv[0]}: {why}".encode(errors="replace"))  # type: ignore[index]
+        os._exit(127)
+    os.write(told, str(task).encode())
+    os.close(told)
+    reap_task(task)
+
+
+def serve() -> int:
+    """`python -I -S _reap.py --serve`: read requests (a 4-byte length, then a marshalled dict: id, argv, cwd,
+    env, stdout, stderr) on stdin until EOF; for each, fork a reaper that spawns the task, and reply on stdout
+    with {"id", "pid"} once it runs (or {"id", "error"}), then {"id", "exit"} when it ended. Single-threaded,
+    nothing imported beyond the interpreter's core: a fork of it costs a fraction of a millisecond."""
+    import marshal
+    import select
+
+    ctl_in, ctl_out = os.dup(0), os.dup(1)
+    for fd, flags in ((0, os.O_RDONLY), (1, os.O_WRONLY)):  # nothing else may write into the replies
+        null = os.open(os.devnull, flags)
+        os.dup2(null, fd)
+        os.close(null)
+    load_libc()  # each reaper's prctl: loaded once here, not in every fork
+    wake_r, wake_w = os.pipe()  # SIGCHLD wakes the loop through it
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    _send(ctl_out, {"ready": True, "threads": 1})
+    children: dict[int, object] = {}
+    pending = b""
+    while True:
+        ready, _, _ = select.select([ctl_in, wake_r], [], [])
+        if wake_r in ready:
+            while True:
+                try:
+                    if not os.read(wake_r, 4096):
+                        break
+                except BlockingIOError:
+                    break
+        if ctl_in in ready:
+            chunk = os.read(ctl_in, 1 << 16)
+            if not chunk:
+                return 0
+            pending += chunk
+            while len(pending) >= 4 and len(pending) >= 4 + (size := int.from_bytes(pending[:4], "little")):
+                request = marshal.loads(pending[4:4 + size])
+                pending = pending[4 + size:]
+                told_r, told_w = os.pipe()
+                try:
+                    pid = os.fork()
+                except OSError as e:
+                    os.close(told_r)
+                    os.close(told_w)
+                    _send(ctl_out, {"id": request["id"], "error": f"fork failed: {e}"})
+                    continue
+                if pid == 0:
+                    for fd in (ctl_in, ctl_out, wake_r, wake_w, told_r):
+                        os.close(fd)
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    _reaper_of(request, told_w)
+                os.close(told_w)
+                children[pid] = request["id"]
+                told = b""
+                while part := os.read(told_r, 4096):
+                    told += part
+                os.close(told_r)
+                if told.isdigit():
+                    _send(ctl_out, {"id": request["id"], "pid": int(told)})
+                else:
+                    _send(ctl_out, {"id": request["id"], "error": told.decode(errors="replace")
+                                    or "the task's reaper could not start it"})
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid in children:
+                _send(ctl_out, {"id": children.pop(pid), "exit": os.waitstatus_to_exitcode(status)})
+
+
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     try:
@@ -160,4 +295,6 @@ def _tree(root: int) -> list[int]:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == [SERVE]:
+        sys.exit(serve())
     main(sys.argv[1:])

@@ -21,6 +21,7 @@ import ast
 import gc
 import importlib.util
 import json
+import marshal
 import os
 import shutil
 import signal
@@ -32,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from batchsweep.task import reaper
+from batchsweep.task import _reap, reaper
 from batchsweep.task.forkserver import ForkClient, ForkedProcess, LineChannel, run_as_main, serve
 
 READY_TIMEOUT_S = 300.0  # importing a big ML stack on a cold disk can take a while
@@ -262,6 +263,71 @@ class WarmServer(ForkClient):
         if self._proc.stdout is not None:
             self._proc.stdout.close()
         shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+class ExecServer(WarmServer):
+    """The runner's cold tasks started by one small server (`_reap.py --serve`, run by this interpreter with
+    `-I -S`: no batchsweep, no site) instead of a `python _reap.py` per task: each request forks a reaper of
+    that small process, which posix_spawns the task exactly as a cold task starts (`launch_cold`: its own
+    session, its log files, environment and argv) and outlives it to clean up. What a task costs beyond its own
+    process: a fork of an ~9 MB interpreter, not an interpreter's start (~10 ms of CPU). Its tasks are cold
+    (`warm` stays False). Frames both ways: a 4-byte length, then a `marshal`led dict (`_reap.serve`)."""
+
+    lost_before_start = "the task launcher ended before the task started"
+
+    @classmethod
+    def start_exec(cls) -> ExecServer | str:
+        """A ready exec server, or why there is none."""
+        try:
+            proc = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(_reap.__file__), _reap.SERVE],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
+        except OSError as e:
+            return f"could not start the task launcher: {e}"
+        server = cls(proc, tempfile.mkdtemp(prefix="batchsweep-exec-"))
+        if not server._ready.wait(READY_TIMEOUT_S) or server.gone:
+            server.close()
+            return "the task launcher ended as it started"
+        return server
+
+    def launch(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> ForkedProcess:
+        """Start one task; returns once it runs. OSError when it could not be started."""
+        with self._lock:
+            if self.gone:
+                raise OSError("the task launcher has ended")
+            self._next_id += 1
+            task = ForkedProcess(self._next_id, argv)
+            task.warm = False
+            self._children[task.id] = task
+            frame = marshal.dumps({"id": task.id, "argv": list(argv), "cwd": str(cwd), "env": dict(env),
+                                   "stdout": str(stdout), "stderr": str(stderr)})
+            assert self._proc.stdin is not None
+            try:
+                self._proc.stdin.write(len(frame).to_bytes(4, "little") + frame)
+                self._proc.stdin.flush()
+            except (BrokenPipeError, ValueError) as e:
+                self._children.pop(task.id, None)
+                raise OSError(f"the task launcher has ended: {e}") from None
+        if not task._started.wait(START_TIMEOUT_S):
+            raise OSError("the task launcher did not start the task in time")
+        if task.error is not None:
+            raise OSError(task.error)
+        return task
+
+    def _replies(self) -> Iterator[dict[str, Any]]:
+        out = self._proc.stdout
+        assert out is not None
+        while len(head := out.read(4)) == 4:
+            body = out.read(int.from_bytes(head, "little"))
+            yield marshal.loads(body)
+
+    def cold_launcher(self, reason: str) -> Any:
+        """`worker.Launcher` for cold tasks: through this server while it lives, `launch_cold` after."""
+        def launch(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> Any:
+            if self.gone:
+                return launch_cold(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+            return self.launch(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+        return cold_because(reason, launch)
 
 
 # -- server side ----------------------------------------------------------------------------------
@@ -586,6 +652,7 @@ def main(argv: list[str]) -> int:
     import atexit  # noqa: F401 - what every task's child uses to run the script and exit, imported once here
     import pkgutil  # noqa: F401 - (runpy.run_path imports it on first use: ~1.5 ms of each child's CPU)
     import runpy  # noqa: F401
+    _reap.load_libc()  # each reaper's prctl: loaded here, once, not in every fork
     gc.freeze()  # the imported modules' objects: a child's collections neither scan nor copy them
     channel = LineChannel(ctl_in, ctl_out)
     channel.send({"ready": True, **facts_after_import(_WatchedEnviron.read), "draws": rngs.drawn(random_before)})
