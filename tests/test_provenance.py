@@ -58,3 +58,24 @@ def test_the_hash_is_kept_while_no_package_directory_changes(tmp_path, monkeypat
     age(site)
     os.utime(site)  # anything that touches the directory: computed again
     assert packages_hash() != first
+
+
+def test_installed_versions_are_what_importlib_metadata_reads_from_the_whole_metadata(tmp_path, monkeypatch):
+    """Read from the metadata's headers alone, the names and versions are those `dist.metadata["Name"]` and
+    `dist.version` give (a long description with header-like lines and CRLF line ends included)."""
+    from importlib.metadata import distributions
+
+    from batchsweep.store import provenance
+
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    install(site, "Plain_Pkg", "1.0")
+    info = site / "crlf-2.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_bytes(b"Metadata-Version: 2.1\r\nName: CrLf\r\nVersion: 2.0\r\n\r\n"
+                                    b"Name: not-this\r\nVersion: 9\r\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(provenance, "_packages", None)
+    expected = dict(sorted({(d.metadata["Name"] or "").lower(): d.version for d in distributions()}.items()))
+    assert provenance.installed_versions() == expected
+    assert expected["crlf"] == "2.0" and expected["plain_pkg"] == "1.0"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -156,7 +156,7 @@ class TaskStatus:
         return round(self.ended_at - self.started_at, 3)
 
     def to_json(self) -> str:
-        d = asdict(self)
+        d = {name: getattr(self, name) for name in _STATUS_FIELDS}  # every field a scalar: no asdict deep copy
         d["state"] = self.state.value
         d["outputs"] = list(self.outputs)
         return json.dumps(d, indent=None)
@@ -179,3 +179,6 @@ class TaskStatus:
             raise TypeError(f"status fields of the wrong type: {', '.join(wrong)}")
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+_STATUS_FIELDS = tuple(f.name for f in fields(TaskStatus))  # what `TaskStatus.to_json` writes, in order
