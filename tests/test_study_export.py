@@ -94,3 +94,14 @@ def test_a_storage_that_cannot_keep_the_study_is_one_line_and_exit_2(search, cap
     assert cli.main(["study", run.id, "--to", to.format(tmp=tmp), "--store", str(tmp / "store")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and said in err, err
+
+
+def test_the_command_prints_its_own_lines_only(search) -> None:
+    import subprocess
+    import sys
+
+    tmp, run = search
+    done = subprocess.run([sys.executable, "-m", "batchsweep", "study", run.id, "--to", str(tmp / "quiet.log"),
+                           "--store", str(tmp / "store")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"wrote study '{run.id}'") and done.stderr == "", done.stderr  # no Optuna log line

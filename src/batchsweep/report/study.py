@@ -98,7 +98,12 @@ def export_study(run: Run, to: str, *, study_name: str | None = None, metric: st
     for _, row in order.iterrows():
         trials.append(_trial(row, distributions, chosen, values_by_step(series.get(int(row["task"]), []), chosen),
                              run.id))
-    study = optuna.create_study(storage=storage, study_name=name, direction="maximize" if up else "minimize")
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "[I ...] A new study created" among batchsweep's lines
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, direction="maximize" if up else "minimize")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     with warnings.catch_warnings():  # metric names are experimental in Optuna 3.2+, and harmless
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([chosen])
