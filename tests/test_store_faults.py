@@ -382,3 +382,37 @@ def test_a_pack_line_with_absurd_numbers_or_wrong_types_is_damaged_and_its_task_
     assert cli.main(["resume", run_id, "--store", str(store)]) == 0
     df = batchsweep.load_run(run_id, store=store).results()
     assert len(df) == 10 and set(df["status"]) == {"succeeded"} and list(df["a2"]) == [2 * a for a in range(10)]
+
+
+@pytest.mark.parametrize("how", ["symlinked log pack", "an entry past the end"])
+def test_a_log_pack_planted_in_a_shared_store_is_never_read_through(tmp_path, capsys, how):
+    """Someone compacts a run of the victim's sweep in a shared store, then makes its log pack a symlink to the
+    victim's credentials (its index entry for task 0 covering them), or gives task 0 an entry 2^62 bytes long.
+    Before, the victim's next run reused task 0 and copied the credentials into its new run's stdout.log, in
+    the shared store; `logs` of the entry past the end tried to allocate it."""
+    import struct
+
+    secret = tmp_path / "credentials"
+    secret.write_text("aws_secret_access_key = hunter2\n")
+    store = tmp_path / "shared"
+    (tmp_path / "says.py").write_text("import sys\nprint('step', sys.argv[-1])\n")
+    spec = write_spec(tmp_path, "name: says\nscript: says.py\nparams: {grid: {a: [1, 2]}}\n")
+    planted = batchsweep.run(spec, store=store, progress=False)
+    assert cli.main(["runs", "compact", planted.id, "--store", str(store)]) == 0
+    (log,) = (store / "runs" / planted.id / "packs").glob("logs*.log")
+    (idx,) = (store / "runs" / planted.id / "packs").glob("logs*.idx")
+    if how == "symlinked log pack":
+        log.unlink()
+        log.symlink_to(secret)
+        entry = struct.pack("<QQQQ", 0, secret.stat().st_size, 0, 0)
+    else:
+        entry = struct.pack("<QQQQ", 0, 1 << 62, 0, 0)
+    with open(idx, "r+b") as f:
+        f.write(entry)
+    capsys.readouterr()
+    assert cli.main(["run", str(spec), "--store", str(store)]) == 0
+    assert cli.main(["logs", planted.id, "0", "--store", str(store)]) == 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "hunter2" not in out
+    assert f"log pack {log.stem} is damaged or not the store's" in err, err
+    assert not [p for p in store.rglob("*") if p.is_file() and not p.is_symlink() and b"hunter2" in p.read_bytes()]

@@ -29,6 +29,7 @@ a literal anywhere else in the package. Two backends implement a handful of blob
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -42,7 +43,7 @@ from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from batchsweep.errors import RunDamaged, RunNotFound, SweepError
 from batchsweep.model import State, Task, TaskStatus, load_json, wrong_status_fields
@@ -793,7 +794,7 @@ class Store(Layout):
         read, nothing of the other tasks'. None when no log pack holds it."""
         for name in reversed(self.log_pack_names(run_id)):
             try:
-                with open(self.local_path(self.log_pack_key(run_id, name, LOG_PACK_INDEX)), "rb") as f:
+                with self._pack_file(run_id, name, LOG_PACK_INDEX) as f:
                     entry = os.pread(f.fileno(), _LOG_ENTRY.size, index * _LOG_ENTRY.size)
                 if len(entry) < _LOG_ENTRY.size:
                     continue
@@ -803,11 +804,34 @@ class Store(Layout):
                     if out_len or err_len:
                         return b""  # the task is in this pack: it printed nothing on this stream
                     continue
-                with open(self.local_path(self.log_pack_key(run_id, name, LOG_PACK_DATA)), "rb") as f:
+                with self._pack_file(run_id, name, LOG_PACK_DATA) as f:
+                    if at + length > os.fstat(f.fileno()).st_size:
+                        raise OutsideStore(f"task {index}'s entry points past the end of the pack")
                     return os.pread(f.fileno(), length, at)
             except FileNotFoundError:  # deleted with its run meanwhile
                 continue
+            except OutsideStore as e:
+                self.warn(f"run {run_id}: log pack {name} is damaged or not the store's ({e}); it is not read")
         return None
+
+    def _pack_file(self, run_id: str, name: str, part: str) -> BinaryIO:
+        """A log pack's file, opened only when it is a regular file inside the store (a store someone else
+        wrote: a symlink there would have the reader copy a file of its own into the store when it reuses a
+        task, see planning.reuse.copy_results). OutsideStore otherwise."""
+        path = self.local_path(self.log_pack_key(run_id, name, part))
+        assert isinstance(self.backend, LocalBackend)
+        self.backend.contain(path.parent)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise OutsideStore(f"{path.name} is a symlink") from None
+            raise
+        f = os.fdopen(fd, "rb")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            f.close()
+            raise OutsideStore(f"{path.name} is not a regular file")
+        return f
 
     def read_task_log(self, run_id: str, index: int, *, stderr: bool = False) -> bytes | None:
         """A finished task's log: its own file, else a log pack's entry; None when neither holds it."""
