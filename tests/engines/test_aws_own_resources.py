@@ -161,3 +161,21 @@ def test_an_image_batchsweep_did_not_build_is_one_warning_and_its_log_group_is_t
     assert any("was not built by batchsweep" in r.getMessage() for r in caplog.records)
     assert [p for op, p in calls if op == "batch.SubmitJob"]
     assert run.record.engine_as(AwsEngineSettings).log_group == "/team/sweeps"
+
+
+def test_resume_after_the_job_definitions_image_left_ecr_names_the_push_to_your_repository(
+        tmp_path, session, own, docker, calls, capsys):
+    sweep = spec(tmp_path)
+    assert cli.main(["image", "push", str(sweep), "--tag", f"{own['repository']}:v1"]) == 0
+    register(session, own, f"{own['repository']}:v1")
+    run = batchsweep.run(sweep, store=tmp_path / "store", detach=True)
+    ecr = session.client("ecr")
+    ids = [{"imageDigest": i["imageDigest"]} for i in ecr.list_images(repositoryName="my-task")["imageIds"]]
+    ecr.batch_delete_image(repositoryName="my-task", imageIds=ids)  # a lifecycle rule of your own expired it
+    submitted = len([p for op, p in calls if op == "batch.SubmitJob"])
+    capsys.readouterr()
+    assert cli.main(["resume", run.id, "--detach", "--store", str(tmp_path / "store")]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert "the task image this run pinned (my-task:v1) is no longer in ECR;" in err
+    assert f"`batchsweep image push {sweep} --tag {own['repository']}:v1`" in err
+    assert len([p for op, p in calls if op == "batch.SubmitJob"]) == submitted
