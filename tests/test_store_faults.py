@@ -416,3 +416,25 @@ def test_a_log_pack_planted_in_a_shared_store_is_never_read_through(tmp_path, ca
     assert "Traceback" not in err and "hunter2" not in out
     assert f"log pack {log.stem} is damaged or not the store's" in err, err
     assert not [p for p in store.rglob("*") if p.is_file() and not p.is_symlink() and b"hunter2" in p.read_bytes()]
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "status.json", "stdout.log"])
+def test_a_directory_where_a_tasks_file_should_be_is_that_tasks_damage_only(ten, capsys, name):
+    """A damaged disk (or someone else) leaves a directory where task 3's file should be: before, every reading
+    command died of IsADirectoryError for metrics.json, and `logs` for stdout.log."""
+    store, run_id = ten
+    path = _task_file(store, run_id, 3, name)
+    path.unlink(missing_ok=True)
+    path.mkdir()
+    capsys.readouterr()
+    for argv in (["status", run_id], ["results", run_id, "--format", "json", "--refresh"], ["diff", run_id, run_id],
+                 ["report", run_id, "-o", str(store.parent / "r.html")]):
+        assert cli.main([*argv, "--store", str(store)]) == 0, argv
+        assert "Traceback" not in capsys.readouterr().err
+    assert cli.main(["results", run_id, "--format", "json", "--refresh", "--store", str(store)]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 10
+    code = cli.main(["logs", run_id, "3", "--store", str(store)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and code == (2 if name == "stdout.log" else 0), err
+    if name == "stdout.log":
+        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "is a directory, not a log" in err

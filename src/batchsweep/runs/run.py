@@ -417,6 +417,9 @@ class Run:
         key = self.store.task_log_key(self.id, index, stderr=stderr)
         try:
             return self.store.backend.iter_bytes(key, start)
+        except IsADirectoryError:
+            raise SpecError(f"task {index} of run {self.id}: {key} is a directory, not a log (the store is damaged)") \
+                from None
         except FileNotFoundError:
             packed = self.store.read_packed_log(self.id, index, stderr=stderr)  # a compacted run's log pack
             if packed is not None:

@@ -827,11 +827,10 @@ class Store(Layout):
             if e.errno == errno.ELOOP:
                 raise OutsideStore(f"{path.name} is a symlink") from None
             raise
-        f = os.fdopen(fd, "rb")
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            f.close()
+            os.close(fd)
             raise OutsideStore(f"{path.name} is not a regular file")
-        return f
+        return os.fdopen(fd, "rb")
 
     def read_task_log(self, run_id: str, index: int, *, stderr: bool = False) -> bytes | None:
         """A finished task's log: its own file, else a log pack's entry; None when neither holds it."""
@@ -863,6 +862,8 @@ class Store(Layout):
             return self.backend.read_bytes(key)
         except (FileNotFoundError, NotADirectoryError):  # a file where the task's directory should be: no status
             return None
+        except IsADirectoryError:  # a directory where the file should be: read as damaged (not JSON)
+            return b""
 
     def _try_read_one_of_many(self, key: str) -> bytes | None:
         read: Callable[[str], bytes] = getattr(self.backend, "read_one_of_many", self.backend.read_bytes)
