@@ -168,15 +168,18 @@ def test_ctrl_c_on_an_attached_run_kills_the_task_and_its_children(tmp_path, das
 
 
 def test_a_task_that_fails_outside_its_script_is_lost_with_the_reason(tmp_path, dask_cluster):
-    spec = dask_spec(tmp_path, dask_cluster.address, "{grid: {a: [1, 2]}}")
+    # The worker's own code fails before the script runs: task 0's input, there when the run was planned, is
+    # gone when the worker stages it.
+    (tmp_path / "in").mkdir()
+    for a in (1, 2):
+        (tmp_path / "in" / f"{a}.txt").write_text(str(a))
+    spec = dask_spec(tmp_path, dask_cluster.address, "{grid: {a: [1, 2]}}", "inputs: ['in/{a}.txt']\n")
     plan = planning.plan(spec)
-    blocker = tmp_path / "store" / "runs" / plan.info["run_id"] / "tasks" / "0"
-    blocker.parent.mkdir(parents=True)
-    blocker.write_text("a file where the task's directory goes")
+    (tmp_path / "in" / "1.txt").unlink()
     run = runs.start(plan, store=tmp_path / "store")
     assert run.wait(progress=False) == 1
     df = batchsweep.load_run(run.id, store=tmp_path / "store").results().set_index("task")
-    assert df.loc[0, "status"] == "lost" and df.loc[0, "error"].startswith("FileExistsError")
+    assert df.loc[0, "status"] == "lost" and df.loc[0, "error"].startswith("FileNotFoundError"), df.loc[0, "error"]
     assert df.loc[1, "status"] == "succeeded"
 
 

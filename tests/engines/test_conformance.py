@@ -72,15 +72,19 @@ class Dask(Harness):
         self.block = f'backend: dask\ndask: {{scheduler: "{address}"}}\n'
 
     def lose_a_task(self, spec: Path, index: int) -> Run:
-        # The worker's own code fails before the task's script runs (its directory cannot be made): Dask sees
-        # the future fail and no status is written.
+        # The worker's own code fails before the task's script runs (the task's input, there when the run was
+        # planned, is gone when the worker stages it): Dask sees the future fail and no status is written.
+        inputs = spec.parent / "inputs"
+        inputs.mkdir()
+        values = [task.params["a"] for task in planning.plan(spec).tasks]
+        for a in values:
+            (inputs / f"{a}.txt").write_text(str(a))
+        spec.write_text(spec.read_text() + f"inputs: ['{inputs}/{{a}}.txt']\n")
         plan = planning.plan(spec)
-        blocker = self.store / "runs" / plan.info["run_id"] / "tasks" / str(index)
-        blocker.parent.mkdir(parents=True)
-        blocker.write_text("a file where the task's directory goes")
+        (inputs / f"{values[index]}.txt").unlink()
         run = runs.start(plan, store=self.store)
         run.wait(progress=False)
-        blocker.unlink()
+        (inputs / f"{values[index]}.txt").write_text(str(values[index]))  # resume finds it again
         return batchsweep.load_run(run.id, store=self.store)
 
 
