@@ -412,3 +412,20 @@ def test_odd_values_are_written_faithfully_to_csv_json_parquet_and_the_dataframe
     assert list(table["big"]) == [str(2**64 + 1), str(2**65 + 1)] and list(table["xs"]) == ["5", "[3, 4]"]
     assert list(table["text"]) == ["lone \\ud800 é"] * 2 and list(table["small"]) == [str(-(2**63) - 1)] * 2
     assert list(batchsweep.load_run(run.id, store=store).results()["big"]) == [2**64 + 1, 2**65 + 1]  # no cache
+
+
+def test_a_report_of_metrics_and_params_at_the_ends_of_the_floats_is_written(tmp_path, capsys):
+    """Params .nan, .inf, -.inf, 1e400 and 10^29; metrics NaN, ±inf and a constant 10^30: before, report died of
+    ZeroDivisionError (an axis of one value was widened by ±0.5, which is nothing to 1e30)."""
+    from batchsweep import cli
+
+    (tmp_path / "ends.py").write_text(
+        "import argparse, json\np = argparse.ArgumentParser(); p.add_argument('--a', type=float)\n"
+        "a = p.parse_args().a\njson.dump({'x': a, 'big': 10**30, 'inf': float('inf')}, open('metrics.json', 'w'))\n")
+    spec = write_spec(tmp_path, "name: ends\nscript: ends.py\n"
+                                "params: {grid: {a: [.nan, .inf, -.inf, 1e400, 99999999999999999999999999999]}}\n")
+    store = str(tmp_path / "store")
+    assert cli.main(["run", str(spec), "--store", store]) == 0
+    for metric in ("big", "x"):
+        assert cli.main(["report", "--metric", metric, "-o", str(tmp_path / "r.html"), "--store", store]) == 0, metric
+    assert "Traceback" not in capsys.readouterr().err

@@ -119,8 +119,9 @@ class Axis:
         self.index = {c: i for i, c in enumerate(categories or [])}
         f = math.log10 if log else float
         lo_f, hi_f = f(lo), f(hi)
-        if hi_f <= lo_f:
-            lo_f, hi_f = lo_f - 0.5, hi_f + 0.5
+        if hi_f <= lo_f:  # one value: an axis around it (0.5 is nothing to 1e30, so relative to it when large)
+            half = max(0.5, abs(lo_f) * 1e-6)
+            lo_f, hi_f = lo_f - half, hi_f + half
         span = (hi_f - lo_f) * pad
         self.lo, self.hi = lo_f - span, hi_f + span
 
