@@ -475,8 +475,19 @@ class Store(Layout):
 
     # -- tasks --------------------------------------------------------------------------------
     def write_status(self, run_id: str, status: TaskStatus) -> None:
-        """Write a task's status.json, atomically: a task's status is the last thing written for it."""
-        self.backend.write_bytes(self.task_status_key(run_id, status.index), status.to_json().encode())
+        """Write a task's status.json, atomically: a task's status is the last thing written for it. On a local
+        store its fsync is batched in the background (`LocalBackend.write_soon`; `flush_writes` waits for it):
+        the task's slot does not wait for the disk, and a status a power cut loses only runs the task again."""
+        key, data = self.task_status_key(run_id, status.index), status.to_json().encode()
+        if isinstance(self.backend, LocalBackend):
+            self.backend.write_soon(key, data)
+        else:
+            self.backend.write_bytes(key, data)
+
+    def flush_writes(self) -> None:
+        """Wait until every status this store wrote is on disk (a local store; elsewhere nothing waits)."""
+        if isinstance(self.backend, LocalBackend):
+            self.backend.flush()
 
     def read_status(self, run_id: str, index: int, *, packs: bool = True) -> TaskStatus | None:
         """A task's status; None when it has none or it is damaged (then the task counts as not finished).

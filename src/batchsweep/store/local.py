@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -40,8 +41,9 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()  # what open() would give: teammates read a shared store as the umask allows
 
 
-def _write_temp(target: Path, data: bytes | Iterable[bytes]) -> str:
-    """A complete, fsync'ed temp file beside target (so a crash never leaves a rename of an empty file)."""
+def _write_temp(target: Path, data: bytes | Iterable[bytes], *, sync: bool = True) -> str:
+    """A complete, fsync'ed temp file beside target (so a crash never leaves a rename of an empty file);
+    `sync=False`: not fsync'ed here (`LocalBackend.write_soon`: a background thread does it)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
@@ -52,11 +54,62 @@ def _write_temp(target: Path, data: bytes | Iterable[bytes]) -> str:
             else:
                 f.writelines(data)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
     except BaseException:
         os.unlink(tmp)
         raise
     return tmp
+
+
+class Flusher:
+    """fsyncs files in a background thread, a batch at a time, so the writer does not wait for the disk
+    (`LocalBackend.write_soon`); `flush()` returns once everything added before it is on disk. The thread ends
+    when idle and starts again with the next file."""
+
+    IDLE_S = 5.0
+
+    def __init__(self) -> None:
+        self._pending: set[str] = set()
+        self._busy = False
+        self._running = False
+        self._cv = threading.Condition()
+
+    def add(self, path: str) -> None:
+        with self._cv:
+            self._pending.add(path)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._loop, name="batchsweep-fsync", daemon=True).start()
+            self._cv.notify_all()
+
+    def flush(self) -> None:
+        with self._cv:
+            self._cv.wait_for(lambda: not self._pending and not self._busy)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                if not self._cv.wait_for(lambda: self._pending, timeout=self.IDLE_S):
+                    self._running = False
+                    return
+                batch, self._pending, self._busy = self._pending, set(), True
+            try:
+                for path in batch:
+                    try:
+                        fd = os.open(path, os.O_RDONLY)
+                    except OSError:
+                        continue  # gone meanwhile (a resume cleared the task): nothing to keep
+                    try:
+                        os.fsync(fd)
+                    except OSError:
+                        pass
+                    finally:
+                        os.close(fd)
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
 
 
 def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -86,6 +139,7 @@ class LocalBackend:
         self.root = Path(root).absolute()
         self.url = str(self.root)
         self._real_root: str | None = None
+        self._flusher = Flusher()
 
     def path(self, key: str) -> Path:
         return self.root / key
@@ -93,6 +147,24 @@ class LocalBackend:
     def read_bytes(self, key: str) -> bytes:
         with open(f"{self.url}/{key}", "rb") as f:  # no pathlib: results read thousands of these
             return f.read()
+
+    def write_soon(self, key: str, data: bytes) -> None:
+        """As `write_bytes` (whole or not at all, renamed into place), with its fsync left to a background
+        thread (`flush` waits for it): a task's status, whose loss in a power cut only means the task runs
+        again on resume. A process killed with -9 loses nothing: the file is whole in the page cache once
+        renamed. (A task's metrics.json and logs were never fsync'ed.)"""
+        target = self.path(key)
+        tmp = _write_temp(target, data, sync=False)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        self._flusher.add(str(target))
+
+    def flush(self) -> None:
+        """Wait until everything `write_soon` wrote is on disk."""
+        self._flusher.flush()
 
     def write_bytes(self, key: str, data: bytes) -> None:
         target = self.path(key)

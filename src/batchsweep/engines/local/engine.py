@@ -290,6 +290,7 @@ class LocalEngine(Engine):
         finally:
             if not isinstance(server, str):
                 server.close()
+            store.flush_writes()  # the statuses on disk before the run is recorded finished
         self._finish()
 
     def _wrote(self, status: TaskStatus) -> None:
