@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import signal
     from collections.abc import Callable
     from types import FrameType
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
     Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 else:
@@ -259,15 +259,21 @@ def serve() -> int:
                 else:
                     _send(ctl_out, {"id": request["id"], "error": told.decode(errors="replace")
                                     or "the task's reaper could not start it"})
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            if pid in children:
-                _send(ctl_out, {"id": children.pop(pid), "exit": os.waitstatus_to_exitcode(status)})
+        tell_ended(children, lambda msg: _send(ctl_out, msg))
+
+
+def tell_ended(children: dict[int, Any], send: Callable[[dict[str, Any]], None]) -> None:
+    """Reap the children of `children` (pid -> request id) that have ended, without waiting for the others, and
+    `send` each one's request id and exit code (this server's and batchsweep.task.forkserver's replies)."""
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid in children:
+            send({"id": children.pop(pid), "exit": os.waitstatus_to_exitcode(status)})
 
 
 def _children(pid: int) -> list[int]:

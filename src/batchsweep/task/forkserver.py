@@ -249,15 +249,7 @@ def serve(channel: Channel, *, supervise: bool = False) -> tuple[dict[str, Any],
                     channel.send({"id": request["id"], "pid": task})
                 else:
                     channel.send({"id": request["id"], "error": "the task's reaper could not fork it"})
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            if pid in children:
-                channel.send({"id": children.pop(pid), "exit": os.waitstatus_to_exitcode(status)})
+        _reap.tell_ended(children, channel.send)
 
 
 def _supervise(told_r: int, told_w: int) -> None:
