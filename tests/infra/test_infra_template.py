@@ -61,8 +61,11 @@ def test_the_package_ships_the_template_file() -> None:
     assert template_text() == TEMPLATE.read_text(encoding="utf-8")
 
 
-def test_template_fits_in_a_create_stack_request_body() -> None:
-    assert len(template_text().encode()) < 51_200
+def test_the_template_sent_fits_in_a_create_stack_request_body_and_says_what_the_file_says() -> None:
+    from batchsweep.infra.stack import load_template, template_body
+
+    assert len(template_body().encode()) < 51_200
+    assert load_template(template_body()) == load_template(template_text())
 
 
 def test_cfn_lint_reports_no_errors_or_warnings() -> None:

@@ -151,7 +151,7 @@ def register_image(session: Any, ref: str, stack: str = "batchsweep") -> None:
     """What `batchsweep image push` does once the registry has the image, for the emulator (moto's ECR has no
     registry to push layers to): record the tag in the stack's repository and point the stack at it."""
     from batchsweep.aws.clients import make_client
-    from batchsweep.infra.stack import describe_stack, stack_outputs, template_text
+    from batchsweep.infra.stack import describe_stack, stack_outputs, template_body
 
     tag = ref.rsplit(":", 1)[1]
     outputs = stack_outputs(stack, session=session)
@@ -166,7 +166,7 @@ def register_image(session: Any, ref: str, stack: str = "batchsweep") -> None:
     current = describe_stack(stack, session=session) or {}
     params = [{"ParameterKey": p["ParameterKey"], "UsePreviousValue": True}
               for p in current.get("Parameters", []) if p["ParameterKey"] != "ImageTag"]
-    cfn.update_stack(StackName=stack, TemplateBody=template_text(), Capabilities=["CAPABILITY_IAM"],
+    cfn.update_stack(StackName=stack, TemplateBody=template_body(), Capabilities=["CAPABILITY_IAM"],
                      Parameters=[*params, {"ParameterKey": "ImageTag", "ParameterValue": tag}])
 
 

@@ -37,6 +37,12 @@ def template_text() -> str:
     return resources.files("batchsweep.infra").joinpath("template.yaml").read_text(encoding="utf-8")
 
 
+def template_body() -> str:
+    """The template as sent to CloudFormation: its comment lines left out, as CreateStack takes at most 51,200
+    bytes inline (the comments are a fifth of the file). The template's one block scalar holds no `#` line."""
+    return "".join(line for line in template_text().splitlines(keepends=True) if not line.lstrip().startswith("#"))
+
+
 class _CfnLoader(yaml.SafeLoader):
     """YAML with CloudFormation's short tags (`!Ref X` becomes `{"Ref": "X"}`)."""
 
@@ -153,7 +159,7 @@ def up(stack: str, params: dict[str, str], *, session: Any, echo: Echo, poll_s: 
         params = {**params, "BatchServiceRoleMode": "explicit"}
     values = {name: params.get(name, previous.get(name, default)) for name, default in template_defaults().items()}
     cfn_params = [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
-    common = {"TemplateBody": template_text(), "Parameters": cfn_params, "Capabilities": ["CAPABILITY_IAM"],
+    common = {"TemplateBody": template_body(), "Parameters": cfn_params, "Capabilities": ["CAPABILITY_IAM"],
               "Tags": [{"Key": "batchsweep:stack", "Value": stack}]}
 
     if current is None:
