@@ -429,3 +429,33 @@ def test_a_report_of_metrics_and_params_at_the_ends_of_the_floats_is_written(tmp
     for metric in ("big", "x"):
         assert cli.main(["report", "--metric", metric, "-o", str(tmp_path / "r.html"), "--store", store]) == 0, metric
     assert "Traceback" not in capsys.readouterr().err
+
+
+_FIFO = """
+import os, sys, time
+a = int(sys.argv[sys.argv.index("--a") + 1])
+if a == 0:
+    if os.path.lexists("../metrics.jsonl"):
+        os.unlink("../metrics.jsonl")
+    os.mkfifo("../metrics.jsonl")
+for s in range(5):
+    print(f"step={s} loss={1 / (1 + s)}", flush=True)
+    time.sleep(0.2)
+"""
+
+
+def test_a_fifo_a_task_puts_where_its_series_goes_fails_that_task_and_hangs_nothing(tmp_path):
+    """Before, the runner opened the FIFO to append the task's steps and waited for a reader for ever (SIGTERM
+    did not end it either): the whole run hung. Now the task fails saying what it did; the other runs."""
+    import subprocess
+    import sys
+
+    (tmp_path / "fifo.py").write_text(_FIFO)
+    spec = write_spec(tmp_path, "name: fifo\nscript: fifo.py\nparams: {grid: {a: [0, 1]}}\ntimeout: 60s\n"
+                                "metrics: {output: 'step=(?P<step>\\\\d+) loss=(?P<loss>[0-9.]+)'}\n")
+    proc = subprocess.run([sys.executable, "-m", "batchsweep", "run", str(spec), "--store", str(tmp_path / "store")],
+                          capture_output=True, text=True, timeout=240, start_new_session=True)
+    assert proc.returncode == 1, proc.stderr
+    df = batchsweep.load_run(store=tmp_path / "store").results()
+    assert list(df["status"]) == ["failed", "succeeded"]
+    assert "the task replaced metrics.jsonl by a FIFO; it was removed, not followed" in df["error"][0]
