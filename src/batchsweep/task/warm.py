@@ -199,25 +199,33 @@ class WarmServer(ForkClient):
             return reason
         return server
 
+    what = "the fork server"  # in the errors a launch raises
+    warm_tasks = True  # its tasks ran warm (forked from the script's imports)
+
+    def _frame(self, request: dict[str, Any]) -> bytes:
+        """A request as the server reads it: a JSON line, the argv without the interpreter (it forks itself)."""
+        return json.dumps({**request, "argv": request["argv"][1:]}).encode() + b"\n"
+
     def launch(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> ForkedProcess:
-        """Fork a child for one task; returns once it runs. Raises OSError when it could not be started."""
+        """Start a child for one task; returns once it runs. Raises OSError when it could not be started."""
         with self._lock:
             if self.gone:
-                raise OSError("the fork server has ended")
+                raise OSError(f"{self.what} has ended")
             self._next_id += 1
             task = ForkedProcess(self._next_id, argv)
+            task.warm = self.warm_tasks
             self._children[task.id] = task
-            request = {"id": task.id, "argv": argv[1:], "cwd": str(cwd), "env": env,
-                       "stdout": str(stdout), "stderr": str(stderr)}
+            frame = self._frame({"id": task.id, "argv": list(argv), "cwd": str(cwd), "env": dict(env),
+                                 "stdout": str(stdout), "stderr": str(stderr)})
             assert self._proc.stdin is not None
             try:
-                self._proc.stdin.write(json.dumps(request).encode() + b"\n")
+                self._proc.stdin.write(frame)
                 self._proc.stdin.flush()
             except (BrokenPipeError, ValueError) as e:
                 self._children.pop(task.id, None)
-                raise OSError(f"the fork server has ended: {e}") from None
+                raise OSError(f"{self.what} has ended: {e}") from None
         if not task._started.wait(START_TIMEOUT_S):
-            raise OSError("the fork server did not start the task in time")
+            raise OSError(f"{self.what} did not start the task in time")
         if task.error is not None:
             raise OSError(task.error)
         return task
@@ -290,29 +298,13 @@ class ExecServer(WarmServer):
             return "the task launcher ended as it started"
         return server
 
-    def launch(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> ForkedProcess:
-        """Start one task; returns once it runs. OSError when it could not be started."""
-        with self._lock:
-            if self.gone:
-                raise OSError("the task launcher has ended")
-            self._next_id += 1
-            task = ForkedProcess(self._next_id, argv)
-            task.warm = False
-            self._children[task.id] = task
-            frame = marshal.dumps({"id": task.id, "argv": list(argv), "cwd": str(cwd), "env": dict(env),
-                                   "stdout": str(stdout), "stderr": str(stderr)})
-            assert self._proc.stdin is not None
-            try:
-                self._proc.stdin.write(len(frame).to_bytes(4, "little") + frame)
-                self._proc.stdin.flush()
-            except (BrokenPipeError, ValueError) as e:
-                self._children.pop(task.id, None)
-                raise OSError(f"the task launcher has ended: {e}") from None
-        if not task._started.wait(START_TIMEOUT_S):
-            raise OSError("the task launcher did not start the task in time")
-        if task.error is not None:
-            raise OSError(task.error)
-        return task
+    what = "the task launcher"
+    warm_tasks = False
+
+    def _frame(self, request: dict[str, Any]) -> bytes:
+        """A request as _reap.py's server reads it: marshal, length-prefixed (no json import there)."""
+        body = marshal.dumps(request)
+        return len(body).to_bytes(4, "little") + body
 
     def _replies(self) -> Iterator[dict[str, Any]]:
         out = self._proc.stdout
