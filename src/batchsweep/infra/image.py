@@ -9,6 +9,7 @@ rebuilt or pushed. The builder is driven through its CLI with argument lists (no
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -17,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -450,6 +451,18 @@ def _ecr_add_tag(target: ImageRef, content_tag: str, *, session: Any) -> None:
                   imageTag=str(target.tag))
 
 
+@contextlib.contextmanager
+def _source_build_lock(root: Path) -> Iterator[None]:
+    """One wheel build of a source checkout at a time on this machine: setuptools builds in the checkout's own
+    build/ directory, and two at once fail ("Directory not empty": two `image push` in two shells)."""
+    import fcntl
+
+    name = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"batchsweep-wheel-{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def _build(requirements: list[str] | None, ref: str, builder: Builder, *, echo: Echo, base: str) -> str:
     if builder.has(ref):
         echo(f"image {ref} already built ({builder.name})")
@@ -461,8 +474,9 @@ def _build(requirements: list[str] | None, ref: str, builder: Builder, *, echo: 
         root = source_checkout()
         if root is not None:
             echo(f"building a batchsweep wheel from {root}")
-            _check(_run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", context,
-                         str(root)]), "pip wheel")
+            with _source_build_lock(root):
+                _check(_run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", context,
+                             str(root)]), "pip wheel")
         echo(f"building {ref} with {builder.name} on {base}")
         _check(_run(builder.build_argv(ref, context, base=base)), f"{builder.name} build")
     if "@sha256:" not in base:
