@@ -384,12 +384,12 @@ def test_a_pack_line_with_absurd_numbers_or_wrong_types_is_damaged_and_its_task_
     assert len(df) == 10 and set(df["status"]) == {"succeeded"} and list(df["a2"]) == [2 * a for a in range(10)]
 
 
-@pytest.mark.parametrize("how", ["symlinked log pack", "an entry past the end"])
+@pytest.mark.parametrize("how", ["symlinked log pack", "an entry past the end", "a FIFO for a log pack"])
 def test_a_log_pack_planted_in_a_shared_store_is_never_read_through(tmp_path, capsys, how):
     """Someone compacts a run of the victim's sweep in a shared store, then makes its log pack a symlink to the
     victim's credentials (its index entry for task 0 covering them), or gives task 0 an entry 2^62 bytes long.
     Before, the victim's next run reused task 0 and copied the credentials into its new run's stdout.log, in
-    the shared store; `logs` of the entry past the end tried to allocate it."""
+    the shared store; `logs` of the entry past the end tried to allocate it, and of a FIFO waited for ever."""
     import struct
 
     secret = tmp_path / "credentials"
@@ -405,6 +405,10 @@ def test_a_log_pack_planted_in_a_shared_store_is_never_read_through(tmp_path, ca
         log.unlink()
         log.symlink_to(secret)
         entry = struct.pack("<QQQQ", 0, secret.stat().st_size, 0, 0)
+    elif how == "a FIFO for a log pack":  # opening one waits for a writer, for ever
+        log.unlink()
+        os.mkfifo(log)
+        entry = struct.pack("<QQQQ", 0, 7, 0, 0)
     else:
         entry = struct.pack("<QQQQ", 0, 1 << 62, 0, 0)
     with open(idx, "r+b") as f:

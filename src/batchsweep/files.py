@@ -3,6 +3,7 @@ files `code.exclude` leaves out of a code package (read as .gitignore lines)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -10,6 +11,17 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec
+
+
+def open_regular(path: Path, flags: int) -> int:
+    """A descriptor of path, a regular file, opened without following a symlink and without waiting: a symlink
+    is OSError (ELOOP); a FIFO someone put there (opening one waits for its other end, for ever) or a device is
+    OSError (EINVAL)."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)  # O_NONBLOCK: nothing to a regular file
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return fd
 
 
 def regular_files(root: Path) -> list[str]:

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from batchsweep.errors import RunDamaged, RunNotFound, SweepError
+from batchsweep.files import open_regular
 from batchsweep.model import State, Task, TaskStatus, load_json, wrong_status_fields
 from batchsweep.store import index as indexfile
 from batchsweep.store.layout import CODE_PREFIX as CODE_PREFIX
@@ -833,14 +834,13 @@ class Store(Layout):
         assert isinstance(self.backend, LocalBackend)
         self.backend.contain(path.parent)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = open_regular(path, os.O_RDONLY)
         except OSError as e:
             if e.errno == errno.ELOOP:
                 raise OutsideStore(f"{path.name} is a symlink") from None
+            if e.errno == errno.EINVAL:
+                raise OutsideStore(f"{path.name} is not a regular file") from None
             raise
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise OutsideStore(f"{path.name} is not a regular file")
         return os.fdopen(fd, "rb")
 
     def read_task_log(self, run_id: str, index: int, *, stderr: bool = False) -> bytes | None:

@@ -13,17 +13,16 @@ out. On a remote store the file is uploaded after every flush that added lines, 
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
-import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from batchsweep.files import open_regular
 from batchsweep.metrics import MAX_LINE_BYTES, is_mlflow, value_of
 
 ENV_FILE = "BATCHSWEEP_SERIES_FILE"
@@ -103,7 +102,7 @@ def append(path: Path, records: list[dict[str, Any]]) -> None:
         return
     data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
     # O_NOFOLLOW: a task that put a symlink there (to a file outside its directory) gets nothing written through it
-    fd = _open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         os.write(fd, data)  # one write with O_APPEND: lines from the script's log_metrics never interleave
     finally:
@@ -135,18 +134,8 @@ class _Tail:
 
 
 def _open_nofollow(path: Path) -> BinaryIO:
-    """A file the task may have replaced by a symlink: OSError (ELOOP) then, never what the link names."""
-    return os.fdopen(_open_regular(path, os.O_RDONLY), "rb")
-
-
-def _open_regular(path: Path, flags: int) -> int:
-    """A descriptor of path, a regular file, opened without following a symlink and without waiting: a task that
-    put a FIFO there (opening one waits for its other end, for ever) or a device gets OSError, as for a symlink."""
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)  # O_NONBLOCK: nothing to a regular file
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file", str(path))
-    return fd
+    """A file the task may have replaced by a symlink or a FIFO: OSError then, never what the link names."""
+    return os.fdopen(open_regular(path, os.O_RDONLY), "rb")
 
 
 class TaskFiles(Protocol):
