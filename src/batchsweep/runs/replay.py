@@ -58,7 +58,7 @@ def prepare(run: Run, index: int, *, directory: str | os.PathLike[str] | None = 
     resume after the code changed ran the changed code), `original` (the code the run started with) or `current`
     (the code directory as it is now)."""
     from batchsweep.planning import keys
-    from batchsweep.task import remote, worker
+    from batchsweep.task import context, remote, worker
 
     if code not in CODE_CHOICES:
         raise SpecError(f"--code {code}: give one of {', '.join(CODE_CHOICES)}")
@@ -110,11 +110,11 @@ def prepare(run: Run, index: int, *, directory: str | os.PathLike[str] | None = 
         if current is not None and current != record.code_hash:
             notes.append(f"warning: the code in {code_dir} has changed since run {run.id} "
                          f"({record.code_hash[:12]} then, {current[:12]} now)")
-    ctx = worker.context_from_run(record, code_dir=code_dir, memory_limit_mib=_memory_limit(record))
+    ctx = context.context_from_run(record, code_dir=code_dir, memory_limit_mib=_memory_limit(record))
     work = base / "work"
     work.mkdir(exist_ok=True)
     worker._stage(task, work, resolve)
-    return Replay(argv=worker.command(ctx, task), env=worker.task_env(ctx, task, work), work=work, notes=notes)
+    return Replay(argv=context.command(ctx, task), env=context.task_env(ctx, task, work), work=work, notes=notes)
 
 
 def _code(run: Run, index: int, base: Path, notes: list[str], code: str) -> Path | None:

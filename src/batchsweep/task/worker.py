@@ -8,10 +8,8 @@ to the engine.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import os
 import secrets
@@ -20,28 +18,41 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from fnmatch import fnmatch
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from batchsweep import metrics as metrics_mod
-from batchsweep.model import State, Task, TaskStatus, input_parts, load_json
-from batchsweep.scripts.argv import ArgStyle, build_argv, config_file, env_vars, task_env_values
-from batchsweep.scripts.options import ScriptFlags
-from batchsweep.store.core import Store, TaskDir
+from batchsweep.model import State, Task, TaskStatus, input_parts
+from batchsweep.scripts.argv import config_file
+from batchsweep.store.core import Store
 from batchsweep.task import reaper
 from batchsweep.task import series as series_mod
-from batchsweep.task.confine import Anchor, reclaim, write_file
+from batchsweep.task.collect import (
+    TaskPaths,
+    collect_metrics,
+    collect_outputs,
+    drop_empty,
+    last_line,
+    other_stream,
+)
+from batchsweep.task.confine import Anchor, reclaim
+from batchsweep.task.context import (  # re-exported: engines and the CLI import them from here
+    RunContext,
+    command,
+    context_from_run,
+    gpu_env,
+    shown_command,
+    task_env,
+)
 from batchsweep.task.usage import Usage, UsageSampler
 from batchsweep.task.warm import launch_cold
 
-if TYPE_CHECKING:
-    from batchsweep.store.record import RunRecord
+__all__ = ["Launcher", "ProcessRegistry", "RunContext", "TaskProcess", "context_from_run", "execute_task",
+           "kill_group", "shown_command"]
 
 KILL_GRACE_S = 2.0
 SIGNALLED_WITH_WORKER_S = 2.0  # how long a task's SIGTERM waits for its worker's own
@@ -62,47 +73,6 @@ class Launcher(Protocol):
 
     def __call__(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path,
                  stderr: Path) -> TaskProcess: ...
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """Everything the worker needs to run any task of a run; built from run.json alone."""
-
-    run_id: str
-    code_dir: Path  # the directory the script or function module lives in
-    script: str | None  # relative to code_dir
-    function: str | None
-    flags: ScriptFlags
-    metrics_rule: str | dict[str, Any]
-    outputs: tuple[str, ...]
-    timeout_s: float | None
-    retries: int
-    env: dict[str, str]
-    python: str = sys.executable
-    memory_limit_mib: float | None = None  # local engine: a task whose process tree goes over it is killed
-    arg_style: ArgStyle = ArgStyle()
-    stop: dict[str, Any] | None = None  # the spec's `stop:` rule (early stopping), as in run.json
-    gpus: float = 0  # resources.gpus: a task with a GPU has its peak GPU memory measured (NVML, when installed)
-    base_dir: Path | None = None  # the spec's directory: relative directories in `env:` are resolved against it
-
-    @property
-    def style(self) -> str:
-        return self.arg_style.style or self.flags.style
-
-    @functools.cached_property
-    def base_env(self) -> dict[str, str]:
-        """The environment every task starts from (built once per run, not once per task)."""
-        from batchsweep.scripts.options import helper_env
-
-        # helper_env: our runner modules (funcrunner, _hydrarun) must import in a `python:` of another environment
-        fixed = {k: v for k, v in self.env.items() if "{" not in v}  # those with placeholders: per task
-        env = {**os.environ, **task_env_values(fixed, {}, self.base_dir), "PYTHONUNBUFFERED": "1"}
-        return {**env, **helper_env(self.python, env)}
-
-    @functools.cached_property
-    def per_task_env(self) -> dict[str, str]:
-        """The `env:` values with `{param}` placeholders, filled for each task."""
-        return {k: v for k, v in self.env.items() if "{" in v}
 
 
 class ProcessRegistry:
@@ -176,84 +146,6 @@ class Live:
     stopper: Any = None  # batchsweep.task.stopping.Stopper
 
 
-@dataclass
-class TaskPaths:
-    """Where a task's files go on this machine: the store's task dir (local) or a scratch dir (remote)."""
-
-    task_dir: Path
-    real: str | None = None  # where task_dir must lead, its store's root resolved once (confine.Anchor)
-    work: Path = field(init=False)
-    staged: dict[str, Path] = field(default_factory=dict)  # where each input sits in `work` -> its source
-
-    def __post_init__(self) -> None:
-        self.files = TaskDir(self.task_dir)  # the names of the task's files (the store's layout)
-        self.work = self.files.work
-        self.anchor: Anchor | None = None  # the task directory as it was made, set once it exists
-
-
-def command(ctx: RunContext, task: Task) -> list[str]:
-    if ctx.function:
-        return [ctx.python, "-m", "batchsweep.task.funcrunner", str(ctx.code_dir), ctx.function]
-    assert ctx.script is not None
-    argv = build_argv(task.params, ctx.flags, ctx.arg_style)
-    if ctx.style == "hydra":  # a runner that keeps the task function's return value
-        return [ctx.python, "-m", "batchsweep.task._hydrarun", str(ctx.code_dir / ctx.script), *argv]
-    if ctx.style == "globals":  # a runner that replaces the script's module-level values (warm.run_child too)
-        return [ctx.python, "-m", "batchsweep.task._globalsrun", str(ctx.code_dir / ctx.script), *argv]
-    return [ctx.python, str(ctx.code_dir / ctx.script), *argv]
-
-
-def shown_command(ctx: RunContext, task: Task) -> str:
-    """The task's command line as a user would type it in the script's directory."""
-    import shlex
-
-    argv = command(ctx, task)
-    python = "python" if argv[0] == sys.executable else argv[0]
-    # the `env:` values this task gets its own of (`RUN_NAME: "run_{lr}"`), and for the env style the params
-    own = [f"{k}={v}" for k, v in task_env_values(ctx.per_task_env, task.params, ctx.base_dir).items()] \
-        if ctx.per_task_env else []
-    if ctx.function:  # the params reach the function through BATCHSWEEP_PARAMS
-        return shlex.join([*own, python, "-m", "batchsweep.task.funcrunner", ".", ctx.function])
-    if argv[1:3] == ["-m", "batchsweep.task._hydrarun"]:
-        argv = argv[2:]
-    if argv[1:3] == ["-m", "batchsweep.task._globalsrun"]:
-        return shlex.join([*own, python, *argv[1:3], ctx.script or "", *argv[4:]])
-    if ctx.style == "env":  # the params are in its environment
-        own += [f"{k}={v}" for k, v in env_vars(task.params, ctx.flags, ctx.arg_style).items()]
-    return shlex.join([*own, python, ctx.script or "", *argv[2:]])
-
-
-PARAMS_ENV_MAX = 32 * 1024  # larger params go through a file: one env string may not pass 128 KiB
-
-
-def task_env(ctx: RunContext, task: Task, work: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The task's environment. `_` params stay with batchsweep; params too large for the environment are
-    written to params.json beside the working directory and named by BATCHSWEEP_PARAMS_FILE."""
-    params = json.dumps({k: v for k, v in task.params.items() if not k.startswith("_")}, default=str)
-    env = {
-        **ctx.base_env,
-        **(extra or {}),
-        "BATCHSWEEP_RUN_ID": ctx.run_id,
-        "BATCHSWEEP_TASK_INDEX": str(task.index),
-        "BATCHSWEEP_TASK_DIR": str(work),
-    }
-    if ctx.per_task_env:
-        env.update(task_env_values(ctx.per_task_env, task.params, ctx.base_dir))
-    if ctx.style == "env":
-        env.update(env_vars(task.params, ctx.flags, ctx.arg_style))
-    if metrics_mod.is_mlflow(ctx.metrics_rule):  # the task's runs land in its own directory, where they are read
-        from batchsweep.task.mlflowmetrics import ENV, tracking_uri
-
-        env[ENV] = tracking_uri(work)
-    if len(params) <= PARAMS_ENV_MAX:
-        env["BATCHSWEEP_PARAMS"] = params
-    else:
-        path = TaskDir(work.parent).params
-        write_file(path, params.encode())
-        env["BATCHSWEEP_PARAMS_FILE"] = str(path)
-    return env
-
-
 COPY_LIMIT = 256 << 20  # inputs up to this size are copied, so a task cannot change the user's own files
 
 
@@ -290,19 +182,6 @@ def _size_up_to(path: str, mtime_ns: int, limit: int = COPY_LIMIT) -> int:
             if total > limit:
                 return total
     return total
-
-
-def _unchanged_input(work: Path, rel: str, staged: dict[str, Path]) -> bool:
-    """Whether a file in the task's directory is a staged input as it was copied (not written by the task)."""
-    for dst, source in staged.items():
-        if rel == dst or rel.startswith(dst + "/"):
-            original = source if rel == dst else source / rel[len(dst) + 1:]
-            try:
-                a, b = os.stat(original), os.stat(work / rel)
-            except OSError:
-                return False  # a file the task added inside a staged directory
-            return (a.st_size, a.st_mtime_ns) == (b.st_size, b.st_mtime_ns)
-    return False
 
 
 def _describe_exit(code: int) -> str:
@@ -436,107 +315,6 @@ def _wait_attempt(ctx: RunContext, proc: TaskProcess, registry: ProcessRegistry 
     return Attempt(State.FAILED, code, _describe_exit(code), usage)
 
 
-def last_line(path: Path, *, limit: int = 200) -> str:
-    """The last line a task wrote to a log (a traceback's last line says what went wrong)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 8192))
-            tail = f.read().decode(errors="replace")
-    except OSError:
-        return ""
-    lines = [line.strip() for line in tail.replace("\r", "\n").splitlines() if line.strip()]
-    return lines[-1][:limit] if lines else ""
-
-
-def _collect_metrics(ctx: RunContext, paths: TaskPaths) -> tuple[str | None, bool]:
-    """Move the task's metrics into task_dir/metrics.json. Returns (a problem to report, whether any was found)."""
-    target = paths.files.metrics
-    rule = ctx.metrics_rule
-    found: dict[str, Any] | None = None
-    produced = paths.work / (rule if isinstance(rule, str) else metrics_mod.METRICS_FILE)
-    try:
-        value = load_json(metrics_mod.read_file(produced, within=paths.work))  # UnsafeMetricsFile: a FIFO, a symlink, huge
-    except FileNotFoundError:
-        pass
-    except ValueError:
-        return f"{produced.name} is not valid JSON", False
-    else:
-        if not isinstance(value, dict):
-            return f"{produced.name} is not a JSON object", False
-        found = metrics_mod.clean(value)
-        produced.unlink()
-    if metrics_mod.is_mlflow(rule):
-        from batchsweep.task.mlflowmetrics import MlflowReadError, Reader
-
-        try:
-            logged = Reader(paths.work).final()
-        except MlflowReadError as e:
-            return str(e), bool(found)
-        if logged:
-            found = {**(found or {}), **logged}
-    elif isinstance(rule, dict):
-        stream, pattern = metrics_mod.rule_stream(rule)
-        with contextlib.ExitStack() as stack:  # streams: a 1 GB log costs no memory
-            logs = [stack.enter_context(open(log, "rb")) for log in
-                    (paths.files.log(stderr=s == "stderr") for s in (("stdout", "stderr") if stream == "output" else (stream,)))
-                    if log.exists()]
-            printed = metrics_mod.from_streams(logs, pattern, match=rule.get("match") or "last")
-        if printed:
-            found = {**(found or {}), **printed}
-            if series_mod.rule_source(rule) is not None:
-                found.pop("step", None)  # the step reached is the status's last_step
-    if found:
-        write_file(target, json.dumps(found).encode())
-    return None, bool(found)
-
-
-def _other_stream(ctx: RunContext, paths: TaskPaths) -> str:
-    """The log a stream rule did not read (its tail), to tell the user when the numbers went there."""
-    rule = ctx.metrics_rule
-    if not isinstance(rule, dict) or rule.get("output") is not None or metrics_mod.is_mlflow(rule):
-        return ""
-    log = paths.files.log(stderr=rule.get("stdout") is not None)
-    try:
-        with open(log, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - (1 << 20)))
-            return f.read().decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _collect_outputs(ctx: RunContext, task: Task, paths: TaskPaths) -> tuple[str, ...]:
-    """Keep what `outputs:` names (or, without it, every file the task created) in task_dir/outputs."""
-    outputs_dir = paths.files.outputs
-    try:
-        shutil.rmtree(outputs_dir)  # a previous attempt's
-    except FileNotFoundError:
-        pass
-    files = []  # every file (not a symlink) the task left, as posix paths relative to its working dir
-    for parent, _dirs, names in os.walk(paths.work):
-        rel_parent = os.path.relpath(parent, paths.work).replace(os.sep, "/")
-        for name in names:
-            if not os.path.islink(os.path.join(parent, name)):
-                files.append(name if rel_parent == "." else f"{rel_parent}/{name}")
-    kept = []
-    for rel in sorted(files, key=lambda r: r.split("/")):
-        name = rel.rsplit("/", 1)[-1]
-        if _unchanged_input(paths.work, rel, paths.staged):
-            continue  # an input as staged; one the task changed is kept, like any file it wrote
-        if ctx.outputs and not any(fnmatch(rel, g) or fnmatch(name, g) for g in ctx.outputs):
-            continue
-        target = outputs_dir / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(paths.work / rel, target)
-        kept.append(rel)
-    try:
-        os.rmdir(paths.work)  # usually empty by now
-    except OSError:
-        shutil.rmtree(paths.work, ignore_errors=True)
-    return tuple(kept)
-
-
 def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
              registry: ProcessRegistry | None = None, resolve_input: Callable[[str], Path],
              first_attempt: int = 1, max_attempts: int | None = None,
@@ -561,15 +339,15 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
     missing = None
     if result.state is not State.CANCELLED and result.collect:
         try:
-            problem, found = _collect_metrics(ctx, paths)
+            problem, found = collect_metrics(ctx, paths)
         except metrics_mod.UnsafeMetricsFile as e:
             result, problem, found = Attempt(State.FAILED, result.exit_code, str(e)), None, True
             error = result.error
         if problem and result.state is State.SUCCEEDED:
             error = problem
         if result.state is State.SUCCEEDED and not found:
-            missing = problem or metrics_mod.describe(ctx.metrics_rule, other=_other_stream(ctx, paths))
-    outputs = _collect_outputs(ctx, task, paths) if result.collect else ()
+            missing = problem or metrics_mod.describe(ctx.metrics_rule, other=other_stream(ctx, paths))
+    outputs = collect_outputs(ctx, task, paths) if result.collect else ()
     return TaskStatus(
         index=task.index, state=result.state, attempts=attempt_no, exit_code=result.exit_code, error=error,
         started_at=round(started, 3), ended_at=round(time.time(), 3), worker=worker or socket.gethostname(),
@@ -578,14 +356,6 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
         last_step=live.recorder.last_step if live is not None else None, warm=result.warm, host=socket.gethostname(),
         cold_why=result.cold_why if result.warm is False else None,
     )
-
-
-def gpu_env(gpus: tuple[str, ...]) -> dict[str, str] | None:
-    """The devices a task may see (its GPU lease on this machine)."""
-    if not gpus:
-        return None
-    ids = ",".join(gpus)
-    return {"CUDA_VISIBLE_DEVICES": ids, "NVIDIA_VISIBLE_DEVICES": ids}
 
 
 def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scratch: Path | None = None,
@@ -606,7 +376,7 @@ def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scra
                       launcher=launcher, gpus=gpus, live=_live(ctx, task, store, paths))
     if infra_retries:
         status = dataclasses.replace(status, infra_retries=infra_retries)
-    _drop_empty(paths.files)
+    drop_empty(paths.files)
     if not store.is_local:
         shutil.rmtree(paths.work, ignore_errors=True)
         store.backend.upload_dir(paths.task_dir, store.task_prefix(run_id, task.index))
@@ -645,43 +415,3 @@ def _live(ctx: RunContext, task: Task, store: Store, paths: TaskPaths) -> Live:
     return Live(recorder, every=None if idle else series_mod.flush_every(local=store.is_local), stopper=stopper)
 
 
-def _drop_empty(files: TaskDir) -> None:
-    """A lean store: empty logs and an empty outputs directory are not kept (a missing log reads as empty)."""
-    for path in (files.log(), files.log(stderr=True)):
-        try:
-            if path.stat().st_size == 0 and not path.is_symlink():
-                path.unlink()
-        except FileNotFoundError:
-            pass
-    try:
-        files.outputs.rmdir()  # only when empty
-    except OSError:
-        pass
-
-
-def context_from_run(record: RunRecord, *, code_dir: Path | None = None,
-                     memory_limit_mib: int | None = None) -> RunContext:
-    """What the worker needs of a run, from its record (the script by its name in `code_dir`). The memory limit
-    is the engine's to give (`Engine.memory_limit_mib`): the worker enforces it, whoever runs it."""
-    from batchsweep.scripts.options import flags_from_json
-
-    spec = record.spec
-    return RunContext(
-        run_id=record.run_id,
-        code_dir=code_dir or Path(record.code_dir),
-        script=spec.script,
-        function=spec.function,
-        flags=flags_from_json(record.flags),
-        # the rule and the stop block as run.json holds them (what `metrics` and `stopping` read)
-        metrics_rule=spec.metrics if isinstance(spec.metrics, str) else spec.metrics.model_dump(mode="json"),
-        outputs=tuple(spec.outputs),
-        timeout_s=record.timeout_s,
-        retries=spec.retries,
-        env=dict(spec.env),
-        memory_limit_mib=memory_limit_mib,
-        python=spec.python or sys.executable,
-        arg_style=ArgStyle.from_spec(spec.args.model_dump(mode="json") if spec.args else None),
-        stop=spec.stop.model_dump(mode="json") if spec.stop else None,
-        gpus=float(spec.resources.gpus),
-        base_dir=Path(record.base_dir),
-    )
