@@ -1,5 +1,5 @@
 """Compacting a finished run (`batchsweep runs compact RUN`): every task's status.json and metrics.json packed into
-one object of the run (`packs/compact~<time>.jsonl`, see `batchsweep.store.core`), their logs into one log pack
+one object of the run (`packs/compact~<time>.jsonl`, see `batchsweep.store.packs`), their logs into one log pack
 (`packs/logs~<time>.log` and its index `.idx`: `logs RUN TASK` reads that task's bytes alone), the per-task files
 then removed. Series, outputs, logs over `LOG_PACK_MAX` and anything damaged stay where they are; `results`,
 `status`, `report`, `logs`, `resume` and reuse read the packs the way they read the files they replaced. Each pack

@@ -1,6 +1,6 @@
 """A local store's reuse index file (docs/design.md §4.1): append-only lines, many writers at once.
 
-One file per content-key prefix (`index/<key[:2]>.tsv`, see `batchsweep.store.core`), a line per succeeded task:
+One file per content-key prefix (`index/<key[:2]>.tsv`, see `batchsweep.store.reuse`), a line per succeeded task:
 
     <key> TAB <run_id> TAB <task index> TAB <crc32 of what precedes, 8 hex digits> LF
 

@@ -1,5 +1,32 @@
-"""Where everything of a run is in a store (docs/design.md §4): a named method per path, and the names of a
-task's files (`TaskDir`). Nothing here reads or writes; `Store` (store/core.py) is a `Layout`."""
+"""Where everything is in a store (docs/design.md §4): a named method per path (`Layout`, which `Store` is),
+and the names of a task's files (`TaskDir`). Nothing here reads or writes.
+
+    <store>/runs/<run_id>/run.json          written after tasks.jsonl: a run exists iff it has run.json
+    <store>/runs/<run_id>/tasks.jsonl
+    <store>/runs/<run_id>/runner.json       the run's one driver (`batchsweep.store.runlock`)
+    <store>/runs/<run_id>/cancel.json       a cancel request for that driver
+    <store>/runs/<run_id>/engine.json       what the engine needs to poll/cancel later (pid, job ids)
+    <store>/runs/<run_id>/submissions/<n>.json  an array engine's n-th submission: its task indices, tasks per
+                                            child
+    <store>/runs/<run_id>/<journal>         a search's Optuna journal (its name is in run.json)
+    <store>/runs/<run_id>/tasks/<i>/status.json   written last and atomically
+    <store>/runs/<run_id>/tasks/<i>/{metrics.json,metrics.jsonl,stdout.log,stderr.log,outputs/}  (`TaskDir`)
+    <store>/runs/<run_id>/results.parquet
+    <store>/runs/<run_id>/packs/<name>.jsonl    statuses + metrics of many tasks in one object, a line per
+                                                task (store/packs.py): an AWS child's summary
+                                                (s<submission>-c<child>-a<attempt>) or a compacted run's
+    <store>/runs/<run_id>/packs/<name>.{log,idx}  a compacted run's logs and their index (store/logpacks.py)
+    <store>/code/<sha256>.tar.gz             content-addressed code package (remote engines)
+    <store>/inputs/<sha256>/<name>           content-addressed local inputs (remote engines)
+    <store>/sweeps/<name>.json               per-sweep stats (median task time) that size the next submit
+    <store>/index/<k[:2]>.tsv                the reuse index of a local store: a line per succeeded task, its
+                                             content key, run and task index (`batchsweep.store.index`)
+    <store>/index/<k[:2]>/<key>/<run_id>~<i>  the same on S3: an empty object per succeeded task (a local
+                                             store written before 0.x had these too: moved into the .tsv when
+                                             next read)
+
+No other module assembles these paths: tests/test_store_layout.py fails when a store file name appears as a
+literal anywhere else in the package."""
 
 from __future__ import annotations
 
@@ -32,33 +59,41 @@ class TaskDir:
 
     @staticmethod
     def log_name(stderr: bool = False) -> str:
+        """The file name of a task's stdout (or stderr) log."""
         return TaskDir.STDERR if stderr else TaskDir.STDOUT
 
     def log(self, stderr: bool = False) -> Path:
+        """The task's stdout (or stderr) log."""
         return self.root / self.log_name(stderr)
 
     @property
     def status(self) -> Path:
+        """status.json, written last: a task without it did not finish."""
         return self.root / self.STATUS
 
     @property
     def metrics(self) -> Path:
+        """metrics.json: the task's final metrics."""
         return self.root / self.METRICS
 
     @property
     def series(self) -> Path:
+        """metrics.jsonl: the task's metrics step by step."""
         return self.root / self.SERIES
 
     @property
     def outputs(self) -> Path:
+        """The directory of the task's kept files."""
         return self.root / self.OUTPUTS
 
     @property
     def work(self) -> Path:
+        """The task's working directory while it runs (never uploaded)."""
         return self.root / self.WORK
 
     @property
     def params(self) -> Path:
+        """params.json: params too large for the environment."""
         return self.root / self.PARAMS
 
 
@@ -67,6 +102,7 @@ CODE_PREFIX = "code"  # code/<sha256>.tar.gz
 INPUTS_PREFIX = "inputs"  # inputs/<sha256>/<name>
 SEARCH_JOURNAL = "study.journal"  # a search's Optuna journal in the run's directory (new runs; run.json names it)
 PACKS = "packs"
+STORE_MARKER = ".batchsweep-store"  # at a local store's root: code that holds a store leaves it out
 LOG_PACK_DATA, LOG_PACK_INDEX = "log", "idx"  # packs/<name>.log and packs/<name>.idx: a compacted run's logs
 _TASK_NAMES = frozenset({TaskDir.STATUS, TaskDir.METRICS, TaskDir.SERIES, TaskDir.STDOUT, TaskDir.STDERR, TaskDir.OUTPUTS})
 
@@ -186,6 +222,16 @@ class Layout:
         return Layout.task_key(run_id, index, TaskDir.log_name(stderr))
 
     @staticmethod
+    def packs_prefix(run_id: str) -> str:
+        """The run's packs (`packs/`): statuses and metrics of many tasks, and log packs."""
+        return Layout.run_key(run_id, PACKS)
+
+    @staticmethod
+    def pack_key(run_id: str, name: str) -> str:
+        """The run's pack `name` (`packs/<name>.jsonl`)."""
+        return Layout.run_key(run_id, PACKS, f"{name}.jsonl")
+
+    @staticmethod
     def log_pack_key(run_id: str, name: str, part: str) -> str:
         """A compacted run's log pack `packs/<name>.log` (the tasks' logs, one after another) or its index
         `packs/<name>.idx` (a fixed-width entry per task: where its stdout and stderr are in the .log)."""
@@ -238,6 +284,12 @@ class Layout:
         succeeded task, named by its content key, run and task."""
         prefix = f"index/{cache_key[:2]}/{cache_key}"
         return prefix if run_id is None else f"{prefix}/{run_id}~{index}"
+
+    @staticmethod
+    def index_shard_prefix(prefix: str) -> str:
+        """The entries on S3 (or in a local store written before the index files) of every content key that
+        starts with `prefix` (two hex digits)."""
+        return f"index/{prefix}"
 
     @staticmethod
     def index_file_key(cache_key: str) -> str:
