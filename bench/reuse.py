@@ -140,7 +140,7 @@ def lookup(args: argparse.Namespace, root: Path) -> None:
     """A real index of `args.lookup` keys (earlier runs of 1,000 tasks each), and sweeps looked up against it with
     the index (`reuse.lookup`, what `run` does) and with the naive scan of every earlier run, side by side."""
     from batchsweep.planning import keys, reuse, space
-    from batchsweep.spec import schema as spec_mod
+    from batchsweep.spec import reader as spec_mod
     from batchsweep.store.core import Store
 
     n, extra = args.lookup, args.extra or 200

@@ -328,7 +328,7 @@ def test_code_exclude_lines_read_as_gitignore_lines(tmp_path: Path, git: bool, m
 
 def test_an_exclude_line_git_cannot_read_is_one_line_naming_the_field(tmp_path: Path) -> None:
     from batchsweep.errors import SpecError
-    from batchsweep.spec.schema import load
+    from batchsweep.spec.reader import load
 
     (tmp_path / "t.py").write_text("print(1)\n")
     (tmp_path / "sweep.yaml").write_text("name: ex\nscript: t.py\nparams: {grid: {x: [1]}}\ncode: {exclude: ['!']}\n")

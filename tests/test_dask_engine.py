@@ -19,7 +19,7 @@ from batchsweep.engines.dask.engine import DaskEngine
 from batchsweep.errors import SpecError
 from batchsweep.planning import plan as planning
 from batchsweep.runs import run as runs
-from batchsweep.spec.schema import validate
+from batchsweep.spec.reader import validate
 from batchsweep.store.core import Store
 
 pytest.importorskip("distributed")

@@ -106,7 +106,7 @@ def test_an_mlflow_rule_with_its_own_tracking_uri_or_without_mlflow_is_refused_b
 
 def test_the_task_image_gets_mlflows_client_unless_the_requirements_have_it(tmp_path: Path) -> None:
     from batchsweep.infra.image import MLFLOW, spec_requirements
-    from batchsweep.spec.schema import load
+    from batchsweep.spec.reader import load
 
     body = f"name: mlimg\nscript: {SCRIPT}\nparams: {{grid: {{quality: [0.1]}}}}\nmetrics: {{mlflow: true}}\n"
     assert spec_requirements(load(write_spec(tmp_path, body + "requirements: [numpy]\n")))[0] == ["numpy", *MLFLOW]

@@ -9,7 +9,7 @@ import pytest
 
 from batchsweep.errors import SpecError
 from batchsweep.spec.overrides import apply_overrides, parse_value
-from batchsweep.spec.schema import load, top_level_keys
+from batchsweep.spec.reader import load, top_level_keys
 
 RAW: dict[str, Any] = {
     "name": "demo",

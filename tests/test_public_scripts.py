@@ -19,7 +19,7 @@ import yaml
 from batchsweep.planning import keys
 from batchsweep.runs import run as runs
 from batchsweep.scripts.starter import write_starter
-from batchsweep.spec.schema import load as load_spec
+from batchsweep.spec.reader import load as load_spec
 
 PUBLIC = Path(__file__).parent / "scripts" / "public"
 

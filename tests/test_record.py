@@ -16,7 +16,7 @@ from batchsweep.aws.record import AwsEngineSettings
 from batchsweep.engines.dask.settings import DaskEngineSettings
 from batchsweep.engines.local.settings import LocalEngineSettings
 from batchsweep.errors import RunDamaged, SpecError
-from batchsweep.spec import schema as spec_mod
+from batchsweep.spec import reader as spec_mod
 from batchsweep.store.record import RunRecord
 
 SCRIPT = Path(__file__).parent / "scripts" / "writes_metrics.py"

@@ -837,7 +837,7 @@ def test_the_code_watch_looks_once_a_second_and_less_often_at_a_tree_slow_to_wal
     from helpers import FakeClock
 
     from batchsweep.planning import keys
-    from batchsweep.spec.schema import validate
+    from batchsweep.spec.reader import validate
 
     spec = validate({"name": "w", "script": "task.py", "params": {"grid": {"a": [1]}}}, source="test",
                     base_dir=project)

@@ -10,7 +10,8 @@ import pytest
 
 from batchsweep.errors import SpecError
 from batchsweep.planning import space
-from batchsweep.spec.schema import Spec, validate
+from batchsweep.spec.reader import validate
+from batchsweep.spec.schema import Spec
 
 
 def make_spec(tmp_path: Path, params: dict[str, Any], **extra: Any) -> Spec:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from batchsweep.errors import SpecError
-from batchsweep.spec.schema import Spec, load, parse_duration, validate
+from batchsweep.spec.reader import load, validate
+from batchsweep.spec.schema import Spec, parse_duration
 
 BASE = {"name": "demo", "script": "s.py", "params": {"grid": {"x": [1, 2]}}}
 

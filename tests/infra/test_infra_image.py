@@ -111,7 +111,7 @@ def test_read_requirements_follows_includes_and_refuses_what_the_build_cannot_se
 
 
 def spec_in(tmp_path: Path, extra: str = "") -> Any:
-    from batchsweep.spec.schema import load
+    from batchsweep.spec.reader import load
 
     (tmp_path / "train.py").write_text("print(1)\n")
     path = tmp_path / "sweep.yaml"

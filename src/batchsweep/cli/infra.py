@@ -111,7 +111,7 @@ def _requirements(args: argparse.Namespace) -> list[str] | None:
 
     spec = None
     if getattr(args, "spec", None):
-        from batchsweep.spec.schema import load
+        from batchsweep.spec.reader import load
 
         spec = load(args.spec)
         if hasattr(args, "stack"):

@@ -272,10 +272,11 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
 
     ``check_engine=False`` skips the engine's own check (for aws-batch: credentials, stack, bucket), so a dry run
     or an estimate never talks to a cluster or to AWS; such a plan has no engine settings and must not be started."""
-    from batchsweep.spec import schema as spec_mod
+    from batchsweep.spec import reader as spec_reader
+    from batchsweep.spec.schema import MetricsFromMlflow
 
     if not isinstance(spec, Spec):
-        spec = spec_mod.load(spec, overrides=overrides)
+        spec = spec_reader.load(spec, overrides=overrides)
     if backend is not None or max_parallel is not None:
         changes: dict[str, Any] = {}
         if backend is not None:
@@ -283,7 +284,7 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
         if max_parallel is not None:
             changes["max_parallel"] = max_parallel
         raw = {**spec.model_dump(by_alias=True, exclude={"base_dir"}, exclude_unset=True), **changes}
-        spec = spec_mod.validate(raw, source="command line", base_dir=spec.base_dir, spec_file=spec.spec_file)
+        spec = spec_reader.validate(raw, source="command line", base_dir=spec.base_dir, spec_file=spec.spec_file)
     engine = get_engine(spec.backend)
     n = space.count(spec) if spec.params and not spec.search else 0
     if n > max_tasks:  # counted from the blocks' sizes, before anything is expanded
@@ -297,7 +298,7 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
     if spec.stop is not None and importlib.util.find_spec("optuna") is None:
         raise SpecError("stop: early stopping decides with Optuna's pruners, which are not installed; "
                         "pip install 'batchsweep[search]'")
-    if isinstance(spec.metrics, spec_mod.MetricsFromMlflow) and engine.local_python:
+    if isinstance(spec.metrics, MetricsFromMlflow) and engine.local_python:
         from batchsweep.task.mlflowmetrics import (
             missing,  # (on aws-batch the task image gets MLflow's client)
         )

@@ -101,10 +101,10 @@ def prepare(run: Run, index: int, *, directory: str | os.PathLike[str] | None = 
                "the run kept no code package (a local run from before they were kept)")
         notes.append(f"warning: replaying with {code_dir} as it is now, not as it was: {why}")
         try:
-            from batchsweep.spec import schema as spec_mod
+            from batchsweep.spec.reader import load as load_spec
 
             spec_file = record.spec_file
-            current = keys.code_hash(spec_mod.load(spec_file)) if spec_file and Path(spec_file).is_file() else None
+            current = keys.code_hash(load_spec(spec_file)) if spec_file and Path(spec_file).is_file() else None
         except Exception:  # noqa: BLE001 - only a warning depends on it
             current = None
         if current is not None and current != record.code_hash:
