@@ -114,11 +114,20 @@ json.dump({"s": args.x + args.y}, open("metrics.json", "w"))
 
 
 def _timed_cli(*argv: str) -> tuple[float, float, str]:
-    """`batchsweep ARGV` in a new process: wall seconds, its peak RSS (MB) and its stdout."""
-    code = ("import resource, sys; from batchsweep.cli import main; rc = main(sys.argv[1:]); sys.stdout.flush(); "
+    """`batchsweep ARGV` in a new process: wall seconds, its peak RSS (MB) and its stdout. The process's reads
+    and listings of a local store are counted into LAST_OPS."""
+    code = ("import resource, sys; from batchsweep.store.local import LocalBackend as B; ops = [0, 0]\n"
+            "def counted(f, k):\n"
+            "    def g(*a, **kw):\n"
+            "        ops[k] += 1\n"
+            "        return f(*a, **kw)\n"
+            "    return g\n"
+            "B.read_bytes, B.iter_bytes = counted(B.read_bytes, 0), counted(B.iter_bytes, 0)\n"
+            "B.list_files, B.list_dirs = counted(B.list_files, 1), counted(B.list_dirs, 1)\n"
+            "from batchsweep.cli import main; rc = main(sys.argv[1:]); sys.stdout.flush(); "
             "u = resource.getrusage(resource.RUSAGE_SELF); c = resource.getrusage(resource.RUSAGE_CHILDREN); "
-            "print(f'@@ {u.ru_maxrss / 1024:.0f} {u.ru_utime + u.ru_stime:.1f} {c.ru_utime + c.ru_stime:.1f}', "
-            "file=sys.stderr); sys.exit(rc)")
+            "print(f'@@ {u.ru_maxrss / 1024:.0f} {u.ru_utime + u.ru_stime:.1f} {c.ru_utime + c.ru_stime:.1f} '"
+            "f'{ops[0]} {ops[1]}', file=sys.stderr); sys.exit(rc)")
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -126,10 +135,12 @@ def _timed_cli(*argv: str) -> tuple[float, float, str]:
         raise RuntimeError(done.stderr)
     figures = next(line for line in done.stderr.splitlines() if line.startswith("@@")).split()[1:]
     LAST_CPU[:] = [float(figures[1]), float(figures[2])]
+    LAST_OPS[:] = [int(figures[3]), int(figures[4])]
     return wall, float(figures[0]), done.stdout
 
 
 LAST_CPU = [0.0, 0.0]  # CPU seconds of the last `_timed_cli` process and of the children it waited for
+LAST_OPS = [0, 0]  # reads (whole or streamed) and listings of the store by the last `_timed_cli` process
 
 
 def _tree(root: Path) -> tuple[int, int, int]:
@@ -220,31 +231,55 @@ def _before(store: Path, run_dir: Path, n: int) -> tuple[int, int, int]:
     return files, dirs, size
 
 
+def write_finished_run(root: Path, n: int, *, packed: bool = False, series_every: int = 0) -> tuple[Path, str]:
+    """A finished n-task local run of the QUIET script written straight into a new store, as the runner leaves
+    it: a status.json and metrics.json per task (each file fsync'ed, as the runner writes it), or with `packed`
+    the one pack `runs compact` (run by itself past 1,000 tasks) leaves instead. Every `series_every`-th task
+    also has a series of 10 steps (metrics.jsonl, which compaction keeps), its status saying its last step.
+    Returns the store's directory and the run's id."""
+    from batchsweep.model import State, TaskStatus
+    from batchsweep.planning import plan as planning
+    from batchsweep.store.core import PackEntry, Store
+
+    (root / "task.py").write_text(QUIET)
+    p = planning.plan(root / "sweep.yaml")
+    store_dir = root / ("pack-store" if packed else "gather-store")
+    store = Store.open(store_dir)
+    run_id = p.info["run_id"]
+    store.create_run(run_id, {**p.info, "base_dir": str(root)}, p.tasks)
+
+    def entry(task: Any) -> PackEntry:
+        i = task.index
+        series = bool(series_every) and i % series_every == 0
+        if series:
+            path = store.local_path(store.task_series_key(run_id, i))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(f'{{"step": {s}, "loss": {1 / (s + 1 + i)}}}\n' for s in range(10)))
+        status = TaskStatus(index=i, state=State.SUCCEEDED, started_at=1e9 + i, ended_at=1e9 + i + 0.2,
+                            worker="local-0", exit_code=0, last_step=9 if series else None)
+        return PackEntry(status, {"s": task.params["x"] + task.params["y"]})
+
+    def one(task: Any) -> None:
+        e = entry(task)
+        store.write_json(store.task_metrics_key(run_id, task.index), e.metrics)
+        store.write_status(run_id, e.status)
+
+    if packed:
+        store.write_pack(run_id, f"compact~{time.time_ns()}", map(entry, p.tasks))
+    else:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(one, p.tasks))
+        store.flush_writes()
+    store.write_json(store.engine_record_key(run_id), {"pid": 0})
+    return store_dir, run_id
+
+
 def gather_compare(root: Path, n: int) -> None:
     """`results` of a finished n-task run from per-task files against the same run compacted."""
     import pandas as pd
 
-    from batchsweep.model import State, TaskStatus
-    from batchsweep.planning import plan as planning
-    from batchsweep.store.core import Store
-
-    (root / "task.py").write_text(QUIET)
-    p = planning.plan(root / "sweep.yaml")
-    store_dir = root / "gather-store"
-    store = Store.open(store_dir)
-    run_id = p.info["run_id"]
-    store.create_run(run_id, {**p.info, "base_dir": str(root)}, p.tasks)
     t0 = time.perf_counter()
-
-    def one(task: Any) -> None:
-        i = task.index
-        store.write_json(store.task_key(run_id, i, "metrics.json"), {"s": task.params["x"] + task.params["y"]})
-        store.write_status(run_id, TaskStatus(index=i, state=State.SUCCEEDED, started_at=1e9 + i, ended_at=1e9 + i + 0.2,
-                                              worker="local-0", exit_code=0))
-
-    with ThreadPoolExecutor(max_workers=8) as pool:  # each write is an fsync'ed file, as the runner writes it
-        list(pool.map(one, p.tasks))
-    store.write_json(store.run_key(run_id, "engine.json"), {"pid": 0})
+    store_dir, run_id = write_finished_run(root, n)
     written = time.perf_counter() - t0
     files = _tree(store_dir)[0]
     print(f"  finished run written         {n:>7} tasks {written:6.1f} s  {files} files")
@@ -263,6 +298,45 @@ def gather_compare(root: Path, n: int) -> None:
           f"({wall_files / wall_pack:.1f}x; tables {'equal' if same else 'DIFFER'})")
 
 
+def big_reads(root: Path, n: int) -> None:
+    """`results`, `status` and `report` of a finished n-task local run (compacted, as a run of more than 1,000
+    tasks leaves itself; every 100th task with a series), each in a new process: wall, peak RSS, and the store's
+    reads and listings; beside them the peers: pandas.read_csv of the same table, `wc -l` of the pack."""
+    t0 = time.perf_counter()
+    store_dir, run_id = write_finished_run(root, n, packed=True, series_every=100)
+    files = _tree(store_dir)[0]
+    print(f"  finished run written, packed {n:>7} tasks {time.perf_counter() - t0:6.1f} s  {files} files "
+          f"({n // 100} series)")
+    store = ["--store", str(store_dir)]
+    csv, html = root / "results.csv", root / "report.html"
+    rows = []
+    for name, argv in (("results --format csv -o FILE", ["results", run_id, *store, "--format", "csv", "-o", str(csv)]),
+                       ("status", ["status", run_id, *store]),
+                       ("report -o FILE", ["report", run_id, *store, "-o", str(html)])):
+        (store_dir / "runs" / run_id / "results.parquet").unlink(missing_ok=True)  # each from the store itself
+        wall, mb, _ = _timed_cli(*argv)
+        rows.append((f"batchsweep {name}", wall, LAST_CPU[0], mb, f"{LAST_OPS[0]} reads, {LAST_OPS[1]} listings"))
+    code = ("import resource, sys; import pandas; df = pandas.read_csv(sys.argv[1]); "
+            "u = resource.getrusage(resource.RUSAGE_SELF); "
+            "print(f'@@ {u.ru_utime + u.ru_stime:.2f} {u.ru_maxrss / 1024:.0f} {len(df)}', file=sys.stderr)")
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code, str(csv)], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t0
+    cpu, mb, read = next(line for line in done.stderr.splitlines() if line.startswith("@@")).split()[1:]
+    rows.append(("peer: pandas.read_csv(results.csv)", wall, float(cpu), float(mb), f"{int(read):,} rows"))
+    packs = sorted(str(p) for p in (store_dir / "runs" / run_id / "packs").glob("*.jsonl"))
+    t0 = time.perf_counter()
+    out = subprocess.run(["wc", "-l", *packs], capture_output=True, text=True, check=True).stdout
+    rows.append(("peer: wc -l of the pack", time.perf_counter() - t0, float("nan"), float("nan"),
+                 out.split()[0] + " lines"))
+    print(f"  {'':<38} {'wall':>6}    {'CPU':>6}    peak RSS")
+    for what, wall, cpu, mb, note in rows:
+        print(f"  {what:<38} {wall:6.2f} s  {cpu:6.2f} s  {mb:5.0f} MB  {note}")
+    base = rows[3]
+    print(f"  results / read_csv: {rows[0][1] / base[1]:.1f}x the wall, {rows[0][2] / base[2]:.1f}x the CPU, "
+          f"{rows[0][3] / base[3]:.1f}x the memory (load average {os.getloadavg()[0]:.1f} at the end)")
+
+
 def help_time(repeat: int = 7) -> None:
     times = []
     for _ in range(repeat):
@@ -279,6 +353,8 @@ def main() -> int:
     parser.add_argument("--no-real", action="store_true", help="skip the real run")
     parser.add_argument("--real-tasks", type=int, default=None, help="tasks of the real run (default --tasks)")
     parser.add_argument("--real-only", action="store_true", help="only the real run (no dry run, gather, --help)")
+    parser.add_argument("--reads", action="store_true", help="only `results`, `status` and `report` of a finished "
+                        "run of --tasks tasks, beside pandas.read_csv of the same table")
     parser.add_argument("--fit", metavar="N,N,...", help="only real runs of these sizes (e.g. 5000,10000,20000), "
                         "then the runner's peak RSS per task fitted and projected to 100,000 tasks")
     args = parser.parse_args()
@@ -289,6 +365,9 @@ def main() -> int:
         root = Path(tmp)
         spec = write_spec(root, args.tasks)
         print(f"{args.tasks} tasks on {os.cpu_count()} cores:")
+        if args.reads:
+            big_reads(root, args.tasks)
+            return 0
         if not args.real_only:
             dry_run(spec)
             in_process(spec, root / "store")

@@ -134,6 +134,41 @@ def test_statuses_one_at_a_time_are_the_statuses_and_no_pack_is_kept(tmp_path, c
     assert "damaged status.json" in caplog.text and "task 4" in caplog.text
 
 
+def test_a_big_pack_is_read_a_part_at_a_time_and_a_damaged_line_past_the_first_part_is_named(tmp_path, caplog):
+    """`pack_records` (what `results` reads) streams a compacted run's pack: its first tasks come out before
+    the rest of the file is read, and a damaged line deep in it leaves out that task alone, named by its line."""
+    from batchsweep.store import packs
+
+    store = Store.open(tmp_path)
+    n = 3 * packs.PACK_CHUNK + 7
+    store.write_pack("r", "compact~1", (PackEntry(_status(i), {"x": i, "note": "n" * 400}) for i in range(n)))
+    path = store.local_path(store.pack_key("r", "compact~1"))
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[2 * packs.PACK_CHUNK + 5] = b"{damaged\n"
+    path.write_bytes(b"".join(lines))
+    size, given = path.stat().st_size, []
+    real, real_whole = store.backend.iter_bytes, store.backend.read_bytes
+
+    def counted(key: str, start: int = 0):
+        for chunk in real(key, start):
+            given.append(len(chunk))
+            yield chunk
+
+    def counted_whole(key: str) -> bytes:
+        given.append(len(data := real_whole(key)))
+        return data
+
+    store.backend.iter_bytes, store.backend.read_bytes = counted, counted_whole  # type: ignore[method-assign]
+    records = store.pack_records("r")
+    assert next(records)[0] == 0
+    assert sum(given) < size / 2, "the first task comes before the whole pack is read"
+    with caplog.at_level(logging.WARNING, logger="batchsweep"):
+        rest = list(records)
+    assert [r[0] for r in rest] == [i for i in range(1, n) if i != 2 * packs.PACK_CHUNK + 5]
+    assert rest[-1][2] == {"x": n - 1, "note": "n" * 400}
+    assert f"line {2 * packs.PACK_CHUNK + 6} of pack compact~1 is damaged" in caplog.text
+
+
 @pytest.mark.parametrize("damaged", ["status.json", "metrics.json"])
 def test_compact_leaves_a_damaged_file_where_it_is(tmp_path, damaged):
     store = tmp_path / "store"

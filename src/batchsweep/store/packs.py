@@ -15,10 +15,11 @@ from typing import Any
 
 from batchsweep.model import State, TaskStatus, load_json, wrong_status_fields
 from batchsweep.store.backend import Backend
-from batchsweep.store.local import LocalBackend, _write_temp
+from batchsweep.store.local import LocalBackend, _lines, _write_temp
 from batchsweep.store.logpacks import LogPacks
 
 _STATE_VALUES = frozenset(s.value for s in State)
+PACK_CHUNK = 2000  # a pack's lines parsed at a time (one JSON array each)
 # A pack line as (task index, its status as a JSON object, its metrics or None).
 PackRecord = tuple[int, dict[str, Any], "dict[str, Any] | None"]
 
@@ -123,8 +124,8 @@ class Packs(LogPacks):
         self._packs_listed.pop(run_id, None)
 
     def packed(self, run_id: str, *, listed_within: float = 0.0) -> dict[int, PackEntry]:
-        """Every task a pack covers, with its status and metrics; packs later by name win. Read concurrently,
-        one request per pack; cached per store object for as long as the run's pack names do not change (a
+        """Every task a pack covers, with its status and metrics; packs later by name win. Read as
+        `pack_records` reads them (streamed locally; one request per pack on S3, concurrently); cached per store object for as long as the run's pack names do not change (a
         pack is never rewritten under the same name, see `drop_from_packs`). `listed_within`: a listing of the
         packs that recent is reused (one task's status looked up many times, e.g. a search's trials on S3)."""
         cached = self._packs.get(run_id)
@@ -136,43 +137,70 @@ class Packs(LogPacks):
         if cached is not None and cached[0] == names:
             return cached[1]
         entries: dict[int, PackEntry] = {}
-        raws = self._read_many([self.pack_key(run_id, n) for n in names])
-        for name, raw in zip(names, raws):
-            if raw is None:
-                continue
-            for index, status, metrics in self._pack_lines(run_id, name, raw):
-                try:
-                    entries[index] = PackEntry(TaskStatus.from_dict(status), metrics)
-                except (ValueError, TypeError, KeyError, AttributeError):
-                    self.warn(f"run {run_id}: task {index}'s line in pack {name} is damaged; it counts as "
-                              "without "
-                              "status")
+        for name, (index, status, metrics) in self._records_of(run_id, names):
+            try:
+                entries[index] = PackEntry(TaskStatus.from_dict(status), metrics)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                self.warn(f"run {run_id}: task {index}'s line in pack {name} is damaged; it counts as without "
+                          "status")
         self._packs[run_id] = (names, entries)
         return entries
 
     def pack_records(self, run_id: str) -> Iterator[PackRecord]:
         """Every line of every pack as (index, status as its JSON object, metrics or None), packs in name
-        order (a task in two packs: the later one is the truth), each parsed as it arrives: the packs are read
-        concurrently and neither they nor their tasks are all held at once (`results` of 100,000 tasks). Not
-        cached; `packed` is the cached, typed view."""
-        names = current_packs(self.pack_names(run_id))
-        for name, raw in zip(names, self._read_stream([self.pack_key(run_id, n) for n in names])):
-            if raw is not None:
-                yield from self._pack_lines(run_id, name, raw)
+        order (a task in two packs: the later one is the truth), parsed PACK_CHUNK lines at a time as they
+        arrive: neither the packs nor their tasks are ever all held at once (`results` of 100,000 tasks).
+        Local: each pack streamed from its file. S3: each pack (a child's summary) one GET, PARALLEL_READS in
+        flight. Not cached; `packed` is the cached, typed view."""
+        for _, record in self._records_of(run_id, current_packs(self.pack_names(run_id))):
+            yield record
 
-    def _pack_lines(self, run_id: str, name: str, raw: bytes) -> list[PackRecord]:
-        """A pack's lines as (index, status as its JSON object, metrics or None): one JSON parse for the whole
-        pack; a damaged line sends it line by line, to leave that line out with a warning naming it."""
-        lines = raw.splitlines()
+    def _records_of(self, run_id: str, names: Iterable[str]) -> Iterator[tuple[str, PackRecord]]:
+        """(pack name, record) of every line of these packs, in order, parsed PACK_CHUNK lines at a time:
+        locally each pack streamed from its file, on S3 each one GET (PARALLEL_READS in flight)."""
+        names = list(names)
+        keys = [self.pack_key(run_id, n) for n in names]
+        if self.is_local:
+            for name, key in zip(names, keys):
+                try:
+                    for record in self._pack_lines(run_id, name, _lines(self.backend.iter_bytes(key))):
+                        yield name, record
+                except (FileNotFoundError, NotADirectoryError, IsADirectoryError):  # deleted since listed
+                    continue
+            return
+        for name, raw in zip(names, self._read_stream(keys)):
+            if raw is not None:
+                for record in self._pack_lines(run_id, name, raw.splitlines()):
+                    yield name, record
+
+    def _pack_lines(self, run_id: str, name: str, lines: Iterable[bytes]) -> Iterator[PackRecord]:
+        """A pack's lines as (index, status as its JSON object, metrics or None), PACK_CHUNK lines parsed at a
+        time."""
+        chunk: list[bytes] = []
+        first = 0
+        for number, line in enumerate(lines):
+            if not chunk:
+                first = number
+            chunk.append(line)
+            if len(chunk) == PACK_CHUNK:
+                yield from self._pack_chunk(run_id, name, first, chunk)
+                chunk = []
+        if chunk:
+            yield from self._pack_chunk(run_id, name, first, chunk)
+
+    def _pack_chunk(self, run_id: str, name: str, first: int, lines: list[bytes]) -> list[PackRecord]:
+        """Lines `first`... of a pack, parsed as one JSON array; a damaged line sends them line by line, to
+        leave that line out with a warning naming it."""
+        present = [line for line in lines if line.strip()]
         try:
-            parsed: list[Any] = load_json(b"[" + b",".join(line for line in lines if line.strip()) + b"]")
+            parsed: list[Any] = load_json(b"[" + b",".join(present) + b"]")
         except ValueError:
             parsed = []
         records = [r for d in parsed if (r := _pack_record(d)) is not None]
-        if len(records) == sum(1 for line in lines if line.strip()):
+        if len(records) == len(present):
             return records
         records = []
-        for number, line in enumerate(lines):
+        for number, line in enumerate(lines, first):
             if not line.strip():
                 continue
             record = _pack_record(json_line(line))
