@@ -836,7 +836,7 @@ def test_the_code_watch_looks_once_a_second_and_less_often_at_a_tree_slow_to_wal
         project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from helpers import FakeClock
 
-    from batchsweep.planning import keys
+    from batchsweep.planning import codeidentity, keys
     from batchsweep.spec.reader import validate
 
     spec = validate({"name": "w", "script": "task.py", "params": {"grid": {"a": [1]}}}, source="test",
@@ -855,7 +855,7 @@ def test_the_code_watch_looks_once_a_second_and_less_often_at_a_tree_slow_to_wal
         clock.now += clock.walk_s  # the walk itself takes this long
         return real_hash(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(keys, "code_hash", counted)
+    monkeypatch.setattr(codeidentity, "code_hash", counted)  # what CodeWatch calls
     assert watch.fresh() and len(walks) == 1  # the first task looks
     clock.sleep(0.5)
     assert watch.fresh() and len(walks) == 1  # within the second: not again
