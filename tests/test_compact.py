@@ -180,7 +180,7 @@ def test_compact_leaves_a_damaged_file_where_it_is(tmp_path, damaged):
 
 def test_a_compacted_run_with_series_shows_no_task_as_running_and_keeps_its_curves(tmp_path):
     from batchsweep.report import live
-    from batchsweep.report.results import read_series
+    from batchsweep.report.page import read_series
 
     (tmp_path / "curve.py").write_text(
         "import argparse\nfrom batchsweep import log_metrics\n"

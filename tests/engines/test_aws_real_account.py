@@ -266,7 +266,7 @@ def test_a_packed_file_is_the_same_package_as_in_memory(tmp_path):
 
 def test_post_run_cost_counts_child_containers_not_tasks(tmp_path, stack):
     from batchsweep.emulator import player
-    from batchsweep.report.results import _cost_fields
+    from batchsweep.report.page import _cost_fields
 
     run = batchsweep.run(write_spec(tmp_path, spec_body("{a: [1, 2, 3, 4, 5, 6]}", max_parallel="2")),
                          store=tmp_path / "store", detach=True)

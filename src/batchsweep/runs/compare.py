@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 def compared(run: Run) -> Compared:
     """One run as the comparison shows it: its results, what it is, its params and how they were drawn."""
     from batchsweep.report.compare import Compared
-    from batchsweep.report.results import derived_params, sampled_params
+    from batchsweep.report.page import sampled_params
+    from batchsweep.report.results import derived_params
 
     record = run.record
     spec = record.spec
@@ -55,7 +56,7 @@ def compare(runs: Sequence[Run], path: str | os.PathLike[str] | None = None, *, 
     each run's best, the best so far per run, the metric against each param coloured by run. Writes `path` and
     returns `(metric, maximize)`; without `path`, the page (in a notebook: shown inline)."""
     from batchsweep.report.compare import page
-    from batchsweep.report.results import inline_html
+    from batchsweep.report.page import inline_html
 
     ids = [r.id for r in runs]
     if len(runs) < 2:

@@ -68,7 +68,7 @@ class SweepHistory:
         return whole[first + [c for c in whole.columns if c not in first]]
 
     def report(self, path: Any = None, **kwargs: Any) -> Any:
-        from batchsweep.report.results import write_report
+        from batchsweep.report.page import write_report
 
         return write_report(self.latest, path, table=self.results(), runs={r.id: r for r in self.runs},
                             extra=self.compared(**kwargs), **kwargs)
@@ -85,7 +85,7 @@ class SweepHistory:
     def serve(self, *, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> ReportServer:
         """Serve the sweep's report as `Run.serve` does a run's, its runs re-read from the store at each refresh
         (a run started meanwhile joins it)."""
-        from batchsweep.report.results import render_report
+        from batchsweep.report.page import render_report
         from batchsweep.report.serve import serve
 
         def render(refresh_s: float) -> tuple[str, bool]:

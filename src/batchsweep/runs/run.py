@@ -435,7 +435,7 @@ class Run:
         return gather(self, refresh=refresh)
 
     def report(self, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Any:
-        from batchsweep.report.results import write_report
+        from batchsweep.report.page import write_report
 
         return write_report(self, path, **kwargs)
 
@@ -453,7 +453,7 @@ class Run:
         """Serve the report on http://HOST:PORT/ (port 0: a free one; `.url` says which) from a thread, re-read from
         the store at each refresh; while the run goes the page refreshes itself. `kwargs` as `report` (`metric`,
         `maximize`). `.stop()` on the returned server ends it."""
-        from batchsweep.report.results import render_report
+        from batchsweep.report.page import render_report
         from batchsweep.report.serve import serve
 
         def render(refresh_s: float) -> tuple[str, bool]:

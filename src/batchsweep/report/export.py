@@ -1,0 +1,218 @@
+"""A results table written out: CSV (made a column at a time, the bytes pandas writes), JSON or Parquet, its
+times as dates, its text as UTF-8 holds it and safe to open in a spreadsheet."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from batchsweep.text import is_missing, utf8
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def to_parquet_bytes(df: pd.DataFrame, *, exact: bool = False) -> bytes:
+    """The table as Parquet. A column Parquet cannot type as it is (mixed values: `choice(1, "a")`, a list
+    param beside a scalar one, a whole number past int64, text UTF-8 cannot hold) is written as text, each
+    value as JSON writes it (a string as itself); `exact`: raise instead (the results cache must give back
+    what it got)."""
+    buf = io.BytesIO()
+    try:
+        df.to_parquet(buf, index=False)
+    except Exception:  # noqa: BLE001 - pyarrow's errors for what it cannot type are of several kinds
+        if exact:
+            raise
+        buf = io.BytesIO()
+        _as_text_where_needed(utf8_table(df)).to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def _as_text_where_needed(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for name in out.columns:
+        if out[name].dtype != object:
+            continue
+        try:
+            out[[name]].to_parquet(io.BytesIO(), index=False)
+        except Exception:  # noqa: BLE001 - as above
+            out[name] = pd_object([None if is_missing(v) else v if isinstance(v, str) else
+                                   json.dumps(v, default=str, ensure_ascii=False)
+                                   for v in out[name].tolist()])
+    return out
+
+
+def pd_object(values: list[Any]) -> Any:
+    import pandas as pd
+
+    return pd.Series(values, dtype=object)
+
+
+def utf8_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with its text (column names, text cells, the texts inside list cells: `outputs`) as UTF-8 can
+    hold it (`text.utf8`): what a UTF-8 file format gets."""
+    def fix(value: Any) -> Any:
+        if isinstance(value, str):
+            return utf8(value)
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        return value
+
+    out = df.copy()
+    if any(isinstance(c, str) and utf8(c) != c for c in df.columns):
+        import pandas as pd
+
+        out.columns = pd.Index([utf8(c) if isinstance(c, str) else c for c in df.columns])
+    for name in out.columns:
+        if out[name].dtype == object:
+            values = out[name].tolist()
+            fixed = [fix(v) for v in values]
+            if fixed != values:
+                out[name] = pd_object(fixed)
+    return out
+
+
+def export(df: pd.DataFrame, fmt: str, path: str | os.PathLike[str] | None) -> str | None:
+    """Write the table as csv/json/parquet (to path) or return it as text. `table` is the CLI's business."""
+    df = utf8_table(_times_as_dates(df, text=fmt == "csv"))
+    if fmt == "parquet":
+        if path is None:
+            raise ValueError("parquet needs -o FILE")
+        Path(path).write_bytes(to_parquet_bytes(df))
+        return None
+    if fmt == "csv" and "outputs" in df:
+        df = df.assign(outputs=[";".join(map(str, v)) if isinstance(v, list) else "" for v in df["outputs"]])
+    if fmt == "csv":
+        df = spreadsheet_safe(df)
+    parts = csv_parts(df) if fmt == "csv" else iter([str(df.to_json(orient="records", indent=1))])
+    if path is not None:
+        with open(path, "w") as out:  # a part at a time: the text of 100,000 rows is never one string
+            out.writelines(parts)
+        return None
+    return "".join(parts)
+
+
+TIME_COLUMNS = ("started_at", "ended_at")  # seconds since the epoch in the table the API returns
+
+
+def _times_as_dates(df: pd.DataFrame, *, text: bool) -> pd.DataFrame:
+    """The table with its epoch-second columns as times a reader of the file sees as times: ISO-8601 text with
+    its time zone (UTC, `2026-12-07T04:10:00.123456+00:00`) for CSV, datetime columns in UTC for Parquet; JSON
+    keeps the numbers."""
+    import pandas as pd
+
+    times = [c for c in TIME_COLUMNS if c in df.columns and df[c].dtype.kind in "iuf"]
+    if not times:
+        return df
+    out = df.copy()
+    for name in times:
+        # To the microsecond, the most an epoch float of today holds: no `.002000093` of float noise.
+        when = pd.to_datetime(out[name], unit="s", utc=True).dt.round("us")
+        out[name] = (when.map(lambda t: None if pd.isna(t) else t.isoformat()).astype("string") if text
+                     else when)
+    return out
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(text: Any) -> Any:
+    return "'" + text if isinstance(text, str) and text.startswith(_FORMULA_START) else text
+
+
+def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with each text cell and column name that a spreadsheet would run as a formula (it starts with
+    =, +, -, @, a tab or a CR: a task's metric or error, say) made inert by a leading `'`."""
+    out = df.rename(columns={c: _inert(c) for c in df.columns})
+    for name in out.columns:
+        column = out[name]
+        if column.dtype.kind in "biufcmM":  # numbers, booleans, times: never text
+            continue
+        inert = column.map(_inert)
+        if not inert.equals(column):
+            out[name] = inert.astype(column.dtype)
+    return out
+
+
+def csv_text(df: pd.DataFrame) -> str:
+    return "".join(csv_parts(df))
+
+
+def csv_parts(df: pd.DataFrame) -> Iterator[str]:
+    """`df.to_csv(index=False)` in parts, the same bytes, made a column at a time and 10,000 rows at a time
+    when every column is of a type pandas writes as Python prints it (float64 as `repr`, ints, bools, nullable
+    ints and booleans, text): about 60% of the CPU for 100,000 rows. Any other table (an object column, one
+    column, no rows) is pandas' to write, in one part."""
+    import numpy as np
+    import pandas as pd
+
+    if len(df.columns) < 2 or not len(df) or not all(isinstance(c, str) for c in df.columns):
+        yield str(df.to_csv(index=False))  # one field on a row: an empty one is written ""
+        return
+    columns: list[tuple[Callable[[Any], list[str]], Any]] = []
+    for name in df.columns:
+        series, dtype = df[name], df[name].dtype
+        if dtype == np.float64:
+            columns.append((_csv_floats, series.to_numpy()))
+        elif dtype == np.int64 or dtype == np.bool_:
+            columns.append((_csv_plain, series.to_numpy()))
+        elif isinstance(dtype, (pd.Int64Dtype, pd.BooleanDtype)):
+            columns.append((_csv_missing, series.array))
+        elif isinstance(dtype, pd.StringDtype):
+            columns.append((_csv_texts, series.array))
+        elif dtype.kind == "O" and all(v is None or isinstance(v, str) for v in series):
+            # Text before pandas 3 (object dtype): written here too, so a bare CR is quoted as above.
+            columns.append((_csv_texts, pd.array(series, dtype="string")))
+        else:
+            yield str(df.to_csv(index=False))
+            return
+    yield ",".join(_csv_quoted([str(c) for c in df.columns])) + "\n"
+    for start in range(0, len(df), 10_000):
+        made = [write(values[start:start + 10_000]) for write, values in columns]
+        yield "\n".join(map(",".join, zip(*made))) + "\n"
+
+
+def _csv_floats(values: Any) -> list[str]:
+    """pandas writes numpy's str of each float64, the shortest repr as Python's; NaN is empty."""
+    import numpy as np
+
+    if np.isnan(values).any():
+        return [repr(v) if v == v else "" for v in values.tolist()]
+    return list(map(repr, values.tolist()))
+
+
+def _csv_plain(values: Any) -> list[str]:
+    return list(map(str, values.tolist()))
+
+
+def _csv_missing(values: Any) -> list[str]:
+    return ["" if v is None else str(v) for v in values.to_numpy(dtype=object, na_value=None).tolist()]
+
+
+def _csv_texts(values: Any) -> list[str]:
+    return _csv_quoted(_csv_missing(values))
+
+
+def _csv_quoted(texts: list[str]) -> list[str]:
+    """Texts as the csv module writes them in a row of several (quoted when they hold a comma, a quote or a
+    line break): the few that need it are written by the csv module itself."""
+    import csv
+
+    joined = "".join(texts)
+    if not any(c in joined for c in ',"\r\n'):
+        return texts
+
+    def one(text: str) -> str:
+        if not any(c in text for c in ',"\r\n'):
+            return text
+        if "\r" in text:  # the csv module leaves a bare CR unquoted, which a reader takes for a line break
+            return '"' + text.replace('"', '""') + '"'
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow([text, ""])
+        return buf.getvalue()[:-2]  # less the empty second field's comma and the line's end
+
+    return [one(t) for t in texts]
