@@ -120,10 +120,10 @@ def test_a_full_disk_under_the_runner_is_one_line_and_a_resumable_run(tmp_path, 
     """)
     real = Store.write_status
 
-    def full(self: Store, run_id: str, status: object) -> None:
+    def full(self: Store, run_id: str, status: object, **kw: object) -> None:
         if status.index >= 2:
             raise OSError(errno.ENOSPC, "No space left on device", f"runs/{run_id}/tasks/{status.index}/status.json")
-        real(self, run_id, status)
+        real(self, run_id, status, **kw)
 
     monkeypatch.setattr(Store, "write_status", full)
     store = tmp_path / "store"

@@ -1,5 +1,6 @@
-"""Files on this machine as the store backends see them: regular files only, never through a symlink; and which
-files `code.exclude` leaves out of a code package (read as .gitignore lines)."""
+"""Files on this machine as the store backends see them: regular files only, never through a symlink; a
+directory's files reached from its descriptor (`dir_fd`), so no name is resolved twice; and which files
+`code.exclude` leaves out of a code package (read as .gitignore lines)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,72 @@ if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec
 
 
-def open_regular(path: Path, flags: int) -> int:
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_regular(path: Path | str, flags: int, *, dir_fd: int | None = None) -> int:
     """A descriptor of path, a regular file, opened without following a symlink and without waiting: a symlink
     is OSError (ELOOP); a FIFO someone put there (opening one waits for its other end, for ever) or a device is
-    OSError (EINVAL)."""
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)  # O_NONBLOCK: nothing to a regular file
+    OSError (EINVAL). With `dir_fd`, path is relative to that directory."""
+    # O_NONBLOCK: nothing to a regular file
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise OSError(errno.EINVAL, "not a regular file", str(path))
     return fd
+
+
+def open_dir(name: str, dir_fd: int | None = None) -> int:
+    """A descriptor of the directory name (in dir_fd), never through a symlink: OSError (ELOOP or ENOTDIR)
+    when a symlink or anything but a directory stands there."""
+    return os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+
+
+def remove_at(name: str, dir_fd: int) -> None:
+    """Remove name from the directory dir_fd, whatever it is: a directory with everything below it, reached
+    by descriptors (a symlink swapped in anywhere below is unlinked, never followed). Nothing there: no error."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+        return
+    except FileNotFoundError:
+        return
+    except IsADirectoryError:
+        pass
+    except PermissionError:  # what Linux answers for unlink() of a directory
+        if not stat.S_ISDIR(os.lstat(name, dir_fd=dir_fd).st_mode):
+            raise
+    fd = open_dir(name, dir_fd)
+    try:
+        for _root, dirs, names, root_fd in os.fwalk(".", dir_fd=fd, topdown=False):
+            for entry in names:
+                os.unlink(entry, dir_fd=root_fd)
+            for entry in dirs:  # fwalk lists a symlink to a directory here too, and never enters it
+                try:
+                    os.rmdir(entry, dir_fd=root_fd)
+                except NotADirectoryError:
+                    os.unlink(entry, dir_fd=root_fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dir_fd)
+
+
+def write_at(name: str, data: bytes, dir_fd: int, *, mode: int = 0o644) -> None:
+    """Put data at name in the directory dir_fd as a new file renamed over whatever is there (a symlink there
+    is replaced, not followed)."""
+    tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    try:
+        try:
+            os.fchmod(fd, mode)  # the umask does not take from what the store's files are given
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        os.unlink(tmp, dir_fd=dir_fd)
+        raise
 
 
 def regular_files(root: Path) -> list[str]:

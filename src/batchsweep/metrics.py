@@ -9,6 +9,7 @@ missing values: they are left out, never recorded as text that would break a num
 from __future__ import annotations
 
 import collections
+import errno
 import json
 import math
 import os
@@ -30,23 +31,29 @@ class UnsafeMetricsFile(Exception):
     """The task's metrics file is not a regular file of sane size: the task fails with this reason."""
 
 
-def read_file(path: Path, *, limit: int = MAX_FILE_BYTES, within: Path | None = None) -> bytes:
-    """A task's metrics file, read without following a symlink (to it, or with `within`, to a directory on the
-    way there from `within`), blocking on a FIFO or filling memory. FileNotFoundError when the task wrote none."""
-    st = os.lstat(path)
-    if within is not None and os.path.commonpath([os.path.realpath(path.parent), os.path.realpath(within)]) \
-            != os.path.realpath(within):
-        raise UnsafeMetricsFile(f"{path.name} is in a directory that is a symlink out of the task's working "
-                                "directory; metrics were not read")
+def read_file(path: Path | str, *, limit: int = MAX_FILE_BYTES, dir_fd: int | None = None) -> bytes:
+    """A task's metrics file, read without following a symlink, blocking on a FIFO or filling memory (with
+    `dir_fd`, path is a name in that directory). FileNotFoundError when the task wrote none."""
+    name = os.path.basename(path)
+    st = os.lstat(path, dir_fd=dir_fd)
     kinds = ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
              (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
-    kind = next((name for test, name in kinds if test(st.st_mode)), None)
+    kind = next((what for test, what in kinds if test(st.st_mode)), None)
     if kind is not None:
-        raise UnsafeMetricsFile(f"{path.name} is {kind}, not a regular file; metrics were not read")
-    too_big = UnsafeMetricsFile(f"{path.name} is larger than {limit >> 20} MiB; metrics were not read")
+        raise UnsafeMetricsFile(f"{name} is {kind}, not a regular file; metrics were not read")
+    too_big = UnsafeMetricsFile(f"{name} is larger than {limit >> 20} MiB; metrics were not read")
     if st.st_size > limit:
         raise too_big
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        fd = -1
+    if fd < 0 or not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the lstat above
+        if fd >= 0:
+            os.close(fd)
+        raise UnsafeMetricsFile(f"{name} is no longer a regular file; metrics were not read")
     with os.fdopen(fd, "rb") as f:
         # As many bytes as it has (and one more): a read of limit + 1 takes a buffer that size first, 32 MiB per
         # task being finished, which was most of a local runner's peak memory. A file still growing is read on.
@@ -56,6 +63,8 @@ def read_file(path: Path, *, limit: int = MAX_FILE_BYTES, within: Path | None = 
     if len(data) > limit:
         raise too_big
     return data
+
+
 MISSING = frozenset({"", "none", "null", "nan", "-nan", "+nan", "inf", "-inf", "+inf", "infinity", "-infinity",
                      "+infinity", "n/a", "na"})
 STREAMS = ("stdout", "stderr", "output")

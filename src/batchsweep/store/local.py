@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from batchsweep.files import regular_files
+from batchsweep.files import regular_files, write_at
 from batchsweep.store.layout import CODE_PREFIX as CODE_PREFIX
 from batchsweep.store.layout import INPUTS_PREFIX as INPUTS_PREFIX
 from batchsweep.store.layout import PACKS as PACKS
@@ -97,7 +97,8 @@ class Flusher:
             try:
                 for path in batch:
                     try:
-                        fd = os.open(path, os.O_RDONLY)
+                        # a FIFO or a symlink swapped in meanwhile is neither waited on nor followed
+                        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
                     except OSError:
                         continue  # gone meanwhile (a resume cleared the task): nothing to keep
                     try:
@@ -161,6 +162,13 @@ class LocalBackend:
             os.unlink(tmp)
             raise
         self._flusher.add(str(target))
+
+    def write_soon_at(self, key: str, data: bytes, dir_fd: int) -> None:
+        """As `write_soon`, into the directory dir_fd that key's file goes in, held open by the writer (a task's
+        directory as its runner made it): a symlink someone put in the way of key's path is never written
+        through."""
+        write_at(os.path.basename(key), data, dir_fd, mode=FILE_MODE)
+        self._flusher.add(str(self.path(key)))
 
     def flush(self) -> None:
         """Wait until everything `write_soon` wrote is on disk."""

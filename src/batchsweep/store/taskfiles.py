@@ -29,13 +29,16 @@ def _parse_status(raw: bytes) -> TaskStatus | None:
 class TaskFiles(Packs):
     """Tasks' statuses and metrics, wherever they are."""
 
-    def write_status(self, run_id: str, status: TaskStatus) -> None:
+    def write_status(self, run_id: str, status: TaskStatus, *, dir_fd: int | None = None) -> None:
         """Write a task's status.json, atomically: a task's status is the last thing written for it. On a
         local store its fsync is batched in the background (`LocalBackend.write_soon`; `flush_writes` waits
         for it): the task's slot does not wait for the disk, and a status a power cut loses only runs the task
-        again."""
+        again. `dir_fd` (a local store): the task's directory as its runner holds it open, written into
+        without resolving its path again (a symlink another task swapped in is never written through)."""
         key, data = self.task_status_key(run_id, status.index), status.to_json().encode()
-        if isinstance(self.backend, LocalBackend):
+        if isinstance(self.backend, LocalBackend) and dir_fd is not None:
+            self.backend.write_soon_at(key, data, dir_fd)
+        elif isinstance(self.backend, LocalBackend):
             self.backend.write_soon(key, data)
         else:
             self.backend.write_bytes(key, data)

@@ -11,6 +11,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+from batchsweep.files import open_dir, remove_at
 from batchsweep.store.core import FILE_MODE, TaskDir
 
 OWNED_FILES = (TaskDir.STATUS, TaskDir.METRICS, TaskDir.SERIES, TaskDir.STDOUT, TaskDir.STDERR, TaskDir.PARAMS)
@@ -23,30 +24,48 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "a device")
 
 
-def _link_target(path: Path) -> str:
+def _link_target(name: str, dir_fd: int | None = None) -> str:
     try:
-        return f" (to {os.readlink(path)!r})"
+        return f" (to {os.readlink(name, dir_fd=dir_fd)!r})"
     except OSError:
         return ""
 
 
-def reclaim(files: TaskDir) -> str | None:
+def replaced(name: str, dir_fd: int, *, after: str = "") -> str:
+    """Remove what stands at name in the directory dir_fd in place of the runner's own (never following it) and
+    say what it was, as a task's error."""
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return f"{name} was removed{after}; nothing was collected from it"
+    detail = _link_target(name, dir_fd) if stat.S_ISLNK(st.st_mode) else ""
+    remove_at(name, dir_fd)
+    return f"{name} was replaced by {_kind(st.st_mode)}{detail}{after}; it was removed, not followed"
+
+
+def reclaim(files: TaskDir, dir_fd: int | None = None) -> str | None:
     """Remove whatever stands where the runner keeps a file or a directory of the task but is not one (a
-    symlink is unlinked, never followed). Returns the task's error in words; None when all is in order."""
+    symlink is unlinked, never followed). Returns the task's error in words; None when all is in order.
+    `dir_fd`: the task's directory as the runner made it (`Anchor.fd`), else it is found by its path."""
+    own = dir_fd if dir_fd is not None else open_dir(str(files.root))
+    try:
+        return _reclaim(own)
+    finally:
+        if dir_fd is None:
+            os.close(own)
+
+
+def _reclaim(dir_fd: int) -> str | None:
     problems = []
     for name in (*OWNED_FILES, *OWNED_DIRS):
-        path = files.root / name
         try:
-            st = os.lstat(path)
+            st = os.lstat(name, dir_fd=dir_fd)
         except FileNotFoundError:
             continue
         if stat.S_ISDIR(st.st_mode) if name in OWNED_DIRS else stat.S_ISREG(st.st_mode):
             continue
-        detail = _link_target(path) if stat.S_ISLNK(st.st_mode) else ""
-        if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(path)  # a real directory: rmtree never follows the symlinks inside it
-        else:
-            os.unlink(path)
+        detail = _link_target(name, dir_fd) if stat.S_ISLNK(st.st_mode) else ""
+        remove_at(name, dir_fd)  # a real directory: never through the symlinks inside it
         problems.append(f"the task replaced {name} by {_kind(st.st_mode)}{detail}; it was removed, not followed")
     return "; ".join(problems) or None
 
@@ -56,7 +75,8 @@ class TaskDirMoved(OSError):
 
 
 class Anchor:
-    """A task's directory as it was before the task ran, to tell afterwards whether the task moved it."""
+    """A task's directory as it was before the task ran, held open (`fd`): everything the runner reads or writes
+    there after the task ran goes through this descriptor, never through a name a task could swap meanwhile."""
 
     def __init__(self, root: Path, real: str | None = None) -> None:
         """Make root a directory of the runner's own before the task runs. Another task of the run may have put a
@@ -72,22 +92,28 @@ class Anchor:
             os.mkdir(root)
             st = os.lstat(root)
         if not stat.S_ISDIR(st.st_mode):
-            self.planted = (f"{root} was {_kind(st.st_mode)}{_link_target(root) if stat.S_ISLNK(st.st_mode) else ''} "
+            self.planted = (f"{root} was {_kind(st.st_mode)}{_link_target(str(root)) if stat.S_ISLNK(st.st_mode) else ''} "
                             "before the task started (another task of the run put it there); it was removed, not "
                             "followed")
             os.unlink(root)
             os.mkdir(root)
-            st = os.lstat(root)
-        self._id = (st.st_dev, st.st_ino)
+        self.fd = open_dir(str(root))
+        self._id = _identity(self.fd)
         self._real = os.path.realpath(root)
         if real is not None and self._real != real:
+            self.close()
             raise TaskDirMoved(f"{root} leads to {self._real}, not into the store: a directory above it was moved "
                                "or replaced by a symlink; nothing is written there")
 
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
     def check(self) -> str | None:
         """None when the directory is where it was. When the task removed, moved or replaced it, a fresh empty
-        one takes its place and the task's error in words is returned; TaskDirMoved when a directory above it
-        no longer leads where it did."""
+        one takes its place (and `fd`'s) and the task's error in words is returned; TaskDirMoved when a
+        directory above it no longer leads where it did."""
         try:
             st = os.lstat(self.root)
         except FileNotFoundError:
@@ -97,7 +123,7 @@ class Anchor:
         if st is None:
             problem = "the task removed or moved its own directory"
         elif stat.S_ISLNK(st.st_mode):
-            problem = f"the task replaced its own directory by a symlink{_link_target(self.root)}"
+            problem = f"the task replaced its own directory by a symlink{_link_target(str(self.root))}"
             os.unlink(self.root)
         elif stat.S_ISDIR(st.st_mode) and os.path.realpath(self.root) == self._real:
             problem = "the task replaced its own directory by another"
@@ -114,7 +140,15 @@ class Anchor:
             raise TaskDirMoved(f"the directory above {self.root} was moved or removed while the task ran") from e
         if os.path.realpath(self.root) != self._real:
             raise TaskDirMoved(f"a directory above {self.root} was moved or replaced by a symlink while the task ran")
+        self.close()
+        self.fd = open_dir(str(self.root))
+        self._id = _identity(self.fd)
         return f"{problem}; nothing was collected from it, not followed"
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
 
 
 def write_file(path: Path, data: bytes) -> None:

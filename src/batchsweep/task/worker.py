@@ -8,6 +8,7 @@ to the engine.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -16,7 +17,6 @@ import secrets
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import threading
 import time
@@ -26,19 +26,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from batchsweep import metrics as metrics_mod
+from batchsweep.files import remove_at
 from batchsweep.model import State, Task, TaskStatus, input_parts
 from batchsweep.scripts.argv import config_file
 from batchsweep.store.core import Store
+from batchsweep.store.layout import TaskDir
 from batchsweep.task import reaper
 from batchsweep.task import series as series_mod
-from batchsweep.task.collect import (
-    TaskPaths,
-    collect_metrics,
-    collect_outputs,
-    drop_empty,
-    last_line,
-    other_stream,
-)
+from batchsweep.task.collect import TaskPaths, collect, drop_empty, last_line, other_stream
 from batchsweep.task.confine import Anchor, reclaim
 from batchsweep.task.context import (  # re-exported: engines and the CLI import them from here
     RunContext,
@@ -193,23 +188,18 @@ def _describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
-def _fresh_dir(path: Path) -> None:
+def _fresh_work(task_fd: int) -> None:
     try:
-        os.mkdir(path)
+        os.mkdir(TaskDir.WORK, dir_fd=task_fd)
     except FileExistsError:  # a previous attempt's, or a symlink another task of the run put there
-        if stat.S_ISDIR(os.lstat(path).st_mode):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)  # not followed
-        os.mkdir(path)
-    except FileNotFoundError:
-        path.mkdir(parents=True)
+        remove_at(TaskDir.WORK, task_fd)  # a symlink is unlinked, not followed
+        os.mkdir(TaskDir.WORK, dir_fd=task_fd)
 
 
 def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: ProcessRegistry | None,
                 resolve_input: Callable[[str], Path], launcher: Launcher = launch_cold,
                 extra_env: dict[str, str] | None = None, live: Live | None = None) -> Attempt:
-    _fresh_dir(paths.work)
+    _fresh_work(paths.fd)
     paths.staged = _stage(task, paths.work, resolve_input)
     if ctx.style == "config":  # the params file the script reads, in its working directory
         name, text = config_file(task.params, ctx.flags)
@@ -237,7 +227,7 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
                 pass  # a series that cannot be read or uploaded now is not worth the task's result
     attempt = _confined(attempt, paths)
     if attempt.state is State.FAILED and attempt.retry:  # (an out-of-memory kill says so itself)
-        last = last_line(paths.files.log(stderr=True))
+        last = last_line(TaskDir.STDERR, paths.fd)
         attempt.error = (attempt.error or "") + (f": {last}" if last else "")
     return attempt
 
@@ -246,7 +236,7 @@ def _confined(attempt: Attempt, paths: TaskPaths) -> Attempt:
     """The attempt, failed without another when the task moved its directory or put something else (a
     symlink to a file outside, say) where the runner keeps one of its files: see `batchsweep.task.confine`."""
     moved = paths.anchor.check() if paths.anchor is not None else None
-    planted = moved or reclaim(paths.files)
+    planted = moved or reclaim(paths.files, paths.fd)
     if planted is None:
         return attempt
     state = State.CANCELLED if attempt.state is State.CANCELLED else State.FAILED
@@ -335,19 +325,19 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
         if done:
             break
         attempt_no += 1
-    error = result.error
-    missing = None
-    if result.state is not State.CANCELLED and result.collect:
-        try:
-            problem, found = collect_metrics(ctx, paths)
-        except metrics_mod.UnsafeMetricsFile as e:
-            result, problem, found = Attempt(State.FAILED, result.exit_code, str(e)), None, True
-            error = result.error
-        if problem and result.state is State.SUCCEEDED:
-            error = problem
-        if result.state is State.SUCCEEDED and not found:
-            missing = problem or metrics_mod.describe(ctx.metrics_rule, other=other_stream(ctx, paths))
-    outputs = collect_outputs(ctx, task, paths) if result.collect else ()
+    error, missing = result.error, None
+    outputs: tuple[str, ...] = ()
+    if result.collect:
+        cancelled = result.state is State.CANCELLED
+        got = collect(ctx, paths, metrics=not cancelled)
+        outputs = got.outputs
+        if got.unsafe is not None:
+            state = State.CANCELLED if cancelled else State.FAILED
+            result, error = dataclasses.replace(result, state=state, error=got.unsafe), got.unsafe
+        elif got.problem and result.state is State.SUCCEEDED:
+            error = got.problem
+        if result.state is State.SUCCEEDED and not got.found:
+            missing = got.problem or metrics_mod.describe(ctx.metrics_rule, other=other_stream(ctx, paths))
     return TaskStatus(
         index=task.index, state=result.state, attempts=attempt_no, exit_code=result.exit_code, error=error,
         started_at=round(started, 3), ended_at=round(time.time(), 3), worker=worker or socket.gethostname(),
@@ -372,21 +362,45 @@ def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scra
     else:
         assert scratch is not None, "a remote store needs a scratch directory"
         paths = TaskPaths(scratch / str(task.index), os.path.join(os.path.realpath(scratch), str(task.index)))
-    status = run_task(ctx, task, paths, worker=worker, registry=registry, resolve_input=resolve_input,
-                      launcher=launcher, gpus=gpus, live=_live(ctx, task, store, paths))
-    if infra_retries:
-        status = dataclasses.replace(status, infra_retries=infra_retries)
-    drop_empty(paths.files)
-    if not store.is_local:
-        shutil.rmtree(paths.work, ignore_errors=True)
-        store.backend.upload_dir(paths.task_dir, store.task_prefix(run_id, task.index))
-        shutil.rmtree(paths.task_dir, ignore_errors=True)
-    store.write_status(run_id, status)
+    try:
+        status = run_task(ctx, task, paths, worker=worker, registry=registry, resolve_input=resolve_input,
+                          launcher=launcher, gpus=gpus, live=_live(ctx, task, store, paths))
+        if infra_retries:
+            status = dataclasses.replace(status, infra_retries=infra_retries)
+        status = _store_task(store, run_id, status, paths)
+    finally:
+        if paths.anchor is not None:
+            paths.anchor.close()
     if status.state is State.SUCCEEDED:
         try:
             store.record_success(task.cache_key, run_id, task.index)  # later runs reuse it (batchsweep.planning.reuse)
         except Exception as e:  # noqa: BLE001 - the task succeeded; without the entry it is only not reused
             logging.getLogger(__name__).warning("task %s: not recorded for reuse (%s)", task.index, str(e).splitlines()[0] if str(e) else e)
+    return status
+
+
+def _store_task(store: Store, run_id: str, status: TaskStatus, paths: TaskPaths) -> TaskStatus:
+    """Put the task's files and its status in the store, through the task's directory as the runner made it
+    (never through a name another task could have swapped for a symlink meanwhile)."""
+    moved = paths.anchor.check() if paths.anchor is not None else None  # (a fresh one then holds the status)
+    planted = moved or reclaim(paths.files, paths.fd)  # a symlink swapped in after the files were collected
+    if planted is not None:
+        state = State.CANCELLED if status.state is State.CANCELLED else State.FAILED
+        status = dataclasses.replace(status, state=state, error=planted, metrics_missing=None,
+                                     outputs=() if moved else status.outputs)
+    drop_empty(paths.fd)
+    if store.is_local:
+        store.write_status(run_id, status, dir_fd=paths.fd)
+        return status
+    remove_at(TaskDir.WORK, paths.fd)
+    # Linux names a directory by its descriptor: the upload reads the directory the runner holds open
+    held = Path(f"/proc/self/fd/{paths.fd}")
+    store.backend.upload_dir(held if held.is_dir() else paths.task_dir, store.task_prefix(run_id, status.index))
+    for name in os.listdir(paths.fd):
+        remove_at(name, paths.fd)
+    with contextlib.suppress(OSError):
+        os.rmdir(paths.task_dir)  # (a symlink someone put there: ENOTDIR, left alone)
+    store.write_status(run_id, status)
     return status
 
 

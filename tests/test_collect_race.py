@@ -1,0 +1,149 @@
+"""A task's directory swapped for a symlink while its runner collects it (issue 30 round 2, item 1): whatever
+another task of the run (or what a task left running) swaps in after the runner's check, the runner reads,
+moves, writes and deletes nothing outside the run, and only the task whose directory was swapped fails."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from helpers import write_spec
+
+import batchsweep
+from batchsweep.task import worker
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+def _victim(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
+    """Someone's files outside the run: a dotfile, and a directory holding a metrics.json and a note."""
+    victim = tmp_path / "victim"
+    (victim / "dir").mkdir(parents=True)
+    files = {".bashrc": b"export PATH=$HOME/bin:$PATH  # mine\n", "dir/metrics.json": b'{"stolen": 1}',
+             "dir/notes.txt": b"private notes\n"}
+    for rel, data in files.items():
+        (victim / rel).write_bytes(data)
+    return victim, files
+
+
+def _untouched(victim: Path, files: dict[str, bytes]) -> None:
+    found = {p.relative_to(victim).as_posix(): p.read_bytes() for p in victim.rglob("*") if p.is_file()}
+    assert found == files
+
+
+def _swap(path: Path, target: Path) -> None:
+    """What the attacker does: moves path aside and puts a symlink to target in its place."""
+    if path.is_dir() and not path.is_symlink():
+        path.rename(path.with_name(path.name + ".was"))
+    elif os.path.lexists(path):
+        path.unlink()
+    path.symlink_to(target)
+
+
+@pytest.mark.parametrize("name, target, said", [
+    ("work", "dir", "work was replaced by a symlink"),
+    ("outputs", "dir", "outputs was replaced by a symlink"),
+    (".", "dir", "its own directory by a symlink"),  # the task's whole directory
+    ("stderr.log", ".bashrc", "stderr.log by a symlink"),  # read for a failed task's last line
+])
+def test_a_directory_swapped_for_a_symlink_after_the_runners_check_is_never_followed(tmp_path, monkeypatch,
+                                                                                     name, target, said):
+    """The swap happens at the worst moment there is: right after the runner checked the task's directory
+    (`confine.reclaim`, the seam) and before it collects the task's metrics and outputs. Before, the runner
+    read and deleted the victim's metrics.json and moved their notes into the run (work), stopped the whole
+    run (outputs: rmtree refuses a symlink), wrote the task's metrics, outputs and status into the victim's
+    directory (the task's own), or put the victim's last line in the task's error (stderr.log)."""
+    victim, files = _victim(tmp_path)
+    real_reclaim, swapped = worker.reclaim, []
+
+    def reclaim_then_swap(files_: object, *args: object) -> object:
+        found = real_reclaim(files_, *args)
+        root = Path(files_.root)  # type: ignore[attr-defined]
+        if root.name == "0" and not swapped:
+            swapped.append(root)
+            (root / "work" / "kept.txt").write_bytes(b"an output\n")
+            _swap(root / name if name != "." else root, victim / target)
+        return found
+
+    monkeypatch.setattr(worker, "reclaim", reclaim_then_swap)
+    fail = name == "stderr.log"
+    script = tmp_path / "task.py"
+    script.write_text(textwrap.dedent("""
+        import json, sys
+        a = int(sys.argv[sys.argv.index("--a") + 1])
+        json.dump({"a2": a * 2}, open("metrics.json", "w"))
+        print("my own last words", file=sys.stderr)
+        sys.exit(3 if a == 1 and "--fail" in sys.argv else 0)
+    """))
+    fixed = ", fixed: {fail: true}" if fail else ""
+    spec = write_spec(tmp_path, f"""
+        name: race
+        script: {script}
+        params: {{grid: {{a: [1, 2]}}{fixed}}}
+        max_parallel: 1
+        timeout: 60s
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    df = run.results().set_index("task")
+    assert swapped, "the seam was never reached"
+    _untouched(victim, files)
+    assert list(df["status"]) == ["failed", "succeeded"], df["error"].tolist()
+    error = df["error"][0]
+    assert "mine" not in error and "stolen" not in str(df.to_dict())
+    assert said in error and "not followed" in error, error
+    task_dir = tmp_path / "store" / "runs" / run.id / "tasks" / "0"
+    assert not any(p.is_symlink() for p in task_dir.rglob("*")), list(task_dir.rglob("*"))
+    assert df["a2"][1] == 4
+
+
+RACER = """
+import json, os, sys, time
+role = sys.argv[sys.argv.index("--role") + 1]
+if role == "racer":  # swaps its sibling's work/ and outputs/ for symlinks to the victim, back and forth
+    victim, sibling = sys.argv[sys.argv.index("--victim") + 1], os.path.join("..", "..", "1")
+    deadline, swaps = time.monotonic() + 30, 0
+    while time.monotonic() < deadline and not os.path.exists(os.path.join(sibling, "status.json")):
+        for name in ("work", "outputs"):
+            path = os.path.join(sibling, name)
+            try:
+                if os.path.islink(path):
+                    os.unlink(path)
+                    os.rename(path + ".was", path)
+                elif os.path.isdir(path):
+                    os.rename(path, path + ".was")
+                    os.symlink(victim, path)
+                    swaps += 1
+            except OSError:
+                pass
+    json.dump({"swaps": swaps}, open("metrics.json", "w"))
+else:
+    for i in range(200):
+        os.makedirs("sub", exist_ok=True)
+        with open(os.path.join("sub", f"out{i}.txt"), "w") as f:
+            f.write("x")
+    json.dump({"ok": 1}, open("metrics.json", "w"))
+"""
+
+
+def test_a_task_that_keeps_swapping_its_siblings_directories_reaches_nothing_outside_the_run(tmp_path):
+    """The attacker as a task: it swaps its sibling's working and outputs directories for symlinks to the
+    victim's directory and back, as fast as it can, until the sibling's status is written. Whichever moment
+    the swaps land, the victim's files stay as they were and the run ends with a row for each task."""
+    victim, files = _victim(tmp_path)
+    script = tmp_path / "racer.py"
+    script.write_text(RACER)
+    spec = write_spec(tmp_path, f"""
+        name: racer
+        script: {script}
+        params: {{list: [{{role: racer, victim: "{victim / 'dir'}"}}, {{role: sibling}}]}}
+        max_parallel: 2
+        timeout: 60s
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    df = run.results().set_index("task")
+    _untouched(victim, files)
+    # the sibling may fail (its working directory moved under it), as its own failure, never the runner's
+    assert set(df["status"]) <= {"succeeded", "failed"} and len(df) == 2, df
+    assert not any(os.path.realpath(p).startswith(str(victim)) for p in (tmp_path / "store").rglob("*"))
