@@ -162,7 +162,7 @@ CREDENTIAL_FILES = [".s3cfg", ".boto", "kaggle.json", "service-account-prod.json
                     ".huggingface/token", ".dockercfg", ".docker/config.json", ".ENV.production", "ID_RSA", "id_work",
                     "tls/Server.PEM", "tls.KEY", ".netrc", ".pypirc", ".git-credentials", ".npmrc", "terraform.tfstate",
                     "infra/terraform.tfstate.backup", "terraform.tfstate.d/prod/state.json", "deploy/prod.env",
-                    "Staging.ENV"]
+                    "Staging.ENV", "app/secrets.toml", "SECRETS.TOML"]
 
 
 @pytest.mark.parametrize("name", CREDENTIAL_FILES)
@@ -249,6 +249,29 @@ def test_a_credential_written_the_way_code_writes_it_refuses_the_package(tmp_pat
     (root / rel).write_text(text)
     with pytest.raises(SpecError, match=f"{re.escape(rel)} line {line} holds what looks like {what}"):
         codepkg.pack(root)
+
+
+def test_a_private_key_inside_gzip_data_refuses_the_package(tmp_path):
+    """A backup of someone's home as a .tar.gz (and the same key gzip'ed twice over, as a second member) in the
+    project: the scan reads what the gzip data holds, not only its compressed bytes."""
+    import gzip
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        info = tarfile.TarInfo("home/.ssh/id_rsa")
+        info.size = len(PEM)
+        tar.addfile(info, io.BytesIO(PEM.encode()))
+    (root / "backup.tgz").write_bytes(raw.getvalue())
+    with pytest.raises(SpecError, match="backup.tgz line 1 holds what looks like a private key in its gzip-compressed"):
+        codepkg.pack(root)
+    (root / "backup.tgz").unlink()
+    (root / "data.bin").write_bytes(gzip.compress(b"x" * 1000) + gzip.compress(b"\n" + PEM.encode()))
+    with pytest.raises(SpecError, match="data.bin line 2 holds what looks like a private key in its gzip"):
+        codepkg.pack(root)
+    (root / "data.bin").write_bytes(gzip.compress(b"only numbers\n" * 10)[:-20])  # damaged: packed, not a traceback
+    assert "data.bin" in codepkg.pack(root).contents.sizes
 
 
 def test_the_documented_example_keys_are_not_taken_for_credentials(tmp_path):

@@ -16,6 +16,7 @@ import re
 import stat
 import subprocess
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -36,8 +37,8 @@ ALWAYS_EXCLUDED = (".git", "__pycache__", ".batchsweep", ".venv", "venv", ".mypy
 SECRET_FILES = (".env*", "*.env", "id_*", "*.pem", "*.key", "*.ppk", "*.p12", "*.pfx", "*.jks", "*.kdbx", ".netrc",
                 "_netrc", ".pypirc", ".npmrc", ".git-credentials", "credentials*", ".s3cfg", ".boto", "kaggle.json",
                 "service-account*.json", "client_secret*.json", "token.pickle", ".pgpass", ".my.cnf",
-                ".vault-token", ".dockercfg", "*.tfstate", "*.tfstate.*")
-SECRET_PATHS = (".streamlit/secrets.toml", ".huggingface/token", ".docker/config.json")  # by their last parts
+                ".vault-token", ".dockercfg", "*.tfstate", "*.tfstate.*", "secrets.toml")
+SECRET_PATHS = (".huggingface/token", ".docker/config.json")  # by their last parts
 SECRET_DIRS = (".aws", ".ssh", ".gnupg", ".docker", ".kube", ".azure", "gcloud", "terraform.tfstate.d")
 # What a credential looks like inside any file that would be packed (scanned only when packing).
 SECRET_CONTENT = (
@@ -145,6 +146,37 @@ def is_secret(rel: str) -> bool:
             or any(lower == p or lower.endswith("/" + p) for p in SECRET_PATHS))
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+GZIP_SCAN_BYTES = 1 << 20  # how much of what a gzip file holds is scanned for credentials
+
+
+def _gunzip_head(data: bytes, limit: int = GZIP_SCAN_BYTES) -> bytes:
+    """The first `limit` bytes gzip data holds, member after member; what a damaged stream gives up to there."""
+    out: list[bytes] = []
+    got = 0
+    while data[:2] == GZIP_MAGIC and got < limit:
+        stream = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
+        try:
+            chunk = stream.decompress(data, limit - got)
+        except zlib.error:
+            break
+        out.append(chunk)
+        got += len(chunk)
+        if not stream.eof:
+            break
+        data = stream.unused_data
+    return b"".join(out)
+
+
+def _first_hit(data: bytes) -> tuple[int, str] | None:
+    """(line, what) of the first credential-looking text in data."""
+    hits = [(m.start(), what) for pattern, what in _content_patterns() if (m := pattern.search(data))]
+    if not hits:
+        return None
+    at, what = min(hits)
+    return data.count(b"\n", 0, at) + 1, what
+
+
 @functools.cache
 def _content_patterns() -> list[tuple[re.Pattern[bytes], str]]:
     return [(re.compile(pattern), what) for pattern, what in SECRET_CONTENT]
@@ -152,7 +184,8 @@ def _content_patterns() -> list[tuple[re.Pattern[bytes], str]]:
 
 def scan(root: Path, contents: Contents) -> list[tuple[str, int, str]]:
     """(path, line, what) of each file the package would hold that looks like it holds a credential, in path
-    order; files `code.include` names are not scanned (`survey` notes them)."""
+    order; files `code.include` names are not scanned (`survey` notes them). A gzip file (a .tar.gz of
+    someone's home, say) is scanned in the first GZIP_SCAN_BYTES of what it holds."""
     found = []
     for rel in sorted(contents.sizes):
         if rel in contents.included:
@@ -162,10 +195,12 @@ def scan(root: Path, contents: Contents) -> list[tuple[str, int, str]]:
                 data = f.read()
         except OSError:
             continue
-        hits = [(m.start(), what) for pattern, what in _content_patterns() if (m := pattern.search(data))]
-        if hits:
-            at, what = min(hits)
-            found.append((rel, data.count(b"\n", 0, at) + 1, what))
+        hit = _first_hit(data)
+        if hit is None and data.startswith(GZIP_MAGIC):
+            inner = _first_hit(_gunzip_head(data))
+            hit = (inner[0], f"{inner[1]} in its gzip-compressed data") if inner else None
+        if hit is not None:
+            found.append((rel, *hit))
     return found
 
 
