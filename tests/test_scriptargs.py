@@ -18,7 +18,9 @@ from batchsweep.errors import SpecError
 from batchsweep.planning import plan as planning
 from batchsweep.runs import run as runs
 from batchsweep.scripts.argv import build_argv
-from batchsweep.scripts.options import ScriptFlags, check_params, read_flags
+from batchsweep.scripts.flags import ScriptFlags
+from batchsweep.scripts.options import read_flags
+from batchsweep.scripts.paramchecks import check_params
 
 SCRIPTS = Path(__file__).parent / "scripts"
 

@@ -127,6 +127,7 @@ def _check_script(spec: Spec, tasks: Sequence[Task], notes: list[str]) -> dict[s
     """Read the script's command line and check every distinct param shape against it; numbers that YAML read
     as text (`1e-22`) become the numbers the script's flags declare (in place, before the tasks are written)."""
     from batchsweep.scripts import options as scriptargs
+    from batchsweep.scripts import paramchecks
 
     if spec.function:
         module = spec.function.split(":")[0]
@@ -167,11 +168,11 @@ def _check_script(spec: Spec, tasks: Sequence[Task], notes: list[str]) -> dict[s
     numeric = flags.known and any(f.numeric for f in flags.flags)
     for task in tasks:
         if numeric and any(isinstance(v, str) for v in task.params.values()):
-            task.params.update(scriptargs.convert_params(flags, task.params))
+            task.params.update(paramchecks.convert_params(flags, task.params))
         key = repr(sorted((k, repr(v)) for k, v in task.params.items()))
         if key not in checked and len(checked) < 2000:
             checked.add(key)
-            scriptargs.check_params(script, flags, task.params)
+            paramchecks.check_params(script, flags, task.params)
             if templated:  # a placeholder naming a param this task lacks would fail it in the worker
                 task_env_values(templated, task.params, None)
             _check_arg_lengths(task, flags, spec)

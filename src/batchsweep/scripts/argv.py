@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from batchsweep.model import OWN_PARAMS
-from batchsweep.scripts.options import Flag, ScriptFlags
+from batchsweep.scripts.flags import Flag, ScriptFlags
 
 HYDRA_RUN_DIR = "hydra.run.dir=."  # Hydra's output dir is the task's own working directory
 

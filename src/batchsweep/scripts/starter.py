@@ -15,7 +15,9 @@ from pathlib import Path
 
 from batchsweep.errors import SpecError
 from batchsweep.metrics import METRICS_FILE
-from batchsweep.scripts.options import Flag, fits_type, read_flags
+from batchsweep.scripts.flags import Flag
+from batchsweep.scripts.options import read_flags
+from batchsweep.scripts.paramchecks import fits_type
 
 
 def _yaml_value(value: object) -> str:
