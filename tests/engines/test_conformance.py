@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,9 @@ class Dask(Harness):
         super().__init__(store)
         self.block = f'backend: dask\ndask: {{scheduler: "{address}"}}\n'
 
+    def give_gpus(self, monkeypatch: pytest.MonkeyPatch, ids: list[str]) -> None:
+        pytest.skip("the test cluster's workers declare no GPU resources (tests/test_dask_engine.py leases them)")
+
     def lose_a_task(self, spec: Path, index: int) -> Run:
         # The worker's own code fails before the task's script runs (the task's input, there when the run was
         # planned, is gone when the worker stages it): Dask sees the future fail and no status is written.
@@ -98,9 +102,25 @@ class AwsBatch(Harness):
                           "own job states (every child SUCCEEDED at once), not the played ones")
     block = "backend: aws-batch\naws: {stack: batchsweep, region: us-east-1}\nresources: {vcpus: 0.5, memory_mib: 1024}\n"
 
-    def __init__(self, store: Path) -> None:
+    running_blind = ("the emulator's played containers do not change moto's job states, so Batch never says which "
+                     "child runs (tests/engines/test_aws_batch.py reads running tasks' series from S3 instead)")
+
+    def __init__(self, store: Path, stack: dict[str, str], session: Any) -> None:
         super().__init__(store)
         self.playing: threading.Thread | None = None
+        self.stack, self.session = stack, session
+
+    def push_image_for(self, spec: Path) -> None:
+        """What `batchsweep image push SPEC` would leave: an image with the spec's requirements (`stop:` puts
+        Optuna in it), registered as the stack's."""
+        from batchsweep.emulator import server as emulator
+        from batchsweep.infra import image
+        from batchsweep.spec.schema import load
+
+        requirements, _ = image.spec_requirements(load(spec))
+        if requirements:
+            tag = image.image_tag(image.current_dockerfile(requirements), requirements)
+            emulator.register_image(self.session, f"{image.repository_uri(self.stack)}:{tag}")
 
     def play_in_background(self, run: Run) -> None:
         from batchsweep.emulator import player
@@ -110,6 +130,7 @@ class AwsBatch(Harness):
         self.playing.start()
 
     def start(self, spec: Path) -> Run:
+        self.push_image_for(spec)
         run = batchsweep.run(spec, store=self.store, detach=True)
         self.play_in_background(run)
         return run
@@ -151,6 +172,9 @@ class AwsBatch(Harness):
         player.play(batchsweep.load_run(run.id, store=self.store))  # the resume's submission, every child
         return batchsweep.load_run(run.id, store=self.store)
 
+    def give_gpus(self, monkeypatch: pytest.MonkeyPatch, ids: list[str]) -> None:
+        pytest.skip("Batch places GPU jobs on EC2 GPU instances; the emulator's played containers have none")
+
     def lose_a_task(self, spec: Path, index: int) -> Run:
         from batchsweep.emulator import player
 
@@ -166,6 +190,7 @@ class AwsBatch(Harness):
     def run(self, spec: Path) -> Run:
         from batchsweep.emulator import player
 
+        self.push_image_for(spec)
         run = batchsweep.run(spec, store=self.store, detach=True)
         player.play(run)
         return batchsweep.load_run(run.id, store=self.store)
@@ -188,6 +213,9 @@ class Slurm(Harness):
         wait_for(ready, "the run to get going", timeout=60)
         (self.marks / "release").touch()
         return batchsweep.load_run(store=self.store)
+
+    def give_gpus(self, monkeypatch: pytest.MonkeyPatch, ids: list[str]) -> None:
+        pytest.skip("the test cluster's node has no GPU GRES configured")
 
     def lose_a_task(self, spec: Path, index: int) -> Run:
         # kill -9 of the array task's job step (its worker and the task it runs): no status is ever written.
@@ -224,8 +252,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
         request.getfixturevalue("slurm_cluster")
         yield Slurm(store)
     else:
-        request.getfixturevalue("stack")
-        yield AwsBatch(store)
+        yield AwsBatch(store, request.getfixturevalue("stack"), request.getfixturevalue("session"))
 
 
 class TestEveryEngine(Conformance):

@@ -11,6 +11,7 @@ import abc
 import logging
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -152,25 +153,62 @@ class RunHandle:
 
 @dataclass(frozen=True)
 class Progress:
-    """What an engine knows right now (`Engine.poll`). `running` counts tasks it believes are executing.
+    """What an engine knows right now (`Engine.poll`). `status`, the progress bar, `wait` and `results` all read it
+    through `states` and `tally`, so they never disagree about a task.
 
-    An engine that writes statuses itself may hand them over (`statuses`, for the tasks in `covers`), which
-    spares a full read of the store on every poll."""
+    A task's state is, in this order: its status (the store's, or one handed over in `statuses`); RUNNING when it
+    is in `running`; PENDING while the run is `active`; once it is not, `missing` (CANCELLED when the run was
+    cancelled)."""
 
     active: bool
-    running: int = 0
-    statuses: dict[int, TaskStatus] | None = None
-    covers: frozenset[int] = frozenset()
-    # Task counts by state of the whole run, when the engine can tell them cheaper than the store (its tasks without
-    # a status as running or pending: once it is no longer active, `Run.counts` makes those `missing`).
-    counts: dict[str, int] | None = None
-    notes: tuple[str, ...] = ()
-    running_tasks: frozenset[int] = frozenset()  # tasks the engine knows are executing (when it can tell which)
-    # What a task without a status is once the engine is no longer active: it never ran (PENDING), or the engine
-    # saw it end without writing one (LOST).
+    """The engine (or the process driving the run) may still start or finish tasks."""
+    running: frozenset[int] = frozenset()
+    """Tasks without a status that the engine knows are executing now. An engine that can only count them gives
+    `counts` instead: a state is never guessed for a task."""
+    counts: Mapping[str, int] | None = None
+    """The whole run's tasks by state name, when the engine can tell them cheaper than reading every status (a
+    long local run, AWS child jobs). Their sum is the run's task count; `tally` uses them as they are while the
+    run is active and turns their pending and running into `missing` once it is not."""
     missing: State = State.PENDING
-    units: Mapping[str, int] = field(default_factory=dict)  # the engine's own work units by state (AWS child jobs)
-    unit_name: str = ""  # what `units` counts, for `status` ("child jobs")
+    """What a task without a status is once the run is no longer active: it never ran (PENDING), or the engine
+    saw it end without writing one (LOST)."""
+    statuses: Mapping[int, TaskStatus] | None = None
+    """Statuses the engine wrote itself, handed over so a poll spares a full read of the store (`covers`: the
+    tasks they stand for; the store has the rest)."""
+    covers: frozenset[int] = frozenset()
+    notes: tuple[str, ...] = ()
+    """Sentences for the user (why tasks wait), repeated by each poll until they change."""
+    units: Mapping[str, int] = field(default_factory=dict)
+    """The engine's own work units by its own state names, for `status` (`unit_name` says what they are)."""
+    unit_name: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.running, frozenset):
+            raise TypeError(f"Progress.running takes the indices of the running tasks (a frozenset), not "
+                            f"{self.running!r}: an engine that can only count them gives `counts`")
+
+    def ended_as(self, cancelled: bool) -> State:
+        """The state of a task without a status (`cancelled`: run.json says the run was cancelled)."""
+        if self.active:
+            return State.PENDING
+        return State.CANCELLED if cancelled else self.missing
+
+    def states(self, n_tasks: int, written: Mapping[int, State], cancelled: bool) -> list[State]:
+        """Every task's state, from the states of the statuses `written` (by task index)."""
+        missing = self.ended_as(cancelled)
+        running = self.running if self.active else frozenset()
+        return [written[i] if i in written else State.RUNNING if i in running else missing for i in range(n_tasks)]
+
+    def tally(self, n_tasks: int, written: Mapping[int, State], cancelled: bool) -> Counter[str]:
+        """The run's tasks by state name, as `states` would count them (or as the engine's `counts` say)."""
+        if self.counts is None:
+            return Counter(state.value for state in self.states(n_tasks, written, cancelled))
+        counts = Counter({state: n for state, n in self.counts.items() if n})
+        if not self.active:
+            left = counts.pop(State.PENDING.value, 0) + counts.pop(State.RUNNING.value, 0)
+            if left:
+                counts[self.ended_as(cancelled).value] += left
+        return counts
 
 
 def parse_settings(model: type[SettingsModel], block: str, raw: Mapping[str, Any] | None) -> SettingsModel:
@@ -269,6 +307,8 @@ class Engine(abc.ABC):
     # -- what differs between engines: price, size, where tasks run (optional; the defaults price nothing) ----
     # Whether `estimate_cost` prices the tasks: a dry run then shows the estimate without being asked for it.
     priced: ClassVar[bool] = False
+    # Whether tasks get the GPUs `resources.gpus` asks for (a lease of their own); planning refuses GPUs otherwise.
+    gpus: ClassVar[bool] = False
     # Whether tasks of one run may ask for different GPUs (`resources.gpus: "{param}"`).
     per_task_gpus: ClassVar[bool] = False
     # Whether tasks run on a Python of this machine: `python:` applies, and MLflow's client must be installed here.

@@ -104,6 +104,9 @@ def _kind(mode: int) -> str:
 def _check_task_gpus(spec: Spec, engine: type[Engine], tasks: Sequence[Task]) -> None:
     """`resources.gpus: "{param}"`: an engine that can give tasks different GPUs, a param that exists, and a GPU
     count in every task's."""
+    if spec.resources.gpus and not engine.gpus:
+        raise SpecError(f"resources.gpus: {spec.resources.gpus:g} — backend {spec.backend} does not give tasks GPUs; "
+                        "remove resources.gpus or choose a backend that leases them")
     name = spec.resources.gpus_param
     if name is None:
         return

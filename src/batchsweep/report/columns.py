@@ -9,11 +9,13 @@ first appear (by task), and `outputs` when any task kept files. A metric named l
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchsweep.model import OPTIONAL_COLUMNS, STATUS_COLUMNS, State, TaskStatus
+
+if TYPE_CHECKING:
+    from batchsweep.engines.base import Progress
 
 ALWAYS = STATUS_COLUMNS
 OPTIONAL = OPTIONAL_COLUMNS
@@ -103,13 +105,10 @@ class Columns:
     def has_status(self, index: int) -> bool:
         return self.state[index] is not None
 
-    def states(self, missing: State, running: Iterable[int] = ()) -> list[str]:
-        """Every task's state: its status's, else running (when the engine says so), else `missing`."""
-        out = [s if s is not None else missing.value for s in self.state]
-        for i in running:
-            if 0 <= i < self.n and self.state[i] is None:
-                out[i] = State.RUNNING.value
-        return out
+    def states(self, progress: Progress, cancelled: bool) -> list[str]:
+        """Every task's state name, as the engine's progress reads the statuses added (`Progress.states`)."""
+        written = {i: State(s) for i, s in enumerate(self.state) if s is not None}
+        return [state.value for state in progress.states(self.n, written, cancelled)]
 
     def metric_names(self) -> list[str]:
         return sorted(self.metrics, key=lambda name: self._first.get(name, (self.n, 0)))

@@ -53,10 +53,7 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
         done = [i for i, s in statuses.items() if s.state is not State.CANCELLED]
         for index, metrics in run.store.read_metrics(run.id, done).items():
             table.add_metrics(index, metrics)
-    missing = State.PENDING
-    if not progress.active:
-        missing = State.CANCELLED if run.record.cancelled else progress.missing
-    states = table.states(missing, progress.running_tasks if progress.active else ())
+    states = table.states(progress, run.record.cancelled)
     if State.LOST.value in states:  # no status says why: the engine's reason, else that much
         reasons = run.engine.failure_reasons()
         for index, state in enumerate(states):

@@ -252,29 +252,17 @@ class Run:
         return self.states_from(statuses, progress)
 
     def states_from(self, statuses: dict[int, TaskStatus], progress: Progress) -> dict[int, State]:
-        missing = State.PENDING
-        if not progress.active:
-            missing = State.CANCELLED if self.record.cancelled else progress.missing
-        running = progress.running_tasks if progress.active else frozenset()
-        return {i: statuses[i].state if i in statuses else State.RUNNING if i in running else missing
-                for i in range(self.n_tasks)}
+        written = {i: s.state for i, s in statuses.items()}
+        return dict(enumerate(progress.states(self.n_tasks, written, self.record.cancelled)))
 
     def counts(self) -> tuple[Counter[str], Progress]:
+        """The run's tasks by state name, read as `states` reads them (`Progress.tally`)."""
         progress = self.poll()
         if progress.counts is not None:
-            counts = Counter(progress.counts)
-            if not progress.active:  # ended: a task without a status is what states_from says it is
-                left = counts.pop(State.PENDING.value, 0) + counts.pop(State.RUNNING.value, 0)
-                if left:
-                    counts[(State.CANCELLED if self.record.cancelled else progress.missing).value] += left
-            return counts, progress
+            return progress.tally(self.n_tasks, {}, self.record.cancelled), progress
         statuses, progress = self.snapshot(progress)
-        counts = Counter(s.value for s in self.states_from(statuses, progress).values())
-        running = 0 if counts.get("running") else min(progress.running, counts.get("pending", 0))
-        if running:
-            counts["running"] = running
-            counts["pending"] -= running
-        return counts, progress
+        written = {i: s.state for i, s in statuses.items()}
+        return progress.tally(self.n_tasks, written, self.record.cancelled), progress
 
     @property
     def exit_code(self) -> int:

@@ -20,12 +20,14 @@ fit it: `start`/`finish` for an engine whose tasks run elsewhere, `kill_runner`,
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 import batchsweep
 from batchsweep import cli
+from batchsweep.errors import SpecError
 from batchsweep.testing.harness import Harness, alive, hang_on_task_1, succeeded_at, sweep, wait_for
 
 
@@ -196,3 +198,68 @@ class Conformance:
         statuses = again.store.statuses(again.id)
         assert sorted(statuses) == [0, 1] and all(s.reused_from for s in statuses.values()), statuses
         assert not list(engine.marks.glob("*.done")), "a reused task ran again"
+
+    def test_status_the_progress_and_the_table_agree_on_which_task_runs(self, tmp_path: Path,
+                                                                      engine: Harness) -> None:
+        """While one task hangs and the others are done, every reader names the same running task: `states`,
+        the counts the progress bar shows, `results` and `status` in another shell (`Progress.running`)."""
+        if engine.running_blind:
+            pytest.skip(engine.running_blind)
+        run = engine.start(hang_on_task_1(tmp_path, engine))
+        wait_for((engine.marks / "2.hung").exists, "task 1 to hang", timeout=60)
+        try:
+            def agreed() -> bool:  # read as the process that started it reads it (`status` below: another one)
+                states = [s.value for s in run.states().values()]
+                table = list(run.results().sort_values("task")["status"])
+                counts = run.counts()[0]
+                return (states == table and [i for i, s in enumerate(states) if s == "running"] == [1]
+                        and counts.get("running") == 1 and counts == Counter(states))
+
+            # Once the tasks beside it have ended (or wait behind it, on an engine that runs one at a time).
+            wait_for(agreed, "states, counts and results to show task 1 running (and it alone)", timeout=60)
+            if not engine.other_shells_blind:
+                shown = engine.cli("status", run.id)
+                assert shown.returncode == 0, shown.stderr
+                assert "1 running" in shown.stdout, shown.stdout
+        finally:
+            (engine.marks / "release").touch()
+        run = engine.finish(run)
+        assert set(run.results()["status"]) == {"succeeded"}
+
+    def test_early_stopping_prunes_the_hopeless_curves_through_the_engine(
+            self, tmp_path: Path, engine: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+        """`stop:` with the median rule: the worker stops a task whose curve is worse than the median of the
+        finished ones and writes it `pruned` (one task at a time, so every engine compares the same trials)."""
+        monkeypatch.setenv("BATCHSWEEP_SERIES_FLUSH_S", "0.2")  # how soon is the bench's business, not this test's
+        spec = sweep(tmp_path, engine, "{grid: {quality: [0.2, 0.3, 0.1, 0.15, 1.0, 2.0]}, fixed: {epochs: 8}}",
+                     "max_parallel: 1\n"
+                     "metrics: {stdout: 'epoch (?P<step>\\d+) val_loss=(?P<val_loss>[\\d.]+)'}\n"
+                     "stop: {metric: val_loss, rule: median, min_steps: 2, min_trials: 2}\n")
+        run = engine.run(spec)
+        df = run.results().set_index("task")
+        assert list(df["status"]) == ["succeeded"] * 4 + ["pruned"] * 2, df[["quality", "status"]]
+        for index in (4, 5):
+            status = run.store.read_status(run.id, index)
+            assert status is not None and status.state.value == "pruned"
+            assert status.last_step is not None and 2 <= status.last_step < 8, status
+            assert "median rule" in (status.error or "")
+        assert run.exit_code == 0  # pruned is not a failure
+
+    def test_gpu_tasks_each_lease_a_device_of_their_own(self, tmp_path: Path, engine: Harness,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+        """`resources: {gpus: 1}` with two GPUs: every task sees one device and no two tasks hold one at once;
+        an engine that cannot give GPUs refuses the spec in one line before anything runs."""
+        engine.give_gpus(monkeypatch, ["0", "1"])
+        spec = sweep(tmp_path, engine, "{grid: {a: [1, 2, 3, 4]}, fixed: {probe: 0.5}}",
+                     "max_parallel: 4\nresources: {gpus: 1, vcpus: 0.25}\n")
+        try:
+            run = engine.run(spec)
+        except SpecError as e:
+            assert "resources.gpus" in str(e), e
+            return
+        df = run.results()
+        assert set(df["status"]) == {"succeeded"}
+        assert set(df["cuda"]) <= {"gpu:0", "gpu:1"}, list(df["cuda"])
+        for device, held in df.groupby("cuda"):
+            spans = sorted(zip(held["held_from"], held["held_to"]))
+            assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:])), (device, spans)

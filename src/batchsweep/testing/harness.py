@@ -13,10 +13,14 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import batchsweep
 from batchsweep.runs.run import Run
 from batchsweep.store.runlock import pid_alive
+
+if TYPE_CHECKING:
+    import pytest
 
 FLAKY = '''
 import argparse, json, os, sys, time
@@ -27,7 +31,22 @@ p.add_argument("--flaky_on", type=int, default=-1)
 p.add_argument("--fail_on", type=int, default=-1)
 p.add_argument("--sleep_on", type=int, default=-1)
 p.add_argument("--hang_on", type=int, default=-1)
+p.add_argument("--quality", type=float, default=-1.0)
+p.add_argument("--epochs", type=int, default=0)
+p.add_argument("--probe", type=float, default=0.0)
 args = p.parse_args()
+if args.epochs:  # a known curve, val_loss = quality + 1/epoch; a hopeless one (quality >= 1) is slow
+    for epoch in range(1, args.epochs + 1):
+        time.sleep(0.05 if args.quality < 1 else 0.5)
+        print(f"epoch {epoch} val_loss={args.quality + 1 / epoch:.4f}", flush=True)
+    json.dump({"val_loss": args.quality + 1 / args.epochs}, open("metrics.json", "w"))
+    sys.exit(0)
+if args.probe:  # which GPUs the task was given, and when it held them
+    start = time.time()
+    time.sleep(args.probe)
+    json.dump({"square": args.a * args.a, "cuda": "gpu:" + os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+               "held_from": start, "held_to": time.time()}, open("metrics.json", "w"))
+    sys.exit(0)
 print(f"task a={args.a} says hello", flush=True)
 print(f"task a={args.a} warns", file=sys.stderr, flush=True)
 if args.a == args.hang_on:
@@ -89,6 +108,9 @@ class Harness:
     # Why another process cannot see the run as it is (an emulator that plays the tasks in the test's process);
     # the tests that run `batchsweep` in a second shell then skip, saying so.
     other_shells_blind: str | None = None
+    # Why even the test's process cannot see which task runs (an emulator whose scheduler never says); the test
+    # that checks every reader names the same running task then skips, saying so.
+    running_blind: str | None = None
 
     def __init__(self, store: Path) -> None:
         self.store = store
@@ -132,6 +154,11 @@ class Harness:
         finally:
             kill_9(proc)
         return batchsweep.load_run(store=str(self.store))
+
+    def give_gpus(self, monkeypatch: pytest.MonkeyPatch, ids: list[str]) -> None:
+        """Make `ids` this engine's GPUs for one test (`BATCHSWEEP_GPUS`, which the local leases read). An engine
+        whose machines cannot be given GPUs that way overrides it to set them up, or to skip saying why."""
+        monkeypatch.setenv("BATCHSWEEP_GPUS", ",".join(ids))
 
     def lose_a_task(self, spec: Path, index: int) -> Run:
         """Run to the end with task `index` (which hangs, if it starts) ending without a status, the way this

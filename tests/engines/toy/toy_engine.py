@@ -11,7 +11,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from batchsweep.engines.base import Engine, EngineSettings, Progress, RunHandle
+from batchsweep.engines.base import (
+    Engine,
+    EngineRecord,
+    EngineSettings,
+    Progress,
+    RunHandle,
+    read_engine_record,
+    write_engine_record,
+)
 from batchsweep.task.worker import ProcessRegistry, context_from_run, execute_task
 
 
@@ -28,10 +36,17 @@ class SerialRunSettings(EngineSettings):
     label: str = "serial"
 
 
+class SerialRecord(EngineRecord):
+    """engine.json: the task the driver's thread runs now, for `status` in another process."""
+
+    at: int | None = None
+
+
 class SerialEngine(Engine):
     name = "serial"
     settings_model = SerialSettings
     engine_settings_model = SerialRunSettings
+    record_model = SerialRecord
 
     @classmethod
     def check(cls, spec, tasks):  # type: ignore[no-untyped-def]
@@ -44,6 +59,7 @@ class SerialEngine(Engine):
         super().__init__(run)
         self._thread: threading.Thread | None = None
         self._registry = ProcessRegistry()
+        self._at: int | None = None  # the task the thread runs now
 
     def submit(self, indices: Sequence[int], *, detach: bool) -> None:
         tasks = {t.index: t for t in self.run.tasks()}
@@ -54,14 +70,24 @@ class SerialEngine(Engine):
             for i in indices:
                 if self._registry.cancelled.is_set():
                     return
+                self._at = i
+                write_engine_record(self.run, SerialRecord(engine=self.name, at=i))
                 execute_task(ctx, tasks[i], self.run.store, worker=self.run.record.engine_as(SerialRunSettings).label, registry=self._registry,
                              resolve_input=lambda ref: base / ref)
+            self._at = None
+            write_engine_record(self.run, SerialRecord(engine=self.name, at=None))
 
         self._thread = threading.Thread(target=work, daemon=True)
         self._thread.start()
 
     def poll(self) -> Progress:
-        return Progress(active=self._thread is not None and self._thread.is_alive())
+        if self._thread is None:  # another process drives the run: its thread says which task it runs
+            record = read_engine_record(self.run, SerialRecord)
+            at = record.at if record is not None else None
+        else:
+            at = self._at
+        return Progress(active=self._thread is not None and self._thread.is_alive(),
+                        running=frozenset() if at is None else frozenset({at}))
 
     def cancel(self) -> None:
         self._registry.cancel_all()

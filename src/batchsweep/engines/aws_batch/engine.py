@@ -41,6 +41,7 @@ class AwsBatchEngine(Submitter, Poller, LogReader):
     block = "aws"
     settings_model = Aws
     live_code = False  # every child unpacks the code package uploaded when the run started (a resume too)
+    gpus = True
     priced = True  # Fargate's price table (engines/aws_batch/cost.py)
     local_python = False  # tasks run on the task image's Python
     packs_by_duration = True  # submit.py: tasks_per_child(task_seconds=run.record.median_task_s)

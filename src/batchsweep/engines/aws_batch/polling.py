@@ -13,6 +13,7 @@ from batchsweep.model import State
 from batchsweep.task.arrayslice import Slicing
 
 TERMINAL = ("SUCCEEDED", "FAILED")
+RUNNING_STATES = ("STARTING", "RUNNING")
 RUNNABLE_ADVICE = {
     "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT": "no compute environment can fit one task's vCPU/memory; lower `resources`",
     "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the compute environment's max vCPUs is below one task's; "
@@ -56,7 +57,7 @@ class Poller(AwsRun):
                 children[job["status"]] += 1
         active = any(job["status"] not in TERMINAL for job in described)
         k = max([s.tasks_per_child for s in submissions] or [1])
-        running = (children["RUNNING"] + children["STARTING"])
+        running = sum(children[state] for state in RUNNING_STATES)
         submitted = min((s.submitted_at for s in submissions), default=self.clock.time())
         notes = self._runnable_notes(described, children, submitted) if active else ()
         counts = None
@@ -65,7 +66,8 @@ class Poller(AwsRun):
             failed = min(self.run.n_tasks - done, children["FAILED"] * k)
             counts = {"succeeded": done, "failed": failed, "running": running,
                       "pending": max(0, self.run.n_tasks - done - failed - running)}
-        progress = Progress(active=active, running=running, notes=notes, counts=counts,
+        running_tasks = self._running_tasks(submissions, described) if active and running else frozenset()
+        progress = Progress(active=active, running=running_tasks, notes=notes, counts=counts,
                             missing=State.LOST, units=dict(children), unit_name="child jobs")
         self._last = progress
         # Capped backoff with jitter: a long run costs few DescribeJobs calls.
@@ -112,12 +114,39 @@ class Poller(AwsRun):
                         reasons[index] = reason
         return reasons
 
+    def _running_tasks(self, submissions: list[Any], described: list[dict[str, Any]]) -> frozenset[int]:
+        """The task each running child is at: the first of its slice without a status (a child runs its slice in
+        order). Asked only of array jobs whose summary counts running children."""
+        busy = {job["jobId"]: job for job in described
+                if job.get("status") in RUNNING_STATES
+                or any(job.get("arrayProperties", {}).get("statusSummary", {}).get(s) for s in RUNNING_STATES)}
+        store, running = self.run.store, set()
+        for sub in submissions:
+            jobs = [job for job in sub.jobs if job.id in busy]
+            if not jobs:
+                continue
+            slicing = Slicing.from_record(store.read_json(store.submission_key(self.run.id, sub.n)))
+            for job in jobs:
+                children = [0] if job.size == 1 else [c for state in RUNNING_STATES
+                                                      for c in self._children(job, state)]
+                for child in children:
+                    tasks = slicing.tasks_of(job.offset + child)
+                    at = tasks[0] if len(tasks) == 1 else next(
+                        (i for i in tasks if store.read_status(self.run.id, i) is None), None)
+                    if at is not None:
+                        running.add(at)
+        return frozenset(running)
+
     def _failed_children(self, job: ArrayJob) -> dict[int, str]:
         if job.size == 1:
             (desc,) = self.batch.describe_jobs(jobs=[job.id])["jobs"] or [{}]
             return {0: _reason(desc)} if desc.get("status") == "FAILED" else {}
+        return self._children(job, "FAILED")
+
+    def _children(self, job: ArrayJob, state: str) -> dict[int, str]:
+        """The children of an array job in `state`, by index, with Batch's reason."""
         out: dict[int, str] = {}
-        for page in self.batch.get_paginator("list_jobs").paginate(arrayJobId=job.id, jobStatus="FAILED"):
+        for page in self.batch.get_paginator("list_jobs").paginate(arrayJobId=job.id, jobStatus=state):
             for summary in page["jobSummaryList"]:
                 index = summary.get("arrayProperties", {}).get("index")
                 if index is None and ":" in summary["jobId"]:

@@ -176,12 +176,16 @@ def _describe_failure(result: Any) -> str:
 
 
 # -- asking the scheduler ---------------------------------------------------------------------------
-def _running(client: Client, run_id: str) -> int:
-    """This run's tasks on workers, at most each worker's thread count (the rest wait in its queue)."""
+def _running(client: Client, run_id: str) -> frozenset[int]:
+    """This run's tasks on workers: each worker's first tasks by index, as many as it has threads (the scheduler
+    queues the rest and a worker runs what it holds in submission order)."""
     processing = client.processing()
     nthreads = client.nthreads()
-    return sum(min(sum(index_of(run_id, k) is not None for k in keys), nthreads.get(w, 0))
-               for w, keys in processing.items())
+    running: set[int] = set()
+    for worker, keys in processing.items():
+        indices = sorted(i for i in (index_of(run_id, k) for k in keys) if i is not None)
+        running.update(indices[:nthreads.get(worker, 0)])
+    return frozenset(running)
 
 
 def _lost_workers(client: Client, run_id: str, since: float) -> int:
@@ -233,6 +237,7 @@ class DaskEngine(Engine):
     settings_model = DaskSettings
     record_model: ClassVar[type[DaskRecord]] = DaskRecord
     engine_settings_model: ClassVar[type[DaskEngineSettings]] = DaskEngineSettings
+    gpus = True
     per_task_gpus = True
 
     def __init__(self, run: RunHandle) -> None:
@@ -249,7 +254,7 @@ class DaskEngine(Engine):
         self._lost = 0
         self._reported_lost = 0
         self._next_check = 0.0
-        self._running = 0
+        self._running: frozenset[int] = frozenset()
         self._remote: tuple[float, Progress] | None = None
         self._closed = False
 
@@ -410,7 +415,7 @@ class DaskEngine(Engine):
         missing = State.PENDING
         if not active:
             missing = State.LOST  # the futures all ended: a task without a status is lost
-        return Progress(active=active, running=self._running if active else 0, statuses=written,
+        return Progress(active=active, running=self._running if active else frozenset(), statuses=written,
                         covers=self._covers, notes=notes, missing=missing)
 
     def _record(self) -> DaskRecord | None:
@@ -436,7 +441,7 @@ class DaskEngine(Engine):
             self._client = client
             states = client.sync(_scheduler(client).get_task_status, keys=record.keys)
             active = any(s in ACTIVE_STATES for s in states.values())
-            running = _running(client, self.run.id) if active else 0
+            running = _running(client, self.run.id) if active else frozenset()
             lost = max(lost, _lost_workers(client, self.run.id, record.submitted_at))
         except (SpecError, OSError, TimeoutError) as e:
             if len(self.run.store.statuses(self.run.id)) >= self.run.n_tasks:

@@ -116,13 +116,14 @@ class LocalEngine(Engine):
     name = "local"
     record_model: ClassVar[type[LocalRecord]] = LocalRecord
     engine_settings_model: ClassVar[type[LocalEngineSettings]] = LocalEngineSettings
+    gpus = True
     per_task_gpus = True
 
     def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
         self._registry = ProcessRegistry()
         self._thread: threading.Thread | None = None
-        self._running = 0
+        self._running: set[int] = set()  # tasks started whose slot has not let go of them yet
         self._lock = threading.Lock()
         # The state of each status written (its code in _STATES, by task index), not the status itself: the store
         # has the statuses; a runner that kept 100,000 of them held ~50 MB for nothing.
@@ -252,7 +253,7 @@ class LocalEngine(Engine):
             if lease is None:
                 return  # never started: no status, so `resume` runs it
             with self._lock:
-                self._running += 1
+                self._running.add(index)
             try:
                 if self.failure is not None:
                     return
@@ -268,7 +269,7 @@ class LocalEngine(Engine):
             finally:
                 leases.release(lease)
                 with self._lock:
-                    self._running -= 1
+                    self._running.discard(index)
 
         todo = iter(indices)
         take = threading.Lock()
@@ -352,15 +353,15 @@ class LocalEngine(Engine):
     def poll(self) -> Progress:
         if self._thread is not None:
             with self._lock:
-                counts, running = self._counts + (self._others or Counter()), self._running
+                counts, running = self._counts + (self._others or Counter()), frozenset(self._running)
             active = self._thread.is_alive()
             # Counts kept as statuses are written spare the watcher a pass over every task per poll (at 100,000
             # tasks that pass was the runner's biggest cost); the statuses themselves are read from the store by
             # whoever needs them (`results`, `status`). Those of the tasks this runner does not run (a resume) were
             # counted once when it started. A task without a status is pending, or running in one of the slots.
             left = max(0, self.run.n_tasks - sum(counts.values()))
-            counts.update(running=min(running, left), pending=left - min(running, left))
-            return Progress(active=active, running=running, counts={k: v for k, v in counts.items() if v})
+            counts.update(running=min(len(running), left), pending=left - min(len(running), left))
+            return Progress(active=active, running=running, counts=counts)
         record = self._read_record()
         if record is None:  # never submitted, or a damaged record: the run's lock still tells a live runner,
             holder = runlock.holder(self.run.store, self.run.id, self.clock)  # unless it is this process's own
@@ -369,7 +370,7 @@ class LocalEngine(Engine):
         active = _alive(record, self.run, self.clock)
         workers = self._leases()[1]
         started = _started(self.run, workers) if active and self.run.store.is_local else []
-        return Progress(active=active, running=workers if active else 0, running_tasks=frozenset(started))
+        return Progress(active=active, running=frozenset(started))
 
     def cancel(self) -> str | None:
         if self._thread is not None:

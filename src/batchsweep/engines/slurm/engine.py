@@ -67,6 +67,7 @@ class SlurmEngine(Engine):
     record_model: ClassVar[type[SlurmRecord]] = SlurmRecord
     live_code = False  # every array task unpacks the code package kept in the store at submit (a resume too)
     detaches = True  # Slurm runs the tasks: `run` returns once they are submitted
+    gpus = True  # `--gres=gpu:N` (whole GPUs)
 
     def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
@@ -191,12 +192,29 @@ class SlurmEngine(Engine):
         jobs = {job.id: (sub, job) for sub in record.submissions for job in sub.jobs}
         rows = [row for row in commands.queued(job_name(self.run.id)) if row.job in jobs]
         units = Counter("running" if row.state in RUNNING else "pending" for row in rows)
-        progress = Progress(active=bool(rows), running=units["running"], notes=self._notes(rows),
+        progress = Progress(active=bool(rows), running=self._running_tasks(rows, jobs), notes=self._notes(rows),
                             missing=State.LOST, units=dict(units), unit_name="array tasks")
         self._last = progress
         self._interval = min(15.0, self._interval * 1.3)  # squeue is asked less and less often in a long run
         self._next_poll = now + self._interval * random.uniform(0.8, 1.2)
         return progress
+
+    def _running_tasks(self, rows: list[commands.ArrayTask],
+                       jobs: dict[str, tuple[Submission, ArrayJob]]) -> frozenset[int]:
+        """The task each running array task is at: the first of its slice without a status (a child runs its
+        slice in order)."""
+        store, slicings, running = self.run.store, {}, set()
+        for row in rows:
+            if row.state not in RUNNING:
+                continue
+            sub, job = jobs[row.job]
+            if sub.n not in slicings:
+                slicings[sub.n] = Slicing.from_record(store.read_json(store.submission_key(self.run.id, sub.n)))
+            for index in slicings[sub.n].tasks_of(job.offset + row.index):
+                if store.read_status(self.run.id, index) is None:
+                    running.add(index)
+                    break
+        return frozenset(running)
 
     def _notes(self, rows: list[commands.ArrayTask]) -> tuple[str, ...]:
         """Why array tasks wait, while none runs (a throttle by max_parallel is no news)."""
