@@ -9,8 +9,8 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dask_fixtures import *  # noqa: F401,F403 - the dask_cluster fixture
