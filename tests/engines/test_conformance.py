@@ -115,7 +115,7 @@ class AwsBatch(Harness):
         Optuna in it), registered as the stack's."""
         from batchsweep.emulator import server as emulator
         from batchsweep.infra import image
-        from batchsweep.spec.schema import load
+        from batchsweep.spec.reader import load
 
         requirements, _ = image.spec_requirements(load(spec))
         if requirements:
