@@ -14,7 +14,8 @@ import pytest
 import tomllib
 
 from batchsweep.errors import SweepError
-from batchsweep.report.html import build_report, choose_metric, timing
+from batchsweep.report.html import build_report, timing
+from batchsweep.report.ranking import choose_metric
 
 SUMMARY = {"run_id": "20240601-120000-abcd", "name": "ma-crossover", "backend": "local",
            "created": "2024-06-01T12:00:00Z", "n_tasks": 30}
@@ -460,7 +461,7 @@ def _lane_overlaps(lanes: list[str], placed: list[tuple[int, int]], df: pd.DataF
 
 
 def test_the_timeline_has_a_lane_per_gpu_and_a_row_per_share_so_no_bar_hides_another() -> None:
-    from batchsweep.report.html import timeline_lanes
+    from batchsweep.report.plotsections import timeline_lanes
 
     df = gpu_frame()
     lanes, placed, kind = timeline_lanes(df)
@@ -478,7 +479,7 @@ def test_the_timeline_has_a_lane_per_gpu_and_a_row_per_share_so_no_bar_hides_ano
 
 
 def test_a_worker_running_tasks_at_once_gets_a_row_per_task_running_and_workers_stay_lanes() -> None:
-    from batchsweep.report.html import timeline_lanes
+    from batchsweep.report.plotsections import timeline_lanes
 
     df = gpu_frame().drop(columns=["gpu"])
     df["worker"] = ["tcp://10.0.0.2:4000"] * 4 + ["tcp://10.0.0.3:4000"] * 3  # Dask workers with threads

@@ -15,7 +15,8 @@ import pandas as pd
 
 from batchsweep.model import OWN_PARAMS
 from batchsweep.report import svgplot
-from batchsweep.report.html import asset, choose_metric
+from batchsweep.report.html import asset
+from batchsweep.report.ranking import choose_metric
 from batchsweep.report.svgplot import Axis, Chart, Dim, esc, finite, fmt
 
 RUN_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",

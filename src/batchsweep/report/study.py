@@ -75,8 +75,8 @@ def export_study(run: Run, to: str, *, study_name: str | None = None, metric: st
         import optuna
     except ImportError:
         raise SpecError("study: needs Optuna, which is not installed; pip install 'batchsweep[search]'") from None
-    from batchsweep.report.html import choose_metric
     from batchsweep.report.page import read_series
+    from batchsweep.report.ranking import choose_metric
     from batchsweep.report.results import metric_columns
     from batchsweep.task.series import values_by_step
 
