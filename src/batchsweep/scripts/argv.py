@@ -1,16 +1,19 @@
-"""Params → a task's argv, in the style of the script's command-line framework (docs/design.md §2), never through a shell.
+"""Params → a task's argv, in the style of the script's command-line framework (docs/design.md §2), never
+through a shell. How each style writes a value; a bool; a list; a subcommand:
 
-| style    | a value            | true / false                          | a list                      | subcommand        |
-|----------|--------------------|---------------------------------------|-----------------------------|-------------------|
-| argparse | `--name value`     | `--flag` / absent, `--no-flag`; typed flags get a text their type reads | repeated values (nargs), repeated option (append), else JSON | `command:` param, its flags after it |
-| click    | `--max-depth 3`    | `--flag` / `--no-flag` (declared names) | repeated option (multiple)  | as argparse       |
-| fire     | `--name=value`     | `--flag` / `--noflag`                 | a Python literal            | first argument    |
-| hydra    | `key=value`        | `key=true` / `key=false`              | `key=[1,2]`                 | `group=option`    |
-| plain    | `--name value`     | `--flag` / absent (or `--flag true`)  | JSON                        | —                 |
+    argparse  `--name value`; `--flag` / absent, `--no-flag` (typed flags get a text their type reads);
+              repeated values (nargs), a repeated option (append), else JSON; a `command:` param, its flags
+              after it
+    click     `--max-depth 3`; `--flag` / `--no-flag` (declared names); a repeated option (multiple); as
+              argparse
+    fire      `--name=value`; `--flag` / `--noflag`; a Python literal; the first argument
+    hydra     `key=value`; `key=true` / `key=false`; `key=[1,2]`; `group=option`
+    plain     `--name value`; `--flag` / absent (or `--flag true`); JSON; none
 
-Scripts without a parser (docs/design.md §2) get no argv: `env` sets one environment variable per param (`True`/
-`False`, a list as JSON), `globals` runs the script through `batchsweep.task._globalsrun`, which replaces its module-level
-literals, and `config` writes the params into the file the script reads (`config_file`).
+Scripts without a parser (docs/design.md §2) get no argv: `env` sets one environment variable per param
+(`True`/ `False`, a list as JSON), `globals` runs the script through `batchsweep.task._globalsrun`, which
+replaces its module-level literals, and `config` writes the params into the file the script reads
+(`config_file`).
 """
 
 from __future__ import annotations
