@@ -197,15 +197,15 @@ def _printed(rule: dict[str, Any], task_fd: int, found: dict[str, Any] | None) -
     names = [TaskDir.log_name(stderr=s == "stderr") for s in (("stdout", "stderr") if stream == "output"
                                                                else (stream,))]
     with contextlib.ExitStack() as stack:  # streams: a 1 GB log costs no memory
-        logs = []
+        opened = []
         for name in names:
             try:
-                logs.append(stack.enter_context(os.fdopen(open_regular(name, os.O_RDONLY, dir_fd=task_fd), "rb")))
+                opened.append(stack.enter_context(os.fdopen(open_regular(name, os.O_RDONLY, dir_fd=task_fd), "rb")))
             except FileNotFoundError:
                 continue
             except OSError as e:
                 raise _Swapped(replaced(name, task_fd, after=AFTER)) from e
-        printed = metrics_mod.from_streams(logs, pattern, match=rule.get("match") or "last")
+        printed = metrics_mod.from_streams(opened, pattern, match=rule.get("match") or "last")
     if printed:
         found = {**(found or {}), **printed}
         if series_mod.rule_source(rule) is not None:
