@@ -199,7 +199,7 @@ def test_emulator_play_reads_the_run_from_the_store_given_and_names_the_failed_c
 
 
 def test_emulator_push_points_the_stack_at_a_locally_built_image(stack, session, capsys):
-    from batchsweep.infra.image import image_exists
+    from batchsweep.infra.registry import image_exists
     from batchsweep.infra.stack import stack_outputs
 
     ref = f"{stack['ImageUri'].rsplit(':', 1)[0]}:bs-0123456789abcdef-r0123456789ab"

@@ -10,7 +10,7 @@ import pytest
 from fake_builder import install_fakes
 
 from batchsweep.errors import SpecError, SweepError
-from batchsweep.infra import image
+from batchsweep.infra import image, registry
 from batchsweep.infra import stack as infra
 
 STACK = "bs-image"
@@ -146,7 +146,7 @@ def test_missing_requirements_file_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 def test_push_builds_logs_in_through_stdin_and_pushes(session: Any, outputs: dict[str, str], docker_log: Path) -> None:
-    ref = image.push(["numpy"], session=session, outputs=outputs, echo=lambda _: None)
+    ref = registry.push(["numpy"], session=session, outputs=outputs, echo=lambda _: None)
     assert ref == f"{image.repository_uri(outputs)}:{image.image_tag(image.dockerfile_text(['numpy']), ['numpy'])}"
     argvs = [c["argv"] for c in calls(docker_log)]
     assert [a[0] for a in argvs] == ["image", "build", "login", "push"]
@@ -155,14 +155,14 @@ def test_push_builds_logs_in_through_stdin_and_pushes(session: Any, outputs: dic
     assert login["argv"][:4] == ["login", "--username", "AWS", "--password-stdin"]
     assert login["stdin"] and login["stdin"] not in " ".join(login["argv"])
     assert argvs[3] == ["push", ref]
-    assert image.image_exists(session, outputs, tag=ref.rsplit(":", 1)[1])
+    assert registry.image_exists(session, outputs, tag=ref.rsplit(":", 1)[1])
 
 
 def test_an_unchanged_image_is_neither_rebuilt_nor_pushed(session: Any, outputs: dict[str, str], docker_log: Path) -> None:
-    image.push(["numpy"], session=session, outputs=outputs, echo=lambda _: None)
+    registry.push(["numpy"], session=session, outputs=outputs, echo=lambda _: None)
     before = len(calls(docker_log))
     lines: list[str] = []
-    image.push(["numpy"], session=session, outputs=outputs, echo=lines.append)
+    registry.push(["numpy"], session=session, outputs=outputs, echo=lines.append)
     assert len(calls(docker_log)) == before
     assert lines[-1].endswith("already in ECR; nothing to push")
 
@@ -218,7 +218,7 @@ def test_podman_and_buildah_build_on_the_base_given_and_push_to_ecr(
 ) -> None:
     install_fakes(fake_path, builder)
     base = "localhost/mybase:bookworm"
-    ref = image.push(["humanize"], session=session, outputs=outputs, echo=lambda _: None, base=base)
+    ref = registry.push(["humanize"], session=session, outputs=outputs, echo=lambda _: None, base=base)
     assert ref == image.ref_of(["humanize"], outputs, base=base) != image.ref_of(["humanize"], outputs)
     argvs = [c["argv"] for c in calls(fake_path.parent / "docker.log")]
     verb = "bud" if builder == "buildah" else "build"
@@ -227,11 +227,11 @@ def test_podman_and_buildah_build_on_the_base_given_and_push_to_ecr(
     assert argvs[1][6] == f"BASE={base}"
     assert f"ARG BASE={base}\nFROM ${{BASE}}\n" in Path(f"{fake_path.parent / 'docker.log'}.Dockerfile").read_text()
     assert argvs[3] == (["push", ref, f"docker://{ref}"] if builder == "buildah" else ["push", ref])
-    assert image.image_exists(session, outputs, tag=ref.rsplit(":", 1)[1])
+    assert registry.image_exists(session, outputs, tag=ref.rsplit(":", 1)[1])
 
 
 def test_image_exists_is_false_before_the_first_push(session: Any, outputs: dict[str, str]) -> None:
-    assert image.image_exists(session, outputs) is False
+    assert registry.image_exists(session, outputs) is False
 
 
 def test_image_push_command_points_the_stack_at_the_pushed_tag(

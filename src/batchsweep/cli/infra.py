@@ -197,12 +197,12 @@ def _image_build(args: argparse.Namespace) -> int:
 
 @_aws_errors
 def _image_push(args: argparse.Namespace) -> int:
-    from batchsweep.infra import image, stack
+    from batchsweep.infra import image, registry, stack
 
     requirements = _requirements(args)
     if args.tag:
         target = image.ImageRef.parse(args.tag)
-        ref = image.push_to(requirements, target, session=_session(args) if target.ecr else None, echo=print,
+        ref = registry.push_to(requirements, target, session=_session(args) if target.ecr else None, echo=print,
                             base=_base(args), builder=args.builder)
         print(f"name it as the image of your job definition (aws.job_definition), e.g. a new revision by "
               f"`aws batch register-job-definition` with \"image\": \"{ref}\"")
@@ -210,7 +210,7 @@ def _image_push(args: argparse.Namespace) -> int:
         return 0
     session = _session(args)
     outputs = stack.stack_outputs(args.stack, session=session)
-    ref = image.push(requirements, session=session, outputs=outputs, echo=print, base=_base(args),
+    ref = registry.push(requirements, session=session, outputs=outputs, echo=print, base=_base(args),
                      builder=args.builder)
     if outputs["ImageUri"] != ref:
         # The job definitions name the image; a new tag means a new job definition revision.

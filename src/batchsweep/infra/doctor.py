@@ -67,7 +67,7 @@ def doctor(stack: str, *, profile: str | None = None, region: str | None = None,
 
 
 def _stack_checks(stack: str, *, session: Any, report: _Report) -> None:
-    from batchsweep.infra.image import image_exists
+    from batchsweep.infra.registry import image_exists
     from batchsweep.infra.stack import describe_stack, stack_outputs
 
     found = describe_stack(stack, session=session)

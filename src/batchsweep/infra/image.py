@@ -1,4 +1,5 @@
-"""The task image: a generated Dockerfile, a content-hash tag, a build (docker, podman or buildah) and a push to ECR.
+"""The task image: a generated Dockerfile, a content-hash tag and a build (docker, podman or buildah); its push
+to ECR is `batchsweep.infra.registry`'s.
 
 The tag is a hash of the Dockerfile, which spells out the base image, the user's
 requirements and the batchsweep version, plus a hash of the requirements alone (so a run
@@ -8,7 +9,6 @@ rebuilt or pushed. The builder is driven through its CLI with argument lists (no
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
@@ -21,10 +21,9 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from batchsweep.aws import clients  # make_client looked up per call, so a test's recorder sees every client
-from batchsweep.errors import AwsSetupError, SpecError, SweepError
+from batchsweep.errors import SpecError, SweepError
 from batchsweep.store.provenance import batchsweep_version
 
 if TYPE_CHECKING:
@@ -255,38 +254,6 @@ class ImageRef:
         return self.repository + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
 
 
-def ecr_image_tags(ref: ImageRef, *, session: Any) -> list[str] | None:
-    """The tags ECR holds for the image `ref` names (by tag or digest); None when ECR has no such image.
-    `ref` must be an ECR image (`ref.ecr`)."""
-    from botocore.exceptions import ClientError
-
-    account, region, name = ref.ecr or ("", "", "")
-    image_id = {"imageDigest": ref.digest} if ref.digest else {"imageTag": ref.tag or "latest"}
-    ecr = clients.make_client("ecr", session=session, region=region)
-    try:
-        found = ecr.describe_images(registryId=account, repositoryName=name, imageIds=[image_id])["imageDetails"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("ImageNotFoundException", "RepositoryNotFoundException"):
-            return None
-        raise
-    return [str(t) for detail in found for t in detail.get("imageTags") or []] if found else None
-
-
-def image_exists(session: Any, outputs: dict[str, str], *, tag: str | None = None) -> bool:
-    """Whether ECR holds the stack's image (or `tag` in the stack's repository)."""
-    from botocore.exceptions import ClientError
-
-    repo_uri, current_tag = outputs["ImageUri"].rsplit(":", 1)
-    ecr = clients.make_client("ecr", session=session)
-    try:
-        found = ecr.describe_images(repositoryName=repo_uri.split("/", 1)[1], imageIds=[{"imageTag": tag or current_tag}])
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("ImageNotFoundException", "RepositoryNotFoundException"):
-            return False
-        raise
-    return bool(found.get("imageDetails"))
-
-
 def _wheel_name() -> str:
     return f"batchsweep-{batchsweep_version()}-py3-none-any.whl"
 
@@ -316,7 +283,7 @@ class Builder:
     def has(self, ref: str) -> bool:
         argv = {"docker": ["image", "inspect", ref], "podman": ["image", "exists", ref],
                 "buildah": ["inspect", "--type", "image", ref]}[self.name]
-        return _run([self.path, *argv], quiet=True) == 0
+        return run_cli([self.path, *argv], quiet=True) == 0
 
     def build_argv(self, ref: str, context: str, *, base: str) -> list[str]:
         verb = ["bud"] if self.name == "buildah" else ["build"]
@@ -376,7 +343,7 @@ def _docker_answers(docker: str) -> bool:
 def build(requirements: list[str] | None, *, outputs: dict[str, str], echo: Echo, base: str = DEFAULT_BASE,
           builder: str | None = None) -> str:
     """Build the image unless the builder already has it; return its reference `URI:TAG`."""
-    return _build(requirements, ref_of(requirements, outputs, base=base), choose_builder(builder), echo=echo,
+    return build_ref(requirements, ref_of(requirements, outputs, base=base), choose_builder(builder), echo=echo,
                   base=base)
 
 
@@ -395,60 +362,20 @@ def build_to(requirements: list[str] | None, target: ImageRef, *, echo: Echo, ba
     """Build the image into `target`'s repository, without a stack: under its content-hash tag and, when `target`
     has a tag of its own, under that one too. Returns `target` (the content-hash reference when it has no tag)."""
     content = ref_in(target.repository, requirements, base=base)
-    return _build_tagged(requirements, content, _named(target, content), choose_builder(builder), echo=echo,
+    return build_tagged(requirements, content, named_ref(target, content), choose_builder(builder), echo=echo,
                          base=base)
 
 
-def _build_tagged(requirements: list[str] | None, content: str, named: str, builder: Builder, *, echo: Echo,
+def build_tagged(requirements: list[str] | None, content: str, named: str, builder: Builder, *, echo: Echo,
                   base: str) -> str:
-    _build(requirements, content, builder, echo=echo, base=base)
+    build_ref(requirements, content, builder, echo=echo, base=base)
     if named != content:
-        _check(_run(builder.tag_argv(content, named)), f"{builder.name} tag")
+        check_exit(run_cli(builder.tag_argv(content, named)), f"{builder.name} tag")
     return named
 
 
-def push_to(requirements: list[str] | None, target: ImageRef, *, session: Any, echo: Echo,
-            base: str = DEFAULT_BASE, builder: str | None = None) -> str:
-    """Build and push the image to `target`'s repository, without a stack (see `build_to`). The content-hash tag
-    is always pushed: it is how a run finds out that an image has its spec's requirements, whatever the job
-    definition calls it. An ECR image that already has the content tag is not rebuilt: the other tag is added
-    to it in ECR. Another registry needs the builder logged in already (`docker login`)."""
-    if target.digest:
-        raise SweepError(f"--tag {target}: name a tag to push to, not a digest")
-    content = ref_in(target.repository, requirements, base=base)
-    named = _named(target, content)
-    content_tag = content.rsplit(":", 1)[1]
-    if target.ecr is not None and session is not None:
-        tags = ecr_image_tags(ImageRef(target.repository, content_tag), session=session)
-        if tags is not None:
-            if named != content and target.tag not in tags:
-                _ecr_add_tag(target, content_tag, session=session)
-                echo(f"image {content} already in ECR; tagged it {target.tag}")
-            else:
-                echo(f"image {named} already in ECR; nothing to push")
-            return named
-    chosen = choose_builder(builder)
-    _build_tagged(requirements, content, named, chosen, echo=echo, base=base)
-    if target.ecr is not None:
-        _login(chosen, session=session, echo=echo, region=target.ecr[1])
-    for ref in dict.fromkeys([content, named]):
-        echo(f"pushing {ref}")
-        _check(_run(chosen.push_argv(ref)), f"{chosen.name} push")
-    return named
-
-
-def _named(target: ImageRef, content: str) -> str:
+def named_ref(target: ImageRef, content: str) -> str:
     return f"{target.repository}:{target.tag}" if target.tag else content
-
-
-def _ecr_add_tag(target: ImageRef, content_tag: str, *, session: Any) -> None:
-    """Tag an image ECR holds under another tag too: its manifest put again (no layer moves)."""
-    account, region, name = target.ecr or ("", "", "")
-    ecr = clients.make_client("ecr", session=session, region=region)
-    (found,) = ecr.batch_get_image(registryId=account, repositoryName=name,
-                                   imageIds=[{"imageTag": content_tag}])["images"][:1]
-    ecr.put_image(registryId=account, repositoryName=name, imageManifest=found["imageManifest"],
-                  imageTag=str(target.tag))
 
 
 @contextlib.contextmanager
@@ -463,7 +390,7 @@ def _source_build_lock(root: Path) -> Iterator[None]:
         yield
 
 
-def _build(requirements: list[str] | None, ref: str, builder: Builder, *, echo: Echo, base: str) -> str:
+def build_ref(requirements: list[str] | None, ref: str, builder: Builder, *, echo: Echo, base: str) -> str:
     if builder.has(ref):
         echo(f"image {ref} already built ({builder.name})")
         return ref
@@ -475,10 +402,10 @@ def _build(requirements: list[str] | None, ref: str, builder: Builder, *, echo: 
         if root is not None:
             echo(f"building a batchsweep wheel from {root}")
             with _source_build_lock(root):
-                _check(_run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", context,
+                check_exit(run_cli([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", context,
                              str(root)]), "pip wheel")
         echo(f"building {ref} with {builder.name} on {base}")
-        _check(_run(builder.build_argv(ref, context, base=base)), f"{builder.name} build")
+        check_exit(run_cli(builder.build_argv(ref, context, base=base)), f"{builder.name} build")
     if "@sha256:" not in base:
         pinned = builder.digest_of(base)
         if pinned:
@@ -487,44 +414,11 @@ def _build(requirements: list[str] | None, ref: str, builder: Builder, *, echo: 
     return ref
 
 
-def push(requirements: list[str] | None, *, session: Any, outputs: dict[str, str], echo: Echo,
-         base: str = DEFAULT_BASE, builder: str | None = None) -> str:
-    """Build and push the image unless ECR already has its tag; return its reference `URI:TAG`."""
-    ref = ref_of(requirements, outputs, base=base)
-    # Checked before looking for a builder: an unchanged image needs none at all.
-    if image_exists(session, outputs, tag=ref.rsplit(":", 1)[1]):
-        echo(f"image {ref} already in ECR; nothing to push")
-        return ref
-    chosen = choose_builder(builder)
-    _build(requirements, ref, chosen, echo=echo, base=base)
-    _login(chosen, session=session, echo=echo)
-    echo(f"pushing {ref}")
-    _check(_run(chosen.push_argv(ref)), f"{chosen.name} push")
-    return ref
-
-
-def _login(builder: Builder, *, session: Any, echo: Echo, region: str | None = None) -> None:
-    ecr = clients.make_client("ecr", session=session, region=region)
-    data = ecr.get_authorization_token()["authorizationData"][0]
-    user, password = base64.b64decode(data["authorizationToken"]).decode().split(":", 1)
-    registry = data["proxyEndpoint"].removeprefix("https://")
-    echo(f"logging in to {registry}")
-    # The password goes through stdin, never argv: argv is visible to every local user.
-    result = subprocess.run(
-        [builder.path, "login", "--username", user, "--password-stdin", registry],
-        input=password.encode(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
-    )
-    if result.returncode != 0:
-        detail = result.stderr.decode(errors="replace").strip().splitlines()
-        raise AwsSetupError(f"{builder.name} login to {registry} failed: "
-                            f"{detail[-1] if detail else f'exit code {result.returncode}'}")
-
-
-def _run(argv: list[str], *, quiet: bool = False) -> int:
+def run_cli(argv: list[str], *, quiet: bool = False) -> int:
     out = subprocess.DEVNULL if quiet else None
     return subprocess.run(argv, stdout=out, stderr=out, check=False).returncode
 
 
-def _check(returncode: int, what: str) -> None:
+def check_exit(returncode: int, what: str) -> None:
     if returncode != 0:
         raise SweepError(f"`{what}` failed with exit code {returncode} (see its output above)")

@@ -202,7 +202,7 @@ def up(stack: str, params: dict[str, str], *, session: Any, echo: Echo, poll_s: 
 
 def status(stack: str, *, session: Any, echo: Echo) -> None:
     """The stack, its queues and compute environments, and whether the image is pushed."""
-    from batchsweep.infra.image import image_exists
+    from batchsweep.infra.registry import image_exists
 
     outputs = stack_outputs(stack, session=session)
     found = describe_stack(stack, session=session) or {}

@@ -85,12 +85,8 @@ def resolve_settings(spec: Spec) -> tuple[AwsEngineSettings, dict[str, str]]:
 
 def _check_image(spec: Spec, outputs: dict[str, str], *, session: Any) -> None:
     """The stack's current image exists and was built with the spec's requirements (its tag carries their hash)."""
-    from batchsweep.infra.image import (
-        image_exists,
-        requirements_hash,
-        spec_requirements,
-        tag_requirements_hash,
-    )
+    from batchsweep.infra.image import requirements_hash, spec_requirements, tag_requirements_hash
+    from batchsweep.infra.registry import image_exists
 
     requirements, origin = spec_requirements(spec)
     push = f"batchsweep image push {spec.spec_file or 'SPEC'}"
@@ -141,13 +137,8 @@ def _check_own_image(spec: Spec, definition: str, image: str, *, session: Any) -
     carries their hash); an image batchsweep did not build is one warning, since nothing can be told of it."""
     from botocore.exceptions import ClientError
 
-    from batchsweep.infra.image import (
-        ImageRef,
-        ecr_image_tags,
-        requirements_hash,
-        spec_requirements,
-        tag_requirements_hash,
-    )
+    from batchsweep.infra.image import ImageRef, requirements_hash, spec_requirements, tag_requirements_hash
+    from batchsweep.infra.registry import ecr_image_tags
 
     ref = ImageRef.parse(image, field="image")
     push = f"batchsweep image push {spec.spec_file or 'SPEC'} --tag {ref.repository}"
@@ -178,7 +169,8 @@ def check_pinned_image(settings: AwsEngineSettings, spec: Spec, *, session: Any)
     """Before a run's later submission (resume, a search round): the image it pinned is still in ECR. The job
     definition revision names it by tag, and the repository's lifecycle keeps only the newest images; without it
     every child would fail to start (CannotPullContainerError) after being billed for the attempt."""
-    from batchsweep.infra.image import ImageRef, ecr_image_tags
+    from batchsweep.infra.image import ImageRef
+    from batchsweep.infra.registry import ecr_image_tags
 
     ref = ImageRef.parse(settings.image_uri or "", field="image") if settings.image_uri else None
     if ref is None or ref.ecr is None or not ref.tag:  # not an ECR image by tag: nothing to ask
