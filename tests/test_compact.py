@@ -199,6 +199,35 @@ def test_a_compacted_run_with_series_shows_no_task_as_running_and_keeps_its_curv
     assert live.running_with_series(again) == [] and read_series(again) == curves
 
 
+def test_the_report_reads_the_series_its_statuses_name_without_listing_the_tasks(tmp_path, monkeypatch):
+    """A finished task's status says whether it has a series (its last step): the report of a compacted run
+    reads those series, one request each, and lists no task directory (on S3 a LIST per 1,000 task files)."""
+    from batchsweep.report.page import read_series
+    from batchsweep.store.local import LocalBackend
+
+    (tmp_path / "curve.py").write_text(
+        "import argparse\nfrom batchsweep import log_metrics\n"
+        "p = argparse.ArgumentParser(); p.add_argument('--a', type=int); a = p.parse_args().a\n"
+        "for step in range(3 if a != 2 else 0):\n    log_metrics(step=step, loss=a / (step + 1))\n")
+    spec = write_spec(tmp_path, f"""
+        name: curves
+        script: {tmp_path / 'curve.py'}
+        params: {{grid: {{a: [1, 2, 3]}}}}
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    assert cli.main(["runs", "compact", run.id, "--store", str(tmp_path / "store")]) == 0  # as a big run is
+    listed: list[str] = []
+    real = LocalBackend.list_files
+    monkeypatch.setattr(LocalBackend, "list_files", lambda self, prefix: listed.append(prefix) or real(self, prefix))
+    again = batchsweep.load_run(run.id, store=tmp_path / "store")
+    table = again.results()
+    curves = read_series(again, table)
+    assert sorted(curves) == [0, 2] and [r["loss"] for r in curves[2]] == [3, 1.5, 1]
+    assert read_series(again) == curves
+    again.report(tmp_path / "report.html")
+    assert "/tasks" not in "".join(listed), f"no task directory listed: {listed}"
+
+
 def test_a_compacted_runs_finished_tasks_are_finished_for_stop_rules_and_not_running_for_the_runner(tmp_path):
     from batchsweep.engines.local.engine import _started
     from batchsweep.task.stopping import RunView

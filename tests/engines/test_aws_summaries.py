@@ -34,6 +34,11 @@ def test_results_read_one_summary_per_child_and_fall_back_to_task_files_without_
     ok = packed[packed["status"] == "succeeded"]
     assert len(ok) == 11 and (ok["product"] == ok["a"]).all()
 
+    calls.clear()  # the report: the summaries say no task has a series, so no task's files are listed
+    batchsweep.load_run(run.id, store=tmp_path / "store").report(tmp_path / "report.html")
+    listed = [str(params.get("Prefix")) for op, params in calls if op == "s3.ListObjectsV2"]
+    assert not [p for p in listed if "/tasks" in p], listed
+
     # A child killed after its tasks' files but before its summary: its tasks come from their own files.
     run.store.delete_pack(run.id, "s0000-c000001-a1")
     calls.clear()

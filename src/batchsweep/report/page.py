@@ -73,7 +73,8 @@ def render_report(run: Run, *, metric: str | None = None, maximize: bool | None 
     html, chosen, maximize = build_report(
         df, params=params, metrics=metric_columns(run, df), summary=summary,
         log_tail=lambda i: "\n".join(run.logs(i, stderr=True).splitlines()[-20:]), metric=metric,
-        maximize=maximize, derived=derived, sampled=sampled, log_params=log_params, series=read_series(run),
+        maximize=maximize, derived=derived, sampled=sampled, log_params=log_params,
+        series=read_series(run, df if table is None else None),
         sources=provenance_sources(run, df, runs or {}),
         live=live, extra=extra,
     )
@@ -122,18 +123,41 @@ def provenance_sources(run: Run, df: pd.DataFrame, runs: dict[str, Run]) -> list
     return out
 
 
-def read_series(run: Run) -> dict[int, list[dict[str, Any]]]:
-    """Every task's series (metrics.jsonl), for the report's curves; tasks without one are left out."""
-    from batchsweep.store.core import TaskDir
+# A status in one of these states was written by the task's worker, which records the last step of the
+# task's series (`last_step`) whenever it has one: such a task without a last step has no series to read.
+_WORKER_STATES = frozenset({"succeeded", "failed", "timeout", "pruned"})
+
+
+def read_series(run: Run, table: pd.DataFrame | None = None) -> dict[int, list[dict[str, Any]]]:
+    """Every task's series (metrics.jsonl), for the report's curves; tasks without one are left out. The
+    tasks' statuses (the run's results `table`, else `run.statuses()`) say which finished tasks have one, so
+    only those and the tasks without a status are read: one request each when they are few (PACK_GAP_GETS),
+    else one listing of the run's tasks (1 LIST per 1,000 keys on S3) finds them."""
+    from batchsweep.store.core import PACK_GAP_GETS, TaskDir
     from batchsweep.task.series import parse
 
-    listed = run.store.task_files(run.id, TaskDir.SERIES)
+    store = run.store
+    candidates = [i for i in range(run.n_tasks) if i not in _without_series(run, table)]
+    keys: dict[int, str]
+    if len(candidates) <= PACK_GAP_GETS:
+        keys = {i: store.task_series_key(run.id, i) for i in candidates}
+    else:
+        keys = store.task_files(run.id, TaskDir.SERIES)
     out = {}
-    for index, raw in zip(listed, run.store._read_many(list(listed.values()))):
+    for index, raw in zip(keys, store._read_many(list(keys.values()))):
         records = parse(raw) if raw else []
         if records:
             out[index] = records
     return out
+
+
+def _without_series(run: Run, table: pd.DataFrame | None) -> set[int]:
+    """The tasks whose status says they have no series: finished by their worker with no last step."""
+    if table is not None and {"task", "status"} <= set(table.columns):
+        steps = table["last_step"].isna() if "last_step" in table.columns else [True] * len(table)
+        return {int(task) for task, state, none in zip(table["task"], table["status"], steps)
+                if none and state in _WORKER_STATES}
+    return {i for i, s in run.statuses().items() if s.last_step is None and s.state.value in _WORKER_STATES}
 
 
 def _stop_fields(run: Run) -> dict[str, Any]:
