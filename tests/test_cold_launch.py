@@ -1,4 +1,4 @@
-"""Cold tasks of a local run start through one small launcher process (`warm.ExecServer`, `_reap.py --serve`):
+"""Cold tasks of a local run start through one small launcher process (`launch.ExecServer`, `_reap.py --serve`):
 each task's reaper is a fork of it, not an interpreter started per task, and a task starts as `subprocess` would
 start it."""
 
@@ -51,7 +51,7 @@ def test_cold_tasks_start_below_forks_of_one_launcher_not_an_interpreter_each(tm
 
 def test_the_launcher_tells_a_program_it_cannot_start_and_starts_one_in_its_directory_and_environment(
         tmp_path: Path) -> None:
-    from batchsweep.task.warm import ExecServer
+    from batchsweep.task.launch import ExecServer
 
     server = ExecServer.start_exec()
     assert isinstance(server, ExecServer)

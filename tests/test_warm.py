@@ -18,7 +18,7 @@ from helpers import alive
 
 import batchsweep
 from batchsweep.store.core import Store
-from batchsweep.task.warm import import_statements
+from batchsweep.task.warmserver import import_statements
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 # Each example's own spec, shrunk to 2-4 tasks (in-image needs a package only its task image has; the sklearn
@@ -63,7 +63,7 @@ def server_pids(marker: str) -> list[int]:
             state = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if b"batchsweep.task.warm" in cmdline and marker.encode() in cmdline and state != "Z":
+        if b"batchsweep.task.warmserver" in cmdline and marker.encode() in cmdline and state != "Z":
             pids.append(int(entry.name))
     return pids
 

@@ -44,7 +44,8 @@ import threading
 from collections.abc import Iterator
 from typing import IO, Any, NoReturn
 
-from batchsweep.task.forkserver import ForkClient, ForkedProcess, PacketChannel, run_as_main, serve
+from batchsweep.task.forkclient import ForkClient, ForkedProcess
+from batchsweep.task.forkserver import PacketChannel, run_as_main, serve
 
 MODULE = "batchsweep.worker"  # the job definition's `python -m batchsweep.worker`
 # What a played child imports besides the standard library's basics (measured from a real child's sys.modules).

@@ -22,6 +22,7 @@ else:
     import _signal as signal  # `signal` without the enums it builds on import: a few ms of every cold task
 
 PR_SET_CHILD_SUBREAPER = 36
+TOKEN_VAR = "BATCHSWEEP_TASK_TOKEN"  # what every process of a task carries in its environment (see `reaper`)
 
 
 _LIBC: list[object] = []  # libc, loaded once per process: a fork server loads it before it forks (`load_libc`)
@@ -149,17 +150,40 @@ def main(args: list[str]) -> NoReturn:
     reap_task(task)
 
 
-SERVE = "--serve"  # `python -I -S _reap.py --serve`: the cold tasks' launcher (`warm.ExecServer`)
-LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW  # as `warm.LOG_FLAGS`: a planted symlink is refused
+SERVE = "--serve"  # `python -I -S _reap.py --serve`: the cold tasks' launcher (`launch.ExecServer`)
+LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW  # a symlink a task left there is not followed
 
 
-def _send(fd: int, msg: dict[str, object]) -> None:
+def frame(msg: dict[str, Any]) -> bytes:
+    """A message as the runner's servers and their clients frame it both ways: a 4-byte length, then the
+    `marshal`led dict (no json to import; a builtin module)."""
     import marshal
 
-    frame = marshal.dumps(msg)
-    data = len(frame).to_bytes(4, "little") + frame
+    body = marshal.dumps(msg)
+    return len(body).to_bytes(4, "little") + body
+
+
+def send(fd: int, msg: dict[str, Any]) -> None:
+    data = frame(msg)
     while data:
         data = data[os.write(fd, data):]
+
+
+class Frames:
+    """The messages in a stream of bytes read as they come (`frame`)."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        import marshal
+
+        self._pending += data
+        found = []
+        while len(self._pending) >= 4 and len(self._pending) >= 4 + (size := int.from_bytes(self._pending[:4], "little")):
+            found.append(marshal.loads(self._pending[4:4 + size]))
+            self._pending = self._pending[4 + size:]
+        return found
 
 
 def spawn_task(request: dict[str, object]) -> int:
@@ -200,7 +224,6 @@ def serve() -> int:
     env, stdout, stderr) on stdin until EOF; for each, fork a reaper that spawns the task, and reply on stdout
     with {"id", "pid"} once it runs (or {"id", "error"}), then {"id", "exit"} when it ended. Single-threaded,
     nothing imported beyond the interpreter's core: a fork of it costs a fraction of a millisecond."""
-    import marshal
     import select
 
     ctl_in, ctl_out = os.dup(0), os.dup(1)
@@ -214,9 +237,9 @@ def serve() -> int:
     os.set_blocking(wake_w, False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-    _send(ctl_out, {"ready": True, "threads": 1})
+    send(ctl_out, {"ready": True, "threads": 1})
     children: dict[int, object] = {}
-    pending = b""
+    frames = Frames()
     while True:
         ready, _, _ = select.select([ctl_in, wake_r], [], [])
         if wake_r in ready:
@@ -230,17 +253,14 @@ def serve() -> int:
             chunk = os.read(ctl_in, 1 << 16)
             if not chunk:
                 return 0
-            pending += chunk
-            while len(pending) >= 4 and len(pending) >= 4 + (size := int.from_bytes(pending[:4], "little")):
-                request = marshal.loads(pending[4:4 + size])
-                pending = pending[4 + size:]
+            for request in frames.feed(chunk):
                 told_r, told_w = os.pipe()
                 try:
                     pid = os.fork()
                 except OSError as e:
                     os.close(told_r)
                     os.close(told_w)
-                    _send(ctl_out, {"id": request["id"], "error": f"fork failed: {e}"})
+                    send(ctl_out, {"id": request["id"], "error": f"fork failed: {e}"})
                     continue
                 if pid == 0:
                     for fd in (ctl_in, ctl_out, wake_r, wake_w, told_r):
@@ -255,25 +275,34 @@ def serve() -> int:
                     told += part
                 os.close(told_r)
                 if told.isdigit():
-                    _send(ctl_out, {"id": request["id"], "pid": int(told)})
+                    send(ctl_out, {"id": request["id"], "pid": int(told)})
                 else:
-                    _send(ctl_out, {"id": request["id"], "error": told.decode(errors="replace")
-                                    or "the task's reaper could not start it"})
-        tell_ended(children, lambda msg: _send(ctl_out, msg))
+                    send(ctl_out, {"id": request["id"], "error": told.decode(errors="replace")
+                                   or "the task's reaper could not start it"})
+        tell_ended(children, lambda msg: send(ctl_out, msg), reaper=True)
 
 
-def tell_ended(children: dict[int, Any], send: Callable[[dict[str, Any]], None]) -> None:
+def tell_ended(children: dict[int, Any], send: Callable[[dict[str, Any]], None], *, reaper: bool) -> None:
     """Reap the children of `children` (pid -> request id) that have ended, without waiting for the others, and
-    `send` each one's request id and exit code (this server's and batchsweep.task.forkserver's replies)."""
+    `send` each one's request id, exit code and usage: CPU seconds and peak RSS (MiB, its largest process) of
+    the child and what it waited for, its task (this server's and batchsweep.task.forkserver's replies);
+    `reaper`: each child is its task's reaper, so one that exits by itself has killed what the task left."""
     while children:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            pid, status, used = os.wait4(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
         if pid in children:
-            send({"id": children.pop(pid), "exit": os.waitstatus_to_exitcode(status)})
+            send({"id": children.pop(pid), "exit": os.waitstatus_to_exitcode(status),
+                  "usage": [round(used.ru_utime + used.ru_stime, 3), round(used.ru_maxrss / 1024, 1)],
+                  **({"reaped": True} if reaper else {})})
+
+
+def can_supervise() -> bool:
+    """Whether tasks can run below a reaper of their own here (Linux, with /proc and this interpreter's path)."""
+    return sys.platform.startswith("linux") and bool(sys.executable) and os.path.isdir("/proc/self/task")
 
 
 def _children(pid: int) -> list[int]:

@@ -1,16 +1,18 @@
 """The fork server both warm starts are made of: a process that has imported what its children import, and
-forks one child per request. Local warm start (`task/warm.py`: a task of a script) and the AWS emulator's
+forks one child per request. Local warm start (`task/warmserver.py`: a task of a script) and the AWS emulator's
 zygote (`emulator/zygote.py`: a played `python -m batchsweep.worker`) each keep their own channel and what a
-child becomes; the loop, the replies and what a lost server means for its children are here, once.
+child becomes; the loop, the replies and what a lost server means for its children are here, once (the client's
+side: `task/forkclient.py`).
 
-Replies, one JSON object each, whatever the channel:
+Replies, one dict each, whatever the channel:
 
     {"ready": true, ...}      once, after the imports (what else the server measured is the caller's)
     {"id": 7, "pid": 4242}    the child runs
-    {"id": 7, "exit": 0}      ...and ended (a negative code: killed by that signal)
+    {"id": 7, "exit": 0, "usage": [cpu_s, peak_rss_mib]}   ...and ended (a negative code: killed by that signal)
     {"id": 7, "error": "..."} it could not be started
 
-Standard library only: a `python:` from another environment imports it (`scripts.options.helper_env`).
+Standard library only: a `python:` from another environment imports it (`scripts.options.helper_env`). It
+imports neither `threading` nor `random`: their at-fork hooks would run in every child and every reaper.
 """
 
 from __future__ import annotations
@@ -19,119 +21,16 @@ import atexit
 import gc
 import json
 import os
-import selectors
+import select
 import signal
-import socket
-import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from batchsweep.task import _reap
 
-
-# -- client side ----------------------------------------------------------------------------------
-class ForkedProcess:
-    """A child forked by a fork server: the members of `subprocess.Popen` that the worker and the player use."""
-
-    warm = True  # a task started this way ran warm (the worker records it: `TaskStatus.warm`)
-
-    def __init__(self, request_id: int, argv: list[str]) -> None:
-        self.id = request_id
-        self.args = argv
-        self.pid = 0
-        self.returncode: int | None = None
-        self.error: str | None = None
-        self._started = threading.Event()
-        self._ended = threading.Event()
-
-    def wait(self, timeout: float | None = None) -> int:
-        if not self._ended.wait(timeout):
-            raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
-        assert self.returncode is not None
-        return self.returncode
-
-    def poll(self) -> int | None:
-        return self.returncode
-
-
-class ForkClient:
-    """What a client keeps of its fork server: the children by request id, the server's hello, and the thread
-    that reads the replies (`_replies`, the caller's channel) until the server is gone."""
-
-    lost_before_start = "the fork server ended before the child started"
-
-    def __init__(self, reader_name: str) -> None:
-        self._lock = threading.Lock()
-        self._next_id = 0
-        self._children: dict[int, Any] = {}
-        self._ready = threading.Event()
-        self._hello: dict[str, Any] = {}
-        self.gone = False
-        self._reader = threading.Thread(target=self._read, name=reader_name, daemon=True)
-
-    def _replies(self) -> Iterator[dict[str, Any]]:
-        raise NotImplementedError
-
-    def _kill(self, child: Any) -> None:
-        """End a child the lost server can no longer report on."""
-        raise NotImplementedError
-
-    def _wait_for(self, proc: subprocess.Popen[bytes]) -> None:
-        """After the server was told to end (EOF on its channel): wait for it, kill it if it lingers, and for the
-        reader to see it gone."""
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        self._reader.join(timeout=10)
-
-    def _read(self) -> None:
-        for msg in self._replies():
-            if "ready" in msg:
-                self._hello = msg
-                self._ready.set()
-                continue
-            deliver(msg, self._children, self._lock)
-        self._lost()
-
-    def _lost(self) -> None:
-        """The server is gone, and its children's exit codes with it: end them and say they were killed."""
-        with self._lock:
-            self.gone = True
-            orphans = list(self._children.values())
-            self._children.clear()
-        self._ready.set()
-        for child in orphans:
-            if child.pid:
-                self._kill(child)
-                child.returncode = -signal.SIGKILL
-            else:
-                child.error = self.lost_before_start
-            child._started.set()
-            child._ended.set()
-
-
-def deliver(msg: dict[str, Any], children: dict[int, Any], lock: threading.Lock | threading.RLock) -> None:
-    """One reply to the child it names, by its id: it started (`pid`), could not start (`error`) or ended
-    (`exit`); an ended child is forgotten."""
-    with lock:
-        child = children.get(msg["id"])
-        if child is not None and ("exit" in msg or "error" in msg):
-            del children[msg["id"]]
-    if child is None:
-        return
-    if "pid" in msg:
-        child.pid = msg["pid"]
-        child._started.set()
-    elif "error" in msg:
-        child.error = msg["error"]
-        child._started.set()
-    else:
-        child.returncode = int(msg["exit"])
-        child._ended.set()
+if TYPE_CHECKING:
+    import socket
 
 
 # -- server side ----------------------------------------------------------------------------------
@@ -149,12 +48,13 @@ class Channel(Protocol):
         """In a forked child: let go of the channel."""
 
 
-class LineChannel:
-    """One JSON object a line, over two pipe fds (warm start: the server's stdin and stdout)."""
+class FrameChannel:
+    """Length-prefixed `marshal` frames over two pipe fds (`_reap.frame`: the framing of both of the runner's
+    servers, the warm server and the task launcher), requests in, replies out."""
 
     def __init__(self, fd_in: int, fd_out: int) -> None:
         self.fd_in, self.fd_out = fd_in, fd_out
-        self._pending = b""
+        self._frames = _reap.Frames()
 
     def fileno(self) -> int:
         return self.fd_in
@@ -163,17 +63,10 @@ class LineChannel:
         data = os.read(self.fd_in, 1 << 16)
         if not data:
             return None
-        self._pending += data
-        requests: list[tuple[dict[str, Any], list[int]]] = []
-        while b"\n" in self._pending:
-            line, self._pending = self._pending.split(b"\n", 1)
-            requests.append((json.loads(line), []))
-        return requests
+        return [(request, []) for request in self._frames.feed(data)]
 
     def send(self, msg: dict[str, Any]) -> None:
-        data = json.dumps(msg).encode() + b"\n"
-        while data:
-            data = data[os.write(self.fd_out, data):]
+        _reap.send(self.fd_out, msg)
 
     def close(self) -> None:
         for fd in (self.fd_in, self.fd_out):
@@ -191,6 +84,8 @@ class PacketChannel:
         return self.sock.fileno()
 
     def receive(self) -> list[tuple[dict[str, Any], list[int]]] | None:
+        import socket
+
         data, fds, _, _ = socket.recv_fds(self.sock, self.max_packet, self.max_fds)
         if not data:
             return None
@@ -213,13 +108,14 @@ def serve(channel: Channel, *, supervise: bool = False) -> tuple[dict[str, Any],
     os.set_blocking(wake_w, False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-    sel = selectors.DefaultSelector()
-    sel.register(channel.fileno(), selectors.EVENT_READ)
-    sel.register(wake_r, selectors.EVENT_READ)
     children: dict[int, int] = {}
     while True:
-        for key, _ in sel.select():
-            if key.fd == wake_r:
+        try:
+            ready, _, _ = select.select([channel.fileno(), wake_r], [], [])
+        except InterruptedError:
+            continue
+        for fd in ready:
+            if fd == wake_r:
                 _drain(wake_r)
                 continue
             requests = channel.receive()
@@ -234,7 +130,6 @@ def serve(channel: Channel, *, supervise: bool = False) -> tuple[dict[str, Any],
                     channel.send({"id": request["id"], "error": f"fork failed: {e}"})
                     continue
                 if pid == 0:
-                    sel.close()
                     signal.set_wakeup_fd(-1)
                     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                     _close([wake_r, wake_w])
@@ -249,7 +144,7 @@ def serve(channel: Channel, *, supervise: bool = False) -> tuple[dict[str, Any],
                     channel.send({"id": request["id"], "pid": task})
                 else:
                     channel.send({"id": request["id"], "error": "the task's reaper could not fork it"})
-        _reap.tell_ended(children, channel.send)
+        _reap.tell_ended(children, channel.send, reaper=supervise)
 
 
 def _supervise(told_r: int, told_w: int) -> None:
@@ -326,7 +221,7 @@ def exit_as_interpreter(code: int, *, interrupted: bool) -> NoReturn:
     """What interpreter shutdown does that a child can see, without tearing down every module the server
     imported (slow with a large stack loaded): join threads, run atexit, free the child's objects (unclosed
     files flush), flush stdio."""
-    shutdown = getattr(threading, "_shutdown", None)
+    shutdown = getattr(sys.modules.get("threading"), "_shutdown", None)  # a child that started threads
     if shutdown is not None:
         shutdown()
     atexit._run_exitfuncs()

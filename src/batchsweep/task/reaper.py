@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from batchsweep.task import _reap
 from batchsweep.task._reap import PR_SET_CHILD_SUBREAPER, _children, _prctl, _tree
+from batchsweep.task._reap import TOKEN_VAR as TOKEN_VAR
+from batchsweep.task._reap import can_supervise as can_supervise
 
 if TYPE_CHECKING:
     import subprocess
 
-TOKEN_VAR = "BATCHSWEEP_TASK_TOKEN"
 PR_GET_CHILD_SUBREAPER = 37
 
 _subreaper = {"on": False}  # a property of the process, like the prctl flag it mirrors
@@ -76,11 +77,6 @@ def subreaper() -> Iterator[bool]:
                 _users["restore"] = False
                 if _prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) == 0:
                     _subreaper["on"] = False
-
-
-def can_supervise() -> bool:
-    """Whether tasks can run below a reaper of their own here (Linux, with /proc and this interpreter's path)."""
-    return sys.platform.startswith("linux") and bool(sys.executable) and os.path.isdir("/proc/self/task")
 
 
 class Supervised:

@@ -43,8 +43,8 @@ from batchsweep.task.context import (  # re-exported: engines and the CLI import
     shown_command,
     task_env,
 )
+from batchsweep.task.launch import launch_cold
 from batchsweep.task.usage import Usage, UsageSampler
-from batchsweep.task.warm import launch_cold
 
 __all__ = ["Launcher", "ProcessRegistry", "RunContext", "TaskProcess", "context_from_run", "execute_task",
            "kill_group", "shown_command"]
@@ -219,7 +219,8 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
     try:
         attempt = dataclasses.replace(_wait_attempt(ctx, proc, registry, live), warm=warm, cold_why=cold_why)
     finally:
-        reaper.kill_orphans(token, spare={proc.pid})  # what left the process group (setsid, double fork)
+        if not getattr(proc, "reaped", False):  # its reaper, having ended by itself, killed what the task left
+            reaper.kill_orphans(token, spare={proc.pid})  # what left the process group (setsid, double fork)
         if live is not None:
             try:
                 live.recorder.poll(final=True)
@@ -278,11 +279,12 @@ def _wait_attempt(ctx: RunContext, proc: TaskProcess, registry: ProcessRegistry 
         code, pruned = _wait_live(ctx, proc, live)
     except subprocess.TimeoutExpired:
         kill_group(proc)
-        return Attempt(State.TIMEOUT, proc.returncode, f"timeout after {ctx.timeout_s:g}s", sampler.stop())
+        return Attempt(State.TIMEOUT, proc.returncode, f"timeout after {ctx.timeout_s:g}s",
+                       sampler.stop(getattr(proc, "usage", None)))
     finally:
         if registry is not None:
             registry.remove(proc)
-    usage = sampler.stop()
+    usage = sampler.stop(getattr(proc, "usage", None))  # the server's account of it as its reaper ended
     if code == -signal.SIGTERM and registry is not None:
         # Slurm's cancel signals every process of the job at once: the task's SIGTERM may land a moment before
         # its worker's, which is what makes this a cancel and not the task's own failure.

@@ -43,7 +43,7 @@ from batchsweep.store import runlock
 from batchsweep.store.core import TaskDir
 from batchsweep.store.runlock import start_time as _start_time
 from batchsweep.task import reaper
-from batchsweep.task.warm import ExecServer, cold_because
+from batchsweep.task.launch import ExecServer, ServerClient, cold_because
 from batchsweep.task.worker import (
     Launcher,
     ProcessRegistry,
@@ -229,14 +229,15 @@ class LocalEngine(Engine):
         tasks = TaskLines(run.store.iter_tasks(run.id))
         base_dir = Path(run.record.base_dir)
         watch = keys.CodeWatch(run.record.code_spec(), run.record.keyed_code)
-        server = self._warm_server(ctx, len(indices))
-        if isinstance(server, str):
-            launcher: Launcher = cold_because(server)
-            cold_reason, server = server, _exec_server()
+        warm = self._warm_server(ctx, len(indices))
+        server: ServerClient | str = warm
+        if isinstance(warm, str):
+            launcher: Launcher = cold_because(warm)
+            server = _exec_server()
             if isinstance(server, ExecServer):
-                launcher = server.cold_launcher(cold_reason)
+                launcher = server.cold_launcher(warm)
         else:
-            launcher = server.launcher
+            launcher = warm.launcher
         resources = run.record.spec.resources
         leases, workers = self._leases(min((resources.of_task(tasks[i].params) for i in indices), default=None)
                                        if resources.gpus_param else None)
@@ -407,7 +408,7 @@ class LocalEngine(Engine):
 
 
 def _exec_server() -> ExecServer | str:
-    """What starts the run's cold tasks: an exec server (`warm.ExecServer`: a fork of one small process per
+    """What starts the run's cold tasks: an exec server (`launch.ExecServer`: a fork of one small process per
     task, its reaper included), or why `launch_cold` does (a `python _reap.py` reaper per task)."""
     if not reaper.can_supervise():
         return "no reaper here"
