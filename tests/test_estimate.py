@@ -340,3 +340,34 @@ def test_cost_of_a_finished_gpu_run_is_priced_as_ec2() -> None:
     est = run_cost(_record("aws-batch", {"region": "us-east-1", "spot": False}, **info), [3480.0, 3480.0])
     assert est is not None and est.kind == "EC2 GPU on-demand, us-east-1"  # the queue it ran on, not the spec's
     assert est.low_usd == pytest.approx(2 * gpu_price("g4dn.xlarge"))
+
+
+def test_a_dry_run_on_a_private_network_stack_counts_no_public_ipv4(tmp_path: Path, session: Any,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """PrivateNetwork=true: the containers hold no public address (issue #29 item 8). Before, every Fargate
+    estimate added one address per container; now the dry run reads the stack's parameter and says which."""
+    import json
+
+    from batchsweep.aws.clients import make_client
+
+    cfn = make_client("cloudformation", session=session)
+    template = {"Parameters": {"PrivateNetwork": {"Type": "String", "Default": "false"}},
+                "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}}
+    for name, private in (("priv", "true"), ("pub", "false")):
+        cfn.create_stack(StackName=name, TemplateBody=json.dumps(template),
+                         Parameters=[{"ParameterKey": "PrivateNetwork", "ParameterValue": private}])
+    cost = {}
+    for name in ("priv", "pub", "none-yet"):
+        spec = write_spec(tmp_path, extra=f"aws: {{stack: {name}, spot: false}}\n")
+        out = cli_out(capsys, "run", str(spec), "--dry-run", "--backend", "aws-batch", "--task-seconds", "3600",
+                      "--store", str(tmp_path / "store"))
+        cost[name] = float(re.search(r"ESTIMATED cost \([^)]*\): \$([0-9.,]+)", out).group(1).replace(",", ""))
+        if name == "priv":
+            assert "network: stack 'priv' has PrivateNetwork=true" in out and "public IPv4: none" in out, out
+        elif name == "pub":
+            assert "network: stack 'pub' has PrivateNetwork=false" in out and "public IPv4: one address" in out
+        else:
+            assert "public IPv4 counted: no stack 'none-yet' yet" in out, out
+    hours = 20 * 3630 / 3600  # 20 containers, one address each while they run
+    assert cost["pub"] == cost["none-yet"] > cost["priv"]
+    assert cost["pub"] - cost["priv"] == pytest.approx(hours * ipv4_price(), abs=0.011)

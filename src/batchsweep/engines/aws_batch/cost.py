@@ -58,7 +58,7 @@ def fargate_size_problem(vcpus: float, memory_mib: int) -> str | None:
 
 def estimate(*, n_tasks: int, task_seconds: float, vcpus: float, memory_mib: int, region: str, spot: bool,
              tasks_per_container: int = 1, startup_seconds: float = 30.0,
-             duration_source: str = "given with --task-seconds") -> Estimate:
+             duration_source: str = "given with --task-seconds", public_ipv4: bool = True) -> Estimate:
     """The cost of ``n_tasks`` tasks of ``task_seconds`` each, ``tasks_per_container`` run one after another
     in each container. ``duration_source`` says where ``task_seconds`` came from (shown in the assumptions)."""
     if n_tasks < 0 or tasks_per_container < 1:
@@ -70,7 +70,7 @@ def estimate(*, n_tasks: int, task_seconds: float, vcpus: float, memory_mib: int
     assumed = [f"{n_tasks} task(s), {tasks_per_container} per container: {len(containers)} container(s)",
                f"task duration: {task_seconds:g} s each ({duration_source})"]
     return _price(containers, vcpus=vcpus, memory_mib=memory_mib, region=region, spot=spot,
-                  startup_seconds=startup_seconds, assumed=assumed)
+                  startup_seconds=startup_seconds, assumed=assumed, public_ipv4=public_ipv4)
 
 
 def compute_cost(durations_s: Sequence[float], *, vcpus: float, memory_mib: int, region: str, spot: bool,
@@ -89,7 +89,7 @@ def compute_cost(durations_s: Sequence[float], *, vcpus: float, memory_mib: int,
 
 
 def _price(run_seconds: list[float], *, vcpus: float, memory_mib: int, region: str, spot: bool,
-           startup_seconds: float, assumed: list[str]) -> Estimate:
+           startup_seconds: float, assumed: list[str], public_ipv4: bool = True) -> Estimate:
     if vcpus <= 0 or memory_mib <= 0:
         raise SweepError(f"vcpus and memory_mib must be > 0, got {vcpus} and {memory_mib}")
     table = load_prices()
@@ -102,7 +102,7 @@ def _price(run_seconds: list[float], *, vcpus: float, memory_mib: int, region: s
     disc = table["spot_discount"]
     low, high = (on_demand * (1 - disc["high"]), on_demand * (1 - disc["low"])) if spot else (on_demand, on_demand)
     ipv4_price = float(table["public_ipv4"]["hour"])
-    ipv4 = billed / 3600 * ipv4_price  # one address per container while it runs; no Spot discount
+    ipv4 = billed / 3600 * ipv4_price if public_ipv4 else 0.0  # one per container while it runs; no Spot discount
     low, high = low + ipv4, high + ipv4
     assumptions = [
         *assumed,
@@ -112,7 +112,9 @@ def _price(run_seconds: list[float], *, vcpus: float, memory_mib: int, region: s
         f"startup: {startup_seconds:g} s per container (image pull and boot are billed)",
         f"billing per second with a {minimum:g} s minimum per container: {billed:,.0f} s billed",
         f"public IPv4: one address per container (the stack's subnets have no NAT gateway) at ${ipv4_price}/hour: "
-        f"${ipv4:.4g}",
+        f"${ipv4:.4g}" if public_ipv4 else
+        "public IPv4: none (PrivateNetwork: the containers reach AWS through the stack's VPC endpoints, billed "
+        "by the hour whether or not a sweep runs, not per run)",
         (f"Fargate Spot: {disc['low']:.0%}–{disc['high']:.0%} off on-demand (varies by region and over time); "
          "reclaimed tasks that are retried cost extra") if spot else
         "on-demand: a single figure; real durations vary, so the cost moves with them",
@@ -214,9 +216,10 @@ def estimate_for(spec: Spec, n_tasks: int, d: Durations) -> Estimate | str:
             return gpu
         est = gpu
     else:
+        public, network = _public_ipv4(spec)
         est = estimate(n_tasks=n_tasks, task_seconds=d.task_s, vcpus=spec.resources.vcpus,
                        memory_mib=spec.resources.memory_mib, region=aws_region(spec.aws.region),
-                       spot=spec.aws.spot, tasks_per_container=k, duration_source=d.source)
+                       spot=spec.aws.spot, tasks_per_container=k, duration_source=d.source, public_ipv4=public)
     why = ("aws.tasks_per_job" if spec.aws.tasks_per_job else
            f"max_parallel {spec.max_parallel}" if spec.max_parallel and k > 1 else
            "packed to a few minutes per container from the earlier run's durations" if k > 1 else
@@ -227,7 +230,46 @@ def estimate_for(spec: Spec, n_tasks: int, d: Durations) -> Estimate | str:
               "the default, as no aws.region is set in the spec")
     extra = [f"tasks per container: {k} ({why})", f"region {est.region}: from {region}",
              f"spot: {'yes' if spec.aws.spot else 'no'} (aws.spot)"]
+    if not spec.resources.gpus:
+        extra.append(network)
     return replace(est, assumptions=[*est.assumptions, *extra])
+
+
+# Where boto3 would find credentials; with none of them in sight the dry run makes no AWS call (nor imports boto3)
+_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+
+
+def _credentials_in_sight() -> bool:
+    files = (os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+             os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"))
+    return any(os.environ.get(v) for v in _CREDENTIAL_VARS) or any(os.path.isfile(os.path.expanduser(f))
+                                                                    for f in files)
+
+
+def _public_ipv4(spec: Spec) -> tuple[bool, str]:
+    """Whether the run's containers hold a public IPv4 address (billed per hour), read from the stack's
+    PrivateNetwork parameter when it can be; and where that came from, as an assumption line."""
+    aws = spec.aws
+    if (aws.bucket and aws.job_queue and aws.job_definition) or not aws.stack:
+        return True, ("public IPv4 counted: your own Batch resources (whether their job definition assigns a "
+                      "public IP is not read)")
+    if not _credentials_in_sight():
+        return True, (f"public IPv4 counted: stack {aws.stack!r} not read (no AWS credentials in sight), so "
+                      "whether it has PrivateNetwork=true is not known")
+    try:
+        from batchsweep.aws.clients import make_session
+        from batchsweep.infra.stack import describe_stack
+
+        found = describe_stack(aws.stack, session=make_session(profile=aws.profile, region=aws.region))
+    except Exception as e:  # noqa: BLE001 - offline, expired credentials: an estimate still, saying so
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return True, f"public IPv4 counted: stack {aws.stack!r} could not be read ({reason})"
+    if found is None:
+        return True, f"public IPv4 counted: no stack {aws.stack!r} yet (`infra up` makes public subnets by default)"
+    params = {p.get("ParameterKey"): p.get("ParameterValue") for p in found.get("Parameters") or []}
+    private = params.get("PrivateNetwork") == "true"
+    return not private, f"network: stack {aws.stack!r} has PrivateNetwork={'true' if private else 'false'}"
 
 
 def right_size_for(spec: Spec, usage: Sequence[tuple[float, float, float]]) -> RightSize | None:
