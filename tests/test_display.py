@@ -15,7 +15,7 @@ from test_report import METRICS, backtest_frame
 
 import batchsweep
 from batchsweep import cli
-from batchsweep.cli.display import fit_table, results_view
+from batchsweep.cli.tables import fit_table, results_view
 from batchsweep.errors import SweepError
 from batchsweep.report.results import sort_best_first
 from batchsweep.text import cell
@@ -95,7 +95,7 @@ def test_piped_output_keeps_every_column() -> None:
 
 
 def test_a_huge_table_shows_its_first_rows_and_says_where_all_of_them_are() -> None:
-    from batchsweep.cli.display import TABLE_ROWS
+    from batchsweep.cli.tables import TABLE_ROWS
 
     df = pd.DataFrame({"task": range(TABLE_ROWS + 5), "lr": 0.1, "loss": np.linspace(1, 2, TABLE_ROWS + 5)})
     table, lines = results_view(df, params=["lr"], metrics=["loss"], width=None)
@@ -125,7 +125,7 @@ def test_a_text_cell_is_shortened_but_a_wide_number_column_is_dropped() -> None:
 
 
 def test_status_prints_failures_within_the_terminal(tmp_path: Path, monkeypatch) -> None:
-    from batchsweep.cli import display
+    from batchsweep.cli import statusview
 
     spec = write_spec(tmp_path, f"""
         name: fits
@@ -134,9 +134,9 @@ def test_status_prints_failures_within_the_terminal(tmp_path: Path, monkeypatch)
     """)
     run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
     out = io.StringIO()
-    monkeypatch.setattr(display, "_console", lambda stderr=False: Console(file=out, width=80, force_terminal=True,
+    monkeypatch.setattr(statusview, "make_console", lambda stderr=False: Console(file=out, width=80, force_terminal=True,
                                                                              color_system=None, highlight=False))
-    display.print_status(run)
+    statusview.print_status(run)
     text = out.getvalue()
     assert max(len(line) for line in text.splitlines()) <= 80
     assert re.search(r"^\s+1\s+failed\s+3\s+1\s+exit code 3", text, re.M), text
@@ -245,7 +245,7 @@ def test_runs_keep_every_run_id_whole_at_80_columns(tmp_path: Path, monkeypatch)
     store = str(tmp_path / "store")
     run = batchsweep.run(spec, store=store, progress=False)
     out = io.StringIO()
-    monkeypatch.setattr(display, "_console", lambda stderr=False: Console(file=out, width=80, force_terminal=True,
+    monkeypatch.setattr(display, "make_console", lambda stderr=False: Console(file=out, width=80, force_terminal=True,
                                                                              color_system=None, highlight=False))
     display.print_runs(list_runs(store=store), store=store)
     text = out.getvalue()
@@ -255,7 +255,7 @@ def test_runs_keep_every_run_id_whole_at_80_columns(tmp_path: Path, monkeypatch)
 def test_cells_with_brackets_are_text_not_markup() -> None:
     from rich.console import Console
 
-    from batchsweep.cli.display import fit_table
+    from batchsweep.cli.tables import fit_table
 
     table, _ = fit_table(["task", "error"], [[3, "lost: [task 3] halfway [bold]x[/bold] [/oops]"]], width=120,
                          wrap=("error",))

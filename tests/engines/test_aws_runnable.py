@@ -23,7 +23,7 @@ from helpers import FakeClock
 
 import batchsweep
 from batchsweep.aws.clients import make_session
-from batchsweep.cli import display
+from batchsweep.cli import statusview
 from batchsweep.emulator import server as emulator
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "writes_metrics.py"
@@ -102,7 +102,7 @@ def status_two_minutes_on(store: Path, run_id: str, capsys: pytest.CaptureFixtur
     submitted = run.store.read_json(run.store.engine_record_key(run_id))["submissions"][0]["submitted_at"]
     run.engine.clock = FakeClock(wall=submitted + 121)
     capsys.readouterr()
-    display.print_status(run)
+    statusview.print_status(run)
     return [line for line in capsys.readouterr().out.splitlines() if line.startswith("note")]
 
 

@@ -98,22 +98,22 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from batchsweep.cli import display
+    from batchsweep.cli import statusview
     from batchsweep.runs import catalog
 
     run = catalog.load_run(args.run, store=args.store)
     if not args.watch:
-        display.print_status(run)
+        statusview.print_status(run)
         return 0
     try:
-        display.watch_status(run)
+        statusview.watch_status(run)
     except KeyboardInterrupt:
         pass  # stops watching; the run goes on
     return 0
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from batchsweep.cli import display
+    from batchsweep.cli import tables
     from batchsweep.report import results
 
     output_file(args.output, example="results.csv")
@@ -131,12 +131,12 @@ def cmd_results(args: argparse.Namespace) -> int:
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
     if fmt == "table" and not args.output:
         sort = args.sort.lstrip("+-") if args.sort and args.sort not in df.columns else args.sort
-        display.print_table(df, run, wide=args.wide, columns=columns, sort=sort, notes=notes)
+        tables.print_table(df, run, wide=args.wide, columns=columns, sort=sort, notes=notes)
         return 0
     for note in notes:
         print(note, file=sys.stderr)
     if columns:
-        display.check_columns(df, columns)
+        tables.check_columns(df, columns)
         df = df[columns]
     if fmt == "parquet" and not args.output:
         raise SweepError("--format parquet needs -o FILE (parquet is binary)")
