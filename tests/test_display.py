@@ -296,3 +296,21 @@ def test_csv_is_what_pandas_writes_for_every_column_type(tmp_path: Path) -> None
     for left_to_pandas in (df.assign(obj=[[i] for i in range(n)]), df[["error"]], df.iloc[:0],
                            df.assign(f32=np.ones(n, dtype=np.float32) / 3)):
         assert csv_text(left_to_pandas) == left_to_pandas.to_csv(index=False)
+
+
+def test_csv_times_are_what_isoformat_writes_whole_seconds_fractions_and_missing() -> None:
+    """A CSV's started_at/ended_at are made by numpy a block at a time: the same text as each Timestamp's
+    isoformat() (no fraction on a whole second), across blocks, with a missing time left empty."""
+    from batchsweep.report.export import _times_as_dates
+
+    rng = np.random.default_rng(7)
+    seconds = [1e9, 1e9 + 0.2, 1733500000.000001, 1700000000.9999996, -1.5, 0.0, float("nan"),
+               *(round(float(x), int(d))
+                 for x, d in zip(rng.uniform(0, 2.5e9, 25_000), rng.integers(0, 7, 25_000)))]
+    df = pd.DataFrame({"task": range(len(seconds)), "started_at": seconds, "ended_at": seconds[::-1]})
+    texts = _times_as_dates(df, text=True)
+    for name in ("started_at", "ended_at"):
+        when = pd.to_datetime(df[name], unit="s", utc=True).dt.round("us")
+        expected = [None if pd.isna(t) else t.isoformat() for t in when]
+        assert [None if pd.isna(v) else v for v in texts[name]] == expected
+    assert list(df["started_at"][:2]) == [1e9, 1e9 + 0.2], "the table given is left as it was"
