@@ -427,3 +427,29 @@ def test_a_threshold_rule_and_steps_before_min_steps_read_nothing(session):
     assert calls == []  # neither listed nor read the run
     median.check([{"step": s, "val_loss": 1.0} for s in (1, 2, 3)])
     assert calls.count("ListObjectsV2") == 1
+
+
+def test_on_s3_a_view_with_too_few_finished_tasks_for_the_rule_lists_again_at_the_next_read(session):
+    """Median with min_trials 3 and two tasks finished: nothing can be decided, so the next check a read later
+    lists again (and sees the third finish) instead of waiting out the spaced listing; once the rule has its
+    tasks, listings are spaced as before."""
+    from batchsweep.task.stopping import RunView
+
+    store, calls = _s3_run(session, {0: (8, True), 1: (8, True), 2: (3, False)})
+    now = [0.0]
+    view = RunView(store, "r1", "val_loss", running_too=False, every=5.0, soon=1.0, clock=lambda: now[0])
+    assert set(view.refresh(own=9, need=3)[1]) == {0, 1}
+    now[0] = 0.5
+    view.refresh(own=9, need=3)
+    assert calls.count("ListObjectsV2") == 1  # a read's interval at least between two listings
+    _put_task(store, 2, 8, True)
+    now[0] = 1.0
+    assert set(view.refresh(own=9, need=3)[1]) == {0, 1, 2}
+    assert calls.count("ListObjectsV2") == 2
+    for t in (2.0, 3.0, 4.0):  # three finished: the rule can decide, the spaced listing is back
+        now[0] = t
+        view.refresh(own=9, need=3)
+    assert calls.count("ListObjectsV2") == 2
+    now[0] = 6.0
+    view.refresh(own=9, need=3)
+    assert calls.count("ListObjectsV2") == 3

@@ -36,3 +36,24 @@ def test_the_recorder_reads_whole_lines_of_both_sources_once_and_uploads_what_ch
     assert not series.exists() and rec.records == []
     log.write_text("epoch 5 loss=0.1\n")
     assert [(r["step"], r["loss"]) for r in rec.poll(final=True)] == [(5, 0.1)]
+
+
+def test_a_remote_series_goes_up_at_most_every_push_interval_and_whole_at_the_end(tmp_path: Path) -> None:
+    """The log is read at every poll; the series is uploaded when a read added lines and `push_every` seconds
+    passed since the last upload (0: at every such read), and by the final poll whatever the time."""
+    uploads: list[bytes] = []
+    now = [100.0]
+    rec = Recorder(TaskDir(tmp_path), {"stdout": r"epoch (?P<step>\d+) loss=(?P<loss>\S+)"},
+                   upload=uploads.append, push_every=5.0, clock=lambda: now[0])
+    rec.start()
+    log = tmp_path / "stdout.log"
+    for step in range(1, 8):  # a step a second
+        with open(log, "a") as f:
+            f.write(f"epoch {step} loss=0.{step}\n")
+        assert [r["step"] for r in rec.poll()] == [step]  # every step read at once
+        now[0] += 1.0
+    assert [len(u.splitlines()) for u in uploads] == [1, 6]  # at steps 1 and 6
+    with open(log, "a") as f:
+        f.write("epoch 8 loss=0.8\n")
+    rec.poll(final=True)
+    assert uploads[-1] == (tmp_path / "metrics.jsonl").read_bytes() and len(uploads[-1].splitlines()) == 8

@@ -475,6 +475,47 @@ def test_median_rule_prunes_the_bad_curves_in_played_containers_reading_each_oth
             assert s.state.value == "succeeded" and s.last_step == 16
 
 
+def test_a_played_container_stops_a_task_at_the_step_local_does_and_pushes_a_median_runs_series_every_5_s(
+        tmp_path, stack, session):
+    """Each engine's own intervals (no BATCHSWEEP_SERIES_FLUSH_S). The same three tasks one after another on
+    the local engine and in one played container: the bad third is stopped at step 2 on both, the first step
+    the median rule may decide once two tasks finished, and ends by step 3: the script prints an epoch only
+    once the worker has read the one before (curve.py --gated), so a task running on past that is a late
+    decision, not a slow machine. The median rule reads no running series, so a container pushes one to S3 at
+    most every 5 s."""
+    from batchsweep.infra import image
+
+    def spec(where: str, backend: str) -> Path:
+        (tmp_path / where).mkdir()
+        return write_spec(tmp_path / where, "\n".join([
+            "name: stop-where-local-does",
+            f"script: {SCRIPTS / 'curve.py'}",
+            "params: {grid: {quality: [0.1, 0.2, 2.0]}, fixed: {pace: 0, epochs: 12, gated: true}}",
+            r"metrics: {stdout: 'epoch (?P<step>\d+) .*val_loss=(?P<val_loss>[\d.]+)'}",
+            "stop: {metric: val_loss, rule: median, min_steps: 2, min_trials: 2}",
+            "resources: {vcpus: 0.5, memory_mib: 1024}", backend]) + "\n")
+
+    reqs = [image.OPTUNA]
+    tag = image.image_tag(image.current_dockerfile(reqs), reqs)
+    emulator.register_image(session, f"{image.repository_uri(stack)}:{tag}")
+    local = batchsweep.run(spec("local", ""), store=tmp_path / "local-store", detach=True, max_parallel=1)
+    cloud = batchsweep.run(spec("cloud", "backend: aws-batch\naws: {stack: batchsweep, region: us-east-1, "
+                                         "tasks_per_job: 3}"), store=tmp_path / "store", detach=True)
+    assert play_containers(cloud) == [0]  # one child runs the three tasks, as the local engine does
+    assert local.wait(progress=False) == 0
+    for run in (local, batchsweep.load_run(cloud.id, store=tmp_path / "store")):
+        statuses = run.statuses()
+        assert [(s.state.value, s.last_step) for s in (statuses[0], statuses[1])] == [("succeeded", 12)] * 2
+        pruned = statuses[2]
+        assert pruned.state.value == "pruned" and pruned.last_step in (2, 3), (run.store.url, pruned)
+        assert str(pruned.error).startswith("pruned at step 2 by the median rule")
+    backend = cloud.store.backend  # the bucket is versioned: a version per upload
+    key = backend._key(cloud.store.task_series_key(cloud.id, 0))
+    pushes = len(session.client("s3").list_object_versions(Bucket=backend.bucket, Prefix=key)["Versions"])
+    took = statuses[0].ended_at - statuses[0].started_at  # played task 0: twelve reads a second apart or more
+    assert 1 <= pushes <= 2 + took // 5, (pushes, took)  # the first read's, one per 5 s, the last read's
+
+
 def test_status_watch_shows_the_running_tasks_latest_steps_read_from_s3_while_containers_play(
         tmp_path, stack, calls, monkeypatch, capsys):
     """Two played containers print a known curve each (val_loss = quality + 1/epoch); mid-run, `status --watch`

@@ -2,6 +2,8 @@
 (val_loss = quality + 1/epoch, lower is better), one line per epoch, `--pace` seconds apart."""
 
 import argparse
+import json
+import os
 import time
 
 parser = argparse.ArgumentParser()
@@ -9,7 +11,20 @@ parser.add_argument("--quality", type=float, required=True)
 parser.add_argument("--epochs", type=int, default=8)
 parser.add_argument("--pace", type=float, default=0.2)
 parser.add_argument("--api", action="store_true", help="report with batchsweep.log_metrics(step=...) instead")
+parser.add_argument("--gated", action="store_true",
+                    help="print an epoch only once the worker has read the one before into the task's "
+                         "series file: how many steps a task runs past a decision then depends on the "
+                         "worker, not the load")
 args = parser.parse_args()
+
+
+def read_by_the_worker(epoch: int) -> bool:
+    try:
+        with open(os.environ["BATCHSWEEP_SERIES_FILE"]) as f:
+            return any(json.loads(line).get("step") == epoch for line in f if line.endswith("\n"))
+    except FileNotFoundError:
+        return False
+
 
 for epoch in range(1, args.epochs + 1):
     time.sleep(args.pace)
@@ -20,3 +35,6 @@ for epoch in range(1, args.epochs + 1):
         batchsweep.log_metrics(step=epoch, val_loss=val_loss)
     else:
         print(f"epoch {epoch} train_loss={val_loss * 0.9:.4f} val_loss={val_loss:.4f}", flush=True)
+    deadline = time.monotonic() + 300
+    while args.gated and not read_by_the_worker(epoch) and time.monotonic() < deadline:
+        time.sleep(0.02)

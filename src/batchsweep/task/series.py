@@ -8,12 +8,14 @@ which appends the same line itself (`BATCHSWEEP_SERIES_FILE` names the file). Ea
     {"step": 3, "val_loss": 0.52, "t": 1764471234.512}
 
 `t` is when the value was seen (unix seconds). Values are finite numbers only; a missing or text value is left
-out. On a remote store the file is uploaded after every flush that added lines, at most every few seconds.
+out. On a remote store the file is uploaded after a read that added lines: at once when other workers decide
+from running series (halving, hyperband), else at most every PUSH_S seconds.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -26,20 +28,32 @@ from batchsweep.files import open_regular
 from batchsweep.metrics import MAX_LINE_BYTES, is_mlflow, value_of
 
 ENV_FILE = "BATCHSWEEP_SERIES_FILE"
-FLUSH_ENV = "BATCHSWEEP_SERIES_FLUSH_S"  # how often a running task's series is read and flushed (tests shorten it)
-FLUSH_LOCAL_S = 1.0
-FLUSH_REMOTE_S = 5.0
+FLUSH_ENV = "BATCHSWEEP_SERIES_FLUSH_S"  # sets both intervals below (tests shorten them)
+READ_S = 1.0  # how often a running task's log is read for new steps and the stop rule asked, on every store
+PUSH_S = 5.0  # at most how often a running series goes to a remote store when no worker decides from it
 STREAMS = {"stdout": ("stdout",), "stderr": ("stderr",), "output": ("stdout", "stderr")}
 
 
-def flush_every(*, local: bool) -> float:
+def _from_env() -> float | None:
     raw = os.environ.get(FLUSH_ENV)
     if raw:
         try:
             return max(0.05, float(raw))
         except ValueError:
             pass
-    return FLUSH_LOCAL_S if local else FLUSH_REMOTE_S
+    return None
+
+
+def read_every() -> float:
+    """Seconds between two reads of a running task's log (and two asks of its stop rule): the same on every
+    store, since the log is on the worker's own disk."""
+    return _from_env() or READ_S
+
+
+def push_every() -> float:
+    """Seconds at least between two uploads of a running task's series to a remote store, when only live views
+    (`status --watch`, the report) read it while it runs; also the base of a stop rule's listing budget."""
+    return _from_env() or PUSH_S
 
 
 def rule_source(rule: Any) -> tuple[tuple[str, ...], re.Pattern[str]] | None:
@@ -154,13 +168,16 @@ class Recorder:
 
     files: TaskFiles
     rule: Any
-    upload: Callable[[bytes], None] | None = None  # a remote store: put the file there after each flush
+    upload: Callable[[bytes], None] | None = None  # a remote store: put the file there after a read that
+    push_every: float = 0.0  # added lines, at most this often while the task runs (the final poll: always)
+    clock: Callable[[], float] = time.monotonic
     work: Path | None = None  # the task's working directory (an MLflow rule reads the store there)
     records: list[dict[str, Any]] = field(default_factory=list)
     _tails: list[_Tail] = field(default_factory=list)  # the logs a step rule reads
     _series: _Tail = field(init=False)  # the series file itself (the log rule's lines and log_metrics' lines)
     _pattern: re.Pattern[str] | None = None
     _uploaded: int = 0
+    _pushed_at: float = -math.inf
 
     _mlflow: Any = None  # an MLflow rule: the task's MLflow store (batchsweep.task.mlflowmetrics.Reader)
 
@@ -179,7 +196,7 @@ class Recorder:
         """A fresh series for a new attempt (a retried task's curve starts again)."""
         self.path.unlink(missing_ok=True)
         self.records.clear()
-        self._uploaded = 0
+        self._uploaded, self._pushed_at = 0, -math.inf
         if is_mlflow(self.rule):  # a new attempt logs to a new store
             from batchsweep.task.mlflowmetrics import Reader
 
@@ -204,10 +221,11 @@ class Recorder:
         new = parse(self._series.lines(final=final))  # a line the script is halfway through waits for the next poll
         self.records.extend(new)
         whole = self._series.offset - len(self._series.carry)  # bytes of whole lines read so far
-        if self.upload is not None and whole != self._uploaded:
+        due = final or self.clock() - self._pushed_at >= self.push_every
+        if self.upload is not None and whole != self._uploaded and due:
             with _open_nofollow(self.path) as f:
                 self.upload(f.read())
-            self._uploaded = whole
+            self._uploaded, self._pushed_at = whole, self.clock()
         return new
 
     @property

@@ -11,9 +11,9 @@ are written in Optuna's own (private) format, in linear time (`_with_records`); 
 what that needs, the run is instead replayed through Optuna's public trial API (`_replay`: same decisions,
 quadratic time). A test compares both with a live Optuna study at every step and fails when the format moves.
 
-Who decides: the worker running the task, after each flush of its series (docs/design.md, "Series and early
-stopping"). It reads the other tasks' series and statuses from the store (`RunView`), so no driver has to stay
-online — on AWS Batch the containers read each other's series from S3.
+Who decides: the worker running the task, after each read of its log that added steps (docs/design.md,
+"Series and early stopping"). It reads the other tasks' series and statuses from the store (`RunView`), so no
+driver has to stay online — on AWS Batch the containers read each other's series from S3.
 """
 
 from __future__ import annotations
@@ -281,7 +281,7 @@ class _Seen:
 
 
 LIST_PAGE = 1000  # keys per S3 listing request
-MAX_BACKOFF = 6  # flush intervals between listings at most, while listings bring nothing new
+MAX_BACKOFF = 6  # listing intervals (`every`) between listings at most, while listings bring nothing new
 
 
 class RunView:
@@ -289,28 +289,34 @@ class RunView:
 
     On S3 one listing of `runs/<id>/tasks/` (a LIST request per 1,000 keys) says which tasks finished and which
     series changed (their size); only those are read. Listings are spaced: never more than one LIST page per
-    `every` seconds on average (a 10,000-task run, ~50 pages, is listed every ~50 flushes), and, while a listing
-    brings nothing new, twice as far apart each time up to MAX_BACKOFF flushes. In between, decisions use what
-    the last listing saw. A worker process shares one view per run (`shared_view`): the tasks a container runs one
-    after another do not read the finished tasks again."""
+    `every` seconds on average (a 10,000-task run, ~50 pages, is listed every ~50 × 5 s), and, while a listing
+    brings nothing new, twice as far apart each time up to MAX_BACKOFF × `every`. In between, decisions use
+    what the last listing saw. Except while the view holds fewer finished tasks than the rule needs to decide
+    at all (`need`, median and percentile's min_trials): then a refresh lists again once `soon` seconds per
+    page have passed, so the first decision the data allow is not put off by a backed-off listing. A worker
+    process shares one view per run (`shared_view`): the tasks a container runs one after another do not read
+    the finished tasks again."""
 
     def __init__(self, store: Store, run_id: str, metric: str, *, running_too: bool = True, every: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 soon: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.store, self.run_id, self.metric = store, run_id, metric
         self.running_too = running_too  # halving/hyperband compare with running tasks; median only finished ones
-        self.every = every  # the series flush interval: listings are spaced in multiples of it (0: every refresh)
+        self.every = every  # listings are spaced in multiples of it (0: every refresh)
+        self.soon = soon  # ...and of this while the rule cannot decide yet
         self.clock = clock
         self._seen: dict[int, _Seen] = {}
         self._lock = threading.Lock()
-        self._next_listing = -math.inf
+        self._next_listing = self._soon_listing = -math.inf
         self._quiet = 0  # listings in a row that brought nothing new
         self.listings = 0
 
-    def refresh(self, *, own: int) -> tuple[dict[int, dict[int, float]], dict[int, State]]:
+    def refresh(self, *, own: int, need: int = 0) -> tuple[dict[int, dict[int, float]], dict[int, State]]:
+        """The other tasks' series and states; `need`: finished tasks the rule needs before it can decide."""
         with self._lock:
             if self.store.is_local:
                 self._refresh_local(own)
-            elif self.clock() >= self._next_listing:
+            elif self.clock() >= self._next_listing or (
+                    self.clock() >= self._soon_listing and self._finished(own) < need):
                 self._refresh_remote(own)
             series = {i: s.series for i, s in self._seen.items() if s.series and i != own}
             states = {i: s.status.state for i, s in self._seen.items() if s.status is not None and i != own}
@@ -382,6 +388,12 @@ class RunView:
         self._quiet = 0 if wanted else self._quiet + 1
         pages = max(1, math.ceil(len(listed) / LIST_PAGE))
         self._next_listing = self.clock() + self.every * max(pages, min(2 ** self._quiet, MAX_BACKOFF))
+        self._soon_listing = self.clock() + self.soon * pages
+
+    def _finished(self, own: int) -> int:
+        """Tasks seen succeeded with a series: what Optuna counts as completed trials."""
+        return sum(1 for i, s in self._seen.items()
+                   if i != own and s.series and s.status is not None and s.status.state is State.SUCCEEDED)
 
     def _series(self, index: int) -> dict[int, float]:
         try:
@@ -396,12 +408,14 @@ _VIEWS_KEPT = 4
 _VIEWS_LOCK = threading.Lock()
 
 
-def shared_view(store: Store, run_id: str, metric: str, *, running_too: bool, every: float) -> RunView:
+def shared_view(store: Store, run_id: str, metric: str, *, running_too: bool, every: float,
+                soon: float = 0.0) -> RunView:
     """This process's view of a run: shared by the tasks it runs, at once (local threads) or one after another
     (an AWS container's packed tasks). The views of the last few runs are kept."""
     key = (store.url, run_id, metric, running_too)
     with _VIEWS_LOCK:
-        view = _VIEWS.pop(key, None) or RunView(store, run_id, metric, running_too=running_too, every=every)
+        view = _VIEWS.pop(key, None) or RunView(store, run_id, metric, running_too=running_too, every=every,
+                                                soon=soon)
         _VIEWS[key] = view
         while len(_VIEWS) > _VIEWS_KEPT:
             del _VIEWS[next(iter(_VIEWS))]
@@ -415,21 +429,31 @@ def first_step(stop: dict[str, Any]) -> int:
     return max(1, warmup) if stop.get("rule") in ("halving", "hyperband") else warmup
 
 
+def reads_running(stop: dict[str, Any]) -> bool:
+    """Whether the rule compares a task with the running ones (halving, hyperband): then every worker pushes
+    its task's series as soon as it reads a step. Median and percentile compare with finished tasks only."""
+    return stop.get("rule") in ("halving", "hyperband")
+
+
 class Stopper:
-    """The worker's side of `stop:` for one task: asked after each flush that added steps."""
+    """The worker's side of `stop:` for one task: asked after each read of its log that added steps. `every`
+    spaces the listings of a remote store (`RunView`), `soon` while the rule cannot decide yet."""
 
     def __init__(self, stop: dict[str, Any], store: Store, run_id: str, index: int, *, every: float = 0.0,
-                 view: RunView | None = None) -> None:
+                 soon: float = 0.0, view: RunView | None = None) -> None:
         self.stop, self.run_id, self.index = stop, run_id, index
         self.metric = str(stop["metric"])
-        self.view = view or shared_view(store, run_id, self.metric, every=every,
-                                        running_too=stop.get("rule") in ("halving", "hyperband"))
+        self.view = view or shared_view(store, run_id, self.metric, every=every, soon=soon,
+                                        running_too=reads_running(stop))
         self.alone = stop.get("rule") == "threshold"  # its bounds need no other task: nothing to read
+        # Median and percentile decide nothing before min_trials tasks finished (Optuna's n_startup_trials).
+        counted = stop.get("rule", "median") in ("median", "percentile")
+        self.need = int(stop.get("min_trials", 5)) if counted else 0
         self._checked: int | None = None
 
     def check(self, records: list[dict[str, Any]]) -> Decision | None:
         """Ask the rule at each step the series reached since the last check, in order (as Optuna asks a pruner
-        at every report): the step a task is stopped at does not depend on how often its series was flushed."""
+        at every report): the step a task is stopped at does not depend on how often its log was read."""
         own = values_by_step(records, self.metric)
         new = [s for s in sorted(own) if self._checked is None or s > self._checked][-MAX_STEPS_PER_CHECK:]
         if not new:
@@ -438,7 +462,7 @@ class Stopper:
         new = [s for s in new if s >= first_step(self.stop)]
         if not new:
             return None  # the rule cannot stop it yet: the others are not read
-        series, states = ({}, {}) if self.alone else self.view.refresh(own=self.index)
+        series, states = ({}, {}) if self.alone else self.view.refresh(own=self.index, need=self.need)
         for step in new:
             series[self.index] = {s: v for s, v in own.items() if s <= step}
             decision = decide(self.stop, self.run_id, self.index, series, states)

@@ -416,18 +416,21 @@ def _live(ctx: RunContext, task: Task, store: Store, paths: TaskPaths) -> Live:
         def upload(data: bytes) -> None:
             store.backend.write_bytes(key, data)
 
-    stopper = None
+    stopper, push = None, series_mod.push_every()
     if ctx.stop:
-        from batchsweep.task.stopping import Stopper, warm_up
+        from batchsweep.task.stopping import Stopper, reads_running, warm_up
 
-        stopper = Stopper(ctx.stop, store, ctx.run_id, task.index, every=series_mod.flush_every(local=store.is_local))
+        stopper = Stopper(ctx.stop, store, ctx.run_id, task.index, every=push, soon=series_mod.read_every())
+        if reads_running(ctx.stop):  # other workers decide from this series while it runs: up at each read
+            push = 0.0
         warm_up()
-    recorder = series_mod.Recorder(paths.files, ctx.metrics_rule, upload=upload, work=paths.work)
+    recorder = series_mod.Recorder(paths.files, ctx.metrics_rule, upload=upload, work=paths.work,
+                                   push_every=push)
     # On a local store a script's log_metrics(step=...) lands in the store as it writes: only a step rule (the
     # log is read), an MLflow rule (its store is read), a stop rule or a remote store need the worker while the
     # task runs.
     idle = (store.is_local and stopper is None and series_mod.rule_source(ctx.metrics_rule) is None
             and not metrics_mod.is_mlflow(ctx.metrics_rule))
-    return Live(recorder, every=None if idle else series_mod.flush_every(local=store.is_local), stopper=stopper)
+    return Live(recorder, every=None if idle else series_mod.read_every(), stopper=stopper)
 
 
