@@ -205,6 +205,50 @@ def test_a_worker_killed_mid_run_loses_no_task(tmp_path, dask_cluster):
     assert progress.notes == ("1 Dask worker lost mid-run; Dask ran their tasks again elsewhere",)
 
 
+def _count_store_opens() -> bool:
+    import batchsweep.store.core as core
+
+    real = core.Store.__dict__["open"]
+    opened: list[str] = []
+
+    def counted(cls, location=None, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append(str(location))
+        return real.__func__(cls, location, **kwargs)
+
+    core.Store.open = classmethod(counted)  # type: ignore[method-assign, assignment]
+    core._OPENED, core._REAL_OPEN = opened, real  # type: ignore[attr-defined]
+    return True
+
+
+def _store_opens(url: str) -> int:
+    import batchsweep.store.core as core
+
+    core.Store.open = core._REAL_OPEN  # type: ignore[attr-defined, method-assign]
+    return sum(location == url for location in core._OPENED)  # type: ignore[attr-defined]
+
+
+def test_a_worker_process_opens_the_store_once_not_once_per_task(tmp_path, dask_cluster):
+    """Its statuses are then fsynced by one background thread in batches, and its S3 client made once."""
+    import cloudpickle
+    from distributed import Client
+
+    spec = dask_spec(tmp_path, dask_cluster.address, "{grid: {a: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "
+                                                     "b: [1, 2]}}")
+    store = tmp_path / "store"
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import the tests
+    try:
+        with Client(dask_cluster.address, timeout=10, set_as_default=False) as client:
+            client.run(_count_store_opens)
+            try:
+                run = batchsweep.run(spec, store=store, progress=False)
+            finally:
+                opens = client.run(_store_opens, str(store.absolute()))
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert run.exit_code == 0 and len(status_files(store)) == 20
+    assert sum(opens.values()) >= 1 and all(n <= 1 for n in opens.values()), opens
+
+
 # -- without the shared cluster -----------------------------------------------------------------
 def test_cluster_local_is_started_and_stopped_by_batchsweep(tmp_path):
     spec = write_spec(tmp_path, f"""
@@ -446,3 +490,34 @@ def test_an_s3_store_ships_code_and_inputs_so_workers_need_no_shared_filesystem(
     assert df["scaled"].to_dict() == {1: 7, 2: 14, 3: 21}
     assert not any(str(f).startswith(str(project)) for f in df["file"]), df["file"].tolist()  # the package's copy
     assert run.store.url.startswith("s3://sweeps/")
+
+
+def test_a_search_on_cluster_local_starts_one_cluster_for_all_its_rounds_and_stops_it(tmp_path, monkeypatch):
+    import distributed
+
+    started = []
+    real = distributed.LocalCluster
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        started.append(real(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(distributed, "LocalCluster", counted)
+    branin = Path(__file__).parent.parent / "examples" / "branin" / "branin.py"
+    spec = write_spec(tmp_path, f"""
+        name: dask-search
+        script: {branin}
+        params: {{fixed: {{}}}}
+        search: {{trials: 6, batch: 2, metric: value, space: {{x1: "uniform(-5, 10)", x2: "uniform(0, 15)"}}}}
+        backend: dask
+        dask: {{cluster: local}}
+        max_parallel: 2
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    assert run.exit_code == 0 and run.n_tasks == 6
+    assert len(started) == 1  # three rounds, one cluster
+    record = json.loads((tmp_path / "store" / "runs" / run.id / "engine.json").read_text())
+    assert record["finished"] and record["scheduler"] == started[0].scheduler_address
+    host, port = record["scheduler"].removeprefix("tcp://").rsplit(":", 1)
+    with pytest.raises(OSError):  # stopped with the run's last round
+        socket.create_connection((host, int(port)), timeout=1).close()

@@ -1,29 +1,30 @@
 """The Dask engine: one Dask future per task, on an existing scheduler, a LocalCluster, or any cluster class
 (dask-jobqueue's SLURMCluster, Coiled, dask-kubernetes...).
 
-On a Dask worker a task runs `run_dask_task` (`batchsweep.engines.dask.worker`), which calls the local engine's `execute_task`: the script runs as
-a subprocess in its own process group, with timeout and retries, and the status is written last into the store.
-The store directory and the run's code_dir must be on a filesystem every worker sees: only the store path, the
-run id and the task's JSON travel to the worker, never the user's code.
+On a Dask worker a task runs `run_dask_task` (`batchsweep.engines.dask.worker`), which calls the local
+engine's `execute_task`: the script runs as a subprocess in its own process group, with timeout and retries,
+and the status is written last into the store. On a store directory (a filesystem every worker sees) only the
+store path, the run id and the task's JSON travel to the worker, never the user's code; on an S3 store the
+code package and inputs are shipped there and each worker process fetches them once.
 
-Cancel sets a Dask `Event` named after the run: every running task watches it and kills its process group,
-tasks that have not started yet see it and return without a status (so `resume` runs them).
-Detached runs (`--detach`, only with `dask.scheduler`) are fire-and-forget; `status`, `wait` and `cancel`
-reconnect to the scheduler named in engine.json and ask it about the run's keys.
+Cancel sets a Dask `Event` named after the run and tells every worker at once (`cancel_here`): running tasks
+are killed, tasks that have not started yet return without a status (so `resume` runs them); a worker process
+watches the Event for all of a run's tasks there. Detached runs (`--detach`, only with `dask.scheduler`) are
+fire-and-forget; `status`, `wait` and `cancel` reconnect to the scheduler named in engine.json and ask it
+about the run's keys. The settings live in `settings`, the scheduler's side (connecting, the cluster
+batchsweep starts and keeps between a search's rounds) in `scheduler`.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
+import secrets
 import socket
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from batchsweep.engines.base import (
     Engine,
@@ -34,9 +35,18 @@ from batchsweep.engines.base import (
     read_engine_record,
     write_engine_record,
 )
-from batchsweep.engines.dask import summary as dask_summary
-from batchsweep.engines.dask.settings import DaskClusterSettings, DaskEngineSettings
-from batchsweep.engines.dask.worker import busy_keys, cancel_event_name, index_of, run_dask_task, task_key
+from batchsweep.engines.dask import scheduler as sched
+from batchsweep.engines.dask.scheduler import Connection
+from batchsweep.engines.dask.settings import DaskEngineSettings, DaskSettings, resolve_settings
+from batchsweep.engines.dask.worker import (
+    busy_keys,
+    cancel_event_name,
+    cancel_here,
+    finish_run,
+    index_of,
+    run_dask_task,
+    task_key,
+)
 from batchsweep.errors import SpecError
 from batchsweep.model import State, Task, TaskStatus
 from batchsweep.store.runlock import pid_alive, start_time
@@ -49,103 +59,18 @@ if TYPE_CHECKING:
     from batchsweep.store.core import Store
 
 INSTALL = "pip install 'batchsweep[dask]'"
-# Scheduler task states that mean "not finished yet" (None: the scheduler has forgotten the key).
-ACTIVE_STATES = frozenset({"released", "waiting", "queued", "processing", "no-worker"})
-CONNECT_TIMEOUT_S = 5
 REMOTE_POLL_EVERY_S = 1.0
 CANCEL_WAIT_S = 30.0
 
 
-# -- settings ---------------------------------------------------------------------------------------
 def _import_distributed() -> None:
     try:
         import distributed  # noqa: F401
     except ImportError:
-        raise SpecError(f"backend: dask needs the `distributed` package, which is not installed; {INSTALL}") from None
+        raise SpecError("backend: dask needs the `distributed` package, which is not installed; "
+                        f"{INSTALL}") from None
 
 
-def _scheduler(client: Client) -> Any:
-    """The client's connection to its scheduler: there from the moment the client has connected, as ours have."""
-    if client.scheduler is None:
-        raise RuntimeError("the Dask client is not connected to a scheduler")
-    return client.scheduler
-
-
-def _import_class(path: str) -> type:
-    module, sep, attr = path.partition(":")
-    if not sep:
-        module, _, attr = path.rpartition(".")
-    fix = f"pip install {module.split('.')[0].replace('_', '-')} or fix the name (e.g. dask_jobqueue.SLURMCluster)"
-    try:
-        cls = getattr(importlib.import_module(module), attr) if module and attr else None
-    except ImportError as e:
-        raise SpecError(f"dask.cluster.class: cannot import {path!r} ({e}); {fix}") from None
-    except AttributeError:
-        cls = None
-    if not isinstance(cls, type):
-        raise SpecError(f"dask.cluster.class: {path!r} is not a class; {fix}")
-    return cls
-
-
-class DaskCluster(BaseModel):
-    """`cluster: {class: dask_jobqueue.SLURMCluster, kwargs: {...}, scale: N}`: a cluster batchsweep starts."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    class_: str = Field(alias="class")
-    kwargs: dict[str, Any] = {}
-    scale: int | None = Field(default=None, ge=1)
-
-
-class DaskSettings(BaseModel):
-    """The spec's `dask:` block: an existing scheduler, or a cluster batchsweep starts (`local` by default)."""
-
-    model_config = ConfigDict(extra="forbid")
-    scheduler: str | None = None
-    cluster: Literal["local"] | DaskCluster | None = None
-
-    @field_validator("scheduler")
-    @classmethod
-    def _address(cls, v: str | None) -> str | None:
-        if v is not None and not v.strip():
-            raise ValueError("not an address; give e.g. tcp://127.0.0.1:8786")
-        return v.strip() if v is not None else None
-
-    @field_validator("cluster", mode="before")
-    @classmethod
-    def _cluster_shape(cls, v: Any) -> Any:
-        if v is not None and v != "local" and not isinstance(v, dict):
-            raise ValueError(f"{v!r} is not understood; give `local` or "
-                             "{class: dask_jobqueue.SLURMCluster, kwargs: {...}, scale: N}")
-        return v
-
-    @model_validator(mode="after")
-    def _one_of(self) -> DaskSettings:
-        if self.scheduler is not None and self.cluster is not None:
-            raise ValueError("give either `scheduler: tcp://HOST:PORT` or `cluster: ...`, not both "
-                             "(drop one, e.g. --set dask.cluster=null)")
-        return self
-
-
-def resolve_settings(raw: dict[str, Any], *, max_parallel: int) -> DaskEngineSettings:
-    """The spec's `dask:` block, validated by DaskSettings; returns the settings kept in run.json as `engine`."""
-    try:
-        settings = DaskEngine.settings_of(raw)
-    except ValueError as e:
-        raise SpecError(str(e)) from None
-    assert isinstance(settings, DaskSettings)
-    if settings.scheduler is not None:
-        address = settings.scheduler
-        return DaskEngineSettings(scheduler=address if "://" in address else f"tcp://{address}")
-    cluster = settings.cluster or "local"
-    if cluster == "local":
-        return DaskEngineSettings(cluster="local", n_workers=max_parallel or os.cpu_count() or 1)
-    assert isinstance(cluster, DaskCluster)
-    _import_class(cluster.class_)
-    return DaskEngineSettings(cluster=DaskClusterSettings.model_validate(
-        {"class": cluster.class_, "kwargs": cluster.kwargs, "scale": cluster.scale}))
-
-
-# -- on the Dask worker -----------------------------------------------------------------------------
 def worker_resources(spec: Spec, *, gpus: float | None = None) -> dict[str, float]:
     """`resources:` as Dask worker resources: GPUs when asked for (`gpus`: a task's own), memory (bytes) when
     set explicitly."""
@@ -156,61 +81,6 @@ def worker_resources(spec: Spec, *, gpus: float | None = None) -> dict[str, floa
     if "memory_mib" in r.model_fields_set:
         out["MEMORY"] = r.memory_mib * 2**20
     return out
-
-
-def _check_workers_declare(client: Client, resources: dict[str, float]) -> None:
-    """A task no worker can take would wait for ever: say so before submitting."""
-    workers = client.scheduler_info().get("workers", {}).values()
-    if any(all(w.get("resources", {}).get(k, 0) >= v for k, v in resources.items()) for w in workers):
-        return
-    wanted = ",".join(f"{k}={v:.15g}" for k, v in resources.items())
-    field = "resources.gpus" if "GPU" in resources else "resources.memory_mib"
-    raise SpecError(f"{field}: no Dask worker declares {wanted}; start workers with "
-                    f"`dask worker SCHEDULER --resources {wanted}` (or lower `resources:`)")
-
-
-def _describe_failure(result: Any) -> str:
-    # An erred future's result without raising is (type, exception, traceback).
-    exc = result[1] if isinstance(result, tuple) and len(result) == 3 else result
-    return f"{type(exc).__name__}: {exc} (on the Dask worker)"[:500]
-
-
-# -- asking the scheduler ---------------------------------------------------------------------------
-def _running(client: Client, run_id: str) -> frozenset[int]:
-    """This run's tasks on workers: each worker's first tasks by index, as many as it has threads (the scheduler
-    queues the rest and a worker runs what it holds in submission order)."""
-    processing = client.processing()
-    nthreads = client.nthreads()
-    running: set[int] = set()
-    for worker, keys in processing.items():
-        indices = sorted(i for i in (index_of(run_id, k) for k in keys) if i is not None)
-        running.update(indices[:nthreads.get(worker, 0)])
-    return frozenset(running)
-
-
-def _lost_workers(client: Client, run_id: str, since: float) -> int:
-    """Workers that left unexpectedly while processing this run's tasks (Dask reschedules those tasks)."""
-    lost = 0
-    for stamp, event in client.get_events("all"):
-        if (stamp >= since and isinstance(event, dict) and event.get("action") == "remove-worker"
-                and not event.get("expected")
-                and any(index_of(run_id, k) is not None for k in event.get("processing-tasks") or ())):
-            lost += 1
-    return lost
-
-
-def _lost_note(n: int) -> str:
-    return f"{n} Dask worker{'s' if n != 1 else ''} lost mid-run; Dask ran their tasks again elsewhere"
-
-
-def _connect(address: str) -> Client:
-    from distributed import Client
-
-    try:
-        return Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
-    except (OSError, TimeoutError) as e:
-        raise SpecError(f"dask.scheduler: cannot reach {address} ({e.__class__.__name__}); "
-                        "start one with `dask scheduler` or fix the address") from None
 
 
 # -- the engine -------------------------------------------------------------------------------------
@@ -242,8 +112,7 @@ class DaskEngine(Engine):
 
     def __init__(self, run: RunHandle) -> None:
         super().__init__(run)
-        self._client: Client | None = None
-        self._cluster: Any = None
+        self._conn: Connection | None = None
         self._lock = threading.Lock()
         self._futures: dict[int, Any] = {}  # index -> Future, until its result is in
         self._written: dict[int, TaskStatus] = {}
@@ -257,6 +126,11 @@ class DaskEngine(Engine):
         self._running: frozenset[int] = frozenset()
         self._remote: tuple[float, Progress] | None = None
         self._closed = False
+        self._cancelled = False
+
+    @property
+    def _client(self) -> Client | None:
+        return self._conn.client if self._conn is not None else None
 
     @classmethod
     def check(cls, spec: Spec, tasks: Sequence[Task]) -> DaskEngineSettings:
@@ -270,8 +144,8 @@ class DaskEngine(Engine):
     @classmethod
     def right_size(cls, spec: Spec, usage: Sequence[tuple[float, float, float]],
                    settings: EngineSettings | None = None) -> RightSize | None:
-        """A smaller `MEMORY` worker resource (Dask reserves no vCPUs): the one the run recorded, or the spec's
-        memory when the run is still to come (none is reserved unless it sets one)."""
+        """A smaller `MEMORY` worker resource (Dask reserves no vCPUs): the one the run recorded, or the
+        spec's memory when the run is still to come (none is reserved unless it sets one)."""
         from batchsweep.report.cost import right_size_reserved
 
         r = spec.resources
@@ -290,76 +164,40 @@ class DaskEngine(Engine):
 
     @classmethod
     def prepare(cls, spec: Spec, store: Store, info: dict[str, Any]) -> dict[str, Any]:
-        """On a store directory (a filesystem every worker sees) the tasks run the code directory itself; on an
-        S3 store, whose workers may see none of this machine's files, the code package and the local inputs are
-        shipped there as for AWS Batch, and each worker fetches them once."""
+        """On a store directory (a filesystem every worker sees) the tasks run the code directory itself; on
+        an S3 store, whose workers may see none of this machine's files, the code package and the local
+        inputs are shipped there as for AWS Batch, and each worker fetches them once."""
         from batchsweep.engines.base import keep_code_package, ship_inputs
 
         kept = keep_code_package(spec, store, Path(info["code_dir"]))
         if store.is_local:
             return kept
         if not kept.get("code_sha256"):
-            raise SpecError(f"backend dask with an S3 store: the code package was {kept.get('code_package')}; "
-                            "the workers run it, so raise code.max_mib or leave big files out with code.exclude")
+            raise SpecError(f"backend dask with an S3 store: the code package was {kept.get('code_package')}"
+                            "; the workers run it, so raise code.max_mib or leave big files out with "
+                            "code.exclude")
         return {**kept, "inputs_map": ship_inputs(spec, store)}
 
     # -- submit -------------------------------------------------------------------------------
-    def _open(self) -> Client:
-        """A client for this engine: connect to the scheduler, or start the cluster batchsweep owns."""
-        if self._client is not None:
-            return self._client
-        from distributed import Client, LocalCluster
-
-        settings = self.settings
-        if settings.scheduler is not None:
-            self._client = _connect(settings.scheduler)
-            return self._client
-        cluster = settings.cluster
-        if cluster == "local" or cluster is None:
-            import logging
-
-            self._cluster = LocalCluster(n_workers=settings.n_workers or os.cpu_count() or 1, threads_per_worker=1,
-                                         processes=True, dashboard_address=":0", silence_logs=logging.ERROR)
-        else:
-            self._cluster = _import_class(cluster.class_)(**cluster.kwargs)
-            if cluster.scale:
-                self._cluster.scale(cluster.scale)
-        self._client = Client(self._cluster, set_as_default=False)
-        return self._client
-
     def submit(self, indices: Sequence[int], *, detach: bool) -> None:
         from distributed import Event, as_completed, fire_and_forget
 
         if detach and self.settings.scheduler is None:
-            raise SpecError("--detach: with dask.cluster the cluster lives in this process and would stop with it; "
-                            "start a scheduler (`dask scheduler`) and --set dask.scheduler=tcp://HOST:PORT, "
+            raise SpecError("--detach: with dask.cluster the cluster lives in this process and would stop "
+                            "with it; start a scheduler (`dask scheduler`) and "
+                            "--set dask.scheduler=tcp://HOST:PORT, "
                             "or run without --detach")
-        client = self._open()
+        self._conn = conn = sched.open_connection(self.run.id, self.settings)
+        client = conn.client
         try:
-            Event(cancel_event_name(self.run.id), client=client).clear()  # a resume after a cancel
-            tasks = {t.index: t for t in self.run.tasks()}
-            spec_resources = self.run.record.spec.resources
-            groups: dict[float | None, list[int]] = {}  # by the task's own GPUs (`gpus: "{param}"`)
-            for i in indices:
-                gpus = spec_resources.of_task(tasks[i].params) if spec_resources.gpus_param else None
-                groups.setdefault(gpus, []).append(i)
-            indices, futures = [], []
-            for gpus, group in groups.items():
-                resources = dict(self.settings.resources or {})
-                if gpus:
-                    resources["GPU"] = gpus
-                if resources:
-                    _check_workers_declare(client, resources)
-                n = len(group)
-                futures += client.map(run_dask_task, [self.run.store.url] * n, [self.run.id] * n,
-                                      [tasks[i].to_json() for i in group], key=[task_key(self.run.id, i) for i in group],
-                                      pure=False, retries=0, resources=resources or None)
-                indices += group
+            if not conn.kept:  # (a kept one: a round of this search, which no cancel has reached)
+                Event(cancel_event_name(self.run.id), client=client).clear()  # a resume after a cancel
+            indices, futures = self._map(client, indices)
             keys = [task_key(self.run.id, i) for i in indices]
             self._submitted_at = time.time()
             write_engine_record(self.run, DaskRecord(
-                engine=self.name, scheduler=_scheduler(client).address, keys=keys, detached=detach,
-                owns_cluster=self._cluster is not None, pid=os.getpid(), pid_started=start_time(os.getpid()),
+                engine=self.name, scheduler=sched.scheduler_of(client).address, keys=keys, detached=detach,
+                owns_cluster=conn.cluster is not None, pid=os.getpid(), pid_started=start_time(os.getpid()),
                 host=socket.gethostname(), submitted_at=self._submitted_at,
             ))
         except BaseException:
@@ -378,6 +216,30 @@ class DaskEngine(Engine):
                                            daemon=True)
         self._collector.start()
 
+    def _map(self, client: Client, indices: Sequence[int]) -> tuple[list[int], list[Any]]:
+        """One `client.map` per GPU count (`gpus: "{param}"`); the tasks in the order of their futures."""
+        tasks = {t.index: t for t in self.run.tasks()}
+        spec_resources = self.run.record.spec.resources
+        groups: dict[float | None, list[int]] = {}
+        for i in indices:
+            gpus = spec_resources.of_task(tasks[i].params) if spec_resources.gpus_param else None
+            groups.setdefault(gpus, []).append(i)
+        submission = secrets.token_hex(4)  # the workers' cancel state of this submission, not an earlier's
+        ordered, futures = [], []
+        for gpus, group in groups.items():
+            resources = dict(self.settings.resources or {})
+            if gpus:
+                resources["GPU"] = gpus
+            if resources:
+                sched.check_workers_declare(client, resources)
+            n = len(group)
+            futures += client.map(run_dask_task, [self.run.store.url] * n, [self.run.id] * n,
+                                  [tasks[i].to_json() for i in group], [submission] * n,
+                                  key=[task_key(self.run.id, i) for i in group],
+                                  pure=False, retries=0, resources=resources or None)
+            ordered += group
+        return ordered, futures
+
     def _collect(self, completed: Any) -> None:
         from concurrent.futures import CancelledError
 
@@ -390,7 +252,7 @@ class DaskEngine(Engine):
                     self._written[index] = result
                 elif result is not None and not isinstance(result, CancelledError):
                     # The task function itself failed (store not visible, worker lost too often): no status.
-                    self._errors[index] = _describe_failure(result)
+                    self._errors[index] = sched.describe_failure(result)
             del future, result
 
     # -- watch --------------------------------------------------------------------------------
@@ -402,8 +264,8 @@ class DaskEngine(Engine):
         if active and now >= self._next_check and self._client is not None:
             self._next_check = now + REMOTE_POLL_EVERY_S
             try:
-                self._running = _running(self._client, self.run.id)
-                self._lost = _lost_workers(self._client, self.run.id, self._submitted_at)
+                self._running = sched.running(self._client, self.run.id)
+                self._lost = sched.lost_workers(self._client, self.run.id, self._submitted_at)
             except Exception:
                 pass  # a progress figure is not worth failing the run for
         with self._lock:
@@ -411,7 +273,7 @@ class DaskEngine(Engine):
         notes: tuple[str, ...] = ()
         if self._lost != self._reported_lost:
             self._reported_lost = self._lost
-            notes = (_lost_note(self._lost),)
+            notes = (sched.lost_note(self._lost),)
         missing = State.PENDING
         if not active:
             missing = State.LOST  # the futures all ended: a task without a status is lost
@@ -429,7 +291,7 @@ class DaskEngine(Engine):
         if record is None:
             return Progress(active=False)
         lost = record.lost_workers
-        notes = (_lost_note(lost),) if lost else ()
+        notes = (sched.lost_note(lost),) if lost else ()
         owner_gone = record.owns_cluster and (
             record.host == socket.gethostname() and not pid_alive(record.pid, record.pid_started))
         if record.finished:
@@ -437,20 +299,25 @@ class DaskEngine(Engine):
         if owner_gone:
             return Progress(active=False, notes=notes)
         try:
-            client = self._client or _connect(record.scheduler)
-            self._client = client
-            states = client.sync(_scheduler(client).get_task_status, keys=record.keys)
-            active = any(s in ACTIVE_STATES for s in states.values())
-            running = _running(client, self.run.id) if active else frozenset()
-            lost = max(lost, _lost_workers(client, self.run.id, record.submitted_at))
+            client = self._remote_client(record.scheduler)
+            states = client.sync(sched.scheduler_of(client).get_task_status, keys=record.keys)
+            active = any(s in sched.ACTIVE_STATES for s in states.values())
+            running = sched.running(client, self.run.id) if active else frozenset()
+            lost = max(lost, sched.lost_workers(client, self.run.id, record.submitted_at))
         except (SpecError, OSError, TimeoutError) as e:
             if len(self.run.store.statuses(self.run.id)) >= self.run.n_tasks:
                 return Progress(active=False, notes=notes)  # done: nothing to say
-            note = f"the Dask scheduler {record.scheduler} is unreachable ({e}); tasks without a status did not finish"
+            note = (f"the Dask scheduler {record.scheduler} is unreachable ({e}); tasks without a status did "
+                    "not finish")
             return Progress(active=False, notes=(*notes, note))
-        progress = Progress(active=active, running=running, notes=(_lost_note(lost),) if lost else ())
+        progress = Progress(active=active, running=running, notes=(sched.lost_note(lost),) if lost else ())
         self._remote = (self.clock.monotonic(), progress)
         return progress
+
+    def _remote_client(self, address: str) -> Client:
+        if self._conn is None:
+            self._conn = Connection(sched.connect(address))
+        return self._conn.client
 
     def failure_reasons(self) -> dict[int, str]:
         if self._collector is not None:
@@ -463,15 +330,20 @@ class DaskEngine(Engine):
     def cancel(self) -> None:
         from distributed import Event, Future
 
+        self._cancelled = True
         record = self._record()
+        if self._conn is None and record is None:
+            return
         try:
-            client = self._client or (_connect(record.scheduler) if record else None)
+            client = self._client or self._remote_client(record.scheduler if record else "")
         except SpecError:
             return  # the scheduler is gone, and its tasks with it
-        if client is None:
-            return
-        self._client, self._remote = client, None
-        Event(cancel_event_name(self.run.id), client=client).set()  # first: a task that starts now skips
+        self._remote = None
+        Event(cancel_event_name(self.run.id), client=client).set()  # first: a worker that joins later skips
+        try:
+            client.run(cancel_here, self.run.id)  # at once on every worker: no task starts, running ones die
+        except Exception:  # noqa: BLE001 - an unanswering worker still sees the Event within a second
+            pass
         with self._lock:
             futures = list(self._futures.values())
         if not futures and record:
@@ -479,7 +351,8 @@ class DaskEngine(Engine):
         client.cancel(futures, force=True)  # force: a detached run's keys are wanted by "fire-and-forget"
         del futures
         deadline = self.clock.monotonic() + CANCEL_WAIT_S
-        while self.clock.monotonic() < deadline:  # running tasks kill their process group and write "cancelled"
+        # Running tasks kill their process group and write "cancelled".
+        while self.clock.monotonic() < deadline:
             try:
                 if not any(client.run(busy_keys, self.run.id).values()):
                     break
@@ -490,15 +363,28 @@ class DaskEngine(Engine):
             self._collector.join(timeout=CANCEL_WAIT_S)
         self.close()
 
+    def _next_round_follows(self) -> bool:
+        """Whether a search's next round will take this engine's connection: a search with trials still to
+        ask, whose round ended with a result for every task (a cancelled or lost one ends the driving)."""
+        search = self.run.record.spec.search
+        if self._cancelled or search is None or self.run.n_tasks >= search.trials:
+            return False
+        with self._lock:
+            written, errors = dict(self._written), bool(self._errors)
+        return not errors and set(written) == self._covers and all(
+            s.state is not State.CANCELLED for s in written.values())
+
     def close(self) -> None:
         if self._collector is not None and self._client is not None and not self._closed:
             self._closed = True
-            try:  # the workers' last summaries, before the run counts as finished
-                self._client.run(dask_summary.flush, self.run.id)
-            except Exception:  # noqa: BLE001 - a worker that is gone took its batch along; its tasks' files remain
-                pass
+            keep = self._next_round_follows()
+            if not keep:
+                try:  # the workers' last summaries, before the run counts as finished
+                    self._client.run(finish_run, self.run.id)
+                except Exception:  # noqa: BLE001 - a worker gone took its batch along; its tasks' files stay
+                    pass
             try:
-                self._lost = _lost_workers(self._client, self.run.id, self._submitted_at)
+                self._lost = sched.lost_workers(self._client, self.run.id, self._submitted_at)
             except Exception:
                 pass
             record = self._record()
@@ -506,13 +392,14 @@ class DaskEngine(Engine):
                 errors = dict(self._errors)
             if record is not None:  # (none: a damaged one was warned about; the statuses tell the rest)
                 write_engine_record(self.run, record.model_copy(update={
-                    "finished": True, "finished_at": time.time(), "lost_workers": self._lost, "errors": errors}))
+                    "finished": True, "finished_at": time.time(), "lost_workers": self._lost,
+                    "errors": errors}))
+            if keep and self._conn is not None:
+                sched.keep(self.run.id, self._conn)
+                self._conn = None
         self._release()
 
     def _release(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        if self._cluster is not None:
-            self._cluster.close()
-            self._cluster = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
