@@ -6,8 +6,8 @@ import stat
 import sys
 from pathlib import Path
 
-# Records argv (and stdin for login) in $FAKE_DOCKER_LOG, answers `docker info` unless FAKE_DOCKER_DAEMON=down
-# and `image inspect --format` with a digest,
+# Records argv (and stdin for login) in $FAKE_DOCKER_LOG, answers `docker info` unless FAKE_DOCKER_DAEMON=down,
+# `pull` unless FAKE_DOCKER_OFFLINE is set, and `image inspect --format` with a digest,
 # remembers built and `tag`ged references, keeps the last build context's Dockerfile and requirements, and on
 # `push` puts a manifest (one per build) into the ECR that AWS_ENDPOINT_URL points at.
 FAKE_BUILDER = """#!{python}
@@ -19,6 +19,8 @@ if args[:1] == ["login"]:
     entry["stdin"] = sys.stdin.read()
 with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
     log.write(json.dumps(entry) + "\\n")
+if args[:1] == ["pull"] and os.environ.get("FAKE_DOCKER_OFFLINE"):
+    sys.exit(1)
 if args == ["info"]:
     sys.exit(1 if os.environ.get("FAKE_DOCKER_DAEMON") == "down" else 0)
 if args[:3] == ["image", "inspect", "--format"]:  # the base's digest, as pulled

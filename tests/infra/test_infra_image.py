@@ -65,7 +65,11 @@ def calls(log: Path) -> list[dict[str, Any]]:
     """What the builders were asked to do, without the `docker info` probes that choose one and the probes of
     the base's digest."""
     entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    return [e for e in entries if e["argv"] != ["info"] and e["argv"][:3] != ["image", "inspect", "--format"]]
+    return [e for e in entries if e["argv"] != ["info"] and e["argv"][:3] != ["image", "inspect", "--format"]
+            and e["argv"][:1] != ["pull"]]
+
+
+PINNED = f"{image.DEFAULT_BASE}@sha256:{'c' * 64}"  # the default base as the fake builders pull it
 
 
 @pytest.fixture
@@ -147,7 +151,8 @@ def test_missing_requirements_file_is_a_one_line_error(tmp_path: Path) -> None:
 
 def test_push_builds_logs_in_through_stdin_and_pushes(session: Any, outputs: dict[str, str], docker_log: Path) -> None:
     ref = registry.push(["numpy"], session=session, outputs=outputs, echo=lambda _: None)
-    assert ref == f"{image.repository_uri(outputs)}:{image.image_tag(image.dockerfile_text(['numpy']), ['numpy'])}"
+    tag = image.image_tag(image.dockerfile_text(['numpy'], base=PINNED), ['numpy'])
+    assert ref == f"{image.repository_uri(outputs)}:{tag}"
     argvs = [c["argv"] for c in calls(docker_log)]
     assert [a[0] for a in argvs] == ["image", "build", "login", "push"]
     assert argvs[1][:3] == ["build", "--platform", "linux/amd64"]
@@ -245,7 +250,7 @@ def test_image_push_command_points_the_stack_at_the_pushed_tag(
     register(main.add_subparsers(dest="command", required=True))
     args = main.parse_args(["image", "push", "--stack", STACK])
     assert args.func(args) == 0
-    tag = image.image_tag(image.dockerfile_text(None))
+    tag = image.image_tag(image.dockerfile_text(None, base=PINNED))
     assert capsys.readouterr().out.splitlines()[-1] == f"{image.repository_uri(outputs)}:{tag}"
     found = infra.describe_stack(STACK, session=session)
     assert found is not None
@@ -265,7 +270,7 @@ def test_image_push_of_a_spec_builds_its_requirements_into_the_stack_it_names(
     register(main.add_subparsers(dest="command", required=True))
     args = main.parse_args(["image", "push", str(spec.spec_file)])
     assert args.func(args) == 0
-    tag = image.image_tag(image.dockerfile_text(["humanize==4.9.0"]), ["humanize==4.9.0"])
+    tag = image.image_tag(image.dockerfile_text(["humanize==4.9.0"], base=PINNED), ["humanize==4.9.0"])
     assert capsys.readouterr().out.splitlines()[-1] == f"{image.repository_uri(outputs)}:{tag}"
     assert "#   humanize==4.9.0\n" in Path(f"{docker_log}.Dockerfile").read_text()
     assert Path(f"{docker_log}.requirements").read_text() == "humanize==4.9.0\n"
@@ -312,3 +317,20 @@ def test_hash_locked_requirements_are_not_extended_behind_pips_back(tmp_path: Pa
     with pytest.raises(SpecError, match=r"is hash-locked \(--hash\), so pip would refuse the optuna>=3.5 "
                                         r"batchsweep adds for this spec; list optuna>=3.5 there"):
         image.spec_requirements(spec)
+
+
+def test_the_default_base_is_pinned_by_digest_so_the_tag_follows_it(outputs: dict[str, str], docker_log: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`image build` pulls the default base and writes its digest into the Dockerfile (issue #29 item 8): when
+    the tag's image changes upstream, the content-hash tag changes with it and the image is rebuilt. Before,
+    the Dockerfile named the floating tag, and an image built on last month's python:3.x-slim kept its tag."""
+    lines: list[str] = []
+    ref = image.build(None, outputs=outputs, echo=lines.append)
+    entries = [json.loads(line) for line in docker_log.read_text().splitlines()]
+    assert ["pull", "--platform", "linux/amd64", image.DEFAULT_BASE] in [e["argv"] for e in entries]
+    assert f"ARG BASE={PINNED}\nFROM ${{BASE}}\n" in Path(f"{docker_log}.Dockerfile").read_text()
+    assert ref == image.ref_of(None, outputs, base=PINNED) != image.ref_of(None, outputs)
+    monkeypatch.setenv("FAKE_DOCKER_OFFLINE", "1")  # a builder that cannot pull: built on the tag, said so
+    lines.clear()
+    assert image.build(None, outputs=outputs, echo=lines.append) == image.ref_of(None, outputs)
+    assert lines[0].startswith(f"{image.DEFAULT_BASE} is not pinned by digest (docker could not pull it")

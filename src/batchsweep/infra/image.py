@@ -300,6 +300,9 @@ class Builder:
         found = result.stdout.strip() if result.returncode == 0 else ""
         return found if re.fullmatch(r"\S+@sha256:[0-9a-f]{64}", found) else None
 
+    def pull_argv(self, ref: str) -> list[str]:
+        return [self.path, "pull", "--platform", PLATFORM, ref]
+
     def tag_argv(self, ref: str, other: str) -> list[str]:
         return [self.path, "tag", ref, other]
 
@@ -340,11 +343,27 @@ def _docker_answers(docker: str) -> bool:
         return False
 
 
+def pin_base(base: str, builder: Builder | None, *, echo: Echo) -> str:
+    """The default base as `TAG@sha256:…`, its digest read through the builder after a pull, so the
+    Dockerfile, and with it the image's content-hash tag, follows what the base's tag names today. A base the
+    user named is used as given; without a digest (offline, buildah, no builder) the tag, said in one line."""
+    if base != DEFAULT_BASE:
+        return base
+    if builder is not None and run_cli(builder.pull_argv(base), quiet=True) == 0:
+        found = builder.digest_of(base)
+        if found:
+            return f"{base}@{found.rsplit('@', 1)[1]}"
+    how = f"{builder.name} could not pull it or name its digest" if builder is not None else "no image builder"
+    echo(f"{base} is not pinned by digest ({how}): the image is built on its tag as it is")
+    return base
+
+
 def build(requirements: list[str] | None, *, outputs: dict[str, str], echo: Echo, base: str = DEFAULT_BASE,
           builder: str | None = None) -> str:
     """Build the image unless the builder already has it; return its reference `URI:TAG`."""
-    return build_ref(requirements, ref_of(requirements, outputs, base=base), choose_builder(builder), echo=echo,
-                  base=base)
+    chosen = choose_builder(builder)
+    base = pin_base(base, chosen, echo=echo)
+    return build_ref(requirements, ref_of(requirements, outputs, base=base), chosen, echo=echo, base=base)
 
 
 def ref_of(requirements: list[str] | None, outputs: dict[str, str], *, base: str = DEFAULT_BASE) -> str:
@@ -361,9 +380,10 @@ def build_to(requirements: list[str] | None, target: ImageRef, *, echo: Echo, ba
              builder: str | None = None) -> str:
     """Build the image into `target`'s repository, without a stack: under its content-hash tag and, when `target`
     has a tag of its own, under that one too. Returns `target` (the content-hash reference when it has no tag)."""
+    chosen = choose_builder(builder)
+    base = pin_base(base, chosen, echo=echo)
     content = ref_in(target.repository, requirements, base=base)
-    return build_tagged(requirements, content, named_ref(target, content), choose_builder(builder), echo=echo,
-                         base=base)
+    return build_tagged(requirements, content, named_ref(target, content), chosen, echo=echo, base=base)
 
 
 def build_tagged(requirements: list[str] | None, content: str, named: str, builder: Builder, *, echo: Echo,

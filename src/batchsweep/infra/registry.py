@@ -19,6 +19,7 @@ from batchsweep.infra.image import (
     check_exit,
     choose_builder,
     named_ref,
+    pin_base,
     ref_in,
     ref_of,
     run_cli,
@@ -65,6 +66,7 @@ def push_to(requirements: list[str] | None, target: ImageRef, *, session: Any, e
     to it in ECR. Another registry needs the builder logged in already (`docker login`)."""
     if target.digest:
         raise SweepError(f"--tag {target}: name a tag to push to, not a digest")
+    chosen, base = _pinned(base, builder, echo=echo)
     content = ref_in(target.repository, requirements, base=base)
     named = named_ref(target, content)
     content_tag = content.rsplit(":", 1)[1]
@@ -77,7 +79,7 @@ def push_to(requirements: list[str] | None, target: ImageRef, *, session: Any, e
             else:
                 echo(f"image {named} already in ECR; nothing to push")
             return named
-    chosen = choose_builder(builder)
+    chosen = chosen or choose_builder(builder)
     build_tagged(requirements, content, named, chosen, echo=echo, base=base)
     if target.ecr is not None:
         _login(chosen, session=session, echo=echo, region=target.ecr[1])
@@ -100,17 +102,28 @@ def _ecr_add_tag(target: ImageRef, content_tag: str, *, session: Any) -> None:
 def push(requirements: list[str] | None, *, session: Any, outputs: dict[str, str], echo: Echo,
          base: str = DEFAULT_BASE, builder: str | None = None) -> str:
     """Build and push the image unless ECR already has its tag; return its reference `URI:TAG`."""
+    chosen, base = _pinned(base, builder, echo=echo)
     ref = ref_of(requirements, outputs, base=base)
-    # Checked before looking for a builder: an unchanged image needs none at all.
     if image_exists(session, outputs, tag=ref.rsplit(":", 1)[1]):
         echo(f"image {ref} already in ECR; nothing to push")
         return ref
-    chosen = choose_builder(builder)
+    chosen = chosen or choose_builder(builder)
     build_ref(requirements, ref, chosen, echo=echo, base=base)
     _login(chosen, session=session, echo=echo)
     echo(f"pushing {ref}")
     check_exit(run_cli(chosen.push_argv(ref)), f"{chosen.name} push")
     return ref
+
+
+def _pinned(base: str, builder: str | None, *, echo: Echo) -> tuple[Builder | None, str]:
+    """The builder, when there is one (an image ECR already has needs none), and the base pinned through it."""
+    try:
+        chosen: Builder | None = choose_builder(builder)
+    except SweepError:
+        if builder is not None:
+            raise
+        chosen = None  # choose_builder says why once a build turns out to be needed
+    return chosen, pin_base(base, chosen, echo=echo)
 
 
 def _login(builder: Builder, *, session: Any, echo: Echo, region: str | None = None) -> None:
