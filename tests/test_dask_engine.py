@@ -521,3 +521,23 @@ def test_a_search_on_cluster_local_starts_one_cluster_for_all_its_rounds_and_sto
     host, port = record["scheduler"].removeprefix("tcp://").rsplit(":", 1)
     with pytest.raises(OSError):  # stopped with the run's last round
         socket.create_connection((host, int(port)), timeout=1).close()
+
+
+def test_a_search_whose_last_round_is_all_reused_stops_the_cluster_its_earlier_round_kept(tmp_path):
+    branin = Path(__file__).parent.parent / "examples" / "branin" / "branin.py"
+    spec = write_spec(tmp_path, f"""
+        name: dask-search-reused
+        script: {branin}
+        params: {{fixed: {{}}}}
+        search: {{trials: 4, batch: 2, metric: value, space: {{x1: [3.14], x2: [2.275]}}}}
+        backend: dask
+        dask: {{cluster: local}}
+        max_parallel: 2
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    assert run.exit_code == 0 and run.n_tasks == 4
+    assert [s.reused_from is not None for _, s in sorted(run.statuses().items())][2:] == [True, True]
+    record = json.loads((tmp_path / "store" / "runs" / run.id / "engine.json").read_text())
+    host, port = record["scheduler"].removeprefix("tcp://").rsplit(":", 1)
+    with pytest.raises(OSError):  # stopped when the run ended, not a minute later
+        socket.create_connection((host, int(port)), timeout=1).close()

@@ -404,8 +404,11 @@ def _engine_evaluator(run: Run, search: Search, study: optuna.Study, *, progress
                      search.trials)
         reused = _reuse_round(run, indices)
         to_run = [i for i in indices if i not in reused]
+        # A fresh engine per round: its own thread, its own poll backoff. Renewed when the round runs nothing
+        # too, so the last engine that ran tasks is closed knowing the run moved on (a Dask engine hands its
+        # cluster to the next round's).
+        run.renew_engine()
         if to_run:
-            run.renew_engine()  # a fresh engine per round: its own thread, its own poll backoff
             run.engine.submit(to_run, detach=False)
             watch(run, show=progress, interval=interval)
         statuses = {i: run.store.read_status(run.id, i) for i in indices}

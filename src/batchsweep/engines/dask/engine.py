@@ -397,6 +397,10 @@ class DaskEngine(Engine):
             if keep and self._conn is not None:
                 sched.keep(self.run.id, self._conn)
                 self._conn = None
+                return
+        # Not handed on: a connection an earlier round kept is not wanted any more (the rounds after it had
+        # every trial reused, so no engine took it).
+        sched.drop(self.run.id)
         self._release()
 
     def _release(self) -> None:

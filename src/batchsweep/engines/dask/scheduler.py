@@ -81,7 +81,7 @@ def open_connection(run_id: str, settings: DaskEngineSettings) -> Connection:
 def keep(run_id: str, connection: Connection) -> None:
     """Hold the connection for the run's next round (a search asks its next trials meanwhile): a cluster
     started per round cost seconds a round. Closed when no round takes it within KEEP_S, or at exit."""
-    timer = threading.Timer(KEEP_S, _drop, args=(run_id, connection))
+    timer = threading.Timer(KEEP_S, drop, args=(run_id, connection))
     timer.daemon = True
     with _KEPT_LOCK:
         old = _KEPT.pop(run_id, None)
@@ -92,7 +92,8 @@ def keep(run_id: str, connection: Connection) -> None:
     timer.start()
 
 
-def _drop(run_id: str, connection: Connection | None = None) -> None:
+def drop(run_id: str, connection: Connection | None = None) -> None:
+    """Close the run's kept connection (only `connection`, when given: the timer's own)."""
     with _KEPT_LOCK:
         kept = _KEPT.get(run_id)
         if kept is None or (connection is not None and kept[0] is not connection):
@@ -105,7 +106,7 @@ def _drop(run_id: str, connection: Connection | None = None) -> None:
 @atexit.register
 def _drop_all() -> None:
     for run_id in list(_KEPT):
-        _drop(run_id)
+        drop(run_id)
 
 
 def connect(address: str) -> Client:
