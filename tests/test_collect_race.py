@@ -147,3 +147,40 @@ def test_a_task_that_keeps_swapping_its_siblings_directories_reaches_nothing_out
     # the sibling may fail (its working directory moved under it), as its own failure, never the runner's
     assert set(df["status"]) <= {"succeeded", "failed"} and len(df) == 2, df
     assert not any(os.path.realpath(p).startswith(str(victim)) for p in (tmp_path / "store").rglob("*"))
+
+
+def test_a_working_directory_swapped_for_a_symlink_as_it_is_made_gets_no_staged_input(tmp_path, monkeypatch):
+    """The swap lands right after the runner made the task's working directory and before it copies the
+    task's inputs there (the seam: `worker._fresh_work`). Before, the runner copied the input (and wrote a
+    config-style params file) into the victim's directory; now it writes through the directory it made, held
+    open, and the task fails naming the symlink."""
+    victim, files = _victim(tmp_path)
+    real_fresh, swapped = worker._fresh_work, []
+
+    def fresh_then_swap(task_fd: int) -> int:
+        fd = real_fresh(task_fd)
+        work = Path(os.readlink(f"/proc/self/fd/{task_fd}")) / "work"
+        if work.parent.name == "0" and not swapped:
+            swapped.append(work)
+            _swap(work, victim / "dir")
+        return fd
+
+    monkeypatch.setattr(worker, "_fresh_work", fresh_then_swap)
+    (tmp_path / "data.txt").write_text("the input\n")
+    script = tmp_path / "task.py"
+    script.write_text("import json, sys\nprint(json.dumps({'ok': len(sys.argv)}))\n")
+    spec = write_spec(tmp_path, f"""
+        name: stage
+        script: {script}
+        params: {{grid: {{a: [1, 2]}}}}
+        inputs: [{tmp_path / 'data.txt'}]
+        metrics: {{stdout: last}}
+        max_parallel: 1
+        timeout: 60s
+    """)
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    df = run.results().set_index("task")
+    assert swapped, "the seam was never reached"
+    _untouched(victim, files)
+    assert list(df["status"]) == ["failed", "succeeded"], df["error"].tolist()
+    assert "work by a symlink" in df["error"][0] and "not followed" in df["error"][0], df["error"][0]

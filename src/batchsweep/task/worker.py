@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from batchsweep import metrics as metrics_mod
-from batchsweep.files import remove_at
+from batchsweep.files import open_dir, remove_at
 from batchsweep.model import State, Task, TaskStatus, input_parts
 from batchsweep.scripts.argv import config_file
 from batchsweep.store.core import Store
@@ -34,7 +34,7 @@ from batchsweep.store.layout import TaskDir
 from batchsweep.task import reaper
 from batchsweep.task import series as series_mod
 from batchsweep.task.collect import TaskPaths, collect, drop_empty, last_line, other_stream
-from batchsweep.task.confine import Anchor, reclaim
+from batchsweep.task.confine import Anchor, reclaim, write_file
 from batchsweep.task.context import (  # re-exported: engines and the CLI import them from here
     RunContext,
     command,
@@ -188,23 +188,42 @@ def _describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
-def _fresh_work(task_fd: int) -> None:
-    try:
-        os.mkdir(TaskDir.WORK, dir_fd=task_fd)
-    except FileExistsError:  # a previous attempt's, or a symlink another task of the run put there
-        remove_at(TaskDir.WORK, task_fd)  # a symlink is unlinked, not followed
-        os.mkdir(TaskDir.WORK, dir_fd=task_fd)
+def _fresh_work(task_fd: int) -> int:
+    """A new empty working directory in the task's, held open. What stands in its way (a previous attempt's, or
+    a symlink another task of the run put there) is removed, not followed."""
+    for _ in range(3):
+        remove_at(TaskDir.WORK, task_fd)
+        try:
+            os.mkdir(TaskDir.WORK, dir_fd=task_fd)
+            return open_dir(TaskDir.WORK, task_fd)
+        except OSError:  # replaced between the two: another task of the run at work
+            continue
+    raise OSError(f"{TaskDir.WORK} was replaced each time it was made (another task of the run)")
+
+
+def _held(fd: int, path: Path) -> Path:
+    """A path to the directory fd holds that is resolved through the descriptor (Linux), so what the runner
+    writes there cannot be sent elsewhere by a symlink swapped in for path; else path itself."""
+    proc = Path(f"/proc/self/fd/{fd}")
+    return proc if proc.is_dir() else path
 
 
 def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: ProcessRegistry | None,
                 resolve_input: Callable[[str], Path], launcher: Launcher = launch_cold,
                 extra_env: dict[str, str] | None = None, live: Live | None = None) -> Attempt:
-    _fresh_work(paths.fd)
-    paths.staged = _stage(task, paths.work, resolve_input)
-    if ctx.style == "config":  # the params file the script reads, in its working directory
-        name, text = config_file(task.params, ctx.flags)
-        (paths.work / name).parent.mkdir(parents=True, exist_ok=True)
-        (paths.work / name).write_text(text)
+    try:
+        work_fd = _fresh_work(paths.fd)
+    except OSError as e:
+        return Attempt(State.FAILED, None, f"its working directory could not be made: {e}", retry=False)
+    try:
+        work = _held(work_fd, paths.work)
+        paths.staged = _stage(task, work, resolve_input)
+        if ctx.style == "config":  # the params file the script reads, in its working directory
+            name, text = config_file(task.params, ctx.flags)
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            write_file(work / name, text.encode())
+    finally:
+        os.close(work_fd)
     token = f"{ctx.run_id}/{task.index}/{secrets.token_hex(4)}"  # inherited by every descendant: see reaper
     env = {**task_env(ctx, task, paths.work, extra_env), reaper.TOKEN_VAR: token}
     if live is not None:
