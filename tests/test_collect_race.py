@@ -184,3 +184,22 @@ def test_a_working_directory_swapped_for_a_symlink_as_it_is_made_gets_no_staged_
     _untouched(victim, files)
     assert list(df["status"]) == ["failed", "succeeded"], df["error"].tolist()
     assert "work by a symlink" in df["error"][0] and "not followed" in df["error"][0], df["error"][0]
+
+
+def test_removing_a_tasks_directory_never_follows_a_symlink_at_or_below_it(tmp_path):
+    from batchsweep.files import remove_at
+
+    victim, files = _victim(tmp_path)
+    run = tmp_path / "run"
+    (run / "work" / "sub").mkdir(parents=True)
+    (run / "work" / "sub" / "link").symlink_to(victim / "dir" / "notes.txt")
+    (run / "work" / "linkdir").symlink_to(victim / "dir", target_is_directory=True)
+    (run / "outputs").symlink_to(victim / "dir", target_is_directory=True)
+    fd = os.open(run, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in ("work", "outputs", "missing"):
+            remove_at(name, fd)
+    finally:
+        os.close(fd)
+    _untouched(victim, files)
+    assert os.listdir(run) == []

@@ -4,6 +4,7 @@ directory's files reached from its descriptor (`dir_fd`), so no name is resolved
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -37,30 +38,57 @@ def open_dir(name: str, dir_fd: int | None = None) -> int:
 
 def remove_at(name: str, dir_fd: int) -> None:
     """Remove name from the directory dir_fd, whatever it is: a directory with everything below it, reached
-    by descriptors (a symlink swapped in anywhere below is unlinked, never followed). Nothing there: no error."""
-    try:
-        os.unlink(name, dir_fd=dir_fd)
-        return
-    except FileNotFoundError:
-        return
-    except IsADirectoryError:
-        pass
-    except PermissionError:  # what Linux answers for unlink() of a directory
-        if not stat.S_ISDIR(os.lstat(name, dir_fd=dir_fd).st_mode):
+    by descriptors (a symlink swapped in anywhere below is unlinked, never followed). Nothing there: no error.
+    What someone keeps swapping in meanwhile is tried again a few times, then OSError."""
+    for _ in range(3):
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+            return
+        except FileNotFoundError:
+            return
+        except IsADirectoryError:
+            pass
+        except PermissionError:  # what Linux answers for unlink() of a directory
+            if not stat.S_ISDIR(os.lstat(name, dir_fd=dir_fd).st_mode):
+                raise
+        try:
+            fd = open_dir(name, dir_fd)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):  # no longer a directory: unlinked next time round
+                continue
             raise
-    fd = open_dir(name, dir_fd)
-    try:
-        for _root, dirs, names, root_fd in os.fwalk(".", dir_fd=fd, topdown=False):
-            for entry in names:
+        try:
+            _empty(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.rmdir(name, dir_fd=dir_fd)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTDIR, errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    raise OSError(errno.EBUSY, "replaced again each time it was removed", name)
+
+
+def _empty(fd: int) -> None:
+    """Remove everything in the directory fd holds, bottom up; what vanishes meanwhile is no error."""
+    for _root, dirs, names, root_fd in os.fwalk(".", dir_fd=fd, topdown=False):
+        for entry in names:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry, dir_fd=root_fd)
-            for entry in dirs:  # fwalk lists a symlink to a directory here too, and never enters it
-                try:
-                    os.rmdir(entry, dir_fd=root_fd)
-                except NotADirectoryError:
+        for entry in dirs:  # fwalk lists a symlink to a directory here too, and never enters it
+            try:
+                os.rmdir(entry, dir_fd=root_fd)
+            except NotADirectoryError:
+                with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry, dir_fd=root_fd)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=dir_fd)
+            except (FileNotFoundError, OSError) as e:
+                if not isinstance(e, FileNotFoundError) and e.errno != errno.ENOTEMPTY:
+                    raise
 
 
 def write_at(name: str, data: bytes, dir_fd: int, *, mode: int = 0o644) -> None:

@@ -10,6 +10,7 @@ swapped in is removed, never followed, and the task fails saying so."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import stat
@@ -87,7 +88,12 @@ def collect(ctx: RunContext, paths: TaskPaths, *, metrics: bool = True) -> Colle
     finally:
         if work_fd is not None:
             os.close(work_fd)
-    remove_at(TaskDir.WORK, paths.fd)
+    try:
+        remove_at(TaskDir.WORK, paths.fd)
+    except OSError as e:
+        if e.errno != errno.EBUSY:  # (a full disk and the like stop the run, as anywhere)
+            raise
+        got.unsafe = got.unsafe or f"{TaskDir.WORK} was replaced again each time it was removed; not followed"
     return got
 
 
