@@ -137,7 +137,8 @@ def read_series(run: Run, table: pd.DataFrame | None = None) -> dict[int, list[d
     from batchsweep.task.series import parse
 
     store = run.store
-    candidates = [i for i in range(run.n_tasks) if i not in _without_series(run, table)]
+    without = _without_series(run, table)
+    candidates = [i for i in range(run.n_tasks) if i not in without]
     keys: dict[int, str]
     if len(candidates) <= PACK_GAP_GETS:
         keys = {i: store.task_series_key(run.id, i) for i in candidates}
