@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from batchsweep.task import _reap
+from batchsweep.task import _reap, reaperpool
 
 if TYPE_CHECKING:
     import socket
@@ -100,14 +100,15 @@ class PacketChannel:
 
 def serve(channel: Channel, *, supervise: bool = False) -> tuple[dict[str, Any], list[int]] | None:
     """Fork a child per request until EOF. Returns None in the server (time to exit); in a child, its request
-    and the fds sent with it (the parent's copies are closed). `supervise`: each child runs below a reaper of
-    its own (`_reap.reap_task`: a fork of the server that outlives it), whose pid is the child's in the replies'
-    place and whose exit is the child's."""
+    and the fds sent with it (the parent's copies are closed). `supervise`: each child runs below a reaper
+    (`reaperpool`: one per task running at once, kept by the server), which kills what the task left."""
     wake_r, wake_w = os.pipe()  # SIGCHLD wakes the loop through it, so ended children are reaped promptly
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    if supervise:
+        return reaperpool.serve_reaped(channel, wake_r, wake_w)
     children: dict[int, int] = {}
     while True:
         try:
@@ -122,11 +123,10 @@ def serve(channel: Channel, *, supervise: bool = False) -> tuple[dict[str, Any],
             if requests is None:
                 return None
             for request, fds in requests:
-                told_r, told_w = os.pipe() if supervise else (-1, -1)  # the reaper tells the task's pid through it
                 try:
                     pid = os.fork()
                 except OSError as e:
-                    _close([*fds, *((told_r, told_w) if supervise else ())])
+                    _close(fds)
                     channel.send({"id": request["id"], "error": f"fork failed: {e}"})
                     continue
                 if pid == 0:
@@ -134,44 +134,11 @@ def serve(channel: Channel, *, supervise: bool = False) -> tuple[dict[str, Any],
                     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                     _close([wake_r, wake_w])
                     channel.close()
-                    if supervise:
-                        _supervise(told_r, told_w)
                     return dict(request), fds
                 _close(fds)
                 children[pid] = request["id"]
-                task = _told(told_r, told_w) if supervise else pid
-                if task:
-                    channel.send({"id": request["id"], "pid": task})
-                else:
-                    channel.send({"id": request["id"], "error": "the task's reaper could not fork it"})
-        _reap.tell_ended(children, channel.send, reaper=supervise)
-
-
-def _supervise(told_r: int, told_w: int) -> None:
-    """In a forked child: become the reaper of a task forked from it, and return in that task (see `serve`)."""
-    os.close(told_r)
-    before = _reap.become_task_reaper()
-    try:
-        task = os.fork()
-    except OSError:
-        os._exit(1)
-    if task == 0:
-        os.close(told_w)
-        _reap.as_task(before)
-        return
-    os.write(told_w, str(task).encode())
-    os.close(told_w)
-    _reap.reap_task(task)
-
-
-def _told(told_r: int, told_w: int) -> int:
-    """The pid a reaper tells (0: it ended first)."""
-    os.close(told_w)
-    data = b""
-    while chunk := os.read(told_r, 32):
-        data += chunk
-    os.close(told_r)
-    return int(data) if data.isdigit() else 0
+                channel.send({"id": request["id"], "pid": pid})
+        _reap.tell_ended(children, channel.send, reaper=False)
 
 
 def _drain(fd: int) -> None:
