@@ -4,14 +4,16 @@ Each task prints a validation loss per epoch, `val_loss = q + 1/epoch + noise`, 
 drawn from a known distribution (uniform 0.1..1.0, seeded by the task's `seed` param). The same sweep runs
 with the median rule on the local engine (`--parallel` slots) and on AWS Batch: moto on 127.0.0.1 (Batch's
 Docker mode off), its children played here `--parallel` at once (`batchsweep.emulator.player`), so the
-containers decide from the series they read from the emulated S3. Each engine keeps its own default series
-intervals unless `--flush` sets them for both. The bench prints, for each, the epochs run and saved (against
-every task running to the end), the pruned count, the step the rule named and the step a pruned task had
-reached when it ended (medians), the task time and the best final val_loss found; `--full` also runs the sweep
-without `stop:` locally.
+containers decide from the series they read from the emulated S3. The tasks are packed as the engine packs
+them by default (each child runs a contiguous block in a row, sharing one view of the run); `--per-child 1`
+starts them in index order as the local engine does, each child its own process. Each engine keeps its own
+default series intervals unless `--flush` sets them for both. The bench prints, for each, the epochs run and
+saved (against every task running to the end), the pruned count, the step the rule named and the step a pruned
+task had reached when it ended (medians), the task time and the best final val_loss found; `--full` also runs
+the sweep without `stop:` locally.
 
-    python bench/early_stop.py [--tasks 32] [--epochs 20] [--pace 0.25] [--parallel 4] [--min-trials 5]
-                               [--min-steps 3] [--flush S] [--full] [--only local|aws]
+    python bench/early_stop.py [--tasks 32] [--epochs 20] [--pace 0.25] [--parallel 4] [--per-child 0]
+                               [--min-trials 5] [--min-steps 3] [--flush S] [--full] [--only local|aws]
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def write_spec(root: Path, args: argparse.Namespace, *, name: str, stop: bool, a
     rule = (f"stop: {{metric: val_loss, rule: median, min_steps: {args.min_steps}, min_trials: {args.min_trials}}}"
             if stop else "")
     # 0.5 vCPU a task: the local engine runs --parallel at once on 2 cores, as many as the containers played
-    backend = "backend: aws-batch\naws: {stack: batchsweep, region: us-east-1}\n" if aws else ""
+    packing = f", tasks_per_job: {args.per_child}" if args.per_child else ""
+    backend = f"backend: aws-batch\naws: {{stack: batchsweep, region: us-east-1{packing}}}\n" if aws else ""
     spec = root / f"{name}.yaml"
     spec.write_text(textwrap.dedent(f"""
         name: early-stop-bench
@@ -98,8 +101,9 @@ def aws(root: Path, args: argparse.Namespace) -> dict[str, float | int | str]:
         register_image(session, f"{image.repository_uri(outputs)}:"
                                 f"{image.image_tag(image.current_dockerfile(reqs), reqs)}")
         spec = write_spec(root, args, name="aws-stop", stop=True, aws=True)
+        # max_parallel packs tasks / parallel per child; with --per-child the player's --parallel caps them
         run = batchsweep.run(spec, store=root / "store-aws", detach=True, progress=False,
-                             max_parallel=args.parallel, reuse=False)
+                             max_parallel=None if args.per_child else args.parallel, reuse=False)
         started = time.monotonic()
         played = player.play(run, parallel=args.parallel, fork=True)
         wall = time.monotonic() - started
@@ -113,6 +117,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--pace", type=float, default=0.25, help="seconds per epoch")
     parser.add_argument("--parallel", type=int, default=4, help="local slots; AWS containers played at once")
+    parser.add_argument("--per-child", type=int, default=0,
+                        help="AWS tasks per child (0: the engine's own packing, tasks / parallel in a row "
+                             "per child; 1: started in index order as the local engine starts them, each its "
+                             "own process)")
     parser.add_argument("--min-trials", type=int, default=5)
     parser.add_argument("--min-steps", type=int, default=3)
     parser.add_argument("--flush", type=float,
@@ -133,7 +141,8 @@ def main() -> None:
             results["local"] = local(root, args, stop=True)
         if args.only != "local":
             results["aws (emulated)"] = aws(root, args)
-    print(f"{args.tasks} tasks x {args.epochs} epochs of {args.pace:g} s, {args.parallel} at once, "
+    print(f"{args.tasks} tasks x {args.epochs} epochs of {args.pace:g} s, {args.parallel} at once "
+          f"(AWS: {args.per_child or 'the default number of'} tasks per child), "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; median rule: min_trials "
           f"{args.min_trials}, min_steps {args.min_steps}; flush: "
           f"{args.flush if args.flush is not None else 'each engine default'}")
