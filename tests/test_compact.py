@@ -12,6 +12,7 @@ from helpers import write_spec
 
 import batchsweep
 from batchsweep import cli
+from batchsweep.engines.base import Progress
 from batchsweep.model import State, TaskStatus
 from batchsweep.store.core import PackEntry, Store
 
@@ -281,7 +282,7 @@ def test_the_table_takes_a_tasks_later_pack_entry_whole_and_orders_metrics_by_fi
     table.add_metrics(0, {"loss": 1, "old": 3})
     table.add_status(0, status_record(_status(0)))  # the same task in a later pack: that entry is the truth
     table.add_metrics(0, {"loss": 2})
-    df, whole = table.frame(table.states(State.PENDING), ["lr"])
+    df, whole = table.frame(table.states(Progress(active=True), cancelled=False), ["lr"])
     assert list(df.columns[-4:]) == ["loss", "old", "acc", "metric_lr"]
     assert df["status"].tolist() == ["succeeded", "pending", "succeeded"]
     assert df["loss"].tolist()[0] == 2 and pd.isna(df["old"][0]) and df["metric_lr"][2] == 7

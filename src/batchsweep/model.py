@@ -27,6 +27,11 @@ class State(str, enum.Enum):
     def done(self) -> bool:
         return self not in (State.PENDING, State.RUNNING)
 
+    @property
+    def ran(self) -> bool:
+        """Its worker ran the script to an end it recorded (with the series' last step, when it has one)."""
+        return self in (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.PRUNED)
+
 
 # A lost task's error when its engine cannot say more (a killed AWS container, a Dask worker that died).
 LOST_REASON = "ended without writing a status"

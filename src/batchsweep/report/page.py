@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batchsweep.model import State
 from batchsweep.report.results import derived_params, gather, identical_in_table, metric_columns
 
 if TYPE_CHECKING:
@@ -123,9 +124,9 @@ def provenance_sources(run: Run, df: pd.DataFrame, runs: dict[str, Run]) -> list
     return out
 
 
-# A status in one of these states was written by the task's worker, which records the last step of the
-# task's series (`last_step`) whenever it has one: such a task without a last step has no series to read.
-_WORKER_STATES = frozenset({"succeeded", "failed", "timeout", "pruned"})
+# A status whose state `ran` was written by the task's worker, which records the last step of the task's series
+# (`last_step`) whenever it has one: such a task without a last step has no series to read.
+_WORKER_STATES = frozenset(s.value for s in State if s.ran)
 
 
 def read_series(run: Run, table: pd.DataFrame | None = None) -> dict[int, list[dict[str, Any]]]:
