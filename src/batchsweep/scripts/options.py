@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,23 @@ def _style_in(source: str) -> str:
     return "plain"
 
 
+def _kill_session(pgid: int, *, wait_s: float = 2.0) -> None:
+    """SIGKILL a process group and wait (up to `wait_s`) until it is gone: a helper the script started must not
+    be seen alive after the reading returns. A member that is already a zombie may remain until its adopter
+    reaps it; the wait then ends at its limit."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.01)
+
+
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
     return lines[-1][:300] if lines else ""
@@ -127,10 +145,7 @@ def read_flags(script: Path, *, python: str = sys.executable, env: dict[str, str
             except subprocess.TimeoutExpired:
                 returncode = None
             finally:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)  # what it started and left running in its session
-                except (ProcessLookupError, PermissionError):
-                    pass
+                _kill_session(proc.pid)  # what it started and left running in its session
                 proc.wait()
             if returncode is None:
                 return ScriptFlags(
