@@ -26,6 +26,12 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
     notebook: displayed inline)."""
     html, chosen, maximize = render_report(run, metric=metric, maximize=maximize, table=table, runs=runs,
                                            extra=extra)
+    return deliver(html, path, (chosen, maximize))
+
+
+def deliver(html: str, path: str | os.PathLike[str] | None, written: tuple[str, bool]) -> Any:
+    """Write a page to `path` and return `written` (the metric it ranks by and its direction); without a path,
+    the page itself (in a notebook: an IPython HTML object, shown inline)."""
     if path is None:
         try:
             from IPython.display import HTML
@@ -33,7 +39,7 @@ def write_report(run: Run, path: str | os.PathLike[str] | None = None, *, metric
             return html
         return HTML(inline_html(html))
     Path(path).write_text(html, encoding="utf-8")
-    return chosen, maximize
+    return written
 
 
 def render_report(run: Run, *, metric: str | None = None, maximize: bool | None = None,

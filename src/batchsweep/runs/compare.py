@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchsweep.errors import SpecError
@@ -56,7 +55,7 @@ def compare(runs: Sequence[Run], path: str | os.PathLike[str] | None = None, *, 
     each run's best, the best so far per run, the metric against each param coloured by run. Writes `path` and
     returns `(metric, maximize)`; without `path`, the page (in a notebook: shown inline)."""
     from batchsweep.report.compare import page
-    from batchsweep.report.page import inline_html
+    from batchsweep.report.page import deliver
 
     ids = [r.id for r in runs]
     if len(runs) < 2:
@@ -66,11 +65,4 @@ def compare(runs: Sequence[Run], path: str | os.PathLike[str] | None = None, *, 
         raise SpecError(f"compare: run {', '.join(twice)} is named twice; give each run once")
     sections, chosen, maximize = comparison(runs, metric=metric, maximize=maximize)
     html = page(sections, title="batchsweep comparison: " + " vs ".join(ids), heading=f"Comparing {len(runs)} runs")
-    if path is None:
-        try:
-            from IPython.display import HTML
-        except ImportError:
-            return html
-        return HTML(inline_html(html))
-    Path(path).write_text(html, encoding="utf-8")
-    return chosen, maximize
+    return deliver(html, path, (chosen, maximize))
