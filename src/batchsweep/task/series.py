@@ -196,7 +196,8 @@ class Recorder:
         """A fresh series for a new attempt (a retried task's curve starts again)."""
         self.path.unlink(missing_ok=True)
         self.records.clear()
-        self._uploaded, self._pushed_at = 0, -math.inf
+        # The first push waits push_every too: the read that the first decision follows makes no request.
+        self._uploaded, self._pushed_at = 0, (self.clock() if self.push_every else -math.inf)
         if is_mlflow(self.rule):  # a new attempt logs to a new store
             from batchsweep.task.mlflowmetrics import Reader
 
