@@ -1,12 +1,12 @@
 """A fork server's tasks below reapers it keeps (`forkserver.serve(supervise=True)`): each reaper is a child
-subreaper forked once from the server, which forks one task at a time, waits for it, kills and reaps whatever it
-left below the reaper, reports, and waits for the next request. One reaper per task running at once, so a task
-costs one fork of the server's image, not two (a reaper forked per task, then the task forked by it), and a
-reaper's leftovers are all its current task's.
+subreaper forked once from the server, which forks one task at a time, waits for it, kills and reaps
+whatever it left below the reaper, reports, and waits for the next request. One reaper per task running at
+once, so a task costs one fork of the server's image, not two (a reaper forked per task, then the task
+forked by it), and a reaper's leftovers are all its current task's.
 
 Between the server and a reaper, `_reap.frame`s over two pipes: a request down; `{"pid": N}` (or
-`{"error": ...}`) once the task runs, then `{"exit": code, "usage": [...]}` when it ended and its tree is gone.
-A reaper ends at EOF on its request pipe (the server ended) once its task has ended.
+`{"error": ...}`) once the task runs, then `{"exit": code, "usage": [...]}` when it ended and its tree is
+gone. A reaper ends at EOF on its request pipe (the server ended) once its task has ended.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def serve_reaped(channel: Channel, wake_r: int, wake_w: int) -> tuple[dict[str, 
     """`forkserver.serve` with `supervise`: None in the server at EOF; in a task, its request."""
     reapers: list[_Reaper] = []
     while True:
-        ready, _, _ = select.select([channel.fileno(), wake_r, *(r.back for r in reapers if r.serving is not None)],
-                                    [], [])
+        busy = [r.back for r in reapers if r.serving is not None]
+        ready, _, _ = select.select([channel.fileno(), wake_r, *busy], [], [])
         for fd in ready:
             if fd == wake_r:
                 _drain(wake_r)
@@ -58,7 +58,7 @@ def serve_reaped(channel: Channel, wake_r: int, wake_w: int) -> tuple[dict[str, 
                 if requests is None:
                     for reaper in reapers:
                         os.close(reaper.to)  # each ends once its task has
-                    for reaper in reapers:  # the idle ones now: waited for, so their CPU counts as this server's
+                    for reaper in reapers:  # the idle ones end now: waited for, their CPU counts as ours
                         if reaper.serving is None:
                             try:
                                 os.waitpid(reaper.pid, 0)
@@ -78,8 +78,8 @@ def serve_reaped(channel: Channel, wake_r: int, wake_w: int) -> tuple[dict[str, 
 
 def _start(request: dict[str, Any], reapers: list[_Reaper], channel: Channel, wake_r: int,
            wake_w: int) -> tuple[dict[str, Any], list[int]] | None:
-    """Hand a request to an idle reaper (a new one when all are busy) and tell its task's pid. Returns the request
-    in the task's process; None in the server."""
+    """Hand a request to an idle reaper (a new one when all are busy) and tell its task's pid. Returns the
+    request in the task's process; None in the server."""
     reaper = next((r for r in reapers if r.serving is None), None)
     if reaper is not None:
         try:
@@ -130,8 +130,8 @@ def _relay(reaper: _Reaper, msgs: list[dict[str, Any]], channel: Channel) -> Non
 
 
 def _bury(reapers: list[_Reaper], channel: Channel) -> None:
-    """Forget the reapers that ended (killed: they end only at EOF otherwise); a task one was serving ended with
-    it, as far as the server can tell."""
+    """Forget the reapers that ended (killed: they end only at EOF otherwise); a task one was serving ended
+    with it, as far as the server can tell."""
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)

@@ -2,14 +2,14 @@
 optional memory limit.
 
 Read from /proc (Linux) while the task runs, by one thread for every running task: quickly at first, then
-every half second. The tree is the task's process group and session plus every descendant of its leader, so a
-child that called `setsid()` is still counted while its parent lives. The quick first samples (the first
+every half second. The tree is the task's process group and session plus every descendant of its leader, so
+a child that called `setsid()` is still counted while its parent lives. The quick first samples (the first
 0.67 s) read only the leader and its descendants, through the kernel's children lists: a few files, where a
-whole scan reads every process of the machine (one scan a round, shared by the tasks due in it); a group member
-whose parent exited (an orphan) is counted from the first half-second sample on. When the task's reaper tells
-what the task used as it waited for it (`stop(exited=...)`), that account completes the samples: the CPU time up
-to the end, and the peak RSS of a task too short to be sampled. Elsewhere than Linux nothing is measured and no
-limit is enforced.
+whole scan reads every process of the machine (one scan a round, shared by the tasks due in it); a group
+member whose parent exited (an orphan) is counted from the first half-second sample on. When the task's
+reaper tells what the task used as it waited for it (`stop(exited=...)`), that account completes the
+samples: the CPU time up to the end, and the peak RSS of a task too short to be sampled. Elsewhere than
+Linux nothing is measured and no limit is enforced.
 
 GPU memory (only for a task that had a GPU) comes from NVML — the `nvidia-ml-py` package, imported when a task
 with a GPU starts — as the memory NVML lists for the tree's processes on any device. Without the package or a
@@ -197,9 +197,9 @@ class UsageSampler:
         return self
 
     def stop(self, exited: tuple[float, float] | None = None) -> Usage:
-        """The usage measured; `exited`: the task's own account as its reaper waited for it (CPU seconds of the
-        tree, peak RSS in MiB of its largest process), which covers what samples miss (the end of the task, a
-        task shorter than the first sample)."""
+        """The usage measured; `exited`: the task's own account as its reaper waited for it (CPU seconds of
+        the tree, peak RSS in MiB of its largest process), which covers what samples miss (the end of the
+        task, a task shorter than the first sample)."""
         with self._lock:
             self._stopped = True
         if self._gpu_memory is not None:
@@ -214,9 +214,9 @@ class UsageSampler:
         return Usage(round(self._peak_rss_mib, 1), round(self._cpu_s, 3), gpu)
 
     def sample(self, *, whole: bool = True, procs: dict[int, _Proc] | None = None) -> None:
-        """`whole=False`: the leader and its descendants only (the quick first samples of a short task); else
-        every process of the machine is read (`procs`, when given), to find the task's group and session members
-        its descendants left behind (orphans of a child that exited)."""
+        """`whole=False`: the leader and its descendants only (the quick first samples of a short task);
+        else every process of the machine is read (`procs`, when given), to find the task's group and session
+        members its descendants left behind (orphans of a child that exited)."""
         if procs is None:
             procs = _read_procs() if whole or not _CHEAP[0] else _descendants(self.leader)
         with self._lock:
@@ -299,7 +299,7 @@ class _Sampling:
                     if wait is None and whole is None:
                         whole = _read_procs()
                     sampler.sample(whole=wait is None, procs=whole if wait is None else None)
-                except Exception:  # noqa: BLE001 - a failed sample leaves the task unmeasured, never the run broken
+                except Exception:  # noqa: BLE001 - a failed sample leaves a task unmeasured, the run unbroken
                     pass
                 with self._cv:
                     if not sampler._stopped:
