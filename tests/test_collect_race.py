@@ -203,3 +203,35 @@ def test_removing_a_tasks_directory_never_follows_a_symlink_at_or_below_it(tmp_p
         os.close(fd)
     _untouched(victim, files)
     assert os.listdir(run) == []
+
+
+def test_staging_never_writes_through_a_symlink_planted_in_the_working_directory(tmp_path):
+    """Another task of the run plants `data` -> the victim's directory in a working directory before the runner
+    stages `data/x.csv` there: the staging fails (the task fails), the victim's directory gets nothing. Before,
+    the copy went through the symlink into the victim's directory."""
+    from batchsweep.files import open_dir
+    from batchsweep.model import Task
+    from batchsweep.task.staging import stage
+
+    victim, files = _victim(tmp_path)
+    inputs = tmp_path / "inputs"
+    (inputs / "tree" / "inner").mkdir(parents=True)
+    (inputs / "x.csv").write_text("a,b\n1,2\n")
+    (inputs / "tree" / "inner" / "y.txt").write_text("y")
+    (inputs / "tree" / "out").symlink_to(victim)  # a symlink inside an input tree is copied as a symlink
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "data").symlink_to(victim)
+    fd = open_dir(str(work))
+    try:
+        with pytest.raises(OSError):
+            stage(Task(0, {}, inputs=("x.csv => data/x.csv",)), fd, lambda ref: inputs / ref)
+        _untouched(victim, files)
+        staged = stage(Task(0, {}, inputs=("x.csv => deep/er/x.csv", "tree => t/")), fd, lambda ref: inputs / ref)
+    finally:
+        os.close(fd)
+    assert (work / "deep" / "er" / "x.csv").read_text() == "a,b\n1,2\n"
+    assert (work / "t" / "inner" / "y.txt").read_text() == "y"
+    assert os.readlink(work / "t" / "out") == str(victim)
+    assert staged == {"deep/er/x.csv": inputs / "x.csv", "t": inputs / "tree"}
+    _untouched(victim, files)

@@ -57,8 +57,10 @@ def prepare(run: Run, index: int, *, directory: str | os.PathLike[str] | None = 
     """The task's directory made again, with `code`: `last` (the code the task last ran: a task run again by a
     resume after the code changed ran the changed code), `original` (the code the run started with) or `current`
     (the code directory as it is now)."""
+    from batchsweep.files import open_dir
     from batchsweep.planning import keys
-    from batchsweep.task import context, remote, worker
+    from batchsweep.task import context, remote
+    from batchsweep.task.staging import stage
 
     if code not in CODE_CHOICES:
         raise SpecError(f"--code {code}: give one of {', '.join(CODE_CHOICES)}")
@@ -113,7 +115,11 @@ def prepare(run: Run, index: int, *, directory: str | os.PathLike[str] | None = 
     ctx = context.context_from_run(record, code_dir=code_dir, memory_limit_mib=_memory_limit(record))
     work = base / "work"
     work.mkdir(exist_ok=True)
-    worker._stage(task, work, resolve)
+    work_fd = open_dir(str(work))
+    try:
+        stage(task, work_fd, resolve)
+    finally:
+        os.close(work_fd)
     return Replay(argv=context.command(ctx, task), env=context.task_env(ctx, task, work), work=work, notes=notes)
 
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,7 +25,7 @@ from typing import Any, Protocol
 
 from batchsweep import metrics as metrics_mod
 from batchsweep.files import open_dir, remove_at
-from batchsweep.model import State, Task, TaskStatus, input_parts
+from batchsweep.model import State, Task, TaskStatus
 from batchsweep.scripts.argv import config_file
 from batchsweep.store.core import Store
 from batchsweep.store.layout import TaskDir
@@ -44,6 +42,7 @@ from batchsweep.task.context import (  # re-exported: engines and the CLI import
     task_env,
 )
 from batchsweep.task.launch import launch_cold
+from batchsweep.task.staging import stage
 from batchsweep.task.usage import Usage, UsageSampler
 
 __all__ = ["Launcher", "ProcessRegistry", "RunContext", "TaskProcess", "context_from_run", "execute_task",
@@ -141,44 +140,6 @@ class Live:
     stopper: Any = None  # batchsweep.task.stopping.Stopper
 
 
-COPY_LIMIT = 256 << 20  # inputs up to this size are copied, so a task cannot change the user's own files
-
-
-def _stage(task: Task, work: Path, resolve_input: Callable[[str], Path]) -> dict[str, Path]:
-    """Put each input at its place in the task's directory: a copy (so what the task writes there lands in its
-    own directory and is collected), or for an input over COPY_LIMIT a link to it (read-only by convention)."""
-    staged = {}
-    for ref in task.inputs:
-        src, dst = input_parts(ref)
-        source = resolve_input(src).resolve()
-        target = work / dst.rstrip("/")
-        if not os.path.lexists(target):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if _size_up_to(str(source), source.stat().st_mtime_ns) <= COPY_LIMIT:
-                if source.is_dir():
-                    shutil.copytree(source, target, symlinks=True)
-                else:
-                    shutil.copy2(source, target)
-            else:
-                target.symlink_to(source)
-        staged[dst.rstrip("/")] = source
-    return staged
-
-
-@functools.lru_cache(maxsize=256)
-def _size_up_to(path: str, mtime_ns: int, limit: int = COPY_LIMIT) -> int:
-    """Bytes under path, counting only until the limit is passed (mtime_ns keys the cache)."""
-    if not os.path.isdir(path):
-        return os.path.getsize(path)
-    total = 0
-    for parent, _dirs, names in os.walk(path):
-        for name in names:
-            total += os.lstat(os.path.join(parent, name)).st_size
-            if total > limit:
-                return total
-    return total
-
-
 def _describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -217,7 +178,7 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
         return Attempt(State.FAILED, None, f"its working directory could not be made: {e}", retry=False)
     try:
         work = _held(work_fd, paths.work)
-        paths.staged = _stage(task, work, resolve_input)
+        paths.staged = stage(task, work_fd, resolve_input)
         if ctx.style == "config":  # the params file the script reads, in its working directory
             name, text = config_file(task.params, ctx.flags)
             (work / name).parent.mkdir(parents=True, exist_ok=True)
