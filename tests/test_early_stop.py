@@ -117,7 +117,9 @@ def _wait_for_series(store: Path, timeout: float = 30) -> Path:
 
 
 def test_series_is_flushed_while_the_task_runs_and_results_mark_it_partial(tmp_path):
-    spec = _spec(tmp_path, stop=None, grid="[0.5]", pace=0.3)
+    # An epoch a second: the task still runs when `results` has read it, even on a loaded machine (at 0.3 s it
+    # had ended by then: no partial row).
+    spec = _spec(tmp_path, stop=None, grid="[0.5]", pace=1.0)
     proc = _cli(tmp_path, "run", str(spec))
     try:
         store = tmp_path / "store"
