@@ -1,8 +1,8 @@
 """Adaptive search against random search on the Branin function, at the same budget.
 
-Both run through `batchsweep.planning.search.optimize`, the round loop a run uses (ask `batch` trials, evaluate them
-together, tell), with the objective evaluated in-process instead of through an engine. Prints the median (over
-seeds) best value after each round, and its gap to the known optimum 0.397887.
+Both run through `batchsweep.planning.search.optimize`, the round loop a run uses (ask `batch` trials,
+evaluate them together, tell), with the objective evaluated in-process instead of through an engine. Prints
+the median (over seeds) best value after each round, and its gap to the known optimum 0.397887.
 
     python bench/adaptive.py [--trials 64] [--batch 8] [--seeds 5]
 """
@@ -48,12 +48,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    curves = {name: [best_per_round(name, trials=args.trials, batch=args.batch, seed=s) for s in range(args.seeds)]
-              for name in ("tpe", "random")}
-    medians = {name: [statistics.median(c[r] for c in runs) for r in range(len(runs[0]))] for name, runs in curves.items()}
+    curves = {
+        name: [best_per_round(name, trials=args.trials, batch=args.batch, seed=s) for s in range(args.seeds)]
+        for name in ("tpe", "random")
+    }
+    medians = {
+        name: [statistics.median(c[r] for c in runs) for r in range(len(runs[0]))]
+        for name, runs in curves.items()
+    }
     print(f"Branin, {args.trials} trials in rounds of {args.batch}, median over {args.seeds} seeds "
           f"(optimum {OPTIMUM}); gap = median best - optimum")
-    print(f"{'round':>5} {'trials':>6} {'tpe best':>10} {'tpe gap':>10} {'random best':>12} {'random gap':>11}")
+    print(
+        f"{'round':>5} {'trials':>6} {'tpe best':>10} {'tpe gap':>10} {'random best':>12} {'random gap':>11}"
+    )
     for r, (tpe, rnd) in enumerate(zip(medians["tpe"], medians["random"])):
         n = min((r + 1) * args.batch, args.trials)
         print(f"{r:>5} {n:>6} {tpe:>10.4f} {tpe - OPTIMUM:>10.4f} {rnd:>12.4f} {rnd - OPTIMUM:>11.4f}")

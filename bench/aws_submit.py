@@ -1,7 +1,7 @@
 """Submitting 10,000 tasks: batchsweep (array jobs) against the tutorials' loop of one submit_job per task.
 
-Both run against the same moto server on 127.0.0.1 in one run; API calls are counted with a botocore event hook
-on the clients each side uses. Prints calls and wall time side by side, with ratios.
+Both run against the same moto server on 127.0.0.1 in one run; API calls are counted with a botocore event
+hook on the clients each side uses. Prints calls and wall time side by side, with ratios.
 
     .venv/bin/python bench/aws_submit.py [--tasks 10000]
 """
@@ -32,8 +32,9 @@ def batchsweep_submit(n: int, workdir: Path) -> tuple[float, Counter[str]]:
 
     spec = workdir / "sweep.yaml"
     spec.write_text(
-        f"name: bench\nscript: {TASK}\nparams: {{grid: {{i: {json.dumps(list(range(n)))}}}}}\n"
-        "backend: aws-batch\naws: {stack: batchsweep, tasks_per_job: 1}\nresources: {vcpus: 1, memory_mib: 2048}\n"
+        f"name: bench\nscript: {TASK}\nparams: {{grid: {{i: {json.dumps(list(range(n)))}}}}}\nbackend: "
+        "aws-batch\naws: {stack: batchsweep, tasks_per_job: 1}\nresources: {vcpus: 1, memory_mib: "
+        "2048}\n"
     )
     CALLS.clear()
     t0 = time.perf_counter()
@@ -47,13 +48,19 @@ def tutorial_loop(n: int, outputs: dict[str, str]) -> tuple[float, Counter[str]]
     CALLS.clear()
     t0 = time.perf_counter()
     for i in range(n):
-        batch.submit_job(jobName=f"task-{i}", jobQueue=outputs["JobQueue"], jobDefinition=outputs["JobDefinition"],
-                         containerOverrides={"environment": [{"name": "I", "value": str(i)}]})
+        batch.submit_job(
+            jobName=f"task-{i}",
+            jobQueue=outputs["JobQueue"],
+            jobDefinition=outputs["JobDefinition"],
+            containerOverrides={"environment": [{"name": "I", "value": str(i)}]},
+        )
     return time.perf_counter() - t0, Counter(CALLS)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=10_000)
     args = parser.parse_args()
     with MotoServer() as server, tempfile.TemporaryDirectory() as tmp:

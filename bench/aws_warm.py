@@ -1,10 +1,10 @@
 """Warm start inside AWS Batch children: 200 pandas + numpy tasks packed 50 per child, cold against warm.
 
 Both runs go to moto on 127.0.0.1 (Batch's Docker mode off); their children are played here, each with its own
-command and environment (`batchsweep.emulator.player`, two at a time on this 2-core machine), as Batch would start
-them. Prints each mode's child wall times (from the child's first task start to its last task end, as the tasks'
-statuses record them) and the time a task costs, side by side, then the import cost per task that warm start
-saves (a cold `python -c "import numpy, pandas"` timed here).
+command and environment (`batchsweep.emulator.player`, two at a time on this 2-core machine), as Batch would
+start them. Prints each mode's child wall times (from the child's first task start to its last task end, as
+the tasks' statuses record them) and the time a task costs, side by side, then the import cost per task that
+warm start saves (a cold `python -c "import numpy, pandas"` timed here).
 
     .venv/bin/python bench/aws_warm.py [--tasks 200] [--per-child 50] [--parallel 2]
 """
@@ -42,11 +42,17 @@ def one_mode(workdir: Path, *, warm: bool, tasks: int, per_child: int, parallel:
     df = batchsweep.load_run(run.id, store=workdir / "store").results()
     assert set(df["status"]) == {"succeeded"}
     spans = df.groupby("worker").agg(start=("started_at", "min"), end=("ended_at", "max"))
-    return {"wall": wall, "child": list(spans["end"] - spans["start"]), "task": float(df["duration_s"].mean())}
+    return {
+        "wall": wall,
+        "child": list(spans["end"] - spans["start"]),
+        "task": float(df["duration_s"].mean()),
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--per-child", type=int, default=50)
     parser.add_argument("--parallel", type=int, default=2)
@@ -68,15 +74,26 @@ def main() -> int:
                                   parallel=args.parallel) for mode in ("cold", "warm")}
     cold, warm = results["cold"], results["warm"]
     children = len(cold["child"])
-    print(f"{args.tasks} pandas + numpy tasks, {args.per_child} per child ({children} children, {args.parallel} "
-          f"played at once), moto on 127.0.0.1")
+    print(
+        f"{args.tasks} pandas + numpy tasks, {args.per_child} per child ({children} children, "
+        f"{args.parallel} played at once), moto on 127.0.0.1"
+    )
     print(f"{'':34}{'cold':>10}{'warm':>10}{'ratio':>9}")
     c, w = statistics.median(cold["child"]), statistics.median(warm["child"])
     print(f"{'child wall time, median (s)':34}{c:>10.2f}{w:>10.2f}{c / w:>8.1f}x")
-    print(f"{'task duration, mean (s)':34}{cold['task']:>10.3f}{warm['task']:>10.3f}{cold['task'] / warm['task']:>8.1f}x")
-    print(f"{'all children played (s)':34}{cold['wall']:>10.2f}{warm['wall']:>10.2f}{cold['wall'] / warm['wall']:>8.1f}x")
+    print(
+        f"{'task duration, mean (s)':34}{cold['task']:>10.3f}{warm['task']:>10.3f}"
+        f"{cold['task'] / warm['task']:>8.1f}x"
+    )
+    print(
+        f"{'all children played (s)':34}{cold['wall']:>10.2f}{warm['wall']:>10.2f}"
+        f"{cold['wall'] / warm['wall']:>8.1f}x"
+    )
     saved = (c - w) / args.per_child
-    print(f"saved per task {saved:.3f} s; a cold `import numpy, pandas` here takes {statistics.median(imports):.3f} s")
+    print(
+        f"saved per task {saved:.3f} s; a cold `import numpy, pandas` here takes "
+        f"{statistics.median(imports):.3f} s"
+    )
     return 0
 
 

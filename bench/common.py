@@ -23,8 +23,8 @@ print(int(frame["a"].sum()))
 
 
 def observe_every_call() -> None:
-    """Count each AWS API call made by any client in this process in CALLS (an observer: the call still goes to
-    moto)."""
+    """Count each AWS API call made by any client in this process in CALLS (an observer: the call still goes
+    to moto)."""
     import botocore.client
 
     real = botocore.client.BaseClient._make_api_call

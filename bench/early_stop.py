@@ -43,8 +43,12 @@ for epoch in range(1, a.epochs + 1):
 
 
 def write_spec(root: Path, args: argparse.Namespace, *, name: str, stop: bool, aws: bool) -> Path:
-    rule = (f"stop: {{metric: val_loss, rule: median, min_steps: {args.min_steps}, min_trials: {args.min_trials}}}"
-            if stop else "")
+    rule = (
+        f"stop: {{metric: val_loss, rule: median, min_steps: {args.min_steps}, min_trials: "
+        f"{args.min_trials}}}"
+        if stop
+        else ""
+    )
     # 0.5 vCPU a task: the local engine runs --parallel at once on 2 cores, as many as the containers played
     packing = f", tasks_per_job: {args.per_child}" if args.per_child else ""
     backend = f"backend: aws-batch\naws: {{stack: batchsweep, region: us-east-1{packing}}}\n" if aws else ""
@@ -55,7 +59,7 @@ def write_spec(root: Path, args: argparse.Namespace, *, name: str, stop: bool, a
         params: {{grid: {{seed: {list(range(args.tasks))}}}, fixed: {{epochs: {args.epochs}, pace: {args.pace}}}}}
         metrics: {{stdout: 'epoch (?P<step>\\d+) val_loss=(?P<val_loss>[\\d.]+)'}}
         {rule}
-    """) + backend + f"resources: {{vcpus: {(os.cpu_count() or 1) / args.parallel:g}, memory_mib: 1024}}\n")
+    """) + backend + f"resources: {{vcpus: {(os.cpu_count() or 1) / args.parallel:g}, memory_mib: 1024}}\n")  # noqa: E501
     return spec
 
 

@@ -28,20 +28,43 @@ def make_store(root: Path, n: int) -> Run:
     run_id = "gather-20240101-000000-abcd"
     rng = random.Random(0)
     tasks = [Task(index=i, params={"symbol": f"S{i % 50}", "window": i // 50}) for i in range(n)]
-    info = {"run_id": run_id, "name": "gather", "backend": "local", "n_tasks": n, "param_names": ["symbol", "window"],
-            "created": "2024-01-01T00:00:00+00:00", "created_ts": 1704067200.0, "base_dir": str(root),
-            "spec": {"name": "gather"}}
+    info = {
+        "run_id": run_id,
+        "name": "gather",
+        "backend": "local",
+        "n_tasks": n,
+        "param_names": ["symbol", "window"],
+        "created": "2024-01-01T00:00:00+00:00",
+        "created_ts": 1704067200.0,
+        "base_dir": str(root),
+        "spec": {"name": "gather"},
+    }
     store.create_run(run_id, info, tasks)
     for t in tasks:
-        metrics = {"sharpe": rng.gauss(0, 1), "total_return": rng.gauss(0, 0.2), "max_drawdown": -rng.random(),
-                   "n_trades": rng.randrange(500), "exposure": rng.random(), "win_rate": rng.random()}
+        metrics = {
+            "sharpe": rng.gauss(0, 1),
+            "total_return": rng.gauss(0, 0.2),
+            "max_drawdown": -rng.random(),
+            "n_trades": rng.randrange(500),
+            "exposure": rng.random(),
+            "win_rate": rng.random(),
+        }
         task_dir = store.local_path(store.task_key(run_id, t.index))
         task_dir.mkdir(parents=True)
         (task_dir / "metrics.json").write_text(json.dumps(metrics))
         (task_dir / "stdout.log").write_text("")
         (task_dir / "stderr.log").write_text("")
-        store.write_status(run_id, TaskStatus(index=t.index, state=State.SUCCEEDED, exit_code=0, started_at=1.0,
-                                              ended_at=2.5, worker="local-0"))
+        store.write_status(
+            run_id,
+            TaskStatus(
+                index=t.index,
+                state=State.SUCCEEDED,
+                exit_code=0,
+                started_at=1.0,
+                ended_at=2.5,
+                worker="local-0",
+            ),
+        )
     return Run(store, run_id)
 
 

@@ -6,8 +6,8 @@
 Every runner executes the same command per task, `python SCRIPT --x N`, with `cores` tasks at once. batchsweep
 is timed end to end through its CLI (`batchsweep run --no-reuse`: plan, flag introspection, store writes,
 progress; without `--no-reuse` a second round would reuse the first round's results and run nothing):
-`--no-warm` (cold: a process per task), no flag (the default, `warm: auto`) and `--warm` (forced).
-Setup installs GNU parallel (`apt-get install -y parallel`) and joblib (pip, into this interpreter) when missing.
+`--no-warm` (cold: a process per task), no flag (the default, `warm: auto`) and `--warm` (forced). Setup
+installs GNU parallel (`apt-get install -y parallel`) and joblib (pip, into this interpreter) when missing.
 """
 
 from __future__ import annotations
@@ -67,7 +67,18 @@ def write_spec(root: Path, name: str, script: Path, n: int) -> Path:
 def by_batchsweep(root: Path, name: str, script: Path, n: int, jobs: int, *, flag: str | None) -> None:
     spec = write_spec(root, name, script, n)
     store = root / f"store-{name}-{flag or 'default'}"
-    cmd = [PY, "-m", "batchsweep", "run", str(spec), "--store", str(store), "--max-parallel", str(jobs), "--no-reuse"]
+    cmd = [
+        PY,
+        "-m",
+        "batchsweep",
+        "run",
+        str(spec),
+        "--store",
+        str(store),
+        "--max-parallel",
+        str(jobs),
+        "--no-reuse",
+    ]
     done = subprocess.run([*cmd, *([flag] if flag else [])], cwd=root, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"batchsweep failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -98,7 +109,8 @@ def by_joblib(root: Path, script: Path, n: int, jobs: int) -> None:
 
 
 def children_cpu() -> float:
-    """User + system CPU seconds of every child this process has waited for (and their waited-for children)."""
+    """User + system CPU seconds of every child this process has waited for (and their waited-for
+    children)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -119,7 +131,9 @@ def script_cpu(root: Path, script: Path, runs: int = 5) -> float:
     return (children_cpu() - cpu0) / runs
 
 
-def bench(root: Path, label: str, script: Path, n: int, jobs: int, only: set[str], rounds: int) -> dict[str, float]:
+def bench(
+    root: Path, label: str, script: Path, n: int, jobs: int, only: set[str], rounds: int
+) -> dict[str, float]:
     runners: dict[str, Callable[[], None]] = {
         "batchsweep cold": lambda: by_batchsweep(root, label, script, n, jobs, flag="--no-warm"),
         "batchsweep default": lambda: by_batchsweep(root, label, script, n, jobs, flag=None),
@@ -145,17 +159,26 @@ def bench(root: Path, label: str, script: Path, n: int, jobs: int, only: set[str
         spread = f" (best of {rounds}: {', '.join(f'{t:.1f}' for t in times)} s)" if rounds > 1 else ""
         # joblib's loky workers outlive the call, so the CPU of the tasks they ran is not counted here.
         per_task = "" if name == "joblib" else f", {min(cpu[name]) / n * 1000:6.1f} ms CPU/task"
-        print(f"  {name:<18} {n:>6} tasks in {best:7.2f} s = {rates[name]:7.1f} tasks/s{per_task}{spread}", flush=True)
-    # What a runner adds to each task, in CPU (the wall times above also carry the machine's other load): a cold
-    # runner cannot beat a peer by more than the peer's addition, however little it adds itself.
+        print(
+            f"  {name:<18} {n:>6} tasks in {best:7.2f} s = {rates[name]:7.1f} tasks/s{per_task}{spread}",
+            flush=True,
+        )
+    # What a runner adds to each task, in CPU (the wall times above also carry the machine's other load): a
+    # cold runner cannot beat a peer by more than the peer's addition, however little it adds itself.
     cores = min(jobs, os.cpu_count() or 1)
-    added = ", ".join(f"{name} {min(cpu[name]) / n * 1000 - alone * 1000:+.1f} ms" for name in cpu if name != "joblib")
-    print(f"  the script alone: {alone * 1000:.1f} ms CPU per run ({n} tasks need >= {n * alone / cores:.2f} s on "
-          f"{cores} cores whatever runs them); CPU each runner adds per task: {added}")
+    added = ", ".join(
+        f"{name} {min(cpu[name]) / n * 1000 - alone * 1000:+.1f} ms" for name in cpu if name != "joblib"
+    )
+    print(
+        f"  the script alone: {alone * 1000:.1f} ms CPU per run ({n} tasks need >= {n * alone / cores:.2f} s "
+        f"on {cores} cores whatever runs them); CPU each runner adds per task: {added}"
+    )
     for mine in ("batchsweep cold", "batchsweep default", "batchsweep warm"):
         if mine not in rates:
             continue
-        ratios = ", ".join(f"{rates[mine] / rates[p]:.2f}x {p}" for p in rates if not p.startswith("batchsweep"))
+        ratios = ", ".join(
+            f"{rates[mine] / rates[p]:.2f}x {p}" for p in rates if not p.startswith("batchsweep")
+        )
         if ratios:
             print(f"  {mine}: {ratios}")
     peers = {p: r for p, r in rates.items() if not p.startswith("batchsweep")}
@@ -171,10 +194,18 @@ def bench(root: Path, label: str, script: Path, n: int, jobs: int, only: set[str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=2000, help="trivial-script tasks (default 2000)")
-    parser.add_argument("--heavy-tasks", type=int, default=None, help="pandas/numpy tasks (default tasks / 10)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="tasks at once (default: cores)")
-    parser.add_argument("--rounds", type=int, default=1, help="time each runner this many times, interleaved; "
-                        "report the best (default 1)")
+    parser.add_argument(
+        "--heavy-tasks", type=int, default=None, help="pandas/numpy tasks (default tasks / 10)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="tasks at once (default: cores)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="time each runner this many times, interleaved; report the best (default 1)",
+    )
     parser.add_argument("--only", action="append", default=[],
                         help="run only these runners (prefix: batchsweep, GNU, xargs, joblib); repeatable")
     args = parser.parse_args()

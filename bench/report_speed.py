@@ -1,5 +1,6 @@
-"""`batchsweep report` of a 20-task and of a 10,000-task run, as a user meets it in a new process, against a peer
-that draws the same views of the same results: Optuna's own plotting (plotly), in one run with the ratio printed.
+"""`batchsweep report` of a 20-task and of a 10,000-task run, as a user meets it in a new process, against a
+peer that draws the same views of the same results: Optuna's own plotting (plotly), in one run with the ratio
+printed.
 
     .venv/bin/python bench/report_speed.py                       # 20 and 10,000 tasks, 3 rounds each
     .venv/bin/python bench/report_speed.py --tasks 20 --rounds 5 --before REV
@@ -8,18 +9,18 @@ Two finished runs of a script that writes val_loss and acc to metrics.json, para
 choice) and dropout (uniform) drawn at random, as a random search leaves them: the small one run for real
 (`batchsweep run`), the large one written straight into a store as the runner leaves it (a status.json and a
 metrics.json per task; running 10,000 real tasks here would take the bench's whole budget for the same files).
-Each is reported once untimed (bytecode and results.parquet written, as a user's report after the run finds them),
-then, alternating, `--rounds` times by:
-- batchsweep: `batchsweep report RUN -o report.html` in a new process (this checkout's code; with `--before REV`
-  also commit REV's `src/`);
-- Optuna: a new process reads the run's results.parquet with pandas, adds every finished task to an in-memory study
-  as a trial (`optuna.trial.create_trial`), draws `plot_optimization_history`, `plot_slice`, `plot_contour` of the
-  two most important params, `plot_edf`, `plot_parallel_coordinate` and `plot_param_importances` (Optuna's
-  default evaluator) and writes them to one HTML page with plotly.js in it once: the views batchsweep's report of
-  a search draws, less its tables, timeline and durations.
-Printed per run size and reporter: best and median wall time and CPU time (user + sys of the process), the ratio of
-the peer's best to batchsweep's (wall and CPU), and whether scikit-learn was imported. Setup installs plotly (pip,
-into this interpreter) when it is missing; Optuna comes with the project's `search` extra.
+Each is reported once untimed (bytecode and results.parquet written, as a user's report after the run finds
+them), then, alternating, `--rounds` times by:
+- batchsweep: `batchsweep report RUN -o report.html` in a new process (this checkout's code; with `--before
+  REV` also commit REV's `src/`);
+- Optuna: a new process reads the run's results.parquet with pandas, adds every finished task to an in-memory
+  study as a trial (`optuna.trial.create_trial`), draws `plot_optimization_history`, `plot_slice`,
+  `plot_contour` of the two most important params, `plot_edf`, `plot_parallel_coordinate` and
+  `plot_param_importances` (Optuna's default evaluator) and writes them to one HTML page with plotly.js in it
+  once: the views batchsweep's report of a search draws, less its tables, timeline and durations.
+Printed per run size and reporter: best and median wall time and CPU time (user + sys of the process), the
+ratio of the peer's best to batchsweep's (wall and CPU), and whether scikit-learn was imported. Setup installs
+plotly (pip, into this interpreter) when it is missing; Optuna comes with the project's `search` extra.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ params:
 metrics: metrics.json
 """
 
-# Run in the reporting process: reports, then says whether scikit-learn was imported and where batchsweep came from.
+# Run in the reporting process: reports, then says whether scikit-learn was imported and where batchsweep came
+# from.
 REPORT = '''\
 import sys
 from batchsweep import cli
@@ -116,7 +118,8 @@ def setup() -> None:
 
 
 def checkout(rev: str, target: Path) -> Path:
-    """The `src/` of commit `rev`, unpacked under target (the venv's editable install is shadowed by PYTHONPATH)."""
+    """The `src/` of commit `rev`, unpacked under target (the venv's editable install is shadowed by
+    PYTHONPATH)."""
     target.mkdir(parents=True, exist_ok=True)
     archive = target / "src.tar"
     with archive.open("wb") as out:
@@ -138,8 +141,9 @@ def real_run(work: Path, n: int) -> tuple[Path, str]:
 
 
 def written_run(work: Path, n: int) -> tuple[Path, str]:
-    """A finished run of n tasks written into a store as the runner leaves it: the run's manifest from the spec's
-    own plan, then a metrics.json and a status.json per task (fsync skipped: the bytes are the same)."""
+    """A finished run of n tasks written into a store as the runner leaves it: the run's manifest from the
+    spec's own plan, then a metrics.json and a status.json per task (fsync skipped: the bytes are the
+    same)."""
     from batchsweep.model import State, TaskStatus
     from batchsweep.planning import plan as planning
     from batchsweep.store.core import Store
@@ -158,8 +162,17 @@ def written_run(work: Path, n: int) -> tuple[Path, str]:
         i, a = task.index, task.params  # type: ignore[attr-defined]
         loss = (math.log10(a["lr"]) + 2.5) ** 2 + 8 / a["width"] + a["dropout"] + rng.random() / 10
         store.write_json(store.task_key(run_id, i, "metrics.json"), {"val_loss": loss, "acc": 1 / (1 + loss)})
-        store.write_status(run_id, TaskStatus(index=i, state=State.SUCCEEDED, exit_code=0, worker=f"local-{i % 2}",
-                                              started_at=start + i / 2, ended_at=start + i / 2 + 1.0 + rng.random()))
+        store.write_status(
+            run_id,
+            TaskStatus(
+                index=i,
+                state=State.SUCCEEDED,
+                exit_code=0,
+                worker=f"local-{i % 2}",
+                started_at=start + i / 2,
+                ended_at=start + i / 2 + 1.0 + rng.random(),
+            ),
+        )
 
     fsync, os.fsync = os.fsync, lambda fd: None
     try:
@@ -185,17 +198,22 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
 WARM: set[str] = set()
 
 
-def bench(label: str, store: Path, run_id: str, out: Path, rounds: int, before: tuple[str, Path] | None) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # bytecode kept, as for a user
+def bench(
+    label: str, store: Path, run_id: str, out: Path, rounds: int, before: tuple[str, Path] | None
+) -> None:
+    # bytecode kept, as for a user
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     parquet = store / "runs" / run_id / "results.parquet"
     reporters: dict[str, tuple[list[str], dict[str, str]]] = {
         "batchsweep report": ([PY, "-c", REPORT, str(store), str(out / "report.html"), run_id], env)}
     if before is not None:
         reporters[f"batchsweep report before ({before[0][:12]})"] = (
-            [PY, "-c", REPORT, str(store), str(out / "before.html"), run_id], {**env, "PYTHONPATH": str(before[1])})
+            [PY, "-c", REPORT, str(store), str(out / "before.html"), run_id],
+            {**env, "PYTHONPATH": str(before[1])},
+        )
     reporters["Optuna plotting (plotly)"] = ([PY, "-c", OPTUNA, str(parquet), str(out / "optuna.html")], env)
-    # once each, untimed: bytecode written and the run's results.parquet gathered, as after the run (a peer that
-    # warmed up on an earlier run size has its bytecode already)
+    # once each, untimed: bytecode written and the run's results.parquet gathered, as after the run (a peer
+    # that warmed up on an earlier run size has its bytecode already)
     for name, (argv, e) in reporters.items():
         if name.startswith("batchsweep") or name not in WARM:
             timed(argv, e)
@@ -220,7 +238,9 @@ def bench(label: str, store: Path, run_id: str, out: Path, rounds: int, before: 
               f"scikit-learn imported: {sklearn}{ratio}")
     sizes = {name: (out / f).stat().st_size for name, f in
              (("batchsweep", "report.html"), ("optuna", "optuna.html"))}
-    print(f"  page size: batchsweep {sizes['batchsweep'] / 1e6:.1f} MB, Optuna {sizes['optuna'] / 1e6:.1f} MB")
+    print(
+        f"  page size: batchsweep {sizes['batchsweep'] / 1e6:.1f} MB, Optuna {sizes['optuna'] / 1e6:.1f} MB"
+    )
 
 
 def main() -> None:

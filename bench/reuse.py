@@ -1,14 +1,14 @@
-"""Reuse against running everything: a 1,000-task sweep widened to 1,200, side by side in one run, and the cost of
-looking 100,000 task keys up in the store's index.
+"""Reuse against running everything: a 1,000-task sweep widened to 1,200, side by side in one run, and the
+cost of looking 100,000 task keys up in the store's index.
 
 1. The 1,000-task grid runs once (the baseline, in store A and in store B).
 2. The grid widened to 1,200 runs in store A with reuse (the default) and in store B with `reuse=False`.
    Executions are counted by the task itself (a line appended to a file outside the store), not by batchsweep.
-3. Key lookup, measured for real: an index of 100,000 keys (100 earlier runs of 1,000 succeeded tasks, laid out
-   as the worker leaves them), then two sweeps looked up against it -- the widened one (1,000 hits, 200 new) and
-   the whole 100,200-task grid -- with the index (`reuse.lookup`, what `run` does: the index files, then each
-   hit's status.json) and with the naive scan an index spares (every earlier run's tasks.jsonl, then the
-   matching tasks' status.json), side by side, with the ratio. Both must find the same sources.
+3. Key lookup, measured for real: an index of 100,000 keys (100 earlier runs of 1,000 succeeded tasks, laid
+   out as the worker leaves them), then two sweeps looked up against it -- the widened one (1,000 hits, 200
+   new) and the whole 100,200-task grid -- with the index (`reuse.lookup`, what `run` does: the index files,
+   then each hit's status.json) and with the naive scan an index spares (every earlier run's tasks.jsonl, then
+   the matching tasks' status.json), side by side, with the ratio. Both must find the same sources.
 
     python bench/reuse.py [--tasks 1000] [--extra 200] [--lookup 100000] [--max-parallel 0] [--repeat 3]
     (--tasks 0 skips the sweeps, --lookup 0 the lookup)
@@ -83,12 +83,14 @@ def sweeps(args: argparse.Namespace, root: Path) -> None:
     print(f"{'':18}{'tasks':>8}{'executions':>12}{'wall s':>10}")
     for label, n, ran, wall in rows:
         print(f"{label:18}{n:>8}{ran:>12}{wall:>10.1f}")
-    print(f"speed-up: {rows[1][3] / rows[0][3]:.1f}x wall time, {rows[1][2] - rows[0][2]} task executions saved")
+    print(
+        f"speed-up: {rows[1][3] / rows[0][3]:.1f}x wall time, {rows[1][2] - rows[0][2]} task executions saved"
+    )
 
 
 def naive_lookup(store: Any, tasks: list[Any]) -> dict[int, tuple[str, int]]:
-    """What `run` would do without the index: read every earlier run's tasks.jsonl, then the status.json of each
-    task whose key the sweep wants (only those: the cheapest scan there is), newest run first."""
+    """What `run` would do without the index: read every earlier run's tasks.jsonl, then the status.json of
+    each task whose key the sweep wants (only those: the cheapest scan there is), newest run first."""
     from batchsweep.model import State
 
     wanted = {t.cache_key for t in tasks}
@@ -103,8 +105,9 @@ def naive_lookup(store: Any, tasks: list[Any]) -> dict[int, tuple[str, int]]:
 
 
 def populate(store: Any, tasks: list[Any], per_run: int) -> int:
-    """`tasks` as earlier succeeded runs of `per_run` tasks each, laid out as the worker leaves them: tasks.jsonl,
-    run.json, each task's status.json (written without fsync: this is setup, not measured) and its index entry."""
+    """`tasks` as earlier succeeded runs of `per_run` tasks each, laid out as the worker leaves them:
+    tasks.jsonl, run.json, each task's status.json (written without fsync: this is setup, not measured) and
+    its index entry."""
     from batchsweep.model import State, TaskStatus
 
     root = store.local_path("")
@@ -112,7 +115,9 @@ def populate(store: Any, tasks: list[Any], per_run: int) -> int:
     for start in range(0, len(tasks), per_run):
         run_id = f"old-20260101-{start // per_run:06d}-abcd"
         chunk = [replace(t, index=i) for i, t in enumerate(tasks[start:start + per_run])]
-        store.create_run(run_id, {"run_id": run_id, "name": "lookup", "spec": {"metrics": "metrics.json"}}, chunk)
+        store.create_run(
+            run_id, {"run_id": run_id, "name": "lookup", "spec": {"metrics": "metrics.json"}}, chunk
+        )
         for t in chunk:
             task_dir = root / "runs" / run_id / "tasks" / str(t.index)
             task_dir.mkdir(parents=True)
@@ -124,12 +129,14 @@ def populate(store: Any, tasks: list[Any], per_run: int) -> int:
 
 
 def side_by_side(repeat: int, index: Any, naive: Any) -> tuple[float, float, Any, Any]:
-    """Best time of each of two lookups over `repeat` rounds, alternating which goes first (the page cache then
-    favours neither)."""
+    """Best time of each of two lookups over `repeat` rounds, alternating which goes first (the page cache
+    then favours neither)."""
     times: dict[str, list[float]] = {"index": [], "naive": []}
     out: dict[str, Any] = {}
     for r in range(repeat):
-        for name, fn in (("index", index), ("naive", naive)) if r % 2 == 0 else (("naive", naive), ("index", index)):
+        for name, fn in (
+            (("index", index), ("naive", naive)) if r % 2 == 0 else (("naive", naive), ("index", index))
+        ):
             t0 = time.perf_counter()
             out[name] = fn()
             times[name].append(time.perf_counter() - t0)
@@ -137,8 +144,9 @@ def side_by_side(repeat: int, index: Any, naive: Any) -> tuple[float, float, Any
 
 
 def lookup(args: argparse.Namespace, root: Path) -> None:
-    """A real index of `args.lookup` keys (earlier runs of 1,000 tasks each), and sweeps looked up against it with
-    the index (`reuse.lookup`, what `run` does) and with the naive scan of every earlier run, side by side."""
+    """A real index of `args.lookup` keys (earlier runs of 1,000 tasks each), and sweeps looked up against it
+    with the index (`reuse.lookup`, what `run` does) and with the naive scan of every earlier run, side by
+    side."""
     from batchsweep.planning import keys, reuse, space
     from batchsweep.spec import reader as spec_mod
     from batchsweep.store.core import Store
@@ -152,14 +160,21 @@ def lookup(args: argparse.Namespace, root: Path) -> None:
     spec = spec_mod.load(code / "sweep.yaml")
     t0 = time.perf_counter()
     cache = keys.HashCache()
-    keyer = keys.Keyer(code=keys.code_hash(spec, cache=cache), what=keys.spec_what(spec),
-                       env={"env": {}, **keys.local_environment()}, stamps=keys.InputStamps(spec.base_dir, cache))
+    keyer = keys.Keyer(
+        code=keys.code_hash(spec, cache=cache),
+        what=keys.spec_what(spec),
+        env={"env": {}, **keys.local_environment()},
+        stamps=keys.InputStamps(spec.base_dir, cache),
+    )
     grid = space.expand(spec, keyer=keyer)
     t_keys = time.perf_counter() - t0
     indexed, new = grid[:n], grid[n:]
     store = Store.open(root / "lookup-store")
-    print(f"\nkey lookup: writing {n:,} earlier succeeded tasks (runs of 1,000, each task's status.json and index "
-          "entry) ...", flush=True)
+    print(
+        f"\nkey lookup: writing {n:,} earlier succeeded tasks (runs of 1,000, each task's status.json and "
+        "index entry) ...",
+        flush=True,
+    )
     t0 = time.perf_counter()
     runs = populate(store, indexed, 1000)
     index_files = list((root / "lookup-store" / "index").iterdir())
@@ -167,12 +182,16 @@ def lookup(args: argparse.Namespace, root: Path) -> None:
     assert entries == n, entries
     print(f"  {runs} runs, {entries:,} index entries in {len(index_files)} index files, written in "
           f"{time.perf_counter() - t0:.0f} s")
-    print(f"{len(grid):,} content keys computed in {t_keys:.2f} s ({t_keys / len(grid) * 1e6:.0f} µs per task)")
-    # The sweeps looked up: the widened one (1,000 tasks of the index plus `extra` new ones), one ten times bigger,
-    # and the whole grid (every key in the index).
+    print(
+        f"{len(grid):,} content keys computed in {t_keys:.2f} s ({t_keys / len(grid) * 1e6:.0f} µs per task)"
+    )
+    # The sweeps looked up: the widened one (1,000 tasks of the index plus `extra` new ones), one ten times
+    # bigger, and the whole grid (every key in the index).
     sizes = sorted({min(1000, n), min(10_000, n), n})
     sweeps = [(f"{k + len(new):,} tasks ({k:,} hits)", indexed[:k] + new) for k in sizes]
-    print(f"\nlookup against an index of {n:,} keys ({runs} earlier runs), local store, best of {args.repeat}:")
+    print(
+        f"\nlookup against an index of {n:,} keys ({runs} earlier runs), local store, best of {args.repeat}:"
+    )
     print(f"{'sweep':28}{'index s':>10}{'naive scan s':>14}{'index µs/task':>15}{'naive / index':>15}")
     for label, tasks in sweeps:
         t_index, t_naive, found, naive = side_by_side(
@@ -187,10 +206,16 @@ def lookup(args: argparse.Namespace, root: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1000, help="the first sweep's size (a multiple of 100)")
-    parser.add_argument("--extra", type=int, default=200, help="tasks the widened sweep adds (a multiple of 100)")
-    parser.add_argument("--lookup", type=int, default=100_000, help="keys for the lookup measurement (0: skip)")
+    parser.add_argument(
+        "--extra", type=int, default=200, help="tasks the widened sweep adds (a multiple of 100)"
+    )
+    parser.add_argument(
+        "--lookup", type=int, default=100_000, help="keys for the lookup measurement (0: skip)"
+    )
     parser.add_argument("--max-parallel", type=int, default=0, help="tasks at once (0: all cores)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds of each lookup, the best kept (2 above 20,000)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds of each lookup, the best kept (2 above 20,000)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-reuse-") as tmp:
         os.environ.setdefault("BATCHSWEEP_CACHE_DIR", str(Path(tmp) / "hash-cache"))

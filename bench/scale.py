@@ -7,14 +7,14 @@ starts fast.
     .venv/bin/python bench/scale.py --fit 5000,10000,20000   # the runner's peak RSS per task, projected
 
 Prints seconds and peak RSS (VmHWM) for: planning (load, expand, check the script's flags), writing the run's
-manifest (tasks.jsonl, run.json) to a local store, and `batchsweep run SPEC --dry-run` as a user runs it.
-Then (unless --no-real) `batchsweep run SPEC --warm --max-parallel CORES` of a trivial script that writes one
-metric: wall time, tasks/s, the runner's peak RSS and CPU per task, the files and bytes left in the store (the run
-compacts itself above 10,000 tasks; the reuse index is a few files) against the same run in the layout before packs
-and index files, and `batchsweep results` / `status` times.
-Then `results` of a finished run of the full size, its store written directly (a status.json and metrics.json
-per task, as the runner leaves them): from the per-task files, then compacted (`runs compact`, timed) and from
-the pack, with the tables compared. Then the median wall time of `batchsweep --help`.
+manifest (tasks.jsonl, run.json) to a local store, and `batchsweep run SPEC --dry-run` as a user runs it. Then
+(unless --no-real) `batchsweep run SPEC --warm --max-parallel CORES` of a trivial script that writes one
+metric: wall time, tasks/s, the runner's peak RSS and CPU per task, the files and bytes left in the store (the
+run compacts itself above 10,000 tasks; the reuse index is a few files) against the same run in the layout
+before packs and index files, and `batchsweep results` / `status` times. Then `results` of a finished run of
+the full size, its store written directly (a status.json and metrics.json per task, as the runner leaves
+them): from the per-task files, then compacted (`runs compact`, timed) and from the pack, with the tables
+compared. Then the median wall time of `batchsweep --help`.
 """
 
 from __future__ import annotations
@@ -78,7 +78,10 @@ def in_process(spec: Path, store: Path) -> None:
     t0 = time.perf_counter()
     p = planning.plan(spec)
     planned = time.perf_counter() - t0
-    print(f"  plan (load, expand, check)   {len(p.tasks):>7} tasks {planned:6.2f} s  peak RSS {peak_rss_mb():5.0f} MB")
+    print(
+        f"  plan (load, expand, check)   {len(p.tasks):>7} tasks {planned:6.2f} s  peak RSS "
+        f"{peak_rss_mb():5.0f} MB"
+    )
     t0 = time.perf_counter()
     Store.open(store).create_run(p.info["run_id"], p.info, p.tasks)
     written = time.perf_counter() - t0
@@ -87,16 +90,22 @@ def in_process(spec: Path, store: Path) -> None:
 
 
 def dry_run(spec: Path) -> None:
-    code = ("import resource, sys, time; t = time.perf_counter(); from batchsweep.cli import main; rc = main(sys.argv[1:]); "
-            "sys.stdout.flush(); print(f'@@ {time.perf_counter() - t:.2f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}', "
-            "file=sys.stderr); sys.exit(rc)")
+    code = (
+        "import resource, sys, time; t = time.perf_counter(); from batchsweep.cli import main; rc = "
+        "main(sys.argv[1:]); sys.stdout.flush(); print(f'@@ {time.perf_counter() - t:.2f} "
+        "{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}', file=sys.stderr); sys.exit(rc)"
+    )
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code, "run", str(spec), "--dry-run"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code, "run", str(spec), "--dry-run"], capture_output=True, text=True
+    )
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         raise RuntimeError(done.stderr)
     seconds, mb = next(line for line in done.stderr.splitlines() if line.startswith("@@")).split()[1:]
-    counted = next((line.split()[0] for line in done.stdout.splitlines() if "tasks" in line and "dry run" in line), "?")
+    counted = next(
+        (line.split()[0] for line in done.stdout.splitlines() if "tasks" in line and "dry run" in line), "?"
+    )
     print(f"  batchsweep run --dry-run     {counted:>7} tasks {wall:6.2f} s  peak RSS {float(mb):5.0f} MB"
           f"  (in main: {seconds} s)")
 
@@ -116,18 +125,20 @@ json.dump({"s": args.x + args.y}, open("metrics.json", "w"))
 def _timed_cli(*argv: str) -> tuple[float, float, str]:
     """`batchsweep ARGV` in a new process: wall seconds, its peak RSS (MB) and its stdout. The process's reads
     and listings of a local store are counted into LAST_OPS."""
-    code = ("import resource, sys; from batchsweep.store.local import LocalBackend as B; ops = [0, 0]\n"
-            "def counted(f, k):\n"
-            "    def g(*a, **kw):\n"
-            "        ops[k] += 1\n"
-            "        return f(*a, **kw)\n"
-            "    return g\n"
-            "B.read_bytes, B.iter_bytes = counted(B.read_bytes, 0), counted(B.iter_bytes, 0)\n"
-            "B.list_files, B.list_dirs = counted(B.list_files, 1), counted(B.list_dirs, 1)\n"
-            "from batchsweep.cli import main; rc = main(sys.argv[1:]); sys.stdout.flush(); "
-            "u = resource.getrusage(resource.RUSAGE_SELF); c = resource.getrusage(resource.RUSAGE_CHILDREN); "
-            "print(f'@@ {u.ru_maxrss / 1024:.0f} {u.ru_utime + u.ru_stime:.1f} {c.ru_utime + c.ru_stime:.1f} '"
-            "f'{ops[0]} {ops[1]}', file=sys.stderr); sys.exit(rc)")
+    code = (
+        "import resource, sys; from batchsweep.store.local import LocalBackend as B; ops = [0, 0]\n"
+        "def counted(f, k):\n"
+        "    def g(*a, **kw):\n"
+        "        ops[k] += 1\n"
+        "        return f(*a, **kw)\n"
+        "    return g\n"
+        "B.read_bytes, B.iter_bytes = counted(B.read_bytes, 0), counted(B.iter_bytes, 0)\n"
+        "B.list_files, B.list_dirs = counted(B.list_files, 1), counted(B.list_dirs, 1)\n"
+        "from batchsweep.cli import main; rc = main(sys.argv[1:]); sys.stdout.flush(); "
+        "u = resource.getrusage(resource.RUSAGE_SELF); c = resource.getrusage(resource.RUSAGE_CHILDREN); "
+        "print(f'@@ {u.ru_maxrss / 1024:.0f} {u.ru_utime + u.ru_stime:.1f} {c.ru_utime + c.ru_stime:.1f} '"
+        "f'{ops[0]} {ops[1]}', file=sys.stderr); sys.exit(rc)"
+    )
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -154,30 +165,51 @@ def _tree(root: Path) -> tuple[int, int, int]:
 
 
 def real_run(root: Path, n: int) -> float:
-    """The sweep run for real, warm; the runner's own peak RSS (the tasks are other processes), returned in MB."""
+    """The sweep run for real, warm; the runner's own peak RSS (the tasks are other processes), returned in
+    MB."""
     (root / "task.py").write_text(QUIET)
     store = root / "real-store"
     cores = os.cpu_count() or 1
-    argv = ["run", str(root / "sweep.yaml"), "--warm", "--max-parallel", str(cores), "--store", str(store), "--no-reuse"]
+    argv = [
+        "run",
+        str(root / "sweep.yaml"),
+        "--warm",
+        "--max-parallel",
+        str(cores),
+        "--store",
+        str(store),
+        "--no-reuse",
+    ]
     print(f"  batchsweep {' '.join(argv)}", flush=True)
     wall, mb, _ = _timed_cli(*argv)
     runner_mb = mb
     run_dir = next((store / "runs").iterdir())
     runner_cpu, children_cpu = LAST_CPU
-    print(f"  run --warm (real)            {n:>7} tasks {wall:6.1f} s  {n / wall:6.0f} tasks/s  runner peak RSS "
-          f"{mb:5.0f} MB")
-    print(f"  CPU per task                 runner {runner_cpu / n * 1e3:.1f} ms, warm server + tasks "
-          f"{children_cpu / n * 1e3:.1f} ms  (load average {os.getloadavg()[0]:.1f} at the end, {cores} cores)")
+    print(
+        f"  run --warm (real)            {n:>7} tasks {wall:6.1f} s  {n / wall:6.0f} tasks/s  runner peak "
+        f"RSS {mb:5.0f} MB"
+    )
+    print(
+        f"  CPU per task                 runner {runner_cpu / n * 1e3:.1f} ms, warm server + tasks "
+        f"{children_cpu / n * 1e3:.1f} ms  (load average {os.getloadavg()[0]:.1f} at the end, {cores} cores)"
+    )
     files, dirs, size = _tree(store)
-    index_files = len([p for p in (store / "index").iterdir() if p.is_file()]) if (store / "index").exists() else 0
+    index_files = (
+        len([p for p in (store / "index").iterdir() if p.is_file()]) if (store / "index").exists() else 0
+    )
     print(f"  store left                   {files:>7} files {dirs:>7} dirs {size / 1e6:6.1f} MB "
           f"(of which {index_files} reuse index files)")
     before_files, before_dirs, before_bytes = _before(store, run_dir, n)
-    print(f"  the same run, layout before  {before_files:>7} files {before_dirs:>7} dirs {before_bytes / 1e6:6.1f} MB "
-          f"(a status.json and metrics.json per task, an empty index file per task in a directory per key)"
-          f" -> {before_files / files:.0f}x fewer files, {before_dirs / max(dirs, 1):.0f}x fewer directories")
-    print(f"  as the issue counted it      {before_files + 2 * n:>7} files (+ an empty stdout.log and stderr.log per task)"
-          f" -> {(before_files + 2 * n) / files:.0f}x fewer files")
+    print(
+        f"  the same run, layout before  {before_files:>7} files {before_dirs:>7} dirs "
+        f"{before_bytes / 1e6:6.1f} MB (a status.json and metrics.json per task, an empty index file per "
+        f"task in a directory per key) -> {before_files / files:.0f}x fewer files, "
+        f"{before_dirs / max(dirs, 1):.0f}x fewer directories"
+    )
+    print(
+        f"  as the issue counted it      {before_files + 2 * n:>7} files (+ an empty stdout.log and "
+        f"stderr.log per task) -> {(before_files + 2 * n) / files:.0f}x fewer files"
+    )
     wall, mb, out = _timed_cli("results", "--store", str(store), "--format", "csv", "-o", os.devnull)
     print(f"  batchsweep results           {n:>7} rows  {wall:6.2f} s  peak RSS {mb:5.0f} MB")
     wall, mb, out = _timed_cli("status", "--store", str(store))
@@ -187,8 +219,9 @@ def real_run(root: Path, n: int) -> float:
 
 
 def fit(sizes: list[int]) -> None:
-    """The real run at each size, then the runner's peak RSS fitted as a line in the task count (least squares):
-    what each task adds, and the projection at 100,000 tasks, without waiting for a 100,000-task run."""
+    """The real run at each size, then the runner's peak RSS fitted as a line in the task count (least
+    squares): what each task adds, and the projection at 100,000 tasks, without waiting for a 100,000-task
+    run."""
     peaks = []
     for n in sizes:
         with tempfile.TemporaryDirectory(prefix="batchsweep-scale-") as tmp:
@@ -196,7 +229,9 @@ def fit(sizes: list[int]) -> None:
             write_spec(Path(tmp), n)
             peaks.append(real_run(Path(tmp), n))
     mean_n, mean_mb = statistics.fmean(sizes), statistics.fmean(peaks)
-    slope = sum((n - mean_n) * (mb - mean_mb) for n, mb in zip(sizes, peaks)) / sum((n - mean_n) ** 2 for n in sizes)
+    slope = sum((n - mean_n) * (mb - mean_mb) for n, mb in zip(sizes, peaks)) / sum(
+        (n - mean_n) ** 2 for n in sizes
+    )
     base = mean_mb - slope * mean_n
     print("  runner peak RSS by tasks      " + ", ".join(f"{n}: {mb:.0f} MB" for n, mb in zip(sizes, peaks)))
     print(f"  fitted                        {base:.0f} MB + {slope * 1e3:.2f} KB per task "
@@ -205,8 +240,9 @@ def fit(sizes: list[int]) -> None:
 
 def _before(store: Path, run_dir: Path, n: int) -> tuple[int, int, int]:
     """Files, directories and bytes the run would have left in the layout before packs and index files (a
-    status.json and, when the task wrote metrics, a metrics.json in a directory per task; an empty index file per
-    succeeded task in a directory per content key, under one per key prefix), everything else as it is now."""
+    status.json and, when the task wrote metrics, a metrics.json in a directory per task; an empty index file
+    per succeeded task in a directory per content key, under one per key prefix), everything else as it is
+    now."""
     import json
 
     files, dirs, size = _tree(store)
@@ -231,12 +267,14 @@ def _before(store: Path, run_dir: Path, n: int) -> tuple[int, int, int]:
     return files, dirs, size
 
 
-def write_finished_run(root: Path, n: int, *, packed: bool = False, series_every: int = 0) -> tuple[Path, str]:
+def write_finished_run(
+    root: Path, n: int, *, packed: bool = False, series_every: int = 0
+) -> tuple[Path, str]:
     """A finished n-task local run of the QUIET script written straight into a new store, as the runner leaves
-    it: a status.json and metrics.json per task (each file fsync'ed, as the runner writes it), or with `packed`
-    the one pack `runs compact` (run by itself past 1,000 tasks) leaves instead. Every `series_every`-th task
-    also has a series of 10 steps (metrics.jsonl, which compaction keeps), its status saying its last step.
-    Returns the store's directory and the run's id."""
+    it: a status.json and metrics.json per task (each file fsync'ed, as the runner writes it), or with
+    `packed` the one pack `runs compact` (run by itself past 1,000 tasks) leaves instead. Every
+    `series_every`-th task also has a series of 10 steps (metrics.jsonl, which compaction keeps), its status
+    saying its last step. Returns the store's directory and the run's id."""
     from batchsweep.model import State, TaskStatus
     from batchsweep.planning import plan as planning
     from batchsweep.store.core import PackEntry, Store
@@ -283,16 +321,19 @@ def gather_compare(root: Path, n: int) -> None:
     written = time.perf_counter() - t0
     files = _tree(store_dir)[0]
     print(f"  finished run written         {n:>7} tasks {written:6.1f} s  {files} files")
-    wall_files, mb_files, _ = _timed_cli("results", run_id, "--store", str(store_dir), "--format", "csv", "-o",
-                                         str(root / "files.csv"))
+    wall_files, mb_files, _ = _timed_cli(
+        "results", run_id, "--store", str(store_dir), "--format", "csv", "-o", str(root / "files.csv")
+    )
     (store_dir / "runs" / run_id / "results.parquet").unlink(missing_ok=True)
     wall_compact, _, out = _timed_cli("runs", "compact", run_id, "--store", str(store_dir))
     files_after = _tree(store_dir)[0]
     wall_pack, mb_pack, _ = _timed_cli("results", run_id, "--store", str(store_dir), "--format", "csv", "-o",
                                        str(root / "pack.csv"))
     same = pd.read_csv(root / "files.csv").equals(pd.read_csv(root / "pack.csv"))
-    print(f"  runs compact                               {wall_compact:6.2f} s  {files} -> {files_after} files "
-          f"({files / files_after:.0f}x fewer)")
+    print(
+        f"  runs compact                               {wall_compact:6.2f} s  {files} -> {files_after} files "
+        f"({files / files_after:.0f}x fewer)"
+    )
     print(f"  batchsweep results, files    {n:>7} rows  {wall_files:6.2f} s  peak RSS {mb_files:5.0f} MB")
     print(f"  batchsweep results, packed   {n:>7} rows  {wall_pack:6.2f} s  peak RSS {mb_pack:5.0f} MB  "
           f"({wall_files / wall_pack:.1f}x; tables {'equal' if same else 'DIFFER'})")
@@ -300,8 +341,9 @@ def gather_compare(root: Path, n: int) -> None:
 
 def big_reads(root: Path, n: int) -> None:
     """`results`, `status` and `report` of a finished n-task local run (compacted, as a run of more than 1,000
-    tasks leaves itself; every 100th task with a series), each in a new process: wall, peak RSS, and the store's
-    reads and listings; beside them the peers: pandas.read_csv of the same table, `wc -l` of the pack."""
+    tasks leaves itself; every 100th task with a series), each in a new process: wall, peak RSS, and the
+    store's reads and listings; beside them the peers: pandas.read_csv of the same table, `wc -l` of the
+    pack."""
     t0 = time.perf_counter()
     store_dir, run_id = write_finished_run(root, n, packed=True, series_every=100)
     files = _tree(store_dir)[0]
@@ -310,12 +352,17 @@ def big_reads(root: Path, n: int) -> None:
     store = ["--store", str(store_dir)]
     csv, html = root / "results.csv", root / "report.html"
     rows = []
-    for name, argv in (("results --format csv -o FILE", ["results", run_id, *store, "--format", "csv", "-o", str(csv)]),
-                       ("status", ["status", run_id, *store]),
-                       ("report -o FILE", ["report", run_id, *store, "-o", str(html)])):
-        (store_dir / "runs" / run_id / "results.parquet").unlink(missing_ok=True)  # each from the store itself
+    for name, argv in (
+        ("results --format csv -o FILE", ["results", run_id, *store, "--format", "csv", "-o", str(csv)]),
+        ("status", ["status", run_id, *store]),
+        ("report -o FILE", ["report", run_id, *store, "-o", str(html)]),
+    ):
+        # each from the store itself
+        (store_dir / "runs" / run_id / "results.parquet").unlink(missing_ok=True)
         wall, mb, _ = _timed_cli(*argv)
-        rows.append((f"batchsweep {name}", wall, LAST_CPU[0], mb, f"{LAST_OPS[0]} reads, {LAST_OPS[1]} listings"))
+        rows.append(
+            (f"batchsweep {name}", wall, LAST_CPU[0], mb, f"{LAST_OPS[0]} reads, {LAST_OPS[1]} listings")
+        )
     code = ("import resource, sys; import pandas; df = pandas.read_csv(sys.argv[1]); "
             "u = resource.getrusage(resource.RUSAGE_SELF); "
             "print(f'@@ {u.ru_utime + u.ru_stime:.2f} {u.ru_maxrss / 1024:.0f} {len(df)}', file=sys.stderr)")
@@ -351,12 +398,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--no-real", action="store_true", help="skip the real run")
-    parser.add_argument("--real-tasks", type=int, default=None, help="tasks of the real run (default --tasks)")
-    parser.add_argument("--real-only", action="store_true", help="only the real run (no dry run, gather, --help)")
-    parser.add_argument("--reads", action="store_true", help="only `results`, `status` and `report` of a finished "
-                        "run of --tasks tasks, beside pandas.read_csv of the same table")
-    parser.add_argument("--fit", metavar="N,N,...", help="only real runs of these sizes (e.g. 5000,10000,20000), "
-                        "then the runner's peak RSS per task fitted and projected to 100,000 tasks")
+    parser.add_argument(
+        "--real-tasks", type=int, default=None, help="tasks of the real run (default --tasks)"
+    )
+    parser.add_argument(
+        "--real-only", action="store_true", help="only the real run (no dry run, gather, --help)"
+    )
+    parser.add_argument(
+        "--reads",
+        action="store_true",
+        help="only `results`, `status` and `report` of a finished "
+        "run of --tasks tasks, beside pandas.read_csv of the same table",
+    )
+    parser.add_argument(
+        "--fit",
+        metavar="N,N,...",
+        help="only real runs of these sizes (e.g. 5000,10000,20000), "
+        "then the runner's peak RSS per task fitted and projected to 100,000 tasks",
+    )
     args = parser.parse_args()
     if args.fit:
         fit([int(n) for n in args.fit.split(",")])

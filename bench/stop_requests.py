@@ -1,23 +1,23 @@
 """What early stopping costs in S3 requests on AWS Batch: requests per container-hour and their price.
 
 A container running tasks with `stop:` lists the run's task files in S3 and reads the other tasks' series and
-statuses to decide (batchsweep.task.stopping.RunView). This bench runs that real code for one simulated hour of one
-container, against a simulated bucket that bills like S3 (a LIST request per 1,000 keys listed, a GET per object
-read) and a run that moves on meanwhile: `--containers` containers run tasks of `--task-minutes` each, so tasks
-finish, start and report steps all hour; the measured container runs its tasks back to back and reports a step
-every `--step-seconds`. The series flush is S3's default, 5 s.
+statuses to decide (batchsweep.task.stopping.RunView). This bench runs that real code for one simulated hour
+of one container, against a simulated bucket that bills like S3 (a LIST request per 1,000 keys listed, a GET
+per object read) and a run that moves on meanwhile: `--containers` containers run tasks of `--task-minutes`
+each, so tasks finish, start and report steps all hour; the measured container runs its tasks back to back and
+reports a step every `--step-seconds`. The series flush is S3's default, 5 s.
 
 Two ways side by side, each from the same world:
 - before: a fresh view per task (a task re-reads every finished task) and a listing at every check — the
   behaviour before listings were spaced;
-- after: one view per container (`stopping.shared_view`), listings spaced to one LIST page per flush on average
-  and backed off while nothing changes, running series re-read only when their size changed.
+- after: one view per container (`stopping.shared_view`), listings spaced to one LIST page per flush on
+  average and backed off while nothing changes, running series re-read only when their size changed.
 Both skip checks before the rule's first step (min_steps). Optuna's decision itself is left out (it makes no
-request): only the reads are measured. Prices: S3 Standard us-east-1, $0.005 per 1,000 LIST and $0.0004 per 1,000
-GET (check before relying on them); compared with the container's own Fargate price.
+request): only the reads are measured. Prices: S3 Standard us-east-1, $0.005 per 1,000 LIST and $0.0004 per
+1,000 GET (check before relying on them); compared with the container's own Fargate price.
 
     python bench/stop_requests.py [--tasks 1000 10000] [--containers 100] [--task-minutes 10] [--step-seconds 5 30]
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -92,8 +92,13 @@ class World:
 
     def _finish(self, index: int, *, steps: int) -> None:
         status = {"index": index, "state": "succeeded", "started_at": 0, "ended_at": 1, "last_step": steps}
-        for name, data in (("stdout.log", b"x" * 200), ("stderr.log", b""), ("metrics.json", b"{}"),
-                           ("metrics.jsonl", self._series(index, steps)), ("status.json", json.dumps(status).encode())):
+        for name, data in (
+            ("stdout.log", b"x" * 200),
+            ("stderr.log", b""),
+            ("metrics.json", b"{}"),
+            ("metrics.jsonl", self._series(index, steps)),
+            ("status.json", json.dumps(status).encode()),
+        ):
             self.b.objects[self._key(index, name)] = data
 
     def advance(self, now: float) -> None:
@@ -119,8 +124,14 @@ def simulate(args: argparse.Namespace, tasks: int, *, after: bool) -> tuple[int,
     running_too = args.rule in ("halving", "hyperband")
 
     def view() -> stopping.RunView:
-        return stopping.RunView(store, RUN, "val_loss", running_too=running_too, every=FLUSH_S if after else 0.0,
-                                clock=lambda: clock[0])
+        return stopping.RunView(
+            store,
+            RUN,
+            "val_loss",
+            running_too=running_too,
+            every=FLUSH_S if after else 0.0,
+            clock=lambda: clock[0],
+        )
 
     shared = view()
     stopper, own, started, records = None, -1, 0.0, []
@@ -153,10 +164,15 @@ def main() -> None:
     parser.add_argument("--rule", default="median", choices=["median", "hyperband"])
     parser.add_argument("--min-steps", type=int, default=3)
     args = parser.parse_args()
-    print(f"one container-hour with stop: {args.rule} (min_steps {args.min_steps}), {args.containers} containers, "
-          f"tasks of {args.task_minutes:g} min, flush {FLUSH_S:g} s; a 0.5 vCPU / 1 GB Fargate container costs "
-          f"${FARGATE_HOUR:.4f}/h")
-    print(f"{'tasks':>6} {'step s':>6} {'way':>6} {'LIST/h':>8} {'GET/h':>8} {'$/container-h':>14} {'% of Fargate':>12}")
+    print(
+        f"one container-hour with stop: {args.rule} (min_steps {args.min_steps}), {args.containers} "
+        f"containers, tasks of {args.task_minutes:g} min, flush {FLUSH_S:g} s; a 0.5 vCPU / 1 GB Fargate "
+        f"container costs ${FARGATE_HOUR:.4f}/h"
+    )
+    print(
+        f"{'tasks':>6} {'step s':>6} {'way':>6} {'LIST/h':>8} {'GET/h':>8} {'$/container-h':>14} "
+        f"{'% of Fargate':>12}"
+    )
     for tasks in args.tasks:
         for step in list(args.step_seconds):
             one = argparse.Namespace(**{**vars(args), "step_seconds": step})

@@ -28,8 +28,17 @@ import pytest
 
 from batchsweep.emulator.server import MotoServer, deploy_stack
 
-__all__ = ["moto_endpoint", "aws_env", "session", "stack", "iam_world", "IamWorld", "iam_allows", "policy_document",
-           "point_boto3_at"]
+__all__ = [
+    "moto_endpoint",
+    "aws_env",
+    "session",
+    "stack",
+    "iam_world",
+    "IamWorld",
+    "iam_allows",
+    "policy_document",
+    "point_boto3_at",
+]
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +62,9 @@ _DEPLOYED: list[_Deployed] = []  # at most one
 
 
 @pytest.fixture
-def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[str]:
+def aws_env(
+    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[str]:
     """A wiped moto server and env vars that send boto3 there with dummy credentials. A test that uses `stack`
     gets the server as a fresh deployment leaves it (see `stack`)."""
     if not (_DEPLOYED and _DEPLOYED[0].clean and _uses_stack(request)):
@@ -67,7 +78,8 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest
 
 
 def point_boto3_at(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Env vars that send boto3 to `endpoint` with dummy credentials, and nothing of the developer's ~/.aws."""
+    """Env vars that send boto3 to `endpoint` with dummy credentials, and nothing of the developer's
+    ~/.aws."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -91,16 +103,19 @@ def session(aws_env: str) -> Any:
 def _uses_stack(request: pytest.FixtureRequest) -> bool:
     """Whether the test asks for `stack`, by name or as the conformance suite's aws-batch engine."""
     callspec = getattr(request.node, "callspec", None)
-    return "stack" in request.fixturenames or (callspec is not None and callspec.params.get("engine") == "aws-batch")
+    return "stack" in request.fixturenames or (
+        callspec is not None and callspec.params.get("engine") == "aws-batch"
+    )
 
 
 @pytest.fixture
 def stack(session: Any) -> Iterator[dict[str, str]]:
-    """The stack's outputs, on a server as `emulator.deploy_stack` (`infra up`) leaves it. Deploying takes seconds
-    (most of an AWS test that plays no container), so the stack is deployed once per server and each test using
-    it gets it back as deployed: the bucket emptied (every version), the job definitions runs registered
-    deregistered. A test that changes anything else (the stack's parameters or image, another bucket, ...) leaves
-    the world to be wiped and deployed again for the next one: `_fingerprint` compares what a test could change."""
+    """The stack's outputs, on a server as `emulator.deploy_stack` (`infra up`) leaves it. Deploying takes
+    seconds (most of an AWS test that plays no container), so the stack is deployed once per server and each
+    test using it gets it back as deployed: the bucket emptied (every version), the job definitions runs
+    registered deregistered. A test that changes anything else (the stack's parameters or image, another
+    bucket, ...) leaves the world to be wiped and deployed again for the next one: `_fingerprint` compares
+    what a test could change."""
     from batchsweep.emulator import server as emulator
 
     if not _DEPLOYED:
@@ -126,9 +141,12 @@ def _fingerprint(session: Any, outputs: dict[str, str]) -> dict[str, Any]:
     definitions = [d["jobDefinitionArn"] for page in batch.get_paginator("describe_job_definitions").paginate(
         status="ACTIVE") for d in page["jobDefinitions"]]
     return {
-        "stack": (described["StackStatus"], described.get("LastUpdatedTime"),
-                  sorted((p["ParameterKey"], p.get("ParameterValue")) for p in described.get("Parameters", [])),
-                  sorted((o["OutputKey"], o["OutputValue"]) for o in described.get("Outputs", []))),
+        "stack": (
+            described["StackStatus"],
+            described.get("LastUpdatedTime"),
+            sorted((p["ParameterKey"], p.get("ParameterValue")) for p in described.get("Parameters", [])),
+            sorted((o["OutputKey"], o["OutputValue"]) for o in described.get("Outputs", [])),
+        ),
         "images": sorted(str(sorted(i.items())) for i in images),
         "buckets": sorted(b["Name"] for b in s3.list_buckets()["Buckets"]),
         "objects": len(versions.get("Versions", [])) + len(versions.get("DeleteMarkers", [])),
@@ -159,9 +177,10 @@ ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Acti
 
 @dataclass
 class IamWorld:
-    """moto over TLS with IAM enforced: every request is signed by a user or an assumed role and checked against
-    its policies (and the bucket policy). `admin` deployed the stack; `submitter` holds only SubmitPolicyArn;
-    `job` and `execution` are sessions on the job role's and the execution role's temporary credentials."""
+    """moto over TLS with IAM enforced: every request is signed by a user or an assumed role and checked
+    against its policies (and the bucket policy). `admin` deployed the stack; `submitter` holds only
+    SubmitPolicyArn; `job` and `execution` are sessions on the job role's and the execution role's temporary
+    credentials."""
 
     server: MotoServer
     outputs: dict[str, str]
@@ -198,25 +217,33 @@ class IamWorld:
 def _session(keys: dict[str, str]) -> Any:
     import boto3
 
-    return boto3.Session(aws_access_key_id=keys["AWS_ACCESS_KEY_ID"], aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
-                         aws_session_token=keys.get("AWS_SESSION_TOKEN"), region_name="us-east-1")
+    return boto3.Session(
+        aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=keys.get("AWS_SESSION_TOKEN"),
+        region_name="us-east-1",
+    )
 
 
 def _keys(access_key: dict[str, Any]) -> dict[str, str]:
-    keys = {"AWS_ACCESS_KEY_ID": access_key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": access_key["SecretAccessKey"]}
+    keys = {
+        "AWS_ACCESS_KEY_ID": access_key["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": access_key["SecretAccessKey"],
+    }
     if access_key.get("SessionToken"):
         keys["AWS_SESSION_TOKEN"] = access_key["SessionToken"]
     return keys
 
 
 def _stand_in_for_aws(admin: Any, outputs: dict[str, str]) -> dict[str, str]:
-    """What real AWS would have done and moto does not (docs/aws-testing.md, "An IAM-enforcing emulator"): store the
-    roles' inline policies in a shape its access check can read (`_moto_view`), and let the harness assume the
-    task roles as ECS would (their permissions untouched). Returns the stack's role names by logical id.
+    """What real AWS would have done and moto does not (docs/aws-testing.md, "An IAM-enforcing emulator"):
+    store the roles' inline policies in a shape its access check can read (`_moto_view`), and let the harness
+    assume the task roles as ECS would (their permissions untouched). Returns the stack's role names by
+    logical id.
 
-    The bucket's TLS-only policy is not applied: moto 5.2.5 skips AWS::S3::BucketPolicy, and when the policy is
-    put by hand it ignores the `Bool` condition, so its Deny refuses every request, over TLS too (measured).
-    Every request here goes over TLS all the same: the server speaks nothing else."""
+    The bucket's TLS-only policy is not applied: moto 5.2.5 skips AWS::S3::BucketPolicy, and when the policy
+    is put by hand it ignores the `Bool` condition, so its Deny refuses every request, over TLS too
+    (measured). Every request here goes over TLS all the same: the server speaks nothing else."""
     cfn, iam = admin.client("cloudformation"), admin.client("iam")
     roles = {r["LogicalResourceId"]: r["PhysicalResourceId"]
              for r in cfn.list_stack_resources(StackName="batchsweep")["StackResourceSummaries"]
@@ -231,8 +258,11 @@ def _stand_in_for_aws(admin: Any, outputs: dict[str, str]) -> dict[str, str]:
             iam.put_role_policy(RoleName=roles[name], PolicyName=policy, PolicyDocument=json.dumps(doc))
     # The managed policy keeps its real version v1; moto checks a second one, made default.
     submit = outputs["SubmitPolicyArn"]
-    iam.create_policy_version(PolicyArn=submit, PolicyDocument=json.dumps(_moto_view(policy_document(iam, submit, "v1"))),
-                              SetAsDefault=True)
+    iam.create_policy_version(
+        PolicyArn=submit,
+        PolicyDocument=json.dumps(_moto_view(policy_document(iam, submit, "v1"))),
+        SetAsDefault=True,
+    )
     return roles
 
 
@@ -244,11 +274,11 @@ def policy_document(iam: Any, arn: str, version: str | None = None) -> dict[str,
 
 def _moto_view(document: dict[str, Any]) -> dict[str, Any]:
     """A policy as moto can check it. moto checks S3 requests against resource ARNs but every other service's
-    against resource "*", so an ARN there never matches: those resources read "*" (moto also leaves a null where
-    AWS::NoValue was). IAM matches actions case-insensitively, moto does not and names some REST calls in lower
-    case (`batch:submitjob`); and it checks some S3 requests under their operation's name instead of the IAM
-    action AWS checks (`MOTO_S3_NAMES`). Actions and S3 resources are otherwise unchanged; the tests check the
-    real actions and ARNs against the calls made (`iam_allows`)."""
+    against resource "*", so an ARN there never matches: those resources read "*" (moto also leaves a null
+    where AWS::NoValue was). IAM matches actions case-insensitively, moto does not and names some REST calls
+    in lower case (`batch:submitjob`); and it checks some S3 requests under their operation's name instead of
+    the IAM action AWS checks (`MOTO_S3_NAMES`). Actions and S3 resources are otherwise unchanged; the tests
+    check the real actions and ARNs against the calls made (`iam_allows`)."""
     for statement in document["Statement"]:
         actions = as_list(statement["Action"])
         if not any(str(a).startswith("s3:") for a in actions):
@@ -259,9 +289,10 @@ def _moto_view(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-# The operation names moto checks beside the IAM action AWS checks for the same request: HeadBucket (every moto
-# 5.x), and since moto 5.2.6 HeadObject, ListObjectsV2 and CopyObject (whose target AWS checks as PutObject, its
-# source as GetObject). Granting both keeps the world passing on 5.2.5 and 5.2.6 (../shared/AWS_TESTING.md).
+# The operation names moto checks beside the IAM action AWS checks for the same request: HeadBucket (every
+# moto 5.x), and since moto 5.2.6 HeadObject, ListObjectsV2 and CopyObject (whose target AWS checks as
+# PutObject, its source as GetObject). Granting both keeps the world passing on 5.2.5 and 5.2.6
+# (../shared/AWS_TESTING.md).
 MOTO_S3_NAMES = {
     "s3:ListBucket": ("s3:HeadBucket", "s3:ListObjectsV2"),
     "s3:GetObject": ("s3:HeadObject",),
@@ -300,7 +331,9 @@ def iam_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamWorld]:
         mp.setenv("AWS_CONFIG_FILE", os.devnull)
         mp.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
         # The three unchecked calls make the admin; from then on every request is checked.
-        iam = boto3.client("iam", aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+        iam = boto3.client(
+            "iam", aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        )
         iam.create_user(UserName="admin")
         iam.put_user_policy(UserName="admin", PolicyName="admin", PolicyDocument=json.dumps(ADMIN_POLICY))
         admin = _session(_keys(iam.create_access_key(UserName="admin")["AccessKey"]))

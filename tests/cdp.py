@@ -1,6 +1,6 @@
-"""Headless Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``: fd 3 in, fd 4 out,
-messages ending in NUL), standard library only: a page that changes itself can be read again and again in one
-browser session."""
+"""Headless Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``: fd 3 in, fd 4
+out, messages ending in NUL), standard library only: a page that changes itself can be read again and again in
+one browser session."""
 
 from __future__ import annotations
 
@@ -20,16 +20,24 @@ class Browser:
     def __init__(self, chromium: str, flags: list[str], profile: Path, url: str) -> None:
         to_child, self._write = os.pipe()
         self._read, from_child = os.pipe()
-        # The child's fd 3 and 4 must be these pipes: moved above 10 first so dup2 cannot clobber one with the other.
-        high_in, high_out = fcntl.fcntl(to_child, fcntl.F_DUPFD, 10), fcntl.fcntl(from_child, fcntl.F_DUPFD, 10)
+        # The child's fd 3 and 4 must be these pipes: moved above 10 first so dup2 cannot clobber one with the
+        # other.
+        high_in, high_out = (
+            fcntl.fcntl(to_child, fcntl.F_DUPFD, 10),
+            fcntl.fcntl(from_child, fcntl.F_DUPFD, 10),
+        )
 
         def wire() -> None:
             os.dup2(high_in, 3)
             os.dup2(high_out, 4)
 
-        self.proc = subprocess.Popen([chromium, *flags, f"--user-data-dir={profile}", "--remote-debugging-pipe", url],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(3, 4),
-                                     preexec_fn=wire)
+        self.proc = subprocess.Popen(
+            [chromium, *flags, f"--user-data-dir={profile}", "--remote-debugging-pipe", url],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            pass_fds=(3, 4),
+            preexec_fn=wire,
+        )
         for fd in (to_child, from_child, high_in, high_out):
             os.close(fd)
         self._buf, self._id = b"", 0
@@ -40,7 +48,11 @@ class Browser:
         while time.monotonic() < deadline:
             pages = [t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page"]
             if pages:
-                return str(self.call("Target.attachToTarget", targetId=pages[0]["targetId"], flatten=True)["sessionId"])
+                return str(
+                    self.call("Target.attachToTarget", targetId=pages[0]["targetId"], flatten=True)[
+                        "sessionId"
+                    ]
+                )
             time.sleep(0.2)
         raise TimeoutError(f"no page target for {url}")
 
@@ -58,7 +70,10 @@ class Browser:
                     raise TimeoutError(f"{method}: no answer from Chromium in {timeout} s")
                 chunk = os.read(self._read, 1 << 16)
                 if not chunk:
-                    raise RuntimeError(f"Chromium exited: {self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ''}")
+                    raise RuntimeError(
+                        "Chromium exited: "
+                        f"{self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ''}"
+                    )
                 self._buf += chunk
             raw, self._buf = self._buf.split(b"\0", 1)
             answer = json.loads(raw)
@@ -68,7 +83,9 @@ class Browser:
                 return answer.get("result", {})
 
     def js(self, expression: str) -> Any:
-        result = self.call("Runtime.evaluate", session=self.session, expression=expression, returnByValue=True)
+        result = self.call(
+            "Runtime.evaluate", session=self.session, expression=expression, returnByValue=True
+        )
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")

@@ -3,7 +3,8 @@
 Each process gets its own process group (start_new_session), so a test can SIGKILL one worker's group as a
 machine loss would, and teardown stops everything by group. Workers run with --no-nanny: one process per
 worker starts faster on a small machine, and a killed worker stays dead instead of being restarted by its
-nanny, which is the loss the tests want to see. (With a nanny, killing the group kills nanny and worker alike.)
+nanny, which is the loss the tests want to see. (With a nanny, killing the group kills nanny and worker
+alike.)
 """
 
 from __future__ import annotations

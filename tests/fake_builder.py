@@ -1,4 +1,5 @@
-"""A recording image builder: plays docker, podman or buildah (by its file name) on PATH, for the image tests."""
+"""A recording image builder: plays docker, podman or buildah (by its file name) on PATH, for the image
+tests."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import stat
 import sys
 from pathlib import Path
 
-# Records argv (and stdin for login) in $FAKE_DOCKER_LOG, answers `docker info` unless FAKE_DOCKER_DAEMON=down,
-# `pull` unless FAKE_DOCKER_OFFLINE is set, and `image inspect --format` with a digest,
-# remembers built and `tag`ged references, keeps the last build context's Dockerfile and requirements, and on
-# `push` puts a manifest (one per build) into the ECR that AWS_ENDPOINT_URL points at.
+# Records argv (and stdin for login) in $FAKE_DOCKER_LOG, answers `docker info` unless
+# FAKE_DOCKER_DAEMON=down, `pull` unless FAKE_DOCKER_OFFLINE is set, and `image inspect --format` with a
+# digest, remembers built and `tag`ged references, keeps the last build context's Dockerfile and requirements,
+# and on `push` puts a manifest (one per build) into the ECR that AWS_ENDPOINT_URL points at.
 FAKE_BUILDER = """#!{python}
 import json, os, sys
 tool = os.path.basename(sys.argv[0])
@@ -51,7 +52,7 @@ if args[:1] == ["push"]:
     manifest = {{"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
                 "config": {{"digest": "sha256:" + digest, "size": 1}}, "layers": []}}
     boto3.client("ecr").put_image(repositoryName=repo_uri.split("/", 1)[1], imageManifest=json.dumps(manifest), imageTag=tag)
-"""
+"""  # noqa: E501
 
 
 def install_fakes(bin_dir: Path, *names: str) -> None:

@@ -24,11 +24,11 @@ def write_spec(tmp_path: Path, body: str, name: str = "sweep.yaml") -> Path:
 def ctrl_c_reaches_children() -> Iterator[None]:
     """Processes started inside take SIGINT as Ctrl-C in a terminal, even when this one ignores it.
 
-    A process that a non-interactive shell starts in the background (`make test &`, `nohup … &`, some CI and agent
-    runners) inherits SIGINT ignored, and so do its children; Python then installs no KeyboardInterrupt handler,
-    so a test's SIGINT to a CLI it started would do nothing (the CLI watched on, printing progress, until the test
-    timed out). An ignored signal stays ignored across exec, a handled one is reset to the default: handle it here
-    while the child starts."""
+    A process that a non-interactive shell starts in the background (`make test &`, `nohup … &`, some CI and
+    agent runners) inherits SIGINT ignored, and so do its children; Python then installs no KeyboardInterrupt
+    handler, so a test's SIGINT to a CLI it started would do nothing (the CLI watched on, printing progress,
+    until the test timed out). An ignored signal stays ignored across exec, a handled one is reset to the
+    default: handle it here while the child starts."""
     before = signal.getsignal(signal.SIGINT)
     if before == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -40,13 +40,14 @@ def ctrl_c_reaches_children() -> Iterator[None]:
 
 
 class FakeClock:
-    """A `batchsweep.clock.Clock` whose time moves only when code sleeps on it: minutes of polling pass at once.
-    `on_sleep(clock)` runs after each sleep (the world a poll loop watches may change there). `wall` is its
-    wall-clock time at start (`time.time()` when the code compares it with a stamp that a real clock wrote).
+    """A `batchsweep.clock.Clock` whose time moves only when code sleeps on it: minutes of polling pass at
+    once. `on_sleep(clock)` runs after each sleep (the world a poll loop watches may change there). `wall` is
+    its wall-clock time at start (`time.time()` when the code compares it with a stamp that a real clock
+    wrote).
 
-    A background thread's `wait` (a heartbeat) blocks until the sleeps of the thread that made the clock move time
-    past its deadline; such a sleep returns once every background waiter that was due has run and waits again
-    (or has ended), so a test sees what each beat did as soon as its sleep returns."""
+    A background thread's `wait` (a heartbeat) blocks until the sleeps of the thread that made the clock move
+    time past its deadline; such a sleep returns once every background waiter that was due has run and waits
+    again (or has ended), so a test sees what each beat did as soon as its sleep returns."""
 
     def __init__(self, start: float = 1_000_000.0, on_sleep: Callable[[FakeClock], None] | None = None,
                  wall: float | None = None) -> None:
@@ -56,7 +57,8 @@ class FakeClock:
         self._wall_offset = 1_700_000_000.0 if wall is None else wall - start
         self._owner = threading.current_thread()
         self._changed = threading.Condition()
-        self._waiting: dict[threading.Thread, float] = {}  # background threads blocked in wait: their deadlines
+        # background threads blocked in wait: their deadlines
+        self._waiting: dict[threading.Thread, float] = {}
         self._waiters: set[threading.Thread] = set()  # every background thread that ever waited
 
     def monotonic(self) -> float:

@@ -34,7 +34,9 @@ def _free_port() -> int:
 def _missing() -> str | None:
     """Why no cluster can start here (None: it can)."""
     if os.geteuid() != 0:
-        return "a Slurm cluster needs root to start slurmd (it runs jobs as their user); run the tests as root"
+        return (
+            "a Slurm cluster needs root to start slurmd (it runs jobs as their user); run the tests as root"
+        )
     for tool in ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "scontrol"):
         if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
             return f"Slurm is not installed ({tool} missing): `make slurm` installs Debian's packages"
@@ -60,8 +62,8 @@ class SlurmCluster:
 
 
 def _die_with_parent() -> None:
-    """In the daemon, before exec: SIGTERM when the test process that started it dies (a killed test run leaves
-    no cluster behind)."""
+    """In the daemon, before exec: SIGTERM when the test process that started it dies (a killed test run
+    leaves no cluster behind)."""
     import ctypes
 
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -130,19 +132,31 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
     conf = directory / "slurm.conf"
     conf.write_text(_config(directory, socket.gethostname().split(".")[0]))
     env = {**os.environ, "SLURM_CONF": str(conf)}
-    # munged stays up after the session, as the system service it stands in for: another test session's cluster
-    # on this machine may be using it (stopping it failed theirs with "Protocol authentication error").
+    # munged stays up after the session, as the system service it stands in for: another test session's
+    # cluster on this machine may be using it (stopping it failed theirs with "Protocol authentication
+    # error").
     _start_munge()
-    daemons = [subprocess.Popen([f"/usr/sbin/{d}", "-D", "-f", str(conf)], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
-               for d in ("slurmctld", "slurmd")]
+    daemons = [
+        subprocess.Popen(
+            [f"/usr/sbin/{d}", "-D", "-f", str(conf)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        for d in ("slurmctld", "slurmd")
+    ]
     saved = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = str(conf)  # the engine's sbatch/squeue/scancel, in this process and its children
+    # the engine's sbatch/squeue/scancel, in this process and its children
+    os.environ["SLURM_CONF"] = str(conf)
     cluster = SlurmCluster(conf=conf, directory=directory, env=env)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
-            out = subprocess.run(["sinfo", "--noheader", "--format=%t"], env=env, capture_output=True, text=True)
+            out = subprocess.run(
+                ["sinfo", "--noheader", "--format=%t"], env=env, capture_output=True, text=True
+            )
             if out.returncode == 0 and out.stdout.strip() in ("idle", "mix", "alloc"):
                 break
             if time.monotonic() > deadline or any(d.poll() is not None for d in daemons):

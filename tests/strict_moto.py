@@ -2,16 +2,16 @@
 (moto_server's own arguments). The IAM world (aws_fixtures.iam_world) serves through it.
 
 A GET or HEAD of a missing key answers 404 NoSuchKey only when the caller may `s3:ListBucket` the bucket;
-otherwise S3 answers 403 AccessDenied, so that a caller cannot learn which keys exist. A ListBucket grant with an
-`s3:prefix` (or `s3:delimiter`, `s3:max-keys`) condition does not count: a GET carries no prefix. moto answers 404
-in both cases, which hid that the job role got 403 for every status.json it read before a task ran.
-A listing (ListObjects, ListObjectsV2) is checked against the `s3:prefix` / `s3:delimiter` / `s3:max-keys`
-conditions of the ListBucket grants (StringLike, StringEquals and their negations), which moto ignores: a grant
-scoped to `prices/*` lists `prices/2024/` but not `private/`.
-DeleteObjects is checked key by key against the caller's s3:DeleteObject grants, as S3 does: moto checks the
-action against the bucket's ARN, so a grant on `bucket/batchsweep/runs/*` deleted nothing and every key came back
-AccessDenied in `Errors` (a 200), while a grant the keys lack is refused per key here too.
-This runs inside the server process; nothing in a client (boto3, the product) is touched.
+otherwise S3 answers 403 AccessDenied, so that a caller cannot learn which keys exist. A ListBucket grant with
+an `s3:prefix` (or `s3:delimiter`, `s3:max-keys`) condition does not count: a GET carries no prefix. moto
+answers 404 in both cases, which hid that the job role got 403 for every status.json it read before a task
+ran. A listing (ListObjects, ListObjectsV2) is checked against the `s3:prefix` / `s3:delimiter` /
+`s3:max-keys` conditions of the ListBucket grants (StringLike, StringEquals and their negations), which moto
+ignores: a grant scoped to `prices/*` lists `prices/2024/` but not `private/`. DeleteObjects is checked key by
+key against the caller's s3:DeleteObject grants, as S3 does: moto checks the action against the bucket's ARN,
+so a grant on `bucket/batchsweep/runs/*` deleted nothing and every key came back AccessDenied in `Errors` (a
+200), while a grant the keys lack is refused per key here too. This runs inside the server process; nothing in
+a client (boto3, the product) is touched.
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _action_matches(pattern: str, action: str) -> bool:
-    return re.fullmatch(re.escape(pattern).replace(r"\*", ".*").replace(r"\?", "."), action, re.IGNORECASE) is not None
+    return (
+        re.fullmatch(re.escape(pattern).replace(r"\*", ".*").replace(r"\?", "."), action, re.IGNORECASE)
+        is not None
+    )
 
 
 def _resource_matches(pattern: str, arn: str) -> bool:
@@ -43,7 +46,8 @@ def _resource_matches(pattern: str, arn: str) -> bool:
 
 
 def _documents(policies: list[Any]) -> list[dict[str, Any]]:
-    """The JSON documents of what moto's `collect_policies` returns (managed policies, inline dicts, strings)."""
+    """The JSON documents of what moto's `collect_policies` returns (managed policies, inline dicts,
+    strings)."""
     from moto.iam.models import Policy
 
     docs = []
@@ -72,22 +76,28 @@ def _holds(conditions: dict[str, dict[str, Any]], context: dict[str, str]) -> bo
                     continue
                 return False
             like = base in ("StringLike", "StringNotLike")
-            hit = any(_resource_matches(str(e), value) if like else str(e) == value for e in _as_list(expected))
+            hit = any(
+                _resource_matches(str(e), value) if like else str(e) == value for e in _as_list(expected)
+            )
             if hit == base.startswith("StringNot"):
                 return False
     return True
 
 
 def may_list(documents: list[dict[str, Any]], bucket_arn: str, context: dict[str, str]) -> bool:
-    """Whether the identity policies allow s3:ListBucket on the bucket for a request with these condition values
-    (`{}` for a GET or HEAD of an object: no s3:prefix): an Allow whose conditions hold, and no Deny that does."""
+    """Whether the identity policies allow s3:ListBucket on the bucket for a request with these condition
+    values (`{}` for a GET or HEAD of an object: no s3:prefix): an Allow whose conditions hold, and no Deny
+    that does."""
     allowed = False
     for doc in documents:
         for statement in _as_list(doc.get("Statement", [])):
             actions = _as_list(statement.get("Action", []))
             if not any(_action_matches(a, "s3:ListBucket") for a in actions):
                 continue
-            if not any(r is not None and _resource_matches(r, bucket_arn) for r in _as_list(statement.get("Resource", []))):
+            if not any(
+                r is not None and _resource_matches(r, bucket_arn)
+                for r in _as_list(statement.get("Resource", []))
+            ):
                 continue
             if not _holds(statement.get("Condition") or {}, context):
                 continue
@@ -104,7 +114,11 @@ def _listing_context(request: Any) -> dict[str, str] | None:
                "encoding-type", "fetch-owner"}
     if request.method != "GET" or set(query) - listing:
         return None
-    return {f"s3:{name}": values[0] for name, values in query.items() if name in ("prefix", "delimiter", "max-keys")}
+    return {
+        f"s3:{name}": values[0]
+        for name, values in query.items()
+        if name in ("prefix", "delimiter", "max-keys")
+    }
 
 
 def _permitted(policies: list[Any], action: str, resource: str) -> bool:
@@ -122,8 +136,8 @@ def _caller_policies(responder: Any, request: Any) -> list[dict[str, Any]] | Non
 
 
 def _caller_raw_policies(responder: Any, request: Any) -> list[Any] | None:
-    """The identity policies of the request's signer, or None when moto checks nothing yet (the unchecked calls
-    that make the admin) or the signer is unknown (moto has already refused such a request)."""
+    """The identity policies of the request's signer, or None when moto checks nothing yet (the unchecked
+    calls that make the admin) or the signer is unknown (moto has already refused such a request)."""
     from moto import settings
     from moto.core.authorization import ActionAuthenticatorMixin
     from moto.iam.access_control import CreateAccessKeyFailure, create_access_key
@@ -141,8 +155,12 @@ def _caller_raw_policies(responder: Any, request: Any) -> list[Any] | None:
     if "X-Amz-Security-Token" not in headers and "X-Amz-Security-Token" in query:
         headers["X-Amz-Security-Token"] = query["X-Amz-Security-Token"][0]
     try:
-        key = create_access_key(account_id=responder.current_account, partition=get_partition(responder.region),
-                                access_key_id=credential, headers=headers)
+        key = create_access_key(
+            account_id=responder.current_account,
+            partition=get_partition(responder.region),
+            access_key_id=credential,
+            headers=headers,
+        )
     except CreateAccessKeyFailure:
         return None
     return list(key.collect_policies())
@@ -159,7 +177,9 @@ def install() -> None:
         status, response_headers, body = original(self, request, full_url, headers)
         if request.method not in ("GET", "HEAD") or status != 404:
             return status, response_headers, body
-        if request.method == "GET" and b"NoSuchKey" not in (body if isinstance(body, bytes) else str(body).encode()):
+        if request.method == "GET" and b"NoSuchKey" not in (
+            body if isinstance(body, bytes) else str(body).encode()
+        ):
             return status, response_headers, body
         bucket = self.parse_bucket_name_from_url(request, full_url)
         documents = _caller_policies(self, request)
@@ -199,8 +219,10 @@ def install() -> None:
         body["Delete"]["Object"] = allowed
         self.body = xmltodict.unparse(body).encode()
         status, headers, text = original_delete_keys(self, bucket_name, True)
-        errors = "".join(f"<Error><Key>{escape(k)}</Key><Code>AccessDenied</Code><Message>Access Denied</Message>"
-                         "</Error>" for k in denied)
+        errors = "".join(
+            f"<Error><Key>{escape(k)}</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+            for k in denied
+        )
         text = text.decode() if isinstance(text, bytes) else text
         return status, headers, text.replace("</DeleteResult>", errors + "</DeleteResult>")
 

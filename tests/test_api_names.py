@@ -18,4 +18,6 @@ def test_public_names_survive_importing_every_module():
             continue
     for name in batchsweep.__all__:
         value = getattr(batchsweep, name)
-        assert not inspect.ismodule(value), f"batchsweep.{name} is the module {value.__name__}, not the API object"
+        assert not inspect.ismodule(value), (
+            f"batchsweep.{name} is the module {value.__name__}, not the API object"
+        )

@@ -1,5 +1,5 @@
-"""The mapping from an array index to a slice of tasks (`batchsweep.task.arrayslice`): the scheduler's variable,
-the child's number, and which tasks each child runs."""
+"""The mapping from an array index to a slice of tasks (`batchsweep.task.arrayslice`): the scheduler's
+variable, the child's number, and which tasks each child runs."""
 
 from __future__ import annotations
 
@@ -25,13 +25,19 @@ def test_the_array_index_comes_from_the_schedulers_variable(env, index):
     assert array_index(env) == index
 
 
-@pytest.mark.parametrize("env, named", [
-    ({"AWS_BATCH_JOB_ARRAY_INDEX": "x"}, "AWS_BATCH_JOB_ARRAY_INDEX='x'"),
-    ({"JOB_COMPLETION_INDEX": "-1"}, "JOB_COMPLETION_INDEX='-1' is negative"),
-    ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "5"}, "SLURM_ARRAY_TASK_ID=2 is below SLURM_ARRAY_TASK_MIN=5"),
-    ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "one"}, "SLURM_ARRAY_TASK_MIN='one'"),
-    ({"BATCHSWEEP_CHILD_OFFSET": "1.5"}, "BATCHSWEEP_CHILD_OFFSET='1.5'"),
-])
+@pytest.mark.parametrize(
+    "env, named",
+    [
+        ({"AWS_BATCH_JOB_ARRAY_INDEX": "x"}, "AWS_BATCH_JOB_ARRAY_INDEX='x'"),
+        ({"JOB_COMPLETION_INDEX": "-1"}, "JOB_COMPLETION_INDEX='-1' is negative"),
+        (
+            {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "5"},
+            "SLURM_ARRAY_TASK_ID=2 is below SLURM_ARRAY_TASK_MIN=5",
+        ),
+        ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "one"}, "SLURM_ARRAY_TASK_MIN='one'"),
+        ({"BATCHSWEEP_CHILD_OFFSET": "1.5"}, "BATCHSWEEP_CHILD_OFFSET='1.5'"),
+    ],
+)
 def test_a_bad_index_is_an_error_that_names_the_variable(env, named):
     with pytest.raises(ValueError, match=re.escape(named)):
         child_number(env)

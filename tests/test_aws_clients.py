@@ -1,6 +1,6 @@
-"""One process makes its AWS clients on shared pieces (the service-model loader, a session per identity), yet each
-client talks to the endpoint and signs as the identity the environment names when it is made: tests switch moto
-servers and users in one process, and a notebook switches profiles."""
+"""One process makes its AWS clients on shared pieces (the service-model loader, a session per identity), yet
+each client talks to the endpoint and signs as the identity the environment names when it is made: tests
+switch moto servers and users in one process, and a notebook switches profiles."""
 
 from __future__ import annotations
 
@@ -39,7 +39,9 @@ def user_keys(name: str) -> dict[str, str]:
     return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
 
 
-def test_a_client_goes_to_the_endpoint_the_environment_names_when_it_is_made(aws_env, second_server, monkeypatch):
+def test_a_client_goes_to_the_endpoint_the_environment_names_when_it_is_made(
+    aws_env, second_server, monkeypatch
+):
     make_client("s3").create_bucket(Bucket="on-first")
     monkeypatch.setenv("AWS_ENDPOINT_URL", second_server)
     assert make_client("s3").meta.endpoint_url == second_server
@@ -155,10 +157,12 @@ def test_a_profile_that_does_not_exist_is_one_line_naming_it(tmp_path, monkeypat
 
 
 def test_s3_presigned_urls_are_sigv4_for_the_clients_region(aws_env):
-    """`S3Backend.read_one_of_many` reads through presigned URLs: botocore presigns SigV2 unless told otherwise,
-    which S3 buckets made since 2020 refuse (every read would be made twice)."""
+    """`S3Backend.read_one_of_many` reads through presigned URLs: botocore presigns SigV2 unless told
+    otherwise, which S3 buckets made since 2020 refuse (every read would be made twice)."""
     s3 = make_client("s3", region="eu-west-1")
-    url = s3.generate_presigned_url("get_object", Params={"Bucket": "b", "Key": "runs/x/packs/0.jsonl"}, ExpiresIn=60)
+    url = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "b", "Key": "runs/x/packs/0.jsonl"}, ExpiresIn=60
+    )
     assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url and "%2Feu-west-1%2Fs3%2Faws4_request" in url, url
     assert "AWSAccessKeyId=" not in url
 
@@ -166,18 +170,22 @@ def test_s3_presigned_urls_are_sigv4_for_the_clients_region(aws_env):
 @pytest.mark.parametrize(("endpoint", "start"), [
     (None, "https://my-bucket.s3.eu-west-3.amazonaws.com/runs/x"),  # AWS: the bucket's regional endpoint
     ("http://127.0.0.1:9", "http://127.0.0.1:9/my-bucket/runs/x"),  # an emulator by address
-    ("http://localhost:9", "http://localhost:9/my-bucket/runs/x"),  # an emulator by name: no my-bucket.localhost
+    # an emulator by name: no my-bucket.localhost
+    ("http://localhost:9", "http://localhost:9/my-bucket/runs/x"),
 ])
 def test_s3_presigned_urls_name_the_buckets_regional_endpoint_on_aws_and_a_path_on_an_emulator(
         aws_env, monkeypatch, endpoint, start):
-    """Without virtual-host addressing botocore presigns on the global endpoint (my-bucket.s3.amazonaws.com), which
-    answers a bucket in an opt-in region, or one made minutes ago, with a redirect the raw GET does not follow."""
+    """Without virtual-host addressing botocore presigns on the global endpoint (my-bucket.s3.amazonaws.com),
+    which answers a bucket in an opt-in region, or one made minutes ago, with a redirect the raw GET does not
+    follow."""
     if endpoint is None:
         monkeypatch.delenv("AWS_ENDPOINT_URL")
     else:
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     s3 = make_client("s3", region="eu-west-3")
-    url = s3.generate_presigned_url("get_object", Params={"Bucket": "my-bucket", "Key": "runs/x"}, ExpiresIn=60)
+    url = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "my-bucket", "Key": "runs/x"}, ExpiresIn=60
+    )
     assert url.startswith(start + "?X-Amz-Algorithm=AWS4-HMAC-SHA256"), url
     if endpoint is None:  # a bucket name with dots cannot be a TLS host name: the regional endpoint's path
         url = s3.generate_presigned_url("get_object", Params={"Bucket": "my.data", "Key": "k"}, ExpiresIn=60)

@@ -39,9 +39,13 @@ def test_the_cli_prints_the_line_and_exits_2_but_lets_our_bugs_raise(monkeypatch
             raise error
         return command
 
-    monkeypatch.setattr(cli.catalog, "cmd_runs", failing(_client_error("AccessDenied", "denied", "ListObjectsV2")))
+    monkeypatch.setattr(
+        cli.catalog, "cmd_runs", failing(_client_error("AccessDenied", "denied", "ListObjectsV2"))
+    )
     assert cli.main(["runs"]) == 2
-    assert capsys.readouterr().err.startswith("error: AWS ListObjectsV2: AccessDenied: denied; this identity lacks")
+    assert capsys.readouterr().err.startswith(
+        "error: AWS ListObjectsV2: AccessDenied: denied; this identity lacks"
+    )
     monkeypatch.setattr(cli.catalog, "cmd_runs", failing(bx.ParamValidationError(report="bad")))
     with pytest.raises(bx.ParamValidationError):
         cli.main(["runs"])

@@ -97,7 +97,18 @@ def test_the_emulator_prints_its_usage_on_help(argv: list[str], capsys) -> None:
     assert "python -m batchsweep.emulator play RUN_ID" in capsys.readouterr().out
 
 
-HEAVY = ("pandas", "numpy", "pyarrow", "pydantic", "yaml", "rich", "boto3", "botocore", "optuna", "distributed")
+HEAVY = (
+    "pandas",
+    "numpy",
+    "pyarrow",
+    "pydantic",
+    "yaml",
+    "rich",
+    "boto3",
+    "botocore",
+    "optuna",
+    "distributed",
+)
 STARTUP = """
 import json, sys, time
 t = time.process_time()
@@ -107,22 +118,51 @@ parser.format_help()
 elapsed = time.process_time() - t
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
 print(json.dumps({{"elapsed": elapsed, "heavy": heavy, "commands": sorted(parser._subparsers._group_actions[0].choices)}}))
-"""
+"""  # noqa: E501
 
 
 def test_the_cli_starts_fast_every_command_group_registered_and_no_heavy_module_loaded() -> None:
-    """`batchsweep --help` (and every command's parsing) loads the command modules only: the library loads inside
-    a command. The time is the CPU time the import and the parser cost (best of three), which a machine loaded by
-    other work leaves alone; wall time there can be several times larger."""
+    """`batchsweep --help` (and every command's parsing) loads the command modules only: the library loads
+    inside a command. The time is the CPU time the import and the parser cost (best of three), which a machine
+    loaded by other work leaves alone; wall time there can be several times larger."""
     import json
     import subprocess
     import sys
 
-    runs = [json.loads(subprocess.run([sys.executable, "-c", STARTUP.format(heavy=HEAVY)], capture_output=True,
-                                      text=True, check=True, timeout=60).stdout) for _ in range(3)]
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", STARTUP.format(heavy=HEAVY)],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+            ).stdout
+        )
+        for _ in range(3)
+    ]
     assert runs[0]["heavy"] == []
-    assert {"run", "estimate", "explain", "resume", "wait", "cancel", "init", "status", "results", "logs", "report", "study", "diff",
-            "rerun", "runs", "gc", "infra", "image", "doctor"} == set(runs[0]["commands"])
+    assert {
+        "run",
+        "estimate",
+        "explain",
+        "resume",
+        "wait",
+        "cancel",
+        "init",
+        "status",
+        "results",
+        "logs",
+        "report",
+        "study",
+        "diff",
+        "rerun",
+        "runs",
+        "gc",
+        "infra",
+        "image",
+        "doctor",
+    } == set(runs[0]["commands"])
     assert min(r["elapsed"] for r in runs) < 0.3
 
 
@@ -197,8 +237,12 @@ def test_csv_and_parquet_exports_give_times_as_times(tmp_path: Path, capsys) -> 
     assert cli.main(["results", first, "--store", store, "-o", str(tmp_path / "r.csv")]) == 0
     rows = list(csv.DictReader((tmp_path / "r.csv").open()))
     iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00"  # microseconds at most: no float noise
-    assert all(re.fullmatch(iso, row["started_at"]) and re.fullmatch(iso, row["ended_at"]) for row in rows), rows
-    assert [datetime.fromisoformat(row["started_at"]).timestamp() for row in rows] == pytest.approx(epoch, abs=1e-3)
+    assert all(re.fullmatch(iso, row["started_at"]) and re.fullmatch(iso, row["ended_at"]) for row in rows), (
+        rows
+    )
+    assert [datetime.fromisoformat(row["started_at"]).timestamp() for row in rows] == pytest.approx(
+        epoch, abs=1e-3
+    )
     assert cli.main(["results", first, "--store", store, "-o", str(tmp_path / "r.parquet")]) == 0
     df = pd.read_parquet(tmp_path / "r.parquet")
     assert str(df["started_at"].dtype).startswith("datetime64") and str(df["started_at"].dt.tz) == "UTC"
@@ -211,7 +255,7 @@ def test_dry_run_command_lines_start_in_one_column_past_task_10(tmp_path: Path, 
         name: aligned
         script: {SCRIPTS / 'prints_result.py'}
         params: {{grid: {{var_a: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]}}, fixed: {{var_b: 1, save_name: s}}}}
-    """)
+    """)  # noqa: E501
     capsys.readouterr()
     assert cli.main(["run", str(spec), "--dry-run", "--store", str(tmp_path / "store")]) == 0
     out = capsys.readouterr().out.splitlines()

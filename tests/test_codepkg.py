@@ -21,7 +21,9 @@ from batchsweep.errors import SpecError
 HAS_FILTER = hasattr(tarfile, "data_filter")
 MODES = [
     pytest.param(False, id="fallback"),
-    pytest.param(True, id="data-filter", marks=pytest.mark.skipif(not HAS_FILTER, reason="no tarfile filters here")),
+    pytest.param(
+        True, id="data-filter", marks=pytest.mark.skipif(not HAS_FILTER, reason="no tarfile filters here")
+    ),
 ]
 
 
@@ -80,7 +82,9 @@ def test_a_built_package_round_trips(tmp_path: Path) -> None:
         pytest.param(lambda tmp: [_link("out", "../..")], id="escaping-symlink"),
         pytest.param(lambda tmp: [_link("d", "."), _link("d/e", "../..")], id="escaping-via-link-chain"),
         pytest.param(lambda tmp: [_link("h", "../outside", tarfile.LNKTYPE)], id="escaping-hardlink"),
-        pytest.param(lambda tmp: [_link("esc", ".."), _file("esc/evil-through-link")], id="write-through-link"),
+        pytest.param(
+            lambda tmp: [_link("esc", ".."), _file("esc/evil-through-link")], id="write-through-link"
+        ),
         pytest.param(lambda tmp: [_fifo("pipe")], id="fifo"),
     ],
 )
@@ -98,7 +102,11 @@ def test_hostile_archives_are_refused_and_nothing_lands_outside(
 @pytest.mark.parametrize("use_filter", MODES)
 def test_links_inside_the_target_and_plain_modes_are_kept(tmp_path: Path, use_filter: bool) -> None:
     target = tmp_path / "t"
-    members = [_file("pkg/data.txt", b"hello"), _link("alias.txt", "pkg/data.txt"), _file("tool", b"#!", 0o4755)]
+    members = [
+        _file("pkg/data.txt", b"hello"),
+        _link("alias.txt", "pkg/data.txt"),
+        _file("tool", b"#!", 0o4755),
+    ]
     with _archive(*members) as tar:
         codepkg.safe_extractall(tar, target, use_filter=use_filter)
     assert (target / "alias.txt").read_text() == "hello"
@@ -141,7 +149,9 @@ def test_secret_files_and_outside_symlinks_never_enter_the_package(tmp_path, git
     assert ".env, .env.local" in line and "(looks like a secret)" in line and ".aws/credentials" in line
     assert "link_abs, link_dir, link_up (symlink to outside the code directory)" in line
     codepkg.extract(package.data, tmp_path / "out")
-    assert (tmp_path / "out" / "link_in").is_symlink() and (tmp_path / "out" / "link_in").read_text() == "print(1)\n"
+    assert (tmp_path / "out" / "link_in").is_symlink() and (
+        tmp_path / "out" / "link_in"
+    ).read_text() == "print(1)\n"
 
 
 def test_dry_run_on_aws_lists_the_package_and_what_it_leaves_out(tmp_path, capsys):
@@ -149,7 +159,9 @@ def test_dry_run_on_aws_lists_the_package_and_what_it_leaves_out(tmp_path, capsy
 
     root = tmp_path / "proj"
     _project_with_secrets(root)
-    (root / "sweep.yaml").write_text("name: pkg\nscript: train.py\nparams: {grid: {_x: [1]}}\nbackend: aws-batch\n")
+    (root / "sweep.yaml").write_text(
+        "name: pkg\nscript: train.py\nparams: {grid: {_x: [1]}}\nbackend: aws-batch\n"
+    )
     assert cli.main(["run", str(root / "sweep.yaml"), "--dry-run", "--store", str(tmp_path / "s")]) == 0
     out = capsys.readouterr().out
     assert "code package: 3 files, 1 symlinks" in out and "largest: " in out
@@ -157,12 +169,38 @@ def test_dry_run_on_aws_lists_the_package_and_what_it_leaves_out(tmp_path, capsy
 
 
 # -- issue 30, item 3: credentials never reach the code package ----------------------------------
-CREDENTIAL_FILES = [".s3cfg", ".boto", "kaggle.json", "service-account-prod.json", "client_secret_42.json",
-                    "token.pickle", ".pgpass", ".my.cnf", "putty.ppk", ".vault-token", ".streamlit/secrets.toml",
-                    ".huggingface/token", ".dockercfg", ".docker/config.json", ".ENV.production", "ID_RSA", "id_work",
-                    "tls/Server.PEM", "tls.KEY", ".netrc", ".pypirc", ".git-credentials", ".npmrc", "terraform.tfstate",
-                    "infra/terraform.tfstate.backup", "terraform.tfstate.d/prod/state.json", "deploy/prod.env",
-                    "Staging.ENV", "app/secrets.toml", "SECRETS.TOML"]
+CREDENTIAL_FILES = [
+    ".s3cfg",
+    ".boto",
+    "kaggle.json",
+    "service-account-prod.json",
+    "client_secret_42.json",
+    "token.pickle",
+    ".pgpass",
+    ".my.cnf",
+    "putty.ppk",
+    ".vault-token",
+    ".streamlit/secrets.toml",
+    ".huggingface/token",
+    ".dockercfg",
+    ".docker/config.json",
+    ".ENV.production",
+    "ID_RSA",
+    "id_work",
+    "tls/Server.PEM",
+    "tls.KEY",
+    ".netrc",
+    ".pypirc",
+    ".git-credentials",
+    ".npmrc",
+    "terraform.tfstate",
+    "infra/terraform.tfstate.backup",
+    "terraform.tfstate.d/prod/state.json",
+    "deploy/prod.env",
+    "Staging.ENV",
+    "app/secrets.toml",
+    "SECRETS.TOML",
+]
 
 
 @pytest.mark.parametrize("name", CREDENTIAL_FILES)
@@ -193,8 +231,8 @@ CREDENTIAL_CONTENTS = {
 @pytest.mark.parametrize("what", list(CREDENTIAL_CONTENTS))
 def test_a_file_holding_a_credential_refuses_the_package_naming_it_and_the_fix(tmp_path, capsys, what):
     """A careless user keeps a key in an ordinary file of the project: an aws-batch run is refused before
-    anything is written (one line, exit 2, the file, the line and both fixes); `run --dry-run` lists what would be
-    packed and what is refused; code.include packs it when it is no credential after all."""
+    anything is written (one line, exit 2, the file, the line and both fixes); `run --dry-run` lists what
+    would be packed and what is refused; code.include packs it when it is no credential after all."""
     from batchsweep import cli
 
     rel, text, line = CREDENTIAL_CONTENTS[what]
@@ -224,18 +262,48 @@ def test_a_file_holding_a_credential_refuses_the_package_naming_it_and_the_fix(t
 
 _SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzz2xampl9K"
 CREDENTIAL_FORMS = {  # issue 30, round 2: where a careless user keeps a key, and how a language writes it
-    "os.environ[...] = in a script": ("train.py", f'import os\nos.environ["AWS_SECRET_ACCESS_KEY"] = "{_SECRET}"\n', 2,
-                                      "an AWS secret access key"),
-    "os.environ.setdefault": ("setup_aws.py", f'os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "{_SECRET}")\n', 1,
-                              "an AWS secret access key"),
+    "os.environ[...] = in a script": (
+        "train.py",
+        f'import os\nos.environ["AWS_SECRET_ACCESS_KEY"] = "{_SECRET}"\n',
+        2,
+        "an AWS secret access key",
+    ),
+    "os.environ.setdefault": (
+        "setup_aws.py",
+        f'os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "{_SECRET}")\n',
+        1,
+        "an AWS secret access key",
+    ),
     "a notebook cell (JSON-escaped quotes)": (
-        "explore.ipynb", json.dumps({"cells": [{"cell_type": "code", "source": [
-            "import os\n", f'os.environ["AWS_SECRET_ACCESS_KEY"] = "{_SECRET}"\n']}]}, indent=1), 7,
-        "an AWS secret access key"),
-    "a notebook assignment": ("nb.ipynb", json.dumps({"cells": [{"source": [f's3 = boto3.client("s3", '
-                              f'aws_secret_access_key="{_SECRET}")']}]}, indent=1), 5, "an AWS secret access key"),
-    "a YAML config beside the script": ("conf/storage.yaml", f"s3:\n  bucket: b\n  aws_secret_access_key: {_SECRET}\n",
-                                        3, "an AWS secret access key"),
+        "explore.ipynb",
+        json.dumps(
+            {
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "source": ["import os\n", f'os.environ["AWS_SECRET_ACCESS_KEY"] = "{_SECRET}"\n'],
+                    }
+                ]
+            },
+            indent=1,
+        ),
+        7,
+        "an AWS secret access key",
+    ),
+    "a notebook assignment": (
+        "nb.ipynb",
+        json.dumps(
+            {"cells": [{"source": [f's3 = boto3.client("s3", aws_secret_access_key="{_SECRET}")']}]}, indent=1
+        ),
+        5,
+        "an AWS secret access key",
+    ),
+    "a YAML config beside the script": (
+        "conf/storage.yaml",
+        f"s3:\n  bucket: b\n  aws_secret_access_key: {_SECRET}\n",
+        3,
+        "an AWS secret access key",
+    ),
     "STS output": ("creds.out.json", json.dumps({"SecretAccessKey": _SECRET}), 1, "an AWS secret access key"),
     "a GitHub token": ("gh.py", "TOKEN = 'ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789'\n", 1, "a GitHub token"),
 }
@@ -252,8 +320,8 @@ def test_a_credential_written_the_way_code_writes_it_refuses_the_package(tmp_pat
 
 
 def test_a_private_key_inside_gzip_data_refuses_the_package(tmp_path):
-    """A backup of someone's home as a .tar.gz (and the same key gzip'ed twice over, as a second member) in the
-    project: the scan reads what the gzip data holds, not only its compressed bytes."""
+    """A backup of someone's home as a .tar.gz (and the same key gzip'ed twice over, as a second member) in
+    the project: the scan reads what the gzip data holds, not only its compressed bytes."""
     import gzip
 
     root = tmp_path / "proj"
@@ -264,13 +332,16 @@ def test_a_private_key_inside_gzip_data_refuses_the_package(tmp_path):
         info.size = len(PEM)
         tar.addfile(info, io.BytesIO(PEM.encode()))
     (root / "backup.tgz").write_bytes(raw.getvalue())
-    with pytest.raises(SpecError, match="backup.tgz line 1 holds what looks like a private key in its gzip-compressed"):
+    with pytest.raises(
+        SpecError, match="backup.tgz line 1 holds what looks like a private key in its gzip-compressed"
+    ):
         codepkg.pack(root)
     (root / "backup.tgz").unlink()
     (root / "data.bin").write_bytes(gzip.compress(b"x" * 1000) + gzip.compress(b"\n" + PEM.encode()))
     with pytest.raises(SpecError, match="data.bin line 2 holds what looks like a private key in its gzip"):
         codepkg.pack(root)
-    (root / "data.bin").write_bytes(gzip.compress(b"only numbers\n" * 10)[:-20])  # damaged: packed, not a traceback
+    # damaged: packed, not a traceback
+    (root / "data.bin").write_bytes(gzip.compress(b"only numbers\n" * 10)[:-20])
     assert "data.bin" in codepkg.pack(root).contents.sizes
 
 
@@ -284,21 +355,47 @@ def test_the_documented_example_keys_are_not_taken_for_credentials(tmp_path):
 
 # -- issue 16: .gitignore read with git's rules, with or without git ------------------------------
 GITIGNORE_TREE = {
-    ".gitignore": "# a comment, then git's edge cases\n*.log\n!keep.log\n/build\nout/\ncache/\n!cache/back.txt\n"
-                  "data/*.csv\ndocs/**/*.tmp\n\\#literal\nspaced.txt   \n",
-    "train.py": "", "run.log": "", "keep.log": "", "#literal": "", "spaced.txt": "",
-    "build/a.o": "", "out/a.txt": "", "cache/back.txt": "",
-    "data/a.csv": "", "data/nested/b.csv": "", "docs/x.tmp": "", "docs/a/b/y.tmp": "", "docs/guide.txt": "",
+    ".gitignore": "# a comment, then git's edge cases\n*.log\n!keep.log\n/build\nout/\ncache/\n"
+    "!cache/back.txt\ndata/*.csv\ndocs/**/*.tmp\n\\#literal\nspaced.txt   \n",
+    "train.py": "",
+    "run.log": "",
+    "keep.log": "",
+    "#literal": "",
+    "spaced.txt": "",
+    "build/a.o": "",
+    "out/a.txt": "",
+    "cache/back.txt": "",
+    "data/a.csv": "",
+    "data/nested/b.csv": "",
+    "docs/x.tmp": "",
+    "docs/a/b/y.tmp": "",
+    "docs/guide.txt": "",
     "sub/.gitignore": "!important.log\n/local.txt\n*.csv\n",
-    "sub/important.log": "", "sub/other.log": "", "sub/keep.log": "", "sub/local.txt": "", "sub/x.csv": "",
-    "sub/build/b.o": "", "sub/out/c.txt": "", "sub/deeper/local.txt": "", "sub/deeper/important.log": "",
+    "sub/important.log": "",
+    "sub/other.log": "",
+    "sub/keep.log": "",
+    "sub/local.txt": "",
+    "sub/x.csv": "",
+    "sub/build/b.o": "",
+    "sub/out/c.txt": "",
+    "sub/deeper/local.txt": "",
+    "sub/deeper/important.log": "",
     "file_named_out/out": "",
 }
 # What git itself lists (checked below against `git ls-files --others --exclude-standard` on the same tree).
 GITIGNORE_KEPT = [
-    ".gitignore", "data/nested/b.csv", "docs/guide.txt", "file_named_out/out", "keep.log",
-    "sub/.gitignore", "sub/build/b.o", "sub/deeper/important.log", "sub/deeper/local.txt", "sub/important.log",
-    "sub/keep.log", "train.py",
+    ".gitignore",
+    "data/nested/b.csv",
+    "docs/guide.txt",
+    "file_named_out/out",
+    "keep.log",
+    "sub/.gitignore",
+    "sub/build/b.o",
+    "sub/deeper/important.log",
+    "sub/deeper/local.txt",
+    "sub/important.log",
+    "sub/keep.log",
+    "train.py",
 ]
 
 
@@ -323,14 +420,28 @@ def test_gitignore_negation_anchors_directories_and_nested_files_follow_git(
 
 
 # `code.exclude` means what the same lines would mean in .git/info/exclude (checked against git below).
-EXCLUDE_TREE = ["train.py", "notes.md", "guide/notes.md", "data/a.csv", "data/raw/b.csv", "data/keep.csv",
-                "runs/1/out.txt", "lib/runs/x.py", "lib/util.py", "results.csv", "lib/results.csv", "scratch/t.py"]
+EXCLUDE_TREE = [
+    "train.py",
+    "notes.md",
+    "guide/notes.md",
+    "data/a.csv",
+    "data/raw/b.csv",
+    "data/keep.csv",
+    "runs/1/out.txt",
+    "lib/runs/x.py",
+    "lib/util.py",
+    "results.csv",
+    "lib/results.csv",
+    "scratch/t.py",
+]
 EXCLUDE = ["data/*.csv", "!data/keep.csv", "/notes.md", "runs/", "*.py[co]", "results.csv", "scratch"]
 EXCLUDE_KEPT = ["data/keep.csv", "data/raw/b.csv", "guide/notes.md", "lib/util.py", "train.py"]
 
 
 @pytest.mark.parametrize("git", [False, True], ids=["plain", "git"])
-def test_code_exclude_lines_read_as_gitignore_lines(tmp_path: Path, git: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_code_exclude_lines_read_as_gitignore_lines(
+    tmp_path: Path, git: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import subprocess
 
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -354,15 +465,22 @@ def test_an_exclude_line_git_cannot_read_is_one_line_naming_the_field(tmp_path: 
     from batchsweep.spec.reader import load
 
     (tmp_path / "t.py").write_text("print(1)\n")
-    (tmp_path / "sweep.yaml").write_text("name: ex\nscript: t.py\nparams: {grid: {x: [1]}}\ncode: {exclude: ['!']}\n")
+    (tmp_path / "sweep.yaml").write_text(
+        "name: ex\nscript: t.py\nparams: {grid: {x: [1]}}\ncode: {exclude: ['!']}\n"
+    )
     with pytest.raises(SpecError) as err:
         load(tmp_path / "sweep.yaml")
-    assert str(err.value).endswith("`!keep.csv`") and "sweep.yaml: code.exclude: " in str(err.value) and "\n" not in str(err.value)
+    assert (
+        str(err.value).endswith("`!keep.csv`")
+        and "sweep.yaml: code.exclude: " in str(err.value)
+        and "\n" not in str(err.value)
+    )
     assert "`data/`" in str(err.value)
 
 
-def test_a_store_inside_the_code_directory_is_left_out_without_being_walked(tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_store_inside_the_code_directory_is_left_out_without_being_walked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from batchsweep.store.core import Store
 
     (tmp_path / "task.py").write_text("print(1)\n")

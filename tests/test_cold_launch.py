@@ -1,6 +1,6 @@
-"""Cold tasks of a local run start through one small launcher process (`launch.ExecServer`, `_reap.py --serve`):
-each task's reaper is a fork of it, not an interpreter started per task, and a task starts as `subprocess` would
-start it."""
+"""Cold tasks of a local run start through one small launcher process (`launch.ExecServer`, `_reap.py
+--serve`): each task's reaper is a fork of it, not an interpreter started per task, and a task starts as
+`subprocess` would start it."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ with open("/proc/self/status") as f:
 print(json.dumps({"reaper": reaper, "launcher": launcher, "reaper_cmdline": [c.decode() for c in cmdline if c],
                   "sid": os.getsid(0) == os.getpid(), "cwd": os.getcwd(), "stdin": os.readlink("/proc/self/fd/0"),
                   "sigterm_ignored": bool(ignored & (1 << (signal.SIGTERM - 1)))}))
-"""
+"""  # noqa: E501
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reapers are a Linux thing")
@@ -44,8 +44,11 @@ def test_cold_tasks_start_below_forks_of_one_launcher_not_an_interpreter_each(tm
     assert len({s["launcher"] for s in seen}) == 1, "one launcher for the run's tasks"
     assert len({s["reaper"] for s in seen}) == 4, "a reaper of its own per task"
     for s in seen:
-        assert s["reaper_cmdline"][-1] == "--serve", f"the reaper is a fork of the launcher: {s['reaper_cmdline']}"
-        assert s["sid"] and s["stdin"] == "/dev/null" and not s["sigterm_ignored"]  # as `subprocess` starts it
+        assert s["reaper_cmdline"][-1] == "--serve", (
+            f"the reaper is a fork of the launcher: {s['reaper_cmdline']}"
+        )
+        # as `subprocess` starts it
+        assert s["sid"] and s["stdin"] == "/dev/null" and not s["sigterm_ignored"]
         assert Path(s["cwd"]).name == "work"
 
 

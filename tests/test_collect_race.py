@@ -206,9 +206,9 @@ def test_removing_a_tasks_directory_never_follows_a_symlink_at_or_below_it(tmp_p
 
 
 def test_staging_never_writes_through_a_symlink_planted_in_the_working_directory(tmp_path):
-    """Another task of the run plants `data` -> the victim's directory in a working directory before the runner
-    stages `data/x.csv` there: the staging fails (the task fails), the victim's directory gets nothing. Before,
-    the copy went through the symlink into the victim's directory."""
+    """Another task of the run plants `data` -> the victim's directory in a working directory before the
+    runner stages `data/x.csv` there: the staging fails (the task fails), the victim's directory gets nothing.
+    Before, the copy went through the symlink into the victim's directory."""
     from batchsweep.files import open_dir
     from batchsweep.model import Task
     from batchsweep.task.staging import stage
@@ -227,7 +227,9 @@ def test_staging_never_writes_through_a_symlink_planted_in_the_working_directory
         with pytest.raises(OSError):
             stage(Task(0, {}, inputs=("x.csv => data/x.csv",)), fd, lambda ref: inputs / ref)
         _untouched(victim, files)
-        staged = stage(Task(0, {}, inputs=("x.csv => deep/er/x.csv", "tree => t/")), fd, lambda ref: inputs / ref)
+        staged = stage(
+            Task(0, {}, inputs=("x.csv => deep/er/x.csv", "tree => t/")), fd, lambda ref: inputs / ref
+        )
     finally:
         os.close(fd)
     assert (work / "deep" / "er" / "x.csv").read_text() == "a,b\n1,2\n"

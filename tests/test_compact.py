@@ -58,7 +58,8 @@ def test_compact_packs_statuses_and_metrics_and_every_command_reads_the_same(tmp
     assert again.resume() == [3]
     assert again.wait(progress=False) == 1
     after = batchsweep.load_run(run.id, store=store).results(refresh=True)
-    ran_again = ["started_at", "ended_at", "duration_s", "worker", "peak_rss_mib", "cpu_s", "warm"]  # (alone: cold)
+    # (alone: cold)
+    ran_again = ["started_at", "ended_at", "duration_s", "worker", "peak_rss_mib", "cpu_s", "warm"]
     pd.testing.assert_frame_equal(after.drop(columns=ran_again), before.drop(columns=ran_again))
     assert after.loc[3, "ended_at"] > before.loc[3, "ended_at"]
     assert 3 not in again.store.packed(run.id)
@@ -92,7 +93,9 @@ def _status(i: int, state: State = State.SUCCEEDED) -> TaskStatus:
 
 def test_a_pack_covers_its_tasks_and_the_rest_come_from_their_own_files(tmp_path, caplog):
     store = Store.open(tmp_path)
-    store.write_pack("r", "s0000-c000000-a1", [PackEntry(_status(0), {"x": 1}), PackEntry(_status(1, State.FAILED))])
+    store.write_pack(
+        "r", "s0000-c000000-a1", [PackEntry(_status(0), {"x": 1}), PackEntry(_status(1, State.FAILED))]
+    )
     store.write_status("r", _status(2))
     store.write_json(store.task_key("r", 2, "metrics.json"), {"x": 3})
     assert {i: s.state for i, s in store.statuses("r", 4).items()} == {0: State.SUCCEEDED, 1: State.FAILED,
@@ -116,8 +119,8 @@ def test_a_pack_covers_its_tasks_and_the_rest_come_from_their_own_files(tmp_path
 
 
 def test_statuses_one_at_a_time_are_the_statuses_and_no_pack_is_kept(tmp_path, caplog):
-    """`iter_statuses` (the end of a run: its outcome line) finds what `statuses` finds, later packs winning, in
-    memory that does not grow with the run: it caches no pack's entries."""
+    """`iter_statuses` (the end of a run: its outcome line) finds what `statuses` finds, later packs winning,
+    in memory that does not grow with the run: it caches no pack's entries."""
     store = Store.open(tmp_path)
     store.write_pack("r", "a", [PackEntry(_status(0), {"x": 1}), PackEntry(_status(1, State.FAILED)),
                                 PackEntry(_status(9))])  # 9: not a task of a 5-task run
@@ -129,15 +132,20 @@ def test_statuses_one_at_a_time_are_the_statuses_and_no_pack_is_kept(tmp_path, c
     with caplog.at_level(logging.WARNING, logger="batchsweep"):
         streamed = list(fresh.iter_statuses("r", 5))
     assert fresh._packs == {}
-    assert sorted(streamed, key=lambda s: s.index) == [s for _, s in sorted(store.statuses("r", 5).items()) if s.index < 5]
+    assert sorted(streamed, key=lambda s: s.index) == [
+        s for _, s in sorted(store.statuses("r", 5).items()) if s.index < 5
+    ]
     assert [(s.index, s.state) for s in sorted(streamed, key=lambda s: s.index)] == [
         (0, State.SUCCEEDED), (1, State.SUCCEEDED), (2, State.TIMEOUT), (3, State.SUCCEEDED)]
     assert "damaged status.json" in caplog.text and "task 4" in caplog.text
 
 
-def test_a_big_pack_is_read_a_part_at_a_time_and_a_damaged_line_past_the_first_part_is_named(tmp_path, caplog):
+def test_a_big_pack_is_read_a_part_at_a_time_and_a_damaged_line_past_the_first_part_is_named(
+    tmp_path, caplog
+):
     """`pack_records` (what `results` reads) streams a compacted run's pack: its first tasks come out before
-    the rest of the file is read, and a damaged line deep in it leaves out that task alone, named by its line."""
+    the rest of the file is read, and a damaged line deep in it leaves out that task alone, named by its
+    line."""
     from batchsweep.store import packs
 
     store = Store.open(tmp_path)
@@ -219,7 +227,9 @@ def test_the_report_reads_the_series_its_statuses_name_without_listing_the_tasks
     assert cli.main(["runs", "compact", run.id, "--store", str(tmp_path / "store")]) == 0  # as a big run is
     listed: list[str] = []
     real = LocalBackend.list_files
-    monkeypatch.setattr(LocalBackend, "list_files", lambda self, prefix: listed.append(prefix) or real(self, prefix))
+    monkeypatch.setattr(
+        LocalBackend, "list_files", lambda self, prefix: listed.append(prefix) or real(self, prefix)
+    )
     again = batchsweep.load_run(run.id, store=tmp_path / "store")
     table = again.results()
     curves = read_series(again, table)
@@ -289,7 +299,8 @@ def test_the_table_takes_a_tasks_later_pack_entry_whole_and_orders_metrics_by_fi
     assert df["attempts"].tolist() == [1, 0, 1] and "loss" in whole and "acc" not in whole
 
 
-# -- logs packed with an index --------------------------------------------------------------------------------------
+# -- logs packed with an index
+# --------------------------------------------------------------------------------------
 ATTEMPTS = """\
 import argparse, pathlib, sys
 p = argparse.ArgumentParser(); p.add_argument("--a", type=int); p.add_argument("--marks"); args = p.parse_args()
@@ -300,7 +311,7 @@ print(f"task {args.a} attempt {attempt}")
 if args.a == 2 and attempt == 1:
     print("task 2 fails once", file=sys.stderr)
     sys.exit(3)
-"""
+"""  # noqa: E501
 
 
 def _attempts_spec(tmp_path: Path, n: int) -> Path:
@@ -313,7 +324,9 @@ def _attempts_spec(tmp_path: Path, n: int) -> Path:
     """)
 
 
-def test_a_big_finished_run_packs_its_logs_and_logs_reads_one_task_from_the_pack(tmp_path, monkeypatch, capsys):
+def test_a_big_finished_run_packs_its_logs_and_logs_reads_one_task_from_the_pack(
+    tmp_path, monkeypatch, capsys
+):
     from batchsweep.store import compact, core
 
     monkeypatch.setattr(compact, "AUTO_COMPACT_TASKS", 5)  # it compacts itself at the end, as a big run does
@@ -328,7 +341,9 @@ def test_a_big_finished_run_packs_its_logs_and_logs_reads_one_task_from_the_pack
     monkeypatch.setattr(core.os, "pread", lambda fd, n, at: reads.append(n) or pread(fd, n, at))
     assert cli.main(["logs", run.id, "7", "--store", str(store)]) == 0
     assert capsys.readouterr().out == "task 7 attempt 1\n"
-    assert reads == [32, len("task 7 attempt 1\n")], "its index entry and its own bytes, nothing of the others"
+    assert reads == [32, len("task 7 attempt 1\n")], (
+        "its index entry and its own bytes, nothing of the others"
+    )
     again = batchsweep.load_run(run.id, store=store)
     assert [again.logs(i) for i in range(12)] == [f"task {i} attempt 1\n" for i in range(12)]
     assert again.logs(2, stderr=True) == "task 2 fails once\n" and again.logs(3, stderr=True) == ""
@@ -348,8 +363,12 @@ def test_a_compacted_run_resumed_shows_the_new_logs_and_is_reused_with_its_logs(
 
     assert cli.main(["runs", "compact", run.id, "--store", str(store)]) == 0  # a second log pack
     again = batchsweep.load_run(run.id, store=store)
-    assert [again.logs(i) for i in range(4)] == ["task 0 attempt 1\n", "task 1 attempt 1\n", "task 2 attempt 2\n",
-                                                 "task 3 attempt 1\n"]
+    assert [again.logs(i) for i in range(4)] == [
+        "task 0 attempt 1\n",
+        "task 1 attempt 1\n",
+        "task 2 attempt 2\n",
+        "task 3 attempt 1\n",
+    ]
     reused = batchsweep.run(spec, store=store, progress=False)
     assert reused.results()["reused_from"].notna().all()
     assert [reused.logs(i) for i in range(4)] == [again.logs(i) for i in range(4)], "reused with its logs"

@@ -1,4 +1,5 @@
-"""Fargate cost estimates: price lookups, billing arithmetic on fixed inputs, and what they say they assumed."""
+"""Fargate cost estimates: price lookups, billing arithmetic on fixed inputs, and what they say they
+assumed."""
 
 from __future__ import annotations
 
@@ -94,8 +95,11 @@ def test_bad_inputs_are_sweep_errors(bad: dict[str, Any]) -> None:
 
 
 def test_lines_say_estimate_and_list_the_assumptions() -> None:
-    text = "\n".join(estimate(n_tasks=100, task_seconds=60, spot=True, duration_source="median of run 20240601",
-                              **BASE).lines())
+    text = "\n".join(
+        estimate(
+            n_tasks=100, task_seconds=60, spot=True, duration_source="median of run 20240601", **BASE
+        ).lines()
+    )
     assert "ESTIMATED cost (Fargate Spot, us-east-1): $0.05–$0.074" in text
     for needle in ("price table of", load_prices()["as_of"], "us-east-1", "median of run 20240601",
                    "startup: 30 s per container", "50%–70% off", "not included", "public IPv4: one address"):
@@ -123,7 +127,10 @@ def test_fargate_sizes(vcpus: float, mib: int, ok: bool) -> None:
 
 def test_an_invalid_fargate_size_is_flagged_in_the_assumptions() -> None:
     est = estimate(n_tasks=1, task_seconds=60, spot=False, vcpus=1, memory_mib=1000, region="us-east-1")
-    assert any(a.startswith("warning: resources.memory_mib: 1000 MiB is not valid with 1 vCPU") for a in est.assumptions)
+    assert any(
+        a.startswith("warning: resources.memory_mib: 1000 MiB is not valid with 1 vCPU")
+        for a in est.assumptions
+    )
 
 
 # -- right-sizing -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The Dask engine end to end, on a real `dask scheduler` with two `dask worker` processes (see dask_fixtures)."""
+"""The Dask engine end to end, on a real `dask scheduler` with two `dask worker` processes (see
+dask_fixtures)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,9 @@ def status_files(store: Path) -> list[Path]:
 
 
 # -- on the two-worker cluster ------------------------------------------------------------------
-def test_twenty_tasks_on_an_existing_scheduler_give_the_local_engines_results(tmp_path, dask_cluster, monkeypatch):
+def test_twenty_tasks_on_an_existing_scheduler_give_the_local_engines_results(
+    tmp_path, dask_cluster, monkeypatch
+):
     monkeypatch.setenv("CI", "true")
     spec = write_spec(tmp_path, f"""
         name: grid
@@ -73,7 +76,9 @@ def test_twenty_tasks_on_an_existing_scheduler_give_the_local_engines_results(tm
     # Each worker's batch is one summary (a pack): together they cover every task once, with its metrics.
     packs = {p: [json.loads(line)["i"] for line in p.read_text().splitlines()]
              for p in (tmp_path / "dask" / "runs" / run.id / "packs").glob("*.jsonl")}
-    assert 2 <= len(packs) < 20 and sorted(i for covered in packs.values() for i in covered) == list(range(20))
+    assert 2 <= len(packs) < 20 and sorted(i for covered in packs.values() for i in covered) == list(
+        range(20)
+    )
     # A batch its worker never wrote (killed first): its tasks come from their own files, the rest from the
     # other summaries alone.
     lost, covered = next(iter(packs.items()))
@@ -95,7 +100,11 @@ def test_a_failing_and_a_timing_out_task_are_contained(tmp_path, dask_cluster):
     run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
     assert time.monotonic() - t0 < 2 + 8, "the run must end within seconds of the timeout"
     df = run.results().set_index("a")
-    assert df.loc[2, "status"] == "failed" and df.loc[2, "exit_code"] == 3 and df.loc[2, "error"] == "exit code 3: failing on purpose"
+    assert (
+        df.loc[2, "status"] == "failed"
+        and df.loc[2, "exit_code"] == 3
+        and df.loc[2, "error"] == "exit code 3: failing on purpose"
+    )
     assert df.loc[4, "status"] == "timeout" and df.loc[4, "error"] == "timeout after 2s"
     assert set(df.loc[[1, 3], "status"]) == {"succeeded"}
     assert run.exit_code == 1
@@ -111,15 +120,18 @@ def test_a_detached_run_is_followed_by_wait_from_another_process(tmp_path, dask_
     store = tmp_path / "store"
     assert cli.main(["run", str(spec), "--detach", "--store", str(store)]) == 0
     run_id = capsys.readouterr().out.splitlines()[0]
-    assert cli.main(["wait", run_id, "--store", str(store)]) == 0  # reconnects to the scheduler in engine.json
+    # reconnects to the scheduler in engine.json
+    assert cli.main(["wait", run_id, "--store", str(store)]) == 0
     df = batchsweep.load_run(run_id, store=store).results()
     assert list(df["product"]) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
 
 
-def test_another_process_asks_the_scheduler_at_most_once_per_second_of_the_engines_clock(tmp_path, dask_cluster):
-    """`status`/`wait` of a detached run reuse the scheduler's last answer for REMOTE_POLL_EVERY_S of the engine's
-    clock: on a fake clock that stands still the answer stays, however long the tasks really take; moved on, the
-    next poll asks again and sees the run end."""
+def test_another_process_asks_the_scheduler_at_most_once_per_second_of_the_engines_clock(
+    tmp_path, dask_cluster
+):
+    """`status`/`wait` of a detached run reuse the scheduler's last answer for REMOTE_POLL_EVERY_S of the
+    engine's clock: on a fake clock that stands still the answer stays, however long the tasks really take;
+    moved on, the next poll asks again and sees the run end."""
     from helpers import FakeClock
 
     from batchsweep.engines.dask.engine import REMOTE_POLL_EVERY_S
@@ -156,8 +168,11 @@ def test_a_finished_detached_run_says_nothing_of_a_scheduler_that_is_gone(tmp_pa
 def test_ctrl_c_on_an_attached_run_kills_the_task_and_its_children(tmp_path, dask_cluster):
     pids = tmp_path / "pids"
     pids.mkdir()
-    spec = dask_spec(tmp_path, dask_cluster.address,
-                     f'{{grid: {{a: [1, 2, 3, 4, 5, 6, 7, 8]}}, fixed: {{hang_on: 1, sleep: 0.5, pid_dir: "{pids}"}}}}')
+    spec = dask_spec(
+        tmp_path,
+        dask_cluster.address,
+        f'{{grid: {{a: [1, 2, 3, 4, 5, 6, 7, 8]}}, fixed: {{hang_on: 1, sleep: 0.5, pid_dir: "{pids}"}}}}',
+    )
     run = runs.start(planning.plan(spec), store=tmp_path / "store")
     wait_for(lambda: (pids / "1.child.pid").exists(), what="the hanging task's child")
     run.cancel()  # what the CLI does on Ctrl-C
@@ -179,7 +194,9 @@ def test_a_task_that_fails_outside_its_script_is_lost_with_the_reason(tmp_path, 
     run = runs.start(plan, store=tmp_path / "store")
     assert run.wait(progress=False) == 1
     df = batchsweep.load_run(run.id, store=tmp_path / "store").results().set_index("task")
-    assert df.loc[0, "status"] == "lost" and df.loc[0, "error"].startswith("FileNotFoundError"), df.loc[0, "error"]
+    assert df.loc[0, "status"] == "lost" and df.loc[0, "error"].startswith("FileNotFoundError"), df.loc[
+        0, "error"
+    ]
     assert df.loc[1, "status"] == "succeeded"
 
 
@@ -283,10 +300,16 @@ def test_a_bad_dask_block_exits_2_with_one_line(tmp_path, capsys, setting, messa
         script: {SCRIPT}
         params: {{grid: {{a: [1]}}}}
     """)
-    code = cli.main(["run", str(spec), "--backend", "dask", "--set", setting, "--store", str(tmp_path / "store")])
+    code = cli.main(
+        ["run", str(spec), "--backend", "dask", "--set", setting, "--store", str(tmp_path / "store")]
+    )
     assert code == 2
     err = capsys.readouterr().err  # a bad block is a bad spec: the line may name the spec file first
-    assert err.startswith("error: ") and err.endswith(message.removeprefix("error: ") + "\n") and err.count("\n") == 1
+    assert (
+        err.startswith("error: ")
+        and err.endswith(message.removeprefix("error: ") + "\n")
+        and err.count("\n") == 1
+    )
     assert not (tmp_path / "store" / "runs").exists() or not list((tmp_path / "store" / "runs").iterdir())
 
 
@@ -315,7 +338,9 @@ def test_resources_become_dask_worker_resources_and_land_only_where_declared(tmp
     gpu_worker = dask_cluster.add_worker("--resources", "GPU=1")
     try:
         wait_for(lambda: dask_cluster.connected() == 3, what="the GPU worker")
-        spec = dask_spec(tmp_path, dask_cluster.address, "{grid: {a: [1, 2, 3, 4]}}", "resources: {gpus: 1}\n")
+        spec = dask_spec(
+            tmp_path, dask_cluster.address, "{grid: {a: [1, 2, 3, 4]}}", "resources: {gpus: 1}\n"
+        )
         run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
         df = run.results()
         assert set(df["status"]) == {"succeeded"}
@@ -323,15 +348,17 @@ def test_resources_become_dask_worker_resources_and_land_only_where_declared(tmp
         from distributed import Client
 
         with Client(dask_cluster.address, timeout=10, set_as_default=False) as client:
-            declared = {a for a, w in client.scheduler_info()["workers"].items() if w.get("resources", {}).get("GPU")}
+            declared = {
+                a for a, w in client.scheduler_info()["workers"].items() if w.get("resources", {}).get("GPU")
+            }
         assert set(df["worker"]) == declared  # every task ran on the one worker that declared a GPU
     finally:
         dask_cluster.kill_worker(gpu_worker)
 
 
 def test_tasks_asking_for_different_gpus_each_ask_dask_for_their_own(tmp_path, dask_cluster):
-    """`resources.gpus: "{_gpus}"` (a param only placeholders see): the 2-GPU tasks land only on the worker that
-    declares GPUs, the 0-GPU ones anywhere."""
+    """`resources.gpus: "{_gpus}"` (a param only placeholders see): the 2-GPU tasks land only on the worker
+    that declares GPUs, the 0-GPU ones anywhere."""
     gpu_worker = dask_cluster.add_worker("--resources", "GPU=2")
     try:
         wait_for(lambda: dask_cluster.connected() == 3, what="the GPU worker")
@@ -344,7 +371,9 @@ def test_tasks_asking_for_different_gpus_each_ask_dask_for_their_own(tmp_path, d
         from distributed import Client
 
         with Client(dask_cluster.address, timeout=10, set_as_default=False) as client:
-            declared = {a for a, w in client.scheduler_info()["workers"].items() if w.get("resources", {}).get("GPU")}
+            declared = {
+                a for a, w in client.scheduler_info()["workers"].items() if w.get("resources", {}).get("GPU")
+            }
         assert set(df[df["_gpus"] == 2]["worker"]) == declared
     finally:
         dask_cluster.kill_worker(gpu_worker)
@@ -360,7 +389,8 @@ def test_resources_no_worker_declares_exit_2_with_the_worker_command(tmp_path, d
 
 def test_median_rule_prunes_the_bad_curves_on_dask_with_the_local_engines_decision(tmp_path, dask_cluster):
     """Four tasks at once on the two workers (two threads each): the first four are good and run to the end;
-    of the next four, the ones worse than their median are stopped (from step 2 on: min_steps) by the worker's own decision."""
+    of the next four, the ones worse than their median are stopped (from step 2 on: min_steps) by the worker's
+    own decision."""
     curve = Path(__file__).parent / "scripts" / "curve.py"
     spec = write_spec(tmp_path, f"""
         name: dask-curves
@@ -370,7 +400,7 @@ def test_median_rule_prunes_the_bad_curves_on_dask_with_the_local_engines_decisi
         stop: {{metric: val_loss, rule: median, min_steps: 2, min_trials: 2}}
         backend: dask
         dask: {{scheduler: "{dask_cluster.address}"}}
-    """)
+    """)  # noqa: E501
     run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
     assert run.exit_code == 0
     statuses = run.statuses()
@@ -379,10 +409,15 @@ def test_median_rule_prunes_the_bad_curves_on_dask_with_the_local_engines_decisi
     # which tasks the workers finished first, so a loaded machine may stop one of them too.
     assert {4, 5, 7} <= pruned and not pruned & {2, 3, 6}
     for i, s in statuses.items():
-        series = [json.loads(line) for line in
-                  (tmp_path / "store" / "runs" / run.id / "tasks" / str(i) / "metrics.jsonl").read_text().splitlines()]
+        series = [
+            json.loads(line)
+            for line in (tmp_path / "store" / "runs" / run.id / "tasks" / str(i) / "metrics.jsonl")
+            .read_text()
+            .splitlines()
+        ]
         assert [r["step"] for r in series] == list(range(1, s.last_step + 1))
-        if i in pruned:  # stopped at a step before the end; on a loaded machine more may print before SIGTERM lands
+        # stopped at a step before the end; on a loaded machine more may print before SIGTERM lands
+        if i in pruned:
             at = int(s.error.split("pruned at step ", 1)[1].split()[0])
             assert "by the median rule" in s.error and 2 <= at <= s.last_step
             assert at < 10 or i not in {4, 5, 7}  # a middling one may be stopped as late as its last step
@@ -471,7 +506,8 @@ def test_an_s3_store_ships_code_and_inputs_so_workers_need_no_shared_filesystem(
     spec = project / "sweep.yaml"
     cluster_dir = tmp_path / "cluster"
     cluster_dir.mkdir()
-    cluster = DaskProcesses(cluster_dir)  # started here: its workers get the environment that reaches the emulator
+    # started here: its workers get the environment that reaches the emulator
+    cluster = DaskProcesses(cluster_dir)
     try:
         cluster.ensure_workers(1)
         spec.write_text(textwrap.dedent(f"""
@@ -488,7 +524,8 @@ def test_an_s3_store_ships_code_and_inputs_so_workers_need_no_shared_filesystem(
         cluster.stop()
     assert list(df["status"]) == ["succeeded"] * 3, df["error"].tolist()
     assert df["scaled"].to_dict() == {1: 7, 2: 14, 3: 21}
-    assert not any(str(f).startswith(str(project)) for f in df["file"]), df["file"].tolist()  # the package's copy
+    # the package's copy
+    assert not any(str(f).startswith(str(project)) for f in df["file"]), df["file"].tolist()
     assert run.store.url.startswith("s3://sweeps/")
 
 

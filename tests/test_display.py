@@ -70,7 +70,9 @@ def test_results_fit_the_terminal_and_no_number_is_cut(width: int) -> None:
     for row in rows:  # every cell of a succeeded row is its value to 4 significant digits, whole
         shown, src = dict(zip(header, row, strict=False)), df.iloc[int(row[0])]
         if shown["status"] == "succeeded":
-            assert [shown[c] for c in header if c in WIDE_METRICS] == [cell(src[c]) for c in header if c in WIDE_METRICS]
+            assert [shown[c] for c in header if c in WIDE_METRICS] == [
+                cell(src[c]) for c in header if c in WIDE_METRICS
+            ]
     hidden = [m for m in WIDE_METRICS if m not in header]
     if hidden:  # a column left out is said, never cut
         assert f"not shown, too wide for {width} columns: " in " ".join(text.split())
@@ -80,7 +82,9 @@ def test_results_fit_the_terminal_and_no_number_is_cut(width: int) -> None:
 
 
 def test_wide_shows_timings_worker_and_outputs_joined() -> None:
-    table, _ = results_view(demo_frame(), params=PARAMS, metrics=WIDE_METRICS, derived=["data"], width=400, wide=True)
+    table, _ = results_view(
+        demo_frame(), params=PARAMS, metrics=WIDE_METRICS, derived=["data"], width=400, wide=True
+    )
     header, rows = header_and_rows(render(table, [], 400))
     for col in ("fee_bps", "data", "attempts", "duration_s", "worker", "outputs", "started_at"):
         assert col in header
@@ -100,19 +104,25 @@ def test_a_huge_table_shows_its_first_rows_and_says_where_all_of_them_are() -> N
     df = pd.DataFrame({"task": range(TABLE_ROWS + 5), "lr": 0.1, "loss": np.linspace(1, 2, TABLE_ROWS + 5)})
     table, lines = results_view(df, params=["lr"], metrics=["loss"], width=None)
     assert table.row_count == TABLE_ROWS
-    assert f"the first {TABLE_ROWS:,} of {TABLE_ROWS + 5:,} tasks shown" in lines[-1] and "-o results.csv" in lines[-1]
+    assert (
+        f"the first {TABLE_ROWS:,} of {TABLE_ROWS + 5:,} tasks shown" in lines[-1]
+        and "-o results.csv" in lines[-1]
+    )
 
 
 def test_columns_picks_columns_in_order() -> None:
-    table, _ = results_view(demo_frame(), params=PARAMS, metrics=METRICS, width=80, columns=["sharpe", "task"])
+    table, _ = results_view(
+        demo_frame(), params=PARAMS, metrics=METRICS, width=80, columns=["sharpe", "task"]
+    )
     assert header_and_rows(render(table, [], 80))[0] == ["sharpe", "task"]
     with pytest.raises(SweepError, match="--columns sharp: no such column"):
         results_view(demo_frame(), params=PARAMS, metrics=METRICS, width=80, columns=["sharp"])
 
 
 def test_numbers_have_four_significant_digits_and_ints_stay_whole() -> None:
-    assert [cell(v) for v in (1.23456789, -0.000123456, 12.0, 123456.7, 7, np.int64(42), np.float64(0.5))] == \
-        ["1.235", "-0.0001235", "12", "123457", "7", "42", "0.5"]
+    assert [
+        cell(v) for v in (1.23456789, -0.000123456, 12.0, 123456.7, 7, np.int64(42), np.float64(0.5))
+    ] == ["1.235", "-0.0001235", "12", "123457", "7", "42", "0.5"]
     assert [cell(v) for v in (None, float("nan"), pd.NA, ["a.pkl", "b.pkl"], np.array(["x", "y"]))] == \
         ["", "", "", "a.pkl;b.pkl", "x;y"]
 
@@ -134,8 +144,13 @@ def test_status_prints_failures_within_the_terminal(tmp_path: Path, monkeypatch)
     """)
     run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
     out = io.StringIO()
-    monkeypatch.setattr(statusview, "make_console", lambda stderr=False: Console(file=out, width=80, force_terminal=True,
-                                                                             color_system=None, highlight=False))
+    monkeypatch.setattr(
+        statusview,
+        "make_console",
+        lambda stderr=False: Console(
+            file=out, width=80, force_terminal=True, color_system=None, highlight=False
+        ),
+    )
     statusview.print_status(run)
     text = out.getvalue()
     assert max(len(line) for line in text.splitlines()) <= 80
@@ -183,8 +198,12 @@ def frame() -> pd.DataFrame:
     ("-val_loss", [3, 0, 2, 1], "descending"),
     ("+sharpe", [3, 0, 1, 2], "ascending"),
 ])
-def test_sort_is_best_first_by_name_and_missing_values_go_last(key: str, order: list[int], direction: str) -> None:
-    df, how = sort_best_first(frame(), key, metrics=["val_loss", "sharpe", "max_drawdown", "fit_time", "widgets"])
+def test_sort_is_best_first_by_name_and_missing_values_go_last(
+    key: str, order: list[int], direction: str
+) -> None:
+    df, how = sort_best_first(
+        frame(), key, metrics=["val_loss", "sharpe", "max_drawdown", "fit_time", "widgets"]
+    )
     assert df["task"].tolist() == order
     assert how.startswith(f"sorted by {key.lstrip('+-')}, {direction}")
 
@@ -245,8 +264,13 @@ def test_runs_keep_every_run_id_whole_at_80_columns(tmp_path: Path, monkeypatch)
     store = str(tmp_path / "store")
     run = batchsweep.run(spec, store=store, progress=False)
     out = io.StringIO()
-    monkeypatch.setattr(display, "make_console", lambda stderr=False: Console(file=out, width=80, force_terminal=True,
-                                                                             color_system=None, highlight=False))
+    monkeypatch.setattr(
+        display,
+        "make_console",
+        lambda stderr=False: Console(
+            file=out, width=80, force_terminal=True, color_system=None, highlight=False
+        ),
+    )
     display.print_runs(list_runs(store=store), store=store)
     text = out.getvalue()
     assert run.id in text and "1 succeeded" in text and max(map(len, text.splitlines())) <= 80
@@ -265,15 +289,29 @@ def test_cells_with_brackets_are_text_not_markup() -> None:
 
 
 def test_csv_is_what_pandas_writes_for_every_column_type(tmp_path: Path) -> None:
-    """`results -o x.csv` writes the columns itself when it can: the same bytes as `DataFrame.to_csv`, for floats
-    Python and numpy print differently from a naive format, text to quote, missing values, and the tables it
-    leaves to pandas."""
+    """`results -o x.csv` writes the columns itself when it can: the same bytes as `DataFrame.to_csv`, for
+    floats Python and numpy print differently from a naive format, text to quote, missing values, and the
+    tables it leaves to pandas."""
     from batchsweep.report.results import csv_text, export
 
     rng = np.random.default_rng(7)
-    floats = [0.1, 1e-05, 1e16, 1.5e-07, 123456789012345680.0, -0.0, 2.5, 1796038797.3207555, np.inf, -np.inf, np.nan,
-              1e300, 5e-324, *rng.standard_normal(200) * 10.0 ** rng.integers(-30, 30, 200),
-              *np.frombuffer(rng.bytes(8 * 300), dtype=np.float64)]
+    floats = [
+        0.1,
+        1e-05,
+        1e16,
+        1.5e-07,
+        123456789012345680.0,
+        -0.0,
+        2.5,
+        1796038797.3207555,
+        np.inf,
+        -np.inf,
+        np.nan,
+        1e300,
+        5e-324,
+        *rng.standard_normal(200) * 10.0 ** rng.integers(-30, 30, 200),
+        *np.frombuffer(rng.bytes(8 * 300), dtype=np.float64),
+    ]
     n = len(floats)
     texts = ["plain", 'say "hi"', "a,b", "two\nlines", "cr\rhere", "", None, " lead", "ünï", "tab\there"]
     df = pd.DataFrame({
@@ -285,14 +323,19 @@ def test_csv_is_what_pandas_writes_for_every_column_type(tmp_path: Path) -> None
         "worker": pd.array([f"w{i}" for i in range(n)], dtype="string"),
         'odd, "name"': np.ones(n),
     })
-    def pandas(table: pd.DataFrame) -> str:  # but a bare CR is quoted, as pandas does not (a reader breaks the row)
+    # but a bare CR is quoted, as pandas does not (a reader breaks the row)
+    def pandas(table: pd.DataFrame) -> str:
         return table.to_csv(index=False).replace("cr\rhere", '"cr\rhere"')
 
     assert csv_text(df) == pandas(df)
     big = pd.concat([df] * 20, ignore_index=True)  # 10,000 rows at a time
     assert len(big) > 10_000 and csv_text(big) == pandas(big)
-    assert export(big, "csv", tmp_path / "r.csv") is None and (tmp_path / "r.csv").read_bytes() == csv_text(big).encode()
-    assert csv_text(df.drop(columns="error")) == df.drop(columns="error").to_csv(index=False)  # nothing to quote
+    assert (
+        export(big, "csv", tmp_path / "r.csv") is None
+        and (tmp_path / "r.csv").read_bytes() == csv_text(big).encode()
+    )
+    # nothing to quote
+    assert csv_text(df.drop(columns="error")) == df.drop(columns="error").to_csv(index=False)
     for left_to_pandas in (df.assign(obj=[[i] for i in range(n)]), df[["error"]], df.iloc[:0],
                            df.assign(f32=np.ones(n, dtype=np.float32) / 3)):
         assert csv_text(left_to_pandas) == left_to_pandas.to_csv(index=False)

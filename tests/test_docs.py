@@ -13,7 +13,8 @@ import pytest
 from batchsweep.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = {"--store", "--stack", "--profile", "--region"}  # said once under the table, for every command taking them
+# said once under the table, for every command taking them
+SHARED = {"--store", "--stack", "--profile", "--region"}
 
 
 def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
@@ -26,7 +27,9 @@ def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
 
 
 def options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
-    return [a for a in parser._actions if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))]
+    return [
+        a for a in parser._actions if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))
+    ]
 
 
 ALL = list(commands(build_parser()))
@@ -39,15 +42,18 @@ def test_the_tree_is_walked() -> None:
 
 @pytest.mark.parametrize(("path", "parser"), ALL, ids=[" ".join(p) for p, _ in ALL])
 def test_every_option_has_a_help_line(path: tuple[str, ...], parser: argparse.ArgumentParser) -> None:
-    missing = [a.option_strings or [a.dest] for a in options(parser) if not a.help or a.help == argparse.SUPPRESS]
+    missing = [
+        a.option_strings or [a.dest] for a in options(parser) if not a.help or a.help == argparse.SUPPRESS
+    ]
     assert missing == [], f"batchsweep {' '.join(path)}: no help for {missing}"
 
 
 def test_the_readme_cli_section_lists_the_top_level_options() -> None:
     section = cli_section()
     for action in options(build_parser()):
-        assert any(re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", section) for f in action.option_strings), \
-            f"README's CLI section does not mention {action.option_strings[-1]}"
+        assert any(
+            re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", section) for f in action.option_strings
+        ), f"README's CLI section does not mention {action.option_strings[-1]}"
 
 
 def test_top_level_help_names_the_three_engines() -> None:
@@ -61,7 +67,8 @@ def cli_section() -> str:
 
 
 def usage_spans(section: str) -> list[list[str]]:
-    """Each `batchsweep ...` code span of the CLI table (and those after a ` · ` in the same cell), as words."""
+    """Each `batchsweep ...` code span of the CLI table (and those after a ` · ` in the same cell), as
+    words."""
     spans = re.findall(r"`([^`]+)`", section)
     return [s.replace("\\|", "|").removeprefix("batchsweep ").split() for s in spans if s.strip()]
 
@@ -74,7 +81,9 @@ def span_for(path: tuple[str, ...], spans: list[list[str]]) -> str | None:
 
 
 @pytest.mark.parametrize(("path", "parser"), ALL, ids=[" ".join(p) for p, _ in ALL])
-def test_the_readme_cli_table_lists_every_option(path: tuple[str, ...], parser: argparse.ArgumentParser) -> None:
+def test_the_readme_cli_table_lists_every_option(
+    path: tuple[str, ...], parser: argparse.ArgumentParser
+) -> None:
     section = cli_section()
     span = span_for(path, usage_spans(section))
     if any(isinstance(a, argparse._SubParsersAction) for a in parser._actions) and span is None:
@@ -89,9 +98,12 @@ def test_the_readme_cli_table_lists_every_option(path: tuple[str, ...], parser: 
             f"README's CLI table: `batchsweep {' '.join(path)}` does not list {flags[-1]}"
 
 
-# -- every path the docs name exists --------------------------------------------------------------------------
+# -- every path the docs name exists
+# --------------------------------------------------------------------------
 def tracked(*patterns: str) -> list[Path]:
-    out = subprocess.run(["git", "ls-files", *patterns], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "ls-files", *patterns], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     return [ROOT / line for line in out.splitlines()]
 
 

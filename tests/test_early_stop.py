@@ -1,8 +1,9 @@
 """Series (metrics.jsonl) and early stopping (`stop:`) on the local engine, with real processes.
 
-tests/scripts/curve.py prints a known curve per --quality: val_loss = quality + 1/epoch, one epoch every --pace s.
-With max_parallel 2 and the median rule (min_trials 2, min_steps 2), tasks 0 and 1 finish first (nothing to
-compare with yet); every later task worse than their median is stopped at step 2, every better one runs to 8."""
+tests/scripts/curve.py prints a known curve per --quality: val_loss = quality + 1/epoch, one epoch every
+--pace s. With max_parallel 2 and the median rule (min_trials 2, min_steps 2), tasks 0 and 1 finish first
+(nothing to compare with yet); every later task worse than their median is stopped at step 2, every better one
+runs to 8."""
 
 from __future__ import annotations
 
@@ -71,10 +72,13 @@ def test_median_rule_prunes_the_bad_curves_at_the_expected_step_and_keeps_the_go
         assert all(abs(r["val_loss"] - (quality + 1 / r["step"])) < 1e-3 for r in series)
         status = run.store.read_status(run.id, i)
         assert status.last_step == steps[-1]
-        # The final value stays. A stopped task may be killed between writing its series line and its metrics.json
-        # (log_metrics writes both), so its final value is that of its last or next-to-last step.
+        # The final value stays. A stopped task may be killed between writing its series line and its
+        # metrics.json (log_metrics writes both), so its final value is that of its last or next-to-last step.
         finals = [r["val_loss"] for r in (series[-2:] if i in BAD else series[-1:])]
-        assert any(df.loc[i, "val_loss"] == pytest.approx(v, abs=1e-3) for v in finals), (df.loc[i, "val_loss"], finals)
+        assert any(df.loc[i, "val_loss"] == pytest.approx(v, abs=1e-3) for v in finals), (
+            df.loc[i, "val_loss"],
+            finals,
+        )
         if i in BAD:
             assert "pruned at step 2 by the median rule" in status.error
             assert 2 <= status.last_step < EPOCHS
@@ -157,7 +161,9 @@ def test_kill_9_of_the_runner_then_resume_keeps_every_series(tmp_path):
         assert statuses[i].ended_at == ended, f"task {i} ({state.value}) ran again"
     for i, s in statuses.items():
         steps = [r["step"] for r in _series(store, run_id, i)]
-        assert steps == list(range(1, s.last_step + 1)) and s.last_step == (EPOCHS if s.state is State.SUCCEEDED else steps[-1])
+        assert steps == list(range(1, s.last_step + 1)) and s.last_step == (
+            EPOCHS if s.state is State.SUCCEEDED else steps[-1]
+        )
 
 
 def test_search_with_pruning_tells_optuna_the_trial_was_pruned(tmp_path):
@@ -210,7 +216,13 @@ def test_threshold_halving_and_hyperband_rules_decide_with_optunas_pruners():
     threshold = {"metric": "m", "rule": "threshold", "upper": 1.2, "min_steps": 0}
     assert decide(threshold, "r", 0, {0: {1: 1.1}}, {}) is None
     assert decide(threshold, "r", 0, {0: {1: 1.1, 2: 1.3}}, {}).step == 2
-    halving = {"metric": "m", "direction": "minimize", "rule": "halving", "min_steps": 1, "reduction_factor": 2}
+    halving = {
+        "metric": "m",
+        "direction": "minimize",
+        "rule": "halving",
+        "min_steps": 1,
+        "reduction_factor": 2,
+    }
     finished = {i: _curve(0.1 * i, 8) for i in range(4)}
     states = {i: State.SUCCEEDED for i in range(4)}
     assert decide(halving, "r", 4, {**finished, 4: _curve(5.0, 1)}, states).step == 1
@@ -220,14 +232,23 @@ def test_threshold_halving_and_hyperband_rules_decide_with_optunas_pruners():
     assert verdicts[0] is None and verdicts[1] is not None
 
 
-@pytest.mark.parametrize("rule, path", [("halving", "records"), ("hyperband", "records"), ("halving", "replay"),
-                                        ("hyperband", "replay"), ("median", "records")])
+@pytest.mark.parametrize(
+    "rule, path",
+    [
+        ("halving", "records"),
+        ("hyperband", "records"),
+        ("halving", "replay"),
+        ("hyperband", "replay"),
+        ("median", "records"),
+    ],
+)
 def test_decide_agrees_with_a_live_optuna_study_at_every_step_of_every_task(rule, path, monkeypatch):
-    """The run as Optuna itself would run it: every task a trial of one study, all running at once, each reporting
-    a step and asking `should_prune` in turn (Optuna's public API only). `decide`, given only what the store would
-    hold at that moment (every series so far, the tasks that ended), must say the same at every check, by either
-    path: the records written in Optuna's private format, or the replay through its public API. A change in how
-    Optuna's pruners keep their records (rungs, brackets) fails here, not silently in a sweep."""
+    """The run as Optuna itself would run it: every task a trial of one study, all running at once, each
+    reporting a step and asking `should_prune` in turn (Optuna's public API only). `decide`, given only what
+    the store would hold at that moment (every series so far, the tasks that ended), must say the same at
+    every check, by either path: the records written in Optuna's private format, or the replay through its
+    public API. A change in how Optuna's pruners keep their records (rungs, brackets) fails here, not silently
+    in a sweep."""
     import random
 
     import optuna
@@ -243,13 +264,20 @@ def test_decide_agrees_with_a_live_optuna_study_at_every_step_of_every_task(rule
     rng = random.Random(3)
     # Curves that cross: a task that starts badly may end well, so early and late rankings differ.
     shape = [(rng.uniform(0.0, 1.0), rng.uniform(0.2, 3.0), rng.uniform(0.0, 0.05)) for _ in range(n)]
-    curves = {i: {s: q + a / s + rng.uniform(0, noise) for s in range(1, steps + 1)} for i, (q, a, noise) in enumerate(shape)}
+    curves = {
+        i: {s: q + a / s + rng.uniform(0, noise) for s in range(1, steps + 1)}
+        for i, (q, a, noise) in enumerate(shape)
+    }
     stop = {"metric": "m", "direction": "minimize", "rule": rule, "min_steps": 1, "reduction_factor": 2,
             "max_steps": steps, "min_trials": 3}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        live = optuna.create_study(study_name=STUDY_PREFIX + "live", direction="minimize", pruner=pruner(stop),
-                                   sampler=optuna.samplers.RandomSampler(seed=0))
+        live = optuna.create_study(
+            study_name=STUDY_PREFIX + "live",
+            direction="minimize",
+            pruner=pruner(stop),
+            sampler=optuna.samplers.RandomSampler(seed=0),
+        )
         trials = [live.ask() for _ in range(n)]
         reached: dict[int, dict[int, float]] = {i: {} for i in range(n)}
         ended: dict[int, State] = {}
@@ -290,7 +318,9 @@ def test_stop_needs_a_series_and_a_metric_the_rule_reads(tmp_path):
         "stop: {metric: quux, rule: median}": "does not say whether lower or higher",
     }
     for extra, message in cases.items():
-        path = write_spec(tmp_path, base.rstrip(" ") + "\n".join("        " + line for line in extra.splitlines()))
+        path = write_spec(
+            tmp_path, base.rstrip(" ") + "\n".join("        " + line for line in extra.splitlines())
+        )
         with pytest.raises(SpecError, match=message):
             batchsweep.plan(path)
 
@@ -309,7 +339,10 @@ def test_status_and_report_show_what_stopping_saved_and_the_curves(tmp_path, cap
 
     full = statistics.median(s.duration_s for i, s in statuses.items() if i not in BAD)
     saved = sum(full - statuses[i].duration_s for i in BAD)
-    assert "median rule on val_loss (minimize) · 2 pruned" in line and f"~{duration(saved)} of task time saved" in line
+    assert (
+        "median rule on val_loss (minimize) · 2 pruned" in line
+        and f"~{duration(saved)} of task time saved" in line
+    )
     report = tmp_path / "r.html"
     assert cli.main(["report", run.id, "-o", str(report), "--store", str(tmp_path / "store")]) == 0
     html = report.read_text()
@@ -341,13 +374,18 @@ def test_status_watch_shows_each_running_tasks_latest_step_value_and_best(tmp_pa
     assert "running tasks" in out
     row = next(li for li in out.splitlines() if li.strip().startswith("0 ") and "quality=0.5" in li)
     step, value, best = row.split()[1:4]
-    assert int(step) >= 2 and float(value) == pytest.approx(0.5 + 1 / int(step), abs=1e-3) and float(best) == float(value)
+    assert (
+        int(step) >= 2
+        and float(value) == pytest.approx(0.5 + 1 / int(step), abs=1e-3)
+        and float(best) == float(value)
+    )
     assert "state    finished" in out  # the last frame, after the run ended
 
 
 # -- what deciding costs in S3 requests ---------------------------------------------------------------
 def _s3_run(session, tasks: dict[int, tuple[int, bool]]):
-    """An S3 store in moto holding run r1: task -> (steps of its series, finished); S3 calls counted by a hook."""
+    """An S3 store in moto holding run r1: task -> (steps of its series, finished); S3 calls counted by a
+    hook."""
     from batchsweep.aws.clients import make_client
 
     make_client("s3", session=session).create_bucket(Bucket="stops")
@@ -361,11 +399,15 @@ def _s3_run(session, tasks: dict[int, tuple[int, bool]]):
 
 
 def _put_task(store, index: int, steps: int, finished: bool) -> None:
-    lines = "".join(json.dumps({"step": s, "val_loss": 1 + index + 1 / s}) + "\n" for s in range(1, steps + 1))
+    lines = "".join(
+        json.dumps({"step": s, "val_loss": 1 + index + 1 / s}) + "\n" for s in range(1, steps + 1)
+    )
     store.backend.write_bytes(store.task_key("r1", index, "metrics.jsonl"), lines.encode())
     store.backend.write_bytes(store.task_key("r1", index, "stdout.log"), b"epoch ...")
     if finished:
-        store.backend.write_bytes(store.task_key("r1", index, "outputs/metrics.jsonl"), b"a task's own output")
+        store.backend.write_bytes(
+            store.task_key("r1", index, "outputs/metrics.jsonl"), b"a task's own output"
+        )
         store.backend.write_bytes(store.task_key("r1", index, "status.json"), json.dumps(
             {"index": index, "state": "succeeded", "last_step": steps}).encode())
 
@@ -377,7 +419,8 @@ def test_on_s3_listings_are_spaced_and_back_off_while_nothing_changes(session):
     now = [0.0]
     view = RunView(store, "r1", "val_loss", running_too=False, every=5.0, clock=lambda: now[0])
     series, states = view.refresh(own=9)
-    assert set(series) == {0, 1} and states == {0: State.SUCCEEDED, 1: State.SUCCEEDED}  # a running one: not read
+    # a running one: not read
+    assert set(series) == {0, 1} and states == {0: State.SUCCEEDED, 1: State.SUCCEEDED}
     assert calls.count("ListObjectsV2") == 1 and calls.count("GetObject") == 4
     listed_at = []
     for t in range(0, 200):  # a check every second for 200 s, nothing changing

@@ -1,5 +1,6 @@
-"""`batchsweep estimate`, `run --dry-run` and the cost after a run: what a sweep will take, from the spec alone,
-never calling AWS; durations from --task-seconds, a local --pilot, or an earlier finished run of the sweep."""
+"""`batchsweep estimate`, `run --dry-run` and the cost after a run: what a sweep will take, from the spec
+alone, never calling AWS; durations from --task-seconds, a local --pilot, or an earlier finished run of the
+sweep."""
 
 from __future__ import annotations
 
@@ -45,8 +46,14 @@ def cli_out(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 @pytest.fixture
 def no_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No credentials anywhere, and every AWS endpoint pointed at a port where nothing listens."""
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION",
-                "AWS_DEFAULT_REGION"):
+    for var in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
@@ -105,12 +112,32 @@ def test_spot_estimate_is_a_range_and_packs_tasks_per_job(tmp_path: Path, no_aws
 def test_dry_run_on_aws_batch_prints_estimate_writes_nothing_and_never_loads_boto(
         tmp_path: Path, no_aws: None) -> None:
     spec = write_spec(tmp_path)
-    code = ("import sys; from batchsweep import cli; rc = cli.main(sys.argv[1:]); "
-            "print('AWS-MODULES', sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore'))); "
-            "sys.exit(rc)")
-    proc = subprocess.run([sys.executable, "-c", code, "run", str(spec), "--dry-run", "--backend", "aws-batch",
-                           "--task-seconds", "5", "--store", str(tmp_path / "store")],
-                          capture_output=True, text=True, cwd=tmp_path, env=os.environ.copy(), timeout=60)
+    code = (
+        "import sys; from batchsweep import cli; rc = cli.main(sys.argv[1:]); "
+        "print('AWS-MODULES', sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore'))); "
+        "sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "run",
+            str(spec),
+            "--dry-run",
+            "--backend",
+            "aws-batch",
+            "--task-seconds",
+            "5",
+            "--store",
+            str(tmp_path / "store"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=os.environ.copy(),
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "dry run: nothing was started" in out
@@ -137,8 +164,9 @@ def test_without_any_duration_the_default_is_assumed_and_said(tmp_path: Path, no
     assert "ASSUME 60 s per task" in out and "--task-seconds S or --pilot N" in out
 
 
-def test_pilot_runs_the_first_tasks_locally_and_uses_their_durations(tmp_path: Path, no_aws: None,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_pilot_runs_the_first_tasks_locally_and_uses_their_durations(
+    tmp_path: Path, no_aws: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = write_spec(tmp_path, grid="{a: [1, 2, 3, 4, 5, 6], sleep: [0.3]}")
     store = tmp_path / "store"
     out = cli_out(capsys, "run", str(spec), "--dry-run", "--backend", "aws-batch", "--pilot", "2",
@@ -149,22 +177,31 @@ def test_pilot_runs_the_first_tasks_locally_and_uses_their_durations(tmp_path: P
     assert not store.exists()  # the pilot ran in a throwaway store
 
 
-def test_pilot_whose_tasks_all_fail_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pilot_whose_tasks_all_fail_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = write_spec(tmp_path, grid="{a: [1, 2], fail_on: [1]}")
     assert cli.main(["estimate", str(spec), "--pilot", "1", "--store", str(tmp_path / "store")]) == 2
     err = capsys.readouterr().err
-    assert "--pilot 1: none of the pilot tasks succeeded (task 0: exit code 3: failing on purpose); fix the task" in err
+    assert (
+        "--pilot 1: none of the pilot tasks succeeded (task 0: exit code 3: failing on purpose); fix the task"
+        in err
+    )
     assert "failing on purpose" in err
 
 
-def test_durations_of_an_earlier_finished_run_of_the_sweep_are_used(tmp_path: Path, no_aws: None,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_durations_of_an_earlier_finished_run_of_the_sweep_are_used(
+    tmp_path: Path, no_aws: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = write_spec(tmp_path, grid="{a: [1, 2, 3], sleep: [0.2]}")
     store = tmp_path / "store"
     run = batchsweep.run(spec, store=store, progress=False)
     median = statistics.median(run.results()["duration_s"])
     out = cli_out(capsys, "estimate", str(spec), "--backend", "aws-batch", "--store", str(store))
-    assert f"duration   {median:g} s per task (median of 3 succeeded task(s) of earlier run {run.id} (local))" in out
+    assert (
+        f"duration   {median:g} s per task (median of 3 succeeded task(s) of earlier run {run.id} (local))"
+        in out
+    )
     assert "DEFAULT ASSUMPTION" not in out
 
 
@@ -176,7 +213,10 @@ def test_runs_of_another_sweep_are_not_used(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_task_seconds_and_pilot_need_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["run", str(write_spec(tmp_path)), "--task-seconds", "5", "--store", str(tmp_path / "s")]) == 2
+    assert (
+        cli.main(["run", str(write_spec(tmp_path)), "--task-seconds", "5", "--store", str(tmp_path / "s")])
+        == 2
+    )
     assert "only apply with --dry-run" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 
@@ -188,14 +228,19 @@ def test_an_invalid_fargate_size_is_bad_input_in_an_estimate_too(tmp_path: Path,
     assert "resources.memory_mib: 1000 MiB is not valid with 1 vCPU on Fargate" in capsys.readouterr().err
 
 
-def test_status_shows_compute_time_after_a_local_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_shows_compute_time_after_a_local_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = tmp_path / "store"
     run = batchsweep.run(write_spec(tmp_path, grid="{a: [1, 2], sleep: [0.1]}"), store=store, progress=False)
     from batchsweep.text import duration
 
     took = run.results()["duration_s"]
     out = cli_out(capsys, "status", run.id, "--store", str(store))
-    assert f"compute  {duration(took.sum())} of task time (sum of task durations), longest {duration(took.max())}" in out
+    assert (
+        f"compute  {duration(took.sum())} of task time (sum of task durations), longest "
+        f"{duration(took.max())}" in out
+    )
     assert "0.0 s" not in out
     # Tasks shorter than a second measure the interpreter starting, not a size to reserve: no advice.
     assert took.max() < 1 and not [line for line in out.splitlines() if line.startswith("size")], out
@@ -216,9 +261,15 @@ def test_cost_of_a_finished_aws_run_from_its_measured_durations() -> None:
     # one container each: max(60, 30 + d) = 120, 60, 230 s
     hours = (120 + 60 + 230) / 3600
     vcpu_price, gb_price = price("us-east-2")
-    assert est.low_usd == est.high_usd == pytest.approx(hours * vcpu_price + hours * 2 * gb_price + hours * ipv4_price())
-    assert f"public IPv4: one address per container (the stack's subnets have no NAT gateway) at $0.005/hour: " \
-           f"${hours * 0.005:.4g}" in est.assumptions
+    assert (
+        est.low_usd
+        == est.high_usd
+        == pytest.approx(hours * vcpu_price + hours * 2 * gb_price + hours * ipv4_price())
+    )
+    assert (
+        f"public IPv4: one address per container (the stack's subnets have no NAT gateway) at $0.005/hour: "
+        f"${hours * 0.005:.4g}" in est.assumptions
+    )
     assert run_cost(_record("local", {"region": "us-east-2"}, **info), [90.0]) is None
 
 
@@ -235,7 +286,9 @@ def test_report_of_an_aws_run_carries_the_estimated_cost(tmp_path: Path) -> None
     assert "estimated cost" in html and "An estimate from a price table, not a bill" in html
 
 
-def test_a_local_dry_run_prints_the_tasks_and_no_estimate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_local_dry_run_prints_the_tasks_and_no_estimate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = cli_out(capsys, "run", str(write_spec(tmp_path)), "--dry-run", "--store", str(tmp_path / "store"))
     assert "20 tasks · backend local" in out
     assert "ESTIMATE" not in out and "cost" not in out and "ASSUME" not in out
@@ -257,7 +310,9 @@ def test_a_search_dry_run_says_trials_rounds_and_space_and_the_estimate_agrees(
         """))
     store = str(tmp_path / "store")
     out = cli_out(capsys, "run", str(spec), "--dry-run", "--store", store)
-    assert "search   tpe sampler · 20 trials in 4 rounds of up to 6 (batch) · maximize product · seed 3" in out
+    assert (
+        "search   tpe sampler · 20 trials in 4 rounds of up to 6 (batch) · maximize product · seed 3" in out
+    )
     assert re.search(r"^space\s+a\s+randint\(1, 9\)$", out, re.M) and "fixed    b=2" in out
     assert "20 tasks (one per trial) · backend local" in out and not re.search(r"^0 tasks", out, re.M)
     est = cli_out(capsys, "estimate", str(spec), "--store", store)
@@ -272,13 +327,15 @@ def test_an_aws_dry_run_reads_the_latest_finished_run_once(tmp_path: Path, no_aw
     spec = write_spec(tmp_path, grid="{a: [1, 2, 3]}", extra="resources: {vcpus: 4, memory_mib: 16384}\n")
     store = tmp_path / "store"
     run = batchsweep.run(spec, store=store, progress=False)
-    # Tasks of a minute each: right-sizing ignores tasks shorter than a second (their use is the interpreter's).
-    # Their use is set too: a task that ends before the first sample (a loaded machine) has none.
+    # Tasks of a minute each: right-sizing ignores tasks shorter than a second (their use is the
+    # interpreter's). Their use is set too: a task that ends before the first sample (a loaded machine) has
+    # none.
     opened = Store.open(store)
     for status in opened.statuses(run.id, 3).values():
         assert status.started_at is not None
-        opened.write_status(run.id, dataclasses.replace(status, ended_at=status.started_at + 60, peak_rss_mib=60.0,
-                                                        cpu_s=1.0))
+        opened.write_status(
+            run.id, dataclasses.replace(status, ended_at=status.started_at + 60, peak_rss_mib=60.0, cpu_s=1.0)
+        )
     reads: list[str] = []
     statuses = Store.statuses
 
@@ -307,8 +364,8 @@ def test_gpu_tasks_are_priced_as_ec2_instances_not_fargate(tmp_path: Path, no_aw
         """)
     out = cli_out(capsys, "estimate", str(spec), "--backend", "aws-batch", "--task-seconds", "3600",
                   "--store", str(tmp_path / "store"))
-    # 4 containers of 120 s startup + 3600 s; a 4-vCPU, 1-GPU task fits best on a g4dn.xlarge (T4) or a g5.xlarge
-    # (A10G): which family Batch launches is the range
+    # 4 containers of 120 s startup + 3600 s; a 4-vCPU, 1-GPU task fits best on a g4dn.xlarge (T4) or a
+    # g5.xlarge (A10G): which family Batch launches is the range
     hours = 4 * 3720 / 3600
     low, high = hours * gpu_price("g4dn.xlarge"), hours * gpu_price("g5.xlarge")
     assert f"(EC2 GPU on-demand, us-east-1): ${low:,.2f}–${high:,.2f}" in out, out
@@ -327,7 +384,10 @@ def test_a_gpu_spot_estimate_takes_the_spot_discount_and_an_unpriced_region_says
                   "--store", str(tmp_path / "store"))
     disc = gpu_prices()["spot_discount"]
     hours = 720 / 3600
-    low, high = hours * gpu_price("g4dn.xlarge") * (1 - disc["high"]), hours * gpu_price("g5.xlarge") * (1 - disc["low"])
+    low, high = (
+        hours * gpu_price("g4dn.xlarge") * (1 - disc["high"]),
+        hours * gpu_price("g5.xlarge") * (1 - disc["low"]),
+    )
     assert f"(EC2 GPU Spot, us-west-2): {usd(low)}–{usd(high)}" in out, out
     spec.write_text(spec.read_text().replace("us-west-2", "ap-south-1"))
     out = cli_out(capsys, "estimate", str(spec), "--backend", "aws-batch", "--task-seconds", "600",
@@ -338,12 +398,14 @@ def test_a_gpu_spot_estimate_takes_the_spot_discount_and_an_unpriced_region_says
 def test_cost_of_a_finished_gpu_run_is_priced_as_ec2() -> None:
     info = {"resources": {"vcpus": 4, "memory_mib": 15000, "gpus": 1}, "aws": {"spot": True}}
     est = run_cost(_record("aws-batch", {"region": "us-east-1", "spot": False}, **info), [3480.0, 3480.0])
-    assert est is not None and est.kind == "EC2 GPU on-demand, us-east-1"  # the queue it ran on, not the spec's
+    # the queue it ran on, not the spec's
+    assert est is not None and est.kind == "EC2 GPU on-demand, us-east-1"
     assert est.low_usd == pytest.approx(2 * gpu_price("g4dn.xlarge"))
 
 
-def test_a_dry_run_on_a_private_network_stack_counts_no_public_ipv4(tmp_path: Path, session: Any,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_dry_run_on_a_private_network_stack_counts_no_public_ipv4(
+    tmp_path: Path, session: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     """PrivateNetwork=true: the containers hold no public address (issue #29 item 8). Before, every Fargate
     estimate added one address per container; now the dry run reads the stack's parameter and says which."""
     import json
@@ -359,13 +421,27 @@ def test_a_dry_run_on_a_private_network_stack_counts_no_public_ipv4(tmp_path: Pa
     cost = {}
     for name in ("priv", "pub", "none-yet"):
         spec = write_spec(tmp_path, extra=f"aws: {{stack: {name}, spot: false}}\n")
-        out = cli_out(capsys, "run", str(spec), "--dry-run", "--backend", "aws-batch", "--task-seconds", "3600",
-                      "--store", str(tmp_path / "store"))
-        cost[name] = float(re.search(r"ESTIMATED cost \([^)]*\): \$([0-9.,]+)", out).group(1).replace(",", ""))
+        out = cli_out(
+            capsys,
+            "run",
+            str(spec),
+            "--dry-run",
+            "--backend",
+            "aws-batch",
+            "--task-seconds",
+            "3600",
+            "--store",
+            str(tmp_path / "store"),
+        )
+        cost[name] = float(
+            re.search(r"ESTIMATED cost \([^)]*\): \$([0-9.,]+)", out).group(1).replace(",", "")
+        )
         if name == "priv":
             assert "network: stack 'priv' has PrivateNetwork=true" in out and "public IPv4: none" in out, out
         elif name == "pub":
-            assert "network: stack 'pub' has PrivateNetwork=false" in out and "public IPv4: one address" in out
+            assert (
+                "network: stack 'pub' has PrivateNetwork=false" in out and "public IPv4: one address" in out
+            )
         else:
             assert "public IPv4 counted: no stack 'none-yet' yet" in out, out
     hours = 20 * 3630 / 3600  # 20 containers, one address each while they run

@@ -24,39 +24,75 @@ def _bomb() -> bytes:
     lines = [b'a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     for i in range(1, 10):
         lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]".encode())
-    return b"anchors:\n" + b"\n".join(b"  " + line for line in lines) + b"\nname: demo\nscript: target.py\nparams: {grid: {window: *a9}}\n"
+    return (
+        b"anchors:\n"
+        + b"\n".join(b"  " + line for line in lines)
+        + b"\nname: demo\nscript: target.py\nparams: {grid: {window: *a9}}\n"
+    )
 
 
 CASES = {
     "alias bomb": (_bomb(), "alias bomb"),
     "recursive anchor": (HEAD + b"params: &p {fixed: {save_name: *p}}\n", "recursive"),
-    "nesting 10,000 deep": (HEAD + b"params: {fixed: {save_name: " + b"[" * 10_000 + b"]" * 10_000 + b"}}\n", "nested deeper"),
-    "10^8 grid": (HEAD + b"params:\n  grid:\n" + b"".join(f"    p{i}: [0,1,2,3,4,5,6,7,8,9]\n".encode() for i in range(8)),
-                  "the space has 10^8 tasks; the limit is 10^6, raise it with --max-tasks"),
-    "10^12 random samples": (HEAD + b"params: {random: {samples: 1000000000000, space: {window: 'randint(1, 9)'}}}\n",
-                             "10^12 tasks"),
+    "nesting 10,000 deep": (
+        HEAD + b"params: {fixed: {save_name: " + b"[" * 10_000 + b"]" * 10_000 + b"}}\n",
+        "nested deeper",
+    ),
+    "10^8 grid": (
+        HEAD
+        + b"params:\n  grid:\n"
+        + b"".join(f"    p{i}: [0,1,2,3,4,5,6,7,8,9]\n".encode() for i in range(8)),
+        "the space has 10^8 tasks; the limit is 10^6, raise it with --max-tasks",
+    ),
+    "10^12 random samples": (
+        HEAD + b"params: {random: {samples: 1000000000000, space: {window: 'randint(1, 9)'}}}\n",
+        "10^12 tasks",
+    ),
     "binary file": (b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)), "binary file"),
     "not UTF-8": (HEAD + b"params: {grid: {window: [5]}, fixed: {save_name: caf\xe9}}\n", "not UTF-8"),
     "a list, not a mapping": (b"- name: demo\n- script: target.py\n", "must be a mapping"),
-    "a NUL byte in a value": (HEAD + b'params: {grid: {window: [5]}, fixed: {save_name: "a\\0b"}}\n', "NUL byte"),
-    "a param name that is no flag": (HEAD + b"params: {grid: {'window; rm -rf /': [5]}}\n", "cannot be a command-line flag"),
-    "a param name that is an option": (HEAD + b"params: {grid: {'--window': [5]}}\n", "cannot be a command-line flag"),
-    "a 200 KiB value": (HEAD + b"params: {grid: {window: [5]}, fixed: {save_name: " + b"x" * 200_000 + b"}}\n",
-                        "longer than one command-line argument"),
+    "a NUL byte in a value": (
+        HEAD + b'params: {grid: {window: [5]}, fixed: {save_name: "a\\0b"}}\n',
+        "NUL byte",
+    ),
+    "a param name that is no flag": (
+        HEAD + b"params: {grid: {'window; rm -rf /': [5]}}\n",
+        "cannot be a command-line flag",
+    ),
+    "a param name that is an option": (
+        HEAD + b"params: {grid: {'--window': [5]}}\n",
+        "cannot be a command-line flag",
+    ),
+    "a 200 KiB value": (
+        HEAD + b"params: {grid: {window: [5]}, fixed: {save_name: " + b"x" * 200_000 + b"}}\n",
+        "longer than one command-line argument",
+    ),
     "a 9 MiB spec": (HEAD + b"# " + b"x" * (9 << 20) + b"\n", "too large for a spec"),
     # issue 30, item 6: a param never overwrites a column of the results, nor one key another
-    "a param named like a results column": (HEAD + b"params: {grid: {window: [5], status: [ok, bad]}}\n",
-                                            "params.grid: a param named 'status' would overwrite the results column"),
-    "a param named error in a list": (HEAD + b"params: {list: [{window: 5, error: 0.1}]}\n",
-                                      "params.list: a param named 'error' would overwrite"),
-    "a search param named attempts": (HEAD + b"search: {trials: 4, metric: x, space: {attempts: 'randint(1, 3)'}}\n",
-                                      "search.space: a param named 'attempts' would overwrite"),
-    "a grid repeat beside repeat:": (HEAD + b"params: {grid: {window: [5], repeat: [1, 2]}, repeat: 3}\n",
-                                     "params.grid: a param named 'repeat' beside `params.repeat: 3`"),
-    "a key written twice": (HEAD + b"params:\n  grid: {window: [5]}\n  fixed: {save_name: a}\nname: other\n",
-                            "key 'name' appears twice in one mapping, on lines 1 and 6"),
-    "a param written twice": (HEAD + b"params:\n  grid:\n    window: [5]\n    window: [10, 20]\n",
-                              "key 'window' appears twice in one mapping, on lines 5 and 6"),
+    "a param named like a results column": (
+        HEAD + b"params: {grid: {window: [5], status: [ok, bad]}}\n",
+        "params.grid: a param named 'status' would overwrite the results column",
+    ),
+    "a param named error in a list": (
+        HEAD + b"params: {list: [{window: 5, error: 0.1}]}\n",
+        "params.list: a param named 'error' would overwrite",
+    ),
+    "a search param named attempts": (
+        HEAD + b"search: {trials: 4, metric: x, space: {attempts: 'randint(1, 3)'}}\n",
+        "search.space: a param named 'attempts' would overwrite",
+    ),
+    "a grid repeat beside repeat:": (
+        HEAD + b"params: {grid: {window: [5], repeat: [1, 2]}, repeat: 3}\n",
+        "params.grid: a param named 'repeat' beside `params.repeat: 3`",
+    ),
+    "a key written twice": (
+        HEAD + b"params:\n  grid: {window: [5]}\n  fixed: {save_name: a}\nname: other\n",
+        "key 'name' appears twice in one mapping, on lines 1 and 6",
+    ),
+    "a param written twice": (
+        HEAD + b"params:\n  grid:\n    window: [5]\n    window: [10, 20]\n",
+        "key 'window' appears twice in one mapping, on lines 5 and 6",
+    ),
 }
 
 
@@ -107,8 +143,9 @@ def test_a_20000_element_list_param_runs_like_any_other(tmp_path):
 
 @pytest.mark.parametrize("c_parser", [True, False], ids=["libyaml events", "pure Python"])
 def test_both_yaml_parsers_read_every_spec_alike_and_cap_it_alike(c_parser):
-    """Specs are parsed by libyaml's C parser when PyYAML has it (5x faster on a big grid), composed by PyYAML's
-    composer where depth is capped; without libyaml, PyYAML's own parser. Both read what yaml.safe_load reads."""
+    """Specs are parsed by libyaml's C parser when PyYAML has it (5x faster on a big grid), composed by
+    PyYAML's composer where depth is capped; without libyaml, PyYAML's own parser. Both read what
+    yaml.safe_load reads."""
     import yaml
 
     from batchsweep.spec.yamlread import DuplicateKey, TooComplex, bounded_yaml
@@ -126,4 +163,7 @@ def test_both_yaml_parsers_read_every_spec_alike_and_cap_it_alike(c_parser):
     assert bounded_yaml("x: " + "[" * 63 + "]" * 63, c_parser=c_parser)["x"] is not None
     with pytest.raises(DuplicateKey, match="key 'a' appears twice in one mapping, on lines 2 and 4"):
         bounded_yaml("b: 1\na: 1\nc: {x: 1}\na: 2\n", c_parser=c_parser)
-    assert bounded_yaml("base: &b {x: 1, y: 2}\nover: {<<: *b, x: 3}\n", c_parser=c_parser)["over"] == {"x": 3, "y": 2}
+    assert bounded_yaml("base: &b {x: 1, y: 2}\nover: {<<: *b, x: 3}\n", c_parser=c_parser)["over"] == {
+        "x": 3,
+        "y": 2,
+    }

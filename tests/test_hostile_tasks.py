@@ -84,7 +84,7 @@ _PEAK = """
 import resource, subprocess, sys
 proc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 print(proc.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, proc.stderr[-500:].replace(chr(10), ' '))
-"""
+"""  # noqa: E501
 
 
 def _peak_mib(tmp_path: Path, *argv: str) -> tuple[int, int, str]:
@@ -98,7 +98,8 @@ def _peak_mib(tmp_path: Path, *argv: str) -> tuple[int, int, str]:
     return int(out[0]), int(out[1]), out[2]
 
 
-# 256 MiB keeps the suite fast; BATCHSWEEP_FLOOD_MIB=1024 is the issue's 1 GiB (peak 2163 MiB before, see report).
+# 256 MiB keeps the suite fast; BATCHSWEEP_FLOOD_MIB=1024 is the issue's 1 GiB (peak 2163 MiB before, see
+# report).
 FLOOD_MIB = int(os.environ.get("BATCHSWEEP_FLOOD_MIB", "256"))
 
 
@@ -124,10 +125,10 @@ def test_a_huge_stdout_is_scanned_for_metrics_and_shown_by_logs_in_bounded_memor
 
 
 def test_a_process_with_a_tasks_token_that_no_search_after_the_task_sees_dies_when_the_run_ends(tmp_path):
-    """The search after each task looks among the runner's children, which /proc lists unreliably while processes
-    come and go; when every task has ended the runner looks once more, over the whole machine, for anything that
-    still carries one of the run's task tokens. Here such a process is started by someone else (not below the
-    runner) with the token a task handed over."""
+    """The search after each task looks among the runner's children, which /proc lists unreliably while
+    processes come and go; when every task has ended the runner looks once more, over the whole machine, for
+    anything that still carries one of the run's task tokens. Here such a process is started by someone else
+    (not below the runner) with the token a task handed over."""
     import subprocess
     import sys
 
@@ -221,17 +222,22 @@ def test_a_symlink_a_task_plants_where_the_runner_keeps_its_files_is_that_tasks_
 def test_a_task_that_moves_a_directory_above_its_own_stops_the_run_and_writes_nothing_there(tmp_path):
     victim, files = _victim(tmp_path)
     with pytest.raises(batchsweep.SweepError, match="was moved or replaced by a symlink while the task ran"):
-        _run(tmp_path, f"{{list: [{{a: 1, plant: '../../tasks={victim / 'dir'}'}}, {{a: 2}}]}}", max_parallel="1")
+        _run(
+            tmp_path,
+            f"{{list: [{{a: 1, plant: '../../tasks={victim / 'dir'}'}}, {{a: 2}}]}}",
+            max_parallel="1",
+        )
     _untouched(victim, files)
 
 
 @pytest.mark.parametrize("name", ["../1", "../1/work"])
-def test_a_symlink_a_task_plants_where_a_later_task_of_its_run_will_run_is_removed_not_followed(tmp_path, caplog,
-                                                                                                name):
-    """Task 0 makes tasks/1 (not yet made: one task at a time), or its working directory, a symlink to someone's
-    directory. Before, task 1 ran there: its working directory victim/work (an existing one deleted first), its
-    logs, metrics and status.json written into the victim's directory; or the run stopped (rmtree refuses a
-    symlink). Now the runner removes the link and runs task 1 in a directory of its own."""
+def test_a_symlink_a_task_plants_where_a_later_task_of_its_run_will_run_is_removed_not_followed(
+    tmp_path, caplog, name
+):
+    """Task 0 makes tasks/1 (not yet made: one task at a time), or its working directory, a symlink to
+    someone's directory. Before, task 1 ran there: its working directory victim/work (an existing one deleted
+    first), its logs, metrics and status.json written into the victim's directory; or the run stopped (rmtree
+    refuses a symlink). Now the runner removes the link and runs task 1 in a directory of its own."""
     victim, files = _victim(tmp_path)
     (victim / "dir" / "work").mkdir()
     (victim / "dir" / "work" / "thesis.tex").write_bytes(b"three years\n")
@@ -257,13 +263,16 @@ sys.exit(int(sys.argv[sys.argv.index("--a") + 1]))
 
 
 def test_what_a_task_writes_cannot_attack_the_terminal_or_the_spreadsheet_that_shows_it(tmp_path, capsys):
-    """A task's metrics and last error line carry escape sequences (OSC 52 writes the clipboard, OSC 0 retitles
-    the window, CSI clears the screen), rich markup and spreadsheet formulas: `status` and `results` show them
-    escaped, and the CSV export makes every formula-looking cell and name inert, quoting a bare CR."""
+    """A task's metrics and last error line carry escape sequences (OSC 52 writes the clipboard, OSC 0
+    retitles the window, CSI clears the screen), rich markup and spreadsheet formulas: `status` and `results`
+    show them escaped, and the CSV export makes every formula-looking cell and name inert, quoting a bare
+    CR."""
     from batchsweep import cli
 
     (tmp_path / "esc.py").write_text(_ESCAPES)
-    spec = write_spec(tmp_path, 'name: esc\nscript: esc.py\nparams: {grid: {a: [0, 3]}, fixed: {tab: "\\tx"}}\n')
+    spec = write_spec(
+        tmp_path, 'name: esc\nscript: esc.py\nparams: {grid: {a: [0, 3]}, fixed: {tab: "\\tx"}}\n'
+    )
     store = str(tmp_path / "store")
     assert cli.main(["run", str(spec), "--store", store]) == 1
     capsys.readouterr()
@@ -288,7 +297,9 @@ def test_what_a_task_writes_cannot_attack_the_terminal_or_the_spreadsheet_that_s
     assert len(rows) == 2 and '"a\rb"' in text
 
 
-def test_a_param_value_with_escape_sequences_is_shown_escaped_by_dry_run_and_rerun(tmp_path, capsys, monkeypatch):
+def test_a_param_value_with_escape_sequences_is_shown_escaped_by_dry_run_and_rerun(
+    tmp_path, capsys, monkeypatch
+):
     """A spec from someone else's repository gives a param an OSC 0 (retitle) and CSI (colour) value: `run
     --dry-run` printed it raw in each command line, and so did `rerun`'s `command:` line. `rerun --dir` with a
     relative directory ran nothing (the script's path was relative to the wrong directory)."""
@@ -296,16 +307,21 @@ def test_a_param_value_with_escape_sequences_is_shown_escaped_by_dry_run_and_rer
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "esc.py").write_text(_ESCAPES)
-    spec = write_spec(tmp_path, 'name: esc\nscript: esc.py\nparams: {grid: {a: [3]}, fixed: {t: "v\\e]0;T\\a\\e[31m"}}\n')
+    spec = write_spec(
+        tmp_path, 'name: esc\nscript: esc.py\nparams: {grid: {a: [3]}, fixed: {t: "v\\e]0;T\\a\\e[31m"}}\n'
+    )
     store = str(tmp_path / "store")
     assert cli.main(["run", str(spec), "--dry-run", "--store", store]) == 0
     assert cli.main(["run", str(spec), "--store", store]) == 1
     run_id = batchsweep.load_run(store=store).id
-    assert cli.main(["rerun", run_id, "0", "--dir", "again", "--store", store]) == 3  # the task's own exit code
+    # the task's own exit code
+    assert cli.main(["rerun", run_id, "0", "--dir", "again", "--store", store]) == 3
     out, err = capsys.readouterr()
     raw = [c for c in out + err if (ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0]
     assert not raw, raw
-    assert out.count("--t 'v\\x1b]0;T\\x07\\x1b[31m'") == 1 and err.count("--t 'v\\x1b]0;T\\x07\\x1b[31m'") == 1
+    assert (
+        out.count("--t 'v\\x1b]0;T\\x07\\x1b[31m'") == 1 and err.count("--t 'v\\x1b]0;T\\x07\\x1b[31m'") == 1
+    )
     assert (tmp_path / "again" / "work" / "metrics.json").exists()
 
 
@@ -376,10 +392,10 @@ def test_a_daemon_of_a_run_whose_runner_was_killed_dies_when_the_run_is_resumed(
 
 
 def test_odd_values_are_written_faithfully_to_csv_json_parquet_and_the_dataframe(tmp_path, capsys):
-    """Issue 30, item 8: whole numbers past int64, a lone surrogate in a metric and in a metric's name, an output
-    file whose name is not UTF-8, a param a list on one task and a number on another. The DataFrame keeps them
-    as they are; a file format that needs UTF-8 text gets them escaped (`\\ud800`, `\\xff`), Parquet a column
-    it cannot type as text."""
+    """Issue 30, item 8: whole numbers past int64, a lone surrogate in a metric and in a metric's name, an
+    output file whose name is not UTF-8, a param a list on one task and a number on another. The DataFrame
+    keeps them as they are; a file format that needs UTF-8 text gets them escaped (`\\ud800`, `\\xff`),
+    Parquet a column it cannot type as text."""
     import csv
     import json
 
@@ -387,8 +403,11 @@ def test_odd_values_are_written_faithfully_to_csv_json_parquet_and_the_dataframe
 
     from batchsweep import cli
 
-    run = _run(tmp_path, "{list: [{a: 1, xs: 5}, {a: 18446744073709551617, xs: [3, 4]}], fixed: {odd_values: é}}",
-               outputs='["*.bin"]')
+    run = _run(
+        tmp_path,
+        "{list: [{a: 1, xs: 5}, {a: 18446744073709551617, xs: [3, 4]}], fixed: {odd_values: é}}",
+        outputs='["*.bin"]',
+    )
     df = run.results()
     assert list(df["status"]) == ["succeeded"] * 2
     assert list(df["a"]) == [1, 2**64 + 1] and list(df["xs"]) == [5, [3, 4]]
@@ -402,7 +421,10 @@ def test_odd_values_are_written_faithfully_to_csv_json_parquet_and_the_dataframe
     out, err = capsys.readouterr()
     assert "Traceback" not in err and "lone \\ud800 é" in out
     rows = list(csv.DictReader(open(tmp_path / "r.csv", encoding="utf-8")))
-    assert [r["big"] for r in rows] == [str(2**64 + 1), str(2**65 + 1)] and [r["xs"] for r in rows] == ["5", "[3, 4]"]
+    assert [r["big"] for r in rows] == [str(2**64 + 1), str(2**65 + 1)] and [r["xs"] for r in rows] == [
+        "5",
+        "[3, 4]",
+    ]
     assert rows[0]["text"] == "lone \\ud800 é" and rows[0]["\\ud83dname"] == "1.5"
     assert rows[0]["outputs"] == "out_\\xff\\xfe.bin"
     records = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
@@ -411,23 +433,31 @@ def test_odd_values_are_written_faithfully_to_csv_json_parquet_and_the_dataframe
     table = pd.read_parquet(tmp_path / "r.parquet")
     assert list(table["big"]) == [str(2**64 + 1), str(2**65 + 1)] and list(table["xs"]) == ["5", "[3, 4]"]
     assert list(table["text"]) == ["lone \\ud800 é"] * 2 and list(table["small"]) == [str(-(2**63) - 1)] * 2
-    assert list(batchsweep.load_run(run.id, store=store).results()["big"]) == [2**64 + 1, 2**65 + 1]  # no cache
+    # no cache
+    assert list(batchsweep.load_run(run.id, store=store).results()["big"]) == [2**64 + 1, 2**65 + 1]
 
 
 def test_a_report_of_metrics_and_params_at_the_ends_of_the_floats_is_written(tmp_path, capsys):
-    """Params .nan, .inf, -.inf, 1e400 and 10^29; metrics NaN, ±inf and a constant 10^30: before, report died of
-    ZeroDivisionError (an axis of one value was widened by ±0.5, which is nothing to 1e30)."""
+    """Params .nan, .inf, -.inf, 1e400 and 10^29; metrics NaN, ±inf and a constant 10^30: before, report died
+    of ZeroDivisionError (an axis of one value was widened by ±0.5, which is nothing to 1e30)."""
     from batchsweep import cli
 
     (tmp_path / "ends.py").write_text(
-        "import argparse, json\np = argparse.ArgumentParser(); p.add_argument('--a', type=float)\n"
-        "a = p.parse_args().a\njson.dump({'x': a, 'big': 10**30, 'inf': float('inf')}, open('metrics.json', 'w'))\n")
-    spec = write_spec(tmp_path, "name: ends\nscript: ends.py\n"
-                                "params: {grid: {a: [.nan, .inf, -.inf, 1e400, 99999999999999999999999999999]}}\n")
+        "import argparse, json\np = argparse.ArgumentParser(); p.add_argument('--a', type=float)\na = "
+        "p.parse_args().a\njson.dump({'x': a, 'big': 10**30, 'inf': float('inf')}, open('metrics.json', "
+        "'w'))\n"
+    )
+    spec = write_spec(
+        tmp_path,
+        "name: ends\nscript: ends.py\n"
+        "params: {grid: {a: [.nan, .inf, -.inf, 1e400, 99999999999999999999999999999]}}\n",
+    )
     store = str(tmp_path / "store")
     assert cli.main(["run", str(spec), "--store", store]) == 0
     for metric in ("big", "x"):
-        assert cli.main(["report", "--metric", metric, "-o", str(tmp_path / "r.html"), "--store", store]) == 0, metric
+        assert (
+            cli.main(["report", "--metric", metric, "-o", str(tmp_path / "r.html"), "--store", store]) == 0
+        ), metric
     assert "Traceback" not in capsys.readouterr().err
 
 
@@ -453,8 +483,13 @@ def test_a_fifo_a_task_puts_where_its_series_goes_fails_that_task_and_hangs_noth
     (tmp_path / "fifo.py").write_text(_FIFO)
     spec = write_spec(tmp_path, "name: fifo\nscript: fifo.py\nparams: {grid: {a: [0, 1]}}\ntimeout: 60s\n"
                                 "metrics: {output: 'step=(?P<step>\\\\d+) loss=(?P<loss>[0-9.]+)'}\n")
-    proc = subprocess.run([sys.executable, "-m", "batchsweep", "run", str(spec), "--store", str(tmp_path / "store")],
-                          capture_output=True, text=True, timeout=240, start_new_session=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchsweep", "run", str(spec), "--store", str(tmp_path / "store")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        start_new_session=True,
+    )
     assert proc.returncode == 1, proc.stderr
     df = batchsweep.load_run(store=tmp_path / "store").results()
     assert list(df["status"]) == ["failed", "succeeded"]

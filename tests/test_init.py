@@ -65,7 +65,9 @@ def test_starter_runs_as_a_dry_run_once_change_me_is_filled(project: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     init("target.py")
     path = project / "sweep.yaml"
-    path.write_text(path.read_text().replace("CHANGE_ME", "out").replace("window: [5]", "window: [5, 10, 20]"))
+    path.write_text(
+        path.read_text().replace("CHANGE_ME", "out").replace("window: [5]", "window: [5, 10, 20]")
+    )
     capsys.readouterr()
 
     code = cli.main(["run", "sweep.yaml", "--dry-run", "--store", str(project / "store")])
@@ -88,7 +90,9 @@ def dry_run_of_starter_for(project: Path, script_name: str) -> tuple[int, dict[s
     assert init(script_name, "-o", "s.yaml") == 0
     path = project / "s.yaml"
     path.write_text(path.read_text().replace("CHANGE_ME", "out"))
-    return cli.main(["run", "s.yaml", "--dry-run", "--store", str(project / "store")]), yaml.safe_load(path.read_text())
+    return cli.main(["run", "s.yaml", "--dry-run", "--store", str(project / "store")]), yaml.safe_load(
+        path.read_text()
+    )
 
 
 def test_starter_name_is_made_safe_from_spaces_and_capitals(project: Path) -> None:
@@ -144,8 +148,8 @@ def test_init_help_names_every_kind_of_script_it_reads(capsys: pytest.CaptureFix
 
 
 def test_the_metrics_rule_reads_name_value_pairs_a_training_loop_prints(tmp_path: Path) -> None:
-    """`print(f"epoch={epoch}, accuracy={acc}, loss={loss}")`, as a tracking example prints each epoch: the rule
-    reads the last of each (init wrote 'none found in its source: write metrics.json')."""
+    """`print(f"epoch={epoch}, accuracy={acc}, loss={loss}")`, as a tracking example prints each epoch: the
+    rule reads the last of each (init wrote 'none found in its source: write metrics.json')."""
     from batchsweep.metrics import from_text
     from batchsweep.scripts.starter import starter_text
 
@@ -155,7 +159,9 @@ def test_the_metrics_rule_reads_name_value_pairs_a_training_loop_prints(tmp_path
         "    acc = 1 - 2**-epoch - random.random() / epoch\n    loss = 2**-epoch + random.random() / epoch\n"
         "    print(f\"epoch={epoch}, accuracy={acc}, loss={loss}\")\nprint('rmse=%.3f' % 0.5)\n")
     rule = yaml.safe_load(starter_text(script))["metrics"]
-    assert rule == {"stdout": r"accuracy=(?P<accuracy>[^\s,;]+)|loss=(?P<loss>[^\s,;]+)|rmse=(?P<rmse>[^\s,;]+)"}
+    assert rule == {
+        "stdout": r"accuracy=(?P<accuracy>[^\s,;]+)|loss=(?P<loss>[^\s,;]+)|rmse=(?P<rmse>[^\s,;]+)"
+    }
     out = "epoch=2, accuracy=0.6, loss=0.3\nepoch=3, accuracy=0.8, loss=0.2\nrmse=0.500\n"
     assert from_text(out, rule["stdout"]) == {"accuracy": 0.8, "loss": 0.2, "rmse": 0.5}
 
@@ -169,24 +175,30 @@ def test_the_metrics_rule_reads_the_values_the_script_prints_or_logs_by_label(tm
         "print('MLflow Version:', '2.1')\nprint('  rmse:', 0.5)\nprint('Test accuracy: %f' % 0.9)\n"
         "log.info(f'Val loss: {0.25}')\nlr = float(os.environ.get('LR', '0.1'))\n")
     rule = yaml.safe_load(starter_text(script))["metrics"]
-    assert rule == {"output": r"rmse: (?P<rmse>\S+)|Test accuracy: (?P<test_accuracy>\S+)|Val loss: (?P<val_loss>\S+)"}
+    assert rule == {
+        "output": r"rmse: (?P<rmse>\S+)|Test accuracy: (?P<test_accuracy>\S+)|Val loss: (?P<val_loss>\S+)"
+    }
     from batchsweep.metrics import from_text
 
-    assert from_text("MLflow Version: 2.1\n  rmse: 0.5\nTest accuracy: 0.900000\nVal loss: 0.25\n", rule["output"]) \
-        == {"rmse": 0.5, "test_accuracy": 0.9, "val_loss": 0.25}
+    assert from_text(
+        "MLflow Version: 2.1\n  rmse: 0.5\nTest accuracy: 0.900000\nVal loss: 0.25\n", rule["output"]
+    ) == {"rmse": 0.5, "test_accuracy": 0.9, "val_loss": 0.25}
 
 
 def test_a_default_with_braces_goes_under_fixed_filled_per_task_or_left_to_the_script(tmp_path: Path) -> None:
-    """`--out model_{lr}.pt` was written as a one-value grid list, and `--log run_{}_{date}.log` too, whose `{date}`
-    the run then refused ("placeholder {date} names no param"): the starter init wrote could not run."""
+    """`--out model_{lr}.pt` was written as a one-value grid list, and `--log run_{}_{date}.log` too, whose
+    `{date}` the run then refused ("placeholder {date} names no param"): the starter init wrote could not
+    run."""
     from batchsweep.planning.plan import plan
     from batchsweep.scripts.starter import starter_text
 
     script = tmp_path / "t.py"
     script.write_text(
-        "import argparse, json\np = argparse.ArgumentParser()\np.add_argument('--lr', type=float, default=0.1)\n"
-        "p.add_argument('--out', default='model_{lr}.pt')\np.add_argument('--log', default='run_{}_{date}.log')\n"
-        "a = p.parse_args()\nprint(json.dumps({'loss': a.lr, 'out': a.out, 'log': a.log}))\n")
+        "import argparse, json\np = argparse.ArgumentParser()\np.add_argument('--lr', type=float, "
+        "default=0.1)\np.add_argument('--out', default='model_{lr}.pt')\np.add_argument('--log', "
+        "default='run_{}_{date}.log')\na = p.parse_args()\nprint(json.dumps({'loss': a.lr, 'out': a.out, "
+        "'log': a.log}))\n"
+    )
     text = starter_text(script)
     spec = yaml.safe_load(text)
     assert spec["params"] == {"grid": {"lr": [0.1]}, "fixed": {"out": "model_{lr}.pt"}}
@@ -197,9 +209,9 @@ def test_a_default_with_braces_goes_under_fixed_filled_per_task_or_left_to_the_s
 
 
 def test_a_default_the_flags_own_type_refuses_is_left_to_the_script(tmp_path: Path) -> None:
-    """Blondel's kernel matching pursuit benchmark declares `--n_components` with `default=0.5, type="int"`: the
-    starter listed `n_components: [0.5]`, which the run refused ("0.5 is not a valid int"), since optparse converts
-    the text it is given but never a default."""
+    """Blondel's kernel matching pursuit benchmark declares `--n_components` with `default=0.5, type="int"`:
+    the starter listed `n_components: [0.5]`, which the run refused ("0.5 is not a valid int"), since optparse
+    converts the text it is given but never a default."""
     from batchsweep.scripts.starter import starter_text
 
     script = tmp_path / "kmp.py"

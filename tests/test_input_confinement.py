@@ -55,13 +55,16 @@ def test_a_param_cannot_take_an_input_outside_its_directory(project: Path, capsy
     assert not store.exists()
 
 
-def test_a_staged_dst_built_from_a_param_stays_in_the_tasks_directory(project: Path,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_staged_dst_built_from_a_param_stays_in_the_tasks_directory(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = project / "sweep.yaml"
     spec.write_text("name: conf\nscript: read.py\nparams: {grid: {to: [x, ../../../escaped]}}\n"
                     "inputs: [{src: data/AAPL.csv, dst: 'in/{to}.csv'}]\n")
     assert cli.main(["run", str(spec), "--store", str(project / "store")]) == 2
-    assert "with to='../../../escaped' (task 1) points outside the task's directory" in capsys.readouterr().err
+    assert (
+        "with to='../../../escaped' (task 1) points outside the task's directory" in capsys.readouterr().err
+    )
     assert not (project / "store").exists()
 
 
@@ -77,7 +80,9 @@ def test_inputs_the_spec_writes_out_itself_may_be_anywhere(project: Path) -> Non
     assert list(df["chars"]) == [len("1,2,3\n") + len("4,5,6,7\n") + len("do not upload me\n")]
 
 
-def test_an_s3_prefix_input_is_fetched_as_a_directory_and_no_key_writes_outside_it(session, tmp_path: Path) -> None:
+def test_an_s3_prefix_input_is_fetched_as_a_directory_and_no_key_writes_outside_it(
+    session, tmp_path: Path
+) -> None:
     """Whoever writes the input's bucket names its keys: a key with a `..` component is refused whole."""
     from batchsweep.aws.s3store import S3Backend
 

@@ -9,7 +9,8 @@ import tomllib
 import batchsweep
 
 ROOT = Path(__file__).resolve().parents[1]
-STANDALONE = {"batchsweep.scripts._introspect", "batchsweep.task._hydrarun"}  # run as scripts in a child process, import nothing of ours
+# run as scripts in a child process, import nothing of ours
+STANDALONE = {"batchsweep.scripts._introspect", "batchsweep.task._hydrarun"}
 
 
 def test_every_module_is_in_a_layer():
@@ -27,8 +28,9 @@ def test_every_module_is_in_a_layer():
 
 
 def test_no_backend_name_is_spelt_outside_the_engines_and_the_registry():
-    """What differs between engines is theirs (`Engine` hooks: price, size, memory limit, where tasks run): code
-    that branches on a backend's name would leave a plug-in engine out, so the names appear nowhere else."""
+    """What differs between engines is theirs (`Engine` hooks: price, size, memory limit, where tasks run):
+    code that branches on a backend's name would leave a plug-in engine out, so the names appear nowhere
+    else."""
     import ast
 
     from batchsweep import registry

@@ -87,7 +87,11 @@ def test_failing_and_hanging_tasks_are_contained(tmp_path):
     elapsed = time.monotonic() - t0
     assert elapsed < 3 + 8, "the run must end within seconds of the timeout"
     df = run.results().set_index("a")
-    assert df.loc[2, "status"] == "failed" and df.loc[2, "exit_code"] == 3 and df.loc[2, "error"] == "exit code 3: failing on purpose"
+    assert (
+        df.loc[2, "status"] == "failed"
+        and df.loc[2, "exit_code"] == 3
+        and df.loc[2, "error"] == "exit code 3: failing on purpose"
+    )
     assert df.loc[4, "status"] == "timeout" and df.loc[4, "error"] == "timeout after 3s"
     assert set(df.loc[[1, 3, 5, 6], "status"]) == {"succeeded"}
     assert run.exit_code == 1
@@ -160,7 +164,8 @@ def test_ctrl_c_kills_children_and_leaves_run_resumable(tmp_path):
     proc.send_signal(signal.SIGINT)
     try:
         out, err = proc.communicate(timeout=30)
-    finally:  # a CLI that ignored the SIGINT must not outlive the test, nor its task (a process group of its own)
+    # a CLI that ignored the SIGINT must not outlive the test, nor its task (a process group of its own)
+    finally:
         if proc.poll() is None:
             proc.kill()
             os.killpg(int((pids / "1.pid").read_text()), signal.SIGKILL)
@@ -198,7 +203,9 @@ def test_results_format_follows_the_output_file_extension(tmp_path):
     """)
     run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
     for name in ("r.parquet", "r.json", "r.csv"):
-        assert cli.main(["results", run.id, "-o", str(tmp_path / name), "--store", str(tmp_path / "store")]) == 0
+        assert (
+            cli.main(["results", run.id, "-o", str(tmp_path / name), "--store", str(tmp_path / "store")]) == 0
+        )
     assert list(pd.read_parquet(tmp_path / "r.parquet")["product"]) == [1.0, 2.0]
     assert [r["a"] for r in pd.read_json(tmp_path / "r.json").to_dict("records")] == [1, 2]
     assert pd.read_csv(tmp_path / "r.csv")["a"].tolist() == [1, 2]
@@ -206,15 +213,20 @@ def test_results_format_follows_the_output_file_extension(tmp_path):
 
 def test_empty_logs_and_outputs_are_not_stored_and_read_as_empty(tmp_path):
     quiet = tmp_path / "quiet.py"
-    quiet.write_text("import argparse, json, sys\np = argparse.ArgumentParser(); p.add_argument('--a', type=int)\n"
-                     "a = p.parse_args().a\nif a == 2: print('spoke')\njson.dump({'a2': a * a}, open('metrics.json', 'w'))\n")
+    quiet.write_text(
+        "import argparse, json, sys\np = argparse.ArgumentParser(); p.add_argument('--a', type=int)\na = "
+        "p.parse_args().a\nif a == 2: print('spoke')\njson.dump({'a2': a * a}, open('metrics.json', 'w'))\n"
+    )
     spec = write_spec(tmp_path, f"""
         name: lean
         script: {quiet}
         params: {{grid: {{a: [1, 2]}}}}
     """)
     run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
-    task_dirs = {int(p.name): sorted(f.name for f in p.iterdir()) for p in (tmp_path / "store" / "runs" / run.id / "tasks").iterdir()}
+    task_dirs = {
+        int(p.name): sorted(f.name for f in p.iterdir())
+        for p in (tmp_path / "store" / "runs" / run.id / "tasks").iterdir()
+    }
     by_a = {row.a: row.task for row in run.results().itertuples()}
     assert task_dirs[by_a[1]] == ["metrics.json", "status.json"]
     assert task_dirs[by_a[2]] == ["metrics.json", "status.json", "stdout.log"]
@@ -267,7 +279,8 @@ def test_a_foreground_runs_counts_are_kept_by_the_engine_as_statuses_are_written
 
 
 def test_a_resumes_counts_take_the_tasks_it_does_not_run_from_the_store(tmp_path):
-    """A resume runs some tasks; the engine counts those as it writes them and the others once, from the store."""
+    """A resume runs some tasks; the engine counts those as it writes them and the others once, from the
+    store."""
     (tmp_path / "mended.py").write_text(
         "import argparse, os, sys\np = argparse.ArgumentParser(); p.add_argument('--a', type=int)\n"
         "sys.exit(3 if p.parse_args().a == 0 and not os.path.exists(os.environ['MENDED']) else 0)\n")
@@ -310,8 +323,8 @@ json.dump({"a2": a * a}, open("metrics.json", "w"))
 
 
 def test_the_runner_holds_no_object_per_task(tmp_path, monkeypatch):
-    """What a local run's runner holds does not grow by an object per task (a 100,000-task run stays under
-    300 MB): with tracemalloc, no line of code holds a live block per task, neither once the tasks ran and the run
+    """What a local run's runner holds does not grow by an object per task (a 100,000-task run stays under 300
+    MB): with tracemalloc, no line of code holds a live block per task, neither once the tasks ran and the run
     compacted itself (the engine, the run and the CLI's frame still there) nor after the outcome is printed. A
     Task, a TaskStatus, a params dict or a command line kept per task each did."""
     import gc
@@ -333,7 +346,8 @@ def test_the_runner_holds_no_object_per_task(tmp_path, monkeypatch):
     (tmp_path / "quiet.py").write_text(QUIET)
     monkeypatch.setattr(compact, "AUTO_COMPACT_TASKS", 2)  # it compacts itself at the end, as a big run does
     store = str(tmp_path / "store")
-    assert cli.main(["run", str(sweep("first", 3)), "--store", store]) == 0  # what is imported once is imported
+    # what is imported once is imported
+    assert cli.main(["run", str(sweep("first", 3)), "--store", store]) == 0
     held = {}
     printed = display.print_outcome
 
@@ -367,8 +381,11 @@ def test_the_runner_queues_no_future_per_task(tmp_path, monkeypatch):
 
     submitted = []
     real = ThreadPoolExecutor.submit
-    monkeypatch.setattr(ThreadPoolExecutor, "submit",
-                        lambda self, fn, *a, **k: submitted.append(getattr(fn, "__name__", "")) or real(self, fn, *a, **k))
+    monkeypatch.setattr(
+        ThreadPoolExecutor,
+        "submit",
+        lambda self, fn, *a, **k: submitted.append(getattr(fn, "__name__", "")) or real(self, fn, *a, **k),
+    )
     spec = write_spec(tmp_path, f"""
         name: slots
         script: {SCRIPTS / 'writes_metrics.py'}
@@ -381,8 +398,8 @@ def test_the_runner_queues_no_future_per_task(tmp_path, monkeypatch):
 
 
 def test_a_task_started_while_a_cancel_is_under_way_is_killed_when_its_worker_tracks_it():
-    """A SIGTERM landing between a task's start and its worker tracking it found nothing to kill: the task ran on
-    and the worker waited for it (an AWS child stopped by Spot ran until ECS killed it 30 s later)."""
+    """A SIGTERM landing between a task's start and its worker tracking it found nothing to kill: the task ran
+    on and the worker waited for it (an AWS child stopped by Spot ran until ECS killed it 30 s later)."""
     from batchsweep.task.worker import ProcessRegistry
 
     registry = ProcessRegistry()

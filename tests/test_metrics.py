@@ -1,5 +1,6 @@
 """Metrics wherever scripts put them (DESIGN §2): stdout, stderr or both, first or last match, missing values
-left out, numeric columns numeric, and a success that found no metric said so at the end of the run and in status."""
+left out, numeric columns numeric, and a success that found no metric said so at the end of the run and in
+status."""
 
 from __future__ import annotations
 
@@ -47,7 +48,9 @@ def test_first_match_wins_when_asked(tmp_path: Path) -> None:
 
 
 def test_both_streams_rule_reads_stdout_and_stderr(tmp_path: Path) -> None:
-    df = sweep(tmp_path, {"output": r"(acc=(?P<acc>[\d.]+))|(loss=(?P<loss>\S+))", "match": "first"}).results()
+    df = sweep(
+        tmp_path, {"output": r"(acc=(?P<acc>[\d.]+))|(loss=(?P<loss>\S+))", "match": "first"}
+    ).results()
     assert df["acc"].tolist() == [0.5, 0.6, 0.7] and df["loss"].tolist() == [10, 11, 12]
 
 
@@ -78,11 +81,20 @@ def test_metrics_json_with_nan_and_text_numbers_stays_numeric(tmp_path: Path) ->
     assert df["loss"].dtype.kind == "f" and df["name"].tolist() == ["x", "x"]
 
 
-def test_successes_without_metrics_are_counted_at_the_end_and_in_status(tmp_path: Path,
-                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_successes_without_metrics_are_counted_at_the_end_and_in_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "s.py").write_text(textwrap.dedent(PRINTS))
-    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({
-        "name": "m", "script": "s.py", "metrics": {"stdout": r"accuracy=(?P<acc>\S+)"}, "params": {"grid": {"i": [0, 1]}}}))
+    (tmp_path / "sweep.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "m",
+                "script": "s.py",
+                "metrics": {"stdout": r"accuracy=(?P<acc>\S+)"},
+                "params": {"grid": {"i": [0, 1]}},
+            }
+        )
+    )
     store = str(tmp_path / "store")
     assert cli.main(["run", str(tmp_path / "sweep.yaml"), "--store", store]) == 0
     captured = capsys.readouterr()
@@ -101,11 +113,20 @@ def test_a_stdout_rule_whose_numbers_went_to_stderr_says_so(tmp_path: Path) -> N
         "or {output: ...})")
 
 
-def test_a_run_whose_metrics_were_found_says_nothing_about_missing_ones(tmp_path: Path,
-                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_run_whose_metrics_were_found_says_nothing_about_missing_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "s.py").write_text(textwrap.dedent(PRINTS))
-    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({
-        "name": "m", "script": "s.py", "metrics": {"stdout": r"acc=(?P<acc>\S+)"}, "params": {"grid": {"i": [0]}}}))
+    (tmp_path / "sweep.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "m",
+                "script": "s.py",
+                "metrics": {"stdout": r"acc=(?P<acc>\S+)"},
+                "params": {"grid": {"i": [0]}},
+            }
+        )
+    )
     assert cli.main(["run", str(tmp_path / "sweep.yaml"), "--store", str(tmp_path / "store")]) == 0
     assert "without metrics" not in capsys.readouterr().err
 
@@ -121,12 +142,18 @@ def test_failed_task_error_holds_its_last_stderr_line(tmp_path: Path) -> None:
     assert df.loc[1, "error"] == "exit code 1: ValueError: bad i=1"
 
 
-@pytest.mark.parametrize(("rule", "message"), [
-    ({"stdout": "last", "stderr": "last"}, "give one of stdout:, stderr: or output:"),
-    ({"match": "first"}, "give one of stdout:, stderr: or output:"),
-    ({"stderr": "loss=([0-9.]+)"}, "has no named groups"),
-    ({"stderr": "last", "match": "middle"}, "metrics: match: Input should be .first. or .last. \\(got .middle.\\)"),
-])
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"stdout": "last", "stderr": "last"}, "give one of stdout:, stderr: or output:"),
+        ({"match": "first"}, "give one of stdout:, stderr: or output:"),
+        ({"stderr": "loss=([0-9.]+)"}, "has no named groups"),
+        (
+            {"stderr": "last", "match": "middle"},
+            "metrics: match: Input should be .first. or .last. \\(got .middle.\\)",
+        ),
+    ],
+)
 def test_bad_metric_rules_are_one_line_errors(tmp_path: Path, rule: dict[str, Any], message: str) -> None:
     with pytest.raises(SpecError, match=message):
         sweep(tmp_path, rule)
@@ -142,8 +169,8 @@ def test_report_says_when_there_is_no_metric(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_a_metrics_file_is_read_in_memory_its_size_not_the_limits(tmp_path):
-    """Each finished task's metrics.json is read by the runner: a buffer of the 32 MiB limit per read was most of
-    a local runner's peak memory. A file over the limit is still refused."""
+    """Each finished task's metrics.json is read by the runner: a buffer of the 32 MiB limit per read was most
+    of a local runner's peak memory. A file over the limit is still refused."""
     import tracemalloc
 
     from batchsweep.metrics import UnsafeMetricsFile, read_file
@@ -165,7 +192,9 @@ def test_a_metrics_file_is_read_in_memory_its_size_not_the_limits(tmp_path):
 
 def test_colour_codes_a_logger_writes_are_not_part_of_a_value() -> None:
     # hydra-colorlog's `[INFO] - Test score: 1.0\x1b[0m`, and rich's bold JSON
-    assert from_text("\x1b[32m[INFO]\x1b[0m - Test score: 1.0\x1b[0m\n", r"Test score: (?P<score>\S+)") == {"score": 1.0}
+    assert from_text("\x1b[32m[INFO]\x1b[0m - Test score: 1.0\x1b[0m\n", r"Test score: (?P<score>\S+)") == {
+        "score": 1.0
+    }
     assert from_text('\x1b[1m{"loss": 0.5}\x1b[0m\n', "last") == {"loss": 0.5}
 
 

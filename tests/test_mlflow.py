@@ -1,5 +1,5 @@
-"""`metrics: {mlflow: true}`: a script that logs with mlflow.log_metric gives its task metrics and a series, read
-with MLflow's own client from the task's working directory (batchsweep.task.mlflowmetrics)."""
+"""`metrics: {mlflow: true}`: a script that logs with mlflow.log_metric gives its task metrics and a series,
+read with MLflow's own client from the task's working directory (batchsweep.task.mlflowmetrics)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def _series(store: Path, run_id: str, index: int) -> list[dict]:
 
 def test_metrics_and_series_logged_to_mlflow_become_the_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    # A tracking server named in the caller's environment (nothing listens there) does not take the tasks' runs.
+    # A tracking server named in the caller's environment (nothing listens there) does not take the tasks'
+    # runs.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     spec = write_spec(tmp_path, f"""
         name: mlf
@@ -56,7 +57,13 @@ def test_metrics_and_series_logged_to_mlflow_become_the_tasks(tmp_path: Path, mo
     assert df["outputs"][0] == ["mlflow.db"] and any(o.startswith("mlruns/") for o in df["outputs"][2])
     # The series: every step of the (top-level) run, the step reached in the status.
     points = [(r["step"], r.get("val_loss"), r.get("acc")) for r in _series(store, run.id, 0)]
-    assert points == [(1, 1.25, None), (2, 0.75, None), (3, 0.25 + 1 / 3, None), (4, 0.5, None), (0, None, 0.75)]
+    assert points == [
+        (1, 1.25, None),
+        (2, 0.75, None),
+        (3, 0.25 + 1 / 3, None),
+        (4, 0.5, None),
+        (0, None, 0.75),
+    ]
     assert [r["step"] for r in _series(store, run.id, 1) if "val_loss" in r] == [1, 2, 3, 4]  # no fold's 99
     statuses = run.statuses()
     assert statuses[0].last_step == 4 and statuses[0].metrics_missing is None
@@ -84,7 +91,8 @@ def test_a_stop_rule_reads_the_mlflow_series_while_the_task_runs(tmp_path: Path,
     statuses = run.statuses()
     assert statuses[0].state is State.SUCCEEDED and statuses[0].last_step == 40
     assert statuses[1].state is State.PRUNED
-    assert statuses[1].last_step is not None and 2 <= statuses[1].last_step < 40  # stopped long before the end
+    # stopped long before the end
+    assert statuses[1].last_step is not None and 2 <= statuses[1].last_step < 40
     df = run.results().set_index("task")
     assert df["val_loss"][0] == pytest.approx(0.1 + 1 / 40)
 
@@ -95,8 +103,10 @@ def test_an_mlflow_rule_with_its_own_tracking_uri_or_without_mlflow_is_refused_b
     store = tmp_path / "store"
     spec = write_spec(tmp_path, body + "env: {MLFLOW_TRACKING_URI: http://mlflow.example:5000}\n")
     assert cli.main(["run", str(spec), "--store", str(store)]) == 2
-    assert ("env.MLFLOW_TRACKING_URI: with metrics: {mlflow: true} each task logs to a store in its own working "
-            "directory") in capsys.readouterr().err
+    assert (
+        "env.MLFLOW_TRACKING_URI: with metrics: {mlflow: true} each task logs to a store in its own working "
+        "directory"
+    ) in capsys.readouterr().err
     monkeypatch.setattr(mlflowmetrics, "NEEDS", ("mlflow", "alembic_not_installed"))
     assert cli.main(["run", str(write_spec(tmp_path, body)), "--store", str(store)]) == 2
     err = capsys.readouterr().err
@@ -109,7 +119,10 @@ def test_the_task_image_gets_mlflows_client_unless_the_requirements_have_it(tmp_
     from batchsweep.spec.reader import load
 
     body = f"name: mlimg\nscript: {SCRIPT}\nparams: {{grid: {{quality: [0.1]}}}}\nmetrics: {{mlflow: true}}\n"
-    assert spec_requirements(load(write_spec(tmp_path, body + "requirements: [numpy]\n")))[0] == ["numpy", *MLFLOW]
+    assert spec_requirements(load(write_spec(tmp_path, body + "requirements: [numpy]\n")))[0] == [
+        "numpy",
+        *MLFLOW,
+    ]
     assert spec_requirements(load(write_spec(tmp_path, body + "requirements: [mlflow==3.18.0]\n")))[0] == \
         ["mlflow==3.18.0"]
     assert spec_requirements(load(write_spec(tmp_path, body + "requirements: [mlflow-skinny]\n")))[0] == \

@@ -114,7 +114,9 @@ def test_report_without_a_path_displays_inline_in_an_iframe(spec: Path, tmp_path
     assert page.lstrip().lower().startswith("<!doctype html") and run.id in page
 
 
-def test_report_without_ipython_returns_the_page(spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_without_ipython_returns_the_page(
+    spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
     monkeypatch.setitem(sys.modules, "IPython", None)  # an import of it fails
     page = run.report()
@@ -144,18 +146,24 @@ def test_the_progress_in_a_kernel_shows_each_running_tasks_latest_step_best_and_
     assert set(rows) == {"0", "1"} and all(1 <= int(step) <= 10 for step in rows.values())
     for task, quality in (("0", 0.5), ("1", 0.1)):  # latest and best of val_loss = quality + 1/step
         step = int(rows[task])
-        cells = re.search(rf"<tr data-task='{task}'><td>{task}</td><td>{step}</td><td>([\d.]+)</td><td>([\d.]+)</td>"
-                          r"<td><svg class=\"spark\"[^>]*><polyline[^>]*points=\"([^\"]+)\"", page)
+        cells = re.search(
+            rf"<tr data-task='{task}'><td>{task}</td><td>{step}</td><td>([\d.]+)</td><td>([\d.]+)</td>"
+            r"<td><svg class=\"spark\"[^>]*><polyline[^>]*points=\"([^\"]+)\"",
+            page,
+        )
         assert cells is not None, page
         assert float(cells.group(1)) == pytest.approx(quality + 1 / step, abs=1e-3)
-        assert float(cells.group(2)) == pytest.approx(quality + 1 / step, abs=1e-3)  # falling: the latest is best
+        # falling: the latest is best
+        assert float(cells.group(2)) == pytest.approx(quality + 1 / step, abs=1e-3)
         assert len(cells.group(3).split()) == step  # a point per step so far
     assert page.index("data-task='1'") < page.index("data-task='0'")  # best first
     assert "batchsweep-live" not in ipy.shown[-1]  # the finished run shows the bar alone
     assert list(run.results()["status"]) == ["succeeded"] * 2
 
 
-def test_a_running_run_shows_its_running_tasks_series_in_its_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_running_run_shows_its_running_tasks_series_in_its_cell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import time
 
     monkeypatch.setenv("BATCHSWEEP_SERIES_FLUSH_S", "0.05")  # the detached runner inherits it

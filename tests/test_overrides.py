@@ -69,7 +69,10 @@ def test_bare_param_not_yet_in_the_spec_is_added() -> None:
 
 
 def test_bare_param_leaves_the_random_space() -> None:
-    raw = {**RAW, "params": {"random": {"samples": 2, "space": {"lr": "uniform(0, 1)", "d": "randint(1, 3)"}}}}
+    raw = {
+        **RAW,
+        "params": {"random": {"samples": 2, "space": {"lr": "uniform(0, 1)", "d": "randint(1, 3)"}}},
+    }
     params = apply_overrides(raw, ["lr=0.1"], source="s", top_level=top_level_keys())["params"]
     assert params["random"]["space"] == {"d": "randint(1, 3)"}
     assert params["fixed"] == {"lr": 0.1}

@@ -1,8 +1,9 @@
-"""Scripts that parse no command line (docs/design.md §2): params reach them as environment variables, as their
-module-level values or in the params file they read, or the run is refused before anything starts; never a run
-whose tasks all "succeed" with the script's own values. Each script here is written the way such scripts are
-written (a homework configured by environment variables, an SVM exercise with module-level hyperparameters, a
-training script that reads params.yaml, an optparse benchmark) and echoes what it saw, which the results check."""
+"""Scripts that parse no command line (docs/design.md §2): params reach them as environment variables, as
+their module-level values or in the params file they read, or the run is refused before anything starts; never
+a run whose tasks all "succeed" with the script's own values. Each script here is written the way such scripts
+are written (a homework configured by environment variables, an SVM exercise with module-level
+hyperparameters, a training script that reads params.yaml, an optparse benchmark) and echoes what it saw,
+which the results check."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ def write(tmp_path: Path, script: str, name: str = "s.py") -> Path:
 
 def sweep(tmp_path: Path, spec: dict[str, Any], **extra: Any) -> tuple[runs.Run, Any]:
     path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump({"name": "k", "script": "s.py", "metrics": {"stdout": "last"}, **spec, **extra}))
+    path.write_text(
+        yaml.safe_dump({"name": "k", "script": "s.py", "metrics": {"stdout": "last"}, **spec, **extra})
+    )
     run = runs.run(path, store=tmp_path / "store", progress=False)
     return run, run.results()
 
@@ -70,7 +73,9 @@ print(json.dumps({"lr_seen": LEARNINGRATE, "epoch_seen": EPOCH, "errors": errors
 
 
 @pytest.mark.parametrize("warm", [False, True])
-def test_script_configured_by_environment_variables_gets_each_tasks_params(tmp_path: Path, warm: bool) -> None:
+def test_script_configured_by_environment_variables_gets_each_tasks_params(
+    tmp_path: Path, warm: bool
+) -> None:
     write(tmp_path, PERCEPTRON)
     run, df = sweep(tmp_path, {"params": {"grid": {"LEARNINGRATE": [0.01, 0.5], "EPOCH": [1, 3]}}},
                     env={"TAG": "lr={LEARNINGRATE}"}, warm=warm)
@@ -113,7 +118,9 @@ print(json.dumps({"kernel_seen": kernel, "degree_seen": degree, "gamma_seen": ga
 
 
 @pytest.mark.parametrize("warm", [False, True])
-def test_module_level_values_are_replaced_per_task_without_editing_the_script(tmp_path: Path, warm: bool) -> None:
+def test_module_level_values_are_replaced_per_task_without_editing_the_script(
+    tmp_path: Path, warm: bool
+) -> None:
     script = write(tmp_path, IRIS)
     before = script.read_text()
     run, df = sweep(tmp_path, {"params": {"grid": {"kernel": ["linear", "poly"], "degree": [2, 4]},
@@ -138,13 +145,22 @@ def test_the_shown_command_of_a_globals_task_runs_it_as_the_task_ran(tmp_path: P
     assert json.loads(done.stdout.splitlines()[-1])["kernel_seen"] == "poly"
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"kernal": ["poly"]}, r"params.kernal: s.py has no module-level value 'kernal'; its module-level values: "
-                           r"kernel, test_split, random_seed, degree, gamma"),
-    ({"degree": [2.5]}, r"params.degree: 2.5 does not fit s.py's module-level degree, which is 3 \(int\); give an int"),
-    ({"gamma": ["high"]}, r"params.gamma: 'high' does not fit s.py's module-level gamma, which is 10"),
-    ({"kernel": [["rbf"]]}, r"params.kernel: \['rbf'\] is a list but s.py's module-level kernel is text"),
-])
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"kernal": ["poly"]},
+            r"params.kernal: s.py has no module-level value 'kernal'; its module-level values: "
+            r"kernel, test_split, random_seed, degree, gamma",
+        ),
+        (
+            {"degree": [2.5]},
+            r"params.degree: 2.5 does not fit s.py's module-level degree, which is 3 \(int\); give an int",
+        ),
+        ({"gamma": ["high"]}, r"params.gamma: 'high' does not fit s.py's module-level gamma, which is 10"),
+        ({"kernel": [["rbf"]]}, r"params.kernel: \['rbf'\] is a list but s.py's module-level kernel is text"),
+    ],
+)
 def test_globals_are_checked_before_running(tmp_path: Path, params: dict[str, Any], message: str) -> None:
     write(tmp_path, IRIS)
     with pytest.raises(SpecError, match=message):
@@ -180,11 +196,18 @@ def test_params_are_written_to_the_file_the_script_reads_merged_over_its_templat
     else:
         text = yaml.safe_dump(template) if suffix == "yaml" else json.dumps(template)
     (tmp_path / "defaults" / f"base.{suffix}").write_text(text)
-    run, df = sweep(tmp_path, {"params": {"grid": {"train.lr": [0.1, 0.2], "model.layers": [1, 3]}}},
-                    args={"style": "config", "file": f"params.{suffix}", "template": f"defaults/base.{suffix}"})
+    run, df = sweep(
+        tmp_path,
+        {"params": {"grid": {"train.lr": [0.1, 0.2], "model.layers": [1, 3]}}},
+        args={"style": "config", "file": f"params.{suffix}", "template": f"defaults/base.{suffix}"},
+    )
     assert run.exit_code == 0
     assert sorted(seen(df, "train.lr", "model.layers", "lr_seen", "layers_seen", "activation_seen")) == [
-        (0.1, 1, 0.1, 1, "relu"), (0.1, 3, 0.1, 3, "relu"), (0.2, 1, 0.2, 1, "relu"), (0.2, 3, 0.2, 3, "relu")]
+        (0.1, 1, 0.1, 1, "relu"),
+        (0.1, 3, 0.1, 3, "relu"),
+        (0.2, 1, 0.2, 1, "relu"),
+        (0.2, 3, 0.2, 3, "relu"),
+    ]
 
 
 def test_a_params_file_beside_the_script_is_found_and_its_keys_checked(tmp_path: Path) -> None:
@@ -192,26 +215,36 @@ def test_a_params_file_beside_the_script_is_found_and_its_keys_checked(tmp_path:
     (tmp_path / "params.yaml").write_text("model:\n  layers: 2\n  activation: relu\ntrain:\n  lr: 0.01\n")
     run, df = sweep(tmp_path, {"params": {"grid": {"train.lr": [0.5, 0.7]}}})  # detected: keys of params.yaml
     assert sorted(seen(df, "lr_seen", "layers_seen")) == [(0.5, 2), (0.7, 2)]
-    assert yaml.safe_load((tmp_path / "params.yaml").read_text())["train"]["lr"] == 0.01  # the user's file unchanged
-    with pytest.raises(SpecError, match=r"params.train.rate: s.py's params.yaml template has no key 'train.rate'; "
-                                        r"its keys: model, model.layers"):
+    # the user's file unchanged
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text())["train"]["lr"] == 0.01
+    with pytest.raises(
+        SpecError,
+        match=r"params.train.rate: s.py's params.yaml template has no key 'train.rate'; "
+        r"its keys: model, model.layers",
+    ):
         sweep(tmp_path, {"params": {"grid": {"train.rate": [0.5]}}}, args={"style": "config"})
 
 
 def test_a_params_file_where_the_script_is_run_from_is_its_template_as_in_a_dvc_repository(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A DVC stage (`python stages/train.py`, run from the repository's root) reads the params.yaml at the root: init
-    and the run found params files beside the script only, and init said the script 'reads no params file'."""
+    """A DVC stage (`python stages/train.py`, run from the repository's root) reads the params.yaml at the
+    root: init and the run found params files beside the script only, and init said the script 'reads no
+    params file'."""
     from batchsweep import cli
 
     monkeypatch.chdir(tmp_path)
     write(tmp_path, TRAIN_YAML, "stages/train.py")
     (tmp_path / "params.yaml").write_text("model:\n  layers: 2\n  activation: relu\ntrain:\n  lr: 0.01\n")
-    assert cli.main(["init", "stages/train.py", "-o", "sweep.yaml"]) == 0  # the spec at the root, beside params.yaml
+    # the spec at the root, beside params.yaml
+    assert cli.main(["init", "stages/train.py", "-o", "sweep.yaml"]) == 0
     spec = yaml.safe_load((tmp_path / "sweep.yaml").read_text())
     assert spec["args"] == {"style": "config", "file": "params.yaml", "template": "params.yaml"}
-    assert cli.main(["init", "stages/train.py"]) == 0  # beside the script, run from the root: the template is found
-    assert yaml.safe_load((tmp_path / "stages" / "sweep.yaml").read_text())["args"]["template"] == "../params.yaml"
+    # beside the script, run from the root: the template is found
+    assert cli.main(["init", "stages/train.py"]) == 0
+    assert (
+        yaml.safe_load((tmp_path / "stages" / "sweep.yaml").read_text())["args"]["template"]
+        == "../params.yaml"
+    )
     del spec["args"]  # detected too: the params are keys of the params.yaml where the spec is
     spec["params"]["grid"]["train.lr"] = [0.3, 0.6]
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(spec))
@@ -233,9 +266,11 @@ def test_init_on_a_script_whose_params_file_is_nowhere_writes_the_config_style(
     assert "params.yaml was not found beside the script or in the current directory" in text
 
 
-# -- refused: nothing would reach the script ------------------------------------------------------------------
-def test_a_script_that_reads_no_params_is_refused_with_the_styles_that_fit(tmp_path: Path,
-                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+# -- refused: nothing would reach the script
+# ------------------------------------------------------------------
+def test_a_script_that_reads_no_params_is_refused_with_the_styles_that_fit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from batchsweep import cli
 
     write(tmp_path, IRIS)
@@ -243,15 +278,20 @@ def test_a_script_that_reads_no_params_is_refused_with_the_styles_that_fit(tmp_p
         {"name": "k", "script": "s.py", "params": {"grid": {"kernel_type": ["linear", "rbf"]}}}))
     assert cli.main(["run", str(tmp_path / "sweep.yaml"), "--store", str(tmp_path / "store")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("error: params: s.py parses no command line, so kernel_type would never reach it; use "
-                   "`args: {style: globals}` (module-level values: kernel, test_split, random_seed, degree, gamma)")
+    assert err == (
+        "error: params: s.py parses no command line, so kernel_type would never reach it; use "
+        "`args: {style: globals}` (module-level values: kernel, test_split, random_seed, degree, gamma)"
+    )
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("run.json"))
 
 
 def test_a_script_with_no_way_in_is_refused_and_one_reading_sys_argv_is_not(tmp_path: Path) -> None:
     write(tmp_path, "import json\nprint(json.dumps({'x': 1}))\n")
-    with pytest.raises(SpecError, match=r"s.py parses no command line, so lr would never reach it; make it read "
-                                        r"them .*or set `args: \{style: plain\}`"):
+    with pytest.raises(
+        SpecError,
+        match=r"s.py parses no command line, so lr would never reach it; make it read "
+        r"them .*or set `args: \{style: plain\}`",
+    ):
         sweep(tmp_path, {"params": {"grid": {"lr": [1, 2]}}})
     run, df = sweep(tmp_path, {"params": {"grid": {"_lr": [1, 2]}, "repeat": 2}})  # batchsweep's own: fine
     assert run.exit_code == 0 and len(df) == 4
@@ -331,18 +371,24 @@ def test_a_click_command_in_a_src_layout_package_is_read_with_the_specs_pythonpa
                     script="main_train.py", env={"PYTHONPATH": "src"})
     assert run.exit_code == 0
     assert sorted(seen(df, "max_depth_seen", "alpha_seen")) == [(2, 0.1), (4, 0.1)]
-    assert sorted(s.command for s in run.statuses().values()) == ["python main_train.py --alpha 0.1 --max-depth 2",
-                                                         "python main_train.py --alpha 0.1 --max-depth 4"]
+    assert sorted(s.command for s in run.statuses().values()) == [
+        "python main_train.py --alpha 0.1 --max-depth 2",
+        "python main_train.py --alpha 0.1 --max-depth 4",
+    ]
     with pytest.raises(SpecError, match=r"params.depth: main_train.py does not accept --depth; it accepts: "
                                         r"--max-depth, --alpha, --l1-ratio"):
-        sweep(tmp_path, {"params": {"grid": {"depth": [2]}}}, script="main_train.py", env={"PYTHONPATH": "src"})
+        sweep(
+            tmp_path, {"params": {"grid": {"depth": [2]}}}, script="main_train.py", env={"PYTHONPATH": "src"}
+        )
 
 
 def test_the_shown_command_names_the_env_values_each_task_gets_its_own_of(tmp_path: Path) -> None:
-    """`env: {TAG: "run-{EPOCH}"}` gives each task its own TAG; --dry-run and status showed `EPOCH=3 python s.py`
-    without it, so the shown command did not run the task as it ran."""
+    """`env: {TAG: "run-{EPOCH}"}` gives each task its own TAG; --dry-run and status showed `EPOCH=3 python
+    s.py` without it, so the shown command did not run the task as it ran."""
     write(tmp_path, PERCEPTRON)
-    run, df = sweep(tmp_path, {"params": {"grid": {"EPOCH": [3]}}}, env={"TAG": "run-{EPOCH}", "PLAIN": "same"})
+    run, df = sweep(
+        tmp_path, {"params": {"grid": {"EPOCH": [3]}}}, env={"TAG": "run-{EPOCH}", "PLAIN": "same"}
+    )
     assert list(df["tag"]) == ["run-3"]
     assert run.statuses()[0].command == "TAG=run-3 EPOCH=3 python s.py"
 
@@ -353,7 +399,8 @@ def test_env_placeholders_must_name_a_param(tmp_path: Path) -> None:
         sweep(tmp_path, {"params": {"grid": {"EPOCH": [1]}}}, env={"TAG": "run-{lr}", "HOME_DIR": "${HOME}"})
 
 
-# -- a Hydra app with config groups that logs to a file ---------------------------------------------------------
+# -- a Hydra app with config groups that logs to a file
+# ---------------------------------------------------------
 HYDRA_TRAIN = '''
 import json
 import logging
@@ -415,8 +462,8 @@ def test_a_hydra_app_with_groups_and_file_logging_runs_each_task_in_its_own_run_
     assert not (tmp_path / "outputs").exists()  # nothing written beside the app, by the reading or the tasks
 
 
-# A Hydra app whose config is a structured schema (dataclasses in the ConfigStore), written as such apps are: a Path
-# and an Enum field in its config groups, a bool at the top.
+# A Hydra app whose config is a structured schema (dataclasses in the ConfigStore), written as such apps are:
+# a Path and an Enum field in its config groups, a bool at the top.
 HYDRA_SCHEMA = '''
 from dataclasses import dataclass
 from enum import Enum, auto
@@ -484,9 +531,9 @@ if __name__ == "__main__":
 
 def test_a_hydra_app_with_a_structured_schema_gets_its_defaults_in_the_starter_and_booleans_passed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A Path or Enum anywhere in the composed config made the whole config unreadable as JSON: every key's default
-    was read as null (the starter wrote `seed: [null]`, and its run failed every task on `seed=null`); a boolean key
-    was refused as if it were argparse's type=bool."""
+    """A Path or Enum anywhere in the composed config made the whole config unreadable as JSON: every key's
+    default was read as null (the starter wrote `seed: [null]`, and its run failed every task on `seed=null`);
+    a boolean key was refused as if it were argparse's type=bool."""
     from batchsweep import cli
 
     monkeypatch.chdir(tmp_path)
@@ -506,17 +553,22 @@ def test_a_hydra_app_with_a_structured_schema_gets_its_defaults_in_the_starter_a
         ("svm", False, "SVMConfig", False, 42), ("svm", True, "SVMConfig", True, 42)]
 
 
-# -- a sweep whose params had no effect -----------------------------------------------------------------------------
+# -- a sweep whose params had no effect
+# -----------------------------------------------------------------------------
 @pytest.mark.parametrize("compacted", [False, True])
 def test_a_sweep_whose_metrics_are_all_identical_is_flagged_in_outcome_status_and_report(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, compacted: bool) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, compacted: bool
+) -> None:
     from batchsweep import cli
     from batchsweep.store import compact
 
     if compacted:  # the run packs its statuses and metrics at the end, as a big run does
         monkeypatch.setattr(compact, "AUTO_COMPACT_TASKS", 2)
 
-    write(tmp_path, "import json, sys\nargs = sys.argv[1:]  # read, never used\nprint(json.dumps({'acc': 0.9}))\n")
+    write(
+        tmp_path,
+        "import json, sys\nargs = sys.argv[1:]  # read, never used\nprint(json.dumps({'acc': 0.9}))\n",
+    )
     spec = tmp_path / "sweep.yaml"
     spec.write_text(yaml.safe_dump({"name": "k", "script": "s.py", "metrics": {"stdout": "last"},
                                     "params": {"grid": {"lr": [0.1, 0.2], "depth": [1, 2]}}}))
@@ -548,15 +600,22 @@ def test_repeats_of_one_param_set_or_metrics_that_differ_are_not_flagged(
     assert "identical metrics" not in capsys.readouterr().err
 
 
-# -- init writes the spec such a script needs ------------------------------------------------------------------------
+# -- init writes the spec such a script needs
+# ------------------------------------------------------------------------
 @pytest.mark.parametrize(("script", "style", "param", "values", "column"), [
     (PERCEPTRON, "env", "LEARNINGRATE", [0.2, 0.4], "lr_seen"),
     (IRIS, "globals", "kernel", ["linear", "poly"], "kernel_seen"),
     (TRAIN_YAML, "config", "train.lr", [0.3, 0.6], "lr_seen"),
 ])
 def test_init_writes_the_detected_style_and_the_rule_for_what_it_prints(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str, style: str, param: str, values: list[Any],
-        column: str) -> None:
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    script: str,
+    style: str,
+    param: str,
+    values: list[Any],
+    column: str,
+) -> None:
     from batchsweep import cli
 
     monkeypatch.chdir(tmp_path)
@@ -575,8 +634,9 @@ def test_init_writes_the_detected_style_and_the_rule_for_what_it_prints(
 
 def test_init_puts_a_variable_read_without_default_under_fixed_and_leaves_an_optional_one_unset(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`int(os.environ["EPOCHS"])` was written as `EPOCHS: [""]` in the grid (every task then failed at int("")),
-    and `os.environ.get("TAG")` as `TAG: [""]`, which sets the variable the script tests for being unset."""
+    """`int(os.environ["EPOCHS"])` was written as `EPOCHS: [""]` in the grid (every task then failed at
+    int("")), and `os.environ.get("TAG")` as `TAG: [""]`, which sets the variable the script tests for being
+    unset."""
     from batchsweep import cli
 
     monkeypatch.chdir(tmp_path)
@@ -598,12 +658,15 @@ def test_init_puts_a_variable_read_without_default_under_fixed_and_leaves_an_opt
     spec["params"]["grid"]["LR"] = [0.01, 0.1]
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(spec))
     run = runs.run(tmp_path / "sweep.yaml", store=tmp_path / "store", progress=False)
-    assert sorted(seen(run.results(), "epochs_seen", "lr_seen", "tag_set")) == [(5, 0.01, False), (5, 0.1, False)]
+    assert sorted(seen(run.results(), "epochs_seen", "lr_seen", "tag_set")) == [
+        (5, 0.01, False),
+        (5, 0.1, False),
+    ]
 
 
 def test_init_leaves_out_module_level_values_a_param_could_never_set(tmp_path: Path) -> None:
-    """Guild's flags/globals.py has `_prefix = "Flags:"`: the starter listed `_prefix` in the grid, but a param named
-    `_...` is a placeholder that never reaches the script, so sweeping it changed nothing."""
+    """Guild's flags/globals.py has `_prefix = "Flags:"`: the starter listed `_prefix` in the grid, but a
+    param named `_...` is a placeholder that never reaches the script, so sweeping it changed nothing."""
     from batchsweep.scripts.starter import starter_text
 
     script = write(tmp_path, """
@@ -621,10 +684,18 @@ def test_init_leaves_out_module_level_values_a_param_could_never_set(tmp_path: P
         """)
     spec = yaml.safe_load(starter_text(script))
     assert spec["args"] == {"style": "globals"}
-    assert spec["params"]["grid"] == {"i": [1], "f": [1.1], "b": [False], "s": ["hello"], "l": [[1, 2, "foo"]]}
+    assert spec["params"]["grid"] == {
+        "i": [1],
+        "f": [1.1],
+        "b": [False],
+        "s": ["hello"],
+        "l": [[1, 2, "foo"]],
+    }
 
 
-def test_init_reads_a_src_layout_package_with_pythonpath_src(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_reads_a_src_layout_package_with_pythonpath_src(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from batchsweep import cli
 
     monkeypatch.chdir(tmp_path)
@@ -639,7 +710,9 @@ def test_init_reads_a_src_layout_package_with_pythonpath_src(tmp_path: Path, mon
     assert run.exit_code == 0 and list(run.results()["max_depth_seen"]) == [3]
 
 
-@pytest.mark.parametrize("imports", ["from absl import app, flags", "from docopt import docopt", "import tyro"])
+@pytest.mark.parametrize(
+    "imports", ["from absl import app, flags", "from docopt import docopt", "import tyro"]
+)
 def test_a_script_whose_command_line_library_batchsweep_does_not_read_still_gets_name_value(
         tmp_path: Path, imports: str) -> None:
     from batchsweep.planning.plan import plan
@@ -681,10 +754,17 @@ def test_a_src_layout_package_is_found_under_another_python_too(tmp_path: Path) 
             p.add_argument("--depth", type=int, default=1)
             print(json.dumps({"depth_seen": p.parse_args().depth, "prefix": sys.prefix}))
         ''', "src/toy/cli.py")
-    run, df = sweep(tmp_path, {"params": {"grid": {"depth": [2, 3]}}}, script="main.py", python="venv/bin/python",
-                    env={"PYTHONPATH": "src"})
+    run, df = sweep(
+        tmp_path,
+        {"params": {"grid": {"depth": [2, 3]}}},
+        script="main.py",
+        python="venv/bin/python",
+        env={"PYTHONPATH": "src"},
+    )
     assert run.exit_code == 0, list(df["error"])
     assert sorted(df["depth_seen"]) == [2, 3] and set(df["prefix"]) == {str(tmp_path / "venv")}
-    with pytest.raises(SpecError, match=r"params.width: main.py does not accept --width; it accepts: --depth"):
+    with pytest.raises(
+        SpecError, match=r"params.width: main.py does not accept --width; it accepts: --depth"
+    ):
         sweep(tmp_path, {"params": {"grid": {"width": [2]}}}, script="main.py", python="venv/bin/python",
               env={"PYTHONPATH": "src"})

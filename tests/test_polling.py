@@ -1,4 +1,5 @@
-"""Watching a run, driven by a fake clock (tests/helpers.FakeClock): a minute of polling takes no time at all."""
+"""Watching a run, driven by a fake clock (tests/helpers.FakeClock): a minute of polling takes no time at
+all."""
 
 from __future__ import annotations
 
@@ -38,8 +39,14 @@ def test_plain_progress_prints_a_line_every_5_seconds_and_the_last_one_at_the_en
     progress.watch(SlowRun(100), interval=0.25, clock=clock)  # 100 polls, 25 s of the run's time
     assert clock.slept == [0.25] * 100
     lines = capsys.readouterr().err.splitlines()
-    assert [line.split(" ", 1)[0] for line in lines] == ["[0/100]", "[20/100]", "[40/100]", "[60/100]", "[80/100]",
-                                                         "[100/100]"]
+    assert [line.split(" ", 1)[0] for line in lines] == [
+        "[0/100]",
+        "[20/100]",
+        "[40/100]",
+        "[60/100]",
+        "[80/100]",
+        "[100/100]",
+    ]
     assert lines[1].endswith("eta 00:20") and lines[-1] == "[100/100] 100 succeeded"
 
 

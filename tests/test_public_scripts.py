@@ -1,6 +1,6 @@
 """Public scripts run unmodified (issue #31): each is vendored as published under tests/scripts/public/ (its
-source, commit and license in its header), its spec is the one `init` writes with only the values edited, and each
-task's numbers are checked against the script run by hand with the same settings."""
+source, commit and license in its header), its spec is the one `init` writes with only the values edited, and
+each task's numbers are checked against the script run by hand with the same settings."""
 
 from __future__ import annotations
 
@@ -35,8 +35,9 @@ def set_values(spec: Path, **grid: list[Any]) -> None:
     text = spec.read_text()
     for name, values in grid.items():
         line = f"{name}: {json.dumps(values)}"
-        text, count = re.subn(rf"^(\s+){name}: \[.*?\]", lambda m, line=line: m.group(1) + line, text, count=1,
-                              flags=re.M)
+        text, count = re.subn(
+            rf"^(\s+){name}: \[.*?\]", lambda m, line=line: m.group(1) + line, text, count=1, flags=re.M
+        )
         assert count == 1, f"{name} not in the starter:\n{text}"
     spec.write_text(text)
 
@@ -56,7 +57,8 @@ def sweep(spec: Path) -> Any:
     return df
 
 
-# -- module-level values: Guild AI's iris SVM example ---------------------------------------------------------
+# -- module-level values: Guild AI's iris SVM example
+# ---------------------------------------------------------
 def test_guild_iris_svm_gets_each_tasks_kernel_and_gamma_as_its_module_values(tmp_path: Path) -> None:
     project = copy("iris_svm", tmp_path)
     script = project / "plot_iris_exercise.py"
@@ -64,12 +66,16 @@ def test_guild_iris_svm_gets_each_tasks_kernel_and_gamma_as_its_module_values(tm
     stubs = tmp_path / "stubs" / "matplotlib"
     stubs.mkdir(parents=True)
     (stubs / "__init__.py").write_text("def use(*args, **kwargs):\n    pass\n")
-    (stubs / "pyplot.py").write_text("class _Any:\n    def __getattr__(self, name):\n        return _Any()\n\n"
-                                     "    def __call__(self, *args, **kwargs):\n        return _Any()\n\n\n"
-                                     "def __getattr__(name):\n    return _Any()\n")
+    (stubs / "pyplot.py").write_text(
+        "class _Any:\n    def __getattr__(self, name):\n        return _Any()\n\n"
+        "    def __call__(self, *args, **kwargs):\n        return _Any()\n\n\n"
+        "def __getattr__(name):\n    return _Any()\n"
+    )
     spec = write_starter(str(script))
     starter = spec.read_text()
-    assert "args: {style: globals}" in starter and 'kernel: ["linear"]' in starter and "gamma: [10]" in starter
+    assert (
+        "args: {style: globals}" in starter and 'kernel: ["linear"]' in starter and "gamma: [10]" in starter
+    )
     # the rule for what it prints, from its print calls
     assert yaml.safe_load(starter)["metrics"] == {
         "stdout": r"Train accuracy: (?P<train_accuracy>\S+)|Test accuracy: (?P<test_accuracy>\S+)"}
@@ -81,8 +87,14 @@ def test_guild_iris_svm_gets_each_tasks_kernel_and_gamma_as_its_module_values(tm
         text = script.read_text().replace("kernel = 'linear'", f"kernel = {kernel!r}", 1)
         hand = tmp_path / "by_hand.py"
         hand.write_text(text.replace("\ngamma = 10\n", f"\ngamma = {gamma!r}\n", 1))
-        out = subprocess.run([sys.executable, str(hand)], capture_output=True, text=True, check=True, cwd=tmp_path,
-                             env={**os.environ, "PYTHONPATH": str(tmp_path / "stubs")}).stdout
+        out = subprocess.run(
+            [sys.executable, str(hand)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(tmp_path / "stubs")},
+        ).stdout
         return [float(v) for v in re.findall(r"accuracy: (\S+)", out)]
 
     rows = {(r.kernel, r.gamma): [r.train_accuracy, r.test_accuracy] for r in df.itertuples()}
@@ -90,14 +102,17 @@ def test_guild_iris_svm_gets_each_tasks_kernel_and_gamma_as_its_module_values(tm
     assert rows[("rbf", 10)] != rows[("rbf", 0.1)]  # the params reached the script
 
 
-# -- optparse: scikit-learn's random projection benchmark -----------------------------------------------------
+# -- optparse: scikit-learn's random projection benchmark
+# -----------------------------------------------------
 def test_sklearn_random_projection_benchmark_gets_its_optparse_options(tmp_path: Path) -> None:
     from sklearn.random_projection import johnson_lindenstrauss_min_dim
 
     script = copy("random_projections", tmp_path) / "bench_random_projections.py"
     spec = write_starter(str(script))
     assert re.search(r'^    n_components: \["auto"\]', spec.read_text(), re.M)
-    set_values(spec, n_components=["auto", 40], eps=[0.3, 0.5], n_times=[1], n_features=[5000], n_samples=[200])
+    set_values(
+        spec, n_components=["auto", 40], eps=[0.3, 0.5], n_times=[1], n_features=[5000], n_samples=[200]
+    )
     set_key(spec, "metrics", {"stdout": r"n_components \t= (?P<components>\d+)"})
     df = sweep(spec)
     seen = {(r.n_components, r.eps): r.components for r in df.itertuples()}
@@ -105,7 +120,8 @@ def test_sklearn_random_projection_benchmark_gets_its_optparse_options(tmp_path:
                     ("auto", 0.5): johnson_lindenstrauss_min_dim(200, eps=0.5), (40, 0.3): 40, (40, 0.5): 40}
 
 
-# -- typer, in a src/ layout: a Monte Carlo toolkit -------------------------------------------------------------
+# -- typer, in a src/ layout: a Monte Carlo toolkit
+# -------------------------------------------------------------
 def test_montecarlo_typer_app_in_a_src_layout_runs_from_the_spec_init_writes(tmp_path: Path) -> None:
     project = copy("montecarlo", tmp_path)
     script = project / "src" / "montecarlo" / "cli.py"
@@ -117,13 +133,21 @@ def test_montecarlo_typer_app_in_a_src_layout_runs_from_the_spec_init_writes(tmp
     df = sweep(spec)
 
     def by_hand(n: int, seed: int) -> Any:
-        out = subprocess.run([sys.executable, str(script), "pi", "--n", str(n), "--seed", str(seed), "--json"],
-                             capture_output=True, text=True, check=True, cwd=project,
-                             env={**os.environ, "PYTHONPATH": str(project / "src")}).stdout
+        out = subprocess.run(
+            [sys.executable, str(script), "pi", "--n", str(n), "--seed", str(seed), "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=project,
+            env={**os.environ, "PYTHONPATH": str(project / "src")},
+        ).stdout
         return json.loads(out)["pi_estimate"]
 
     rows = {(r.n, r.seed): r.pi_estimate for r in df.itertuples()}
-    assert rows == {(n, s): by_hand(n, s) for n in (1000, 20000) for s in (1, 2)} and len(set(rows.values())) == 4
+    assert (
+        rows == {(n, s): by_hand(n, s) for n in (1000, 20000) for s in (1, 2)}
+        and len(set(rows.values())) == 4
+    )
     # the package's modules the app imports through PYTHONPATH are its code: an edit there changes the key
     identity = keys.code_identity(load_spec(spec))
     assert {"cli.py", "core.py", "distributions.py", "__init__.py"} <= set(identity.files)
@@ -141,7 +165,9 @@ def test_init_reads_a_script_inside_its_own_package_with_the_pythonpath_a_run_us
     assert (output.parent / starter["env"]["PYTHONPATH"]).resolve() == (project / "src").resolve()
 
 
-def test_init_python_reads_the_script_with_that_python_and_writes_it_relative_to_the_spec(tmp_path: Path) -> None:
+def test_init_python_reads_the_script_with_that_python_and_writes_it_relative_to_the_spec(
+    tmp_path: Path,
+) -> None:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv-ml")], check=True)
     script = tmp_path / "code" / "train.py"
     script.parent.mkdir()

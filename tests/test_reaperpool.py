@@ -23,7 +23,9 @@ def test_a_task_that_ends_before_its_pid_is_read_is_told_started_and_ended():
     up_r, up_w = os.pipe()
     try:
         reaper = reaperpool._Reaper(os.getpid(), down_w, up_r)
-        os.write(up_w, _reap.frame({"pid": 4242}) + _reap.frame({"exit": 0, "reaped": True, "usage": [0.01, 9.0]}))
+        os.write(
+            up_w, _reap.frame({"pid": 4242}) + _reap.frame({"exit": 0, "reaped": True, "usage": [0.01, 9.0]})
+        )
         channel = Sent()
         assert reaperpool._start({"id": 7, "argv": []}, [reaper], channel, -1, -1) is None
         assert channel.messages == [{"id": 7, "pid": 4242},

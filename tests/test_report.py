@@ -25,7 +25,8 @@ PLOTS = ["importance", "parallel", "by-param", "heatmap", "durations", "timeline
 
 
 def backtest_frame(seed: int = 7, workers: int = 4) -> pd.DataFrame:
-    """5 symbols x 3 fast x 2 slow windows of a moving-average backtest, run on `workers` lanes, 2 failures."""
+    """5 symbols x 3 fast x 2 slow windows of a moving-average backtest, run on `workers` lanes, 2
+    failures."""
     rng = np.random.default_rng(seed)
     drift = {"BTCUSDT": 0.55, "ETHUSDT": 0.35, "SOLUSDT": 0.9, "BNBUSDT": 0.15, "XRPUSDT": -0.25}
     rows, free = [], [0.0] * workers
@@ -36,20 +37,40 @@ def backtest_frame(seed: int = 7, workers: int = 4) -> pd.DataFrame:
         duration = float(rng.uniform(2.0, 6.0) * (1.4 if slow == 100 else 1.0))
         start = t0 + free[lane] + 0.05
         free[lane] += duration + 0.05
-        sharpe = drift[symbol] + (0.25 if fast == 10 else -0.1 if fast == 5 else 0.0) + (0.3 if slow == 100 else 0.0)
+        sharpe = (
+            drift[symbol]
+            + (0.25 if fast == 10 else -0.1 if fast == 5 else 0.0)
+            + (0.3 if slow == 100 else 0.0)
+        )
         sharpe = round(sharpe + float(rng.normal(0, 0.2)), 4)
         n_trades = int(400 / fast * (60 / slow) + rng.integers(0, 12))
         metrics = {"total_return": round(sharpe * 0.31 + float(rng.normal(0, 0.05)), 6), "sharpe": sharpe,
                    "max_drawdown": round(-abs(0.45 - 0.12 * sharpe + float(rng.normal(0, 0.04))), 6),
                    "n_trades": n_trades}
-        row = {"task": task, "symbol": symbol, "fast": fast, "slow": slow, "status": "succeeded", "attempts": 1,
-               "duration_s": round(duration, 3), "exit_code": 0, "error": None, "started_at": start,
-               "ended_at": start + duration, "worker": f"local-{lane}", **metrics}
+        row = {
+            "task": task,
+            "symbol": symbol,
+            "fast": fast,
+            "slow": slow,
+            "status": "succeeded",
+            "attempts": 1,
+            "duration_s": round(duration, 3),
+            "exit_code": 0,
+            "error": None,
+            "started_at": start,
+            "ended_at": start + duration,
+            "worker": f"local-{lane}",
+            **metrics,
+        }
         rows.append(row)
     df = pd.DataFrame(rows)
     failed = [(7, "exit code 1", 3), (22, "timeout after 10s", 3)]
     for task, error, attempts in failed:
-        df.loc[task, ["status", "error", "attempts"]] = ["failed" if "exit" in error else "timeout", error, attempts]
+        df.loc[task, ["status", "error", "attempts"]] = [
+            "failed" if "exit" in error else "timeout",
+            error,
+            attempts,
+        ]
         df.loc[task, METRICS] = np.nan
     df.loc[22, "duration_s"] = 10.0
     df["exit_code"] = pd.array([1 if t == 7 else None if t == 22 else 0 for t in df["task"]], dtype="Int64")
@@ -226,9 +247,18 @@ def test_list_params_are_categories() -> None:
 
 def test_many_distinct_values_give_a_scatter_and_no_heatmap() -> None:
     rng = np.random.default_rng(0)
-    df = pd.DataFrame({"task": range(80), "lr": 10 ** rng.uniform(-5, -1, 80), "depth": rng.integers(2, 9, 80),
-                       "status": "succeeded", "loss": rng.uniform(0.1, 1, 80), "trial": range(80),
-                       "round": np.arange(80) // 8, "duration_s": rng.uniform(1, 3, 80)})
+    df = pd.DataFrame(
+        {
+            "task": range(80),
+            "lr": 10 ** rng.uniform(-5, -1, 80),
+            "depth": rng.integers(2, 9, 80),
+            "status": "succeeded",
+            "loss": rng.uniform(0.1, 1, 80),
+            "trial": range(80),
+            "round": np.arange(80) // 8,
+            "duration_s": rng.uniform(1, 3, 80),
+        }
+    )
     html, metric, maximize = build_report(df, params=["lr", "depth"], metrics=["loss"], summary=SUMMARY)
     assert (metric, maximize) == ("loss", False)
     found = plots_in(html)
@@ -243,9 +273,11 @@ def test_the_page_is_self_contained() -> None:
     assert math.isfinite(len(html)) and len(html) < 400_000
 
 
-# -- searches, derived params, log axes, the whole table, 10,000 tasks -----------------------------------------
+# -- searches, derived params, log axes, the whole table, 10,000 tasks
+# -----------------------------------------
 def search_frame(n: int = 48, seed: int = 0) -> pd.DataFrame:
-    """A search's results: x1, x2 drawn at random, a choice, trial and round; value depends on x1 and the choice."""
+    """A search's results: x1, x2 drawn at random, a choice, trial and round; value depends on x1 and the
+    choice."""
     rng = np.random.default_rng(seed)
     x1, x2 = rng.uniform(-5, 10, n), rng.uniform(0, 15, n)
     kind = rng.choice(["a", "b"], n)
@@ -260,15 +292,21 @@ def sections(html: str) -> list[str]:
 
 
 def by_param_charts(html: str) -> dict[str, str]:
-    return dict(re.findall(r'<svg class="plot" data-plot="by-param" data-param="([^"]+)" data-kind="([^"]+)"', html))
+    return dict(
+        re.findall(r'<svg class="plot" data-plot="by-param" data-param="([^"]+)" data-kind="([^"]+)"', html)
+    )
 
 
 def test_a_search_report_puts_history_first_and_treats_trial_and_round_as_run_structure() -> None:
     html, metric, maximize = build_report(search_frame(), params=["x1", "x2", "kind", "trial", "round"],
                                           metrics=["value"], summary=SUMMARY, sampled=["x1", "x2", "kind"])
     assert (metric, maximize) == ("value", False)
-    assert sections(html)[:4] == ["Optimisation history", "Slice, contour and distribution", "Parameter importance",
-                                  "All 48 tasks"]
+    assert sections(html)[:4] == [
+        "Optimisation history",
+        "Slice, contour and distribution",
+        "Parameter importance",
+        "All 48 tasks",
+    ]
     assert by_param_charts(html) == {"x1": "scatter", "x2": "scatter", "kind": "mean"}  # no trial, no round
     assert "Run structure, not params: <code>trial</code>, <code>round</code>" in html
     found = plots_in(html)
@@ -279,8 +317,14 @@ def test_a_search_report_puts_history_first_and_treats_trial_and_round_as_run_st
 
 def test_a_search_has_slice_contour_and_edf_views_as_the_optuna_dashboard_draws_them() -> None:
     df = search_frame()
-    html, _, _ = build_report(df, params=["x1", "x2", "kind", "trial", "round"], metrics=["value"], summary=SUMMARY,
-                              sampled=["x1", "x2", "kind"], log_params=[])
+    html, _, _ = build_report(
+        df,
+        params=["x1", "x2", "kind", "trial", "round"],
+        metrics=["value"],
+        summary=SUMMARY,
+        sampled=["x1", "x2", "kind"],
+        log_params=[],
+    )
     slices = dict(re.findall(r'data-plot="slice" data-param="([^"]+)"[^>]*>(.*?)</svg>', html, re.S))
     assert set(slices) == {"x1", "x2", "kind"}
     for body in slices.values():  # one dot per trial, trial 0 lightest, the last trial darkest
@@ -294,7 +338,9 @@ def test_a_search_has_slice_contour_and_edf_views_as_the_optuna_dashboard_draws_
     assert len(re.findall(r'class="ccell"', contour.group(3))) == 24 * 24
     assert len(re.findall(r'class="contour-pt"', contour.group(3))) == 48
     # the EDF: a step from 0 to every trial, its share never falling
-    edf = re.search(r'data-plot="edf".*?<polyline [^>]*points="([^"]+)" class="edf-line"', html, re.S).group(1)
+    edf = re.search(r'data-plot="edf".*?<polyline [^>]*points="([^"]+)" class="edf-line"', html, re.S).group(
+        1
+    )
     pts = [tuple(map(float, p.split(","))) for p in edf.split()]
     assert len(pts) == 1 + 2 * 48
     assert all(b[0] >= a[0] and b[1] <= a[1] for a, b in zip(pts, pts[1:]))  # x rises, the share rises (y up)
@@ -305,8 +351,14 @@ def test_a_searchs_curves_are_its_intermediate_values_with_prune_marks() -> None
     df = search_frame(8).assign(status=["succeeded"] * 7 + ["pruned"],
                                 error=[None] * 7 + ["pruned at step 2 by the median rule (value=9)"])
     series = {i: [{"step": s, "value": 10.0 / s + i} for s in range(1, 5 if i < 7 else 3)] for i in range(8)}
-    html, _, _ = build_report(df, params=["x1", "x2", "kind", "trial", "round"], metrics=["value"], summary=SUMMARY,
-                              sampled=["x1", "x2", "kind"], series=series)
+    html, _, _ = build_report(
+        df,
+        params=["x1", "x2", "kind", "trial", "round"],
+        metrics=["value"],
+        summary=SUMMARY,
+        sampled=["x1", "x2", "kind"],
+        series=series,
+    )
     assert "Intermediate values" in sections(html) and "Curves" not in sections(html)
     marks = re.findall(r'<circle [^>]*class="prune-mark"[^>]*><title>([^<]+)', html)
     assert marks == ["task 7 (x1=" + marks[0].split("(x1=")[1]] and "pruned at step 2" in marks[0]
@@ -341,7 +393,8 @@ def test_importance_of_a_grid_or_a_few_tasks_needs_no_forest() -> None:
     df = search_frame(200)
     dims = {p: dim_from(p, df[p].tolist()) for p in ("x1", "x2", "kind")}
     assert param_importance(["x1", "x2", "kind"], dims, df["value"].tolist(), False)[1] == "fANOVA"
-    # a large run: 10 bins of hundreds of tasks each give the main effects; the forest would cost seconds for the same
+    # a large run: 10 bins of hundreds of tasks each give the main effects; the forest would cost seconds for
+    # the same
     df = search_frame(2000)
     dims = {p: dim_from(p, df[p].tolist()) for p in ("x1", "x2", "kind")}
     scores, method = param_importance(["x1", "x2", "kind"], dims, df["value"].tolist(), False)
@@ -358,14 +411,20 @@ def test_a_small_runs_report_does_not_import_scikit_learn(tmp_path: Path) -> Non
         "import argparse, json, math\np = argparse.ArgumentParser()\np.add_argument('--lr', type=float)\n"
         "p.add_argument('--width', type=int)\na = p.parse_args()\n"
         "json.dump({'val_loss': (math.log10(a.lr) + 2.5) ** 2 + 8 / a.width}, open('metrics.json', 'w'))\n")
-    (tmp_path / "sweep.yaml").write_text("name: small\nscript: train.py\n"
-                                         "params: {grid: {lr: [0.0001, 0.001, 0.01, 0.1, 1.0], width: [8, 16, 32, 64]}}\n")
+    (tmp_path / "sweep.yaml").write_text(
+        "name: small\nscript: train.py\n"
+        "params: {grid: {lr: [0.0001, 0.001, 0.01, 0.1, 1.0], width: [8, 16, 32, 64]}}\n"
+    )
     run = batchsweep.run(tmp_path / "sweep.yaml", store=tmp_path / "store", progress=False)
     assert run.exit_code == 0
-    probe = ("import sys, batchsweep\n"
-             f"batchsweep.load_run({run.id!r}, store={str(tmp_path / 'store')!r}).report({str(tmp_path / 'r.html')!r})\n"
-             "print(sorted(m for m in ('sklearn', 'optuna') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    probe = (
+        f"import sys, batchsweep\nbatchsweep.load_run({run.id!r}, "
+        f"store={str(tmp_path / 'store')!r}).report({str(tmp_path / 'r.html')!r})\nprint(sorted(m for m in "
+        "('sklearn', 'optuna') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
     assert out.stdout.strip() == "[]", out.stdout
     assert "Parameter importance" in (tmp_path / "r.html").read_text()
 
@@ -397,17 +456,28 @@ def test_the_table_holds_every_task_best_first_with_the_top_ten_highlighted() ->
     rows = re.findall(r'<tr data-task="(\d+)"( class="top")?>', table)
     assert len(rows) == len(df) and sum(1 for _, top in rows if top) == 10
     ranked = df.dropna(subset=["sharpe"]).sort_values("sharpe", ascending=False)["task"].tolist()
-    assert [int(t) for t, _ in rows[:28]] == ranked and {int(t) for t, _ in rows[28:]} == {7, 22}  # failed last
+    # failed last
+    assert [int(t) for t, _ in rows[:28]] == ranked and {int(t) for t, _ in rows[28:]} == {7, 22}
     assert 'id="filter"' in html
 
 
 def test_ten_thousand_tasks_make_a_usable_page_that_says_it_samples() -> None:
     rng = np.random.default_rng(1)
     n = 10_000
-    df = pd.DataFrame({"task": range(n), "lr": 10 ** rng.uniform(-5, -1, n), "depth": rng.integers(2, 9, n),
-                       "model": rng.choice(["rf", "svc"], n), "status": "succeeded", "loss": rng.uniform(0.1, 1, n),
-                       "duration_s": rng.uniform(1, 3, n), "started_at": 1e9 + np.arange(n) * 0.5,
-                       "ended_at": 1e9 + np.arange(n) * 0.5 + 1, "worker": [f"w{i % 16}" for i in range(n)]})
+    df = pd.DataFrame(
+        {
+            "task": range(n),
+            "lr": 10 ** rng.uniform(-5, -1, n),
+            "depth": rng.integers(2, 9, n),
+            "model": rng.choice(["rf", "svc"], n),
+            "status": "succeeded",
+            "loss": rng.uniform(0.1, 1, n),
+            "duration_s": rng.uniform(1, 3, n),
+            "started_at": 1e9 + np.arange(n) * 0.5,
+            "ended_at": 1e9 + np.arange(n) * 0.5 + 1,
+            "worker": [f"w{i % 16}" for i in range(n)],
+        }
+    )
     html, _, _ = build_report(df, params=["lr", "depth", "model"], metrics=["loss"], summary=SUMMARY,
                               sampled=["lr", "depth", "model"])
     assert len(html) < 8_000_000
@@ -429,9 +499,12 @@ def test_the_page_inlines_its_style_and_script_from_the_package_data_files() -> 
 
 
 def test_every_non_python_file_of_the_package_is_listed_as_package_data() -> None:
-    """What setuptools ships in a wheel besides modules: a file the globs miss is absent from an installed copy."""
+    """What setuptools ships in a wheel besides modules: a file the globs miss is absent from an installed
+    copy."""
     root = Path(__file__).resolve().parents[1]
-    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["batchsweep"]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "batchsweep"
+    ]
     pkg = root / "src" / "batchsweep"
     files = [p.relative_to(pkg).as_posix() for p in pkg.rglob("*")
              if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
@@ -441,15 +514,30 @@ def test_every_non_python_file_of_the_package_is_listed_as_package_data() -> Non
 
 
 def gpu_frame() -> pd.DataFrame:
-    """Seven tasks on a 3-GPU box: GPU 0 and 1 whole (task 2 holds both), GPU 2 shared by two tasks at a time."""
+    """Seven tasks on a 3-GPU box: GPU 0 and 1 whole (task 2 holds both), GPU 2 shared by two tasks at a
+    time."""
     t0 = 1_717_243_200.0
     runs = [  # task, gpu, start, end, status, worker
         (0, "0", 0, 4, "succeeded", "local-0"), (1, "1", 0, 3, "failed", "local-1"),
         (2, "0,1", 4.5, 8, "succeeded", "local-0"), (3, "2", 0, 6, "succeeded", "local-2"),
         (4, "2", 1, 5, "pruned", "local-3"), (5, "2", 6.2, 9, "succeeded", "local-2"),
         (6, "2", 5.5, 7, "timeout", "local-3")]
-    return pd.DataFrame([{"task": t, "x": t % 3, "status": s, "gpu": g, "worker": w, "started_at": t0 + a,
-                          "ended_at": t0 + b, "duration_s": b - a, "loss": float(t)} for t, g, a, b, s, w in runs])
+    return pd.DataFrame(
+        [
+            {
+                "task": t,
+                "x": t % 3,
+                "status": s,
+                "gpu": g,
+                "worker": w,
+                "started_at": t0 + a,
+                "ended_at": t0 + b,
+                "duration_s": b - a,
+                "loss": float(t),
+            }
+            for t, g, a, b, s, w in runs
+        ]
+    )
 
 
 def _lane_overlaps(lanes: list[str], placed: list[tuple[int, int]], df: pd.DataFrame) -> list[str]:
@@ -485,21 +573,29 @@ def test_a_worker_running_tasks_at_once_gets_a_row_per_task_running_and_workers_
     df["worker"] = ["tcp://10.0.0.2:4000"] * 4 + ["tcp://10.0.0.3:4000"] * 3  # Dask workers with threads
     lanes, placed, kind = timeline_lanes(df)
     assert kind == "workers"  # at most 3 tasks at once on the first worker (0, 1, 3), 2 on the second (5, 6)
-    assert lanes == [f"tcp://10.0.0.2:4000 · {r}" for r in (1, 2, 3)] + [f"tcp://10.0.0.3:4000 · {r}" for r in (1, 2)]
+    assert lanes == [f"tcp://10.0.0.2:4000 · {r}" for r in (1, 2, 3)] + [
+        f"tcp://10.0.0.3:4000 · {r}" for r in (1, 2)
+    ]
     assert len(placed) == len(df) and _lane_overlaps(lanes, placed, df) == []
     lanes, placed, _ = timeline_lanes(backtest_frame())  # one task at a time per local slot: a lane each
     assert lanes == ["local-0", "local-1", "local-2", "local-3"]
 
 
 def provenance_frame() -> tuple[pd.DataFrame, list[dict]]:
-    """The backtest with tasks 0-11 reused (every third from run old-a, old-b, and computed here), and the runs'
-    provenance."""
+    """The backtest with tasks 0-11 reused (every third from run old-a, old-b, and computed here), and the
+    runs' provenance."""
     df = backtest_frame()
     df["reused_from"] = [(f"old-a/{t + 100}" if t % 3 == 1 else f"old-b/{t + 200}" if t % 3 == 2 else None)
                          if t < 12 else None for t in df["task"]]
     df["key"] = [f"{t:02d}" + "ab" * 31 for t in df["task"]]
-    prov = {"git": {"commit": "c0ffee" * 6 + "abcd", "dirty": True, "diff_sha256": "d1ff" * 16}, "python": "CPython 3.11.9",
-            "platform": "Linux-6.1-x86_64 x86_64", "batchsweep": "0.9.0", "packages_sha256": "9a" * 32, "packages": 87}
+    prov = {
+        "git": {"commit": "c0ffee" * 6 + "abcd", "dirty": True, "diff_sha256": "d1ff" * 16},
+        "python": "CPython 3.11.9",
+        "platform": "Linux-6.1-x86_64 x86_64",
+        "batchsweep": "0.9.0",
+        "packages_sha256": "9a" * 32,
+        "packages": 87,
+    }
     sources = [{"run_id": SUMMARY["run_id"], "role": "this run", "found": True, "code_hash": "c0de" * 16,
                 "provenance": prov, "env": {"MODE": "fast"}, "created": "2024-06-01T12:00:00Z"},
                {"run_id": "old-a", "role": "reused rows", "found": True, "code_hash": "c0de" * 16,
@@ -512,18 +608,34 @@ def test_provenance_section_and_where_each_reused_row_came_from() -> None:
     df, sources = provenance_frame()
     html, _, _ = report(df, sources=sources)
     rows = dict(re.findall(r'<tr data-task="(\d+)"[^>]*>(.*?)</tr>', html))
-    assert re.search(r'<td class="src" data-v="old-a/101"><a href="#prov-old-a"><code>old-a</code></a> task 101</td>',
-                     rows["1"])
+    assert re.search(
+        r'<td class="src" data-v="old-a/101"><a href="#prov-old-a"><code>old-a</code></a> task 101</td>',
+        rows["1"],
+    )
     assert '<td class="src" data-v="">–</td>' in rows["12"]
-    assert f'<td class="key" data-v="05{"ab" * 31}" title="05{"ab" * 31}"><code>05ababababab</code></td>' in rows["5"]
+    assert (
+        f'<td class="key" data-v="05{"ab" * 31}" title="05{"ab" * 31}"><code>05ababababab</code></td>'
+        in rows["5"]
+    )
     prov = html[html.index('<h2 id="provenance">'):]
     this = re.search(rf'<tr id="prov-{SUMMARY["run_id"]}".*?</tr>', prov).group(0)
     assert "<td>this run</td><td>22</td>" in this  # 30 tasks, 8 of them reused from the other two runs
     assert "git <code>c0ffeec0ff</code> + uncommitted changes (diff <code>d1ffd1ffd1</code>)" in this
-    assert all(t in this for t in ("CPython 3.11.9", "Linux-6.1-x86_64", "0.9.0", "87 (9a9a9a9a9a)", "MODE=fast",
-                                   f'title="{"c0de" * 16}"'))
+    assert all(
+        t in this
+        for t in (
+            "CPython 3.11.9",
+            "Linux-6.1-x86_64",
+            "0.9.0",
+            "87 (9a9a9a9a9a)",
+            "MODE=fast",
+            f'title="{"c0de" * 16}"',
+        )
+    )
     assert re.search(r'<tr id="prov-old-a".*?<td>reused rows</td><td>4</td>.*?not in a git repository', prov)
-    assert re.search(r'<tr id="prov-old-b".*?<td>4</td><td colspan="8" class="err">not in the store any more', prov)
+    assert re.search(
+        r'<tr id="prov-old-b".*?<td>4</td><td colspan="8" class="err">not in the store any more', prov
+    )
     assert '<div class="v">8</div><div class="k">reused, not run</div>' in html
     assert "c0de" * 3 in html[:html.index("</header>")]  # the header names the code hash
 
@@ -539,8 +651,13 @@ def test_a_report_without_reuse_has_no_reuse_columns_and_no_provenance_without_s
 
 def test_a_searchs_history_marks_where_each_round_begins() -> None:
     df = search_frame(48)  # 6 rounds of 8 trials
-    html, _, _ = build_report(df, params=["x1", "x2", "kind", "trial", "round"], metrics=["value"], summary=SUMMARY,
-                              sampled=["x1", "x2", "kind"])
+    html, _, _ = build_report(
+        df,
+        params=["x1", "x2", "kind", "trial", "round"],
+        metrics=["value"],
+        summary=SUMMARY,
+        sampled=["x1", "x2", "kind"],
+    )
     chart = re.search(r'data-plot="history".*?</svg>', html, re.S).group(0)
     marks = re.findall(r'<line [^>]*class="round"><title>([^<]+)</title>', chart)
     assert marks == [f"round {r} begins at trial {8 * r}" for r in range(1, 6)]
@@ -555,8 +672,9 @@ def test_a_sampled_params_axis_is_logarithmic_only_when_its_distribution_is(tmp_
         "p.add_argument('--lr', type=float)\na = p.parse_args()\n"
         "json.dump({'loss': (a.x - 0.5) ** 2 + a.lr}, open('metrics.json', 'w'))\n")
     (tmp_path / "sweep.yaml").write_text(
-        "name: axes\nscript: train.py\n"
-        "params: {random: {samples: 16, seed: 5, space: {x: 'uniform(0.001, 1)', lr: 'loguniform(0.0001, 0.1)'}}}\n")
+        "name: axes\nscript: train.py\nparams: {random: {samples: 16, seed: 5, space: {x: 'uniform(0.001, "
+        "1)', lr: 'loguniform(0.0001, 0.1)'}}}\n"
+    )
     run = batchsweep.run(tmp_path / "sweep.yaml", store=tmp_path / "store", progress=False)
     xs = run.results()["x"]
     assert xs.max() / xs.min() > 100, "premise: x spans two decades, as uniform(0.001, 1) samples do"
@@ -565,7 +683,9 @@ def test_a_sampled_params_axis_is_logarithmic_only_when_its_distribution_is(tmp_
 
     def ticks(param: str) -> list[str]:
         chart = re.search(rf'data-plot="by-param" data-param="{param}".*?</svg>', html, re.S).group(0)
-        return re.findall(r'<text class="tk" x="[\d.]+" y="[\d.]+" text-anchor="middle">([^<]+)</text>', chart)
+        return re.findall(
+            r'<text class="tk" x="[\d.]+" y="[\d.]+" text-anchor="middle">([^<]+)</text>', chart
+        )
 
     assert "0.5" in ticks("x") and "0.01" not in ticks("x")  # uniform: linear, whatever its span
     assert {"0.001", "0.01"} <= set(ticks("lr"))  # loguniform: powers of ten
@@ -575,11 +695,17 @@ def test_a_served_searchs_progress_counts_against_the_trials_it_will_run() -> No
     # two rounds of 4 proposed so far of a 12-trial search: 8 tasks in the store, 12 to come
     df = search_frame(8).assign(status=["succeeded"] * 5 + ["running"] * 3)
     live = {"active": True, "refresh_s": 2.0}
-    html, _, _ = build_report(df, params=["x1", "x2", "kind", "trial", "round"], metrics=["value"],
-                              summary={**SUMMARY, "n_tasks": 8, "search_trials": 12}, sampled=["x1", "x2", "kind"],
-                              live=live)
+    html, _, _ = build_report(
+        df,
+        params=["x1", "x2", "kind", "trial", "round"],
+        metrics=["value"],
+        summary={**SUMMARY, "n_tasks": 8, "search_trials": 12},
+        sampled=["x1", "x2", "kind"],
+        live=live,
+    )
     banner = re.search(r'<p class="live on" id="live">(.*?)</p>', html).group(1)
     assert re.sub("<[^>]+>", "", banner).startswith("5 of 12 trials done, 3 running"), banner
-    grid, _, _ = build_report(df, params=["x1", "x2", "kind"], metrics=["value"], summary={**SUMMARY, "n_tasks": 8},
-                              live=live)
+    grid, _, _ = build_report(
+        df, params=["x1", "x2", "kind"], metrics=["value"], summary={**SUMMARY, "n_tasks": 8}, live=live
+    )
     assert '<b id="live-done">5</b> of <b id="live-total">8</b> tasks done' in grid

@@ -109,7 +109,9 @@ def test_the_screenshot_is_not_blank(page: Path, tmp_path: Path) -> None:
     assert len(colours) > 200, "too few colours: the plots did not paint"
     assert background < 0.9, f"{background:.0%} of the page is one colour"
     # the heatmap and the parallel coordinates paint the colour scale's saturated ends
-    assert any((abs(colours.astype(int) - rgb).sum(axis=1) < 30).any() for rgb in ([69, 117, 180], [215, 48, 39]))
+    assert any(
+        (abs(colours.astype(int) - rgb).sum(axis=1) < 30).any() for rgb in ([69, 117, 180], [215, 48, 39])
+    )
 
 
 def write_page(tmp_path: Path, html: str, name: str) -> Path:
@@ -121,8 +123,13 @@ def write_page(tmp_path: Path, html: str, name: str) -> Path:
 def test_a_search_report_in_the_browser_history_first_scatter_no_heatmap(tmp_path: Path) -> None:
     from test_report import search_frame
 
-    html, _, _ = build_report(search_frame(), params=["x1", "x2", "kind", "trial", "round"], metrics=["value"],
-                              summary=SUMMARY, sampled=["x1", "x2", "kind"])
+    html, _, _ = build_report(
+        search_frame(),
+        params=["x1", "x2", "kind", "trial", "round"],
+        metrics=["value"],
+        summary=SUMMARY,
+        sampled=["x1", "x2", "kind"],
+    )
     dom = chromium(tmp_path, write_page(tmp_path, html, "search.html"), "--dump-dom").stdout
     assert re.search(r'<body[^>]*data-ready="1"', dom)
     headings = re.findall(r"<h2[^>]*>([^<(]+)", dom)
@@ -130,25 +137,45 @@ def test_a_search_report_in_the_browser_history_first_scatter_no_heatmap(tmp_pat
                             "All 48 tasks"]
     kinds = dict(re.findall(r'data-plot="by-param" data-param="([^"]+)" data-kind="([^"]+)"', dom))
     assert kinds == {"x1": "scatter", "x2": "scatter", "kind": "mean"}
-    plots = {name for name, _ in re.findall(r'<svg class="plot" data-plot="([^"]+)"[^>]*>(.*?)</svg>', dom, re.S)}
-    assert "heatmap" not in plots and {"history", "importance", "parallel", "slice", "contour", "edf"} <= plots
-    for name, body in re.findall(r'<svg class="plot" data-plot="(slice|contour|edf)"[^>]*>(.*?)</svg>', dom, re.S):
+    plots = {
+        name for name, _ in re.findall(r'<svg class="plot" data-plot="([^"]+)"[^>]*>(.*?)</svg>', dom, re.S)
+    }
+    assert (
+        "heatmap" not in plots and {"history", "importance", "parallel", "slice", "contour", "edf"} <= plots
+    )
+    for name, body in re.findall(
+        r'<svg class="plot" data-plot="(slice|contour|edf)"[^>]*>(.*?)</svg>', dom, re.S
+    ):
         assert re.search(r"<(rect|polyline|circle)\b", body), f"{name} rendered empty"
 
 
 def test_a_sweep_with_a_derived_param_in_the_browser_and_the_table_filters(tmp_path: Path) -> None:
     df = backtest_frame().assign(data=lambda d: d["symbol"] + ".csv")
-    html, _, _ = build_report(df, params=[*PARAMS, "data"], metrics=METRICS, summary=SUMMARY, derived=["data"])
+    html, _, _ = build_report(
+        df, params=[*PARAMS, "data"], metrics=METRICS, summary=SUMMARY, derived=["data"]
+    )
     page = write_page(tmp_path, html, "derived.html")
     dom = chromium(tmp_path, page, "--dump-dom").stdout
     assert set(re.findall(r'data-plot="by-param" data-param="([^"]+)"', dom)) == set(PARAMS)
     assert "Made of other params by a placeholder" in dom
     rows = re.findall(r'<tr data-task="\d+"( class="top")?( style="display: none;")?>', dom)
-    assert len(rows) == 30 and sum(1 for top, _ in rows if top) == 10 and not any(hidden for _, hidden in rows)
+    assert (
+        len(rows) == 30 and sum(1 for top, _ in rows if top) == 10 and not any(hidden for _, hidden in rows)
+    )
     # report.html#filter=... opens with the rows filtered as if typed (any case, every word): task 7 alone
     filtered = subprocess.run(
-        [str(CHROMIUM), *OFFLINE, f"--user-data-dir={tmp_path / 'profile-f'}", "--dump-dom",
-         page.as_uri() + "#filter=ethusdt%20FAILED"], capture_output=True, text=True, timeout=120, check=True).stdout
+        [
+            str(CHROMIUM),
+            *OFFLINE,
+            f"--user-data-dir={tmp_path / 'profile-f'}",
+            "--dump-dom",
+            page.as_uri() + "#filter=ethusdt%20FAILED",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     shown = re.findall(r'<tr data-task="(\d+)"(?: class="top")?>', filtered)
     assert shown == ["7"] and '<span id="shown">1 shown</span>' in filtered
 
@@ -166,7 +193,9 @@ def test_the_timeline_in_the_browser_draws_a_lane_per_gpu_share_coloured_by_stat
     assert svg is not None
     body = svg.group(1)
     assert "Timeline: tasks over GPUs" in dom
-    labels = re.findall(r'<text class="tk"[^>]*text-anchor="end"[^>]*>(?:<title>[^<]*</title>)?([^<]+)</text>', body)
+    labels = re.findall(
+        r'<text class="tk"[^>]*text-anchor="end"[^>]*>(?:<title>[^<]*</title>)?([^<]+)</text>', body
+    )
     assert labels == ["GPU 0", "GPU 1", "GPU 2 · 1", "GPU 2 · 2"]
     bars = [(float(x), float(y), float(w), fill, tip) for x, y, w, fill, tip in re.findall(
         r'<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="[\d.]+" fill="([^"]+)" class="tb">'
@@ -196,22 +225,27 @@ def test_provenance_in_the_browser_each_reused_row_links_to_its_source_run(tmp_p
     assert [line for line in run.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line] == []
     # every run named by a reused row's link has its provenance row in the page
     links = set(re.findall(r'<td class="src" data-v="[^"]+"><a href="#prov-([^"]+)">', dom))
-    rows = dict(re.findall(r'<tr id="prov-([^"]+)" data-run="[^"]+"><td><code>[^<]+</code></td><td>([^<]*)</td>', dom))
+    rows = dict(
+        re.findall(r'<tr id="prov-([^"]+)" data-run="[^"]+"><td><code>[^<]+</code></td><td>([^<]*)</td>', dom)
+    )
     assert links == {"old-a", "old-b"} and rows == {SUMMARY["run_id"]: "this run", "old-a": "reused rows",
                                                      "old-b": "reused rows"}
     # report.html#filter=old-b keeps the rows reused from that run, and only them
     filtered = subprocess.run(
         [str(CHROMIUM), *OFFLINE, f"--user-data-dir={tmp_path / 'profile-f'}", "--dump-dom",
          page.as_uri() + "#filter=old-b"], capture_output=True, text=True, timeout=120, check=True).stdout
-    shown = sorted(int(t) for t in re.findall(r'<tr data-task="(\d+)" data-reused="old-b/\d+"(?: class="top")?>',
-                                              filtered))
+    shown = sorted(
+        int(t)
+        for t in re.findall(r'<tr data-task="(\d+)" data-reused="old-b/\d+"(?: class="top")?>', filtered)
+    )
     hidden = re.findall(r'<tr data-task="\d+"[^>]*style="display: none;"', filtered)
     assert shown == [t for t in range(30) if t % 3 == 2 and t < 12] and len(hidden) == 30 - len(shown)
 
 
 def test_curves_and_pruning_read_in_the_browser(tmp_path: Path) -> None:
-    """A diverged curve (31 against ~0.1) gets a log y axis; every line's hover names its task and params; the pruned
-    task's step and reason are on its curve and in the table; its heatmap cell is painted apart from a missing one."""
+    """A diverged curve (31 against ~0.1) gets a log y axis; every line's hover names its task and params; the
+    pruned task's step and reason are on its curve and in the table; its heatmap cell is painted apart from a
+    missing one."""
     import pandas as pd
 
     rows, series = [], {}
@@ -219,13 +253,22 @@ def test_curves_and_pruning_read_in_the_browser(tmp_path: Path) -> None:
         curve = [0.1 * a + 1 / s for s in range(1, 11)]
         status, error, loss = "succeeded", None, curve[-1]
         if task == 4:  # diverged and pruned at step 3
-            curve, status, error, loss = [5.0, 12.0, 31.0], "pruned", "pruned at step 3 by the median rule (loss=31)", None
+            curve, status, error, loss = (
+                [5.0, 12.0, 31.0],
+                "pruned",
+                "pruned at step 3 by the median rule (loss=31)",
+                None,
+            )
         if task == 5:  # failed: no metric, no series
             curve, status, error, loss = [], "failed", "exit code 1", None
-        rows.append({"task": task, "a": a, "b": b, "status": status, "error": error, "loss": loss, "duration_s": 1.0})
+        rows.append(
+            {"task": task, "a": a, "b": b, "status": status, "error": error, "loss": loss, "duration_s": 1.0}
+        )
         if curve:
             series[task] = [{"step": s, "loss": v} for s, v in enumerate(curve, 1)]
-    html, _, _ = build_report(pd.DataFrame(rows), params=["a", "b"], metrics=["loss"], summary=SUMMARY, series=series)
+    html, _, _ = build_report(
+        pd.DataFrame(rows), params=["a", "b"], metrics=["loss"], summary=SUMMARY, series=series
+    )
     page = write_page(tmp_path, html, "curves.html")
     run = chromium(tmp_path, page, "--enable-logging=stderr", "--v=0", "--dump-dom")
     dom = run.stdout
@@ -236,15 +279,22 @@ def test_curves_and_pruning_read_in_the_browser(tmp_path: Path) -> None:
     tips = dict(re.findall(r'<polyline [^>]*data-task="(\d+)"><title>([^<]+)</title>', curves.group(1)))
     assert tips["0"].startswith("task 0 (a=1, b=x): loss ") and "pruned" not in tips["0"]
     assert tips["4"].startswith("task 4 (a=3, b=x): loss 31 at step 3; pruned at step 3 by the median rule")
-    mark = re.findall(r'<circle [^>]*class="prune-mark" data-task="(\d+)"><title>([^<]+)</title>', curves.group(1))
+    mark = re.findall(
+        r'<circle [^>]*class="prune-mark" data-task="(\d+)"><title>([^<]+)</title>', curves.group(1)
+    )
     assert mark == [("4", "task 4 (a=3, b=x): pruned at step 3 by the median rule (loss=31)")]
     why = dict(re.findall(r'<tr data-task="(\d+)"[^>]*>.*?<td class="why" data-v="([^"]*)">', dom))
-    assert why["4"] == "pruned at step 3 by the median rule (loss=31)" and why["5"] == "exit code 1" and why["0"] == ""
+    assert (
+        why["4"] == "pruned at step 3 by the median rule (loss=31)"
+        and why["5"] == "exit code 1"
+        and why["0"] == ""
+    )
     cells = dict(re.findall(r'<rect [^>]*class="cell (pruned|empty)"><title>([^<]+)</title>', dom))
     assert cells == {"pruned": "b=x, a=3: 1 task pruned by the stop rule, no final loss",
                      "empty": "b=y, a=3: no finite loss"}
     shot = tmp_path / "curves.png"
     chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=1280,2400")
     colours = np.unique(read_png(shot)[:, :, :3].reshape(-1, 3), axis=0).astype(int)
-    for rgb in ([0xef, 0xe9, 0xc4], [0xf1, 0xf3, 0xf6]):  # the pruned cell's fill and the missing cell's, both painted
+    # the pruned cell's fill and the missing cell's, both painted
+    for rgb in ([0xef, 0xe9, 0xc4], [0xf1, 0xf3, 0xf6]):
         assert (abs(colours - rgb).sum(axis=1) <= 3).any(), rgb

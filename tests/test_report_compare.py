@@ -12,9 +12,11 @@ import pytest
 import batchsweep
 from batchsweep import cli
 
-SCRIPT = ("import argparse, json\np = argparse.ArgumentParser()\np.add_argument('--lr', type=float)\n"
-          "p.add_argument('--width', type=int)\np.add_argument('--offset', type=float)\na = p.parse_args()\n"
-          "json.dump({'val_loss': a.offset + abs(a.lr - 0.01) * 10 + 8 / a.width}, open('metrics.json', 'w'))\n")
+SCRIPT = (
+    "import argparse, json\np = argparse.ArgumentParser()\np.add_argument('--lr', type=float)\n"
+    "p.add_argument('--width', type=int)\np.add_argument('--offset', type=float)\na = p.parse_args()\n"
+    "json.dump({'val_loss': a.offset + abs(a.lr - 0.01) * 10 + 8 / a.width}, open('metrics.json', 'w'))\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,9 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     return tmp, ids[0], ids[1]
 
 
-def test_two_runs_on_one_page_name_both_with_their_differences(two_runs: tuple[Path, str, str], capsys) -> None:
+def test_two_runs_on_one_page_name_both_with_their_differences(
+    two_runs: tuple[Path, str, str], capsys
+) -> None:
     tmp, a, b = two_runs
     out = tmp / "compare.html"
     assert cli.main(["report", a, b[-4:], "-o", str(out), "--store", str(tmp / "store")]) == 0

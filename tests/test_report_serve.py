@@ -1,5 +1,5 @@
-"""`batchsweep report RUN --serve`: the report served on 127.0.0.1 and refreshing itself in headless Chromium while
-a local sweep runs; nothing but the page is served."""
+"""`batchsweep report RUN --serve`: the report served on 127.0.0.1 and refreshing itself in headless Chromium
+while a local sweep runs; nothing but the page is served."""
 
 from __future__ import annotations
 
@@ -39,7 +39,12 @@ batchsweep.log_metrics(loss=(a.g + 1) / 3)
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "BATCHSWEEP_STORE": str(tmp_path / "store"), "CI": "true", "BATCHSWEEP_SERIES_FLUSH_S": "0.2"}
+    env = {
+        **os.environ,
+        "BATCHSWEEP_STORE": str(tmp_path / "store"),
+        "CI": "true",
+        "BATCHSWEEP_SERIES_FLUSH_S": "0.2",
+    }
     with ctrl_c_reaches_children():
         return subprocess.Popen([sys.executable, "-m", "batchsweep", *args], cwd=tmp_path, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -54,7 +59,9 @@ def _get(url: str, host: str | None = None) -> int:
         return e.code
 
 
-def test_the_served_report_refreshes_itself_while_the_run_goes_and_stops_at_its_final_state(tmp_path: Path) -> None:
+def test_the_served_report_refreshes_itself_while_the_run_goes_and_stops_at_its_final_state(
+    tmp_path: Path,
+) -> None:
     gates = tmp_path / "gates"
     gates.mkdir()
     (tmp_path / "train.py").write_text(GATED)
@@ -76,7 +83,9 @@ def test_the_served_report_refreshes_itself_while_the_run_goes_and_stops_at_its_
         server = _cli(tmp_path, "report", run_id, "--serve")
         assert server.stdout is not None
         line = server.stdout.readline()
-        assert "serving the report of run " + run_id in line, line + (server.stderr.read() if server.stderr else "")
+        assert "serving the report of run " + run_id in line, line + (
+            server.stderr.read() if server.stderr else ""
+        )
         url = line.split(" at ", 1)[1].split()[0]
         assert url.startswith("http://127.0.0.1:")
         with Browser(str(CHROMIUM), LOOPBACK_ONLY, tmp_path / "profile", url) as page:

@@ -40,7 +40,8 @@ def _overlaps(df, key: str | None = None) -> int:
 
 
 def probe(tmp_path, params: str, extra: str = ""):
-    """Run resource_probe.py over `params` (a YAML flow mapping) with `extra` spec lines; its results table."""
+    """Run resource_probe.py over `params` (a YAML flow mapping) with `extra` spec lines; its results
+    table."""
     spec = write_spec(tmp_path, textwrap.dedent(f"""
         name: probe
         script: {PROBE}
@@ -52,7 +53,9 @@ def probe(tmp_path, params: str, extra: str = ""):
 
 def test_gpu_tasks_get_one_device_each_and_never_share_one(tmp_path, monkeypatch):
     monkeypatch.setenv("BATCHSWEEP_GPUS", "0,1")
-    df = probe(tmp_path, "{grid: {i: [0, 1, 2, 3, 4, 5]}, fixed: {hold: 0.4}}", "resources: {gpus: 1, vcpus: 0.25}\n")
+    df = probe(
+        tmp_path, "{grid: {i: [0, 1, 2, 3, 4, 5]}, fixed: {hold: 0.4}}", "resources: {gpus: 1, vcpus: 0.25}\n"
+    )
     assert set(df["status"]) == {"succeeded"}
     assert set(df["cuda"]) <= {"gpu:0", "gpu:1"} and (df["cuda"] == df["nvidia"]).all()
     assert sorted(df["gpu"]) == sorted(c.removeprefix("gpu:") for c in df["cuda"])
@@ -62,7 +65,11 @@ def test_gpu_tasks_get_one_device_each_and_never_share_one(tmp_path, monkeypatch
 
 def test_a_gpu_fraction_lets_tasks_share_a_device_up_to_its_share(tmp_path, monkeypatch):
     monkeypatch.setenv("BATCHSWEEP_GPUS", "7")
-    df = probe(tmp_path, "{grid: {i: [0, 1, 2, 3, 4, 5]}, fixed: {hold: 0.6}}", "resources: {gpus: 0.5, vcpus: 0.1}\n")
+    df = probe(
+        tmp_path,
+        "{grid: {i: [0, 1, 2, 3, 4, 5]}, fixed: {hold: 0.6}}",
+        "resources: {gpus: 0.5, vcpus: 0.1}\n",
+    )
     assert set(df["cuda"]) == {"gpu:7"}
     assert _overlaps(df) == 2
 
@@ -80,18 +87,35 @@ def test_asking_for_more_gpus_than_the_machine_has_is_one_line_before_anything_r
     assert out.returncode == 2, out.stderr
     assert "resources.gpus: 2 per task" in out.stderr and "BATCHSWEEP_GPUS" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / ".batchsweep" / "runs").exists() or not any((tmp_path / ".batchsweep" / "runs").iterdir())
+    assert not (tmp_path / ".batchsweep" / "runs").exists() or not any(
+        (tmp_path / ".batchsweep" / "runs").iterdir()
+    )
 
 
-@pytest.mark.parametrize(("params", "gpus", "backend", "says"), [
-    ("{grid: {i: [0], _g: [1, 3]}}", '"{_g}"', "local", "resources.gpus: 3 per task, but this machine's GPUs: 2"),
-    ("{grid: {i: [0], _g: [1, 1.5]}}", '"{_g}"', "local", "a task's _g=1.5 is not a GPU count"),
-    ("{grid: {i: [0], _g: [one]}}", '"{_g}"', "local", "a task's _g='one' is not a GPU count"),
-    ("{grid: {i: [0]}}", '"{_g}"', "local", "placeholder {_g} names no param; params are: i"),
-    ("{grid: {i: [0]}}", '"g"', "local", "'g' is neither a number nor a {param} placeholder"),
-    ("{grid: {i: [0], _g: [1]}}", '"{_g}"', "slurm", "backend slurm gives every task of a run the same GPUs"),
-])
-def test_per_task_gpus_that_cannot_run_are_one_line_before_anything_runs(tmp_path, params, gpus, backend, says):
+@pytest.mark.parametrize(
+    ("params", "gpus", "backend", "says"),
+    [
+        (
+            "{grid: {i: [0], _g: [1, 3]}}",
+            '"{_g}"',
+            "local",
+            "resources.gpus: 3 per task, but this machine's GPUs: 2",
+        ),
+        ("{grid: {i: [0], _g: [1, 1.5]}}", '"{_g}"', "local", "a task's _g=1.5 is not a GPU count"),
+        ("{grid: {i: [0], _g: [one]}}", '"{_g}"', "local", "a task's _g='one' is not a GPU count"),
+        ("{grid: {i: [0]}}", '"{_g}"', "local", "placeholder {_g} names no param; params are: i"),
+        ("{grid: {i: [0]}}", '"g"', "local", "'g' is neither a number nor a {param} placeholder"),
+        (
+            "{grid: {i: [0], _g: [1]}}",
+            '"{_g}"',
+            "slurm",
+            "backend slurm gives every task of a run the same GPUs",
+        ),
+    ],
+)
+def test_per_task_gpus_that_cannot_run_are_one_line_before_anything_runs(
+    tmp_path, params, gpus, backend, says
+):
     spec = write_spec(tmp_path, f"""
         name: pertask
         script: {PROBE}
@@ -104,11 +128,15 @@ def test_per_task_gpus_that_cannot_run_are_one_line_before_anything_runs(tmp_pat
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert says in out.stderr
-    assert not (tmp_path / ".batchsweep" / "runs").exists() or not any((tmp_path / ".batchsweep" / "runs").iterdir())
+    assert not (tmp_path / ".batchsweep" / "runs").exists() or not any(
+        (tmp_path / ".batchsweep" / "runs").iterdir()
+    )
 
 
 def test_vcpus_take_that_many_slots(tmp_path):
-    df = probe(tmp_path, "{grid: {i: [0, 1, 2, 3]}, fixed: {hold: 0.5}}", f"resources: {{vcpus: {os.cpu_count()}}}\n")
+    df = probe(
+        tmp_path, "{grid: {i: [0, 1, 2, 3]}, fixed: {hold: 0.5}}", f"resources: {{vcpus: {os.cpu_count()}}}\n"
+    )
     assert set(df["status"]) == {"succeeded"}
     assert _overlaps(df) == 1
 
@@ -124,8 +152,10 @@ def test_a_task_over_its_memory_is_killed_with_that_reason_and_the_others_finish
 
 
 def test_peak_memory_and_cpu_time_are_recorded_per_task(tmp_path):
-    df = probe(tmp_path, "{list: [{i: 0, alloc_mib: 200, hold: 1.0, busy: 0}, {i: 1, alloc_mib: 0, hold: 0.1, busy: 0.8}]}"
-               ).set_index("i")
+    df = probe(
+        tmp_path,
+        "{list: [{i: 0, alloc_mib: 200, hold: 1.0, busy: 0}, {i: 1, alloc_mib: 0, hold: 0.1, busy: 0.8}]}",
+    ).set_index("i")
     assert 190 <= df.loc[0, "peak_rss_mib"] <= 400
     assert df.loc[1, "peak_rss_mib"] < 100
     # 0.8 s of CPU burnt; /proc is sampled every 0.5 s, so up to one interval at the very end may go unseen
@@ -135,11 +165,14 @@ def test_peak_memory_and_cpu_time_are_recorded_per_task(tmp_path):
 
 
 def test_the_quick_samples_walk_the_task_tree_without_reading_every_process(monkeypatch):
-    """The first samples of a task read its leader and descendants only (a short warm task's main cost was a read
-    of every process of the machine): the same members as the whole scan, a setsid grandchild included."""
+    """The first samples of a task read its leader and descendants only (a short warm task's main cost was a
+    read of every process of the machine): the same members as the whole scan, a setsid grandchild
+    included."""
     from batchsweep.task import usage
 
-    leader = subprocess.Popen(["sh", "-c", "sleep 30 & setsid sh -c 'sleep 30 & wait' & wait"], start_new_session=True)
+    leader = subprocess.Popen(
+        ["sh", "-c", "sleep 30 & setsid sh -c 'sleep 30 & wait' & wait"], start_new_session=True
+    )
     whole: set[int] = set()
     try:
         deadline = time.monotonic() + 10
@@ -213,11 +246,15 @@ def test_after_a_measured_run_the_aws_dry_run_suggests_a_smaller_size_and_right_
 
     before = cli("run", str(spec), "--backend", "aws-batch", "--dry-run")
     assert before.returncode == 0 and "right-size" not in before.stdout  # nothing measured yet
-    assert cli("run", str(spec), "--max-parallel", "1").returncode == 0  # locally, with the AWS sizes in the spec
+    # locally, with the AWS sizes in the spec
+    assert cli("run", str(spec), "--max-parallel", "1").returncode == 0
     dry = cli("run", str(spec), "--backend", "aws-batch", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     line = next(x for x in dry.stdout.splitlines() if x.startswith("right-size"))
-    assert "`resources: {vcpus: 0.25, memory_mib: 512}`" in line and "would cut the estimated AWS cost by 89%" in line
+    assert (
+        "`resources: {vcpus: 0.25, memory_mib: 512}`" in line
+        and "would cut the estimated AWS cost by 89%" in line
+    )
     sized = cli("run", str(spec), "--backend", "aws-batch", "--dry-run", "--right-size")
     assert sized.returncode == 0, sized.stderr
     assert "0.25 vCPU, 512 MiB" in sized.stdout
@@ -237,8 +274,8 @@ def test_right_size_without_a_measured_run_is_one_line_exit_2(tmp_path):
 
 
 class FakeNvml(types.ModuleType):
-    """Stands in for `pynvml` (nvidia-ml-py) at the import boundary: devices whose process lists are computed by
-    `listing(device, pid_environ)` from the machine's real processes."""
+    """Stands in for `pynvml` (nvidia-ml-py) at the import boundary: devices whose process lists are computed
+    by `listing(device, pid_environ)` from the machine's real processes."""
 
     class Proc:
         def __init__(self, pid: int, mib: float | None) -> None:
@@ -296,13 +333,15 @@ def test_gpu_memory_is_the_peak_over_the_task_tree_on_every_device_and_ignores_o
     finally:
         os.killpg(leader.pid, signal.SIGKILL)
         leader.wait()
-    assert usage.gpu_mem_mib == 350.0  # 300 on device 0 + 50 on device 1 at the peak; the stranger not counted
+    # 300 on device 0 + 50 on device 1 at the peak; the stranger not counted
+    assert usage.gpu_mem_mib == 350.0
     assert usage.peak_rss_mib is not None
     assert fake.inits == 0  # NVML shut down as often as it was started
 
 
 def test_without_nvml_gpu_memory_is_not_measured_and_nothing_fails(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pynvml", None)  # `import pynvml` raises ImportError, as without the package
+    # `import pynvml` raises ImportError, as without the package
+    monkeypatch.setitem(sys.modules, "pynvml", None)
     assert GpuMemory.open() is None
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"], start_new_session=True)
     usage = UsageSampler(proc.pid, gpu=True).start()
@@ -318,19 +357,24 @@ def test_without_nvml_gpu_memory_is_not_measured_and_nothing_fails(monkeypatch):
 def test_each_task_records_its_peak_gpu_memory_in_results(tmp_path, monkeypatch):
     monkeypatch.setenv("BATCHSWEEP_GPUS", "0,1")
 
-    def listing(device):  # every process of ours that was given this device holds 256 MiB per device number + 1
+    # every process of ours that was given this device holds 256 MiB per device number + 1
+    def listing(device):
         found = []
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if f"CUDA_VISIBLE_DEVICES={device}".encode() in environ and b"BATCHSWEEP_TASK_INDEX" in b" ".join(environ):
+            if f"CUDA_VISIBLE_DEVICES={device}".encode() in environ and b"BATCHSWEEP_TASK_INDEX" in b" ".join(
+                environ
+            ):
                 found.append((int(pid), 256 * (device + 1)))
         return found
 
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(2, listing))
-    df = probe(tmp_path, "{grid: {i: [0, 1, 2, 3]}, fixed: {hold: 0.5}}", "resources: {gpus: 1, vcpus: 0.25}\n")
+    df = probe(
+        tmp_path, "{grid: {i: [0, 1, 2, 3]}, fixed: {hold: 0.5}}", "resources: {gpus: 1, vcpus: 0.25}\n"
+    )
     assert set(df["status"]) == {"succeeded"}
     expected = df["gpu"].map({"0": 256.0, "1": 512.0})
     assert list(df["gpu_mem_mib"]) == list(expected)
@@ -373,18 +417,23 @@ def test_status_of_a_local_run_that_reserved_far_more_than_it_used_suggests_the_
     # the report says it too, from the results table it has: no task's status file is read again for it
     from batchsweep.runs.run import Run
 
-    monkeypatch.setattr(Run, "statuses", lambda self: pytest.fail("the report read every task's status again"))
+    monkeypatch.setattr(
+        Run, "statuses", lambda self: pytest.fail("the report read every task's status again")
+    )
     run.report(tmp_path / "r.html")
     html = (tmp_path / "r.html").read_text()
     assert "Resources: tasks used at most" in html and "vcpus: 0.25, memory_mib: 256" in html
     monkeypatch.undo()
 
-    sized = cli("run", str(spec), "--right-size")  # applies it: the next run reserves what the suggestion said
+    # applies it: the next run reserves what the suggestion said
+    sized = cli("run", str(spec), "--right-size")
     assert sized.returncode == 0, sized.stderr
     assert "right-size: tasks used at most" in sized.stderr
     again = cli("status", sized.stdout.split()[0])
     assert not any(x.startswith("size ") for x in again.stdout.splitlines()), again.stdout  # it fits now
-    resources = batchsweep.load_run(sized.stdout.split()[0], store=tmp_path / ".batchsweep").info["spec"]["resources"]
+    resources = batchsweep.load_run(sized.stdout.split()[0], store=tmp_path / ".batchsweep").info["spec"][
+        "resources"
+    ]
     assert (resources["vcpus"], resources["memory_mib"]) == (0.25, 256)
 
 
@@ -393,14 +442,32 @@ def test_right_sizing_asks_only_for_what_each_backend_reserves():
     from batchsweep.report.cost import run_right_size
     from batchsweep.store.record import RunRecord
 
-    used = [TaskStatus(index=i, state=State.SUCCEEDED, started_at=0.0, ended_at=10.0, peak_rss_mib=300.0, cpu_s=1.0)
-            for i in range(3)]
+    used = [
+        TaskStatus(
+            index=i, state=State.SUCCEEDED, started_at=0.0, ended_at=10.0, peak_rss_mib=300.0, cpu_s=1.0
+        )
+        for i in range(3)
+    ]
     resources = {"vcpus": 4, "memory_mib": 8192, "gpus": 0}
 
     def run(backend: str, engine: dict[str, Any] | None = None) -> RunRecord:
-        return RunRecord.of({"run_id": "r", "name": "r", "backend": backend, "created": "", "created_ts": 0.0,
-                             "n_tasks": 3, "engine": engine or {}, "spec": {
-                                 "name": "r", "script": "s.py", "params": {"grid": {"a": [1]}}, "resources": resources}})
+        return RunRecord.of(
+            {
+                "run_id": "r",
+                "name": "r",
+                "backend": backend,
+                "created": "",
+                "created_ts": 0.0,
+                "n_tasks": 3,
+                "engine": engine or {},
+                "spec": {
+                    "name": "r",
+                    "script": "s.py",
+                    "params": {"grid": {"a": [1]}},
+                    "resources": resources,
+                },
+            }
+        )
 
     dask = run_right_size(run("dask", {"cluster": "local", "resources": {"MEMORY": 8192 * 2**20}}), used)
     assert dask is not None and (dask.vcpus, dask.memory_mib) == (None, 512)  # Dask reserves no vCPUs
@@ -410,15 +477,20 @@ def test_right_sizing_asks_only_for_what_each_backend_reserves():
     local = run_right_size(run("local"), used)
     assert local is not None and (local.vcpus, local.memory_mib) == (0.25, None)
     # Tasks that used most of what they reserved get no line.
-    busy = [TaskStatus(index=0, state=State.SUCCEEDED, started_at=0.0, ended_at=10.0, peak_rss_mib=3000.0, cpu_s=30.0)]
+    busy = [
+        TaskStatus(
+            index=0, state=State.SUCCEEDED, started_at=0.0, ended_at=10.0, peak_rss_mib=3000.0, cpu_s=30.0
+        )
+    ]
     assert run_right_size(run("local", {"memory_limit_mib": 4096}), busy) is None
     aws = run_right_size(run("aws-batch"), used)
     assert aws is not None and aws.where is None and "AWS cost" in aws.line()
 
 
 def concurrent_probe_runs(tmp_path, runs: dict[str, tuple[str, str]]) -> list:
-    """Each named sweep of resource_probe.py (its params and its `resources.gpus`) run at once, each by its own
-    `batchsweep run` process (as two users' runs are), into one store; their results tables, each all succeeded."""
+    """Each named sweep of resource_probe.py (its params and its `resources.gpus`) run at once, each by its
+    own `batchsweep run` process (as two users' runs are), into one store; their results tables, each all
+    succeeded."""
     specs = []
     for name, (params, gpus) in runs.items():
         (tmp_path / name).mkdir()
@@ -429,8 +501,14 @@ def concurrent_probe_runs(tmp_path, runs: dict[str, tuple[str, str]]) -> list:
             resources: {{gpus: {gpus}, vcpus: 0.1}}
             metrics: {{stdout: last}}
         """)))
-    procs = [subprocess.Popen([sys.executable, "-m", "batchsweep", "run", str(spec), "--store", str(tmp_path / "store")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for spec in specs]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "batchsweep", "run", str(spec), "--store", str(tmp_path / "store")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for spec in specs
+    ]
     for proc in procs:
         assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
     tables = [batchsweep.load_run(run_id, store=tmp_path / "store").results()
@@ -440,8 +518,8 @@ def concurrent_probe_runs(tmp_path, runs: dict[str, tuple[str, str]]) -> list:
 
 
 def test_two_concurrent_runs_of_1_and_2_gpu_tasks_never_share_a_device(tmp_path, monkeypatch):
-    """Two sweeps on one 4-GPU machine at once (separate processes, as two users' runs are): every task records
-    the CUDA_VISIBLE_DEVICES it got, and no device ever has two tasks on it."""
+    """Two sweeps on one 4-GPU machine at once (separate processes, as two users' runs are): every task
+    records the CUDA_VISIBLE_DEVICES it got, and no device ever has two tasks on it."""
     import json
 
     monkeypatch.setenv("BATCHSWEEP_GPUS", "0,1,2,3")
@@ -451,7 +529,9 @@ def test_two_concurrent_runs_of_1_and_2_gpu_tasks_never_share_a_device(tmp_path,
         spans += [(gpu, row["start"], row["end"]) for _, row in df.iterrows()
                   for gpu in row["cuda"].removeprefix("gpu:").split(",")]
     assert len(spans) == 6 + 12 and {g for g, _, _ in spans} <= {"0", "1", "2", "3"}
-    clashes = [(a, b) for a in spans for b in spans if a is not b and a[0] == b[0] and a[1] < b[2] and b[1] < a[2]]
+    clashes = [
+        (a, b) for a in spans for b in spans if a is not b and a[0] == b[0] and a[1] < b[2] and b[1] < a[2]
+    ]
     assert clashes == [], json.dumps(clashes[:3])
     table = json.loads((Path(os.environ["BATCHSWEEP_RUNTIME_DIR"]) / "gpu-leases.json").read_text())
     assert table == []  # every lease given back
@@ -459,8 +539,8 @@ def test_two_concurrent_runs_of_1_and_2_gpu_tasks_never_share_a_device(tmp_path,
 
 def test_one_sweep_mixes_2_1_half_and_0_gpu_tasks_beside_another_run_and_no_device_is_ever_overcommitted(
         tmp_path, monkeypatch):
-    """`resources.gpus: "{gpus}"`: each task takes what its param says. At every moment the shares running on a
-    device add up to at most one, across both runs; 0-GPU tasks get no device."""
+    """`resources.gpus: "{gpus}"`: each task takes what its param says. At every moment the shares running on
+    a device add up to at most one, across both runs; 0-GPU tasks get no device."""
     monkeypatch.setenv("BATCHSWEEP_GPUS", "0,1,2")
     events = []
     for df in concurrent_probe_runs(tmp_path, {
@@ -486,7 +566,9 @@ def test_a_lease_held_by_a_dead_process_is_reclaimed(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     table = tmp_path / "gpu-leases.json"
-    table.write_text(json.dumps([{"id": "x", "pid": dead.pid, "started": "1", "gpus": ["0", "1"], "share": 1.0}]))
+    table.write_text(
+        json.dumps([{"id": "x", "pid": dead.pid, "started": "1", "gpus": ["0", "1"], "share": 1.0}])
+    )
     live = subprocess.Popen(["sleep", "30"])
     try:
         from batchsweep.store.runlock import start_time

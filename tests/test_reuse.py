@@ -1,5 +1,6 @@
-"""Reuse across runs by content key (docs/design.md §4.1), on the local store. Executions are counted by a side
-effect of the task itself (a line appended to a file outside the store), never by the tool's own report."""
+"""Reuse across runs by content key (docs/design.md §4.1), on the local store. Executions are counted by a
+side effect of the task itself (a line appended to a file outside the store), never by the tool's own
+report."""
 
 from __future__ import annotations
 
@@ -89,7 +90,10 @@ def test_the_same_sweep_twice_runs_nothing_and_says_so(project: Path, tmp_path: 
     executions(log)
     capsys.readouterr()
     assert cli.main(["run", str(spec), "--store", str(store), "--set", "params.grid.a=1,2,3,4"]) == 0
-    assert "reused 3 of 4 (from counted-" in (err := capsys.readouterr().err) and "); 1 to run: new params" in err
+    assert (
+        "reused 3 of 4 (from counted-" in (err := capsys.readouterr().err)
+        and "); 1 to run: new params" in err
+    )
     assert executions(log) == ["4,1"]
 
 
@@ -102,7 +106,9 @@ def test_no_reuse_runs_every_task(project: Path, tmp_path: Path) -> None:
     assert executions(log) == ["1,1", "2,1"]
 
 
-def test_an_input_changed_with_its_size_and_mtime_restored_reruns_its_task(project: Path, tmp_path: Path) -> None:
+def test_an_input_changed_with_its_size_and_mtime_restored_reruns_its_task(
+    project: Path, tmp_path: Path
+) -> None:
     log, store = tmp_path / "executions.log", tmp_path / "store"
     data = project / "data"
     data.mkdir()
@@ -121,7 +127,9 @@ def test_an_input_changed_with_its_size_and_mtime_restored_reruns_its_task(proje
     assert list(again.results()["data"]) == ["new1", "old2"]
 
 
-def test_a_new_data_file_for_a_new_param_value_leaves_the_other_tasks_reused(project: Path, tmp_path: Path) -> None:
+def test_a_new_data_file_for_a_new_param_value_leaves_the_other_tasks_reused(
+    project: Path, tmp_path: Path
+) -> None:
     log, store = tmp_path / "executions.log", tmp_path / "store"
     data = project / "data"
     data.mkdir()
@@ -222,7 +230,8 @@ def test_code_files_all_counts_the_folder_but_never_what_batchsweep_or_editors_w
 
 
 def test_a_changed_package_version_reruns_the_tasks_and_diff_names_it(
-        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     log, store, site = tmp_path / "executions.log", tmp_path / "store", tmp_path / "site"
 
     def install(version: str) -> None:  # a real distribution, as pip leaves one: the module and its dist-info
@@ -238,7 +247,9 @@ def test_a_changed_package_version_reruns_the_tasks_and_diff_names_it(
 
     install("1.0")
     monkeypatch.syspath_prepend(str(site))
-    (project / "task.py").write_text("try:\n    import fakepkg\nexcept ImportError:\n    pass\n" + COUNTING_SCRIPT)
+    (project / "task.py").write_text(
+        "try:\n    import fakepkg\nexcept ImportError:\n    pass\n" + COUNTING_SCRIPT
+    )
     spec = write_spec(project, "{a: [1, 2]}", log=log)
     first = run(spec, store)
     executions(log)
@@ -307,8 +318,9 @@ def test_a_changed_metrics_rule_rereads_stored_output_and_runs_nothing(project: 
     assert df[metrics].to_dict("records") == fresh[metrics].to_dict("records")
 
 
-def test_a_changed_stdout_pattern_rereads_the_log_and_drops_what_the_old_one_printed(project: Path,
-                                                                                       tmp_path: Path) -> None:
+def test_a_changed_stdout_pattern_rereads_the_log_and_drops_what_the_old_one_printed(
+    project: Path, tmp_path: Path
+) -> None:
     log, store = tmp_path / "executions.log", tmp_path / "store"
     spec = write_spec(project, "{a: [1, 2]}", log=log, extra="metrics: {stdout: last}\n")
     run(spec, store)
@@ -332,8 +344,9 @@ def test_reused_results_survive_the_deletion_of_the_run_they_came_from(project: 
     assert executions(log) == []
 
 
-def test_a_sweeps_history_is_one_row_per_task_the_latest_success_winning(project: Path, tmp_path: Path,
-                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_sweeps_history_is_one_row_per_task_the_latest_success_winning(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     log, store = tmp_path / "executions.log", tmp_path / "store"
     fail = Path(f"{log}.fail2")
     fail.write_text("")
@@ -343,12 +356,18 @@ def test_a_sweeps_history_is_one_row_per_task_the_latest_success_winning(project
     third = run(write_spec(project, "{a: [2, 3]}", log=log), store)  # 2 runs again (it failed), 3 is reused
     df = batchsweep.load_sweep("counted", store=store).results()
     rows = {row["a"]: (row["run"], row["status"], row["y"]) for row in df.to_dict("records")}
-    assert rows == {1: (first.id, "succeeded", 1), 2: (third.id, "succeeded", 2), 3: (second.id, "succeeded", 3)}
+    assert rows == {
+        1: (first.id, "succeeded", 1),
+        2: (third.id, "succeeded", 2),
+        3: (second.id, "succeeded", 3),
+    }
     capsys.readouterr()
     assert cli.main(["results", "--sweep", "counted", "--store", str(store), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("run,task,code,a,") and len(lines) == 4
-    assert cli.main(["report", "--sweep", "counted", "--store", str(store), "-o", str(tmp_path / "r.html")]) == 0
+    assert (
+        cli.main(["report", "--sweep", "counted", "--store", str(store), "-o", str(tmp_path / "r.html")]) == 0
+    )
     assert (tmp_path / "r.html").stat().st_size > 1000
     assert cli.main(["results", "--sweep", "nope", "--store", str(store)]) == 2
     assert "sweeps there: counted" in capsys.readouterr().err
@@ -367,10 +386,14 @@ def test_status_shows_provenance_and_diff_says_what_changed(project: Path, tmp_p
     first = run(spec, store)
     prov = first.info["provenance"]
     assert prov["git"]["dirty"] is False and len(prov["git"]["commit"]) == 40
-    assert prov["packages"] > 5 and len(prov["packages_sha256"]) == 64 and prov["python"].startswith("CPython")
+    assert (
+        prov["packages"] > 5 and len(prov["packages_sha256"]) == 64 and prov["python"].startswith("CPython")
+    )
     (project / "task.py").write_text(COUNTING_SCRIPT.replace("args.a * args.b", "args.a * args.b + 1"))
     second = run(write_spec(project, "{a: [1, 2, 3]}", log=log), store)
-    assert second.info["provenance"]["git"]["dirty"] is True and second.info["provenance"]["git"]["diff_sha256"]
+    assert (
+        second.info["provenance"]["git"]["dirty"] is True and second.info["provenance"]["git"]["diff_sha256"]
+    )
     capsys.readouterr()
     assert cli.main(["status", second.id, "--store", str(store)]) == 0
     assert "uncommitted changes" in capsys.readouterr().out
@@ -380,8 +403,9 @@ def test_status_shows_provenance_and_diff_says_what_changed(project: Path, tmp_p
     assert "metrics      2 of 2 matched tasks moved" in out and "y 1 -> 2" in out
 
 
-def test_rerun_replays_a_failed_task_here_with_its_inputs_params_and_env(project: Path, tmp_path: Path,
-                                                                          capfd: pytest.CaptureFixture[str]) -> None:
+def test_rerun_replays_a_failed_task_here_with_its_inputs_params_and_env(
+    project: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     log, store = tmp_path / "executions.log", tmp_path / "store"
     (project / "data").mkdir()
     (project / "data" / "2.txt").write_text("two")
@@ -415,8 +439,18 @@ def test_rerun_replays_the_code_a_task_last_ran_unless_asked(project: Path, tmp_
 
     def rerun(task: int, *code: str) -> tuple[int, str]:
         capfd.readouterr()
-        status = cli.main(["rerun", first.id[-4:], str(task), *code, "--dir", str(tmp_path / f"r{len(os.listdir(tmp_path))}"),
-                           "--store", str(store)])
+        status = cli.main(
+            [
+                "rerun",
+                first.id[-4:],
+                str(task),
+                *code,
+                "--dir",
+                str(tmp_path / f"r{len(os.listdir(tmp_path))}"),
+                "--store",
+                str(store),
+            ]
+        )
         return status, capfd.readouterr().out.strip()
 
     assert rerun(1) == (0, '{"printed": 1201}')  # the fixed code it last ran
@@ -430,16 +464,22 @@ def test_rerun_shell_starts_a_shell_in_the_task_directory_with_its_environment(
     log, store = tmp_path / "executions.log", tmp_path / "store"
     first = run(write_spec(project, "{a: [5]}", log=log), store)
     fake_shell = tmp_path / "fake-shell"
-    fake_shell.write_text(f'#!/bin/sh\npwd > {tmp_path}/shell.txt\necho "$BATCHSWEEP_PARAMS $RUN_LOG" >> {tmp_path}/shell.txt\n')
+    fake_shell.write_text(
+        f'#!/bin/sh\npwd > {tmp_path}/shell.txt\necho "$BATCHSWEEP_PARAMS $RUN_LOG" >> {tmp_path}/shell.txt\n'
+    )
     fake_shell.chmod(0o755)
     monkeypatch.setenv("SHELL", str(fake_shell))
-    assert cli.main(["rerun", first.id, "0", "--shell", "--dir", str(tmp_path / "d"), "--store", str(store)]) == 0
+    assert (
+        cli.main(["rerun", first.id, "0", "--shell", "--dir", str(tmp_path / "d"), "--store", str(store)])
+        == 0
+    )
     where, env = (tmp_path / "shell.txt").read_text().splitlines()
     assert where == str(tmp_path / "d" / "work") and '"a": 5' in env and env.endswith(str(log))
 
 
-def test_runs_rm_is_a_dry_run_until_yes_and_leaves_the_reusing_run_complete(project: Path, tmp_path: Path,
-                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_runs_rm_is_a_dry_run_until_yes_and_leaves_the_reusing_run_complete(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     log, store = tmp_path / "executions.log", tmp_path / "store"
     first = run(write_spec(project, "{a: [1, 2]}", log=log), store)
     second = run(write_spec(project, "{a: [1, 2, 3]}", log=log), store)
@@ -460,7 +500,9 @@ def test_runs_rm_is_a_dry_run_until_yes_and_leaves_the_reusing_run_complete(proj
 def test_gc_keeps_the_last_runs_of_each_sweep_complete(project: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     log, store = tmp_path / "executions.log", tmp_path / "store"
-    runs_made = [run(write_spec(project, f"{{a: {list(range(1, n + 1))}}}", log=log), store) for n in (1, 2, 3)]
+    runs_made = [
+        run(write_spec(project, f"{{a: {list(range(1, n + 1))}}}", log=log), store) for n in (1, 2, 3)
+    ]
     capsys.readouterr()
     assert cli.main(["gc", "--keep-last", "1", "--store", str(store)]) == 0
     out = capsys.readouterr().out
@@ -522,7 +564,9 @@ def test_the_report_names_where_each_reused_row_came_from_and_each_runs_provenan
     assert re.search(rf'<tr id="prov-{first.id}".*?not in the store any more', html)
 
 
-def test_a_sweep_report_names_the_run_and_task_each_row_was_computed_in(project: Path, tmp_path: Path) -> None:
+def test_a_sweep_report_names_the_run_and_task_each_row_was_computed_in(
+    project: Path, tmp_path: Path
+) -> None:
 
     log, store = tmp_path / "executions.log", tmp_path / "store"
     first = run(write_spec(project, "{a: [1, 2]}", log=log), store)
@@ -581,7 +625,9 @@ def test_a_local_run_keeps_its_code_package_once_and_rerun_replays_the_code_as_i
     assert "as it is now, not as it was: the run kept no code package" in err and "has changed since" in err
 
 
-def test_gc_deletes_a_local_code_package_only_when_no_remaining_run_uses_it(project: Path, tmp_path: Path) -> None:
+def test_gc_deletes_a_local_code_package_only_when_no_remaining_run_uses_it(
+    project: Path, tmp_path: Path
+) -> None:
     log, store = tmp_path / "executions.log", tmp_path / "store"
     spec = write_spec(project, "{a: [1]}", log=log)
     first = run(spec, store)
@@ -630,8 +676,8 @@ def test_resume_of_a_run_started_without_reuse_runs_its_tasks(project: Path, tmp
 
 def test_a_resume_after_the_script_was_fixed_keys_the_rerun_tasks_by_the_fixed_code(
         project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The usual resume: a task fails, the script is fixed, the run resumed. The fixed task's result belongs to
-    the fixed code: a later run of the fixed code reuses it, a run of the code as it was does not."""
+    """The usual resume: a task fails, the script is fixed, the run resumed. The fixed task's result belongs
+    to the fixed code: a later run of the fixed code reuses it, a run of the code as it was does not."""
     log, store = tmp_path / "executions.log", tmp_path / "store"
     buggy = COUNTING_SCRIPT.replace('if os.path.exists(os.environ["RUN_LOG"] + f".fail{args.a}"):',
                                     "if args.a == 2:  # the bug")
@@ -645,7 +691,9 @@ def test_a_resume_after_the_script_was_fixed_keys_the_rerun_tasks_by_the_fixed_c
     assert cli.main(["resume", first.id, "--store", str(store)]) == 0
     assert executions(log) == ["2,1"]
     err = capsys.readouterr().err
-    assert f"has changed since run {first.id} started" in err and "the resumed task runs it as it is now" in err
+    assert (
+        f"has changed since run {first.id} started" in err and "the resumed task runs it as it is now" in err
+    )
     resumed = batchsweep.load_run(first.id, store=store)
     fixed_keys = {t.index: t.cache_key for t in batchsweep.plan(spec).tasks}
     assert resumed.tasks()[1].cache_key == fixed_keys[1]  # keyed by the code it ran
@@ -693,7 +741,12 @@ def test_tasks_that_start_after_the_script_was_edited_mid_run_are_not_recorded_f
     """A user edits the script while a long sweep runs: the tasks that start later run the edited script, so
     their results must not be offered for reuse under the key of the script as it was."""
     log, store = tmp_path / "executions.log", tmp_path / "store"
-    original = COUNTING_SCRIPT + "if args.a == 1:\n    import time\n    open(__file__, 'a').write('# edited\\n')\n    time.sleep(3)\n"  # past the watch's pace (1 s, or 20x its walk under load)
+    # past the watch's pace (1 s, or 20x its walk under load)
+    original = (
+        COUNTING_SCRIPT
+        + "if args.a == 1:\n    import time\n    open(__file__, 'a').write('# edited\\n')\n    "
+        "time.sleep(3)\n"
+    )
     (project / "task.py").write_text(original)
     spec = write_spec(project, "{a: [1, 2, 3]}", log=log, extra="max_parallel: 1\n")
     with caplog.at_level("WARNING", logger="batchsweep"):
@@ -747,7 +800,9 @@ def key(n: int) -> str:
     return f"ab{n:062x}"
 
 
-def test_a_run_leaves_one_index_file_per_key_prefix_and_the_next_run_reuses_it(project: Path, tmp_path: Path) -> None:
+def test_a_run_leaves_one_index_file_per_key_prefix_and_the_next_run_reuses_it(
+    project: Path, tmp_path: Path
+) -> None:
     log, store = tmp_path / "executions.log", tmp_path / "store"
     first = run(write_spec(project, "{a: [1, 2, 3, 4, 5, 6, 7, 8]}", log=log), store)
     files = [p for p in (store / "index").rglob("*") if not p.name.startswith(".")]
@@ -802,7 +857,9 @@ def test_a_torn_or_altered_line_is_never_read_as_a_task(tmp_path: Path) -> None:
     assert store.index_entries([key(1), key(2), key(3), key(4)]) == {key(1): [("r", 1)], key(4): [("r", 4)]}
 
 
-def test_an_old_stores_per_task_entries_are_read_and_moved_into_the_index_file(project: Path, tmp_path: Path) -> None:
+def test_an_old_stores_per_task_entries_are_read_and_moved_into_the_index_file(
+    project: Path, tmp_path: Path
+) -> None:
     log, store_dir = tmp_path / "executions.log", tmp_path / "store"
     first = run(write_spec(project, "{a: [1, 2, 3]}", log=log), store_dir)
     store = Store.open(store_dir)
@@ -884,10 +941,16 @@ def test_a_sweeps_history_names_the_code_each_row_ran_and_can_keep_only_the_newe
     third = run(write_spec(project, "{a: [3, 4]}", log=log), store)  # the same code as the second
     df = batchsweep.load_sweep("counted", store=store).results()
     codes = dict(zip(df["run"] + "/" + df["task"].astype(str), df["code"]))
-    old, new = f"{first.info['code_hash'][:10]} ({first.id})", f"{second.info['code_hash'][:10]} ({second.id})"
+    old, new = (
+        f"{first.info['code_hash'][:10]} ({first.id})",
+        f"{second.info['code_hash'][:10]} ({second.id})",
+    )
     assert codes == {f"{first.id}/0": old, f"{first.id}/1": old, f"{second.id}/0": new, f"{second.id}/1": new,
                      f"{third.id}/1": new}
-    assert cli.main(["results", "--sweep", "counted", "--latest-code", "--store", str(store), "--format", "csv"]) == 0
+    assert (
+        cli.main(["results", "--sweep", "counted", "--latest-code", "--store", str(store), "--format", "csv"])
+        == 0
+    )
     rows = capsys.readouterr().out.strip().splitlines()[1:]
     assert len(rows) == 3 and all(new in row for row in rows)
 
@@ -906,8 +969,11 @@ def test_git_provenance_is_dirty_only_when_tracked_files_differ_and_names_untrac
     assert cli.main(["results", first.id, "--store", str(project / ".batchsweep"), "-o",
                      str(project / "results.csv")]) == 0
     second = run(spec, project / ".batchsweep")
-    assert second.info["provenance"]["git"] == {"commit": first.info["provenance"]["git"]["commit"], "dirty": False,
-                                                "untracked_code": []}
+    assert second.info["provenance"]["git"] == {
+        "commit": first.info["provenance"]["git"]["commit"],
+        "dirty": False,
+        "untracked_code": [],
+    }
     (project / "helper.py").write_text("X = 1\n")  # imported, never committed
     (project / "task.py").write_text("import helper\n" + COUNTING_SCRIPT)
     third = run(spec, project / ".batchsweep").info["provenance"]

@@ -49,7 +49,8 @@ def test_two_resumes_started_together_one_is_refused_and_no_task_runs_twice(tmp_
     assert outcomes[0][0] == 0, outcomes
     assert outcomes[1][0] == 2 and "is being driven by" in outcomes[1][1], outcomes
     assert len(outcomes[1][1].strip().splitlines()) == 1
-    assert sorted(map(int, log.read_text().split())) == sorted(list(range(6)) * 2)  # once failing, once resumed
+    # once failing, once resumed
+    assert sorted(map(int, log.read_text().split())) == sorted(list(range(6)) * 2)
     df = batchsweep.load_run(run_id, store=tmp_path / "store").results(refresh=True)
     assert len(df) == 6 and set(df["status"]) == {"succeeded"}
 
@@ -145,8 +146,14 @@ def test_cancel_reaches_a_runner_through_the_store(tmp_path):
         max_parallel: 2
     """)
     env = {**os.environ, "BATCHSWEEP_HEARTBEAT_S": "0.2", "CI": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "batchsweep", "run", str(spec), "--store", str(tmp_path / "store")],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batchsweep", "run", str(spec), "--store", str(tmp_path / "store")],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     run_id = proc.stdout.readline().strip()
     store = Store.open(tmp_path / "store")
     deadline = time.monotonic() + 20
@@ -159,7 +166,9 @@ def test_cancel_reaches_a_runner_through_the_store(tmp_path):
     assert runlock.holder(store, run_id) is None
 
 
-def test_a_cancel_that_reaches_the_driver_before_its_tasks_are_submitted_still_stops_them(tmp_path, monkeypatch):
+def test_a_cancel_that_reaches_the_driver_before_its_tasks_are_submitted_still_stops_them(
+    tmp_path, monkeypatch
+):
     """`batchsweep cancel` while `run` is still setting up (the hold is taken, nothing submitted yet): the
     engine has nothing to stop then, so the driver stops what it submits next."""
     monkeypatch.setattr(runlock, "HEARTBEAT_S", 0.1)
@@ -202,8 +211,9 @@ def test_s3_store_creates_exclusively_and_swaps_conditionally(aws_env, session):
 
 
 def test_cancel_says_so_when_a_runner_elsewhere_does_not_stop(tmp_path):
-    """A runner on another host that never answers: the cancel waits its next heartbeat and CANCEL_WAIT_S more on
-    the engine's clock (a fake one: no real waiting), polling with back-off, then says the stop is unconfirmed."""
+    """A runner on another host that never answers: the cancel waits its next heartbeat and CANCEL_WAIT_S more
+    on the engine's clock (a fake one: no real waiting), polling with back-off, then says the stop is
+    unconfirmed."""
     from batchsweep.engines.local import engine as local
 
     run_id, _ = _failing_once_run(tmp_path, n=1)
@@ -214,15 +224,19 @@ def test_cancel_says_so_when_a_runner_elsewhere_does_not_stop(tmp_path):
     clock = run.engine.clock = FakeClock(wall=time.time())
     unconfirmed = run.cancel()
     assert unconfirmed is not None and "has not stopped yet" in unconfirmed and "on elsewhere" in unconfirmed
-    assert local.CANCEL_WAIT_S + runlock.HEARTBEAT_S <= sum(clock.slept) < local.CANCEL_WAIT_S + runlock.HEARTBEAT_S + 1
+    assert (
+        local.CANCEL_WAIT_S + runlock.HEARTBEAT_S
+        <= sum(clock.slept)
+        < local.CANCEL_WAIT_S + runlock.HEARTBEAT_S + 1
+    )
     assert len(clock.slept) < 60 and max(clock.slept) == 1.0  # back-off: ~45 polls, not 700
     request = json.loads((tmp_path / "store" / "runs" / run_id / "cancel.json").read_text())
     assert request["token"] == "t0"  # the runner will see it with its next heartbeat
 
 
 def test_the_heartbeat_beats_every_heartbeat_s_and_answers_a_cancel_request_at_its_next_beat(tmp_path):
-    """The holder's heartbeat thread on a fake clock: each HEARTBEAT_S of it rewrites the record's stamp, a cancel
-    request is answered at the next beat (not before), and a released hold stops beating."""
+    """The holder's heartbeat thread on a fake clock: each HEARTBEAT_S of it rewrites the record's stamp, a
+    cancel request is answered at the next beat (not before), and a released hold stops beating."""
     import threading
 
     store = Store.open(tmp_path / "store")

@@ -1,6 +1,7 @@
-"""Scripts as people write them, beyond argparse (DESIGN §2): click, typer, python-fire and Hydra apps. Each kind's
-interface is read in a child process without running its main work, params are checked against it before the run,
-and a small script written for the test runs end to end with the values it parsed checked in the results."""
+"""Scripts as people write them, beyond argparse (DESIGN §2): click, typer, python-fire and Hydra apps. Each
+kind's interface is read in a child process without running its main work, params are checked against it
+before the run, and a small script written for the test runs end to end with the values it parsed checked in
+the results."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def write(tmp_path: Path, script: str, name: str = "s.py") -> Path:
 
 def sweep(tmp_path: Path, spec: dict[str, Any], **extra: Any) -> tuple[runs.Run, Any]:
     path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump({"name": "k", "script": "s.py", "metrics": {"stdout": "last"}, **spec, **extra}))
+    path.write_text(
+        yaml.safe_dump({"name": "k", "script": "s.py", "metrics": {"stdout": "last"}, **spec, **extra})
+    )
     run = runs.run(path, store=tmp_path / "store", progress=False)
     return run, run.results()
 
@@ -52,14 +55,19 @@ pathlib.Path("imported").touch()
 if __name__ == "__main__":
     pathlib.Path("main-ran").touch()
     main()
-'''
+'''  # noqa: E501
 
 
 def test_click_options_are_read_without_running_the_command(tmp_path: Path) -> None:
     flags = read_flags(write(tmp_path, CLICK))
     assert flags.known and flags.style == "click"
     depth, shuffle, speed, tag = (flags.lookup(n) for n in ("max_depth", "shuffle", "speed", "tag"))
-    assert depth is not None and (depth.option, depth.type, depth.default, depth.help) == ("--max-depth", "int", 3, "tree depth")
+    assert depth is not None and (depth.option, depth.type, depth.default, depth.help) == (
+        "--max-depth",
+        "int",
+        3,
+        "tree depth",
+    )
     assert shuffle is not None and (shuffle.kind, shuffle.negative) == ("boolean_optional", "--no-shuffle")
     assert speed is not None and (speed.option, speed.negative) == ("--fast", "--slow")
     assert tag is not None and tag.kind == "append"
@@ -68,23 +76,61 @@ def test_click_options_are_read_without_running_the_command(tmp_path: Path) -> N
 
 def test_click_sweep_passes_each_value_the_way_click_reads_it(tmp_path: Path) -> None:
     write(tmp_path, CLICK)
-    run, df = sweep(tmp_path, {"params": {"grid": {"max_depth": [2, 5], "shuffle": [False], "speed": [True],
-                                                   "verbose": [True], "tag": [["a", "b"]], "criterion": ["entropy"],
-                                                   "size": [[3, 4]], "name": ["-x y"], "lr": ["1e-3"]}}})
+    run, df = sweep(
+        tmp_path,
+        {
+            "params": {
+                "grid": {
+                    "max_depth": [2, 5],
+                    "shuffle": [False],
+                    "speed": [True],
+                    "verbose": [True],
+                    "tag": [["a", "b"]],
+                    "criterion": ["entropy"],
+                    "size": [[3, 4]],
+                    "name": ["-x y"],
+                    "lr": ["1e-3"],
+                }
+            }
+        },
+    )
     assert run.exit_code == 0, df["error"].tolist()
     row = df.iloc[1]
-    assert (row["metric_max_depth"], row["metric_lr"], row["metric_shuffle"], row["metric_speed"]) == (5, 0.001, False, True)
-    assert (row["metric_verbose"], row["metric_tag"], row["metric_criterion"]) == (True, ["a", "b"], "entropy")
+    assert (row["metric_max_depth"], row["metric_lr"], row["metric_shuffle"], row["metric_speed"]) == (
+        5,
+        0.001,
+        False,
+        True,
+    )
+    assert (row["metric_verbose"], row["metric_tag"], row["metric_criterion"]) == (
+        True,
+        ["a", "b"],
+        "entropy",
+    )
     assert (row["metric_size"], row["metric_name"]) == ([3, 4], "-x y")
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"name": "x"}, "s.py requires --lr but no param supplies it"),
-    ({"name": "x", "lr": 1, "criterion": "mse"}, r"'mse' is not one of s.py's choices \['gini', 'entropy'\]"),
-    ({"name": "x", "lr": 1, "max_depth": "deep"}, "'deep' is not a valid int, which s.py expects for --max-depth"),
-    ({"name": "x", "lr": 1, "max_dept": 1}, "s.py does not accept --max_dept; it accepts: --max-depth, --lr"),
-])
-def test_click_params_are_checked_before_running(tmp_path: Path, params: dict[str, Any], message: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"name": "x"}, "s.py requires --lr but no param supplies it"),
+        (
+            {"name": "x", "lr": 1, "criterion": "mse"},
+            r"'mse' is not one of s.py's choices \['gini', 'entropy'\]",
+        ),
+        (
+            {"name": "x", "lr": 1, "max_depth": "deep"},
+            "'deep' is not a valid int, which s.py expects for --max-depth",
+        ),
+        (
+            {"name": "x", "lr": 1, "max_dept": 1},
+            "s.py does not accept --max_dept; it accepts: --max-depth, --lr",
+        ),
+    ],
+)
+def test_click_params_are_checked_before_running(
+    tmp_path: Path, params: dict[str, Any], message: str
+) -> None:
     write(tmp_path, CLICK)
     with pytest.raises(SpecError, match=message):
         sweep(tmp_path, {"params": {"list": [params]}})
@@ -149,16 +195,33 @@ def main(name: str, max_depth: int = 3, lr: float = typer.Option(..., help="rate
 
 if __name__ == "__main__":
     typer.run(main)
-'''
+'''  # noqa: E501
 
 
 def test_typer_sweep_passes_dashed_options_flags_lists_and_choices(tmp_path: Path) -> None:
     write(tmp_path, TYPER)
-    run, df = sweep(tmp_path, {"params": {"grid": {"max_depth": [4], "lr": [0.5], "shuffle": [False, True],
-                                                   "tag": [["a", "b"]], "name": ["n"], "criterion": ["entropy"]}}})
+    run, df = sweep(
+        tmp_path,
+        {
+            "params": {
+                "grid": {
+                    "max_depth": [4],
+                    "lr": [0.5],
+                    "shuffle": [False, True],
+                    "tag": [["a", "b"]],
+                    "name": ["n"],
+                    "criterion": ["entropy"],
+                }
+            }
+        },
+    )
     assert run.exit_code == 0, df["error"].tolist()
     assert df["metric_shuffle"].tolist() == [False, True]
-    assert (df.loc[0, "metric_max_depth"], df.loc[0, "metric_tag"], df.loc[0, "metric_criterion"]) == (4, ["a", "b"], "entropy")
+    assert (df.loc[0, "metric_max_depth"], df.loc[0, "metric_tag"], df.loc[0, "metric_criterion"]) == (
+        4,
+        ["a", "b"],
+        "entropy",
+    )
     with pytest.raises(SpecError, match=r"'mse' is not one of s.py's choices \['gini', 'entropy'\]"):
         sweep(tmp_path, {"params": {"grid": {"lr": [1], "name": ["n"], "criterion": ["mse"]}}})
 
@@ -183,7 +246,8 @@ def test_fire_function_gets_name_value_flags_and_noflag_booleans(tmp_path: Path)
     assert run.exit_code == 0, df["error"].tolist()
     assert df["metric_shuffle"].tolist() == df["shuffle"].tolist() and set(df["shuffle"]) == {False, True}
     assert df["metric_name"].map(str).tolist() == df["name"].tolist()
-    assert set(df["name_type"]) == {"str"}  # '12' reaches the function as text, not as the number fire would read
+    # '12' reaches the function as text, not as the number fire would read
+    assert set(df["name_type"]) == {"str"}
     assert df.loc[0, "metric_layers"] == [4, 5] and df.loc[0, "metric_depth"] == 7
     with pytest.raises(SpecError, match="s.py does not accept --rate"):
         sweep(tmp_path, {"params": {"grid": {"rate": [1]}}})
@@ -248,14 +312,23 @@ def hydra_app(tmp_path: Path) -> Path:
 
 
 def test_hydra_app_gets_overrides_and_its_return_value_is_the_metric(hydra_app: Path) -> None:
-    run, df = sweep(hydra_app, {"params": {"grid": {"model": ["rf", "gb"], "train.lr": ["1e-3"]},
-                                           "fixed": {"train.extra": None, "+note": "it's x"}}}, metrics="metrics.json")
+    run, df = sweep(
+        hydra_app,
+        {
+            "params": {
+                "grid": {"model": ["rf", "gb"], "train.lr": ["1e-3"]},
+                "fixed": {"train.extra": None, "+note": "it's x"},
+            }
+        },
+        metrics="metrics.json",
+    )
     assert run.exit_code == 0, df["error"].tolist()
     assert df["value"].tolist() == [30.001, 50.001]
     seen = run.store.local_path(run.store.task_key(run.id, 1, "outputs", "seen.txt")).read_text()
     assert seen == "gb 0.001 None it's x"
     outputs = df.loc[0, "outputs"]
-    assert ".hydra/config.yaml" in outputs and "s.log" in outputs  # Hydra's files and its file log, in the task dir
+    # Hydra's files and its file log, in the task dir
+    assert ".hydra/config.yaml" in outputs and "s.log" in outputs
 
 
 def test_a_hydra_param_value_arrives_as_written_never_interpolated(hydra_app: Path) -> None:
@@ -269,11 +342,17 @@ def test_a_hydra_param_value_arrives_as_written_never_interpolated(hydra_app: Pa
     assert [s.split(" ", 3)[3] for s in seen] == values
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"train.lrr": 1}, r"params.train.lrr: not a key of s.py's config; its keys: model, model.name, model.depth, "
-                       r"train, train.lr, train.epochs, train.extra, seed \(write `\+train.lrr` to add a new key\)"),
-    ({"model": "svm"}, r"params.model: 'svm' is not one of s.py's choices \['gb', 'rf'\]"),
-])
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"train.lrr": 1},
+            r"params.train.lrr: not a key of s.py's config; its keys: model, model.name, model.depth, "
+            r"train, train.lr, train.epochs, train.extra, seed \(write `\+train.lrr` to add a new key\)",
+        ),
+        ({"model": "svm"}, r"params.model: 'svm' is not one of s.py's choices \['gb', 'rf'\]"),
+    ],
+)
 def test_hydra_params_are_checked_against_the_composed_config(hydra_app: Path, params: dict[str, Any],
                                                               message: str) -> None:
     with pytest.raises(SpecError, match=message):
@@ -282,11 +361,16 @@ def test_hydra_params_are_checked_against_the_composed_config(hydra_app: Path, p
 
 def test_init_lists_a_hydra_apps_config(hydra_app: Path) -> None:
     text = starter_text(hydra_app / "s.py")
-    assert "(hydra)" in text and "    model: [\"rf\"]  # choices: ['gb', 'rf']" in text and "    train.lr: [0.1]" in text
+    assert (
+        "(hydra)" in text
+        and "    model: [\"rf\"]  # choices: ['gb', 'rf']" in text
+        and "    train.lr: [0.1]" in text
+    )
     assert "model.depth" not in text  # it comes with the chosen model
 
 
-# -- the explicit override, and the command line shown ----------------------------------------------------------
+# -- the explicit override, and the command line shown
+# ----------------------------------------------------------
 PLAIN = '''
 import json, sys
 print(json.dumps({"argv": sys.argv[1:]}))
@@ -298,7 +382,8 @@ def test_args_override_spells_undeclared_flags_with_dashes_and_boolean_values(tm
     run, df = sweep(tmp_path, {"params": {"grid": {"max_depth": [3], "fast": [True], "slow": [False]}}},
                     args={"style": "plain", "dashes": True, "bool": "value"})
     assert run.exit_code == 0
-    assert df.loc[0, "argv"] == ["--fast", "True", "--max-depth", "3", "--slow", "False"]  # (yaml.safe_dump sorts keys)
+    # (yaml.safe_dump sorts keys)
+    assert df.loc[0, "argv"] == ["--fast", "True", "--max-depth", "3", "--slow", "False"]
 
 
 def test_args_style_that_contradicts_the_script_is_refused(tmp_path: Path) -> None:
@@ -307,14 +392,23 @@ def test_args_style_that_contradicts_the_script_is_refused(tmp_path: Path) -> No
         sweep(tmp_path, {"params": {"grid": {"lr": [1], "name": ["x"]}}}, args={"style": "fire"})
 
 
-def test_dry_run_prints_and_status_records_each_tasks_command_line(tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_prints_and_status_records_each_tasks_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from batchsweep import cli
 
     write(tmp_path, CLICK)
-    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({
-        "name": "k", "script": "s.py", "metrics": {"stdout": "last"},
-        "params": {"grid": {"max_depth": [2], "lr": [0.5], "shuffle": [False], "name": ["a b"]}}}, sort_keys=False))
+    (tmp_path / "sweep.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "k",
+                "script": "s.py",
+                "metrics": {"stdout": "last"},
+                "params": {"grid": {"max_depth": [2], "lr": [0.5], "shuffle": [False], "name": ["a b"]}},
+            },
+            sort_keys=False,
+        )
+    )
     assert cli.main(["run", str(tmp_path / "sweep.yaml"), "--dry-run"]) == 0
     expect = "python s.py --max-depth 2 --lr 0.5 --no-shuffle -- 'a b'"
     assert f"  0  {expect}" in capsys.readouterr().out
@@ -336,7 +430,8 @@ def test_python_field_runs_the_tasks_and_reads_the_flags_with_that_python(tmp_pa
     run, df = sweep(tmp_path, {"params": {"grid": {"n": [1]}}}, python="venv ml/bin/python")
     assert run.exit_code == 0, df["error"].tolist()
     assert df.loc[0, "python"] == str(tmp_path / "venv ml") and df.loc[0, "metric_n"] == 1
-    with pytest.raises(SpecError, match=r"params.m: s.py does not accept --m"):  # flags read by that python too
+    # flags read by that python too
+    with pytest.raises(SpecError, match=r"params.m: s.py does not accept --m"):
         sweep(tmp_path, {"params": {"grid": {"m": [1]}}}, python="venv ml/bin/python")
 
 
@@ -355,7 +450,9 @@ def test_hydra_group_outside_the_defaults_list_is_added_with_plus(tmp_path: Path
     (tmp_path / "conf" / "db").mkdir(parents=True)
     (tmp_path / "conf" / "db" / "mysql.yaml").write_text("driver: mysql\nport: 1\n")
     (tmp_path / "conf" / "db" / "pg.yaml").write_text("driver: pg\nport: 2\n")
-    run, df = sweep(tmp_path, {"params": {"grid": {"db": ["mysql", "pg"], "db.port": [7]}}}, metrics="metrics.json")
+    run, df = sweep(
+        tmp_path, {"params": {"grid": {"db": ["mysql", "pg"], "db.port": [7]}}}, metrics="metrics.json"
+    )
     assert run.exit_code == 0, df["error"].tolist()
     assert df["driver"].tolist() == ["mysql", "pg"] and df["port"].tolist() == [7, 7]
     assert run.statuses()[0].command == "python s.py +db=mysql db.port=7 hydra.run.dir=."
@@ -363,12 +460,16 @@ def test_hydra_group_outside_the_defaults_list_is_added_with_plus(tmp_path: Path
 
 def test_hydra_config_that_cannot_be_composed_stops_the_run_with_hydras_reason(hydra_app: Path) -> None:
     (hydra_app / "conf" / "config.yaml").write_text("defaults:\n  - model: xgb\n")
-    with pytest.raises(SpecError, match=r"could not compose s.py's Hydra config \(Hydra: In 'config': Could not find "
-                                         r"'model/xgb'"):
+    with pytest.raises(
+        SpecError,
+        match=r"could not compose s.py's Hydra config \(Hydra: In 'config': Could not find "
+        r"'model/xgb'",
+    ):
         sweep(hydra_app, {"params": {"grid": {"seed": [1]}}})
 
 
-# -- working directory and inputs ---------------------------------------------------------------------------------
+# -- working directory and inputs
+# ---------------------------------------------------------------------------------
 def test_input_staged_at_its_dst_and_the_users_files_are_never_changed(tmp_path: Path) -> None:
     write(tmp_path, '''
         import argparse, json, pathlib
@@ -386,8 +487,11 @@ def test_input_staged_at_its_dst_and_the_users_files_are_never_changed(tmp_path:
                                "inputs": [{"src": "data/yhoo.txt", "dst": "datas/yhoo.txt"}, "ref"]})
     assert run.exit_code == 0, df["error"].tolist()
     assert (df.loc[0, "first"], df.loc[0, "ref"]) == (1.5, "A")
-    assert (tmp_path / "data" / "yhoo.txt").read_text() == "1.5\n" and not (tmp_path / "ref" / "cache.pkl").exists()
-    assert df.loc[0, "outputs"] == ["datas/yhoo.txt", "ref/cache.pkl"]  # what the task changed is collected, not a.txt
+    assert (tmp_path / "data" / "yhoo.txt").read_text() == "1.5\n" and not (
+        tmp_path / "ref" / "cache.pkl"
+    ).exists()
+    # what the task changed is collected, not a.txt
+    assert df.loc[0, "outputs"] == ["datas/yhoo.txt", "ref/cache.pkl"]
 
 
 @pytest.mark.parametrize(("dst", "message"), [
@@ -407,6 +511,7 @@ def test_hydra_override_spellings() -> None:
     from batchsweep.scripts.options import ScriptFlags
 
     flags = ScriptFlags(known=False, style="hydra")
-    assert build_argv({"a": "x y", "b": None, "c": [1, "two"], "d": True, "e": "it's", "f": "true"}, flags) == [
-        "a='x y'", "b=null", "c=[1,two]", "d=true", "e='it\\'s'", "f='true'", "hydra.run.dir=."]
+    assert build_argv(
+        {"a": "x y", "b": None, "c": [1, "two"], "d": True, "e": "it's", "f": "true"}, flags
+    ) == ["a='x y'", "b=null", "c=[1,two]", "d=true", "e='it\\'s'", "f='true'", "hydra.run.dir=."]
     assert build_argv({"hydra.run.dir": "out"}, flags) == ["hydra.run.dir=out"]  # the user's own run dir wins

@@ -1,5 +1,6 @@
-"""The job contract's argparse mapping (docs/design.md §2): reading a script's flags without running its main work,
-and turning params into an argv that the script parses back to the same values, never through a shell."""
+"""The job contract's argparse mapping (docs/design.md §2): reading a script's flags without running its main
+work, and turning params into an argv that the script parses back to the same values, never through a
+shell."""
 
 from __future__ import annotations
 
@@ -69,7 +70,9 @@ if __name__ == "__main__":
 
 def parse_back(script: Path, argv: list[str], cwd: Path) -> dict[str, Any]:
     """Run the script for real with argv (no shell) and return the namespace it parsed."""
-    done = subprocess.run([sys.executable, str(script), *argv], cwd=cwd, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, str(script), *argv], cwd=cwd, capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr
     return json.loads((cwd / "parsed.json").read_text())  # type: ignore[no-any-return]
 
@@ -245,22 +248,32 @@ def test_count_repeats_the_flag(rich: tuple[Path, ScriptFlags, Path], tmp_path: 
     assert parse_back(script, build_argv({**BASE, "verbosity": 3}, flags), tmp_path)["verbosity"] == 3
 
 
-def test_positional_and_dashed_option_reach_the_script(rich: tuple[Path, ScriptFlags, Path], tmp_path: Path) -> None:
+def test_positional_and_dashed_option_reach_the_script(
+    rich: tuple[Path, ScriptFlags, Path], tmp_path: Path
+) -> None:
     script, flags, _ = rich
-    parsed = parse_back(script, build_argv({"seed": 2, "infile": "data x.csv", "save_name": "r1"}, flags), tmp_path)
+    parsed = parse_back(
+        script, build_argv({"seed": 2, "infile": "data x.csv", "save_name": "r1"}, flags), tmp_path
+    )
     assert (parsed["infile"], parsed["save_name"], parsed["seed"]) == ("data x.csv", "r1", 2)
 
 
 def test_positional_value_starting_with_a_dash_reaches_the_script(rich: tuple[Path, ScriptFlags, Path],
                                                                    tmp_path: Path) -> None:
     script, flags, _ = rich
-    assert parse_back(script, build_argv({**BASE, "infile": "-data.csv"}, flags), tmp_path)["infile"] == "-data.csv"
+    assert (
+        parse_back(script, build_argv({**BASE, "infile": "-data.csv"}, flags), tmp_path)["infile"]
+        == "-data.csv"
+    )
 
 
 def test_option_value_starting_with_a_dash_reaches_the_script(rich: tuple[Path, ScriptFlags, Path],
                                                               tmp_path: Path) -> None:
     script, flags, _ = rich
-    assert parse_back(script, build_argv({**BASE, "config": "--not-a-flag"}, flags), tmp_path)["config"] == "--not-a-flag"
+    assert (
+        parse_back(script, build_argv({**BASE, "config": "--not-a-flag"}, flags), tmp_path)["config"]
+        == "--not-a-flag"
+    )
 
 
 def test_none_is_omitted(rich: tuple[Path, ScriptFlags, Path]) -> None:
@@ -273,7 +286,9 @@ def test_private_params_are_not_passed(rich: tuple[Path, ScriptFlags, Path]) -> 
     assert build_argv({"_note": "x", "n": 1}, ScriptFlags(known=False)) == ["--n", "1"]
 
 
-def test_repeat_is_not_passed_when_the_script_does_not_declare_it(rich: tuple[Path, ScriptFlags, Path]) -> None:
+def test_repeat_is_not_passed_when_the_script_does_not_declare_it(
+    rich: tuple[Path, ScriptFlags, Path],
+) -> None:
     assert "--repeat" not in build_argv({**BASE, "repeat": 1}, rich[1])
 
 
@@ -294,7 +309,9 @@ def test_unknown_script_gets_one_flag_per_param(tmp_path: Path) -> None:
 # -- check_params -------------------------------------------------------------------------------------
 def test_unknown_param_lists_the_accepted_flags(rich: tuple[Path, ScriptFlags, Path]) -> None:
     script, flags, _ = rich
-    with pytest.raises(SpecError, match=r"params.windw: train.py does not accept --windw; it accepts: infile, --lr"):
+    with pytest.raises(
+        SpecError, match=r"params.windw: train.py does not accept --windw; it accepts: infile, --lr"
+    ):
         check_params(script, flags, {**BASE, "windw": 1})
 
 
@@ -306,7 +323,9 @@ def test_required_flag_without_a_param_is_reported(rich: tuple[Path, ScriptFlags
 
 def test_value_outside_choices_is_reported(rich: tuple[Path, ScriptFlags, Path]) -> None:
     script, flags, _ = rich
-    with pytest.raises(SpecError, match=r"params.mode: 'medium' is not one of train.py's choices \['fast', 'slow'\]"):
+    with pytest.raises(
+        SpecError, match=r"params.mode: 'medium' is not one of train.py's choices \['fast', 'slow'\]"
+    ):
         check_params(script, flags, {**BASE, "mode": "medium"})
 
 
@@ -316,8 +335,17 @@ def test_valid_params_pass_the_check(rich: tuple[Path, ScriptFlags, Path]) -> No
 
 
 # -- a real sweep: weird paths and weird values, never through a shell -------------------------------
-WEIRD_VALUES = ["two words", "it's \"quoted\"", "$(rm -rf /)", "a; echo pwned", "`id` && ls", "ünï ☃", "--dashes",
-                "back\\slash", "*"]
+WEIRD_VALUES = [
+    "two words",
+    'it\'s "quoted"',
+    "$(rm -rf /)",
+    "a; echo pwned",
+    "`id` && ls",
+    "ünï ☃",
+    "--dashes",
+    "back\\slash",
+    "*",
+]
 
 
 def test_weird_path_and_values_reach_the_script_verbatim(tmp_path: Path) -> None:
@@ -373,14 +401,16 @@ def test_type_bool_flag_gets_values_argparse_reads_correctly(tmp_path: Path) -> 
         p.add_argument("--shuffle", type=bool, default=True)
         p.add_argument("--norm", type=lambda s: s.lower() in ("true", "1"), choices=[True, False], default=False)
         args = p.parse_args()
-    ''', {"params": {"list": [{"shuffle": False, "norm": True}, {"shuffle": True, "norm": False}]}})
+    ''', {"params": {"list": [{"shuffle": False, "norm": True}, {"shuffle": True, "norm": False}]}})  # noqa: E501
     assert run.exit_code == 0
     assert df["got_shuffle"].tolist() == [False, True]
     assert df["got_norm"].tolist() == [True, False]
 
 
 def test_bool_choices_without_a_converter_are_refused_before_running(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match=r"params.flag: s.py's --flag has choices \[True, False\] but no type="):
+    with pytest.raises(
+        SpecError, match=r"params.flag: s.py's --flag has choices \[True, False\] but no type="
+    ):
         sweep(tmp_path, '''
             p = argparse.ArgumentParser()
             p.add_argument("--flag", choices=[True, False], default=True)
@@ -410,13 +440,24 @@ def test_command_param_selects_the_subcommand_and_its_flags_follow_it(tmp_path: 
     assert df.loc[1, "got_split"] == "test"
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"command": "tran"}, r"params.cmd: 'tran' is not a subcommand of s.py; its subcommands: train, eval"),
-    ({"command": "eval", "lr": 1}, r"params.lr: s.py does not accept --lr; it accepts: --verbose, --split, cmd"),
-    ({"command": "eval", "split": "dev"}, r"'dev' is not one of s.py's choices \['val', 'test'\]"),
-    ({"lr": 1}, r"s.py has subcommands \(train, eval\); choose one with a `cmd:` param"),
-])
-def test_subcommand_params_are_checked_before_running(tmp_path: Path, params: dict[str, Any], message: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"command": "tran"},
+            r"params.cmd: 'tran' is not a subcommand of s.py; its subcommands: train, eval",
+        ),
+        (
+            {"command": "eval", "lr": 1},
+            r"params.lr: s.py does not accept --lr; it accepts: --verbose, --split, cmd",
+        ),
+        ({"command": "eval", "split": "dev"}, r"'dev' is not one of s.py's choices \['val', 'test'\]"),
+        ({"lr": 1}, r"s.py has subcommands \(train, eval\); choose one with a `cmd:` param"),
+    ],
+)
+def test_subcommand_params_are_checked_before_running(
+    tmp_path: Path, params: dict[str, Any], message: str
+) -> None:
     with pytest.raises(SpecError, match=message):
         sweep(tmp_path, SUBCOMMANDS, {"params": {"list": [params]}})
 
@@ -481,7 +522,9 @@ def test_required_mutually_exclusive_group_is_checked_before_running(tmp_path: P
 
 
 def test_yaml_text_numbers_become_the_declared_type(tmp_path: Path) -> None:
-    spec_text = "name: t\nscript: s.py\nmetrics: {stdout: last}\nparams: {grid: {lr: [1e-22, 0.1], n: [1e3]}}\n"
+    spec_text = (
+        "name: t\nscript: s.py\nmetrics: {stdout: last}\nparams: {grid: {lr: [1e-22, 0.1], n: [1e3]}}\n"
+    )
     (tmp_path / "s.py").write_text("import argparse, json\np = argparse.ArgumentParser()\n"
                                    "p.add_argument('--lr', type=float)\np.add_argument('--n', type=float)\n"
                                    "print(json.dumps({'got': p.parse_args().lr}))\n")
@@ -503,7 +546,9 @@ def test_unreadable_flags_are_said_in_one_line_with_the_scripts_error(tmp_path: 
 
 
 def test_a_relative_script_path_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "rel.py").write_text("import argparse\np = argparse.ArgumentParser()\np.add_argument('--a')\np.parse_args()\n")
+    (tmp_path / "rel.py").write_text(
+        "import argparse\np = argparse.ArgumentParser()\np.add_argument('--a')\np.parse_args()\n"
+    )
     monkeypatch.chdir(tmp_path)
     assert read_flags(Path("rel.py")).lookup("a") is not None
 
@@ -519,17 +564,28 @@ def test_a_parser_in_a_module_beside_the_script_is_read(tmp_path: Path) -> None:
             parser.add_argument('--normalize', type=bool, default=True)
             return vars(parser.parse_args())
     '''))
-    (tmp_path / "main.py").write_text("import json\nfrom config import get_args\nprint(json.dumps(get_args()))\n")
-    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"name": "t", "script": "main.py", "metrics": {"stdout": "last"},
-                                                         "params": {"grid": {"selected_year": [[2000, 2010]],
-                                                                             "normalize": [False]}}}))
+    (tmp_path / "main.py").write_text(
+        "import json\nfrom config import get_args\nprint(json.dumps(get_args()))\n"
+    )
+    (tmp_path / "sweep.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "t",
+                "script": "main.py",
+                "metrics": {"stdout": "last"},
+                "params": {"grid": {"selected_year": [[2000, 2010]], "normalize": [False]}},
+            }
+        )
+    )
     run = runs.run(tmp_path / "sweep.yaml", store=tmp_path / "store", progress=False)
     df = run.results()
     assert run.exit_code == 0, df["error"].tolist()
     assert (df.loc[0, "metric_selected_year"], bool(df.loc[0, "metric_normalize"])) == ([2000, 2010], False)
 
 
-def test_a_process_the_scripts_imports_start_neither_holds_up_reading_its_flags_nor_outlives_it(tmp_path: Path) -> None:
+def test_a_process_the_scripts_imports_start_neither_holds_up_reading_its_flags_nor_outlives_it(
+    tmp_path: Path,
+) -> None:
     """A script whose import starts a helper (a server, a watcher) that keeps the stdout/stderr it inherited:
     its flags are read as soon as the script reaches its parser, and the helper does not stay behind."""
     import os

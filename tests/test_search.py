@@ -1,4 +1,5 @@
-"""Adaptive search (`search:`): rounds of Optuna trials, each round one submission, resumable after kill -9."""
+"""Adaptive search (`search:`): rounds of Optuna trials, each round one submission, resumable after kill
+-9."""
 
 from __future__ import annotations
 
@@ -96,7 +97,9 @@ def test_16_trials_in_rounds_of_4_are_4_submissions_with_trial_and_round_columns
 
 def test_a_failing_trial_is_told_fail_and_the_search_goes_on(tmp_path):
     (tmp_path / "branin.py").write_text(SLOW_BRANIN)
-    spec = write_spec(tmp_path, search_spec(tmp_path / "branin.py", trials=8, batch=4, fixed="{fail_trial: 2}"))
+    spec = write_spec(
+        tmp_path, search_spec(tmp_path / "branin.py", trials=8, batch=4, fixed="{fail_trial: 2}")
+    )
     run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
     df = run.results().set_index("trial")
     assert len(df) == 8 and df.loc[2, "status"] == "failed" and df.loc[2, "exit_code"] == 3
@@ -108,7 +111,9 @@ def test_a_failing_trial_is_told_fail_and_the_search_goes_on(tmp_path):
 
 
 def test_a_metric_no_task_reports_stops_the_search_with_one_line(tmp_path, capsys):
-    spec = write_spec(tmp_path, search_spec(BRANIN, trials=8, batch=4).replace("metric: value", "metric: loss"))
+    spec = write_spec(
+        tmp_path, search_spec(BRANIN, trials=8, batch=4).replace("metric: value", "metric: loss")
+    )
     assert cli.main(["run", str(spec), "--store", str(tmp_path / "store")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: search.metric:") and "'loss'" in err and "value" in err
@@ -164,8 +169,10 @@ def test_bad_search_spec_is_one_line_and_exit_2(tmp_path, capsys, search_block, 
 
 
 def test_search_with_a_grid_is_bad_input(tmp_path, capsys):
-    spec = write_spec(tmp_path, search_spec(BRANIN, trials=8, batch=4).replace("params: {fixed: {}}",
-                                                                               "params: {grid: {x3: [1, 2]}}"))
+    spec = write_spec(
+        tmp_path,
+        search_spec(BRANIN, trials=8, batch=4).replace("params: {fixed: {}}", "params: {grid: {x3: [1, 2]}}"),
+    )
     assert cli.main(["run", str(spec), "--store", str(tmp_path / "store")]) == 2
     assert "may only hold `fixed`" in capsys.readouterr().err
 
@@ -176,7 +183,9 @@ def test_a_sampler_whose_packages_are_missing_names_what_to_install(tmp_path, ca
 
     if importlib.util.find_spec(package) is not None:
         pytest.skip(f"{package} is installed")
-    spec = write_spec(tmp_path, search_spec(BRANIN, trials=8, batch=4).replace("sampler: tpe", f"sampler: {sampler}"))
+    spec = write_spec(
+        tmp_path, search_spec(BRANIN, trials=8, batch=4).replace("sampler: tpe", f"sampler: {sampler}")
+    )
     assert cli.main(["run", str(spec), "--store", str(tmp_path / "store")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"search.sampler: {sampler!r}" in err and f"pip install {package}" in err
@@ -221,12 +230,26 @@ def test_a_search_on_aws_batch_is_one_submit_job_per_round(tmp_path, monkeypatch
         env = {e["name"]: e["value"] for e in desc["container"]["environment"]}
         command = [sys.executable if c == "python" else c for c in desc["container"]["command"]]
         for child in range(job["size"]):
-            child_env = {**os.environ, **env, **({"AWS_BATCH_JOB_ARRAY_INDEX": str(child)} if job["size"] > 1 else {})}
+            child_env = {
+                **os.environ,
+                **env,
+                **({"AWS_BATCH_JOB_ARRAY_INDEX": str(child)} if job["size"] > 1 else {}),
+            }
             subprocess.run(command, env=child_env, capture_output=True, timeout=120, check=False)
 
     monkeypatch.setattr(AwsBatchEngine, "submit", submit_and_play)
-    spec = write_spec(tmp_path, search_spec(BRANIN, trials=6, batch=3, extra=(
-        "backend: aws-batch\naws: {stack: batchsweep, region: us-east-1}\nresources: {vcpus: 0.5, memory_mib: 1024}\n")))
+    spec = write_spec(
+        tmp_path,
+        search_spec(
+            BRANIN,
+            trials=6,
+            batch=3,
+            extra=(
+                "backend: aws-batch\naws: {stack: batchsweep, region: us-east-1}\nresources: {vcpus: 0.5, "
+                "memory_mib: 1024}\n"
+            ),
+        ),
+    )
     run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
     assert submit_jobs == [3, 3]
     assert run.exit_code == 0

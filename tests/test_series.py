@@ -1,5 +1,5 @@
-"""The series recorder (batchsweep.task.series.Recorder): the lines a task's log rule matches and the lines the script
-appends itself, read from where the last poll left off, whole lines only."""
+"""The series recorder (batchsweep.task.series.Recorder): the lines a task's log rule matches and the lines
+the script appends itself, read from where the last poll left off, whole lines only."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from batchsweep.task.series import Recorder
 
 def test_the_recorder_reads_whole_lines_of_both_sources_once_and_uploads_what_changed(tmp_path: Path) -> None:
     uploads: list[bytes] = []
-    rec = Recorder(TaskDir(tmp_path), {"stdout": r"epoch (?P<step>\d+) loss=(?P<loss>\S+)"}, upload=uploads.append)
+    rec = Recorder(
+        TaskDir(tmp_path), {"stdout": r"epoch (?P<step>\d+) loss=(?P<loss>\S+)"}, upload=uploads.append
+    )
     rec.start()
     series = tmp_path / "metrics.jsonl"
     log = tmp_path / "stdout.log"

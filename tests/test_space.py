@@ -38,7 +38,10 @@ def test_task_indices_run_from_zero_in_order(tmp_path: Path) -> None:
 
 
 def test_expansion_is_deterministic_across_calls(tmp_path: Path) -> None:
-    params = {"grid": {"a": [3, 1, 2], "b": ["y", "x"]}, "random": {"samples": 3, "space": {"r": "uniform(0, 1)"}}}
+    params = {
+        "grid": {"a": [3, 1, 2], "b": ["y", "x"]},
+        "random": {"samples": 3, "space": {"r": "uniform(0, 1)"}},
+    }
     first = space.expand(make_spec(tmp_path, params), code_hash="h")
     second = space.expand(make_spec(tmp_path, params), code_hash="h")
     assert first == second
@@ -125,7 +128,9 @@ def test_different_seed_gives_different_tasks(tmp_path: Path) -> None:
 
 
 def test_random_combines_with_grid(tmp_path: Path) -> None:
-    rows = params_of(tmp_path, {"grid": {"g": [1, 2]}, "random": {"samples": 3, "space": {"r": "uniform(0, 1)"}}})
+    rows = params_of(
+        tmp_path, {"grid": {"g": [1, 2]}, "random": {"samples": 3, "space": {"r": "uniform(0, 1)"}}}
+    )
     assert [r["g"] for r in rows] == [1, 1, 1, 2, 2, 2]
     # the same random draws are crossed with every grid value
     assert [r["r"] for r in rows[:3]] == [r["r"] for r in rows[3:]]
@@ -133,18 +138,25 @@ def test_random_combines_with_grid(tmp_path: Path) -> None:
 
 # -- placeholders ---------------------------------------------------------------------------------
 def test_string_params_are_filled_from_other_params(tmp_path: Path) -> None:
-    rows = params_of(tmp_path, {"grid": {"var_a": [1, 2], "var_b": ["x"]}, "fixed": {"save_name": "run_{var_a}_{var_b}"}})
+    rows = params_of(
+        tmp_path, {"grid": {"var_a": [1, 2], "var_b": ["x"]}, "fixed": {"save_name": "run_{var_a}_{var_b}"}}
+    )
     assert [r["save_name"] for r in rows] == ["run_1_x", "run_2_x"]
 
 
 def test_inputs_are_filled_per_task(tmp_path: Path) -> None:
     tasks = space.expand(make_spec(tmp_path, {"grid": {"symbol": ["BTC", "ETH"]}},
                                    inputs=["data/{symbol}.parquet", "common.csv"]))
-    assert [t.inputs for t in tasks] == [("data/BTC.parquet", "common.csv"), ("data/ETH.parquet", "common.csv")]
+    assert [t.inputs for t in tasks] == [
+        ("data/BTC.parquet", "common.csv"),
+        ("data/ETH.parquet", "common.csv"),
+    ]
 
 
 def test_inputs_can_use_filled_string_params(tmp_path: Path) -> None:
-    tasks = space.expand(make_spec(tmp_path, {"grid": {"s": ["a"]}, "fixed": {"stem": "in_{s}"}}, inputs=["{stem}.csv"]))
+    tasks = space.expand(
+        make_spec(tmp_path, {"grid": {"s": ["a"]}, "fixed": {"stem": "in_{s}"}}, inputs=["{stem}.csv"])
+    )
     assert tasks[0].inputs == ("in_a.csv",)
 
 
@@ -159,7 +171,9 @@ def test_braces_that_are_not_placeholders_are_kept(tmp_path: Path) -> None:
 
 
 def test_unknown_placeholder_in_a_param_names_it_and_the_params(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match=r"params.out: placeholder \{nope\} names no param; params are: a, out"):
+    with pytest.raises(
+        SpecError, match=r"params.out: placeholder \{nope\} names no param; params are: a, out"
+    ):
         params_of(tmp_path, {"grid": {"a": [1]}, "fixed": {"out": "x_{nope}"}})
 
 
@@ -192,7 +206,9 @@ def test_cache_key_changes_with_params(tmp_path: Path) -> None:
 
 
 def test_cache_key_changes_with_code(tmp_path: Path) -> None:
-    assert keys(tmp_path, {"grid": {"a": [1]}}, code_hash="c1") != keys(tmp_path, {"grid": {"a": [1]}}, code_hash="c2")
+    assert keys(tmp_path, {"grid": {"a": [1]}}, code_hash="c1") != keys(
+        tmp_path, {"grid": {"a": [1]}}, code_hash="c2"
+    )
 
 
 def test_cache_key_changes_when_an_input_file_changes(tmp_path: Path) -> None:

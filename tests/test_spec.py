@@ -27,8 +27,17 @@ def error_of(tmp_path: Path, **changes: object) -> str:
 # -- durations ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [(90, 90.0), ("90", 90.0), ("90s", 90.0), ("10m", 600.0), ("1h30m", 5400.0), ("1h", 3600.0), ("1.5h", 5400.0),
-     ("2h5s", 7205.0), (2.5, 2.5)],
+    [
+        (90, 90.0),
+        ("90", 90.0),
+        ("90s", 90.0),
+        ("10m", 600.0),
+        ("1h30m", 5400.0),
+        ("1h", 3600.0),
+        ("1.5h", 5400.0),
+        ("2h5s", 7205.0),
+        (2.5, 2.5),
+    ],
 )
 def test_duration_is_parsed_to_seconds(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -225,10 +234,18 @@ def test_bad_metrics_regex_is_explained(tmp_path: Path, regex: str, expect: str)
 
 # -- search ---------------------------------------------------------------------------------------
 def test_search_block_is_parsed_with_defaults(tmp_path: Path) -> None:
-    spec = spec_of(tmp_path, params=None,
-                   search={"trials": 16, "metric": "sharpe", "space": {"lr": "loguniform(1e-4, 1e-1)", "d": [1, 2]}})
+    spec = spec_of(
+        tmp_path,
+        params=None,
+        search={"trials": 16, "metric": "sharpe", "space": {"lr": "loguniform(1e-4, 1e-1)", "d": [1, 2]}},
+    )
     assert spec.search is not None
-    assert (spec.search.sampler, spec.search.direction, spec.search.seed, spec.search.batch) == ("tpe", "minimize", 0, None)
+    assert (spec.search.sampler, spec.search.direction, spec.search.seed, spec.search.batch) == (
+        "tpe",
+        "minimize",
+        0,
+        None,
+    )
     assert spec.search.trials == 16 and spec.search.metric == "sharpe"
     assert spec.param_names == ["lr", "d"]
 
@@ -239,7 +256,9 @@ def test_search_needs_a_metric(tmp_path: Path) -> None:
 
 
 def test_search_rejects_an_unknown_sampler(tmp_path: Path) -> None:
-    message = error_of(tmp_path, search={"trials": 4, "metric": "m", "sampler": "grid", "space": {"a": "uniform(0, 1)"}})
+    message = error_of(
+        tmp_path, search={"trials": 4, "metric": "m", "sampler": "grid", "space": {"a": "uniform(0, 1)"}}
+    )
     assert "search.sampler:" in message and "'grid'" in message
 
 

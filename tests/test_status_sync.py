@@ -1,5 +1,5 @@
-"""A task's status is written at once and fsync'ed in the background (`LocalBackend.write_soon`): the runner's slot
-does not wait for the disk, and `flush_writes` returns once every status is on disk."""
+"""A task's status is written at once and fsync'ed in the background (`LocalBackend.write_soon`): the runner's
+slot does not wait for the disk, and `flush_writes` returns once every status is on disk."""
 
 from __future__ import annotations
 

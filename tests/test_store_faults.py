@@ -50,7 +50,8 @@ def test_corrupt_statuses_among_ten_leave_the_others_readable_and_are_rerun(ten,
     assert sum(",succeeded," in r for r in rows) == 7 and sum(",pending," in r for r in rows) == 3
     assert err.count("damaged status.json") == 1 and "tasks 3, 5, 7" in err
     assert err.count("results.parquet is damaged") == 1
-    (store / "runs" / run_id / ".run.json.x1y2.tmp").write_text('{"run_id": "half')  # a writer killed mid-write
+    # a writer killed mid-write
+    (store / "runs" / run_id / ".run.json.x1y2.tmp").write_text('{"run_id": "half')
     assert cli.main(["resume", run_id, "--store", str(store)]) == 0
     out, err = capsys.readouterr()
     assert "resuming 3 of 10 tasks" in err
@@ -91,7 +92,9 @@ def test_run_ids_on_the_command_line_are_only_the_stores_runs(ten, tmp_path, cap
     store, run_id = ten
     outside = tmp_path / "elsewhere" / "runs" / "x"
     outside.mkdir(parents=True)
-    (outside / "run.json").write_text(json.dumps({"run_id": "x", "name": "x", "backend": "local", "n_tasks": 0}))
+    (outside / "run.json").write_text(
+        json.dumps({"run_id": "x", "name": "x", "backend": "local", "n_tasks": 0})
+    )
     for bad in ("../../elsewhere/runs/x", "../" + run_id, "/etc", ""):
         with pytest.raises(RunNotFound):
             batchsweep.load_run(bad, store=store)
@@ -104,7 +107,10 @@ def test_store_writes_leave_no_temp_files_and_follow_the_umask(tmp_path):
     with pytest.raises(OSError):
         store.write_json("runs/r/run.json", {"x": 1})
     assert os.listdir(tmp_path / "s" / "runs" / "r") == ["run.json"]
-    code = "import os; os.umask(0o027); from batchsweep.store.core import Store; Store.open(os.sys.argv[1]).write_json('a/b.json', 1)"
+    code = (
+        "import os; os.umask(0o027); from batchsweep.store.core import Store; "
+        "Store.open(os.sys.argv[1]).write_json('a/b.json', 1)"
+    )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "u")], check=True)
     assert (tmp_path / "u" / "a" / "b.json").stat().st_mode & 0o777 == 0o640
 
@@ -122,7 +128,9 @@ def test_a_full_disk_under_the_runner_is_one_line_and_a_resumable_run(tmp_path, 
 
     def full(self: Store, run_id: str, status: object, **kw: object) -> None:
         if status.index >= 2:
-            raise OSError(errno.ENOSPC, "No space left on device", f"runs/{run_id}/tasks/{status.index}/status.json")
+            raise OSError(
+                errno.ENOSPC, "No space left on device", f"runs/{run_id}/tasks/{status.index}/status.json"
+            )
         real(self, run_id, status, **kw)
 
     monkeypatch.setattr(Store, "write_status", full)
@@ -157,7 +165,9 @@ def test_a_read_only_store_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(LocalBackend, "write_bytes", read_only)
     code = cli.main(["run", str(spec), "--store", str(tmp_path / "ro")])
     err = capsys.readouterr().err
-    assert code == 1 and err.startswith("error: Read-only file system") and len(err.strip().splitlines()) == 1, err
+    assert (
+        code == 1 and err.startswith("error: Read-only file system") and len(err.strip().splitlines()) == 1
+    ), err
 
 
 # -- A shared store is not a way in (issue 30, item 2): what someone else wrote there is read, never acted on
@@ -180,11 +190,12 @@ def _sweep(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("how", ["dotdot output", "dotdot output, symlinked run", "symlinked log"])
 def test_a_run_planted_in_a_shared_store_never_makes_reuse_touch_a_file_outside_it(tmp_path, capsys, how):
-    """Someone with write access to a shared store runs the victim's sweep there, then edits that run: task 0's
-    status.json claims an output `../../../../../../victim/.bashrc` (in the second case the run's directory is
-    also a symlink to a copy elsewhere, whose file of that name is theirs), or task 1's stdout.log becomes a
-    symlink to the victim's credentials. The victim's next run reuses what it can: it must neither delete nor
-    overwrite the victim's file nor copy the credentials into the store, and it says which task it did not take."""
+    """Someone with write access to a shared store runs the victim's sweep there, then edits that run: task
+    0's status.json claims an output `../../../../../../victim/.bashrc` (in the second case the run's
+    directory is also a symlink to a copy elsewhere, whose file of that name is theirs), or task 1's
+    stdout.log becomes a symlink to the victim's credentials. The victim's next run reuses what it can: it
+    must neither delete nor overwrite the victim's file nor copy the credentials into the store, and it says
+    which task it did not take."""
     victim, before = _victims_home(tmp_path)
     secret = victim.parent / "credentials"
     secret.write_text("aws_secret_access_key = hunter2\n")
@@ -217,7 +228,9 @@ def test_a_run_planted_in_a_shared_store_never_makes_reuse_touch_a_file_outside_
     df = batchsweep.load_run(store=store).results()
     assert df["status"].tolist() == ["succeeded", "succeeded"]
     assert "reused_from" not in df or df["reused_from"].isna().any()
-    assert not [p for p in store.rglob("*") if p.is_file() and not p.is_symlink() and b"hunter2" in p.read_bytes()]
+    assert not [
+        p for p in store.rglob("*") if p.is_file() and not p.is_symlink() and b"hunter2" in p.read_bytes()
+    ]
 
 
 # -- Every file batchsweep reads may be damaged (issue 30, item 7): valid JSON of the wrong types or absurd
@@ -232,9 +245,12 @@ open("metrics.json", "w").write(text)
 
 
 def test_a_metrics_file_nested_100000_deep_is_that_tasks_problem_only(tmp_path):
-    """As any metrics file that is not JSON: the task's error says so and it has no metrics; the run goes on."""
+    """As any metrics file that is not JSON: the task's error says so and it has no metrics; the run goes
+    on."""
     (tmp_path / "deep.py").write_text(_DEEP)
-    spec = write_spec(tmp_path, "name: deep\nscript: deep.py\nparams: {grid: {a: [0, 1, 2]}}\nmax_parallel: 1\n")
+    spec = write_spec(
+        tmp_path, "name: deep\nscript: deep.py\nparams: {grid: {a: [0, 1, 2]}}\nmax_parallel: 1\n"
+    )
     df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results()
     assert df["status"].tolist() == ["succeeded"] * 3
     assert df["error"][1] == "metrics.json is not valid JSON" and df["score"].tolist()[::2] == [0, 2]
@@ -247,12 +263,24 @@ def _wrong_types(store: Path, run_id: str) -> None:
                                                                         "started_at": "yesterday"}))
     (run_dir / "tasks" / "4" / "status.json").write_text(json.dumps({**status, "index": "../4"}))
     (run_dir / "tasks" / "5" / "status.json").write_text("[" * 100_000 + "]" * 100_000)
-    (run_dir / "runner.json").write_text(json.dumps({"token": "t", "host": os.uname().nodename, "pid": "abc",
-                                                     "pid_started": None, "command": "x", "heartbeat_at": "now"}))
+    (run_dir / "runner.json").write_text(
+        json.dumps(
+            {
+                "token": "t",
+                "host": os.uname().nodename,
+                "pid": "abc",
+                "pid_started": None,
+                "command": "x",
+                "heartbeat_at": "now",
+            }
+        )
+    )
     (run_dir / "engine.json").write_text(json.dumps({"engine": "local", "pid": "abc", "pid_started": 7}))
 
 
-@pytest.mark.parametrize("command", [["status"], ["results", "--format", "csv", "--refresh"], ["runs"], ["resume"]])
+@pytest.mark.parametrize(
+    "command", [["status"], ["results", "--format", "csv", "--refresh"], ["runs"], ["resume"]]
+)
 def test_valid_json_of_the_wrong_types_is_a_damaged_file_in_one_line(ten, capsys, command):
     store, run_id = ten
     _wrong_types(store, run_id)
@@ -306,14 +334,23 @@ def test_a_run_killed_while_copying_reused_results_can_be_resumed(tmp_path, caps
         script: {SCRIPTS / 'hostile_task.py'}
         params: {{grid: {{a: [1, 2, 3]}}}}
     """, name="wider.yaml")
-    proc = subprocess.run([sys.executable, "-c", _KILLED_AT_SUBMIT, str(wider), str(store)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_AT_SUBMIT, str(wider), str(store)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -9, proc.stderr
-    (killed,) = [p.name for p in (store / "runs").iterdir() if p.name != first.id]  # (ids in one second sort by chance)
+    # (ids in one second sort by chance)
+    (killed,) = [p.name for p in (store / "runs").iterdir() if p.name != first.id]
     assert not (store / "runs" / killed / "engine.json").exists()
     assert cli.main(["resume", killed, "--store", str(store)]) == 0, capsys.readouterr().err
     df = batchsweep.load_run(killed, store=store).results()
-    assert df["status"].tolist() == ["succeeded"] * 3 and df["reused_from"].notna().tolist() == [True, True, False]
+    assert df["status"].tolist() == ["succeeded"] * 3 and df["reused_from"].notna().tolist() == [
+        True,
+        True,
+        False,
+    ]
 
 
 @pytest.mark.parametrize("where", ["afile", "/dev/null", "afile/below"])
@@ -325,7 +362,9 @@ def test_rerun_dir_that_cannot_be_a_directory_is_one_line_and_exit_2(ten, tmp_pa
     capsys.readouterr()
     assert cli.main(["rerun", run_id, "0", "--dir", target, "--store", str(store)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: --dir {target}: cannot be made a directory") and len(err.splitlines()) == 1, err
+    assert (
+        err.startswith(f"error: --dir {target}: cannot be made a directory") and len(err.splitlines()) == 1
+    ), err
     assert (tmp_path / "afile").read_text() == "mine\n"
 
 
@@ -362,10 +401,10 @@ def test_a_directory_where_run_json_should_be_is_a_damaged_run(ten, capsys):
 
 
 def test_a_pack_line_with_absurd_numbers_or_wrong_types_is_damaged_and_its_task_rerun(ten, capsys):
-    """A compacted run's pack, edited: one line's exit code is 10^40, another's attempts "many". Before, results,
-    report, diff and results --sweep died of an OverflowError (the fast path reading packs checked only the
-    index and the state). Now both lines are damaged, their tasks without status, and resume runs them again:
-    exactly 10 rows, all right."""
+    """A compacted run's pack, edited: one line's exit code is 10^40, another's attempts "many". Before,
+    results, report, diff and results --sweep died of an OverflowError (the fast path reading packs checked
+    only the index and the state). Now both lines are damaged, their tasks without status, and resume runs
+    them again: exactly 10 rows, all right."""
     store, run_id = ten
     assert cli.main(["runs", "compact", run_id, "--store", str(store)]) == 0
     (pack,) = (store / "runs" / run_id / "packs").glob("compact*.jsonl")
@@ -381,15 +420,18 @@ def test_a_pack_line_with_absurd_numbers_or_wrong_types_is_damaged_and_its_task_
     assert "line 4 of pack" in err and "line 6 of pack" in err
     assert cli.main(["resume", run_id, "--store", str(store)]) == 0
     df = batchsweep.load_run(run_id, store=store).results()
-    assert len(df) == 10 and set(df["status"]) == {"succeeded"} and list(df["a2"]) == [2 * a for a in range(10)]
+    assert (
+        len(df) == 10 and set(df["status"]) == {"succeeded"} and list(df["a2"]) == [2 * a for a in range(10)]
+    )
 
 
 @pytest.mark.parametrize("how", ["symlinked log pack", "an entry past the end", "a FIFO for a log pack"])
 def test_a_log_pack_planted_in_a_shared_store_is_never_read_through(tmp_path, capsys, how):
-    """Someone compacts a run of the victim's sweep in a shared store, then makes its log pack a symlink to the
-    victim's credentials (its index entry for task 0 covering them), or gives task 0 an entry 2^62 bytes long.
-    Before, the victim's next run reused task 0 and copied the credentials into its new run's stdout.log, in
-    the shared store; `logs` of the entry past the end tried to allocate it, and of a FIFO waited for ever."""
+    """Someone compacts a run of the victim's sweep in a shared store, then makes its log pack a symlink to
+    the victim's credentials (its index entry for task 0 covering them), or gives task 0 an entry 2^62 bytes
+    long. Before, the victim's next run reused task 0 and copied the credentials into its new run's
+    stdout.log, in the shared store; `logs` of the entry past the end tried to allocate it, and of a FIFO
+    waited for ever."""
     import struct
 
     secret = tmp_path / "credentials"
@@ -419,20 +461,26 @@ def test_a_log_pack_planted_in_a_shared_store_is_never_read_through(tmp_path, ca
     out, err = capsys.readouterr()
     assert "Traceback" not in err and "hunter2" not in out
     assert f"log pack {log.stem} is damaged or not the store's" in err, err
-    assert not [p for p in store.rglob("*") if p.is_file() and not p.is_symlink() and b"hunter2" in p.read_bytes()]
+    assert not [
+        p for p in store.rglob("*") if p.is_file() and not p.is_symlink() and b"hunter2" in p.read_bytes()
+    ]
 
 
 @pytest.mark.parametrize("name", ["metrics.json", "status.json", "stdout.log"])
 def test_a_directory_where_a_tasks_file_should_be_is_that_tasks_damage_only(ten, capsys, name):
-    """A damaged disk (or someone else) leaves a directory where task 3's file should be: before, every reading
-    command died of IsADirectoryError for metrics.json, and `logs` for stdout.log."""
+    """A damaged disk (or someone else) leaves a directory where task 3's file should be: before, every
+    reading command died of IsADirectoryError for metrics.json, and `logs` for stdout.log."""
     store, run_id = ten
     path = _task_file(store, run_id, 3, name)
     path.unlink(missing_ok=True)
     path.mkdir()
     capsys.readouterr()
-    for argv in (["status", run_id], ["results", run_id, "--format", "json", "--refresh"], ["diff", run_id, run_id],
-                 ["report", run_id, "-o", str(store.parent / "r.html")]):
+    for argv in (
+        ["status", run_id],
+        ["results", run_id, "--format", "json", "--refresh"],
+        ["diff", run_id, run_id],
+        ["report", run_id, "-o", str(store.parent / "r.html")],
+    ):
         assert cli.main([*argv, "--store", str(store)]) == 0, argv
         assert "Traceback" not in capsys.readouterr().err
     assert cli.main(["results", run_id, "--format", "json", "--refresh", "--store", str(store)]) == 0
@@ -441,4 +489,8 @@ def test_a_directory_where_a_tasks_file_should_be_is_that_tasks_damage_only(ten,
     err = capsys.readouterr().err
     assert "Traceback" not in err and code == (2 if name == "stdout.log" else 0), err
     if name == "stdout.log":
-        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "is a directory, not a log" in err
+        assert (
+            err.startswith("error: ")
+            and len(err.strip().splitlines()) == 1
+            and "is a directory, not a log" in err
+        )

@@ -1,5 +1,6 @@
-"""The store's layout (docs/design.md §4) has one owner: every path has a named method in store/layout.py, the keys
-are the documented ones (existing runs keep reading), and no other module of the package spells a store file name."""
+"""The store's layout (docs/design.md §4) has one owner: every path has a named method in store/layout.py, the
+keys are the documented ones (existing runs keep reading), and no other module of the package spells a store
+file name."""
 
 from __future__ import annotations
 
@@ -16,8 +17,21 @@ PACKAGE = Path(batchsweep.__file__).parent
 
 # The names of the files and directories the store owns (§4). A literal one of these anywhere in the package
 # but store.py is a path built by hand.
-FILE_NAMES = {"run.json", "tasks.jsonl", "runner.json", "cancel.json", "engine.json", "results.parquet",
-              "status.json", "metrics.json", "metrics.jsonl", "stdout.log", "stderr.log", "study.journal", "params.json"}
+FILE_NAMES = {
+    "run.json",
+    "tasks.jsonl",
+    "runner.json",
+    "cancel.json",
+    "engine.json",
+    "results.parquet",
+    "status.json",
+    "metrics.json",
+    "metrics.jsonl",
+    "stdout.log",
+    "stderr.log",
+    "study.journal",
+    "params.json",
+}
 DIR_NAMES = {"runs", "tasks", "submissions", "packs", "outputs", "code", "inputs", "index", "sweeps"}
 _DIRS = "|".join(sorted(DIR_NAMES))
 _FILES = "|".join(re.escape(n) for n in sorted(FILE_NAMES))
@@ -75,7 +89,11 @@ def test_a_search_journal_is_a_plain_name_in_the_run_directory(name):
 
 def test_task_files_are_found_by_one_listing(tmp_path):
     store = Store.open(tmp_path)
-    for index, names in {0: ["status.json", "stdout.log"], 3: ["metrics.jsonl", "outputs/a/b.txt"], 12: ["status.json"]}.items():
+    for index, names in {
+        0: ["status.json", "stdout.log"],
+        3: ["metrics.jsonl", "outputs/a/b.txt"],
+        12: ["status.json"],
+    }.items():
         for name in names:
             path = tmp_path / "runs" / "r" / "tasks" / str(index) / name
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +102,10 @@ def test_task_files_are_found_by_one_listing(tmp_path):
     (tmp_path / "runs" / "r" / "tasks" / "notes" / "status.json").write_text("x")  # not a task directory
     assert store.list_task_files("r") == {0: {"status.json", "stdout.log"}, 3: {"metrics.jsonl", "outputs"},
                                           12: {"status.json"}}
-    assert store.task_files("r", TaskDir.STATUS) == {0: "runs/r/tasks/0/status.json", 12: "runs/r/tasks/12/status.json"}
+    assert store.task_files("r", TaskDir.STATUS) == {
+        0: "runs/r/tasks/0/status.json",
+        12: "runs/r/tasks/12/status.json",
+    }
     assert store.task_files("r", TaskDir.SERIES) == {3: "runs/r/tasks/3/metrics.jsonl"}
     assert Store.task_file_of("runs/r/tasks/12/status.json") == (12, "status.json")
     assert Store.task_file_of("runs/r/tasks/3/outputs/a/b.txt") is None
@@ -96,7 +117,8 @@ def test_unused_shared_files_keep_what_a_run_names(tmp_path):
     for key in ["code/a.tar.gz", "code/b.tar.gz", "inputs/s1/data.csv", "inputs/s2/dir/x", "inputs/s2/dir/y",
                 "inputs/s3/other.csv"]:
         store.backend.write_bytes(key, b"x")
-    used = {"code/a.tar.gz", "inputs/s1/data.csv", "inputs/s2/dir"}  # a directory input is named by its prefix
+    # a directory input is named by its prefix
+    used = {"code/a.tar.gz", "inputs/s1/data.csv", "inputs/s2/dir"}
     assert store.unused_shared_files(used) == ["code/b.tar.gz", "inputs/s3/other.csv"]
 
 
@@ -117,7 +139,11 @@ def hand_built_paths(source: str, module: str) -> list[str]:
         if text in FILE_NAMES or PATH_LIKE.search(text) or (in_fstring and FSTRING_SUFFIX.match(text)):
             found.append(f"{module}:{line}: {text!r}")
     for node in ast.walk(tree):  # the generic builders are store.py's own
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("run_key", "task_key"):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("run_key", "task_key")
+        ):
             found.append(f"{module}:{node.lineno}: .{node.func.attr}(...)")
     return found
 
@@ -131,7 +157,10 @@ def test_no_store_path_is_built_outside_store_py():
         module = path.relative_to(PACKAGE).as_posix()
         if module not in OWNERS:
             found += hand_built_paths(path.read_text(encoding="utf-8"), module)
-    assert found == [], "store paths built outside the store's layout (add a named method to store/layout.py's Layout):\n" + "\n".join(found)
+    assert found == [], (
+        "store paths built outside the store's layout (add a named method to store/layout.py's Layout):\n"
+        + "\n".join(found)
+    )
 
 
 @pytest.mark.parametrize("line", [

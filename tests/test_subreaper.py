@@ -1,5 +1,6 @@
-"""The Python API makes the calling process a child subreaper only while a run's tasks run (a second line behind
-each task's own reaper), and leaves the flag as it found it; a task's orphans go to its reaper, never init."""
+"""The Python API makes the calling process a child subreaper only while a run's tasks run (a second line
+behind each task's own reaper), and leaves the flag as it found it; a task's orphans go to its reaper, never
+init."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ CALLER = textwrap.dedent("""
     df = run.results()
     print(json.dumps({"before": before, "after": reaper.is_subreaper(), "adopters": sorted({int(a) for a in df["adopter"]}),
                       "by_reaper": sorted({bool(b) for b in df["adopted_by_reaper"]})}))
-""")
+""")  # noqa: E501
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child subreapers are a Linux prctl")
@@ -33,8 +34,13 @@ CALLER = textwrap.dedent("""
 def test_the_subreaper_flag_is_held_during_a_run_and_restored_after(tmp_path: Path, preset: bool) -> None:
     spec = tmp_path / "sweep.yaml"
     spec.write_text(f"name: adopt\nscript: {SCRIPTS / 'adopted.py'}\nparams: {{grid: {{_a: [1, 2]}}}}\n")
-    done = subprocess.run([sys.executable, "-c", CALLER, str(spec), str(tmp_path / "store"),
-                           "preset" if preset else "-"], capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", CALLER, str(spec), str(tmp_path / "store"), "preset" if preset else "-"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert 1 not in seen["adopters"] and seen["by_reaper"] == [True]  # each orphan went to its task's reaper

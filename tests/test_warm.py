@@ -30,7 +30,17 @@ EXAMPLE_OVERRIDES = {
     "sklearn/sweep_stop.yaml": ["alpha=1.0e-5", "eta0=0.001,0.01", "params.fixed.epochs=3"],
     "branin": ["params.random.samples=3"],
 }
-NOT_RESULTS = {"duration_s", "started_at", "ended_at", "worker", "fit_time_s", "peak_rss_mib", "cpu_s", "warm"}  # differ run to run
+# differ run to run
+NOT_RESULTS = {
+    "duration_s",
+    "started_at",
+    "ended_at",
+    "worker",
+    "fit_time_s",
+    "peak_rss_mib",
+    "cpu_s",
+    "warm",
+}
 
 
 def write(path: Path, text: str) -> Path:
@@ -75,29 +85,35 @@ def test_the_default_gives_the_same_results_as_cold_on_every_example(tmp_path, e
     overrides = EXAMPLE_OVERRIDES[example]
     cold = run(spec, tmp_path / "cold", *overrides, "warm=false")
     warm = run(spec, tmp_path / "warm", *overrides)
-    assert not [r.getMessage() for r in caplog.records if "warm start" in r.getMessage()]  # the default was warm
+    # the default was warm
+    assert not [r.getMessage() for r in caplog.records if "warm start" in r.getMessage()]
     cold_df, warm_df = cold.results(), warm.results()
     assert 2 <= len(cold_df) <= 4
     assert set(cold_df["status"]) == {"succeeded"}
     columns = [c for c in cold_df.columns if c not in NOT_RESULTS]
     pd.testing.assert_frame_equal(cold_df[columns], warm_df[columns])
-    assert output_bytes(tmp_path / "cold", cold.id, cold_df) == output_bytes(tmp_path / "warm", warm.id, warm_df)
+    assert output_bytes(tmp_path / "cold", cold.id, cold_df) == output_bytes(
+        tmp_path / "warm", warm.id, warm_df
+    )
 
 
 
 SCRIPTS = Path(__file__).parent / "scripts"
-# Every script under tests/scripts, as a sweep of 2-3 tasks (`metrics:` where it prints instead of writing a file).
+# Every script under tests/scripts, as a sweep of 2-3 tasks (`metrics:` where it prints instead of writing a
+# file).
 SCRIPT_SWEEPS = {
     "adopted.py": "params: {grid: {_k: [1, 2]}}",
     "curve.py": "params: {grid: {quality: [0.1, 0.3]}, fixed: {epochs: 3, pace: 0}}\n"
-                "metrics: {stdout: 'epoch (?P<step>\\d+) train_loss=[\\d.]+ val_loss=(?P<val_loss>[\\d.]+)'}",
+    "metrics: {stdout: 'epoch (?P<step>\\d+) train_loss=[\\d.]+ val_loss=(?P<val_loss>[\\d.]+)'}",
     "curve.py --api": "params: {grid: {quality: [0.1, 0.3]}, fixed: {epochs: 3, pace: 0, api: true}}",
     "funcs.py": "params: {grid: {x: [2, 3]}}",
     "hostile_task.py": "params: {grid: {a: [1, 2]}, fixed: {xs: [3, 4]}}",
-    "mlflow_curve.py": "params: {grid: {quality: [0.1, 0.3]}, fixed: {epochs: 2, folds: 1}}\nmetrics: {mlflow: true}",
+    "mlflow_curve.py": "params: {grid: {quality: [0.1, 0.3]}, fixed: {epochs: 2, folds: 1}}\nmetrics: "
+    "{mlflow: true}",
     "prints_result.py": "params: {grid: {var_a: [1, 2], var_b: [5]}, fixed: {save_name: out}}\n"
-                        "metrics: {stdout: 'loss=(?P<loss>-?\\d+) acc=(?P<acc>[\\d.]+)'}",
-    "resource_probe.py": "params: {grid: {i: [0, 1]}, fixed: {alloc-mib: 8, hold: 0}}\nmetrics: {stdout: last}",
+    "metrics: {stdout: 'loss=(?P<loss>-?\\d+) acc=(?P<acc>[\\d.]+)'}",
+    "resource_probe.py": "params: {grid: {i: [0, 1]}, fixed: {alloc-mib: 8, hold: 0}}\nmetrics: {stdout: "
+    "last}",
     "u_echo.py": "params: {grid: {text: ['a b', '--x', 'é'], n: [1]}}",
     "u_target.py": "params: {grid: {window: [3, 7]}, fixed: {save_name: x}}",
     "writes_metrics.py": "params: {grid: {a: [1, 2, 3]}, fixed: {fail_on: 3}}",
@@ -120,14 +136,20 @@ def test_the_default_gives_the_same_results_as_cold_on_every_test_script(tmp_pat
     cold = run(spec, tmp_path / "cold", "warm=false")
     warm = run(spec, tmp_path / "warm")
     notes = [r.getMessage() for r in caplog.records if "warm start" in r.getMessage()]
-    assert notes == (["warm start: function tasks run cold; running cold"] if script == "funcs.py" else []), notes
+    assert notes == (["warm start: function tasks run cold; running cold"] if script == "funcs.py" else []), (
+        notes
+    )
     cold_df, warm_df = cold.results(), warm.results()
     assert len(cold_df) >= 2 and "succeeded" in set(cold_df["status"])
     columns = [c for c in cold_df.columns if c not in NOT_RESULTS | DIFFER]
     pd.testing.assert_frame_equal(cold_df[columns], warm_df[columns])
-    cold_out, warm_out = output_bytes(tmp_path / "cold", cold.id, cold_df), output_bytes(tmp_path / "warm", warm.id, warm_df)
+    cold_out, warm_out = (
+        output_bytes(tmp_path / "cold", cold.id, cold_df),
+        output_bytes(tmp_path / "warm", warm.id, warm_df),
+    )
     assert cold_out.keys() == warm_out.keys()
-    same = [k for k in cold_out if not k[1].startswith(("mlflow.db", "mlruns"))]  # MLflow's ids and times differ
+    # MLflow's ids and times differ
+    same = [k for k in cold_out if not k[1].startswith(("mlflow.db", "mlruns"))]
     assert [cold_out[k] for k in same] == [warm_out[k] for k in same]
     if "start" not in cold_df:  # what the tasks printed (but times)
         assert [warm.logs(i) for i in range(len(cold_df))] == [cold.logs(i) for i in range(len(cold_df))]
@@ -158,7 +180,10 @@ def test_warm_tasks_run_in_the_fork_server_with_the_task_s_cwd_env_argv_and_own_
         params: {{grid: {{x: [1, 2, 3]}}}}
         env: {{GREETING: hello}}
     """)
-    frames = {"warm": run(spec, tmp_path / "warm").results(), "cold": run(spec, tmp_path / "cold", "warm=false").results()}
+    frames = {
+        "warm": run(spec, tmp_path / "warm").results(),
+        "cold": run(spec, tmp_path / "cold", "warm=false").results(),
+    }
     warm, cold = frames["warm"], frames["cold"]
     assert list(warm["warm"]) == [True] * 3 and list(cold["warm"]) == [False] * 3
     same = ["status", "cwd_is_task_dir", "argv", "name", "index", "greeting", "own_group", "stdin_empty",
@@ -361,15 +386,24 @@ def test_preloading_stops_at_the_first_statement_that_may_change_what_an_import_
 
 
 IN_FORK_SERVER = 'b"batchsweep.task.warm" in open(f"/proc/{os.getppid()}/cmdline", "rb").read()'
-# Imports the default (`auto`) finds unsafe to share between tasks: each runs cold; `warm: true` still forks them.
+# Imports the default (`auto`) finds unsafe to share between tasks: each runs cold; `warm: true` still forks
+# them.
 UNSAFE_IMPORTS = {
     "socket": ("import socket\nconnection = socket.socket()\n", "open sockets (1)"),
-    "environment": ("import os\nINDEX = os.environ.get('BATCHSWEEP_TASK_INDEX')\n",
-                    "read BATCHSWEEP_TASK_INDEX, which each task sets for itself"),
+    "environment": (
+        "import os\nINDEX = os.environ.get('BATCHSWEEP_TASK_INDEX')\n",
+        "read BATCHSWEEP_TASK_INDEX, which each task sets for itself",
+    ),
     "process": ("import subprocess\nhelper = subprocess.Popen(['sleep', '30'])\n", "start processes (1)"),
     "fork-unsafe module": (None, "imports tensorflow, which is not fork-safe"),
-    "random draw": ("import random\nTOKEN = random.random()\n", "draw random numbers (random, by unsafe_lib)"),
-    "numpy draw": ("import numpy as np\nTOKEN = float(np.random.rand())\n", "draw random numbers (numpy.random)"),
+    "random draw": (
+        "import random\nTOKEN = random.random()\n",
+        "draw random numbers (random, by unsafe_lib)",
+    ),
+    "numpy draw": (
+        "import numpy as np\nTOKEN = float(np.random.rand())\n",
+        "draw random numbers (numpy.random)",
+    ),
 }
 
 
@@ -386,7 +420,7 @@ def _sweep_importing(tmp_path: Path, module: str, lib_source: str | None) -> tup
         parser.add_argument("--x", type=int)
         args = parser.parse_args()
         json.dump({{"warm": {IN_FORK_SERVER}, "index": getattr({module}, "INDEX", None)}}, open("metrics.json", "w"))
-    """)
+    """)  # noqa: E501
     spec = write(tmp_path / "sweep.yaml", f"""
         name: unsafe
         script: {script}
@@ -397,7 +431,9 @@ def _sweep_importing(tmp_path: Path, module: str, lib_source: str | None) -> tup
 
 
 @pytest.mark.parametrize("kind", sorted(UNSAFE_IMPORTS))
-def test_by_default_imports_unsafe_to_share_run_cold_with_a_debug_line_and_warm_true_forces_warm(tmp_path, kind, caplog):
+def test_by_default_imports_unsafe_to_share_run_cold_with_a_debug_line_and_warm_true_forces_warm(
+    tmp_path, kind, caplog
+):
     caplog.set_level(logging.DEBUG, logger="batchsweep")
     lib_source, reason = UNSAFE_IMPORTS[kind]
     module = "tensorflow" if lib_source is None else "unsafe_lib"
@@ -418,7 +454,8 @@ def test_by_default_imports_unsafe_to_share_run_cold_with_a_debug_line_and_warm_
 
 
 def test_imports_after_a_statement_that_may_change_them_are_left_to_each_task(tmp_path):
-    """`os.environ[...] = ...` (or `sys.path.insert`) before an import: the import must see it, as it does cold."""
+    """`os.environ[...] = ...` (or `sys.path.insert`) before an import: the import must see it, as it does
+    cold."""
     write(tmp_path / "lib" / "reads_env.py", """
         import os
         THREADS = os.environ.get("MY_THREADS")
@@ -462,8 +499,9 @@ def test_by_default_a_single_task_runs_cold(tmp_path, caplog):
 
 
 def test_a_grandchild_a_warm_task_forks_without_exec_dies_with_the_task_as_a_cold_one_does(tmp_path):
-    """No orphans: the reaper finds a task's processes by the token in the environment they started with, which
-    a forked task (and what it forks) shares with the fork server unless the server's child writes it in."""
+    """No orphans: the reaper finds a task's processes by the token in the environment they started with,
+    which a forked task (and what it forks) shares with the fork server unless the server's child writes it
+    in."""
     pids = tmp_path / "pids"
     pids.mkdir()
     script = write(tmp_path / "forks.py", f"""

@@ -1,5 +1,6 @@
 """Issue 16, item 6: what the package says in many places is written in one: durations, "did you mean", state
-names and counts, the params batchsweep adds, whether a process lives, and the extras an error message names."""
+names and counts, the params batchsweep adds, whether a process lives, and the extras an error message
+names."""
 
 from __future__ import annotations
 
@@ -22,10 +23,27 @@ ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "batchsweep"
 
 
-@pytest.mark.parametrize(("seconds", "shown"), [
-    (None, "–"), (math.nan, "–"), (math.inf, "–"), (0, "0 s"), (0.0004, "< 0.001 s"), (0.0234, "0.023 s"), (0.4, "0.4 s"), (1, "1.0 s"), (12.34, "12.3 s"), (59.9, "59.9 s"),
-    (60, "1m 00s"), (125.4, "2m 05s"), (3599.4, "59m 59s"), (3600, "1h 00m"), (5400, "1h 30m"), (90061, "25h 01m"),
-])
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (None, "–"),
+        (math.nan, "–"),
+        (math.inf, "–"),
+        (0, "0 s"),
+        (0.0004, "< 0.001 s"),
+        (0.0234, "0.023 s"),
+        (0.4, "0.4 s"),
+        (1, "1.0 s"),
+        (12.34, "12.3 s"),
+        (59.9, "59.9 s"),
+        (60, "1m 00s"),
+        (125.4, "2m 05s"),
+        (3599.4, "59m 59s"),
+        (3600, "1h 00m"),
+        (5400, "1h 30m"),
+        (90061, "25h 01m"),
+    ],
+)
 def test_a_duration_is_written_one_way(seconds: float | None, shown: str) -> None:
     assert text.duration(seconds) == shown
 
@@ -42,7 +60,10 @@ def test_state_names_cover_every_state_once_and_split_into_ok_failed_and_unfinis
     assert model.FAILED_STATE_NAMES == ("failed", "timeout", "lost", "cancelled")
     assert set(model.DONE_STATE_NAMES) == set(model.OK_STATE_NAMES) | set(model.FAILED_STATE_NAMES)
     assert set(model.STATE_NAMES) - set(model.DONE_STATE_NAMES) == {"running", "pending"}
-    assert text.state_counts({"pending": 2, "failed": 1, "succeeded": 3, "lost": 0}) == "3 succeeded, 1 failed, 2 pending"
+    assert (
+        text.state_counts({"pending": 2, "failed": 1, "succeeded": 3, "lost": 0})
+        == "3 succeeded, 1 failed, 2 pending"
+    )
 
 
 def test_a_process_is_alive_while_it_runs_and_not_once_it_exits_or_its_pid_means_another() -> None:

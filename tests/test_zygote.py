@@ -1,6 +1,7 @@
-"""The container player's zygote (batchsweep.emulator.zygote): a child forked from it is what a fresh `python -m MODULE`
-would be, as far as the module can tell; a child whose environment the zygote's imports read differently, or that
-the interpreter reads as it starts, is not forked (the player starts a fresh interpreter for it)."""
+"""The container player's zygote (batchsweep.emulator.zygote): a child forked from it is what a fresh `python
+-m MODULE` would be, as far as the module can tell; a child whose environment the zygote's imports read
+differently, or that the interpreter reads as it starts, is not forked (the player starts a fresh interpreter
+for it)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ PROBE = textwrap.dedent("""
     threading.Thread(target=lambda: print("a thread's last line")).start()  # joined before exit
     atexit.register(lambda: print("atexit ran"))
     sys.exit(int(os.environ.get("PROBE_EXIT", "0")))
-""")
+""")  # noqa: E501
 READS_ENV = textwrap.dedent("""
     import os
     SETTING = os.environ.get("PROBE_SETTING", "default")
@@ -90,7 +91,9 @@ def test_a_forked_child_sees_what_a_fresh_interpreter_sees(world):
     assert seen.pop("imported_at_start") and not fresh_seen.pop("imported_at_start")  # the zygote's preload
     assert seen == fresh_seen
     assert seen["env"] == {"PROBE_SETTING": "a", "PROBE_JOB": "job-1", "PROBE_EXIT": "3"}
-    assert seen["argv"] == [str(cwd / "probe.py")] and seen["path0"] == str(cwd) and seen["name"] == "__main__"
+    assert (
+        seen["argv"] == [str(cwd / "probe.py")] and seen["path0"] == str(cwd) and seen["name"] == "__main__"
+    )
 
 
 def test_a_forked_child_fails_and_dies_as_a_fresh_one_does(world):
@@ -108,7 +111,8 @@ def test_a_forked_child_fails_and_dies_as_a_fresh_one_does(world):
 def test_only_a_child_whose_environment_the_imports_read_alike_is_forked(world):
     zygote, _, env = world
     argv = [sys.executable, "-m", "probe"]
-    assert {"PROBE_SETTING", "PROBE_LATER"} <= zygote.compared  # read by reads_env: recorded, not listed by hand
+    # read by reads_env: recorded, not listed by hand
+    assert {"PROBE_SETTING", "PROBE_LATER"} <= zygote.compared
     assert zygote.accepts(argv, {**env, "PROBE_OTHER": "x", "AWS_BATCH_JOB_ID": "j:1"})
     assert not zygote.accepts(argv, {**env, "PROBE_SETTING": "b"})  # module state would differ
     assert not zygote.accepts(argv, {**env, "PROBE_LATER": "set"})

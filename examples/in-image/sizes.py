@@ -1,7 +1,7 @@
 """Needs a package batchsweep does not: humanize, named in requirements.txt beside this script.
 
-On AWS Batch it comes from the task image (`batchsweep image push sweep.yaml`). The metrics also say where the task
-ran: the image's user and Python, not yours.
+On AWS Batch it comes from the task image (`batchsweep image push sweep.yaml`). The metrics also say where the
+task ran: the image's user and Python, not yours.
 """
 import argparse
 import json

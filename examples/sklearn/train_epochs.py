@@ -1,5 +1,6 @@
 """train.py's digits split, trained one epoch at a time (SGDClassifier.partial_fit), printing the held-out
-accuracy after every epoch — the only change a script needs for batchsweep to keep its curve and stop it early.
+accuracy after every epoch — the only change a script needs for batchsweep to keep its curve and stop it
+early.
 
     python train_epochs.py --alpha 1e-4 --eta0 0.01 --epochs 30
 """
@@ -19,7 +20,9 @@ def main() -> None:
     parser.add_argument("--eta0", type=float, default=0.01, help="constant learning rate")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0, help="split and model seed")
-    parser.add_argument("--pace", type=float, default=0.05, help="seconds to wait per epoch (stands for a bigger model)")
+    parser.add_argument(
+        "--pace", type=float, default=0.05, help="seconds to wait per epoch (stands for a bigger model)"
+    )
     args = parser.parse_args()
 
     X, y = load_digits(return_X_y=True)

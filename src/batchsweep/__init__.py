@@ -12,7 +12,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["run", "load_run", "load_sweep", "list_runs", "plan", "start", "log_metrics", "compare", "Run", "SweepError"]
+__all__ = [
+    "run",
+    "load_run",
+    "load_sweep",
+    "list_runs",
+    "plan",
+    "start",
+    "log_metrics",
+    "compare",
+    "Run",
+    "SweepError",
+]
 
 if TYPE_CHECKING:
     from batchsweep.errors import SweepError
@@ -24,9 +35,16 @@ if TYPE_CHECKING:
     from batchsweep.task.api import log_metrics
 
 _WHERE = {
-    "run": "batchsweep.runs.run", "load_run": "batchsweep.runs.catalog", "list_runs": "batchsweep.runs.catalog", "plan": "batchsweep.planning.plan",
-    "start": "batchsweep.runs.run", "Run": "batchsweep.runs.run", "log_metrics": "batchsweep.task.api",
-    "SweepError": "batchsweep.errors", "load_sweep": "batchsweep.runs.history", "compare": "batchsweep.runs.compare",
+    "run": "batchsweep.runs.run",
+    "load_run": "batchsweep.runs.catalog",
+    "list_runs": "batchsweep.runs.catalog",
+    "plan": "batchsweep.planning.plan",
+    "start": "batchsweep.runs.run",
+    "Run": "batchsweep.runs.run",
+    "log_metrics": "batchsweep.task.api",
+    "SweepError": "batchsweep.errors",
+    "load_sweep": "batchsweep.runs.history",
+    "compare": "batchsweep.runs.compare",
 }
 
 

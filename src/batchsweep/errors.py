@@ -4,7 +4,8 @@
      ├── SpecError        the spec file (or an override) is wrong
      ├── RunNotFound      no such run in the store
      │    └── RunDamaged  the run's run.json cannot be read
-     ├── RunStateError    the run is not in a state for this command (still running; driven by another process)
+     ├── RunStateError    the run is not in a state for this command (still running; driven by another
+                          process)
      ├── EngineUnavailable  the backend's engine needs packages that are not installed
      ├── AwsSetupError    credentials, bucket, stack or queue missing or unreachable
      └── RunnerError      the process running a run's tasks stopped (disk full, read-only store): exit 1,

@@ -20,8 +20,8 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 def open_regular(path: Path | str, flags: int, *, dir_fd: int | None = None) -> int:
     """A descriptor of path, a regular file, opened without following a symlink and without waiting: a symlink
-    is OSError (ELOOP); a FIFO someone put there (opening one waits for its other end, for ever) or a device is
-    OSError (EINVAL). With `dir_fd`, path is relative to that directory."""
+    is OSError (ELOOP); a FIFO someone put there (opening one waits for its other end, for ever) or a device
+    is OSError (EINVAL). With `dir_fd`, path is relative to that directory."""
     # O_NONBLOCK: nothing to a regular file
     fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -95,7 +95,9 @@ def write_at(name: str, data: bytes, dir_fd: int, *, mode: int = 0o644) -> None:
     """Put data at name in the directory dir_fd as a new file renamed over whatever is there (a symlink there
     is replaced, not followed)."""
     tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    fd = os.open(
+        tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd
+    )
     try:
         try:
             os.fchmod(fd, mode)  # the umask does not take from what the store's files are given
@@ -128,11 +130,11 @@ def regular_files(root: Path) -> list[str]:
 
 
 def exclude_spec(patterns: list[str] | tuple[str, ...]) -> GitIgnoreSpec | None:
-    """`code.exclude` read as lines of one more .gitignore at the code directory's root, so a pattern means what
-    it would mean there: `data` or `data/` leaves out the directory and everything below it, `*.csv` a CSV file
-    at any depth, `/notes.md` or `data/*.csv` only below the root as written (`*` never crosses a `/`), `!keep.csv`
-    takes back a file an earlier line of the list left out (not one a .gitignore did). Raises ValueError for a
-    pattern git could not read either."""
+    """`code.exclude` read as lines of one more .gitignore at the code directory's root, so a pattern means
+    what it would mean there: `data` or `data/` leaves out the directory and everything below it, `*.csv` a
+    CSV file at any depth, `/notes.md` or `data/*.csv` only below the root as written (`*` never crosses a
+    `/`), `!keep.csv` takes back a file an earlier line of the list left out (not one a .gitignore did).
+    Raises ValueError for a pattern git could not read either."""
     if not patterns:
         return None
     import pathspec

@@ -1,9 +1,10 @@
-"""Task metrics read from what a script writes or prints (`batchsweep.task.api.log_metrics` is what a script calls).
+"""Task metrics read from what a script writes or prints (`batchsweep.task.api.log_metrics` is what a script
+calls).
 
-A rule reads stdout, stderr or both (`output`: stdout's text, then stderr's). `last` takes the last printed line
-(a JSON object, or a number recorded as `value`); otherwise the rule is a regex with named groups, and `match`
-says whether the first or the last match of each name wins. `None`, `null`, `nan`, `inf` and empty captures are
-missing values: they are left out, never recorded as text that would break a numeric column.
+A rule reads stdout, stderr or both (`output`: stdout's text, then stderr's). `last` takes the last printed
+line (a JSON object, or a number recorded as `value`); otherwise the rule is a regex with named groups, and
+`match` says whether the first or the last match of each name wins. `None`, `null`, `nan`, `inf` and empty
+captures are missing values: they are left out, never recorded as text that would break a numeric column.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def read_file(path: Path | str, *, limit: int = MAX_FILE_BYTES, dir_fd: int | No
             os.close(fd)
         raise UnsafeMetricsFile(f"{name} is no longer a regular file; metrics were not read")
     with os.fdopen(fd, "rb") as f:
-        # As many bytes as it has (and one more): a read of limit + 1 takes a buffer that size first, 32 MiB per
-        # task being finished, which was most of a local runner's peak memory. A file still growing is read on.
+        # As many bytes as it has (and one more): a read of limit + 1 takes a buffer that size first, 32 MiB
+        # per task being finished, which was most of a local runner's peak memory. A file still growing is
+        # read on.
         data = f.read(st.st_size + 1)
         if len(data) > st.st_size:
             data += f.read(limit + 1 - len(data))
@@ -65,13 +67,30 @@ def read_file(path: Path | str, *, limit: int = MAX_FILE_BYTES, dir_fd: int | No
     return data
 
 
-MISSING = frozenset({"", "none", "null", "nan", "-nan", "+nan", "inf", "-inf", "+inf", "infinity", "-infinity",
-                     "+infinity", "n/a", "na"})
+MISSING = frozenset(
+    {
+        "",
+        "none",
+        "null",
+        "nan",
+        "-nan",
+        "+nan",
+        "inf",
+        "-inf",
+        "+inf",
+        "infinity",
+        "-infinity",
+        "+infinity",
+        "n/a",
+        "na",
+    }
+)
 STREAMS = ("stdout", "stderr", "output")
 
 
 def value_of(raw: Any) -> Any:
-    """A metric value as recorded: numbers stay numbers, numeric text becomes a number, missing becomes None."""
+    """A metric value as recorded: numbers stay numbers, numeric text becomes a number, missing becomes
+    None."""
     if isinstance(raw, bool):
         return raw
     if isinstance(raw, (int, float)):
@@ -120,7 +139,8 @@ def clean(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def is_mlflow(rule: Any) -> bool:
-    """Whether a metrics rule reads what the script logs to MLflow (`{mlflow: true}`, batchsweep.task.mlflowmetrics)."""
+    """Whether a metrics rule reads what the script logs to MLflow (`{mlflow: true}`,
+    batchsweep.task.mlflowmetrics)."""
     return isinstance(rule, dict) and rule.get("mlflow") is True
 
 
@@ -160,7 +180,8 @@ def from_text(text: str, pattern: str, *, match: str = "last") -> dict[str, Any]
     return _from_lines(iter(text.replace("\r", "\n").splitlines()), pattern, match=match)
 
 
-# Colour and cursor codes (CSI sequences) a logger writes even to a file (colorlog, rich): `1.0\x1b[0m` is 1.0.
+# Colour and cursor codes (CSI sequences) a logger writes even to a file (colorlog, rich): `1.0\x1b[0m` is
+# 1.0.
 ANSI_CODE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 
 
@@ -224,8 +245,23 @@ def _from_lines(lines: Iterator[str], pattern: str, *, match: str) -> dict[str, 
 # One rule for `results --sort` and the report: a name that says "lower is better" sorts ascending.
 MAXIMIZE_NAMES = ("sharpe", "sortino", "calmar", "accuracy", "acc", "score", "auc", "f1", "r2", "return",
                   "precision", "recall", "reward", "profit")
-MINIMIZE_NAMES = ("loss", "error", "err", "rmse", "mae", "mse", "mape", "value", "drawdown", "time", "duration",
-                  "latency", "cost", "regret", "perplexity")
+MINIMIZE_NAMES = (
+    "loss",
+    "error",
+    "err",
+    "rmse",
+    "mae",
+    "mse",
+    "mape",
+    "value",
+    "drawdown",
+    "time",
+    "duration",
+    "latency",
+    "cost",
+    "regret",
+    "perplexity",
+)
 
 
 def direction_from_name(name: str, values: Sequence[Any] = ()) -> bool | None:
@@ -242,5 +278,7 @@ def direction_from_name(name: str, values: Sequence[Any] = ()) -> bool | None:
 
 
 def _all_non_positive(values: Sequence[Any]) -> bool:
-    present = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    present = [
+        v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    ]
     return bool(present) and all(v <= 0 for v in present)

@@ -41,19 +41,30 @@ STATE_NAMES = tuple(s.value for s in (State.SUCCEEDED, State.PRUNED, State.FAILE
                                       State.CANCELLED, State.RUNNING, State.PENDING))
 DONE_STATE_NAMES = tuple(n for n in STATE_NAMES if State(n).done)
 OK_STATE_NAMES = tuple(n for n in STATE_NAMES if State(n).ok)  # succeeded or pruned: the run's exit code is 0
-FAILED_STATE_NAMES = tuple(n for n in STATE_NAMES if State(n).done and not State(n).ok)  # ended without a result
+# ended without a result
+FAILED_STATE_NAMES = tuple(n for n in STATE_NAMES if State(n).done and not State(n).ok)
 
 # The params batchsweep adds to lay a run out, not ones it explores: a search numbers its tasks by trial and
 # round, `params.repeat: n` runs every point n times as repeat 0..n-1. A script is given one only if it asks.
 SEARCH_PARAMS = ("trial", "round")
 REPEAT_PARAM = "repeat"
 OWN_PARAMS = (*SEARCH_PARAMS, REPEAT_PARAM)
-# Beyond what any run holds (planning caps a space at 10^6 tasks unless --max-tasks raises it): a run.json that
-# says more is damaged, not a table to allocate.
+# Beyond what any run holds (planning caps a space at 10^6 tasks unless --max-tasks raises it): a run.json
+# that says more is damaged, not a table to allocate.
 MAX_RUN_TASKS = 100_000_000
 # The results table's own columns (`batchsweep.columns`): a param by one of these names would overwrite it.
-STATUS_COLUMNS = ("status", "attempts", "duration_s", "exit_code", "error", "started_at", "ended_at", "worker",
-                  "peak_rss_mib", "cpu_s")
+STATUS_COLUMNS = (
+    "status",
+    "attempts",
+    "duration_s",
+    "exit_code",
+    "error",
+    "started_at",
+    "ended_at",
+    "worker",
+    "peak_rss_mib",
+    "cpu_s",
+)
 OPTIONAL_COLUMNS = ("gpu", "gpu_mem_mib", "last_step", "partial", "reused_from", "warm", "host")
 RESULT_COLUMNS = ("task", *STATUS_COLUMNS, *OPTIONAL_COLUMNS, "outputs")
 
@@ -75,7 +86,12 @@ class Task:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"index": self.index, "params": self.params, "inputs": list(self.inputs), "cache_key": self.cache_key},
+            {
+                "index": self.index,
+                "params": self.params,
+                "inputs": list(self.inputs),
+                "cache_key": self.cache_key,
+            },
             separators=(",", ":"),
             default=str,
         )
@@ -86,7 +102,8 @@ class Task:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Task:
-        """TypeError for a line of the wrong shape (tasks.jsonl may be damaged, or written by someone else)."""
+        """TypeError for a line of the wrong shape (tasks.jsonl may be damaged, or written by someone
+        else)."""
         index, params, inputs, key = d["index"], d["params"], d.get("inputs", ()), d.get("cache_key", "")
         if (type(index) is not int or index < 0 or not isinstance(params, dict)
                 or not all(isinstance(k, str) for k in params) or not isinstance(inputs, (list, tuple))
@@ -96,8 +113,9 @@ class Task:
 
 
 def load_json(raw: str | bytes) -> Any:
-    """json.loads of a file a task, another user or a damaged disk wrote: ValueError also when it is nested too
-    deeply to parse (json's RecursionError), so that a reader's `except ValueError` covers every bad file."""
+    """json.loads of a file a task, another user or a damaged disk wrote: ValueError also when it is nested
+    too deeply to parse (json's RecursionError), so that a reader's `except ValueError` covers every bad
+    file."""
     try:
         return json.loads(raw)
     except RecursionError:
@@ -112,18 +130,31 @@ def inside(path: Any) -> bool:
 
 
 _INT, _NUMBER, _TEXT = (int,), (int, float), (str,)
-_STATUS_TYPES = {"index": _INT, "attempts": _INT, "exit_code": (*_INT, type(None)), "error": (*_TEXT, type(None)),
-                 "started_at": (*_NUMBER, type(None)), "ended_at": (*_NUMBER, type(None)), "worker": _TEXT,
-                 "infra_retries": _INT, "peak_rss_mib": (*_NUMBER, type(None)), "cpu_s": (*_NUMBER, type(None)),
-                 "gpu": (*_TEXT, type(None)), "gpu_mem_mib": (*_NUMBER, type(None)),
-                 "metrics_missing": (*_TEXT, type(None)), "command": (*_TEXT, type(None)),
-                 "last_step": (*_NUMBER, type(None)), "reused_from": (*_TEXT, type(None))}
+_STATUS_TYPES = {
+    "index": _INT,
+    "attempts": _INT,
+    "exit_code": (*_INT, type(None)),
+    "error": (*_TEXT, type(None)),
+    "started_at": (*_NUMBER, type(None)),
+    "ended_at": (*_NUMBER, type(None)),
+    "worker": _TEXT,
+    "infra_retries": _INT,
+    "peak_rss_mib": (*_NUMBER, type(None)),
+    "cpu_s": (*_NUMBER, type(None)),
+    "gpu": (*_TEXT, type(None)),
+    "gpu_mem_mib": (*_NUMBER, type(None)),
+    "metrics_missing": (*_TEXT, type(None)),
+    "command": (*_TEXT, type(None)),
+    "last_step": (*_NUMBER, type(None)),
+    "reused_from": (*_TEXT, type(None)),
+}
 _COUNTS = ("index", "attempts", "exit_code", "infra_retries")
 
 
 def wrong_status_fields(d: dict[str, Any]) -> list[str]:
-    """The fields of a status's JSON object of the wrong type, or a whole number no status holds (10^40 attempts
-    or exit code): a status with any is damaged (`TaskStatus.from_dict`, and a pack line read without it)."""
+    """The fields of a status's JSON object of the wrong type, or a whole number no status holds (10^40
+    attempts or exit code): a status with any is damaged (`TaskStatus.from_dict`, and a pack line read without
+    it)."""
     return [k for k, kinds in _STATUS_TYPES.items() if k in d and (type(d[k]) not in kinds or (
         k in _COUNTS and type(d[k]) is int and not -(2**31) <= d[k] < 2**31))]
 
@@ -141,18 +172,23 @@ class TaskStatus:
     ended_at: float | None = None
     worker: str = ""
     outputs: tuple[str, ...] = field(default=())
-    infra_retries: int = 0  # times the engine re-ran it after an infrastructure failure (spot reclaim, host lost)
+    # times the engine re-ran it after an infrastructure failure (spot reclaim, host lost)
+    infra_retries: int = 0
     peak_rss_mib: float | None = None  # peak memory of the task's whole process tree (sampled), last attempt
     cpu_s: float | None = None  # user + system CPU time of the tree, last attempt
     gpu: str | None = None  # the GPU ids it was leased on this machine (CUDA_VISIBLE_DEVICES)
     gpu_mem_mib: float | None = None  # peak GPU memory of the tree's processes (NVML), when it had a GPU
     metrics_missing: str | None = None  # it succeeded but yielded no metric: what the rule found instead
     command: str | None = None  # the command line it ran, as typed in the script's directory
-    last_step: int | float | None = None  # the last step of its series (metrics.jsonl), where a pruned task stopped
-    reused_from: str | None = None  # "RUN_ID/TASK": its result was copied from that earlier task with the same key
+    # the last step of its series (metrics.jsonl), where a pruned task stopped
+    last_step: int | float | None = None
+    # "RUN_ID/TASK": its result was copied from that earlier task with the same key
+    reused_from: str | None = None
     host: str | None = None  # the machine it ran on
-    warm: bool | None = None  # forked from the run's fork server (a warm start), not started as a new interpreter
-    cold_why: str | None = None  # why it started cold, when it did (`warm: false`, what `auto` found unsafe...)
+    # forked from the run's fork server (a warm start), not started as a new interpreter
+    warm: bool | None = None
+    # why it started cold, when it did (`warm: false`, what `auto` found unsafe...)
+    cold_why: str | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -161,7 +197,8 @@ class TaskStatus:
         return round(self.ended_at - self.started_at, 3)
 
     def to_json(self) -> str:
-        d = {name: getattr(self, name) for name in _STATUS_FIELDS}  # every field a scalar: no asdict deep copy
+        # every field a scalar: no asdict deep copy
+        d = {name: getattr(self, name) for name in _STATUS_FIELDS}
         d["state"] = self.state.value
         d["outputs"] = list(self.outputs)
         return json.dumps(d, indent=None)

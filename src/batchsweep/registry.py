@@ -24,8 +24,8 @@ BUILT_IN = tuple(ENGINES)
 # Built-in engines whose block is a field of the spec (`dask: {...}`); others' blocks are under `engines`.
 SPEC_FIELD_BLOCKS = ("dask", "slurm")
 
-# The engines whose packages come with an extra of batchsweep's (pyproject's optional-dependencies); the others
-# need only batchsweep's own dependencies, or are installed with the package that registers them.
+# The engines whose packages come with an extra of batchsweep's (pyproject's optional-dependencies); the
+# others need only batchsweep's own dependencies, or are installed with the package that registers them.
 EXTRAS = {"dask": "dask"}
 
 
@@ -45,4 +45,6 @@ def get_engine(name: str) -> type[Engine]:
         return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
     except ImportError as e:
         fix = f"pip install 'batchsweep[{EXTRAS[name]}]'" if name in EXTRAS else f"install {e.name}"
-        raise EngineUnavailable(f"backend {name!r} needs packages that are not installed ({e.name}); {fix}") from None
+        raise EngineUnavailable(
+            f"backend {name!r} needs packages that are not installed ({e.name}); {fix}"
+        ) from None

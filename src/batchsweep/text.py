@@ -1,4 +1,5 @@
-"""How the package writes things for people, each written once: durations, "did you mean" hints, state counts."""
+"""How the package writes things for people, each written once: durations, "did you mean" hints, state
+counts."""
 
 from __future__ import annotations
 
@@ -41,8 +42,9 @@ def is_missing(value: Any) -> bool:
         isinstance(value, float) and math.isnan(value))
 
 
-# C0 and C1 control characters and DEL as `\x..`: a task's text (an error, a metric, a name) shown in a terminal
-# can then neither move the cursor, retitle the window nor write the clipboard (CSI, OSC escape sequences).
+# C0 and C1 control characters and DEL as `\x..`: a task's text (an error, a metric, a name) shown in a
+# terminal can then neither move the cursor, retitle the window nor write the clipboard (CSI, OSC escape
+# sequences).
 _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
 
 
@@ -53,9 +55,9 @@ def printable(text: str) -> str:
 
 
 def utf8(text: str) -> str:
-    """Text every UTF-8 file and terminal can hold: itself, unless it holds what UTF-8 cannot encode, each of which
-    is then written as a Python escape: the byte a file name's undecodable byte stood for (`\\xff`), a lone
-    surrogate (`\\ud800`)."""
+    """Text every UTF-8 file and terminal can hold: itself, unless it holds what UTF-8 cannot encode, each of
+    which is then written as a Python escape: the byte a file name's undecodable byte stood for (`\\xff`), a
+    lone surrogate (`\\ud800`)."""
     if text.isascii():
         return text
     try:
@@ -75,7 +77,11 @@ def cell(value: Any) -> str:
         value = value.item()  # numpy scalars
     if is_missing(value):
         return ""
-    if isinstance(value, bool) or not isinstance(value, (int, float, list, tuple)) and not hasattr(value, "tolist"):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, list, tuple))
+        and not hasattr(value, "tolist")
+    ):
         return str(value)
     if isinstance(value, int):
         return str(value)

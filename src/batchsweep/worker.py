@@ -1,5 +1,6 @@
-"""`python -m batchsweep.worker`: the task image's command (an AWS Batch child). It runs `batchsweep.task.remote`,
-which runs this child's slice of tasks with the same `execute_task` as every engine."""
+"""`python -m batchsweep.worker`: the task image's command (an AWS Batch child). It runs
+`batchsweep.task.remote`, which runs this child's slice of tasks with the same `execute_task` as every
+engine."""
 
 import sys
 

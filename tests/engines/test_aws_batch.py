@@ -1,5 +1,5 @@
-"""The AWS Batch engine against moto's server on 127.0.0.1. Moto runs no containers here, so the tests play the
-container: each submitted job's own command and environment, run locally once per array index."""
+"""The AWS Batch engine against moto's server on 127.0.0.1. Moto runs no containers here, so the tests play
+the container: each submitted job's own command and environment, run locally once per array index."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ SCRIPTS = Path(__file__).parent.parent / "scripts"
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    """Every AWS call the engine makes (operation, params), recorded by a botocore event hook on its real clients."""
+    """Every AWS call the engine makes (operation, params), recorded by a botocore event hook on its real
+    clients."""
     recorded: list[tuple[str, dict[str, Any]]] = []
     real = clients.make_client
 
@@ -51,7 +52,8 @@ def write_spec(tmp_path: Path, body: str) -> Path:
 
 
 def spec_body(grid: str, **extra: str) -> str:
-    """A spec whose keys are these defaults, each replaced by `extra`'s value of that key (a key is written once)."""
+    """A spec whose keys are these defaults, each replaced by `extra`'s value of that key (a key is written
+    once)."""
     keys = {"name": "cloud", "script": str(SCRIPTS / "writes_metrics.py"), "params": f"{{grid: {grid}}}",
             "backend": "aws-batch", "aws": "{stack: batchsweep, region: us-east-1}",
             "resources": "{vcpus: 0.5, memory_mib: 1024}", **extra}
@@ -60,7 +62,8 @@ def spec_body(grid: str, **extra: str) -> str:
 
 def play_containers(run: Any, *, only: set[int] | None = None, fork: bool | None = None) -> list[int]:
     """Run every child of every submitted job the way Batch would; returns their exit codes. The children fork
-    from the player's zygote (tests/conftest.py sets BATCHSWEEP_PLAY_FORK=1); `fork=False`: fresh interpreters."""
+    from the player's zygote (tests/conftest.py sets BATCHSWEEP_PLAY_FORK=1); `fork=False`: fresh
+    interpreters."""
     played = player.play(run, only=only, fork=fork)
     assert all(p.forked is (fork is not False) for p in played)
     return [p.exit_code for p in played]
@@ -95,7 +98,8 @@ def test_25_tasks_are_one_array_job_and_every_row_comes_back(tmp_path, stack, ca
 
 
 def update_stack(session: Any, **params: str) -> None:
-    """Stack parameters changed the way `infra up --param` does (UpdateStack: moto's change sets keep the old values)."""
+    """Stack parameters changed the way `infra up --param` does (UpdateStack: moto's change sets keep the old
+    values)."""
     from batchsweep.infra.stack import describe_stack, template_text
 
     current = describe_stack("batchsweep", session=session) or {}
@@ -110,9 +114,16 @@ def test_submit_request_follows_the_batch_rules(tmp_path, stack, calls, session)
     from botocore.validate import validate_parameters
 
     update_stack(session, SecretsPrefix="team")
-    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3]}", timeout="20s", retries="1",
-                                           env="{LOG_LEVEL: debug}",
-                                           secrets="{DB_PASSWORD: 'arn:aws:ssm:us-east-1:123456789012:parameter/team/db'}"))
+    spec = write_spec(
+        tmp_path,
+        spec_body(
+            "{a: [1, 2, 3]}",
+            timeout="20s",
+            retries="1",
+            env="{LOG_LEVEL: debug}",
+            secrets="{DB_PASSWORD: 'arn:aws:ssm:us-east-1:123456789012:parameter/team/db'}",
+        ),
+    )
     batchsweep.run(spec, store=tmp_path / "store", detach=True)
     (request,) = submits(calls)
     model = clients.make_client("batch", region="us-east-1").meta.service_model.operation_model("SubmitJob")
@@ -143,20 +154,27 @@ def test_invalid_fargate_pair_is_bad_input_and_nothing_is_submitted(tmp_path, st
     assert not submits(calls) and not Store.open(tmp_path / "store").run_ids()
 
 
-def test_a_sweep_with_requirements_needs_the_stacks_image_built_with_them(tmp_path, stack, calls, capsys, session):
+def test_a_sweep_with_requirements_needs_the_stacks_image_built_with_them(
+    tmp_path, stack, calls, capsys, session
+):
     from batchsweep.infra import image
 
     spec = write_spec(tmp_path, spec_body("{a: [1, 2]}", requirements="[humanize==4.9.0]"))
     code = cli.main(["run", str(spec), "--store", str(tmp_path / "store")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and not submits(calls)
-    assert "task image (latest) was built without this sweep's requirements (requirements: in the spec)" in err[0]
+    assert (
+        "task image (latest) was built without this sweep's requirements (requirements: in the spec)"
+        in err[0]
+    )
     assert err[0].endswith(f"with `batchsweep image push {spec}`")
     other = image.image_tag(image.current_dockerfile(["humanize==4.8.0"]), ["humanize==4.8.0"])
     emulator.register_image(session, f"{image.repository_uri(stack)}:{other}")
     assert cli.main(["run", str(spec), "--store", str(tmp_path / "store")]) == 2 and not submits(calls)
     reqs = ["humanize==4.9.0"]
-    emulator.register_image(session, f"{image.repository_uri(stack)}:{image.image_tag(image.current_dockerfile(reqs), reqs)}")
+    emulator.register_image(
+        session, f"{image.repository_uri(stack)}:{image.image_tag(image.current_dockerfile(reqs), reqs)}"
+    )
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
     assert len(submits(calls)) == 1 and play_containers(run) == [0, 0]
 
@@ -179,7 +197,9 @@ def test_a_child_batch_calls_succeeded_without_a_status_is_lost_and_resume_rerun
 
 
 def test_a_failing_task_fails_its_child_with_the_task_exit_code(tmp_path, stack, calls):
-    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3]}") + "params: {grid: {a: [1, 2, 3]}, fixed: {fail_on: 2}}\n")
+    spec = write_spec(
+        tmp_path, spec_body("{a: [1, 2, 3]}") + "params: {grid: {a: [1, 2, 3]}, fixed: {fail_on: 2}}\n"
+    )
     spec.write_text(spec.read_text().replace("params: {grid: {a: [1, 2, 3]}}\n", ""))
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
     assert play_containers(run) == [0, 3, 0]
@@ -189,7 +209,9 @@ def test_a_failing_task_fails_its_child_with_the_task_exit_code(tmp_path, stack,
 
 
 def test_emulator_play_reads_the_run_from_the_store_given_and_names_the_failed_child(tmp_path, stack, capsys):
-    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3]}") + "params: {grid: {a: [1, 2, 3]}, fixed: {fail_on: 2}}\n")
+    spec = write_spec(
+        tmp_path, spec_body("{a: [1, 2, 3]}") + "params: {grid: {a: [1, 2, 3]}, fixed: {fail_on: 2}}\n"
+    )
     spec.write_text(spec.read_text().replace("params: {grid: {a: [1, 2, 3]}}\n", ""))
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
     assert emulator.main(["play", run.id, "--store", str(tmp_path / "store")]) == 0
@@ -211,12 +233,22 @@ def test_emulator_push_points_the_stack_at_a_locally_built_image(stack, session,
 def test_emulator_play_inside_an_image_needs_buildah(tmp_path, stack, monkeypatch, capsys):
     run = batchsweep.run(write_spec(tmp_path, spec_body("{a: [1]}")), store=tmp_path / "store", detach=True)
     monkeypatch.setenv("PATH", str(tmp_path))  # no buildah in sight
-    assert emulator.main(["play", run.id, "--store", str(tmp_path / "store"), "--image", "localhost/x:1"]) == 2
-    assert capsys.readouterr().err.strip() == "error: play --image needs buildah on PATH (Debian/Ubuntu: `apt-get install buildah`)"
+    assert (
+        emulator.main(["play", run.id, "--store", str(tmp_path / "store"), "--image", "localhost/x:1"]) == 2
+    )
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: play --image needs buildah on PATH (Debian/Ubuntu: `apt-get install buildah`)"
+    )
 
 
 def test_10001_tasks_take_two_submit_calls(tmp_path, stack, calls):
-    spec = write_spec(tmp_path, spec_body("{a: " + json.dumps(list(range(10_001))) + "}", aws="{stack: batchsweep, tasks_per_job: 1}"))
+    spec = write_spec(
+        tmp_path,
+        spec_body(
+            "{a: " + json.dumps(list(range(10_001))) + "}", aws="{stack: batchsweep, tasks_per_job: 1}"
+        ),
+    )
     batchsweep.run(spec, store=tmp_path / "store", detach=True)
     batch_calls = [op for op, _ in calls if op.startswith("batch.")]
     assert batch_calls.count("batch.SubmitJob") == 2
@@ -240,8 +272,8 @@ def test_s3_requests_do_not_grow_with_the_task_count(tmp_path, stack, calls):
 
     lookups: list[int] = []
     s3_ops(3)  # uploads the code package once
-    # 2,500 tasks: past the 256 keys where the reuse lookup lists the index's shards instead, and past two pages
-    # of an S3 listing (1,000 keys), so a request per task or per page of tasks would show.
+    # 2,500 tasks: past the 256 keys where the reuse lookup lists the index's shards instead, and past two
+    # pages of an S3 listing (1,000 keys), so a request per task or per page of tasks would show.
     small, big = s3_ops(3), s3_ops(2_500)
     assert small, "the store's S3 requests must be counted"
     assert big == small, f"S3 requests must not grow with tasks: {small} vs {big}"
@@ -271,7 +303,9 @@ def jobs_stay_queued(aws_env: str) -> Iterator[None]:
     use_docker(False)
 
 
-def test_cancel_terminates_the_array_parents_and_marks_the_run(tmp_path, stack, calls, capsys, jobs_stay_queued):
+def test_cancel_terminates_the_array_parents_and_marks_the_run(
+    tmp_path, stack, calls, capsys, jobs_stay_queued
+):
     spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3]}"))
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
     assert cli.main(["cancel", run.id, "--store", str(tmp_path / "store")]) == 0
@@ -293,7 +327,12 @@ def test_cancel_of_a_finished_run_changes_nothing(tmp_path, stack, calls, capsys
 
 def test_aws_region_alone_is_enough(tmp_path, stack, monkeypatch):
     monkeypatch.delenv("AWS_DEFAULT_REGION")
-    spec = write_spec(tmp_path, spec_body("{a: [1]}").replace("aws: {stack: batchsweep, region: us-east-1}", "aws: {stack: batchsweep}"))
+    spec = write_spec(
+        tmp_path,
+        spec_body("{a: [1]}").replace(
+            "aws: {stack: batchsweep, region: us-east-1}", "aws: {stack: batchsweep}"
+        ),
+    )
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
     assert run.info["engine"]["region"] == "us-east-1"
 
@@ -310,14 +349,18 @@ def test_an_unreachable_aws_store_is_one_line_not_a_traceback(tmp_path, stack, m
 
 
 def test_missing_bucket_is_one_line_and_nothing_is_submitted(tmp_path, stack, calls, capsys):
-    spec = write_spec(tmp_path, spec_body("{a: [1]}", aws="{bucket: no-such-bucket, job_queue: q, job_definition: d}"))
+    spec = write_spec(
+        tmp_path, spec_body("{a: [1]}", aws="{bucket: no-such-bucket, job_queue: q, job_definition: d}")
+    )
     assert cli.main(["run", str(spec), "--store", str(tmp_path / "store")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no-such-bucket" in err[0]
     assert not submits(calls)
 
 
-def test_missing_credentials_is_one_line_and_nothing_is_submitted(tmp_path, stack, calls, capsys, monkeypatch):
+def test_missing_credentials_is_one_line_and_nothing_is_submitted(
+    tmp_path, stack, calls, capsys, monkeypatch
+):
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
@@ -352,7 +395,9 @@ def test_logs_of_a_task_whose_stream_does_not_exist_yet_say_so(tmp_path, stack, 
     assert f"task 1 of {run.id}: no output" in err and "credentials" not in err
 
 
-def test_logs_of_a_task_without_a_result_come_from_its_child_jobs_log_stream_filtered_to_it(tmp_path, stack, session):
+def test_logs_of_a_task_without_a_result_come_from_its_child_jobs_log_stream_filtered_to_it(
+    tmp_path, stack, session
+):
     spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3, 4]}", max_parallel="2"))
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
     record = run.store.read_json(run.store.run_key(run.id, "engine.json"))
@@ -372,7 +417,8 @@ def test_logs_of_a_task_without_a_result_come_from_its_child_jobs_log_stream_fil
 
 
 class PagedLogs:
-    """GetLogEvents as CloudWatch answers it: pages that may be empty before the end, which is the token repeating."""
+    """GetLogEvents as CloudWatch answers it: pages that may be empty before the end, which is the token
+    repeating."""
 
     def __init__(self, pages: list[list[str]]) -> None:
         self.pages = pages
@@ -400,8 +446,12 @@ def _hostile_project(tmp_path: Path, fixed: str) -> Path:
     (code / ".env").write_text("DB_PASSWORD=hunter2\n")
     (code / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
     (code / "passwd").symlink_to("/etc/passwd")
-    return write_spec(code, spec_body("{a: [1]}", params=f"{{grid: {{a: [1]}}, fixed: {fixed}}}").replace(
-        f"script: {SCRIPTS / 'writes_metrics.py'}", "script: task.py").replace("params: {grid: {a: [1]}}\n", ""))
+    return write_spec(
+        code,
+        spec_body("{a: [1]}", params=f"{{grid: {{a: [1]}}, fixed: {fixed}}}")
+        .replace(f"script: {SCRIPTS / 'writes_metrics.py'}", "script: task.py")
+        .replace("params: {grid: {a: [1]}}\n", ""),
+    )
 
 
 def test_run_leaves_secrets_and_outside_symlinks_out_of_the_code_package_and_says_so(tmp_path, stack, caplog):
@@ -412,7 +462,10 @@ def test_run_leaves_secrets_and_outside_symlinks_out_of_the_code_package_and_say
     spec = _hostile_project(tmp_path, "{}")
     with caplog.at_level(logging.WARNING, logger="batchsweep"):
         run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
-    assert "left out of the package: .env, id_rsa (looks like a secret); passwd (symlink to outside" in caplog.text
+    assert (
+        "left out of the package: .env, id_rsa (looks like a secret); passwd (symlink to outside"
+        in caplog.text
+    )
     data = run.store.backend.read_bytes(run.store.code_key(run.info["code_sha256"]))
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         assert tar.getnames() == ["sweep.yaml", "task.py"]
@@ -438,23 +491,33 @@ def test_the_aws_worker_kills_a_setsid_grandchild_when_its_task_ends(tmp_path, s
 
 def test_median_rule_prunes_the_bad_curves_in_played_containers_reading_each_others_series_from_s3(
         tmp_path, stack, calls, session, monkeypatch):
-    """No driver: the run is detached and the containers decide. Four play at once; the first four are good and
-    run to the end, of the next four the ones worse than their median stop from step 2 on (pruned, exit 0)."""
+    """No driver: the run is detached and the containers decide. Four play at once; the first four are good
+    and run to the end, of the next four the ones worse than their median stop from step 2 on (pruned, exit
+    0)."""
     from batchsweep.infra import image
 
     monkeypatch.setenv("BATCHSWEEP_SERIES_FLUSH_S", "0.2")  # S3's default is 5 s
-    spec = write_spec(tmp_path, "\n".join([
-        "name: cloud-curves",
-        f"script: {SCRIPTS / 'curve.py'}",
-        "params: {grid: {quality: [0.2, 0.3, 0.1, 0.15, 1.0, 2.0, 0.12, 1.5]}, fixed: {pace: 0.25, epochs: 16}}",
-        r"metrics: {stdout: 'epoch (?P<step>\d+) .*val_loss=(?P<val_loss>[\d.]+)'}",
-        "stop: {metric: val_loss, rule: median, min_steps: 2, min_trials: 2}",
-        "backend: aws-batch",
-        "aws: {stack: batchsweep, region: us-east-1}",
-        "resources: {vcpus: 0.5, memory_mib: 1024}",
-    ]) + "\n")
+    spec = write_spec(
+        tmp_path,
+        "\n".join(
+            [
+                "name: cloud-curves",
+                f"script: {SCRIPTS / 'curve.py'}",
+                "params: {grid: {quality: [0.2, 0.3, 0.1, 0.15, 1.0, 2.0, 0.12, 1.5]}, fixed: {pace: 0.25, "
+                "epochs: 16}}",
+                r"metrics: {stdout: 'epoch (?P<step>\d+) .*val_loss=(?P<val_loss>[\d.]+)'}",
+                "stop: {metric: val_loss, rule: median, min_steps: 2, min_trials: 2}",
+                "backend: aws-batch",
+                "aws: {stack: batchsweep, region: us-east-1}",
+                "resources: {vcpus: 0.5, memory_mib: 1024}",
+            ]
+        )
+        + "\n",
+    )
     reqs = [image.OPTUNA]  # the worker decides: stop: puts Optuna in the task image
-    emulator.register_image(session, f"{image.repository_uri(stack)}:{image.image_tag(image.current_dockerfile(reqs), reqs)}")
+    emulator.register_image(
+        session, f"{image.repository_uri(stack)}:{image.image_tag(image.current_dockerfile(reqs), reqs)}"
+    )
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
     assert play_containers(run) == [0] * 8  # a pruned task fails no container
     run = batchsweep.load_run(run.id, store=tmp_path / "store")
@@ -468,7 +531,8 @@ def test_median_rule_prunes_the_bad_curves_in_played_containers_reading_each_oth
     for i, s in statuses.items():
         raw = run.store.backend.read_bytes(run.store.task_key(run.id, i, "metrics.jsonl"))
         assert [json.loads(line)["step"] for line in raw.splitlines()] == list(range(1, s.last_step + 1))
-        if i in pruned:  # stopped at a step before the end; a step or two more may be printed before SIGTERM lands
+        # stopped at a step before the end; a step or two more may be printed before SIGTERM lands
+        if i in pruned:
             at = int(s.error.split("pruned at step ", 1)[1].split()[0])
             assert "by the median rule" in s.error and 2 <= at <= s.last_step
             assert at < 16 or i not in {4, 5, 7}  # a middling one may be stopped as late as its last step
@@ -519,9 +583,9 @@ def test_a_played_container_stops_a_task_at_the_step_local_does_and_pushes_a_med
 
 def test_status_watch_shows_the_running_tasks_latest_steps_read_from_s3_while_containers_play(
         tmp_path, stack, calls, monkeypatch, capsys):
-    """Two played containers print a known curve each (val_loss = quality + 1/epoch); mid-run, `status --watch`
-    lists both with their latest step, value and best, read from the series files in S3 — one listing and one
-    read per running task, not one per task of the run."""
+    """Two played containers print a known curve each (val_loss = quality + 1/epoch); mid-run, `status
+    --watch` lists both with their latest step, value and best, read from the series files in S3 — one listing
+    and one read per running task, not one per task of the run."""
     import threading
 
     monkeypatch.setenv("BATCHSWEEP_SERIES_FLUSH_S", "0.2")  # S3's default is 5 s
@@ -551,11 +615,14 @@ def test_status_watch_shows_the_running_tasks_latest_steps_read_from_s3_while_co
         calls.clear()
         assert cli.main(["status", run.id, "--watch", "--store", str(store)]) == 0
         out = capsys.readouterr().out
-        series_reads = [p["Key"] for op, p in calls if op == "s3.GetObject" and p["Key"].endswith("metrics.jsonl")]
+        series_reads = [
+            p["Key"] for op, p in calls if op == "s3.GetObject" and p["Key"].endswith("metrics.jsonl")
+        ]
     finally:
         played.join(timeout=120)
     rows = {}
-    table = out.split("tasks with a series and no status yet", 1)[-1]  # Batch in moto says the jobs ended at once
+    # Batch in moto says the jobs ended at once
+    table = out.split("tasks with a series and no status yet", 1)[-1]
     for line in table.splitlines():
         parts = line.split()
         if len(parts) >= 5 and parts[0] in ("0", "1") and "quality=" in line:
@@ -571,11 +638,13 @@ def test_status_watch_shows_the_running_tasks_latest_steps_read_from_s3_while_co
 
 def test_polls_back_off_to_one_describe_every_30_seconds_and_a_cancel_polls_at_once(tmp_path, stack, calls,
                                                                                     jobs_stay_queued):
-    """Ten minutes of a queued run's watch on a fake clock: DescribeJobs is asked at growing intervals, never more
-    than 30 s (+ jitter) apart, ~30 times in all, not the 2,400 times a 0.25 s watch loop polls."""
+    """Ten minutes of a queued run's watch on a fake clock: DescribeJobs is asked at growing intervals, never
+    more than 30 s (+ jitter) apart, ~30 times in all, not the 2,400 times a 0.25 s watch loop polls."""
     from helpers import FakeClock
 
-    run = batchsweep.run(write_spec(tmp_path, spec_body("{a: [1, 2, 3]}")), store=tmp_path / "store", detach=True)
+    run = batchsweep.run(
+        write_spec(tmp_path, spec_body("{a: [1, 2, 3]}")), store=tmp_path / "store", detach=True
+    )
     engine = batchsweep.load_run(run.id, store=tmp_path / "store").engine
     clock = engine.clock = FakeClock()
 
@@ -603,16 +672,23 @@ def test_each_child_runs_the_slice_its_schedulers_array_index_names(tmp_path, st
     (`batchsweep.task.arrayslice`): played in reverse order, each child still runs exactly its own tasks."""
     import dataclasses
 
-    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3, 4, 5]}", aws="{stack: batchsweep, region: us-east-1, tasks_per_job: 2}"))
+    spec = write_spec(
+        tmp_path,
+        spec_body("{a: [1, 2, 3, 4, 5]}", aws="{stack: batchsweep, region: us-east-1, tasks_per_job: 2}"),
+    )
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
     children = player.children(run)
     job = children[0].job_id.rsplit(":", 1)[0]
     assert [c.job_id for c in children] == [f"{job}:0", f"{job}:1", f"{job}:2"]
     for number, child in reversed(list(enumerate(children))):
         env = {k: v for k, v in child.env.items() if k != "AWS_BATCH_JOB_ARRAY_INDEX"}
-        env.update({"aws-batch": {"AWS_BATCH_JOB_ARRAY_INDEX": str(number)},
-                    "kubernetes": {"JOB_COMPLETION_INDEX": str(number)},
-                    "slurm": {"SLURM_ARRAY_TASK_ID": str(number + 1), "SLURM_ARRAY_TASK_MIN": "1"}}[scheduler])
+        env.update(
+            {
+                "aws-batch": {"AWS_BATCH_JOB_ARRAY_INDEX": str(number)},
+                "kubernetes": {"JOB_COMPLETION_INDEX": str(number)},
+                "slurm": {"SLURM_ARRAY_TASK_ID": str(number + 1), "SLURM_ARRAY_TASK_MIN": "1"},
+            }[scheduler]
+        )
         assert player.play_child(dataclasses.replace(child, env=env)).exit_code == 0
     statuses = run.store.statuses(run.id)
     assert {i: (s.state.value, s.worker) for i, s in statuses.items()} == {
@@ -621,11 +697,15 @@ def test_each_child_runs_the_slice_its_schedulers_array_index_names(tmp_path, st
     assert list(batchsweep.load_run(run.id, store=tmp_path / "store").results()["product"]) == [1, 2, 3, 4, 5]
 
 
-def test_the_player_reads_the_runs_records_typed_and_a_damaged_engine_json_is_one_warning(tmp_path, stack, caplog):
+def test_the_player_reads_the_runs_records_typed_and_a_damaged_engine_json_is_one_warning(
+    tmp_path, stack, caplog
+):
     """The player reads run.json's settings and engine.json through the AWS engine's own models
-    (`batchsweep.aws.record`): a record in the shape an earlier version wrote plays; a damaged one is one warning
-    line naming the field, and nothing is played (never a KeyError)."""
-    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3]}", aws="{stack: batchsweep, region: us-east-1, tasks_per_job: 2}"))
+    (`batchsweep.aws.record`): a record in the shape an earlier version wrote plays; a damaged one is one
+    warning line naming the field, and nothing is played (never a KeyError)."""
+    spec = write_spec(
+        tmp_path, spec_body("{a: [1, 2, 3]}", aws="{stack: batchsweep, region: us-east-1, tasks_per_job: 2}")
+    )
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
     key = run.store.engine_record_key(run.id)
     written = run.store.read_json(key)
@@ -634,7 +714,9 @@ def test_the_player_reads_the_runs_records_typed_and_a_damaged_engine_json_is_on
     earlier = {"engine": "aws-batch", "by": "v9", "submissions": [{"n": 0, "jobs": [job]}]}
     run.store.write_json(key, earlier)
     assert [c.job_id for c in player.children(run)] == [f"{job['id']}:0", f"{job['id']}:1"]
-    run.store.write_json(key, {"engine": "aws-batch", "submissions": [{"n": 0, "jobs": [{"id": job["id"], "offset": 0}]}]})
+    run.store.write_json(
+        key, {"engine": "aws-batch", "submissions": [{"n": 0, "jobs": [{"id": job["id"], "offset": 0}]}]}
+    )
     caplog.clear()
     again = batchsweep.load_run(run.id, store=tmp_path / "store")
     assert player.play(again) == []
@@ -646,8 +728,8 @@ def test_the_player_reads_the_runs_records_typed_and_a_damaged_engine_json_is_on
 
 
 def test_results_read_before_the_containers_ran_agree_with_status_once_they_have(tmp_path, stack, capsys):
-    """moto calls every job SUCCEEDED at once (as Batch may before a container's upload lands): the tasks read as
-    lost until their statuses arrive, and `results` does not keep that guess in its cache."""
+    """moto calls every job SUCCEEDED at once (as Batch may before a container's upload lands): the tasks read
+    as lost until their statuses arrive, and `results` does not keep that guess in its cache."""
     spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3]}"))
     store = str(tmp_path / "store")
     run = batchsweep.run(spec, store=store, detach=True)
@@ -670,7 +752,8 @@ def test_a_dry_run_packs_tasks_into_containers_as_the_submit_then_does(tmp_path,
     spec = write_spec(tmp_path, spec_body("{a: [" + ", ".join(map(str, range(16))) + "]}", max_parallel="2"))
     store = str(tmp_path / "store")
     first = batchsweep.run(spec, store=store, detach=True)
-    assert submits(calls)[0]["arrayProperties"] == {"size": 2}  # no earlier run: max_parallel's 2 children of 8
+    # no earlier run: max_parallel's 2 children of 8
+    assert submits(calls)[0]["arrayProperties"] == {"size": 2}
     play_containers(first)
     assert len(batchsweep.load_run(first.id, store=store).results()) == 16  # finished: its task time is kept
 

@@ -1,8 +1,9 @@
 """The AWS path in a stricter world: moto over TLS with IAM enforced (aws_fixtures.iam_world).
 
 An admin deployed the stack; the sweep's user holds only the stack's SubmitPolicyArn; each container is played
-with the job role's own temporary credentials, its output shipped to CloudWatch Logs with the execution role's, as
-the awslogs driver does. What a policy lacks fails here as AccessDenied, as it would on a real account.
+with the job role's own temporary credentials, its output shipped to CloudWatch Logs with the execution
+role's, as the awslogs driver does. What a policy lacks fails here as AccessDenied, as it would on a real
+account.
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
         return client
 
     for module in list(sys.modules.values()):
-        if getattr(module, "__name__", "").startswith("batchsweep") and getattr(module, "make_client", None) is real:
+        if (
+            getattr(module, "__name__", "").startswith("batchsweep")
+            and getattr(module, "make_client", None) is real
+        ):
             monkeypatch.setattr(module, "make_client", recording)
     return recorded
 
@@ -86,8 +90,13 @@ def authorized(world: Any, action: str, params: dict[str, Any]) -> list[tuple[st
         return [(action, f"arn:aws:logs:{region}:log-group:{params['logGroupName']}{stream}")]
     if action == "ecr:DescribeImages":
         return [(action, f"arn:aws:ecr:{region}:repository/{params['repositoryName']}")]
-    if action in ("batch:DescribeJobs", "batch:ListJobs", "batch:DescribeJobDefinitions", "batch:DescribeJobQueues",
-                  "batch:DescribeComputeEnvironments"):
+    if action in (
+        "batch:DescribeJobs",
+        "batch:ListJobs",
+        "batch:DescribeJobDefinitions",
+        "batch:DescribeJobQueues",
+        "batch:DescribeComputeEnvironments",
+    ):
         return [(action, "*")]  # no resource-level permissions
     raise AssertionError(f"the submitter made a call this test does not map to a resource: {action}")
 
@@ -97,7 +106,8 @@ def assert_allowed_by_the_real_policy(world: Any, calls: list[tuple[str, dict[st
     for call, params in calls:
         if call.startswith(("s3:", "sts:")):  # moto checks S3's ARNs; GetCallerIdentity needs no grant
             continue
-        if call in ("logs:CreateLogStream", "logs:PutLogEvents"):  # the player's, as awslogs with the execution role
+        # the player's, as awslogs with the execution role
+        if call in ("logs:CreateLogStream", "logs:PutLogEvents"):
             continue
         for action, arn in authorized(world, call, params):
             assert iam_allows(real, action, arn), f"SubmitPolicy does not allow {action} on {arn}"
@@ -115,7 +125,8 @@ def sweep(tmp_path: Path, n: int, *, name: str = "strict", **extra: str) -> Path
 
 
 def play(world: Any, run: Any, **kwargs: Any) -> list[player.Played]:
-    """ECS's part: start each child with the job role's credentials, ship its logs with the execution role's."""
+    """ECS's part: start each child with the job role's credentials, ship its logs with the execution
+    role's."""
     return player.play(run, session=world.admin, job_credentials=world.job_keys, log_session=world.execution,
                        **kwargs)
 
@@ -128,7 +139,9 @@ def access_denied(call: Any, **params: Any) -> bool:
     return False
 
 
-def test_a_submit_policy_user_runs_20_tasks_and_reads_a_killed_tasks_output(as_submitter, calls, tmp_path, capsys):
+def test_a_submit_policy_user_runs_20_tasks_and_reads_a_killed_tasks_output(
+    as_submitter, calls, tmp_path, capsys
+):
     world, store = as_submitter, str(tmp_path / "store")
     (tmp_path / "kill").touch()
     run = batchsweep.run(sweep(tmp_path, 20, max_parallel="5"), store=store, detach=True)
@@ -154,13 +167,19 @@ def test_a_submit_policy_user_runs_20_tasks_and_reads_a_killed_tasks_output(as_s
     assert cli.main(["report", run.id, "-o", str(tmp_path / "report.html"), "--store", store]) == 0
     assert (tmp_path / "report.html").stat().st_size > 1000
     ops = {op for op, _ in calls}
-    assert {"batch:SubmitJob", "cloudformation:DescribeStacks", "logs:GetLogEvents", "ecr:DescribeImages"} <= ops
+    assert {
+        "batch:SubmitJob",
+        "cloudformation:DescribeStacks",
+        "logs:GetLogEvents",
+        "ecr:DescribeImages",
+    } <= ops
     assert_allowed_by_the_real_policy(world, calls)
 
 
 def test_a_submit_policy_user_can_cancel_but_not_change_the_stack(as_submitter, calls, tmp_path, capsys):
     world, store = as_submitter, str(tmp_path / "store")
-    world.server.post("config", {"batch": {"use_docker": True}})  # no daemon: jobs stay queued, the run active
+    # no daemon: jobs stay queued, the run active
+    world.server.post("config", {"batch": {"use_docker": True}})
     try:
         run = batchsweep.run(sweep(tmp_path, 3, name="queued"), store=store, detach=True)
         assert cli.main(["cancel", run.id, "--store", store]) == 0
@@ -171,7 +190,9 @@ def test_a_submit_policy_user_can_cancel_but_not_change_the_stack(as_submitter, 
     assert_allowed_by_the_real_policy(world, calls)
     user = world.submitter
     assert access_denied(user.client("cloudformation").delete_stack, StackName="batchsweep")
-    assert access_denied(user.client("s3").delete_object, Bucket=world.outputs["Bucket"], Key="batchsweep/code/x")
+    assert access_denied(
+        user.client("s3").delete_object, Bucket=world.outputs["Bucket"], Key="batchsweep/code/x"
+    )
     assert access_denied(user.client("iam").list_users)
 
 
@@ -183,12 +204,16 @@ def test_the_job_role_reads_code_and_writes_only_under_runs(iam_world, tmp_path)
     assert access_denied(s3.put_object, Bucket=bucket, Key="batchsweep/code/abc.tar.gz", Body=b"evil")
     assert access_denied(s3.put_object, Bucket=bucket, Key="elsewhere.txt", Body=b"x")
     assert access_denied(s3.delete_object, Bucket=bucket, Key="batchsweep/runs/r/tasks/0/status.json")
-    assert access_denied(iam_world.job.client("batch").submit_job, jobName="x", jobQueue="q", jobDefinition="d")
-    iam_world.admin.client("s3").delete_object(Bucket=bucket, Key="batchsweep/runs/r/tasks/0/status.json")  # no run
+    assert access_denied(
+        iam_world.job.client("batch").submit_job, jobName="x", jobQueue="q", jobDefinition="d"
+    )
+    # no run
+    iam_world.admin.client("s3").delete_object(Bucket=bucket, Key="batchsweep/runs/r/tasks/0/status.json")
 
 
 def test_the_world_answers_403_for_a_missing_key_unless_the_caller_may_list_the_bucket(iam_world):
-    """Real S3 hides which keys exist from a caller without an unconditioned s3:ListBucket (tests/strict_moto.py)."""
+    """Real S3 hides which keys exist from a caller without an unconditioned s3:ListBucket
+    (tests/strict_moto.py)."""
     bucket, key = iam_world.outputs["Bucket"], "batchsweep/runs/nothing/here.json"
     admin = iam_world.admin.client("s3")
     with pytest.raises(ClientError) as missing:
@@ -196,14 +221,37 @@ def test_the_world_answers_403_for_a_missing_key_unless_the_caller_may_list_the_
     assert missing.value.response["Error"]["Code"] == "NoSuchKey"
     iam = iam_world.admin.client("iam")
     iam.create_user(UserName="prefix-lister")
-    iam.put_user_policy(UserName="prefix-lister", PolicyName="p", PolicyDocument=json.dumps(moto_view({
-        "Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}",
-             "Condition": {"StringLike": {"s3:prefix": ["batchsweep/*"]}}},
-            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/batchsweep/*"}]})))
+    iam.put_user_policy(
+        UserName="prefix-lister",
+        PolicyName="p",
+        PolicyDocument=json.dumps(
+            moto_view(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "s3:ListBucket",
+                            "Resource": f"arn:aws:s3:::{bucket}",
+                            "Condition": {"StringLike": {"s3:prefix": ["batchsweep/*"]}},
+                        },
+                        {
+                            "Effect": "Allow",
+                            "Action": "s3:GetObject",
+                            "Resource": f"arn:aws:s3:::{bucket}/batchsweep/*",
+                        },
+                    ],
+                }
+            )
+        ),
+    )
     keys = iam.create_access_key(UserName="prefix-lister")["AccessKey"]
-    lister = boto3.client("s3", aws_access_key_id=keys["AccessKeyId"], aws_secret_access_key=keys["SecretAccessKey"],
-                          region_name="us-east-1")
+    lister = boto3.client(
+        "s3",
+        aws_access_key_id=keys["AccessKeyId"],
+        aws_secret_access_key=keys["SecretAccessKey"],
+        region_name="us-east-1",
+    )
     for call in (lister.get_object, lister.head_object):
         with pytest.raises(ClientError) as denied:
             call(Bucket=bucket, Key=key)
@@ -226,14 +274,20 @@ json.dump({"files": len(rows), "total": total + a}, open("metrics.json", "w"))
 """
 
 
-def test_a_submit_policy_user_reads_an_s3_prefix_input_as_a_directory_in_packed_children(as_submitter, tmp_path):
+def test_a_submit_policy_user_reads_an_s3_prefix_input_as_a_directory_in_packed_children(
+    as_submitter, tmp_path
+):
     """`s3://BUCKET/PREFIX/` is a directory: each child lists the prefix (the readable-prefixes policy's
     prefix-scoped ListBucket) and fetches every object under it; children run 3 tasks each."""
     world, store = as_submitter, str(tmp_path / "store")
     s3 = world.admin.client("s3")
     s3.create_bucket(Bucket="ext-data")
-    for key, body in {"prices/BTC.txt": b"1", "prices/2024/ETH.txt": b"20", "prices/2024/deep/SOL.txt": b"300",
-                      "private/secret.txt": b"9000"}.items():
+    for key, body in {
+        "prices/BTC.txt": b"1",
+        "prices/2024/ETH.txt": b"20",
+        "prices/2024/deep/SOL.txt": b"300",
+        "private/secret.txt": b"9000",
+    }.items():
         s3.put_object(Bucket="ext-data", Key=key, Body=body)
     world.update_stack(ReadableS3Prefixes="ext-data/prices")
     (tmp_path / "prefix.py").write_text(PREFIX_SCRIPT)
@@ -247,7 +301,8 @@ def test_a_submit_policy_user_reads_an_s3_prefix_input_as_a_directory_in_packed_
     df = batchsweep.load_run(run.id, store=store).results(refresh=True)
     assert len(df) == 7 and set(df["status"]) == {"succeeded"}
     assert set(df["files"]) == {3} and sorted(df["total"]) == [321 + a for a in range(7)]
-    job = world.job.client("s3")  # the prefix scope holds: the job role lists prices/, not the rest of the bucket
+    # the prefix scope holds: the job role lists prices/, not the rest of the bucket
+    job = world.job.client("s3")
     assert job.list_objects_v2(Bucket="ext-data", Prefix="prices/")["KeyCount"] == 3
     assert access_denied(job.list_objects_v2, Bucket="ext-data", Prefix="private/")
     assert access_denied(job.list_objects_v2, Bucket="ext-data")
@@ -267,9 +322,10 @@ json.dump({"twice": 2 * a}, open("metrics.json", "w"))
 
 def test_a_later_attempts_tasks_win_over_an_earlier_attempts_summary_the_job_role_cannot_delete(as_submitter,
                                                                                                   tmp_path):
-    """Attempt 1 of a child of 3 tasks is stopped by a Spot SIGTERM in its first task (its summary: cancelled);
-    attempt 2 runs two tasks and is killed before its summary. The job role may not delete attempt 1's summary:
-    the run reads attempt 2's tasks as they are (succeeded, succeeded, lost), and `resume` finishes it."""
+    """Attempt 1 of a child of 3 tasks is stopped by a Spot SIGTERM in its first task (its summary:
+    cancelled); attempt 2 runs two tasks and is killed before its summary. The job role may not delete attempt
+    1's summary: the run reads attempt 2's tasks as they are (succeeded, succeeded, lost), and `resume`
+    finishes it."""
     import dataclasses
 
     world, store = as_submitter, str(tmp_path / "store")
@@ -278,18 +334,23 @@ def test_a_later_attempts_tasks_win_over_an_earlier_attempts_summary_the_job_rol
     hang.mkdir()
     (hang / "1").touch()
     (tmp_path / "sweep.yaml").write_text(
-        "name: attempts\nscript: attempts.py\nparams: {grid: {a: [1, 2, 3]}}\nbackend: aws-batch\n"
-        "aws: {stack: batchsweep, region: us-east-1, tasks_per_job: 3}\nresources: {vcpus: 0.5, memory_mib: 1024}\n"
-        f"env: {{HANG_DIR: {hang}}}\n")
+        "name: attempts\nscript: attempts.py\nparams: {grid: {a: [1, 2, 3]}}\nbackend: aws-batch\naws: "
+        "{stack: batchsweep, region: us-east-1, tasks_per_job: 3}\nresources: {vcpus: 0.5, memory_mib: "
+        f"1024}}\nenv: {{HANG_DIR: {hang}}}\n"
+    )
     run = batchsweep.run(tmp_path / "sweep.yaml", store=store, detach=True)
     (child,) = player.children(run, session=world.admin)
-    first = player.play_child(child, job_credentials=world.job_keys, term_when=lambda line: "started a=1" in line)
+    first = player.play_child(
+        child, job_credentials=world.job_keys, term_when=lambda line: "started a=1" in line
+    )
     assert first.exit_code == 143, first.describe()
     assert batchsweep.load_run(run.id, store=store).states()[0].value == "cancelled"
 
     (hang / "1").rename(hang / "3")
     second = dataclasses.replace(child, env={**child.env, "AWS_BATCH_JOB_ATTEMPT": "2"})
-    played = player.play_child(second, job_credentials=world.job_keys, kill_when=lambda line: "started a=3" in line)
+    played = player.play_child(
+        second, job_credentials=world.job_keys, kill_when=lambda line: "started a=3" in line
+    )
     assert played.exit_code is None, played.describe()  # killed: attempt 2 wrote no summary
     states = batchsweep.load_run(run.id, store=store).states()
     assert [states[i].value for i in range(3)] == ["succeeded", "succeeded", "lost"]
@@ -317,7 +378,12 @@ def test_deletes_s3_refuses_key_by_key_are_reported_not_taken_as_done(as_submitt
     capsys.readouterr()
     assert cli.main(["runs", "rm", run.id, "--yes", "--store", store]) == 1
     out = capsys.readouterr().out
-    assert f"deleted run {run.id}" in out and f"unused code packages and inputs in s3://{bucket}/batchsweep were not deleted (AccessDenied, e.g. " in out
+    assert (
+        f"deleted run {run.id}" in out
+        and f"unused code packages and inputs in s3://{bucket}/batchsweep were not deleted (AccessDenied, "
+        "e.g. "
+        in out
+    )
     assert not keys(f"batchsweep/runs/{run.id}/") and keys(code)
 
 

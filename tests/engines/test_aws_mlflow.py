@@ -1,5 +1,6 @@
-"""`metrics: {mlflow: true}` on AWS Batch (moto, containers played here): the worker in the container reads the
-task's MLflow store and ships its metrics and series to S3; the task image is the one with MLflow's client."""
+"""`metrics: {mlflow: true}` on AWS Batch (moto, containers played here): the worker in the container reads
+the task's MLflow store and ships its metrics and series to S3; the task image is the one with MLflow's
+client."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ def test_an_mlflow_sweep_on_aws_batch_gets_its_metrics_and_series_from_the_conta
         "resources: {vcpus: 0.5, memory_mib: 1024}",
     ]) + "\n")
     reqs = list(image.MLFLOW)  # the worker reads MLflow: the task image has its client
-    emulator.register_image(session, f"{image.repository_uri(stack)}:{image.image_tag(image.current_dockerfile(reqs), reqs)}")
+    emulator.register_image(
+        session, f"{image.repository_uri(stack)}:{image.image_tag(image.current_dockerfile(reqs), reqs)}"
+    )
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
     played = player.play(run)
     assert played and all(p.exit_code == 0 for p in played), [p.describe() for p in played]

@@ -1,8 +1,9 @@
 # ruff: noqa: F811 - the fixtures imported from test_aws_batch are parameters here
 """A user who brings their own AWS Batch resources, as the tutorials build them by hand: a bucket, a compute
-environment, a queue and a job definition, and no batchsweep stack. `image push SPEC --tag REPO` builds the task
-image into their repository; `run` reads the image and log group from their job definition and checks the image
-has the spec's requirements. moto's server on 127.0.0.1; a recording docker (tests/fake_builder.py) on PATH."""
+environment, a queue and a job definition, and no batchsweep stack. `image push SPEC --tag REPO` builds the
+task image into their repository; `run` reads the image and log group from their job definition and checks the
+image has the spec's requirements. moto's server on 127.0.0.1; a recording docker (tests/fake_builder.py) on
+PATH."""
 
 from __future__ import annotations
 
@@ -43,27 +44,44 @@ def docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def own(session: Any) -> dict[str, str]:
     """What a tutorial makes by hand (no CloudFormation): a bucket, an ECR repository, a Fargate compute
-    environment and its queue, Batch's default log group. The job definition comes once the image is pushed."""
+    environment and its queue, Batch's default log group. The job definition comes once the image is
+    pushed."""
     iam, ec2, batch = session.client("iam"), session.client("ec2"), session.client("batch")
     session.client("s3").create_bucket(Bucket="my-sweeps")
     repo = session.client("ecr").create_repository(repositoryName="my-task")["repository"]["repositoryUri"]
     trust = {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-    role = iam.create_role(RoleName="my-batch-role", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    role = iam.create_role(RoleName="my-batch-role", AssumeRolePolicyDocument=json.dumps(trust))["Role"][
+        "Arn"
+    ]
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
     group = ec2.create_security_group(GroupName="my-batch", Description="batch", VpcId=vpc)["GroupId"]
     env = batch.create_compute_environment(
-        computeEnvironmentName="my-fargate", type="MANAGED", state="ENABLED", serviceRole=role,
-        computeResources={"type": "FARGATE", "maxvCpus": 16, "subnets": [subnet], "securityGroupIds": [group]})
-    batch.create_job_queue(jobQueueName="my-queue", state="ENABLED", priority=1,
-                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}])
+        computeEnvironmentName="my-fargate",
+        type="MANAGED",
+        state="ENABLED",
+        serviceRole=role,
+        computeResources={
+            "type": "FARGATE",
+            "maxvCpus": 16,
+            "subnets": [subnet],
+            "securityGroupIds": [group],
+        },
+    )
+    batch.create_job_queue(
+        jobQueueName="my-queue",
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}],
+    )
     session.client("logs").create_log_group(logGroupName="/aws/batch/job")
     return {"repository": repo, "role": role}
 
 
 def register(session: Any, own: dict[str, str], image: str, **container: Any) -> str:
-    """`aws batch register-job-definition` as the tutorials write it: Fargate, the image's worker as command."""
+    """`aws batch register-job-definition` as the tutorials write it: Fargate, the image's worker as
+    command."""
     return str(session.client("batch").register_job_definition(
         jobDefinitionName="my-job", type="container", platformCapabilities=["FARGATE"],
         containerProperties={"image": image, "command": ["python", "-m", "batchsweep.worker"],
@@ -88,7 +106,9 @@ def test_a_user_with_their_own_batch_resources_builds_pushes_and_runs_without_a_
     assert capsys.readouterr().out.splitlines()[-1] == f"{own['repository']}:v1"
     (detail,) = session.client("ecr").describe_images(repositoryName="my-task")["imageDetails"]
     wanted = "-r" + str(requirements_hash(["humanize==4.9.0"]))
-    assert "v1" in detail["imageTags"] and any(t.startswith("bs-") and t.endswith(wanted) for t in detail["imageTags"])
+    assert "v1" in detail["imageTags"] and any(
+        t.startswith("bs-") and t.endswith(wanted) for t in detail["imageTags"]
+    )
     assert Path(f"{docker}.requirements").read_text() == "humanize==4.9.0\n"
     register(session, own, f"{own['repository']}:v1")
 
@@ -105,7 +125,9 @@ def test_a_user_with_their_own_batch_resources_builds_pushes_and_runs_without_a_
 
 def test_image_build_with_a_tag_needs_neither_a_stack_nor_aws(tmp_path, docker, capsys, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing answers: no AWS call may be made
-    assert cli.main(["image", "build", str(spec(tmp_path)), "--tag", "registry.example:5000/team/task:v2"]) == 0
+    assert (
+        cli.main(["image", "build", str(spec(tmp_path)), "--tag", "registry.example:5000/team/task:v2"]) == 0
+    )
     assert capsys.readouterr().out.splitlines()[-1] == "registry.example:5000/team/task:v2"
     argvs = [json.loads(line)["argv"] for line in docker.read_text().splitlines()]
     (build,) = [a for a in argvs if a[0] == "build"]
@@ -137,7 +159,9 @@ def test_a_job_definition_whose_image_lacks_the_requirements_is_refused_in_one_l
     capsys.readouterr()
     assert cli.main(["run", str(with_requirements), "--store", str(tmp_path / "store")]) == 2
     (err,) = capsys.readouterr().err.strip().splitlines()
-    assert "aws.job_definition my-job:1: its image" in err and "built without this sweep's requirements" in err
+    assert (
+        "aws.job_definition my-job:1: its image" in err and "built without this sweep's requirements" in err
+    )
     assert f"`batchsweep image push {with_requirements} --tag {own['repository']}`" in err
     assert not [p for op, p in calls if op == "batch.SubmitJob"]
 

@@ -1,5 +1,6 @@
 """Reuse through the S3 store (moto's server): a widened grid runs only its new cells on (emulated) AWS Batch,
-the reused results are server-side copies in the new run. Executions are counted by the task's own side effect."""
+the reused results are server-side copies in the new run. Executions are counted by the task's own side
+effect."""
 
 from __future__ import annotations
 
@@ -83,8 +84,13 @@ def test_a_changed_metrics_rule_on_s3_runs_nothing(tmp_path: Path, stack: dict[s
 def test_a_failed_task_on_aws_batch_runs_again(tmp_path: Path, stack: dict[str, str]) -> None:
     log, store, project = tmp_path / "executions.log", tmp_path / "store", tmp_path / "project"
     spec = sweep(project, "[1, 2]", log)
-    (project / "task.py").write_text(SCRIPT.replace("args = p.parse_args()\n", "args = p.parse_args()\n"
-                                                    "import sys\nif args.a == 2 and os.path.exists(os.environ['RUN_LOG'] + '.fail'): sys.exit(3)\n"))
+    (project / "task.py").write_text(
+        SCRIPT.replace(
+            "args = p.parse_args()\n",
+            "args = p.parse_args()\n"
+            "import sys\nif args.a == 2 and os.path.exists(os.environ['RUN_LOG'] + '.fail'): sys.exit(3)\n",
+        )
+    )
     Path(f"{log}.fail").write_text("")
     first = run_played(spec, store)
     assert list(first.results(refresh=True)["status"]) == ["succeeded", "failed"]
@@ -95,18 +101,21 @@ def test_a_failed_task_on_aws_batch_runs_again(tmp_path: Path, stack: dict[str, 
     assert list(second.results(refresh=True)["status"]) == ["succeeded"] * 2
 
 
-def test_a_task_that_failed_on_aws_batch_is_replayed_here_from_the_s3_store(tmp_path: Path, stack: dict[str, str],
-                                                                            capfd: pytest.CaptureFixture[str]) -> None:
+def test_a_task_that_failed_on_aws_batch_is_replayed_here_from_the_s3_store(
+    tmp_path: Path, stack: dict[str, str], capfd: pytest.CaptureFixture[str]
+) -> None:
     from batchsweep import cli
 
     log, store, project = tmp_path / "executions.log", tmp_path / "store", tmp_path / "project"
     spec = sweep(project, "[1, 2]", log)
-    (project / "task.py").write_text(SCRIPT.replace('open("plot.txt"', 'import sys\nif args.a == 2: sys.exit(7)\n'
-                                                    'open("plot.txt"'))
+    (project / "task.py").write_text(
+        SCRIPT.replace('open("plot.txt"', 'import sys\nif args.a == 2: sys.exit(7)\nopen("plot.txt"')
+    )
     failed = run_played(spec, store)
     assert list(failed.results(refresh=True)["status"]) == ["succeeded", "failed"]
     executions(log)
-    (project / "task.py").write_text("raise SystemExit('the local copy changed')\n")  # the replay uses the run's code
+    # the replay uses the run's code
+    (project / "task.py").write_text("raise SystemExit('the local copy changed')\n")
     capfd.readouterr()
     assert cli.main(["rerun", failed.id, "1", "--dir", str(tmp_path / "d"), "--store", str(store)]) == 7
     assert executions(log) == ["2"]

@@ -43,7 +43,8 @@ def test_sigterm_stops_the_running_task_with_its_reason_and_starts_no_other(tmp_
     assert first is not None and not first.state.ok
     assert first.error is not None and SIGTERM_REASON in first.error
     assert first.duration_s is not None and first.duration_s < 45  # stopped, not run to its 60 s end
-    assert run.store.read_status(run.id, 1) is None and run.store.read_status(run.id, 2) is None  # never started
+    # never started
+    assert run.store.read_status(run.id, 1) is None and run.store.read_status(run.id, 2) is None
 
 
 FLAGGED = """
@@ -58,9 +59,11 @@ json.dump({"a_seen": a}, open("metrics.json", "w"))
 """
 
 
-def test_a_stopped_packed_childs_unstarted_tasks_read_as_lost_and_resume_runs_them(tmp_path: Path, stack, capsys):
-    """Batch stops a child of 3 tasks in its first (its timeout, a Spot reclaim): the two it never started have no
-    status, so the ended run shows them lost, and `resume` runs all three again."""
+def test_a_stopped_packed_childs_unstarted_tasks_read_as_lost_and_resume_runs_them(
+    tmp_path: Path, stack, capsys
+):
+    """Batch stops a child of 3 tasks in its first (its timeout, a Spot reclaim): the two it never started
+    have no status, so the ended run shows them lost, and `resume` runs all three again."""
     from batchsweep import cli
 
     (tmp_path / "flagged.py").write_text(textwrap.dedent(FLAGGED))

@@ -1,5 +1,6 @@
-"""Each AWS Batch child writes one summary (the statuses and metrics of its tasks): `results` reads one object per
-child, and falls back to the tasks' own files for a child that wrote none. Moto's server; containers played."""
+"""Each AWS Batch child writes one summary (the statuses and metrics of its tasks): `results` reads one object
+per child, and falls back to the tasks' own files for a child that wrote none. Moto's server; containers
+played."""
 
 # ruff: noqa: F811 - the fixtures imported from test_aws_batch are parameters here
 from __future__ import annotations
@@ -18,8 +19,12 @@ def _gets(calls: list) -> list[str]:
     return [str(params["Key"]) for op, params in calls if op == "s3.GetObject"]
 
 
-def test_results_read_one_summary_per_child_and_fall_back_to_task_files_without_one(tmp_path: Path, stack, calls):
-    body = spec_body("{a: " + json.dumps(list(range(1, 13))) + "}", aws="{stack: batchsweep, tasks_per_job: 4}")
+def test_results_read_one_summary_per_child_and_fall_back_to_task_files_without_one(
+    tmp_path: Path, stack, calls
+):
+    body = spec_body(
+        "{a: " + json.dumps(list(range(1, 13))) + "}", aws="{stack: batchsweep, tasks_per_job: 4}"
+    )
     spec = write_spec(tmp_path, body.replace("params: {grid:", "params: {fixed: {fail_on: 6}, grid:"))
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
     assert play_containers(run) == [0, 3, 0]  # task a=6 fails in the second child
@@ -43,13 +48,17 @@ def test_results_read_one_summary_per_child_and_fall_back_to_task_files_without_
     run.store.delete_pack(run.id, "s0000-c000001-a1")
     calls.clear()
     fallback = batchsweep.load_run(run.id, store=tmp_path / "store").results(refresh=True)
-    per_task = sorted(int(k.split("/tasks/")[1].split("/")[0]) for k in _gets(calls) if k.endswith("status.json"))
+    per_task = sorted(
+        int(k.split("/tasks/")[1].split("/")[0]) for k in _gets(calls) if k.endswith("status.json")
+    )
     assert per_task == [4, 5, 6, 7]
     pd.testing.assert_frame_equal(fallback, packed)
 
     for name in run.store.pack_names(run.id):  # no summary at all: the same table from the files alone
         run.store.delete_pack(run.id, name)
-    pd.testing.assert_frame_equal(batchsweep.load_run(run.id, store=tmp_path / "store").results(refresh=True), packed)
+    pd.testing.assert_frame_equal(
+        batchsweep.load_run(run.id, store=tmp_path / "store").results(refresh=True), packed
+    )
 
 
 def _leave_what_children_write(run, per_child: int, *, summaries: set[int], finished: int) -> None:
@@ -65,9 +74,16 @@ def _leave_what_children_write(run, per_child: int, *, summaries: set[int], fini
         entries = []
         for i in range(child * per_child, min(finished, (child + 1) * per_child)):
             failed = i % 7 == 3
-            status = TaskStatus(index=i, state=State.FAILED if failed else State.SUCCEEDED, exit_code=1 if failed else 0,
-                                error="exit code 1: ValueError: bad" if failed else None, started_at=1e9 + i,
-                                ended_at=1e9 + i + 0.25, worker=f"child-{child}", cpu_s=0.1 * i)
+            status = TaskStatus(
+                index=i,
+                state=State.FAILED if failed else State.SUCCEEDED,
+                exit_code=1 if failed else 0,
+                error="exit code 1: ValueError: bad" if failed else None,
+                started_at=1e9 + i,
+                ended_at=1e9 + i + 0.25,
+                worker=f"child-{child}",
+                cpu_s=0.1 * i,
+            )
             metrics = None if failed else {"loss": 1 / (i + 1), "epoch": i % 5}
             if metrics is not None:
                 store.backend.write_bytes(store.task_metrics_key(run.id, i), json.dumps(metrics).encode())
@@ -77,12 +93,15 @@ def _leave_what_children_write(run, per_child: int, *, summaries: set[int], fini
             store.write_pack(run.id, summary_name(0, child, 1), entries)
 
 
-def test_many_summaries_read_concurrently_give_the_per_task_table_mixed_or_mid_run(tmp_path: Path, stack, calls,
-                                                                                     caplog):
-    """Enough summaries and uncovered tasks that they are read concurrently (`S3Backend.read_one_of_many`): the
-    table is the one the tasks' own files give, with some children's summaries missing, and with the last
+def test_many_summaries_read_concurrently_give_the_per_task_table_mixed_or_mid_run(
+    tmp_path: Path, stack, calls, caplog
+):
+    """Enough summaries and uncovered tasks that they are read concurrently (`S3Backend.read_one_of_many`):
+    the table is the one the tasks' own files give, with some children's summaries missing, and with the last
     children not finished yet."""
-    body = spec_body("{a: " + json.dumps(list(range(1, 41))) + "}", aws="{stack: batchsweep, tasks_per_job: 2}")
+    body = spec_body(
+        "{a: " + json.dumps(list(range(1, 41))) + "}", aws="{stack: batchsweep, tasks_per_job: 2}"
+    )
     run = batchsweep.run(write_spec(tmp_path, body), store=tmp_path / "store", detach=True)
     store = tmp_path / "store"
     every = set(range(20))
@@ -94,12 +113,19 @@ def test_many_summaries_read_concurrently_give_the_per_task_table_mixed_or_mid_r
     assert len([k for k in gets if "/packs/" in k]) == 10  # children 0-2 and 4-10
     per_task = sorted(int(k.split("/tasks/")[1].split("/")[0]) for k in gets if k.endswith("status.json"))
     assert per_task == [6, 7, *range(22, 40)]  # the children without a summary, and the tasks not finished
-    assert len(mixed) == 40 and list(mixed["status"][:36]) == ["failed" if i % 7 == 3 else "succeeded" for i in range(36)]
+    assert len(mixed) == 40 and list(mixed["status"][:36]) == [
+        "failed" if i % 7 == 3 else "succeeded" for i in range(36)
+    ]
     assert set(mixed["status"][36:]) <= {"pending", "running", "lost"}
     ok = mixed[mixed["status"] == "succeeded"]
-    assert list(ok["loss"]) == [1 / (i + 1) for i in ok["task"]] and list(ok["epoch"]) == [i % 5 for i in ok["task"]]
-    assert list(mixed["a"]) == list(range(1, 41)) and list(mixed["cpu_s"][:36]) == [0.1 * i for i in range(36)]
-    statuses = batchsweep.load_run(run.id, store=store).statuses()  # `status` and `report`: the same reads, typed
+    assert list(ok["loss"]) == [1 / (i + 1) for i in ok["task"]] and list(ok["epoch"]) == [
+        i % 5 for i in ok["task"]
+    ]
+    assert list(mixed["a"]) == list(range(1, 41)) and list(mixed["cpu_s"][:36]) == [
+        0.1 * i for i in range(36)
+    ]
+    # `status` and `report`: the same reads, typed
+    statuses = batchsweep.load_run(run.id, store=store).statuses()
     assert sorted(statuses) == list(range(36))
     assert [(s.state.value, s.cpu_s, s.worker) for s in map(statuses.get, range(36))] == list(
         zip(mixed["status"][:36], mixed["cpu_s"][:36], mixed["worker"][:36]))
@@ -107,7 +133,8 @@ def test_many_summaries_read_concurrently_give_the_per_task_table_mixed_or_mid_r
     for name in run.store.pack_names(run.id):
         run.store.delete_pack(run.id, name)
     pd.testing.assert_frame_equal(batchsweep.load_run(run.id, store=store).results(refresh=True), mixed)
-    assert not [r.message for r in caplog.records if "damaged" in r.message]  # a missing file is not a damaged one
+    # a missing file is not a damaged one
+    assert not [r.message for r in caplog.records if "damaged" in r.message]
 
 
 def test_one_of_many_reads_says_missing_only_for_a_missing_key_and_lets_botocore_say_the_rest(session):
@@ -135,5 +162,10 @@ def test_only_a_childs_highest_attempt_counts_among_its_summaries() -> None:
 
     names = ["compact~1", "s0000-c000001-a1", "s0000-c000001-a1~5", "s0000-c000001-a2~start",
              "s0000-c000002-a1", "s0000-c000003-a2", "s0000-c000003-a10", "s0001-c000001-a1"]
-    assert current_packs(names) == ["compact~1", "s0000-c000001-a2~start", "s0000-c000002-a1", "s0000-c000003-a10",
-                                    "s0001-c000001-a1"]
+    assert current_packs(names) == [
+        "compact~1",
+        "s0000-c000001-a2~start",
+        "s0000-c000002-a1",
+        "s0000-c000003-a10",
+        "s0001-c000001-a1",
+    ]

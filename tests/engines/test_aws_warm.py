@@ -1,6 +1,6 @@
-"""Warm start inside an AWS Batch child: one fork server per child imports the script's imports once, each task is
-a fork of it, and its output still reaches its log files and (prefixed) the container's stdout for CloudWatch.
-Moto's server; containers played."""
+"""Warm start inside an AWS Batch child: one fork server per child imports the script's imports once, each
+task is a fork of it, and its output still reaches its log files and (prefixed) the container's stdout for
+CloudWatch. Moto's server; containers played."""
 
 # ruff: noqa: F811 - the fixtures imported from test_aws_batch are parameters here
 from __future__ import annotations
@@ -25,7 +25,7 @@ json.dump({"warm": b"batchsweep.task.warm" in parent, "server": reaper_parent, "
 print("out", args.x)
 print("err", args.x, file=sys.stderr)
 sys.exit(3 if args.x == 5 else 0)
-"""
+"""  # noqa: E501
 
 
 def test_a_child_of_several_tasks_forks_them_from_one_warm_server(tmp_path: Path, stack):

@@ -1,6 +1,7 @@
-"""The conformance suite (`batchsweep.testing.conformance`) on every engine of the package: local, Dask (a real
-scheduler), AWS Batch (moto, containers played here), Slurm (a real one-node cluster) and the toy engine
-registered from outside the package. Each is one `Harness`: how the suite drives it into its harder moments."""
+"""The conformance suite (`batchsweep.testing.conformance`) on every engine of the package: local, Dask (a
+real scheduler), AWS Batch (moto, containers played here), Slurm (a real one-node cluster) and the toy engine
+registered from outside the package. Each is one `Harness`: how the suite drives it into its harder
+moments."""
 
 from __future__ import annotations
 
@@ -39,8 +40,10 @@ class Local(Harness):
         return batchsweep.load_run(run.id, store=self.store)
 
     def lose_a_task(self, spec: Path, index: int) -> Run:
-        pytest.skip("the local runner waits on every task's process and writes its status however it ends (a "
-                    "SIGKILLed task is failed); a task has no status only when its runner died: the kill -9 case")
+        pytest.skip(
+            "the local runner waits on every task's process and writes its status however it ends (a "
+            "SIGKILLed task is failed); a task has no status only when its runner died: the kill -9 case"
+        )
 
 
 class Toy(Harness):
@@ -61,8 +64,10 @@ class Toy(Harness):
         return cli_env(toy=str(TOY))  # its dist-info registers the entry point
 
     def lose_a_task(self, spec: Path, index: int) -> Run:
-        pytest.skip("the serial engine runs each task in a process it waits on and writes its status however it "
-                    "ends; a task has no status only when its driver died: the kill -9 case")
+        pytest.skip(
+            "the serial engine runs each task in a process it waits on and writes its status however it "
+            "ends; a task has no status only when its driver died: the kill -9 case"
+        )
 
 
 class Dask(Harness):
@@ -73,7 +78,9 @@ class Dask(Harness):
         self.block = f'backend: dask\ndask: {{scheduler: "{address}"}}\n'
 
     def give_gpus(self, monkeypatch: pytest.MonkeyPatch, ids: list[str]) -> None:
-        pytest.skip("the test cluster's workers declare no GPU resources (tests/test_dask_engine.py leases them)")
+        pytest.skip(
+            "the test cluster's workers declare no GPU resources (tests/test_dask_engine.py leases them)"
+        )
 
     def lose_a_task(self, spec: Path, index: int) -> Run:
         # The worker's own code fails before the task's script runs (the task's input, there when the run was
@@ -93,17 +100,24 @@ class Dask(Harness):
 
 
 class AwsBatch(Harness):
-    """Batch runs the containers whatever happens to the submitter: the player stands in for it (every child of the
-    latest submission, played here; a TerminateJob stops them as ECS would)."""
+    """Batch runs the containers whatever happens to the submitter: the player stands in for it (every child
+    of the latest submission, played here; a TerminateJob stops them as ECS would)."""
 
     name = "aws-batch"
     runner_runs_tasks = False
-    other_shells_blind = ("the emulator's containers are played in the test's process: another process sees moto's "
-                          "own job states (every child SUCCEEDED at once), not the played ones")
-    block = "backend: aws-batch\naws: {stack: batchsweep, region: us-east-1}\nresources: {vcpus: 0.5, memory_mib: 1024}\n"
+    other_shells_blind = (
+        "the emulator's containers are played in the test's process: another process sees moto's "
+        "own job states (every child SUCCEEDED at once), not the played ones"
+    )
+    block = (
+        "backend: aws-batch\naws: {stack: batchsweep, region: us-east-1}\nresources: {vcpus: 0.5, "
+        "memory_mib: 1024}\n"
+    )
 
-    running_blind = ("the emulator's played containers do not change moto's job states, so Batch never says which "
-                     "child runs (tests/engines/test_aws_batch.py reads running tasks' series from S3 instead)")
+    running_blind = (
+        "the emulator's played containers do not change moto's job states, so Batch never says which "
+        "child runs (tests/engines/test_aws_batch.py reads running tasks' series from S3 instead)"
+    )
 
     def __init__(self, store: Path, stack: dict[str, str], session: Any) -> None:
         super().__init__(store)
@@ -125,8 +139,9 @@ class AwsBatch(Harness):
     def play_in_background(self, run: Run) -> None:
         from batchsweep.emulator import player
 
-        self.playing = threading.Thread(target=player.play, args=(batchsweep.load_run(run.id, store=self.store),),
-                                        daemon=True)
+        self.playing = threading.Thread(
+            target=player.play, args=(batchsweep.load_run(run.id, store=self.store),), daemon=True
+        )
         self.playing.start()
 
     def start(self, spec: Path) -> Run:
@@ -142,8 +157,8 @@ class AwsBatch(Harness):
         return batchsweep.load_run(run.id, store=self.store)
 
     def kill_runner(self, spec: Path, ready: Callable[[], bool]) -> Run:
-        # No runner runs the tasks: the submitter (`batchsweep run`, attached, polling Batch) dies once its jobs
-        # are submitted, and Batch runs them all the same.
+        # No runner runs the tasks: the submitter (`batchsweep run`, attached, polling Batch) dies once its
+        # jobs are submitted, and Batch runs them all the same.
         def submitted() -> bool:
             try:
                 run = batchsweep.load_run(store=self.store)
@@ -163,7 +178,8 @@ class AwsBatch(Harness):
         return batchsweep.load_run(run.id, store=self.store)
 
     def resume(self, run: Run) -> Run:
-        if self.playing is not None:  # the jobs of the first submission end first (`resume` needs an ended run)
+        # the jobs of the first submission end first (`resume` needs an ended run)
+        if self.playing is not None:
             self.finish(run)
         from batchsweep.emulator import player
 
@@ -178,12 +194,14 @@ class AwsBatch(Harness):
     def lose_a_task(self, spec: Path, index: int) -> Run:
         from batchsweep.emulator import player
 
-        # The container of the child that runs task `index` dies while the task hangs (SIGKILL, no SIGTERM: a lost
-        # host), so its worker never writes the status; Batch reports the child ended.
-        # Played on fresh interpreters (`fork=False`), as the image test does: one conformance path never goes
-        # through the player's zygote (batchsweep.emulator.zygote), which every other played child here does.
+        # The container of the child that runs task `index` dies while the task hangs (SIGKILL, no SIGTERM: a
+        # lost host), so its worker never writes the status; Batch reports the child ended. Played on fresh
+        # interpreters (`fork=False`), as the image test does: one conformance path never goes through the
+        # player's zygote (batchsweep.emulator.zygote), which every other played child here does.
         run = batchsweep.run(spec, store=self.store, detach=True)
-        played = player.play(run, kill_when=lambda line: f"[task {index}]" in line and "hangs" in line, fork=False)
+        played = player.play(
+            run, kill_when=lambda line: f"[task {index}]" in line and "hangs" in line, fork=False
+        )
         assert not any(p.forked for p in played)
         return batchsweep.load_run(run.id, store=self.store)
 
@@ -224,8 +242,13 @@ class Slurm(Harness):
         task = int((self.marks / f"{index + 1}.pid").read_text())
         worker = task
         for _ in range(2):  # the task's parent is its reaper (task/_reap.py), whose parent is the worker
-            worker = int(next(line.split()[1] for line in Path(f"/proc/{worker}/status").read_text().splitlines()
-                              if line.startswith("PPid:")))
+            worker = int(
+                next(
+                    line.split()[1]
+                    for line in Path(f"/proc/{worker}/status").read_text().splitlines()
+                    if line.startswith("PPid:")
+                )
+            )
         assert "batchsweep.worker" in Path(f"/proc/{worker}/cmdline").read_text()
         for pid in (worker, task):
             os.kill(pid, signal.SIGKILL)
@@ -238,7 +261,9 @@ class Slurm(Harness):
 
 
 @pytest.fixture(params=["local", "serial", "dask", "aws-batch", "slurm"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+def engine(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Harness]:
     store = tmp_path / "store"
     if request.param == "local":
         yield Local(store)

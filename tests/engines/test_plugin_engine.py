@@ -17,8 +17,14 @@ def _cli(tmp_path: Path, *args: str, plugin: bool = True) -> subprocess.Complete
     env = {**os.environ, "CI": "true"}
     if plugin:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TOY), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "batchsweep", *args], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "batchsweep", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _spec(tmp_path: Path, block: str = "") -> Path:

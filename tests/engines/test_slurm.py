@@ -1,7 +1,7 @@
-"""The Slurm engine against a real one-node Slurm cluster (tests/slurm_fixtures.py), through the CLI as a cluster
-user types it: `run` returns once the array is submitted, and later processes follow the run from the store and
-squeue. (The conformance suite, tests/engines/test_conformance.py, covers results, failures, timeouts, retries,
-cancel, a lost array task and resume on `slurm` too.)"""
+"""The Slurm engine against a real one-node Slurm cluster (tests/slurm_fixtures.py), through the CLI as a
+cluster user types it: `run` returns once the array is submitted, and later processes follow the run from the
+store and squeue. (The conformance suite, tests/engines/test_conformance.py, covers results, failures,
+timeouts, retries, cancel, a lost array task and resume on `slurm` too.)"""
 
 from __future__ import annotations
 
@@ -47,8 +47,15 @@ def project(tmp_path: Path, params: str, extra: str = "") -> Path:
 
 def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """`batchsweep ARGS` as a process of its own (a shell of the user's), run in the project's directory."""
-    return subprocess.run([sys.executable, "-m", "batchsweep", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "200"})
+    return subprocess.run(
+        [sys.executable, "-m", "batchsweep", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def wait_for(predicate, what: str, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
@@ -60,7 +67,8 @@ def wait_for(predicate, what: str, timeout: float = 60) -> None:  # type: ignore
 
 
 def strays(marker: str) -> list[str]:
-    """Processes naming `marker` (the test's own directory) that Slurm did not start: a batchsweep left behind."""
+    """Processes naming `marker` (the test's own directory) that Slurm did not start: a batchsweep left
+    behind."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
@@ -81,7 +89,9 @@ def strays(marker: str) -> list[str]:
     return found
 
 
-def test_run_returns_once_submitted_and_later_shells_follow_a_200_task_sweep_at_4_at_once(tmp_path, slurm_cluster):
+def test_run_returns_once_submitted_and_later_shells_follow_a_200_task_sweep_at_4_at_once(
+    tmp_path, slurm_cluster
+):
     gate = tmp_path / "go"
     spec = project(tmp_path, f"{{grid: {{a: {list(range(200))}}}, fixed: {{wait_for: '{gate}'}}}}",
                    "max_parallel: 4\n")
@@ -93,8 +103,10 @@ def test_run_returns_once_submitted_and_later_shells_follow_a_200_task_sweep_at_
     # The tasks wait on the gate: nothing of batchsweep runs meanwhile but the array tasks Slurm started.
     assert strays(str(tmp_path)) == []
     store = spec.parent / ".batchsweep"
-    wait_for(lambda: len(slurm_cluster.squeue()) == 4 and all(" RUNNING " in r for r in slurm_cluster.squeue()),
-             "the four array tasks to run")
+    wait_for(
+        lambda: len(slurm_cluster.squeue()) == 4 and all(" RUNNING " in r for r in slurm_cluster.squeue()),
+        "the four array tasks to run",
+    )
     status = cli("status", run_id, cwd=spec.parent)
     assert status.returncode == 0, status.stderr
     assert "4 running (array tasks)" in status.stdout, status.stdout
@@ -108,7 +120,9 @@ def test_run_returns_once_submitted_and_later_shells_follow_a_200_task_sweep_at_
     rows = [line.split(",") for line in results.stdout.strip().splitlines()]
     header, rows = rows[0], rows[1:]
     assert len(rows) == 200
-    got = {int(r[header.index("a")]): (r[header.index("status")], int(r[header.index("double")])) for r in rows}
+    got = {
+        int(r[header.index("a")]): (r[header.index("status")], int(r[header.index("double")])) for r in rows
+    }
     assert got == {a: ("succeeded", 2 * a) for a in range(200)}
     workers = {r[header.index("worker")] for r in rows}
     assert len(workers) == 4, workers  # each array task ran its own 50
@@ -120,9 +134,13 @@ def test_a_pending_array_shows_slurms_reason_and_cancel_scancels_it(tmp_path, sl
     started = cli("run", str(spec), cwd=spec.parent)
     assert started.returncode == 0, started.stderr
     run_id = started.stdout.splitlines()[0]
-    wait_for(lambda: "BeginTime" in "".join(slurm_cluster.squeue()), "Slurm to hold the array until its begin time")
+    wait_for(
+        lambda: "BeginTime" in "".join(slurm_cluster.squeue()), "Slurm to hold the array until its begin time"
+    )
     status = cli("status", run_id, cwd=spec.parent)
-    assert "array task(s) pending (BeginTime): it starts at the time --begin names" in status.stdout, status.stdout
+    assert "array task(s) pending (BeginTime): it starts at the time --begin names" in status.stdout, (
+        status.stdout
+    )
 
     cancelled = cli("cancel", run_id, cwd=spec.parent)
     assert cancelled.returncode == 0, cancelled.stderr
@@ -162,8 +180,8 @@ def worker_of(pid: int) -> int:
 
 
 def test_a_task_signalled_a_moment_before_its_worker_reads_as_cancelled(tmp_path, slurm_cluster):
-    """`scancel` sends SIGTERM to every process of the job: the task's may land before its worker's (the worker
-    then records a cancel, not the task's own failure)."""
+    """`scancel` sends SIGTERM to every process of the job: the task's may land before its worker's (the
+    worker then records a cancel, not the task's own failure)."""
     never = str(tmp_path / "never")
     spec = project(tmp_path, f"{{grid: {{a: [1]}}, fixed: {{wait_for: '{never}'}}}}")
     run = batchsweep.run(spec, store=spec.parent / ".batchsweep", detach=True)
@@ -192,12 +210,22 @@ def test_dry_run_shows_the_batch_script_with_resources_time_and_the_block(tmp_pa
     out = shown.stdout
     output = spec.parent / "shared store" / "runs" / "RUN_ID" / "engine" / "s0-%A_%a.out"
     assert f'\n#SBATCH --output="{output}"\n' in out, out  # the store asked for, quoted for sbatch
-    # 10 tasks at most 3 at once: 4 to an array task, 3 array tasks; each has 4 tasks x 2 attempts x (60 + 10) s
+    # 10 tasks at most 3 at once: 4 to an array task, 3 array tasks; each has 4 tasks x 2 attempts x (60 + 10)
+    # s
     # + 120 s = 680 s of time, rounded up to the minute.
-    for line in ("#SBATCH --array=0-2%3", "#SBATCH --cpus-per-task=2", "#SBATCH --mem=1024M", "#SBATCH --gres=gpu:1",
-                 "#SBATCH --time=0-00:12:00", "#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --qos=short",
-                 "#SBATCH --constraint=a100", "#SBATCH --mail-type=END",
-                 f"exec {sys.executable} -m batchsweep.worker"):
+    for line in (
+        "#SBATCH --array=0-2%3",
+        "#SBATCH --cpus-per-task=2",
+        "#SBATCH --mem=1024M",
+        "#SBATCH --gres=gpu:1",
+        "#SBATCH --time=0-00:12:00",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=lab",
+        "#SBATCH --qos=short",
+        "#SBATCH --constraint=a100",
+        "#SBATCH --mail-type=END",
+        f"exec {sys.executable} -m batchsweep.worker",
+    ):
         assert f"\n{line}\n" in out, (line, out)
     assert not (spec.parent / "shared store" / "runs").exists(), "a dry run wrote a run"
 

@@ -1,13 +1,14 @@
 """The task image, built and run for real (`make test-image`; skipped by plain `make test`).
 
-No Docker daemon and no container registry here, so: a Debian base image made by debootstrap from the machine's
-own Debian mirror (cached between runs), the project's task image built on it by `batchsweep image build` with
-podman, and a 4-task AWS sweep on the moto emulator whose child jobs are played inside that image with buildah
-(chroot isolation, host network). Facts: docs/design.md and the README's "Try the whole AWS path" section.
+No Docker daemon and no container registry here, so: a Debian base image made by debootstrap from the
+machine's own Debian mirror (cached between runs), the project's task image built on it by `batchsweep image
+build` with podman, and a 4-task AWS sweep on the moto emulator whose child jobs are played inside that image
+with buildah (chroot isolation, host network). Facts: docs/design.md and the README's "Try the whole AWS path"
+section.
 
-The sweep is examples/in-image: its script needs a package batchsweep does not depend on (humanize, pure Python,
-from PyPI), named in a requirements.txt beside it. The rows come back only if the image really has it, and each
-task reports the user, uid and Python it ran as.
+The sweep is examples/in-image: its script needs a package batchsweep does not depend on (humanize, pure
+Python, from PyPI), named in a requirements.txt beside it. The rows come back only if the image really has it,
+and each task reports the user, uid and Python it ran as.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ SWEEP = Path(__file__).resolve().parents[2] / "examples" / "in-image" / "sweep.y
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("BATCHSWEEP_IMAGE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    root = os.environ.get("BATCHSWEEP_IMAGE_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    )
     path = Path(root) / "batchsweep-tests" if not os.environ.get("BATCHSWEEP_IMAGE_CACHE") else Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -79,7 +82,9 @@ def containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         pytest.fail("debootstrap and the vfs storage need root; run `make test-image` as root (as CI does)")
     cache = cache_dir()
     conf = cache / "storage.conf"
-    conf.write_text(f'[storage]\ndriver = "vfs"\nrunroot = "{cache / "run"}"\ngraphroot = "{cache / "storage"}"\n')
+    conf.write_text(
+        f'[storage]\ndriver = "vfs"\nrunroot = "{cache / "run"}"\ngraphroot = "{cache / "storage"}"\n'
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CONTAINERS_STORAGE_CONF", str(conf))
         mp.setenv("BUILDAH_ISOLATION", "chroot")
@@ -89,8 +94,9 @@ def containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def base_image(containers: Path) -> str:
-    """A Debian SUITE image with Python and pip, made by debootstrap (a few minutes, once per machine: the root
-    filesystem's tarball and the imported image are both kept in the cache, keyed by what went into them)."""
+    """A Debian SUITE image with Python and pip, made by debootstrap (a few minutes, once per machine: the
+    root filesystem's tarball and the imported image are both kept in the cache, keyed by what went into
+    them)."""
     mirror = debian_mirror()
     ca = HOST_CA.read_bytes() if HOST_CA.is_file() else b""
     key = hashlib.sha256(f"{SUITE}\0{PACKAGES}\0{mirror}\0".encode() + ca).hexdigest()[:12]
@@ -101,8 +107,10 @@ def base_image(containers: Path) -> str:
     if not tarball.is_file():
         with tempfile.TemporaryDirectory(dir=containers, prefix="rootfs-") as tmp:
             rootfs = Path(tmp) / "rootfs"
-            run_tool(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(rootfs), mirror],
-                     timeout=1800)
+            run_tool(
+                ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(rootfs), mirror],
+                timeout=1800,
+            )
             # Like the stock python:*-slim images: a plain `pip install` works (Debian marks its Python as
             # externally managed, PEP 668), and pip trusts what this machine's network needs (a proxy's CA).
             for marker in rootfs.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
@@ -121,9 +129,10 @@ def base_image(containers: Path) -> str:
 
 @pytest.fixture(scope="module")
 def deps_image(base_image: str, containers: Path) -> str:
-    """The base plus batchsweep's runtime dependencies (pandas, pyarrow, boto3...), cached like the base: the task
-    image built on it still installs batchsweep, its requirements and its user, but does not download ~100 MB of
-    wheels each run. Keyed by the dependency specifiers, so a change to pyproject.toml makes a new one."""
+    """The base plus batchsweep's runtime dependencies (pandas, pyarrow, boto3...), cached like the base: the
+    task image built on it still installs batchsweep, its requirements and its user, but does not download
+    ~100 MB of wheels each run. Keyed by the dependency specifiers, so a change to pyproject.toml makes a new
+    one."""
     from importlib.metadata import requires
 
     deps = sorted(r for r in requires("batchsweep") or [] if "extra ==" not in r)
@@ -155,7 +164,9 @@ def test_a_sweep_needing_an_extra_package_runs_inside_the_built_task_image(
     assert cli.main(["image", "build", str(spec), "--builder", "podman", "--base", deps_image]) == 0
     ref = capsys.readouterr().out.strip().splitlines()[-1]
     try:
-        assert re.fullmatch(r"\d{12}\.dkr\.ecr\.us-east-1\.amazonaws\.com/batchsweep:bs-[0-9a-f]{16}-r[0-9a-f]{12}", ref)
+        assert re.fullmatch(
+            r"\d{12}\.dkr\.ecr\.us-east-1\.amazonaws\.com/batchsweep:bs-[0-9a-f]{16}-r[0-9a-f]{12}", ref
+        )
         assert emulator.main(["push", ref]) == 0
         run = batchsweep.run(spec, store=store, detach=True)
         played = player.play(run, image=ref)

@@ -24,9 +24,28 @@ def run(argv: list[str]) -> int:
 
 
 def test_infra_up_takes_stack_params_and_aws_options() -> None:
-    args = parser().parse_args(["infra", "up", "--stack", "s1", "--param", "MaxVcpus=8", "--param", "ImageTag=x",
-                                "--profile", "p", "--region", "eu-west-1"])
-    assert (args.stack, args.param, args.profile, args.region) == ("s1", ["MaxVcpus=8", "ImageTag=x"], "p", "eu-west-1")
+    args = parser().parse_args(
+        [
+            "infra",
+            "up",
+            "--stack",
+            "s1",
+            "--param",
+            "MaxVcpus=8",
+            "--param",
+            "ImageTag=x",
+            "--profile",
+            "p",
+            "--region",
+            "eu-west-1",
+        ]
+    )
+    assert (args.stack, args.param, args.profile, args.region) == (
+        "s1",
+        ["MaxVcpus=8", "ImageTag=x"],
+        "p",
+        "eu-west-1",
+    )
 
 
 def test_defaults_name_the_batchsweep_stack() -> None:
@@ -71,7 +90,10 @@ def test_a_param_without_key_and_value_is_refused(bad: str) -> None:
 
 
 def test_a_param_value_may_contain_equals_and_commas() -> None:
-    assert parse_params(["ExistingSubnetIds=subnet-1,subnet-2", "X=a=b"]) == {"ExistingSubnetIds": "subnet-1,subnet-2", "X": "a=b"}
+    assert parse_params(["ExistingSubnetIds=subnet-1,subnet-2", "X=a=b"]) == {
+        "ExistingSubnetIds": "subnet-1,subnet-2",
+        "X": "a=b",
+    }
 
 
 def test_infra_up_refuses_an_unknown_param_before_touching_aws() -> None:

@@ -34,9 +34,15 @@ def test_everything_in_place_gives_check_marks_and_exit_0(session: Any, outputs:
     marks = [line[0] for line in lines]
     assert "✗" not in marks
     text = "\n".join(lines)
-    for expected in ("credentials and region resolved: us-east-1", "caller identity: arn:aws:", f"stack {STACK} in us-east-1",
-                     "job queue ", "compute environment ", f"image {outputs['ImageUri']} pushed",
-                     f"bucket s3://{outputs['Bucket']} reachable"):
+    for expected in (
+        "credentials and region resolved: us-east-1",
+        "caller identity: arn:aws:",
+        f"stack {STACK} in us-east-1",
+        "job queue ",
+        "compute environment ",
+        f"image {outputs['ImageUri']} pushed",
+        f"bucket s3://{outputs['Bucket']} reachable",
+    ):
         assert expected in text
     assert marks.count("✓") == 8  # credentials, identity, stack, queue, 2 environments, image, bucket
 
@@ -45,7 +51,8 @@ def test_an_unreadable_quota_is_a_warning_not_a_failure(session: Any, outputs: d
     push_stack_image(session, outputs)
     lines: list[str] = []
     assert doctor(STACK, echo=lines.append) == 0
-    assert lines[-2].startswith("! could not read the Fargate On-Demand vCPU quota")  # moto has no fargate quotas
+    # moto has no fargate quotas
+    assert lines[-2].startswith("! could not read the Fargate On-Demand vCPU quota")
     assert lines[-1].startswith("! could not read the Fargate Spot vCPU quota")
 
 
@@ -62,7 +69,9 @@ def test_without_a_stack_it_fails_with_the_fix(aws_env: str) -> None:
     assert [line[0] for line in lines] == ["✓", "✓", "✗"]
 
 
-def test_without_credentials_it_fails_on_the_first_line(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_credentials_it_fails_on_the_first_line(
+    aws_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setattr("botocore.credentials.InstanceMetadataProvider.load", lambda self: None)
@@ -96,8 +105,9 @@ def test_a_stack_with_gpus_has_its_g_and_vt_quotas_checked_against_gpu_max_vcpus
                  "L-DB2E81BA": 64.0}[json.loads(params["body"])["QuotaCode"]]
         return AWSResponse("https://quota", 200, {}, None), {"Quota": {"Value": value}}
 
-    outputs = infra.up(STACK, {"EnableGpu": "true", "GpuMaxVcpus": "32"}, session=session, echo=lambda _: None,
-                       poll_s=0.01)
+    outputs = infra.up(
+        STACK, {"EnableGpu": "true", "GpuMaxVcpus": "32"}, session=session, echo=lambda _: None, poll_s=0.01
+    )
     push_stack_image(session, outputs)
     session.events.register("before-call.service-quotas.GetServiceQuota", fake_quota)
     report = doctor_module._Report(echo=(lines := []).append)
@@ -105,7 +115,9 @@ def test_a_stack_with_gpus_has_its_g_and_vt_quotas_checked_against_gpu_max_vcpus
     assert not report.failed
     assert lines[-2].startswith("! G and VT Spot instances vCPU quota 0 is below the stack's GpuMaxVcpus 32")
     assert "--service-code ec2 --quota-code L-3819A6DF --desired-value 32" in lines[-2]
-    assert lines[-1] == "✓ Running On-Demand G and VT instances vCPU quota 64 covers the stack's GpuMaxVcpus 32"
+    assert (
+        lines[-1] == "✓ Running On-Demand G and VT instances vCPU quota 64 covers the stack's GpuMaxVcpus 32"
+    )
 
 
 def test_a_stack_without_gpus_has_no_gpu_quota_lines(session: Any, outputs: dict[str, str]) -> None:

@@ -34,7 +34,9 @@ def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def test_from_a_checkout_the_image_installs_a_wheel_of_the_source_and_the_tag_follows_the_code(checkout: Path) -> None:
+def test_from_a_checkout_the_image_installs_a_wheel_of_the_source_and_the_tag_follows_the_code(
+    checkout: Path,
+) -> None:
     text = image.current_dockerfile(None)
     assert "COPY batchsweep-" in text and "batchsweep==" not in text
     before = image.image_tag(text)
@@ -53,7 +55,8 @@ def test_build_from_a_checkout_builds_the_wheel_into_the_context(
 
 @pytest.fixture
 def docker_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A recording docker whose daemon answers, alone on PATH (the machine's own builders are out of sight)."""
+    """A recording docker whose daemon answers, alone on PATH (the machine's own builders are out of
+    sight)."""
     install_fakes(tmp_path / "bin", "docker")
     log = tmp_path / "docker.log"
     monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
@@ -92,8 +95,10 @@ def test_dockerfile_installs_batchsweep_and_the_requirements_without_a_shell() -
 def test_the_tag_changes_with_base_requirements_and_version_only() -> None:
     tag = image.image_tag(image.dockerfile_text(["numpy"], base="b:1", version="1.0"))
     assert tag == image.image_tag(image.dockerfile_text(["numpy"], base="b:1", version="1.0"))
-    others = {image.image_tag(image.dockerfile_text(r, base=b, version=v))
-              for r, b, v in ((["numpy"], "b:2", "1.0"), (["scipy"], "b:1", "1.0"), (["numpy"], "b:1", "1.1"))}
+    others = {
+        image.image_tag(image.dockerfile_text(r, base=b, version=v))
+        for r, b, v in ((["numpy"], "b:2", "1.0"), (["scipy"], "b:1", "1.0"), (["numpy"], "b:1", "1.1"))
+    }
     assert tag not in others and len(others) == 3
 
 
@@ -123,13 +128,17 @@ def spec_in(tmp_path: Path, extra: str = "") -> Any:
     return load(path)
 
 
-def test_spec_requirements_come_from_the_field_or_a_requirements_txt_beside_the_script(tmp_path: Path) -> None:
+def test_spec_requirements_come_from_the_field_or_a_requirements_txt_beside_the_script(
+    tmp_path: Path,
+) -> None:
     assert image.spec_requirements(spec_in(tmp_path)) == ([], "")
     (tmp_path / "requirements.txt").write_text("humanize\n")
     assert image.spec_requirements(spec_in(tmp_path)) == (["humanize"], str(tmp_path / "requirements.txt"))
     (tmp_path / "deps").mkdir()
     (tmp_path / "deps" / "cloud.txt").write_text("tabulate==0.9\n")
-    assert image.spec_requirements(spec_in(tmp_path, "requirements: deps/cloud.txt\n"))[0] == ["tabulate==0.9"]
+    assert image.spec_requirements(spec_in(tmp_path, "requirements: deps/cloud.txt\n"))[0] == [
+        "tabulate==0.9"
+    ]
     assert image.spec_requirements(spec_in(tmp_path, "requirements: [numpy>=2, humanize]\n")) == (
         ["numpy>=2", "humanize"], "requirements: in the spec")
     with pytest.raises(SweepError, match=r"requirements: .*nope.txt: cannot read it"):
@@ -139,7 +148,11 @@ def test_spec_requirements_come_from_the_field_or_a_requirements_txt_beside_the_
 def test_the_tag_carries_the_requirements_hash() -> None:
     text = image.dockerfile_text(["humanize"], version="1.0")
     tag = image.image_tag(text, ["humanize"])
-    assert image.tag_requirements_hash(tag) == image.requirements_hash(["humanize"]) != image.requirements_hash(["numpy"])
+    assert (
+        image.tag_requirements_hash(tag)
+        == image.requirements_hash(["humanize"])
+        != image.requirements_hash(["numpy"])
+    )
     plain = image.image_tag(image.dockerfile_text(None, version="1.0"))
     assert image.tag_requirements_hash(plain) is None and image.tag_requirements_hash("latest") is None
 
@@ -149,7 +162,9 @@ def test_missing_requirements_file_is_a_one_line_error(tmp_path: Path) -> None:
         image.read_requirements(tmp_path / "nope.txt")
 
 
-def test_push_builds_logs_in_through_stdin_and_pushes(session: Any, outputs: dict[str, str], docker_log: Path) -> None:
+def test_push_builds_logs_in_through_stdin_and_pushes(
+    session: Any, outputs: dict[str, str], docker_log: Path
+) -> None:
     ref = registry.push(["numpy"], session=session, outputs=outputs, echo=lambda _: None)
     tag = image.image_tag(image.dockerfile_text(['numpy'], base=PINNED), ['numpy'])
     assert ref == f"{image.repository_uri(outputs)}:{tag}"
@@ -163,7 +178,9 @@ def test_push_builds_logs_in_through_stdin_and_pushes(session: Any, outputs: dic
     assert registry.image_exists(session, outputs, tag=ref.rsplit(":", 1)[1])
 
 
-def test_an_unchanged_image_is_neither_rebuilt_nor_pushed(session: Any, outputs: dict[str, str], docker_log: Path) -> None:
+def test_an_unchanged_image_is_neither_rebuilt_nor_pushed(
+    session: Any, outputs: dict[str, str], docker_log: Path
+) -> None:
     registry.push(["numpy"], session=session, outputs=outputs, echo=lambda _: None)
     before = len(calls(docker_log))
     lines: list[str] = []
@@ -202,14 +219,20 @@ def test_the_builder_is_docker_when_its_daemon_answers_else_podman_else_buildah(
     assert image.choose_builder("buildah").name == "buildah"
 
 
-def test_without_a_builder_one_line_names_what_to_install(fake_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_builder_one_line_names_what_to_install(
+    fake_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(SweepError) as info:
         image.choose_builder()
     assert "\n" not in str(info.value)
-    assert str(info.value).startswith("no image builder found (no docker, no podman, no buildah); install podman")
+    assert str(info.value).startswith(
+        "no image builder found (no docker, no podman, no buildah); install podman"
+    )
     install_fakes(fake_path, "docker")
     monkeypatch.setenv("FAKE_DOCKER_DAEMON", "down")
-    with pytest.raises(SweepError, match=r"^no image builder found \(docker is installed but its daemon does not answer"):
+    with pytest.raises(
+        SweepError, match=r"^no image builder found \(docker is installed but its daemon does not answer"
+    ):
         image.choose_builder()
     with pytest.raises(SweepError, match=r"^--builder docker: the Docker daemon does not answer"):
         image.choose_builder("docker")
@@ -230,7 +253,10 @@ def test_podman_and_buildah_build_on_the_base_given_and_push_to_ecr(
     assert [a[0] for a in argvs] == ["image" if builder == "podman" else "inspect", verb, "login", "push"]
     assert argvs[1][:6] == [verb, "--platform", "linux/amd64", "--format", "docker", "--build-arg"]
     assert argvs[1][6] == f"BASE={base}"
-    assert f"ARG BASE={base}\nFROM ${{BASE}}\n" in Path(f"{fake_path.parent / 'docker.log'}.Dockerfile").read_text()
+    assert (
+        f"ARG BASE={base}\nFROM ${{BASE}}\n"
+        in Path(f"{fake_path.parent / 'docker.log'}.Dockerfile").read_text()
+    )
     assert argvs[3] == (["push", ref, f"docker://{ref}"] if builder == "buildah" else ["push", ref])
     assert registry.image_exists(session, outputs, tag=ref.rsplit(":", 1)[1])
 
@@ -276,7 +302,9 @@ def test_image_push_of_a_spec_builds_its_requirements_into_the_stack_it_names(
     assert Path(f"{docker_log}.requirements").read_text() == "humanize==4.9.0\n"
 
 
-def test_a_build_on_an_unpinned_base_names_the_digest_that_pins_it(outputs: dict[str, str], docker_log: Path) -> None:
+def test_a_build_on_an_unpinned_base_names_the_digest_that_pins_it(
+    outputs: dict[str, str], docker_log: Path
+) -> None:
     lines: list[str] = []
     image.build(None, outputs=outputs, echo=lines.append, base="python:3.12-slim")
     pinned = "python@sha256:" + "c" * 64
@@ -285,7 +313,9 @@ def test_a_build_on_an_unpinned_base_names_the_digest_that_pins_it(outputs: dict
     lines.clear()
     ref = image.build(None, outputs=outputs, echo=lines.append, base=pinned)
     assert f"ARG BASE={pinned}\nFROM ${{BASE}}\n" in Path(f"{docker_log}.Dockerfile").read_text()
-    assert ref != image.ref_of(None, outputs, base="python:3.12-slim") and not any("built on" in x for x in lines)
+    assert ref != image.ref_of(None, outputs, base="python:3.12-slim") and not any(
+        "built on" in x for x in lines
+    )
 
 
 HASHED = """\

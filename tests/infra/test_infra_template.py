@@ -82,8 +82,19 @@ def test_checkov_finds_no_failed_checks() -> None:
             pytest.fail(f"CHECKOV={checkov} does not exist")
         pytest.skip(f"checkov not installed at {checkov} (make .venv-checkov/.installed)")
     result = subprocess.run(
-        [str(checkov), "--skip-download", "--framework", "cloudformation", "--output", "json", "--file", str(TEMPLATE)],
-        capture_output=True, text=True, check=False,
+        [
+            str(checkov),
+            "--skip-download",
+            "--framework",
+            "cloudformation",
+            "--output",
+            "json",
+            "--file",
+            str(TEMPLATE),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     report = json.loads(result.stdout)
     failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
@@ -117,7 +128,10 @@ def test_the_job_role_reads_code_inputs_and_runs_and_writes_only_runs(template: 
     # S3 answers a missing key with 404 only to a caller whose ListBucket holds for a request with no prefix.
     assert "Condition" not in statements["ListTheStore"]
     assert [r["Fn::Sub"] for r in statements["ReadCodeInputsAndRuns"]["Resource"]] == [
-        "${Bucket.Arn}/batchsweep/code/*", "${Bucket.Arn}/batchsweep/inputs/*", "${Bucket.Arn}/batchsweep/runs/*"]
+        "${Bucket.Arn}/batchsweep/code/*",
+        "${Bucket.Arn}/batchsweep/inputs/*",
+        "${Bucket.Arn}/batchsweep/runs/*",
+    ]
     assert statements["WriteRunsAndTheReuseIndex"]["Resource"] == [
         {"Fn::Sub": "${Bucket.Arn}/batchsweep/runs/*"}, {"Fn::Sub": "${Bucket.Arn}/batchsweep/index/*"}]
     actions = {a for s in statements.values() for a in as_list(s["Action"])}
@@ -128,7 +142,11 @@ def test_the_job_role_reads_code_inputs_and_runs_and_writes_only_runs(template: 
 def test_no_policy_lets_a_task_delete_from_the_store(template: dict[str, Any]) -> None:
     job_role_policies = [r for r in template["Resources"].values()
                          if {"Ref": "JobRole"} in r.get("Properties", {}).get("Roles", [])]
-    statements = [s for p in template["Resources"]["JobRole"]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    statements = [
+        s
+        for p in template["Resources"]["JobRole"]["Properties"]["Policies"]
+        for s in p["PolicyDocument"]["Statement"]
+    ]
     statements += [s for r in job_role_policies for s in r["Properties"]["PolicyDocument"]["Statement"]]
     assert not [a for s in statements for a in as_list(s["Action"]) if "Delete" in a or a.endswith("*")]
 
@@ -138,7 +156,9 @@ def test_the_submit_policy_is_an_output_and_cannot_change_the_stack(template: di
     assert policy["Type"] == "AWS::IAM::ManagedPolicy"
     assert template["Outputs"]["SubmitPolicyArn"]["Value"] == {"Ref": "SubmitPolicy"}
     actions = {a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in as_list(s["Action"])}
-    assert not [a for a in actions if a.startswith("cloudformation:") and a != "cloudformation:DescribeStacks"]
+    assert not [
+        a for a in actions if a.startswith("cloudformation:") and a != "cloudformation:DescribeStacks"
+    ]
     assert not [a for a in actions if a.startswith("iam:") and a != "iam:PassRole"]
     assert {"batch:SubmitJob", "batch:TerminateJob", "logs:GetLogEvents", "s3:GetObject"} <= actions
 
@@ -179,7 +199,9 @@ def test_the_job_definition_runs_the_worker_on_fargate(template: dict[str, Any])
     assert container["Command"] == ["python", "-m", "batchsweep.worker"]
     assert container["ExecutionRoleArn"] == {"Fn::GetAtt": ["ExecutionRole", "Arn"]}
     assert container["JobRoleArn"] == {"Fn::GetAtt": ["JobRole", "Arn"]}
-    assert container["NetworkConfiguration"] == {"AssignPublicIp": {"Fn::If": ["Private", "DISABLED", "ENABLED"]}}
+    assert container["NetworkConfiguration"] == {
+        "AssignPublicIp": {"Fn::If": ["Private", "DISABLED", "ENABLED"]}
+    }
     assert container["LogConfiguration"]["LogDriver"] == "awslogs"
     assert container["LogConfiguration"]["Options"]["awslogs-group"] == {"Ref": "LogGroup"}
     assert "${Repository}:${ImageTag}" in container["Image"]["Fn::Sub"]
@@ -189,7 +211,10 @@ def test_the_job_definition_runs_the_worker_on_fargate(template: dict[str, Any])
 def test_compute_scales_to_zero_with_fargate_spot_first(template: dict[str, Any]) -> None:
     queue = template["Resources"]["JobQueue"]["Properties"]
     order = sorted(queue["ComputeEnvironmentOrder"], key=lambda e: e["Order"])
-    kinds = [template["Resources"][e["ComputeEnvironment"]["Ref"]]["Properties"]["ComputeResources"]["Type"] for e in order]
+    kinds = [
+        template["Resources"][e["ComputeEnvironment"]["Ref"]]["Properties"]["ComputeResources"]["Type"]
+        for e in order
+    ]
     assert kinds == ["FARGATE_SPOT", "FARGATE"]
     for env in resources_of(template, "AWS::Batch::ComputeEnvironment").values():
         resources = env["Properties"]["ComputeResources"]
@@ -199,12 +224,17 @@ def test_compute_scales_to_zero_with_fargate_spot_first(template: dict[str, Any]
 
 # The blocked reasons Batch's jobStateTimeLimitActions accept (user guide, "Automatic remediation with
 # jobStateTimeLimitActions"); MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS is reported but not remediable.
-BLOCKED_REASONS = {"MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
-                   "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"}
+BLOCKED_REASONS = {
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
+    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
+}
 EC2_ONLY_REASONS = {"MISCONFIGURATION:EC2_INSTANCE_CONFIGURATION_UNSUPPORTED"}
 
 
-def test_every_queue_cancels_jobs_stuck_in_runnable_once_per_real_blocked_reason(template: dict[str, Any]) -> None:
+def test_every_queue_cancels_jobs_stuck_in_runnable_once_per_real_blocked_reason(
+    template: dict[str, Any],
+) -> None:
     for name, queue in resources_of(template, "AWS::Batch::JobQueue").items():
         actions = queue["Properties"]["JobStateTimeLimitActions"]
         assert {(a["State"], a["Action"]) for a in actions} == {("RUNNABLE", "CANCEL")}, name
@@ -231,7 +261,9 @@ def test_on_aws_compute_uses_the_batch_service_linked_role(template: dict[str, A
 
 
 def test_inputs_expire_like_code_packages(template: dict[str, Any]) -> None:
-    rules = {r["Id"]: r for r in template["Resources"]["Bucket"]["Properties"]["LifecycleConfiguration"]["Rules"]}
+    rules = {
+        r["Id"]: r for r in template["Resources"]["Bucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    }
     assert rules["expire-old-inputs"]["Prefix"] == "batchsweep/inputs/"
     assert rules["expire-old-inputs"]["ExpirationInDays"] == {"Ref": "RunRetentionDays"}
 
@@ -252,15 +284,20 @@ def test_gpu_sweeps_that_must_not_be_interrupted_get_an_on_demand_ec2_queue(temp
         {"Order": 1, "ComputeEnvironment": {"Ref": "GpuOnDemandEnvironment"}}]
     assert template["Outputs"]["GpuOnDemandJobQueue"] == {"Condition": "GpuEnabled",
                                                           "Value": {"Ref": "GpuOnDemandJobQueue"}}
-    submit = {s["Sid"]: s for s in template["Resources"]["SubmitPolicy"]["Properties"]["PolicyDocument"]["Statement"]}
+    submit = {
+        s["Sid"]: s
+        for s in template["Resources"]["SubmitPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    }
     assert {"Fn::If": ["GpuEnabled", {"Ref": "GpuOnDemandJobQueue"}, {"Ref": "AWS::NoValue"}]} in \
         submit["SubmitToTheStackQueues"]["Resource"]
 
 
 def test_containers_on_gpu_instances_cannot_reach_the_instance_metadata(template: dict[str, Any]) -> None:
-    """One hop: the instance's own processes reach IMDS (v2 only), a container behind the docker bridge does not,
-    so a task cannot take the instance role's credentials."""
-    options = template["Resources"]["GpuLaunchTemplate"]["Properties"]["LaunchTemplateData"]["MetadataOptions"]
+    """One hop: the instance's own processes reach IMDS (v2 only), a container behind the docker bridge does
+    not, so a task cannot take the instance role's credentials."""
+    options = template["Resources"]["GpuLaunchTemplate"]["Properties"]["LaunchTemplateData"][
+        "MetadataOptions"
+    ]
     assert options["HttpPutResponseHopLimit"] == 1 and options["HttpTokens"] == "required"
     for name in ("GpuEnvironment", "GpuOnDemandEnvironment"):
         launch = template["Resources"][name]["Properties"]["ComputeResources"]["LaunchTemplate"]
@@ -278,7 +315,11 @@ def test_the_security_group_allows_no_inbound_traffic(template: dict[str, Any]) 
 
 
 def test_nothing_is_retained_when_the_stack_is_deleted(template: dict[str, Any]) -> None:
-    kept = [name for name, res in template["Resources"].items() if res.get("DeletionPolicy") in ("Retain", "RetainExceptOnCreate")]
+    kept = [
+        name
+        for name, res in template["Resources"].items()
+        if res.get("DeletionPolicy") in ("Retain", "RetainExceptOnCreate")
+    ]
     assert kept == []
 
 
@@ -294,7 +335,9 @@ def test_every_arn_the_template_writes_names_its_partition(template: dict[str, A
 
 
 def test_reuse_index_entries_and_lone_delete_markers_expire(template: dict[str, Any]) -> None:
-    rules = {r["Id"]: r for r in template["Resources"]["Bucket"]["Properties"]["LifecycleConfiguration"]["Rules"]}
+    rules = {
+        r["Id"]: r for r in template["Resources"]["Bucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    }
     assert rules["expire-old-index"]["Prefix"] == "batchsweep/index/"
     assert rules["expire-old-index"]["ExpirationInDays"] == {"Ref": "RunRetentionDays"}
     assert rules["tidy"]["ExpiredObjectDeleteMarker"] is True
@@ -305,7 +348,9 @@ def test_reuse_index_entries_and_lone_delete_markers_expire(template: dict[str, 
 
 def test_every_job_definition_runs_an_init_process_as_pid_1(template: dict[str, Any]) -> None:
     for name, job in resources_of(template, "AWS::Batch::JobDefinition").items():
-        assert job["Properties"]["ContainerProperties"]["LinuxParameters"] == {"InitProcessEnabled": True}, name
+        assert job["Properties"]["ContainerProperties"]["LinuxParameters"] == {"InitProcessEnabled": True}, (
+            name
+        )
 
 
 def test_the_submit_policy_grants_only_the_log_calls_batchsweep_makes(template: dict[str, Any]) -> None:
@@ -313,12 +358,18 @@ def test_the_submit_policy_grants_only_the_log_calls_batchsweep_makes(template: 
 
     statements = template["Resources"]["SubmitPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     granted = {a for s in statements for a in as_list(s["Action"]) if a.startswith("logs:")}
-    source = "\n".join(p.read_text() for p in (TEMPLATE.parent.parent).rglob("*.py") if "emulator" not in p.parts)
-    used = {"logs:" + "".join(w.title() for w in m.split("_")) for m in re.findall(r"\blogs\.(\w+)\(", source)}
+    source = "\n".join(
+        p.read_text() for p in (TEMPLATE.parent.parent).rglob("*.py") if "emulator" not in p.parts
+    )
+    used = {
+        "logs:" + "".join(w.title() for w in m.split("_")) for m in re.findall(r"\blogs\.(\w+)\(", source)
+    }
     assert granted == used == {"logs:GetLogEvents"}
 
 
-def test_a_private_network_reaches_aws_only_through_endpoints_the_tasks_alone_may_use(template: dict[str, Any]) -> None:
+def test_a_private_network_reaches_aws_only_through_endpoints_the_tasks_alone_may_use(
+    template: dict[str, Any],
+) -> None:
     """PrivateNetwork=true: every Fargate job definition asks for no public IP, the internet route exists only
     without it, and each interface endpoint resolves the service's own name in the VPC for the tasks alone."""
     resources = template["Resources"]
@@ -329,8 +380,12 @@ def test_a_private_network_reaches_aws_only_through_endpoints_the_tasks_alone_ma
     for name in ("InternetGateway", "GatewayAttachment", "DefaultRoute"):
         assert resources[name]["Condition"] == "CreatePublicNetwork"
     endpoints = resources_of(template, "AWS::EC2::VPCEndpoint")
-    services = {res["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[-1] if "ecr" not in str(res) else
-                res["Properties"]["ServiceName"]["Fn::Sub"].split("}.", 1)[1]: res for res in endpoints.values()}
+    services = {
+        res["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[-1]
+        if "ecr" not in str(res)
+        else res["Properties"]["ServiceName"]["Fn::Sub"].split("}.", 1)[1]: res
+        for res in endpoints.values()
+    }
     assert {s: r["Condition"] for s, r in services.items()} == {
         "s3": "CreatePrivateNetwork", "ecr.api": "CreatePrivateNetwork", "ecr.dkr": "CreatePrivateNetwork",
         "logs": "CreatePrivateNetwork", "ssm": "PrivateSecrets", "secretsmanager": "PrivateSecrets",
@@ -338,7 +393,9 @@ def test_a_private_network_reaches_aws_only_through_endpoints_the_tasks_alone_ma
     for service, res in services.items():
         props = res["Properties"]
         if service == "s3":
-            assert props["VpcEndpointType"] == "Gateway" and props["RouteTableIds"] == [{"Ref": "PublicRouteTable"}]
+            assert props["VpcEndpointType"] == "Gateway" and props["RouteTableIds"] == [
+                {"Ref": "PublicRouteTable"}
+            ]
         else:
             assert props["VpcEndpointType"] == "Interface" and props["PrivateDnsEnabled"] is True
             assert props["SecurityGroupIds"] == [{"Ref": "EndpointSecurityGroup"}]

@@ -1,5 +1,5 @@
-"""A task written for the subreaper test: its grandchild is orphaned (its parent exits) and reports who adopted
-it, as the metric `adopter`, and whether that is the task's own parent (its reaper: `reaper.py`) as
+"""A task written for the subreaper test: its grandchild is orphaned (its parent exits) and reports who
+adopted it, as the metric `adopter`, and whether that is the task's own parent (its reaper: `reaper.py`) as
 `adopted_by_reaper`."""
 
 import json

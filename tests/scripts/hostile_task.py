@@ -1,6 +1,6 @@
-"""A task that misbehaves on request (issues 15, 30): logs each execution, fails once, leaves a setsid grandchild
-or a double-forked daemon with a scrubbed environment,
-writes a hostile metrics.json, floods stdout, plants a symlink where the runner keeps its files."""
+"""A task that misbehaves on request (issues 15, 30): logs each execution, fails once, leaves a setsid
+grandchild or a double-forked daemon with a scrubbed environment, writes a hostile metrics.json, floods
+stdout, plants a symlink where the runner keeps its files."""
 import argparse
 import json
 import os
@@ -17,9 +17,11 @@ p.add_argument("--setsid_child", default="")  # a directory: start a setsid gran
 p.add_argument("--daemon", default="")  # a directory: double-fork a daemon (setsid, empty env), its pid there
 p.add_argument("--metrics_kind", default="")  # fifo | dir | symlink | huge
 p.add_argument("--stdout_mib", type=int, default=0)
-p.add_argument("--odd_values", default="")  # any: metrics past int64 and with a lone surrogate, a non-UTF-8 output
+# any: metrics past int64 and with a lone surrogate, a non-UTF-8 output
+p.add_argument("--odd_values", default="")
 p.add_argument("--xs", type=int, nargs="*", default=[])
-p.add_argument("--plant", default="")  # NAME=TARGET: replace ../NAME (a file the runner owns) by a symlink to TARGET
+# NAME=TARGET: replace ../NAME (a file the runner owns) by a symlink to TARGET
+p.add_argument("--plant", default="")
 args = p.parse_args()
 
 if args.log:
@@ -33,7 +35,9 @@ if args.daemon and os.fork() == 0:  # the middle process: its own session, gone 
     os.setsid()
     if os.fork() == 0:  # the daemon: no batchsweep variable, no token, no parent but whoever adopts it
         pid_file = os.path.join(args.daemon, f"{args.a}.pid")
-        os.execve("/bin/sh", ["sh", "-c", 'echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec sleep 600', pid_file], {})
+        os.execve(
+            "/bin/sh", ["sh", "-c", 'echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec sleep 600', pid_file], {}
+        )
     os._exit(0)
 while args.daemon and not os.path.exists(os.path.join(args.daemon, f"{args.a}.pid")):
     time.sleep(0.01)  # the daemon runs (and said so) before the task goes on
@@ -83,4 +87,6 @@ elif not args.stdout_mib:
         if env is None:
             with open(os.environ["BATCHSWEEP_PARAMS_FILE"]) as pf:
                 env = pf.read()
-        json.dump({"a2": args.a * 2, "n_xs": len(args.xs), "env_params": ",".join(sorted(json.loads(env)))}, f)
+        json.dump(
+            {"a2": args.a * 2, "n_xs": len(args.xs), "env_params": ",".join(sorted(json.loads(env)))}, f
+        )

@@ -19,5 +19,14 @@ deadline = time.process_time() + args.busy
 while time.process_time() < deadline:
     pass
 time.sleep(args.hold)
-print(json.dumps({"cuda": "gpu:" + os.environ.get("CUDA_VISIBLE_DEVICES", ""), "nvidia": "gpu:" + os.environ.get("NVIDIA_VISIBLE_DEVICES", ""),
-                  "start": start, "end": time.time(), "held": len(block)}))
+print(
+    json.dumps(
+        {
+            "cuda": "gpu:" + os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            "nvidia": "gpu:" + os.environ.get("NVIDIA_VISIBLE_DEVICES", ""),
+            "start": start,
+            "end": time.time(),
+            "held": len(block),
+        }
+    )
+)

@@ -28,31 +28,75 @@ from batchsweep.files import exclude_spec  # low in the house: the spec checks `
 if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec
 
-STORE_MARKER = ".batchsweep-store"  # batchsweep.store.core.STORE_MARKER: the root of a local store (never code)
-ALWAYS_EXCLUDED = (".git", "__pycache__", ".batchsweep", ".venv", "venv", ".mypy_cache", ".pytest_cache", ".ruff_cache")
+# batchsweep.store.core.STORE_MARKER: the root of a local store (never code)
+STORE_MARKER = ".batchsweep-store"
+ALWAYS_EXCLUDED = (
+    ".git",
+    "__pycache__",
+    ".batchsweep",
+    ".venv",
+    "venv",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+)
 
 
 # Never packed, whatever .gitignore says (unless `code.include` names it): a code package lands in S3 and in
 # every container. Matched without regard to case; `id_*` spares Python modules (`id_utils.py`).
-SECRET_FILES = (".env*", "*.env", "id_*", "*.pem", "*.key", "*.ppk", "*.p12", "*.pfx", "*.jks", "*.kdbx", ".netrc",
-                "_netrc", ".pypirc", ".npmrc", ".git-credentials", "credentials*", ".s3cfg", ".boto", "kaggle.json",
-                "service-account*.json", "client_secret*.json", "token.pickle", ".pgpass", ".my.cnf",
-                ".vault-token", ".dockercfg", "*.tfstate", "*.tfstate.*", "secrets.toml")
+SECRET_FILES = (
+    ".env*",
+    "*.env",
+    "id_*",
+    "*.pem",
+    "*.key",
+    "*.ppk",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.kdbx",
+    ".netrc",
+    "_netrc",
+    ".pypirc",
+    ".npmrc",
+    ".git-credentials",
+    "credentials*",
+    ".s3cfg",
+    ".boto",
+    "kaggle.json",
+    "service-account*.json",
+    "client_secret*.json",
+    "token.pickle",
+    ".pgpass",
+    ".my.cnf",
+    ".vault-token",
+    ".dockercfg",
+    "*.tfstate",
+    "*.tfstate.*",
+    "secrets.toml",
+)
 SECRET_PATHS = (".huggingface/token", ".docker/config.json")  # by their last parts
 SECRET_DIRS = (".aws", ".ssh", ".gnupg", ".docker", ".kube", ".azure", "gcloud", "terraform.tfstate.d")
 # What a credential looks like inside any file that would be packed (scanned only when packing).
 SECRET_CONTENT = (
     (rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----", "a private key"),
-    (rb"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)(?!IOSFODNN7EXAMPLE)[A-Z0-9]{16}(?![A-Z0-9])", "an AWS access key id"),
+    (
+        rb"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)(?!IOSFODNN7EXAMPLE)[A-Z0-9]{16}(?![A-Z0-9])",
+        "an AWS access key id",
+    ),
     # the name, then what a language puts between it and its value: `= "`, `: `, `"] = "` (os.environ[...]),
     # `", "` (setdefault), and the same with the quotes escaped (a notebook's JSON)
-    (rb"(?i)(?:aws_?)?secret_?access_?key[\s\"'\\\])]*[=:,(][\s\"'\\]*(?!wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])",
-     "an AWS secret access key"),
+    (
+        rb"(?i)(?:aws_?)?secret_?access_?key[\s\"'\\\])]*[=:,(][\s\"'\\]*(?!wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])",
+        "an AWS secret access key",
+    ),
     (rb"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])", "a Google API key"),
     (rb'"type"\s*:\s*"(?:service_account|authorized_user)"', "Google credentials"),
     (rb"(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{34,}(?![A-Za-z0-9])", "a Hugging Face token"),
-    (rb"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22,})(?![A-Za-z0-9_])",
-     "a GitHub token"),
+    (
+        rb"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22,})(?![A-Za-z0-9_])",
+        "a GitHub token",
+    ),
 )
 
 
@@ -78,9 +122,10 @@ def _gitignore_spec(directory: Path) -> GitIgnoreSpec | None:
 
 
 def _ignored(rel: str, is_dir: bool, specs: dict[str, GitIgnoreSpec]) -> bool:
-    """Whether the .gitignore files of rel's directories leave it out, as git decides: each file's patterns are
-    relative to its own directory, the last matching line of a file wins (`!keep.txt` takes a file back in), and
-    a deeper .gitignore overrides a shallower one. `build/` names directories only, so rel ends in "/" for one."""
+    """Whether the .gitignore files of rel's directories leave it out, as git decides: each file's patterns
+    are relative to its own directory, the last matching line of a file wins (`!keep.txt` takes a file back
+    in), and a deeper .gitignore overrides a shallower one. `build/` names directories only, so rel ends in
+    "/" for one."""
     path = rel + "/" if is_dir else rel
     parts = rel.split("/")
     for depth in range(len(parts) - 1, -1, -1):  # the deepest .gitignore that has a say decides
@@ -94,15 +139,16 @@ def _ignored(rel: str, is_dir: bool, specs: dict[str, GitIgnoreSpec]) -> bool:
 
 
 def _walk(root: Path) -> list[str]:
-    """Files and symlinks under root, minus what its .gitignore files (root's and every subdirectory's) leave out:
-    `git ls-files --others --exclude-standard` for a directory outside a repository. A directory that is left out
-    is not entered, so nothing below it comes back in, as with git."""
+    """Files and symlinks under root, minus what its .gitignore files (root's and every subdirectory's) leave
+    out: `git ls-files --others --exclude-standard` for a directory outside a repository. A directory that is
+    left out is not entered, so nothing below it comes back in, as with git."""
     specs: dict[str, GitIgnoreSpec] = {}
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         base = here.relative_to(root).as_posix() if here != root else ""
-        if base and STORE_MARKER in filenames:  # a batchsweep store: its marker says so (`survey` leaves it out),
+        # a batchsweep store: its marker says so (`survey` leaves it out),
+        if base and STORE_MARKER in filenames:
             files.append(f"{base}/{STORE_MARKER}")  # and it is never walked (100,000 tasks' files, re-walked
             dirnames[:] = []  # each second while a run checks its code for edits, see keys.CodeWatch)
             continue
@@ -118,9 +164,9 @@ def _walk(root: Path) -> list[str]:
 
 
 def list_files(root: Path, *, exclude: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """Files and symlinks under root that .gitignore, `exclude` and ALWAYS_EXCLUDED leave in (secrets included:
-    `survey` sorts them out). Inside a git repository git itself lists them; elsewhere the .gitignore files are
-    read with git's rules."""
+    """Files and symlinks under root that .gitignore, `exclude` and ALWAYS_EXCLUDED leave in (secrets
+    included: `survey` sorts them out). Inside a git repository git itself lists them; elsewhere the
+    .gitignore files are read with git's rules."""
     files = _git_files(root)
     if files is None:
         files = _walk(root)
@@ -151,7 +197,8 @@ GZIP_SCAN_BYTES = 1 << 20  # how much of what a gzip file holds is scanned for c
 
 
 def _gunzip_head(data: bytes, limit: int = GZIP_SCAN_BYTES) -> bytes:
-    """The first `limit` bytes gzip data holds, member after member; what a damaged stream gives up to there."""
+    """The first `limit` bytes gzip data holds, member after member; what a damaged stream gives up to
+    there."""
     out: list[bytes] = []
     got = 0
     while data[:2] == GZIP_MAGIC and got < limit:
@@ -210,12 +257,18 @@ def check_no_secrets(root: Path, contents: Contents) -> None:
     if not found:
         return
     rel, line, what = found[0]
-    more = f" (and {len(found) - 1} more: {', '.join(r for r, _, _ in found[1:4])}{' ...' if len(found) > 4 else ''})" \
-        if len(found) > 1 else ""
-    raise SpecError(f"code: {root / rel} line {line} holds what looks like {what}{more}; the code package goes to "
-                    f"the store and every container, so it is refused: leave the file out with `code: {{exclude: "
-                    f"[{rel}]}}` (or .gitignore) and pass the credential as a secret, or if it is none, pack it with "
-                    f"`code: {{include: [{rel}]}}`")
+    more = (
+        f" (and {len(found) - 1} more: "
+        f"{', '.join(r for r, _, _ in found[1:4])}{' ...' if len(found) > 4 else ''})"
+        if len(found) > 1
+        else ""
+    )
+    raise SpecError(
+        f"code: {root / rel} line {line} holds what looks like {what}{more}; the code package goes to "
+        f"the store and every container, so it is refused: leave the file out with `code: {{exclude: "
+        f"[{rel}]}}` (or .gitignore) and pass the credential as a secret, or if it is none, pack it with "
+        f"`code: {{include: [{rel}]}}`"
+    )
 
 
 @dataclass
@@ -256,9 +309,9 @@ def _size(n: float) -> str:
 
 def survey(root: Path, *, exclude: list[str] | tuple[str, ...] = (), include: list[str] | tuple[str, ...] = ()
            ) -> Contents:
-    """What `build` would pack: secrets never (unless `include` names them), a batchsweep store kept inside root
-    never (its directory has the store's marker file); a symlink as a link when it stays inside root, else left
-    out."""
+    """What `build` would pack: secrets never (unless `include` names them), a batchsweep store kept inside
+    root never (its directory has the store's marker file); a symlink as a link when it stays inside root,
+    else left out."""
     contents = Contents()
     real_root = os.path.realpath(root)
     files = list_files(root, exclude=exclude)
@@ -302,13 +355,14 @@ class Package:
 
 def pack(root: Path, *, exclude: list[str] | tuple[str, ...] = (), include: list[str] | tuple[str, ...] = (),
          max_mib: float = 50.0) -> Package:
-    """The package of `root`; raises SpecError if larger than max_mib or when a file looks like a credential."""
+    """The package of `root`; raises SpecError if larger than max_mib or when a file looks like a
+    credential."""
     contents = survey(root, exclude=exclude, include=include)
     if contents.total > max_mib * 1024 * 1024:
         raise SpecError(
             f"code: {root} holds {_size(contents.total)} of files (cap {max_mib:g} MiB; largest: "
-            f"{contents.largest()}); add data to `code: {{exclude: [...]}}` or .gitignore and pass it as `inputs:`, "
-            "or raise code.max_mib"
+            f"{contents.largest()}); add data to `code: {{exclude: [...]}}` or .gitignore and pass it as "
+            "`inputs:`, or raise code.max_mib"
         )
     check_no_secrets(root, contents)
     raw = io.BytesIO()
@@ -336,7 +390,8 @@ def pack_to_file(root: Path, out: Path, *, exclude: list[str] | tuple[str, ...] 
     """Like `pack`, streamed into the file `out`: (sha256, contents). The same bytes as `pack`."""
     contents = survey(root, exclude=exclude, include=include)
     if contents.total > max_mib * 1024 * 1024:
-        pack(root, exclude=exclude, include=include, max_mib=max_mib)  # raises the SpecError that names the largest files
+        # raises the SpecError that names the largest files
+        pack(root, exclude=exclude, include=include, max_mib=max_mib)
     check_no_secrets(root, contents)
     with open(out, "wb") as f:
         hashing = _HashingFile(f)
@@ -435,7 +490,9 @@ def _check_member(member: tarfile.TarInfo, root: str) -> None:
         if os.path.isabs(member.linkname) or not _inside(root, os.path.realpath(link)):
             raise UnsafeArchive(f"{name!r} links to {member.linkname!r}, outside the target")
     elif member.islnk():
-        if os.path.isabs(member.linkname) or not _inside(root, os.path.realpath(os.path.join(root, member.linkname))):
+        if os.path.isabs(member.linkname) or not _inside(
+            root, os.path.realpath(os.path.join(root, member.linkname))
+        ):
             raise UnsafeArchive(f"{name!r} hard-links to {member.linkname!r}, outside the target")
 
 

@@ -19,7 +19,10 @@ VALID: dict[float, list[int]] = {
 def size_problem(vcpus: float, memory_mib: int) -> str | None:
     """What is wrong with a vCPU/memory pair on Fargate (naming the nearest valid sizes), or None."""
     if vcpus not in VALID:
-        return f"resources.vcpus: Fargate has no {vcpus:g} vCPU size; valid: {', '.join(f'{v:g}' for v in VALID)}"
+        return (
+            f"resources.vcpus: Fargate has no {vcpus:g} vCPU size; valid: "
+            f"{', '.join(f'{v:g}' for v in VALID)}"
+        )
     options = VALID[vcpus]
     if memory_mib in options:
         return None

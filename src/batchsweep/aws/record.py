@@ -12,7 +12,8 @@ STORE_PREFIX = "batchsweep"  # the run store's prefix in the stack's bucket: s3:
 
 
 class AwsEngineSettings(StoreAccess):
-    """The AWS Batch engine's resolved settings: the spec's `aws:` block with the stack's outputs filled in."""
+    """The AWS Batch engine's resolved settings: the spec's `aws:` block with the stack's outputs filled
+    in."""
 
     stack: str | None = None
     bucket: str | None = None
@@ -21,7 +22,8 @@ class AwsEngineSettings(StoreAccess):
     log_group: str | None = None
     image_uri: str | None = None
     prefix: str = STORE_PREFIX
-    spot: bool | None = None  # which queue runs the tasks; None: a run recorded before it was (Spot, the default)
+    # which queue runs the tasks; None: a run recorded before it was (Spot, the default)
+    spot: bool | None = None
 
 
 class ArrayJob(BaseModel):

@@ -1,6 +1,7 @@
 """The S3 backend of the store: the same layout as a local store under s3://BUCKET/PREFIX/.
 
-A write is one PUT, so readers see whole objects only; the worker writes a task's status.json after its other files.
+A write is one PUT, so readers see whole objects only; the worker writes a task's status.json after its other
+files.
 """
 
 from __future__ import annotations
@@ -66,21 +67,22 @@ class S3Backend:
             raise FileNotFoundError(key) from None
 
     def read_one_of_many(self, key: str) -> bytes:
-        """`read_bytes` for one of many small objects read at once (`Store._read_many`): a GET of a presigned URL,
-        sent through the client's own connection pool (its TLS, proxy and timeout settings). It skips what
-        botocore does around each call (parsing the response's headers, event hooks, retry bookkeeping), about
-        0.6 ms of CPU an object: `results` of a 100,000-task run reads 2,000 summaries. Hooks registered on the
-        client do not see these GETs. Any answer but 200 or NoSuchKey (expired credentials, a region redirect,
-        throttling, a connection error, a body shorter than its Content-Length) is read again by `read_bytes`,
-        with botocore's retries and errors."""
+        """`read_bytes` for one of many small objects read at once (`Store._read_many`): a GET of a presigned
+        URL, sent through the client's own connection pool (its TLS, proxy and timeout settings). It skips
+        what botocore does around each call (parsing the response's headers, event hooks, retry bookkeeping),
+        about 0.6 ms of CPU an object: `results` of a 100,000-task run reads 2,000 summaries. Hooks registered
+        on the client do not see these GETs. Any answer but 200 or NoSuchKey (expired credentials, a region
+        redirect, throttling, a connection error, a body shorter than its Content-Length) is read again by
+        `read_bytes`, with botocore's retries and errors."""
         http = getattr(getattr(self.client, "_endpoint", None), "http_session", None)
         if http is None:  # not a botocore client
             return self.read_bytes(key)
         from botocore.awsrequest import AWSRequest
 
         try:
-            url = self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
-                                                      ExpiresIn=900)
+            url = self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=900
+            )
             response = http.send(AWSRequest(method="GET", url=url).prepare())
             status, body = response.status_code, bytes(response.content)
             length = response.headers.get("content-length")
@@ -123,7 +125,9 @@ class S3Backend:
     def list_dirs(self, prefix: str) -> list[str]:
         names = []
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix).rstrip("/") + "/", Delimiter="/"):
+        for page in paginator.paginate(
+            Bucket=self.bucket, Prefix=self._key(prefix).rstrip("/") + "/", Delimiter="/"
+        ):
             for cp in page.get("CommonPrefixes", []):
                 names.append(cp["Prefix"].rstrip("/").rsplit("/", 1)[-1])
         return names
@@ -147,9 +151,9 @@ class S3Backend:
         self.client.upload_file(str(local), self.bucket, self._key(key))
 
     def refresh(self, key: str, *, older_than_s: float = 0.0, now: float | None = None) -> bool:
-        """Copy an object onto itself (server side, multipart when large), restarting its lifecycle expiry; only
-        when it was last written more than `older_than_s` ago (a HEAD first): in the versioned bucket each copy
-        keeps the old version for a while, a full copy of the object. Returns whether it copied."""
+        """Copy an object onto itself (server side, multipart when large), restarting its lifecycle expiry;
+        only when it was last written more than `older_than_s` ago (a HEAD first): in the versioned bucket
+        each copy keeps the old version for a while, a full copy of the object. Returns whether it copied."""
         import time
 
         full = self._key(key)
@@ -157,8 +161,12 @@ class S3Backend:
             written = self.client.head_object(Bucket=self.bucket, Key=full)["LastModified"].timestamp()
             if (time.time() if now is None else now) - written < older_than_s:
                 return False
-        self.client.copy({"Bucket": self.bucket, "Key": full}, self.bucket, full,
-                         ExtraArgs={"MetadataDirective": "REPLACE", "Metadata": {"batchsweep-used": f"{time.time():.0f}"}})
+        self.client.copy(
+            {"Bucket": self.bucket, "Key": full},
+            self.bucket,
+            full,
+            ExtraArgs={"MetadataDirective": "REPLACE", "Metadata": {"batchsweep-used": f"{time.time():.0f}"}},
+        )
         return True
 
     def upload_dir(self, local: Path, key: str) -> None:
@@ -199,7 +207,10 @@ class S3Backend:
             response = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=tag)
             return str(response["ETag"])
         except ClientError as e:
-            if self._precondition_failed(e) or e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if self._precondition_failed(e) or e.response.get("Error", {}).get("Code") in (
+                "NoSuchKey",
+                "404",
+            ):
                 return None
             raise
 
@@ -215,15 +226,19 @@ class S3Backend:
             raise
 
     def download_tree(self, prefix: str, local: Path) -> None:
-        """Every object under `prefix`/ (an `s3://BUCKET/PREFIX/` input: a directory) into the directory `local`,
-        at its path below the prefix. A key that would land outside `local` (a `..`, `.` or empty path component)
-        is refused whole: whoever writes that bucket does not choose where batchsweep writes. No object under
-        the prefix is FileNotFoundError, as for a missing single object."""
+        """Every object under `prefix`/ (an `s3://BUCKET/PREFIX/` input: a directory) into the directory
+        `local`, at its path below the prefix. A key that would land outside `local` (a `..`, `.` or empty
+        path component) is refused whole: whoever writes that bucket does not choose where batchsweep writes.
+        No object under the prefix is FileNotFoundError, as for a missing single object."""
         base = self._key(prefix).strip("/")
         listing = base + "/" if base else ""
-        keys = [obj["Key"] for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
-                                                                                            Prefix=listing)
-                for obj in page.get("Contents", [])]
+        keys = [
+            obj["Key"]
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=listing
+            )
+            for obj in page.get("Contents", [])
+        ]
         if not keys:
             raise FileNotFoundError(f"s3://{self.bucket}/{listing}: no objects under this prefix")
         files = []
@@ -235,8 +250,10 @@ class S3Backend:
                     continue
             parts = rel.split("/")
             if any(part in ("", ".", "..") for part in parts):
-                raise ValueError(f"s3://{self.bucket}/{key}: a key under the input prefix {listing!r} with an empty, "
-                                 "'.' or '..' path component cannot be staged as a file; rename it")
+                raise ValueError(
+                    f"s3://{self.bucket}/{key}: a key under the input prefix {listing!r} with an empty, "
+                    "'.' or '..' path component cannot be staged as a file; rename it"
+                )
             files.append((key, parts, key.endswith("/")))
         local.mkdir(parents=True, exist_ok=True)
         for _key, parts, is_dir in files:
@@ -258,7 +275,9 @@ class S3Backend:
         from botocore.exceptions import ClientError
 
         try:
-            self.client.copy({"Bucket": self.bucket, "Key": self._key(source)}, self.bucket, self._key(target))
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": self._key(source)}, self.bucket, self._key(target)
+            )
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise FileNotFoundError(source) from None
@@ -270,11 +289,15 @@ class S3Backend:
             keys.append(self._key(prefix))
         errors: list[dict[str, Any]] = []
         for i in range(0, len(keys), 1000):
-            response = self.client.delete_objects(Bucket=self.bucket,
-                                                  Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True})
+            response = self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True},
+            )
             errors += response.get("Errors", [])  # S3 answers 200 and lists the keys it did not delete
         if errors:
             first = errors[0]
-            raise DeleteRefused(f"s3://{self.bucket}/{self._key(prefix)}: {len(errors)} of {len(keys)} objects not "
-                                f"deleted ({first.get('Code')} on {first.get('Key')}: {first.get('Message')})",
-                                code=str(first.get("Code")))
+            raise DeleteRefused(
+                f"s3://{self.bucket}/{self._key(prefix)}: {len(errors)} of {len(keys)} objects not "
+                f"deleted ({first.get('Code')} on {first.get('Key')}: {first.get('Message')})",
+                code=str(first.get("Code")),
+            )

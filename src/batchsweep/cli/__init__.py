@@ -27,7 +27,11 @@ from batchsweep.errors import SweepError
 
 def _store_parent() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--store", metavar="PATH", help="store directory or s3:// URI (env BATCHSWEEP_STORE; default ./.batchsweep)")
+    p.add_argument(
+        "--store",
+        metavar="PATH",
+        help="store directory or s3:// URI (env BATCHSWEEP_STORE; default ./.batchsweep)",
+    )
     return p
 
 
@@ -81,7 +85,9 @@ class _StderrHandler(logging.Handler):
     Writes to whatever sys.stderr is at the time (tests capture it per test)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        prefix = {logging.WARNING: "warning: ", logging.ERROR: "error: ", logging.DEBUG: "debug: "}.get(record.levelno, "")
+        prefix = {logging.WARNING: "warning: ", logging.ERROR: "error: ", logging.DEBUG: "debug: "}.get(
+            record.levelno, ""
+        )
         print(prefix + record.getMessage(), file=sys.stderr, flush=True)
 
 
@@ -119,8 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         raise
     except Exception as e:
-        # AWS failures (no credentials, endpoint unreachable, access denied) are the user's setup, not our bug;
-        # any other botocore error (a malformed request of ours) keeps its traceback.
+        # AWS failures (no credentials, endpoint unreachable, access denied) are the user's setup, not our
+        # bug; any other botocore error (a malformed request of ours) keeps its traceback.
         if type(e).__module__.startswith(("botocore", "boto3")):
             from batchsweep.aws.clients import explain
 

@@ -10,20 +10,36 @@ from batchsweep.errors import SweepError
 
 
 def register(sub: Any, store: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("runs", parents=[store], help="list runs; `runs rm RUN...` deletes runs, `runs compact [RUN]` "
-                       "packs a finished run's statuses and metrics into one file",
-                       usage="%(prog)s [-h] [--store PATH] [rm RUN... [--yes] | compact [RUN]]")
-    p.add_argument("action", nargs="?", choices=("rm", "compact"), help="rm: delete the runs named after it (a dry "
-                   "run without --yes), then the code packages and inputs no remaining run uses; compact: pack a "
-                   "finished local run's per-task statuses and metrics into one file (logs kept; the latest run "
-                   "without RUN)")
-    p.add_argument("ids", nargs="*", metavar="RUN", help="with rm: run ids or unique parts of them; with compact: one run")
+    p = sub.add_parser(
+        "runs",
+        parents=[store],
+        help="list runs; `runs rm RUN...` deletes runs, `runs compact [RUN]` "
+        "packs a finished run's statuses and metrics into one file",
+        usage="%(prog)s [-h] [--store PATH] [rm RUN... [--yes] | compact [RUN]]",
+    )
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=("rm", "compact"),
+        help="rm: delete the runs named after it (a dry "
+        "run without --yes), then the code packages and inputs no remaining run uses; compact: pack a "
+        "finished local run's per-task statuses and metrics into one file (logs kept; the latest run "
+        "without RUN)",
+    )
+    p.add_argument(
+        "ids",
+        nargs="*",
+        metavar="RUN",
+        help="with rm: run ids or unique parts of them; with compact: one run",
+    )
     p.add_argument("--yes", action="store_true", help="with rm: delete (without it, only say what would go)")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("gc", parents=[store],
                        help="delete old runs and unused code packages and inputs (a dry run without --yes)")
-    p.add_argument("--keep-last", type=int, metavar="N", help="keep the last N runs of each sweep, delete older ones")
+    p.add_argument(
+        "--keep-last", type=int, metavar="N", help="keep the last N runs of each sweep, delete older ones"
+    )
     p.add_argument("--older-than", metavar="AGE", help="delete runs created more than AGE ago (30d, 12h)")
     p.add_argument("--yes", action="store_true", help="delete (without it, only say what would go)")
     p.set_defaults(func=cmd_gc)
@@ -56,7 +72,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_gc(args: argparse.Namespace) -> int:
     from batchsweep.runs import housekeeping
 
-    return _delete(housekeeping.gc_plan(store=args.store, keep_last=args.keep_last, older_than=args.older_than), args)
+    return _delete(
+        housekeeping.gc_plan(store=args.store, keep_last=args.keep_last, older_than=args.older_than), args
+    )
 
 
 def _delete(plan: Any, args: argparse.Namespace) -> int:

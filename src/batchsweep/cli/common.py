@@ -21,7 +21,8 @@ def latest_run_argument(p: argparse.ArgumentParser) -> None:
 
 
 def run_or_sweep(args: argparse.Namespace, command: str) -> tuple[Run, SweepHistory | None]:
-    """The run `RUN` names (the latest without it), or with `--sweep NAME` the sweep's history and its latest run."""
+    """The run `RUN` names (the latest without it), or with `--sweep NAME` the sweep's history and its latest
+    run."""
     from batchsweep.runs import catalog
 
     if not args.sweep:
@@ -37,8 +38,8 @@ def run_or_sweep(args: argparse.Namespace, command: str) -> tuple[Run, SweepHist
 
 
 def output_file(path: str | None, *, example: str) -> None:
-    """`-o FILE` names a file that can be written: not a directory, in a directory that exists (checked before any
-    work, so a typo costs nothing). SweepError in one line otherwise."""
+    """`-o FILE` names a file that can be written: not a directory, in a directory that exists (checked before
+    any work, so a typo costs nothing). SweepError in one line otherwise."""
     import os
 
     from batchsweep.errors import SweepError
@@ -49,4 +50,6 @@ def output_file(path: str | None, *, example: str) -> None:
         raise SweepError(f"-o {path}: is a directory; name a file, e.g. -o {os.path.join(path, example)}")
     parent = os.path.dirname(path) or "."
     if not os.path.isdir(parent):
-        raise SweepError(f"-o {path}: the directory {parent} does not exist; create it or name a file elsewhere")
+        raise SweepError(
+            f"-o {path}: the directory {parent} does not exist; create it or name a file elsewhere"
+        )

@@ -1,5 +1,5 @@
-"""What the CLI prints about a plan and a run's outcome: the plan and its tasks, the estimate, the outcome line,
-the runs list (tables: cli/tables.py, status: cli/statusview.py)."""
+"""What the CLI prints about a plan and a run's outcome: the plan and its tasks, the estimate, the outcome
+line, the runs list (tables: cli/tables.py, status: cli/statusview.py)."""
 
 from __future__ import annotations
 
@@ -32,22 +32,34 @@ def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
         count = f"{p.spec.search.trials} tasks (one per trial)"
     else:
         names = list(p.record.param_names)
-        rows: list[list[Any]] = [[t.index, *(t.params.get(n) for n in names), ", ".join(t.inputs)] for t in p.tasks]
-        shown = rows if len(rows) <= PLAN_ROWS else rows[: PLAN_ROWS - 3] + [["…"] + [""] * (len(names) + 1)] + rows[-2:]
+        rows: list[list[Any]] = [
+            [t.index, *(t.params.get(n) for n in names), ", ".join(t.inputs)] for t in p.tasks
+        ]
+        shown = (
+            rows
+            if len(rows) <= PLAN_ROWS
+            else rows[: PLAN_ROWS - 3] + [["…"] + [""] * (len(names) + 1)] + rows[-2:]
+        )
         table, dropped = fit_table(["task", *names, "inputs"], shown, fmt=fmt,
                                    width=console.width if console.is_terminal else None)
         console.print(table)
         if dropped:
-            console.print(f"not shown, too wide for {console.width} columns: {', '.join(dropped)}", markup=False)
+            console.print(
+                f"not shown, too wide for {console.width} columns: {', '.join(dropped)}", markup=False
+            )
         console.print(f"command lines (in {p.record.code_dir}):", markup=False)
         listed = p.tasks if len(p.tasks) <= PLAN_ROWS else [*p.tasks[: PLAN_ROWS - 3], None, *p.tasks[-2:]]
-        digits = max((len(str(t.index)) for t in listed if t is not None), default=1)  # commands start in one column
+        # commands start in one column
+        digits = max((len(str(t.index)) for t in listed if t is not None), default=1)
         for task in listed:
-            console.print("  …" if task is None else f"  {task.index:>{digits}}  {plan_command(p, task)}", markup=False)
+            console.print(
+                "  …" if task is None else f"  {task.index:>{digits}}  {plan_command(p, task)}", markup=False
+            )
         count = f"{len(p.tasks)} tasks"
     console.print(
-        f"{count} · backend {p.spec.backend} · {r.vcpus:g} vCPU, {r.memory_mib} MiB each · "
-        f"timeout {duration(p.spec.timeout) if p.spec.timeout else 'none'} · retries {p.spec.retries} · dry run: nothing was started"
+        f"{count} · backend {p.spec.backend} · {r.vcpus:g} vCPU, {r.memory_mib} MiB each · timeout "
+        f"{duration(p.spec.timeout) if p.spec.timeout else 'none'} · retries {p.spec.retries} · dry run: "
+        "nothing was started"
     )
     if not p.engine.live_code:  # the tasks run the code package shipped at the start
         _print_package(p, console)
@@ -76,12 +88,28 @@ def print_key(p: Plan) -> None:
         print_("packages  " + (", ".join(f"{name} {v}" for name, v in identity.packages.items())
                                or "none imported from outside the standard library"), markup=False)
     env = p.record.key_env or {}
-    print_("runs on   " + " · ".join(f"{k} {v}" for k, v in env.items() if k != "env" and v) + " · env "
-           + (", ".join(f"{k}={v}" for k, v in sorted((env.get("env") or {}).items())) or "none"), markup=False)
+    print_(
+        "runs on   "
+        + " · ".join(f"{k} {v}" for k, v in env.items() if k != "env" and v)
+        + " · env "
+        + (", ".join(f"{k}={v}" for k, v in sorted((env.get("env") or {}).items())) or "none"),
+        markup=False,
+    )
     what = p.record.key_what or {}
-    print_("what      " + " · ".join(f"{k} {v}" for k, v in what.items() if v not in (None, [], {}, 0)), markup=False)
-    print_("inputs    " + (", ".join(str(i if isinstance(i, str) else getattr(i, "src", i)) for i in p.spec.inputs)
-                           + " (each task's, by content)" if p.spec.inputs else "none"), markup=False)
+    print_(
+        "what      " + " · ".join(f"{k} {v}" for k, v in what.items() if v not in (None, [], {}, 0)),
+        markup=False,
+    )
+    print_(
+        "inputs    "
+        + (
+            ", ".join(str(i if isinstance(i, str) else getattr(i, "src", i)) for i in p.spec.inputs)
+            + " (each task's, by content)"
+            if p.spec.inputs
+            else "none"
+        ),
+        markup=False,
+    )
     print_("params    each task's resolved params", markup=False)
     if identity.left_out:
         by_why: dict[str, list[str]] = {}
@@ -92,9 +120,15 @@ def print_key(p: Plan) -> None:
             print_(f"  {', '.join(rels[:6])}{f' (+{len(rels) - 6} more)' if len(rels) > 6 else ''}: {why}",
                    markup=False)
         if p.spec.code.files != "all":
-            print_("  a file the script reads but does not import counts once listed: code: {files: [NAME, ...]}",
-                   markup=False)
-    print_("not keyed timeout, retries, max_parallel, warm, vCPUs, memory, metrics: (re-read instead)", markup=False)
+            print_(
+                "  a file the script reads but does not import counts once listed: code: {files: [NAME, "
+                "...]}",
+                markup=False,
+            )
+    print_(
+        "not keyed timeout, retries, max_parallel, warm, vCPUs, memory, metrics: (re-read instead)",
+        markup=False,
+    )
 
 
 def _print_search_plan(p: Plan, console: Any) -> None:
@@ -103,17 +137,25 @@ def _print_search_plan(p: Plan, console: Any) -> None:
     assert search is not None
     batch = p.record.search.batch if p.record.search else search.batch or 1
     rounds = math.ceil(search.trials / batch)
-    console.print(f"search   {search.sampler} sampler · {search.trials} trials in {rounds} rounds of up to {batch} "
-                  f"(batch) · {search.direction} {search.metric} · seed {search.seed}", markup=False)
+    console.print(
+        f"search   {search.sampler} sampler · {search.trials} trials in {rounds} rounds of up to {batch} "
+        f"(batch) · {search.direction} {search.metric} · seed {search.seed}",
+        markup=False,
+    )
     width = max(len(n) for n in search.space)
     for i, (name, dist) in enumerate(search.space.items()):
         text = dist if isinstance(dist, str) else "choice(" + ", ".join(map(str, dist)) + ")"
         console.print(f"{'space' if i == 0 else '':9}{name:<{width}}  {text}", markup=False)
     fixed = (p.spec.params.fixed if p.spec.params else {}) or {}
     if fixed:
-        console.print("fixed    " + printable(" ".join(f"{k}={cell(v)}" for k, v in fixed.items())), markup=False)
-    console.print(f"each task gets `trial` (0..{search.trials - 1}) and `round` (0..{rounds - 1}) with the proposed "
-                  "values; Optuna proposes each round from the results of the ones before", markup=False)
+        console.print(
+            "fixed    " + printable(" ".join(f"{k}={cell(v)}" for k, v in fixed.items())), markup=False
+        )
+    console.print(
+        f"each task gets `trial` (0..{search.trials - 1}) and `round` (0..{rounds - 1}) with the proposed "
+        "values; Optuna proposes each round from the results of the ones before",
+        markup=False,
+    )
 
 
 def _print_package(p: Plan, console: Any) -> None:
@@ -125,14 +167,21 @@ def _print_package(p: Plan, console: Any) -> None:
     contents = codepkg.survey(Path(code_dir), exclude=p.spec.code.exclude, include=p.spec.code.include)
     console.print(f"code package: {contents.summary()} from {code_dir}", markup=False, highlight=False)
     names = sorted([*contents.sizes, *contents.links])
-    console.print(f"packs: {', '.join(names[:40])}{f' ... ({len(names) - 40} more)' if len(names) > 40 else ''}",
-                  markup=False, highlight=False)
+    console.print(
+        f"packs: {', '.join(names[:40])}{f' ... ({len(names) - 40} more)' if len(names) > 40 else ''}",
+        markup=False,
+        highlight=False,
+    )
     left_out = contents.left_out_line()
     if left_out:
         console.print(f"left out: {left_out}", markup=False, highlight=False)
     for rel, line, what in codepkg.scan(Path(code_dir), contents):
-        console.print(f"refused: {rel} line {line} holds what looks like {what} (code.exclude it, or code.include "
-                      "it if it is no credential)", markup=False, highlight=False)
+        console.print(
+            f"refused: {rel} line {line} holds what looks like {what} (code.exclude it, or code.include "
+            "it if it is no credential)",
+            markup=False,
+            highlight=False,
+        )
 
 
 def plan_command(p: Plan, task: Any) -> str:
@@ -155,7 +204,8 @@ def _noting_successes(statuses: Iterable[TaskStatus], into: list[int]) -> Iterat
 
 
 def _told_against_a_run(account: dict[str, Any]) -> bool:
-    """Whether a reuse account compares with an earlier run (a first run's has nothing to say after it ran)."""
+    """Whether a reuse account compares with an earlier run (a first run's has nothing to say after it
+    ran)."""
     return not any(isinstance(m, list) and len(m) == 2 and str(m[1]).startswith("no earlier run")
                    for m in account.get("missed") or [])
 
@@ -165,7 +215,9 @@ def print_outcome(run: Run) -> None:
     summary = state_counts(counts)
     print(f"{run.id}: {summary}", file=sys.stderr)
     account = run.record.reuse_account
-    if isinstance(account, dict) and (account.get("reused") or run.record.reused or _told_against_a_run(account)):
+    if isinstance(account, dict) and (
+        account.get("reused") or run.record.reused or _told_against_a_run(account)
+    ):
         from batchsweep.planning.reuse import account_line
 
         print(account_line(account, "ran"), file=sys.stderr)
@@ -179,7 +231,10 @@ def print_outcome(run: Run) -> None:
     if same:
         print(same, file=sys.stderr)
     if sum(counts.get(k, 0) for k in OK_STATE_NAMES) != run.n_tasks:
-        print(f"see why: batchsweep status {run.id} · rerun what failed: batchsweep resume {run.id}", file=sys.stderr)
+        print(
+            f"see why: batchsweep status {run.id} · rerun what failed: batchsweep resume {run.id}",
+            file=sys.stderr,
+        )
     print(f"results: batchsweep results {run.id}", file=sys.stderr)
 
 
@@ -199,12 +254,22 @@ def print_runs(entries: list[RunEntry], *, store: str | None) -> None:
             state = state_counts(counts)
         except Exception as e:  # noqa: BLE001 - one unreadable run must not hide the others
             state = f"unreadable: {e}"
-        created = datetime.fromisoformat(entry.created).astimezone().strftime("%Y-%m-%d %H:%M") if entry.created else ""
+        created = (
+            datetime.fromisoformat(entry.created).astimezone().strftime("%Y-%m-%d %H:%M")
+            if entry.created
+            else ""
+        )
         rows.append([entry.run_id, entry.name, entry.backend, created, n_tasks, state])
     if not rows:
         print("no runs yet; start one with: batchsweep run sweep.yaml")
         return
     console = make_console()
-    table, _ = fit_table(["run", "sweep", "backend", "created", "tasks", "states"], rows, wrap=("states",), text_cap=64,
-                         width=console.width if console.is_terminal else None, keep=("run", "states"))
+    table, _ = fit_table(
+        ["run", "sweep", "backend", "created", "tasks", "states"],
+        rows,
+        wrap=("states",),
+        text_cap=64,
+        width=console.width if console.is_terminal else None,
+        keep=("run", "states"),
+    )
     console.print(table)

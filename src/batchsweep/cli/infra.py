@@ -27,7 +27,9 @@ def _aws_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argpa
             return handler(args)
         except ClientError as exc:
             error = exc.response.get("Error", {})
-            raise AwsSetupError(f"AWS refused {exc.operation_name}: {error.get('Code')}: {error.get('Message')}") from None
+            raise AwsSetupError(
+                f"AWS refused {exc.operation_name}: {error.get('Code')}: {error.get('Message')}"
+            ) from None
         except BotoCoreError as exc:
             raise AwsSetupError(f"AWS call failed: {exc}") from None
 
@@ -36,13 +38,19 @@ def _aws_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argpa
 
 def register(subparsers: Any) -> None:
     aws = argparse.ArgumentParser(add_help=False)
-    aws.add_argument("--stack", default=DEFAULT_STACK, help=f"CloudFormation stack name (default: {DEFAULT_STACK})")
+    aws.add_argument(
+        "--stack", default=DEFAULT_STACK, help=f"CloudFormation stack name (default: {DEFAULT_STACK})"
+    )
     aws.add_argument("--profile", help="AWS profile (default: the usual AWS resolution)")
     aws.add_argument("--region", help="AWS region (default: the profile's or AWS_REGION)")
 
-    infra = subparsers.add_parser("infra", help="the AWS stack: bucket, image repository, roles, compute, queue")
+    infra = subparsers.add_parser(
+        "infra", help="the AWS stack: bucket, image repository, roles, compute, queue"
+    )
     actions = infra.add_subparsers(dest="infra_command", metavar="{template,up,status,down}", required=True)
-    actions.add_parser("template", help="print the CloudFormation template").set_defaults(func=_infra_template)
+    actions.add_parser("template", help="print the CloudFormation template").set_defaults(
+        func=_infra_template
+    )
     up = actions.add_parser("up", parents=[aws], help="create or update the stack, print its outputs")
     up.add_argument("--param", action="append", default=[], metavar="K=V",
                     help="a stack parameter, e.g. MaxVcpus=64 (repeatable; others keep their current values)")
@@ -51,36 +59,62 @@ def register(subparsers: Any) -> None:
         .set_defaults(func=_infra_status)
     down = actions.add_parser("down", parents=[aws], help="delete the stack")
     down.add_argument("--force", action="store_true", help="terminate active jobs instead of refusing")
-    down.add_argument("--delete-data", action="store_true", help="also delete every object in the bucket and every image")
+    down.add_argument(
+        "--delete-data", action="store_true", help="also delete every object in the bucket and every image"
+    )
     down.set_defaults(func=_infra_down)
 
     image = subparsers.add_parser("image", help="the task image in the stack's ECR repository")
-    image_actions = image.add_subparsers(dest="image_command", metavar="{dockerfile,build,push}", required=True)
+    image_actions = image.add_subparsers(
+        dest="image_command", metavar="{dockerfile,build,push}", required=True
+    )
     reqs = argparse.ArgumentParser(add_help=False)
-    reqs.add_argument("spec", nargs="?", metavar="SPEC",
-                      help="a sweep.yaml: its `requirements:` (or the requirements.txt beside its script) go into the "
-                           "image, and its aws: block names the stack")
-    reqs.add_argument("--requirements", metavar="FILE", help="pip requirements to install into the image (instead of SPEC's)")
+    reqs.add_argument(
+        "spec",
+        nargs="?",
+        metavar="SPEC",
+        help="a sweep.yaml: its `requirements:` (or the requirements.txt beside its script) go into the "
+        "image, and its aws: block names the stack",
+    )
+    reqs.add_argument(
+        "--requirements",
+        metavar="FILE",
+        help="pip requirements to install into the image (instead of SPEC's)",
+    )
     reqs.add_argument("--base", metavar="IMAGE", help="the base image, a Python image with pip "
                       "(default: the stock slim Python image of this Python's version)")
     builder = argparse.ArgumentParser(add_help=False)
-    builder.add_argument("--builder", choices=("docker", "podman", "buildah"),
-                         help="the image builder (default: docker if its daemon answers, else podman, else buildah)")
+    builder.add_argument(
+        "--builder",
+        choices=("docker", "podman", "buildah"),
+        help="the image builder (default: docker if its daemon answers, else podman, else buildah)",
+    )
     # The image commands take their stack from SPEC's aws: block unless given here.
     image_aws = argparse.ArgumentParser(add_help=False)
-    image_aws.add_argument("--stack", help=f"CloudFormation stack name (default: SPEC's aws.stack, else {DEFAULT_STACK})")
-    image_aws.add_argument("--profile", help="AWS profile (default: SPEC's aws.profile, else the usual AWS resolution)")
-    image_aws.add_argument("--region", help="AWS region (default: SPEC's aws.region, else the profile's or AWS_REGION)")
+    image_aws.add_argument(
+        "--stack", help=f"CloudFormation stack name (default: SPEC's aws.stack, else {DEFAULT_STACK})"
+    )
+    image_aws.add_argument(
+        "--profile", help="AWS profile (default: SPEC's aws.profile, else the usual AWS resolution)"
+    )
+    image_aws.add_argument(
+        "--region", help="AWS region (default: SPEC's aws.region, else the profile's or AWS_REGION)"
+    )
     # Without a stack (your own bucket, queue and job definition): the repository to build and push to.
-    image_aws.add_argument("--tag", metavar="REPO[:TAG]",
-                           help="build/push to this repository (ECR or any registry) instead of the stack's; its "
-                                "content-hash tag always, TAG too when given; no stack needed")
+    image_aws.add_argument(
+        "--tag",
+        metavar="REPO[:TAG]",
+        help="build/push to this repository (ECR or any registry) instead of the stack's; its "
+        "content-hash tag always, TAG too when given; no stack needed",
+    )
     image_actions.add_parser("dockerfile", parents=[reqs], help="print the generated Dockerfile") \
         .set_defaults(func=_image_dockerfile)
-    image_actions.add_parser("build", parents=[reqs, builder, image_aws], help="build the image (skipped when unchanged)") \
-        .set_defaults(func=_image_build)
-    image_actions.add_parser("push", parents=[reqs, builder, image_aws], help="build and push the image, point the stack at it") \
-        .set_defaults(func=_image_push)
+    image_actions.add_parser(
+        "build", parents=[reqs, builder, image_aws], help="build the image (skipped when unchanged)"
+    ).set_defaults(func=_image_build)
+    image_actions.add_parser(
+        "push", parents=[reqs, builder, image_aws], help="build and push the image, point the stack at it"
+    ).set_defaults(func=_image_push)
 
     doctor = subparsers.add_parser("doctor", parents=[aws], help="check everything a run on AWS Batch needs")
     doctor.set_defaults(func=_doctor)
@@ -202,8 +236,14 @@ def _image_push(args: argparse.Namespace) -> int:
     requirements = _requirements(args)
     if args.tag:
         target = image.ImageRef.parse(args.tag)
-        ref = registry.push_to(requirements, target, session=_session(args) if target.ecr else None, echo=print,
-                            base=_base(args), builder=args.builder)
+        ref = registry.push_to(
+            requirements,
+            target,
+            session=_session(args) if target.ecr else None,
+            echo=print,
+            base=_base(args),
+            builder=args.builder,
+        )
         print(f"name it as the image of your job definition (aws.job_definition), e.g. a new revision by "
               f"`aws batch register-job-definition` with \"image\": \"{ref}\"")
         print(ref)

@@ -13,29 +13,45 @@ from batchsweep.errors import SweepError
 def register(sub: Any, store: argparse.ArgumentParser) -> None:
     p = sub.add_parser("status", parents=[store], help="counts by state and the failed tasks' reasons")
     latest_run_argument(p)
-    p.add_argument("--watch", action="store_true",
-                   help="refresh every 2 s until the run ends, with each running task's latest step, value and best")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="refresh every 2 s until the run ends, with each running task's latest step, value and best",
+    )
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("results", parents=[store], help="one row per task with params and metrics")
     latest_run_argument(p)
-    p.add_argument("--sweep", metavar="NAME",
-                   help="every run of sweep NAME as one table: a row per distinct task, the latest success winning, "
-                        "with the run it came from and the code it ran (`code`)")
+    p.add_argument(
+        "--sweep",
+        metavar="NAME",
+        help="every run of sweep NAME as one table: a row per distinct task, the latest success winning, "
+        "with the run it came from and the code it ran (`code`)",
+    )
     p.add_argument("--latest-code", action="store_true",
                    help="with --sweep: only the rows computed by the newest run's code")
     p.add_argument("--format", choices=("table", "csv", "json", "parquet"), default=None,
                    help="default: from -o FILE's extension (.csv, .json, .parquet), else a table")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of the terminal")
-    p.add_argument("--sort", metavar="COLUMN",
-                   help="sort by COLUMN, best first: names like loss, error, rmse, drawdown, time ascending, other "
-                        "metrics descending (-COL largest first, +COL smallest first); missing values last")
+    p.add_argument(
+        "--sort",
+        metavar="COLUMN",
+        help="sort by COLUMN, best first: names like loss, error, rmse, drawdown, time ascending, other "
+        "metrics descending (-COL largest first, +COL smallest first); missing values last",
+    )
     order = p.add_mutually_exclusive_group()
-    order.add_argument("--asc", dest="ascending", action="store_true", default=None, help="with --sort: smallest first")
+    order.add_argument(
+        "--asc", dest="ascending", action="store_true", default=None, help="with --sort: smallest first"
+    )
     order.add_argument("--desc", dest="ascending", action="store_false", help="with --sort: largest first")
-    p.add_argument("--wide", action="store_true",
-                   help="table: also the fixed and derived params, attempts, durations, times, worker and outputs")
-    p.add_argument("--columns", metavar="A,B,C", help="only these columns, in this order (table, csv, json or parquet)")
+    p.add_argument(
+        "--wide",
+        action="store_true",
+        help="table: also the fixed and derived params, attempts, durations, times, worker and outputs",
+    )
+    p.add_argument(
+        "--columns", metavar="A,B,C", help="only these columns, in this order (table, csv, json or parquet)"
+    )
     p.add_argument("--refresh", action="store_true", help="re-read every task instead of the cached table")
     p.set_defaults(func=cmd_results)
 
@@ -49,36 +65,57 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser("report", parents=[store], help="a self-contained HTML report with plots")
-    p.add_argument("runs", nargs="*", metavar="RUN",
-                   help="run id or a unique part of one (default: the latest run); two or more: one page overlaying "
-                        "them, with what differs between them")
+    p.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN",
+        help="run id or a unique part of one (default: the latest run); two or more: one page overlaying "
+        "them, with what differs between them",
+    )
     p.add_argument("--sweep", metavar="NAME",
                    help="plot every run of sweep NAME as one table (see results --sweep), its runs overlaid")
-    p.add_argument("-o", "--output", default="report.html", metavar="FILE", help="where to write (default: report.html)")
+    p.add_argument(
+        "-o", "--output", default="report.html", metavar="FILE", help="where to write (default: report.html)"
+    )
     p.add_argument("--metric", help="the metric to rank by (default: picked and named in the report)")
     direction = p.add_mutually_exclusive_group()
     direction.add_argument("--maximize", dest="maximize", action="store_true", default=None,
                            help="higher is better (default: from the metric's name, else maximize)")
     direction.add_argument("--minimize", dest="maximize", action="store_false", help="lower is better")
-    p.add_argument("--serve", action="store_true",
-                   help="serve the report on http://127.0.0.1:PORT/ instead of writing a file; while the run goes the "
-                        "page refreshes itself (progress, running tasks' curves, prune decisions); Ctrl-C stops it")
-    p.add_argument("--port", type=int, default=0, metavar="N", help="with --serve: the port (default: a free one)")
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the report on http://127.0.0.1:PORT/ instead of writing a file; while the run goes the "
+        "page refreshes itself (progress, running tasks' curves, prune decisions); Ctrl-C stops it",
+    )
+    p.add_argument(
+        "--port", type=int, default=0, metavar="N", help="with --serve: the port (default: a free one)"
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("study", parents=[store],
                        help="write a run as an Optuna study (optuna.load_study, optuna-dashboard open it)")
     latest_run_argument(p)
-    p.add_argument("--to", required=True, metavar="STORAGE",
-                   help="an Optuna storage: a database URL (sqlite:///study.db) or a journal file (study.log)")
+    p.add_argument(
+        "--to",
+        required=True,
+        metavar="STORAGE",
+        help="an Optuna storage: a database URL (sqlite:///study.db) or a journal file (study.log)",
+    )
     p.add_argument("--study-name", metavar="NAME", help="the study's name (default: the run id)")
-    p.add_argument("--metric", help="the trials' value (default: a search's metric, else picked as the report picks it)")
+    p.add_argument(
+        "--metric", help="the trials' value (default: a search's metric, else picked as the report picks it)"
+    )
     direction = p.add_mutually_exclusive_group()
-    direction.add_argument("--maximize", dest="maximize", action="store_true", default=None, help="higher is better")
+    direction.add_argument(
+        "--maximize", dest="maximize", action="store_true", default=None, help="higher is better"
+    )
     direction.add_argument("--minimize", dest="maximize", action="store_false", help="lower is better")
     p.set_defaults(func=cmd_study)
 
-    p = sub.add_parser("diff", parents=[store], help="what changed between two runs and which tasks' metrics moved")
+    p = sub.add_parser(
+        "diff", parents=[store], help="what changed between two runs and which tasks' metrics moved"
+    )
     p.add_argument("run_a", metavar="RUN_A", help="the earlier run (id or a unique part of one)")
     p.add_argument("run_b", metavar="RUN_B", help="the later run (id or a unique part of one)")
     p.set_defaults(func=cmd_diff)
@@ -87,13 +124,19 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
                        help="replay one task of any run (local or AWS) here, in the foreground, to debug it")
     p.add_argument("run", metavar="RUN", help="run id or a unique part of one")
     p.add_argument("task", metavar="TASK", type=int, help="the task's index")
-    p.add_argument("--dir", metavar="D", help="recreate the task's directory here (default: a new temporary one)")
+    p.add_argument(
+        "--dir", metavar="D", help="recreate the task's directory here (default: a new temporary one)"
+    )
     p.add_argument("--shell", action="store_true",
                    help="start $SHELL in the task's directory with its environment instead of running it")
-    p.add_argument("--code", choices=("last", "original", "current"), default="last",
-                   help="last: the code the task last ran (default; a task a resume ran after the code was fixed "
-                        "ran the fixed code) · original: the code the run started with · current: the code "
-                        "directory as it is now")
+    p.add_argument(
+        "--code",
+        choices=("last", "original", "current"),
+        default="last",
+        help="last: the code the task last ran (default; a task a resume ran after the code was fixed "
+        "ran the fixed code) · original: the code the run started with · current: the code "
+        "directory as it is now",
+    )
     p.set_defaults(func=cmd_rerun)
 
 
@@ -120,10 +163,16 @@ def cmd_results(args: argparse.Namespace) -> int:
     run, history = run_or_sweep(args, "results")
     if args.latest_code and history is None:
         raise SweepError("--latest-code needs --sweep NAME (one run has one code)")
-    df = history.results(latest_code=args.latest_code) if history is not None else run.results(refresh=args.refresh)
+    df = (
+        history.results(latest_code=args.latest_code)
+        if history is not None
+        else run.results(refresh=args.refresh)
+    )
     notes = []
     if args.sort:
-        df, how = results.sort_best_first(df, args.sort, ascending=args.ascending, metrics=results.metric_columns(run, df))
+        df, how = results.sort_best_first(
+            df, args.sort, ascending=args.ascending, metrics=results.metric_columns(run, df)
+        )
         notes.append(how)
     elif args.ascending is not None:
         raise SweepError("--asc/--desc need --sort COLUMN")
@@ -148,7 +197,9 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 def _format_from_name(path: str | None) -> str:
     suffix = path.rsplit(".", 1)[-1].lower() if path and "." in path else ""
-    return {"csv": "csv", "json": "json", "parquet": "parquet", "pq": "parquet"}.get(suffix, "table" if not path else "csv")
+    return {"csv": "csv", "json": "json", "parquet": "parquet", "pq": "parquet"}.get(
+        suffix, "table" if not path else "csv"
+    )
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -167,7 +218,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     while True:
         # Decided before reading, so the last read after the task ended gets all of its output.
-        done = not args.follow or run.store.read_status(run.id, args.task) is not None or not run.poll().active
+        done = (
+            not args.follow or run.store.read_status(run.id, args.task) is not None or not run.poll().active
+        )
         for chunk in run.log_chunks(args.task, stderr=args.stderr, start=shown):  # streamed: any size
             sys.stdout.write(decoder.decode(chunk))
             shown += len(chunk)
@@ -175,7 +228,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
         if done:
             sys.stdout.write(decoder.decode(b"", final=True))
             if not shown:
-                print(f"task {args.task} of {run.id}: {_no_output_why(run, args.task, args.stderr)}", file=sys.stderr)
+                print(
+                    f"task {args.task} of {run.id}: {_no_output_why(run, args.task, args.stderr)}",
+                    file=sys.stderr,
+                )
             return 0
         time.sleep(0.5)
 
@@ -202,11 +258,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         return _serve_report(args, run, history)
     if args.port:
         raise SweepError("--port needs --serve")
-    metric, maximize = (history if history is not None else run).report(args.output, metric=args.metric, maximize=args.maximize)
+    metric, maximize = (history if history is not None else run).report(
+        args.output, metric=args.metric, maximize=args.maximize
+    )
     if metric:
         out(f"wrote {args.output} (metric: {metric}, {'maximize' if maximize else 'minimize'})")
     else:
-        out(f"wrote {args.output} (no numeric metric to plot: no task recorded one; see `batchsweep status {run.id}`)")
+        out(
+            f"wrote {args.output} (no numeric metric to plot: no task recorded one; see `batchsweep status "
+            f"{run.id}`)"
+        )
     return 0
 
 
@@ -215,11 +276,17 @@ def _compare_runs(args: argparse.Namespace) -> int:
     from batchsweep.runs.compare import compare
 
     if args.sweep or args.serve:
-        raise SweepError(f"report: give two or more RUNs, or {'--sweep NAME' if args.sweep else '--serve'} with at "
-                         "most one, not both")
+        raise SweepError(
+            f"report: give two or more RUNs, or {'--sweep NAME' if args.sweep else '--serve'} with at "
+            "most one, not both"
+        )
     runs = [catalog.load_run(r, store=args.store) for r in args.runs]
     metric, maximize = compare(runs, args.output, metric=args.metric, maximize=args.maximize)
-    how = f"metric: {metric}, {'maximize' if maximize else 'minimize'}" if metric else "no numeric metric to plot"
+    how = (
+        f"metric: {metric}, {'maximize' if maximize else 'minimize'}"
+        if metric
+        else "no numeric metric to plot"
+    )
     out(f"wrote {args.output}: {len(runs)} runs compared ({how})")
     return 0
 
@@ -232,8 +299,10 @@ def _serve_report(args: argparse.Namespace, run: Any, history: Any) -> int:
     try:
         server = (history or run).serve(port=args.port, metric=args.metric, maximize=args.maximize)
     except OSError as e:
-        raise SweepError(f"--port {args.port}: cannot listen there ({e.strerror}); pick another or leave --port "
-                         "out for a free one") from None
+        raise SweepError(
+            f"--port {args.port}: cannot listen there ({e.strerror}); pick another or leave --port "
+            "out for a free one"
+        ) from None
     what = f"sweep {args.sweep}" if args.sweep else f"run {run.id}"
     out(f"serving the report of {what} at {server.url} (Ctrl-C stops)")
     try:
@@ -254,7 +323,11 @@ def cmd_study(args: argparse.Namespace) -> int:
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(done.states.items(), key=lambda kv: -kv[1]))
     out(f"wrote study {done.study_name!r} to {done.storage}: {sum(done.states.values())} trials ({states}), "
         f"{done.direction} {done.metric}")
-    storage = repr(done.storage) if "://" in done.storage else f"JournalStorage(JournalFileBackend({done.storage!r}))"
+    storage = (
+        repr(done.storage)
+        if "://" in done.storage
+        else f"JournalStorage(JournalFileBackend({done.storage!r}))"
+    )
     out(f"open it: optuna.load_study(study_name={done.study_name!r}, storage={storage})")
     return 0
 
@@ -273,5 +346,10 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     from batchsweep.runs import catalog
     from batchsweep.runs.replay import rerun
 
-    return rerun(catalog.load_run(args.run, store=args.store), args.task, directory=args.dir, shell=args.shell,
-                 code=args.code)
+    return rerun(
+        catalog.load_run(args.run, store=args.store),
+        args.task,
+        directory=args.dir,
+        shell=args.shell,
+        code=args.code,
+    )

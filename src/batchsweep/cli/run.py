@@ -17,42 +17,60 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[store], help="start a sweep and wait for it")
     _spec_options(p, set_help="e.g. --set timeout=30m --set window=5,10", max_parallel_help="0 = all cores")
     p.add_argument("--detach", action="store_true", help="submit and return; follow with `batchsweep wait`")
-    p.add_argument("--warm", action=argparse.BooleanOptionalAction, default=None,
-                   help="import the script's imports once and fork per task: --warm forces it (--set warm=true), "
-                        "--no-warm runs every task cold (--set warm=false); default: the spec's `warm:`, "
-                        "`auto` unless set (warm where it is safe)")
-    p.add_argument("--right-size", action="store_true",
-                   help="use the smaller valid Fargate vCPU/memory that the sweep's latest finished run measured "
-                        "(same as --set resources.vcpus=… --set resources.memory_mib=…)")
+    p.add_argument(
+        "--warm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="import the script's imports once and fork per task: --warm forces it (--set warm=true), "
+        "--no-warm runs every task cold (--set warm=false); default: the spec's `warm:`, "
+        "`auto` unless set (warm where it is safe)",
+    )
+    p.add_argument(
+        "--right-size",
+        action="store_true",
+        help="use the smaller valid Fargate vCPU/memory that the sweep's latest finished run measured "
+        "(same as --set resources.vcpus=… --set resources.memory_mib=…)",
+    )
     p.add_argument("--dry-run", action="store_true",
                    help="print the tasks (a search: its trials, rounds and space) and, for aws-batch or with "
                         "--pilot/--task-seconds, an estimate; run nothing")
-    p.add_argument("--no-reuse", action="store_true",
-                   help="run every task, even those that already succeeded with the same content key in this store")
+    p.add_argument(
+        "--no-reuse",
+        action="store_true",
+        help="run every task, even those that already succeeded with the same content key in this store",
+    )
     p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                    help="also show debug messages; with --dry-run, also what each task's content key covers "
                         "(as `batchsweep explain`)")
     _duration_options(p, " (with --dry-run)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("explain", parents=[store],
-                       help="what each task's content key covers (which files, packages, inputs), and the reuse "
-                            "a run would find; runs nothing")
+    p = sub.add_parser(
+        "explain",
+        parents=[store],
+        help="what each task's content key covers (which files, packages, inputs), and the reuse "
+        "a run would find; runs nothing",
+    )
     _spec_options(p, set_help="as for `run`", max_parallel_help="as for `run`")
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("estimate", parents=[store],
-                       help="task count, resources and, for aws-batch, an estimated cost; runs nothing on AWS",
-                       description="Task durations: --task-seconds, else --pilot, else the median of the latest "
-                                   "finished run of the same sweep in the store, else an assumed 60 s (said so). "
-                                   "Region from aws.region, else AWS_REGION/AWS_DEFAULT_REGION, else us-east-1.")
+    p = sub.add_parser(
+        "estimate",
+        parents=[store],
+        help="task count, resources and, for aws-batch, an estimated cost; runs nothing on AWS",
+        description="Task durations: --task-seconds, else --pilot, else the median of the latest "
+        "finished run of the same sweep in the store, else an assumed 60 s (said so). "
+        "Region from aws.region, else AWS_REGION/AWS_DEFAULT_REGION, else us-east-1.",
+    )
     _spec_options(p, set_help="as for `run`", max_parallel_help="shapes how tasks are packed on aws-batch")
     _duration_options(p, "")
     p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("resume", parents=[store], help="rerun only the tasks that did not succeed")
     latest_run_argument(p)
-    p.add_argument("--detach", action="store_true", help="start the tasks and return; follow with `batchsweep wait`")
+    p.add_argument(
+        "--detach", action="store_true", help="start the tasks and return; follow with `batchsweep wait`"
+    )
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("wait", parents=[store], help="wait with a progress bar until a run ends")
@@ -63,15 +81,23 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
     latest_run_argument(p)
     p.set_defaults(func=cmd_cancel)
 
-    about = ("write a starter sweep.yaml from a script's command line (argparse, optparse, click, typer, fire, "
-             "Hydra) or what it reads (env, a params file, globals)")
+    about = (
+        "write a starter sweep.yaml from a script's command line (argparse, optparse, click, typer, fire, "
+        "Hydra) or what it reads (env, a params file, globals)"
+    )
     p = sub.add_parser("init", help=about, description=about[0].upper() + about[1:] + ".")
     p.add_argument("script", help="the Python script whose options become params")
-    p.add_argument("-o", "--output", default=None, help="where to write (default: sweep.yaml beside the script)")
+    p.add_argument(
+        "-o", "--output", default=None, help="where to write (default: sweep.yaml beside the script)"
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p.add_argument("--python", default=None, metavar="PYTHON",
-                   help="read the script with this Python (the environment that has its packages) and write it as "
-                        "the spec's python:")
+    p.add_argument(
+        "--python",
+        default=None,
+        metavar="PYTHON",
+        help="read the script with this Python (the environment that has its packages) and write it as "
+        "the spec's python:",
+    )
     p.set_defaults(func=cmd_init)
 
 
@@ -82,8 +108,13 @@ def _spec_options(p: argparse.ArgumentParser, *, set_help: str, max_parallel_hel
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override a spec field or param, {set_help} (repeatable)")
     p.add_argument("--max-parallel", type=int, help=f"tasks at once ({max_parallel_help})")
-    p.add_argument("--max-tasks", type=int, default=MAX_TASKS, metavar="N",
-                   help=f"refuse a space of more than N tasks (default {MAX_TASKS:,}), counted before expanding it")
+    p.add_argument(
+        "--max-tasks",
+        type=int,
+        default=MAX_TASKS,
+        metavar="N",
+        help=f"refuse a space of more than N tasks (default {MAX_TASKS:,}), counted before expanding it",
+    )
 
 
 def _duration_options(p: argparse.ArgumentParser, when: str) -> None:
@@ -142,8 +173,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from batchsweep.cli import display
     from batchsweep.planning import plan as planning
 
-    p = planning.plan(args.spec, overrides=args.overrides, backend=args.backend, max_parallel=args.max_parallel,
-                      check_engine=False, max_tasks=args.max_tasks)
+    p = planning.plan(
+        args.spec,
+        overrides=args.overrides,
+        backend=args.backend,
+        max_parallel=args.max_parallel,
+        check_engine=False,
+        max_tasks=args.max_tasks,
+    )
     display.print_key(p)
     args.no_reuse = False
     reuse = _dry_run_reuse(p, args)
@@ -153,7 +190,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _dry_run_reuse(p: Any, args: argparse.Namespace) -> Any:
-    """The reuse a real run would find, where a dry run can read the store (not the S3 store: no AWS calls)."""
+    """The reuse a real run would find, where a dry run can read the store (not the S3 store: no AWS
+    calls)."""
     from batchsweep.planning import plan as planning
 
     if args.no_reuse:
@@ -161,27 +199,32 @@ def _dry_run_reuse(p: Any, args: argparse.Namespace) -> Any:
     try:
         return planning.find_reuse(p, store=args.store)
     except SweepError:
-        print("reuse: looked up when the run starts (a dry run does not read the remote store)", file=sys.stderr)
+        print(
+            "reuse: looked up when the run starts (a dry run does not read the remote store)", file=sys.stderr
+        )
         return None
 
 
 def _right_size_overrides(args: argparse.Namespace) -> list[str]:
-    """`--right-size`: the smaller Fargate size that the sweep's latest finished run measured, as --set values."""
+    """`--right-size`: the smaller Fargate size that the sweep's latest finished run measured, as --set
+    values."""
     from batchsweep.planning import plan as planning
     from batchsweep.runs.estimate import earlier_right_size
 
     p = planning.plan(args.spec, overrides=args.overrides, backend=args.backend, check_engine=False)
     suggestion = earlier_right_size(p.spec, store=args.store)
     if suggestion is None:
-        raise SweepError(f"--right-size: no finished run of sweep {p.spec.name!r} in this store measured a size "
-                         "worth changing to; run it once (locally is fine), or drop --right-size")
+        raise SweepError(
+            f"--right-size: no finished run of sweep {p.spec.name!r} in this store measured a size "
+            "worth changing to; run it once (locally is fine), or drop --right-size"
+        )
     print(f"right-size: {suggestion.line()}", file=sys.stderr, flush=True)
     return suggestion.overrides
 
 
 def _quiet_optuna() -> None:
-    """Optuna logs every trial at INFO; the CLI shows its own round lines instead. (The library leaves Optuna's
-    global verbosity alone: that is the caller's to set.)"""
+    """Optuna logs every trial at INFO; the CLI shows its own round lines instead. (The library leaves
+    Optuna's global verbosity alone: that is the caller's to set.)"""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -208,8 +251,14 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from batchsweep.cli import display
     from batchsweep.planning import plan as planning
 
-    p = planning.plan(args.spec, overrides=args.overrides, backend=args.backend, max_parallel=args.max_parallel,
-                  check_engine=False, max_tasks=args.max_tasks)
+    p = planning.plan(
+        args.spec,
+        overrides=args.overrides,
+        backend=args.backend,
+        max_parallel=args.max_parallel,
+        check_engine=False,
+        max_tasks=args.max_tasks,
+    )
     display.print_estimate(_estimate(p, args))
     return 0
 
@@ -218,7 +267,11 @@ def _estimate(p: Any, args: argparse.Namespace) -> Any:
     from batchsweep.runs.estimate import estimate_plan
 
     if args.pilot is not None:
-        print(f"pilot: running {min(args.pilot, len(p.tasks))} task(s) here to time them...", file=sys.stderr, flush=True)
+        print(
+            f"pilot: running {min(args.pilot, len(p.tasks))} task(s) here to time them...",
+            file=sys.stderr,
+            flush=True,
+        )
     return estimate_plan(p, task_seconds=args.task_seconds, pilot=args.pilot, store=args.store)
 
 
@@ -234,8 +287,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if run.resume_reused is not None and run.resume_reused.found:
         print(f"resume: {run.resume_reused.line()}", file=sys.stderr)
     if not todo:
-        out("nothing left to run: every task succeeded or was reused" if run.resume_reused and run.resume_reused.found
-            else "nothing to resume: every task succeeded")
+        out(
+            "nothing left to run: every task succeeded or was reused"
+            if run.resume_reused and run.resume_reused.found
+            else "nothing to resume: every task succeeded"
+        )
         return 0
     print(f"resuming {len(todo)} of {run.n_tasks} tasks", file=sys.stderr)
     if detach:

@@ -71,7 +71,9 @@ def print_status(run: Run) -> None:
     if isinstance(account, dict):
         from batchsweep.planning.reuse import account_line
 
-        console.print(f"reuse    {account_line(account, 'to run' if progress.active else 'ran')}", markup=False)
+        console.print(
+            f"reuse    {account_line(account, 'to run' if progress.active else 'ran')}", markup=False
+        )
     line = warm_line(statuses.values())
     if line:
         console.print(f"warm     {line}", markup=False)
@@ -117,25 +119,45 @@ def print_status(run: Run) -> None:
 
         for line in status_lines(run):
             console.print(line, markup=False)
-    bad = sorted((s for s in statuses.values() if s.state in (State.FAILED, State.TIMEOUT)), key=lambda s: s.index)
+    bad = sorted(
+        (s for s in statuses.values() if s.state in (State.FAILED, State.TIMEOUT)), key=lambda s: s.index
+    )
     lost = [i for i, state in states.items() if state is State.LOST]
     if lost:  # no status was written: only the engine can say why
         reasons = run.engine.failure_reasons()
-        bad += [TaskStatus(index=i, state=State.LOST, attempts=0,
-                           error=_lost_reason(run, i, reasons.get(i), shown=n < 20)) for n, i in enumerate(lost)]
+        bad += [
+            TaskStatus(
+                index=i,
+                state=State.LOST,
+                attempts=0,
+                error=_lost_reason(run, i, reasons.get(i), shown=n < 20),
+            )
+            for n, i in enumerate(lost)
+        ]
     if bad:
         shown = {s.index for s in bad[:20]}  # a 100,000-task run's Task objects are not all kept for 20 rows
         params = {t.index: t.params for t in run.store.iter_tasks(run.id) if t.index in shown}
-        rows = [[s.index, s.state.value, s.exit_code, s.attempts, s.error, params_text(params.get(s.index, {}))]
-                for s in bad[:20]]
-        table, _ = fit_table(["task", "status", "exit", "attempts", "reason", "params"], rows, title="failed tasks",
-                             width=console.width if console.is_terminal else None, wrap=("reason", "params"))
+        rows = [
+            [s.index, s.state.value, s.exit_code, s.attempts, s.error, params_text(params.get(s.index, {}))]
+            for s in bad[:20]
+        ]
+        table, _ = fit_table(
+            ["task", "status", "exit", "attempts", "reason", "params"],
+            rows,
+            title="failed tasks",
+            width=console.width if console.is_terminal else None,
+            wrap=("reason", "params"),
+        )
         console.print(table)
         if bad[0].command:
             console.print(f"task {bad[0].index} ran: {printable(bad[0].command)}", markup=False)
         if len(bad) > 20:
-            console.print(f"… and {len(bad) - 20} more; all of them: batchsweep results {run.id} --format csv")
-        console.print(f"a task's output: batchsweep logs {run.id} TASK --stderr · rerun: batchsweep resume {run.id}")
+            console.print(
+                f"… and {len(bad) - 20} more; all of them: batchsweep results {run.id} --format csv"
+            )
+        console.print(
+            f"a task's output: batchsweep logs {run.id} TASK --stderr · rerun: batchsweep resume {run.id}"
+        )
 
 
 def _lost_reason(run: Run, index: int, reason: str | None, *, shown: bool) -> str:
@@ -154,8 +176,10 @@ def stop_line(run: Run, statuses: dict[int, TaskStatus], stop: Stop) -> str:
     saved = saved_seconds(statuses)
     if saved is None:
         return f"{text} · {pruned} pruned"
-    text += f" · {saved[1]} pruned · ~{duration(saved[0])} of task time saved (a pruned task would have run about as " \
-            "long as the median full task)"
+    text += (
+        f" · {saved[1]} pruned · ~{duration(saved[0])} of task time saved (a pruned task would have run "
+        "about as long as the median full task)"
+    )
     from batchsweep.report.cost import run_cost
 
     cost = run_cost(run.record, [saved[0]])
@@ -167,9 +191,11 @@ def stop_line(run: Run, statuses: dict[int, TaskStatus], stop: Stop) -> str:
 WATCH_EVERY_S = 2.0
 
 
-def watch_status(run: Run, *, every: float = WATCH_EVERY_S, rounds: int | None = None, clock: Clock = SYSTEM) -> None:
-    """`status --watch`: the status and the running tasks' series, redrawn every `every` seconds of `clock` until
-    the run ends."""
+def watch_status(
+    run: Run, *, every: float = WATCH_EVERY_S, rounds: int | None = None, clock: Clock = SYSTEM
+) -> None:
+    """`status --watch`: the status and the running tasks' series, redrawn every `every` seconds of `clock`
+    until the run ends."""
     console = make_console()
     n = 0
     while True:
@@ -183,16 +209,18 @@ def watch_status(run: Run, *, every: float = WATCH_EVERY_S, rounds: int | None =
         n += 1
         if not active or (rounds is not None and n >= rounds):
             return
-        console.print(f"watching {run.id}: every {every:g} s until it ends (Ctrl-C stops watching, not the run)",
-                      markup=False)
+        console.print(
+            f"watching {run.id}: every {every:g} s until it ends (Ctrl-C stops watching, not the run)",
+            markup=False,
+        )
         clock.sleep(every)
 
 
 def live_table(run: Run, *, width: int | None, active: bool = True) -> Any:
-    """Each running task with a series: its latest step, the latest value of the watched metric (the stop rule's,
-    else the first in its series) and the best so far; None when no running task has reported a step yet.
-    Running = a series and no status yet, read from the store; when the engine says the run ended (`active`
-    false) such tasks may have been cut off, and the title says so."""
+    """Each running task with a series: its latest step, the latest value of the watched metric (the stop
+    rule's, else the first in its series) and the best so far; None when no running task has reported a step
+    yet. Running = a series and no status yet, read from the store; when the engine says the run ended
+    (`active` false) such tasks may have been cut off, and the title says so."""
     from batchsweep.report.live import live_rows
 
     live = live_rows(run)

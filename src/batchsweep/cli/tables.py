@@ -91,8 +91,19 @@ def params_text(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={cell(v)}" for k, v in params.items())
 
 
-WIDE_ONLY = ("attempts", "duration_s", "exit_code", "started_at", "ended_at", "worker", "peak_rss_mib", "cpu_s", "gpu",
-             "gpu_mem_mib", "outputs")
+WIDE_ONLY = (
+    "attempts",
+    "duration_s",
+    "exit_code",
+    "started_at",
+    "ended_at",
+    "worker",
+    "peak_rss_mib",
+    "cpu_s",
+    "gpu",
+    "gpu_mem_mib",
+    "outputs",
+)
 
 
 def result_columns(df: pd.DataFrame, *, params: Sequence[str], metrics: Sequence[str],
@@ -108,19 +119,34 @@ def result_columns(df: pd.DataFrame, *, params: Sequence[str], metrics: Sequence
             *(c for c in ("last_step", "partial") if c in df.columns)]
     has_error = "error" in df.columns and df["error"].notna().any()
     if wide:
-        cols += [*quiet, *(c for c in WIDE_ONLY if c in df.columns), *(["error"] if "error" in df.columns else [])]
+        cols += [
+            *quiet,
+            *(c for c in WIDE_ONLY if c in df.columns),
+            *(["error"] if "error" in df.columns else []),
+        ]
         quiet = []
     elif has_error:
         cols.append("error")
     return [c for c in cols if c in df.columns], quiet
 
 
-TABLE_ROWS = 1000  # a table shows this many rows at most: 100,000 would take minutes to draw, and no one reads them
+# a table shows this many rows at most: 100,000 would take minutes to draw, and no one reads them
+TABLE_ROWS = 1000
 
 
-def results_view(df: pd.DataFrame, *, params: Sequence[str], metrics: Sequence[str], derived: Sequence[str] = (),
-                 width: int | None, wide: bool = False, columns: Sequence[str] | None = None,
-                 title: str | None = None, sort: str | None = None, notes: Sequence[str] = ()) -> tuple[Any, list[str]]:
+def results_view(
+    df: pd.DataFrame,
+    *,
+    params: Sequence[str],
+    metrics: Sequence[str],
+    derived: Sequence[str] = (),
+    width: int | None,
+    wide: bool = False,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+    sort: str | None = None,
+    notes: Sequence[str] = (),
+) -> tuple[Any, list[str]]:
     """The results table fitted to `width` (None: every column), and the lines to print under it."""
     lines = list(notes)
     if columns:
@@ -134,8 +160,10 @@ def results_view(df: pd.DataFrame, *, params: Sequence[str], metrics: Sequence[s
             for row in df[cols].head(TABLE_ROWS).itertuples(index=False, name=None)]
     if len(df) > TABLE_ROWS:
         order = f"sorted by {sort}" if sort else "in task order; --sort COLUMN for the best first"
-        lines.append(f"the first {TABLE_ROWS:,} of {len(df):,} tasks shown ({order}); all of them: -o results.csv "
-                     "or --format csv")
+        lines.append(
+            f"the first {TABLE_ROWS:,} of {len(df):,} tasks shown ({order}); all of them: -o results.csv "
+            "or --format csv"
+        )
     table, dropped = fit_table(cols, rows, width=width, title=title, keep=[sort] if sort else ())
     if quiet:
         lines.append("not shown (the same for every task, or made of other params): "
@@ -153,7 +181,9 @@ def check_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
 
     unknown = [c for c in columns if c not in df.columns]
     if unknown:
-        raise SweepError(f"--columns {','.join(unknown)}: no such column; columns are: {', '.join(map(str, df.columns))}")
+        raise SweepError(
+            f"--columns {','.join(unknown)}: no such column; columns are: {', '.join(map(str, df.columns))}"
+        )
 
 
 def _when(ts: Any) -> Any:
@@ -177,7 +207,9 @@ def print_table(df: pd.DataFrame, run: Run, *, wide: bool = False, columns: Sequ
         derived=derived_params(run), width=console.width if console else None, wide=wide, columns=columns,
         title=f"{run.id} · {len(df)} tasks", sort=sort, notes=notes)
     if console is None:
-        console = Console(highlight=False, width=max(Console(width=100_000).measure(table).maximum, 80), soft_wrap=True)
+        console = Console(
+            highlight=False, width=max(Console(width=100_000).measure(table).maximum, 80), soft_wrap=True
+        )
     console.print(table)
     for line in lines:
         console.print(line, markup=False, style="dim" if terminal else None)

@@ -5,13 +5,13 @@
     python -m batchsweep.emulator play RUN_ID --image IMAGE   # ...inside the task image (buildah, chroot)
     python -m batchsweep.emulator push IMAGE      # the emulator's `image push` of an image built here
 
-Moto accepts Batch jobs but (without Docker) never runs them, so `play` does what a container would: it reads each
-submitted job back with DescribeJobs and runs its own command and environment here, once per array index, and
-ships its output to CloudWatch Logs as the awslogs driver would (`batchsweep.emulator.player`). A child that fails
-is reported with its exit code and its last stderr lines. With `--image`, each child runs in a fresh container of
-the task image that `batchsweep image build` made, instead of with the host's Python. Moto's ECR has no registry to
-push layers to, so `push` records the image's tag there and points the stack at it, which is what `run` checks.
-Needs `moto[server]` (a test dependency, not a runtime one).
+Moto accepts Batch jobs but (without Docker) never runs them, so `play` does what a container would: it reads
+each submitted job back with DescribeJobs and runs its own command and environment here, once per array index,
+and ships its output to CloudWatch Logs as the awslogs driver would (`batchsweep.emulator.player`). A child
+that fails is reported with its exit code and its last stderr lines. With `--image`, each child runs in a
+fresh container of the task image that `batchsweep image build` made, instead of with the host's Python.
+Moto's ECR has no registry to push layers to, so `push` records the image's tag there and points the stack at
+it, which is what `run` checks. Needs `moto[server]` (a test dependency, not a runtime one).
 """
 
 from __future__ import annotations
@@ -43,18 +43,39 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (cert.pem, key.pem), valid two days; needs `openssl`."""
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return cert, key
 
 
 class MotoServer:
     """`moto_server` on 127.0.0.1 in its own process group; Batch's Docker mode off.
 
-    `tls_dir` serves HTTPS with a self-signed certificate made there (clients need `AWS_CA_BUNDLE`, see `env()`);
-    `unchecked_calls` turns IAM enforcement on after that many AWS calls (use them to create an admin user);
-    `program` runs another command that takes moto_server's arguments (a test harness's wrapper of moto)."""
+    `tls_dir` serves HTTPS with a self-signed certificate made there (clients need `AWS_CA_BUNDLE`, see
+    `env()`); `unchecked_calls` turns IAM enforcement on after that many AWS calls (use them to create an
+    admin user); `program` runs another command that takes moto_server's arguments (a test harness's wrapper
+    of moto)."""
 
     def __init__(self, port: int | None = None, *, tls_dir: Path | None = None,
                  unchecked_calls: int | None = None, program: list[str] | None = None) -> None:
@@ -106,8 +127,13 @@ class MotoServer:
         self.post("reset", {})
 
     def env(self) -> dict[str, str]:
-        env = {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+        env = {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+        }
         if self.tls:
             env["AWS_CA_BUNDLE"] = str(self.tls[0])
         return env
@@ -161,7 +187,8 @@ def register_image(session: Any, ref: str, stack: str = "batchsweep") -> None:
                 "layers": []}
     make_client("ecr", session=session).put_image(repositoryName=outputs["EcrRepository"],
                                                   imageManifest=json.dumps(manifest), imageTag=tag)
-    # UpdateStack rather than `infra up`'s change set: moto re-evaluates the outputs (ImageUri) only on UpdateStack.
+    # UpdateStack rather than `infra up`'s change set: moto re-evaluates the outputs (ImageUri) only on
+    # UpdateStack.
     cfn = make_client("cloudformation", session=session)
     current = describe_stack(stack, session=session) or {}
     params = [{"ParameterKey": p["ParameterKey"], "UsePreviousValue": True}
@@ -185,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         from batchsweep.aws.clients import make_session
 
         deploy_stack(make_session(region="us-east-1"))
-        print("# moto is running with the batchsweep stack deployed (stand-in image); in another shell:", flush=True)
+        print(
+            "# moto is running with the batchsweep stack deployed (stand-in image); in another shell:",
+            flush=True,
+        )
         for key, value in server.env().items():
             print(f"export {key}={value}", flush=True)
         # SIGTERM (`kill`) stops moto too: it runs in its own session, so nothing else would.
@@ -200,16 +230,22 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["play"]:
         parser = argparse.ArgumentParser(prog="python -m batchsweep.emulator play")
         parser.add_argument("run", help="the run id (or a unique part of one)")
-        parser.add_argument("--image", help="play each child inside this locally built image (buildah, chroot)")
+        parser.add_argument(
+            "--image", help="play each child inside this locally built image (buildah, chroot)"
+        )
         parser.add_argument("--parallel", type=int, default=4, help="children at once (default 4)")
-        parser.add_argument("--store", help="the local store that knows the run (default: BATCHSWEEP_STORE or ./.batchsweep)")
+        parser.add_argument(
+            "--store", help="the local store that knows the run (default: BATCHSWEEP_STORE or ./.batchsweep)"
+        )
         options = parser.parse_args(args[1:])
         from batchsweep.emulator.player import play
         from batchsweep.errors import SweepError
         from batchsweep.runs.catalog import load_run
 
         try:
-            played = play(load_run(options.run, store=options.store), parallel=options.parallel, image=options.image)
+            played = play(
+                load_run(options.run, store=options.store), parallel=options.parallel, image=options.image
+            )
         except SweepError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

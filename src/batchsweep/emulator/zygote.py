@@ -1,31 +1,33 @@
 """The container player's zygote: one process that has imported what a played AWS Batch child imports (boto3,
-botocore, the worker, the S3 store) and forks a child per container, so that a played child costs a fork, not a
-fresh interpreter's ~0.5 CPU-s of imports. Opt-in: `play(..., fork=True)` or BATCHSWEEP_PLAY_FORK=1 (the test
-suite sets it); `emulator play` starts a fresh interpreter per child unless asked, and `--image` always does.
+botocore, the worker, the S3 store) and forks a child per container, so that a played child costs a fork, not
+a fresh interpreter's ~0.5 CPU-s of imports. Opt-in: `play(..., fork=True)` or BATCHSWEEP_PLAY_FORK=1 (the
+test suite sets it); `emulator play` starts a fresh interpreter per child unless asked, and `--image` always
+does.
 
 The player talks to it over a SOCK_SEQPACKET Unix socket (its fd number is the zygote's argument), one JSON
 object a packet:
 
-    player → zygote   {"id": 7, "module": "batchsweep.worker", "cwd": ..., "env": {...}} + fds (stdout, stderr)
-    zygote → player   {"ready": true, "env_read": [...], "threads": 1}   once, after the imports
-                      {"id": 7, "pid": 4242}                             the child runs
-                      {"id": 7, "exit": 0}                               ...and ended (negative: killed by that signal)
-                      {"id": 7, "error": "..."}                          it could not be started
+    player → zygote   {"id": 7, "module": "batchsweep.worker", "cwd": ..., "env": {...}} + fds (stdout,
+                      stderr)
+    zygote → player   {"ready": true, "env_read": [...], "threads": 1} once, after the imports {"id": 7,
+                      "pid": 4242} the child runs {"id": 7, "exit": 0} ...and ended (negative: killed by that
+                      signal) {"id": 7, "error": "..."} it could not be started
 
 A forked child is what `python -m batchsweep.worker` would be, as far as the worker can tell: stdin /dev/null,
 stdout and stderr the player's pipes, the job's environment (os.environ replaced whole), the player's working
 directory (also sys.path[0], as `-m` has it), the module run as `__main__`, interpreter exit (threads joined,
 atexit run, stdio flushed, the exit code). What it shares with its siblings is what the imports did, once:
-  - module state computed from the environment at import: the zygote records every variable its imports look up
-    (os.environ reads, `get` and `in` included) and the player forks only a child whose environment agrees with
-    the zygote's on those and on what the interpreter reads as it starts (PYTHON*, LC_*, LD_*, LANG, TZ); any
-    other child starts a fresh interpreter (`accepts`). Measured: the imports read HOME, PYTHONUSERBASE and a few
-    more PYTHON* names, PYDANTIC_DISABLE_PLUGINS; no AWS_* and no BATCHSWEEP_* variable.
-  - the hash seed (str hashes, set order) and the imported source: the package as it was when the zygote started.
-    `random` reseeds itself after a fork; the worker uses nothing else seeded.
-  - what a fresh interpreter has and a fork does not: /proc/PID/environ and /proc/PID/cmdline show the zygote's
-    (the worker reads its environment through os.environ; the reaper finds tasks by their own environ), and the
-    child's parent is the zygote, not the player (`kill_container` walks down from the child's pid either way).
+  - module state computed from the environment at import: the zygote records every variable its imports look
+    up (os.environ reads, `get` and `in` included) and the player forks only a child whose environment agrees
+    with the zygote's on those and on what the interpreter reads as it starts (PYTHON*, LC_*, LD_*, LANG, TZ);
+    any other child starts a fresh interpreter (`accepts`). Measured: the imports read HOME, PYTHONUSERBASE
+    and a few more PYTHON* names, PYDANTIC_DISABLE_PLUGINS; no AWS_* and no BATCHSWEEP_* variable.
+  - the hash seed (str hashes, set order) and the imported source: the package as it was when the zygote
+    started. `random` reseeds itself after a fork; the worker uses nothing else seeded.
+  - what a fresh interpreter has and a fork does not: /proc/PID/environ and /proc/PID/cmdline show the
+    zygote's (the worker reads its environment through os.environ; the reaper finds tasks by their own
+    environ), and the child's parent is the zygote, not the player (`kill_container` walks down from the
+    child's pid either way).
 A zygote that cannot start, or dies, costs nothing but speed: the player starts fresh interpreters instead.
 """
 
@@ -48,10 +50,24 @@ from batchsweep.task.forkclient import ForkClient, ForkedProcess
 from batchsweep.task.forkserver import PacketChannel, run_as_main, serve
 
 MODULE = "batchsweep.worker"  # the job definition's `python -m batchsweep.worker`
-# What a played child imports besides the standard library's basics (measured from a real child's sys.modules).
-PRELOAD = ("ctypes", "encodings.idna", "runpy", "boto3", "botocore.session", "boto3.s3.inject", "boto3.s3.transfer",
-           "batchsweep.task.remote", "batchsweep.aws.s3store", "batchsweep.aws.clients", "batchsweep.aws.codepkg",
-           "batchsweep.task.warm", "batchsweep.aws.clients:warm_loader")  # module:function is called, once imported
+# What a played child imports besides the standard library's basics (measured from a real child's
+# sys.modules).
+PRELOAD = (
+    "ctypes",
+    "encodings.idna",
+    "runpy",
+    "boto3",
+    "botocore.session",
+    "boto3.s3.inject",
+    "boto3.s3.transfer",
+    "batchsweep.task.remote",
+    "batchsweep.aws.s3store",
+    "batchsweep.aws.clients",
+    "batchsweep.aws.codepkg",
+    # module:function is called, once imported
+    "batchsweep.task.warm",
+    "batchsweep.aws.clients:warm_loader",
+)
 # Read by the interpreter as it starts or by the C library, not through os.environ.
 STARTUP_PREFIXES = ("PYTHON", "LC_", "LD_")
 STARTUP_NAMES = ("LANG", "LANGUAGE", "TZ")
@@ -84,19 +100,31 @@ class Zygote(ForkClient):
 
     lost_before_start = "the player's zygote ended before the child started"
 
-    def __init__(self, *, python: str = sys.executable, module: str = MODULE, preload: tuple[str, ...] = PRELOAD,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        python: str = sys.executable,
+        module: str = MODULE,
+        preload: tuple[str, ...] = PRELOAD,
+        env: dict[str, str] | None = None,
+    ) -> None:
         super().__init__("batchsweep-zygote-reader")
         self.python, self.module = python, module
         self.env = dict(os.environ if env is None else env)  # what the zygote's imports ran with
-        self._scratch = tempfile.mkdtemp(prefix="batchsweep-zygote-")  # its cwd: no module of ours is beside it
+        # its cwd: no module of ours is beside it
+        self._scratch = tempfile.mkdtemp(prefix="batchsweep-zygote-")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
         try:
-            self._proc = subprocess.Popen([python, "-m", "batchsweep.emulator.zygote", str(theirs.fileno()), *preload],
-                                          cwd=self._scratch, env=self.env, stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                          pass_fds=(theirs.fileno(),))
+            self._proc = subprocess.Popen(
+                [python, "-m", "batchsweep.emulator.zygote", str(theirs.fileno()), *preload],
+                cwd=self._scratch,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+            )
         finally:
             theirs.close()
         self._reader.start()
@@ -109,8 +137,8 @@ class Zygote(ForkClient):
         self.compared = frozenset(self._hello.get("env_read", ()))
 
     def accepts(self, argv: list[str], env: dict[str, str]) -> bool:
-        """Whether `argv` with `env` can be this zygote's fork: `python -m MODULE` (batchsweep.worker), with the
-        values the imports and the interpreter's start-up read being the zygote's own."""
+        """Whether `argv` with `env` can be this zygote's fork: `python -m MODULE` (batchsweep.worker), with
+        the values the imports and the interpreter's start-up read being the zygote's own."""
         if self.gone or argv != [self.python, "-m", self.module]:
             return False
         startup = {k for k in (*env, *self.env) if k.startswith(STARTUP_PREFIXES) or k in STARTUP_NAMES}
@@ -245,7 +273,9 @@ def main(argv: list[str]) -> int:
     finally:
         environ.__class__ = os._Environ
     gc.freeze()  # the imported modules' objects: a child's collections neither scan nor copy them
-    channel.send({"ready": True, "env_read": sorted(_RecordingEnviron.read), "threads": threading.active_count()})
+    channel.send(
+        {"ready": True, "env_read": sorted(_RecordingEnviron.read), "threads": threading.active_count()}
+    )
     served = serve(channel)
     if served is None:
         return 0

@@ -24,9 +24,9 @@ from pydantic import BaseModel, ValidationError
 from batchsweep.clock import SYSTEM, Clock
 from batchsweep.model import State
 
-# engine.json's models and its one way in and out live with run.json's (`batchsweep.store.record`), below the engines:
-# what reads a run without its engine (the AWS emulator's player) reads it through the same models. Named here
-# too, where an engine (one from outside the package too) has always found them.
+# engine.json's models and its one way in and out live with run.json's (`batchsweep.store.record`), below the
+# engines: what reads a run without its engine (the AWS emulator's player) reads it through the same models.
+# Named here too, where an engine (one from outside the package too) has always found them.
 from batchsweep.store.record import EngineRecord as EngineRecord
 from batchsweep.store.record import EngineSettings as EngineSettings
 from batchsweep.store.record import read_engine_record as read_engine_record
@@ -45,9 +45,9 @@ log = logging.getLogger(__name__)
 
 def keep_code_package(spec: Spec, store: Store, code_dir: Path) -> dict[str, Any]:
     """The run's code package (`batchsweep.aws.codepkg`: the code directory less .gitignore, `code.exclude`,
-    secrets, links leaving it and any store inside it) in the store at `code/<sha256>.tar.gz`, written only when no
-    run has it yet: run.json `code_sha256`. Over `code.max_mib` it is not kept (`code_package` says why) and the
-    run goes on: a local run needs no package to run."""
+    secrets, links leaving it and any store inside it) in the store at `code/<sha256>.tar.gz`, written only
+    when no run has it yet: run.json `code_sha256`. Over `code.max_mib` it is not kept (`code_package` says
+    why) and the run goes on: a local run needs no package to run."""
     from batchsweep.aws import codepkg
     from batchsweep.errors import SpecError
 
@@ -56,17 +56,27 @@ def keep_code_package(spec: Spec, store: Store, code_dir: Path) -> dict[str, Any
     with tempfile.TemporaryDirectory(prefix=".pack-", dir=scratch) as tmp:
         packed = Path(tmp) / "code.tar.gz"
         try:
-            sha, _ = codepkg.pack_to_file(code_dir, packed, exclude=spec.code.exclude, include=spec.code.include,
-                                          max_mib=spec.code.max_mib)
+            sha, _ = codepkg.pack_to_file(
+                code_dir,
+                packed,
+                exclude=spec.code.exclude,
+                include=spec.code.include,
+                max_mib=spec.code.max_mib,
+            )
         except SpecError as e:
-            log.warning("code: not kept for `batchsweep rerun` (it replays with the code directory as it is then): %s", e)
+            log.warning(
+                "code: not kept for `batchsweep rerun` (it replays with the code directory as it is then): "
+                "%s",
+                e,
+            )
             return {"code_package": f"not kept: {e}"}
         key = store.code_key(sha)
         if not store.backend.exists(key):
             if store.is_local:
                 target = store.local_path(key)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(packed, target)  # whole or not at all: a concurrent run writing the same bytes is harmless
+                # whole or not at all: a concurrent run writing the same bytes is harmless
+                os.replace(packed, target)
             else:
                 store.backend.upload_file(packed, key)  # type: ignore[attr-defined]
     return {"code_sha256": sha}
@@ -74,8 +84,8 @@ def keep_code_package(spec: Spec, store: Store, code_dir: Path) -> dict[str, Any
 
 def ship_inputs(spec: Spec, store: Store) -> dict[str, dict[str, Any]]:
     """The tasks' local inputs in an S3 store, content-addressed (`inputs/<sha256>/<name>`, a directory as one
-    tar.gz), uploaded only when the store has no such object yet: run.json `inputs_map` (input as written -> its
-    key, and whether it is a directory). Streamed from disk with the transfer manager: no input is held in
+    tar.gz), uploaded only when the store has no such object yet: run.json `inputs_map` (input as written ->
+    its key, and whether it is a directory). Streamed from disk with the transfer manager: no input is held in
     memory. `s3://` inputs are fetched by the worker from where they are."""
     from batchsweep.aws import codepkg
     from batchsweep.model import input_parts
@@ -120,7 +130,8 @@ class RunHandle:
     store: Store
     info: Mapping[str, Any]  # run.json as it was when the engine was made (read-only)
     n_tasks: int
-    hold: Callable[[], RunLock | None] = lambda: None  # the driving process's hold on the run (a detached runner adopts it)
+    # the driving process's hold on the run (a detached runner adopts it)
+    hold: Callable[[], RunLock | None] = lambda: None
 
     @classmethod
     def load(cls, store: Store, run_id: str) -> RunHandle:
@@ -153,22 +164,22 @@ class RunHandle:
 
 @dataclass(frozen=True)
 class Progress:
-    """What an engine knows right now (`Engine.poll`). `status`, the progress bar, `wait` and `results` all read it
-    through `states` and `tally`, so they never disagree about a task.
+    """What an engine knows right now (`Engine.poll`). `status`, the progress bar, `wait` and `results` all
+    read it through `states` and `tally`, so they never disagree about a task.
 
-    A task's state is, in this order: its status (the store's, or one handed over in `statuses`); RUNNING when it
-    is in `running`; PENDING while the run is `active`; once it is not, `missing` (CANCELLED when the run was
-    cancelled)."""
+    A task's state is, in this order: its status (the store's, or one handed over in `statuses`); RUNNING when
+    it is in `running`; PENDING while the run is `active`; once it is not, `missing` (CANCELLED when the run
+    was cancelled)."""
 
     active: bool
     """The engine (or the process driving the run) may still start or finish tasks."""
     running: frozenset[int] = frozenset()
-    """Tasks without a status that the engine knows are executing now. An engine that can only count them gives
-    `counts` instead: a state is never guessed for a task."""
+    """Tasks without a status that the engine knows are executing now. An engine that can only count them
+    gives `counts` instead: a state is never guessed for a task."""
     counts: Mapping[str, int] | None = None
     """The whole run's tasks by state name, when the engine can tell them cheaper than reading every status (a
-    long local run, AWS child jobs). Their sum is the run's task count; `tally` uses them as they are while the
-    run is active and turns their pending and running into `missing` once it is not."""
+    long local run, AWS child jobs). Their sum is the run's task count; `tally` uses them as they are while
+    the run is active and turns their pending and running into `missing` once it is not."""
     missing: State = State.PENDING
     """What a task without a status is once the run is no longer active: it never ran (PENDING), or the engine
     saw it end without writing one (LOST)."""
@@ -197,7 +208,9 @@ class Progress:
         """Every task's state, from the states of the statuses `written` (by task index)."""
         missing = self.ended_as(cancelled)
         running = self.running if self.active else frozenset()
-        return [written[i] if i in written else State.RUNNING if i in running else missing for i in range(n_tasks)]
+        return [
+            written[i] if i in written else State.RUNNING if i in running else missing for i in range(n_tasks)
+        ]
 
     def tally(self, n_tasks: int, written: Mapping[int, State], cancelled: bool) -> Counter[str]:
         """The run's tasks by state name, as `states` would count them (or as the engine's `counts` say)."""
@@ -226,14 +239,16 @@ def parse_settings(model: type[SettingsModel], block: str, raw: Mapping[str, Any
 
 class Engine(abc.ABC):
     name: ClassVar[str]
-    # The engine's own block of the spec (its key, and the pydantic model that validates it): `dask: {...}`. The
-    # spec and `--set` pass the block to it untouched; an engine without settings refuses a block.
+    # The engine's own block of the spec (its key, and the pydantic model that validates it): `dask: {...}`.
+    # The spec and `--set` pass the block to it untouched; an engine without settings refuses a block.
     block: ClassVar[str | None] = None
     settings_model: ClassVar[type[BaseModel] | None] = None
     # Whether tasks run the code directory as it is when each starts (local, Dask), so a resume after the code
-    # changed runs the new code and keys it so; False when they run the package `prepare()` shipped at the start.
+    # changed runs the new code and keys it so; False when they run the package `prepare()` shipped at the
+    # start.
     live_code: ClassVar[bool] = True
-    # What the engine keeps in the run's engine.json (`read_engine_record` / `write_engine_record`); None: nothing.
+    # What the engine keeps in the run's engine.json (`read_engine_record` / `write_engine_record`); None:
+    # nothing.
     record_model: ClassVar[type[EngineRecord] | None] = None
     # The model of its resolved settings (what `check` returns, run.json `engine`; read through
     # `RunRecord.engine_as`). The base model keeps whatever fields it is given.
@@ -241,16 +256,20 @@ class Engine(abc.ABC):
 
     @classmethod
     def settings_of(cls, raw: Mapping[str, Any] | None) -> BaseModel | None:
-        """The spec's block for this engine, validated (ValueError naming the key and the fix when it is bad)."""
+        """The spec's block for this engine, validated (ValueError naming the key and the fix when it is
+        bad)."""
         if cls.settings_model is None:
             if raw:
-                raise ValueError(f"{cls.block or cls.name}: the {cls.name} engine takes no settings; remove the block")
+                raise ValueError(
+                    f"{cls.block or cls.name}: the {cls.name} engine takes no settings; remove the block"
+                )
             return None
         return parse_settings(cls.settings_model, cls.block or cls.name, raw)
 
     def __init__(self, run: RunHandle) -> None:
         self.run = run
-        self.clock: Clock = SYSTEM  # the time its polls and waits read and sleep on (a test passes a fake one)
+        # the time its polls and waits read and sleep on (a test passes a fake one)
+        self.clock: Clock = SYSTEM
 
     # -- before a run exists -----------------------------------------------------------------
     @classmethod
@@ -262,7 +281,8 @@ class Engine(abc.ABC):
 
     @classmethod
     def resolved(cls, settings: EngineSettings | Mapping[str, Any]) -> EngineSettings:
-        """`check`'s result as the engine's settings model (SpecError naming the field when it does not fit)."""
+        """`check`'s result as the engine's settings model (SpecError naming the field when it does not
+        fit)."""
         if isinstance(settings, cls.engine_settings_model):
             return settings
         from batchsweep.errors import SpecError
@@ -277,8 +297,9 @@ class Engine(abc.ABC):
 
     @classmethod
     def key_environment(cls, spec: Spec, settings: EngineSettings) -> dict[str, Any]:
-        """What the tasks run on, as far as their results can tell: part of every content key (`batchsweep.planning.keys`).
-        Here: this machine's interpreter; remote engines name their image and requirements instead."""
+        """What the tasks run on, as far as their results can tell: part of every content key
+        (`batchsweep.planning.keys`). Here: this machine's interpreter; remote engines name their image and
+        requirements instead."""
         from batchsweep.planning.keys import local_environment
 
         return local_environment()
@@ -290,8 +311,9 @@ class Engine(abc.ABC):
 
     @classmethod
     def prepare(cls, spec: Spec, store: Store, info: dict[str, Any]) -> dict[str, Any]:
-        """Ship what tasks need (code, inputs) before submit; returns fields to add to run.json. Here (tasks run
-        from the code directory itself): keep the code package in the store, so `rerun` replays the code as it was."""
+        """Ship what tasks need (code, inputs) before submit; returns fields to add to run.json. Here (tasks
+        run from the code directory itself): keep the code package in the store, so `rerun` replays the code
+        as it was."""
         return keep_code_package(spec, store, Path(info["code_dir"]))
 
     # Whether `batchsweep run` returns once the tasks are submitted (`--detach` without asking): the engine's
@@ -304,23 +326,27 @@ class Engine(abc.ABC):
         `run --dry-run`, calling nothing remote. Here: None, nothing to show."""
         return None
 
-    # -- what differs between engines: price, size, where tasks run (optional; the defaults price nothing) ----
-    # Whether `estimate_cost` prices the tasks: a dry run then shows the estimate without being asked for it.
+    # -- what differs between engines: price, size, where tasks run (optional; the defaults price nothing)
+    # ---- Whether `estimate_cost` prices the tasks: a dry run then shows the estimate without being asked for
+    # it.
     priced: ClassVar[bool] = False
-    # Whether tasks get the GPUs `resources.gpus` asks for (a lease of their own); planning refuses GPUs otherwise.
+    # Whether tasks get the GPUs `resources.gpus` asks for (a lease of their own); planning refuses GPUs
+    # otherwise.
     gpus: ClassVar[bool] = False
     # Whether tasks of one run may ask for different GPUs (`resources.gpus: "{param}"`).
     per_task_gpus: ClassVar[bool] = False
-    # Whether tasks run on a Python of this machine: `python:` applies, and MLflow's client must be installed here.
+    # Whether tasks run on a Python of this machine: `python:` applies, and MLflow's client must be installed
+    # here.
     local_python: ClassVar[bool] = True
-    # Whether a submit packs tasks into children by an earlier run's task time (run.json's `median_task_s`, which
-    # `runs.run.start` fills from the same figure `estimate` and a dry run read: `runs.estimate.packing_durations`).
+    # Whether a submit packs tasks into children by an earlier run's task time (run.json's `median_task_s`,
+    # which `runs.run.start` fills from the same figure `estimate` and a dry run read:
+    # `runs.estimate.packing_durations`).
     packs_by_duration: ClassVar[bool] = False
 
     @classmethod
     def check_resources(cls, spec: Spec) -> None:
-        """Refuse `resources:` this engine can never run, calling nothing remote (`estimate`, a dry run). Here:
-        every size is fine."""
+        """Refuse `resources:` this engine can never run, calling nothing remote (`estimate`, a dry run).
+        Here: every size is fine."""
         return None
 
     @classmethod
@@ -345,9 +371,9 @@ class Engine(abc.ABC):
     @classmethod
     def right_size(cls, spec: Spec, usage: Sequence[tuple[float, float, float]],
                    settings: EngineSettings | None = None) -> RightSize | None:
-        """A smaller `resources:` that still fits what the tasks used, when the saving is worth a line. `usage`:
-        (peak_rss_mib, cpu_s, duration_s) of succeeded tasks; `settings`: this engine's resolved settings as
-        the measured run recorded them (None: judge from the spec alone). Here: None."""
+        """A smaller `resources:` that still fits what the tasks used, when the saving is worth a line.
+        `usage`: (peak_rss_mib, cpu_s, duration_s) of succeeded tasks; `settings`: this engine's resolved
+        settings as the measured run recorded them (None: judge from the spec alone). Here: None."""
         return None
 
     # -- a run --------------------------------------------------------------------------------
@@ -364,7 +390,8 @@ class Engine(abc.ABC):
         """Stop queued and running tasks. Returns a sentence when the stop could not be confirmed."""
 
     def failure_reasons(self) -> dict[int, str]:
-        """The engine's own reason for tasks that ended without a status (e.g. a container that never started)."""
+        """The engine's own reason for tasks that ended without a status (e.g. a container that never
+        started)."""
         return {}
 
     def runner_failure(self) -> str | None:
@@ -376,7 +403,8 @@ class Engine(abc.ABC):
         return None
 
     def last_output(self, index: int) -> str | None:
-        """The last line a task without a status printed, if the engine kept its output elsewhere (`status`)."""
+        """The last line a task without a status printed, if the engine kept its output elsewhere
+        (`status`)."""
         return None
 
     def close(self) -> None:  # noqa: B027 - optional hook

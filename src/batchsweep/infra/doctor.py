@@ -16,9 +16,12 @@ from batchsweep.errors import SweepError
 Echo = Callable[[str], None]
 
 # The stack's queue runs on both: Fargate Spot first, on-demand Fargate next (and alone for `spot: false`).
-FARGATE_VCPU_QUOTAS = (("Fargate On-Demand", "fargate", "L-3032A538"), ("Fargate Spot", "fargate", "L-36FBB829"))
-# With EnableGpu: the GPU environments' EC2 instances count against these (vCPUs; new accounts often have 0, and
-# then GPU jobs wait in RUNNABLE until the queue cancels them).
+FARGATE_VCPU_QUOTAS = (
+    ("Fargate On-Demand", "fargate", "L-3032A538"),
+    ("Fargate Spot", "fargate", "L-36FBB829"),
+)
+# With EnableGpu: the GPU environments' EC2 instances count against these (vCPUs; new accounts often have 0,
+# and then GPU jobs wait in RUNNABLE until the queue cancels them).
 GPU_VCPU_QUOTAS = (("G and VT Spot instances", "ec2", "L-3819A6DF"),
                    ("Running On-Demand G and VT instances", "ec2", "L-DB2E81BA"))
 
@@ -50,7 +53,10 @@ def doctor(stack: str, *, profile: str | None = None, region: str | None = None,
     except SweepError as exc:
         report.bad("credentials and region", str(exc))
         return 1
-    report.ok(f"credentials and region resolved: {session.region_name}" + (f" (profile {profile})" if profile else ""))
+    report.ok(
+        f"credentials and region resolved: {session.region_name}"
+        + (f" (profile {profile})" if profile else "")
+    )
 
     try:
         identity = clients.make_client("sts", session=session).get_caller_identity()
@@ -72,7 +78,9 @@ def _stack_checks(stack: str, *, session: Any, report: _Report) -> None:
 
     found = describe_stack(stack, session=session)
     if found is None:
-        report.bad(f"stack {stack} not found in {session.region_name}", f"batchsweep infra up --stack {stack}")
+        report.bad(
+            f"stack {stack} not found in {session.region_name}", f"batchsweep infra up --stack {stack}"
+        )
         return
     try:
         outputs = stack_outputs(stack, session=session)
@@ -98,14 +106,21 @@ def _stack_checks(stack: str, *, session: Any, report: _Report) -> None:
                        f"`aws batch update-job-queue --job-queue {queue['jobQueueName']} --state ENABLED`, "
                        f"or `batchsweep infra up --stack {stack}` to repair it")
 
-    envs = batch.describe_compute_environments(computeEnvironments=env_arns).get("computeEnvironments", []) if env_arns else []
+    envs = (
+        batch.describe_compute_environments(computeEnvironments=env_arns).get("computeEnvironments", [])
+        if env_arns
+        else []
+    )
     for env in envs:
         name, state = env["computeEnvironmentName"], f"{env.get('state')}, {env.get('status')}"
         if env.get("state") == "ENABLED" and env.get("status") == "VALID":
             report.ok(f"compute environment {name}: {state}")
         else:
-            report.bad(f"compute environment {name}: {state} ({env.get('statusReason') or 'no reason given'})",
-                       f"`batchsweep infra up --stack {stack}`; if it stays INVALID, read the reason in the Batch console")
+            report.bad(
+                f"compute environment {name}: {state} ({env.get('statusReason') or 'no reason given'})",
+                f"`batchsweep infra up --stack {stack}`; if it stays INVALID, read the reason in the Batch "
+                "console",
+            )
 
     if image_exists(session, outputs):
         report.ok(f"image {outputs['ImageUri']} pushed")
@@ -127,11 +142,20 @@ def _bucket_check(bucket: str, *, session: Any, report: _Report) -> None:
         clients.make_client("s3", session=session).head_bucket(Bucket=bucket)
         report.ok(f"bucket s3://{bucket} reachable")
     except ClientError as exc:
-        report.bad(f"bucket s3://{bucket}: {_short(exc)}", "check that this identity may use the bucket (s3:ListBucket)")
+        report.bad(
+            f"bucket s3://{bucket}: {_short(exc)}",
+            "check that this identity may use the bucket (s3:ListBucket)",
+        )
 
 
-def _quota_check(max_vcpus: str | None, *, session: Any, report: _Report,
-                 quotas: tuple[tuple[str, str, str], ...] = FARGATE_VCPU_QUOTAS, what: str = "MaxVcpus") -> None:
+def _quota_check(
+    max_vcpus: str | None,
+    *,
+    session: Any,
+    report: _Report,
+    quotas: tuple[tuple[str, str, str], ...] = FARGATE_VCPU_QUOTAS,
+    what: str = "MaxVcpus",
+) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
     client = clients.make_client("service-quotas", session=session)
@@ -147,10 +171,12 @@ def _quota_check(max_vcpus: str | None, *, session: Any, report: _Report,
             report.ok(f"{label} vCPU quota {value:g} covers the stack's {what} {wanted:g}")
         else:
             # Not a failure: runs work, they just never get more than `value` vCPUs at once.
-            report.warn(f"{label} vCPU quota {value:g} is below the stack's {what} {wanted:g}: "
-                        f"at most {value:g} vCPUs run at once",
-                        f"request more: `aws service-quotas request-service-quota-increase --service-code {service} "
-                        f"--quota-code {code} --desired-value {wanted:g}`")
+            report.warn(
+                f"{label} vCPU quota {value:g} is below the stack's {what} {wanted:g}: "
+                f"at most {value:g} vCPUs run at once",
+                f"request more: `aws service-quotas request-service-quota-increase --service-code {service} "
+                f"--quota-code {code} --desired-value {wanted:g}`",
+            )
 
 
 def _short(exc: BaseException) -> str:

@@ -1,5 +1,5 @@
-"""The task image: a generated Dockerfile, a content-hash tag and a build (docker, podman or buildah); its push
-to ECR is `batchsweep.infra.registry`'s.
+"""The task image: a generated Dockerfile, a content-hash tag and a build (docker, podman or buildah); its
+push to ECR is `batchsweep.infra.registry`'s.
 
 The tag is a hash of the Dockerfile, which spells out the base image, the user's
 requirements and the batchsweep version, plus a hash of the requirements alone (so a run
@@ -62,12 +62,17 @@ def read_requirements(path: str | Path, *, field: str = "--requirements") -> lis
             lines += read_requirements(path.parent / words[1], field=field)
             continue
         if words[0].startswith(("-r", "--requirement=")) and len(words) == 1:
-            lines += read_requirements(path.parent / words[0].removeprefix("--requirement=").removeprefix("-r"),
-                                       field=field)
+            lines += read_requirements(
+                path.parent / words[0].removeprefix("--requirement=").removeprefix("-r"), field=field
+            )
             continue
-        if words[0] in ("-e", "--editable", "-c", "--constraint") or words[0].startswith((".", "/", "file:", "~")):
-            raise SweepError(f"{field} {path} line {number}: {line!r} names a local path, which the image build "
-                             "cannot see; publish the package or list its own requirements instead")
+        if words[0] in ("-e", "--editable", "-c", "--constraint") or words[0].startswith(
+            (".", "/", "file:", "~")
+        ):
+            raise SweepError(
+                f"{field} {path} line {number}: {line!r} names a local path, which the image build "
+                "cannot see; publish the package or list its own requirements instead"
+            )
         lines.append(line)
     return lines
 
@@ -83,21 +88,28 @@ def spec_requirements(spec: Spec) -> tuple[list[str], str]:
     if spec.stop is not None and not any(re.match(r"optuna\b", r.strip(), re.I) for r in found):
         found, source = [*found, OPTUNA], source or "stop: in the spec (Optuna decides in the task)"
     if spec_metrics_mlflow(spec):
-        names = {re.split(r"[^A-Za-z0-9_.-]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in found}
+        names = {
+            re.split(r"[^A-Za-z0-9_.-]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in found
+        }
         extra = [] if "mlflow" in names else [r for r in MLFLOW if r.split(">")[0] not in names]
         if extra:
-            found, source = [*found, *extra], source or "metrics: {mlflow: true} in the spec (the worker reads MLflow)"
+            found, source = (
+                [*found, *extra],
+                source or "metrics: {mlflow: true} in the spec (the worker reads MLflow)",
+            )
     added = found[len(listed):]
     if added and hash_locked(listed):
-        raise SpecError(f"requirements: {source} is hash-locked (--hash), so pip would refuse the "
-                        f"{', '.join(added)} batchsweep adds for this spec; list {' and '.join(added)} there, pinned "
-                        "with their hashes (e.g. in the .in file of `pip-compile --generate-hashes`)")
+        raise SpecError(
+            f"requirements: {source} is hash-locked (--hash), so pip would refuse the "
+            f"{', '.join(added)} batchsweep adds for this spec; list {' and '.join(added)} there, pinned "
+            "with their hashes (e.g. in the .in file of `pip-compile --generate-hashes`)"
+        )
     return found, source
 
 
 def hash_locked(requirements: list[str]) -> bool:
-    """Whether pip installs these requirements in hash-checking mode (`--hash=` on a line, or `--require-hashes`):
-    then every requirement must be pinned with `==` and its hashes."""
+    """Whether pip installs these requirements in hash-checking mode (`--hash=` on a line, or
+    `--require-hashes`): then every requirement must be pinned with `==` and its hashes."""
     return any(line.startswith("--require-hashes") or " --hash" in f" {line}" for line in requirements)
 
 
@@ -107,7 +119,8 @@ def spec_metrics_mlflow(spec: Spec) -> bool:
     return isinstance(spec.metrics, MetricsFromMlflow)
 
 
-# What the worker needs to read a task's MLflow store (the `mlflow` extra; the full `mlflow` package has them).
+# What the worker needs to read a task's MLflow store (the `mlflow` extra; the full `mlflow` package has
+# them).
 MLFLOW = ["mlflow-skinny>=2.10", "sqlalchemy>=1.4", "alembic>=1.8"]
 
 
@@ -150,7 +163,9 @@ def source_checkout() -> Path | None:
     """The project root when batchsweep runs from a source checkout (e.g. `pip install -e .`), else None."""
     root = Path(__file__).resolve().parents[3]
     pyproject = root / "pyproject.toml"
-    if pyproject.is_file() and 'name = "batchsweep"' in pyproject.read_text(encoding="utf-8", errors="replace"):
+    if pyproject.is_file() and 'name = "batchsweep"' in pyproject.read_text(
+        encoding="utf-8", errors="replace"
+    ):
         return root
     return None
 
@@ -168,8 +183,8 @@ def dockerfile_text(requirements: list[str] | None, *, base: str = DEFAULT_BASE,
                     wheel: str | None = None, source_sha256: str | None = None) -> str:
     """The Dockerfile. From a release it installs batchsweep from PyPI; from a source checkout it installs
     `wheel`, built from the checkout into the build context, and names the source's hash so the tag (a hash of
-    this text) changes with the code. The requirements go in as a requirements.txt in the build context (so pip
-    reads specifiers, markers and options exactly as from a file); this text lists them and their hash."""
+    this text) changes with the code. The requirements go in as a requirements.txt in the build context (so
+    pip reads specifiers, markers and options exactly as from a file); this text lists them and their hash."""
     version = version or batchsweep_version()
     pip = ["pip", "install", "--no-cache-dir"]
     lines = [
@@ -207,8 +222,8 @@ def dockerfile_text(requirements: list[str] | None, *, base: str = DEFAULT_BASE,
 
 
 def image_tag(dockerfile: str, requirements: list[str] | None = None) -> str:
-    """`bs-<hash of the Dockerfile>`, plus `-r<hash of the requirements>` when there are any, so a run can tell
-    from the stack's current tag alone whether its image was built with the spec's requirements."""
+    """`bs-<hash of the Dockerfile>`, plus `-r<hash of the requirements>` when there are any, so a run can
+    tell from the stack's current tag alone whether its image was built with the spec's requirements."""
     tag = "bs-" + hashlib.sha256(dockerfile.encode()).hexdigest()[:16]
     reqs = requirements_hash(requirements)
     return f"{tag}-r{reqs}" if reqs else tag
@@ -224,7 +239,8 @@ _ECR = re.compile(r"(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([
 
 @dataclass(frozen=True)
 class ImageRef:
-    """An image reference split as registries need it: `repository` (with its registry), a `tag` or a `digest`."""
+    """An image reference split as registries need it: `repository` (with its registry), a `tag` or a
+    `digest`."""
 
     repository: str
     tag: str | None = None
@@ -232,7 +248,8 @@ class ImageRef:
 
     @classmethod
     def parse(cls, ref: str, *, field: str = "--tag") -> ImageRef:
-        """`REPOSITORY[:TAG]` or `REPOSITORY@sha256:DIGEST`; a registry's port (`host:5000/repo`) is no tag."""
+        """`REPOSITORY[:TAG]` or `REPOSITORY@sha256:DIGEST`; a registry's port (`host:5000/repo`) is no
+        tag."""
         repository, at, digest = ref.partition("@")
         slash = repository.rfind("/")
         colon = repository.rfind(":")
@@ -251,7 +268,11 @@ class ImageRef:
         return (found.group(1), found.group(2), found.group(3)) if found else None
 
     def __str__(self) -> str:
-        return self.repository + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
+        return (
+            self.repository
+            + (f":{self.tag}" if self.tag else "")
+            + (f"@{self.digest}" if self.digest else "")
+        )
 
 
 def _wheel_name() -> str:
@@ -268,14 +289,17 @@ def current_dockerfile(requirements: list[str] | None, *, base: str = DEFAULT_BA
 
 # -- builders -------------------------------------------------------------------------------------
 BUILDERS = ("docker", "podman", "buildah")
-INSTALL_HINT = ("install podman (Debian/Ubuntu: `sudo apt-get install podman`; Fedora: `sudo dnf install podman`; "
-                "macOS: `brew install podman`, then `podman machine init && podman machine start`) or start Docker")
+INSTALL_HINT = (
+    "install podman (Debian/Ubuntu: `sudo apt-get install podman`; Fedora: `sudo dnf install podman`; "
+    "macOS: `brew install podman`, then `podman machine init && podman machine start`) or start Docker"
+)
 
 
 @dataclass(frozen=True)
 class Builder:
     """An image builder driven through its CLI with argument lists. podman and buildah read their own
-    configuration (containers/storage.conf, containers.conf; BUILDAH_ISOLATION), which batchsweep leaves alone."""
+    configuration (containers/storage.conf, containers.conf; BUILDAH_ISOLATION), which batchsweep leaves
+    alone."""
 
     name: str
     path: str
@@ -289,10 +313,22 @@ class Builder:
         verb = ["bud"] if self.name == "buildah" else ["build"]
         # Docker's image format for podman and buildah too: what every registry and runtime accepts.
         fmt = [] if self.name == "docker" else ["--format", "docker"]
-        return [self.path, *verb, "--platform", PLATFORM, *fmt, "--build-arg", f"BASE={base}", "--tag", ref, context]
+        return [
+            self.path,
+            *verb,
+            "--platform",
+            PLATFORM,
+            *fmt,
+            "--build-arg",
+            f"BASE={base}",
+            "--tag",
+            ref,
+            context,
+        ]
 
     def digest_of(self, ref: str) -> str | None:
-        """`REPOSITORY@sha256:…` of a local image as pulled from its registry; None when the builder cannot say."""
+        """`REPOSITORY@sha256:…` of a local image as pulled from its registry; None when the builder cannot
+        say."""
         if self.name == "buildah":
             return None
         result = subprocess.run([self.path, "image", "inspect", "--format", "{{index .RepoDigests 0}}", ref],
@@ -311,7 +347,8 @@ class Builder:
 
 
 def choose_builder(forced: str | None = None) -> Builder:
-    """Docker when its daemon answers, else podman, else buildah; `forced` names one. One line when none fits."""
+    """Docker when its daemon answers, else podman, else buildah; `forced` names one. One line when none
+    fits."""
     if forced is not None:
         if forced not in BUILDERS:
             raise SweepError(f"--builder {forced}: choose one of {', '.join(BUILDERS)}")
@@ -353,7 +390,9 @@ def pin_base(base: str, builder: Builder | None, *, echo: Echo) -> str:
         found = builder.digest_of(base)
         if found:
             return f"{base}@{found.rsplit('@', 1)[1]}"
-    how = f"{builder.name} could not pull it or name its digest" if builder is not None else "no image builder"
+    how = (
+        f"{builder.name} could not pull it or name its digest" if builder is not None else "no image builder"
+    )
     echo(f"{base} is not pinned by digest ({how}): the image is built on its tag as it is")
     return base
 
@@ -378,8 +417,9 @@ def ref_in(repository: str, requirements: list[str] | None, *, base: str = DEFAU
 
 def build_to(requirements: list[str] | None, target: ImageRef, *, echo: Echo, base: str = DEFAULT_BASE,
              builder: str | None = None) -> str:
-    """Build the image into `target`'s repository, without a stack: under its content-hash tag and, when `target`
-    has a tag of its own, under that one too. Returns `target` (the content-hash reference when it has no tag)."""
+    """Build the image into `target`'s repository, without a stack: under its content-hash tag and, when
+    `target` has a tag of its own, under that one too. Returns `target` (the content-hash reference when it
+    has no tag)."""
     chosen = choose_builder(builder)
     base = pin_base(base, chosen, echo=echo)
     content = ref_in(target.repository, requirements, base=base)
@@ -415,15 +455,31 @@ def build_ref(requirements: list[str] | None, ref: str, builder: Builder, *, ech
         echo(f"image {ref} already built ({builder.name})")
         return ref
     with tempfile.TemporaryDirectory(prefix="batchsweep-image-") as context:
-        (Path(context) / "Dockerfile").write_text(current_dockerfile(requirements, base=base), encoding="utf-8")
+        (Path(context) / "Dockerfile").write_text(
+            current_dockerfile(requirements, base=base), encoding="utf-8"
+        )
         if requirements:
             (Path(context) / REQUIREMENTS_FILE).write_text(requirements_text(requirements), encoding="utf-8")
         root = source_checkout()
         if root is not None:
             echo(f"building a batchsweep wheel from {root}")
             with _source_build_lock(root):
-                check_exit(run_cli([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", context,
-                             str(root)]), "pip wheel")
+                check_exit(
+                    run_cli(
+                        [
+                            sys.executable,
+                            "-m",
+                            "pip",
+                            "wheel",
+                            "--no-deps",
+                            "--quiet",
+                            "--wheel-dir",
+                            context,
+                            str(root),
+                        ]
+                    ),
+                    "pip wheel",
+                )
         echo(f"building {ref} with {builder.name} on {base}")
         check_exit(run_cli(builder.build_argv(ref, context, base=base)), f"{builder.name} build")
     if "@sha256:" not in base:

@@ -1,5 +1,6 @@
 """The task image in a registry: pushed to ECR (a stack's repository, or any `REPOSITORY:TAG` without a
-stack), looked up there, and tagged again without moving a layer. Building it is `batchsweep.infra.image`'s."""
+stack), looked up there, and tagged again without moving a layer. Building it is
+`batchsweep.infra.image`'s."""
 
 from __future__ import annotations
 
@@ -35,9 +36,14 @@ def ecr_image_tags(ref: ImageRef, *, session: Any) -> list[str] | None:
     image_id = {"imageDigest": ref.digest} if ref.digest else {"imageTag": ref.tag or "latest"}
     ecr = clients.make_client("ecr", session=session, region=region)
     try:
-        found = ecr.describe_images(registryId=account, repositoryName=name, imageIds=[image_id])["imageDetails"]
+        found = ecr.describe_images(registryId=account, repositoryName=name, imageIds=[image_id])[
+            "imageDetails"
+        ]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("ImageNotFoundException", "RepositoryNotFoundException"):
+        if exc.response.get("Error", {}).get("Code") in (
+            "ImageNotFoundException",
+            "RepositoryNotFoundException",
+        ):
             return None
         raise
     return [str(t) for detail in found for t in detail.get("imageTags") or []] if found else None
@@ -50,9 +56,14 @@ def image_exists(session: Any, outputs: dict[str, str], *, tag: str | None = Non
     repo_uri, current_tag = outputs["ImageUri"].rsplit(":", 1)
     ecr = clients.make_client("ecr", session=session)
     try:
-        found = ecr.describe_images(repositoryName=repo_uri.split("/", 1)[1], imageIds=[{"imageTag": tag or current_tag}])
+        found = ecr.describe_images(
+            repositoryName=repo_uri.split("/", 1)[1], imageIds=[{"imageTag": tag or current_tag}]
+        )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("ImageNotFoundException", "RepositoryNotFoundException"):
+        if exc.response.get("Error", {}).get("Code") in (
+            "ImageNotFoundException",
+            "RepositoryNotFoundException",
+        ):
             return False
         raise
     return bool(found.get("imageDetails"))
@@ -60,10 +71,10 @@ def image_exists(session: Any, outputs: dict[str, str], *, tag: str | None = Non
 
 def push_to(requirements: list[str] | None, target: ImageRef, *, session: Any, echo: Echo,
             base: str = DEFAULT_BASE, builder: str | None = None) -> str:
-    """Build and push the image to `target`'s repository, without a stack (see `build_to`). The content-hash tag
-    is always pushed: it is how a run finds out that an image has its spec's requirements, whatever the job
-    definition calls it. An ECR image that already has the content tag is not rebuilt: the other tag is added
-    to it in ECR. Another registry needs the builder logged in already (`docker login`)."""
+    """Build and push the image to `target`'s repository, without a stack (see `build_to`). The content-hash
+    tag is always pushed: it is how a run finds out that an image has its spec's requirements, whatever the
+    job definition calls it. An ECR image that already has the content tag is not rebuilt: the other tag is
+    added to it in ECR. Another registry needs the builder logged in already (`docker login`)."""
     if target.digest:
         raise SweepError(f"--tag {target}: name a tag to push to, not a digest")
     chosen, base = _pinned(base, builder, echo=echo)
@@ -116,7 +127,8 @@ def push(requirements: list[str] | None, *, session: Any, outputs: dict[str, str
 
 
 def _pinned(base: str, builder: str | None, *, echo: Echo) -> tuple[Builder | None, str]:
-    """The builder, when there is one (an image ECR already has needs none), and the base pinned through it."""
+    """The builder, when there is one (an image ECR already has needs none), and the base pinned through
+    it."""
     try:
         chosen: Builder | None = choose_builder(builder)
     except SweepError:

@@ -28,8 +28,17 @@ ACTIVE_JOB_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 # Stack names double as the ECR repository name, which must be lower case.
 _STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,127}$")
 _DONE_OK = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
-_UNUSABLE = {"CREATE_IN_PROGRESS", "CREATE_FAILED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_FAILED",
-             "ROLLBACK_COMPLETE", "REVIEW_IN_PROGRESS", "DELETE_IN_PROGRESS", "DELETE_FAILED", "DELETE_COMPLETE"}
+_UNUSABLE = {
+    "CREATE_IN_PROGRESS",
+    "CREATE_FAILED",
+    "ROLLBACK_IN_PROGRESS",
+    "ROLLBACK_FAILED",
+    "ROLLBACK_COMPLETE",
+    "REVIEW_IN_PROGRESS",
+    "DELETE_IN_PROGRESS",
+    "DELETE_FAILED",
+    "DELETE_COMPLETE",
+}
 _NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
 
 
@@ -40,7 +49,9 @@ def template_text() -> str:
 def template_body() -> str:
     """The template as sent to CloudFormation: its comment lines left out, as CreateStack takes at most 51,200
     bytes inline (the comments are a fifth of the file). The template's one block scalar holds no `#` line."""
-    return "".join(line for line in template_text().splitlines(keepends=True) if not line.lstrip().startswith("#"))
+    return "".join(
+        line for line in template_text().splitlines(keepends=True) if not line.lstrip().startswith("#")
+    )
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -86,12 +97,14 @@ MAX_READABLE_PREFIXES = 8  # the template's ReadablePrefix0..7 policies
 
 
 def readable_prefixes_param(value: str) -> str:
-    """ReadableS3Prefixes as the template takes it: `s3://` and trailing slashes dropped (`bucket/a/` would grant
-    `bucket/a//*`, which matches nothing), at most MAX_READABLE_PREFIXES entries."""
+    """ReadableS3Prefixes as the template takes it: `s3://` and trailing slashes dropped (`bucket/a/` would
+    grant `bucket/a//*`, which matches nothing), at most MAX_READABLE_PREFIXES entries."""
     entries = [e.strip().removeprefix("s3://").strip("/") for e in value.split(",") if e.strip().strip("/")]
     if len(entries) > MAX_READABLE_PREFIXES:
-        raise SweepError(f"--param ReadableS3Prefixes: {len(entries)} entries, the stack takes at most "
-                         f"{MAX_READABLE_PREFIXES}; name a common parent prefix (BUCKET/PREFIX) or whole buckets")
+        raise SweepError(
+            f"--param ReadableS3Prefixes: {len(entries)} entries, the stack takes at most "
+            f"{MAX_READABLE_PREFIXES}; name a common parent prefix (BUCKET/PREFIX) or whole buckets"
+        )
     return ",".join(entries)
 
 
@@ -113,7 +126,9 @@ def stack_outputs(stack: str, *, session: Any) -> dict[str, str]:
     region = session.region_name
     found = describe_stack(stack, session=session)
     if found is None:
-        raise AwsSetupError(f"no batchsweep stack {stack!r} in {region}; run `batchsweep infra up --stack {stack}`")
+        raise AwsSetupError(
+            f"no batchsweep stack {stack!r} in {region}; run `batchsweep infra up --stack {stack}`"
+        )
     status = found["StackStatus"]
     if status in _UNUSABLE:
         raise AwsSetupError(
@@ -124,7 +139,8 @@ def stack_outputs(stack: str, *, session: Any) -> dict[str, str]:
     missing = [name for name in ENGINE_OUTPUTS if name not in outputs]
     if missing:
         raise AwsSetupError(
-            f"stack {stack!r} lacks the outputs {', '.join(missing)}; run `batchsweep infra up --stack {stack}` to update it"
+            f"stack {stack!r} lacks the outputs {', '.join(missing)}; run `batchsweep infra up --stack "
+            f"{stack}` to update it"
         )
     return outputs
 
@@ -135,7 +151,9 @@ def stack_parameters(stack: str, *, session: Any) -> dict[str, str]:
     return {p["ParameterKey"]: p.get("ParameterValue", "") for p in found.get("Parameters") or []}
 
 
-def up(stack: str, params: dict[str, str], *, session: Any, echo: Echo, poll_s: float = 2.0) -> dict[str, str]:
+def up(
+    stack: str, params: dict[str, str], *, session: Any, echo: Echo, poll_s: float = 2.0
+) -> dict[str, str]:
     """Create the stack, or update it through a change set; stream its events; return its outputs."""
     from botocore.exceptions import ClientError
 
@@ -157,7 +175,9 @@ def up(stack: str, params: dict[str, str], *, session: Any, echo: Echo, poll_s: 
     if "BatchServiceRoleMode" not in params and "BatchServiceRoleMode" not in previous and _is_emulator(cfn):
         # AWS uses Batch's service-linked role; an emulator (moto) needs an explicit one.
         params = {**params, "BatchServiceRoleMode": "explicit"}
-    values = {name: params.get(name, previous.get(name, default)) for name, default in template_defaults().items()}
+    values = {
+        name: params.get(name, previous.get(name, default)) for name, default in template_defaults().items()
+    }
     cfn_params = [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
     common = {"TemplateBody": template_body(), "Parameters": cfn_params, "Capabilities": ["CAPABILITY_IAM"],
               "Tags": [{"Key": "batchsweep:stack", "Value": stack}]}
@@ -173,7 +193,9 @@ def up(stack: str, params: dict[str, str], *, session: Any, echo: Echo, poll_s: 
         seen = _recent_event_ids(cfn, stack_id)
         name = f"batchsweep-{uuid.uuid4().hex[:12]}"
         try:
-            change_set = cfn.create_change_set(StackName=stack, ChangeSetName=name, ChangeSetType="UPDATE", **common)
+            change_set = cfn.create_change_set(
+                StackName=stack, ChangeSetName=name, ChangeSetType="UPDATE", **common
+            )
         except ClientError as exc:
             if any(text in str(exc) for text in _NO_CHANGES):
                 echo(f"no changes: stack {stack} is up to date")
@@ -190,7 +212,10 @@ def up(stack: str, params: dict[str, str], *, session: Any, echo: Echo, poll_s: 
         for change in described.get("Changes", []):
             rc = change.get("ResourceChange", {})
             replace = " (replaced)" if rc.get("Replacement") == "True" else ""
-            echo(f"  {rc.get('Action', '?'):<7} {rc.get('ResourceType', '')} {rc.get('LogicalResourceId', '')}{replace}")
+            echo(
+                f"  {rc.get('Action', '?'):<7} {rc.get('ResourceType', '')} "
+                f"{rc.get('LogicalResourceId', '')}{replace}"
+            )
         echo(f"updating stack {stack}")
         cfn.execute_change_set(ChangeSetName=change_set["Id"])
 
@@ -211,16 +236,28 @@ def status(stack: str, *, session: Any, echo: Echo) -> None:
         echo(f"submit policy {outputs['SubmitPolicyArn']} (for a sweep's user: "
              f"`aws iam attach-user-policy --user-name USER --policy-arn {outputs['SubmitPolicyArn']}`)")
     batch = clients.make_client("batch", session=session)
-    # The queues from the outputs, not the stack's resource list: a SubmitPolicy user may read only the outputs.
+    # The queues from the outputs, not the stack's resource list: a SubmitPolicy user may read only the
+    # outputs.
     queues = [outputs[name] for name in QUEUE_OUTPUTS if outputs.get(name)]
     envs: list[str] = []
     for queue in batch.describe_job_queues(jobQueues=queues).get("jobQueues", []) if queues else []:
         echo(f"queue {queue['jobQueueName']}: {queue.get('state')}, {queue.get('status')}")
         # From the queues rather than the stack's resource list: what jobs actually use.
-        envs += [e["computeEnvironment"] for e in queue.get("computeEnvironmentOrder", []) if e["computeEnvironment"] not in envs]
-    for env in batch.describe_compute_environments(computeEnvironments=envs).get("computeEnvironments", []) if envs else []:
+        envs += [
+            e["computeEnvironment"]
+            for e in queue.get("computeEnvironmentOrder", [])
+            if e["computeEnvironment"] not in envs
+        ]
+    for env in (
+        batch.describe_compute_environments(computeEnvironments=envs).get("computeEnvironments", [])
+        if envs
+        else []
+    ):
         kind = env.get("computeResources", {}).get("type", "")
-        echo(f"compute environment {env['computeEnvironmentName']} ({kind}): {env.get('state')}, {env.get('status')}")
+        echo(
+            f"compute environment {env['computeEnvironmentName']} ({kind}): {env.get('state')}, "
+            f"{env.get('status')}"
+        )
     echo(f"bucket s3://{outputs['Bucket']}")
     if image_exists(session, outputs):
         echo(f"image {outputs['ImageUri']}: pushed")
@@ -228,7 +265,9 @@ def status(stack: str, *, session: Any, echo: Echo) -> None:
         echo(f"image {outputs['ImageUri']}: not pushed yet; run `batchsweep image push --stack {stack}`")
 
 
-def down(stack: str, *, force: bool, delete_data: bool, session: Any, echo: Echo, poll_s: float = 2.0) -> None:
+def down(
+    stack: str, *, force: bool, delete_data: bool, session: Any, echo: Echo, poll_s: float = 2.0
+) -> None:
     """Delete the stack; refuse while jobs are active (unless force) or data would be lost silently."""
     cfn = clients.make_client("cloudformation", session=session)
     current = describe_stack(stack, session=session)
@@ -270,7 +309,8 @@ def down(stack: str, *, force: bool, delete_data: bool, session: Any, echo: Echo
             )
 
     for group in by_type.get("AWS::Logs::LogGroup", []):
-        # The log group has no Retain policy: it goes with the stack, and with it every task's CloudWatch output.
+        # The log group has no Retain policy: it goes with the stack, and with it every task's CloudWatch
+        # output.
         echo(f"log group {group}: deleted with the stack, and the task output in it (copy it first with "
              f"`aws logs tail {group} --since 30d` if you need it)")
     seen = _recent_event_ids(cfn, current["StackId"])
@@ -286,15 +326,20 @@ def down(stack: str, *, force: bool, delete_data: bool, session: Any, echo: Echo
 
 
 def _deregister_job_definitions(batch: Any, arns: list[str]) -> int:
-    """Every ACTIVE revision of the stack's job definitions and of the `secrets:` variants the engine registered
-    beside them (`<name>-<12 hex>`): CloudFormation deletes only the current revision, and the earlier ones
-    (kept on update for `resume`) and the variants would stay ACTIVE, each naming the deleted roles and image."""
+    """Every ACTIVE revision of the stack's job definitions and of the `secrets:` variants the engine
+    registered beside them (`<name>-<12 hex>`): CloudFormation deletes only the current revision, and the
+    earlier ones (kept on update for `resume`) and the variants would stay ACTIVE, each naming the deleted
+    roles and image."""
     names = {arn.split("job-definition/", 1)[-1].rsplit(":", 1)[0] for arn in arns}
     if not names:
         return 0
     ours = re.compile("(" + "|".join(map(re.escape, sorted(names))) + r")(-[0-9a-f]{12})?")
-    doomed = [d["jobDefinitionArn"] for page in batch.get_paginator("describe_job_definitions").paginate(status="ACTIVE")
-              for d in page.get("jobDefinitions", []) if ours.fullmatch(d.get("jobDefinitionName", ""))]
+    doomed = [
+        d["jobDefinitionArn"]
+        for page in batch.get_paginator("describe_job_definitions").paginate(status="ACTIVE")
+        for d in page.get("jobDefinitions", [])
+        if ours.fullmatch(d.get("jobDefinitionName", ""))
+    ]
     for arn in doomed:
         batch.deregister_job_definition(jobDefinition=arn)
     return len(doomed)
@@ -356,7 +401,9 @@ def _watch(cfn: Any, stack_id: str, *, seen: set[str], echo: Echo, poll_s: float
         if not stack_status.endswith("_IN_PROGRESS"):
             return stack_status, events
         if time.monotonic() > deadline:
-            raise AwsSetupError(f"stack {stack_id} still {stack_status} after {timeout_s / 3600:.0f} h; see the AWS console")
+            raise AwsSetupError(
+                f"stack {stack_id} still {stack_status} after {timeout_s / 3600:.0f} h; see the AWS console"
+            )
         time.sleep(delay)
         delay = min(delay * 2, poll_s)
 
@@ -364,16 +411,30 @@ def _watch(cfn: Any, stack_id: str, *, seen: set[str], echo: Echo, poll_s: float
 def _format_event(event: dict[str, Any]) -> str:
     stamp = event["Timestamp"].strftime("%H:%M:%S") if hasattr(event.get("Timestamp"), "strftime") else ""
     reason = event.get("ResourceStatusReason") or ""
-    line = f"  {stamp}  {event.get('ResourceStatus', ''):<20} {event.get('ResourceType', ''):<34} {event.get('LogicalResourceId', '')}"
+    line = (
+        f"  {stamp}  {event.get('ResourceStatus', ''):<20} {event.get('ResourceType', ''):<34} "
+        f"{event.get('LogicalResourceId', '')}"
+    )
     return f"{line}  {reason}" if reason else line
 
 
 def _failure_message(stack: str, final: str, events: list[dict[str, Any]]) -> str:
-    failed = [e for e in events if str(e.get("ResourceStatus", "")).endswith("_FAILED") and e.get("ResourceStatusReason")]
+    failed = [
+        e
+        for e in events
+        if str(e.get("ResourceStatus", "")).endswith("_FAILED") and e.get("ResourceStatusReason")
+    ]
     # Later failures are usually "Resource creation cancelled" knock-ons of the first.
-    root = next((e for e in failed if "cancelled" not in e["ResourceStatusReason"].lower()), failed[0] if failed else None)
-    cause = (f"first failure: {root['LogicalResourceId']} ({root.get('ResourceType', '')}): {root['ResourceStatusReason']}"
-             if root else "no resource reported a reason; see the stack's events in the AWS console")
+    root = next(
+        (e for e in failed if "cancelled" not in e["ResourceStatusReason"].lower()),
+        failed[0] if failed else None,
+    )
+    cause = (
+        f"first failure: {root['LogicalResourceId']} ({root.get('ResourceType', '')}): "
+        f"{root['ResourceStatusReason']}"
+        if root
+        else "no resource reported a reason; see the stack's events in the AWS console"
+    )
     return f"stack {stack!r} ended {final}; {cause}"
 
 
@@ -381,7 +442,9 @@ def _resources_by_type(cfn: Any, stack: str) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack):
         for res in page.get("StackResourceSummaries", []):
-            if res.get("PhysicalResourceId") and not res.get("ResourceStatus", "").startswith("DELETE_COMPLETE"):
+            if res.get("PhysicalResourceId") and not res.get("ResourceStatus", "").startswith(
+                "DELETE_COMPLETE"
+            ):
                 found.setdefault(res["ResourceType"], []).append(res["PhysicalResourceId"])
     return found
 
@@ -392,7 +455,11 @@ def _active_jobs(batch: Any, queues: list[str]) -> list[tuple[str, str]]:
         for state in ACTIVE_JOB_STATES:
             for page in batch.get_paginator("list_jobs").paginate(jobQueue=queue, jobStatus=state):
                 # Filter again: emulators may ignore jobStatus.
-                active += [(j["jobId"], j["status"]) for j in page.get("jobSummaryList", []) if j.get("status") == state]
+                active += [
+                    (j["jobId"], j["status"])
+                    for j in page.get("jobSummaryList", [])
+                    if j.get("status") == state
+                ]
     return active
 
 
@@ -412,7 +479,10 @@ def _empty_bucket(s3: Any, bucket: str) -> int:
     """Delete every object version and delete marker (the bucket is versioned)."""
     deleted = 0
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        keys = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        keys = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
         for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
             s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[start:start + 1000], "Quiet": True})
         deleted += len(keys)

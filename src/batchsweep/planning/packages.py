@@ -12,7 +12,8 @@ from typing import Any
 
 
 def _versions_here(modules: list[str]) -> dict[str, str]:
-    """`package_versions` in this interpreter; another one runs this function's own source (`_versions_script`)."""
+    """`package_versions` in this interpreter; another one runs this function's own source
+    (`_versions_script`)."""
     import importlib.util
     from importlib.metadata import packages_distributions, version
 
@@ -35,7 +36,8 @@ _versions: dict[tuple[Any, ...], dict[str, str]] = {}
 
 
 def _versions_script() -> str:
-    """`_versions_here` as a script for another interpreter: its modules in argv, the versions as JSON on stdout."""
+    """`_versions_here` as a script for another interpreter: its modules in argv, the versions as JSON on
+    stdout."""
     import inspect
 
     return ("from __future__ import annotations\nimport json, sys\n" + inspect.getsource(_versions_here)
@@ -51,9 +53,9 @@ def _environment(python: str) -> str:
 
 def package_versions(modules: Iterable[str], python: str | None = None) -> dict[str, str]:
     """Distribution -> version of each installed package providing one of `modules` (top-level names), as the
-    interpreter `python` sees them; a module no distribution provides: "not installed", or "not a distribution"
-    when it imports anyway. Remembered in this process while no directory on sys.path changes (ours; another
-    interpreter is asked once per process)."""
+    interpreter `python` sees them; a module no distribution provides: "not installed", or "not a
+    distribution" when it imports anyway. Remembered in this process while no directory on sys.path changes
+    (ours; another interpreter is asked once per process)."""
     import subprocess
     import time
 
@@ -73,12 +75,18 @@ def package_versions(modules: Iterable[str], python: str | None = None) -> dict[
         if ours:
             result = _versions_here(wanted)
         else:
-            text = subprocess.run([str(python), "-c", _versions_script(), *wanted], capture_output=True, text=True,
-                                  timeout=60, check=True).stdout
+            text = subprocess.run(
+                [str(python), "-c", _versions_script(), *wanted],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
             result = {str(k): str(v) for k, v in json.loads(text).items()}
     except (OSError, ValueError, subprocess.SubprocessError):
         result = {m: "unknown" for m in wanted}
     result = dict(sorted(result.items()))
-    if all(mtime < started - RACY_NS for mtime in mtimes):  # as provenance.packages_hash: not a directory just changed
+    # as provenance.packages_hash: not a directory just changed
+    if all(mtime < started - RACY_NS for mtime in mtimes):
         _versions[memo] = result
     return result

@@ -1,5 +1,5 @@
-"""A sweep becomes a Plan: load, validate and expand it, check the script, the inputs and the engine's settings,
-and compute every task's content key. Nothing is written: a plan that fails leaves no trace.
+"""A sweep becomes a Plan: load, validate and expand it, check the script, the inputs and the engine's
+settings, and compute every task's content key. Nothing is written: a plan that fails leaves no trace.
 """
 
 from __future__ import annotations
@@ -54,13 +54,15 @@ class Plan:
     info: dict[str, Any]
     engine: type[Engine]
     notes: list[str]
-    unkeyed: dict[str, str] = field(default_factory=dict)  # inputs whose content could not be identified, and why
+    # inputs whose content could not be identified, and why
+    unkeyed: dict[str, str] = field(default_factory=dict)
 
     _record: tuple[int, RunRecord] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def record(self) -> RunRecord:
-        """The run.json this plan would write, typed (read again when `info` is replaced; never change it in place)."""
+        """The run.json this plan would write, typed (read again when `info` is replaced; never change it in
+        place)."""
         if self._record is None or self._record[0] != id(self.info):
             self._record = (id(self.info), RunRecord.of(self.info))
         return self._record[1]
@@ -75,8 +77,10 @@ def _check_inputs(spec: Spec, tasks: Sequence[Task]) -> None:
             if Path(name.rstrip("/")).name in ("", ".", ".."):
                 raise SpecError(f"inputs: {ref!r} (task {task.index}) names no file or directory to stage")
             if name in names and names[name] != ref:
-                raise SpecError(f"inputs: {names[name]!r} and {ref!r} (task {task.index}) would both be staged as "
-                                f"{name!r} in the task's directory; rename one of them (or give a dst)")
+                raise SpecError(
+                    f"inputs: {names[name]!r} and {ref!r} (task {task.index}) would both be staged as "
+                    f"{name!r} in the task's directory; rename one of them (or give a dst)"
+                )
             names[name] = ref
             if ref in seen or ref.startswith("s3://"):
                 continue
@@ -89,8 +93,10 @@ def _check_inputs(spec: Spec, tasks: Sequence[Task]) -> None:
                     "fix the path or the {param} placeholder that builds it"
                 ) from None
             if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # copying a FIFO or /dev/zero never ends
-                raise SpecError(f"inputs: {ref} (task {task.index}) is {_kind(mode)}, not a file or directory; "
-                                "stage a regular file (or a directory) instead")
+                raise SpecError(
+                    f"inputs: {ref} (task {task.index}) is {_kind(mode)}, not a file or directory; "
+                    "stage a regular file (or a directory) instead"
+                )
 
 
 def _kind(mode: int) -> str:
@@ -102,17 +108,21 @@ def _kind(mode: int) -> str:
 
 
 def _check_task_gpus(spec: Spec, engine: type[Engine], tasks: Sequence[Task]) -> None:
-    """`resources.gpus: "{param}"`: an engine that can give tasks different GPUs, a param that exists, and a GPU
-    count in every task's."""
+    """`resources.gpus: "{param}"`: an engine that can give tasks different GPUs, a param that exists, and a
+    GPU count in every task's."""
     if spec.resources.gpus and not engine.gpus:
-        raise SpecError(f"resources.gpus: {spec.resources.gpus:g} — backend {spec.backend} does not give tasks GPUs; "
-                        "remove resources.gpus or choose a backend that leases them")
+        raise SpecError(
+            f"resources.gpus: {spec.resources.gpus:g} — backend {spec.backend} does not give tasks GPUs; "
+            "remove resources.gpus or choose a backend that leases them"
+        )
     name = spec.resources.gpus_param
     if name is None:
         return
     if not engine.per_task_gpus:
-        raise SpecError(f'resources.gpus: "{{{name}}}" — backend {spec.backend} gives every task of a run the same '
-                        "GPUs; give one number (tasks asking for different GPUs run on the local and dask backends)")
+        raise SpecError(
+            f'resources.gpus: "{{{name}}}" — backend {spec.backend} gives every task of a run the same '
+            "GPUs; give one number (tasks asking for different GPUs run on the local and dask backends)"
+        )
     if tasks and name not in tasks[0].params:
         raise SpecError(f'resources.gpus: placeholder {{{name}}} names no param; params are: '
                         f"{', '.join(tasks[0].params)}")
@@ -128,7 +138,8 @@ def _check_placeholders_filled(tasks: Sequence[Task]) -> None:
 
 def _check_script(spec: Spec, tasks: Sequence[Task], notes: list[str]) -> dict[str, Any]:
     """Read the script's command line and check every distinct param shape against it; numbers that YAML read
-    as text (`1e-22`) become the numbers the script's flags declare (in place, before the tasks are written)."""
+    as text (`1e-22`) become the numbers the script's flags declare (in place, before the tasks are
+    written)."""
     from batchsweep.scripts import options as scriptargs
     from batchsweep.scripts import paramchecks
 
@@ -151,18 +162,24 @@ def _check_script(spec: Spec, tasks: Sequence[Task], notes: list[str]) -> dict[s
     else:
         flags = scriptargs.read_flags(script, python=python_path(spec), env=env, force=wanted is not None)
         if flags.known and wanted is not None and wanted != flags.style:
-            raise SpecError(f"args.style: {script.name} reads its command line with {flags.style}, not {wanted}; "
-                            f"remove args.style or set it to {flags.style}")
+            raise SpecError(
+                f"args.style: {script.name} reads its command line with {flags.style}, not {wanted}; "
+                f"remove args.style or set it to {flags.style}"
+            )
         if not flags.known and not flags.reason and wanted is None:
             flags = _no_parser(spec, script, tasks, env, notes)
     if not flags.known and flags.reason and flags.style == "hydra":
         # every task would compose the same config and fail the same way
-        raise SpecError(f"script: could not compose {script.name}'s Hydra config ({flags.reason}); fix the config "
-                        "or install the plugin it names, then check with `python "
-                        f"{script.name} --cfg job`")
+        raise SpecError(
+            f"script: could not compose {script.name}'s Hydra config ({flags.reason}); fix the config "
+            "or install the plugin it names, then check with `python "
+            f"{script.name} --cfg job`"
+        )
     if not flags.known and flags.reason:
-        notes.append(f"could not read {script.name}'s command line ({flags.reason}); params are passed as "
-                     "--name value, unchecked (set `args: {style: ...}` in the spec, or fix the script's imports)")
+        notes.append(
+            f"could not read {script.name}'s command line ({flags.reason}); params are passed as "
+            "--name value, unchecked (set `args: {style: ...}` in the spec, or fix the script's imports)"
+        )
     # Check each distinct param shape once; 100,000 tasks of a grid share a handful.
     from batchsweep.scripts.argv import task_env_values
 
@@ -193,9 +210,9 @@ def _source_flags(spec: Spec, script: Path, style: str, env: dict[str, str]) -> 
 
 def _no_parser(spec: Spec, script: Path, tasks: Sequence[Task], env: dict[str, str], notes: list[str]) -> Any:
     """The way params reach a script that parses no command line: its own reading of sys.argv or of
-    BATCHSWEEP_PARAMS (plain, as before), the environment variables or module-level values the params are named
-    after; otherwise the run is refused, since `--name value` would never reach the script and every task would
-    "succeed" with the script's own values."""
+    BATCHSWEEP_PARAMS (plain, as before), the environment variables or module-level values the params are
+    named after; otherwise the run is refused, since `--name value` would never reach the script and every
+    task would "succeed" with the script's own values."""
     from batchsweep.model import OWN_PARAMS
     from batchsweep.scripts import options as scriptargs
     from batchsweep.scripts import scan as scriptscan
@@ -218,9 +235,11 @@ def _no_parser(spec: Spec, script: Path, tasks: Sequence[Task], env: dict[str, s
                         ("env", {n.upper() for n in names} <= reads), ("config", names <= keys)):
         if fits:
             way = {"env": "environment variables", "globals": "module-level values"}.get(style)
-            notes.append(f"{script.name} parses no command line: its params are passed as "
-                         f"{way or 'keys of ' + seen.files[0]} ({', '.join(sorted(names))}), the names it uses; "
-                         "set `args: {style: ...}` to change it")
+            notes.append(
+                f"{script.name} parses no command line: its params are passed as "
+                f"{way or 'keys of ' + seen.files[0]} ({', '.join(sorted(names))}), the names it uses; "
+                "set `args: {style: ...}` to change it"
+            )
             return _source_flags(spec, script, style, env)
     ways = seen.fits()
     shown = ", ".join(sorted(names)[:4]) + (", ..." if len(names) > 4 else "")
@@ -247,19 +266,23 @@ def _check_arg_lengths(task: Task, flags: Any, spec: Spec) -> None:
         if len(arg.encode()) >= ARG_MAX_STRLEN:
             name = next((k for k in task.params if arg.startswith(f"--{k}=")), None) or next(
                 (k for k, v in task.params.items() if arg in (str(v), json.dumps(v))), "?")
-            raise SpecError(f"params.{name}: a value of {len(arg.encode()):,} bytes (task {task.index}) is longer than "
-                            f"one command-line argument may be ({ARG_MAX_STRLEN // 1024} KiB); pass a file name instead")
+            raise SpecError(
+                f"params.{name}: a value of {len(arg.encode()):,} bytes (task {task.index}) is longer than "
+                f"one command-line argument may be ({ARG_MAX_STRLEN // 1024} KiB); pass a file name instead"
+            )
 
 
 def python_path(spec: Spec) -> str:
-    """The Python that runs the tasks and reads the script's flags: `python:` (relative to the spec), else ours."""
+    """The Python that runs the tasks and reads the script's flags: `python:` (relative to the spec), else
+    ours."""
     import shutil
     import sys
 
     if not spec.python:
         return sys.executable
     if "/" in spec.python:
-        path = os.path.abspath(spec.base_dir / os.path.expanduser(spec.python))  # not resolved: a venv's python is a link
+        # not resolved: a venv's python is a link
+        path = os.path.abspath(spec.base_dir / os.path.expanduser(spec.python))
         if not os.access(path, os.X_OK):
             raise SpecError(f"python: {spec.python} is not an executable file (relative to {spec.base_dir}); "
                             "give e.g. .venv-ml/bin/python")
@@ -274,8 +297,9 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
          max_parallel: int | None = None, check_engine: bool = True, max_tasks: int = MAX_TASKS) -> Plan:
     """Load, validate and expand a sweep. Raises SweepError on bad input; writes nothing.
 
-    ``check_engine=False`` skips the engine's own check (for aws-batch: credentials, stack, bucket), so a dry run
-    or an estimate never talks to a cluster or to AWS; such a plan has no engine settings and must not be started."""
+    ``check_engine=False`` skips the engine's own check (for aws-batch: credentials, stack, bucket), so a dry
+    run or an estimate never talks to a cluster or to AWS; such a plan has no engine settings and must not be
+    started."""
     from batchsweep.spec import reader as spec_reader
     from batchsweep.spec.schema import MetricsFromMlflow
 
@@ -288,7 +312,9 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
         if max_parallel is not None:
             changes["max_parallel"] = max_parallel
         raw = {**spec.model_dump(by_alias=True, exclude={"base_dir"}, exclude_unset=True), **changes}
-        spec = spec_reader.validate(raw, source="command line", base_dir=spec.base_dir, spec_file=spec.spec_file)
+        spec = spec_reader.validate(
+            raw, source="command line", base_dir=spec.base_dir, spec_file=spec.spec_file
+        )
     engine = get_engine(spec.backend)
     n = space.count(spec) if spec.params and not spec.search else 0
     if n > max_tasks:  # counted from the blocks' sizes, before anything is expanded
@@ -296,7 +322,9 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
                         "raise it with --max-tasks N (or max_tasks= in Python)")
     tasks = space.expand(spec, keyer=lambda params, inputs: "") if n else []
     if not tasks and not spec.search:
-        raise SpecError("params: the parameter space expands to no tasks; every block needs at least one value")
+        raise SpecError(
+            "params: the parameter space expands to no tasks; every block needs at least one value"
+        )
     # A search has no tasks yet (its rounds add them): check the script and inputs against example trials.
     examples, search_fields = _search_check(spec) if spec.search else (tasks, {})
     if spec.stop is not None and importlib.util.find_spec("optuna") is None:
@@ -319,8 +347,11 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
     hashes = keys.HashCache()
     identity = keys.code_identity(spec, cache=hashes)
     code_hash = identity.hash
-    stamps = keys.InputStamps(spec.base_dir, hashes, s3_head=keys.s3_head(profile=spec.aws.profile,
-                                                                             region=spec.aws.region) if check_engine else None)
+    stamps = keys.InputStamps(
+        spec.base_dir,
+        hashes,
+        s3_head=keys.s3_head(profile=spec.aws.profile, region=spec.aws.region) if check_engine else None,
+    )
     environment = {"env": spec.env, **engine.key_environment(spec, settings)}
     if spec.python:  # tasks run on another interpreter of this machine: its version, not ours
         environment.update(keys.local_environment(python_path(spec)))
@@ -331,43 +362,64 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
     now = datetime.now(timezone.utc)
     as_run: dict[str, Any] = {}
     if spec.script:
-        as_run["script"] = spec.script_path.name if spec.script_path else spec.script  # run by name in code_dir
+        # run by name in code_dir
+        as_run["script"] = spec.script_path.name if spec.script_path else spec.script
     if spec.python:
         if not engine.local_python:
-            raise SpecError(f"python: chooses a Python on this machine (local and dask runs); for {spec.backend} put "
-                            "the script's dependencies in the task image (`batchsweep image build`)")
+            raise SpecError(
+                f"python: chooses a Python on this machine (local and dask runs); for {spec.backend} put "
+                "the script's dependencies in the task image (`batchsweep image build`)"
+            )
         as_run["python"] = python_path(spec)
     recorded = spec.model_copy(update=as_run)
     record = RunRecord(
-        run_id=new_run_id(spec.name), name=spec.name, backend=spec.backend,
-        created=now.isoformat(timespec="seconds"), created_ts=now.timestamp(), n_tasks=len(tasks),
-        code_hash=code_hash, code_identity=identity.to_json(), key_common=keyer.common, key_what=keys.spec_what(spec), key_env=environment,
+        run_id=new_run_id(spec.name),
+        name=spec.name,
+        backend=spec.backend,
+        created=now.isoformat(timespec="seconds"),
+        created_ts=now.timestamp(),
+        n_tasks=len(tasks),
+        code_hash=code_hash,
+        code_identity=identity.to_json(),
+        key_common=keyer.common,
+        key_what=keys.spec_what(spec),
+        key_env=environment,
         spec_file=str(spec.spec_file) if spec.spec_file else None,
-        provenance=provenance.collect(Path(code_dir), environment=environment, code_files=list(identity.files)),
-        base_dir=str(spec.base_dir), code_dir=str(code_dir),
+        provenance=provenance.collect(
+            Path(code_dir), environment=environment, code_files=list(identity.files)
+        ),
+        base_dir=str(spec.base_dir),
+        code_dir=str(code_dir),
         script_name=spec.script_path.name if spec.script_path else None,
-        spec=recorded, flags=flags, timeout_s=spec.timeout, max_parallel=spec.max_parallel,
-        engine=settings, **{"param_names": spec.param_names, **search_fields},  # a search adds its own params
+        spec=recorded,
+        flags=flags,
+        timeout_s=spec.timeout,
+        max_parallel=spec.max_parallel,
+        engine=settings,
+        **{"param_names": spec.param_names, **search_fields},  # a search adds its own params
     )
     info = record.to_json()
     return Plan(spec=spec, tasks=tasks, info=info, engine=engine, notes=notes, unkeyed=stamps.unkeyed)
 
 
 def keyed_as_now(record: RunRecord, tasks: Sequence[Task]) -> tuple[list[Task], str | None, str | None]:
-    """The tasks of a run about to run again (resume), keyed by the code and inputs as they are now: a script fixed
-    after its tasks failed is new code, and what it produces must not be offered for reuse under the key of the
-    code that failed, nor a changed input's result under the old input's key. Returns the tasks (each with its
-    key now), a warning when the code changed since the run started, and the code's hash now (None when it
-    cannot be read). A run whose key cannot be rebuilt (its code directory is unreadable; an older run.json
-    without `key_what`/`key_env` whose code changed) gets empty keys for these tasks: they run, and are never
-    offered for reuse."""
+    """The tasks of a run about to run again (resume), keyed by the code and inputs as they are now: a script
+    fixed after its tasks failed is new code, and what it produces must not be offered for reuse under the key
+    of the code that failed, nor a changed input's result under the old input's key. Returns the tasks (each
+    with its key now), a warning when the code changed since the run started, and the code's hash now (None
+    when it cannot be read). A run whose key cannot be rebuilt (its code directory is unreadable; an older
+    run.json without `key_what`/`key_env` whose code changed) gets empty keys for these tasks: they run, and
+    are never offered for reuse."""
     spec = record.code_spec()
     try:
         hashes = keys.HashCache()
         code_now = keys.code_hash(spec, cache=hashes)
     except (SpecError, OSError) as e:
-        return ([dataclasses.replace(t, cache_key="") for t in tasks],
-                f"the resumed tasks are not recorded for reuse: their content key cannot be rebuilt ({e})", None)
+        return (
+            [dataclasses.replace(t, cache_key="") for t in tasks],
+            f"the resumed tasks are not recorded for reuse: their content key cannot be rebuilt ({e})",
+            None,
+        )
     stamps = keys.InputStamps(spec.base_dir, hashes, s3_head=keys.s3_head(profile=spec.aws.profile,
                                                                          region=spec.aws.region))
     warning = None
@@ -386,7 +438,8 @@ def keyed_as_now(record: RunRecord, tasks: Sequence[Task]) -> tuple[list[Task], 
 
 
 def find_reuse(p: Plan, *, store: Store | str | None = None) -> Reuse:
-    """Which of the plan's tasks already succeeded, with the same content key, in the store it would run against."""
+    """Which of the plan's tasks already succeeded, with the same content key, in the store it would run
+    against."""
     from batchsweep.planning.reuse import Reuse, explain_misses, lookup
 
     if p.spec.search or not p.tasks:
@@ -399,7 +452,11 @@ def find_reuse(p: Plan, *, store: Store | str | None = None) -> Reuse:
 
 
 def metrics_rule(spec: Spec) -> str | dict[str, Any]:
-    return spec.metrics if isinstance(spec.metrics, str) else spec.metrics.model_dump(mode="json", exclude_none=True)
+    return (
+        spec.metrics
+        if isinstance(spec.metrics, str)
+        else spec.metrics.model_dump(mode="json", exclude_none=True)
+    )
 
 
 def _search_check(spec: Spec) -> tuple[list[Task], dict[str, Any]]:

@@ -1,10 +1,10 @@
 """Never compute the same task twice (docs/design.md §4.1).
 
-Before a run is submitted, each task's content key (`batchsweep.planning.keys`) is looked up in the store's index;
-every task with an earlier success under the same key gets that result copied into the new run (hard links on
-a local store, server-side copies on S3), with `reused_from` in its status, and only the others are submitted.
-Failed, timed-out, cancelled and lost tasks are never reused: an index entry is written only on success, and
-the source's status.json is read again before it is trusted.
+Before a run is submitted, each task's content key (`batchsweep.planning.keys`) is looked up in the store's
+index; every task with an earlier success under the same key gets that result copied into the new run (hard
+links on a local store, server-side copies on S3), with `reused_from` in its status, and only the others are
+submitted. Failed, timed-out, cancelled and lost tasks are never reused: an index entry is written only on
+success, and the source's status.json is read again before it is trusted.
 
 When only the `metrics:` rule changed, the reused task's metrics are read again from its stored output
 (stdout.log or a kept output file) with the new rule, instead of running it again.
@@ -44,7 +44,8 @@ class Source:
 
 @dataclass
 class Reuse:
-    """Which tasks of a new run take an earlier result, and from where; why the others could not (`missed`)."""
+    """Which tasks of a new run take an earlier result, and from where; why the others could not
+    (`missed`)."""
 
     n_tasks: int
     found: dict[int, Source] = field(default_factory=dict)  # task index in the new run -> its earlier success
@@ -76,8 +77,13 @@ def account_line(account: dict[str, Any], verb: str = "to run") -> str:
         missed = [(int(c), str(w)) for c, w in account.get("missed") or []]
     except (TypeError, ValueError, AttributeError):
         return "reuse account unreadable (run.json reuse_account is damaged)"
-    source = (f" (from {sources[0]})" if len(sources) == 1 else
-              f" (from {len(sources)} runs: {', '.join(sources[:3])}{', …' if len(sources) > 3 else ''})" if sources else "")
+    source = (
+        f" (from {sources[0]})"
+        if len(sources) == 1
+        else f" (from {len(sources)} runs: {', '.join(sources[:3])}{', …' if len(sources) > 3 else ''})"
+        if sources
+        else ""
+    )
     rest = n - reused
     if rest == 0:
         return f"reused {reused} of {n}{source}; nothing {verb}"
@@ -87,7 +93,9 @@ def account_line(account: dict[str, Any], verb: str = "to run") -> str:
     return f"reused {reused} of {n}{source}; {rest} {verb}" + (f": {why}" if why else "")
 
 
-def explain_misses(store: Store, tasks: Sequence[Task], reuse: Reuse, info: dict[str, Any]) -> list[tuple[int, str]]:
+def explain_misses(
+    store: Store, tasks: Sequence[Task], reuse: Reuse, info: dict[str, Any]
+) -> list[tuple[int, str]]:
     """Why each task not reused could not be, against the newest earlier run of the same sweep in the store
     (`info` is the new run's run.json): new params, the code, packages or environment changed since (named),
     its inputs changed, or it never succeeded there. Counted per reason, the most common first."""
@@ -99,10 +107,13 @@ def explain_misses(store: Store, tasks: Sequence[Task], reuse: Reuse, info: dict
     name = str(info.get("name") or "")
     same_sweep = re.compile(re.escape(name) + r"-\d{8}-\d{6}-[0-9a-f]{4}")
     try:
-        earlier = sorted((r for r in store.run_ids() if same_sweep.fullmatch(r)), key=lambda r: _newest_first((r, 0)))
+        earlier = sorted(
+            (r for r in store.run_ids() if same_sweep.fullmatch(r)), key=lambda r: _newest_first((r, 0))
+        )
         if not earlier:
             return [(len(missed), f"no earlier run of {name} in this store")]
-        # Runs started in the same second have the same time in their ids: their run.json says which came last.
+        # Runs started in the same second have the same time in their ids: their run.json says which came
+        # last.
         tied = [r for r in earlier if _newest_first((r, 0))[0] == _newest_first((earlier[-1], 0))[0]]
         infos = {r: store.run_info(r) for r in tied}
         ref = max(tied, key=lambda r: float(infos[r].get("created_ts") or 0))
@@ -130,7 +141,8 @@ def explain_misses(store: Store, tasks: Sequence[Task], reuse: Reuse, info: dict
 
 
 def run_change(ref: str, old: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """What differs between an earlier run and a new one for every task's key, in words; None when nothing does."""
+    """What differs between an earlier run and a new one for every task's key, in words; None when nothing
+    does."""
     if old.get("key_common") == new.get("key_common"):
         return None
     old_code, new_code = old.get("code_identity"), new.get("code_identity")
@@ -142,11 +154,21 @@ def run_change(ref: str, old: dict[str, Any], new: dict[str, Any]) -> str | None
     parts = []
     if files:
         more = files[1:]
-        parts.append(f"{files[0]} changed since {ref}" + (
-            f" (+{len(more)} file{'s' if len(more) != 1 else ''}: {', '.join(more[:5])}{', …' if len(more) > 5 else ''})"
-            if more else ""))
+        parts.append(
+            f"{files[0]} changed since {ref}"
+            + (
+                f" (+{len(more)} file{'s' if len(more) != 1 else ''}: "
+                f"{', '.join(more[:5])}{', …' if len(more) > 5 else ''})"
+                if more
+                else ""
+            )
+        )
     if packages:
-        parts.append(", ".join(packages[:5]) + (", …" if len(packages) > 5 else "") + ("" if files else f" since {ref}"))
+        parts.append(
+            ", ".join(packages[:5])
+            + (", …" if len(packages) > 5 else "")
+            + ("" if files else f" since {ref}")
+        )
     for part, label in (("key_env", "environment"), ("key_what", "spec")):
         a, b = old.get(part) or {}, new.get(part) or {}
         changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
@@ -165,11 +187,14 @@ def lookup(store: Store, tasks: Sequence[Task], *, metrics_rule: str | dict[str,
     """The earlier succeeded task for each task whose key the store has seen succeed, and whose metrics under
     `metrics_rule` can be read from what it stored (`keeps_everything`: the sweep has no `outputs:` globs)."""
     entries = store.index_entries(t.cache_key for t in tasks)
-    candidates = {key: found if len(found) == 1 else sorted(found, key=_newest_first, reverse=True)[:_CANDIDATES]
-                  for key, found in entries.items()}
+    candidates = {
+        key: found if len(found) == 1 else sorted(found, key=_newest_first, reverse=True)[:_CANDIDATES]
+        for key, found in entries.items()
+    }
     chosen: dict[str, Source] = {}
     rules: dict[str, Any] = {}
-    same_rule: dict[str, bool] = {}  # per source run: its rule is the new one, so every success of it is reusable
+    # per source run: its rule is the new one, so every success of it is reusable
+    same_rule: dict[str, bool] = {}
     wanted = keys.canonical(metrics_rule)
     for attempt in range(_CANDIDATES):
         ask = [(key, c[attempt]) for key, c in candidates.items() if key not in chosen and len(c) > attempt]
@@ -182,15 +207,17 @@ def lookup(store: Store, tasks: Sequence[Task], *, metrics_rule: str | dict[str,
             if run_id not in rules:
                 rules[run_id] = _metrics_rule(store, run_id)
                 same_rule[run_id] = rules[run_id] is not None and keys.canonical(rules[run_id]) == wanted
-            if same_rule[run_id] or rereadable(rules[run_id], metrics_rule, status, keeps_everything=keeps_everything):
+            if same_rule[run_id] or rereadable(
+                rules[run_id], metrics_rule, status, keeps_everything=keeps_everything
+            ):
                 chosen[key] = Source(run_id, index, status, rules[run_id])
     return Reuse(len(tasks), {t.index: chosen[t.cache_key] for t in tasks if t.cache_key in chosen})
 
 
 def copy_results(store: Store, run_id: str, tasks: Sequence[Task], reuse: Reuse, *,
                  metrics_rule: str | dict[str, Any]) -> None:
-    """Put each reused task's files into the new run, its status (with `reused_from`) last; then the index entries
-    of those whose status was written (one append per index file)."""
+    """Put each reused task's files into the new run, its status (with `reused_from`) last; then the index
+    entries of those whose status was written (one append per index file)."""
     by_index = {t.index: t for t in tasks}
 
     def one(index: int) -> int | None:
@@ -199,8 +226,9 @@ def copy_results(store: Store, run_id: str, tasks: Sequence[Task], reuse: Reuse,
             return _copy_one(store, run_id, index, source, metrics_rule)
         except (OutsideStore, ValueError) as e:  # a store someone else wrote, or a damaged source
             store.backend.delete_prefix(store.task_prefix(run_id, index))
-            store.warn(f"task {index}: not reused from run {source.run_id} task {source.index} ({e}); it runs "
-                       "again")
+            store.warn(
+                f"task {index}: not reused from run {source.run_id} task {source.index} ({e}); it runs again"
+            )
             return None
 
     with ThreadPoolExecutor(max_workers=8 if store.is_local else 32) as pool:
@@ -210,7 +238,9 @@ def copy_results(store: Store, run_id: str, tasks: Sequence[Task], reuse: Reuse,
     store.record_successes([(by_index[i].cache_key, run_id, i) for i in done])
 
 
-def _copy_one(store: Store, run_id: str, index: int, source: Source, metrics_rule: str | dict[str, Any]) -> int:
+def _copy_one(
+    store: Store, run_id: str, index: int, source: Source, metrics_rule: str | dict[str, Any]
+) -> int:
     """One reused task's files, then its status."""
     same_rule = keys.canonical(source.rule) == keys.canonical(metrics_rule)
     names = [*(n for n in TASK_FILES if same_rule or n != TaskDir.METRICS), TaskDir.SERIES]
@@ -256,7 +286,9 @@ def _metrics_rule(store: Store, run_id: str) -> Any:
         return None
 
 
-def rereadable(source_rule: Any, rule: str | dict[str, Any], status: TaskStatus, *, keeps_everything: bool) -> bool:
+def rereadable(
+    source_rule: Any, rule: str | dict[str, Any], status: TaskStatus, *, keeps_everything: bool
+) -> bool:
     """Whether the metrics the new rule would have found can be told from what the source run stored."""
     if source_rule is None:
         return False
@@ -299,8 +331,12 @@ def _reread_metrics(store: Store, source: Source, rule: str | dict[str, Any]) ->
         file_part = as_dict(read(store.task_metrics_key(*where)))
     elif wanted == METRICS_FILE and isinstance(old, dict):
         old_printed = printed(old)  # the old metrics.json merged the file with what the old rule printed
-        file_part = {k: v for k, v in as_dict(read(store.task_metrics_key(*where))).items() if k not in old_printed}
+        file_part = {
+            k: v for k, v in as_dict(read(store.task_metrics_key(*where))).items() if k not in old_printed
+        }
     else:
-        file_part = as_dict(read(store.task_output_key(*where, wanted))) if wanted in source.status.outputs else {}
+        file_part = (
+            as_dict(read(store.task_output_key(*where, wanted))) if wanted in source.status.outputs else {}
+        )
     found = {**file_part, **(printed(rule) if isinstance(rule, dict) else {})}
     return found or None

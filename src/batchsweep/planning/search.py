@@ -1,12 +1,13 @@
-"""Adaptive search (the spec's `search:` block): batch-parallel Bayesian optimisation with Optuna, on any engine.
+"""Adaptive search (the spec's `search:` block): batch-parallel Bayesian optimisation with Optuna, on any
+engine.
 
 A search runs in rounds. Each round asks the study for `batch` trials, appends one task per trial to the run
 (params: the trial's values, `params.fixed`, `trial`, `round`), runs them as ONE submission (one array job on
-AWS Batch), and tells each trial its result; failed, timed-out and metric-less trials are told FAIL, not dropped.
-`optimize` is that loop with the engine left out, so the benchmark drives the same rounds in-process.
+AWS Batch), and tells each trial its result; failed, timed-out and metric-less trials are told FAIL, not
+dropped. `optimize` is that loop with the engine left out, so the benchmark drives the same rounds in-process.
 
-The study is an Optuna journal in the run's directory (for an S3 store, a local copy uploaded after every ask and
-tell). The journal is written before the tasks, and task statuses are the truth about what finished, so a
+The study is an Optuna journal in the run's directory (for an S3 store, a local copy uploaded after every ask
+and tell). The journal is written before the tasks, and task statuses are the truth about what finished, so a
 driver killed at any point resumes without losing or repeating a trial:
     asked, its task has a result   → told
     asked, its task has no result  → the same task runs again
@@ -41,7 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 JOURNAL = SEARCH_JOURNAL  # new runs record it in run.json (search.journal)
-RESULT_STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.PRUNED)  # a cancelled or missing one runs again
+# a cancelled or missing one runs again
+RESULT_STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.PRUNED)
 SAMPLER_NEEDS = {"cmaes": ("cmaes",), "gp": ("torch", "scipy")}
 
 
@@ -79,17 +81,26 @@ def check(spec: Spec) -> tuple[list[Task], dict[str, Any]]:
         raise SpecError("search: needs Optuna, which is not installed; pip install 'batchsweep[search]'")
     _check_sampler(search.sampler)
     params = spec.params
-    if params is not None and (params.grid or params.list_ or params.zip or params.random or params.repeat > 1):
-        raise SpecError("params: with `search:`, params may only hold `fixed` (the search proposes the rest); "
-                        "move the other parameters into search.space")
+    if params is not None and (
+        params.grid or params.list_ or params.zip or params.random or params.repeat > 1
+    ):
+        raise SpecError(
+            "params: with `search:`, params may only hold `fixed` (the search proposes the rest); "
+            "move the other parameters into search.space"
+        )
     fixed = dict(params.fixed) if params else {}
     for name in search.space:
         if name in SEARCH_PARAMS:
-            raise SpecError(f"search.space.{name}: `{name}` is set by batchsweep itself; rename the parameter")
+            raise SpecError(
+                f"search.space.{name}: `{name}` is set by batchsweep itself; rename the parameter"
+            )
         if name in fixed:
             raise SpecError(f"search.space.{name}: also set in params.fixed; keep it in one place")
     batch = min(search.batch or spec.max_parallel or os.cpu_count() or 1, search.trials)
-    fields = {"param_names": [*spec.param_names, *SEARCH_PARAMS], "search": {"batch": batch, "journal": JOURNAL}}
+    fields = {
+        "param_names": [*spec.param_names, *SEARCH_PARAMS],
+        "search": {"batch": batch, "journal": JOURNAL},
+    }
     return _example_tasks(spec, fixed), fields
 
 
@@ -106,7 +117,8 @@ def _check_sampler(name: str) -> None:
 
 
 def _example_tasks(spec: Spec, fixed: dict[str, Any]) -> list[Task]:
-    """One task at the low end of every range, plus one per other choice: enough to check flags and choices."""
+    """One task at the low end of every range, plus one per other choice: enough to check flags and
+    choices."""
     assert spec.search is not None
     dists = {n: distributions.parse(t, where=f"search.space.{n}") for n, t in spec.search.space.items()}
     base = {n: d.args[0] if d.kind in ("choice", "randint") else float(d.args[0]) for n, d in dists.items()}
@@ -120,7 +132,8 @@ def _example_tasks(spec: Spec, fixed: dict[str, Any]) -> list[Task]:
 
 # -- the round loop, engine-free ------------------------------------------------------------------
 def make_sampler(search: Search, round_: int, *, batch: int) -> optuna.samplers.BaseSampler:
-    """A fresh sampler per round, seeded by (seed, round): a resumed driver must not replay round 0's draws."""
+    """A fresh sampler per round, seeded by (seed, round): a resumed driver must not replay round 0's
+    draws."""
     import optuna
 
     seed = search.seed * 100_003 + round_
@@ -170,7 +183,9 @@ def next_round(study: optuna.Study) -> int:
 def told(study: optuna.Study) -> int:
     from optuna.trial import TrialState
 
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)))
+    return len(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
+    )
 
 
 def optimize(study: optuna.Study, search: Search, evaluate: Evaluate, *, batch: int,
@@ -213,11 +228,14 @@ class StudyFile:
         self._repair()
         storage = JournalStorage(JournalFileBackend(str(self.path)))
         if create:
-            return optuna.create_study(storage=storage, study_name=self.run.id, direction=_search(self.run).direction)
+            return optuna.create_study(
+                storage=storage, study_name=self.run.id, direction=_search(self.run).direction
+            )
         return optuna.load_study(storage=storage, study_name=self.run.id)
 
     def _repair(self) -> None:
-        """A driver killed with -9 may leave the lock behind or half a line; only one driver writes at a time."""
+        """A driver killed with -9 may leave the lock behind or half a line; only one driver writes at a
+        time."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         Path(f"{self.path}.lock").unlink(missing_ok=True)
         if self.path.exists():
@@ -258,14 +276,17 @@ def start(run: Run, *, detach: bool) -> None:
 def no_detach(detach: bool) -> None:
     """A search cannot be left to run on its own: its sampler runs in the waiting process, on this machine."""
     if detach:
-        raise SpecError("search: --detach is not supported: each round's trials are proposed by the sampler in the "
-                        "process that waits, from the results of the rounds before (the backend only runs the tasks); "
-                        "run without --detach, e.g. `nohup batchsweep run SPEC &` or in tmux, and if that process "
-                        "stops, `batchsweep resume RUN` goes on from the finished rounds")
+        raise SpecError(
+            "search: --detach is not supported: each round's trials are proposed by the sampler in the "
+            "process that waits, from the results of the rounds before (the backend only runs the tasks); "
+            "run without --detach, e.g. `nohup batchsweep run SPEC &` or in tmux, and if that process "
+            "stops, `batchsweep resume RUN` goes on from the finished rounds"
+        )
 
 
 def resume_todo(run: Run, *, detach: bool) -> list[int]:
-    """Tell what finished; the tasks to run next: asked trials without a result, else the next round's trials."""
+    """Tell what finished; the tasks to run next: asked trials without a result, else the next round's
+    trials."""
     no_detach(detach)
     study_file = StudyFile(run)
     study = study_file.open()
@@ -319,7 +340,11 @@ def _settle(run: Run, study: optuna.Study) -> list[Proposal]:
         if index is not None and status is not None and status.state is State.PRUNED:
             tell(study, trial.number, _pruned(run, index))
         elif index is not None and status is not None and status.state in RESULT_STATES:
-            metrics = run.store.read_metrics(run.id, [index]).get(index) if status.state is State.SUCCEEDED else None
+            metrics = (
+                run.store.read_metrics(run.id, [index]).get(index)
+                if status.state is State.SUCCEEDED
+                else None
+            )
             tell(study, trial.number, as_value(metrics, metric))
         else:
             round_ = int(trial.user_attrs.get("round", max(next_round(study) - 1, 0)))
@@ -340,7 +365,9 @@ def _task_indices(run: Run, proposals: list[Proposal]) -> dict[int, int]:
             continue
         params, inputs = space_mod.resolve({**p.values, **fixed, "trial": p.trial, "round": p.round},
                                            list(spec.inputs), task=f"trial {p.trial}")
-        task = Task(index=len(tasks) + len(new), params=params, inputs=inputs, cache_key=keyer(params, inputs))
+        task = Task(
+            index=len(tasks) + len(new), params=params, inputs=inputs, cache_key=keyer(params, inputs)
+        )
         index_of[p.trial] = task.index
         new.append(task)
     if new:
@@ -350,10 +377,10 @@ def _task_indices(run: Run, proposals: list[Proposal]) -> dict[int, int]:
 
 
 def trial_keyer(run: Run) -> Callable[[dict[str, Any], tuple[str, ...]], str]:
-    """A trial's content key (`batchsweep.planning.keys`): the one a grid task with the same params gets, so a trial can
-    take any earlier result. `trial` and `round` are left out when the task never sees them (a script whose
-    flags are known and do not declare them); else, and for runs from before `key_common`, they stay in, so the
-    key is the trial's own."""
+    """A trial's content key (`batchsweep.planning.keys`): the one a grid task with the same params gets, so a
+    trial can take any earlier result. `trial` and `round` are left out when the task never sees them (a
+    script whose flags are known and do not declare them); else, and for runs from before `key_common`, they
+    stay in, so the key is the trial's own."""
     from batchsweep.planning import keys
     from batchsweep.scripts.options import flags_from_json
 
@@ -375,8 +402,9 @@ def trial_keyer(run: Run) -> Callable[[dict[str, Any], tuple[str, ...]], str]:
 
 
 def _reuse_round(run: Run, indices: list[int]) -> set[int]:
-    """The round's tasks whose content key already succeeded in this store (this search's earlier trials, other
-    runs, a grid over the same space): their results are copied in, not run. Only when the run has reuse on."""
+    """The round's tasks whose content key already succeeded in this store (this search's earlier trials,
+    other runs, a grid over the same space): their results are copied in, not run. Only when the run has reuse
+    on."""
     from batchsweep.planning.reuse import copy_results, lookup, rule_of
 
     if not run.record.reuse:
@@ -400,8 +428,13 @@ def _engine_evaluator(run: Run, search: Search, study: optuna.Study, *, progress
         index_of = _task_indices(run, proposals)
         indices = [index_of[p.trial] for p in proposals]
         if progress:
-            log.info("round %s: %d trials (%d of %d told so far)", proposals[0].round, len(indices), told(study),
-                     search.trials)
+            log.info(
+                "round %s: %d trials (%d of %d told so far)",
+                proposals[0].round,
+                len(indices),
+                told(study),
+                search.trials,
+            )
         reused = _reuse_round(run, indices)
         to_run = [i for i in indices if i not in reused]
         # A fresh engine per round: its own thread, its own poll backoff. Renewed when the round runs nothing
@@ -414,7 +447,9 @@ def _engine_evaluator(run: Run, search: Search, study: optuna.Study, *, progress
         statuses = {i: run.store.read_status(run.id, i) for i in indices}
         if any(s is None or s.state not in RESULT_STATES for s in statuses.values()):
             raise Interrupted
-        metrics = run.store.read_metrics(run.id, [i for i, s in statuses.items() if s and s.state is State.SUCCEEDED])
+        metrics = run.store.read_metrics(
+            run.id, [i for i, s in statuses.items() if s and s.state is State.SUCCEEDED]
+        )
         values = [as_value(metrics.get(i), search.metric) for i in indices]
         _check_metric(search, study, metrics, values)
         return [_pruned(run, i) if (s := statuses[i]) is not None and s.state is State.PRUNED else v

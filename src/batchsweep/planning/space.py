@@ -1,7 +1,7 @@
 """Expand a spec's parameter space into a deterministic list of Tasks.
 
-Blocks combine as a cartesian product in a fixed order (list × zip × grid × random), `fixed` joins every
-task, `repeat` copies each task N times. `{param}` placeholders in string params and inputs are filled per task.
+Blocks combine as a cartesian product in a fixed order (list × zip × grid × random), `fixed` joins every task,
+`repeat` copies each task N times. `{param}` placeholders in string params and inputs are filled per task.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def _block_rows(params: Params) -> list[list[dict[str, Any]]]:
 
 
 def count(spec: Spec) -> int:
-    """The number of tasks, computed from the blocks' sizes: nothing is expanded (a 10^8 grid costs nothing)."""
+    """The number of tasks, computed from the blocks' sizes: nothing is expanded (a 10^8 grid costs
+    nothing)."""
     params = spec.params
     if params is None:
         return 0
@@ -77,33 +78,41 @@ def fill(text: str, params: dict[str, Any], *, where: str) -> str:
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
         if name not in params:
-            raise SpecError(f"{where}: placeholder {{{name}}} names no param; params are: {', '.join(params)}")
+            raise SpecError(
+                f"{where}: placeholder {{{name}}} names no param; params are: {', '.join(params)}"
+            )
         return str(params[name])
 
     return _PLACEHOLDER.sub(sub, text)
 
 
-def resolve(raw: dict[str, Any], inputs: Sequence[Any], *, task: str = "") -> tuple[dict[str, Any], tuple[str, ...]]:
+def resolve(
+    raw: dict[str, Any], inputs: Sequence[Any], *, task: str = ""
+) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Params with their `{param}` placeholders filled, and the task's inputs: `src`, or `src => dst` for an
-    input staged at a path of its own (`{src, dst}` in the spec, a model or its JSON form). `task` names the task
-    in errors ("task 3")."""
-    params = {k: fill(v, raw, where=f"params.{k}") if isinstance(v, str) and "{" in v else v for k, v in raw.items()}
+    input staged at a path of its own (`{src, dst}` in the spec, a model or its JSON form). `task` names the
+    task in errors ("task 3")."""
+    params = {
+        k: fill(v, raw, where=f"params.{k}") if isinstance(v, str) and "{" in v else v for k, v in raw.items()
+    }
     refs = []
     for item in inputs:
         if isinstance(item, str):
             refs.append(fill_path(item, params, task=task))
             continue
         src, dst = (item["src"], item["dst"]) if isinstance(item, dict) else (item.src, item.dst)
-        refs.append(fill_path(src, params, task=task) + STAGED_AT + fill_path(dst, params, task=task, dst=True))
+        refs.append(
+            fill_path(src, params, task=task) + STAGED_AT + fill_path(dst, params, task=task, dst=True)
+        )
     return params, tuple(refs)
 
 
 def fill_path(template: str, params: dict[str, Any], *, task: str = "", dst: bool = False) -> str:
     """An input path with its placeholders filled, which a param value cannot take outside the directory the
-    template itself names (the part before its first placeholder; the spec's directory when it starts with one):
-    `data/{symbol}.csv` with symbol `../../etc/passwd` or `/etc/passwd` is bad input. A path the spec writes out
-    (absolute, or with `..`) is the user's own choice and is left alone; an `s3://` key has no `..`. A `dst` is
-    always inside the task's directory."""
+    template itself names (the part before its first placeholder; the spec's directory when it starts with
+    one): `data/{symbol}.csv` with symbol `../../etc/passwd` or `/etc/passwd` is bad input. A path the spec
+    writes out (absolute, or with `..`) is the user's own choice and is left alone; an `s3://` key has no
+    `..`. A `dst` is always inside the task's directory."""
     filled = fill(template, params, where="inputs")
     if filled == template or filled.startswith("s3://"):
         return filled
@@ -121,15 +130,25 @@ def fill_path(template: str, params: dict[str, Any], *, task: str = "", dst: boo
     if not inside:
         used = ", ".join(f"{name}={params[name]!r}" for name in dict.fromkeys(_PLACEHOLDER.findall(template))
                          if name in params)
-        where = "the task's directory" if dst else (f"{base}" if norm_base not in ("", ".") else "the spec's directory")
-        raise SpecError(f"inputs: {template!r} with {used}{f' ({task})' if task else ''} points outside {where} "
-                        f"(to {filled!r}); a param can only pick a path inside it — fix the value, or list a file "
-                        "elsewhere in inputs: yourself")
+        where = (
+            "the task's directory"
+            if dst
+            else (f"{base}" if norm_base not in ("", ".") else "the spec's directory")
+        )
+        raise SpecError(
+            f"inputs: {template!r} with {used}{f' ({task})' if task else ''} points outside {where} "
+            f"(to {filled!r}); a param can only pick a path inside it — fix the value, or list a file "
+            "elsewhere in inputs: yourself"
+        )
     return filled
 
 
-def expand(spec: Spec, *, code_hash: str = "", keyer: Callable[[dict[str, Any], tuple[str, ...]], str] | None = None,
-           ) -> list[Task]:
+def expand(
+    spec: Spec,
+    *,
+    code_hash: str = "",
+    keyer: Callable[[dict[str, Any], tuple[str, ...]], str] | None = None,
+) -> list[Task]:
     """All tasks of the spec, in a deterministic order with stable indices, each with its content key
     (`batchsweep.planning.keys`; `code_hash` stands for the whole environment when no keyer is given)."""
     if keyer is None:

@@ -1,6 +1,7 @@
 """A run's results table built column by column: one list per column, indexed by task, filled as the store is
 read (packs as they arrive, then status and metrics files, then tasks.jsonl). A run of 100,000 tasks is never
-held as 100,000 row dicts or status objects (`batchsweep.report.results.gather` turns the columns into the DataFrame).
+held as 100,000 row dicts or status objects (`batchsweep.report.results.gather` turns the columns into the
+DataFrame).
 
 Columns, in this order: `task`, the params (the spec's names first), the fixed columns that every row has, the
 optional ones some row has (`gpu`, `last_step`, `partial`, `reused_from`...), the metrics in the order they
@@ -26,7 +27,8 @@ _STATUS_FIELDS = tuple(f.name for f in fields(TaskStatus))
 
 
 def status_record(status: TaskStatus) -> dict[str, Any]:
-    """A TaskStatus as the JSON object a status file or a pack line holds (what `Columns.add_status` takes)."""
+    """A TaskStatus as the JSON object a status file or a pack line holds (what `Columns.add_status`
+    takes)."""
     return {name: getattr(status, name) for name in _STATUS_FIELDS}
 
 
@@ -41,7 +43,8 @@ class Columns:
         self.params: dict[str, list[Any]] = {}
         self.metrics: dict[str, list[Any]] = {}
         self._filled = bytearray(n)  # tasks whose metrics were added (a second call replaces them)
-        self._first: dict[str, tuple[int, int]] = {}  # metric -> (task, place in its dict) where it first shows
+        # metric -> (task, place in its dict) where it first shows
+        self._first: dict[str, tuple[int, int]] = {}
         self._reserved: set[str] = {"task", "outputs", *FIXED_COLUMNS}
 
     def _col(self, table: dict[str, list[Any]], name: str) -> list[Any]:
@@ -58,7 +61,8 @@ class Columns:
                 self._col(self.params, name)[index] = value
 
     def add_status(self, index: int, status: dict[str, Any]) -> None:
-        """A task's status (a status file's or pack line's JSON object); a later one for the same task wins."""
+        """A task's status (a status file's or pack line's JSON object); a later one for the same task
+        wins."""
         if not 0 <= index < self.n:
             return
         state = status["state"]
@@ -77,8 +81,8 @@ class Columns:
             self._col(self.cols, "outputs")[index] = list(outputs) if outputs else None
 
     def add_metrics(self, index: int, metrics: dict[str, Any] | None, *, live_step: Any = None) -> None:
-        """A task's metrics (None: it has none; a later call for the task replaces them). `live_step`: they are
-        the latest values of a running task's series, up to that step (its row is marked partial)."""
+        """A task's metrics (None: it has none; a later call for the task replaces them). `live_step`: they
+        are the latest values of a running task's series, up to that step (its row is marked partial)."""
         if not 0 <= index < self.n:
             return
         if self._filled[index]:
@@ -124,7 +128,10 @@ class Columns:
             return col if rows is None else [col[i] for i in rows]
 
         data: dict[str, list[Any]] = {"task": pick(list(range(self.n)))}
-        for name in [*[p for p in param_names if p in self.params], *[p for p in self.params if p not in param_names]]:
+        for name in [
+            *[p for p in param_names if p in self.params],
+            *[p for p in self.params if p not in param_names],
+        ]:
             data[name] = pick(self.params[name])
         for name in param_names:
             data.setdefault(name, [None] * len(data["task"]))
@@ -151,7 +158,8 @@ class Columns:
         columns = {name: _as_given(values) for name, values in data.items()}
         if all(name.isascii() or _encodable(name) for name in columns):
             return pd.DataFrame(columns), whole
-        df = pd.DataFrame(dict(enumerate(columns.values())))  # a name UTF-8 cannot hold: an index of Python strings
+        # a name UTF-8 cannot hold: an index of Python strings
+        df = pd.DataFrame(dict(enumerate(columns.values())))
         df.columns = pd.Index(list(columns), dtype=object)
         return df, whole
 
@@ -178,6 +186,9 @@ INT64 = range(-(2**63), 2**63)
 
 
 def _whole_numbers(values: list[Any]) -> bool:
-    """Whether a metric's values are whole numbers a nullable int64 column holds (larger ones stay Python ints)."""
+    """Whether a metric's values are whole numbers a nullable int64 column holds (larger ones stay Python
+    ints)."""
     present = [v for v in values if v is not None]
-    return bool(present) and all(isinstance(v, int) and not isinstance(v, bool) and v in INT64 for v in present)
+    return bool(present) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v in INT64 for v in present
+    )

@@ -45,7 +45,11 @@ class Estimate:
     spot: bool = False
 
     def lines(self) -> list[str]:
-        cost = usd(self.low_usd) if self.low_usd == self.high_usd else f"{usd(self.low_usd)}–{usd(self.high_usd)}"
+        cost = (
+            usd(self.low_usd)
+            if self.low_usd == self.high_usd
+            else f"{usd(self.low_usd)}–{usd(self.high_usd)}"
+        )
         return [f"ESTIMATED cost ({self.kind}): {cost} for {self.vcpu_hours:.3g} vCPU-hours "
                 f"and {self.gb_hours:.3g} GB-hours",
                 "This is an estimate from a price table, not a bill. It assumes:",
@@ -77,7 +81,8 @@ class RightSize:
     vcpus: float | None  # None: keep the vCPUs as they are (nothing reserves them there, or they already fit)
     memory_mib: int | None  # None: keep the memory as it is
     saving: float  # fraction of the per-hour price (priced); of the reservation freed (elsewhere)
-    where: str | None = None  # where the freed reservation lets more tasks run ("on this machine"); None: priced
+    # where the freed reservation lets more tasks run ("on this machine"); None: priced
+    where: str | None = None
     reserved_vcpus: float | None = None  # what each task reserved (unpriced engines)
     reserved_mib: float | None = None
 
@@ -96,23 +101,31 @@ class RightSize:
         if self.where is None:
             return (f"{used}: {self.resources()} would cut the estimated AWS cost by {self.saving:.0%} "
                     "(`run --right-size` applies it)")
-        reserved = " and ".join([*([f"{self.reserved_vcpus:g} vCPU"] if self.reserved_vcpus is not None else []),
-                                 *([f"{self.reserved_mib:g} MiB"] if self.reserved_mib is not None else [])])
+        reserved = " and ".join(
+            [
+                *([f"{self.reserved_vcpus:g} vCPU"] if self.reserved_vcpus is not None else []),
+                *([f"{self.reserved_mib:g} MiB"] if self.reserved_mib is not None else []),
+            ]
+        )
         freed = " and ".join(
             [*([f"{self.reserved_vcpus / self.vcpus:.3g}× fewer vCPU slots"]
                if self.vcpus is not None and self.reserved_vcpus else []),
              *([f"{self.reserved_mib / self.memory_mib:.3g}× less memory"]
                if self.memory_mib is not None and self.reserved_mib else [])])
-        return (f"{used} of the {reserved} each reserved: {self.resources()} reserves {freed} per task, so more "
-                f"run at once {self.where} (`run --right-size` applies it)")
+        return (
+            f"{used} of the {reserved} each reserved: {self.resources()} reserves {freed} per task, so more "
+            f"run at once {self.where} (`run --right-size` applies it)"
+        )
 
 
-MIN_MEASURED_S = 1.0  # a task shorter than this is mostly the interpreter starting: its use says nothing of a size
+# a task shorter than this is mostly the interpreter starting: its use says nothing of a size
+MIN_MEASURED_S = 1.0
 
 
 def peak_use(usage: Usage) -> tuple[float, float] | None:
     """The most memory (MiB) and vCPUs (CPU time over duration) any task used, from (peak_rss_mib, cpu_s,
-    duration_s) of succeeded tasks that ran at least MIN_MEASURED_S; None when none ran long enough to tell."""
+    duration_s) of succeeded tasks that ran at least MIN_MEASURED_S; None when none ran long enough to
+    tell."""
     measured = [(rss, cpu / dur) for rss, cpu, dur in usage if dur >= MIN_MEASURED_S]
     if not measured:
         return None
@@ -126,9 +139,9 @@ RESERVED_FACTOR = 2.0  # a reservation is worth a line when what it needs is at 
 
 def right_size_reserved(usage: Usage, *, vcpus: float | None, memory_mib: float | None,
                         where: str) -> RightSize | None:
-    """For an engine that reserves rather than prices: the smaller reservation (HEADROOM over the most any task
-    used) when it is at most half of what each task reserved. `vcpus`/`memory_mib`: what the run reserved per
-    task, None where nothing was."""
+    """For an engine that reserves rather than prices: the smaller reservation (HEADROOM over the most any
+    task used) when it is at most half of what each task reserved. `vcpus`/`memory_mib`: what the run reserved
+    per task, None where nothing was."""
     peak = peak_use(usage)
     if peak is None:
         return None
@@ -136,12 +149,16 @@ def right_size_reserved(usage: Usage, *, vcpus: float | None, memory_mib: float 
     new_vcpus: float | None = next((v for v in VCPU_STEPS if v >= used_vcpus * HEADROOM), None)
     if vcpus is None or new_vcpus is None or new_vcpus * RESERVED_FACTOR > vcpus:
         new_vcpus = None
-    new_mib: int | None = max(MEMORY_STEP_MIB, math.ceil(used_mib * HEADROOM / MEMORY_STEP_MIB) * MEMORY_STEP_MIB)
+    new_mib: int | None = max(
+        MEMORY_STEP_MIB, math.ceil(used_mib * HEADROOM / MEMORY_STEP_MIB) * MEMORY_STEP_MIB
+    )
     if memory_mib is None or new_mib is None or new_mib * RESERVED_FACTOR > memory_mib:
         new_mib = None
     if new_vcpus is None and new_mib is None:
         return None
-    freed = [1 - new / old for new, old in ((new_vcpus, vcpus), (new_mib, memory_mib)) if new is not None and old]
+    freed = [
+        1 - new / old for new, old in ((new_vcpus, vcpus), (new_mib, memory_mib)) if new is not None and old
+    ]
     return RightSize(used_mib=used_mib, used_vcpus=used_vcpus, vcpus=new_vcpus, memory_mib=new_mib,
                      saving=max(freed), where=where, reserved_vcpus=vcpus, reserved_mib=memory_mib)
 
@@ -156,13 +173,15 @@ def usage_of(statuses: Iterable[TaskStatus]) -> list[tuple[float, float, float]]
 
 
 def usage_of_table(table: pd.DataFrame) -> list[tuple[float, float, float]]:
-    """The same from a run's results table (its status, peak_rss_mib, cpu_s and duration_s columns), which a report
-    has already: reading 10,000 status files again for three numbers each took a fifth of its time."""
+    """The same from a run's results table (its status, peak_rss_mib, cpu_s and duration_s columns), which a
+    report has already: reading 10,000 status files again for three numbers each took a fifth of its time."""
     import pandas as pd
 
     if not {"status", "peak_rss_mib", "cpu_s", "duration_s"} <= set(table.columns):
         return []
-    cols = [pd.to_numeric(table[c], errors="coerce").tolist() for c in ("peak_rss_mib", "cpu_s", "duration_s")]
+    cols = [
+        pd.to_numeric(table[c], errors="coerce").tolist() for c in ("peak_rss_mib", "cpu_s", "duration_s")
+    ]
     return [(rss, cpu, took) for state, rss, cpu, took in zip(table["status"].tolist(), *cols)
             if state == "succeeded" and not any(v is None or math.isnan(v) for v in (rss, cpu, took))]
 
@@ -170,7 +189,8 @@ def usage_of_table(table: pd.DataFrame) -> list[tuple[float, float, float]]:
 # -- a finished run ------------------------------------------------------------------------------
 def container_seconds(tasks: Iterable[tuple[str | None, float | None, float | None]]) -> list[float]:
     """How long each container ran, from its tasks' (worker, started_at, ended_at): an AWS child job runs its
-    tasks one after another in one container, so it bills from its first task's start to its last task's end."""
+    tasks one after another in one container, so it bills from its first task's start to its last task's
+    end."""
     spans: dict[str, tuple[float, float]] = {}
     for worker, started, ended in tasks:
         if not worker or started is None or ended is None:
@@ -201,8 +221,8 @@ def run_cost(record: RunRecord, durations_s: Sequence[float], *,
 
 def run_right_size(record: RunRecord, statuses: Iterable[TaskStatus] | None = None, *,
                    usage: list[tuple[float, float, float]] | None = None) -> RightSize | None:
-    """The suggestion for a finished run from its engine, judged against the settings it recorded: from the tasks'
-    statuses, or their `usage` as `usage_of`/`usage_of_table` give it."""
+    """The suggestion for a finished run from its engine, judged against the settings it recorded: from the
+    tasks' statuses, or their `usage` as `usage_of`/`usage_of_table` give it."""
     engine = _engine_of(record)
     if engine is None:
         return None

@@ -117,8 +117,8 @@ def _times_as_dates(df: pd.DataFrame, *, text: bool) -> pd.DataFrame:
 
 
 def _iso_texts(when: pd.Series) -> Any:
-    """UTC times as `Timestamp.isoformat()` writes them (no fraction when the microseconds are 0), made by numpy
-    10,000 at a time rather than a Timestamp per value; missing times stay missing."""
+    """UTC times as `Timestamp.isoformat()` writes them (no fraction when the microseconds are 0), made by
+    numpy 10,000 at a time rather than a Timestamp per value; missing times stay missing."""
     import numpy as np
     import pandas as pd
 
@@ -127,7 +127,9 @@ def _iso_texts(when: pd.Series) -> Any:
     for start in range(0, len(every), 10_000):
         us = every[start:start + 10_000]
         texts = np.datetime_as_string(us, unit="us")  # YYYY-MM-DDTHH:MM:SS.ffffff
-        texts = np.char.add(np.where(us.astype("int64") % 1_000_000 == 0, texts.astype("<U19"), texts), "+00:00")
+        texts = np.char.add(
+            np.where(us.astype("int64") % 1_000_000 == 0, texts.astype("<U19"), texts), "+00:00"
+        )
         values = texts.astype(object)
         values[np.isnat(us)] = None
         out += values.tolist()

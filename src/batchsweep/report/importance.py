@@ -1,10 +1,10 @@
-"""Which params move the metric: each param's share of the metric's variance on its own (η²) for a grid, where it
-is what fANOVA's first-order importance measures, exactly; for fewer than FANOVA_MIN tasks, where a forest fits
-noise; and from FANOVA_MAX tasks on, where every bin of a param holds hundreds of tasks, so the mean per bin is the
-main effect the forest would approximate (the forest and scikit-learn's import cost seconds there for the same
-ranking). Between them Optuna's fANOVA where Optuna and scikit-learn are installed (importing scikit-learn alone
-takes seconds: a small or a large run's report never pays it), else η². The report draws the result; nothing here
-reads files."""
+"""Which params move the metric: each param's share of the metric's variance on its own (η²) for a grid, where
+it is what fANOVA's first-order importance measures, exactly; for fewer than FANOVA_MIN tasks, where a forest
+fits noise; and from FANOVA_MAX tasks on, where every bin of a param holds hundreds of tasks, so the mean per
+bin is the main effect the forest would approximate (the forest and scikit-learn's import cost seconds there
+for the same ranking). Between them Optuna's fANOVA where Optuna and scikit-learn are installed (importing
+scikit-learn alone takes seconds: a small or a large run's report never pays it), else η². The report draws
+the result; nothing here reads files."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from batchsweep.report.svgplot import Dim, finite
 
 def param_importance(varying: list[str], dims: dict[str, Dim], values: list[float],
                      maximize: bool) -> tuple[dict[str, float], str]:
-    """How much each param moves the metric, and how that was measured: the share of the metric's variance each
-    param explains alone (η²) for a grid, fewer than FANOVA_MIN or at least FANOVA_MAX tasks, else Optuna's fANOVA
-    where Optuna and scikit-learn are installed, else η²."""
+    """How much each param moves the metric, and how that was measured: the share of the metric's variance
+    each param explains alone (η²) for a grid, fewer than FANOVA_MIN or at least FANOVA_MAX tasks, else
+    Optuna's fANOVA where Optuna and scikit-learn are installed, else η²."""
     ok = [i for i, v in enumerate(values) if math.isfinite(v)]
     if len(varying) < 2 or len(ok) < 8:
         return {}, ""
@@ -34,12 +34,14 @@ def param_importance(varying: list[str], dims: dict[str, Dim], values: list[floa
 
 
 FANOVA_MIN = 50  # below it, η²: a random forest on a few dozen noisy tasks ranks no better
-FANOVA_MAX = 2000  # from it on, η²: 10 bins of 200 tasks or more give each param's main effect without the forest
+# from it on, η²: 10 bins of 200 tasks or more give each param's main effect without the forest
+FANOVA_MAX = 2000
 
 
 def _is_grid(varying: list[str], dims: dict[str, Dim], rows: list[int]) -> bool:
-    """Whether the rows are a full factorial of few levels per param (a grid sweep, repeats allowed): there the
-    mean per level is the forest's marginal, so η² is fANOVA's first-order importance without the forest."""
+    """Whether the rows are a full factorial of few levels per param (a grid sweep, repeats allowed): there
+    the mean per level is the forest's marginal, so η² is fANOVA's first-order importance without the
+    forest."""
     levels = [{_key(dims[p].values[i]) for i in rows} for p in varying]
     if any(len(lv) > 10 for lv in levels):
         return False
@@ -63,9 +65,13 @@ def _fanova(varying: list[str], dims: dict[str, Dim], values: list[float], rows:
         levels = d.levels()
         dists[p] = (CategoricalDistribution(list(levels)) if d.categories is not None
                     else FloatDistribution(float(levels[0]), float(levels[-1]), log=d.log))
-    trials = [optuna.trial.create_trial(params={p: dims[p].values[i] for p in varying}, distributions=dists,
-                                        value=values[i])
-              for i in rows if all(dims[p].categories is not None or finite(dims[p].values[i]) for p in varying)]
+    trials = [
+        optuna.trial.create_trial(
+            params={p: dims[p].values[i] for p in varying}, distributions=dists, value=values[i]
+        )
+        for i in rows
+        if all(dims[p].categories is not None or finite(dims[p].values[i]) for p in varying)
+    ]
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -79,7 +85,9 @@ def _fanova(varying: list[str], dims: dict[str, Dim], values: list[float], rows:
     return {p: float(scores.get(p, 0.0)) for p in varying}
 
 
-def _eta_squared(varying: list[str], dims: dict[str, Dim], values: list[float], rows: list[int]) -> dict[str, float]:
+def _eta_squared(
+    varying: list[str], dims: dict[str, Dim], values: list[float], rows: list[int]
+) -> dict[str, float]:
     y = pd.Series([values[i] for i in rows])
     total = float(((y - y.mean()) ** 2).sum()) or 1.0
     out = {}

@@ -1,10 +1,10 @@
-"""The running tasks' series, as `status --watch` and the notebook progress show them: per running task its latest
-step, the latest value of the watched metric (the stop rule's, else the first in its series), the best so far and
-the values seen (for a sparkline).
+"""The running tasks' series, as `status --watch` and the notebook progress show them: per running task its
+latest step, the latest value of the watched metric (the stop rule's, else the first in its series), the best
+so far and the values seen (for a sparkline).
 
-Which tasks are running is read from the store, not asked of the engine: a task with a series and no status yet.
-One listing of the run's task files finds them (one LIST per 1,000 keys on S3), then only their series are read —
-a 10,000-task AWS run with 50 tasks running reads 50 files per refresh, not 10,000.
+Which tasks are running is read from the store, not asked of the engine: a task with a series and no status
+yet. One listing of the run's task files finds them (one LIST per 1,000 keys on S3), then only their series
+are read — a 10,000-task AWS run with 50 tasks running reads 50 files per refresh, not 10,000.
 """
 
 from __future__ import annotations
@@ -95,8 +95,8 @@ def sparkline(values: list[float], *, width: int = 120, height: int = 22, maximi
 
 
 def html_table(live: Live, *, limit: int = 20) -> str:
-    """The running tasks as an HTML table for a notebook: task, step, latest and best value, a sparkline, params;
-    at most `limit` rows (the best first), saying how many more run."""
+    """The running tasks as an HTML table for a notebook: task, step, latest and best value, a sparkline,
+    params; at most `limit` rows (the best first), saying how many more run."""
     from batchsweep.text import cell
 
     rows = sorted(live.rows, key=lambda r: -r.best if live.maximize else r.best)
@@ -106,8 +106,9 @@ def html_table(live: Live, *, limit: int = 20) -> str:
             "<th style='text-align:left'>params</th></tr>")
     body = "".join(
         f"<tr data-task='{r.index}'><td>{r.index}</td><td>{escape(cell(r.step))}</td><td>{r.value:.4g}</td>"
-        f"<td>{r.best:.4g}</td><td>{sparkline(r.values, maximize=live.maximize)}</td>"
-        f"<td style='text-align:left'>{escape(' '.join(f'{k}={cell(v)}' for k, v in r.params.items()))}</td></tr>"
-        for r in shown)
+        f"<td>{r.best:.4g}</td><td>{sparkline(r.values, maximize=live.maximize)}</td><td "
+        f"style='text-align:left'>{escape(' '.join(f'{k}={cell(v)}' for k, v in r.params.items()))}</td></tr>"
+        for r in shown
+    )
     more = f"<p>and {len(rows) - len(shown)} more running</p>" if len(rows) > len(shown) else ""
     return f"<table class='batchsweep-live'><caption>running tasks</caption>{head}{body}</table>{more}"

@@ -130,8 +130,8 @@ def provenance_sources(run: Run, df: pd.DataFrame, runs: dict[str, Run]) -> list
     return out
 
 
-# A status whose state `ran` was written by the task's worker, which records the last step of the task's series
-# (`last_step`) whenever it has one: such a task without a last step has no series to read.
+# A status whose state `ran` was written by the task's worker, which records the last step of the task's
+# series (`last_step`) whenever it has one: such a task without a last step has no series to read.
 _WORKER_STATES = frozenset(s.value for s in State if s.ran)
 
 

@@ -1,5 +1,5 @@
-"""Watch a run until it ends: a live bar on a terminal or in a Jupyter notebook, plain progress lines otherwise
-(CI, pipes)."""
+"""Watch a run until it ends: a live bar on a terminal or in a Jupyter notebook, plain progress lines
+otherwise (CI, pipes)."""
 
 from __future__ import annotations
 
@@ -63,9 +63,12 @@ def in_jupyter() -> bool:
 def jupyter_bar(name: str, done: int, total: int, counts: dict[str, int], eta: str) -> str:
     from html import escape
 
-    return (f"<div><b>{escape(name)}</b> <progress value='{done}' max='{max(total, 1)}' style='width:40%'></progress> "
-            f"{done}/{total} · {escape(state_counts(counts)) or 'starting'}" + (f" · eta {eta}" if eta != "--:--" else "")
-            + "</div>")
+    return (
+        f"<div><b>{escape(name)}</b> <progress value='{done}' max='{max(total, 1)}' "
+        f"style='width:40%'></progress> {done}/{total} · {escape(state_counts(counts)) or 'starting'}"
+        + (f" · eta {eta}" if eta != "--:--" else "")
+        + "</div>"
+    )
 
 
 def live_html(run: Run) -> str:
@@ -86,7 +89,8 @@ def _watch_jupyter(run: Run, total: int, started: float, interval: float, clock:
 
     handle, seen_notes = None, set()
     live, live_at = "", -math.inf
-    every = LIVE_LOCAL_S if run.store.is_local else LIVE_REMOTE_S  # each refresh lists the run and reads series
+    # each refresh lists the run and reads series
+    every = LIVE_LOCAL_S if run.store.is_local else LIVE_REMOTE_S
     while True:
         counts, progress = run.counts()
         done = sum(counts.get(k, 0) for k in DONE_STATE_NAMES)
@@ -94,7 +98,9 @@ def _watch_jupyter(run: Run, total: int, started: float, interval: float, clock:
             live = ""
         elif clock.monotonic() - live_at >= every:
             live, live_at = live_html(run), clock.monotonic()
-        bar = HTML(jupyter_bar(run.name, done, total, counts, _eta(started, clock.monotonic(), done, total)) + live)
+        bar = HTML(
+            jupyter_bar(run.name, done, total, counts, _eta(started, clock.monotonic(), done, total)) + live
+        )
         if handle is None:
             handle = display(bar, display_id=True)
         else:
@@ -117,7 +123,11 @@ def _watch_plain(run: Run, total: int, started: float, interval: float, clock: C
         line = f"[{done}/{total}] {state_counts(counts)}"
         now = clock.monotonic()
         if not progress.active or (line != last_line and now - last_print >= PLAIN_EVERY_S):
-            print(f"{line}  eta {_eta(started, now, done, total)}" if progress.active else line, file=sys.stderr, flush=True)
+            print(
+                f"{line}  eta {_eta(started, now, done, total)}" if progress.active else line,
+                file=sys.stderr,
+                flush=True,
+            )
             last_line, last_print = line, now
         for note in progress.notes:  # an engine repeats its notes in each poll until they change
             if note not in seen_notes:
@@ -142,9 +152,15 @@ def _watch_rich(run: Run, total: int, started: float, interval: float, clock: Cl
 
     console = Console(stderr=True)
     columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("[green]✓ {task.fields[ok]}[/] [red]✗ {task.fields[bad]}[/] [cyan]▶ {task.fields[running]}[/]"),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(
+            "[green]✓ {task.fields[ok]}[/] [red]✗ {task.fields[bad]}[/] [cyan]▶ {task.fields[running]}[/]"
+        ),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
     )
     seen_notes: set[str] = set()
     with Progress(*columns, console=console, transient=False) as bar:
@@ -158,7 +174,8 @@ def _watch_rich(run: Run, total: int, started: float, interval: float, clock: Cl
             for note in progress.notes:
                 if note not in seen_notes:
                     seen_notes.add(note)
-                    bar.console.print(f"[yellow]note:[/] {escape(printable(note))}")  # an engine's note may quote a task
+                    # an engine's note may quote a task
+                    bar.console.print(f"[yellow]note:[/] {escape(printable(note))}")
             if not progress.active:
                 return
             clock.sleep(interval)

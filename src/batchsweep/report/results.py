@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
     from batchsweep.runs.run import Run
 
-HISTORY_COLUMNS = ("run", "key")  # a sweep's union table (`batchsweep.runs.history`): where each row was computed
+# a sweep's union table (`batchsweep.runs.history`): where each row was computed
+HISTORY_COLUMNS = ("run", "key")
 
 
 def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
@@ -39,7 +40,9 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
         except FileNotFoundError:
             pass
         except Exception:  # noqa: BLE001 - a damaged cache (truncated, not parquet) is rebuilt from the tasks
-            run.store.warn(f"run {run.id}: the cached results.parquet is damaged; rebuilt from the task files")
+            run.store.warn(
+                f"run {run.id}: the cached results.parquet is damaged; rebuilt from the task files"
+            )
     table = Columns(run.n_tasks)
     for task in run.store.iter_tasks(run.id):  # first: a metric named like a param is told apart
         table.add_params(task.index, task.params)
@@ -68,7 +71,8 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
     df = _typed(frame, run, whole)
     finished = all(State(s).done for s in set(states)) and not progress.active
     # A task lost without a status of its own is the engine's guess (Batch's state, which may run ahead of a
-    # container's upload, or a player that runs it later): a cache would keep the guess after the status lands.
+    # container's upload, or a player that runs it later): a cache would keep the guess after the status
+    # lands.
     guessed = any(state == State.LOST.value and not table.has_status(i) for i, state in enumerate(states))
     if finished and not guessed:
         try:
@@ -118,7 +122,9 @@ def latest_values(run: Run, indices: list[int]) -> dict[int, tuple[Any, dict[str
             continue
         values: dict[str, Any] = {}
         for record in records:
-            values.update({k: v for k, v in record.items() if k not in ("step", "t") and number(v) is not None})
+            values.update(
+                {k: v for k, v in record.items() if k not in ("step", "t") and number(v) is not None}
+            )
         out[index] = (max(number(r["step"]) or 0 for r in records), values)
     return out
 
@@ -132,7 +138,9 @@ def _typed(df: pd.DataFrame, run: Run, whole: set[str] | None = None) -> pd.Data
     if "partial" in df:
         df["partial"] = df["partial"].fillna(False).astype(bool)
     if "outputs" in df:
-        df["outputs"] = [list(v) if isinstance(v, (list, tuple)) or hasattr(v, "tolist") else [] for v in df["outputs"]]
+        df["outputs"] = [
+            list(v) if isinstance(v, (list, tuple)) or hasattr(v, "tolist") else [] for v in df["outputs"]
+        ]
     for col in ["exit_code", *metric_columns(run, df)]:
         if col in df and (col == "exit_code" or (whole is not None and col in whole)):
             df[col] = df[col].astype("Int64")
@@ -181,7 +189,8 @@ def identical_metrics(run: Run, succeeded: Sequence[int]) -> str | None:
         return None
     indices = sorted(succeeded)[:SAME_METRICS_READ if run.store.is_local else SAME_METRICS_READ_REMOTE]
     first: str | None = None
-    for metrics in run.store.iter_metrics(run.id, indices):  # streamed: a compacted run's packs are not cached
+    # streamed: a compacted run's packs are not cached
+    for metrics in run.store.iter_metrics(run.id, indices):
         text = json.dumps(metrics, sort_keys=True, default=str)
         if first is None:
             first = text

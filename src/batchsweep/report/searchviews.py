@@ -1,6 +1,7 @@
-"""A search's views as the Optuna dashboard draws them: slice (the metric against each param, dots coloured by trial),
-contour (the two most important params, the metric interpolated between trials) and the empirical distribution
-function of the metric. The intermediate values (each trial's series, pruned ones marked) are the report's curves.
+"""A search's views as the Optuna dashboard draws them: slice (the metric against each param, dots coloured by
+trial), contour (the two most important params, the metric interpolated between trials) and the empirical
+distribution function of the metric. The intermediate values (each trial's series, pruned ones marked) are the
+report's curves.
 """
 
 from __future__ import annotations
@@ -37,15 +38,22 @@ def slice_plot(dim: Dim, trials: Sequence[float], values: Sequence[float], *, me
     order = sorted({t for _, _, t in pts if finite(t)})
     rank = {t: k for k, t in enumerate(order)}
     for x, y, t in pts[:: sample_every(len(pts))]:
-        c.add("circle", tip=f"trial {fmt(t)}: {dim.label}={fmt(x)} → {metric} {fmt(y)}", cx=xax(x), cy=yax(y), r=3,
-              fill=_trial_colour(rank.get(t, 0), len(order)), class_="slice-pt")
+        c.add(
+            "circle",
+            tip=f"trial {fmt(t)}: {dim.label}={fmt(x)} → {metric} {fmt(y)}",
+            cx=xax(x),
+            cy=yax(y),
+            r=3,
+            fill=_trial_colour(rank.get(t, 0), len(order)),
+            class_="slice-pt",
+        )
     return c.svg()
 
 
 def contour(xdim: Dim, ydim: Dim, values: Sequence[float], *, metric: str, maximize: bool, width: float = 572,
             height: float = 400) -> str:
-    """The metric over two numeric params: each cell the inverse-distance-weighted mean of the trials (distances on
-    the axes as drawn, so log axes interpolate in log space), the trials as dots on top."""
+    """The metric over two numeric params: each cell the inverse-distance-weighted mean of the trials
+    (distances on the axes as drawn, so log axes interpolate in log space), the trials as dots on top."""
     c = Chart("contour", f"contour: {metric} over {xdim.label} × {ydim.label}", width, height,
               data_x=xdim.label, data_y=ydim.label)
     pts = [(x, y, v) for x, y, v in zip(xdim.values, ydim.values, values, strict=True)
@@ -69,8 +77,14 @@ def contour(xdim: Dim, ydim: Dim, values: Sequence[float], *, metric: str, maxim
             c.add("rect", x=ml + i * cw, y=mt + j * ch, width=cw + 0.5, height=ch + 0.5,
                   fill=color(goodness(est, lo, hi, maximize)), class_="ccell")
     for (a, b, v), (x, y, _) in zip(px, pts, strict=True):
-        c.add("circle", tip=f"{xdim.label}={fmt(x)}, {ydim.label}={fmt(y)} → {metric} {fmt(v)}", cx=a, cy=b, r=3.2,
-              class_="contour-pt")
+        c.add(
+            "circle",
+            tip=f"{xdim.label}={fmt(x)}, {ydim.label}={fmt(y)} → {metric} {fmt(v)}",
+            cx=a,
+            cy=b,
+            r=3.2,
+            class_="contour-pt",
+        )
     c.colorbar(width - mr + 14, mt, height - mb, lo, hi, maximize)
     return c.svg()
 
@@ -91,7 +105,9 @@ def edf(values: Sequence[float], *, metric: str, width: float = 572, height: flo
     pts = [f"{xax(ok[0]):.1f},{yax(0.0):.1f}"]
     for k, v in enumerate(ok, 1):
         pts += [f"{xax(v):.1f},{yax((k - 1) / n):.1f}", f"{xax(v):.1f},{yax(k / n):.1f}"]
-    c.add("polyline", tip=f"{n} trials: median {fmt(ok[(n - 1) // 2])}", points=" ".join(pts), class_="edf-line")
+    c.add(
+        "polyline", tip=f"{n} trials: median {fmt(ok[(n - 1) // 2])}", points=" ".join(pts), class_="edf-line"
+    )
     return c.svg()
 
 
@@ -108,9 +124,15 @@ def section(dims: dict[str, Dim], params: Sequence[str], trials: Sequence[float]
     pair = contour(dims[numeric[0]], dims[numeric[1]], values, metric=metric, maximize=maximize) \
         if len(numeric) >= 2 else ""
     out.append(f'<div class="grid2">{pair}{edf(values, metric=metric)}</div>')
-    why = (f" The contour shows the two most important numeric params ({esc(numeric[0])}, {esc(numeric[1])}), the "
-           "metric between trials interpolated from the nearest ones." if pair else "")
-    out.append(f'<p class="cap">Slice: one dot per trial, later trials darker. EDF: the share of trials whose '
-               f"{esc(metric)} is at most each value (a curve further {'right' if maximize else 'left'} is a better "
-               f"search).{why}</p>")
+    why = (
+        f" The contour shows the two most important numeric params ({esc(numeric[0])}, {esc(numeric[1])}), "
+        "the metric between trials interpolated from the nearest ones."
+        if pair
+        else ""
+    )
+    out.append(
+        f'<p class="cap">Slice: one dot per trial, later trials darker. EDF: the share of trials whose '
+        f"{esc(metric)} is at most each value (a curve further {'right' if maximize else 'left'} is a better "
+        f"search).{why}</p>"
+    )
     return "\n".join(out)

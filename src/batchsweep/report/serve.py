@@ -1,10 +1,11 @@
-"""`batchsweep report --serve`: the report on http://127.0.0.1:PORT/, re-rendered from the store while the run goes.
+"""`batchsweep report --serve`: the report on http://127.0.0.1:PORT/, re-rendered from the store while the run
+goes.
 
-Only the report is served: one page at `/`, nothing else (no path from the URL reaches a file). Every render reads
-the run from the store afresh, so it works for every engine and for a run driven by another process or machine.
-While the run is active the page re-fetches itself (report.js) every `refresh_s` seconds, at least three times
-as long as a render takes, so a large run's page does not keep a core busy; once the run has ended, the final page
-is rendered once more and then served as it is.
+Only the report is served: one page at `/`, nothing else (no path from the URL reaches a file). Every render
+reads the run from the store afresh, so it works for every engine and for a run driven by another process or
+machine. While the run is active the page re-fetches itself (report.js) every `refresh_s` seconds, at least
+three times as long as a render takes, so a large run's page does not keep a core busy; once the run has
+ended, the final page is rendered once more and then served as it is.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ log = logging.getLogger(__name__)
 
 MIN_REFRESH_S = 2.0
 MAX_REFRESH_S = 60.0
-Render = Callable[[float], tuple[str, bool]]  # the refresh period -> (the page, whether the run is still going)
+# the refresh period -> (the page, whether the run is still going)
+Render = Callable[[float], tuple[str, bool]]
 
 
 @dataclass
@@ -32,8 +34,8 @@ class _Rendered:
 
 
 class LivePage:
-    """The page as the store has it now, rendered at most once per half refresh period however many tabs ask; the
-    last good page is served again when a render fails (a store being written mid-read)."""
+    """The page as the store has it now, rendered at most once per half refresh period however many tabs ask;
+    the last good page is served again when a render fails (a store being written mid-read)."""
 
     def __init__(self, render: Render, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.render, self.clock = render, clock
@@ -52,7 +54,9 @@ class LivePage:
             except Exception as exc:  # noqa: BLE001 - the page must survive a store read mid-write
                 if last is None:
                     raise
-                log.warning("report --serve: the store could not be read (%s); serving the previous page", exc)
+                log.warning(
+                    "report --serve: the store could not be read (%s); serving the previous page", exc
+                )
                 return last.page
             if last is not None:  # the first render pays the imports; later ones are what a refresh costs
                 self.refresh_s = min(MAX_REFRESH_S, max(MIN_REFRESH_S, 3 * (self.clock() - started)))
@@ -71,7 +75,9 @@ class ReportServer:
         self.port = int(self.httpd.server_address[1])
         hosts.update({f"{host}:{self.port}", f"localhost:{self.port}", f"127.0.0.1:{self.port}"})
         self.url = f"http://{host}:{self.port}/"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="batchsweep-report", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, name="batchsweep-report", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -129,9 +135,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def serve(render: Render, *, host: str = "127.0.0.1", port: int = 0) -> ReportServer:
-    """Serve the page `render` makes on http://HOST:PORT/ (port 0: a free one) from a thread. The page is rendered
-    once first, so a bad request (an unknown metric) raises here, before anything listens. Returns the started
-    server; `stop()` ends it."""
+    """Serve the page `render` makes on http://HOST:PORT/ (port 0: a free one) from a thread. The page is
+    rendered once first, so a bad request (an unknown metric) raises here, before anything listens. Returns
+    the started server; `stop()` ends it."""
     page = LivePage(render)
     page.get()
     return ReportServer(page, host=host, port=port)

@@ -1,11 +1,12 @@
-"""A run as an Optuna study in an Optuna storage (`batchsweep study RUN --to sqlite:///study.db`), so Optuna's own
-tools open it: `optuna.load_study`, `optuna-dashboard`, `optuna.visualization`.
+"""A run as an Optuna study in an Optuna storage (`batchsweep study RUN --to sqlite:///study.db`), so Optuna's
+own tools open it: `optuna.load_study`, `optuna-dashboard`, `optuna.visualization`.
 
-Each task is a trial, in trial order for a search (task order otherwise): its params with their distributions (a
-search's or `params.random`'s space as declared; a grid param as the choice of its values), its state (succeeded
-with the metric COMPLETE, pruned PRUNED, running RUNNING, the rest FAIL), its value of the metric, and its series
-of the metric as intermediate values; user attributes name the task, its round, its status and why it stopped.
-Built from the store alone (results and series), so it works for every engine and for a run still going.
+Each task is a trial, in trial order for a search (task order otherwise): its params with their distributions
+(a search's or `params.random`'s space as declared; a grid param as the choice of its values), its state
+(succeeded with the metric COMPLETE, pruned PRUNED, running RUNNING, the rest FAIL), its value of the metric,
+and its series of the metric as intermediate values; user attributes name the task, its round, its status and
+why it stopped. Built from the store alone (results and series), so it works for every engine and for a run
+still going.
 """
 
 from __future__ import annotations
@@ -38,25 +39,31 @@ class Exported:
 
 
 def open_storage(url: str) -> Any:
-    """An Optuna storage from what the user wrote: a database URL (`sqlite:///study.db`, `postgresql://…`) or a
-    journal file path (`study.log`: no database library needed)."""
+    """An Optuna storage from what the user wrote: a database URL (`sqlite:///study.db`, `postgresql://…`) or
+    a journal file path (`study.log`: no database library needed)."""
     import optuna
 
     if "://" in url:
         if url.rstrip("/") in ("sqlite:", "sqlite://") or url.endswith(":memory:"):
-            raise SpecError(f"--to {url}: an in-memory database is gone when batchsweep exits; name a file, e.g. "
-                            "sqlite:///study.db")
+            raise SpecError(
+                f"--to {url}: an in-memory database is gone when batchsweep exits; name a file, e.g. "
+                "sqlite:///study.db"
+            )
         try:
             return optuna.storages.RDBStorage(url)
         except ImportError as e:
-            raise SpecError(f"--to {url}: a database storage needs SQLAlchemy ({e}); pip install sqlalchemy, or "
-                            "write an Optuna journal file instead: --to study.log") from None
+            raise SpecError(
+                f"--to {url}: a database storage needs SQLAlchemy ({e}); pip install sqlalchemy, or "
+                "write an Optuna journal file instead: --to study.log"
+            ) from None
         except Exception as e:  # noqa: BLE001 - SQLAlchemy's errors (no such directory, a directory, no server)
             first = str(getattr(e, "orig", None) or e).splitlines()[0]
             raise SpecError(f"--to {url}: cannot open that database ({first})") from None
     if not url.endswith(JOURNAL_SUFFIXES):
-        raise SpecError(f"--to {url}: give an Optuna storage URL (sqlite:///study.db) or a journal file ending in "
-                        f"{', '.join(JOURNAL_SUFFIXES)}")
+        raise SpecError(
+            f"--to {url}: give an Optuna storage URL (sqlite:///study.db) or a journal file ending in "
+            f"{', '.join(JOURNAL_SUFFIXES)}"
+        )
     if os.path.exists(url) and not os.path.isfile(url):
         raise SpecError(f"--to {url}: is not a regular file (a directory or a device); name a journal file")
     from optuna.storages import JournalStorage
@@ -74,7 +81,9 @@ def export_study(run: Run, to: str, *, study_name: str | None = None, metric: st
     try:
         import optuna
     except ImportError:
-        raise SpecError("study: needs Optuna, which is not installed; pip install 'batchsweep[search]'") from None
+        raise SpecError(
+            "study: needs Optuna, which is not installed; pip install 'batchsweep[search]'"
+        ) from None
     from batchsweep.report.page import read_series
     from batchsweep.report.ranking import choose_metric
     from batchsweep.report.results import metric_columns
@@ -97,12 +106,18 @@ def export_study(run: Run, to: str, *, study_name: str | None = None, metric: st
     trials = []
     order = df.sort_values("trial", kind="stable") if "trial" in df.columns else df
     for _, row in order.iterrows():
-        trials.append(_trial(row, distributions, chosen, values_by_step(series.get(int(row["task"]), []), chosen),
-                             run.id))
+        trials.append(
+            _trial(
+                row, distributions, chosen, values_by_step(series.get(int(row["task"]), []), chosen), run.id
+            )
+        )
     verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "[I ...] A new study created" among batchsweep's lines
+    # no "[I ...] A new study created" among batchsweep's lines
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.create_study(storage=storage, study_name=name, direction="maximize" if up else "minimize")
+        study = optuna.create_study(
+            storage=storage, study_name=name, direction="maximize" if up else "minimize"
+        )
     finally:
         optuna.logging.set_verbosity(verbosity)
     with warnings.catch_warnings():  # metric names are experimental in Optuna 3.2+, and harmless
@@ -117,7 +132,8 @@ def export_study(run: Run, to: str, *, study_name: str | None = None, metric: st
 
 
 def _distributions(run: Run, df: Any) -> dict[str, optuna.distributions.BaseDistribution]:
-    """Each param's distribution: as declared for a sampled one, the choice of its values for a gridded one."""
+    """Each param's distribution: as declared for a sampled one, the choice of its values for a gridded
+    one."""
     import optuna.distributions as od
 
     from batchsweep.report.results import derived_params

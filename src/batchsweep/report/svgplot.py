@@ -17,8 +17,16 @@ from typing import Any
 
 # ColorBrewer RdYlBu: both ends stay visible on white, so the best lines stand out.
 _RAMP = ["#d73027", "#f46d43", "#fdae61", "#fee090", "#ffffbf", "#e0f3f8", "#abd9e9", "#74add1", "#4575b4"]
-STATUS_COLORS = {"succeeded": "#4c9a6a", "pruned": "#b5a642", "failed": "#d62728", "timeout": "#ff7f0e", "cancelled": "#8c8c8c",
-                 "lost": "#9467bd", "pending": "#c7c7c7", "running": "#1f77b4"}
+STATUS_COLORS = {
+    "succeeded": "#4c9a6a",
+    "pruned": "#b5a642",
+    "failed": "#d62728",
+    "timeout": "#ff7f0e",
+    "cancelled": "#8c8c8c",
+    "lost": "#9467bd",
+    "pending": "#c7c7c7",
+    "running": "#1f77b4",
+}
 MAX_MARKS = 3000  # beyond this a chart samples its marks, so a 100k-task report stays a few MB
 
 
@@ -80,7 +88,11 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
     first = math.ceil(lo / step - 1e-9)
-    return [round((first + i) * step, 12) for i in range(int((hi - lo) / step + 2)) if (first + i) * step <= hi + 1e-9 * step]
+    return [
+        round((first + i) * step, 12)
+        for i in range(int((hi - lo) / step + 2))
+        if (first + i) * step <= hi + 1e-9 * step
+    ]
 
 
 @dataclass
@@ -119,7 +131,8 @@ class Axis:
         self.index = {c: i for i, c in enumerate(categories or [])}
         f = math.log10 if log else float
         lo_f, hi_f = f(lo), f(hi)
-        if hi_f <= lo_f:  # one value: an axis around it (0.5 is nothing to 1e30, so relative to it when large)
+        # one value: an axis around it (0.5 is nothing to 1e30, so relative to it when large)
+        if hi_f <= lo_f:
             half = max(0.5, abs(lo_f) * 1e-6)
             lo_f, hi_f = lo_f - half, hi_f + half
         span = (hi_f - lo_f) * pad
@@ -170,7 +183,9 @@ class Chart:
              rotate: float = 0, tip: str | None = None) -> None:
         rot = f' transform="rotate({rotate} {x:.1f} {y:.1f})"' if rotate else ""
         title = f"<title>{esc(tip)}</title>" if tip else ""
-        self.parts.append(f'<text class="{cls}" x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{rot}>{title}{esc(s)}</text>')
+        self.parts.append(
+            f'<text class="{cls}" x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{rot}>{title}{esc(s)}</text>'
+        )
 
     def x_axis(self, ax: Axis, y: float, label: str) -> None:
         ticks = ax.ticks()
@@ -224,8 +239,17 @@ def _sample(idx: list[int]) -> list[int]:
     return idx[::step]
 
 
-def parallel_coordinates(dims: list[Dim], metric: Dim, *, maximize: bool, tips: Sequence[str],
-                         keys: Sequence[Any], highlight: set[int], width: float = 1160, height: float = 360) -> str:
+def parallel_coordinates(
+    dims: list[Dim],
+    metric: Dim,
+    *,
+    maximize: bool,
+    tips: Sequence[str],
+    keys: Sequence[Any],
+    highlight: set[int],
+    width: float = 1160,
+    height: float = 360,
+) -> str:
     c = Chart("parallel", f"Parallel coordinates: params → {metric.label}", width, height)
     ml, mr, mt, mb = 70, 60, 52, 28
     cols = dims + [metric]
@@ -241,8 +265,14 @@ def parallel_coordinates(dims: list[Dim], metric: Dim, *, maximize: bool, tips: 
             v = d.values[i]
             if d.categories is not None or finite(v) and (not ax.log or v > 0):
                 pts.append(f"{x:.1f},{ax(v):.1f}")
-        c.add("polyline", tip=tips[i], points=" ".join(pts), stroke=color(goodness(metric.values[i], lo, hi, maximize)),
-              class_="pl hi" if i in highlight else "pl", data_task=keys[i])
+        c.add(
+            "polyline",
+            tip=tips[i],
+            points=" ".join(pts),
+            stroke=color(goodness(metric.values[i], lo, hi, maximize)),
+            class_="pl hi" if i in highlight else "pl",
+            data_task=keys[i],
+        )
     for d, ax, x in zip(cols, axes, xs, strict=True):
         c.add("line", x1=x, x2=x, y1=mt, y2=height - mb, class_="pax")
         for py, t in ax.ticks():
@@ -257,8 +287,9 @@ def parallel_coordinates(dims: list[Dim], metric: Dim, *, maximize: bool, tips: 
 
 def by_param(dim: Dim, metric: Dim, *, maximize: bool, scatter: bool = False, width: float = 372,
              height: float = 250) -> str:
-    """The metric against one param: the mean per value with its min–max spread, or (`scatter`, or more than 30
-    values) one dot per task, for params drawn at random, where a line joining the samples would mean nothing."""
+    """The metric against one param: the mean per value with its min–max spread, or (`scatter`, or more than
+    30 values) one dot per task, for params drawn at random, where a line joining the samples would mean
+    nothing."""
     c = Chart("by-param", f"{metric.label} by {dim.label}", width, height, data_param=dim.label,
               data_kind="scatter" if scatter or dim.categories is None and len(dim.levels()) > 30 else "mean")
     ml, mr, mt, mb = 58, 14, 30, 50
@@ -270,7 +301,12 @@ def by_param(dim: Dim, metric: Dim, *, maximize: bool, scatter: bool = False, wi
     ys = [y for _, y in pts]
     yax = Axis(height - mb, mt, lo=min(ys), hi=max(ys), pad=0.08)
     present = {x for x, _ in pts}
-    sub = Dim(dim.label, [x for x, _ in pts], [k for k in dim.categories or [] if k in present] if cat else None, dim.log)
+    sub = Dim(
+        dim.label,
+        [x for x, _ in pts],
+        [k for k in dim.categories or [] if k in present] if cat else None,
+        dim.log,
+    )
     xax = Axis.of(sub, ml, width - mr, pad=0.06)
     c.y_axis(yax, ml, metric.label, grid_to=width - mr)
     c.x_axis(xax, height - mb, dim.label)
@@ -292,7 +328,9 @@ def by_param(dim: Dim, metric: Dim, *, maximize: bool, scatter: bool = False, wi
         for k, _, lo, hi, _ in stats:
             c.add("line", x1=xax(k), x2=xax(k), y1=yax(lo), y2=yax(hi), class_="range")
     else:
-        band = [(xax(k), yax(hi)) for k, _, _, hi, _ in stats] + [(xax(k), yax(lo)) for k, _, lo, _, _ in stats[::-1]]
+        band = [(xax(k), yax(hi)) for k, _, _, hi, _ in stats] + [
+            (xax(k), yax(lo)) for k, _, lo, _, _ in stats[::-1]
+        ]
         c.add("polygon", points=" ".join(f"{x:.1f},{y:.1f}" for x, y in band), class_="band")
         c.add("polyline", points=" ".join(f"{xax(k):.1f},{yax(m):.1f}" for k, m, *_ in stats), class_="mean")
     for k, m, lo, hi, n in stats:
@@ -304,9 +342,9 @@ def by_param(dim: Dim, metric: Dim, *, maximize: bool, scatter: bool = False, wi
 
 def heatmap(xdim: Dim, ydim: Dim, metric: Dim, *, maximize: bool, width: float = 572,
             states: Sequence[str] | None = None) -> str:
-    """Mean metric per pair of values; a cell without a finite value is `pruned` (hatched, the stop rule's colour)
-    when a task of it was pruned, else `empty` (missing: failed, not run, or no metric). `states`: each task's
-    status."""
+    """Mean metric per pair of values; a cell without a finite value is `pruned` (hatched, the stop rule's
+    colour) when a task of it was pruned, else `empty` (missing: failed, not run, or no metric). `states`:
+    each task's status."""
     xl, yl = xdim.levels(), ydim.levels()
     cells: dict[tuple[Any, Any], list[float]] = {}
     pruned: dict[tuple[Any, Any], int] = {}
@@ -320,7 +358,12 @@ def heatmap(xdim: Dim, ydim: Dim, metric: Dim, *, maximize: bool, width: float =
     mr, mt, mb = 130, 40, 56
     ch = min(max(240 / max(len(yl), 1), 16), 40)
     bottom = mt + ch * len(yl)
-    c = Chart("heatmap", f"Mean {metric.label}: {ydim.label} × {xdim.label}", width, mt + max(ch * len(yl), 110) + mb)
+    c = Chart(
+        "heatmap",
+        f"Mean {metric.label}: {ydim.label} × {xdim.label}",
+        width,
+        mt + max(ch * len(yl), 110) + mb,
+    )
     cw = (width - ml - mr) / max(len(xl), 1)
     xax = Axis(ml, width - mr, categories=[fmt(v) for v in xl])
     yax = Axis(mt, bottom, categories=[fmt(v) for v in yl])
@@ -331,8 +374,11 @@ def heatmap(xdim: Dim, ydim: Dim, metric: Dim, *, maximize: bool, width: float =
     best = (max if maximize else min)(means, key=lambda k: means[k])
     for x, y in ((x, y) for x in xl for y in yl if (x, y) not in means):
         stopped = pruned.get((x, y), 0)
-        what = (f"{stopped} task{'s' if stopped != 1 else ''} pruned by the stop rule, no final {metric.label}"
-                if stopped else f"no finite {metric.label}")
+        what = (
+            f"{stopped} task{'s' if stopped != 1 else ''} pruned by the stop rule, no final {metric.label}"
+            if stopped
+            else f"no finite {metric.label}"
+        )
         c.add("rect", tip=f"{xdim.label}={fmt(x)}, {ydim.label}={fmt(y)}: {what}",
               x=xax(fmt(x)) - cw / 2 + 1, y=yax(fmt(y)) - ch / 2 + 1, width=cw - 2, height=ch - 2,
               class_="cell pruned" if stopped else "cell empty")
@@ -343,8 +389,10 @@ def heatmap(xdim: Dim, ydim: Dim, metric: Dim, *, maximize: bool, width: float =
         c.add("rect", tip=tip, x=px + 1, y=py + 1, width=cw - 2, height=ch - 2, fill=fill,
               class_="cell top" if (x, y) == best else "cell")
         if cw >= 36 and ch >= 16:
-            c.parts.append(f'<text class="cv" x="{px + cw / 2:.1f}" y="{py + ch / 2 + 4:.1f}" text-anchor="middle" '
-                           f'fill="{_ink(fill)}">{esc(fmt(m))}</text>')
+            c.parts.append(
+                f'<text class="cv" x="{px + cw / 2:.1f}" y="{py + ch / 2 + 4:.1f}" text-anchor="middle" '
+                f'fill="{_ink(fill)}">{esc(fmt(m))}</text>'
+            )
     c.x_axis(xax, bottom + 2, xdim.label)
     c.y_axis(yax, ml - 2, ydim.label)
     c.colorbar(width - mr + 24, mt, mt + max(ch * len(yl), 110), lo, hi, maximize)
@@ -455,7 +503,15 @@ def importance(scores: dict[str, float], *, method: str, width: float = 572) -> 
     xax = Axis(ml, width - mr, lo=0, hi=top)
     for j, (name, v) in enumerate(ranked):
         y = mt + bh * j
-        c.add("rect", tip=f"{name}: {v:.3f}", x=ml, y=y + 3, width=max(xax(v) - ml, 1), height=bh - 6, class_="bar")
+        c.add(
+            "rect",
+            tip=f"{name}: {v:.3f}",
+            x=ml,
+            y=y + 3,
+            width=max(xax(v) - ml, 1),
+            height=bh - 6,
+            class_="bar",
+        )
         c.text(ml - 6, y + bh / 2 + 4, _short(name, 22), anchor="end", tip=name if len(name) > 22 else None)
         c.text(xax(v) + 4, y + bh / 2 + 4, f"{v:.2f}", anchor="start")
     c.x_axis(xax, mt + bh * len(ranked) + 2, "importance (sums to 1)")

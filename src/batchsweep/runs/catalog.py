@@ -1,5 +1,5 @@
-"""Finding runs in a store: list them, open one by id, any unique part of one or "the latest", following the local
-pointer of a run whose store is remote (S3).
+"""Finding runs in a store: list them, open one by id, any unique part of one or "the latest", following the
+local pointer of a run whose store is remote (S3).
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ def load_run(run_id: str | None = None, *, store: Store | str | None = None) -> 
 
 
 def match_run_id(given: str, ids: list[str], where: str) -> str:
-    """The one id of `ids` that `given` names: the id itself, else the one it begins, else the one it is part of
-    (`828a`, the suffix after the date, names `mlp-20261207-040512-828a`); RunNotFound in one line listing the
-    candidates when it names several, or none. Only ids the store lists: never a path (`../../x`) read as a run."""
+    """The one id of `ids` that `given` names: the id itself, else the one it begins, else the one it is part
+    of (`828a`, the suffix after the date, names `mlp-20261207-040512-828a`); RunNotFound in one line listing
+    the candidates when it names several, or none. Only ids the store lists: never a path (`../../x`) read as
+    a run."""
     if given in ids:
         return given
     within = sorted(i for i in ids if given in i) if given else []
@@ -50,5 +51,7 @@ def match_run_id(given: str, ids: list[str], where: str) -> str:
         return within[0]
     if within:
         shown = ", ".join(within[:10]) + (f" and {len(within) - 10} more" if len(within) > 10 else "")
-        raise RunNotFound(f"run id {given!r} is ambiguous: it names {len(within)} runs ({shown}); give more of it")
+        raise RunNotFound(
+            f"run id {given!r} is ambiguous: it names {len(within)} runs ({shown}); give more of it"
+        )
     raise RunNotFound(f"run {given!r} not found in store {where}; `batchsweep runs` lists the runs")

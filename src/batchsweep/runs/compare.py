@@ -35,8 +35,8 @@ def compared(run: Run) -> Compared:
 
 def comparison(runs: Sequence[Run], *, metric: str | None = None,
                maximize: bool | None = None) -> tuple[list[str], str, bool]:
-    """The comparison's sections for `runs` (the first is the one the others are diffed against), the metric and
-    its direction."""
+    """The comparison's sections for `runs` (the first is the one the others are diffed against), the metric
+    and its direction."""
     from batchsweep.report.compare import compare_sections
     from batchsweep.report.results import metric_columns
     from batchsweep.runs.diff import diff
@@ -51,18 +51,22 @@ def comparison(runs: Sequence[Run], *, metric: str | None = None,
 
 def compare(runs: Sequence[Run], path: str | os.PathLike[str] | None = None, *, metric: str | None = None,
             maximize: bool | None = None) -> Any:
-    """One HTML page overlaying `runs`: what differs between them (`batchsweep diff` of each against the first),
-    each run's best, the best so far per run, the metric against each param coloured by run. Writes `path` and
-    returns `(metric, maximize)`; without `path`, the page (in a notebook: shown inline)."""
+    """One HTML page overlaying `runs`: what differs between them (`batchsweep diff` of each against the
+    first), each run's best, the best so far per run, the metric against each param coloured by run. Writes
+    `path` and returns `(metric, maximize)`; without `path`, the page (in a notebook: shown inline)."""
     from batchsweep.report.compare import page
     from batchsweep.report.page import deliver
 
     ids = [r.id for r in runs]
     if len(runs) < 2:
-        raise SpecError(f"compare: give two runs or more (got {len(runs)}); one run's report is `batchsweep report RUN`")
+        raise SpecError(
+            f"compare: give two runs or more (got {len(runs)}); one run's report is `batchsweep report RUN`"
+        )
     if len(set(ids)) < len(ids):
         twice = sorted({i for i in ids if ids.count(i) > 1})
         raise SpecError(f"compare: run {', '.join(twice)} is named twice; give each run once")
     sections, chosen, maximize = comparison(runs, metric=metric, maximize=maximize)
-    html = page(sections, title="batchsweep comparison: " + " vs ".join(ids), heading=f"Comparing {len(runs)} runs")
+    html = page(
+        sections, title="batchsweep comparison: " + " vs ".join(ids), heading=f"Comparing {len(runs)} runs"
+    )
     return deliver(html, path, (chosen, maximize))

@@ -1,5 +1,5 @@
-"""`batchsweep diff RUN_A RUN_B`: what changed between two runs (code, spec, inputs, environment) and which tasks'
-metrics moved. Tasks are matched by their params."""
+"""`batchsweep diff RUN_A RUN_B`: what changed between two runs (code, spec, inputs, environment) and which
+tasks' metrics moved. Tasks are matched by their params."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ def _flat(prefix: str, value: Any) -> dict[str, Any]:
 
 def _changed(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     fa, fb = _flat("", a), _flat("", b)
-    return [f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+    return [
+        f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)
+    ]
 
 
 def _yaml_value(value: Any) -> str:
@@ -76,19 +78,27 @@ def diff(a: Run, b: Run, *, tolerance: float = 1e-9) -> list[str]:
         if ra_.code_identity is None or rb_.code_identity is None:
             lines.append("  files: not recorded by the older run (batchsweep before code identities)")
         lines += [f"  files: {', '.join(files[:20])}{', …' if len(files) > 20 else ''}"] if files else []
-        lines += [f"  packages: {', '.join(packages[:20])}{', …' if len(packages) > 20 else ''}"] if packages else []
+        lines += (
+            [f"  packages: {', '.join(packages[:20])}{', …' if len(packages) > 20 else ''}"]
+            if packages
+            else []
+        )
     pa, pb = ra_.provenance, rb_.provenance
     for line in _changed({"git": pa.get("git")}, {"git": pb.get("git")}):
         lines.append(f"  {line}")
     skip = ("git", "package_versions")
-    env = _changed({k: v for k, v in pa.items() if k not in skip}, {k: v for k, v in pb.items() if k not in skip})
+    env = _changed(
+        {k: v for k, v in pa.items() if k not in skip}, {k: v for k, v in pb.items() if k not in skip}
+    )
     from batchsweep.planning.keys import code_changes
 
     _, packages = (code_changes({"packages": pa["package_versions"]}, {"packages": pb["package_versions"]})
                    if pa.get("package_versions") and pb.get("package_versions") else ([], []))
     lines.append("environment  " + ("same" if not env and not packages else "changed"))
     lines += [f"  {line}" for line in env if not line.startswith(("packages:", "packages_sha256:"))]
-    lines += [f"  installed: {', '.join(packages[:20])}{', …' if len(packages) > 20 else ''}"] if packages else []
+    lines += (
+        [f"  installed: {', '.join(packages[:20])}{', …' if len(packages) > 20 else ''}"] if packages else []
+    )
     if not packages and any(line.startswith("packages") for line in env):
         lines += [f"  {line}" for line in env if line.startswith(("packages:", "packages_sha256:"))]
     sa, sb = ra_.spec_json(), rb_.spec_json()
@@ -105,8 +115,10 @@ def diff(a: Run, b: Run, *, tolerance: float = 1e-9) -> list[str]:
     lines += [f"  only in A: {p}" for p in only_a[:10]] + [f"  only in B: {p}" for p in only_b[:10]]
     rekeyed = [p for p in both if ta[p].cache_key != tb[p].cache_key]
     input_changed = [p for p in rekeyed if ta[p].inputs and code == "same" and not env and not spec]
-    lines.append(f"keys         {len(both) - len(rekeyed)} tasks with the same content key, {len(rekeyed)} changed"
-                 + (f" ({len(input_changed)} by their inputs' content)" if input_changed else ""))
+    lines.append(
+        f"keys         {len(both) - len(rekeyed)} tasks with the same content key, {len(rekeyed)} changed"
+        + (f" ({len(input_changed)} by their inputs' content)" if input_changed else "")
+    )
 
     ra, rb = a.results(), b.results()
     rows_a = {_params_id(ta_t.params): row for ta_t, row in zip(a.tasks(), ra.to_dict("records"))}
@@ -117,7 +129,11 @@ def diff(a: Run, b: Run, *, tolerance: float = 1e-9) -> list[str]:
     moved = []
     for p in both:
         x, y = rows_a.get(p, {}), rows_b.get(p, {})
-        changes = [f"{m} {_shown(x.get(m))} -> {_shown(y.get(m))}" for m in metrics if not _same(x.get(m), y.get(m), tolerance)]
+        changes = [
+            f"{m} {_shown(x.get(m))} -> {_shown(y.get(m))}"
+            for m in metrics
+            if not _same(x.get(m), y.get(m), tolerance)
+        ]
         if changes:
             moved.append(f"  task {tb[p].index} {p}: " + ", ".join(changes))
     lines.append(f"metrics      {len(moved)} of {len(both)} matched tasks moved")

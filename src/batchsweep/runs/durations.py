@@ -1,6 +1,6 @@
 """How long a sweep's tasks take, from the newest finished run of it this machine knows, without calling AWS:
-what `estimate` and a dry run assume, and what a submit that packs tasks into children packs by (the same figure,
-so both pack alike)."""
+what `estimate` and a dry run assume, and what a submit that packs tasks into children packs by (the same
+figure, so both pack alike)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 Latest = Callable[[], "tuple[RunEntry, dict[int, TaskStatus]] | None"]
 
 
-def latest_finished_run(name: str, *, store: Store | str | None = None) -> tuple[RunEntry, dict[int, TaskStatus]] | None:
+def latest_finished_run(
+    name: str, *, store: Store | str | None = None
+) -> tuple[RunEntry, dict[int, TaskStatus]] | None:
     """The newest finished local run of this sweep (its run.json and statuses), if any.
     Runs kept on S3 (a local pointer only) are skipped: reading them would call AWS."""
     from batchsweep.runs.entries import list_runs
@@ -42,9 +44,10 @@ def latest_finished_run(name: str, *, store: Store | str | None = None) -> tuple
 
 def packing_durations(name: str, *, store: Store | str | None = None,
                       latest: Latest | None = None) -> Durations | None:
-    """The task time of the newest finished run of this sweep this machine knows, without calling AWS: its newest
-    finished local run, or the figure `results` kept in the local store for a run it read (an S3 run through its
-    local pointer), whichever was created last. A dry run shows it; a submit that packs tasks by it uses the same."""
+    """The task time of the newest finished run of this sweep this machine knows, without calling AWS: its
+    newest finished local run, or the figure `results` kept in the local store for a run it read (an S3 run
+    through its local pointer), whichever was created last. A dry run shows it; a submit that packs tasks by
+    it uses the same."""
     from batchsweep.store.core import Store as Store_
 
     newest = (latest or (lambda: latest_finished_run(name, store=store)))()
@@ -56,8 +59,12 @@ def packing_durations(name: str, *, store: Store | str | None = None,
         return found
     try:
         stats = dict(local.read_json(local.sweep_stats_key(name)))
-        kept = Durations(float(stats["median_task_s"]), f"median of {int(stats['tasks'])} succeeded task(s) of "
-                         f"earlier run {stats['run_id']} ({stats.get('backend', '?')})", from_earlier_run=True)
+        kept = Durations(
+            float(stats["median_task_s"]),
+            f"median of {int(stats['tasks'])} succeeded task(s) of "
+            f"earlier run {stats['run_id']} ({stats.get('backend', '?')})",
+            from_earlier_run=True,
+        )
         kept_ts = float(stats.get("created_ts") or 0.0)
     except Exception:  # noqa: BLE001 - none yet, or damaged: the figure only sizes children
         return found

@@ -1,5 +1,5 @@
-"""The runs a store lists, as typed entries of their run.json summaries (a local pointer to a run kept on S3 is an
-entry too); reading them opens no run. `catalog` opens them."""
+"""The runs a store lists, as typed entries of their run.json summaries (a local pointer to a run kept on S3
+is an entry too); reading them opens no run. `catalog` opens them."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from batchsweep.store.record import StoreAccess
 
 
 class RunEntry(BaseModel):
-    """One run as `list_runs` finds it in a store: its run.json's summary, typed (the rest of the file is kept,
-    unread: `to_dict()` gives the whole JSON). A local pointer to a run kept elsewhere (an S3 store) names that
-    store and how to open it; a run.json that cannot be read is an entry too, with `damaged` saying why."""
+    """One run as `list_runs` finds it in a store: its run.json's summary, typed (the rest of the file is
+    kept, unread: `to_dict()` gives the whole JSON). A local pointer to a run kept elsewhere (an S3 store)
+    names that store and how to open it; a run.json that cannot be read is an entry too, with `damaged` saying
+    why."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -33,7 +34,8 @@ class RunEntry(BaseModel):
 
     @classmethod
     def of(cls, run_id: str, info: dict[str, Any]) -> RunEntry:
-        """The entry of run.json `info`; RunDamaged in one line when its summary fields are not what they should be."""
+        """The entry of run.json `info`; RunDamaged in one line when its summary fields are not what they
+        should be."""
         try:
             return cls.model_validate(info)
         except ValidationError as e:
@@ -42,12 +44,14 @@ class RunEntry(BaseModel):
             raise RunDamaged(f"run {run_id}: run.json is damaged ({reason})", reason=reason) from None
 
     def to_dict(self) -> dict[str, Any]:
-        """The entry as JSON: the run.json (or pointer) as the store holds it, or `{run_id, damaged, created_ts}`."""
+        """The entry as JSON: the run.json (or pointer) as the store holds it, or `{run_id, damaged,
+        created_ts}`."""
         return self.model_dump(mode="json", exclude_unset=True)
 
 
 def list_runs(*, store: Store | str | None = None) -> list[RunEntry]:
-    """Every run in the store, oldest first (`RunEntry`: `.to_dict()` is its run.json as the store holds it)."""
+    """Every run in the store, oldest first (`RunEntry`: `.to_dict()` is its run.json as the store holds
+    it)."""
     local = store if isinstance(store, Store) else Store.open(store)
     entries = []
     for run_id in local.run_ids():

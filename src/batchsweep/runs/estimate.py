@@ -60,8 +60,10 @@ class SweepEstimate:
             f"{task_s * self.vcpus / 3600:.3g} vCPU-hours requested",
         ]
         if not d.known:
-            out.append(f"warning    no task duration is known: the figures here ASSUME {d.task_s:g} s per task; "
-                       "give --task-seconds S or --pilot N for a better one")
+            out.append(
+                f"warning    no task duration is known: the figures here ASSUME {d.task_s:g} s per task; "
+                "give --task-seconds S or --pilot N for a better one"
+            )
         if self.cost is not None:
             out += self.cost.lines()
         else:
@@ -72,17 +74,26 @@ class SweepEstimate:
 
 
 
-def estimate(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), backend: str | None = None,
-             max_parallel: int | None = None, task_seconds: float | None = None, pilot: int | None = None,
-             store: Store | str | None = None) -> SweepEstimate:
+def estimate(
+    spec: Spec | str | os.PathLike[str],
+    *,
+    overrides: Sequence[str] = (),
+    backend: str | None = None,
+    max_parallel: int | None = None,
+    task_seconds: float | None = None,
+    pilot: int | None = None,
+    store: Store | str | None = None,
+) -> SweepEstimate:
     """Task count, resources and (on an engine that prices its tasks) cost of a sweep, without running it or
     calling anything remote.
 
-    Durations come from ``task_seconds``, else a local ``pilot`` of that many tasks, else the latest finished run
-    of the same sweep in ``store``, else an assumed 60 s (said so)."""
+    Durations come from ``task_seconds``, else a local ``pilot`` of that many tasks, else the latest finished
+    run of the same sweep in ``store``, else an assumed 60 s (said so)."""
     from batchsweep.planning import plan as planning
 
-    p = planning.plan(spec, overrides=overrides, backend=backend, max_parallel=max_parallel, check_engine=False)
+    p = planning.plan(
+        spec, overrides=overrides, backend=backend, max_parallel=max_parallel, check_engine=False
+    )
     return estimate_plan(p, task_seconds=task_seconds, pilot=pilot, store=store)
 
 
@@ -101,12 +112,24 @@ def estimate_plan(p: Plan, *, task_seconds: float | None = None, pilot: int | No
     tasks_note = ""
     if spec.search:
         batch = p.record.search.batch if p.record.search else spec.search.batch or 1
-        tasks_note = (f"a search: {spec.search.trials} trials in {-(-spec.search.trials // batch)} rounds of up to "
-                      f"{batch}, one submission per round")
+        tasks_note = (
+            f"a search: {spec.search.trials} trials in {-(-spec.search.trials // batch)} rounds of up to "
+            f"{batch}, one submission per round"
+        )
     suggestion = right_size_of(spec, latest()) if p.engine.priced else None
-    return SweepEstimate(name=spec.name, backend=spec.backend, n_tasks=n, vcpus=r.vcpus, memory_mib=r.memory_mib,
-                         gpus=r.gpus, durations=durations, cost=cost, cost_note=note, tasks_note=tasks_note,
-                         right_size=suggestion)
+    return SweepEstimate(
+        name=spec.name,
+        backend=spec.backend,
+        n_tasks=n,
+        vcpus=r.vcpus,
+        memory_mib=r.memory_mib,
+        gpus=r.gpus,
+        durations=durations,
+        cost=cost,
+        cost_note=note,
+        tasks_note=tasks_note,
+        right_size=suggestion,
+    )
 
 
 # -- durations ------------------------------------------------------------------------------------
@@ -139,7 +162,8 @@ def earlier_right_size(spec: Spec, *, store: Store | str | None = None) -> Right
 
 
 def right_size_of(spec: Spec, latest: tuple[RunEntry, dict[int, TaskStatus]] | None) -> RightSize | None:
-    """The right-size suggestion from a finished run (`latest_finished_run`) for this spec's engine and size."""
+    """The right-size suggestion from a finished run (`latest_finished_run`) for this spec's engine and
+    size."""
     from batchsweep.registry import get_engine
 
     if latest is None:
@@ -148,7 +172,8 @@ def right_size_of(spec: Spec, latest: tuple[RunEntry, dict[int, TaskStatus]] | N
 
 
 def pilot_durations(p: Plan, n: int) -> Durations:
-    """Run the first ``n`` tasks here, with the local engine, into a throwaway store; their median duration."""
+    """Run the first ``n`` tasks here, with the local engine, into a throwaway store; their median
+    duration."""
     from batchsweep.model import State
     from batchsweep.planning import plan as planning
     from batchsweep.runs import run as runs
@@ -164,15 +189,26 @@ def pilot_durations(p: Plan, n: int) -> Durations:
         run = runs.start(local, store=tmp)
         run.wait(progress=False)
         statuses = run.statuses()
-        ok = [s.duration_s for s in statuses.values() if s.state is State.SUCCEEDED and s.duration_s is not None]
+        ok = [
+            s.duration_s for s in statuses.values() if s.state is State.SUCCEEDED and s.duration_s is not None
+        ]
         if not ok:
             bad = min(statuses.values(), key=lambda s: s.index, default=None)
             why = f"task {bad.index}: {bad.error or bad.state.value}" if bad else "no task finished"
-            tail = [line for line in (run.logs(bad.index, stderr=True).strip().splitlines()[-5:] if bad else [])
-                    if line.strip() not in why]  # the last line is in the error already
-            raise SweepError(f"--pilot {n}: none of the pilot tasks succeeded ({why}); "
-                             + (" | ".join(tail) + "; " if tail else "") + "fix the task or use --task-seconds")
-    return Durations(statistics.median(ok), f"median of a local pilot of {len(ok)} of {len(local.tasks)} task(s) "
-                     "on this machine; AWS containers may be slower or faster")
+            tail = [
+                line
+                for line in (run.logs(bad.index, stderr=True).strip().splitlines()[-5:] if bad else [])
+                if line.strip() not in why
+            ]  # the last line is in the error already
+            raise SweepError(
+                f"--pilot {n}: none of the pilot tasks succeeded ({why}); "
+                + (" | ".join(tail) + "; " if tail else "")
+                + "fix the task or use --task-seconds"
+            )
+    return Durations(
+        statistics.median(ok),
+        f"median of a local pilot of {len(ok)} of {len(local.tasks)} task(s) "
+        "on this machine; AWS containers may be slower or faster",
+    )
 
 

@@ -31,10 +31,10 @@ class SweepHistory:
         return self.runs[-1]
 
     def results(self, *, latest_code: bool = False) -> pd.DataFrame:
-        """One row per distinct task key across the runs: `run` (where its result was computed), `task` (its index
-        there), `code` (the code identity it ran: a short hash and the first run of this sweep that ran it), the
-        params, status and metrics, and `key`. A success beats any failure; among successes, the latest run's row
-        wins. `latest_code`: only the rows of the newest run's code."""
+        """One row per distinct task key across the runs: `run` (where its result was computed), `task` (its
+        index there), `code` (the code identity it ran: a short hash and the first run of this sweep that ran
+        it), the params, status and metrics, and `key`. A success beats any failure; among successes, the
+        latest run's row wins. `latest_code`: only the rows of the newest run's code."""
         import pandas as pd
 
         first_seen: dict[str, str] = {}
@@ -74,7 +74,8 @@ class SweepHistory:
                             extra=self.compared(**kwargs), **kwargs)
 
     def compared(self, **kwargs: Any) -> list[str]:
-        """The sweep's runs overlaid (`batchsweep.runs.compare`), a section of its report when it has two or more."""
+        """The sweep's runs overlaid (`batchsweep.runs.compare`), a section of its report when it has two or
+        more."""
         from batchsweep.runs.compare import comparison
 
         if len(self.runs) < 2:
@@ -83,17 +84,22 @@ class SweepHistory:
         return [f'<h2 id="runs-compared">The sweep\'s {len(self.runs)} runs compared</h2>', *sections]
 
     def serve(self, *, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> ReportServer:
-        """Serve the sweep's report as `Run.serve` does a run's, its runs re-read from the store at each refresh
-        (a run started meanwhile joins it)."""
+        """Serve the sweep's report as `Run.serve` does a run's, its runs re-read from the store at each
+        refresh (a run started meanwhile joins it)."""
         from batchsweep.report.page import render_report
         from batchsweep.report.serve import serve
 
         def render(refresh_s: float) -> tuple[str, bool]:
             now = load_sweep(self.name, store=self.latest.store)
             active = now.latest.poll().active
-            html, _, _ = render_report(now.latest, table=now.results(), runs={r.id: r for r in now.runs},
-                                       live={"active": active, "refresh_s": refresh_s}, extra=now.compared(**kwargs),
-                                       **kwargs)
+            html, _, _ = render_report(
+                now.latest,
+                table=now.results(),
+                runs={r.id: r for r in now.runs},
+                live={"active": active, "refresh_s": refresh_s},
+                extra=now.compared(**kwargs),
+                **kwargs,
+            )
             return html, active
 
         return serve(render, host=host, port=port)

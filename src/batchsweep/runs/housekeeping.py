@@ -1,9 +1,10 @@
-"""`batchsweep runs rm RUN...` and `batchsweep gc`: delete runs, then the code packages and inputs no remaining run
-uses, on the local store and on the S3 stores its runs point to. A dry run first: nothing is deleted without `yes`.
+"""`batchsweep runs rm RUN...` and `batchsweep gc`: delete runs, then the code packages and inputs no
+remaining run uses, on the local store and on the S3 stores its runs point to. A dry run first: nothing is
+deleted without `yes`.
 
-Reused results never dangle: a reused task's files are copies in its own run (`batchsweep.planning.reuse`), so deleting the
-run they came from leaves it whole. A deleted run's reuse-index entries go with it (best effort: an entry left
-behind is harmless, the lookup reads the source's status before trusting it).
+Reused results never dangle: a reused task's files are copies in its own run (`batchsweep.planning.reuse`), so
+deleting the run they came from leaves it whole. A deleted run's reuse-index entries go with it (best effort:
+an entry left behind is harmless, the lookup reads the source's status before trusting it).
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ def rm_plan(run_ids: Sequence[str], *, store: Store | str | None = None) -> Plan
 
 def gc_plan(*, store: Store | str | None = None, keep_last: int | None = None,
             older_than: str | None = None) -> Plan:
-    """Runs beyond the last `keep_last` of each sweep, or older than `older_than` (e.g. 30d), are deleted; with
-    neither, no run is, and only code packages and inputs no run uses are."""
+    """Runs beyond the last `keep_last` of each sweep, or older than `older_than` (e.g. 30d), are deleted;
+    with neither, no run is, and only code packages and inputs no run uses are."""
     local = store if isinstance(store, Store) else Store.open(store)
     age = _days(older_than) if older_than else None
     entries = [e for e in list_runs(store=local) if not e.damaged]
@@ -117,7 +118,8 @@ def _days(text: str) -> float:
 
 
 def execute(p: Plan, *, local: Store | str | None = None, say: Callable[[str], None] = print) -> list[str]:
-    """Delete what the plan lists; returns what could not be deleted (S3 refused it: one line each, also said)."""
+    """Delete what the plan lists; returns what could not be deleted (S3 refused it: one line each, also
+    said)."""
     refused: list[str] = []
     local_store = local if isinstance(local, Store) else Store.open(local)
     for run in p.runs:
@@ -132,15 +134,18 @@ def execute(p: Plan, *, local: Store | str | None = None, say: Callable[[str], N
         for key in keys:
             try:
                 store.backend.delete_prefix(key)
-            except PermissionError as e:  # DeleteObjects named keys it kept (a SubmitPolicy user may not delete code/)
+            # DeleteObjects named keys it kept (a SubmitPolicy user may not delete code/)
+            except PermissionError as e:
                 kept.append((key, e))
         if len(keys) > len(kept):
             say(f"deleted {len(keys) - len(kept)} unused code packages and inputs in {url}")
         if kept:
             first_key, first = kept[0]
-            say(f"error: {len(kept)} unused code packages and inputs in {url} were not deleted "
-                f"({getattr(first, 'code', 'refused')}, e.g. {first_key}); run gc as an identity that may delete "
-                "them (the stack's admin)")
+            say(
+                f"error: {len(kept)} unused code packages and inputs in {url} were not deleted "
+                f"({getattr(first, 'code', 'refused')}, e.g. {first_key}); run gc as an identity that may "
+                "delete them (the stack's admin)"
+            )
             refused += [f"{url}/{key}: {why}" for key, why in kept]
     return refused
 

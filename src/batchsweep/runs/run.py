@@ -1,8 +1,8 @@
 """A Plan becomes a Run: start (write, submit), then watch, cancel, resume and read results. A Run is rebuilt
 from the store alone (`batchsweep.runs.catalog` finds runs); planning lives in `batchsweep.planning.plan`.
 
-(Named `runs` and `planning`, not `run` and `plan`: a submodule would shadow the functions `batchsweep.run` and
-`batchsweep.plan` of the package namespace once imported.)
+(Named `runs` and `planning`, not `run` and `plan`: a submodule would shadow the functions `batchsweep.run`
+and `batchsweep.plan` of the package namespace once imported.)
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, re
     """Write the run to the store and submit it. A failed submit leaves no run behind.
 
     With `reuse` (the default), tasks that already succeeded with the same content key in this store are
-    copied, not run (`batchsweep.planning.reuse`); `say` gets the one-line account ("120 tasks: 96 reused ...")."""
+    copied, not run (`batchsweep.planning.reuse`); `say` gets the one-line account ("120 tasks: 96 reused
+    ...")."""
     from batchsweep.planning.reuse import Reuse, copy_results
 
     if p.spec.search:  # refused before anything is uploaded or written
@@ -61,8 +62,11 @@ def start(p: Plan, *, store: Store | str | None = None, detach: bool = False, re
         reuse = Reuse(len(p.tasks))
     if say is not None:
         for ref, why in sorted(p.unkeyed.items()):
-            say(f"inputs: {ref} could not be identified by content ({why}); its tasks run again, never reused")
-        if reuse_on and p.tasks and not p.spec.search and (reuse.found or reuse.earlier):  # (a first run: nothing to say)
+            say(
+                f"inputs: {ref} could not be identified by content ({why}); its tasks run again, never reused"
+            )
+        # (a first run: nothing to say)
+        if reuse_on and p.tasks and not p.spec.search and (reuse.found or reuse.earlier):
             say(reuse.line())
     lock = _claim_run_id(p, run_store, local)
     run_id = p.record.run_id
@@ -106,7 +110,10 @@ def _claim_run_id(p: Plan, run_store: Store, local: Store) -> runlock.RunLock:
     """Create the run's lock exclusively: an id that collides with any earlier run gets a new suffix."""
     for _ in range(20):
         run_id = p.record.run_id
-        taken = any(s.backend.exists(s.run_record_key(run_id)) for s in {id(local): local, id(run_store): run_store}.values())
+        taken = any(
+            s.backend.exists(s.run_record_key(run_id))
+            for s in {id(local): local, id(run_store): run_store}.values()
+        )
         if not taken:
             lock = runlock.RunLock.create(run_store, run_id, command="batchsweep run")
             if lock is not None:
@@ -116,7 +123,8 @@ def _claim_run_id(p: Plan, run_store: Store, local: Store) -> runlock.RunLock:
 
 
 def _summary_fields(record: RunRecord, store_url: str) -> dict[str, Any]:
-    """What a local pointer to a run kept elsewhere says of it, and how to open its store (AWS profile, region)."""
+    """What a local pointer to a run kept elsewhere says of it, and how to open its store (AWS profile,
+    region)."""
     access = record.engine_as(StoreAccess)
     return {"name": record.name, "backend": record.backend, "created": record.created,
             "created_ts": record.created_ts, "n_tasks": record.n_tasks, "store": store_url,
@@ -131,7 +139,8 @@ class Run:
         self.id = run_id
         self.info = info if info is not None else store.run_info(run_id)
         self._baseline: dict[int, TaskStatus] | None = None  # statuses of tasks the engine is not running
-        self.home: Store | None = None  # the local store whose pointer names this run, when its store is remote
+        # the local store whose pointer names this run, when its store is remote
+        self.home: Store | None = None
         self._lock: runlock.RunLock | None = None  # held while this process drives the run
         self._record: RunRecord | None = None
         self._record_of: dict[str, Any] | None = None  # the info the record was parsed from
@@ -163,15 +172,16 @@ class Run:
 
     def _submit(self, indices: list[int], *, detach: bool) -> None:
         self.engine.submit(indices, detach=detach)
-        if self._cancel_wanted.is_set():  # the request came while the run was still being set up: the engine's
+        # the request came while the run was still being set up: the engine's
+        if self._cancel_wanted.is_set():
             self.engine.cancel()  # cancel then had nothing to stop yet
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, store={self.store.url!r})"
 
     def _repr_html_(self) -> str:
-        """A notebook cell that ends in a run shows its counts by state (and, while it runs, each running task's
-        series)."""
+        """A notebook cell that ends in a run shows its counts by state (and, while it runs, each running
+        task's series)."""
         from html import escape
 
         live = ""
@@ -188,8 +198,10 @@ class Run:
                 ("tasks", self.n_tasks), ("states", states)]
         cells = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:left'>"
                         f"{escape(str(v))}</td></tr>" for k, v in rows)
-        return (f"<table>{cells}</table>{live}<p><code>.results()</code> for the table, <code>.report()</code> for "
-                "plots</p>")
+        return (
+            f"<table>{cells}</table>{live}<p><code>.results()</code> for the table, <code>.report()</code> "
+            "for plots</p>"
+        )
 
     @property
     def name(self) -> str:
@@ -294,7 +306,8 @@ class Run:
         return self.exit_code
 
     def _compact_if_big(self) -> None:
-        """A finished local run of more than AUTO_COMPACT_TASKS tasks is compacted (`batchsweep.store.compact`)."""
+        """A finished local run of more than AUTO_COMPACT_TASKS tasks is compacted
+        (`batchsweep.store.compact`)."""
         from batchsweep.store.compact import AUTO_COMPACT_TASKS, _compact
 
         if self.store.is_local and self.n_tasks > AUTO_COMPACT_TASKS and not self.poll().active:
@@ -312,8 +325,10 @@ class Run:
         """Run again every task that did not succeed. Returns their indices."""
         script = Path(self.record.code_dir) / self.record.script_name if self.record.script_name else None
         if self._live_code and script is not None and not script.is_file():
-            raise SpecError(f"run {self.id}: its script {script} is not there any more; put it back to resume "
-                            f"(`batchsweep rerun {self.id} TASK` replays a task with the code the run kept)")
+            raise SpecError(
+                f"run {self.id}: its script {script} is not there any more; put it back to resume "
+                f"(`batchsweep rerun {self.id} TASK` replays a task with the code the run kept)"
+            )
         self._hold("batchsweep resume")
         try:
             todo = self._resume(detach=detach)
@@ -326,11 +341,14 @@ class Run:
 
     def _resume(self, *, detach: bool) -> list[int]:
         if self.poll().active:
-            raise RunStateError(f"run {self.id} is still running; wait for it or `batchsweep cancel {self.id}` first")
+            raise RunStateError(
+                f"run {self.id} is still running; wait for it or `batchsweep cancel {self.id}` first"
+            )
         left = reaper.kill_run_tasks(self.id)  # a runner killed with -9 leaves its running tasks behind
         if left:
-            logging.getLogger("batchsweep").warning("killed %d process(es) of run %s left running by its stopped runner",
-                                                    left, self.id)
+            logging.getLogger("batchsweep").warning(
+                "killed %d process(es) of run %s left running by its stopped runner", left, self.id
+            )
         if self.record.search:
             from batchsweep.planning import search
 
@@ -360,15 +378,18 @@ class Run:
         return get_engine(self.record.backend).live_code
 
     def _key_as_now(self, indices: Sequence[int]) -> None:
-        """Give the tasks about to run again the content keys of the code and inputs as they are now (tasks.jsonl
-        rewritten only when one changed), so what they produce is recorded, and looked up, under its own key."""
+        """Give the tasks about to run again the content keys of the code and inputs as they are now
+        (tasks.jsonl rewritten only when one changed), so what they produce is recorded, and looked up, under
+        its own key."""
         wanted = set(indices)
         tasks = self.tasks()
         keyed, warning, code_now = keyed_as_now(self.record, [t for t in tasks if t.index in wanted])
         if warning:
             logging.getLogger("batchsweep").warning("%s", warning)
-        if code_now is not None and code_now != self.record.keyed_code:  # what the engine's CodeWatch compares to
-            # kept like the start's package, so `rerun` can replay what these tasks ran after the code moves on
+        # what the engine's CodeWatch compares to
+        if code_now is not None and code_now != self.record.keyed_code:
+            # kept like the start's package, so `rerun` can replay what these tasks ran after the code moves
+            # on
             from batchsweep.engines.base import keep_code_package
             from batchsweep.store.record import CodeChange
 
@@ -381,8 +402,9 @@ class Run:
             self.store.write_tasks(self.id, [now.get(t.index, t) for t in tasks])
 
     def reuse_finished(self, indices: Sequence[int]) -> Reuse:
-        """Copy in the earlier success of each of these tasks (none has a status) whose content key succeeded in
-        this store since (any run), when the run was started with reuse on (run.json `reuse`); what is left runs."""
+        """Copy in the earlier success of each of these tasks (none has a status) whose content key succeeded
+        in this store since (any run), when the run was started with reuse on (run.json `reuse`); what is left
+        runs."""
         from batchsweep.planning.reuse import Reuse, copy_results, lookup, rule_of
 
         wanted = set(indices)
@@ -399,15 +421,17 @@ class Run:
         return b"".join(self.log_chunks(index, stderr=stderr)).decode("utf-8", errors="replace")
 
     def log_chunks(self, index: int, *, stderr: bool = False, start: int = 0) -> Iterator[bytes]:
-        """A task's output from byte `start` on, in chunks: `logs` of a 1 GB log streams it in constant memory."""
+        """A task's output from byte `start` on, in chunks: `logs` of a 1 GB log streams it in constant
+        memory."""
         if not 0 <= index < self.n_tasks:
             raise SpecError(f"task {index} does not exist in run {self.id} (tasks 0..{self.n_tasks - 1})")
         key = self.store.task_log_key(self.id, index, stderr=stderr)
         try:
             return self.store.backend.iter_bytes(key, start)
         except IsADirectoryError:
-            raise SpecError(f"task {index} of run {self.id}: {key} is a directory, not a log (the store is damaged)") \
-                from None
+            raise SpecError(
+                f"task {index} of run {self.id}: {key} is a directory, not a log (the store is damaged)"
+            ) from None
         except FileNotFoundError:
             packed = self.store.read_packed_log(self.id, index, stderr=stderr)  # a compacted run's log pack
             if packed is not None:
@@ -429,18 +453,18 @@ class Run:
 
     def export_study(self, to: str, *, study_name: str | None = None, metric: str | None = None,
                      maximize: bool | None = None) -> Exported:
-        """Write the run into the Optuna storage `to` (`sqlite:///study.db`, any database URL, or a journal file
-        `study.log`) as a study named `study_name` (default: the run id): every task a trial with its params,
-        distributions, state, value and series as intermediate values, so `optuna.load_study` and
+        """Write the run into the Optuna storage `to` (`sqlite:///study.db`, any database URL, or a journal
+        file `study.log`) as a study named `study_name` (default: the run id): every task a trial with its
+        params, distributions, state, value and series as intermediate values, so `optuna.load_study` and
         `optuna-dashboard` open it. See `batchsweep.report.study`."""
         from batchsweep.report.study import export_study
 
         return export_study(self, to, study_name=study_name, metric=metric, maximize=maximize)
 
     def serve(self, *, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> ReportServer:
-        """Serve the report on http://HOST:PORT/ (port 0: a free one; `.url` says which) from a thread, re-read from
-        the store at each refresh; while the run goes the page refreshes itself. `kwargs` as `report` (`metric`,
-        `maximize`). `.stop()` on the returned server ends it."""
+        """Serve the report on http://HOST:PORT/ (port 0: a free one; `.url` says which) from a thread,
+        re-read from the store at each refresh; while the run goes the page refreshes itself. `kwargs` as
+        `report` (`metric`, `maximize`). `.stop()` on the returned server ends it."""
         from batchsweep.report.page import render_report
         from batchsweep.report.serve import serve
 

@@ -1,11 +1,12 @@
 """Child process: read a script's command-line interface without running its main work.
 
-Run as `python -m batchsweep.scripts._introspect SCRIPT OUT.json`. The script runs as `__main__` until it hands control to
-its CLI framework: argparse's `parse_args()` (or `parse_known_args()`), optparse's `parse_args()`, a click or
-typer command's `main()` (also called as `command(sys.argv[1:])` from a module the script imports), `fire.Fire(...)`,
-or a `@hydra.main` task function. At that moment the interface is written to OUT.json and the process exits.
-click, typer, fire and Hydra are hooked when the script (or anything it imports) imports them, wherever that
-happens, and never imported otherwise, so reading a plain argparse script stays fast.
+Run as `python -m batchsweep.scripts._introspect SCRIPT OUT.json`. The script runs as `__main__` until it
+hands control to its CLI framework: argparse's `parse_args()` (or `parse_known_args()`), optparse's
+`parse_args()`, a click or typer command's `main()` (also called as `command(sys.argv[1:])` from a module the
+script imports), `fire.Fire(...)`, or a `@hydra.main` task function. At that moment the interface is written
+to OUT.json and the process exits. click, typer, fire and Hydra are hooked when the script (or anything it
+imports) imports them, wherever that happens, and never imported otherwise, so reading a plain argparse script
+stays fast.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ BOOL_SPELLINGS = (("True", "False"), ("true", "false"), ("1", "0"), ("1", ""), (
 
 
 def _jsonable(value: object) -> object:
-    """The value as JSON keeps it: a dict or list item by item, so one Path or Enum inside a config (a structured
-    config's `dir: Path`) is that item's text and every other value stays what it is."""
+    """The value as JSON keeps it: a dict or list item by item, so one Path or Enum inside a config (a
+    structured config's `dir: Path`) is that item's text and every other value stays what it is."""
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -117,7 +118,10 @@ def describe_argparse(parser: argparse.ArgumentParser, *, known_only: bool = Fal
 
 
 def _hook_argparse(out: str) -> None:
-    parse_args, parse_known_args = argparse.ArgumentParser.parse_args, argparse.ArgumentParser.parse_known_args
+    parse_args, parse_known_args = (
+        argparse.ArgumentParser.parse_args,
+        argparse.ArgumentParser.parse_known_args,
+    )
 
     def capture(self: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> Any:
         if self.description == "Hydra":  # @hydra.main's own parser: the hydra hook reads the app
@@ -135,9 +139,24 @@ def _hook_argparse(out: str) -> None:
 
 
 # -- optparse ---------------------------------------------------------------------------------------
-OPTPARSE_KINDS = {"store": "store", "store_true": "store_true", "store_false": "store_false", "append": "append",
-                  "count": "count", "store_const": "flag_value", "append_const": "flag_value", "callback": "other"}
-OPTPARSE_TYPES = {"int": "int", "long": "int", "float": "float", "string": "str", "choice": "str", "complex": "complex"}
+OPTPARSE_KINDS = {
+    "store": "store",
+    "store_true": "store_true",
+    "store_false": "store_false",
+    "append": "append",
+    "count": "count",
+    "store_const": "flag_value",
+    "append_const": "flag_value",
+    "callback": "other",
+}
+OPTPARSE_TYPES = {
+    "int": "int",
+    "long": "int",
+    "float": "float",
+    "string": "str",
+    "choice": "str",
+    "complex": "complex",
+}
 
 
 def describe_optparse(parser: Any) -> dict[str, Any]:
@@ -216,17 +235,28 @@ def _click_params(command: Any) -> list[dict[str, Any]]:
                 kind = "flag_value"
             else:
                 kind = "append" if p.multiple else "store"
-            entry: dict[str, Any] = {"dest": p.name, "option_strings": list(p.opts), "negative": p.secondary_opts[0] if p.secondary_opts else None,
-                     "kind": kind, "nargs": p.nargs if p.nargs != 1 else None, "required": bool(p.required),
-                     "help": p.help}
+            entry: dict[str, Any] = {
+                "dest": p.name,
+                "option_strings": list(p.opts),
+                "negative": p.secondary_opts[0] if p.secondary_opts else None,
+                "kind": kind,
+                "nargs": p.nargs if p.nargs != 1 else None,
+                "required": bool(p.required),
+                "help": p.help,
+            }
         else:
             entry = {"dest": p.name, "option_strings": [], "kind": "store",
                      "nargs": "*" if p.nargs == -1 else (p.nargs if p.nargs != 1 else None),
                      "required": bool(p.required), "help": None}
         if entry["kind"] in ("store", "append") and type_name == "bool":
             entry["bool_text"] = ["true", "false"]
-        entry.update({"default": _jsonable(default), "choices": [_jsonable(c) for c in choices] if choices else None,
-                      "type": type_name})
+        entry.update(
+            {
+                "default": _jsonable(default),
+                "choices": [_jsonable(c) for c in choices] if choices else None,
+                "type": type_name,
+            }
+        )
         actions.append(entry)
     return actions
 
@@ -260,13 +290,31 @@ def _signature_actions(func: Any, *, skip_self: bool = False) -> list[dict[str, 
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         has_default = p.default is not p.empty
-        ann = p.annotation if p.annotation is not p.empty else (type(p.default) if has_default and p.default is not None else None)
-        type_name = getattr(ann, "__name__", None) if isinstance(ann, type) else (ann if isinstance(ann, str) else None)
+        ann = (
+            p.annotation
+            if p.annotation is not p.empty
+            else (type(p.default) if has_default and p.default is not None else None)
+        )
+        type_name = (
+            getattr(ann, "__name__", None)
+            if isinstance(ann, type)
+            else (ann if isinstance(ann, str) else None)
+        )
         is_bool = type_name == "bool"
-        actions.append({"dest": p.name, "option_strings": ["--" + p.name], "negative": "--no" + p.name if is_bool else None,
-                        "kind": "boolean_optional" if is_bool else "store", "nargs": None, "required": not has_default,
-                        "default": _jsonable(p.default) if has_default else None, "help": None, "choices": None,
-                        "type": type_name})
+        actions.append(
+            {
+                "dest": p.name,
+                "option_strings": ["--" + p.name],
+                "negative": "--no" + p.name if is_bool else None,
+                "kind": "boolean_optional" if is_bool else "store",
+                "nargs": None,
+                "required": not has_default,
+                "default": _jsonable(p.default) if has_default else None,
+                "help": None,
+                "choices": None,
+                "type": type_name,
+            }
+        )
     return actions
 
 
@@ -325,7 +373,9 @@ def _hook_hydra(out: str, tmp: str, hydra: Any) -> None:
 
                 config = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
                 loader = GlobalHydra.instance().config_loader()
-                chosen = {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra/")}
+                chosen = {
+                    k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra/")
+                }
                 names = set(chosen)
                 todo = [g for g in loader.list_groups("") if g != "hydra"]
                 while todo:  # every config group in the search path, nested ones as `db/engine`
@@ -333,10 +383,22 @@ def _hook_hydra(out: str, tmp: str, hydra: Any) -> None:
                     names.add(group)
                     todo += [f"{group}/{g}" for g in loader.list_groups(group)]
                 groups = {g.replace("/", "."): sorted(loader.get_group_options(g)) for g in sorted(names)}
-                _write(out, {"style": "hydra", "prog": task_function.__name__, "actions": [], "groups": [],
-                             "open": False, "hydra": {"keys": _flat_keys(config), "groups": groups,
-                                                       "defaults": {g.replace("/", "."): v for g, v in chosen.items()},
-                                                       "config": _jsonable(config)}})
+                _write(
+                    out,
+                    {
+                        "style": "hydra",
+                        "prog": task_function.__name__,
+                        "actions": [],
+                        "groups": [],
+                        "open": False,
+                        "hydra": {
+                            "keys": _flat_keys(config),
+                            "groups": groups,
+                            "defaults": {g.replace("/", "."): v for g, v in chosen.items()},
+                            "config": _jsonable(config),
+                        },
+                    },
+                )
 
             return decorate(capture)
 
@@ -356,8 +418,8 @@ def _hook_hydra(out: str, tmp: str, hydra: Any) -> None:
             os._exit(1)
 
     hydra_utils.run_and_report = run_and_report
-    # Reading the options never applies the app's logging config (a file handler under its run dir, or one that
-    # `hydra/job_logging=disabled` would leave half-merged): nothing is configured while reading.
+    # Reading the options never applies the app's logging config (a file handler under its run dir, or one
+    # that `hydra/job_logging=disabled` would leave half-merged): nothing is configured while reading.
     import hydra.core.utils as hydra_core_utils
 
     hydra_core_utils.configure_log = lambda *args, **kwargs: None
@@ -412,7 +474,9 @@ def main() -> None:
         runpy.run_path(script, run_name="__main__")
     except SystemExit as e:
         with open(out, "w") as f:
-            json.dump({"style": None, "reason": f"it exited (code {e.code}) before parsing its command line"}, f)
+            json.dump(
+                {"style": None, "reason": f"it exited (code {e.code}) before parsing its command line"}, f
+            )
         raise
     with open(out, "w") as f:
         json.dump({"style": None, "reason": "it ran to the end without parsing its command line"}, f)

@@ -68,13 +68,21 @@ def build_argv(params: dict[str, Any], flags: ScriptFlags, style: ArgStyle | Non
             chosen = visible.pop("command", None)
     elif "command" in visible and kind in ("fire",) and not flags.known:
         chosen = visible.pop("command")
-    sub_flags = sub.subcommands.get(str(chosen), ()) if sub is not None and sub.subcommands and chosen is not None else ()
+    sub_flags = (
+        sub.subcommands.get(str(chosen), ())
+        if sub is not None and sub.subcommands and chosen is not None
+        else ()
+    )
     top = tuple(f for f in flags.flags if f.kind != "subcommand")
     main = {k: v for k, v in visible.items() if not sub_flags or _find(top, k) is not None}
     rest = {k: v for k, v in visible.items() if k not in main}
     if kind == "fire":
         head = [str(chosen)] if chosen is not None else []
-        return head + _options(main, flags.flags, flags, style, "fire") + _options(rest, sub_flags, flags, style, "fire")
+        return (
+            head
+            + _options(main, flags.flags, flags, style, "fire")
+            + _options(rest, sub_flags, flags, style, "fire")
+        )
     argv = _options(main, flags.flags, flags, style, kind, positionals_last=chosen is None)
     if chosen is not None:
         argv.append(str(chosen))
@@ -92,8 +100,15 @@ def _find(declared: tuple[Flag, ...], name: str) -> Flag | None:
     return None
 
 
-def _options(params: dict[str, Any], declared: tuple[Flag, ...], flags: ScriptFlags, style: ArgStyle, kind: str,
-             *, positionals_last: bool = True) -> list[str]:
+def _options(
+    params: dict[str, Any],
+    declared: tuple[Flag, ...],
+    flags: ScriptFlags,
+    style: ArgStyle,
+    kind: str,
+    *,
+    positionals_last: bool = True,
+) -> list[str]:
     positional: list[tuple[int, list[str]]] = []
     argv: list[str] = []
     order = {f.dest: i for i, f in enumerate(declared)}
@@ -110,7 +125,11 @@ def _options(params: dict[str, Any], declared: tuple[Flag, ...], flags: ScriptFl
             continue
         undeclared = "--" + (name.replace("_", "-") if style.dashes else name)
         option = flag.option if flag else undeclared
-        fkind = flag.kind if flag else ("store_true" if isinstance(value, bool) and style.bool == "flag" else "store")
+        fkind = (
+            flag.kind
+            if flag
+            else ("store_true" if isinstance(value, bool) and style.bool == "flag" else "store")
+        )
         if fkind == "boolean_optional":
             negative = flag.negative if flag and flag.negative else "--no-" + option.lstrip("-")
             argv.append(option if value else negative)
@@ -220,7 +239,9 @@ def fill_env(text: str, params: dict[str, Any], *, where: str) -> str:
         if m.group(1) not in params:
             from batchsweep.errors import SpecError
 
-            raise SpecError(f"{where}: placeholder {{{m.group(1)}}} names no param; params are: {', '.join(params)}")
+            raise SpecError(
+                f"{where}: placeholder {{{m.group(1)}}} names no param; params are: {', '.join(params)}"
+            )
         value = params[m.group(1)]
         return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
@@ -295,8 +316,11 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return repr(value) if value == value and abs(value) != float("inf") else ("nan" if value != value else
-                                                                                  ("inf" if value > 0 else "-inf"))
+        return (
+            repr(value)
+            if value == value and abs(value) != float("inf")
+            else ("nan" if value != value else ("inf" if value > 0 else "-inf"))
+        )
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):

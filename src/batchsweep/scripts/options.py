@@ -81,9 +81,9 @@ def _style_in(source: str) -> str:
 
 
 def _kill_session(pgid: int, *, wait_s: float = 2.0) -> None:
-    """SIGKILL a process group and wait (up to `wait_s`) until it is gone: a helper the script started must not
-    be seen alive after the reading returns. A member that is already a zombie may remain until its adopter
-    reaps it; the wait then ends at its limit."""
+    """SIGKILL a process group and wait (up to `wait_s`) until it is gone: a helper the script started must
+    not be seen alive after the reading returns. A member that is already a zombie may remain until its
+    adopter reaps it; the wait then ends at its limit."""
     try:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

@@ -1,9 +1,9 @@
 """How a script without a command-line parser takes its parameters, read from its source without running it.
 
-A script that parses no command line would ignore `--kernel linear` and exit 0, and every task would "succeed" with
-the script's own values. What its source shows decides where params can reach it instead: the environment variables
-it reads (`os.environ[...]`, `os.getenv(...)`), its module-level literal assignments (`kernel = "rbf"`), the params
-file it opens (`open("params.yaml")`), or its own reading of `sys.argv`.
+A script that parses no command line would ignore `--kernel linear` and exit 0, and every task would "succeed"
+with the script's own values. What its source shows decides where params can reach it instead: the environment
+variables it reads (`os.environ[...]`, `os.getenv(...)`), its module-level literal assignments (`kernel =
+"rbf"`), the params file it opens (`open("params.yaml")`), or its own reading of `sys.argv`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,38 @@ from typing import Any
 from batchsweep.metrics import METRICS_FILE
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".toml")
-PARSER_WORDS = ("argparse", "optparse", "click", "typer", "fire", "hydra", "configargparse", "HfArgumentParser")
+PARSER_WORDS = (
+    "argparse",
+    "optparse",
+    "click",
+    "typer",
+    "fire",
+    "hydra",
+    "configargparse",
+    "HfArgumentParser",
+)
 # Command-line libraries batchsweep does not read, which parse sys.argv themselves: their scripts get
 # `--name value` as before (unchecked), never a refusal.
-ARGV_LIBRARIES = frozenset({"absl", "docopt", "tyro", "jsonargparse", "simple_parsing", "tap", "plac", "defopt",
-                            "clize", "argh", "cyclopts", "hydra_zen", "lightning", "pytorch_lightning",
-                            "tensorflow", "gflags"})
+ARGV_LIBRARIES = frozenset(
+    {
+        "absl",
+        "docopt",
+        "tyro",
+        "jsonargparse",
+        "simple_parsing",
+        "tap",
+        "plac",
+        "defopt",
+        "clize",
+        "argh",
+        "cyclopts",
+        "hydra_zen",
+        "lightning",
+        "pytorch_lightning",
+        "tensorflow",
+        "gflags",
+    }
+)
 MAX_SOURCE = 2 << 20
 _ENV_WORDS = ("environ", "getenv")
 
@@ -34,11 +60,15 @@ class ScriptSource:
 
     text: str  # the script's and its local modules' text, to look for parser frameworks
     reads_argv: bool = False
-    batchsweep_aware: bool = False  # reads BATCHSWEEP_PARAMS or imports batchsweep: it takes params its own way
-    env: dict[str, Any] = field(default_factory=dict)  # variable -> its default when a literal (None otherwise)
+    # reads BATCHSWEEP_PARAMS or imports batchsweep: it takes params its own way
+    batchsweep_aware: bool = False
+    # variable -> its default when a literal (None otherwise)
+    env: dict[str, Any] = field(default_factory=dict)
     env_dynamic: bool = False  # it reads a variable whose name is computed: not every name is known
-    env_required: set[str] = field(default_factory=set)  # read as os.environ["X"], which fails when X is unset
-    globals: dict[str, Any] = field(default_factory=dict)  # module-level literal assignments of the script itself
+    # read as os.environ["X"], which fails when X is unset
+    env_required: set[str] = field(default_factory=set)
+    # module-level literal assignments of the script itself
+    globals: dict[str, Any] = field(default_factory=dict)
     declared: dict[str, str] = field(default_factory=dict)  # their declared types (`C: float = 1`)
     files: list[str] = field(default_factory=list)  # params files it names (params.yaml, config.json)
 
@@ -50,7 +80,9 @@ class ScriptSource:
         if self.globals:
             out.append(f"`args: {{style: globals}}` (module-level values: {_names(self.globals)})")
         if self.files:
-            out.append(f"`args: {{style: config, file: {self.files[0]}}}` (it opens {', '.join(self.files[:3])})")
+            out.append(
+                f"`args: {{style: config, file: {self.files[0]}}}` (it opens {', '.join(self.files[:3])})"
+            )
         return out
 
 
@@ -87,7 +119,8 @@ def declared_types(tree: ast.Module) -> dict[str, str]:
 
 
 def top_level(body: list[ast.stmt]) -> list[ast.stmt]:
-    """A module's statements, with those of its top-level `if`, `try` and `with` blocks (run at import too)."""
+    """A module's statements, with those of its top-level `if`, `try` and `with` blocks (run at import
+    too)."""
     out: list[ast.stmt] = []
     for node in body:
         out.append(node)
@@ -121,7 +154,11 @@ def _scan_tree(tree: ast.Module, scan: ScriptSource, literals: dict[str, Any]) -
         if isinstance(node, ast.Attribute) and node.attr == "argv" and isinstance(node.value, ast.Name) \
                 and node.value.id == "sys":
             scan.reads_argv = True
-        elif isinstance(node, ast.ImportFrom) and node.module == "sys" and any(a.name == "argv" for a in node.names):
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "sys"
+            and any(a.name == "argv" for a in node.names)
+        ):
             scan.reads_argv = True
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
@@ -160,15 +197,27 @@ def _scan_call(node: ast.Call, scan: ScriptSource, literals: dict[str, Any]) -> 
     if name == "open" and _writes(node):
         return  # a file it writes (metrics.json, a report) is no params file
     for arg in (*node.args, *(k.value for k in node.keywords)):
-        if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value.endswith(CONFIG_SUFFIXES) \
-                and "\n" not in arg.value and len(arg.value) < 200 and arg.value not in scan.files \
-                and os.path.basename(arg.value) != METRICS_FILE:
+        if (
+            isinstance(arg, ast.Constant)
+            and isinstance(arg.value, str)
+            and arg.value.endswith(CONFIG_SUFFIXES)
+            and "\n" not in arg.value
+            and len(arg.value) < 200
+            and arg.value not in scan.files
+            and os.path.basename(arg.value) != METRICS_FILE
+        ):
             scan.files.append(arg.value)
 
 
 def _writes(call: ast.Call) -> bool:
-    mode = call.args[1] if len(call.args) > 1 else next((k.value for k in call.keywords if k.arg == "mode"), None)
-    return isinstance(mode, ast.Constant) and isinstance(mode.value, str) and any(c in mode.value for c in "wax")
+    mode = (
+        call.args[1]
+        if len(call.args) > 1
+        else next((k.value for k in call.keywords if k.arg == "mode"), None)
+    )
+    return (
+        isinstance(mode, ast.Constant) and isinstance(mode.value, str) and any(c in mode.value for c in "wax")
+    )
 
 
 def _local_modules(script: Path, tree: ast.Module, search: list[Path]) -> list[Path]:

@@ -27,8 +27,15 @@ def _yaml_value(value: object) -> str:
 def _param_line(flag: Flag, indent: str = "    ", commented: bool = False) -> str:
     required = flag.required and flag.default in (None, "???")
     value = "CHANGE_ME" if required else _yaml_value(flag.default)
-    notes = [n for n in ((flag.help or "").splitlines()[0] if flag.help else None, "required" if required else None,
-                         f"choices: {list(flag.choices)}" if flag.choices else None) if n]
+    notes = [
+        n
+        for n in (
+            (flag.help or "").splitlines()[0] if flag.help else None,
+            "required" if required else None,
+            f"choices: {list(flag.choices)}" if flag.choices else None,
+        )
+        if n
+    ]
     comment = f"  # {'; '.join(notes)}" if notes else ""
     return f"{indent}{'# ' if commented else ''}{flag.dest}: [{value}]{comment}"
 
@@ -41,18 +48,20 @@ PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
 
 
 def _templated_line(flag: Flag, names: set[str]) -> str:
-    """A text default with `{name}` in it, under `fixed:`: filled per task when every name is a param here, else
-    left to the script (commented out), since the run would refuse a placeholder that names no param."""
+    """A text default with `{name}` in it, under `fixed:`: filled per task when every name is a param here,
+    else left to the script (commented out), since the run would refuse a placeholder that names no param."""
     missing = [n for n in PLACEHOLDER.findall(flag.default) if n not in names]
     if missing:
-        return (f"    # {flag.dest}: {json.dumps(flag.default)}  # the script's default, left to it: {{{missing[0]}}} "
-                "would be read as a placeholder naming no param")
+        return (
+            f"    # {flag.dest}: {json.dumps(flag.default)}  # the script's default, left to it: "
+            f"{{{missing[0]}}} would be read as a placeholder naming no param"
+        )
     return f"    {flag.dest}: {json.dumps(flag.default)}  # {{param}} placeholders are filled per task"
 
 
 def _fixed_line(flag: Flag, grid: list[str]) -> str:
-    """A required param's line under `fixed:`: a name each task gets its own of (`run_{a}_{b}`) for a text param
-    that names an output, else CHANGE_ME (the run refuses it until it is filled)."""
+    """A required param's line under `fixed:`: a name each task gets its own of (`run_{a}_{b}`) for a text
+    param that names an output, else CHANGE_ME (the run refuses it until it is filled)."""
     words = set(re.split(r"[_-]", flag.dest.lower()))
     if flag.type in (None, "str") and not flag.choices and words & set(OUTPUT_NAMES) and grid:
         value = json.dumps(flag.dest.split("_")[0] + "_" + "_".join(f"{{{g}}}" for g in grid[:3]))
@@ -70,8 +79,13 @@ def _metrics_rule(script: Path, style: str, search: list[Path]) -> str:
 
     source = scriptscan.scan(script, search=search).text
     if _logs_to_mlflow(source):
-        return "metrics: {mlflow: true}           # what the script logs to MLflow, values and steps (batchsweep[mlflow])"
-    if re.search(rf"(?<![\w.-]){re.escape(METRICS_FILE)}\b", source) or re.search(r"\blog_metrics\s*\(", source):
+        return (
+            "metrics: {mlflow: true}           # what the script logs to MLflow, values and steps "
+            "(batchsweep[mlflow])"
+        )
+    if re.search(rf"(?<![\w.-]){re.escape(METRICS_FILE)}\b", source) or re.search(
+        r"\blog_metrics\s*\(", source
+    ):
         return "metrics: metrics.json             # the file it writes in its working directory"
     if re.search(r"\bprint\s*\(\s*json\.dumps\s*\(", source):
         return "metrics: {stdout: last}            # the JSON object it prints last"
@@ -81,11 +95,18 @@ def _metrics_rule(script: Path, style: str, search: list[Path]) -> str:
             f"=(?P<{_snake(label)}>[^\\s,;]+)" if sep == "=" else f": (?P<{_snake(label)}>\\S+)")
             for label, sep in labels)
         stream = "output" if logged else "stdout"  # logging writes to stderr unless configured otherwise
-        return f"metrics: {{{stream}: '{pattern}'}}   # the values it prints; check the names against its output"
+        return (
+            f"metrics: {{{stream}: '{pattern}'}}   # the values it prints; check the names against its output"
+        )
     if style == "hydra":
-        return "metrics: metrics.json             # the task function's return value (a number or dict) is kept too"
-    return ("metrics: metrics.json             # none found in its source: write metrics.json, or use {stdout: last}, "
-            "{stderr: 'loss=(?P<loss>\\S+)'} for what it prints")
+        return (
+            "metrics: metrics.json             # the task function's return value (a number or dict) is "
+            "kept too"
+        )
+    return (
+        "metrics: metrics.json             # none found in its source: write metrics.json, or use {stdout: "
+        "last}, {stderr: 'loss=(?P<loss>\\S+)'} for what it prints"
+    )
 
 
 LOG_CALLS = ("debug", "info", "warning", "error", "critical", "log")
@@ -93,9 +114,9 @@ LOG_CALLS = ("debug", "info", "warning", "error", "critical", "log")
 
 def _printed_metrics(source: str) -> tuple[list[tuple[str, str]], bool]:
     """The labels of values the source prints or logs as `Label: value` (`print("Test accuracy: %f" % acc)`,
-    `print("  rmse:", rmse)`, `log.info(f"Test score: {s}")`) or `name=value` (`print(f"epoch={e}, accuracy={acc}")`)
-    whose label names a metric (accuracy, loss, rmse, score...), each with its separator, at most 6; and whether one
-    of them goes through logging (stderr by default)."""
+    `print(" rmse:", rmse)`, `log.info(f"Test score: {s}")`) or `name=value` (`print(f"epoch={e},
+    accuracy={acc}")`) whose label names a metric (accuracy, loss, rmse, score...), each with its separator,
+    at most 6; and whether one of them goes through logging (stderr by default)."""
     from batchsweep.metrics import MAXIMIZE_NAMES, MINIMIZE_NAMES
 
     try:
@@ -105,15 +126,22 @@ def _printed_metrics(source: str) -> tuple[list[tuple[str, str]], bool]:
     metric_words = set(MAXIMIZE_NAMES + MINIMIZE_NAMES) - {"value", "time", "duration", "return"}
     labels: list[tuple[str, str]] = []
     logged = False
-    calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset))
+    calls = sorted(
+        (n for n in ast.walk(tree) if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset)
+    )
     for node in calls:  # in the source's order
         name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
         if not node.args or name != "print" and name not in LOG_CALLS:
             continue
         text = _template(node)
-        found = [(m.group(1).strip(), ":") for m in [re.match(r"\s*([A-Za-z][\w .-]{0,40}?)\s*:\s*(%|\{|$)", text)]
-                 if m]
-        found += [(m.group(1), "=") for m in re.finditer(r"(?<![\w.-])([A-Za-z][\w.-]{0,40})=(?=%|\{|$)", text)]
+        found = [
+            (m.group(1).strip(), ":")
+            for m in [re.match(r"\s*([A-Za-z][\w .-]{0,40}?)\s*:\s*(%|\{|$)", text)]
+            if m
+        ]
+        found += [
+            (m.group(1), "=") for m in re.finditer(r"(?<![\w.-])([A-Za-z][\w.-]{0,40})=(?=%|\{|$)", text)
+        ]
         for label, sep in found:
             words = set(re.split(r"[^a-z0-9]+", label.lower()))
             if words & metric_words and _snake(label) not in (_snake(known) for known, _ in labels):
@@ -123,8 +151,8 @@ def _printed_metrics(source: str) -> tuple[list[tuple[str, str]], bool]:
 
 
 def _template(call: ast.Call) -> str:
-    """A print or log call's text with `{}` for each value it formats in (`f"loss={loss}"` → `loss={}`), or "" when
-    it formats none (a plain message has no value to read)."""
+    """A print or log call's text with `{}` for each value it formats in (`f"loss={loss}"` → `loss={}`), or ""
+    when it formats none (a plain message has no value to read)."""
     first = call.args[0]
     while isinstance(first, ast.BinOp):  # "Test accuracy: %f" % acc
         first = first.left
@@ -144,7 +172,8 @@ def _snake(label: str) -> str:
 
 
 def _no_parser(script: Path, search: list[Path], spec_dir: Path) -> tuple[str, list[Flag], list[str]]:
-    """The style and params of a script without a parser (what it reads), or SpecError naming what was looked for."""
+    """The style and params of a script without a parser (what it reads), or SpecError naming what was looked
+    for."""
     from batchsweep.scripts import scan as scriptscan
     from batchsweep.scripts.options import source_flags
 
@@ -156,32 +185,58 @@ def _no_parser(script: Path, search: list[Path], spec_dir: Path) -> tuple[str, l
         leaves = [f for f in flags.flags if not isinstance(f.default, dict)]
         return "config", leaves, [f"args: {{style: config, file: {file}}}   # written in each task's "
                                   f"directory, merged over {file} beside the script"]
-    # else the one where it is run by hand: the spec's directory or the current one (DVC: `python stages/train.py`
-    # reads the params.yaml at the repository's root)
+    # else the one where it is run by hand: the spec's directory or the current one (DVC: `python
+    # stages/train.py` reads the params.yaml at the repository's root)
     found = next((d / file for d in (spec_dir, Path.cwd()) if file and (d / file).is_file()), None)
     if file and found:
         template = os.path.relpath(found, spec_dir)
         flags = source_flags(script, "config", base_dir=spec_dir, file=file, template=template, search=search)
         leaves = [f for f in flags.flags if not isinstance(f.default, dict)]
-        return "config", leaves, [f"args: {{style: config, file: {file}, template: {json.dumps(template)}}}   # "
-                                  f"written in each task's directory, merged over the template (relative to the spec)"]
+        return (
+            "config",
+            leaves,
+            [
+                f"args: {{style: config, file: {file}, template: {json.dumps(template)}}}   # "
+                f"written in each task's directory, merged over the template (relative to the spec)"
+            ],
+        )
     if env:
         flags = source_flags(script, "env", base_dir=script.parent, search=search)
-        # os.environ["EPOCHS"] with no default anywhere: required, under fixed: as CHANGE_ME (an empty value would
-        # fail every task at int(""))
-        return "env", [dataclasses.replace(f, required=f.default is None and f.dest in seen.env_required)
-                       for f in flags.flags], ["args: {style: env}   # each param is an environment variable of the task"]
+        # os.environ["EPOCHS"] with no default anywhere: required, under fixed: as CHANGE_ME (an empty value
+        # would fail every task at int(""))
+        return (
+            "env",
+            [
+                dataclasses.replace(f, required=f.default is None and f.dest in seen.env_required)
+                for f in flags.flags
+            ],
+            ["args: {style: env}   # each param is an environment variable of the task"],
+        )
     if seen.globals:
         flags = source_flags(script, "globals", base_dir=script.parent, search=search)
-        return "globals", list(flags.flags), [
-            "args: {style: globals}   # each param replaces the script's module-level value (the file is not changed)"]
+        return (
+            "globals",
+            list(flags.flags),
+            [
+                "args: {style: globals}   # each param replaces the script's module-level value (the file "
+                "is not changed)"
+            ],
+        )
     if seen.files:  # a params file it opens that is not here: the params alone are written under its name
-        return "config", [], [f"args: {{style: config, file: {seen.files[0]}}}   # written in each task's directory; "
-                              f"{seen.files[0]} was not found beside the script or in the current directory: name the file whose values "
-                              "the params are merged over with template:"]
-    raise SpecError(f"{script}: no command-line parser found, and it reads no environment variable, params file or "
-                    "module-level value; init reads argparse, optparse, click, typer, fire and @hydra.main scripts "
-                    "and those; write the spec by hand")
+        return (
+            "config",
+            [],
+            [
+                f"args: {{style: config, file: {seen.files[0]}}}   # written in each task's directory; "
+                f"{seen.files[0]} was not found beside the script or in the current directory: name the file "
+                "whose values the params are merged over with template:"
+            ],
+        )
+    raise SpecError(
+        f"{script}: no command-line parser found, and it reads no environment variable, params file or "
+        "module-level value; init reads argparse, optparse, click, typer, fire and @hydra.main scripts "
+        "and those; write the spec by hand"
+    )
 
 
 def _package_roots(script: Path) -> list[Path]:
@@ -197,13 +252,20 @@ def _package_roots(script: Path) -> list[Path]:
 
 
 def starter_text(script: Path, *, spec_dir: Path | None = None, python: str | None = None) -> str:
-    """The starter spec for `script`, as written into `spec_dir` (default: beside the script); `python` reads the
-    script's options with that interpreter (a path as given relative to `spec_dir`, or a name on PATH)."""
+    """The starter spec for `script`, as written into `spec_dir` (default: beside the script); `python` reads
+    the script's options with that interpreter (a path as given relative to `spec_dir`, or a name on PATH)."""
     from batchsweep.scripts.options import search_path
 
     spec_dir = spec_dir or script.parent
-    interpreter = sys.executable if python is None else (
-        os.path.abspath(spec_dir / os.path.expanduser(python)) if "/" in python else shutil.which(python) or python)
+    interpreter = (
+        sys.executable
+        if python is None
+        else (
+            os.path.abspath(spec_dir / os.path.expanduser(python))
+            if "/" in python
+            else shutil.which(python) or python
+        )
+    )
     env: dict[str, str] = {}
     flags = read_flags(script, python=interpreter)
     if not flags.known:
@@ -215,14 +277,26 @@ def starter_text(script: Path, *, spec_dir: Path | None = None, python: str | No
             if retry.known:
                 break
     extra: list[str] = [f"python: {json.dumps(python)}"] if python else []
-    extra += [f"env: {{PYTHONPATH: {json.dumps(env['PYTHONPATH'])}}}" + "   # resolved against the spec's directory"] \
-        if env else []
+    extra += (
+        [
+            f"env: {{PYTHONPATH: {json.dumps(env['PYTHONPATH'])}}}"
+            + "   # resolved against the spec's directory"
+        ]
+        if env
+        else []
+    )
     style = flags.style
     listed: list[Flag] = list(flags.flags)
     if not flags.known:
         if flags.reason:
-            hint = "" if python else (" (if it needs packages batchsweep's Python lacks, give the Python that "
-                                      "runs it: init --python .venv-ml/bin/python)")
+            hint = (
+                ""
+                if python
+                else (
+                    " (if it needs packages batchsweep's Python lacks, give the Python that "
+                    "runs it: init --python .venv-ml/bin/python)"
+                )
+            )
             raise SpecError(f"{script}: could not read its command line ({flags.reason}){hint}; init reads "
                             "argparse, optparse, click, typer, fire and @hydra.main scripts")
         style, listed, more = _no_parser(script, search_path({k: str(spec_dir / v) for k, v in env.items()}),
@@ -231,7 +305,8 @@ def starter_text(script: Path, *, spec_dir: Path | None = None, python: str | No
     name = re.sub(r"[^a-z0-9_-]+", "-", script.stem.lower()).strip("-_")[:64] or "sweep"
     lines = [
         f"# Starter sweep for {script.name} ({style}): each param lists its current default.",
-        "# Add values to a list to sweep it (a grid is the cartesian product), then: batchsweep run sweep.yaml",
+        "# Add values to a list to sweep it (a grid is the cartesian product), then: batchsweep run "
+        "sweep.yaml",
         f"name: {name}",
         f"script: {json.dumps(script.name)}",
         *extra,
@@ -252,17 +327,25 @@ def starter_text(script: Path, *, spec_dir: Path | None = None, python: str | No
             required.append(flag)  # one value for every task, under fixed:
             continue
         if style in ("env", "globals", "config") and flag.dest.startswith("_"):
-            continue  # `_prefix = "Flags:"`: a param named `_...` is a placeholder, never passed to the script
+            # `_prefix = "Flags:"`: a param named `_...` is a placeholder, never passed to the script
+            continue
         if style == "env" and flag.default is None:  # os.environ.get("TAG"): unset unless the spec sets it
-            lines.append(_param_line(dataclasses.replace(flag, default=""), commented=True) + "  # read without a default")
+            lines.append(
+                _param_line(dataclasses.replace(flag, default=""), commented=True)
+                + "  # read without a default"
+            )
             continue
         if style in ("argparse", "optparse") and flag.numeric and flag.default is not None \
                 and not isinstance(flag.default, list) and not fits_type(flag.default, flag.numeric):
-            # `default=0.5, type="int"`: the parser never converts a default, but passed as text it fails the type
-            lines.append(_param_line(flag, commented=True) + f"  # not an {flag.numeric}: the script's own default")
+            # `default=0.5, type="int"`: the parser never converts a default, but passed as text it fails the
+            # type
+            lines.append(
+                _param_line(flag, commented=True) + f"  # not an {flag.numeric}: the script's own default"
+            )
             continue
         if isinstance(flag.default, str) and PLACEHOLDER.search(flag.default):
-            templated.append(flag)  # `model_{lr}.pt`: the spec fills it per task; under fixed:, never a grid value
+            # `model_{lr}.pt`: the spec fills it per task; under fixed:, never a grid value
+            templated.append(flag)
             continue
         lines.append(_param_line(flag))
         grid.append(flag.dest)
@@ -296,9 +379,11 @@ def _logs_to_mlflow(source: str) -> bool:
             and re.search(r"\b(log_metrics?|autolog)\s*\(", source) is not None)
 
 
-def write_starter(script: str, *, output: str | None = None, force: bool = False, python: str | None = None) -> Path:
-    """Write the starter spec for `script` to `output` (default: sweep.yaml beside it); `python` as on the command
-    line (relative to the current directory), written into the spec relative to it."""
+def write_starter(
+    script: str, *, output: str | None = None, force: bool = False, python: str | None = None
+) -> Path:
+    """Write the starter spec for `script` to `output` (default: sweep.yaml beside it); `python` as on the
+    command line (relative to the current directory), written into the spec relative to it."""
     path = Path(script)
     if not path.is_file():
         raise SpecError(f"{script}: script not found; give the path to a Python script")
@@ -317,6 +402,8 @@ def write_starter(script: str, *, output: str | None = None, force: bool = False
     relative = os.path.relpath(path.resolve(), target.resolve().parent)
     text = text.replace(f"script: {json.dumps(path.name)}", f"script: {json.dumps(relative)}", 1)
     # the comment names the file written, as the user would type it from here
-    text = text.replace("then: batchsweep run sweep.yaml", f"then: batchsweep run {shlex.quote(str(target))}", 1)
+    text = text.replace(
+        "then: batchsweep run sweep.yaml", f"then: batchsweep run {shlex.quote(str(target))}", 1
+    )
     target.write_text(text)
     return target

@@ -1,5 +1,5 @@
-"""The distribution syntax shared by `params.random` and `search.space`:
-`uniform(a, b)`, `loguniform(a, b)`, `randint(a, b)` (both ends included), `choice(x, y, ...)`, or a YAML list (a choice).
+"""The distribution syntax shared by `params.random` and `search.space`: `uniform(a, b)`, `loguniform(a, b)`,
+`randint(a, b)` (both ends included), `choice(x, y, ...)`, or a YAML list (a choice).
 """
 
 from __future__ import annotations

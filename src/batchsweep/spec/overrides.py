@@ -1,6 +1,7 @@
 """`--set key=value` overrides, applied to the raw spec before validation (Hydra-like).
 
-- a dotted path sets that field: `--set params.grid.window=5,10,20`, `--set timeout=30m`, `--set aws.region=eu-west-1`
+- a dotted path sets that field: `--set params.grid.window=5,10,20`, `--set timeout=30m`, `--set
+  aws.region=eu-west-1`
 - a bare name that is not a spec field names a param: it replaces the param wherever it is defined;
   a comma list makes it a grid param, a single value a fixed one: `--set window=5,10`, `--set fee_bps=5`
 """
@@ -41,14 +42,16 @@ def _scalar(text: str, yaml: Any) -> Any:
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], *, source: str,
                     top_level: Collection[str]) -> dict[str, Any]:
-    """The spec with each `--set key=value` applied. A key whose first part is one of the spec's `top_level` keys
-    (its fields and the blocks of registered engines) sets that field; any other key is a param."""
+    """The spec with each `--set key=value` applied. A key whose first part is one of the spec's `top_level`
+    keys (its fields and the blocks of registered engines) sets that field; any other key is a param."""
     out = copy.deepcopy(raw)
     for item in overrides:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise SpecError(f"--set {item!r}: expected key=value, e.g. --set timeout=30m or --set params.grid.window=5,10")
+            raise SpecError(
+                f"--set {item!r}: expected key=value, e.g. --set timeout=30m or --set params.grid.window=5,10"
+            )
         path = key.split(".")
         if path[0] in top_level:
             value = parse_value(text, as_list=path[-1] in _LIST_FIELDS or path[:2] == ["params", "grid"])
@@ -91,7 +94,9 @@ def _set_path(d: dict[str, Any], path: list[str], value: Any, *, item: str) -> N
     for part in path[:-1]:
         nxt = node.setdefault(part, {})
         if not isinstance(nxt, dict):
-            raise SpecError(f"--set {item!r}: {part!r} is not a mapping in the spec, so it has no key {path[-1]!r}")
+            raise SpecError(
+                f"--set {item!r}: {part!r} is not a mapping in the spec, so it has no key {path[-1]!r}"
+            )
         node = nxt
     node[path[-1]] = value
 

@@ -1,5 +1,5 @@
-"""Reading untrusted YAML (a spec file): yaml.safe_load with alias expansion ("billion laughs") and nesting depth
-capped before anything expands."""
+"""Reading untrusted YAML (a spec file): yaml.safe_load with alias expansion ("billion laughs") and nesting
+depth capped before anything expands."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ class DuplicateKey(ValueError):
 
 
 def _loader_class(*, c_parser: bool = True) -> type:
-    """yaml.SafeLoader whose composer caps nesting depth. The events come from libyaml's C parser when PyYAML has
-    it (a 100,000-value grid: 0.7 s instead of 2.9 s; its parser keeps its own stack and caps depth itself), and
-    are composed by PyYAML's Python composer, where the depth is counted — never by the C composer, whose
-    recursion nothing caps."""
+    """yaml.SafeLoader whose composer caps nesting depth. The events come from libyaml's C parser when PyYAML
+    has it (a 100,000-value grid: 0.7 s instead of 2.9 s; its parser keeps its own stack and caps depth
+    itself), and are composed by PyYAML's Python composer, where the depth is counted — never by the C
+    composer, whose recursion nothing caps."""
     import yaml
     from yaml.composer import Composer
 
@@ -46,8 +46,10 @@ def _loader_class(*, c_parser: bool = True) -> type:
                 key = self.construct_object(key_node)
                 line = key_node.start_mark.line + 1
                 if key in seen:
-                    raise DuplicateKey(f"key {key!r} appears twice in one mapping, on lines {seen[key]} and {line}; "
-                                       "YAML would keep only the second: keep one")
+                    raise DuplicateKey(
+                        f"key {key!r} appears twice in one mapping, on lines {seen[key]} and {line}; "
+                        "YAML would keep only the second: keep one"
+                    )
                 seen[key] = line
             return super().construct_mapping(node, deep=deep)
 
@@ -66,7 +68,8 @@ def _loader_class(*, c_parser: bool = True) -> type:
 
 
 def bounded_yaml(text: str, *, c_parser: bool = True) -> Any:
-    """yaml.safe_load with alias expansion ("billion laughs") and nesting depth capped, before anything expands."""
+    """yaml.safe_load with alias expansion ("billion laughs") and nesting depth capped, before anything
+    expands."""
     import yaml
 
     loader = _loader_class(c_parser=c_parser)(text)
@@ -75,7 +78,9 @@ def bounded_yaml(text: str, *, c_parser: bool = True) -> Any:
             root = loader.get_single_node()
         except yaml.MarkedYAMLError as e:
             if "maximum nesting depth" in str(e.problem):  # libyaml's own cap (1,000 levels), met before ours
-                raise TooComplex(f"nested deeper than {MAX_YAML_DEPTH} levels; a spec is a few levels deep") from None
+                raise TooComplex(
+                    f"nested deeper than {MAX_YAML_DEPTH} levels; a spec is a few levels deep"
+                ) from None
             raise
         if root is None:
             return None
@@ -104,8 +109,10 @@ def _expanded_size(root: Any) -> int:
             active.discard(key)
             sizes[key] = 1 + sum(sizes[id(c)] for c in children)
             if sizes[key] > MAX_YAML_NODES:
-                raise TooComplex(f"its aliases expand to more than {MAX_YAML_NODES:,} values (a YAML alias bomb?); "
-                                  "write the values out or use fewer anchors")
+                raise TooComplex(
+                    f"its aliases expand to more than {MAX_YAML_NODES:,} values (a YAML alias bomb?); "
+                    "write the values out or use fewer anchors"
+                )
             continue
         if key in sizes:
             continue

@@ -1,9 +1,10 @@
-"""Compacting a finished run (`batchsweep runs compact RUN`): every task's status.json and metrics.json packed into
-one object of the run (`packs/compact~<time>.jsonl`, see `batchsweep.store.packs`), their logs into one log pack
-(`packs/logs~<time>.log` and its index `.idx`: `logs RUN TASK` reads that task's bytes alone), the per-task files
-then removed. Series, outputs, logs over `LOG_PACK_MAX` and anything damaged stay where they are; `results`,
-`status`, `report`, `logs`, `resume` and reuse read the packs the way they read the files they replaced. Each pack
-is whole on disk before a file it replaces is removed: a compaction killed half-way loses nothing."""
+"""Compacting a finished run (`batchsweep runs compact RUN`): every task's status.json and metrics.json packed
+into one object of the run (`packs/compact~<time>.jsonl`, see `batchsweep.store.packs`), their logs into one
+log pack (`packs/logs~<time>.log` and its index `.idx`: `logs RUN TASK` reads that task's bytes alone), the
+per-task files then removed. Series, outputs, logs over `LOG_PACK_MAX` and anything damaged stay where they
+are; `results`, `status`, `report`, `logs`, `resume` and reuse read the packs the way they read the files they
+replaced. Each pack is whole on disk before a file it replaces is removed: a compaction killed half-way loses
+nothing."""
 
 from __future__ import annotations
 
@@ -32,9 +33,11 @@ class Compacted:
     dirs_removed: int
 
     def line(self, run_id: str) -> str:
-        return (f"run {run_id}: {self.tasks:,} tasks' statuses and metrics packed into one file, {self.logs:,} logs "
-                f"into another; {self.files_removed:,} files and {self.dirs_removed:,} empty directories removed "
-                "(series and outputs kept)")
+        return (
+            f"run {run_id}: {self.tasks:,} tasks' statuses and metrics packed into one file, {self.logs:,} "
+            f"logs into another; {self.files_removed:,} files and {self.dirs_removed:,} empty directories "
+            "removed (series and outputs kept)"
+        )
 
 
 def compact(run: Run) -> Compacted:
@@ -55,11 +58,12 @@ def compact(run: Run) -> Compacted:
 def _compact(run: Run) -> Compacted:
     store = run.store
     old_packs = store.pack_names(run.id)
-    packed = bytearray(run.n_tasks)  # per task: 0 not packed, 1 packed, 2 packed with its metrics (not a set of ints)
+    # per task: 0 not packed, 1 packed, 2 packed with its metrics (not a set of ints)
+    packed = bytearray(run.n_tasks)
 
     def entries() -> Iterator[PackEntry]:
-        """The tasks' statuses and metrics, read _CHUNK tasks at a time as the pack is written: a 100,000-task run
-        is compacted as it finishes, in the runner, whose memory must not hold every status twice."""
+        """The tasks' statuses and metrics, read _CHUNK tasks at a time as the pack is written: a 100,000-task
+        run is compacted as it finishes, in the runner, whose memory must not hold every status twice."""
         for start in range(0, run.n_tasks, _CHUNK):
             chunk = range(start, min(start + _CHUNK, run.n_tasks))
             found = [(i, s) for i, s in zip(chunk, store.read_task_statuses([(run.id, i) for i in chunk]))

@@ -1,14 +1,15 @@
 """A local store's reuse index file (docs/design.md §4.1): append-only lines, many writers at once.
 
-One file per content-key prefix (`index/<key[:2]>.tsv`, see `batchsweep.store.reuse`), a line per succeeded task:
+One file per content-key prefix (`index/<key[:2]>.tsv`, see `batchsweep.store.reuse`), a line per succeeded
+task:
 
     <key> TAB <run_id> TAB <task index> TAB <crc32 of what precedes, 8 hex digits> LF
 
-Writers append under an exclusive `flock` of the file, so two runs finishing at once never interleave or lose a
-line; a writer that finds the file replaced while it waited (a rewrite by `rewrite`) appends to the new one. A
-line torn by a crash is cut off by the next writer, and a reader skips any line whose checksum does not match, so
-a damaged line is never read as a different task. Readers take no lock: appends and the rename of a rewrite are
-atomic for them, and an unterminated last line is one still being written.
+Writers append under an exclusive `flock` of the file, so two runs finishing at once never interleave or lose
+a line; a writer that finds the file replaced while it waited (a rewrite by `rewrite`) appends to the new one.
+A line torn by a crash is cut off by the next writer, and a reader skips any line whose checksum does not
+match, so a damaged line is never read as a different task. Readers take no lock: appends and the rename of a
+rewrite are atomic for them, and an unterminated last line is one still being written.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def run_of(text: bytes) -> bytes:
 
 @contextmanager
 def locked(path: Path, mode: int) -> Iterator[int]:
-    """An fd of the file at `path` (created if missing), held under an exclusive flock: the file a writer waits
-    for may be replaced by a rewrite meanwhile, so the lock counts only on the inode still at `path`."""
+    """An fd of the file at `path` (created if missing), held under an exclusive flock: the file a writer
+    waits for may be replaced by a rewrite meanwhile, so the lock counts only on the inode still at `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, mode)
@@ -93,7 +94,8 @@ def append_locked(fd: int, data: bytes) -> None:
 
 
 def rewrite(path: Path, keep: Callable[[bytes], bool], mode: int) -> int:
-    """Keep only the lines `keep` accepts (a new file renamed over the old one, under the lock); lines removed."""
+    """Keep only the lines `keep` accepts (a new file renamed over the old one, under the lock); lines
+    removed."""
     if not path.exists():
         return 0
     with locked(path, mode) as fd:

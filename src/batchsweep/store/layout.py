@@ -100,11 +100,14 @@ class TaskDir:
 TASK_FILES = (TaskDir.METRICS, TaskDir.STDOUT, TaskDir.STDERR)
 CODE_PREFIX = "code"  # code/<sha256>.tar.gz
 INPUTS_PREFIX = "inputs"  # inputs/<sha256>/<name>
-SEARCH_JOURNAL = "study.journal"  # a search's Optuna journal in the run's directory (new runs; run.json names it)
+# a search's Optuna journal in the run's directory (new runs; run.json names it)
+SEARCH_JOURNAL = "study.journal"
 PACKS = "packs"
 STORE_MARKER = ".batchsweep-store"  # at a local store's root: code that holds a store leaves it out
 LOG_PACK_DATA, LOG_PACK_INDEX = "log", "idx"  # packs/<name>.log and packs/<name>.idx: a compacted run's logs
-_TASK_NAMES = frozenset({TaskDir.STATUS, TaskDir.METRICS, TaskDir.SERIES, TaskDir.STDOUT, TaskDir.STDERR, TaskDir.OUTPUTS})
+_TASK_NAMES = frozenset(
+    {TaskDir.STATUS, TaskDir.METRICS, TaskDir.SERIES, TaskDir.STDOUT, TaskDir.STDERR, TaskDir.OUTPUTS}
+)
 
 
 def valid_run_id(run_id: Any) -> bool:
@@ -166,7 +169,8 @@ class Layout:
 
     @staticmethod
     def engine_file_key(run_id: str, name: str) -> str:
-        """A file the run's engine keeps beside engine.json (a generated batch script, a scheduler's output)."""
+        """A file the run's engine keeps beside engine.json (a generated batch script, a scheduler's
+        output)."""
         if not name or "/" in name or name.startswith("."):
             raise ValueError(f"an engine's file is a plain file name, not {name!r}")
         return Layout.run_key(run_id, "engine", name)
@@ -198,7 +202,9 @@ class Layout:
         """A file in a task's directory by its `TaskDir` name, or `outputs/<path>` for a kept output."""
         first = name.split("/", 1)[0]
         if first not in _TASK_NAMES or (first == TaskDir.OUTPUTS) != ("/" in name):
-            raise ValueError(f"{name!r} is not a file of a task's directory ({', '.join(sorted(_TASK_NAMES))})")
+            raise ValueError(
+                f"{name!r} is not a file of a task's directory ({', '.join(sorted(_TASK_NAMES))})"
+            )
         return Layout.task_key(run_id, index, name)
 
     @staticmethod
@@ -256,7 +262,8 @@ class Layout:
 
     @staticmethod
     def task_file_of(key: str) -> tuple[int, str] | None:
-        """(task index, file name) of a key `runs/<id>/tasks/<i>/<name>`; None for anything else (a kept output)."""
+        """(task index, file name) of a key `runs/<id>/tasks/<i>/<name>`; None for anything else (a kept
+        output)."""
         parts = key.split("/")
         if len(parts) == 5 and parts[0] == "runs" and parts[2] == "tasks" and parts[3].isdigit():
             return int(parts[3]), parts[4]
@@ -293,5 +300,6 @@ class Layout:
 
     @staticmethod
     def index_file_key(cache_key: str) -> str:
-        """The reuse index of a local store: one append-only file per key prefix (`batchsweep.store.index`)."""
+        """The reuse index of a local store: one append-only file per key prefix
+        (`batchsweep.store.index`)."""
         return f"index/{cache_key[:2]}{indexfile.SUFFIX}"

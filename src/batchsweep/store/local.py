@@ -164,9 +164,9 @@ class LocalBackend:
         self._flusher.add(str(target))
 
     def write_soon_at(self, key: str, data: bytes, dir_fd: int) -> None:
-        """As `write_soon`, into the directory dir_fd that key's file goes in, held open by the writer (a task's
-        directory as its runner made it): a symlink someone put in the way of key's path is never written
-        through."""
+        """As `write_soon`, into the directory dir_fd that key's file goes in, held open by the writer (a
+        task's directory as its runner made it): a symlink someone put in the way of key's path is never
+        written through."""
         write_at(os.path.basename(key), data, dir_fd, mode=FILE_MODE)
         self._flusher.add(str(self.path(key)))
 
@@ -288,8 +288,8 @@ class LocalBackend:
             shutil.copyfile(src, dest, follow_symlinks=False)
 
     def real_path(self, key: str) -> str:
-        """Where key is in the store with the store's root resolved once (the first time one is asked for), so a
-        symlink someone later puts in the root's place is not followed by it."""
+        """Where key is in the store with the store's root resolved once (the first time one is asked for), so
+        a symlink someone later puts in the root's place is not followed by it."""
         if self._real_root is None:
             self._real_root = os.path.realpath(self.root)
         return os.path.join(self._real_root, key)

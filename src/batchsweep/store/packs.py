@@ -125,9 +125,10 @@ class Packs(LogPacks):
 
     def packed(self, run_id: str, *, listed_within: float = 0.0) -> dict[int, PackEntry]:
         """Every task a pack covers, with its status and metrics; packs later by name win. Read as
-        `pack_records` reads them (streamed locally; one request per pack on S3, concurrently); cached per store object for as long as the run's pack names do not change (a
-        pack is never rewritten under the same name, see `drop_from_packs`). `listed_within`: a listing of the
-        packs that recent is reused (one task's status looked up many times, e.g. a search's trials on S3)."""
+        `pack_records` reads them (streamed locally; one request per pack on S3, concurrently); cached per
+        store object for as long as the run's pack names do not change (a pack is never rewritten under the
+        same name, see `drop_from_packs`). `listed_within`: a listing of the packs that recent is reused (one
+        task's status looked up many times, e.g. a search's trials on S3)."""
         cached = self._packs.get(run_id)
         listed_ago = time.monotonic() - self._packs_listed.get(run_id, -math.inf)
         if cached is not None and listed_ago < listed_within:
@@ -141,8 +142,10 @@ class Packs(LogPacks):
             try:
                 entries[index] = PackEntry(TaskStatus.from_dict(status), metrics)
             except (ValueError, TypeError, KeyError, AttributeError):
-                self.warn(f"run {run_id}: task {index}'s line in pack {name} is damaged; it counts as without "
-                          "status")
+                self.warn(
+                    f"run {run_id}: task {index}'s line in pack {name} is damaged; it counts as without "
+                    "status"
+                )
         self._packs[run_id] = (names, entries)
         return entries
 

@@ -1,9 +1,11 @@
-"""Provenance of a run (run.json `provenance`): what produced it, so `status` can show it and `diff` compare two.
+"""Provenance of a run (run.json `provenance`): what produced it, so `status` can show it and `diff` compare
+two.
 
-    git        commit, dirty (tracked files differ from it: untracked ones, a store or an exported table beside
-               the script, never count), sha256 of `git diff HEAD` (when dirty), and `untracked_code`: the code
-               identity's files git does not track
-    python     implementation and version of the interpreter the tasks run on (`python:` when the spec names one)
+    git        commit, dirty (tracked files differ from it: untracked ones, a store or an exported table
+               beside the script, never count), sha256 of `git diff HEAD` (when dirty), and `untracked_code`:
+               the code identity's files git does not track
+    python     implementation and version of the interpreter the tasks run on (`python:` when the spec names
+               one)
     platform   `platform.platform()` and machine of the submitting host; host: its name
     batchsweep its version
     packages   sha256 over the sorted `name==version` of every installed distribution, and their count;
@@ -32,10 +34,10 @@ def _git(args: list[str], cwd: Path) -> bytes | None:
 
 
 def git_state(code_dir: Path, code_files: list[str] | None = None) -> dict[str, Any] | None:
-    """The repository holding code_dir: its commit, whether its tracked files differ from it (and the sha256 of
-    `git diff HEAD`), and which of `code_files` (the code identity's, relative to code_dir) git does not track.
-    Untracked files are not "dirty": a store, an exported table or a notes file beside the script is no change to
-    the code."""
+    """The repository holding code_dir: its commit, whether its tracked files differ from it (and the sha256
+    of `git diff HEAD`), and which of `code_files` (the code identity's, relative to code_dir) git does not
+    track. Untracked files are not "dirty": a store, an exported table or a notes file beside the script is no
+    change to the code."""
     head = _git(["rev-parse", "HEAD"], code_dir)
     if head is None:
         return None
@@ -52,14 +54,15 @@ def git_state(code_dir: Path, code_files: list[str] | None = None) -> dict[str, 
 
 
 RACY_NS = 2_000_000_000  # a directory changed this recently may change again without its mtime moving
-_packages: tuple[tuple[Any, ...], dict[str, str]] | None = None  # (where distributions were found, name -> version)
+# (where distributions were found, name -> version)
+_packages: tuple[tuple[Any, ...], dict[str, str]] | None = None
 
 
 def package_places() -> tuple[tuple[Any, ...], list[int]]:
-    """Where importlib.metadata looks for distributions, as it is now: the meta path finders and every sys.path
-    entry (its directory's mtime, size and links: installing or removing a distribution adds or removes its
-    *.dist-info there); and those directories' mtimes. A few stat calls, against reading every distribution's
-    metadata."""
+    """Where importlib.metadata looks for distributions, as it is now: the meta path finders and every
+    sys.path entry (its directory's mtime, size and links: installing or removing a distribution adds or
+    removes its *.dist-info there); and those directories' mtimes. A few stat calls, against reading every
+    distribution's metadata."""
     places: list[Any] = [tuple(type(finder).__qualname__ for finder in sys.meta_path)]
     mtimes = []
     for entry in sys.path:
@@ -84,7 +87,8 @@ def installed_versions() -> dict[str, str]:
     places, mtimes = package_places()
     if _packages is not None and _packages[0] == places:
         return _packages[1]
-    result = dict(sorted(dict(_name_and_version(d) for d in distributions()).items()))  # the last one of a name wins
+    # the last one of a name wins
+    result = dict(sorted(dict(_name_and_version(d) for d in distributions()).items()))
     # Kept only if no directory changed just now: a change right after could leave its mtime where it was (the
     # timestamps' granularity), as git's index does with its "racy" entries.
     if all(mtime < started - RACY_NS for mtime in mtimes):
@@ -93,10 +97,10 @@ def installed_versions() -> dict[str, str]:
 
 
 def _name_and_version(dist: Any) -> tuple[str, str]:
-    """A distribution's (name lowercased, version) as `dist.metadata["Name"]` and `dist.version` give them, from
-    its metadata's headers alone: `dist.metadata` parses the whole file (the long description too) with the email
-    parser, and `dist.version` parses it again; for ~150 installed packages that was ~0.5-1 s of every run's
-    start."""
+    """A distribution's (name lowercased, version) as `dist.metadata["Name"]` and `dist.version` give them,
+    from its metadata's headers alone: `dist.metadata` parses the whole file (the long description too) with
+    the email parser, and `dist.version` parses it again; for ~150 installed packages that was ~0.5-1 s of
+    every run's start."""
     import email
 
     try:
@@ -126,15 +130,19 @@ def batchsweep_version() -> str:
         return "0+unknown"
 
 
-def collect(code_dir: Path, *, environment: dict[str, Any], code_files: list[str] | None = None) -> dict[str, Any]:
-    """Provenance for a new run; `environment` is the key's environment part (interpreter, or image/requirements);
-    `code_files` the code identity's files (which of them git does not track is noted)."""
+def collect(
+    code_dir: Path, *, environment: dict[str, Any], code_files: list[str] | None = None
+) -> dict[str, Any]:
+    """Provenance for a new run; `environment` is the key's environment part (interpreter, or
+    image/requirements); `code_files` the code identity's files (which of them git does not track is
+    noted)."""
     import socket
 
     digest, count = packages_hash()
     return {
         "git": git_state(code_dir, code_files),
-        "python": environment.get("python") or f"{platform.python_implementation()} {platform.python_version()}",
+        "python": environment.get("python")
+        or f"{platform.python_implementation()} {platform.python_version()}",
         "platform": f"{platform.platform()} {platform.machine()}",
         "host": socket.gethostname(),
         "batchsweep": batchsweep_version(),
@@ -151,17 +159,25 @@ def describe(prov: dict[str, Any] | None) -> str:
         return "not recorded (a run from before provenance)"
     git = prov.get("git")
     if git:
-        where = f"git {git['commit'][:10]}" + (f" + uncommitted changes to tracked files (diff {git['diff_sha256'][:10]})"
-                                              if git.get("dirty") else " (clean)")
+        where = f"git {git['commit'][:10]}" + (
+            f" + uncommitted changes to tracked files (diff {git['diff_sha256'][:10]})"
+            if git.get("dirty")
+            else " (clean)"
+        )
         untracked = git.get("untracked_code") or []
         if untracked:
             where += (f" + {len(untracked)} untracked code file{'s' if len(untracked) != 1 else ''} "
                       f"({', '.join(untracked[:3])}{', …' if len(untracked) > 3 else ''})")
     else:
         where = "not in a git repository"
-    parts = [where, prov.get("python", "?"), prov.get("platform", "?"),
-             *([f"host {prov['host']}"] if prov.get("host") else []), f"batchsweep {prov.get('batchsweep', '?')}",
-             f"{prov.get('packages', '?')} packages ({str(prov.get('packages_sha256', ''))[:10]})"]
+    parts = [
+        where,
+        prov.get("python", "?"),
+        prov.get("platform", "?"),
+        *([f"host {prov['host']}"] if prov.get("host") else []),
+        f"batchsweep {prov.get('batchsweep', '?')}",
+        f"{prov.get('packages', '?')} packages ({str(prov.get('packages_sha256', ''))[:10]})",
+    ]
     if prov.get("image"):
         parts.append(f"image {prov['image']}")
     if prov.get("requirements"):

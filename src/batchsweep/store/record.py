@@ -1,17 +1,18 @@
 """run.json, typed: what a run was when it was planned (the spec as recorded, code hash, the engine's resolved
-settings) and what happened to it since (cancelled, resumed, compacted). An engine's `prepare()` may add fields
-of its own (the code package's key, the inputs map): they are kept as extras, untyped.
+settings) and what happened to it since (cancelled, resumed, compacted). An engine's `prepare()` may add
+fields of its own (the code package's key, the inputs map): they are kept as extras, untyped.
 
-The engine's resolved settings (`engine`) are an `EngineSettings`: read back as one (every field kept, so a run
-whose engine is no longer installed still opens), and typed by the reader that knows its engine through that
-engine's model (`RunRecord.engine_as(AwsEngineSettings)`; `Engine.engine_settings_model`). engine.json is typed
-the same way (`EngineRecord`, `read_engine_record`, `write_engine_record`): here, below the engines, so that what
-reads a run without its engine (the AWS emulator's player) reads it through the same models.
+The engine's resolved settings (`engine`) are an `EngineSettings`: read back as one (every field kept, so a
+run whose engine is no longer installed still opens), and typed by the reader that knows its engine through
+that engine's model (`RunRecord.engine_as(AwsEngineSettings)`; `Engine.engine_settings_model`). engine.json is
+typed the same way (`EngineRecord`, `read_engine_record`, `write_engine_record`): here, below the engines, so
+that what reads a run without its engine (the AWS emulator's player) reads it through the same models.
 
-The spec is a `batchsweep.spec.schema.Spec`, read back with the `RECORDED` context: it was judged when the run was
-planned, so today's engine registry does not judge it again. On disk it stays the spec's JSON dump (aliases,
-every field, no `base_dir`/`spec_file`: those are the record's own fields and are given back to it on reading),
-as every earlier version wrote it; fields a later version added take their defaults when an older record lacks them."""
+The spec is a `batchsweep.spec.schema.Spec`, read back with the `RECORDED` context: it was judged when the run
+was planned, so today's engine registry does not judge it again. On disk it stays the spec's JSON dump
+(aliases, every field, no `base_dir`/`spec_file`: those are the record's own fields and are given back to it
+on reading), as every earlier version wrote it; fields a later version added take their defaults when an older
+record lacks them."""
 
 from __future__ import annotations
 
@@ -45,16 +46,17 @@ def _first_error(e: ValidationError) -> tuple[str, str]:
 
 
 class EngineSettings(BaseModel):
-    """run.json `engine`: an engine's resolved settings (what `Engine.check` returned when the run was planned).
-    Each engine declares its own subclass (`Engine.engine_settings_model`); read back from run.json it is this
-    class, every field kept, and the reader that knows the engine types it (`RunRecord.engine_as`). Fields another
-    version wrote are kept; an older record's missing fields take their defaults."""
+    """run.json `engine`: an engine's resolved settings (what `Engine.check` returned when the run was
+    planned). Each engine declares its own subclass (`Engine.engine_settings_model`); read back from run.json
+    it is this class, every field kept, and the reader that knows the engine types it (`RunRecord.engine_as`).
+    Fields another version wrote are kept; an older record's missing fields take their defaults."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
 class StoreAccess(EngineSettings):
-    """What opens a run's store when it is elsewhere (an S3 store): the AWS profile and region the engine used."""
+    """What opens a run's store when it is elsewhere (an S3 store): the AWS profile and region the engine
+    used."""
 
     profile: str | None = None
     region: str | None = None
@@ -64,7 +66,8 @@ Settings = TypeVar("Settings", bound=BaseModel)
 
 
 class ShippedInput(BaseModel):
-    """An input an aws-batch run copied into the store (run.json `inputs_map`, by its reference in the spec)."""
+    """An input an aws-batch run copied into the store (run.json `inputs_map`, by its reference in the
+    spec)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -82,7 +85,8 @@ class CodeChange(BaseModel):
 
 
 class SearchRecord(BaseModel):
-    """What an adaptive search adds to its run's record: trials per round and its Optuna journal's file name."""
+    """What an adaptive search adds to its run's record: trials per round and its Optuna journal's file
+    name."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -100,12 +104,16 @@ class RunRecord(BaseModel):
     created_ts: float
     n_tasks: int = Field(ge=0, le=MAX_RUN_TASKS)
     code_hash: str = ""
-    code_identity: dict[str, Any] | None = None  # `keys.CodeIdentity.to_json()`: files, packages (runs since key v2)
+    # `keys.CodeIdentity.to_json()`: files, packages (runs since key v2)
+    code_identity: dict[str, Any] | None = None
     key_common: str | None = None  # code, what runs and environment: a search keys its trials with it
-    key_what: dict[str, Any] | None = None  # the parts of key_common besides the code: a resume after the code
-    key_env: dict[str, Any] | None = None  # changed keys its tasks with the code as it is then (planning.keyed_as_now)
+    # the parts of key_common besides the code: a resume after the code
+    key_what: dict[str, Any] | None = None
+    # changed keys its tasks with the code as it is then (planning.keyed_as_now)
+    key_env: dict[str, Any] | None = None
     resumed_code_hash: str | None = None  # the code the last resume keyed its tasks by, when it had changed
-    code_changes: list[CodeChange] = []  # each resume that ran changed code, oldest first (`rerun` replays it)
+    # each resume that ran changed code, oldest first (`rerun` replays it)
+    code_changes: list[CodeChange] = []
     spec_file: str | None = None
     provenance: dict[str, Any] = {}
     base_dir: str = "."
@@ -122,7 +130,8 @@ class RunRecord(BaseModel):
     store: str | None = None  # the store the run lives in (an S3 prefix for remote engines)
     reused: int = 0  # tasks copied from earlier runs at start
     reuse: bool = False  # started with reuse on: a search's rounds and `resume` reuse only then
-    reuse_account: dict[str, Any] | None = None  # `reuse.Reuse.account()`: what was reused and why the rest missed
+    # `reuse.Reuse.account()`: what was reused and why the rest missed
+    reuse_account: dict[str, Any] | None = None
     code_sha256: str | None = None  # the code package kept in the store (`Engine.prepare`)
     code_package: str | None = None  # why no code package was kept
     inputs_map: dict[str, ShippedInput] | None = None  # aws-batch: the inputs shipped to the store
@@ -148,13 +157,14 @@ class RunRecord(BaseModel):
         return spec.model_dump(mode=info.mode, by_alias=True)
 
     def spec_json(self) -> dict[str, Any]:
-        """The recorded spec as JSON, as run.json holds it (a record from an earlier version: with today's defaults)."""
+        """The recorded spec as JSON, as run.json holds it (a record from an earlier version: with today's
+        defaults)."""
         return self.spec.model_dump(mode="json", by_alias=True)
 
     def engine_as(self, model: type[Settings]) -> Settings:
         """The engine's resolved settings through its model (`AwsEngineSettings`, `LocalEngineSettings`...): a
-        record an earlier version wrote reads with today's defaults; RunDamaged in one line naming the field when
-        a field does not hold what the model needs."""
+        record an earlier version wrote reads with today's defaults; RunDamaged in one line naming the field
+        when a field does not hold what the model needs."""
         if isinstance(self.engine, model):
             return self.engine
         try:
@@ -194,7 +204,9 @@ class RunRecord(BaseModel):
             return cls.of(info)
         except ValidationError as e:
             where, msg = _first_error(e)
-            raise RunDamaged(f"run {run_id}: run.json is damaged ({where}: {msg})", reason=f"{where}: {msg}") from None
+            raise RunDamaged(
+                f"run {run_id}: run.json is damaged ({where}: {msg})", reason=f"{where}: {msg}"
+            ) from None
 
     def to_json(self) -> dict[str, Any]:
         """run.json's content: the fields that were given (no defaults written out), extras included."""
@@ -202,9 +214,9 @@ class RunRecord(BaseModel):
 
 
 class EngineRecord(BaseModel):
-    """engine.json: what an engine keeps so that `status`, `wait` and `cancel` in another process (or on another
-    host) find its work (a pid, a scheduler and its keys, submitted array jobs). Each engine declares its own
-    subclass (`Engine.record_model`) and reads and writes the file through it (`read_engine_record`,
+    """engine.json: what an engine keeps so that `status`, `wait` and `cancel` in another process (or on
+    another host) find its work (a pid, a scheduler and its keys, submitted array jobs). Each engine declares
+    its own subclass (`Engine.record_model`) and reads and writes the file through it (`read_engine_record`,
     `write_engine_record`); fields another version wrote are kept."""
 
     model_config = ConfigDict(extra="allow")
@@ -226,9 +238,9 @@ class RunInStore(Protocol):
 
 
 def read_engine_record(run: RunInStore, model: type[RecordModel]) -> RecordModel | None:
-    """The run's engine.json through the engine's record model; None when there is none. A damaged one (not JSON,
-    or without a field the engine needs) is one warning line naming the field, and the command goes on without it
-    (as without a record: the run lock still tells a live local runner)."""
+    """The run's engine.json through the engine's record model; None when there is none. A damaged one (not
+    JSON, or without a field the engine needs) is one warning line naming the field, and the command goes on
+    without it (as without a record: the run lock still tells a live local runner)."""
     store = run.store
     key = store.engine_record_key(run.id)
     raw = store.read_record(key)

@@ -1,10 +1,11 @@
-"""One runner per run: `runs/<id>/runner.json`, taken by an exclusive create or a compare-and-swap in the store.
+"""One runner per run: `runs/<id>/runner.json`, taken by an exclusive create or a compare-and-swap in the
+store.
 
-The first create of the file claims the run id (a colliding id can never overwrite an earlier run). From then on
-the file is only replaced conditionally (If-Match on S3, an flock'ed compare on a local disk), so of two
-processes that want the run, exactly one wins. The holder rewrites its heartbeat every HEARTBEAT_S seconds;
-a holder is alive while its process runs (same host) or its heartbeat is younger than STALE_S (another host,
-a restarted container). A dead or stale holder is taken over; a released file is free.
+The first create of the file claims the run id (a colliding id can never overwrite an earlier run). From then
+on the file is only replaced conditionally (If-Match on S3, an flock'ed compare on a local disk), so of two
+processes that want the run, exactly one wins. The holder rewrites its heartbeat every HEARTBEAT_S seconds; a
+holder is alive while its process runs (same host) or its heartbeat is younger than STALE_S (another host, a
+restarted container). A dead or stale holder is taken over; a released file is free.
 
 The heartbeat thread also looks for a cancel request (`runs/<id>/cancel.json`, written by `batchsweep cancel`
 on any host) and calls the holder's cancel hook, so a cancel reaches a runner on another machine.
@@ -41,7 +42,8 @@ class RunBusy(RunStateError):
 
 
 def start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks (field 22 of /proc/PID/stat): tells a live pid from a reused one."""
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat): tells a live pid from a reused
+    one."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -51,8 +53,9 @@ def start_time(pid: int) -> str | None:
 
 
 def pid_alive(pid: int, started: str | None = None) -> bool:
-    """Whether process `pid` of this host runs (a zombie does not) and, given the `start_time` recorded with it,
-    is still that process and not a later one that reuses its pid. Without /proc (not Linux), asks the kernel."""
+    """Whether process `pid` of this host runs (a zombie does not) and, given the `start_time` recorded with
+    it, is still that process and not a later one that reuses its pid. Without /proc (not Linux), asks the
+    kernel."""
     if pid <= 0:
         return False
     now = start_time(pid)
@@ -80,7 +83,8 @@ class Holder:
     released: bool = False
 
     def alive(self, now: float | None = None) -> bool:
-        """Whether its process runs (this host) or its heartbeat is younger than STALE_S at wall-clock `now`."""
+        """Whether its process runs (this host) or its heartbeat is younger than STALE_S at wall-clock
+        `now`."""
         if self.released:
             return False
         if self.host == socket.gethostname():
@@ -168,8 +172,10 @@ class RunLock:
                 continue
             current = Holder.parse(data)
             if current is not None and current.alive(clock.time()):
-                raise RunBusy(f"run {run_id} is being driven by {current.describe(clock.time())}; wait for it "
-                              f"(`batchsweep wait {run_id}`) or stop it (`batchsweep cancel {run_id}`)")
+                raise RunBusy(
+                    f"run {run_id} is being driven by {current.describe(clock.time())}; wait for it "
+                    f"(`batchsweep wait {run_id}`) or stop it (`batchsweep cancel {run_id}`)"
+                )
             new_tag = store.backend.replace_if(key, cls._bytes(record), tag)
             if new_tag is not None:
                 return cls(store, run_id, record, new_tag, clock)

@@ -1,9 +1,10 @@
-"""Child process for scripts configured by module-level values: `python -m batchsweep.task._globalsrun SCRIPT NAME=JSON...`.
+"""Child process for scripts configured by module-level values: `python -m batchsweep.task._globalsrun SCRIPT
+NAME=JSON...`.
 
 Runs the script as `__main__`, as `python SCRIPT` would, with each named module-level literal assignment
-(`kernel = "rbf"`, `C: float = 1.0`, also inside a top-level `if`) replaced by the given value before the code is
-compiled: the file is never changed, and the script's own later computations (`gamma = 1 / C`) see the new value.
-The warm-start fork server runs a task the same way (`run`), in its forked child.
+(`kernel = "rbf"`, `C: float = 1.0`, also inside a top-level `if`) replaced by the given value before the code
+is compiled: the file is never changed, and the script's own later computations (`gamma = 1 / C`) see the new
+value. The warm-start fork server runs a task the same way (`run`), in its forked child.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def parse(argv: list[str]) -> dict[str, Any]:
 
 
 def run(script: str, values: dict[str, Any]) -> None:
-    """Run the script as __main__ with the values in place (sys.argv is the script alone, as for `python SCRIPT`)."""
+    """Run the script as __main__ with the values in place (sys.argv is the script alone, as for `python
+    SCRIPT`)."""
     import types
 
     with open(script, "rb") as f:

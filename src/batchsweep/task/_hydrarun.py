@@ -1,14 +1,14 @@
 """Child process for Hydra apps: `python -m batchsweep.task._hydrarun SCRIPT OVERRIDE...`.
 
-Runs the script as `__main__` with the overrides as its command line, as `python SCRIPT OVERRIDE...` would, and
-keeps what its `@hydra.main` task function returns: a number or a dict of numbers becomes the task's metrics
-(merged into metrics.json), the way Hydra's own sweepers read an objective.
+Runs the script as `__main__` with the overrides as its command line, as `python SCRIPT OVERRIDE...` would,
+and keeps what its `@hydra.main` task function returns: a number or a dict of numbers becomes the task's
+metrics (merged into metrics.json), the way Hydra's own sweepers read an objective.
 
 Hydra's run directory is the task's own (`hydra.run.dir=.` on the command line), so its log file and `.hydra/`
 land there. An app whose own config names another, relative, run directory (`hydra.run.dir: outputs/${name}`)
-may write there itself, as it does when run by hand where Hydra creates it: that directory is created too, inside
-the task's directory. HYDRA_FULL_ERROR is set so a failing task's last stderr line is its exception, not
-Hydra's hint about that variable.
+may write there itself, as it does when run by hand where Hydra creates it: that directory is created too,
+inside the task's directory. HYDRA_FULL_ERROR is set so a failing task's last stderr line is its exception,
+not Hydra's hint about that variable.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ def _record(result: Any) -> None:
         values: dict[str, Any] = {"value": result}
     elif hasattr(result, "items"):
         try:  # an OmegaConf DictConfig or a plain dict
-            values = {str(k): v for k, v in dict(result.items()).items() if isinstance(v, (int, float, str, bool))}
+            values = {
+                str(k): v for k, v in dict(result.items()).items() if isinstance(v, (int, float, str, bool))
+            }
         except Exception:  # noqa: BLE001 - a return value we cannot read is not a task failure
             return
     else:
@@ -51,7 +53,8 @@ def _record(result: Any) -> None:
 
 def _make_own_run_dir() -> None:
     """Create, under the working directory, the run directory the app's own config names (resolved with this
-    task's overrides); best effort: an app whose config cannot be loaded again here runs as it would anyway."""
+    task's overrides); best effort: an app whose config cannot be loaded again here runs as it would
+    anyway."""
     try:
         from hydra.core.global_hydra import GlobalHydra
         from hydra.core.hydra_config import HydraConfig

@@ -25,12 +25,13 @@ PR_SET_CHILD_SUBREAPER = 36
 TOKEN_VAR = "BATCHSWEEP_TASK_TOKEN"  # what every process of a task carries in its environment (see `reaper`)
 
 
-_LIBC: list[object] = []  # libc, loaded once per process: a fork server loads it before it forks (`load_libc`)
+# libc, loaded once per process: a fork server loads it before it forks (`load_libc`)
+_LIBC: list[object] = []
 
 
 def load_libc() -> object | None:
-    """libc through ctypes, loaded on first use and kept: a reaper forked from a process that loaded it does not
-    import ctypes again (~4 ms of CPU per task)."""
+    """libc through ctypes, loaded on first use and kept: a reaper forked from a process that loaded it does
+    not import ctypes again (~4 ms of CPU per task)."""
     if not _LIBC:
         try:
             import ctypes
@@ -53,9 +54,14 @@ def _prctl(option: int, *args: object) -> int | None:
 
 
 # Signals a reaper ignores (the task is signalled on its own: the reaper outlives it to clean up), and those a
-# task starts with at their defaults again (Python ignores SIGPIPE and SIGXFSZ; `subprocess` restores them too).
+# task starts with at their defaults again (Python ignores SIGPIPE and SIGXFSZ; `subprocess` restores them
+# too).
 IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-RESTORED = (*IGNORED, signal.SIGPIPE, *(getattr(signal, n) for n in ("SIGXFSZ", "SIGXFZ") if hasattr(signal, n)))
+RESTORED = (
+    *IGNORED,
+    signal.SIGPIPE,
+    *(getattr(signal, n) for n in ("SIGXFSZ", "SIGXFZ") if hasattr(signal, n)),
+)
 
 
 def _initial_environ() -> dict[str, str]:
@@ -70,8 +76,8 @@ def _initial_environ() -> dict[str, str]:
 
 
 def become_task_reaper() -> dict[int, Handler]:
-    """Make this process the reaper of the task it is about to fork: a child subreaper deaf to the signals meant
-    for the task. Returns the dispositions it replaced, for the task to restore (`as_task`)."""
+    """Make this process the reaper of the task it is about to fork: a child subreaper deaf to the signals
+    meant for the task. Returns the dispositions it replaced, for the task to restore (`as_task`)."""
     _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     before: dict[int, Handler] = {}
     for sig in RESTORED:
@@ -116,7 +122,8 @@ def reap_task(task: int) -> NoReturn:
 
 def kill_below(root: int) -> None:
     """SIGKILL every descendant of `root` (this process, a child subreaper) and reap them, until none is left:
-    what a dying process leaves is re-parented to the subreaper, so each round sees whatever the last forked."""
+    what a dying process leaves is re-parented to the subreaper, so each round sees whatever the last
+    forked."""
     while True:
         for pid in _tree(root)[1:]:
             try:
@@ -130,12 +137,13 @@ def kill_below(root: int) -> None:
 
 
 def main(args: list[str]) -> NoReturn:
-    """`python -I -S _reap.py FD ARGV...` (`reaper.spawn`): run ARGV as this reaper's task; report `pid N` on FD, and
-    `pid N error ERRNO WHY` when ARGV could not be executed."""
+    """`python -I -S _reap.py FD ARGV...` (`reaper.spawn`): run ARGV as this reaper's task; report `pid N` on
+    FD, and `pid N error ERRNO WHY` when ARGV could not be executed."""
     report, argv = int(args[0]), args[1:]
     env = _initial_environ()
     become_task_reaper()
-    os.set_inheritable(report, False)  # the task's program never holds it: EOF tells the runner it was executed
+    # the task's program never holds it: EOF tells the runner it was executed
+    os.set_inheritable(report, False)
     task = os.fork()
     if task == 0:  # the task writes the whole report itself, in order
         os.setsid()
@@ -151,7 +159,8 @@ def main(args: list[str]) -> NoReturn:
 
 
 SERVE = "--serve"  # `python -I -S _reap.py --serve`: the cold tasks' launcher (`launch.ExecServer`)
-LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW  # a symlink a task left there is not followed
+# a symlink a task left there is not followed
+LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
 
 
 def frame(msg: dict[str, Any]) -> bytes:
@@ -180,7 +189,9 @@ class Frames:
 
         self._pending += data
         found = []
-        while len(self._pending) >= 4 and len(self._pending) >= 4 + (size := int.from_bytes(self._pending[:4], "little")):
+        while len(self._pending) >= 4 and len(self._pending) >= 4 + (
+            size := int.from_bytes(self._pending[:4], "little")
+        ):
             found.append(marshal.loads(self._pending[4:4 + size]))
             self._pending = self._pending[4 + size:]
         return found
@@ -283,9 +294,9 @@ def serve() -> int:
 
 
 def tell_ended(children: dict[int, Any], send: Callable[[dict[str, Any]], None], *, reaper: bool) -> None:
-    """Reap the children of `children` (pid -> request id) that have ended, without waiting for the others, and
-    `send` each one's request id, exit code and usage: CPU seconds and peak RSS (MiB, its largest process) of
-    the child and what it waited for, its task (this server's and batchsweep.task.forkserver's replies);
+    """Reap the children of `children` (pid -> request id) that have ended, without waiting for the others,
+    and `send` each one's request id, exit code and usage: CPU seconds and peak RSS (MiB, its largest process)
+    of the child and what it waited for, its task (this server's and batchsweep.task.forkserver's replies);
     `reaper`: each child is its task's reaper, so one that exits by itself has killed what the task left."""
     while children:
         try:
@@ -301,7 +312,8 @@ def tell_ended(children: dict[int, Any], send: Callable[[dict[str, Any]], None],
 
 
 def can_supervise() -> bool:
-    """Whether tasks can run below a reaper of their own here (Linux, with /proc and this interpreter's path)."""
+    """Whether tasks can run below a reaper of their own here (Linux, with /proc and this interpreter's
+    path)."""
     return sys.platform.startswith("linux") and bool(sys.executable) and os.path.isdir("/proc/self/task")
 
 

@@ -17,7 +17,9 @@ def log_metrics(step: Any = None, **values: Any) -> None:
     """Record metrics from inside a task (merged into the task's metrics.json). With `step`, the values are
     also appended to the task's series (metrics.jsonl), which `stop:` rules and the report's curves read."""
     if step is not None:
-        series = os.environ.get(ENV_FILE) or str(Path(os.environ.get("BATCHSWEEP_TASK_DIR", ".")) / SERIES_FILE)
+        series = os.environ.get(ENV_FILE) or str(
+            Path(os.environ.get("BATCHSWEEP_TASK_DIR", ".")) / SERIES_FILE
+        )
         numbers = {k: v for k, v in ((k, number(v)) for k, v in values.items()) if v is not None}
         if number(step) is not None and numbers:
             append(Path(series), [{"step": number(step), **numbers, "t": round(time.time(), 3)}])

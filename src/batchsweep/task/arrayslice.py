@@ -1,5 +1,5 @@
-"""Which tasks an array child runs: the mapping from an array index to a slice of a submission's tasks, used by
-the engine that submits the array and by the worker that runs one child of it (`batchsweep.task.remote`).
+"""Which tasks an array child runs: the mapping from an array index to a slice of a submission's tasks, used
+by the engine that submits the array and by the worker that runs one child of it (`batchsweep.task.remote`).
 
 A submission lists its task indices and a number of tasks per child, `k`: child `c` runs
 `indices[c*k:(c+1)*k]`, one after another. A submission of more children than one array job holds (AWS Batch:
@@ -8,8 +8,8 @@ number is that offset plus its index in its array job, which the scheduler sets 
 
     AWS_BATCH_JOB_ARRAY_INDEX   AWS Batch array jobs, 0-based (not set in a job of size 1: index 0)
     JOB_COMPLETION_INDEX        Kubernetes Indexed Jobs, 0-based
-    SLURM_ARRAY_TASK_ID         Slurm job arrays, minus SLURM_ARRAY_TASK_MIN when set (`--array=1-100` -> 0..99);
-                                the array is contiguous (no `:step`, no lists)
+    SLURM_ARRAY_TASK_ID         Slurm job arrays, minus SLURM_ARRAY_TASK_MIN when set (`--array=1-100` ->
+                                0..99); the array is contiguous (no `:step`, no lists)
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def _whole(env: Mapping[str, str], name: str) -> int:
 
 
 def array_index(env: Mapping[str, str]) -> int:
-    """This process's 0-based index in its array job, read from the scheduler's variable; 0 outside an array."""
+    """This process's 0-based index in its array job, read from the scheduler's variable; 0 outside an
+    array."""
     for name in INDEX_VARS:
         if env.get(name, "").strip():
             index = _whole(env, name)
@@ -63,7 +64,9 @@ def child_number(env: Mapping[str, str]) -> int:
 CHILD_TARGET_S = 180.0
 
 
-def tasks_per_child(n: int, *, max_parallel: int, tasks_per_job: int | None, task_seconds: float | None) -> int:
+def tasks_per_child(
+    n: int, *, max_parallel: int, tasks_per_job: int | None, task_seconds: float | None
+) -> int:
     """How many tasks each array task runs: as asked, else enough to last ~3 minutes when the sweep's median
     task time is known; with `max_parallel`, at least n / max_parallel (no more array tasks than may run)."""
     if tasks_per_job:

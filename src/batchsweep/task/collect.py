@@ -64,8 +64,8 @@ class _Swapped(Exception):
 
 
 def collect(ctx: RunContext, paths: TaskPaths, *, metrics: bool = True) -> Collected:
-    """Read the task's metrics (unless `metrics` is False: a cancelled task's) and keep its outputs, then remove
-    its working directory."""
+    """Read the task's metrics (unless `metrics` is False: a cancelled task's) and keep its outputs, then
+    remove its working directory."""
     got = Collected()
     try:
         work_fd: int | None = open_dir(TaskDir.WORK, paths.fd)
@@ -98,8 +98,8 @@ def collect(ctx: RunContext, paths: TaskPaths, *, metrics: bool = True) -> Colle
 
 
 def unchanged_input(rel: str, st: os.stat_result, staged: dict[str, Path]) -> bool:
-    """Whether a file in the task's directory (`st`, its lstat) is a staged input as it was copied (not written
-    by the task)."""
+    """Whether a file in the task's directory (`st`, its lstat) is a staged input as it was copied (not
+    written by the task)."""
     for dst, source in staged.items():
         if rel == dst or rel.startswith(dst + "/"):
             original = source if rel == dst else source / rel[len(dst) + 1:]
@@ -137,8 +137,10 @@ def _open_parent(work_fd: int, rel: str) -> int:
         except FileNotFoundError:
             raise
         except OSError as e:
-            raise metrics_mod.UnsafeMetricsFile(f"{rel.rsplit('/', 1)[-1]} is in a directory that is a symlink out "
-                                                "of the task's working directory; metrics were not read") from e
+            raise metrics_mod.UnsafeMetricsFile(
+                f"{rel.rsplit('/', 1)[-1]} is in a directory that is a symlink out "
+                "of the task's working directory; metrics were not read"
+            ) from e
         finally:
             if fd != work_fd:
                 os.close(fd)
@@ -151,7 +153,8 @@ def _read_metrics_file(rel: str, work_fd: int) -> Any:
     parent = _open_parent(work_fd, rel)
     name = rel.rsplit("/", 1)[-1]
     try:
-        value = load_json(metrics_mod.read_file(name, dir_fd=parent))  # UnsafeMetricsFile: a FIFO, a symlink, huge
+        # UnsafeMetricsFile: a FIFO, a symlink, huge
+        value = load_json(metrics_mod.read_file(name, dir_fd=parent))
         os.unlink(name, dir_fd=parent)
         return value
     finally:
@@ -160,7 +163,8 @@ def _read_metrics_file(rel: str, work_fd: int) -> Any:
 
 
 def collect_metrics(ctx: RunContext, paths: TaskPaths, work_fd: int | None) -> tuple[str | None, bool]:
-    """Move the task's metrics into task_dir/metrics.json. Returns (a problem to report, whether any was found)."""
+    """Move the task's metrics into task_dir/metrics.json. Returns (a problem to report, whether any was
+    found)."""
     rule = ctx.metrics_rule
     found: dict[str, Any] | None = None
     rel = rule if isinstance(rule, str) else metrics_mod.METRICS_FILE
@@ -206,7 +210,9 @@ def _printed(rule: dict[str, Any], task_fd: int, found: dict[str, Any] | None) -
         opened = []
         for name in names:
             try:
-                opened.append(stack.enter_context(os.fdopen(open_regular(name, os.O_RDONLY, dir_fd=task_fd), "rb")))
+                opened.append(
+                    stack.enter_context(os.fdopen(open_regular(name, os.O_RDONLY, dir_fd=task_fd), "rb"))
+                )
             except FileNotFoundError:
                 continue
             except OSError as e:

@@ -1,7 +1,8 @@
-"""What a task may have done to the files the runner keeps beside it (docs/design.md §2): a task can write into
-its own directory (its working directory's parent), so before the runner opens anything there it checks that
-each of its files and directories is still what it made, never following a symlink the task put in its place.
-A task that did so fails with that reason; nothing outside its directory is read, written, moved or deleted."""
+"""What a task may have done to the files the runner keeps beside it (docs/design.md §2): a task can write
+into its own directory (its working directory's parent), so before the runner opens anything there it checks
+that each of its files and directories is still what it made, never following a symlink the task put in its
+place. A task that did so fails with that reason; nothing outside its directory is read, written, moved or
+deleted."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from pathlib import Path
 from batchsweep.files import open_dir, remove_at
 from batchsweep.store.core import FILE_MODE, TaskDir
 
-OWNED_FILES = (TaskDir.STATUS, TaskDir.METRICS, TaskDir.SERIES, TaskDir.STDOUT, TaskDir.STDERR, TaskDir.PARAMS)
+OWNED_FILES = (
+    TaskDir.STATUS,
+    TaskDir.METRICS,
+    TaskDir.SERIES,
+    TaskDir.STDOUT,
+    TaskDir.STDERR,
+    TaskDir.PARAMS,
+)
 OWNED_DIRS = (TaskDir.OUTPUTS, TaskDir.WORK)
 _KINDS = ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a file"),
           (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
@@ -32,8 +40,8 @@ def _link_target(name: str, dir_fd: int | None = None) -> str:
 
 
 def replaced(name: str, dir_fd: int, *, after: str = "") -> str:
-    """Remove what stands at name in the directory dir_fd in place of the runner's own (never following it) and
-    say what it was, as a task's error."""
+    """Remove what stands at name in the directory dir_fd in place of the runner's own (never following it)
+    and say what it was, as a task's error."""
     try:
         st = os.lstat(name, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -66,23 +74,27 @@ def _reclaim(dir_fd: int) -> str | None:
             continue
         detail = _link_target(name, dir_fd) if stat.S_ISLNK(st.st_mode) else ""
         remove_at(name, dir_fd)  # a real directory: never through the symlinks inside it
-        problems.append(f"the task replaced {name} by {_kind(st.st_mode)}{detail}; it was removed, not followed")
+        problems.append(
+            f"the task replaced {name} by {_kind(st.st_mode)}{detail}; it was removed, not followed"
+        )
     return "; ".join(problems) or None
 
 
 class TaskDirMoved(OSError):
-    """A directory above a task's own was moved or replaced while it ran: the runner writes nothing more there."""
+    """A directory above a task's own was moved or replaced while it ran: the runner writes nothing more
+    there."""
 
 
 class Anchor:
-    """A task's directory as it was before the task ran, held open (`fd`): everything the runner reads or writes
-    there after the task ran goes through this descriptor, never through a name a task could swap meanwhile."""
+    """A task's directory as it was before the task ran, held open (`fd`): everything the runner reads or
+    writes there after the task ran goes through this descriptor, never through a name a task could swap
+    meanwhile."""
 
     def __init__(self, root: Path, real: str | None = None) -> None:
-        """Make root a directory of the runner's own before the task runs. Another task of the run may have put a
-        symlink (or anything else) where it goes: that is removed, never followed, and said in `planted`. `real`
-        is where root must lead (the store's root resolved when the run started): TaskDirMoved when a directory
-        above it leads elsewhere."""
+        """Make root a directory of the runner's own before the task runs. Another task of the run may have
+        put a symlink (or anything else) where it goes: that is removed, never followed, and said in
+        `planted`. `real` is where root must lead (the store's root resolved when the run started):
+        TaskDirMoved when a directory above it leads elsewhere."""
         self.root = root
         self.planted: str | None = None
         try:
@@ -92,9 +104,11 @@ class Anchor:
             os.mkdir(root)
             st = os.lstat(root)
         if not stat.S_ISDIR(st.st_mode):
-            self.planted = (f"{root} was {_kind(st.st_mode)}{_link_target(str(root)) if stat.S_ISLNK(st.st_mode) else ''} "
-                            "before the task started (another task of the run put it there); it was removed, not "
-                            "followed")
+            self.planted = (
+                f"{root} was "
+                f"{_kind(st.st_mode)}{_link_target(str(root)) if stat.S_ISLNK(st.st_mode) else ''} before "
+                "the task started (another task of the run put it there); it was removed, not followed"
+            )
             os.unlink(root)
             os.mkdir(root)
         self.fd = open_dir(str(root))
@@ -102,8 +116,10 @@ class Anchor:
         self._real = os.path.realpath(root)
         if real is not None and self._real != real:
             self.close()
-            raise TaskDirMoved(f"{root} leads to {self._real}, not into the store: a directory above it was moved "
-                               "or replaced by a symlink; nothing is written there")
+            raise TaskDirMoved(
+                f"{root} leads to {self._real}, not into the store: a directory above it was moved "
+                "or replaced by a symlink; nothing is written there"
+            )
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -118,7 +134,11 @@ class Anchor:
             st = os.lstat(self.root)
         except FileNotFoundError:
             st = None
-        if st is not None and (st.st_dev, st.st_ino) == self._id and os.path.realpath(self.root) == self._real:
+        if (
+            st is not None
+            and (st.st_dev, st.st_ino) == self._id
+            and os.path.realpath(self.root) == self._real
+        ):
             return None
         if st is None:
             problem = "the task removed or moved its own directory"
@@ -129,17 +149,23 @@ class Anchor:
             problem = "the task replaced its own directory by another"
             shutil.rmtree(self.root)
         elif stat.S_ISDIR(st.st_mode):
-            raise TaskDirMoved(f"a directory above {self.root} was moved or replaced by a symlink while the task "
-                               "ran; nothing more is written there")
+            raise TaskDirMoved(
+                f"a directory above {self.root} was moved or replaced by a symlink while the task "
+                "ran; nothing more is written there"
+            )
         else:
             problem = f"the task replaced its own directory by {_kind(st.st_mode)}"
             os.unlink(self.root)
         try:
             os.mkdir(self.root)
         except FileNotFoundError as e:
-            raise TaskDirMoved(f"the directory above {self.root} was moved or removed while the task ran") from e
+            raise TaskDirMoved(
+                f"the directory above {self.root} was moved or removed while the task ran"
+            ) from e
         if os.path.realpath(self.root) != self._real:
-            raise TaskDirMoved(f"a directory above {self.root} was moved or replaced by a symlink while the task ran")
+            raise TaskDirMoved(
+                f"a directory above {self.root} was moved or replaced by a symlink while the task ran"
+            )
         self.close()
         self.fd = open_dir(str(self.root))
         self._id = _identity(self.fd)

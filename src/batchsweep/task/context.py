@@ -40,8 +40,10 @@ class RunContext:
     memory_limit_mib: float | None = None  # local engine: a task whose process tree goes over it is killed
     arg_style: ArgStyle = ArgStyle()
     stop: dict[str, Any] | None = None  # the spec's `stop:` rule (early stopping), as in run.json
-    gpus: float = 0  # resources.gpus: a task with a GPU has its peak GPU memory measured (NVML, when installed)
-    base_dir: Path | None = None  # the spec's directory: relative directories in `env:` are resolved against it
+    # resources.gpus: a task with a GPU has its peak GPU memory measured (NVML, when installed)
+    gpus: float = 0
+    # the spec's directory: relative directories in `env:` are resolved against it
+    base_dir: Path | None = None
 
     @property
     def style(self) -> str:
@@ -52,7 +54,8 @@ class RunContext:
         """The environment every task starts from (built once per run, not once per task)."""
         from batchsweep.scripts.options import helper_env
 
-        # helper_env: our runner modules (funcrunner, _hydrarun) must import in a `python:` of another environment
+        # helper_env: our runner modules (funcrunner, _hydrarun) must import in a `python:` of another
+        # environment
         fixed = {k: v for k, v in self.env.items() if "{" not in v}  # those with placeholders: per task
         env = {**os.environ, **task_env_values(fixed, {}, self.base_dir), "PYTHONUNBUFFERED": "1"}
         return {**env, **helper_env(self.python, env)}
@@ -113,7 +116,8 @@ def task_env(ctx: RunContext, task: Task, work: Path, extra: dict[str, str] | No
         env.update(task_env_values(ctx.per_task_env, task.params, ctx.base_dir))
     if ctx.style == "env":
         env.update(env_vars(task.params, ctx.flags, ctx.arg_style))
-    if metrics_mod.is_mlflow(ctx.metrics_rule):  # the task's runs land in its own directory, where they are read
+    # the task's runs land in its own directory, where they are read
+    if metrics_mod.is_mlflow(ctx.metrics_rule):
         from batchsweep.task.mlflowmetrics import ENV, tracking_uri
 
         env[ENV] = tracking_uri(work)
@@ -136,8 +140,8 @@ def gpu_env(gpus: tuple[str, ...]) -> dict[str, str] | None:
 
 def context_from_run(record: RunRecord, *, code_dir: Path | None = None,
                      memory_limit_mib: int | None = None) -> RunContext:
-    """What the worker needs of a run, from its record (the script by its name in `code_dir`). The memory limit
-    is the engine's to give (`Engine.memory_limit_mib`): the worker enforces it, whoever runs it."""
+    """What the worker needs of a run, from its record (the script by its name in `code_dir`). The memory
+    limit is the engine's to give (`Engine.memory_limit_mib`): the worker enforces it, whoever runs it."""
     from batchsweep.scripts.options import flags_from_json
 
     spec = record.spec

@@ -1,7 +1,7 @@
 """The client side of a fork server (`batchsweep.task.forkserver`): the children it forked, by request id, and
 the thread that reads the server's replies. Used by the runner (`task.warm`, `task.launch`) and the AWS
-emulator's player (`emulator/zygote.py`); the server itself never imports it (nor `threading`, whose hooks would
-run in every fork).
+emulator's player (`emulator/zygote.py`); the server itself never imports it (nor `threading`, whose hooks
+would run in every fork).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 
 
 class ForkedProcess:
-    """A child forked by a fork server: the members of `subprocess.Popen` that the worker and the player use."""
+    """A child forked by a fork server: the members of `subprocess.Popen` that the worker and the player
+    use."""
 
     warm = True  # a task started this way ran warm (the worker records it: `TaskStatus.warm`)
 
@@ -40,8 +41,8 @@ class ForkedProcess:
 
     @property
     def reaped(self) -> bool:
-        """Whether the server said this child ended by itself (a code >= 0: below a reaper, everything the task
-        left behind was killed with it; a signal may mean the reaper itself was killed)."""
+        """Whether the server said this child ended by itself (a code >= 0: below a reaper, everything the
+        task left behind was killed with it; a signal may mean the reaper itself was killed)."""
         return self._reaped and self.returncode is not None and self.returncode >= 0
 
 
@@ -68,8 +69,8 @@ class ForkClient:
         raise NotImplementedError
 
     def _wait_for(self, proc: subprocess.Popen[bytes]) -> None:
-        """After the server was told to end (EOF on its channel): wait for it, kill it if it lingers, and for the
-        reader to see it gone."""
+        """After the server was told to end (EOF on its channel): wait for it, kill it if it lingers, and for
+        the reader to see it gone."""
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

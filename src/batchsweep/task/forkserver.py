@@ -1,14 +1,15 @@
 """The fork server both warm starts are made of: a process that has imported what its children import, and
-forks one child per request. Local warm start (`task/warmserver.py`: a task of a script) and the AWS emulator's
-zygote (`emulator/zygote.py`: a played `python -m batchsweep.worker`) each keep their own channel and what a
-child becomes; the loop, the replies and what a lost server means for its children are here, once (the client's
-side: `task/forkclient.py`).
+forks one child per request. Local warm start (`task/warmserver.py`: a task of a script) and the AWS
+emulator's zygote (`emulator/zygote.py`: a played `python -m batchsweep.worker`) each keep their own channel
+and what a child becomes; the loop, the replies and what a lost server means for its children are here, once
+(the client's side: `task/forkclient.py`).
 
 Replies, one dict each, whatever the channel:
 
     {"ready": true, ...}      once, after the imports (what else the server measured is the caller's)
     {"id": 7, "pid": 4242}    the child runs
-    {"id": 7, "exit": 0, "usage": [cpu_s, peak_rss_mib]}   ...and ended (a negative code: killed by that signal)
+    {"id": 7, "exit": 0, "usage": [cpu_s, peak_rss_mib]}   ...and ended (a negative code: killed by that
+                                                           signal)
     {"id": 7, "error": "..."} it could not be started
 
 Standard library only: a `python:` from another environment imports it (`scripts.options.helper_env`). It
@@ -74,8 +75,8 @@ class FrameChannel:
 
 
 class PacketChannel:
-    """One JSON object a packet over a SOCK_SEQPACKET socket, a request's fds sent along (the emulator's zygote:
-    the child's stdout and stderr)."""
+    """One JSON object a packet over a SOCK_SEQPACKET socket, a request's fds sent along (the emulator's
+    zygote: the child's stdout and stderr)."""
 
     def __init__(self, sock: socket.socket, *, max_packet: int, max_fds: int = 2) -> None:
         self.sock, self.max_packet, self.max_fds = sock, max_packet, max_fds
@@ -167,8 +168,9 @@ def exit_code(code: object) -> int:
 
 
 def run_as_main(run: Callable[[], object], *, frame_of: str | None = None) -> NoReturn:
-    """Run a child's program (`runpy`) and exit as the interpreter would have. An uncaught exception is reported
-    from `frame_of`'s frame on (the script's, not the server's), and a KeyboardInterrupt ends by SIGINT."""
+    """Run a child's program (`runpy`) and exit as the interpreter would have. An uncaught exception is
+    reported from `frame_of`'s frame on (the script's, not the server's), and a KeyboardInterrupt ends by
+    SIGINT."""
     code, interrupted = 0, False
     try:
         run()

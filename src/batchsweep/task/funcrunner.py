@@ -1,7 +1,8 @@
 """Child process for `function:` tasks: `python -m batchsweep.task.funcrunner CODE_DIR module:callable`.
 
-The params come in BATCHSWEEP_PARAMS (or, when large, the file BATCHSWEEP_PARAMS_FILE names); a returned dict becomes metrics.json. Running in a child keeps a
-crash (even a segfault) in the user's function from taking the runner down.
+The params come in BATCHSWEEP_PARAMS (or, when large, the file BATCHSWEEP_PARAMS_FILE names); a returned dict
+becomes metrics.json. Running in a child keeps a crash (even a segfault) in the user's function from taking
+the runner down.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from batchsweep.metrics import METRICS_FILE
 
 
 def _accepted(func: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """Our own params (repeat, trial, round) reach the function only if it declares them (or takes **kwargs)."""
+    """Our own params (repeat, trial, round) reach the function only if it declares them (or takes
+    **kwargs)."""
     from batchsweep.model import OWN_PARAMS
 
     try:

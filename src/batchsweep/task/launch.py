@@ -1,6 +1,7 @@
-"""How the runner starts a task's process: cold, below a reaper of its own (through the task launcher, one small
-server per run that forks a reaper per task; else a `python _reap.py` per task), and the client of a server that
-starts tasks on request (`ServerClient`: the task launcher here, the warm fork server in `task.warm`).
+"""How the runner starts a task's process: cold, below a reaper of its own (through the task launcher, one
+small server per run that forks a reaper per task; else a `python _reap.py` per task), and the client of a
+server that starts tasks on request (`ServerClient`: the task launcher here, the warm fork server in
+`task.warm`).
 
 Both servers read requests and write replies as `_reap.frame`s on their stdin and stdout:
 
@@ -76,7 +77,9 @@ class ServerClient(ForkClient):
         """A request as this server reads it."""
         return request
 
-    def launch(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> ForkedProcess:
+    def launch(
+        self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path
+    ) -> ForkedProcess:
         """Start a task; returns once it runs. Raises OSError when it could not be started."""
         with self._lock:
             if self.gone:
@@ -85,8 +88,18 @@ class ServerClient(ForkClient):
             task = ForkedProcess(self._next_id, argv)
             task.warm = self.warm_tasks
             self._children[task.id] = task
-            frame = _reap.frame(self._request({"id": task.id, "argv": list(argv), "cwd": str(cwd), "env": dict(env),
-                                               "stdout": str(stdout), "stderr": str(stderr)}))
+            frame = _reap.frame(
+                self._request(
+                    {
+                        "id": task.id,
+                        "argv": list(argv),
+                        "cwd": str(cwd),
+                        "env": dict(env),
+                        "stdout": str(stdout),
+                        "stderr": str(stderr),
+                    }
+                )
+            )
             assert self._proc.stdin is not None
             try:
                 self._proc.stdin.write(frame)
@@ -142,8 +155,8 @@ class ExecServer(ServerClient):
     """The runner's cold tasks started by one small server (`_reap.py --serve`, run by this interpreter with
     `-I -S`: no batchsweep, no site) instead of a `python _reap.py` per task: each request forks a reaper of
     that small process, which posix_spawns the task exactly as a cold task starts (`launch_cold`: its own
-    session, its log files, environment and argv) and outlives it to clean up. What a task costs beyond its own
-    process: a fork of an ~9 MB interpreter, not an interpreter's start. Its tasks are cold."""
+    session, its log files, environment and argv) and outlives it to clean up. What a task costs beyond its
+    own process: a fork of an ~9 MB interpreter, not an interpreter's start. Its tasks are cold."""
 
     lost_before_start = "the task launcher ended before the task started"
     what = "the task launcher"
@@ -152,9 +165,13 @@ class ExecServer(ServerClient):
     def start_exec(cls) -> ExecServer | str:
         """A ready exec server, or why there is none."""
         try:
-            proc = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(_reap.__file__), _reap.SERVE],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", os.path.abspath(_reap.__file__), _reap.SERVE],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         except OSError as e:
             return f"could not start the task launcher: {e}"
         server = cls(proc, tempfile.mkdtemp(prefix="batchsweep-exec-"))

@@ -1,17 +1,20 @@
-"""Metrics a script logs to MLflow (`metrics: {mlflow: true}`), read through MLflow's own client (MlflowClient).
+"""Metrics a script logs to MLflow (`metrics: {mlflow: true}`), read through MLflow's own client
+(MlflowClient).
 
-Each task logs into its own working directory: batchsweep sets `MLFLOW_TRACKING_URI=sqlite:///<work>/mlflow.db`
-for it (MLflow's own default store, made explicit so a tracking server named in the caller's environment does not
-take the task's runs). A script that picks a local store itself (`mlflow.set_tracking_uri("mlruns")`, a file
-store) is read too: after the task, every store found in its working directory (`mlflow.db`, `mlruns/`) gives
+Each task logs into its own working directory: batchsweep sets
+`MLFLOW_TRACKING_URI=sqlite:///<work>/mlflow.db` for it (MLflow's own default store, made explicit so a
+tracking server named in the caller's environment does not take the task's runs). A script that picks a local
+store itself (`mlflow.set_tracking_uri("mlruns")`, a file store) is read too: after the task, every store
+found in its working directory (`mlflow.db`, `mlruns/`) gives
 
-- the task's metrics: each metric's latest value in the runs, a top-level run's over a nested run's (a parent's
-  summary over its folds), a later-started run's over an earlier one's;
-- the task's series (docs/design.md §2a): every step of the top-level runs, `{"step": s, name: value, "t": unix
-  seconds}`, read while the task runs too, so `stop:` rules and the report's curves work as with a step regex.
+- the task's metrics: each metric's latest value in the runs, a top-level run's over a nested run's (a
+  parent's summary over its folds), a later-started run's over an earlier one's;
+- the task's series (docs/design.md §2a): every step of the top-level runs, `{"step": s, name: value, "t":
+  unix seconds}`, read while the task runs too, so `stop:` rules and the report's curves work as with a step
+  regex.
 
-MLflow is an optional extra (`pip install 'batchsweep[mlflow]'`: mlflow-skinny, SQLAlchemy, Alembic), imported only
-here and only when a sweep asks for it.
+MLflow is an optional extra (`pip install 'batchsweep[mlflow]'`: mlflow-skinny, SQLAlchemy, Alembic), imported
+only here and only when a sweep asks for it.
 """
 
 from __future__ import annotations
@@ -72,12 +75,13 @@ def _number(value: Any) -> float | None:
 
 @dataclass
 class Reader:
-    """Reads one task's MLflow stores; `series()` returns only the steps not returned before (for live polling).
-    It never writes to them: a sqlite store is opened read-only, so a script still creating or migrating its
-    store (or logging to it) is never raced."""
+    """Reads one task's MLflow stores; `series()` returns only the steps not returned before (for live
+    polling). It never writes to them: a sqlite store is opened read-only, so a script still creating or
+    migrating its store (or logging to it) is never raced."""
 
     work: Path
-    _seen: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (store, run, metric) -> points returned
+    # (store, run, metric) -> points returned
+    _seen: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def final(self) -> dict[str, Any]:
         """Each metric's latest value (see the module's doc for which run wins)."""
@@ -90,7 +94,8 @@ class Reader:
                         if number is not None:
                             values[key] = number
                         else:
-                            values.pop(key, None)  # a later run's NaN: the metric is missing, not an older value
+                            # a later run's NaN: the metric is missing, not an older value
+                            values.pop(key, None)
         return values
 
     def series(self) -> list[dict[str, Any]]:
@@ -111,7 +116,9 @@ class Reader:
                             if value is not None:
                                 t = round(point.timestamp / 1000, 3)
                                 records.setdefault((point.step, t), {"step": point.step})[key] = value
-        return [{**r, "t": t} for (_, t), r in sorted(records.items(), key=lambda item: (item[0][1], item[0][0]))]
+        return [
+            {**r, "t": t} for (_, t), r in sorted(records.items(), key=lambda item: (item[0][1], item[0][0]))
+        ]
 
 
 @contextmanager
@@ -121,7 +128,8 @@ def _open(uri: str) -> Iterator[Any]:
         if uri.startswith("sqlite:"):
             _read_only(uri)
         else:
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # newer MLflow refuses a file store without it
+            # newer MLflow refuses a file store without it
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         from mlflow.tracking import MlflowClient
 
         yield MlflowClient(tracking_uri=uri)
@@ -136,9 +144,10 @@ def _open(uri: str) -> Iterator[Any]:
 
 
 def _read_only(uri: str) -> None:
-    """Have MLflow read a sqlite store through a read-only connection: its client would otherwise create tables
-    or a default experiment in a store the script is still setting up. MLflow keeps one engine per store URI
-    (SqlAlchemyStore._engine_map, its internal); an MLflow without that map reads as it would by itself."""
+    """Have MLflow read a sqlite store through a read-only connection: its client would otherwise create
+    tables or a default experiment in a store the script is still setting up. MLflow keeps one engine per
+    store URI (SqlAlchemyStore._engine_map, its internal); an MLflow without that map reads as it would by
+    itself."""
     path = uri.removeprefix("sqlite:///")
     probe = sqlite3.connect(f"{Path(path).as_uri()}?mode=ro", uri=True)
     try:
@@ -155,7 +164,9 @@ def _read_only(uri: str) -> None:
     except ImportError:
         expected = {"experiments", "runs", "metrics"}
     if not expected <= tables:
-        raise MlflowReadError(f"{Path(path).name} is not an MLflow store yet (the script may still be creating it)")
+        raise MlflowReadError(
+            f"{Path(path).name} is not an MLflow store yet (the script may still be creating it)"
+        )
 
     engines = getattr(SqlAlchemyStore, "_engine_map", None)
     if isinstance(engines, dict) and uri not in engines:

@@ -2,18 +2,20 @@
 still die with the task.
 
 On Linux each task runs below a reaper of its own: a small process (`spawn`: `_reap.py` run as a script; warm
-tasks: a fork of the fork server, `forkserver.serve(supervise=True)`) that is a child subreaper (`prctl(PR_SET_CHILD_SUBREAPER)`),
-so whatever the task leaves behind is re-parented to it, never to init, whatever session or environment it
-made itself. When the task ends, the reaper kills and reaps everything below it, then exits with the task's
-exit code. It is in no process group of the task's, so killing the task's group leaves it to clean up.
-A per-task cgroup would do the same, but needs a writable, delegated cgroup2 tree, which neither a container
-(AWS Batch, Fargate) nor an ordinary user's session reliably has; a subreaper needs nothing.
+tasks: a fork of the fork server, `forkserver.serve(supervise=True)`) that is a child subreaper
+(`prctl(PR_SET_CHILD_SUBREAPER)`), so whatever the task leaves behind is re-parented to it, never to init,
+whatever session or environment it made itself. When the task ends, the reaper kills and reaps everything
+below it, then exits with the task's exit code. It is in no process group of the task's, so killing the task's
+group leaves it to clean up. A per-task cgroup would do the same, but needs a writable, delegated cgroup2
+tree, which neither a container (AWS Batch, Fargate) nor an ordinary user's session reliably has; a subreaper
+needs nothing.
 
-As a second line, every task process starts with a token in its environment (`BATCHSWEEP_TASK_TOKEN`), which its
-descendants inherit unless they scrub it. The runner makes itself a child subreaper too, and when a task ends
-kills its own unexpected children carrying that task's token with all their descendants; without a subreaper
-(another OS, or prctl refused) the whole /proc is searched for the token instead. A runner killed with -9 leaves
-its tasks running: `kill_run_tasks` stops them and everything below them (their reapers' adoptees).
+As a second line, every task process starts with a token in its environment (`BATCHSWEEP_TASK_TOKEN`), which
+its descendants inherit unless they scrub it. The runner makes itself a child subreaper too, and when a task
+ends kills its own unexpected children carrying that task's token with all their descendants; without a
+subreaper (another OS, or prctl refused) the whole /proc is searched for the token instead. A runner killed
+with -9 leaves its tasks running: `kill_run_tasks` stops them and everything below them (their reapers'
+adoptees).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ PR_GET_CHILD_SUBREAPER = 37
 
 _subreaper = {"on": False}  # a property of the process, like the prctl flag it mirrors
 _lock = threading.Lock()
-_users = {"count": 0, "restore": False}  # runs inside `subreaper()`, and whether the last one out clears the flag
+# runs inside `subreaper()`, and whether the last one out clears the flag
+_users = {"count": 0, "restore": False}
 
 
 def is_subreaper() -> bool:
@@ -80,9 +83,9 @@ def subreaper() -> Iterator[bool]:
 
 
 class Supervised:
-    """A task started below its reaper (`spawn`): `pid` is the task's own (its session and process group: what a
-    kill signals), `wait` and `returncode` the reaper's, which ends once the task and everything it left behind
-    have ended, with the task's exit code (a negative one: killed by that signal)."""
+    """A task started below its reaper (`spawn`): `pid` is the task's own (its session and process group: what
+    a kill signals), `wait` and `returncode` the reaper's, which ends once the task and everything it left
+    behind have ended, with the task's exit code (a negative one: killed by that signal)."""
 
     def __init__(self, reaper: subprocess.Popen[bytes], pid: int) -> None:
         self.reaper = reaper
@@ -108,8 +111,12 @@ def spawn(argv: list[str], **popen: Any) -> Supervised:
 
     read, write = os.pipe()
     try:
-        proc = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(_reap.__file__), str(write), *argv],
-                                start_new_session=True, pass_fds=(write,), **popen)
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", os.path.abspath(_reap.__file__), str(write), *argv],
+            start_new_session=True,
+            pass_fds=(write,),
+            **popen,
+        )
     finally:
         os.close(write)
     with os.fdopen(read, "rb") as report:
@@ -159,7 +166,9 @@ def kill_run_tasks(run_id: str) -> int:
     me = os.getpid()
 
     def found() -> list[int]:
-        carriers = [int(n) for n in os.listdir("/proc") if n.isdigit() and int(n) != me and _has_token(int(n), marker)]
+        carriers = [
+            int(n) for n in os.listdir("/proc") if n.isdigit() and int(n) != me and _has_token(int(n), marker)
+        ]
         return list(dict.fromkeys(p for c in carriers for p in _tree(c) if p != me))
 
     stopped: list[int] = []
@@ -200,7 +209,8 @@ def _kill_found(find: Callable[[], list[int]]) -> int:
                 continue
         for pid in pids:
             try:
-                os.waitpid(pid, 0)  # our child (directly or through the subreaper): reap it; anyone else's: ECHILD
+                # our child (directly or through the subreaper): reap it; anyone else's: ECHILD
+                os.waitpid(pid, 0)
             except ChildProcessError:
                 continue
     return len(killed)

@@ -7,7 +7,8 @@ Environment (set by the engine at submit; parameters never travel in it, only a 
     BATCHSWEEP_SUBMISSION    which submission (the store's submissions/<n>.json lists its task indices)
     BATCHSWEEP_CHILD_OFFSET  this array job's first child number (arrays hold at most 10,000 children)
     AWS_BATCH_JOB_ARRAY_INDEX  set by Batch for array children (or Kubernetes' JOB_COMPLETION_INDEX, Slurm's
-                             SLURM_ARRAY_TASK_ID: `batchsweep.task.arrayslice` maps the index to this child's tasks)
+                               SLURM_ARRAY_TASK_ID: `batchsweep.task.arrayslice` maps the index to this
+                               child's tasks)
 
 Each child runs its share of the submission's tasks one after another, skipping tasks that already have a
 succeeded status (so a retried or resumed child never repeats finished work), and exits with the last failing
@@ -45,16 +46,23 @@ PUMP_JOIN_S = 5.0
 
 
 class TeedProcess:
-    """A task whose stdout and stderr go, line by line as produced, both to its log files and (prefixed with the
-    task index) to the container's stdout, which the awslogs driver ships to CloudWatch: a task whose container
-    dies before uploading anything can still be read there."""
+    """A task whose stdout and stderr go, line by line as produced, both to its log files and (prefixed with
+    the task index) to the container's stdout, which the awslogs driver ships to CloudWatch: a task whose
+    container dies before uploading anything can still be read there."""
 
     _out_lock = threading.Lock()  # one line at a time on the container's stdout, whichever task wrote it
 
-    def __init__(self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> None:
+    def __init__(
+        self, argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path
+    ) -> None:
         index = int(env.get("BATCHSWEEP_TASK_INDEX", "-1"))
-        pipes: dict[str, Any] = {"cwd": cwd, "env": env, "stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE,
-                                 "stderr": subprocess.PIPE}
+        pipes: dict[str, Any] = {
+            "cwd": cwd,
+            "env": env,
+            "stdin": subprocess.DEVNULL,
+            "stdout": subprocess.PIPE,
+            "stderr": subprocess.PIPE,
+        }
         self._popen: reaper.Supervised | subprocess.Popen[bytes] = (
             reaper.spawn(argv, **pipes) if reaper.can_supervise()  # nothing it starts outlives it
             else subprocess.Popen(argv, start_new_session=True, **pipes))
@@ -97,14 +105,16 @@ class TeedProcess:
         return code
 
 
-def launch_teed(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> TeedProcess:
+def launch_teed(
+    argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path
+) -> TeedProcess:
     return TeedProcess(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
 
 
 class WarmTeedProcess:
-    """A task forked by the child's warm-start server (`batchsweep.task.warm`), its output teed as a cold task's is:
-    the forked task writes into two FIFOs, and the same pumps copy each line to its log file and, prefixed, to
-    the container's stdout."""
+    """A task forked by the child's warm-start server (`batchsweep.task.warm`), its output teed as a cold
+    task's is: the forked task writes into two FIFOs, and the same pumps copy each line to its log file and,
+    prefixed, to the container's stdout."""
 
     warm = True  # (`TaskStatus.warm`)
 
@@ -117,7 +127,9 @@ class WarmTeedProcess:
             os.mkfifo(fifo)
         self._pumps = [
             threading.Thread(target=self._pump, args=(pipes[0], stdout, prefix(index)), daemon=True),
-            threading.Thread(target=self._pump, args=(pipes[1], stderr, prefix(index, stderr=True)), daemon=True),
+            threading.Thread(
+                target=self._pump, args=(pipes[1], stderr, prefix(index, stderr=True)), daemon=True
+            ),
         ]
         for pump in self._pumps:
             pump.start()
@@ -179,7 +191,8 @@ def warm_launcher(ctx: Any, *, warm: str, n_tasks: int) -> tuple[Launcher, WarmS
 
 
 def _fetch_and_extract(store: Store, key: str, target: Path, scratch: Path) -> None:
-    """A tar.gz from the store unpacked into `target`, streamed through a file on disk (never whole in memory)."""
+    """A tar.gz from the store unpacked into `target`, streamed through a file on disk (never whole in
+    memory)."""
     from batchsweep.aws.codepkg import extract_file
 
     archive = scratch / f".{target.name}.tar.gz"
@@ -207,7 +220,8 @@ class InputCache:
     def __init__(self, store: Store, record: RunRecord, scratch: Path) -> None:
         self.store = store
         self.refs: dict[str, ShippedInput] = record.inputs_map or {}
-        # A run on a local store (Slurm: a shared filesystem) ships no inputs: they are read where the spec is.
+        # A run on a local store (Slurm: a shared filesystem) ships no inputs: they are read where the spec
+        # is.
         self.shared_dir = Path(record.base_dir) if store.is_local else None
         self.dir = scratch / "inputs"
         self.done: dict[str, Path] = {}
@@ -239,11 +253,15 @@ class InputCache:
 
 def main() -> int:
     env = os.environ
-    store = Store.open(env["BATCHSWEEP_STORE"], aws_region=env.get("AWS_REGION") or env.get("BATCHSWEEP_REGION"))
+    store = Store.open(
+        env["BATCHSWEEP_STORE"], aws_region=env.get("AWS_REGION") or env.get("BATCHSWEEP_REGION")
+    )
     run_id = env["BATCHSWEEP_RUN_ID"]
     info = store.run_info(run_id)
     record = RunRecord.of_run(run_id, info)
-    slicing = Slicing.from_record(store.read_json(store.submission_key(run_id, int(env.get("BATCHSWEEP_SUBMISSION", "0")))))
+    slicing = Slicing.from_record(
+        store.read_json(store.submission_key(run_id, int(env.get("BATCHSWEEP_SUBMISSION", "0"))))
+    )
     child = child_number(env)
     indices = slicing.tasks_of(child)
     registry = ProcessRegistry()
@@ -266,9 +284,19 @@ def main() -> int:
 
         launcher, server = warm_launcher(ctx, warm=warm_mode(record.spec.warm), n_tasks=len(indices))
         try:
-            exit_code = _run_tasks(ctx, store, tasks, indices, registry=registry, worker=worker, scratch=scratch,
-                                   resolve=resolve, batch_attempt=batch_attempt, launcher=launcher,
-                                   finished=finished)
+            exit_code = _run_tasks(
+                ctx,
+                store,
+                tasks,
+                indices,
+                registry=registry,
+                worker=worker,
+                scratch=scratch,
+                resolve=resolve,
+                batch_attempt=batch_attempt,
+                launcher=launcher,
+                finished=finished,
+            )
         finally:
             if server is not None:
                 server.close()
@@ -285,9 +313,20 @@ def _slurm_job(env: os._Environ[str]) -> str | None:
     return env.get("SLURM_JOB_ID")
 
 
-def _run_tasks(ctx: Any, store: Store, tasks: dict[int, Any], indices: list[int], *, registry: ProcessRegistry,
-               worker: str, scratch: Path, resolve: InputCache, batch_attempt: int, launcher: Launcher,
-               finished: dict[int, TaskStatus]) -> int:
+def _run_tasks(
+    ctx: Any,
+    store: Store,
+    tasks: dict[int, Any],
+    indices: list[int],
+    *,
+    registry: ProcessRegistry,
+    worker: str,
+    scratch: Path,
+    resolve: InputCache,
+    batch_attempt: int,
+    launcher: Launcher,
+    finished: dict[int, TaskStatus],
+) -> int:
     """The child's tasks one after another; the exit code Batch sees (the last failing task's)."""
     run_id, exit_code = ctx.run_id, 0
     for index in indices:
@@ -311,9 +350,9 @@ def summary_name(submission: int, child: int, attempt: int) -> str:
 
 
 def write_summary(store: Store, run_id: str, name: str, finished: dict[int, TaskStatus]) -> None:
-    """One object with the statuses and metrics of the tasks this child finished, after their own files: reading
-    a run's results costs a request per child, not several per task. A task's own files stay the truth for a
-    task no summary covers (a child killed before this point, a run still going)."""
+    """One object with the statuses and metrics of the tasks this child finished, after their own files:
+    reading a run's results costs a request per child, not several per task. A task's own files stay the truth
+    for a task no summary covers (a child killed before this point, a run still going)."""
     if not finished:
         return
     metrics = store.read_metrics(run_id, [i for i, s in finished.items() if s.state is not State.CANCELLED],

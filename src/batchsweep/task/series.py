@@ -1,9 +1,11 @@
-"""A task's series: its metrics step by step (`metrics.jsonl` in the task's store directory), recorded while it runs.
+"""A task's series: its metrics step by step (`metrics.jsonl` in the task's store directory), recorded while
+it runs.
 
-Two sources, one file. A metrics rule whose regex names a `step` group (`epoch (?P<step>\\d+) .*loss=(?P<loss>\\S+)`)
-is matched against the task's log as it grows: the worker reads the new bytes of stdout.log/stderr.log every flush
-and appends one JSON line per match. A script that opts in calls `batchsweep.log_metrics(step=..., **values)`,
-which appends the same line itself (`BATCHSWEEP_SERIES_FILE` names the file). Each line:
+Two sources, one file. A metrics rule whose regex names a `step` group (`epoch (?P<step>\\d+)
+.*loss=(?P<loss>\\S+)`) is matched against the task's log as it grows: the worker reads the new bytes of
+stdout.log/stderr.log every flush and appends one JSON line per match. A script that opts in calls
+`batchsweep.log_metrics(step=..., **values)`, which appends the same line itself (`BATCHSWEEP_SERIES_FILE`
+names the file). Each line:
 
     {"step": 3, "val_loss": 0.52, "t": 1764471234.512}
 
@@ -115,7 +117,8 @@ def append(path: Path, records: list[dict[str, Any]]) -> None:
     if not records:
         return
     data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
-    # O_NOFOLLOW: a task that put a symlink there (to a file outside its directory) gets nothing written through it
+    # O_NOFOLLOW: a task that put a symlink there (to a file outside its directory) gets nothing written
+    # through it
     fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         os.write(fd, data)  # one write with O_APPEND: lines from the script's log_metrics never interleave
@@ -153,7 +156,8 @@ def _open_nofollow(path: Path) -> BinaryIO:
 
 
 class TaskFiles(Protocol):
-    """Where a task's files are (`batchsweep.store.core.TaskDir`, which the worker passes: the store owns the names)."""
+    """Where a task's files are (`batchsweep.store.core.TaskDir`, which the worker passes: the store owns the
+    names)."""
 
     @property
     def series(self) -> Path: ...
@@ -218,8 +222,10 @@ class Recorder:
             try:
                 append(self.path, self._mlflow.series())
             except MlflowReadError:
-                pass  # mid-write, or unreadable: the next poll retries, and the task's metrics say what went wrong
-        new = parse(self._series.lines(final=final))  # a line the script is halfway through waits for the next poll
+                # mid-write, or unreadable: the next poll retries, and the task's metrics say what went wrong
+                pass
+        # a line the script is halfway through waits for the next poll
+        new = parse(self._series.lines(final=final))
         self.records.extend(new)
         whole = self._series.offset - len(self._series.carry)  # bytes of whole lines read so far
         due = final or self.clock() - self._pushed_at >= self.push_every

@@ -89,7 +89,8 @@ def _copy(source: Path, name: str, dir_fd: int) -> None:
 
 
 def _same_times_and_mode(of: os.stat_result, fd: int) -> None:
-    """What copy2 keeps of a file besides its bytes: its times and mode (set through the copy's descriptor)."""
+    """What copy2 keeps of a file besides its bytes: its times and mode (set through the copy's
+    descriptor)."""
     os.utime(fd, ns=(of.st_atime_ns, of.st_mtime_ns))
     os.chmod(fd, of.st_mode & 0o7777)
 

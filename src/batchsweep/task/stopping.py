@@ -1,7 +1,7 @@
 """Early stopping (the spec's `stop:`): should this running task stop now, given every series of its run?
 
-The decision is Optuna's: the run becomes an in-memory study, one trial per task in index order (trial number =
-task index), each with its series of `stop.metric` as intermediate values — succeeded tasks COMPLETE, pruned
+The decision is Optuna's: the run becomes an in-memory study, one trial per task in index order (trial number
+= task index), each with its series of `stop.metric` as intermediate values — succeeded tasks COMPLETE, pruned
 ones PRUNED, failed ones FAIL, the others RUNNING — and the rule's pruner (MedianPruner, PercentilePruner,
 SuccessiveHalvingPruner, HyperbandPruner, ThresholdPruner) is asked about the task's trial. `decide` is a pure
 function of that data: the same series and states give the same decision on every engine.
@@ -85,7 +85,9 @@ def pruner(stop: dict[str, Any]) -> optuna.pruners.BasePruner:
     warmup, interval = int(stop.get("min_steps") or 0), int(stop.get("interval") or 1)
     startup = int(stop.get("min_trials", 5))
     if rule == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup, interval_steps=interval)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=startup, n_warmup_steps=warmup, interval_steps=interval
+        )
     if rule == "percentile":
         return optuna.pruners.PercentilePruner(float(stop.get("percentile", 25.0)), n_startup_trials=startup,
                                                n_warmup_steps=warmup, interval_steps=interval)
@@ -96,14 +98,15 @@ def pruner(stop: dict[str, Any]) -> optuna.pruners.BasePruner:
     if rule == "halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, warmup), reduction_factor=rf)
     if rule == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=max(1, warmup), max_resource=int(stop["max_steps"]),
-                                              reduction_factor=rf)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=max(1, warmup), max_resource=int(stop["max_steps"]), reduction_factor=rf
+        )
     raise ValueError(f"unknown stop rule {rule!r}")
 
 
 def _rung_steps(steps: list[int], *, min_resource: int, rf: int) -> set[int]:
-    """The steps at which a successive-halving pruner records a rung, whatever its bracket: the first step at or
-    past min_resource * rf**k for each k (a bracket's rungs start at k = its early-stopping rate)."""
+    """The steps at which a successive-halving pruner records a rung, whatever its bracket: the first step at
+    or past min_resource * rf**k for each k (a bracket's rungs start at k = its early-stopping rate)."""
     marks, k = set(), 0
     while steps:
         at = min_resource * rf**k
@@ -138,7 +141,9 @@ def decide(stop: dict[str, Any], study_name: str, index: int, series: dict[int, 
     own = series.get(index) or {}
     if not own:
         return None
-    direction: Literal["minimize", "maximize"] = "maximize" if stop.get("direction") == "maximize" else "minimize"
+    direction: Literal["minimize", "maximize"] = (
+        "maximize" if stop.get("direction") == "maximize" else "minimize"
+    )
     _quiet_study_creation()
     rule = pruner(stop)
     study = optuna.create_study(study_name=STUDY_PREFIX + study_name, direction=direction, pruner=rule,
@@ -154,8 +159,11 @@ def decide(stop: dict[str, Any], study_name: str, index: int, series: dict[int, 
     if not prune:
         return None
     metric = stop.get("metric")
-    return Decision(step=last, value=own[last],
-                    reason=f"pruned at step {last} by the {stop.get('rule', 'median')} rule ({metric}={own[last]:.6g})")
+    return Decision(
+        step=last,
+        value=own[last],
+        reason=f"pruned at step {last} by the {stop.get('rule', 'median')} rule ({metric}={own[last]:.6g})",
+    )
 
 
 def _state(i: int, index: int, values: dict[int, float], states: dict[int, State]) -> Any:
@@ -191,7 +199,8 @@ def _replay(study: optuna.Study, stop: dict[str, Any], index: int, series: dict[
     `should_prune` at a rung's step. So the run is replayed through Optuna's public trial API: each task's
     trial (number = task index) reports its value and asks at every step where a rung may be recorded (its
     verdicts are ignored: what happened to it is in `states`; the steps between rungs are not read by these
-    pruners, so not replayed), then the task's own trial reports its last step and asks. The bracket, the rung values and the decision are all Optuna's."""
+    pruners, so not replayed), then the task's own trial reports its last step and asks. The bracket, the rung
+    values and the decision are all Optuna's."""
     from optuna.trial import TrialState
 
     min_resource = max(1, int(stop.get("min_steps") or 1))
@@ -227,13 +236,16 @@ def _replay(study: optuna.Study, stop: dict[str, Any], index: int, series: dict[
 def _records_hooks() -> Callable[[int], str] | None:
     """Optuna's private pieces the fast path writes to: the name of a rung's record (`completed_rung_N`) and
     HyperbandPruner's bracket methods. None when a release renamed them: the replay (public API) then decides
-    alone. tests/test_early_stop.py checks both paths against a live Optuna study and fails when these are gone."""
+    alone. tests/test_early_stop.py checks both paths against a live Optuna study and fails when these are
+    gone."""
     try:
         from optuna.pruners import HyperbandPruner
         from optuna.pruners._successive_halving import _completed_rung_key
     except ImportError:
         return None
-    if not all(callable(getattr(HyperbandPruner, m, None)) for m in ("_try_initialization", "_get_bracket_id")):
+    if not all(
+        callable(getattr(HyperbandPruner, m, None)) for m in ("_try_initialization", "_get_bracket_id")
+    ):
         return None
     return _completed_rung_key
 
@@ -292,20 +304,30 @@ MAX_BACKOFF = 6  # listing intervals (`every`) between listings at most, while l
 class RunView:
     """The run's series and statuses as the store holds them, re-read only where they changed.
 
-    On S3 one listing of `runs/<id>/tasks/` (a LIST request per 1,000 keys) says which tasks finished and which
-    series changed (their size); only those are read. Listings are spaced: never more than one LIST page per
-    `every` seconds on average (a 10,000-task run, ~50 pages, is listed every ~50 × 5 s), and, while a listing
-    brings nothing new, twice as far apart each time up to MAX_BACKOFF × `every`. In between, decisions use
-    what the last listing saw. Except while the view holds fewer finished tasks than the rule needs to decide
-    at all (`need`, median and percentile's min_trials): then a refresh lists again once `soon` seconds per
-    page have passed, so the first decision the data allow is not put off by a backed-off listing. A worker
-    process shares one view per run (`shared_view`): the tasks a container runs one after another do not read
-    the finished tasks again."""
+    On S3 one listing of `runs/<id>/tasks/` (a LIST request per 1,000 keys) says which tasks finished and
+    which series changed (their size); only those are read. Listings are spaced: never more than one LIST page
+    per `every` seconds on average (a 10,000-task run, ~50 pages, is listed every ~50 × 5 s), and, while a
+    listing brings nothing new, twice as far apart each time up to MAX_BACKOFF × `every`. In between,
+    decisions use what the last listing saw. Except while the view holds fewer finished tasks than the rule
+    needs to decide at all (`need`, median and percentile's min_trials): then a refresh lists again once
+    `soon` seconds per page have passed, so the first decision the data allow is not put off by a backed-off
+    listing. A worker process shares one view per run (`shared_view`): the tasks a container runs one after
+    another do not read the finished tasks again."""
 
-    def __init__(self, store: Store, run_id: str, metric: str, *, running_too: bool = True, every: float = 0.0,
-                 soon: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        metric: str,
+        *,
+        running_too: bool = True,
+        every: float = 0.0,
+        soon: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store, self.run_id, self.metric = store, run_id, metric
-        self.running_too = running_too  # halving/hyperband compare with running tasks; median only finished ones
+        # halving/hyperband compare with running tasks; median only finished ones
+        self.running_too = running_too
         self.every = every  # listings are spaced in multiples of it (0: every refresh)
         self.soon = soon  # ...and of this while the rule cannot decide yet
         self.clock = clock
@@ -379,7 +401,8 @@ class RunView:
             size = sizes.get((index, TaskDir.SERIES), False)
             if size is not False and (finished or self.running_too):
                 if finished or size is None or seen is None or seen.tag != size:
-                    wanted.append((index, TaskDir.SERIES))  # a running task's series only when its size changed
+                    # a running task's series only when its size changed
+                    wanted.append((index, TaskDir.SERIES))
         raws = self.store._read_many([self.store.task_file_key(self.run_id, i, name) for i, name in wanted])
         for (index, name), raw in zip(wanted, raws):
             seen = self._seen.setdefault(index, _Seen())
@@ -457,8 +480,9 @@ class Stopper:
         self._checked: int | None = None
 
     def check(self, records: list[dict[str, Any]]) -> Decision | None:
-        """Ask the rule at each step the series reached since the last check, in order (as Optuna asks a pruner
-        at every report): the step a task is stopped at does not depend on how often its log was read."""
+        """Ask the rule at each step the series reached since the last check, in order (as Optuna asks a
+        pruner at every report): the step a task is stopped at does not depend on how often its log was
+        read."""
         own = values_by_step(records, self.metric)
         new = [s for s in sorted(own) if self._checked is None or s > self._checked][-MAX_STEPS_PER_CHECK:]
         if not new:
@@ -477,11 +501,14 @@ class Stopper:
 
 
 def saved_seconds(statuses: dict[int, TaskStatus]) -> tuple[float, int] | None:
-    """Task time stopping saved, estimated, and the number of pruned tasks: each pruned task would have run about
-    as long as the median task that ran to the end. None without a pruned task or a task that ran to the end."""
+    """Task time stopping saved, estimated, and the number of pruned tasks: each pruned task would have run
+    about as long as the median task that ran to the end. None without a pruned task or a task that ran to the
+    end."""
     import statistics
 
-    full = [s.duration_s for s in statuses.values() if s.state is State.SUCCEEDED and s.duration_s is not None]
+    full = [
+        s.duration_s for s in statuses.values() if s.state is State.SUCCEEDED and s.duration_s is not None
+    ]
     pruned = [s.duration_s for s in statuses.values() if s.state is State.PRUNED and s.duration_s is not None]
     if not pruned or not full:
         return None

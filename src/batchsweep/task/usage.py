@@ -71,14 +71,15 @@ def _read_procs() -> dict[int, _Proc]:
 
 
 def _children_files() -> bool:
-    """Whether this kernel lists a thread's children (/proc/<pid>/task/<tid>/children, CONFIG_PROC_CHILDREN)."""
+    """Whether this kernel lists a thread's children (/proc/<pid>/task/<tid>/children,
+    CONFIG_PROC_CHILDREN)."""
     me = os.getpid()
     return os.path.exists(f"{_PROC}/{me}/task/{me}/children")
 
 
 def _descendants(leader: int) -> dict[int, _Proc]:
-    """The leader and its living descendants, found through their children lists: a few reads for a small tree,
-    where `_read_procs` reads every process of the machine."""
+    """The leader and its living descendants, found through their children lists: a few reads for a small
+    tree, where `_read_procs` reads every process of the machine."""
     found: dict[int, _Proc] = {}
     todo = [leader]
     while todo:
@@ -141,7 +142,8 @@ class GpuMemory:
 
     def used_mib(self, pids: set[int]) -> float | None:
         """What those processes hold now, in MiB; None when NVML lists none of them (or cannot say)."""
-        used: dict[tuple[int, int], int] = {}  # (device, pid): a process may be listed as compute and graphics
+        # (device, pid): a process may be listed as compute and graphics
+        used: dict[tuple[int, int], int] = {}
         for device, handle in enumerate(self._handles):
             for query in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
                 try:

@@ -1,8 +1,8 @@
 """Warm start (`warm: true`): a fork server that imports what the script imports once, then forks per task.
 
 The runner starts one server per run (`python -m batchsweep.task.warmserver SCRIPT`, `task/warmserver.py`) and
-talks to it over the server's stdin and stdout, as to the task launcher (`task/launch.py`: the same frames). Its
-`ready` message also says what the imports left behind (threads, sockets, ...), for `unsafe_reason`.
+talks to it over the server's stdin and stdout, as to the task launcher (`task/launch.py`: the same frames).
+Its `ready` message also says what the imports left behind (threads, sockets, ...), for `unsafe_reason`.
 
 Each child is what a cold task would be: its own session and process group, the task's working directory,
 stdin from /dev/null, stdout/stderr into the task's log files, the task's environment and argv, the script run
@@ -31,8 +31,8 @@ from batchsweep.task.warmserver import TOKEN_ROOM
 
 
 def mode(value: bool | str) -> str:
-    """The spec's `warm:` as "on" (`true`: forced), "off" (`false`) or "auto" (the default: on where it is safe).
-    A run.json written before `auto` existed holds a bool."""
+    """The spec's `warm:` as "on" (`true`: forced), "off" (`false`) or "auto" (the default: on where it is
+    safe). A run.json written before `auto` existed holds a bool."""
     if value is True:
         return "on"
     if value is False:
@@ -69,15 +69,21 @@ def server_for(ctx: Any, *, warm: str = "on", n_tasks: int = 2) -> WarmServer | 
                  *(GPU_TASK_ENV if ctx.gpus else ()), *ctx.per_task_env,
                  # `env`-style params: each task sets them, so imports that read them must run per task
                  *((f.dest for f in ctx.flags.flags) if ctx.style == "env" else ()))
-    return WarmServer.start(ctx.code_dir / ctx.script, env=ctx.base_env, python=ctx.python, forced=warm == "on",
-                            task_vars=task_vars)
+    return WarmServer.start(
+        ctx.code_dir / ctx.script,
+        env=ctx.base_env,
+        python=ctx.python,
+        forced=warm == "on",
+        task_vars=task_vars,
+    )
 
 
 TOKEN_VAR = reaper.TOKEN_VAR  # the server starts with room for a task's token (`warmserver.TOKEN_ROOM`)
 
 
-# What each task's environment sets for itself (worker.task_env): left out of the server's, and looked up while
-# the imports run, a reason for `auto` to run cold (the imports would have read the server's, not the task's).
+# What each task's environment sets for itself (worker.task_env): left out of the server's, and looked up
+# while the imports run, a reason for `auto` to run cold (the imports would have read the server's, not the
+# task's).
 TASK_ENV = ("BATCHSWEEP_RUN_ID", "BATCHSWEEP_TASK_INDEX", "BATCHSWEEP_TASK_DIR", "BATCHSWEEP_PARAMS",
             "BATCHSWEEP_PARAMS_FILE", "BATCHSWEEP_SERIES_FILE")
 MLFLOW_TASK_ENV = ("MLFLOW_TRACKING_URI",)  # with `metrics: {mlflow: true}`: each task's own store
@@ -105,8 +111,10 @@ def unsafe_reason(facts: Mapping[str, Any], *, forced: bool) -> str | None:
         names = ", ".join(facts["env_read"])
         return f"the script's imports read {names}, which each task sets for itself"
     if facts.get("draws"):
-        return (f"the script's imports draw random numbers ({', '.join(facts['draws'])}), which every forked task "
-                "would share (cold, each task draws its own)")
+        return (
+            f"the script's imports draw random numbers ({', '.join(facts['draws'])}), which every forked "
+            "task would share (cold, each task draws its own)"
+        )
     return None
 
 
@@ -127,9 +135,13 @@ class WarmServer(ServerClient):
         server_env = {k: v for k, v in env.items() if k not in task_vars}
         try:
             proc = subprocess.Popen(
-                [python, "-m", "batchsweep.task.warmserver", str(script), *task_vars], cwd=scratch,
+                [python, "-m", "batchsweep.task.warmserver", str(script), *task_vars],
+                cwd=scratch,
                 env={**server_env, "PYTHONUNBUFFERED": "1", TOKEN_VAR: TOKEN_ROOM},
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
             )
         except OSError as e:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -24,7 +24,8 @@ TOKEN_VAR = _reap.TOKEN_VAR
 # started with. A forked task keeps the server's, so the server starts with room for a token there, which each
 # child overwrites with its own (`_stamp_token`).
 TOKEN_ROOM = "." * 240
-# Imported, these hold state a fork does not copy safely (runtimes with their own threads, MPI started on import).
+# Imported, these hold state a fork does not copy safely (runtimes with their own threads, MPI started on
+# import).
 FORK_UNSAFE_MODULES = ("tensorflow", "jax", "ray", "pyspark", "mpi4py.MPI")
 GPU_DEVICES = ("/dev/nvidia", "/dev/dri/", "/dev/kfd", "/dev/accel")
 
@@ -87,7 +88,9 @@ def _is_local(name: str, code_dir: str) -> bool:
     if spec is None:
         return True
     places = [os.path.realpath(p) for p in (spec.origin, *(spec.submodule_search_locations or [])) if p]
-    return any(p == code_dir or p.startswith(code_dir + os.sep) or code_dir.startswith(p + os.sep) for p in places)
+    return any(
+        p == code_dir or p.startswith(code_dir + os.sep) or code_dir.startswith(p + os.sep) for p in places
+    )
 
 
 def preload(script: str) -> None:
@@ -127,9 +130,9 @@ def _random_state(module: Any) -> Any:
 
 
 # The global generators a fork copies: their state as soon as their module is imported, and again after the
-# script's imports. A change means an import drew from it, and what it drew (a module-level constant, an id) is
-# the same in every forked task, where cold tasks each draw their own. (`random` is watched from its import on
-# too: the server does not import it itself, so a fork does not reseed it for a script that never uses it.)
+# script's imports. A change means an import drew from it, and what it drew (a module-level constant, an id)
+# is the same in every forked task, where cold tasks each draw their own. (`random` is watched from its import
+# on too: the server does not import it itself, so a fork does not reseed it for a script that never uses it.)
 _RNG_STATE: dict[str, Any] = {"random": _random_state, "numpy.random": _numpy_state, "torch": _torch_state}
 # Modules known to draw from `random` at import only to make ids (rich: its styles' link ids): sharing those
 # between tasks changes no result, so they do not stop a warm start.
@@ -279,7 +282,8 @@ def _redirect(fd: int, path: str, flags: int) -> None:
 
 
 def run_child(request: dict[str, Any]) -> NoReturn:
-    """In the forked child: become the task (session, cwd, stdio, env, argv) and run the script as __main__."""
+    """In the forked child: become the task (session, cwd, stdio, env, argv) and run the script as
+    __main__."""
     os.setsid()
     _redirect(0, os.devnull, os.O_RDONLY)
     _redirect(1, request["stdout"], LOG_FLAGS)
@@ -294,14 +298,15 @@ def run_child(request: dict[str, Any]) -> NoReturn:
     _stamp_token(env.get(TOKEN_VAR))
     sys.argv = list(request["argv"])
     values = None
-    if sys.argv[:2] == ["-m", "batchsweep.task._globalsrun"]:  # a script configured by its module-level values
+    # a script configured by its module-level values
+    if sys.argv[:2] == ["-m", "batchsweep.task._globalsrun"]:
         from batchsweep.task import _globalsrun
 
         values = _globalsrun.parse(sys.argv[3:])
         sys.argv = sys.argv[2:3]
     script = sys.argv[0]
-    # `random` reseeds itself after a fork; numpy's and torch's global generators do not, and cold tasks each get
-    # a fresh one (from the OS's entropy; a script that seeds them does so after this).
+    # `random` reseeds itself after a fork; numpy's and torch's global generators do not, and cold tasks each
+    # get a fresh one (from the OS's entropy; a script that seeds them does so after this).
     np_random = sys.modules.get("numpy.random")
     if np_random is not None:
         np_random.seed()
@@ -316,7 +321,8 @@ def run_child(request: dict[str, Any]) -> NoReturn:
     run_as_main(lambda: run_script(script), frame_of=script)
 
 
-_COMPILED: dict[str, tuple[tuple[int, int, int], Any]] = {}  # the script's code, and the stat it was read with
+# the script's code, and the stat it was read with
+_COMPILED: dict[str, tuple[tuple[int, int, int], Any]] = {}
 
 
 def _stat_key(path: str) -> tuple[int, int, int]:
@@ -337,8 +343,8 @@ def compile_script(path: str) -> None:
 
 
 def run_script(path: str) -> None:
-    """Run the script as `runpy.run_path(path, run_name="__main__")` does: with the server's compiled code while
-    the file is unchanged (a new stat: read again); runpy itself for what is not a plain .py file."""
+    """Run the script as `runpy.run_path(path, run_name="__main__")` does: with the server's compiled code
+    while the file is unchanged (a new stat: read again); runpy itself for what is not a plain .py file."""
     found = _COMPILED.get(path)
     try:
         code = found[1] if found is not None and _stat_key(path) == found[0] else None

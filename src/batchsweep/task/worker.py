@@ -1,9 +1,9 @@
 """What runs a task, wherever it runs (docs/design.md §2): stage inputs, run the script or function in its own
 process group with a timeout and retries, read metrics, collect outputs, write status last.
 
-The local engine calls `execute_task` from its threads; on AWS Batch (or any remote machine) the container runs
-`python -m batchsweep.worker` (`batchsweep.task.remote`), which calls the same `execute_task`. The worker never talks
-to the engine.
+The local engine calls `execute_task` from its threads; on AWS Batch (or any remote machine) the container
+runs `python -m batchsweep.worker` (`batchsweep.task.remote`), which calls the same `execute_task`. The worker
+never talks to the engine.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ SIGNALLED_WITH_WORKER_S = 2.0  # how long a task's SIGTERM waits for its worker'
 
 
 class TaskProcess(Protocol):
-    """A running task: a `subprocess.Popen`, or a child of the warm-start fork server (`batchsweep.task.warm`)."""
+    """A running task: a `subprocess.Popen`, or a child of the warm-start fork server
+    (`batchsweep.task.warm`)."""
 
     @property
     def pid(self) -> int: ...
@@ -132,8 +133,8 @@ class Attempt:
 
 @dataclass
 class Live:
-    """What the worker does while a task runs: record its series every `every` seconds (uploading it to a remote
-    store) and, with a `stop:` rule, ask the stopper whether the task should stop."""
+    """What the worker does while a task runs: record its series every `every` seconds (uploading it to a
+    remote store) and, with a `stop:` rule, ask the stopper whether the task should stop."""
 
     recorder: series_mod.Recorder
     every: float | None  # None: nothing to do while it runs (a local store, no step rule, no stop rule)
@@ -150,8 +151,8 @@ def _describe_exit(code: int) -> str:
 
 
 def _fresh_work(task_fd: int) -> int:
-    """A new empty working directory in the task's, held open. What stands in its way (a previous attempt's, or
-    a symlink another task of the run put there) is removed, not followed."""
+    """A new empty working directory in the task's, held open. What stands in its way (a previous attempt's,
+    or a symlink another task of the run put there) is removed, not followed."""
     for _ in range(3):
         remove_at(TaskDir.WORK, task_fd)
         try:
@@ -199,7 +200,8 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
     try:
         attempt = dataclasses.replace(_wait_attempt(ctx, proc, registry, live), warm=warm, cold_why=cold_why)
     finally:
-        if not getattr(proc, "reaped", False):  # its reaper, having ended by itself, killed what the task left
+        # its reaper, having ended by itself, killed what the task left
+        if not getattr(proc, "reaped", False):
             reaper.kill_orphans(token, spare={proc.pid})  # what left the process group (setsid, double fork)
         if live is not None:
             try:
@@ -243,7 +245,8 @@ def _wait_live(ctx: RunContext, proc: TaskProcess, live: Live | None) -> tuple[i
             live.recorder.poll()
             decision = live.stopper.check(live.recorder.records) if live.stopper is not None else None
         except OSError:
-            continue  # the store hiccuped (S3 throttling, a full disk): the task goes on, the next flush retries
+            # the store hiccuped (S3 throttling, a full disk): the task goes on, the next flush retries
+            continue
         if decision is not None:
             kill_group(proc)  # SIGTERM to its process group, SIGKILL after the grace period
             return None, decision.reason
@@ -281,16 +284,28 @@ def _wait_attempt(ctx: RunContext, proc: TaskProcess, registry: ProcessRegistry 
     if registry is not None and registry.cancelled.is_set():
         return Attempt(State.CANCELLED, code, registry.reason, usage)
     if sampler.over_limit:
-        return Attempt(State.FAILED, code, f"out of memory (limit {ctx.memory_limit_mib:g} MiB)", usage, retry=False)
+        return Attempt(
+            State.FAILED, code, f"out of memory (limit {ctx.memory_limit_mib:g} MiB)", usage, retry=False
+        )
     if code == 0:
         return Attempt(State.SUCCEEDED, 0, None, usage)
     return Attempt(State.FAILED, code, _describe_exit(code), usage)
 
 
-def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
-             registry: ProcessRegistry | None = None, resolve_input: Callable[[str], Path],
-             first_attempt: int = 1, max_attempts: int | None = None,
-             launcher: Launcher = launch_cold, gpus: tuple[str, ...] = (), live: Live | None = None) -> TaskStatus:
+def run_task(
+    ctx: RunContext,
+    task: Task,
+    paths: TaskPaths,
+    *,
+    worker: str = "",
+    registry: ProcessRegistry | None = None,
+    resolve_input: Callable[[str], Path],
+    first_attempt: int = 1,
+    max_attempts: int | None = None,
+    launcher: Launcher = launch_cold,
+    gpus: tuple[str, ...] = (),
+    live: Live | None = None,
+) -> TaskStatus:
     """Run every attempt of one task and return its final status (not yet written: the caller writes it last,
     after anything else it must upload)."""
     paths.anchor = Anchor(paths.task_dir, paths.real)
@@ -300,8 +315,16 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
     attempts = max_attempts if max_attempts is not None else ctx.retries + 1
     attempt_no = first_attempt
     while True:
-        result = run_attempt(ctx, task, paths, registry=registry, resolve_input=resolve_input, launcher=launcher,
-                             extra_env=gpu_env(gpus), live=live)
+        result = run_attempt(
+            ctx,
+            task,
+            paths,
+            registry=registry,
+            resolve_input=resolve_input,
+            launcher=launcher,
+            extra_env=gpu_env(gpus),
+            live=live,
+        )
         done = (result.state in (State.SUCCEEDED, State.CANCELLED, State.PRUNED) or not result.retry
                 or attempt_no >= first_attempt + attempts - 1)
         if done:
@@ -321,22 +344,45 @@ def run_task(ctx: RunContext, task: Task, paths: TaskPaths, *, worker: str = "",
         if result.state is State.SUCCEEDED and not got.found:
             missing = got.problem or metrics_mod.describe(ctx.metrics_rule, other=other_stream(ctx, paths))
     return TaskStatus(
-        index=task.index, state=result.state, attempts=attempt_no, exit_code=result.exit_code, error=error,
-        started_at=round(started, 3), ended_at=round(time.time(), 3), worker=worker or socket.gethostname(),
-        outputs=outputs, peak_rss_mib=result.usage.peak_rss_mib, cpu_s=result.usage.cpu_s,
-        gpu=",".join(gpus) or None, gpu_mem_mib=result.usage.gpu_mem_mib, metrics_missing=missing, command=shown_command(ctx, task),
-        last_step=live.recorder.last_step if live is not None else None, warm=result.warm, host=socket.gethostname(),
+        index=task.index,
+        state=result.state,
+        attempts=attempt_no,
+        exit_code=result.exit_code,
+        error=error,
+        started_at=round(started, 3),
+        ended_at=round(time.time(), 3),
+        worker=worker or socket.gethostname(),
+        outputs=outputs,
+        peak_rss_mib=result.usage.peak_rss_mib,
+        cpu_s=result.usage.cpu_s,
+        gpu=",".join(gpus) or None,
+        gpu_mem_mib=result.usage.gpu_mem_mib,
+        metrics_missing=missing,
+        command=shown_command(ctx, task),
+        last_step=live.recorder.last_step if live is not None else None,
+        warm=result.warm,
+        host=socket.gethostname(),
         cold_why=result.cold_why if result.warm is False else None,
     )
 
 
-def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scratch: Path | None = None,
-                 registry: ProcessRegistry | None = None, resolve_input: Callable[[str], Path],
-                 infra_retries: int = 0, launcher: Launcher = launch_cold, gpus: tuple[str, ...] = ()) -> TaskStatus:
+def execute_task(
+    ctx: RunContext,
+    task: Task,
+    store: Store,
+    *,
+    worker: str,
+    scratch: Path | None = None,
+    registry: ProcessRegistry | None = None,
+    resolve_input: Callable[[str], Path],
+    infra_retries: int = 0,
+    launcher: Launcher = launch_cold,
+    gpus: tuple[str, ...] = (),
+) -> TaskStatus:
     """Run a task and put everything it produced in the store, its status last.
 
-    On a local (or shared) store the task writes straight into its store directory; on a remote one it works in
-    `scratch` and its files are uploaded before the status."""
+    On a local (or shared) store the task writes straight into its store directory; on a remote one it works
+    in `scratch` and its files are uploaded before the status."""
     run_id = ctx.run_id
     if store.is_local:
         paths = TaskPaths(store.local_task_dir(run_id, task.index).root,
@@ -355,9 +401,12 @@ def execute_task(ctx: RunContext, task: Task, store: Store, *, worker: str, scra
             paths.anchor.close()
     if status.state is State.SUCCEEDED:
         try:
-            store.record_success(task.cache_key, run_id, task.index)  # later runs reuse it (batchsweep.planning.reuse)
+            # later runs reuse it (batchsweep.planning.reuse)
+            store.record_success(task.cache_key, run_id, task.index)
         except Exception as e:  # noqa: BLE001 - the task succeeded; without the entry it is only not reused
-            logging.getLogger(__name__).warning("task %s: not recorded for reuse (%s)", task.index, str(e).splitlines()[0] if str(e) else e)
+            logging.getLogger(__name__).warning(
+                "task %s: not recorded for reuse (%s)", task.index, str(e).splitlines()[0] if str(e) else e
+            )
     return status
 
 
@@ -377,7 +426,9 @@ def _store_task(store: Store, run_id: str, status: TaskStatus, paths: TaskPaths)
     remove_at(TaskDir.WORK, paths.fd)
     # Linux names a directory by its descriptor: the upload reads the directory the runner holds open
     held = Path(f"/proc/self/fd/{paths.fd}")
-    store.backend.upload_dir(held if held.is_dir() else paths.task_dir, store.task_prefix(run_id, status.index))
+    store.backend.upload_dir(
+        held if held.is_dir() else paths.task_dir, store.task_prefix(run_id, status.index)
+    )
     for name in os.listdir(paths.fd):
         remove_at(name, paths.fd)
     with contextlib.suppress(OSError):
@@ -407,8 +458,8 @@ def _live(ctx: RunContext, task: Task, store: Store, paths: TaskPaths) -> Live:
     recorder = series_mod.Recorder(paths.files, ctx.metrics_rule, upload=upload, work=paths.work,
                                    push_every=push)
     # On a local store a script's log_metrics(step=...) lands in the store as it writes: only a step rule (the
-    # log is read), an MLflow rule (its store is read), a stop rule or a remote store need the worker while the
-    # task runs.
+    # log is read), an MLflow rule (its store is read), a stop rule or a remote store need the worker while
+    # the task runs.
     idle = (store.is_local and stopper is None and series_mod.rule_source(ctx.metrics_rule) is None
             and not metrics_mod.is_mlflow(ctx.metrics_rule))
     return Live(recorder, every=None if idle else series_mod.read_every(), stopper=stopper)

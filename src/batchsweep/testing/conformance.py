@@ -14,8 +14,8 @@
 
 `pytest` then runs every test below against the engine. Each behaviour is checked on the rows `results()`
 returns and on the store — statuses written by the engine's worker, never inferred — not on an engine's own
-report. A `Harness` method overrides how the suite drives the engine where the defaults (the public API) do not
-fit it: `start`/`finish` for an engine whose tasks run elsewhere, `kill_runner`, `lose_a_task`.
+report. A `Harness` method overrides how the suite drives the engine where the defaults (the public API) do
+not fit it: `start`/`finish` for an engine whose tasks run elsewhere, `kill_runner`, `lose_a_task`.
 """
 
 from __future__ import annotations
@@ -41,19 +41,27 @@ class Conformance:
         assert list(df["square"]) == [1, 4, 9, 16]
         assert set(df["status"]) == {"succeeded"} and set(df["attempts"]) == {1}
 
-
-    def test_a_failing_task_is_contained_with_its_exit_code_and_its_output_kept(self, tmp_path: Path, engine: Harness) -> None:
+    def test_a_failing_task_is_contained_with_its_exit_code_and_its_output_kept(
+        self, tmp_path: Path, engine: Harness
+    ) -> None:
         run = engine.run(sweep(tmp_path, engine, "{grid: {a: [1, 2, 3]}, fixed: {fail_on: 2}}"))
         df = run.results().set_index("a")
-        assert df.loc[2, "status"] == "failed" and df.loc[2, "exit_code"] == 3 and "exit code 3" in df.loc[2, "error"]
+        assert (
+            df.loc[2, "status"] == "failed"
+            and df.loc[2, "exit_code"] == 3
+            and "exit code 3" in df.loc[2, "error"]
+        )
         assert list(df.loc[[1, 3], "status"]) == ["succeeded", "succeeded"]
         failed = int(df.loc[2, "task"])
         assert "bad a=2" in run.logs(failed, stderr=True)
         assert "task a=2 says hello" in run.logs(failed)
 
-
-    def test_a_task_over_its_timeout_ends_timeout_and_the_rest_finish(self, tmp_path: Path, engine: Harness) -> None:
-        run = engine.run(sweep(tmp_path, engine, "{grid: {a: [1, 2]}, fixed: {sleep_on: 2}}", "timeout: 2s\n"))
+    def test_a_task_over_its_timeout_ends_timeout_and_the_rest_finish(
+        self, tmp_path: Path, engine: Harness
+    ) -> None:
+        run = engine.run(
+            sweep(tmp_path, engine, "{grid: {a: [1, 2]}, fixed: {sleep_on: 2}}", "timeout: 2s\n")
+        )
         df = run.results().set_index("a")
         assert df.loc[2, "status"] == "timeout" and df.loc[2, "duration_s"] < 30
         assert df.loc[1, "status"] == "succeeded"
@@ -61,8 +69,14 @@ class Conformance:
 
     def test_retries_rerun_a_flaky_task_in_the_same_run(self, tmp_path: Path, engine: Harness) -> None:
         marks = tmp_path / "marks"
-        run = engine.run(sweep(tmp_path, engine, f"{{grid: {{a: [1, 2]}}, fixed: {{flaky_on: 2, marks: '{marks}'}}}}",
-                               "retries: 1\n"))
+        run = engine.run(
+            sweep(
+                tmp_path,
+                engine,
+                f"{{grid: {{a: [1, 2]}}, fixed: {{flaky_on: 2, marks: '{marks}'}}}}",
+                "retries: 1\n",
+            )
+        )
         df = run.results().set_index("a")
         assert df.loc[2, "status"] == "succeeded" and df.loc[2, "attempts"] == 2
         assert df.loc[1, "attempts"] == 1
@@ -70,18 +84,23 @@ class Conformance:
 
     def test_resume_reruns_only_what_did_not_succeed(self, tmp_path: Path, engine: Harness) -> None:
         marks = tmp_path / "marks"
-        spec = sweep(tmp_path, engine, f"{{grid: {{a: [1, 2, 3]}}, fixed: {{flaky_on: 3, marks: '{marks}'}}}}")
+        spec = sweep(
+            tmp_path, engine, f"{{grid: {{a: [1, 2, 3]}}, fixed: {{flaky_on: 3, marks: '{marks}'}}}}"
+        )
         first = engine.run(spec)
         assert dict(first.results().set_index("a")["status"]) == {1: "succeeded", 2: "succeeded", 3: "failed"}
-        ended = {i: s.ended_at for i, s in first.store.statuses(first.id).items() if s.state.value == "succeeded"}
+        ended = {
+            i: s.ended_at for i, s in first.store.statuses(first.id).items() if s.state.value == "succeeded"
+        }
         again = engine.resume(first)
         df = again.results(refresh=True).set_index("a")
         assert set(df["status"]) == {"succeeded"} and df.loc[3, "square"] == 9
         after = again.store.statuses(again.id)
         assert all(after[i].ended_at == t for i, t in ended.items()), "a task that had succeeded ran again"
 
-
-    def test_cancel_stops_the_running_task_and_resume_runs_only_what_did_not_succeed(self, tmp_path: Path, engine: Harness) -> None:
+    def test_cancel_stops_the_running_task_and_resume_runs_only_what_did_not_succeed(
+        self, tmp_path: Path, engine: Harness
+    ) -> None:
         run = engine.start(hang_on_task_1(tmp_path, engine))
         wait_for((engine.marks / "2.hung").exists, "task 1 to hang")
         hung = int((engine.marks / "2.pid").read_text())
@@ -98,8 +117,9 @@ class Conformance:
         after = succeeded_at(again)
         assert all(after[i] == t for i, t in finished.items()), "a task that had succeeded ran again"
 
-
-    def test_kill_9_of_the_runner_then_resume_runs_only_what_had_not_finished(self, tmp_path: Path, engine: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_kill_9_of_the_runner_then_resume_runs_only_what_had_not_finished(
+        self, tmp_path: Path, engine: Harness, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         marks = engine.marks
         spec = hang_on_task_1(tmp_path, engine)
         run = engine.kill_runner(spec, lambda: (marks / "2.hung").exists() and (marks / "1.done").exists()
@@ -109,7 +129,8 @@ class Conformance:
         assert "running" not in states.values(), "a task runs on without its runner"
         finished = succeeded_at(run)
         assert finished, "no task had finished before the kill"
-        if engine.runner_runs_tasks:  # the task it was running has no status: the run is interrupted, resumable
+        # the task it was running has no status: the run is interrupted, resumable
+        if engine.runner_runs_tasks:
             assert states[1] == "pending", states
             assert cli.main(["status", run.id, "--store", str(engine.store)]) == 0
             assert "interrupted (resumable)" in capsys.readouterr().out
@@ -121,10 +142,13 @@ class Conformance:
         after = succeeded_at(again)
         assert all(after[i] == t for i, t in finished.items()), "a task that had finished ran again"
 
-
-    def test_a_task_that_ends_without_a_status_is_lost_and_resume_reruns_it(self, tmp_path: Path, engine: Harness) -> None:
+    def test_a_task_that_ends_without_a_status_is_lost_and_resume_reruns_it(
+        self, tmp_path: Path, engine: Harness
+    ) -> None:
         marks = engine.marks
-        run = engine.lose_a_task(sweep(tmp_path, engine, f"{{grid: {{a: [1, 2, 3]}}, fixed: {{hang_on: 2, marks: '{marks}'}}}}"), 1)
+        run = engine.lose_a_task(
+            sweep(tmp_path, engine, f"{{grid: {{a: [1, 2, 3]}}, fixed: {{hang_on: 2, marks: '{marks}'}}}}"), 1
+        )
         (marks / "release").touch()  # task 1 hangs no more
         df = run.results().set_index("task")
         assert df.loc[1, "status"] == "lost", df.loc[1].to_dict()
@@ -138,9 +162,14 @@ class Conformance:
         after = succeeded_at(again)
         assert all(after[i] == t for i, t in finished.items()), "a task that had succeeded ran again"
 
-
-    def test_logs_of_a_running_and_a_finished_task_by_the_api_and_the_cli(self, tmp_path: Path, engine: Harness, capsys: pytest.CaptureFixture[str]) -> None:
-        run = engine.start(sweep(tmp_path, engine, f"{{grid: {{a: [1, 2]}}, fixed: {{hang_on: 2, marks: '{engine.marks}'}}}}"))
+    def test_logs_of_a_running_and_a_finished_task_by_the_api_and_the_cli(
+        self, tmp_path: Path, engine: Harness, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        run = engine.start(
+            sweep(
+                tmp_path, engine, f"{{grid: {{a: [1, 2]}}, fixed: {{hang_on: 2, marks: '{engine.marks}'}}}}"
+            )
+        )
         store = str(engine.store)
 
         def cli_logs(*args: str) -> str:
@@ -157,9 +186,11 @@ class Conformance:
         assert cli_logs("1") == "task a=2 says hello\ntask a=2 hangs\n"
         assert cli_logs("0", "--stderr") == "task a=1 warns\n"
 
-    def test_cancel_from_another_shell_writes_the_stopped_tasks_status(self, tmp_path: Path, engine: Harness) -> None:
-        """`batchsweep cancel RUN` in a second shell: the task it stopped has a status the engine's worker wrote
-        (cancelled), not one inferred from the run's record."""
+    def test_cancel_from_another_shell_writes_the_stopped_tasks_status(
+        self, tmp_path: Path, engine: Harness
+    ) -> None:
+        """`batchsweep cancel RUN` in a second shell: the task it stopped has a status the engine's worker
+        wrote (cancelled), not one inferred from the run's record."""
         if engine.other_shells_blind:
             pytest.skip(engine.other_shells_blind)
         run = engine.start(hang_on_task_1(tmp_path, engine))
@@ -208,7 +239,8 @@ class Conformance:
         run = engine.start(hang_on_task_1(tmp_path, engine))
         wait_for((engine.marks / "2.hung").exists, "task 1 to hang", timeout=60)
         try:
-            def agreed() -> bool:  # read as the process that started it reads it (`status` below: another one)
+            # read as the process that started it reads it (`status` below: another one)
+            def agreed() -> bool:
                 states = [s.value for s in run.states().values()]
                 table = list(run.results().sort_values("task")["status"])
                 counts = run.counts()[0]
@@ -229,12 +261,18 @@ class Conformance:
     def test_early_stopping_prunes_the_hopeless_curves_through_the_engine(
             self, tmp_path: Path, engine: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
         """`stop:` with the median rule: the worker stops a task whose curve is worse than the median of the
-        finished ones and writes it `pruned` (one task at a time, so every engine compares the same trials)."""
-        monkeypatch.setenv("BATCHSWEEP_SERIES_FLUSH_S", "0.2")  # how soon is the bench's business, not this test's
-        spec = sweep(tmp_path, engine, "{grid: {quality: [0.2, 0.3, 0.1, 0.15, 1.0, 2.0]}, fixed: {epochs: 8}}",
-                     "max_parallel: 1\n"
-                     "metrics: {stdout: 'epoch (?P<step>\\d+) val_loss=(?P<val_loss>[\\d.]+)'}\n"
-                     "stop: {metric: val_loss, rule: median, min_steps: 2, min_trials: 2}\n")
+        finished ones and writes it `pruned` (one task at a time, so every engine compares the same
+        trials)."""
+        # how soon is the bench's business, not this test's
+        monkeypatch.setenv("BATCHSWEEP_SERIES_FLUSH_S", "0.2")
+        spec = sweep(
+            tmp_path,
+            engine,
+            "{grid: {quality: [0.2, 0.3, 0.1, 0.15, 1.0, 2.0]}, fixed: {epochs: 8}}",
+            "max_parallel: 1\n"
+            "metrics: {stdout: 'epoch (?P<step>\\d+) val_loss=(?P<val_loss>[\\d.]+)'}\n"
+            "stop: {metric: val_loss, rule: median, min_steps: 2, min_trials: 2}\n",
+        )
         run = engine.run(spec)
         df = run.results().set_index("task")
         assert list(df["status"]) == ["succeeded"] * 4 + ["pruned"] * 2, df[["quality", "status"]]

@@ -1,7 +1,7 @@
-"""How the conformance suite (`batchsweep.testing.conformance`) drives an engine: `Harness`, whose defaults use
-the public API the way a user does (`batchsweep.run(..., detach=True)`, `load_run(...).wait()`, `cancel()`,
-`resume()`), and the sweep every behaviour runs: FLAKY, a script that fails, hangs, sleeps or fails once on the
-task its flags name, leaving marks in a directory so the test knows where each task is."""
+"""How the conformance suite (`batchsweep.testing.conformance`) drives an engine: `Harness`, whose defaults
+use the public API the way a user does (`batchsweep.run(..., detach=True)`, `load_run(...).wait()`,
+`cancel()`, `resume()`), and the sweep every behaviour runs: FLAKY, a script that fails, hangs, sleeps or
+fails once on the task its flags name, leaving marks in a directory so the test knows where each task is."""
 
 from __future__ import annotations
 
@@ -89,7 +89,8 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30) -> N
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    """This process's environment for a `batchsweep` process of the test's own (the AWS endpoint, PYTHONPATH)."""
+    """This process's environment for a `batchsweep` process of the test's own (the AWS endpoint,
+    PYTHONPATH)."""
     src = str(Path(batchsweep.__file__).parent.parent)
     return {**os.environ, "PYTHONPATH": os.pathsep.join([*extra.values(), src]), "PYTHONUNBUFFERED": "1"}
 
@@ -105,11 +106,11 @@ class Harness:
     name = ""
     block = ""  # spec lines that select the engine
     runner_runs_tasks = True  # the process a kill -9 takes away runs the tasks (AWS: Batch runs them)
-    # Why another process cannot see the run as it is (an emulator that plays the tasks in the test's process);
-    # the tests that run `batchsweep` in a second shell then skip, saying so.
+    # Why another process cannot see the run as it is (an emulator that plays the tasks in the test's
+    # process); the tests that run `batchsweep` in a second shell then skip, saying so.
     other_shells_blind: str | None = None
-    # Why even the test's process cannot see which task runs (an emulator whose scheduler never says); the test
-    # that checks every reader names the same running task then skips, saying so.
+    # Why even the test's process cannot see which task runs (an emulator whose scheduler never says); the
+    # test that checks every reader names the same running task then skips, saying so.
     running_blind: str | None = None
 
     def __init__(self, store: Path) -> None:
@@ -131,7 +132,8 @@ class Harness:
         batchsweep.load_run(run.id, store=str(self.store)).cancel()
 
     def cli_env(self) -> dict[str, str]:
-        """The environment of a `batchsweep` process of the test's own (an engine installed from a path adds it)."""
+        """The environment of a `batchsweep` process of the test's own (an engine installed from a path adds
+        it)."""
         return cli_env()
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -142,9 +144,13 @@ class Harness:
 
     def runner_cli(self, spec: Path) -> subprocess.Popen[bytes]:
         """`batchsweep run SPEC` in a process of its own: the runner a kill -9 takes away."""
-        return subprocess.Popen([sys.executable, "-m", "batchsweep", "run", str(spec), "--store", str(self.store)],
-                                env=self.cli_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [sys.executable, "-m", "batchsweep", "run", str(spec), "--store", str(self.store)],
+            env=self.cli_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def kill_runner(self, spec: Path, ready: Callable[[], bool]) -> Run:
         """Start the run, wait until `ready()`, kill -9 the process that drives it; returns the run."""
@@ -156,8 +162,9 @@ class Harness:
         return batchsweep.load_run(store=str(self.store))
 
     def give_gpus(self, monkeypatch: pytest.MonkeyPatch, ids: list[str]) -> None:
-        """Make `ids` this engine's GPUs for one test (`BATCHSWEEP_GPUS`, which the local leases read). An engine
-        whose machines cannot be given GPUs that way overrides it to set them up, or to skip saying why."""
+        """Make `ids` this engine's GPUs for one test (`BATCHSWEEP_GPUS`, which the local leases read). An
+        engine whose machines cannot be given GPUs that way overrides it to set them up, or to skip saying
+        why."""
         monkeypatch.setenv("BATCHSWEEP_GPUS", ",".join(ids))
 
     def lose_a_task(self, spec: Path, index: int) -> Run:
@@ -165,7 +172,9 @@ class Harness:
         engine can lose one. An engine that cannot lose a task this way skips (`pytest.skip` with why)."""
         import pytest
 
-        pytest.skip(f"{self.name or type(self).__name__}: no way to lose a task is given (Harness.lose_a_task)")
+        pytest.skip(
+            f"{self.name or type(self).__name__}: no way to lose a task is given (Harness.lose_a_task)"
+        )
 
     def run(self, spec: Path) -> Run:
         run = batchsweep.run(spec, store=str(self.store), progress=False)
@@ -194,8 +203,12 @@ def sweep(tmp_path: Path, engine: Harness, params: str, extra: str = "") -> Path
 
 def hang_on_task_1(tmp_path: Path, engine: Harness) -> Path:
     """Four tasks, two at a time; task 1 (a=2) hangs the first time it runs, until released or killed."""
-    return sweep(tmp_path, engine, f"{{grid: {{a: [1, 2, 3, 4]}}, fixed: {{hang_on: 2, marks: '{engine.marks}'}}}}",
-                 "max_parallel: 2\n")
+    return sweep(
+        tmp_path,
+        engine,
+        f"{{grid: {{a: [1, 2, 3, 4]}}, fixed: {{hang_on: 2, marks: '{engine.marks}'}}}}",
+        "max_parallel: 2\n",
+    )
 
 
 def succeeded_at(run: Run) -> dict[int, float | None]:

@@ -72,8 +72,14 @@ class SerialEngine(Engine):
                     return
                 self._at = i
                 write_engine_record(self.run, SerialRecord(engine=self.name, at=i))
-                execute_task(ctx, tasks[i], self.run.store, worker=self.run.record.engine_as(SerialRunSettings).label, registry=self._registry,
-                             resolve_input=lambda ref: base / ref)
+                execute_task(
+                    ctx,
+                    tasks[i],
+                    self.run.store,
+                    worker=self.run.record.engine_as(SerialRunSettings).label,
+                    registry=self._registry,
+                    resolve_input=lambda ref: base / ref,
+                )
             self._at = None
             write_engine_record(self.run, SerialRecord(engine=self.name, at=None))
 

@@ -20,7 +20,20 @@ from batchsweep.engines.aws_batch.submit import (
 from batchsweep.task.arrayslice import CHILD_TARGET_S, tasks_per_child
 
 __all__ = [
-    "CHILD_TARGET_S", "DEFAULT_RUNNABLE_ADVICE", "DEFAULT_TASK_TIMEOUT_S", "MAX_ARRAY", "MAX_CHILD_TIMEOUT_S",
-    "MAX_OVERRIDES_CHARS", "RUNNABLE_ADVICE", "STORE_PREFIX", "TERMINAL", "AwsBatchEngine", "_log_lines", "_log_streams",
-    "child_timeout_s", "resolve_settings", "retry_strategy", "tasks_per_child",
+    "CHILD_TARGET_S",
+    "DEFAULT_RUNNABLE_ADVICE",
+    "DEFAULT_TASK_TIMEOUT_S",
+    "MAX_ARRAY",
+    "MAX_CHILD_TIMEOUT_S",
+    "MAX_OVERRIDES_CHARS",
+    "RUNNABLE_ADVICE",
+    "STORE_PREFIX",
+    "TERMINAL",
+    "AwsBatchEngine",
+    "_log_lines",
+    "_log_streams",
+    "child_timeout_s",
+    "resolve_settings",
+    "retry_strategy",
+    "tasks_per_child",
 ]

@@ -1,5 +1,6 @@
 """What a sweep costs on AWS Batch with Fargate (GPU tasks: EC2, gpucost.py): an estimate before the run, an
-account after it, and the smaller Fargate size that fits what a run's tasks used (the engine's `estimate_cost`, `run_cost`, `right_size`).
+account after it, and the smaller Fargate size that fits what a run's tasks used (the engine's
+`estimate_cost`, `run_cost`, `right_size`).
 
 Prices come from ``data/fargate_prices.json`` (shipped with the package, dated, not fetched live),
 so every figure here is an ESTIMATE and says what it assumed. Fargate bills each container per
@@ -60,11 +61,16 @@ def estimate(*, n_tasks: int, task_seconds: float, vcpus: float, memory_mib: int
              tasks_per_container: int = 1, startup_seconds: float = 30.0,
              duration_source: str = "given with --task-seconds", public_ipv4: bool = True) -> Estimate:
     """The cost of ``n_tasks`` tasks of ``task_seconds`` each, ``tasks_per_container`` run one after another
-    in each container. ``duration_source`` says where ``task_seconds`` came from (shown in the assumptions)."""
+    in each container. ``duration_source`` says where ``task_seconds`` came from (shown in the
+    assumptions)."""
     if n_tasks < 0 or tasks_per_container < 1:
-        raise SweepError(f"need n_tasks >= 0 and tasks_per_container >= 1, got {n_tasks} and {tasks_per_container}")
+        raise SweepError(
+            f"need n_tasks >= 0 and tasks_per_container >= 1, got {n_tasks} and {tasks_per_container}"
+        )
     if not (math.isfinite(task_seconds) and task_seconds >= 0) or startup_seconds < 0:
-        raise SweepError(f"task_seconds and startup_seconds must be >= 0, got {task_seconds} and {startup_seconds}")
+        raise SweepError(
+            f"task_seconds and startup_seconds must be >= 0, got {task_seconds} and {startup_seconds}"
+        )
     full, rest = divmod(n_tasks, tasks_per_container)
     containers = [tasks_per_container * task_seconds] * full + ([rest * task_seconds] if rest else [])
     assumed = [f"{n_tasks} task(s), {tasks_per_container} per container: {len(containers)} container(s)",
@@ -83,7 +89,9 @@ def compute_cost(durations_s: Sequence[float], *, vcpus: float, memory_mib: int,
     assumed = [f"{len(measured)} {what} (total {sum(measured):.0f} s)"]
     if len(measured) < len(durations_s):
         unit = "container(s)" if per_container else "task(s)"
-        assumed.append(f"{len(durations_s) - len(measured)} {unit} without a measured duration are not counted")
+        assumed.append(
+            f"{len(durations_s) - len(measured)} {unit} without a measured duration are not counted"
+        )
     return _price(measured, vcpus=vcpus, memory_mib=memory_mib, region=region, spot=spot,
                   startup_seconds=startup_seconds, assumed=assumed)
 
@@ -100,24 +108,31 @@ def _price(run_seconds: list[float], *, vcpus: float, memory_mib: int, region: s
     vcpu_hours, gb_hours = billed / 3600 * vcpus, billed / 3600 * gb
     on_demand = vcpu_hours * vcpu_price + gb_hours * gb_price
     disc = table["spot_discount"]
-    low, high = (on_demand * (1 - disc["high"]), on_demand * (1 - disc["low"])) if spot else (on_demand, on_demand)
+    low, high = (
+        (on_demand * (1 - disc["high"]), on_demand * (1 - disc["low"])) if spot else (on_demand, on_demand)
+    )
     ipv4_price = float(table["public_ipv4"]["hour"])
-    ipv4 = billed / 3600 * ipv4_price if public_ipv4 else 0.0  # one per container while it runs; no Spot discount
+    # one per container while it runs; no Spot discount
+    ipv4 = billed / 3600 * ipv4_price if public_ipv4 else 0.0
     low, high = low + ipv4, high + ipv4
     assumptions = [
         *assumed,
-        f"prices: Fargate {table['platform']} in {region}, ${vcpu_price}/vCPU-hour and ${gb_price}/GB-hour on-demand, "
-        f"from the price table of {table['as_of']} (not live prices)",
+        f"prices: Fargate {table['platform']} in {region}, ${vcpu_price}/vCPU-hour and ${gb_price}/GB-hour "
+        f"on-demand, from the price table of {table['as_of']} (not live prices)",
         f"each container: {vcpus:g} vCPU and {memory_mib} MiB ({gb:g} GB)",
         f"startup: {startup_seconds:g} s per container (image pull and boot are billed)",
         f"billing per second with a {minimum:g} s minimum per container: {billed:,.0f} s billed",
-        f"public IPv4: one address per container (the stack's subnets have no NAT gateway) at ${ipv4_price}/hour: "
-        f"${ipv4:.4g}" if public_ipv4 else
-        "public IPv4: none (PrivateNetwork: the containers reach AWS through the stack's VPC endpoints, billed "
-        "by the hour whether or not a sweep runs, not per run)",
-        (f"Fargate Spot: {disc['low']:.0%}–{disc['high']:.0%} off on-demand (varies by region and over time); "
-         "reclaimed tasks that are retried cost extra") if spot else
-        "on-demand: a single figure; real durations vary, so the cost moves with them",
+        "public IPv4: one address per container (the stack's subnets have no NAT gateway) at "
+        f"${ipv4_price}/hour: ${ipv4:.4g}"
+        if public_ipv4
+        else "public IPv4: none (PrivateNetwork: the containers reach AWS through the stack's VPC "
+        "endpoints, billed by the hour whether or not a sweep runs, not per run)",
+        (
+            f"Fargate Spot: {disc['low']:.0%}–{disc['high']:.0%} off on-demand (varies by region and over "
+            "time); reclaimed tasks that are retried cost extra"
+        )
+        if spot
+        else "on-demand: a single figure; real durations vary, so the cost moves with them",
         NOT_INCLUDED,
     ]
     problem = fargate_size_problem(vcpus, memory_mib)
@@ -159,7 +174,9 @@ def right_size(usage: Sequence[tuple[float, float, float]], *, vcpus: float, mem
 
 def aws_region(spec_region: str | None) -> str:
     """The spec's aws.region, else the standard environment variables, else us-east-1 (no AWS call)."""
-    return spec_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    return (
+        spec_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    )
 
 
 def right_size_from(statuses: Iterable[TaskStatus], *, vcpus: float, memory_mib: int,
@@ -170,9 +187,9 @@ def right_size_from(statuses: Iterable[TaskStatus], *, vcpus: float, memory_mib:
 
 def run_cost(record: RunRecord, durations_s: Sequence[float], *,
              containers_s: Sequence[float] | None = None) -> Estimate | None:
-    """Estimated cost of a finished AWS Batch run: Fargate's price, or EC2's for GPU tasks (None when the price
-    tables lack its region). With `containers_s` (`container_seconds`), each child container is priced once for
-    its whole run time: tasks are packed."""
+    """Estimated cost of a finished AWS Batch run: Fargate's price, or EC2's for GPU tasks (None when the
+    price tables lack its region). With `containers_s` (`container_seconds`), each child container is priced
+    once for its whole run time: tasks are packed."""
     spec = record.spec
     settings = record.engine_as(AwsEngineSettings)  # the engine's settings as it resolved them (region, spot)
     region = settings.region or aws_region(spec.aws.region)
@@ -217,9 +234,17 @@ def estimate_for(spec: Spec, n_tasks: int, d: Durations) -> Estimate | str:
         est = gpu
     else:
         public, network = _public_ipv4(spec)
-        est = estimate(n_tasks=n_tasks, task_seconds=d.task_s, vcpus=spec.resources.vcpus,
-                       memory_mib=spec.resources.memory_mib, region=aws_region(spec.aws.region),
-                       spot=spec.aws.spot, tasks_per_container=k, duration_source=d.source, public_ipv4=public)
+        est = estimate(
+            n_tasks=n_tasks,
+            task_seconds=d.task_s,
+            vcpus=spec.resources.vcpus,
+            memory_mib=spec.resources.memory_mib,
+            region=aws_region(spec.aws.region),
+            spot=spec.aws.spot,
+            tasks_per_container=k,
+            duration_source=d.source,
+            public_ipv4=public,
+        )
     why = ("aws.tasks_per_job" if spec.aws.tasks_per_job else
            f"max_parallel {spec.max_parallel}" if spec.max_parallel and k > 1 else
            "packed to a few minutes per container from the earlier run's durations" if k > 1 else
@@ -235,7 +260,8 @@ def estimate_for(spec: Spec, n_tasks: int, d: Durations) -> Estimate | str:
     return replace(est, assumptions=[*est.assumptions, *extra])
 
 
-# Where boto3 would find credentials; with none of them in sight the dry run makes no AWS call (nor imports boto3)
+# Where boto3 would find credentials; with none of them in sight the dry run makes no AWS call (nor imports
+# boto3)
 _CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
                     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI")
 
@@ -266,7 +292,10 @@ def _public_ipv4(spec: Spec) -> tuple[bool, str]:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         return True, f"public IPv4 counted: stack {aws.stack!r} could not be read ({reason})"
     if found is None:
-        return True, f"public IPv4 counted: no stack {aws.stack!r} yet (`infra up` makes public subnets by default)"
+        return (
+            True,
+            f"public IPv4 counted: no stack {aws.stack!r} yet (`infra up` makes public subnets by default)",
+        )
     params = {p.get("ParameterKey"): p.get("ParameterValue") for p in found.get("Parameters") or []}
     private = params.get("PrivateNetwork") == "true"
     return not private, f"network: stack {aws.stack!r} has PrivateNetwork={'true' if private else 'false'}"

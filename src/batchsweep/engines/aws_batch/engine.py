@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 
 class AwsBatchEngine(Submitter, Poller, LogReader):
     name = "aws-batch"
-    # `aws:` is the one block the spec validates itself (with this same model): the commands that run before any
-    # engine is chosen (estimate, content keys of s3:// inputs) read its region and profile.
+    # `aws:` is the one block the spec validates itself (with this same model): the commands that run before
+    # any engine is chosen (estimate, content keys of s3:// inputs) read its region and profile.
     block = "aws"
     settings_model = Aws
     live_code = False  # every child unpacks the code package uploaded when the run started (a resume too)
@@ -85,7 +85,9 @@ class AwsBatchEngine(Submitter, Poller, LogReader):
 
         r = spec.resources
         if r.gpus != int(r.gpus):
-            raise SpecError(f"resources.gpus: {r.gpus:g} — AWS Batch leases whole GPUs; use {max(1, round(r.gpus))}")
+            raise SpecError(
+                f"resources.gpus: {r.gpus:g} — AWS Batch leases whole GPUs; use {max(1, round(r.gpus))}"
+            )
         if r.gpus and r.vcpus != int(r.vcpus):
             raise SpecError(f"resources.vcpus: {r.vcpus:g} — GPU tasks run on EC2, which allots whole vCPUs; "
                             f"use {max(1, math.ceil(r.vcpus))}")
@@ -102,7 +104,8 @@ class AwsBatchEngine(Submitter, Poller, LogReader):
 
     @classmethod
     def key_environment(cls, spec: Spec, settings: EngineSettings) -> dict[str, Any]:
-        """The container's image (its tag names its Dockerfile and requirements) and the spec's requirements."""
+        """The container's image (its tag names its Dockerfile and requirements) and the spec's
+        requirements."""
         from batchsweep.infra.image import requirements_hash, spec_requirements
 
         aws = cls.resolved(settings)
@@ -114,13 +117,16 @@ class AwsBatchEngine(Submitter, Poller, LogReader):
     def run_store(cls, settings: EngineSettings, default: Store) -> Store:
         aws = cls.resolved(settings)
         if not aws.bucket:
-            raise AwsSetupError("aws-batch: the S3 store is only known once the stack is read (not in a dry run)")
+            raise AwsSetupError(
+                "aws-batch: the S3 store is only known once the stack is read (not in a dry run)"
+            )
         return Store.open(f"s3://{aws.bucket}/{aws.prefix}", aws_profile=aws.profile, aws_region=aws.region)
 
     @classmethod
     def prepare(cls, spec: Spec, store: Store, info: dict[str, Any]) -> dict[str, Any]:
-        """Upload the code package and local inputs, content-addressed: only what S3 does not have yet. Everything
-        is streamed from disk with the transfer manager (multipart), so a 6 GB input needs no 6 GB of memory."""
+        """Upload the code package and local inputs, content-addressed: only what S3 does not have yet.
+        Everything is streamed from disk with the transfer manager (multipart), so a 6 GB input needs no 6 GB
+        of memory."""
         import tempfile
 
         from batchsweep.aws import codepkg
@@ -141,7 +147,8 @@ class AwsBatchEngine(Submitter, Poller, LogReader):
 
 
 def _check_code(spec: Spec) -> None:
-    """SpecError before anything is written when a file the code package would hold looks like a credential."""
+    """SpecError before anything is written when a file the code package would hold looks like a
+    credential."""
     from batchsweep.aws import codepkg
 
     root = Path(spec.script_path.parent if spec.script_path else spec.base_dir)

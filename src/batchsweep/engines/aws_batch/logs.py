@@ -49,7 +49,9 @@ class LogReader(AwsRun):
 
     def _child_job_id(self, index: int) -> str | None:
         for sub in reversed(self._record().submissions):
-            slicing = Slicing.from_record(self.run.store.read_json(self.run.store.submission_key(self.run.id, sub.n)))
+            slicing = Slicing.from_record(
+                self.run.store.read_json(self.run.store.submission_key(self.run.id, sub.n))
+            )
             child = slicing.child_of(index)
             if child is None:
                 continue

@@ -15,26 +15,34 @@ from batchsweep.task.arrayslice import Slicing
 TERMINAL = ("SUCCEEDED", "FAILED")
 RUNNING_STATES = ("STARTING", "RUNNING")
 RUNNABLE_ADVICE = {
-    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT": "no compute environment can fit one task's vCPU/memory; lower `resources`",
-    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the compute environment's max vCPUs is below one task's; "
-                                                         "`batchsweep infra up --param MaxVcpus=N`",
-    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY": "AWS has no spare capacity of this kind now; wait, or set aws.spot: false",
-    "MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS": "the Batch service role lacks permissions; redeploy with `batchsweep infra up`",
-    "MISCONFIGURATION:EC2_INSTANCE_CONFIGURATION_UNSUPPORTED": "no GPU instance type of the stack can run this job "
-                                                               "(AMI or type); `batchsweep infra up --param "
-                                                               "GpuInstanceTypes=...`",
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT": "no compute environment can fit one task's vCPU/memory; "
+    "lower `resources`",
+    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the compute environment's max vCPUs is below one "
+    "task's; `batchsweep infra up --param MaxVcpus=N`",
+    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY": "AWS has no spare capacity of this kind now; wait, or set "
+    "aws.spot: false",
+    "MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS": "the Batch service role lacks permissions; redeploy with "
+    "`batchsweep infra up`",
+    "MISCONFIGURATION:EC2_INSTANCE_CONFIGURATION_UNSUPPORTED": "no GPU instance type of the stack can run "
+    "this job (AMI or type); `batchsweep infra "
+    "up --param GpuInstanceTypes=...`",
 }
-DEFAULT_RUNNABLE_ADVICE = "jobs wait for capacity; the default Fargate quota is 6 vCPUs per account (`batchsweep doctor`)"
+DEFAULT_RUNNABLE_ADVICE = (
+    "jobs wait for capacity; the default Fargate quota is 6 vCPUs per account (`batchsweep doctor`)"
+)
 # GPU tasks run on the stack's EC2 GPU environments: their own limits and quotas.
 GPU_RUNNABLE_ADVICE = {
-    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT": "no GPU instance type of the stack fits one task's GPUs/vCPU/memory; "
-                                                 "lower `resources` or `batchsweep infra up --param "
-                                                 "GpuInstanceTypes=...` with larger types",
-    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the GPU environment's max vCPUs is below one task's; "
-                                                         "`batchsweep infra up --param GpuMaxVcpus=N`",
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT": "no GPU instance type of the stack fits one task's "
+    "GPUs/vCPU/memory; lower `resources` or `batchsweep infra "
+    "up --param GpuInstanceTypes=...` with larger types",
+    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the GPU environment's max vCPUs is below one "
+    "task's; `batchsweep infra up --param "
+    "GpuMaxVcpus=N`",
 }
-GPU_DEFAULT_ADVICE = ("jobs wait for GPU instances; the account's G and VT {kind} vCPU quota is often 0 on a new "
-                      "account (`batchsweep doctor` reads it)")
+GPU_DEFAULT_ADVICE = (
+    "jobs wait for GPU instances; the account's G and VT {kind} vCPU quota is often 0 on a new "
+    "account (`batchsweep doctor` reads it)"
+)
 
 
 class Poller(AwsRun):
@@ -77,16 +85,21 @@ class Poller(AwsRun):
 
     def _runnable_notes(self, described: list[dict[str, Any]], children: Counter[str],
                         submitted: float) -> tuple[str, ...]:
-        waiting = children["RUNNABLE"] and not (children["RUNNING"] + children["STARTING"] + children["SUCCEEDED"])
+        waiting = children["RUNNABLE"] and not (
+            children["RUNNING"] + children["STARTING"] + children["SUCCEEDED"]
+        )
         if not waiting or self.clock.time() - submitted < 120:
             return ()
-        if self.clock.monotonic() - self._runnable_checked < 300:  # Batch's reason is asked for every 5 minutes
+        # Batch's reason is asked for every 5 minutes
+        if self.clock.monotonic() - self._runnable_checked < 300:
             return self._runnable_note
         self._runnable_checked = self.clock.monotonic()
         job = described[0]
         reason = job.get("statusReason")
         if job.get("arrayProperties"):
-            summaries = self.batch.list_jobs(arrayJobId=job["jobId"], jobStatus="RUNNABLE", maxResults=1)["jobSummaryList"]
+            summaries = self.batch.list_jobs(arrayJobId=job["jobId"], jobStatus="RUNNABLE", maxResults=1)[
+                "jobSummaryList"
+            ]
             reason = summaries[0].get("statusReason") if summaries else reason
         reason = reason or "no reason given by Batch"
         gpu = bool(self.run.spec.resources.gpus)
@@ -106,7 +119,9 @@ class Poller(AwsRun):
         """Batch's reason for each failed child, mapped to its tasks (only failed children are fetched)."""
         reasons: dict[int, str] = {}
         for sub in self._record().submissions:
-            slicing = Slicing.from_record(self.run.store.read_json(self.run.store.submission_key(self.run.id, sub.n)))
+            slicing = Slicing.from_record(
+                self.run.store.read_json(self.run.store.submission_key(self.run.id, sub.n))
+            )
             for job in sub.jobs:
                 failed = self._failed_children(job)
                 for child, reason in failed.items():
@@ -115,11 +130,14 @@ class Poller(AwsRun):
         return reasons
 
     def _running_tasks(self, submissions: list[Any], described: list[dict[str, Any]]) -> frozenset[int]:
-        """The task each running child is at: the first of its slice without a status (a child runs its slice in
-        order). Asked only of array jobs whose summary counts running children."""
-        busy = {job["jobId"]: job for job in described
-                if job.get("status") in RUNNING_STATES
-                or any(job.get("arrayProperties", {}).get("statusSummary", {}).get(s) for s in RUNNING_STATES)}
+        """The task each running child is at: the first of its slice without a status (a child runs its slice
+        in order). Asked only of array jobs whose summary counts running children."""
+        busy = {
+            job["jobId"]: job
+            for job in described
+            if job.get("status") in RUNNING_STATES
+            or any(job.get("arrayProperties", {}).get("statusSummary", {}).get(s) for s in RUNNING_STATES)
+        }
         store, running = self.run.store, set()
         for sub in submissions:
             jobs = [job for job in sub.jobs if job.id in busy]

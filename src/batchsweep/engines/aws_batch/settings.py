@@ -28,8 +28,8 @@ def _session(settings: AwsEngineSettings) -> Any:
 
 
 def resolve_settings(spec: Spec) -> tuple[AwsEngineSettings, dict[str, str]]:
-    """The spec's `aws:` block with the stack's outputs filled in, checked (credentials, what the stack's roles may
-    read, the bucket); and the stack's outputs ({} when the block names everything itself)."""
+    """The spec's `aws:` block with the stack's outputs filled in, checked (credentials, what the stack's
+    roles may read, the bucket); and the stack's outputs ({} when the block names everything itself)."""
     from batchsweep.aws.clients import check_credentials, make_client, make_session
 
     aws = spec.aws
@@ -41,12 +41,19 @@ def resolve_settings(spec: Spec) -> tuple[AwsEngineSettings, dict[str, str]]:
     outputs: dict[str, str] = {}
     if not (aws.bucket and aws.job_queue and aws.job_definition):
         if not aws.stack:
-            raise AwsSetupError("aws: give `stack:` (from `batchsweep infra up`) or all of bucket, job_queue, job_definition")
+            raise AwsSetupError(
+                "aws: give `stack:` (from `batchsweep infra up`) or all of bucket, job_queue, job_definition"
+            )
         from batchsweep.infra.stack import stack_outputs
 
         outputs = stack_outputs(aws.stack, session=session)
-        for key, output in (("bucket", "Bucket"), ("job_queue", "JobQueue"), ("job_definition", "JobDefinition"),
-                            ("log_group", "LogGroup"), ("image_uri", "ImageUri")):
+        for key, output in (
+            ("bucket", "Bucket"),
+            ("job_queue", "JobQueue"),
+            ("job_definition", "JobDefinition"),
+            ("log_group", "LogGroup"),
+            ("image_uri", "ImageUri"),
+        ):
             found[key] = found[key] or outputs.get(output)
         if spec.resources.gpus:
             if not outputs.get("GpuJobQueue"):
@@ -55,9 +62,11 @@ def resolve_settings(spec: Spec) -> tuple[AwsEngineSettings, dict[str, str]]:
             # spot: false runs on on-demand instances, never on the Spot-only queue
             queue = "GpuJobQueue" if aws.spot else "GpuOnDemandJobQueue"
             if not aws.job_queue and not outputs.get(queue):
-                raise AwsSetupError(f"aws.spot: false with resources.gpus: stack {aws.stack!r} has no on-demand GPU "
-                                    f"queue yet (made before it existed); `batchsweep infra up --stack {aws.stack}` "
-                                    "adds it")
+                raise AwsSetupError(
+                    f"aws.spot: false with resources.gpus: stack {aws.stack!r} has no on-demand GPU "
+                    f"queue yet (made before it existed); `batchsweep infra up --stack {aws.stack}` "
+                    "adds it"
+                )
             found["job_queue"] = aws.job_queue or outputs[queue]
             found["job_definition"] = aws.job_definition or outputs["GpuJobDefinition"]
         elif not aws.spot and not aws.job_queue:
@@ -84,7 +93,8 @@ def resolve_settings(spec: Spec) -> tuple[AwsEngineSettings, dict[str, str]]:
 
 
 def _check_image(spec: Spec, outputs: dict[str, str], *, session: Any) -> None:
-    """The stack's current image exists and was built with the spec's requirements (its tag carries their hash)."""
+    """The stack's current image exists and was built with the spec's requirements (its tag carries their
+    hash)."""
     from batchsweep.infra.image import requirements_hash, spec_requirements, tag_requirements_hash
     from batchsweep.infra.registry import image_exists
 
@@ -94,10 +104,14 @@ def _check_image(spec: Spec, outputs: dict[str, str], *, session: Any) -> None:
         push += f" --stack {spec.aws.stack}"
     repo, tag = outputs["ImageUri"].rsplit(":", 1)
     if not image_exists(session, outputs):
-        raise AwsSetupError(f"no task image in {repo} yet; build and push one with `{push}` (needs docker or podman)")
+        raise AwsSetupError(
+            f"no task image in {repo} yet; build and push one with `{push}` (needs docker or podman)"
+        )
     if requirements and tag_requirements_hash(tag) != requirements_hash(requirements):
-        raise AwsSetupError(f"the stack's task image ({tag}) was built without this sweep's requirements ({origin}); "
-                            f"build and push one that has them with `{push}`")
+        raise AwsSetupError(
+            f"the stack's task image ({tag}) was built without this sweep's requirements ({origin}); "
+            f"build and push one that has them with `{push}`"
+        )
 
 
 BATCH_LOG_GROUP = "/aws/batch/job"  # where the awslogs driver writes when a job definition names no group
@@ -118,8 +132,10 @@ def _own_job_definition(spec: Spec, *, session: Any) -> tuple[str | None, str | 
             jobDefinitionName=name, status="ACTIVE") for d in page["jobDefinitions"]]
     revisions = [d for d in revisions if d.get("status", "ACTIVE") == "ACTIVE"]
     if not revisions:
-        raise AwsSetupError(f"aws.job_definition: no ACTIVE job definition {name!r} in {session.region_name}; "
-                            "register one whose image `batchsweep image push SPEC --tag REPO` built")
+        raise AwsSetupError(
+            f"aws.job_definition: no ACTIVE job definition {name!r} in {session.region_name}; "
+            "register one whose image `batchsweep image push SPEC --tag REPO` built"
+        )
     definition = max(revisions, key=lambda d: int(d.get("revision", 0)))
     container = definition.get("containerProperties") or {}
     log_config = container.get("logConfiguration") or {"logDriver": "awslogs"}
@@ -149,8 +165,10 @@ def _check_own_image(spec: Spec, definition: str, image: str, *, session: Any) -
         except ClientError:  # a policy without ecr:DescribeImages on that repository: the tag alone tells
             held = tags
         if held is None:
-            raise AwsSetupError(f"aws.job_definition {definition}: its image {image} is not in ECR; `{push}` builds "
-                                "and pushes it (then name it in a new revision of the job definition)")
+            raise AwsSetupError(
+                f"aws.job_definition {definition}: its image {image} is not in ECR; `{push}` builds "
+                "and pushes it (then name it in a new revision of the job definition)"
+            )
         tags = held
     built = [t for t in tags if t.startswith("bs-")]
     if not built:
@@ -160,15 +178,17 @@ def _check_own_image(spec: Spec, definition: str, image: str, *, session: Any) -
         return
     requirements, origin = spec_requirements(spec)
     if requirements and requirements_hash(requirements) not in {tag_requirements_hash(t) for t in built}:
-        raise AwsSetupError(f"aws.job_definition {definition}: its image {image} was built without this sweep's "
-                            f"requirements ({origin}); `{push}` builds one that has them, then name it in a new "
-                            "revision of the job definition")
+        raise AwsSetupError(
+            f"aws.job_definition {definition}: its image {image} was built without this sweep's "
+            f"requirements ({origin}); `{push}` builds one that has them, then name it in a new "
+            "revision of the job definition"
+        )
 
 
 def check_pinned_image(settings: AwsEngineSettings, spec: Spec, *, session: Any) -> None:
     """Before a run's later submission (resume, a search round): the image it pinned is still in ECR. The job
-    definition revision names it by tag, and the repository's lifecycle keeps only the newest images; without it
-    every child would fail to start (CannotPullContainerError) after being billed for the attempt."""
+    definition revision names it by tag, and the repository's lifecycle keeps only the newest images; without
+    it every child would fail to start (CannotPullContainerError) after being billed for the attempt."""
     from batchsweep.infra.image import ImageRef
     from batchsweep.infra.registry import ecr_image_tags
 
@@ -181,14 +201,16 @@ def check_pinned_image(settings: AwsEngineSettings, spec: Spec, *, session: Any)
         f" --tag {ref}" if not settings.stack else
         f" --stack {settings.stack}" if settings.stack != "batchsweep" else "")
     why = " (the repository keeps its 10 newest images)" if settings.stack else ""
-    raise AwsSetupError(f"the task image this run pinned ({ref.ecr[2]}:{ref.tag}) is no longer in ECR{why}; "
-                        f"`{push}` with the same batchsweep version and requirements rebuilds it under the same "
-                        "tag, or start a new run")
+    raise AwsSetupError(
+        f"the task image this run pinned ({ref.ecr[2]}:{ref.tag}) is no longer in ECR{why}; "
+        f"`{push}` with the same batchsweep version and requirements rebuilds it under the same "
+        "tag, or start a new run"
+    )
 
 
 def _check_stack_access(spec: Spec, stack: str, outputs: dict[str, str], *, session: Any) -> None:
-    """What the stack's roles cannot read is refused before submit: `s3://` inputs outside the stack's readable
-    prefixes (the job role), secrets outside its secrets prefix (the execution role)."""
+    """What the stack's roles cannot read is refused before submit: `s3://` inputs outside the stack's
+    readable prefixes (the job role), secrets outside its secrets prefix (the execution role)."""
     s3_inputs = sorted({src for t in _expand_refs(spec) for src, _ in map(input_parts, t) if src.startswith("s3://")})
     if not s3_inputs and not spec.secrets:
         return
@@ -201,8 +223,10 @@ def _check_stack_access(spec: Spec, stack: str, outputs: dict[str, str], *, sess
         if not any(path == p or path.startswith(p + "/") for p in readable):
             current = ",".join(readable) or "empty"
             wanted = ",".join([*readable, path.rsplit("/", 1)[0] if "/" in path else path])
-            raise SpecError(f"inputs: {url} is outside what the stack's tasks may read (ReadableS3Prefixes: "
-                            f"{current}); `batchsweep infra up --stack {stack} --param ReadableS3Prefixes={wanted}`")
+            raise SpecError(
+                f"inputs: {url} is outside what the stack's tasks may read (ReadableS3Prefixes: "
+                f"{current}); `batchsweep infra up --stack {stack} --param ReadableS3Prefixes={wanted}`"
+            )
     prefix = params.get("SecretsPrefix", "").strip("/")
     for name, source in sorted(spec.secrets.items()):
         if not prefix or not _under_secrets_prefix(source, prefix):
@@ -228,7 +252,8 @@ def _under_secrets_prefix(source: str, prefix: str) -> bool:
 
 
 def _expand_refs(spec: Spec) -> Iterator[tuple[str, ...]]:
-    """The inputs of every task. A search's trials are not known yet: its inputs may name `fixed` params only."""
+    """The inputs of every task. A search's trials are not known yet: its inputs may name `fixed` params
+    only."""
     from batchsweep.planning import space
 
     if spec.search:

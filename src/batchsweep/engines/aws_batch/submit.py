@@ -1,5 +1,6 @@
-"""Submitting a run to AWS Batch: tasks packed into children, one SubmitJob per <= 10,000 children (array jobs),
-the container overrides that point a child at its slice of the manifest, the retry strategy and job definition."""
+"""Submitting a run to AWS Batch: tasks packed into children, one SubmitJob per <= 10,000 children (array
+jobs), the container overrides that point a child at its slice of the manifest, the retry strategy and job
+definition."""
 
 from __future__ import annotations
 
@@ -28,15 +29,26 @@ MAX_OVERRIDES_CHARS = 8192  # SubmitJob's limit on containerOverrides
 # hands to ECS; over the limit the job fails after submit, so ours keep this much of it free.
 BATCH_OWN_CHARS = 1024
 OVERRIDES_BUDGET = MAX_OVERRIDES_CHARS - BATCH_OWN_CHARS
-DEFAULT_RETENTION_DAYS = 2.0  # without a stack: the lifecycle is unknown, so shared files are copied at most daily
+# without a stack: the lifecycle is unknown, so shared files are copied at most daily
+DEFAULT_RETENTION_DAYS = 2.0
 SUBMIT_ATTEMPTS = 8  # SubmitJob sent at most this often (throttled, or found not accepted after a failure)
 # botocore's throttling error codes (retryhandler) that Batch and its front end answer with.
-THROTTLING = frozenset({"Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
-                        "TooManyRequestsException", "RequestLimitExceeded", "SlowDown"})
+THROTTLING = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+    }
+)
 
 
 def retry_strategy(*, attempts: int = 3) -> dict[str, Any]:
-    """Retry what the infrastructure broke; never the user's own failures (the worker already retried those)."""
+    """Retry what the infrastructure broke; never the user's own failures (the worker already retried
+    those)."""
     return {
         "attempts": attempts,
         "evaluateOnExit": [
@@ -68,8 +80,12 @@ class Submitter(AwsRun):
         n = len(record.submissions)
         if n:  # the first submission's image was checked a moment ago (AwsBatchEngine.check)
             check_pinned_image(self.settings, spec, session=self.session)
-        k = tasks_per_child(len(indices), max_parallel=spec.max_parallel, tasks_per_job=spec.aws.tasks_per_job,
-                            task_seconds=run.record.median_task_s)
+        k = tasks_per_child(
+            len(indices),
+            max_parallel=spec.max_parallel,
+            tasks_per_job=spec.aws.tasks_per_job,
+            task_seconds=run.record.median_task_s,
+        )
         slicing = Slicing.of(indices, k)
         store.write_json(store.submission_key(run.id, n), slicing.to_record())
         self._refresh_shared_files()
@@ -82,7 +98,8 @@ class Submitter(AwsRun):
                 request = self._request(n=n, offset=offset, size=size, k=k, job_definition=job_definition)
                 response = self._submit_job(request)
                 jobs.append(ArrayJob(id=response["jobId"], offset=offset, size=size))
-                # After every SubmitJob: should this process die before the next, `cancel` still finds the array.
+                # After every SubmitJob: should this process die before the next, `cancel` still finds the
+                # array.
                 write_engine_record(run, record)
         except BaseException:
             for job in jobs:  # a half-submitted run is not started: stop what did go out
@@ -94,8 +111,8 @@ class Submitter(AwsRun):
         """SubmitJob without duplicates. botocore would send it again after a lost response (a read timeout, a
         dropped connection, a 5xx), and an array Batch had accepted would then run twice, the first never
         recorded: it could not be cancelled and would bill too. So it is sent by a client that never retries;
-        a throttle is sent again after a pause, and after any other transient failure the job's name (unique per
-        run, submission and array) is looked up on the queue first: found, it is the job submitted."""
+        a throttle is sent again after a pause, and after any other transient failure the job's name (unique
+        per run, submission and array) is looked up on the queue first: found, it is the job submitted."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         from batchsweep.aws.clients import make_client
@@ -135,9 +152,10 @@ class Submitter(AwsRun):
 
     def _refresh_shared_files(self) -> None:
         """Copy the code package and inputs this run uses onto themselves: the bucket's lifecycle rule expires
-        them counted from their last write, so a package uploaded by an old run never expires under a live one.
-        Only those written more than half the stack's RunRetentionDays ago: every copy leaves the old version in
-        the versioned bucket, and a submit (each search round, each resume) would otherwise double them."""
+        them counted from their last write, so a package uploaded by an old run never expires under a live
+        one. Only those written more than half the stack's RunRetentionDays ago: every copy leaves the old
+        version in the versioned bucket, and a submit (each search round, each resume) would otherwise double
+        them."""
         store, record = self.run.store, self.run.record
         keys = [store.code_key(record.code_sha256)] if record.code_sha256 else []
         keys += [entry.key for entry in (record.inputs_map or {}).values()]
@@ -155,8 +173,10 @@ class Submitter(AwsRun):
         from batchsweep.infra.stack import stack_parameters
 
         try:
-            return float(stack_parameters(self.settings.stack, session=self.session).get("RunRetentionDays") or
-                         DEFAULT_RETENTION_DAYS)
+            return float(
+                stack_parameters(self.settings.stack, session=self.session).get("RunRetentionDays")
+                or DEFAULT_RETENTION_DAYS
+            )
         except ValueError:
             return DEFAULT_RETENTION_DAYS
 
@@ -185,7 +205,9 @@ class Submitter(AwsRun):
         }
         if size > 1:
             request["arrayProperties"] = {"size": size}
-        request["timeout"] = {"attemptDurationSeconds": child_timeout_s(k, run.record.timeout_s, spec.retries)}
+        request["timeout"] = {
+            "attemptDurationSeconds": child_timeout_s(k, run.record.timeout_s, spec.retries)
+        }
         return request
 
     def _job_definition(self, secrets: dict[str, str]) -> str:
@@ -195,19 +217,29 @@ class Submitter(AwsRun):
             return str(base)
         import hashlib
 
-        (current,) = self.batch.describe_job_definitions(jobDefinitions=[base])["jobDefinitions"][:1] or [None]
+        (current,) = self.batch.describe_job_definitions(jobDefinitions=[base])["jobDefinitions"][:1] or [
+            None
+        ]
         if current is None:
             raise AwsSetupError(f"aws.job_definition: {base!r} not found; run `batchsweep infra up`")
         shape = self.batch.meta.service_model.shape_for("ContainerProperties")
         props = {k: v for k, v in current["containerProperties"].items() if k in shape.members}
-        props["resourceRequirements"] = [{**r, "value": str(r["value"])} for r in props.get("resourceRequirements", [])]
+        props["resourceRequirements"] = [
+            {**r, "value": str(r["value"])} for r in props.get("resourceRequirements", [])
+        ]
         props["secrets"] = [{"name": k, "valueFrom": v} for k, v in sorted(secrets.items())]
-        digest = hashlib.sha256(json.dumps([current["jobDefinitionArn"], props], sort_keys=True).encode()).hexdigest()
+        digest = hashlib.sha256(
+            json.dumps([current["jobDefinitionArn"], props], sort_keys=True).encode()
+        ).hexdigest()
         name = f"{current['jobDefinitionName']}-{digest[:12]}"
         found = self.batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
         if found:
             return str(found[0]["jobDefinitionArn"])
-        extra = {key: current[key] for key in ("platformCapabilities", "timeout", "propagateTags") if current.get(key)}
+        extra = {
+            key: current[key]
+            for key in ("platformCapabilities", "timeout", "propagateTags")
+            if current.get(key)
+        }
         response = self.batch.register_job_definition(jobDefinitionName=name, type="container",
                                                       containerProperties=props, **extra)
         return str(response["jobDefinitionArn"])
@@ -226,9 +258,11 @@ def _environment(*, store_url: str, run_id: str, submission: int, offset: int, r
 
 
 def _overrides_problem(size: int) -> str:
-    return (f"env: the job's container overrides would be {size:,} characters, over the {OVERRIDES_BUDGET:,} that "
-            f"AWS Batch's limit of {MAX_OVERRIDES_CHARS:,} leaves beside its own variables; move large values out "
-            "of `env:` (into a file passed as `inputs:`, or params)")
+    return (
+        f"env: the job's container overrides would be {size:,} characters, over the {OVERRIDES_BUDGET:,} "
+        f"that AWS Batch's limit of {MAX_OVERRIDES_CHARS:,} leaves beside its own variables; move large "
+        "values out of `env:` (into a file passed as `inputs:`, or params)"
+    )
 
 
 def _check_overrides_size(spec: Spec) -> None:

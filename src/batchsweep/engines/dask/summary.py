@@ -2,10 +2,11 @@
 batch, so `results`, `status` and `report` read a request per batch instead of two files per task.
 
 A batch is written when it holds BATCH_TASKS tasks, when no task of its run has run in the worker process for
-IDLE_FLUSH_S (tasks longer than that do not make a batch of one each), and when the driver asks every worker for its batches at the end of the run (`flush` through
-`Client.run`). Every task still writes its own status.json first: a batch lost with its worker (killed before
-writing it) leaves those tasks to their own files. A batch only keeps the tasks whose status.json still holds the
-status it saw, so a late batch never covers a task that `resume` deleted and ran again.
+IDLE_FLUSH_S (tasks longer than that do not make a batch of one each), and when the driver asks every worker
+for its batches at the end of the run (`flush` through `Client.run`). Every task still writes its own
+status.json first: a batch lost with its worker (killed before writing it) leaves those tasks to their own
+files. A batch only keeps the tasks whose status.json still holds the status it saw, so a late batch never
+covers a task that `resume` deleted and ran again.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ BATCH_TASKS = 500
 IDLE_FLUSH_S = 2.0
 
 _LOCK = threading.Lock()
-_BATCHES: dict[tuple[str, str], _Batch] = {}  # (store url, run id) -> the tasks this process ran, not yet written
+# (store url, run id) -> the tasks this process ran, not yet written
+_BATCHES: dict[tuple[str, str], _Batch] = {}
 _RUNNING: dict[tuple[str, str], int] = {}  # (store url, run id) -> its tasks executing in this process now
 _FLUSHER: list[threading.Thread] = []
 
@@ -40,7 +42,8 @@ class _Batch:
 
 
 def pack_name() -> str:
-    """Unique, and later by name than any batch this process wrote before (a task in two packs: the later wins)."""
+    """Unique, and later by name than any batch this process wrote before (a task in two packs: the later
+    wins)."""
     where = re.sub(r"[^A-Za-z0-9.-]", "-", f"{socket.gethostname()}-{os.getpid()}")
     return f"dask-{time.time_ns():020d}-{where}"
 

@@ -1,9 +1,10 @@
 """The local engine: a pool of threads on this machine, each running one task's process at a time.
 
 Attached (`batchsweep run`), the pool lives in the calling process. Detached (`--detach`), a runner process
-(`python -m batchsweep.engines.local.engine STORE RUN_ID`) runs every task that has no status yet; its pid is in
-engine.json so `status`, `wait` and `cancel` find it. A runner killed with -9 leaves tasks without a status,
-which `resume` runs again (first killing the task processes it left running: see `reaper.kill_run_tasks`).
+(`python -m batchsweep.engines.local.engine STORE RUN_ID`) runs every task that has no status yet; its pid is
+in engine.json so `status`, `wait` and `cancel` find it. A runner killed with -9 leaves tasks without a
+status, which `resume` runs again (first killing the task processes it left running: see
+`reaper.kill_run_tasks`).
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def _alive(record: LocalRecord, run: RunHandle, clock: Clock) -> bool:
 
 class TaskLines:
     """A run's tasks by index, held as compact JSON lines in one buffer and parsed one at a time when a task
-    starts: 100,000 Task objects with their params dicts held ~30 MB of a runner's memory, their lines ~10 MB."""
+    starts: 100,000 Task objects with their params dicts held ~30 MB of a runner's memory, their lines ~10
+    MB."""
 
     def __init__(self, tasks: Iterable[Task]) -> None:
         self._text = bytearray()
@@ -125,8 +127,8 @@ class LocalEngine(Engine):
         self._thread: threading.Thread | None = None
         self._running: set[int] = set()  # tasks started whose slot has not let go of them yet
         self._lock = threading.Lock()
-        # The state of each status written (its code in _STATES, by task index), not the status itself: the store
-        # has the statuses; a runner that kept 100,000 of them held ~50 MB for nothing.
+        # The state of each status written (its code in _STATES, by task index), not the status itself: the
+        # store has the statuses; a runner that kept 100,000 of them held ~50 MB for nothing.
         self._states = bytearray()
         self._counts: Counter[str] = Counter()  # the written statuses by state, kept as they are written
         self._others: Counter[str] | None = None  # statuses of the tasks this runner does not run, by state
@@ -137,7 +139,8 @@ class LocalEngine(Engine):
     def check(cls, spec: Spec, tasks: Sequence[Task]) -> LocalEngineSettings:
         """GPUs and memory this machine can lease; a request it can never meet is bad input."""
         r = spec.resources
-        limit = r.memory_mib if "memory_mib" in r.model_fields_set else None  # the AWS default is no local limit
+        # the AWS default is no local limit
+        limit = r.memory_mib if "memory_mib" in r.model_fields_set else None
         # (a search's trials are not known yet: their GPUs are checked as each one takes its lease)
         gpus = max((r.of_task(t.params) for t in tasks), default=r.gpus) if r.gpus_param else r.gpus
         leases = Leases.for_spec(gpus=gpus or r.gpus, memory_mib=limit)
@@ -151,8 +154,8 @@ class LocalEngine(Engine):
     @classmethod
     def right_size(cls, spec: Spec, usage: Sequence[tuple[float, float, float]],
                    settings: EngineSettings | None = None) -> RightSize | None:
-        """A smaller reservation: the vCPU slots each task takes, and the memory limit it ran under (the spec's,
-        when the run is still to come: none is reserved unless it sets one)."""
+        """A smaller reservation: the vCPU slots each task takes, and the memory limit it ran under (the
+        spec's, when the run is still to come: none is reserved unless it sets one)."""
         from batchsweep.report.cost import right_size_reserved
 
         r = spec.resources
@@ -160,12 +163,16 @@ class LocalEngine(Engine):
             memory = settings.memory_limit_mib
         else:
             memory = r.memory_mib if "memory_mib" in r.model_fields_set else None
-        return right_size_reserved(usage, vcpus=float(r.vcpus or 1), memory_mib=float(memory) if memory else None,
-                                   where="on this machine")
+        return right_size_reserved(
+            usage,
+            vcpus=float(r.vcpus or 1),
+            memory_mib=float(memory) if memory else None,
+            where="on this machine",
+        )
 
     def _leases(self, smallest_gpus: float | None = None) -> tuple[Leases, int]:
-        """The run's leases and how many tasks may run at once: max_parallel, vCPU slots and GPUs allowing (the
-        smallest request's, when tasks ask for different GPUs)."""
+        """The run's leases and how many tasks may run at once: max_parallel, vCPU slots and GPUs allowing
+        (the smallest request's, when tasks ask for different GPUs)."""
         record = self.run.record
         settings = record.engine_as(LocalEngineSettings)
         resources = record.spec.resources
@@ -198,14 +205,19 @@ class LocalEngine(Engine):
             return
         self._record(os.getpid())
         self._states = bytearray(max(indices, default=-1) + 1)
-        if len(indices) < self.run.n_tasks:  # a resume, or reuse copied some in: their statuses are in the store
+        # a resume, or reuse copied some in: their statuses are in the store
+        if len(indices) < self.run.n_tasks:
             mine = set(indices)
-            self._others = Counter(s.state.value for i, s in self.run.store.statuses(self.run.id, self.run.n_tasks).items()
-                                   if i not in mine)
+            self._others = Counter(
+                s.state.value
+                for i, s in self.run.store.statuses(self.run.id, self.run.n_tasks).items()
+                if i not in mine
+            )
         else:
             self._others = Counter()
-        self._thread = threading.Thread(target=self._execute_or_fail, args=(list(indices),), name="batchsweep-local",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._execute_or_fail, args=(list(indices),), name="batchsweep-local", daemon=True
+        )
         self._thread.start()
 
     def _record(self, pid: int) -> None:
@@ -219,8 +231,9 @@ class LocalEngine(Engine):
         """Run these tasks with at most max_parallel at once; each writes its status when it ends."""
         with reaper.subreaper():  # a task's setsid descendants come back to this process to be killed
             self._execute(indices)
-            # Every task has ended: whatever still carries one of the run's task tokens is an orphan the search
-            # after its task missed (/proc's lists of children are not reliable while processes come and go).
+            # Every task has ended: whatever still carries one of the run's task tokens is an orphan the
+            # search after its task missed (/proc's lists of children are not reliable while processes come
+            # and go).
             reaper.kill_run_tasks(self.run.id)
 
     def _execute(self, indices: list[int]) -> None:
@@ -239,8 +252,11 @@ class LocalEngine(Engine):
         else:
             launcher = warm.launcher
         resources = run.record.spec.resources
-        leases, workers = self._leases(min((resources.of_task(tasks[i].params) for i in indices), default=None)
-                                       if resources.gpus_param else None)
+        leases, workers = self._leases(
+            min((resources.of_task(tasks[i].params) for i in indices), default=None)
+            if resources.gpus_param
+            else None
+        )
 
         def one(index: int) -> None:
             if self.failure is not None:
@@ -321,8 +337,8 @@ class LocalEngine(Engine):
                 self.failure = f"{type(e).__name__}: {text}{where}"
 
     def _warm_server(self, ctx: RunContext, n_tasks: int) -> WarmServer | str:
-        """The run's fork server, or why its tasks run cold: the spec says `warm: false` or the script does not
-        allow it (a warning when `warm: true` asked for it, a debug line for the default `auto`)."""
+        """The run's fork server, or why its tasks run cold: the spec says `warm: false` or the script does
+        not allow it (a warning when `warm: true` asked for it, a debug line for the default `auto`)."""
         from batchsweep.task import warm
 
         mode = warm.mode(self.run.spec.warm)
@@ -330,7 +346,9 @@ class LocalEngine(Engine):
             return "the spec says warm: false"
         started = warm.server_for(ctx, warm=mode, n_tasks=n_tasks)
         if isinstance(started, str):
-            log.log(logging.WARNING if mode == "on" else logging.DEBUG, "warm start: %s; running cold", started)
+            log.log(
+                logging.WARNING if mode == "on" else logging.DEBUG, "warm start: %s; running cold", started
+            )
         return started
 
     def _finish(self) -> None:
@@ -356,16 +374,18 @@ class LocalEngine(Engine):
             with self._lock:
                 counts, running = self._counts + (self._others or Counter()), frozenset(self._running)
             active = self._thread.is_alive()
-            # Counts kept as statuses are written spare the watcher a pass over every task per poll (at 100,000
-            # tasks that pass was the runner's biggest cost); the statuses themselves are read from the store by
-            # whoever needs them (`results`, `status`). Those of the tasks this runner does not run (a resume) were
-            # counted once when it started. A task without a status is pending, or running in one of the slots.
+            # Counts kept as statuses are written spare the watcher a pass over every task per poll (at
+            # 100,000 tasks that pass was the runner's biggest cost); the statuses themselves are read from
+            # the store by whoever needs them (`results`, `status`). Those of the tasks this runner does not
+            # run (a resume) were counted once when it started. A task without a status is pending, or running
+            # in one of the slots.
             left = max(0, self.run.n_tasks - sum(counts.values()))
             counts.update(running=min(len(running), left), pending=left - min(len(running), left))
             return Progress(active=active, running=running, counts=counts)
         record = self._read_record()
         if record is None:  # never submitted, or a damaged record: the run's lock still tells a live runner,
-            holder = runlock.holder(self.run.store, self.run.id, self.clock)  # unless it is this process's own
+            # unless it is this process's own
+            holder = runlock.holder(self.run.store, self.run.id, self.clock)
             mine = holder is not None and holder.host == socket.gethostname() and holder.pid == os.getpid()
             return Progress(active=holder is not None and not mine)
         active = _alive(record, self.run, self.clock)
@@ -416,15 +436,16 @@ def _exec_server() -> ExecServer | str:
 
 
 def _started(run: RunHandle, workers: int) -> list[int]:
-    """The tasks a detached runner is running: a log file and no status yet (at most one per worker, the newest:
-    a task left from an earlier attempt has an older log)."""
+    """The tasks a detached runner is running: a log file and no status yet (at most one per worker, the
+    newest: a task left from an earlier attempt has an older log)."""
     tasks = run.store.local_path(run.store.tasks_prefix(run.id))
     found = []
     try:
         entries = list(os.scandir(tasks))
     except FileNotFoundError:
         return []
-    packed = run.store.packed(run.id)  # finished tasks of a compacted run keep their logs, not their status.json
+    # finished tasks of a compacted run keep their logs, not their status.json
+    packed = run.store.packed(run.id)
     for entry in entries:
         if entry.name.isdigit() and int(entry.name) not in packed \
                 and not os.path.exists(os.path.join(entry.path, TaskDir.STATUS)):
@@ -436,7 +457,8 @@ def _started(run: RunHandle, workers: int) -> list[int]:
 
 
 def _serve(store_url: str, run_id: str, token: str) -> None:
-    """The detached runner: run every task that has no status yet, holding the run (see `batchsweep.store.runlock`)."""
+    """The detached runner: run every task that has no status yet, holding the run (see
+    `batchsweep.store.runlock`)."""
     from batchsweep.store.core import Store
 
     run = RunHandle.load(Store.open(store_url), run_id)

@@ -1,15 +1,17 @@
-"""What a task may use on this machine: GPU devices (whole, or a share of one), vCPU slots and reserved memory.
+"""What a task may use on this machine: GPU devices (whole, or a share of one), vCPU slots and reserved
+memory.
 
-The local engine takes a lease before it starts a task and gives it back when the task ends; a task never starts
-without one. GPUs come from `BATCHSWEEP_GPUS` (a comma-separated id list: how tests run without GPUs), else
-from NVML (the `nvidia-ml-py` package, imported only when a spec asks for GPUs), limited to the runner's own
-`CUDA_VISIBLE_DEVICES` when that is set.
+The local engine takes a lease before it starts a task and gives it back when the task ends; a task never
+starts without one. GPUs come from `BATCHSWEEP_GPUS` (a comma-separated id list: how tests run without GPUs),
+else from NVML (the `nvidia-ml-py` package, imported only when a spec asks for GPUs), limited to the runner's
+own `CUDA_VISIBLE_DEVICES` when that is set.
 
 GPU leases are the machine's, not a run's (`MachineGpus`): one table per machine, a JSON file in a system-wide
 runtime directory (`$BATCHSWEEP_RUNTIME_DIR`, else /dev/shm/batchsweep, else $TMPDIR/batchsweep), read and
-rewritten under an exclusive `flock`, shared by every run of every user. Each lease names the process that holds
-it (pid and start time): one whose holder is gone (a runner killed with its tasks) is reclaimed by the next
-reader. Concurrent sweeps never get the same share of a device, and tasks asking for 2, 1 or 0.5 GPUs mix.
+rewritten under an exclusive `flock`, shared by every run of every user. Each lease names the process that
+holds it (pid and start time): one whose holder is gone (a runner killed with its tasks) is reclaimed by the
+next reader. Concurrent sweeps never get the same share of a device, and tasks asking for 2, 1 or 0.5 GPUs
+mix.
 """
 
 from __future__ import annotations
@@ -91,11 +93,16 @@ def runtime_dir(environ: Mapping[str, str] | None = None) -> Path:
     explicit = env.get("BATCHSWEEP_RUNTIME_DIR")
     if explicit:
         return Path(explicit)
-    return Path("/dev/shm/batchsweep") if os.path.isdir("/dev/shm") else Path(tempfile.gettempdir()) / "batchsweep"
+    return (
+        Path("/dev/shm/batchsweep")
+        if os.path.isdir("/dev/shm")
+        else Path(tempfile.gettempdir()) / "batchsweep"
+    )
 
 
 class MachineGpus:
-    """The machine's GPU lease table (module docstring): `take` a share of devices, `give_back` by lease id."""
+    """The machine's GPU lease table (module docstring): `take` a share of devices, `give_back` by lease
+    id."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path if path is not None else runtime_dir() / TABLE_NAME
@@ -107,7 +114,8 @@ class MachineGpus:
         if not directory.is_dir():
             directory.mkdir(parents=True, exist_ok=True)
             try:
-                os.chmod(directory, 0o1777)  # every user's runs share it; the sticky bit keeps files their owner's
+                # every user's runs share it; the sticky bit keeps files their owner's
+                os.chmod(directory, 0o1777)
             except OSError:
                 pass
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
@@ -133,10 +141,18 @@ class MachineGpus:
                 loaded = json.loads(raw) if raw.strip() else []
             except ValueError:
                 loaded = []  # a torn or damaged table: what its holders still run is lost, never misread
-            table = [e for e in loaded if isinstance(e, dict) and self._alive(e)] if isinstance(loaded, list) else []
+            table = (
+                [e for e in loaded if isinstance(e, dict) and self._alive(e)]
+                if isinstance(loaded, list)
+                else []
+            )
             before = len(table)
             result = change(table)
-            if result is not None or len(table) != before or len(loaded if isinstance(loaded, list) else []) != before:
+            if (
+                result is not None
+                or len(table) != before
+                or len(loaded if isinstance(loaded, list) else []) != before
+            ):
                 data = json.dumps(table).encode()
                 os.lseek(fd, 0, os.SEEK_SET)
                 os.ftruncate(fd, 0)
@@ -207,7 +223,9 @@ class Leases:
                  holder: str = "") -> None:
         self.gpus_per_task = gpus_per_task
         # GPUs come from the machine's table (shared with every other run) unless machine=False
-        self._machine = (MachineGpus() if machine is True else machine or None) if gpus_per_task or gpu_ids else None
+        self._machine = (
+            (MachineGpus() if machine is True else machine or None) if gpus_per_task or gpu_ids else None
+        )
         self.holder = holder
         self.memory_mib = memory_mib
         self._free = {gpu: 1.0 for gpu in gpu_ids}
@@ -217,7 +235,9 @@ class Leases:
         self._cond = threading.Condition()
 
     @classmethod
-    def for_spec(cls, *, gpus: float, memory_mib: int | None, environ: Mapping[str, str] | None = None) -> Leases:
+    def for_spec(
+        cls, *, gpus: float, memory_mib: int | None, environ: Mapping[str, str] | None = None
+    ) -> Leases:
         """Check the request against this machine (SpecError when it can never fit) and build the leases."""
         gpu_ids = detect_gpus(environ) if gpus else []
         if gpus:
@@ -227,13 +247,17 @@ class Leases:
             need = math.ceil(gpus)
             if need > len(gpu_ids):
                 have = f"{len(gpu_ids)} ({', '.join(gpu_ids)})" if gpu_ids else "none"
-                raise SpecError(f"resources.gpus: {gpus:g} per task, but this machine's GPUs: {have}; lower "
-                                "resources.gpus, run on a GPU machine, or set BATCHSWEEP_GPUS=0,1,… to name them")
+                raise SpecError(
+                    f"resources.gpus: {gpus:g} per task, but this machine's GPUs: {have}; lower "
+                    "resources.gpus, run on a GPU machine, or set BATCHSWEEP_GPUS=0,1,… to name them"
+                )
         if memory_mib is not None:
             total = total_memory_mib()
             if total is not None and memory_mib > total:
-                raise SpecError(f"resources.memory_mib: {memory_mib} MiB per task, but this machine has "
-                                f"{total:.0f} MiB in all; lower it (locally it is a reservation and a hard limit)")
+                raise SpecError(
+                    f"resources.memory_mib: {memory_mib} MiB per task, but this machine has "
+                    f"{total:.0f} MiB in all; lower it (locally it is a reservation and a hard limit)"
+                )
         return cls(gpus_per_task=gpus, gpu_ids=gpu_ids, memory_mib=memory_mib,
                    available_mib=available_memory_mib() if memory_mib is not None else None)
 
@@ -262,18 +286,23 @@ class Leases:
                 return self._machine.take(g, list(self._free), holder=self.holder)
             except OSError as e:  # no shared table here: this run's own leases, said once
                 logging.getLogger("batchsweep").warning(
-                    "GPU leases: the machine's lease table %s cannot be used (%s); leasing among this run's tasks "
-                    "only, so another run may be given the same GPUs", self._machine.path, e)
+                    "GPU leases: the machine's lease table %s cannot be used (%s); leasing among this run's "
+                    "tasks only, so another run may be given the same GPUs",
+                    self._machine.path,
+                    e,
+                )
                 self._machine = None
         picked = pick(self._free, g)
         return ("", picked) if picked is not None else None
 
     def acquire(self, cancelled: threading.Event | None = None, *, gpus: float | None = None) -> Lease | None:
-        """Wait for a lease of `gpus` (default: `gpus_per_task`); None when `cancelled` is set first. GPUs held
-        by other runs are waited for too (looked at again every 0.2 s)."""
+        """Wait for a lease of `gpus` (default: `gpus_per_task`); None when `cancelled` is set first. GPUs
+        held by other runs are waited for too (looked at again every 0.2 s)."""
         g = self.gpus_per_task if gpus is None else gpus
         if math.ceil(g) > len(self._free):
-            raise SpecError(f"resources.gpus: a task asks for {g:g} GPUs, but this run may use {len(self._free)}")
+            raise SpecError(
+                f"resources.gpus: a task asks for {g:g} GPUs, but this run may use {len(self._free)}"
+            )
         share = g if g < 1 else 1.0
         with self._cond:
             while True:

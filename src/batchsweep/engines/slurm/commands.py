@@ -15,18 +15,25 @@ TIMEOUT_S = 60.0  # a slurmctld that does not answer in a minute is down for our
 
 
 def slurm(argv: Sequence[str], *, what: str, input_text: str | None = None) -> str:
-    """A Slurm command's stdout; SweepError naming the command and Slurm's own last error line when it fails."""
+    """A Slurm command's stdout; SweepError naming the command and Slurm's own last error line when it
+    fails."""
     if shutil.which(argv[0]) is None:
-        raise EngineUnavailable(f"backend slurm: `{argv[0]}` is not on PATH; run batchsweep on a Slurm login node "
-                                "(or install Slurm's client commands)")
+        raise EngineUnavailable(
+            f"backend slurm: `{argv[0]}` is not on PATH; run batchsweep on a Slurm login node "
+            "(or install Slurm's client commands)"
+        )
     try:
         done = subprocess.run(list(argv), capture_output=True, text=True, timeout=TIMEOUT_S, input=input_text,
                               stdin=None if input_text is not None else subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise SweepError(f"slurm: `{argv[0]}` gave no answer in {TIMEOUT_S:g} s ({what}); is slurmctld up?") from None
+        raise SweepError(
+            f"slurm: `{argv[0]}` gave no answer in {TIMEOUT_S:g} s ({what}); is slurmctld up?"
+        ) from None
     if done.returncode != 0:
         lines = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()]
-        raise SweepError(f"slurm: {what}: {lines[-1] if lines else f'{argv[0]} exited with {done.returncode}'}")
+        raise SweepError(
+            f"slurm: {what}: {lines[-1] if lines else f'{argv[0]} exited with {done.returncode}'}"
+        )
     return done.stdout
 
 

@@ -44,11 +44,12 @@ PENDING_ADVICE = {
     "BeginTime": "it starts at the time --begin names",
     "Priority": "other jobs come first; they start as the cluster frees up",
     "Resources": "waiting for nodes with the requested CPUs/memory/GPUs to free up",
-    "QOSMaxJobsPerUserLimit": "your QOS caps jobs per user; they start as yours finish (or lower max_parallel)",
+    "QOSMaxJobsPerUserLimit": "your QOS caps jobs per user; they start as yours finish (or lower "
+    "max_parallel)",
     "AssocMaxJobsLimit": "your account caps running jobs; they start as yours finish",
     "AssocGrpCpuLimit": "your account's CPU limit is reached; they start as its jobs finish",
-    "PartitionTimeLimit": "the time asked is over the partition's limit: lower `timeout:`/slurm.time, or choose "
-                          "another slurm.partition; cancel and resume",
+    "PartitionTimeLimit": "the time asked is over the partition's limit: lower `timeout:`/slurm.time, or "
+    "choose another slurm.partition; cancel and resume",
     "ReqNodeNotAvail": "the nodes it needs are down or reserved (`sinfo`)",
     "PartitionDown": "the partition is down (`sinfo`); ask the cluster's admins",
     "BadConstraints": "no node has this slurm.constraint / resources; cancel, fix them, resume",
@@ -109,12 +110,25 @@ class SlurmEngine(Engine):
         with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="batchsweep-check-") as f:
             f.write(script)
             f.flush()
-            commands.slurm(["sbatch", "--test-only", f.name], what="sbatch --test-only refused the job (fix slurm:)")
+            commands.slurm(
+                ["sbatch", "--test-only", f.name], what="sbatch --test-only refused the job (fix slurm:)"
+            )
         return settings
 
     @classmethod
-    def script_text(cls, spec: Spec, settings: SlurmEngineSettings, *, run_id: str, store_url: str, n_tasks: int,
-                    k: int, submission: int = 0, offset: int = 0, size: int | None = None) -> str:
+    def script_text(
+        cls,
+        spec: Spec,
+        settings: SlurmEngineSettings,
+        *,
+        run_id: str,
+        store_url: str,
+        n_tasks: int,
+        k: int,
+        submission: int = 0,
+        offset: int = 0,
+        size: int | None = None,
+    ) -> str:
         from batchsweep.spec.schema import parse_duration
 
         children = -(-n_tasks // k)
@@ -123,34 +137,49 @@ class SlurmEngine(Engine):
 
         output = str(Path(store_url) / Store.engine_file_key(run_id, f"s{submission}-%A_%a.out"))
         timeout_s = parse_duration(spec.timeout) if spec.timeout else None
-        return batch_script(run_id=run_id, store_url=store_url, submission=submission, offset=offset, size=size,
-                            max_parallel=spec.max_parallel, options=sbatch_options(spec, settings, k=k,
-                                                                                    timeout_s=timeout_s),
-                            output=output, python=settings.python or sys.executable)
+        return batch_script(
+            run_id=run_id,
+            store_url=store_url,
+            submission=submission,
+            offset=offset,
+            size=size,
+            max_parallel=spec.max_parallel,
+            options=sbatch_options(spec, settings, k=k, timeout_s=timeout_s),
+            output=output,
+            python=settings.python or sys.executable,
+        )
 
     @classmethod
     def preview(cls, spec: Spec, tasks: Sequence[Task], *, store: Store) -> str | None:
-        """The first array job's batch script, as a submit of this spec would keep it (the run id a placeholder)."""
+        """The first array job's batch script, as a submit of this spec would keep it (the run id a
+        placeholder)."""
         settings = cls.settings_for(spec)
         n = max(1, len(tasks))
-        k = tasks_per_child(n, max_parallel=spec.max_parallel, tasks_per_job=settings.tasks_per_job, task_seconds=None)
+        k = tasks_per_child(
+            n, max_parallel=spec.max_parallel, tasks_per_job=settings.tasks_per_job, task_seconds=None
+        )
         return cls.script_text(spec, settings, run_id="RUN_ID", store_url=str(Path(store.url).resolve()),
                                n_tasks=n, k=k)
 
     @classmethod
     def run_store(cls, settings: Any, default: Store) -> Store:
         if not default.is_local:
-            raise SpecError(f"backend slurm: the store {default.url} is not a directory; Slurm's nodes read the "
-                            "run from a store on the shared filesystem (--store DIR)")
+            raise SpecError(
+                f"backend slurm: the store {default.url} is not a directory; Slurm's nodes read the "
+                "run from a store on the shared filesystem (--store DIR)"
+            )
         return default
 
     @classmethod
     def prepare(cls, spec: Spec, store: Store, info: dict[str, Any]) -> dict[str, Any]:
-        """The code package in the store: the array tasks run it, so an edit mid-sweep changes nothing submitted."""
+        """The code package in the store: the array tasks run it, so an edit mid-sweep changes nothing
+        submitted."""
         kept = keep_code_package(spec, store, Path(info["code_dir"]))
         if not kept.get("code_sha256"):
-            raise SpecError(f"backend slurm: the code package was {kept.get('code_package')}; the array tasks run "
-                            "it, so raise code.max_mib or leave big files out with code.exclude")
+            raise SpecError(
+                f"backend slurm: the code package was {kept.get('code_package')}; the array tasks run "
+                "it, so raise code.max_mib or leave big files out with code.exclude"
+            )
         return kept
 
     # -- a run -----------------------------------------------------------------------------------
@@ -161,8 +190,12 @@ class SlurmEngine(Engine):
         run, store, spec = self.run, self.run.store, self.run.spec
         record = self._record()
         n = len(record.submissions)
-        k = tasks_per_child(len(indices), max_parallel=spec.max_parallel, tasks_per_job=self.settings.tasks_per_job,
-                            task_seconds=run.record.median_task_s)
+        k = tasks_per_child(
+            len(indices),
+            max_parallel=spec.max_parallel,
+            tasks_per_job=self.settings.tasks_per_job,
+            task_seconds=run.record.median_task_s,
+        )
         slicing = Slicing.of(indices, k)
         store.write_json(store.submission_key(run.id, n), slicing.to_record())
         store_url = str(Path(store.url).resolve())
@@ -177,7 +210,9 @@ class SlurmEngine(Engine):
                 store.backend.write_bytes(key, script.encode())
                 out = commands.slurm(["sbatch", "--parsable", str(store.local_path(key))],
                                      what=f"sbatch refused array job {j} of submission {n}")
-                submission.jobs.append(ArrayJob(id=out.strip().split(";")[0], offset=offset, size=size, script=key))
+                submission.jobs.append(
+                    ArrayJob(id=out.strip().split(";")[0], offset=offset, size=size, script=key)
+                )
                 write_engine_record(run, record)  # after every sbatch: `cancel` finds what went out
         except BaseException:
             commands.cancel([job.id for job in submission.jobs])  # a half-submitted run is not started
@@ -192,8 +227,14 @@ class SlurmEngine(Engine):
         jobs = {job.id: (sub, job) for sub in record.submissions for job in sub.jobs}
         rows = [row for row in commands.queued(job_name(self.run.id)) if row.job in jobs]
         units = Counter("running" if row.state in RUNNING else "pending" for row in rows)
-        progress = Progress(active=bool(rows), running=self._running_tasks(rows, jobs), notes=self._notes(rows),
-                            missing=State.LOST, units=dict(units), unit_name="array tasks")
+        progress = Progress(
+            active=bool(rows),
+            running=self._running_tasks(rows, jobs),
+            notes=self._notes(rows),
+            missing=State.LOST,
+            units=dict(units),
+            unit_name="array tasks",
+        )
         self._last = progress
         self._interval = min(15.0, self._interval * 1.3)  # squeue is asked less and less often in a long run
         self._next_poll = now + self._interval * random.uniform(0.8, 1.2)
@@ -209,7 +250,9 @@ class SlurmEngine(Engine):
                 continue
             sub, job = jobs[row.job]
             if sub.n not in slicings:
-                slicings[sub.n] = Slicing.from_record(store.read_json(store.submission_key(self.run.id, sub.n)))
+                slicings[sub.n] = Slicing.from_record(
+                    store.read_json(store.submission_key(self.run.id, sub.n))
+                )
             for index in slicings[sub.n].tasks_of(job.offset + row.index):
                 if store.read_status(self.run.id, index) is None:
                     running.add(index)
@@ -259,7 +302,8 @@ class SlurmEngine(Engine):
                         yield parsed[1], parsed[2]
 
     def logs(self, index: int, *, stderr: bool = False) -> Iterator[str] | None:
-        """What a task printed so far, from its array task's output file (the worker copies each line there)."""
+        """What a task printed so far, from its array task's output file (the worker copies each line
+        there)."""
         if not self._output_files(index):
             return None
         return (text + "\n" for from_stderr, text in self._task_lines(index) if from_stderr == stderr)
@@ -272,13 +316,16 @@ class SlurmEngine(Engine):
         return last
 
     def failure_reasons(self) -> dict[int, str]:
-        """Slurm's own line for array tasks it ended (time limit, cancel, node failure), mapped to their tasks."""
+        """Slurm's own line for array tasks it ended (time limit, cancel, node failure), mapped to their
+        tasks."""
         store, reasons = self.run.store, {}
         for sub in self._record().submissions:
             slicing = Slicing.from_record(store.read_json(store.submission_key(self.run.id, sub.n)))
             for job in sub.jobs:
                 for child in range(job.size):
-                    path = store.local_path(store.engine_file_key(self.run.id, f"s{sub.n}-{job.id}_{child}.out"))
+                    path = store.local_path(
+                        store.engine_file_key(self.run.id, f"s{sub.n}-{job.id}_{child}.out")
+                    )
                     reason = _slurm_reason(path)
                     if reason:
                         for index in slicing.tasks_of(job.offset + child):
@@ -297,7 +344,11 @@ def _slurm_reason(path: Path) -> str | None:
         for line in f:
             if line.startswith("slurmstepd") and "***" in line:
                 m = re.search(r"\*\*\* (?:JOB|STEP) \S+ ON \S+ (\w+)(?: AT \S+)?(.*?)\s*\*\*\*", line)
-                found = " ".join(filter(None, [m.group(1).lower(), m.group(2).strip().lower()])) if m else line.strip()
+                found = (
+                    " ".join(filter(None, [m.group(1).lower(), m.group(2).strip().lower()]))
+                    if m
+                    else line.strip()
+                )
     return f"array task {found} (Slurm)" if found else None
 
 

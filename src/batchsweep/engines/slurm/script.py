@@ -23,7 +23,9 @@ def slurm_time(seconds: float) -> str:
     return f"{minutes // 1440}-{minutes % 1440 // 60:02d}:{minutes % 60:02d}:00"
 
 
-def sbatch_options(spec: Spec, settings: SlurmEngineSettings, *, k: int, timeout_s: float | None) -> list[str]:
+def sbatch_options(
+    spec: Spec, settings: SlurmEngineSettings, *, k: int, timeout_s: float | None
+) -> list[str]:
     """The options every array job of the run gets: resources, time, and the `slurm:` block."""
     r = spec.resources
     if r.gpus != int(r.gpus):
@@ -36,7 +38,8 @@ def sbatch_options(spec: Spec, settings: SlurmEngineSettings, *, k: int, timeout
         options.append(f"--gres=gpu:{int(r.gpus)}")
     if settings.time:
         options.append(f"--time={settings.time}")
-    elif timeout_s:  # a backstop above the worker's own per-attempt timeout, for all k tasks and their retries
+    # a backstop above the worker's own per-attempt timeout, for all k tasks and their retries
+    elif timeout_s:
         options.append(f"--time={slurm_time(k * (spec.retries + 1) * (timeout_s + 10) + 120)}")
     for name in ("partition", "account", "qos", "constraint"):
         value = getattr(settings, name)
@@ -49,8 +52,10 @@ def sbatch_options(spec: Spec, settings: SlurmEngineSettings, *, k: int, timeout
 def _quoted_option(name: str, path: str) -> str:
     """An #SBATCH option naming a path: sbatch reads double quotes there, never a shell."""
     if any(c in path for c in "\"\n\r\0"):
-        raise SpecError(f"the store's path {path!r} holds a quote or line break, which an #SBATCH line cannot "
-                        "carry; use a store path without them (--store)")
+        raise SpecError(
+            f"the store's path {path!r} holds a quote or line break, which an #SBATCH line cannot "
+            "carry; use a store path without them (--store)"
+        )
     return f'--{name}="{path}"' if any(c.isspace() for c in path) else f"--{name}={path}"
 
 
@@ -58,13 +63,20 @@ def batch_script(*, run_id: str, store_url: str, submission: int, offset: int, s
                  options: Sequence[str], output: str, python: str) -> str:
     """The script of one array job of `size` children, the first being child `offset` of the submission."""
     array = f"0-{size - 1}" + (f"%{max_parallel}" if max_parallel else "")
-    lines = ["#!/bin/bash", f"#SBATCH --job-name=batchsweep-{run_id}", f"#SBATCH --array={array}",
-             f"#SBATCH {_quoted_option('output', output)}", *(f"#SBATCH {o}" for o in options), "",
-             "# Each array task runs its slice of the run's tasks (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN",
-             "# + BATCHSWEEP_CHILD_OFFSET) from the code package kept in the store at submit.",
-             f"export BATCHSWEEP_STORE={shlex.quote(store_url)}",
-             f"export BATCHSWEEP_RUN_ID={shlex.quote(run_id)}",
-             f"export BATCHSWEEP_SUBMISSION={int(submission)}",
-             f"export {OFFSET_VAR}={int(offset)}",
-             f"exec {shlex.quote(python)} -m batchsweep.worker", ""]
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name=batchsweep-{run_id}",
+        f"#SBATCH --array={array}",
+        f"#SBATCH {_quoted_option('output', output)}",
+        *(f"#SBATCH {o}" for o in options),
+        "",
+        "# Each array task runs its slice of the run's tasks (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN",
+        "# + BATCHSWEEP_CHILD_OFFSET) from the code package kept in the store at submit.",
+        f"export BATCHSWEEP_STORE={shlex.quote(store_url)}",
+        f"export BATCHSWEEP_RUN_ID={shlex.quote(run_id)}",
+        f"export BATCHSWEEP_SUBMISSION={int(submission)}",
+        f"export {OFFSET_VAR}={int(offset)}",
+        f"exec {shlex.quote(python)} -m batchsweep.worker",
+        "",
+    ]
     return "\n".join(lines)

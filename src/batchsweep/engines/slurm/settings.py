@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from batchsweep.store.record import EngineRecord, EngineSettings
 
-DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize; the real one is read from `scontrol show config`
+# Slurm's default MaxArraySize; the real one is read from `scontrol show config`
+DEFAULT_MAX_ARRAY_SIZE = 1001
 _TIME = re.compile(r"(\d+-)?\d+(:\d{1,2}){0,2}|\d+-\d+")
 _MEM = re.compile(r"\d+[KMGT]?")
 
@@ -21,13 +22,15 @@ class SlurmBlock(BaseModel):
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
-    time: str | None = None  # sbatch --time (MM, HH:MM:SS, D-HH:MM); default: from `timeout:`, else the partition's
+    # sbatch --time (MM, HH:MM:SS, D-HH:MM); default: from `timeout:`, else the partition's
+    time: str | None = None
     cpus_per_task: int | None = Field(default=None, ge=1)  # default: resources.vcpus rounded up
     mem: str | None = None  # sbatch --mem (4096, 4G); default: resources.memory_mib
     gres: str | None = None  # sbatch --gres; default: gpu:N for resources.gpus
     constraint: str | None = None
     extra: list[str] = []  # more sbatch options, each one `--name=value` line
-    tasks_per_job: int | None = Field(default=None, ge=1)  # tasks each array task runs (default: packed by duration)
+    # tasks each array task runs (default: packed by duration)
+    tasks_per_job: int | None = Field(default=None, ge=1)
 
     @field_validator("partition", "account", "qos", "gres", "constraint")
     @classmethod
@@ -40,7 +43,9 @@ class SlurmBlock(BaseModel):
     @classmethod
     def _slurm_time(cls, v: str | None) -> str | None:
         if v is not None and not _TIME.fullmatch(v):
-            raise ValueError(f"{v!r} is not a Slurm time; write MINUTES, HH:MM:SS or D-HH:MM:SS (e.g. 2:00:00)")
+            raise ValueError(
+                f"{v!r} is not a Slurm time; write MINUTES, HH:MM:SS or D-HH:MM:SS (e.g. 2:00:00)"
+            )
         return v
 
     @field_validator("mem")
@@ -55,9 +60,18 @@ class SlurmBlock(BaseModel):
     def _options(cls, v: list[str]) -> list[str]:
         for option in v:
             if not re.fullmatch(r"--[a-z][a-z0-9-]*(=[^\s\"'\\]+)?", option):
-                raise ValueError(f"{option!r}: give each extra sbatch option as one `--name=value` (no spaces or "
-                                 "quotes), e.g. --mail-type=END")
-            if option.split("=")[0] in ("--array", "--output", "--error", "--job-name", "--wrap", "--parsable"):
+                raise ValueError(
+                    f"{option!r}: give each extra sbatch option as one `--name=value` (no spaces or "
+                    "quotes), e.g. --mail-type=END"
+                )
+            if option.split("=")[0] in (
+                "--array",
+                "--output",
+                "--error",
+                "--job-name",
+                "--wrap",
+                "--parsable",
+            ):
                 raise ValueError(f"{option!r}: batchsweep sets {option.split('=')[0]} itself; leave it out")
         return v
 
