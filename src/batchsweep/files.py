@@ -8,6 +8,7 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,25 @@ def open_dir(name: str, dir_fd: int | None = None) -> int:
     """A descriptor of the directory name (in dir_fd), never through a symlink: OSError (ELOOP or ENOTDIR)
     when a symlink or anything but a directory stands there."""
     return os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+
+
+def open_below(dir_fd: int, names: Sequence[str], *, make: bool = False) -> int:
+    """A descriptor of the directory names[-1] below dir_fd, each one entered without following a symlink (and
+    made first when `make`); dir_fd itself when names is empty. The caller closes what is not dir_fd."""
+    current = dir_fd
+    for name in names:
+        if make:
+            try:
+                os.mkdir(name, dir_fd=current)
+            except FileExistsError:
+                pass
+        try:
+            below = open_dir(name, current)
+        finally:
+            if current != dir_fd:
+                os.close(current)
+        current = below
+    return current
 
 
 def remove_at(name: str, dir_fd: int) -> None:

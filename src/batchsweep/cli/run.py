@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchsweep.cli.common import latest_run_argument, out, output_file
 from batchsweep.errors import SweepError
+
+if TYPE_CHECKING:
+    from batchsweep.planning.plan import Plan
 
 MAX_TASKS = 1_000_000  # the same as batchsweep.planning.plan.MAX_TASKS (not imported: --help stays light)
 
@@ -171,16 +174,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from batchsweep.cli import display
-    from batchsweep.planning import plan as planning
 
-    p = planning.plan(
-        args.spec,
-        overrides=args.overrides,
-        backend=args.backend,
-        max_parallel=args.max_parallel,
-        check_engine=False,
-        max_tasks=args.max_tasks,
-    )
+    p = _plan_unchecked(args)
     display.print_key(p)
     args.no_reuse = False
     reuse = _dry_run_reuse(p, args)
@@ -249,16 +244,8 @@ def _wait(run: Any, *, announce: bool = False) -> int:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     from batchsweep.cli import display
-    from batchsweep.planning import plan as planning
 
-    p = planning.plan(
-        args.spec,
-        overrides=args.overrides,
-        backend=args.backend,
-        max_parallel=args.max_parallel,
-        check_engine=False,
-        max_tasks=args.max_tasks,
-    )
+    p = _plan_unchecked(args)
     display.print_estimate(_estimate(p, args))
     return 0
 
@@ -328,3 +315,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     path = starter.write_starter(args.script, output=args.output, force=args.force, python=args.python)
     out(f"wrote {path}; edit the grid, then: batchsweep run {path}")
     return 0
+
+
+def _plan_unchecked(args: argparse.Namespace) -> Plan:
+    """The plan `explain` and `estimate` read: the command line's spec and overrides, the engine not asked."""
+    from batchsweep.planning import plan as planning
+
+    return planning.plan(args.spec, overrides=args.overrides, backend=args.backend,
+                         max_parallel=args.max_parallel, check_engine=False, max_tasks=args.max_tasks)

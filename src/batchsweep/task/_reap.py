@@ -345,3 +345,13 @@ if __name__ == "__main__":
     if sys.argv[1:] == [SERVE]:
         sys.exit(serve())
     main(sys.argv[1:])
+
+
+def drain(fd: int) -> None:
+    """Read a non-blocking wake-up pipe empty (the fork servers' and the reaper pool's SIGCHLD pipes)."""
+    while True:
+        try:
+            if not os.read(fd, 4096):
+                return
+        except BlockingIOError:
+            return

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from batchsweep import metrics as metrics_mod
-from batchsweep.files import open_dir, open_regular, remove_at, write_at
+from batchsweep.files import open_below, open_dir, open_regular, remove_at, write_at
 from batchsweep.model import load_json
 from batchsweep.store.core import FILE_MODE, TaskDir
 from batchsweep.task import series as series_mod
@@ -130,22 +130,15 @@ def last_line(name: str, dir_fd: int, *, limit: int = 200) -> str:
 
 def _open_parent(work_fd: int, rel: str) -> int:
     """The directory (below the working directory) that holds rel, reached without following a symlink."""
-    fd = work_fd
-    for part in [p for p in rel.split("/")[:-1] if p not in ("", ".")]:
-        try:
-            below = open_dir(part, fd)
-        except FileNotFoundError:
-            raise
-        except OSError as e:
-            raise metrics_mod.UnsafeMetricsFile(
-                f"{rel.rsplit('/', 1)[-1]} is in a directory that is a symlink out "
-                "of the task's working directory; metrics were not read"
-            ) from e
-        finally:
-            if fd != work_fd:
-                os.close(fd)
-        fd = below
-    return fd
+    try:
+        return open_below(work_fd, [p for p in rel.split("/")[:-1] if p not in ("", ".")])
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise metrics_mod.UnsafeMetricsFile(
+            f"{rel.rsplit('/', 1)[-1]} is in a directory that is a symlink out "
+            "of the task's working directory; metrics were not read"
+        ) from e
 
 
 def _read_metrics_file(rel: str, work_fd: int) -> Any:

@@ -118,7 +118,7 @@ def serve(channel: Channel, *, supervise: bool = False) -> tuple[dict[str, Any],
             continue
         for fd in ready:
             if fd == wake_r:
-                _drain(wake_r)
+                _reap.drain(wake_r)
                 continue
             requests = channel.receive()
             if requests is None:
@@ -141,14 +141,6 @@ def serve(channel: Channel, *, supervise: bool = False) -> tuple[dict[str, Any],
                 channel.send({"id": request["id"], "pid": pid})
         _reap.tell_ended(children, channel.send, reaper=False)
 
-
-def _drain(fd: int) -> None:
-    while True:
-        try:
-            if not os.read(fd, 4096):
-                return
-        except BlockingIOError:
-            return
 
 
 def _close(fds: list[int]) -> None:

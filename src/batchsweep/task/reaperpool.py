@@ -51,7 +51,7 @@ def serve_reaped(channel: Channel, wake_r: int, wake_w: int) -> tuple[dict[str, 
         ready, _, _ = select.select([channel.fileno(), wake_r, *busy], [], [])
         for fd in ready:
             if fd == wake_r:
-                _drain(wake_r)
+                _reap.drain(wake_r)
                 _bury(reapers, channel)
             elif fd == channel.fileno():
                 requests = channel.receive()
@@ -192,11 +192,3 @@ def _wait(task: int) -> dict[str, Any]:
     return {"exit": os.waitstatus_to_exitcode(status), "reaped": True,
             "usage": [round(used.ru_utime + used.ru_stime, 3), round(used.ru_maxrss / 1024, 1)]}
 
-
-def _drain(fd: int) -> None:
-    while True:
-        try:
-            if not os.read(fd, 4096):
-                return
-        except BlockingIOError:
-            return

@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from batchsweep.files import open_dir
+from batchsweep.files import open_below, open_dir
 from batchsweep.model import Task, input_parts
 
 COPY_LIMIT = 256 << 20  # inputs up to this size are copied, so a task cannot change the user's own files
@@ -26,7 +26,7 @@ def stage(task: Task, work_fd: int, resolve_input: Callable[[str], Path]) -> dic
         src, dst = input_parts(ref)
         source = resolve_input(src).resolve()
         *parents, name = [part for part in dst.rstrip("/").split("/") if part not in ("", ".")]
-        parent = _make_dirs(work_fd, parents)
+        parent = open_below(work_fd, parents, make=True)
         try:
             if not _lexists(name, parent):
                 if _size_up_to(str(source), source.stat().st_mtime_ns) <= COPY_LIMIT:
@@ -38,24 +38,6 @@ def stage(task: Task, work_fd: int, resolve_input: Callable[[str], Path]) -> dic
                 os.close(parent)
         staged[dst.rstrip("/")] = source
     return staged
-
-
-def _make_dirs(fd: int, names: list[str]) -> int:
-    """A descriptor of the directory names[-1] below fd, each one made when missing and opened without
-    following a symlink; fd itself when names is empty (the caller closes what is not fd)."""
-    current = fd
-    for name in names:
-        try:
-            os.mkdir(name, dir_fd=current)
-        except FileExistsError:
-            pass
-        try:
-            below = open_dir(name, current)
-        finally:
-            if current != fd:
-                os.close(current)
-        current = below
-    return current
 
 
 def _lexists(name: str, dir_fd: int) -> bool:
