@@ -168,7 +168,8 @@ def test_a_working_directory_swapped_for_a_symlink_as_it_is_made_gets_no_staged_
     monkeypatch.setattr(worker, "_fresh_work", fresh_then_swap)
     (tmp_path / "data.txt").write_text("the input\n")
     script = tmp_path / "task.py"
-    script.write_text("import json, sys\nprint(json.dumps({'ok': len(sys.argv)}))\n")
+    script.write_text("import json, sys\nopen('mine.txt', 'w').write('x')\n"  # in its working directory
+                      "print(json.dumps({'ok': len(sys.argv)}))\n")
     spec = write_spec(tmp_path, f"""
         name: stage
         script: {script}

@@ -7,6 +7,7 @@ Run as a script (`python -I -S _reap.py FD ARGV...`) for every cold task, so it 
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -22,6 +23,7 @@ else:
     import _signal as signal  # `signal` without the enums it builds on import: a few ms of every cold task
 
 PR_SET_CHILD_SUBREAPER = 36
+WORKDIR_VAR = "BATCHSWEEP_WORKDIR_ID"  # "dev:ino" of the working directory the runner made for the task
 TOKEN_VAR = "BATCHSWEEP_TASK_TOKEN"  # what every process of a task carries in its environment (see `reaper`)
 
 
@@ -146,6 +148,11 @@ def main(args: list[str]) -> NoReturn:
     os.set_inheritable(report, False)
     task = os.fork()
     if task == 0:  # the task writes the whole report itself, in order
+        try:
+            check_workdir(env)
+        except OSError as e:
+            os.write(report, f"pid {os.getpid()} error {e.errno} {e.strerror}".encode())
+            os._exit(127)
         os.setsid()
         as_task(dict.fromkeys(RESTORED, signal.SIG_DFL))  # as `subprocess` starts a program
         os.write(report, f"pid {os.getpid()}".encode())
@@ -197,6 +204,18 @@ class Frames:
         return found
 
 
+def check_workdir(env: dict[str, str]) -> None:
+    """In a task's launcher, once in its working directory: OSError when that is no longer the directory
+    the runner made (another task of the run swapped it for a symlink meanwhile), so the task never starts
+    there."""
+    expected = env.get(WORKDIR_VAR)
+    if expected:
+        here = os.stat(".")
+        if f"{here.st_dev}:{here.st_ino}" != expected:
+            raise OSError(errno.ESTALE, "its working directory was replaced before it started (another "
+                          "task of the run put something in its place); it was not started there")
+
+
 def spawn_task(request: dict[str, object]) -> int:
     """In a reaper: start the task's command as `subprocess.Popen` would (its own session, the task's working
     directory, stdin from /dev/null, its log files, the signals a reaper or Python ignores back at their
@@ -208,6 +227,7 @@ def spawn_task(request: dict[str, object]) -> int:
         found = [p for d in os.get_exec_path(env) if os.access(p := os.path.join(d, program), os.X_OK)]
         program = found[0] if found else program
     os.chdir(str(request["cwd"]))  # the reaper's own directory: the spawned task starts in it
+    check_workdir(env)
     actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                (os.POSIX_SPAWN_OPEN, 1, str(request["stdout"]), LOG_FLAGS, 0o666),
                (os.POSIX_SPAWN_OPEN, 2, str(request["stderr"]), LOG_FLAGS, 0o666)]

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from batchsweep.task import _reap
 from batchsweep.task._reap import PR_SET_CHILD_SUBREAPER, _children, _prctl, _tree
 from batchsweep.task._reap import TOKEN_VAR as TOKEN_VAR
+from batchsweep.task._reap import WORKDIR_VAR as WORKDIR_VAR
 from batchsweep.task._reap import can_supervise as can_supervise
 
 if TYPE_CHECKING:

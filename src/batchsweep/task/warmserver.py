@@ -289,6 +289,11 @@ def run_child(request: dict[str, Any]) -> NoReturn:
     _redirect(1, request["stdout"], LOG_FLAGS)
     _redirect(2, request["stderr"], LOG_FLAGS)
     os.chdir(request["cwd"])
+    try:
+        _reap.check_workdir(request["env"])
+    except OSError as e:
+        os.write(2, f"batchsweep: {e.strerror}\n".encode())
+        os._exit(126)
     env, environ = request["env"], os.environ  # the task's own, changed from the server's where they differ
     for name in [name for name in environ if name not in env]:
         del environ[name]

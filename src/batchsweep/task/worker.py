@@ -175,6 +175,7 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
                 extra_env: dict[str, str] | None = None, live: Live | None = None) -> Attempt:
     try:
         work_fd = _fresh_work(paths.fd)
+        made = os.fstat(work_fd)  # what the task's launcher checks it starts in (`_reap.check_workdir`)
     except OSError as e:
         return Attempt(State.FAILED, None, f"its working directory could not be made: {e}", retry=False)
     try:
@@ -187,7 +188,8 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
     finally:
         os.close(work_fd)
     token = f"{ctx.run_id}/{task.index}/{secrets.token_hex(4)}"  # inherited by every descendant: see reaper
-    env = {**task_env(ctx, task, paths.work, extra_env), reaper.TOKEN_VAR: token}
+    env = {**task_env(ctx, task, paths.work, extra_env), reaper.TOKEN_VAR: token,
+           reaper.WORKDIR_VAR: f"{made.st_dev}:{made.st_ino}"}
     if live is not None:
         live.recorder.start()
         env[series_mod.ENV_FILE] = str(live.recorder.path)

@@ -126,7 +126,8 @@ class Conformance:
                                  and any(succeeded_at(batchsweep.load_run(store=str(engine.store))).values()))
         hung = int((marks / "2.pid").read_text())
         states = {i: s.value for i, s in run.states().items()}
-        assert "running" not in states.values(), "a task runs on without its runner"
+        if engine.runner_runs_tasks:  # else the scheduler runs them on (Slurm, Batch): running is the truth
+            assert "running" not in states.values(), "a task runs on without its runner"
         finished = succeeded_at(run)
         assert finished, "no task had finished before the kill"
         # the task it was running has no status: the run is interrupted, resumable
