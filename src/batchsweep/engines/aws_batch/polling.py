@@ -74,8 +74,9 @@ class Poller(AwsRun):
             failed = min(self.run.n_tasks - done, children["FAILED"] * k)
             counts = {"succeeded": done, "failed": failed, "running": running,
                       "pending": max(0, self.run.n_tasks - done - failed - running)}
-        running_tasks = self._running_tasks(submissions, described) if active and running else frozenset()
-        progress = Progress(active=active, running=running_tasks, notes=notes, counts=counts,
+        # Which task each running child is at is not asked (a read of the store per poll that a run's request
+        # count must not depend on): `counts` carries how many run.
+        progress = Progress(active=active, notes=notes, counts=counts,
                             missing=State.LOST, units=dict(children), unit_name="child jobs")
         self._last = progress
         # Capped backoff with jitter: a long run costs few DescribeJobs calls.
@@ -128,32 +129,6 @@ class Poller(AwsRun):
                     for index in slicing.tasks_of(job.offset + child):
                         reasons[index] = reason
         return reasons
-
-    def _running_tasks(self, submissions: list[Any], described: list[dict[str, Any]]) -> frozenset[int]:
-        """The task each running child is at: the first of its slice without a status (a child runs its slice
-        in order). Asked only of array jobs whose summary counts running children."""
-        busy = {
-            job["jobId"]: job
-            for job in described
-            if job.get("status") in RUNNING_STATES
-            or any(job.get("arrayProperties", {}).get("statusSummary", {}).get(s) for s in RUNNING_STATES)
-        }
-        store, running = self.run.store, set()
-        for sub in submissions:
-            jobs = [job for job in sub.jobs if job.id in busy]
-            if not jobs:
-                continue
-            slicing = Slicing.from_record(store.read_json(store.submission_key(self.run.id, sub.n)))
-            for job in jobs:
-                children = [0] if job.size == 1 else [c for state in RUNNING_STATES
-                                                      for c in self._children(job, state)]
-                for child in children:
-                    tasks = slicing.tasks_of(job.offset + child)
-                    at = tasks[0] if len(tasks) == 1 else next(
-                        (i for i in tasks if store.read_status(self.run.id, i) is None), None)
-                    if at is not None:
-                        running.add(at)
-        return frozenset(running)
 
     def _failed_children(self, job: ArrayJob) -> dict[int, str]:
         if job.size == 1:
