@@ -78,7 +78,7 @@ def utf8_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def export(df: pd.DataFrame, fmt: str, path: str | os.PathLike[str] | None) -> str | None:
     """Write the table as csv/json/parquet (to path) or return it as text. `table` is the CLI's business."""
-    df = utf8_table(_times_as_dates(df, text=fmt == "csv"))
+    df = utf8_table(_times_as_dates(df, fmt))
     if fmt == "parquet":
         if path is None:
             raise ValueError("parquet needs -o FILE")
@@ -99,10 +99,11 @@ def export(df: pd.DataFrame, fmt: str, path: str | os.PathLike[str] | None) -> s
 TIME_COLUMNS = ("started_at", "ended_at")  # seconds since the epoch in the table the API returns
 
 
-def _times_as_dates(df: pd.DataFrame, *, text: bool) -> pd.DataFrame:
+def _times_as_dates(df: pd.DataFrame, fmt: str) -> pd.DataFrame:
     """The table with its epoch-second columns as times a reader of the file sees as times: ISO-8601 text with
-    its time zone (UTC, `2026-12-07T04:10:00.123456+00:00`) for CSV, datetime columns in UTC for Parquet; JSON
-    keeps the numbers."""
+    its time zone (UTC, `2026-12-07T04:10:00.123456+00:00`) for CSV, datetime columns in UTC for Parquet,
+    whole milliseconds since the epoch for JSON (what pandas' `to_json` has always written for a datetime; its
+    default turns to ISO text in pandas 4, so the numbers are made here)."""
     import pandas as pd
 
     times = [c for c in TIME_COLUMNS if c in df.columns and df[c].dtype.kind in "iuf"]
@@ -112,8 +113,19 @@ def _times_as_dates(df: pd.DataFrame, *, text: bool) -> pd.DataFrame:
     for name in times:
         # To the microsecond, the most an epoch float of today holds: no `.002000093` of float noise.
         when = pd.to_datetime(out[name], unit="s", utc=True).dt.round("us")
-        out[name] = _iso_texts(when) if text else when
+        out[name] = _iso_texts(when) if fmt == "csv" else _epoch_ms(when) if fmt == "json" else when
     return out
+
+
+def _epoch_ms(when: pd.Series) -> Any:
+    """UTC times as whole milliseconds since the epoch, rounded down (a time before 1970 too); missing times
+    stay missing."""
+    import numpy as np
+    import pandas as pd
+
+    us = when.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    missing = np.isnat(us)
+    return pd.arrays.IntegerArray(np.where(missing, 0, us.astype("int64") // 1000), missing)
 
 
 def _iso_texts(when: pd.Series) -> Any:
