@@ -7,8 +7,6 @@ exercised here on whatever Python runs the tests.
 from __future__ import annotations
 
 import io
-import json
-import re
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -168,191 +166,6 @@ def test_dry_run_on_aws_lists_the_package_and_what_it_leaves_out(tmp_path, capsy
     assert "left out: " in out and "id_rsa" in out
 
 
-# -- issue 30, item 3: credentials never reach the code package ----------------------------------
-CREDENTIAL_FILES = [
-    ".s3cfg",
-    ".boto",
-    "kaggle.json",
-    "service-account-prod.json",
-    "client_secret_42.json",
-    "token.pickle",
-    ".pgpass",
-    ".my.cnf",
-    "putty.ppk",
-    ".vault-token",
-    ".streamlit/secrets.toml",
-    ".huggingface/token",
-    ".dockercfg",
-    ".docker/config.json",
-    ".ENV.production",
-    "ID_RSA",
-    "id_work",
-    "tls/Server.PEM",
-    "tls.KEY",
-    ".netrc",
-    ".pypirc",
-    ".git-credentials",
-    ".npmrc",
-    "terraform.tfstate",
-    "infra/terraform.tfstate.backup",
-    "terraform.tfstate.d/prod/state.json",
-    "deploy/prod.env",
-    "Staging.ENV",
-    "app/secrets.toml",
-    "SECRETS.TOML",
-]
-
-
-@pytest.mark.parametrize("name", CREDENTIAL_FILES)
-def test_a_well_known_credential_file_is_never_packed_whatever_its_case(tmp_path, name):
-    root = tmp_path / "proj"
-    (root / name).parent.mkdir(parents=True, exist_ok=True)
-    (root / name).write_text("not even secret-looking\n")
-    (root / "train.py").write_text("print(1)\n")
-    (root / "id_utils.py").write_text("X = 1\n")  # a module, not a key
-    package = codepkg.pack(root)
-    with tarfile.open(fileobj=io.BytesIO(package.data), mode="r:gz") as tar:
-        assert tar.getnames() == ["id_utils.py", "train.py"]
-    assert f"{name} (looks like a secret)" in package.contents.left_out_line()
-
-
-PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n"
-CREDENTIAL_CONTENTS = {
-    "a private key": ("conf/settings.py", f'TLS = """\n{PEM}"""\n', 2),
-    "an AWS access key id": ("notes.md", "# setup\n\nkey: AKIA2E0A8F3B244C9986\n", 3),
-    "an AWS secret access key": ("settings.ini", "[default]\naws_secret_access_key = "
-                                 "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzz2xampl9K\n", 2),
-    "a Google API key": ("maps.py", "KEY = 'AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW'\n", 1),
-    "Google credentials": ("creds-prod.json", '{"type": "service_account", "project_id": "p"}\n', 1),
-    "a Hugging Face token": ("hub.py", "login(token='hf_aBcDeFgHiJkLmNoPqRsTuVwXyZ01234567')\n", 1),
-}
-
-
-@pytest.mark.parametrize("what", list(CREDENTIAL_CONTENTS))
-def test_a_file_holding_a_credential_refuses_the_package_naming_it_and_the_fix(tmp_path, capsys, what):
-    """A careless user keeps a key in an ordinary file of the project: an aws-batch run is refused before
-    anything is written (one line, exit 2, the file, the line and both fixes); `run --dry-run` lists what
-    would be packed and what is refused; code.include packs it when it is no credential after all."""
-    from batchsweep import cli
-
-    rel, text, line = CREDENTIAL_CONTENTS[what]
-    root = tmp_path / "proj"
-    (root / rel).parent.mkdir(parents=True, exist_ok=True)
-    (root / rel).write_text(text)
-    (root / "train.py").write_text("print(1)\n")
-    spec = root / "sweep.yaml"
-    spec.write_text("name: pkg\nscript: train.py\nparams: {grid: {_x: [1]}}\nbackend: aws-batch\n")
-    store = tmp_path / "s"
-    assert cli.main(["run", str(spec), "--store", str(store)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert f"{root / rel} line {line} holds what looks like {what}" in err
-    assert f"`code: {{exclude: [{rel}]}}`" in err and f"`code: {{include: [{rel}]}}`" in err
-    assert not store.exists()
-    with pytest.raises(SpecError, match=f"line {line} holds what looks like {what}"):
-        codepkg.pack(root)
-    assert cli.main(["run", str(spec), "--dry-run", "--store", str(store)]) == 0
-    out = capsys.readouterr().out
-    assert f"packs: {', '.join(sorted([rel, 'sweep.yaml', 'train.py']))}" in out
-    assert f"refused: {rel} line {line} holds what looks like {what}" in out
-    with tarfile.open(fileobj=io.BytesIO(codepkg.pack(root, include=[rel]).data), mode="r:gz") as tar:
-        assert rel in tar.getnames()
-    assert codepkg.pack(root, exclude=[rel]).contents.sizes.keys() == {"sweep.yaml", "train.py"}
-
-
-_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzz2xampl9K"
-CREDENTIAL_FORMS = {  # issue 30, round 2: where a careless user keeps a key, and how a language writes it
-    "os.environ[...] = in a script": (
-        "train.py",
-        f'import os\nos.environ["AWS_SECRET_ACCESS_KEY"] = "{_SECRET}"\n',
-        2,
-        "an AWS secret access key",
-    ),
-    "os.environ.setdefault": (
-        "setup_aws.py",
-        f'os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "{_SECRET}")\n',
-        1,
-        "an AWS secret access key",
-    ),
-    "a notebook cell (JSON-escaped quotes)": (
-        "explore.ipynb",
-        json.dumps(
-            {
-                "cells": [
-                    {
-                        "cell_type": "code",
-                        "source": ["import os\n", f'os.environ["AWS_SECRET_ACCESS_KEY"] = "{_SECRET}"\n'],
-                    }
-                ]
-            },
-            indent=1,
-        ),
-        7,
-        "an AWS secret access key",
-    ),
-    "a notebook assignment": (
-        "nb.ipynb",
-        json.dumps(
-            {"cells": [{"source": [f's3 = boto3.client("s3", aws_secret_access_key="{_SECRET}")']}]}, indent=1
-        ),
-        5,
-        "an AWS secret access key",
-    ),
-    "a YAML config beside the script": (
-        "conf/storage.yaml",
-        f"s3:\n  bucket: b\n  aws_secret_access_key: {_SECRET}\n",
-        3,
-        "an AWS secret access key",
-    ),
-    "STS output": ("creds.out.json", json.dumps({"SecretAccessKey": _SECRET}), 1, "an AWS secret access key"),
-    "a GitHub token": ("gh.py", "TOKEN = 'ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789'\n", 1, "a GitHub token"),
-}
-
-
-@pytest.mark.parametrize("form", list(CREDENTIAL_FORMS))
-def test_a_credential_written_the_way_code_writes_it_refuses_the_package(tmp_path, form):
-    rel, text, line, what = CREDENTIAL_FORMS[form]
-    root = tmp_path / "proj"
-    (root / rel).parent.mkdir(parents=True, exist_ok=True)
-    (root / rel).write_text(text)
-    with pytest.raises(SpecError, match=f"{re.escape(rel)} line {line} holds what looks like {what}"):
-        codepkg.pack(root)
-
-
-def test_a_private_key_inside_gzip_data_refuses_the_package(tmp_path):
-    """A backup of someone's home as a .tar.gz (and the same key gzip'ed twice over, as a second member) in
-    the project: the scan reads what the gzip data holds, not only its compressed bytes."""
-    import gzip
-
-    root = tmp_path / "proj"
-    root.mkdir()
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
-        info = tarfile.TarInfo("home/.ssh/id_rsa")
-        info.size = len(PEM)
-        tar.addfile(info, io.BytesIO(PEM.encode()))
-    (root / "backup.tgz").write_bytes(raw.getvalue())
-    with pytest.raises(
-        SpecError, match="backup.tgz line 1 holds what looks like a private key in its gzip-compressed"
-    ):
-        codepkg.pack(root)
-    (root / "backup.tgz").unlink()
-    (root / "data.bin").write_bytes(gzip.compress(b"x" * 1000) + gzip.compress(b"\n" + PEM.encode()))
-    with pytest.raises(SpecError, match="data.bin line 2 holds what looks like a private key in its gzip"):
-        codepkg.pack(root)
-    # damaged: packed, not a traceback
-    (root / "data.bin").write_bytes(gzip.compress(b"only numbers\n" * 10)[:-20])
-    assert "data.bin" in codepkg.pack(root).contents.sizes
-
-
-def test_the_documented_example_keys_are_not_taken_for_credentials(tmp_path):
-    root = tmp_path / "proj"
-    root.mkdir()
-    (root / "README.md").write_text("export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n"
-                                    "export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n")
-    assert codepkg.scan(root, codepkg.survey(root)) == []
-
-
 # -- issue 16: .gitignore read with git's rules, with or without git ------------------------------
 GITIGNORE_TREE = {
     ".gitignore": "# a comment, then git's edge cases\n*.log\n!keep.log\n/build\nout/\ncache/\n"
@@ -461,7 +274,6 @@ def test_code_exclude_lines_read_as_gitignore_lines(
 
 
 def test_an_exclude_line_git_cannot_read_is_one_line_naming_the_field(tmp_path: Path) -> None:
-    from batchsweep.errors import SpecError
     from batchsweep.spec.reader import load
 
     (tmp_path / "t.py").write_text("print(1)\n")

@@ -7,21 +7,18 @@ needs an image rebuild. Honours .gitignore (through git when the directory is in
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
 import io
 import os
-import re
 import stat
 import subprocess
 import tarfile
-import zlib
 from dataclasses import dataclass, field
-from fnmatch import fnmatch
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from batchsweep.aws import credentials
 from batchsweep.errors import SpecError
 from batchsweep.files import exclude_spec  # low in the house: the spec checks `code.exclude` with it too
 
@@ -41,63 +38,6 @@ ALWAYS_EXCLUDED = (
     ".ruff_cache",
 )
 
-
-# Never packed, whatever .gitignore says (unless `code.include` names it): a code package lands in S3 and in
-# every container. Matched without regard to case; `id_*` spares Python modules (`id_utils.py`).
-SECRET_FILES = (
-    ".env*",
-    "*.env",
-    "id_*",
-    "*.pem",
-    "*.key",
-    "*.ppk",
-    "*.p12",
-    "*.pfx",
-    "*.jks",
-    "*.kdbx",
-    ".netrc",
-    "_netrc",
-    ".pypirc",
-    ".npmrc",
-    ".git-credentials",
-    "credentials*",
-    ".s3cfg",
-    ".boto",
-    "kaggle.json",
-    "service-account*.json",
-    "client_secret*.json",
-    "token.pickle",
-    ".pgpass",
-    ".my.cnf",
-    ".vault-token",
-    ".dockercfg",
-    "*.tfstate",
-    "*.tfstate.*",
-    "secrets.toml",
-)
-SECRET_PATHS = (".huggingface/token", ".docker/config.json")  # by their last parts
-SECRET_DIRS = (".aws", ".ssh", ".gnupg", ".docker", ".kube", ".azure", "gcloud", "terraform.tfstate.d")
-# What a credential looks like inside any file that would be packed (scanned only when packing).
-SECRET_CONTENT = (
-    (rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----", "a private key"),
-    (
-        rb"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)(?!IOSFODNN7EXAMPLE)[A-Z0-9]{16}(?![A-Z0-9])",
-        "an AWS access key id",
-    ),
-    # the name, then what a language puts between it and its value: `= "`, `: `, `"] = "` (os.environ[...]),
-    # `", "` (setdefault), and the same with the quotes escaped (a notebook's JSON)
-    (
-        rb"(?i)(?:aws_?)?secret_?access_?key[\s\"'\\\])]*[=:,(][\s\"'\\]*(?!wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])",
-        "an AWS secret access key",
-    ),
-    (rb"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])", "a Google API key"),
-    (rb'"type"\s*:\s*"(?:service_account|authorized_user)"', "Google credentials"),
-    (rb"(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{34,}(?![A-Za-z0-9])", "a Hugging Face token"),
-    (
-        rb"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22,})(?![A-Za-z0-9_])",
-        "a GitHub token",
-    ),
-)
 
 
 def _git_files(root: Path) -> list[str] | None:
@@ -181,94 +121,9 @@ def list_files(root: Path, *, exclude: list[str] | tuple[str, ...] = ()) -> list
     return sorted(kept)
 
 
-def is_secret(rel: str) -> bool:
-    """Whether a file's path (relative to the code directory) names a well-known credential file."""
-    lower = rel.lower()
-    parts = lower.split("/")
-    name = parts[-1]
-    if name.startswith("id_") and name.endswith((".py", ".pyi")):
-        return False
-    return (any(fnmatch(name, p) for p in SECRET_FILES) or any(part in SECRET_DIRS for part in parts[:-1])
-            or any(lower == p or lower.endswith("/" + p) for p in SECRET_PATHS))
-
-
-GZIP_MAGIC = b"\x1f\x8b"
-GZIP_SCAN_BYTES = 1 << 20  # how much of what a gzip file holds is scanned for credentials
-
-
-def _gunzip_head(data: bytes, limit: int = GZIP_SCAN_BYTES) -> bytes:
-    """The first `limit` bytes gzip data holds, member after member; what a damaged stream gives up to
-    there."""
-    out: list[bytes] = []
-    got = 0
-    while data[:2] == GZIP_MAGIC and got < limit:
-        stream = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
-        try:
-            chunk = stream.decompress(data, limit - got)
-        except zlib.error:
-            break
-        out.append(chunk)
-        got += len(chunk)
-        if not stream.eof:
-            break
-        data = stream.unused_data
-    return b"".join(out)
-
-
-def _first_hit(data: bytes) -> tuple[int, str] | None:
-    """(line, what) of the first credential-looking text in data."""
-    hits = [(m.start(), what) for pattern, what in _content_patterns() if (m := pattern.search(data))]
-    if not hits:
-        return None
-    at, what = min(hits)
-    return data.count(b"\n", 0, at) + 1, what
-
-
-@functools.cache
-def _content_patterns() -> list[tuple[re.Pattern[bytes], str]]:
-    return [(re.compile(pattern), what) for pattern, what in SECRET_CONTENT]
-
-
-def scan(root: Path, contents: Contents) -> list[tuple[str, int, str]]:
-    """(path, line, what) of each file the package would hold that looks like it holds a credential, in path
-    order; files `code.include` names are not scanned (`survey` notes them). A gzip file (a .tar.gz of
-    someone's home, say) is scanned in the first GZIP_SCAN_BYTES of what it holds."""
-    found = []
-    for rel in sorted(contents.sizes):
-        if rel in contents.included:
-            continue
-        try:
-            with open(root / rel, "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        hit = _first_hit(data)
-        if hit is None and data.startswith(GZIP_MAGIC):
-            inner = _first_hit(_gunzip_head(data))
-            hit = (inner[0], f"{inner[1]} in its gzip-compressed data") if inner else None
-        if hit is not None:
-            found.append((rel, *hit))
-    return found
-
-
 def check_no_secrets(root: Path, contents: Contents) -> None:
     """SpecError (one line, the fix named) when a file the package would hold looks like a credential."""
-    found = scan(root, contents)
-    if not found:
-        return
-    rel, line, what = found[0]
-    more = (
-        f" (and {len(found) - 1} more: "
-        f"{', '.join(r for r, _, _ in found[1:4])}{' ...' if len(found) > 4 else ''})"
-        if len(found) > 1
-        else ""
-    )
-    raise SpecError(
-        f"code: {root / rel} line {line} holds what looks like {what}{more}; the code package goes to "
-        f"the store and every container, so it is refused: leave the file out with `code: {{exclude: "
-        f"[{rel}]}}` (or .gitignore) and pass the credential as a secret, or if it is none, pack it with "
-        f"`code: {{include: [{rel}]}}`"
-    )
+    credentials.refuse(root, credentials.scan(root, contents.scanned()))
 
 
 @dataclass
@@ -287,6 +142,10 @@ class Contents:
     def largest(self, n: int = 3) -> str:
         ranked = sorted(self.sizes.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
         return ", ".join(f"{rel} ({_size(size)})" for rel, size in ranked)
+
+    def scanned(self) -> list[str]:
+        """The files a credential scan reads: every packed file but those `code.include` names."""
+        return [rel for rel in self.sizes if rel not in self.included]
 
     def left_out_line(self) -> str | None:
         if not self.left_out:
@@ -326,7 +185,7 @@ def survey(root: Path, *, exclude: list[str] | tuple[str, ...] = (), include: li
         trusted = included is not None and included.match_file(rel)
         if trusted:
             contents.included.add(rel)
-        if is_secret(rel) and not trusted:
+        if credentials.is_secret(rel) and not trusted:
             contents.left_out[rel] = "looks like a secret"
         elif path.is_symlink():
             target = os.readlink(path)

@@ -161,7 +161,7 @@ def _print_search_plan(p: Plan, console: Any) -> None:
 def _print_package(p: Plan, console: Any) -> None:
     from pathlib import Path
 
-    from batchsweep.aws import codepkg
+    from batchsweep.aws import codepkg, credentials
 
     code_dir = p.record.code_dir
     contents = codepkg.survey(Path(code_dir), exclude=p.spec.code.exclude, include=p.spec.code.include)
@@ -175,7 +175,7 @@ def _print_package(p: Plan, console: Any) -> None:
     left_out = contents.left_out_line()
     if left_out:
         console.print(f"left out: {left_out}", markup=False, highlight=False)
-    for rel, line, what in codepkg.scan(Path(code_dir), contents):
+    for rel, line, what in credentials.scan(Path(code_dir), contents.scanned()):
         console.print(
             f"refused: {rel} line {line} holds what looks like {what} (code.exclude it, or code.include "
             "it if it is no credential)",
