@@ -351,7 +351,7 @@ def test_csv_times_are_what_isoformat_writes_whole_seconds_fractions_and_missing
                *(round(float(x), int(d))
                  for x, d in zip(rng.uniform(0, 2.5e9, 25_000), rng.integers(0, 7, 25_000)))]
     df = pd.DataFrame({"task": range(len(seconds)), "started_at": seconds, "ended_at": seconds[::-1]})
-    texts = _times_as_dates(df, text=True)
+    texts = _times_as_dates(df, "csv")
     for name in ("started_at", "ended_at"):
         when = pd.to_datetime(df[name], unit="s", utc=True).dt.round("us")
         expected = [None if pd.isna(t) else t.isoformat() for t in when]
