@@ -54,6 +54,12 @@ def test_bare_param_replaces_its_grid_values() -> None:
     assert apply("window=5,10")["params"]["grid"]["window"] == [5, 10]
 
 
+def test_bare_param_keeps_its_place_in_the_grid_so_task_order_and_columns_follow_the_spec() -> None:
+    # the README's `--set var_a=1,2` numbered the tasks var_b-first and put var_b's column before var_a's
+    assert list(apply("symbol=A,C")["params"]["grid"]) == ["symbol", "window"]
+    assert list(apply("fee_bps=7")["params"]["fixed"]) == ["fee_bps", "cash"]
+
+
 def test_bare_param_with_one_value_becomes_fixed_and_leaves_the_grid() -> None:
     params = apply("window=8")["params"]
     assert params["fixed"]["window"] == 8

@@ -105,6 +105,12 @@ def _set_param(raw: dict[str, Any], name: str, value: Any) -> None:
     params = raw.setdefault("params", {})
     if not isinstance(params, dict):
         return  # validation reports the bad `params` block
+    block = "grid" if isinstance(value, list) else "fixed"
+    if isinstance(params.get(block), dict) and name in params[block] and not _defined_elsewhere(params, name,
+                                                                                                block):
+        # in place: `--set var_a=1,2` keeps the grid's order, so task numbers and columns follow the spec
+        params[block][name] = value
+        return
     for block in ("grid", "zip", "fixed"):
         if isinstance(params.get(block), dict):
             params[block].pop(name, None)
@@ -117,3 +123,11 @@ def _set_param(raw: dict[str, Any], name: str, value: Any) -> None:
         params.setdefault("grid", {})[name] = value
     else:
         params.setdefault("fixed", {})[name] = value
+
+
+def _defined_elsewhere(params: dict[str, Any], name: str, block: str) -> bool:
+    others = [params.get(b) for b in ("grid", "zip", "fixed") if b != block]
+    random = params.get("random")
+    space = random.get("space") if isinstance(random, dict) else None
+    return (any(isinstance(o, dict) and name in o for o in (*others, space))
+            or any(isinstance(row, dict) and name in row for row in params.get("list") or []))
