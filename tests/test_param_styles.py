@@ -300,6 +300,33 @@ def test_a_script_with_no_way_in_is_refused_and_one_reading_sys_argv_is_not(tmp_
     assert sorted(map(tuple, df["argv"])) == [("--lr", "1"), ("--lr", "2")]
 
 
+POSITIONAL = """\
+import json, sys
+alpha = float(sys.argv[1]) if len(sys.argv) > 1 else 0.5
+n = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+tag = sys.argv[3] if len(sys.argv) > 3 else "untagged"
+print(json.dumps({"alpha_seen": alpha, "n_seen": n, "tag_seen": tag, "argv": sys.argv[1:]}))
+"""
+
+
+def test_a_script_reading_sys_argv_by_position_gets_each_param_at_its_position(tmp_path: Path) -> None:
+    write(tmp_path, POSITIONAL)
+    run, df = sweep(tmp_path, {"params": {"grid": {"n": [4, 5]}, "fixed": {"alpha": 0.1}}})
+    assert run.exit_code == 0
+    # tag after n is left out (its default stays), alpha before it sits at position 1
+    assert sorted(map(tuple, df["argv"])) == [("0.1", "4"), ("0.1", "5")]
+    assert sorted(df["n_seen"]) == [4, 5] and set(df["tag_seen"]) == {"untagged"}
+    run, df = sweep(tmp_path, {"params": {"grid": {"tag": ["a", "b"]}}})
+    # the defaults written out
+    assert sorted(map(tuple, df["argv"])) == [("0.5", "3", "a"), ("0.5", "3", "b")]
+    with pytest.raises(SpecError, match=r"s.py reads its params by position \(alpha = sys.argv\[1\], n = "
+                       r"sys.argv\[2\], tag = sys.argv\[3\]\), so lr would never reach it; name the params"):
+        sweep(tmp_path, {"params": {"grid": {"lr": [1, 2]}}})
+    with pytest.raises(SpecError, match=r"params.n: 'many' is not a number, but s.py reads its sys.argv "
+                       r"position as int"):
+        sweep(tmp_path, {"params": {"grid": {"n": ["many"]}}})
+
+
 # -- optparse ------------------------------------------------------------------------------------------------
 BENCH = '''
 """Benchmark with optparse options, run once per setting."""
@@ -662,6 +689,27 @@ def test_init_puts_a_variable_read_without_default_under_fixed_and_leaves_an_opt
         (5, 0.01, False),
         (5, 0.1, False),
     ]
+
+
+def test_a_default_given_by_keyword_is_the_variables_default(tmp_path: Path) -> None:
+    """`environ.get('EPOCHS', default=200)` (a public RL agent's constants) was read as no default: init
+    commented every variable out as `EPOCHS: [""]  # read without a default` and no type was checked."""
+    from batchsweep.scripts.starter import write_starter
+
+    write(tmp_path, """
+        from os import environ
+        import json
+        EPOCHS = environ.get('EPOCHS', default=200)
+        LEARNING_RATE = environ.get('LEARNING_RATE', default=1e-4)
+        print(json.dumps({"epochs_seen": int(EPOCHS), "lr_seen": float(LEARNING_RATE)}))
+        """)
+    starter = yaml.safe_load(write_starter(str(tmp_path / "s.py")).read_text())
+    assert starter["params"] == {"grid": {"EPOCHS": [200], "LEARNING_RATE": [0.0001]}}
+    with pytest.raises(SpecError, match=r"params.EPOCHS: 'many' does not fit EPOCHS \(read by s.py with a "
+                       r"default of 200\)"):
+        sweep(tmp_path, {"params": {"grid": {"EPOCHS": ["many"]}}})
+    run, df = sweep(tmp_path, {"params": {"grid": {"EPOCHS": [1, 2]}}})
+    assert sorted(seen(df, "epochs_seen", "lr_seen")) == [(1, 0.0001), (2, 0.0001)]
 
 
 def test_init_leaves_out_module_level_values_a_param_could_never_set(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ through a shell. How each style writes a value; a bool; a list; a subcommand:
     fire      `--name=value`; `--flag` / `--noflag`; a Python literal; the first argument
     hydra     `key=value`; `key=true` / `key=false`; `key=[1,2]`; `group=option`
     plain     `--name value`; `--flag` / absent (or `--flag true`); JSON; none
+    argv      each value at its position (`train.py 0.1 0.5` for `alpha = float(sys.argv[1])`, `l1_ratio =
+              float(sys.argv[2])`); a position before a given one that no param sets gets the script's default
 
 Scripts without a parser (docs/design.md §2) get no argv: `env` sets one environment variable per param
 (`True`/ `False`, a list as JSON), `globals` runs the script through `batchsweep.task._globalsrun`, which
@@ -60,6 +62,8 @@ def build_argv(params: dict[str, Any], flags: ScriptFlags, style: ArgStyle | Non
                 if not (k in OWN_PARAMS and flags.lookup(k) is None)]
     if kind == "hydra":
         return _hydra(visible, flags)
+    if kind == "argv":
+        return _by_position(visible, flags)
     sub = flags.subcommand
     chosen = None
     if sub is not None:
@@ -88,6 +92,14 @@ def build_argv(params: dict[str, Any], flags: ScriptFlags, style: ArgStyle | Non
         argv.append(str(chosen))
         argv += _options(rest, sub_flags, flags, style, kind, positionals_last=True)
     return argv
+
+
+def _by_position(params: dict[str, Any], flags: ScriptFlags) -> list[str]:
+    """The values in the order the script reads sys.argv, up to the last one given (a script reads a missing
+    position as its default only when no later one is given, so a gap gets the default written out)."""
+    given = [i for i, f in enumerate(flags.flags) if f.dest in params]
+    upto = flags.flags[: given[-1] + 1] if given else ()
+    return [_text(params[f.dest] if f.dest in params else f.default, f) for f in upto]
 
 
 def _find(declared: tuple[Flag, ...], name: str) -> Flag | None:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-STYLES = ("argparse", "optparse", "click", "fire", "hydra", "plain", "env", "globals", "config")
-SOURCE_STYLES = ("env", "globals", "config")  # read from the script's source: no parser to run
+STYLES = ("argparse", "optparse", "click", "fire", "hydra", "plain", "argv", "env", "globals", "config")
+SOURCE_STYLES = ("argv", "env", "globals", "config")  # read from the script's source: no parser to run
 
 
 @dataclass(frozen=True, eq=False)

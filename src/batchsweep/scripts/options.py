@@ -244,11 +244,16 @@ def source_flags(
     upper: bool = False,
     search: list[Path] | None = None,
 ) -> ScriptFlags:
-    """What a script without a parser takes in the `env`, `globals` or `config` style, read from its source:
-    the environment variables it reads, its module-level literals, or the keys of the params template."""
+    """What a script without a parser takes in the `argv`, `env`, `globals` or `config` style, read from its
+    source: the names it assigns sys.argv[1], [2]... to, the environment variables it reads, its module-level
+    literals, or the keys of the params template."""
     from batchsweep.scripts import scan as scriptscan
 
     seen = scriptscan.scan(script, search=search)
+    if style == "argv":
+        flags = tuple(Flag(dest=name, option_strings=(), kind="argv", default=_jsonable(default),
+                           type=convert or _type_name(default)) for name, default, convert in seen.positions)
+        return ScriptFlags(known=bool(flags), flags=flags, style="argv")
     if style == "globals":
         flags = tuple(Flag(dest=k, option_strings=(), kind="global", default=_jsonable(v),
                            type=seen.declared.get(k) or _loose_type(v)) for k, v in seen.globals.items())

@@ -73,9 +73,10 @@ def check_params(script: Path, flags: ScriptFlags, params: dict[str, Any]) -> No
                 )
             if flags.style in SOURCE_STYLES:
                 what = {"globals": "has no module-level value", "env": "reads no environment variable",
-                        "config": f"'s {flags.target} template has no key"}[flags.style]
+                        "config": f"'s {flags.target} template has no key",
+                        "argv": "assigns no sys.argv position to"}[flags.style]
                 theirs = {"globals": "its module-level values", "env": "it reads",
-                          "config": "its keys"}[flags.style]
+                          "config": "its keys", "argv": "its positions, in order"}[flags.style]
                 listed = [f.dest for f in flags.flags]
                 raise SpecError(
                     f"params.{name}: {script.name}{'' if flags.style == 'config' else ' '}{what} "
@@ -85,6 +86,9 @@ def check_params(script: Path, flags: ScriptFlags, params: dict[str, Any]) -> No
                 f"params.{name}: {script.name} does not accept --{name}; it accepts: {flags.listing(params)}"
             )
         if flag.kind == "subcommand":
+            continue
+        if flag.kind == "argv":
+            _check_position(script, flags, flag, name, value, params)
             continue
         if flag.kind in ("global", "env", "config"):
             _check_literal(script, flag, name, value)
@@ -108,6 +112,23 @@ def check_params(script: Path, flags: ScriptFlags, params: dict[str, Any]) -> No
             )
         if required and not given:
             raise SpecError(f"{script.name} requires one of {', '.join(group)}; add one of them under params")
+
+
+def _check_position(script: Path, flags: ScriptFlags, flag: Flag, name: str, value: Any,
+                    params: dict[str, Any]) -> None:
+    """A value for `sys.argv[N]`: one text its conversion reads (a number where it calls float()), and every
+    position before it either given or with a default the script's own."""
+    if flag.numeric and not fits_type(value, flag.numeric):
+        raise SpecError(f"params.{name}: {value!r} is not a number, but {script.name} reads its sys.argv "
+                        f"position as {flag.numeric}(...)")
+    if isinstance(value, (list, dict)):
+        raise SpecError(f"params.{name}: {script.name} reads one value at its sys.argv position, not a "
+                        f"{type(value).__name__}; give one value per task")
+    for before in flags.flags[: flags.flags.index(flag)]:
+        if before.dest not in params and before.default is None:
+            raise SpecError(f"params.{name}: {script.name} reads it after {before.dest} (sys.argv position "
+                            f"{flags.flags.index(before) + 1}), which has no default to pass; add "
+                            f"`{before.dest}: ...` under params")
 
 
 def _check_literal(script: Path, flag: Flag, name: str, value: Any) -> None:

@@ -71,10 +71,15 @@ class ScriptSource:
     globals: dict[str, Any] = field(default_factory=dict)
     declared: dict[str, str] = field(default_factory=dict)  # their declared types (`C: float = 1`)
     files: list[str] = field(default_factory=list)  # params files it names (params.yaml, config.json)
+    # `alpha = float(sys.argv[1]) if len(sys.argv) > 1 else 0.5`: the names its positions 1, 2... are
+    # assigned to, in order, with the literal default and the type the value is converted to
+    positions: list[tuple[str, Any, str | None]] = field(default_factory=list)
 
     def fits(self) -> list[str]:
         """The `args.style` values this script could take params through, with what shows it."""
         out = []
+        if self.positions:
+            out.append(f"`args: {{style: argv}}` (it reads sys.argv by position: {positions_text(self)})")
         if self.env:
             out.append(f"`args: {{style: env}}` (it reads os.environ: {_names(self.env)})")
         if self.globals:
@@ -89,6 +94,50 @@ class ScriptSource:
 def _names(d: dict[str, Any], limit: int = 6) -> str:
     names = list(d)
     return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
+def positions_text(seen: ScriptSource) -> str:
+    return ", ".join(f"{name} = sys.argv[{i}]" for i, (name, _, _) in enumerate(seen.positions, 1))
+
+
+def _argv_index(node: ast.AST) -> int | None:
+    """N of `sys.argv[N]` (or `argv[N]` after `from sys import argv`), a whole number of at least 1."""
+    if not (isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant)):
+        return None
+    base = node.value
+    is_argv = (isinstance(base, ast.Attribute) and base.attr == "argv" and isinstance(base.value, ast.Name)
+               and base.value.id == "sys") or (isinstance(base, ast.Name) and base.id == "argv")
+    index = node.slice.value
+    if not is_argv or not isinstance(index, int) or isinstance(index, bool):
+        return None
+    return index if index >= 1 else None
+
+
+def argv_positions(tree: ast.Module) -> list[tuple[str, Any, str | None]]:
+    """The names the script assigns its positional arguments to (`alpha = float(sys.argv[1]) if
+    len(sys.argv) > 1 else 0.5`), positions 1, 2... without a gap, each with its literal default (the
+    `else` of a conditional, else None) and the type it converts the text to (`int`, `float`, else None)."""
+    found: dict[int, tuple[str, Any, str | None]] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None):
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        if len(targets) != 1 or not isinstance(targets[0], ast.Name):
+            continue
+        for sub in ast.walk(node.value):
+            index = _argv_index(sub)
+            if index is None or index in found:
+                continue
+            default = _literal(node.value.orelse)[1] if isinstance(node.value, ast.IfExp) else None
+            convert = next((c.func.id for c in ast.walk(node.value) if isinstance(c, ast.Call)
+                            and isinstance(c.func, ast.Name) and c.func.id in ("int", "float")
+                            and c.args and c.args[0] is sub), None)
+            found[index] = (targets[0].id, default, convert)
+            break
+    out: list[tuple[str, Any, str | None]] = []
+    while len(out) + 1 in found:
+        out.append(found[len(out) + 1])
+    return out
 
 
 def _literal(node: ast.expr | None) -> tuple[bool, Any]:
@@ -186,9 +235,11 @@ def _scan_call(node: ast.Call, scan: ScriptSource, literals: dict[str, Any]) -> 
     if env_get:
         if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
             default: Any = None
-            if len(node.args) > 1:
-                ok, value = _literal(node.args[1])
-                arg = node.args[1]
+            # `environ.get("EPOCHS", 200)` or `environ.get("EPOCHS", default=200)`
+            arg = node.args[1] if len(node.args) > 1 else next(
+                (k.value for k in node.keywords if k.arg == "default"), None)
+            if arg is not None:
+                ok, value = _literal(arg)
                 default = value if ok else literals.get(arg.id) if isinstance(arg, ast.Name) else None
             scan.env.setdefault(node.args[0].value, default)
         else:
@@ -271,6 +322,7 @@ def scan(script: Path, *, search: list[Path] | None = None, depth: int = 3) -> S
         return result
     result.globals = module_globals(tree)
     result.declared = declared_types(tree)
+    result.positions = argv_positions(tree)
     _scan_tree(tree, result, result.globals)
     if "BATCHSWEEP_PARAMS" in source:
         result.batchsweep_aware = True

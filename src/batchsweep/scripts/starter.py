@@ -178,6 +178,10 @@ def _no_parser(script: Path, search: list[Path], spec_dir: Path) -> tuple[str, l
     from batchsweep.scripts.options import source_flags
 
     seen = scriptscan.scan(script, search=search)
+    if seen.positions:  # `alpha = float(sys.argv[1]) if len(sys.argv) > 1 else 0.5`: the way it reads params
+        flags = source_flags(script, "argv", base_dir=script.parent, search=search)
+        return "argv", list(flags.flags), [
+            f"args: {{style: argv}}   # each value at its position: {scriptscan.positions_text(seen)}"]
     env = [k for k in seen.env if not k.startswith("BATCHSWEEP_")]
     file = seen.files[0] if len(seen.files) == 1 else None
     if file and (script.parent / file).is_file():

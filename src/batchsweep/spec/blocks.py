@@ -236,7 +236,8 @@ class Args(StrictModel):
     """How params become the command line, for what detection gets wrong."""
 
     style: (
-        Literal["argparse", "optparse", "click", "fire", "hydra", "plain", "env", "globals", "config"] | None
+        Literal["argparse", "optparse", "click", "fire", "hydra", "plain", "argv", "env", "globals", "config"]
+        | None
     ) = None
     dashes: bool = False
     upper: bool = False  # env: a param `lr` becomes the variable LR
