@@ -163,6 +163,23 @@ def cmd_results(args: argparse.Namespace) -> int:
     run, history = run_or_sweep(args, "results")
     if args.latest_code and history is None:
         raise SweepError("--latest-code needs --sweep NAME (one run has one code)")
+    fmt = args.format or _format_from_name(args.output)
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    if fmt == "parquet" and not args.output:
+        raise SweepError("--format parquet needs -o FILE (parquet is binary)")
+    written = "csv" if fmt == "table" and args.output else fmt
+    if written in ("csv", "json") and history is None and not args.sort and args.ascending is None \
+            and run.store.is_local:
+        from batchsweep.report import plainexport
+
+        try:  # without pandas; a store on S3 keeps the DataFrame path for its cache, which spares requests
+            text = plainexport.export(run, written, args.output, columns, check=tables.check_columns)
+        except plainexport.Unsupported:
+            pass
+        else:
+            if text is not None:
+                sys.stdout.write(text)
+            return 0
     df = (
         history.results(latest_code=args.latest_code)
         if history is not None
@@ -176,8 +193,6 @@ def cmd_results(args: argparse.Namespace) -> int:
         notes.append(how)
     elif args.ascending is not None:
         raise SweepError("--asc/--desc need --sort COLUMN")
-    fmt = args.format or _format_from_name(args.output)
-    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
     if fmt == "table" and not args.output:
         sort = args.sort.lstrip("+-") if args.sort and args.sort not in df.columns else args.sort
         tables.print_table(df, run, wide=args.wide, columns=columns, sort=sort, notes=notes)
@@ -185,10 +200,8 @@ def cmd_results(args: argparse.Namespace) -> int:
     for note in notes:
         print(note, file=sys.stderr)
     if columns:
-        tables.check_columns(df, columns)
+        tables.check_columns(df.columns, columns)
         df = df[columns]
-    if fmt == "parquet" and not args.output:
-        raise SweepError("--format parquet needs -o FILE (parquet is binary)")
     text = results.export(df, "csv" if fmt == "table" else fmt, args.output)
     if text is not None:
         sys.stdout.write(text)

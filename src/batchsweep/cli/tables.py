@@ -150,7 +150,7 @@ def results_view(
     """The results table fitted to `width` (None: every column), and the lines to print under it."""
     lines = list(notes)
     if columns:
-        check_columns(df, columns)
+        check_columns(df.columns, columns)
         cols, quiet = list(columns), list[str]()
     elif width is None:
         cols, quiet = result_columns(df, params=params, metrics=metrics, derived=derived, wide=True)
@@ -176,13 +176,14 @@ def results_view(
     return table, lines
 
 
-def check_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
+def check_columns(names: Sequence[Any], columns: Sequence[str]) -> None:
+    """`--columns`: each a column of the table (`names`)."""
     from batchsweep.errors import SweepError
 
-    unknown = [c for c in columns if c not in df.columns]
+    unknown = [c for c in columns if c not in names]
     if unknown:
         raise SweepError(
-            f"--columns {','.join(unknown)}: no such column; columns are: {', '.join(map(str, df.columns))}"
+            f"--columns {','.join(unknown)}: no such column; columns are: {', '.join(map(str, names))}"
         )
 
 

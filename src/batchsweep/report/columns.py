@@ -122,6 +122,18 @@ class Columns:
         whole numbers (to be typed as integers)."""
         import pandas as pd
 
+        data, whole = self.data(states, param_names)
+        columns = {name: _as_given(values) for name, values in data.items()}
+        if all(name.isascii() or _encodable(name) for name in columns):
+            return pd.DataFrame(columns), whole
+        # a name UTF-8 cannot hold: an index of Python strings
+        df = pd.DataFrame(dict(enumerate(columns.values())))
+        df.columns = pd.Index(list(columns), dtype=object)
+        return df, whole
+
+    def data(self, states: list[str], param_names: list[str]) -> tuple[dict[str, list[Any]], set[str]]:
+        """`frame`'s columns as lists, in its order, before pandas types them (`frame` and the export that
+        writes them without pandas, `batchsweep.report.plainexport`, share them)."""
         rows = None if all(self.present) else [i for i in range(self.n) if self.present[i]]
 
         def pick(col: list[Any]) -> list[Any]:
@@ -155,13 +167,7 @@ class Columns:
         outputs = self.cols.get("outputs")
         if outputs is not None and any(outputs):
             data["outputs"] = pick(outputs)
-        columns = {name: _as_given(values) for name, values in data.items()}
-        if all(name.isascii() or _encodable(name) for name in columns):
-            return pd.DataFrame(columns), whole
-        # a name UTF-8 cannot hold: an index of Python strings
-        df = pd.DataFrame(dict(enumerate(columns.values())))
-        df.columns = pd.Index(list(columns), dtype=object)
-        return df, whole
+        return data, whole
 
 
 def _as_given(values: list[Any]) -> Any:

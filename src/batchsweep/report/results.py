@@ -8,7 +8,8 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from batchsweep.model import LOST_REASON, State
@@ -43,6 +44,30 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
             run.store.warn(
                 f"run {run.id}: the cached results.parquet is damaged; rebuilt from the task files"
             )
+    filled = fill(run)
+    frame, whole = filled.table.frame(filled.states, list(run.record.param_names))
+    df = _typed(frame, run, whole)
+    if filled.lasting:
+        try:
+            run.store.backend.write_bytes(cache, to_parquet_bytes(df, exact=True))
+            write_sweep_stats(run, df.loc[df["status"] == "succeeded", "duration_s"].tolist())
+        except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower next time
+            pass
+    return df
+
+
+@dataclass
+class Filled:
+    """A run's results as columns (`Columns`), every task's state, and whether they are final (a finished
+    run whose every task's state its own status says: what may be cached)."""
+
+    table: Columns
+    states: list[str]
+    lasting: bool
+
+
+def fill(run: Run) -> Filled:
+    """The run's results read from its store (and engine, mid-run) into columns; pandas is not imported."""
     table = Columns(run.n_tasks)
     for task in run.store.iter_tasks(run.id):  # first: a metric named like a param is told apart
         table.add_params(task.index, task.params)
@@ -67,20 +92,12 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
                       and not table.has_status(i)]
         for index, (step, values) in latest_values(run, unfinished).items():
             table.add_metrics(index, values, live_step=step)
-    frame, whole = table.frame(states, list(run.record.param_names))
-    df = _typed(frame, run, whole)
     finished = all(State(s).done for s in set(states)) and not progress.active
     # A task lost without a status of its own is the engine's guess (Batch's state, which may run ahead of a
     # container's upload, or a player that runs it later): a cache would keep the guess after the status
     # lands.
     guessed = any(state == State.LOST.value and not table.has_status(i) for i, state in enumerate(states))
-    if finished and not guessed:
-        try:
-            run.store.backend.write_bytes(cache, to_parquet_bytes(df, exact=True))
-            _write_sweep_stats(run, df)
-        except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower next time
-            pass
-    return df
+    return Filled(table, states, finished and not guessed)
 
 
 def _read_statuses(run: Run, table: Columns) -> None:
@@ -147,21 +164,28 @@ def _typed(df: pd.DataFrame, run: Run, whole: set[str] | None = None) -> pd.Data
     return df
 
 
-def _write_sweep_stats(run: Run, df: pd.DataFrame) -> None:
-    """The median task time of a finished run sizes the next submit of the same sweep (engines that pack tasks
-    by it), in the run's store and in the local store that points to it: `estimate`, a dry run and the submit
-    read it there without calling AWS (`runs.estimate.packing_durations`)."""
-    durations = df.loc[df["status"] == "succeeded", "duration_s"].dropna()
-    if len(durations):
-        stats = {"median_task_s": float(durations.median()), "run_id": run.id, "tasks": len(durations),
+def write_sweep_stats(run: Run, durations: list[Any]) -> None:
+    """The median task time of a finished run (`durations`: its succeeded tasks') sizes the next submit of the
+    same sweep (engines that pack tasks by it), in the run's store and in the local store that points to it:
+    `estimate`, a dry run and the submit read it there without calling AWS
+    (`runs.estimate.packing_durations`)."""
+    import statistics
+
+    known = [float(d) for d in durations if d is not None and d == d]
+    if known:
+        stats = {"median_task_s": statistics.median(known), "run_id": run.id, "tasks": len(known),
                  "backend": run.record.backend, "created_ts": run.record.created_ts}
         for store in {id(s): s for s in (run.store, run.home) if s is not None}.values():
             store.write_json(store.sweep_stats_key(run.name), stats)
 
 
 def metric_columns(run: Run, df: pd.DataFrame) -> list[str]:
+    return metric_names(run, df.columns)
+
+
+def metric_names(run: Run, columns: Iterable[Any]) -> list[str]:
     known = {"task", "outputs", *FIXED_COLUMNS, *HISTORY_COLUMNS, *run.record.param_names}
-    return [c for c in df.columns if c not in known]
+    return [c for c in columns if c not in known]
 
 
 SAME_METRICS_READ = 2000  # succeeded tasks read at most, in chunks, stopping at the first difference
