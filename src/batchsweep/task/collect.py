@@ -89,12 +89,21 @@ def collect(ctx: RunContext, paths: TaskPaths, *, metrics: bool = True) -> Colle
         if work_fd is not None:
             os.close(work_fd)
     try:
-        remove_at(TaskDir.WORK, paths.fd)
+        _remove_work(paths.fd)
     except OSError as e:
         if e.errno != errno.EBUSY:  # (a full disk and the like stop the run, as anywhere)
             raise
         got.unsafe = got.unsafe or f"{TaskDir.WORK} was replaced again each time it was removed; not followed"
     return got
+
+
+def _remove_work(task_fd: int) -> None:
+    """Remove the working directory: one rmdir when the task left it empty (its files were moved to outputs/),
+    else everything below it through descriptors (`remove_at`)."""
+    try:
+        os.rmdir(TaskDir.WORK, dir_fd=task_fd)  # (a symlink there: ENOTDIR, never followed)
+    except OSError:
+        remove_at(TaskDir.WORK, task_fd)
 
 
 def unchanged_input(rel: str, st: os.stat_result, staged: dict[str, Path]) -> bool:
@@ -227,10 +236,12 @@ def other_stream(ctx: RunContext, paths: TaskPaths) -> str:
 
 
 class _Outputs:
-    """task_dir/outputs made afresh and held open, with each directory below it made as a file needs it."""
+    """task_dir/outputs made afresh and held open once a file is kept (a task that keeps none costs no
+    directory made and removed), with each directory below it made as a file needs it."""
 
     def __init__(self, task_fd: int) -> None:
         self._fds: dict[str, int] = {}
+        self._task_fd = task_fd
         try:
             st = os.lstat(TaskDir.OUTPUTS, dir_fd=task_fd)
         except FileNotFoundError:
@@ -239,7 +250,6 @@ class _Outputs:
             if not stat.S_ISDIR(st.st_mode):
                 raise _Swapped(replaced(TaskDir.OUTPUTS, task_fd, after=AFTER))
             remove_at(TaskDir.OUTPUTS, task_fd)  # a previous attempt's
-        self._fds[""] = self._make(TaskDir.OUTPUTS, task_fd, TaskDir.OUTPUTS)
 
     def _make(self, name: str, parent_fd: int, shown: str) -> int:
         with contextlib.suppress(FileExistsError):
@@ -251,6 +261,8 @@ class _Outputs:
 
     def dir(self, rel: str) -> int:
         """The descriptor of outputs/<rel>, made when it is not there."""
+        if not self._fds:
+            self._fds[""] = self._make(TaskDir.OUTPUTS, self._task_fd, TaskDir.OUTPUTS)
         if rel not in self._fds:
             parent, _, name = rel.rpartition("/")
             self._fds[rel] = self._make(name, self.dir(parent), f"{TaskDir.OUTPUTS}/{rel}")

@@ -97,12 +97,14 @@ class Anchor:
         TaskDirMoved when a directory above it leads elsewhere."""
         self.root = root
         self.planted: str | None = None
-        try:
-            st = os.lstat(root)
+        try:  # made first, looked at after: one mkdir where the task's directory is new, as it mostly is
+            os.mkdir(root)
         except FileNotFoundError:
             root.parent.mkdir(parents=True, exist_ok=True)
             os.mkdir(root)
-            st = os.lstat(root)
+        except FileExistsError:  # a previous attempt's, or whatever another task put there
+            pass
+        st = os.lstat(root)
         if not stat.S_ISDIR(st.st_mode):
             self.planted = (
                 f"{root} was "
@@ -113,7 +115,11 @@ class Anchor:
             os.mkdir(root)
         self.fd = open_dir(str(root))
         self._id = _identity(self.fd)
-        self._real = os.path.realpath(root)
+        here = _fd_path(self.fd)
+        self._real = here if here is not None and here == real else os.path.realpath(root)
+        # The kernel's path of the directory held open: with root still leading to it, root leads where it
+        # did (a directory has one path), told by one readlink instead of an lstat per component.
+        self._by_fd = here == self._real
         if real is not None and self._real != real:
             self.close()
             raise TaskDirMoved(
@@ -134,11 +140,7 @@ class Anchor:
             st = os.lstat(self.root)
         except FileNotFoundError:
             st = None
-        if (
-            st is not None
-            and (st.st_dev, st.st_ino) == self._id
-            and os.path.realpath(self.root) == self._real
-        ):
+        if st is not None and (st.st_dev, st.st_ino) == self._id and self._leads_here():
             return None
         if st is None:
             problem = "the task removed or moved its own directory"
@@ -170,6 +172,21 @@ class Anchor:
         self.fd = open_dir(str(self.root))
         self._id = _identity(self.fd)
         return f"{problem}; nothing was collected from it, not followed"
+
+
+    def _leads_here(self) -> bool:
+        """Whether the directory root names (the one held open) is still at the path it had."""
+        if self._by_fd and _fd_path(self.fd) == self._real:
+            return True
+        return os.path.realpath(self.root) == self._real
+
+
+def _fd_path(fd: int) -> str | None:
+    """Where the directory fd holds is now, as the kernel names it (Linux); None where it cannot tell."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
 
 
 def _identity(fd: int) -> tuple[int, int]:
