@@ -294,11 +294,13 @@ def run_child(request: dict[str, Any]) -> NoReturn:
     except OSError as e:
         os.write(2, f"batchsweep: {e.strerror}\n".encode())
         os._exit(126)
-    env, environ = request["env"], os.environ  # the task's own, changed from the server's where they differ
-    for name in [name for name in environ if name not in env]:
+    # the task's own, changed from the server's where they differ (told apart in a plain dict: each lookup of
+    # os.environ encodes and decodes)
+    env, environ, base = request["env"], os.environ, _SERVER_ENV or dict(os.environ)
+    for name in [name for name in base if name not in env]:
         del environ[name]
     for name, value in env.items():
-        if environ.get(name) != value:
+        if base.get(name) != value:
             environ[name] = value
     _stamp_token(env.get(TOKEN_VAR))
     sys.argv = list(request["argv"])
@@ -326,6 +328,7 @@ def run_child(request: dict[str, Any]) -> NoReturn:
     run_as_main(lambda: run_script(script), frame_of=script)
 
 
+_SERVER_ENV: dict[str, str] = {}  # os.environ as the server forks its tasks (`main`)
 # the script's code, and the stat it was read with
 _COMPILED: dict[str, tuple[tuple[int, int, int], Any]] = {}
 
@@ -453,6 +456,7 @@ def main(argv: list[str]) -> int:
     find_room()
     import atexit  # noqa: F401 - what every task's child uses to run the script and exit, imported once here
     _reap.load_libc()  # each reaper's prctl: loaded here, once, not in every fork
+    _SERVER_ENV.update(os.environ)
     gc.freeze()  # the imported modules' objects: a child's collections neither scan nor copy them
     channel = FrameChannel(ctl_in, ctl_out)
     channel.send({"ready": True, **facts_after_import(_WatchedEnviron.read), "draws": rngs.drawn()})
