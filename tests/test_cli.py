@@ -263,3 +263,21 @@ def test_dry_run_command_lines_start_in_one_column_past_task_10(tmp_path: Path, 
     starts = {line.index("python") for line in lines if "python" in line}
     assert len(lines) == 12 and len(starts) == 1, lines
     assert lines[0].startswith("   0  ") and lines[11].startswith("  11  ")
+
+
+def test_dry_run_table_has_an_inputs_column_only_for_a_sweep_that_stages_inputs(tmp_path: Path,
+                                                                                 capsys) -> None:
+    """The README tour's `run examples/tutorial/sweep.yaml --dry-run` showed an empty `inputs` column."""
+    (tmp_path / "a.csv").write_text("x\n")
+    for inputs, header in (("", "task var_a var_b save_name"),
+                           ("inputs: [a.csv]", "task var_a var_b save_name inputs")):
+        spec = write_spec(tmp_path, f"""
+            name: cols
+            script: {SCRIPTS / 'prints_result.py'}
+            params: {{grid: {{var_a: [1, 2]}}, fixed: {{var_b: 1, save_name: s}}}}
+            {inputs}
+        """)
+        capsys.readouterr()
+        assert cli.main(["run", str(spec), "--dry-run", "--store", str(tmp_path / "store")]) == 0
+        first = capsys.readouterr().out.splitlines()[0]
+        assert first.split() == header.split(), first

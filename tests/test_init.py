@@ -185,6 +185,26 @@ def test_the_metrics_rule_reads_the_values_the_script_prints_or_logs_by_label(tm
     ) == {"rmse": 0.5, "test_accuracy": 0.9, "val_loss": 0.25}
 
 
+def test_the_metrics_rule_reads_the_json_file_a_backtest_writes_its_results_to(tmp_path: Path) -> None:
+    """A pairs backtest that json.dump()s its summary to `--out results/summary.json` and prints nothing got
+    'none found in its source: write metrics.json', though a file rule reads any JSON file it writes."""
+    from batchsweep.runs import run as runs
+    from batchsweep.scripts.starter import write_starter
+
+    script = tmp_path / "pairs.py"
+    script.write_text(
+        "import argparse, json, os\np = argparse.ArgumentParser()\n"
+        "p.add_argument('--pair', default='BTC-ETH')\np.add_argument('--window', type=int, default=60)\n"
+        "p.add_argument('--out', default='results/summary.json')\na = p.parse_args()\n"
+        "os.makedirs(os.path.dirname(a.out), exist_ok=True)\nwith open(a.out, 'w') as f:\n"
+        "    json.dump({'pnl': a.window * len(a.pair)}, f)\n")
+    spec = write_starter(str(script))
+    assert yaml.safe_load(spec.read_text())["metrics"] == "results/summary.json"
+    spec.write_text(spec.read_text().replace('window: [60]', 'window: [10, 20]'))
+    df = runs.run(spec, store=tmp_path / "store", progress=False).results()
+    assert sorted(df["pnl"]) == [70, 140]
+
+
 def test_a_default_with_braces_goes_under_fixed_filled_per_task_or_left_to_the_script(tmp_path: Path) -> None:
     """`--out model_{lr}.pt` was written as a one-value grid list, and `--log run_{}_{date}.log` too, whose
     `{date}` the run then refused ("placeholder {date} names no param"): the starter init wrote could not

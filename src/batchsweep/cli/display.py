@@ -32,15 +32,17 @@ def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
         count = f"{p.spec.search.trials} tasks (one per trial)"
     else:
         names = list(p.record.param_names)
+        staged = ["inputs"] if any(t.inputs for t in p.tasks) else []  # no empty column for a sweep without
         rows: list[list[Any]] = [
-            [t.index, *(t.params.get(n) for n in names), ", ".join(t.inputs)] for t in p.tasks
+            [t.index, *(t.params.get(n) for n in names), *(", ".join(t.inputs) for _ in staged)]
+            for t in p.tasks
         ]
         shown = (
             rows
             if len(rows) <= PLAN_ROWS
-            else rows[: PLAN_ROWS - 3] + [["…"] + [""] * (len(names) + 1)] + rows[-2:]
+            else rows[: PLAN_ROWS - 3] + [["…"] + [""] * (len(names) + len(staged))] + rows[-2:]
         )
-        table, dropped = fit_table(["task", *names, "inputs"], shown, fmt=fmt,
+        table, dropped = fit_table(["task", *names, *staged], shown, fmt=fmt,
                                    width=console.width if console.is_terminal else None)
         console.print(table)
         if dropped:

@@ -89,6 +89,9 @@ def _metrics_rule(script: Path, style: str, search: list[Path]) -> str:
         return "metrics: metrics.json             # the file it writes in its working directory"
     if re.search(r"\bprint\s*\(\s*json\.dumps\s*\(", source):
         return "metrics: {stdout: last}            # the JSON object it prints last"
+    written = _json_written(source)
+    if written:
+        return f"metrics: {json.dumps(written)}   # the JSON file it writes its results to"
     labels, logged = _printed_metrics(source)
     if labels:
         pattern = "|".join(re.sub(r"([.-])", r"[\1]", label) + (
@@ -107,6 +110,16 @@ def _metrics_rule(script: Path, style: str, search: list[Path]) -> str:
         "metrics: metrics.json             # none found in its source: write metrics.json, or use {stdout: "
         "last}, {stderr: 'loss=(?P<loss>\\S+)'} for what it prints"
     )
+
+
+def _json_written(source: str) -> str | None:
+    """The one relative `.json` path a script that calls json.dump names (`open("results/summary.json", "w")`,
+    or an output flag's default): the file its results go to, which a `metrics:` file rule reads."""
+    if not re.search(r"\bjson\.dump\s*\(", source):
+        return None
+    names = set(re.findall(r"""["']([\w./-]+\.json)["']""", source))
+    names = {n for n in names if not n.startswith("/") and ".." not in n.split("/")}
+    return names.pop() if len(names) == 1 else None
 
 
 LOG_CALLS = ("debug", "info", "warning", "error", "critical", "log")
