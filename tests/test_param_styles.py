@@ -322,6 +322,12 @@ def test_a_script_reading_sys_argv_by_position_gets_each_param_at_its_position(t
     with pytest.raises(SpecError, match=r"s.py reads its params by position \(alpha = sys.argv\[1\], n = "
                        r"sys.argv\[2\], tag = sys.argv\[3\]\), so lr would never reach it; name the params"):
         sweep(tmp_path, {"params": {"grid": {"lr": [1, 2]}}})
+    # params named after the environment variables it reads still go there: its sys.argv[1] is a path
+    write(tmp_path, "import json, os, sys\nout = sys.argv[1] if len(sys.argv) > 1 else 'out'\n"
+                    "print(json.dumps({'lr_seen': float(os.environ.get('LR', 0.1)), 'out_seen': out}))\n")
+    run, df = sweep(tmp_path, {"params": {"grid": {"LR": [0.5, 0.25]}}})
+    assert sorted(seen(df, "lr_seen", "out_seen")) == [(0.25, "out"), (0.5, "out")]
+    write(tmp_path, POSITIONAL)
     with pytest.raises(SpecError, match=r"params.n: 'many' is not a number, but s.py reads its sys.argv "
                        r"position as int"):
         sweep(tmp_path, {"params": {"grid": {"n": ["many"]}}})

@@ -224,17 +224,12 @@ def _no_parser(spec: Spec, script: Path, tasks: Sequence[Task], env: dict[str, s
             break
     seen = scriptscan.scan(script, search=scriptargs.search_path(env))
     by_position = [name for name, _, _ in seen.positions]
-    if names and by_position and not seen.batchsweep_aware:
-        # `--alpha 0.1` would reach `alpha = float(sys.argv[1])` as the text "--alpha"
-        if not names <= set(by_position):
-            raise SpecError(
-                f"params: {script.name} reads its params by position ({scriptscan.positions_text(seen)}), so "
-                f"{', '.join(sorted(names - set(by_position))[:4])} would never reach it; name the params "
-                "after those, or set `args: {style: plain}` to pass --name value anyway")
+    if names and by_position and not seen.batchsweep_aware and names <= set(by_position):
         notes.append(f"{script.name} parses no command line: its params are passed by position "
                      f"({scriptscan.positions_text(seen)}); set `args: {{style: ...}}` to change it")
         return _source_flags(spec, script, "argv", env)
-    if not names or seen.reads_argv or seen.batchsweep_aware:
+    # `--alpha 0.1` would reach `alpha = float(sys.argv[1])` as the text "--alpha": plain only without those
+    if not names or seen.reads_argv and not by_position or seen.batchsweep_aware:
         return scriptargs.ScriptFlags(known=False)
     reads = {k for k in seen.env if not k.startswith("BATCHSWEEP_")}
     keys: set[str] = set()
@@ -252,6 +247,11 @@ def _no_parser(spec: Spec, script: Path, tasks: Sequence[Task], env: dict[str, s
                 "set `args: {style: ...}` to change it"
             )
             return _source_flags(spec, script, style, env)
+    if by_position:
+        raise SpecError(
+            f"params: {script.name} reads its params by position ({scriptscan.positions_text(seen)}), so "
+            f"{', '.join(sorted(names - set(by_position))[:4])} would never reach it; name the params "
+            "after those, or set `args: {style: plain}` to pass --name value anyway")
     ways = seen.fits()
     shown = ", ".join(sorted(names)[:4]) + (", ..." if len(names) > 4 else "")
     hint = ("; use " + " or ".join(ways)) if ways else (
