@@ -127,3 +127,67 @@ def test_the_task_image_gets_mlflows_client_unless_the_requirements_have_it(tmp_
         ["mlflow==3.18.0"]
     assert spec_requirements(load(write_spec(tmp_path, body + "requirements: [mlflow-skinny]\n")))[0] == \
         ["mlflow-skinny", "sqlalchemy>=1.4", "alembic>=1.8"]
+
+
+
+@pytest.fixture(scope="module")
+def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sqlite store whose one run logged acc; made once, as MLflow keeps one store object per URI
+    for the life of the process."""
+    from mlflow.tracking import MlflowClient
+
+    work = tmp_path_factory.mktemp("template")
+    client = MlflowClient(tracking_uri=mlflowmetrics.tracking_uri(work))
+    run = client.create_run(client.create_experiment("e"))
+    client.log_metric(run.info.run_id, "acc", 0.5)
+    mlflowmetrics._release(mlflowmetrics.tracking_uri(work))
+    return work / mlflowmetrics.DB
+
+
+def _store_with(template: Path, work: Path, acc: float) -> None:
+    """A copy of the template store in work, its run's acc set to `acc`."""
+    import shutil
+    import sqlite3
+
+    work.mkdir(parents=True)
+    shutil.copy(template, work / mlflowmetrics.DB)
+    with sqlite3.connect(work / mlflowmetrics.DB) as db:
+        for table in ("metrics", "latest_metrics"):
+            db.execute(f"UPDATE {table} SET value = ? WHERE key = 'acc'", (acc,))
+    db.close()
+
+
+def test_a_symlinked_mlflow_store_fails_its_task_and_is_not_read(tmp_path: Path,
+                                                                 template_store: Path) -> None:
+    """A task plants `mlflow.db` as a symlink to another user's store: its task fails naming it, and the
+    victim's metrics never become the task's."""
+    victim = tmp_path / "victim"
+    _store_with(template_store, victim, 0.99)
+    script = tmp_path / "plant.py"
+    script.write_text(f"import os\nos.symlink({str(victim / 'mlflow.db')!r}, 'mlflow.db')\n")
+    spec = write_spec(tmp_path, f"name: mlplant\nscript: {script}\nparams: {{grid: {{_x: [1]}}}}\n"
+                                "metrics: {mlflow: true}\n")
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    status = run.statuses()[0]
+    assert status.state is State.FAILED
+    assert "mlflow.db in the task's working directory is not a file (a symlink?)" in (status.error or "")
+    assert "acc" not in run.results().columns
+    assert (victim / "mlflow.db").is_file()
+
+
+def test_the_mlflow_reader_reads_the_directory_it_holds_not_one_swapped_in(tmp_path: Path,
+                                                                          template_store: Path) -> None:
+    """The runner reads a task's stores through the working directory it made: a directory renamed into its
+    place after the runner opened it is not what MLflow's client reads."""
+    import os
+
+    work = tmp_path / "work"
+    _store_with(template_store, work, 0.25)
+    fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        work.rename(tmp_path / "moved")
+        _store_with(template_store, work, 0.75)
+        assert mlflowmetrics.Reader(work, fd).final() == {"acc": 0.25}
+        assert mlflowmetrics.Reader(work).final() == {"acc": 0.75}
+    finally:
+        os.close(fd)

@@ -37,6 +37,14 @@ def open_dir(name: str, dir_fd: int | None = None) -> int:
     return os.open(name, DIR_FLAGS, dir_fd=dir_fd)
 
 
+def held_dir(fd: int, path: Path) -> Path:
+    """A path to the directory fd holds that is resolved through the descriptor (Linux), for what must open
+    it by name (another library's client): a symlink or directory swapped in for `path` later is not what it
+    reaches. Elsewhere path itself."""
+    proc = Path(f"/proc/self/fd/{fd}")
+    return proc if proc.is_dir() else path
+
+
 def open_below(dir_fd: int, names: Sequence[str], *, make: bool = False) -> int:
     """A descriptor of the directory names[-1] below dir_fd, each one entered without following a symlink (and
     made first when `make`); dir_fd itself when names is empty. The caller closes what is not dir_fd."""

@@ -188,10 +188,8 @@ def collect_metrics(ctx: RunContext, paths: TaskPaths, work_fd: int | None) -> t
 
         if work_fd is None:
             return None, bool(found)
-        if not os.path.samestat(os.lstat(paths.work), os.fstat(work_fd)):  # MLflow's client opens by path
-            raise _Swapped(replaced(TaskDir.WORK, paths.fd, after=AFTER))
         try:
-            logged = Reader(paths.work).final()
+            logged = Reader(paths.work, work_fd).final()
         except MlflowReadError as e:
             return str(e), bool(found)
         if logged:

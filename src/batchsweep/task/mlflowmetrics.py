@@ -23,12 +23,16 @@ import importlib.util
 import math
 import os
 import sqlite3
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from batchsweep.files import held_dir
+from batchsweep.metrics import UnsafeMetricsFile
 
 ENV = "MLFLOW_TRACKING_URI"
 DB = "mlflow.db"
@@ -52,13 +56,23 @@ def tracking_uri(work: Path) -> str:
     return f"sqlite:///{work.resolve() / DB}"
 
 
-def stores(work: Path) -> list[str]:
-    """The tracking URIs of the MLflow stores in a task's working directory."""
+def stores(work: Path, work_fd: int | None = None) -> list[str]:
+    """The tracking URIs of the MLflow stores in a task's working directory, named through its descriptor
+    `work_fd` when given (files.held_dir). UnsafeMetricsFile when a store's name is taken by anything else (a
+    symlink out of the directory, a FIFO): never followed."""
+    base = work.resolve() if work_fd is None else held_dir(work_fd, work)
     found = []
-    if (work / DB).is_file():
-        found.append(tracking_uri(work))
-    if (work / FILE_STORE).is_dir():
-        found.append((work / FILE_STORE).resolve().as_uri())
+    for name, kind, uri in ((DB, stat.S_ISREG, f"sqlite:///{base / DB}"),
+                            (FILE_STORE, stat.S_ISDIR, (base / FILE_STORE).as_uri())):
+        try:
+            st = os.lstat(name, dir_fd=work_fd) if work_fd is not None else os.lstat(work / name)
+        except FileNotFoundError:
+            continue
+        if not kind(st.st_mode):
+            raise UnsafeMetricsFile(f"{name} in the task's working directory is not a "
+                                    f"{'file' if kind is stat.S_ISREG else 'directory'} (a symlink?); "
+                                    "MLflow's metrics were not read")
+        found.append(uri)
     return found
 
 
@@ -77,16 +91,18 @@ def _number(value: Any) -> float | None:
 class Reader:
     """Reads one task's MLflow stores; `series()` returns only the steps not returned before (for live
     polling). It never writes to them: a sqlite store is opened read-only, so a script still creating or
-    migrating its store (or logging to it) is never raced."""
+    migrating its store (or logging to it) is never raced. With `work_fd` (the working directory the runner
+    made, open) the stores are reached through it, whatever is swapped in for `work` meanwhile."""
 
     work: Path
+    work_fd: int | None = None
     # (store, run, metric) -> points returned
     _seen: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def final(self) -> dict[str, Any]:
         """Each metric's latest value (see the module's doc for which run wins)."""
         values: dict[str, Any] = {}
-        for uri in stores(self.work):
+        for uri in stores(self.work, self.work_fd):
             with _open(uri) as client:
                 for run in sorted(_runs(client), key=_rank):
                     for key, value in run.data.metrics.items():
@@ -101,7 +117,7 @@ class Reader:
     def series(self) -> list[dict[str, Any]]:
         """New points of the top-level runs' metrics, one record per (step, time) they were logged at."""
         records: dict[tuple[int | float, float], dict[str, Any]] = {}
-        for uri in stores(self.work):
+        for uri in stores(self.work, self.work_fd):
             with _open(uri) as client:
                 for run in sorted(_runs(client), key=_rank):
                     if run.data.tags.get("mlflow.parentRunId"):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from batchsweep.files import open_regular
-from batchsweep.metrics import MAX_LINE_BYTES, is_mlflow, value_of
+from batchsweep.metrics import MAX_LINE_BYTES, UnsafeMetricsFile, is_mlflow, value_of
 
 ENV_FILE = "BATCHSWEEP_SERIES_FILE"
 FLUSH_ENV = "BATCHSWEEP_SERIES_FLUSH_S"  # sets both intervals below (tests shorten them)
@@ -221,8 +221,9 @@ class Recorder:
 
             try:
                 append(self.path, self._mlflow.series())
-            except MlflowReadError:
-                # mid-write, or unreadable: the next poll retries, and the task's metrics say what went wrong
+            except (MlflowReadError, UnsafeMetricsFile):
+                # mid-write, unreadable or not followed: the next poll retries, and the task's metrics say
+                # what went wrong
                 pass
         # a line the script is halfway through waits for the next poll
         new = parse(self._series.lines(final=final))
