@@ -155,11 +155,18 @@ def test_a_task_that_keeps_swapping_its_siblings_directories_reaches_nothing_out
     assert not any(os.path.realpath(p).startswith(str(victim)) for p in (tmp_path / "store").rglob("*"))
 
 
-def test_a_working_directory_swapped_for_a_symlink_as_it_is_made_gets_no_staged_input(tmp_path, monkeypatch):
+@pytest.mark.parametrize("reaped", [True, False], ids=["reaper", "no-reaper"])
+def test_a_working_directory_swapped_for_a_symlink_as_it_is_made_gets_no_staged_input(tmp_path, monkeypatch,
+                                                                                       reaped):
     """The swap lands right after the runner made the task's working directory and before it copies the
     task's inputs there (the seam: `worker._fresh_work`). Before, the runner copied the input (and wrote a
     config-style params file) into the victim's directory; now it writes through the directory it made, held
-    open, and the task fails naming the symlink."""
+    open, and the task fails naming the symlink. Where no reaper can run (not Linux) the task's launcher
+    checks its working directory all the same, so the task never starts in the victim's."""
+    from batchsweep.task import reaper
+
+    if not reaped:
+        monkeypatch.setattr(reaper, "can_supervise", lambda: False)
     victim, files = _victim(tmp_path)
     real_fresh, swapped = worker._fresh_work, []
 
@@ -184,13 +191,16 @@ def test_a_working_directory_swapped_for_a_symlink_as_it_is_made_gets_no_staged_
         metrics: {{stdout: last}}
         max_parallel: 1
         timeout: 60s
+        warm: {"auto" if reaped else "false"}
     """)
     run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
     df = run.results().set_index("task")
     assert swapped, "the seam was never reached"
     _untouched(victim, files)
     assert list(df["status"]) == ["failed", "succeeded"], df["error"].tolist()
-    assert "work by a symlink" in df["error"][0] and "not followed" in df["error"][0], df["error"][0]
+    # without a reaper the launcher refuses to start the task; collecting it then finds the symlink
+    said = "replaced work by a symlink" if reaped else "work was replaced by a symlink"
+    assert said in df["error"][0] and "not followed" in df["error"][0], df["error"][0]
 
 
 def test_removing_a_tasks_directory_never_follows_a_symlink_at_or_below_it(tmp_path):

@@ -148,24 +148,41 @@ def main(args: list[str]) -> NoReturn:
     os.set_inheritable(report, False)
     task = os.fork()
     if task == 0:  # the task writes the whole report itself, in order
-        try:
-            check_workdir(env)
-        except OSError as e:
-            os.write(report, f"pid {os.getpid()} error {e.errno} {e.strerror}".encode())
-            os._exit(127)
-        os.setsid()
-        as_task(dict.fromkeys(RESTORED, signal.SIG_DFL))  # as `subprocess` starts a program
-        os.write(report, f"pid {os.getpid()}".encode())
-        try:
-            os.execvpe(argv[0], argv, env)
-        except OSError as e:
-            os.write(report, f" error {e.errno or 0} {e.strerror or e}".encode())
-        os._exit(127)
+        become_task(argv, env, report, session=True)
     os.close(report)
     reap_task(task)
 
 
+def checked(args: list[str]) -> NoReturn:
+    """`python -I -S _reap.py --checked FD ARGV...` (`reaper.start_checked`, where no reaper can run): this
+    process becomes ARGV once it has checked its working directory; the same report on FD as `main`."""
+    report, argv = int(args[0]), args[1:]
+    os.set_inheritable(report, False)
+    become_task(argv, _initial_environ(), report, session=False)
+
+
+def become_task(argv: list[str], env: dict[str, str], report: int, *, session: bool) -> NoReturn:
+    """Execute ARGV in this process, in a session of its own when `session`, once `check_workdir` passed;
+    write `pid N` to FD, then ` error ERRNO WHY` when it could not be executed (`pid N error ...` when the
+    check refused it)."""
+    try:
+        check_workdir(env)
+    except OSError as e:
+        os.write(report, f"pid {os.getpid()} error {e.errno} {e.strerror}".encode())
+        os._exit(127)
+    if session:
+        os.setsid()
+    as_task(dict.fromkeys(RESTORED, signal.SIG_DFL))  # as `subprocess` starts a program
+    os.write(report, f"pid {os.getpid()}".encode())
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as e:
+        os.write(report, f" error {e.errno or 0} {e.strerror or e}".encode())
+    os._exit(127)
+
+
 SERVE = "--serve"  # `python -I -S _reap.py --serve`: the cold tasks' launcher (`launch.ExecServer`)
+CHECKED = "--checked"  # `python -I -S _reap.py --checked FD ARGV...`: a task without a reaper (`checked`)
 # a symlink a task left there is not followed
 LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
 
@@ -364,6 +381,8 @@ def _tree(root: int) -> list[int]:
 if __name__ == "__main__":
     if sys.argv[1:] == [SERVE]:
         sys.exit(serve())
+    if sys.argv[1:2] == [CHECKED]:
+        checked(sys.argv[2:])
     main(sys.argv[1:])
 
 

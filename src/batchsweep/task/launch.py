@@ -50,13 +50,13 @@ def cold_because(reason: str, launch: Any = None) -> Any:
 
 def launch_cold(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: Path,
                 stderr: Path) -> subprocess.Popen[bytes] | reaper.Supervised:
-    """A task started the ordinary way: its own process (and session), output to its log files; on Linux below
-    a reaper of its own (`reaper.spawn`), so nothing it starts outlives it."""
+    """A task started the ordinary way: its own process (and session), output to its log files, only in the
+    working directory the runner made; on Linux below a reaper of its own (`reaper.spawn`), so nothing it
+    starts outlives it."""
     with open_log(stdout) as out, open_log(stderr) as err:
         if reaper.can_supervise():
             return reaper.spawn(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True)
+        return reaper.start_checked(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
 
 
 class ServerClient(ForkClient):

@@ -108,12 +108,24 @@ def spawn(argv: list[str], **popen: Any) -> Supervised:
     """Start `argv` below a reaper of its own (`_reap.py`, run by this interpreter), with `subprocess.Popen`'s
     keyword arguments (cwd, env, stdin, stdout, stderr: the task's; the reaper gets a session of its own, the
     task another). Returns once the task's program was executed; OSError when it could not be, as Popen's."""
+    return Supervised(*_start([], argv, popen))
+
+
+def start_checked(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
+    """Start `argv` as Popen would (in a session of its own) where no reaper can run, through `_reap.py
+    --checked`, which starts it only in the working directory the runner made (`_reap.check_workdir`).
+    OSError when it could not be started, as Popen's."""
+    return _start([_reap.CHECKED], argv, popen)[0]
+
+
+def _start(mode: list[str], argv: list[str], popen: dict[str, Any]) -> tuple[subprocess.Popen[bytes], int]:
+    """`_reap.py` in `mode` on argv: its process and the task's pid, once the task's program was executed."""
     import subprocess
 
     read, write = os.pipe()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", os.path.abspath(_reap.__file__), str(write), *argv],
+            [sys.executable, "-I", "-S", os.path.abspath(_reap.__file__), *mode, str(write), *argv],
             start_new_session=True,
             pass_fds=(write,),
             **popen,
@@ -123,7 +135,7 @@ def spawn(argv: list[str], **popen: Any) -> Supervised:
     with os.fdopen(read, "rb") as report:
         words = report.read().decode(errors="replace").split(maxsplit=4)
     if len(words) == 2 and words[0] == "pid" and words[1].isdigit():
-        return Supervised(proc, int(words[1]))
+        return proc, int(words[1])
     proc.wait()
     if len(words) >= 4 and words[2] == "error" and words[3].isdigit():
         raise OSError(int(words[3]), words[4] if len(words) > 4 else "", argv[0])

@@ -65,7 +65,7 @@ class TeedProcess:
         }
         self._popen: reaper.Supervised | subprocess.Popen[bytes] = (
             reaper.spawn(argv, **pipes) if reaper.can_supervise()  # nothing it starts outlives it
-            else subprocess.Popen(argv, start_new_session=True, **pipes))
+            else reaper.start_checked(argv, **pipes))
         popen = self._popen.reaper if isinstance(self._popen, reaper.Supervised) else self._popen
         assert popen.stdout is not None and popen.stderr is not None
         self._pumps = [
