@@ -488,6 +488,30 @@ def test_ten_thousand_tasks_make_a_usable_page_that_says_it_samples() -> None:
         assert marks <= 3_200, f"{name} draws {marks} marks"
 
 
+def test_a_sampled_pages_lines_and_bars_name_their_own_task_and_only_drawn_ones_get_a_tip(monkeypatch):
+    """A 100,000-task report spent seconds and tens of MB making a tip for every task's line and bar, of which
+    the charts draw ~3,000: each drawn line and bar still names its own task (and worker), and the tips of the
+    tasks not drawn are never made."""
+    from batchsweep.report import plotsections, svgplot
+
+    made = []
+    monkeypatch.setattr(plotsections, "fmt", lambda v: made.append(v) or svgplot.fmt(v))
+    rng = np.random.default_rng(3)
+    n = 10_000
+    df = pd.DataFrame({"task": range(100, 100 + n), "lr": 10 ** rng.uniform(-5, -1, n),
+                       "depth": rng.integers(2, 9, n), "status": "succeeded", "loss": rng.uniform(0.1, 1, n),
+                       "duration_s": 1.0, "started_at": 1e9 + np.arange(n) * 0.5,
+                       "ended_at": 1e9 + np.arange(n) * 0.5 + 1, "worker": [f"w{i % 16}" for i in range(n)]})
+    html, _, _ = build_report(df, params=["lr", "depth"], metrics=["loss"], summary=SUMMARY)
+    lines = re.findall(r'<polyline [^>]*data-task="(\d+)"[^>]*><title>task (\d+): lr=', html)
+    bars = re.findall(r"<rect [^>]*><title>task (\d+) on (w\d+): succeeded", html)
+    assert 2_000 < len(lines) <= 3_100 and 2_000 < len(bars) <= 3_100
+    assert all(a == b for a, b in lines)
+    assert all(w == f"w{(int(t) - 100) % 16}" for t, w in bars)
+    # three values a line's tip (two params and the metric), two a bar's: for the drawn ones only
+    assert len(made) <= 3 * len(lines) + 2 * len(bars) + 100, len(made)
+
+
 def test_the_page_inlines_its_style_and_script_from_the_package_data_files() -> None:
     data = resources.files("batchsweep").joinpath("data")
     css, js = data.joinpath("report.css").read_text(), data.joinpath("report.js").read_text()

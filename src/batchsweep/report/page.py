@@ -51,7 +51,7 @@ def render_report(run: Run, *, metric: str | None = None, maximize: bool | None 
 
     df = gather(run) if table is None else table
     if "key" not in df.columns:
-        keys = {t.index: t.cache_key for t in run.tasks()}
+        keys = {t.index: t.cache_key for t in run.store.iter_tasks(run.id)}  # not a list of 100,000 Tasks
         df = df.assign(key=[keys.get(i) or None for i in df["task"]])
     record = run.record
     summary: dict[str, Any] = {"run_id": record.run_id, "name": record.name, "backend": record.backend,

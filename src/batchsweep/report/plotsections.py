@@ -5,6 +5,8 @@ param (parallel coordinates, per-param means, a heatmap), the durations and the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
@@ -13,13 +15,14 @@ from batchsweep.report.ranking import numeric_column
 from batchsweep.report.svgplot import Dim, esc, fmt
 
 
-def _tip(df: pd.DataFrame, i: int, varying: list[str], dims: dict[str, Dim], chosen: str, v: float) -> str:
-    task = df.at[i, "task"] if "task" in df.columns else i
-    return (
-        f"task {task}: "
-        + ", ".join(f"{p}={fmt(dims[p].values[i])}" for p in varying)
-        + f" → {chosen} {fmt(v)}"
-    )
+def _tips(keys: list[Any], varying: list[str], dims: dict[str, Dim], chosen: str,
+          values: list[float]) -> Callable[[int], str]:
+    """The tip of row i's line, made when a chart draws it (it draws a sample of a big run's rows)."""
+    def tip(i: int) -> str:
+        return (f"task {keys[i]}: " + ", ".join(f"{p}={fmt(dims[p].values[i])}" for p in varying)
+                + f" → {chosen} {fmt(values[i])}")
+
+    return tip
 
 
 def history_section(df: pd.DataFrame, chosen: str, maximize: bool, values: list[float]) -> str:
@@ -85,9 +88,9 @@ def plots_section(
         ranked = sorted(
             (i for i, v in enumerate(values) if math.isfinite(v)), key=lambda i: values[i], reverse=maximize
         )
-        tips = [_tip(df, i, varying, dims, chosen, v) for i, v in enumerate(values)]
         out.append('<div class="full">' + svgplot.parallel_coordinates(
-            [dims[p] for p in varying], mdim, maximize=maximize, tips=tips, keys=keys,
+            [dims[p] for p in varying], mdim, maximize=maximize,
+            tip=_tips(keys, varying, dims, chosen, values), keys=keys,
             highlight=set(ranked[:top_k])) + "</div>")
         scattered = [p for p in varying if p in continuous]
         dots = (
@@ -164,12 +167,16 @@ def timeline_section(df: pd.DataFrame, varying: list[str], dims: dict[str, Dim])
         return '<p class="note">No timeline: no task has both a start and an end time.</p>'
     t0 = min(start[i] for _, i in placed)
     status = df["status"].astype(str).tolist() if "status" in df.columns else ["succeeded"] * len(df)
+    tasks = df["task"].tolist() if "task" in df.columns else list(range(len(df)))
+    workers = df["worker"].tolist() if kind != "workers" else []
+    every = svgplot.sample_every(len(placed))  # the bars the chart draws: only theirs need a tip
     bars = []
-    for lane, i in placed:
-        task = df.at[i, "task"] if "task" in df.columns else i
-        params = ", ".join(f"{p}={fmt(dims[p].values[i])}" for p in varying)
-        where = lanes[lane] if kind == "workers" else f"{lanes[lane]} of {df.at[i, 'worker']}"
-        tip = (f"task {task} on {where}: {status[i]}, {end[i] - start[i]:.1f} s"
-               + (f" ({params})" if params else ""))
+    for n, (lane, i) in enumerate(placed):
+        tip = ""
+        if n % every == 0:
+            params = ", ".join(f"{p}={fmt(dims[p].values[i])}" for p in varying)
+            where = lanes[lane] if kind == "workers" else f"{lanes[lane]} of {workers[i]}"
+            tip = (f"task {tasks[i]} on {where}: {status[i]}, {end[i] - start[i]:.1f} s"
+                   + (f" ({params})" if params else ""))
         bars.append((lane, start[i] - t0, end[i] - t0, status[i], tip))
     return '<div class="full">' + svgplot.timeline(lanes, bars, over=kind) + "</div>"

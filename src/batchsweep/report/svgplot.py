@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -244,7 +244,7 @@ def parallel_coordinates(
     metric: Dim,
     *,
     maximize: bool,
-    tips: Sequence[str],
+    tip: Callable[[int], str],
     keys: Sequence[Any],
     highlight: set[int],
     width: float = 1160,
@@ -267,7 +267,7 @@ def parallel_coordinates(
                 pts.append(f"{x:.1f},{ax(v):.1f}")
         c.add(
             "polyline",
-            tip=tips[i],
+            tip=tip(i),
             points=" ".join(pts),
             stroke=color(goodness(metric.values[i], lo, hi, maximize)),
             class_="pl hi" if i in highlight else "pl",
