@@ -137,6 +137,33 @@ def test_click_params_are_checked_before_running(
     assert not (tmp_path / "store").exists()
 
 
+_PRINT = "    print(json.dumps(dict(depth_seen=depth, frac_seen=frac, cap_seen=cap)))\n"
+RANGES = {
+    "click": "import json, click\n\n@click.command()\n"
+             "@click.option('--depth', type=click.IntRange(1, 10), default=3)\n"
+             "@click.option('--frac', type=click.FloatRange(0, 1), default=0.5)\n"
+             "@click.option('--cap', type=click.IntRange(0, 5, clamp=True), default=1)\n"
+             "def main(depth, frac, cap):\n" + _PRINT + "\nmain()\n",
+    "typer": "import json, typer\n\ndef main(depth: int = typer.Option(3, min=1, max=10), frac: float = "
+             "typer.Option(0.5, min=0, max=1), cap: int = typer.Option(1, min=0, max=5, clamp=True)):\n"
+             + _PRINT + "\ntyper.run(main)\n",
+}
+
+
+@pytest.mark.parametrize("kind", ["click", "typer"])
+def test_a_click_or_typer_range_is_checked_before_running(tmp_path: Path, kind: str) -> None:
+    """`--lr 1.5` for typer's `min=0, max=1` failed every task at click's own check after the run started."""
+    write(tmp_path, RANGES[kind])
+    for params, message in (({"depth": 11}, r"params.depth: 11 is outside the range s.py accepts for --depth "
+                                            r"\(1 <= x <= 10\)"),
+                            ({"frac": 1.5}, r"params.frac: 1.5 is outside .* \(0 <= x <= 1\)")):
+        with pytest.raises(SpecError, match=message):
+            sweep(tmp_path, {"params": {"list": [params]}})
+    run, df = sweep(tmp_path, {"params": {"list": [{"depth": 10, "frac": 0.0, "cap": 9}]}})  # cap clamps
+    seen = df[["depth_seen", "frac_seen", "cap_seen"]].values.tolist()
+    assert run.exit_code == 0 and seen == [[10, 0.0, 5]]
+
+
 CLICK_GROUP = '''
 import json, click
 

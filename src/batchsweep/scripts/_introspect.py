@@ -216,6 +216,16 @@ def _click_type(p: Any) -> tuple[str | None, list[Any] | None]:
     return name, choices
 
 
+def _bounds(p: Any) -> list[Any] | None:
+    """click's IntRange/FloatRange (or typer's min=/max=) as [min, max, min_open, max_open]; a clamping range
+    takes any number."""
+    info = getattr(p, "type", None) or getattr(getattr(p, "type_descriptor", None), "parameter_info", None)
+    low, high = getattr(info, "min", None), getattr(info, "max", None)
+    if getattr(info, "clamp", False) or not any(isinstance(b, (int, float)) for b in (low, high)):
+        return None
+    return [low, high, bool(getattr(info, "min_open", False)), bool(getattr(info, "max_open", False))]
+
+
 def _click_params(command: Any) -> list[dict[str, Any]]:
     # Duck-typed: typer ships its own copy of click (`typer._click`), whose classes are not click's.
     actions = []
@@ -255,6 +265,7 @@ def _click_params(command: Any) -> list[dict[str, Any]]:
                 "default": _jsonable(default),
                 "choices": [_jsonable(c) for c in choices] if choices else None,
                 "type": type_name,
+                "bounds": _bounds(p),
             }
         )
         actions.append(entry)

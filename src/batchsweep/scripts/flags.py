@@ -26,6 +26,8 @@ class Flag:
     negative: str | None = None  # the option that sets it false (click's `--x/--no-x`, fire's `--nox`)
     bool_text: tuple[str, str] | None = None  # texts the script's own type turns into True and False
     subcommands: dict[str, tuple[Flag, ...]] | None = None
+    # click's IntRange/FloatRange, typer's min=/max=: (min, max, min_open, max_open), either end None
+    bounds: tuple[Any, ...] | None = None
 
     @property
     def positional(self) -> bool:
@@ -128,6 +130,7 @@ def flag_from_dict(a: dict[str, Any]) -> Flag:
         type=a.get("type"),
         negative=a.get("negative"),
         bool_text=tuple(a["bool_text"]) if a.get("bool_text") else None,
+        bounds=tuple(a["bounds"]) if a.get("bounds") else None,
         subcommands={k: tuple(flag_from_dict(x) for x in v) for k, v in subs.items()}
         if subs is not None
         else None,

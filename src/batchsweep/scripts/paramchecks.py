@@ -222,6 +222,22 @@ def _check_value(script: Path, flag: Flag, name: str, value: Any, *, typed: bool
             f"params.{name}: {bad!r} is not a valid {flag.numeric}, which {script.name} expects for "
             f"{flag.shown}"
         )
+    if flag.bounds and typed:
+        _check_bounds(script, flag, name, values)
+
+
+def _check_bounds(script: Path, flag: Flag, name: str, values: list[Any]) -> None:
+    low, high, low_open, high_open = flag.bounds or (None, None, False, False)
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if (low is not None and (v < low or low_open and v == low)) or \
+                (high is not None and (v > high or high_open and v == high)):
+            shown = " ".join(x for x in (
+                f"{low} {'<' if low_open else '<='}" if low is not None else "", "x",
+                f"{'<' if high_open else '<='} {high}" if high is not None else "") if x)
+            raise SpecError(f"params.{name}: {v!r} is outside the range {script.name} accepts for "
+                            f"{flag.shown} ({shown})")
 
 
 def _wants_bool(flag: Flag) -> bool:
