@@ -29,7 +29,8 @@ function init(words) {
     filter.addEventListener("input", function () {
       var words = filter.value.toLowerCase().split(/\s+/).filter(Boolean), shown = 0;
       Array.prototype.forEach.call(document.getElementById("tasks").tBodies[0].rows, function (r) {
-        var text = r.textContent.toLowerCase(), keep = words.every(function (w) { return text.indexOf(w) >= 0; });
+        var text = r.textContent.toLowerCase();
+        var keep = words.every(function (w) { return text.indexOf(w) >= 0; });
         r.style.display = keep ? "" : "none";
         shown += keep ? 1 : 0;
       });
@@ -41,8 +42,9 @@ function init(words) {
   }
 }
 init();
-// Served by `batchsweep report --serve`: while the run goes, the page re-reads itself (re-rendered from the store)
-// and swaps its content in place, keeping the scroll position and the filter; it stops once the run has ended.
+// Served by `batchsweep report --serve`: while the run goes, the page re-reads itself (re-rendered from
+// the store) and swaps its content in place, keeping the scroll position and the filter; it stops once the
+// run has ended.
 function refresh() {
   fetch(location.pathname, {cache: "no-store"}).then(function (r) {
     if (!r.ok) { throw new Error("HTTP " + r.status); }
@@ -62,7 +64,9 @@ function refresh() {
   });
 }
 function schedule() {
-  if (document.body.dataset.live === "1") { setTimeout(refresh, Number(document.body.dataset.refreshMs) || 2000); }
+  if (document.body.dataset.live === "1") {
+    setTimeout(refresh, Number(document.body.dataset.refreshMs) || 2000);
+  }
 }
 schedule();
 document.body.dataset.ready = "1";

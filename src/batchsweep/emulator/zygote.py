@@ -171,7 +171,8 @@ class Zygote(ForkClient):
         finally:
             os.close(out_w)  # the child holds them now: the pipes end when it (and what it started) ends
             os.close(err_w)
-        child.stdout, child.stderr = open(out_r, "rb"), open(err_r, "rb")  # noqa: SIM115 - the player closes them
+        # SIM115: the player closes them
+        child.stdout, child.stderr = open(out_r, "rb"), open(err_r, "rb")  # noqa: SIM115
         if not child._started.wait(START_TIMEOUT_S) or child.error is not None:
             child.stdout.close()
             child.stderr.close()

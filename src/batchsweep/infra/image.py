@@ -354,7 +354,8 @@ def choose_builder(forced: str | None = None) -> Builder:
             raise SweepError(f"--builder {forced}: choose one of {', '.join(BUILDERS)}")
         path = shutil.which(forced)
         if path is None:
-            hint = INSTALL_HINT if forced != "docker" else "install Docker (https://docs.docker.com/get-docker/)"
+            hint = (INSTALL_HINT if forced != "docker"
+                    else "install Docker (https://docs.docker.com/get-docker/)")
             raise SweepError(f"--builder {forced}: {forced} not found on PATH; {hint}")
         if forced == "docker" and not _docker_answers(path):
             raise SweepError("--builder docker: the Docker daemon does not answer (`docker info` failed); "

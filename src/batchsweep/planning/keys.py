@@ -78,7 +78,8 @@ KEY_VERSION = 2  # 1: the code was every file of the code package (see CODE_VERS
 
 
 class InputStamps:
-    """The content identity of each input: sha256 for local files and directories, ETag + version for s3://."""
+    """The content identity of each input: sha256 for local files and directories, ETag + version for
+    s3:// objects."""
 
     def __init__(
         self, base_dir: Path, cache: HashCache, *, s3_head: Callable[[str], str] | None = None

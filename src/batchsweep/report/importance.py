@@ -29,7 +29,8 @@ def param_importance(varying: list[str], dims: dict[str, Dim], values: list[floa
     ok = ok[:: max(1, math.ceil(len(ok) / 500))]  # a forest on 500 tasks says what one on 1,999 would
     try:
         return _fanova(varying, dims, values, ok, maximize), "fANOVA"
-    except Exception:  # noqa: BLE001 - Optuna or scikit-learn missing, or a degenerate fit: the simple measure
+    # BLE001: Optuna or scikit-learn missing, or a degenerate fit: the simple measure
+    except Exception:  # noqa: BLE001
         return _eta_squared(varying, dims, values, ok), "η²"
 
 

@@ -56,7 +56,8 @@ def open_storage(url: str) -> Any:
                 f"--to {url}: a database storage needs SQLAlchemy ({e}); pip install sqlalchemy, or "
                 "write an Optuna journal file instead: --to study.log"
             ) from None
-        except Exception as e:  # noqa: BLE001 - SQLAlchemy's errors (no such directory, a directory, no server)
+        # BLE001: SQLAlchemy's errors (no such directory, a directory, no server)
+        except Exception as e:  # noqa: BLE001
             first = str(getattr(e, "orig", None) or e).splitlines()[0]
             raise SpecError(f"--to {url}: cannot open that database ({first})") from None
     if not url.endswith(JOURNAL_SUFFIXES):

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 Latest = Callable[[], "tuple[RunEntry, dict[int, TaskStatus]] | None"]
 
 
+def _names_s3(store: str | None) -> bool:
+    """Whether a store named by URL (or BATCHSWEEP_STORE when none is) is on S3."""
+    return str(store or os.environ.get("BATCHSWEEP_STORE") or "").startswith("s3://")
+
+
 def latest_finished_run(
     name: str, *, store: Store | str | None = None
 ) -> tuple[RunEntry, dict[int, TaskStatus]] | None:
@@ -27,7 +32,7 @@ def latest_finished_run(
     from batchsweep.runs.entries import list_runs
     from batchsweep.store.core import Store
 
-    if not isinstance(store, Store) and str(store or os.environ.get("BATCHSWEEP_STORE") or "").startswith("s3://"):
+    if not isinstance(store, Store) and _names_s3(store):
         return None  # an S3 store: reading it would call AWS
     local = store if isinstance(store, Store) else Store.open(store)
     if not local.is_local:
@@ -52,7 +57,7 @@ def packing_durations(name: str, *, store: Store | str | None = None,
 
     newest = (latest or (lambda: latest_finished_run(name, store=store)))()
     found = durations_of(newest)
-    if not isinstance(store, Store_) and str(store or os.environ.get("BATCHSWEEP_STORE") or "").startswith("s3://"):
+    if not isinstance(store, Store_) and _names_s3(store):
         return found
     local = store if isinstance(store, Store_) else Store_.open(store)
     if not local.is_local:

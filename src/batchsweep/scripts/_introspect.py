@@ -422,7 +422,8 @@ def _hook_hydra(out: str, tmp: str, hydra: Any) -> None:
     def run_and_report(func: Any) -> Any:
         try:
             return func()
-        except Exception as e:  # noqa: BLE001 - Hydra's own error (config not found, bad override): its first line
+        # BLE001: Hydra's own error (config not found, bad override): its first line
+        except Exception as e:  # noqa: BLE001
             message = " ".join(str(e).strip().splitlines()[:1]) or type(e).__name__
             with open(out, "w") as f:
                 json.dump({"style": None, "kind": "hydra", "reason": f"Hydra: {message}"}, f)

@@ -275,7 +275,9 @@ def _with_records(study: optuna.Study, stop: dict[str, Any], index: int, series:
         state = _state(i, index, values, states)
         attrs: dict[str, Any] = {}
         if values:
-            rate = bracket(study, SimpleNamespace(number=i)) if bracket is not None else 0  # type: ignore[arg-type]
+            # arg-type: a stand-in for Optuna's FrozenTrial, which the bracket reads only `number` of
+            trial = SimpleNamespace(number=i)
+            rate = bracket(study, trial) if bracket is not None else 0  # type: ignore[arg-type]
             steps = sorted(s for s in values if i != index or s < last)
             rung = 0
             while steps:

@@ -211,7 +211,8 @@ def check_pinned_image(settings: AwsEngineSettings, spec: Spec, *, session: Any)
 def _check_stack_access(spec: Spec, stack: str, outputs: dict[str, str], *, session: Any) -> None:
     """What the stack's roles cannot read is refused before submit: `s3://` inputs outside the stack's
     readable prefixes (the job role), secrets outside its secrets prefix (the execution role)."""
-    s3_inputs = sorted({src for t in _expand_refs(spec) for src, _ in map(input_parts, t) if src.startswith("s3://")})
+    s3_inputs = sorted({src for t in _expand_refs(spec) for src, _ in map(input_parts, t)
+                        if src.startswith("s3://")})
     if not s3_inputs and not spec.secrets:
         return
     from batchsweep.infra.stack import stack_parameters

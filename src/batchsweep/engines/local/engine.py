@@ -281,7 +281,8 @@ class LocalEngine(Engine):
                                       resolve_input=lambda ref: base_dir / ref, launcher=launcher,
                                       gpus=lease.gpus)
                 self._wrote(status)
-            except Exception as e:  # noqa: BLE001 - the store or this machine failed (disk full, read-only, memory)
+            # BLE001: the store or this machine failed (disk full, read-only, memory)
+            except Exception as e:  # noqa: BLE001
                 self._fail(e)
             finally:
                 leases.release(lease)
