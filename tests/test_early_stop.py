@@ -498,3 +498,60 @@ def test_on_s3_a_view_with_too_few_finished_tasks_for_the_rule_lists_again_at_th
     now[0] = 6.0
     view.refresh(own=9, need=3)
     assert calls.count("ListObjectsV2") == 3
+
+
+def test_on_s3_a_tasks_first_decision_sees_the_tasks_finished_before_it(session):
+    """Spaced listings would leave a task's first decision with an old view (fewer finished tasks than the
+    local engine's decision at that step sees): the first decision lists again unless the last listing is a
+    read old; its later decisions keep to the spaced listings."""
+    from batchsweep.task.stopping import RunView, Stopper
+
+    store, calls = _s3_run(session, {0: (8, True), 1: (8, True)})
+    now = [0.0]
+    view = RunView(store, "r1", "val_loss", running_too=False, every=5.0, soon=1.0, clock=lambda: now[0])
+    stop = {"metric": "val_loss", "rule": "median", "min_steps": 2, "min_trials": 1}
+    Stopper(stop, store, "r1", 5, view=view).check([{"step": s, "val_loss": 9.0} for s in (1, 2)])
+    assert calls.count("ListObjectsV2") == 1
+    _put_task(store, 2, 8, True)  # finished after that listing, within its spacing
+    now[0] = 2.0
+    second = Stopper(stop, store, "r1", 6, view=view)
+    second.check([{"step": 1, "val_loss": 0.5}, {"step": 2, "val_loss": 0.5}])
+    assert calls.count("ListObjectsV2") == 2 and 2 in view.refresh(own=6)[1]
+    now[0] = 3.0
+    second.check([{"step": s, "val_loss": 0.5} for s in (1, 2, 3)])  # a later decision: spaced
+    assert calls.count("ListObjectsV2") == 2
+
+
+def test_on_s3_a_shared_view_lists_behind_the_decision_and_knows_its_own_finished_tasks(session):
+    """A container's view (`shared_view`) makes its spaced listings in a thread of its own: a decision does
+    not wait for S3, it reads what the last listing saw. A task the container finished is in its view
+    without a request."""
+    import threading
+
+    from batchsweep.model import TaskStatus
+    from batchsweep.task.stopping import RunView
+
+    store, calls = _s3_run(session, {0: (8, True)})
+    gate, listing = threading.Event(), threading.Event()
+    real = store.backend.list_sizes
+
+    def slow_list(prefix):
+        listing.set()
+        assert gate.wait(30)
+        return real(prefix)
+
+    store.backend.list_sizes = slow_list
+    now = [0.0]
+    view = RunView(store, "r1", "val_loss", running_too=False, every=5.0, soon=1.0, background=True,
+                   clock=lambda: now[0])
+    view.prefetch(own=9)  # a task starts: listed behind it
+    assert listing.wait(30)
+    series, states = view.refresh(own=9)  # due, but a listing is under way: what the view has, at once
+    assert (series, states) == ({}, {})
+    gate.set()
+    view._behind.join(30)
+    assert view.refresh(own=9)[1] == {0: State.SUCCEEDED}
+    before = list(calls)
+    view.saw(4, TaskStatus(index=4, state=State.SUCCEEDED), {1: 0.5, 2: 0.4})
+    series, states = view.refresh(own=9)
+    assert series[4] == {1: 0.5, 2: 0.4} and states[4] is State.SUCCEEDED and calls == before

@@ -20,23 +20,22 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
-import os
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal
 
 from batchsweep.model import State, TaskStatus
-from batchsweep.store.core import TaskDir, _parse_status
-from batchsweep.task.series import parse, values_by_step
+from batchsweep.task.runview import LIST_PAGE, MAX_BACKOFF, RunView, shared_view
+from batchsweep.task.series import values_by_step
 
 if TYPE_CHECKING:
     import optuna
 
     from batchsweep.store.core import Store
+
+__all__ = ["LIST_PAGE", "MAX_BACKOFF", "Decision", "RunView", "Stopper", "decide", "shared_view"]
 
 MAX_STEPS_PER_CHECK = 50
 OPTUNA_STATES = {State.SUCCEEDED: "COMPLETE", State.PRUNED: "PRUNED", State.FAILED: "FAIL",
@@ -292,166 +291,6 @@ def _with_records(study: optuna.Study, stop: dict[str, Any], index: int, series:
     return rule.prune(study, study.get_trials(deepcopy=False)[index])
 
 
-@dataclass
-class _Seen:
-    status: TaskStatus | None = None
-    series: dict[int, float] = field(default_factory=dict)
-    tag: Any = None
-
-
-LIST_PAGE = 1000  # keys per S3 listing request
-MAX_BACKOFF = 6  # listing intervals (`every`) between listings at most, while listings bring nothing new
-
-
-class RunView:
-    """The run's series and statuses as the store holds them, re-read only where they changed.
-
-    On S3 one listing of `runs/<id>/tasks/` (a LIST request per 1,000 keys) says which tasks finished and
-    which series changed (their size); only those are read. Listings are spaced: never more than one LIST page
-    per `every` seconds on average (a 10,000-task run, ~50 pages, is listed every ~50 × 5 s), and, while a
-    listing brings nothing new, twice as far apart each time up to MAX_BACKOFF × `every`. In between,
-    decisions use what the last listing saw. Except while the view holds fewer finished tasks than the rule
-    needs to decide at all (`need`, median and percentile's min_trials): then a refresh lists again once
-    `soon` seconds per page have passed, so the first decision the data allow is not put off by a backed-off
-    listing. A worker process shares one view per run (`shared_view`): the tasks a container runs one after
-    another do not read the finished tasks again."""
-
-    def __init__(
-        self,
-        store: Store,
-        run_id: str,
-        metric: str,
-        *,
-        running_too: bool = True,
-        every: float = 0.0,
-        soon: float = 0.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.store, self.run_id, self.metric = store, run_id, metric
-        # halving/hyperband compare with running tasks; median only finished ones
-        self.running_too = running_too
-        self.every = every  # listings are spaced in multiples of it (0: every refresh)
-        self.soon = soon  # ...and of this while the rule cannot decide yet
-        self.clock = clock
-        self._seen: dict[int, _Seen] = {}
-        self._lock = threading.Lock()
-        self._next_listing = self._soon_listing = -math.inf
-        self._quiet = 0  # listings in a row that brought nothing new
-        self.listings = 0
-
-    def refresh(self, *, own: int, need: int = 0) -> tuple[dict[int, dict[int, float]], dict[int, State]]:
-        """The other tasks' series and states; `need`: finished tasks the rule needs before it can decide."""
-        with self._lock:
-            if self.store.is_local:
-                self._refresh_local(own)
-            elif self.clock() >= self._next_listing or (
-                    self.clock() >= self._soon_listing and self._finished(own) < need):
-                self._refresh_remote(own)
-            series = {i: s.series for i, s in self._seen.items() if s.series and i != own}
-            states = {i: s.status.state for i, s in self._seen.items() if s.status is not None and i != own}
-        return series, states
-
-    def _refresh_local(self, own: int) -> None:
-        root = self.store.local_path(self.store.tasks_prefix(self.run_id))
-        try:
-            entries = [e for e in os.scandir(root) if e.name.isdigit()]
-        except FileNotFoundError:
-            return
-        packed = self.store.packed(self.run_id)  # a compacted run's statuses (`batchsweep.store.compact`)
-        for entry in entries:
-            index = int(entry.name)
-            if index == own:
-                continue
-            seen = self._seen.setdefault(index, _Seen())
-            try:
-                st = os.stat(os.path.join(entry.path, TaskDir.STATUS))
-                status_tag: Any = (st.st_mtime_ns, st.st_size)
-            except FileNotFoundError:
-                status_tag = None
-            try:
-                st = os.stat(os.path.join(entry.path, TaskDir.SERIES))
-                series_tag: Any = (st.st_mtime_ns, st.st_size)
-            except FileNotFoundError:
-                series_tag = None
-            tag = (status_tag, series_tag)
-            if tag == seen.tag:
-                continue
-            seen.tag = tag
-            seen.status = self.store.read_status(self.run_id, index) if status_tag else \
-                packed[index].status if index in packed else None
-            seen.series = self._series(index) if series_tag else {}
-
-    def _refresh_remote(self, own: int) -> None:
-        prefix = self.store.tasks_prefix(self.run_id)
-        backend = self.store.backend
-        listed: dict[str, Any] = (backend.list_sizes(prefix) if hasattr(backend, "list_sizes")
-                                  else dict.fromkeys(backend.list_files(prefix)))
-        self.listings += 1
-        sizes: dict[tuple[int, str], Any] = {}
-        for key, size in listed.items():
-            found = self.store.task_file_of(key)
-            if found is not None and found[1] in (TaskDir.STATUS, TaskDir.SERIES):
-                sizes[found] = size
-        wanted: list[tuple[int, str]] = []
-        for index in sorted({i for i, _ in sizes}):
-            seen = self._seen.get(index)
-            if index == own or (seen is not None and seen.status is not None):
-                continue  # finished: its series does not change any more
-            finished = (index, TaskDir.STATUS) in sizes
-            if finished:
-                wanted.append((index, TaskDir.STATUS))
-            size = sizes.get((index, TaskDir.SERIES), False)
-            if size is not False and (finished or self.running_too):
-                if finished or size is None or seen is None or seen.tag != size:
-                    # a running task's series only when its size changed
-                    wanted.append((index, TaskDir.SERIES))
-        raws = self.store._read_many([self.store.task_file_key(self.run_id, i, name) for i, name in wanted])
-        for (index, name), raw in zip(wanted, raws):
-            seen = self._seen.setdefault(index, _Seen())
-            if raw is None:
-                continue
-            if name == TaskDir.SERIES:
-                seen.series = values_by_step(parse(raw), self.metric)
-                seen.tag = sizes.get((index, TaskDir.SERIES))
-            else:
-                seen.status = _parse_status(raw)
-        self._quiet = 0 if wanted else self._quiet + 1
-        pages = max(1, math.ceil(len(listed) / LIST_PAGE))
-        self._next_listing = self.clock() + self.every * max(pages, min(2 ** self._quiet, MAX_BACKOFF))
-        self._soon_listing = self.clock() + self.soon * pages
-
-    def _finished(self, own: int) -> int:
-        """Tasks seen succeeded with a series: what Optuna counts as completed trials."""
-        return sum(1 for i, s in self._seen.items()
-                   if i != own and s.series and s.status is not None and s.status.state is State.SUCCEEDED)
-
-    def _series(self, index: int) -> dict[int, float]:
-        try:
-            data = self.store.backend.read_bytes(self.store.task_series_key(self.run_id, index))
-        except FileNotFoundError:
-            return {}
-        return values_by_step(parse(data), self.metric)
-
-
-_VIEWS: dict[tuple[str, str, str, bool], RunView] = {}  # the newest last
-_VIEWS_KEPT = 4
-_VIEWS_LOCK = threading.Lock()
-
-
-def shared_view(store: Store, run_id: str, metric: str, *, running_too: bool, every: float,
-                soon: float = 0.0) -> RunView:
-    """This process's view of a run: shared by the tasks it runs, at once (local threads) or one after another
-    (an AWS container's packed tasks). The views of the last few runs are kept."""
-    key = (store.url, run_id, metric, running_too)
-    with _VIEWS_LOCK:
-        view = _VIEWS.pop(key, None) or RunView(store, run_id, metric, running_too=running_too, every=every,
-                                                soon=soon)
-        _VIEWS[key] = view
-        while len(_VIEWS) > _VIEWS_KEPT:
-            del _VIEWS[next(iter(_VIEWS))]
-        return view
-
-
 def first_step(stop: dict[str, Any]) -> int:
     """The first step at which the rule can stop a task: Optuna's pruners never prune before n_warmup_steps
     (median, percentile, threshold) or min_resource (halving, hyperband)."""
@@ -480,6 +319,9 @@ class Stopper:
         counted = stop.get("rule", "median") in ("median", "percentile")
         self.need = int(stop.get("min_trials", 5)) if counted else 0
         self._checked: int | None = None
+        self._fresh = True  # until the task's first decision has read the run
+        if not self.alone:
+            self.view.prefetch(own=index)
 
     def check(self, records: list[dict[str, Any]]) -> Decision | None:
         """Ask the rule at each step the series reached since the last check, in order (as Optuna asks a
@@ -490,16 +332,25 @@ class Stopper:
         if not new:
             return None
         self._checked = new[-1]
-        new = [s for s in new if s >= first_step(self.stop)]
-        if not new:
-            return None  # the rule cannot stop it yet: the others are not read
-        series, states = ({}, {}) if self.alone else self.view.refresh(own=self.index, need=self.need)
+        first = first_step(self.stop)
+        if new[-1] < first:
+            if self._fresh and new[-1] + 1 == first and not self.alone:
+                self.view.prefetch(own=self.index)  # the first decision is a read away
+            return None  # the rule cannot stop it yet
+        new = [s for s in new if s >= first]
+        series, states = ({}, {}) if self.alone else self.view.refresh(own=self.index, need=self.need,
+                                                                         fresh=self._fresh)
+        self._fresh = False
         for step in new:
             series[self.index] = {s: v for s, v in own.items() if s <= step}
             decision = decide(self.stop, self.run_id, self.index, series, states)
             if decision is not None:
                 return decision
         return None
+
+    def finished(self, status: TaskStatus, records: list[dict[str, Any]]) -> None:
+        """The task ended (its status stored): the next task this process runs knows it without a read."""
+        self.view.saw(self.index, status, values_by_step(records, self.metric))
 
 
 def saved_seconds(statuses: dict[int, TaskStatus]) -> tuple[float, int] | None:

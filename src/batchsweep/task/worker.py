@@ -393,11 +393,14 @@ def execute_task(
         assert scratch is not None, "a remote store needs a scratch directory"
         paths = TaskPaths(scratch / str(task.index), os.path.join(os.path.realpath(scratch), str(task.index)))
     try:
+        live = _live(ctx, task, store, paths)
         status = run_task(ctx, task, paths, worker=worker, registry=registry, resolve_input=resolve_input,
-                          launcher=launcher, gpus=gpus, live=_live(ctx, task, store, paths))
+                          launcher=launcher, gpus=gpus, live=live)
         if infra_retries:
             status = dataclasses.replace(status, infra_retries=infra_retries)
         status = _store_task(store, run_id, status, paths)
+        if live.stopper is not None:
+            live.stopper.finished(status, live.recorder.records)
     finally:
         if paths.anchor is not None:
             paths.anchor.close()
