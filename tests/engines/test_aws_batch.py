@@ -20,6 +20,7 @@ from batchsweep.aws import clients
 from batchsweep.emulator import player
 from batchsweep.emulator import server as emulator
 from batchsweep.engines.aws_batch import retry_strategy
+from batchsweep.model import State, TaskStatus
 from batchsweep.store.core import Store
 
 SCRIPTS = Path(__file__).parent.parent / "scripts"
@@ -766,3 +767,79 @@ def test_a_dry_run_packs_tasks_into_containers_as_the_submit_then_does(tmp_path,
     (submission,) = second.store.read_json(second.store.engine_record_key(second.id))["submissions"]
     assert (submission["tasks_per_child"], len(submission["jobs"])) == (int(shown[1]), 1)
     assert int(shown[1]) == 16 and int(shown[2]) == 1
+
+
+class _RunningChildren:
+    """The engine's Batch client, reporting the array's children in `running` RUNNING and the others
+    SUCCEEDED, its parent PENDING (moto's children succeed at submit; played ones change nothing there)."""
+
+    def __init__(self, real: Any, running: set[int]) -> None:
+        self.real, self.running = real, running
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def describe_jobs(self, jobs: list[str]) -> dict[str, Any]:
+        out = self.real.describe_jobs(jobs=jobs)
+        for job in out["jobs"]:
+            size = job.get("arrayProperties", {}).get("size", 0)
+            job["status"] = "PENDING"
+            job["arrayProperties"]["statusSummary"] = {"RUNNING": len(self.running),
+                                                       "SUCCEEDED": size - len(self.running)}
+        return out
+
+    def get_paginator(self, operation: str) -> Any:
+        if operation != "list_jobs":
+            return self.real.get_paginator(operation)
+        running = self.running
+
+        class Pages:
+            def paginate(self, arrayJobId: str, jobStatus: str) -> list[dict[str, Any]]:  # noqa: N803
+                ids = sorted(running) if jobStatus == "RUNNING" else []
+                return [{"jobSummaryList": [{"jobId": f"{arrayJobId}:{i}"} for i in ids]}]
+
+        return Pages()
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_poll_names_the_running_tasks_and_its_s3_requests_do_not_depend_on_which_children_run(
+        tmp_path, stack, calls, packed):
+    """`status`' per-task view names the tasks Batch's running children are at, as the bar counts them: a
+    child of one task is that task; a packed child is at the first task of its slice without a status. The
+    submission's slicing is read once per engine (none in the one that submitted), so polls that see more or
+    fewer running children make the same S3 requests: none."""
+    extra = ({"max_parallel": "3"} if packed
+             else {"aws": "{stack: batchsweep, region: us-east-1, tasks_per_job: 1}"})
+    spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3, 4, 5, 6, 7]}", **extra))
+    submitted = batchsweep.run(spec, store=tmp_path / "store", detach=True)
+    run = batchsweep.load_run(submitted.id, store=tmp_path / "store")  # as `status` in another shell
+    engine = run.engine
+    done = TaskStatus(index=0, state=State.SUCCEEDED)
+    run.store.write_status(run.id, done)
+    fake = _RunningChildren(engine.batch, {0, 2})
+    engine.__dict__["batch"] = fake
+
+    def polled() -> tuple[list[int], list[str]]:
+        calls.clear()
+        engine._next_poll = 0.0
+        engine.poll()
+        s3 = [f"{op} {str(params.get('Key', params.get('Prefix', ''))).rsplit('/', 2)[-2:]}"
+              for op, params in calls if op.startswith("s3.")]
+        return [i for i, s in run.states().items() if s is State.RUNNING], s3
+
+    # packed: children [0, 1, 2] [3, 4, 5] [6]; task 0 has its status, so child 0 is at task 1
+    running, s3 = polled()
+    assert running == ([1, 6] if packed else [2])
+    each = ["s3.GetObject ['RUN', 'engine.json']".replace("RUN", run.id)]  # every poll reads engine.json
+    assert s3 == [*each, "s3.GetObject ['submissions', '0.json']"]  # ...and the first, the slicing
+    fake.running = {0, 1, 2}
+    assert polled() == (([1, 3, 6] if packed else [1, 2]), each)
+    fake.running = set()
+    assert polled() == ([], each)
+    submitter = submitted.engine  # the engine that submitted: its slicing is at hand
+    submitter.__dict__["batch"] = _RunningChildren(submitter.batch, {1})
+    calls.clear()
+    submitter._next_poll = 0.0
+    submitter.poll()
+    assert [op for op, params in calls if op.startswith("s3.") and "engine.json" not in str(params)] == []
+    assert submitted.states()[3 if packed else 1] is State.RUNNING

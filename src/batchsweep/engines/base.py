@@ -176,6 +176,10 @@ class Progress:
     running: frozenset[int] = frozenset()
     """Tasks without a status that the engine knows are executing now. An engine that can only count them
     gives `counts` instead: a state is never guessed for a task."""
+    queues: tuple[tuple[int, ...], ...] = ()
+    """Units that run now, each running its tasks one after another in this order (an AWS child of packed
+    tasks): the first of each without a status is executing. Readers resolve it with the statuses they hold,
+    so the engine names the task without reading the store."""
     counts: Mapping[str, int] | None = None
     """The whole run's tasks by state name, when the engine can tell them cheaper than reading every status (a
     long local run, AWS child jobs). Their sum is the run's task count; `tally` uses them as they are while
@@ -207,10 +211,15 @@ class Progress:
     def states(self, n_tasks: int, written: Mapping[int, State], cancelled: bool) -> list[State]:
         """Every task's state, from the states of the statuses `written` (by task index)."""
         missing = self.ended_as(cancelled)
-        running = self.running if self.active else frozenset()
+        running = self.now_running(written) if self.active else frozenset()
         return [
             written[i] if i in written else State.RUNNING if i in running else missing for i in range(n_tasks)
         ]
+
+    def now_running(self, written: Mapping[int, object]) -> frozenset[int]:
+        """`running` and, of each of `queues`, the first task without a status in `written`."""
+        ahead = (next((i for i in queue if i not in written), None) for queue in self.queues)
+        return self.running | {i for i in ahead if i is not None}
 
     def tally(self, n_tasks: int, written: Mapping[int, State], cancelled: bool) -> Counter[str]:
         """The run's tasks by state name, as `states` would count them (or as the engine's `counts` say)."""

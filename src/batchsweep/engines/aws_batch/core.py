@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from batchsweep.aws.record import ArrayJob, AwsEngineSettings, AwsRecord, Submission
 from batchsweep.engines.aws_batch.settings import _session
 from batchsweep.engines.base import Engine, Progress, RunHandle, read_engine_record
+from batchsweep.task.arrayslice import Slicing
 
 __all__ = ["ArrayJob", "AwsRecord", "AwsRun", "Submission"]  # engine.json's models: batchsweep.aws.record
 
@@ -25,6 +26,7 @@ class AwsRun(Engine):
         self._last: Progress | None = None
         self._runnable_checked = -math.inf  # no check yet, however young the monotonic clock
         self._runnable_note: tuple[str, ...] = ()  # the advice of the last check, shown until the next one
+        self._slicings: dict[int, Slicing] = {}  # each submission's, read once (`Poller._slicing`)
 
     @cached_property
     def session(self) -> Any:

@@ -74,9 +74,8 @@ class Poller(AwsRun):
             failed = min(self.run.n_tasks - done, children["FAILED"] * k)
             counts = {"succeeded": done, "failed": failed, "running": running,
                       "pending": max(0, self.run.n_tasks - done - failed - running)}
-        # Which task each running child is at is not asked (a read of the store per poll that a run's request
-        # count must not depend on): `counts` carries how many run.
-        progress = Progress(active=active, notes=notes, counts=counts,
+        running_tasks, queues = self._running(submissions, described) if active else (frozenset(), ())
+        progress = Progress(active=active, running=running_tasks, queues=queues, notes=notes, counts=counts,
                             missing=State.LOST, units=dict(children), unit_name="child jobs")
         self._last = progress
         # Capped backoff with jitter: a long run costs few DescribeJobs calls.
@@ -116,13 +115,49 @@ class Poller(AwsRun):
         self._runnable_note = (f"tasks stuck in RUNNABLE: {reason} — {advice}",)
         return self._runnable_note
 
+    def _slicing(self, n: int) -> Slicing:
+        """Which tasks each child of submission `n` runs: read from the store once per engine (the one that
+        submitted it has it), so a poll's requests do not depend on which children happen to run."""
+        if n not in self._slicings:
+            store = self.run.store
+            self._slicings[n] = Slicing.from_record(store.read_json(store.submission_key(self.run.id, n)))
+        return self._slicings[n]
+
+    def _running(self, submissions: list[Any],
+                 described: list[dict[str, Any]]) -> tuple[frozenset[int], tuple[tuple[int, ...], ...]]:
+        """The tasks of the running children, from Batch alone: a child of one task is that task; a child of
+        packed tasks runs its slice in order, so it is handed over as a queue (`Progress.queues`), resolved
+        with the statuses the reader holds. The submissions' slicings are read on the first active poll,
+        whether or not a child runs."""
+        slicings = {sub.n: self._slicing(sub.n) for sub in submissions}
+        by_id = {job.id: (sub.n, job) for sub in submissions for job in sub.jobs}
+        running: set[int] = set()
+        queues: list[tuple[int, ...]] = []
+        for desc in described:
+            if desc["jobId"] not in by_id:
+                continue
+            n, job = by_id[desc["jobId"]]
+            summary = desc.get("arrayProperties", {}).get("statusSummary") or {}
+            if job.size == 1 and not summary:
+                children = [0] if desc.get("status") in RUNNING_STATES else []
+            elif any(summary.get(state) for state in RUNNING_STATES):
+                children = sorted(c for state in RUNNING_STATES if summary.get(state)
+                                  for c in self._children(job, state))
+            else:
+                continue
+            for child in children:
+                tasks = slicings[n].tasks_of(job.offset + child)
+                if len(tasks) == 1:
+                    running.add(tasks[0])
+                elif tasks:
+                    queues.append(tuple(tasks))
+        return frozenset(running), tuple(queues)
+
     def failure_reasons(self) -> dict[int, str]:
         """Batch's reason for each failed child, mapped to its tasks (only failed children are fetched)."""
         reasons: dict[int, str] = {}
         for sub in self._record().submissions:
-            slicing = Slicing.from_record(
-                self.run.store.read_json(self.run.store.submission_key(self.run.id, sub.n))
-            )
+            slicing = self._slicing(sub.n)
             for job in sub.jobs:
                 failed = self._failed_children(job)
                 for child, reason in failed.items():

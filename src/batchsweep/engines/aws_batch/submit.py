@@ -88,6 +88,7 @@ class Submitter(AwsRun):
         )
         slicing = Slicing.of(indices, k)
         store.write_json(store.submission_key(run.id, n), slicing.to_record())
+        self._slicings[n] = slicing
         self._refresh_shared_files()
         job_definition = self._job_definition(spec.secrets)
         submission = Submission(n=n, tasks_per_child=k, submitted_at=time.time())
