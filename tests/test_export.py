@@ -141,7 +141,8 @@ def test_results_to_csv_or_json_of_a_local_run_does_not_import_pandas(tmp_path):
         "import sys; from batchsweep.cli import main\n"
         "for fmt in ('csv', 'json'):\n"
         "    out = sys.argv[3] + '.' + fmt\n"
-        "    assert main(['results', sys.argv[1], '--store', sys.argv[2], '-o', out]) == 0\n"
+        "    argv = ['results', sys.argv[1], '--store', sys.argv[2], '-o', out]\n"
+        "    assert main(argv) == 0 and main([*argv, '--sort', 'loss']) == 0\n"
         "print(sorted(m for m in ('pandas', 'pyarrow', 'numpy') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code, run_id, str(store), str(tmp_path / "r")],
@@ -153,7 +154,8 @@ def test_results_to_csv_or_json_of_a_local_run_does_not_import_pandas(tmp_path):
     df = run.results(refresh=True)
     ok = df.loc[df["status"] == "succeeded", "duration_s"]
     assert stats["median_task_s"] == statistics.median(ok) and stats["tasks"] == len(ok)
-    assert (tmp_path / "r.json").read_bytes().decode() == export(df, "json", None)
+    ordered = df.sort_values("loss", na_position="last", kind="stable")
+    assert (tmp_path / "r.json").read_bytes().decode() == export(ordered, "json", None)
 
 
 def test_times_without_pandas_are_the_texts_and_milliseconds_pandas_makes():
@@ -176,3 +178,28 @@ def test_times_without_pandas_are_the_texts_and_milliseconds_pandas_makes():
         want = _times_as_dates(df, fmt)["started_at"]
         got = plainexport._times(typed, fmt)["started_at"][1]
         assert [None if pd.isna(v) else v for v in want] == got, fmt
+
+
+@pytest.mark.parametrize("key", ["loss", "-label", "+acc", "note", "started_at", "exit_code", "mixed"])
+def test_a_sorted_export_without_pandas_is_the_dataframes_sorted(tmp_path, capsys, key):
+    """`results --sort KEY` to CSV/JSON: the rows in `sort_best_first`'s order (stable, missing values last,
+    by the name rule or a +/- prefix or --asc/--desc) and its note on stderr, without pandas; a column of
+    mixed values goes through the DataFrame, with the same result."""
+    import batchsweep
+    from batchsweep import cli
+    from batchsweep.report import plainexport
+    from batchsweep.report.results import metric_columns, sort_best_first
+
+    store, run_id = _finished_run(tmp_path, objects=True, packed=True)
+    run = batchsweep.load_run(run_id, store=store)
+    df = run.results(refresh=True)
+    for asc, flag in ((None, []), (True, ["--asc"]), (False, ["--desc"])):
+        ordered, note = sort_best_first(df, key, ascending=asc, metrics=metric_columns(run, df))
+        for fmt in ("csv", "json"):
+            assert cli.main(["results", run_id, "--store", str(store), "--format", fmt, "--sort", key,
+                             *flag]) == 0
+            out, err = capsys.readouterr()
+            assert out == export(ordered, fmt, None) and err.strip() == note, (fmt, flag)
+        if key != "mixed":
+            assert plainexport.export(run, "csv", None, sort=(key, asc, lambda line: None)) == export(
+                ordered, "csv", None)

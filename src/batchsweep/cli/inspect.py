@@ -168,12 +168,14 @@ def cmd_results(args: argparse.Namespace) -> int:
     if fmt == "parquet" and not args.output:
         raise SweepError("--format parquet needs -o FILE (parquet is binary)")
     written = "csv" if fmt == "table" and args.output else fmt
-    if written in ("csv", "json") and history is None and not args.sort and args.ascending is None \
+    if written in ("csv", "json") and history is None and (args.sort or args.ascending is None) \
             and run.store.is_local:
         from batchsweep.report import plainexport
 
+        sort = (args.sort, args.ascending, lambda line: print(line, file=sys.stderr)) if args.sort else None
         try:  # without pandas; a store on S3 keeps the DataFrame path for its cache, which spares requests
-            text = plainexport.export(run, written, args.output, columns, check=tables.check_columns)
+            text = plainexport.export(run, written, args.output, columns, check=tables.check_columns,
+                                      sort=sort)
         except plainexport.Unsupported:
             pass
         else:

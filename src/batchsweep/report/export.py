@@ -42,14 +42,16 @@ def _as_text_where_needed(df: pd.DataFrame) -> pd.DataFrame:
         except Exception:  # noqa: BLE001 - as above
             out[name] = pd_object([None if is_missing(v) else v if isinstance(v, str) else
                                    json.dumps(v, default=str, ensure_ascii=False)
-                                   for v in out[name].tolist()])
+                                   for v in out[name].tolist()], out.index)
     return out
 
 
-def pd_object(values: list[Any]) -> Any:
+def pd_object(values: list[Any], index: Any = None) -> Any:
+    """A column of Python objects; `index`: the table's (a sorted table's is not 0..n-1, and a column is
+    placed by it)."""
     import pandas as pd
 
-    return pd.Series(values, dtype=object)
+    return pd.Series(values, dtype=object, index=index)
 
 
 def utf8_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -72,7 +74,7 @@ def utf8_table(df: pd.DataFrame) -> pd.DataFrame:
             values = out[name].tolist()
             fixed = [fix(v) for v in values]
             if fixed != values:
-                out[name] = pd_object(fixed)
+                out[name] = pd_object(fixed, out.index)
     return out
 
 

@@ -68,12 +68,16 @@ Column = tuple[str, list[Any]]  # (kind, values)
 Check = Callable[[Sequence[str], Sequence[str]], None]  # (the table's names, the columns asked for)
 
 
+Sort = tuple[str, bool | None, Callable[[str], None]]  # --sort KEY, --asc/--desc, where its note goes
+
+
 def table(
-    run: Run, columns: list[str] | None = None, check: Check | None = None
+    run: Run, columns: list[str] | None = None, check: Check | None = None, sort: Sort | None = None
 ) -> tuple[dict[str, Column], list[Any] | None]:
-    """The run's results table as `run.results(refresh=True)` types it (`results._typed`), with only
-    `columns` when given (`check` is handed the table's names and them first); and when it is final (what
-    the DataFrame path would cache) its succeeded tasks' durations, else None."""
+    """The run's results table as `run.results(refresh=True)` types it (`results._typed`), sorted as
+    `results.sort_best_first` sorts it when asked, with only `columns` when given (`check` is handed the
+    table's names and them first); and when it is final (what the DataFrame path would cache) its succeeded
+    tasks' durations, else None."""
     from batchsweep.report.results import fill, metric_names
 
     filled = fill(run)
@@ -100,6 +104,8 @@ def table(
     durations = None
     if filled.lasting:
         durations = [d for s, d in zip(data["status"], data["duration_s"]) if s == "succeeded"]
+    if sort is not None:
+        typed = _sorted(run, typed, *sort)
     if columns is not None:
         if check is not None:
             check(list(typed), columns)
@@ -107,15 +113,34 @@ def table(
     return typed, durations
 
 
+def _sorted(run: Run, typed: dict[str, Column], key: str, ascending: bool | None,
+            note: Callable[[str], None]) -> dict[str, Column]:
+    """`results.sort_best_first` of the table: a stable sort, missing values last (pandas' `sort_values`);
+    a column of mixed or nested values is the DataFrame's to sort."""
+    from batchsweep.report.results import metric_names, sort_order
+
+    column, up, line = sort_order(list(typed), key, ascending=ascending, metrics=metric_names(run, typed),
+                                  values=lambda c: typed[c][1])
+    k, values = typed[column]
+    if k not in (INT, FLOAT, BOOL, NULLABLE_INT, TEXT):
+        raise Unsupported(f"--sort {column}: a column of mixed values")
+    present = [i for i, v in enumerate(values) if not _missing(v)]
+    order = sorted(present, key=values.__getitem__, reverse=not up)
+    if len(order) < len(values):
+        order += [i for i, v in enumerate(values) if _missing(v)]
+    note(line)
+    return {name: (k, [vs[i] for i in order]) for name, (k, vs) in typed.items()}
+
+
 def export(run: Run, fmt: str, path: str | os.PathLike[str] | None, columns: list[str] | None = None,
-           check: Check | None = None) -> str | None:
+           check: Check | None = None, sort: Sort | None = None) -> str | None:
     """`export.export(run.results(refresh=True)[columns], fmt, path)` for csv and json. `Unsupported` when
     the table is one `kind` cannot vouch for (a file may have been begun: the DataFrame path writes it
     anew)."""
     from batchsweep.report.results import write_sweep_stats
 
     _note_damaged_cache(run)
-    typed, durations = table(run, columns, check)
+    typed, durations = table(run, columns, check, sort)
     typed = _times(typed, fmt)
     # a TEXT column holds no lone surrogate (`kind`)
     typed = {utf8(name): (k, _utf8_cells(values) if k == OBJECT else values)

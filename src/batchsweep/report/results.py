@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -262,18 +262,32 @@ def sort_best_first(df: pd.DataFrame, key: str, *, ascending: bool | None = None
     """Sort by `key` (`-COL` largest first, `+COL` smallest first); without a direction, best first by the
     report's rule (loss, error, time... ascending; other metrics descending; other columns ascending).
     Missing values go last. Returns the table and a sentence saying which order was used."""
+    column, ascending, note = sort_order(list(df.columns), key, ascending=ascending, metrics=metrics,
+                                         values=lambda c: df[c].tolist())
+    try:
+        out = df.sort_values(column, ascending=ascending, na_position="last", kind="stable")
+    except TypeError:  # mixed types (choice(1, "a")): as text
+        out = df.sort_values(column, ascending=ascending, na_position="last", kind="stable",
+                             key=lambda s: s.map(lambda v: None if v is None else str(v)))
+    return out, note
+
+
+def sort_order(columns: list[Any], key: str, *, ascending: bool | None, metrics: list[str] | None,
+               values: Callable[[str], list[Any]]) -> tuple[str, bool, str]:
+    """`sort_best_first`'s choice for a table of these `columns` (`values(column)`: a column's values):
+    the column, ascending or not, and the sentence saying so."""
     from batchsweep.errors import SweepError
     from batchsweep.metrics import direction_from_name
 
-    column = key[1:] if key[:1] in "+-" and key[1:] in df.columns else key
-    if column not in df.columns:
-        raise SweepError(f"--sort {key}: no such column; columns are: {', '.join(map(str, df.columns))}")
+    column = key[1:] if key[:1] in "+-" and key[1:] in columns else key
+    if column not in columns:
+        raise SweepError(f"--sort {key}: no such column; columns are: {', '.join(map(str, columns))}")
     if ascending is not None:
         why = "as asked"
     elif column != key:
         ascending, why = key[0] == "+", f"from the {key[0]} prefix"
     else:
-        up = direction_from_name(column, df[column].tolist())
+        up = direction_from_name(column, values(column))
         if up is not None and "drawdown" in column.lower() and up:
             ascending, why = False, "a negative drawdown is best closest to 0"
         elif up is not None:
@@ -282,10 +296,6 @@ def sort_best_first(df: pd.DataFrame, key: str, *, ascending: bool | None = None
             ascending, why = False, "a metric whose name does not say"
         else:
             ascending, why = True, "not a metric"
-    try:
-        out = df.sort_values(column, ascending=ascending, na_position="last", kind="stable")
-    except TypeError:  # mixed types (choice(1, "a")): as text
-        out = df.sort_values(column, ascending=ascending, na_position="last", kind="stable",
-                             key=lambda s: s.map(lambda v: None if v is None else str(v)))
     flip = "--desc" if ascending else "--asc"
-    return out, f"sorted by {column}, {'ascending' if ascending else 'descending'}: {why} ({flip} flips)"
+    way = "ascending" if ascending else "descending"
+    return column, ascending, f"sorted by {column}, {way}: {why} ({flip} flips)"
