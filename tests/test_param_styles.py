@@ -322,6 +322,14 @@ def test_a_script_reading_sys_argv_by_position_gets_each_param_at_its_position(t
     with pytest.raises(SpecError, match=r"s.py reads its params by position \(alpha = sys.argv\[1\], n = "
                        r"sys.argv\[2\], tag = sys.argv\[3\]\), so lr would never reach it; name the params"):
         sweep(tmp_path, {"params": {"grid": {"lr": [1, 2]}}})
+    # a tuple assignment, with no defaults: every position before a given one must be given
+    write(tmp_path, "import json, sys\nlr, n = float(sys.argv[1]), int(sys.argv[2])\n"
+                    "print(json.dumps({'lr_seen': lr, 'n_seen': n}))\n")
+    with pytest.raises(SpecError, match=r"params.n: s.py reads it after lr \(sys.argv position 1\), which "
+                       "has no default"):
+        sweep(tmp_path, {"params": {"grid": {"n": [1, 2]}}})
+    run, df = sweep(tmp_path, {"params": {"grid": {"n": [1, 2]}, "fixed": {"lr": 0.5}}})
+    assert sorted(seen(df, "lr_seen", "n_seen")) == [(0.5, 1), (0.5, 2)]
     # params named after the environment variables it reads still go there: its sys.argv[1] is a path
     write(tmp_path, "import json, os, sys\nout = sys.argv[1] if len(sys.argv) > 1 else 'out'\n"
                     "print(json.dumps({'lr_seen': float(os.environ.get('LR', 0.1)), 'out_seen': out}))\n")

@@ -122,22 +122,33 @@ def argv_positions(tree: ast.Module) -> list[tuple[str, Any, str | None]]:
         if not (isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None):
             continue
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-        if len(targets) != 1 or not isinstance(targets[0], ast.Name):
+        if len(targets) != 1:
             continue
-        for sub in ast.walk(node.value):
-            index = _argv_index(sub)
-            if index is None or index in found:
-                continue
-            default = _literal(node.value.orelse)[1] if isinstance(node.value, ast.IfExp) else None
-            convert = next((c.func.id for c in ast.walk(node.value) if isinstance(c, ast.Call)
-                            and isinstance(c.func, ast.Name) and c.func.id in ("int", "float")
-                            and c.args and c.args[0] is sub), None)
-            found[index] = (targets[0].id, default, convert)
-            break
+        pairs: list[tuple[ast.expr, ast.expr]] = [(targets[0], node.value)]
+        if isinstance(targets[0], ast.Tuple) and isinstance(node.value, ast.Tuple) \
+                and len(targets[0].elts) == len(node.value.elts):
+            # lr, n = float(sys.argv[1]), int(sys.argv[2])
+            pairs = list(zip(targets[0].elts, node.value.elts))
+        for target, value in pairs:
+            if isinstance(target, ast.Name):
+                _note_position(target.id, value, found)
     out: list[tuple[str, Any, str | None]] = []
     while len(out) + 1 in found:
         out.append(found[len(out) + 1])
     return out
+
+
+def _note_position(name: str, value: ast.expr, found: dict[int, tuple[str, Any, str | None]]) -> None:
+    for sub in ast.walk(value):
+        index = _argv_index(sub)
+        if index is None or index in found:
+            continue
+        default = _literal(value.orelse)[1] if isinstance(value, ast.IfExp) else None
+        convert = next((c.func.id for c in ast.walk(value) if isinstance(c, ast.Call)
+                        and isinstance(c.func, ast.Name) and c.func.id in ("int", "float")
+                        and c.args and c.args[0] is sub), None)
+        found[index] = (name, default, convert)
+        return
 
 
 def _literal(node: ast.expr | None) -> tuple[bool, Any]:
