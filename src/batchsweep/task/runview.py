@@ -120,7 +120,8 @@ class RunView:
     def _refresh_quietly(self, own: int) -> None:
         try:
             self._refresh_remote(own)
-        except Exception:  # noqa: BLE001 - S3 hiccuped (throttling, a dropped connection): a later refresh lists
+        # BLE001: S3 hiccuped (throttling, a dropped connection): a later refresh lists again
+        except Exception:  # noqa: BLE001
             pass
 
     def _refresh_local(self, own: int) -> None:
