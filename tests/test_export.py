@@ -203,3 +203,30 @@ def test_a_sorted_export_without_pandas_is_the_dataframes_sorted(tmp_path, capsy
         if key != "mixed":
             assert plainexport.export(run, "csv", None, sort=(key, asc, lambda line: None)) == export(
                 ordered, "csv", None)
+
+
+def test_list_and_dict_metrics_read_back_from_the_results_cache_are_lists_and_dicts(tmp_path):
+    """The second `results()` reads the run's results.parquet, where pyarrow gives a list back as a numpy
+    array: before, the table then printed `{'x': array([1, 2])}` and compared a list metric elementwise."""
+    from helpers import write_spec
+
+    import batchsweep
+    from batchsweep.text import cell
+
+    script = tmp_path / "t.py"
+    script.write_text(
+        "import json, sys\n"
+        "a = int(sys.argv[sys.argv.index('--a') + 1])\n"
+        "json.dump({'curve': [a, a + 1], 'nested': {'x': [1, 2]}, 'pair': [[a, 1], [2, 3]]},"
+        " open('metrics.json', 'w'))\n"
+    )
+    spec = write_spec(tmp_path, f"name: lists\nscript: {script}\nparams: {{grid: {{a: [1, 2]}}}}\n")
+    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    first = run.results()
+    assert (tmp_path / "store" / "runs" / run.id / "results.parquet").exists()
+    again = batchsweep.load_run(run.id, store=tmp_path / "store").results()
+    for df in (first, again):
+        assert df["curve"].tolist() == [[1, 2], [2, 3]]
+        assert df["nested"].tolist() == [{"x": [1, 2]}] * 2
+        assert df["pair"].tolist() == [[[1, 1], [2, 3]], [[2, 1], [2, 3]]]
+    assert cell(again["pair"][0]) == "[1;1];[2;3]"

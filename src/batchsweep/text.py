@@ -91,4 +91,6 @@ def cell(value: Any) -> str:
         if 1e4 <= abs(value) < 1e9:
             return f"{value:.0f}"
         return f"{value:.4g}"
-    return ";".join(cell(v) for v in (value.tolist() if hasattr(value, "tolist") else value))
+    items = value.tolist() if hasattr(value, "tolist") else value
+    # an inner list keeps its brackets: [[1, 1], [2, 3]] is not shown as the flat 1;1;2;3
+    return ";".join(f"[{cell(v)}]" if isinstance(v, (list, tuple)) else cell(v) for v in items)

@@ -18,6 +18,7 @@ from batchsweep.report.export import TIME_COLUMNS as TIME_COLUMNS
 from batchsweep.report.export import csv_parts as csv_parts
 from batchsweep.report.export import csv_text as csv_text
 from batchsweep.report.export import export as export
+from batchsweep.report.export import pd_object
 from batchsweep.report.export import spreadsheet_safe as spreadsheet_safe
 from batchsweep.report.export import to_parquet_bytes as to_parquet_bytes
 from batchsweep.report.export import utf8_table as utf8_table
@@ -37,7 +38,7 @@ def gather(run: Run, *, refresh: bool = False) -> pd.DataFrame:
     cache = run.store.results_cache_key(run.id)
     if not refresh:
         try:
-            return _typed(pd.read_parquet(io.BytesIO(run.store.backend.read_bytes(cache))), run)
+            return _typed(_as_python(pd.read_parquet(io.BytesIO(run.store.backend.read_bytes(cache)))), run)
         except FileNotFoundError:
             pass
         except Exception:  # noqa: BLE001 - a damaged cache (truncated, not parquet) is rebuilt from the tasks
@@ -162,6 +163,25 @@ def _typed(df: pd.DataFrame, run: Run, whole: set[str] | None = None) -> pd.Data
         if col in df and (col == "exit_code" or (whole is not None and col in whole)):
             df[col] = df[col].astype("Int64")
     return df
+
+
+def _as_python(df: pd.DataFrame) -> pd.DataFrame:
+    """A table read back from Parquet with its lists and dicts as the ones it was written from: pyarrow gives
+    a list cell back as a numpy array (printed `[1 2]`, compared elementwise), inside dicts too."""
+    for name in df.columns:
+        if df[name].dtype == object:
+            df[name] = pd_object([_plain(v) for v in df[name].tolist()], df.index)
+    return df
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def write_sweep_stats(run: Run, durations: list[Any]) -> None:
