@@ -20,6 +20,23 @@ def write_spec(tmp_path: Path, body: str, name: str = "sweep.yaml") -> Path:
     return path
 
 
+def victim_files(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
+    """Someone's files outside the run: a dotfile, and a directory holding a metrics.json and a note."""
+    victim = tmp_path / "victim"
+    (victim / "dir").mkdir(parents=True)
+    files = {".bashrc": b"export PATH=$HOME/bin:$PATH  # mine\n", "dir/metrics.json": b'{"stolen": 1}',
+             "dir/notes.txt": b"private notes\n"}
+    for rel, data in files.items():
+        (victim / rel).write_bytes(data)
+    return victim, files
+
+
+def assert_untouched(victim: Path, files: dict[str, bytes]) -> None:
+    """The victim's files are what `victim_files` wrote, and no other file is there."""
+    found = {p.relative_to(victim).as_posix(): p.read_bytes() for p in victim.rglob("*") if p.is_file()}
+    assert found == files
+
+
 @contextmanager
 def ctrl_c_reaches_children() -> Iterator[None]:
     """Processes started inside take SIGINT as Ctrl-C in a terminal, even when this one ignores it.

@@ -9,28 +9,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import write_spec
+from helpers import assert_untouched, victim_files, write_spec
 
 import batchsweep
 from batchsweep.task import worker
 
 SCRIPTS = Path(__file__).parent / "scripts"
-
-
-def _victim(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
-    """Someone's files outside the run: a dotfile, and a directory holding a metrics.json and a note."""
-    victim = tmp_path / "victim"
-    (victim / "dir").mkdir(parents=True)
-    files = {".bashrc": b"export PATH=$HOME/bin:$PATH  # mine\n", "dir/metrics.json": b'{"stolen": 1}',
-             "dir/notes.txt": b"private notes\n"}
-    for rel, data in files.items():
-        (victim / rel).write_bytes(data)
-    return victim, files
-
-
-def _untouched(victim: Path, files: dict[str, bytes]) -> None:
-    found = {p.relative_to(victim).as_posix(): p.read_bytes() for p in victim.rglob("*") if p.is_file()}
-    assert found == files
 
 
 def _swap(path: Path, target: Path) -> None:
@@ -55,7 +39,7 @@ def test_a_directory_swapped_for_a_symlink_after_the_runners_check_is_never_foll
     read and deleted the victim's metrics.json and moved their notes into the run (work), stopped the whole
     run (outputs: rmtree refuses a symlink), wrote the task's metrics, outputs and status into the victim's
     directory (the task's own), or put the victim's last line in the task's error (stderr.log)."""
-    victim, files = _victim(tmp_path)
+    victim, files = victim_files(tmp_path)
     real_reclaim, swapped = worker.reclaim, []
 
     def reclaim_then_swap(files_: object, *args: object) -> object:
@@ -88,7 +72,7 @@ def test_a_directory_swapped_for_a_symlink_after_the_runners_check_is_never_foll
     run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
     df = run.results().set_index("task")
     assert swapped, "the seam was never reached"
-    _untouched(victim, files)
+    assert_untouched(victim, files)
     assert list(df["status"]) == ["failed", "succeeded"], df["error"].tolist()
     error = df["error"][0]
     assert "mine" not in error and "stolen" not in str(df.to_dict())
@@ -137,7 +121,7 @@ def test_a_task_that_keeps_swapping_its_siblings_directories_reaches_nothing_out
     """The attacker as a task: it swaps its sibling's working and outputs directories for symlinks to the
     victim's directory and back, as fast as it can, until the sibling's status is written. Whichever moment
     the swaps land, the victim's files stay as they were and the run ends with a row for each task."""
-    victim, files = _victim(tmp_path)
+    victim, files = victim_files(tmp_path)
     script = tmp_path / "racer.py"
     script.write_text(RACER)
     spec = write_spec(tmp_path, f"""
@@ -149,7 +133,7 @@ def test_a_task_that_keeps_swapping_its_siblings_directories_reaches_nothing_out
     """)
     run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
     df = run.results().set_index("task")
-    _untouched(victim, files)
+    assert_untouched(victim, files)
     # the sibling may fail (its working directory moved under it), as its own failure, never the runner's
     assert set(df["status"]) <= {"succeeded", "failed"} and len(df) == 2, df
     assert not any(os.path.realpath(p).startswith(str(victim)) for p in (tmp_path / "store").rglob("*"))
@@ -167,7 +151,7 @@ def test_a_working_directory_swapped_for_a_symlink_as_it_is_made_gets_no_staged_
 
     if not reaped:
         monkeypatch.setattr(reaper, "can_supervise", lambda: False)
-    victim, files = _victim(tmp_path)
+    victim, files = victim_files(tmp_path)
     real_fresh, swapped = worker._fresh_work, []
 
     def fresh_then_swap(task_fd: int) -> int:
@@ -196,7 +180,7 @@ def test_a_working_directory_swapped_for_a_symlink_as_it_is_made_gets_no_staged_
     run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
     df = run.results().set_index("task")
     assert swapped, "the seam was never reached"
-    _untouched(victim, files)
+    assert_untouched(victim, files)
     assert list(df["status"]) == ["failed", "succeeded"], df["error"].tolist()
     # without a reaper the launcher refuses to start the task; collecting it then finds the symlink
     said = "replaced work by a symlink" if reaped else "work was replaced by a symlink"
@@ -206,7 +190,7 @@ def test_a_working_directory_swapped_for_a_symlink_as_it_is_made_gets_no_staged_
 def test_removing_a_tasks_directory_never_follows_a_symlink_at_or_below_it(tmp_path):
     from batchsweep.files import remove_at
 
-    victim, files = _victim(tmp_path)
+    victim, files = victim_files(tmp_path)
     run = tmp_path / "run"
     (run / "work" / "sub").mkdir(parents=True)
     (run / "work" / "sub" / "link").symlink_to(victim / "dir" / "notes.txt")
@@ -218,7 +202,7 @@ def test_removing_a_tasks_directory_never_follows_a_symlink_at_or_below_it(tmp_p
             remove_at(name, fd)
     finally:
         os.close(fd)
-    _untouched(victim, files)
+    assert_untouched(victim, files)
     assert os.listdir(run) == []
 
 
@@ -230,7 +214,7 @@ def test_staging_never_writes_through_a_symlink_planted_in_the_working_directory
     from batchsweep.model import Task
     from batchsweep.task.staging import stage
 
-    victim, files = _victim(tmp_path)
+    victim, files = victim_files(tmp_path)
     inputs = tmp_path / "inputs"
     (inputs / "tree" / "inner").mkdir(parents=True)
     (inputs / "x.csv").write_text("a,b\n1,2\n")
@@ -243,7 +227,7 @@ def test_staging_never_writes_through_a_symlink_planted_in_the_working_directory
     try:
         with pytest.raises(OSError):
             stage(Task(0, {}, inputs=("x.csv => data/x.csv",)), fd, lambda ref: inputs / ref)
-        _untouched(victim, files)
+        assert_untouched(victim, files)
         staged = stage(
             Task(0, {}, inputs=("x.csv => deep/er/x.csv", "tree => t/")), fd, lambda ref: inputs / ref
         )
@@ -253,4 +237,4 @@ def test_staging_never_writes_through_a_symlink_planted_in_the_working_directory
     assert (work / "t" / "inner" / "y.txt").read_text() == "y"
     assert os.readlink(work / "t" / "out") == str(victim)
     assert staged == {"deep/er/x.csv": inputs / "x.csv", "t": inputs / "tree"}
-    _untouched(victim, files)
+    assert_untouched(victim, files)

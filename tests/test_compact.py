@@ -187,20 +187,26 @@ def test_compact_leaves_a_damaged_file_where_it_is(tmp_path, damaged):
     assert (store / "runs" / run.id / "tasks" / "0" / damaged).read_text() == "{damaged"
 
 
+def _curve_run(tmp_path: Path, values: list[int], *, steps: str = "3", before: str = "") -> batchsweep.Run:
+    """A run of a script that logs loss = a / (step + 1) for `steps` steps (Python, of a), one task per
+    value of a; `before` runs first."""
+    (tmp_path / "curve.py").write_text(
+        "import argparse\nfrom batchsweep import log_metrics\n"
+        "p = argparse.ArgumentParser(); p.add_argument('--a', type=int); a = p.parse_args().a\n"
+        f"{before}for step in range({steps}):\n    log_metrics(step=step, loss=a / (step + 1))\n")
+    spec = write_spec(tmp_path, f"""
+        name: curves
+        script: {tmp_path / 'curve.py'}
+        params: {{grid: {{a: {values}}}}}
+    """)
+    return batchsweep.run(spec, store=tmp_path / "store", progress=False)
+
+
 def test_a_compacted_run_with_series_shows_no_task_as_running_and_keeps_its_curves(tmp_path):
     from batchsweep.report import live
     from batchsweep.report.page import read_series
 
-    (tmp_path / "curve.py").write_text(
-        "import argparse\nfrom batchsweep import log_metrics\n"
-        "p = argparse.ArgumentParser(); p.add_argument('--a', type=int); a = p.parse_args().a\n"
-        "for step in range(3):\n    log_metrics(step=step, loss=a / (step + 1))\n")
-    spec = write_spec(tmp_path, f"""
-        name: curves
-        script: {tmp_path / 'curve.py'}
-        params: {{grid: {{a: [1, 2]}}}}
-    """)
-    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    run = _curve_run(tmp_path, [1, 2])
     curves = read_series(run)
     assert len(curves) == 2 and live.running_with_series(run) == []
     assert cli.main(["runs", "compact", run.id, "--store", str(tmp_path / "store")]) == 0
@@ -214,16 +220,7 @@ def test_the_report_reads_the_series_its_statuses_name_without_listing_the_tasks
     from batchsweep.report.page import read_series
     from batchsweep.store.local import LocalBackend
 
-    (tmp_path / "curve.py").write_text(
-        "import argparse\nfrom batchsweep import log_metrics\n"
-        "p = argparse.ArgumentParser(); p.add_argument('--a', type=int); a = p.parse_args().a\n"
-        "for step in range(3 if a != 2 else 0):\n    log_metrics(step=step, loss=a / (step + 1))\n")
-    spec = write_spec(tmp_path, f"""
-        name: curves
-        script: {tmp_path / 'curve.py'}
-        params: {{grid: {{a: [1, 2, 3]}}}}
-    """)
-    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    run = _curve_run(tmp_path, [1, 2, 3], steps="3 if a != 2 else 0")
     assert cli.main(["runs", "compact", run.id, "--store", str(tmp_path / "store")]) == 0  # as a big run is
     listed: list[str] = []
     real = LocalBackend.list_files
@@ -243,17 +240,7 @@ def test_a_compacted_runs_finished_tasks_are_finished_for_stop_rules_and_not_run
     from batchsweep.engines.local.engine import _started
     from batchsweep.task.stopping import RunView
 
-    (tmp_path / "curve.py").write_text(
-        "import argparse\nfrom batchsweep import log_metrics\n"
-        "p = argparse.ArgumentParser(); p.add_argument('--a', type=int); a = p.parse_args().a\n"
-        "print('training', a)\n"
-        "for step in range(3):\n    log_metrics(step=step, loss=a / (step + 1))\n")
-    spec = write_spec(tmp_path, f"""
-        name: curves
-        script: {tmp_path / 'curve.py'}
-        params: {{grid: {{a: [1, 2, 3]}}}}
-    """)
-    run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
+    run = _curve_run(tmp_path, [1, 2, 3], before="print('training', a)\n")
     assert cli.main(["runs", "compact", run.id, "--store", str(tmp_path / "store")]) == 0
     again = batchsweep.load_run(run.id, store=tmp_path / "store")
     series, states = RunView(again.store, run.id, "loss").refresh(own=-1)

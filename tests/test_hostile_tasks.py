@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import alive, write_spec
+from helpers import alive, assert_untouched, victim_files, write_spec
 
 import batchsweep
 from batchsweep.store.core import Store
@@ -170,22 +170,6 @@ while not os.path.exists(os.path.join(asks, "t.pid")):
         spawner.wait()
 
 
-def _victim(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
-    """Someone's files outside the run: a dotfile, and a directory holding a metrics.json and a note."""
-    victim = tmp_path / "victim"
-    (victim / "dir").mkdir(parents=True)
-    files = {".bashrc": b"export PATH=$HOME/bin:$PATH  # mine\n", "dir/metrics.json": b'{"stolen": 1}',
-             "dir/notes.txt": b"private notes\n"}
-    for rel, data in files.items():
-        (victim / rel).write_bytes(data)
-    return victim, files
-
-
-def _untouched(victim: Path, files: dict[str, bytes]) -> None:
-    found = {p.relative_to(victim).as_posix(): p.read_bytes() for p in victim.rglob("*") if p.is_file()}
-    assert found == files
-
-
 @pytest.mark.parametrize("name, target, extra", [
     ("metrics.json", ".bashrc", {}),
     ("work", "dir", {}),
@@ -201,14 +185,14 @@ def test_a_symlink_a_task_plants_where_the_runner_keeps_its_files_is_that_tasks_
     logs, its series, its working and outputs directories) by a symlink to someone's files, in each of its two
     attempts: the runner neither writes, moves, deletes nor reads anything there (not when the next attempt
     starts either), the task fails saying what it did, and the others run on."""
-    victim, files = _victim(tmp_path)
+    victim, files = victim_files(tmp_path)
     fail_first = tmp_path / "fail_first"
     fail_first.mkdir()
     params = (f"{{list: [{{a: 1, plant: '{name}={victim / target}', fail_first: '{fail_first}'}}, {{a: 2}},"
               f" {{a: 3}}]}}")
     run = _run(tmp_path, params, max_parallel="1", retries="1", **extra)
     df = run.results().set_index("task")
-    _untouched(victim, files)
+    assert_untouched(victim, files)
     assert list(df["status"]) == ["failed", "succeeded", "succeeded"], df["error"].tolist()
     error = df["error"][0]
     said = "its own directory" if name == "../0" else name
@@ -220,14 +204,14 @@ def test_a_symlink_a_task_plants_where_the_runner_keeps_its_files_is_that_tasks_
 
 
 def test_a_task_that_moves_a_directory_above_its_own_stops_the_run_and_writes_nothing_there(tmp_path):
-    victim, files = _victim(tmp_path)
+    victim, files = victim_files(tmp_path)
     with pytest.raises(batchsweep.SweepError, match="was moved or replaced by a symlink while the task ran"):
         _run(
             tmp_path,
             f"{{list: [{{a: 1, plant: '../../tasks={victim / 'dir'}'}}, {{a: 2}}]}}",
             max_parallel="1",
         )
-    _untouched(victim, files)
+    assert_untouched(victim, files)
 
 
 @pytest.mark.parametrize("name", ["../1", "../1/work"])
@@ -238,14 +222,14 @@ def test_a_symlink_a_task_plants_where_a_later_task_of_its_run_will_run_is_remov
     someone's directory. Before, task 1 ran there: its working directory victim/work (an existing one deleted
     first), its logs, metrics and status.json written into the victim's directory; or the run stopped (rmtree
     refuses a symlink). Now the runner removes the link and runs task 1 in a directory of its own."""
-    victim, files = _victim(tmp_path)
+    victim, files = victim_files(tmp_path)
     (victim / "dir" / "work").mkdir()
     (victim / "dir" / "work" / "thesis.tex").write_bytes(b"three years\n")
     files["dir/work/thesis.tex"] = b"three years\n"
     run = _run(tmp_path, f"{{list: [{{a: 1, plant: '{name}={victim / 'dir'}'}}, {{a: 2}}, {{a: 3}}]}}",
                max_parallel="1")
     df = run.results()
-    _untouched(victim, files)
+    assert_untouched(victim, files)
     assert list(df["status"]) == ["succeeded"] * 3 and list(df["a2"]) == [2, 4, 6]
     assert name == "../1/work" or "tasks/1 was a symlink" in caplog.text
     tasks = tmp_path / "store" / "runs" / run.id / "tasks"

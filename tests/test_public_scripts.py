@@ -57,6 +57,12 @@ def sweep(spec: Path) -> Any:
     return df
 
 
+def by_hand(argv: list[str], *, cwd: Path, pythonpath: Path, env: dict[str, str] | None = None) -> str:
+    """What a script prints when run by hand, as its README says (this interpreter, its PYTHONPATH)."""
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, check=True, cwd=cwd,
+                          env={**os.environ, **(env or {}), "PYTHONPATH": str(pythonpath)}).stdout
+
+
 # -- module-level values: Guild AI's iris SVM example
 # ---------------------------------------------------------
 def test_guild_iris_svm_gets_each_tasks_kernel_and_gamma_as_its_module_values(tmp_path: Path) -> None:
@@ -83,22 +89,15 @@ def test_guild_iris_svm_gets_each_tasks_kernel_and_gamma_as_its_module_values(tm
     set_key(spec, "env", {"PYTHONPATH": str(tmp_path / "stubs")})
     df = sweep(spec)
 
-    def by_hand(kernel: str, gamma: float) -> list[float]:
+    def edited_by_hand(kernel: str, gamma: float) -> list[float]:
         text = script.read_text().replace("kernel = 'linear'", f"kernel = {kernel!r}", 1)
         hand = tmp_path / "by_hand.py"
         hand.write_text(text.replace("\ngamma = 10\n", f"\ngamma = {gamma!r}\n", 1))
-        out = subprocess.run(
-            [sys.executable, str(hand)],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=tmp_path,
-            env={**os.environ, "PYTHONPATH": str(tmp_path / "stubs")},
-        ).stdout
+        out = by_hand([str(hand)], cwd=tmp_path, pythonpath=tmp_path / "stubs")
         return [float(v) for v in re.findall(r"accuracy: (\S+)", out)]
 
     rows = {(r.kernel, r.gamma): [r.train_accuracy, r.test_accuracy] for r in df.itertuples()}
-    assert rows == {(k, g): by_hand(k, g) for k in ("linear", "rbf") for g in (10, 0.1)}
+    assert rows == {(k, g): edited_by_hand(k, g) for k in ("linear", "rbf") for g in (10, 0.1)}
     assert rows[("rbf", 10)] != rows[("rbf", 0.1)]  # the params reached the script
 
 
@@ -132,20 +131,14 @@ def test_montecarlo_typer_app_in_a_src_layout_runs_from_the_spec_init_writes(tmp
     set_values(spec, n=[1000, 20000], seed=[1, 2], json_output=[True])
     df = sweep(spec)
 
-    def by_hand(n: int, seed: int) -> Any:
-        out = subprocess.run(
-            [sys.executable, str(script), "pi", "--n", str(n), "--seed", str(seed), "--json"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=project,
-            env={**os.environ, "PYTHONPATH": str(project / "src")},
-        ).stdout
+    def pi_by_hand(n: int, seed: int) -> Any:
+        out = by_hand([str(script), "pi", "--n", str(n), "--seed", str(seed), "--json"], cwd=project,
+                      pythonpath=project / "src")
         return json.loads(out)["pi_estimate"]
 
     rows = {(r.n, r.seed): r.pi_estimate for r in df.itertuples()}
     assert (
-        rows == {(n, s): by_hand(n, s) for n in (1000, 20000) for s in (1, 2)}
+        rows == {(n, s): pi_by_hand(n, s) for n in (1000, 20000) for s in (1, 2)}
         and len(set(rows.values())) == 4
     )
     # the package's modules the app imports through PYTHONPATH are its code: an edit there changes the key
@@ -244,14 +237,13 @@ def test_mlflow_wine_example_reading_sys_argv_by_position_gets_each_tasks_alpha_
     set_key(spec, "env", env)
     df = sweep(spec)
 
-    def by_hand(alpha: float, l1_ratio: float) -> float:
-        out = subprocess.run([sys.executable, str(script), str(alpha), str(l1_ratio)], capture_output=True,
-                             text=True, check=True, cwd=project,
-                             env={**os.environ, **env, "PYTHONPATH": str(project / "offline")}).stdout
+    def rmse_by_hand(alpha: float, l1_ratio: float) -> float:
+        out = by_hand([str(script), str(alpha), str(l1_ratio)], cwd=project, pythonpath=project / "offline",
+                      env=env)
         return float(re.findall(r"RMSE: (\S+)", out)[-1])
 
     assert sorted((r.alpha, r.alpha_seen, r.l1_ratio, r.l1_seen) for r in df.itertuples()) == [
         (a, a, l1, l1) for a in (0.05, 0.5) for l1 in (0.2, 0.9)]
     rows = {(r.alpha, r.l1_ratio): r.rmse for r in df.itertuples()}
-    assert rows == {(a, l1): by_hand(a, l1) for a in (0.05, 0.5) for l1 in (0.2, 0.9)}
+    assert rows == {(a, l1): rmse_by_hand(a, l1) for a in (0.05, 0.5) for l1 in (0.2, 0.9)}
     assert len(set(rows.values())) == 4  # the params reached the script

@@ -7,6 +7,7 @@ import math
 import re
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -401,21 +402,27 @@ def test_importance_of_a_grid_or_a_few_tasks_needs_no_forest() -> None:
     assert method == "η²" and max(scores, key=scores.get) == "kind" and scores["x1"] > 0.1 > scores["x2"]
 
 
+def _run_train(tmp_path: Path, script: str, spec: str) -> Any:
+    """A run of `script` as train.py under the spec `spec` (sweep.yaml beside it)."""
+    import batchsweep
+
+    (tmp_path / "train.py").write_text(script)
+    (tmp_path / "sweep.yaml").write_text(spec)
+    return batchsweep.run(tmp_path / "sweep.yaml", store=tmp_path / "store", progress=False)
+
+
 def test_a_small_runs_report_does_not_import_scikit_learn(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    import batchsweep
-
-    (tmp_path / "train.py").write_text(
+    run = _run_train(
+        tmp_path,
         "import argparse, json, math\np = argparse.ArgumentParser()\np.add_argument('--lr', type=float)\n"
         "p.add_argument('--width', type=int)\na = p.parse_args()\n"
-        "json.dump({'val_loss': (math.log10(a.lr) + 2.5) ** 2 + 8 / a.width}, open('metrics.json', 'w'))\n")
-    (tmp_path / "sweep.yaml").write_text(
+        "json.dump({'val_loss': (math.log10(a.lr) + 2.5) ** 2 + 8 / a.width}, open('metrics.json', 'w'))\n",
         "name: small\nscript: train.py\n"
-        "params: {grid: {lr: [0.0001, 0.001, 0.01, 0.1, 1.0], width: [8, 16, 32, 64]}}\n"
+        "params: {grid: {lr: [0.0001, 0.001, 0.01, 0.1, 1.0], width: [8, 16, 32, 64]}}\n",
     )
-    run = batchsweep.run(tmp_path / "sweep.yaml", store=tmp_path / "store", progress=False)
     assert run.exit_code == 0
     probe = (
         f"import sys, batchsweep\nbatchsweep.load_run({run.id!r}, "
@@ -689,17 +696,14 @@ def test_a_searchs_history_marks_where_each_round_begins() -> None:
 
 
 def test_a_sampled_params_axis_is_logarithmic_only_when_its_distribution_is(tmp_path: Path) -> None:
-    import batchsweep
-
-    (tmp_path / "train.py").write_text(
+    run = _run_train(
+        tmp_path,
         "import argparse, json\np = argparse.ArgumentParser()\np.add_argument('--x', type=float)\n"
         "p.add_argument('--lr', type=float)\na = p.parse_args()\n"
-        "json.dump({'loss': (a.x - 0.5) ** 2 + a.lr}, open('metrics.json', 'w'))\n")
-    (tmp_path / "sweep.yaml").write_text(
+        "json.dump({'loss': (a.x - 0.5) ** 2 + a.lr}, open('metrics.json', 'w'))\n",
         "name: axes\nscript: train.py\nparams: {random: {samples: 16, seed: 5, space: {x: 'uniform(0.001, "
-        "1)', lr: 'loguniform(0.0001, 0.1)'}}}\n"
+        "1)', lr: 'loguniform(0.0001, 0.1)'}}}\n",
     )
-    run = batchsweep.run(tmp_path / "sweep.yaml", store=tmp_path / "store", progress=False)
     xs = run.results()["x"]
     assert xs.max() / xs.min() > 100, "premise: x spans two decades, as uniform(0.001, 1) samples do"
     run.report(tmp_path / "r.html")
