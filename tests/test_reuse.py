@@ -1006,3 +1006,19 @@ def test_a_run_keyed_by_an_older_batchsweep_stays_readable_and_the_account_says_
     for command in (["status", old.id], ["results", "--sweep", "counted"], ["diff", old.id, new]):
         assert cli.main([*command, "--store", str(store)]) == 0
     assert "files: not recorded by the older run" in capsys.readouterr().out
+
+
+def test_a_file_beside_the_script_is_hashed_as_it_was_when_it_was_looked_at(tmp_path):
+    """A log still being written beside the script grows while the code is hashed: its hash is that of the
+    bytes it had when stat'ed (what its cache stamp says), never a read that chases the file as it grows."""
+    import hashlib
+
+    from batchsweep.planning.filehash import HashCache
+
+    log = tmp_path / "train.log"
+    log.write_bytes(b"epoch 1\n" * 200_000)
+    seen = os.stat(log)
+    with open(log, "ab") as f:
+        f.write(b"epoch 2\n" * 1000)
+    digest = HashCache(tmp_path / "cache.json").file(log, seen)
+    assert digest == hashlib.sha256(b"epoch 1\n" * 200_000).hexdigest()

@@ -355,9 +355,16 @@ def _check_member(member: tarfile.TarInfo, root: str) -> None:
             raise UnsafeArchive(f"{name!r} hard-links to {member.linkname!r}, outside the target")
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, size: int | None = None) -> str:
+    """`size`: hash only that many bytes, the size the file was stat'ed at, so a file still being written
+    beside the script (a log) is hashed as it was then rather than chased as it grows."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        while size is None or size > 0:
+            chunk = f.read(1 << 20 if size is None else min(size, 1 << 20))
+            if not chunk:
+                break
             h.update(chunk)
+            if size is not None:
+                size -= len(chunk)
     return h.hexdigest()

@@ -59,7 +59,7 @@ class HashCache:
             return str(entry[4])
         from batchsweep.aws.codepkg import file_sha256
 
-        digest = file_sha256(path)
+        digest = file_sha256(path, st.st_size)
         self.read_bytes += st.st_size
         self._entries[name] = [*stamp, digest]
         self._dirty = True
