@@ -555,3 +555,32 @@ def test_on_s3_a_shared_view_lists_behind_the_decision_and_knows_its_own_finishe
     view.saw(4, TaskStatus(index=4, state=State.SUCCEEDED), {1: 0.5, 2: 0.4})
     series, states = view.refresh(own=9)
     assert series[4] == {1: 0.5, 2: 0.4} and states[4] is State.SUCCEEDED and calls == before
+
+
+def test_on_s3_a_first_decision_takes_the_answer_of_the_listing_under_way(session):
+    """The prefetch of a task's first decision is still listing when the decision comes: the decision waits
+    for its answer instead of listing again."""
+    import threading
+
+    from batchsweep.task.stopping import RunView
+
+    store, calls = _s3_run(session, {0: (8, True)})
+    gate, listing = threading.Event(), threading.Event()
+    real = store.backend.list_sizes
+
+    def slow_list(prefix):
+        listing.set()
+        assert gate.wait(30)
+        return real(prefix)
+
+    store.backend.list_sizes = slow_list
+    view = RunView(store, "r1", "val_loss", running_too=False, every=5.0, soon=1.0, background=True,
+                   clock=lambda: 0.0)  # a loaded machine's pauses do not age the prefetch's listing
+    view.prefetch(own=9)
+    assert listing.wait(30)
+    answer: list = []
+    deciding = threading.Thread(target=lambda: answer.append(view.refresh(own=9, fresh=True)))
+    deciding.start()
+    gate.set()
+    deciding.join(30)
+    assert answer[0][1] == {0: State.SUCCEEDED} and view.listings == 1

@@ -91,6 +91,11 @@ class RunView:
                 now = self.clock()
                 first = fresh and now >= self._fresh_until
                 due = now >= self._next_listing or (now >= self._soon_listing and self._finished(own) < need)
+                behind = self._behind
+            if first and behind is not None and behind.is_alive():
+                behind.join()  # a listing under way (the prefetch) is as fresh: its answer, not another LIST
+                with self._lock:
+                    first = self.clock() >= self._fresh_until
             if first or (due and not self.background):
                 self._refresh_remote(own)
             elif due:
