@@ -195,7 +195,8 @@ class IamWorld:
     def update_stack(self, **params: str) -> None:
         """Change stack parameters as the admin (`infra up --param` does), then give moto the roles' new
         policies in a shape it can check, as after the first deployment."""
-        from batchsweep.infra.stack import describe_stack, template_text
+        from batchsweep.infra.stack import describe_stack
+        from batchsweep.infra.template import template_text
 
         current = describe_stack("batchsweep", session=self.admin) or {}
         kept = [{"ParameterKey": p["ParameterKey"], "UsePreviousValue": True}

@@ -101,7 +101,8 @@ def test_25_tasks_are_one_array_job_and_every_row_comes_back(tmp_path, stack, ca
 def update_stack(session: Any, **params: str) -> None:
     """Stack parameters changed the way `infra up --param` does (UpdateStack: moto's change sets keep the old
     values)."""
-    from batchsweep.infra.stack import describe_stack, template_text
+    from batchsweep.infra.stack import describe_stack
+    from batchsweep.infra.template import template_text
 
     current = describe_stack("batchsweep", session=session) or {}
     kept = [{"ParameterKey": p["ParameterKey"], "UsePreviousValue": True}

@@ -9,7 +9,7 @@ import pytest
 
 from batchsweep.cli.infra import parse_params, register
 from batchsweep.errors import SweepError
-from batchsweep.infra.stack import template_text
+from batchsweep.infra.template import template_text
 
 
 def parser() -> argparse.ArgumentParser:

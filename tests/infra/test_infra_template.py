@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from batchsweep.infra.stack import ENGINE_OUTPUTS, load_template, template_text
+from batchsweep.infra.stack import ENGINE_OUTPUTS
+from batchsweep.infra.template import load_template, template_text
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "src" / "batchsweep" / "infra" / "template.yaml"
 DEFAULT_CHECKOV = Path(__file__).resolve().parents[2] / ".venv-checkov" / "bin" / "checkov"
@@ -62,7 +63,7 @@ def test_the_package_ships_the_template_file() -> None:
 
 
 def test_the_template_sent_fits_in_a_create_stack_request_body_and_says_what_the_file_says() -> None:
-    from batchsweep.infra.stack import load_template, template_body
+    from batchsweep.infra.template import load_template, template_body
 
     assert len(template_body().encode()) < 51_200
     assert load_template(template_body()) == load_template(template_text())

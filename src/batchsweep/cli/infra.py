@@ -165,7 +165,7 @@ def _requirements(args: argparse.Namespace) -> list[str] | None:
 
 
 def _infra_template(args: argparse.Namespace) -> int:
-    from batchsweep.infra.stack import template_text
+    from batchsweep.infra.template import template_text
 
     print(template_text(), end="")
     return 0
@@ -174,9 +174,10 @@ def _infra_template(args: argparse.Namespace) -> int:
 @_aws_errors
 def _infra_up(args: argparse.Namespace) -> int:
     from batchsweep.infra import stack
+    from batchsweep.infra.template import check_params
 
     params = parse_params(args.param)
-    stack.check_params(params)  # before credentials: a typo should not need AWS
+    check_params(params)  # before credentials: a typo should not need AWS
     outputs = stack.up(args.stack, params, session=_session(args), echo=print)
     width = max(map(len, outputs), default=0)
     print(f"stack {args.stack} outputs:")

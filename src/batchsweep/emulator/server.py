@@ -177,7 +177,8 @@ def register_image(session: Any, ref: str, stack: str = "batchsweep") -> None:
     """What `batchsweep image push` does once the registry has the image, for the emulator (moto's ECR has no
     registry to push layers to): record the tag in the stack's repository and point the stack at it."""
     from batchsweep.aws.clients import make_client
-    from batchsweep.infra.stack import describe_stack, stack_outputs, template_body
+    from batchsweep.infra.stack import describe_stack, stack_outputs
+    from batchsweep.infra.template import template_body
 
     tag = ref.rsplit(":", 1)[1]
     outputs = stack_outputs(stack, session=session)
