@@ -121,9 +121,10 @@ def _wait_for_series(store: Path, timeout: float = 30) -> Path:
 
 
 def test_series_is_flushed_while_the_task_runs_and_results_mark_it_partial(tmp_path):
-    # An epoch a second: the task still runs when `results` has read it, even on a loaded machine (at 0.3 s it
-    # had ended by then: no partial row).
-    spec = _spec(tmp_path, stop=None, grid="[0.5]", pace=1.0)
+    # The task holds after epoch 2 until `results` has read it: still running then, however loaded the box.
+    release = tmp_path / "release"
+    spec = _spec(tmp_path, stop=None, grid="[0.5]", pace=0.05)
+    spec.write_text(spec.read_text().replace("fixed: {", f"fixed: {{hold: '{release}', "))
     proc = _cli(tmp_path, "run", str(spec))
     try:
         store = tmp_path / "store"
@@ -131,10 +132,11 @@ def test_series_is_flushed_while_the_task_runs_and_results_mark_it_partial(tmp_p
         run_id = found[0].parts[-4]
         assert not (found[0].parent / "status.json").exists()  # still running
         df = batchsweep.load_run(run_id, store=store).results()
-        assert bool(df.loc[0, "partial"]) and df.loc[0, "last_step"] >= 2
-        assert df.loc[0, "val_loss"] == pytest.approx(0.5 + 1 / df.loc[0, "last_step"], abs=1e-3)
+        assert bool(df.loc[0, "partial"]) and df.loc[0, "last_step"] == 2
+        assert df.loc[0, "val_loss"] == pytest.approx(0.5 + 1 / 2, abs=1e-3)
     finally:
-        proc.communicate(timeout=60)
+        release.touch()
+        proc.communicate(timeout=120)
     df = batchsweep.load_run(run_id, store=store).results()
     assert "partial" not in df.columns and df.loc[0, "last_step"] == EPOCHS
 

@@ -15,6 +15,9 @@ parser.add_argument("--gated", action="store_true",
                     help="print an epoch only once the worker has read the one before into the task's "
                          "series file: how many steps a task runs past a decision then depends on the "
                          "worker, not the load")
+parser.add_argument("--hold", default=None,
+                    help="after epoch 2, wait until this file exists: the task is surely still running while "
+                         "a test reads it, however loaded the machine")
 args = parser.parse_args()
 
 
@@ -36,5 +39,7 @@ for epoch in range(1, args.epochs + 1):
     else:
         print(f"epoch {epoch} train_loss={val_loss * 0.9:.4f} val_loss={val_loss:.4f}", flush=True)
     deadline = time.monotonic() + 300
+    while args.hold and epoch == 2 and not os.path.exists(args.hold) and time.monotonic() < deadline:
+        time.sleep(0.02)
     while args.gated and not read_by_the_worker(epoch) and time.monotonic() < deadline:
         time.sleep(0.02)
