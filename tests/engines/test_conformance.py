@@ -222,14 +222,6 @@ class Slurm(Harness):
     runner_runs_tasks = False
     block = "backend: slurm\n"
 
-    def cancel(self, run: Run) -> None:
-        # scancel signals every process of a job at once: a task of another array task caught mid-run may end
-        # `failed` rather than `cancelled` when its SIGTERM beats its worker's by more than the worker waits
-        # (seen 2 in ~6 loaded fresh-clone runs this round, not reproduced alone). The cancel here waits for
-        # the tasks beside the hung one to end, so the case checks the hung task's cancel.
-        wait_for(lambda: len(list(self.marks.glob("*.done"))) >= 3, "the other tasks to end", timeout=60)
-        super().cancel(run)
-
     def kill_runner(self, spec: Path, ready: Callable[[], bool]) -> Run:
         proc = self.runner_cli(spec)  # `batchsweep run` returns once submitted: killed then, or already gone
         try:

@@ -269,3 +269,33 @@ def test_a_dask_jobqueue_slurmcluster_sweep_prints_no_traceback(tmp_path, slurm_
     assert "ERROR" not in done.stderr and "Traceback" not in done.stderr, done.stderr
     run = batchsweep.load_run(done.stdout.splitlines()[0], store=spec.parent / ".batchsweep")
     assert sorted(run.results()["double"]) == [2, 4, 6, 8, 10, 12]
+
+
+def test_a_warm_task_and_its_fork_server_signalled_before_their_worker_read_as_cancelled(
+    tmp_path, slurm_cluster
+):
+    """scancel's SIGTERM reaches the task, its reaper and the fork server it was forked from (an array task of
+    two tasks runs them warm) a moment before the worker: the worker still records a cancel."""
+    never, marks = tmp_path / "never", tmp_path / "marks"
+    marks.mkdir()
+    spec = project(tmp_path, f"{{grid: {{a: [1, 2]}}, fixed: {{wait_for: '{never}'}}}}",
+                   "slurm: {tasks_per_job: 2}\n")
+    started = f"open('{marks}/' + str(args.a), 'w').write(str(os.getpid()))\n"  # the task's pid, as it starts
+    (spec.parent / "task.py").write_text(TASK.replace("while args.wait_for", started + "while args.wait_for"))
+    run = batchsweep.run(spec, store=spec.parent / ".batchsweep", detach=True)
+    wait_for(lambda: (marks / "1").is_file() and (marks / "1").read_text(), "the task to start")
+    task = int((marks / "1").read_text())
+    reaper = parent_of(task)
+    server = parent_of(reaper)
+    worker = parent_of(server)
+    assert "batchsweep.task.warmserver" in Path(f"/proc/{server}/cmdline").read_text()
+    assert "batchsweep.worker" in Path(f"/proc/{worker}/cmdline").read_text()
+    for pid in (server, reaper, task):
+        os.kill(pid, signal.SIGTERM)
+    time.sleep(0.5)
+    with contextlib.suppress(ProcessLookupError):  # a worker that took its task's end for a failure is gone
+        os.kill(worker, signal.SIGTERM)
+    wait_for(lambda: slurm_cluster.squeue() == [], "the array task to end")
+    status = run.store.read_status(run.id, 0)
+    assert status is not None and (status.state.value, status.warm) == ("cancelled", True), status
+    assert run.store.read_status(run.id, 1) is None  # the array task's second task never started

@@ -77,16 +77,27 @@ def _initial_environ() -> dict[str, str]:
     return dict(item.split("=", 1) for item in os.fsdecode(raw).split("\0") if "=" in item)
 
 
-def become_task_reaper() -> dict[int, Handler]:
-    """Make this process the reaper of the task it is about to fork: a child subreaper deaf to the signals
-    meant for the task. Returns the dispositions it replaced, for the task to restore (`as_task`)."""
-    _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    before: dict[int, Handler] = {}
-    for sig in RESTORED:
-        before[sig] = signal.getsignal(sig)
+# What RESTORED were in this process (or the server it was forked from) before it first went deaf (`deafen`)
+_HEARD: dict[int, Handler] = {}
+
+
+def deafen() -> dict[int, Handler]:
+    """Ignore the signals meant for a task (IGNORED), as its reaper and the server that starts it do: they
+    outlive the task to report its end, and a job scheduler's cancel (scancel) signals every process of the
+    job at once. Returns the dispositions RESTORED had before the first call, for a task to restore
+    (`as_task`)."""
+    if not _HEARD:
+        _HEARD.update((sig, signal.getsignal(sig)) for sig in RESTORED)
     for sig in IGNORED:
         signal.signal(sig, signal.SIG_IGN)
-    return before
+    return dict(_HEARD)
+
+
+def become_task_reaper() -> dict[int, Handler]:
+    """Make this process the reaper of the task it is about to fork: a child subreaper deaf to the signals
+    meant for the task. Returns the dispositions to restore in the task (`as_task`)."""
+    _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    return deafen()
 
 
 def as_task(before: dict[int, Handler]) -> None:
@@ -280,6 +291,7 @@ def serve() -> int:
         os.dup2(null, fd)
         os.close(null)
     load_libc()  # each reaper's prctl: loaded once here, not in every fork
+    deafen()  # it ends at EOF on stdin; its tasks start with RESTORED at their defaults (`spawn_task`)
     wake_r, wake_w = os.pipe()  # SIGCHLD wakes the loop through it
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)

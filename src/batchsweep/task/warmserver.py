@@ -459,10 +459,14 @@ def main(argv: list[str]) -> int:
     _SERVER_ENV.update(os.environ)
     gc.freeze()  # the imported modules' objects: a child's collections neither scan nor copy them
     channel = FrameChannel(ctl_in, ctl_out)
+    # It ends at EOF on its stdin, never by a signal meant for its tasks (scancel signals the whole job): one
+    # that ended it would end each of its running tasks as killed, not as its worker's cancel.
+    heard = _reap.deafen()
     channel.send({"ready": True, **facts_after_import(_WatchedEnviron.read), "draws": rngs.drawn()})
     served = serve(channel, supervise=_reap.can_supervise())
     if served is None:
         return 0
+    _reap.as_task(heard)  # (below a reaper, it restored them already)
     run_child(served[0])
 
 
