@@ -182,7 +182,7 @@ def test_a_venv_on_the_same_base_python_has_its_own_package_versions(tmp_path: P
     assert package_versions(["yaml"], str(tmp_path / "venv" / "bin" / "python")) == {"yaml": "not installed"}
 
 
-# -- sys.argv by position, logging to MLflow: MLflow's own ElasticNet wine example
+# -- sys.argv by position, logging to MLflow: a script after MLflow's ElasticNet wine example
 # ------------------------------------------
 WINE_COLUMNS = ["fixed acidity", "volatile acidity", "citric acid", "residual sugar", "chlorides",
                 "free sulfur dioxide", "total sulfur dioxide", "density", "pH", "sulphates", "alcohol"]
