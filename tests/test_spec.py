@@ -312,3 +312,15 @@ def test_the_spec_file_is_known_but_never_part_of_the_snapshot(tmp_path: Path) -
     assert spec.spec_file == path
     assert "spec_file" not in spec.model_dump(mode="json", by_alias=True, exclude={"base_dir"})
     assert "spec_file" not in error_of(tmp_path, scrpit="s.py")
+
+
+@pytest.mark.parametrize("path", ["results.csv", "out/summary.CSV", "metrics.yaml", "scores.parquet"])
+def test_a_metrics_file_that_is_not_json_is_refused_before_the_run(tmp_path: Path, path: str) -> None:
+    # before, every task ran and then failed on "results.csv is not valid JSON"
+    err = error_of(tmp_path, metrics=path)
+    assert f"metrics: {path!r} is read as one JSON object" in err and "write its final values" in err
+
+
+def test_a_metrics_file_named_like_json_or_without_a_suffix_is_taken(tmp_path: Path) -> None:
+    assert spec_of(tmp_path, metrics="results/summary.json").metrics == "results/summary.json"
+    assert spec_of(tmp_path, metrics="scores").metrics == "scores"

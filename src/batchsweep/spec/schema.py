@@ -42,6 +42,10 @@ __all__ = [
     "parse_duration",
 ]
 
+# files a `metrics:` file rule cannot read: it reads one JSON object
+NOT_JSON_SUFFIXES = frozenset({".csv", ".tsv", ".parquet", ".pkl", ".pickle", ".npy", ".npz", ".h5", ".hdf5",
+                               ".feather", ".xlsx", ".xls", ".yaml", ".yml", ".toml"})
+
 
 class Spec(StrictModel):
     name: str
@@ -202,6 +206,13 @@ class Spec(StrictModel):
                 where = ".".join(str(p) for p in err["loc"])
                 msg = err["msg"].removeprefix("Value error, ")
                 raise ValueError(f"{where}: {msg} (got {err['input']!r})" if where else msg) from None
+        if isinstance(v, str) and Path(v).suffix.lower() in NOT_JSON_SUFFIXES:
+            # refused before the run: else every task runs and then fails on a file it cannot read
+            raise ValueError(
+                f"{v!r} is read as one JSON object of metrics ({{\"name\": number, ...}}), and a "
+                f"{Path(v).suffix.lower()} file is not JSON: have the script also write its final values to "
+                "a .json file and name that, or print them and read them with {stdout: 'loss=(?P<loss>\\S+)'}"
+            )
         return v
 
     @field_validator("backend", mode="before")
