@@ -299,3 +299,40 @@ def test_a_warm_task_and_its_fork_server_signalled_before_their_worker_read_as_c
     status = run.store.read_status(run.id, 0)
     assert status is not None and (status.state.value, status.warm) == ("cancelled", True), status
     assert run.store.read_status(run.id, 1) is None  # the array task's second task never started
+
+
+def test_a_poll_reads_no_more_of_the_store_with_four_array_tasks_running_than_with_one(tmp_path, monkeypatch):
+    """Which task each running array task is at comes from the statuses every reader reads anyway
+    (`Progress.queues`), not from a status read per running array task on each poll."""
+    from batchsweep.engines.slurm import commands
+
+    ids = iter(range(100, 200))
+
+    def slurm(argv, *, what, input_text=None):  # the cluster's answers, without a cluster
+        if argv[0] == "scontrol":
+            return "MaxArraySize = 1001\n"
+        return f"{next(ids)}\n" if argv[:2] == ["sbatch", "--parsable"] else ""
+
+    monkeypatch.setattr(commands, "slurm", slurm)
+    spec = project(tmp_path, "{grid: {a: [1, 2, 3, 4, 5, 6, 7, 8]}}", "slurm: {tasks_per_job: 2}\n")
+    run = batchsweep.run(spec, store=spec.parent / ".batchsweep", detach=True)
+    run = batchsweep.load_run(run.id, store=spec.parent / ".batchsweep")
+    engine = run.engine
+    (job,) = [job.id for sub in engine._record().submissions for job in sub.jobs]
+    reads: list[str] = []
+    backend = run.store.backend
+    read_bytes = backend.read_bytes
+    monkeypatch.setattr(backend, "read_bytes", lambda key: reads.append(key) or read_bytes(key))
+
+    def poll_reads(running: int) -> list[str]:
+        rows = [commands.ArrayTask(job, i, "RUNNING", "None") for i in range(running)]
+        monkeypatch.setattr(commands, "queued", lambda name: rows)
+        engine._next_poll = 0.0
+        reads.clear()
+        engine.poll()
+        return list(reads)
+
+    poll_reads(1)  # the first poll reads the submission's slicing, once
+    one = poll_reads(1)
+    assert poll_reads(4) == one, one
+    assert [i for i, state in run.states().items() if state.value == "running"] == [0, 2, 4, 6]

@@ -76,6 +76,7 @@ class SlurmEngine(Engine):
         self._last: Progress | None = None
         self._next_poll = 0.0
         self._interval = 1.0
+        self._slicings: dict[int, Slicing] = {}  # by submission: written before its sbatch, never changed
 
     # -- before a run ----------------------------------------------------------------------------
     @classmethod
@@ -229,7 +230,7 @@ class SlurmEngine(Engine):
         units = Counter("running" if row.state in RUNNING else "pending" for row in rows)
         progress = Progress(
             active=bool(rows),
-            running=self._running_tasks(rows, jobs),
+            queues=self._running_slices(rows, jobs),
             notes=self._notes(rows),
             missing=State.LOST,
             units=dict(units),
@@ -240,24 +241,25 @@ class SlurmEngine(Engine):
         self._next_poll = now + self._interval * random.uniform(0.8, 1.2)
         return progress
 
-    def _running_tasks(self, rows: list[commands.ArrayTask],
-                       jobs: dict[str, tuple[Submission, ArrayJob]]) -> frozenset[int]:
-        """The task each running array task is at: the first of its slice without a status (a child runs its
-        slice in order)."""
-        store, slicings, running = self.run.store, {}, set()
+    def _running_slices(self, rows: list[commands.ArrayTask],
+                        jobs: dict[str, tuple[Submission, ArrayJob]]) -> tuple[tuple[int, ...], ...]:
+        """The tasks of each running array task: it runs them in order, so the first without a status is the
+        one it is at (`Progress.queues`: found among the statuses every reader reads anyway). A
+        submission's slicing is read once (it never changes), so a poll reads no more of the store however
+        many array tasks run."""
+        slices = []
         for row in rows:
             if row.state not in RUNNING:
                 continue
             sub, job = jobs[row.job]
-            if sub.n not in slicings:
-                slicings[sub.n] = Slicing.from_record(
-                    store.read_json(store.submission_key(self.run.id, sub.n))
-                )
-            for index in slicings[sub.n].tasks_of(job.offset + row.index):
-                if store.read_status(self.run.id, index) is None:
-                    running.add(index)
-                    break
-        return frozenset(running)
+            slices.append(tuple(self._slicing(sub.n).tasks_of(job.offset + row.index)))
+        return tuple(slices)
+
+    def _slicing(self, n: int) -> Slicing:
+        if n not in self._slicings:
+            store = self.run.store
+            self._slicings[n] = Slicing.from_record(store.read_json(store.submission_key(self.run.id, n)))
+        return self._slicings[n]
 
     def _notes(self, rows: list[commands.ArrayTask]) -> tuple[str, ...]:
         """Why array tasks wait, while none runs (a throttle by max_parallel is no news)."""
@@ -281,8 +283,7 @@ class SlurmEngine(Engine):
         store = self.run.store
         files = []
         for sub in self._record().submissions:
-            slicing = Slicing.from_record(store.read_json(store.submission_key(self.run.id, sub.n)))
-            child = slicing.child_of(index)
+            child = self._slicing(sub.n).child_of(index)
             if child is None:
                 continue
             for job in sub.jobs:
@@ -320,7 +321,7 @@ class SlurmEngine(Engine):
         tasks."""
         store, reasons = self.run.store, {}
         for sub in self._record().submissions:
-            slicing = Slicing.from_record(store.read_json(store.submission_key(self.run.id, sub.n)))
+            slicing = self._slicing(sub.n)
             for job in sub.jobs:
                 for child in range(job.size):
                     path = store.local_path(
