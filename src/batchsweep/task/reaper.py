@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -92,13 +93,37 @@ class Supervised:
         self.reaper = reaper
         self.pid = pid
         self.args = reaper.args
+        # (CPU s, peak RSS MiB) of the reaper and all it waited for, the task's tree, as `wait` reaped it: the
+        # account the task launcher gives a local task, so a task too short to be sampled is still measured
+        self.usage: tuple[float, float] | None = None
 
     @property
     def returncode(self) -> int | None:
         return self.reaper.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        return self.reaper.wait(timeout=timeout)
+        """As `Popen.wait`, but reaped with wait4, which also tells the resources the reaper's tree used."""
+        if self.reaper.returncode is not None:
+            return self.reaper.returncode
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.0005
+        while True:
+            try:
+                pid, status, used = os.wait4(self.reaper.pid, 0 if deadline is None else os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere (a `poll`): Popen has its code
+                return self.reaper.wait(timeout=timeout)
+            if pid == self.reaper.pid:
+                self.usage = (round(used.ru_utime + used.ru_stime, 3), round(used.ru_maxrss / 1024, 1))
+                self.reaper.returncode = os.waitstatus_to_exitcode(status)
+                return self.reaper.returncode
+            assert deadline is not None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                import subprocess
+
+                raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+            delay = min(delay * 2, left, 0.05)  # Popen's own polling of a wait with a timeout
+            time.sleep(delay)
 
     def poll(self) -> int | None:
         return self.reaper.poll()

@@ -96,6 +96,11 @@ class TeedProcess:
     def returncode(self) -> int | None:
         return self._popen.returncode
 
+    @property
+    def usage(self) -> tuple[float, float] | None:
+        """What the task's tree used, from its reaper as it ended (`reaper.Supervised.usage`)."""
+        return getattr(self._popen, "usage", None)
+
     def wait(self, timeout: float | None = None) -> int:
         code = self._popen.wait(timeout=timeout)
         # The output is complete once the pipes close; a child the task left behind may hold them open, and
@@ -159,6 +164,11 @@ class WarmTeedProcess:
     @property
     def returncode(self) -> int | None:
         return self._task.returncode
+
+    @property
+    def usage(self) -> tuple[float, float] | None:
+        """What the forked task's tree used, as the fork server reaped its reaper."""
+        return getattr(self._task, "usage", None)
 
     def wait(self, timeout: float | None = None) -> int:
         code = self._task.wait(timeout=timeout)
