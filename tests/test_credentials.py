@@ -10,6 +10,8 @@ import json
 import lzma
 import re
 import struct
+import subprocess
+import sys
 import tarfile
 import zipfile
 
@@ -294,3 +296,51 @@ def test_a_damaged_or_encrypted_archive_is_packed_not_a_traceback(tmp_path):
     struct.pack_into("<H", encrypted, encrypted.index(b"PK\x01\x02") + 8, 0x1)  # its flags: encrypted
     (root / "locked.zip").write_bytes(bytes(encrypted))
     assert codepkg.pack(root).contents.sizes.keys() == {"cut.zip", "cut.xz", "junk.bz2", "locked.zip"}
+
+
+def test_a_big_file_is_scanned_without_being_read_into_memory(tmp_path):
+    """A data file beside the script far bigger than the memory the scan may use: the scan finds the key at
+    its end all the same (before, the whole file was read into memory first)."""
+    (tmp_path / "data.bin").write_bytes(b"")
+    with open(tmp_path / "data.bin", "r+b") as f:
+        f.truncate(40 << 20)
+        f.seek((40 << 20) - 100)
+        f.write(b"\nkey = AKIAABCDEFGHIJKLMNOP\n")
+    probe = (
+        "import re, resource, sys\n"
+        "from pathlib import Path\n"
+        "from batchsweep.aws import credentials\n"
+        "data = int(re.search(r'VmData:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) << 10\n"
+        "resource.setrlimit(resource.RLIMIT_DATA, (data + (16 << 20),) * 2)\n"
+        "print(credentials.scan(Path(sys.argv[1]), ['data.bin']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True,
+                         timeout=300)
+    assert out.stdout.strip() == "[('data.bin', 2, 'an AWS access key id')]", out.stderr[-500:]
+
+
+def test_a_package_over_its_cap_is_refused_for_its_size_without_its_files_being_read(tmp_path, capsys,
+                                                                                    monkeypatch):
+    """Over code.max_mib the package is refused whole: neither the run nor its dry run reads its files for
+    credentials first (a data file of gigabytes beside the script was read before the size refusal)."""
+    from batchsweep import cli
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "notes.txt").write_text("key = AKIAABCDEFGHIJKLMNOP\n" + "x" * 4000)
+    (root / "train.py").write_text("print(1)\n")
+    spec = root / "sweep.yaml"
+    spec.write_text("name: pkg\nscript: train.py\nparams: {grid: {_x: [1]}}\nbackend: aws-batch\n"
+                    "code: {max_mib: 0.001}\n")
+    read: list[str] = []
+    real_scan = credentials.scan
+    monkeypatch.setattr(credentials, "scan", lambda root, rels: read.extend(rels) or real_scan(root, rels))
+    store = tmp_path / "s"
+    assert cli.main(["run", str(spec), "--dry-run", "--store", str(store)]) == 0
+    assert "refused: over code.max_mib (0.001 MiB)" in capsys.readouterr().out
+    assert cli.main(["run", str(spec), "--store", str(store)]) == 2  # the run stops at what comes next
+    assert "AWS access key" not in capsys.readouterr().err
+    assert read == [] and not store.exists()
+    with pytest.raises(SpecError, match="cap 0.001 MiB"):  # what packing says, before any upload
+        codepkg.pack(root, max_mib=0.001)
+    assert read == []

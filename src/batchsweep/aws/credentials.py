@@ -11,6 +11,7 @@ import bz2
 import functools
 import io
 import lzma
+import mmap
 import re
 import struct
 import zipfile
@@ -18,7 +19,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Protocol
+from typing import IO, BinaryIO, Protocol, cast
 
 from batchsweep.errors import SpecError
 from batchsweep.text import printable
@@ -125,13 +126,21 @@ def _content_patterns() -> list[tuple[re.Pattern[bytes], str]]:
     return [(re.compile(pattern), what) for pattern, what in SECRET_CONTENT]
 
 
-def first_hit(data: bytes) -> tuple[int, str] | None:
+# A file is scanned mapped, not read: a multi-GB data file beside the script costs page cache, not memory.
+Buffer = bytes | mmap.mmap
+# The most compressed bytes read for ARCHIVE_SCAN_BYTES of what a stream or zip member holds (deflate, xz and
+# bzip2 grow incompressible data by far less than this).
+COMPRESSED_READ_BYTES = 16 * ARCHIVE_SCAN_BYTES
+
+
+def first_hit(data: Buffer) -> tuple[int, str] | None:
     """(line, what) of the first credential-looking text in data."""
     hits = [(m.start(), what) for pattern, what in _content_patterns() if (m := pattern.search(data))]
     if not hits:
         return None
     at, what = min(hits)
-    return data.count(b"\n", 0, at) + 1, what
+    step = 8 << 20  # counted a slice at a time: a hit deep in a mapped file copies no more than this
+    return sum(data[i:min(i + step, at)].count(b"\n") for i in range(0, at, step)) + 1, what
 
 
 def _stream_head(data: bytes, new: Callable[[], _Decompressor], limit: int) -> bytes:
@@ -171,7 +180,7 @@ def _zip_lzma(raw: bytes, limit: int) -> bytes:
     return _stream_head(alone, lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE), limit)
 
 
-def _zip_member(data: bytes, info: zipfile.ZipInfo, limit: int) -> bytes:
+def _zip_member(data: Buffer, info: zipfile.ZipInfo, limit: int) -> bytes:
     """The first `limit` bytes one member holds, decompressed here (not by zipfile, whose bzip2 and LZMA
     readers are unbounded) from its bytes after its local header."""
     at = info.header_offset
@@ -179,7 +188,7 @@ def _zip_member(data: bytes, info: zipfile.ZipInfo, limit: int) -> bytes:
         return b""
     name_size, extra_size = struct.unpack_from("<HH", data, at + 26)
     start = at + 30 + name_size + extra_size
-    raw = data[start:start + info.compress_size]
+    raw = data[start:start + min(info.compress_size, COMPRESSED_READ_BYTES)]
     if info.compress_type == zipfile.ZIP_STORED:
         return raw[:limit]
     if info.compress_type == zipfile.ZIP_DEFLATED:
@@ -191,10 +200,11 @@ def _zip_member(data: bytes, info: zipfile.ZipInfo, limit: int) -> bytes:
     return b""
 
 
-def _zip_members(data: bytes, limit: int) -> Iterator[tuple[str, bytes]]:
+def _zip_members(data: Buffer, limit: int) -> Iterator[tuple[str, bytes]]:
     """(name, first bytes) of a zip's unencrypted members, ARCHIVE_SCAN_BYTES of them in all."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        # a mapped file is read in place (mmap is a seekable binary file); bytes through BytesIO
+        with zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else cast(IO[bytes], data)) as zf:
             infos = zf.infolist()[:ZIP_SCAN_MEMBERS]
     except (zipfile.BadZipFile, *_DAMAGED):
         return
@@ -212,16 +222,16 @@ def _zip_members(data: bytes, limit: int) -> Iterator[tuple[str, bytes]]:
         yield info.filename, head
 
 
-def archive_hit(data: bytes, limit: int = ARCHIVE_SCAN_BYTES) -> tuple[int, str] | None:
+def archive_hit(data: Buffer, limit: int = ARCHIVE_SCAN_BYTES) -> tuple[int, str] | None:
     """(line, what) of the first credential-looking text in what a gzip, xz, bzip2 or zip file holds (its
     first `limit` bytes), the line counted in the member that holds it."""
     streams = {GZIP_MAGIC: ("gzip", _gzip), XZ_MAGIC: ("xz", lzma.LZMADecompressor),
                BZIP2_MAGIC: ("bzip2", bz2.BZ2Decompressor)}
     for magic, (kind, new) in streams.items():
-        if data.startswith(magic):
-            hit = first_hit(_stream_head(data, new, limit))
+        if data[:len(magic)] == magic:
+            hit = first_hit(_stream_head(data[:COMPRESSED_READ_BYTES], new, limit))
             return (hit[0], f"{hit[1]} in its {kind}-compressed data") if hit else None
-    if data.startswith(ZIP_MAGIC):
+    if data[:len(ZIP_MAGIC)] == ZIP_MAGIC:
         for name, head in _zip_members(data, limit):
             hit = first_hit(head)
             if hit:
@@ -236,13 +246,24 @@ def scan(root: Path, rels: Iterable[str]) -> list[tuple[str, int, str]]:
     for rel in sorted(rels):
         try:
             with open(root / rel, "rb") as f:
-                data = f.read()
+                hit = _file_hit(f)
         except OSError:
             continue
-        hit = archive_hit(data) or first_hit(data)
         if hit is not None:
             found.append((rel, *hit))
     return found
+
+
+def _file_hit(f: BinaryIO) -> tuple[int, str] | None:
+    try:
+        data: Buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except ValueError:  # an empty file (nothing to find), or one that cannot be mapped: read as it is
+        data = f.read()
+    try:
+        return archive_hit(data) or first_hit(data)
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
 
 
 def refuse(root: Path, found: list[tuple[str, int, str]]) -> None:

@@ -177,6 +177,10 @@ def _print_package(p: Plan, console: Any) -> None:
     left_out = contents.left_out_line()
     if left_out:
         console.print(f"left out: {left_out}", markup=False, highlight=False)
+    if contents.total > p.spec.code.max_mib * 2**20:  # refused whole for its size: its files are not read
+        console.print(f"refused: over code.max_mib ({p.spec.code.max_mib:g} MiB); leave big files out with "
+                      "code.exclude or `inputs:`, or raise code.max_mib", markup=False, highlight=False)
+        return
     for rel, line, what in credentials.scan(Path(code_dir), contents.scanned()):
         console.print(
             f"refused: {rel} line {line} holds what looks like {what} (code.exclude it, or code.include "

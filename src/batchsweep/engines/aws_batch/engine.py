@@ -152,4 +152,6 @@ def _check_code(spec: Spec) -> None:
     from batchsweep.aws import codepkg
 
     root = Path(spec.script_path.parent if spec.script_path else spec.base_dir)
-    codepkg.check_no_secrets(root, codepkg.survey(root, exclude=spec.code.exclude, include=spec.code.include))
+    contents = codepkg.survey(root, exclude=spec.code.exclude, include=spec.code.include)
+    if contents.total <= spec.code.max_mib * 2**20:  # over it, packing refuses it before reading a file
+        codepkg.check_no_secrets(root, contents)
