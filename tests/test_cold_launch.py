@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from helpers import write_spec
 
 import batchsweep
+from batchsweep.task import reaper
 
 PROBE = """\
 import argparse, json, os, signal
@@ -68,3 +70,16 @@ def test_the_launcher_tells_a_program_it_cannot_start_and_starts_one_in_its_dire
         assert (tmp_path / "o").read_text() == f"hello\n{tmp_path}\n"
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("sig", [9, 15], ids=["SIGKILL", "SIGTERM"])
+def test_a_task_killed_by_a_signal_below_its_own_reaper_ends_by_that_signal_and_is_measured(
+    tmp_path: Path, sig: int
+) -> None:
+    """`reaper.spawn` (a cold task in a container): the reaper exits as its task did, SIGKILL included (the
+    out-of-memory killer's), with nothing of its own on the task's stderr, and its account is kept."""
+    proc = reaper.spawn(["sh", "-c", f"kill -{sig} $$"], cwd=tmp_path, stdin=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE)
+    assert proc.wait(timeout=60) == -sig
+    assert proc.reaper.stderr is not None and proc.reaper.stderr.read() == b""
+    assert proc.usage is not None and proc.usage[1] > 0
