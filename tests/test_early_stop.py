@@ -524,16 +524,10 @@ def test_on_s3_a_tasks_first_decision_sees_the_tasks_finished_before_it(session)
     assert calls.count("ListObjectsV2") == 2
 
 
-def test_on_s3_a_shared_view_lists_behind_the_decision_and_knows_its_own_finished_tasks(session):
-    """A container's view (`shared_view`) makes its spaced listings in a thread of its own: a decision does
-    not wait for S3, it reads what the last listing saw. A task the container finished is in its view
-    without a request."""
+def _held_listing(store):
+    """The store's listing held until `gate` is set; `listing` is set once one has begun."""
     import threading
 
-    from batchsweep.model import TaskStatus
-    from batchsweep.task.stopping import RunView
-
-    store, calls = _s3_run(session, {0: (8, True)})
     gate, listing = threading.Event(), threading.Event()
     real = store.backend.list_sizes
 
@@ -543,6 +537,19 @@ def test_on_s3_a_shared_view_lists_behind_the_decision_and_knows_its_own_finishe
         return real(prefix)
 
     store.backend.list_sizes = slow_list
+    return gate, listing
+
+
+def test_on_s3_a_shared_view_lists_behind_the_decision_and_knows_its_own_finished_tasks(session):
+    """A container's view (`shared_view`) makes its spaced listings in a thread of its own: a decision does
+    not wait for S3, it reads what the last listing saw. A task the container finished is in its view
+    without a request."""
+
+    from batchsweep.model import TaskStatus
+    from batchsweep.task.stopping import RunView
+
+    store, calls = _s3_run(session, {0: (8, True)})
+    gate, listing = _held_listing(store)
     now = [0.0]
     view = RunView(store, "r1", "val_loss", running_too=False, every=5.0, soon=1.0, background=True,
                    clock=lambda: now[0])
@@ -567,15 +574,7 @@ def test_on_s3_a_first_decision_takes_the_answer_of_the_listing_under_way(sessio
     from batchsweep.task.stopping import RunView
 
     store, calls = _s3_run(session, {0: (8, True)})
-    gate, listing = threading.Event(), threading.Event()
-    real = store.backend.list_sizes
-
-    def slow_list(prefix):
-        listing.set()
-        assert gate.wait(30)
-        return real(prefix)
-
-    store.backend.list_sizes = slow_list
+    gate, listing = _held_listing(store)
     view = RunView(store, "r1", "val_loss", running_too=False, every=5.0, soon=1.0, background=True,
                    clock=lambda: 0.0)  # a loaded machine's pauses do not age the prefetch's listing
     view.prefetch(own=9)

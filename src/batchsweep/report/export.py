@@ -54,16 +54,18 @@ def pd_object(values: list[Any], index: Any = None) -> Any:
     return pd.Series(values, dtype=object, index=index)
 
 
+def utf8_cell(value: Any) -> Any:
+    """A cell as UTF-8 can hold it: text, and the texts inside a list."""
+    if isinstance(value, str):
+        return utf8(value)
+    if isinstance(value, list):
+        return [utf8_cell(v) for v in value]
+    return value
+
+
 def utf8_table(df: pd.DataFrame) -> pd.DataFrame:
     """The table with its text (column names, text cells, the texts inside list cells: `outputs`) as UTF-8 can
     hold it (`text.utf8`): what a UTF-8 file format gets."""
-    def fix(value: Any) -> Any:
-        if isinstance(value, str):
-            return utf8(value)
-        if isinstance(value, list):
-            return [fix(v) for v in value]
-        return value
-
     out = df.copy(deep=False)  # a column fixed below is a new array: the others need no copy
     if any(isinstance(c, str) and utf8(c) != c for c in df.columns):
         import pandas as pd
@@ -72,7 +74,7 @@ def utf8_table(df: pd.DataFrame) -> pd.DataFrame:
     for name in out.columns:
         if out[name].dtype == object:
             values = out[name].tolist()
-            fixed = [fix(v) for v in values]
+            fixed = [utf8_cell(v) for v in values]
             if fixed != values:
                 out[name] = pd_object(fixed, out.index)
     return out

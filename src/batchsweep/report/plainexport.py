@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from batchsweep.report.export import _FORMULA_START, TIME_COLUMNS, _csv_quoted, _inert
+from batchsweep.report.export import _FORMULA_START, TIME_COLUMNS, _csv_quoted, _inert, utf8_cell
 from batchsweep.text import utf8
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ def export(run: Run, fmt: str, path: str | os.PathLike[str] | None, columns: lis
     typed, durations = table(run, columns, check, sort)
     typed = _times(typed, fmt)
     # a TEXT column holds no lone surrogate (`kind`)
-    typed = {utf8(name): (k, _utf8_cells(values) if k == OBJECT else values)
+    typed = {utf8(name): (k, [utf8_cell(v) for v in values] if k == OBJECT else values)
              for name, (k, values) in typed.items()}
     if fmt == "csv":
         if "outputs" in typed:
@@ -188,17 +188,6 @@ def _inert_cells(values: list[Any]) -> list[Any]:
     return ["'" + v if v.__class__ is str and v.startswith(start) else v for v in values]
 
 
-def _utf8_cells(values: list[Any]) -> list[Any]:
-    """`export.utf8_table`: text, and the texts inside lists, as UTF-8 can hold them."""
-
-    def fix(value: Any) -> Any:
-        if isinstance(value, str):
-            return utf8(value)
-        if isinstance(value, list):
-            return [fix(v) for v in value]
-        return value
-
-    return [fix(v) for v in values]
 
 
 # -- times ------------------------------------------------------------------------------------------------
