@@ -92,8 +92,10 @@ class RunView:
                 first = fresh and now >= self._fresh_until
                 due = now >= self._next_listing or (now >= self._soon_listing and self._finished(own) < need)
                 behind = self._behind
-            if first and behind is not None and behind.is_alive():
-                behind.join()  # a listing under way (the prefetch) is as fresh: its answer, not another LIST
+            if first and behind is not None:
+                # A listing under way (the prefetch) is as fresh: its answer, not another LIST. Asked again
+                # even when it has just ended: `first` above may predate its answer.
+                behind.join()
                 with self._lock:
                     first = self.clock() >= self._fresh_until
             if first or (due and not self.background):
