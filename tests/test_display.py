@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import re
 from pathlib import Path
@@ -344,7 +345,7 @@ def test_csv_is_what_pandas_writes_for_every_column_type(tmp_path: Path) -> None
 def test_csv_times_are_what_isoformat_writes_whole_seconds_fractions_and_missing() -> None:
     """A CSV's started_at/ended_at are made by numpy a block at a time: the same text as each Timestamp's
     isoformat() (no fraction on a whole second), across blocks, with a missing time left empty."""
-    from batchsweep.report.export import _times_as_dates
+    from batchsweep.report.export import _times_as_dates, epoch_micros
 
     rng = np.random.default_rng(7)
     seconds = [1e9, 1e9 + 0.2, 1733500000.000001, 1700000000.9999996, -1.5, 0.0, float("nan"),
@@ -352,8 +353,12 @@ def test_csv_times_are_what_isoformat_writes_whole_seconds_fractions_and_missing
                  for x, d in zip(rng.uniform(0, 2.5e9, 25_000), rng.integers(0, 7, 25_000)))]
     df = pd.DataFrame({"task": range(len(seconds)), "started_at": seconds, "ended_at": seconds[::-1]})
     texts = _times_as_dates(df, "csv")
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
     for name in ("started_at", "ended_at"):
-        when = pd.to_datetime(df[name], unit="s", utc=True).dt.round("us")
-        expected = [None if pd.isna(t) else t.isoformat() for t in when]
+        # datetime's isoformat() of the time to the microsecond (pandas 2.0's to_datetime of a float loses it)
+        micros = [epoch_micros(v) for v in df[name]]
+        expected = [None if us is None else (epoch + datetime.timedelta(microseconds=us)).isoformat()
+                    for us in micros]
         assert [None if pd.isna(v) else v for v in texts[name]] == expected
+    assert list(texts["started_at"][2:4]) == ["2024-12-06T15:46:40.000001+00:00", "2023-11-14T22:13:21+00:00"]
     assert list(df["started_at"][:2]) == [1e9, 1e9 + 0.2], "the table given is left as it was"

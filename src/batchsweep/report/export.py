@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -108,17 +109,45 @@ def _times_as_dates(df: pd.DataFrame, fmt: str) -> pd.DataFrame:
     its time zone (UTC, `2026-12-07T04:10:00.123456+00:00`) for CSV, datetime columns in UTC for Parquet,
     whole milliseconds since the epoch for JSON (what pandas' `to_json` has always written for a datetime; its
     default turns to ISO text in pandas 4, so the numbers are made here)."""
-    import pandas as pd
 
     times = [c for c in TIME_COLUMNS if c in df.columns and df[c].dtype.kind in "iuf"]
     if not times:
         return df
     out = df.copy(deep=False)  # the columns replaced below are new arrays: the others need no copy
     for name in times:
-        # To the microsecond, the most an epoch float of today holds: no `.002000093` of float noise.
-        when = pd.to_datetime(out[name], unit="s", utc=True).dt.round("us")
+        when = _utc_times(out[name])
         out[name] = _iso_texts(when) if fmt == "csv" else _epoch_ms(when) if fmt == "json" else when
     return out
+
+
+def epoch_micros(seconds: Any) -> int | None:
+    """Epoch seconds as whole microseconds, the most an epoch float of today holds (no `.002000093` of float
+    noise): the whole seconds and the fraction rounded to the nanosecond apart, then to the microsecond, half
+    to even. ValueError for an infinite time."""
+    if seconds is None or seconds != seconds:
+        return None
+    if isinstance(seconds, int):
+        return seconds * 1_000_000
+    value = float(seconds)
+    if math.isinf(value):
+        raise ValueError("an infinite time")
+    whole = math.trunc(value)
+    ns = whole * 1_000_000_000 + int(round(value - whole, 9) * 1e9)
+    us, rest = divmod(ns, 1000)
+    return us + 1 if rest > 500 or (rest == 500 and us % 2) else us
+
+
+def _utc_times(seconds: pd.Series) -> pd.Series:
+    """Epoch seconds as UTC datetimes rounded by `epoch_micros`, so the DataFrame and the plain export agree
+    in every pandas (2.0's `to_datetime` of a float loses its last microsecond)."""
+    import numpy as np
+    import pandas as pd
+
+    micros = [epoch_micros(v) for v in seconds.tolist()]
+    missing = np.array([m is None for m in micros], dtype=bool)
+    whole = np.array([0 if m is None else m for m in micros], dtype="int64")
+    when = pd.Series(pd.to_datetime(whole, unit="us", utc=True), index=seconds.index).where(~missing)
+    return when.astype("datetime64[ns, UTC]")  # pandas 3 would keep microseconds: Parquet's type stays ns
 
 
 def _epoch_ms(when: pd.Series) -> Any:

@@ -17,7 +17,14 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from batchsweep.report.export import _FORMULA_START, TIME_COLUMNS, _csv_quoted, _inert, utf8_cell
+from batchsweep.report.export import (
+    _FORMULA_START,
+    TIME_COLUMNS,
+    _csv_quoted,
+    _inert,
+    epoch_micros,
+    utf8_cell,
+)
 from batchsweep.text import utf8
 
 if TYPE_CHECKING:
@@ -209,19 +216,10 @@ def _times(typed: dict[str, Column], fmt: str) -> dict[str, Column]:
 
 
 def _micros(seconds: Any) -> int | None:
-    """`pd.to_datetime(seconds, unit="s").round("us")` as microseconds since the epoch: the whole seconds and
-    the fraction rounded to the nanosecond apart, then to the microsecond, half to even."""
-    if seconds is None or seconds != seconds:
-        return None
-    if isinstance(seconds, int):
-        return seconds * 1_000_000
-    value = float(seconds)
-    if math.isinf(value):
-        raise Unsupported("an infinite time")
-    whole = math.trunc(value)
-    ns = whole * 1_000_000_000 + int(round(value - whole, 9) * 1e9)
-    us, rest = divmod(ns, 1000)
-    return us + 1 if rest > 500 or (rest == 500 and us % 2) else us
+    try:
+        return epoch_micros(seconds)
+    except ValueError:
+        raise Unsupported("an infinite time") from None
 
 
 def _isos(micros: list[int | None]) -> list[str | None]:
