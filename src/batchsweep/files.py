@@ -38,11 +38,16 @@ def open_dir(name: str, dir_fd: int | None = None) -> int:
 
 
 def held_dir(fd: int, path: Path) -> Path:
-    """A path to the directory fd holds that is resolved through the descriptor (Linux), for what must open
-    it by name (another library's client): a symlink or directory swapped in for `path` later is not what it
-    reaches. Elsewhere path itself."""
-    proc = Path(f"/proc/self/fd/{fd}")
-    return proc if proc.is_dir() else path
+    """Where the directory fd holds is now (the kernel's name for it, Linux), for what must open it by name
+    (another library's client): a directory swapped in for `path` is not what it names, one moved is followed.
+    Not /proc/self/fd/N itself: that name passes to the next directory held under the same number, and a
+    client that caches by name (MLflow's store registry) would read the earlier task's store. Elsewhere path
+    itself."""
+    try:
+        where = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return path
+    return Path(where) if where.startswith("/") and os.path.isdir(where) else path
 
 
 def open_below(dir_fd: int, names: Sequence[str], *, make: bool = False) -> int:
