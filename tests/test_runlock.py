@@ -275,3 +275,28 @@ def test_run_state_problems_have_their_own_error_type_and_exit_2():
 
     assert issubclass(runlock.RunBusy, RunStateError) and not issubclass(RunStateError, SpecError)
     assert issubclass(RunStateError, SweepError) and RunStateError.exit_code == 2
+
+
+def test_a_claim_whose_temp_file_the_driver_swept_is_made_again(tmp_path, monkeypatch):
+    """The run's driver removes temp files it takes for a killed writer's (`remove_stale_temp`) while a second
+    `resume` is claiming the run: before, that resume ended in FileNotFoundError on its temp, exit 1, instead
+    of being told who drives the run."""
+    import os
+
+    from batchsweep.store import local as localstore
+
+    backend = localstore.LocalBackend(tmp_path)
+    (tmp_path / "runs" / "r1").mkdir(parents=True)
+    real_link, swept = os.link, []
+
+    def sweep_then_link(src, dst, *args, **kwargs):
+        if not swept:
+            swept.append(src)
+            os.unlink(src)
+        return real_link(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(localstore.os, "link", sweep_then_link)
+    assert backend.create_exclusive("runs/r1/runner.json", b"{}") and swept
+    assert (tmp_path / "runs" / "r1" / "runner.json").read_bytes() == b"{}"
+    assert not backend.create_exclusive("runs/r1/runner.json", b"{}")
+    assert [p.name for p in (tmp_path / "runs" / "r1").iterdir()] == ["runner.json"]

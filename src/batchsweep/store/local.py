@@ -3,6 +3,7 @@ into place), with the mode the umask gives; nothing is read or written through a
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -200,14 +201,21 @@ class LocalBackend:
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         target = self.path(key)
-        tmp = _write_temp(target, data)
-        try:
-            os.link(tmp, target)  # atomic and exclusive, and the file appears whole
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(tmp)
+        for attempt in range(5):
+            tmp = _write_temp(target, data)
+            try:
+                os.link(tmp, target)  # atomic and exclusive, and the file appears whole
+                return True
+            except FileExistsError:
+                return False
+            except FileNotFoundError:
+                # the run's driver swept our temp file as a killed writer's (`remove_stale_temp`): again
+                if attempt == 4 or not target.parent.is_dir():
+                    raise
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        return False
 
     def read_tagged(self, key: str) -> tuple[bytes, str]:
         data = self.read_bytes(key)
