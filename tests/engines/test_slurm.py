@@ -179,6 +179,18 @@ def worker_of(pid: int) -> int:
     raise AssertionError("the task has no batchsweep worker above it")
 
 
+def _scancel_in_its_order(slurm_cluster, run, first, worker):
+    """scancel's SIGTERM as it may land: on `first` before the worker (0.5 s later); task 0's status once the
+    array task has ended."""
+    for pid in first:
+        os.kill(pid, signal.SIGTERM)
+    time.sleep(0.5)
+    with contextlib.suppress(ProcessLookupError):  # a worker that took its task's end for a failure is gone
+        os.kill(worker, signal.SIGTERM)
+    wait_for(lambda: slurm_cluster.squeue() == [], "the array task to end")
+    return run.store.read_status(run.id, 0)
+
+
 def test_a_task_signalled_a_moment_before_its_worker_reads_as_cancelled(tmp_path, slurm_cluster):
     """`scancel` sends SIGTERM to every process of the job: the task's may land before its worker's (the
     worker then records a cancel, not the task's own failure)."""
@@ -188,12 +200,7 @@ def test_a_task_signalled_a_moment_before_its_worker_reads_as_cancelled(tmp_path
     wait_for(lambda: pids_naming(never), "the task to start")
     (task,) = leaves(pids_naming(never))  # its reaper names the task's argv too
     worker = worker_of(task)
-    os.kill(task, signal.SIGTERM)
-    time.sleep(0.5)
-    with contextlib.suppress(ProcessLookupError):  # a worker that took its task's end for a failure is gone
-        os.kill(worker, signal.SIGTERM)
-    wait_for(lambda: slurm_cluster.squeue() == [], "the array task to end")
-    status = run.store.read_status(run.id, 0)
+    status = _scancel_in_its_order(slurm_cluster, run, [task], worker)
     assert status is not None and status.state.value == "cancelled", status
 
 
@@ -290,13 +297,7 @@ def test_a_warm_task_and_its_fork_server_signalled_before_their_worker_read_as_c
     worker = parent_of(server)
     assert "batchsweep.task.warmserver" in Path(f"/proc/{server}/cmdline").read_text()
     assert "batchsweep.worker" in Path(f"/proc/{worker}/cmdline").read_text()
-    for pid in (server, reaper, task):
-        os.kill(pid, signal.SIGTERM)
-    time.sleep(0.5)
-    with contextlib.suppress(ProcessLookupError):  # a worker that took its task's end for a failure is gone
-        os.kill(worker, signal.SIGTERM)
-    wait_for(lambda: slurm_cluster.squeue() == [], "the array task to end")
-    status = run.store.read_status(run.id, 0)
+    status = _scancel_in_its_order(slurm_cluster, run, [server, reaper, task], worker)
     assert status is not None and (status.state.value, status.warm) == ("cancelled", True), status
     assert run.store.read_status(run.id, 1) is None  # the array task's second task never started
 
