@@ -22,11 +22,17 @@ from batchsweep.scripts.starter import write_starter
 from batchsweep.spec.reader import load as load_spec
 
 PUBLIC = Path(__file__).parent / "scripts" / "public"
+AS_WRITTEN = Path(__file__).parent / "scripts" / "as_written"
 
 
 def copy(name: str, tmp_path: Path) -> Path:
-    target = tmp_path / name
-    shutil.copytree(PUBLIC / name, target)
+    target, source = tmp_path / name, AS_WRITTEN / name
+    if not source.exists():
+        source = PUBLIC / name
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        shutil.copy(source, target)
     return target
 
 
@@ -63,20 +69,11 @@ def by_hand(argv: list[str], *, cwd: Path, pythonpath: Path, env: dict[str, str]
                           env={**os.environ, **(env or {}), "PYTHONPATH": str(pythonpath)}).stdout
 
 
-# -- module-level values: Guild AI's iris SVM example
-# ---------------------------------------------------------
-def test_guild_iris_svm_gets_each_tasks_kernel_and_gamma_as_its_module_values(tmp_path: Path) -> None:
-    project = copy("iris_svm", tmp_path)
-    script = project / "plot_iris_exercise.py"
-    # matplotlib only draws the plot (not in batchsweep's lock): a stand-in that draws nothing
-    stubs = tmp_path / "stubs" / "matplotlib"
-    stubs.mkdir(parents=True)
-    (stubs / "__init__.py").write_text("def use(*args, **kwargs):\n    pass\n")
-    (stubs / "pyplot.py").write_text(
-        "class _Any:\n    def __getattr__(self, name):\n        return _Any()\n\n"
-        "    def __call__(self, *args, **kwargs):\n        return _Any()\n\n\n"
-        "def __getattr__(name):\n    return _Any()\n"
-    )
+# -- module-level values: settings a user edits at the top of the file
+# ----------------------------------------------------
+def test_a_script_of_module_level_settings_gets_each_tasks_kernel_and_gamma_as_its_module_values(
+        tmp_path: Path) -> None:
+    script = copy("ring_kernels.py", tmp_path)
     spec = write_starter(str(script))
     starter = spec.read_text()
     assert (
@@ -86,19 +83,19 @@ def test_guild_iris_svm_gets_each_tasks_kernel_and_gamma_as_its_module_values(tm
     assert yaml.safe_load(starter)["metrics"] == {
         "stdout": r"Train accuracy: (?P<train_accuracy>\S+)|Test accuracy: (?P<test_accuracy>\S+)"}
     set_values(spec, kernel=["linear", "rbf"], gamma=[10, 0.1])
-    set_key(spec, "env", {"PYTHONPATH": str(tmp_path / "stubs")})
     df = sweep(spec)
 
     def edited_by_hand(kernel: str, gamma: float) -> list[float]:
-        text = script.read_text().replace("kernel = 'linear'", f"kernel = {kernel!r}", 1)
+        text = script.read_text().replace('\nkernel = "linear"', f"\nkernel = {kernel!r}", 1)
         hand = tmp_path / "by_hand.py"
         hand.write_text(text.replace("\ngamma = 10\n", f"\ngamma = {gamma!r}\n", 1))
-        out = by_hand([str(hand)], cwd=tmp_path, pythonpath=tmp_path / "stubs")
+        out = by_hand([str(hand)], cwd=tmp_path, pythonpath=tmp_path)
         return [float(v) for v in re.findall(r"accuracy: (\S+)", out)]
 
     rows = {(r.kernel, r.gamma): [r.train_accuracy, r.test_accuracy] for r in df.itertuples()}
     assert rows == {(k, g): edited_by_hand(k, g) for k in ("linear", "rbf") for g in (10, 0.1)}
-    assert rows[("rbf", 10)] != rows[("rbf", 0.1)]  # the params reached the script
+    # the params reached the script: gamma changes what the rbf kernel sees, and nothing the linear one does
+    assert rows[("rbf", 10)] != rows[("rbf", 0.1)] and rows[("linear", 10)] == rows[("linear", 0.1)]
 
 
 # -- optparse: scikit-learn's random projection benchmark
