@@ -341,6 +341,24 @@ def test_a_script_reading_sys_argv_by_position_gets_each_param_at_its_position(t
         sweep(tmp_path, {"params": {"grid": {"n": ["many"]}}})
 
 
+def test_positions_read_through_a_name_given_to_sys_argv_go_by_position(tmp_path: Path) -> None:
+    # MLflow-style scripts often name their argv first: `args = sys.argv` or `args = sys.argv[1:]`
+    write(tmp_path, "import json, sys\nargs = sys.argv\n"
+                    "alpha = float(args[1]) if len(args) > 1 else 0.5\n"
+                    "l1 = float(args[2]) if len(args) > 2 else 0.5\n"
+                    "print(json.dumps({'alpha_seen': alpha, 'l1_seen': l1, 'argv': sys.argv[1:]}))\n")
+    run, df = sweep(tmp_path, {"params": {"grid": {"l1": [0.1, 0.2]}}})
+    assert sorted(map(tuple, df["argv"])) == [("0.5", "0.1"), ("0.5", "0.2")]
+    assert sorted(seen(df, "alpha_seen", "l1_seen")) == [(0.5, 0.1), (0.5, 0.2)]
+    write(tmp_path, "import json, sys\nrest = sys.argv[1:]\n"
+                    "alpha = float(rest[0]) if rest else 0.5\n"
+                    "print(json.dumps({'alpha_seen': alpha, 'argv': sys.argv[1:]}))\n")
+    run, df = sweep(tmp_path, {"params": {"grid": {"alpha": [0.1, 0.2]}}})
+    assert sorted(map(tuple, df["argv"])) == [("0.1",), ("0.2",)]
+    with pytest.raises(SpecError, match=r"reads its params by position \(alpha = sys.argv\[1\]\), so lr "):
+        sweep(tmp_path, {"params": {"grid": {"lr": [1, 2]}}})
+
+
 # -- optparse ------------------------------------------------------------------------------------------------
 BENCH = '''
 """Benchmark with optparse options, run once per setting."""

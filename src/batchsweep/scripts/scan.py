@@ -100,17 +100,48 @@ def positions_text(seen: ScriptSource) -> str:
     return ", ".join(f"{name} = sys.argv[{i}]" for i, (name, _, _) in enumerate(seen.positions, 1))
 
 
-def _argv_index(node: ast.AST) -> int | None:
-    """N of `sys.argv[N]` (or `argv[N]` after `from sys import argv`), a whole number of at least 1."""
+def _is_argv(node: ast.AST) -> bool:
+    """`sys.argv`, or `argv` after `from sys import argv`."""
+    return (isinstance(node, ast.Attribute) and node.attr == "argv" and isinstance(node.value, ast.Name)
+            and node.value.id == "sys") or (isinstance(node, ast.Name) and node.id == "argv")
+
+
+def argv_aliases(tree: ast.Module) -> dict[str, int]:
+    """Names the script gives its argv (`args = sys.argv`, or `args = sys.argv[1:]`), each with the position
+    its first item is: `args[0]` of the second reads position 1."""
+    found: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)):
+            continue
+        value, start = node.value, 0
+        cut = value.slice if isinstance(value, ast.Subscript) else None
+        if isinstance(value, ast.Subscript) and isinstance(cut, ast.Slice) and cut.upper is cut.step is None:
+            lower = cut.lower
+            start = 0 if lower is None else (
+                lower.value if isinstance(lower, ast.Constant) and type(lower.value) is int else -1)
+            value = value.value
+        if _is_argv(value) and start >= 0:
+            found.setdefault(node.targets[0].id, start)
+    return found
+
+
+def _argv_index(node: ast.AST, aliases: dict[str, int]) -> int | None:
+    """N of `sys.argv[N]` (or `argv[N]` after `from sys import argv`, or `args[N - k]` after `args =
+    sys.argv[k:]`), a whole number of at least 1."""
     if not (isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant)):
         return None
     base = node.value
-    is_argv = (isinstance(base, ast.Attribute) and base.attr == "argv" and isinstance(base.value, ast.Name)
-               and base.value.id == "sys") or (isinstance(base, ast.Name) and base.id == "argv")
     index = node.slice.value
-    if not is_argv or not isinstance(index, int) or isinstance(index, bool):
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
         return None
-    return index if index >= 1 else None
+    if _is_argv(base):
+        start = 0
+    elif isinstance(base, ast.Name) and base.id in aliases:
+        start = aliases[base.id]
+    else:
+        return None
+    return index + start if index + start >= 1 else None
 
 
 def argv_positions(tree: ast.Module) -> list[tuple[str, Any, str | None]]:
@@ -118,6 +149,7 @@ def argv_positions(tree: ast.Module) -> list[tuple[str, Any, str | None]]:
     len(sys.argv) > 1 else 0.5`), positions 1, 2... without a gap, each with its literal default (the
     `else` of a conditional, else None) and the type it converts the text to (`int`, `float`, else None)."""
     found: dict[int, tuple[str, Any, str | None]] = {}
+    aliases = argv_aliases(tree)
     for node in ast.walk(tree):
         if not (isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None):
             continue
@@ -131,16 +163,17 @@ def argv_positions(tree: ast.Module) -> list[tuple[str, Any, str | None]]:
             pairs = list(zip(targets[0].elts, node.value.elts))
         for target, value in pairs:
             if isinstance(target, ast.Name):
-                _note_position(target.id, value, found)
+                _note_position(target.id, value, found, aliases)
     out: list[tuple[str, Any, str | None]] = []
     while len(out) + 1 in found:
         out.append(found[len(out) + 1])
     return out
 
 
-def _note_position(name: str, value: ast.expr, found: dict[int, tuple[str, Any, str | None]]) -> None:
+def _note_position(name: str, value: ast.expr, found: dict[int, tuple[str, Any, str | None]],
+                   aliases: dict[str, int]) -> None:
     for sub in ast.walk(value):
-        index = _argv_index(sub)
+        index = _argv_index(sub, aliases)
         if index is None or index in found:
             continue
         default = _literal(value.orelse)[1] if isinstance(value, ast.IfExp) else None
