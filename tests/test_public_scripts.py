@@ -98,22 +98,31 @@ def test_a_script_of_module_level_settings_gets_each_tasks_kernel_and_gamma_as_i
     assert rows[("rbf", 10)] != rows[("rbf", 0.1)] and rows[("linear", 10)] == rows[("linear", 0.1)]
 
 
-# -- optparse: scikit-learn's random projection benchmark
-# -----------------------------------------------------
-def test_sklearn_random_projection_benchmark_gets_its_optparse_options(tmp_path: Path) -> None:
+# -- optparse: a benchmark whose options have their own dest names
+# -------------------------------------------------------------
+def test_an_optparse_script_gets_its_options_by_dest_and_flag_name(tmp_path: Path) -> None:
     from sklearn.random_projection import johnson_lindenstrauss_min_dim
 
-    script = copy("random_projections", tmp_path) / "bench_random_projections.py"
+    script = copy("jl_projection.py", tmp_path)
     spec = write_starter(str(script))
     assert re.search(r'^    n_components: \["auto"\]', spec.read_text(), re.M)
-    set_values(
-        spec, n_components=["auto", 40], eps=[0.3, 0.5], n_times=[1], n_features=[5000], n_samples=[200]
-    )
-    set_key(spec, "metrics", {"stdout": r"n_components \t= (?P<components>\d+)"})
+    # `--seed` is stored as random_seed: the param is the dest, the script gets the flag
+    set_values(spec, n_components=["auto", 40], eps=[0.3, 0.5], n_samples=[20], n_features=[50],
+               random_seed=[3])
+    set_key(spec, "metrics", {"stdout": r"n_components \t= (?P<components>\d+)"
+                                        r"|max distortion \t= (?P<max_distortion>\S+)"})
     df = sweep(spec)
     seen = {(r.n_components, r.eps): r.components for r in df.itertuples()}
-    assert seen == {("auto", 0.3): johnson_lindenstrauss_min_dim(200, eps=0.3),
-                    ("auto", 0.5): johnson_lindenstrauss_min_dim(200, eps=0.5), (40, 0.3): 40, (40, 0.5): 40}
+    assert seen == {("auto", 0.3): johnson_lindenstrauss_min_dim(20, eps=0.3),
+                    ("auto", 0.5): johnson_lindenstrauss_min_dim(20, eps=0.5), (40, 0.3): 40, (40, 0.5): 40}
+
+    def distortion_by_hand(n_components: str, eps: float) -> float:
+        out = by_hand([str(script), "--n-components", n_components, "--eps", str(eps), "--n-samples", "20",
+                       "--n-features", "50", "--seed", "3"], cwd=tmp_path, pythonpath=tmp_path)
+        return float(re.findall(r"max distortion \t= (\S+)", out)[0])
+
+    assert {(r.n_components, r.eps): r.max_distortion for r in df.itertuples()} == {
+        (n, e): distortion_by_hand(str(n), e) for n in ("auto", 40) for e in (0.3, 0.5)}
 
 
 # -- typer, in a src/ layout: a Monte Carlo toolkit
