@@ -1,6 +1,6 @@
 """Adaptive search against random search on the Branin function, at the same budget.
 
-Both run through `batchsweep.planning.search.optimize`, the round loop a run uses (ask `batch` trials,
+Both run through `batchsweep.planning.optuna_rounds.optimize`, the round loop a run uses (ask `batch` trials,
 evaluate them together, tell), with the objective evaluated in-process instead of through an engine. Prints
 the median (over seeds) best value after each round, and its gap to the known optimum 0.397887.
 
@@ -15,7 +15,7 @@ import statistics
 
 import optuna
 
-from batchsweep.planning import search
+from batchsweep.planning import optuna_rounds
 from batchsweep.spec.schema import Search
 
 OPTIMUM = 0.397887
@@ -32,12 +32,12 @@ def best_per_round(sampler: str, *, trials: int, batch: int, seed: int) -> list[
     study = optuna.create_study(direction="minimize")
     best: list[float] = []
 
-    def evaluate(proposals: list[search.Proposal]) -> list[float | None]:
+    def evaluate(proposals: list[optuna_rounds.Proposal]) -> list[float | None]:
         values = [branin(**p.values) for p in proposals]
         best.append(min([*values, *best[-1:]]))
         return list(values)
 
-    search.optimize(study, spec, evaluate, batch=batch)
+    optuna_rounds.optimize(study, spec, evaluate, batch=batch)
     return best
 
 

@@ -12,10 +12,11 @@ Two workloads, on the same cores:
 Rows: the local engine (max_parallel = workers; every row runs every task: `reuse=False`); the Dask engine on
 a running LocalCluster (workers x 1 thread, processes, started before the clock), by default and with
 `warm: false`; on that same cluster, `client.map` of a plain `subprocess.run` of the script per task (the
-search: an Optuna study asked and told round by round around it, `batchsweep.planning.search.optimize`), and
-`client.map` of the script's work as a function (no process per task: Dask's own floor); last, the Dask engine
-with `cluster: local` (its own cluster's start and stop included). Overhead per task = wall time x workers /
-tasks; the ratios are each row's to the local engine's and to `client.map` of the script.
+search: an Optuna study asked and told round by round around it,
+`batchsweep.planning.optuna_rounds.optimize`), and `client.map` of the script's work as a function (no process
+per task: Dask's own floor); last, the Dask engine with `cluster: local` (its own cluster's start and stop
+included). Overhead per task = wall time x workers / tasks; the ratios are each row's to the local engine's
+and to `client.map` of the script.
 """
 
 from __future__ import annotations
@@ -98,10 +99,11 @@ def client_map_sweep(client: Any, directory: Path, n: int) -> float:
 
 
 def client_map_search(client: Any, directory: Path, trials: int, batch: int) -> float:
-    """The same rounds a search runs (`batchsweep.planning.search.optimize`), each round one `client.map`."""
+    """The same rounds a search runs (`batchsweep.planning.optuna_rounds.optimize`), each round one
+    `client.map`."""
     import optuna
 
-    from batchsweep.planning import search
+    from batchsweep.planning import optuna_rounds
     from batchsweep.spec.schema import Search
 
     spec = Search(sampler="tpe", trials=trials, batch=batch, metric="value",
@@ -110,13 +112,13 @@ def client_map_search(client: Any, directory: Path, trials: int, batch: int) -> 
     t0 = time.perf_counter()
     study = optuna.create_study(direction="minimize")
 
-    def evaluate(proposals: list[search.Proposal]) -> list[float | None]:
+    def evaluate(proposals: list[optuna_rounds.Proposal]) -> list[float | None]:
         argv = [[*(f"--{k}={v}" for k, v in p.values.items()), f"--trial={p.trial}", f"--round={p.round}"]
                 for p in proposals]
         results = client.gather(client.map(run_script, [script] * len(argv), argv, pure=False))
         return [r.get("value") for r in results]
 
-    search.optimize(study, spec, evaluate, batch=batch)
+    optuna_rounds.optimize(study, spec, evaluate, batch=batch)
     return time.perf_counter() - t0
 
 
@@ -137,18 +139,18 @@ def client_map_function(client: Any, workload: str, n: int, batch: int) -> float
         return time.perf_counter() - t0
     import optuna
 
-    from batchsweep.planning import search
+    from batchsweep.planning import optuna_rounds
     from batchsweep.spec.schema import Search
 
     spec = Search(sampler="tpe", trials=n, batch=batch, metric="value", space=SPACE)  # type: ignore[arg-type]
     study = optuna.create_study(direction="minimize")
 
-    def evaluate(proposals: list[search.Proposal]) -> list[float | None]:
+    def evaluate(proposals: list[optuna_rounds.Proposal]) -> list[float | None]:
         futures = client.map(branin, [p.values["x1"] for p in proposals], [p.values["x2"] for p in proposals],
                              pure=False)
         return list(client.gather(futures))
 
-    search.optimize(study, spec, evaluate, batch=batch)
+    optuna_rounds.optimize(study, spec, evaluate, batch=batch)
     return time.perf_counter() - t0
 
 

@@ -17,7 +17,7 @@ import pytest
 import batchsweep
 from batchsweep import cli
 from batchsweep.engines.local.engine import LocalEngine
-from batchsweep.planning import search
+from batchsweep.planning import optuna_rounds, search
 from batchsweep.spec.schema import Search
 from batchsweep.store.core import Store
 
@@ -196,11 +196,11 @@ def test_optimize_runs_rounds_with_an_in_process_evaluator():
     spec = Search(sampler="random", trials=12, batch=5, metric="value", space={"x": "uniform(-1, 1)"})
     rounds: list[list[int]] = []
 
-    def evaluate(proposals: list[search.Proposal]) -> list[float | None]:
+    def evaluate(proposals: list[optuna_rounds.Proposal]) -> list[float | None]:
         rounds.append([p.trial for p in proposals])
         return [None if p.trial == 3 else p.values["x"] ** 2 for p in proposals]
 
-    search.optimize(study, spec, evaluate, batch=5)
+    optuna_rounds.optimize(study, spec, evaluate, batch=5)
     assert rounds == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]]
     assert study.trials[3].state == optuna.trial.TrialState.FAIL and len(study.trials) == 12
 
