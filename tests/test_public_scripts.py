@@ -5,6 +5,7 @@ each task's numbers are checked against the script run by hand with the same set
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -125,15 +126,16 @@ def test_an_optparse_script_gets_its_options_by_dest_and_flag_name(tmp_path: Pat
         (n, e): distortion_by_hand(str(n), e) for n in ("auto", 40) for e in (0.3, 0.5)}
 
 
-# -- typer, in a src/ layout: a Monte Carlo toolkit
-# -------------------------------------------------------------
-def test_montecarlo_typer_app_in_a_src_layout_runs_from_the_spec_init_writes(tmp_path: Path) -> None:
-    project = copy("montecarlo", tmp_path)
-    script = project / "src" / "montecarlo" / "cli.py"
+# -- typer, in a src/ layout: an app of subcommands inside its own package
+# -------------------------------------
+def test_a_typer_app_in_a_src_layout_runs_from_the_spec_init_writes(tmp_path: Path) -> None:
+    project = copy("dartboard", tmp_path)
+    script = project / "src" / "darts" / "cli.py"
     spec = write_starter(str(script), output=str(project / "sweep.yaml"))
     starter = yaml.safe_load(spec.read_text())
-    assert starter["env"] == {"PYTHONPATH": "src"} and starter["script"] == "src/montecarlo/cli.py"
+    assert starter["env"] == {"PYTHONPATH": "src"} and starter["script"] == "src/darts/cli.py"
     assert starter["params"]["grid"]["command"] == ["pi"] and starter["metrics"] == {"stdout": "last"}
+    # `--json` is stored as json_output: the param is the function's argument, the script gets the flag
     set_values(spec, n=[1000, 20000], seed=[1, 2], json_output=[True])
     df = sweep(spec)
 
@@ -147,18 +149,22 @@ def test_montecarlo_typer_app_in_a_src_layout_runs_from_the_spec_init_writes(tmp
         rows == {(n, s): pi_by_hand(n, s) for n in (1000, 20000) for s in (1, 2)}
         and len(set(rows.values())) == 4
     )
+    share = math.pi / 4
+    for (n, _), estimate in rows.items():  # 4 x the share of n darts inside: a count, within 5 std errors
+        assert estimate * n / 4 == pytest.approx(round(estimate * n / 4))
+        assert abs(estimate - math.pi) < 5 * 4 * math.sqrt(share * (1 - share) / n)
     # the package's modules the app imports through PYTHONPATH are its code: an edit there changes the key
     identity = keys.code_identity(load_spec(spec))
-    assert {"cli.py", "core.py", "distributions.py", "__init__.py"} <= set(identity.files)
-    assert "montecarlo" not in identity.packages
+    assert {"cli.py", "sampling.py", "stats.py", "__init__.py"} <= set(identity.files)
+    assert "darts" not in identity.packages
 
 
 @pytest.mark.parametrize("where", ["beside", "root"])
 def test_init_reads_a_script_inside_its_own_package_with_the_pythonpath_a_run_uses(tmp_path: Path,
                                                                                     where: str) -> None:
-    project = copy("montecarlo", tmp_path)
-    output = project / "src" / "montecarlo" / "sweep.yaml" if where == "beside" else project / "sweep.yaml"
-    write_starter(str(project / "src" / "montecarlo" / "cli.py"), output=str(output))
+    project = copy("dartboard", tmp_path)
+    output = project / "src" / "darts" / "sweep.yaml" if where == "beside" else project / "sweep.yaml"
+    write_starter(str(project / "src" / "darts" / "cli.py"), output=str(output))
     starter = yaml.safe_load(output.read_text())
     assert starter["env"] == {"PYTHONPATH": ".." if where == "beside" else "src"}
     assert (output.parent / starter["env"]["PYTHONPATH"]).resolve() == (project / "src").resolve()
