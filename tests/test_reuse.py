@@ -1022,3 +1022,30 @@ def test_a_file_beside_the_script_is_hashed_as_it_was_when_it_was_looked_at(tmp_
         f.write(b"epoch 2\n" * 1000)
     digest = HashCache(tmp_path / "cache.json").file(log, seen)
     assert digest == hashlib.sha256(b"epoch 1\n" * 200_000).hexdigest()
+
+
+def test_status_and_report_count_no_task_time_for_reused_tasks(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    from batchsweep.text import duration
+
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    run(write_spec(project, "{a: [1, 2]}", log=log), store)
+    again = run(write_spec(project, "{a: [1, 2]}", log=log), store)
+    wider = run(write_spec(project, "{a: [1, 2, 3]}", log=log), store)
+    assert executions(log) == ["1,1", "2,1", "3,1"]
+    capsys.readouterr()
+    assert cli.main(["status", again.id, "--store", str(store)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("compute")]
+    assert lines == ["compute  none: all 2 tasks were reused from earlier runs"]
+    assert cli.main(["status", wider.id, "--store", str(store)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("compute")]
+    own = wider.results().set_index("a").loc[3, "duration_s"]
+    assert lines == [f"compute  {duration(own)} of task time (sum of task durations of the 1 run here; "
+                     f"2 reused not counted), longest {duration(own)}"]
+    for r, shown in ((again, "–"), (wider, duration(own))):
+        r.report(tmp_path / "r.html")
+        card = re.search(r'<div class="v">([^<]*)</div><div class="k">summed task time</div>',
+                         (tmp_path / "r.html").read_text())
+        assert card is not None and card.group(1) == shown

@@ -77,14 +77,20 @@ def print_status(run: Run) -> None:
     line = warm_line(statuses.values())
     if line:
         console.print(f"warm     {line}", markup=False)
-    durations = [s.duration_s for s in statuses.values() if s.duration_s is not None]
+    # A reused task's duration is the time its own run spent: this run neither spent nor paid it.
+    ran = [s for s in statuses.values() if not s.reused_from]
+    durations = [s.duration_s for s in ran if s.duration_s is not None]
+    reused = len(statuses) - len(ran)
+    if reused and not ran:
+        console.print(f"compute  none: all {reused} tasks were reused from earlier runs")
     if durations:
-        console.print(f"compute  {duration(sum(durations))} of task time (sum of task durations), "
-                      f"longest {duration(max(durations))}")
+        console.print(f"compute  {duration(sum(durations))} of task time (sum of task durations"
+                      + (f" of the {len(ran)} run here; {reused} reused not counted" if reused else "")
+                      + f"), longest {duration(max(durations))}")
         from batchsweep.report.cost import container_seconds, cost_summary, run_cost
 
         cost = run_cost(record, durations, containers_s=container_seconds(
-            (s.worker, s.started_at, s.ended_at) for s in statuses.values()))
+            (s.worker, s.started_at, s.ended_at) for s in ran))
         if cost is not None:
             console.print(f"cost     {cost_summary(cost)}: an estimate from a price table, not a bill; "
                           f"its assumptions are in `batchsweep report {run.id}`", markup=False)

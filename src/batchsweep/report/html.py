@@ -208,10 +208,11 @@ def _overview(
 ) -> str:
     status = df["status"].astype(str).str.lower() if "status" in df.columns else pd.Series("", index=df.index)
     counts = status.value_counts()
-    t = timing(df)
+    copied = reused_from(df).astype(bool)
+    t = timing(df[~copied])  # a reused row's times are its own run's: this run did not spend them
     cards = [("tasks", str(summary.get("n_tasks", len(df))))]
     cards += [(s, str(int(counts.get(s, 0)))) for s in STATE_NAMES if counts.get(s, 0) or s == "succeeded"]
-    reused = int(reused_from(df).astype(bool).sum())
+    reused = int(copied.sum())
     if reused:
         cards.append(("reused, not run", str(reused)))
     cards += [("wall time", duration(t["wall_s"])), ("summed task time", duration(t["busy_s"])),

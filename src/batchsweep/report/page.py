@@ -191,7 +191,9 @@ def _num(value: Any) -> float | None:
 
 def _cost_fields(run: Run, df: pd.DataFrame) -> dict[str, Any]:
     from batchsweep.report.cost import container_seconds, cost_summary, run_cost
+    from batchsweep.report.tasktable import reused_from
 
+    df = df[~reused_from(df).astype(bool)]  # reused rows were paid for by the runs they came from
     durations = df["duration_s"].dropna().tolist() if "duration_s" in df else []
     spans = df[["worker", "started_at", "ended_at"]].itertuples(index=False, name=None) \
         if {"worker", "started_at", "ended_at"} <= set(df.columns) else ()
