@@ -134,3 +134,12 @@ def test_no_file_points_at_a_document_the_repository_does_not_have() -> None:
             if ref not in names:
                 bad.append(f"{path.relative_to(ROOT)}: {ref}")
     assert bad == []
+
+
+def test_a_readme_block_headed_by_a_file_name_is_that_file() -> None:
+    """A fenced block whose first line is `# path/of/a/file` shows that file as it is."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"^```\w*\n# ([\w./-]+\.\w+)\n(.*?)^```", readme, flags=re.M | re.S)
+    assert blocks, "the tour shows examples/tutorial/sweep.yaml"
+    for name, text in blocks:
+        assert (ROOT / name).read_text() == text, f"README's block of {name} differs from the file"
