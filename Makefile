@@ -58,22 +58,27 @@ lock: $(VENV)/.uv
 	  | $(BIN)/uv pip compile --quiet --upgrade --python-version 3.11 - -o $(BUILD_LOCK)
 	echo 'checkov==$(CHECKOV_VERSION)' | $(BIN)/uv pip compile --quiet --upgrade --python-version 3.11 - -o $(CHECKOV_LOCK)
 
+# Debian packages, installed when missing. apt-get install waits for another apt's dpkg lock
+# (DPkg::Lock::Timeout), but apt-get update never waits for the package lists' lock (apt 2.6 fails at once, the
+# timeout option or not): an update of another session or of apt-daily on a fresh machine is waited out here.
+apt_install = (n=0; until apt-get update -qq; do n=$$((n + 1)); [ $$n -lt 60 ] || exit 1; \
+	echo "apt-get update failed (another apt running?): trying again in 10 s" >&2; sleep 10; done; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 $(1) >/dev/null)
+
 # Headless Chromium for the report's browser test (Debian package).
 chromium:
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 chromium >/dev/null)
+	@command -v chromium >/dev/null 2>&1 || $(call apt_install,chromium)
 
 # podman, buildah and debootstrap for the task-image test (Debian packages; no Docker daemon needed).
 image-tools:
 	@command -v podman >/dev/null 2>&1 && command -v buildah >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 \
-	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
-	      podman buildah debootstrap >/dev/null)
+	  || $(call apt_install,podman buildah debootstrap)
 
 # Slurm's daemons and commands for the Slurm engine's tests, which start a one-node cluster of their own (Debian
 # packages, about two minutes to install once).
 slurm:
 	@command -v sbatch >/dev/null 2>&1 && test -x /usr/sbin/slurmctld && test -x /usr/sbin/slurmd && test -x /usr/sbin/munged \
-	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
-	      slurmctld slurmd slurm-client munge >/dev/null)
+	  || $(call apt_install,slurmctld slurmd slurm-client munge)
 
 demo: runtime
 	$(BIN)/batchsweep run examples/backtest/sweep.yaml --warm
