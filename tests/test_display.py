@@ -159,6 +159,27 @@ def test_status_prints_failures_within_the_terminal(tmp_path: Path, monkeypatch)
     assert "b=0.3333" in text
 
 
+def test_the_dry_run_status_and_results_show_a_param_alike(tmp_path: Path, capsys) -> None:
+    (tmp_path / "a.py").write_text(
+        "import argparse, json, sys\np = argparse.ArgumentParser(); p.add_argument('--a', type=float)\n"
+        "a = p.parse_args().a\nif a == 1: sys.exit(3)\njson.dump({'y': a}, open('metrics.json', 'w'))\n")
+    spec = write_spec(tmp_path, """
+        name: alike
+        script: a.py
+        params: {grid: {a: [1.0, 2.5]}}
+    """)
+    store = str(tmp_path / "store")
+    assert cli.main(["run", str(spec), "--dry-run", "--store", store]) == 0
+    plan = header_and_rows(capsys.readouterr().out)
+    assert cli.main(["run", str(spec), "--store", store]) == 1
+    capsys.readouterr()
+    assert cli.main(["results", "--store", store, "--columns", "task,a"]) == 0
+    results = header_and_rows(capsys.readouterr().out)
+    assert cli.main(["status", "--store", store]) == 0
+    failed = re.search(r"^\s+0\s+failed\s.*\s(a=\S+)", capsys.readouterr().out, re.M)
+    assert plan[1][0][:2] == results[1][0] == ["0", "1"] and failed and failed.group(1) == "a=1"
+
+
 # -- integers and outputs in the gathered table -------------------------------------------------------------
 def test_integer_metrics_stay_integers_when_a_task_failed(tmp_path: Path) -> None:
     (tmp_path / "ints.py").write_text(

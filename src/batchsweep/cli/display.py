@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from batchsweep.cli.statusview import no_metrics_line
-from batchsweep.cli.tables import fit_table, fmt, make_console
+from batchsweep.cli.tables import fit_table, make_console
 from batchsweep.model import OK_STATE_NAMES, State, TaskStatus
 from batchsweep.text import cell, duration, printable, state_counts
 
@@ -42,7 +42,7 @@ def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
             if len(rows) <= PLAN_ROWS
             else rows[: PLAN_ROWS - 3] + [["…"] + [""] * (len(names) + len(staged))] + rows[-2:]
         )
-        table, dropped = fit_table(["task", *names, *staged], shown, fmt=fmt,
+        table, dropped = fit_table(["task", *names, *staged], shown,
                                    width=console.width if console.is_terminal else None)
         console.print(table)
         if dropped:

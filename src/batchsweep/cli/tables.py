@@ -3,9 +3,8 @@ table and its views."""
 
 from __future__ import annotations
 
-import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,16 +23,6 @@ def make_console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, width=None if terminal else 200, soft_wrap=not terminal, highlight=False)
 
 
-def fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.1f}" if value.is_integer() and abs(value) < 1e6 else f"{value:.4g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(map(str, value))
-    return str(value)
-
-
 # -- tables that fit the terminal ---------------------------------------------------------------------
 TEXT_CAP = 28  # a text cell longer than this is shortened with "…" (a number never is)
 
@@ -44,8 +33,8 @@ def _is_number(value: Any) -> bool:
 
 
 def fit_table(columns: list[str], rows: list[list[Any]], *, width: int | None, title: str | None = None,
-              keep: Sequence[str] = (), wrap: Sequence[str] = (), text_cap: int = TEXT_CAP,
-              fmt: Callable[[Any], str] | None = None) -> tuple[Any, list[str]]:
+              keep: Sequence[str] = (), wrap: Sequence[str] = (),
+              text_cap: int = TEXT_CAP) -> tuple[Any, list[str]]:
     """A rich table of the columns that fit in `width` (None: all of them), in order, and the names left out.
 
     Numbers are never cut: a column that does not fit is left out whole (the caller says so). Text cells
@@ -56,7 +45,7 @@ def fit_table(columns: list[str], rows: list[list[Any]], *, width: int | None, t
     from rich.table import Table
     from rich.text import Text
 
-    texts = [[printable((fmt or cell)(v)) for v in row] for row in rows]
+    texts = [[printable(cell(v)) for v in row] for row in rows]
     columns = [printable(str(c)) for c in columns]
     numeric = [all(_is_number(row[j]) or is_missing(row[j]) for row in rows) for j in range(len(columns))]
     if width is not None:
