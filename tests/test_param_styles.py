@@ -43,32 +43,28 @@ def seen(df: Any, *columns: str) -> list[tuple[Any, ...]]:
 
 # -- environment variables ------------------------------------------------------------------------------
 PERCEPTRON = '''
-from os import environ
 import json
+from os import environ
 
-### EDIT ME HERE ###
-w1 = 1
-w2 = 2
-_threshold = -1
-_learningrate = 0.1
-_epoch = 100
-####################
+# the defaults; each is overridden by the environment variable of its name in capitals
+learningrate = 0.1
+epoch = 100
+bias = -0.5
 
-THRESHOLD = float(environ.get('THRESHOLD', _threshold))
-LEARNINGRATE = float(environ.get('LEARNINGRATE', _learningrate))
-EPOCH = int(environ.get('EPOCH', _epoch))
+LEARNINGRATE = float(environ.get("LEARNINGRATE", learningrate))
+EPOCH = int(environ.get("EPOCH", epoch))
+BIAS = float(environ.get("BIAS", bias))
 
-data = [((0, 0), 0), ((0, 1), 0), ((1, 0), 0), ((1, 1), 1)]
-w = [float(environ.get('W1', w1)), float(environ.get('W2', w2))]
-for epoch in range(EPOCH):
-    errors = 0
-    for (x1, x2), t in data:
-        y = 1 if w[0] * x1 + w[1] * x2 + THRESHOLD > 0 else 0
-        if y != t:
-            errors += 1
-            w[0] += LEARNINGRATE * (t - y) * x1
-            w[1] += LEARNINGRATE * (t - y) * x2
-print(json.dumps({"lr_seen": LEARNINGRATE, "epoch_seen": EPOCH, "errors": errors, "tag": environ.get("TAG")}))
+OR_GATE = [(0, 0, 0), (0, 1, 1), (1, 0, 1), (1, 1, 1)]
+weights = [0.0, 0.0]
+for _ in range(EPOCH):
+    mistakes = 0
+    for a, b, target in OR_GATE:
+        step = LEARNINGRATE * (target - (weights[0] * a + weights[1] * b + BIAS > 0))
+        weights = [weights[0] + step * a, weights[1] + step * b]
+        mistakes += step != 0
+seen = {"lr_seen": LEARNINGRATE, "epoch_seen": EPOCH, "errors": mistakes, "tag": environ.get("TAG")}
+print(json.dumps(seen))
 '''
 
 
@@ -805,18 +801,18 @@ def test_a_script_whose_command_line_library_batchsweep_does_not_read_still_gets
 
 
 def test_environment_variables_read_in_a_module_beside_the_script_are_found(tmp_path: Path) -> None:
-    write(tmp_path, "from os import environ\n\nTHRESHOLD = environ.get('THRESHOLD', -1)\n"
-                    "LEARNINGRATE = environ.get('LEARNINGRATE', 0.01)\n", "constants.py")
+    write(tmp_path, "import os\n\nRATE = os.environ.get('LEARNINGRATE', 0.01)\n"
+                    "DECAY = os.environ.get('DECAY', 0.9)\n", "settings.py")
     write(tmp_path, '''
         import json
-        from constants import *
+        from settings import *
 
-        class Perceptron:
+        class Optimizer:
             def __init__(self):
-                self.learning_rate = float(LEARNINGRATE)
+                self.rate = float(RATE)
 
         if __name__ == "__main__":
-            print(json.dumps({"lr_seen": Perceptron().learning_rate}))
+            print(json.dumps({"lr_seen": Optimizer().rate}))
         ''')
     run, df = sweep(tmp_path, {"params": {"grid": {"LEARNINGRATE": [0.5, 0.25]}}})
     assert sorted(df["lr_seen"]) == [0.25, 0.5]
