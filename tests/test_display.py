@@ -180,6 +180,21 @@ def test_the_dry_run_status_and_results_show_a_param_alike(tmp_path: Path, capsy
     assert plan[1][0][:2] == results[1][0] == ["0", "1"] and failed and failed.group(1) == "a=1"
 
 
+def test_a_one_task_sweep_is_one_task_not_one_tasks(tmp_path: Path, capsys) -> None:
+    spec = write_spec(tmp_path, f"""
+        name: one
+        script: {SCRIPTS / 'writes_metrics.py'}
+        params: {{grid: {{a: [1]}}}}
+    """)
+    store = str(tmp_path / "store")
+    assert cli.main(["run", str(spec), "--dry-run", "--store", store]) == 0
+    assert re.search(r"^1 task · backend ", capsys.readouterr().out, re.M)
+    assert cli.main(["run", str(spec), "--store", store]) == 0
+    capsys.readouterr()
+    assert cli.main(["results", "--store", store]) == 0
+    assert re.search(r"^one-\S+ · 1 task$", capsys.readouterr().out, re.M)
+
+
 # -- integers and outputs in the gathered table -------------------------------------------------------------
 def test_integer_metrics_stay_integers_when_a_task_failed(tmp_path: Path) -> None:
     (tmp_path / "ints.py").write_text(

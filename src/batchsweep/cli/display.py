@@ -57,7 +57,7 @@ def print_plan(p: Plan, estimate: SweepEstimate | None = None) -> None:
             console.print(
                 "  …" if task is None else f"  {task.index:>{digits}}  {plan_command(p, task)}", markup=False
             )
-        count = f"{len(p.tasks)} tasks"
+        count = f"{len(p.tasks)} task{'' if len(p.tasks) == 1 else 's'}"
     console.print(
         f"{count} · backend {p.spec.backend} · {r.vcpus:g} vCPU, {r.memory_mib} MiB each · timeout "
         f"{duration(p.spec.timeout) if p.spec.timeout else 'none'} · retries {p.spec.retries} · dry run: "

@@ -195,7 +195,7 @@ def print_table(df: pd.DataFrame, run: Run, *, wide: bool = False, columns: Sequ
     table, lines = results_view(
         df, params=list(run.record.param_names), metrics=metric_columns(run, df),
         derived=derived_params(run), width=console.width if console else None, wide=wide, columns=columns,
-        title=f"{run.id} · {len(df)} tasks", sort=sort, notes=notes)
+        title=f"{run.id} · {len(df)} task{'' if len(df) == 1 else 's'}", sort=sort, notes=notes)
     if console is None:
         console = Console(
             highlight=False, width=max(Console(width=100_000).measure(table).maximum, 80), soft_wrap=True
