@@ -104,6 +104,28 @@ def test_failing_and_hanging_tasks_are_contained(tmp_path):
     assert "failing on purpose" in run.logs(1, stderr=True)
 
 
+def test_a_framed_error_is_read_without_its_frame(tmp_path):
+    # click and typer print a usage error inside a rich box when rich is installed: the box's bottom edge is
+    # the last line, the message is the one above it, between the frame's sides.
+    (tmp_path / "cli.py").write_text(
+        "import sys\n"
+        "sys.stderr.write(\"Usage: cli.py pi [OPTIONS]\\n\"\n"
+        "                 \"╭─ Error ───────────────────────╮\\n\"\n"
+        "                 \"│ No such option: --json-output │\\n\"\n"
+        "                 \"╰───────────────────────────────╯\\n\")\n"
+        "sys.exit(2)\n"
+    )
+    spec = write_spec(tmp_path, """
+        name: framed
+        script: cli.py
+        args: {style: argv}
+        params:
+          grid: {x: [1]}
+    """)
+    df = batchsweep.run(spec, store=tmp_path / "store", progress=False).results()
+    assert df.loc[0, "error"] == "exit code 2: No such option: --json-output"
+
+
 def test_retries_are_counted_in_attempts(tmp_path):
     spec = write_spec(tmp_path, f"""
         name: retry

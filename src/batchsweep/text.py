@@ -71,6 +71,25 @@ def utf8(text: str) -> str:
         return text.encode("utf-8", "backslashreplace").decode()
 
 
+# Box-drawing characters (U+2500-U+257F): rich, which click and typer use when it is installed, frames its
+# error message in them, so the last line of such output is the box's bottom edge, not the message.
+_BOX = "".join(map(chr, range(0x2500, 0x2580)))
+
+
+def said(line: str) -> str:
+    """What a line of output says: itself stripped, without a frame around it ("" for a frame's edge)."""
+    return line.strip().strip(_BOX).strip()
+
+
+def last_line(text: str, *, limit: int = 200) -> str:
+    """The last line of a program's output that says something (a traceback's last line says what went
+    wrong)."""
+    for line in reversed(text.replace("\r", "\n").splitlines()):
+        if line := said(line):
+            return line[:limit]
+    return ""
+
+
 def cell(value: Any) -> str:
     """A value as a table cell: numbers to 4 significant digits (whole numbers whole), lists `;`-joined."""
     if hasattr(value, "item") and not hasattr(value, "__len__"):

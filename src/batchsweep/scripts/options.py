@@ -30,6 +30,7 @@ from batchsweep.scripts.flags import (
     flags_from_json,
     flags_to_json,
 )
+from batchsweep.text import last_line
 
 __all__ = [
     "INTROSPECT_TIMEOUT_S",
@@ -97,11 +98,6 @@ def _kill_session(pgid: int, *, wait_s: float = 2.0) -> None:
         time.sleep(0.01)
 
 
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
-
-
 def search_path(env: dict[str, str] | None) -> list[Path]:
     """The directories the spec's `env:` puts on PYTHONPATH, where a script's imported package may live."""
     return [
@@ -157,8 +153,8 @@ def read_flags(script: Path, *, python: str = sys.executable, env: dict[str, str
         data = json.loads(out.read_text()) if out.exists() else {}
     if not data.get("style"):
         reason = data.get("reason") or "it stopped before parsing its command line"
-        if returncode != 0 and _last_line(stderr) and not data.get("kind"):
-            reason = f"{reason if data else 'it failed'}: {_last_line(stderr)}"
+        if returncode != 0 and last_line(stderr, limit=300) and not data.get("kind"):
+            reason = f"{reason if data else 'it failed'}: {last_line(stderr, limit=300)}"
         return ScriptFlags(known=False, reason=reason, style=data.get("kind") or _style_in(source))
     style = data["style"]
     flags = (

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from batchsweep import metrics as metrics_mod
+from batchsweep import text
 from batchsweep.files import open_below, open_dir, open_regular, remove_at, write_at
 from batchsweep.model import load_json
 from batchsweep.store.core import FILE_MODE, TaskDir
@@ -132,9 +133,7 @@ def _tail(name: str, dir_fd: int, size: int) -> str:
 
 def last_line(name: str, dir_fd: int, *, limit: int = 200) -> str:
     """The last line a task wrote to a log (a traceback's last line says what went wrong)."""
-    tail = _tail(name, dir_fd, 8192)
-    lines = [line.strip() for line in tail.replace("\r", "\n").splitlines() if line.strip()]
-    return lines[-1][:limit] if lines else ""
+    return text.last_line(_tail(name, dir_fd, 8192), limit=limit)
 
 
 def _open_parent(work_fd: int, rel: str) -> int:

@@ -20,10 +20,12 @@ class LogReader(AwsRun):
 
     def last_output(self, index: int) -> str | None:
         """The last line the task printed (stdout or stderr), from CloudWatch."""
+        from batchsweep.text import said
+
         last = None
         for _, text in self._task_lines(index) or ():
-            if text.strip():
-                last = text.strip()
+            if line := said(text):
+                last = line
         return last
 
     def _task_lines(self, index: int) -> Iterator[tuple[bool, str]] | None:

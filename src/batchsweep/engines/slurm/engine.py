@@ -310,10 +310,12 @@ class SlurmEngine(Engine):
         return (text + "\n" for from_stderr, text in self._task_lines(index) if from_stderr == stderr)
 
     def last_output(self, index: int) -> str | None:
+        from batchsweep.text import said
+
         last = None
         for _, text in self._task_lines(index):
-            if text.strip():
-                last = text.strip()
+            if line := said(text):
+                last = line
         return last
 
     def failure_reasons(self) -> dict[int, str]:
