@@ -7,6 +7,8 @@ Import them from a conftest (`from aws_fixtures import *`). The server itself is
     aws_env         function-scoped: a wiped server and an environment that points boto3 at it
     session         function-scoped: a boto3 session on that server
     stack           function-scoped: the server as `infra up` (emulator.deploy_stack) leaves it, its outputs
+    calls           function-scoped: every AWS call batchsweep's clients make (operation, params)
+    jobs_stay_queued function-scoped: Batch's array parents stay SUBMITTED, so a run stays active
     iam_world       module-scoped: a second server, over TLS and enforcing IAM, with the stack deployed by an
                     admin and a user holding only the stack's SubmitPolicyArn (see IamWorld)
 """
@@ -26,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from batchsweep.aws import clients
 from batchsweep.emulator.server import MotoServer, deploy_stack
 
 __all__ = [
@@ -38,6 +41,8 @@ __all__ = [
     "iam_allows",
     "policy_document",
     "point_boto3_at",
+    "calls",
+    "jobs_stay_queued",
 ]
 
 
@@ -128,6 +133,40 @@ def stack(session: Any) -> Iterator[dict[str, str]]:
         deployed.clean = _fingerprint(session, deployed.outputs) == deployed.fingerprint
     except Exception:  # noqa: BLE001 - a world that cannot be checked is wiped for the next test
         deployed.clean = False
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Every AWS call the engine makes (operation, params), recorded by a botocore event hook on its real
+    clients."""
+    recorded: list[tuple[str, dict[str, Any]]] = []
+    real = clients.make_client
+
+    def recording(service: str, **kwargs: Any) -> Any:
+        client = real(service, **kwargs)
+
+        def hook(params: dict[str, Any], model: Any, **_: Any) -> None:
+            recorded.append((f"{service}.{model.name}", params))
+
+        client.meta.events.register("provide-client-params.*.*", hook)
+        return client
+
+    monkeypatch.setattr(clients, "make_client", recording)
+    yield recorded
+
+
+@pytest.fixture
+def jobs_stay_queued(aws_env: str) -> Iterator[None]:
+    """Moto's Docker mode without a daemon leaves array parents SUBMITTED: a run that is still active."""
+    def use_docker(on: bool) -> None:
+        request = urllib.request.Request(f"{aws_env}/moto-api/config", method="POST",
+                                         data=json.dumps({"batch": {"use_docker": on}}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=10).read()
+
+    use_docker(True)
+    yield
+    use_docker(False)
 
 
 def _fingerprint(session: Any, outputs: dict[str, str]) -> dict[str, Any]:

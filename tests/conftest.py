@@ -37,7 +37,7 @@ def _gpu_lease_table(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
 def _played_children_fork(monkeypatch: pytest.MonkeyPatch) -> None:
     """A played AWS Batch child is forked from the player's zygote (boto3 and the worker imported once per
     test process, batchsweep.emulator.zygote), not started as a fresh interpreter: ~0.5 CPU-s less per child.
-    The image test and tests/engines/test_aws_batch.py's fresh-interpreter test still start real ones."""
+    The image test and tests/engines/test_aws_submit.py's fresh-interpreter test still start real ones."""
     monkeypatch.setenv("BATCHSWEEP_PLAY_FORK", "1")
 
 

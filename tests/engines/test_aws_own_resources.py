@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixtures imported from test_aws_batch are parameters here
 """A user who brings their own AWS Batch resources, as the tutorials build them by hand: a bucket, a compute
 environment, a queue and a job definition, and no batchsweep stack. `image push SPEC --tag REPO` builds the
 task image into their repository; `run` reads the image and log group from their job definition and checks the
@@ -13,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_batch_helpers import write_spec
 from fake_builder import install_fakes
-from test_aws_batch import calls, write_spec  # noqa: F401 - fixtures
 
 import batchsweep
 from batchsweep import cli

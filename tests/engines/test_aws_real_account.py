@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixtures imported from test_aws_batch are parameters here
 """What a real account checks and moto lets through (issue: AWS on a real account): the queue a sweep uses,
 refusals before submit for what the stack's roles could not do, and how a submit that fails halfway ends."""
 
@@ -9,8 +8,8 @@ import time
 from typing import Any
 
 import pytest
+from aws_batch_helpers import spec_body, submits, update_stack, write_spec
 from botocore.exceptions import ClientError
-from test_aws_batch import calls, spec_body, submits, update_stack, write_spec  # noqa: F401 - fixtures
 
 import batchsweep
 from batchsweep import cli

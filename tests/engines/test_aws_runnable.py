@@ -82,7 +82,7 @@ def runs(
 ) -> dict[str, tuple[Path, str, str]]:
     """Three submitted runs, each (store, run id, its one job's id): an array of 3 children on the default
     (Spot) queue, the same on the on-demand queue, and a single task (a plain job, not an array)."""
-    from test_aws_batch import update_stack
+    from aws_batch_helpers import update_stack
 
     update_stack(make_session(region="us-east-1"), EnableGpu="true")
     out = {}

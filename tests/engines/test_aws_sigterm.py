@@ -2,13 +2,12 @@
 SIGTERM to its first process. The worker stops the running task, records why, starts no other task and exits
 143, well before the task would have ended. Moto's server; the container played with `term_when`."""
 
-# ruff: noqa: F811 - the fixtures imported from test_aws_batch are parameters here
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
 
-from test_aws_batch import write_spec  # noqa: F401 - fixtures
+from aws_batch_helpers import write_spec
 
 import batchsweep
 from batchsweep.emulator import player

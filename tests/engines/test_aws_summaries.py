@@ -2,7 +2,6 @@
 per child, and falls back to the tasks' own files for a child that wrote none. Moto's server; containers
 played."""
 
-# ruff: noqa: F811 - the fixtures imported from test_aws_batch are parameters here
 from __future__ import annotations
 
 import json
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_aws_batch import calls, play_containers, spec_body, write_spec  # noqa: F401 - fixtures
+from aws_batch_helpers import play_containers, spec_body, write_spec
 
 import batchsweep
 

@@ -1,7 +1,6 @@
 """Every task of a played AWS Batch run has its peak memory and CPU time in the results, as a local task does:
 the README's tour (examples/tutorial) against moto's server, containers played."""
 
-# ruff: noqa: F811 - the fixtures imported from test_aws_batch are parameters here
 from __future__ import annotations
 
 import shutil
@@ -9,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from test_aws_batch import calls, play_containers, write_spec  # noqa: F401 - fixtures
+from aws_batch_helpers import play_containers, write_spec
 
 import batchsweep
 from batchsweep.task import remote, worker

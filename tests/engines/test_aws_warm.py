@@ -2,13 +2,12 @@
 task is a fork of it, and its output still reaches its log files and (prefixed) the container's stdout for
 CloudWatch. Moto's server; containers played."""
 
-# ruff: noqa: F811 - the fixtures imported from test_aws_batch are parameters here
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
 
-from test_aws_batch import calls, play_containers, write_spec  # noqa: F401 - fixtures
+from aws_batch_helpers import play_containers, write_spec
 
 import batchsweep
 

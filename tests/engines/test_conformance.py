@@ -116,7 +116,7 @@ class AwsBatch(Harness):
 
     running_blind = (
         "the emulator's played containers do not change moto's job states, so Batch never says which "
-        "child runs (tests/engines/test_aws_batch.py names them from children a wrapped Batch client "
+        "child runs (tests/engines/test_aws_status.py names them from children a wrapped Batch client "
         "reports running, and reads running tasks' series from S3)"
     )
 
