@@ -23,7 +23,8 @@ import pytest
 __all__ = ["dask_cluster", "dask_processes"]
 
 DASK = str(Path(sys.executable).parent / "dask")
-START_TIMEOUT_S = 30.0
+# Dask's imports take seconds in each process it starts, many more on a loaded machine.
+START_TIMEOUT_S = 120.0
 
 
 def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -87,7 +88,7 @@ class DaskProcesses:
     def connected(self) -> int:
         from distributed import Client
 
-        with Client(self.address, timeout=10, set_as_default=False) as client:
+        with Client(self.address, timeout=START_TIMEOUT_S, set_as_default=False) as client:
             return len(client.nthreads())
 
     def ensure_workers(self, n: int) -> None:

@@ -84,7 +84,7 @@ def _start_munge() -> None:
         shutil.chown(key, "munge", "munge")
     proc = subprocess.Popen(["runuser", "-u", "munge", "--", "/usr/sbin/munged", "--foreground", "--force"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + START_TIMEOUT_S
     while subprocess.run(["munge", "-n"], capture_output=True).returncode != 0:
         if time.monotonic() > deadline:
             proc.kill()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from dask_fixtures import *  # noqa: F401,F403 - the dask_cluster fixture
+from dask_fixtures import START_TIMEOUT_S
 from helpers import alive, write_spec
 
 import batchsweep
@@ -254,7 +255,7 @@ def test_a_worker_process_opens_the_store_once_not_once_per_task(tmp_path, dask_
     store = tmp_path / "store"
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import the tests
     try:
-        with Client(dask_cluster.address, timeout=10, set_as_default=False) as client:
+        with Client(dask_cluster.address, timeout=START_TIMEOUT_S, set_as_default=False) as client:
             client.run(_count_store_opens)
             try:
                 run = batchsweep.run(spec, store=store, progress=False)
@@ -347,7 +348,7 @@ def test_resources_become_dask_worker_resources_and_land_only_where_declared(tmp
         assert run.info["engine"]["resources"] == {"GPU": 1}
         from distributed import Client
 
-        with Client(dask_cluster.address, timeout=10, set_as_default=False) as client:
+        with Client(dask_cluster.address, timeout=START_TIMEOUT_S, set_as_default=False) as client:
             declared = {
                 a for a, w in client.scheduler_info()["workers"].items() if w.get("resources", {}).get("GPU")
             }
@@ -370,7 +371,7 @@ def test_tasks_asking_for_different_gpus_each_ask_dask_for_their_own(tmp_path, d
         assert "GPU" not in run.info["engine"].get("resources", {})
         from distributed import Client
 
-        with Client(dask_cluster.address, timeout=10, set_as_default=False) as client:
+        with Client(dask_cluster.address, timeout=START_TIMEOUT_S, set_as_default=False) as client:
             declared = {
                 a for a, w in client.scheduler_info()["workers"].items() if w.get("resources", {}).get("GPU")
             }

@@ -30,7 +30,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-START_TIMEOUT_S = 20.0
+START_TIMEOUT_S = 120.0  # moto_server's imports take seconds, many more on a loaded machine
+PORT_TRIES = 3
 
 
 def free_port() -> int:
@@ -80,17 +81,37 @@ class MotoServer:
     def __init__(self, port: int | None = None, *, tls_dir: Path | None = None,
                  unchecked_calls: int | None = None, program: list[str] | None = None) -> None:
         self.port = port or free_port()
+        self._chose_port = port is None
         self.tls = make_certificate(tls_dir) if tls_dir is not None else None
-        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        self.url = self._url()
         self.unchecked_calls = unchecked_calls
         self.program = program or [str(Path(sys.executable).parent / "moto_server")]
         self.process: subprocess.Popen[bytes] | None = None
+
+    def _url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def _open(self, request: str | urllib.request.Request, timeout: float) -> Any:
         context = ssl.create_default_context(cafile=str(self.tls[0])) if self.tls else None
         return urllib.request.urlopen(request, timeout=timeout, context=context)
 
     def start(self) -> MotoServer:
+        for attempt in range(PORT_TRIES):
+            if self._launch():
+                break
+            code = self.process.returncode if self.process else None
+            if not self._chose_port or attempt == PORT_TRIES - 1:
+                raise RuntimeError(f"moto_server exited early with code {code}")
+            # The free port chosen here was free when chosen: another process can bind it in the seconds
+            # moto_server imports before it binds, and then moto_server exits. Another free port.
+            self.port = free_port()
+            self.url = self._url()
+        # Without a Docker daemon moto's Batch would fail every job; with Docker off they "succeed" at once.
+        self.post("config", {"batch": {"use_docker": False}})
+        return self
+
+    def _launch(self) -> bool:
+        """Start moto_server on self.port and wait until it answers (True), or until it exits (False)."""
         argv = [*self.program, "-H", "127.0.0.1", "-p", str(self.port)]
         if self.tls:
             argv += ["--ssl-cert", str(self.tls[0]), "--ssl-key", str(self.tls[1])]
@@ -102,19 +123,16 @@ class MotoServer:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"moto_server exited early with code {self.process.returncode}")
+                return False
             try:
                 with self._open(f"{self.url}/moto-api/config", timeout=1) as response:
                     response.read()
-                break
+                return True
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"moto_server did not answer on {self.url}") from None
                 time.sleep(0.05)
-        # Without a Docker daemon moto's Batch would fail every job; with Docker off they "succeed" at once.
-        self.post("config", {"batch": {"use_docker": False}})
-        return self
 
     def post(self, path: str, body: object) -> None:
         """POST to moto's own API (`/moto-api/PATH`), which IAM enforcement does not cover."""
