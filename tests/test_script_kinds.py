@@ -457,6 +457,9 @@ def test_python_field_runs_the_tasks_and_reads_the_flags_with_that_python(tmp_pa
     run, df = sweep(tmp_path, {"params": {"grid": {"n": [1]}}}, python="venv ml/bin/python")
     assert run.exit_code == 0, df["error"].tolist()
     assert df.loc[0, "python"] == str(tmp_path / "venv ml") and df.loc[0, "metric_n"] == 1
+    # the run's provenance lists that python's packages (none in a bare venv), not batchsweep's own
+    provenance = run.record.provenance
+    assert provenance["package_versions"] == {} and provenance["packages"] == 0
     # flags read by that python too
     with pytest.raises(SpecError, match=r"params.m: s.py does not accept --m"):
         sweep(tmp_path, {"params": {"grid": {"m": [1]}}}, python="venv ml/bin/python")

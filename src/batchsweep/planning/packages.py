@@ -4,10 +4,8 @@ sees them: part of a task's code identity (`keys.CodeIdentity.packages`)."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 
@@ -44,13 +42,6 @@ def _versions_script() -> str:
             + "print(json.dumps(_versions_here(sys.argv[1:])))\n")
 
 
-def _environment(python: str) -> str:
-    """The environment an interpreter runs in: its venv's directory (a venv's python is a link to the base
-    interpreter, which other venvs share), else the interpreter itself."""
-    root = Path(os.path.abspath(python)).parent.parent
-    return str(root.resolve()) if (root / "pyvenv.cfg").is_file() else os.path.realpath(python)
-
-
 def package_versions(modules: Iterable[str], python: str | None = None) -> dict[str, str]:
     """Distribution -> version of each installed package providing one of `modules` (top-level names), as the
     interpreter `python` sees them; a module no distribution provides: "not installed", or "not a
@@ -59,12 +50,12 @@ def package_versions(modules: Iterable[str], python: str | None = None) -> dict[
     import subprocess
     import time
 
-    from batchsweep.store.provenance import RACY_NS, package_places
+    from batchsweep.store.provenance import RACY_NS, environment_of, package_places
 
     wanted = sorted(set(modules))
     if not wanted:
         return {}
-    ours = python is None or _environment(python) == _environment(sys.executable)
+    ours = python is None or environment_of(python) == environment_of(sys.executable)
     started = time.time_ns()
     places, mtimes = package_places() if ours else ((), [])
     memo = (None if ours else python, tuple(wanted), places)

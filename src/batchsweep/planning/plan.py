@@ -397,7 +397,8 @@ def plan(spec: Spec | str | os.PathLike[str], *, overrides: Sequence[str] = (), 
         key_env=environment,
         spec_file=str(spec.spec_file) if spec.spec_file else None,
         provenance=provenance.collect(
-            Path(code_dir), environment=environment, code_files=list(identity.files)
+            Path(code_dir), environment=environment, code_files=list(identity.files),
+            python=python_path(spec) if spec.python else None,
         ),
         base_dir=str(spec.base_dir),
         code_dir=str(code_dir),

@@ -8,7 +8,8 @@ two.
                one)
     platform   `platform.platform()` and machine of the submitting host; host: its name
     batchsweep its version
-    packages   sha256 over the sorted `name==version` of every installed distribution, and their count;
+    packages   sha256 over the sorted `name==version` of every distribution installed where the tasks run
+               (`python:`'s environment when the spec names one), and their count;
                package_versions: name -> version of each (once per run; `diff` names the ones that changed)
     requirements / image   on remote engines: the requirements hash and the image the tasks run in
 """
@@ -16,6 +17,7 @@ two.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import re
@@ -114,9 +116,11 @@ def _name_and_version(dist: Any) -> tuple[str, str]:
     return (head["Name"] or "").lower(), head["Version"]
 
 
-def packages_hash() -> tuple[str, int]:
-    """sha256 over the sorted `name==version` of every installed distribution, and their count."""
-    names = sorted(f"{name}=={version}" for name, version in installed_versions().items())
+def packages_hash(versions: dict[str, str] | None = None) -> tuple[str, int]:
+    """sha256 over the sorted `name==version` of every installed distribution (or of `versions`), and their
+    count."""
+    names = sorted(f"{name}=={version}" for name, version in (
+        installed_versions() if versions is None else versions).items())
     return hashlib.sha256("\n".join(names).encode()).hexdigest(), len(names)
 
 
@@ -130,15 +134,42 @@ def batchsweep_version() -> str:
         return "0+unknown"
 
 
+def environment_of(python: str) -> str:
+    """The environment an interpreter runs in: its venv's directory (a venv's python is a link to the base
+    interpreter, which other venvs share), else the interpreter itself."""
+    root = Path(os.path.abspath(python)).parent.parent
+    return str(root.resolve()) if (root / "pyvenv.cfg").is_file() else os.path.realpath(python)
+
+
+_LIST_SCRIPT = """import json
+from importlib.metadata import distributions
+print(json.dumps({(d.metadata["Name"] or "").lower(): d.version for d in distributions()}))
+"""
+
+
+def versions_of(python: str | None) -> dict[str, str]:
+    """`installed_versions()` of the interpreter `python` (None: this one), {} when it cannot be asked."""
+    if python is None or environment_of(python) == environment_of(sys.executable):
+        return installed_versions()
+    try:
+        text = subprocess.run([python, "-c", _LIST_SCRIPT], capture_output=True, text=True, timeout=60,
+                              check=True).stdout
+        return dict(sorted((str(k), str(v)) for k, v in json.loads(text).items()))
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return {}
+
+
 def collect(
-    code_dir: Path, *, environment: dict[str, Any], code_files: list[str] | None = None
+    code_dir: Path, *, environment: dict[str, Any], code_files: list[str] | None = None,
+    python: str | None = None,
 ) -> dict[str, Any]:
     """Provenance for a new run; `environment` is the key's environment part (interpreter, or
     image/requirements); `code_files` the code identity's files (which of them git does not track is
-    noted)."""
+    noted); `python` the interpreter the tasks run on when the spec names one (its packages are the run's)."""
     import socket
 
-    digest, count = packages_hash()
+    versions = versions_of(python)
+    digest, count = packages_hash(versions)
     return {
         "git": git_state(code_dir, code_files),
         "python": environment.get("python")
@@ -148,7 +179,7 @@ def collect(
         "batchsweep": batchsweep_version(),
         "packages_sha256": digest,
         "packages": count,
-        "package_versions": installed_versions(),
+        "package_versions": versions,
         **{k: environment[k] for k in ("image", "requirements") if environment.get(k)},
     }
 
