@@ -248,8 +248,16 @@ def test_a_compacted_runs_finished_tasks_are_finished_for_stop_rules_and_not_run
     assert _started(again, 2) == [], "a finished task's log without status.json is not a running task"
 
 
-def test_statuses_looked_up_one_by_one_list_the_packs_once_and_a_new_pack_is_seen_at_once(tmp_path):
+def test_statuses_looked_up_one_by_one_list_the_packs_once_and_a_new_pack_is_seen_at_once(
+        tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from batchsweep.store import packs
     from batchsweep.store.core import LocalBackend
+
+    # A stopped clock: a loaded machine's pause between two lookups must not age the listing past
+    # PACKS_LISTED_WITHIN_S, which is what a second listing would then show.
+    monkeypatch.setattr(packs, "time", SimpleNamespace(monotonic=lambda: 100.0, time_ns=time.time_ns))
 
     class Counting(LocalBackend):
         listings = 0
