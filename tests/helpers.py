@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import textwrap
@@ -10,6 +11,7 @@ import time as _time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from batchsweep.testing.harness import alive  # noqa: F401  (the tests import it from here)
 
@@ -18,6 +20,22 @@ def write_spec(tmp_path: Path, body: str, name: str = "sweep.yaml") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(body))
     return path
+
+
+def assert_stopped_by_the_median_rule(run: Any, pruned: set[int], *, epochs: int, bad: set[int]) -> None:
+    """Every task's series holds each step up to its last; a pruned task names the median rule and a step
+    from min_steps (2) on, before its end unless it is a middling one (not in `bad`), which the rule may stop
+    as late as its last step; the others ran all `epochs`."""
+    for i, s in run.statuses().items():
+        raw = run.store.backend.read_bytes(run.store.task_key(run.id, i, "metrics.jsonl"))
+        assert [json.loads(line)["step"] for line in raw.splitlines()] == list(range(1, s.last_step + 1))
+        # stopped at a step before the end; a step or two more may be printed before SIGTERM lands
+        if i in pruned:
+            at = int(s.error.split("pruned at step ", 1)[1].split()[0])
+            assert "by the median rule" in s.error and 2 <= at <= s.last_step
+            assert at < epochs or i not in bad
+        else:
+            assert s.state.value == "succeeded" and s.last_step == epochs
 
 
 def victim_files(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from dask_fixtures import *  # noqa: F401,F403 - the dask_cluster fixture
 from dask_fixtures import START_TIMEOUT_S
-from helpers import alive, write_spec
+from helpers import alive, assert_stopped_by_the_median_rule, write_spec
 
 import batchsweep
 from batchsweep import cli
@@ -409,21 +409,7 @@ def test_median_rule_prunes_the_bad_curves_on_dask_with_the_local_engines_decisi
     # The clearly bad curves are always stopped and the best never are; the middling ones (0.2, 0.3) depend on
     # which tasks the workers finished first, so a loaded machine may stop one of them too.
     assert {4, 5, 7} <= pruned and not pruned & {2, 3, 6}
-    for i, s in statuses.items():
-        series = [
-            json.loads(line)
-            for line in (tmp_path / "store" / "runs" / run.id / "tasks" / str(i) / "metrics.jsonl")
-            .read_text()
-            .splitlines()
-        ]
-        assert [r["step"] for r in series] == list(range(1, s.last_step + 1))
-        # stopped at a step before the end; on a loaded machine more may print before SIGTERM lands
-        if i in pruned:
-            at = int(s.error.split("pruned at step ", 1)[1].split()[0])
-            assert "by the median rule" in s.error and 2 <= at <= s.last_step
-            assert at < 10 or i not in {4, 5, 7}  # a middling one may be stopped as late as its last step
-        else:
-            assert s.state.value == "succeeded" and s.last_step == 10
+    assert_stopped_by_the_median_rule(run, pruned, epochs=10, bad={4, 5, 7})
 
 
 def test_warm_tasks_fork_from_one_server_per_worker_process(tmp_path, dask_cluster):

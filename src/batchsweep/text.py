@@ -54,17 +54,24 @@ def printable(text: str) -> str:
     return utf8(text).translate(_CONTROLS)
 
 
+def encodable(text: str) -> bool:
+    """Whether UTF-8 can hold the text (a lone surrogate from a task's JSON or an undecodable file name
+    cannot)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def utf8(text: str) -> str:
     """Text every UTF-8 file and terminal can hold: itself, unless it holds what UTF-8 cannot encode, each of
     which is then written as a Python escape: the byte a file name's undecodable byte stood for (`\\xff`), a
     lone surrogate (`\\ud800`)."""
-    if text.isascii():
+    if encodable(text):
         return text
-    try:
-        text.encode()
-        return text
-    except UnicodeEncodeError:
-        pass
     try:  # a name read with os.fsdecode: its undecodable bytes come back as they were, then escaped
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:

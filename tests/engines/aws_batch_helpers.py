@@ -19,7 +19,6 @@ def write_spec(tmp_path: Path, body: str) -> Path:
     return path
 
 
-
 def spec_body(grid: str, **extra: str) -> str:
     """A spec whose keys are these defaults, each replaced by `extra`'s value of that key (a key is written
     once)."""
@@ -27,7 +26,6 @@ def spec_body(grid: str, **extra: str) -> str:
             "backend": "aws-batch", "aws": "{stack: batchsweep, region: us-east-1}",
             "resources": "{vcpus: 0.5, memory_mib: 1024}", **extra}
     return "\n".join(f"{k}: {v}" for k, v in keys.items()) + "\n"
-
 
 
 def play_containers(run: Any, *, only: set[int] | None = None, fork: bool | None = None) -> list[int]:
@@ -39,10 +37,8 @@ def play_containers(run: Any, *, only: set[int] | None = None, fork: bool | None
     return [p.exit_code for p in played]
 
 
-
 def submits(calls: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     return [params for op, params in calls if op == "batch.SubmitJob"]
-
 
 
 def update_stack(session: Any, **params: str) -> None:

@@ -4,12 +4,12 @@ worker's hygiene, and early stopping decided by the containers from each other's
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pytest
 from aws_batch_helpers import SCRIPTS, play_containers, spec_body, write_spec
+from helpers import assert_stopped_by_the_median_rule
 
 import batchsweep
 from batchsweep.emulator import player
@@ -26,7 +26,6 @@ def test_a_failing_task_fails_its_child_with_the_task_exit_code(tmp_path, stack,
     df = batchsweep.load_run(run.id, store=tmp_path / "store").results().set_index("a")
     assert df.loc[2, "status"] == "failed" and df.loc[2, "exit_code"] == 3
     assert "failing on purpose" in run.logs(1, stderr=True)
-
 
 
 @pytest.mark.parametrize("scheduler", ["aws-batch", "kubernetes", "slurm"])
@@ -60,7 +59,6 @@ def test_each_child_runs_the_slice_its_schedulers_array_index_names(tmp_path, st
     assert list(batchsweep.load_run(run.id, store=tmp_path / "store").results()["product"]) == [1, 2, 3, 4, 5]
 
 
-
 def test_the_player_reads_the_runs_records_typed_and_a_damaged_engine_json_is_one_warning(
     tmp_path, stack, caplog
 ):
@@ -91,7 +89,6 @@ def test_the_player_reads_the_runs_records_typed_and_a_damaged_engine_json_is_on
     assert sorted(batchsweep.load_run(run.id, store=tmp_path / "store").results()["a"]) == [1, 2, 3]
 
 
-
 def test_emulator_play_reads_the_run_from_the_store_given_and_names_the_failed_child(tmp_path, stack, capsys):
     spec = write_spec(
         tmp_path, spec_body("{a: [1, 2, 3]}") + "params: {grid: {a: [1, 2, 3]}, fixed: {fail_on: 2}}\n"
@@ -104,7 +101,6 @@ def test_emulator_play_reads_the_run_from_the_store_given_and_names_the_failed_c
     assert out[1].startswith("child ") and out[1].endswith(":1: exit code 3; no stderr")
 
 
-
 def test_emulator_push_points_the_stack_at_a_locally_built_image(stack, session, capsys):
     from batchsweep.infra.registry import image_exists
     from batchsweep.infra.stack import stack_outputs
@@ -113,7 +109,6 @@ def test_emulator_push_points_the_stack_at_a_locally_built_image(stack, session,
     assert emulator.main(["push", ref]) == 0
     outputs = stack_outputs("batchsweep", session=session)
     assert outputs["ImageUri"] == ref and image_exists(session, outputs)
-
 
 
 def test_emulator_play_inside_an_image_needs_buildah(tmp_path, stack, monkeypatch, capsys):
@@ -146,7 +141,6 @@ def _hostile_project(tmp_path: Path, fixed: str) -> Path:
     )
 
 
-
 def test_run_leaves_secrets_and_outside_symlinks_out_of_the_code_package_and_says_so(tmp_path, stack, caplog):
     import io
     import logging
@@ -165,7 +159,6 @@ def test_run_leaves_secrets_and_outside_symlinks_out_of_the_code_package_and_say
     assert play_containers(run) == [0]
 
 
-
 @pytest.mark.parametrize("leaves", ["setsid_child", "daemon"])
 def test_the_aws_worker_kills_a_setsid_grandchild_when_its_task_ends(tmp_path, stack, leaves):
     """`daemon`: double-forked, its own session, an empty environment (issue 30, item 5)."""
@@ -181,7 +174,6 @@ def test_the_aws_worker_kills_a_setsid_grandchild_when_its_task_ends(tmp_path, s
     while alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(child), "a setsid grandchild outlived its task in the AWS worker"
-
 
 
 def test_median_rule_prunes_the_bad_curves_in_played_containers_reading_each_others_series_from_s3(
@@ -223,17 +215,7 @@ def test_median_rule_prunes_the_bad_curves_in_played_containers_reading_each_oth
     # stopped too when a loaded machine changes which containers finish first, and so may 0.15: printed to 4
     # decimals it is worse than the median of 0.1 and 0.2 at step 2 (0.65 > 0.6499999999999999).
     assert {4, 5, 7} <= pruned and not pruned & {2, 6}
-    for i, s in statuses.items():
-        raw = run.store.backend.read_bytes(run.store.task_key(run.id, i, "metrics.jsonl"))
-        assert [json.loads(line)["step"] for line in raw.splitlines()] == list(range(1, s.last_step + 1))
-        # stopped at a step before the end; a step or two more may be printed before SIGTERM lands
-        if i in pruned:
-            at = int(s.error.split("pruned at step ", 1)[1].split()[0])
-            assert "by the median rule" in s.error and 2 <= at <= s.last_step
-            assert at < 16 or i not in {4, 5, 7}  # a middling one may be stopped as late as its last step
-        else:
-            assert s.state.value == "succeeded" and s.last_step == 16
-
+    assert_stopped_by_the_median_rule(run, pruned, epochs=16, bad={4, 5, 7})
 
 
 def test_a_played_container_stops_a_task_at_the_step_local_does_and_pushes_a_median_runs_series_every_5_s(

@@ -29,7 +29,6 @@ def test_status_shows_batch_states_and_the_tasks_without_a_result(tmp_path, stac
     assert out.count("ended without writing a status") == 2
 
 
-
 def test_results_read_before_the_containers_ran_agree_with_status_once_they_have(tmp_path, stack, capsys):
     """moto calls every job SUCCEEDED at once (as Batch may before a container's upload lands): the tasks read
     as lost until their statuses arrive, and `results` does not keep that guess in its cache."""
@@ -46,7 +45,6 @@ def test_results_read_before_the_containers_ran_agree_with_status_once_they_have
     assert run.store.backend.exists(run.store.results_cache_key(run.id))  # now every task has its own status
 
 
-
 def test_an_unreachable_aws_store_is_one_line_not_a_traceback(tmp_path, stack, monkeypatch, capsys):
     spec = write_spec(tmp_path, spec_body("{a: [1]}"))
     batchsweep.run(spec, store=tmp_path / "store", detach=True)
@@ -56,7 +54,6 @@ def test_an_unreachable_aws_store_is_one_line_not_a_traceback(tmp_path, stack, m
     assert cli.main(["status", "--store", str(tmp_path / "store")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: AWS: ") and "credentials" in err[0].lower()
-
 
 
 def test_s3_requests_do_not_grow_with_the_task_count(tmp_path, stack, calls):
@@ -85,7 +82,6 @@ def test_s3_requests_do_not_grow_with_the_task_count(tmp_path, stack, calls):
     assert small, "the store's S3 requests must be counted"
     assert big == small, f"S3 requests must not grow with tasks: {small} vs {big}"
     assert lookups[1:] == [3, 256], "the reuse lookup is one LIST per key, at most one per index shard"
-
 
 
 class _RunningChildren:
@@ -118,7 +114,6 @@ class _RunningChildren:
                 return [{"jobSummaryList": [{"jobId": f"{arrayJobId}:{i}"} for i in ids]}]
 
         return Pages()
-
 
 
 @pytest.mark.parametrize("packed", [False, True])
@@ -165,7 +160,6 @@ def test_a_poll_names_the_running_tasks_and_its_s3_requests_do_not_depend_on_whi
     assert submitted.states()[3 if packed else 1] is State.RUNNING
 
 
-
 def test_polls_back_off_to_one_describe_every_30_seconds_and_a_cancel_polls_at_once(tmp_path, stack, calls,
                                                                                     jobs_stay_queued):
     """Ten minutes of a queued run's watch on a fake clock: DescribeJobs is asked at growing intervals, never
@@ -196,7 +190,6 @@ def test_polls_back_off_to_one_describe_every_30_seconds_and_a_cancel_polls_at_o
     assert describes() == before + 1  # after a cancel, the next poll asks Batch at once
 
 
-
 def test_cancel_terminates_the_array_parents_and_marks_the_run(
     tmp_path, stack, calls, capsys, jobs_stay_queued
 ):
@@ -209,7 +202,6 @@ def test_cancel_terminates_the_array_parents_and_marks_the_run(
     assert batchsweep.load_run(run.id, store=tmp_path / "store").info["cancelled"] is True
 
 
-
 def test_cancel_of_a_finished_run_changes_nothing(tmp_path, stack, calls, capsys):
     spec = write_spec(tmp_path, spec_body("{a: [1]}"))
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
@@ -218,7 +210,6 @@ def test_cancel_of_a_finished_run_changes_nothing(tmp_path, stack, calls, capsys
     assert "not running" in capsys.readouterr().out
     assert not [op for op, _ in calls if op == "batch.TerminateJob"]
     assert "cancelled" not in batchsweep.load_run(run.id, store=tmp_path / "store").info
-
 
 
 def test_status_watch_shows_the_running_tasks_latest_steps_read_from_s3_while_containers_play(
@@ -276,7 +267,6 @@ def test_status_watch_shows_the_running_tasks_latest_steps_read_from_s3_while_co
     assert sum(op == "s3.ListObjectsV2" for op, _ in calls) <= 4
 
 
-
 def test_logs_of_a_task_whose_stream_does_not_exist_yet_say_so(tmp_path, stack, session, capsys):
     spec = write_spec(tmp_path, spec_body("{a: [1, 2]}"))
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
@@ -285,7 +275,6 @@ def test_logs_of_a_task_whose_stream_does_not_exist_yet_say_so(tmp_path, stack, 
     assert cli.main(["logs", run.id, "1", "--store", str(tmp_path / "store")]) == 0
     err = capsys.readouterr().err
     assert f"task 1 of {run.id}: no output" in err and "credentials" not in err
-
 
 
 def test_logs_of_a_task_without_a_result_come_from_its_child_jobs_log_stream_filtered_to_it(
@@ -309,7 +298,6 @@ def test_logs_of_a_task_without_a_result_come_from_its_child_jobs_log_stream_fil
     assert run.engine.last_output(3) == "epoch 2"
 
 
-
 class PagedLogs:
     """GetLogEvents as CloudWatch answers it: pages that may be empty before the end, which is the token
     repeating."""
@@ -321,7 +309,6 @@ class PagedLogs:
         n = int(kwargs.get("nextToken", "f/0").split("/")[1])
         events = [{"message": m} for m in self.pages[n]] if n < len(self.pages) else []
         return {"events": events, "nextForwardToken": f"f/{min(n + 1, len(self.pages))}"}
-
 
 
 def test_log_pages_are_read_until_the_forward_token_repeats_not_until_an_empty_page():

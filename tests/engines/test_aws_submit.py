@@ -28,7 +28,6 @@ def test_one_task_is_a_plain_job_and_its_result_comes_back_from_s3(tmp_path, sta
     assert run.store.url.startswith(f"s3://{stack['Bucket']}/batchsweep")
 
 
-
 def test_25_tasks_are_one_array_job_and_every_row_comes_back(tmp_path, stack, calls):
     spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3, 4, 5], b: [1, 2, 3, 4, 5]}"))
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
@@ -40,7 +39,6 @@ def test_25_tasks_are_one_array_job_and_every_row_comes_back(tmp_path, stack, ca
     df = again.results()
     assert len(df) == 25 and set(df["status"]) == {"succeeded"}
     assert (df["product"] == df["a"] * df["b"]).all()
-
 
 
 def test_submit_request_follows_the_batch_rules(tmp_path, stack, calls, session):
@@ -78,7 +76,6 @@ def test_submit_request_follows_the_batch_rules(tmp_path, stack, calls, session)
     assert request["jobDefinition"].split("/")[-1].startswith(registered[0]["jobDefinitionName"])
 
 
-
 def test_invalid_fargate_pair_is_bad_input_and_nothing_is_submitted(tmp_path, stack, calls, capsys):
     spec = write_spec(tmp_path, spec_body("{a: [1, 2]}").replace("memory_mib: 1024", "memory_mib: 9000"))
     code = cli.main(["run", str(spec), "--store", str(tmp_path / "store")])
@@ -86,7 +83,6 @@ def test_invalid_fargate_pair_is_bad_input_and_nothing_is_submitted(tmp_path, st
     assert code == 2 and len(err) == 1
     assert "9000" in err[0] and "1024" in err[0] and "4096" in err[0]
     assert not submits(calls) and not Store.open(tmp_path / "store").run_ids()
-
 
 
 def test_a_sweep_with_requirements_needs_the_stacks_image_built_with_them(
@@ -114,7 +110,6 @@ def test_a_sweep_with_requirements_needs_the_stacks_image_built_with_them(
     assert len(submits(calls)) == 1 and play_containers(run) == [0, 0]
 
 
-
 def test_10001_tasks_take_two_submit_calls(tmp_path, stack, calls):
     spec = write_spec(
         tmp_path,
@@ -129,7 +124,6 @@ def test_10001_tasks_take_two_submit_calls(tmp_path, stack, calls):
     assert sizes == [10_000, 1]
 
 
-
 def test_max_parallel_packs_tasks_into_fewer_children(tmp_path, stack, calls):
     spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3, 4, 5, 6, 7]}", max_parallel="3"))
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
@@ -137,7 +131,6 @@ def test_max_parallel_packs_tasks_into_fewer_children(tmp_path, stack, calls):
     assert request["arrayProperties"] == {"size": 3}
     assert set(play_containers(run)) == {0}
     assert len(run.results(refresh=True)) == 7 and set(run.results()["status"]) == {"succeeded"}
-
 
 
 def test_a_dry_run_packs_tasks_into_containers_as_the_submit_then_does(tmp_path, stack, calls, capsys):
@@ -165,7 +158,6 @@ def test_a_dry_run_packs_tasks_into_containers_as_the_submit_then_does(tmp_path,
     assert int(shown[1]) == 16 and int(shown[2]) == 1
 
 
-
 def test_a_child_batch_calls_succeeded_without_a_status_is_lost_and_resume_reruns_it(tmp_path, stack, calls):
     spec = write_spec(tmp_path, spec_body("{a: [1, 2, 3, 4]}"))
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True)
@@ -183,7 +175,6 @@ def test_a_child_batch_calls_succeeded_without_a_status_is_lost_and_resume_rerun
     assert all(after[i].ended_at == t for i, t in first.items()), "finished tasks ran again"
 
 
-
 def test_aws_region_alone_is_enough(tmp_path, stack, monkeypatch):
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     spec = write_spec(
@@ -196,7 +187,6 @@ def test_aws_region_alone_is_enough(tmp_path, stack, monkeypatch):
     assert run.info["engine"]["region"] == "us-east-1"
 
 
-
 def test_missing_bucket_is_one_line_and_nothing_is_submitted(tmp_path, stack, calls, capsys):
     spec = write_spec(
         tmp_path, spec_body("{a: [1]}", aws="{bucket: no-such-bucket, job_queue: q, job_definition: d}")
@@ -205,7 +195,6 @@ def test_missing_bucket_is_one_line_and_nothing_is_submitted(tmp_path, stack, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no-such-bucket" in err[0]
     assert not submits(calls)
-
 
 
 def test_missing_credentials_is_one_line_and_nothing_is_submitted(

@@ -14,6 +14,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from batchsweep.model import OPTIONAL_COLUMNS, STATUS_COLUMNS, State, TaskStatus
+from batchsweep.text import encodable
 
 if TYPE_CHECKING:
     from batchsweep.engines.base import Progress
@@ -124,7 +125,7 @@ class Columns:
 
         data, whole = self.data(states, param_names)
         columns = {name: _as_given(values) for name, values in data.items()}
-        if all(name.isascii() or _encodable(name) for name in columns):
+        if all(encodable(name) for name in columns):
             return pd.DataFrame(columns), whole
         # a name UTF-8 cannot hold: an index of Python strings
         df = pd.DataFrame(dict(enumerate(columns.values())))
@@ -173,19 +174,11 @@ class Columns:
 def _as_given(values: list[Any]) -> Any:
     """A column's values for the DataFrame: as they are, but a text column holding what UTF-8 cannot encode (a
     lone surrogate from a task's JSON) stays Python strings, which pandas' own text type cannot hold."""
-    if any(isinstance(v, str) and not v.isascii() and not _encodable(v) for v in values):
+    if any(isinstance(v, str) and not encodable(v) for v in values):
         import pandas as pd
 
         return pd.Series(values, dtype=object)
     return values
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 INT64 = range(-(2**63), 2**63)

@@ -25,7 +25,7 @@ from batchsweep.report.export import (
     epoch_micros,
     utf8_cell,
 )
-from batchsweep.text import utf8
+from batchsweep.text import encodable, utf8
 
 if TYPE_CHECKING:
     from batchsweep.runs.run import Run
@@ -55,20 +55,12 @@ def kind(values: list[Any]) -> str:
     if types <= {str, float, _NONE}:
         if float in types and any(v == v for v in values if type(v) is float):
             return OBJECT
-        if any(not v.isascii() and _surrogate(v) for v in values if type(v) is str):
+        if any(not encodable(v) for v in values if type(v) is str):
             return OBJECT  # `columns._as_given`: pandas' own text type cannot hold it
         return TEXT
     if not types <= {str, float, int, bool, list, dict, _NONE}:
         raise Unsupported(f"a value of type {sorted(t.__name__ for t in types)}")
     return OBJECT
-
-
-def _surrogate(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 Column = tuple[str, list[Any]]  # (kind, values)
