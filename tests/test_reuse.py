@@ -365,6 +365,9 @@ def test_a_sweeps_history_is_one_row_per_task_the_latest_success_winning(
     assert cli.main(["results", "--sweep", "counted", "--store", str(store), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("run,task,code,a,") and len(lines) == 4
+    # the table's title names the sweep, not its latest run, whose 2 tasks are not the table's 3
+    assert cli.main(["results", "--sweep", "counted", "--store", str(store)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].strip() == "sweep counted (3 runs) · 3 tasks"
     assert (
         cli.main(["report", "--sweep", "counted", "--store", str(store), "-o", str(tmp_path / "r.html")]) == 0
     )

@@ -197,7 +197,9 @@ def cmd_results(args: argparse.Namespace) -> int:
         raise SweepError("--asc/--desc need --sort COLUMN")
     if fmt == "table" and not args.output:
         sort = args.sort.lstrip("+-") if args.sort and args.sort not in df.columns else args.sort
-        tables.print_table(df, run, wide=args.wide, columns=columns, sort=sort, notes=notes)
+        label = None if history is None else (
+            f"sweep {history.name} ({len(history.runs)} run{'' if len(history.runs) == 1 else 's'})")
+        tables.print_table(df, run, wide=args.wide, columns=columns, sort=sort, notes=notes, label=label)
         return 0
     for note in notes:
         print(note, file=sys.stderr)

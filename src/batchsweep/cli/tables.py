@@ -183,8 +183,9 @@ def _when(ts: Any) -> Any:
 
 
 def print_table(df: pd.DataFrame, run: Run, *, wide: bool = False, columns: Sequence[str] | None = None,
-                sort: str | None = None, notes: Sequence[str] = ()) -> None:
-    """On a terminal, the table fitted to its width; piped, every column (nothing is cut)."""
+                sort: str | None = None, notes: Sequence[str] = (), label: str | None = None) -> None:
+    """On a terminal, the table fitted to its width; piped, every column (nothing is cut). `label` names
+    what the rows are of in the title (default: the run's id)."""
     from rich.console import Console
 
     from batchsweep.report.results import derived_params, metric_columns, utf8_table
@@ -195,7 +196,7 @@ def print_table(df: pd.DataFrame, run: Run, *, wide: bool = False, columns: Sequ
     table, lines = results_view(
         df, params=list(run.record.param_names), metrics=metric_columns(run, df),
         derived=derived_params(run), width=console.width if console else None, wide=wide, columns=columns,
-        title=f"{run.id} · {len(df)} task{'' if len(df) == 1 else 's'}", sort=sort, notes=notes)
+        title=f"{label or run.id} · {len(df)} task{'' if len(df) == 1 else 's'}", sort=sort, notes=notes)
     if console is None:
         console = Console(
             highlight=False, width=max(Console(width=100_000).measure(table).maximum, 80), soft_wrap=True
