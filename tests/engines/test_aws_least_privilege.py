@@ -34,7 +34,12 @@ a = p.parse_args().a
 print(f"start a={a}", flush=True)
 print(f"thinking about {a}", file=sys.stderr, flush=True)
 if a == {victim} and os.path.exists(os.environ["KILL_FLAG"]):
-    time.sleep(0.3)  # stdout and stderr are two pipes: only time orders lines across them
+    # stdout and stderr are two pipes, each copied to the container's log by a thread of the worker: the
+    # stdout line waits until the player has seen the stderr line in that log, so the log has them in order
+    # (a time.sleep(0.3) was not enough on a loaded machine, and then the kill lost the stderr line)
+    deadline = time.monotonic() + 300
+    while not os.path.exists(os.environ["KILL_FLAG"] + ".go") and time.monotonic() < deadline:
+        time.sleep(0.02)
     print(f"halfway a={a}", flush=True)
     time.sleep(120)  # the player kills the container here, before anything is uploaded
 json.dump({"square": a * a}, open("metrics.json", "w"))
@@ -145,7 +150,13 @@ def test_a_submit_policy_user_runs_20_tasks_and_reads_a_killed_tasks_output(
     world, store = as_submitter, str(tmp_path / "store")
     (tmp_path / "kill").touch()
     run = batchsweep.run(sweep(tmp_path, 20, max_parallel="5"), store=store, detach=True)
-    played = play(world, run, kill_when=lambda line: f"halfway a={VICTIM}" in line)
+
+    def kill_when(line: str) -> bool:
+        if f"thinking about {VICTIM}" in line:  # in the container's log: the task may print on
+            (tmp_path / "kill.go").touch()
+        return f"halfway a={VICTIM}" in line
+
+    played = play(world, run, kill_when=kill_when)
     assert sorted(p.exit_code for p in played if p.exit_code is not None) == [0, 0, 0, 0]
     assert [p for p in played if p.exit_code is None], "one container was killed mid-task"
 
