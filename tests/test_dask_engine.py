@@ -20,7 +20,7 @@ from batchsweep import cli
 from batchsweep.engines.dask.engine import DaskEngine
 from batchsweep.errors import SpecError
 from batchsweep.planning import plan as planning
-from batchsweep.runs import run as runs
+from batchsweep.runs import start as runs
 from batchsweep.spec.reader import validate
 from batchsweep.store.core import Store
 

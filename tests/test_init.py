@@ -188,7 +188,7 @@ def test_the_metrics_rule_reads_the_values_the_script_prints_or_logs_by_label(tm
 def test_the_metrics_rule_reads_the_json_file_a_backtest_writes_its_results_to(tmp_path: Path) -> None:
     """A pairs backtest that json.dump()s its summary to `--out results/summary.json` and prints nothing got
     'none found in its source: write metrics.json', though a file rule reads any JSON file it writes."""
-    from batchsweep.runs import run as runs
+    from batchsweep.runs import start as runs
     from batchsweep.scripts.starter import write_starter
 
     script = tmp_path / "pairs.py"

@@ -274,7 +274,7 @@ while not os.path.exists(os.environ["GATE"]):
 
 def test_a_foreground_runs_counts_are_kept_by_the_engine_as_statuses_are_written(tmp_path):
     from batchsweep.planning import plan as planning
-    from batchsweep.runs import run as runs
+    from batchsweep.runs import start as runs
 
     (tmp_path / "gated.py").write_text(GATED)
     gate = tmp_path / "gate"

@@ -15,7 +15,8 @@ import yaml
 from batchsweep import cli
 from batchsweep.errors import SpecError
 from batchsweep.metrics import from_text
-from batchsweep.runs import run as runs
+from batchsweep.runs import start as runs
+from batchsweep.runs.run import Run
 
 PRINTS = '''
 import argparse, sys
@@ -29,7 +30,7 @@ print("loss=None" if a.i == 2 else f"loss={1 + a.i}", file=sys.stderr)
 '''
 
 
-def sweep(tmp_path: Path, metrics: Any, script: str = PRINTS, grid: dict[str, Any] | None = None) -> runs.Run:
+def sweep(tmp_path: Path, metrics: Any, script: str = PRINTS, grid: dict[str, Any] | None = None) -> Run:
     (tmp_path / "s.py").write_text(textwrap.dedent(script))
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({"name": "m", "script": "s.py", "metrics": metrics,

@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from batchsweep.errors import SpecError
-from batchsweep.runs import run as runs
+from batchsweep.runs import start as runs
+from batchsweep.runs.run import Run
 
 
 def write(tmp_path: Path, script: str, name: str = "s.py") -> Path:
@@ -28,7 +29,7 @@ def write(tmp_path: Path, script: str, name: str = "s.py") -> Path:
     return path
 
 
-def sweep(tmp_path: Path, spec: dict[str, Any], **extra: Any) -> tuple[runs.Run, Any]:
+def sweep(tmp_path: Path, spec: dict[str, Any], **extra: Any) -> tuple[Run, Any]:
     path = tmp_path / "sweep.yaml"
     path.write_text(
         yaml.safe_dump({"name": "k", "script": "s.py", "metrics": {"stdout": "last"}, **spec, **extra})

@@ -14,7 +14,8 @@ from helpers import FakeClock, write_spec
 
 import batchsweep
 from batchsweep.planning import plan as planning
-from batchsweep.runs import run as runs
+from batchsweep.runs import start as runs
+from batchsweep.runs.run import Run
 from batchsweep.store import runlock
 from batchsweep.store.core import Store
 
@@ -177,14 +178,14 @@ def test_a_cancel_that_reaches_the_driver_before_its_tasks_are_submitted_still_s
         script: {SCRIPTS / 'hostile_task.py'}
         params: {{grid: {{a: [1, 2]}}, fixed: {{sleep: 300}}}}
     """)
-    hold_with = runs.Run._hold_with
+    hold_with = Run._hold_with
 
-    def hold_then_cancel(self: runs.Run, lock: runlock.RunLock) -> None:
+    def hold_then_cancel(self: Run, lock: runlock.RunLock) -> None:
         hold_with(self, lock)
         runlock.request_cancel(self.store, self.id)
         assert self._cancel_wanted.wait(30), "the heartbeat never saw the request"
 
-    monkeypatch.setattr(runs.Run, "_hold_with", hold_then_cancel)
+    monkeypatch.setattr(Run, "_hold_with", hold_then_cancel)
     started = time.monotonic()
     run = batchsweep.run(spec, store=tmp_path / "store", progress=False)
     assert time.monotonic() - started < 100  # far below the tasks' 300 s

@@ -17,7 +17,7 @@ import yaml
 
 from batchsweep.errors import SpecError
 from batchsweep.planning import plan as planning
-from batchsweep.runs import run as runs
+from batchsweep.runs import start as runs
 from batchsweep.scripts.argv import build_argv
 from batchsweep.scripts.flags import ScriptFlags
 from batchsweep.scripts.options import read_flags

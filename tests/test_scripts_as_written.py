@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from batchsweep.planning import keys
-from batchsweep.runs import run as runs
+from batchsweep.runs import start as runs
 from batchsweep.scripts.starter import write_starter
 from batchsweep.spec.reader import load as load_spec
 

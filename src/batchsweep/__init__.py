@@ -31,15 +31,16 @@ if TYPE_CHECKING:
     from batchsweep.runs.catalog import list_runs, load_run
     from batchsweep.runs.compare import compare
     from batchsweep.runs.history import load_sweep
-    from batchsweep.runs.run import Run, run, start
+    from batchsweep.runs.run import Run
+    from batchsweep.runs.start import run, start
     from batchsweep.task.api import log_metrics
 
 _WHERE = {
-    "run": "batchsweep.runs.run",
+    "run": "batchsweep.runs.start",
     "load_run": "batchsweep.runs.catalog",
     "list_runs": "batchsweep.runs.catalog",
     "plan": "batchsweep.planning.plan",
-    "start": "batchsweep.runs.run",
+    "start": "batchsweep.runs.start",
     "Run": "batchsweep.runs.run",
     "log_metrics": "batchsweep.task.api",
     "SweepError": "batchsweep.errors",

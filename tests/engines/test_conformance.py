@@ -19,7 +19,7 @@ from dask_fixtures import *  # noqa: F401,F403 - the dask_cluster fixture
 import batchsweep
 from batchsweep.errors import SweepError
 from batchsweep.planning import plan as planning
-from batchsweep.runs import run as runs
+from batchsweep.runs import start as runs
 from batchsweep.runs.run import Run
 from batchsweep.testing import Conformance, Harness
 from batchsweep.testing.harness import alive, cli_env, kill_9, wait_for

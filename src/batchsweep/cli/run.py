@@ -130,7 +130,7 @@ def _duration_options(p: argparse.ArgumentParser, when: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from batchsweep.planning import plan as planning
-    from batchsweep.runs import run as runs
+    from batchsweep.runs import start as runs
 
     if not args.dry_run and (args.task_seconds is not None or args.pilot is not None):
         raise SweepError("--task-seconds and --pilot only apply with --dry-run (or `batchsweep estimate`)")

@@ -348,7 +348,7 @@ class Engine(abc.ABC):
     # here.
     local_python: ClassVar[bool] = True
     # Whether a submit packs tasks into children by an earlier run's task time (run.json's `median_task_s`,
-    # which `runs.run.start` fills from the same figure `estimate` and a dry run read:
+    # which `runs.start.start` fills from the same figure `estimate` and a dry run read:
     # `runs.estimate.packing_durations`).
     packs_by_duration: ClassVar[bool] = False
 

@@ -176,7 +176,7 @@ def pilot_durations(p: Plan, n: int) -> Durations:
     duration."""
     from batchsweep.model import State
     from batchsweep.planning import plan as planning
-    from batchsweep.runs import run as runs
+    from batchsweep.runs import start as runs
 
     if n < 1:
         raise SweepError(f"--pilot {n}: give the number of tasks to try, at least 1")
