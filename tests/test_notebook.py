@@ -173,14 +173,19 @@ def test_a_running_run_shows_its_running_tasks_series_in_its_cell(
         script: {SCRIPTS / 'curve.py'}
         params:
           grid: {{quality: [0.3]}}
-          fixed: {{pace: 0.3, epochs: 12}}
+          fixed: {{pace: 0.3, epochs: 12, hold: "{tmp_path / 'release'}"}}
         metrics: {{stdout: 'epoch (?P<step>\\d+) .*val_loss=(?P<val_loss>[\\d.]+)'}}
         """))
     run = batchsweep.run(spec, store=tmp_path / "store", detach=True, progress=False)
-    page, deadline = "", time.monotonic() + 30
-    while "batchsweep-live" not in page and time.monotonic() < deadline:
-        time.sleep(0.2)
-        page = run._repr_html_()
+    # The task holds after epoch 2 until the cell was read: a slow first read on a loaded machine (imports)
+    # outlasted the 3.6 s the task ran, and then found it finished.
+    page, deadline = "", time.monotonic() + 120
+    try:
+        while "batchsweep-live" not in page and time.monotonic() < deadline:
+            time.sleep(0.2)
+            page = run._repr_html_()
+    finally:
+        (tmp_path / "release").touch()
     run.wait(progress=False)
     assert "batchsweep-live" in page and "<svg class=\"spark\"" in page and "quality=0.3" in page
     assert "batchsweep-live" not in run._repr_html_()  # finished: the counts alone
