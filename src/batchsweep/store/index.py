@@ -54,9 +54,12 @@ def run_of(text: bytes) -> bytes:
 def locked(path: Path, mode: int) -> Iterator[int]:
     """An fd of the file at `path` (created if missing), held under an exclusive flock: the file a writer
     waits for may be replaced by a rewrite meanwhile, so the lock counts only on the inode still at `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, mode)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, mode)
+        except FileNotFoundError:  # the index's directory, made with the first entry
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, mode)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:

@@ -78,11 +78,12 @@ def command(ctx: RunContext, task: Task) -> list[str]:
     return [ctx.python, str(ctx.code_dir / ctx.script), *argv]
 
 
-def shown_command(ctx: RunContext, task: Task) -> str:
-    """The task's command line as a user would type it in the script's directory."""
+def shown_command(ctx: RunContext, task: Task, argv: list[str] | None = None) -> str:
+    """The task's command line as a user would type it in the script's directory (`argv`: its `command`,
+    when the caller has it already)."""
     import shlex
 
-    argv = command(ctx, task)
+    argv = command(ctx, task) if argv is None else argv
     python = "python" if argv[0] == sys.executable else argv[0]
     # the `env:` values this task gets its own of (`RUN_NAME: "run_{lr}"`), and for the env style the params
     own = [f"{k}={v}" for k, v in task_env_values(ctx.per_task_env, task.params, ctx.base_dir).items()] \

@@ -414,12 +414,45 @@ def _stamp_token(token: str | None) -> None:
         return
 
 
+_LOCALE_VARS = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")  # what gettext.find reads of the environment
+
+
+def remember_gettext_lookups() -> None:
+    """Make `gettext.find` (what every `_()` of argparse calls: it looks for four .mo files, and a miss is
+    never cached) remember its answers in this process and in the tasks forked from it, by its arguments and
+    the locale variables it reads: the same answer a task would find, without the stats."""
+    gettext = sys.modules.get("gettext")
+    real = getattr(gettext, "find", None)
+    if gettext is None or real is None or getattr(real, "remembers", False):
+        return
+    found: dict[tuple[Any, ...], Any] = {}
+
+    def find(domain: str, localedir: Any = None, languages: Any = None, all: bool = False) -> Any:
+        environ = os.environ
+        try:
+            key = (domain, localedir, None if languages is None else tuple(languages), all,
+                   *(environ.get(name) for name in _LOCALE_VARS))
+            hash(key)
+        except TypeError:  # arguments of an unusual kind: looked up every time
+            return real(domain, localedir, languages, all)
+        if key not in found:
+            found[key] = real(domain, localedir, languages, all)
+        result = found[key]
+        return list(result) if isinstance(result, list) else result
+
+    find.remembers = True  # type: ignore[attr-defined]
+    find.__wrapped__ = real  # type: ignore[attr-defined]
+    gettext.find = find  # type: ignore[attr-defined]
+
+
 def warm_up() -> None:
     """What a task's first use of an imported module would build lazily, built once here: argparse's first
     parser compiles its regular expressions (into `re`'s cache) and imports `shutil` for the terminal's width,
-    ~8 ms of every forked task's CPU otherwise."""
+    ~8 ms of every forked task's CPU otherwise; its messages' translation lookups are remembered
+    (`remember_gettext_lookups`)."""
     argparse = sys.modules.get("argparse")
     if argparse is not None:
+        remember_gettext_lookups()
         try:
             parser = argparse.ArgumentParser(prog="warm-up")
             parser.add_argument("--warm-up", type=int, default=0)

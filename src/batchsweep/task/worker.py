@@ -172,7 +172,9 @@ def _held(fd: int, path: Path) -> Path:
 
 def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: ProcessRegistry | None,
                 resolve_input: Callable[[str], Path], launcher: Launcher = launch_cold,
-                extra_env: dict[str, str] | None = None, live: Live | None = None) -> Attempt:
+                extra_env: dict[str, str] | None = None, live: Live | None = None,
+                argv: list[str] | None = None) -> Attempt:
+    """One attempt at the task (`argv`: its `command`, when the caller built it already)."""
     try:
         work_fd = _fresh_work(paths.fd)
         made = os.fstat(work_fd)  # what the task's launcher checks it starts in (`_reap.check_workdir`)
@@ -194,7 +196,7 @@ def run_attempt(ctx: RunContext, task: Task, paths: TaskPaths, *, registry: Proc
         live.recorder.start()
         env[series_mod.ENV_FILE] = str(live.recorder.path)
     try:
-        proc = launcher(command(ctx, task), cwd=paths.work, env=env,
+        proc = launcher(list(argv) if argv is not None else command(ctx, task), cwd=paths.work, env=env,
                         stdout=paths.files.log(), stderr=paths.files.log(stderr=True))
     except OSError as e:
         return Attempt(State.FAILED, None, f"could not start: {e}")
@@ -316,6 +318,7 @@ def run_task(
     started = time.time()
     attempts = max_attempts if max_attempts is not None else ctx.retries + 1
     attempt_no = first_attempt
+    argv = command(ctx, task)
     while True:
         result = run_attempt(
             ctx,
@@ -326,6 +329,7 @@ def run_task(
             launcher=launcher,
             extra_env=gpu_env(gpus),
             live=live,
+            argv=argv,
         )
         done = (result.state in (State.SUCCEEDED, State.CANCELLED, State.PRUNED) or not result.retry
                 or attempt_no >= first_attempt + attempts - 1)
@@ -360,7 +364,7 @@ def run_task(
         gpu=",".join(gpus) or None,
         gpu_mem_mib=result.usage.gpu_mem_mib,
         metrics_missing=missing,
-        command=shown_command(ctx, task),
+        command=shown_command(ctx, task, argv),
         last_step=live.recorder.last_step if live is not None else None,
         warm=result.warm,
         host=socket.gethostname(),
