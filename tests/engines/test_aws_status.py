@@ -223,7 +223,8 @@ def test_status_watch_shows_the_running_tasks_latest_steps_read_from_s3_while_co
     spec = write_spec(tmp_path, "\n".join([
         "name: cloud-watch",
         f"script: {SCRIPTS / 'curve.py'}",
-        "params: {grid: {quality: [0.2, 0.5, 9.0]}, fixed: {pace: 0.3, epochs: 40}}",
+        "params: {grid: {quality: [0.2, 0.5, 9.0]}, fixed: {pace: 0.3, epochs: 40, hold: "
+        f"'{tmp_path / 'release'}'}}}}",
         r"metrics: {stdout: 'epoch (?P<step>\d+) .*val_loss=(?P<val_loss>[\d.]+)'}",
         "backend: aws-batch",
         "aws: {stack: batchsweep, region: us-east-1}",
@@ -250,6 +251,9 @@ def test_status_watch_shows_the_running_tasks_latest_steps_read_from_s3_while_co
             p["Key"] for op, p in calls if op == "s3.GetObject" and p["Key"].endswith("metrics.jsonl")
         ]
     finally:
+        # The tasks hold after epoch 2 until here: a `status` slower than the 11 s they ran on found them
+        # finished on a loaded machine.
+        (tmp_path / "release").touch()
         played.join(timeout=120)
     rows = {}
     # Batch in moto says the jobs ended at once
