@@ -102,3 +102,25 @@ def test_an_s3_prefix_input_is_fetched_as_a_directory_and_no_key_writes_outside_
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "again").exists()
     with pytest.raises(FileNotFoundError, match="no objects under this prefix"):
         backend.download_tree("nothing", tmp_path / "none")
+
+
+def test_a_file_the_script_reads_beside_it_but_not_staged_is_named_before_the_run(tmp_path: Path) -> None:
+    from batchsweep.planning import plan as planning
+
+    proj = tmp_path / "proj"
+    (proj / "data").mkdir(parents=True)
+    (proj / "data" / "prices.csv").write_text("x\n1\n")
+    (proj / "bt.py").write_text(
+        "import argparse, json\nimport pandas as pd\n"
+        "p = argparse.ArgumentParser(); p.add_argument('--k', type=int)\n"
+        "k = p.parse_args().k\nrows = open('data/prices.csv').read()\nopen('out.csv', 'w').write(rows)\n"
+        "df = pd.read_csv('data/prices.csv')\nprint(json.dumps({'k': k}))\n")
+    spec = proj / "sweep.yaml"
+    body = "name: rel\nscript: bt.py\nparams: {grid: {k: [1, 2]}}\nmetrics: {stdout: last}\n"
+    spec.write_text(body)
+    assert planning.plan(spec).notes == [
+        "bt.py reads data/prices.csv, which is beside it but not staged: each task runs in an empty "
+        "directory; add `inputs: [{src: data/prices.csv, dst: data/prices.csv}]`"]
+    for staged in ("[{src: data/prices.csv, dst: data/prices.csv}]", "[data/]"):
+        spec.write_text(body + f"inputs: {staged}\n")
+        assert planning.plan(spec).notes == [], staged

@@ -153,6 +153,7 @@ def _check_script(spec: Spec, tasks: Sequence[Task], notes: list[str]) -> dict[s
     assert script is not None
     if not script.is_file():
         raise SpecError(f"script: {script} not found; give the path relative to the spec file")
+    _unstaged_reads(script, spec.base_dir, tasks, notes)
     wanted = spec.args.style if spec.args else None
     env = resolved_env(spec, tasks[0].params if tasks else {})
     if wanted == "plain":
@@ -206,6 +207,23 @@ def _source_flags(spec: Spec, script: Path, style: str, env: dict[str, str]) -> 
     return scriptargs.source_flags(script, style, base_dir=spec.base_dir, file=args.file if args else None,
                                    template=args.template if args else None, upper=bool(args and args.upper),
                                    search=scriptargs.search_path(env))
+
+
+def _unstaged_reads(script: Path, base_dir: Path, tasks: Sequence[Task], notes: list[str]) -> None:
+    """A note for each file the script reads by a relative name that is beside it but not staged: a task runs
+    in an empty directory, so it would not be found there."""
+    from batchsweep.model import STAGED_AT
+    from batchsweep.scripts.scan import read_paths
+
+    staged = [ref.split(STAGED_AT)[-1] if STAGED_AT in ref else os.path.basename(ref.rstrip("/"))
+              for ref in (tasks[0].inputs if tasks else ())]
+    for path in read_paths(script):
+        clean = os.path.normpath(path)
+        if (script.parent / clean).exists() and not clean.startswith("..") and not any(
+                clean == os.path.normpath(s) or clean.startswith(os.path.normpath(s) + "/") for s in staged):
+            src = os.path.relpath(script.parent / clean, base_dir)
+            notes.append(f"{script.name} reads {path}, which is beside it but not staged: each task runs in "
+                         f"an empty directory; add `inputs: [{{src: {src}, dst: {clean}}}]`")
 
 
 def _no_parser(spec: Spec, script: Path, tasks: Sequence[Task], env: dict[str, str], notes: list[str]) -> Any:

@@ -315,6 +315,30 @@ def _writes(call: ast.Call) -> bool:
     )
 
 
+# Calls that read the file their first argument names (open in a reading mode, pandas' and numpy's readers).
+READERS = {"open", "read_csv", "read_table", "read_parquet", "read_json", "read_excel", "read_pickle",
+           "read_feather", "loadtxt", "genfromtxt", "load", "fromfile", "imread"}
+
+
+def read_paths(script: Path) -> list[str]:
+    """The relative paths the script reads by a literal name (`open("data/prices.csv")`,
+    `pd.read_csv("data/prices.csv")`), in order, each once."""
+    try:
+        tree = ast.parse(_read(script))
+    except (SyntaxError, ValueError):
+        return []
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)):
+            continue
+        func, path = node.func, node.args[0].value
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        if name in READERS and isinstance(path, str) and 0 < len(path) < 200 and "\n" not in path \
+                and not os.path.isabs(path) and not (name == "open" and _writes(node)) and path not in found:
+            found.append(path)
+    return found
+
+
 def _local_modules(script: Path, tree: ast.Module, search: list[Path]) -> list[Path]:
     """The files of the modules the script imports that live beside it (or under a directory of `search`):
     `import cfg` → cfg.py, `from pkg.train import main` → pkg/__init__.py and pkg/train.py."""
