@@ -56,7 +56,7 @@ class SlurmCluster:
 
     def cancel_all(self) -> None:
         subprocess.run(["scancel", "--user=root"], env=self.env, capture_output=True, timeout=30)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while self.squeue() and time.monotonic() < deadline:
             time.sleep(0.2)
 

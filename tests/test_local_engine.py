@@ -183,7 +183,7 @@ def test_ctrl_c_kills_children_and_leaves_run_resumable(tmp_path):
     """)
     with ctrl_c_reaches_children():  # as from a terminal, however pytest was started
         proc = _cli(tmp_path, "run", str(spec))
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120
     while not (pids / "1.child.pid").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)

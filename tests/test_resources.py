@@ -175,7 +175,7 @@ def test_the_quick_samples_walk_the_task_tree_without_reading_every_process(monk
     )
     whole: set[int] = set()
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 120
         while len(whole) < 4 and time.monotonic() < deadline:  # sh, its sleep, the setsid sh, its sleep
             time.sleep(0.05)
             whole = usage.tree(leader.pid, usage._read_procs())
@@ -326,7 +326,7 @@ def test_gpu_memory_is_the_peak_over_the_task_tree_on_every_device_and_ignores_o
         fake = FakeNvml(2, listing)
         monkeypatch.setitem(sys.modules, "pynvml", fake)
         sampler = UsageSampler(leader.pid, gpu=True).start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 120
         while fake.calls < 8 and time.monotonic() < deadline:
             time.sleep(0.02)
         usage = sampler.stop()

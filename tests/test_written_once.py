@@ -74,7 +74,7 @@ def test_a_process_is_alive_while_it_runs_and_not_once_it_exits_or_its_pid_means
         assert runlock.pid_alive(child.pid) and runlock.pid_alive(child.pid, started)
         assert not runlock.pid_alive(child.pid, str(int(started) + 1))  # the pid, reused by a later process
         child.kill()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 120
         while runlock.start_time(child.pid) is not None and time.monotonic() < deadline:
             time.sleep(0.01)  # a killed child not reaped yet is a zombie: not alive either
         assert not runlock.pid_alive(child.pid, started)
