@@ -340,10 +340,10 @@ def gather_compare(root: Path, n: int) -> None:
 
 
 def big_reads(root: Path, n: int) -> None:
-    """`results`, `status` and `report` of a finished n-task local run (compacted, as a run of more than 1,000
-    tasks leaves itself; every 100th task with a series), each in a new process: wall, peak RSS, and the
-    store's reads and listings; beside them the peers: pandas.read_csv of the same table, `wc -l` of the
-    pack."""
+    """`results` (CSV and the table), `status` and `report` of a finished n-task local run (compacted, as a
+    run of more than 1,000 tasks leaves itself; every 100th task with a series), each in a new process: wall,
+    peak RSS, and the store's reads and listings; beside them the peers: pandas.read_csv of the same table,
+    `wc -l` of the pack."""
     t0 = time.perf_counter()
     store_dir, run_id = write_finished_run(root, n, packed=True, series_every=100)
     files = _tree(store_dir)[0]
@@ -354,6 +354,7 @@ def big_reads(root: Path, n: int) -> None:
     rows = []
     for name, argv in (
         ("results --format csv -o FILE", ["results", run_id, *store, "--format", "csv", "-o", str(csv)]),
+        ("results (the table)", ["results", run_id, *store]),
         ("status", ["status", run_id, *store]),
         ("report -o FILE", ["report", run_id, *store, "-o", str(html)]),
     ):

@@ -16,7 +16,7 @@ from test_report import METRICS, backtest_frame
 
 import batchsweep
 from batchsweep import cli
-from batchsweep.cli.tables import fit_table, results_view
+from batchsweep.cli.tables import columns_of, fit_table, results_view
 from batchsweep.errors import SweepError
 from batchsweep.report.results import sort_best_first
 from batchsweep.text import cell
@@ -60,8 +60,8 @@ def header_and_rows(text: str) -> tuple[list[str], list[list[str]]]:
 @pytest.mark.parametrize("width", [80, 100, 120])
 def test_results_fit_the_terminal_and_no_number_is_cut(width: int) -> None:
     df = demo_frame()
-    table, lines = results_view(df, params=PARAMS, metrics=WIDE_METRICS, derived=["data"], width=width,
-                                title="run · 30 tasks", sort="sharpe")
+    table, lines = results_view(columns_of(df), params=PARAMS, metrics=WIDE_METRICS, derived=["data"],
+                                width=width, title="run · 30 tasks", sort="sharpe")
     text = render(table, lines, width)
     assert max(len(line) for line in text.splitlines()) <= width
     header, rows = header_and_rows(text)
@@ -84,7 +84,7 @@ def test_results_fit_the_terminal_and_no_number_is_cut(width: int) -> None:
 
 def test_wide_shows_timings_worker_and_outputs_joined() -> None:
     table, _ = results_view(
-        demo_frame(), params=PARAMS, metrics=WIDE_METRICS, derived=["data"], width=400, wide=True
+        columns_of(demo_frame()), params=PARAMS, metrics=WIDE_METRICS, derived=["data"], width=400, wide=True
     )
     header, rows = header_and_rows(render(table, [], 400))
     for col in ("fee_bps", "data", "attempts", "duration_s", "worker", "outputs", "started_at"):
@@ -94,7 +94,8 @@ def test_wide_shows_timings_worker_and_outputs_joined() -> None:
 
 def test_piped_output_keeps_every_column() -> None:
     df = demo_frame()
-    table, lines = results_view(df, params=PARAMS, metrics=WIDE_METRICS, derived=["data"], width=None)
+    table, lines = results_view(columns_of(df), params=PARAMS, metrics=WIDE_METRICS, derived=["data"],
+                                width=None)
     header, _ = header_and_rows(render(table, lines, 1000))
     assert set(header) == set(df.columns) and not lines
 
@@ -103,7 +104,7 @@ def test_a_huge_table_shows_its_first_rows_and_says_where_all_of_them_are() -> N
     from batchsweep.cli.tables import TABLE_ROWS
 
     df = pd.DataFrame({"task": range(TABLE_ROWS + 5), "lr": 0.1, "loss": np.linspace(1, 2, TABLE_ROWS + 5)})
-    table, lines = results_view(df, params=["lr"], metrics=["loss"], width=None)
+    table, lines = results_view(columns_of(df), params=["lr"], metrics=["loss"], width=None)
     assert table.row_count == TABLE_ROWS
     assert (
         f"the first {TABLE_ROWS:,} of {TABLE_ROWS + 5:,} tasks shown" in lines[-1]
@@ -113,11 +114,11 @@ def test_a_huge_table_shows_its_first_rows_and_says_where_all_of_them_are() -> N
 
 def test_columns_picks_columns_in_order() -> None:
     table, _ = results_view(
-        demo_frame(), params=PARAMS, metrics=METRICS, width=80, columns=["sharpe", "task"]
+        columns_of(demo_frame()), params=PARAMS, metrics=METRICS, width=80, columns=["sharpe", "task"]
     )
     assert header_and_rows(render(table, [], 80))[0] == ["sharpe", "task"]
     with pytest.raises(SweepError, match="--columns sharp: no such column"):
-        results_view(demo_frame(), params=PARAMS, metrics=METRICS, width=80, columns=["sharp"])
+        results_view(columns_of(demo_frame()), params=PARAMS, metrics=METRICS, width=80, columns=["sharp"])
 
 
 def test_numbers_have_four_significant_digits_and_ints_stay_whole() -> None:

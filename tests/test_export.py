@@ -126,6 +126,33 @@ def test_the_export_without_pandas_writes_the_bytes_the_dataframe_does(tmp_path,
     assert "'=cmd|' /C calc'!A0" in export(df, "csv", None)
 
 
+@pytest.mark.parametrize("packed", [False, True], ids=["files", "packed"])
+def test_the_results_table_without_pandas_is_the_dataframes(tmp_path, capsys, packed):
+    """`batchsweep results` (the table) of a local run is drawn without pandas: the same text as the table of
+    `run.results()`, sorted, picked and whole."""
+    import batchsweep
+    from batchsweep import cli
+    from batchsweep.cli import tables
+    from batchsweep.report.results import metric_columns, sort_best_first
+
+    store, run_id = _finished_run(tmp_path, objects=True, packed=packed)
+    run = batchsweep.load_run(run_id, store=store)
+    df = run.results(refresh=True)
+    ordered, note = sort_best_first(df, "loss", metrics=metric_columns(run, df))
+    for flags, frame, kw in (
+        ([], df, {}),
+        (["--sort", "loss"], ordered, {"sort": "loss", "notes": [note]}),
+        (["--columns", "label,task,error,started_at"], df,
+         {"columns": ["label", "task", "error", "started_at"]}),
+    ):
+        tables.print_table(tables.columns_of(frame), run, **kw)
+        want = capsys.readouterr().out
+        assert cli.main(["results", run_id, "--store", str(store), *flags]) == 0
+        assert capsys.readouterr().out == want, flags
+        if not flags:  # whole: a lone surrogate is shown escaped, a control character too
+            assert "lone \\ud800" in want and "two\\x0alines" in want
+
+
 def test_results_to_csv_or_json_of_a_local_run_does_not_import_pandas(tmp_path):
     """pandas and pyarrow take ~134 MB on import, more than the rest of a 100,000-task export: `batchsweep
     results` writes CSV and JSON of a local run without them, and still records the run's median task time
@@ -139,16 +166,17 @@ def test_results_to_csv_or_json_of_a_local_run_does_not_import_pandas(tmp_path):
     store, run_id = _finished_run(tmp_path, objects=True, packed=True)
     code = (
         "import sys; from batchsweep.cli import main\n"
+        "assert main(['results', sys.argv[1], '--store', sys.argv[2]]) == 0\n"
         "for fmt in ('csv', 'json'):\n"
         "    out = sys.argv[3] + '.' + fmt\n"
         "    argv = ['results', sys.argv[1], '--store', sys.argv[2], '-o', out]\n"
         "    assert main(argv) == 0 and main([*argv, '--sort', 'loss']) == 0\n"
-        "print(sorted(m for m in ('pandas', 'pyarrow', 'numpy') if m in sys.modules))\n"
+        "print('imported:', sorted(m for m in ('pandas', 'pyarrow', 'numpy') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code, run_id, str(store), str(tmp_path / "r")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert done.stdout.splitlines()[-1] == "imported: []"
     run = batchsweep.load_run(run_id, store=store)
     stats = run.store.read_json(run.store.sweep_stats_key(run.name))  # before results() writes its own
     df = run.results(refresh=True)

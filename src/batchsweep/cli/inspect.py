@@ -182,6 +182,21 @@ def cmd_results(args: argparse.Namespace) -> int:
             if text is not None:
                 sys.stdout.write(text)
             return 0
+    if fmt == "table" and not args.output and history is None and (args.sort or args.ascending is None) \
+            and run.store.is_local:
+        from batchsweep.report import plainexport
+
+        said: list[str] = []
+        sort = (args.sort, args.ascending, said.append) if args.sort else None
+        try:  # without pandas, as csv and json above
+            typed = plainexport.read(run, sort=sort)
+        except plainexport.Unsupported:
+            pass
+        else:
+            data = {name: values for name, (_, values) in typed.items()}
+            key = args.sort.lstrip("+-") if args.sort and args.sort not in data else args.sort
+            tables.print_table(data, run, wide=args.wide, columns=columns, sort=key, notes=said)
+            return 0
     df = (
         history.results(latest_code=args.latest_code)
         if history is not None
@@ -199,7 +214,8 @@ def cmd_results(args: argparse.Namespace) -> int:
         sort = args.sort.lstrip("+-") if args.sort and args.sort not in df.columns else args.sort
         label = None if history is None else (
             f"sweep {history.name} ({len(history.runs)} run{'' if len(history.runs) == 1 else 's'})")
-        tables.print_table(df, run, wide=args.wide, columns=columns, sort=sort, notes=notes, label=label)
+        tables.print_table(tables.columns_of(df), run, wide=args.wide, columns=columns, sort=sort,
+                           notes=notes, label=label)
         return 0
     for note in notes:
         print(note, file=sys.stderr)

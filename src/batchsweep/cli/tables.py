@@ -4,7 +4,7 @@ table and its views."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from batchsweep.runs.run import Run
+
+# A table as its columns' values in row order (`columns_of` a DataFrame, or `plainexport.table`'s values).
+Data = Mapping[str, Sequence[Any]]
 
 def make_console(stderr: bool = False) -> Any:
     from rich.console import Console
@@ -95,28 +98,33 @@ WIDE_ONLY = (
 )
 
 
-def result_columns(df: pd.DataFrame, *, params: Sequence[str], metrics: Sequence[str],
+def columns_of(df: pd.DataFrame) -> dict[str, list[Any]]:
+    """A DataFrame as `Data`."""
+    return {c: df[c].tolist() for c in df.columns}
+
+
+def result_columns(data: Data, *, params: Sequence[str], metrics: Sequence[str],
                    derived: Sequence[str] = (), wide: bool = False) -> tuple[list[str], list[str]]:
     """The results table's columns, most useful first: task, the params that vary, status, the metrics (and
     `error` when a task failed); `wide` adds the fixed and derived params, timings, worker and outputs.
     Also returns the params left out because they do not vary or are made of other params."""
-    structure = [c for c in OWN_PARAMS if c in df.columns]
-    names = [p for p in params if p in df.columns and p not in structure]
-    varying = [p for p in names if p not in derived and df[p].map(cell).nunique() > 1]
+    structure = [c for c in OWN_PARAMS if c in data]
+    names = [p for p in params if p in data and p not in structure]
+    varying = [p for p in names if p not in derived and len({cell(v) for v in data[p]}) > 1]
     quiet = [p for p in names if p not in varying]
-    cols = ["task", *structure, *varying, "status", *(m for m in metrics if m in df.columns),
-            *(c for c in ("last_step", "partial") if c in df.columns)]
-    has_error = "error" in df.columns and df["error"].notna().any()
+    cols = ["task", *structure, *varying, "status", *(m for m in metrics if m in data),
+            *(c for c in ("last_step", "partial") if c in data)]
+    has_error = "error" in data and not all(is_missing(v) for v in data["error"])
     if wide:
         cols += [
             *quiet,
-            *(c for c in WIDE_ONLY if c in df.columns),
-            *(["error"] if "error" in df.columns else []),
+            *(c for c in WIDE_ONLY if c in data),
+            *(["error"] if "error" in data else []),
         ]
         quiet = []
     elif has_error:
         cols.append("error")
-    return [c for c in cols if c in df.columns], quiet
+    return [c for c in cols if c in data], quiet
 
 
 # a table shows this many rows at most: 100,000 would take minutes to draw, and no one reads them
@@ -124,7 +132,7 @@ TABLE_ROWS = 1000
 
 
 def results_view(
-    df: pd.DataFrame,
+    data: Data,
     *,
     params: Sequence[str],
     metrics: Sequence[str],
@@ -138,29 +146,32 @@ def results_view(
 ) -> tuple[Any, list[str]]:
     """The results table fitted to `width` (None: every column), and the lines to print under it."""
     lines = list(notes)
+    n = len(next(iter(data.values()), ()))
     if columns:
-        check_columns(df.columns, columns)
+        check_columns(list(data), columns)
         cols, quiet = list(columns), list[str]()
     elif width is None:
-        cols, quiet = result_columns(df, params=params, metrics=metrics, derived=derived, wide=True)
+        cols, quiet = result_columns(data, params=params, metrics=metrics, derived=derived, wide=True)
     else:
-        cols, quiet = result_columns(df, params=params, metrics=metrics, derived=derived, wide=wide)
-    rows = [[_when(v) if c in ("started_at", "ended_at") else v for c, v in zip(cols, row, strict=True)]
-            for row in df[cols].head(TABLE_ROWS).itertuples(index=False, name=None)]
-    if len(df) > TABLE_ROWS:
+        cols, quiet = result_columns(data, params=params, metrics=metrics, derived=derived, wide=wide)
+    head = [data[c][:TABLE_ROWS] for c in cols]
+    head = [[_when(v) for v in values] if c in ("started_at", "ended_at") else values
+            for c, values in zip(cols, head, strict=True)]
+    rows = [list(row) for row in zip(*head, strict=True)]
+    if n > TABLE_ROWS:
         order = f"sorted by {sort}" if sort else "in task order; --sort COLUMN for the best first"
         lines.append(
-            f"the first {TABLE_ROWS:,} of {len(df):,} tasks shown ({order}); all of them: -o results.csv "
+            f"the first {TABLE_ROWS:,} of {n:,} tasks shown ({order}); all of them: -o results.csv "
             "or --format csv"
         )
     table, dropped = fit_table(cols, rows, width=width, title=title, keep=[sort] if sort else ())
     if quiet:
         lines.append("not shown (the same for every task, or made of other params): "
-                     + ", ".join(f"{p}={cell(df[p].iloc[0])}" if p not in derived else p for p in quiet))
+                     + ", ".join(f"{p}={cell(data[p][0])}" if p not in derived else p for p in quiet))
     if dropped:
         lines.append(f"not shown, too wide for {width} columns: {', '.join(dropped)} "
                      "(--columns picks, --format csv has all)")
-    elif width is not None and not wide and not columns and any(c in df.columns for c in WIDE_ONLY):
+    elif width is not None and not wide and not columns and any(c in data for c in WIDE_ONLY):
         lines.append("attempts, durations, times, worker and outputs: --wide")
     return table, lines
 
@@ -182,21 +193,22 @@ def _when(ts: Any) -> Any:
     return datetime.fromtimestamp(float(ts)).strftime("%m-%d %H:%M:%S")
 
 
-def print_table(df: pd.DataFrame, run: Run, *, wide: bool = False, columns: Sequence[str] | None = None,
+def print_table(data: Data, run: Run, *, wide: bool = False, columns: Sequence[str] | None = None,
                 sort: str | None = None, notes: Sequence[str] = (), label: str | None = None) -> None:
     """On a terminal, the table fitted to its width; piped, every column (nothing is cut). `label` names
-    what the rows are of in the title (default: the run's id)."""
+    what the rows are of in the title (default: the run's id). A lone surrogate in a cell is shown escaped
+    (`printable`), like a control character."""
     from rich.console import Console
 
-    from batchsweep.report.results import derived_params, metric_columns, utf8_table
+    from batchsweep.report.results import derived_params, metric_names
 
-    df = utf8_table(df)  # what a terminal can show: a lone surrogate escaped, like a control character
     terminal = sys.stdout.isatty()
     console = Console(highlight=False) if terminal else None
+    n = len(next(iter(data.values()), ()))
     table, lines = results_view(
-        df, params=list(run.record.param_names), metrics=metric_columns(run, df),
+        data, params=list(run.record.param_names), metrics=metric_names(run, data),
         derived=derived_params(run), width=console.width if console else None, wide=wide, columns=columns,
-        title=f"{label or run.id} · {len(df)} task{'' if len(df) == 1 else 's'}", sort=sort, notes=notes)
+        title=f"{label or run.id} · {n} task{'' if n == 1 else 's'}", sort=sort, notes=notes)
     if console is None:
         console = Console(
             highlight=False, width=max(Console(width=100_000).measure(table).maximum, 80), soft_wrap=True

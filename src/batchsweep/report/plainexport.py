@@ -136,11 +136,7 @@ def export(run: Run, fmt: str, path: str | os.PathLike[str] | None, columns: lis
     """`export.export(run.results(refresh=True)[columns], fmt, path)` for csv and json. `Unsupported` when
     the table is one `kind` cannot vouch for (a file may have been begun: the DataFrame path writes it
     anew)."""
-    from batchsweep.report.results import write_sweep_stats
-
-    _note_damaged_cache(run)
-    typed, durations = table(run, columns, check, sort)
-    typed = _times(typed, fmt)
+    typed = _times(read(run, columns, check, sort), fmt)
     # a TEXT column holds no lone surrogate (`kind`)
     typed = {utf8(name): (k, [utf8_cell(v) for v in values] if k == OBJECT else values)
              for name, (k, values) in typed.items()}
@@ -159,9 +155,20 @@ def export(run: Run, fmt: str, path: str | os.PathLike[str] | None, columns: lis
         text = None
     else:
         text = "".join(parts)
+    return text
+
+
+def read(run: Run, columns: list[str] | None = None, check: Check | None = None,
+         sort: Sort | None = None) -> dict[str, Column]:
+    """`table` as `run.results()` reads it: a damaged cache is warned of, and a final run's durations are
+    kept for estimates (`results.write_sweep_stats`)."""
+    from batchsweep.report.results import write_sweep_stats
+
+    _note_damaged_cache(run)
+    typed, durations = table(run, columns, check, sort)
     if durations is not None:
         write_sweep_stats(run, durations)
-    return text
+    return typed
 
 
 def _note_damaged_cache(run: Run) -> None:
