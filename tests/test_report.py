@@ -143,6 +143,10 @@ def test_non_numeric_metric_is_a_sweep_error() -> None:
     df = backtest_frame().assign(regime=lambda d: ["bull"] * len(d))
     with pytest.raises(SweepError, match="not numeric"):
         report(df, metrics=[*METRICS, "regime"], metric="regime")
+    # a metric it does not know lists the ones it could rank by, not the text one
+    with pytest.raises(SweepError, match="unknown metric 'sortino'") as raised:
+        report(df, metrics=[*METRICS, "regime"], metric="sortino")
+    assert "sharpe" in str(raised.value) and "regime" not in str(raised.value)
 
 
 def test_every_plot_is_present_and_drawn() -> None:

@@ -24,8 +24,9 @@ def choose_metric(df: pd.DataFrame, metrics: list[str], metric: str | None,
     numeric = [m for m in metrics if is_numeric(df[m])]
     if metric is not None:
         if metric not in metrics:
-            known = ", ".join(metrics) or "none"
-            raise SweepError(f"unknown metric {metric!r}: the results have these metrics: {known}")
+            # only the ones it could rank by: a text metric named here would be refused next
+            known = ", ".join(numeric) or "none"
+            raise SweepError(f"unknown metric {metric!r}: the results have these numeric metrics: {known}")
         if metric not in numeric:
             raise SweepError(f"metric {metric!r} is not numeric; pick one of: {', '.join(numeric) or 'none'}")
         why = "chosen with --metric"
