@@ -82,9 +82,12 @@ def containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         pytest.fail("debootstrap and the vfs storage need root; run `make test-image` as root (as CI does)")
     cache = cache_dir()
     conf = cache / "storage.conf"
-    conf.write_text(
+    # replaced whole, never rewritten in place: another session's podman on this machine may be reading it
+    written = conf.with_name(f"{conf.name}.{os.getpid()}")
+    written.write_text(
         f'[storage]\ndriver = "vfs"\nrunroot = "{cache / "run"}"\ngraphroot = "{cache / "storage"}"\n'
     )
+    written.replace(conf)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CONTAINERS_STORAGE_CONF", str(conf))
         mp.setenv("BUILDAH_ISOLATION", "chroot")
@@ -120,7 +123,8 @@ def base_image(containers: Path) -> str:
             (rootfs / "var/cache/apt/archives").mkdir(parents=True, exist_ok=True)
             for deb in (rootfs / "var/cache/apt/archives").glob("*.deb"):
                 deb.unlink()
-            partial = tarball.with_suffix(".tar.partial")
+            # its own name: another session's test on this machine may be writing the same tarball right now
+            partial = tarball.with_name(f"{tarball.name}.{os.getpid()}.partial")
             run_tool(["tar", "-C", str(rootfs), "-cf", str(partial), "."])
             partial.rename(tarball)
     run_tool(["podman", "import", str(tarball), name])
