@@ -283,7 +283,10 @@ def test_yaml_syntax_error_gives_the_line(tmp_path: Path) -> None:
 def test_spec_that_is_not_a_mapping_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "sweep.yaml"
     path.write_text("- a\n- b\n")
-    with pytest.raises(SpecError, match="must be a mapping"):
+    with pytest.raises(SpecError, match="must be a mapping.*got list"):
+        load(path)
+    path.write_text("# a spec not written yet\n")
+    with pytest.raises(SpecError, match=r"must be a mapping .*, got an empty file$"):
         load(path)
 
 

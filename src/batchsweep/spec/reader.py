@@ -34,9 +34,9 @@ def top_level_keys(overrides: Sequence[str] | None = None) -> set[str]:
 
 def validate(raw: Any, *, source: str, base_dir: Path, spec_file: Path | None = None) -> Spec:
     if not isinstance(raw, dict):
+        got = "an empty file" if raw is None else f"{type(raw).__name__}"  # YAML reads an empty file as None
         raise SpecError(
-            f"{source}: the spec must be a mapping of keys (name:, script:, params: ...), got "
-            f"{type(raw).__name__}"
+            f"{source}: the spec must be a mapping of keys (name:, script:, params: ...), got {got}"
         )
     try:
         spec = Spec.model_validate({**raw, "base_dir": base_dir, "spec_file": spec_file})
