@@ -178,6 +178,8 @@ while not os.path.exists(os.path.join(asks, "t.pid")):
     ("stdout.log", ".bashrc", {"metrics": "{stdout: last}"}),
     ("metrics.jsonl", ".bashrc", {"metrics": "{output: 'step=(?P<step>\\d+) loss=(?P<loss>[0-9.]+)'}"}),
     ("../0", "dir", {}),  # its own directory
+    # ...to a directory that holds a log, while the runner reads its steps from its log into its series
+    ("../0", "dir", {"metrics": "{output: 'step=(?P<step>\\d+) loss=(?P<loss>[0-9.]+)'}"}),
 ])
 def test_a_symlink_a_task_plants_where_the_runner_keeps_its_files_is_that_tasks_error(tmp_path, name, target,
                                                                                       extra):
@@ -186,6 +188,9 @@ def test_a_symlink_a_task_plants_where_the_runner_keeps_its_files_is_that_tasks_
     attempts: the runner neither writes, moves, deletes nor reads anything there (not when the next attempt
     starts either), the task fails saying what it did, and the others run on."""
     victim, files = victim_files(tmp_path)
+    if name == "../0" and extra:
+        files["dir/stdout.log"] = b"step=1 loss=0.25\n" * 3
+        (victim / "dir" / "stdout.log").write_bytes(files["dir/stdout.log"])
     fail_first = tmp_path / "fail_first"
     fail_first.mkdir()
     params = (f"{{list: [{{a: 1, plant: '{name}={victim / target}', fail_first: '{fail_first}'}}, {{a: 2}},"

@@ -113,13 +113,15 @@ def values_by_step(records: Iterable[dict[str, Any]], metric: str) -> dict[int, 
     return out
 
 
-def append(path: Path, records: list[dict[str, Any]]) -> None:
+def append(path: Path, records: list[dict[str, Any]], *, dir_fd: int | None = None) -> None:
+    """The records as lines at the end of path (with `dir_fd`: its name in that directory)."""
     if not records:
         return
     data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
     # O_NOFOLLOW: a task that put a symlink there (to a file outside its directory) gets nothing written
     # through it
-    fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    fd = open_regular(path.name if dir_fd is not None else path, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                      dir_fd=dir_fd)
     try:
         os.write(fd, data)  # one write with O_APPEND: lines from the script's log_metrics never interleave
     finally:
@@ -131,12 +133,13 @@ class _Tail:
     """New complete lines of a growing log file."""
 
     path: Path
+    held: Callable[[], int] | None = None  # the directory holding it, open (`Recorder.held`)
     offset: int = 0
     carry: bytes = b""
 
     def lines(self, *, final: bool) -> list[str]:
         try:
-            with _open_nofollow(self.path) as f:
+            with _open_nofollow(self.path, self.held) as f:
                 f.seek(self.offset)
                 data = f.read()
         except FileNotFoundError:
@@ -150,8 +153,11 @@ class _Tail:
         return [p[:MAX_LINE_BYTES].decode("utf-8", errors="replace") for p in parts]
 
 
-def _open_nofollow(path: Path) -> BinaryIO:
-    """A file the task may have replaced by a symlink or a FIFO: OSError then, never what the link names."""
+def _open_nofollow(path: Path, held: Callable[[], int] | None = None) -> BinaryIO:
+    """A file the task may have replaced by a symlink or a FIFO: OSError then, never what the link names.
+    With `held`, its name in the directory that gives, as that directory was made."""
+    if held is not None:
+        return os.fdopen(open_regular(path.name, os.O_RDONLY, dir_fd=held()), "rb")
     return os.fdopen(open_regular(path, os.O_RDONLY), "rb")
 
 
@@ -176,6 +182,9 @@ class Recorder:
     push_every: float = 0.0  # added lines, at most this often while the task runs (the final poll: always)
     clock: Callable[[], float] = time.monotonic
     work: Path | None = None  # the task's working directory (an MLflow rule reads the store there)
+    # The task's directory as the runner made it, open: its files are reached through it, so a task that
+    # swaps the directory's name for a symlink gets nothing read, written or removed outside the run.
+    held: Callable[[], int] | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     _tails: list[_Tail] = field(default_factory=list)  # the logs a step rule reads
     _series: _Tail = field(init=False)  # the series file itself (the log rule's lines and log_metrics' lines)
@@ -186,11 +195,11 @@ class Recorder:
     _mlflow: Any = None  # an MLflow rule: the task's MLflow store (batchsweep.task.mlflowmetrics.Reader)
 
     def __post_init__(self) -> None:
-        self._series = _Tail(self.path)
+        self._series = _Tail(self.path, self.held)
         source = rule_source(self.rule)
         if source is not None:
             streams, self._pattern = source
-            self._tails = [_Tail(self.files.log(stderr=s == "stderr")) for s in streams]
+            self._tails = [_Tail(self.files.log(stderr=s == "stderr"), self.held) for s in streams]
 
     @property
     def path(self) -> Path:
@@ -198,7 +207,13 @@ class Recorder:
 
     def start(self) -> None:
         """A fresh series for a new attempt (a retried task's curve starts again)."""
-        self.path.unlink(missing_ok=True)
+        try:
+            if self.held is not None:
+                os.unlink(self.path.name, dir_fd=self.held())
+            else:
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
         self.records.clear()
         # The first push waits push_every too: the read that the first decision follows makes no request.
         self._uploaded, self._pushed_at = 0, (self.clock() if self.push_every else -math.inf)
@@ -215,12 +230,12 @@ class Recorder:
             now = time.time()
             found = [r for tail in self._tails for line in tail.lines(final=final)
                      for r in records_from_line(line, self._pattern, now)]
-            append(self.path, found)
+            append(self.path, found, dir_fd=self._dir())
         if self._mlflow is not None:
             from batchsweep.task.mlflowmetrics import MlflowReadError
 
             try:
-                append(self.path, self._mlflow.series())
+                append(self.path, self._mlflow.series(), dir_fd=self._dir())
             except (MlflowReadError, UnsafeMetricsFile):
                 # mid-write, unreadable or not followed: the next poll retries, and the task's metrics say
                 # what went wrong
@@ -231,10 +246,13 @@ class Recorder:
         whole = self._series.offset - len(self._series.carry)  # bytes of whole lines read so far
         due = final or self.clock() - self._pushed_at >= self.push_every
         if self.upload is not None and whole != self._uploaded and due:
-            with _open_nofollow(self.path) as f:
+            with _open_nofollow(self.path, self.held) as f:
                 self.upload(f.read())
             self._uploaded, self._pushed_at = whole, self.clock()
         return new
+
+    def _dir(self) -> int | None:
+        return self.held() if self.held is not None else None
 
     @property
     def last_step(self) -> int | float | None:

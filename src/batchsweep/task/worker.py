@@ -465,7 +465,7 @@ def _live(ctx: RunContext, task: Task, store: Store, paths: TaskPaths) -> Live:
             push = 0.0
         warm_up()
     recorder = series_mod.Recorder(paths.files, ctx.metrics_rule, upload=upload, work=paths.work,
-                                   push_every=push)
+                                   push_every=push, held=lambda: paths.fd)
     # On a local store a script's log_metrics(step=...) lands in the store as it writes: only a step rule (the
     # log is read), an MLflow rule (its store is read), a stop rule or a remote store need the worker while
     # the task runs.
