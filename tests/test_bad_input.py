@@ -82,7 +82,8 @@ CASES: dict[str, Case] = {
     "choice not in choices": run_case(
         params("{grid: {mode: [fast, medium]}, fixed: {save_name: o}}"), "'medium'"
     ),
-    "script not found": run_case(GOOD.replace("target.py", "nope.py"), "nope.py not found"),
+    "script not found": run_case(GOOD.replace("target.py", "nope.py"), "nope.py not found; give the path"),
+    "script misspelt": run_case(GOOD.replace("target.py", "targt.py"), "not found; did you mean target.py?"),
     "function module not found": run_case(
         GOOD.replace("script: target.py", "function: nomod:train"), "'nomod'"
     ),
