@@ -41,7 +41,7 @@ def dask_spec(tmp_path: Path, address: str, params: str, extra: str = "") -> Pat
     return write_spec(tmp_path, body + extra)
 
 
-def wait_for(predicate, timeout: float = 30, what: str = "condition") -> None:
+def wait_for(predicate, timeout: float = 120, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -109,7 +109,7 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_series(store: Path, timeout: float = 30) -> Path:
+def _wait_for_series(store: Path, timeout: float = 120) -> Path:
     """Task 0's series file once it holds two steps (the task is still running)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -105,7 +105,7 @@ class Conformance:
         wait_for((engine.marks / "2.hung").exists, "task 1 to hang")
         hung = int((engine.marks / "2.pid").read_text())
         engine.cancel(run)
-        wait_for(lambda: not alive(hung), "the cancelled task's process to die", timeout=10)
+        wait_for(lambda: not alive(hung), "the cancelled task's process to die", timeout=60)
         run = engine.finish(run)
         states = {i: s.value for i, s in run.states().items()}
         assert states[1] == "cancelled" and set(states.values()) <= {"succeeded", "cancelled"}, states

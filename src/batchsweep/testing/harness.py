@@ -80,7 +80,7 @@ def alive(pid: int) -> bool:
     return pid_alive(pid)
 
 
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
