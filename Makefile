@@ -28,8 +28,10 @@ $(VENV)/.installed: pyproject.toml $(LOCK) $(BUILD_LOCK)
 	$(call uv,$(VENV)) $(locked) -e '.[$(EXTRAS)]'
 	touch $(VENV)/.runtime $@
 
-# A venv with the pinned uv in it (pip is the one installer every Python has).
+# A venv with the pinned uv in it (pip is the one installer every Python has). Debian's own python3 makes venvs
+# only with python3-venv (its ensurepip), which a fresh Debian lacks.
 %/.uv:
+	@$(PY) -c 'import ensurepip' 2>/dev/null || $(call apt_install,python3-venv)
 	$(PY) -m venv $*
 	$*/bin/pip install -q 'uv==$(UV_VERSION)'
 	touch $@
