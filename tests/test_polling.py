@@ -50,6 +50,21 @@ def test_plain_progress_prints_a_line_every_5_seconds_and_the_last_one_at_the_en
     assert lines[1].endswith("eta 00:20") and lines[-1] == "[100/100] 100 succeeded"
 
 
+class ReusedRun(SlowRun):
+    """A run whose tasks were all reused: complete from the first poll, though the engine reports it
+    active once more before it ends."""
+
+    def counts(self) -> tuple[Counter[str], Progress]:
+        self.done += 1
+        return Counter({"succeeded": self.n_tasks}), Progress(active=self.done < 2)
+
+
+def test_a_run_with_nothing_left_to_run_shows_no_eta_and_its_line_once(monkeypatch, capsys):
+    monkeypatch.setenv("CI", "true")
+    progress.watch(ReusedRun(20), interval=0.25, clock=FakeClock())
+    assert capsys.readouterr().err.splitlines() == ["[20/20] 20 succeeded"]
+
+
 def test_watch_without_progress_polls_until_the_engine_ends(capsys):
     clock = FakeClock()
     progress.watch(SlowRun(7), show=False, interval=2.0, clock=clock)

@@ -115,20 +115,20 @@ def _watch_jupyter(run: Run, total: int, started: float, interval: float, clock:
 
 
 def _watch_plain(run: Run, total: int, started: float, interval: float, clock: Clock) -> None:
-    last_line, last_print = "", 0.0
+    last_line, last_shown, last_print = "", "", 0.0
     seen_notes: set[str] = set()
     while True:
         counts, progress = run.counts()
         done = sum(counts.get(k, 0) for k in DONE_STATE_NAMES)
         line = f"[{done}/{total}] {state_counts(counts)}"
         now = clock.monotonic()
-        if not progress.active or (line != last_line and now - last_print >= PLAIN_EVERY_S):
-            print(
-                f"{line}  eta {_eta(started, now, done, total)}" if progress.active else line,
-                file=sys.stderr,
-                flush=True,
-            )
-            last_line, last_print = line, now
+        # An eta only while tasks are left: a run whose tasks were all reused is complete at its first poll.
+        shown = f"{line}  eta {_eta(started, now, done, total)}" if progress.active and done < total else line
+        if (not progress.active and shown != last_shown) or (
+            line != last_line and now - last_print >= PLAIN_EVERY_S
+        ):
+            print(shown, file=sys.stderr, flush=True)
+            last_line, last_shown, last_print = line, shown, now
         for note in progress.notes:  # an engine repeats its notes in each poll until they change
             if note not in seen_notes:
                 seen_notes.add(note)
