@@ -55,6 +55,31 @@ def test_starter_for_a_script_elsewhere_points_back_to_it(project: Path) -> None
     assert yaml.safe_load((project / "sweeps" / "first.yaml").read_text())["script"] == "../target.py"
 
 
+def test_init_dash_o_dash_prints_the_spec_alone_to_stdout(project: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert init("target.py", "-o", "-") == 0
+    out, err = capsys.readouterr()
+    assert yaml.safe_load(out)["script"] == "target.py" and "batchsweep run sweep.yaml" in err
+    assert sorted(p.name for p in project.iterdir()) == ["target.py"]
+
+
+@pytest.mark.parametrize("redirect", ["pipe", "file"])
+def test_init_to_dev_stdout_is_written_not_refused_as_existing(project: Path, redirect: str) -> None:
+    import subprocess
+    import sys
+
+    with open(project / "saved.yaml", "w+") as saved:
+        done = subprocess.run(
+            [sys.executable, "-m", "batchsweep", "init", "target.py", "-o", "/dev/stdout"],
+            stdout=subprocess.PIPE if redirect == "pipe" else saved, stderr=subprocess.PIPE, text=True,
+            timeout=120,
+        )
+        saved.seek(0)
+        out = done.stdout if redirect == "pipe" else saved.read()
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load(out)["script"] == "target.py"
+
+
 def test_force_overwrites_an_existing_file(project: Path) -> None:
     (project / "sweep.yaml").write_text("old\n")
     assert init("target.py", "--force") == 0

@@ -91,7 +91,8 @@ def register(sub: Any, store: argparse.ArgumentParser) -> None:
     p = sub.add_parser("init", help=about, description=about[0].upper() + about[1:] + ".")
     p.add_argument("script", help="the Python script whose options become params")
     p.add_argument(
-        "-o", "--output", default=None, help="where to write (default: sweep.yaml beside the script)"
+        "-o", "--output", default=None,
+        help="where to write (default: sweep.yaml beside the script; - for stdout)"
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.add_argument(
@@ -313,7 +314,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     output_file(args.output, example="sweep.yaml")
     path = starter.write_starter(args.script, output=args.output, force=args.force, python=args.python)
-    out(f"wrote {path}; edit the grid, then: batchsweep run {path}")
+    if starter.is_stream(path):  # stdout holds the spec alone
+        print("save it as sweep.yaml here, edit the grid, then: batchsweep run sweep.yaml", file=sys.stderr)
+    else:
+        out(f"wrote {path}; edit the grid, then: batchsweep run {path}")
     return 0
 
 

@@ -396,18 +396,27 @@ def _logs_to_mlflow(source: str) -> bool:
             and re.search(r"\b(log_metrics?|autolog)\s*\(", source) is not None)
 
 
+def is_stream(target: Path) -> bool:
+    """`-o -` (stdout) or a file that is not kept (/dev/stdout even when redirected to a file, a terminal, a
+    pipe): written through, never refused as existing, and the spec's paths are relative to the current
+    directory, where it will be saved."""
+    name = str(target)
+    return name == "-" or name.startswith("/dev/") or target.is_char_device() or target.is_fifo()
+
+
 def write_starter(
     script: str, *, output: str | None = None, force: bool = False, python: str | None = None
 ) -> Path:
-    """Write the starter spec for `script` to `output` (default: sweep.yaml beside it); `python` as on the
-    command line (relative to the current directory), written into the spec relative to it."""
+    """Write the starter spec for `script` to `output` (default: sweep.yaml beside it; "-": stdout); `python`
+    as on the command line (relative to the current directory), written into the spec relative to it."""
     path = Path(script)
     if not path.is_file():
         raise SpecError(f"{script}: script not found; give the path to a Python script")
     target = Path(output) if output else path.parent / "sweep.yaml"
-    if target.exists() and not force:
+    stream = is_stream(target)
+    if not stream and target.exists() and not force:
         raise SpecError(f"{target} already exists; pass --force to overwrite or -o another.yaml")
-    spec_dir = target.resolve().parent
+    spec_dir = Path.cwd() if stream else target.resolve().parent
     if python and "/" in python:
         given = os.path.abspath(os.path.expanduser(python))  # not resolved: a venv's python is a link
         if not os.access(given, os.X_OK):
@@ -416,11 +425,15 @@ def write_starter(
     elif python and not shutil.which(python):
         raise SpecError(f"--python {python}: not on PATH; give a path such as .venv-ml/bin/python")
     text = starter_text(path.resolve(), spec_dir=spec_dir, python=python)
-    relative = os.path.relpath(path.resolve(), target.resolve().parent)
+    relative = os.path.relpath(path.resolve(), spec_dir)
     text = text.replace(f"script: {json.dumps(path.name)}", f"script: {json.dumps(relative)}", 1)
-    # the comment names the file written, as the user would type it from here
-    text = text.replace(
-        "then: batchsweep run sweep.yaml", f"then: batchsweep run {shlex.quote(str(target))}", 1
-    )
-    target.write_text(text)
+    if not stream:  # the comment names the file written, as the user would type it from here
+        text = text.replace(
+            "then: batchsweep run sweep.yaml", f"then: batchsweep run {shlex.quote(str(target))}", 1
+        )
+    if str(target) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        target.write_text(text)
     return target
