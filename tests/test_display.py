@@ -136,6 +136,16 @@ def test_a_text_cell_is_shortened_but_a_wide_number_column_is_dropped() -> None:
     assert "x" * 27 + "…" in text and dropped == ["tiny"]
 
 
+def test_a_shortened_cell_of_wide_characters_is_as_wide_as_one_of_ascii() -> None:
+    from rich.cells import cell_len
+
+    values = ["a" * 40, "a🚀" + "b" * 40, "漢字" * 20, "🚀x" * 20]
+    table, _ = fit_table(["task", "tag", "n"], [[i, v, 1] for i, v in enumerate(values)], width=80)
+    lines = render(table, [], 80).splitlines()[2:]
+    assert {cell_len(line.rstrip()) for line in lines} == {cell_len(lines[0].rstrip())}
+    assert all(line.rstrip().endswith("…   1") for line in lines)
+
+
 def test_status_prints_failures_within_the_terminal(tmp_path: Path, monkeypatch) -> None:
     from batchsweep.cli import statusview
 

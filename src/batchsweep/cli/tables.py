@@ -55,7 +55,10 @@ def fit_table(columns: list[str], rows: list[list[Any]], *, width: int | None, t
         for row in texts:
             for j, t in enumerate(row):
                 if not numeric[j] and columns[j] not in wrap and cell_len(t) > text_cap:
-                    row[j] = t[: text_cap - 1] + "…"
+                    # cut by terminal cells, not characters: an emoji or a CJK character takes two
+                    cut = Text(t)
+                    cut.truncate(text_cap, overflow="ellipsis")
+                    row[j] = cut.plain
     need = [max([cell_len(str(c)), *(cell_len(row[j]) for row in texts)]) + 2 for j, c in enumerate(columns)]
     if width is not None:
         need = [min(n, 22) if columns[j] in wrap else n for j, n in enumerate(need)]
