@@ -260,6 +260,24 @@ def test_a_partition_the_cluster_lacks_is_refused_before_anything_is_written(tmp
     assert slurm_cluster.squeue() == []
 
 
+@pytest.mark.parametrize(("extra", "says"), [
+    ("resources: {memory_mib: 64000}\n", "--mem=64000M (from resources.memory_mib)"),
+    ("resources: {gpus: 1}\n", "--gres=gpu:1 (from resources.gpus)"),
+    ("slurm: {partition: nosuch}\n", "--partition=nosuch (from slurm.partition)"),
+])
+def test_a_job_the_cluster_refuses_names_the_option_and_the_field_it_came_from(
+    tmp_path, slurm_cluster, extra, says
+):
+    """The spec is README's Slurm example on a cluster without its GPU partition or memory: the one line
+    says which field to change, not only Slurm's own words."""
+    spec = project(tmp_path, "{grid: {a: [1]}}", extra)
+    refused = cli("run", str(spec), cwd=spec.parent)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert says in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "sinfo" in refused.stderr, refused.stderr
+    assert not list((spec.parent / ".batchsweep").glob("runs/*/run.json"))
+
+
 def test_a_dask_jobqueue_slurmcluster_sweep_prints_no_traceback(tmp_path, slurm_cluster):
     pytest.importorskip("dask_jobqueue")
     spec = project(tmp_path, "{grid: {a: [1, 2, 3, 4, 5, 6]}}")

@@ -20,7 +20,7 @@ from batchsweep.engines.base import (
     write_engine_record,
 )
 from batchsweep.engines.slurm import commands
-from batchsweep.engines.slurm.script import batch_script, sbatch_options
+from batchsweep.engines.slurm.script import batch_script, refusal, sbatch_options
 from batchsweep.engines.slurm.settings import (
     ArrayJob,
     SlurmBlock,
@@ -28,7 +28,7 @@ from batchsweep.engines.slurm.settings import (
     SlurmRecord,
     Submission,
 )
-from batchsweep.errors import SpecError
+from batchsweep.errors import EngineUnavailable, SpecError, SweepError
 from batchsweep.model import State
 from batchsweep.task.arrayslice import Slicing, tasks_per_child
 
@@ -103,6 +103,8 @@ class SlurmEngine(Engine):
         a bad partition, account, QOS or time is refused before anything is written."""
         import tempfile
 
+        from batchsweep.spec.schema import parse_duration
+
         settings = cls.settings_for(spec, max_array_size=commands.max_array_size())
         k = tasks_per_child(max(1, len(tasks)), max_parallel=spec.max_parallel,
                             tasks_per_job=settings.tasks_per_job, task_seconds=None)
@@ -111,9 +113,16 @@ class SlurmEngine(Engine):
         with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="batchsweep-check-") as f:
             f.write(script)
             f.flush()
-            commands.slurm(
-                ["sbatch", "--test-only", f.name], what="sbatch --test-only refused the job (fix slurm:)"
-            )
+            try:
+                commands.slurm(["sbatch", "--test-only", f.name], what="sbatch --test-only")
+            except EngineUnavailable:
+                raise
+            except SweepError as e:
+                reason = str(e).removeprefix("slurm: sbatch --test-only: ")
+                reason = reason.removeprefix("sbatch: error: ").removeprefix("allocation failure: ")
+                timeout_s = parse_duration(spec.timeout) if spec.timeout else None
+                options = sbatch_options(spec, settings, k=k, timeout_s=timeout_s)
+                raise SweepError(refusal(reason, settings, options)) from None
         return settings
 
     @classmethod

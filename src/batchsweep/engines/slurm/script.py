@@ -49,6 +49,47 @@ def sbatch_options(
     return options
 
 
+# Which words of Slurm's refusal point at which sbatch options (matched in its lowercased last line).
+_REFUSAL_OPTIONS = (
+    (("partition",), ("partition",)),
+    (("account",), ("account",)),
+    (("qos",), ("qos",)),
+    (("gres", "generic resource"), ("gres",)),
+    (("feature", "constraint"), ("constraint",)),
+    (("time limit",), ("time",)),
+    (("node configuration", "memory", "cpu"), ("cpus-per-task", "mem", "gres", "constraint")),
+)
+
+
+def option_sources(settings: SlurmEngineSettings) -> dict[str, str]:
+    """The spec field each sbatch option of `sbatch_options` comes from, by option name."""
+    def field(name: str, block: object, fallback: str) -> str:
+        return f"slurm.{name}" if block else fallback
+
+    return {
+        "cpus-per-task": field("cpus_per_task", settings.cpus_per_task, "resources.vcpus"),
+        "mem": field("mem", settings.mem, "resources.memory_mib"),
+        "gres": field("gres", settings.gres, "resources.gpus"),
+        "time": field("time", settings.time, "timeout"),
+        **{name: f"slurm.{name}" for name in ("partition", "account", "qos", "constraint")},
+    }
+
+
+def refusal(reason: str, settings: SlurmEngineSettings, options: Sequence[str]) -> str:
+    """One line for a job `sbatch --test-only` refused: Slurm's reason, the options it most likely means
+    with the spec field each comes from, and how to see what the cluster offers."""
+    sources = option_sources(settings)
+    given = {o[2:].split("=", 1)[0]: o for o in options if o.startswith("--") and "=" in o}
+    low = reason.lower()
+    names = next((n for words, n in _REFUSAL_OPTIONS if any(w in low for w in words)), tuple(sources))
+    asked = ", ".join(f"{given[n]} (from {sources[n]})" for n in names if n in given and n in sources)
+    return (
+        f"slurm: sbatch --test-only refused the job: {reason}; it asked for {asked or ' '.join(options)}: "
+        "change that field to what the cluster offers (`sinfo -o \"%P %c %m %G %f\"` lists each partition's "
+        "CPUs, memory in MiB, GRES and features; `sacctmgr show assoc user=$USER` your accounts and QOS)"
+    )
+
+
 def _quoted_option(name: str, path: str) -> str:
     """An #SBATCH option naming a path: sbatch reads double quotes there, never a shell."""
     if any(c in path for c in "\"\n\r\0"):
