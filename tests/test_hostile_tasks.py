@@ -309,9 +309,46 @@ def test_a_param_value_with_escape_sequences_is_shown_escaped_by_dry_run_and_rer
     raw = [c for c in out + err if (ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0]
     assert not raw, raw
     assert (
-        out.count("--t 'v\\x1b]0;T\\x07\\x1b[31m'") == 1 and err.count("--t 'v\\x1b]0;T\\x07\\x1b[31m'") == 1
+        out.count("--t $'v\\x1b]0;T\\x07\\x1b[31m'") == 1
+        and err.count("--t $'v\\x1b]0;T\\x07\\x1b[31m'") == 1
     )
     assert (tmp_path / "again" / "work" / "metrics.json").exists()
+
+
+def test_a_dry_run_command_line_pasted_into_bash_gives_the_script_the_same_values(tmp_path, capsys,
+                                                                                   monkeypatch) -> None:
+    """`run --dry-run` showed a value with a newline as `'line1\\x0aline2'`, which bash passes on as those
+    characters; now as `$'line1\\nline2'`, and still no control character reaches the terminal raw."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from batchsweep import cli
+
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "show.py").write_text("import json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    values = ["line1\nline2", "it's\ttab", "a\u0085b\x1b[31m", "back\\slash 'q'", "plain"]
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(json.dumps({"name": "paste", "script": "show.py", "params": {"grid": {"tag": values}},
+                                "env": {"TAG": "x\ny {tag}"}}))
+    capsys.readouterr()
+    assert cli.main(["run", str(spec), "--dry-run", "--store", str(tmp_path / "store")]) == 0
+    out = capsys.readouterr().out
+    assert not [c for c in out if (ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0]
+    lines = out[out.index("command lines"):].splitlines()[1:len(values) + 1]
+    for value, line in zip(values, lines, strict=True):
+        shown = line.split(None, 1)[1]
+        done = subprocess.run(
+            ["bash", "-c", f'python() {{ "$0" "$@"; }}; {shown}; echo "$TAG"', sys.executable],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        )
+        assert done.returncode == 0, (shown, done.stderr)
+        argv, env_line = done.stdout.split("\n", 1)
+        assert json.loads(argv) == ["--tag", value], shown
+        assert env_line == "\n", shown  # TAG was the command's own, not the shell's
 
 
 def _daemons(pids: Path, n: int) -> list[int]:

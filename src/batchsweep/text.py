@@ -54,6 +54,25 @@ def printable(text: str) -> str:
     return utf8(text).translate(_CONTROLS)
 
 
+# bash's $'...' quoting of what a word holds that is not printable: C0 controls and DEL as bytes, C1 controls
+# as the code points they are (a `\x85` there would be one byte, not U+0085).
+_ANSI_C = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)},
+    **{c: f"\\u{c:04x}" for c in range(0x80, 0xA0)},
+    **{ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r", ord("\\"): "\\\\", ord("'"): "\\'"},
+}
+
+
+def shell_word(word: str) -> str:
+    """A word quoted so a shell reads it back as it is, and the quoting never holds a control character raw:
+    one with a control character (a newline) in bash's $'...' quoting, which bash, zsh and ksh read."""
+    import shlex
+
+    if any(ord(c) in _CONTROLS for c in word):
+        return "$'" + utf8(word).translate(_ANSI_C) + "'"
+    return shlex.quote(word)
+
+
 def encodable(text: str) -> bool:
     """Whether UTF-8 can hold the text (a lone surrogate from a task's JSON or an undecodable file name
     cannot)."""

@@ -14,7 +14,6 @@ starts $SHELL in `work/` with that environment instead. Nothing is written to th
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from batchsweep.errors import SpecError
 from batchsweep.runs.run import Run
-from batchsweep.text import printable
+from batchsweep.text import printable, shell_word
 
 if TYPE_CHECKING:
     from batchsweep.store.record import RunRecord
@@ -196,7 +195,7 @@ def rerun(run: Run, index: int, *, directory: str | os.PathLike[str] | None = No
     say(f"task {index} of {run.id} in {r.work}")
     for note in r.notes:
         say(note)
-    say("command: " + " ".join(shlex.quote(a) for a in r.argv))
+    say("command: " + " ".join(map(shell_word, r.argv)))  # pasted into a shell: the same values
     if shell:
         program = os.environ.get("SHELL") or "/bin/sh"
         say(f"starting {program} in {r.work} with the task's environment; `exit` to leave")

@@ -17,6 +17,7 @@ from batchsweep.scripts.argv import ArgStyle, build_argv, env_vars, task_env_val
 from batchsweep.scripts.options import ScriptFlags
 from batchsweep.store.core import TaskDir
 from batchsweep.task.confine import write_file
+from batchsweep.text import shell_word
 
 if TYPE_CHECKING:
     from batchsweep.store.record import RunRecord
@@ -80,23 +81,23 @@ def command(ctx: RunContext, task: Task) -> list[str]:
 
 def shown_command(ctx: RunContext, task: Task, argv: list[str] | None = None) -> str:
     """The task's command line as a user would type it in the script's directory (`argv`: its `command`,
-    when the caller has it already)."""
-    import shlex
-
+    when the caller has it already): pasted into a shell, it gives the script the same values."""
     argv = command(ctx, task) if argv is None else argv
     python = "python" if argv[0] == sys.executable else argv[0]
     # the `env:` values this task gets its own of (`RUN_NAME: "run_{lr}"`), and for the env style the params
-    own = [f"{k}={v}" for k, v in task_env_values(ctx.per_task_env, task.params, ctx.base_dir).items()] \
-        if ctx.per_task_env else []
+    own = dict(task_env_values(ctx.per_task_env, task.params, ctx.base_dir)) if ctx.per_task_env else {}
     if ctx.function:  # the params reach the function through BATCHSWEEP_PARAMS
-        return shlex.join([*own, python, "-m", "batchsweep.task.funcrunner", ".", ctx.function])
-    if argv[1:3] == ["-m", "batchsweep.task._hydrarun"]:
-        argv = argv[2:]
-    if argv[1:3] == ["-m", "batchsweep.task._globalsrun"]:
-        return shlex.join([*own, python, *argv[1:3], ctx.script or "", *argv[4:]])
-    if ctx.style == "env":  # the params are in its environment
-        own += [f"{k}={v}" for k, v in env_vars(task.params, ctx.flags, ctx.arg_style).items()]
-    return shlex.join([*own, python, ctx.script or "", *argv[2:]])
+        words = [python, "-m", "batchsweep.task.funcrunner", ".", ctx.function]
+    elif argv[1:3] == ["-m", "batchsweep.task._globalsrun"]:
+        words = [python, *argv[1:3], ctx.script or "", *argv[4:]]
+    else:
+        if argv[1:3] == ["-m", "batchsweep.task._hydrarun"]:
+            argv = argv[2:]
+        if ctx.style == "env":  # the params are in its environment
+            own.update(env_vars(task.params, ctx.flags, ctx.arg_style))
+        words = [python, ctx.script or "", *argv[2:]]
+    # an assignment's name stays unquoted, or a shell would take `'K=v w'` for the command
+    return " ".join([*(f"{k}={shell_word(str(v))}" for k, v in own.items()), *map(shell_word, words)])
 
 
 PARAMS_ENV_MAX = 32 * 1024  # larger params go through a file: one env string may not pass 128 KiB
