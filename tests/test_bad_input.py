@@ -83,7 +83,8 @@ CASES: dict[str, Case] = {
         params("{grid: {mode: [fast, medium]}, fixed: {save_name: o}}"), "'medium'"
     ),
     "script not found": run_case(GOOD.replace("target.py", "nope.py"), "nope.py not found; give the path"),
-    "script misspelt": run_case(GOOD.replace("target.py", "targt.py"), "not found; did you mean target.py?"),
+    "script misspelt": run_case(GOOD.replace("target.py", "targt.py"),
+                                "not found; did you mean 'target.py'?"),
     "function module not found": run_case(
         GOOD.replace("script: target.py", "function: nomod:train"), "'nomod'"
     ),

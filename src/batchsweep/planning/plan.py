@@ -152,11 +152,10 @@ def _check_script(spec: Spec, tasks: Sequence[Task], notes: list[str]) -> dict[s
     script = spec.script_path
     assert script is not None
     if not script.is_file():
-        import difflib
+        from batchsweep.text import did_you_mean
 
-        near = difflib.get_close_matches(script.name, [p.name for p in script.parent.glob("*.py")], n=1) \
-            if script.parent.is_dir() else []
-        hint = f"did you mean {near[0]}? " if near else ""
+        hint = did_you_mean(script.name, [p.name for p in script.parent.glob("*.py")]) \
+            if script.parent.is_dir() else ""
         raise SpecError(f"script: {script} not found; {hint}give the path relative to the spec file")
     _unstaged_reads(script, spec.base_dir, tasks, notes)
     wanted = spec.args.style if spec.args else None
