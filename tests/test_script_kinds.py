@@ -394,7 +394,21 @@ def test_init_lists_a_hydra_apps_config(hydra_app: Path) -> None:
         and "    model: [\"rf\"]  # choices: ['gb', 'rf']" in text
         and "    train.lr: [0.1]" in text
     )
-    assert "model.depth" not in text  # it comes with the chosen model
+    # the keys that come with the chosen model, commented (a model swept without one would fail)
+    assert "    # model=rf's keys" in text and "\n    # model.depth: [3]\n" in text
+    assert "\n    model.depth:" not in text
+
+
+def test_init_lists_a_hydra_apps_keys_up_to_fifty(hydra_app: Path) -> None:
+    many = "".join(f"  k{i:02d}: {i}\n" for i in range(60))
+    (hydra_app / "conf" / "model" / "rf.yaml").write_text(f"name: rf\ndepth: 3\nwide:\n{many}")
+    text = starter_text(hydra_app / "s.py")
+    keys = [line.split(":")[0].strip("# ") for line in text.splitlines()
+            if line.startswith(("    model.", "    # model.", "    train.", "    seed"))]
+    assert len(keys) == 50 and keys[:6] == ["model.name", "model.depth", "model.wide.k00", "model.wide.k01",
+                                            "model.wide.k02", "model.wide.k03"]
+    assert keys[-4:] == ["train.lr", "train.epochs", "train.extra", "seed"]  # the app's own come first
+    assert "# … and 16 more keys of its config: python s.py --cfg job shows them all" in text
 
 
 # -- the explicit override, and the command line shown

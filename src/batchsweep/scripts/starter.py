@@ -268,6 +268,26 @@ def _package_roots(script: Path) -> list[Path]:
     return roots
 
 
+HYDRA_KEYS = 50  # a Hydra app's config keys listed at most: a large config would bury the grid
+
+
+def _group_keys(listed: list[Flag], groups: list[str]) -> tuple[dict[str, list[Flag]], set[Flag]]:
+    """A Hydra app's keys that come with a config group's chosen option (`optimizer.lr` of `optimizer=adam`),
+    by group, to be listed commented under it (sweeping the group to an option without the key would fail),
+    and the keys left out past HYDRA_KEYS of them all."""
+    by_group: dict[str, list[Flag]] = {}
+    keys = [f for f in listed if f.kind == "store" and not isinstance(f.default, (dict, list))
+            and not (isinstance(f.default, str) and "${" in f.default)]
+    # the app's own keys (in the grid) before those of the groups' options
+    keys.sort(key=lambda f: f.dest.startswith(tuple(groups)))
+    left = set(keys[HYDRA_KEYS:])
+    for key in keys[:HYDRA_KEYS]:
+        owners = [g for g in groups if key.dest.startswith(g)]
+        if owners:  # the innermost group: `db.engine.pool` comes with `db/engine`'s option
+            by_group.setdefault(max(owners, key=len)[:-1], []).append(key)
+    return by_group, left
+
+
 def starter_text(script: Path, *, spec_dir: Path | None = None, python: str | None = None) -> str:
     """The starter spec for `script`, as written into `spec_dir` (default: beside the script); `python` reads
     the script's options with that interpreter (a path as given relative to `spec_dir`, or a name on PATH)."""
@@ -335,10 +355,11 @@ def starter_text(script: Path, *, spec_dir: Path | None = None, python: str | No
     required: list[Flag] = []
     templated: list[Flag] = []
     grid: list[str] = []
+    in_group, keys_left = _group_keys(listed, groups) if style == "hydra" else ({}, set())
     for flag in listed:
         if flag is sub or style == "hydra" and flag.kind == "store" and (
                 isinstance(flag.default, (dict, list)) or flag.dest.startswith(tuple(groups))
-                or isinstance(flag.default, str) and "${" in flag.default):
+                or isinstance(flag.default, str) and "${" in flag.default or flag in keys_left):
             continue  # a whole node, a key that comes with the group's chosen option, or one made of others
         if flag.required and flag.default in (None, "???"):
             required.append(flag)  # one value for every task, under fixed:
@@ -366,6 +387,13 @@ def starter_text(script: Path, *, spec_dir: Path | None = None, python: str | No
             continue
         lines.append(_param_line(flag))
         grid.append(flag.dest)
+        if flag.dest in in_group:
+            lines.append(f"    # {flag.dest}={flag.default}'s keys; uncomment one to sweep it "
+                         f"(each {flag.dest} swept must have it):")
+            lines += [_param_line(key, commented=True) for key in in_group[flag.dest]]
+    if keys_left:
+        lines.append(f"    # … and {len(keys_left)} more keys of its config: python {script.name} --cfg job "
+                     "shows them all")
     if sub is not None and sub.subcommands:
         first = next(iter(sub.subcommands))
         lines.append(f"    {sub.dest}: [{json.dumps(first)}]  # subcommands: {', '.join(sub.subcommands)}")
