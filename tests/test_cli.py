@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -263,6 +264,25 @@ def test_dry_run_command_lines_start_in_one_column_past_task_10(tmp_path: Path, 
     starts = {line.index("python") for line in lines if "python" in line}
     assert len(lines) == 12 and len(starts) == 1, lines
     assert lines[0].startswith("   0  ") and lines[11].startswith("  11  ")
+
+
+def test_dry_run_table_of_an_elided_plan_keeps_its_numbers_right_aligned(tmp_path: Path, capsys) -> None:
+    """Past 20 tasks the dry run's table elides rows with a `…` row, which turned its task and param columns
+    of numbers left-aligned."""
+    values = [*range(1, 21), 2000]
+    spec = write_spec(tmp_path, f"""
+        name: elided
+        script: {SCRIPTS / 'prints_result.py'}
+        params: {{grid: {{var_a: {values}}}, fixed: {{var_b: 1, save_name: s}}}}
+    """)
+    capsys.readouterr()
+    assert cli.main(["run", str(spec), "--dry-run", "--store", str(tmp_path / "store")]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:22]
+    assert rows[17].strip() == "…" and rows[0].split()[:2] == ["0", "1"]
+    assert rows[-1].split()[:2] == ["20", "2000"]
+    for column in (0, 1):  # each column's numbers end in one place
+        ends = {[m.end() for m in re.finditer(r"\S+", row)][column] for row in rows if row.strip() != "…"}
+        assert len(ends) == 1, rows
 
 
 def test_dry_run_table_has_an_inputs_column_only_for_a_sweep_that_stages_inputs(tmp_path: Path,

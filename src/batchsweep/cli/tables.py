@@ -35,6 +35,10 @@ def _is_number(value: Any) -> bool:
         hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iuf")
 
 
+def _elided(value: Any) -> bool:
+    return isinstance(value, str) and value in ("…", "")
+
+
 def fit_table(columns: list[str], rows: list[list[Any]], *, width: int | None, title: str | None = None,
               keep: Sequence[str] = (), wrap: Sequence[str] = (),
               text_cap: int = TEXT_CAP) -> tuple[Any, list[str]]:
@@ -50,7 +54,9 @@ def fit_table(columns: list[str], rows: list[list[Any]], *, width: int | None, t
 
     texts = [[printable(cell(v)) for v in row] for row in rows]
     columns = [printable(str(c)) for c in columns]
-    numeric = [all(_is_number(row[j]) or is_missing(row[j]) for row in rows) for j in range(len(columns))]
+    # an elided row ("…" and blanks, as the dry run's) keeps a column of numbers right-aligned
+    numeric = [all(_is_number(row[j]) or is_missing(row[j]) or _elided(row[j]) for row in rows)
+               and not all(_elided(row[j]) for row in rows) for j in range(len(columns))]
     if width is not None:
         for row in texts:
             for j, t in enumerate(row):
