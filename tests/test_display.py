@@ -409,3 +409,23 @@ def test_csv_times_are_what_isoformat_writes_whole_seconds_fractions_and_missing
         assert [None if pd.isna(v) else v for v in texts[name]] == expected
     assert list(texts["started_at"][2:4]) == ["2024-12-06T15:46:40.000001+00:00", "2023-11-14T22:13:21+00:00"]
     assert list(df["started_at"][:2]) == [1e9, 1e9 + 0.2], "the table given is left as it was"
+
+
+def test_explain_lines_up_the_why_of_a_file_with_a_wide_name(tmp_path: Path, capsys, monkeypatch) -> None:
+    """`explain` padded file names by characters: `漢字.py` (two cells a character) pushed its reason out."""
+    from rich.cells import cell_len
+
+    from batchsweep import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.py").write_text("import 漢字, helper\nprint(1)\n")
+    (tmp_path / "漢字.py").write_text("X = 1\n")
+    (tmp_path / "helper.py").write_text("Y = 1\n")
+    spec = write_spec(tmp_path, "name: ex\nscript: s.py\nparams: {grid: {a: [1]}}\nargs: {style: env}\n")
+    capsys.readouterr()
+    assert cli.main(["explain", str(spec), "--store", str(tmp_path / "store")]) == 0
+    out = capsys.readouterr().out
+    files = [line for line in out.splitlines() if line.endswith(("by s.py", "the script"))]
+    assert len(files) == 3, files
+    assert len({cell_len(line[: line.index("imported" if "imported" in line else "the script")])
+                for line in files}) == 1, files

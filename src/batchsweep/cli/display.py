@@ -81,9 +81,12 @@ def print_key(p: Plan) -> None:
            "every file of the folder (the script is not Python)" if identity.mode == "all" else
            "the script, the project files it imports" + (" and code.files" if p.spec.code.files else ""))
     print_(f"code      {identity.hash[:12]} · {how} · in {p.record.code_dir}", markup=False)
-    width = max((len(rel) for rel in identity.files), default=0)
+    from rich.cells import cell_len
+
+    # padded in terminal cells: a CJK or emoji file name takes two a character
+    width = max((cell_len(rel) for rel in identity.files), default=0)
     for rel in identity.files:
-        print_(f"  {rel.ljust(width)}  {identity.why.get(rel, '')}", markup=False)
+        print_(f"  {rel}{' ' * (width - cell_len(rel))}  {identity.why.get(rel, '')}", markup=False)
     if not registry.get_engine(p.spec.backend).local_python:
         print_("packages  the task image's (its URI is keyed)", markup=False)
     else:
