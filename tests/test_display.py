@@ -429,3 +429,20 @@ def test_explain_lines_up_the_why_of_a_file_with_a_wide_name(tmp_path: Path, cap
     assert len(files) == 3, files
     assert len({cell_len(line[: line.index("imported" if "imported" in line else "the script")])
                 for line in files}) == 1, files
+
+
+def test_explain_shows_a_file_name_s_escape_sequences_escaped(tmp_path: Path, capsys, monkeypatch) -> None:
+    """A cloned project's file names are anyone's: one holding OSC and CSI sequences is listed escaped."""
+    from batchsweep import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.py").write_text("print(1)\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "\x1b]0;pwned\x07\x1b[2J.txt").write_text("1\n")
+    spec = write_spec(tmp_path, "name: ex\nscript: s.py\nparams: {grid: {a: [1]}}\nargs: {style: env}\n"
+                                "code: {files: ['data/*']}\n")
+    capsys.readouterr()
+    assert cli.main(["explain", str(spec), "--store", str(tmp_path / "store")]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "data/\\x1b]0;pwned\\x07\\x1b[2J.txt" in out, out

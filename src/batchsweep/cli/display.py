@@ -83,10 +83,13 @@ def print_key(p: Plan) -> None:
     print_(f"code      {identity.hash[:12]} · {how} · in {p.record.code_dir}", markup=False)
     from rich.cells import cell_len
 
-    # padded in terminal cells: a CJK or emoji file name takes two a character
-    width = max((cell_len(rel) for rel in identity.files), default=0)
-    for rel in identity.files:
-        print_(f"  {rel}{' ' * (width - cell_len(rel))}  {identity.why.get(rel, '')}", markup=False)
+    # padded in terminal cells: a CJK or emoji file name takes two a character; a name's control
+    # characters shown escaped (a cloned project's file names are anyone's)
+    names = {rel: printable(rel) for rel in identity.files}
+    width = max((cell_len(name) for name in names.values()), default=0)
+    for rel, name in names.items():
+        why = printable(identity.why.get(rel, ""))
+        print_(f"  {name}{' ' * (width - cell_len(name))}  {why}", markup=False)
     if not registry.get_engine(p.spec.backend).local_python:
         print_("packages  the task image's (its URI is keyed)", markup=False)
     else:
