@@ -210,6 +210,24 @@ def test_an_edited_imported_helper_reruns_every_task_and_the_run_names_it(
     assert "  files: lib/helper.py\n" in capsys.readouterr().out
 
 
+def test_the_reuse_account_shows_a_changed_file_s_control_characters_escaped(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log, store = tmp_path / "executions.log", tmp_path / "store"
+    (project / "data").mkdir()
+    evil = project / "data" / "\x1b]0;pwned\x07\x1b[2J.cfg"
+    evil.write_text("1\n")
+    spec = write_spec(project, "{a: [1]}", log=log, extra="code: {files: ['data/*']}\n")
+    assert cli.main(["run", str(spec), "--store", str(store)]) == 0
+    evil.write_text("2\n")
+    capsys.readouterr()
+    assert cli.main(["run", str(spec), "--store", str(store)]) == 0
+    second = runs_in_order(store)[-1]
+    assert cli.main(["status", second, "--store", str(store)]) == 0
+    out, err = capsys.readouterr()
+    assert "data/\\x1b]0;pwned\\x07\\x1b[2J.cfg changed since" in err, err
+    assert "\x1b" not in out + err and "\x07" not in out + err
+
+
 def test_code_files_all_counts_the_folder_but_never_what_batchsweep_or_editors_write(
         project: Path, tmp_path: Path) -> None:
     log, store = tmp_path / "executions.log", tmp_path / "store"

@@ -70,7 +70,14 @@ class Reuse:
 
 def account_line(account: dict[str, Any], verb: str = "to run") -> str:
     """"reused 12 of 15 (from RUN); 3 to run: new params", "0 reused: train.py changed since RUN (+1 file:
-    utils.py)" ("ran" instead of "to run" once the run has run)."""
+    utils.py)" ("ran" instead of "to run" once the run has run), with control characters escaped (it names
+    the project's files, and a store's run.json is anyone's)."""
+    from batchsweep.text import printable
+
+    return printable(_account_line(account, verb))
+
+
+def _account_line(account: dict[str, Any], verb: str) -> str:
     try:  # run.json is read back from a store: a damaged account is not trusted for more than its numbers
         reused, n = int(account.get("reused") or 0), int(account.get("of") or 0)
         sources = [str(r) for r in account.get("from") or []]
