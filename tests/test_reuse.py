@@ -221,10 +221,12 @@ def test_the_reuse_account_shows_a_changed_file_s_control_characters_escaped(
     evil.write_text("2\n")
     capsys.readouterr()
     assert cli.main(["run", str(spec), "--store", str(store)]) == 0
-    second = runs_in_order(store)[-1]
+    first, second = runs_in_order(store)
     assert cli.main(["status", second, "--store", str(store)]) == 0
+    assert cli.main(["diff", first, second, "--store", str(store)]) == 0
     out, err = capsys.readouterr()
     assert "data/\\x1b]0;pwned\\x07\\x1b[2J.cfg changed since" in err, err
+    assert "  files: data/\\x1b]0;pwned\\x07\\x1b[2J.cfg" in out, out
     assert "\x1b" not in out + err and "\x07" not in out + err
 
 

@@ -370,8 +370,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from batchsweep.runs.diff import diff
 
     a, b = catalog.load_run(args.run_a, store=args.store), catalog.load_run(args.run_b, store=args.store)
-    for line in diff(a, b):
-        out(line)
+    from batchsweep.text import printable
+
+    for line in diff(a, b):  # file names, params, environment values: anyone's, so escaped
+        out(printable(line))
     return 0
 
 
