@@ -286,6 +286,46 @@ def test_what_a_task_writes_cannot_attack_the_terminal_or_the_spreadsheet_that_s
     assert len(rows) == 2 and '"a\rb"' in text
 
 
+def test_logs_on_a_terminal_shows_a_task_s_escape_sequences_escaped_and_its_colours(tmp_path):
+    """`batchsweep logs` wrote a task's bytes to the terminal as they were: an OSC 52 wrote the clipboard,
+    OSC 0 retitled the window, CSI 2J cleared the screen. On a terminal they are shown escaped now, its
+    colours (SGR) and line breaks kept, a progress bar's carriage returns made line breaks; piped, the bytes
+    as written."""
+    import pty
+    import subprocess
+    import sys
+
+    (tmp_path / "loud.py").write_text(
+        "import sys\n"
+        "sys.stdout.write('\\x1b[32mgreen\\x1b[0m \\x1b]52;c;ZWNobw==\\x07\\x1b]0;pwned\\x07\\x1b[2J'"
+        " + '10%\\r20%\\r\\ndone\\tok\\n')\n"
+    )
+    spec = write_spec(tmp_path, "name: loud\nscript: loud.py\nparams: {grid: {a: [1]}}\nargs: {style: env}\n")
+    store = str(tmp_path / "store")
+    assert batchsweep.run(spec, store=store, progress=False).exit_code == 0
+    argv = [sys.executable, "-m", "batchsweep", "logs", "0", "--store", store]
+    piped = subprocess.run(argv, capture_output=True, timeout=120).stdout
+    assert piped == (b"\x1b[32mgreen\x1b[0m \x1b]52;c;ZWNobw==\x07\x1b]0;pwned\x07\x1b[2J"
+                     b"10%\r20%\r\ndone\tok\n")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(argv, stdout=follower, stderr=subprocess.PIPE)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the command ended and closed its end
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+    text = shown.decode().replace("\r\n", "\n")  # the terminal's own line discipline adds the CRs
+    assert text == ("\x1b[32mgreen\x1b[0m \\x1b]52;c;ZWNobw==\\x07\\x1b]0;pwned\\x07\\x1b[2J"
+                    "10%\n20%\ndone\tok\n"), text
+
+
 def test_a_param_value_with_escape_sequences_is_shown_escaped_by_dry_run_and_rerun(
     tmp_path, capsys, monkeypatch
 ):

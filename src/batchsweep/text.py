@@ -4,6 +4,7 @@ counts."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -83,6 +84,38 @@ def encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+class TerminalText:
+    """A task's output as a terminal may show it, written piece by piece (`batchsweep logs` on a terminal):
+    line breaks, tabs and colours (SGR sequences, `ESC [ ... m`) as they are, a carriage return as a line
+    break (a progress bar's redraws each on a line of their own), every other control character and escape
+    sequence escaped as `printable` escapes it (OSC, cursor moves, screen clears). An escape sequence cut
+    between two pieces waits for the rest."""
+
+    _SGR = re.compile(r"\x1b\[[0-9;:]*m")
+    _PARTIAL = re.compile(r"\x1b(\[[0-9;:]*)?$")  # the start of a colour that the next piece may finish
+    _KEPT = {ord("\n"): "\n", ord("\t"): "\t", ord("\r"): "\n"}
+
+    def __init__(self) -> None:
+        self._held = ""
+        self._table = {**_CONTROLS, **self._KEPT}
+
+    def __call__(self, text: str, *, final: bool = False) -> str:
+        text = (self._held + text).replace("\r\n", "\n")
+        self._held = ""
+        if not final:
+            cut = self._PARTIAL.search(text)
+            if cut is not None and len(text) - cut.start() < 32:
+                text, self._held = text[: cut.start()], text[cut.start():]
+            if text.endswith("\r"):  # a CR LF cut in two is one line break
+                text, self._held = text[:-1], "\r" + self._held
+        out, at = [], 0
+        for m in self._SGR.finditer(text):
+            out += [utf8(text[at:m.start()]).translate(self._table), m.group()]
+            at = m.end()
+        out.append(utf8(text[at:]).translate(self._table))
+        return "".join(out)
 
 
 def utf8(text: str) -> str:

@@ -246,20 +246,28 @@ def cmd_logs(args: argparse.Namespace) -> int:
     args.run, args.task = (args.ids[0] if len(args.ids) == 2 else None), int(args.ids[-1])
     import codecs
 
+    from batchsweep.text import TerminalText
+
     run = catalog.load_run(args.run, store=args.store)
     shown = 0
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    # On a terminal a task's escape sequences are shown escaped (colours kept); piped, its bytes as written.
+    safe = TerminalText() if sys.stdout.isatty() else None
+
+    def show(text: str, final: bool = False) -> None:
+        sys.stdout.write(safe(text, final=final) if safe is not None else text)
+
     while True:
         # Decided before reading, so the last read after the task ended gets all of its output.
         done = (
             not args.follow or run.store.read_status(run.id, args.task) is not None or not run.poll().active
         )
         for chunk in run.log_chunks(args.task, stderr=args.stderr, start=shown):  # streamed: any size
-            sys.stdout.write(decoder.decode(chunk))
+            show(decoder.decode(chunk))
             shown += len(chunk)
         sys.stdout.flush()
         if done:
-            sys.stdout.write(decoder.decode(b"", final=True))
+            show(decoder.decode(b"", final=True), final=True)
             if not shown:
                 print(
                     f"task {args.task} of {run.id}: {_no_output_why(run, args.task, args.stderr)}",
