@@ -296,6 +296,28 @@ def test_a_dask_jobqueue_slurmcluster_sweep_prints_no_traceback(tmp_path, slurm_
     assert sorted(run.results()["double"]) == [2, 4, 6, 8, 10, 12]
 
 
+def test_a_dask_jobqueue_cluster_whose_jobs_slurm_refuses_is_one_line_not_a_run_waiting_for_ever(
+    tmp_path, slurm_cluster
+):
+    """README's dask-jobqueue example names `queue: normal`; on a cluster without that partition every
+    sbatch is refused: the run must say so in one line, not print tracebacks and wait for workers."""
+    pytest.importorskip("dask_jobqueue")
+    spec = project(tmp_path, "{grid: {a: [1, 2]}}")
+    spec.write_text(spec.read_text().replace("backend: slurm", textwrap.dedent("""\
+        backend: dask
+        dask:
+          cluster:
+            class: dask_jobqueue.SLURMCluster
+            kwargs: {queue: nosuch, cores: 1, processes: 1, memory: 1GB, walltime: "00:10:00"}
+            scale: 2""")))
+    refused = cli("run", str(spec), cwd=spec.parent, timeout=300)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "dask.cluster" in errors[0] and "partition" in errors[0], refused.stderr
+    assert "Traceback" not in refused.stderr, refused.stderr
+    assert slurm_cluster.squeue() == []
+
+
 def test_a_warm_task_and_its_fork_server_signalled_before_their_worker_read_as_cancelled(
     tmp_path, slurm_cluster
 ):

@@ -4,6 +4,7 @@ kept from one round of a search to the next), and what it is asked while a run g
 from __future__ import annotations
 
 import atexit
+import gc
 import logging
 import os
 import threading
@@ -70,12 +71,56 @@ def open_connection(run_id: str, settings: DaskEngineSettings) -> Connection:
     else:
         cluster = import_class(spec.class_)(**spec.kwargs)
         if spec.scale:
-            cluster.scale(spec.scale)
+            scale(cluster, spec.class_, spec.scale)
     try:
         return Connection(Client(cluster, set_as_default=False), cluster)
     except BaseException:
         cluster.close()
         raise
+
+
+def scale(cluster: Any, class_: str, n: int) -> None:
+    """Scale the cluster and, for a SpecCluster (dask-jobqueue's), wait until its workers' jobs are
+    submitted: a job the batch system refuses (a partition or account it lacks) is one line naming the
+    fix, not tracebacks and a run that waits for ever on workers that never come. Closes the cluster when
+    it raises."""
+    # Their tracebacks of the refused submission are the failure this reports in one line.
+    names = ("tornado.application", "asyncio", "distributed.deploy.spec")
+    quiet = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL)
+
+    async def started() -> None:
+        for worker in list(getattr(cluster, "workers", {}).values()):
+            await worker  # a SpecCluster's worker whose start failed starts again here, and raises
+
+    try:
+        cluster.scale(n)
+        if hasattr(cluster, "_correct_state") and hasattr(cluster, "sync"):
+            cluster.sync(cluster._correct_state)
+            cluster.sync(started)
+    except Exception as e:
+        # closing asserts that each worker started or failed: mark and forget those whose job was refused
+        for name, worker in list(getattr(cluster, "workers", {}).items()):
+            status = getattr(worker, "status", None)
+            if getattr(status, "name", "") == "created":
+                worker.status = type(status).failed  # type: ignore[union-attr]
+                cluster.workers.pop(name, None)
+                getattr(cluster, "worker_spec", {}).pop(name, None)
+        cluster.close()
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        why = next((line for line in reversed(lines) if "error" in line.lower()),
+                   lines[-1] if lines else type(e).__name__)
+        raise SpecError(f"dask.cluster: {class_} could not start its workers ({why}); fix "
+                        "dask.cluster.kwargs (queue, account, ...) to what the cluster takes") from None
+    except BaseException:
+        cluster.close()
+        raise
+    finally:
+        gc.collect()  # a refused job's unretrieved futures log their traceback when collected
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
 
 
 def keep(run_id: str, connection: Connection) -> None:
