@@ -318,6 +318,23 @@ def test_a_dask_jobqueue_cluster_whose_jobs_slurm_refuses_is_one_line_not_a_run_
     assert slurm_cluster.squeue() == []
 
 
+def test_resume_after_the_script_was_fixed_warns_that_slurm_reruns_the_shipped_code(tmp_path, slurm_cluster):
+    """A user who fixes the script and resumes must be told the array tasks unpack the package of the run's
+    start (README: `resume` runs the same code), not find the same failure again with no word."""
+    spec = project(tmp_path, "{grid: {a: [1, 2]}}")
+    script = spec.parent / "task.py"
+    script.write_text(TASK + "\nif args.a == 2:\n    raise SystemExit('a=2 is broken')\n")
+    started = cli("run", str(spec), cwd=spec.parent)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert cli("wait", cwd=spec.parent, timeout=300).returncode == 1
+    script.write_text(TASK)  # the fix
+    resumed = cli("resume", "--detach", cwd=spec.parent)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "has changed since run" in resumed.stderr and "runs the code package the run shipped" in (
+        resumed.stderr), resumed.stderr
+    cli("wait", cwd=spec.parent, timeout=300)
+
+
 def test_a_warm_task_and_its_fork_server_signalled_before_their_worker_read_as_cancelled(
     tmp_path, slurm_cluster
 ):

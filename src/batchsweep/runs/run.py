@@ -273,6 +273,8 @@ class Run:
         if todo and not self.record.search:
             if self._live_code:
                 self._key_as_now(todo)
+            elif warning := shipped_code_warning(self.record):
+                logging.getLogger("batchsweep").warning("%s", warning)
             self.resume_reused = self.reuse_finished(todo)
             todo = [i for i in todo if i not in self.resume_reused.found]
         self.info = self.store.update_run_info(self.id, cancelled=False, resumed_at=time.time())
@@ -394,3 +396,21 @@ def _skip(chunks: Iterator[bytes], start: int) -> Iterator[bytes]:
             continue
         yield chunk[start:]
         start = 0
+
+
+def shipped_code_warning(record: RunRecord) -> str | None:
+    """For a resume on an engine that runs the code package shipped when the run started: a warning when the
+    code directory has changed since, since the resumed tasks run the code as it was (a script fixed after
+    its tasks failed fails the same way again). None when it has not changed or cannot be read."""
+    from batchsweep.planning.keys import HashCache, code_hash
+
+    try:
+        code_now = code_hash(record.code_spec(), cache=HashCache())
+    except (SpecError, OSError):
+        return None
+    if code_now == record.code_hash:
+        return None
+    return (f"the code in {record.code_dir} has changed since run {record.run_id} started "
+            f"({record.code_hash[:12]} then, {code_now[:12]} now), but backend {record.backend} runs the "
+            "code package the run shipped: the resumed tasks run it as it was; to run the changed code, "
+            "start a new run (`batchsweep run SPEC`: its succeeded tasks are reused)")
