@@ -99,6 +99,10 @@ def test_emulator_play_reads_the_run_from_the_store_given_and_names_the_failed_c
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "played 3 child jobs: 2 exited 0"
     assert out[1].startswith("child ") and out[1].endswith(":1: exit code 3; no stderr")
+    # the failed task's own words are in the store, and the output says where (no one reads "no stderr" as
+    # "nothing to see")
+    assert out[2] == (f"a child exits non-zero when a task of it failed: `batchsweep status {run.id}` says "
+                      f"which and why, `batchsweep logs {run.id} TASK --stderr` shows what it printed")
 
 
 def test_emulator_push_points_the_stack_at_a_locally_built_image(stack, session, capsys):

@@ -270,8 +270,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         where = f" inside {options.image}" if options.image else ""
         print(f"played {len(played)} child jobs{where}: {sum(p.exit_code == 0 for p in played)} exited 0")
-        for failed in (p for p in played if p.exit_code != 0):
-            print(failed.describe())
+        failed = [p for p in played if p.exit_code != 0]
+        for child in failed:
+            print(child.describe())
+        if any(p.exit_code and not p.stderr_tail for p in failed):
+            # the child's own stderr is empty when a task of it failed: the task's output is in the store
+            run_id = played[0].child.env.get("BATCHSWEEP_RUN_ID", options.run) if played else options.run
+            print(f"a child exits non-zero when a task of it failed: `batchsweep status {run_id}` says which "
+                  f"and why, `batchsweep logs {run_id} TASK --stderr` shows what it printed")
         return 0
     if args[:1] == ["push"] and len(args) >= 2:
         parser = argparse.ArgumentParser(prog="python -m batchsweep.emulator push")
