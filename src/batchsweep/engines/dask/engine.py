@@ -250,7 +250,11 @@ class DaskEngine(Engine):
                 self._futures.pop(index, None)
                 if isinstance(result, TaskStatus):
                     self._written[index] = result
-                elif result is not None and not isinstance(result, CancelledError):
+                elif isinstance(result, CancelledError):
+                    # `batchsweep cancel` from another shell cancelled the run's keys: what did not write a
+                    # status was cancelled, not lost
+                    self._cancelled = True
+                elif result is not None:
                     # The task function itself failed (store not visible, worker lost too often): no status.
                     self._errors[index] = sched.describe_failure(result)
             del future, result
@@ -275,8 +279,8 @@ class DaskEngine(Engine):
             self._reported_lost = self._lost
             notes = (sched.lost_note(self._lost),)
         missing = State.PENDING
-        if not active:
-            missing = State.LOST  # the futures all ended: a task without a status is lost
+        if not active:  # the futures all ended: a task without a status is lost, unless the run was cancelled
+            missing = State.CANCELLED if self._cancelled else State.LOST
         return Progress(active=active, running=self._running if active else frozenset(), statuses=written,
                         covers=self._covers, notes=notes, missing=missing)
 
