@@ -237,6 +237,16 @@ def test_dry_run_shows_the_batch_script_with_resources_time_and_the_block(tmp_pa
     assert not (spec.parent / "shared store" / "runs").exists(), "a dry run wrote a run"
 
 
+def test_slurm_tasks_per_job_is_kept_with_max_parallel_the_throttle_holds_the_cap(tmp_path):
+    """`slurm: {tasks_per_job: 1}` with `max_parallel: 2` gave `--array=0-1%2` (6 tasks an array task): the
+    asked k was overridden though `%2` already caps what runs at once."""
+    spec = project(tmp_path, "{grid: {a: [1, 2, 3, 4, 5, 6]}}",
+                   "max_parallel: 2\nslurm: {tasks_per_job: 1}\n")
+    shown = cli("run", str(spec), "--dry-run", cwd=spec.parent)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "#SBATCH --array=0-5%2" in shown.stdout, shown.stdout
+
+
 @pytest.mark.parametrize(("block", "says"), [
     ("slurm: {partiton: debug}", "slurm.partiton"),
     ("slurm: {time: soon}", "'soon' is not a Slurm time"),

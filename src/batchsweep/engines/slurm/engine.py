@@ -106,8 +106,7 @@ class SlurmEngine(Engine):
         from batchsweep.spec.schema import parse_duration
 
         settings = cls.settings_for(spec, max_array_size=commands.max_array_size())
-        k = tasks_per_child(max(1, len(tasks)), max_parallel=spec.max_parallel,
-                            tasks_per_job=settings.tasks_per_job, task_seconds=None)
+        k = cls.tasks_per_array_task(max(1, len(tasks)), spec, settings, task_seconds=None)
         script = cls.script_text(spec, settings, run_id=f"{spec.name}-check", store_url="/tmp/store",
                                  n_tasks=max(1, len(tasks)), k=k)
         with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="batchsweep-check-") as f:
@@ -124,6 +123,17 @@ class SlurmEngine(Engine):
                 options = sbatch_options(spec, settings, k=k, timeout_s=timeout_s)
                 raise SweepError(refusal(reason, settings, options)) from None
         return settings
+
+    @staticmethod
+    def tasks_per_array_task(
+        n: int, spec: Spec, settings: SlurmEngineSettings, *, task_seconds: float | None
+    ) -> int:
+        """k, the tasks each array task runs: `slurm.tasks_per_job` as given (the array's `%max_parallel`
+        throttle holds the cap, so it needs no fewer array tasks), else packed as on every engine."""
+        if settings.tasks_per_job:
+            return max(1, min(settings.tasks_per_job, n))
+        return tasks_per_child(n, max_parallel=spec.max_parallel, tasks_per_job=None,
+                               task_seconds=task_seconds)
 
     @classmethod
     def script_text(
@@ -165,9 +175,7 @@ class SlurmEngine(Engine):
         placeholder)."""
         settings = cls.settings_for(spec)
         n = max(1, len(tasks))
-        k = tasks_per_child(
-            n, max_parallel=spec.max_parallel, tasks_per_job=settings.tasks_per_job, task_seconds=None
-        )
+        k = cls.tasks_per_array_task(n, spec, settings, task_seconds=None)
         return cls.script_text(spec, settings, run_id="RUN_ID", store_url=str(Path(store.url).resolve()),
                                n_tasks=n, k=k)
 
@@ -200,12 +208,8 @@ class SlurmEngine(Engine):
         run, store, spec = self.run, self.run.store, self.run.spec
         record = self._record()
         n = len(record.submissions)
-        k = tasks_per_child(
-            len(indices),
-            max_parallel=spec.max_parallel,
-            tasks_per_job=self.settings.tasks_per_job,
-            task_seconds=run.record.median_task_s,
-        )
+        k = self.tasks_per_array_task(len(indices), spec, self.settings,
+                                      task_seconds=run.record.median_task_s)
         slicing = Slicing.of(indices, k)
         store.write_json(store.submission_key(run.id, n), slicing.to_record())
         store_url = str(Path(store.url).resolve())
