@@ -247,6 +247,15 @@ def test_slurm_tasks_per_job_is_kept_with_max_parallel_the_throttle_holds_the_ca
     assert "#SBATCH --array=0-5%2" in shown.stdout, shown.stdout
 
 
+def test_status_of_a_cold_slurm_run_speaks_of_array_tasks_not_containers(tmp_path, slurm_cluster):
+    spec = project(tmp_path, "{grid: {a: [1]}}")
+    assert cli("run", str(spec), cwd=spec.parent).returncode == 0
+    assert cli("wait", cwd=spec.parent, timeout=300).returncode == 0
+    shown = cli("status", cwd=spec.parent)
+    warm = [line for line in shown.stdout.splitlines() if line.startswith("warm")]
+    assert warm and "array task" in warm[0] and "in this container" not in warm[0], shown.stdout
+
+
 @pytest.mark.parametrize(("block", "says"), [
     ("slurm: {partiton: debug}", "slurm.partiton"),
     ("slurm: {time: soon}", "'soon' is not a Slurm time"),

@@ -184,7 +184,7 @@ def warm_launcher(ctx: Any, *, warm: str, n_tasks: int) -> tuple[Launcher, WarmS
 
     if warm == "off" or n_tasks < 2:
         return cold_because("the spec says warm: false" if warm == "off" else
-                            "a single task in this container gains nothing from it", launch_teed), None
+                            "one task per container or array task gains nothing from it", launch_teed), None
     started = server_for(ctx, warm=warm, n_tasks=n_tasks)
     if isinstance(started, str):
         print(f"batchsweep: warm start: {started}; running cold", file=sys.stderr, flush=True)
