@@ -1,7 +1,7 @@
 """Command line of darts: `python src/darts/cli.py pi --n 100000 --seed 1 --json`."""
 
 import json
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -10,7 +10,9 @@ from darts import Estimate, mean_of, throw
 app = typer.Typer(help="Monte Carlo estimates from random darts.")
 
 N = Annotated[int, typer.Option("--n", "-n", help="darts thrown")]
-SEED = Annotated[int | None, typer.Option("--seed", "-s", help="random seed (default: a fresh one)")]
+# Optional, not `int | None`: typer 0.12.0 (the floor the lowest-versions test runs) cannot read a `|` union
+MAYBE_INT = Optional[int]  # noqa: UP045
+SEED = Annotated[MAYBE_INT, typer.Option("--seed", "-s", help="random seed (default: a fresh one)")]
 JSON = Annotated[bool, typer.Option("--json", help="print one JSON object instead of text")]
 
 
