@@ -183,25 +183,6 @@ def test_ctrl_c_on_an_attached_run_kills_the_task_and_its_children(tmp_path, das
     assert set(s.value for s in states.values()) <= {"succeeded", "cancelled"}
 
 
-def test_cancel_from_another_shell_ends_the_attached_runner_with_cancelled_not_lost(tmp_path, dask_cluster):
-    """`batchsweep cancel RUN` in a second shell while `batchsweep run` drives the run: the runner's own
-    count must say cancelled, as `status` does (it said "2 succeeded, 6 lost" and "rerun what failed")."""
-    pids = tmp_path / "pids"
-    pids.mkdir()
-    spec = dask_spec(
-        tmp_path,
-        dask_cluster.address,
-        f'{{grid: {{a: [1, 2, 3, 4, 5, 6, 7, 8]}}, fixed: {{hang_on: 1, sleep: 0.5, pid_dir: "{pids}"}}}}',
-    )
-    run = runs.start(planning.plan(spec), store=tmp_path / "store")
-    wait_for(lambda: (pids / "1.child.pid").exists(), what="the hanging task's child")
-    batchsweep.load_run(run.id, store=tmp_path / "store").cancel()  # the other shell
-    wait_for(lambda: not run.engine.poll().active, what="the runner's futures to end")
-    states = run.states()
-    assert "lost" not in {s.value for s in states.values()}, states
-    assert states[0].value == "cancelled"
-
-
 def test_a_task_that_fails_outside_its_script_is_lost_with_the_reason(tmp_path, dask_cluster):
     # The worker's own code fails before the script runs: task 0's input, there when the run was planned, is
     # gone when the worker stages it.
