@@ -297,16 +297,22 @@ def test_a_job_the_cluster_refuses_names_the_option_and_the_field_it_came_from(
     assert not list((spec.parent / ".batchsweep").glob("runs/*/run.json"))
 
 
-def test_a_dask_jobqueue_slurmcluster_sweep_prints_no_traceback(tmp_path, slurm_cluster):
-    pytest.importorskip("dask_jobqueue")
-    spec = project(tmp_path, "{grid: {a: [1, 2, 3, 4, 5, 6]}}")
-    spec.write_text(spec.read_text().replace("backend: slurm", textwrap.dedent("""\
+def jobqueue_project(tmp_path, params: str, *, queue: str):
+    """`project`'s sweep on the Dask backend, its workers dask_jobqueue.SLURMCluster jobs in `queue`."""
+    spec = project(tmp_path, params)
+    spec.write_text(spec.read_text().replace("backend: slurm", textwrap.dedent(f"""\
         backend: dask
         dask:
           cluster:
             class: dask_jobqueue.SLURMCluster
-            kwargs: {queue: debug, cores: 1, processes: 1, memory: 1GB, walltime: "00:10:00"}
+            kwargs: {{queue: {queue}, cores: 1, processes: 1, memory: 1GB, walltime: "00:10:00"}}
             scale: 2""")))
+    return spec
+
+
+def test_a_dask_jobqueue_slurmcluster_sweep_prints_no_traceback(tmp_path, slurm_cluster):
+    pytest.importorskip("dask_jobqueue")
+    spec = jobqueue_project(tmp_path, "{grid: {a: [1, 2, 3, 4, 5, 6]}}", queue="debug")
     done = cli("run", str(spec), cwd=spec.parent, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "6 succeeded" in done.stderr
@@ -321,14 +327,7 @@ def test_a_dask_jobqueue_cluster_whose_jobs_slurm_refuses_is_one_line_not_a_run_
     """README's dask-jobqueue example names `queue: normal`; on a cluster without that partition every
     sbatch is refused: the run must say so in one line, not print tracebacks and wait for workers."""
     pytest.importorskip("dask_jobqueue")
-    spec = project(tmp_path, "{grid: {a: [1, 2]}}")
-    spec.write_text(spec.read_text().replace("backend: slurm", textwrap.dedent("""\
-        backend: dask
-        dask:
-          cluster:
-            class: dask_jobqueue.SLURMCluster
-            kwargs: {queue: nosuch, cores: 1, processes: 1, memory: 1GB, walltime: "00:10:00"}
-            scale: 2""")))
+    spec = jobqueue_project(tmp_path, "{grid: {a: [1, 2]}}", queue="nosuch")
     refused = cli("run", str(spec), cwd=spec.parent, timeout=300)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
